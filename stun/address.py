@@ -1,0 +1,66 @@
+"""Transport addresses as the rest of icestack passes them: ``(host, port)`` with normalised text hosts.
+
+Hosts are IP literals in their canonical text form (dotted quad, compressed IPv6), so two addresses
+compare equal exactly when they name the same endpoint. Packing to and from wire bytes lives here
+because every address-carrying attribute (RFC 8489 §14.1, §14.2; RFC 8656 §18) needs it.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import ipaddress
+from typing import NamedTuple
+
+from .errors import LocalProtocolError
+
+
+class Address(NamedTuple):
+    """A transport address: an IP literal (normalised text) and a port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class AddressFamily(enum.IntEnum):
+    """The family byte of address attributes (RFC 8489 §14.1)."""
+
+    IPV4 = 0x01
+    IPV6 = 0x02
+
+
+@functools.lru_cache(maxsize=4096)
+def pack_host(host: str) -> tuple[AddressFamily, bytes]:
+    """Return the family and the 4- or 16-byte packed form of an IP literal.
+
+    Raises :class:`LocalProtocolError` for anything that is not an IP literal (names are resolved
+    by the asyncio layer, never here).
+    """
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        raise LocalProtocolError(f"not an IP address literal: {host!r}") from None
+    family = AddressFamily.IPV4 if ip.version == 4 else AddressFamily.IPV6
+    return family, ip.packed
+
+
+def unpack_host(packed: bytes) -> str:
+    """Return the normalised text form of a 4- or 16-byte packed address."""
+    if len(packed) == 4:
+        return "%d.%d.%d.%d" % (packed[0], packed[1], packed[2], packed[3])
+    return ipaddress.IPv6Address(packed).compressed
+
+
+def normalize_host(host: str) -> str:
+    """Return the canonical text of an IP literal (``"::ffff:0:1"`` style compression for IPv6)."""
+    return unpack_host(pack_host(host)[1])
+
+
+def make_address(host: str, port: int) -> Address:
+    """Build an :class:`Address`, normalising the host and checking the port range."""
+    if not 0 <= port <= 0xFFFF:
+        raise LocalProtocolError(f"port out of range: {port}")
+    return Address(normalize_host(host), port)

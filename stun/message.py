@@ -1,0 +1,440 @@
+"""The STUN message: header, class/method packing, attribute walk, integrity (RFC 8489 §5, §14).
+
+:meth:`Message.decode` turns bytes into a :class:`Message` or raises :class:`DecodeError`;
+:meth:`Message.encode` turns a message into bytes, appending MESSAGE-INTEGRITY,
+MESSAGE-INTEGRITY-SHA256 and FINGERPRINT itself so they are always last and in that order.
+
+A decoded message remembers the bytes it came from, because integrity and fingerprint are checked
+over the bytes *as received* (padding included) and the key to check with depends on attributes in
+the message (USERNAME, REALM), so checking is a separate step: :meth:`Message.check_integrity`.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Iterable
+from typing import TypeVar
+
+from .attributes import (
+    MAGIC_COOKIE,
+    Attribute,
+    AttrType,
+    ErrorCode,
+    Fingerprint,
+    MessageIntegrity,
+    MessageIntegritySha256,
+    UnknownAttribute,
+    UnknownAttributes,
+    attribute_name,
+    registered_attribute,
+)
+from .errors import ClassicStunError, DecodeError, LocalProtocolError
+from .integrity import constant_time_equal, fingerprint, hmac_sha1, hmac_sha256
+from .randomness import RandomSource, default_random, random_bytes
+
+HEADER_SIZE = 20
+_HEADER = struct.Struct("!HHI12s")
+_ATTRIBUTE_HEADER = struct.Struct("!HH")
+
+_MI = AttrType.MESSAGE_INTEGRITY
+_MI256 = AttrType.MESSAGE_INTEGRITY_SHA256
+_FP = AttrType.FINGERPRINT
+_SECURITY_TYPES = frozenset((_MI, _MI256, _FP))
+
+AttributeT = TypeVar("AttributeT", bound=Attribute)
+
+
+class MessageClass(enum.IntEnum):
+    """The two class bits (RFC 8489 §5)."""
+
+    REQUEST = 0b00
+    INDICATION = 0b01
+    SUCCESS_RESPONSE = 0b10
+    ERROR_RESPONSE = 0b11
+
+
+class Method(enum.IntEnum):
+    """Registered STUN methods: Binding (RFC 8489), TURN's (RFC 8656) and TCP relay's (RFC 6062)."""
+
+    BINDING = 0x001
+    ALLOCATE = 0x003
+    REFRESH = 0x004
+    SEND = 0x006
+    DATA = 0x007
+    CREATE_PERMISSION = 0x008
+    CHANNEL_BIND = 0x009
+    CONNECT = 0x00A
+    CONNECTION_BIND = 0x00B
+    CONNECTION_ATTEMPT = 0x00C
+
+
+class Integrity(enum.Enum):
+    """Which integrity attributes :meth:`Message.encode` appends when given a key."""
+
+    SHA1 = "MESSAGE-INTEGRITY"
+    SHA256 = "MESSAGE-INTEGRITY-SHA256"
+    BOTH = "MESSAGE-INTEGRITY and MESSAGE-INTEGRITY-SHA256"
+
+
+def message_type(method: int, message_class: int) -> int:
+    """Interleave a 12-bit method and 2-bit class into the 14-bit message type (RFC 8489 §5)."""
+    return (
+        (method & 0x000F)
+        | ((method & 0x0070) << 1)
+        | ((method & 0x0F80) << 2)
+        | ((message_class & 0b01) << 4)
+        | ((message_class & 0b10) << 7)
+    )
+
+
+def split_message_type(value: int) -> tuple[int, MessageClass]:
+    """The inverse of :func:`message_type`: ``(method, class)``."""
+    cached = _TYPE_TABLE.get(value)
+    if cached is not None:
+        return cached
+    method = (value & 0x000F) | ((value & 0x00E0) >> 1) | ((value & 0x3E00) >> 2)
+    return method, MessageClass(((value >> 4) & 0b01) | ((value >> 7) & 0b10))
+
+
+_TYPE_TABLE: dict[int, tuple[int, MessageClass]] = {
+    message_type(m, c): (m, c) for m in Method for c in MessageClass
+}
+
+
+def new_transaction_id(source: RandomSource | None = None) -> bytes:
+    """A fresh 96-bit transaction ID (RFC 8489 §5), from ``source`` or the OS."""
+    return random_bytes(source or default_random(), 12)
+
+
+class Message:
+    """One STUN message: method, class, transaction ID and attributes in wire order.
+
+    Build one to send: ``Message(Method.BINDING, MessageClass.REQUEST, tid, [Software("x")])``,
+    then :meth:`encode`. Decode one received: :meth:`decode`, then :meth:`get` its attributes and
+    :meth:`check_integrity` / :meth:`check_fingerprint`.
+    """
+
+    __slots__ = (
+        "method",
+        "message_class",
+        "transaction_id",
+        "attributes",
+        "cookie",
+        "unknown_required",
+        "ignored_count",
+        "_raw",
+        "_integrity_at",
+        "_sha256_at",
+        "_fingerprint_at",
+    )
+
+    def __init__(
+        self,
+        method: int,
+        message_class: MessageClass,
+        transaction_id: bytes,
+        attributes: Iterable[Attribute] = (),
+        *,
+        cookie: int = MAGIC_COOKIE,
+    ) -> None:
+        if len(transaction_id) != 12:
+            raise LocalProtocolError(f"transaction ID must be 12 bytes, not {len(transaction_id)}")
+        if not 0 <= method <= 0xFFF:
+            raise LocalProtocolError(f"method out of range: {method:#x}")
+        self.method = method
+        self.message_class = message_class
+        self.transaction_id = transaction_id
+        self.attributes: list[Attribute] = list(attributes)
+        #: The magic cookie field; anything else marks an RFC 3489 message (decoded with
+        #: ``allow_classic=True``), whose 128-bit transaction ID is ``cookie`` + ``transaction_id``.
+        self.cookie = cookie
+        #: Comprehension-required attribute types that no one registered (RFC 8489 §6.3.1: a
+        #: server answers a request carrying any with 420 and UNKNOWN-ATTRIBUTES).
+        self.unknown_required: tuple[int, ...] = ()
+        #: How many attributes after MESSAGE-INTEGRITY(-SHA256) were ignored (RFC 8489 §14.5).
+        self.ignored_count = 0
+        self._raw: bytes | None = None
+        self._integrity_at = -1
+        self._sha256_at = -1
+        self._fingerprint_at = -1
+
+    # ------------------------------------------------------------------ access
+
+    @property
+    def is_classic(self) -> bool:
+        """Whether this is an RFC 3489 message (no magic cookie)."""
+        return self.cookie != MAGIC_COOKIE
+
+    def get(self, kind: type[AttributeT]) -> AttributeT | None:
+        """The first attribute of this class, or ``None``."""
+        for attribute in self.attributes:
+            if type(attribute) is kind:
+                return attribute  # type: ignore[return-value]
+        return None
+
+    def get_all(self, kind: type[AttributeT]) -> list[AttributeT]:
+        """Every attribute of this class, in wire order."""
+        return [a for a in self.attributes if type(a) is kind]  # type: ignore[misc]
+
+    def has(self, kind: type[Attribute]) -> bool:
+        """Whether an attribute of this class is present."""
+        return any(type(a) is kind for a in self.attributes)
+
+    @property
+    def content_attributes(self) -> list[Attribute]:
+        """The attributes other than MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT.
+
+        What to pass to a new message to re-encode a decoded one with fresh integrity.
+        """
+        return [a for a in self.attributes if a.attr_type not in _SECURITY_TYPES]
+
+    @property
+    def error_code(self) -> ErrorCode | None:
+        """The ERROR-CODE attribute of an error response, if any."""
+        return self.get(ErrorCode)
+
+    def __repr__(self) -> str:
+        method = Method(self.method).name if self.method in _METHOD_VALUES else hex(self.method)
+        return (
+            f"Message({method} {self.message_class.name}, tid={self.transaction_id.hex()}, "
+            f"attributes={self.attributes!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return (
+            self.method == other.method
+            and self.message_class == other.message_class
+            and self.transaction_id == other.transaction_id
+            and self.cookie == other.cookie
+            and self.attributes == other.attributes
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # ------------------------------------------------------------------ responses
+
+    def success_response(self, attributes: Iterable[Attribute] = ()) -> Message:
+        """A success response to this request, same method and transaction ID."""
+        return Message(
+            self.method, MessageClass.SUCCESS_RESPONSE, self.transaction_id, attributes,
+            cookie=self.cookie,
+        )
+
+    def error_response(
+        self, code: int, reason: str | None = None, attributes: Iterable[Attribute] = ()
+    ) -> Message:
+        """An error response to this request carrying ERROR-CODE (and any other attributes)."""
+        response = Message(
+            self.method, MessageClass.ERROR_RESPONSE, self.transaction_id,
+            [ErrorCode.of(code, reason)], cookie=self.cookie,
+        )
+        response.attributes.extend(attributes)
+        if code == 420 and self.unknown_required and not response.has(UnknownAttributes):
+            response.attributes.append(UnknownAttributes(self.unknown_required))
+        return response
+
+    # ------------------------------------------------------------------ encode
+
+    def encode(
+        self,
+        *,
+        key: bytes | None = None,
+        integrity: Integrity = Integrity.SHA1,
+        sha256_length: int = 32,
+        fingerprint: bool = False,
+        padding: bytes = b"\x00",
+    ) -> bytes:
+        """Serialise the message.
+
+        With ``key``, append MESSAGE-INTEGRITY (HMAC-SHA1), MESSAGE-INTEGRITY-SHA256 (truncated to
+        ``sha256_length`` bytes, 16-32 and a multiple of 4, RFC 8489 §14.6) or both; with
+        ``fingerprint``, append FINGERPRINT last. ``padding`` is the byte that fills attributes to a
+        multiple of four (zero unless you are reproducing someone else's bytes).
+
+        The attribute list itself must not hold integrity or fingerprint attributes: they are
+        computed here, in the right order, every time.
+        """
+        if len(padding) != 1:
+            raise LocalProtocolError("padding must be a single byte")
+        transaction_id = self.transaction_id
+        pack_attribute = _ATTRIBUTE_HEADER.pack
+        parts: list[bytes] = []
+        for attribute in self.attributes:
+            attr_type = attribute.attr_type
+            if attr_type in _SECURITY_TYPES:
+                raise LocalProtocolError(
+                    f"{attribute_name(attr_type)} is added by encode(key=..., fingerprint=...), "
+                    "not by the attribute list"
+                )
+            value = attribute.encode_value(transaction_id)
+            size = len(value)
+            if size > 0xFFFF:
+                raise LocalProtocolError(f"{attribute_name(attr_type)} value too long: {size}")
+            parts.append(pack_attribute(attr_type, size))
+            parts.append(value)
+            if size & 3:
+                parts.append(padding * (4 - (size & 3)))
+        body = b"".join(parts)
+        type_field = message_type(self.method, self.message_class)
+        tail = b""
+        if key is not None:
+            if integrity is not Integrity.SHA256:
+                covered = _HEADER.pack(type_field, len(body) + 24, self.cookie, transaction_id)
+                mac = hmac_sha1(key, covered + body)
+                body += pack_attribute(_MI, 20) + mac
+            if integrity is not Integrity.SHA1:
+                if sha256_length not in (16, 20, 24, 28, 32):
+                    raise LocalProtocolError("sha256_length must be 16, 20, 24, 28 or 32")
+                covered = _HEADER.pack(
+                    type_field, len(body) + 4 + sha256_length, self.cookie, transaction_id
+                )
+                mac = hmac_sha256(key, covered + body)[:sha256_length]
+                body += pack_attribute(_MI256, sha256_length) + mac
+        if fingerprint:
+            covered = _HEADER.pack(type_field, len(body) + 8, self.cookie, transaction_id)
+            tail = pack_attribute(_FP, 4) + _FINGERPRINT_VALUE.pack(_crc(covered + body))
+        body += tail
+        if len(body) > 0xFFFF:
+            raise LocalProtocolError(f"message too long: {len(body)} bytes of attributes")
+        return _HEADER.pack(type_field, len(body), self.cookie, transaction_id) + body
+
+    # ------------------------------------------------------------------ decode
+
+    @classmethod
+    def decode(cls, data: bytes, *, allow_classic: bool = False) -> Message:
+        """Parse one STUN message; raise :class:`DecodeError` (only) if it is malformed.
+
+        Checks the two leading zero bits, that the length field matches the bytes and is a multiple
+        of four, the magic cookie (an RFC 3489 message raises :class:`ClassicStunError` unless
+        ``allow_classic``), every attribute's framing and value, and that nothing but
+        MESSAGE-INTEGRITY-SHA256 and FINGERPRINT follows MESSAGE-INTEGRITY (anything else there is
+        ignored, RFC 8489 §14.5) and nothing follows FINGERPRINT.
+        """
+        data = bytes(data)
+        size = len(data)
+        if size < HEADER_SIZE:
+            raise DecodeError(f"message too short: {size} bytes, the header alone is 20")
+        type_field, length, cookie, transaction_id = _HEADER.unpack_from(data)
+        if type_field & 0xC000:
+            raise DecodeError("the two leading bits are not zero: not a STUN message")
+        if length != size - HEADER_SIZE:
+            raise DecodeError(f"length field says {length} but {size - HEADER_SIZE} bytes follow")
+        if length & 3:
+            raise DecodeError(f"length {length} is not a multiple of 4")
+        if cookie != MAGIC_COOKIE and not allow_classic:
+            raise ClassicStunError(
+                f"no magic cookie (found {cookie:#010x}): an RFC 3489 message; "
+                "pass allow_classic=True to accept it"
+            )
+        method, message_class = split_message_type(type_field)
+        message = cls.__new__(cls)
+        message.method = _METHODS.get(method, method)
+        message.message_class = message_class
+        message.transaction_id = transaction_id
+        message.cookie = cookie
+        message._raw = data
+        message._integrity_at = message._sha256_at = message._fingerprint_at = -1
+        attributes: list[Attribute] = []
+        unknown_required: list[int] = []
+        ignored = 0
+        protected = False
+        offset = HEADER_SIZE
+        unpack_attribute = _ATTRIBUTE_HEADER.unpack_from
+        registry_get = registered_attribute
+        while offset < size:
+            if size - offset < 4:
+                raise DecodeError(f"truncated attribute header at offset {offset}")
+            attr_type, attr_length = unpack_attribute(data, offset)
+            start = offset + 4
+            end = start + attr_length
+            next_offset = end + (-attr_length & 3)
+            if next_offset > size:
+                raise DecodeError(
+                    f"attribute {attribute_name(attr_type)} at offset {offset}: "
+                    f"length {attr_length} runs past the end of the message"
+                )
+            if message._fingerprint_at >= 0:
+                raise DecodeError(f"attribute {attribute_name(attr_type)} after FINGERPRINT")
+            if protected and not (attr_type == _FP or (attr_type == _MI256 and message._sha256_at < 0)):
+                ignored += 1
+                offset = next_offset
+                continue
+            kind = registry_get(attr_type)
+            value = data[start:end]
+            attribute: Attribute
+            if kind is None:
+                attribute = UnknownAttribute(attr_type, value)
+                if attr_type < 0x8000:
+                    unknown_required.append(attr_type)
+            else:
+                attribute = kind.decode_value(value, transaction_id)
+                if attr_type == _MI:
+                    message._integrity_at = offset
+                    protected = True
+                elif attr_type == _MI256:
+                    message._sha256_at = offset
+                    protected = True
+                elif attr_type == _FP:
+                    message._fingerprint_at = offset
+            attributes.append(attribute)
+            offset = next_offset
+        message.attributes = attributes
+        message.unknown_required = tuple(unknown_required)
+        message.ignored_count = ignored
+        return message
+
+    # ------------------------------------------------------------------ verification
+
+    def _received(self) -> bytes:
+        if self._raw is None:
+            raise LocalProtocolError("only a decoded message can be checked; encode() then decode()")
+        return self._raw
+
+    @property
+    def has_integrity(self) -> bool:
+        """Whether the received message carried MESSAGE-INTEGRITY or MESSAGE-INTEGRITY-SHA256."""
+        return self._integrity_at >= 0 or self._sha256_at >= 0
+
+    def check_integrity(self, key: bytes) -> bool:
+        """Verify the received message's integrity with ``key`` (RFC 8489 §9.1.4, §9.2.4).
+
+        Uses MESSAGE-INTEGRITY-SHA256 when present (the stronger one), else MESSAGE-INTEGRITY,
+        over the bytes as received with the length field patched to end at that attribute.
+        Returns ``False`` when neither attribute is present or the HMAC does not match;
+        the comparison is constant-time.
+        """
+        raw = self._received()
+        if self._sha256_at >= 0:
+            at = self._sha256_at
+            claimed_length = _ATTRIBUTE_HEADER.unpack_from(raw, at)[1]
+            claimed = raw[at + 4 : at + 4 + claimed_length]
+            covered = (
+                raw[0:2]
+                + _LENGTH.pack(at - HEADER_SIZE + 4 + claimed_length)
+                + raw[4:at]
+            )
+            return constant_time_equal(hmac_sha256(key, covered)[:claimed_length], claimed)
+        if self._integrity_at >= 0:
+            at = self._integrity_at
+            covered = raw[0:2] + _LENGTH.pack(at - HEADER_SIZE + 24) + raw[4:at]
+            return constant_time_equal(hmac_sha1(key, covered), raw[at + 4 : at + 24])
+        return False
+
+    def check_fingerprint(self) -> bool:
+        """Whether the received message has a FINGERPRINT and it matches (RFC 8489 §14.7)."""
+        raw = self._received()
+        at = self._fingerprint_at
+        if at < 0:
+            return False
+        return _FINGERPRINT_VALUE.unpack_from(raw, at + 4)[0] == _crc(raw[:at])
+
+
+_LENGTH = struct.Struct("!H")
+_FINGERPRINT_VALUE = struct.Struct("!I")
+_crc = fingerprint
+_METHOD_VALUES = frozenset(int(m) for m in Method)
+_METHODS: dict[int, int] = {int(m): m for m in Method}
+

@@ -184,7 +184,7 @@ class StunClient:
     def request(
         self, method: int = Method.BINDING, attributes: Iterable[Attribute] = (), *, now: float
     ) -> int:
-        """Queue a request; return the handle its :class:`RequestSucceeded`/``Failed`` will carry."""
+        """Queue a request; return the handle its outcome event (succeeded or failed) will carry."""
         request = _Request(next(self._handles), method, list(attributes))
         self._waiting.append(request)
         self._start_waiting(now)
@@ -334,16 +334,18 @@ class StunClient:
         transaction = request.transaction
         assert transaction is not None
         if response.unknown_required:
-            self._fail(request, DecodeError(
-                f"response has unknown comprehension-required attributes {response.unknown_required}"
-            ))
+            unknown = ", ".join(f"0x{t:04X}" for t in response.unknown_required)
+            self._fail(request, DecodeError(f"response has unknown required attributes {unknown}"))
             return
         error = response.get(ErrorCode)
         if response.message_class is MessageClass.ERROR_RESPONSE:
             if error is None:
                 self._fail(request, DecodeError("error response without ERROR-CODE"))
                 return
-            if error.code in (401, 438) and self._challenge(request, response, error, now):
+            if error.code in (401, 438):
+                # Challenges carry no integrity (§9.2.4): either retry or report them as they are.
+                if not self._challenge(request, response, error, now):
+                    self._fail(request, ErrorResponse(error.code, error.reason, response))
                 return
             if error.code == 400 and not response.has_integrity and request.key is not None:
                 self._drop("unauthenticated 400")  # §9.2.5: as if never received
@@ -368,7 +370,8 @@ class StunClient:
         transaction.answered(now)
         if error.code == 300 and self._redirect(request, response, now):
             return
-        if 500 <= error.code <= 599 and request.server_errors < self.config.max_server_error_retries:
+        retries_left = request.server_errors < self.config.max_server_error_retries
+        if 500 <= error.code <= 599 and retries_left:
             request.server_errors += 1
             self._retry(request, now)
             return
@@ -492,8 +495,9 @@ class BindingResult:
             features.append("FINGERPRINT")
         if origin is not None or other is not None:
             features.append("RESPONSE-ORIGIN/OTHER-ADDRESS (RFC 5780)")
+        reflexive = xor_mapped or mapped
         return cls(
-            mapped_address=(xor_mapped or mapped).address if (xor_mapped or mapped) else None,
+            mapped_address=reflexive.address if reflexive is not None else None,
             rtt=rtt,
             server=server,
             software=software.value if software else None,

@@ -1,11 +1,11 @@
 """Client transactions: when to (re)send a request and when to give up (RFC 8489 §6.2).
 
-Theory of operation. A :class:`ClientTransaction` holds the encoded request and a schedule. Over UDP
-(unreliable) it is sent at 0, RTO, 3·RTO, 7·RTO, … — the interval doubling after each send — until
-``max_requests`` (Rc, default 7) have gone out; then it waits ``final_wait`` (Rm, default 16) times the
-initial RTO and times out: with RTO = 500 ms, sends at 0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s and a
-timeout at 39.5 s (§6.2.1). Over TCP/TLS (reliable) it is sent once and times out after Ti = 39.5 s
-(§6.2.2).
+Theory of operation. A :class:`ClientTransaction` holds the encoded request and a schedule. Over
+UDP (unreliable) it is sent at 0, RTO, 3·RTO, 7·RTO, … — the interval doubling after each send —
+until ``max_requests`` (Rc, default 7) have gone out; then it waits ``final_wait`` (Rm, default 16)
+times the initial RTO and times out. With RTO = 500 ms: sends at 0, 0.5, 1.5, 3.5, 7.5, 15.5 and
+31.5 s, timeout at 39.5 s (§6.2.1). Over TCP/TLS (reliable) it is sent once and times out after
+Ti = 39.5 s (§6.2.2).
 
 The RTO starts from an estimate kept per server IP by :class:`RtoCache` (RFC 6298 §2, with STUN's
 exceptions: 1 ms accuracy, no rounding up to a second; Karn's algorithm — transactions that were
@@ -120,16 +120,16 @@ class ClientTransaction:
     """
 
     __slots__ = (
-        "request",
-        "transaction_id",
-        "reliable",
-        "state",
-        "started_at",
-        "requests_sent",
         "_config",
-        "_rto",
-        "_interval",
         "_deadline",
+        "_interval",
+        "_rto",
+        "reliable",
+        "request",
+        "requests_sent",
+        "started_at",
+        "state",
+        "transaction_id",
     )
 
     def __init__(

@@ -1,6 +1,6 @@
 """The sans-IO STUN client: requests to one server, with the long-term credential dance.
 
-Theory of operation. :meth:`StunClient.request` queues a request and returns a handle. Each request
+Theory of operation. :meth:`ClientSession.request` queues a request and returns a handle. Each request
 runs as a :class:`~stun.transaction.ClientTransaction` (retransmitted over UDP, timed out over
 TCP/TLS); at most ``max_outstanding`` run at once (RFC 8489 §6.2 suggests ten), the rest wait.
 Responses are matched by transaction ID and source address, then:
@@ -82,7 +82,7 @@ class Credentials:
 
 @dataclass(frozen=True, kw_only=True)
 class ClientConfig:
-    """How a :class:`StunClient` behaves; every default is the RFC's or a documented choice."""
+    """How a :class:`ClientSession` behaves; every default is the RFC's or a documented choice."""
 
     transaction: TransactionConfig = field(default_factory=TransactionConfig)
     #: Long-term credentials, used only once the server challenges with 401.
@@ -156,8 +156,8 @@ class _Request:
     integrity_failures: int = 0
 
 
-class StunClient:
-    """Sans-IO STUN requests to one server (design.md §2 verbs), with long-term authentication."""
+class ClientSession:
+    """A session with one STUN server, sans-IO (design.md §2 verbs): requests, RTO, credentials."""
 
     def __init__(
         self,

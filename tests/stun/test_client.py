@@ -31,7 +31,7 @@ from stun import (
 )
 from stun.address import Address
 from stun.attributes import AlgorithmEntry, MessageIntegrity
-from stun.client import BindingResult, ClientConfig, Credentials, StunClient
+from stun.client import BindingResult, ClientConfig, Credentials, ClientSession
 from stun.events import RequestFailed, RequestSucceeded, StunEvent
 from stun.integrity import SecurityFeatures, nonce_with_features
 from stun.message import Integrity
@@ -46,16 +46,16 @@ PASSWORD = "secret"
 Answer = Callable[[Message], bytes | None]
 
 
-def make_client(credentials: bool = False, **kwargs: object) -> StunClient:
+def make_client(credentials: bool = False, **kwargs: object) -> ClientSession:
     config = ClientConfig(
         rng=random.Random(7),
         credentials=Credentials(username=USER, password=PASSWORD) if credentials else None,
         **kwargs,  # type: ignore[arg-type]
     )
-    return StunClient(SERVER, config=config)
+    return ClientSession(SERVER, config=config)
 
 
-def exchange(client: StunClient, answer: Answer, now: float, source: Address = SERVER) -> int:
+def exchange(client: ClientSession, answer: Answer, now: float, source: Address = SERVER) -> int:
     """Answer every datagram the client wants to send at ``now``; return how many were sent."""
     sent = 0
     while datagrams := client.datagrams_to_send(now):
@@ -67,7 +67,7 @@ def exchange(client: StunClient, answer: Answer, now: float, source: Address = S
     return sent
 
 
-def events(client: StunClient) -> list[StunEvent]:
+def events(client: ClientSession) -> list[StunEvent]:
     out = []
     while (event := client.next_event()) is not None:
         out.append(event)
@@ -289,7 +289,7 @@ def test_no_supported_password_algorithm_ends_the_request() -> None:
 
 def test_second_401_is_final_wrong_password() -> None:
     server = LongTermServer()
-    client = StunClient(
+    client = ClientSession(
         SERVER,
         config=ClientConfig(
             rng=random.Random(1), credentials=Credentials(username=USER, password="wrong")

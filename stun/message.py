@@ -269,16 +269,32 @@ class Message:
                     f"{attribute_name(attr_type)} is added by encode(key=..., fingerprint=...), "
                     "not by the attribute list"
                 )
-            value = attribute.encode_value(transaction_id)
-            size = len(value)
-            if size > 0xFFFF:
-                raise LocalProtocolError(f"{attribute_name(attr_type)} value too long: {size}")
-            parts.append(pack_attribute(attr_type, size))
+            try:
+                value = attribute.encode_value(transaction_id)
+                size = len(value)
+                if size > 0xFFFF:
+                    raise LocalProtocolError(f"{attribute_name(attr_type)} value too long: {size}")
+                parts.append(pack_attribute(attr_type, size))
+            except (struct.error, UnicodeEncodeError) as error:
+                # A value out of its wire range (a port, a type code) or text that is not Unicode.
+                raise LocalProtocolError(f"{attribute_name(attr_type)}: {error}") from None
             parts.append(value)
             if size & 3:
                 parts.append(padding * (4 - (size & 3)))
         body = b"".join(parts)
         type_field = message_type(self.method, self.message_class)
+        trailer_size = 8 if fingerprint else 0
+        if key is not None:
+            if integrity is not Integrity.SHA1:
+                if sha256_length not in (16, 20, 24, 28, 32):
+                    raise LocalProtocolError("sha256_length must be 16, 20, 24, 28 or 32")
+                trailer_size += 4 + sha256_length
+            if integrity is not Integrity.SHA256:
+                trailer_size += 24
+        if len(body) + trailer_size > 0xFFFF:
+            raise LocalProtocolError(
+                f"message too long: {len(body) + trailer_size} bytes of attributes"
+            )
         tail = b""
         if key is not None:
             if integrity is not Integrity.SHA256:
@@ -286,8 +302,6 @@ class Message:
                 mac = hmac_sha1(key, covered + body)
                 body += pack_attribute(_MI, 20) + mac
             if integrity is not Integrity.SHA1:
-                if sha256_length not in (16, 20, 24, 28, 32):
-                    raise LocalProtocolError("sha256_length must be 16, 20, 24, 28 or 32")
                 covered = _HEADER.pack(
                     type_field, len(body) + 4 + sha256_length, self.cookie, transaction_id
                 )
@@ -297,8 +311,6 @@ class Message:
             covered = _HEADER.pack(type_field, len(body) + 8, self.cookie, transaction_id)
             tail = pack_attribute(_FP, 4) + _FINGERPRINT_VALUE.pack(_crc(covered + body))
         body += tail
-        if len(body) > 0xFFFF:
-            raise LocalProtocolError(f"message too long: {len(body)} bytes of attributes")
         return _HEADER.pack(type_field, len(body), self.cookie, transaction_id) + body
 
     # ------------------------------------------------------------------ decode

@@ -21,9 +21,6 @@ from .attributes import (
     Attribute,
     AttrType,
     ErrorCode,
-    Fingerprint,
-    MessageIntegrity,
-    MessageIntegritySha256,
     UnknownAttribute,
     UnknownAttributes,
     attribute_name,
@@ -116,17 +113,17 @@ class Message:
     """
 
     __slots__ = (
-        "method",
-        "message_class",
-        "transaction_id",
+        "_fingerprint_at",
+        "_integrity_at",
+        "_raw",
+        "_sha256_at",
         "attributes",
         "cookie",
-        "unknown_required",
         "ignored_count",
-        "_raw",
-        "_integrity_at",
-        "_sha256_at",
-        "_fingerprint_at",
+        "message_class",
+        "method",
+        "transaction_id",
+        "unknown_required",
     )
 
     def __init__(
@@ -170,12 +167,12 @@ class Message:
         """The first attribute of this class, or ``None``."""
         for attribute in self.attributes:
             if type(attribute) is kind:
-                return attribute  # type: ignore[return-value]
+                return attribute
         return None
 
     def get_all(self, kind: type[AttributeT]) -> list[AttributeT]:
         """Every attribute of this class, in wire order."""
-        return [a for a in self.attributes if type(a) is kind]  # type: ignore[misc]
+        return [a for a in self.attributes if type(a) is kind]
 
     def has(self, kind: type[Attribute]) -> bool:
         """Whether an attribute of this class is present."""
@@ -370,7 +367,9 @@ class Message:
                 )
             if message._fingerprint_at >= 0:
                 raise DecodeError(f"attribute {attribute_name(attr_type)} after FINGERPRINT")
-            if protected and not (attr_type == _FP or (attr_type == _MI256 and message._sha256_at < 0)):
+            if protected and not (
+                attr_type == _FP or (attr_type == _MI256 and message._sha256_at < 0)
+            ):
                 ignored += 1
                 offset = next_offset
                 continue
@@ -402,7 +401,9 @@ class Message:
 
     def _received(self) -> bytes:
         if self._raw is None:
-            raise LocalProtocolError("only a decoded message can be checked; encode() then decode()")
+            raise LocalProtocolError(
+                "only a decoded message can be checked; encode() then decode()"
+            )
         return self._raw
 
     @property
@@ -441,7 +442,8 @@ class Message:
         at = self._fingerprint_at
         if at < 0:
             return False
-        return _FINGERPRINT_VALUE.unpack_from(raw, at + 4)[0] == _crc(raw[:at])
+        claimed: int = _FINGERPRINT_VALUE.unpack_from(raw, at + 4)[0]
+        return claimed == _crc(raw[:at])
 
 
 _LENGTH = struct.Struct("!H")

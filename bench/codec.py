@@ -1,0 +1,198 @@
+"""Codec throughput: icestack's stun codec against aioice 0.13's, through each one's public API.
+
+Run ``python bench/codec.py``; it prints ``name value unit`` lines:
+
+- ``encode_check``: build and encode an ICE connectivity check (USERNAME, PRIORITY,
+  ICE-CONTROLLING, USE-CANDIDATE, MESSAGE-INTEGRITY, FINGERPRINT; RFC 8445 §7.1).
+- ``decode_check``: decode that check, verify FINGERPRINT and MESSAGE-INTEGRITY, read USERNAME,
+  PRIORITY, ICE-CONTROLLING and USE-CANDIDATE.
+- ``decode_response``: decode a Binding success response (XOR-MAPPED-ADDRESS,
+  MESSAGE-INTEGRITY, FINGERPRINT), verify both, read the address.
+
+Each workload runs in repeated timed loops and reports the best loop (timeit's advice: the
+minimum is the least disturbed measurement), as ``codec_<workload>_icestack``, ``_aioice`` (ops/s)
+and ``_ratio`` (ours / aioice). ``--profile`` also prints where our side spends its time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import time
+from collections.abc import Callable
+
+from aioice import stun as aioice_stun
+
+import stun
+from stun import (
+    IceControlling,
+    Message,
+    MessageClass,
+    Method,
+    Priority,
+    UseCandidate,
+    Username,
+    XorMappedAddress,
+)
+
+TRANSACTION_ID = bytes.fromhex("b7e7a701bc34d686fa87dfae")
+USERNAME = "aB3d:Xy9Z"
+PASSWORD = b"VOkJxbRl1RmTxUk/WvJxBt"
+PRIORITY = 1853824767
+TIE_BREAKER = 0x932FF9B151263B36
+MAPPED = stun.Address("192.0.2.1", 32853)
+
+
+# --------------------------------------------------------------------------- icestack
+
+
+def icestack_encode_check() -> bytes:
+    return Message(
+        Method.BINDING,
+        MessageClass.REQUEST,
+        TRANSACTION_ID,
+        [Username(USERNAME), Priority(PRIORITY), IceControlling(TIE_BREAKER), UseCandidate()],
+    ).encode(key=PASSWORD, fingerprint=True)
+
+
+def icestack_encode_response() -> bytes:
+    return Message(
+        Method.BINDING, MessageClass.SUCCESS_RESPONSE, TRANSACTION_ID, [XorMappedAddress(MAPPED)]
+    ).encode(key=PASSWORD, fingerprint=True)
+
+
+CHECK = icestack_encode_check()
+RESPONSE = icestack_encode_response()
+
+
+def icestack_decode_check() -> object:
+    message = Message.decode(CHECK)
+    if not (message.check_fingerprint() and message.check_integrity(PASSWORD)):
+        raise AssertionError("check did not verify")
+    username = message.get(Username)
+    priority = message.get(Priority)
+    controlling = message.get(IceControlling)
+    assert username is not None and priority is not None and controlling is not None
+    return username.value, priority.value, controlling.tie_breaker, message.has(UseCandidate)
+
+
+def icestack_decode_response() -> object:
+    message = Message.decode(RESPONSE)
+    if not (message.check_fingerprint() and message.check_integrity(PASSWORD)):
+        raise AssertionError("response did not verify")
+    mapped = message.get(XorMappedAddress)
+    assert mapped is not None
+    return mapped.address
+
+
+# --------------------------------------------------------------------------- aioice
+
+
+def aioice_encode_check() -> bytes:
+    message = aioice_stun.Message(
+        message_method=aioice_stun.Method.BINDING,
+        message_class=aioice_stun.Class.REQUEST,
+        transaction_id=TRANSACTION_ID,
+        attributes={
+            "USERNAME": USERNAME,
+            "PRIORITY": PRIORITY,
+            "ICE-CONTROLLING": TIE_BREAKER,
+            "USE-CANDIDATE": None,
+        },
+    )
+    message.add_message_integrity(PASSWORD)  # also adds FINGERPRINT, as aioice's ICE code uses it
+    return bytes(message)
+
+
+def aioice_decode_check() -> object:
+    message = aioice_stun.parse_message(CHECK)  # raises if FINGERPRINT does not match
+    if not message.check_message_integrity(PASSWORD):
+        raise AssertionError("check did not verify")
+    attributes = message.attributes
+    return (
+        attributes["USERNAME"],
+        attributes["PRIORITY"],
+        attributes["ICE-CONTROLLING"],
+        "USE-CANDIDATE" in attributes,
+    )
+
+
+def aioice_decode_response() -> object:
+    message = aioice_stun.parse_message(RESPONSE)
+    if not message.check_message_integrity(PASSWORD):
+        raise AssertionError("response did not verify")
+    return message.attributes["XOR-MAPPED-ADDRESS"]
+
+
+WORKLOADS: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
+    "encode_check": (icestack_encode_check, aioice_encode_check),
+    "decode_check": (icestack_decode_check, aioice_decode_check),
+    "decode_response": (icestack_decode_response, aioice_decode_response),
+}
+
+
+def check_equivalence() -> None:
+    """Both sides must do the same work: identical bytes out, identical values read."""
+    assert aioice_encode_check() == CHECK, "the two encoders disagree"
+    ours, theirs = icestack_decode_check(), aioice_decode_check()
+    assert ours == theirs, (ours, theirs)
+    assert tuple(icestack_decode_response()) == aioice_decode_response()
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def ops_per_second(function: Callable[[], object], repeats: int, target: float) -> float:
+    """Best of ``repeats`` loops, each sized to take about ``target`` seconds."""
+    loops = 1
+    while True:  # calibrate like timeit: grow the loop until it takes a measurable time
+        start = time.perf_counter()
+        for _ in range(loops):
+            function()
+        elapsed = time.perf_counter() - start
+        if elapsed >= target / 5:
+            break
+        loops *= 2
+    loops = max(1, int(loops * target / elapsed))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(loops):
+            function()
+        best = min(best, time.perf_counter() - start)
+    return loops / best
+
+
+def profile(function: Callable[[], object], calls: int) -> None:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        function()
+    profiler.disable()
+    stats = pstats.Stats(profiler, stream=sys.stdout)
+    stats.sort_stats("tottime").print_stats(12)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed loops per measurement")
+    parser.add_argument("--target", type=float, default=0.2, help="seconds per timed loop")
+    parser.add_argument("--profile", action="store_true", help="cProfile our side afterwards")
+    args = parser.parse_args()
+    check_equivalence()
+    for name, (ours, theirs) in WORKLOADS.items():
+        ours_rate = ops_per_second(ours, args.repeats, args.target)
+        theirs_rate = ops_per_second(theirs, args.repeats, args.target)
+        print(f"codec_{name}_icestack {ours_rate:.0f} ops/s")
+        print(f"codec_{name}_aioice {theirs_rate:.0f} ops/s")
+        print(f"codec_{name}_ratio {ours_rate / theirs_rate:.2f} x", flush=True)
+    if args.profile:
+        for name, (ours, _) in WORKLOADS.items():
+            print(f"\n=== profile: {name} (icestack, 20000 calls) ===")
+            profile(ours, 20000)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,581 @@
+"""The sans-IO STUN Binding server (RFC 8489 §6.3, §9, §12) and request authentication for TURN too.
+
+Theory of operation. The server keeps no per-client state: every datagram is answered (or not) on
+its own by :meth:`BindingServer.respond`, which the asyncio layer calls on its hot path;
+:meth:`BindingServer.receive_datagram` wraps it in the design.md §2 verbs. A datagram goes through:
+
+1. **Basic checks** (§6.3). It must decode as STUN, be a request (indications need no answer,
+   responses match no transaction of ours) for the Binding method, and carry a correct FINGERPRINT
+   if it carries one. Anything else is dropped silently: an unknown method, like any message that
+   fails these checks, is discarded rather than answered with 400 — §6.3 says so, and a server that
+   answers junk is a reflector. A request whose header is fine but whose attributes do not parse is
+   dropped too: it is not well-formed STUN (§5, §14), and no one is served by a 400 to it.
+2. **Authentication**, when configured: short-term credentials (§9.1.3) or long-term credentials
+   with stateless nonces (§9.2.4, :mod:`stun.nonces`). Failures become 400, 401 or 438 error
+   responses, in the RFC's order of checks.
+3. **Unknown comprehension-required attributes** become 420 with UNKNOWN-ATTRIBUTES (§6.3.1). The
+   RFC 5780 attributes CHANGE-REQUEST, RESPONSE-PORT and PADDING count as unknown: this server does
+   not honour them, so it says so (RFC 5389 §12.2 asks exactly this of CHANGE-REQUEST), and never
+   answers to another port or with a padded, amplified response.
+4. **Success**: XOR-MAPPED-ADDRESS with the request's source (§6.3.1.1) and SOFTWARE. An RFC 3489
+   request (no magic cookie, accepted when ``classic_compatibility`` is on, as §12 recommends for
+   a stand-alone server) gets MAPPED-ADDRESS instead and the cookie field echoed (RFC 5389 §12.2),
+   and no SOFTWARE, whose unaligned length classic parsers mishandle.
+
+Every response carries FINGERPRINT if and only if the request did, and MESSAGE-INTEGRITY or
+MESSAGE-INTEGRITY-SHA256 whenever the request authenticated (the 420 and 438 that follow a good
+integrity check included). Error responses to requests that did not authenticate carry only what the
+RFC requires, so that a spoofed request buys an attacker as few bytes as possible.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ._version import DEFAULT_SOFTWARE
+from .address import Address
+from .attributes import (
+    MAGIC_COOKIE,
+    AlgorithmEntry,
+    Attribute,
+    AttrType,
+    ChangeRequest,
+    Fingerprint,
+    MappedAddress,
+    MessageIntegritySha256,
+    Nonce,
+    Padding,
+    PasswordAlgorithm,
+    PasswordAlgorithms,
+    Realm,
+    ResponsePort,
+    Software,
+    UnknownAttributes,
+    Userhash,
+    Username,
+    XorMappedAddress,
+)
+from .datagram import Datagram
+from .errors import ClassicStunError, DecodeError, LocalProtocolError
+from .events import StunEvent
+from .integrity import (
+    PasswordAlgorithmId,
+    SecurityFeatures,
+    long_term_key,
+    nonce_features,
+    short_term_key,
+    userhash,
+)
+from .integrity import fingerprint as crc32_fingerprint
+from .message import HEADER_SIZE, Integrity, Message, MessageClass, Method, message_type
+from .nonces import DEFAULT_NONCE_LIFETIME, NonceIssuer, NonceStatus, check_nonce_settings
+from .randomness import RandomSource, default_random
+
+# --------------------------------------------------------------------------- credentials
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ShortTermCredentials:
+    """Short-term credentials (RFC 8489 §9.1): the HMAC key of each valid USERNAME.
+
+    ``keys`` is read on every request, so a mapping that changes (or computes keys) is welcome.
+    """
+
+    keys: Mapping[str, bytes]
+
+    @classmethod
+    def from_passwords(cls, passwords: Mapping[str, str]) -> ShortTermCredentials:
+        """Derive each key from its password: ``OpaqueString(password)`` (§9.1.1)."""
+        return cls(keys={name: short_term_key(password) for name, password in passwords.items()})
+
+
+_KEY_SIZES = {PasswordAlgorithmId.MD5: 16, PasswordAlgorithmId.SHA256: 32}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LongTermKey:
+    """One user's long-term keys, one per password algorithm (RFC 8489 §9.2.2, §18.5.1).
+
+    Servers store these hashes, not passwords. A user without an MD5 key cannot authenticate
+    with RFC 5389 clients, which know no other algorithm.
+    """
+
+    md5: bytes | None = field(default=None, repr=False)
+    sha256: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for algorithm in PasswordAlgorithmId:
+            key = self.key_for(algorithm)
+            if key is not None and len(key) != _KEY_SIZES[algorithm]:
+                raise LocalProtocolError(
+                    f"{algorithm.name} key must be {_KEY_SIZES[algorithm]} bytes, not {len(key)}"
+                )
+        if self.md5 is None and self.sha256 is None:
+            raise LocalProtocolError("a long-term key needs at least one algorithm's key")
+
+    @classmethod
+    def from_password(
+        cls,
+        username: str,
+        realm: str,
+        password: str,
+        algorithms: tuple[PasswordAlgorithmId, ...] = tuple(PasswordAlgorithmId),
+    ) -> LongTermKey:
+        """Hash ``username:realm:password`` for each algorithm in ``algorithms``."""
+        keys = {a: long_term_key(username, realm, password, a) for a in algorithms}
+        return cls(
+            md5=keys.get(PasswordAlgorithmId.MD5), sha256=keys.get(PasswordAlgorithmId.SHA256)
+        )
+
+    def key_for(self, algorithm: int) -> bytes | None:
+        """The key for a password algorithm, or ``None`` if this user has none for it."""
+        if algorithm == PasswordAlgorithmId.MD5:
+            return self.md5
+        if algorithm == PasswordAlgorithmId.SHA256:
+            return self.sha256
+        return None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LongTermCredentials:
+    """Long-term credentials (RFC 8489 §9.2): a realm and each user's keys.
+
+    ``password_algorithms`` are offered in PASSWORD-ALGORITHMS, in preference order; empty means
+    the RFC 5389 behaviour (MD5 keys, no PASSWORD-ALGORITHMS, no "Password algorithms" feature bit).
+    ``username_anonymity`` accepts USERHASH in place of USERNAME and sets the "Username anonymity"
+    bit, which tells clients to send USERHASH (§9.2.4, §14.4); the hashes are computed once, from
+    the users present when the server is built.
+    """
+
+    realm: str
+    users: Mapping[str, LongTermKey]
+    password_algorithms: tuple[PasswordAlgorithmId, ...] = ()
+    username_anonymity: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.realm) < 128:
+            raise LocalProtocolError("REALM must be 1 to 127 characters (RFC 8489 §14.9)")
+        if len(set(self.password_algorithms)) != len(self.password_algorithms):
+            raise LocalProtocolError("password_algorithms lists an algorithm twice")
+        for name, keys in self.users.items():
+            for algorithm in self.password_algorithms:
+                if keys.key_for(algorithm) is None:
+                    raise LocalProtocolError(f"user {name!r} has no {algorithm.name} key")
+
+    @classmethod
+    def from_passwords(
+        cls,
+        realm: str,
+        passwords: Mapping[str, str],
+        *,
+        password_algorithms: tuple[PasswordAlgorithmId, ...] = (
+            PasswordAlgorithmId.SHA256,
+            PasswordAlgorithmId.MD5,
+        ),
+        username_anonymity: bool = False,
+    ) -> LongTermCredentials:
+        """Derive every user's MD5 and SHA-256 keys from plain passwords.
+
+        Offers SHA-256 then MD5 by default: RFC 8489 clients pick SHA-256, and RFC 5389 clients,
+        which send no PASSWORD-ALGORITHM, are served with MD5 as §9.2.4 provides.
+        """
+        users = {name: LongTermKey.from_password(name, realm, pw) for name, pw in passwords.items()}
+        return cls(
+            realm=realm,
+            users=users,
+            password_algorithms=password_algorithms,
+            username_anonymity=username_anonymity,
+        )
+
+    @property
+    def features(self) -> SecurityFeatures:
+        """The security features the nonce cookie announces (§9.2, §18.1)."""
+        features = SecurityFeatures.NONE
+        if self.password_algorithms:
+            features |= SecurityFeatures.PASSWORD_ALGORITHMS
+        if self.username_anonymity:
+            features |= SecurityFeatures.USERNAME_ANONYMITY
+        return features
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+class Outcome(enum.Enum):
+    """What the server did with one datagram, and why; counted in :class:`ServerStats`."""
+
+    ANSWERED = "success response"
+    # error responses
+    INCOMPLETE_CREDENTIALS = "400: integrity without USERNAME/USERHASH, REALM or NONCE"
+    BID_DOWN = "400: PASSWORD-ALGORITHM(S) do not match the nonce cookie (§9.2.4)"
+    CHALLENGED = "401: no integrity, so REALM and NONCE sent"
+    UNKNOWN_USER = "401: USERNAME or USERHASH not valid"
+    BAD_INTEGRITY = "401: MESSAGE-INTEGRITY(-SHA256) does not match"
+    UNKNOWN_ATTRIBUTE = "420: unknown comprehension-required attributes"
+    STALE_NONCE = "438: the nonce expired"
+    INVALID_NONCE = "438: the nonce is not one we issued for this address"
+    # silently dropped
+    MALFORMED = "dropped: not well-formed STUN"
+    CLASSIC = "dropped: RFC 3489 request, classic compatibility off"
+    NOT_A_REQUEST = "dropped: an indication or a response"
+    UNSUPPORTED_METHOD = "dropped: not a Binding request"
+    BAD_FINGERPRINT = "dropped: FINGERPRINT does not match"
+    STREAM_GARBAGE = "dropped: a TCP/TLS stream that cannot be framed, connection closed"
+
+
+#: The outcomes that send nothing back.
+DROPPED = frozenset(
+    (
+        Outcome.MALFORMED,
+        Outcome.CLASSIC,
+        Outcome.NOT_A_REQUEST,
+        Outcome.UNSUPPORTED_METHOD,
+        Outcome.BAD_FINGERPRINT,
+        Outcome.STREAM_GARBAGE,
+    )
+)
+
+
+@dataclass(slots=True, repr=False)
+class ServerStats:
+    """How many datagrams ended in each :class:`Outcome`: ``stats[Outcome.MALFORMED]``."""
+
+    counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
+
+    def __repr__(self) -> str:
+        seen = ", ".join(f"{o.name}={n}" for o, n in self.counts.items() if n)
+        return f"ServerStats({seen})"
+
+    def __getitem__(self, outcome: Outcome) -> int:
+        return self.counts[outcome]
+
+    def count(self, outcome: Outcome) -> None:
+        """Count one more datagram (or stream) that ended in ``outcome``."""
+        self.counts[outcome] += 1
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams that got no answer."""
+        return sum(self.counts[outcome] for outcome in DROPPED)
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """A request that passed authentication, and how to protect what answers it."""
+
+    username: str
+    key: bytes
+    integrity: Integrity
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A request that failed authentication: the error to answer it with.
+
+    ``key`` is set only when the request's own integrity checked out (a 438), so that the error
+    response can be protected with it.
+    """
+
+    code: int
+    outcome: Outcome
+    attributes: tuple[Attribute, ...] = ()
+    key: bytes | None = None
+    integrity: Integrity = Integrity.SHA1
+
+
+def _response_integrity(request: Message) -> Integrity:
+    """MESSAGE-INTEGRITY-SHA256 if the request had it, else MESSAGE-INTEGRITY (§9.1.3)."""
+    return Integrity.SHA256 if request.has(MessageIntegritySha256) else Integrity.SHA1
+
+
+class ShortTermAuthenticator:
+    """The server side of the short-term credential mechanism (RFC 8489 §9.1.3)."""
+
+    def __init__(self, credentials: ShortTermCredentials) -> None:
+        self.credentials = credentials
+
+    def authenticate(
+        self, request: Message, remote: Address, now: float
+    ) -> Authenticated | Rejected:
+        """Check USERNAME and integrity; errors carry no integrity, as the key is unknown."""
+        username = request.get(Username)
+        if username is None or not request.has_integrity:
+            return Rejected(400, Outcome.INCOMPLETE_CREDENTIALS)
+        key = self.credentials.keys.get(username.value)
+        if key is None:
+            return Rejected(401, Outcome.UNKNOWN_USER)
+        if not request.check_integrity(key):
+            return Rejected(401, Outcome.BAD_INTEGRITY)
+        return Authenticated(username.value, key, _response_integrity(request))
+
+
+class LongTermAuthenticator:
+    """The server side of the long-term credential mechanism (RFC 8489 §9.2.4).
+
+    Shared by the Binding server and the TURN server: :meth:`authenticate` runs the RFC's checks in
+    its order; :meth:`challenge` is what every 401 and 438 carries.
+    """
+
+    def __init__(self, credentials: LongTermCredentials, nonces: NonceIssuer) -> None:
+        if nonces.features != credentials.features:
+            raise LocalProtocolError("the nonce issuer must announce the credentials' features")
+        self.credentials = credentials
+        self.nonces = nonces
+        self._realm = Realm(credentials.realm)
+        self._offered = (
+            PasswordAlgorithms(tuple(AlgorithmEntry(a) for a in credentials.password_algorithms))
+            if credentials.password_algorithms
+            else None
+        )
+        self._userhashes: dict[bytes, str] = (
+            {userhash(name, credentials.realm): name for name in credentials.users}
+            if credentials.username_anonymity
+            else {}
+        )
+
+    def challenge(self, client: Address, now: float) -> tuple[Attribute, ...]:
+        """REALM, a fresh NONCE for ``client`` and PASSWORD-ALGORITHMS when offered."""
+        nonce = Nonce(self.nonces.issue(client, now))
+        if self._offered is None:
+            return (self._realm, nonce)
+        return (self._realm, nonce, self._offered)
+
+    def authenticate(
+        self, request: Message, remote: Address, now: float
+    ) -> Authenticated | Rejected:
+        """The checks of §9.2.4, in order; the first that fails decides the error."""
+        if not request.has_integrity:
+            return Rejected(401, Outcome.CHALLENGED, self.challenge(remote, now))
+        username = request.get(Username)
+        hashed = request.get(Userhash)
+        realm = request.get(Realm)
+        nonce = request.get(Nonce)
+        if (username is None and hashed is None) or realm is None or nonce is None:
+            return Rejected(400, Outcome.INCOMPLETE_CREDENTIALS)
+        negotiated = self._negotiated_algorithm(request, nonce.value)
+        if isinstance(negotiated, Rejected):
+            return negotiated
+        if username is not None:
+            name: str | None = username.value
+        else:
+            assert hashed is not None
+            name = self._userhashes.get(hashed.value)
+        user = self.credentials.users.get(name) if name is not None else None
+        algorithm = PasswordAlgorithmId.MD5 if negotiated is None else negotiated
+        key = user.key_for(algorithm) if user is not None else None
+        if name is None or key is None or realm.value != self.credentials.realm:
+            return Rejected(401, Outcome.UNKNOWN_USER, self.challenge(remote, now))
+        if not request.check_integrity(key):
+            return Rejected(401, Outcome.BAD_INTEGRITY, self.challenge(remote, now))
+        # §9.2.4: MESSAGE-INTEGRITY-SHA256 unless the request was processed as MD5 for want of
+        # PASSWORD-ALGORITHM(S); then MESSAGE-INTEGRITY (or SHA-256 for a client that sent only it).
+        integrity = Integrity.SHA256 if negotiated is not None else _response_integrity(request)
+        status = self.nonces.check(nonce.value, remote, now)
+        if status is not NonceStatus.VALID:
+            outcome = Outcome.STALE_NONCE if status is NonceStatus.STALE else Outcome.INVALID_NONCE
+            return Rejected(438, outcome, self.challenge(remote, now), key, integrity)
+        return Authenticated(name, key, integrity)
+
+    def _negotiated_algorithm(self, request: Message, nonce: str) -> int | Rejected | None:
+        """The third check of §9.2.4: the PASSWORD-ALGORITHM the client chose, ``None`` if it chose
+        none (the request is then processed as MD5), or a 400 if the choice cannot stand.
+        """
+        features = nonce_features(nonce)
+        if features is None or not features & SecurityFeatures.PASSWORD_ALGORITHMS:
+            return None
+        chosen = request.get(PasswordAlgorithm)
+        offered = request.get(PasswordAlgorithms)
+        if chosen is None and offered is None:
+            return None
+        if (
+            chosen is None
+            or offered is None
+            or offered != self._offered
+            or AlgorithmEntry(chosen.algorithm, chosen.parameters) not in offered.algorithms
+        ):
+            return Rejected(400, Outcome.BID_DOWN)
+        return chosen.algorithm
+
+
+Authentication = ShortTermCredentials | LongTermCredentials
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServerConfig:
+    """How a :class:`BindingServer` answers; validated when built."""
+
+    #: SOFTWARE in responses (§6.3.1.1: SHOULD; §16.1.2 asks that it be configurable).
+    software: str | None = DEFAULT_SOFTWARE
+    #: ``None`` for a basic server (§12 advises no authentication), or the credentials to check.
+    authentication: Authentication | None = None
+    #: How long a long-term nonce stays valid, in seconds (:mod:`stun.nonces`).
+    nonce_lifetime: float = DEFAULT_NONCE_LIFETIME
+    #: The nonce MAC key: servers that share it accept each other's nonces. From ``rng`` if unset.
+    nonce_secret: bytes | None = field(default=None, repr=False)
+    #: Answer RFC 3489 requests (no magic cookie) with MAPPED-ADDRESS (§12; RFC 5389 §12.2).
+    classic_compatibility: bool = True
+    rng: RandomSource = field(default_factory=default_random, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.software is not None and not (
+            len(self.software) < 128 and len(self.software.encode()) <= 509
+        ):
+            raise LocalProtocolError("SOFTWARE must be under 128 characters (RFC 8489 §14.14)")
+        check_nonce_settings(self.nonce_secret, self.nonce_lifetime)
+
+
+_HEADER = struct.Struct("!HHI12s")
+_ATTRIBUTE_HEADER = struct.Struct("!HH")
+_FINGERPRINT_ATTRIBUTE = struct.Struct("!HHI")
+_SUCCESS_TYPE = message_type(Method.BINDING, MessageClass.SUCCESS_RESPONSE)
+
+#: Known attributes whose RFC 5780 behaviour this server does not implement, answered as unknown.
+_UNHONOURED = frozenset((ChangeRequest, ResponsePort, Padding))
+
+
+class BindingServer:
+    """A stateless STUN Binding server, sans-IO (design.md §2 verbs plus :meth:`respond`)."""
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config = config or ServerConfig()
+        self.stats = ServerStats()
+        self._classic = config.classic_compatibility
+        self._software: tuple[Attribute, ...] = (
+            (Software(config.software),) if config.software is not None else ()
+        )
+        self._software_bytes = Message(
+            Method.BINDING, MessageClass.SUCCESS_RESPONSE, bytes(12), self._software
+        ).encode()[HEADER_SIZE:]
+        self._authenticator: ShortTermAuthenticator | LongTermAuthenticator | None = None
+        credentials = config.authentication
+        if isinstance(credentials, ShortTermCredentials):
+            self._authenticator = ShortTermAuthenticator(credentials)
+        elif isinstance(credentials, LongTermCredentials):
+            nonces = NonceIssuer(
+                secret=config.nonce_secret,
+                lifetime=config.nonce_lifetime,
+                features=credentials.features,
+                rng=config.rng,
+            )
+            self._authenticator = LongTermAuthenticator(credentials, nonces)
+        self._outgoing: list[Datagram] = []
+
+    def respond(
+        self, data: bytes, local: Address | None, remote: Address, now: float
+    ) -> bytes | None:
+        """The response to one datagram from ``remote``, or ``None`` to send nothing.
+
+        ``local`` is the socket the datagram arrived on (unused by Binding, which answers from
+        wherever it was asked). Peer input never raises; the outcome is counted in :attr:`stats`.
+        """
+        counts = self.stats.counts
+        try:
+            request = Message.decode(data, allow_classic=self._classic)
+        except ClassicStunError:
+            counts[Outcome.CLASSIC] += 1
+            return None
+        except DecodeError:
+            counts[Outcome.MALFORMED] += 1
+            return None
+        if request.message_class is not MessageClass.REQUEST:
+            counts[Outcome.NOT_A_REQUEST] += 1
+            return None
+        if request.method != Method.BINDING:
+            counts[Outcome.UNSUPPORTED_METHOD] += 1
+            return None
+        attributes = request.attributes
+        fingerprint = bool(attributes) and type(attributes[-1]) is Fingerprint
+        if fingerprint and not request.check_fingerprint():
+            counts[Outcome.BAD_FINGERPRINT] += 1
+            return None
+        key = None
+        integrity = Integrity.SHA1
+        if self._authenticator is not None:
+            result = self._authenticator.authenticate(request, remote, now)
+            if isinstance(result, Rejected):
+                counts[result.outcome] += 1
+                return self._error(request, result, fingerprint)
+            key = result.key
+            integrity = result.integrity
+        unknown = self._unknown_attributes(request)
+        if unknown:
+            counts[Outcome.UNKNOWN_ATTRIBUTE] += 1
+            rejected = Rejected(
+                420, Outcome.UNKNOWN_ATTRIBUTE, (UnknownAttributes(unknown),), key, integrity
+            )
+            return self._error(request, rejected, fingerprint)
+        counts[Outcome.ANSWERED] += 1
+        if request.is_classic:
+            answer: tuple[Attribute, ...] = (MappedAddress(remote),)
+        elif key is None:
+            return self._unprotected_success(request.transaction_id, remote, fingerprint)
+        else:
+            answer = (XorMappedAddress(remote), *self._software)
+        return request.success_response(answer).encode(
+            key=key, integrity=integrity, fingerprint=fingerprint
+        )
+
+    def _unprotected_success(
+        self, transaction_id: bytes, remote: Address, fingerprint: bool
+    ) -> bytes:
+        """The hot path: what ``Message.encode`` would make of XOR-MAPPED-ADDRESS and SOFTWARE,
+        packed directly (a test holds the two to the same bytes).
+        """
+        value = XorMappedAddress(remote).encode_value(transaction_id)
+        body = _ATTRIBUTE_HEADER.pack(AttrType.XOR_MAPPED_ADDRESS, len(value)) + value
+        body += self._software_bytes
+        if not fingerprint:
+            return _HEADER.pack(_SUCCESS_TYPE, len(body), MAGIC_COOKIE, transaction_id) + body
+        covered = _HEADER.pack(_SUCCESS_TYPE, len(body) + 8, MAGIC_COOKIE, transaction_id) + body
+        crc = crc32_fingerprint(covered)
+        return covered + _FINGERPRINT_ATTRIBUTE.pack(AttrType.FINGERPRINT, 4, crc)
+
+    @staticmethod
+    def _unknown_attributes(request: Message) -> tuple[int, ...]:
+        """Comprehension-required types to list in a 420, each once, in the request's order."""
+        unknown = list(request.unknown_required)
+        for attribute in request.attributes:
+            if type(attribute) in _UNHONOURED:
+                unknown.append(attribute.attr_type)
+        return tuple(dict.fromkeys(unknown)) if unknown else ()
+
+    def _error(self, request: Message, rejected: Rejected, fingerprint: bool) -> bytes:
+        attributes = list(rejected.attributes)
+        if rejected.key is not None and not request.is_classic:
+            attributes += self._software
+        response = request.error_response(rejected.code, attributes=attributes)
+        return response.encode(
+            key=rejected.key, integrity=rejected.integrity, fingerprint=fingerprint
+        )
+
+    # ------------------------------------------------------------------ sans-IO verbs
+
+    def receive_datagram(
+        self, data: bytes, local: Address | None, remote: Address, now: float
+    ) -> None:
+        """Feed one datagram; its response, if any, waits in :meth:`datagrams_to_send`."""
+        response = self.respond(data, local, remote, now)
+        if response is not None:
+            self._outgoing.append(Datagram(response, local, remote))
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        """Drain the responses waiting to be sent."""
+        outgoing, self._outgoing = self._outgoing, []
+        return outgoing
+
+    def get_timer(self) -> float | None:
+        """Always ``None``: a stateless server has nothing to time."""
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Nothing to do (see :meth:`get_timer`)."""
+
+    def next_event(self) -> StunEvent | None:
+        """Always ``None``: answering Binding requests is not news to the application."""
+        return None

@@ -5,10 +5,11 @@ Three framings, one decoder (:class:`StreamDecoder`):
 * :attr:`Framing.STUN` — STUN over TCP/TLS (RFC 8489 §6.2.2, §6.2.3): messages back to back, each
   delimited by the length in its own header.
 * :attr:`Framing.STUN_OR_CHANNEL_DATA` — TURN over TCP/TLS (RFC 8656 §12.5): STUN messages and
-  ChannelData messages interleaved, told apart by their first byte (0-3 STUN, 64-79 ChannelData,
-  RFC 8656 Table 3). ChannelData is padded to a multiple of four on a stream; the padding is not
-  counted in its Length field and is stripped here, so a frame is exactly the ChannelData message
-  a UDP datagram would carry.
+  ChannelData messages interleaved, told apart by their first byte: 0-3 STUN, 64-79 ChannelData
+  (RFC 8656 Table 3; methods above 0x0FF are reserved, RFC 8489 §18.2, so no STUN message starts
+  with a byte above 3). ChannelData is padded to a multiple of four on a stream; the padding is
+  not counted in its Length field and is stripped here, so a frame is exactly the ChannelData
+  message a UDP datagram would carry.
 * :attr:`Framing.RFC4571` — ICE-TCP (RFC 6544 §3): every packet preceded by a 16-bit length
   (RFC 4571 §2). A frame is the packet without its length.
 
@@ -101,9 +102,8 @@ class StreamDecoder:
                 span = self._frame_span(buffer, start)
                 if span is None:
                     break
-                frame_end, consumed = span
-                frames.append(bytes(buffer[start:frame_end]))
-                start = consumed
+                begin, end, start = span
+                frames.append(bytes(buffer[begin:end]))
         except DecodeError as exc:
             self._failed = exc
             buffer.clear()
@@ -111,8 +111,10 @@ class StreamDecoder:
         del buffer[:start]
         return frames
 
-    def _frame_span(self, buffer: bytearray, start: int) -> tuple[int, int] | None:
-        """Where the frame at ``start`` ends and the next begins; ``None`` while incomplete."""
+    def _frame_span(self, buffer: bytearray, start: int) -> tuple[int, int, int] | None:
+        """Where the frame at ``start`` begins and ends, and where the next one starts;
+        ``None`` while it is incomplete.
+        """
         available = len(buffer) - start
         if available < 1:
             return None
@@ -123,21 +125,23 @@ class StreamDecoder:
             size = _U16.unpack_from(buffer, start)[0]
             self._check_size(size, "RFC 4571 packet")
             end = start + 2 + size
-            return (end, end) if len(buffer) >= end else None
-        if first < 0x40:
+            return (start + 2, end, end) if len(buffer) >= end else None
+        if first < 0x04:
             return self._stun_span(buffer, start, available)
-        if self.framing is Framing.STUN_OR_CHANNEL_DATA and first < 0x50:
+        if self.framing is Framing.STUN_OR_CHANNEL_DATA and 0x40 <= first < 0x50:
             if available < 4:
                 return None
             length = _U16_PAIR.unpack_from(buffer, start)[1]
             self._check_size(4 + length, "ChannelData message")
             end = start + 4 + length
             padded = end + (-length & 3)
-            return (end, padded) if len(buffer) >= padded else None
+            return (start, end, padded) if len(buffer) >= padded else None
         expected = "a STUN message" if self.framing is Framing.STUN else "STUN or ChannelData"
         raise DecodeError(f"stream byte 0x{first:02X} cannot start {expected}: not in step")
 
-    def _stun_span(self, buffer: bytearray, start: int, available: int) -> tuple[int, int] | None:
+    def _stun_span(
+        self, buffer: bytearray, start: int, available: int
+    ) -> tuple[int, int, int] | None:
         if available < 4:
             return None
         length = _U16_PAIR.unpack_from(buffer, start)[1]
@@ -148,7 +152,7 @@ class StreamDecoder:
             # RFC 3489 knew only UDP, so a stream message always carries the cookie.
             raise DecodeError("stream: STUN message without the magic cookie")
         end = start + HEADER_SIZE + length
-        return (end, end) if len(buffer) >= end else None
+        return (start, end, end) if len(buffer) >= end else None
 
     def _check_size(self, size: int, what: str) -> None:
         if size > self.max_frame_size:

@@ -41,6 +41,7 @@ from .attributes import (
     is_comprehension_required,
     register_attribute,
 )
+from .datagram import Datagram
 from .errors import (
     ClassicStunError,
     DecodeError,
@@ -51,6 +52,7 @@ from .errors import (
     StunError,
     TransactionTimeout,
 )
+from .framing import Framing, StreamDecoder, frame_rfc4571, pad_channel_data
 from .integrity import (
     PasswordAlgorithmId,
     SecurityFeatures,
@@ -61,7 +63,17 @@ from .integrity import (
     userhash,
 )
 from .message import Integrity, Message, MessageClass, Method, new_transaction_id
+from .nonces import NonceIssuer, NonceStatus
 from .randomness import RandomSource
+from .server import (
+    BindingServer,
+    LongTermCredentials,
+    LongTermKey,
+    Outcome,
+    ServerConfig,
+    ServerStats,
+    ShortTermCredentials,
+)
 
 __all__ = [
     "MAGIC_COOKIE",
@@ -72,18 +84,23 @@ __all__ = [
     "AlternateServer",
     "AttrType",
     "Attribute",
+    "BindingServer",
     "ChangeRequest",
     "ClassicStunError",
+    "Datagram",
     "DecodeError",
     "ErrorCode",
     "ErrorCodeValue",
     "ErrorResponse",
     "Fingerprint",
+    "Framing",
     "IceControlled",
     "IceControlling",
     "Integrity",
     "IntegrityError",
     "LocalProtocolError",
+    "LongTermCredentials",
+    "LongTermKey",
     "MappedAddress",
     "Message",
     "MessageClass",
@@ -91,7 +108,10 @@ __all__ = [
     "MessageIntegritySha256",
     "Method",
     "Nonce",
+    "NonceIssuer",
+    "NonceStatus",
     "OtherAddress",
+    "Outcome",
     "Padding",
     "PasswordAlgorithm",
     "PasswordAlgorithmId",
@@ -103,7 +123,11 @@ __all__ = [
     "ResponseOrigin",
     "ResponsePort",
     "SecurityFeatures",
+    "ServerConfig",
+    "ServerStats",
+    "ShortTermCredentials",
     "Software",
+    "StreamDecoder",
     "StunError",
     "TransactionTimeout",
     "UnknownAttribute",
@@ -113,11 +137,13 @@ __all__ = [
     "Username",
     "XorAddressAttribute",
     "XorMappedAddress",
+    "frame_rfc4571",
     "is_comprehension_required",
     "long_term_key",
     "make_address",
     "new_transaction_id",
     "opaque_string",
+    "pad_channel_data",
     "register_attribute",
     "saslprep",
     "short_term_key",

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ._version import __version__
+from ._version import DEFAULT_SOFTWARE
 from .address import Address
 from .attributes import (
     AlternateServer,
@@ -68,8 +68,6 @@ from .integrity import (
 from .message import Integrity, Message, MessageClass, Method, new_transaction_id
 from .randomness import RandomSource, default_random
 from .transaction import ClientTransaction, RtoCache, TransactionConfig, TransactionState
-
-DEFAULT_SOFTWARE = f"icestack {__version__}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -142,26 +142,45 @@ def userhash(username: str, realm: str, prepare: Preparation = opaque_string) ->
 # --------------------------------------------------------------------------- MACs and CRC
 
 
+_BLOCK_SIZE = 64  # SHA-1's and SHA-256's
+_INNER_PAD = bytes(x ^ 0x36 for x in range(256))
+_OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
+
+
 @functools.lru_cache(maxsize=1024)
-def _keyed(key: bytes, digest: str) -> hmac.HMAC:
-    return hmac.new(key, digestmod=digest)
+def _keyed(key: bytes, digest: str) -> tuple[hashlib._Hash, hashlib._Hash]:
+    """The HMAC inner and outer hashes with the padded key already absorbed (RFC 2104 §2).
+
+    Cached per key: copying them costs less than keying a new HMAC for every message.
+    """
+    if len(key) > _BLOCK_SIZE:
+        key = hashlib.new(digest, key).digest()
+    key = key.ljust(_BLOCK_SIZE, b"\x00")
+    return hashlib.new(digest, key.translate(_INNER_PAD)), hashlib.new(
+        digest, key.translate(_OUTER_PAD)
+    )
 
 
-def hmac_sha1(key: bytes, data: bytes) -> bytes:
+def _hmac(key: bytes, digest: str, data: bytes | bytearray) -> bytes:
+    inner, outer = _keyed(key, digest)
+    inner = inner.copy()
+    inner.update(data)
+    outer = outer.copy()
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def hmac_sha1(key: bytes, data: bytes | bytearray) -> bytes:
     """HMAC-SHA1 as MESSAGE-INTEGRITY uses it (RFC 8489 §14.5)."""
-    mac = _keyed(key, "sha1").copy()
-    mac.update(data)
-    return mac.digest()
+    return _hmac(key, "sha1", data)
 
 
-def hmac_sha256(key: bytes, data: bytes) -> bytes:
+def hmac_sha256(key: bytes, data: bytes | bytearray) -> bytes:
     """HMAC-SHA256 as MESSAGE-INTEGRITY-SHA256 uses it (RFC 8489 §14.6)."""
-    mac = _keyed(key, "sha256").copy()
-    mac.update(data)
-    return mac.digest()
+    return _hmac(key, "sha256", data)
 
 
-def fingerprint(data: bytes) -> int:
+def fingerprint(data: bytes | bytearray) -> int:
     """The FINGERPRINT value of the bytes before it: CRC-32 XOR 0x5354554E (RFC 8489 §14.7)."""
     return zlib.crc32(data) ^ FINGERPRINT_XOR
 

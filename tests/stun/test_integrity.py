@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,27 @@ def test_hmac_sha1_rfc2202_case_2() -> None:
 def test_hmac_sha256_rfc4231_case_2() -> None:
     mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?")
     assert mac.hex() == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+
+
+LONG_KEY_DATA = b"Test Using Larger Than Block-Size Key - Hash Key First"
+
+
+def test_hmac_keys_longer_than_a_block_are_hashed_first() -> None:
+    """RFC 2202 case 6 (SHA-1, 80-byte key) and RFC 4231 case 6 (SHA-256, 131-byte key)."""
+    assert hmac_sha1(b"\xaa" * 80, LONG_KEY_DATA).hex() == (
+        "aa4ae5e15272d00e95705637ce8a3b55ed402112"
+    )
+    assert hmac_sha256(b"\xaa" * 131, LONG_KEY_DATA).hex() == (
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+    )
+
+
+@pytest.mark.parametrize("size", [0, 1, 63, 64, 65, 200])
+def test_hmac_matches_the_standard_library(size: int) -> None:
+    key = bytes(i % 256 for i in range(size))
+    data = bytearray(b"stun" * size)
+    assert hmac_sha1(key, data) == hmac.new(key, data, "sha1").digest()
+    assert hmac_sha256(key, data) == hmac.new(key, data, "sha256").digest()
 
 
 def test_cached_keys_do_not_leak_between_calls() -> None:

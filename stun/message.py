@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 from .attributes import (
+    _REGISTRY,
     MAGIC_COOKIE,
     Attribute,
     AttrType,
@@ -24,7 +25,6 @@ from .attributes import (
     UnknownAttribute,
     UnknownAttributes,
     attribute_name,
-    registered_attribute,
 )
 from .errors import ClassicStunError, DecodeError, LocalProtocolError
 from .integrity import constant_time_equal, fingerprint, hmac_sha1, hmac_sha256
@@ -176,7 +176,7 @@ class Message:
 
     def has(self, kind: type[Attribute]) -> bool:
         """Whether an attribute of this class is present."""
-        return any(type(a) is kind for a in self.attributes)
+        return self.get(kind) is not None
 
     @property
     def content_attributes(self) -> list[Attribute]:
@@ -258,7 +258,7 @@ class Message:
             raise LocalProtocolError("padding must be a single byte")
         transaction_id = self.transaction_id
         pack_attribute = _ATTRIBUTE_HEADER.pack
-        parts: list[bytes] = []
+        buffer = bytearray(HEADER_SIZE)
         for attribute in self.attributes:
             attr_type = attribute.attr_type
             if attr_type in _SECURITY_TYPES:
@@ -271,44 +271,42 @@ class Message:
                 size = len(value)
                 if size > 0xFFFF:
                     raise LocalProtocolError(f"{attribute_name(attr_type)} value too long: {size}")
-                parts.append(pack_attribute(attr_type, size))
+                buffer += pack_attribute(attr_type, size)
             except (struct.error, UnicodeEncodeError) as error:
                 # A value out of its wire range (a port, a type code) or text that is not Unicode.
                 raise LocalProtocolError(f"{attribute_name(attr_type)}: {error}") from None
-            parts.append(value)
+            buffer += value
             if size & 3:
-                parts.append(padding * (4 - (size & 3)))
-        body = b"".join(parts)
-        type_field = message_type(self.method, self.message_class)
-        trailer_size = 8 if fingerprint else 0
+                buffer += padding * (4 - (size & 3))
+        length = len(buffer) - HEADER_SIZE + (8 if fingerprint else 0)
+        with_sha1 = key is not None and integrity is not _SHA256_ONLY
+        with_sha256 = key is not None and integrity is not _SHA1_ONLY
+        if with_sha1:
+            length += 24
+        if with_sha256:
+            if sha256_length not in (16, 20, 24, 28, 32):
+                raise LocalProtocolError("sha256_length must be 16, 20, 24, 28 or 32")
+            length += 4 + sha256_length
+        if length > 0xFFFF:
+            raise LocalProtocolError(f"message too long: {length} bytes of attributes")
+        type_field = _TYPE_FIELDS.get((self.method, self.message_class))
+        if type_field is None:
+            type_field = message_type(self.method, self.message_class)
+        _HEADER.pack_into(buffer, 0, type_field, length, self.cookie, transaction_id)
         if key is not None:
-            if integrity is not Integrity.SHA1:
-                if sha256_length not in (16, 20, 24, 28, 32):
-                    raise LocalProtocolError("sha256_length must be 16, 20, 24, 28 or 32")
-                trailer_size += 4 + sha256_length
-            if integrity is not Integrity.SHA256:
-                trailer_size += 24
-        if len(body) + trailer_size > 0xFFFF:
-            raise LocalProtocolError(
-                f"message too long: {len(body) + trailer_size} bytes of attributes"
-            )
-        tail = b""
-        if key is not None:
-            if integrity is not Integrity.SHA256:
-                covered = _HEADER.pack(type_field, len(body) + 24, self.cookie, transaction_id)
-                mac = hmac_sha1(key, covered + body)
-                body += pack_attribute(_MI, 20) + mac
-            if integrity is not Integrity.SHA1:
-                covered = _HEADER.pack(
-                    type_field, len(body) + 4 + sha256_length, self.cookie, transaction_id
-                )
-                mac = hmac_sha256(key, covered + body)[:sha256_length]
-                body += pack_attribute(_MI256, sha256_length) + mac
+            # Each MAC covers the header with its length patched to end at that MAC (§14.5-14.6).
+            if with_sha1:
+                _LENGTH.pack_into(buffer, 2, len(buffer) - HEADER_SIZE + 24)
+                mac = hmac_sha1(key, buffer)
+                buffer += _MI_HEADER + mac
+            if with_sha256:
+                _LENGTH.pack_into(buffer, 2, len(buffer) - HEADER_SIZE + 4 + sha256_length)
+                mac = hmac_sha256(key, buffer)[:sha256_length]
+                buffer += pack_attribute(_MI256, sha256_length) + mac
+            _LENGTH.pack_into(buffer, 2, length)
         if fingerprint:
-            covered = _HEADER.pack(type_field, len(body) + 8, self.cookie, transaction_id)
-            tail = pack_attribute(_FP, 4) + _FINGERPRINT_VALUE.pack(_crc(covered + body))
-        body += tail
-        return _HEADER.pack(type_field, len(body), self.cookie, transaction_id) + body
+            buffer += _FP_HEADER + _FINGERPRINT_VALUE.pack(_crc(buffer))
+        return bytes(buffer)
 
     # ------------------------------------------------------------------ decode
 
@@ -338,24 +336,18 @@ class Message:
                 f"no magic cookie (found {cookie:#010x}): an RFC 3489 message; "
                 "pass allow_classic=True to accept it"
             )
-        method, message_class = split_message_type(type_field)
-        message = cls.__new__(cls)
-        message.method = _METHODS.get(method, method)
-        message.message_class = message_class
-        message.transaction_id = transaction_id
-        message.cookie = cookie
-        message._raw = data
-        message._integrity_at = message._sha256_at = message._fingerprint_at = -1
+        method, message_class = _TYPE_TABLE.get(type_field) or split_message_type(type_field)
         attributes: list[Attribute] = []
         unknown_required: list[int] = []
         ignored = 0
         protected = False
+        integrity_at = sha256_at = fingerprint_at = -1
         offset = HEADER_SIZE
         unpack_attribute = _ATTRIBUTE_HEADER.unpack_from
-        registry_get = registered_attribute
+        registry_get = _REGISTRY.get
+        append = attributes.append
+        # Every attribute ends on a 4-byte boundary and so does the message: a header always fits.
         while offset < size:
-            if size - offset < 4:
-                raise DecodeError(f"truncated attribute header at offset {offset}")
             attr_type, attr_length = unpack_attribute(data, offset)
             start = offset + 4
             end = start + attr_length
@@ -365,36 +357,44 @@ class Message:
                     f"attribute {attribute_name(attr_type)} at offset {offset}: "
                     f"length {attr_length} runs past the end of the message"
                 )
-            if message._fingerprint_at >= 0:
+            if fingerprint_at >= 0:
                 raise DecodeError(f"attribute {attribute_name(attr_type)} after FINGERPRINT")
-            if protected and not (
-                attr_type == _FP or (attr_type == _MI256 and message._sha256_at < 0)
-            ):
+            if attr_type in _SECURITY_TYPES:
+                if attr_type == _FP:
+                    fingerprint_at = offset
+                elif attr_type == _MI256 and sha256_at < 0:
+                    sha256_at = offset
+                elif not protected:
+                    integrity_at = offset
+                else:  # a second MESSAGE-INTEGRITY(-SHA256), or SHA-1 after SHA-256
+                    ignored += 1
+                    offset = next_offset
+                    continue
+                protected = True
+            elif protected:
                 ignored += 1
                 offset = next_offset
                 continue
             kind = registry_get(attr_type)
-            value = data[start:end]
-            attribute: Attribute
             if kind is None:
-                attribute = UnknownAttribute(attr_type, value)
+                append(UnknownAttribute(attr_type, data[start:end]))
                 if attr_type < 0x8000:
                     unknown_required.append(attr_type)
             else:
-                attribute = kind.decode_value(value, transaction_id)
-                if attr_type == _MI:
-                    message._integrity_at = offset
-                    protected = True
-                elif attr_type == _MI256:
-                    message._sha256_at = offset
-                    protected = True
-                elif attr_type == _FP:
-                    message._fingerprint_at = offset
-            attributes.append(attribute)
+                append(kind.decode_value(data[start:end], transaction_id))
             offset = next_offset
+        message = cls.__new__(cls)
+        message.method = method
+        message.message_class = message_class
+        message.transaction_id = transaction_id
+        message.cookie = cookie
         message.attributes = attributes
         message.unknown_required = tuple(unknown_required)
         message.ignored_count = ignored
+        message._raw = data
+        message._integrity_at = integrity_at
+        message._sha256_at = sha256_at
+        message._fingerprint_at = fingerprint_at
         return message
 
     # ------------------------------------------------------------------ verification
@@ -420,19 +420,15 @@ class Message:
         the comparison is constant-time.
         """
         raw = self._received()
-        if self._sha256_at >= 0:
-            at = self._sha256_at
-            claimed_length = _ATTRIBUTE_HEADER.unpack_from(raw, at)[1]
-            claimed = raw[at + 4 : at + 4 + claimed_length]
-            covered = (
-                raw[0:2]
-                + _LENGTH.pack(at - HEADER_SIZE + 4 + claimed_length)
-                + raw[4:at]
-            )
-            return constant_time_equal(hmac_sha256(key, covered)[:claimed_length], claimed)
-        if self._integrity_at >= 0:
-            at = self._integrity_at
-            covered = raw[0:2] + _LENGTH.pack(at - HEADER_SIZE + 24) + raw[4:at]
+        at = self._sha256_at
+        if at >= 0:
+            size = raw[at + 3]  # 16 to 32, as decode() checked: the length's high byte is zero
+            covered = raw[:2] + _LENGTH.pack(at - HEADER_SIZE + 4 + size) + raw[4:at]
+            claimed = raw[at + 4 : at + 4 + size]
+            return constant_time_equal(hmac_sha256(key, covered)[:size], claimed)
+        at = self._integrity_at
+        if at >= 0:
+            covered = raw[:2] + _LENGTH.pack(at - HEADER_SIZE + 24) + raw[4:at]
             return constant_time_equal(hmac_sha1(key, covered), raw[at + 4 : at + 24])
         return False
 
@@ -448,7 +444,13 @@ class Message:
 
 _LENGTH = struct.Struct("!H")
 _FINGERPRINT_VALUE = struct.Struct("!I")
+_MI_HEADER = _ATTRIBUTE_HEADER.pack(_MI, 20)
+_FP_HEADER = _ATTRIBUTE_HEADER.pack(_FP, 4)
+_TYPE_FIELDS: dict[tuple[int, int], int] = {
+    (m, c): message_type(m, c) for m in Method for c in MessageClass
+}
 _crc = fingerprint
 _METHOD_VALUES = frozenset(int(m) for m in Method)
-_METHODS: dict[int, int] = {int(m): m for m in Method}
+_SHA1_ONLY = Integrity.SHA1
+_SHA256_ONLY = Integrity.SHA256
 

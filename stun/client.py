@@ -1,8 +1,8 @@
 """The sans-IO STUN client: requests to one server, with the long-term credential dance.
 
-Theory of operation. :meth:`ClientSession.request` queues a request and returns a handle. Each request
-runs as a :class:`~stun.transaction.ClientTransaction` (retransmitted over UDP, timed out over
-TCP/TLS); at most ``max_outstanding`` run at once (RFC 8489 §6.2 suggests ten), the rest wait.
+Theory of operation. :meth:`ClientSession.request` queues a request and returns a handle. Each
+request runs as a :class:`~stun.transaction.ClientTransaction` (retransmitted over UDP, timed out
+over TCP/TLS); at most ``max_outstanding`` run at once (RFC 8489 §6.2 suggests ten), the rest wait.
 Responses are matched by transaction ID and source address, then:
 
 * 401 Unauthenticated (§9.2.5): with credentials, retry once with USERNAME (or USERHASH when the

@@ -45,7 +45,7 @@ class IntegrityError(RemoteProtocolError):
 
 
 class TransactionTimeout(StunError):
-    """A client transaction got no response in time (RFC 8489 §6.2.1: Rc requests, then Rm×RTO)."""
+    """A client transaction got no response in time (RFC 8489 §6.2.1: Rc sends, then Rm RTOs)."""
 
 
 class ErrorResponse(RemoteProtocolError):

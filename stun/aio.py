@@ -1,0 +1,589 @@
+"""asyncio face of STUN: a client over UDP, TCP and TLS, and a server with listeners for each.
+
+This layer owns sockets and the event loop's clock and nothing else (design.md §2): every decision
+is made by the sans-IO :class:`~stun.client.ClientSession` and :class:`~stun.server.BindingServer`.
+
+The UDP listener reads with ``loop.add_reader`` and drains the socket in batches — asyncio's own
+datagram transport reads one datagram per loop iteration — and answers each request inline, so one
+process answers far more requests per second. uvloop is used when installed and asked for
+(:func:`install_uvloop`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal, Self
+
+from .address import Address
+from .attributes import Attribute
+from .client import BindingResult, ClientConfig, ClientSession, Credentials
+from .datagram import Datagram
+from .errors import DecodeError, LocalProtocolError
+from .events import RequestFailed, RequestSucceeded
+from .framing import StreamDecoder
+from .message import Message, Method
+from .server import BindingServer, Outcome, ServerConfig
+
+Transport = Literal["udp", "tcp", "tls"]
+
+#: Default ports (RFC 8489 §18.7): 3478 for UDP and TCP, 5349 for TLS.
+DEFAULT_PORTS: dict[str, int] = {"udp": 3478, "tcp": 3478, "tls": 5349}
+
+_log = logging.getLogger("icestack.stun")
+
+#: How many datagrams one wake-up of the UDP reader handles before yielding to the loop.
+UDP_BATCH = 256
+_UDP_BUFFER = 65536
+
+
+def install_uvloop() -> bool:
+    """Use uvloop's event loop policy if uvloop is installed; return whether it is."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def _address(sockaddr: tuple[str, int] | tuple[str, int, int, int]) -> Address:
+    return Address(sockaddr[0], sockaddr[1])
+
+
+async def resolve(host: str, port: int, family: int = 0, *, stream: bool = False) -> Address:
+    """Resolve a host name (or IP literal) to one :class:`Address`, IPv4 or IPv6 per ``family``."""
+    loop = asyncio.get_running_loop()
+    kind = socket.SOCK_STREAM if stream else socket.SOCK_DGRAM
+    try:
+        infos = await loop.getaddrinfo(host, port, family=family, type=kind)
+    except socket.gaierror as exc:
+        raise LocalProtocolError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    if not infos:
+        raise LocalProtocolError(f"{host!r} has no address of the requested family")
+    return _address(infos[0][4])  # type: ignore[arg-type]
+
+
+# =========================================================================== client
+
+
+class _ClientDriver:
+    """Pumps a :class:`ClientSession`: sends its datagrams, arms its timer, resolves futures."""
+
+    def __init__(self, session: ClientSession) -> None:
+        self.session = session
+        self.loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._futures: dict[int, asyncio.Future[tuple[Message, float]]] = {}
+        self.send_datagram: Callable[[Datagram], None] = lambda datagram: None
+
+    def request(
+        self, method: int, attributes: Iterable[Attribute]
+    ) -> asyncio.Future[tuple[Message, float]]:
+        handle = self.session.request(method, attributes, now=self.loop.time())
+        future: asyncio.Future[tuple[Message, float]] = self.loop.create_future()
+        self._futures[handle] = future
+        self.pump()
+        return future
+
+    def received(self, data: bytes, remote: Address) -> None:
+        self.session.receive_datagram(data, None, remote, self.loop.time())
+        self.pump()
+
+    def lost(self) -> None:
+        self.session.connection_lost(self.loop.time())
+        self.pump()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.session.handle_timer(self.loop.time())
+        self.pump()
+
+    def pump(self) -> None:
+        session = self.session
+        for datagram in session.datagrams_to_send(self.loop.time()):
+            self.send_datagram(datagram)
+        while (event := session.next_event()) is not None:
+            if not isinstance(event, RequestSucceeded | RequestFailed):
+                continue
+            future = self._futures.pop(event.handle, None)
+            if future is None or future.done():
+                continue
+            if isinstance(event, RequestSucceeded):
+                future.set_result((event.response, event.rtt))
+            else:
+                future.set_exception(event.error)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = session.get_timer()
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for future in self._futures.values():
+            if not future.done():
+                future.cancel()
+        self._futures.clear()
+
+
+class _UdpClientProtocol(asyncio.DatagramProtocol):
+    def __init__(self, driver: _ClientDriver) -> None:
+        self.driver = driver
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.driver.received(data, _address(addr))
+
+    def error_received(self, exc: Exception) -> None:
+        _log.debug("UDP error from the STUN server: %s", exc)
+
+
+class _StreamClientProtocol(asyncio.Protocol):
+    def __init__(self, driver: _ClientDriver, peer: Address) -> None:
+        self.driver = driver
+        self.peer = peer
+        self.decoder = StreamDecoder()
+        self.transport: asyncio.Transport | None = None
+        self.detached = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.decoder.feed(data)
+        except DecodeError as exc:
+            _log.warning("closing STUN connection to %s: %s", self.peer, exc)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        for frame in frames:
+            self.driver.received(frame, self.peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.detached:
+            self.driver.lost()
+
+
+class StunClient:
+    """An asyncio STUN client talking to one server over UDP, TCP or TLS.
+
+    >>> async with await StunClient.connect("stun.example.net") as client:  # doctest: +SKIP
+    ...     result = await client.binding()
+    """
+
+    def __init__(self, driver: _ClientDriver, transport: Transport) -> None:
+        self._driver = driver
+        self.transport = transport
+        self._udp: asyncio.DatagramTransport | None = None
+        self._stream: _StreamClientProtocol | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._server_hostname: str | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int | None = None,
+        *,
+        transport: Transport = "udp",
+        family: int = 0,
+        credentials: Credentials | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        config: ClientConfig | None = None,
+    ) -> StunClient:
+        """Resolve ``host`` and open the transport (a TCP/TLS connection, or a UDP socket).
+
+        ``family`` is ``socket.AF_INET`` or ``socket.AF_INET6`` to force one; ``credentials`` are
+        long-term credentials used when the server challenges. TLS verifies the server certificate
+        against the system CAs unless ``ssl_context`` says otherwise.
+        """
+        if transport not in DEFAULT_PORTS:
+            raise LocalProtocolError(f"unknown transport {transport!r}: udp, tcp or tls")
+        port = port or DEFAULT_PORTS[transport]
+        server = await resolve(host, port, family, stream=transport != "udp")
+        base = config or ClientConfig()
+        config = ClientConfig(
+            transaction=base.transaction,
+            credentials=credentials or base.credentials,
+            software=base.software,
+            fingerprint=base.fingerprint,
+            reliable=transport != "udp",
+            follow_alternate_server=base.follow_alternate_server,
+            password_algorithms=base.password_algorithms,
+            max_server_error_retries=base.max_server_error_retries,
+            max_outstanding=base.max_outstanding,
+            rng=base.rng,
+        )
+        driver = _ClientDriver(ClientSession(server, config=config))
+        client = cls(driver, transport)
+        if transport == "udp":
+            await client._open_udp(server)
+        else:
+            if transport == "tls":
+                client._ssl = ssl_context or ssl.create_default_context()
+                client._server_hostname = server_hostname or host
+            await client._open_stream(server)
+        return client
+
+    async def _open_udp(self, server: Address) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        any_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        udp, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpClientProtocol(self._driver), local_addr=(any_host, 0), family=family
+        )
+        self._udp = udp
+        self._driver.send_datagram = self._send_udp
+
+    def _send_udp(self, datagram: Datagram) -> None:
+        assert self._udp is not None
+        self._udp.sendto(datagram.data, (datagram.remote.host, datagram.remote.port))
+
+    async def _open_stream(self, server: Address) -> None:
+        loop = asyncio.get_running_loop()
+        protocol = _StreamClientProtocol(self._driver, server)
+        await loop.create_connection(
+            lambda: protocol,
+            server.host,
+            server.port,
+            ssl=self._ssl,
+            server_hostname=self._server_hostname if self._ssl else None,
+        )
+        if self._stream is not None:
+            self._stream.detached = True
+            if self._stream.transport is not None:
+                self._stream.transport.close()
+        self._stream = protocol
+        self._driver.send_datagram = self._send_stream
+
+    def _send_stream(self, datagram: Datagram) -> None:
+        stream = self._stream
+        assert stream is not None
+        if datagram.remote != stream.peer:
+            # ALTERNATE-SERVER moved the session: connect there, then send (RFC 8489 §10).
+            self._reconnecting = asyncio.ensure_future(self._redirect(datagram))
+            return
+        if stream.transport is not None and not stream.transport.is_closing():
+            stream.transport.write(datagram.data)
+
+    async def _redirect(self, datagram: Datagram) -> None:
+        try:
+            await self._open_stream(datagram.remote)
+        except OSError:
+            self._driver.lost()
+            return
+        self._send_stream(datagram)
+
+    @property
+    def server(self) -> Address:
+        """The server requests go to now (ALTERNATE-SERVER can change it)."""
+        return self._driver.session.server
+
+    async def request(
+        self, method: int = Method.BINDING, attributes: Iterable[Attribute] = ()
+    ) -> tuple[Message, float]:
+        """Send a request and wait for its success response; return it and the RTT in seconds.
+
+        Raises :class:`~stun.errors.ErrorResponse`, :class:`~stun.errors.TransactionTimeout` or
+        :class:`~stun.errors.IntegrityError` when the transaction fails.
+        """
+        return await self._driver.request(method, attributes)
+
+    async def binding(self) -> BindingResult:
+        """One Binding transaction: the reflexive address, RTT and what the server answered with."""
+        response, rtt = await self.request(Method.BINDING)
+        return BindingResult.from_response(response, rtt, self.server)
+
+    async def close(self) -> None:
+        """Close the socket or connection; pending requests are cancelled."""
+        self._driver.close()
+        if self._udp is not None:
+            self._udp.close()
+        if self._stream is not None and self._stream.transport is not None:
+            self._stream.detached = True
+            self._stream.transport.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def binding(
+    host: str,
+    port: int | None = None,
+    *,
+    transport: Transport = "udp",
+    family: int = 0,
+    credentials: Credentials | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    config: ClientConfig | None = None,
+) -> BindingResult:
+    """Probe a STUN server once: connect, one Binding transaction, close."""
+    async with await StunClient.connect(
+        host,
+        port,
+        transport=transport,
+        family=family,
+        credentials=credentials,
+        ssl_context=ssl_context,
+        server_hostname=server_hostname,
+        config=config,
+    ) as client:
+        return await client.binding()
+
+
+# =========================================================================== server
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One socket the server listens on."""
+
+    transport: Transport
+    address: Address
+
+    def __str__(self) -> str:
+        return f"{self.transport} {self.address}"
+
+
+def _bind_udp(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _UdpListener:
+    """Reads a UDP socket in batches on readiness and answers each request inline."""
+
+    def __init__(self, server: BindingServer, sock: socket.socket) -> None:
+        self.server = server
+        self.sock = sock
+        self.local = _address(sock.getsockname())
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(sock.fileno(), self._read_ready)
+
+    def _read_ready(self) -> None:
+        sock = self.sock
+        recvfrom = sock.recvfrom
+        sendto = sock.sendto
+        respond = self.server.respond
+        local = self.local
+        now = self.loop.time()
+        for _ in range(UDP_BATCH):
+            try:
+                data, sockaddr = recvfrom(_UDP_BUFFER)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # ICMP errors surface here on Linux (ECONNREFUSED for an earlier send): skip them.
+                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    continue
+                _log.warning("UDP listener %s: %s", local, exc)
+                return
+            answer = respond(data, local, Address(sockaddr[0], sockaddr[1]), now)
+            if answer is not None:
+                with contextlib.suppress(BlockingIOError, InterruptedError, OSError):
+                    sendto(answer, sockaddr)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+class _StreamServerProtocol(asyncio.Protocol):
+    """One TCP or TLS connection to the server: frames in, answers out (RFC 8489 §6.2.2)."""
+
+    def __init__(self, owner: StunServer, local: Address) -> None:
+        self.owner = owner
+        self.local = local
+        self.decoder = StreamDecoder()
+        self.transport: asyncio.Transport | None = None
+        self.remote = Address("", 0)
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.remote = _address(peer)
+        if not self.owner._admit(self):
+            transport.close()
+            return
+        self._arm_idle_timer()
+
+    def _arm_idle_timer(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle_timer = loop.call_later(self.owner.idle_timeout, self._idle)
+
+    def _idle(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        try:
+            frames = self.decoder.feed(data)
+        except DecodeError:
+            self.owner.server.stats.count(Outcome.STREAM_GARBAGE)
+            self.transport.close()
+            return
+        now = asyncio.get_running_loop().time()
+        for frame in frames:
+            answer = self.owner.server.respond(frame, self.local, self.remote, now)
+            if answer is not None:
+                self.transport.write(answer)
+        self._arm_idle_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        self.owner._connections.discard(self)
+
+
+class StunServer:
+    """An asyncio STUN server: one :class:`BindingServer` behind any number of listeners.
+
+    >>> async with StunServer() as server:  # doctest: +SKIP
+    ...     await server.listen("udp", "127.0.0.1", 3478)
+    ...     await server.serve_forever()
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        max_connections: int = 1024,
+        idle_timeout: float = 300.0,
+    ) -> None:
+        self.server = BindingServer(config or ServerConfig())
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.listeners: list[Listener] = []
+        self._udp: list[_UdpListener] = []
+        self._stream_servers: list[asyncio.Server] = []
+        self._connections: set[_StreamServerProtocol] = set()
+        self._closed = asyncio.Event()
+
+    def _admit(self, connection: _StreamServerProtocol) -> bool:
+        if len(self._connections) >= self.max_connections:
+            return False
+        self._connections.add(connection)
+        return True
+
+    async def listen(
+        self,
+        transport: Transport,
+        host: str,
+        port: int = 0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+    ) -> Listener:
+        """Open one listener; ``port=0`` picks a free one. TLS needs ``ssl_context``."""
+        if transport == "udp":
+            listener = _UdpListener(self.server, _bind_udp(host, port, reuse_port=reuse_port))
+            self._udp.append(listener)
+            result = Listener("udp", listener.local)
+        elif transport in ("tcp", "tls"):
+            if (transport == "tls") != (ssl_context is not None):
+                raise LocalProtocolError("a tls listener needs ssl_context; tcp takes none")
+            result = await self._listen_stream(transport, host, port, ssl_context, reuse_port)
+        else:
+            raise LocalProtocolError(f"unknown transport {transport!r}: udp, tcp or tls")
+        self.listeners.append(result)
+        _log.info("STUN server listening on %s", result)
+        return result
+
+    async def _listen_stream(
+        self,
+        transport: Transport,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        reuse_port: bool,
+    ) -> Listener:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        local = _address(sock.getsockname())
+        server = await loop.create_server(
+            lambda: _StreamServerProtocol(self, local),
+            sock=sock,
+            ssl=ssl_context,
+            ssl_handshake_timeout=10.0 if ssl_context else None,
+            backlog=512,
+        )
+        self._stream_servers.append(server)
+        return Listener(transport, local)
+
+    async def serve_forever(self) -> None:
+        """Wait until :meth:`close` is called."""
+        await self._closed.wait()
+
+    async def close(self) -> None:
+        """Stop every listener and close every connection."""
+        for udp in self._udp:
+            udp.close()
+        self._udp.clear()
+        for server in self._stream_servers:
+            server.close()
+        for connection in list(self._connections):
+            if connection.transport is not None:
+                connection.transport.close()
+        for server in self._stream_servers:
+            await server.wait_closed()
+        self._stream_servers.clear()
+        self._closed.set()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,91 @@
+"""TLS contexts for STUN over TLS (RFC 8489 §6.2.3) and throw-away self-signed certificates.
+
+The stdlib :mod:`ssl` module does the TLS; ``cryptography`` only makes certificates, for tests and
+for a server started with ``--tls`` and no certificate (which then warns: clients cannot verify it).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateFiles:
+    """Paths of a PEM certificate and its private key."""
+
+    certificate: Path
+    private_key: Path
+
+
+def make_self_signed(
+    directory: Path | None = None,
+    *,
+    common_name: str = "localhost",
+    names: tuple[str, ...] = ("localhost",),
+    addresses: tuple[str, ...] = ("127.0.0.1", "::1"),
+    days: int = 7,
+) -> CertificateFiles:
+    """Write a fresh self-signed ECDSA P-256 certificate and key into ``directory`` (or a temp dir).
+
+    The certificate names ``names`` (DNS) and ``addresses`` (IP) in subjectAltName, so a client can
+    verify it by host name or IP literal once it trusts the certificate itself.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    target = directory or Path(tempfile.mkdtemp(prefix="icestack-tls-"))
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
+    alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    files = CertificateFiles(target / "cert.pem", target / "key.pem")
+    files.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    files.private_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    files.private_key.chmod(0o600)
+    return files
+
+
+def server_context(certificate: Path | str, private_key: Path | str) -> ssl.SSLContext:
+    """A server-side context: TLS 1.2 or newer, no compression (RFC 8489 §6.2.3)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_COMPRESSION
+    context.load_cert_chain(str(certificate), str(private_key))
+    return context
+
+
+def client_context(cafile: Path | str | None = None, *, verify: bool = True) -> ssl.SSLContext:
+    """A client-side context that verifies the server (RFC 8489 §6.2.3) against the system CAs,
+    or against ``cafile``; ``verify=False`` turns verification off (diagnostics only)."""
+    context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

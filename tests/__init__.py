@@ -1,0 +1,1 @@
+"""icestack's test suite; a package so that shared helpers (``tests.certs``) import by name."""

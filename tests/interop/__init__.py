@@ -1,0 +1,1 @@
+"""Interop tests: icestack against real third-party peers (coturn, aioice) on loopback."""

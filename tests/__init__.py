@@ -1,1 +1,1 @@
-"""icestack's test suite; a package so that shared helpers (``tests.certs``) import by name."""
+"""icestack's test suite: a package, so its helper modules import by name (``tests.interop.coturn``)."""

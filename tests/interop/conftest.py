@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.certs import CertificateFiles, write_self_signed
+from stun.tls import CertificateFiles, make_self_signed
 from tests.interop.coturn import (
     LongTermCredentials,
     RunningTurnserver,
@@ -37,7 +37,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> CertificateFiles:
     """A self-signed certificate for localhost, 127.0.0.1 and ::1."""
-    return write_self_signed(tmp_path_factory.mktemp("tls"))
+    return make_self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from stun import (
     make_address,
     new_transaction_id,
 )
-from tests.certs import CertificateFiles
+from stun.tls import CertificateFiles
 
 #: How long a started turnserver may take to answer before the start counts as failed (seconds).
 STARTUP_TIMEOUT = 15.0

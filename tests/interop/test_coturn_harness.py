@@ -7,7 +7,6 @@ never at icestack's own clients.
 from __future__ import annotations
 
 import socket
-import ssl
 import struct
 
 import pytest
@@ -24,6 +23,7 @@ from stun import (
     make_address,
     new_transaction_id,
 )
+from stun.tls import client_context
 from tests.interop.conftest import TEST_CREDENTIALS
 from tests.interop.coturn import (
     RunningTurnserver,
@@ -74,7 +74,7 @@ def test_stream_binding_maps_our_own_address(coturn: RunningTurnserver, use_tls:
         stream = plain
         if use_tls:
             assert coturn.certificate is not None
-            context = ssl.create_default_context(cafile=str(coturn.certificate))
+            context = client_context(coturn.certificate)
             stream = context.wrap_socket(plain, server_hostname=server.host)
         request = binding_request()
         stream.sendall(request.encode())

@@ -1,4 +1,4 @@
-"""Transport addresses as the rest of icestack passes them: ``(host, port)`` with normalised text hosts.
+"""Transport addresses as icestack passes them: ``(host, port)`` with normalised text hosts.
 
 Hosts are IP literals in their canonical text form (dotted quad, compressed IPv6), so two addresses
 compare equal exactly when they name the same endpoint. Packing to and from wire bytes lives here
@@ -50,7 +50,7 @@ def pack_host(host: str) -> tuple[AddressFamily, bytes]:
 def unpack_host(packed: bytes) -> str:
     """Return the normalised text form of a 4- or 16-byte packed address."""
     if len(packed) == 4:
-        return "%d.%d.%d.%d" % (packed[0], packed[1], packed[2], packed[3])
+        return f"{packed[0]}.{packed[1]}.{packed[2]}.{packed[3]}"
     return ipaddress.IPv6Address(packed).compressed
 
 

@@ -6,8 +6,8 @@ and how to decode one. Decoders are found by type code in a registry that other 
 one registered decodes as :class:`UnknownAttribute`, raw bytes kept.
 
 MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256 and FINGERPRINT are attributes like the others when
-decoding; when building, :meth:`stun.Message.encode` appends them itself so they always come last and
-in the right order.
+decoding; when building, :meth:`stun.Message.encode` appends them itself so they always come last
+and in the right order.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class Attribute:
     NAME: ClassVar[str]
 
     def encode_value(self, transaction_id: bytes) -> bytes:
-        """Return the value bytes (no header, no padding). XOR attributes need the transaction ID."""
+        """The value bytes (no header, no padding). XOR attributes need the transaction ID."""
         raise NotImplementedError
 
     @classmethod
@@ -146,23 +146,28 @@ def _encode_address(address: Address) -> bytes:
     return _ADDRESS_HEADER.pack(family, address.port) + packed
 
 
+_IPV4 = int(AddressFamily.IPV4)
+_IPV6 = int(AddressFamily.IPV6)
+
+
 def _decode_address(cls: type[Attribute], value: bytes) -> tuple[int, int, bytes]:
-    if len(value) < 4:
-        raise _fail(cls, f"{len(value)} bytes is too short")
+    size = len(value)
+    if size < 4:
+        raise _fail(cls, f"{size} bytes is too short")
     family, port = _ADDRESS_HEADER.unpack_from(value)
-    if family == AddressFamily.IPV4:
-        if len(value) != 8:
-            raise _fail(cls, f"IPv4 address with length {len(value)}")
-    elif family == AddressFamily.IPV6:
-        if len(value) != 20:
-            raise _fail(cls, f"IPv6 address with length {len(value)}")
+    if family == _IPV4:
+        if size != 8:
+            raise _fail(cls, f"IPv4 address with length {size}")
+    elif family == _IPV6:
+        if size != 20:
+            raise _fail(cls, f"IPv6 address with length {size}")
     else:
         raise _fail(cls, f"bad family {family}")
     return family, port, value[4:]
 
 
 def _xor_mask(family: int, transaction_id: bytes) -> int:
-    if family == AddressFamily.IPV4:
+    if family == _IPV4:
         return MAGIC_COOKIE
     return int.from_bytes(_COOKIE_BYTES + transaction_id, "big")
 
@@ -314,7 +319,9 @@ class _BytesAttribute(Attribute):
 
     def __post_init__(self) -> None:
         if self.SIZES and len(self.value) not in self.SIZES:
-            raise LocalProtocolError(f"{self.NAME} must be {self.SIZES} bytes, not {len(self.value)}")
+            raise LocalProtocolError(
+                f"{self.NAME} must be {self.SIZES} bytes, not {len(self.value)}"
+            )
 
     def encode_value(self, transaction_id: bytes) -> bytes:
         return self.value
@@ -600,7 +607,9 @@ class AlgorithmEntry:
         )
 
 
-def _decode_algorithm(cls: type[Attribute], value: bytes, offset: int) -> tuple[AlgorithmEntry, int]:
+def _decode_algorithm(
+    cls: type[Attribute], value: bytes, offset: int
+) -> tuple[AlgorithmEntry, int]:
     if len(value) - offset < 4:
         raise _fail(cls, "truncated algorithm entry")
     algorithm, length = struct.unpack_from("!HH", value, offset)

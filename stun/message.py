@@ -345,6 +345,7 @@ class Message:
         offset = HEADER_SIZE
         unpack_attribute = _ATTRIBUTE_HEADER.unpack_from
         registry_get = _REGISTRY.get
+        security_types = _SECURITY_TYPES
         append = attributes.append
         # Every attribute ends on a 4-byte boundary and so does the message: a header always fits.
         while offset < size:
@@ -357,10 +358,13 @@ class Message:
                     f"attribute {attribute_name(attr_type)} at offset {offset}: "
                     f"length {attr_length} runs past the end of the message"
                 )
-            if fingerprint_at >= 0:
-                raise DecodeError(f"attribute {attribute_name(attr_type)} after FINGERPRINT")
-            if attr_type in _SECURITY_TYPES:
+            if attr_type in security_types:
                 if attr_type == _FP:
+                    if next_offset < size:
+                        following = unpack_attribute(data, next_offset)[0]
+                        raise DecodeError(
+                            f"attribute {attribute_name(following)} after FINGERPRINT"
+                        )
                     fingerprint_at = offset
                 elif attr_type == _MI256 and sha256_at < 0:
                     sha256_at = offset

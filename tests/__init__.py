@@ -1,1 +1,1 @@
-"""icestack's test suite: a package, so its helper modules import by name (``tests.interop.coturn``)."""
+"""icestack's test suite: a package, so helper modules import by name (tests.interop.coturn)."""

@@ -1,0 +1,1 @@
+"""Benchmarks and the tools they run: timings live here, never in tests/."""

@@ -1,0 +1,47 @@
+"""Build and launch what benchmarks measure with and against: ``stunload`` and a pinned coturn.
+
+``python -m bench.tools`` builds ``stunload`` and prints its path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.interop.coturn import RunningTurnserver, running_turnserver
+
+REPO = Path(__file__).resolve().parents[1]
+#: The load generator's source, in the shared folder checked out beside the repository.
+STUNLOAD_SOURCE = REPO.parent / "shared" / "tools" / "stunload.c"
+STUNLOAD = REPO / "bench" / "build" / "stunload"
+
+
+def build_stunload(source: Path = STUNLOAD_SOURCE, output: Path = STUNLOAD) -> Path:
+    """Compile ``stunload`` with ``gcc -O2`` unless ``output`` is already newer than ``source``."""
+    if output.exists() and output.stat().st_mtime >= source.stat().st_mtime:
+        return output
+    output.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["gcc", "-O2", "-Wall", "-Wextra", "-o", str(output), str(source)], check=True
+    )
+    return output
+
+
+@contextlib.contextmanager
+def pinned_coturn(
+    workdir: Path, *, cpu: int = 1, hosts: tuple[str, ...] = ("127.0.0.1",)
+) -> Iterator[RunningTurnserver]:
+    """coturn as a baseline: ``--no-auth``, single-threaded (``-m 0``), on ``taskset -c cpu``."""
+    with running_turnserver(
+        workdir,
+        hosts=hosts,
+        extra_arguments=["-m", "0"],
+        command_prefix=["taskset", "-c", str(cpu)],
+    ) as server:
+        yield server
+
+
+if __name__ == "__main__":
+    print(build_stunload())

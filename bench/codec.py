@@ -78,7 +78,7 @@ def icestack_decode_check() -> object:
     return username.value, priority.value, controlling.tie_breaker, message.has(UseCandidate)
 
 
-def icestack_decode_response() -> object:
+def icestack_decode_response() -> stun.Address:
     message = Message.decode(RESPONSE)
     if not (message.check_fingerprint() and message.check_integrity(PASSWORD)):
         raise AssertionError("response did not verify")
@@ -119,11 +119,12 @@ def aioice_decode_check() -> object:
     )
 
 
-def aioice_decode_response() -> object:
+def aioice_decode_response() -> tuple[str, int]:
     message = aioice_stun.parse_message(RESPONSE)
     if not message.check_message_integrity(PASSWORD):
         raise AssertionError("response did not verify")
-    return message.attributes["XOR-MAPPED-ADDRESS"]
+    address: tuple[str, int] = message.attributes["XOR-MAPPED-ADDRESS"]
+    return address
 
 
 WORKLOADS: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {

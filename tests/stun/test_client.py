@@ -31,7 +31,7 @@ from stun import (
 )
 from stun.address import Address
 from stun.attributes import AlgorithmEntry, MessageIntegrity
-from stun.client import BindingResult, ClientConfig, Credentials, ClientSession
+from stun.client import BindingResult, ClientConfig, ClientSession, Credentials
 from stun.events import RequestFailed, RequestSucceeded, StunEvent
 from stun.integrity import SecurityFeatures, nonce_with_features
 from stun.message import Integrity

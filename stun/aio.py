@@ -275,8 +275,11 @@ class StunClient:
             # ALTERNATE-SERVER moved the session: connect there, then send (RFC 8489 §10).
             self._reconnecting = asyncio.ensure_future(self._redirect(datagram))
             return
-        if stream.transport is not None and not stream.transport.is_closing():
-            stream.transport.write(datagram.data)
+        if stream.transport is None or stream.transport.is_closing():
+            # The connection is gone: fail the request now, not after Ti (RFC 8489 §6.2.2).
+            self._driver.loop.call_soon(self._driver.lost)
+            return
+        stream.transport.write(datagram.data)
 
     async def _redirect(self, datagram: Datagram) -> None:
         try:

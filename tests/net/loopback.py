@@ -1,0 +1,97 @@
+"""Helpers for tests on real loopback sockets: hosts to use, bounded waits, raw STUN exchanges."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from stun import Address, Message, MessageClass, Method, XorMappedAddress, new_transaction_id
+
+T = TypeVar("T")
+
+#: The bound on any one test's event loop: generous, so that only a hang can reach it.
+TEST_TIMEOUT = 20.0
+
+
+def ipv6_loopback_available() -> bool:
+    """Whether ``::1`` can be bound (containers often run without IPv6)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+IPV6 = ipv6_loopback_available()
+SKIP_NO_IPV6 = pytest.mark.skipif(not IPV6, reason="IPv6 loopback (::1) is not available here")
+
+#: Both loopback hosts as parameters; the IPv6 one skips itself where ::1 cannot be bound.
+LOOPBACK_HOSTS = [
+    pytest.param("127.0.0.1", id="ipv4"),
+    pytest.param("::1", id="ipv6", marks=SKIP_NO_IPV6),
+]
+
+
+def run(coroutine: Coroutine[Any, Any, T], timeout: float = TEST_TIMEOUT) -> T:
+    """Run ``coroutine`` on a fresh event loop, failing (not hanging) after ``timeout`` seconds."""
+    return asyncio.run(asyncio.wait_for(coroutine, timeout))
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until ``condition()`` holds, polling; raise TimeoutError after ``timeout`` seconds."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+def binding_request(transaction_id: bytes | None = None) -> bytes:
+    """A plain Binding request with FINGERPRINT, as our client would send without credentials."""
+    tid = transaction_id or new_transaction_id()
+    return Message(Method.BINDING, MessageClass.REQUEST, tid).encode(fingerprint=True)
+
+
+def mapped_address(response: bytes, transaction_id: bytes) -> Address:
+    """The XOR-MAPPED-ADDRESS of a Binding success response to ``transaction_id``."""
+    message = Message.decode(response)
+    assert message.message_class is MessageClass.SUCCESS_RESPONSE
+    assert message.transaction_id == transaction_id
+    assert message.check_fingerprint()
+    attribute = message.get(XorMappedAddress)
+    assert attribute is not None
+    return attribute.address
+
+
+def udp_socket(host: str) -> socket.socket:
+    """A non-blocking UDP socket bound to an ephemeral port on ``host``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.setblocking(False)
+    return sock
+
+
+def closed_port(host: str, kind: int = socket.SOCK_DGRAM) -> int:
+    """A port on ``host`` that was free a moment ago and that nothing listens on now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, kind) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def udp_exchange(sock: socket.socket, data: bytes, server: Address) -> bytes:
+    """Send one datagram from ``sock`` and return the first datagram that comes back."""
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendto(sock, data, server)
+    answer, _ = await loop.sock_recvfrom(sock, 65536)
+    return answer

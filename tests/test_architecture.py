@@ -1,0 +1,56 @@
+"""design.md §1-§2 as tests: the sans-IO core imports no I/O, no clock and no randomness of its
+own, and dependencies point one way (ice → turn → stun)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Modules that own sockets, time or files: the asyncio layer and the command line.
+IO_MODULES = {
+    "stun/aio.py", "stun/cli.py", "stun/tls.py", "ice/cli.py", "ice/aio.py", "turn/aio.py",
+}
+FORBIDDEN_IN_CORE = {"asyncio", "socket", "time", "random", "os", "selectors", "ssl", "threading"}
+ALLOWED_PACKAGE_IMPORTS = {
+    "stun": {"stun"}, "turn": {"stun", "turn"}, "ice": {"stun", "turn", "ice"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Top-level names of every module a file imports (absolute imports only)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def package_files() -> list[Path]:
+    return sorted(p for package in ALLOWED_PACKAGE_IMPORTS for p in (ROOT / package).rglob("*.py"))
+
+
+def core_files() -> list[Path]:
+    return [p for p in package_files() if str(p.relative_to(ROOT)) not in IO_MODULES]
+
+
+@pytest.mark.parametrize("path", core_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_core_modules_do_no_io(path: Path) -> None:
+    assert imported_modules(path) & FORBIDDEN_IN_CORE == set()
+
+
+@pytest.mark.parametrize("path", package_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_dependencies_point_one_way(path: Path) -> None:
+    package = path.relative_to(ROOT).parts[0]
+    ours = imported_modules(path) & set(ALLOWED_PACKAGE_IMPORTS)
+    assert ours <= ALLOWED_PACKAGE_IMPORTS[package]
+
+
+def test_every_package_is_typed() -> None:
+    for package in ALLOWED_PACKAGE_IMPORTS:
+        assert (ROOT / package / "py.typed").exists()

@@ -499,6 +499,11 @@ class StunServer:
         self._connections: set[_StreamServerProtocol] = set()
         self._closed = asyncio.Event()
 
+    @property
+    def connection_count(self) -> int:
+        """TCP and TLS connections open now, never more than ``max_connections``."""
+        return len(self._connections)
+
     def _admit(self, connection: _StreamServerProtocol) -> bool:
         if len(self._connections) >= self.max_connections:
             return False

@@ -256,14 +256,21 @@ async def serve(plan: ServePlan, *, worker: int = 0) -> None:
     except OSError as exc:
         await server.close()
         raise LocalProtocolError(f"cannot listen: {exc}") from None
-    for listener in server.listeners:
-        prefix = f"worker {worker}: " if plan.reuse_port else ""
-        print(f"{prefix}listening on {listener}", flush=True)
+    # Handlers first: whoever reads "listening on" may signal at once and expect a clean stop.
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, lambda: asyncio.ensure_future(server.close()))
+    prefix = f"worker {worker}: " if plan.reuse_port else ""
+    for listener in server.listeners:
+        _say(f"{prefix}listening on {listener}")
     await server.serve_forever()
-    print(f"{'worker ' + str(worker) + ': ' if plan.reuse_port else ''}stopped", flush=True)
+    _say(f"{prefix}stopped")
+
+
+def _say(line: str) -> None:
+    """Print one line in one write, so that the lines of workers sharing stdout do not mix."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def _worker_main(plan: ServePlan, worker: int, use_uvloop: bool) -> None:

@@ -105,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status: int = args.run(args)
-    except LocalProtocolError as exc:
+    except (LocalProtocolError, argparse.ArgumentTypeError) as exc:
+        # ArgumentTypeError: an address that split_host_port rejects after parsing.
         return main_error(str(exc))
     except KeyboardInterrupt:
         return 130

@@ -24,10 +24,11 @@ from typing import Any
 from ._version import __version__
 from .address import Address
 from .aio import DEFAULT_PORTS, StunServer, Transport, binding, install_uvloop
-from .client import BindingResult, Credentials
+from .client import BindingResult, ClientConfig, Credentials
 from .errors import ErrorResponse, LocalProtocolError, StunError
 from .server import LongTermCredentials, ServerConfig, ShortTermCredentials
 from .tls import client_context, make_self_signed, server_context
+from .transaction import TransactionConfig
 
 #: The host probed when ``icestack stun`` is given none.
 DEFAULT_PUBLIC_SERVER = "stun.l.google.com:19302"
@@ -56,6 +57,27 @@ def split_host_port(text: str, default_port: int | None) -> tuple[str, int | Non
 
 
 # =========================================================================== icestack stun
+
+
+def scaled_schedule(timeout: float) -> TransactionConfig:
+    """The RFC 8489 §6.2 schedule, shrunk or stretched to give up after ``timeout`` seconds.
+
+    Over UDP the Rc requests and the final Rm wait stay as they are and the initial RTO is scaled
+    (the default 500 ms makes 39.5 s); over TCP/TLS ``timeout`` is Ti.
+    """
+    default = TransactionConfig()
+    rtos = 2 ** (default.max_requests - 1) - 1 + default.final_wait
+    return TransactionConfig(initial_rto=timeout / rtos, reliable_timeout=timeout)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
 
 
 def _address_json(address: Address | None) -> dict[str, Any] | None:
@@ -126,12 +148,13 @@ async def _probe(args: argparse.Namespace) -> int:
         credentials = Credentials(username=args.user, password=args.password)
     context = client_context(args.cafile, verify=not args.insecure) if transport == "tls" else None
     target = f"{host}:{port or DEFAULT_PORTS[transport]}"
+    config = ClientConfig(transaction=scaled_schedule(args.timeout)) if args.timeout else None
     result: BindingResult | None = None
     error: StunError | OSError | None = None
     try:
         result = await binding(
             host, port, transport=transport, family=family, credentials=credentials,
-            ssl_context=context,
+            ssl_context=context, config=config,
         )
     except (StunError, OSError) as exc:
         error = exc
@@ -165,6 +188,10 @@ def add_probe_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     parser.add_argument("--cafile", type=Path, help="trust this CA file for --tls")
     parser.add_argument(
         "--insecure", action="store_true", help="do not verify the TLS certificate (diagnostics)"
+    )
+    parser.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS",
+        help="give up after this long (default 39.5, the RFC 8489 §6.2 schedule)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object (docs/cli.md)")
     parser.set_defaults(run=lambda args: asyncio.run(_probe(args)))

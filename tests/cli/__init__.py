@@ -1,0 +1,1 @@
+"""The ``icestack`` command line, run as a subprocess against servers on loopback."""

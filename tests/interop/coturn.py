@@ -130,14 +130,22 @@ def _socket(host: str, kind: socket.SocketKind) -> socket.socket:
     return socket.socket(family, kind)
 
 
-def udp_request(sock: socket.socket, server: Address, request: Message, timeout: float) -> Message:
+def udp_request(
+    sock: socket.socket,
+    server: Address,
+    request: Message,
+    timeout: float,
+    *,
+    key: bytes | None = None,
+) -> Message:
     """Send ``request`` from ``sock`` to ``server`` once; return the response with its ID.
 
-    Datagrams that are not a STUN message for this transaction are skipped; raises
-    :class:`TimeoutError` when nothing matching arrives within ``timeout`` seconds.
+    With ``key``, the request carries MESSAGE-INTEGRITY made with it. Datagrams that are not a STUN
+    message for this transaction are skipped; raises :class:`TimeoutError` when nothing matching
+    arrives within ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
-    sock.sendto(request.encode(), server)
+    sock.sendto(request.encode(key=key), server)
     while (remaining := deadline - time.monotonic()) > 0:
         sock.settimeout(remaining)
         data, _ = sock.recvfrom(65536)

@@ -154,7 +154,7 @@ def stun_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Background
         udp, tcp, tls = (listener.address for listener in started)
         yield BackgroundServer(udp, tcp, tls, files)
     finally:
-        loop.call_soon_threadsafe(lambda: stop.done() or stop.set_result(None))
+        loop.call_soon_threadsafe(stop.set_result, None)
         thread.join(10)
         loop.close()
 

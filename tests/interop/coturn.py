@@ -280,15 +280,32 @@ def _log_tail(server: RunningTurnserver, lines: int = 30) -> str:
 _REFLEXIVE = re.compile(r"reflexive addr: (\S+):(\d+)\s*$", re.MULTILINE)
 
 
-def run_stunclient(server: Address, *, timeout: float = 10.0) -> StunclientResult:
+def stunclient_command(
+    server: Address, *, local_host: str | None = None, rfc5780: bool = False
+) -> list[str]:
+    """The ``turnutils_stunclient`` command line: ``-L`` binds ``local_host``, ``-f`` forces its
+    RFC 5780 requests (RESPONSE-PORT and CHANGE-REQUEST) even if the server sends no OTHER-ADDRESS.
+    """
+    command = ["turnutils_stunclient", "-p", str(server.port)]
+    if local_host is not None:
+        command += ["-L", local_host]
+    if rfc5780:
+        command.append("-f")
+    return [*command, server.host]
+
+
+def run_stunclient(
+    server: Address, *, local_host: str | None = None, timeout: float = 10.0
+) -> StunclientResult:
     """Run ``turnutils_stunclient`` against ``server`` over UDP and parse its report.
 
     It prints ``IPv4. UDP reflexive addr: 127.0.0.1:40000`` (IPv6 hosts without brackets) for the
-    XOR-MAPPED-ADDRESS it got. It retries forever against a silent server, hence the ``timeout``,
-    after which it is killed and :class:`subprocess.TimeoutExpired` raised.
+    XOR-MAPPED-ADDRESS it got. It sends each request once and waits for the answer without a time
+    limit, hence the ``timeout``, after which it is killed and :class:`subprocess.TimeoutExpired`
+    raised.
     """
     completed = subprocess.run(
-        ["turnutils_stunclient", "-p", str(server.port), server.host],
+        stunclient_command(server, local_host=local_host),
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False,
     )
     output = completed.stdout + completed.stderr

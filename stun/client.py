@@ -146,6 +146,8 @@ class _Request:
     method: int
     attributes: list[Attribute]
     transaction: ClientTransaction | None = None
+    #: Where the current attempt went: retransmissions follow it, responses must come from it.
+    server: Address | None = None
     key: bytes | None = None
     challenged: bool = False
     stale_retried: bool = False
@@ -221,7 +223,7 @@ class ClientSession:
         if request is None or request.transaction is None:
             self._drop("unknown transaction")
             return
-        if not self.config.reliable and remote != self.server:
+        if not self.config.reliable and remote != request.server:
             self._drop("wrong source")
             return
         if response.method != request.method:
@@ -252,14 +254,14 @@ class ClientSession:
             if transaction is None:
                 continue
             resend = transaction.handle_timer(now)
-            if resend is not None:
-                self._outgoing.append(Datagram(resend, None, self.server))
+            if resend is not None and request.server is not None:
+                self._outgoing.append(Datagram(resend, None, request.server))
             elif transaction.state is TransactionState.TIMED_OUT:
                 error: StunError = (
                     IntegrityError("every response failed its integrity check")
                     if request.integrity_failures
                     else TransactionTimeout(
-                        f"no response from {self.server} after {transaction.requests_sent} "
+                        f"no response from {request.server} after {transaction.requests_sent} "
                         f"request(s) in {now - transaction.started_at:.1f} s"
                     )
                 )
@@ -303,6 +305,7 @@ class ClientSession:
         message = Message(request.method, MessageClass.REQUEST, transaction_id, attributes)
         data = message.encode(key=key, integrity=integrity, fingerprint=config.fingerprint)
         request.key = key
+        request.server = self.server
         request.transaction = ClientTransaction(
             data,
             transaction_id,
@@ -360,10 +363,11 @@ class ClientSession:
             return
         if error is None:
             rtt = transaction.answered(now)
+            server = request.server or self.server
             if not transaction.retransmitted:
-                self._rto_cache.add_sample(self.server.host, rtt, now)
+                self._rto_cache.add_sample(server.host, rtt, now)
             self._finish(request)
-            self._events.append(RequestSucceeded(request.handle, response, rtt, self.server))
+            self._events.append(RequestSucceeded(request.handle, response, rtt, server))
             return
         transaction.answered(now)
         if error.code == 300 and self._redirect(request, response, now):
@@ -440,7 +444,8 @@ class ClientSession:
     def _redirect(self, request: _Request, response: Message, now: float) -> bool:
         if request.redirected or not self.config.follow_alternate_server:
             return False
-        current_v6 = ":" in self.server.host
+        origin = request.server or self.server
+        current_v6 = ":" in origin.host
         target = next(
             (
                 a.address
@@ -449,11 +454,12 @@ class ClientSession:
             ),
             None,
         )
-        if target is None or target == self.server:
+        if target is None or target == origin:
             return False
         request.redirected = True
-        self.server = target
-        self._auth = None
+        if self.server != target:
+            self.server = target
+            self._auth = None  # credentials are per server (RFC 8489 §9.2.3)
         request.challenged = False
         request.stale_retried = False
         self._retry(request, now)

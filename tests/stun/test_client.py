@@ -382,6 +382,45 @@ def test_try_alternate_is_followed_once() -> None:
     assert isinstance(event.error, ErrorResponse) and event.error.code == 300
 
 
+def test_every_request_in_flight_follows_the_redirect() -> None:
+    alternate = Address("192.0.2.20", 3478)
+    client = make_client()
+    client.request(now=0.0)
+    client.request(now=0.0)
+    first_attempts = client.datagrams_to_send(0.0)
+    assert len(first_attempts) == 2
+    for datagram in first_attempts:
+        redirect = Message.decode(datagram.data).error_response(
+            300, attributes=[AlternateServer(alternate)]
+        )
+        client.receive_datagram(redirect.encode(), ME, SERVER, 0.01)
+    second_attempts = client.datagrams_to_send(0.01)
+    assert [d.remote for d in second_attempts] == [alternate, alternate]
+    for datagram in second_attempts:
+        client.receive_datagram(success(Message.decode(datagram.data)), ME, alternate, 0.02)
+    outcomes = events(client)
+    assert len(outcomes) == 2
+    assert all(isinstance(e, RequestSucceeded) and e.server == alternate for e in outcomes)
+
+
+def test_retransmissions_keep_going_to_where_the_attempt_was_sent() -> None:
+    alternate = Address("192.0.2.20", 3478)
+    client = make_client()
+    client.request(now=0.0)
+    client.request(now=0.0)
+    slow, redirected = client.datagrams_to_send(0.0)
+    redirect = Message.decode(redirected.data).error_response(
+        300, attributes=[AlternateServer(alternate)]
+    )
+    client.receive_datagram(redirect.encode(), ME, SERVER, 0.01)
+    client.datagrams_to_send(0.01)
+    client.handle_timer(0.5)
+    resent = client.datagrams_to_send(0.5)
+    assert (slow.data, SERVER) in [(d.data, d.remote) for d in resent]
+    client.receive_datagram(success(Message.decode(slow.data)), ME, SERVER, 0.6)
+    assert isinstance(events(client)[0], RequestSucceeded)
+
+
 def test_server_errors_are_retried_at_most_four_times() -> None:
     client = make_client()
     client.request(now=0.0)

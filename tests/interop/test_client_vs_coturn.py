@@ -205,7 +205,6 @@ def test_challenge_is_rfc5389_style(coturn_auth: RunningTurnserver) -> None:
         )
         response = udp_request(sock, coturn_auth.address(), request, TIMEOUT)
     assert response.get(ErrorCode) == ErrorCode(401, "Unauthorized")
-    assert response.get(Realm) == Realm(TEST_CREDENTIALS.realm)
     nonce = response.get(Nonce)
     assert nonce is not None
     assert nonce_features(nonce.value) is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import socket
@@ -31,6 +32,7 @@ from .events import RequestFailed, RequestSucceeded
 from .framing import StreamDecoder
 from .message import Message, Method
 from .server import BindingServer, Outcome, ServerConfig
+from .transaction import RtoCache
 
 Transport = Literal["udp", "tcp", "tls"]
 
@@ -154,6 +156,12 @@ class _StreamClientProtocol(asyncio.Protocol):
         self.decoder = StreamDecoder()
         self.transport: asyncio.Transport | None = None
         self.detached = False
+        self.closed = False
+
+    @property
+    def usable(self) -> bool:
+        """Whether requests can be written to this connection now."""
+        return self.transport is not None and not self.closed and not self.transport.is_closing()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -170,8 +178,14 @@ class _StreamClientProtocol(asyncio.Protocol):
             self.driver.received(frame, self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
         if not self.detached:
             self.driver.lost()
+
+
+#: RTO estimates per server, shared by every client in the process (RFC 8489 §6.2.1 caches the RTO
+#: per server, not per socket; a one-shot :func:`binding` would otherwise always start at 500 ms).
+SHARED_RTO_CACHE = RtoCache()
 
 
 class StunClient:
@@ -188,7 +202,8 @@ class StunClient:
         self._stream: _StreamClientProtocol | None = None
         self._ssl: ssl.SSLContext | None = None
         self._server_hostname: str | None = None
-        self._reconnecting: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._backlog: list[Datagram] = []
 
     @classmethod
     async def connect(
@@ -202,31 +217,25 @@ class StunClient:
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         config: ClientConfig | None = None,
+        rto_cache: RtoCache | None = None,
     ) -> StunClient:
         """Resolve ``host`` and open the transport (a TCP/TLS connection, or a UDP socket).
 
         ``family`` is ``socket.AF_INET`` or ``socket.AF_INET6`` to force one; ``credentials`` are
         long-term credentials used when the server challenges. TLS verifies the server certificate
-        against the system CAs unless ``ssl_context`` says otherwise.
+        against the system CAs unless ``ssl_context`` says otherwise. RTO estimates come from
+        ``rto_cache``, by default one shared by the whole process.
         """
         if transport not in DEFAULT_PORTS:
             raise LocalProtocolError(f"unknown transport {transport!r}: udp, tcp or tls")
         port = port or DEFAULT_PORTS[transport]
         server = await resolve(host, port, family, stream=transport != "udp")
         base = config or ClientConfig()
-        config = ClientConfig(
-            transaction=base.transaction,
-            credentials=credentials or base.credentials,
-            software=base.software,
-            fingerprint=base.fingerprint,
-            reliable=transport != "udp",
-            follow_alternate_server=base.follow_alternate_server,
-            password_algorithms=base.password_algorithms,
-            max_server_error_retries=base.max_server_error_retries,
-            max_outstanding=base.max_outstanding,
-            rng=base.rng,
+        config = dataclasses.replace(
+            base, credentials=credentials or base.credentials, reliable=transport != "udp"
         )
-        driver = _ClientDriver(ClientSession(server, config=config))
+        session = ClientSession(server, config=config, rto_cache=rto_cache or SHARED_RTO_CACHE)
+        driver = _ClientDriver(session)
         client = cls(driver, transport)
         if transport == "udp":
             await client._open_udp(server)
@@ -270,24 +279,30 @@ class StunClient:
 
     def _send_stream(self, datagram: Datagram) -> None:
         stream = self._stream
-        assert stream is not None
-        if datagram.remote != stream.peer:
-            # ALTERNATE-SERVER moved the session: connect there, then send (RFC 8489 §10).
-            self._reconnecting = asyncio.ensure_future(self._redirect(datagram))
+        if stream is not None and stream.peer == datagram.remote and stream.usable:
+            assert stream.transport is not None
+            stream.transport.write(datagram.data)
             return
-        if stream.transport is None or stream.transport.is_closing():
-            # The connection is gone: fail the request now, not after Ti (RFC 8489 §6.2.2).
-            self._driver.loop.call_soon(self._driver.lost)
-            return
-        stream.transport.write(datagram.data)
+        # No usable connection to where this must go: ALTERNATE-SERVER moved the session
+        # (RFC 8489 §10), or the server closed the connection, in which case the client opens a
+        # new one (§6.2.2). One attempt at a time; what must be sent waits for it.
+        self._backlog.append(datagram)
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._reconnect(datagram.remote))
 
-    async def _redirect(self, datagram: Datagram) -> None:
+    async def _reconnect(self, server: Address) -> None:
         try:
-            await self._open_stream(datagram.remote)
-        except OSError:
+            await self._open_stream(server)
+        except OSError as exc:
+            _log.debug("cannot connect to %s: %s", server, exc)
+            self._backlog.clear()
             self._driver.lost()
             return
-        self._send_stream(datagram)
+        finally:
+            self._connecting = None
+        backlog, self._backlog = self._backlog, []
+        for datagram in backlog:
+            self._send_stream(datagram)
 
     @property
     def server(self) -> Address:
@@ -312,6 +327,8 @@ class StunClient:
     async def close(self) -> None:
         """Close the socket or connection; pending requests are cancelled."""
         self._driver.close()
+        if self._connecting is not None:
+            self._connecting.cancel()
         if self._udp is not None:
             self._udp.close()
         if self._stream is not None and self._stream.transport is not None:

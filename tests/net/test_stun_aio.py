@@ -40,6 +40,7 @@ from .loopback import (
     run,
     udp_exchange,
     udp_socket,
+    until,
 )
 
 TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp", "tls")
@@ -300,9 +301,28 @@ def test_tcp_connection_closed_by_the_server_fails_the_request() -> None:
             # Ti stays at its 39.5 s default: only the closed connection can end this in time.
             with pytest.raises(TransactionTimeout, match="closed"):
                 await asyncio.wait_for(client.binding(), 10)
-            # The connection is gone: a later request fails as promptly.
+            # A later request opens a new connection (§6.2.2), which this server closes too.
             with pytest.raises(TransactionTimeout, match="closed"):
                 await asyncio.wait_for(client.binding(), 10)
+
+    run(scenario())
+
+
+def test_tcp_client_reconnects_after_the_server_closed_an_idle_connection() -> None:
+    """RFC 8489 §6.2.2: when an idle connection no longer works, the client opens a new one."""
+
+    async def scenario() -> None:
+        async with StunServer(idle_timeout=0.2) as server:
+            listener = await server.listen("tcp", "127.0.0.1", 0)
+            async with await StunClient.connect(
+                "127.0.0.1", listener.address.port, transport="tcp"
+            ) as client:
+                first = await client.binding()
+                await until(lambda: server.connection_count == 0)
+                second = await client.binding()
+                assert server.connection_count == 1
+            assert first.mapped_address != second.mapped_address  # a new source port
+            assert server.server.stats[Outcome.ANSWERED] == 2
 
     run(scenario())
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from bench.tools import build_stunload, pinned_coturn
 from stun import Message, MessageClass, Method, new_transaction_id
+from tests.interop.coturn import stop_process
 
 TICKS = os.sysconf("SC_CLK_TCK")
 SERVER_CPU = "1"
@@ -135,12 +136,7 @@ def icestack_server(port: int, *extra: str, pin: bool = True) -> Iterator[int]:
         wait_answering(port)
         yield process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def report(name: str, m: Measurement) -> None:

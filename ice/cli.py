@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 from collections.abc import Sequence
 
 from stun._version import __version__
-from stun.aio import StunClient, StunServer, Transport
+from stun.aio import StunClient, StunServer, Transport, ipv6_loopback_available
 from stun.cli import add_probe_command, add_serve_command, format_table, main_error
 from stun.errors import LocalProtocolError, StunError
 from stun.tls import client_context, make_self_signed, server_context
@@ -25,7 +24,7 @@ async def run_demo() -> int:
     """
     files = make_self_signed()
     hosts = ["127.0.0.1"]
-    if socket.has_ipv6 and _ipv6_loopback_works():
+    if ipv6_loopback_available():
         hosts.append("::1")
     rows: list[tuple[str, ...]] = []
     async with StunServer() as server:
@@ -70,15 +69,6 @@ async def run_demo() -> int:
         ("answered", str(len(rows) - failures)),
     ]))
     return 1 if failures else 0
-
-
-def _ipv6_loopback_works() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 def build_parser() -> argparse.ArgumentParser:

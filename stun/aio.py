@@ -73,6 +73,36 @@ async def resolve(host: str, port: int, family: int = 0, *, stream: bool = False
     return _address(infos[0][4])  # type: ignore[arg-type]
 
 
+def ipv6_loopback_available() -> bool:
+    """Whether ``::1`` can be bound here (containers often run without IPv6)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+class _Closing:
+    """``async with`` support for anything with an ``async close()``."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
 # =========================================================================== client
 
 
@@ -188,7 +218,7 @@ class _StreamClientProtocol(asyncio.Protocol):
 SHARED_RTO_CACHE = RtoCache()
 
 
-class StunClient:
+class StunClient(_Closing):
     """An asyncio STUN client talking to one server over UDP, TCP or TLS.
 
     >>> async with await StunClient.connect("stun.example.net") as client:  # doctest: +SKIP
@@ -334,17 +364,6 @@ class StunClient:
         if self._stream is not None and self._stream.transport is not None:
             self._stream.detached = True
             self._stream.transport.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 async def binding(
@@ -492,7 +511,7 @@ class _StreamServerProtocol(asyncio.Protocol):
         self.owner._connections.discard(self)
 
 
-class StunServer:
+class StunServer(_Closing):
     """An asyncio STUN server: one :class:`BindingServer` behind any number of listeners.
 
     >>> async with StunServer() as server:  # doctest: +SKIP
@@ -601,14 +620,3 @@ class StunServer:
             await server.wait_closed()
         self._stream_servers.clear()
         self._closed.set()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()

@@ -236,12 +236,17 @@ def running_turnserver(
         _wait_until_answering(process, server)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """End a process this code started: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_until_answering(process: subprocess.Popen[bytes], server: RunningTurnserver) -> None:

@@ -10,23 +10,12 @@ from typing import Any, TypeVar
 import pytest
 
 from stun import Address, Message, MessageClass, Method, XorMappedAddress, new_transaction_id
+from stun.aio import ipv6_loopback_available
 
 T = TypeVar("T")
 
 #: The bound on any one test's event loop: generous, so that only a hang can reach it.
 TEST_TIMEOUT = 20.0
-
-
-def ipv6_loopback_available() -> bool:
-    """Whether ``::1`` can be bound (containers often run without IPv6)."""
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 IPV6 = ipv6_loopback_available()

@@ -41,7 +41,7 @@ from .attributes import (
     is_comprehension_required,
     register_attribute,
 )
-from .datagram import Datagram
+from .datagram import Datagram, Machine
 from .errors import (
     ClassicStunError,
     DecodeError,
@@ -101,6 +101,7 @@ __all__ = [
     "LocalProtocolError",
     "LongTermCredentials",
     "LongTermKey",
+    "Machine",
     "MappedAddress",
     "Message",
     "MessageClass",

@@ -7,7 +7,7 @@ so one driver loop serves every machine by sending ``data`` from ``local`` to ``
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from .address import Address
 
@@ -18,3 +18,23 @@ class Datagram(NamedTuple):
     data: bytes
     local: Address | None
     remote: Address
+
+
+class Machine(Protocol):
+    """The five verbs every sans-IO state machine has (design.md §2).
+
+    One driver loop — asyncio, :mod:`ice.netsim`, or a user's own — serves any machine with them:
+    feed what arrives, send what it drains, call it back at its timer, read its events.
+    """
+
+    def receive_datagram(
+        self, data: bytes, local: Address | None, remote: Address, now: float
+    ) -> None: ...
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]: ...
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+    def next_event(self) -> object | None: ...

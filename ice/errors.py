@@ -1,0 +1,39 @@
+"""The exceptions of the :mod:`ice` package.
+
+Everything raised on purpose by this package derives from :class:`IceError`. As in :mod:`stun`, the
+tree is split in two: :class:`LocalProtocolError` means the caller used the API wrongly,
+:class:`RemoteProtocolError` means the peer (through signalling) gave us something we cannot accept.
+"""
+
+from __future__ import annotations
+
+
+class IceError(Exception):
+    """Root of every exception this package raises on purpose."""
+
+
+class LocalProtocolError(IceError):
+    """The API was misused: a bad argument, a value out of range, a call out of order."""
+
+
+class RemoteProtocolError(IceError):
+    """The peer sent input that cannot be accepted."""
+
+
+class DecodeError(RemoteProtocolError):
+    """Signalling text that is not well-formed: a ``candidate:`` line or an ICE SDP attribute
+    (RFC 8839 §5).
+
+    This is the only exception the parsers of this package raise on malformed input. The message
+    says what is wrong, e.g. ``"candidate: port '70000' out of range"``.
+    """
+
+
+class UnsupportedCandidateError(DecodeError):
+    """A well-formed candidate that this agent cannot use: a transport other than UDP or TCP, a
+    candidate type other than host/srflx/prflx/relay, or an FQDN other than an mDNS ``.local``
+    name.
+
+    RFC 8839 §5.1 tells the agent to ignore such a line and keep the rest of the description;
+    catching this class (rather than :class:`DecodeError`) does exactly that.
+    """

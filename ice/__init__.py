@@ -1,1 +1,51 @@
 """ICE (RFC 8445): candidates, checks and nomination. The agent arrives with its own issue."""
+
+from .candidate import (
+    ICE_CHARS,
+    MAX_PRIORITY,
+    TRANSPORTS,
+    TYPE_PREFERENCE,
+    Candidate,
+    CandidateType,
+    IceDescription,
+    TcpType,
+    candidate_priority,
+    compute_foundation,
+    eliminate_redundant,
+    generate_credentials,
+    local_preferences,
+    pair_priority,
+    validate_pwd,
+    validate_ufrag,
+)
+from .errors import (
+    DecodeError,
+    IceError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    UnsupportedCandidateError,
+)
+
+__all__ = [
+    "ICE_CHARS",
+    "MAX_PRIORITY",
+    "TRANSPORTS",
+    "TYPE_PREFERENCE",
+    "Candidate",
+    "CandidateType",
+    "DecodeError",
+    "IceDescription",
+    "IceError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "TcpType",
+    "UnsupportedCandidateError",
+    "candidate_priority",
+    "compute_foundation",
+    "eliminate_redundant",
+    "generate_credentials",
+    "local_preferences",
+    "pair_priority",
+    "validate_pwd",
+    "validate_ufrag",
+]

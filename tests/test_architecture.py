@@ -15,6 +15,9 @@ IO_MODULES = {
     "stun/aio.py", "stun/cli.py", "stun/tls.py", "ice/cli.py", "ice/aio.py", "turn/aio.py",
 }
 FORBIDDEN_IN_CORE = {"asyncio", "socket", "time", "random", "os", "selectors", "ssl", "threading"}
+#: Exceptions to FORBIDDEN_IN_CORE, one module and one import each: the simulator's whole point is
+#: its one seeded random.Random, and it runs no protocol logic a real stack would.
+ALLOWED_IN_CORE = {"ice/netsim.py": {"random"}}
 ALLOWED_PACKAGE_IMPORTS = {
     "stun": {"stun"}, "turn": {"stun", "turn"}, "ice": {"stun", "turn", "ice"},
 }
@@ -41,7 +44,8 @@ def core_files() -> list[Path]:
 
 @pytest.mark.parametrize("path", core_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_core_modules_do_no_io(path: Path) -> None:
-    assert imported_modules(path) & FORBIDDEN_IN_CORE == set()
+    allowed = ALLOWED_IN_CORE.get(str(path.relative_to(ROOT)), set())
+    assert imported_modules(path) & FORBIDDEN_IN_CORE <= allowed
 
 
 @pytest.mark.parametrize("path", package_files(), ids=lambda p: str(p.relative_to(ROOT)))

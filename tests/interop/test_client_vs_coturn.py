@@ -9,12 +9,12 @@ What coturn 4.6.1 does, as these tests found it:
   PASSWORD-ALGORITHMS and no RFC 8489 nonce cookie, so the key is MD5(username:realm:password) and
   every protected answer carries MESSAGE-INTEGRITY (HMAC-SHA1), never MESSAGE-INTEGRITY-SHA256.
 * The success responses to Allocate and Refresh carry XOR-RELAYED-ADDRESS (0x0016) and LIFETIME
-  (0x000D), which are comprehension-required. Until ``turn`` registers them with the codec, our
-  client must treat those responses as failed transactions (RFC 8489 §6.3.3), and does: it raises
-  DecodeError naming them. CreatePermission's success response has nothing of the kind, so it is
-  the request that shows our client completing an authenticated exchange. coturn answers
+  (0x000D), which are comprehension-required: a client that does not know them must treat those
+  responses as failed transactions (RFC 8489 §6.3.3). This module imports :mod:`turn.attributes`,
+  which registers TURN's attributes with the codec, so our client completes Allocate and Refresh
+  and reads both attributes typed, whatever else the test process imported. coturn answers
   CreatePermission without an allocation with 400 (RFC 8656 §7.2 would say 437), so its success
-  also proves that the Allocate before it succeeded on the server.
+  after the Allocate also shows the allocation exists on the server.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import pytest
 from stun import (
     Address,
     Attribute,
-    DecodeError,
     ErrorCode,
     ErrorResponse,
     Message,
@@ -44,7 +43,6 @@ from stun import (
     PasswordAlgorithmId,
     PasswordAlgorithms,
     Realm,
-    UnknownAttribute,
     Username,
     XorMappedAddress,
     long_term_key,
@@ -63,17 +61,23 @@ from tests.interop.coturn import (
     udp_request,
 )
 from tests.net.loopback import LOOPBACK_HOSTS, run
+from turn.attributes import (
+    Lifetime,
+    RequestedTransport,
+    TransportProtocol,
+    XorPeerAddress,
+    XorRelayedAddress,
+)
 
 TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp", "tls")
 TIMEOUT = 5.0
 
-XOR_RELAYED_ADDRESS = 0x0016
-LIFETIME = 0x000D
-XOR_PEER_ADDRESS = 0x0012
-#: REQUESTED-TRANSPORT (RFC 8656 §18.7) asking for UDP; raw, as TURN attributes are unregistered.
-REQUESTED_TRANSPORT_UDP = UnknownAttribute(0x0019, bytes([17, 0, 0, 0]))
-#: LIFETIME 0 (RFC 8656 §18.2): a Refresh carrying it deletes the allocation (§7.3).
-LIFETIME_ZERO = UnknownAttribute(LIFETIME, bytes(4))
+#: REQUESTED-TRANSPORT (RFC 8656 §18.8) asking for a UDP relay.
+REQUESTED_TRANSPORT_UDP = RequestedTransport(TransportProtocol.UDP)
+#: LIFETIME 0 (RFC 8656 §18.2): a Refresh carrying it deletes the allocation (§8.2).
+LIFETIME_ZERO = Lifetime(0)
+#: The longest allocation lifetime RFC 8656 §7.2 recommends a server grant.
+MAX_LIFETIME = 3600
 #: The MD5 long-term key (RFC 8489 §9.2.2) of the ``coturn_auth`` user.
 MD5_KEY = long_term_key(
     TEST_CREDENTIALS.username,
@@ -82,16 +86,8 @@ MD5_KEY = long_term_key(
     PasswordAlgorithmId.MD5,
 )
 GOOD = Credentials(username=TEST_CREDENTIALS.username, password=TEST_CREDENTIALS.password)
-
-
-def _xor_peer_address(peer: Address) -> UnknownAttribute:
-    """XOR-PEER-ADDRESS (RFC 8656 §18.3), XOR-MAPPED-ADDRESS's format. For IPv4 the XOR uses the
-    magic cookie only, so the value does not depend on the transaction ID the client draws."""
-    assert ":" not in peer.host
-    return UnknownAttribute(XOR_PEER_ADDRESS, XorMappedAddress(peer).encode_value(bytes(12)))
-
-
-PERMISSION_FOR_LOOPBACK = _xor_peer_address(Address("127.0.0.1", 9))
+#: CreatePermission's XOR-PEER-ADDRESS (RFC 8656 §11.1): any port, coturn lets loopback peers in.
+PERMISSION_FOR_LOOPBACK = XorPeerAddress(Address("127.0.0.1", 9))
 
 
 def _inet_sockets() -> dict[int, Address]:
@@ -212,14 +208,14 @@ def test_challenge_is_rfc5389_style(coturn_auth: RunningTurnserver) -> None:
 
 
 def test_allocation_on_the_wire(coturn_auth: RunningTurnserver) -> None:
-    """The exchange our client cannot finish yet, done by hand with our codec: Allocate after the
-    401 succeeds with XOR-RELAYED-ADDRESS and LIFETIME under an MD5-keyed MESSAGE-INTEGRITY, and a
-    Refresh with LIFETIME 0 answers LIFETIME 0 (the allocation is deleted)."""
+    """The exchange by hand with our codec: Allocate after the 401 succeeds with
+    XOR-RELAYED-ADDRESS and LIFETIME under an MD5-keyed MESSAGE-INTEGRITY, and a Refresh with
+    LIFETIME 0 answers LIFETIME 0 (the allocation is deleted)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         server = coturn_auth.address()
 
-        def ask(method: Method, attribute: UnknownAttribute, nonce: Nonce | None) -> Message:
+        def ask(method: Method, attribute: Attribute, nonce: Nonce | None) -> Message:
             attributes: list[Attribute] = [attribute]
             if nonce is not None:
                 attributes += [Username(GOOD.username), Realm(TEST_CREDENTIALS.realm), nonce]
@@ -235,27 +231,38 @@ def test_allocation_on_the_wire(coturn_auth: RunningTurnserver) -> None:
     assert allocated.message_class is MessageClass.SUCCESS_RESPONSE
     assert allocated.check_integrity(MD5_KEY)
     assert allocated.has(MessageIntegrity) and not allocated.has(MessageIntegritySha256)
-    assert allocated.unknown_required == (XOR_RELAYED_ADDRESS, LIFETIME)
-    unknown = {a.type_code: a.value for a in allocated.get_all(UnknownAttribute)}
-    relayed = XorMappedAddress.decode_value(unknown[XOR_RELAYED_ADDRESS], allocated.transaction_id)
-    assert relayed.address.host == "127.0.0.1"  # coturn relays on its listening address
-    assert int.from_bytes(unknown[LIFETIME]) > 0
+    assert allocated.unknown_required == ()
+    _assert_allocated(allocated)
     assert refreshed.message_class is MessageClass.SUCCESS_RESPONSE
     assert refreshed.check_integrity(MD5_KEY)
-    assert refreshed.get(UnknownAttribute) == LIFETIME_ZERO
+    assert refreshed.unknown_required == ()
+    assert refreshed.get(Lifetime) == LIFETIME_ZERO
+
+
+def _assert_allocated(response: Message) -> None:
+    """An Allocate success response from coturn: a relayed address on its listening address
+    (coturn relays there), a lifetime within RFC 8656's recommended maximum, our mapped address."""
+    assert response.message_class is MessageClass.SUCCESS_RESPONSE
+    relayed = response.get(XorRelayedAddress)
+    assert relayed is not None and relayed.address.host == "127.0.0.1"
+    assert relayed.address.port > 0
+    lifetime = response.get(Lifetime)
+    assert lifetime is not None and 0 < lifetime.value <= MAX_LIFETIME
+    mapped = response.get(XorMappedAddress)
+    assert mapped is not None and mapped.address.host == "127.0.0.1"
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_long_term_credentials(coturn_auth: RunningTurnserver, transport: Transport) -> None:
     """401 → retry with MD5-keyed MESSAGE-INTEGRITY; later requests reuse the cached realm, nonce
-    and key (RFC 8489 §9.2.3.2); responses' integrity is checked by the client."""
+    and key (RFC 8489 §9.2.3.2); responses' integrity is checked by the client. Allocate,
+    CreatePermission and a deleting Refresh all succeed."""
 
     async def scenario() -> None:
         async with await _connect(coturn_auth, transport, credentials=GOOD) as client:
-            # The authenticated retry got coturn's success response, which our client may not
-            # accept while TURN's comprehension-required attributes are unknown to it (§6.3.3).
-            with pytest.raises(DecodeError, match="unknown required attributes 0x0016, 0x000D"):
-                await client.request(Method.ALLOCATE, [REQUESTED_TRANSPORT_UDP])
+            allocated, _ = await client.request(Method.ALLOCATE, [REQUESTED_TRANSPORT_UDP])
+            _assert_allocated(allocated)
+            assert allocated.check_integrity(MD5_KEY)
             response, _ = await client.request(
                 Method.CREATE_PERMISSION, [PERMISSION_FOR_LOOPBACK]
             )
@@ -263,9 +270,10 @@ def test_long_term_credentials(coturn_auth: RunningTurnserver, transport: Transp
             assert response.check_integrity(MD5_KEY)
             assert response.has(MessageIntegrity) and not response.has(MessageIntegritySha256)
             assert response.check_fingerprint()
-            # Free the allocation: coturn's success answer carries LIFETIME 0 (see above).
-            with pytest.raises(DecodeError, match=r"unknown required attributes 0x000D$"):
-                await client.request(Method.REFRESH, [LIFETIME_ZERO])
+            # Free the allocation: coturn's success answer carries LIFETIME 0.
+            refreshed, _ = await client.request(Method.REFRESH, [LIFETIME_ZERO])
+            assert refreshed.get(Lifetime) == LIFETIME_ZERO
+            assert refreshed.check_integrity(MD5_KEY)
 
     run(scenario())
 
@@ -317,8 +325,8 @@ def test_stale_nonce_is_retried(coturn_short_nonce: RunningTurnserver) -> None:
 
     async def scenario() -> None:
         async with await _connect(server, "udp", credentials=GOOD) as client:
-            with pytest.raises(DecodeError):
-                await client.request(Method.ALLOCATE, [REQUESTED_TRANSPORT_UDP])
+            allocated, _ = await client.request(Method.ALLOCATE, [REQUESTED_TRANSPORT_UDP])
+            _assert_allocated(allocated)
             assert _stale_nonce_answers(server.log_file) == 0
             for _ in range(STALE_POLLS):
                 await asyncio.sleep(0.5)
@@ -330,7 +338,7 @@ def test_stale_nonce_is_retried(coturn_short_nonce: RunningTurnserver) -> None:
                 if _stale_nonce_answers(server.log_file):
                     break
             assert _stale_nonce_answers(server.log_file) == 1
-            with pytest.raises(DecodeError, match=r"attributes 0x000D$"):
-                await client.request(Method.REFRESH, [LIFETIME_ZERO])
+            refreshed, _ = await client.request(Method.REFRESH, [LIFETIME_ZERO])
+            assert refreshed.get(Lifetime) == LIFETIME_ZERO
 
     run(scenario())

@@ -90,8 +90,8 @@ class NatConfig:
     filtering: FilteringBehavior = FilteringBehavior.ENDPOINT_INDEPENDENT
     #: Seconds a mapping lives after its last outbound datagram (§4.3, REQ-5: at least 2 minutes).
     binding_lifetime: float = 120.0
-    #: Whether inbound datagrams refresh a mapping too (§4.3 leaves it to the NAT; REQ-6 asks
-    #: only that outbound ones do).
+    #: Whether inbound datagrams refresh a mapping too (§4.3 leaves it to the NAT and asks only
+    #: that outbound ones do).
     inbound_refresh: bool = False
     #: Loop datagrams between two hosts of the LAN through their public mappings (§6, REQ-9).
     hairpinning: bool = True
@@ -345,7 +345,7 @@ class Nat:
 
     @property
     def public_addresses(self) -> tuple[str, ...]:
-        """The NAT's addresses in its parent realm, at most one per family in use."""
+        """The NAT's addresses in its parent realm; mappings use the first of each family."""
         return tuple(self._public)
 
     @property
@@ -415,7 +415,9 @@ class Nat:
     def _forget(self, mapping: _Mapping) -> None:
         del self._by_key[mapping.key]
         del self._by_external[mapping.external]
-        self._network._note("{} expires {} -> {}", self.name, mapping.internal, mapping.external)
+        self._network._note(
+            "{} forgets expired {} -> {}", self.name, mapping.internal, mapping.external
+        )
 
     def _port_free(self, public: str, port: int, now: float) -> bool:
         mapping = self._by_external.get(Address(public, port))

@@ -1,0 +1,225 @@
+"""Candidate pairs and check lists (RFC 8445 §6.1.2).
+
+Theory of operation. A :class:`CheckList` holds the pairs of one data stream, sorted by pair
+priority (§6.1.2.3), at most ``max_pairs`` of them (§6.1.2.5). A pair pairs a local *base* — a host
+socket, or later a relay — with a remote candidate of the same component and address family; local
+server-reflexive candidates are never paired, since their base already is (§6.1.2.4). Pairs start
+Frozen; :meth:`CheckList.unfreeze_initial` sets, per foundation, the lowest-component,
+highest-priority pair Waiting (§6.1.2.6). A pair moves:
+
+    Frozen → Waiting → In-Progress → Succeeded | Failed
+                ↑___________|  (triggered check, role conflict: back to Waiting)
+
+Triggered checks (§7.3.1.4) wait in a FIFO queue that the agent serves before ordinary checks.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from stun.address import Address
+
+from .candidate import Candidate, pair_priority
+
+
+class PairState(enum.Enum):
+    """The state of a candidate pair (RFC 8445 §6.1.2.6)."""
+
+    FROZEN = "frozen"
+    WAITING = "waiting"
+    IN_PROGRESS = "in-progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(eq=False)
+class CandidatePair:
+    """A local base and a remote candidate, with its check state and counters.
+
+    Identity is the object: the agent keeps exactly one pair per (local base, remote address).
+    """
+
+    local: Candidate
+    #: Where checks for this pair are sent from (the local candidate's base).
+    local_base: Address
+    remote: Candidate
+    stream: int
+    priority: int
+    state: PairState = PairState.FROZEN
+    #: Confirmed nominated (RFC 8445 §8.1.1): usable for data once selected.
+    nominated: bool = False
+    #: A USE-CANDIDATE check arrived before our own check of this pair succeeded (§7.3.1.5).
+    nominate_on_success: bool = False
+    #: The RFC's valid list: a check that this pair produced succeeded (§7.2.5.3.2).
+    valid: bool = False
+    requests_sent: int = 0
+    requests_received: int = 0
+    responses_sent: int = 0
+    responses_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    rtt_total: float = 0.0
+    rtt_count: int = 0
+    last_rtt: float | None = None
+    #: What ended the last check, for the failure summary (e.g. "timeout", "401").
+    failure: str | None = None
+    history: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def component(self) -> int:
+        return self.remote.component
+
+    @property
+    def foundation(self) -> str:
+        """The pair foundation: local and remote foundations together (§6.1.2.6)."""
+        return f"{self.local.foundation}:{self.remote.foundation}"
+
+    @property
+    def remote_address(self) -> Address:
+        return self.remote.address
+
+    def record_rtt(self, rtt: float) -> None:
+        self.rtt_total += rtt
+        self.rtt_count += 1
+        self.last_rtt = rtt
+
+    def __str__(self) -> str:
+        return (
+            f"{self.local.type.value} {self.local_base} -> {self.remote.type.value} "
+            f"{self.remote.address} [{self.state.value}{', nominated' if self.nominated else ''}]"
+        )
+
+
+class CheckList:
+    """The candidate pairs of one data stream (RFC 8445 §6.1.2)."""
+
+    def __init__(self, stream: int, components: int, max_pairs: int) -> None:
+        self.stream = stream
+        self.components = components
+        self.max_pairs = max_pairs
+        self.pairs: list[CandidatePair] = []
+        self.triggered: deque[CandidatePair] = deque()
+        self._by_addresses: dict[tuple[Address, Address], CandidatePair] = {}
+
+    def __iter__(self) -> Iterator[CandidatePair]:
+        return iter(self.pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def find(self, local_base: Address, remote: Address) -> CandidatePair | None:
+        """The pair checking ``remote`` from ``local_base``, if any."""
+        return self._by_addresses.get((local_base, remote))
+
+    def add(
+        self, local: Candidate, local_base: Address, remote: Candidate, controlling: bool
+    ) -> CandidatePair | None:
+        """Pair a local base with a remote candidate (§6.1.2.2, §6.1.2.4, §6.1.2.5).
+
+        Returns the new pair, or ``None`` if it is redundant (the same addresses are paired
+        already) or does not fit under ``max_pairs`` with a priority high enough to evict another.
+        """
+        key = (local_base, remote.address)
+        if key in self._by_addresses:
+            return None
+        priority = _priority(local, remote, controlling)
+        if len(self.pairs) >= self.max_pairs:
+            lowest = self.pairs[-1]
+            if lowest.priority >= priority or lowest.state is not PairState.FROZEN:
+                return None
+            self._remove(lowest)
+        pair = CandidatePair(local, local_base, remote, self.stream, priority)
+        self._by_addresses[key] = pair
+        self.pairs.append(pair)
+        self.sort()
+        return pair
+
+    def _remove(self, pair: CandidatePair) -> None:
+        self.pairs.remove(pair)
+        del self._by_addresses[(pair.local_base, pair.remote.address)]
+
+    def sort(self) -> None:
+        """Highest priority first (§6.1.2.3)."""
+        self.pairs.sort(key=lambda p: p.priority, reverse=True)
+
+    def recompute_priorities(self, controlling: bool) -> None:
+        """After a role change, every pair priority changes (§7.2.5.1)."""
+        for pair in self.pairs:
+            pair.priority = _priority(pair.local, pair.remote, controlling)
+        self.sort()
+
+    def unfreeze_initial(self) -> list[CandidatePair]:
+        """Per foundation, set the lowest-component, highest-priority pair Waiting (§6.1.2.6)."""
+        chosen: dict[str, CandidatePair] = {}
+        for pair in self.pairs:
+            if pair.state is not PairState.FROZEN:
+                chosen.setdefault(pair.foundation, pair)
+                continue
+            best = chosen.get(pair.foundation)
+            if best is None or (pair.component, -pair.priority) < (best.component, -best.priority):
+                chosen[pair.foundation] = pair
+        changed = [p for p in chosen.values() if p.state is PairState.FROZEN]
+        for pair in changed:
+            pair.state = PairState.WAITING
+        return changed
+
+    def unfreeze_foundation(self, foundation: str) -> list[CandidatePair]:
+        """A pair of this foundation succeeded: its Frozen siblings become Waiting (§7.2.5.3.3)."""
+        changed = [
+            p for p in self.pairs if p.foundation == foundation and p.state is PairState.FROZEN
+        ]
+        for pair in changed:
+            pair.state = PairState.WAITING
+        return changed
+
+    def next_ordinary(self) -> CandidatePair | None:
+        """The pair for the next ordinary check (§6.1.4.2): highest-priority Waiting, else
+        unfreeze the best Frozen pair of a foundation with nothing Waiting or In-Progress."""
+        for pair in self.pairs:
+            if pair.state is PairState.WAITING:
+                return pair
+        busy = {
+            p.foundation
+            for p in self.pairs
+            if p.state in (PairState.WAITING, PairState.IN_PROGRESS)
+        }
+        for pair in self.pairs:
+            if pair.state is PairState.FROZEN and pair.foundation not in busy:
+                pair.state = PairState.WAITING
+                return pair
+        return None
+
+    def has_pending(self) -> bool:
+        """Whether a check is waiting to be sent (triggered, Waiting or Frozen pairs)."""
+        return bool(self.triggered) or any(
+            p.state in (PairState.WAITING, PairState.FROZEN) for p in self.pairs
+        )
+
+    def enqueue_triggered(self, pair: CandidatePair) -> None:
+        """Queue a triggered check for ``pair`` (once; §7.3.1.4)."""
+        if pair not in self.triggered:
+            self.triggered.append(pair)
+
+    def stop_below(self, component: int, priority: int) -> None:
+        """Nomination concluded a component: drop its lower-priority Frozen and Waiting pairs
+        from the schedule (§8.1.2)."""
+        for pair in self.pairs:
+            if (
+                pair.component == component
+                and pair.priority < priority
+                and pair.state in (PairState.FROZEN, PairState.WAITING)
+            ):
+                pair.state = PairState.FAILED
+                pair.failure = "pruned after nomination"
+        self.triggered = deque(
+            p for p in self.triggered if not (p.component == component and p.priority < priority)
+        )
+
+
+def _priority(local: Candidate, remote: Candidate, controlling: bool) -> int:
+    if controlling:
+        return pair_priority(local.priority, remote.priority)
+    return pair_priority(remote.priority, local.priority)

@@ -1,0 +1,87 @@
+"""The ICE agent's configuration: every RFC timer and limit in one frozen dataclass.
+
+Defaults are the RFCs' (RFC 8445 §14 for pacing and RTO, §11 for keepalives, RFC 7675 for
+consent), except where a comment says the RFC leaves the value to the implementation.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from stun.address import Address
+from stun.randomness import RandomSource, default_random
+from stun.transaction import TransactionConfig
+
+from .errors import LocalProtocolError
+
+
+class Policy(enum.Enum):
+    """Which candidates the agent may use (WebRTC's iceTransportPolicy)."""
+
+    ALL = "all"
+    RELAY = "relay"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig:
+    """How an :class:`~ice.agent.Agent` behaves."""
+
+    #: Start as the controlling agent (RFC 8445 §6.1.1); a role conflict may switch it.
+    controlling: bool = True
+    #: Components per data stream: ``(1,)`` is one stream with one component (RTP+RTCP muxed).
+    streams: tuple[int, ...] = (1,)
+    #: STUN servers to learn server-reflexive candidates from (RFC 8445 §5.1.1.2).
+    stun_servers: tuple[Address, ...] = ()
+    #: Ta: the pace of new checks and gathering transactions (§14.2: 50 ms; never below 5 ms).
+    pacing: float = 0.050
+    #: How many pairs a check list keeps (§6.1.2.5).
+    max_pairs: int = 100
+    #: Retransmission of checks (§14.3 gives the RTO; Rc and Rm are STUN's, RFC 8489 §6.2.1).
+    check_transaction: TransactionConfig = field(
+        default_factory=lambda: TransactionConfig(max_requests=7, final_wait=16)
+    )
+    #: A dead STUN server must not stall gathering: each srflx transaction gives up after this.
+    gathering_timeout: float = 5.0
+    #: Regular nomination waits for better pairs at most this long after the first valid pair
+    #: (the RFC leaves the wait to the agent; without a cap, an unreachable higher-priority pair
+    #: would hold nomination for a whole transaction timeout).
+    max_nomination_wait: float = 1.0
+    #: RFC 7675: a consent check every ``consent_interval`` (randomised, 0.8 to 1.2 times), consent
+    #: lost ``consent_timeout`` after the last authenticated response; ``disconnected_after``
+    #: without one, the state becomes disconnected.
+    consent_interval: float = 5.0
+    consent_timeout: float = 30.0
+    disconnected_after: float = 10.0
+    #: Tr: a Binding indication keeps the selected pair alive after this much silence (§11).
+    keepalive_interval: float = 15.0
+    #: Act as an ICE-lite agent (§2.5): host candidates only, answer checks, never send them.
+    lite: bool = False
+    #: The remote side is ICE-lite: we must be controlling (§6.1.1).
+    remote_lite: bool = False
+    policy: Policy = Policy.ALL
+    #: Local ufrag/pwd (RFC 8445 §5.3); drawn from ``rng`` when not given.
+    local_username: str | None = None
+    local_password: str | None = field(default=None, repr=False)
+    #: The 64-bit tie-breaker (§16.1); drawn from ``rng`` when not given.
+    tie_breaker: int | None = None
+    software: str | None = None
+    rng: RandomSource = field(default_factory=default_random, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.streams or any(not 1 <= c <= 256 for c in self.streams):
+            raise LocalProtocolError("streams: one or more streams of 1..256 components")
+        if not 0.005 <= self.pacing <= 1.0:
+            raise LocalProtocolError("pacing (Ta) must be between 5 ms and 1 s (RFC 8445 §14.2)")
+        if self.max_pairs < 1:
+            raise LocalProtocolError("max_pairs must be at least 1")
+        if min(self.gathering_timeout, self.max_nomination_wait, self.consent_interval) <= 0:
+            raise LocalProtocolError("timeouts and intervals must be positive")
+        if not self.disconnected_after < self.consent_timeout:
+            raise LocalProtocolError("disconnected_after must be shorter than consent_timeout")
+        if self.keepalive_interval < 15:
+            raise LocalProtocolError("keepalive_interval (Tr) is at least 15 s (RFC 8445 §11)")
+        if self.lite and self.remote_lite:
+            raise LocalProtocolError("two ICE-lite agents cannot connect (RFC 8445 §2.5)")
+        if self.tie_breaker is not None and not 0 <= self.tie_breaker < 2**64:
+            raise LocalProtocolError("tie_breaker is a 64-bit unsigned integer")

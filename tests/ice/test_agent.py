@@ -1,0 +1,350 @@
+"""Two ICE agents back to back on a virtual clock (design.md §5 tier 1).
+
+A tiny wire delivers each datagram to the agent that owns its destination address, after a fixed
+one-way delay; everything else is dropped (as a black hole would). No NATs here: ice/netsim.py
+covers those.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from ice.agent import Agent
+from ice.candidate import Candidate, CandidateType
+from ice.checklist import PairState
+from ice.config import AgentConfig
+from ice.events import (
+    CandidateGathered,
+    ConsentLost,
+    DataReceived,
+    GatheringCompleted,
+    IceEvent,
+    IceState,
+    RemoteCandidateLearned,
+    RoleChanged,
+    SelectedPairChanged,
+    StateChanged,
+)
+from stun.address import Address
+from stun.attributes import XorMappedAddress
+from stun.datagram import Datagram
+from stun.message import Message, MessageClass
+
+A_ADDRESS = Address("192.0.2.1", 5000)
+B_ADDRESS = Address("192.0.2.2", 6000)
+DELAY = 0.010
+
+
+@dataclass
+class Wire:
+    """Delivers datagrams between agents by destination address, with a one-way delay."""
+
+    agents: dict[Address, Agent]
+    now: float = 0.0
+    in_flight: list[tuple[float, int, Datagram]] = field(default_factory=list)
+    sent: list[Datagram] = field(default_factory=list)
+    blackholed: set[Address] = field(default_factory=set)
+    events: dict[int, list[IceEvent]] = field(default_factory=dict)
+    _sequence: int = 0
+
+    def collect(self) -> None:
+        for agent in set(self.agents.values()):
+            for datagram in agent.datagrams_to_send(self.now):
+                self.sent.append(datagram)
+                self._sequence += 1
+                self.in_flight.append((self.now + DELAY, self._sequence, datagram))
+            log = self.events.setdefault(id(agent), [])
+            while (event := agent.next_event()) is not None:
+                log.append(event)
+
+    def step(self) -> bool:
+        """Advance to the next delivery or timer; ``False`` when nothing is left."""
+        self.collect()
+        timers = [
+            (t, agent)
+            for agent in set(self.agents.values())
+            if (t := agent.get_timer()) is not None
+        ]
+        next_delivery = min(self.in_flight, default=None)
+        next_timer = min(timers, key=lambda item: item[0], default=None)
+        if next_delivery is None and next_timer is None:
+            return False
+        if next_delivery is not None and (next_timer is None or next_delivery[0] <= next_timer[0]):
+            self.in_flight.remove(next_delivery)
+            self.now = max(self.now, next_delivery[0])
+            datagram = next_delivery[2]
+            target = self.agents.get(datagram.remote)
+            if target is not None and datagram.remote not in self.blackholed:
+                assert datagram.local is not None
+                target.receive_datagram(datagram.data, datagram.remote, datagram.local, self.now)
+        else:
+            assert next_timer is not None
+            self.now = max(self.now, next_timer[0])
+            next_timer[1].handle_timer(self.now)
+        self.collect()
+        return True
+
+    def run(self, until: float, stop: object = None) -> None:
+        for _ in range(200_000):
+            if self.now >= until or not self.step():
+                return
+        raise AssertionError("wire did not settle")
+
+    def log(self, agent: Agent) -> list[IceEvent]:
+        return self.events.get(id(agent), [])
+
+
+def make_agent(controlling: bool, address: Address, seed: int, **options: object) -> Agent:
+    config = AgentConfig(controlling=controlling, rng=random.Random(seed), **options)  # type: ignore[arg-type]
+    agent = Agent(config)
+    agent.add_base(0, 1, address)
+    agent.gather(0.0)
+    return agent
+
+
+def host_candidates(agent: Agent) -> list[Candidate]:
+    return [c.candidate for c in agent.local_candidates if c.candidate.type is CandidateType.HOST]
+
+
+def connect(
+    a: Agent, b: Agent, wire: Wire, *, signal_b_to_a: bool = True, until: float = 10.0
+) -> None:
+    a.set_remote_credentials(b.local_username, b.local_password)
+    b.set_remote_credentials(a.local_username, a.local_password)
+    for candidate in host_candidates(a):
+        b.add_remote_candidate(candidate)
+    if signal_b_to_a:
+        for candidate in host_candidates(b):
+            a.add_remote_candidate(candidate)
+    a.add_remote_candidate(None)
+    b.add_remote_candidate(None)
+    a.start_checks(wire.now)
+    b.start_checks(wire.now)
+    wire.run(until)
+
+
+def pair_of(**options: object) -> tuple[Agent, Agent, Wire]:
+    a = make_agent(True, A_ADDRESS, 1, **options)
+    b = make_agent(False, B_ADDRESS, 2, **options)
+    return a, b, Wire({A_ADDRESS: a, B_ADDRESS: b})
+
+
+def states(wire: Wire, agent: Agent) -> list[IceState]:
+    return [e.state for e in wire.log(agent) if isinstance(e, StateChanged)]
+
+
+# --------------------------------------------------------------------------- gathering
+
+
+def test_host_candidates_are_gathered_at_once_and_gathering_completes() -> None:
+    agent = Agent(AgentConfig(rng=random.Random(1)))
+    agent.add_base(0, 1, A_ADDRESS)
+    agent.add_base(0, 1, Address("2001:db8::1", 5000))
+    agent.gather(0.0)
+    events = []
+    while (event := agent.next_event()) is not None:
+        events.append(event)
+    gathered = [e.candidate for e in events if isinstance(e, CandidateGathered)]
+    assert [c.address for c in gathered] == [A_ADDRESS, Address("2001:db8::1", 5000)]
+    assert len({c.priority for c in gathered}) == 2  # a unique local preference per base
+    ipv6 = next(c for c in gathered if ":" in c.host)
+    assert ipv6.priority > next(c for c in gathered if ":" not in c.host).priority  # RFC 8421
+    assert isinstance(events[-1], GatheringCompleted)
+    assert agent.datagrams_to_send(0.0) == []
+
+
+def test_dead_stun_server_does_not_stall_gathering() -> None:
+    server = Address("198.51.100.9", 3478)
+    agent = Agent(AgentConfig(rng=random.Random(1), stun_servers=(server,), gathering_timeout=2.0))
+    agent.add_base(0, 1, A_ADDRESS)
+    agent.gather(0.0)
+    (request,) = agent.datagrams_to_send(0.0)
+    assert request.remote == server and request.local == A_ADDRESS
+    now = 0.0
+    while (deadline := agent.get_timer()) is not None and deadline <= 10:
+        now = deadline
+        agent.handle_timer(now)
+        agent.datagrams_to_send(now)
+    events = []
+    while (event := agent.next_event()) is not None:
+        events.append(event)
+    assert type(events[-2]).__name__ == "GatheringFailed"
+    assert isinstance(events[-1], GatheringCompleted)
+    assert now == pytest.approx(2.0)
+
+
+def test_server_reflexive_candidate_from_a_stun_response() -> None:
+    server = Address("198.51.100.9", 3478)
+    agent = Agent(AgentConfig(rng=random.Random(1), stun_servers=(server,)))
+    agent.add_base(0, 1, A_ADDRESS)
+    agent.gather(0.0)
+    (request,) = agent.datagrams_to_send(0.0)
+    mapped = Address("203.0.113.5", 40000)
+    reply = Message.decode(request.data).success_response([XorMappedAddress(mapped)])
+    agent.receive_datagram(reply.encode(fingerprint=True), A_ADDRESS, server, 0.05)
+    events = []
+    while (event := agent.next_event()) is not None:
+        events.append(event)
+    srflx = [e.candidate for e in events if isinstance(e, CandidateGathered)][-1]
+    assert srflx.type is CandidateType.SERVER_REFLEXIVE
+    assert srflx.address == mapped and srflx.related_address == A_ADDRESS
+    assert isinstance(events[-1], GatheringCompleted)
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+def test_two_agents_connect_and_select_the_same_pair() -> None:
+    a, b, wire = pair_of()
+    connect(a, b, wire)
+    assert a.state is IceState.COMPLETED and b.state is IceState.COMPLETED
+    pair_a, pair_b = a.selected_pair(), b.selected_pair()
+    assert pair_a is not None and pair_b is not None
+    assert (pair_a.local_base, pair_a.remote.address) == (A_ADDRESS, B_ADDRESS)
+    assert (pair_b.local_base, pair_b.remote.address) == (B_ADDRESS, A_ADDRESS)
+    assert pair_a.nominated and pair_b.nominated
+    assert states(wire, a) == [IceState.CHECKING, IceState.CONNECTED, IceState.COMPLETED] or states(
+        wire, a
+    ) == [IceState.CHECKING, IceState.COMPLETED]
+    assert any(isinstance(e, SelectedPairChanged) for e in wire.log(b))
+
+
+def test_checks_carry_the_rfc_attributes() -> None:
+    a, b, wire = pair_of()
+    connect(a, b, wire, until=0.0001)
+    checks = [Message.decode(d.data) for d in wire.sent if d.local == A_ADDRESS and d.data[0] < 4]
+    request = next(m for m in checks if m.message_class is MessageClass.REQUEST)
+    names = [type(attr).__name__ for attr in request.attributes]
+    assert names[:3] == ["Username", "Priority", "IceControlling"]
+    assert names[-2:] == ["MessageIntegrity", "Fingerprint"]
+    assert request.check_integrity(b.local_password.encode())
+    assert request.check_fingerprint()
+
+
+def test_data_flows_on_the_selected_pair() -> None:
+    a, b, wire = pair_of()
+    connect(a, b, wire)
+    datagram = a.send(b"\x80hello")
+    assert (datagram.local, datagram.remote) == (A_ADDRESS, B_ADDRESS)
+    b.receive_datagram(datagram.data, B_ADDRESS, A_ADDRESS, wire.now)
+    received = [e for e in iter(b.next_event, None) if isinstance(e, DataReceived)]
+    assert [e.data for e in received] == [b"\x80hello"]
+
+
+def test_peer_reflexive_remote_candidate_when_candidates_are_not_signalled() -> None:
+    a, b, wire = pair_of()
+    connect(a, b, wire, signal_b_to_a=False)
+    # A never heard of B's candidate; B's triggered check reaches A from B_ADDRESS: prflx.
+    learned = [e for e in wire.log(a) if isinstance(e, RemoteCandidateLearned)]
+    assert [e.candidate.address for e in learned] == [B_ADDRESS]
+    assert learned[0].candidate.type is CandidateType.PEER_REFLEXIVE
+    assert a.state is IceState.COMPLETED and b.state is IceState.COMPLETED
+
+
+def test_role_conflict_is_resolved_by_tie_breaker() -> None:
+    a = make_agent(True, A_ADDRESS, 1, tie_breaker=10)
+    b = make_agent(True, B_ADDRESS, 2, tie_breaker=20)
+    wire = Wire({A_ADDRESS: a, B_ADDRESS: b})
+    connect(a, b, wire)
+    assert b.controlling and not a.controlling
+    assert any(isinstance(e, RoleChanged) and not e.controlling for e in wire.log(a))
+    assert a.state is IceState.COMPLETED and b.state is IceState.COMPLETED
+    assert a.failures.role_conflicts + b.failures.role_conflicts >= 1
+
+
+def test_wrong_password_fails_with_a_useful_reason() -> None:
+    a, b, wire = pair_of()
+    a.set_remote_credentials(b.local_username, "not-the-password-at-all")
+    b.set_remote_credentials(a.local_username, a.local_password)
+    for candidate in host_candidates(b):
+        a.add_remote_candidate(candidate)
+    a.add_remote_candidate(None)
+    a.start_checks(0.0)
+    wire.run(60.0)
+    assert a.state is IceState.FAILED
+    assert "401" in a.failure_reason()
+
+
+def test_unreachable_peer_fails_after_the_check_timeout() -> None:
+    a, b, wire = pair_of()
+    wire.blackholed.add(B_ADDRESS)
+    connect(a, b, wire, until=39.0)
+    assert a.state is IceState.CHECKING
+    wire.run(45.0)  # the last triggered check was sent at about 0.5 s: 39.5 s of retransmissions
+    assert a.state is IceState.FAILED
+    assert "timed out" in a.failure_reason()
+    assert a.stats()[0].state is PairState.FAILED
+
+
+def test_no_remote_candidates_reason() -> None:
+    a = make_agent(True, A_ADDRESS, 1)
+    assert a.failure_reason().startswith("no remote candidates")
+
+
+def test_consent_lost_after_thirty_seconds_without_responses() -> None:
+    a, b, wire = pair_of()
+    connect(a, b, wire)
+    assert a.state is IceState.COMPLETED
+    start = wire.now
+    wire.blackholed.add(B_ADDRESS)
+    # The last response came at most 6 s (one randomised interval) before the black hole.
+    wire.run(start + 20.0)
+    assert a.state is IceState.DISCONNECTED
+    wire.run(start + 23.9)
+    assert a.state is IceState.DISCONNECTED
+    wire.run(start + 30.0)
+    assert a.state is IceState.FAILED
+    assert any(isinstance(e, ConsentLost) for e in wire.log(a))
+    with pytest.raises(Exception, match="consent"):
+        a.send(b"\x80late")
+
+
+def test_consent_checks_keep_a_healthy_session_completed() -> None:
+    a, b, wire = pair_of()
+    connect(a, b, wire)
+    wire.run(wire.now + 120.0)
+    assert a.state is IceState.COMPLETED and b.state is IceState.COMPLETED
+    stats = next(s for s in a.stats() if s.selected)
+    assert stats.consent == "granted"
+    # About one consent check every 5 s (randomised 4-6 s) over two minutes.
+    assert 20 <= stats.requests_sent <= 32
+
+
+def test_ice_lite_agent_answers_and_is_nominated() -> None:
+    full = make_agent(True, A_ADDRESS, 1, remote_lite=True)
+    lite = make_agent(False, B_ADDRESS, 2, lite=True)
+    wire = Wire({A_ADDRESS: full, B_ADDRESS: lite})
+    connect(full, lite, wire)
+    assert full.state is IceState.COMPLETED
+    assert lite.selected_pair() is not None
+    assert not any(
+        d.local == B_ADDRESS and Message.decode(d.data).message_class is MessageClass.REQUEST
+        for d in wire.sent
+        if d.data[0] < 4
+    )
+
+
+def test_restart_keeps_the_old_pair_until_a_new_one_is_selected() -> None:
+    a, b, wire = pair_of()
+    connect(a, b, wire)
+    old = a.selected_pair()
+    old_ufrag = a.local_username
+    a.restart(wire.now)
+    b.restart(wire.now)
+    assert a.local_username != old_ufrag
+    assert a.selected_pair() is old  # data still flows on it
+    connect(a, b, wire, until=wire.now + 10)
+    assert a.selected_pair() is not old
+    assert a.state is IceState.COMPLETED
+
+
+def test_config_validation() -> None:
+    with pytest.raises(Exception, match="Ta"):
+        AgentConfig(pacing=0.001)
+    with pytest.raises(Exception, match="lite"):
+        AgentConfig(lite=True, remote_lite=True)
+    base = AgentConfig()
+    assert replace(base, pacing=0.005).pacing == 0.005

@@ -48,8 +48,9 @@ from typing import Generic, NamedTuple, TypeVar
 
 from stun.address import Address, normalize_host
 from stun.datagram import Datagram, Machine
-from stun.errors import LocalProtocolError
 from stun.server import BindingServer, ServerConfig
+
+from .errors import LocalProtocolError
 
 # --------------------------------------------------------------------------- configuration
 

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import pytest
 
+from ice.errors import LocalProtocolError
 from ice.netsim import (
     DEFAULT_WAN_LINK,
     DropReason,
@@ -30,7 +31,7 @@ from ice.netsim import (
 from stun.address import Address
 from stun.client import BindingResult, ClientConfig, ClientSession
 from stun.datagram import Datagram
-from stun.errors import LocalProtocolError, TransactionTimeout
+from stun.errors import TransactionTimeout
 from stun.events import RequestFailed, RequestSucceeded
 from stun.server import Outcome
 

@@ -284,7 +284,9 @@ class Agent:
         self._update(now)
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
-        outgoing, self._outgoing = self._outgoing, []
+        # Drained in place: the gatherer holds this list's append method.
+        outgoing = self._outgoing.copy()
+        self._outgoing.clear()
         return outgoing
 
     def get_timer(self) -> float | None:

@@ -1,0 +1,272 @@
+"""Ready-made ICE scenarios on the simulated network: two agents, their NATs, a STUN server.
+
+What it is for: the NAT-by-NAT matrix (tests, docs, ``icestack demo --sim NAT_A,NAT_B``) and any
+test that wants two real :class:`~ice.agent.Agent` objects talking through :mod:`ice.netsim`.
+
+Theory of operation. :func:`two_agents_behind_nats` builds a :class:`~ice.netsim.Network` with
+the real STUN Binding server on the WAN and one host per side, each alone behind a NAT of the named
+kind (or on the WAN for ``NatBehavior.OPEN``), and wraps it in a :class:`Scenario`. Agent A is
+controlling, B controlled; each has one socket (*base*) per stream, component and host address.
+:meth:`Scenario.run` plays a non-trickle session: both agents gather host and server-reflexive
+candidates, the scenario signals ufrag/pwd, every candidate and end-of-candidates both ways (as an
+application's signaling channel would, instantly), both start checking, and the network runs until
+both agents have selected a nominated pair for every component, either fails, or ``timeout``
+passes. The steps are public too (:meth:`Scenario.gather`, :meth:`Scenario.signal`,
+:meth:`Scenario.start_checks`, :meth:`Scenario.wait_connected`) for scenarios that interleave them.
+
+Everything is virtual time and one seeded generator: the agents draw their credentials,
+tie-breakers and transaction IDs from the network's ``rng``, so an :class:`Outcome` is a pure
+function of the NAT kinds and the seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from stun.address import Address
+
+from .agent import Agent
+from .candidate import Candidate, CandidateType
+from .checklist import CandidatePair
+from .config import AgentConfig
+from .events import IceEvent, IceState
+from .netsim import DEFAULT_WAN_LINK, Attachment, Host, LinkConfig, NatBehavior, Network
+
+#: Where :func:`two_agents_behind_nats` runs its STUN server (an RFC 5737 documentation address).
+STUN_SERVER = Address("192.0.2.1", 3478)
+#: The first port each agent binds; one more per further base.
+FIRST_PORT = 5000
+#: The states in which an agent has a selected pair for every component.
+_CONNECTED = (IceState.CONNECTED, IceState.COMPLETED)
+
+EventHook = Callable[[str, IceEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one scenario run came to."""
+
+    #: ``"A-B"`` labels, e.g. ``"symmetric/restricted"`` for the matrix.
+    label: str
+    connected: bool
+    #: The types of A's selected pair (stream 0, component 1) as ``"local-remote"``, e.g.
+    #: ``"prflx-srflx"``; ``None`` when nothing was selected.
+    pair_types: str | None
+    #: Virtual seconds from the start of checks until both agents were connected.
+    connect_time: float | None
+    #: Virtual seconds the gathering of both agents took (non-trickle: checks start after it).
+    gather_time: float
+    #: Why checking failed, in the agents' words (``None`` when connected).
+    failure_reason: str | None
+    #: The selected pairs (stream 0, component 1) of A and B.
+    pair_a: CandidatePair | None
+    pair_b: CandidatePair | None
+
+    def __str__(self) -> str:
+        if self.connected:
+            return f"{self.label}: {self.pair_types} in {self.connect_time:.3f} s"
+        return f"{self.label}: fails ({self.failure_reason})"
+
+
+class Side:
+    """One agent of a scenario with its host, its network attachment and the events it emitted."""
+
+    def __init__(
+        self, name: str, network: Network, host: Host, agent: Agent, hook: EventHook | None
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.agent = agent
+        #: ``(virtual time, event)`` for every event the agent emitted, in order.
+        self.events: list[tuple[float, IceEvent]] = []
+        self._network = network
+        self._hook = hook
+        self.attachment: Attachment[Agent] = host.attach(
+            agent, port=FIRST_PORT, on_event=self._record
+        )
+        components = [(s, c) for s, n in enumerate(agent.config.streams) for c in range(1, n + 1)]
+        for index, (stream, component) in enumerate(components):
+            port = FIRST_PORT + index
+            if index:
+                self.attachment.bind(port)
+            for address in host.addresses:
+                agent.add_base(stream, component, Address(address, port))
+
+    def _record(self, event: object) -> None:
+        assert isinstance(event, IceEvent)
+        self.events.append((self._network.now, event))
+        if self._hook is not None:
+            self._hook(self.name, event)
+
+    @property
+    def connected(self) -> bool:
+        return self.agent.state in _CONNECTED
+
+    def signalled_candidates(self) -> list[tuple[int, Candidate]]:
+        """The candidates an application would signal: gathered ones, not peer-reflexive."""
+        return [
+            (local.stream, local.candidate)
+            for local in self.agent.local_candidates
+            if local.candidate.type is not CandidateType.PEER_REFLEXIVE
+        ]
+
+
+class Scenario:
+    """Two agents on a simulated network; A controlling, B controlled (unless configs say else).
+
+    ``config_a`` and ``config_b`` are templates: their ``rng`` is replaced by the network's.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        host_a: Host,
+        host_b: Host,
+        *,
+        config_a: AgentConfig,
+        config_b: AgentConfig,
+        label: str = "A-B",
+        on_event: EventHook | None = None,
+    ) -> None:
+        self.network = network
+        self.label = label
+        self.a = Side("A", network, host_a, Agent(_seeded(config_a, network)), on_event)
+        self.b = Side("B", network, host_b, Agent(_seeded(config_b, network)), on_event)
+        self.gather_time = 0.0
+        self.checks_started_at: float | None = None
+
+    @property
+    def sides(self) -> tuple[Side, Side]:
+        return self.a, self.b
+
+    def gather(self, timeout: float = 10.0) -> bool:
+        """Gather on both agents and run until both completed; ``False`` on timeout."""
+        start = self.network.now
+        for side in self.sides:
+            side.agent.gather(self.network.now)
+        done = self.network.run_until(
+            lambda: all(s.agent.gatherer.completed for s in self.sides), timeout
+        )
+        self.gather_time = self.network.now - start
+        return done
+
+    def signal(self) -> None:
+        """Hand each agent the other's ufrag/pwd, every candidate, and end-of-candidates."""
+        for side, peer in ((self.a, self.b), (self.b, self.a)):
+            side.agent.set_remote_credentials(peer.agent.local_username, peer.agent.local_password)
+            for stream, candidate in peer.signalled_candidates():
+                side.agent.add_remote_candidate(candidate, stream)
+            side.agent.add_remote_candidate(None)
+
+    def start_checks(self) -> None:
+        """Both agents begin connectivity checks now."""
+        self.checks_started_at = self.network.now
+        for side in self.sides:
+            side.agent.start_checks(self.network.now)
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Run until both agents are connected (``True``), either failed, or ``timeout``."""
+        self.network.run_until(
+            lambda: (
+                all(s.connected for s in self.sides)
+                or any(s.agent.state is IceState.FAILED for s in self.sides)
+            ),
+            timeout,
+        )
+        return all(s.connected for s in self.sides)
+
+    def run(self, timeout: float = 60.0) -> Outcome:
+        """Play a non-trickle session (gather, signal, check) and say how it ended."""
+        self.gather()
+        self.signal()
+        self.start_checks()
+        connected = self.wait_connected(timeout)
+        return self.outcome(connected)
+
+    def outcome(self, connected: bool) -> Outcome:
+        """Describe the session as it stands."""
+        pair_a, pair_b = self.a.agent.selected_pair(), self.b.agent.selected_pair()
+        started = self.checks_started_at
+        reasons = [f"{s.name}: {s.agent.failure_reason()}" for s in self.sides if not s.connected]
+        return Outcome(
+            label=self.label,
+            connected=connected,
+            pair_types=pair_types(pair_a) if pair_a is not None else None,
+            connect_time=self.network.now - started if connected and started is not None else None,
+            gather_time=self.gather_time,
+            failure_reason=None if connected else "; ".join(reasons),
+            pair_a=pair_a,
+            pair_b=pair_b,
+        )
+
+
+def _seeded(config: AgentConfig, network: Network) -> AgentConfig:
+    return dataclasses.replace(config, rng=network.rng)
+
+
+def pair_types(pair: CandidatePair) -> str:
+    """``"local-remote"`` candidate types of a pair, e.g. ``"srflx-prflx"``."""
+    return f"{pair.local.type.value}-{pair.remote.type.value}"
+
+
+def two_agents_behind_nats(
+    nat_a: NatBehavior,
+    nat_b: NatBehavior,
+    seed: int = 0,
+    *,
+    wan_link: LinkConfig = DEFAULT_WAN_LINK,
+    config_a: AgentConfig | None = None,
+    config_b: AgentConfig | None = None,
+    on_event: EventHook | None = None,
+) -> Scenario:
+    """Agent A behind ``nat_a`` and agent B behind ``nat_b`` (``OPEN``: on the WAN), the STUN
+    Binding server at :data:`STUN_SERVER`; host and server-reflexive candidates only.
+
+    ``config_a``/``config_b`` default to a controlling A and a controlled B that use the STUN
+    server; ``on_event(side_name, event)`` sees every agent event as it happens.
+    """
+    network = Network(seed, wan_link=wan_link)
+    network.add_stun_server(STUN_SERVER)
+    host_a = network.add_host_behind("a", nat_a)
+    host_b = network.add_host_behind("b", nat_b)
+    return Scenario(
+        network,
+        host_a,
+        host_b,
+        config_a=config_a or AgentConfig(controlling=True, stun_servers=(STUN_SERVER,)),
+        config_b=config_b or AgentConfig(controlling=False, stun_servers=(STUN_SERVER,)),
+        label=f"{nat_a.value}/{nat_b.value}",
+        on_event=on_event,
+    )
+
+
+def nat_matrix(
+    seed: int = 0, behaviors: Iterable[NatBehavior] = tuple(NatBehavior)
+) -> dict[tuple[NatBehavior, NatBehavior], Outcome]:
+    """Run :func:`two_agents_behind_nats` for every ordered pair of ``behaviors``."""
+    kinds = list(behaviors)
+    return {(a, b): two_agents_behind_nats(a, b, seed).run() for a in kinds for b in kinds}
+
+
+def format_matrix(outcomes: dict[tuple[NatBehavior, NatBehavior], Outcome]) -> str:
+    """The matrix as a text table: rows are A's NAT, columns B's; each cell the types of A's
+    selected pair and the connect time in virtual seconds, or ``fails``."""
+    rows = list(dict.fromkeys(a for a, _ in outcomes))
+    columns = list(dict.fromkeys(b for _, b in outcomes))
+
+    def cell(outcome: Outcome | None) -> str:
+        if outcome is None:
+            return ""
+        if not outcome.connected:
+            return "fails"
+        return f"{outcome.pair_types} {outcome.connect_time:.3f}s"
+
+    table = [["A \\ B", *(b.value for b in columns)]]
+    table += [[a.value, *(cell(outcomes.get((a, b))) for b in columns)] for a in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join(
+        "  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )

@@ -307,6 +307,7 @@ class Agent:
             return
         self.gatherer.handle_timer(now)
         self._retransmit(now)
+        self._run_nomination(now)  # a nomination deadline due now takes this Ta slot
         if self._checking and self.remote_password is not None and now >= self._next_check_at:
             # One slot per Ta, used or not: Frozen pairs whose foundation is busy wait for it.
             self._send_next_check(now)

@@ -234,6 +234,16 @@ class Agent:
         self.consent.sent(pair, self._last_now)
         return Datagram(data, pair.local_base, pair.remote.address)
 
+    def count_data(
+        self, pair: CandidatePair, now: float, *, sent: int = 0, received: int = 0
+    ) -> None:
+        """Account for application bytes a driver moved on ``pair`` itself, without :meth:`send`
+        or :meth:`receive_datagram` (a fast data path): keeps stats and keepalives (§11) right."""
+        pair.bytes_sent += sent
+        pair.bytes_received += received
+        if sent:
+            self.consent.sent(pair, now)
+
     def selected_pair(self, stream: int = 0, component: int = 1) -> CandidatePair | None:
         """The pair data of this component goes to, if one is selected."""
         return self.selected.get((stream, component))

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from stun.address import Address
+from stun.datagram import Datagram
 
 from .agent import Agent
 from .candidate import Candidate, CandidateType
@@ -70,6 +71,34 @@ class Outcome:
         return f"{self.label}: fails ({self.failure_reason})"
 
 
+class _AgentSocket:
+    """The agent as the network drives it, plus the application data :meth:`Side.send` queues
+    (the agent hands data datagrams to its driver instead of queueing them)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.data: list[Datagram] = []
+
+    def receive_datagram(
+        self, data: bytes, local: Address | None, remote: Address, now: float
+    ) -> None:
+        self.agent.receive_datagram(data, local, remote, now)
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        outgoing = self.agent.datagrams_to_send(now) + self.data
+        self.data = []
+        return outgoing
+
+    def get_timer(self) -> float | None:
+        return self.agent.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.agent.handle_timer(now)
+
+    def next_event(self) -> IceEvent | None:
+        return self.agent.next_event()
+
+
 class Side:
     """One agent of a scenario with its host, its network attachment and the events it emitted."""
 
@@ -83,8 +112,9 @@ class Side:
         self.events: list[tuple[float, IceEvent]] = []
         self._network = network
         self._hook = hook
-        self.attachment: Attachment[Agent] = host.attach(
-            agent, port=FIRST_PORT, on_event=self._record
+        self._socket = _AgentSocket(agent)
+        self.attachment: Attachment[_AgentSocket] = host.attach(
+            self._socket, port=FIRST_PORT, on_event=self._record
         )
         components = [(s, c) for s, n in enumerate(agent.config.streams) for c in range(1, n + 1)]
         for index, (stream, component) in enumerate(components):
@@ -93,6 +123,12 @@ class Side:
                 self.attachment.bind(port)
             for address in host.addresses:
                 agent.add_base(stream, component, Address(address, port))
+
+    def send(self, data: bytes, stream: int = 0, component: int = 1) -> None:
+        """Send application data on the selected pair now (its first byte must not be 0-3,
+        which is STUN's: RFC 7983 demultiplexing)."""
+        self._socket.data.append(self.agent.send(data, stream, component))
+        self.attachment.flush()
 
     def _record(self, event: object) -> None:
         assert isinstance(event, IceEvent)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import functools
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +23,9 @@ from stun.cli import format_table
 from stun.errors import StunError
 from stun.tls import client_context, make_self_signed, server_context
 
-from .candidate import Candidate
+from .candidate import Candidate, IceDescription
 from .checklist import CandidatePair
-from .errors import LocalProtocolError
+from .errors import DecodeError, LocalProtocolError, UnsupportedCandidateError
 from .events import (
     CandidateGathered,
     DataReceived,
@@ -314,3 +317,74 @@ def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     parser.set_defaults(
         run=lambda args: run_sim_demo(args) if args.sim else asyncio.run(run_loopback_demo())
     )
+
+
+# =========================================================================== ice offer|answer
+
+#: What every signaling line starts with; the digit is the format's version.
+SIGNAL_PREFIX = "icestack1:"
+#: The two roles: the offer is controlling, the answer controlled (RFC 8445 §6.1.1).
+ROLES = ("offer", "answer")
+
+
+@dataclass(frozen=True, slots=True)
+class SignalingLine:
+    """One side's ICE parameters as one line of text to paste into the other terminal.
+
+    The line is :data:`SIGNAL_PREFIX` and the unpadded base64url of a compact JSON object:
+    ``{"role": "offer"|"answer", "ufrag": ..., "pwd": ..., "candidates": [candidate-attribute
+    values, as Candidate.to_sdp() writes them]}``. Every candidate is in it (no trickle), so the
+    reader signals end-of-candidates after them.
+    """
+
+    role: str
+    description: IceDescription
+
+    def encode(self) -> str:
+        document = {
+            "role": self.role,
+            "ufrag": self.description.ufrag,
+            "pwd": self.description.pwd,
+            "candidates": [candidate.to_sdp() for candidate in self.description.candidates],
+        }
+        payload = json.dumps(document, separators=(",", ":")).encode()
+        return SIGNAL_PREFIX + base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+
+    @classmethod
+    def decode(cls, text: str) -> SignalingLine:
+        """Parse a line :meth:`encode` wrote (surrounding blanks are ignored); raises only
+        :class:`~ice.DecodeError`, saying what is wrong."""
+        line = text.strip()
+        if not line.startswith(SIGNAL_PREFIX):
+            shown = repr(line[:20] + "…") if len(line) > 20 else repr(line)
+            raise DecodeError(f"not an icestack signaling line: want {SIGNAL_PREFIX}…, got {shown}")
+        encoded = line[len(SIGNAL_PREFIX) :]
+        try:
+            payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            document = json.loads(payload)
+        except (binascii.Error, ValueError):
+            damaged = "damaged signaling line: not base64url JSON (was it copied in full?)"
+            raise DecodeError(damaged) from None
+        if not isinstance(document, dict):
+            raise DecodeError("signaling line: not a JSON object")
+        role, ufrag, pwd = (document.get(key) for key in ("role", "ufrag", "pwd"))
+        candidates = document.get("candidates")
+        if role not in ROLES:
+            raise DecodeError(f"signaling line: role must be one of {', '.join(ROLES)}")
+        if not isinstance(ufrag, str) or not isinstance(pwd, str):
+            raise DecodeError("signaling line: ufrag and pwd must be strings")
+        if not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates):
+            raise DecodeError("signaling line: candidates must be a list of strings")
+        parsed = []
+        for candidate in candidates:
+            try:
+                parsed.append(Candidate.from_sdp(candidate))
+            except UnsupportedCandidateError:
+                continue  # RFC 8839 §5.1: ignore what we cannot use
+        try:
+            description = IceDescription(
+                ufrag=ufrag, pwd=pwd, candidates=tuple(parsed), end_of_candidates=True
+            )
+        except LocalProtocolError as exc:
+            raise DecodeError(f"signaling line: {exc}") from None
+        return cls(role, description)

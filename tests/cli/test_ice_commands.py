@@ -7,13 +7,16 @@ what they print is compared with :mod:`ice.scenarios` run in this process with t
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import subprocess
 import sys
 
 import pytest
 
-from ice.commands import ECHO_COUNT, NAT_NAMES
+from ice import Candidate, DecodeError, IceDescription
+from ice.commands import ECHO_COUNT, NAT_NAMES, SIGNAL_PREFIX, SignalingLine
 from ice.netsim import NatBehavior
 from ice.scenarios import two_agents_behind_nats
 
@@ -127,3 +130,61 @@ def test_sim_demo_bad_nat_names_exit_2_with_the_valid_ones(value: str, message: 
 
 def test_nat_names_are_netsims() -> None:
     assert NAT_NAMES == ("none", "full-cone", "restricted", "port-restricted", "symmetric")
+
+
+# --------------------------------------------------------------------------- the signaling line
+
+HOST = Candidate.from_sdp("1 1 udp 2130706431 192.0.2.10 50000 typ host")
+SRFLX = Candidate.from_sdp(
+    "2 1 udp 1694498815 198.51.100.7 61000 typ srflx raddr 192.0.2.10 rport 50000"
+)
+UFRAG, PWD = "abcd", "0123456789abcdefghij+/"
+
+
+def line_of(document: object) -> str:
+    payload = json.dumps(document).encode()
+    return SIGNAL_PREFIX + base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+
+
+def test_signaling_line_round_trip() -> None:
+    description = IceDescription(ufrag=UFRAG, pwd=PWD, candidates=(HOST, SRFLX))
+    line = SignalingLine("offer", description).encode()
+    assert line.startswith(SIGNAL_PREFIX)
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", line[len(SIGNAL_PREFIX) :])  # one pasteable word
+    decoded = SignalingLine.decode(f"  {line}\n")
+    assert decoded.role == "offer"
+    assert decoded.description.ufrag == UFRAG
+    assert decoded.description.pwd == PWD
+    assert decoded.description.candidates == (HOST, SRFLX)
+    assert decoded.description.end_of_candidates
+
+
+def test_signaling_line_skips_candidates_it_cannot_use() -> None:
+    unusable = "3 1 udp 100 turn.example.com 3478 typ relay"  # an FQDN (RFC 8839 §5.1)
+    document = {"role": "answer", "ufrag": UFRAG, "pwd": PWD,
+                "candidates": [HOST.to_sdp(), unusable]}  # fmt: skip
+    assert SignalingLine.decode(line_of(document)).description.candidates == (HOST,)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("", "not an icestack signaling line"),
+        ("candidate:1 1 udp 1 192.0.2.1 1 typ host", "not an icestack signaling line"),
+        (SIGNAL_PREFIX + "@@@@", "damaged signaling line"),
+        (SIGNAL_PREFIX + "eyJyb2xlIjo", "damaged signaling line"),  # cut short
+        (line_of([1, 2]), "not a JSON object"),
+        (line_of({"role": "boss", "ufrag": UFRAG, "pwd": PWD, "candidates": []}), "role"),
+        (line_of({"role": "offer", "ufrag": 7, "pwd": PWD, "candidates": []}), "ufrag and pwd"),
+        (line_of({"role": "offer", "ufrag": UFRAG, "pwd": PWD}), "candidates must be a list"),
+        (line_of({"role": "offer", "ufrag": "ab", "pwd": PWD, "candidates": []}), "ice-ufrag"),
+        (line_of({"role": "offer", "ufrag": UFRAG, "pwd": "short", "candidates": []}), "ice-pwd"),
+        (
+            line_of({"role": "offer", "ufrag": UFRAG, "pwd": PWD, "candidates": ["1 1 udp x"]}),
+            "candidate",
+        ),
+    ],
+)
+def test_malformed_signaling_lines_raise_decode_error(line: str, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        SignalingLine.decode(line)

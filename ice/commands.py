@@ -171,12 +171,9 @@ class SimulatedDemo:
     def echoed(self) -> bool:
         return all(len(echo.rtts) == ECHO_COUNT for echo in self.echoes.values())
 
-    def _send(self, side: Side, data: bytes) -> None:
-        side.attachment.send(side.agent.send(data))
-
     def _ping(self, side: Side, sequence: int) -> None:
         self.echoes[side.name].sent[sequence] = self.network.now
-        self._send(side, _PING + str(sequence).encode())
+        side.send(_PING + str(sequence).encode())
 
     def _on_event(self, name: str, event: IceEvent) -> None:
         if isinstance(event, DataReceived):
@@ -189,7 +186,7 @@ class SimulatedDemo:
     def _on_data(self, name: str, event: DataReceived) -> None:
         side = next(side for side in self.scenario.sides if side.name == name)
         if event.data.startswith(_PING):
-            self._send(side, _PONG + event.data[len(_PING) :])
+            side.send(_PONG + event.data[len(_PING) :])
             return
         echo = self.echoes[name]
         sent = echo.sent.pop(int(event.data[len(_PONG) :]), None)

@@ -486,11 +486,6 @@ class Attachment(Generic[M_co]):
         given in the middle of a run (between runs, the next run does it)."""
         self.host._network._service(self)
 
-    def send(self, datagram: Datagram) -> None:
-        """Send a datagram the driver addressed on the machine's behalf, from the machine's
-        socket: application data, as :meth:`ice.agent.Agent.send` returns it."""
-        self.host._network._send(self, datagram)
-
     def detach(self) -> None:
         """Unbind the machine: its ports close and its timer is no longer called."""
         for port in self.ports:

@@ -1,0 +1,42 @@
+"""The sans-IO TURN server (RFC 8656): allocations, permissions, channels, quotas, peer policy and
+credentials, driven through design.md §2's five verbs by :class:`TurnServerCore`.
+
+The asyncio ``turn.TurnServer`` owns the sockets; relayed addresses come to the core through a
+:class:`RelayAllocator` (:class:`PortRangeAllocator` serves tests and the simulated network).
+"""
+
+from .allocation import Allocation, ChannelBinding, ClientTransport, FiveTuple
+from .config import TurnServerConfig
+from .core import TurnServerCore
+from .credentials import RestApiUsers, rest_api_expiry, rest_api_password, rest_api_username
+from .events import AllocationCreated, AllocationDeleted, DeletionReason, TurnServerEvent
+from .limits import SourceRateLimiter, TokenBucket
+from .policy import REFUSED_RANGES, PeerPolicy
+from .relays import DYNAMIC_PORTS, PortRangeAllocator, RelayAllocator
+from .stats import Outcome, TurnServerStats
+
+__all__ = [
+    "DYNAMIC_PORTS",
+    "REFUSED_RANGES",
+    "Allocation",
+    "AllocationCreated",
+    "AllocationDeleted",
+    "ChannelBinding",
+    "ClientTransport",
+    "DeletionReason",
+    "FiveTuple",
+    "Outcome",
+    "PeerPolicy",
+    "PortRangeAllocator",
+    "RelayAllocator",
+    "RestApiUsers",
+    "SourceRateLimiter",
+    "TokenBucket",
+    "TurnServerConfig",
+    "TurnServerCore",
+    "TurnServerEvent",
+    "TurnServerStats",
+    "rest_api_expiry",
+    "rest_api_password",
+    "rest_api_username",
+]

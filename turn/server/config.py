@@ -1,0 +1,105 @@
+"""How a TURN server behaves: every RFC 8656 timer and every limit, with secure defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stun import Address, AddressFamily, LocalProtocolError, RandomSource
+from stun._version import DEFAULT_SOFTWARE
+from stun.nonces import DEFAULT_NONCE_LIFETIME, check_nonce_settings
+from stun.randomness import default_random
+from stun.server import LongTermCredentials, ServerConfig
+
+from .policy import PeerPolicy
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TurnServerConfig:
+    """A TURN server's configuration, validated when built. Times are seconds.
+
+    Authentication cannot be turned off (RFC 8656 §5: the server MUST authenticate requests with
+    the long-term credential mechanism): ``credentials`` holds the realm and the users with fixed
+    passwords, and ``rest_secret`` adds every user of the TURN REST API
+    (:mod:`turn.server.credentials`); with only the latter, give ``credentials`` no users.
+    """
+
+    credentials: LongTermCredentials
+    #: The TURN REST API shared secret (coturn's ``--static-auth-secret``), or ``None``.
+    rest_secret: bytes | None = field(default=None, repr=False)
+    #: SOFTWARE in responses to authenticated requests (RFC 8489 §14.14).
+    software: str | None = DEFAULT_SOFTWARE
+    #: Nonce lifetime (RFC 8489 §9.2; 438 after it) and MAC key (from ``rng`` if unset).
+    nonce_lifetime: float = DEFAULT_NONCE_LIFETIME
+    nonce_secret: bytes | None = field(default=None, repr=False)
+
+    #: RFC 8656 §7.2: the lifetime granted when the client asks for less (or nothing) ...
+    default_lifetime: float = 600.0
+    #: ... and the most granted (RECOMMENDED: no more than 3600 s).
+    max_lifetime: float = 3600.0
+    #: RFC 8656 §9: a permission lasts exactly 300 s unless refreshed.
+    permission_lifetime: float = 300.0
+    #: RFC 8656 §12: a channel binding lasts 600 s unless refreshed ...
+    channel_lifetime: float = 600.0
+    #: ... and its number and peer stay reserved to each other 300 s after it expires.
+    channel_rebind_wait: float = 300.0
+    #: RFC 8656 §7.2: how long a port reserved by EVEN-PORT's R bit is held (at least 30 s).
+    reservation_lifetime: float = 30.0
+
+    #: The families of relayed addresses offered; others are answered 440 (RFC 8656 §7.2).
+    relay_families: frozenset[AddressFamily] = frozenset(AddressFamily)
+    #: Allocations one user may hold (486, RFC 8656 §7.2: quotas go by username).
+    user_quota: int = 10
+    #: Allocations the server holds at most (508).
+    total_quota: int = 1000
+    #: Ports held for RESERVATION-TOKENs at most (508 beyond).
+    max_reservations: int = 100
+    #: Permissions and channels per allocation (508 beyond): no table grows without bound.
+    max_permissions: int = 128
+    max_channels: int = 128
+    #: Relayed bytes a second per allocation and direction (``--max-bps``); ``None``: no limit.
+    #: The bucket holds a second's worth, and never less than one largest datagram.
+    max_bytes_per_second: int | None = None
+    #: Which peers may be relayed to (403 for the rest).
+    peer_policy: PeerPolicy = field(default_factory=PeerPolicy)
+    #: Authentication failures answered per second and source IP address, with this burst;
+    #: beyond that the requests are dropped. The table of sources holds at most so many.
+    failure_rate: float = 2.0
+    failure_burst: int = 20
+    failure_table_size: int = 10_000
+    #: Answer every Allocate with 300 Try Alternate and this ALTERNATE-SERVER (RFC 8489 §10).
+    alternate_server: Address | None = None
+    #: Answer Binding requests, unauthenticated, as a STUN server does (RFC 8489 §12).
+    answer_binding: bool = True
+    rng: RandomSource = field(default_factory=default_random, repr=False)
+
+    def __post_init__(self) -> None:
+        ServerConfig(software=self.software)  # the same SOFTWARE rules as the Binding server
+        check_nonce_settings(self.nonce_secret, self.nonce_lifetime)
+        if self.rest_secret is not None and not self.rest_secret:
+            raise LocalProtocolError("rest_secret must not be empty")
+        for name in (
+            "default_lifetime", "max_lifetime", "permission_lifetime", "channel_lifetime",
+            "failure_rate",
+        ):
+            if not getattr(self, name) > 0:
+                raise LocalProtocolError(f"{name} must be positive")
+        if self.default_lifetime > self.max_lifetime:
+            raise LocalProtocolError("default_lifetime must not exceed max_lifetime")
+        if self.max_lifetime >= 2**32:
+            raise LocalProtocolError("max_lifetime must fit LIFETIME's 32 bits")
+        if self.channel_rebind_wait < 0:
+            raise LocalProtocolError("channel_rebind_wait must not be negative")
+        if self.reservation_lifetime < 30:
+            raise LocalProtocolError("reservation_lifetime must be at least 30 s (RFC 8656 §7.2)")
+        for name in (
+            "user_quota", "total_quota", "max_permissions", "max_channels", "failure_burst",
+            "failure_table_size",
+        ):
+            if getattr(self, name) < 1:
+                raise LocalProtocolError(f"{name} must be at least 1")
+        if self.max_reservations < 0:
+            raise LocalProtocolError("max_reservations must not be negative")
+        if self.max_bytes_per_second is not None and self.max_bytes_per_second < 1:
+            raise LocalProtocolError("max_bytes_per_second must be positive (or None)")
+        if not self.relay_families:
+            raise LocalProtocolError("relay_families must name at least one family")

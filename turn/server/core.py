@@ -1,0 +1,412 @@
+"""The sans-IO TURN server (RFC 8656 §5-§12): allocations, permissions, channels and the relay.
+
+Theory of operation. :class:`TurnServerCore` is one machine with design.md §2's five verbs. Its
+driver feeds it every datagram with the address it arrived on (``local``): one that arrived on a
+relayed transport address comes from a peer of that allocation; any other comes from a client,
+and ``(remote, local, transport)`` is its 5-tuple. Each datagram gives at most one datagram back,
+which :meth:`TurnServerCore.handle_datagram` returns directly for the driver's hot path (and
+:meth:`TurnServerCore.receive_datagram` queues). What arrives goes one of these ways:
+
+* **From a client, ChannelData** (first byte 0x40-0x4F, §12.6): relayed to the peer bound to the
+  channel, from the relayed address of the peer's family — if the channel is bound, a permission
+  for the peer exists and the bandwidth limit allows.
+* **From a client, a Send indication** (§10.2): the same checks (indications are never
+  authenticated, so nothing else can be checked); DATA is relayed to XOR-PEER-ADDRESS.
+* **From a client, a Binding request**: answered by a :class:`stun.BindingServer`.
+* **From a client, a TURN request** (Allocate §7.2, Refresh §8.2, CreatePermission §11.2,
+  ChannelBind §12.2): authenticated with the long-term credential mechanism (RFC 8489 §9.2;
+  :class:`stun.server.LongTermAuthenticator`), unknown comprehension-required attributes refused
+  with 420, then the method's checks in the RFC's order; the first that fails decides the error.
+  Every response to an authenticated request carries MESSAGE-INTEGRITY(-SHA256) and SOFTWARE;
+  FINGERPRINT when the request had it. Authentication failures (400, 401 and the REST API's expired
+  usernames) are answered only while the source's token bucket allows; then dropped.
+* **From a peer** (§10.3, §12.7): relayed to the client if a permission exists for the peer's IP
+  address, as ChannelData when a channel is bound to the peer's transport address, else as a Data
+  indication.
+* Anything else is dropped, and every datagram's fate is counted in :attr:`TurnServerCore.stats`.
+
+Time: the :class:`~turn.server.table.AllocationTable` keeps one timer per allocation, at its
+expiry, and one per reserved port. Permissions and channels are checked against ``now`` on use, so
+their expiry needs no timer of its own; their tables are swept when the allocation's timer finds
+it refreshed, and before they grow. Every table is bounded by the configuration (quotas,
+``max_permissions``, ``max_channels``, ``max_reservations``, ``failure_table_size``), so a flood
+costs a bounded amount of memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Iterator
+
+from stun import (
+    MAGIC_COOKIE,
+    Address,
+    Attribute,
+    BindingServer,
+    DecodeError,
+    Fingerprint,
+    LocalProtocolError,
+    Message,
+    MessageClass,
+    Method,
+    NonceIssuer,
+    ServerConfig,
+    Software,
+)
+from stun.datagram import Datagram
+from stun.message import message_type
+from stun.randomness import random_bytes
+from stun.server import LongTermAuthenticator, Rejected, ServerStats
+from stun.server import Outcome as StunOutcome
+
+from .. import errors as turn_errors
+from ..attributes import Data, DontFragment, TurnAttrType, XorPeerAddress
+from ..channel import MAX_DATA_SIZE, decode_channel_data, encode_channel_data
+from .allocation import Allocation, ClientTransport, FiveTuple, family_of
+from .config import TurnServerConfig
+from .credentials import RestApiUsers, rest_api_expiry
+from .events import TurnServerEvent
+from .limits import SourceRateLimiter
+from .methods import AuthenticatedRequest, RequestHandlers
+from .relays import RelayAllocator
+from .stats import Outcome, TurnServerStats
+from .table import AllocationTable
+
+#: The most data a Data indication can carry: DATA plus an IPv6 XOR-PEER-ADDRESS must fit the
+#: 16-bit message length, padding included.
+_MAX_INDICATION_DATA = (0xFFFF - 4 - 24) & ~3
+
+_BINDING_REQUEST = b"\x00\x01"
+_HEADER = struct.Struct("!HHI12s")
+_ATTRIBUTE_HEADER = struct.Struct("!HH")
+_DATA_INDICATION = message_type(Method.DATA, MessageClass.INDICATION)
+
+
+class TurnServerCore:
+    """A TURN server without sockets (see the module docstring).
+
+    ``relays`` hands out relayed transport addresses. ``wall_clock_offset`` is Unix time minus
+    the ``now`` the driver passes (for the expiry of REST API usernames); a driver whose clock is
+    Unix time leaves it 0, one on a monotonic clock sets it at start and may correct it any time.
+    """
+
+    def __init__(
+        self,
+        config: TurnServerConfig,
+        relays: RelayAllocator,
+        *,
+        wall_clock_offset: float = 0.0,
+    ) -> None:
+        self.config = config
+        self.wall_clock_offset = wall_clock_offset
+        credentials = config.credentials
+        self._rest_users: RestApiUsers | None = None
+        if config.rest_secret is not None:
+            users = RestApiUsers(config.rest_secret, credentials.realm, credentials.users)
+            self._rest_users = users
+            credentials = dataclasses.replace(credentials, users=users)
+        nonces = NonceIssuer(
+            secret=config.nonce_secret,
+            lifetime=config.nonce_lifetime,
+            features=credentials.features,
+            rng=config.rng,
+        )
+        self._authenticator = LongTermAuthenticator(credentials, nonces)
+        self._binding = (
+            BindingServer(ServerConfig(software=config.software, classic_compatibility=False))
+            if config.answer_binding
+            else None
+        )
+        self.stats = TurnServerStats(
+            binding=self._binding.stats if self._binding is not None else ServerStats()
+        )
+        self._software: tuple[Attribute, ...] = (
+            (Software(config.software),) if config.software is not None else ()
+        )
+        self._failures = SourceRateLimiter(
+            rate=config.failure_rate,
+            burst=config.failure_burst,
+            max_entries=config.failure_table_size,
+        )
+        #: The allocations and reserved ports (read it; the core changes it).
+        self.table = AllocationTable(relays, rebind_wait=config.channel_rebind_wait)
+        self._methods = RequestHandlers(config, self.table, self.stats, self._software)
+        self._outgoing: list[Datagram] = []
+
+    # ------------------------------------------------------------------ sans-IO verbs
+
+    def receive_datagram(
+        self,
+        data: bytes,
+        local: Address | None,
+        remote: Address,
+        now: float,
+        *,
+        transport: ClientTransport = ClientTransport.UDP,
+    ) -> None:
+        """Feed one datagram; what it causes to be sent waits in :meth:`datagrams_to_send`."""
+        out = self.handle_datagram(data, local, remote, now, transport=transport)
+        if out is not None:
+            self._outgoing.append(out)
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        """Drain what must be sent."""
+        outgoing, self._outgoing = self._outgoing, []
+        return outgoing
+
+    def get_timer(self) -> float | None:
+        """When the next allocation or reserved port expires, if any does."""
+        return self.table.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        """Expire what is due: allocations not refreshed, reservations not claimed."""
+        self.table.handle_timer(now)
+
+    def next_event(self) -> TurnServerEvent | None:
+        """The oldest event not yet drained."""
+        events = self.table.events
+        return events.popleft() if events else None
+
+    # ------------------------------------------------------------------ inspection
+
+    def allocation(self, five_tuple: FiveTuple) -> Allocation | None:
+        """The allocation of a 5-tuple, if it has one (read it; do not change it)."""
+        return self.table.peek(five_tuple)
+
+    def allocations(self) -> Iterator[Allocation]:
+        """Every allocation held."""
+        return iter(self.table)
+
+    @property
+    def allocation_count(self) -> int:
+        """How many allocations are held."""
+        return len(self.table)
+
+    @property
+    def failure_sources(self) -> int:
+        """How many source addresses the authentication-failure limiter remembers."""
+        return len(self._failures)
+
+    def permission_count(self, now: float) -> int:
+        """Permissions in force across all allocations."""
+        return sum(a.permission_count(now) for a in self.table)
+
+    def channel_count(self, now: float) -> int:
+        """Channels carrying data across all allocations."""
+        return sum(a.channel_count(now) for a in self.table)
+
+    # ------------------------------------------------------------------ dispatch
+
+    def handle_datagram(
+        self,
+        data: bytes,
+        local: Address | None,
+        remote: Address,
+        now: float,
+        *,
+        transport: ClientTransport = ClientTransport.UDP,
+    ) -> Datagram | None:
+        """The one datagram to send in answer to ``data`` (or relaying it), or ``None``.
+
+        Peer input never raises. ``local`` is required: it names the listener or relayed address.
+        """
+        if local is None:
+            raise LocalProtocolError("the TURN server needs the local address of every datagram")
+        allocation = self.table.by_relay(local)
+        if allocation is not None:
+            return self._from_peer(allocation, data, remote, now)
+        counts = self.stats.counts
+        if self.table.is_reserved(local) or not data:
+            counts[Outcome.NO_ALLOCATION if data else Outcome.MALFORMED] += 1
+            return None
+        five_tuple = FiveTuple(remote, local, transport)
+        first = data[0]
+        if 0x40 <= first <= 0x4F:
+            return self._channel_data(data, five_tuple, now)
+        if data[:2] == _BINDING_REQUEST and self._binding is not None:
+            counts[Outcome.BINDING] += 1
+            response = self._binding.respond(data, local, remote, now)
+            return Datagram(response, local, remote) if response is not None else None
+        return self._stun(data, five_tuple, now)
+
+    # ------------------------------------------------------------------ the relay (§10, §12)
+
+    def _from_peer(
+        self, allocation: Allocation, data: bytes, peer: Address, now: float
+    ) -> Datagram | None:
+        """A peer's datagram on a relayed address, to the client (§10.3, §12.7)."""
+        counts = self.stats.counts
+        if allocation.expires_at <= now:
+            counts[Outcome.NO_ALLOCATION] += 1
+            return None
+        expires_at = allocation.permissions.get(peer.host)
+        if expires_at is None or expires_at <= now:
+            counts[Outcome.NO_PERMISSION] += 1
+            return None
+        size = len(data)
+        bucket = allocation.to_client
+        if bucket is not None and not bucket.take(size, now):
+            counts[Outcome.OVER_BANDWIDTH] += 1
+            return None
+        five_tuple = allocation.five_tuple
+        binding = allocation.channel_by_peer.get(peer)
+        if binding is not None and now < binding.expires_at and size <= MAX_DATA_SIZE:
+            message = encode_channel_data(
+                binding.number, data, pad=five_tuple.transport is not ClientTransport.UDP
+            )
+        elif size <= _MAX_INDICATION_DATA:
+            message = self._data_indication(peer, data)
+        else:
+            counts[Outcome.TOO_BIG] += 1
+            return None
+        counts[Outcome.RELAYED_TO_CLIENT] += 1
+        self.stats.bytes_to_client += size
+        return Datagram(message, five_tuple.server, five_tuple.client)
+
+    def _data_indication(self, peer: Address, data: bytes) -> bytes:
+        """A Data indication (§10.3) with XOR-PEER-ADDRESS and DATA, packed directly: what
+        ``Message(...).encode()`` makes of the same, without the objects (a test compares)."""
+        transaction_id = random_bytes(self.config.rng, 12)
+        address = XorPeerAddress(peer).encode_value(transaction_id)
+        size = len(data)
+        body = b"".join(
+            (
+                _ATTRIBUTE_HEADER.pack(TurnAttrType.XOR_PEER_ADDRESS, len(address)),
+                address,
+                _ATTRIBUTE_HEADER.pack(TurnAttrType.DATA, size),
+                data,
+                bytes(-size & 3),
+            )
+        )
+        return _HEADER.pack(_DATA_INDICATION, len(body), MAGIC_COOKIE, transaction_id) + body
+
+    def _to_peer(
+        self, allocation: Allocation, relay: Address, peer: Address, data: bytes, now: float
+    ) -> Datagram | None:
+        """The checks every datagram to a peer passes (§10.2, §12.6), then the datagram."""
+        counts = self.stats.counts
+        if not allocation.has_permission(peer.host, now):
+            counts[Outcome.NO_PERMISSION] += 1
+            return None
+        bucket = allocation.to_peer
+        if bucket is not None and not bucket.take(len(data), now):
+            counts[Outcome.OVER_BANDWIDTH] += 1
+            return None
+        counts[Outcome.RELAYED_TO_PEER] += 1
+        self.stats.bytes_to_peer += len(data)
+        return Datagram(data, relay, peer)
+
+    def _channel_data(self, data: bytes, five_tuple: FiveTuple, now: float) -> Datagram | None:
+        """ChannelData from a client (§12.6)."""
+        counts = self.stats.counts
+        allocation = self.table.get(five_tuple, now)
+        if allocation is None:
+            counts[Outcome.NO_ALLOCATION] += 1
+            return None
+        try:
+            number, payload = decode_channel_data(data)
+        except turn_errors.DecodeError:
+            counts[Outcome.MALFORMED] += 1
+            return None
+        binding = allocation.channels.get(number)
+        if binding is None or binding.expires_at <= now:
+            counts[Outcome.NO_CHANNEL] += 1
+            return None
+        return self._to_peer(allocation, binding.relay, binding.peer, payload, now)
+
+    def _send(self, message: Message, five_tuple: FiveTuple, now: float) -> Datagram | None:
+        """A Send indication (§10.2)."""
+        counts = self.stats.counts
+        allocation = self.table.get(five_tuple, now)
+        if allocation is None:
+            counts[Outcome.NO_ALLOCATION] += 1
+            return None
+        peer = message.get(XorPeerAddress)
+        data = message.get(Data)
+        # DONT-FRAGMENT counts as unknown: this server cannot set the DF bit (§10.2).
+        if (
+            peer is None
+            or data is None
+            or message.unknown_required
+            or message.has(DontFragment)
+            or family_of(peer.address) not in allocation.relays
+        ):
+            counts[Outcome.BAD_INDICATION] += 1
+            return None
+        relay = allocation.relays[family_of(peer.address)]
+        return self._to_peer(allocation, relay, peer.address, data.value, now)
+
+    # ------------------------------------------------------------------ requests
+
+    def _stun(self, data: bytes, five_tuple: FiveTuple, now: float) -> Datagram | None:
+        counts = self.stats.counts
+        try:
+            message = Message.decode(data)
+        except DecodeError:
+            counts[Outcome.MALFORMED] += 1
+            return None
+        attributes = message.attributes
+        fingerprint = bool(attributes) and type(attributes[-1]) is Fingerprint
+        if fingerprint and not message.check_fingerprint():
+            counts[Outcome.BAD_FINGERPRINT] += 1
+            return None
+        if message.message_class is MessageClass.INDICATION and message.method == Method.SEND:
+            return self._send(message, five_tuple, now)
+        if message.message_class is not MessageClass.REQUEST:
+            counts[Outcome.NOT_A_REQUEST] += 1
+            return None
+        if message.method not in RequestHandlers.METHODS:
+            counts[Outcome.UNSUPPORTED_METHOD] += 1
+            return None
+        result = self._authenticator.authenticate(message, five_tuple.client, now)
+        if isinstance(result, Rejected):
+            self.stats.authentication.count(result.outcome)
+            return self._refuse_authentication(
+                message, five_tuple, result, Outcome.AUTHENTICATION_FAILED, fingerprint, now
+            )
+        if self._expired(result.username, now):
+            challenge = self._authenticator.challenge(five_tuple.client, now)
+            rejected = Rejected(401, StunOutcome.UNKNOWN_USER, challenge)
+            return self._refuse_authentication(
+                message, five_tuple, rejected, Outcome.EXPIRED_CREDENTIALS, fingerprint, now
+            )
+        request = AuthenticatedRequest(
+            message, five_tuple, result.username, result.key, result.integrity, fingerprint
+        )
+        response = self._methods.handle(request, now)
+        return Datagram(response, five_tuple.server, five_tuple.client)
+
+    def _refuse_authentication(
+        self,
+        message: Message,
+        five_tuple: FiveTuple,
+        rejected: Rejected,
+        outcome: Outcome,
+        fingerprint: bool,
+        now: float,
+    ) -> Datagram | None:
+        """Answer an authentication failure while the source's budget lasts, else drop it.
+
+        A 438 is answered always: only a client that knows the key can cause one.
+        """
+        if rejected.code != 438 and not self._failures.allow(five_tuple.client.host, now):
+            self.stats.counts[Outcome.RATE_LIMITED] += 1
+            return None
+        self.stats.counts[outcome] += 1
+        attributes = rejected.attributes
+        if rejected.key is not None:
+            attributes += self._software
+        response = message.error_response(rejected.code, attributes=attributes).encode(
+            key=rejected.key, integrity=rejected.integrity, fingerprint=fingerprint
+        )
+        return Datagram(response, five_tuple.server, five_tuple.client)
+
+    def _expired(self, username: str, now: float) -> bool:
+        """Whether a REST API username's expiry (Unix time) has come."""
+        users = self._rest_users
+        if users is None or users.is_static(username):
+            return False
+        expiry = rest_api_expiry(username)
+        return expiry is None or expiry <= now + self.wall_clock_offset
+

@@ -1,0 +1,345 @@
+"""What a TURN server does with each authenticated request (RFC 8656 §7.2, §8.2, §11.2, §12.2).
+
+:class:`RequestHandlers` runs one method's checks in the order its RFC section lists them; the
+first that fails raises :class:`Refused`, which becomes the error response (420 for unknown
+comprehension-required attributes comes first, as for any STUN request, RFC 8489 §6.3). Every
+answer, success or error, is protected with the key the request authenticated with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from stun import (
+    Address,
+    AddressFamily,
+    AlternateServer,
+    Attribute,
+    Integrity,
+    Message,
+    Method,
+    UnknownAttributes,
+    XorMappedAddress,
+)
+
+from ..attributes import (
+    AdditionalAddressFamily,
+    AddressErrorCode,
+    ChannelNumber,
+    DontFragment,
+    EvenPort,
+    Lifetime,
+    RequestedAddressFamily,
+    RequestedTransport,
+    ReservationToken,
+    TransportProtocol,
+    TurnAttrType,
+    XorPeerAddress,
+    XorRelayedAddress,
+)
+from ..channel import is_valid_channel
+from .allocation import Allocation, ChannelBinding, FiveTuple, family_of
+from .config import TurnServerConfig
+from .events import DeletionReason
+from .stats import Outcome, TurnServerStats
+from .table import AllocationTable
+
+_DONT_FRAGMENT = (UnknownAttributes((TurnAttrType.DONT_FRAGMENT,)),)
+
+
+class Refused(Exception):
+    """A request's check failed: answer with ``code`` (and ``attributes``), count ``outcome``."""
+
+    def __init__(
+        self, code: int, outcome: Outcome, attributes: tuple[Attribute, ...] = ()
+    ) -> None:
+        super().__init__(code)
+        self.code = code
+        self.outcome = outcome
+        self.attributes = attributes
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedRequest:
+    """An authenticated request and how to protect its answer."""
+
+    message: Message
+    five_tuple: FiveTuple
+    username: str
+    key: bytes
+    integrity: Integrity
+    fingerprint: bool
+
+
+def _known_family(number: int) -> AddressFamily | None:
+    """The :class:`stun.AddressFamily` of a family byte, or ``None`` for an unregistered one."""
+    return AddressFamily(number) if number in _FAMILIES else None
+
+
+_FAMILIES = frozenset(int(family) for family in AddressFamily)
+
+
+class RequestHandlers:
+    """Allocate, Refresh, CreatePermission and ChannelBind, on an :class:`AllocationTable`."""
+
+    #: The methods handled here.
+    METHODS = frozenset(
+        (Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND)
+    )
+
+    def __init__(
+        self,
+        config: TurnServerConfig,
+        table: AllocationTable,
+        stats: TurnServerStats,
+        software: tuple[Attribute, ...],
+    ) -> None:
+        self.config = config
+        self.table = table
+        self.stats = stats
+        self._software = software
+        self._handlers: dict[int, Callable[[AuthenticatedRequest, float], bytes]] = {
+            Method.ALLOCATE: self._allocate,
+            Method.REFRESH: self._refresh,
+            Method.CREATE_PERMISSION: self._create_permission,
+            Method.CHANNEL_BIND: self._channel_bind,
+        }
+
+    def handle(self, request: AuthenticatedRequest, now: float) -> bytes:
+        """The protected response to an authenticated request of one of :attr:`METHODS`."""
+        message = request.message
+        try:
+            if message.unknown_required:
+                unknown = UnknownAttributes(tuple(dict.fromkeys(message.unknown_required)))
+                raise Refused(420, Outcome.UNKNOWN_ATTRIBUTE, (unknown,))
+            return self._handlers[message.method](request, now)
+        except Refused as refused:
+            self.stats.counts[refused.outcome] += 1
+            error = message.error_response(
+                refused.code, attributes=(*refused.attributes, *self._software)
+            )
+            return self._protect(request, error)
+
+    def _protect(self, request: AuthenticatedRequest, response: Message) -> bytes:
+        return response.encode(
+            key=request.key, integrity=request.integrity, fingerprint=request.fingerprint
+        )
+
+    def _answer(self, request: AuthenticatedRequest, attributes: list[Attribute]) -> bytes:
+        """The protected success response with ``attributes`` and SOFTWARE."""
+        attributes.extend(self._software)
+        return self._protect(request, request.message.success_response(attributes))
+
+    def _owned(self, request: AuthenticatedRequest, now: float) -> Allocation:
+        """The allocation a non-Allocate request acts on: 437 without one, 441 if it is another
+        user's (RFC 8656 §5)."""
+        allocation = self.table.get(request.five_tuple, now)
+        if allocation is None:
+            raise Refused(437, Outcome.ALLOCATION_MISMATCH)
+        if allocation.username != request.username:
+            raise Refused(441, Outcome.WRONG_CREDENTIALS)
+        return allocation
+
+    def _lifetime(self, requested: Lifetime | None) -> float:
+        """The lifetime to grant (§7.2, §8.2): the client's clamped to [default, maximum]."""
+        config = self.config
+        if requested is None:
+            return config.default_lifetime
+        return max(config.default_lifetime, min(float(requested.value), config.max_lifetime))
+
+    def _refusal(self, peer: Address) -> str | None:
+        return self.config.peer_policy.refusal(peer.host, self.table.own_hosts)
+
+    # ------------------------------------------------------------------ Allocate (§7.2)
+
+    def _allocate(self, request: AuthenticatedRequest, now: float) -> bytes:
+        message = request.message
+        five_tuple = request.five_tuple
+        config = self.config
+        table = self.table
+        existing = table.get(five_tuple, now)
+        if existing is not None:
+            if existing.transaction_id == message.transaction_id:
+                self.stats.counts[Outcome.ALLOCATE_REPEATED] += 1
+                return existing.allocate_response
+            raise Refused(437, Outcome.ALLOCATION_MISMATCH)
+        if config.alternate_server is not None:
+            raise Refused(300, Outcome.REDIRECTED, (AlternateServer(config.alternate_server),))
+        transport = message.get(RequestedTransport)
+        if transport is None:
+            raise Refused(400, Outcome.BAD_REQUEST)
+        if transport.protocol != TransportProtocol.UDP:
+            raise Refused(442, Outcome.UNSUPPORTED_TRANSPORT)
+        if message.has(DontFragment):  # rule 4: we cannot set DF, so it is unknown to us
+            raise Refused(420, Outcome.UNKNOWN_ATTRIBUTE, _DONT_FRAGMENT)
+        # What to relay from: a reserved port (by its token) or a new address of a family.
+        source = self._relay_source(message, now)
+        even_port = message.get(EvenPort)
+        reserve = even_port is not None and even_port.reserve
+        if table.user_count(request.username) >= config.user_quota:
+            raise Refused(486, Outcome.QUOTA_REACHED)
+        if len(table) >= config.total_quota or (
+            reserve and table.reservation_count >= config.max_reservations
+        ):
+            raise Refused(508, Outcome.INSUFFICIENT_CAPACITY)
+        extra: list[Attribute] = []
+        if isinstance(source, bytes):
+            claimed = table.claim(source)
+            relays = {family_of(claimed): claimed}
+        else:
+            relay = table.new_relay(source, even_port=even_port is not None, reserve_next=reserve)
+            if relay is None:
+                raise Refused(508, Outcome.INSUFFICIENT_CAPACITY)
+            relays = {source: relay}
+            if reserve:
+                token = table.reserve(relay, now, config.reservation_lifetime, config.rng)
+                extra.append(ReservationToken(token))
+            if message.has(AdditionalAddressFamily):
+                second, refusal = self._additional_relay()
+                if second is not None:
+                    relays[AddressFamily.IPV6] = second
+                if refusal is not None:
+                    extra.append(refusal)
+        lifetime = self._lifetime(message.get(Lifetime))
+        allocation = table.create(
+            five_tuple,
+            username=request.username,
+            relays=relays,
+            transaction_id=message.transaction_id,
+            now=now,
+            lifetime=lifetime,
+            max_bytes_per_second=config.max_bytes_per_second,
+        )
+        attributes: list[Attribute] = [
+            *(XorRelayedAddress(address) for address in allocation.relayed_addresses),
+            Lifetime(int(lifetime)),
+            XorMappedAddress(five_tuple.client),
+            *extra,
+        ]
+        allocation.allocate_response = self._answer(request, attributes)
+        self.stats.counts[Outcome.ALLOCATED] += 1
+        return allocation.allocate_response
+
+    def _relay_source(self, message: Message, now: float) -> bytes | AddressFamily:
+        """Rules 5-9 of RFC 8656 §7.2: the RESERVATION-TOKEN to claim, or the family of the
+        relayed address to allocate (IPv4 unless REQUESTED-ADDRESS-FAMILY says otherwise)."""
+        token = message.get(ReservationToken)
+        requested = message.get(RequestedAddressFamily)
+        additional = message.get(AdditionalAddressFamily)
+        even_port = message.get(EvenPort)
+        if token is not None:
+            if even_port is not None or requested is not None or additional is not None:
+                raise Refused(400, Outcome.BAD_REQUEST)
+            if self.table.reservation(token.token, now) is None:
+                raise Refused(508, Outcome.INSUFFICIENT_CAPACITY)
+            return token.token
+        if requested is not None and additional is not None:
+            raise Refused(400, Outcome.BAD_REQUEST)
+        family = AddressFamily.IPV4 if requested is None else _known_family(requested.family)
+        if family is None or family not in self.config.relay_families:
+            raise Refused(440, Outcome.ADDRESS_FAMILY_NOT_SUPPORTED)
+        if additional is not None and (
+            (even_port is not None and even_port.reserve) or additional.family != AddressFamily.IPV6
+        ):
+            raise Refused(400, Outcome.BAD_REQUEST)
+        return family
+
+    def _additional_relay(self) -> tuple[Address | None, AddressErrorCode | None]:
+        """The IPv6 half of a dual allocation, or why there is none (RFC 8656 §7.2 rule 9: the
+        allocation goes ahead with IPv4 only and ADDRESS-ERROR-CODE says 440 or 508)."""
+        if AddressFamily.IPV6 not in self.config.relay_families:
+            return None, AddressErrorCode.of(AddressFamily.IPV6, 440)
+        relay = self.table.new_relay(AddressFamily.IPV6)
+        if relay is None:
+            return None, AddressErrorCode.of(AddressFamily.IPV6, 508)
+        return relay, None
+
+    # ------------------------------------------------------------------ Refresh (§8.2)
+
+    def _refresh(self, request: AuthenticatedRequest, now: float) -> bytes:
+        allocation = self._owned(request, now)
+        message = request.message
+        requested = message.get(RequestedAddressFamily)
+        if requested is not None and requested.family not in allocation.relays:
+            raise Refused(443, Outcome.PEER_FAMILY_MISMATCH)
+        lifetime = message.get(Lifetime)
+        counts = self.stats.counts
+        if lifetime is not None and lifetime.value == 0:
+            if requested is not None and len(allocation.relays) > 1:
+                # One family of a dual allocation goes; the other stays.
+                self.table.delete_family(allocation, AddressFamily(requested.family))
+            else:
+                self.table.delete(allocation, DeletionReason.DELETED)
+            counts[Outcome.DELETED] += 1
+            return self._answer(request, [Lifetime(0)])
+        granted = self._lifetime(lifetime)
+        self.table.refresh(allocation, now + granted)
+        counts[Outcome.REFRESHED] += 1
+        return self._answer(request, [Lifetime(int(granted))])
+
+    # ------------------------------------------------------------------ CreatePermission (§11.2)
+
+    def _create_permission(self, request: AuthenticatedRequest, now: float) -> bytes:
+        allocation = self._owned(request, now)
+        peers = [attribute.address for attribute in request.message.get_all(XorPeerAddress)]
+        if not peers:
+            raise Refused(400, Outcome.BAD_REQUEST)
+        if any(family_of(peer) not in allocation.relays for peer in peers):
+            raise Refused(443, Outcome.PEER_FAMILY_MISMATCH)
+        if any(self._refusal(peer) is not None for peer in peers):
+            raise Refused(403, Outcome.FORBIDDEN)
+        allocation.sweep(now, self.config.channel_rebind_wait)
+        hosts = {peer.host for peer in peers}
+        added = len(hosts - allocation.permissions.keys())
+        if len(allocation.permissions) + added > self.config.max_permissions:
+            raise Refused(508, Outcome.INSUFFICIENT_CAPACITY)
+        expires_at = now + self.config.permission_lifetime
+        for host in hosts:
+            allocation.permissions[host] = expires_at
+        self.stats.counts[Outcome.PERMITTED] += 1
+        return self._answer(request, [])
+
+    # ------------------------------------------------------------------ ChannelBind (§12.2)
+
+    def _channel_bind(self, request: AuthenticatedRequest, now: float) -> bytes:
+        allocation = self._owned(request, now)
+        message = request.message
+        number_attribute = message.get(ChannelNumber)
+        peer_attribute = message.get(XorPeerAddress)
+        if (
+            number_attribute is None
+            or peer_attribute is None
+            or not is_valid_channel(number_attribute.number)
+        ):
+            raise Refused(400, Outcome.BAD_REQUEST)
+        number = number_attribute.number
+        peer = peer_attribute.address
+        relay = allocation.relays.get(family_of(peer))
+        if relay is None:
+            raise Refused(443, Outcome.PEER_FAMILY_MISMATCH)
+        config = self.config
+        allocation.sweep(now, config.channel_rebind_wait)
+        bound = allocation.channels.get(number)
+        if bound is not None and bound.peer != peer:
+            raise Refused(400, Outcome.BAD_REQUEST)
+        by_peer = allocation.channel_by_peer.get(peer)
+        if by_peer is not None and by_peer.number != number:
+            raise Refused(400, Outcome.BAD_REQUEST)
+        if self._refusal(peer) is not None:
+            raise Refused(403, Outcome.FORBIDDEN)
+        if (bound is None and len(allocation.channels) >= config.max_channels) or (
+            peer.host not in allocation.permissions
+            and len(allocation.permissions) >= config.max_permissions
+        ):
+            raise Refused(508, Outcome.INSUFFICIENT_CAPACITY)
+        expires_at = now + config.channel_lifetime
+        if bound is None:
+            binding = ChannelBinding(number, peer, relay, expires_at)
+            allocation.channels[number] = binding
+            allocation.channel_by_peer[peer] = binding
+        else:
+            bound.expires_at = expires_at
+        allocation.permissions[peer.host] = now + config.permission_lifetime
+        self.stats.counts[Outcome.CHANNEL_BOUND] += 1
+        return self._answer(request, [])

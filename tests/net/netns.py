@@ -9,7 +9,13 @@ Built with ``ip`` and ``iptables`` only, for tests that run real processes acros
           └── host-b  eth0: 198.51.100.66/26, 2001:db8:b::2/64
 
 IPv4 leaves each LAN through ``iptables -t nat ... MASQUERADE`` on its router; ``pub`` does not
-forward IPv4, so a host can reach the other LAN only through the other NAT's public address. IPv6
+forward IPv4, so a host can reach the other LAN only through the other NAT's public address. Like a
+home router, each NAT drops unsolicited packets to its WAN address (INPUT, ctstate NEW). Without
+that, Linux answers them with ICMP port unreachable *and keeps a conntrack entry* for them: when a
+peer's check reaches the NAT before the host's own first packet to that peer, the host's packet
+then clashes with the entry and MASQUERADE gives it another port, and the stale entry swallows the
+peer's later checks, so hole punching deadlocks (seen with two aioice agents). Dropped before
+conntrack confirms them, such packets leave no entry. IPv6
 is routed without NAT66: each router sends its default route to ``pub``, which routes both LAN
 prefixes back. Every address is from a documentation range (RFC 5737, RFC 3849). The namespaces
 are linked only to each other (veth pairs created inside them, never in the machine's own
@@ -339,11 +345,15 @@ def _build(net: Network) -> None:
             ip(site.router, "route", "add", "default", "via", STUN_IPV4)
             ip(site.host, "address", "add", f"{site.host_ipv4}/26", "dev", "eth0")
             ip(site.host, "route", "add", "default", "via", site.lan_ipv4)
+            iptables = ["ip", "netns", "exec", net.namespace(site.router), "iptables"]
             try:
                 _run([
-                    "ip", "netns", "exec", net.namespace(site.router),
-                    "iptables", "-t", "nat", "-A", "POSTROUTING",
+                    *iptables, "-t", "nat", "-A", "POSTROUTING",
                     "-s", site.lan_prefix_ipv4, "-o", "wan0", "-j", "MASQUERADE",
+                ])
+                _run([
+                    *iptables, "-A", "INPUT", "-i", "wan0",
+                    "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP",
                 ])
             except NetworkCommandError as exc:
                 pytest.skip(f"iptables NAT is not available in a namespace here: {exc}")

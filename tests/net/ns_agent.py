@@ -1,0 +1,114 @@
+"""An ICE agent process for the namespace tests, signaling as JSON lines on stdin/stdout.
+
+``python -m tests.net.ns_agent NAME --controlling|--controlled --stun HOST:PORT`` runs one
+:class:`ice.Connection`:
+
+1. gathers, then prints its description: ``{"ufrag": ..., "pwd": ..., "candidates": [...]}``
+   (candidates in SDP ``candidate:`` form);
+2. reads the peer's description, one line on stdin, and connects;
+3. exchanges a hello each way over the selected pair (:func:`exchange`);
+4. prints its result: ``{"selected": {"local": ..., "remote": ...}, "received": ...}``, each
+   candidate as ``{"type", "host", "port"}``, and exits 0 (1 with ``{"error": ...}`` otherwise).
+
+:mod:`tests.net.aioice_agent` speaks the same lines with aioice, so the test relays either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import suppress
+from typing import Any
+
+#: The bound on the whole run of an agent process.
+RUN_TIMEOUT = 15.0
+#: How often a hello is resent until the peer acknowledges it.
+HELLO_INTERVAL = 0.1
+#: How long an agent keeps acknowledging the peer's hellos after its own was acknowledged,
+#: in case the peer missed an acknowledgement.
+LINGER = 0.3
+HELLO = b"hello from "
+ACK = b"ack"
+
+
+def stun_server(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` (an argparse type)."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def parse_arguments(description: str) -> argparse.Namespace:
+    """The command line both agent scripts share."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("name", help="this agent's name, sent in its hello")
+    role = parser.add_mutually_exclusive_group(required=True)
+    role.add_argument("--controlling", dest="controlling", action="store_true")
+    role.add_argument("--controlled", dest="controlling", action="store_false")
+    parser.add_argument("--stun", type=stun_server, required=True, metavar="HOST:PORT")
+    return parser.parse_args()
+
+
+def print_line(document: dict[str, Any]) -> None:
+    """One JSON document, one line, flushed."""
+    print(json.dumps(document), flush=True)
+
+
+async def read_description() -> dict[str, Any]:
+    """The peer's description: one JSON line on stdin."""
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    if not line:
+        raise EOFError("stdin closed before the peer's description")
+    description: dict[str, Any] = json.loads(line)
+    return description
+
+
+def describe(candidate_type: str, host: str, port: int) -> dict[str, Any]:
+    return {"type": candidate_type, "host": host, "port": port}
+
+
+async def exchange(
+    name: str, send: Callable[[bytes], Awaitable[None]], receive: Callable[[], Awaitable[bytes]]
+) -> str:
+    """Send our hello until the peer acknowledges it, acknowledging each of the peer's hellos;
+    return the peer's hello. Resending covers data sent before the peer's ``connect()`` returned.
+    """
+    peer_hello: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    acknowledged = asyncio.Event()
+
+    async def answer() -> None:
+        while True:
+            data = await receive()
+            if data.startswith(HELLO):
+                if not peer_hello.done():
+                    peer_hello.set_result(data.decode())
+                await send(ACK)
+            elif data == ACK:
+                acknowledged.set()
+
+    answering = asyncio.create_task(answer())
+    try:
+        while not acknowledged.is_set():
+            await send(HELLO + name.encode())
+            with suppress(TimeoutError):
+                await asyncio.wait_for(acknowledged.wait(), HELLO_INTERVAL)
+        received = await peer_hello
+        await asyncio.sleep(LINGER)
+    finally:
+        answering.cancel()
+        with suppress(asyncio.CancelledError):
+            await answering
+    return received
+
+
+def run_agent(session: Coroutine[Any, Any, dict[str, Any]]) -> int:
+    """Run ``session`` (bounded by :data:`RUN_TIMEOUT`); print its result or the error."""
+    try:
+        result = asyncio.run(asyncio.wait_for(session, RUN_TIMEOUT))
+    except Exception as exc:
+        print_line({"error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    print_line(result)
+    return 0

@@ -9,7 +9,7 @@ by its PID when its network is torn down.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -108,3 +108,68 @@ def test_stun_over_routed_ipv6_reports_the_host_itself(
 
     assert report["ok"] is True
     assert report["mapped_address"]["host"] == address
+
+
+# ------------------------------------------------------------------ ICE agents in the namespaces
+
+#: Each agent script's command line after ``python -m``; the role flag and name are added.
+AIOICE_AGENT = ("tests.net.aioice_agent",)
+
+
+def connect_agents(
+    net: Network, agent_a: Sequence[str], agent_b: Sequence[str], stun: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run a controlling agent in host-a and a controlled one in host-b (JSON-lines agent
+    scripts, :mod:`tests.net.ns_agent`), relay each one's description to the other, and return
+    both result documents once both have exited 0."""
+    processes = [
+        net.start_python(role, "-m", *agent, name, flag, "--stun", stun, name=f"{name}@{role}")
+        for role, agent, name, flag in (
+            ("host-a", agent_a, "A", "--controlling"),
+            ("host-b", agent_b, "B", "--controlled"),
+        )
+    ]
+    descriptions = [process.read_line(PROCESS_TIMEOUT) for process in processes]
+    for process, description in zip(processes, reversed(descriptions), strict=True):
+        process.write_line(description)
+    results = []
+    for process in processes:
+        status = process.wait(PROCESS_TIMEOUT)
+        lines = process.remaining_output()
+        assert status == 0, f"{process.describe()}\n{lines}"
+        results.append(json.loads(lines[-1]))
+    return results[0], results[1]
+
+
+#: Where each host's IPv4 packets appear on the WAN: its NAT's address (MASQUERADE keeps the port
+#: here: each host has few sockets, so no two compete for one).
+PUBLIC_IPV4 = {HOST_A_IPV4: NAT_A_WAN, HOST_B_IPV4: NAT_B_WAN}
+
+
+def endpoint(candidate: dict[str, Any]) -> tuple[str, int]:
+    return candidate["host"], candidate["port"]
+
+
+def as_seen_from_outside(candidate: dict[str, Any]) -> tuple[str, int]:
+    """Where packets sent from a local candidate come from, as the peer sees them."""
+    return PUBLIC_IPV4.get(candidate["host"], candidate["host"]), candidate["port"]
+
+
+def assert_same_path(result_a: dict[str, Any], result_b: dict[str, Any]) -> None:
+    """Both agents selected the same path (each one's remote is where the other's local appears
+    from outside) and each received the other's hello over it."""
+    selected_a, selected_b = result_a["selected"], result_b["selected"]
+    assert endpoint(selected_a["remote"]) == as_seen_from_outside(selected_b["local"])
+    assert endpoint(selected_b["remote"]) == as_seen_from_outside(selected_a["local"])
+    assert result_a["received"] == "hello from B"
+    assert result_b["received"] == "hello from A"
+
+
+def test_control_two_aioice_agents_punch_through_both_nats(ipv4_net: Network) -> None:
+    """The network itself, checked with a third-party agent on both sides: aioice reaches the
+    other host only through the NATs' public addresses."""
+    result_a, result_b = connect_agents(ipv4_net, AIOICE_AGENT, AIOICE_AGENT, STUN_V4_TARGET)
+
+    assert_same_path(result_a, result_b)
+    assert result_a["selected"]["remote"]["host"] == NAT_B_WAN
+    assert result_b["selected"]["remote"]["host"] == NAT_A_WAN

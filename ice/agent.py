@@ -756,7 +756,10 @@ class Agent:
             if current is not None and current is not pair:
                 self.consent.untrack(current)
             self._events.append(SelectedPairChanged(pair.stream, pair.component, pair))
-        self.checklists[pair.stream].stop_below(pair.component, pair.priority)
+        pruned = self.checklists[pair.stream].stop_below(pair.component, pair.priority)
+        for check in self._checks.values():
+            if not check.consent and check.pair in pruned:
+                check.cancelled = True  # §8.1.2: no retransmission, and silence is no failure
         self._events.append(PairStateChanged(pair.stream, pair))
 
     def _run_nomination(self, now: float) -> None:

@@ -203,20 +203,24 @@ class CheckList:
         if pair not in self.triggered:
             self.triggered.append(pair)
 
-    def stop_below(self, component: int, priority: int) -> None:
-        """Nomination concluded a component: drop its lower-priority Frozen and Waiting pairs
-        from the schedule (§8.1.2)."""
-        for pair in self.pairs:
-            if (
-                pair.component == component
-                and pair.priority < priority
-                and pair.state in (PairState.FROZEN, PairState.WAITING)
-            ):
-                pair.state = PairState.FAILED
-                pair.failure = "pruned after nomination"
+    def stop_below(self, component: int, priority: int) -> list[CandidatePair]:
+        """Nomination concluded a component: take its lower-priority Frozen, Waiting and
+        In-Progress pairs out of the schedule (§8.1.2) and return them, so that the agent can
+        cancel the checks in flight (they stop holding their foundation's place)."""
+        pruned = [
+            pair
+            for pair in self.pairs
+            if pair.component == component
+            and pair.priority < priority
+            and pair.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
+        ]
+        for pair in pruned:
+            pair.state = PairState.FAILED
+            pair.failure = "pruned after nomination"
         self.triggered = deque(
             p for p in self.triggered if not (p.component == component and p.priority < priority)
         )
+        return pruned
 
 
 def _priority(local: Candidate, remote: Candidate, controlling: bool) -> int:

@@ -100,6 +100,11 @@ class AllocationTable:
         """How many ports are held for RESERVATION-TOKENs."""
         return len(self._reservations)
 
+    @property
+    def pending_timers(self) -> int:
+        """Entries in the timer heap, stale ones included (bounded by the live ones)."""
+        return len(self._timers)
+
     # ------------------------------------------------------------------ allocations
 
     def new_relay(

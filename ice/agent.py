@@ -162,11 +162,14 @@ class Agent:
         return list(self.gatherer.candidates)
 
     def set_remote_credentials(self, username: str, password: str) -> None:
-        """The peer's ufrag and pwd from signaling (RFC 8839 §5.4)."""
+        """The peer's ufrag and pwd from signaling (RFC 8839 §5.4). If the peer's checks came
+        first, their triggered checks (§7.3.1.4) were waiting for these: checking starts now."""
         if not username or not password:
             raise LocalProtocolError("remote ufrag and pwd must not be empty")
         self.remote_username = username
         self.remote_password = password
+        if not self._checking and not self._closed and any(c.triggered for c in self.checklists):
+            self.start_checks(self._last_now)  # due at once: the driver's next timer sends
 
     def add_remote_candidate(self, candidate: Candidate | None, stream: int = 0) -> None:
         """A candidate from signaling (trickle, RFC 8838); ``None`` means end-of-candidates."""

@@ -841,6 +841,7 @@ class Agent:
             return
         if (
             self._checking
+            and not self.config.lite  # it sends no checks: only nomination tells it anything
             and self.remote_complete
             and self.gatherer.completed
             and not checking

@@ -1,5 +1,6 @@
-"""ICE (RFC 8445): candidates, checks and nomination. The agent arrives with its own issue."""
+"""ICE (RFC 8445): candidates, the sans-IO agent, and :class:`Connection`, its asyncio face."""
 
+from .aio import Connection, interface_addresses
 from .candidate import (
     ICE_CHARS,
     MAX_PRIORITY,
@@ -20,6 +21,7 @@ from .candidate import (
 )
 from .errors import (
     DecodeError,
+    IceConnectionError,
     IceError,
     LocalProtocolError,
     RemoteProtocolError,
@@ -33,7 +35,9 @@ __all__ = [
     "TYPE_PREFERENCE",
     "Candidate",
     "CandidateType",
+    "Connection",
     "DecodeError",
+    "IceConnectionError",
     "IceDescription",
     "IceError",
     "LocalProtocolError",
@@ -44,6 +48,7 @@ __all__ = [
     "compute_foundation",
     "eliminate_redundant",
     "generate_credentials",
+    "interface_addresses",
     "local_preferences",
     "pair_priority",
     "validate_pwd",

@@ -37,3 +37,11 @@ class UnsupportedCandidateError(DecodeError):
     RFC 8839 §5.1 tells the agent to ignore such a line and keep the rest of the description;
     catching this class (rather than :class:`DecodeError`) does exactly that.
     """
+
+
+class IceConnectionError(IceError, ConnectionError):
+    """The connection cannot do what was asked: ICE failed (the message says why, from the
+    agent's failure summary), it is not connected yet, consent was lost, or it was closed.
+
+    A :class:`ConnectionError`, as aioice raises, so code written for aioice keeps catching it.
+    """

@@ -86,9 +86,7 @@ def _set_multicast_interface(sock: socket.socket, interface: InterfaceAddress) -
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, interface.index)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
     else:
-        sock.setsockopt(
-            socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface.host)
-        )
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface.host))
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
 
 
@@ -274,9 +272,7 @@ class Responder:
             if not query.response:
                 self._answer(sock, query, sockaddr)
 
-    def _answer(
-        self, sock: socket.socket, query: DnsMessage, sockaddr: tuple[str, int]
-    ) -> None:
+    def _answer(self, sock: socket.socket, query: DnsMessage, sockaddr: tuple[str, int]) -> None:
         questions = []
         addresses = []
         for question in query.questions:

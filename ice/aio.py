@@ -1,0 +1,806 @@
+"""asyncio face of ICE: :class:`Connection`, one ICE session over real UDP sockets.
+
+Theory of operation. The connection owns sockets, the event loop's clock and queues, and nothing
+else (design.md §2): every ICE decision is made by the sans-IO :class:`~ice.agent.Agent`.
+
+- **Gathering.** :meth:`Connection.gather_candidates` lists interface addresses with ``ifaddr``
+  (loopback only with ``include_loopback``, link-local never, narrowed by ``interfaces``), binds
+  one UDP socket per (component, address) — the agent's *bases* — and runs the agent's gathering
+  until :class:`~ice.events.GatheringCompleted`. :meth:`Connection.trickle_candidates` yields the
+  candidates as they come (RFC 8838).
+- **Driving the agent.** Each socket is read on readiness in batches (``loop.add_reader``, up to
+  :data:`UDP_BATCH` datagrams a wake-up). After anything reaches the agent, the connection sends
+  what :meth:`~ice.agent.Agent.datagrams_to_send` returns, turns events into futures and queue
+  entries, and re-arms its one ``loop.call_at`` timer from :meth:`~ice.agent.Agent.get_timer`.
+- **Data path.** A datagram whose first byte is 0-3 is STUN (RFC 7983) and goes to the agent.
+  Anything else from the selected pair's remote address goes straight into the receive queue;
+  sends go straight to the selected pair's socket. The selected pair of each component is cached
+  (updated on :class:`~ice.events.SelectedPairChanged`, dropped on
+  :class:`~ice.events.ConsentLost`) and byte counts are handed to the agent in bulk
+  (:meth:`~ice.agent.Agent.count_data`), so per datagram there is no agent call, no task and no
+  allocation beyond the bytes. The receive queue is bounded: when it is full, datagrams are
+  dropped and counted (:attr:`Connection.receive_queue_dropped`).
+- **mDNS.** A remote ``.local`` candidate is resolved in the background (:mod:`ice.mdns`) and
+  added when resolved, or reported as :class:`~ice.mdns.CandidateUnresolvable`; end-of-candidates
+  waits for pending resolutions. With ``mdns_hide_host_candidates`` our own host candidates are
+  signalled as ``<uuid>.local`` names that a :class:`~ice.mdns.Responder` answers for.
+
+Differences from aioice's ``Connection`` are listed in docs/ice.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import functools
+import hashlib
+import ipaddress
+import logging
+import secrets
+import socket
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from types import TracebackType
+from typing import Self
+
+import ifaddr
+
+from stun.address import Address, normalize_host
+from stun.aio import resolve as resolve_host
+from stun.errors import LocalProtocolError as StunLocalProtocolError
+
+from .agent import Agent
+from .candidate import Candidate, CandidateType, generate_credentials, validate_pwd, validate_ufrag
+from .checklist import CandidatePair
+from .config import AgentConfig
+from .errors import IceConnectionError, LocalProtocolError
+from .events import (
+    CandidateGathered,
+    ConsentLost,
+    DataReceived,
+    GatheringCompleted,
+    IceEvent,
+    IceState,
+    SelectedPairChanged,
+    StateChanged,
+)
+from .mdns import CandidateUnresolvable, InterfaceAddress, Responder
+from .mdns import resolve as resolve_mdns
+from .stats import PairStats
+
+_log = logging.getLogger("icestack.ice")
+
+#: How many datagrams one wake-up of a socket reader handles before yielding to the loop.
+UDP_BATCH = 256
+_UDP_BUFFER = 65536
+_RECEIVE_BUFFER = 1 << 20
+#: ICMP errors that Linux reports on a later socket call; they concern an earlier send.
+_ICMP_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+#: The placeholder a hidden related address becomes (RFC 8839 §5.1: "0.0.0.0" / "::", port 9).
+_HIDDEN_RELATED = {False: Address("0.0.0.0", 9), True: Address("::", 9)}
+
+
+def interface_addresses(
+    *,
+    include_loopback: bool = False,
+    use_ipv4: bool = True,
+    use_ipv6: bool = True,
+    only: Collection[str] | None = None,
+) -> list[InterfaceAddress]:
+    """The local IP addresses to gather host candidates on (RFC 8445 §5.1.1.1), via ``ifaddr``.
+
+    Link-local addresses are never used (IPv6 ones need a scope on every peer's side, IPv4 ones
+    are self-assigned); loopback addresses only with ``include_loopback``. ``only`` narrows the
+    list to the addresses or interface names it contains.
+    """
+    wanted = None if only is None else {_normal(name) for name in only}
+    found: dict[str, InterfaceAddress] = {}
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            host = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
+            parsed = ipaddress.ip_address(host.split("%", 1)[0])
+            if (parsed.version == 4 and not use_ipv4) or (parsed.version == 6 and not use_ipv6):
+                continue
+            if parsed.is_link_local or (parsed.is_loopback and not include_loopback):
+                continue
+            text = parsed.compressed
+            if wanted is not None and not ({text, adapter.name, adapter.nice_name} & wanted):
+                continue
+            found.setdefault(text, InterfaceAddress(text, adapter.index or 0, adapter.name))
+    return list(found.values())
+
+
+def _normal(name: str) -> str:
+    try:
+        return normalize_host(name)
+    except StunLocalProtocolError:
+        return name  # an interface name
+
+
+class _Signal:
+    """Wakes every coroutine waiting for "something changed" (one shared, shielded future)."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] | None = None
+
+    def fire(self) -> None:
+        future = self._future
+        if future is not None:
+            self._future = None
+            if not future.done():
+                future.set_result(None)
+
+    async def wait(self) -> None:
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._future)
+
+
+class _Path:
+    """Where a component's data goes: the selected pair, its socket and remote, cached, with the
+    bytes moved since they were last handed to the agent."""
+
+    __slots__ = ("host", "pair", "port", "received", "remote", "sent", "sock")
+
+    def __init__(self, pair: CandidatePair, sock: socket.socket) -> None:
+        self.pair = pair
+        self.sock = sock
+        self.remote = (pair.remote.host, pair.remote.port)
+        self.host, self.port = self.remote
+        self.sent = 0
+        self.received = 0
+
+
+class _Base:
+    """One UDP socket: a base of the agent (RFC 8445 §5.1.1.1), read in batches on readiness."""
+
+    __slots__ = ("component", "connection", "local", "path", "sock")
+
+    def __init__(self, connection: Connection, sock: socket.socket, component: int) -> None:
+        self.connection = connection
+        self.sock = sock
+        self.component = component
+        host, port = sock.getsockname()[:2]
+        self.local = Address(normalize_host(host), port)
+        #: The component's selected path when this socket is its local base.
+        self.path: _Path | None = None
+
+    def read_ready(self) -> None:
+        connection = self.connection
+        agent = connection._agent
+        assert agent is not None
+        received = connection._received
+        limit = connection._receive_queue_size
+        recvfrom = self.sock.recvfrom
+        component = self.component
+        local = self.local
+        path = self.path
+        now = connection._loop.time()
+        to_agent = delivered = False
+        for _ in range(UDP_BATCH):
+            try:
+                data, sockaddr = recvfrom(_UDP_BUFFER)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno in _ICMP_ERRNOS:
+                    continue
+                _log.warning("ICE socket %s: %s", local, exc)
+                break
+            if (
+                path is not None
+                and (not data or data[0] > 3)
+                and sockaddr[1] == path.port
+                and sockaddr[0] == path.host
+            ):
+                if len(received) < limit:
+                    received.append((data, component))
+                    delivered = True
+                else:
+                    connection.receive_queue_dropped += 1
+                path.received += len(data)
+            else:
+                agent.receive_datagram(data, local, Address(sockaddr[0], sockaddr[1]), now)
+                to_agent = True
+        if to_agent:
+            connection._pump()
+        if delivered:
+            connection._data_signal.fire()
+
+
+class Connection:
+    """One ICE session (one data stream of ``components`` components) over UDP, on asyncio.
+
+    Close to aioice's ``Connection``; the differences are in docs/ice.md. Arguments:
+
+    - ``controlling``: start in the controlling role (a role conflict may switch it).
+    - ``components``: components of the data stream (1 with RTP/RTCP multiplexing).
+    - ``stun_servers``: ``(host, port)`` pairs to learn server-reflexive candidates from; names are
+      resolved when gathering starts.
+    - ``use_ipv4`` / ``use_ipv6`` / ``include_loopback`` / ``interfaces``: which local addresses
+      to gather on; ``interfaces`` lists addresses or interface names to restrict gathering to.
+    - ``pacing``: Ta, the pace of new checks (RFC 8445 §14.2).
+    - ``local_username`` / ``local_password``: our ufrag and pwd, random when not given.
+    - ``receive_queue_size``: datagrams held for :meth:`recv` before new ones are dropped.
+    - ``mdns_hide_host_candidates``: signal host candidates as ``<uuid>.local`` names and answer
+      mDNS queries for them; ``mdns_timeout``: how long to wait for a remote name's answer.
+    - ``config``: an :class:`~ice.config.AgentConfig` for everything else (timers, consent, lite,
+      randomness); the arguments above replace the fields they name.
+    """
+
+    def __init__(
+        self,
+        controlling: bool,
+        *,
+        components: int = 1,
+        stun_servers: Iterable[tuple[str, int]] = (),
+        use_ipv4: bool = True,
+        use_ipv6: bool = True,
+        include_loopback: bool = False,
+        interfaces: Iterable[str] | None = None,
+        pacing: float = 0.050,
+        local_username: str | None = None,
+        local_password: str | None = None,
+        receive_queue_size: int = 1024,
+        mdns_hide_host_candidates: bool = False,
+        mdns_timeout: float = 1.0,
+        config: AgentConfig | None = None,
+    ) -> None:
+        if receive_queue_size < 1:
+            raise LocalProtocolError("receive_queue_size must be at least 1")
+        if not use_ipv4 and not use_ipv6:
+            raise LocalProtocolError("use_ipv4 and use_ipv6 cannot both be off")
+        base = config or AgentConfig()
+        if local_username is not None:
+            validate_ufrag(local_username)
+        if local_password is not None:
+            validate_pwd(local_password)
+        if local_username is None or local_password is None:
+            ufrag, pwd = generate_credentials(base.rng)
+            local_username = local_username or ufrag
+            local_password = local_password or pwd
+        self._config = dataclasses.replace(
+            base,
+            controlling=controlling,
+            streams=(components,),
+            pacing=pacing,
+            local_username=local_username,
+            local_password=local_password,
+        )
+        self._components = components
+        self._stun_servers = [(host, port) for host, port in stun_servers]
+        self._use_ipv4 = use_ipv4
+        self._use_ipv6 = use_ipv6
+        self._include_loopback = include_loopback
+        self._interfaces = None if interfaces is None else list(interfaces)
+        self._receive_queue_size = receive_queue_size
+        self._hide_hosts = mdns_hide_host_candidates
+        self._mdns_timeout = mdns_timeout
+        #: Called with every event of the agent (and :class:`~ice.mdns.CandidateUnresolvable`),
+        #: for logs and live views. It must not block.
+        self.on_event: Callable[[IceEvent], None] | None = None
+        #: Datagrams dropped because the receive queue was full.
+        self.receive_queue_dropped = 0
+
+        self._agent: Agent | None = None
+        #: The event loop, from the first gather; everything that reads the clock comes after.
+        self._loop: asyncio.AbstractEventLoop
+        self._setup: asyncio.Future[None] | None = None
+        self._bases: dict[Address, _Base] = {}
+        self._multicast: list[InterfaceAddress] = []
+        self._responder: Responder | None = None
+        self._mdns_names: dict[str, str] = {}
+        self._foundation_salt = secrets.token_bytes(16)
+        self._local_candidates: list[Candidate] = []
+        self._gathering_complete = False
+        self._remote_username: str | None = None
+        self._remote_password: str | None = None
+        self._early_remote: list[Candidate | None] = []
+        self._remote_end = False
+        self._end_sent = False
+        self._resolving: set[asyncio.Future[str | None]] = set()
+        self._generation = 0
+        self._selected_since_restart: set[int] = set()
+        self._paths: dict[int, _Path] = {}
+        self._lost: dict[int, str] = {}
+        self._received: deque[tuple[bytes, int]] = deque()
+        self._data_signal = _Signal()
+        self._state_signal = _Signal()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        role = "controlling" if self.controlling else "controlled"
+        state = self._agent.state.value if self._agent else "new"
+        return f"<Connection {self.local_username} {role} {state}>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ================================================================== properties
+
+    @property
+    def agent(self) -> Agent:
+        """The sans-IO agent behind this connection (created when gathering starts)."""
+        if self._agent is None:
+            raise LocalProtocolError("gather_candidates() first: the agent starts with gathering")
+        return self._agent
+
+    @property
+    def controlling(self) -> bool:
+        """Whether we are the controlling agent now (a role conflict may have switched it)."""
+        return self._agent.controlling if self._agent else self._config.controlling
+
+    @property
+    def state(self) -> IceState:
+        return self._agent.state if self._agent else IceState.NEW
+
+    @property
+    def local_username(self) -> str:
+        """Our ufrag (RFC 8445 §5.3); a restart changes it."""
+        if self._agent is not None:
+            return self._agent.local_username
+        assert self._config.local_username is not None
+        return self._config.local_username
+
+    @property
+    def local_password(self) -> str:
+        """Our pwd; a restart changes it."""
+        if self._agent is not None:
+            return self._agent.local_password
+        assert self._config.local_password is not None
+        return self._config.local_password
+
+    @property
+    def remote_username(self) -> str | None:
+        """The peer's ufrag, from signaling."""
+        return self._remote_username
+
+    @remote_username.setter
+    def remote_username(self, value: str | None) -> None:
+        self._remote_username = value
+        self._apply_remote_credentials()
+
+    @property
+    def remote_password(self) -> str | None:
+        """The peer's pwd, from signaling."""
+        return self._remote_password
+
+    @remote_password.setter
+    def remote_password(self, value: str | None) -> None:
+        self._remote_password = value
+        self._apply_remote_credentials()
+
+    def set_remote_credentials(self, username: str, password: str) -> None:
+        """The peer's ufrag and pwd from signaling (RFC 8839 §5.4)."""
+        self._remote_username = username
+        self._remote_password = password
+        self._apply_remote_credentials()
+
+    def _apply_remote_credentials(self) -> None:
+        if self._agent is not None and self._remote_username and self._remote_password:
+            self._agent.set_remote_credentials(self._remote_username, self._remote_password)
+            self._pump()
+
+    @property
+    def local_candidates(self) -> list[Candidate]:
+        """Our candidates so far, as they are signalled (``.local`` names when hidden)."""
+        return list(self._local_candidates)
+
+    @property
+    def remote_candidates(self) -> list[Candidate]:
+        """The peer's candidates the agent uses: signalled (``.local`` ones once resolved) and
+        peer-reflexive."""
+        return [c for _, c in self._agent.remote_candidates] if self._agent else []
+
+    def selected_pair(self, component: int = 1) -> CandidatePair | None:
+        """The pair a component's data goes to, once one is selected."""
+        return self._agent.selected_pair(0, component) if self._agent else None
+
+    def stats(self) -> list[PairStats]:
+        """Per-pair statistics, like WebRTC's RTCIceCandidatePairStats."""
+        if self._agent is None:
+            return []
+        self._flush_counters(self._loop.time())
+        return self._agent.stats()
+
+    def failure_reason(self) -> str:
+        """Why ICE failed (or is failing), in words a person can act on."""
+        return self.agent.failure_reason()
+
+    # ================================================================== gathering
+
+    async def gather_candidates(self) -> None:
+        """Gather local candidates; returns when gathering is complete (aioice's name)."""
+        await self._start()
+        while not self._gathering_complete:
+            await self._state_signal.wait()
+
+    async def trickle_candidates(self) -> AsyncIterator[Candidate]:
+        """Gather, yielding each local candidate as soon as it is known (RFC 8838); the iteration
+        ends when gathering is complete (signal end-of-candidates then)."""
+        await self._start()
+        index = 0
+        while True:
+            while index < len(self._local_candidates):
+                yield self._local_candidates[index]
+                index += 1
+            if self._gathering_complete or self._closed:
+                return
+            await self._state_signal.wait()
+
+    async def _start(self) -> None:
+        if self._closed:
+            raise IceConnectionError("the connection is closed")
+        if self._setup is None:
+            self._loop = asyncio.get_running_loop()
+            self._setup = asyncio.ensure_future(self._open())
+        await asyncio.shield(self._setup)
+
+    async def _open(self) -> None:
+        servers = []
+        for host, port in self._stun_servers:
+            try:
+                servers.append(await resolve_host(host, port))
+            except LocalProtocolError as exc:
+                _log.warning("STUN server %s:%s skipped: %s", host, port, exc)
+        addresses = interface_addresses(
+            include_loopback=self._include_loopback,
+            use_ipv4=self._use_ipv4,
+            use_ipv6=self._use_ipv6,
+            only=self._interfaces,
+        )
+        self._multicast = addresses
+        self._agent = agent = Agent(dataclasses.replace(self._config, stun_servers=tuple(servers)))
+        loop = self._loop
+        for component in range(1, self._components + 1):
+            for address in addresses:
+                try:
+                    sock = _bind(address.host)
+                except OSError as exc:
+                    _log.info("cannot gather on %s: %s", address.host, exc)
+                    continue
+                base = _Base(self, sock, component)
+                self._bases[base.local] = base
+                agent.add_base(0, component, base.local)
+                loop.add_reader(sock.fileno(), base.read_ready)
+        if self._hide_hosts:
+            self._publish_hosts(addresses)
+        agent.gather(loop.time())
+        self._apply_remote_credentials()
+        early, self._early_remote = self._early_remote, []
+        for candidate in early:
+            self._add_remote(candidate)
+        self._pump()
+
+    def _publish_hosts(self, addresses: list[InterfaceAddress]) -> None:
+        try:
+            self._responder = Responder(addresses)
+        except OSError as exc:
+            _log.warning("host candidates withheld: they cannot be published by mDNS (%s)", exc)
+            return
+        for address in addresses:
+            self._mdns_names[address.host] = self._responder.publish(address.host)
+
+    def _signalled(self, candidate: Candidate) -> Candidate | None:
+        """The candidate as the peer sees it: host addresses behind mDNS names when hidden, with
+        the related address of reflexive candidates and foundations that leak no address."""
+        if not self._hide_hosts:
+            return candidate
+        foundation = hashlib.blake2b(
+            candidate.foundation.encode(), digest_size=8, key=self._foundation_salt
+        ).hexdigest()
+        if candidate.type is CandidateType.HOST:
+            name = self._mdns_names.get(candidate.host)
+            if name is None:
+                return None
+            return dataclasses.replace(candidate, host=name, foundation=foundation)
+        related = candidate.related_address
+        if related is not None:
+            related = _HIDDEN_RELATED[":" in related.host]
+        return dataclasses.replace(candidate, related_address=related, foundation=foundation)
+
+    # ================================================================== remote candidates
+
+    async def add_remote_candidate(self, candidate: Candidate | None) -> None:
+        """Add a candidate from signaling, or ``None`` for end-of-candidates (RFC 8838 §8.2).
+
+        A ``.local`` candidate is resolved by mDNS in the background and added once resolved
+        (or reported by a :class:`~ice.mdns.CandidateUnresolvable` event); end-of-candidates
+        reaches the agent after every pending resolution.
+        """
+        if self._closed:
+            return
+        if self._remote_end:
+            raise LocalProtocolError("end-of-candidates was already signalled")
+        if candidate is None:
+            self._remote_end = True
+        if self._agent is None:
+            self._early_remote.append(candidate)
+        else:
+            self._add_remote(candidate)
+
+    def _add_remote(self, candidate: Candidate | None) -> None:
+        agent = self._agent
+        assert agent is not None
+        if candidate is None:
+            self._end_candidates_when_resolved()
+        elif candidate.is_mdns:
+            task = asyncio.ensure_future(self._lookup(candidate))
+            self._resolving.add(task)
+            task.add_done_callback(functools.partial(self._resolved, candidate, self._generation))
+        else:
+            agent.add_remote_candidate(candidate)
+        self._pump()
+
+    def _end_candidates_when_resolved(self) -> None:
+        if self._remote_end and not self._resolving and not self._end_sent and self._agent:
+            self._end_sent = True
+            self._agent.add_remote_candidate(None)
+
+    async def _lookup(self, candidate: Candidate) -> str | None:
+        try:
+            return await resolve_mdns(candidate.host, self._multicast, timeout=self._mdns_timeout)
+        except (OSError, TimeoutError) as exc:
+            _log.info("remote candidate %s unresolvable: %s", candidate.host, exc)
+            self._emit(CandidateUnresolvable(candidate, str(exc)))
+            return None
+
+    def _resolved(
+        self, candidate: Candidate, generation: int, task: asyncio.Future[str | None]
+    ) -> None:
+        self._resolving.discard(task)
+        if task.cancelled() or self._closed or generation != self._generation:
+            return
+        host = task.result()
+        agent = self.agent
+        if host is not None:
+            agent.add_remote_candidate(dataclasses.replace(candidate, host=host))
+        self._end_candidates_when_resolved()
+        self._pump()
+
+    # ================================================================== connecting
+
+    async def connect(self) -> None:
+        """Run the checks; return when every component has a selected pair (RFC 8445 §8).
+
+        Raises :class:`~ice.IceConnectionError` with the agent's failure summary when ICE fails —
+        which it can only once end-of-candidates was signalled — or when the connection closes.
+        """
+        if self._setup is None:
+            raise IceConnectionError("gather_candidates() was not called")
+        await asyncio.shield(self._setup)
+        agent = self.agent
+        if not (self._remote_username and self._remote_password):
+            raise IceConnectionError("the remote username or password is missing")
+        agent.start_checks(self._loop.time())
+        self._pump()
+        while len(self._selected_since_restart) < self._components:
+            if self._closed:
+                raise IceConnectionError("the connection was closed")
+            if agent.state is IceState.FAILED:
+                raise IceConnectionError(f"ICE failed: {agent.failure_reason()}")
+            await self._state_signal.wait()
+
+    async def restart(self) -> None:
+        """ICE restart (RFC 8445 §9): new local ufrag/pwd; signal them and the candidates again,
+        set the peer's new credentials and candidates, then :meth:`connect`. Data keeps flowing
+        on the current pairs until new ones are selected."""
+        agent = self.agent
+        agent.restart(self._loop.time())
+        self._generation += 1
+        for task in self._resolving:
+            task.cancel()
+        self._resolving.clear()
+        self._remote_username = self._remote_password = None
+        self._remote_end = self._end_sent = False
+        self._selected_since_restart.clear()
+        self._pump()
+
+    # ================================================================== data
+
+    async def send(self, data: bytes) -> None:
+        """Send a datagram on component 1."""
+        await self.sendto(data, 1)
+
+    async def sendto(self, data: bytes, component: int) -> None:
+        """Send a datagram on a component's selected pair."""
+        path = self._paths.get(component)
+        if path is None:
+            raise IceConnectionError(self._no_path_reason(component))
+        try:
+            path.sock.sendto(data, path.remote)
+        except BlockingIOError:
+            await self._loop.sock_sendto(path.sock, data, path.remote)
+        except OSError as exc:
+            if exc.errno not in _ICMP_ERRNOS:
+                raise
+        path.sent += len(data)
+
+    async def recv(self) -> bytes:
+        """The next datagram of any component."""
+        data, _ = await self.recvfrom()
+        return data
+
+    async def recvfrom(self) -> tuple[bytes, int]:
+        """The next datagram and the component it came on."""
+        received = self._received
+        while not received:
+            if self._closed:
+                raise IceConnectionError("the connection was closed")
+            if not self._paths:
+                raise IceConnectionError(self._no_path_reason(1))
+            await self._data_signal.wait()
+        return received.popleft()
+
+    def _no_path_reason(self, component: int) -> str:
+        if self._closed:
+            return "the connection was closed"
+        if component in self._lost:
+            return self._lost[component]
+        if self._agent is None or self._agent.selected_pair(0, component) is None:
+            return f"not connected: component {component} has no selected pair"
+        return f"component {component} cannot send"
+
+    # ================================================================== closing
+
+    async def close(self) -> None:
+        """Stop checks and consent, close every socket; waiting calls raise."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._resolving:
+            task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._setup is not None and not self._setup.done():
+            self._setup.cancel()
+        if self._agent is not None:
+            self._agent.close()
+            self._drain_events()
+        for base in self._bases.values():
+            self._loop.remove_reader(base.sock.fileno())
+            base.sock.close()
+        self._bases.clear()
+        self._paths.clear()
+        if self._responder is not None:
+            self._responder.close()
+        self._data_signal.fire()
+        self._state_signal.fire()
+
+    # ================================================================== driving the agent
+
+    def _pump(self) -> None:
+        """Send what the agent wants sent, handle its events, re-arm the timer."""
+        agent = self._agent
+        if agent is None or self._closed:
+            return
+        now = self._loop.time()
+        self._flush_counters(now)
+        for datagram in agent.datagrams_to_send(now):
+            base = self._bases.get(datagram.local) if datagram.local else None
+            if base is None:
+                continue
+            try:
+                base.sock.sendto(datagram.data, datagram.remote)
+            except OSError as exc:
+                _log.debug(
+                    "ICE datagram from %s to %s not sent: %s", base.local, datagram.remote, exc
+                )
+        self._drain_events()
+        deadline = agent.get_timer()
+        if deadline != self._timer_deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_deadline = deadline
+            self._timer = (
+                None if deadline is None else self._loop.call_at(deadline, self._on_timer, deadline)
+            )
+
+    def _on_timer(self, deadline: float) -> None:
+        self._timer = None
+        self._timer_deadline = None
+        if self._agent is not None and not self._closed:
+            self._agent.handle_timer(max(self._loop.time(), deadline))
+            self._pump()
+
+    def _flush_counters(self, now: float) -> None:
+        for path in self._paths.values():
+            if path.sent or path.received:
+                self._flush(path, now)
+
+    def _flush(self, path: _Path, now: float) -> None:
+        """Hand the bytes the fast path moved to the agent."""
+        assert self._agent is not None
+        self._agent.count_data(path.pair, now, sent=path.sent, received=path.received)
+        path.sent = path.received = 0
+
+    def _drain_events(self) -> None:
+        agent = self._agent
+        assert agent is not None
+        while (event := agent.next_event()) is not None:
+            if isinstance(event, DataReceived):
+                self._deliver(event.data, event.component)
+            elif isinstance(event, CandidateGathered):
+                signalled = self._signalled(event.candidate)
+                if signalled is not None:
+                    self._local_candidates.append(signalled)
+                self._state_signal.fire()
+            elif isinstance(event, GatheringCompleted):
+                self._gathering_complete = True
+                self._state_signal.fire()
+            elif isinstance(event, SelectedPairChanged):
+                self._select(event.component, event.pair)
+            elif isinstance(event, ConsentLost):
+                self._drop_path(event.component, "consent to send was lost (RFC 7675)")
+            elif isinstance(event, StateChanged):
+                self._state_signal.fire()
+                self._data_signal.fire()
+            self._emit(event)
+
+    def _select(self, component: int, pair: CandidatePair) -> None:
+        self._drop_path(component, None)
+        base = self._bases.get(pair.local_base)
+        if base is not None:
+            path = _Path(pair, base.sock)
+            self._paths[component] = path
+            base.path = path
+            self._lost.pop(component, None)
+        self._selected_since_restart.add(component)
+        self._state_signal.fire()
+
+    def _drop_path(self, component: int, reason: str | None) -> None:
+        path = self._paths.pop(component, None)
+        if path is None:
+            return
+        self._flush(path, self._loop.time())
+        for base in self._bases.values():
+            if base.path is path:
+                base.path = None
+        if reason is not None:
+            self._lost[component] = reason
+            self._data_signal.fire()
+
+    def _deliver(self, data: bytes, component: int) -> None:
+        if len(self._received) < self._receive_queue_size:
+            self._received.append((data, component))
+            self._data_signal.fire()
+        else:
+            self.receive_queue_dropped += 1
+
+    def _emit(self, event: IceEvent) -> None:
+        handler = self.on_event
+        if handler is not None:
+            try:
+                handler(event)
+            except Exception:
+                _log.exception("on_event handler failed on %s", type(event).__name__)
+
+
+def _bind(host: str) -> socket.socket:
+    """A non-blocking UDP socket on ``host``, ephemeral port: one base."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+        sock.bind((host, 0))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -1,0 +1,377 @@
+"""ice.Connection on real UDP sockets, loopback only (gathering restricted to one loopback address).
+
+Candidates cross "signaling" as text (``to_sdp`` / ``from_sdp``), as they would between two
+processes. Every wait is bounded by :func:`tests.net.loopback.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from ice import Candidate, CandidateType, Connection, IceConnectionError, interface_addresses
+from ice.checklist import PairState
+from ice.config import AgentConfig
+from ice.events import CandidateGathered, GatheringCompleted, IceEvent, IceState
+from ice.mdns import CandidateUnresolvable
+from stun.aio import StunServer
+from stun.server import Outcome
+from stun.transaction import TransactionConfig
+from tests.net.loopback import LOOPBACK_HOSTS, run, until
+
+WRONG_PASSWORD = "wrong-wrong-wrong-wrong-wrong"
+
+
+def make(host: str, controlling: bool, **options: object) -> Connection:
+    return Connection(controlling, include_loopback=True, interfaces=[host], **options)  # type: ignore[arg-type]
+
+
+def over_signaling(candidate: Candidate) -> Candidate:
+    return Candidate.from_sdp("candidate:" + candidate.to_sdp())
+
+
+async def exchange(a: Connection, b: Connection, *, end: bool = True) -> None:
+    """Both sides learn each other's credentials and candidates (and end-of-candidates)."""
+    a.set_remote_credentials(b.local_username, b.local_password)
+    b.remote_username, b.remote_password = a.local_username, a.local_password
+    for candidate in b.local_candidates:
+        await a.add_remote_candidate(over_signaling(candidate))
+    for candidate in a.local_candidates:
+        await b.add_remote_candidate(over_signaling(candidate))
+    if end:
+        await a.add_remote_candidate(None)
+        await b.add_remote_candidate(None)
+
+
+@contextlib.asynccontextmanager
+async def gathered(
+    host: str = "127.0.0.1", *, a_controlling: bool = True, **options: object
+) -> AsyncIterator[tuple[Connection, Connection]]:
+    a, b = make(host, a_controlling, **options), make(host, not a_controlling, **options)
+    async with a, b:
+        await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+        yield a, b
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    host: str = "127.0.0.1", *, a_controlling: bool = True, **options: object
+) -> AsyncIterator[tuple[Connection, Connection]]:
+    async with gathered(host, a_controlling=a_controlling, **options) as (a, b):
+        await exchange(a, b)
+        await asyncio.gather(a.connect(), b.connect())
+        yield a, b
+
+
+def assert_same_path(a: Connection, b: Connection, component: int = 1) -> None:
+    pair_a, pair_b = a.selected_pair(component), b.selected_pair(component)
+    assert pair_a is not None and pair_b is not None
+    assert pair_a.local_base == pair_b.remote.address
+    assert pair_b.local_base == pair_a.remote.address
+
+
+# --------------------------------------------------------------------------- gathering
+
+
+def test_interface_addresses_leave_out_loopback_unless_asked() -> None:
+    everything = interface_addresses(include_loopback=True)
+    assert "127.0.0.1" in {a.host for a in everything}
+    assert all(a.host not in ("127.0.0.1", "::1") for a in interface_addresses())
+    assert [a.host for a in interface_addresses(include_loopback=True, only=["127.0.0.1"])] == [
+        "127.0.0.1"
+    ]
+    assert interface_addresses(only=["127.0.0.1"]) == []
+    assert all(":" not in a.host for a in interface_addresses(use_ipv6=False))
+
+
+@pytest.mark.parametrize("host", LOOPBACK_HOSTS)
+@pytest.mark.parametrize("components", [1, 2])
+def test_gathering_binds_one_socket_per_component_on_the_given_address(
+    host: str, components: int
+) -> None:
+    async def scenario() -> list[Candidate]:
+        async with make(host, True, components=components) as connection:
+            await connection.gather_candidates()
+            return connection.local_candidates
+
+    candidates = run(scenario())
+    assert [c.component for c in candidates] == list(range(1, components + 1))
+    assert {c.host for c in candidates} == {host}
+    assert all(c.type is CandidateType.HOST for c in candidates)
+    assert len({c.port for c in candidates}) == components
+
+
+def test_trickle_iterator_yields_every_candidate_then_stops() -> None:
+    events: list[IceEvent] = []
+
+    async def scenario() -> tuple[list[Candidate], list[Candidate]]:
+        async with make("127.0.0.1", True, components=2) as connection:
+            connection.on_event = events.append
+            trickled = [c async for c in connection.trickle_candidates()]
+            again = [c async for c in connection.trickle_candidates()]  # replays, then ends
+            assert trickled == again
+            return trickled, connection.local_candidates
+
+    trickled, local = run(scenario())
+    assert trickled == local and len(local) == 2
+    assert [type(e) for e in events if isinstance(e, CandidateGathered | GatheringCompleted)] == [
+        CandidateGathered,
+        CandidateGathered,
+        GatheringCompleted,
+    ]
+
+
+def test_our_stun_server_on_loopback_gives_a_redundant_srflx_and_gathering_completes() -> None:
+    async def scenario() -> tuple[list[Candidate], int]:
+        async with StunServer() as server:
+            listener = await server.listen("udp", "127.0.0.1", 0)
+            async with make("127.0.0.1", True, stun_servers=[listener.address]) as connection:
+                await connection.gather_candidates()
+                return connection.local_candidates, server.server.stats[Outcome.ANSWERED]
+
+    candidates, answered = run(scenario())
+    assert answered == 1  # the server saw our Binding request and answered it...
+    assert [c.type for c in candidates] == [CandidateType.HOST]  # ...with our own host address
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+@pytest.mark.parametrize("host", LOOPBACK_HOSTS)
+@pytest.mark.parametrize("a_controlling", [True, False], ids=["a-controlling", "a-controlled"])
+@pytest.mark.parametrize("components", [1, 2])
+def test_two_connections_connect_and_exchange_data_both_ways(
+    host: str, a_controlling: bool, components: int
+) -> None:
+    async def scenario() -> None:
+        async with connected(host, a_controlling=a_controlling, components=components) as (a, b):
+            assert a.controlling is a_controlling and b.controlling is not a_controlling
+            assert a.state is IceState.COMPLETED or a.state is IceState.CONNECTED
+            for component in range(1, components + 1):
+                assert_same_path(a, b, component)
+                await a.sendto(b"\x80a to b %d" % component, component)
+                assert await b.recvfrom() == (b"\x80a to b %d" % component, component)
+                await b.sendto(b"\x80b to a %d" % component, component)
+                assert await a.recvfrom() == (b"\x80b to a %d" % component, component)
+            await a.send(b"\x80on one")
+            assert await b.recv() == b"\x80on one"
+
+    run(scenario())
+
+
+def test_trickle_candidates_added_after_connect_started() -> None:
+    async def scenario() -> None:
+        async with make("127.0.0.1", True) as a, make("127.0.0.1", False) as b:
+            a.set_remote_credentials(b.local_username, b.local_password)
+            b.set_remote_credentials(a.local_username, a.local_password)
+            # Start gathering and connecting at once, then trickle the candidates across.
+            await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+            connecting = asyncio.gather(a.connect(), b.connect())
+
+            async def trickle(source: Connection, target: Connection) -> None:
+                async for candidate in source.trickle_candidates():
+                    await target.add_remote_candidate(over_signaling(candidate))
+                await target.add_remote_candidate(None)
+
+            await asyncio.sleep(0)
+            assert not connecting.done()
+            await asyncio.gather(trickle(a, b), trickle(b, a))
+            await connecting
+            assert_same_path(a, b)
+            await b.send(b"\x80trickled")
+            assert await a.recv() == b"\x80trickled"
+
+    run(scenario())
+
+
+def test_wrong_password_fails_with_the_reason() -> None:
+    # The peer's 401 carries no integrity, so it is discarded (RFC 8489 §9.1.4) and the check
+    # fails when its transaction times out: two requests and one RTO of waiting, not 39.5 s.
+    quick = AgentConfig(check_transaction=TransactionConfig(max_requests=2, final_wait=1))
+
+    async def scenario() -> str:
+        async with gathered(config=quick) as (a, b):
+            await exchange(a, b)
+            a.remote_password = WRONG_PASSWORD
+            with pytest.raises(IceConnectionError) as failure:
+                await a.connect()
+            assert a.state is IceState.FAILED
+            assert isinstance(failure.value, ConnectionError)
+            return str(failure.value)
+
+    reason = run(scenario())
+    assert "401" in reason and "ufrag/pwd" in reason
+
+
+def test_connect_needs_gathering_and_remote_credentials() -> None:
+    async def scenario() -> None:
+        async with make("127.0.0.1", True) as connection:
+            with pytest.raises(IceConnectionError, match="gather"):
+                await connection.connect()
+            await connection.gather_candidates()
+            with pytest.raises(IceConnectionError, match="remote username or password"):
+                await connection.connect()
+            with pytest.raises(IceConnectionError, match="not connected"):
+                await connection.send(b"\x80early")
+            with pytest.raises(IceConnectionError, match="not connected"):
+                await connection.recv()
+
+    run(scenario())
+
+
+def test_end_of_candidates_twice_is_refused() -> None:
+    async def scenario() -> None:
+        async with make("127.0.0.1", True) as connection:
+            await connection.add_remote_candidate(None)  # before gathering: kept for the agent
+            with pytest.raises(Exception, match="end-of-candidates"):
+                await connection.add_remote_candidate(None)
+
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- data path
+
+
+def test_stats_count_every_byte_of_the_fast_path() -> None:
+    async def scenario() -> None:
+        async with connected() as (a, b):
+            payloads = [b"\x80" * size for size in (1, 10, 100, 1000)]
+            for payload in payloads:
+                await a.send(payload)
+            for _ in payloads:
+                await b.recv()
+            await b.send(b"\x81reply")
+            await a.recv()
+            (stats_a,) = [s for s in a.stats() if s.selected]
+            (stats_b,) = [s for s in b.stats() if s.selected]
+            assert stats_a.bytes_sent == stats_b.bytes_received == 1111
+            assert stats_b.bytes_sent == stats_a.bytes_received == 6
+            assert stats_a.state is PairState.SUCCEEDED and stats_a.nominated
+            assert stats_a.requests_sent >= 1 and stats_a.responses_received >= 1
+            assert stats_a.current_rtt is not None and stats_a.consent == "granted"
+
+    run(scenario())
+
+
+def test_receive_queue_is_bounded_and_counts_what_it_drops() -> None:
+    async def scenario() -> None:
+        async with connected(receive_queue_size=8) as (a, b):
+            for index in range(50):
+                await a.send(b"\x80%d" % index)
+            await until(lambda: b.receive_queue_dropped == 42)
+            assert [await b.recv() for _ in range(8)] == [b"\x80%d" % i for i in range(8)]
+            await a.send(b"\x80after")
+            assert await b.recv() == b"\x80after"  # nothing of the 42 was kept
+            assert b.receive_queue_dropped == 42
+
+    run(scenario())
+
+
+def test_data_from_an_unknown_address_still_reaches_its_component() -> None:
+    async def scenario() -> None:
+        async with connected(components=2) as (_, b):
+            pair = b.selected_pair(2)
+            assert pair is not None
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+                stranger.bind(("127.0.0.1", 0))
+                stranger.sendto(b"\x80stranger", pair.local_base)
+                assert await b.recvfrom() == (b"\x80stranger", 2)
+            (selected,) = [s for s in b.stats() if s.selected and s.component == 2]
+            assert selected.bytes_received == 0  # not the selected pair's traffic
+
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- close, restart
+
+
+def test_close_wakes_a_waiting_receiver_and_refuses_data() -> None:
+    async def scenario() -> None:
+        async with connected() as (a, b):
+            waiting = asyncio.ensure_future(b.recv())
+            await asyncio.sleep(0)
+            await b.close()
+            with pytest.raises(IceConnectionError, match="closed"):
+                await waiting
+            with pytest.raises(IceConnectionError, match="closed"):
+                await b.send(b"\x80late")
+            assert b.state is IceState.CLOSED
+            await b.close()  # twice is harmless
+            await a.send(b"\x80into the void")  # the peer's socket is gone: no error here
+
+    run(scenario())
+
+
+def test_restart_keeps_data_flowing_and_selects_again() -> None:
+    async def scenario() -> None:
+        async with connected() as (a, b):
+            old_pair, old_ufrag = a.selected_pair(), a.local_username
+            await a.restart()
+            await b.restart()
+            assert a.local_username != old_ufrag and a.remote_username is None
+            await a.send(b"\x80during restart")  # the old pair still carries data
+            assert await b.recv() == b"\x80during restart"
+            await exchange(a, b)
+            await asyncio.gather(a.connect(), b.connect())
+            assert a.selected_pair() is not old_pair
+            assert_same_path(a, b)
+            await b.send(b"\x80after restart")
+            assert await a.recv() == b"\x80after restart"
+
+    run(scenario())
+
+
+def test_events_reach_the_handler() -> None:
+    events: list[IceEvent] = []
+
+    async def scenario() -> None:
+        async with gathered() as (a, b):
+            a.on_event = events.append
+            await exchange(a, b)
+            await asyncio.gather(a.connect(), b.connect())
+
+    run(scenario())
+    names = [type(e).__name__ for e in events]
+    assert "SelectedPairChanged" in names and names[-1] == "StateChanged"
+
+
+def test_config_supplies_the_rest_and_arguments_win() -> None:
+    connection = Connection(
+        False, pacing=0.02, config=AgentConfig(controlling=True, max_nomination_wait=0.5)
+    )
+    assert connection.controlling is False
+    assert len(connection.local_password) >= 22
+    with pytest.raises(Exception, match="ufrag"):
+        Connection(True, local_username="no")
+    with pytest.raises(Exception, match="receive_queue_size"):
+        Connection(True, receive_queue_size=0)
+
+
+# --------------------------------------------------------------------------- mDNS
+
+
+def test_an_unresolvable_mdns_candidate_is_reported_not_fatal() -> None:
+    events: list[IceEvent] = []
+
+    async def scenario() -> None:
+        async with gathered(mdns_timeout=0.2) as (a, b):
+            a.on_event = events.append
+            await exchange(a, b, end=False)
+            hidden = Candidate.from_sdp(
+                "1 1 udp 2130706431 0b5a7c1e-0000-4000-8000-000000000000.local 9 typ host"
+            )
+            await a.add_remote_candidate(hidden)
+            await a.add_remote_candidate(None)
+            await b.add_remote_candidate(None)
+            await asyncio.gather(a.connect(), b.connect())  # over the plain candidates
+            await until(lambda: any(isinstance(e, CandidateUnresolvable) for e in events))
+            assert hidden.address not in [c.address for c in a.remote_candidates]
+
+    run(scenario())
+    (unresolvable,) = [e for e in events if isinstance(e, CandidateUnresolvable)]
+    assert unresolvable.candidate.host.endswith(".local")
+    assert "no mDNS answer" in unresolvable.reason or "mDNS" in unresolvable.reason

@@ -833,7 +833,10 @@ class Agent:
         keys = [(c.stream, n) for c in self.checklists for n in range(1, c.components + 1)]
         selected = [self.selected.get(key) for key in keys]
         checking = any(not check.consent for check in self._checks.values())
-        if all(pair is not None and pair.nominated for pair in selected):
+        if all(
+            pair is not None and pair.nominated and not self.consent.suspended(pair)
+            for pair in selected
+        ):  # a pair kept through a restart carries data but concludes nothing (§9)
             if any(pair is not None and self.consent.disconnected(pair, now) for pair in selected):
                 self._set_state(IceState.DISCONNECTED)
             else:

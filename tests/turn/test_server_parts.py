@@ -23,6 +23,7 @@ from turn.server import (
     rest_api_expiry,
     rest_api_password,
     rest_api_username,
+    source_key,
 )
 
 IPV4 = AddressFamily.IPV4
@@ -66,6 +67,19 @@ def test_rate_limiter_forgets_the_least_recently_used_key() -> None:
     assert len(limiter) == 2
     assert not limiter.allow("a", 0.0)  # remembered: still empty
     assert limiter.allow("b", 0.0)  # forgotten: a fresh bucket (evicting "c")
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::"),
+        ("2001:db8:1:2::ffff", "2001:db8:1:2::"),
+        ("::1", "::"),
+    ],
+)
+def test_sources_are_limited_by_ipv4_address_or_ipv6_slash_64(host: str, key: str) -> None:
+    assert source_key(host) == key
 
 
 def test_rate_limiter_needs_room() -> None:

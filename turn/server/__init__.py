@@ -10,7 +10,7 @@ from .config import TurnServerConfig
 from .core import TurnServerCore
 from .credentials import RestApiUsers, rest_api_expiry, rest_api_password, rest_api_username
 from .events import AllocationCreated, AllocationDeleted, DeletionReason, TurnServerEvent
-from .limits import SourceRateLimiter, TokenBucket
+from .limits import SourceRateLimiter, TokenBucket, source_key
 from .policy import REFUSED_RANGES, PeerPolicy
 from .relays import DYNAMIC_PORTS, PortRangeAllocator, RelayAllocator
 from .stats import Outcome, TurnServerStats
@@ -39,4 +39,5 @@ __all__ = [
     "rest_api_expiry",
     "rest_api_password",
     "rest_api_username",
+    "source_key",
 ]

@@ -19,7 +19,8 @@ which :meth:`TurnServerCore.handle_datagram` returns directly for the driver's h
   with 420, then the method's checks in the RFC's order; the first that fails decides the error.
   Every response to an authenticated request carries MESSAGE-INTEGRITY(-SHA256) and SOFTWARE;
   FINGERPRINT when the request had it. Authentication failures (400, 401 and the REST API's expired
-  usernames) are answered only while the source's token bucket allows; then dropped.
+  usernames) are answered only while the source's token bucket allows (one per IPv4 address or
+  IPv6 /64); then dropped.
 * **From a peer** (§10.3, §12.7): relayed to the client if a permission exists for the peer's IP
   address, as ChannelData when a channel is bound to the peer's transport address, else as a Data
   indication.
@@ -67,7 +68,7 @@ from .allocation import Allocation, ClientTransport, FiveTuple, family_of
 from .config import TurnServerConfig
 from .credentials import RestApiUsers, rest_api_expiry
 from .events import TurnServerEvent
-from .limits import SourceRateLimiter
+from .limits import SourceRateLimiter, source_key
 from .methods import AuthenticatedRequest, RequestHandlers
 from .relays import RelayAllocator
 from .stats import Outcome, TurnServerStats
@@ -390,7 +391,8 @@ class TurnServerCore:
 
         A 438 is answered always: only a client that knows the key can cause one.
         """
-        if rejected.code != 438 and not self._failures.allow(five_tuple.client.host, now):
+        source = source_key(five_tuple.client.host)
+        if rejected.code != 438 and not self._failures.allow(source, now):
             self.stats.counts[Outcome.RATE_LIMITED] += 1
             return None
         self.stats.counts[outcome] += 1

@@ -5,10 +5,13 @@ more than it holds is refused. :class:`SourceRateLimiter` keeps one bucket per k
 address) in a table of at most ``max_entries``: when a new key arrives at a full table, the key
 used longest ago is forgotten, so a flood from many addresses costs a bounded amount of memory (a
 forgotten key starts again with a full bucket, which bounds what it can get to one burst per
-eviction).
+eviction). :func:`source_key` names a source for it: an IPv4 address, or the /64 an IPv6 address
+is in, since one host commonly holds a whole /64.
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 from stun import LocalProtocolError
 
@@ -66,3 +69,10 @@ class SourceRateLimiter:
             bucket = TokenBucket(self.rate, self.burst, now)
         buckets[key] = bucket  # most recently used last
         return bucket.take(1, now)
+
+
+def source_key(host: str) -> str:
+    """The key a source address is limited under: IPv4 as it is, IPv6 by its /64 prefix."""
+    if ":" not in host:
+        return host
+    return str(ipaddress.IPv6Network((host, 64), strict=False).network_address)

@@ -328,6 +328,26 @@ def test_data_flows_both_ways_through_the_nats() -> None:
     assert data_received(scenario.a) == [b"\x80from B"]
 
 
+def test_a_healthy_session_settles_to_consent_checks_that_keep_the_nat_open() -> None:
+    """Once checking is over, each agent sends one consent check every 4 to 6 s (RFC 7675 §5.1)
+    and answers the other's: no triggered checks bouncing between concluded agents. That traffic
+    also keeps the NAT bindings (120 s) alive for as long as the session lasts."""
+    scenario = connected_pair()
+    net = scenario.network
+    net.run(until=net.now + 60.0)  # every check transaction of the checking phase has ended
+    before = net.stats.sent
+    net.run(until=net.now + 300.0)
+
+    sent = net.stats.sent - before
+    assert 2 * 2 * 300 / 6 <= sent <= 2 * 2 * 300 / 4 + 4
+    for side in scenario.sides:
+        assert side.agent.state is IceState.COMPLETED
+        assert len(events_of(side, SelectedPairChanged)) == 1
+    scenario.a.send(b"\x80still there")
+    net.run(until=net.now + 0.1)
+    assert data_received(scenario.b) == [b"\x80still there"]
+
+
 def test_consent_is_lost_when_the_peer_vanishes() -> None:
     """RFC 7675: B's host goes away; A's consent checks go unanswered, A is disconnected after
     disconnected_after and fails with ConsentLost consent_timeout after the last response."""

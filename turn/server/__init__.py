@@ -14,6 +14,7 @@ from .limits import SourceRateLimiter, TokenBucket, source_key
 from .policy import REFUSED_RANGES, PeerPolicy
 from .relays import DYNAMIC_PORTS, PortRangeAllocator, RelayAllocator
 from .stats import Outcome, TurnServerStats
+from .table import AllocationTable
 
 __all__ = [
     "DYNAMIC_PORTS",
@@ -21,6 +22,7 @@ __all__ = [
     "Allocation",
     "AllocationCreated",
     "AllocationDeleted",
+    "AllocationTable",
     "ChannelBinding",
     "ClientTransport",
     "DeletionReason",

@@ -339,6 +339,14 @@ class StunClient(_Closing):
         """The server requests go to now (ALTERNATE-SERVER can change it)."""
         return self._driver.session.server
 
+    @property
+    def connected(self) -> bool:
+        """UDP: whether the socket is open; TCP/TLS: whether the connection is usable now (a
+        request made while it is not opens a new one, RFC 8489 §6.2.2)."""
+        if self._udp is not None:
+            return not self._udp.is_closing()
+        return self._stream is not None and self._stream.usable
+
     async def request(
         self, method: int = Method.BINDING, attributes: Iterable[Attribute] = ()
     ) -> tuple[Message, float]:

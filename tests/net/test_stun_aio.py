@@ -318,7 +318,7 @@ def test_tcp_client_reconnects_after_the_server_closed_an_idle_connection() -> N
                 "127.0.0.1", listener.address.port, transport="tcp"
             ) as client:
                 first = await client.binding()
-                await until(lambda: server.connection_count == 0)
+                await until(lambda: server.connection_count == 0 and not client.connected)
                 second = await client.binding()
                 assert server.connection_count == 1
             assert first.mapped_address != second.mapped_address  # a new source port

@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from typing import Any
 
+import ice
+
 #: The bound on the whole run of an agent process.
 RUN_TIMEOUT = 15.0
 #: How often a hello is resent until the peer acknowledges it.
@@ -112,3 +114,42 @@ def run_agent(session: Coroutine[Any, Any, dict[str, Any]]) -> int:
         return 1
     print_line(result)
     return 0
+
+
+async def session(name: str, controlling: bool, stun: tuple[str, int]) -> dict[str, Any]:
+    """Gather, signal, connect, exchange hellos; the result line."""
+    connection = ice.Connection(controlling, stun_servers=[stun])
+    try:
+        await connection.gather_candidates()
+        print_line({
+            "ufrag": connection.local_username,
+            "pwd": connection.local_password,
+            "candidates": [candidate.to_sdp() for candidate in connection.local_candidates],
+        })
+        remote = await read_description()
+        connection.set_remote_credentials(remote["ufrag"], remote["pwd"])
+        for line in remote["candidates"]:
+            await connection.add_remote_candidate(ice.Candidate.from_sdp(line))
+        await connection.add_remote_candidate(None)
+        await connection.connect()
+        received = await exchange(name, connection.send, connection.recv)
+        pair = connection.selected_pair()
+        assert pair is not None
+        return {
+            "selected": {
+                "local": describe(pair.local.type.value, pair.local.host, pair.local.port),
+                "remote": describe(pair.remote.type.value, pair.remote.host, pair.remote.port),
+            },
+            "received": received,
+        }
+    finally:
+        await connection.close()
+
+
+def main() -> int:
+    args = parse_arguments("an icestack ICE agent speaking JSON lines on stdin/stdout")
+    return run_agent(session(args.name, args.controlling, args.stun))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

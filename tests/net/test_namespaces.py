@@ -9,10 +9,13 @@ by its PID when its network is torn down.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+import ice
 
 from .netns import (
     HOST_A_IPV4,
@@ -112,33 +115,58 @@ def test_stun_over_routed_ipv6_reports_the_host_itself(
 
 # ------------------------------------------------------------------ ICE agents in the namespaces
 
-#: Each agent script's command line after ``python -m``; the role flag and name are added.
-AIOICE_AGENT = ("tests.net.aioice_agent",)
+#: The agent scripts (``python -m MODULE NAME --controlling|--controlled --stun HOST:PORT``).
+OUR_AGENT = "tests.net.ns_agent"
+AIOICE_AGENT = "tests.net.aioice_agent"
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    """What one agent signalled (its description) and reported at the end (its result)."""
+
+    description: dict[str, Any]
+    result: dict[str, Any]
+
+    def candidates(self) -> list[ice.Candidate]:
+        return [ice.Candidate.from_sdp(line) for line in self.description["candidates"]]
+
+    @property
+    def local(self) -> dict[str, Any]:
+        local: dict[str, Any] = self.result["selected"]["local"]
+        return local
+
+    @property
+    def remote(self) -> dict[str, Any]:
+        remote: dict[str, Any] = self.result["selected"]["remote"]
+        return remote
 
 
 def connect_agents(
-    net: Network, agent_a: Sequence[str], agent_b: Sequence[str], stun: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run a controlling agent in host-a and a controlled one in host-b (JSON-lines agent
-    scripts, :mod:`tests.net.ns_agent`), relay each one's description to the other, and return
-    both result documents once both have exited 0."""
+    net: Network, agent_a: str, agent_b: str, stun: str, *, a_controls: bool = True
+) -> tuple[AgentRun, AgentRun]:
+    """Run agent A in host-a and agent B in host-b (JSON-lines agent scripts, see
+    :mod:`tests.net.ns_agent`), A controlling unless ``a_controls`` is false; relay each one's
+    description to the other; return both runs once both have exited 0."""
     processes = [
-        net.start_python(role, "-m", *agent, name, flag, "--stun", stun, name=f"{name}@{role}")
-        for role, agent, name, flag in (
-            ("host-a", agent_a, "A", "--controlling"),
-            ("host-b", agent_b, "B", "--controlled"),
+        net.start_python(
+            role, "-m", agent, name, "--controlling" if controls else "--controlled",
+            "--stun", stun, name=f"{agent}@{role}",
         )
-    ]
-    descriptions = [process.read_line(PROCESS_TIMEOUT) for process in processes]
+        for role, agent, name, controls in (
+            ("host-a", agent_a, "A", a_controls),
+            ("host-b", agent_b, "B", not a_controls),
+        )
+    ]  # fmt: skip
+    descriptions = [json.loads(process.read_line(PROCESS_TIMEOUT)) for process in processes]
     for process, description in zip(processes, reversed(descriptions), strict=True):
-        process.write_line(description)
-    results = []
-    for process in processes:
+        process.write_line(json.dumps(description))
+    runs = []
+    for process, description in zip(processes, descriptions, strict=True):
         status = process.wait(PROCESS_TIMEOUT)
         lines = process.remaining_output()
         assert status == 0, f"{process.describe()}\n{lines}"
-        results.append(json.loads(lines[-1]))
-    return results[0], results[1]
+        runs.append(AgentRun(description, json.loads(lines[-1])))
+    return runs[0], runs[1]
 
 
 #: Where each host's IPv4 packets appear on the WAN: its NAT's address (MASQUERADE keeps the port
@@ -155,21 +183,91 @@ def as_seen_from_outside(candidate: dict[str, Any]) -> tuple[str, int]:
     return PUBLIC_IPV4.get(candidate["host"], candidate["host"]), candidate["port"]
 
 
-def assert_same_path(result_a: dict[str, Any], result_b: dict[str, Any]) -> None:
+def assert_same_path(a: AgentRun, b: AgentRun) -> None:
     """Both agents selected the same path (each one's remote is where the other's local appears
     from outside) and each received the other's hello over it."""
-    selected_a, selected_b = result_a["selected"], result_b["selected"]
-    assert endpoint(selected_a["remote"]) == as_seen_from_outside(selected_b["local"])
-    assert endpoint(selected_b["remote"]) == as_seen_from_outside(selected_a["local"])
-    assert result_a["received"] == "hello from B"
-    assert result_b["received"] == "hello from A"
+    assert endpoint(a.remote) == as_seen_from_outside(b.local)
+    assert endpoint(b.remote) == as_seen_from_outside(a.local)
+    assert a.result["received"] == "hello from B"
+    assert b.result["received"] == "hello from A"
 
 
 def test_control_two_aioice_agents_punch_through_both_nats(ipv4_net: Network) -> None:
     """The network itself, checked with a third-party agent on both sides: aioice reaches the
     other host only through the NATs' public addresses."""
-    result_a, result_b = connect_agents(ipv4_net, AIOICE_AGENT, AIOICE_AGENT, STUN_V4_TARGET)
+    a, b = connect_agents(ipv4_net, AIOICE_AGENT, AIOICE_AGENT, STUN_V4_TARGET)
 
-    assert_same_path(result_a, result_b)
-    assert result_a["selected"]["remote"]["host"] == NAT_B_WAN
-    assert result_b["selected"]["remote"]["host"] == NAT_A_WAN
+    assert_same_path(a, b)
+    assert a.remote["host"] == NAT_B_WAN
+    assert b.remote["host"] == NAT_A_WAN
+
+
+def types(run: AgentRun) -> dict[str, set[str]]:
+    """The hosts of the candidates ``run`` signalled, by candidate type."""
+    by_type: dict[str, set[str]] = {}
+    for candidate in run.candidates():
+        by_type.setdefault(candidate.type.value, set()).add(candidate.host)
+    return by_type
+
+
+def test_ice_through_two_nats_via_srflx(ipv4_net: Network) -> None:
+    """Host candidates cannot reach across (``pub`` does not route the LANs); each agent learns
+    its NAT's address from the STUN server and the checks punch through both NATs."""
+    a, b = connect_agents(ipv4_net, OUR_AGENT, OUR_AGENT, STUN_V4_TARGET)
+
+    assert types(a) == {"host": {HOST_A_IPV4}, "srflx": {NAT_A_WAN}}
+    assert types(b) == {"host": {HOST_B_IPV4}, "srflx": {NAT_B_WAN}}
+    assert_same_path(a, b)
+    # The peer's check can only pass its NAT after the peer has sent its own checks, which it does
+    # once it has the signalled candidates: the remote end is never learnt as peer-reflexive.
+    assert (a.remote["type"], a.remote["host"]) == ("srflx", NAT_B_WAN)
+    assert (b.remote["type"], b.remote["host"]) == ("srflx", NAT_A_WAN)
+
+
+def test_ice_over_routed_ipv6_only(ipv6_net: Network) -> None:
+    """Without NAT66 the STUN server sees each host's own address, so the srflx candidate equals
+    the host candidate and is dropped as redundant (RFC 8445 §5.1.3): host to host it is."""
+    a, b = connect_agents(ipv6_net, OUR_AGENT, OUR_AGENT, STUN_V6_TARGET)
+
+    assert types(a) == {"host": {HOST_A_IPV6}}
+    assert types(b) == {"host": {HOST_B_IPV6}}
+    assert_same_path(a, b)
+    assert (a.local["type"], a.local["host"]) == ("host", HOST_A_IPV6)
+    assert (b.local["type"], b.local["host"]) == ("host", HOST_B_IPV6)
+    # Either side may receive the other's first check before it has added the signalled
+    # candidates; it then knows that address as peer-reflexive (RFC 8445 §7.3.1.3).
+    assert a.remote["type"] in {"host", "prflx"}
+    assert b.remote["type"] in {"host", "prflx"}
+
+
+def test_ice_dual_stack_selects_ipv6(dual_net: Network) -> None:
+    """Both families work (IPv4 through the NATs, IPv6 routed); the selected pair is IPv6 host to
+    host: host candidates outrank srflx by type preference (126 over 100, RFC 8445 §5.1.2.2), and
+    among host candidates RFC 8421's local preference puts IPv6 first."""
+    a, b = connect_agents(dual_net, OUR_AGENT, OUR_AGENT, STUN_V4_TARGET)
+
+    assert types(a) == {"host": {HOST_A_IPV4, HOST_A_IPV6}, "srflx": {NAT_A_WAN}}
+    assert types(b) == {"host": {HOST_B_IPV4, HOST_B_IPV6}, "srflx": {NAT_B_WAN}}
+    for run in (a, b):
+        priority = {c.host: c.priority for c in run.candidates()}
+        assert max(priority, key=lambda host: priority[host]) in {HOST_A_IPV6, HOST_B_IPV6}
+    assert_same_path(a, b)
+    assert (a.local["type"], a.local["host"]) == ("host", HOST_A_IPV6)
+    assert (b.local["type"], b.local["host"]) == ("host", HOST_B_IPV6)
+    assert (a.remote["host"], b.remote["host"]) == (HOST_B_IPV6, HOST_A_IPV6)
+
+
+@pytest.mark.parametrize(
+    "ours_controls", [True, False], ids=["ours-controlling", "ours-controlled"]
+)
+def test_ice_with_aioice_through_both_nats(ipv4_net: Network, ours_controls: bool) -> None:
+    """Our agent in host-a, aioice 0.13 in host-b (it lists the namespace's interfaces itself with
+    ifaddr and gathers srflx from our STUN server): they agree on the path through both NATs."""
+    a, b = connect_agents(
+        ipv4_net, OUR_AGENT, AIOICE_AGENT, STUN_V4_TARGET, a_controls=ours_controls
+    )
+
+    assert types(a) == {"host": {HOST_A_IPV4}, "srflx": {NAT_A_WAN}}
+    assert types(b) == {"host": {HOST_B_IPV4}, "srflx": {NAT_B_WAN}}
+    assert_same_path(a, b)
+    assert (a.remote["host"], b.remote["host"]) == (NAT_B_WAN, NAT_A_WAN)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ice.commands import add_demo_command
+from ice.commands import add_demo_command, add_ice_command
 from stun._version import __version__
 from stun.cli import add_probe_command, add_serve_command, main_error
 from stun.errors import LocalProtocolError
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"icestack {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_demo_command(commands)
+    add_ice_command(commands)
     add_probe_command(commands)
     serve = commands.add_parser("serve", help="run a server in the foreground")
     serve_commands = serve.add_subparsers(dest="server", metavar="SERVER", required=True)

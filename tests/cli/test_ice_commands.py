@@ -8,17 +8,22 @@ what they print is compared with :mod:`ice.scenarios` run in this process with t
 from __future__ import annotations
 
 import base64
+import io
 import json
+import queue
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 
 import pytest
 
 from ice import Candidate, DecodeError, IceDescription
-from ice.commands import ECHO_COUNT, NAT_NAMES, SIGNAL_PREFIX, SignalingLine
+from ice.commands import ECHO_COUNT, NAT_NAMES, SIGNAL_PREFIX, LiveView, SignalingLine
 from ice.netsim import NatBehavior
 from ice.scenarios import two_agents_behind_nats
+from tests.net.loopback import closed_port
 
 ICESTACK = [sys.executable, "-m", "ice.cli"]
 #: Bound on any one CLI run; only a hang reaches it.
@@ -42,6 +47,56 @@ def summary_value(stdout: str, name: str) -> str:
 def log_lines(stdout: str, side: str, pattern: str) -> list[str]:
     """The live-log lines of one side (``[  0.022s] A  ...``) whose text starts with ``pattern``."""
     return re.findall(rf"^\[\s*\d+\.\d{{3}}s\] {side}  {pattern}.*$", stdout, flags=re.MULTILINE)
+
+
+ADDRESS = r"(?:\d+\.\d+\.\d+\.\d+|\[[0-9a-f:]+\]):\d+"
+
+
+# --------------------------------------------------------------------------- demo (loopback)
+
+
+def test_loopback_demo_connects_two_agents_and_echoes_both_ways() -> None:
+    completed = icestack("demo")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    out = completed.stdout
+    assert "\x1b" not in out and "\r" not in out  # not a terminal: no live status line
+    assert summary_value(out, "result").startswith("connected in ")
+    assert summary_value(out, "pair types") == "host-host (A's local-remote)"
+    a_selected = re.fullmatch(
+        rf"host ({ADDRESS}) -> host ({ADDRESS})", summary_value(out, "A selected")
+    )
+    assert a_selected is not None
+    a_local, a_remote = a_selected.groups()
+    assert summary_value(out, "B selected") == f"host {a_remote} -> host {a_local}"
+    for side in "AB":
+        assert log_lines(out, side, "candidate host ")
+        assert log_lines(out, side, "pair host .*: in-progress")
+        assert log_lines(out, side, "pair host .*: succeeded")
+        assert len(log_lines(out, side, "selected host ")) == 1
+        assert len(log_lines(out, side, rf"echo \d/{ECHO_COUNT} back in ")) == ECHO_COUNT
+        assert summary_value(out, f"{side} echo rtt").endswith(
+            f"({ECHO_COUNT}/{ECHO_COUNT} answered)"
+        )
+    assert completed.stderr == ""
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_live_view_draws_a_status_line_on_a_terminal_only() -> None:
+    terminal, pipe = Terminal(), io.StringIO()
+    for out in (terminal, pipe):
+        view = LiveView(out)
+        view.set_status("checking")
+        view.say("A  selected")
+        view.close()
+    assert pipe.getvalue() == "A  selected\n"
+    # Each write erases the status line, writes, and draws the status line again.
+    assert terminal.getvalue() == (
+        "\r\x1b[K| checking" + "\r\x1b[KA  selected\n| checking" + "\r\x1b[K"
+    )
 
 
 # --------------------------------------------------------------------------- demo --sim
@@ -73,7 +128,7 @@ def test_sim_demo_connects_and_echoes(nat_a: str, nat_b: str) -> None:
     for side in "AB":
         echoes = summary_value(out, f"{side} echo rtt")
         assert echoes.endswith(f"({ECHO_COUNT}/{ECHO_COUNT} echoes)")
-        assert re.fullmatch(r"\d+\.\d ms", summary_value(out, f"{side} check rtt"))
+        assert re.fullmatch(r"\d+\.\d\d ms", summary_value(out, f"{side} check rtt"))
         # The live log: the side's own candidates, its selected pair, every echo.
         assert log_lines(out, side, "candidate host ")
         assert len(log_lines(out, side, "selected ")) == 1
@@ -188,3 +243,164 @@ def test_signaling_line_skips_candidates_it_cannot_use() -> None:
 def test_malformed_signaling_lines_raise_decode_error(line: str, message: str) -> None:
     with pytest.raises(DecodeError, match=message):
         SignalingLine.decode(line)
+
+
+# --------------------------------------------------------------------------- ice offer|answer
+
+LOOPBACK_ONLY = ["--no-stun", "--include-loopback", "--interface", "127.0.0.1", "--timeout", "10"]
+
+
+class Side:
+    """``icestack ice ROLE`` running, its stdout read line by line on a thread (bounded waits)."""
+
+    def __init__(self, role: str, *options: str) -> None:
+        self.process = subprocess.Popen(
+            [*ICESTACK, "ice", role, *options],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def signaling_line(self) -> str:
+        """The line it printed for the peer (within RUN_TIMEOUT)."""
+        line = self._lines.get(timeout=RUN_TIMEOUT)
+        assert line is not None and line.startswith(SIGNAL_PREFIX), self.finish()
+        return line
+
+    def paste(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line)
+        self.process.stdin.close()
+
+    def finish(self) -> tuple[int, str, str]:
+        """Exit status, the rest of stdout, and stderr, once it exits (within RUN_TIMEOUT)."""
+        status = self.process.wait(RUN_TIMEOUT)
+        rest = []
+        while (line := self._lines.get(timeout=RUN_TIMEOUT)) is not None:
+            rest.append(line)
+        assert self.process.stderr is not None
+        return status, "".join(rest), self.process.stderr.read()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(RUN_TIMEOUT)
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def sides() -> Iterator[list[Side]]:
+    """Every side a test starts is killed at the end if it is still running."""
+    started: list[Side] = []
+    try:
+        yield started
+    finally:
+        for side in started:
+            side.stop()
+
+
+def start(sides: list[Side], role: str, *options: str) -> Side:
+    side = Side(role, *options)
+    sides.append(side)
+    return side
+
+
+def test_offer_and_answer_connect_on_loopback_and_report_the_same_path(sides: list[Side]) -> None:
+    offer = start(sides, "offer", *LOOPBACK_ONLY)
+    offer_line = offer.signaling_line()
+    answer = start(sides, "answer", *LOOPBACK_ONLY)
+    answer.paste(offer_line)
+    answer_line = answer.signaling_line()
+    offer.paste(answer_line)
+    offer_status, offer_out, offer_err = offer.finish()
+    answer_status, answer_out, answer_err = answer.finish()
+    assert offer_status == 0, offer_out + offer_err
+    assert answer_status == 0, answer_out + answer_err
+    assert SignalingLine.decode(offer_line).role == "offer"
+    assert SignalingLine.decode(answer_line).role == "answer"
+    assert summary_value(offer_out, "role") == "offer (controlling)"
+    assert summary_value(answer_out, "role") == "answer (controlled)"
+    # One path, seen from both ends: each side's local address is the other's remote one.
+    offer_local = summary_value(offer_out, "local").split()[1]
+    offer_remote = summary_value(offer_out, "remote").split()[1]
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", offer_local)
+    assert summary_value(answer_out, "local").split()[1] == offer_remote
+    assert summary_value(answer_out, "remote").split()[1] == offer_local
+    assert offer_local != offer_remote
+    for out in (offer_out, answer_out):
+        assert summary_value(out, "result").startswith("connected in ")
+        assert summary_value(out, "echo rtt").endswith("(5/5 answered)")
+        assert summary_value(out, "local").startswith("host ")
+    # --no-stun and --interface: one host candidate, on 127.0.0.1, the one the path uses.
+    offered = SignalingLine.decode(offer_line).description.candidates
+    assert [f"{c.type} {c.address}" for c in offered] == [f"host {offer_local}"]
+
+
+def test_answer_rejects_a_malformed_offer_line(sides: list[Side]) -> None:
+    answer = start(sides, "answer", *LOOPBACK_ONLY)
+    answer.paste("icestack1:not-quite\n")
+    status, out, err = answer.finish()
+    assert status == 2
+    assert out == ""  # nothing was gathered or printed for the peer
+    assert "icestack: error: damaged signaling line" in err
+    assert "Traceback" not in err
+
+
+def test_answer_rejects_an_answer_line(sides: list[Side]) -> None:
+    first = start(sides, "answer", *LOOPBACK_ONLY)
+    first.paste(SignalingLine("offer", IceDescription(ufrag=UFRAG, pwd=PWD)).encode() + "\n")
+    answer_line = first.signaling_line()
+    second = start(sides, "answer", *LOOPBACK_ONLY)
+    second.paste(answer_line)
+    status, _, err = second.finish()
+    assert status == 2
+    assert "that is an answer line" in err
+    assert "`icestack ice offer`" in err
+
+
+def test_offer_rejects_a_malformed_answer_line_after_printing_its_own(sides: list[Side]) -> None:
+    offer = start(sides, "offer", *LOOPBACK_ONLY)
+    offer.signaling_line()
+    offer.paste("a=candidate:1 1 udp 1 192.0.2.1 9 typ host\n")
+    status, out, err = offer.finish()
+    assert status == 2
+    assert out == ""
+    assert "icestack: error: not an icestack signaling line" in err
+
+
+def test_offer_at_end_of_input_exits_2(sides: list[Side]) -> None:
+    offer = start(sides, "offer", *LOOPBACK_ONLY)
+    offer.signaling_line()
+    offer.paste("\n\n")  # blank lines are skipped, then the input ends
+    status, _, err = offer.finish()
+    assert status == 2
+    assert "no answer line on stdin (end of input)" in err
+
+
+def test_offer_waits_for_the_answer_only_as_long_as_told(sides: list[Side]) -> None:
+    offer = start(sides, "offer", *LOOPBACK_ONLY, "--wait", "0.2")
+    offer.signaling_line()  # and then nobody answers; stdin stays open
+    status, out, _ = offer.finish()
+    assert status == 1
+    assert summary_value(out, "reason") == "the answer line timed out"
+
+
+def test_answer_fails_when_the_offer_side_is_gone() -> None:
+    nobody = Candidate.from_sdp(f"1 1 udp 2130706431 127.0.0.1 {closed_port('127.0.0.1')} typ host")
+    offer = SignalingLine("offer", IceDescription(ufrag=UFRAG, pwd=PWD, candidates=(nobody,)))
+    completed = subprocess.run(
+        [*ICESTACK, "ice", "answer", *LOOPBACK_ONLY[:-1], "0.5", "--wait", "0.5"],
+        input=offer.encode() + "\n", capture_output=True, text=True, timeout=RUN_TIMEOUT,
+        check=False,
+    )  # fmt: skip
+    assert completed.returncode == 1
+    assert summary_value(completed.stdout, "result") == "failed"
+    assert summary_value(completed.stdout, "reason").startswith("not connected within 1 s")

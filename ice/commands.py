@@ -13,6 +13,7 @@ import binascii
 import contextlib
 import functools
 import json
+import shutil
 import sys
 import threading
 import time
@@ -291,7 +292,9 @@ class LiveView:
         if self.live:
             text = "\r\x1b[K" + text
             if self.status:
-                text += f"{SPINNER[self._frame % len(SPINNER)]} {self.status}"
+                # Cut to the terminal's width: a wrapped status line could not be redrawn.
+                width = shutil.get_terminal_size().columns - 1
+                text += f"{SPINNER[self._frame % len(SPINNER)]} {self.status}"[:width]
         self.out.write(text)
         self.out.flush()
 
@@ -489,10 +492,10 @@ class LoopbackDemo:
             states = list(side.pairs.values())
             succeeded = states.count(PairState.SUCCEEDED)
             parts.append(
-                f"{side.name}: {side.candidates} candidates, {len(states)} pairs "
-                f"({succeeded} succeeded), {side.connection.state.value}"
+                f"{side.name} {side.connection.state.value}: {side.candidates} candidates, "
+                f"{succeeded}/{len(states)} pairs succeeded"
             )
-        self.view.set_status("; ".join(parts))
+        self.view.set_status(" | ".join(parts))
 
     async def run(self) -> bool:
         """Gather, trickle, connect and echo; ``True`` when both sides connected and echoed."""

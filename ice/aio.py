@@ -426,6 +426,8 @@ class Connection:
         """Gather local candidates; returns when gathering is complete (aioice's name)."""
         await self._start()
         while not self._gathering_complete:
+            if self._closed:
+                raise IceConnectionError("the connection was closed")
             await self._state_signal.wait()
 
     async def trickle_candidates(self) -> AsyncIterator[Candidate]:
@@ -443,7 +445,7 @@ class Connection:
 
     async def _start(self) -> None:
         if self._closed:
-            raise IceConnectionError("the connection is closed")
+            raise IceConnectionError("the connection was closed")
         if self._setup is None:
             self._loop = asyncio.get_running_loop()
             self._setup = asyncio.ensure_future(self._open())
@@ -454,8 +456,10 @@ class Connection:
         for host, port in self._stun_servers:
             try:
                 servers.append(await resolve_host(host, port))
-            except LocalProtocolError as exc:
+            except StunLocalProtocolError as exc:
                 _log.warning("STUN server %s:%s skipped: %s", host, port, exc)
+        if self._closed:
+            raise IceConnectionError("the connection was closed")
         addresses = interface_addresses(
             include_loopback=self._include_loopback,
             use_ipv4=self._use_ipv4,
@@ -666,8 +670,6 @@ class Connection:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._setup is not None and not self._setup.done():
-            self._setup.cancel()
         if self._agent is not None:
             self._agent.close()
             self._drain_events()

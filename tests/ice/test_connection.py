@@ -16,12 +16,18 @@ import pytest
 from ice import Candidate, CandidateType, Connection, IceConnectionError, interface_addresses
 from ice.checklist import PairState
 from ice.config import AgentConfig
-from ice.events import CandidateGathered, GatheringCompleted, IceEvent, IceState
+from ice.events import (
+    CandidateGathered,
+    GatheringCompleted,
+    GatheringFailed,
+    IceEvent,
+    IceState,
+)
 from ice.mdns import CandidateUnresolvable
 from stun.aio import StunServer
 from stun.server import Outcome
 from stun.transaction import TransactionConfig
-from tests.net.loopback import LOOPBACK_HOSTS, run, until
+from tests.net.loopback import LOOPBACK_HOSTS, run, udp_socket, until
 
 WRONG_PASSWORD = "wrong-wrong-wrong-wrong-wrong"
 
@@ -136,6 +142,40 @@ def test_our_stun_server_on_loopback_gives_a_redundant_srflx_and_gathering_compl
     candidates, answered = run(scenario())
     assert answered == 1  # the server saw our Binding request and answered it...
     assert [c.type for c in candidates] == [CandidateType.HOST]  # ...with our own host address
+
+
+def test_a_silent_stun_server_does_not_stall_gathering() -> None:
+    events: list[IceEvent] = []
+
+    async def scenario() -> list[Candidate]:
+        with udp_socket("127.0.0.1") as silent:  # bound, never answers
+            server = silent.getsockname()
+            async with make(
+                "127.0.0.1", True, stun_servers=[server], config=AgentConfig(gathering_timeout=0.3)
+            ) as connection:
+                connection.on_event = events.append
+                await connection.gather_candidates()
+                return connection.local_candidates
+
+    candidates = run(scenario())
+    assert [c.type for c in candidates] == [CandidateType.HOST]
+    gathering = [e for e in events if isinstance(e, GatheringFailed | GatheringCompleted)]
+    assert [type(e) for e in gathering] == [GatheringFailed, GatheringCompleted]
+
+
+def test_close_while_gathering_wakes_the_gatherer() -> None:
+    async def scenario() -> None:
+        with udp_socket("127.0.0.1") as silent:
+            connection = make("127.0.0.1", True, stun_servers=[silent.getsockname()])
+            gathering = asyncio.ensure_future(connection.gather_candidates())
+            await until(lambda: bool(connection.local_candidates))
+            await connection.close()
+            with pytest.raises(IceConnectionError, match="closed"):
+                await gathering
+            with pytest.raises(IceConnectionError, match="closed"):
+                await connection.gather_candidates()
+
+    run(scenario())
 
 
 # --------------------------------------------------------------------------- connecting

@@ -779,10 +779,11 @@ class Agent:
                     continue  # concluded; a pair kept through a restart does not count
                 pair = self.nomination.choose(checklist, component, now)
                 if pair is not None:
-                    checklist.enqueue_triggered(pair)
-                    if now >= self._next_check_at:
-                        self._send_next_check(now)
-                        self._next_check_at = now + self.config.pacing
+                    # The nomination check repeats a check that just succeeded on a proven path
+                    # (§8.1.1): it goes out at once rather than in the next Ta slot, and the next
+                    # ordinary check waits a full Ta after it, so the pace of new checks holds.
+                    self._send_check(pair, now, use_candidate=True)
+                    self._next_check_at = max(self._next_check_at, now + self.config.pacing)
 
     # ================================================================== consent and data
 
@@ -839,7 +840,9 @@ class Agent:
         ):  # a pair kept through a restart carries data but concludes nothing (§9)
             if any(pair is not None and self.consent.disconnected(pair, now) for pair in selected):
                 self._set_state(IceState.DISCONNECTED)
-            else:
+            elif self.state is not IceState.COMPLETED:
+                # Completed stays completed: a check still in flight (the peer's last triggered
+                # check, a cancelled one) does not reopen the session.
                 self._set_state(IceState.CONNECTED if checking else IceState.COMPLETED)
             return
         if (

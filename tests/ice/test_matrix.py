@@ -53,7 +53,7 @@ FAILS = None
 
 #: (A's NAT, B's NAT) -> (types of A's selected pair, virtual connect time), or FAILS.
 EXPECTED: dict[tuple[NatBehavior, NatBehavior], tuple[str, float] | None] = {
-    (NONE, NONE): ("host-host", 0.070),
+    (NONE, NONE): ("host-host", 0.040),
     (NONE, FULL): ("host-srflx", 1.094),
     (NONE, RESTRICTED): ("host-srflx", 1.094),
     (NONE, PORT): ("host-srflx", 1.094),

@@ -1,0 +1,203 @@
+"""ICE benchmarks: icestack's Connection vs aioice 0.13.0, same machine, same run.
+
+    python -m bench.ice [--runs 30] [--scale 100,500,1000] [--packets 20000]
+
+- ``connect``: two connections on loopback that already hold each other's candidates and
+  credentials; the time until both ``connect()`` calls have returned, median and p90 over
+  ``--runs`` runs. icestack is measured at the RFC's default pacing (Ta = 50 ms) and at Ta = 5 ms,
+  the floor RFC 8445 §14.2 allows; aioice at its own (20 ms).
+- ``scale``: N connection pairs in one event loop, all connecting at once: wall time until all are
+  connected, CPU time per pair (process time), and memory per agent (tracemalloc, Python heap).
+- ``data``: after connecting, 1000-byte datagrams from one side's ``send`` to the other's
+  ``recv`` for a bounded count and time, on asyncio and on uvloop.
+
+Everything binds 127.0.0.1 only. aioice has no option to gather on loopback, so its
+``get_host_addresses`` is replaced for the run (that is the only change made to it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import resource
+import statistics
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import aioice
+import aioice.ice
+
+import ice
+
+LOOPBACK = "127.0.0.1"
+PAYLOAD = b"\x80" + bytes(999)
+
+
+class _Session(Protocol):
+    async def gather_candidates(self) -> None: ...
+    async def connect(self) -> None: ...
+    async def send(self, data: bytes) -> None: ...
+    async def recv(self) -> bytes: ...
+    async def close(self) -> None: ...
+
+
+def ours(controlling: bool, pacing: float = 0.050) -> ice.Connection:
+    return ice.Connection(
+        controlling, include_loopback=True, interfaces=[LOOPBACK], use_ipv6=False, pacing=pacing
+    )
+
+
+def theirs(controlling: bool) -> aioice.Connection:
+    return aioice.Connection(ice_controlling=controlling, use_ipv6=False)
+
+
+aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [LOOPBACK]
+
+Factory = Callable[[bool], Any]
+
+
+async def prepared_pair(factory: Factory) -> tuple[Any, Any]:
+    """Two gathered connections that know each other's candidates and credentials."""
+    a, b = factory(True), factory(False)
+    await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+    for local, remote in ((a, b), (b, a)):
+        remote.remote_username = local.local_username
+        remote.remote_password = local.local_password
+        for candidate in local.local_candidates:
+            await remote.add_remote_candidate(candidate)
+        await remote.add_remote_candidate(None)
+    return a, b
+
+
+async def connect_time(factory: Factory) -> float:
+    a, b = await prepared_pair(factory)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(asyncio.gather(a.connect(), b.connect()), 30)
+    elapsed = loop.time() - started
+    await asyncio.gather(a.close(), b.close())
+    return elapsed
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def bench_connect(runs: int) -> None:
+    variants: dict[str, Factory] = {
+        "icestack_ta50ms": ours,
+        "icestack_ta5ms": lambda controlling: ours(controlling, pacing=0.005),
+        "aioice": theirs,
+    }
+    medians = {}
+    for name, factory in variants.items():
+        times = [await connect_time(factory) for _ in range(runs)]
+        medians[name] = statistics.median(times)
+        print(f"ice_connect_{name}_median {medians[name] * 1000:.2f} ms")
+        print(f"ice_connect_{name}_p90 {percentile(times, 0.9) * 1000:.2f} ms")
+    for name in ("icestack_ta50ms", "icestack_ta5ms"):
+        print(f"ice_connect_{name}_speedup_vs_aioice {medians['aioice'] / medians[name]:.2f} x")
+
+
+async def scale_run(factory: Factory, pairs: int) -> tuple[float, float, float]:
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    cpu = time.process_time()
+    wall = time.perf_counter()
+    prepared = await asyncio.gather(*(prepared_pair(factory) for _ in range(pairs)))
+    await asyncio.wait_for(
+        asyncio.gather(*(c.connect() for pair in prepared for c in pair)), 120
+    )
+    wall = time.perf_counter() - wall
+    cpu = time.process_time() - cpu
+    memory = (tracemalloc.get_traced_memory()[0] - before) / (2 * pairs)
+    tracemalloc.stop()
+    await asyncio.gather(*(c.close() for pair in prepared for c in pair))
+    return wall, cpu / pairs, memory
+
+
+async def bench_scale(sizes: list[int]) -> None:
+    for pairs in sizes:
+        results = {}
+        for name, factory in (("icestack", ours), ("aioice", theirs)):
+            wall, cpu_per_pair, memory = await scale_run(factory, pairs)
+            results[name] = (cpu_per_pair, memory)
+            print(f"ice_scale_{pairs}_{name}_wall {wall:.3f} s")
+            print(f"ice_scale_{pairs}_{name}_cpu_per_pair {cpu_per_pair * 1000:.2f} ms")
+            print(f"ice_scale_{pairs}_{name}_memory_per_agent {memory / 1024:.1f} KiB")
+        ratio_cpu = results["aioice"][0] / results["icestack"][0]
+        ratio_memory = results["icestack"][1] / results["aioice"][1]
+        print(f"ice_scale_{pairs}_cpu_advantage_vs_aioice {ratio_cpu:.2f} x")
+        print(f"ice_scale_{pairs}_memory_fraction_of_aioice {ratio_memory:.2f} x")
+
+
+async def data_rate(factory: Factory, packets: int) -> float:
+    """Datagrams per second from a's send() to b's recv(), bounded in count and time."""
+    a, b = await prepared_pair(factory)
+    await asyncio.wait_for(asyncio.gather(a.connect(), b.connect()), 30)
+    received = 0
+    deadline = 20.0
+
+    async def receive() -> None:
+        nonlocal received
+        while received < packets:
+            await b.recv()
+            received += 1
+
+    async def transmit() -> None:
+        for i in range(packets):
+            await a.send(PAYLOAD)
+            if i % 64 == 0:
+                await asyncio.sleep(0)  # let the receiver drain; loopback drops what overflows
+
+    started = time.perf_counter()
+    receiver = asyncio.ensure_future(receive())
+    await transmit()
+    try:
+        await asyncio.wait_for(asyncio.shield(receiver), 1.0)
+    except TimeoutError:
+        receiver.cancel()
+    elapsed = min(time.perf_counter() - started, deadline)
+    await asyncio.gather(a.close(), b.close())
+    return received / elapsed
+
+
+def bench_data(packets: int) -> None:
+    for loop_name in ("asyncio", "uvloop"):
+        if loop_name == "uvloop":
+            import uvloop
+
+            runner: Callable[[Awaitable[float]], float] = uvloop.run  # type: ignore[assignment]
+        else:
+            runner = asyncio.run  # type: ignore[assignment]
+        rates = {}
+        for name, factory in (("icestack", ours), ("aioice", theirs)):
+            rates[name] = runner(data_rate(factory, packets))
+            print(f"ice_data_{loop_name}_{name}_rate {rates[name]:.0f} datagrams/s")
+        print(f"ice_data_{loop_name}_ratio_vs_aioice {rates['icestack'] / rates['aioice']:.2f} x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--scale", default="100,500,1000")
+    parser.add_argument("--packets", type=int, default=20000)
+    parser.add_argument("--only", choices=("connect", "scale", "data"))
+    args = parser.parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.only in (None, "connect"):
+        asyncio.run(bench_connect(args.runs))
+    if args.only in (None, "scale"):
+        asyncio.run(bench_scale([int(n) for n in args.scale.split(",")]))
+    if args.only in (None, "data"):
+        bench_data(args.packets)
+
+
+if __name__ == "__main__":
+    main()

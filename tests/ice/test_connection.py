@@ -365,6 +365,28 @@ def test_restart_keeps_data_flowing_and_selects_again() -> None:
     run(scenario())
 
 
+def test_consent_lost_stops_sending_and_wakes_the_receiver() -> None:
+    # RFC 7675 on a short clock: checks every ~0.1 s, consent gone 0.6 s after the last answer.
+    brief = AgentConfig(consent_interval=0.1, disconnected_after=0.3, consent_timeout=0.6)
+    events: list[IceEvent] = []
+
+    async def scenario() -> None:
+        async with connected(config=brief) as (a, b):
+            a.on_event = events.append
+            waiting = asyncio.ensure_future(a.recv())
+            await b.close()  # the peer goes silent: no more consent responses
+            with pytest.raises(IceConnectionError, match="consent"):
+                await waiting
+            with pytest.raises(IceConnectionError, match="consent"):
+                await a.send(b"\x80unwanted")
+            assert a.state is IceState.FAILED
+
+    run(scenario())
+    assert [type(e).__name__ for e in events if type(e).__name__ == "ConsentLost"] == [
+        "ConsentLost"
+    ]
+
+
 def test_events_reach_the_handler() -> None:
     events: list[IceEvent] = []
 

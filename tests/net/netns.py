@@ -38,7 +38,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, Self
 
 import pytest
 
@@ -128,7 +128,8 @@ def _run(argv: Sequence[str]) -> None:
 
 
 class NamespaceProcess:
-    """A process running inside a namespace, with bounded line reads from its stdout.
+    """A process running inside a namespace, with bounded line reads from its stdout; as a
+    context manager, stopped on exit (its network stops it on teardown in any case).
 
     ``ip netns exec`` enters the namespace and then execs the command, so the PID is the
     command's own; :meth:`stop` signals exactly that PID.
@@ -164,6 +165,12 @@ class NamespaceProcess:
         """Queue stdout's lines, then None for its end."""
         self._pump(stream, self._lines.put)
         self._lines.put(None)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     @property
     def stderr(self) -> str:

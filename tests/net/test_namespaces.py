@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,11 +76,11 @@ def dual_net() -> Iterator[Network]:
 
 def stun_probe(net: Network, role: str, target: str) -> dict[str, Any]:
     """Run ``icestack stun TARGET --json`` in ``role``'s namespace; its JSON report."""
-    probe = net.start_python(
+    with net.start_python(
         role, "-m", "ice.cli", "stun", target, "--json", "--timeout", "5", name=f"stun@{role}"
-    )
-    status = probe.wait(PROCESS_TIMEOUT)
-    output = "\n".join(probe.remaining_output())
+    ) as probe:
+        status = probe.wait(PROCESS_TIMEOUT)
+        output = "\n".join(probe.remaining_output())
     assert status == 0, f"{probe.describe()}\n{output}"
     report: dict[str, Any] = json.loads(output)
     return report
@@ -147,25 +148,26 @@ def connect_agents(
     """Run agent A in host-a and agent B in host-b (JSON-lines agent scripts, see
     :mod:`tests.net.ns_agent`), A controlling unless ``a_controls`` is false; relay each one's
     description to the other; return both runs once both have exited 0."""
-    processes = [
-        net.start_python(
-            role, "-m", agent, name, "--controlling" if controls else "--controlled",
-            "--stun", stun, name=f"{agent}@{role}",
-        )
-        for role, agent, name, controls in (
-            ("host-a", agent_a, "A", a_controls),
-            ("host-b", agent_b, "B", not a_controls),
-        )
-    ]  # fmt: skip
-    descriptions = [json.loads(process.read_line(PROCESS_TIMEOUT)) for process in processes]
-    for process, description in zip(processes, reversed(descriptions), strict=True):
-        process.write_line(json.dumps(description))
-    runs = []
-    for process, description in zip(processes, descriptions, strict=True):
-        status = process.wait(PROCESS_TIMEOUT)
-        lines = process.remaining_output()
-        assert status == 0, f"{process.describe()}\n{lines}"
-        runs.append(AgentRun(description, json.loads(lines[-1])))
+    with ExitStack() as stack:
+        processes = [
+            stack.enter_context(net.start_python(
+                role, "-m", agent, name, "--controlling" if controls else "--controlled",
+                "--stun", stun, name=f"{agent}@{role}",
+            ))
+            for role, agent, name, controls in (
+                ("host-a", agent_a, "A", a_controls),
+                ("host-b", agent_b, "B", not a_controls),
+            )
+        ]  # fmt: skip
+        descriptions = [json.loads(process.read_line(PROCESS_TIMEOUT)) for process in processes]
+        for process, description in zip(processes, reversed(descriptions), strict=True):
+            process.write_line(json.dumps(description))
+        runs = []
+        for process, description in zip(processes, descriptions, strict=True):
+            status = process.wait(PROCESS_TIMEOUT)
+            lines = process.remaining_output()
+            assert status == 0, f"{process.describe()}\n{lines}"
+            runs.append(AgentRun(description, json.loads(lines[-1])))
     return runs[0], runs[1]
 
 

@@ -49,7 +49,9 @@ def icestack(*args: str) -> subprocess.CompletedProcess[str]:
 def _documented_json() -> tuple[set[str], set[str]]:
     """The keys of the ``--json`` table in docs/cli.md, and the feature strings it lists."""
     text = CLI_DOC.read_text()
-    section = text[text.index("### `--json`") :]
+    start = text.index("### `--json`")
+    end = text.find("\n## ", start)  # the section ends where the next command's begins
+    section = text[start : end if end != -1 else len(text)]
     rows = re.findall(r"^\| `(\w+)` \| (.*)$", section, flags=re.MULTILINE)
     keys = {key for key, _ in rows}
     features_row = next(rest for key, rest in rows if key == "features")

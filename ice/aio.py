@@ -41,12 +41,11 @@ import secrets
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
-from types import TracebackType
-from typing import Self
 
 import ifaddr
 
 from stun.address import Address, normalize_host
+from stun.aio import _Closing
 from stun.aio import resolve as resolve_host
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 
@@ -211,7 +210,7 @@ class _Base:
             connection._data_signal.fire()
 
 
-class Connection:
+class Connection(_Closing):
     """One ICE session (one data stream of ``components`` components) over UDP, on asyncio.
 
     Close to aioice's ``Connection``; the differences are in docs/ice.md. Arguments:
@@ -317,17 +316,6 @@ class Connection:
         role = "controlling" if self.controlling else "controlled"
         state = self._agent.state.value if self._agent else "new"
         return f"<Connection {self.local_username} {role} {state}>"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # ================================================================== properties
 
@@ -671,6 +659,7 @@ class Connection:
             self._timer.cancel()
             self._timer = None
         if self._agent is not None:
+            self._flush_counters(self._loop.time())
             self._agent.close()
             self._drain_events()
         for base in self._bases.values():

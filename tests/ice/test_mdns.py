@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -55,11 +55,21 @@ def loopback_multicast() -> None:
         pytest.skip(problem)
 
 
+Publish = Callable[[], tuple[Responder, str]]
+
+
 @pytest.fixture
-def responder_on_loopback(loopback_multicast: None) -> Iterator[list[Responder]]:
-    """Responders a test creates in its own loop, closed afterwards."""
+def publish(loopback_multicast: None) -> Iterator[Publish]:
+    """Start a responder on loopback (inside the test's loop) that publishes 127.0.0.1; return
+    it and the name. Every responder is closed after the test."""
     made: list[Responder] = []
-    yield made
+
+    def start() -> tuple[Responder, str]:
+        responder = Responder([LOOPBACK])
+        made.append(responder)
+        return responder, responder.publish("127.0.0.1")
+
+    yield start
     for responder in made:
         responder.close()
 
@@ -88,11 +98,9 @@ async def receive(sock: socket.socket) -> DnsMessage:
 # --------------------------------------------------------------------------- resolver, responder
 
 
-def test_resolve_a_published_name(responder_on_loopback: list[Responder]) -> None:
+def test_resolve_a_published_name(publish: Publish) -> None:
     async def scenario() -> tuple[str, str, str]:
-        responder = Responder([LOOPBACK])
-        responder_on_loopback.append(responder)
-        name = responder.publish("127.0.0.1")
+        responder, name = publish()
         assert responder.publish("127.0.0.1") == name  # one name per address
         return name, await resolve(name, [LOOPBACK]), await resolve(name.upper(), [LOOPBACK])
 
@@ -101,13 +109,9 @@ def test_resolve_a_published_name(responder_on_loopback: list[Responder]) -> Non
     assert address == shouted == "127.0.0.1"
 
 
-def test_one_shot_query_gets_a_unicast_answer_with_its_id(
-    responder_on_loopback: list[Responder],
-) -> None:
+def test_one_shot_query_gets_a_unicast_answer_with_its_id(publish: Publish) -> None:
     async def scenario() -> tuple[str, DnsMessage]:
-        responder = Responder([LOOPBACK])
-        responder_on_loopback.append(responder)
-        name = responder.publish("127.0.0.1")
+        _, name = publish()
         unknown = DnsMessage(id=1, questions=(Question("nobody.local", RecordType.A),))
         query = DnsMessage(
             id=0x4242,
@@ -128,13 +132,9 @@ def test_one_shot_query_gets_a_unicast_answer_with_its_id(
     assert answer.answers == (AddressRecord(name, "127.0.0.1", ttl=LEGACY_TTL),)
 
 
-def test_query_from_port_5353_gets_a_multicast_answer(
-    responder_on_loopback: list[Responder],
-) -> None:
+def test_query_from_port_5353_gets_a_multicast_answer(publish: Publish) -> None:
     async def scenario() -> tuple[str, DnsMessage]:
-        responder = Responder([LOOPBACK])
-        responder_on_loopback.append(responder)
-        name = responder.publish("127.0.0.1")
+        _, name = publish()
         with multicast_socket(MDNS_PORT) as sock:
             membership = socket.inet_aton(MDNS_GROUP_IPV4) + socket.inet_aton("127.0.0.1")
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)

@@ -109,6 +109,28 @@ def milliseconds(duration: float) -> str:
     return f"{duration * 1000:.2f} ms"
 
 
+@dataclass
+class EchoResult:
+    """The round trips one side measured: ``rtts`` of the pings answered, out of ``sent``."""
+
+    sent: int = 0
+    rtts: list[float] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if not self.rtts:
+            return f"no answer to {self.sent} pings"
+        rtts = sorted(self.rtts)
+        return (
+            f"{milliseconds(sum(rtts) / len(rtts))} mean, {milliseconds(rtts[0])} min, "
+            f"{milliseconds(rtts[-1])} max ({len(rtts)}/{self.sent} answered)"
+        )
+
+
+def _sequence(text: bytes) -> int:
+    """The number in a ping or pong (-1 when there is none)."""
+    return int(text) if text.isdigit() else -1
+
+
 # =========================================================================== demo --sim
 
 
@@ -116,14 +138,6 @@ def milliseconds(duration: float) -> str:
 SIM_TIMEOUT = 60.0
 #: Virtual seconds between one side's echo requests.
 SIM_ECHO_INTERVAL = 0.100
-
-
-@dataclass
-class _Echo:
-    """One side's echo requests in flight and the round-trip times of those that came back."""
-
-    sent: dict[int, float] = field(default_factory=dict)
-    rtts: list[float] = field(default_factory=list)
 
 
 class SimulatedDemo:
@@ -140,7 +154,9 @@ class SimulatedDemo:
         self.nats = nats
         self._emit = emit
         self.scenario = two_agents_behind_nats(*nats, seed, on_event=self._on_event)
-        self.echoes = {side.name: _Echo() for side in self.scenario.sides}
+        self.echoes = {side.name: EchoResult() for side in self.scenario.sides}
+        #: When each (side, sequence) ping left, on the virtual clock.
+        self._sent_at: dict[tuple[str, int], float] = {}
         self.outcome: Outcome | None = None
 
     @property
@@ -181,7 +197,8 @@ class SimulatedDemo:
         return all(len(echo.rtts) == ECHO_COUNT for echo in self.echoes.values())
 
     def _ping(self, side: Side, sequence: int) -> None:
-        self.echoes[side.name].sent[sequence] = self.network.now
+        self._sent_at[side.name, sequence] = self.network.now
+        self.echoes[side.name].sent += 1
         side.send(_PING + str(sequence).encode())
 
     def _on_event(self, name: str, event: IceEvent) -> None:
@@ -197,12 +214,14 @@ class SimulatedDemo:
         if event.data.startswith(_PING):
             side.send(_PONG + event.data[len(_PING) :])
             return
-        echo = self.echoes[name]
-        sent = echo.sent.pop(int(event.data[len(_PONG) :]), None)
-        if event.data.startswith(_PONG) and sent is not None:
-            rtt = self.network.now - sent
-            echo.rtts.append(rtt)
-            self.say(name, f"echo {len(echo.rtts)}/{ECHO_COUNT} back in {milliseconds(rtt)}")
+        if not event.data.startswith(_PONG):
+            return
+        sent_at = self._sent_at.pop((name, _sequence(event.data[len(_PONG) :])), None)
+        if sent_at is not None:
+            echo = self.echoes[name]
+            echo.rtts.append(self.network.now - sent_at)
+            self.say(name, f"echo {len(echo.rtts)}/{ECHO_COUNT} back in "
+                           f"{milliseconds(echo.rtts[-1])}")  # fmt: skip
 
     def summary(self) -> str:
         """The table printed after the run."""
@@ -218,8 +237,7 @@ class SimulatedDemo:
                 check_rtt = "-" if pair.last_rtt is None else milliseconds(pair.last_rtt)
                 rows.append((f"{name} check rtt", check_rtt))
             for name, echo in self.echoes.items():
-                mean = "-" if not echo.rtts else milliseconds(sum(echo.rtts) / len(echo.rtts))
-                rows.append((f"{name} echo rtt", f"{mean} ({len(echo.rtts)}/{ECHO_COUNT} echoes)"))
+                rows.append((f"{name} echo rtt", echo.describe()))
         else:
             rows.append(("result", "failed"))
             rows.append(("reason", outcome.failure_reason or "-"))
@@ -314,25 +332,6 @@ class LiveView:
             self._write("")
 
 
-
-
-@dataclass
-class EchoResult:
-    """The round trips one side measured: ``rtts`` of the pings answered, out of ``sent``."""
-
-    sent: int = 0
-    rtts: list[float] = field(default_factory=list)
-
-    def describe(self) -> str:
-        if not self.rtts:
-            return f"no answer to {self.sent} pings"
-        rtts = sorted(self.rtts)
-        return (
-            f"{milliseconds(sum(rtts) / len(rtts))} mean, {milliseconds(rtts[0])} min, "
-            f"{milliseconds(rtts[-1])} max ({len(rtts)}/{self.sent} answered)"
-        )
-
-
 async def echo(
     connection: Connection,
     count: int,
@@ -389,10 +388,6 @@ async def echo(
         with contextlib.suppress(asyncio.CancelledError):
             await answering
     return result
-
-
-def _sequence(text: bytes) -> int:
-    return int(text) if text.isdigit() else -1
 
 
 # =========================================================================== demo (loopback)
@@ -460,7 +455,6 @@ class LoopbackDemo:
 
     def __init__(self, view: LiveView, stun_servers: list[Address]) -> None:
         self.view = view
-        self.stun_servers = stun_servers
         hosts = [server.host for server in stun_servers]
         self.sides = [
             _DemoSide(name, Connection(
@@ -515,7 +509,7 @@ class LoopbackDemo:
             async with asyncio.timeout(DEMO_TIMEOUT):
                 echoes = await asyncio.gather(*(self._echo(side) for side in self.sides))
         except (IceConnectionError, TimeoutError) as exc:
-            self.failure = f"echo: {exc or 'timed out'}"
+            self.failure = f"the echo stopped: {exc or 'timed out'}"
             return False
         for side, result in zip(self.sides, echoes, strict=True):
             side.echo = result
@@ -544,7 +538,8 @@ class LoopbackDemo:
                 if side.echo is not None:
                     rows.append((f"{side.name} echo rtt", side.echo.describe()))
         if self.failure is not None:
-            rows.append(("result" if self.connect_time is None else "error", "failed"))
+            if self.connect_time is None:
+                rows.append(("result", "failed"))
             rows.append(("reason", self.failure))
         return format_table(rows)
 
@@ -765,11 +760,14 @@ async def run_ice(args: argparse.Namespace) -> int:
 
     connection.on_event = narrate
     lines = _StdinLines(asyncio.get_running_loop(), sys.stdin)
+    peer: SignalingLine | None = None
+    waiting_for = f"the {peer_role} line"
     try:
         if role == "answer":
             view.say("paste the offer line from `icestack ice offer`, then Enter:")
             peer = await _read_peer_line(lines, "offer", args.wait)
-        view.say(f"gathering ({'no STUN' if not stun_servers else _servers(stun_servers)})")
+        view.say(f"gathering ({_servers(stun_servers)})")
+        waiting_for = "gathering"
         async with asyncio.timeout(args.timeout):
             await connection.gather_candidates()
         ours = IceDescription(
@@ -779,19 +777,16 @@ async def run_ice(args: argparse.Namespace) -> int:
         )
         view.say(f"your {role} line: copy it into `icestack ice {peer_role}` on the other side")
         print(SignalingLine(role, ours).encode(), flush=True)
-        if role == "offer":
+        if peer is None:
             view.say("paste the answer line from `icestack ice answer`, then Enter:")
+            waiting_for = "the answer line"
             peer = await _read_peer_line(lines, "answer", args.wait)
+        return await _connect_and_report(connection, peer, args, view)
     except _SignalingProblem as exc:
-        await connection.close()
         return main_error(str(exc))
     except TimeoutError:
-        await connection.close()
-        what = "gathering" if not connection.local_candidates else f"the {peer_role} line"
-        print(format_table([("result", "failed"), ("reason", f"{what} timed out")]))
+        print(format_table([("result", "failed"), ("reason", f"{waiting_for} timed out")]))
         return 1
-    try:
-        return await _connect_and_report(connection, peer, args, view)
     finally:
         await connection.close()
 
@@ -844,7 +839,15 @@ def _stun_server(text: str) -> tuple[str, int]:
 
 
 def _servers(servers: list[tuple[str, int]]) -> str:
+    if not servers:
+        return "no STUN"
     return "STUN " + ", ".join(str(Address(host, port)) for host, port in servers)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"want a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def add_ice_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -884,7 +887,7 @@ def add_ice_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
             help="how long the peer's line may take to be pasted (default 600)",
         )
         sub.add_argument(
-            "--count", type=int, default=PATH_ECHO_COUNT, metavar="N",
+            "--count", type=_count, default=PATH_ECHO_COUNT, metavar="N",
             help=f"echo round trips to measure (default {PATH_ECHO_COUNT})",
         )
         sub.set_defaults(run=lambda args: asyncio.run(run_ice(args)))

@@ -127,7 +127,7 @@ def test_sim_demo_connects_and_echoes(nat_a: str, nat_b: str) -> None:
     )
     for side in "AB":
         echoes = summary_value(out, f"{side} echo rtt")
-        assert echoes.endswith(f"({ECHO_COUNT}/{ECHO_COUNT} echoes)")
+        assert echoes.endswith(f"({ECHO_COUNT}/{ECHO_COUNT} answered)")
         assert re.fullmatch(r"\d+\.\d\d ms", summary_value(out, f"{side} check rtt"))
         # The live log: the side's own candidates, its selected pair, every echo.
         assert log_lines(out, side, "candidate host ")
@@ -404,3 +404,19 @@ def test_answer_fails_when_the_offer_side_is_gone() -> None:
     assert completed.returncode == 1
     assert summary_value(completed.stdout, "result") == "failed"
     assert summary_value(completed.stdout, "reason").startswith("not connected within 1 s")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ice", "offer", "--count", "0"], "want a whole number of at least 1"),
+        (["ice", "answer", "--timeout", "0"], "must be a positive number of seconds"),
+        (["ice", "offer", "--stun", "[::1:3478"], "unclosed '['"),
+        (["ice"], "required"),
+    ],
+)
+def test_ice_bad_options_exit_2(args: list[str], message: str) -> None:
+    completed = icestack(*args)
+    assert completed.returncode == 2
+    assert message in completed.stderr
+    assert completed.stdout == ""

@@ -1,14 +1,22 @@
 """Real processes across real NATs: network namespaces built by :mod:`tests.net.netns`.
 
 Our STUN server runs in the ``pub`` namespace; clients and ICE agents run in ``host-a`` and
-``host-b``, each behind an ``iptables`` MASQUERADE router (IPv4) or routed without NAT (IPv6).
+``host-b``, each behind an ``iptables`` MASQUERADE router (IPv4) or routed without NAT (IPv6):
+
+- ``icestack stun`` from each host reports its NAT's public address (and, over IPv6, itself);
+- ICE through both NATs via srflx, with ``icestack ice offer|answer`` (the lines relayed by the
+  test) and with :class:`ice.Connection` in :mod:`tests.net.ns_agent`; IPv6 only; dual stack;
+- aioice 0.13 (:mod:`tests.net.aioice_agent`) against our agent in both roles, and against
+  itself as a control that the network lets an independent implementation through.
+
 Needs root (skipped with the reason otherwise). Every process is bounded by a timeout and stopped
-by its PID when its network is torn down.
+by its PID when its test ends.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -224,6 +232,52 @@ def test_ice_through_two_nats_via_srflx(ipv4_net: Network) -> None:
     # once it has the signalled candidates: the remote end is never learnt as peer-reflexive.
     assert (a.remote["type"], a.remote["host"]) == ("srflx", NAT_B_WAN)
     assert (b.remote["type"], b.remote["host"]) == ("srflx", NAT_A_WAN)
+
+
+def run_ice_cli(net: Network, stun: str) -> tuple[dict[str, str], dict[str, str]]:
+    """``icestack ice offer`` in host-a and ``icestack ice answer`` in host-b, their
+    ``icestack1:`` lines relayed; both reports (``name  value`` rows) once both exited 0."""
+    options = ("--stun", stun, "--timeout", "10", "--wait", "10", "--count", "3")
+    with (
+        net.start_python("host-a", "-m", "ice.cli", "ice", "offer", *options, name="offer")
+        as offer,
+        net.start_python("host-b", "-m", "ice.cli", "ice", "answer", *options, name="answer")
+        as answer,
+    ):
+        answer.write_line(offer.read_until("icestack1:", PROCESS_TIMEOUT))
+        offer.write_line(answer.read_until("icestack1:", PROCESS_TIMEOUT))
+        reports = []
+        for process in (offer, answer):
+            status = process.wait(PROCESS_TIMEOUT)
+            lines = process.remaining_output()
+            assert status == 0, f"{process.describe()}\n{lines}"
+            rows = (re.split(r"\s{2,}", line, maxsplit=1) for line in lines)
+            reports.append({row[0]: row[1] for row in rows if len(row) == 2})
+    return reports[0], reports[1]
+
+
+def cli_candidate(text: str) -> dict[str, Any]:
+    """A report's ``srflx 203.0.113.2:40000`` (or ``host [2001:db8::1]:40000``) as a dict."""
+    candidate_type, address = text.split()
+    host, _, port = address.rpartition(":")
+    return {"type": candidate_type, "host": host.strip("[]"), "port": int(port)}
+
+
+def test_ice_cli_offer_and_answer_through_two_nats(ipv4_net: Network) -> None:
+    """The two-terminal tool, with the test pasting the lines: both ends report the same
+    srflx-to-srflx path through both NATs and an echo that came back."""
+    offer, answer = run_ice_cli(ipv4_net, STUN_V4_TARGET)
+
+    for report in (offer, answer):
+        assert report["result"].startswith("connected in ")
+        assert report["path"] == "srflx-srflx"
+        answered = re.search(r"\((\d)/3 answered\)", report["echo rtt"])
+        assert answered is not None and int(answered[1]) >= 1, report["echo rtt"]
+    offer_local, offer_remote = cli_candidate(offer["local"]), cli_candidate(offer["remote"])
+    answer_local, answer_remote = cli_candidate(answer["local"]), cli_candidate(answer["remote"])
+    assert (offer_local["host"], offer_remote["host"]) == (NAT_A_WAN, NAT_B_WAN)
+    assert endpoint(offer_remote) == endpoint(answer_local)
+    assert endpoint(answer_remote) == endpoint(offer_local)
 
 
 def test_ice_over_routed_ipv6_only(ipv6_net: Network) -> None:

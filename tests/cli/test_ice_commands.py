@@ -12,6 +12,7 @@ import io
 import json
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -78,6 +79,30 @@ def test_loopback_demo_connects_two_agents_and_echoes_both_ways() -> None:
             f"({ECHO_COUNT}/{ECHO_COUNT} answered)"
         )
     assert completed.stderr == ""
+
+
+def no_network(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``icestack ARGS`` in a new network namespace with loopback alone (``unshare -rn``)."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare(1) and ip(8) to make a namespace without network")
+    probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True, timeout=RUN_TIMEOUT)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a network namespace: {probe.stderr.decode().strip()}")
+    script = 'ip link set lo up && exec "$@"'
+    return subprocess.run(
+        ["unshare", "-rn", "sh", "-c", script, "sh", *ICESTACK, *args],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+    )  # fmt: skip
+
+
+def test_loopback_demo_needs_no_network() -> None:
+    completed = no_network("demo")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert summary_value(completed.stdout, "result").startswith("connected in ")
+    for side in "AB":
+        assert summary_value(completed.stdout, f"{side} echo rtt").endswith(
+            f"({ECHO_COUNT}/{ECHO_COUNT} answered)"
+        )
 
 
 class Terminal(io.StringIO):

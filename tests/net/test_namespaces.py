@@ -15,6 +15,7 @@ by its PID when its test ends.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from .netns import (
     HOST_B_IPV6,
     NAT_A_WAN,
     NAT_B_WAN,
+    ROLES,
     STUN_IPV4,
     STUN_IPV6,
     Network,
@@ -92,6 +94,32 @@ def stun_probe(net: Network, role: str, target: str) -> dict[str, Any]:
     assert status == 0, f"{probe.describe()}\n{output}"
     report: dict[str, Any] = json.loads(output)
     return report
+
+
+# ------------------------------------------------------------------ the network itself
+
+#: The only ranges a namespace address may come from besides loopback and link-local
+#: (documentation ranges: RFC 5737, RFC 3849).
+DOCUMENTATION_RANGES = [
+    ipaddress.ip_network(prefix)
+    for prefix in ("198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+]
+
+
+def test_network_is_sealed_and_uses_documentation_addresses(dual_net: Network) -> None:
+    """Every link's other end is in one of this network's namespaces (none in the machine's own,
+    so nothing can leave), and every routable address is a documentation address."""
+    for role in ROLES:
+        for line in dual_net.run(role, "ip", "-o", "link", "show").splitlines():
+            device = line.split(":")[1].strip().split("@")[0]
+            if device not in {"lo", "br0"}:
+                peer = re.search(r"link-netns (\S+)", line)
+                assert peer is not None, line
+                assert peer[1] in {dual_net.namespace(other) for other in ROLES}, line
+        for line in dual_net.run(role, "ip", "-o", "address", "show").splitlines():
+            address = ipaddress.ip_interface(line.split()[3]).ip
+            if not (address.is_loopback or address.is_link_local):
+                assert any(address in allowed for allowed in DOCUMENTATION_RANGES), line
 
 
 # ------------------------------------------------------------------ STUN through the NATs

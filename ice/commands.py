@@ -220,8 +220,9 @@ class SimulatedDemo:
         if sent_at is not None:
             echo = self.echoes[name]
             echo.rtts.append(self.network.now - sent_at)
-            self.say(name, f"echo {len(echo.rtts)}/{ECHO_COUNT} back in "
-                           f"{milliseconds(echo.rtts[-1])}")  # fmt: skip
+            self.say(
+                name, f"echo {len(echo.rtts)}/{ECHO_COUNT} back in {milliseconds(echo.rtts[-1])}"
+            )
 
     def summary(self) -> str:
         """The table printed after the run."""
@@ -243,11 +244,13 @@ class SimulatedDemo:
             rows.append(("reason", outcome.failure_reason or "-"))
         stats = self.network.stats
         drops = ", ".join(f"{r.name.lower()} {n}" for r, n in stats.dropped.items() if n)
-        rows.append((
-            "network",
-            f"{stats.sent} datagrams sent, {stats.delivered} delivered, "
-            f"{stats.dropped_total} dropped{f' ({drops})' if drops else ''}",
-        ))
+        rows.append(
+            (
+                "network",
+                f"{stats.sent} datagrams sent, {stats.delivered} delivered, "
+                f"{stats.dropped_total} dropped{f' ({drops})' if drops else ''}",
+            )
+        )
         return format_table(rows)
 
 
@@ -418,8 +421,15 @@ async def probe_embedded_server(server: StunServer, view: LiveView) -> bool:
                 host, port, transport=transport, ssl_context=client_context(files.certificate)
             ) as client:
                 result = await client.binding()
-            rows.append((transport, str(result.server), str(result.mapped_address),
-                         milliseconds(result.rtt), result.software or "-"))  # fmt: skip
+            rows.append(
+                (
+                    transport,
+                    str(result.server),
+                    str(result.mapped_address),
+                    milliseconds(result.rtt),
+                    result.software or "-",
+                )
+            )
         except (StunError, OSError) as exc:
             rows.append((transport, f"{host}:{port}", f"failed: {exc}", "-", "-"))
     header = ("transport", "server", "mapped address", "rtt", "software")
@@ -457,14 +467,17 @@ class LoopbackDemo:
         self.view = view
         hosts = [server.host for server in stun_servers]
         self.sides = [
-            _DemoSide(name, Connection(
-                controlling=name == "A",
-                stun_servers=[(server.host, server.port) for server in stun_servers],
-                include_loopback=True,
-                interfaces=hosts,
-            ))
+            _DemoSide(
+                name,
+                Connection(
+                    controlling=name == "A",
+                    stun_servers=[(server.host, server.port) for server in stun_servers],
+                    include_loopback=True,
+                    interfaces=hosts,
+                ),
+            )
             for name in ("A", "B")
-        ]  # fmt: skip
+        ]
         for side in self.sides:
             side.connection.on_event = functools.partial(self._on_event, side)
         self.connect_time: float | None = None
@@ -517,8 +530,9 @@ class LoopbackDemo:
 
     async def _echo(self, side: _DemoSide) -> EchoResult:
         def show(sequence: int, rtt: float) -> None:
-            self.view.line(f"{side.name}  echo {sequence + 1}/{ECHO_COUNT} back in "
-                           f"{milliseconds(rtt)}")  # fmt: skip
+            self.view.line(
+                f"{side.name}  echo {sequence + 1}/{ECHO_COUNT} back in {milliseconds(rtt)}"
+            )
 
         return await echo(side.connection, ECHO_COUNT, on_rtt=show)
 
@@ -606,9 +620,11 @@ def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--sim on the simulated network behind the named NATs, in virtual time.",
     )
     parser.add_argument(
-        "--sim", type=nat_pair, metavar="NAT_A,NAT_B",
+        "--sim",
+        type=nat_pair,
+        metavar="NAT_A,NAT_B",
         help=f"run on the simulated network; NAT names: {', '.join(NAT_NAMES)}",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--seed", type=int, default=1, help="the simulated network's seed (default 1)"
     )
@@ -805,9 +821,11 @@ async def _connect_and_report(
         async with asyncio.timeout(budget):
             await connection.connect()
     except (IceConnectionError, TimeoutError) as exc:
-        reason = str(exc) if isinstance(exc, IceConnectionError) else (
-            f"not connected within {budget:g} s; {connection.failure_reason()}"
-        )  # fmt: skip
+        reason = (
+            str(exc)
+            if isinstance(exc, IceConnectionError)
+            else (f"not connected within {budget:g} s; {connection.failure_reason()}")
+        )
         print(format_table([("result", "failed"), ("reason", reason)]))
         return 1
     connected_after = time.monotonic() - started
@@ -821,15 +839,19 @@ async def _connect_and_report(
         result = EchoResult()
         view.line(f"echo stopped: {exc or 'timed out'}")
     role = "controlling" if connection.controlling else "controlled"
-    print(format_table([
-        ("result", f"connected in {milliseconds(connected_after)}"),
-        ("role", f"{args.role} ({role})"),
-        ("local", f"{pair.local.type} {pair.local.address}"),
-        ("remote", f"{pair.remote.type} {pair.remote.address}"),
-        ("path", pair_types(pair)),
-        ("check rtt", "-" if pair.last_rtt is None else milliseconds(pair.last_rtt)),
-        ("echo rtt", result.describe()),
-    ]))  # fmt: skip
+    print(
+        format_table(
+            [
+                ("result", f"connected in {milliseconds(connected_after)}"),
+                ("role", f"{args.role} ({role})"),
+                ("local", f"{pair.local.type} {pair.local.address}"),
+                ("remote", f"{pair.remote.type} {pair.remote.address}"),
+                ("path", pair_types(pair)),
+                ("check rtt", "-" if pair.last_rtt is None else milliseconds(pair.last_rtt)),
+                ("echo rtt", result.describe()),
+            ]
+        )
+    )
     return 0 if result.rtts else 1
 
 
@@ -865,7 +887,10 @@ def add_ice_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
     ):
         sub = roles.add_parser(role, help=help_text, description=help_text)
         sub.add_argument(
-            "--stun", action="append", type=_stun_server, metavar="HOST[:PORT]",
+            "--stun",
+            action="append",
+            type=_stun_server,
+            metavar="HOST[:PORT]",
             help=f"a STUN server for server-reflexive candidates (repeatable; default "
             f"{DEFAULT_PUBLIC_SERVER})",
         )
@@ -874,20 +899,30 @@ def add_ice_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
             "--include-loopback", action="store_true", help="gather on loopback addresses too"
         )
         sub.add_argument(
-            "--interface", action="append", metavar="ADDR|NAME",
+            "--interface",
+            action="append",
+            metavar="ADDR|NAME",
             help="gather only on this address or interface (repeatable)",
         )
         sub.add_argument(
-            "--timeout", type=seconds, default=30.0, metavar="SECONDS",
-            help="bound on gathering, on connecting once both lines are in, and on the echo "
-            "(default 30)",
+            "--timeout",
+            type=seconds,
+            default=30.0,
+            metavar="SECONDS",
+            help="bound on gathering, and on connecting once both lines are in (default 30)",
         )
         sub.add_argument(
-            "--wait", type=seconds, default=600.0, metavar="SECONDS",
+            "--wait",
+            type=seconds,
+            default=600.0,
+            metavar="SECONDS",
             help="how long the peer's line may take to be pasted (default 600)",
         )
         sub.add_argument(
-            "--count", type=_count, default=PATH_ECHO_COUNT, metavar="N",
+            "--count",
+            type=_count,
+            default=PATH_ECHO_COUNT,
+            metavar="N",
             help=f"echo round trips to measure (default {PATH_ECHO_COUNT})",
         )
         sub.set_defaults(run=lambda args: asyncio.run(run_ice(args)))

@@ -91,8 +91,11 @@ def no_network(*args: str) -> subprocess.CompletedProcess[str]:
     script = 'ip link set lo up && exec "$@"'
     return subprocess.run(
         ["unshare", "-rn", "sh", "-c", script, "sh", *ICESTACK, *args],
-        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
 
 
 def test_loopback_demo_needs_no_network() -> None:
@@ -241,8 +244,12 @@ def test_signaling_line_round_trip() -> None:
 
 def test_signaling_line_skips_candidates_it_cannot_use() -> None:
     unusable = "3 1 udp 100 turn.example.com 3478 typ relay"  # an FQDN (RFC 8839 §5.1)
-    document = {"role": "answer", "ufrag": UFRAG, "pwd": PWD,
-                "candidates": [HOST.to_sdp(), unusable]}  # fmt: skip
+    document = {
+        "role": "answer",
+        "ufrag": UFRAG,
+        "pwd": PWD,
+        "candidates": [HOST.to_sdp(), unusable],
+    }
     assert SignalingLine.decode(line_of(document)).description.candidates == (HOST,)
 
 
@@ -281,8 +288,11 @@ class Side:
     def __init__(self, role: str, *options: str) -> None:
         self.process = subprocess.Popen(
             [*ICESTACK, "ice", role, *options],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -423,9 +433,12 @@ def test_answer_fails_when_the_offer_side_is_gone() -> None:
     offer = SignalingLine("offer", IceDescription(ufrag=UFRAG, pwd=PWD, candidates=(nobody,)))
     completed = subprocess.run(
         [*ICESTACK, "ice", "answer", *LOOPBACK_ONLY[:-1], "0.5", "--wait", "0.5"],
-        input=offer.encode() + "\n", capture_output=True, text=True, timeout=RUN_TIMEOUT,
+        input=offer.encode() + "\n",
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
         check=False,
-    )  # fmt: skip
+    )
     assert completed.returncode == 1
     assert summary_value(completed.stdout, "result") == "failed"
     assert summary_value(completed.stdout, "reason").startswith("not connected within 1 s")

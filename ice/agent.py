@@ -179,11 +179,18 @@ class Agent:
         self._check_stream(stream, candidate.component)
         if candidate.transport != "udp" or candidate.host.endswith(".local"):
             return  # TCP candidates are not used; mDNS names must be resolved by the driver
-        if any(
-            s == stream and c.address == candidate.address and c.component == candidate.component
-            for s, c in self.remote_candidates
-        ):
-            return
+        for index, (known_stream, known) in enumerate(self.remote_candidates):
+            if (
+                known_stream == stream
+                and known.address == candidate.address
+                and known.component == candidate.component
+            ):
+                if known.type is CandidateType.PEER_REFLEXIVE:
+                    # Signalling caught up with a peer-reflexive candidate learnt from a check:
+                    # the signalled candidate (its type, priority, foundation) replaces it.
+                    self.remote_candidates[index] = (stream, candidate)
+                    self.checklists[stream].replace_remote(known, candidate, self.controlling)
+                return
         self.remote_candidates.append((stream, candidate))
         if self.gatherer.started:
             self._pair_remote(stream, candidate)
@@ -430,6 +437,8 @@ class Agent:
             pair, transaction, use_candidate, self.controlling, consent
         )
         pair.requests_sent += 1
+        if not consent and pair.first_check_at is None:
+            pair.first_check_at = now
         if not consent and pair.state is not PairState.SUCCEEDED:
             # A succeeded pair checked again (to nominate it) stays succeeded (§8.1.1).
             self._set_pair_state(pair, PairState.IN_PROGRESS)

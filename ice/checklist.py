@@ -64,6 +64,8 @@ class CandidatePair:
     rtt_total: float = 0.0
     rtt_count: int = 0
     last_rtt: float | None = None
+    #: When this pair's first check went out (consent checks aside), for nomination patience.
+    first_check_at: float | None = None
     #: What ended the last check, for the failure summary (e.g. "timeout", "401").
     failure: str | None = None
     history: list[str] = field(default_factory=list, repr=False)
@@ -140,6 +142,14 @@ class CheckList:
     def _remove(self, pair: CandidatePair) -> None:
         self.pairs.remove(pair)
         del self._by_addresses[(pair.local_base, pair.remote.address)]
+
+    def replace_remote(self, old: Candidate, new: Candidate, controlling: bool) -> None:
+        """A remote candidate is known better now (a prflx later signalled): pairs take it."""
+        for pair in self.pairs:
+            if pair.remote is old:
+                pair.remote = new
+                pair.priority = _priority(pair.local, new, controlling)
+        self.sort()
 
     def sort(self) -> None:
         """Highest priority first (§6.1.2.3)."""

@@ -1,10 +1,11 @@
 """When the controlling agent nominates, and the valid list it chooses from (RFC 8445 §8.1.1).
 
 Regular nomination, with no fixed waits per candidate type: for each component, the controlling
-agent nominates its best valid pair as soon as no pair of higher priority can still succeed — none
-is Frozen, Waiting or In-Progress — or, at the latest, ``max_nomination_wait`` after the component's
-first valid pair, so that an unreachable higher-priority pair (which fails only when its transaction
-times out) cannot hold the session hostage. Nominating means checking the pair again with
+agent nominates its best valid pair as soon as no pair of higher priority can still be expected to
+succeed — every better pair has been checked and had a few round trips of the valid pair to answer
+— or, at the latest, ``max_nomination_wait`` after the component's first valid pair. An unreachable
+higher-priority pair (which fails only when its transaction times out) thus costs a few round trips,
+not a whole transaction timeout. Nominating means checking the pair again with
 USE-CANDIDATE; if that check fails, the component is open for nomination again.
 """
 
@@ -14,6 +15,11 @@ from .checklist import CandidatePair, CheckList, PairState
 from .config import AgentConfig
 
 _Key = tuple[int, int]
+
+#: How many round trips of the best valid pair a better pair's first check gets to answer.
+PATIENCE_RTTS = 3
+#: The least time a better pair gets, whatever the round trip (clock and scheduling noise).
+MIN_PATIENCE = 0.020
 
 
 def _same(a: CandidatePair, b: CandidatePair) -> bool:
@@ -28,6 +34,7 @@ class NominationPolicy:
         self._valid: dict[_Key, list[CandidatePair]] = {}
         self._first_valid_at: dict[_Key, float] = {}
         self._nominating: dict[_Key, CandidatePair] = {}
+        self._recheck_at: dict[_Key, float] = {}
 
     def pair_valid(self, pair: CandidatePair, now: float) -> None:
         """Add a pair to the valid list (§7.2.5.3.2)."""
@@ -44,29 +51,40 @@ class NominationPolicy:
 
     @property
     def deadline(self) -> float | None:
-        """When a waiting component must be nominated anyway."""
+        """When the nomination decision of some component must be taken again."""
         waiting = [
-            at + self._max_wait
+            min(at + self._max_wait, self._recheck_at.get(key, at + self._max_wait))
             for key, at in self._first_valid_at.items()
             if key not in self._nominating
         ]
         return min(waiting, default=None)
 
     def choose(self, checklist: CheckList, component: int, now: float) -> CandidatePair | None:
-        """The valid pair to nominate now for this component, or ``None`` (not yet, or done)."""
+        """The valid pair to nominate now for this component, or ``None`` (not yet, or done).
+
+        A higher-priority pair still deserves waiting for while it has not been checked yet, or
+        while its first check is younger than ``PATIENCE_RTTS`` round trips of the best valid
+        pair (at least ``MIN_PATIENCE``): a path that works answers in about that time. Never
+        longer than ``max_nomination_wait`` after the first valid pair.
+        """
         key = (checklist.stream, component)
         valid = self._valid.get(key)
         if key in self._nominating or not valid:
             return None
         best = valid[0]
-        better_pending = any(
-            p.component == component
-            and p.priority > best.priority
-            and p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
-            for p in checklist
-        )
-        if better_pending and now < self._first_valid_at[key] + self._max_wait:
-            return None
+        cap = self._first_valid_at[key] + self._max_wait
+        if now < cap:
+            patience = max(PATIENCE_RTTS * (best.last_rtt or 0.0), MIN_PATIENCE)
+            promising = [
+                p.first_check_at + patience if p.first_check_at is not None else cap
+                for p in checklist
+                if p.component == component
+                and p.priority > best.priority
+                and p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
+            ]
+            if promising and now < min(max(promising), cap):
+                self._recheck_at[key] = min(max(promising), cap)
+                return None
         self._nominating[key] = best
         return best
 

@@ -245,6 +245,18 @@ def test_peer_reflexive_remote_candidate_when_candidates_are_not_signalled() -> 
     assert a.state is IceState.COMPLETED and b.state is IceState.COMPLETED
 
 
+def test_late_signalling_replaces_a_peer_reflexive_candidate() -> None:
+    a, b, wire = pair_of()
+    connect(a, b, wire, signal_b_to_a=False)
+    selected = a.selected_pair()
+    assert selected is not None and selected.remote.type is CandidateType.PEER_REFLEXIVE
+    (signalled,) = host_candidates(b)
+    a.add_remote_candidate(signalled)
+    assert [c for _, c in a.remote_candidates] == [signalled]
+    assert selected.remote is signalled  # the pair now carries the signalled type and priority
+    assert selected.remote.type is CandidateType.HOST
+
+
 def test_role_conflict_is_resolved_by_tie_breaker() -> None:
     a = make_agent(True, A_ADDRESS, 1, tie_breaker=10)
     b = make_agent(True, B_ADDRESS, 2, tie_breaker=20)

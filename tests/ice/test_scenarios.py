@@ -274,10 +274,11 @@ def test_checks_that_arrive_before_the_credentials_are_answered_then_triggered()
     assert_agreed(scenario)
 
 
-def test_controlling_agent_nominates_max_nomination_wait_after_its_first_valid_pair() -> None:
+def test_controlling_agent_does_not_wait_for_an_unreachable_better_pair() -> None:
     """Each side's private host address is unreachable from the other; that pair has the
-    highest priority and stays In-Progress for its whole 39.5 s transaction. The controlling
-    agent must not wait for it longer than max_nomination_wait after its first valid pair."""
+    highest priority and stays In-Progress for its whole 39.5 s transaction. Once it has had a
+    few round trips of the valid pair to answer, the controlling agent nominates without it —
+    well before max_nomination_wait."""
     wait = 0.3
     snapshots: list[tuple[float, str, PairState, str]] = []
 
@@ -301,7 +302,8 @@ def test_controlling_agent_nominates_max_nomination_wait_after_its_first_valid_p
     )
     [(selected_at, _)] = events_of(scenario.a, SelectedPairChanged)
     round_trip = 2 * (0.001 + 0.010 + 0.001)
-    assert selected_at == pytest.approx(first_valid + wait + round_trip)
+    assert selected_at < first_valid + wait
+    assert selected_at == pytest.approx(first_valid + round_trip)
     unreachable = next(s for s in scenario.a.agent.stats() if s.local.type == s.remote.type)
     assert unreachable.state is PairState.IN_PROGRESS  # nomination did not wait for it
     assert_agreed(scenario)

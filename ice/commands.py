@@ -25,7 +25,7 @@ from stun._version import __version__
 from stun.address import Address
 from stun.aio import StunClient, StunServer, Transport, ipv6_loopback_available
 from stun.cli import DEFAULT_PUBLIC_SERVER, format_table, main_error, split_host_port
-from stun.cli import _seconds as seconds
+from stun.cli import parse_seconds as seconds
 from stun.errors import StunError
 from stun.tls import client_context, make_self_signed, server_context
 

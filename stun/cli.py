@@ -70,7 +70,7 @@ def scaled_schedule(timeout: float) -> TransactionConfig:
     return TransactionConfig(initial_rto=timeout / rtos, reliable_timeout=timeout)
 
 
-def _seconds(text: str) -> float:
+def parse_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -190,7 +190,7 @@ def add_probe_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--insecure", action="store_true", help="do not verify the TLS certificate (diagnostics)"
     )
     parser.add_argument(
-        "--timeout", type=_seconds, metavar="SECONDS",
+        "--timeout", type=parse_seconds, metavar="SECONDS",
         help="give up after this long (default 39.5, the RFC 8489 §6.2 schedule)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object (docs/cli.md)")

@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from .address import Address
 from .attributes import Attribute
@@ -413,7 +413,12 @@ class Listener:
         return f"{self.transport} {self.address}"
 
 
-def _bind_udp(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+def bind_udp(
+    host: str, port: int, *, reuse_port: bool = False, receive_buffer: int | None = 4 * 1024 * 1024
+) -> socket.socket:
+    """A non-blocking UDP socket bound to ``(host, port)``: IPv6 sockets are IPv6-only,
+    ``reuse_port`` shares the port with other processes (``SO_REUSEPORT``), and
+    ``receive_buffer`` asks the kernel for that much buffering (``None``: its default)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -421,7 +426,8 @@ def _bind_udp(host: str, port: int, *, reuse_port: bool) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        if receive_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         sock.bind((host, port))
         sock.setblocking(False)
     except BaseException:
@@ -430,42 +436,113 @@ def _bind_udp(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
-class _UdpListener:
-    """Reads a UDP socket in batches on readiness and answers each request inline."""
+#: ``handler(data, sockaddr, now)``: one datagram a :class:`UdpReader` read, and the loop time
+#: of the batch it came in.
+DatagramHandler = Callable[[bytes, tuple[Any, ...], float], None]
+_ICMP_ERRNOS = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH))
 
-    def __init__(self, server: BindingServer, sock: socket.socket) -> None:
-        self.server = server
+
+class UdpReader:
+    """Reads a non-blocking UDP socket on readiness (``loop.add_reader``) in batches.
+
+    Each wake-up drains up to :data:`UDP_BATCH` datagrams, hands each to ``handler`` with one
+    loop time for the whole batch, then calls ``after_batch`` (if given) once. The socket belongs
+    to the reader from then on: :meth:`close` closes it.
+    """
+
+    __slots__ = ("after_batch", "handler", "local", "loop", "sock")
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        handler: DatagramHandler,
+        after_batch: Callable[[], None] | None = None,
+    ) -> None:
         self.sock = sock
+        self.handler = handler
+        self.after_batch = after_batch
         self.local = _address(sock.getsockname())
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(sock.fileno(), self._read_ready)
 
     def _read_ready(self) -> None:
-        sock = self.sock
-        recvfrom = sock.recvfrom
-        sendto = sock.sendto
-        respond = self.server.respond
-        local = self.local
+        recvfrom = self.sock.recvfrom
+        handler = self.handler
         now = self.loop.time()
         for _ in range(UDP_BATCH):
             try:
                 data, sockaddr = recvfrom(_UDP_BUFFER)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:
                 # ICMP errors surface here on Linux (ECONNREFUSED for an earlier send): skip them.
-                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                if exc.errno in _ICMP_ERRNOS:
                     continue
-                _log.warning("UDP listener %s: %s", local, exc)
-                return
-            answer = respond(data, local, Address(sockaddr[0], sockaddr[1]), now)
-            if answer is not None:
-                with contextlib.suppress(BlockingIOError, InterruptedError, OSError):
-                    sendto(answer, sockaddr)
+                _log.warning("UDP socket %s: %s", self.local, exc)
+                break
+            handler(data, sockaddr, now)
+        if self.after_batch is not None:
+            self.after_batch()
 
     def close(self) -> None:
-        self.loop.remove_reader(self.sock.fileno())
-        self.sock.close()
+        """Stop reading and close the socket."""
+        if self.sock.fileno() != -1:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+
+def _answerer(server: BindingServer, sock: socket.socket) -> DatagramHandler:
+    """A :class:`UdpReader` handler that answers each request inline from ``sock``."""
+    respond = server.respond
+    sendto = sock.sendto
+    local = _address(sock.getsockname())
+
+    def answer(data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
+        reply = respond(data, local, Address(sockaddr[0], sockaddr[1]), now)
+        if reply is not None:
+            # A full socket buffer or an ICMP error: the client retransmits.
+            with contextlib.suppress(OSError):
+                sendto(reply, sockaddr)
+
+    return answer
+
+
+async def listen_stream(
+    host: str,
+    port: int,
+    protocol_factory: Callable[[Address], asyncio.BaseProtocol],
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    reuse_port: bool = False,
+) -> tuple[asyncio.Server, Address]:
+    """Listen on TCP (TLS with ``ssl_context``) at ``(host, port)``; ``port=0`` picks one.
+
+    ``protocol_factory(local)`` makes the protocol of each accepted connection, ``local`` being
+    the listening address. IPv6 sockets are IPv6-only; ``reuse_port`` shares the port with other
+    processes (``SO_REUSEPORT``). Returns the asyncio server and the address it listens on.
+    """
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    local = _address(sock.getsockname())
+    server = await loop.create_server(
+        lambda: protocol_factory(local),
+        sock=sock,
+        ssl=ssl_context,
+        ssl_handshake_timeout=10.0 if ssl_context else None,
+        backlog=512,
+    )
+    return server, local
 
 
 class _StreamServerProtocol(asyncio.Protocol):
@@ -538,7 +615,7 @@ class StunServer(_Closing):
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.listeners: list[Listener] = []
-        self._udp: list[_UdpListener] = []
+        self._udp: list[UdpReader] = []
         self._stream_servers: list[asyncio.Server] = []
         self._connections: set[_StreamServerProtocol] = set()
         self._closed = asyncio.Event()
@@ -565,50 +642,27 @@ class StunServer(_Closing):
     ) -> Listener:
         """Open one listener; ``port=0`` picks a free one. TLS needs ``ssl_context``."""
         if transport == "udp":
-            listener = _UdpListener(self.server, _bind_udp(host, port, reuse_port=reuse_port))
-            self._udp.append(listener)
-            result = Listener("udp", listener.local)
+            sock = bind_udp(host, port, reuse_port=reuse_port)
+            reader = UdpReader(sock, _answerer(self.server, sock))
+            self._udp.append(reader)
+            result = Listener("udp", reader.local)
         elif transport in ("tcp", "tls"):
             if (transport == "tls") != (ssl_context is not None):
                 raise LocalProtocolError("a tls listener needs ssl_context; tcp takes none")
-            result = await self._listen_stream(transport, host, port, ssl_context, reuse_port)
+            server, local = await listen_stream(
+                host,
+                port,
+                lambda local: _StreamServerProtocol(self, local),
+                ssl_context=ssl_context,
+                reuse_port=reuse_port,
+            )
+            self._stream_servers.append(server)
+            result = Listener(transport, local)
         else:
             raise LocalProtocolError(f"unknown transport {transport!r}: udp, tcp or tls")
         self.listeners.append(result)
         _log.info("STUN server listening on %s", result)
         return result
-
-    async def _listen_stream(
-        self,
-        transport: Transport,
-        host: str,
-        port: int,
-        ssl_context: ssl.SSLContext | None,
-        reuse_port: bool,
-    ) -> Listener:
-        loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, port))
-        except BaseException:
-            sock.close()
-            raise
-        local = _address(sock.getsockname())
-        server = await loop.create_server(
-            lambda: _StreamServerProtocol(self, local),
-            sock=sock,
-            ssl=ssl_context,
-            ssl_handshake_timeout=10.0 if ssl_context else None,
-            backlog=512,
-        )
-        self._stream_servers.append(server)
-        return Listener(transport, local)
 
     async def serve_forever(self) -> None:
         """Wait until :meth:`close` is called."""

@@ -67,7 +67,7 @@ from ..channel import MAX_DATA_SIZE, decode_channel_data, encode_channel_data
 from .allocation import Allocation, ClientTransport, FiveTuple, family_of
 from .config import TurnServerConfig
 from .credentials import RestApiUsers, rest_api_expiry
-from .events import TurnServerEvent
+from .events import DeletionReason, TurnServerEvent
 from .limits import SourceRateLimiter, source_key
 from .methods import AuthenticatedRequest, RequestHandlers
 from .relays import RelayAllocator
@@ -163,6 +163,14 @@ class TurnServerCore:
     def handle_timer(self, now: float) -> None:
         """Expire what is due: allocations not refreshed, reservations not claimed."""
         self.table.handle_timer(now)
+
+    def connection_closed(self, five_tuple: FiveTuple) -> None:
+        """The TCP or TLS connection of ``five_tuple`` closed: no message can reach the client
+        on that 5-tuple again, so its allocation (if any) is deleted now rather than left to
+        expire."""
+        allocation = self.table.peek(five_tuple)
+        if allocation is not None:
+            self.table.delete(allocation, DeletionReason.CONNECTION_CLOSED)
 
     def next_event(self) -> TurnServerEvent | None:
         """The oldest event not yet drained."""

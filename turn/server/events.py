@@ -30,6 +30,7 @@ class DeletionReason(enum.Enum):
 
     EXPIRED = "its lifetime ran out without a Refresh (RFC 8656 §6)"
     DELETED = "the client sent a Refresh with LIFETIME 0 (RFC 8656 §8.2)"
+    CONNECTION_CLOSED = "the TCP or TLS connection of its 5-tuple closed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,872 @@
+"""The sans-IO TURN client: one allocation on one TURN server (RFC 8656).
+
+Theory of operation. A :class:`TurnAllocation` runs every request through a
+:class:`stun.client.ClientSession`, which owns retransmission, the long-term credential dance
+(401, 438 Stale Nonce, SHA-256 when the server offers it), 300 Try Alternate (once per request)
+and 5xx retries. This module decides what to ask and what the answers mean. The machine moves
+through :class:`AllocationState` by one table, ``_TRANSITIONS``::
+
+    IDLE ─allocate()─▶ ALLOCATING ─success─▶ ALLOCATED ─close()─▶ CLOSING ─answer─▶ CLOSED
+                           │                     │
+                           └─failure─▶ FAILED    └─lifetime over, 437, connection lost─▶ EXPIRED
+
+``close()`` from IDLE, FAILED or EXPIRED goes straight to CLOSED; from ALLOCATING it waits in
+CLOSING for the Allocate's answer and deletes what was created (Refresh with LIFETIME 0, §8).
+
+Three kinds of lease are kept alive, each refreshed ``refresh_margin`` seconds before it ends (at
+most a fifth of its lifetime): the allocation (Refresh, §8), a permission per peer IP address
+(CreatePermission, 300 s, §9) and a channel per peer transport address (ChannelBind, 600 s, §12,
+which installs the peer's permission too). While a refresh is in flight, the lease's expiry is
+the deadline instead. :meth:`TurnAllocation.get_timer` is the earliest of these and the
+session's own. A failed permission or channel refresh ends that lease at once; a failed
+allocation Refresh lets the allocation run to its expiry, unless it was 437 (the server has no
+such allocation), which ends it at once.
+
+Data. :meth:`TurnAllocation.send` sends ChannelData once a channel is bound to the peer (padded
+to four bytes on TCP/TLS, §12.5), else a Send indication (§10.1). With ``auto_permission`` the
+peer's IP address gets a permission on first use and data waits for it, a bounded number of
+datagrams per peer; with ``use_channels`` a channel is bound on first use as well. From the
+server, ChannelData on a channel this client bound (or is binding: the server may relay before
+its answer arrives, §12.7) and Data indications from a peer with a permission (§10.4) become
+:class:`~turn.events.DataReceived`, tagged with the relayed address they reached; a Data
+indication is delivered whether or not a channel exists yet. Anything else from the server that
+is not a response is dropped and counted in :attr:`TurnAllocation.dropped`, never raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+from stun import (
+    Address,
+    AddressFamily,
+    Attribute,
+    DecodeError,
+    ErrorResponse,
+    Message,
+    MessageClass,
+    Method,
+    TransactionTimeout,
+    UnknownAttributes,
+    XorMappedAddress,
+    make_address,
+    new_transaction_id,
+)
+from stun import LocalProtocolError as StunLocalProtocolError
+from stun.client import ClientConfig, ClientSession, Credentials
+from stun.datagram import Datagram
+from stun.events import RequestFailed, RequestSucceeded
+from stun.transaction import RtoCache
+
+from . import errors
+from .attributes import (
+    AdditionalAddressFamily,
+    AddressErrorCode,
+    ChannelNumber,
+    Data,
+    DontFragment,
+    EvenPort,
+    Icmp,
+    Lifetime,
+    RequestedAddressFamily,
+    RequestedTransport,
+    ReservationToken,
+    TransportProtocol,
+    TurnAttrType,
+    XorPeerAddress,
+    XorRelayedAddress,
+)
+from .channel import MAX_CHANNEL, MIN_CHANNEL, decode_channel_data, encode_channel_data
+from .events import (
+    AllocationCreated,
+    AllocationDeleted,
+    AllocationExpired,
+    AllocationFailed,
+    AllocationRefreshed,
+    ChannelBound,
+    ChannelFailed,
+    DataReceived,
+    Failure,
+    PermissionCreated,
+    PermissionFailed,
+    TurnClientEvent,
+    error_code,
+)
+from .server.allocation import ClientTransport, family_of
+
+#: The most data one :meth:`TurnAllocation.send` carries: what still fits a Send indication with
+#: an IPv6 XOR-PEER-ADDRESS, DONT-FRAGMENT and FINGERPRINT in STUN's 16-bit length.
+MAX_SEND_SIZE = (0xFFFF - (4 + 20) - 4 - 4 - 8) & ~3
+
+
+@dataclass(frozen=True, kw_only=True)
+class TurnClientConfig:
+    """How a :class:`TurnAllocation` behaves. Times are seconds; defaults are the RFC's.
+
+    ``stun`` configures the requests (retransmission, SOFTWARE, FINGERPRINT, password
+    algorithms, the random source); its ``credentials`` and ``reliable`` are replaced by the
+    allocation's credentials and by ``transport``.
+    """
+
+    stun: ClientConfig = field(default_factory=ClientConfig)
+    #: How the client reaches the server: over TCP and TLS nothing is retransmitted and
+    #: ChannelData is padded to four bytes (RFC 8656 §12.5).
+    transport: ClientTransport = ClientTransport.UDP
+    #: LIFETIME to ask for in Allocate and Refresh (§7.1); ``None`` takes the server's default.
+    lifetime: int | None = None
+    #: Refresh a lease this long before it ends (§8 suggests a minute), at most a fifth of it.
+    refresh_margin: float = 60.0
+    #: How long a permission lasts (§9: exactly 300 s) and a channel binding (§12: 600 s).
+    permission_lifetime: float = 300.0
+    channel_lifetime: float = 600.0
+    #: REQUESTED-ADDRESS-FAMILY (§7.1): ``IPV6`` for an IPv6 relayed address.
+    requested_family: AddressFamily | None = None
+    #: ADDITIONAL-ADDRESS-FAMILY (§7.1): an IPv6 relayed address besides the IPv4 one.
+    dual_allocation: bool = False
+    #: EVEN-PORT (§7.1): an even relayed port; ``reserve_next_port`` sets its R bit, asking the
+    #: server to hold the next port for a later Allocate with the RESERVATION-TOKEN it returns.
+    even_port: bool = False
+    reserve_next_port: bool = False
+    #: RESERVATION-TOKEN (§7.1): allocate the port an earlier allocation reserved.
+    reservation_token: bytes | None = None
+    #: DONT-FRAGMENT (§7.1): dropped, and the Allocate retried, if the server does not know it.
+    dont_fragment: bool = False
+    #: Create a permission for a peer's IP address when data is first sent to it.
+    auto_permission: bool = True
+    #: Bind a channel to a peer when data is first sent to it (ChannelData costs 4 bytes, a
+    #: Send indication 36 or more).
+    use_channels: bool = True
+    #: Datagrams held per peer while its permission is being created; more are dropped.
+    max_queued_per_peer: int = 32
+
+    def __post_init__(self) -> None:
+        if self.lifetime is not None and not 0 < self.lifetime < 2**32:
+            raise errors.LocalProtocolError("lifetime must be 1 to 2**32 - 1 seconds")
+        if self.refresh_margin <= 0:
+            raise errors.LocalProtocolError("refresh_margin must be positive")
+        if self.permission_lifetime <= 0 or self.channel_lifetime <= 0:
+            raise errors.LocalProtocolError("permission and channel lifetimes must be positive")
+        if self.max_queued_per_peer < 0:
+            raise errors.LocalProtocolError("max_queued_per_peer must not be negative")
+        if self.dual_allocation and (self.requested_family is not None or self.reserve_next_port):
+            raise errors.LocalProtocolError(
+                "dual_allocation excludes requested_family and reserve_next_port (RFC 8656 §7.2)"
+            )
+        if self.reservation_token is not None:
+            if len(self.reservation_token) != 8:
+                raise errors.LocalProtocolError("reservation_token must be 8 bytes")
+            if (
+                self.even_port
+                or self.reserve_next_port
+                or self.requested_family is not None
+                or self.dual_allocation
+            ):
+                raise errors.LocalProtocolError(
+                    "reservation_token excludes even_port, reserve_next_port, requested_family "
+                    "and dual_allocation (RFC 8656 §7.2)"
+                )
+
+
+class AllocationState(enum.Enum):
+    """Where a :class:`TurnAllocation` stands (see the module docstring)."""
+
+    IDLE = "idle"
+    ALLOCATING = "allocating"
+    ALLOCATED = "allocated"
+    CLOSING = "closing"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CLOSED = "closed"
+
+
+_S = AllocationState
+_TRANSITIONS: dict[AllocationState, frozenset[AllocationState]] = {
+    _S.IDLE: frozenset((_S.ALLOCATING, _S.CLOSED)),
+    _S.ALLOCATING: frozenset((_S.ALLOCATED, _S.FAILED, _S.CLOSING)),
+    _S.ALLOCATED: frozenset((_S.EXPIRED, _S.CLOSING)),
+    _S.CLOSING: frozenset((_S.CLOSED,)),
+    _S.FAILED: frozenset((_S.CLOSED,)),
+    _S.EXPIRED: frozenset((_S.CLOSED,)),
+    _S.CLOSED: frozenset(),
+}
+
+
+class _Grant(enum.Enum):
+    PENDING = "requested"
+    ACTIVE = "granted"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class _Lease:
+    """Something the server grants for a while and the client refreshes: the allocation, a
+    permission, a channel. ``handle`` is the request in flight for it, if any."""
+
+    grant: _Grant = _Grant.PENDING
+    expires_at: float = math.inf
+    refresh_at: float = math.inf
+    handle: int | None = None
+
+    def granted(self, now: float, lifetime: float, margin: float) -> None:
+        self.grant = _Grant.ACTIVE
+        self.expires_at = now + lifetime
+        self.refresh_at = self.expires_at - min(margin, lifetime / 5)
+
+    @property
+    def deadline(self) -> float:
+        """The refresh time, or while a request is in flight, the expiry."""
+        if self.grant is not _Grant.ACTIVE:
+            return math.inf
+        return self.expires_at if self.handle is not None else self.refresh_at
+
+
+@dataclass(slots=True, kw_only=True)
+class _Permission(_Lease):
+    #: XOR-PEER-ADDRESS sent: the first peer seen at this IP address (the port is ignored, §9).
+    peer: Address
+    queued: deque[tuple[bytes, Address]] = field(default_factory=deque)
+
+
+@dataclass(slots=True, kw_only=True)
+class _Channel(_Lease):
+    number: int
+    peer: Address
+
+
+def _lapsed(what: str) -> TransactionTimeout:
+    return TransactionTimeout(f"the {what} expired before its refresh was answered")
+
+
+_OnSuccess = Callable[[Message, float], None]
+_OnFailure = Callable[[Failure, float], None]
+
+
+class TurnAllocation:
+    """One allocation on one TURN server, sans-IO (design.md §2 verbs; see the module docstring).
+
+    ``server`` is the server's transport address; ``credentials`` the long-term credentials it
+    challenges for. Every datagram this machine emits goes to the server (ALTERNATE-SERVER may
+    move it, :attr:`server`) from ``local``, a label for the driver's socket.
+    """
+
+    def __init__(
+        self,
+        server: Address,
+        credentials: Credentials | None = None,
+        config: TurnClientConfig | None = None,
+        *,
+        local: Address | None = None,
+        rto_cache: RtoCache | None = None,
+    ) -> None:
+        self.config = config = config or TurnClientConfig()
+        self.local = local
+        session_config: ClientConfig = dataclasses.replace(
+            config.stun,
+            credentials=credentials or config.stun.credentials,
+            reliable=config.transport.is_stream,
+        )
+        self._session = ClientSession(server, config=session_config, rto_cache=rto_cache)
+        self._state = AllocationState.IDLE
+        self._callbacks: dict[int, tuple[_OnSuccess, _OnFailure]] = {}
+        self._outgoing: list[Datagram] = []
+        self._events: deque[TurnClientEvent] = deque()
+        self._dont_fragment = config.dont_fragment
+        self._lease = _Lease()
+        self._refresh_error: Failure | None = None
+        self._relayed: dict[AddressFamily, Address] = {}
+        self._mapped: Address | None = None
+        self._permissions: dict[str, _Permission] = {}
+        self._channels: dict[Address, _Channel] = {}
+        self._channel_numbers: dict[int, _Channel] = {}
+        self._next_channel = MIN_CHANNEL
+        #: Datagrams (or data) dropped, by reason; for diagnostics and tests.
+        self.dropped: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ what it holds
+
+    @property
+    def state(self) -> AllocationState:
+        return self._state
+
+    @property
+    def server(self) -> Address:
+        """Where requests and data go now (ALTERNATE-SERVER can move it before the allocation)."""
+        return self._session.server
+
+    @property
+    def relayed(self) -> tuple[Address, ...]:
+        """The relayed transport addresses, IPv4 first; empty unless allocated."""
+        return tuple(self._relayed[family] for family in sorted(self._relayed))
+
+    def relayed_for(self, peer: Address) -> Address | None:
+        """The relayed address that talks to ``peer`` (the one of the peer's family), if any."""
+        return self._relayed.get(family_of(peer))
+
+    @property
+    def mapped_address(self) -> Address | None:
+        """The client's address as the server saw it (XOR-MAPPED-ADDRESS of the Allocate)."""
+        return self._mapped
+
+    @property
+    def expires_at(self) -> float | None:
+        """When the allocation ends unless refreshed; ``None`` unless allocated."""
+        return self._lease.expires_at if self._state is AllocationState.ALLOCATED else None
+
+    @property
+    def dont_fragment(self) -> bool:
+        """Whether Send indications carry DONT-FRAGMENT (asked for, and not refused with 420)."""
+        return self._dont_fragment
+
+    def has_permission(self, host: str) -> bool:
+        """Whether the server has granted a permission for peer IP address ``host``."""
+        permission = self._permissions.get(host)
+        return permission is not None and permission.grant is _Grant.ACTIVE
+
+    def channel(self, peer: Address) -> int | None:
+        """The channel number bound to ``peer``, once the server has confirmed it."""
+        channel = self._channels.get(peer)
+        return channel.number if channel is not None and channel.grant is _Grant.ACTIVE else None
+
+    # ------------------------------------------------------------------ commands
+
+    def allocate(self, now: float) -> None:
+        """Send the Allocate (RFC 8656 §7.1); the outcome is an event."""
+        self._require((AllocationState.IDLE,), "allocate")
+        self._move(AllocationState.ALLOCATING)
+        self._send_allocate(now)
+        self._absorb(now)
+
+    def create_permission(self, peer: Address | str, now: float) -> None:
+        """Ask for a permission for a peer's IP address (RFC 8656 §11.1), kept until the
+        allocation ends; nothing is sent if one is held or requested already."""
+        self._require((AllocationState.ALLOCATED,), "create_permission")
+        address = self._peer(peer if isinstance(peer, Address) else Address(peer, 0))
+        permission = self._permissions.get(address.host)
+        if permission is None:
+            permission = self._permission(address)
+        elif permission.grant is not _Grant.FAILED:
+            return
+        self._request_permission(permission, now)
+        self._absorb(now)
+
+    def bind_channel(self, peer: Address, now: float) -> int:
+        """Bind a channel to ``peer`` (RFC 8656 §12.1), kept until the allocation ends; return
+        its number. A peer keeps its number for the life of the allocation."""
+        self._require((AllocationState.ALLOCATED,), "bind_channel")
+        peer = self._peer(peer)
+        channel = self._channels.get(peer)
+        if channel is not None and channel.grant is not _Grant.FAILED:
+            return channel.number
+        if channel is None and self._next_channel > MAX_CHANNEL:
+            raise errors.LocalProtocolError("every channel number 0x4000-0x4FFF is in use")
+        number = self._bind(peer, now).number
+        self._absorb(now)
+        return number
+
+    def send(self, data: bytes, peer: Address, now: float) -> None:
+        """Send ``data`` to ``peer`` through the relay (see the module docstring).
+
+        Raises :class:`turn.LocalProtocolError` before :meth:`allocate` or after :meth:`close`,
+        for a peer of a family that has no relayed address, and for more than
+        :data:`MAX_SEND_SIZE` bytes. While the allocation is being made or after it ended the
+        data is dropped (and counted).
+        """
+        channel = self._channels.get(peer)
+        if channel is not None and channel.grant is _Grant.ACTIVE and len(data) <= MAX_SEND_SIZE:
+            self._transmit(data, peer)  # the common case, first
+            return
+        state = self._state
+        if state in (AllocationState.IDLE, AllocationState.CLOSED):
+            raise errors.LocalProtocolError(f"send() on an allocation that is {state.value}")
+        if len(data) > MAX_SEND_SIZE:
+            raise errors.LocalProtocolError(f"{len(data)} bytes, at most {MAX_SEND_SIZE}")
+        if state is not AllocationState.ALLOCATED:
+            self._drop("no allocation")
+            return
+        peer = self._peer(peer)
+        config = self.config
+        channel = self._channels.get(peer)
+        if channel is None and config.use_channels and self._next_channel <= MAX_CHANNEL:
+            channel = self._bind(peer, now)
+        permission = None
+        if config.auto_permission and (channel is None or channel.grant is not _Grant.ACTIVE):
+            permission = self._permissions.get(peer.host)
+            if permission is None:
+                permission = self._permission(peer)
+                self._request_permission(permission, now)
+        self._absorb(now)  # the requests go out before the data
+        if permission is None or permission.grant is _Grant.ACTIVE:
+            self._transmit(data, peer)
+        elif permission.grant is _Grant.FAILED:
+            self._drop("permission failed")
+        elif len(permission.queued) < config.max_queued_per_peer:
+            permission.queued.append((data, peer))
+        else:
+            self._drop("queue full")
+
+    def close(self, now: float) -> None:
+        """Delete the allocation (Refresh with LIFETIME 0, RFC 8656 §8) and stop every refresh.
+
+        Ends in :data:`AllocationState.CLOSED` with :class:`~turn.events.AllocationDeleted` once
+        the server answered (or the request failed); at once if nothing was allocated.
+        """
+        state = self._state
+        if state in (AllocationState.IDLE, AllocationState.FAILED, AllocationState.EXPIRED):
+            self._move(AllocationState.CLOSED)
+        elif state is AllocationState.ALLOCATING:
+            self._move(AllocationState.CLOSING)
+        elif state is AllocationState.ALLOCATED:
+            self._end_leases()
+            self._move(AllocationState.CLOSING)
+            self._deallocate(now)
+            self._absorb(now)
+
+    def connection_lost(self, now: float) -> None:
+        """The TCP/TLS connection to the server closed: the server deletes the allocation with it
+        (RFC 8656 §3.1), and every request in flight fails."""
+        if self._state is AllocationState.ALLOCATED:
+            self._expire("the connection to the server closed")
+        self._session.connection_lost(now)
+        self._absorb(now)
+
+    # ------------------------------------------------------------------ sans-IO verbs
+
+    def receive_datagram(
+        self, data: bytes, local: Address | None, remote: Address, now: float
+    ) -> None:
+        """Feed one datagram (or one frame of a TCP/TLS stream) from the server."""
+        if not self.config.transport.is_stream and remote != self.server:
+            self._drop("not from the server")
+            return
+        first = data[0] if data else -1
+        if 0x40 <= first <= 0x4F:
+            self._channel_data(data)
+            return
+        if not 0 <= first <= 3:
+            self._drop("neither STUN nor ChannelData")
+            return
+        try:
+            message = Message.decode(data)
+        except DecodeError:
+            self._drop("malformed")
+            return
+        if message.message_class is MessageClass.INDICATION:
+            self._indication(message)
+            return
+        self._session.receive_datagram(data, local, remote, now)
+        self._absorb(now)
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        """Drain what must be sent to the server now."""
+        outgoing, self._outgoing = self._outgoing, []
+        return outgoing
+
+    def get_timer(self) -> float | None:
+        """The earliest retransmission, refresh or expiry."""
+        deadline = self._session.get_timer()
+        earliest = math.inf if deadline is None else deadline
+        if self._state is AllocationState.ALLOCATED:
+            earliest = min(earliest, self._lease.deadline)
+            for lease in (*self._permissions.values(), *self._channels.values()):
+                earliest = min(earliest, lease.deadline)
+        return None if earliest == math.inf else earliest
+
+    def handle_timer(self, now: float) -> None:
+        """Retransmit, refresh and expire what is due; called early it does nothing."""
+        self._session.handle_timer(now)
+        self._absorb(now)
+        if self._state is not AllocationState.ALLOCATED:
+            return
+        lease = self._lease
+        if now >= lease.expires_at:
+            why = f": {self._refresh_error}" if self._refresh_error is not None else ""
+            self._expire(f"the lifetime ran out without a successful Refresh{why}")
+            return
+        if lease.handle is None and now >= lease.refresh_at:
+            self._refresh(now)
+        for permission in list(self._permissions.values()):
+            if permission.grant is _Grant.ACTIVE and now >= permission.deadline:
+                if permission.handle is None:
+                    self._request_permission(permission, now)
+                else:
+                    self._cancel(permission)
+                    self._permission_failed(permission, _lapsed("permission"), now)
+        for channel in list(self._channels.values()):
+            if channel.grant is _Grant.ACTIVE and now >= channel.deadline:
+                if channel.handle is None:
+                    self._request_channel(channel, now)
+                else:
+                    self._cancel(channel)
+                    self._bind_failed(channel, _lapsed("channel"), now)
+        self._absorb(now)
+
+    def next_event(self) -> TurnClientEvent | None:
+        """The oldest event not yet drained."""
+        return self._events.popleft() if self._events else None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _require(self, states: tuple[AllocationState, ...], what: str) -> None:
+        if self._state not in states:
+            raise errors.LocalProtocolError(
+                f"{what}() on an allocation that is {self._state.value}"
+            )
+
+    def _move(self, state: AllocationState) -> None:
+        if state not in _TRANSITIONS[self._state]:
+            raise errors.LocalProtocolError(f"no transition {self._state.value} → {state.value}")
+        self._state = state
+
+    def _drop(self, reason: str, count: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def _peer(self, peer: Address) -> Address:
+        """``peer`` normalised; raises if it is no IP literal or no relayed address can reach it."""
+        try:
+            address = make_address(peer.host, peer.port)
+        except StunLocalProtocolError as exc:
+            raise errors.LocalProtocolError(str(exc)) from None
+        if family_of(address) not in self._relayed:
+            raise errors.LocalProtocolError(f"no relayed address of the family of {address}")
+        return address
+
+    def _request(
+        self,
+        method: Method,
+        attributes: list[Attribute],
+        now: float,
+        on_success: _OnSuccess,
+        on_failure: _OnFailure,
+    ) -> int:
+        handle = self._session.request(method, attributes, now=now)
+        self._callbacks[handle] = (on_success, on_failure)
+        return handle
+
+    def _cancel(self, lease: _Lease) -> None:
+        if lease.handle is not None:
+            self._session.cancel(lease.handle)
+            self._callbacks.pop(lease.handle, None)
+            lease.handle = None
+
+    def _absorb(self, now: float) -> None:
+        """Move the session's datagrams out and act on its outcomes, until it is quiet."""
+        session = self._session
+        while True:
+            self._outgoing.extend(
+                Datagram(datagram.data, self.local, datagram.remote)
+                for datagram in session.datagrams_to_send(now)
+            )
+            event = session.next_event()
+            if event is None:
+                return
+            if not isinstance(event, RequestSucceeded | RequestFailed):
+                continue
+            callbacks = self._callbacks.pop(event.handle, None)
+            if callbacks is None:
+                continue
+            if isinstance(event, RequestSucceeded):
+                callbacks[0](event.response, now)
+            else:
+                callbacks[1](event.error, now)
+
+    # ------------------------------------------------------------------ Allocate (§7)
+
+    def _send_allocate(self, now: float) -> None:
+        config = self.config
+        attributes: list[Attribute] = [RequestedTransport(TransportProtocol.UDP)]
+        if config.lifetime is not None:
+            attributes.append(Lifetime(config.lifetime))
+        if config.reservation_token is not None:
+            attributes.append(ReservationToken(config.reservation_token))
+        if config.requested_family is not None:
+            attributes.append(RequestedAddressFamily(config.requested_family))
+        if config.dual_allocation:
+            attributes.append(AdditionalAddressFamily(AddressFamily.IPV6))
+        if config.even_port or config.reserve_next_port:
+            attributes.append(EvenPort(reserve=config.reserve_next_port))
+        if self._dont_fragment:
+            attributes.append(DontFragment())
+        self._lease.handle = self._request(
+            Method.ALLOCATE, attributes, now, self._allocated, self._allocate_failed
+        )
+
+    def _allocated(self, response: Message, now: float) -> None:
+        self._lease.handle = None
+        if self._state is AllocationState.CLOSING:
+            self._deallocate(now)
+            return
+        relayed = [attribute.address for attribute in response.get_all(XorRelayedAddress)]
+        problem = self._check_relayed(relayed)
+        lifetime = response.get(Lifetime)
+        if problem is None and (lifetime is None or lifetime.value == 0):
+            problem = "no LIFETIME"
+        if problem is not None or lifetime is None:
+            self._move(AllocationState.FAILED)
+            failure = errors.RemoteProtocolError(f"Allocate success response: {problem}")
+            self._events.append(AllocationFailed(failure))
+            return
+        self._relayed = {family_of(address): address for address in relayed}
+        mapped = response.get(XorMappedAddress)
+        self._mapped = mapped.address if mapped is not None else None
+        self._lease.granted(now, lifetime.value, self.config.refresh_margin)
+        self._move(AllocationState.ALLOCATED)
+        token = response.get(ReservationToken)
+        self._events.append(
+            AllocationCreated(
+                relayed=self.relayed,
+                mapped=self._mapped,
+                lifetime=float(lifetime.value),
+                reservation_token=token.token if token is not None else None,
+                address_errors=tuple(response.get_all(AddressErrorCode)),
+            )
+        )
+
+    def _check_relayed(self, relayed: list[Address]) -> str | None:
+        """What is wrong with the relayed addresses of an Allocate success (§7.3), if anything."""
+        config = self.config
+        families = [family_of(address) for address in relayed]
+        if not relayed:
+            return "no XOR-RELAYED-ADDRESS"
+        if len(set(families)) != len(families) or len(relayed) > (
+            2 if config.dual_allocation else 1
+        ):
+            return f"unexpected relayed addresses {[str(a) for a in relayed]}"
+        wanted = config.requested_family or AddressFamily.IPV4
+        if config.reservation_token is None and wanted not in families:
+            return f"no relayed address of the requested family {wanted.name}"
+        return None
+
+    def _allocate_failed(self, error: Failure, now: float) -> None:
+        self._lease.handle = None
+        if self._state is AllocationState.CLOSING:
+            self._closed(confirmed=True)
+            return
+        if self._dont_fragment and self._refuses_dont_fragment(error):
+            self._dont_fragment = False  # §7.4: the server does not know it; ask without
+            self._send_allocate(now)
+            return
+        self._move(AllocationState.FAILED)
+        self._events.append(AllocationFailed(error))
+
+    @staticmethod
+    def _refuses_dont_fragment(error: Failure) -> bool:
+        if not isinstance(error, ErrorResponse) or error.code != 420 or error.response is None:
+            return False
+        unknown = error.response.get(UnknownAttributes)
+        return unknown is not None and TurnAttrType.DONT_FRAGMENT in unknown.types
+
+    # ------------------------------------------------------------------ Refresh (§8)
+
+    def _refresh_attributes(self) -> list[Attribute]:
+        lifetime = self.config.lifetime
+        return [Lifetime(lifetime)] if lifetime is not None else []
+
+    def _refresh(self, now: float) -> None:
+        self._lease.handle = self._request(
+            Method.REFRESH, self._refresh_attributes(), now, self._refreshed, self._refresh_failed
+        )
+
+    def _refreshed(self, response: Message, now: float) -> None:
+        lease = self._lease
+        lease.handle = None
+        lifetime = response.get(Lifetime)
+        if lifetime is None or lifetime.value == 0:
+            self._refresh_failed(
+                errors.RemoteProtocolError("Refresh success without LIFETIME"), now
+            )
+            return
+        self._refresh_error = None
+        lease.granted(now, lifetime.value, self.config.refresh_margin)
+        self._events.append(AllocationRefreshed(float(lifetime.value)))
+
+    def _refresh_failed(self, error: Failure, now: float) -> None:
+        lease = self._lease
+        lease.handle = None
+        if error_code(error) == 437:
+            self._expire(f"Refresh answered {error}: the server holds no such allocation")
+            return
+        # Let the allocation run out: it may still carry data until then.
+        self._refresh_error = error
+        lease.refresh_at = lease.expires_at
+
+    def _deallocate(self, now: float) -> None:
+        self._lease.handle = self._request(
+            Method.REFRESH,
+            [Lifetime(0)],
+            now,
+            lambda response, now: self._closed(confirmed=True),
+            lambda error, now: self._closed(confirmed=error_code(error) == 437),
+        )
+
+    def _closed(self, *, confirmed: bool) -> None:
+        self._lease.handle = None
+        self._move(AllocationState.CLOSED)
+        self._events.append(AllocationDeleted(confirmed))
+
+    def _end_leases(self) -> None:
+        """Stop every refresh and forget every permission, channel and queued datagram."""
+        self._cancel(self._lease)
+        for permission in self._permissions.values():
+            self._cancel(permission)
+            if permission.queued:
+                self._drop("allocation ended", len(permission.queued))
+        for channel in self._channels.values():
+            self._cancel(channel)
+        self._permissions.clear()
+        self._channels.clear()
+        self._channel_numbers.clear()
+
+    def _expire(self, reason: str) -> None:
+        self._end_leases()
+        self._move(AllocationState.EXPIRED)
+        self._events.append(AllocationExpired(reason))
+
+    # ------------------------------------------------------------------ permissions (§9, §11)
+
+    def _permission(self, peer: Address) -> _Permission:
+        permission = _Permission(peer=peer)
+        self._permissions[peer.host] = permission
+        return permission
+
+    def _request_permission(self, permission: _Permission, now: float) -> None:
+        if permission.grant is _Grant.FAILED:
+            permission.grant = _Grant.PENDING
+        permission.handle = self._request(
+            Method.CREATE_PERMISSION,
+            [XorPeerAddress(permission.peer)],
+            now,
+            partial(self._permitted, permission),
+            partial(self._permission_failed, permission),
+        )
+
+    def _permitted(self, permission: _Permission, response: Message, now: float) -> None:
+        permission.handle = None
+        self._grant_permission(permission, now)
+
+    def _grant_permission(self, permission: _Permission, now: float) -> None:
+        first = permission.grant is not _Grant.ACTIVE
+        permission.granted(now, self.config.permission_lifetime, self.config.refresh_margin)
+        if first:
+            self._events.append(PermissionCreated(permission.peer.host))
+        while permission.queued:
+            self._transmit(*permission.queued.popleft())
+
+    def _permission_failed(self, permission: _Permission, error: Failure, now: float) -> None:
+        permission.handle = None
+        permission.grant = _Grant.FAILED
+        if permission.queued:
+            self._drop("permission failed", len(permission.queued))
+            permission.queued.clear()
+        self._events.append(PermissionFailed(permission.peer.host, error))
+
+    # ------------------------------------------------------------------ channels (§12)
+
+    def _bind(self, peer: Address, now: float) -> _Channel:
+        """Start a ChannelBind for ``peer`` (a new number unless it had one). Until it is
+        answered, the peer's IP address counts as having a permission requested: the bind
+        installs one (§12.2), so data from the peer may arrive before the answer."""
+        channel = self._channels.get(peer)
+        if channel is None:
+            channel = _Channel(number=self._next_channel, peer=peer)
+            self._next_channel += 1
+            self._channels[peer] = channel
+            self._channel_numbers[channel.number] = channel
+        if peer.host not in self._permissions:
+            self._permission(peer)
+        self._request_channel(channel, now)
+        return channel
+
+    def _request_channel(self, channel: _Channel, now: float) -> None:
+        if channel.grant is _Grant.FAILED:
+            channel.grant = _Grant.PENDING
+        channel.handle = self._request(
+            Method.CHANNEL_BIND,
+            [ChannelNumber(channel.number), XorPeerAddress(channel.peer)],
+            now,
+            partial(self._bound, channel),
+            partial(self._bind_failed, channel),
+        )
+
+    def _bound(self, channel: _Channel, response: Message, now: float) -> None:
+        channel.handle = None
+        first = channel.grant is not _Grant.ACTIVE
+        channel.granted(now, self.config.channel_lifetime, self.config.refresh_margin)
+        permission = self._permissions.get(channel.peer.host) or self._permission(channel.peer)
+        if first:
+            self._events.append(ChannelBound(channel.peer, channel.number))
+        self._grant_permission(permission, now)
+
+    def _bind_failed(self, channel: _Channel, error: Failure, now: float) -> None:
+        channel.handle = None
+        channel.grant = _Grant.FAILED
+        self._events.append(ChannelFailed(channel.peer, channel.number, error))
+        permission = self._permissions.get(channel.peer.host)
+        if (
+            permission is None
+            or permission.grant is not _Grant.PENDING
+            or permission.handle is not None
+        ):
+            return
+        # The permission was to come with the channel: ask for it alone, or give up on it.
+        if self.config.auto_permission:
+            self._request_permission(permission, now)
+        else:
+            self._permission_failed(permission, error, now)
+
+    # ------------------------------------------------------------------ data (§10, §12)
+
+    def _transmit(self, data: bytes, peer: Address) -> None:
+        """``data`` to ``peer`` as ChannelData if a channel is bound, else a Send indication."""
+        channel = self._channels.get(peer)
+        if channel is not None and channel.grant is _Grant.ACTIVE:
+            message = encode_channel_data(channel.number, data, pad=self.config.transport.is_stream)
+        else:
+            attributes: list[Attribute] = [XorPeerAddress(peer), Data(data)]
+            if self._dont_fragment:
+                attributes.append(DontFragment())
+            stun = self._session.config
+            indication = Message(
+                Method.SEND, MessageClass.INDICATION, new_transaction_id(stun.rng), attributes
+            )
+            message = indication.encode(fingerprint=stun.fingerprint)
+        self._outgoing.append(Datagram(message, self.local, self.server))
+
+    def _channel_data(self, data: bytes) -> None:
+        try:
+            number, payload = decode_channel_data(data)
+        except errors.DecodeError:
+            self._drop("malformed ChannelData")
+            return
+        channel = self._channel_numbers.get(number)
+        if channel is None:
+            self._drop("unknown channel")
+            return
+        self._deliver(channel.peer, payload)
+
+    def _indication(self, message: Message) -> None:
+        if message.method != Method.DATA:
+            self._drop("not a Data indication")
+            return
+        peer = message.get(XorPeerAddress)
+        data = message.get(Data)
+        if message.unknown_required or peer is None or data is None:
+            self._drop("ICMP" if message.has(Icmp) else "bad Data indication")
+            return
+        permission = self._permissions.get(peer.address.host)
+        if permission is None or permission.grant is _Grant.FAILED:
+            self._drop("no permission")  # §10.4: SHOULD check
+            return
+        self._deliver(peer.address, data.value)
+
+    def _deliver(self, peer: Address, data: bytes) -> None:
+        relayed = self._relayed.get(family_of(peer))
+        if relayed is None or self._state is not AllocationState.ALLOCATED:
+            self._drop("no allocation")
+            return
+        self._events.append(DataReceived(peer, data, relayed))

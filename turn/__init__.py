@@ -2,7 +2,7 @@
 
 Importing this package registers TURN's attributes (:mod:`turn.attributes`) with :mod:`stun`'s
 codec, so that STUN messages carrying them decode typed. :mod:`turn.channel` is the ChannelData
-message.
+message; :mod:`turn.client` the sans-IO allocation machine, :mod:`turn.uri` server URIs.
 """
 
 from .attributes import (
@@ -34,17 +34,44 @@ from .channel import (
     is_channel_data,
     is_valid_channel,
 )
+from .client import MAX_SEND_SIZE, AllocationState, TurnAllocation, TurnClientConfig
 from .errors import DecodeError, LocalProtocolError, RemoteProtocolError, TurnError
+from .events import (
+    AllocationCreated,
+    AllocationDeleted,
+    AllocationExpired,
+    AllocationFailed,
+    AllocationRefreshed,
+    ChannelBound,
+    ChannelFailed,
+    DataReceived,
+    PermissionCreated,
+    PermissionFailed,
+    TurnClientEvent,
+)
+from .server.allocation import ClientTransport
+from .uri import ServerUri, UriScheme, parse_uri
 
 __all__ = [
     "MAX_CHANNEL",
+    "MAX_SEND_SIZE",
     "MIN_CHANNEL",
     "AdditionalAddressFamily",
     "AddressErrorCode",
+    "AllocationCreated",
+    "AllocationDeleted",
+    "AllocationExpired",
+    "AllocationFailed",
+    "AllocationRefreshed",
+    "AllocationState",
+    "ChannelBound",
     "ChannelData",
+    "ChannelFailed",
     "ChannelNumber",
+    "ClientTransport",
     "ConnectionId",
     "Data",
+    "DataReceived",
     "DecodeError",
     "DontFragment",
     "EvenPort",
@@ -52,13 +79,20 @@ __all__ = [
     "Lifetime",
     "LocalProtocolError",
     "PacketKind",
+    "PermissionCreated",
+    "PermissionFailed",
     "RemoteProtocolError",
     "RequestedAddressFamily",
     "RequestedTransport",
     "ReservationToken",
+    "ServerUri",
     "TransportProtocol",
+    "TurnAllocation",
     "TurnAttrType",
+    "TurnClientConfig",
+    "TurnClientEvent",
     "TurnError",
+    "UriScheme",
     "XorPeerAddress",
     "XorRelayedAddress",
     "classify",
@@ -66,4 +100,5 @@ __all__ = [
     "encode_channel_data",
     "is_channel_data",
     "is_valid_channel",
+    "parse_uri",
 ]

@@ -25,7 +25,8 @@ class RemoteProtocolError(TurnError):
 
 
 class DecodeError(RemoteProtocolError):
-    """Bytes that are not a well-formed ChannelData message (RFC 8656 §12.4).
+    """Bytes that are not a well-formed ChannelData message (RFC 8656 §12.4), or text that is not
+    a usable TURN or STUN URI (RFC 7065, RFC 7064; :func:`turn.parse_uri`).
 
     The message says what is wrong, e.g. ``"ChannelData: channel 0x5000 outside 0x4000-0x4FFF"``.
     """

@@ -1,0 +1,641 @@
+"""asyncio face of the TURN server: listeners for clients, one UDP socket per relayed address.
+
+This layer owns sockets and the event loop's clock and nothing else (design.md §2): every decision
+is made by the sans-IO :class:`~turn.server.TurnServerCore`. What it adds:
+
+* **Client listeners** over UDP, TCP and TLS. UDP is read in batches on readiness
+  (:class:`stun.aio.UdpReader`) and answered inline; a stream is cut into STUN and ChannelData
+  messages by :class:`stun.StreamDecoder` with :attr:`~stun.framing.Framing.STUN_OR_CHANNEL_DATA`
+  (RFC 8656 §12.5), and a stream that cannot be framed is closed. When a TCP or TLS connection
+  closes, its allocation goes with it (:meth:`TurnServerCore.connection_closed`).
+* **Relayed addresses** (:class:`UdpRelays`, the core's :class:`~turn.server.RelayAllocator`):
+  one UDP socket each, bound on the relay IP address of its family at a port drawn from a range
+  (from a random point: relayed ports should not be predictable, RFC 8656 §7.2), read in batches
+  the same way. What a peer sends goes through the core and out to the client on the listener
+  or connection of the allocation's 5-tuple.
+* **Time**: one ``loop.call_at`` at :meth:`TurnServerCore.get_timer`, re-armed after every batch;
+  the core's ``wall_clock_offset`` (Unix time minus loop time, for REST API usernames) set at
+  start and corrected at every timer.
+* **Bounds**: TCP/TLS connections (``max_connections``; one without an allocation is closed after
+  ``idle_timeout``), what waits to be written to a connection that does not read
+  (``write_buffer_limit``: beyond it, relayed data is dropped, not queued), relayed sockets (as many
+  as the quotas allow: two per allocation plus the reservations), metrics connections.
+* **Metrics** in the Prometheus text format (:func:`render_metrics`), served over HTTP by
+  :meth:`TurnServer.serve_metrics` (loopback by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import ipaddress
+import logging
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from stun import Address, AddressFamily, LocalProtocolError, make_address
+from stun.aio import (
+    Listener,
+    Transport,
+    UdpReader,
+    _Closing,
+    bind_udp,
+    listen_stream,
+)
+from stun.datagram import Datagram
+from stun.errors import DecodeError
+from stun.framing import Framing, StreamDecoder
+from stun.server import Outcome as StunOutcome
+
+from .allocation import ClientTransport, FiveTuple
+from .config import TurnServerConfig
+from .core import TurnServerCore
+from .relays import DYNAMIC_PORTS
+from .stats import Outcome, TurnServerStats
+
+_log = logging.getLogger("icestack.turn")
+
+#: Ports a relay allocation may find taken (by another process or worker) before it gives up.
+MAX_BIND_ATTEMPTS = 64
+#: Errors that say "this port is taken, try another"; any other bind error ends the search.
+_PORT_TAKEN = frozenset((errno.EADDRINUSE, errno.EACCES))
+#: What a metrics request may hold (request line and headers), how long it may take to arrive,
+#: and how many metrics connections are served at once.
+_METRICS_REQUEST_LIMIT = 8192
+_METRICS_TIMEOUT = 5.0
+_METRICS_CONNECTIONS = 8
+
+
+class _ClientSide(Protocol):
+    """Where datagrams for a client go: a UDP listener, or the client's stream connection."""
+
+    def send(self, data: bytes, remote: Address) -> None: ...
+
+
+@dataclass(slots=True)
+class TransportStats:
+    """What the asyncio layer counts, besides the core's :class:`~turn.server.TurnServerStats`."""
+
+    #: Datagrams the kernel refused to send (a full socket buffer, an ICMP error reported back).
+    send_errors: int = 0
+    #: Messages dropped because a TCP/TLS client had not read what was already written to it.
+    write_buffer_drops: int = 0
+    #: Connections refused because ``max_connections`` were open.
+    refused_connections: int = 0
+    #: Connections closed because their bytes could not be framed.
+    stream_garbage: int = 0
+    #: Relay allocations that found no port or socket (the core answers them 508).
+    relay_failures: int = 0
+
+
+class _Relay:
+    """One relayed transport address: its socket, and where the core's answers to peers go."""
+
+    __slots__ = ("address", "client", "handle", "reader", "sendto", "server")
+
+    def __init__(self, server: TurnServer, address: Address, sock: socket.socket) -> None:
+        self.server = server
+        self.address = address
+        self.handle = server.core.handle_datagram
+        self.sendto = sock.sendto
+        #: The client side of the allocation, looked up on the first datagram from a peer.
+        self.client: _ClientSide | None = None
+        self.reader = UdpReader(sock, self.from_peer)
+
+    def from_peer(self, data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
+        out = self.handle(data, self.address, Address(sockaddr[0], sockaddr[1]), now)
+        if out is None:
+            return
+        client = self.client
+        if client is None:
+            client = self.client = self.server._client_side(self.address)
+            if client is None:
+                return
+        client.send(out.data, out.remote)
+
+
+def _bind_ports(host: str, ports: list[int]) -> list[socket.socket]:
+    """A UDP socket on each port of ``host``, or none at all (the first error is raised)."""
+    socks: list[socket.socket] = []
+    try:
+        for port in ports:
+            socks.append(bind_udp(host, port, receive_buffer=None))
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+class UdpRelays:
+    """The :class:`~turn.server.RelayAllocator` of :class:`TurnServer`: a UDP socket per address.
+
+    ``hosts`` holds the relay IP address of each family; ports come from ``ports``, tried from a
+    random point on, skipping ports that are taken; at most ``max_relays`` sockets are open.
+    """
+
+    def __init__(
+        self,
+        server: TurnServer,
+        hosts: dict[AddressFamily, str],
+        ports: range,
+        *,
+        max_relays: int,
+    ) -> None:
+        if not ports or ports.step != 1 or ports.start < 1 or ports.stop > 0x10000:
+            raise LocalProtocolError("relay ports must be a non-empty range of ports, step 1")
+        self.server = server
+        self.hosts = hosts
+        self.ports = ports
+        self.max_relays = max_relays
+        #: Every relayed address bound now, and its socket.
+        self.relays: dict[Address, _Relay] = {}
+
+    def __len__(self) -> int:
+        return len(self.relays)
+
+    def allocate_relay(
+        self, family: AddressFamily, *, even_port: bool = False, reserve_next: bool = False
+    ) -> Address | None:
+        """Bind a fresh relayed address (and the next port too with ``reserve_next``)."""
+        host = self.hosts.get(family)
+        wanted = 2 if reserve_next else 1
+        if host is None or len(self.relays) + wanted > self.max_relays:
+            return None
+        ports = self.ports
+        count = len(ports)
+        start = secrets.randbelow(count)
+        failures = 0
+        for step in range(count):
+            port = ports[(start + step) % count]
+            if (even_port or reserve_next) and port % 2:
+                continue
+            addresses = [Address(host, port + i) for i in range(wanted)]
+            if addresses[-1].port not in ports or any(a in self.relays for a in addresses):
+                continue
+            try:
+                socks = _bind_ports(host, [address.port for address in addresses])
+            except OSError as exc:
+                failures += 1
+                if exc.errno in _PORT_TAKEN and failures < MAX_BIND_ATTEMPTS:
+                    continue
+                if exc.errno not in _PORT_TAKEN:
+                    _log.warning("cannot bind a relayed address on %s: %s", host, exc)
+                break
+            for address, sock in zip(addresses, socks, strict=True):
+                self.relays[address] = _Relay(self.server, address, sock)
+            return addresses[0]
+        self.server.transport_stats.relay_failures += 1
+        return None
+
+    def release_relay(self, address: Address) -> None:
+        """Close the socket of a relayed address."""
+        relay = self.relays.pop(address, None)
+        if relay is None:
+            raise LocalProtocolError(f"{address} is not a relayed address in use")
+        relay.reader.close()
+
+    def send(self, datagram: Datagram) -> None:
+        """Send a datagram the core relays to a peer, from the relayed address it names."""
+        relay = self.relays.get(datagram.local)  # type: ignore[arg-type]
+        if relay is None:
+            return
+        try:
+            relay.sendto(datagram.data, datagram.remote)
+        except OSError:
+            self.server.transport_stats.send_errors += 1
+
+    def close(self) -> None:
+        """Close every relayed socket."""
+        for relay in self.relays.values():
+            relay.reader.close()
+        self.relays.clear()
+
+
+class _UdpClients:
+    """A UDP listener for clients: requests answered and ChannelData relayed inline."""
+
+    __slots__ = ("handle", "local", "reader", "sendto", "server", "to_peer")
+
+    def __init__(self, server: TurnServer, sock: socket.socket) -> None:
+        self.server = server
+        self.handle = server.core.handle_datagram
+        self.to_peer = server.relays.send
+        self.sendto = sock.sendto
+        self.reader = UdpReader(sock, self.from_client, server._after_batch)
+        self.local = self.reader.local
+
+    def from_client(self, data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
+        local = self.local
+        out = self.handle(data, local, Address(sockaddr[0], sockaddr[1]), now)
+        if out is None:
+            return
+        if out.local == local:
+            self.send(out.data, out.remote)
+        else:
+            self.to_peer(out)
+
+    def send(self, data: bytes, remote: Address) -> None:
+        try:
+            self.sendto(data, remote)
+        except OSError:
+            self.server.transport_stats.send_errors += 1
+
+
+class _StreamClient(asyncio.Protocol):
+    """One client's TCP or TLS connection: STUN and ChannelData frames in, answers out."""
+
+    def __init__(self, server: TurnServer, kind: ClientTransport) -> None:
+        self.server = server
+        self.kind = kind
+        self.decoder = StreamDecoder(Framing.STUN_OR_CHANNEL_DATA)
+        self.transport: asyncio.Transport | None = None
+        self.local = self.remote = Address("", 0)
+        self.last_active = 0.0
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def five_tuple(self) -> FiveTuple:
+        return FiveTuple(self.remote, self.local, self.kind)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        own = transport.get_extra_info("sockname")
+        self.remote = make_address(peer[0], peer[1])
+        self.local = make_address(own[0], own[1])
+        if not self.server._admit(self):
+            transport.close()
+            return
+        self.last_active = self.server.loop.time()
+        self._arm_idle_timer(self.server.idle_timeout)
+
+    def _arm_idle_timer(self, delay: float) -> None:
+        self.idle_timer = self.server.loop.call_later(delay, self._idle_check)
+
+    def _idle_check(self) -> None:
+        """Close the connection if it carries no allocation and has been quiet long enough."""
+        server = self.server
+        quiet = server.loop.time() - self.last_active
+        if server.core.allocation(self.five_tuple) is not None or quiet < server.idle_timeout:
+            self._arm_idle_timer(max(server.idle_timeout - quiet, 1.0))
+        elif self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        server = self.server
+        try:
+            frames = self.decoder.feed(data)
+        except DecodeError:
+            server.transport_stats.stream_garbage += 1
+            assert self.transport is not None
+            self.transport.close()
+            return
+        now = self.last_active = server.loop.time()
+        handle = server.core.handle_datagram
+        local, remote, kind = self.local, self.remote, self.kind
+        for frame in frames:
+            out = handle(frame, local, remote, now, transport=kind)
+            if out is None:
+                continue
+            if out.local == local:
+                self.send(out.data, out.remote)
+            else:
+                server.relays.send(out)
+        server._after_batch()
+
+    def send(self, data: bytes, remote: Address) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > self.server.write_buffer_limit:
+            self.server.transport_stats.write_buffer_drops += 1
+            return
+        transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        server = self.server
+        if server._streams.get((self.remote, self.local)) is self:
+            del server._streams[(self.remote, self.local)]
+            if not server.closing:
+                server.core.connection_closed(self.five_tuple)
+                server._after_batch()
+
+
+def _relay_hosts(hosts: Iterable[str]) -> dict[AddressFamily, str]:
+    """The relay IP address of each family; raises :class:`stun.LocalProtocolError`."""
+    by_family: dict[AddressFamily, str] = {}
+    for text in hosts:
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            raise LocalProtocolError(f"relay address {text!r} is not an IP address") from None
+        if ip.is_unspecified or ip.is_multicast:
+            raise LocalProtocolError(
+                f"relay address {text}: a relayed address must be a unicast address of this host"
+            )
+        family = AddressFamily.IPV6 if ip.version == 6 else AddressFamily.IPV4
+        if family in by_family:
+            raise LocalProtocolError(f"one relay address per family: {by_family[family]}, {text}")
+        by_family[family] = str(ip)
+        try:
+            bind_udp(str(ip), 0, receive_buffer=None).close()
+        except OSError as exc:
+            raise LocalProtocolError(f"relay address {text}: {exc.strerror}") from None
+    if not by_family:
+        raise LocalProtocolError("a TURN server needs a relay address (relay_hosts)")
+    return by_family
+
+
+class TurnServer(_Closing):
+    """An asyncio TURN server: one :class:`TurnServerCore` behind any number of listeners.
+
+    ``relay_hosts`` are the IP addresses relayed addresses are bound on (one per family; the
+    families offered are those of ``config.relay_families`` that have one), ``relay_ports`` the
+    ports they take. Build it inside a running event loop.
+
+    >>> async with TurnServer(config, relay_hosts=["192.0.2.1"]) as server:  # doctest: +SKIP
+    ...     await server.listen("udp", "192.0.2.1", 3478)
+    ...     await server.serve_forever()
+    """
+
+    def __init__(
+        self,
+        config: TurnServerConfig,
+        *,
+        relay_hosts: Iterable[str],
+        relay_ports: range = DYNAMIC_PORTS,
+        max_connections: int = 1024,
+        idle_timeout: float = 60.0,
+        write_buffer_limit: int = 256 * 1024,
+    ) -> None:
+        hosts = _relay_hosts(relay_hosts)
+        families = config.relay_families & frozenset(hosts)
+        if not families:
+            raise LocalProtocolError("no relay address of a family config.relay_families offers")
+        config = dataclasses.replace(config, relay_families=families)
+        self.loop = asyncio.get_running_loop()
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.write_buffer_limit = write_buffer_limit
+        self.transport_stats = TransportStats()
+        max_relays = 2 * config.total_quota + config.max_reservations
+        self.relays = UdpRelays(self, hosts, relay_ports, max_relays=max_relays)
+        self.core = TurnServerCore(
+            config, self.relays, wall_clock_offset=time.time() - self.loop.time()
+        )
+        self.listeners: list[Listener] = []
+        self.closing = False
+        self._udp: dict[Address, _UdpClients] = {}
+        self._stream_servers: list[asyncio.Server] = []
+        self._streams: dict[tuple[Address, Address], _StreamClient] = {}
+        self._metrics_servers: list[asyncio.Server] = []
+        self._metrics_clients = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._closed = asyncio.Event()
+
+    # ------------------------------------------------------------------ listeners
+
+    async def listen(
+        self,
+        transport: Transport,
+        host: str,
+        port: int = 0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+    ) -> Listener:
+        """Open one client listener; ``port=0`` picks a free one. TLS needs ``ssl_context``."""
+        if transport == "udp":
+            udp = _UdpClients(self, bind_udp(host, port, reuse_port=reuse_port))
+            self._udp[udp.local] = udp
+            result = Listener("udp", udp.local)
+        elif transport in ("tcp", "tls"):
+            if (transport == "tls") != (ssl_context is not None):
+                raise LocalProtocolError("a tls listener needs ssl_context; tcp takes none")
+            kind = ClientTransport.TLS if transport == "tls" else ClientTransport.TCP
+            server, local = await listen_stream(
+                host,
+                port,
+                lambda local: _StreamClient(self, kind),
+                ssl_context=ssl_context,
+                reuse_port=reuse_port,
+            )
+            self._stream_servers.append(server)
+            result = Listener(transport, local)
+        else:
+            raise LocalProtocolError(f"unknown transport {transport!r}: udp, tcp or tls")
+        self.listeners.append(result)
+        _log.info("TURN server listening on %s", result)
+        return result
+
+    @property
+    def connection_count(self) -> int:
+        """TCP and TLS connections open now, never more than ``max_connections``."""
+        return len(self._streams)
+
+    def _admit(self, connection: _StreamClient) -> bool:
+        if len(self._streams) >= self.max_connections:
+            self.transport_stats.refused_connections += 1
+            return False
+        self._streams[(connection.remote, connection.local)] = connection
+        return True
+
+    def _client_side(self, relay: Address) -> _ClientSide | None:
+        """The listener or connection that reaches the client of the allocation of ``relay``."""
+        allocation = self.core.table.by_relay(relay)
+        if allocation is None:
+            return None
+        client, server, transport = allocation.five_tuple
+        if transport is ClientTransport.UDP:
+            return self._udp.get(server)
+        return self._streams.get((client, server))
+
+    # ------------------------------------------------------------------ time
+
+    def _after_batch(self) -> None:
+        """Log what the core reports and re-arm the timer: after anything that can change it."""
+        core = self.core
+        while (event := core.next_event()) is not None:
+            _log.debug("%s", event)
+        deadline = core.get_timer()
+        if deadline == self._deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._deadline = deadline
+        self._timer = None if deadline is None else self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._deadline = None
+        now = self.loop.time()
+        self.core.wall_clock_offset = time.time() - now
+        self.core.handle_timer(now)
+        self._after_batch()
+
+    # ------------------------------------------------------------------ metrics
+
+    async def serve_metrics(self, host: str = "127.0.0.1", port: int = 0) -> Address:
+        """Serve :func:`render_metrics` over HTTP at ``(host, port)``; return the address.
+
+        Any ``GET`` is answered with the metrics (Prometheus scrapes ``/metrics``); the listener
+        takes a few connections at a time, each with a small request and a short deadline.
+        """
+        server = await asyncio.start_server(
+            self._metrics_connection, host, port, limit=_METRICS_REQUEST_LIMIT
+        )
+        self._metrics_servers.append(server)
+        sockname = server.sockets[0].getsockname()
+        address = make_address(sockname[0], sockname[1])
+        _log.info("TURN server metrics on http %s", address)
+        return address
+
+    async def _metrics_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        if self._metrics_clients >= _METRICS_CONNECTIONS:
+            writer.close()
+            return
+        self._metrics_clients += 1
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _METRICS_TIMEOUT)
+            method = head.split(b" ", 1)[0]
+            if method == b"GET":
+                status, body = "200 OK", render_metrics(self)
+            else:
+                status, body = "405 Method Not Allowed", "GET only\n"
+            payload = body.encode()
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                + payload
+            )
+            await asyncio.wait_for(writer.drain(), _METRICS_TIMEOUT)
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            pass
+        finally:
+            self._metrics_clients -= 1
+            writer.close()
+
+    # ------------------------------------------------------------------ life
+
+    @property
+    def stats(self) -> TurnServerStats:
+        """The core's :class:`~turn.server.TurnServerStats`."""
+        return self.core.stats
+
+    async def serve_forever(self) -> None:
+        """Wait until :meth:`close` is called."""
+        await self._closed.wait()
+
+    async def close(self) -> None:
+        """Stop every listener, close every connection and relayed socket."""
+        self.closing = True
+        for udp in self._udp.values():
+            udp.reader.close()
+        self._udp.clear()
+        servers = self._stream_servers + self._metrics_servers
+        for server in servers:
+            server.close()
+        for connection in list(self._streams.values()):
+            if connection.transport is not None:
+                connection.transport.close()
+        self._streams.clear()
+        for server in servers:
+            await server.wait_closed()
+        self._stream_servers.clear()
+        self._metrics_servers.clear()
+        self.relays.close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._closed.set()
+
+
+# =========================================================================== metrics
+
+#: The authentication outcomes that are failures; a 401 challenge or a 438 for a stale nonce is
+#: the normal course of the long-term credential mechanism (RFC 8489 §9.2), not a failure.
+_AUTHENTICATION_FAILURES = (
+    StunOutcome.INCOMPLETE_CREDENTIALS,
+    StunOutcome.BID_DOWN,
+    StunOutcome.UNKNOWN_USER,
+    StunOutcome.BAD_INTEGRITY,
+    StunOutcome.INVALID_NONCE,
+)
+
+
+def render_metrics(server: TurnServer) -> str:
+    """The server's gauges and counters in the Prometheus text exposition format (0.0.4)."""
+    core = server.core
+    stats = core.stats
+    counts = stats.counts
+    now = server.loop.time()
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: dict[str, int]) -> None:
+        lines.append(f"# HELP icestack_turn_{name} {help_text}")
+        lines.append(f"# TYPE icestack_turn_{name} {kind}")
+        lines.extend(f"icestack_turn_{name}{labels} {value}" for labels, value in samples.items())
+
+    metric("allocations", "gauge", "Allocations held.", {"": core.allocation_count})
+    metric("permissions", "gauge", "Permissions in force.", {"": core.permission_count(now)})
+    metric("channels", "gauge", "Channels bound and in force.", {"": core.channel_count(now)})
+    metric("relayed_sockets", "gauge", "Relayed addresses bound.", {"": len(server.relays)})
+    metric("connections", "gauge", "TCP and TLS connections.", {"": server.connection_count})
+    metric(
+        "relayed_packets_total",
+        "counter",
+        "Datagrams relayed, by direction.",
+        {
+            '{direction="to_peer"}': counts[Outcome.RELAYED_TO_PEER],
+            '{direction="to_client"}': counts[Outcome.RELAYED_TO_CLIENT],
+        },
+    )
+    metric(
+        "relayed_bytes_total",
+        "counter",
+        "Application bytes relayed, by direction.",
+        {
+            '{direction="to_peer"}': stats.bytes_to_peer,
+            '{direction="to_client"}': stats.bytes_to_client,
+        },
+    )
+    failures = {
+        f'{{reason="{outcome.name.lower()}"}}': stats.authentication[outcome]
+        for outcome in _AUTHENTICATION_FAILURES
+    }
+    failures['{reason="expired_credentials"}'] = counts[Outcome.EXPIRED_CREDENTIALS]
+    failures['{reason="rate_limited"}'] = counts[Outcome.RATE_LIMITED]
+    metric(
+        "authentication_failures_total",
+        "counter",
+        "Requests refused (or dropped) for their credentials, by reason.",
+        failures,
+    )
+    metric(
+        "datagrams_total",
+        "counter",
+        "Datagrams from clients and peers, by what the server did with them.",
+        {f'{{outcome="{outcome.name.lower()}"}}': n for outcome, n in counts.items()},
+    )
+    transport = server.transport_stats
+    metric(
+        "transport_events_total",
+        "counter",
+        "What the socket layer dropped or refused, by event.",
+        {
+            f'{{event="{field.name}"}}': getattr(transport, field.name)
+            for field in dataclasses.fields(transport)
+        },
+    )
+    return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import multiprocessing
@@ -17,6 +18,7 @@ import signal
 import socket
 import sys
 import warnings
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,7 +202,7 @@ def add_probe_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
 # =========================================================================== icestack serve stun
 
 
-def _parse_user(text: str) -> tuple[str, str]:
+def parse_user(text: str) -> tuple[str, str]:
     name, sep, password = text.partition(":")
     if not sep or not name or not password:
         raise argparse.ArgumentTypeError(f"--user wants NAME:PASSWORD, got {text!r}")
@@ -284,23 +286,28 @@ async def serve(plan: ServePlan, *, worker: int = 0) -> None:
         await server.close()
         raise LocalProtocolError(f"cannot listen: {exc}") from None
     # Handlers first: whoever reads "listening on" may signal at once and expect a clean stop.
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, lambda: asyncio.ensure_future(server.close()))
+    close_on_signals(server.close)
     prefix = f"worker {worker}: " if plan.reuse_port else ""
     for listener in server.listeners:
-        _say(f"{prefix}listening on {listener}")
+        say(f"{prefix}listening on {listener}")
     await server.serve_forever()
-    _say(f"{prefix}stopped")
+    say(f"{prefix}stopped")
 
 
-def _say(line: str) -> None:
+def close_on_signals(close: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``close()`` when SIGINT or SIGTERM arrives (call it from inside the event loop)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, lambda: asyncio.ensure_future(close()))
+
+
+def say(line: str) -> None:
     """Print one line in one write, so that the lines of workers sharing stdout do not mix."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
 
-def _worker_main(plan: ServePlan, worker: int, use_uvloop: bool) -> None:
+def _worker_main(plan: ServePlan, use_uvloop: bool, worker: int) -> None:
     if use_uvloop:
         install_uvloop()
     asyncio.run(serve(plan, worker=worker))
@@ -314,11 +321,15 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.workers == 1:
         asyncio.run(serve(plan))
         return 0
+    return run_workers(args.workers, functools.partial(_worker_main, plan, args.uvloop))
+
+
+def run_workers(count: int, worker_main: Callable[[int], None]) -> int:
+    """Run ``worker_main(i)`` for i in 0..count-1, each in a forked process (they share their
+    ports with SO_REUSEPORT); SIGINT or SIGTERM to this process is passed on to every worker.
+    Returns 0 when every worker exited with 0, else 1."""
     context = multiprocessing.get_context("fork")
-    workers = [
-        context.Process(target=_worker_main, args=(plan, i, args.uvloop), daemon=True)
-        for i in range(args.workers)
-    ]
+    workers = [context.Process(target=worker_main, args=(i,), daemon=True) for i in range(count)]
     for process in workers:
         process.start()
 
@@ -356,7 +367,7 @@ def add_serve_command(serve_commands: argparse._SubParsersAction[argparse.Argume
         help="authentication (RFC 8489 §9); a plain STUN server needs none (§12)",
     )
     parser.add_argument(
-        "--user", action="append", type=_parse_user, metavar="NAME:PASSWORD",
+        "--user", action="append", type=parse_user, metavar="NAME:PASSWORD",
         help="a credential (repeatable)",
     )
     parser.add_argument("--realm", default="icestack", help="long-term credential realm")

@@ -1,8 +1,8 @@
 """The ``icestack`` command line: ``demo``, ``ice offer|answer``, ``stun`` (probe a server) and
-``serve stun``.
+``serve stun|turn``.
 
-Each package contributes its own commands (``stun.cli``, ``ice.commands``); this module only
-assembles them.
+Each package contributes its own commands (``stun.cli``, ``turn.cli``, ``ice.commands``); this
+module only assembles them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from ice.commands import add_demo_command, add_ice_command
 from stun._version import __version__
 from stun.cli import add_probe_command, add_serve_command, main_error
 from stun.errors import LocalProtocolError
+from turn.cli import add_serve_command as add_serve_turn_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run a server in the foreground")
     serve_commands = serve.add_subparsers(dest="server", metavar="SERVER", required=True)
     add_serve_command(serve_commands)
+    add_serve_turn_command(serve_commands)
     return parser
 
 

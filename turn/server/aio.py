@@ -330,7 +330,7 @@ class _StreamClient(asyncio.Protocol):
                 server._after_batch()
 
 
-def _relay_hosts(hosts: Iterable[str]) -> dict[AddressFamily, str]:
+def relay_hosts_by_family(hosts: Iterable[str]) -> dict[AddressFamily, str]:
     """The relay IP address of each family; raises :class:`stun.LocalProtocolError`."""
     by_family: dict[AddressFamily, str] = {}
     for text in hosts:
@@ -377,7 +377,7 @@ class TurnServer(_Closing):
         idle_timeout: float = 60.0,
         write_buffer_limit: int = 256 * 1024,
     ) -> None:
-        hosts = _relay_hosts(relay_hosts)
+        hosts = relay_hosts_by_family(relay_hosts)
         families = config.relay_families & frozenset(hosts)
         if not families:
             raise LocalProtocolError("no relay address of a family config.relay_families offers")

@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self
 
 from .address import Address
 from .attributes import Attribute
@@ -29,7 +29,7 @@ from .client import BindingResult, ClientConfig, ClientSession, Credentials
 from .datagram import Datagram
 from .errors import DecodeError, LocalProtocolError
 from .events import RequestFailed, RequestSucceeded
-from .framing import StreamDecoder
+from .framing import Framing, StreamDecoder
 from .message import Message, Method
 from .server import BindingServer, Outcome, ServerConfig
 from .transaction import RtoCache
@@ -168,22 +168,31 @@ class _ClientDriver:
         self._futures.clear()
 
 
+class Receiver(Protocol):
+    """Where a :class:`ClientSocket` hands what arrives: a frame or datagram from the server, or
+    the news that the connection closed (TCP/TLS)."""
+
+    def received(self, data: bytes, remote: Address) -> None: ...
+
+    def lost(self) -> None: ...
+
+
 class _UdpClientProtocol(asyncio.DatagramProtocol):
-    def __init__(self, driver: _ClientDriver) -> None:
-        self.driver = driver
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.driver.received(data, _address(addr))
+        self.receiver.received(data, _address(addr))
 
     def error_received(self, exc: Exception) -> None:
-        _log.debug("UDP error from the STUN server: %s", exc)
+        _log.debug("UDP error from the server: %s", exc)
 
 
 class _StreamClientProtocol(asyncio.Protocol):
-    def __init__(self, driver: _ClientDriver, peer: Address) -> None:
-        self.driver = driver
+    def __init__(self, receiver: Receiver, peer: Address, framing: Framing) -> None:
+        self.receiver = receiver
         self.peer = peer
-        self.decoder = StreamDecoder()
+        self.decoder = StreamDecoder(framing)
         self.transport: asyncio.Transport | None = None
         self.detached = False
         self.closed = False
@@ -200,17 +209,135 @@ class _StreamClientProtocol(asyncio.Protocol):
         try:
             frames = self.decoder.feed(data)
         except DecodeError as exc:
-            _log.warning("closing STUN connection to %s: %s", self.peer, exc)
+            _log.warning("closing the connection to %s: %s", self.peer, exc)
             if self.transport is not None:
                 self.transport.close()
             return
         for frame in frames:
-            self.driver.received(frame, self.peer)
+            self.receiver.received(frame, self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if not self.detached:
-            self.driver.lost()
+            self.receiver.lost()
+
+
+class ClientSocket:
+    """A client's wire to its server: one UDP socket, or a TCP/TLS connection cut into frames
+    by ``framing`` (STUN, or STUN and ChannelData for TURN).
+
+    :meth:`send` writes a datagram to ``datagram.remote``. On a stream with no usable connection
+    there — ALTERNATE-SERVER moved the session (RFC 8489 §10), or the server closed the
+    connection, after which a client opens a new one (§6.2.2) — it connects first, one attempt at
+    a time, holding what must be sent; if that fails, the receiver hears :meth:`Receiver.lost`.
+    TLS verifies the server certificate against the system CAs unless ``ssl_context`` says
+    otherwise, for ``server_hostname``.
+    """
+
+    def __init__(
+        self,
+        receiver: Receiver,
+        transport: Transport,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        framing: Framing = Framing.STUN,
+    ) -> None:
+        if transport not in DEFAULT_PORTS:
+            raise LocalProtocolError(f"unknown transport {transport!r}: udp, tcp or tls")
+        self.receiver = receiver
+        self.transport = transport
+        self.framing = framing
+        self._ssl = (ssl_context or ssl.create_default_context()) if transport == "tls" else None
+        self._server_hostname = server_hostname
+        self._udp: asyncio.DatagramTransport | None = None
+        self._stream: _StreamClientProtocol | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._backlog: list[Datagram] = []
+
+    async def open(self, server: Address) -> None:
+        """Open the UDP socket (of the server's family), or connect to ``server``."""
+        if self.transport == "udp":
+            await self._open_udp(server)
+        else:
+            await self._open_stream(server)
+
+    async def _open_udp(self, server: Address) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        any_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        udp, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpClientProtocol(self.receiver), local_addr=(any_host, 0), family=family
+        )
+        self._udp = udp
+
+    async def _open_stream(self, server: Address) -> None:
+        loop = asyncio.get_running_loop()
+        protocol = _StreamClientProtocol(self.receiver, server, self.framing)
+        await loop.create_connection(
+            lambda: protocol,
+            server.host,
+            server.port,
+            ssl=self._ssl,
+            server_hostname=self._server_hostname if self._ssl else None,
+        )
+        if self._stream is not None:
+            self._stream.detached = True
+            if self._stream.transport is not None:
+                self._stream.transport.close()
+        self._stream = protocol
+
+    @property
+    def local(self) -> Address | None:
+        """The local address of the socket or connection, once open."""
+        transport = self._udp or (self._stream.transport if self._stream else None)
+        return _address(transport.get_extra_info("sockname")) if transport else None
+
+    def send(self, datagram: Datagram) -> None:
+        """Send one datagram, or write one message to the stream (connecting first if needed)."""
+        if self._udp is not None:
+            self._udp.sendto(datagram.data, (datagram.remote.host, datagram.remote.port))
+            return
+        stream = self._stream
+        if stream is not None and stream.peer == datagram.remote and stream.usable:
+            assert stream.transport is not None
+            stream.transport.write(datagram.data)
+            return
+        self._backlog.append(datagram)
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._reconnect(datagram.remote))
+
+    async def _reconnect(self, server: Address) -> None:
+        try:
+            await self._open_stream(server)
+        except OSError as exc:
+            _log.debug("cannot connect to %s: %s", server, exc)
+            self._backlog.clear()
+            self.receiver.lost()
+            return
+        finally:
+            self._connecting = None
+        backlog, self._backlog = self._backlog, []
+        for datagram in backlog:
+            self.send(datagram)
+
+    @property
+    def connected(self) -> bool:
+        """UDP: whether the socket is open; TCP/TLS: whether the connection is usable now (a
+        datagram sent while it is not opens a new one)."""
+        if self._udp is not None:
+            return not self._udp.is_closing()
+        return self._stream is not None and self._stream.usable
+
+    def close(self) -> None:
+        """Close the socket or connection; the receiver hears nothing more."""
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self._udp is not None:
+            self._udp.close()
+        if self._stream is not None and self._stream.transport is not None:
+            self._stream.detached = True
+            self._stream.transport.close()
 
 
 #: RTO estimates per server, shared by every client in the process (RFC 8489 §6.2.1 caches the RTO
@@ -225,15 +352,11 @@ class StunClient(_Closing):
     ...     result = await client.binding()
     """
 
-    def __init__(self, driver: _ClientDriver, transport: Transport) -> None:
+    def __init__(self, driver: _ClientDriver, client_socket: ClientSocket) -> None:
         self._driver = driver
-        self.transport = transport
-        self._udp: asyncio.DatagramTransport | None = None
-        self._stream: _StreamClientProtocol | None = None
-        self._ssl: ssl.SSLContext | None = None
-        self._server_hostname: str | None = None
-        self._connecting: asyncio.Task[None] | None = None
-        self._backlog: list[Datagram] = []
+        self._socket = client_socket
+        self.transport = client_socket.transport
+        driver.send_datagram = client_socket.send
 
     @classmethod
     async def connect(
@@ -266,73 +389,12 @@ class StunClient(_Closing):
         )
         session = ClientSession(server, config=config, rto_cache=rto_cache or SHARED_RTO_CACHE)
         driver = _ClientDriver(session)
-        client = cls(driver, transport)
-        if transport == "udp":
-            await client._open_udp(server)
-        else:
-            if transport == "tls":
-                client._ssl = ssl_context or ssl.create_default_context()
-                client._server_hostname = server_hostname or host
-            await client._open_stream(server)
+        client_socket = ClientSocket(
+            driver, transport, ssl_context=ssl_context, server_hostname=server_hostname or host
+        )
+        client = cls(driver, client_socket)
+        await client_socket.open(server)
         return client
-
-    async def _open_udp(self, server: Address) -> None:
-        loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-        any_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
-        udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpClientProtocol(self._driver), local_addr=(any_host, 0), family=family
-        )
-        self._udp = udp
-        self._driver.send_datagram = self._send_udp
-
-    def _send_udp(self, datagram: Datagram) -> None:
-        assert self._udp is not None
-        self._udp.sendto(datagram.data, (datagram.remote.host, datagram.remote.port))
-
-    async def _open_stream(self, server: Address) -> None:
-        loop = asyncio.get_running_loop()
-        protocol = _StreamClientProtocol(self._driver, server)
-        await loop.create_connection(
-            lambda: protocol,
-            server.host,
-            server.port,
-            ssl=self._ssl,
-            server_hostname=self._server_hostname if self._ssl else None,
-        )
-        if self._stream is not None:
-            self._stream.detached = True
-            if self._stream.transport is not None:
-                self._stream.transport.close()
-        self._stream = protocol
-        self._driver.send_datagram = self._send_stream
-
-    def _send_stream(self, datagram: Datagram) -> None:
-        stream = self._stream
-        if stream is not None and stream.peer == datagram.remote and stream.usable:
-            assert stream.transport is not None
-            stream.transport.write(datagram.data)
-            return
-        # No usable connection to where this must go: ALTERNATE-SERVER moved the session
-        # (RFC 8489 §10), or the server closed the connection, in which case the client opens a
-        # new one (§6.2.2). One attempt at a time; what must be sent waits for it.
-        self._backlog.append(datagram)
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._reconnect(datagram.remote))
-
-    async def _reconnect(self, server: Address) -> None:
-        try:
-            await self._open_stream(server)
-        except OSError as exc:
-            _log.debug("cannot connect to %s: %s", server, exc)
-            self._backlog.clear()
-            self._driver.lost()
-            return
-        finally:
-            self._connecting = None
-        backlog, self._backlog = self._backlog, []
-        for datagram in backlog:
-            self._send_stream(datagram)
 
     @property
     def server(self) -> Address:
@@ -343,9 +405,7 @@ class StunClient(_Closing):
     def connected(self) -> bool:
         """UDP: whether the socket is open; TCP/TLS: whether the connection is usable now (a
         request made while it is not opens a new one, RFC 8489 §6.2.2)."""
-        if self._udp is not None:
-            return not self._udp.is_closing()
-        return self._stream is not None and self._stream.usable
+        return self._socket.connected
 
     async def request(
         self, method: int = Method.BINDING, attributes: Iterable[Attribute] = ()
@@ -365,13 +425,7 @@ class StunClient(_Closing):
     async def close(self) -> None:
         """Close the socket or connection; pending requests are cancelled."""
         self._driver.close()
-        if self._connecting is not None:
-            self._connecting.cancel()
-        if self._udp is not None:
-            self._udp.close()
-        if self._stream is not None and self._stream.transport is not None:
-            self._stream.detached = True
-            self._stream.transport.close()
+        self._socket.close()
 
 
 async def binding(

@@ -2,9 +2,11 @@
 
 Importing this package registers TURN's attributes (:mod:`turn.attributes`) with :mod:`stun`'s
 codec, so that STUN messages carrying them decode typed. :mod:`turn.channel` is the ChannelData
-message; :mod:`turn.client` the sans-IO allocation machine, :mod:`turn.uri` server URIs.
+message; :mod:`turn.client` the sans-IO allocation machine, :mod:`turn.uri` server URIs, and
+:class:`TurnClient` (:mod:`turn.aio`) the machine's asyncio face.
 """
 
+from .aio import TurnClient
 from .attributes import (
     AdditionalAddressFamily,
     AddressErrorCode,
@@ -89,6 +91,7 @@ __all__ = [
     "TransportProtocol",
     "TurnAllocation",
     "TurnAttrType",
+    "TurnClient",
     "TurnClientConfig",
     "TurnClientEvent",
     "TurnError",

@@ -4,6 +4,15 @@ The client reaches coturn over UDP, TCP and TLS; data goes to a peer socket on 1
 the relay and comes back, on a channel (ChannelData, padded to four bytes on TCP and TLS) and in
 Send and Data indications. coturn speaks RFC 5389's long-term credentials (MD5 keys), which is
 what our client falls back to when no PASSWORD-ALGORITHMS is offered.
+
+What coturn 4.6.1 does, as these tests found it:
+
+* A Refresh with LIFETIME 0 is answered with success at once, but the allocation goes only at
+  coturn's next one-second timer tick; a Refresh before then brings it back to life.
+* Its nonces belong to the allocation's session: once the allocation is gone, requests with the
+  old nonce are answered 438 Stale Nonce, and CreatePermission without an allocation 400.
+* ``--alternate-server`` (UDP, TCP) and ``--tls-alternate-server`` answer every Allocate with
+  300 Try Alternate and ALTERNATE-SERVER.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,9 +42,14 @@ from stun import (
     new_transaction_id,
 )
 from stun.aio import Transport
-from stun.tls import client_context
+from stun.tls import CertificateFiles, client_context
 from tests.interop.conftest import TEST_CREDENTIALS
-from tests.interop.coturn import RunningTurnserver, udp_request
+from tests.interop.coturn import (
+    RunningTurnserver,
+    running_turnserver,
+    skip_unless_installed,
+    udp_request,
+)
 from tests.net.loopback import SKIP_NO_IPV6, run
 from turn import Lifetime, TurnClient, TurnClientConfig, XorPeerAddress
 
@@ -263,6 +277,48 @@ def test_an_ipv6_relay_to_an_ipv6_peer(coturn_auth: RunningTurnserver) -> None:
         ):
             relayed = await client.allocate()
             assert relayed.host == "::1"
+            await exchange(client, peer, peer_address, sending)
+
+    run(scenario())
+
+
+@pytest.fixture(scope="module")
+def coturn_redirecting(
+    tmp_path_factory: pytest.TempPathFactory,
+    coturn_auth: RunningTurnserver,
+    tls_certificate: CertificateFiles,
+) -> Iterator[RunningTurnserver]:
+    """coturn answering every Allocate with 300 Try Alternate: ``coturn_auth``."""
+    skip_unless_installed("turnserver")
+    assert coturn_auth.tls_port is not None
+    with running_turnserver(
+        tmp_path_factory.mktemp("coturn-redirecting"),
+        hosts=("127.0.0.1",),
+        certificate=tls_certificate,
+        credentials=TEST_CREDENTIALS,
+        extra_arguments=[
+            "--alternate-server", f"127.0.0.1:{coturn_auth.port}",
+            "--tls-alternate-server", f"127.0.0.1:{coturn_auth.tls_port}",
+        ],
+    ) as server:
+        yield server
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_alternate_server_is_followed(
+    coturn_redirecting: RunningTurnserver, coturn_auth: RunningTurnserver, transport: Transport
+) -> None:
+    """300 Try Alternate (RFC 8489 §10): the Allocate moves to the other server (over TCP and
+    TLS on a new connection) and so does everything after it."""
+
+    async def scenario() -> None:
+        async with (
+            await connect(coturn_redirecting, transport) as client,
+            peer_socket() as (peer, peer_address, sending),
+        ):
+            await client.allocate()
+            alternate = coturn_auth.tls_address() if transport == "tls" else coturn_auth.address()
+            assert client.server == alternate
             await exchange(client, peer, peer_address, sending)
 
     run(scenario())

@@ -42,6 +42,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeVar
 
 from stun import (
     Address,
@@ -239,10 +240,7 @@ class _Channel(_Lease):
     peer: Address
 
 
-def _lapsed(what: str) -> TransactionTimeout:
-    return TransactionTimeout(f"the {what} expired before its refresh was answered")
-
-
+_LeaseT = TypeVar("_LeaseT", bound=_Lease)
 _OnSuccess = Callable[[Message, float], None]
 _OnFailure = Callable[[Failure, float], None]
 
@@ -491,19 +489,9 @@ class TurnAllocation:
         if lease.handle is None and now >= lease.refresh_at:
             self._refresh(now)
         for permission in list(self._permissions.values()):
-            if permission.grant is _Grant.ACTIVE and now >= permission.deadline:
-                if permission.handle is None:
-                    self._request_permission(permission, now)
-                else:
-                    self._cancel(permission)
-                    self._permission_failed(permission, _lapsed("permission"), now)
+            self._tend(permission, now, self._request_permission, self._permission_failed)
         for channel in list(self._channels.values()):
-            if channel.grant is _Grant.ACTIVE and now >= channel.deadline:
-                if channel.handle is None:
-                    self._request_channel(channel, now)
-                else:
-                    self._cancel(channel)
-                    self._bind_failed(channel, _lapsed("channel"), now)
+            self._tend(channel, now, self._request_channel, self._bind_failed)
         self._absorb(now)
 
     def next_event(self) -> TurnClientEvent | None:
@@ -547,6 +535,22 @@ class TurnAllocation:
         handle = self._session.request(method, attributes, now=now)
         self._callbacks[handle] = (on_success, on_failure)
         return handle
+
+    def _tend(
+        self,
+        lease: _LeaseT,
+        now: float,
+        renew: Callable[[_LeaseT, float], None],
+        fail: Callable[[_LeaseT, Failure, float], None],
+    ) -> None:
+        """Refresh a granted lease that is due; end one whose refresh is unanswered at expiry."""
+        if lease.grant is not _Grant.ACTIVE or now < lease.deadline:
+            return
+        if lease.handle is None:
+            renew(lease, now)
+        else:
+            self._cancel(lease)
+            fail(lease, TransactionTimeout("it expired before its refresh was answered"), now)
 
     def _cancel(self, lease: _Lease) -> None:
         if lease.handle is not None:

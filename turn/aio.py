@@ -188,10 +188,11 @@ class TurnClient(_Closing):
         credentials, 437, 486, 508 and the like), :class:`stun.TransactionTimeout`, or
         :class:`turn.RemoteProtocolError` for a success response that cannot be used.
         """
-        self._allocated = self._loop.create_future()
         self.allocation.allocate(self._loop.time())
+        allocated: asyncio.Future[AllocationCreated] = self._loop.create_future()
+        self._allocated = allocated
         self._pump()
-        event = await self._allocated
+        event = await allocated
         return event.relayed[0]
 
     async def create_permission(self, peer: Address | str) -> None:

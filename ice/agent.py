@@ -226,15 +226,20 @@ class Agent:
         self.consent.suspend_all()
         self._set_state(IceState.CHECKING if self.selected else IceState.NEW)
 
-    def close(self) -> None:
-        """Stop everything; no more datagrams or timers."""
+    def close(self, now: float | None = None) -> None:
+        """Stop everything. With ``now``, TURN allocations are deleted (RFC 8656 §8): drain
+        :meth:`datagrams_to_send` once more to send those requests; nothing follows them."""
         self._closed = True
         self._checks.clear()
         self._outgoing.clear()
+        if now is not None:
+            self.gatherer.relays.close(now)
         self._set_state(IceState.CLOSED)
 
-    def send(self, data: bytes, stream: int = 0, component: int = 1) -> Datagram:
-        """Address application data to the selected pair of a component (no consent, no send)."""
+    def send(self, data: bytes, stream: int = 0, component: int = 1) -> None:
+        """Queue application data for the selected pair of a component; drain it with
+        :meth:`datagrams_to_send` (a relayed pair's data leaves wrapped for the TURN server).
+        Raises :class:`LocalProtocolError` with no selected pair or without consent."""
         pair = self.selected.get((stream, component))
         if pair is None:
             raise LocalProtocolError(f"no selected pair for stream {stream} component {component}")
@@ -242,7 +247,7 @@ class Agent:
             raise LocalProtocolError("consent to send on the selected pair was lost (RFC 7675)")
         pair.bytes_sent += len(data)
         self.consent.sent(pair, self._last_now)
-        return Datagram(data, pair.local_base, pair.remote.address)
+        self._outgoing.append(Datagram(data, pair.local_base, pair.remote.address))
 
     def count_data(
         self, pair: CandidatePair, now: float, *, sent: int = 0, received: int = 0
@@ -285,6 +290,19 @@ class Agent:
         self._last_now = now
         if self._closed or local is None or not data:
             return
+        relays = self.gatherer.relays
+        relay = relays.owner(local, remote)
+        if relay is not None:
+            # From a TURN server: what a peer sent to one of our relayed addresses.
+            for relayed, peer, inner in relays.receive(relay, data, now):
+                self._receive(inner, relayed, peer, now)
+            self._relays_changed(now)
+            return
+        self._receive(data, local, remote, now)
+
+    def _receive(self, data: bytes, local: Address, remote: Address, now: float) -> None:
+        if not data:
+            return
         if data[0] > 3:
             self._receive_data(data, local, remote)
             return
@@ -304,15 +322,36 @@ class Agent:
         self._update(now)
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
-        # Drained in place: the gatherer holds this list's append method.
-        outgoing = self._outgoing.copy()
+        relays = self.gatherer.relays
+        outgoing = []
+        for datagram in self._outgoing:
+            if datagram.local is not None and relays.is_relayed(datagram.local):
+                relays.send(datagram.data, datagram.local, datagram.remote, now)
+            else:
+                outgoing.append(datagram)
+        # Cleared in place: the gatherer holds this list's append method.
         self._outgoing.clear()
-        return outgoing
+        return outgoing + relays.datagrams_to_send(now)
+
+    def _relays_changed(self, now: float) -> None:
+        """Pair relayed candidates that just appeared; see whether gathering completed."""
+        gatherer = self.gatherer
+        while gatherer.new_relayed:
+            local = gatherer.new_relayed.pop(0)
+            for stream, candidate in list(self.remote_candidates):
+                if stream == local.stream and candidate.component == local.candidate.component:
+                    self._pair_remote(stream, candidate)
+        gatherer.check_complete()
+        self._update(now)
 
     def get_timer(self) -> float | None:
         if self._closed:
             return None
-        deadlines = [self.gatherer.get_timer(), self.consent.get_timer()]
+        deadlines = [
+            self.gatherer.get_timer(),
+            self.gatherer.relays.get_timer(),
+            self.consent.get_timer(),
+        ]
         if self.controlling and not self.config.lite:
             deadlines.append(self.nomination.deadline)
         for check in self._checks.values():
@@ -326,6 +365,9 @@ class Agent:
         if self._closed:
             return
         self.gatherer.handle_timer(now)
+        for relayed, peer, inner in self.gatherer.relays.handle_timer(now):
+            self._receive(inner, relayed, peer, now)
+        self._relays_changed(now)
         self._retransmit(now)
         self._run_nomination(now)  # a nomination deadline due now takes this Ta slot
         if self._checking and self.remote_password is not None and now >= self._next_check_at:
@@ -627,7 +669,7 @@ class Agent:
         host = next(
             c
             for c in self.gatherer.candidates
-            if c.base == local and c.candidate.type is CandidateType.HOST
+            if c.base == local and c.candidate.type in (CandidateType.HOST, CandidateType.RELAYED)
         )
         pair = checklist.find(local, remote) or checklist.add(
             host.candidate, local, remote_candidate, self.controlling

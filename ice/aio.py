@@ -47,12 +47,13 @@ import ifaddr
 from stun.address import Address, normalize_host
 from stun.aio import _Closing
 from stun.aio import resolve as resolve_host
+from stun.datagram import Datagram
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 
 from .agent import Agent
 from .candidate import Candidate, CandidateType, generate_credentials, validate_pwd, validate_ufrag
 from .checklist import CandidatePair
-from .config import AgentConfig
+from .config import AgentConfig, Policy, RelayServer
 from .errors import IceConnectionError, LocalProtocolError
 from .events import (
     CandidateGathered,
@@ -219,6 +220,9 @@ class Connection(_Closing):
     - ``components``: components of the data stream (1 with RTP/RTCP multiplexing).
     - ``stun_servers``: ``(host, port)`` pairs to learn server-reflexive candidates from; names are
       resolved when gathering starts.
+    - ``turn_servers``: ``(host, port, username, password)`` of TURN servers to allocate relayed
+      candidates on (over UDP); ``relay_only``: use relayed candidates only (WebRTC's "relay"
+      transport policy), so the peer never learns a local address.
     - ``use_ipv4`` / ``use_ipv6`` / ``include_loopback`` / ``interfaces``: which local addresses
       to gather on; ``interfaces`` lists addresses or interface names to restrict gathering to.
     - ``pacing``: Ta, the pace of new checks (RFC 8445 §14.2).
@@ -236,6 +240,8 @@ class Connection(_Closing):
         *,
         components: int = 1,
         stun_servers: Iterable[tuple[str, int]] = (),
+        turn_servers: Iterable[tuple[str, int, str, str]] = (),
+        relay_only: bool = False,
         use_ipv4: bool = True,
         use_ipv6: bool = True,
         include_loopback: bool = False,
@@ -271,6 +277,12 @@ class Connection(_Closing):
         )
         self._components = components
         self._stun_servers = [(host, port) for host, port in stun_servers]
+        self._turn_servers = list(turn_servers)
+        if relay_only:
+            self._config = dataclasses.replace(self._config, policy=Policy.RELAY)
+        #: Components whose selected pair is relayed: their data goes through the agent, which
+        #: wraps it for the TURN server, instead of straight to a socket.
+        self._relayed: set[int] = set()
         self._use_ipv4 = use_ipv4
         self._use_ipv6 = use_ipv6
         self._include_loopback = include_loopback
@@ -446,6 +458,14 @@ class Connection(_Closing):
                 servers.append(await resolve_host(host, port))
             except StunLocalProtocolError as exc:
                 _log.warning("STUN server %s:%s skipped: %s", host, port, exc)
+        relays = []
+        for host, port, username, password in self._turn_servers:
+            try:
+                server = await resolve_host(host, port)
+            except StunLocalProtocolError as exc:
+                _log.warning("TURN server %s:%s skipped: %s", host, port, exc)
+                continue
+            relays.append(RelayServer(address=server, username=username, password=password))
         if self._closed:
             raise IceConnectionError("the connection was closed")
         addresses = interface_addresses(
@@ -455,7 +475,11 @@ class Connection(_Closing):
             only=self._interfaces,
         )
         self._multicast = addresses
-        self._agent = agent = Agent(dataclasses.replace(self._config, stun_servers=tuple(servers)))
+        self._agent = agent = Agent(
+            dataclasses.replace(
+                self._config, stun_servers=tuple(servers), turn_servers=tuple(relays)
+            )
+        )
         loop = self._loop
         for component in range(1, self._components + 1):
             for address in addresses:
@@ -611,6 +635,13 @@ class Connection(_Closing):
         """Send a datagram on a component's selected pair."""
         path = self._paths.get(component)
         if path is None:
+            if component in self._relayed and self._agent is not None:
+                try:
+                    self._agent.send(data, 0, component)  # wrapped for the TURN server
+                except LocalProtocolError as exc:
+                    raise IceConnectionError(str(exc)) from None
+                self._pump()
+                return
             raise IceConnectionError(self._no_path_reason(component))
         try:
             path.sock.sendto(data, path.remote)
@@ -659,8 +690,10 @@ class Connection(_Closing):
             self._timer.cancel()
             self._timer = None
         if self._agent is not None:
-            self._flush_counters(self._loop.time())
-            self._agent.close()
+            now = self._loop.time()
+            self._flush_counters(now)
+            self._agent.close(now)
+            self._send(self._agent.datagrams_to_send(now))  # TURN deallocations, if any
             self._drain_events()
         for base in self._bases.values():
             self._loop.remove_reader(base.sock.fileno())
@@ -681,16 +714,7 @@ class Connection(_Closing):
             return
         now = self._loop.time()
         self._flush_counters(now)
-        for datagram in agent.datagrams_to_send(now):
-            base = self._bases.get(datagram.local) if datagram.local else None
-            if base is None:
-                continue
-            try:
-                base.sock.sendto(datagram.data, datagram.remote)
-            except OSError as exc:
-                _log.debug(
-                    "ICE datagram from %s to %s not sent: %s", base.local, datagram.remote, exc
-                )
+        self._send(agent.datagrams_to_send(now))
         self._drain_events()
         deadline = agent.get_timer()
         if deadline != self._timer_deadline:
@@ -700,6 +724,18 @@ class Connection(_Closing):
             self._timer = (
                 None if deadline is None else self._loop.call_at(deadline, self._on_timer, deadline)
             )
+
+    def _send(self, datagrams: list[Datagram]) -> None:
+        for datagram in datagrams:
+            base = self._bases.get(datagram.local) if datagram.local else None
+            if base is None:
+                continue
+            try:
+                base.sock.sendto(datagram.data, datagram.remote)
+            except OSError as exc:
+                _log.debug(
+                    "ICE datagram from %s to %s not sent: %s", base.local, datagram.remote, exc
+                )
 
     def _on_timer(self, deadline: float) -> None:
         self._timer = None
@@ -745,11 +781,14 @@ class Connection(_Closing):
     def _select(self, component: int, pair: CandidatePair) -> None:
         self._drop_path(component, None)
         base = self._bases.get(pair.local_base)
+        self._relayed.discard(component)
         if base is not None:
             path = _Path(pair, base.sock)
             self._paths[component] = path
             base.path = path
-            self._lost.pop(component, None)
+        else:
+            self._relayed.add(component)  # a relayed address is no socket of ours
+        self._lost.pop(component, None)
         self._selected_since_restart.add(component)
         self._state_signal.fire()
 

@@ -16,6 +16,15 @@ from stun.transaction import TransactionConfig
 from .errors import LocalProtocolError
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RelayServer:
+    """A TURN server to allocate relayed candidates on (RFC 8656; reached over UDP)."""
+
+    address: Address
+    username: str
+    password: str = field(repr=False)
+
+
 class Policy(enum.Enum):
     """Which candidates the agent may use (WebRTC's iceTransportPolicy)."""
 
@@ -33,6 +42,8 @@ class AgentConfig:
     streams: tuple[int, ...] = (1,)
     #: STUN servers to learn server-reflexive candidates from (RFC 8445 §5.1.1.2).
     stun_servers: tuple[Address, ...] = ()
+    #: TURN servers to learn relayed candidates from (RFC 8445 §5.1.1.2).
+    turn_servers: tuple[RelayServer, ...] = ()
     #: Ta: the pace of new checks and gathering transactions (§14.2: 50 ms; never below 5 ms).
     pacing: float = 0.050
     #: How many pairs a check list keeps (§6.1.2.5).

@@ -31,6 +31,7 @@ from .candidate import (
 )
 from .config import AgentConfig, Policy
 from .events import CandidateGathered, GatheringCompleted, GatheringFailed, IceEvent
+from .relay import Relays
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,10 @@ class Gatherer:
         self._config = config
         self._emit = emit
         self._send = send
+        #: The TURN allocations behind relayed candidates (RFC 8445 §5.1.1.2).
+        self.relays = Relays(config, self._add_relayed, emit)
+        #: Relayed candidates the agent has not paired yet.
+        self.new_relayed: list[LocalCandidate] = []
         self._bases: list[tuple[int, int, Address]] = []
         self.candidates: list[LocalCandidate] = []
         self._queue: deque[_Request] = deque()
@@ -103,6 +108,14 @@ class Gatherer:
             for server in self._config.stun_servers:
                 if (":" in server.host) == (":" in address.host):
                     self._queue.append(_Request(local, server))
+        if not self._config.lite:
+            self.relays.start(
+                [
+                    (c.stream, c.candidate.component, c.base, (c.candidate.priority >> 8) & 0xFFFF)
+                    for c in self.candidates
+                ],
+                now,
+            )
         if self._queue:
             self._send_request(self._queue.popleft(), now)
         self._next_send = now + self._config.pacing
@@ -202,7 +215,24 @@ class Gatherer:
         if self._config.policy is not Policy.RELAY:
             self._emit(CandidateGathered(base.stream, candidate))
 
+    def _add_relayed(self, candidate: Candidate, stream: int) -> None:
+        assert candidate.base is not None
+        local = LocalCandidate(candidate, candidate.base, stream)
+        self.candidates.append(local)
+        self.new_relayed.append(local)
+        self._emit(CandidateGathered(stream, candidate))
+
+    def check_complete(self) -> None:
+        """Gathering completes when no STUN request or TURN Allocate is outstanding."""
+        self._check_complete()
+
     def _check_complete(self) -> None:
-        if self.started and not self.completed and not self._queue and not self._in_flight:
+        if (
+            self.started
+            and not self.completed
+            and not self._queue
+            and not self._in_flight
+            and not self.relays.pending
+        ):
             self.completed = True
             self._emit(GatheringCompleted())

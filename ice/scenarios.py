@@ -25,18 +25,23 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from stun.address import Address
-from stun.datagram import Datagram
+from stun.address import Address, AddressFamily
+from stun.server import LongTermCredentials
+from turn.server import PortRangeAllocator, TurnServerConfig, TurnServerCore
 
 from .agent import Agent
-from .candidate import Candidate, CandidateType
+from .candidate import Candidate
 from .checklist import CandidatePair
-from .config import AgentConfig
-from .events import IceEvent, IceState
+from .config import AgentConfig, RelayServer
+from .events import CandidateGathered, IceEvent, IceState
 from .netsim import DEFAULT_WAN_LINK, Attachment, Host, LinkConfig, NatBehavior, Network
 
 #: Where :func:`two_agents_behind_nats` runs its STUN server (an RFC 5737 documentation address).
 STUN_SERVER = Address("192.0.2.1", 3478)
+#: The TURN servers of scenarios with relays: one per side (see :func:`add_turn_server`).
+TURN_SERVERS = (Address("192.0.2.2", 3478), Address("192.0.2.3", 3478))
+TURN_USERNAME = "ice"
+TURN_PASSWORD = "relay-password"
 #: The first port each agent binds; one more per further base.
 FIRST_PORT = 5000
 #: The states in which an agent has a selected pair for every component.
@@ -71,34 +76,6 @@ class Outcome:
         return f"{self.label}: fails ({self.failure_reason})"
 
 
-class _AgentSocket:
-    """The agent as the network drives it, plus the application data :meth:`Side.send` queues
-    (the agent hands data datagrams to its driver instead of queueing them)."""
-
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
-        self.data: list[Datagram] = []
-
-    def receive_datagram(
-        self, data: bytes, local: Address | None, remote: Address, now: float
-    ) -> None:
-        self.agent.receive_datagram(data, local, remote, now)
-
-    def datagrams_to_send(self, now: float) -> list[Datagram]:
-        outgoing = self.agent.datagrams_to_send(now) + self.data
-        self.data = []
-        return outgoing
-
-    def get_timer(self) -> float | None:
-        return self.agent.get_timer()
-
-    def handle_timer(self, now: float) -> None:
-        self.agent.handle_timer(now)
-
-    def next_event(self) -> IceEvent | None:
-        return self.agent.next_event()
-
-
 class Side:
     """One agent of a scenario with its host, its network attachment and the events it emitted."""
 
@@ -112,9 +89,8 @@ class Side:
         self.events: list[tuple[float, IceEvent]] = []
         self._network = network
         self._hook = hook
-        self._socket = _AgentSocket(agent)
-        self.attachment: Attachment[_AgentSocket] = host.attach(
-            self._socket, port=FIRST_PORT, on_event=self._record
+        self.attachment: Attachment[Agent] = host.attach(
+            agent, port=FIRST_PORT, on_event=self._record
         )
         components = [(s, c) for s, n in enumerate(agent.config.streams) for c in range(1, n + 1)]
         for index, (stream, component) in enumerate(components):
@@ -127,7 +103,7 @@ class Side:
     def send(self, data: bytes, stream: int = 0, component: int = 1) -> None:
         """Send application data on the selected pair now (its first byte must not be 0-3,
         which is STUN's: RFC 7983 demultiplexing)."""
-        self._socket.data.append(self.agent.send(data, stream, component))
+        self.agent.send(data, stream, component)
         self.attachment.flush()
 
     def _record(self, event: object) -> None:
@@ -141,11 +117,12 @@ class Side:
         return self.agent.state in _CONNECTED
 
     def signalled_candidates(self) -> list[tuple[int, Candidate]]:
-        """The candidates an application would signal: gathered ones, not peer-reflexive."""
+        """The candidates an application signals: those the agent announced (CandidateGathered;
+        a relay-only agent announces relayed candidates only)."""
         return [
-            (local.stream, local.candidate)
-            for local in self.agent.local_candidates
-            if local.candidate.type is not CandidateType.PEER_REFLEXIVE
+            (event.stream, event.candidate)
+            for _, event in self.events
+            if isinstance(event, CandidateGathered)
         ]
 
 
@@ -171,6 +148,8 @@ class Scenario:
         self.a = Side("A", network, host_a, Agent(_seeded(config_a, network)), on_event)
         self.b = Side("B", network, host_b, Agent(_seeded(config_b, network)), on_event)
         self.gather_time = 0.0
+        #: The TURN server cores on the WAN, when the scenario has relays.
+        self.turn_servers: list[TurnServerCore] = []
         self.checks_started_at: float | None = None
 
     @property
@@ -247,6 +226,41 @@ def pair_types(pair: CandidatePair) -> str:
     return f"{pair.local.type.value}-{pair.remote.type.value}"
 
 
+class _SimulatedRelays(PortRangeAllocator):
+    """Relayed addresses on a simulated TURN host: each port is bound to the server as it is
+    handed out, so peers' datagrams to it reach the server core."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__({AddressFamily.IPV4: host}, range(50000, 50200))
+        self.bind: Callable[[int], None] = lambda port: None
+        self._bound: set[int] = set()
+
+    def allocate_relay(
+        self, family: AddressFamily, *, even_port: bool = False, reserve_next: bool = False
+    ) -> Address | None:
+        relayed = super().allocate_relay(family, even_port=even_port, reserve_next=reserve_next)
+        if relayed is not None and relayed.port not in self._bound:
+            self._bound.add(relayed.port)
+            self.bind(relayed.port)
+        return relayed
+
+
+def add_turn_server(network: Network, address: Address, name: str) -> TurnServerCore:
+    """The real sans-IO TURN server core on the WAN at ``address``, with one user
+    (:data:`TURN_USERNAME`/:data:`TURN_PASSWORD`) and relayed ports 50000-50199."""
+    relays = _SimulatedRelays(address.host)
+    credentials = LongTermCredentials.from_passwords("icestack", {TURN_USERNAME: TURN_PASSWORD})
+    core = TurnServerCore(TurnServerConfig(credentials=credentials), relays)
+    attachment = network.add_host(name, [address.host]).attach(core, port=address.port)
+    relays.bind = attachment.bind
+    return core
+
+
+def relay_server(address: Address) -> RelayServer:
+    """How an agent reaches a scenario's TURN server."""
+    return RelayServer(address=address, username=TURN_USERNAME, password=TURN_PASSWORD)
+
+
 def two_agents_behind_nats(
     nat_a: NatBehavior,
     nat_b: NatBehavior,
@@ -256,26 +270,38 @@ def two_agents_behind_nats(
     config_a: AgentConfig | None = None,
     config_b: AgentConfig | None = None,
     on_event: EventHook | None = None,
+    turn: bool = False,
 ) -> Scenario:
     """Agent A behind ``nat_a`` and agent B behind ``nat_b`` (``OPEN``: on the WAN), the STUN
-    Binding server at :data:`STUN_SERVER`; host and server-reflexive candidates only.
+    Binding server at :data:`STUN_SERVER`; host and server-reflexive candidates, and with
+    ``turn`` relayed ones too, each side from its own TURN server (:data:`TURN_SERVERS`).
 
     ``config_a``/``config_b`` default to a controlling A and a controlled B that use the STUN
-    server; ``on_event(side_name, event)`` sees every agent event as it happens.
+    (and TURN) servers; ``on_event(side_name, event)`` sees every agent event as it happens.
     """
     network = Network(seed, wan_link=wan_link)
     network.add_stun_server(STUN_SERVER)
+    relays: list[tuple[RelayServer, ...]] = [(), ()]
+    cores = []
+    if turn:
+        for index, address in enumerate(TURN_SERVERS):
+            cores.append(add_turn_server(network, address, f"turn{index}"))
+            relays[index] = (relay_server(address),)
     host_a = network.add_host_behind("a", nat_a)
     host_b = network.add_host_behind("b", nat_b)
-    return Scenario(
+    default_a = AgentConfig(controlling=True, stun_servers=(STUN_SERVER,), turn_servers=relays[0])
+    default_b = AgentConfig(controlling=False, stun_servers=(STUN_SERVER,), turn_servers=relays[1])
+    scenario = Scenario(
         network,
         host_a,
         host_b,
-        config_a=config_a or AgentConfig(controlling=True, stun_servers=(STUN_SERVER,)),
-        config_b=config_b or AgentConfig(controlling=False, stun_servers=(STUN_SERVER,)),
+        config_a=config_a or default_a,
+        config_b=config_b or default_b,
         label=f"{nat_a.value}/{nat_b.value}",
         on_event=on_event,
     )
+    scenario.turn_servers = cores
+    return scenario
 
 
 def nat_matrix(

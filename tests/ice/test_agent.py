@@ -228,7 +228,8 @@ def test_checks_carry_the_rfc_attributes() -> None:
 def test_data_flows_on_the_selected_pair() -> None:
     a, b, wire = pair_of()
     connect(a, b, wire)
-    datagram = a.send(b"\x80hello")
+    a.send(b"\x80hello")
+    (datagram,) = a.datagrams_to_send(wire.now)
     assert (datagram.local, datagram.remote) == (A_ADDRESS, B_ADDRESS)
     b.receive_datagram(datagram.data, B_ADDRESS, A_ADDRESS, wire.now)
     received = [e for e in iter(b.next_event, None) if isinstance(e, DataReceived)]

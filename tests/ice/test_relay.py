@@ -1,0 +1,91 @@
+"""Relayed candidates (RFC 8445 §5.1.1.2) through the real TURN server core on the simulated
+network: what host and server-reflexive candidates cannot reach, a relay does."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ice.candidate import CandidateType
+from ice.config import AgentConfig, Policy
+from ice.events import CandidateGathered, DataReceived, GatheringCompleted, GatheringFailed
+from ice.netsim import NatBehavior
+from ice.scenarios import (
+    STUN_SERVER,
+    TURN_SERVERS,
+    Scenario,
+    relay_server,
+    two_agents_behind_nats,
+)
+
+SYMMETRIC = NatBehavior.SYMMETRIC
+FULL_CONE = NatBehavior.FULL_CONE
+
+
+def gathered(scenario: Scenario, name: str) -> list[CandidateType]:
+    side = scenario.a if name == "a" else scenario.b
+    return [e.candidate.type for _, e in side.events if isinstance(e, CandidateGathered)]
+
+
+def test_symmetric_nats_on_both_sides_connect_through_relays() -> None:
+    scenario = two_agents_behind_nats(SYMMETRIC, SYMMETRIC, 1, turn=True)
+    outcome = scenario.run(timeout=60.0)
+    assert outcome.connected, outcome.failure_reason
+    assert outcome.pair_types == "relay-relay"
+    assert CandidateType.RELAYED in gathered(scenario, "a")
+    scenario.a.send(b"\x80through two relays")
+    scenario.network.run(until=scenario.network.now + 1.0)
+    received = [e.data for _, e in scenario.b.events if isinstance(e, DataReceived)]
+    assert received == [b"\x80through two relays"]
+
+
+def test_without_turn_the_same_nats_fail() -> None:
+    outcome = two_agents_behind_nats(SYMMETRIC, SYMMETRIC, 1).run(timeout=60.0)
+    assert not outcome.connected
+
+
+def test_a_direct_path_still_wins_over_a_relay() -> None:
+    outcome = two_agents_behind_nats(FULL_CONE, FULL_CONE, 1, turn=True).run(timeout=60.0)
+    assert outcome.connected and outcome.pair_types == "srflx-srflx"
+
+
+def test_relay_only_policy_signals_and_uses_relayed_candidates_only() -> None:
+    configs = [
+        AgentConfig(
+            controlling=index == 0,
+            stun_servers=(STUN_SERVER,),
+            turn_servers=(relay_server(TURN_SERVERS[index]),),
+            policy=Policy.RELAY,
+        )
+        for index in (0, 1)
+    ]
+    scenario = two_agents_behind_nats(
+        FULL_CONE, FULL_CONE, 2, turn=True, config_a=configs[0], config_b=configs[1]
+    )
+    outcome = scenario.run(timeout=60.0)
+    assert outcome.connected and outcome.pair_types == "relay-relay"
+    assert set(gathered(scenario, "a")) == {CandidateType.RELAYED}
+    assert set(gathered(scenario, "b")) == {CandidateType.RELAYED}
+
+
+def test_a_turn_server_refusing_our_credentials_does_not_stall_gathering() -> None:
+    wrong = dataclasses.replace(relay_server(TURN_SERVERS[0]), password="wrong")
+    config_a = AgentConfig(controlling=True, stun_servers=(STUN_SERVER,), turn_servers=(wrong,))
+    scenario = two_agents_behind_nats(FULL_CONE, FULL_CONE, 3, turn=True, config_a=config_a)
+    outcome = scenario.run(timeout=60.0)
+    assert outcome.connected
+    events = [e for _, e in scenario.a.events]
+    failed = [e for e in events if isinstance(e, GatheringFailed)]
+    assert [e.server for e in failed] == [TURN_SERVERS[0]]
+    assert any(isinstance(e, GatheringCompleted) for e in events)
+    assert CandidateType.RELAYED not in gathered(scenario, "a")
+
+
+def test_closing_the_agent_deletes_its_allocation() -> None:
+    scenario = two_agents_behind_nats(SYMMETRIC, SYMMETRIC, 1, turn=True)
+    assert scenario.run(timeout=60.0).connected
+    turn = scenario.turn_servers[0]
+    assert len(turn.table) == 1
+    scenario.a.agent.close(scenario.network.now)
+    scenario.a.attachment.flush()
+    scenario.network.run(until=scenario.network.now + 1.0)
+    assert len(turn.table) == 0

@@ -1,6 +1,6 @@
 """Cutting a TCP or TLS byte stream into messages, and the framing a stream sender adds.
 
-Three framings, one decoder (:class:`StreamDecoder`):
+Four framings, one decoder (:class:`StreamDecoder`):
 
 * :attr:`Framing.STUN` — STUN over TCP/TLS (RFC 8489 §6.2.2, §6.2.3): messages back to back, each
   delimited by the length in its own header.
@@ -10,6 +10,8 @@ Three framings, one decoder (:class:`StreamDecoder`):
   with a byte above 3). ChannelData is padded to a multiple of four on a stream; the padding is
   not counted in its Length field and is stripped here, so a frame is exactly the ChannelData
   message a UDP datagram would carry.
+* :attr:`Framing.STUN_OR_RFC5766_CHANNEL_DATA` — the same, but ChannelData starts with 64-127:
+  RFC 5766 §11 allowed channels up to 0x7FFF, and a TURN server may accept them from old clients.
 * :attr:`Framing.RFC4571` — ICE-TCP (RFC 6544 §3): every packet preceded by a 16-bit length
   (RFC 4571 §2). A frame is the packet without its length.
 
@@ -46,14 +48,19 @@ class Framing(enum.Enum):
 
     STUN = "STUN over TCP/TLS (RFC 8489 §6.2.2)"
     STUN_OR_CHANNEL_DATA = "TURN over TCP/TLS: STUN and ChannelData (RFC 8656 §12.5)"
+    STUN_OR_RFC5766_CHANNEL_DATA = "the same, with RFC 5766's channels 0x4000-0x7FFF (64-127)"
     RFC4571 = "16-bit length prefix (RFC 4571, ICE-TCP RFC 6544)"
 
 
 _LARGEST = {
     Framing.STUN: MAX_STUN_MESSAGE,
     Framing.STUN_OR_CHANNEL_DATA: max(MAX_STUN_MESSAGE, MAX_CHANNEL_DATA),
+    Framing.STUN_OR_RFC5766_CHANNEL_DATA: max(MAX_STUN_MESSAGE, MAX_CHANNEL_DATA),
     Framing.RFC4571: MAX_RFC4571_PACKET,
 }
+
+#: Where the first bytes of ChannelData end, for the framings that carry it.
+_CHANNEL_DATA_END = {Framing.STUN_OR_CHANNEL_DATA: 0x50, Framing.STUN_OR_RFC5766_CHANNEL_DATA: 0x80}
 
 
 class StreamDecoder:
@@ -128,7 +135,7 @@ class StreamDecoder:
             return (start + 2, end, end) if len(buffer) >= end else None
         if first < 0x04:
             return self._stun_span(buffer, start, available)
-        if self.framing is Framing.STUN_OR_CHANNEL_DATA and 0x40 <= first < 0x50:
+        if 0x40 <= first < _CHANNEL_DATA_END.get(self.framing, 0x40):
             if available < 4:
                 return None
             length = _U16_PAIR.unpack_from(buffer, start)[1]

@@ -25,6 +25,9 @@ from .errors import DecodeError, LocalProtocolError
 #: The first and last valid channel numbers (RFC 8656 §12).
 MIN_CHANNEL = 0x4000
 MAX_CHANNEL = 0x4FFF
+#: The last channel number RFC 5766 §11 allowed, which its clients (coturn's turnutils_uclient
+#: among them) still draw from; a server may accept them (``TurnServerConfig.rfc5766_channels``).
+RFC5766_MAX_CHANNEL = 0x7FFF
 #: The ChannelData header: channel number and data length (RFC 8656 §12.4).
 HEADER_SIZE = 4
 #: The most data one ChannelData message carries: its Length field is 16 bits.
@@ -38,15 +41,17 @@ def is_valid_channel(number: int) -> bool:
     return MIN_CHANNEL <= number <= MAX_CHANNEL
 
 
-def encode_channel_data(channel: int, data: bytes, *, pad: bool = False) -> bytes:
+def encode_channel_data(
+    channel: int, data: bytes, *, pad: bool = False, max_channel: int = MAX_CHANNEL
+) -> bytes:
     """A ChannelData message for ``data`` on ``channel``; ``pad`` for TCP/TLS (RFC 8656 §12.5).
 
-    Raises :class:`turn.LocalProtocolError` for a channel outside 0x4000-0x4FFF or data longer
-    than 65535 bytes.
+    Raises :class:`turn.LocalProtocolError` for a channel outside 0x4000-``max_channel`` or data
+    longer than 65535 bytes.
     """
     size = len(data)
-    if not MIN_CHANNEL <= channel <= MAX_CHANNEL:
-        raise LocalProtocolError(f"channel 0x{channel:04X} outside 0x4000-0x4FFF")
+    if not MIN_CHANNEL <= channel <= max_channel:
+        raise LocalProtocolError(f"channel 0x{channel:04X} outside 0x4000-0x{max_channel:04X}")
     if size > MAX_DATA_SIZE:
         raise LocalProtocolError(f"ChannelData of {size} bytes, at most {MAX_DATA_SIZE}")
     message = _HEADER.pack(channel, size) + data
@@ -55,17 +60,20 @@ def encode_channel_data(channel: int, data: bytes, *, pad: bool = False) -> byte
     return message
 
 
-def decode_channel_data(message: bytes) -> tuple[int, bytes]:
+def decode_channel_data(message: bytes, *, max_channel: int = MAX_CHANNEL) -> tuple[int, bytes]:
     """The channel number and data of a ChannelData message (RFC 8656 §12.4, §12.6).
 
     Raises :class:`turn.DecodeError` (only) when the message is shorter than its header or its
-    length, or names a channel outside 0x4000-0x4FFF. Bytes after the data (padding) are ignored.
+    length, or names a channel outside 0x4000-``max_channel``. Bytes after the data (padding) are
+    ignored.
     """
     if len(message) < HEADER_SIZE:
         raise DecodeError(f"ChannelData: {len(message)} bytes, the header alone is 4")
     channel, size = _HEADER.unpack_from(message)
-    if not MIN_CHANNEL <= channel <= MAX_CHANNEL:
-        raise DecodeError(f"ChannelData: channel 0x{channel:04X} outside 0x4000-0x4FFF")
+    if not MIN_CHANNEL <= channel <= max_channel:
+        raise DecodeError(
+            f"ChannelData: channel 0x{channel:04X} outside 0x4000-0x{max_channel:04X}"
+        )
     end = HEADER_SIZE + size
     if end > len(message):
         raise DecodeError(

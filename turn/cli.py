@@ -131,6 +131,11 @@ def _add_options(parser: argparse.ArgumentParser) -> _Options:
         help="refuse these peers too (repeatable)",
     )
     option("--allow-loopback-peers", action="store_true", help="relay to 127.0.0.0/8 and ::1")
+    option(
+        "--rfc5766-channels",
+        action="store_true",
+        help="accept channel numbers up to 0x7FFF (RFC 5766 clients, coturn's turnutils_uclient)",
+    )
     option("--user-quota", type=_positive, metavar="N", help="allocations per user (default 10)")
     option("--total-quota", type=_positive, metavar="N", help="allocations in all (default 1000)")
     option(
@@ -347,6 +352,7 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
         max_bytes_per_second=args.max_bps,
         peer_policy=policy,
         alternate_server=alternate,
+        rfc5766_channels=bool(args.rfc5766_channels),
         **{name: value for name, value in quotas.items() if value is not None},
     )
     low = DYNAMIC_PORTS.start if args.min_port is None else args.min_port

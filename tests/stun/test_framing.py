@@ -155,6 +155,14 @@ def test_bytes_that_are_neither_stun_nor_channel_data_raise(first: int) -> None:
         decoder.feed(bytes([first, 0, 0, 4]))
 
 
+def test_rfc5766_framing_also_cuts_channels_up_to_0x7fff() -> None:
+    decoder = StreamDecoder(Framing.STUN_OR_RFC5766_CHANNEL_DATA)
+    stream = [channel_data(0x7FFF, b"abc"), stun_message(), channel_data(0x5000, b""), b"\x80"]
+    assert decoder.feed(b"".join(pad_channel_data(f) for f in stream[:3])) == stream[:3]
+    with pytest.raises(DecodeError, match="byte 0x80 cannot start STUN or ChannelData"):
+        decoder.feed(stream[3])
+
+
 def test_the_largest_channel_data_is_accepted() -> None:
     data = channel_data(0x4ABC, bytes(0xFFFF))
     assert len(data) == MAX_CHANNEL_DATA

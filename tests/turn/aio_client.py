@@ -33,8 +33,8 @@ from turn import (
     XorRelayedAddress,
     decode_channel_data,
     encode_channel_data,
-    is_channel_data,
 )
+from turn.channel import MAX_CHANNEL, RFC5766_MAX_CHANNEL
 
 #: How long one answer or one relayed message may take before the test fails.
 WAIT = 5.0
@@ -53,7 +53,12 @@ class _Receiver(asyncio.DatagramProtocol, asyncio.Protocol):
 
     def __init__(self, client: RawTurnClient, stream: bool) -> None:
         self.client = client
-        self.decoder = StreamDecoder(Framing.STUN_OR_CHANNEL_DATA) if stream else None
+        framing = (
+            Framing.STUN_OR_RFC5766_CHANNEL_DATA
+            if client.max_channel == RFC5766_MAX_CHANNEL
+            else Framing.STUN_OR_CHANNEL_DATA
+        )
+        self.decoder = StreamDecoder(framing) if stream else None
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.client._received(data)
@@ -68,11 +73,13 @@ class _Receiver(asyncio.DatagramProtocol, asyncio.Protocol):
 
 
 class RawTurnClient:
-    """One TURN client (one 5-tuple) talking to ``server`` over ``transport``."""
+    """One TURN client (one 5-tuple) talking to ``server`` over ``transport``; channels go up to
+    ``max_channel`` (RFC 5766's 0x7FFF for a server that accepts them)."""
 
-    def __init__(self, username: str, password: str) -> None:
+    def __init__(self, username: str, password: str, max_channel: int = MAX_CHANNEL) -> None:
         self.username = username
         self.password = password
+        self.max_channel = max_channel
         self.realm: str | None = None
         self.nonce: str | None = None
         self.stream = False
@@ -91,8 +98,9 @@ class RawTurnClient:
         password: str,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        max_channel: int = MAX_CHANNEL,
     ) -> RawTurnClient:
-        client = cls(username, password)
+        client = cls(username, password, max_channel)
         loop = asyncio.get_running_loop()
         if transport == "udp":
             client._transport, _ = await loop.create_datagram_endpoint(
@@ -118,8 +126,8 @@ class RawTurnClient:
         return make_address(sockname[0], sockname[1])
 
     def _received(self, data: bytes) -> None:
-        if data and is_channel_data(data[0]):
-            self.inbox.put_nowait(decode_channel_data(data))
+        if data and 0x40 <= data[0] <= self.max_channel >> 8:
+            self.inbox.put_nowait(decode_channel_data(data, max_channel=self.max_channel))
             return
         message = Message.decode(data)
         if message.message_class is MessageClass.INDICATION and message.method == Method.DATA:
@@ -191,7 +199,8 @@ class RawTurnClient:
         return await self.request(Method.REFRESH, list(attributes))
 
     def send_channel_data(self, channel: int, data: bytes) -> None:
-        self.send_raw(encode_channel_data(channel, data, pad=self.stream))
+        message = encode_channel_data(channel, data, pad=self.stream, max_channel=self.max_channel)
+        self.send_raw(message)
 
     def send_indication(self, peer: Address, data: bytes) -> None:
         indication = Message(

@@ -65,6 +65,16 @@ def test_channels_outside_the_range_cannot_be_built(channel: int) -> None:
         encode_channel_data(channel, b"")
 
 
+def test_rfc5766_channels_when_asked_for() -> None:
+    """RFC 5766 §11 allowed 0x4000-0x7FFF; a server that accepts its clients says so."""
+    message = encode_channel_data(0x7FFF, b"x", max_channel=0x7FFF)
+    assert decode_channel_data(message, max_channel=0x7FFF) == (0x7FFF, b"x")
+    with pytest.raises(DecodeError, match="outside 0x4000-0x4FFF"):
+        decode_channel_data(message)
+    with pytest.raises(LocalProtocolError, match="outside 0x4000-0x7FFF"):
+        encode_channel_data(0x8000, b"", max_channel=0x7FFF)
+
+
 def test_data_longer_than_the_length_field_cannot_be_built() -> None:
     with pytest.raises(LocalProtocolError, match="65535"):
         ChannelData(0x4000, bytes(0x10000))

@@ -36,12 +36,21 @@ from stun import (
     long_term_key,
     make_address,
 )
+from stun.datagram import Datagram
 from stun.server import LongTermCredentials
 from stun.tls import CertificateFiles, client_context, make_self_signed, server_context
 from tests.net.loopback import LOOPBACK_HOSTS, run, until
 from tests.turn.aio_client import RawTurnClient, TurnRequestFailed
-from tests.turn.harness import OTHER_CLIENT, events, make_server
+from tests.turn.harness import (
+    OTHER_CLIENT,
+    PEER,
+    code,
+    events,
+    from_peer,
+    make_server,
+)
 from tests.turn.harness import Client as HarnessClient
+from tests.turn.harness import relayed as relayed_of
 from turn import (
     Data,
     Lifetime,
@@ -216,6 +225,44 @@ def test_stream_padding_of_odd_channel_data(certificate: CertificateFiles) -> No
             await client.close()
 
     run(scenario())
+
+
+def test_rfc5766_channel_numbers_only_when_configured() -> None:
+    """RFC 8656 §12.2 answers a channel above 0x4FFF with 400; ``rfc5766_channels`` accepts
+    RFC 5766's 0x4000-0x7FFF, in ChannelBind and in ChannelData both ways, UDP and TCP."""
+    strict, _ = make_server()
+    client = HarnessClient(strict)
+    client.allocate()
+    client.permit(PEER)
+    assert code(client.bind(0x7000, PEER)) == 400
+
+    lenient, _ = make_server(rfc5766_channels=True)
+    client = HarnessClient(lenient)
+    (relay,) = relayed_of(client.allocate())
+    client.permit(PEER)
+    assert code(client.bind(0x7000, PEER)) is None
+    out = client.send(encode_channel_data(0x7000, b"up", max_channel=0x7FFF), 1.0)
+    assert out == Datagram(b"up", relay, PEER)
+    down = from_peer(lenient, b"down", 1.0, relay=relay)
+    assert down is not None
+    assert down.data == encode_channel_data(0x7000, b"down", max_channel=0x7FFF)
+
+    async def over_tcp() -> None:
+        async with turn_server(transports=("tcp",), rfc5766_channels=True) as (_, listeners):
+            tcp = await RawTurnClient.connect(
+                "tcp", listeners["tcp"], "alice", PASSWORDS["alice"], max_channel=0x7FFF
+            )
+            (relayed_address,) = await tcp.allocate()
+            with peer_socket("127.0.0.1") as peer:
+                await tcp.permit(address_of(peer))
+                await tcp.bind(0x7ABC, address_of(peer))
+                tcp.send_channel_data(0x7ABC, b"odd")
+                assert await peer_receive(peer) == (b"odd", relayed_address)
+                peer.sendto(b"back", relayed_address)
+                assert await tcp.receive() == (0x7ABC, b"back")
+            await tcp.close()
+
+    run(over_tcp())
 
 
 def test_relayed_sockets_follow_deletion_and_expiry() -> None:

@@ -6,8 +6,9 @@ is made by the sans-IO :class:`~turn.server.TurnServerCore`. What it adds:
 * **Client listeners** over UDP, TCP and TLS. UDP is read in batches on readiness
   (:class:`stun.aio.UdpReader`) and answered inline; a stream is cut into STUN and ChannelData
   messages by :class:`stun.StreamDecoder` with :attr:`~stun.framing.Framing.STUN_OR_CHANNEL_DATA`
-  (RFC 8656 §12.5), and a stream that cannot be framed is closed. When a TCP or TLS connection
-  closes, its allocation goes with it (:meth:`TurnServerCore.connection_closed`).
+  (RFC 8656 §12.5; :attr:`~stun.framing.Framing.STUN_OR_RFC5766_CHANNEL_DATA` when the server
+  accepts RFC 5766's channel numbers), and a stream that cannot be framed is closed. When a TCP
+  or TLS connection closes, its allocation goes with it (:meth:`TurnServerCore.connection_closed`).
 * **Relayed addresses** (:class:`UdpRelays`, the core's :class:`~turn.server.RelayAllocator`):
   one UDP socket each, bound on the relay IP address of its family at a port drawn from a range
   (from a random point: relayed ports should not be predictable, RFC 8656 §7.2), read in batches
@@ -254,7 +255,7 @@ class _StreamClient(asyncio.Protocol):
     def __init__(self, server: TurnServer, kind: ClientTransport) -> None:
         self.server = server
         self.kind = kind
-        self.decoder = StreamDecoder(Framing.STUN_OR_CHANNEL_DATA)
+        self.decoder = StreamDecoder(server.framing)
         self.transport: asyncio.Transport | None = None
         self.local = self.remote = Address("", 0)
         self.last_active = 0.0
@@ -391,6 +392,12 @@ class TurnServer(_Closing):
         self.relays = UdpRelays(self, hosts, relay_ports, max_relays=max_relays)
         self.core = TurnServerCore(
             config, self.relays, wall_clock_offset=time.time() - self.loop.time()
+        )
+        #: How client streams are cut: ChannelData first bytes go to 0x7F for RFC 5766 channels.
+        self.framing = (
+            Framing.STUN_OR_RFC5766_CHANNEL_DATA
+            if config.rfc5766_channels
+            else Framing.STUN_OR_CHANNEL_DATA
         )
         self.listeners: list[Listener] = []
         self.closing = False

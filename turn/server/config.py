@@ -10,6 +10,7 @@ from stun.nonces import DEFAULT_NONCE_LIFETIME, check_nonce_settings
 from stun.randomness import default_random
 from stun.server import LongTermCredentials, ServerConfig
 
+from ..channel import MAX_CHANNEL, RFC5766_MAX_CHANNEL
 from .policy import PeerPolicy
 
 
@@ -70,7 +71,16 @@ class TurnServerConfig:
     alternate_server: Address | None = None
     #: Answer Binding requests, unauthenticated, as a STUN server does (RFC 8489 §12).
     answer_binding: bool = True
+    #: Accept channel numbers up to 0x7FFF, as RFC 5766 §11 did, from clients that still use them
+    #: (coturn's turnutils_uclient); RFC 8656 §12 answers them 400. ChannelData from a client
+    #: then starts with any byte from 0x40 to 0x7F.
+    rfc5766_channels: bool = False
     rng: RandomSource = field(default_factory=default_random, repr=False)
+
+    @property
+    def max_channel(self) -> int:
+        """The last channel number a ChannelBind may name."""
+        return RFC5766_MAX_CHANNEL if self.rfc5766_channels else MAX_CHANNEL
 
     def __post_init__(self) -> None:
         ServerConfig(software=self.software)  # the same SOFTWARE rules as the Binding server

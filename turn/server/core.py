@@ -7,9 +7,10 @@ and ``(remote, local, transport)`` is its 5-tuple. Each datagram gives at most o
 which :meth:`TurnServerCore.handle_datagram` returns directly for the driver's hot path (and
 :meth:`TurnServerCore.receive_datagram` queues). What arrives goes one of these ways:
 
-* **From a client, ChannelData** (first byte 0x40-0x4F, §12.6): relayed to the peer bound to the
-  channel, from the relayed address of the peer's family — if the channel is bound, a permission
-  for the peer exists and the bandwidth limit allows.
+* **From a client, ChannelData** (first byte 0x40-0x4F, §12.6; up to 0x7F with
+  ``config.rfc5766_channels``): relayed to the peer bound to the channel, from the relayed
+  address of the peer's family — if the channel is bound, a permission for the peer exists and
+  the bandwidth limit allows.
 * **From a client, a Send indication** (§10.2): the same checks (indications are never
   authenticated, so nothing else can be checked); DATA is relayed to XOR-PEER-ADDRESS.
 * **From a client, a Binding request**: answered by a :class:`stun.BindingServer`.
@@ -134,6 +135,8 @@ class TurnServerCore:
         self.table = AllocationTable(relays, rebind_wait=config.channel_rebind_wait)
         self._methods = RequestHandlers(config, self.table, self.stats, self._software)
         self._outgoing: list[Datagram] = []
+        self._max_channel = config.max_channel
+        self._last_channel_byte = config.max_channel >> 8
 
     # ------------------------------------------------------------------ sans-IO verbs
 
@@ -231,7 +234,7 @@ class TurnServerCore:
             return None
         five_tuple = FiveTuple(remote, local, transport)
         first = data[0]
-        if 0x40 <= first <= 0x4F:
+        if 0x40 <= first <= self._last_channel_byte:
             return self._channel_data(data, five_tuple, now)
         if data[:2] == _BINDING_REQUEST and self._binding is not None:
             counts[Outcome.BINDING] += 1
@@ -262,7 +265,10 @@ class TurnServerCore:
         binding = allocation.channel_by_peer.get(peer)
         if binding is not None and now < binding.expires_at and size <= MAX_DATA_SIZE:
             message = encode_channel_data(
-                binding.number, data, pad=five_tuple.transport is not ClientTransport.UDP
+                binding.number,
+                data,
+                pad=five_tuple.transport is not ClientTransport.UDP,
+                max_channel=self._max_channel,
             )
         elif size <= _MAX_INDICATION_DATA:
             message = self._data_indication(peer, data)
@@ -314,7 +320,7 @@ class TurnServerCore:
             counts[Outcome.NO_ALLOCATION] += 1
             return None
         try:
-            number, payload = decode_channel_data(data)
+            number, payload = decode_channel_data(data, max_channel=self._max_channel)
         except turn_errors.DecodeError:
             counts[Outcome.MALFORMED] += 1
             return None

@@ -38,7 +38,7 @@ from ..attributes import (
     XorPeerAddress,
     XorRelayedAddress,
 )
-from ..channel import is_valid_channel
+from ..channel import MIN_CHANNEL
 from .allocation import Allocation, ChannelBinding, FiveTuple, family_of
 from .config import TurnServerConfig
 from .events import DeletionReason
@@ -310,7 +310,7 @@ class RequestHandlers:
         if (
             number_attribute is None
             or peer_attribute is None
-            or not is_valid_channel(number_attribute.number)
+            or not MIN_CHANNEL <= number_attribute.number <= self.config.max_channel
         ):
             raise Refused(400, Outcome.BAD_REQUEST)
         number = number_attribute.number

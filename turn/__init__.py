@@ -3,7 +3,8 @@
 Importing this package registers TURN's attributes (:mod:`turn.attributes`) with :mod:`stun`'s
 codec, so that STUN messages carrying them decode typed. :mod:`turn.channel` is the ChannelData
 message; :mod:`turn.client` the sans-IO allocation machine, :mod:`turn.uri` server URIs, and
-:class:`TurnClient` (:mod:`turn.aio`) the machine's asyncio face.
+:class:`TurnClient` (:mod:`turn.aio`) the machine's asyncio face. :mod:`turn.server` is the
+sans-IO server core and :class:`TurnServer` (:mod:`turn.server.aio`) its asyncio face.
 """
 
 from .aio import TurnClient
@@ -51,6 +52,7 @@ from .events import (
     PermissionFailed,
     TurnClientEvent,
 )
+from .server.aio import TurnServer
 from .server.allocation import ClientTransport
 from .uri import ServerUri, UriScheme, parse_uri
 
@@ -95,6 +97,7 @@ __all__ = [
     "TurnClientConfig",
     "TurnClientEvent",
     "TurnError",
+    "TurnServer",
     "UriScheme",
     "XorPeerAddress",
     "XorRelayedAddress",

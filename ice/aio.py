@@ -663,7 +663,7 @@ class Connection(_Closing):
         while not received:
             if self._closed:
                 raise IceConnectionError("the connection was closed")
-            if not self._paths:
+            if not self._paths and not self._relayed:
                 raise IceConnectionError(self._no_path_reason(1))
             await self._data_signal.wait()
         return received.popleft()
@@ -795,6 +795,10 @@ class Connection(_Closing):
     def _drop_path(self, component: int, reason: str | None) -> None:
         path = self._paths.pop(component, None)
         if path is None:
+            if component in self._relayed and reason is not None:
+                self._relayed.discard(component)
+                self._lost[component] = reason
+                self._data_signal.fire()
             return
         self._flush(path, self._loop.time())
         for base in self._bases.values():

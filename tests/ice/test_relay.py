@@ -89,3 +89,20 @@ def test_closing_the_agent_deletes_its_allocation() -> None:
     scenario.a.attachment.flush()
     scenario.network.run(until=scenario.network.now + 1.0)
     assert len(turn.table) == 0
+
+
+def test_two_agents_relay_through_one_shared_turn_server() -> None:
+    """The common deployment: both peers relay-only on the same TURN server, so each relayed
+    address is the other's peer on the server's own IP."""
+    shared = (relay_server(TURN_SERVERS[0]),)
+    configs = [
+        AgentConfig(controlling=index == 0, turn_servers=shared, policy=Policy.RELAY)
+        for index in (0, 1)
+    ]
+    scenario = two_agents_behind_nats(
+        SYMMETRIC, SYMMETRIC, 4, turn=True, config_a=configs[0], config_b=configs[1]
+    )
+    outcome = scenario.run(timeout=60.0)
+    assert outcome.connected, outcome.failure_reason
+    assert outcome.pair_types == "relay-relay"
+    assert len(scenario.turn_servers[0].table) == 2

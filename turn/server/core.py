@@ -304,6 +304,16 @@ class TurnServerCore:
         if not allocation.has_permission(peer.host, now):
             counts[Outcome.NO_PERMISSION] += 1
             return None
+        table = self.table
+        if (
+            peer.host in table.own_hosts
+            and table.by_relay(peer) is None
+            and self.config.peer_policy.refusal(peer.host, table.own_hosts) is not None
+        ):
+            # A permission for our own IP (granted for another allocation's relayed address)
+            # reaches relayed addresses only, never this server's other ports.
+            counts[Outcome.FORBIDDEN] += 1
+            return None
         bucket = allocation.to_peer
         if bucket is not None and not bucket.take(len(data), now):
             counts[Outcome.OVER_BANDWIDTH] += 1

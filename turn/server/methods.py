@@ -149,7 +149,13 @@ class RequestHandlers:
         return max(config.default_lifetime, min(float(requested.value), config.max_lifetime))
 
     def _refusal(self, peer: Address) -> str | None:
-        return self.config.peer_policy.refusal(peer.host, self.table.own_hosts)
+        refusal = self.config.peer_policy.refusal(peer.host, self.table.own_hosts)
+        if refusal is not None and peer.host in self.table.own_hosts and self.table.by_relay(peer):
+            # Another allocation's relayed address on this server: two clients of one server
+            # relaying to each other (ICE relay-relay). Data may only ever go to relayed
+            # addresses here, never to this server's other ports (see TurnServerCore._to_peer).
+            return None
+        return refusal
 
     # ------------------------------------------------------------------ Allocate (§7.2)
 

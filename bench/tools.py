@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.interop.coturn import RunningTurnserver, running_turnserver
+from tests.interop.coturn import LongTermCredentials, RunningTurnserver, running_turnserver
 
 REPO = Path(__file__).resolve().parents[1]
 #: The load generator's source, in the shared folder checked out beside the repository.
@@ -31,12 +31,18 @@ def build_stunload(source: Path = STUNLOAD_SOURCE, output: Path = STUNLOAD) -> P
 
 @contextlib.contextmanager
 def pinned_coturn(
-    workdir: Path, *, cpu: int = 1, hosts: tuple[str, ...] = ("127.0.0.1",)
+    workdir: Path,
+    *,
+    cpu: int = 1,
+    hosts: tuple[str, ...] = ("127.0.0.1",),
+    credentials: LongTermCredentials | None = None,
 ) -> Iterator[RunningTurnserver]:
-    """coturn as a baseline: ``--no-auth``, single-threaded (``-m 0``), on ``taskset -c cpu``."""
+    """coturn as a baseline: single-threaded (``-m 0``), on ``taskset -c cpu``; ``--no-auth``
+    unless given ``credentials`` (then the long-term mechanism with that one user)."""
     with running_turnserver(
         workdir,
         hosts=hosts,
+        credentials=credentials,
         extra_arguments=["-m", "0"],
         command_prefix=["taskset", "-c", str(cpu)],
     ) as server:

@@ -145,6 +145,18 @@ def _add_options(parser: argparse.ArgumentParser) -> _Options:
         help="relayed bytes a second per allocation and direction (default: no limit)",
     )
     option(
+        "--auth-failure-rate",
+        type=_positive,
+        metavar="N",
+        help="401/400 answers a second per source IP (or IPv6 /64) before dropping (default 2)",
+    )
+    option(
+        "--auth-failure-burst",
+        type=_positive,
+        metavar="N",
+        help="401/400 answers a source may get at once (default 20)",
+    )
+    option(
         "--alternate-server",
         metavar="ADDR[:PORT]",
         help="redirect every Allocate there (300 Try Alternate)",
@@ -343,7 +355,12 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
             dict.fromkeys(h for h, _ in listen if not ipaddress.ip_address(h).is_unspecified)
         ),
     )
-    quotas = {"user_quota": args.user_quota, "total_quota": args.total_quota}
+    limits = {
+        "user_quota": args.user_quota,
+        "total_quota": args.total_quota,
+        "failure_rate": args.auth_failure_rate,
+        "failure_burst": args.auth_failure_burst,
+    }
     config = TurnServerConfig(
         credentials=LongTermCredentials.from_passwords(realm, users),
         rest_secret=secret.encode() if secret else None,
@@ -353,7 +370,7 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
         peer_policy=policy,
         alternate_server=alternate,
         rfc5766_channels=bool(args.rfc5766_channels),
-        **{name: value for name, value in quotas.items() if value is not None},
+        **{name: value for name, value in limits.items() if value is not None},
     )
     low = DYNAMIC_PORTS.start if args.min_port is None else args.min_port
     high = DYNAMIC_PORTS.stop - 1 if args.max_port is None else args.max_port

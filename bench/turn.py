@@ -1,0 +1,223 @@
+"""TURN relay throughput and allocation rate: icestack vs coturn, driven by coturn's own tools.
+
+    python -m bench.turn [--processes 6] [--clients 20] [--messages 500] [--allocations 40]
+
+Each server runs alone on core 1 (``taskset``), with one user (long-term credentials, realm
+``bench``); coturn is ``turnserver -m 0`` (one relay thread). On core 0, ``turnutils_peer`` echoes
+every datagram and ``--processes`` ``turnutils_uclient`` processes run at once (one uclient is
+bound by its own timer, not by the server: several keep the server busier). Measured per server:
+
+* ``relay_100B`` and ``relay_1000B``: each uclient process runs ``--clients`` sessions that send
+  ``--messages`` ChannelData messages of that size (``-c -z 0``: no RTCP allocation, no pause) to
+  the peer, which sends each back. ``echoed`` is messages that made the round trip a second, over
+  the wall-clock time from the first uclient's start to the last one's exit (sessions' setup
+  included); every echoed message is four datagrams through the server (two in, two out), two
+  of them relayed: ``relayed`` is relayed datagrams a second. ``cpu_per_relayed`` is the server's
+  CPU time (user + system, /proc) divided by relayed datagrams, and ``capacity`` what one core
+  would relay at that cost: the comparison that does not depend on how hard the tools push.
+* ``allocations``: each uclient process runs ``--allocations`` sessions of one message each
+  (``-n 1 -c -s``); a session is two Allocates (uclient's probe and the real one, each after a
+  401), two CreatePermissions, a Refresh and the deallocation. ``allocations`` is Allocates
+  answered a second, ``cpu_per_allocation`` the server's CPU per Allocate (all of the session's
+  requests included), ``allocations_capacity`` what one core would answer at that cost.
+
+Servers: coturn, icestack on asyncio, icestack on uvloop (both pinned to core 1), and icestack
+with ``--workers 2`` on uvloop (two processes sharing the port with SO_REUSEPORT, not pinned: they
+share both cores with the load generator, so read its numbers with that in mind). icestack runs
+with ``--rfc5766-channels`` (uclient draws channel numbers up to 0x7FFF) and limits raised so that
+hundreds of sessions from one address are neither over quota nor rate limited. Output lines are
+``name value unit``, ratios against coturn last. Every run is bounded in messages and in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.stun_server import LOAD_CPU, SERVER_CPU, free_port, tree_cpu_seconds, wait_answering
+from bench.tools import pinned_coturn
+from tests.interop.coturn import LongTermCredentials, stop_process
+
+CREDENTIALS = LongTermCredentials(username="bench", password="relay-me", realm="bench")
+#: The bound on one uclient run (seconds): only a hang reaches it.
+RUN_BOUND = 120.0
+_TOTALS = re.compile(r"start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One batch of uclient processes against one server."""
+
+    seconds: float
+    sent: int
+    received: int
+    server_cpu: float
+    failed: int
+
+
+def run_uclients(
+    server_port: int, server_pid: int, peer_port: int, processes: int, flags: list[str]
+) -> Run:
+    """``processes`` uclient runs at once on the load core; the server's CPU around them."""
+    command = [
+        "taskset", "-c", LOAD_CPU, "turnutils_uclient", *flags,
+        "-u", CREDENTIALS.username, "-w", CREDENTIALS.password, "-p", str(server_port),
+        "-e", "127.0.0.1", "-r", str(peer_port), "127.0.0.1",
+    ]  # fmt: skip
+    cpu_before = tree_cpu_seconds(server_pid)
+    started = time.monotonic()
+    children = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(processes)
+    ]
+    outputs = []
+    try:
+        for child in children:
+            outputs.append(child.communicate(timeout=RUN_BOUND)[0])
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    seconds = time.monotonic() - started
+    cpu = tree_cpu_seconds(server_pid) - cpu_before
+    sent = received = failed = 0
+    for child, output in zip(children, outputs, strict=True):
+        totals = _TOTALS.findall(output)
+        if child.returncode != 0 or not totals:
+            failed += 1
+            continue
+        sent += int(totals[-1][0])
+        received += int(totals[-1][1])
+    return Run(seconds, sent, received, cpu, failed)
+
+
+@contextlib.contextmanager
+def echo_peer() -> Iterator[int]:
+    """``turnutils_peer`` on the load core, echoing on 127.0.0.1; yields its port."""
+    port = free_port()
+    peer = subprocess.Popen(
+        ["taskset", "-c", LOAD_CPU, "turnutils_peer", "-L", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)  # it binds its sockets
+        yield port
+    finally:
+        stop_process(peer)
+
+
+@contextlib.contextmanager
+def icestack_turn(port: int, *extra: str, pin: bool = True) -> Iterator[int]:
+    """``icestack serve turn`` on 127.0.0.1:port as a child process; yields its PID."""
+    command = [
+        sys.executable, "-m", "ice.cli", "serve", "turn", "--listen", f"127.0.0.1:{port}",
+        "--user", f"{CREDENTIALS.username}:{CREDENTIALS.password}", "--realm", CREDENTIALS.realm,
+        "--allow-loopback-peers", "--rfc5766-channels", "--user-quota", "100000",
+        "--total-quota", "10000", "--auth-failure-rate", "1000000",
+        "--auth-failure-burst", "1000000", *extra,
+    ]  # fmt: skip
+    if pin:
+        command = ["taskset", "-c", SERVER_CPU, *command]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_answering(port)
+        yield process.pid
+    finally:
+        stop_process(process)
+
+
+def measure(server_port: int, server_pid: int, args: argparse.Namespace) -> dict[str, float]:
+    """Every measurement against one running server, as ``name: value``."""
+    results: dict[str, float] = {}
+    with echo_peer() as peer_port:
+        for size in (100, 1000):
+            flags = ["-c", "-z", "0", "-m", str(args.clients), "-n", str(args.messages)]
+            run = run_uclients(
+                server_port, server_pid, peer_port, args.processes, [*flags, "-l", str(size)]
+            )
+            relayed = 2 * run.received
+            name = f"relay_{size}B"
+            results[f"{name}_echoed"] = run.received / run.seconds
+            results[f"{name}_relayed"] = relayed / run.seconds
+            results[f"{name}_loss"] = 100 * (1 - run.received / run.sent) if run.sent else 100.0
+            results[f"{name}_cpu_per_relayed"] = run.server_cpu / relayed * 1e6
+            results[f"{name}_capacity"] = relayed / run.server_cpu if run.server_cpu else 0.0
+            results[f"{name}_failed_runs"] = run.failed
+        flags = ["-c", "-s", "-n", "1", "-m", str(args.allocations)]
+        run = run_uclients(server_port, server_pid, peer_port, args.processes, flags)
+        allocations = 2 * args.allocations * (args.processes - run.failed)
+        results["allocations"] = allocations / run.seconds
+        results["allocations_cpu_per_allocation"] = run.server_cpu / allocations * 1e6
+        results["allocations_capacity"] = allocations / run.server_cpu if run.server_cpu else 0.0
+        results["allocations_failed_runs"] = run.failed
+    return results
+
+
+#: The unit of each measurement, by the end of its name (longest first).
+UNITS = {
+    "allocations_capacity": "allocations/s/core",
+    "cpu_per_allocation": "us",
+    "cpu_per_relayed": "us",
+    "failed_runs": "runs",
+    "allocations": "allocations/s",
+    "capacity": "datagrams/s/core",
+    "relayed": "datagrams/s",
+    "echoed": "messages/s",
+    "loss": "%",
+}
+
+
+def report(server: str, results: dict[str, float]) -> None:
+    for name, value in results.items():
+        unit = next(unit for suffix, unit in UNITS.items() if name.endswith(suffix))
+        print(f"turn_{server}_{name} {value:.{0 if value >= 100 else 2}f} {unit}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--processes", type=int, default=6, help="uclient processes at once")
+    parser.add_argument("--clients", type=int, default=20, help="sessions per uclient")
+    parser.add_argument("--messages", type=int, default=500, help="messages per session")
+    parser.add_argument(
+        "--allocations", type=int, default=40, help="sessions per uclient, allocation rate"
+    )
+    args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="icestack-bench-") as workdir,
+        pinned_coturn(Path(workdir), cpu=int(SERVER_CPU), credentials=CREDENTIALS) as coturn,
+    ):
+        results["coturn"] = measure(coturn.port, coturn.pid, args)
+    report("coturn", results["coturn"])
+    variants = {
+        "icestack_asyncio": ((), True),
+        "icestack_uvloop": (("--uvloop",), True),
+        "icestack_2workers_uvloop": (("--uvloop", "--workers", "2"), False),
+    }
+    for name, (extra, pin) in variants.items():
+        port = free_port()
+        with icestack_turn(port, *extra, pin=pin) as pid:
+            results[name] = measure(port, pid, args)
+        report(name, results[name])
+    baseline = results["coturn"]
+    for name in variants:
+        for metric in (
+            "relay_100B_relayed", "relay_100B_capacity", "relay_1000B_relayed",
+            "relay_1000B_capacity", "allocations", "allocations_capacity",
+        ):  # fmt: skip
+            ratio = results[name][metric] / baseline[metric] if baseline[metric] else 0.0
+            print(f"turn_{name}_vs_coturn_{metric} {ratio:.2f} x")
+
+
+if __name__ == "__main__":
+    main()

@@ -864,7 +864,7 @@ def test_binding_can_be_turned_off() -> None:
             Message(Method.DATA, MessageClass.INDICATION, bytes(12)).encode(),
             Outcome.NOT_A_REQUEST,
         ),
-        (bare(Method.CONNECT), Outcome.UNSUPPORTED_METHOD),
+        (bare(Method.CONNECTION_ATTEMPT), Outcome.UNSUPPORTED_METHOD),
         (bare(0x0FF), Outcome.UNSUPPORTED_METHOD),
         (
             Message(Method.ALLOCATE, MessageClass.REQUEST, bytes(12)).encode(fingerprint=True)[:-1]
@@ -872,7 +872,10 @@ def test_binding_can_be_turned_off() -> None:
             Outcome.BAD_FINGERPRINT,
         ),
     ],
-    ids=["empty", "short", "junk", "response", "data indication", "connect", "unknown", "crc"],
+    ids=[
+        "empty", "short", "junk", "response", "data indication", "connection attempt request",
+        "unknown", "crc",
+    ],
 )
 def test_what_is_dropped_silently(server: TurnServerCore, data: bytes, outcome: Outcome) -> None:
     assert Client(server).send(data, 0.0) is None

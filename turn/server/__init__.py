@@ -1,12 +1,24 @@
 """The sans-IO TURN server (RFC 8656): allocations, permissions, channels, quotas, peer policy and
-credentials, driven through design.md §2's five verbs by :class:`TurnServerCore`.
+credentials, driven through design.md §2's five verbs by :class:`TurnServerCore`; TCP allocations
+(RFC 6062) through the commands and notifications of :mod:`turn.server.connections`.
 
 The asyncio ``turn.TurnServer`` owns the sockets; relayed addresses come to the core through a
-:class:`RelayAllocator` (:class:`PortRangeAllocator` serves tests and the simulated network).
+:class:`RelayAllocator` (:class:`PortRangeAllocator` serves tests and the simulated network), and
+TCP listening on them through :class:`TcpListeners`.
 """
 
 from .allocation import Allocation, ChannelBinding, ClientTransport, FiveTuple
 from .config import TurnServerConfig
+from .connections import (
+    ClosePeerConnection,
+    ConnectionState,
+    ConnectionTable,
+    OpenPeerConnection,
+    PeerConnection,
+    SpliceConnection,
+    TcpCommand,
+    TcpListeners,
+)
 from .core import TurnServerCore
 from .credentials import RestApiUsers, rest_api_expiry, rest_api_password, rest_api_username
 from .events import AllocationCreated, AllocationDeleted, DeletionReason, TurnServerEvent
@@ -25,14 +37,22 @@ __all__ = [
     "AllocationTable",
     "ChannelBinding",
     "ClientTransport",
+    "ClosePeerConnection",
+    "ConnectionState",
+    "ConnectionTable",
     "DeletionReason",
     "FiveTuple",
+    "OpenPeerConnection",
     "Outcome",
+    "PeerConnection",
     "PeerPolicy",
     "PortRangeAllocator",
     "RelayAllocator",
     "RestApiUsers",
     "SourceRateLimiter",
+    "SpliceConnection",
+    "TcpCommand",
+    "TcpListeners",
     "TokenBucket",
     "TurnServerConfig",
     "TurnServerCore",

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from stun import Address, AddressFamily
 
+from ..attributes import TransportProtocol
 from .limits import TokenBucket
 
 
@@ -69,6 +70,7 @@ class Allocation:
         "expires_at",
         "five_tuple",
         "permissions",
+        "relay_transport",
         "relays",
         "timer_at",
         "to_client",
@@ -87,12 +89,15 @@ class Allocation:
         transaction_id: bytes,
         to_peer: TokenBucket | None = None,
         to_client: TokenBucket | None = None,
+        relay_transport: TransportProtocol = TransportProtocol.UDP,
     ) -> None:
         self.five_tuple = five_tuple
         #: The user that created it: every later request must come from the same (§5, 441).
         self.username = username
         #: The relayed transport address of each family: one, or two for a dual allocation.
         self.relays = relays
+        #: UDP, or TCP for a TCP allocation (RFC 6062), whose peers connect and are connected to.
+        self.relay_transport = relay_transport
         self.expires_at = expires_at
         #: The Allocate's transaction ID and encoded success response, answered again to a
         #: retransmission of that Allocate (§7.2).

@@ -75,6 +75,17 @@ class TurnServerConfig:
     #: (coturn's turnutils_uclient); RFC 8656 §12 answers them 400. ChannelData from a client
     #: then starts with any byte from 0x40 to 0x7F.
     rfc5766_channels: bool = False
+    #: Serve TCP allocations (RFC 6062) to clients on TCP or TLS; ``False`` answers them 442, as
+    #: coturn's ``--no-tcp-relay`` does. The driver must also listen on relayed addresses.
+    tcp_relays: bool = True
+    #: RFC 6062 §5.2: how long the server tries to connect to a peer for a Connect before it
+    #: answers 447 (at least 30 s) ...
+    tcp_connect_timeout: float = 30.0
+    #: ... and §5.2, §5.3: how long a peer connection waits for the client's ConnectionBind.
+    connection_bind_timeout: float = 30.0
+    #: Peer connections one TCP allocation may have, in any state (508 to a Connect beyond it;
+    #: a peer's connection beyond it is closed at once), so pending CONNECTION-IDs are bounded.
+    max_peer_connections: int = 32
     rng: RandomSource = field(default_factory=default_random, repr=False)
 
     @property
@@ -89,7 +100,7 @@ class TurnServerConfig:
             raise LocalProtocolError("rest_secret must not be empty")
         for name in (
             "default_lifetime", "max_lifetime", "permission_lifetime", "channel_lifetime",
-            "failure_rate",
+            "failure_rate", "connection_bind_timeout",
         ):
             if not getattr(self, name) > 0:
                 raise LocalProtocolError(f"{name} must be positive")
@@ -99,11 +110,13 @@ class TurnServerConfig:
             raise LocalProtocolError("max_lifetime must fit LIFETIME's 32 bits")
         if self.channel_rebind_wait < 0:
             raise LocalProtocolError("channel_rebind_wait must not be negative")
+        if self.tcp_connect_timeout < 30:
+            raise LocalProtocolError("tcp_connect_timeout must be at least 30 s (RFC 6062 §5.2)")
         if self.reservation_lifetime < 30:
             raise LocalProtocolError("reservation_lifetime must be at least 30 s (RFC 8656 §7.2)")
         for name in (
             "user_quota", "total_quota", "max_permissions", "max_channels", "failure_burst",
-            "failure_table_size",
+            "failure_table_size", "max_peer_connections",
         ):
             if getattr(self, name) < 1:
                 raise LocalProtocolError(f"{name} must be at least 1")

@@ -27,12 +27,24 @@ which :meth:`TurnServerCore.handle_datagram` returns directly for the driver's h
   indication.
 * Anything else is dropped, and every datagram's fate is counted in :attr:`TurnServerCore.stats`.
 
+**TCP allocations** (RFC 6062), when built with ``tcp_listeners`` and ``config.tcp_relays``: an
+Allocate for TCP over a TCP or TLS control connection gets a relayed address the driver listens
+on; Connect, ConnectionBind, peers connecting, and every timeout are decided here, while the
+driver owns the TCP sockets. The commands the core issues (:meth:`TurnServerCore.tcp_commands`)
+and the notifications it takes (:meth:`~TurnServerCore.peer_connected` and the methods after it)
+are described in :mod:`turn.server.connections`. Answers that come later than the request that
+caused them (a Connect's, a ConnectionAttempt indication) wait in
+:meth:`~TurnServerCore.datagrams_to_send`. A TCP allocation relays no UDP: Send indications,
+ChannelBind (400) and datagrams to its relayed address are refused.
+
 Time: the :class:`~turn.server.table.AllocationTable` keeps one timer per allocation, at its
-expiry, and one per reserved port. Permissions and channels are checked against ``now`` on use, so
-their expiry needs no timer of its own; their tables are swept when the allocation's timer finds
-it refreshed, and before they grow. Every table is bounded by the configuration (quotas,
-``max_permissions``, ``max_channels``, ``max_reservations``, ``failure_table_size``), so a flood
-costs a bounded amount of memory.
+expiry, and one per reserved port; the :class:`~turn.server.connections.ConnectionTable` one per
+peer connection that is connecting or waiting for its ConnectionBind. Permissions and channels
+are checked against ``now`` on use, so their expiry needs no timer of its own; their tables are
+swept when the allocation's timer finds it refreshed, and before they grow. Every table is
+bounded by the configuration (quotas, ``max_permissions``, ``max_channels``,
+``max_reservations``, ``failure_table_size``, ``max_peer_connections``), so a flood costs a
+bounded amount of memory.
 """
 
 from __future__ import annotations
@@ -63,10 +75,25 @@ from stun.server import LongTermAuthenticator, Rejected, ServerStats
 from stun.server import Outcome as StunOutcome
 
 from .. import errors as turn_errors
-from ..attributes import Data, DontFragment, TurnAttrType, XorPeerAddress
+from ..attributes import (
+    ConnectionId,
+    Data,
+    DontFragment,
+    TransportProtocol,
+    TurnAttrType,
+    XorPeerAddress,
+)
 from ..channel import MAX_DATA_SIZE, decode_channel_data, encode_channel_data
 from .allocation import Allocation, ClientTransport, FiveTuple, family_of
 from .config import TurnServerConfig
+from .connections import (
+    ClosePeerConnection,
+    ConnectionState,
+    ConnectionTable,
+    PeerConnection,
+    TcpCommand,
+    TcpListeners,
+)
 from .credentials import RestApiUsers, rest_api_expiry
 from .events import DeletionReason, TurnServerEvent
 from .limits import SourceRateLimiter, source_key
@@ -88,9 +115,11 @@ _DATA_INDICATION = message_type(Method.DATA, MessageClass.INDICATION)
 class TurnServerCore:
     """A TURN server without sockets (see the module docstring).
 
-    ``relays`` hands out relayed transport addresses. ``wall_clock_offset`` is Unix time minus
-    the ``now`` the driver passes (for the expiry of REST API usernames); a driver whose clock is
-    Unix time leaves it 0, one on a monotonic clock sets it at start and may correct it any time.
+    ``relays`` hands out relayed transport addresses; ``tcp_listeners`` listens for peers on those
+    of TCP allocations (without it, TCP allocations are answered 442). ``wall_clock_offset`` is
+    Unix time minus the ``now`` the driver passes (for the expiry of REST API usernames); a driver
+    whose clock is Unix time leaves it 0, one on a monotonic clock sets it at start and may
+    correct it any time.
     """
 
     def __init__(
@@ -98,6 +127,7 @@ class TurnServerCore:
         config: TurnServerConfig,
         relays: RelayAllocator,
         *,
+        tcp_listeners: TcpListeners | None = None,
         wall_clock_offset: float = 0.0,
     ) -> None:
         self.config = config
@@ -131,9 +161,18 @@ class TurnServerCore:
             burst=config.failure_burst,
             max_entries=config.failure_table_size,
         )
+        #: The peer connections of TCP allocations (read it; the core changes it).
+        self.connections = ConnectionTable(
+            config.rng, max_per_allocation=config.max_peer_connections
+        )
         #: The allocations and reserved ports (read it; the core changes it).
-        self.table = AllocationTable(relays, rebind_wait=config.channel_rebind_wait)
-        self._methods = RequestHandlers(config, self.table, self.stats, self._software)
+        self.table = AllocationTable(
+            relays, rebind_wait=config.channel_rebind_wait, on_delete=self._allocation_deleted
+        )
+        self._methods = RequestHandlers(
+            config, self.table, self.stats, self._software, self.connections, tcp_listeners
+        )
+        self._tcp_listeners = self._methods.tcp_listeners
         self._outgoing: list[Datagram] = []
         self._max_channel = config.max_channel
         self._last_channel_byte = config.max_channel >> 8
@@ -160,20 +199,140 @@ class TurnServerCore:
         return outgoing
 
     def get_timer(self) -> float | None:
-        """When the next allocation or reserved port expires, if any does."""
-        return self.table.get_timer()
+        """When the next allocation or reserved port expires, or a peer connection times out."""
+        timers = (self.table.get_timer(), self.connections.get_timer())
+        deadlines = [deadline for deadline in timers if deadline is not None]
+        return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
-        """Expire what is due: allocations not refreshed, reservations not claimed."""
+        """Expire what is due: allocations not refreshed, reservations not claimed, Connects
+        that did not connect in time (447), peer connections no ConnectionBind claimed."""
         self.table.handle_timer(now)
+        for connection in self.connections.due(now):
+            if connection.state is ConnectionState.CONNECTING:
+                self._answer_connect(connection, connected=False)
+            else:
+                self.stats.counts[Outcome.CONNECTION_UNCLAIMED] += 1
+            self._close(connection)
 
     def connection_closed(self, five_tuple: FiveTuple) -> None:
         """The TCP or TLS connection of ``five_tuple`` closed: no message can reach the client
         on that 5-tuple again, so its allocation (if any) is deleted now rather than left to
-        expire."""
+        expire; if it was a client data connection, its peer connection is closed (RFC 6062
+        §5.5)."""
+        connection = self.connections.by_data(five_tuple)
+        if connection is not None:
+            self._close(connection)
+            return
         allocation = self.table.peek(five_tuple)
         if allocation is not None:
             self.table.delete(allocation, DeletionReason.CONNECTION_CLOSED)
+
+    def tcp_commands(self) -> list[TcpCommand]:
+        """Drain what the driver must do with TCP connections, in order (after every call that
+        can cause some: each of the verbs and notifications)."""
+        commands = self.connections.commands
+        self.connections.commands = []
+        return commands
+
+    # ------------------------------------------------------------------ TCP relay notifications
+
+    def peer_connected(self, connection_id: int, now: float) -> None:
+        """The connection a :class:`~turn.server.connections.OpenPeerConnection` asked for is
+        up: answer the Connect with its CONNECTION-ID and wait for the ConnectionBind (§5.2).
+        One the core no longer waits for (timed out, its allocation gone) is closed."""
+        connection = self.connections.get(connection_id)
+        if connection is None or connection.state is not ConnectionState.CONNECTING:
+            self.connections.commands.append(ClosePeerConnection(connection_id))
+            return
+        allocation = connection.allocation
+        if allocation.expires_at <= now:
+            self.table.delete(allocation, DeletionReason.EXPIRED)
+            return
+        self._answer_connect(connection, connected=True)
+        deadline = now + self.config.connection_bind_timeout
+        self.connections.advance(connection, ConnectionState.PENDING, deadline)
+
+    def peer_connect_failed(self, connection_id: int, now: float) -> None:
+        """Connecting to the peer failed: answer the Connect 447 (§5.2)."""
+        connection = self.connections.get(connection_id)
+        if connection is not None and connection.state is ConnectionState.CONNECTING:
+            self._answer_connect(connection, connected=False)
+            self.connections.forget(connection)
+
+    def peer_connection_arrived(self, relay: Address, peer: Address, now: float) -> int | None:
+        """A peer connected to the relayed address ``relay`` (§5.3): its CONNECTION-ID, after a
+        ConnectionAttempt indication to the client, or ``None`` — close it at once — when the
+        allocation has no permission for the peer or no room for another connection."""
+        allocation = self.table.by_relay(relay)
+        if (
+            allocation is None
+            or allocation.relay_transport is not TransportProtocol.TCP
+            or allocation.expires_at <= now
+            or not allocation.has_permission(peer.host, now)
+            or self.connections.count(allocation) >= self.config.max_peer_connections
+        ):
+            self.stats.counts[Outcome.PEER_CONNECTION_REFUSED] += 1
+            return None
+        deadline = now + self.config.connection_bind_timeout
+        connection = self.connections.open(allocation, peer, ConnectionState.PENDING, deadline)
+        attempt = Message(
+            Method.CONNECTION_ATTEMPT,
+            MessageClass.INDICATION,
+            random_bytes(self.config.rng, 12),
+            [XorPeerAddress(peer), ConnectionId(connection.id)],
+        )
+        five_tuple = allocation.five_tuple
+        self._outgoing.append(Datagram(attempt.encode(), five_tuple.server, five_tuple.client))
+        self.stats.counts[Outcome.CONNECTION_ATTEMPT] += 1
+        return connection.id
+
+    def peer_connection_closed(self, connection_id: int, now: float) -> None:
+        """The peer connection closed (or reset): its client data connection closes too (§5.5);
+        one still connecting has failed (447)."""
+        connection = self.connections.get(connection_id)
+        if connection is None:
+            return
+        if connection.state is ConnectionState.CONNECTING:
+            self.peer_connect_failed(connection_id, now)
+        else:
+            self._close(connection)
+
+    def stream_relayed(self, connection_id: int, size: int, to_peer: bool, now: float) -> float:
+        """``size`` bytes went through a spliced connection, to the peer or to the client: count
+        them against the bandwidth limit; return how long the driver should stop reading that
+        side so that the allocation keeps to ``max_bytes_per_second`` (0: go on)."""
+        connection = self.connections.get(connection_id)
+        if connection is None:
+            return 0.0
+        allocation = connection.allocation
+        if to_peer:
+            self.stats.bytes_to_peer += size
+            bucket = allocation.to_peer
+        else:
+            self.stats.bytes_to_client += size
+            bucket = allocation.to_client
+        return 0.0 if bucket is None else bucket.spend(size, now)
+
+    def _answer_connect(self, connection: PeerConnection, *, connected: bool) -> None:
+        five_tuple = connection.allocation.five_tuple
+        answer = self._methods.connect_answer(connection, connected)
+        self._outgoing.append(Datagram(answer, five_tuple.server, five_tuple.client))
+
+    def _close(self, connection: PeerConnection) -> None:
+        self.connections.forget(connection)
+        self.connections.commands.append(ClosePeerConnection(connection.id))
+
+    def _allocation_deleted(self, allocation: Allocation) -> None:
+        """Close the peer connections of a deleted allocation, answering Connects still in
+        progress 447, and stop listening on its relayed address (RFC 6062 §5.5)."""
+        for connection in self.connections.of(allocation):
+            if connection.state is ConnectionState.CONNECTING:
+                self._answer_connect(connection, connected=False)
+            self._close(connection)
+        if allocation.relay_transport is TransportProtocol.TCP and self._tcp_listeners:
+            for relay in allocation.relayed_addresses:
+                self._tcp_listeners.stop_listening(relay)
 
     def next_event(self) -> TurnServerEvent | None:
         """The oldest event not yet drained."""
@@ -194,6 +353,11 @@ class TurnServerCore:
     def allocation_count(self) -> int:
         """How many allocations are held."""
         return len(self.table)
+
+    @property
+    def peer_connection_count(self) -> int:
+        """Peer connections of TCP allocations, in any state."""
+        return len(self.connections)
 
     @property
     def failure_sources(self) -> int:
@@ -251,6 +415,9 @@ class TurnServerCore:
         counts = self.stats.counts
         if allocation.expires_at <= now:
             counts[Outcome.NO_ALLOCATION] += 1
+            return None
+        if allocation.relay_transport is not TransportProtocol.UDP:
+            counts[Outcome.WRONG_RELAY_TRANSPORT] += 1
             return None
         expires_at = allocation.permissions.get(peer.host)
         if expires_at is None or expires_at <= now:
@@ -356,6 +523,7 @@ class TurnServerCore:
             or message.unknown_required
             or message.has(DontFragment)
             or family_of(peer.address) not in allocation.relays
+            or allocation.relay_transport is not TransportProtocol.UDP
         ):
             counts[Outcome.BAD_INDICATION] += 1
             return None
@@ -400,6 +568,8 @@ class TurnServerCore:
             message, five_tuple, result.username, result.key, result.integrity, fingerprint
         )
         response = self._methods.handle(request, now)
+        if response is None:
+            return None
         return Datagram(response, five_tuple.server, five_tuple.client)
 
     def _refuse_authentication(

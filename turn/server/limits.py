@@ -40,6 +40,13 @@ class TokenBucket:
         self.tokens -= amount
         return True
 
+    def spend(self, amount: float, now: float) -> float:
+        """Spend ``amount`` tokens even beyond what the bucket holds (bytes a stream already
+        carried cannot be refused); return how long until the debt is paid, in seconds."""
+        self.take(0, now)
+        self.tokens -= amount
+        return max(0.0, -self.tokens / self.rate)
+
 
 class SourceRateLimiter:
     """One :class:`TokenBucket` per key, at most ``max_entries`` of them (least recently used

@@ -1,9 +1,12 @@
-"""What a TURN server does with each authenticated request (RFC 8656 §7.2, §8.2, §11.2, §12.2).
+"""What a TURN server does with each authenticated request (RFC 8656 §7.2, §8.2, §11.2, §12.2;
+RFC 6062 §5.1, §5.2, §5.4 for TCP allocations, Connect and ConnectionBind).
 
 :class:`RequestHandlers` runs one method's checks in the order its RFC section lists them; the
 first that fails raises :class:`Refused`, which becomes the error response (420 for unknown
 comprehension-required attributes comes first, as for any STUN request, RFC 8489 §6.3). Every
-answer, success or error, is protected with the key the request authenticated with.
+answer, success or error, is protected with the key the request authenticated with. A Connect
+that passes its checks is answered later, when the peer connection succeeds or fails
+(:meth:`RequestHandlers.connect_answer`); see :mod:`turn.server.connections`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from stun import (
     AlternateServer,
     Attribute,
     Integrity,
+    LocalProtocolError,
     Message,
     Method,
     UnknownAttributes,
@@ -27,6 +31,7 @@ from ..attributes import (
     AdditionalAddressFamily,
     AddressErrorCode,
     ChannelNumber,
+    ConnectionId,
     DontFragment,
     EvenPort,
     Lifetime,
@@ -41,11 +46,21 @@ from ..attributes import (
 from ..channel import MIN_CHANNEL
 from .allocation import Allocation, ChannelBinding, FiveTuple, family_of
 from .config import TurnServerConfig
+from .connections import (
+    ConnectionState,
+    ConnectionTable,
+    OpenPeerConnection,
+    PeerConnection,
+    SpliceConnection,
+    TcpListeners,
+)
 from .events import DeletionReason
 from .stats import Outcome, TurnServerStats
 from .table import AllocationTable
 
 _DONT_FRAGMENT = (UnknownAttributes((TurnAttrType.DONT_FRAGMENT,)),)
+#: Relayed addresses tried for a TCP allocation whose port the driver cannot listen on.
+_TCP_RELAY_ATTEMPTS = 8
 
 
 class Refused(Exception):
@@ -81,12 +96,17 @@ _FAMILIES = frozenset(int(family) for family in AddressFamily)
 
 
 class RequestHandlers:
-    """Allocate, Refresh, CreatePermission and ChannelBind, on an :class:`AllocationTable`."""
+    """Allocate, Refresh, CreatePermission and ChannelBind on an :class:`AllocationTable`;
+    Connect and ConnectionBind on a :class:`ConnectionTable` too (TCP allocations need
+    ``tcp_listeners`` and ``config.tcp_relays``; without them they are answered 442)."""
 
     #: The methods handled here.
     METHODS = frozenset(
-        (Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND)
-    )
+        (
+            Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND,
+            Method.CONNECT, Method.CONNECTION_BIND,
+        )
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -94,20 +114,27 @@ class RequestHandlers:
         table: AllocationTable,
         stats: TurnServerStats,
         software: tuple[Attribute, ...],
+        connections: ConnectionTable,
+        tcp_listeners: TcpListeners | None,
     ) -> None:
         self.config = config
         self.table = table
         self.stats = stats
+        self.connections = connections
+        self.tcp_listeners = tcp_listeners if config.tcp_relays else None
         self._software = software
-        self._handlers: dict[int, Callable[[AuthenticatedRequest, float], bytes]] = {
+        self._handlers: dict[int, Callable[[AuthenticatedRequest, float], bytes | None]] = {
             Method.ALLOCATE: self._allocate,
             Method.REFRESH: self._refresh,
             Method.CREATE_PERMISSION: self._create_permission,
             Method.CHANNEL_BIND: self._channel_bind,
+            Method.CONNECT: self._connect,
+            Method.CONNECTION_BIND: self._connection_bind,
         }
 
-    def handle(self, request: AuthenticatedRequest, now: float) -> bytes:
-        """The protected response to an authenticated request of one of :attr:`METHODS`."""
+    def handle(self, request: AuthenticatedRequest, now: float) -> bytes | None:
+        """The protected response to an authenticated request of one of :attr:`METHODS`, or
+        ``None`` for a Connect whose answer waits for the peer connection."""
         message = request.message
         try:
             if message.unknown_required:
@@ -115,11 +142,14 @@ class RequestHandlers:
                 raise Refused(420, Outcome.UNKNOWN_ATTRIBUTE, (unknown,))
             return self._handlers[message.method](request, now)
         except Refused as refused:
-            self.stats.counts[refused.outcome] += 1
-            error = message.error_response(
-                refused.code, attributes=(*refused.attributes, *self._software)
-            )
-            return self._protect(request, error)
+            return self._refuse(request, refused)
+
+    def _refuse(self, request: AuthenticatedRequest, refused: Refused) -> bytes:
+        self.stats.counts[refused.outcome] += 1
+        error = request.message.error_response(
+            refused.code, attributes=(*refused.attributes, *self._software)
+        )
+        return self._protect(request, error)
 
     def _protect(self, request: AuthenticatedRequest, response: Message) -> bytes:
         return response.encode(
@@ -175,7 +205,10 @@ class RequestHandlers:
         transport = message.get(RequestedTransport)
         if transport is None:
             raise Refused(400, Outcome.BAD_REQUEST)
-        if transport.protocol != TransportProtocol.UDP:
+        tcp = transport.protocol == TransportProtocol.TCP
+        if tcp:
+            self._check_tcp_allocate(request)
+        elif transport.protocol != TransportProtocol.UDP:
             raise Refused(442, Outcome.UNSUPPORTED_TRANSPORT)
         if message.has(DontFragment):  # rule 4: we cannot set DF, so it is unknown to us
             raise Refused(420, Outcome.UNKNOWN_ATTRIBUTE, _DONT_FRAGMENT)
@@ -193,6 +226,11 @@ class RequestHandlers:
         if isinstance(source, bytes):
             claimed = table.claim(source)
             relays = {family_of(claimed): claimed}
+        elif tcp:
+            tcp_relay = self._tcp_relay(source)
+            if tcp_relay is None:
+                raise Refused(508, Outcome.INSUFFICIENT_CAPACITY)
+            relays = {source: tcp_relay}
         else:
             relay = table.new_relay(source, even_port=even_port is not None, reserve_next=reserve)
             if relay is None:
@@ -216,6 +254,7 @@ class RequestHandlers:
             now=now,
             lifetime=lifetime,
             max_bytes_per_second=config.max_bytes_per_second,
+            relay_transport=TransportProtocol.TCP if tcp else TransportProtocol.UDP,
         )
         attributes: list[Attribute] = [
             *(XorRelayedAddress(address) for address in allocation.relayed_addresses),
@@ -226,6 +265,33 @@ class RequestHandlers:
         allocation.allocate_response = self._answer(request, attributes)
         self.stats.counts[Outcome.ALLOCATED] += 1
         return allocation.allocate_response
+
+    def _check_tcp_allocate(self, request: AuthenticatedRequest) -> None:
+        """RFC 6062 §5.1 rules 1-3: TCP relays offered (else 442), a TCP or TLS control
+        connection (else 400), and none of DONT-FRAGMENT, EVEN-PORT, RESERVATION-TOKEN (400).
+        A TCP allocation has one relayed address, so ADDITIONAL-ADDRESS-FAMILY is refused too."""
+        if self.tcp_listeners is None:
+            raise Refused(442, Outcome.UNSUPPORTED_TRANSPORT)
+        message = request.message
+        if not request.five_tuple.transport.is_stream or any(
+            message.has(kind)
+            for kind in (DontFragment, EvenPort, ReservationToken, AdditionalAddressFamily)
+        ):
+            raise Refused(400, Outcome.BAD_REQUEST)
+
+    def _tcp_relay(self, family: AddressFamily) -> Address | None:
+        """A relayed address of ``family`` the driver listens on for TCP (§5.1 rule 4), or
+        ``None``; an address it cannot listen on goes back to the allocator."""
+        listeners = self.tcp_listeners
+        assert listeners is not None  # _check_tcp_allocate let the request through
+        for _ in range(_TCP_RELAY_ATTEMPTS):
+            relay = self.table.new_relay(family)
+            if relay is None:
+                return None
+            if listeners.listen(relay):
+                return relay
+            self.table.relays.release_relay(relay)
+        return None
 
     def _relay_source(self, message: Message, now: float) -> bytes | AddressFamily:
         """Rules 5-9 of RFC 8656 §7.2: the RESERVATION-TOKEN to claim, or the family of the
@@ -319,6 +385,8 @@ class RequestHandlers:
             or not MIN_CHANNEL <= number_attribute.number <= self.config.max_channel
         ):
             raise Refused(400, Outcome.BAD_REQUEST)
+        if allocation.relay_transport is not TransportProtocol.UDP:
+            raise Refused(400, Outcome.BAD_REQUEST)  # a TCP allocation has no channels
         number = number_attribute.number
         peer = peer_attribute.address
         relay = allocation.relays.get(family_of(peer))
@@ -348,4 +416,69 @@ class RequestHandlers:
             bound.expires_at = expires_at
         allocation.permissions[peer.host] = now + config.permission_lifetime
         self.stats.counts[Outcome.CHANNEL_BOUND] += 1
+        return self._answer(request, [])
+
+    # ------------------------------------------------------------------ Connect (RFC 6062 §5.2)
+
+    def _connect(self, request: AuthenticatedRequest, now: float) -> None:
+        allocation = self._owned(request, now)
+        if allocation.relay_transport is not TransportProtocol.TCP:
+            raise Refused(400, Outcome.BAD_REQUEST)
+        peer_attribute = request.message.get(XorPeerAddress)
+        if peer_attribute is None:
+            raise Refused(400, Outcome.BAD_REQUEST)
+        peer = peer_attribute.address
+        relay = allocation.relays.get(family_of(peer))
+        if relay is None:
+            raise Refused(443, Outcome.PEER_FAMILY_MISMATCH)
+        connections = self.connections
+        if connections.to_peer(allocation, peer) is not None:
+            raise Refused(446, Outcome.CONNECTION_EXISTS)
+        if self._refusal(peer) is not None or not allocation.has_permission(peer.host, now):
+            raise Refused(403, Outcome.FORBIDDEN)
+        config = self.config
+        if connections.count(allocation) >= config.max_peer_connections:
+            raise Refused(508, Outcome.INSUFFICIENT_CAPACITY)
+        deadline = now + config.tcp_connect_timeout
+        connection = connections.open(
+            allocation, peer, ConnectionState.CONNECTING, deadline, request
+        )
+        connections.commands.append(OpenPeerConnection(connection.id, relay, peer))
+
+    def connect_answer(self, connection: PeerConnection, connected: bool) -> bytes:
+        """The answer to the Connect that opened ``connection``: success with its CONNECTION-ID,
+        or 447 (Connection Timeout or Failure)."""
+        request = connection.request
+        if request is None:
+            raise LocalProtocolError(f"{connection} has no Connect request to answer")
+        if not connected:
+            return self._refuse(request, Refused(447, Outcome.CONNECTION_FAILED))
+        self.stats.counts[Outcome.CONNECTED] += 1
+        return self._answer(request, [ConnectionId(connection.id)])
+
+    # ------------------------------------------------------------------ ConnectionBind (§5.4)
+
+    def _connection_bind(self, request: AuthenticatedRequest, now: float) -> bytes:
+        five_tuple = request.five_tuple
+        attribute = request.message.get(ConnectionId)
+        connections = self.connections
+        connection = connections.get(attribute.value) if attribute is not None else None
+        if (
+            not five_tuple.transport.is_stream
+            or connection is None
+            or connection.state is not ConnectionState.PENDING
+            # a control connection, or one already bound, cannot become a data connection
+            or self.table.peek(five_tuple) is not None
+            or connections.by_data(five_tuple) is not None
+        ):
+            raise Refused(400, Outcome.BAD_REQUEST)
+        allocation = connection.allocation
+        if allocation.username != request.username:
+            raise Refused(441, Outcome.WRONG_CREDENTIALS)
+        if allocation.expires_at <= now:
+            self.table.delete(allocation, DeletionReason.EXPIRED)
+            raise Refused(400, Outcome.BAD_REQUEST)
+        connections.bind(connection, five_tuple)
+        connections.commands.append(SpliceConnection(connection.id, five_tuple))
+        self.stats.counts[Outcome.CONNECTION_BOUND] += 1
         return self._answer(request, [])

@@ -18,6 +18,9 @@ class Outcome(enum.Enum):
     DELETED = "Refresh with LIFETIME 0 deleted the allocation (or one family of it)"
     PERMITTED = "CreatePermission succeeded"
     CHANNEL_BOUND = "ChannelBind succeeded"
+    CONNECTED = "Connect succeeded: the server connected to the peer over TCP (RFC 6062 §5.2)"
+    CONNECTION_ATTEMPT = "a peer connected to a relayed TCP address: ConnectionAttempt sent (§5.3)"
+    CONNECTION_BOUND = "ConnectionBind succeeded: a client data connection joined its peer (§5.4)"
     BINDING = "a Binding request, handed to the Binding server (see stats.binding)"
     RELAYED_TO_PEER = "Send indication or ChannelData relayed to a peer"
     RELAYED_TO_CLIENT = "a peer's datagram relayed to the client"
@@ -31,8 +34,10 @@ class Outcome(enum.Enum):
     ALLOCATION_MISMATCH = "437: no allocation for this 5-tuple, or one exists already"
     ADDRESS_FAMILY_NOT_SUPPORTED = "440: no relayed addresses of the requested family"
     WRONG_CREDENTIALS = "441: not the user that created the allocation"
-    UNSUPPORTED_TRANSPORT = "442: REQUESTED-TRANSPORT is not UDP"
+    UNSUPPORTED_TRANSPORT = "442: REQUESTED-TRANSPORT neither UDP nor TCP (or TCP relays off)"
     PEER_FAMILY_MISMATCH = "443: the peer's family is not the relayed address's"
+    CONNECTION_EXISTS = "446: a connection to this peer exists or is being made (RFC 6062 §5.2)"
+    CONNECTION_FAILED = "447: connecting to the peer failed or timed out (RFC 6062 §5.2)"
     QUOTA_REACHED = "486: the user holds as many allocations as allowed"
     INSUFFICIENT_CAPACITY = "508: out of allocations, relayed addresses, permissions or channels"
     # silently dropped
@@ -47,6 +52,9 @@ class Outcome(enum.Enum):
     NO_CHANNEL = "dropped: ChannelData on a channel that is not bound (§12.6)"
     OVER_BANDWIDTH = "dropped: the allocation's bandwidth limit"
     TOO_BIG = "dropped: a peer's datagram too large to wrap for the client"
+    WRONG_RELAY_TRANSPORT = "dropped: a UDP datagram for the relayed address of a TCP allocation"
+    PEER_CONNECTION_REFUSED = "dropped: a peer's TCP connection without permission or room (§5.3)"
+    CONNECTION_UNCLAIMED = "dropped: a peer connection no ConnectionBind claimed in time (§5.2)"
 
 
 #: The outcomes that send nothing back.

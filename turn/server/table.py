@@ -18,12 +18,13 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from stun import Address, AddressFamily, LocalProtocolError, RandomSource
 from stun.randomness import random_bytes
 
+from ..attributes import TransportProtocol
 from .allocation import Allocation, FiveTuple, family_of
 from .events import AllocationCreated, AllocationDeleted, DeletionReason, TurnServerEvent
 from .limits import TokenBucket
@@ -49,9 +50,17 @@ _TimerKey = Allocation | bytes
 class AllocationTable:
     """The allocations and reservations of one server, their relayed addresses and timers."""
 
-    def __init__(self, relays: RelayAllocator, *, rebind_wait: float) -> None:
+    def __init__(
+        self,
+        relays: RelayAllocator,
+        *,
+        rebind_wait: float,
+        on_delete: Callable[[Allocation], None] | None = None,
+    ) -> None:
         self.relays = relays
         self.rebind_wait = rebind_wait
+        #: Called with every allocation deleted, after its relayed addresses are released.
+        self.on_delete = on_delete
         #: Hosts of this server's relayed and listening addresses: never valid peers.
         self.own_hosts: set[str] = set()
         self.events: deque[TurnServerEvent] = deque(maxlen=MAX_PENDING_EVENTS)
@@ -129,6 +138,7 @@ class AllocationTable:
         now: float,
         lifetime: float,
         max_bytes_per_second: int | None,
+        relay_transport: TransportProtocol = TransportProtocol.UDP,
     ) -> Allocation:
         """Record a new allocation, time it, and report it."""
         rate = max_bytes_per_second
@@ -141,6 +151,7 @@ class AllocationTable:
             transaction_id=transaction_id,
             to_peer=TokenBucket(rate, burst, now) if rate else None,
             to_client=TokenBucket(rate, burst, now) if rate else None,
+            relay_transport=relay_transport,
         )
         self._allocations[five_tuple] = allocation
         for relay in relays.values():
@@ -174,6 +185,8 @@ class AllocationTable:
             self._per_user[username] = remaining
         else:
             del self._per_user[username]
+        if self.on_delete is not None:
+            self.on_delete(allocation)
         self.events.append(AllocationDeleted(five_tuple, username, relayed, reason))
 
     def delete_family(self, allocation: Allocation, family: AddressFamily) -> None:

@@ -111,7 +111,7 @@ class ClosePeerConnection(TcpCommand):
 class PeerConnection:
     """One peer TCP connection of a TCP allocation. Read it; the core changes it."""
 
-    __slots__ = ("allocation", "data", "deadline", "id", "peer", "request", "state")
+    __slots__ = ("allocation", "data", "deadline", "id", "peer", "request", "state", "timer")
 
     def __init__(
         self,
@@ -134,6 +134,8 @@ class PeerConnection:
         self.request = request
         #: The 5-tuple of the client data connection, once bound.
         self.data: FiveTuple | None = None
+        #: The sequence number of its live entry in the timer heap.
+        self.timer = -1
 
     def __repr__(self) -> str:
         return f"PeerConnection({self.id:#010x}, {self.peer}, {self.state.name})"
@@ -141,8 +143,8 @@ class PeerConnection:
 
 class ConnectionTable:
     """Every peer connection of every TCP allocation, and their deadlines (one lazy heap, as in
-    :class:`~turn.server.AllocationTable`: an entry whose connection is gone or has a new
-    deadline is skipped, and the heap is rebuilt when stale entries outnumber live ones)."""
+    :class:`~turn.server.AllocationTable`: an entry whose connection is gone or was timed again
+    is skipped, and the heap is rebuilt when stale entries outnumber live ones)."""
 
     def __init__(self, rng: RandomSource, *, max_per_allocation: int) -> None:
         self.rng = rng
@@ -216,6 +218,7 @@ class ConnectionTable:
         """Move a connection to ``state`` with a new deadline."""
         connection.state = state
         connection.deadline = deadline
+        connection.timer = -1
         if deadline != math.inf:
             self._schedule(connection)
 
@@ -259,11 +262,12 @@ class ConnectionTable:
 
     def _schedule(self, connection: PeerConnection) -> None:
         timers = self._timers
-        heapq.heappush(timers, (connection.deadline, next(self._sequence), connection))
+        connection.timer = next(self._sequence)
+        heapq.heappush(timers, (connection.deadline, connection.timer, connection))
         if len(timers) > 2 * len(self._by_id) + 64:
             self._timers = [entry for entry in timers if not self._is_stale(entry)]
             heapq.heapify(self._timers)
 
     def _is_stale(self, entry: tuple[float, int, PeerConnection]) -> bool:
-        deadline, _, connection = entry
-        return self._by_id.get(connection.id) is not connection or connection.deadline != deadline
+        _, sequence, connection = entry
+        return self._by_id.get(connection.id) is not connection or connection.timer != sequence

@@ -240,10 +240,12 @@ class TurnServerCore:
     def peer_connected(self, connection_id: int, now: float) -> None:
         """The connection a :class:`~turn.server.connections.OpenPeerConnection` asked for is
         up: answer the Connect with its CONNECTION-ID and wait for the ConnectionBind (§5.2).
-        One the core no longer waits for (timed out, its allocation gone) is closed."""
+        One the core no longer knows (timed out, its allocation gone) is closed."""
         connection = self.connections.get(connection_id)
-        if connection is None or connection.state is not ConnectionState.CONNECTING:
+        if connection is None:
             self.connections.commands.append(ClosePeerConnection(connection_id))
+            return
+        if connection.state is not ConnectionState.CONNECTING:
             return
         allocation = connection.allocation
         if allocation.expires_at <= now:

@@ -21,6 +21,11 @@ is made by the sans-IO :class:`~turn.server.TurnServerCore`. What it adds:
   ``idle_timeout``), what waits to be written to a connection that does not read
   (``write_buffer_limit``: beyond it, relayed data is dropped, not queued), relayed sockets (as many
   as the quotas allow: two per allocation plus the reservations), metrics connections.
+* **TCP relays** (RFC 6062, :mod:`turn.server.aio_tcp`): listeners on the relayed addresses of
+  TCP allocations, connections to peers, and client data connections spliced to them. A client
+  stream whose ConnectionBind succeeds stops being framed: the bytes after that request go as-is
+  to the peer. The core's later answers (a Connect's) and ConnectionAttempt indications, and its
+  TCP commands, are carried out after every batch.
 * **Metrics** in the Prometheus text format (:func:`render_metrics`), served over HTTP by
   :meth:`TurnServer.serve_metrics` (loopback by default).
 """
@@ -54,6 +59,8 @@ from stun.errors import DecodeError
 from stun.framing import Framing, StreamDecoder
 from stun.server import Outcome as StunOutcome
 
+from . import aio_tcp
+from .aio_tcp import PeerConnectionProtocol, TcpRelays
 from .allocation import ClientTransport, FiveTuple
 from .config import TurnServerConfig
 from .core import TurnServerCore
@@ -260,6 +267,8 @@ class _StreamClient(asyncio.Protocol):
         self.local = self.remote = Address("", 0)
         self.last_active = 0.0
         self.idle_timer: asyncio.TimerHandle | None = None
+        #: The peer connection this stream is the client data connection of (RFC 6062 §5.4).
+        self.peer: PeerConnectionProtocol | None = None
 
     @property
     def five_tuple(self) -> FiveTuple:
@@ -284,13 +293,21 @@ class _StreamClient(asyncio.Protocol):
         """Close the connection if it carries no allocation and has been quiet long enough."""
         server = self.server
         quiet = server.loop.time() - self.last_active
-        if server.core.allocation(self.five_tuple) is not None or quiet < server.idle_timeout:
+        if (
+            server.core.allocation(self.five_tuple) is not None
+            or self.peer is not None
+            or quiet < server.idle_timeout
+        ):
             self._arm_idle_timer(max(server.idle_timeout - quiet, 1.0))
         elif self.transport is not None:
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self.peer is not None:
+            self.peer.from_client(data)
+            return
         server = self.server
+        held = self.decoder.buffered
         try:
             frames = self.decoder.feed(data)
         except DecodeError:
@@ -299,17 +316,32 @@ class _StreamClient(asyncio.Protocol):
             self.transport.close()
             return
         now = self.last_active = server.loop.time()
-        handle = server.core.handle_datagram
+        core = server.core
+        handle = core.handle_datagram
         local, remote, kind = self.local, self.remote, self.kind
-        for frame in frames:
+        for index, frame in enumerate(frames):
             out = handle(frame, local, remote, now, transport=kind)
-            if out is None:
-                continue
-            if out.local == local:
-                self.send(out.data, out.remote)
-            else:
-                server.relays.send(out)
+            if out is not None:
+                if out.local == local:
+                    self.send(out.data, out.remote)
+                else:
+                    server.relays.send(out)
+            if core.connections.commands:
+                server._run_tcp_commands()
+                if self.peer is not None:  # a ConnectionBind succeeded: raw bytes from here
+                    rest = data[_framed_size(frames[: index + 1]) - held :]
+                    if rest:
+                        self.peer.from_client(rest)
+                    break
         server._after_batch()
+
+    def pause_writing(self) -> None:
+        if self.peer is not None:
+            self.peer.client_full(True)
+
+    def resume_writing(self) -> None:
+        if self.peer is not None:
+            self.peer.client_full(False)
 
     def send(self, data: bytes, remote: Address) -> None:
         transport = self.transport
@@ -329,6 +361,12 @@ class _StreamClient(asyncio.Protocol):
             if not server.closing:
                 server.core.connection_closed(self.five_tuple)
                 server._after_batch()
+
+
+def _framed_size(frames: list[bytes]) -> int:
+    """How many stream bytes ``frames`` took: ChannelData was padded to four bytes on the stream
+    and the decoder stripped the padding (RFC 8656 §12.5); STUN messages are whole already."""
+    return sum(len(frame) + (-len(frame) & 3 if frame[0] >= 0x40 else 0) for frame in frames)
 
 
 def relay_hosts_by_family(hosts: Iterable[str]) -> dict[AddressFamily, str]:
@@ -361,7 +399,8 @@ class TurnServer(_Closing):
 
     ``relay_hosts`` are the IP addresses relayed addresses are bound on (one per family; the
     families offered are those of ``config.relay_families`` that have one), ``relay_ports`` the
-    ports they take. Build it inside a running event loop.
+    ports they take. TCP allocations (RFC 6062) are served where the platform has
+    ``SO_REUSEPORT`` and ``config.tcp_relays`` allows. Build it inside a running event loop.
 
     >>> async with TurnServer(config, relay_hosts=["192.0.2.1"]) as server:  # doctest: +SKIP
     ...     await server.listen("udp", "192.0.2.1", 3478)
@@ -390,8 +429,13 @@ class TurnServer(_Closing):
         self.transport_stats = TransportStats()
         max_relays = 2 * config.total_quota + config.max_reservations
         self.relays = UdpRelays(self, hosts, relay_ports, max_relays=max_relays)
+        #: The TCP side of TCP allocations' relayed addresses (``None`` where it cannot run).
+        self.tcp_relays = TcpRelays(self) if aio_tcp.AVAILABLE else None
         self.core = TurnServerCore(
-            config, self.relays, wall_clock_offset=time.time() - self.loop.time()
+            config,
+            self.relays,
+            tcp_listeners=self.tcp_relays,
+            wall_clock_offset=time.time() - self.loop.time(),
         )
         #: How client streams are cut: ChannelData first bytes go to 0x7F for RFC 5766 channels.
         self.framing = (
@@ -467,11 +511,35 @@ class TurnServer(_Closing):
             return self._udp.get(server)
         return self._streams.get((client, server))
 
+    def _deliver(self, datagram: Datagram) -> None:
+        """Send a datagram the core queued: to a client on its listener or stream, or to a peer."""
+        local, remote = datagram.local, datagram.remote
+        udp = self._udp.get(local)  # type: ignore[arg-type]
+        if udp is not None:
+            udp.send(datagram.data, remote)
+            return
+        stream = self._streams.get((remote, local))  # type: ignore[arg-type]
+        if stream is not None:
+            stream.send(datagram.data, remote)
+        else:
+            self.relays.send(datagram)
+
+    def _run_tcp_commands(self) -> None:
+        tcp_relays = self.tcp_relays
+        for command in self.core.tcp_commands():
+            if tcp_relays is not None:
+                tcp_relays.run(command)
+
     # ------------------------------------------------------------------ time
 
     def _after_batch(self) -> None:
-        """Log what the core reports and re-arm the timer: after anything that can change it."""
+        """Deliver what the core queued, carry out its TCP commands, log what it reports, and
+        re-arm the timer: after anything that can change them."""
         core = self.core
+        for datagram in core.datagrams_to_send(self.loop.time()):
+            self._deliver(datagram)
+        if core.connections.commands:
+            self._run_tcp_commands()
         while (event := core.next_event()) is not None:
             _log.debug("%s", event)
         deadline = core.get_timer()
@@ -561,6 +629,8 @@ class TurnServer(_Closing):
             await server.wait_closed()
         self._stream_servers.clear()
         self._metrics_servers.clear()
+        if self.tcp_relays is not None:
+            self.tcp_relays.close()
         self.relays.close()
         if self._timer is not None:
             self._timer.cancel()
@@ -599,6 +669,12 @@ def render_metrics(server: TurnServer) -> str:
     metric("channels", "gauge", "Channels bound and in force.", {"": core.channel_count(now)})
     metric("relayed_sockets", "gauge", "Relayed addresses bound.", {"": len(server.relays)})
     metric("connections", "gauge", "TCP and TLS connections.", {"": server.connection_count})
+    metric(
+        "peer_connections",
+        "gauge",
+        "Peer TCP connections of TCP allocations (RFC 6062).",
+        {"": core.peer_connection_count},
+    )
     metric(
         "relayed_packets_total",
         "counter",

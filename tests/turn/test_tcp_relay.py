@@ -399,7 +399,7 @@ def test_connection_bind_splices_a_new_connection(server: TurnServerCore, alice:
     connection_id = connected(server, alice)
     data = data_client(server, alice)
     response = connection_bind(data, connection_id)
-    assert server.stats.authentication[StunOutcome.INVALID_NONCE] == 1  # 438: not its nonce
+    assert server.stats.authentication[StunOutcome.INVALID_NONCE] == 0  # the control's nonce
     assert response.message_class is MessageClass.SUCCESS_RESPONSE
     assert response.check_integrity(data.key)
     assert commands(server) == [SpliceConnection(connection_id, data.five_tuple)]
@@ -409,6 +409,19 @@ def test_connection_bind_splices_a_new_connection(server: TurnServerCore, alice:
     assert server.get_timer() == 600.0  # a bound connection has no deadline of its own
     assert server.stats[Outcome.CONNECTION_BOUND] == 1
     assert server.allocation(data.five_tuple) is None
+
+
+def test_connection_bind_takes_the_control_connections_nonces_only(
+    server: TurnServerCore, alice: Client
+) -> None:
+    """A nonce issued to the data connection's own address is not the control connection's:
+    438, with one for the control connection's address, which then succeeds."""
+    connection_id = connected(server, alice)
+    data = Client(server, address=DATA, transport=TCP)
+    data.challenge(0.0)  # a nonce for DATA
+    assert code(connection_bind(data, connection_id)) is None
+    assert server.stats.authentication[StunOutcome.INVALID_NONCE] == 1
+    assert server.stats[Outcome.CONNECTION_BOUND] == 1
 
 
 def test_connection_bind_errors(server: TurnServerCore, alice: Client) -> None:

@@ -160,35 +160,16 @@ class DataConnection:
         return request.encode(key=control.key)
 
     async def bind(self, control: ControlClient, connection_id: int, tail: bytes = b"") -> None:
-        """ConnectionBind with the control connection's credentials; once more after the 438 a
-        nonce issued to another address gets. ``tail`` goes in the same write as the request
-        that succeeds (raw bytes for the peer, right behind it)."""
+        """ConnectionBind with the control connection's credentials, nonce included (§4.4);
+        ``tail`` goes in the same write, right behind the request (raw bytes for the peer)."""
         assert control.nonce is not None
-        nonce = control.nonce
-        for _ in range(2):
-            self.writer.write(self.connection_bind(control, connection_id, nonce) + tail)
-            answer = await read_message(self.reader)
-            error = answer.error_code
-            fresh = answer.get(Nonce)
-            if error is not None and error.code == 438 and fresh is not None and not tail:
-                nonce = fresh.value
-                continue
-            if error is not None:
-                raise TurnRequestFailed(Method.CONNECTION_BIND, error.code, error.reason)
-            assert answer.message_class is MessageClass.SUCCESS_RESPONSE
-            assert answer.check_integrity(control.key)
-            return
-        raise AssertionError("ConnectionBind still refused")
-
-    async def nonce(self, control: ControlClient, connection_id: int) -> str:
-        """A nonce for this connection's address: what a first ConnectionBind's 438 carries."""
-        assert control.nonce is not None
-        self.writer.write(self.connection_bind(control, connection_id, control.nonce))
+        self.writer.write(self.connection_bind(control, connection_id, control.nonce) + tail)
         answer = await read_message(self.reader)
-        assert answer.error_code is not None and answer.error_code.code == 438
-        fresh = answer.get(Nonce)
-        assert fresh is not None
-        return fresh.value
+        error = answer.error_code
+        if error is not None:
+            raise TurnRequestFailed(Method.CONNECTION_BIND, error.code, error.reason)
+        assert answer.message_class is MessageClass.SUCCESS_RESPONSE
+        assert answer.check_integrity(control.key)
 
     async def read(self, size: int) -> bytes:
         return await asyncio.wait_for(self.reader.readexactly(size), WAIT)
@@ -365,7 +346,6 @@ def test_bytes_behind_the_connection_bind_go_to_the_peer() -> None:
             await control.permit(peer)
             connection_id = await control.connect_peer(peer)
             data = await DataConnection.open(listeners["tcp"])
-            control.nonce = await data.nonce(control, connection_id)
             looks_like_stun = Message(Method.BINDING, MessageClass.REQUEST, bytes(12)).encode()
             tail = looks_like_stun + b"\x00\x01"
             await data.bind(control, connection_id, tail=tail)
@@ -479,7 +459,9 @@ def test_an_unclaimed_peer_connection_is_closed() -> None:
             data = await DataConnection.open(listeners["tcp"])
             with pytest.raises(TurnRequestFailed) as late:
                 await data.bind(control, connection_id)
-            assert late.value.code == 400
+            # The CONNECTION-ID names nothing now, so not even the control connection's nonce
+            # is good on this connection (a client that tries again with a fresh one gets 400).
+            assert late.value.code == 438
             data.close()
             await control.close()
 

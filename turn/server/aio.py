@@ -512,15 +512,18 @@ class TurnServer(_Closing):
         return self._streams.get((client, server))
 
     def _deliver(self, datagram: Datagram) -> None:
-        """Send a datagram the core queued: to a client on its listener or stream, or to a peer."""
+        """Send a datagram the core queued: to a client on its stream or UDP listener, or to a
+        peer. What the core queues (RFC 6062's later answers and indications) is for TCP and TLS
+        clients, so a stream between the two addresses comes first: a UDP listener may share
+        the stream listener's address."""
         local, remote = datagram.local, datagram.remote
-        udp = self._udp.get(local)  # type: ignore[arg-type]
-        if udp is not None:
-            udp.send(datagram.data, remote)
-            return
         stream = self._streams.get((remote, local))  # type: ignore[arg-type]
         if stream is not None:
             stream.send(datagram.data, remote)
+            return
+        udp = self._udp.get(local)  # type: ignore[arg-type]
+        if udp is not None:
+            udp.send(datagram.data, remote)
         else:
             self.relays.send(datagram)
 

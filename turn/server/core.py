@@ -554,14 +554,15 @@ class TurnServerCore:
         if message.method not in RequestHandlers.METHODS:
             counts[Outcome.UNSUPPORTED_METHOD] += 1
             return None
-        result = self._authenticator.authenticate(message, five_tuple.client, now)
+        owner = self._nonce_owner(message, five_tuple)
+        result = self._authenticator.authenticate(message, owner, now)
         if isinstance(result, Rejected):
             self.stats.authentication.count(result.outcome)
             return self._refuse_authentication(
                 message, five_tuple, result, Outcome.AUTHENTICATION_FAILED, fingerprint, now
             )
         if self._expired(result.username, now):
-            challenge = self._authenticator.challenge(five_tuple.client, now)
+            challenge = self._authenticator.challenge(owner, now)
             rejected = Rejected(401, StunOutcome.UNKNOWN_USER, challenge)
             return self._refuse_authentication(
                 message, five_tuple, rejected, Outcome.EXPIRED_CREDENTIALS, fingerprint, now
@@ -573,6 +574,18 @@ class TurnServerCore:
         if response is None:
             return None
         return Datagram(response, five_tuple.server, five_tuple.client)
+
+    def _nonce_owner(self, message: Message, five_tuple: FiveTuple) -> Address:
+        """The address whose nonces a request may carry: its source, except that a ConnectionBind
+        may carry those of the control connection of the peer connection it names. A client
+        sends ConnectionBind on a new connection with the credentials of the control connection
+        (RFC 6062 §4.3, §4.4); coturn accepts its nonce there, and clients expect no 438."""
+        if message.method == Method.CONNECTION_BIND:
+            attribute = message.get(ConnectionId)
+            connection = self.connections.get(attribute.value) if attribute is not None else None
+            if connection is not None:
+                return connection.allocation.five_tuple.client
+        return five_tuple.client
 
     def _refuse_authentication(
         self,

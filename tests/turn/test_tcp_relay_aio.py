@@ -61,7 +61,8 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> CertificateFiles:
 async def tcp_relay_server(
     host: str = "127.0.0.1", certificate: CertificateFiles | None = None, **options: Any
 ) -> AsyncIterator[tuple[TurnServer, dict[str, Address]]]:
-    """A TurnServer relaying on ``host`` with TCP (and, given a certificate, TLS) listeners."""
+    """A TurnServer relaying on ``host`` with TCP and UDP listeners on one port (as coturn and
+    ``icestack serve turn`` have them) and, given a certificate, a TLS listener."""
     config = TurnServerConfig(
         credentials=LongTermCredentials.from_passwords(REALM, PASSWORDS),
         peer_policy=PeerPolicy(allow_loopback_peers=True),
@@ -69,6 +70,7 @@ async def tcp_relay_server(
     )
     async with TurnServer(config, relay_hosts=[host]) as server:
         listeners = {"tcp": (await server.listen("tcp", host)).address}
+        listeners["udp"] = (await server.listen("udp", host, listeners["tcp"].port)).address
         if certificate is not None:
             context = server_context(certificate.certificate, certificate.private_key)
             listeners["tls"] = (await server.listen("tls", host, ssl_context=context)).address

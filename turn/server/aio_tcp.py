@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 _ACCEPTS_PER_EVENT = 16
 #: The backlog of a relayed address's listening socket.
 _BACKLOG = 16
+#: How long a listener rests after accept() failed for want of resources (EMFILE, ENOBUFS):
+#: the connection stays in the backlog, so reading on would spin.
+_ACCEPT_RETRY_DELAY = 1.0
 
 #: Whether TCP relays can run here: opening connections from a listening address needs it.
 AVAILABLE = hasattr(socket, "SO_REUSEPORT")
@@ -222,8 +225,9 @@ class TcpRelays:
                 conn, sockaddr = sock.accept()
             except (BlockingIOError, InterruptedError):
                 break
-            except OSError:  # ECONNABORTED, EMFILE, ...: nothing to report for this one
+            except OSError:  # EMFILE, ENOBUFS, ...: rest, then try again
                 server.transport_stats.refused_connections += 1
+                self._rest(relay, sock)
                 break
             peer = make_address(sockaddr[0], sockaddr[1])
             connection_id = core.peer_connection_arrived(relay, peer, server.loop.time())
@@ -235,6 +239,16 @@ class TcpRelays:
             self.peers[connection_id] = protocol
             self._start(protocol, self._adopt(protocol, conn))
         server._after_batch()
+
+    def _rest(self, relay: Address, sock: socket.socket) -> None:
+        loop = self.server.loop
+        loop.remove_reader(sock.fileno())
+
+        def resume() -> None:
+            if self.listeners.get(relay) is sock:
+                loop.add_reader(sock.fileno(), self._accept, relay, sock)
+
+        loop.call_later(_ACCEPT_RETRY_DELAY, resume)
 
     # ------------------------------------------------------------------ commands
 

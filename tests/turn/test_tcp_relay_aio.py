@@ -271,7 +271,9 @@ def test_connect_to_an_echo_peer_and_bytes_flow_both_ways(host: str) -> None:
             assert stats[Outcome.CONNECTION_BOUND] == 1
             await until(lambda: stats.bytes_to_client == 101_001)
             assert stats.bytes_to_peer == 101_001
-            assert "icestack_turn_peer_connections 1" in render_metrics(server)
+            metrics = render_metrics(server)
+            assert 'icestack_turn_peer_connections{state="bound"} 1' in metrics
+            assert 'icestack_turn_peer_connections{state="pending"} 0' in metrics
             # The client closing its data connection closes the peer connection; the
             # allocation stays, and may connect to the peer again.
             data.close()

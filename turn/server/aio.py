@@ -63,6 +63,7 @@ from . import aio_tcp
 from .aio_tcp import PeerConnectionProtocol, TcpRelays
 from .allocation import ClientTransport, FiveTuple
 from .config import TurnServerConfig
+from .connections import ConnectionState
 from .core import TurnServerCore
 from .relays import DYNAMIC_PORTS
 from .stats import Outcome, TurnServerStats
@@ -675,8 +676,11 @@ def render_metrics(server: TurnServer) -> str:
     metric(
         "peer_connections",
         "gauge",
-        "Peer TCP connections of TCP allocations (RFC 6062).",
-        {"": core.peer_connection_count},
+        "Peer TCP connections of TCP allocations (RFC 6062), by state.",
+        {
+            f'{{state="{state.name.lower()}"}}': core.connections.count_in(state)
+            for state in ConnectionState
+        },
     )
     metric(
         "relayed_packets_total",

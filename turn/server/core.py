@@ -325,11 +325,13 @@ class TurnServerCore:
         self.connections.forget(connection)
         self.connections.commands.append(ClosePeerConnection(connection.id))
 
-    def _allocation_deleted(self, allocation: Allocation) -> None:
+    def _allocation_deleted(self, allocation: Allocation, reason: DeletionReason) -> None:
         """Close the peer connections of a deleted allocation, answering Connects still in
-        progress 447, and stop listening on its relayed address (RFC 6062 §5.5)."""
+        progress 447 while the control connection lasts, and stop listening on its relayed
+        address (RFC 6062 §5.5)."""
+        answer = reason is not DeletionReason.CONNECTION_CLOSED
         for connection in self.connections.of(allocation):
-            if connection.state is ConnectionState.CONNECTING:
+            if answer and connection.state is ConnectionState.CONNECTING:
                 self._answer_connect(connection, connected=False)
             self._close(connection)
         if allocation.relay_transport is TransportProtocol.TCP and self._tcp_listeners:

@@ -55,11 +55,11 @@ class AllocationTable:
         relays: RelayAllocator,
         *,
         rebind_wait: float,
-        on_delete: Callable[[Allocation], None] | None = None,
+        on_delete: Callable[[Allocation, DeletionReason], None] | None = None,
     ) -> None:
         self.relays = relays
         self.rebind_wait = rebind_wait
-        #: Called with every allocation deleted, after its relayed addresses are released.
+        #: Called with every allocation deleted and why, after its relayed addresses are released.
         self.on_delete = on_delete
         #: Hosts of this server's relayed and listening addresses: never valid peers.
         self.own_hosts: set[str] = set()
@@ -186,7 +186,7 @@ class AllocationTable:
         else:
             del self._per_user[username]
         if self.on_delete is not None:
-            self.on_delete(allocation)
+            self.on_delete(allocation, reason)
         self.events.append(AllocationDeleted(five_tuple, username, relayed, reason))
 
     def delete_family(self, allocation: Allocation, family: AddressFamily) -> None:

@@ -136,6 +136,11 @@ def _add_options(parser: argparse.ArgumentParser) -> _Options:
         action="store_true",
         help="accept channel numbers up to 0x7FFF (RFC 5766 clients, coturn's turnutils_uclient)",
     )
+    option(
+        "--no-tcp-relay",
+        action="store_true",
+        help="refuse TCP allocations (RFC 6062 TCP relays), answering them 442",
+    )
     option("--user-quota", type=_positive, metavar="N", help="allocations per user (default 10)")
     option("--total-quota", type=_positive, metavar="N", help="allocations in all (default 1000)")
     option(
@@ -370,6 +375,7 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
         peer_policy=policy,
         alternate_server=alternate,
         rfc5766_channels=bool(args.rfc5766_channels),
+        tcp_relays=not args.no_tcp_relay,
         **{name: value for name, value in limits.items() if value is not None},
     )
     low = DYNAMIC_PORTS.start if args.min_port is None else args.min_port

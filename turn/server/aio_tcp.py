@@ -212,8 +212,11 @@ class TcpRelays:
         return True
 
     def stop_listening(self, relay: Address) -> None:
-        """Stop accepting on ``relay``; connections already accepted are the core's to close."""
-        sock = self.listeners.pop(relay)
+        """Stop accepting on ``relay`` (once the server is closing, there may be nothing left to
+        stop); connections already accepted are the core's to close."""
+        sock = self.listeners.pop(relay, None)
+        if sock is None:
+            return
         self.server.loop.remove_reader(sock.fileno())
         sock.close()
 

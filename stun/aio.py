@@ -561,6 +561,14 @@ def _answerer(server: BindingServer, sock: socket.socket) -> DatagramHandler:
     return answer
 
 
+def check_listener_arguments(transport: str, ssl_context: ssl.SSLContext | None) -> None:
+    """Refuse an unknown transport, a TLS listener without a context, and a context without TLS."""
+    if transport not in DEFAULT_PORTS:
+        raise LocalProtocolError(f"unknown transport {transport!r}: udp, tcp or tls")
+    if (transport == "tls") != (ssl_context is not None):
+        raise LocalProtocolError("a tls listener needs ssl_context; udp and tcp take none")
+
+
 async def listen_stream(
     host: str,
     port: int,
@@ -695,14 +703,13 @@ class StunServer(_Closing):
         reuse_port: bool = False,
     ) -> Listener:
         """Open one listener; ``port=0`` picks a free one. TLS needs ``ssl_context``."""
+        check_listener_arguments(transport, ssl_context)
         if transport == "udp":
             sock = bind_udp(host, port, reuse_port=reuse_port)
             reader = UdpReader(sock, _answerer(self.server, sock))
             self._udp.append(reader)
             result = Listener("udp", reader.local)
-        elif transport in ("tcp", "tls"):
-            if (transport == "tls") != (ssl_context is not None):
-                raise LocalProtocolError("a tls listener needs ssl_context; tcp takes none")
+        else:
             server, local = await listen_stream(
                 host,
                 port,
@@ -712,8 +719,6 @@ class StunServer(_Closing):
             )
             self._stream_servers.append(server)
             result = Listener(transport, local)
-        else:
-            raise LocalProtocolError(f"unknown transport {transport!r}: udp, tcp or tls")
         self.listeners.append(result)
         _log.info("STUN server listening on %s", result)
         return result

@@ -336,6 +336,21 @@ class LongTermAuthenticator:
             else {}
         )
 
+    @classmethod
+    def with_nonces(
+        cls,
+        credentials: LongTermCredentials,
+        *,
+        secret: bytes | None,
+        lifetime: float,
+        rng: RandomSource,
+    ) -> LongTermAuthenticator:
+        """An authenticator with its own stateless nonce issuer (:mod:`stun.nonces`)."""
+        nonces = NonceIssuer(
+            secret=secret, lifetime=lifetime, features=credentials.features, rng=rng
+        )
+        return cls(credentials, nonces)
+
     def challenge(self, client: Address, now: float) -> tuple[Attribute, ...]:
         """REALM, a fresh NONCE for ``client`` and PASSWORD-ALGORITHMS when offered."""
         nonce = Nonce(self.nonces.issue(client, now))
@@ -457,13 +472,12 @@ class BindingServer:
         if isinstance(credentials, ShortTermCredentials):
             self._authenticator = ShortTermAuthenticator(credentials)
         elif isinstance(credentials, LongTermCredentials):
-            nonces = NonceIssuer(
+            self._authenticator = LongTermAuthenticator.with_nonces(
+                credentials,
                 secret=config.nonce_secret,
                 lifetime=config.nonce_lifetime,
-                features=credentials.features,
                 rng=config.rng,
             )
-            self._authenticator = LongTermAuthenticator(credentials, nonces)
         self._outgoing: list[Datagram] = []
 
     def respond(

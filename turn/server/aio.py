@@ -41,9 +41,9 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from stun import Address, AddressFamily, LocalProtocolError, make_address
 from stun.aio import (
@@ -52,6 +52,7 @@ from stun.aio import (
     UdpReader,
     _Closing,
     bind_udp,
+    check_listener_arguments,
     listen_stream,
 )
 from stun.datagram import Datagram
@@ -81,10 +82,12 @@ _METRICS_TIMEOUT = 5.0
 _METRICS_CONNECTIONS = 8
 
 
-class _ClientSide(Protocol):
-    """Where datagrams for a client go: a UDP listener, or the client's stream connection."""
-
-    def send(self, data: bytes, remote: Address) -> None: ...
+#: ``send(data, remote)`` to a client: a UDP listener's ``sendto`` (which may raise OSError) or a
+#: stream connection's ``send``.
+_SendToClient = Callable[[bytes, Address], object]
+#: ``_new_address(Address, sockaddr[:2])`` makes the Address of a socket address without the
+#: Python-level ``__new__`` of a NamedTuple: the relay path makes two per relayed datagram.
+_new_address = tuple.__new__
 
 
 @dataclass(slots=True)
@@ -113,12 +116,12 @@ class _Relay:
         self.address = address
         self.handle = server.core.handle_datagram
         self.sendto = sock.sendto
-        #: The client side of the allocation, looked up on the first datagram from a peer.
-        self.client: _ClientSide | None = None
+        #: How to reach the client of the allocation, looked up on the first datagram from a peer.
+        self.client: _SendToClient | None = None
         self.reader = UdpReader(sock, self.from_peer)
 
     def from_peer(self, data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
-        out = self.handle(data, self.address, Address(sockaddr[0], sockaddr[1]), now)
+        out = self.handle(data, self.address, _new_address(Address, sockaddr[:2]), now)
         if out is None:
             return
         client = self.client
@@ -126,7 +129,10 @@ class _Relay:
             client = self.client = self.server._client_side(self.address)
             if client is None:
                 return
-        client.send(out.data, out.remote)
+        try:
+            client(out.data, out.remote)
+        except OSError:
+            self.server.transport_stats.send_errors += 1
 
 
 def _bind_ports(host: str, ports: list[int]) -> list[socket.socket]:
@@ -230,25 +236,30 @@ class UdpRelays:
 class _UdpClients:
     """A UDP listener for clients: requests answered and ChannelData relayed inline."""
 
-    __slots__ = ("handle", "local", "reader", "sendto", "server", "to_peer")
+    __slots__ = ("handle", "local", "reader", "relays", "sendto", "server")
 
     def __init__(self, server: TurnServer, sock: socket.socket) -> None:
         self.server = server
         self.handle = server.core.handle_datagram
-        self.to_peer = server.relays.send
+        self.relays = server.relays.relays
         self.sendto = sock.sendto
         self.reader = UdpReader(sock, self.from_client, server._after_batch)
         self.local = self.reader.local
 
     def from_client(self, data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
         local = self.local
-        out = self.handle(data, local, Address(sockaddr[0], sockaddr[1]), now)
+        out = self.handle(data, local, _new_address(Address, sockaddr[:2]), now)
         if out is None:
             return
-        if out.local == local:
-            self.send(out.data, out.remote)
-        else:
-            self.to_peer(out)
+        try:
+            if out.local == local:
+                self.sendto(out.data, sockaddr)
+            else:  # relayed to a peer, from a relayed address
+                relay = self.relays.get(out.local)  # type: ignore[arg-type]
+                if relay is not None:
+                    relay.sendto(out.data, out.remote)
+        except OSError:
+            self.server.transport_stats.send_errors += 1
 
     def send(self, data: bytes, remote: Address) -> None:
         try:
@@ -467,13 +478,12 @@ class TurnServer(_Closing):
         reuse_port: bool = False,
     ) -> Listener:
         """Open one client listener; ``port=0`` picks a free one. TLS needs ``ssl_context``."""
+        check_listener_arguments(transport, ssl_context)
         if transport == "udp":
             udp = _UdpClients(self, bind_udp(host, port, reuse_port=reuse_port))
             self._udp[udp.local] = udp
             result = Listener("udp", udp.local)
-        elif transport in ("tcp", "tls"):
-            if (transport == "tls") != (ssl_context is not None):
-                raise LocalProtocolError("a tls listener needs ssl_context; tcp takes none")
+        else:
             kind = ClientTransport.TLS if transport == "tls" else ClientTransport.TCP
             server, local = await listen_stream(
                 host,
@@ -484,8 +494,6 @@ class TurnServer(_Closing):
             )
             self._stream_servers.append(server)
             result = Listener(transport, local)
-        else:
-            raise LocalProtocolError(f"unknown transport {transport!r}: udp, tcp or tls")
         self.listeners.append(result)
         _log.info("TURN server listening on %s", result)
         return result
@@ -502,15 +510,18 @@ class TurnServer(_Closing):
         self._streams[(connection.remote, connection.local)] = connection
         return True
 
-    def _client_side(self, relay: Address) -> _ClientSide | None:
-        """The listener or connection that reaches the client of the allocation of ``relay``."""
+    def _client_side(self, relay: Address) -> _SendToClient | None:
+        """How to reach the client of the allocation of ``relay``: its UDP listener's socket or
+        its stream connection."""
         allocation = self.core.table.by_relay(relay)
         if allocation is None:
             return None
         client, server, transport = allocation.five_tuple
         if transport is ClientTransport.UDP:
-            return self._udp.get(server)
-        return self._streams.get((client, server))
+            udp = self._udp.get(server)
+            return None if udp is None else udp.sendto
+        stream = self._streams.get((client, server))
+        return None if stream is None else stream.send
 
     def _deliver(self, datagram: Datagram) -> None:
         """Send a datagram the core queued: to a client on its stream or UDP listener, or to a

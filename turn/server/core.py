@@ -64,7 +64,6 @@ from stun import (
     Message,
     MessageClass,
     Method,
-    NonceIssuer,
     ServerConfig,
     Software,
 )
@@ -138,13 +137,12 @@ class TurnServerCore:
             users = RestApiUsers(config.rest_secret, credentials.realm, credentials.users)
             self._rest_users = users
             credentials = dataclasses.replace(credentials, users=users)
-        nonces = NonceIssuer(
+        self._authenticator = LongTermAuthenticator.with_nonces(
+            credentials,
             secret=config.nonce_secret,
             lifetime=config.nonce_lifetime,
-            features=credentials.features,
             rng=config.rng,
         )
-        self._authenticator = LongTermAuthenticator(credentials, nonces)
         self._binding = (
             BindingServer(ServerConfig(software=config.software, classic_compatibility=False))
             if config.answer_binding

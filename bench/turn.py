@@ -1,20 +1,25 @@
 """TURN relay throughput and allocation rate: icestack vs coturn, driven by coturn's own tools.
 
-    python -m bench.turn [--processes 6] [--clients 20] [--messages 500] [--allocations 40]
+    python -m bench.turn [--processes 4] [--clients 10] [--messages 3000] [--interval 1]
+                         [--allocations 20] [--skip VARIANT ...]
 
 Each server runs alone on core 1 (``taskset``), with one user (long-term credentials, realm
 ``bench``); coturn is ``turnserver -m 0`` (one relay thread). On core 0, ``turnutils_peer`` echoes
-every datagram and ``--processes`` ``turnutils_uclient`` processes run at once (one uclient is
-bound by its own timer, not by the server: several keep the server busier). Measured per server:
+every datagram and ``--processes`` ``turnutils_uclient`` processes run at once. Measured per
+server:
 
-* ``relay_100B`` and ``relay_1000B``: each uclient process runs ``--clients`` sessions that send
-  ``--messages`` ChannelData messages of that size (``-c -z 0``: no RTCP allocation, no pause) to
-  the peer, which sends each back. ``echoed`` is messages that made the round trip a second, over
-  the wall-clock time from the first uclient's start to the last one's exit (sessions' setup
-  included); every echoed message is four datagrams through the server (two in, two out), two
-  of them relayed: ``relayed`` is relayed datagrams a second. ``cpu_per_relayed`` is the server's
-  CPU time (user + system, /proc) divided by relayed datagrams, and ``capacity`` what one core
-  would relay at that cost: the comparison that does not depend on how hard the tools push.
+* ``relay_100B`` and ``relay_1000B``: each uclient process runs ``--clients`` sessions that each
+  send ``--messages`` ChannelData messages of that size, one every ``--interval`` ms (``-c``: no
+  RTCP allocation), to the peer, which sends each back; uclient starts each session at a random
+  point 1-6 s after setting it up, and waits for stragglers (10 s) only when something was lost.
+  At the defaults the tools offer up to 40,000 messages a second, fewer while sessions start and
+  stop, and both servers relay all of it: ``echoed`` (messages that made the round trip a second,
+  over the wall-clock time from the first uclient's start to the last one's exit) says so, and
+  ``loss`` and ``rcvbuf_errors`` (the kernel's UDP receive-buffer overflows on the machine during
+  the run) say what did not make it. Every echoed message is two relayed datagrams (client to
+  peer, peer to client): ``relayed`` is those a second. ``cpu_per_relayed`` is the server's CPU
+  time (user + system, /proc, 10 ms ticks) divided by relayed datagrams, and ``capacity`` what one
+  core would relay at that cost: the comparison that does not depend on what the tools offer.
 * ``allocations``: each uclient process runs ``--allocations`` sessions of one message each
   (``-n 1 -c -s``); a session is two Allocates (uclient's probe and the real one, each after a
   401), two CreatePermissions, a Refresh and the deallocation. ``allocations`` is Allocates
@@ -61,6 +66,7 @@ class Run:
     received: int
     server_cpu: float
     failed: int
+    rcvbuf_errors: int
 
 
 def run_uclients(
@@ -73,6 +79,7 @@ def run_uclients(
         "-e", "127.0.0.1", "-r", str(peer_port), "127.0.0.1",
     ]  # fmt: skip
     cpu_before = tree_cpu_seconds(server_pid)
+    overflows_before = udp_receive_buffer_errors()
     started = time.monotonic()
     children = [
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -89,6 +96,7 @@ def run_uclients(
                 child.wait()
     seconds = time.monotonic() - started
     cpu = tree_cpu_seconds(server_pid) - cpu_before
+    overflows = udp_receive_buffer_errors() - overflows_before
     sent = received = failed = 0
     for child, output in zip(children, outputs, strict=True):
         totals = _TOTALS.findall(output)
@@ -97,7 +105,16 @@ def run_uclients(
             continue
         sent += int(totals[-1][0])
         received += int(totals[-1][1])
-    return Run(seconds, sent, received, cpu, failed)
+    return Run(seconds, sent, received, cpu, failed, overflows)
+
+
+def udp_receive_buffer_errors() -> int:
+    """The kernel's count of UDP datagrams dropped for a full receive buffer (/proc/net/snmp)."""
+    header, values = [
+        line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
+        if line.startswith("Udp:")
+    ]  # fmt: skip
+    return int(values[header.index("RcvbufErrors")])
 
 
 @contextlib.contextmanager
@@ -141,10 +158,9 @@ def measure(server_port: int, server_pid: int, args: argparse.Namespace) -> dict
     results: dict[str, float] = {}
     with echo_peer() as peer_port:
         for size in (100, 1000):
-            flags = ["-c", "-z", "0", "-m", str(args.clients), "-n", str(args.messages)]
-            run = run_uclients(
-                server_port, server_pid, peer_port, args.processes, [*flags, "-l", str(size)]
-            )
+            flags = ["-c", "-z", str(args.interval), "-m", str(args.clients)]
+            flags += ["-n", str(args.messages), "-l", str(size)]
+            run = run_uclients(server_port, server_pid, peer_port, args.processes, flags)
             relayed = 2 * run.received
             name = f"relay_{size}B"
             results[f"{name}_echoed"] = run.received / run.seconds
@@ -152,6 +168,7 @@ def measure(server_port: int, server_pid: int, args: argparse.Namespace) -> dict
             results[f"{name}_loss"] = 100 * (1 - run.received / run.sent) if run.sent else 100.0
             results[f"{name}_cpu_per_relayed"] = run.server_cpu / relayed * 1e6
             results[f"{name}_capacity"] = relayed / run.server_cpu if run.server_cpu else 0.0
+            results[f"{name}_rcvbuf_errors"] = run.rcvbuf_errors
             results[f"{name}_failed_runs"] = run.failed
         flags = ["-c", "-s", "-n", "1", "-m", str(args.allocations)]
         run = run_uclients(server_port, server_pid, peer_port, args.processes, flags)
@@ -169,6 +186,7 @@ UNITS = {
     "cpu_per_allocation": "us",
     "cpu_per_relayed": "us",
     "failed_runs": "runs",
+    "rcvbuf_errors": "datagrams",
     "allocations": "allocations/s",
     "capacity": "datagrams/s/core",
     "relayed": "datagrams/s",
@@ -185,11 +203,15 @@ def report(server: str, results: dict[str, float]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--processes", type=int, default=6, help="uclient processes at once")
-    parser.add_argument("--clients", type=int, default=20, help="sessions per uclient")
-    parser.add_argument("--messages", type=int, default=500, help="messages per session")
+    parser.add_argument("--processes", type=int, default=4, help="uclient processes at once")
+    parser.add_argument("--clients", type=int, default=10, help="sessions per uclient")
+    parser.add_argument("--messages", type=int, default=3000, help="messages per session")
+    parser.add_argument("--interval", type=int, default=1, help="ms between a session's messages")
     parser.add_argument(
-        "--allocations", type=int, default=40, help="sessions per uclient, allocation rate"
+        "--skip", nargs="*", default=[], metavar="NAME", help="icestack variants to leave out"
+    )
+    parser.add_argument(
+        "--allocations", type=int, default=20, help="sessions per uclient, allocation rate"
     )
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
@@ -200,9 +222,13 @@ def main() -> None:
         results["coturn"] = measure(coturn.port, coturn.pid, args)
     report("coturn", results["coturn"])
     variants = {
-        "icestack_asyncio": ((), True),
-        "icestack_uvloop": (("--uvloop",), True),
-        "icestack_2workers_uvloop": (("--uvloop", "--workers", "2"), False),
+        name: variant
+        for name, variant in {
+            "icestack_asyncio": ((), True),
+            "icestack_uvloop": (("--uvloop",), True),
+            "icestack_2workers_uvloop": (("--uvloop", "--workers", "2"), False),
+        }.items()
+        if name not in args.skip
     }
     for name, (extra, pin) in variants.items():
         port = free_port()

@@ -117,14 +117,17 @@ def run_load(stunload: Path, port: int, seconds: int, concurrency: int, pid: int
 
 
 @contextlib.contextmanager
-def icestack_server(port: int, *extra: str, pin: bool = True) -> Iterator[int]:
-    """``icestack serve stun`` on 127.0.0.1:port as a child process; yields its PID."""
+def icestack_server(
+    port: int, *extra: str, pin: bool = True, server: str = "stun"
+) -> Iterator[int]:
+    """``icestack serve SERVER`` on 127.0.0.1:port as a child process; yields its PID once it
+    answers a Binding request (both servers do)."""
     command = [
         sys.executable,
         "-m",
         "ice.cli",
         "serve",
-        "stun",
+        server,
         "--listen",
         f"127.0.0.1:{port}",
         *extra,

@@ -40,14 +40,13 @@ import argparse
 import contextlib
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.stun_server import LOAD_CPU, SERVER_CPU, free_port, tree_cpu_seconds, wait_answering
+from bench.stun_server import LOAD_CPU, SERVER_CPU, free_port, icestack_server, tree_cpu_seconds
 from bench.tools import pinned_coturn
 from tests.interop.coturn import LongTermCredentials, stop_process
 
@@ -133,24 +132,13 @@ def echo_peer() -> Iterator[int]:
         stop_process(peer)
 
 
-@contextlib.contextmanager
-def icestack_turn(port: int, *extra: str, pin: bool = True) -> Iterator[int]:
-    """``icestack serve turn`` on 127.0.0.1:port as a child process; yields its PID."""
-    command = [
-        sys.executable, "-m", "ice.cli", "serve", "turn", "--listen", f"127.0.0.1:{port}",
-        "--user", f"{CREDENTIALS.username}:{CREDENTIALS.password}", "--realm", CREDENTIALS.realm,
-        "--allow-loopback-peers", "--rfc5766-channels", "--user-quota", "100000",
-        "--total-quota", "10000", "--auth-failure-rate", "1000000",
-        "--auth-failure-burst", "1000000", *extra,
-    ]  # fmt: skip
-    if pin:
-        command = ["taskset", "-c", SERVER_CPU, *command]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_answering(port)
-        yield process.pid
-    finally:
-        stop_process(process)
+#: How icestack serve turn runs here: the bench's user, uclient's channel numbers, and limits
+#: that hundreds of sessions from one address stay under.
+ICESTACK_OPTIONS = (
+    "--user", f"{CREDENTIALS.username}:{CREDENTIALS.password}", "--realm", CREDENTIALS.realm,
+    "--allow-loopback-peers", "--rfc5766-channels", "--user-quota", "100000",
+    "--total-quota", "10000", "--auth-failure-rate", "1000000", "--auth-failure-burst", "1000000",
+)  # fmt: skip
 
 
 def measure(server_port: int, server_pid: int, args: argparse.Namespace) -> dict[str, float]:
@@ -232,7 +220,7 @@ def main() -> None:
     }
     for name, (extra, pin) in variants.items():
         port = free_port()
-        with icestack_turn(port, *extra, pin=pin) as pid:
+        with icestack_server(port, *ICESTACK_OPTIONS, *extra, pin=pin, server="turn") as pid:
             results[name] = measure(port, pid, args)
         report(name, results[name])
     baseline = results["coturn"]

@@ -169,6 +169,7 @@ def test_serve_turn_reports_a_port_in_use() -> None:
         (["--user", "a:b", "--min-port", "0"], "must be in [1, 65535]"),
         (["--user", "a:b", "--user-quota", "0"], "must be >= 1"),
         (["--user", "a:b", "--max-bps", "lots"], "not an integer"),
+        (["--user", "a:b", "--auth-failure-rate", "0"], "must be >= 1"),
         (["--user", "a:b", "--tls", "onlyonefile"], "--tls takes CERT KEY"),
         (["--user", "a:b", "--allowed-peer-ip", "10.0.0.0/33"], "--allowed-peer-ip"),
         (["--user", "a:b", "--alternate-server", "turn.example.org"], "--alternate-server"),

@@ -18,14 +18,14 @@ import signal
 import socket
 import sys
 import warnings
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ._version import __version__
 from .address import Address
-from .aio import DEFAULT_PORTS, StunServer, Transport, binding, install_uvloop
+from .aio import DEFAULT_PORTS, Listener, StunServer, Transport, binding, install_uvloop
 from .client import BindingResult, ClientConfig, Credentials
 from .errors import ErrorResponse, LocalProtocolError, StunError
 from .server import LongTermCredentials, ServerConfig, ShortTermCredentials
@@ -285,11 +285,29 @@ async def serve(plan: ServePlan, *, worker: int = 0) -> None:
     except OSError as exc:
         await server.close()
         raise LocalProtocolError(f"cannot listen: {exc}") from None
+    await serve_until_signalled(server, f"worker {worker}: " if plan.reuse_port else "")
+
+
+class Serving(Protocol):
+    """What :func:`serve_until_signalled` needs of a server (the STUN and the TURN server)."""
+
+    @property
+    def listeners(self) -> Sequence[Listener]: ...
+
+    async def serve_forever(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+async def serve_until_signalled(server: Serving, prefix: str, notes: Sequence[str] = ()) -> None:
+    """Print one line per listener (then ``notes``), serve until SIGINT or SIGTERM, and print
+    ``stopped``; every line starts with ``prefix`` (the worker's number, with ``--workers``)."""
     # Handlers first: whoever reads "listening on" may signal at once and expect a clean stop.
     close_on_signals(server.close)
-    prefix = f"worker {worker}: " if plan.reuse_port else ""
     for listener in server.listeners:
         say(f"{prefix}listening on {listener}")
+    for note in notes:
+        say(prefix + note)
     await server.serve_forever()
     say(f"{prefix}stopped")
 

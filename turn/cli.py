@@ -22,7 +22,7 @@ from pathlib import Path
 
 from stun import Address, LocalProtocolError, make_address
 from stun.aio import install_uvloop
-from stun.cli import close_on_signals, parse_user, run_workers, say, split_host_port
+from stun.cli import parse_user, run_workers, serve_until_signalled, split_host_port
 from stun.server import LongTermCredentials
 from stun.tls import make_self_signed, server_context
 
@@ -432,18 +432,11 @@ async def serve(plan: TurnServePlan, *, worker: int = 0) -> None:
     except OSError as exc:
         await server.close()
         raise LocalProtocolError(f"cannot listen: {exc}") from None
-    # Handlers first: whoever reads "listening on" may signal at once and expect a clean stop.
-    close_on_signals(server.close)
-    prefix = f"worker {worker}: " if plan.reuse_port else ""
-    for listener in server.listeners:
-        say(f"{prefix}listening on {listener}")
-    relays = ", ".join(plan.relay_hosts)
     ports = plan.relay_ports
-    say(f"{prefix}relaying on {relays} ports {ports.start}-{ports.stop - 1}")
+    notes = [f"relaying on {', '.join(plan.relay_hosts)} ports {ports.start}-{ports.stop - 1}"]
     if metrics is not None:
-        say(f"{prefix}metrics on http {metrics}")
-    await server.serve_forever()
-    say(f"{prefix}stopped")
+        notes.append(f"metrics on http {metrics}")
+    await serve_until_signalled(server, f"worker {worker}: " if plan.reuse_port else "", notes)
 
 
 def _raise_descriptor_limit(plan: TurnServePlan) -> None:

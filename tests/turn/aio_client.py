@@ -7,7 +7,9 @@ authenticated answer, and nothing else: no retransmission, no refresh. Every wai
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
+import socket
 import ssl
 from collections.abc import Sequence
 from typing import cast
@@ -99,7 +101,9 @@ class RawTurnClient:
         *,
         ssl_context: ssl.SSLContext | None = None,
         max_channel: int = MAX_CHANNEL,
+        sock: socket.socket | None = None,
     ) -> RawTurnClient:
+        """Open the transport; a stream may start on ``sock``, a TCP socket connected already."""
         client = cls(username, password, max_channel)
         loop = asyncio.get_running_loop()
         if transport == "udp":
@@ -108,15 +112,14 @@ class RawTurnClient:
             )
         else:
             client.stream = True
-            client._transport, _ = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Receiver(client, stream=True),
-                    server.host,
-                    server.port,
-                    ssl=ssl_context if transport == "tls" else None,
-                ),
-                WAIT,
+            factory = functools.partial(_Receiver, client, stream=True)
+            context = ssl_context if transport == "tls" else None
+            opening = (
+                loop.create_connection(factory, sock=sock, ssl=context)
+                if sock is not None
+                else loop.create_connection(factory, server.host, server.port, ssl=context)
             )
+            client._transport, _ = await asyncio.wait_for(opening, WAIT)
         return client
 
     @property
@@ -138,6 +141,14 @@ class RawTurnClient:
         future = self._answers.pop(message.transaction_id, None)
         if future is not None and not future.done():
             future.set_result(message)
+
+    def pause_reading(self, paused: bool = True) -> None:
+        """Stop (or resume) reading a stream, as a client that cannot keep up would."""
+        transport = cast(asyncio.ReadTransport, self._transport)
+        if paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     def send_raw(self, data: bytes) -> None:
         transport = self._transport

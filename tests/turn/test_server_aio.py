@@ -97,7 +97,8 @@ async def turn_server(
     certificate: CertificateFiles | None = None, **options: Any,
 ) -> AsyncIterator[tuple[TurnServer, dict[str, Address]]]:  # fmt: skip
     """A TurnServer relaying on ``host`` with a listener per transport on ``host``."""
-    server_options = {k: options.pop(k) for k in ("relay_ports", "max_connections") if k in options}
+    server_keys = ("relay_ports", "max_connections", "idle_timeout", "write_buffer_limit")
+    server_options = {k: options.pop(k) for k in server_keys if k in options}
     async with TurnServer(config(**options), relay_hosts=[host], **server_options) as server:
         listeners = {}
         for transport in transports:
@@ -370,6 +371,68 @@ def test_connections_are_bounded() -> None:
                 await client.close()
 
     run(scenario())
+
+
+def test_quiet_connections_without_an_allocation_are_closed() -> None:
+    async def scenario() -> None:
+        async with turn_server(transports=("tcp",), idle_timeout=0.3) as (server, listeners):
+            busy = await connect("tcp", listeners)
+            await busy.allocate()
+            quiet = await connect("tcp", listeners)
+            await asyncio.wait_for(quiet.closed.wait(), 5.0)
+            # The busy one's idle check came first and found its allocation.
+            assert not busy.closed.is_set()
+            assert server.connection_count == 1
+            answer = await busy.refresh()
+            assert answer.message_class is MessageClass.SUCCESS_RESPONSE
+            await busy.close()
+
+    run(scenario())
+
+
+def test_a_client_that_does_not_read_loses_relayed_data_not_memory() -> None:
+    """Past ``write_buffer_limit`` waiting for a TCP client, relayed datagrams are dropped whole:
+    the stream stays in step, and the client gets what follows once it reads again."""
+    limit = 64 * 1024
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        async with turn_server(transports=("tcp",), write_buffer_limit=limit) as (
+            server,
+            listeners,
+        ):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # no autotuning
+            sock.setblocking(False)
+            await loop.sock_connect(sock, listeners["tcp"])
+            client = await RawTurnClient.connect(
+                "tcp", listeners["tcp"], "alice", PASSWORDS["alice"], sock=sock
+            )
+            (relayed,) = await client.allocate()
+            with peer_socket("127.0.0.1") as peer:
+                await client.permit(address_of(peer))
+                await client.bind(CHANNEL, address_of(peer))
+                client.pause_reading()
+                payload = bytes(1000)
+                for _ in range(100):  # bounded: 6 MB, more than the kernel's 4 MB send buffer
+                    for _ in range(60):
+                        peer.sendto(payload, relayed)
+                    await asyncio.sleep(0.001)
+                    if server.transport_stats.write_buffer_drops:
+                        break
+                assert server.transport_stats.write_buffer_drops > 0
+                (stream,) = server._streams.values()
+                transport = stream.transport
+                assert transport is not None
+                assert transport.get_write_buffer_size() <= limit + 1004
+                client.pause_reading(False)
+                await until(lambda: transport.get_write_buffer_size() == 0, timeout=20)
+                peer.sendto(b"marker", relayed)
+                while (message := await client.receive()) != (CHANNEL, b"marker"):
+                    assert message == (CHANNEL, payload)
+            await client.close()
+
+    run(scenario(), timeout=60)
 
 
 def test_a_stream_that_cannot_be_framed_is_closed() -> None:

@@ -503,6 +503,16 @@ class TurnServer(_Closing):
         """TCP and TLS connections open now, never more than ``max_connections``."""
         return len(self._streams)
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes waiting to be written to TCP and TLS clients; at most about
+        ``write_buffer_limit`` (and one message) per connection."""
+        return sum(
+            stream.transport.get_write_buffer_size()
+            for stream in self._streams.values()
+            if stream.transport is not None
+        )
+
     def _admit(self, connection: _StreamClient) -> bool:
         if len(self._streams) >= self.max_connections:
             self.transport_stats.refused_connections += 1
@@ -684,6 +694,12 @@ def render_metrics(server: TurnServer) -> str:
     metric("channels", "gauge", "Channels bound and in force.", {"": core.channel_count(now)})
     metric("relayed_sockets", "gauge", "Relayed addresses bound.", {"": len(server.relays)})
     metric("connections", "gauge", "TCP and TLS connections.", {"": server.connection_count})
+    metric(
+        "buffered_bytes",
+        "gauge",
+        "Bytes waiting to be written to TCP and TLS clients.",
+        {"": server.buffered_bytes},
+    )
     metric(
         "peer_connections",
         "gauge",

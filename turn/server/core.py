@@ -172,6 +172,8 @@ class TurnServerCore:
         )
         self._tcp_listeners = self._methods.tcp_listeners
         self._outgoing: list[Datagram] = []
+        #: Per address of this server: whether the peer policy admits it (see _admits_own_host).
+        self._own_host_admitted: dict[str, bool] = {}
         self._max_channel = config.max_channel
         self._last_channel_byte = config.max_channel >> 8
 
@@ -465,6 +467,15 @@ class TurnServerCore:
         )
         return _HEADER.pack(_DATA_INDICATION, len(body), MAGIC_COOKIE, transaction_id) + body
 
+    def _admits_own_host(self, host: str) -> bool:
+        """Whether the policy admits peers on this address of ours (allow-listed, or loopback
+        with ``allow_loopback_peers``); cached, as neither changes while the server runs."""
+        admitted = self._own_host_admitted.get(host)
+        if admitted is None:
+            refusal = self.config.peer_policy.refusal(host, self.table.own_hosts)
+            admitted = self._own_host_admitted[host] = refusal is None
+        return admitted
+
     def _to_peer(
         self, allocation: Allocation, relay: Address, peer: Address, data: bytes, now: float
     ) -> Datagram | None:
@@ -477,7 +488,7 @@ class TurnServerCore:
         if (
             peer.host in table.own_hosts
             and table.by_relay(peer) is None
-            and self.config.peer_policy.refusal(peer.host, table.own_hosts) is not None
+            and not self._admits_own_host(peer.host)
         ):
             # A permission for our own IP (granted for another allocation's relayed address)
             # reaches relayed addresses only, never this server's other ports.

@@ -79,10 +79,6 @@ class CandidatePair:
         """The pair foundation: local and remote foundations together (§6.1.2.6)."""
         return f"{self.local.foundation}:{self.remote.foundation}"
 
-    @property
-    def remote_address(self) -> Address:
-        return self.remote.address
-
     def record_rtt(self, rtt: float) -> None:
         self.rtt_total += rtt
         self.rtt_count += 1

@@ -78,10 +78,6 @@ class Gatherer:
         """Declare a socket the driver opened for ``stream``/``component``."""
         self._bases.append((stream, component, address))
 
-    @property
-    def bases(self) -> list[tuple[int, int, Address]]:
-        return list(self._bases)
-
     def start(self, now: float) -> None:
         """Emit host candidates and queue server-reflexive requests (§5.1.1.1, §5.1.1.2)."""
         self.started = True

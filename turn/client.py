@@ -19,8 +19,10 @@ most a fifth of its lifetime): the allocation (Refresh, §8), a permission per p
 which installs the peer's permission too). While a refresh is in flight, the lease's expiry is
 the deadline instead. :meth:`TurnAllocation.get_timer` is the earliest of these and the
 session's own. A failed permission or channel refresh ends that lease at once; a failed
-allocation Refresh lets the allocation run to its expiry, unless it was 437 (the server has no
-such allocation), which ends it at once.
+allocation Refresh lets the allocation run to its expiry. A 437 answer to any of them means the
+server holds no such allocation (it restarted, say): the allocation ends at once
+(:class:`~turn.events.AllocationExpired`). :meth:`TurnAllocation.refresh` asks early, to find out.
+With ``allocate_timeout`` an Allocate left unanswered that long fails, retransmissions and all.
 
 Data. :meth:`TurnAllocation.send` sends ChannelData once a channel is bound to the peer (padded
 to four bytes on TCP/TLS, §12.5), else a Send indication (§10.1). With ``auto_permission`` the
@@ -145,6 +147,10 @@ class TurnClientConfig:
     use_channels: bool = True
     #: Datagrams held per peer while its permission is being created; more are dropped.
     max_queued_per_peer: int = 32
+    #: Give up an unanswered Allocate after this many seconds, challenge and retransmissions
+    #: included (:class:`~turn.events.AllocationFailed` with a timeout). ``None``: the STUN
+    #: transaction's own timeout (39.5 s over UDP with the RFC 8489 defaults).
+    allocate_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.lifetime is not None and not 0 < self.lifetime < 2**32:
@@ -155,6 +161,8 @@ class TurnClientConfig:
             raise errors.LocalProtocolError("permission and channel lifetimes must be positive")
         if self.max_queued_per_peer < 0:
             raise errors.LocalProtocolError("max_queued_per_peer must not be negative")
+        if self.allocate_timeout is not None and self.allocate_timeout <= 0:
+            raise errors.LocalProtocolError("allocate_timeout must be positive")
         if self.dual_allocation and (self.requested_family is not None or self.reserve_next_port):
             raise errors.LocalProtocolError(
                 "dual_allocation excludes requested_family and reserve_next_port (RFC 8656 §7.2)"
@@ -276,6 +284,8 @@ class TurnAllocation:
         self._events: deque[TurnClientEvent] = deque()
         self._dont_fragment = config.dont_fragment
         self._lease = _Lease()
+        #: When :meth:`allocate` was called, for ``allocate_timeout``.
+        self._allocate_started = math.inf
         self._refresh_error: Failure | None = None
         self._relayed: dict[AddressFamily, Address] = {}
         self._mapped: Address | None = None
@@ -337,6 +347,7 @@ class TurnAllocation:
         """Send the Allocate (RFC 8656 §7.1); the outcome is an event."""
         self._require((AllocationState.IDLE,), "allocate")
         self._move(AllocationState.ALLOCATING)
+        self._allocate_started = now
         self._send_allocate(now)
         self._absorb(now)
 
@@ -408,6 +419,16 @@ class TurnAllocation:
         else:
             self._drop("queue full")
 
+    def refresh(self, now: float) -> None:
+        """Refresh the allocation now (RFC 8656 §8), ahead of its schedule: to learn whether the
+        server still holds it. A 437 answer ends it at once (:class:`~turn.events.AllocationExpired`);
+        a timeout leaves the regular schedule as it was. Nothing is sent while a Refresh is in
+        flight already."""
+        self._require((AllocationState.ALLOCATED,), "refresh")
+        if self._lease.handle is None:
+            self._refresh(now)
+            self._absorb(now)
+
     def close(self, now: float) -> None:
         """Delete the allocation (Refresh with LIFETIME 0, RFC 8656 §8) and stop every refresh.
 
@@ -469,6 +490,8 @@ class TurnAllocation:
         """The earliest retransmission, refresh or expiry."""
         deadline = self._session.get_timer()
         earliest = math.inf if deadline is None else deadline
+        if self._state in (AllocationState.ALLOCATING, AllocationState.CLOSING):
+            earliest = min(earliest, self._allocate_deadline)
         if self._state is AllocationState.ALLOCATED:
             earliest = min(earliest, self._lease.deadline)
             for lease in (*self._permissions.values(), *self._channels.values()):
@@ -479,6 +502,8 @@ class TurnAllocation:
         """Retransmit, refresh and expire what is due; called early it does nothing."""
         self._session.handle_timer(now)
         self._absorb(now)
+        if now >= self._allocate_deadline and self._lease.handle is not None:
+            self._abandon_allocate(now)
         if self._state is not AllocationState.ALLOCATED:
             return
         lease = self._lease
@@ -602,6 +627,7 @@ class TurnAllocation:
 
     def _allocated(self, response: Message, now: float) -> None:
         self._lease.handle = None
+        self._allocate_started = math.inf  # answered: allocate_timeout no longer applies
         if self._state is AllocationState.CLOSING:
             self._deallocate(now)
             return
@@ -658,6 +684,28 @@ class TurnAllocation:
         self._move(AllocationState.FAILED)
         self._events.append(AllocationFailed(error))
 
+    @property
+    def _allocate_deadline(self) -> float:
+        """When an unanswered Allocate is given up (``allocate_timeout``); inf if never."""
+        timeout = self.config.allocate_timeout
+        if timeout is None or self._state not in (_S.ALLOCATING, _S.CLOSING):
+            return math.inf
+        return self._allocate_started + timeout
+
+    def _abandon_allocate(self, now: float) -> None:
+        """``allocate_timeout`` passed with the Allocate unanswered: stop retransmitting it."""
+        self._cancel(self._lease)
+        if self._state is AllocationState.CLOSING:
+            self._closed(confirmed=False)
+            return
+        seconds = self.config.allocate_timeout
+        self._move(AllocationState.FAILED)
+        self._events.append(
+            AllocationFailed(
+                TransactionTimeout(f"no answer to Allocate from {self.server} within {seconds:g} s")
+            )
+        )
+
     @staticmethod
     def _refuses_dont_fragment(error: Failure) -> bool:
         if not isinstance(error, ErrorResponse) or error.code != 420 or error.response is None:
@@ -692,12 +740,21 @@ class TurnAllocation:
     def _refresh_failed(self, error: Failure, now: float) -> None:
         lease = self._lease
         lease.handle = None
-        if error_code(error) == 437:
-            self._expire(f"Refresh answered {error}: the server holds no such allocation")
+        if self._gone("Refresh", error):
             return
-        # Let the allocation run out: it may still carry data until then.
         self._refresh_error = error
-        lease.refresh_at = lease.expires_at
+        if now >= lease.refresh_at:
+            # The scheduled Refresh failed: let the allocation run out, carrying data until then.
+            lease.refresh_at = lease.expires_at
+        # An early one (refresh()) leaves the schedule as it was.
+
+    def _gone(self, request: str, error: Failure) -> bool:
+        """A request on the allocation was answered 437: the server holds no allocation for us
+        (RFC 8656 §5; after a server restart, say). The allocation ends at once."""
+        if error_code(error) != 437 or self._state is not AllocationState.ALLOCATED:
+            return False
+        self._expire(f"{request} answered {error}: the server holds no such allocation")
+        return True
 
     def _deallocate(self, now: float) -> None:
         self._lease.handle = self._request(
@@ -763,6 +820,8 @@ class TurnAllocation:
 
     def _permission_failed(self, permission: _Permission, error: Failure, now: float) -> None:
         permission.handle = None
+        if self._gone("CreatePermission", error):
+            return
         permission.grant = _Grant.FAILED
         if permission.queued:
             self._drop("permission failed", len(permission.queued))
@@ -808,6 +867,8 @@ class TurnAllocation:
 
     def _bind_failed(self, channel: _Channel, error: Failure, now: float) -> None:
         channel.handle = None
+        if self._gone("ChannelBind", error):
+            return
         channel.grant = _Grant.FAILED
         self._events.append(ChannelFailed(channel.peer, channel.number, error))
         permission = self._permissions.get(channel.peer.host)

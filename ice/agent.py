@@ -26,12 +26,28 @@ reads events (:meth:`Agent.next_event`).
    nominates a pair when a USE-CANDIDATE check for it has arrived and its own check of it
    succeeded, and selects the highest-priority nominated pair per component.
 6. **Consent** (:mod:`ice.consent`, RFC 7675) runs on every selected pair.
+7. **Ending.** Every wait ends with a reason (:meth:`failure_reason`). The agent fails when a
+   component can no longer get a pair: nothing left to check, no valid pair and end-of-candidates
+   (or no usable local candidate at all: a relay-only agent whose TURN servers refused); when it
+   has had nothing to do for ``idle_timeout`` — waiting for candidates without end-of-candidates,
+   or, controlled, for a nomination; when consent is lost; or when the local candidate of a
+   selected pair is lost (its TURN allocation ended) and no other valid pair remains. A relayed
+   pair that stops answering consent checks has its allocation probed at once (an early
+   Refresh), so an allocation the server forgot is reported in a round trip, not at consent
+   expiry.
+8. **Restart** (§9): new credentials and check lists; the selected pairs carry data on but belong
+   to the previous generation — consent-lost ones too — and never count as a nomination of the
+   new one. Gathering runs again for what is gone (:meth:`Gatherer.restart`).
 """
 
 from __future__ import annotations
 
+import enum
 import itertools
+import logging
+import math
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 
 from stun.address import Address
 from stun.attributes import (
@@ -76,8 +92,18 @@ from .gather import Gatherer, LocalCandidate
 from .nomination import NominationPolicy
 from .stats import FailureCounters, PairStats, describe_failure, pair_stats
 
+_log = logging.getLogger("icestack.ice")
+
 #: How many request transaction IDs the agent remembers to recognise retransmissions.
 _RECENT_REQUESTS = 256
+
+
+class _Stall(enum.Enum):
+    """What an idle agent without a pair for every component is waiting for in vain."""
+
+    NOTHING_TO_CHECK = "nothing to check"
+    NO_END_OF_CANDIDATES = "no end-of-candidates"
+    NO_NOMINATION = "no nomination"
 
 
 class _Check:
@@ -137,6 +163,10 @@ class Agent:
         self.nomination = NominationPolicy(config)
         self.consent = ConsentTracker(config)
         self.failures = FailureCounters()
+        #: Why the agent failed, once it has (see :meth:`failure_reason`).
+        self._failure: str | None = None
+        #: The last sign of life of the session: checks started, a remote candidate, a request.
+        self._last_progress = 0.0
         self._closed = False
         #: Transaction IDs of recent requests: a retransmission is answered, not re-triggered.
         self._recent_requests: OrderedDict[bytes, None] = OrderedDict()
@@ -175,8 +205,10 @@ class Agent:
         """A candidate from signaling (trickle, RFC 8838); ``None`` means end-of-candidates."""
         if candidate is None:
             self.remote_complete = True
+            self._derive_state(self._last_now)  # nothing left to check may mean failed now
             return
         self._check_stream(stream, candidate.component)
+        self._last_progress = self._last_now
         if candidate.transport != "udp" or candidate.host.endswith(".local"):
             return  # TCP candidates are not used; mDNS names must be resolved by the driver
         for index, (known_stream, known) in enumerate(self.remote_candidates):
@@ -204,14 +236,28 @@ class Agent:
         if self._checking:
             return
         self._checking = True
+        self._last_now = self._last_progress = now
         for checklist in self.checklists:
             checklist.unfreeze_initial()
         self._next_check_at = now
         self._set_state(IceState.CHECKING)
+        self._derive_state(now)  # with no pair to check, this may be the end already
 
-    def restart(self, now: float) -> None:
+    def restart(self, now: float, gone_bases: Iterable[Address] = ()) -> None:
         """ICE restart (RFC 8445 §9): new local credentials, new checks; data keeps flowing on the
-        current selected pairs until new ones are selected."""
+        current selected pairs until new ones are selected, but they are the previous
+        generation's and never count as this one's nomination.
+
+        Gathering runs again for what is gone: ``gone_bases`` (sockets whose interface address
+        went away; their candidates are lost, :class:`~ice.events.CandidateLost`) are
+        forgotten, bases added since :meth:`gather` are gathered, allocations that failed or
+        ended are made again. Every local candidate is announced again
+        (:class:`~ice.events.CandidateGathered`, then :class:`~ice.events.GatheringCompleted`)."""
+        if self._closed:
+            raise LocalProtocolError("the agent is closed")
+        if not self.gatherer.started:
+            raise LocalProtocolError("gather() before restart()")
+        self._last_now = now
         self.local_username, self.local_password = generate_credentials(self.config.rng)
         self.remote_username = self.remote_password = None
         self.remote_candidates.clear()
@@ -223,8 +269,13 @@ class Agent:
         self._checks = {t: c for t, c in self._checks.items() if c.consent}
         self._checking = False
         self.nomination = NominationPolicy(self.config)
-        self.consent.suspend_all()
+        self.consent.suspend(self.selected.values())
+        self._failure = None
         self._set_state(IceState.CHECKING if self.selected else IceState.NEW)
+        for address in gone_bases:
+            self.gatherer.remove_base(address, now, f"the interface address {address} is gone")
+        self.gatherer.restart(now)
+        self._relays_changed(now)
 
     def close(self, now: float | None = None) -> None:
         """Stop everything. With ``now``, TURN allocations are deleted (RFC 8656 §8): drain
@@ -273,11 +324,33 @@ class Agent:
         ]
 
     def failure_reason(self) -> str:
-        """Why checking failed (or is failing), in words a person can act on."""
-        pairs = [p for checklist in self.checklists for p in checklist]
-        return describe_failure(
-            self.failures, len(self.remote_candidates), len(self.gatherer.candidates), pairs
+        """Why the agent failed (or why checking is failing), in words a person can act on."""
+        if self._failure is not None:
+            return self._failure
+        usable = sum(
+            len(self._pairable_locals(stream, component))
+            for stream, components in enumerate(self.config.streams)
+            for component in range(1, components + 1)
         )
+        if not usable:
+            unusable = self._no_usable_candidate()
+            if unusable is not None:
+                return unusable
+        pairs = [p for checklist in self.checklists for p in checklist]
+        return describe_failure(self.failures, len(self.remote_candidates), usable, pairs)
+
+    def _no_usable_candidate(self) -> str | None:
+        """Why gathering gave no candidate a pair can use, when it says more than "none"."""
+        gatherer = self.gatherer
+        if self.config.policy is Policy.RELAY and not self.config.turn_servers:
+            return "no local candidates: the relay-only policy needs a TURN server"
+        reasons = [
+            f"{event.server} from {event.base}: {event.reason}" for event in gatherer.failures
+        ]
+        if not reasons:
+            return None
+        wanted = "relayed candidate" if self.config.policy is Policy.RELAY else "local candidate"
+        return f"no {wanted} was gathered: " + "; ".join(reasons)
 
     # ================================================================== sans-IO verbs
 
@@ -298,6 +371,8 @@ class Agent:
                 self._receive(inner, relayed, peer, now)
             self._relays_changed(now)
             return
+        if self.config.policy is Policy.RELAY:
+            return  # relay-only: we talk to the TURN servers and through them, never directly
         self._receive(data, local, remote, now)
 
     def _receive(self, data: bytes, local: Address, remote: Address, now: float) -> None:
@@ -334,8 +409,11 @@ class Agent:
         return outgoing + relays.datagrams_to_send(now)
 
     def _relays_changed(self, now: float) -> None:
-        """Pair relayed candidates that just appeared; see whether gathering completed."""
+        """Pair relayed candidates that just appeared, forget lost ones; see whether gathering
+        completed."""
         gatherer = self.gatherer
+        while gatherer.lost:
+            self._forget_local(*gatherer.lost.pop(0), now)
         while gatherer.new_relayed:
             local = gatherer.new_relayed.pop(0)
             for stream, candidate in list(self.remote_candidates):
@@ -358,6 +436,9 @@ class Agent:
             deadlines.append(check.transaction.get_timer())
         if self._checking and self.remote_password is not None and self._has_work():
             deadlines.append(self._next_check_at)
+        verdict = self._give_up_at()
+        if verdict is not None:
+            deadlines.append(verdict[0])
         return min((d for d in deadlines if d is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
@@ -652,6 +733,7 @@ class Agent:
             return
         response = request.success_response([XorMappedAddress(remote)])
         self._answer(request, local, remote, response, key=key)
+        self._last_progress = now
         if request.transaction_id in self._recent_requests:
             return  # a retransmission: answered again, nothing new to act on
         self._recent_requests[request.transaction_id] = None
@@ -839,6 +921,9 @@ class Agent:
     # ================================================================== consent and data
 
     def _run_consent(self, now: float) -> None:
+        for pair in self.consent.newly_disconnected(now):
+            # A relayed path gone quiet: does the TURN server still hold our allocation?
+            self.gatherer.relays.probe(pair.local_base, now)
         if self.remote_password is None:
             return
         for pair in self.consent.due(now):
@@ -851,7 +936,11 @@ class Agent:
             self._outgoing.append(Datagram(keepalive, pair.local_base, pair.remote.address))
         for pair in self.consent.expired(now):
             self._events.append(ConsentLost(pair.stream, pair.component, pair))
-            self._set_state(IceState.FAILED)
+            self._fail(
+                f"consent to send on component {pair.component} was lost (RFC 7675): no "
+                f"authenticated answer from {pair.remote.address} for "
+                f"{self.config.consent_timeout:g} s"
+            )
 
     def _receive_data(self, data: bytes, local: Address, remote: Address) -> None:
         for (stream, component), pair in self.selected.items():
@@ -875,34 +964,123 @@ class Agent:
             self.state = state
             self._events.append(StateChanged(state))
 
+    def _fail(self, reason: str) -> None:
+        if self.state in (IceState.FAILED, IceState.CLOSED):
+            return
+        self._failure = reason
+        _log.info("ICE failed: %s", reason)
+        self._set_state(IceState.FAILED)
+
     def _update(self, now: float) -> None:
-        """Nominate what is ready, then derive the overall state (RFC 8445 §6.1.3, §8)."""
+        """Nominate what is ready, then derive the overall state."""
         self._run_nomination(now)
+        self._derive_state(now)
+
+    def _keys(self) -> list[tuple[int, int]]:
+        return [(c.stream, n) for c in self.checklists for n in range(1, c.components + 1)]
+
+    def _concluded(self, key: tuple[int, int]) -> bool:
+        """Whether a component has this generation's nominated pair: a pair kept through a
+        restart carries data but concludes nothing (§9)."""
+        pair = self.selected.get(key)
+        return pair is not None and pair.nominated and not self.consent.suspended(pair)
+
+    def _checks_in_flight(self) -> bool:
+        return any(not check.consent for check in self._checks.values())
+
+    def _idle(self) -> bool:
+        """Checking, with nothing left that the agent can do by itself: gathering is over, no
+        check is in flight and none waits to be sent."""
+        return (
+            self._checking
+            and self.gatherer.completed
+            and not self._checks_in_flight()
+            and not self._has_work()
+        )
+
+    def _give_up_at(self) -> tuple[float, _Stall] | None:
+        """When an idle agent with a component not concluded fails, and why: only the peer can
+        move things on now, and it gets a bounded time to."""
+        if (
+            self.state in (IceState.FAILED, IceState.CLOSED)
+            or not self._idle()
+            or all(self._concluded(key) for key in self._keys())
+        ):
+            return None
+        config = self.config
+        idle_end = self._last_progress + config.idle_timeout
+        hopeless = [
+            key
+            for key in self._keys()
+            if not self._concluded(key) and not self.nomination.valid_pairs(*key)
+        ]
+        if not hopeless or config.lite:  # a lite agent sends no checks: it waits to be nominated
+            return idle_end, _Stall.NO_NOMINATION
+        if not self.remote_complete:
+            return idle_end, _Stall.NO_END_OF_CANDIDATES
+        for stream, component in hopeless:
+            if not self._pairable_locals(stream, component):
+                return -math.inf, _Stall.NOTHING_TO_CHECK  # no peer check can reach us either
+            if any(p.component == component for p in self.checklists[stream]):
+                return -math.inf, _Stall.NOTHING_TO_CHECK  # every pair failed
+        # No pair at all: the peer's checks may still bring peer-reflexive candidates (§7.3.1.3).
+        return self._last_progress + config.peer_reflexive_wait, _Stall.NOTHING_TO_CHECK
+
+    def _derive_state(self, now: float) -> None:
+        """The overall state from the components' (RFC 8445 §6.1.3, §8; RFC 8838 §8)."""
         if self.state in (IceState.CLOSED, IceState.FAILED) or not (
             self._checking or self.selected
         ):
             return
-        keys = [(c.stream, n) for c in self.checklists for n in range(1, c.components + 1)]
-        selected = [self.selected.get(key) for key in keys]
-        checking = any(not check.consent for check in self._checks.values())
-        if all(
-            pair is not None and pair.nominated and not self.consent.suspended(pair)
-            for pair in selected
-        ):  # a pair kept through a restart carries data but concludes nothing (§9)
-            if any(pair is not None and self.consent.disconnected(pair, now) for pair in selected):
+        keys = self._keys()
+        if all(self._concluded(key) for key in keys):
+            selected = [self.selected[key] for key in keys]
+            if any(self.consent.disconnected(pair, now) for pair in selected):
                 self._set_state(IceState.DISCONNECTED)
             elif self.state is not IceState.COMPLETED:
                 # Completed stays completed: a check still in flight (the peer's last triggered
                 # check, a cancelled one) does not reopen the session.
+                checking = self._checks_in_flight()
                 self._set_state(IceState.CONNECTED if checking else IceState.COMPLETED)
             return
-        if (
-            self._checking
-            and not self.config.lite  # it sends no checks: only nomination tells it anything
-            and self.remote_complete
-            and self.gatherer.completed
-            and not checking
-            and not self._has_work()
-            and not any(self.nomination.valid_pairs(stream, n) for stream, n in keys)
-        ):
-            self._set_state(IceState.FAILED)
+        verdict = self._give_up_at()
+        if verdict is None or now < verdict[0]:
+            return
+        waited = f"{self.config.idle_timeout:g} s"
+        if verdict[1] is _Stall.NOTHING_TO_CHECK:
+            self._fail(self.failure_reason())
+        elif verdict[1] is _Stall.NO_END_OF_CANDIDATES:
+            self._fail(
+                f"nothing left to check, and neither a new remote candidate nor "
+                f"end-of-candidates came for {waited}: {self.failure_reason()}"
+            )
+        else:
+            self._fail(f"the controlling peer nominated no pair for {waited}")
+
+    def _forget_local(self, local: LocalCandidate, reason: str, now: float) -> None:
+        """A local candidate is lost: its pairs fail and stop being checked; if it carried a
+        component's data, the component is open for nomination again, and fails with
+        ``reason`` when no other valid pair remains."""
+        checklist = self.checklists[local.stream]
+        gone = [pair for pair in checklist if pair.local_base == local.base]
+        for pair in gone:
+            pair.failure = "local candidate lost"
+            self._set_pair_state(pair, PairState.FAILED)
+        checklist.triggered = deque(p for p in checklist.triggered if p not in gone)
+        for transaction_id, check in list(self._checks.items()):
+            if check.pair.local_base == local.base:
+                del self._checks[transaction_id]  # nothing can answer them now
+        self.nomination.forget(local.base)
+        key = (local.stream, local.candidate.component)
+        selected = self.selected.get(key)
+        if selected is None or selected.local_base != local.base:
+            return
+        concluded = self._concluded(key)
+        del self.selected[key]
+        self.consent.untrack(selected)
+        if not concluded:
+            return  # the previous generation's pair: the current checks decide
+        if self.nomination.valid_pairs(*key) and self.controlling and not self.config.lite:
+            self._set_state(IceState.CHECKING)  # another valid pair gets nominated
+        else:
+            self._fail(f"component {key[1]} lost its only path: {reason}")

@@ -69,12 +69,14 @@ class TcpType(enum.StrEnum):
 
 
 #: Recommended type preferences (RFC 8445 §5.1.2.2).
-TYPE_PREFERENCE: Mapping[CandidateType, int] = MappingProxyType({
-    CandidateType.HOST: 126,
-    CandidateType.PEER_REFLEXIVE: 110,
-    CandidateType.SERVER_REFLEXIVE: 100,
-    CandidateType.RELAYED: 0,
-})
+TYPE_PREFERENCE: Mapping[CandidateType, int] = MappingProxyType(
+    {
+        CandidateType.HOST: 126,
+        CandidateType.PEER_REFLEXIVE: 110,
+        CandidateType.SERVER_REFLEXIVE: 100,
+        CandidateType.RELAYED: 0,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +221,14 @@ class Candidate:
     def to_sdp(self) -> str:
         """The ``candidate-attribute`` value (RFC 8839 §5.1), without ``a=candidate:``."""
         parts = [
-            self.foundation, str(self.component), self.transport, str(self.priority),
-            self.host, str(self.port), "typ", self.type.value,
+            self.foundation,
+            str(self.component),
+            self.transport,
+            str(self.priority),
+            self.host,
+            str(self.port),
+            "typ",
+            self.type.value,
         ]
         if self.related_address is not None:
             parts += ["raddr", self.related_address.host, "rport", str(self.related_address.port)]

@@ -64,6 +64,15 @@ class AgentConfig:
     consent_interval: float = 5.0
     consent_timeout: float = 30.0
     disconnected_after: float = 10.0
+    #: A checking agent with nothing left to do by itself and a component without a pair — it
+    #: waits for candidates from a peer that sent no end-of-candidates, or, controlled, for the
+    #: peer's nomination — fails after this long without a sign of the peer (a remote candidate,
+    #: an authenticated check). The RFCs set no limit; without one such a wait never ends.
+    idle_timeout: float = 30.0
+    #: With end-of-candidates and no pair at all for a component (no remote candidate of a
+    #: usable family: a browser's unresolvable mDNS names, say), the peer's own checks may still
+    #: bring peer-reflexive candidates (RFC 8445 §7.3.1.3): they get this long to arrive.
+    peer_reflexive_wait: float = 5.0
     #: Tr: a Binding indication keeps the selected pair alive after this much silence (§11).
     keepalive_interval: float = 15.0
     #: Act as an ICE-lite agent (§2.5): host candidates only, answer checks, never send them.
@@ -86,7 +95,8 @@ class AgentConfig:
             raise LocalProtocolError("pacing (Ta) must be between 5 ms and 1 s (RFC 8445 §14.2)")
         if self.max_pairs < 1:
             raise LocalProtocolError("max_pairs must be at least 1")
-        if min(self.gathering_timeout, self.max_nomination_wait, self.consent_interval) <= 0:
+        timers = (self.gathering_timeout, self.max_nomination_wait, self.consent_interval)
+        if min(*timers, self.idle_timeout, self.peer_reflexive_wait) <= 0:
             raise LocalProtocolError("timeouts and intervals must be positive")
         if not self.disconnected_after < self.consent_timeout:
             raise LocalProtocolError("disconnected_after must be shorter than consent_timeout")

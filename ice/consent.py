@@ -8,10 +8,16 @@ comes), and with none for ``consent_timeout`` consent is lost: the agent must st
 A keepalive (a Binding indication, §11) goes out when nothing was sent on the pair for Tr; while
 consent checks run every few seconds, that never happens, so keepalives matter only while consent
 is suspended (during an ICE restart, whose new credentials the old pair's peer may not accept).
+
+An ICE restart *suspends* every selected pair, whether its consent is still granted or was lost
+(a lost pair is no longer tracked, but it is still the selected one until the new generation
+selects another): a suspended pair is the previous generation's and concludes nothing in the new
+one (:meth:`ConsentTracker.suspended`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .checklist import CandidatePair
@@ -36,6 +42,8 @@ class ConsentTracker:
         self._config = config
         self._tracked: dict[int, _Consent] = {}
         self._lost: set[int] = set()
+        #: Pairs selected before the last restart (tracked or lost), by ``id``.
+        self._suspended: set[int] = set()
 
     def _interval(self) -> float:
         return self._config.consent_interval * (0.8 + 0.4 * self._config.rng.random())
@@ -44,18 +52,26 @@ class ConsentTracker:
         """Start consent on a newly selected pair: its last check just succeeded."""
         self._tracked[id(pair)] = _Consent(pair, now, now + self._interval(), now)
         self._lost.discard(id(pair))
+        self._suspended.discard(id(pair))
 
     def untrack(self, pair: CandidatePair) -> None:
+        """The pair is no longer selected: forget it."""
         self._tracked.pop(id(pair), None)
+        self._lost.discard(id(pair))
+        self._suspended.discard(id(pair))
 
-    def suspend_all(self) -> None:
-        """ICE restart: stop consent checks (keepalives go on) until new pairs are selected."""
-        for consent in self._tracked.values():
-            consent.suspended = True
+    def suspend(self, pairs: Iterable[CandidatePair]) -> None:
+        """ICE restart: the selected ``pairs`` belong to the previous generation. Their consent
+        checks stop (keepalives go on) until new pairs are selected; a lost one stays lost."""
+        for pair in pairs:
+            self._suspended.add(id(pair))
+            consent = self._tracked.get(id(pair))
+            if consent is not None:
+                consent.suspended = True
 
     def suspended(self, pair: CandidatePair) -> bool:
-        consent = self._tracked.get(id(pair))
-        return consent is not None and consent.suspended
+        """Whether the pair was selected before the last restart (it concludes nothing now)."""
+        return id(pair) in self._suspended
 
     def sent(self, pair: CandidatePair, now: float) -> None:
         """Anything went out on the pair (for the keepalive timer)."""
@@ -102,12 +118,24 @@ class ConsentTracker:
                     deadlines.append(consent.last_response + config.disconnected_after)
         return min(deadlines, default=None)
 
+    def newly_disconnected(self, now: float) -> list[CandidatePair]:
+        """Pairs that have just gone ``disconnected_after`` without a response: each is
+        reported once, until a response re-arms it."""
+        newly = []
+        for consent in self._tracked.values():
+            if (
+                not consent.suspended
+                and not consent.disconnect_noted
+                and now >= consent.last_response + self._config.disconnected_after
+            ):
+                consent.disconnect_noted = True
+                newly.append(consent.pair)
+        return newly
+
     def due(self, now: float) -> list[CandidatePair]:
         """Pairs whose consent check is due now; schedules the next one."""
         due = []
         for consent in self._tracked.values():
-            if now >= consent.last_response + self._config.disconnected_after:
-                consent.disconnect_noted = True
             if not consent.suspended and now >= consent.next_check:
                 consent.next_check = now + self._interval()
                 due.append(consent.pair)

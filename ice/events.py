@@ -38,7 +38,8 @@ class CandidateGathered(IceEvent):
 
 @dataclass(frozen=True, slots=True)
 class GatheringFailed(IceEvent):
-    """A STUN server gave no server-reflexive candidate; gathering goes on without it."""
+    """A STUN server gave no server-reflexive candidate, or a TURN server no relayed one (it
+    refused, or did not answer within ``gathering_timeout``); gathering goes on without it."""
 
     server: Address
     base: Address
@@ -48,6 +49,17 @@ class GatheringFailed(IceEvent):
 @dataclass(frozen=True, slots=True)
 class GatheringCompleted(IceEvent):
     """Every candidate that will be gathered has been (signal end-of-candidates)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateLost(IceEvent):
+    """A local candidate is gone: its TURN allocation ended (a 437 answer after a server
+    restart, or its lifetime ran out), or a restart found its interface address gone. Its pairs
+    fail; if it carried a component's data, that component has no path any more."""
+
+    stream: int
+    candidate: Candidate
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

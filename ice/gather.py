@@ -6,17 +6,27 @@ a host candidate at once and queues one Binding request per (base, STUN server o
 paced at Ta like checks (§14.2), each abandoned after ``gathering_timeout`` so a dead server cannot
 stall gathering: it produces :class:`~ice.events.GatheringFailed` and gathering completes without
 it. A response's XOR-MAPPED-ADDRESS becomes a server-reflexive candidate unless it equals the base
-(no NAT: redundant, §5.1.3). When nothing is outstanding, :class:`~ice.events.GatheringCompleted`.
+(no NAT: redundant, §5.1.3). TURN allocations (:mod:`ice.relay`) are capped the same way. When
+nothing is outstanding, :class:`~ice.events.GatheringCompleted`. With the relay policy no STUN
+server is asked anything and only relayed candidates are announced: the TURN servers are the only
+parties we talk to.
+
+An ICE restart (RFC 8445 §9, :meth:`Gatherer.restart`) gathers again what is gone: bases declared
+since gathering started, allocations that failed or ended; it announces every candidate again
+(they are the new generation's) and completes again. :meth:`Gatherer.remove_base` forgets a base
+whose interface address went away; its candidates are *lost* (:class:`~ice.events.CandidateLost`),
+as are the relayed candidates of an allocation that ended.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from stun.address import Address
-from stun.attributes import XorMappedAddress
+from stun.attributes import ErrorCode, XorMappedAddress
 from stun.datagram import Datagram
 from stun.message import Message, MessageClass, Method, new_transaction_id
 from stun.transaction import ClientTransaction, TransactionState
@@ -30,8 +40,16 @@ from .candidate import (
     local_preferences,
 )
 from .config import AgentConfig, Policy
-from .events import CandidateGathered, GatheringCompleted, GatheringFailed, IceEvent
-from .relay import Relays
+from .events import (
+    CandidateGathered,
+    CandidateLost,
+    GatheringCompleted,
+    GatheringFailed,
+    IceEvent,
+)
+from .relay import RelayBase, Relays
+
+_log = logging.getLogger("icestack.ice")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +81,17 @@ class Gatherer:
         self._emit = emit
         self._send = send
         #: The TURN allocations behind relayed candidates (RFC 8445 §5.1.1.2).
-        self.relays = Relays(config, self._add_relayed, emit)
+        self.relays = Relays(config, self._add_relayed, self._lose_relayed, self._failed)
         #: Relayed candidates the agent has not paired yet.
         self.new_relayed: list[LocalCandidate] = []
+        #: Candidates that are gone and that the agent has not forgotten yet (with the reason).
+        self.lost: list[tuple[LocalCandidate, str]] = []
+        #: What gave no candidate in this generation, for the failure summary.
+        self.failures: list[GatheringFailed] = []
         self._bases: list[tuple[int, int, Address]] = []
+        #: Bases declared after gathering started: gathered at the next restart.
+        self._new_bases: list[tuple[int, int, Address]] = []
+        self._preferences: dict[str, int] = {}
         self.candidates: list[LocalCandidate] = []
         self._queue: deque[_Request] = deque()
         self._in_flight: dict[bytes, _Request] = {}
@@ -75,20 +100,59 @@ class Gatherer:
         self.completed = False
 
     def add_base(self, stream: int, component: int, address: Address) -> None:
-        """Declare a socket the driver opened for ``stream``/``component``."""
-        self._bases.append((stream, component, address))
+        """Declare a socket the driver opened for ``stream``/``component``; after gathering
+        started, its candidates are gathered at the next :meth:`restart`."""
+        base = (stream, component, address)
+        self._bases.append(base)
+        if self.started:
+            self._new_bases.append(base)
+
+    def remove_base(self, address: Address, now: float, reason: str) -> None:
+        """Forget a base (its interface address is gone): every candidate on it is lost."""
+        self._bases = [b for b in self._bases if b[2] != address]
+        self._new_bases = [b for b in self._new_bases if b[2] != address]
+        self._queue = deque(r for r in self._queue if r.base.base != address)
+        self._in_flight = {t: r for t, r in self._in_flight.items() if r.base.base != address}
+        self.relays.remove_base(address, now, reason)
+        for local in [c for c in self.candidates if c.base == address]:
+            self._lose(local, reason)
+        self._check_complete()
 
     def start(self, now: float) -> None:
         """Emit host candidates and queue server-reflexive requests (§5.1.1.1, §5.1.1.2)."""
         self.started = True
-        preferences = local_preferences([address.host for _, _, address in self._bases])
-        for stream, component, address in self._bases:
+        self._preferences = local_preferences([address.host for _, _, address in self._bases])
+        self._gather(self._bases, now)
+
+    def restart(self, now: float) -> None:
+        """ICE restart (RFC 8445 §9): announce the candidates again, gather on the bases declared
+        since, allocate again where an allocation failed or ended; then complete again."""
+        self.completed = False
+        self.failures.clear()
+        for local in self.candidates:
+            if self._announces(local.candidate):
+                self._emit(CandidateGathered(local.stream, local.candidate))
+        bases, self._new_bases = self._new_bases, []
+        for _, _, address in bases:
+            if address.host not in self._preferences:
+                lowest = min(self._preferences.values(), default=0x10000)
+                self._preferences[address.host] = max(lowest - 1, 0)
+        self._gather(bases, now)
+        self.relays.restart(now)
+        self._check_complete()
+
+    def _gather(self, bases: list[tuple[int, int, Address]], now: float) -> None:
+        """Host candidates of ``bases`` now; their srflx requests and TURN allocations."""
+        config = self._config
+        gathered = []
+        for stream, component, address in bases:
+            preference = self._preferences[address.host]
             candidate = Candidate(
                 foundation=compute_foundation(CandidateType.HOST, address.host, "udp"),
                 component=component,
                 transport="udp",
                 priority=candidate_priority(
-                    TYPE_PREFERENCE[CandidateType.HOST], preferences[address.host], component
+                    TYPE_PREFERENCE[CandidateType.HOST], preference, component
                 ),
                 host=address.host,
                 port=address.port,
@@ -97,25 +161,33 @@ class Gatherer:
             )
             local = LocalCandidate(candidate, address, stream)
             self.candidates.append(local)
-            if self._config.policy is not Policy.RELAY:
+            gathered.append(local)
+            if self._announces(candidate):
                 self._emit(CandidateGathered(stream, candidate))
-            if self._config.lite:
-                continue
-            for server in self._config.stun_servers:
+            if config.lite or config.policy is Policy.RELAY:
+                continue  # relay-only: not a single request to anything but the TURN servers
+            for server in config.stun_servers:
                 if (":" in server.host) == (":" in address.host):
                     self._queue.append(_Request(local, server))
-        if not self._config.lite:
-            self.relays.start(
-                [
-                    (c.stream, c.candidate.component, c.base, (c.candidate.priority >> 8) & 0xFFFF)
-                    for c in self.candidates
-                ],
-                now,
-            )
-        if self._queue:
+        if not config.lite:
+            relay_bases: list[RelayBase] = [
+                (c.stream, c.candidate.component, c.base, (c.candidate.priority >> 8) & 0xFFFF)
+                for c in gathered
+            ]
+            self.relays.allocate(relay_bases, now)
+        if self._queue and not self._in_flight:
             self._send_request(self._queue.popleft(), now)
-        self._next_send = now + self._config.pacing
+            self._next_send = now + config.pacing
         self._check_complete()
+
+    def _announces(self, candidate: Candidate) -> bool:
+        """Whether a local candidate is signalled: relayed ones always, host and srflx unless
+        the policy is relay-only, peer-reflexive ones never (RFC 8445 §7.2.5.3.1)."""
+        if candidate.type is CandidateType.RELAYED:
+            return True
+        return candidate.type is not CandidateType.PEER_REFLEXIVE and (
+            self._config.policy is not Policy.RELAY
+        )
 
     def local_preference(self, base: Address) -> int:
         """The local preference of a base's candidates (unique per base, RFC 8445 §5.1.2.1)."""
@@ -150,7 +222,12 @@ class Gatherer:
                 self._send(Datagram(resend, request.base.base, request.server))
             elif expired or transaction.state is TransactionState.TIMED_OUT:
                 del self._in_flight[tid]
-                self._emit(GatheringFailed(request.server, request.base.base, "no response"))
+                waited = now - transaction.started_at
+                self._failed(
+                    GatheringFailed(
+                        request.server, request.base.base, f"no answer in {waited:.1f} s"
+                    )
+                )
         if self._queue and now >= self._next_send:
             self._send_request(self._queue.popleft(), now)
             self._next_send = now + config.pacing
@@ -177,7 +254,9 @@ class Gatherer:
         del self._in_flight[message.transaction_id]
         mapped = message.get(XorMappedAddress)
         if message.message_class is not MessageClass.SUCCESS_RESPONSE or mapped is None:
-            self._emit(GatheringFailed(request.server, local, "error response"))
+            error = message.get(ErrorCode)
+            what = f"error {error.code} {error.reason}" if error else "no XOR-MAPPED-ADDRESS"
+            self._failed(GatheringFailed(request.server, local, what))
         else:
             self._add_server_reflexive(request, mapped.address)
         self._check_complete()
@@ -208,7 +287,7 @@ class Gatherer:
             base=base.base,
         )
         self.candidates.append(LocalCandidate(candidate, base.base, base.stream))
-        if self._config.policy is not Policy.RELAY:
+        if self._announces(candidate):
             self._emit(CandidateGathered(base.stream, candidate))
 
     def _add_relayed(self, candidate: Candidate, stream: int) -> None:
@@ -217,6 +296,29 @@ class Gatherer:
         self.candidates.append(local)
         self.new_relayed.append(local)
         self._emit(CandidateGathered(stream, candidate))
+
+    def _lose_relayed(self, relayed: Address, reason: str) -> None:
+        for local in [c for c in self.candidates if c.base == relayed]:
+            self._lose(local, reason)
+
+    def _lose(self, local: LocalCandidate, reason: str) -> None:
+        self.candidates.remove(local)
+        if local in self.new_relayed:
+            self.new_relayed.remove(local)
+        self.lost.append((local, reason))
+        candidate = local.candidate
+        _log.info("%s candidate %s lost: %s", candidate.type.value, candidate.address, reason)
+        self._emit(CandidateLost(local.stream, candidate, reason))
+
+    def _failed(self, event: GatheringFailed) -> None:
+        self.failures.append(event)
+        _log.info(
+            "gathering: no candidate from %s for base %s: %s",
+            event.server,
+            event.base,
+            event.reason,
+        )
+        self._emit(event)
 
     def check_complete(self) -> None:
         """Gathering completes when no STUN request or TURN Allocate is outstanding."""

@@ -11,6 +11,8 @@ USE-CANDIDATE; if that check fails, the component is open for nomination again.
 
 from __future__ import annotations
 
+from stun.address import Address
+
 from .checklist import CandidatePair, CheckList, PairState
 from .config import AgentConfig
 
@@ -96,6 +98,15 @@ class NominationPolicy:
     def concluded(self, pair: CandidatePair) -> None:
         """The component has a nominated pair: nothing more to decide for it."""
         self._nominating.setdefault((pair.stream, pair.component), pair)
+
+    def forget(self, local_base: Address) -> None:
+        """A local candidate is lost: its valid pairs go, and a component whose nominee was on
+        it may be nominated again."""
+        for key, valid in self._valid.items():
+            self._valid[key] = [p for p in valid if p.local_base != local_base]
+        for key, nominee in list(self._nominating.items()):
+            if nominee.local_base == local_base:
+                del self._nominating[key]
 
     def nomination_failed(self, pair: CandidatePair) -> None:
         """The USE-CANDIDATE check timed out: the component may be nominated again."""

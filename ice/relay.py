@@ -1,14 +1,21 @@
 """Relayed candidates (RFC 8445 §5.1.1.2) through TURN allocations (RFC 8656), for the agent.
 
 Theory of operation. For every UDP host base and every configured TURN server of the same family,
-:meth:`Relays.start` opens a :class:`~turn.client.TurnAllocation` that talks to the server from that
-base. When the Allocate succeeds, each relayed address becomes a relayed candidate — its own base
-(checks are sent "from" it), related address the server-reflexive address the server saw, type
-preference 0 — and when it fails, a :class:`~ice.events.GatheringFailed`. Afterwards the agent
+:meth:`Relays.allocate` opens a :class:`~turn.client.TurnAllocation` that talks to the server from
+that base. When the Allocate succeeds, each relayed address becomes a relayed candidate — its own
+base (checks are sent "from" it), related address the server-reflexive address the server saw,
+type preference 0 — and when it fails, or is left unanswered for ``gathering_timeout`` (a dead
+server must not stall gathering), a :class:`~ice.events.GatheringFailed`. Afterwards the agent
 treats a relayed address like any other base: a datagram it addresses from a relayed address is
 handed to :meth:`Relays.send`, which the allocation wraps in ChannelData or a Send indication
 (creating the peer's permission first); a datagram from the TURN server is unwrapped by
 :meth:`Relays.receive` into what the peer sent to the relayed address.
+
+An allocation can end without us: a 437 answer (the server restarted and holds no allocation for
+us) or its lifetime running out. Its relayed candidates are then *lost* at once (the agent's
+``lose`` callback). :meth:`Relays.probe` asks the server early, with a Refresh, whether it still
+holds an allocation — the agent does so when a relayed pair stops answering consent checks — and
+:meth:`Relays.restart` allocates again wherever the allocation is gone (ICE restart, RFC 8445 §9).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from stun.address import Address
 from stun.client import ClientConfig, Credentials
 from stun.datagram import Datagram
 from turn.client import AllocationState, TurnAllocation, TurnClientConfig
-from turn.events import AllocationCreated, AllocationFailed, DataReceived
+from turn.events import AllocationCreated, AllocationExpired, AllocationFailed, DataReceived
 
 from .candidate import (
     TYPE_PREFERENCE,
@@ -30,10 +37,14 @@ from .candidate import (
     compute_foundation,
 )
 from .config import AgentConfig, RelayServer
-from .events import GatheringFailed, IceEvent
+from .events import GatheringFailed
 
 #: What the peer sent: (the relayed address it went to, the peer, the bytes).
 Delivery = tuple[Address, Address, bytes]
+#: A base to allocate from: (stream, component, base address, local preference).
+RelayBase = tuple[int, int, Address, int]
+#: Where the gone allocations stand: they are allocated again at a restart.
+_ENDED = (AllocationState.FAILED, AllocationState.EXPIRED)
 
 
 @dataclass(slots=True)
@@ -53,34 +64,60 @@ class Relays:
         self,
         config: AgentConfig,
         add_candidate: Callable[[Candidate, int], None],
-        emit: Callable[[IceEvent], None],
+        lose_candidate: Callable[[Address, str], None],
+        failed: Callable[[GatheringFailed], None],
     ) -> None:
         self._config = config
         self._add_candidate = add_candidate
-        self._emit = emit
+        self._lose_candidate = lose_candidate
+        self._failed = failed
         self._relays: list[_Relay] = []
         self._by_relayed: dict[Address, _Relay] = {}
+        #: (base, server) → relay: the owner of a datagram from a TURN server, in one lookup.
+        self._routes: dict[tuple[Address, Address], _Relay] = {}
 
-    def start(
-        self, bases: list[tuple[int, int, Address, int]], now: float
-    ) -> None:
-        """Allocate on every TURN server from every base ``(stream, component, base, local
-        preference)`` of the server's family."""
+    def allocate(self, bases: list[RelayBase], now: float) -> None:
+        """Allocate on every TURN server from every base of the server's family."""
+        for base in bases:
+            for server in self._config.turn_servers:
+                if (":" in server.address.host) == (":" in base[2].host):
+                    self._open(server, base, now)
+
+    def _open(self, server: RelayServer, base: RelayBase, now: float) -> None:
         config = self._config
-        for stream, component, base, preference in bases:
-            for server in config.turn_servers:
-                if (":" in server.address.host) != (":" in base.host):
-                    continue
-                allocation = TurnAllocation(
-                    server.address,
-                    Credentials(username=server.username, password=server.password),
-                    TurnClientConfig(stun=ClientConfig(rng=config.rng, software=config.software)),
-                    local=base,
-                )
-                relay = _Relay(allocation, server, base, stream, component, preference)
-                self._relays.append(relay)
-                allocation.allocate(now)
-                self._drain(relay)
+        stream, component, address, preference = base
+        allocation = TurnAllocation(
+            server.address,
+            Credentials(username=server.username, password=server.password),
+            TurnClientConfig(
+                stun=ClientConfig(rng=config.rng, software=config.software),
+                allocate_timeout=config.gathering_timeout,
+            ),
+            local=address,
+        )
+        relay = _Relay(allocation, server, address, stream, component, preference)
+        self._relays.append(relay)
+        self._routes[(address, server.address)] = relay
+        allocation.allocate(now)
+        self._drain(relay)
+
+    def restart(self, now: float) -> None:
+        """ICE restart: allocate again on every server whose allocation failed or ended."""
+        for relay in [r for r in self._relays if r.allocation.state in _ENDED]:
+            self._forget(relay)
+            base = (relay.stream, relay.component, relay.base, relay.local_preference)
+            self._open(relay.server, base, now)
+
+    def remove_base(self, base: Address, now: float, reason: str) -> None:
+        """The base's interface address is gone: end its allocations and lose their candidates."""
+        for relay in [r for r in self._relays if r.base == base]:
+            self._lose(relay, reason)
+            relay.allocation.close(now)  # nothing can be sent from a gone base: no wait for it
+            self._forget(relay)
+
+    def _forget(self, relay: _Relay) -> None:
+        self._relays.remove(relay)
+        self._routes = {key: r for key, r in self._routes.items() if r is not relay}
 
     @property
     def pending(self) -> bool:
@@ -92,10 +129,7 @@ class Relays:
 
     def owner(self, local: Address, remote: Address) -> _Relay | None:
         """The allocation a datagram arriving on base ``local`` from ``remote`` belongs to."""
-        for relay in self._relays:
-            if relay.base == local and relay.allocation.server == remote:
-                return relay
-        return None
+        return self._routes.get((local, remote))
 
     def receive(self, relay: _Relay, data: bytes, now: float) -> list[Delivery]:
         """Feed a datagram from the TURN server; return what peers sent through the relay."""
@@ -108,6 +142,14 @@ class Relays:
         if relay is not None and relay.allocation.state is AllocationState.ALLOCATED:
             relay.allocation.send(data, peer, now)
 
+    def probe(self, relayed: Address, now: float) -> None:
+        """Ask the server whether it still holds the allocation behind ``relayed`` (an early
+        Refresh, RFC 8656 §8): a 437 answer loses its candidates at once."""
+        relay = self._by_relayed.get(relayed)
+        if relay is not None and relay.allocation.state is AllocationState.ALLOCATED:
+            relay.allocation.refresh(now)
+            self._drain(relay)
+
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         return [d for relay in self._relays for d in relay.allocation.datagrams_to_send(now)]
 
@@ -119,7 +161,7 @@ class Relays:
 
     def handle_timer(self, now: float) -> list[Delivery]:
         deliveries: list[Delivery] = []
-        for relay in self._relays:
+        for relay in list(self._relays):
             relay.allocation.handle_timer(now)
             deliveries += self._drain(relay)
         return deliveries
@@ -131,7 +173,8 @@ class Relays:
 
     def _drain(self, relay: _Relay) -> list[Delivery]:
         deliveries: list[Delivery] = []
-        while (event := relay.allocation.next_event()) is not None:
+        allocation = relay.allocation
+        while (event := allocation.next_event()) is not None:
             if isinstance(event, DataReceived):
                 deliveries.append((event.relayed, event.peer, event.data))
             elif isinstance(event, AllocationCreated):
@@ -139,8 +182,19 @@ class Relays:
                     self._by_relayed[relayed] = relay
                     self._add_candidate(self._candidate(relay, relayed, event.mapped), relay.stream)
             elif isinstance(event, AllocationFailed):
-                self._emit(GatheringFailed(relay.server.address, relay.base, event.reason))
+                self._failed(GatheringFailed(relay.server.address, relay.base, event.reason))
+            elif isinstance(event, AllocationExpired):
+                self._lose(
+                    relay, f"the TURN allocation on {relay.server.address} ended: {event.reason}"
+                )
+        # ALTERNATE-SERVER (RFC 8489 §10) may have moved the allocation to another server.
+        self._routes[(relay.base, allocation.server)] = relay
         return deliveries
+
+    def _lose(self, relay: _Relay, reason: str) -> None:
+        for relayed in [a for a, r in self._by_relayed.items() if r is relay]:
+            del self._by_relayed[relayed]
+            self._lose_candidate(relayed, reason)
 
     @staticmethod
     def _candidate(relay: _Relay, relayed: Address, mapped: Address | None) -> Candidate:

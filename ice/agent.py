@@ -167,6 +167,9 @@ class Agent:
         self._failure: str | None = None
         #: The last sign of life of the session: checks started, a remote candidate, a request.
         self._last_progress = 0.0
+        #: A command changed what the agent waits for; it has no clock, so the next
+        #: handle_timer (due at once) stamps the progress and derives the state.
+        self._touched = False
         self._closed = False
         #: Transaction IDs of recent requests: a retransmission is answered, not re-triggered.
         self._recent_requests: OrderedDict[bytes, None] = OrderedDict()
@@ -205,10 +208,10 @@ class Agent:
         """A candidate from signaling (trickle, RFC 8838); ``None`` means end-of-candidates."""
         if candidate is None:
             self.remote_complete = True
-            self._derive_state(self._last_now)  # nothing left to check may mean failed now
+            self._touched = True  # nothing left to check may mean failed now
             return
         self._check_stream(stream, candidate.component)
-        self._last_progress = self._last_now
+        self._touched = True  # a sign of the peer: the idle wait starts again
         if candidate.transport != "udp" or candidate.host.endswith(".local"):
             return  # TCP candidates are not used; mDNS names must be resolved by the driver
         for index, (known_stream, known) in enumerate(self.remote_candidates):
@@ -337,6 +340,13 @@ class Agent:
             if unusable is not None:
                 return unusable
         pairs = [p for checklist in self.checklists for p in checklist]
+        succeeded = sum(1 for p in pairs if p.state is PairState.SUCCEEDED)
+        if succeeded and not any(self.nomination.valid_pairs(*key) for key in self._keys()):
+            # Only a nomination check that timed out takes a pair out of the valid list.
+            return (
+                f"the peer stopped answering: {succeeded} pairs succeeded, but no nomination "
+                "check (USE-CANDIDATE) was answered"
+            )
         return describe_failure(self.failures, len(self.remote_candidates), usable, pairs)
 
     def _no_usable_candidate(self) -> str | None:
@@ -439,12 +449,17 @@ class Agent:
         verdict = self._give_up_at()
         if verdict is not None:
             deadlines.append(verdict[0])
+        if self._touched:
+            deadlines.append(self._last_now)
         return min((d for d in deadlines if d is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
         self._last_now = now
         if self._closed:
             return
+        if self._touched:
+            self._touched = False
+            self._last_progress = now
         self.gatherer.handle_timer(now)
         for relayed, peer, inner in self.gatherer.relays.handle_timer(now):
             self._receive(inner, relayed, peer, now)

@@ -20,6 +20,15 @@ else (design.md §2): every ICE decision is made by the sans-IO :class:`~ice.age
   (:meth:`~ice.agent.Agent.count_data`), so per datagram there is no agent call, no task and no
   allocation beyond the bytes. The receive queue is bounded: when it is full, datagrams are
   dropped and counted (:attr:`Connection.receive_queue_dropped`).
+- **Ending.** Every wait ends with a result or an :class:`~ice.IceConnectionError` saying why:
+  :meth:`Connection.connect` raises as soon as the agent fails (it fails by itself when nothing
+  is left to try, ``idle_timeout`` after the peer fell silent, at consent loss, or when the only
+  path's TURN allocation ends), :meth:`Connection.recv` when no component has a path any more,
+  and gathering is bounded by ``gathering_timeout``. Failures are logged at INFO on
+  ``icestack.ice`` with their reason.
+- **Restart.** :meth:`Connection.restart` lists the interface addresses again (opening sockets
+  for new ones, closing those of gone ones), restarts the agent — which allocates again where an
+  allocation is gone — and returns once the new generation's candidates are gathered.
 - **mDNS.** A remote ``.local`` candidate is resolved in the background (:mod:`ice.mdns`) and
   added when resolved, or reported as :class:`~ice.mdns.CandidateUnresolvable`; end-of-candidates
   waits for pending resolutions. With ``mdns_hide_host_candidates`` our own host candidates are
@@ -57,6 +66,7 @@ from .config import AgentConfig, Policy, RelayServer
 from .errors import IceConnectionError, LocalProtocolError
 from .events import (
     CandidateGathered,
+    CandidateLost,
     ConsentLost,
     DataReceived,
     GatheringCompleted,
@@ -282,7 +292,7 @@ class Connection(_Closing):
             self._config = dataclasses.replace(self._config, policy=Policy.RELAY)
         #: Components whose selected pair is relayed: their data goes through the agent, which
         #: wraps it for the TURN server, instead of straight to a socket.
-        self._relayed: set[int] = set()
+        self._relayed: dict[int, CandidatePair] = {}
         self._use_ipv4 = use_ipv4
         self._use_ipv6 = use_ipv6
         self._include_loopback = include_loopback
@@ -423,8 +433,12 @@ class Connection(_Closing):
     # ================================================================== gathering
 
     async def gather_candidates(self) -> None:
-        """Gather local candidates; returns when gathering is complete (aioice's name)."""
+        """Gather local candidates; returns when gathering is complete (aioice's name), at most
+        ``gathering_timeout`` after the last request to a STUN or TURN server."""
         await self._start()
+        await self._gathered()
+
+    async def _gathered(self) -> None:
         while not self._gathering_complete:
             if self._closed:
                 raise IceConnectionError("the connection was closed")
@@ -468,19 +482,34 @@ class Connection(_Closing):
             relays.append(RelayServer(address=server, username=username, password=password))
         if self._closed:
             raise IceConnectionError("the connection was closed")
-        addresses = interface_addresses(
-            include_loopback=self._include_loopback,
-            use_ipv4=self._use_ipv4,
-            use_ipv6=self._use_ipv6,
-            only=self._interfaces,
-        )
+        addresses = self._interface_addresses()
         self._multicast = addresses
         self._agent = agent = Agent(
             dataclasses.replace(
                 self._config, stun_servers=tuple(servers), turn_servers=tuple(relays)
             )
         )
-        loop = self._loop
+        self._add_bases(addresses)
+        if self._hide_hosts:
+            self._publish_hosts(addresses)
+        agent.gather(self._loop.time())
+        self._apply_remote_credentials()
+        early, self._early_remote = self._early_remote, []
+        for candidate in early:
+            self._add_remote(candidate)
+        self._pump()
+
+    def _interface_addresses(self) -> list[InterfaceAddress]:
+        return interface_addresses(
+            include_loopback=self._include_loopback,
+            use_ipv4=self._use_ipv4,
+            use_ipv6=self._use_ipv6,
+            only=self._interfaces,
+        )
+
+    def _add_bases(self, addresses: list[InterfaceAddress]) -> None:
+        """Open one socket per component on each address and declare it to the agent."""
+        agent = self.agent
         for component in range(1, self._components + 1):
             for address in addresses:
                 try:
@@ -491,15 +520,12 @@ class Connection(_Closing):
                 base = _Base(self, sock, component)
                 self._bases[base.local] = base
                 agent.add_base(0, component, base.local)
-                loop.add_reader(sock.fileno(), base.read_ready)
-        if self._hide_hosts:
-            self._publish_hosts(addresses)
-        agent.gather(loop.time())
-        self._apply_remote_credentials()
-        early, self._early_remote = self._early_remote, []
-        for candidate in early:
-            self._add_remote(candidate)
-        self._pump()
+                self._loop.add_reader(sock.fileno(), base.read_ready)
+
+    def _close_base(self, base: _Base) -> None:
+        self._loop.remove_reader(base.sock.fileno())
+        base.sock.close()
+        del self._bases[base.local]
 
     def _publish_hosts(self, addresses: list[InterfaceAddress]) -> None:
         try:
@@ -592,8 +618,12 @@ class Connection(_Closing):
     async def connect(self) -> None:
         """Run the checks; return when every component has a selected pair (RFC 8445 §8).
 
-        Raises :class:`~ice.IceConnectionError` with the agent's failure summary when ICE fails —
-        which it can only once end-of-candidates was signalled — or when the connection closes.
+        Raises :class:`~ice.IceConnectionError` with the agent's failure summary when ICE fails
+        or when the connection closes. ICE fails once nothing is left to try after
+        end-of-candidates (at once when no pair can ever be formed: no remote candidate of a
+        usable family after ``peer_reflexive_wait``, or no local candidate at all — a relay-only
+        connection whose TURN servers refused or are dead), or ``idle_timeout`` after the peer
+        last showed itself while the agent waits for candidates or a nomination.
         """
         if self._setup is None:
             raise IceConnectionError("gather_candidates() was not called")
@@ -611,19 +641,40 @@ class Connection(_Closing):
             await self._state_signal.wait()
 
     async def restart(self) -> None:
-        """ICE restart (RFC 8445 §9): new local ufrag/pwd; signal them and the candidates again,
-        set the peer's new credentials and candidates, then :meth:`connect`. Data keeps flowing
-        on the current pairs until new ones are selected."""
+        """ICE restart (RFC 8445 §9): new local ufrag/pwd and a new gathering of what is gone —
+        sockets for new interface addresses (those of gone ones are closed), allocations that
+        failed or ended; returns when :attr:`local_candidates` is complete again (bounded by
+        ``gathering_timeout``). Then signal the credentials and candidates again, set the peer's
+        new ones, and :meth:`connect`. Data keeps flowing on the current pairs, while they work,
+        until new ones are selected; they are never taken as the new generation's."""
+        if self._closed:
+            raise IceConnectionError("the connection was closed")
         agent = self.agent
-        agent.restart(self._loop.time())
+        self._pump()  # what the previous generation still had to say is said first
+        addresses = self._interface_addresses()
+        hosts = {address.host for address in addresses}
+        known = {base.local.host for base in self._bases.values()}
+        gone = [base for base in self._bases.values() if base.local.host not in hosts]
+        added = [address for address in addresses if address.host not in known]
+        self._multicast = addresses
+        self._add_bases(added)
+        if self._responder is not None:
+            for address in added:
+                self._mdns_names[address.host] = self._responder.publish(address.host)
+        self._local_candidates = []
+        self._gathering_complete = False
+        self._selected_since_restart.clear()
+        agent.restart(self._loop.time(), gone_bases=[base.local for base in gone])
         self._generation += 1
         for task in self._resolving:
             task.cancel()
         self._resolving.clear()
         self._remote_username = self._remote_password = None
         self._remote_end = self._end_sent = False
-        self._selected_since_restart.clear()
         self._pump()
+        for base in gone:
+            self._close_base(base)
+        await self._gathered()
 
     # ================================================================== data
 
@@ -695,10 +746,8 @@ class Connection(_Closing):
             self._agent.close(now)
             self._send(self._agent.datagrams_to_send(now))  # TURN deallocations, if any
             self._drain_events()
-        for base in self._bases.values():
-            self._loop.remove_reader(base.sock.fileno())
-            base.sock.close()
-        self._bases.clear()
+        for base in list(self._bases.values()):
+            self._close_base(base)
         self._paths.clear()
         if self._responder is not None:
             self._responder.close()
@@ -773,6 +822,8 @@ class Connection(_Closing):
                 self._select(event.component, event.pair)
             elif isinstance(event, ConsentLost):
                 self._drop_path(event.component, "consent to send was lost (RFC 7675)")
+            elif isinstance(event, CandidateLost):
+                self._lose_paths(event.candidate, event.reason)
             elif isinstance(event, StateChanged):
                 self._state_signal.fire()
                 self._data_signal.fire()
@@ -781,22 +832,29 @@ class Connection(_Closing):
     def _select(self, component: int, pair: CandidatePair) -> None:
         self._drop_path(component, None)
         base = self._bases.get(pair.local_base)
-        self._relayed.discard(component)
+        self._relayed.pop(component, None)
         if base is not None:
             path = _Path(pair, base.sock)
             self._paths[component] = path
             base.path = path
         else:
-            self._relayed.add(component)  # a relayed address is no socket of ours
+            self._relayed[component] = pair  # a relayed address is no socket of ours
         self._lost.pop(component, None)
         self._selected_since_restart.add(component)
         self._state_signal.fire()
+
+    def _lose_paths(self, candidate: Candidate, reason: str) -> None:
+        """A local candidate is gone: so is the path of every component it carried."""
+        carried = [(c, path.pair) for c, path in self._paths.items()] + list(self._relayed.items())
+        for component, pair in carried:
+            if pair.local_base == candidate.base:
+                self._drop_path(component, reason)
 
     def _drop_path(self, component: int, reason: str | None) -> None:
         path = self._paths.pop(component, None)
         if path is None:
             if component in self._relayed and reason is not None:
-                self._relayed.discard(component)
+                del self._relayed[component]
                 self._lost[component] = reason
                 self._data_signal.fire()
             return

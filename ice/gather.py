@@ -123,6 +123,7 @@ class Gatherer:
         self.started = True
         self._preferences = local_preferences([address.host for _, _, address in self._bases])
         self._gather(self._bases, now)
+        self._check_complete()
 
     def restart(self, now: float) -> None:
         """ICE restart (RFC 8445 §9): announce the candidates again, gather on the bases declared
@@ -178,7 +179,6 @@ class Gatherer:
         if self._queue and not self._in_flight:
             self._send_request(self._queue.popleft(), now)
             self._next_send = now + config.pacing
-        self._check_complete()
 
     def _announces(self, candidate: Candidate) -> bool:
         """Whether a local candidate is signalled: relayed ones always, host and srflx unless

@@ -57,7 +57,7 @@ class NominationPolicy:
         waiting = [
             min(at + self._max_wait, self._recheck_at.get(key, at + self._max_wait))
             for key, at in self._first_valid_at.items()
-            if key not in self._nominating
+            if key not in self._nominating and self._valid.get(key)
         ]
         return min(waiting, default=None)
 

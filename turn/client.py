@@ -421,9 +421,9 @@ class TurnAllocation:
 
     def refresh(self, now: float) -> None:
         """Refresh the allocation now (RFC 8656 §8), ahead of its schedule: to learn whether the
-        server still holds it. A 437 answer ends it at once (:class:`~turn.events.AllocationExpired`);
-        a timeout leaves the regular schedule as it was. Nothing is sent while a Refresh is in
-        flight already."""
+        server still holds it. A 437 answer ends it at once
+        (:class:`~turn.events.AllocationExpired`); a timeout leaves the regular schedule as it
+        was. Nothing is sent while a Refresh is in flight already."""
         self._require((AllocationState.ALLOCATED,), "refresh")
         if self._lease.handle is None:
             self._refresh(now)

@@ -383,6 +383,78 @@ def test_a_refresh_answered_437_ends_the_allocation_at_once() -> None:
     assert pair.alloc.dropped == {"no allocation": 1}
 
 
+def test_a_permission_answered_437_ends_the_allocation_at_once() -> None:
+    pair = allocated_pair()
+    pair.servers[SERVER] = make_server()[0]  # restarted: it knows nothing of us
+    pair.alloc.create_permission(PEER.host, 1.0)
+    pair.pump(1.0)
+    [event] = pair.events()
+    assert isinstance(event, AllocationExpired) and event.reason.startswith("CreatePermission")
+    assert "437" in event.reason and pair.alloc.state is AllocationState.EXPIRED
+
+
+def test_an_early_refresh_finds_a_forgotten_allocation_at_once() -> None:
+    pair = allocated_pair()
+    pair.servers[SERVER] = make_server()[0]
+    pair.alloc.refresh(10.0)
+    assert pair.pump(10.0) == 1
+    [event] = pair.events()
+    assert isinstance(event, AllocationExpired) and "437" in event.reason
+
+
+def test_an_early_refresh_of_a_live_allocation_extends_it() -> None:
+    pair = allocated_pair()
+    pair.alloc.refresh(10.0)
+    pair.alloc.refresh(10.0)  # one in flight already: nothing more is sent
+    assert pair.pump(10.0) == 1
+    assert pair.events() == [AllocationRefreshed(600.0)]
+    assert pair.alloc.expires_at == 610.0
+
+
+def test_an_unanswered_early_refresh_keeps_the_regular_schedule() -> None:
+    pair = allocated_pair()
+    pair.lose = lambda datagram: True
+    pair.alloc.refresh(10.0)
+    pair.pump(10.0)
+    pair.advance(100.0)  # its transaction timed out long ago
+    assert pair.events() == [] and pair.alloc.get_timer() == 540.0
+    pair.lose = lambda datagram: False
+    pair.advance(540.0)
+    assert pair.events() == [AllocationRefreshed(600.0)]
+
+
+def test_an_unanswered_allocate_is_given_up_after_allocate_timeout() -> None:
+    pair = Pair(allocate_timeout=5.0)
+    pair.lose = lambda datagram: True
+    pair.alloc.allocate(0.0)
+    pair.pump(0.0)
+    pair.advance(4.99)
+    assert pair.events() == [] and pair.alloc.get_timer() == 5.0
+    pair.advance(5.0)
+    [event] = pair.events()
+    assert isinstance(event, AllocationFailed) and isinstance(event.error, TransactionTimeout)
+    assert "within 5 s" in event.reason
+    assert pair.alloc.state is AllocationState.FAILED and pair.alloc.get_timer() is None
+    assert len(pair.sent) == 4  # at 0, 0.5, 1.5 and 3.5 s: the 7.5 s retransmission never goes
+
+
+def test_allocate_timeout_does_not_touch_an_answered_allocate() -> None:
+    pair = allocated_pair(allocate_timeout=5.0)
+    pair.advance(300.0)
+    assert pair.alloc.state is AllocationState.ALLOCATED and pair.events() == []
+
+
+def test_close_while_allocating_gives_up_at_allocate_timeout() -> None:
+    pair = Pair(allocate_timeout=2.0)
+    pair.lose = lambda datagram: True
+    pair.alloc.allocate(0.0)
+    pair.alloc.close(0.5)
+    pair.pump(0.5)
+    pair.advance(2.0)
+    assert pair.events() == [AllocationDeleted(confirmed=False)]
+    assert pair.alloc.state is AllocationState.CLOSED
+
+
 # --------------------------------------------------------------------------- close
 
 
@@ -787,6 +859,7 @@ def test_the_largest_data_fits_channel_data_and_indications(use_channels: bool) 
         {"lifetime": 0},
         {"refresh_margin": 0.0},
         {"max_queued_per_peer": -1},
+        {"allocate_timeout": 0.0},
         {"dual_allocation": True, "requested_family": IPV6},
         {"reservation_token": b"short"},
         {"reservation_token": bytes(8), "even_port": True},

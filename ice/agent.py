@@ -351,16 +351,18 @@ class Agent:
 
     def _no_usable_candidate(self) -> str | None:
         """Why gathering gave no candidate a pair can use, when it says more than "none"."""
-        gatherer = self.gatherer
-        if self.config.policy is Policy.RELAY and not self.config.turn_servers:
-            return "no local candidates: the relay-only policy needs a TURN server"
+        relay_only = self.config.policy is Policy.RELAY
         reasons = [
-            f"{event.server} from {event.base}: {event.reason}" for event in gatherer.failures
+            f"{event.server} from {event.base}: {event.reason}" for event in self.gatherer.failures
         ]
-        if not reasons:
-            return None
-        wanted = "relayed candidate" if self.config.policy is Policy.RELAY else "local candidate"
-        return f"no {wanted} was gathered: " + "; ".join(reasons)
+        if reasons:
+            wanted = "relayed candidate" if relay_only else "local candidate"
+            return f"no {wanted} was gathered: " + "; ".join(reasons)
+        if relay_only and not self.config.turn_servers:
+            return "no relayed candidate: the relay-only policy needs a TURN server"
+        if relay_only:
+            return "no relayed candidate: no TURN server of a local address's family"
+        return None
 
     # ================================================================== sans-IO verbs
 
@@ -980,7 +982,10 @@ class Agent:
             self._events.append(StateChanged(state))
 
     def _fail(self, reason: str) -> None:
-        if self.state in (IceState.FAILED, IceState.CLOSED):
+        if self.state is IceState.CLOSED:
+            return
+        if self.state is IceState.FAILED:
+            _log.info("ICE failed already; besides: %s", reason)
             return
         self._failure = reason
         _log.info("ICE failed: %s", reason)

@@ -232,7 +232,8 @@ class Connection(_Closing):
       resolved when gathering starts.
     - ``turn_servers``: ``(host, port, username, password)`` of TURN servers to allocate relayed
       candidates on (over UDP); ``relay_only``: use relayed candidates only (WebRTC's "relay"
-      transport policy), so the peer never learns a local address.
+      transport policy), so the peer never learns a local address; nothing is sent to anything
+      but the TURN servers (STUN servers are not asked) and nothing arriving otherwise is read.
     - ``use_ipv4`` / ``use_ipv6`` / ``include_loopback`` / ``interfaces``: which local addresses
       to gather on; ``interfaces`` lists addresses or interface names to restrict gathering to.
     - ``pacing``: Ta, the pace of new checks (RFC 8445 §14.2).
@@ -241,7 +242,8 @@ class Connection(_Closing):
     - ``mdns_hide_host_candidates``: signal host candidates as ``<uuid>.local`` names and answer
       mDNS queries for them; ``mdns_timeout``: how long to wait for a remote name's answer.
     - ``config``: an :class:`~ice.config.AgentConfig` for everything else (timers, consent, lite,
-      randomness); the arguments above replace the fields they name.
+      randomness, and the bounds on waiting: ``gathering_timeout``, ``idle_timeout``,
+      ``peer_reflexive_wait``); the arguments above replace the fields they name.
     """
 
     def __init__(

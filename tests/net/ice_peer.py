@@ -22,7 +22,7 @@ from typing import Any
 import ice
 from ice.config import AgentConfig
 
-from .ns_agent import print_line, read_description, run_agent
+from .ns_agent import gather_signal_connect, print_line, run_agent
 
 
 async def session(controlling: bool, config: AgentConfig) -> dict[str, Any]:
@@ -30,18 +30,7 @@ async def session(controlling: bool, config: AgentConfig) -> dict[str, Any]:
         controlling, include_loopback=True, interfaces=["127.0.0.1"], config=config
     )
     try:
-        await connection.gather_candidates()
-        print_line({
-            "ufrag": connection.local_username,
-            "pwd": connection.local_password,
-            "candidates": [candidate.to_sdp() for candidate in connection.local_candidates],
-        })
-        remote = await read_description()
-        connection.set_remote_credentials(remote["ufrag"], remote["pwd"])
-        for line in remote["candidates"]:
-            await connection.add_remote_candidate(ice.Candidate.from_sdp(line))
-        await connection.add_remote_candidate(None)
-        await connection.connect()
+        await gather_signal_connect(connection)
         print_line({"connected": True})
         while True:
             await connection.send(await connection.recv())

@@ -116,22 +116,29 @@ def run_agent(session: Coroutine[Any, Any, dict[str, Any]]) -> int:
     return 0
 
 
+async def gather_signal_connect(connection: ice.Connection) -> None:
+    """Gather, print our description, read the peer's (non-trickle signalling) and connect."""
+    await connection.gather_candidates()
+    print_line(
+        {
+            "ufrag": connection.local_username,
+            "pwd": connection.local_password,
+            "candidates": [candidate.to_sdp() for candidate in connection.local_candidates],
+        }
+    )
+    remote = await read_description()
+    connection.set_remote_credentials(remote["ufrag"], remote["pwd"])
+    for line in remote["candidates"]:
+        await connection.add_remote_candidate(ice.Candidate.from_sdp(line))
+    await connection.add_remote_candidate(None)
+    await connection.connect()
+
+
 async def session(name: str, controlling: bool, stun: tuple[str, int]) -> dict[str, Any]:
     """Gather, signal, connect, exchange hellos; the result line."""
     connection = ice.Connection(controlling, stun_servers=[stun])
     try:
-        await connection.gather_candidates()
-        print_line({
-            "ufrag": connection.local_username,
-            "pwd": connection.local_password,
-            "candidates": [candidate.to_sdp() for candidate in connection.local_candidates],
-        })
-        remote = await read_description()
-        connection.set_remote_credentials(remote["ufrag"], remote["pwd"])
-        for line in remote["candidates"]:
-            await connection.add_remote_candidate(ice.Candidate.from_sdp(line))
-        await connection.add_remote_candidate(None)
-        await connection.connect()
+        await gather_signal_connect(connection)
         received = await exchange(name, connection.send, connection.recv)
         pair = connection.selected_pair()
         assert pair is not None

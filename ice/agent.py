@@ -1,7 +1,7 @@
 """The sans-IO ICE agent (RFC 8445): gathering, checks, nomination, consent.
 
-Theory of operation. The agent is a design.md §2 machine: the driver feeds it every datagram that
-arrives on its base sockets (:meth:`Agent.receive_datagram`), sends what it drains
+Theory of operation. The agent is an architecture.md §2 machine: the driver feeds it every
+datagram that arrives on its base sockets (:meth:`Agent.receive_datagram`), sends what it drains
 (:meth:`Agent.datagrams_to_send`), calls :meth:`Agent.handle_timer` at :meth:`Agent.get_timer`, and
 reads events (:meth:`Agent.next_event`).
 

@@ -1,7 +1,7 @@
 """asyncio face of ICE: :class:`Connection`, one ICE session over real UDP sockets.
 
 Theory of operation. The connection owns sockets, the event loop's clock and queues, and nothing
-else (design.md §2): every ICE decision is made by the sans-IO :class:`~ice.agent.Agent`.
+else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~ice.agent.Agent`.
 
 - **Gathering.** :meth:`Connection.gather_candidates` lists interface addresses with ``ifaddr``
   (loopback only with ``include_loopback``, link-local never, narrowed by ``interfaces``), binds

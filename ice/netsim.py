@@ -5,8 +5,8 @@ at the root, and one LAN inside every :class:`Nat`. A NAT has public addresses i
 (the WAN, or the LAN of another NAT: nested NATs are a NAT whose parent is a NAT) and its own LAN
 behind. A :class:`Host` has addresses in one or more realms (a host on a LAN with a public IPv6
 address too is a host with an address in each). :meth:`Host.attach` binds a sans-IO machine (the
-design.md §2 verbs, :class:`stun.datagram.Machine`) to a port on every address of its host, as a
-socket bound to the wildcard address would be.
+architecture.md §2 verbs, :class:`stun.datagram.Machine`) to a port on every address of its host,
+as a socket bound to the wildcard address would be.
 
 A datagram a machine sends enters the realm of its source address and crosses that realm's link,
 which may lose, delay, jitter, duplicate or reorder it (:class:`LinkConfig`). At the far side of the

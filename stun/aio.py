@@ -1,7 +1,8 @@
 """asyncio face of STUN: a client over UDP, TCP and TLS, and a server with listeners for each.
 
-This layer owns sockets and the event loop's clock and nothing else (design.md §2): every decision
-is made by the sans-IO :class:`~stun.client.ClientSession` and :class:`~stun.server.BindingServer`.
+This layer owns sockets and the event loop's clock and nothing else (architecture.md §2): every
+decision is made by the sans-IO :class:`~stun.client.ClientSession` and
+:class:`~stun.server.BindingServer`.
 
 The UDP listener reads with ``loop.add_reader`` and drains the socket in batches — asyncio's own
 datagram transport reads one datagram per loop iteration — and answers each request inline, so one

@@ -1,5 +1,5 @@
-"""design.md §1-§2 as tests: the sans-IO core imports no I/O, no clock and no randomness of its
-own, and dependencies point one way (ice → turn → stun)."""
+"""docs/architecture.md §1-§2 as tests: the sans-IO core imports no I/O, no clock and no
+randomness of its own, and dependencies point one way (ice → turn → stun)."""
 
 from __future__ import annotations
 

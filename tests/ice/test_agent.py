@@ -1,4 +1,4 @@
-"""Two ICE agents back to back on a virtual clock (design.md §5 tier 1).
+"""Two ICE agents back to back on a virtual clock (architecture.md §5 tier 1).
 
 A tiny wire delivers each datagram to the agent that owns its destination address, after a fixed
 one-way delay; everything else is dropped (as a black hole would). No NATs here: ice/netsim.py

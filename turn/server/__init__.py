@@ -1,6 +1,6 @@
 """The sans-IO TURN server (RFC 8656): allocations, permissions, channels, quotas, peer policy and
-credentials, driven through design.md §2's five verbs by :class:`TurnServerCore`; TCP allocations
-(RFC 6062) through the commands and notifications of :mod:`turn.server.connections`.
+credentials, driven through the five verbs (architecture.md §2) by :class:`TurnServerCore`; TCP
+allocations (RFC 6062) through the commands and notifications of :mod:`turn.server.connections`.
 
 The asyncio ``turn.TurnServer`` owns the sockets; relayed addresses come to the core through a
 :class:`RelayAllocator` (:class:`PortRangeAllocator` serves tests and the simulated network), and

@@ -26,7 +26,8 @@ OUTSIDE_PATHS = re.compile(
         [
             re.escape(".." + "/shared"),  # a sibling folder of the checkout
             re.escape("/" + "work/"),  # the absolute path of the machine the project grew on
-            r"\.parents?\b[^\n]*/\s*[\"']" + "shared" + r"[\"']",  # Path(...).parent / "shared"
+            # a Path built from the checkout's parent: REPO.parent / "..."
+            r"\.parents?\b[^\n]*/\s*[\"']" + "shared" + r"[\"']",
             r"\b" + "design" + r"\.md\b",  # the outside design notes the project grew from
         ]
     )
@@ -59,9 +60,9 @@ def test_the_pattern_catches_what_it_is_for() -> None:
     """The positive control: each way of reaching out that the scan is meant to catch matches."""
     parent = "REPO.parent"
     for line in [
-        "see " + ".." + "/shared/design.md",
+        "see " + ".." + "/shared/tools",
         "gcc -o x /" + "work/shared/tools/x.c",
-        "the five verbs (" + "design.md §2)",
+        "the five verbs (" + "design" + ".md §2)",
         f'SOURCE = {parent} / "shared" / "tools" / "x.c"',
     ]:
         assert OUTSIDE_PATHS.search(line), line

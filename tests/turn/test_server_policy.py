@@ -5,12 +5,14 @@ tested row by row in test_special_purpose.py."""
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 
 import pytest
 
 from stun import AddressFamily, LocalProtocolError, make_address
 from turn import RequestedAddressFamily
+from turn.cli import add_serve_command, build_plan
 from turn.server import PeerPolicy
 from turn.server.embedded import carried_ipv4, nat64_embedded
 
@@ -284,3 +286,29 @@ def test_loopback_peers_when_allowed() -> None:
     client = Client(server)
     client.allocate()
     assert code(client.permit(make_address("127.0.0.1", 9))) is None
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def _plan_policy(*options: str) -> PeerPolicy:
+    parser = argparse.ArgumentParser()
+    add_serve_command(parser.add_subparsers())
+    args = ["turn", "--user", "alice:wonderland", "--listen", "127.0.0.1:3478", *options]
+    return build_plan(parser.parse_args(args)).config.peer_policy
+
+
+def test_the_command_line_sets_the_new_policy_options() -> None:
+    """``icestack serve turn --nat64-prefix`` and ``--allow-documentation-peers``."""
+    default = _plan_policy()
+    assert default.refusal("203.0.113.9") is not None
+    assert default.refusal("2001:4860:64::10.0.0.1") is None
+    policy = _plan_policy(
+        "--allow-documentation-peers", "--nat64-prefix", "2001:4860:64::/96",
+        "--nat64-prefix", "64:ff9b:1::/48",
+    )  # fmt: skip
+    assert policy.refusal("203.0.113.9") is None
+    assert policy.refusal("2001:4860:64::10.0.0.1") is not None
+    assert policy.refusal("64:ff9b:1:808:8:800::") is None
+    with pytest.raises(LocalProtocolError, match="--nat64-prefix: 64:ff9b::/33 is not a NAT64"):
+        _plan_policy("--nat64-prefix", "64:ff9b::/33")

@@ -190,3 +190,20 @@ def test_the_lookup_finds_the_most_specific_row() -> None:
 def test_a_range_listed_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="listed twice"):
         RangeTable([SPECIAL_RANGES[0], SPECIAL_RANGES[0]])
+
+
+def test_docs_list_every_range_as_the_code_judges_it() -> None:
+    """docs/turn.md's tables of the peer policy: every range of the code, in its order, and for
+    the registries' rows the registry's value and the verdict."""
+    text = (REPO_ROOT / "docs" / "turn.md").read_text(encoding="utf-8")
+    section = text.split("## The peer policy", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| `")
+    ]
+    assert [cells[0].strip("`") for cells in rows] == [str(r.network) for r in SPECIAL_RANGES]
+    carried = "by the IPv4 it carries"
+    verdicts = {"True": "allowed", "False": "refused", "": "refused", "N/A": carried}
+    for row, cells in zip(REGISTRY_RANGES, rows, strict=False):
+        assert cells[4] == (carried if row.network in CARRYING else verdicts[row.reach.value])

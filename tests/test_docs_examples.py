@@ -14,10 +14,14 @@ server fails instead of reaching it.
 
 A block that serves (it calls ``serve_forever``) passes when its ``PORT`` answers a STUN Binding
 request over UDP (the STUN and the TURN server both do); the test then stops it by its PID.
+
+docs/logging.md is kept true the same way: every logger the packages create and every message they
+log (read from the source) must be listed there, under its level.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -291,3 +295,92 @@ def test_the_ice_signalling_example_echoes_between_two_processes(tmp_path: Path)
     assert re.search(connected, offer.stdout, re.M)
     assert answer.returncode == 0, answer_out + answer_err
     assert "echoed 4 datagrams" in answer_out  # three messages and the bye
+
+
+# --------------------------------------------------------------------------- docs/logging.md
+
+LOGGING_PAGE = ROOT / "docs" / "logging.md"
+_LEVELS = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "error": "ERROR"}
+
+
+@dataclass(frozen=True)
+class LogCall:
+    """One ``_log.<level>("format", ...)`` call of the packages."""
+
+    where: str
+    logger: str
+    level: str
+    template: str
+
+
+def log_calls() -> tuple[set[str], list[LogCall]]:
+    """Every logger name the packages create, and every log call with a literal format."""
+    names: set[str] = set()
+    calls: list[LogCall] = []
+    for path in sorted(
+        p for package in ("stun", "turn", "ice") for p in (ROOT / package).rglob("*.py")
+    ):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        loggers: dict[str, str] = {}
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Call)
+                and ast.unparse(node.value.func) == "logging.getLogger"
+                and isinstance(node.value.args[0], ast.Constant)
+            ):
+                name = str(node.value.args[0].value)
+                names.add(name)
+                for target in node.targets:
+                    loggers[ast.unparse(target)] = name
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            owner, method = ast.unparse(node.func.value), node.func.attr
+            if owner not in loggers or method not in (*_LEVELS, "exception"):
+                continue
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                level = "ERROR" if method == "exception" else _LEVELS[method]
+                where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                calls.append(LogCall(where, loggers[owner], level, first.value))
+    return names, calls
+
+
+def documented_messages() -> list[tuple[str, str, str]]:
+    """``(level, logger, message)`` for every message row of docs/logging.md's level sections."""
+    rows = []
+    level = None
+    for line in LOGGING_PAGE.read_text(encoding="utf-8").splitlines():
+        if heading := re.match(r"^### (DEBUG|INFO|WARNING|ERROR)\b", line):
+            level = heading.group(1)
+        elif level and (row := re.match(r"^\| `([\w.]+)` \| (.+?) \|", line)):
+            for message in re.findall(r"`([^`]+)`", row.group(2)):
+                rows.append((level, row.group(1), message))
+    return rows
+
+
+def test_the_logging_page_names_every_logger() -> None:
+    names, _ = log_calls()
+    table = set(re.findall(r"^\| `(icestack[\w.]*)` \|", LOGGING_PAGE.read_text(), re.M))
+    assert names, "no logging.getLogger call found: the scan is broken"
+    assert names <= table, f"loggers missing from docs/logging.md: {sorted(names - table)}"
+    assert table <= names | {"icestack"}, f"documented but not in the code: {table - names}"
+
+
+def test_the_logging_page_lists_every_message_at_its_level() -> None:
+    """Each log call's format matches a documented message (its ``%s`` are the page's CAPITALISED
+    placeholders) of the same logger, in the section of its level."""
+    _, calls = log_calls()
+    documented = documented_messages()
+    assert calls and documented, "the scan of the code or of the page is broken"
+    missing = []
+    for call in calls:
+        parts = re.split(r"%[sdr]", call.template)
+        pattern = re.compile(".+".join(re.escape(part) for part in parts), re.S)
+        if not any(
+            level == call.level and logger == call.logger and pattern.fullmatch(message)
+            for level, logger, message in documented
+        ):
+            missing.append(f"{call.where}: {call.logger} {call.level} {call.template!r}")
+    assert not missing, "log messages docs/logging.md does not list:\n" + "\n".join(missing)

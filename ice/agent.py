@@ -289,6 +289,8 @@ class Agent:
         pair.bytes_received += received
         if sent:
             self.consent.sent(pair, now)
+        if received:
+            self.nomination.confirm(pair)  # the peer sends data on the pair it selected
 
     def selected_pair(self, stream: int = 0, component: int = 1) -> CandidatePair | None:
         """The pair data of this component goes to, if one is selected."""

@@ -74,7 +74,7 @@ from .events import (
     StateChanged,
 )
 from .gather import Gatherer, LocalCandidate
-from .nomination import NominationPolicy
+from .nomination import NominationPolicy, replaces_selected
 from .remotes import RemoteCandidates, unusable
 from .stats import (
     FailureCounters,
@@ -773,7 +773,8 @@ class Agent:
         self, stream: int, component: int, remote: Address, request: Message
     ) -> Candidate | None:
         """The remote candidate a request came from, or a new peer-reflexive one (§7.3.1.3) —
-        ``None`` when the stream holds ``max_remote_candidates`` already.
+        ``None`` when the stream holds ``max_remote_candidates`` already, or for a source no
+        check can be sent back to (port 0, an unspecified or multicast address).
 
         The new candidate's priority is the request's PRIORITY (§7.3.1.3), brought into the
         1..2^31-1 a candidate priority has (§5.1.2.1) when the peer sent 0, more, or none."""
@@ -794,6 +795,9 @@ class Agent:
             port=remote.port,
             type=CandidateType.PEER_REFLEXIVE,
         )
+        if unusable(candidate):
+            self.failures.peer_input[PeerInput.UNUSABLE_ADDRESS] += 1
+            return None
         if not self.remote_candidates.add(stream, candidate):
             self.failures.peer_input[PeerInput.REMOTE_CANDIDATES_FULL] += 1
             return None
@@ -872,20 +876,9 @@ class Agent:
         self._events.append(PairStateChanged(pair.stream, pair))
 
     def _replaces_selected(self, nominated: CandidatePair) -> bool:
-        """Whether a pair just nominated becomes the selected one (see docs/ice.md, "Nomination
-        with agents that bend the rules").
-
-        The highest-priority nominated pair is selected (§8.1.1), and a pair kept through an
-        ICE restart gives way to any nomination of the new generation (§9). But a peer that
-        nominates aggressively (USE-CANDIDATE on every check, RFC 5245 §8.1.1.2) and keeps the
-        first pair it nominated would be left on another pair than ours when a later candidate
-        gives a better nominated pair: so a selected pair that carries data stays selected.
-        The controlled agent follows the peer's data instead (:meth:`_follow_peer`)."""
         current = self.selected.get((nominated.stream, nominated.component))
-        if current is None or not current.nominated or self.consent.suspended(current):
-            return True
-        carrying_data = current.bytes_sent > 0 or current.bytes_received > 0
-        return nominated.priority > current.priority and not carrying_data
+        suspended = current is not None and self.consent.suspended(current)
+        return replaces_selected(current, nominated, suspended=suspended)
 
     def _select(self, pair: CandidatePair, now: float) -> None:
         key = (pair.stream, pair.component)
@@ -899,7 +892,8 @@ class Agent:
 
     def _follow_peer(self, local: Address, remote: Address, now: float) -> CandidatePair | None:
         """The peer's data arrived on a nominated pair that is not the selected one: a
-        controlled agent selects it, since a peer sends data on the pair it selected."""
+        controlled agent selects it, since a peer sends data on the pair it selected (see
+        :func:`~ice.nomination.replaces_selected`)."""
         pair = self.nomination.valid_on(local, remote)
         if (
             self.controlling

@@ -196,3 +196,22 @@ class NominationPolicy:
         key = (pair.stream, pair.component)
         if self._unconfirmed.get(key) is pair:
             del self._unconfirmed[key]
+
+
+def replaces_selected(
+    current: CandidatePair | None, nominated: CandidatePair, *, suspended: bool
+) -> bool:
+    """Whether a pair just nominated replaces ``current`` as the selected pair of its component
+    (docs/ice.md, "Nomination with agents that bend the rules").
+
+    The highest-priority nominated pair is selected (RFC 8445 §8.1.1), and a pair kept through an
+    ICE restart (``suspended``) gives way to any nomination of the new generation (§9). But a peer
+    that nominates aggressively (USE-CANDIDATE on every check, RFC 5245 §8.1.1.2) and keeps the
+    first pair it nominated would be left on another pair than ours when a later candidate gives
+    a better nominated pair: so a selected pair that carries data stays selected, and the
+    controlled agent follows the peer's data instead (its data arrives on the pair it selected).
+    """
+    if current is None or not current.nominated or suspended:
+        return True
+    carrying_data = current.bytes_sent > 0 or current.bytes_received > 0
+    return nominated.priority > current.priority and not carrying_data

@@ -77,7 +77,8 @@ class PeerInput(enum.Enum):
     MAPPED_ADDRESS_FAMILY = "mapped-address-family"
     #: A remote candidate for a component this stream does not have.
     UNKNOWN_COMPONENT = "unknown-component"
-    #: A remote candidate no datagram can be sent to: port 0, an unspecified or multicast address.
+    #: A remote candidate, signalled or the source of a check, that no datagram can be sent to:
+    #: port 0, an unspecified or a multicast address.
     UNUSABLE_ADDRESS = "unusable-address"
     #: The valid list of a component holds ``max_pairs`` pairs, none of them lower than this one.
     VALID_LIST_FULL = "valid-list-full"

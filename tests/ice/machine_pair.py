@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from ice.agent import Agent
 from ice.candidate import Candidate, CandidateType
@@ -20,21 +19,8 @@ from ice.config import AgentConfig
 from ice.events import IceEvent, IceState, StateChanged
 from stun.address import Address
 from stun.attributes import UseCandidate, XorMappedAddress
-from stun.datagram import Datagram
+from stun.datagram import Datagram, Machine
 from stun.message import Message, MessageClass
-
-
-class Machine(Protocol):
-    """What the wire drives: the sans-IO verbs (design.md §2)."""
-
-    def receive_datagram(
-        self, data: bytes, local: Address | None, remote: Address, now: float
-    ) -> None: ...
-    def datagrams_to_send(self, now: float) -> list[Datagram]: ...
-    def get_timer(self) -> float | None: ...
-    def handle_timer(self, now: float) -> None: ...
-    def next_event(self) -> IceEvent | None: ...
-
 
 A_ADDRESS = Address("192.0.2.1", 5000)
 B_ADDRESS = Address("192.0.2.2", 6000)
@@ -61,6 +47,7 @@ class Wire:
                 self.in_flight.append((self.now + DELAY, self._sequence, datagram))
             log = self.events.setdefault(id(agent), [])
             while (event := agent.next_event()) is not None:
+                assert isinstance(event, IceEvent)
                 log.append(event)
 
     def step(self, until: float = float("inf")) -> bool:

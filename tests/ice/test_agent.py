@@ -11,7 +11,8 @@ import pytest
 from ice.agent import Agent
 from ice.candidate import CandidateType
 from ice.checklist import PairState
-from ice.config import AgentConfig
+from ice.config import AgentConfig, Policy
+from ice.errors import LocalProtocolError
 from ice.events import (
     CandidateGathered,
     ConsentLost,
@@ -261,5 +262,10 @@ def test_config_validation() -> None:
         AgentConfig(pacing=0.001)
     with pytest.raises(Exception, match="lite"):
         AgentConfig(lite=True, remote_lite=True)
+    with pytest.raises(LocalProtocolError, match="host candidates only"):
+        AgentConfig(lite=True, policy=Policy.RELAY)
+    for bound in ("max_pairs", "max_remote_candidates", "max_local_peer_reflexive"):
+        with pytest.raises(LocalProtocolError, match=f"{bound} must be at least 1"):
+            AgentConfig(**{bound: 0})  # type: ignore[arg-type]
     base = AgentConfig()
     assert replace(base, pacing=0.005).pacing == 0.005

@@ -4,10 +4,10 @@ A check built here passes every test an agent makes before acting on it — USER
 agent's ufrag, MESSAGE-INTEGRITY (SHA-1, SHA-256 or both) is computed with its password,
 FINGERPRINT is right — while every value inside is arbitrary: PRIORITY anywhere in 0..2^32-1 or
 absent (written raw, since ``stun.Priority`` refuses to encode 0), ICE-CONTROLLING/-CONTROLLED
-tie-breakers, USE-CANDIDATE, unknown attributes of both kinds, any text after the ufrag; sent from
-any IPv4 or IPv6 address and port. A response answers a check the agent really sent, signed with
-the peer's password, with an arbitrary XOR-MAPPED-ADDRESS (either family, any port), a success or
-any error code.
+tie-breakers, USE-CANDIDATE, unknown attributes of both kinds, any text after the ufrag (now and
+then any text instead of it, answered 401); sent from any IPv4 or IPv6 address and port. A
+response answers a check the agent really sent, signed with the peer's password, with an
+arbitrary XOR-MAPPED-ADDRESS (either family, any port), a success or any error code.
 """
 
 from __future__ import annotations
@@ -83,8 +83,9 @@ def signed_checks(draw: st.DrawFn, ufrag: str, password: str) -> bytes:
         attributes.append(UseCandidate())
     attributes += draw(st.lists(unknown_attributes, max_size=2))
     attributes = draw(st.permutations(attributes))
+    ours = ufrag if draw(st.integers(0, 9)) else draw(st.text(max_size=40))
     return signed_check_from(
-        attributes, ufrag, password, draw(transaction_ids), draw(integrity), draw(their_ufrags)
+        attributes, ours, password, draw(transaction_ids), draw(integrity), draw(their_ufrags)
     )
 
 

@@ -10,6 +10,7 @@ against its bound (``Agent.table_sizes``).
 
 from __future__ import annotations
 
+import ipaddress
 import random
 
 from hypothesis import HealthCheck, given, settings
@@ -162,6 +163,11 @@ def test_any_priority_from_a_new_address_makes_a_valid_peer_reflexive_candidate(
     learned = [c for _, c in agent.remote_candidates if c.type is CandidateType.PEER_REFLEXIVE]
     if Address(host, port) in POOL[:2]:
         assert learned == []  # a signalled candidate: nothing new to learn
+        return
+    ip = ipaddress.ip_address(host)
+    if port == 0 or ip.is_unspecified or ip.is_multicast:
+        assert learned == []  # nothing can be sent back there
+        assert agent.failures.peer_input[PeerInput.UNUSABLE_ADDRESS] == 1
         return
     (candidate,) = learned
     assert candidate.priority == min(max(priority, 1), MAX_PRIORITY)

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ice import DecodeError, LocalProtocolError
-from ice.dns import AddressRecord, DnsMessage, NsecRecord, Question, RecordType
+from ice.dns import AddressRecord, DnsMessage, NsecRecord, Question, Record, RecordType
 
 #: Four labels of 63 octets: 257 octets on the wire, over the 255 limit.
 LONG_NAME = b"".join(b"\x3f" + letter * 63 for letter in (b"a", b"b", b"c", b"d")) + b"\x00"
@@ -168,15 +168,24 @@ nsec_records = st.builds(
     st.booleans(),
 )
 records = st.lists(st.one_of(address_records, nsec_records), max_size=4).map(tuple)
-messages = st.builds(
-    DnsMessage,
-    st.integers(0, 0xFFFF),
-    st.booleans(),
-    st.booleans(),
-    st.lists(questions, max_size=4).map(tuple),
-    records,
-    records,
-)
+
+
+def dns_messages(
+    questions: st.SearchStrategy[Question], records: st.SearchStrategy[tuple[Record, ...]]
+) -> st.SearchStrategy[DnsMessage]:
+    """Messages with any header, up to four questions, and records in both sections."""
+    return st.builds(
+        DnsMessage,
+        st.integers(0, 0xFFFF),
+        st.booleans(),
+        st.booleans(),
+        st.lists(questions, max_size=4).map(tuple),
+        records,
+        records,
+    )
+
+
+messages = dns_messages(questions, records)
 
 
 @given(messages)

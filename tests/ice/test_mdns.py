@@ -116,7 +116,7 @@ async def receive(sock: socket.socket) -> tuple[DnsMessage, tuple[str, int]]:
 
 async def responses_about(sock: socket.socket, name: str, count: int) -> list[DnsMessage]:
     """The next ``count`` responses on ``sock`` that carry a record of ``name``."""
-    found = []
+    found: list[DnsMessage] = []
     while len(found) < count:
         message, _ = await receive(sock)
         if any(r.name == name for r in message.answers + message.additionals):
@@ -191,7 +191,7 @@ def test_a_browser_like_querier_gets_multicast_answers_and_nsec(publish: Publish
                 sock.sendto(query.encode(), (MDNS_GROUP_IPV4, MDNS_PORT))
             # The NSEC comes at once; the A record was announced a moment ago, so it comes when
             # its second is over (RFC 6762 §6), by then also as the second announcement.
-            found = []
+            found: list[DnsMessage] = []
             while not {RecordType.A, RecordType.NSEC} <= {r.type for m in found for r in m.answers}:
                 found += await responses_about(sock, name, 1)
             return name, found

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from ice.dns import AddressRecord, DnsMessage, NsecRecord, Question, RecordType
 from ice.mdns_answers import HOST_RECORD_TTL, LEGACY_TTL, MDNS_PORT, Answerer
+from tests.ice.test_dns import dns_messages
 
 V4 = "0b5a7c1e-0000-4000-8000-000000000004.local"
 V6 = "0b5a7c1e-0000-4000-8000-000000000006.local"
@@ -26,7 +27,7 @@ def query(*questions: Question, known: tuple[AddressRecord, ...] = ()) -> DnsMes
     return DnsMessage(questions=questions, answers=known)
 
 
-def ask(name: str, rtype: RecordType, unicast: bool = False) -> DnsMessage:
+def ask(name: str, rtype: int, unicast: bool = False) -> DnsMessage:
     return query(Question(name, rtype, unicast))
 
 
@@ -185,14 +186,7 @@ records = st.one_of(
         NsecRecord, names, names, st.frozensets(types, max_size=4), st.integers(0, 2**32 - 1)
     ),
 )
-queries = st.builds(
-    DnsMessage,
-    st.integers(0, 0xFFFF),
-    st.booleans(),
-    st.booleans(),
-    st.lists(questions, max_size=6).map(tuple),
-    st.lists(records, max_size=4).map(tuple),
-)
+queries = dns_messages(questions, st.lists(records, max_size=4).map(tuple))
 arrivals = st.tuples(queries, st.sampled_from([MDNS_PORT, 1, 40000]), st.sampled_from(LINKS))
 
 

@@ -23,14 +23,16 @@ from .core import TurnServerCore
 from .credentials import RestApiUsers, rest_api_expiry, rest_api_password, rest_api_username
 from .events import AllocationCreated, AllocationDeleted, DeletionReason, TurnServerEvent
 from .limits import SourceRateLimiter, TokenBucket, source_key
-from .policy import REFUSED_RANGES, PeerPolicy
+from .policy import PeerPolicy
 from .relays import DYNAMIC_PORTS, PortRangeAllocator, RelayAllocator
+from .special_purpose import DOCUMENTATION_RANGES, SPECIAL_RANGES, Reach, SpecialRange
 from .stats import Outcome, TurnServerStats
 from .table import AllocationTable
 
 __all__ = [
+    "DOCUMENTATION_RANGES",
     "DYNAMIC_PORTS",
-    "REFUSED_RANGES",
+    "SPECIAL_RANGES",
     "Allocation",
     "AllocationCreated",
     "AllocationDeleted",
@@ -47,9 +49,11 @@ __all__ = [
     "PeerConnection",
     "PeerPolicy",
     "PortRangeAllocator",
+    "Reach",
     "RelayAllocator",
     "RestApiUsers",
     "SourceRateLimiter",
+    "SpecialRange",
     "SpliceConnection",
     "TcpCommand",
     "TcpListeners",

@@ -370,17 +370,26 @@ def test_the_logging_page_names_every_logger() -> None:
 
 def test_the_logging_page_lists_every_message_at_its_level() -> None:
     """Each log call's format matches a documented message (its ``%s`` are the page's CAPITALISED
-    placeholders) of the same logger, in the section of its level."""
+    placeholders) of the same logger, in the section of its level; and each documented message
+    is still logged."""
     _, calls = log_calls()
     documented = documented_messages()
     assert calls and documented, "the scan of the code or of the page is broken"
-    missing = []
-    for call in calls:
-        parts = re.split(r"%[sdr]", call.template)
-        pattern = re.compile(".+".join(re.escape(part) for part in parts), re.S)
-        if not any(
-            level == call.level and logger == call.logger and pattern.fullmatch(message)
-            for level, logger, message in documented
-        ):
-            missing.append(f"{call.where}: {call.logger} {call.level} {call.template!r}")
+    patterns = {
+        call: re.compile(".+".join(map(re.escape, re.split(r"%[sdr]", call.template))), re.S)
+        for call in calls
+    }
+
+    def matches(call: LogCall, level: str, logger: str, message: str) -> bool:
+        return (call.level, call.logger) == (level, logger) and bool(
+            patterns[call].fullmatch(message)
+        )
+
+    missing = [
+        f"{call.where}: {call.logger} {call.level} {call.template!r}"
+        for call in calls
+        if not any(matches(call, *row) for row in documented)
+    ]
     assert not missing, "log messages docs/logging.md does not list:\n" + "\n".join(missing)
+    stale = [row for row in documented if not any(matches(call, *row) for call in calls)]
+    assert not stale, f"docs/logging.md lists messages the code does not log: {stale}"

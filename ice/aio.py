@@ -1,7 +1,7 @@
 """asyncio face of ICE: :class:`Connection`, one ICE session over real UDP sockets.
 
 Theory of operation. The connection owns sockets, the event loop's clock and queues, and nothing
-else (design.md §2): every ICE decision is made by the sans-IO :class:`~ice.agent.Agent`.
+else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~ice.agent.Agent`.
 
 - **Gathering.** :meth:`Connection.gather_candidates` lists interface addresses with ``ifaddr``
   (loopback only with ``include_loopback``, link-local never, narrowed by ``interfaces``), binds
@@ -70,13 +70,13 @@ from .events import (
     ConsentLost,
     DataReceived,
     GatheringCompleted,
+    GatheringFailed,
     IceEvent,
     IceState,
     SelectedPairChanged,
     StateChanged,
 )
-from .mdns import CandidateUnresolvable, InterfaceAddress, Responder
-from .mdns import resolve as resolve_mdns
+from .mdns import CandidateUnresolvable, InterfaceAddress, Resolver, Responder
 from .stats import PairStats
 
 _log = logging.getLogger("icestack.ice")
@@ -263,7 +263,7 @@ class Connection(_Closing):
         local_password: str | None = None,
         receive_queue_size: int = 1024,
         mdns_hide_host_candidates: bool = False,
-        mdns_timeout: float = 1.0,
+        mdns_timeout: float = 3.0,
         config: AgentConfig | None = None,
     ) -> None:
         if receive_queue_size < 1:
@@ -313,7 +313,7 @@ class Connection(_Closing):
         self._loop: asyncio.AbstractEventLoop
         self._setup: asyncio.Future[None] | None = None
         self._bases: dict[Address, _Base] = {}
-        self._multicast: list[InterfaceAddress] = []
+        self._resolver: Resolver | None = None
         self._responder: Responder | None = None
         self._mdns_names: dict[str, str] = {}
         self._foundation_salt = secrets.token_bytes(16)
@@ -485,7 +485,8 @@ class Connection(_Closing):
         if self._closed:
             raise IceConnectionError("the connection was closed")
         addresses = self._interface_addresses()
-        self._multicast = addresses
+        # Listening from now on catches the peer's announcements before its candidates arrive.
+        self._resolver = Resolver(addresses)
         self._agent = agent = Agent(
             dataclasses.replace(
                 self._config, stun_servers=tuple(servers), turn_servers=tuple(relays)
@@ -596,7 +597,8 @@ class Connection(_Closing):
 
     async def _lookup(self, candidate: Candidate) -> str | None:
         try:
-            return await resolve_mdns(candidate.host, self._multicast, timeout=self._mdns_timeout)
+            assert self._resolver is not None  # made before the agent, with it
+            return await self._resolver.resolve(candidate.host, self._mdns_timeout)
         except (OSError, TimeoutError) as exc:
             _log.info("remote candidate %s unresolvable: %s", candidate.host, exc)
             self._emit(CandidateUnresolvable(candidate, str(exc)))
@@ -658,7 +660,6 @@ class Connection(_Closing):
         known = {base.local.host for base in self._bases.values()}
         gone = [base for base in self._bases.values() if base.local.host not in hosts]
         added = [address for address in addresses if address.host not in known]
-        self._multicast = addresses
         self._add_bases(added)
         if self._responder is not None:
             for address in added:
@@ -753,6 +754,8 @@ class Connection(_Closing):
         self._paths.clear()
         if self._responder is not None:
             self._responder.close()
+        if self._resolver is not None:
+            self._resolver.close()
         self._data_signal.fire()
         self._state_signal.fire()
 
@@ -825,8 +828,21 @@ class Connection(_Closing):
             elif isinstance(event, ConsentLost):
                 self._drop_path(event.component, "consent to send was lost (RFC 7675)")
             elif isinstance(event, CandidateLost):
-                self._lose_paths(event.candidate, event.reason)
+                candidate = event.candidate
+                _log.info(
+                    "%s candidate %s lost: %s", candidate.type, candidate.address, event.reason
+                )
+                self._lose_paths(candidate, event.reason)
+            elif isinstance(event, GatheringFailed):
+                _log.info(
+                    "gathering: no candidate from %s for base %s: %s",
+                    event.server,
+                    event.base,
+                    event.reason,
+                )
             elif isinstance(event, StateChanged):
+                if event.state is IceState.FAILED:
+                    _log.info("ICE failed: %s", agent.failure_reason())
                 self._state_signal.fire()
                 self._data_signal.fire()
             self._emit(event)

@@ -20,7 +20,6 @@ as are the relayed candidates of an allocation that ended.
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,8 +47,6 @@ from .events import (
     IceEvent,
 )
 from .relay import RelayBase, Relays
-
-_log = logging.getLogger("icestack.ice")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +89,15 @@ class Gatherer:
         #: Bases declared after gathering started: gathered at the next restart.
         self._new_bases: list[tuple[int, int, Address]] = []
         self._preferences: dict[str, int] = {}
+        #: Every local candidate, in the order learnt; add with :meth:`_add` to keep the indexes.
         self.candidates: list[LocalCandidate] = []
+        #: Per base, its host or relayed candidate (the first candidate learnt on it).
+        self._by_base: dict[Address, LocalCandidate] = {}
+        #: Per (stream, component, address), the first candidate with that address.
+        self._by_address: dict[tuple[int, int, Address], LocalCandidate] = {}
+        self._base_addresses: set[tuple[Address, Address]] = set()
+        #: How many peer-reflexive local candidates were learnt (bounded by the config).
+        self.peer_reflexive = 0
         self._queue: deque[_Request] = deque()
         self._in_flight: dict[bytes, _Request] = {}
         self._next_send = 0.0
@@ -161,7 +166,7 @@ class Gatherer:
                 base=address,
             )
             local = LocalCandidate(candidate, address, stream)
-            self.candidates.append(local)
+            self._add(local)
             gathered.append(local)
             if self._announces(candidate):
                 self._emit(CandidateGathered(stream, candidate))
@@ -189,11 +194,55 @@ class Gatherer:
             self._config.policy is not Policy.RELAY
         )
 
+    def _add(self, local: LocalCandidate) -> None:
+        self.candidates.append(local)
+        self._by_base.setdefault(local.base, local)
+        key = (local.stream, local.candidate.component, local.candidate.address)
+        self._by_address.setdefault(key, local)
+        self._base_addresses.add((local.base, local.candidate.address))
+
+    def _remove(self, local: LocalCandidate) -> None:
+        """Take a lost candidate out of the list and of every index (rare: no index to help)."""
+        self.candidates.remove(local)
+        address = local.candidate.address
+        if self._by_base.get(local.base) is local:
+            del self._by_base[local.base]
+        key = (local.stream, local.candidate.component, address)
+        if self._by_address.get(key) is local:
+            del self._by_address[key]
+            for other in self.candidates:
+                if (other.stream, other.candidate.component, other.candidate.address) == key:
+                    self._by_address[key] = other
+                    break
+        if not any(
+            c.base == local.base and c.candidate.address == address for c in self.candidates
+        ):
+            self._base_addresses.discard((local.base, address))
+        if local.candidate.type is CandidateType.PEER_REFLEXIVE:
+            self.peer_reflexive -= 1
+
+    def on_base(self, base: Address) -> LocalCandidate | None:
+        """The host or relayed candidate whose base is ``base``, if it is one of ours."""
+        return self._by_base.get(base)
+
+    def find(self, stream: int, component: int, address: Address) -> LocalCandidate | None:
+        """The local candidate of this stream and component with transport address ``address``."""
+        return self._by_address.get((stream, component, address))
+
+    def learn_peer_reflexive(self, local: LocalCandidate) -> bool:
+        """Add a peer-reflexive local candidate (RFC 8445 §7.2.5.3.1); ``False`` when
+        ``max_local_peer_reflexive`` were learnt already."""
+        if self.peer_reflexive >= self._config.max_local_peer_reflexive:
+            return False
+        self.peer_reflexive += 1
+        self._add(local)
+        return True
+
     def local_preference(self, base: Address) -> int:
         """The local preference of a base's candidates (unique per base, RFC 8445 §5.1.2.1)."""
-        for local in self.candidates:
-            if local.base == base and local.candidate.type is CandidateType.HOST:
-                return (local.candidate.priority >> 8) & 0xFFFF
+        local = self._by_base.get(base)
+        if local is not None and local.candidate.type is CandidateType.HOST:
+            return (local.candidate.priority >> 8) & 0xFFFF
         return 65535
 
     def get_timer(self) -> float | None:
@@ -257,6 +306,8 @@ class Gatherer:
             error = message.get(ErrorCode)
             what = f"error {error.code} {error.reason}" if error else "no XOR-MAPPED-ADDRESS"
             self._failed(GatheringFailed(request.server, local, what))
+        elif (":" in mapped.address.host) != (":" in local.host):
+            self._failed(GatheringFailed(request.server, local, "mapped address of another family"))
         else:
             self._add_server_reflexive(request, mapped.address)
         self._check_complete()
@@ -264,9 +315,7 @@ class Gatherer:
 
     def _add_server_reflexive(self, request: _Request, mapped: Address) -> None:
         base = request.base
-        if mapped == base.base or any(
-            c.candidate.address == mapped and c.base == base.base for c in self.candidates
-        ):
+        if mapped == base.base or (base.base, mapped) in self._base_addresses:
             return  # redundant (§5.1.3): no NAT, or this server told us what another did
         component = base.candidate.component
         candidate = Candidate(
@@ -286,14 +335,14 @@ class Gatherer:
             related_address=base.base,
             base=base.base,
         )
-        self.candidates.append(LocalCandidate(candidate, base.base, base.stream))
+        self._add(LocalCandidate(candidate, base.base, base.stream))
         if self._announces(candidate):
             self._emit(CandidateGathered(base.stream, candidate))
 
     def _add_relayed(self, candidate: Candidate, stream: int) -> None:
         assert candidate.base is not None
         local = LocalCandidate(candidate, candidate.base, stream)
-        self.candidates.append(local)
+        self._add(local)
         self.new_relayed.append(local)
         self._emit(CandidateGathered(stream, candidate))
 
@@ -302,22 +351,14 @@ class Gatherer:
             self._lose(local, reason)
 
     def _lose(self, local: LocalCandidate, reason: str) -> None:
-        self.candidates.remove(local)
+        self._remove(local)
         if local in self.new_relayed:
             self.new_relayed.remove(local)
         self.lost.append((local, reason))
-        candidate = local.candidate
-        _log.info("%s candidate %s lost: %s", candidate.type.value, candidate.address, reason)
-        self._emit(CandidateLost(local.stream, candidate, reason))
+        self._emit(CandidateLost(local.stream, local.candidate, reason))
 
     def _failed(self, event: GatheringFailed) -> None:
         self.failures.append(event)
-        _log.info(
-            "gathering: no candidate from %s for base %s: %s",
-            event.server,
-            event.base,
-            event.reason,
-        )
         self._emit(event)
 
     def check_complete(self) -> None:

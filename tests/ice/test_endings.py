@@ -10,7 +10,6 @@ asserted are the configured ones, not thresholds.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import random
 
 import pytest
@@ -41,11 +40,20 @@ from ice.scenarios import (
 )
 from stun.address import Address
 from stun.attributes import UseCandidate
-from stun.message import Message, MessageClass
+from stun.message import Message
 from stun.transaction import TransactionConfig
 from turn.server.events import DeletionReason
 
-from .test_agent import A_ADDRESS, B_ADDRESS, Wire, connect, host_candidates, make_agent, pair_of
+from .machine_pair import (
+    A_ADDRESS,
+    B_ADDRESS,
+    Wire,
+    connect,
+    host_candidates,
+    is_request,
+    make_agent,
+    pair_of,
+)
 
 FULL_CONE = NatBehavior.FULL_CONE
 #: Checks that give up after two requests and one RTO: a failed pair fails in about a second.
@@ -93,22 +101,6 @@ def events_of(scenario: Scenario, name: str) -> list[object]:
     return [event for _, event in side.events]
 
 
-class BoundedWire(Wire):
-    """A wire that can run up to a time without taking the first event after it."""
-
-    def run_to(self, until: float) -> None:
-        for _ in range(200_000):
-            self.collect()
-            timers = [agent.get_timer() for agent in set(self.agents.values())]
-            due = [t for t in timers if t is not None]
-            due += [entry[0] for entry in self.in_flight]
-            if not due or min(due) > until:
-                self.now = max(self.now, until)
-                return
-            self.step()
-        raise AssertionError("wire did not settle")
-
-
 # --------------------------------------------------------------------------- nothing to check
 
 
@@ -117,10 +109,10 @@ def test_end_of_candidates_without_candidates_fails_after_the_peer_reflexive_wai
     agent.set_remote_credentials("peer", "peer-password-peer-password")
     agent.add_remote_candidate(None)
     agent.start_checks(0.0)
-    wire = BoundedWire({A_ADDRESS: agent})
-    wire.run_to(1.99)
+    wire = Wire({A_ADDRESS: agent})
+    wire.run(1.99)
     assert agent.state is IceState.CHECKING  # the peer's checks may still bring prflx
-    wire.run_to(2.0)
+    wire.run(2.0)
     assert agent.state is IceState.FAILED
     assert agent.failure_reason().startswith("no remote candidates")
     assert agent.get_timer() is None  # nothing more to wait for
@@ -143,15 +135,15 @@ def test_all_pairs_failed_with_end_of_candidates_fails_at_once() -> None:
 def test_without_end_of_candidates_an_idle_agent_fails_after_idle_timeout() -> None:
     a = make_agent(True, A_ADDRESS, 1, check_transaction=QUICK_CHECKS, idle_timeout=20.0)
     b = make_agent(False, B_ADDRESS, 2)
-    wire = BoundedWire({A_ADDRESS: a, B_ADDRESS: b}, blackholed={B_ADDRESS})
+    wire = Wire({A_ADDRESS: a, B_ADDRESS: b}, blackholed={B_ADDRESS})
     a.set_remote_credentials(b.local_username, b.local_password)
     for candidate in host_candidates(b):
         a.add_remote_candidate(candidate)  # and never end-of-candidates
     a.start_checks(0.0)
-    wire.run_to(19.99)
+    wire.run(19.99)
     assert a.stats()[0].state is PairState.FAILED
     assert a.state is IceState.CHECKING  # more candidates may come
-    wire.run_to(20.0)
+    wire.run(20.0)
     assert a.state is IceState.FAILED
     reason = a.failure_reason()
     assert "end-of-candidates" in reason and "20 s" in reason and "timed out" in reason
@@ -159,32 +151,28 @@ def test_without_end_of_candidates_an_idle_agent_fails_after_idle_timeout() -> N
 
 def test_a_new_remote_candidate_restarts_the_idle_wait() -> None:
     a = make_agent(True, A_ADDRESS, 1, check_transaction=QUICK_CHECKS, idle_timeout=20.0)
-    wire = BoundedWire({A_ADDRESS: a}, blackholed={B_ADDRESS})
+    wire = Wire({A_ADDRESS: a}, blackholed={B_ADDRESS})
     a.set_remote_credentials("peer", "peer-password-peer-password")
     a.start_checks(0.0)
-    wire.run_to(15.0)
+    wire.run(15.0)
     (candidate,) = host_candidates(make_agent(False, B_ADDRESS, 2))
     a.add_remote_candidate(candidate)  # its check fails, but the peer showed up at 15 s
-    wire.run_to(34.99)
+    wire.run(34.99)
     assert a.state is IceState.CHECKING
-    wire.run_to(35.0)
+    wire.run(35.0)
     assert a.state is IceState.FAILED
 
 
 class NoNominationWire(Wire):
     """Loses every check that carries USE-CANDIDATE: the controlling side cannot nominate."""
 
-    def step(self) -> bool:
+    def step(self, until: float = float("inf")) -> bool:
         self.in_flight = [
             entry
             for entry in self.in_flight
-            if not (
-                entry[2].data[0] < 4
-                and (message := Message.decode(entry[2].data)).message_class is MessageClass.REQUEST
-                and message.has(UseCandidate)
-            )
+            if not (is_request(entry[2]) and Message.decode(entry[2].data).has(UseCandidate))
         ]
-        return super().step()
+        return super().step(until)
 
 
 def test_a_controlled_agent_never_nominated_fails_after_idle_timeout() -> None:
@@ -366,42 +354,3 @@ def test_restart_announces_every_candidate_again() -> None:
     agent.restart(1.0)
     again = [e for e in iter(agent.next_event, None) if not isinstance(e, StateChanged)]
     assert again == first  # CandidateGathered, then GatheringCompleted
-
-
-# --------------------------------------------------------------------------- logging
-
-
-def test_failures_are_logged_with_their_reason(caplog: pytest.LogCaptureFixture) -> None:
-    wrong = dataclasses.replace(relay_server(TURN_SERVERS[0]), password="wrong")
-    config_a = dataclasses.replace(relay_only(0), turn_servers=(wrong,))
-    scenario = two_agents_behind_nats(FULL_CONE, FULL_CONE, 3, turn=True, config_a=config_a)
-    with caplog.at_level(logging.INFO, logger="icestack.ice"):
-        scenario.run(timeout=30.0)
-    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
-    assert any(line.startswith("gathering: no candidate from") and "401" in line for line in lines)
-    assert any(line.startswith("ICE failed: no relayed candidate") for line in lines)
-    assert {r.name for r in caplog.records} == {"icestack.ice"}
-
-
-def test_consent_loss_and_lost_candidates_are_logged(caplog: pytest.LogCaptureFixture) -> None:
-    scenario = shared_relay_only(**BRIEF_CONSENT)
-    assert scenario.run(timeout=30.0).connected
-    turn = scenario.turn_servers[0]
-    with caplog.at_level(logging.INFO, logger="icestack.ice"):
-        for allocation in list(turn.table):
-            turn.table.delete(allocation, DeletionReason.EXPIRED)
-        run_until_failed(scenario, 30.0)
-    lines = [r.getMessage() for r in caplog.records]
-    assert sum(line.startswith("relay candidate") and "437" in line for line in lines) == 2
-    assert sum(line.startswith("ICE failed: component 1 lost") for line in lines) == 2
-
-
-def test_consent_loss_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    a, b, wire = pair_of(**BRIEF_CONSENT)
-    connect(a, b, wire)
-    wire.blackholed.add(B_ADDRESS)
-    with caplog.at_level(logging.INFO, logger="icestack.ice"):
-        wire.run(wire.now + 5.0)
-    lines = sorted(r.getMessage() for r in caplog.records)  # A's answers went nowhere either
-    start = "ICE failed: consent to send on component 1 was lost (RFC 7675): no authenticated"
-    assert lines == [f"{start} answer from {peer} for 3 s" for peer in (A_ADDRESS, B_ADDRESS)]

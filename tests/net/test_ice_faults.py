@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -100,6 +101,15 @@ def relay_only(controlling: bool, port: int, password: str = PASSWORD, **options
     )
 
 
+def logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The INFO lines of the ``icestack.ice`` logger."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if (r.name, r.levelno) == ("icestack.ice", logging.INFO)
+    ]
+
+
 def recorder(target: ice.Connection) -> list[IceEvent]:
     events: list[IceEvent] = []
     target.on_event = events.append
@@ -127,7 +137,9 @@ def test_end_of_candidates_without_candidates_ends_connect_with_the_reason() -> 
     assert "no remote candidates" in run(scenario())
 
 
-def test_relay_only_refused_by_its_turn_server_ends_connect_with_the_401() -> None:
+def test_relay_only_refused_by_its_turn_server_ends_connect_with_the_401(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def scenario() -> tuple[str, str]:
         server, port = await turn_server()
         async with server:
@@ -144,9 +156,16 @@ def test_relay_only_refused_by_its_turn_server_ends_connect_with_the_401() -> No
                     reasons.append(str(failure.value))
                 return reasons[0], reasons[1]
 
-    ours, theirs = run(scenario())
+    with caplog.at_level(logging.INFO, logger="icestack.ice"):
+        ours, theirs = run(scenario())
     assert "no relayed candidate" in ours and "401" in ours
     assert "no remote candidates" in theirs
+    lines = logged(caplog)
+    assert [line for line in lines if line.startswith("gathering:")] == [
+        line for line in lines if line.startswith("gathering: no candidate from") and "401" in line
+    ]
+    assert f"ICE failed: {ours.removeprefix('ICE failed: ')}" in lines
+    assert f"ICE failed: {theirs.removeprefix('ICE failed: ')}" in lines
 
 
 def test_relay_only_with_a_dead_turn_server_gathers_and_fails_in_bounded_time() -> None:
@@ -242,7 +261,7 @@ def kill(process: asyncio.subprocess.Process) -> None:
     os.kill(process.pid, signal.SIGKILL)
 
 
-def test_a_killed_peer_process_ends_in_consent_loss() -> None:
+def test_a_killed_peer_process_ends_in_consent_loss(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> tuple[str, list[IceEvent]]:
         async with peer_process() as (process, theirs), connection(True, config=config()) as a:
             events = recorder(a)
@@ -258,9 +277,12 @@ def test_a_killed_peer_process_ends_in_consent_loss() -> None:
             assert "consent" in a.failure_reason()
             return str(failure.value), events
 
-    reason, events = run(scenario(), timeout=2 * WAIT)
+    with caplog.at_level(logging.INFO, logger="icestack.ice"):
+        reason, events = run(scenario(), timeout=2 * WAIT)
     assert "consent" in reason
     assert len(of_type(events, ConsentLost)) == 1
+    (failed,) = [line for line in logged(caplog) if line.startswith("ICE failed")]
+    assert failed.startswith("ICE failed: consent to send on component 1 was lost (RFC 7675)")
 
 
 def test_a_peer_killed_while_checking_ends_connect_with_the_reason() -> None:
@@ -281,7 +303,9 @@ def test_a_peer_killed_while_checking_ends_connect_with_the_reason() -> None:
 # --------------------------------------------------------------------------- the TURN server dies
 
 
-def test_a_turn_server_restarted_on_its_port_ends_the_allocation_then_restart_reconnects() -> None:
+def test_a_turn_server_restarted_on_its_port_ends_the_allocation_then_restart_reconnects(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def scenario() -> tuple[list[IceEvent], str]:
         server, port = await turn_server()
         a, b = relay_only(True, port), relay_only(False, port)
@@ -310,8 +334,13 @@ def test_a_turn_server_restarted_on_its_port_ends_the_allocation_then_restart_re
         finally:
             await server.close()
 
-    events, reason = run(scenario(), timeout=3 * WAIT)
+    with caplog.at_level(logging.INFO, logger="icestack.ice"):
+        events, reason = run(scenario(), timeout=3 * WAIT)
     assert reason.startswith("component 1 lost its only path") and "437" in reason
+    lines = logged(caplog)
+    lost = [line for line in lines if line.startswith("relay candidate") and "lost" in line]
+    assert len(lost) == 2 and all("437" in line for line in lost)  # A's and B's
+    assert lines.count(f"ICE failed: {reason}") == 2
     (lost,) = of_type(events, CandidateLost)
     assert lost.candidate.type.value == "relay" and "437" in lost.reason
     assert not of_type(events, ConsentLost)  # the allocation's end, not consent, said it

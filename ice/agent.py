@@ -304,7 +304,7 @@ class Agent:
         self._failure = None
         self._set_state(IceState.CHECKING if self.selected else IceState.NEW)
         for address in gone_bases:
-            self.gatherer.remove_base(address, now, f"the interface address {address} is gone")
+            self.gatherer.remove_base(address, now, f"the interface address {address.host} is gone")
         self.gatherer.restart(now)
         self._relays_changed(now)
 

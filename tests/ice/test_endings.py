@@ -1,5 +1,5 @@
-"""Every wait of the agent ends, with a reason (design.md §5 tiers 1 and 2: machine pairs on the
-virtual clock, and the simulated network with the real TURN server core).
+"""Every wait of the agent ends, with a reason (architecture.md §5, tiers 1 and 2: machine pairs
+on the virtual clock, and the simulated network with the real TURN server core).
 
 Each test is one way a session used to wait forever or far too long: no pair to check, a
 relay-only agent whose TURN server refuses or is dead, a peer that never nominates, an allocation

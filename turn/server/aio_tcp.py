@@ -233,7 +233,11 @@ class TcpRelays:
                 self._rest(relay, sock)
                 break
             peer = make_address(sockaddr[0], sockaddr[1])
-            connection_id = core.peer_connection_arrived(relay, peer, server.loop.time())
+            try:
+                connection_id = core.peer_connection_arrived(relay, peer, server.loop.time())
+            except Exception as error:
+                server.reader_errors.contain(error, f"TCP relay {relay}")
+                connection_id = None
             if connection_id is None:
                 conn.close()
                 continue

@@ -324,14 +324,14 @@ def prologue(who: list[tuple[Address, ClientTransport]]) -> list[tuple[Any, ...]
     steps: list[tuple[Any, ...]] = []
     for index, (_, transport) in enumerate(who):
         protocol = TransportProtocol.TCP if transport.is_stream else TransportProtocol.UDP
-        sane = [
-            (Method.ALLOCATE, RequestedTransport(protocol)),
-            (Method.CREATE_PERMISSION,),
-            (Method.CHANNEL_BIND, ChannelNumber(0x4000 + index)),
+        sane: list[tuple[Method, tuple[Attribute, ...]]] = [
+            (Method.ALLOCATE, (RequestedTransport(protocol),)),
+            (Method.CREATE_PERMISSION, ()),
+            (Method.CHANNEL_BIND, (ChannelNumber(0x4000 + index),)),
         ]
-        for number, (method, *attributes) in enumerate(sane):
+        for number, (method, attributes) in enumerate(sane):
             tid = bytes([index, number]) + bytes(10)
-            draft = Draft(method, MessageClass.REQUEST, tid, tuple(attributes))
+            draft = Draft(method, MessageClass.REQUEST, tid, attributes)
             steps.append(("request", index, draft, 0, 0))
     return steps
 

@@ -67,7 +67,9 @@ def make_address(host: str, port: int) -> Address:
 
 
 @functools.lru_cache(maxsize=4096)
-def _unicast(host: str) -> bool:
+def is_unicast(host: str) -> bool:
+    """Whether ``host`` is a unicast IP literal: not the unspecified address, multicast, or
+    IPv4's limited broadcast (sent to, the unspecified address reaches this very host)."""
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -83,7 +85,7 @@ def is_destination(address: Address) -> bool:
     A peer-supplied address that is none of these (an ALTERNATE-SERVER, a relayed address, a
     peer's address in a Data indication) is semantically impossible and dropped, not used.
     """
-    return address.port != 0 and _unicast(address.host)
+    return address.port != 0 and is_unicast(address.host)
 
 
 def is_loopback(host: str) -> bool:

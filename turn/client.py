@@ -71,7 +71,7 @@ from stun import (
     new_transaction_id,
 )
 from stun import LocalProtocolError as StunLocalProtocolError
-from stun.address import is_destination
+from stun.address import is_destination, is_unicast
 from stun.client import ClientConfig, ClientSession, Credentials
 from stun.datagram import Datagram
 from stun.events import RequestFailed, RequestSucceeded
@@ -570,7 +570,7 @@ class TurnAllocation:
             address = make_address(peer.host, peer.port)
         except StunLocalProtocolError as exc:
             raise errors.LocalProtocolError(str(exc)) from None
-        if not is_destination(address if port else Address(address.host, 1)):
+        if not (is_destination(address) if port else is_unicast(address.host)):
             raise errors.LocalProtocolError(f"no datagram can be relayed to {address}")
         if family_of(address) not in self._relayed:
             raise errors.LocalProtocolError(f"no relayed address of the family of {address}")

@@ -391,8 +391,10 @@ class ClientSession:
             unknown = ", ".join(f"0x{t:04X}" for t in response.unknown_required)
             self._fail(request, DecodeError(f"response has unknown required attributes {unknown}"))
             return
-        error = response.get(ErrorCode)
-        if response.message_class is MessageClass.ERROR_RESPONSE:
+        # ERROR-CODE means something in an error response only; in a success it is ignored.
+        failed = response.message_class is MessageClass.ERROR_RESPONSE
+        error = response.get(ErrorCode) if failed else None
+        if failed:
             if error is None:
                 self._fail(request, DecodeError("error response without ERROR-CODE"))
                 return

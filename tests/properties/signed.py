@@ -7,7 +7,8 @@ LIFETIME 0 or 2**32-1, channel numbers outside 0x4000-0x4FFF, families and trans
 registered, port 0, the unspecified, loopback, multicast and IPv4-embedding addresses, PRIORITY 0,
 error codes of every class, DATA of any size. The pieces:
 
-* :data:`addresses`: IPv4 and IPv6, special ones often, any port (0 included).
+* :data:`addresses`: IPv4 and IPv6, special ones often, any port (0 included); :data:`sources`
+  adds link-local ones with a zone, as a socket reports them.
 * :data:`WIRE_VALUES`: for every registered attribute type (STUN's and TURN's), its values at the
   edges of their wire ranges. Where the typed class refuses to *send* a value that it accepts when
   received (PRIORITY 0, an ERROR-CODE of class 7, reserved bits set), the value is built as an
@@ -65,6 +66,9 @@ hosts = st.one_of(
 )
 ports = st.one_of(st.sampled_from((0, 1, 3478, 65535)), st.integers(0, 0xFFFF))
 addresses = st.builds(make_address, hosts, ports)
+#: Source addresses as a driver passes them: normalised, or link-local with its zone (the form
+#: recvfrom gives for fe80::/10, which no attribute can carry).
+sources = st.one_of(addresses, st.builds(Address, st.just("fe80::1%lo"), ports))
 
 # --------------------------------------------------------------------------- wire values
 

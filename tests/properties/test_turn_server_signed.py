@@ -72,6 +72,7 @@ from .signed import (
     channel_numbers,
     drafts,
     payloads,
+    sources,
     wire_attributes,
 )
 
@@ -164,7 +165,7 @@ steps = st.one_of(
               recall, addresses, st.integers(0, 70000)),
 )  # fmt: skip
 clients = st.lists(
-    st.tuples(addresses, st.sampled_from(ClientTransport)), min_size=3, max_size=3
+    st.tuples(sources, st.sampled_from(ClientTransport)), min_size=3, max_size=3
 )
 variants = st.fixed_dictionaries(
     {

@@ -12,6 +12,7 @@ import pytest
 
 from stun import (
     AlternateServer,
+    ErrorCode,
     ErrorResponse,
     IntegrityError,
     Message,
@@ -540,3 +541,17 @@ def test_a_challenge_that_cannot_be_answered_fails_the_request_not_the_receiver(
     assert isinstance(event, RequestFailed) and event.handle == handle
     assert "too long" in str(event.error)
     assert (client.in_flight, client.waiting) == (0, 0)
+
+
+def test_an_error_code_in_a_success_response_is_ignored() -> None:
+    """A success carrying ERROR-CODE 300 and ALTERNATE-SERVER is a success, not a redirect."""
+    client = make_client()
+    handle = client.request(now=0.0)
+    (first,) = client.datagrams_to_send(0.0)
+    odd = Message.decode(first.data).success_response(
+        [XorMappedAddress(ME), ErrorCode.of(300), AlternateServer(Address("192.0.2.20", 3478))]
+    )
+    client.receive_datagram(odd.encode(), ME, SERVER, 0.01)
+    (event,) = events(client)
+    assert isinstance(event, RequestSucceeded) and event.handle == handle
+    assert client.server == SERVER

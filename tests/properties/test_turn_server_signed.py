@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -71,11 +71,13 @@ from .signed import (
     attributes_of,
     channel_numbers,
     drafts,
+    hosts,
     payloads,
     sources,
     wire_attributes,
 )
 
+T = TypeVar("T")
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -128,17 +130,22 @@ def with_sane_start(draft: Draft, start: tuple[Attribute, ...]) -> Draft:
                  (*start, *draft.attributes), draft.fingerprint)  # fmt: skip
 
 
-request_drafts = st.sampled_from(sorted(LIKELY)).flatmap(
-    lambda method: st.builds(
-        with_sane_start,
-        drafts(
-            st.just(method),
-            attributes=st.one_of(attributes_of(*LIKELY[method]), wire_attributes),
-            max_attributes=4,
-        ),
-        st.one_of(st.just(()), SANE.get(method, st.just(()))),
+def method_drafts(methods: tuple[int, ...]) -> st.SearchStrategy[Draft]:
+    """Requests of ``methods`` with their likely attributes and any others, sane ones first
+    half the time."""
+    return st.sampled_from(methods).flatmap(
+        lambda method: st.builds(
+            with_sane_start,
+            drafts(
+                st.just(method),
+                attributes=st.one_of(attributes_of(*LIKELY[method]), wire_attributes),
+                max_attributes=4,
+            ),
+            st.one_of(st.just(()), SANE.get(method, st.just(()))),
+        )
     )
-)
+
+
 send_drafts = drafts(
     st.just(Method.SEND),
     classes=st.just(MessageClass.INDICATION),
@@ -150,7 +157,17 @@ recall = st.integers(0, 7)
 #: Which of SIGNERS signs: the valid ones mostly.
 signer_indexes = st.sampled_from((0, 0, 0, 1, 1, 2, 3, 4))
 
-requests = st.tuples(st.just("request"), st.integers(0, 2), request_drafts, signer_indexes, recall)
+requests = st.tuples(
+    st.just("request"), st.integers(0, 2), method_drafts(tuple(LIKELY)), signer_indexes, recall
+)
+timers = st.tuples(st.just("timer"), st.one_of(st.floats(0.0, 5.0), st.floats(0.0, 700.0)))
+tcp_events = st.tuples(
+    st.just("tcp"),
+    st.sampled_from(["connected", "failed", "closed", "arrived", "relayed", "stream closed"]),
+    recall,
+    addresses,
+    st.integers(0, 70000),
+)
 steps = st.one_of(
     requests,
     requests,
@@ -159,10 +176,8 @@ steps = st.one_of(
               st.one_of(st.integers(0x4000, 0x4002), channel_numbers), payloads),
     st.tuples(st.just("send"), st.integers(0, 2), send_drafts, signer_indexes, recall),
     st.tuples(st.just("peer"), recall, addresses, payloads),
-    st.tuples(st.just("timer"), st.one_of(st.floats(0.0, 5.0), st.floats(0.0, 700.0))),
-    st.tuples(st.just("tcp"), st.sampled_from(["connected", "failed", "closed", "arrived",
-                                               "relayed", "stream closed"]),
-              recall, addresses, st.integers(0, 70000)),
+    timers,
+    tcp_events,
 )  # fmt: skip
 clients = st.lists(
     st.tuples(sources, st.sampled_from(ClientTransport)), min_size=3, max_size=3
@@ -175,6 +190,11 @@ variants = st.fixed_dictionaries(
 )
 
 
+def recent(values: list[T], which: int) -> T:
+    """One of ``values``, the latest ones most often (``which`` counts back from the end)."""
+    return values[-1 - which % len(values)]
+
+
 @dataclass
 class Run:
     """One server and what the steps learnt from it (values to reuse, requests to match)."""
@@ -182,10 +202,14 @@ class Run:
     server: TurnServerCore
     relays: PortRangeAllocator
     now: float = 0.0
-    pending: dict[bytes, tuple[int, Signer | None]] = field(default_factory=dict)
+    #: Who signed the requests not yet answered, by transaction ID and method (drafts may share
+    #: a transaction ID, and a Connect is answered later).
+    pending: dict[tuple[bytes, int], list[Signer | None]] = field(default_factory=dict)
     tokens: list[bytes] = field(default_factory=list)
     relayed: list[Address] = field(default_factory=list)
     connection_ids: list[int] = field(default_factory=list)
+    #: The CONNECTION-IDs of connections to peers the server was told to open.
+    opened: list[int] = field(default_factory=list)
     peers: list[Address] = field(default_factory=lambda: [make_address("203.0.113.9", 5000)])
 
     def reuse(self, draft: Draft, which: int) -> Draft:
@@ -193,13 +217,13 @@ class Run:
         RESERVATION-TOKEN the server gave, a relayed address as a peer, a CONNECTION-ID."""
         extra: list[Attribute] = []
         if draft.method == Method.ALLOCATE and self.tokens and which % 2:
-            extra.append(ReservationToken(self.tokens[which % len(self.tokens)]))
+            extra.append(ReservationToken(recent(self.tokens, which)))
         elif draft.method in (Method.CREATE_PERMISSION, Method.CHANNEL_BIND, Method.CONNECT,
                               Method.SEND):  # fmt: skip
             known = self.peers + self.relayed
             extra.append(XorPeerAddress(known[which % len(known)]))
         elif draft.method == Method.CONNECTION_BIND and self.connection_ids:
-            extra.append(ConnectionId(self.connection_ids[which % len(self.connection_ids)]))
+            extra.append(ConnectionId(recent(self.connection_ids, which)))
         return with_sane_start(draft, tuple(extra))
 
     def learn(self, out: list[Datagram]) -> None:
@@ -218,13 +242,16 @@ class Run:
             self.check_response(message)
 
     def check_response(self, response: Message) -> None:
-        method, signer = self.pending.pop(response.transaction_id)
-        assert response.method == method
+        method = response.method
+        signers = self.pending[(response.transaction_id, method)]  # it answers one of ours
         error = code(response)
         if error is not None:
             assert error in ALLOWED_CODES[method] | AUTHENTICATION, (Method(method), error)
-        if response.has_integrity:
-            assert signer is not None and response.check_integrity(signer.key)
+        # Protected with the key of the request it answers — or, for an Allocate answered again
+        # (§7.2: same transaction ID), of the one answered first.
+        verifies = [s for s in SIGNERS if s is not None and response.check_integrity(s.key)]
+        assert verifies or not response.has_integrity
+        signers.remove(next((s for s in signers if s in verifies), signers[-1]))
         token = response.get(ReservationToken)
         if token is not None:
             self.tokens.append(token.token)
@@ -239,8 +266,9 @@ class Run:
 
 def tcp_notification(run: Run, kind: str, which: int, peer: Address, size: int) -> None:
     server, now = run.server, run.now
-    ids = run.connection_ids or [which]
-    connection_id = ids[which % len(ids)]
+    opening = kind in ("connected", "failed")
+    ids = (run.opened if opening else run.connection_ids) or [which]
+    connection_id = recent(ids, which)
     if kind == "connected":
         server.peer_connected(connection_id, now)
     elif kind == "failed":
@@ -290,8 +318,11 @@ def execute(run: Run, who: list[tuple[Address, ClientTransport]], step: tuple[An
         draft = run.reuse(draft, which)
         signer = SIGNERS[signer_index]
         if draft.message_class is MessageClass.REQUEST:
-            run.pending[draft.transaction_id] = (draft.method, signer)
-        data = draft.encode(signer, source, run.now)
+            run.pending.setdefault((draft.transaction_id, draft.method), []).append(signer)
+        # A ConnectionBind carries the nonce of the control connection (RFC 6062 §4.3; client 0
+        # holds the TCP allocation in the TCP test).
+        nonce_for = who[0][0] if draft.method == Method.CONNECTION_BIND else source
+        data = draft.encode(signer, nonce_for, run.now)
         server.receive_datagram(data, SERVER, source, run.now, transport=transport)
     elif kind == "channel":
         _, index, number, payload = step
@@ -314,16 +345,20 @@ def execute(run: Run, who: list[tuple[Address, ClientTransport]], step: tuple[An
     for command in server.tcp_commands():
         if isinstance(command, OpenPeerConnection):
             run.connection_ids.append(command.connection_id)
+            run.opened.append(command.connection_id)
     while server.next_event() is not None:
         pass
     check_bounds(run)
 
 
-def prologue(who: list[tuple[Address, ClientTransport]]) -> list[tuple[Any, ...]]:
+def prologue(
+    who: list[tuple[Address, ClientTransport]], allocating: int = 3
+) -> list[tuple[Any, ...]]:
     """What sane clients do first: allocate (a TCP relay over a stream), a permission for a peer,
-    and a channel to it, each client its own; the random steps take it from there."""
+    and a channel to it, each of the first ``allocating`` clients its own; the random steps take
+    it from there."""
     steps: list[tuple[Any, ...]] = []
-    for index, (_, transport) in enumerate(who):
+    for index, (_, transport) in enumerate(who[:allocating]):
         protocol = TransportProtocol.TCP if transport.is_stream else TransportProtocol.UDP
         sane: list[tuple[Method, tuple[Attribute, ...]]] = [
             (Method.ALLOCATE, (RequestedTransport(protocol),)),
@@ -352,3 +387,41 @@ def test_random_signed_sequences_never_escape_and_keep_every_bound(
     if options["alternate_server"] is None and server.allocation_count < server.config.total_quota:
         response = newcomer.allocate(now=run.now)
         assert code(response) in (None, 486, 508)  # bob's own quota, or out of relayed ports
+
+
+# --------------------------------------------------------------------------- TCP relays
+
+#: A control connection (client 0, which has a TCP allocation and a permission for a peer) and
+#: two data connections from the same host (clients 1 and 2) that ConnectionBind may come on.
+tcp_requests = st.one_of(
+    st.tuples(
+        st.just("request"),
+        st.just(0),
+        method_drafts((Method.CONNECT, Method.CONNECT, Method.CREATE_PERMISSION, Method.REFRESH)),
+        signer_indexes,
+        recall,
+    ),
+    st.tuples(
+        st.just("request"),
+        st.integers(1, 2),
+        method_drafts((Method.CONNECTION_BIND,)),
+        signer_indexes,
+        recall,
+    ),
+)
+tcp_steps = st.one_of(tcp_requests, tcp_requests, tcp_events, tcp_events, timers)
+
+
+@SETTINGS
+@given(hosts, st.lists(tcp_steps, min_size=10, max_size=40))
+def test_random_signed_tcp_relay_sequences_never_escape_and_keep_every_bound(
+    host: str, plan: list[Any]
+) -> None:
+    who = [
+        (make_address(host, 40000), ClientTransport.TCP),
+        (make_address(host, 40001), ClientTransport.TCP),
+        (make_address(host, 40002), ClientTransport.TLS),
+    ]
+    run = make_run({})
+    for step in [*prologue(who, allocating=1), *plan]:
+        execute(run, who, step)

@@ -28,6 +28,7 @@ from stun.tls import make_self_signed, server_context
 
 from .server.aio import TurnServer, relay_hosts_by_family
 from .server.config import TurnServerConfig
+from .server.embedded import parse_nat64_prefixes
 from .server.policy import PeerPolicy, parse_networks
 from .server.relays import DYNAMIC_PORTS
 
@@ -131,6 +132,17 @@ def _add_options(parser: argparse.ArgumentParser) -> _Options:
         help="refuse these peers too (repeatable)",
     )
     option("--allow-loopback-peers", action="store_true", help="relay to 127.0.0.0/8 and ::1")
+    option(
+        "--allow-documentation-peers",
+        action="store_true",
+        help="relay to the documentation ranges (192.0.2.0/24, 2001:db8::/32, ...), for labs",
+    )
+    option(
+        "--nat64-prefix",
+        action="append",
+        metavar="CIDR",
+        help="a NAT64 prefix of this network: judge its peers by the IPv4 inside (repeatable)",
+    )
     option(
         "--rfc5766-channels",
         action="store_true",
@@ -351,11 +363,15 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
     denied = tuple(args.denied_peer_ip or ())
     parse_networks(allowed, "--allowed-peer-ip")
     parse_networks(denied, "--denied-peer-ip")
+    nat64 = tuple(args.nat64_prefix or ())
+    parse_nat64_prefixes(nat64, "--nat64-prefix")
     listen = _listen_addresses(args)
     policy = PeerPolicy(
         allowed_peers=allowed,
         denied_peers=denied,
         allow_loopback_peers=bool(args.allow_loopback_peers),
+        allow_documentation_peers=bool(args.allow_documentation_peers),
+        nat64_prefixes=nat64,
         own_addresses=tuple(
             dict.fromkeys(h for h, _ in listen if not ipaddress.ip_address(h).is_unspecified)
         ),

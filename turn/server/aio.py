@@ -1,7 +1,7 @@
 """asyncio face of the TURN server: listeners for clients, one UDP socket per relayed address.
 
-This layer owns sockets and the event loop's clock and nothing else (design.md §2): every decision
-is made by the sans-IO :class:`~turn.server.TurnServerCore`. What it adds:
+This layer owns sockets and the event loop's clock and nothing else (architecture.md §2): every
+decision is made by the sans-IO :class:`~turn.server.TurnServerCore`. What it adds:
 
 * **Client listeners** over UDP, TCP and TLS. UDP is read in batches on readiness
   (:class:`stun.aio.UdpReader`) and answered inline; a stream is cut into STUN and ChannelData

@@ -300,7 +300,7 @@ class Connection(_Closing):
         self.receive_queue_dropped = 0
         #: Exceptions the agent raised on a datagram, contained and counted (a bug if any;
         #: :mod:`stun.reader_errors`).
-        self.reader_errors = ReaderErrors(_log)
+        self.reader_errors = ReaderErrors()
 
         self._agent: Agent | None = None
         #: The event loop, from the first gather; everything that reads the clock comes after.

@@ -284,7 +284,7 @@ class ClientSocket:
         self._connecting: asyncio.Task[None] | None = None
         self._backlog: list[Datagram] = []
         #: Exceptions the receiver raised on what arrived, contained (:mod:`stun.reader_errors`).
-        self.reader_errors = reader_errors if reader_errors is not None else ReaderErrors(_log)
+        self.reader_errors = reader_errors if reader_errors is not None else ReaderErrors()
 
     async def open(self, server: Address) -> None:
         """Open the UDP socket (of the server's family), or connect to ``server``."""
@@ -556,7 +556,7 @@ class UdpReader:
         self.sock = sock
         self.handler = handler
         self.after_batch = after_batch
-        self.errors = errors if errors is not None else ReaderErrors(_log)
+        self.errors = errors if errors is not None else ReaderErrors()
         self.local = _address(sock.getsockname())
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(sock.fileno(), self._read_ready)
@@ -735,7 +735,7 @@ class StunServer(_Closing):
         self._closed = asyncio.Event()
         #: Exceptions the Binding server raised on a datagram, contained and counted (a bug if
         #: any; :mod:`stun.reader_errors`).
-        self.reader_errors = ReaderErrors(_log)
+        self.reader_errors = ReaderErrors()
 
     @property
     def connection_count(self) -> int:

@@ -1,21 +1,24 @@
 """What an asyncio reader does when the sans-IO core it feeds raises anyway.
 
-A core never raises on peer input (design.md §2: ``receive_datagram`` absorbs anything a peer
-sends). If one does, that is a bug of ours, and it must cost the one datagram that hit it, not the
-rest of the reader's batch, nor reach the event loop's exception handler (which would also close a
-stream). So every reader of the asyncio layer — :class:`stun.aio.UdpReader` and the stream
-protocols of :mod:`stun.aio`, :mod:`turn.aio`, :mod:`turn.server.aio`, :mod:`turn.server.aio_tcp`
-and :mod:`ice.aio` — calls the core per datagram inside ``try: ... except Exception as error:
-errors.contain(error, where)``, with one :class:`ReaderErrors` per server or connection.
+A core never raises on peer input (docs/architecture.md: ``receive_datagram`` absorbs anything a
+peer sends). If one does, that is a bug of ours, and it must cost the one datagram that hit it, not
+the rest of the reader's batch, nor reach the event loop's exception handler (which would also
+close a stream). So every reader of the asyncio layer — :class:`stun.aio.UdpReader` and the stream
+protocols of :mod:`stun.aio`, :mod:`turn.aio`, :mod:`turn.server.aio`, :mod:`turn.server.aio_tcp`,
+:mod:`ice.aio` and :mod:`ice.mdns_sockets` — calls the core per datagram inside ``try: ... except
+Exception as error: errors.contain(error, where)``, with one :class:`ReaderErrors` per server or
+connection. The first exception of each kind in the process is logged, with its traceback, at
+ERROR on the ``icestack.readers`` logger; every one is counted.
 """
 
 from __future__ import annotations
 
 import logging
 
-#: The kinds already logged, per logger: a bug that fires on every datagram logs one traceback
-#: per process, not one per datagram (the count goes on in every :class:`ReaderErrors`).
-_logged: set[tuple[str, str]] = set()
+_log = logging.getLogger("icestack.readers")
+#: The kinds already logged: a bug that fires on every datagram, or in every connection, logs one
+#: traceback per process (the count goes on in every :class:`ReaderErrors`).
+_logged: set[str] = set()
 
 
 def error_kind(error: BaseException) -> str:
@@ -25,16 +28,12 @@ def error_kind(error: BaseException) -> str:
 
 
 class ReaderErrors:
-    """Exceptions the readers of one server or connection contained, counted by kind.
+    """Exceptions the readers of one server or connection contained, counted by kind
+    (:attr:`counts`, :attr:`total`); see the module docstring for what is logged."""
 
-    The first of each kind is logged at ERROR on ``logger`` with its traceback; later ones are
-    only counted (:attr:`counts`, :attr:`total`).
-    """
+    __slots__ = ("counts",)
 
-    __slots__ = ("counts", "logger")
-
-    def __init__(self, logger: logging.Logger) -> None:
-        self.logger = logger
+    def __init__(self) -> None:
         #: How many exceptions of each kind (``module.Class``) were contained.
         self.counts: dict[str, int] = {}
 
@@ -51,11 +50,10 @@ class ReaderErrors:
         socket's address or a connection), and log it if it is the first of its kind."""
         kind = error_kind(error)
         self.counts[kind] = self.counts.get(kind, 0) + 1
-        key = (self.logger.name, kind)
-        if key in _logged:
+        if kind in _logged:
             return
-        _logged.add(key)
-        self.logger.error(
+        _logged.add(kind)
+        _log.error(
             "%s: handling a datagram raised %s: %s (a bug: peer input must never raise). The "
             "datagram is dropped and reading goes on; later %s errors are only counted.",
             where,

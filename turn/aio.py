@@ -93,7 +93,7 @@ class TurnClient(_Closing):
         self.overflow = 0
         #: Exceptions the allocation raised on what the server sent, contained and counted (a
         #: bug if any; :mod:`stun.reader_errors`).
-        self.reader_errors = ReaderErrors(_log)
+        self.reader_errors = ReaderErrors()
 
     @classmethod
     async def connect(

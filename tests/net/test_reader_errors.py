@@ -43,19 +43,36 @@ PASSWORDS = {"alice": "wonderland"}
 
 
 class CoreBug(Exception):
-    """What the buggy cores raise: a kind no real code raises."""
+    """What the buggy cores raise: kinds no real code raises, one per core (a kind is logged once
+    per process, and each test checks its own log)."""
 
 
-def _check(data: bytes) -> None:
+class BindingBug(CoreBug):
+    pass
+
+
+class TurnServerBug(CoreBug):
+    pass
+
+
+class AllocationBug(CoreBug):
+    pass
+
+
+class AgentBug(CoreBug):
+    pass
+
+
+def _check(data: bytes, bug: type[CoreBug]) -> None:
     if MARKER in data:
-        raise CoreBug("raised on purpose by a test core")
+        raise bug("raised on purpose by a test core")
 
 
 class BuggyBindingServer(BindingServer):
     def respond(
         self, data: bytes, local: Address | None, remote: Address, now: float
     ) -> bytes | None:
-        _check(data)
+        _check(data, BindingBug)
         return super().respond(data, local, remote, now)
 
 
@@ -69,7 +86,7 @@ class BuggyTurnCore(TurnServerCore):
         *,
         transport: ClientTransport = ClientTransport.UDP,
     ) -> Datagram | None:
-        _check(data)
+        _check(data, TurnServerBug)
         return super().handle_datagram(data, local, remote, now, transport=transport)
 
 
@@ -77,7 +94,7 @@ class BuggyAllocation(TurnAllocation):
     def receive_datagram(
         self, data: bytes, local: Address | None, remote: Address, now: float
     ) -> None:
-        _check(data)
+        _check(data, AllocationBug)
         super().receive_datagram(data, local, remote, now)
 
 
@@ -85,15 +102,21 @@ class BuggyAgent(Agent):
     def receive_datagram(
         self, data: bytes, local: Address | None, remote: Address, now: float
     ) -> None:
-        _check(data)
+        _check(data, AgentBug)
         super().receive_datagram(data, local, remote, now)
 
 
-KIND = error_kind(CoreBug())
+TURN_KIND = error_kind(TurnServerBug())
 
 
-def logged_tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.levelno == logging.ERROR and KIND in r.getMessage()]
+def logged_tracebacks(
+    caplog: pytest.LogCaptureFixture, bug: type[CoreBug]
+) -> list[logging.LogRecord]:
+    kind = error_kind(bug())
+    return [
+        r for r in caplog.records
+        if (r.name, r.levelno) == ("icestack.readers", logging.ERROR) and kind in r.getMessage()
+    ]  # fmt: skip
 
 
 def request(tid: int, *attributes: Software) -> bytes:
@@ -146,13 +169,13 @@ def test_the_stun_server_udp_reader_loses_only_the_datagram_that_raised(
                         sock.sendto(MARKED, listener.address)
                 answers = await receive_all(sock, 10)
             assert answered_ids(answers) == set(range(1, 11))
-            assert server.reader_errors.counts == {KIND: 2}
+            assert server.reader_errors.counts == {error_kind(BindingBug()): 2}
             assert server.server.stats.counts  # the server went on counting
 
     with caplog.at_level(logging.ERROR):
         run(scenario())
-    (record,) = logged_tracebacks(caplog)  # two errors, one log
-    assert record.exc_info is not None and record.exc_info[0] is CoreBug
+    (record,) = logged_tracebacks(caplog, BindingBug)  # two errors, one log
+    assert record.exc_info is not None and record.exc_info[0] is BindingBug
 
 
 def test_the_stun_server_stream_reader_answers_the_frames_around_one_that_raised() -> None:
@@ -202,7 +225,7 @@ def test_the_turn_server_readers_lose_only_the_datagrams_that_raised(
                     sock.sendto(request(n), listener.address)
                     sock.sendto(MARKED, listener.address)
                 assert answered_ids(await receive_all(sock, 5)) == set(range(1, 6))
-            assert server.reader_errors.counts == {KIND: 5}
+            assert server.reader_errors.counts == {TURN_KIND: 5}
             # A relayed address: the peer's datagrams reach the client around the marked one.
             client = await RawTurnClient.connect("udp", listener.address, "alice", "wonderland")
             (relayed,) = await client.allocate()
@@ -212,15 +235,15 @@ def test_the_turn_server_readers_lose_only_the_datagrams_that_raised(
                     peer.sendto(payload, relayed)
                 received = [await client.receive() for _ in range(3)]
             assert [data for _, data in received] == [b"one", b"two", b"three"]
-            assert server.reader_errors.counts == {KIND: 7}
-            assert f'icestack_turn_reader_errors_total{{kind="{KIND}"}} 7' in (
+            assert server.reader_errors.counts == {TURN_KIND: 7}
+            assert f'icestack_turn_reader_errors_total{{kind="{TURN_KIND}"}} 7' in (
                 render_metrics(server)
             )
             await client.close()
 
     with caplog.at_level(logging.ERROR):
         run(scenario())
-    assert len(logged_tracebacks(caplog)) == 1
+    assert len(logged_tracebacks(caplog, TurnServerBug)) == 1
 
 
 # --------------------------------------------------------------------------- TURN client
@@ -243,7 +266,7 @@ def test_the_turn_client_reader_loses_only_the_datagram_that_raised() -> None:
                         peer.sendto(payload, relayed)
                     got = [await asyncio.wait_for(client.recv(), 5.0) for _ in range(2)]
                 assert got == [(b"one", peer_address), (b"two", peer_address)]
-                assert client.reader_errors.counts == {KIND: 1}
+                assert client.reader_errors.counts == {error_kind(AllocationBug()): 1}
 
     run(scenario())
 
@@ -274,7 +297,7 @@ def test_the_ice_reader_loses_only_the_datagram_that_raised() -> None:
                     stranger.sendto(payload, pair.local_base)
                 got = [await asyncio.wait_for(b.recv(), 5.0) for _ in range(2)]
             assert got == [b"\x80one", b"\x80two"]
-            assert b.reader_errors.counts == {KIND: 1}
+            assert b.reader_errors.counts == {error_kind(AgentBug()): 1}
 
     run(scenario())
 

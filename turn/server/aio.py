@@ -448,7 +448,7 @@ class TurnServer(_Closing):
         self.transport_stats = TransportStats()
         #: Exceptions the core raised on a datagram, contained and counted (a bug if any;
         #: :mod:`stun.reader_errors`).
-        self.reader_errors = ReaderErrors(_log)
+        self.reader_errors = ReaderErrors()
         max_relays = 2 * config.total_quota + config.max_reservations
         self.relays = UdpRelays(self, hosts, relay_ports, max_relays=max_relays)
         #: The TCP side of TCP allocations' relayed addresses (``None`` where it cannot run).

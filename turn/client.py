@@ -32,10 +32,11 @@ its answer arrives, §12.7) and Data indications from a peer with a permission (
 indication is delivered whether or not a channel exists yet. Anything else from the server that
 is not a response is dropped and counted in :attr:`TurnAllocation.dropped`, never raised.
 
-Values from the server are judged, not trusted: an Allocate success whose relayed address no
-datagram can reach (port 0, the unspecified or a multicast address) fails the allocation, such a
-XOR-MAPPED-ADDRESS is left out, a Data indication from such a peer is dropped, and a 300 Try
-Alternate is followed for the Allocate only (after it, the allocation lives where it is).
+Values from the server are judged, not trusted: a LIFETIME beyond an hour is taken as an hour
+(:data:`LONGEST_LIFETIME`); an Allocate success whose relayed address no datagram can reach (port
+0, the unspecified or a multicast address) fails the allocation, such a XOR-MAPPED-ADDRESS is left
+out, a Data indication from such a peer is dropped, and a 300 Try Alternate is followed for the
+Allocate only (after it, the allocation lives where it is).
 
 Cost. Every table is bounded (``max_permissions`` peers, the 4096 channel numbers, the session's
 ``max_outstanding`` transactions), and the per-datagram path is O(1): ChannelData and Data
@@ -112,6 +113,11 @@ from .events import (
     error_code,
 )
 from .server.allocation import ClientTransport, family_of
+
+#: The longest allocation lifetime the client believes (RFC 8656 §7.2: a server grants at most an
+#: hour by default): a longer grant is refreshed as if it were an hour, so a server that says more
+#: than it keeps does not let the allocation lapse unrefreshed.
+LONGEST_LIFETIME = 3600.0
 
 #: The most data one :meth:`TurnAllocation.send` carries: what still fits a Send indication with
 #: an IPv6 XOR-PEER-ADDRESS, DONT-FRAGMENT and FINGERPRINT in STUN's 16-bit length.
@@ -699,14 +705,15 @@ class TurnAllocation:
         if self._mapped is not None and not is_destination(self._mapped):
             self._drop("unusable XOR-MAPPED-ADDRESS")
             self._mapped = None
-        self._lease.granted(now, lifetime.value, self.config.refresh_margin)
+        granted = min(float(lifetime.value), LONGEST_LIFETIME)
+        self._lease.granted(now, granted, self.config.refresh_margin)
         self._move(AllocationState.ALLOCATED)
         token = response.get(ReservationToken)
         self._events.append(
             AllocationCreated(
                 relayed=self.relayed,
                 mapped=self._mapped,
-                lifetime=float(lifetime.value),
+                lifetime=granted,
                 reservation_token=token.token if token is not None else None,
                 address_errors=tuple(response.get_all(AddressErrorCode)),
             )
@@ -770,8 +777,9 @@ class TurnAllocation:
             )
             return
         self._refresh_error = None
-        lease.granted(now, lifetime.value, self.config.refresh_margin)
-        self._events.append(AllocationRefreshed(float(lifetime.value)))
+        granted = min(float(lifetime.value), LONGEST_LIFETIME)
+        lease.granted(now, granted, self.config.refresh_margin)
+        self._events.append(AllocationRefreshed(granted))
 
     def _refresh_failed(self, error: Failure, now: float) -> None:
         lease = self._lease

@@ -959,3 +959,10 @@ def test_staggered_permissions_are_each_refreshed_on_time() -> None:
         [refresh] = pair.sent[sent:]
         assert decoded(refresh).get(XorPeerAddress) == XorPeerAddress(Address(peer.host, 0))
         assert pair.alloc.get_timer() == (250.0 + 10.0 * n if n < 2 else 480.0)
+
+
+def test_a_lifetime_beyond_an_hour_is_refreshed_as_an_hour() -> None:
+    pair = first_allocate_answered(XorRelayedAddress(RELAY), Lifetime(0xFFFFFFFF))
+    [event] = pair.events()
+    assert isinstance(event, AllocationCreated) and event.lifetime == 3600.0
+    assert pair.alloc.expires_at == 3600.0 and pair.alloc.get_timer() == 3540.0

@@ -168,7 +168,11 @@ class PeerConnectionProtocol(asyncio.Protocol):
     def _pace(self, size: int, *, to_peer: bool) -> None:
         """Count spliced bytes; stop reading their source for as long as the core says."""
         server = self.relays.server
-        delay = server.core.stream_relayed(self.id, size, to_peer, server.loop.time())
+        try:
+            delay = server.core.stream_relayed(self.id, size, to_peer, server.loop.time())
+        except Exception as error:
+            server.reader_errors.contain(error, f"peer connection {self.id:#010x}")
+            return
         reader = self.client_reader if to_peer else self.reader
         if delay > 0 and reader is not None:
             reader.pause("bandwidth")

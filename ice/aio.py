@@ -58,6 +58,7 @@ from stun.aio import _Closing
 from stun.aio import resolve as resolve_host
 from stun.datagram import Datagram
 from stun.errors import LocalProtocolError as StunLocalProtocolError
+from stun.reader_errors import ReaderErrors
 
 from .agent import Agent
 from .candidate import Candidate, CandidateType, generate_credentials, validate_pwd, validate_ufrag
@@ -213,7 +214,10 @@ class _Base:
                     connection.receive_queue_dropped += 1
                 path.received += len(data)
             else:
-                agent.receive_datagram(data, local, Address(sockaddr[0], sockaddr[1]), now)
+                try:
+                    agent.receive_datagram(data, local, Address(sockaddr[0], sockaddr[1]), now)
+                except Exception as error:
+                    connection.reader_errors.contain(error, f"ICE socket {local}")
                 to_agent = True
         if to_agent:
             connection._pump()
@@ -307,6 +311,9 @@ class Connection(_Closing):
         self.on_event: Callable[[IceEvent], None] | None = None
         #: Datagrams dropped because the receive queue was full.
         self.receive_queue_dropped = 0
+        #: Exceptions the agent raised on a datagram, contained and counted (a bug if any;
+        #: :mod:`stun.reader_errors`).
+        self.reader_errors = ReaderErrors()
 
         self._agent: Agent | None = None
         #: The event loop, from the first gather; everything that reads the clock comes after.

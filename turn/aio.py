@@ -35,6 +35,7 @@ from stun.aio import (
 )
 from stun.client import Credentials
 from stun.framing import Framing
+from stun.reader_errors import ReaderErrors
 from stun.transaction import RtoCache
 
 from .client import AllocationState, TurnAllocation, TurnClientConfig
@@ -90,6 +91,9 @@ class TurnClient(_Closing):
         self._ended: TurnError | None = None
         #: Datagrams from peers dropped because :meth:`recv` fell behind.
         self.overflow = 0
+        #: Exceptions the allocation raised on what the server sent, contained and counted (a
+        #: bug if any; :mod:`stun.reader_errors`).
+        self.reader_errors = ReaderErrors()
 
     @classmethod
     async def connect(
@@ -152,6 +156,7 @@ class TurnClient(_Closing):
             ssl_context=ssl_context,
             server_hostname=server_hostname or host,
             framing=Framing.STUN_OR_CHANNEL_DATA,
+            reader_errors=client.reader_errors,
         )
         await client_socket.open(address)
         client._socket = client_socket

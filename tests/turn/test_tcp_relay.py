@@ -63,6 +63,7 @@ from .harness import (
     RELAY_HOSTS,
     SERVER,
     Client,
+    Listeners,
     code,
     config,
     events,
@@ -74,24 +75,6 @@ CONTROL = make_address("198.51.100.7", 40000)
 DATA = make_address("198.51.100.7", 40001)
 OTHER_PEER = make_address("203.0.113.10", 6000)
 CONNECTION_ATTEMPT = (Method.CONNECTION_ATTEMPT, MessageClass.INDICATION)
-
-
-class Listeners:
-    """:class:`turn.server.TcpListeners` in memory: which relayed addresses are listened on."""
-
-    def __init__(self, refuse: tuple[Address, ...] = ()) -> None:
-        self.listening: set[Address] = set()
-        self.refuse = set(refuse)
-
-    def listen(self, relay: Address) -> bool:
-        if relay in self.refuse:
-            return False
-        assert relay not in self.listening
-        self.listening.add(relay)
-        return True
-
-    def stop_listening(self, relay: Address) -> None:
-        self.listening.remove(relay)
 
 
 def tcp_server(

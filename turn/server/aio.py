@@ -58,6 +58,7 @@ from stun.aio import (
 from stun.datagram import Datagram
 from stun.errors import DecodeError
 from stun.framing import Framing, StreamDecoder
+from stun.reader_errors import ReaderErrors
 from stun.server import Outcome as StunOutcome
 
 from . import aio_tcp
@@ -118,7 +119,7 @@ class _Relay:
         self.sendto = sock.sendto
         #: How to reach the client of the allocation, looked up on the first datagram from a peer.
         self.client: _SendToClient | None = None
-        self.reader = UdpReader(sock, self.from_peer)
+        self.reader = UdpReader(sock, self.from_peer, errors=server.reader_errors)
 
     def from_peer(self, data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
         out = self.handle(data, self.address, _new_address(Address, sockaddr[:2]), now)
@@ -243,7 +244,9 @@ class _UdpClients:
         self.handle = server.core.handle_datagram
         self.relays = server.relays.relays
         self.sendto = sock.sendto
-        self.reader = UdpReader(sock, self.from_client, server._after_batch)
+        self.reader = UdpReader(
+            sock, self.from_client, server._after_batch, errors=server.reader_errors
+        )
         self.local = self.reader.local
 
     def from_client(self, data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
@@ -332,7 +335,11 @@ class _StreamClient(asyncio.Protocol):
         handle = core.handle_datagram
         local, remote, kind = self.local, self.remote, self.kind
         for index, frame in enumerate(frames):
-            out = handle(frame, local, remote, now, transport=kind)
+            try:
+                out = handle(frame, local, remote, now, transport=kind)
+            except Exception as error:
+                server.reader_errors.contain(error, f"the connection from {remote}")
+                continue
             if out is not None:
                 if out.local == local:
                     self.send(out.data, out.remote)
@@ -439,6 +446,9 @@ class TurnServer(_Closing):
         self.idle_timeout = idle_timeout
         self.write_buffer_limit = write_buffer_limit
         self.transport_stats = TransportStats()
+        #: Exceptions the core raised on a datagram, contained and counted (a bug if any;
+        #: :mod:`stun.reader_errors`).
+        self.reader_errors = ReaderErrors()
         max_relays = 2 * config.total_quota + config.max_reservations
         self.relays = UdpRelays(self, hosts, relay_ports, max_relays=max_relays)
         #: The TCP side of TCP allocations' relayed addresses (``None`` where it cannot run).
@@ -754,5 +764,11 @@ def render_metrics(server: TurnServer) -> str:
             f'{{event="{field.name}"}}': getattr(transport, field.name)
             for field in dataclasses.fields(transport)
         },
+    )
+    metric(
+        "reader_errors_total",
+        "counter",
+        "Exceptions the core raised on a datagram, contained by the readers (a bug if any).",
+        {f'{{kind="{kind}"}}': n for kind, n in server.reader_errors.counts.items()},
     )
     return "\n".join(lines) + "\n"

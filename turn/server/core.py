@@ -104,6 +104,10 @@ from .table import AllocationTable
 #: The most data a Data indication can carry: DATA plus an IPv6 XOR-PEER-ADDRESS must fit the
 #: 16-bit message length, padding included.
 _MAX_INDICATION_DATA = (0xFFFF - 4 - 24) & ~3
+#: The largest UDP payloads over IPv4 and IPv6 (65535 less the IP and UDP headers): a client on a
+#: stream can send more in one ChannelData or Send indication than a datagram to a peer holds.
+_MAX_UDP_PAYLOAD_V4 = 65535 - 20 - 8
+_MAX_UDP_PAYLOAD_V6 = 65535 - 8
 
 _BINDING_REQUEST = b"\x00\x01"
 _HEADER = struct.Struct("!HHI12s")
@@ -494,12 +498,16 @@ class TurnServerCore:
             # reaches relayed addresses only, never this server's other ports.
             counts[Outcome.FORBIDDEN] += 1
             return None
+        size = len(data)
+        if size > _MAX_UDP_PAYLOAD_V4 and (size > _MAX_UDP_PAYLOAD_V6 or ":" not in peer.host):
+            counts[Outcome.TOO_BIG] += 1
+            return None
         bucket = allocation.to_peer
-        if bucket is not None and not bucket.take(len(data), now):
+        if bucket is not None and not bucket.take(size, now):
             counts[Outcome.OVER_BANDWIDTH] += 1
             return None
         counts[Outcome.RELAYED_TO_PEER] += 1
-        self.stats.bytes_to_peer += len(data)
+        self.stats.bytes_to_peer += size
         return Datagram(data, relay, peer)
 
     def _channel_data(self, data: bytes, five_tuple: FiveTuple, now: float) -> Datagram | None:
@@ -533,6 +541,7 @@ class TurnServerCore:
         if (
             peer is None
             or data is None
+            or peer.address.port == 0
             or message.unknown_required
             or message.has(DontFragment)
             or family_of(peer.address) not in allocation.relays

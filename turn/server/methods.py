@@ -26,6 +26,7 @@ from stun import (
     UnknownAttributes,
     XorMappedAddress,
 )
+from stun.address import is_unicast
 
 from ..attributes import (
     AdditionalAddressFamily,
@@ -179,6 +180,8 @@ class RequestHandlers:
         return max(config.default_lifetime, min(float(requested.value), config.max_lifetime))
 
     def _refusal(self, peer: Address) -> str | None:
+        if not is_unicast(peer.host):  # whatever the policy allows
+            return "not a unicast address"
         refusal = self.config.peer_policy.refusal(peer.host, self.table.own_hosts)
         if refusal is not None and peer.host in self.table.own_hosts and self.table.by_relay(peer):
             # Another allocation's relayed address on this server: two clients of one server
@@ -368,7 +371,7 @@ class RequestHandlers:
             raise Refused(508, Outcome.INSUFFICIENT_CAPACITY)
         expires_at = now + self.config.permission_lifetime
         for host in hosts:
-            allocation.permissions[host] = expires_at
+            allocation.permit(host, expires_at)
         self.stats.counts[Outcome.PERMITTED] += 1
         return self._answer(request, [])
 
@@ -383,6 +386,7 @@ class RequestHandlers:
             number_attribute is None
             or peer_attribute is None
             or not MIN_CHANNEL <= number_attribute.number <= self.config.max_channel
+            or peer_attribute.address.port == 0  # not a transport address to relay to
         ):
             raise Refused(400, Outcome.BAD_REQUEST)
         if allocation.relay_transport is not TransportProtocol.UDP:
@@ -409,12 +413,10 @@ class RequestHandlers:
             raise Refused(508, Outcome.INSUFFICIENT_CAPACITY)
         expires_at = now + config.channel_lifetime
         if bound is None:
-            binding = ChannelBinding(number, peer, relay, expires_at)
-            allocation.channels[number] = binding
-            allocation.channel_by_peer[peer] = binding
+            allocation.bind(ChannelBinding(number, peer, relay, expires_at))
         else:
-            bound.expires_at = expires_at
-        allocation.permissions[peer.host] = now + config.permission_lifetime
+            allocation.rebind(bound, expires_at)
+        allocation.permit(peer.host, now + config.permission_lifetime)
         self.stats.counts[Outcome.CHANNEL_BOUND] += 1
         return self._answer(request, [])
 
@@ -425,7 +427,7 @@ class RequestHandlers:
         if allocation.relay_transport is not TransportProtocol.TCP:
             raise Refused(400, Outcome.BAD_REQUEST)
         peer_attribute = request.message.get(XorPeerAddress)
-        if peer_attribute is None:
+        if peer_attribute is None or peer_attribute.address.port == 0:
             raise Refused(400, Outcome.BAD_REQUEST)
         peer = peer_attribute.address
         relay = allocation.relays.get(family_of(peer))

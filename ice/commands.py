@@ -23,13 +23,15 @@ from typing import TextIO
 
 from stun._version import __version__
 from stun.address import Address
-from stun.aio import StunClient, StunServer, Transport, ipv6_loopback_available
-from stun.cli import DEFAULT_PUBLIC_SERVER, format_table, main_error, split_host_port
+from stun.aio import StunClient, StunServer, Transport, ipv6_loopback_available, resolve
+from stun.cli import format_table, main_error, server_address
 from stun.cli import parse_seconds as seconds
+from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.errors import StunError
-from stun.tls import client_context, make_self_signed, server_context
+from stun.probe import DEFAULT_PUBLIC_SERVER
+from stun.tls import client_context, server_context, temporary_self_signed
 
-from .aio import Connection
+from .aio import Connection, interface_addresses
 from .candidate import Candidate, CandidateType, IceDescription
 from .checklist import CandidatePair, PairState
 from .errors import DecodeError, IceConnectionError, LocalProtocolError, UnsupportedCandidateError
@@ -398,17 +400,19 @@ async def echo(
 
 async def probe_embedded_server(server: StunServer, view: LiveView) -> bool:
     """Open UDP, TCP and TLS (self-signed) listeners of ``server`` on IPv4 and IPv6 loopback,
-    probe each with a Binding request and show a table; ``True`` when every probe was answered."""
-    files = make_self_signed()
+    probe each with a Binding request and show a table; ``True`` when every probe was answered.
+    The certificate is made and loaded in a temporary folder that is gone before the probes."""
+    with temporary_self_signed() as files:
+        server_side = server_context(files.certificate, files.private_key)
+        client_side = client_context(files.certificate)
     hosts = ["127.0.0.1"]
     if ipv6_loopback_available():
         hosts.append("::1")
     targets: list[tuple[Transport, str, int]] = []
     for host in hosts:
         for transport in ("udp", "tcp", "tls"):
-            context = server_context(files.certificate, files.private_key)
             listener = await server.listen(
-                transport, host, 0, ssl_context=context if transport == "tls" else None
+                transport, host, 0, ssl_context=server_side if transport == "tls" else None
             )
             targets.append((transport, host, listener.address.port))
     for listener in server.listeners:
@@ -418,7 +422,7 @@ async def probe_embedded_server(server: StunServer, view: LiveView) -> bool:
     for transport, host, port in targets:
         try:
             async with await StunClient.connect(
-                host, port, transport=transport, ssl_context=client_context(files.certificate)
+                host, port, transport=transport, ssl_context=client_side
             ) as client:
                 result = await client.binding()
             rows.append(
@@ -756,10 +760,37 @@ async def _read_peer_line(lines: _StdinLines, role: str, wait: float) -> Signali
     return peer
 
 
+async def _option_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the ``--stun`` and ``--interface`` options, if anything: a STUN server
+    named on the command line must resolve (the default one is skipped with a warning when it
+    does not), and every interface must match an address gathering can use here."""
+    for host, port in args.stun or ():
+        try:
+            await resolve(host, port)
+        except StunLocalProtocolError as exc:
+            return f"--stun {Address(host, port)}: {exc}"
+    for name in args.interface or ():
+        if interface_addresses(include_loopback=args.include_loopback, only=[name]):
+            continue
+        if interface_addresses(include_loopback=True, only=[name]):
+            return f"--interface {name}: a loopback address; add --include-loopback to use it"
+        here = ", ".join(
+            f"{a.interface} {a.host}" for a in interface_addresses(include_loopback=True)
+        )
+        return (
+            f"--interface {name}: no usable address of this host matches it (an IP address "
+            f"or an interface name; link-local addresses are never used); here: {here or 'none'}"
+        )
+    return None
+
+
 async def run_ice(args: argparse.Namespace) -> int:
     """``icestack ice offer|answer``: gather, swap one line each way, connect, report the path."""
     role: str = args.role
     peer_role = "answer" if role == "offer" else "offer"
+    problem = await _option_problem(args)
+    if problem is not None:
+        return main_error(problem)
     view = LiveView(sys.stderr)
     stun_servers = [] if args.no_stun else args.stun or [_stun_server(DEFAULT_PUBLIC_SERVER)]
     connection = Connection(
@@ -856,8 +887,7 @@ async def _connect_and_report(
 
 
 def _stun_server(text: str) -> tuple[str, int]:
-    host, port = split_host_port(text, 3478)
-    return host, port or 3478
+    return server_address(text, 3478)
 
 
 def _servers(servers: list[tuple[str, int]]) -> str:

@@ -92,9 +92,10 @@ def check_report(report: Any) -> dict[str, Any]:
         assert rtt is not None
     else:
         assert isinstance(error, dict)
-        assert set(error) == {"type", "message", "code"}
+        assert set(error) == {"type", "message", "hint", "code"}
         assert isinstance(error["type"], str)
         assert isinstance(error["message"], str)
+        assert error["hint"] is None or isinstance(error["hint"], str)
         assert error["code"] is None or isinstance(error["code"], int)
         assert report["mapped_address"] is None
         assert rtt is None
@@ -322,6 +323,8 @@ def test_stun_tls_verification(stun_server: BackgroundServer) -> None:
     refused = probe_json(target, "--tls", status=1)  # the system CAs never signed it
     assert refused["ok"] is False
     assert refused["error"]["type"] == "SSLCertVerificationError"
+    assert refused["error"]["message"].startswith("the TLS certificate of 127.0.0.1:")
+    assert "--cafile" in refused["error"]["hint"]
     assert refused["error"]["code"] is None
     insecure = probe_json(target, "--tls", "--insecure", status=0)
     assert insecure["ok"] is True
@@ -341,7 +344,9 @@ def test_stun_timeout_on_a_closed_port() -> None:
 def test_stun_table_output_on_failure() -> None:
     completed = icestack("stun", f"127.0.0.1:{closed_port('127.0.0.1')}", "--timeout", "0.2")
     assert completed.returncode == 1
-    assert re.search(r"^error\s+TransactionTimeout: no response", completed.stdout, re.M)
+    assert re.search(r"^error\s+no response from 127\.0\.0\.1:\d+ after 7", completed.stdout, re.M)
+    assert re.search(r"^hint\s+nothing answers STUN there", completed.stdout, re.M)
+    assert "TransactionTimeout" not in completed.stdout + completed.stderr
 
 
 # --------------------------------------------------------------------------- icestack serve stun
@@ -418,7 +423,10 @@ def test_serve_reports_a_port_in_use() -> None:
         port = taken.getsockname()[1]
         completed = icestack("serve", "stun", "--listen", f"127.0.0.1:{port}")
     assert completed.returncode == 2
-    assert completed.stderr.startswith("icestack: error: cannot listen:")
+    assert completed.stderr == (
+        f"icestack: error: cannot listen on udp 127.0.0.1:{port}: the address is in use: "
+        "another server listens there (stop it, or pick another port)\n"
+    )
 
 
 # --------------------------------------------------------------------------- bad options

@@ -21,7 +21,15 @@ from .connections import (
 )
 from .core import TurnServerCore
 from .credentials import RestApiUsers, rest_api_expiry, rest_api_password, rest_api_username
-from .events import AllocationCreated, AllocationDeleted, DeletionReason, TurnServerEvent
+from .events import (
+    AllocationCreated,
+    AllocationDeleted,
+    ChannelGranted,
+    DeletionReason,
+    PermissionGranted,
+    RequestRefused,
+    TurnServerEvent,
+)
 from .limits import SourceRateLimiter, TokenBucket, source_key
 from .policy import REFUSED_RANGES, PeerPolicy
 from .relays import DYNAMIC_PORTS, PortRangeAllocator, RelayAllocator
@@ -36,6 +44,7 @@ __all__ = [
     "AllocationDeleted",
     "AllocationTable",
     "ChannelBinding",
+    "ChannelGranted",
     "ClientTransport",
     "ClosePeerConnection",
     "ConnectionState",
@@ -46,8 +55,10 @@ __all__ = [
     "Outcome",
     "PeerConnection",
     "PeerPolicy",
+    "PermissionGranted",
     "PortRangeAllocator",
     "RelayAllocator",
+    "RequestRefused",
     "RestApiUsers",
     "SourceRateLimiter",
     "SpliceConnection",

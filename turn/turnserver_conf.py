@@ -135,33 +135,35 @@ NO_EFFECT: dict[str, str] = {
     "max-allocate-lifetime": "allocations last at most RFC 8656's 3600 s",
 }
 
+#: coturn's user databases, none of which icestack has.
+_USER_DATABASES = (
+    "userdb", "db", "psql-userdb", "sql-userdb", "mysql-userdb", "mongo-userdb", "redis-userdb",
+)  # fmt: skip
 #: coturn options icestack cannot honour, and what to do instead.
 UNSUPPORTED: dict[str, str] = {
     "no-auth": "authentication cannot be turned off (RFC 8656 §5): give users or a secret",
     "external-ip": "relayed addresses are not mapped to a NAT's external address: run icestack "
     "on an address clients reach",
-    "listening-device": "listening on a device is not supported: use listening-ip",
-    "relay-device": "relaying on a device is not supported: use relay-ip",
+    "listening-device": "icestack does not listen on a device: use listening-ip",
+    "relay-device": "icestack does not relay on a device: use relay-ip",
     "no-udp-relay": "UDP relaying cannot be turned off",
     "stun-only": "for a STUN server alone, run icestack serve stun",
     "secure-stun": "Binding requests are answered without authentication (no-stun stops them)",
-    "bps-capacity": "no server-wide bandwidth cap; max-bps limits each allocation",
-    "tcp-proxy-port": "no PROXY protocol listener",
-    "oauth": "no oAuth (RFC 7635)",
-    "CA-file": "client certificates are not checked",
+    "bps-capacity": "there is no server-wide bandwidth cap; max-bps limits each allocation",
+    "tcp-proxy-port": "icestack has no PROXY protocol listener",
+    "oauth": "icestack has no oAuth (RFC 7635)",
+    "CA-file": "icestack does not check client certificates",
     "no-tlsv1_2": "TLS cannot be limited to 1.3",
     "proc-user": "icestack does not change user: run it as that user (systemd User=, with "
     "AmbientCapabilities=CAP_NET_BIND_SERVICE for ports below 1024)",
     "proc-group": "icestack does not change group: run it with that group (systemd Group=)",
-    "tls-alternate-server": "one alternate-server, for every transport",
-    "userdb": "no user database: give users with user=NAME:PASSWORD, or static-auth-secret",
-    "db": "no user database: give users with user=NAME:PASSWORD, or static-auth-secret",
-    "psql-userdb": "no user database: give users with user=NAME:PASSWORD, or static-auth-secret",
-    "sql-userdb": "no user database: give users with user=NAME:PASSWORD, or static-auth-secret",
-    "mysql-userdb": "no user database: give users with user=NAME:PASSWORD, or static-auth-secret",
-    "mongo-userdb": "no user database: give users with user=NAME:PASSWORD, or static-auth-secret",
-    "redis-userdb": "no user database: give users with user=NAME:PASSWORD, or static-auth-secret",
-    "secret-key-file": "no user database, so no key for its passwords",
+    "tls-alternate-server": "icestack has one alternate-server, for every transport",
+    **dict.fromkeys(
+        _USER_DATABASES,
+        "icestack has no user database: give users with user=NAME:PASSWORD, or a "
+        "static-auth-secret",
+    ),
+    "secret-key-file": "icestack has no user database, so no key for its passwords",
 }
 
 
@@ -217,7 +219,7 @@ class _Reader:
                 self.note(line, NO_EFFECT[name])
         elif name in UNSUPPORTED:
             if _flag_value(value) is not False:
-                self.problem(line, f"{name} is not supported: {UNSUPPORTED[name]}")
+                self.problem(line, f"{name} cannot be honoured: {UNSUPPORTED[name]}")
         elif name in self.options.flags:
             self.flag(line, name)
         elif name in self.options.valued:

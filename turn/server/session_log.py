@@ -59,18 +59,12 @@ def _refusal_hint(event: RequestRefused) -> str:
         except ValueError:
             loopback = False
         if loopback:
-            return (
-                "the peer policy refuses loopback peers; allow_loopback_peers (icestack serve "
-                "turn --allow-loopback-peers) admits them"
-            )
-        return "the peer policy refuses it; allowed_peers (--allowed-peer-ip) admits a range"
+            return "allow_loopback_peers (serve turn --allow-loopback-peers) admits loopback peers"
+        return "allowed_peers (serve turn --allowed-peer-ip) admits an address or a range"
     if outcome is Outcome.QUOTA_REACHED:
-        return (
-            "the user holds as many allocations as the quota allows; raise it with user_quota "
-            "(--user-quota)"
-        )
+        return "raise user_quota (serve turn --user-quota) to allow more"
     if outcome is Outcome.INSUFFICIENT_CAPACITY and detail.startswith("total_quota"):
-        return "the server holds as many allocations as allowed; raise total_quota (--total-quota)"
+        return "raise total_quota (serve turn --total-quota) to allow more"
     if outcome is Outcome.EXPIRED_CREDENTIALS:
         return "the REST API username's expiry has passed; the client needs fresh credentials"
     return ""

@@ -197,7 +197,8 @@ def load_server_tls(
         # A password, even empty, keeps OpenSSL from prompting on the terminal.
         return server_context(certificate, private_key, password or "")
     except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
+        reason = getattr(exc, "reason", None)
+        if reason == "KEY_VALUES_MISMATCH":
             problem = f"the key {private_key} does not belong to the certificate {certificate}"
         elif b"ENCRYPTED" in key:
             problem = f"the key {private_key} is encrypted and " + (
@@ -205,7 +206,8 @@ def load_server_tls(
             )
         else:
             problem = f"cannot load the certificate {certificate} with the key {private_key}"
-        raise LocalProtocolError(f"{what}: {problem} ({exc.reason or exc})") from None
+        detail = f" ({reason})" if reason and reason != "KEY_VALUES_MISMATCH" else ""
+        raise LocalProtocolError(f"{what}: {problem}{detail}") from None
 
 
 def self_signed_tls() -> ssl.SSLContext:
@@ -227,7 +229,8 @@ def load_client_tls(cafile: Path | None, *, verify: bool = True) -> ssl.SSLConte
     try:
         return client_context(cafile, verify=verify)
     except ssl.SSLError as exc:
-        raise LocalProtocolError(f"--cafile {cafile}: {exc.reason or exc}") from None
+        reason = getattr(exc, "reason", None)
+        raise LocalProtocolError(f"--cafile {cafile}: {reason or exc}") from None
 
 
 # =========================================================================== listening

@@ -55,8 +55,9 @@ def explain(
             "the check (diagnostics only)",
         )
     if isinstance(error, ssl.SSLError):
+        reason = getattr(error, "reason", None) or error
         return Explanation(
-            f"the TLS handshake with {target} failed: {error.reason or error}",
+            f"the TLS handshake with {target} failed: {reason}",
             "check that this port speaks TLS (STUN over TLS is usually port 5349)",
         )
     if isinstance(error, TimeoutError):

@@ -28,6 +28,7 @@ from stun.cli import format_table, main_error, server_address
 from stun.cli import parse_seconds as seconds
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.errors import StunError
+from stun.explain import explain
 from stun.probe import DEFAULT_PUBLIC_SERVER
 from stun.tls import client_context, server_context, temporary_self_signed
 
@@ -435,7 +436,9 @@ async def probe_embedded_server(server: StunServer, view: LiveView) -> bool:
                 )
             )
         except (StunError, OSError) as exc:
-            rows.append((transport, f"{host}:{port}", f"failed: {exc}", "-", "-"))
+            target = str(Address(host, port))
+            failure = explain(exc, target=target, transport=transport)
+            rows.append((transport, target, f"failed: {failure}", "-", "-"))
     header = ("transport", "server", "mapped address", "rtt", "software")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *rows]:

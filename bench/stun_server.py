@@ -2,11 +2,12 @@
 
     python -m bench.stun_server [--seconds 5] [--concurrency 64]
 
-Each server runs alone, pinned to core 1 (``taskset``), while ``stunload`` (a C load generator with
-batched sendmmsg/recvmmsg I/O, ../shared/tools/stunload.c) keeps ``--concurrency`` Binding requests
-in flight from core 0 over loopback for ``--seconds``. Reported per server, as ``name value unit``:
-responses/s, p50/p99 latency, and server CPU time per response from /proc/PID/stat (user + system,
-children included, so multi-process servers count whole). Ratios against coturn close the run.
+Each server runs alone, pinned to core 1 (``taskset``), while ``stunload`` (bench/stunload.c, a C
+load generator with batched sendmmsg/recvmmsg I/O, built by :mod:`bench.tools`) keeps
+``--concurrency`` Binding requests in flight from core 0 over loopback for ``--seconds``. Reported
+per server, as ``name value unit``: responses/s, p50/p99 latency, and server CPU time per response
+from /proc/PID/stat (user + system, children included, so multi-process servers count whole). Ratios
+against coturn close the run.
 
 Servers: coturn (``turnserver -m 0 --no-auth``: one relay thread), icestack on asyncio, icestack on
 uvloop, and icestack with ``--workers 2`` (two processes sharing the port with SO_REUSEPORT; not

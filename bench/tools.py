@@ -13,8 +13,8 @@ from pathlib import Path
 from tests.interop.coturn import LongTermCredentials, RunningTurnserver, running_turnserver
 
 REPO = Path(__file__).resolve().parents[1]
-#: The load generator's source, in the shared folder checked out beside the repository.
-STUNLOAD_SOURCE = REPO.parent / "shared" / "tools" / "stunload.c"
+#: The load generator's source: a C program of the benchmarks, not part of the installed package.
+STUNLOAD_SOURCE = REPO / "bench" / "stunload.c"
 STUNLOAD = REPO / "bench" / "build" / "stunload"
 
 

@@ -1,7 +1,7 @@
 """The sans-IO ICE agent (RFC 8445): gathering, checks, nomination, consent.
 
-Theory of operation. The agent is a design.md §2 machine: the driver feeds it every datagram that
-arrives on its base sockets (:meth:`Agent.receive_datagram`), sends what it drains
+Theory of operation. The agent is an architecture.md §2 machine: the driver feeds it every
+datagram that arrives on its base sockets (:meth:`Agent.receive_datagram`), sends what it drains
 (:meth:`Agent.datagrams_to_send`), calls :meth:`Agent.handle_timer` at :meth:`Agent.get_timer`, and
 reads events (:meth:`Agent.next_event`).
 
@@ -50,6 +50,7 @@ from stun.message import Message, MessageClass, Method, new_transaction_id
 from stun.transaction import ClientTransaction, TransactionState
 
 from .candidate import (
+    MAX_PRIORITY,
     TYPE_PREFERENCE,
     Candidate,
     CandidateType,
@@ -57,7 +58,7 @@ from .candidate import (
     compute_foundation,
     generate_credentials,
 )
-from .checklist import CandidatePair, CheckList, PairState
+from .checklist import CandidatePair, CheckList, PairState, SelectedPairs
 from .config import AgentConfig, Policy
 from .consent import ConsentTracker
 from .errors import LocalProtocolError
@@ -73,8 +74,16 @@ from .events import (
     StateChanged,
 )
 from .gather import Gatherer, LocalCandidate
-from .nomination import NominationPolicy
-from .stats import FailureCounters, PairStats, describe_failure, pair_stats
+from .nomination import NominationPolicy, replaces_selected
+from .remotes import RemoteCandidates, unusable
+from .stats import (
+    FailureCounters,
+    PairStats,
+    PeerInput,
+    TableSizes,
+    describe_failure,
+    pair_stats,
+)
 
 #: How many request transaction IDs the agent remembers to recognise retransmissions.
 _RECENT_REQUESTS = 256
@@ -83,7 +92,16 @@ _RECENT_REQUESTS = 256
 class _Check:
     """One connectivity check in flight."""
 
-    __slots__ = ("cancelled", "consent", "controlling", "pair", "transaction", "use_candidate")
+    __slots__ = (
+        "cancelled",
+        "consent",
+        "controlling",
+        "key",
+        "pair",
+        "peer_had_credentials",
+        "transaction",
+        "use_candidate",
+    )
 
     def __init__(
         self,
@@ -92,12 +110,18 @@ class _Check:
         use_candidate: bool,
         controlling: bool,
         consent: bool,
+        key: bytes,
+        peer_had_credentials: bool,
     ) -> None:
         self.pair = pair
         self.transaction = transaction
         self.use_candidate = use_candidate
         self.controlling = controlling
         self.consent = consent
+        #: The peer's password the request was signed with: its response must carry the same.
+        self.key = key
+        #: An authenticated check from the peer had arrived when this one went out.
+        self.peer_had_credentials = peer_had_credentials
         #: Replaced by a triggered check (§7.3.1.4): no retransmission; a timeout is no failure.
         self.cancelled = False
 
@@ -126,20 +150,23 @@ class Agent:
             CheckList(stream, components, config.max_pairs)
             for stream, components in enumerate(config.streams)
         ]
-        self.remote_candidates: list[tuple[int, Candidate]] = []
+        self.remote_candidates = RemoteCandidates(config.max_remote_candidates)
         self.remote_complete = False
         self._checks: dict[bytes, _Check] = {}
         self._checking = False
         self._next_check_at = 0.0
         self._round_robin = itertools.cycle(range(len(self.checklists)))
         self._prflx_foundations = itertools.count(1)
-        self.selected: dict[tuple[int, int], CandidatePair] = {}
+        self.selected = SelectedPairs()
         self.nomination = NominationPolicy(config)
         self.consent = ConsentTracker(config)
         self.failures = FailureCounters()
         self._closed = False
         #: Transaction IDs of recent requests: a retransmission is answered, not re-triggered.
         self._recent_requests: OrderedDict[bytes, None] = OrderedDict()
+        #: The local password a check from the peer was last authenticated with: when it is the
+        #: current one, the peer has our credentials (see ``NominationPolicy.nominated_by_us``).
+        self._password_seen_by_peer: str | None = None
 
     # ================================================================== commands
 
@@ -176,22 +203,26 @@ class Agent:
         if candidate is None:
             self.remote_complete = True
             return
-        self._check_stream(stream, candidate.component)
-        if candidate.transport != "udp" or candidate.host.endswith(".local"):
+        self._check_stream(stream)  # the stream is the caller's choice; the component the peer's
+        if candidate.component > self.config.streams[stream]:
+            self.failures.peer_input[PeerInput.UNKNOWN_COMPONENT] += 1
+            return
+        if candidate.transport != "udp" or candidate.is_mdns:
             return  # TCP candidates are not used; mDNS names must be resolved by the driver
-        for index, (known_stream, known) in enumerate(self.remote_candidates):
-            if (
-                known_stream == stream
-                and known.address == candidate.address
-                and known.component == candidate.component
-            ):
-                if known.type is CandidateType.PEER_REFLEXIVE:
-                    # Signalling caught up with a peer-reflexive candidate learnt from a check:
-                    # the signalled candidate (its type, priority, foundation) replaces it.
-                    self.remote_candidates[index] = (stream, candidate)
-                    self.checklists[stream].replace_remote(known, candidate, self.controlling)
-                return
-        self.remote_candidates.append((stream, candidate))
+        if unusable(candidate):
+            self.failures.peer_input[PeerInput.UNUSABLE_ADDRESS] += 1
+            return
+        known = self.remote_candidates.find(stream, candidate.component, candidate.address)
+        if known is not None:
+            if known.type is CandidateType.PEER_REFLEXIVE:
+                # Signalling caught up with a peer-reflexive candidate learnt from a check:
+                # the signalled candidate (its type, priority, foundation) replaces it.
+                self.remote_candidates.replace(stream, candidate)
+                self.checklists[stream].replace_remote(known, candidate, self.controlling)
+            return
+        if not self.remote_candidates.add(stream, candidate):
+            self.failures.peer_input[PeerInput.REMOTE_CANDIDATES_FULL] += 1
+            return
         if self.gatherer.started:
             self._pair_remote(stream, candidate)
 
@@ -258,6 +289,8 @@ class Agent:
         pair.bytes_received += received
         if sent:
             self.consent.sent(pair, now)
+        if received:
+            self.nomination.confirm(pair)  # the peer sends data on the pair it selected
 
     def selected_pair(self, stream: int = 0, component: int = 1) -> CandidatePair | None:
         """The pair data of this component goes to, if one is selected."""
@@ -271,6 +304,19 @@ class Agent:
             for checklist in self.checklists
             for pair in checklist
         ]
+
+    def table_sizes(self) -> TableSizes:
+        """How full each table a peer can grow is (see :class:`~ice.stats.TableSizes`)."""
+        return TableSizes(
+            remote_candidates=len(self.remote_candidates),
+            pairs=sum(len(checklist) for checklist in self.checklists),
+            valid_pairs=self.nomination.size,
+            local_candidates=len(self.gatherer.candidates),
+            local_peer_reflexive=self.gatherer.peer_reflexive,
+            triggered=sum(len(checklist.triggered) for checklist in self.checklists),
+            checks_in_flight=len(self._checks),
+            recent_requests=len(self._recent_requests),
+        )
 
     def failure_reason(self) -> str:
         """Why checking failed (or is failing), in words a person can act on."""
@@ -304,7 +350,7 @@ class Agent:
         if not data:
             return
         if data[0] > 3:
-            self._receive_data(data, local, remote)
+            self._receive_data(data, local, remote, now)
             return
         try:
             message = Message.decode(data)
@@ -382,7 +428,7 @@ class Agent:
 
     # ================================================================== pairing
 
-    def _check_stream(self, stream: int, component: int) -> None:
+    def _check_stream(self, stream: int, component: int = 1) -> None:
         if not 0 <= stream < len(self.config.streams):
             raise LocalProtocolError(f"no stream {stream}")
         if not 1 <= component <= self.config.streams[stream]:
@@ -428,8 +474,7 @@ class Agent:
         """One check per Ta, round-robin over check lists (§6.1.4.2); ``True`` if one was sent."""
         for _ in range(len(self.checklists)):
             checklist = self.checklists[next(self._round_robin)]
-            while checklist.triggered:
-                triggered = checklist.triggered.popleft()
+            while (triggered := checklist.next_triggered()) is not None:
                 if triggered.failure != "pruned after nomination":
                     use_candidate = self.nomination.wants_use_candidate(triggered, self.controlling)
                     self._send_check(triggered, now, use_candidate=use_candidate)
@@ -471,14 +516,23 @@ class Agent:
             attributes.append(UseCandidate())
         transaction_id = new_transaction_id(config.rng)
         request = Message(Method.BINDING, MessageClass.REQUEST, transaction_id, attributes)
-        data = request.encode(key=self.remote_password.encode(), fingerprint=True)
+        key = self.remote_password.encode()
+        data = request.encode(key=key, fingerprint=True)
         transaction = ClientTransaction(
             data, transaction_id, now=now, rto=self._check_rto(), config=config.check_transaction
         )
         self._checks[transaction_id] = _Check(
-            pair, transaction, use_candidate, self.controlling, consent
+            pair,
+            transaction,
+            use_candidate,
+            self.controlling,
+            consent,
+            key,
+            self._password_seen_by_peer == self.local_password,
         )
         pair.requests_sent += 1
+        if not consent:
+            pair.transaction_id = transaction_id
         if not consent and pair.first_check_at is None:
             pair.first_check_at = now
         if not consent and pair.state is not PairState.SUCCEEDED:
@@ -501,7 +555,7 @@ class Agent:
                 )
             elif check.transaction.state is TransactionState.TIMED_OUT:
                 del self._checks[transaction_id]
-                if check.use_candidate:
+                if check.use_candidate and not check.consent:
                     self.nomination.nomination_failed(check.pair)
                 if not check.consent and check.pair.state is PairState.IN_PROGRESS:
                     self.failures.timeouts += 1
@@ -516,11 +570,9 @@ class Agent:
         check = self._checks.get(response.transaction_id)
         if check is None:
             return
-        assert self.remote_password is not None or check.consent
-        key = (self.remote_password or "").encode()
         if response.has(Fingerprint) and not response.check_fingerprint():
             return
-        if not response.check_integrity(key):
+        if not response.check_integrity(check.key):
             self.failures.bad_integrity += 1
             return  # as if never received: retransmissions go on (RFC 8489 §9.1.4)
         del self._checks[response.transaction_id]
@@ -537,6 +589,8 @@ class Agent:
         pair.record_rtt(rtt)
         if check.consent:
             self.consent.answered(pair, now)
+            if check.use_candidate and check.peer_had_credentials:
+                self.nomination.confirm(pair)
             return
         mapped = response.get(XorMappedAddress)
         if mapped is None:
@@ -551,12 +605,14 @@ class Agent:
         for checklist in self.checklists:
             for sibling in checklist.unfreeze_foundation(pair.foundation):
                 self._events.append(PairStateChanged(checklist.stream, sibling))
-        if (check.use_candidate and check.controlling) or (
-            not self.controlling and (pair.nominate_on_success or valid.nominate_on_success)
-        ):
+        if check.use_candidate and check.controlling:
             self._nominate(valid, now)
-        else:
-            self.nomination.pair_valid(valid, now)
+            if self.selected.get((valid.stream, valid.component)) is valid:
+                self.nomination.nominated_by_us(valid, confirmed=check.peer_had_credentials)
+        elif not self.controlling and (pair.nominate_on_success or valid.nominate_on_success):
+            self._nominate(valid, now)
+        elif not self.nomination.pair_valid(valid, now):
+            self.failures.peer_input[PeerInput.VALID_LIST_FULL] += 1
 
     def _check_failed(self, check: _Check, error: ErrorCode | None, now: float) -> None:
         pair = check.pair
@@ -575,19 +631,17 @@ class Agent:
             self._set_pair_state(pair, PairState.FAILED)
 
     def _valid_pair(self, pair: CandidatePair, mapped: Address) -> CandidatePair:
-        """The pair a successful check validates (§7.2.5.3.2), learning a local prflx if needed."""
+        """The pair a successful check validates (§7.2.5.3.2), learning a local prflx if needed.
+
+        ``mapped`` is the peer's XOR-MAPPED-ADDRESS: one of another family than the base is
+        ignored, and past ``max_local_peer_reflexive`` no new local candidate is learnt; either
+        way the checked pair itself is the valid one (the check proved its path)."""
         if mapped == pair.local.address:
             return pair
-        local = next(
-            (
-                c
-                for c in self.gatherer.candidates
-                if c.candidate.address == mapped
-                and c.stream == pair.stream
-                and c.candidate.component == pair.component
-            ),
-            None,
-        )
+        if (":" in mapped.host) != (":" in pair.local_base.host):
+            self.failures.peer_input[PeerInput.MAPPED_ADDRESS_FAMILY] += 1
+            return pair
+        local = self.gatherer.find(pair.stream, pair.component, mapped)
         if local is None:
             # §7.2.5.3.1: a peer-reflexive local candidate, with the priority the check carried.
             candidate = Candidate(
@@ -608,9 +662,15 @@ class Agent:
                 base=pair.local_base,
             )
             local = LocalCandidate(candidate, pair.local_base, pair.stream)
-            self.gatherer.candidates.append(local)
+            if not self.gatherer.learn_peer_reflexive(local):
+                self.failures.peer_input[PeerInput.LOCAL_PEER_REFLEXIVE_FULL] += 1
+                return pair
         if local.base != pair.local_base:
             return pair
+        known = self.nomination.valid_on(pair.local_base, pair.remote.address)
+        if known is not None and known.local == local.candidate:
+            known.record_rtt(pair.last_rtt or 0.0)
+            return known  # validated before: the same pair, its flags and counters kept
         valid = CandidatePair(
             local.candidate,
             pair.local_base,
@@ -630,6 +690,12 @@ class Agent:
     ) -> None:
         if request.has(Fingerprint) and not request.check_fingerprint():
             return
+        base = self.gatherer.on_base(local)
+        if base is None:
+            return
+        if self.config.policy is Policy.RELAY and base.candidate.type is not CandidateType.RELAYED:
+            self.failures.peer_input[PeerInput.RELAY_POLICY] += 1
+            return  # relay-only: nothing but the TURN server may hear from a host socket
         username = request.get(Username)
         if username is None or not request.has_integrity:
             self._answer(request, local, remote, request.error_response(400), key=None)
@@ -652,27 +718,24 @@ class Agent:
             return
         response = request.success_response([XorMappedAddress(remote)])
         self._answer(request, local, remote, response, key=key)
+        if self._password_seen_by_peer != self.local_password:
+            self._password_seen_by_peer = self.local_password
+            self._repeat_unconfirmed_nominations(now)
         if request.transaction_id in self._recent_requests:
             return  # a retransmission: answered again, nothing new to act on
         self._recent_requests[request.transaction_id] = None
         if len(self._recent_requests) > _RECENT_REQUESTS:
             self._recent_requests.popitem(last=False)
-        base = next((c for c in self.gatherer.candidates if c.base == local), None)
-        if base is None:
-            return
         stream, component = base.stream, base.candidate.component
         remote_candidate = self._remote_for(stream, component, remote, request)
+        if remote_candidate is None:
+            return
         if self.config.lite:
-            self._lite_nominate(stream, component, local, remote_candidate, request, now)
+            self._lite_nominate(base, remote_candidate, request, now)
             return
         checklist = self.checklists[stream]
-        host = next(
-            c
-            for c in self.gatherer.candidates
-            if c.base == local and c.candidate.type in (CandidateType.HOST, CandidateType.RELAYED)
-        )
         pair = checklist.find(local, remote) or checklist.add(
-            host.candidate, local, remote_candidate, self.controlling
+            base.candidate, local, remote_candidate, self.controlling
         )
         if pair is None:
             return
@@ -686,9 +749,7 @@ class Agent:
             return
         if use_candidate:
             pair.nominate_on_success = True
-        for check in self._checks.values():
-            if check.pair is pair and not check.consent:
-                check.cancelled = True  # §7.3.1.4: the triggered check replaces it
+        self._cancel_check(pair)  # §7.3.1.4: the triggered check replaces it
         self._set_pair_state(pair, PairState.WAITING)
         checklist.enqueue_triggered(pair)
         if self._checking and self.remote_password is not None and now >= self._next_check_at:
@@ -698,30 +759,48 @@ class Agent:
         elif not self._checking and self.remote_password is not None:
             self.start_checks(now)
 
+    def _cancel_check(self, pair: CandidatePair) -> None:
+        """Cancel the pair's check in flight, if any: no retransmission, and its silence is no
+        failure (a triggered check replaced it, §7.3.1.4, or nomination pruned it, §8.1.2)."""
+        check = self._checks.get(pair.transaction_id or b"")
+        if check is not None:
+            check.cancelled = True
+
     def _valid_for(self, pair: CandidatePair) -> CandidatePair:
-        for valid in self.nomination.valid_pairs(pair.stream, pair.component):
-            if valid.local_base == pair.local_base and valid.remote.address == pair.remote.address:
-                return valid
-        return pair
+        return self.nomination.valid_on(pair.local_base, pair.remote.address) or pair
 
     def _remote_for(
         self, stream: int, component: int, remote: Address, request: Message
-    ) -> Candidate:
-        """The remote candidate a request came from, or a new peer-reflexive one (§7.3.1.3)."""
-        for s, candidate in self.remote_candidates:
-            if s == stream and candidate.address == remote and candidate.component == component:
-                return candidate
-        priority = request.get(Priority)
+    ) -> Candidate | None:
+        """The remote candidate a request came from, or a new peer-reflexive one (§7.3.1.3) —
+        ``None`` when the stream holds ``max_remote_candidates`` already, or for a source no
+        check can be sent back to (port 0, an unspecified or multicast address).
+
+        The new candidate's priority is the request's PRIORITY (§7.3.1.3), brought into the
+        1..2^31-1 a candidate priority has (§5.1.2.1) when the peer sent 0, more, or none."""
+        candidate = self.remote_candidates.find(stream, component, remote)
+        if candidate is not None:
+            return candidate
+        attribute = request.get(Priority)
+        priority = attribute.value if attribute is not None else 0
+        if not 1 <= priority <= MAX_PRIORITY:
+            self.failures.peer_input[PeerInput.PRIORITY_CLAMPED] += 1
+            priority = min(max(priority, 1), MAX_PRIORITY)
         candidate = Candidate(
             foundation=f"prflx{next(self._prflx_foundations)}",
             component=component,
             transport="udp",
-            priority=priority.value if priority else 1,
+            priority=priority,
             host=remote.host,
             port=remote.port,
             type=CandidateType.PEER_REFLEXIVE,
         )
-        self.remote_candidates.append((stream, candidate))
+        if unusable(candidate):
+            self.failures.peer_input[PeerInput.UNUSABLE_ADDRESS] += 1
+            return None
+        if not self.remote_candidates.add(stream, candidate):
+            self.failures.peer_input[PeerInput.REMOTE_CANDIDATES_FULL] += 1
+            return None
         self._events.append(RemoteCandidateLearned(stream, candidate))
         return candidate
 
@@ -766,21 +845,14 @@ class Agent:
         self._outgoing.append(Datagram(data, local, remote))
 
     def _lite_nominate(
-        self,
-        stream: int,
-        component: int,
-        local: Address,
-        remote: Candidate,
-        request: Message,
-        now: float,
+        self, base: LocalCandidate, remote: Candidate, request: Message, now: float
     ) -> None:
         """An ICE-lite agent selects the pair a USE-CANDIDATE check arrives on (§7.3.1.5)."""
         if not request.has(UseCandidate):
             return
-        host = next(c for c in self.gatherer.candidates if c.base == local)
-        checklist = self.checklists[stream]
-        pair = checklist.find(local, remote.address) or checklist.add(
-            host.candidate, local, remote, self.controlling
+        checklist = self.checklists[base.stream]
+        pair = checklist.find(base.base, remote.address) or checklist.add(
+            base.candidate, base.base, remote, self.controlling
         )
         if pair is not None:
             pair.state = PairState.SUCCEEDED
@@ -794,27 +866,54 @@ class Agent:
             return
         pair.nominated = True
         pair.valid = True
-        self.nomination.pair_valid(pair, now)
+        if not self.nomination.pair_valid(pair, now):
+            self.failures.peer_input[PeerInput.VALID_LIST_FULL] += 1
         self.nomination.concluded(pair)
+        if self._replaces_selected(pair):
+            self._select(pair, now)
+        for pruned in self.checklists[pair.stream].stop_below(pair.component, pair.priority):
+            self._cancel_check(pruned)  # §8.1.2
+        self._events.append(PairStateChanged(pair.stream, pair))
+
+    def _replaces_selected(self, nominated: CandidatePair) -> bool:
+        current = self.selected.get((nominated.stream, nominated.component))
+        suspended = current is not None and self.consent.suspended(current)
+        return replaces_selected(current, nominated, suspended=suspended)
+
+    def _select(self, pair: CandidatePair, now: float) -> None:
         key = (pair.stream, pair.component)
         current = self.selected.get(key)
+        self.selected[key] = pair
+        if not self.config.lite:  # a lite agent sends no checks at all (§2.5)
+            self.consent.track(pair, now)
+        if current is not None and current is not pair:
+            self.consent.untrack(current)
+        self._events.append(SelectedPairChanged(pair.stream, pair.component, pair))
+
+    def _follow_peer(self, local: Address, remote: Address, now: float) -> CandidatePair | None:
+        """The peer's data arrived on a nominated pair that is not the selected one: a
+        controlled agent selects it, since a peer sends data on the pair it selected (see
+        :func:`~ice.nomination.replaces_selected`)."""
+        pair = self.nomination.valid_on(local, remote)
         if (
-            current is None
-            or not current.nominated
-            or pair.priority > current.priority
-            or (current.stream == pair.stream and self.consent.suspended(current))
+            self.controlling
+            or pair is None
+            or not pair.nominated
+            or not self.consent.allows(pair)
+            or self.selected.get((pair.stream, pair.component)) is pair
         ):
-            self.selected[key] = pair
-            if not self.config.lite:  # a lite agent sends no checks at all (§2.5)
-                self.consent.track(pair, now)
-            if current is not None and current is not pair:
-                self.consent.untrack(current)
-            self._events.append(SelectedPairChanged(pair.stream, pair.component, pair))
-        pruned = self.checklists[pair.stream].stop_below(pair.component, pair.priority)
-        for check in self._checks.values():
-            if not check.consent and check.pair in pruned:
-                check.cancelled = True  # §8.1.2: no retransmission, and silence is no failure
-        self._events.append(PairStateChanged(pair.stream, pair))
+            return None
+        self._select(pair, now)
+        return pair
+
+    def _repeat_unconfirmed_nominations(self, now: float) -> None:
+        """The peer just proved it has our credentials: repeat at once every nomination it may
+        have forgotten (see :meth:`NominationPolicy.nominated_by_us`)."""
+        if not self.controlling or self.remote_password is None:
+            return
+        for pair in self.nomination.unconfirmed_pairs():
+            if self.selected.get((pair.stream, pair.component)) is pair:
+                self._send_check(pair, now, use_candidate=True, consent=True)
 
     def _run_nomination(self, now: float) -> None:
         if not self.controlling or self.config.lite:
@@ -842,7 +941,8 @@ class Agent:
         if self.remote_password is None:
             return
         for pair in self.consent.due(now):
-            self._send_check(pair, now, use_candidate=False, consent=True)
+            use_candidate = self.controlling and self.nomination.unconfirmed(pair)
+            self._send_check(pair, now, use_candidate=use_candidate, consent=True)
         for pair in self.consent.keepalives_due(now):
             keepalive = Message(
                 Method.BINDING, MessageClass.INDICATION, new_transaction_id(self.config.rng)
@@ -853,13 +953,14 @@ class Agent:
             self._events.append(ConsentLost(pair.stream, pair.component, pair))
             self._set_state(IceState.FAILED)
 
-    def _receive_data(self, data: bytes, local: Address, remote: Address) -> None:
-        for (stream, component), pair in self.selected.items():
-            if pair.local_base == local and pair.remote.address == remote:
-                pair.bytes_received += len(data)
-                self._events.append(DataReceived(stream, component, data, remote))
-                return
-        base = next((c for c in self.gatherer.candidates if c.base == local), None)
+    def _receive_data(self, data: bytes, local: Address, remote: Address, now: float) -> None:
+        pair = self.selected.on_path(local, remote) or self._follow_peer(local, remote, now)
+        if pair is not None:
+            pair.bytes_received += len(data)
+            self.nomination.confirm(pair)  # the peer sends data on the pair it selected
+            self._events.append(DataReceived(pair.stream, pair.component, data, remote))
+            return
+        base = self.gatherer.on_base(local)
         if base is not None:
             self._events.append(DataReceived(base.stream, base.candidate.component, data, remote))
 

@@ -1,7 +1,7 @@
 """asyncio face of ICE: :class:`Connection`, one ICE session over real UDP sockets.
 
 Theory of operation. The connection owns sockets, the event loop's clock and queues, and nothing
-else (design.md §2): every ICE decision is made by the sans-IO :class:`~ice.agent.Agent`.
+else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~ice.agent.Agent`.
 
 - **Gathering.** :meth:`Connection.gather_candidates` lists interface addresses with ``ifaddr``
   (loopback only with ``include_loopback``, link-local never, narrowed by ``interfaces``), binds
@@ -65,8 +65,7 @@ from .events import (
     SelectedPairChanged,
     StateChanged,
 )
-from .mdns import CandidateUnresolvable, InterfaceAddress, Responder
-from .mdns import resolve as resolve_mdns
+from .mdns import CandidateUnresolvable, InterfaceAddress, Resolver, Responder
 from .stats import PairStats
 
 _log = logging.getLogger("icestack.ice")
@@ -251,7 +250,7 @@ class Connection(_Closing):
         local_password: str | None = None,
         receive_queue_size: int = 1024,
         mdns_hide_host_candidates: bool = False,
-        mdns_timeout: float = 1.0,
+        mdns_timeout: float = 3.0,
         config: AgentConfig | None = None,
     ) -> None:
         if receive_queue_size < 1:
@@ -301,7 +300,7 @@ class Connection(_Closing):
         self._loop: asyncio.AbstractEventLoop
         self._setup: asyncio.Future[None] | None = None
         self._bases: dict[Address, _Base] = {}
-        self._multicast: list[InterfaceAddress] = []
+        self._resolver: Resolver | None = None
         self._responder: Responder | None = None
         self._mdns_names: dict[str, str] = {}
         self._foundation_salt = secrets.token_bytes(16)
@@ -474,7 +473,8 @@ class Connection(_Closing):
             use_ipv6=self._use_ipv6,
             only=self._interfaces,
         )
-        self._multicast = addresses
+        # Listening from now on catches the peer's announcements before its candidates arrive.
+        self._resolver = Resolver(addresses)
         self._agent = agent = Agent(
             dataclasses.replace(
                 self._config, stun_servers=tuple(servers), turn_servers=tuple(relays)
@@ -568,7 +568,8 @@ class Connection(_Closing):
 
     async def _lookup(self, candidate: Candidate) -> str | None:
         try:
-            return await resolve_mdns(candidate.host, self._multicast, timeout=self._mdns_timeout)
+            assert self._resolver is not None  # made before the agent, with it
+            return await self._resolver.resolve(candidate.host, self._mdns_timeout)
         except (OSError, TimeoutError) as exc:
             _log.info("remote candidate %s unresolvable: %s", candidate.host, exc)
             self._emit(CandidateUnresolvable(candidate, str(exc)))
@@ -702,6 +703,8 @@ class Connection(_Closing):
         self._paths.clear()
         if self._responder is not None:
             self._responder.close()
+        if self._resolver is not None:
+            self._resolver.close()
         self._data_signal.fire()
         self._state_signal.fire()
 

@@ -28,7 +28,7 @@ from stun.address import Address, normalize_host
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.randomness import RandomSource
 
-from .errors import DecodeError, LocalProtocolError, UnsupportedCandidateError
+from .errors import DecodeError, LocalProtocolError, UnsupportedCandidateError, enum_member
 
 #: The transports an agent can use: UDP (RFC 8445) and TCP (RFC 6544), in their SDP spelling.
 TRANSPORTS = ("udp", "tcp")
@@ -93,7 +93,8 @@ class Candidate:
     through, a host or relayed candidate is its own base). It is not part of the SDP form and does
     not take part in equality, so a candidate parsed back from its text equals the original.
 
-    Building one with a bad field raises :class:`~ice.LocalProtocolError`.
+    ``type`` and ``tcp_type`` also take their enum's strings (``type="host"``), stored as the
+    member. Building one with a bad field raises :class:`~ice.LocalProtocolError`.
     """
 
     foundation: str
@@ -111,6 +112,11 @@ class Candidate:
     base: Address | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        _check_types(self)
+        object.__setattr__(self, "type", enum_member(CandidateType, self.type, "type"))
+        if self.tcp_type is not None:
+            tcp_type = enum_member(TcpType, self.tcp_type, "tcptype")
+            object.__setattr__(self, "tcp_type", tcp_type)
         if not (len(self.foundation) <= 32 and _ICE_CHARS.fullmatch(self.foundation)):
             raise LocalProtocolError(f"foundation {_show(self.foundation)} is not 1-32 ice-chars")
         _check_range("component-id", self.component, 1, 256)
@@ -290,7 +296,8 @@ def compute_foundation(
     if transport.lower() not in TRANSPORTS:
         raise LocalProtocolError(f"transport {_show(transport)} is not UDP or TCP")
     server = "" if server_host is None else _ip_literal(server_host)
-    key = f"{CandidateType(candidate_type)} {_ip_literal(base_host)} {transport.lower()} {server}"
+    kind = enum_member(CandidateType, candidate_type, "candidate type")
+    key = f"{kind} {_ip_literal(base_host)} {transport.lower()} {server}"
     return hashlib.blake2b(key.encode(), digest_size=8, key=salt).hexdigest()
 
 
@@ -436,6 +443,19 @@ class IceDescription:
 def _show(text: str) -> str:
     """``repr`` of a piece of peer input, cut short so that error messages stay readable."""
     return repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
+
+
+def _check_types(candidate: Candidate) -> None:
+    """A field of the wrong Python type is local misuse, said as such (not a TypeError later)."""
+    for name in ("foundation", "transport", "host"):
+        if not isinstance(getattr(candidate, name), str):
+            raise LocalProtocolError(f"{name} must be a str, not {getattr(candidate, name)!r}")
+    for name in ("component", "priority", "port", "generation"):
+        value = getattr(candidate, name)
+        if (value is not None or name != "generation") and (
+            not isinstance(value, int) or isinstance(value, bool)
+        ):
+            raise LocalProtocolError(f"{name} must be an int, not {value!r}")
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:

@@ -11,13 +11,15 @@ highest-priority pair Waiting (§6.1.2.6). A pair moves:
                 ↑___________|  (triggered check, role conflict: back to Waiting)
 
 Triggered checks (§7.3.1.4) wait in a FIFO queue that the agent serves before ordinary checks.
+Every lookup a datagram needs is a dict access: a pair by (local base, remote address) here, a
+selected pair by the same path in :class:`SelectedPairs`.
 """
 
 from __future__ import annotations
 
+import bisect
 import enum
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 
 from stun.address import Address
@@ -68,6 +70,9 @@ class CandidatePair:
     first_check_at: float | None = None
     #: What ended the last check, for the failure summary (e.g. "timeout", "401").
     failure: str | None = None
+    #: The transaction ID of the pair's latest check (consent checks aside), so that a
+    #: triggered check or a nomination cancels it without a search.
+    transaction_id: bytes | None = None
     history: list[str] = field(default_factory=list, repr=False)
 
     @property
@@ -99,7 +104,8 @@ class CheckList:
         self.components = components
         self.max_pairs = max_pairs
         self.pairs: list[CandidatePair] = []
-        self.triggered: deque[CandidatePair] = deque()
+        #: The triggered check queue (§7.3.1.4), FIFO: a dict used as an ordered set.
+        self.triggered: dict[CandidatePair, None] = {}
         self._by_addresses: dict[tuple[Address, Address], CandidatePair] = {}
 
     def __iter__(self) -> Iterator[CandidatePair]:
@@ -131,13 +137,13 @@ class CheckList:
             self._remove(lowest)
         pair = CandidatePair(local, local_base, remote, self.stream, priority)
         self._by_addresses[key] = pair
-        self.pairs.append(pair)
-        self.sort()
+        bisect.insort(self.pairs, pair, key=_descending)
         return pair
 
     def _remove(self, pair: CandidatePair) -> None:
         self.pairs.remove(pair)
         del self._by_addresses[(pair.local_base, pair.remote.address)]
+        self.triggered.pop(pair, None)
 
     def replace_remote(self, old: Candidate, new: Candidate, controlling: bool) -> None:
         """A remote candidate is known better now (a prflx later signalled): pairs take it."""
@@ -149,7 +155,7 @@ class CheckList:
 
     def sort(self) -> None:
         """Highest priority first (§6.1.2.3)."""
-        self.pairs.sort(key=lambda p: p.priority, reverse=True)
+        self.pairs.sort(key=_descending)
 
     def recompute_priorities(self, controlling: bool) -> None:
         """After a role change, every pair priority changes (§7.2.5.1)."""
@@ -206,8 +212,15 @@ class CheckList:
 
     def enqueue_triggered(self, pair: CandidatePair) -> None:
         """Queue a triggered check for ``pair`` (once; §7.3.1.4)."""
-        if pair not in self.triggered:
-            self.triggered.append(pair)
+        self.triggered[pair] = None
+
+    def next_triggered(self) -> CandidatePair | None:
+        """Take the first pair of the triggered check queue, if any."""
+        if not self.triggered:
+            return None
+        pair = next(iter(self.triggered))
+        del self.triggered[pair]
+        return pair
 
     def stop_below(self, component: int, priority: int) -> list[CandidatePair]:
         """Nomination concluded a component: take its lower-priority Frozen, Waiting and
@@ -223,10 +236,48 @@ class CheckList:
         for pair in pruned:
             pair.state = PairState.FAILED
             pair.failure = "pruned after nomination"
-        self.triggered = deque(
-            p for p in self.triggered if not (p.component == component and p.priority < priority)
-        )
+        for pair in [p for p in self.triggered if p.component == component]:
+            if pair.priority < priority:
+                del self.triggered[pair]
         return pruned
+
+
+class SelectedPairs(MutableMapping[tuple[int, int], CandidatePair]):
+    """The selected pair of each (stream, component), also found by its path in O(1): data
+    arriving on (local base, remote address) is matched to its pair without a search."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[int, int], CandidatePair] = {}
+        self._by_path: dict[tuple[Address, Address], CandidatePair] = {}
+
+    def __getitem__(self, key: tuple[int, int]) -> CandidatePair:
+        return self._by_key[key]
+
+    def __setitem__(self, key: tuple[int, int], pair: CandidatePair) -> None:
+        if key in self._by_key:
+            del self[key]
+        self._by_key[key] = pair
+        self._by_path[(pair.local_base, pair.remote.address)] = pair
+
+    def __delitem__(self, key: tuple[int, int]) -> None:
+        pair = self._by_key.pop(key)
+        path = (pair.local_base, pair.remote.address)
+        if self._by_path.get(path) is pair:
+            del self._by_path[path]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter(self._by_key)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def on_path(self, local_base: Address, remote: Address) -> CandidatePair | None:
+        """The selected pair that sends from ``local_base`` to ``remote``, if any."""
+        return self._by_path.get((local_base, remote))
+
+
+def _descending(pair: CandidatePair) -> int:
+    return -pair.priority
 
 
 def _priority(local: Candidate, remote: Candidate, controlling: bool) -> int:

@@ -13,7 +13,7 @@ from stun.address import Address
 from stun.randomness import RandomSource, default_random
 from stun.transaction import TransactionConfig
 
-from .errors import LocalProtocolError
+from .errors import LocalProtocolError, enum_member
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -46,8 +46,15 @@ class AgentConfig:
     turn_servers: tuple[RelayServer, ...] = ()
     #: Ta: the pace of new checks and gathering transactions (§14.2: 50 ms; never below 5 ms).
     pacing: float = 0.050
-    #: How many pairs a check list keeps (§6.1.2.5).
+    #: How many pairs a check list keeps (§6.1.2.5); also bounds each component's valid list.
     max_pairs: int = 100
+    #: How many remote candidates a data stream keeps, signalled and peer-reflexive together:
+    #: the peer decides how many it trickles and from how many addresses it checks (§7.3.1.3),
+    #: so more are dropped (counted in ``Agent.failures.peer_input``).
+    max_remote_candidates: int = 100
+    #: How many peer-reflexive local candidates (addresses a response says the peer saw,
+    #: §7.2.5.3.1) the agent learns; past that a valid pair keeps the candidate it checked from.
+    max_local_peer_reflexive: int = 16
     #: Retransmission of checks (§14.3 gives the RTO; Rc and Rm are STUN's, RFC 8489 §6.2.1).
     check_transaction: TransactionConfig = field(
         default_factory=lambda: TransactionConfig(max_requests=7, final_wait=16)
@@ -70,6 +77,7 @@ class AgentConfig:
     lite: bool = False
     #: The remote side is ICE-lite: we must be controlling (§6.1.1).
     remote_lite: bool = False
+    #: Which candidates to use; also takes the value strings ``"all"`` and ``"relay"``.
     policy: Policy = Policy.ALL
     #: Local ufrag/pwd (RFC 8445 §5.3); drawn from ``rng`` when not given.
     local_username: str | None = None
@@ -80,18 +88,22 @@ class AgentConfig:
     rng: RandomSource = field(default_factory=default_random, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "policy", enum_member(Policy, self.policy, "policy"))
         if not self.streams or any(not 1 <= c <= 256 for c in self.streams):
             raise LocalProtocolError("streams: one or more streams of 1..256 components")
         if not 0.005 <= self.pacing <= 1.0:
             raise LocalProtocolError("pacing (Ta) must be between 5 ms and 1 s (RFC 8445 §14.2)")
-        if self.max_pairs < 1:
-            raise LocalProtocolError("max_pairs must be at least 1")
+        for name in ("max_pairs", "max_remote_candidates", "max_local_peer_reflexive"):
+            if getattr(self, name) < 1:
+                raise LocalProtocolError(f"{name} must be at least 1")
         if min(self.gathering_timeout, self.max_nomination_wait, self.consent_interval) <= 0:
             raise LocalProtocolError("timeouts and intervals must be positive")
         if not self.disconnected_after < self.consent_timeout:
             raise LocalProtocolError("disconnected_after must be shorter than consent_timeout")
         if self.keepalive_interval < 15:
             raise LocalProtocolError("keepalive_interval (Tr) is at least 15 s (RFC 8445 §11)")
+        if self.lite and self.policy is not Policy.ALL:
+            raise LocalProtocolError("an ICE-lite agent has host candidates only (RFC 8445 §2.5)")
         if self.lite and self.remote_lite:
             raise LocalProtocolError("two ICE-lite agents cannot connect (RFC 8445 §2.5)")
         if self.tie_breaker is not None and not 0 <= self.tie_breaker < 2**64:

@@ -7,6 +7,9 @@ tree is split in two: :class:`LocalProtocolError` means the caller used the API 
 
 from __future__ import annotations
 
+import enum
+from typing import TypeVar
+
 
 class IceError(Exception):
     """Root of every exception this package raises on purpose."""
@@ -45,3 +48,19 @@ class IceConnectionError(IceError, ConnectionError):
 
     A :class:`ConnectionError`, as aioice raises, so code written for aioice keeps catching it.
     """
+
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def enum_member(kind: type[_E], value: object, name: str) -> _E:
+    """The member of ``kind`` that ``value`` is or names by its value (``"host"`` for
+    ``CandidateType.HOST``), so that a public field typed with an enum also takes the enum's
+    strings; anything else raises :class:`LocalProtocolError` naming the field and the choices."""
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except (ValueError, TypeError):
+        choices = ", ".join(repr(member.value) for member in kind)
+        raise LocalProtocolError(f"{name} {value!r} is not one of {choices}") from None

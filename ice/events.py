@@ -1,4 +1,4 @@
-"""What the ICE agent tells its application (design.md §4: frozen, past-tense dataclasses)."""
+"""What the ICE agent tells its application (architecture.md §4: frozen, past-tense dataclasses)."""
 
 from __future__ import annotations
 

@@ -67,7 +67,15 @@ class Gatherer:
         #: Relayed candidates the agent has not paired yet.
         self.new_relayed: list[LocalCandidate] = []
         self._bases: list[tuple[int, int, Address]] = []
+        #: Every local candidate, in the order learnt; add with :meth:`_add` to keep the indexes.
         self.candidates: list[LocalCandidate] = []
+        #: Per base, its host or relayed candidate (the first candidate learnt on it).
+        self._by_base: dict[Address, LocalCandidate] = {}
+        #: Per (stream, component, address), the first candidate with that address.
+        self._by_address: dict[tuple[int, int, Address], LocalCandidate] = {}
+        self._base_addresses: set[tuple[Address, Address]] = set()
+        #: How many peer-reflexive local candidates were learnt (bounded by the config).
+        self.peer_reflexive = 0
         self._queue: deque[_Request] = deque()
         self._in_flight: dict[bytes, _Request] = {}
         self._next_send = 0.0
@@ -96,7 +104,7 @@ class Gatherer:
                 base=address,
             )
             local = LocalCandidate(candidate, address, stream)
-            self.candidates.append(local)
+            self._add(local)
             if self._config.policy is not Policy.RELAY:
                 self._emit(CandidateGathered(stream, candidate))
             if self._config.lite:
@@ -117,11 +125,35 @@ class Gatherer:
         self._next_send = now + self._config.pacing
         self._check_complete()
 
+    def _add(self, local: LocalCandidate) -> None:
+        self.candidates.append(local)
+        self._by_base.setdefault(local.base, local)
+        key = (local.stream, local.candidate.component, local.candidate.address)
+        self._by_address.setdefault(key, local)
+        self._base_addresses.add((local.base, local.candidate.address))
+
+    def on_base(self, base: Address) -> LocalCandidate | None:
+        """The host or relayed candidate whose base is ``base``, if it is one of ours."""
+        return self._by_base.get(base)
+
+    def find(self, stream: int, component: int, address: Address) -> LocalCandidate | None:
+        """The local candidate of this stream and component with transport address ``address``."""
+        return self._by_address.get((stream, component, address))
+
+    def learn_peer_reflexive(self, local: LocalCandidate) -> bool:
+        """Add a peer-reflexive local candidate (RFC 8445 §7.2.5.3.1); ``False`` when
+        ``max_local_peer_reflexive`` were learnt already."""
+        if self.peer_reflexive >= self._config.max_local_peer_reflexive:
+            return False
+        self.peer_reflexive += 1
+        self._add(local)
+        return True
+
     def local_preference(self, base: Address) -> int:
         """The local preference of a base's candidates (unique per base, RFC 8445 §5.1.2.1)."""
-        for local in self.candidates:
-            if local.base == base and local.candidate.type is CandidateType.HOST:
-                return (local.candidate.priority >> 8) & 0xFFFF
+        local = self._by_base.get(base)
+        if local is not None and local.candidate.type is CandidateType.HOST:
+            return (local.candidate.priority >> 8) & 0xFFFF
         return 65535
 
     def get_timer(self) -> float | None:
@@ -178,6 +210,8 @@ class Gatherer:
         mapped = message.get(XorMappedAddress)
         if message.message_class is not MessageClass.SUCCESS_RESPONSE or mapped is None:
             self._emit(GatheringFailed(request.server, local, "error response"))
+        elif (":" in mapped.address.host) != (":" in local.host):
+            self._emit(GatheringFailed(request.server, local, "mapped address of another family"))
         else:
             self._add_server_reflexive(request, mapped.address)
         self._check_complete()
@@ -185,9 +219,7 @@ class Gatherer:
 
     def _add_server_reflexive(self, request: _Request, mapped: Address) -> None:
         base = request.base
-        if mapped == base.base or any(
-            c.candidate.address == mapped and c.base == base.base for c in self.candidates
-        ):
+        if mapped == base.base or (base.base, mapped) in self._base_addresses:
             return  # redundant (§5.1.3): no NAT, or this server told us what another did
         component = base.candidate.component
         candidate = Candidate(
@@ -207,14 +239,14 @@ class Gatherer:
             related_address=base.base,
             base=base.base,
         )
-        self.candidates.append(LocalCandidate(candidate, base.base, base.stream))
+        self._add(LocalCandidate(candidate, base.base, base.stream))
         if self._config.policy is not Policy.RELAY:
             self._emit(CandidateGathered(base.stream, candidate))
 
     def _add_relayed(self, candidate: Candidate, stream: int) -> None:
         assert candidate.base is not None
         local = LocalCandidate(candidate, candidate.base, stream)
-        self.candidates.append(local)
+        self._add(local)
         self.new_relayed.append(local)
         self._emit(CandidateGathered(stream, candidate))
 

@@ -5,61 +5,68 @@ Browsers hide the address of a host candidate behind a random ``<uuid>.local`` n
 agent resolves the name on its own links; an agent that hides its own addresses answers for its
 names.
 
-- :func:`resolve` sends one one-shot query (RFC 6762 §5.1) for the name's A and AAAA records to
-  224.0.0.251 or ff02::fb, port 5353, from an ephemeral port on each interface it is given, and
-  returns the first address answered. A responder answers a query from a port other than 5353 by
-  unicast to that port (§6.7), so the resolver needs no socket on 5353. An interface that cannot
-  send multicast is skipped; if none can, :func:`resolve` raises :class:`OSError` at once, and if
-  nobody answers in time, :class:`TimeoutError`. Either way the caller reports the candidate as
-  unresolvable (:class:`CandidateUnresolvable`) instead of failing.
-- :class:`Responder` listens on port 5353 on the interfaces it is given and answers A/AAAA
-  questions for the names it :meth:`~Responder.publish`\\ es: by unicast with the query's ID for
-  one-shot queriers (§6.7), by unicast for questions with the unicast-response bit (§5.4), by
-  multicast on the address's own interface otherwise (§6). Names are random UUIDs, so it skips
-  probing for conflicts (§8).
+- :class:`Resolver` listens on port 5353 (shared with the host's other responders) on the
+  interfaces it is given and keeps what responders multicast, answers and unsolicited
+  announcements alike, in a bounded cache for the records' TTL
+  (:class:`ice.mdns_cache.AddressCache`).
+  :meth:`Resolver.resolve` answers from the cache at once, else multicasts a query for the name's
+  A and AAAA records from port 5353 (§5.2), repeated after 1 s, 2 s, 4 s… until ``timeout``.
+  Browsers' responders answer only such queries, and only by multicast. Where port 5353 cannot be
+  shared, the resolver falls back to one-shot queries from an ephemeral port (§5.1), which other
+  responders answer by unicast (§6.7). It raises :class:`OSError` at once when no interface can
+  send multicast, and :class:`TimeoutError` when nobody answered in time; the caller reports the
+  candidate as unresolvable (:class:`CandidateUnresolvable`) instead of failing.
+- :func:`resolve` does the same with a resolver of its own, for one name.
+- :class:`Responder` listens on port 5353 and answers for the names it
+  :meth:`~Responder.publish`\\ es (:class:`ice.mdns_answers.Answerer` decides what to say): on the
+  socket and interface the question came in on, whatever the family of the address; with an NSEC
+  record for a type the name lacks (§6.1); by unicast to one-shot queriers (§6.7); by multicast
+  otherwise, at most once a second per record and interface (§6). It announces each new name
+  (§8.3) and withdraws every name when closed (§10.1).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import ipaddress
-import logging
 import secrets
-import socket
-import struct
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .candidate import Candidate
-from .dns import AddressRecord, DnsMessage, Question, RecordType
-from .errors import DecodeError
+from .dns import DnsMessage, Question, RecordType
 from .events import IceEvent
+from .mdns_answers import HOST_RECORD_TTL, LEGACY_TTL, MDNS_PORT, Answerer
+from .mdns_cache import AddressCache, normalise_name
+from .mdns_sockets import (
+    MDNS_GROUP_IPV4,
+    MDNS_GROUP_IPV6,
+    InterfaceAddress,
+    Link,
+    MdnsSockets,
+    Sockaddr,
+)
 
-MDNS_PORT = 5353
-MDNS_GROUP_IPV4 = "224.0.0.251"
-MDNS_GROUP_IPV6 = "ff02::fb"
-#: Records with host names live 120 s (RFC 6762 §10); answers to one-shot queriers at most 10 s
-#: (§6.7).
-HOST_RECORD_TTL = 120
-LEGACY_TTL = 10
-#: The question type "any" (RFC 1035 §3.2.3).
-_ANY = 255
-_BUFFER = 9000  # the largest mDNS message (RFC 6762 §17)
-_BATCH = 64
+__all__ = [
+    "HOST_RECORD_TTL",
+    "LEGACY_TTL",
+    "MDNS_GROUP_IPV4",
+    "MDNS_GROUP_IPV6",
+    "MDNS_PORT",
+    "CandidateUnresolvable",
+    "InterfaceAddress",
+    "Resolver",
+    "Responder",
+    "resolve",
+]
 
-_log = logging.getLogger("icestack.ice.mdns")
-
-
-@dataclass(frozen=True, slots=True)
-class InterfaceAddress:
-    """An IP address of a local interface, with the interface's index and name."""
-
-    host: str
-    index: int
-    interface: str = ""
+#: The first repetition of an unanswered query, doubled each time after (RFC 6762 §5.2).
+FIRST_REPEAT = 1.0
+#: How long a resolution waits by default: a responder may hold an answer back for up to a second
+#: (it multicasts a record at most once a second, §6), and a querier repeats after one (§5.2).
+DEFAULT_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,142 +77,109 @@ class CandidateUnresolvable(IceEvent):
     reason: str
 
 
-def _is_ipv6(host: str) -> bool:
-    return ":" in host
+class Resolver:
+    """Resolves ``.local`` names on the given interfaces, remembering what responders announce.
 
+    Must be created inside a running event loop; it never raises (an interface it cannot use
+    makes :meth:`resolve` say why). ``cache_size`` bounds the names it remembers.
+    """
 
-def _group(interface: InterfaceAddress) -> tuple[str, int] | tuple[str, int, int, int]:
-    if _is_ipv6(interface.host):
-        return (MDNS_GROUP_IPV6, MDNS_PORT, 0, interface.index)
-    return (MDNS_GROUP_IPV4, MDNS_PORT)
+    def __init__(self, interfaces: Iterable[InterfaceAddress], *, cache_size: int = 256) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._cache = AddressCache(max_names=cache_size, max_ttl=HOST_RECORD_TTL)
+        self._waiting: dict[str, list[asyncio.Future[str]]] = {}
+        self._closed = False
+        self._sockets = MdnsSockets(interfaces, self._received, one_shot_fallback=True)
 
+    @property
+    def interfaces(self) -> list[InterfaceAddress]:
+        """The interfaces it queries and listens on."""
+        return self._sockets.interfaces
 
-def _set_multicast_interface(sock: socket.socket, interface: InterfaceAddress) -> None:
-    """Send multicast through ``interface``, with the IP TTL / hop limit of 255 (§11)."""
-    if _is_ipv6(interface.host):
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, interface.index)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-    else:
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface.host))
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+    def cached(self, name: str) -> str | None:
+        """An address of ``name`` heard and not expired yet, if any."""
+        return self._cache.lookup(name, self._loop.time())
 
+    async def resolve(self, name: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """One IP address of ``name``: from the cache, else by querying (RFC 6762 §5.2).
 
-def _query_socket(interface: InterfaceAddress) -> socket.socket:
-    family = socket.AF_INET6 if _is_ipv6(interface.host) else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        _set_multicast_interface(sock, interface)
-        sock.bind((interface.host, 0))
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+        Raises :class:`OSError` when no interface can send the query (or the resolver is
+        closed) and :class:`TimeoutError` when no answer came within ``timeout`` seconds.
+        """
+        wanted = normalise_name(name)
+        address = self.cached(wanted)
+        if address is not None:
+            return address
+        if self._closed:
+            raise OSError(errno.EBADF, "the mDNS resolver is closed")
+        answered: asyncio.Future[str] = self._loop.create_future()
+        self._waiting.setdefault(wanted, []).append(answered)
+        try:
+            deadline = self._loop.time() + timeout
+            repeat = FIRST_REPEAT
+            while True:
+                self._query(wanted)
+                wait = min(repeat, deadline - self._loop.time())
+                done, _ = await asyncio.wait({answered}, timeout=max(wait, 0.0))
+                if done:
+                    return answered.result()
+                if self._loop.time() >= deadline:
+                    raise TimeoutError(f"no mDNS answer for {name} within {timeout:g} s")
+                repeat *= 2
+        finally:
+            waiting = self._waiting.get(wanted, [])
+            if answered in waiting:
+                waiting.remove(answered)
+            if not waiting:
+                self._waiting.pop(wanted, None)
 
+    def _query(self, name: str) -> None:
+        """Ask for ``name``'s A and AAAA records on every link: from port 5353 with ID 0 (§18.1),
+        or as a one-shot query with a random ID where the port could not be shared."""
+        questions = (Question(name, RecordType.A), Question(name, RecordType.AAAA))
+        continuous = DnsMessage(questions=questions).encode()
+        one_shot = DnsMessage(id=secrets.randbits(16), questions=questions).encode()
+        sent = False
+        for link in self._sockets.links:
+            data = continuous if self._sockets.shared(link[0]) else one_shot
+            sent = self._sockets.send_to_group(data, link) or sent
+        if not sent:
+            detail = "; ".join(self._sockets.problems) or "no interface given"
+            raise OSError(errno.ENETUNREACH, f"no interface can send mDNS queries ({detail})")
 
-def _answer(data: bytes, name: str) -> str | None:
-    """The address a response gives for ``name`` (lower case), if it is one."""
-    try:
-        message = DnsMessage.decode(data)
-    except DecodeError:
-        return None
-    if not message.response:
-        return None
-    for record in message.answers:
-        if record.name.lower() == name:
-            return record.address
-    return None
+    def _received(self, message: DnsMessage, source: Sockaddr, link: Link) -> None:
+        # Responders send from port 5353, also to one-shot queriers (RFC 6762 §6, §6.7).
+        if not message.response or source[1] != MDNS_PORT:
+            return
+        now = self._loop.time()
+        for name in self._cache.add(message, now) & self._waiting.keys():
+            address = self._cache.lookup(name, now)
+            if address is None:
+                continue
+            for future in self._waiting[name]:
+                if not future.done():
+                    future.set_result(address)
+
+    def close(self) -> None:
+        """Stop listening; pending :meth:`resolve` calls raise :class:`OSError`."""
+        self._closed = True
+        self._sockets.close()
+        for waiting in self._waiting.values():
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(OSError(errno.EBADF, "the mDNS resolver was closed"))
 
 
 async def resolve(
-    name: str, interfaces: Iterable[InterfaceAddress], *, timeout: float = 1.0
+    name: str, interfaces: Iterable[InterfaceAddress], *, timeout: float = DEFAULT_TIMEOUT
 ) -> str:
-    """Resolve an mDNS name to one IP address by a one-shot query (RFC 6762 §5.1).
-
-    Raises :class:`OSError` when no interface could send the query and :class:`TimeoutError` when
-    no answer came within ``timeout`` seconds.
-    """
-    loop = asyncio.get_running_loop()
-    wanted = name.rstrip(".").lower()
-    query = DnsMessage(
-        id=secrets.randbits(16),
-        questions=(Question(wanted, RecordType.A), Question(wanted, RecordType.AAAA)),
-    ).encode()
-    answered: asyncio.Future[str] = loop.create_future()
-
-    def readable(sock: socket.socket) -> None:
-        for _ in range(_BATCH):
-            try:
-                data, _ = sock.recvfrom(_BUFFER)
-            except OSError:  # drained (BlockingIOError), or an ICMP error: nothing to read
-                return
-            address = _answer(data, wanted)
-            if address is not None and not answered.done():
-                answered.set_result(address)
-
-    sockets: list[socket.socket] = []
-    listening: list[socket.socket] = []
-    problems: list[str] = []
+    """Resolve an mDNS name to one IP address with a resolver of its own (see
+    :meth:`Resolver.resolve`)."""
+    resolver = Resolver(interfaces)
     try:
-        for interface in interfaces:
-            try:
-                sock = _query_socket(interface)
-                sockets.append(sock)
-                sock.sendto(query, _group(interface))
-            except OSError as exc:
-                problems.append(f"{interface.host}: {exc.strerror}")
-                continue
-            loop.add_reader(sock.fileno(), readable, sock)
-            listening.append(sock)
-        if not listening:
-            detail = "; ".join(problems) or "no interface given"
-            raise OSError(errno.ENETUNREACH, f"no interface can send mDNS queries ({detail})")
-        try:
-            return await asyncio.wait_for(answered, timeout)
-        except TimeoutError:
-            raise TimeoutError(f"no mDNS answer for {name} within {timeout:g} s") from None
+        return await resolver.resolve(name, timeout)
     finally:
-        for sock in listening:
-            loop.remove_reader(sock.fileno())
-        for sock in sockets:
-            sock.close()
-
-
-def _listening_socket(family: socket.AddressFamily) -> socket.socket:
-    """A socket on port 5353, shared with any other responder on the host (RFC 6762 §15.1)."""
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if hasattr(socket, "SO_REUSEPORT"):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(("::", MDNS_PORT))
-        else:
-            sock.bind(("0.0.0.0", MDNS_PORT))
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _join(sock: socket.socket, interface: InterfaceAddress) -> None:
-    if _is_ipv6(interface.host):
-        request = socket.inet_pton(socket.AF_INET6, MDNS_GROUP_IPV6) + struct.pack(
-            "@I", interface.index
-        )
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, request)
-    else:
-        request = socket.inet_aton(MDNS_GROUP_IPV4) + socket.inet_aton(interface.host)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, request)
-
-
-def _answers_type(question: Question, address: str) -> bool:
-    wanted = RecordType.AAAA if _is_ipv6(address) else RecordType.A
-    return question.type in (wanted, _ANY)
+        resolver.close()
 
 
 class Responder:
@@ -217,108 +191,60 @@ class Responder:
 
     def __init__(self, interfaces: Iterable[InterfaceAddress]) -> None:
         self._loop = asyncio.get_running_loop()
-        self._names: dict[str, str] = {}
         self._by_address: dict[str, str] = {}
-        self._interfaces: dict[str, InterfaceAddress] = {}
-        self._sockets: dict[socket.AddressFamily, socket.socket] = {}
-        problems = []
-        for interface in interfaces:
-            family = socket.AF_INET6 if _is_ipv6(interface.host) else socket.AF_INET
-            try:
-                sock = self._sockets.get(family) or _listening_socket(family)
-                self._sockets[family] = sock
-                _join(sock, interface)
-            except OSError as exc:
-                problems.append(f"{interface.host}: {exc.strerror}")
-                continue
-            self._interfaces[interface.host] = interface
-        if not self._interfaces:
-            self.close()
-            detail = "; ".join(problems) or "no interface given"
+        self._timer: asyncio.TimerHandle | None = None
+        self._sockets = MdnsSockets(interfaces, self._received)
+        if not self._sockets.links:
+            self._sockets.close()
+            detail = "; ".join(self._sockets.problems) or "no interface given"
             raise OSError(errno.EADDRNOTAVAIL, f"cannot answer mDNS queries ({detail})")
-        for sock in self._sockets.values():
-            self._loop.add_reader(sock.fileno(), self._readable, sock)
+        self._answerer = Answerer[Link](self._sockets.links)
 
     @property
     def interfaces(self) -> list[InterfaceAddress]:
         """The interfaces it listens on."""
-        return list(self._interfaces.values())
+        return self._sockets.interfaces
 
     def publish(self, address: str) -> str:
         """A ``<uuid>.local`` name that this responder answers with ``address`` (one name per
-        address: publishing the same address again returns the same name)."""
+        address: publishing the same address again returns the same name). A new name is
+        announced on every interface."""
         address = ipaddress.ip_address(address).compressed
         name = self._by_address.get(address)
         if name is None:
             name = f"{uuid.uuid4()}.local"
             self._by_address[address] = name
-            self._names[name] = address
+            self._answerer.publish(name, address, self._loop.time())
+            self._flush()
         return name
 
     def lookup(self, name: str) -> str | None:
         """The address published under ``name``, if any."""
-        return self._names.get(name.rstrip(".").lower())
+        return self._answerer.lookup(name)
 
-    def _readable(self, sock: socket.socket) -> None:
-        for _ in range(_BATCH):
-            try:
-                data, sockaddr = sock.recvfrom(_BUFFER)
-            except OSError:
-                return
-            try:
-                query = DnsMessage.decode(data)
-            except DecodeError:
-                continue
-            if not query.response:
-                self._answer(sock, query, sockaddr)
+    def _received(self, message: DnsMessage, source: Sockaddr, link: Link) -> None:
+        for reply in self._answerer.receive_query(message, source[1], link, self._loop.time()):
+            self._sockets.send_to(reply.encode(), link, source)
+        self._flush()
 
-    def _answer(self, sock: socket.socket, query: DnsMessage, sockaddr: tuple[str, int]) -> None:
-        questions = []
-        addresses = []
-        for question in query.questions:
-            address = self.lookup(question.name)
-            if address is not None and _answers_type(question, address):
-                questions.append(question)
-                addresses.append((question.name, address))
-        if not addresses:
-            return
-        if sockaddr[1] != MDNS_PORT:
-            # A one-shot querier (§6.7): unicast, the query's ID and questions, a short TTL.
-            answer = DnsMessage(
-                id=query.id,
-                response=True,
-                authoritative=True,
-                questions=tuple(questions),
-                answers=tuple(AddressRecord(n, a, LEGACY_TTL) for n, a in addresses),
-            )
-            self._send(sock, answer.encode(), sockaddr)
-            return
-        records = tuple(
-            AddressRecord(n, a, HOST_RECORD_TTL, cache_flush=True) for n, a in addresses
-        )
-        response = DnsMessage(response=True, authoritative=True, answers=records).encode()
-        if any(question.unicast_response for question in questions):
-            self._send(sock, response, sockaddr)
-            return
-        for _, address in addresses:
-            interface = self._interfaces.get(address)
-            if interface is not None and (sock.family == socket.AF_INET6) == _is_ipv6(address):
-                with contextlib.suppress(OSError):
-                    _set_multicast_interface(sock, interface)
-                    self._send(sock, response, _group(interface))
-
-    @staticmethod
-    def _send(sock: socket.socket, data: bytes, destination: tuple[object, ...]) -> None:
-        try:
-            sock.sendto(data, destination)
-        except OSError as exc:
-            _log.debug("mDNS answer to %s not sent: %s", destination, exc)
+    def _flush(self) -> None:
+        """Multicast what is due now and wait for the next."""
+        for link, message in self._answerer.handle_timer(self._loop.time()):
+            self._sockets.send_to_group(message.encode(), link)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        when = self._answerer.get_timer()
+        if when is not None:
+            self._timer = self._loop.call_at(when, self._flush)
 
     def close(self) -> None:
-        """Stop answering and close the sockets."""
-        for sock in self._sockets.values():
-            self._loop.remove_reader(sock.fileno())
-            sock.close()
-        self._sockets.clear()
-        self._names.clear()
+        """Withdraw the names (goodbye packets, RFC 6762 §10.1), stop answering and close."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for link, message in self._answerer.goodbye():
+            self._sockets.send_to_group(message.encode(), link)
+        self._sockets.close()
         self._by_address.clear()
+

@@ -5,8 +5,8 @@ at the root, and one LAN inside every :class:`Nat`. A NAT has public addresses i
 (the WAN, or the LAN of another NAT: nested NATs are a NAT whose parent is a NAT) and its own LAN
 behind. A :class:`Host` has addresses in one or more realms (a host on a LAN with a public IPv6
 address too is a host with an address in each). :meth:`Host.attach` binds a sans-IO machine (the
-design.md §2 verbs, :class:`stun.datagram.Machine`) to a port on every address of its host, as a
-socket bound to the wildcard address would be.
+architecture.md §2 verbs, :class:`stun.datagram.Machine`) to a port on every address of its host,
+as a socket bound to the wildcard address would be.
 
 A datagram a machine sends enters the realm of its source address and crosses that realm's link,
 which may lose, delay, jitter, duplicate or reorder it (:class:`LinkConfig`). At the far side of the
@@ -50,7 +50,7 @@ from stun.address import Address, normalize_host
 from stun.datagram import Datagram, Machine
 from stun.server import BindingServer, ServerConfig
 
-from .errors import LocalProtocolError
+from .errors import LocalProtocolError, enum_member
 
 # --------------------------------------------------------------------------- configuration
 
@@ -83,6 +83,14 @@ class PortAllocation(enum.Enum):
     SEQUENTIAL = "sequential"
 
 
+#: The enum-typed fields of :class:`NatConfig`, which also take their enum's value strings.
+_NAT_ENUMS: tuple[tuple[str, type[enum.Enum]], ...] = (
+    ("mapping", MappingBehavior),
+    ("filtering", FilteringBehavior),
+    ("port_allocation", PortAllocation),
+)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class NatConfig:
     """How one NAT behaves; the defaults are RFC 4787's recommendations where it makes one."""
@@ -103,6 +111,8 @@ class NatConfig:
     port_range: tuple[int, int] = (1024, 65535)
 
     def __post_init__(self) -> None:
+        for name, kind in _NAT_ENUMS:
+            object.__setattr__(self, name, enum_member(kind, getattr(self, name), name))
         if not self.binding_lifetime > 0:
             raise LocalProtocolError("binding_lifetime must be positive")
         low, high = self.port_range
@@ -614,7 +624,10 @@ class Network:
     ) -> Nat:
         """Add a NAT with ``public`` addresses (a free one if ``None``) on the WAN, or on the LAN
         of the NAT ``lan`` (a nested NAT); its own LAN's link is ``link``."""
-        config = behavior if isinstance(behavior, NatConfig) else behavior.config
+        if isinstance(behavior, NatConfig):
+            config: NatConfig | None = behavior
+        else:
+            config = enum_member(NatBehavior, behavior, "NAT behaviour").config
         if config is None:
             raise LocalProtocolError("NatBehavior.OPEN is no NAT: put the host on the WAN")
         self._claim_name(name)
@@ -640,7 +653,10 @@ class Network:
 
     def add_host_behind(self, name: str, behavior: NatBehavior | NatConfig) -> Host:
         """A host on the WAN (``NatBehavior.OPEN``) or alone behind a new NAT ``{name}-nat``."""
-        config = behavior if isinstance(behavior, NatConfig) else behavior.config
+        if isinstance(behavior, NatConfig):
+            config: NatConfig | None = behavior
+        else:
+            config = enum_member(NatBehavior, behavior, "NAT behaviour").config
         if config is None:
             return self.add_host(name)
         return self.add_host(name, lan=self.add_nat(f"{name}-nat", config))

@@ -7,14 +7,24 @@ succeed — every better pair has been checked and had a few round trips of the 
 higher-priority pair (which fails only when its transaction times out) thus costs a few round trips,
 not a whole transaction timeout. Nominating means checking the pair again with
 USE-CANDIDATE; if that check fails, the component is open for nomination again.
+
+The valid list of a component holds at most ``max_pairs`` pairs (a peer decides how many paths it
+validates); every pair in it is also found by its path — (local base, remote address) — in O(1),
+for the checks and the data that arrive on it.
+
+A nomination is *unconfirmed* while the peer may not have acted on it: see
+:meth:`NominationPolicy.nominated_by_us`.
 """
 
 from __future__ import annotations
+
+from stun.address import Address
 
 from .checklist import CandidatePair, CheckList, PairState
 from .config import AgentConfig
 
 _Key = tuple[int, int]
+_Path = tuple[Address, Address]
 
 #: How many round trips of the best valid pair a better pair's first check gets to answer.
 PATIENCE_RTTS = 3
@@ -22,8 +32,12 @@ PATIENCE_RTTS = 3
 MIN_PATIENCE = 0.020
 
 
+def _path(pair: CandidatePair) -> _Path:
+    return (pair.local_base, pair.remote.address)
+
+
 def _same(a: CandidatePair, b: CandidatePair) -> bool:
-    return a.local_base == b.local_base and a.remote.address == b.remote.address
+    return _path(a) == _path(b)
 
 
 class NominationPolicy:
@@ -31,23 +45,58 @@ class NominationPolicy:
 
     def __init__(self, config: AgentConfig) -> None:
         self._max_wait = config.max_nomination_wait
-        self._valid: dict[_Key, list[CandidatePair]] = {}
+        self._limit = config.max_pairs
+        self._valid: dict[_Key, dict[_Path, CandidatePair]] = {}
+        self._by_path: dict[_Path, CandidatePair] = {}
         self._first_valid_at: dict[_Key, float] = {}
         self._nominating: dict[_Key, CandidatePair] = {}
         self._recheck_at: dict[_Key, float] = {}
+        self._unconfirmed: dict[_Key, CandidatePair] = {}
 
-    def pair_valid(self, pair: CandidatePair, now: float) -> None:
-        """Add a pair to the valid list (§7.2.5.3.2)."""
+    def pair_valid(self, pair: CandidatePair, now: float) -> bool:
+        """Add a pair to the valid list (§7.2.5.3.2). ``False`` when the list is full: it holds
+        ``max_pairs`` pairs and none of lower priority that is not nominated to make room."""
         key = (pair.stream, pair.component)
-        valid = self._valid.setdefault(key, [])
-        if not any(_same(pair, other) for other in valid):
-            valid.append(pair)
-            valid.sort(key=lambda p: p.priority, reverse=True)
+        valid = self._valid.setdefault(key, {})
+        path = _path(pair)
+        if path not in valid:
+            if len(valid) >= self._limit:
+                lowest = min(
+                    (p for p in valid.values() if not p.nominated),
+                    key=lambda p: p.priority,
+                    default=None,
+                )
+                if lowest is None or lowest.priority >= pair.priority:
+                    return False
+                self._forget(key, lowest)
+            valid[path] = pair
+            self._by_path[path] = pair
         self._first_valid_at.setdefault(key, now)
+        return True
+
+    def _forget(self, key: _Key, pair: CandidatePair) -> None:
+        path = _path(pair)
+        del self._valid[key][path]
+        if self._by_path.get(path) is pair:
+            del self._by_path[path]
 
     def valid_pairs(self, stream: int, component: int) -> list[CandidatePair]:
         """The valid list of a component, best first."""
-        return list(self._valid.get((stream, component), ()))
+        valid = self._valid.get((stream, component), {})
+        return sorted(valid.values(), key=lambda p: p.priority, reverse=True)
+
+    def has_valid(self, stream: int, component: int) -> bool:
+        """Whether the component has a valid pair."""
+        return bool(self._valid.get((stream, component)))
+
+    def valid_on(self, local_base: Address, remote: Address) -> CandidatePair | None:
+        """The valid pair that sends from ``local_base`` to ``remote``, if any."""
+        return self._by_path.get((local_base, remote))
+
+    @property
+    def size(self) -> int:
+        """How many valid pairs are kept, over every component."""
+        return len(self._by_path)
 
     @property
     def deadline(self) -> float | None:
@@ -71,7 +120,7 @@ class NominationPolicy:
         valid = self._valid.get(key)
         if key in self._nominating or not valid:
             return None
-        best = valid[0]
+        best = max(valid.values(), key=lambda p: p.priority)
         cap = self._first_valid_at[key] + self._max_wait
         if now < cap:
             patience = max(PATIENCE_RTTS * (best.last_rtt or 0.0), MIN_PATIENCE)
@@ -103,4 +152,66 @@ class NominationPolicy:
         nominee = self._nominating.get(key)
         if nominee is not None and _same(nominee, pair):
             del self._nominating[key]
-            self._valid[key] = [p for p in self._valid.get(key, []) if not _same(p, pair)]
+            known = self._valid.get(key, {}).get(_path(pair))
+            if known is not None:
+                self._forget(key, known)
+
+    def nominated_by_us(self, pair: CandidatePair, *, confirmed: bool) -> None:
+        """Our USE-CANDIDATE check of ``pair`` succeeded (§8.1.1); ``confirmed`` says whether
+        the peer is known to have acted on it.
+
+        RFC 8445 §8.1.1 makes the pair nominated once the USE-CANDIDATE check succeeds, and
+        §7.3.1.5 obliges the controlled agent to act on it or refuse it with an error. Deployed
+        agents do not always: one that receives our check before it has our credentials (our
+        answer is still in signalling) answers it with a 200 — its own password is enough for
+        that — then forgets the request, never sets the nominated flag, and, once controlled,
+        waits for a nomination forever. A success proves the peer acted on USE-CANDIDATE only
+        if the peer had our credentials when the check reached it, which we know when one of
+        its authenticated checks (signed with our password) arrived before we sent ours.
+
+        So until then the nomination is unconfirmed: as libwebrtc does, every later check of
+        the selected pair — the consent checks of RFC 7675 included — carries USE-CANDIDATE
+        again, and the first authenticated check from the peer makes the agent send one at
+        once. This stays within §8.1.1: it is the same pair, nominated once and never another
+        for the component; a conforming peer treats the repetition as the no-op §7.3.1.5
+        describes (the pair is nominated already). A USE-CANDIDATE check answered after the
+        peer proved it has our credentials, or the peer's data on the pair (it sends data only
+        on the pair it selected), confirms the nomination and ends the repetition.
+        """
+        key = (pair.stream, pair.component)
+        if confirmed:
+            self._unconfirmed.pop(key, None)
+        else:
+            self._unconfirmed[key] = pair
+
+    def unconfirmed(self, pair: CandidatePair) -> bool:
+        """Whether ``pair`` is our nomination and the peer may not have acted on it yet."""
+        return self._unconfirmed.get((pair.stream, pair.component)) is pair
+
+    def unconfirmed_pairs(self) -> list[CandidatePair]:
+        return list(self._unconfirmed.values())
+
+    def confirm(self, pair: CandidatePair) -> None:
+        """The peer showed it selected ``pair``: stop repeating USE-CANDIDATE on it."""
+        key = (pair.stream, pair.component)
+        if self._unconfirmed.get(key) is pair:
+            del self._unconfirmed[key]
+
+
+def replaces_selected(
+    current: CandidatePair | None, nominated: CandidatePair, *, suspended: bool
+) -> bool:
+    """Whether a pair just nominated replaces ``current`` as the selected pair of its component
+    (docs/ice.md, "Nomination with agents that bend the rules").
+
+    The highest-priority nominated pair is selected (RFC 8445 §8.1.1), and a pair kept through an
+    ICE restart (``suspended``) gives way to any nomination of the new generation (§9). But a peer
+    that nominates aggressively (USE-CANDIDATE on every check, RFC 5245 §8.1.1.2) and keeps the
+    first pair it nominated would be left on another pair than ours when a later candidate gives
+    a better nominated pair: so a selected pair that carries data stays selected, and the
+    controlled agent follows the peer's data instead (its data arrives on the pair it selected).
+    """
+    if current is None or not current.nominated or suspended:
+        return True
+    carrying_data = current.bytes_sent > 0 or current.bytes_received > 0
+    return nominated.priority > current.priority and not carrying_data

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from stun.address import Address, AddressFamily
 from stun.server import LongTermCredentials
-from turn.server import PortRangeAllocator, TurnServerConfig, TurnServerCore
+from turn.server import PeerPolicy, PortRangeAllocator, TurnServerConfig, TurnServerCore
 
 from .agent import Agent
 from .candidate import Candidate
@@ -247,10 +247,12 @@ class _SimulatedRelays(PortRangeAllocator):
 
 def add_turn_server(network: Network, address: Address, name: str) -> TurnServerCore:
     """The real sans-IO TURN server core on the WAN at ``address``, with one user
-    (:data:`TURN_USERNAME`/:data:`TURN_PASSWORD`) and relayed ports 50000-50199."""
+    (:data:`TURN_USERNAME`/:data:`TURN_PASSWORD`) and relayed ports 50000-50199; it relays to
+    the documentation addresses that stand for the public Internet here."""
     relays = _SimulatedRelays(address.host)
     credentials = LongTermCredentials.from_passwords("icestack", {TURN_USERNAME: TURN_PASSWORD})
-    core = TurnServerCore(TurnServerConfig(credentials=credentials), relays)
+    policy = PeerPolicy(allow_documentation_peers=True)
+    core = TurnServerCore(TurnServerConfig(credentials=credentials, peer_policy=policy), relays)
     attachment = network.add_host(name, [address.host]).attach(core, port=address.port)
     relays.bind = attachment.bind
     return core

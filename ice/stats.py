@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+from collections import Counter
+from dataclasses import dataclass, field
 
 from .candidate import Candidate
 from .checklist import CandidatePair, PairState
@@ -53,6 +55,37 @@ def pair_stats(pair: CandidatePair, selected: bool, consent: str) -> PairStats:
     )
 
 
+class PeerInput(enum.Enum):
+    """Why the agent did not take a value from the peer as sent: it clamped it or dropped it.
+
+    Peer input never raises out of :meth:`~ice.agent.Agent.receive_datagram` or
+    :meth:`~ice.agent.Agent.add_remote_candidate`; what the agent cannot use as sent is counted
+    under one of these reasons in :attr:`FailureCounters.peer_input`.
+    """
+
+    #: A check from a new address carried a PRIORITY outside 1..2^31-1 (or none): the
+    #: peer-reflexive candidate (RFC 8445 §7.3.1.3) got the nearest priority in range.
+    PRIORITY_CLAMPED = "priority-clamped"
+    #: The stream already holds ``max_remote_candidates``: a signalled or peer-reflexive remote
+    #: candidate was not learnt.
+    REMOTE_CANDIDATES_FULL = "remote-candidates-full"
+    #: ``max_local_peer_reflexive`` local candidates were learnt already: a response's
+    #: XOR-MAPPED-ADDRESS (§7.2.5.3.1) made no new one; the valid pair kept the checked one.
+    LOCAL_PEER_REFLEXIVE_FULL = "local-peer-reflexive-full"
+    #: A response's XOR-MAPPED-ADDRESS was of the other address family than the socket it
+    #: answered: ignored (the check still proves the path).
+    MAPPED_ADDRESS_FAMILY = "mapped-address-family"
+    #: A remote candidate for a component this stream does not have.
+    UNKNOWN_COMPONENT = "unknown-component"
+    #: A remote candidate, signalled or the source of a check, that no datagram can be sent to:
+    #: port 0, an unspecified or a multicast address.
+    UNUSABLE_ADDRESS = "unusable-address"
+    #: The valid list of a component holds ``max_pairs`` pairs, none of them lower than this one.
+    VALID_LIST_FULL = "valid-list-full"
+    #: A check reached a host socket while the policy is relay-only: not answered, not paired.
+    RELAY_POLICY = "relay-policy"
+
+
 @dataclass(slots=True)
 class FailureCounters:
     """What went wrong during checks, counted for :func:`describe_failure`."""
@@ -63,6 +96,27 @@ class FailureCounters:
     bad_integrity: int = 0
     role_conflicts: int = 0
     malformed: int = 0
+    #: Peer values clamped or dropped, by reason.
+    peer_input: Counter[PeerInput] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class TableSizes:
+    """How many entries each table of an agent that a peer can grow holds now.
+
+    Each is bounded: remote candidates by ``max_remote_candidates`` per stream, pairs and valid
+    pairs by ``max_pairs`` per stream (valid pairs per component), local candidates by the bases,
+    servers and ``max_local_peer_reflexive``, recent requests by a constant.
+    """
+
+    remote_candidates: int
+    pairs: int
+    valid_pairs: int
+    local_candidates: int
+    local_peer_reflexive: int
+    triggered: int
+    checks_in_flight: int
+    recent_requests: int
 
 
 def describe_failure(
@@ -97,4 +151,7 @@ def describe_failure(
         )
     if counters.role_conflicts:
         reasons.append(f"{counters.role_conflicts} role conflicts (both sides chose one role)")
+    if counters.peer_input:
+        dropped = ", ".join(f"{reason.value} {n}" for reason, n in counters.peer_input.items())
+        reasons.append(f"peer input not taken as sent: {dropped}")
     return "; ".join(reasons) or "checks are still running or no reason was recorded"

@@ -1,7 +1,8 @@
 """asyncio face of STUN: a client over UDP, TCP and TLS, and a server with listeners for each.
 
-This layer owns sockets and the event loop's clock and nothing else (design.md §2): every decision
-is made by the sans-IO :class:`~stun.client.ClientSession` and :class:`~stun.server.BindingServer`.
+This layer owns sockets and the event loop's clock and nothing else (architecture.md §2): every
+decision is made by the sans-IO :class:`~stun.client.ClientSession` and
+:class:`~stun.server.BindingServer`.
 
 The UDP listener reads with ``loop.add_reader`` and drains the socket in batches — asyncio's own
 datagram transport reads one datagram per loop iteration — and answers each request inline, so one
@@ -58,6 +59,19 @@ def install_uvloop() -> bool:
 
 def _address(sockaddr: tuple[str, int] | tuple[str, int, int, int]) -> Address:
     return Address(sockaddr[0], sockaddr[1])
+
+
+def tcp_socket(family: int) -> socket.socket:
+    """A TCP socket with Nagle's algorithm off (TCP_NODELAY), for every stream we open or accept.
+
+    STUN and TURN write small messages that must leave at once; under Nagle a write waits for
+    the ACK of the one before, which the other side delays by up to 40 ms. The connections a
+    listening socket accepts inherit the option (on Linux), and asyncio sets it again on them
+    because the socket says IPPROTO_TCP (created with protocol 0, it would not).
+    """
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 async def resolve(host: str, port: int, family: int = 0, *, stream: bool = False) -> Address:
@@ -204,6 +218,8 @@ class _StreamClientProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # What tcp_socket() does for listeners; asyncio and uvloop set it too, but say so.
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -585,7 +601,7 @@ async def listen_stream(
     """
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = tcp_socket(family)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:

@@ -157,7 +157,7 @@ class _Request:
 
 
 class ClientSession:
-    """A session with one STUN server, sans-IO (design.md §2 verbs): requests, RTO, credentials."""
+    """A session with one STUN server, sans-IO (architecture.md §2): requests, RTO, credentials."""
 
     def __init__(
         self,

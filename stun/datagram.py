@@ -2,7 +2,7 @@
 
 An ICE agent sends from several local sockets and a TURN allocation wraps relayed traffic itself,
 so one driver loop serves every machine by sending ``data`` from ``local`` to ``remote``
-(design.md §2). ``local`` is ``None`` when the machine has a single socket and does not care.
+(architecture.md §2). ``local`` is ``None`` when the machine has a single socket and does not care.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class Datagram(NamedTuple):
 
 
 class Machine(Protocol):
-    """The five verbs every sans-IO state machine has (design.md §2).
+    """The five verbs every sans-IO state machine has (architecture.md §2).
 
     One driver loop — asyncio, :mod:`ice.netsim`, or a user's own — serves any machine with them:
     feed what arrives, send what it drains, call it back at its timer, read its events.

@@ -1,4 +1,5 @@
-"""Events the STUN client machine reports to its driver (design.md §4: past-tense dataclasses)."""
+"""Events the STUN client machine reports to its driver (past-tense dataclasses, architecture.md
+§4)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ the server "MUST NOT choose the same NONCE for two requests unless they have the
 address and port". Nonces are 37 printable ASCII characters, well under the 128 that §14.10 allows
 and free of quotes and backslashes.
 
-Servers that share a secret (and a clock) accept each other's nonces (design.md §6).
+Servers that share a secret (and a clock) accept each other's nonces (architecture.md §6).
 """
 
 from __future__ import annotations

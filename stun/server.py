@@ -2,7 +2,8 @@
 
 Theory of operation. The server keeps no per-client state: every datagram is answered (or not) on
 its own by :meth:`BindingServer.respond`, which the asyncio layer calls on its hot path;
-:meth:`BindingServer.receive_datagram` wraps it in the design.md §2 verbs. A datagram goes through:
+:meth:`BindingServer.receive_datagram` wraps it in the five verbs (architecture.md §2). A datagram
+goes through:
 
 1. **Basic checks** (§6.3). It must decode as STUN, be a request (indications need no answer,
    responses match no transaction of ours) for the Binding method, and carry a correct FINGERPRINT
@@ -455,7 +456,7 @@ _UNHONOURED = frozenset((ChangeRequest, ResponsePort, Padding))
 
 
 class BindingServer:
-    """A stateless STUN Binding server, sans-IO (design.md §2 verbs plus :meth:`respond`)."""
+    """A stateless STUN Binding server, sans-IO (architecture.md §2 verbs plus :meth:`respond`)."""
 
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config = config or ServerConfig()

@@ -1,5 +1,5 @@
-"""design.md §1-§2 as tests: the sans-IO core imports no I/O, no clock and no randomness of its
-own, and dependencies point one way (ice → turn → stun)."""
+"""docs/architecture.md §1-§2 as tests: the sans-IO core imports no I/O, no clock and no
+randomness of its own, and dependencies point one way (ice → turn → stun)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Modules that own sockets, time or files: the asyncio layer and the command line.
 IO_MODULES = {
     "stun/aio.py", "stun/cli.py", "stun/tls.py", "stun/probe.py", "stun/explain.py",
-    "ice/cli.py", "ice/commands.py", "ice/aio.py",
-    "ice/mdns.py", "turn/aio.py", "turn/server/aio_tcp.py", "turn/server/aio.py", "turn/cli.py",
+    "ice/cli.py", "ice/commands.py", "ice/aio.py", "ice/mdns.py", "ice/mdns_sockets.py",
+    "turn/aio.py", "turn/server/aio_tcp.py", "turn/server/aio.py", "turn/cli.py",
 }
 FORBIDDEN_IN_CORE = {"asyncio", "socket", "time", "random", "os", "selectors", "ssl", "threading"}
 #: Exceptions to FORBIDDEN_IN_CORE, one module and one import each: the simulator's whole point is

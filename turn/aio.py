@@ -1,6 +1,6 @@
 """asyncio face of the TURN client: :class:`TurnClient`, one allocation over UDP, TCP or TLS.
 
-This layer owns the socket and the event loop's clock and nothing else (design.md §2): every
+This layer owns the socket and the event loop's clock and nothing else (architecture.md §2): every
 decision is made by the sans-IO :class:`~turn.client.TurnAllocation`. The socket side — a UDP
 socket, or a TCP/TLS connection cut into STUN and ChannelData frames (RFC 8656 §12.5) and reopened
 if ALTERNATE-SERVER moves the session — is :class:`stun.aio.ClientSocket`, shared with

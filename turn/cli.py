@@ -47,6 +47,7 @@ from stun.server import LongTermCredentials
 
 from .server.aio import TurnServer, relay_hosts_by_family
 from .server.config import TurnServerConfig
+from .server.embedded import parse_nat64_prefixes
 from .server.policy import PeerPolicy, parse_networks
 from .server.relays import DYNAMIC_PORTS
 from .turnserver_conf import OptionNames, check_values, read_config
@@ -125,6 +126,17 @@ def _add_options(parser: argparse.ArgumentParser) -> OptionNames:
         help="refuse these peers too (repeatable)",
     )
     option("--allow-loopback-peers", action="store_true", help="relay to 127.0.0.0/8 and ::1")
+    option(
+        "--allow-documentation-peers",
+        action="store_true",
+        help="relay to the documentation ranges (192.0.2.0/24, 2001:db8::/32, ...), for labs",
+    )
+    option(
+        "--nat64-prefix",
+        action="append",
+        metavar="CIDR",
+        help="a NAT64 prefix of this network: judge its peers by the IPv4 inside (repeatable)",
+    )
     option(
         "--rfc5766-channels",
         action="store_true",
@@ -371,10 +383,14 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
     allowed = _peer_networks(args.allowed_peer_ip, "--allowed-peer-ip")
     denied = _peer_networks(args.denied_peer_ip, "--denied-peer-ip")
     listen = tuple(listen_address(text, DEFAULT_PORT) for text in args.listen or DEFAULT_LISTEN)
+    nat64 = tuple(args.nat64_prefix or ())
+    parse_nat64_prefixes(nat64, "--nat64-prefix")
     policy = PeerPolicy(
         allowed_peers=allowed,
         denied_peers=denied,
         allow_loopback_peers=bool(args.allow_loopback_peers),
+        allow_documentation_peers=bool(args.allow_documentation_peers),
+        nat64_prefixes=nat64,
         own_addresses=tuple(
             dict.fromkeys(h for h, _ in listen if not ipaddress.ip_address(h).is_unspecified)
         ),

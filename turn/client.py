@@ -246,7 +246,7 @@ _OnFailure = Callable[[Failure, float], None]
 
 
 class TurnAllocation:
-    """One allocation on one TURN server, sans-IO (design.md §2 verbs; see the module docstring).
+    """One allocation on one TURN server, sans-IO (architecture.md §2; see the module docstring).
 
     ``server`` is the server's transport address; ``credentials`` the long-term credentials it
     challenges for. Every datagram this machine emits goes to the server (ALTERNATE-SERVER may

@@ -1,7 +1,7 @@
 """Events the TURN client machine (:class:`turn.TurnAllocation`) reports to its driver.
 
-Past-tense frozen dataclasses (design.md §4), drained with ``next_event()``. The server core has
-its own, :mod:`turn.server.events`: the two are read by different drivers and share nothing.
+Past-tense frozen dataclasses (architecture.md §4), drained with ``next_event()``. The server core
+has its own, :mod:`turn.server.events`: the two are read by different drivers and share nothing.
 """
 
 from __future__ import annotations

@@ -1,140 +1,42 @@
-"""Two ICE agents back to back on a virtual clock (design.md §5 tier 1).
-
-A tiny wire delivers each datagram to the agent that owns its destination address, after a fixed
-one-way delay; everything else is dropped (as a black hole would). No NATs here: ice/netsim.py
-covers those.
-"""
+"""Two ICE agents back to back on a virtual clock (architecture.md §5 tier 1):
+tests/ice/machine_pair.py has the wire."""
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pytest
 
 from ice.agent import Agent
-from ice.candidate import Candidate, CandidateType
+from ice.candidate import CandidateType
 from ice.checklist import PairState
-from ice.config import AgentConfig
+from ice.config import AgentConfig, Policy
+from ice.errors import LocalProtocolError
 from ice.events import (
     CandidateGathered,
     ConsentLost,
     DataReceived,
     GatheringCompleted,
-    IceEvent,
     IceState,
     RemoteCandidateLearned,
     RoleChanged,
     SelectedPairChanged,
-    StateChanged,
 )
 from stun.address import Address
 from stun.attributes import XorMappedAddress
-from stun.datagram import Datagram
 from stun.message import Message, MessageClass
 
-A_ADDRESS = Address("192.0.2.1", 5000)
-B_ADDRESS = Address("192.0.2.2", 6000)
-DELAY = 0.010
-
-
-@dataclass
-class Wire:
-    """Delivers datagrams between agents by destination address, with a one-way delay."""
-
-    agents: dict[Address, Agent]
-    now: float = 0.0
-    in_flight: list[tuple[float, int, Datagram]] = field(default_factory=list)
-    sent: list[Datagram] = field(default_factory=list)
-    blackholed: set[Address] = field(default_factory=set)
-    events: dict[int, list[IceEvent]] = field(default_factory=dict)
-    _sequence: int = 0
-
-    def collect(self) -> None:
-        for agent in set(self.agents.values()):
-            for datagram in agent.datagrams_to_send(self.now):
-                self.sent.append(datagram)
-                self._sequence += 1
-                self.in_flight.append((self.now + DELAY, self._sequence, datagram))
-            log = self.events.setdefault(id(agent), [])
-            while (event := agent.next_event()) is not None:
-                log.append(event)
-
-    def step(self) -> bool:
-        """Advance to the next delivery or timer; ``False`` when nothing is left."""
-        self.collect()
-        timers = [
-            (t, agent)
-            for agent in set(self.agents.values())
-            if (t := agent.get_timer()) is not None
-        ]
-        next_delivery = min(self.in_flight, default=None)
-        next_timer = min(timers, key=lambda item: item[0], default=None)
-        if next_delivery is None and next_timer is None:
-            return False
-        if next_delivery is not None and (next_timer is None or next_delivery[0] <= next_timer[0]):
-            self.in_flight.remove(next_delivery)
-            self.now = max(self.now, next_delivery[0])
-            datagram = next_delivery[2]
-            target = self.agents.get(datagram.remote)
-            if target is not None and datagram.remote not in self.blackholed:
-                assert datagram.local is not None
-                target.receive_datagram(datagram.data, datagram.remote, datagram.local, self.now)
-        else:
-            assert next_timer is not None
-            self.now = max(self.now, next_timer[0])
-            next_timer[1].handle_timer(self.now)
-        self.collect()
-        return True
-
-    def run(self, until: float, stop: object = None) -> None:
-        for _ in range(200_000):
-            if self.now >= until or not self.step():
-                return
-        raise AssertionError("wire did not settle")
-
-    def log(self, agent: Agent) -> list[IceEvent]:
-        return self.events.get(id(agent), [])
-
-
-def make_agent(controlling: bool, address: Address, seed: int, **options: object) -> Agent:
-    config = AgentConfig(controlling=controlling, rng=random.Random(seed), **options)  # type: ignore[arg-type]
-    agent = Agent(config)
-    agent.add_base(0, 1, address)
-    agent.gather(0.0)
-    return agent
-
-
-def host_candidates(agent: Agent) -> list[Candidate]:
-    return [c.candidate for c in agent.local_candidates if c.candidate.type is CandidateType.HOST]
-
-
-def connect(
-    a: Agent, b: Agent, wire: Wire, *, signal_b_to_a: bool = True, until: float = 10.0
-) -> None:
-    a.set_remote_credentials(b.local_username, b.local_password)
-    b.set_remote_credentials(a.local_username, a.local_password)
-    for candidate in host_candidates(a):
-        b.add_remote_candidate(candidate)
-    if signal_b_to_a:
-        for candidate in host_candidates(b):
-            a.add_remote_candidate(candidate)
-    a.add_remote_candidate(None)
-    b.add_remote_candidate(None)
-    a.start_checks(wire.now)
-    b.start_checks(wire.now)
-    wire.run(until)
-
-
-def pair_of(**options: object) -> tuple[Agent, Agent, Wire]:
-    a = make_agent(True, A_ADDRESS, 1, **options)
-    b = make_agent(False, B_ADDRESS, 2, **options)
-    return a, b, Wire({A_ADDRESS: a, B_ADDRESS: b})
-
-
-def states(wire: Wire, agent: Agent) -> list[IceState]:
-    return [e.state for e in wire.log(agent) if isinstance(e, StateChanged)]
-
+from .machine_pair import (
+    A_ADDRESS,
+    B_ADDRESS,
+    Wire,
+    connect,
+    host_candidates,
+    make_agent,
+    pair_of,
+    states,
+)
 
 # --------------------------------------------------------------------------- gathering
 
@@ -360,5 +262,10 @@ def test_config_validation() -> None:
         AgentConfig(pacing=0.001)
     with pytest.raises(Exception, match="lite"):
         AgentConfig(lite=True, remote_lite=True)
+    with pytest.raises(LocalProtocolError, match="host candidates only"):
+        AgentConfig(lite=True, policy=Policy.RELAY)
+    for bound in ("max_pairs", "max_remote_candidates", "max_local_peer_reflexive"):
+        with pytest.raises(LocalProtocolError, match=f"{bound} must be at least 1"):
+            AgentConfig(**{bound: 0})  # type: ignore[arg-type]
     base = AgentConfig()
     assert replace(base, pacing=0.005).pacing == 0.005

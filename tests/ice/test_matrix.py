@@ -1,4 +1,4 @@
-"""The NAT-by-NAT matrix (design.md §5 tier 2): two full agents, host and server-reflexive
+"""The NAT-by-NAT matrix (architecture.md §5 tier 2): two full agents, host and server-reflexive
 candidates only (no TURN), one behind each kind of NAT, the real STUN server on the WAN.
 
 Agent A (controlling) sits behind the row's NAT, agent B (controlled) behind the column's; both

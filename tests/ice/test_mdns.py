@@ -1,5 +1,7 @@
 """ice.mdns on the loopback interface: our resolver against our responder, raw queries of both
-kinds (one-shot and from port 5353), and Connections that hide their host addresses.
+kinds (one-shot and from port 5353), models of a browser's querier and responder (port 5353 and
+multicast only), announcements, goodbyes, garbage, and Connections that hide their host
+addresses. Tests against an independent implementation (Avahi) are in tests/net/test_mdns_avahi.py.
 
 Multicast stays on ``lo`` (the sockets send through 127.0.0.1 only). Where the kernel does not
 allow multicast on loopback, or port 5353 cannot be shared, the tests skip and say why.
@@ -14,20 +16,22 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from ice import CandidateType, Connection
-from ice.dns import AddressRecord, DnsMessage, Question, RecordType
+from ice.dns import AddressRecord, DnsMessage, NsecRecord, Question, Record, RecordType
 from ice.mdns import (
     HOST_RECORD_TTL,
     LEGACY_TTL,
     MDNS_GROUP_IPV4,
     MDNS_PORT,
     InterfaceAddress,
+    Resolver,
     Responder,
     resolve,
 )
 from tests.ice.test_connection import assert_same_path, exchange, make
-from tests.net.loopback import run
+from tests.net.loopback import run, until
 
 LOOPBACK = InterfaceAddress("127.0.0.1", socket.if_nametoindex("lo"), "lo")
+UNKNOWN = "0b5a7c1e-0000-4000-8000-000000000000.local"
 
 
 def _loopback_multicast_problem() -> str | None:
@@ -37,7 +41,7 @@ def _loopback_multicast_problem() -> str | None:
         responder = Responder([LOOPBACK])
         try:
             name = responder.publish("127.0.0.1")
-            await resolve(name, [LOOPBACK], timeout=1.0)
+            await resolve(name, [LOOPBACK])
         finally:
             responder.close()
 
@@ -55,19 +59,19 @@ def loopback_multicast() -> None:
         pytest.skip(problem)
 
 
-Publish = Callable[[], tuple[Responder, str]]
+Publish = Callable[..., tuple[Responder, str]]
 
 
 @pytest.fixture
 def publish(loopback_multicast: None) -> Iterator[Publish]:
-    """Start a responder on loopback (inside the test's loop) that publishes 127.0.0.1; return
-    it and the name. Every responder is closed after the test."""
+    """Start a responder on loopback (inside the test's loop) that publishes an address
+    (127.0.0.1 by default); return it and the name. Every responder is closed after the test."""
     made: list[Responder] = []
 
-    def start() -> tuple[Responder, str]:
+    def start(address: str = "127.0.0.1") -> tuple[Responder, str]:
         responder = Responder([LOOPBACK])
         made.append(responder)
-        return responder, responder.publish("127.0.0.1")
+        return responder, responder.publish(address)
 
     yield start
     for responder in made:
@@ -80,43 +84,80 @@ def multicast_socket(port: int = 0) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
-    sock.bind(("0.0.0.0", port) if port else ("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", 0) if not port else ("0.0.0.0", port))
     sock.setblocking(False)
     return sock
 
 
-async def receive(sock: socket.socket) -> DnsMessage:
-    """The next DNS response on ``sock`` (its own multicast queries, looped back, are skipped)."""
+def group_socket() -> socket.socket:
+    """A socket on 224.0.0.251:5353, joined on loopback: it reads multicast only, and what it
+    sends leaves from port 5353 — a browser's mDNS socket as far as a peer can tell."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+    membership = socket.inet_aton(MDNS_GROUP_IPV4) + socket.inet_aton("127.0.0.1")
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+    sock.bind((MDNS_GROUP_IPV4, MDNS_PORT))
+    sock.setblocking(False)
+    return sock
+
+
+async def receive(sock: socket.socket) -> tuple[DnsMessage, tuple[str, int]]:
+    """The next DNS response on ``sock`` and its source (queries, ours or others', are skipped)."""
     loop = asyncio.get_running_loop()
     while True:
-        data, _ = await loop.sock_recvfrom(sock, 9000)
+        data, source = await loop.sock_recvfrom(sock, 9000)
         message = DnsMessage.decode(data)
         if message.response:
-            return message
+            return message, source
 
 
-# --------------------------------------------------------------------------- resolver, responder
+async def responses_about(sock: socket.socket, name: str, count: int) -> list[DnsMessage]:
+    """The next ``count`` responses on ``sock`` that carry a record of ``name``."""
+    found: list[DnsMessage] = []
+    while len(found) < count:
+        message, _ = await receive(sock)
+        if any(r.name == name for r in message.answers + message.additionals):
+            found.append(message)
+    return found
+
+
+def nsec(name: str, *types: RecordType, ttl: int = HOST_RECORD_TTL) -> NsecRecord:
+    return NsecRecord(name, name, frozenset(types), ttl, cache_flush=ttl == HOST_RECORD_TTL)
+
+
+def address(name: str, host: str, ttl: int = HOST_RECORD_TTL) -> AddressRecord:
+    return AddressRecord(name, host, ttl, cache_flush=ttl == HOST_RECORD_TTL)
+
+
+# --------------------------------------------------------------------------- our responder
 
 
 def test_resolve_a_published_name(publish: Publish) -> None:
     async def scenario() -> tuple[str, str, str]:
         responder, name = publish()
         assert responder.publish("127.0.0.1") == name  # one name per address
-        return name, await resolve(name, [LOOPBACK]), await resolve(name.upper(), [LOOPBACK])
+        resolver = Resolver([LOOPBACK])
+        try:
+            return name, await resolver.resolve(name), await resolver.resolve(name.upper())
+        finally:
+            resolver.close()
 
-    name, address, shouted = run(scenario())
+    name, resolved, shouted = run(scenario())
     assert name.endswith(".local") and len(name) == 36 + len(".local")
-    assert address == shouted == "127.0.0.1"
+    assert resolved == shouted == "127.0.0.1"
 
 
 def test_one_shot_query_gets_a_unicast_answer_with_its_id(publish: Publish) -> None:
-    async def scenario() -> tuple[str, DnsMessage]:
+    async def scenario() -> tuple[str, DnsMessage, tuple[str, int]]:
         _, name = publish()
-        unknown = DnsMessage(id=1, questions=(Question("nobody.local", RecordType.A),))
+        unknown = DnsMessage(id=1, questions=(Question(UNKNOWN, RecordType.A),))
         query = DnsMessage(
             id=0x4242,
             questions=(
-                Question(name, RecordType.AAAA),  # we have no IPv6 address for it
+                Question(name, RecordType.AAAA),  # we have no IPv6 address for it: NSEC
                 Question(name, RecordType.A),
             ),
         )
@@ -124,35 +165,186 @@ def test_one_shot_query_gets_a_unicast_answer_with_its_id(publish: Publish) -> N
             # Loopback keeps order: if the unknown name were answered, that answer came first.
             sock.sendto(unknown.encode(), (MDNS_GROUP_IPV4, MDNS_PORT))
             sock.sendto(query.encode(), (MDNS_GROUP_IPV4, MDNS_PORT))
-            return name, await receive(sock)
+            return name, *await receive(sock)
 
-    name, answer = run(scenario())
+    name, answer, source = run(scenario())
+    assert source[1] == MDNS_PORT
     assert answer.id == 0x4242 and answer.authoritative
-    assert answer.questions == (Question(name, RecordType.A),)  # §6.7: the question repeated
-    assert answer.answers == (AddressRecord(name, "127.0.0.1", ttl=LEGACY_TTL),)
-
-
-def test_query_from_port_5353_gets_a_multicast_answer(publish: Publish) -> None:
-    async def scenario() -> tuple[str, DnsMessage]:
-        _, name = publish()
-        with multicast_socket(MDNS_PORT) as sock:
-            membership = socket.inet_aton(MDNS_GROUP_IPV4) + socket.inet_aton("127.0.0.1")
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
-            query = DnsMessage(questions=(Question(name, RecordType.A),))
-            sock.sendto(query.encode(), (MDNS_GROUP_IPV4, MDNS_PORT))
-            return name, await receive(sock)
-
-    name, answer = run(scenario())
-    assert answer.id == 0 and answer.questions == ()
+    assert answer.questions == (Question(name, RecordType.AAAA), Question(name, RecordType.A))
     assert answer.answers == (
-        AddressRecord(name, "127.0.0.1", ttl=HOST_RECORD_TTL, cache_flush=True),
+        NsecRecord(name, name, frozenset({RecordType.A}), LEGACY_TTL),  # §6.7: short, no flush
+        AddressRecord(name, "127.0.0.1", ttl=LEGACY_TTL),
     )
+    assert answer.additionals == ()
+
+
+def test_a_browser_like_querier_gets_multicast_answers_and_nsec(publish: Publish) -> None:
+    """A querier that sends from 5353 and reads only multicast, asking A and AAAA separately
+    (as Chromium does), gets both answers by multicast: the A record and the NSEC record that
+    says there is no AAAA."""
+
+    async def scenario() -> tuple[str, list[DnsMessage]]:
+        _, name = publish()
+        with group_socket() as sock:
+            for rtype in (RecordType.A, RecordType.AAAA):
+                query = DnsMessage(questions=(Question(name, rtype),))
+                sock.sendto(query.encode(), (MDNS_GROUP_IPV4, MDNS_PORT))
+            # The NSEC comes at once; the A record was announced a moment ago, so it comes when
+            # its second is over (RFC 6762 §6), by then also as the second announcement.
+            found: list[DnsMessage] = []
+            while not {RecordType.A, RecordType.NSEC} <= {r.type for m in found for r in m.answers}:
+                found += await responses_about(sock, name, 1)
+            return name, found
+
+    name, found = run(scenario())
+    for message in found:
+        assert message.id == 0 and message.questions == ()
+        assert set(message.answers + message.additionals) <= {
+            address(name, "127.0.0.1"),
+            nsec(name, RecordType.A),
+        }
+
+
+def test_an_ipv6_only_name_is_answered_over_ipv4(publish: Publish) -> None:
+    """Browsers ask over IPv4 only: the AAAA record goes out on the IPv4 socket the question
+    came in on, and a question for A gets the NSEC record."""
+
+    async def scenario() -> tuple[str, list[DnsMessage]]:
+        _, name = publish("2001:db8::7")
+        with multicast_socket() as sock:
+            query = DnsMessage(
+                id=7, questions=(Question(name, RecordType.AAAA), Question(name, RecordType.A))
+            )
+            sock.sendto(query.encode(), (MDNS_GROUP_IPV4, MDNS_PORT))
+            return name, [(await receive(sock))[0]]
+
+    name, (answer,) = run(scenario())
+    assert answer.answers == (
+        AddressRecord(name, "2001:db8::7", LEGACY_TTL),
+        NsecRecord(name, name, frozenset({RecordType.AAAA}), LEGACY_TTL),
+    )
+
+
+def test_names_are_announced_and_withdrawn(loopback_multicast: None) -> None:
+    async def scenario() -> tuple[str, list[DnsMessage], DnsMessage]:
+        with group_socket() as sock:
+            responder = Responder([LOOPBACK])
+            try:
+                name = responder.publish("127.0.0.1")
+                announcements = await responses_about(sock, name, 2)
+            finally:
+                responder.close()
+            (goodbye,) = await responses_about(sock, name, 1)
+            return name, announcements, goodbye
+
+    name, announcements, goodbye = run(scenario())
+    expected = DnsMessage(
+        response=True,
+        authoritative=True,
+        answers=(address(name, "127.0.0.1"),),
+        additionals=(nsec(name, RecordType.A),),
+    )
+    assert announcements == [expected, expected]
+    assert goodbye.answers == (AddressRecord(name, "127.0.0.1", 0, cache_flush=True),)
+
+
+def test_garbage_does_not_stop_the_responder(publish: Publish) -> None:
+    async def scenario() -> str:
+        _, name = publish()
+        query = DnsMessage(questions=(Question(name, RecordType.A),)).encode()
+        truncated = query[:5] + b"\x02" + query[6:]  # two questions claimed, one sent
+        with multicast_socket() as sock:
+            for garbage in (b"", b"\x00", b"\xff" * 40, truncated, bytes(range(256))):
+                sock.sendto(garbage, (MDNS_GROUP_IPV4, MDNS_PORT))
+        return await resolve(name, [LOOPBACK])
+
+    assert run(scenario()) == "127.0.0.1"
+
+
+# --------------------------------------------------------------------------- our resolver
+
+
+class BrowserLikeResponder:
+    """A model of Chromium's mDNS responder: it answers only queries sent from port 5353, only
+    by multicast, and announces its names; it counts the queries it sees for its names."""
+
+    def __init__(self) -> None:
+        self.sock = group_socket()
+        self.names: dict[str, str] = {}
+        self.queries = 0
+        self.ignored_one_shot = 0
+        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
+
+    def announce(self, name: str, host: str) -> None:
+        self.names[name] = host
+        self._multicast((address(name, host),))
+
+    def _multicast(self, records: tuple[Record, ...]) -> None:
+        response = DnsMessage(response=True, authoritative=True, answers=records)
+        self.sock.sendto(response.encode(), (MDNS_GROUP_IPV4, MDNS_PORT))
+
+    def _readable(self) -> None:
+        data, source = self.sock.recvfrom(9000)
+        query = DnsMessage.decode(data)
+        asked = [q for q in query.questions if q.name in self.names and not query.response]
+        if not asked:
+            return
+        if source[1] != MDNS_PORT:
+            self.ignored_one_shot += 1
+            return
+        self.queries += 1
+        records: list[Record] = []
+        for question in asked:
+            host = self.names[question.name]
+            if question.type == RecordType.A:
+                records.append(address(question.name, host))
+            else:
+                records.append(nsec(question.name, RecordType.A))
+        self._multicast(tuple(records))
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+def test_resolver_queries_from_5353_and_takes_multicast_answers(
+    loopback_multicast: None,
+) -> None:
+    async def scenario() -> tuple[str, int, int]:
+        browser = BrowserLikeResponder()
+        try:
+            browser.names[UNKNOWN] = "127.0.0.9"
+            resolved = await resolve(UNKNOWN, [LOOPBACK], timeout=5.0)
+            return resolved, browser.queries, browser.ignored_one_shot
+        finally:
+            browser.close()
+
+    resolved, queries, ignored = run(scenario())
+    assert resolved == "127.0.0.9" and queries >= 1 and ignored == 0
+
+
+def test_resolver_remembers_announcements(loopback_multicast: None) -> None:
+    """A name announced before it was signalled resolves from the cache, with no query."""
+
+    async def scenario() -> tuple[str, str, int]:
+        browser = BrowserLikeResponder()
+        resolver = Resolver([LOOPBACK])
+        try:
+            browser.announce(UNKNOWN, "127.0.0.9")
+            await until(lambda: resolver.cached(UNKNOWN) is not None)
+            resolved = await resolver.resolve(UNKNOWN.upper(), timeout=5.0)
+            return resolved, resolver.interfaces[0].host, browser.queries
+        finally:
+            resolver.close()
+            browser.close()
+
+    assert run(scenario()) == ("127.0.0.9", "127.0.0.1", 0)
 
 
 def test_nobody_answers_a_name_nobody_published(loopback_multicast: None) -> None:
     async def scenario() -> None:
         with pytest.raises(TimeoutError, match="no mDNS answer"):
-            await resolve("0b5a7c1e-0000-4000-8000-000000000000.local", [LOOPBACK], timeout=0.2)
+            await resolve(UNKNOWN, [LOOPBACK], timeout=0.2)
 
     run(scenario())
 
@@ -161,6 +353,20 @@ def test_no_interface_means_unresolvable_at_once() -> None:
     async def scenario() -> None:
         with pytest.raises(OSError, match="no interface"):
             await resolve("a.local", [], timeout=5.0)
+
+    run(scenario())
+
+
+def test_closing_the_resolver_ends_pending_resolutions(loopback_multicast: None) -> None:
+    async def scenario() -> None:
+        resolver = Resolver([LOOPBACK])
+        pending = asyncio.ensure_future(resolver.resolve(UNKNOWN, timeout=30.0))
+        await asyncio.sleep(0)
+        resolver.close()
+        with pytest.raises(OSError, match="closed"):
+            await pending
+        with pytest.raises(OSError, match="closed"):
+            await resolver.resolve(UNKNOWN)
 
     run(scenario())
 

@@ -1,4 +1,4 @@
-"""Two full ICE agents on the simulated network (design.md §5 tier 2): impaired links, several
+"""Two full ICE agents on the simulated network (architecture.md §5 tier 2): impaired links, several
 streams and components, trickle and early or late signaling, consent, restart, ICE-lite,
 nomination under an unreachable better pair, hairpinning.
 

@@ -249,12 +249,13 @@ class Network:
     prefix: str
     ipv4: bool
     ipv6: bool
+    roles: tuple[str, ...] = ROLES
     _processes: list[NamespaceProcess] = field(default_factory=list)
 
     def namespace(self, role: str) -> str:
-        """The namespace name of ``role`` (one of :data:`ROLES`)."""
-        if role not in ROLES:
-            raise ValueError(f"no role {role!r}; roles are {ROLES}")
+        """The namespace name of ``role`` (one of :attr:`roles`)."""
+        if role not in self.roles:
+            raise ValueError(f"no role {role!r}; roles are {self.roles}")
         return f"{self.prefix}{role}"
 
     def run(self, role: str, *argv: str, timeout: float = COMMAND_TIMEOUT) -> str:
@@ -288,22 +289,69 @@ def network(*, ipv4: bool = True, ipv6: bool = True) -> Iterator[Network]:
 
     Skips the calling test (pytest.skip with the reason) when namespaces cannot be built here.
     """
+    with _namespaces(ROLES, ipv4=ipv4, ipv6=ipv6) as net:
+        _build(net)
+        yield net
+
+
+#: The two ends of :func:`link` and their addresses (RFC 5737, RFC 3849).
+LINK_ROLES: Final = ("left", "right")
+LINK_IPV4: Final = {"left": "192.0.2.1", "right": "192.0.2.2"}
+LINK_IPV6: Final = {"left": "2001:db8::1", "right": "2001:db8::2"}
+
+
+@contextmanager
+def link(*, ipv6: bool = True) -> Iterator[Network]:
+    """Two namespaces, ``left`` and ``right``, whose ``eth0`` are the two ends of one veth pair:
+    a multicast-capable link with :data:`LINK_IPV4` (and :data:`LINK_IPV6`) addresses and no
+    route anywhere else. Torn down on exit; skips the calling test where it cannot be built."""
+    with _namespaces(LINK_ROLES, ipv4=True, ipv6=ipv6) as net:
+        left, right = LINK_ROLES
+        _run(["ip", "-n", net.namespace(left), "link", "add", "eth0", "type", "veth",
+              "peer", "name", "eth0", "netns", net.namespace(right)])
+        for role in LINK_ROLES:
+            _disable_dad(net, role)
+            _run(["ip", "-n", net.namespace(role), "link", "set", "lo", "up"])
+            _run(["ip", "-n", net.namespace(role), "address", "add",
+                  f"{LINK_IPV4[role]}/24", "dev", "eth0"])
+            if ipv6:
+                _run(["ip", "-n", net.namespace(role), "address", "add",
+                      f"{LINK_IPV6[role]}/64", "dev", "eth0"])
+            _run(["ip", "-n", net.namespace(role), "link", "set", "eth0", "up"])
+        yield net
+
+
+@contextmanager
+def _namespaces(roles: tuple[str, ...], *, ipv4: bool, ipv6: bool) -> Iterator[Network]:
+    """Create one namespace per role; on exit stop their processes and delete them."""
     reason = unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
     if not (ipv4 or ipv6):
         raise ValueError("a network needs IPv4, IPv6 or both")
-    net = Network(prefix=f"isk{os.getpid()}-{next(_networks)}-", ipv4=ipv4, ipv6=ipv6)
+    net = Network(
+        prefix=f"isk{os.getpid()}-{next(_networks)}-", ipv4=ipv4, ipv6=ipv6, roles=roles
+    )
     with ExitStack() as cleanup:
-        for role in ROLES:
+        for role in roles:
             try:
                 _run(["ip", "netns", "add", net.namespace(role)])
             except NetworkCommandError as exc:
                 pytest.skip(f"cannot create a network namespace here: {exc}")
             cleanup.callback(_run, ["ip", "netns", "delete", net.namespace(role)])
         cleanup.callback(net.stop_processes)
-        _build(net)
         yield net
+
+
+def _disable_dad(net: Network, role: str) -> None:
+    """IPv6 on or off as the network asks, with no duplicate address detection: every address
+    is usable at once (no tentative phase during which the first packets would stall)."""
+    settings = [
+        f"net.ipv6.conf.{scope}.{key}={value}"
+        for scope in ("all", "default")
+        for key, value in (("disable_ipv6", int(not net.ipv6)), ("accept_dad", 0))
+    ]
+    _run(["ip", "netns", "exec", net.namespace(role), "sysctl", "-qw", *settings])
 
 
 def _build(net: Network) -> None:
@@ -317,18 +365,14 @@ def _build(net: Network) -> None:
 
     routers = {site.router for site in _SITES}
     for role in ROLES:
-        # No duplicate address detection: every address is usable at once (no tentative phase
-        # during which neighbour discovery, and so the first packets, would stall).
-        settings = [
-            f"net.ipv6.conf.{scope}.{key}={value}"
-            for scope in ("all", "default")
-            for key, value in (("disable_ipv6", int(not net.ipv6)), ("accept_dad", 0))
-        ]
+        _disable_dad(net, role)
+        settings = []
         if role in routers and net.ipv4:
             settings.append("net.ipv4.ip_forward=1")
         if (role in routers or role == "pub") and net.ipv6:
             settings.append("net.ipv6.conf.all.forwarding=1")
-        sysctl(role, *settings)
+        if settings:
+            sysctl(role, *settings)
         ip(role, "link", "set", "lo", "up")
 
     ip("pub", "link", "add", "br0", "type", "bridge")

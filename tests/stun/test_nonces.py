@@ -125,7 +125,7 @@ def test_another_secret_does_not_accept_our_nonces() -> None:
 
 def test_nothing_is_remembered_a_fresh_issuer_with_the_secret_accepts_the_nonce() -> None:
     """Statelessness: checking needs only the secret, so a flood of challenges stores nothing
-    and servers sharing the secret accept each other's nonces (design.md §6)."""
+    and servers sharing the secret accept each other's nonces (architecture.md §6)."""
     nonce = issuer().issue(CLIENT, 10.0)
     assert issuer().check(nonce, CLIENT, 20.0) is NonceStatus.VALID
 

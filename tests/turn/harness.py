@@ -32,6 +32,7 @@ from turn import (
 from turn.server import (
     ClientTransport,
     FiveTuple,
+    PeerPolicy,
     PortRangeAllocator,
     TurnServerConfig,
     TurnServerCore,
@@ -61,6 +62,8 @@ def config(**overrides: Any) -> TurnServerConfig:
         "credentials": LongTermCredentials.from_passwords(REALM, PASSWORDS),
         "nonce_secret": NONCE_SECRET,
         "rng": random.Random(5),
+        # The documentation addresses stand for the public Internet here (peers, clients).
+        "peer_policy": PeerPolicy(allow_documentation_peers=True),
     }
     settings.update(overrides)
     return TurnServerConfig(**settings)

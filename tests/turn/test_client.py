@@ -1,5 +1,5 @@
 """turn.client: our TurnAllocation against the sans-IO TurnServerCore, back to back on a virtual
-clock (design.md §5, tier 1). Peers are simulated by feeding datagrams to the server core's
+clock (architecture.md §5, tier 1). Peers are simulated by feeding datagrams to the server core's
 relayed addresses; exact datagram counts and deadlines are asserted."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The sans-IO TURN server (RFC 8656): allocations, permissions, channels, quotas, peer policy and
-credentials, driven through design.md §2's five verbs by :class:`TurnServerCore`; TCP allocations
-(RFC 6062) through the commands and notifications of :mod:`turn.server.connections`.
+credentials, driven through the five verbs (architecture.md §2) by :class:`TurnServerCore`; TCP
+allocations (RFC 6062) through the commands and notifications of :mod:`turn.server.connections`.
 
 The asyncio ``turn.TurnServer`` owns the sockets; relayed addresses come to the core through a
 :class:`RelayAllocator` (:class:`PortRangeAllocator` serves tests and the simulated network), and
@@ -31,14 +31,16 @@ from .events import (
     TurnServerEvent,
 )
 from .limits import SourceRateLimiter, TokenBucket, source_key
-from .policy import REFUSED_RANGES, PeerPolicy
+from .policy import PeerPolicy
 from .relays import DYNAMIC_PORTS, PortRangeAllocator, RelayAllocator
+from .special_purpose import DOCUMENTATION_RANGES, SPECIAL_RANGES, Reach, SpecialRange
 from .stats import Outcome, TurnServerStats
 from .table import AllocationTable
 
 __all__ = [
+    "DOCUMENTATION_RANGES",
     "DYNAMIC_PORTS",
-    "REFUSED_RANGES",
+    "SPECIAL_RANGES",
     "Allocation",
     "AllocationCreated",
     "AllocationDeleted",
@@ -57,10 +59,12 @@ __all__ = [
     "PeerPolicy",
     "PermissionGranted",
     "PortRangeAllocator",
+    "Reach",
     "RelayAllocator",
     "RequestRefused",
     "RestApiUsers",
     "SourceRateLimiter",
+    "SpecialRange",
     "SpliceConnection",
     "TcpCommand",
     "TcpListeners",

@@ -1,7 +1,7 @@
 """asyncio face of the TURN server: listeners for clients, one UDP socket per relayed address.
 
-This layer owns sockets and the event loop's clock and nothing else (design.md §2): every decision
-is made by the sans-IO :class:`~turn.server.TurnServerCore`. What it adds:
+This layer owns sockets and the event loop's clock and nothing else (architecture.md §2): every
+decision is made by the sans-IO :class:`~turn.server.TurnServerCore`. What it adds:
 
 * **Client listeners** over UDP, TCP and TLS. UDP is read in batches on readiness
   (:class:`stun.aio.UdpReader`) and answered inline; a stream is cut into STUN and ChannelData
@@ -69,11 +69,12 @@ from .config import TurnServerConfig
 from .connections import ConnectionState
 from .core import TurnServerCore
 from .relays import DYNAMIC_PORTS
-from .session_log import SESSION_LOGGER, describe
+from .session_log import describe
 from .stats import Outcome, TurnServerStats
 
 _log = logging.getLogger("icestack.turn")
-_session_log = logging.getLogger(SESSION_LOGGER)
+#: One INFO line per session event (turn.server.session_log).
+_session_log = logging.getLogger("icestack.turn.server")
 
 #: Ports a relay allocation may find taken (by another process or worker) before it gives up.
 MAX_BIND_ATTEMPTS = 64
@@ -667,7 +668,7 @@ class TurnServer(_Closing):
 
 
 def _log_session_events(core: TurnServerCore) -> None:
-    """Drain the core's events, one INFO line each on :data:`SESSION_LOGGER` (when enabled)."""
+    """Drain the core's events, one INFO line each on ``icestack.turn.server`` (when enabled)."""
     enabled = _session_log.isEnabledFor(logging.INFO)
     while (event := core.next_event()) is not None:
         if enabled:

@@ -31,6 +31,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from stun import Address, make_address
+from stun.aio import tcp_socket
 
 from .connections import ClosePeerConnection, OpenPeerConnection, SpliceConnection, TcpCommand
 
@@ -50,9 +51,10 @@ AVAILABLE = hasattr(socket, "SO_REUSEPORT")
 
 
 def _relay_socket(relay: Address) -> socket.socket:
-    """A non-blocking TCP socket bound to ``relay``, sharing it with the listener there."""
+    """A non-blocking TCP socket bound to ``relay``, sharing it with the listener there, with
+    Nagle's algorithm off (peer connections and what they accept)."""
     family = socket.AF_INET6 if ":" in relay.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = tcp_socket(family)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

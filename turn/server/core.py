@@ -1,8 +1,8 @@
 """The sans-IO TURN server (RFC 8656 §5-§12): allocations, permissions, channels and the relay.
 
-Theory of operation. :class:`TurnServerCore` is one machine with design.md §2's five verbs. Its
-driver feeds it every datagram with the address it arrived on (``local``): one that arrived on a
-relayed transport address comes from a peer of that allocation; any other comes from a client,
+Theory of operation. :class:`TurnServerCore` is one machine with the five verbs of architecture.md
+§2. Its driver feeds it every datagram with the address it arrived on (``local``): one that arrived
+on a relayed transport address comes from a peer of that allocation; any other comes from a client,
 and ``(remote, local, transport)`` is its 5-tuple. Each datagram gives at most one datagram back,
 which :meth:`TurnServerCore.handle_datagram` returns directly for the driver's hot path (and
 :meth:`TurnServerCore.receive_datagram` queues). What arrives goes one of these ways:

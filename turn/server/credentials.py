@@ -1,8 +1,8 @@
 """Time-limited TURN credentials from a shared secret: the "TURN REST API" scheme.
 
-Many servers that share nothing but a secret can all accept the same credentials (design.md §6),
-minted by a web service that knows the secret (draft-uberti-behave-turn-rest; coturn's
-``--static-auth-secret``)::
+Many servers that share nothing but a secret can all accept the same credentials
+(architecture.md §6), minted by a web service that knows the secret
+(draft-uberti-behave-turn-rest; coturn's ``--static-auth-secret``)::
 
     username = "<expiry>:<user>"                    expiry in Unix seconds; ":<user>" optional
     password = base64(HMAC-SHA1(secret, username))

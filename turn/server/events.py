@@ -1,4 +1,5 @@
-"""Events the TURN server core reports to its driver (design.md §4: past-tense dataclasses)."""
+"""Events the TURN server core reports to its driver (past-tense dataclasses, architecture.md
+§4)."""
 
 from __future__ import annotations
 

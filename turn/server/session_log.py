@@ -1,7 +1,7 @@
 """One log line per session event of the TURN server, for operators (coturn's ``--verbose``).
 
 :class:`~turn.server.TurnServer` logs every :class:`~turn.server.TurnServerEvent` the core
-reports on the logger :data:`SESSION_LOGGER` at INFO: allocations made and deleted (and why),
+reports on the logger ``icestack.turn.server`` at INFO: allocations made and deleted (and why),
 permissions and channels granted, and requests refused with the reason and what an operator can
 do about it. ``icestack serve turn -v`` shows them; a program embedding the server turns them on
 with ``logging.getLogger("icestack.turn.server").setLevel(logging.INFO)`` and a handler.
@@ -27,9 +27,6 @@ from .events import (
     TurnServerEvent,
 )
 from .stats import Outcome
-
-#: The logger of session events.
-SESSION_LOGGER = "icestack.turn.server"
 
 
 def _session(five_tuple: FiveTuple, username: str) -> str:

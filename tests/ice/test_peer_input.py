@@ -1,0 +1,184 @@
+"""Peer input never escapes the agent, and no peer grows its tables past their bounds (issue 8 §2).
+
+Each test feeds one kind of out-of-range or excessive input — validly signed, so that it reaches
+the code that acts on it — and asserts what the agent made of it: the value clamped or dropped,
+the reason counted in ``failures.peer_input``, the tables measured by ``table_sizes()``. The
+hypothesis version of the same is tests/properties/test_ice_signed.py.
+"""
+
+from __future__ import annotations
+
+import random
+
+from ice.agent import Agent
+from ice.candidate import MAX_PRIORITY, Candidate, CandidateType
+from ice.config import AgentConfig, Policy
+from ice.events import RemoteCandidateLearned
+from ice.stats import PeerInput
+from stun.address import Address
+from stun.attributes import AttrType, Priority, UnknownAttribute, XorMappedAddress
+from stun.message import Message, MessageClass
+from tests.properties.ice_signed import sign, signed_check_from
+
+from .machine_pair import A_ADDRESS, B_ADDRESS, connect, pair_of
+
+PEER_UFRAG, PEER_PWD = "peer", "p" * 22
+
+
+def controlled_agent(**options: object) -> Agent:
+    config = AgentConfig(controlling=False, rng=random.Random(5), **options)  # type: ignore[arg-type]
+    agent = Agent(config)
+    agent.add_base(0, 1, A_ADDRESS)
+    agent.gather(0.0)
+    agent.set_remote_credentials(PEER_UFRAG, PEER_PWD)
+    while agent.next_event() is not None:
+        pass
+    return agent
+
+
+def check(agent: Agent, number: int, priority: int | None = None) -> bytes:
+    attributes = [] if priority is None else [
+        UnknownAttribute(AttrType.PRIORITY, priority.to_bytes(4, "big"))
+    ]
+    return signed_check_from(
+        attributes, agent.local_username, agent.local_password, number.to_bytes(12, "big")
+    )
+
+
+def answers(agent: Agent, now: float = 0.0) -> list[Message]:
+    return [
+        message
+        for d in agent.datagrams_to_send(now)
+        if d.data[0] < 4
+        and (message := Message.decode(d.data)).message_class is not MessageClass.REQUEST
+    ]
+
+
+def test_priority_zero_or_above_31_bits_from_a_new_address_is_clamped() -> None:
+    """The issue's reproduction: these raised LocalProtocolError out of receive_datagram."""
+    agent = controlled_agent()
+    for number, (priority, expected) in enumerate(
+        [(0, 1), (2**31, MAX_PRIORITY), (2**32 - 1, MAX_PRIORITY), (None, 1), (7, 7)]
+    ):
+        source = Address("198.51.100.1", 1000 + number)
+        agent.receive_datagram(check(agent, number, priority), A_ADDRESS, source, 0.0)
+        candidate = agent.remote_candidates.find(0, 1, source)
+        assert candidate is not None and candidate.priority == expected
+    assert agent.failures.peer_input[PeerInput.PRIORITY_CLAMPED] == 4
+    assert all(m.message_class is MessageClass.SUCCESS_RESPONSE for m in answers(agent))
+
+
+def test_a_flood_of_peer_reflexive_checks_stays_at_the_bounds() -> None:
+    """Every check from a new address used to add a remote candidate, even with the check list
+    full. Now the table stops at max_remote_candidates and the rest is counted."""
+    agent = controlled_agent()
+    config = agent.config
+    flood = 2000
+    for number in range(flood):
+        source = Address("198.51.100.1" if number % 2 else "203.0.113.1", 1024 + number)
+        agent.receive_datagram(check(agent, number, 1 + number), A_ADDRESS, source, 0.0)
+    sizes = agent.table_sizes()
+    assert sizes.remote_candidates == config.max_remote_candidates == 100
+    assert sizes.pairs == config.max_pairs == 100
+    assert sizes.triggered <= sizes.pairs
+    assert sizes.recent_requests == 256
+    assert agent.failures.peer_input[PeerInput.REMOTE_CANDIDATES_FULL] == flood - 100
+    learned = [e for e in iter(agent.next_event, None) if isinstance(e, RemoteCandidateLearned)]
+    assert len(learned) == 100
+    # Every check was still answered: the bound limits what we learn, not what we say.
+    assert len(answers(agent)) == flood
+
+
+def test_trickled_candidates_stop_at_the_bound_and_odd_ones_are_dropped() -> None:
+    agent = controlled_agent(max_remote_candidates=10)
+
+    def host(address: str, port: int, component: int = 1) -> Candidate:
+        return Candidate("f", component, "udp", 100, address, port, CandidateType.HOST)
+
+    agent.add_remote_candidate(host("198.51.100.1", 1, component=2))  # we have one component
+    agent.add_remote_candidate(host("0.0.0.0", 1))  # this very host
+    agent.add_remote_candidate(host("224.0.0.251", 5353))
+    agent.add_remote_candidate(host("198.51.100.1", 0))
+    for port in range(1, 51):
+        agent.add_remote_candidate(host("198.51.100.1", port))
+    counted = agent.failures.peer_input
+    assert counted[PeerInput.UNKNOWN_COMPONENT] == 1
+    assert counted[PeerInput.UNUSABLE_ADDRESS] == 3
+    assert counted[PeerInput.REMOTE_CANDIDATES_FULL] == 40
+    assert agent.table_sizes().remote_candidates == 10
+    assert "remote-candidates-full 40" in agent.failure_reason()
+
+
+def responses_to_checks(agent: Agent, mapped: list[Address]) -> None:
+    """Answer the agent's checks in turn, each with the next XOR-MAPPED-ADDRESS."""
+    now = 0.0
+    for address in mapped:
+        now += 0.05
+        agent.handle_timer(now)
+        requests = [d for d in agent.datagrams_to_send(now) if d.data[0] < 4]
+        for request in requests:
+            message = Message.decode(request.data)
+            if message.message_class is not MessageClass.REQUEST:
+                continue
+            response = message.success_response([XorMappedAddress(address)])
+            assert request.local is not None
+            agent.receive_datagram(sign(response, PEER_PWD), request.local, request.remote, now)
+
+
+def test_mapped_addresses_of_the_other_family_or_past_the_bound_make_no_local_candidate() -> None:
+    agent = controlled_agent(max_local_peer_reflexive=3, max_pairs=20)
+    for port in range(1, 21):
+        agent.add_remote_candidate(
+            Candidate("r", 1, "udp", 100 + port, "198.51.100.9", port, CandidateType.HOST)
+        )
+    agent.start_checks(0.0)
+    mapped = [Address("2001:db8::5", 1), *(Address("203.0.113.5", p) for p in range(2, 21))]
+    responses_to_checks(agent, mapped)
+    counted = agent.failures.peer_input
+    assert counted[PeerInput.MAPPED_ADDRESS_FAMILY] == 1
+    assert counted[PeerInput.LOCAL_PEER_REFLEXIVE_FULL] == 19 - 3
+    sizes = agent.table_sizes()
+    assert (sizes.local_peer_reflexive, sizes.local_candidates) == (3, 1 + 3)
+    # The checks still proved their paths: every pair is valid all the same.
+    assert sizes.valid_pairs == 20
+
+
+def test_relay_only_agent_does_not_answer_checks_on_a_host_socket() -> None:
+    agent = controlled_agent(policy=Policy.RELAY)
+    agent.receive_datagram(check(agent, 1, 5), A_ADDRESS, B_ADDRESS, 0.0)
+    assert answers(agent) == []
+    assert agent.failures.peer_input[PeerInput.RELAY_POLICY] == 1
+    assert agent.table_sizes().remote_candidates == 0
+
+
+def test_a_consent_response_is_checked_with_the_password_its_check_was_signed_with() -> None:
+    """After a restart the peer's old password is gone from the agent; a consent check still in
+    flight must not then accept a response keyed with nothing (anyone can compute that)."""
+    a, b, wire = pair_of()
+    connect(a, b, wire, until=2.0)
+    while (deadline := a.get_timer()) is not None and not (
+        consent := [d for d in a.datagrams_to_send(deadline) if d.data[0] < 4]
+    ):
+        a.handle_timer(deadline)
+    (request,) = consent
+    old_password = b.local_password
+    a.restart(deadline)
+    selected = a.selected_pair()
+    assert selected is not None
+    before = selected.responses_received
+    answer = Message.decode(request.data).success_response([XorMappedAddress(A_ADDRESS)])
+    assert request.local is not None
+    a.receive_datagram(sign(answer, ""), request.local, request.remote, deadline)
+    assert selected.responses_received == before
+    a.receive_datagram(sign(answer, old_password), request.local, request.remote, deadline)
+    assert selected.responses_received == before + 1
+
+
+def test_a_peer_reflexive_candidate_keeps_the_priority_its_check_carried() -> None:
+    agent = controlled_agent()
+    data = Message.decode(check(agent, 1, 1234))
+    assert data.get(Priority) == Priority(1234)
+    agent.receive_datagram(check(agent, 1, 1234), A_ADDRESS, B_ADDRESS, 0.0)
+    candidate = agent.remote_candidates.find(0, 1, B_ADDRESS)
+    assert candidate is not None and candidate.priority == 1234
+    assert not agent.failures.peer_input

@@ -68,7 +68,7 @@ def test_verbose_logs_every_session_event(tmp_path: Path, to_file: bool) -> None
         rf"{who}: permission for {ALLOWED}",
         rf"{who}: channel 0x4001 bound to {ALLOWED}:\d+",
         rf"{who}: CreatePermission refused 403: the peer address is refused by policy "
-        r"\(peer 127\.0\.0\.2: .*loopback.*\); allow_loopback_peers "
+        r"\(peer 127\.0\.0\.2: (?i:loopback).*\); allow_loopback_peers "
         r"\(serve turn --allow-loopback-peers\) admits loopback peers",
         rf"{who}: Allocate refused 486: the user holds as many allocations as allowed "
         r"\(user_quota 1\); raise user_quota \(serve turn --user-quota\) to allow more",

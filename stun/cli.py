@@ -270,6 +270,22 @@ def check_ports_free(endpoints: Iterable[tuple[Transport, str, int]]) -> None:
             raise listen_failure(transport, host, port, exc) from None
 
 
+def listener_endpoints(
+    listen: Iterable[tuple[str, int]], *, udp: bool, tcp: bool, tls_port: int | None
+) -> list[tuple[Transport, str, int]]:
+    """``(transport, host, port)`` for each listening address: UDP and TCP on its port, TLS on
+    ``tls_port`` (``None``: no TLS)."""
+    found: list[tuple[Transport, str, int]] = []
+    for host, port in listen:
+        if udp:
+            found.append(("udp", host, port))
+        if tcp:
+            found.append(("tcp", host, port))
+        if tls_port is not None:
+            found.append(("tls", host, tls_port))
+    return found
+
+
 class Serving(Protocol):
     """What :func:`open_and_serve` needs of a server (the STUN and the TURN server)."""
 
@@ -394,14 +410,8 @@ class ServePlan:
     @property
     def endpoints(self) -> list[tuple[Transport, str, int]]:
         """Every ``(transport, host, port)`` to listen on."""
-        endpoints: list[tuple[Transport, str, int]] = []
-        for host, port in self.listen:
-            endpoints.append(("udp", host, port))
-            if self.tcp:
-                endpoints.append(("tcp", host, port))
-            if self.tls is not None:
-                endpoints.append(("tls", host, self.tls_port))
-        return endpoints
+        tls_port = None if self.tls is None else self.tls_port
+        return listener_endpoints(self.listen, udp=True, tcp=self.tcp, tls_port=tls_port)
 
 
 def listen_address(text: str, default_port: int, what: str = "--listen") -> tuple[str, int]:

@@ -33,6 +33,7 @@ from stun.cli import (
     ip_literal,
     listen_address,
     listen_failure,
+    listener_endpoints,
     load_server_tls,
     open_listeners,
     parse_user,
@@ -292,15 +293,8 @@ class TurnServePlan:
     @property
     def endpoints(self) -> list[tuple[Transport, str, int]]:
         """Every ``(transport, host, port)`` to listen on."""
-        endpoints: list[tuple[Transport, str, int]] = []
-        for host, port in self.listen:
-            if self.udp:
-                endpoints.append(("udp", host, port))
-            if self.tcp:
-                endpoints.append(("tcp", host, port))
-            if self.tls is not None:
-                endpoints.append(("tls", host, self.tls_port))
-        return endpoints
+        tls_port = None if self.tls is None else self.tls_port
+        return listener_endpoints(self.listen, udp=self.udp, tcp=self.tcp, tls_port=tls_port)
 
 
 def _relay_hosts(args: argparse.Namespace, listen: Sequence[tuple[str, int]]) -> tuple[str, ...]:

@@ -2,9 +2,10 @@
 ``serve stun|turn``.
 
 Each package contributes its own commands (``stun.probe``, ``stun.cli``, ``turn.cli``,
-``ice.commands``); this module only assembles them, and keeps the rule of :mod:`stun.cli`: an
-error the user can fix is one line on stderr and exit status 2, never a traceback. SIGTERM ends a
-command as Ctrl-C does, so that what it made on disk is cleaned up either way.
+``ice.demo``, ``ice.commands``); this module only assembles them, and keeps the rule of
+:mod:`stun.cli`: an error the user can fix is one line on stderr and exit status 2, never a
+traceback. SIGTERM ends a command as Ctrl-C does, so that what it made on disk is cleaned up
+either way.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from ice.commands import add_demo_command, add_ice_command
+from ice.commands import add_ice_command
+from ice.demo import add_demo_command
 from stun._version import __version__
 from stun.cli import CliParser, add_serve_command, main_error
 from stun.errors import LocalProtocolError

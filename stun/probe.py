@@ -200,6 +200,9 @@ async def _probe(args: argparse.Namespace) -> int:
         raise LocalProtocolError("--password needs --user")
     if args.user is not None:
         credentials = Credentials(username=args.user, password=args.password)
+    if transport != "tls" and (args.cafile is not None or args.insecure):
+        option = "--cafile" if args.cafile is not None else "--insecure"
+        raise LocalProtocolError(f"{option} is for STUN over TLS: add --tls, or use a stuns: URI")
     context = load_client_tls(args.cafile, verify=not args.insecure) if transport == "tls" else None
     schedule = scaled_schedule(args.timeout) if args.timeout else TransactionConfig()
     target = str(Address(host, port))

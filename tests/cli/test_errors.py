@@ -183,6 +183,8 @@ def test_bad_addresses(args: list[str], names: list[str]) -> None:
         (["stun", "127.0.0.1:9", "--timeout", "nan"], ["--timeout", "positive number"]),
         (["stun", "127.0.0.1:9", "--timeout", "inf"], ["--timeout", "positive number"]),
         (["stun", "127.0.0.1:9", "--password", "pw"], ["--password needs --user"]),
+        (["stun", "127.0.0.1:9", "--cafile", "ca.pem"], ["--cafile is for STUN over TLS"]),
+        (["stun", "stun:127.0.0.1", "--insecure"], ["--insecure is for STUN over TLS"]),
         (["stun", "127.0.0.1:9", "--bogus"], ["unrecognized arguments: --bogus"]),
         (["serve", "stun", "--tls-port", "65536"], ["--tls-port", "[0, 65535]"]),
         (["serve", "stun", "--workers", "many"], ["--workers", "invalid int value"]),

@@ -351,7 +351,12 @@ def _log_file(path: str | None) -> Path | None:
         with open(path, "a"):
             pass
     except OSError as exc:
-        problem = "no such folder" if isinstance(exc, FileNotFoundError) else file_problem(exc)
+        if isinstance(exc, FileNotFoundError):
+            problem = "no such folder"
+        elif isinstance(exc, PermissionError):
+            problem = "cannot write it (permission denied)"
+        else:
+            problem = file_problem(exc)
         raise LocalProtocolError(f"--log-file {path}: {problem}") from None
     return Path(path)
 

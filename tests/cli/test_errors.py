@@ -8,6 +8,8 @@ an address that is not this host's; each number out of its range.
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from stun.tls import CertificateFiles, make_self_signed
-from tests.cli.test_cli import Running, icestack
+from tests.cli.test_cli import ICESTACK, RUN_TIMEOUT, Running, icestack
 from tests.net.loopback import closed_port
 
 #: An address of the documentation range (RFC 5737) that no host here has: binding to it fails.
@@ -228,3 +230,39 @@ def test_workers_do_not_share_a_port_with_a_server_already_there(command: list[s
         second = icestack(*command, *listen)
         check_error(second, f"cannot listen on udp 127.0.0.1:{port}", "the address is in use")
         assert first.interrupt() == 0
+
+
+# --------------------------------------------------------------------------- unreadable files
+
+
+def test_files_another_user_cannot_read(files: Files, tmp_path: Path) -> None:
+    """Run as an unprivileged user (root reads any file): root's files, mode 0600 in root's
+    folders, are out of its reach."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv(1) to run icestack as another user")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o755)
+    os.chmod(tmp_path, 0o755)
+    secret_cert, secret_key = private / "cert.pem", private / "key.pem"
+    secret_cert.write_bytes(files.good.certificate.read_bytes())
+    secret_key.write_bytes(files.good.private_key.read_bytes())
+    config = private / "turnserver.conf"
+    config.write_text("user=a:b\n")
+    for secret in (secret_cert, secret_key, config):
+        secret.chmod(0o600)
+    nobody = [setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+
+    def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*nobody, *ICESTACK, *args], capture_output=True, text=True, timeout=RUN_TIMEOUT,
+            cwd="/", check=False,
+        )  # fmt: skip
+
+    denied = "cannot read it (permission denied)"
+    check_error(as_nobody("stun", "127.0.0.1:9", "--tls", "--cafile", str(secret_cert)), denied)
+    tls = ["--tls", str(secret_cert), str(secret_key), "--tls-port", "0"]
+    check_error(as_nobody("serve", "stun", "--listen", "127.0.0.1:0", *tls), "--tls", denied)
+    check_error(as_nobody(*TURN, "--config", str(config)), "--config", denied)
+    log = str(private / "turn.log")  # the folder is root's: nobody cannot make a file there
+    check_error(as_nobody(*TURN, "--log-file", log), "--log-file", "cannot write it (permission")

@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import hashlib
 import ipaddress
+import os
 import shutil
 import ssl
 import tempfile
@@ -41,12 +42,15 @@ def make_self_signed(
     :func:`temporary_self_signed`).
 
     The certificate names ``names`` (DNS) and ``addresses`` (IP) in subjectAltName, so a client can
-    verify it by host name or IP literal once it trusts the certificate itself.
+    verify it by host name or IP literal once it trusts the certificate itself (``--cafile``). It
+    is a server certificate, not a CA (``CA:FALSE``, key usage digitalSignature, extended key usage
+    serverAuth): trusting it trusts this one server, never certificates its key might sign. The
+    key file is created readable by its owner only; no moment exists where others can read it.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     target = directory or Path(tempfile.mkdtemp(prefix="icestack-tls-"))
     key = ec.generate_private_key(ec.SECP256R1())
@@ -63,19 +67,33 @@ def make_self_signed(
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )
     files = CertificateFiles(target / "cert.pem", target / "key.pem")
     files.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    files.private_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    files.private_key.chmod(0o600)
+    descriptor = os.open(files.private_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as key_file:
+        os.fchmod(key_file.fileno(), 0o600)  # an existing file keeps its mode through O_CREAT
+        key_file.write(pem)
     return files
 
 

@@ -53,6 +53,7 @@ from stun.aio import _Closing
 from stun.aio import resolve as resolve_host
 from stun.datagram import Datagram
 from stun.errors import LocalProtocolError as StunLocalProtocolError
+from stun.reader_errors import ReaderErrors
 
 from .agent import Agent
 from .base_sockets import ICMP_ERRNOS, BaseSocket, DataPaths, Signal, bind_base
@@ -163,6 +164,9 @@ class Connection(_Closing):
         self.on_event: Callable[[IceEvent], None] | None = None
         #: Datagrams dropped because the receive queue was full.
         self.receive_queue_dropped = 0
+        #: Exceptions the agent raised on a datagram, contained and counted (a bug if any;
+        #: :mod:`stun.reader_errors`).
+        self.reader_errors = ReaderErrors()
 
         self._agent: Agent | None = None
         #: The event loop, from the first gather; everything that reads the clock comes after.

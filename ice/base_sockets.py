@@ -128,7 +128,10 @@ class BaseSocket:
                     connection.receive_queue_dropped += 1
                 path.received += len(data)
             else:
-                agent.receive_datagram(data, local, Address(sockaddr[0], sockaddr[1]), now)
+                try:
+                    agent.receive_datagram(data, local, Address(sockaddr[0], sockaddr[1]), now)
+                except Exception as error:
+                    connection.reader_errors.contain(error, f"ICE socket {local}")
                 to_agent = True
         if to_agent:
             connection._pump()

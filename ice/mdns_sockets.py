@@ -14,8 +14,8 @@ fall back to an ephemeral port: its queries are then one-shot queries (§5.1), a
 (§6.7) by responders that support those (avahi does, browsers do not).
 
 Every datagram goes through :meth:`ice.dns.DnsMessage.decode`; what does not parse is dropped
-and counted, and an exception of the handler is contained (counted, logged once per kind): the
-reader never raises into the event loop.
+and counted, and an exception of the handler is contained (:mod:`stun.reader_errors`: counted in
+``handler_errors``, logged once per kind): the reader never raises into the event loop.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from stun.reader_errors import ReaderErrors
 
 from .dns import DnsMessage
 from .errors import DecodeError
@@ -97,8 +99,7 @@ class MdnsSockets:
         self.problems: list[str] = []
         #: Datagrams that were not DNS messages, and exceptions of the handler, contained.
         self.undecodable = 0
-        self.handler_errors = 0
-        self._logged: set[str] = set()
+        self.handler_errors = ReaderErrors()
         for interface in interfaces:
             self._add(interface, one_shot_fallback)
         for family, entry in list(self._families.items()):
@@ -197,12 +198,8 @@ class MdnsSockets:
                 continue
             try:
                 self._handler(message, source, (family, index))
-            except Exception as exc:
-                self.handler_errors += 1
-                kind = type(exc).__name__
-                if kind not in self._logged:
-                    self._logged.add(kind)
-                    _log.exception("mDNS message from %s not handled (%s)", source[0], kind)
+            except Exception as error:
+                self.handler_errors.contain(error, f"mDNS message from {source[0]}")
 
     def close(self) -> None:
         """Stop reading and close the sockets."""

@@ -64,3 +64,33 @@ def make_address(host: str, port: int) -> Address:
     if not 0 <= port <= 0xFFFF:
         raise LocalProtocolError(f"port out of range: {port}")
     return Address(normalize_host(host), port)
+
+
+@functools.lru_cache(maxsize=4096)
+def is_unicast(host: str) -> bool:
+    """Whether ``host`` is a unicast IP literal: not the unspecified address, multicast, or
+    IPv4's limited broadcast (sent to, the unspecified address reaches this very host)."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    limited_broadcast = ip.version == 4 and ip.packed == b"\xff\xff\xff\xff"
+    return not (ip.is_unspecified or ip.is_multicast or limited_broadcast)
+
+
+def is_destination(address: Address) -> bool:
+    """Whether datagrams can be sent to ``address``: a port other than 0 and a unicast IP
+    literal — not the unspecified address, multicast, or IPv4's limited broadcast.
+
+    A peer-supplied address that is none of these (an ALTERNATE-SERVER, a relayed address, a
+    peer's address in a Data indication) is semantically impossible and dropped, not used.
+    """
+    return address.port != 0 and is_unicast(address.host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is an IP literal in 127.0.0.0/8 or ``::1``."""
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False

@@ -32,6 +32,7 @@ from .errors import DecodeError, LocalProtocolError
 from .events import RequestFailed, RequestSucceeded
 from .framing import Framing, StreamDecoder
 from .message import Message, Method
+from .reader_errors import ReaderErrors
 from .server import BindingServer, Outcome, ServerConfig
 from .transaction import RtoCache
 
@@ -192,20 +193,27 @@ class Receiver(Protocol):
 
 
 class _UdpClientProtocol(asyncio.DatagramProtocol):
-    def __init__(self, receiver: Receiver) -> None:
+    def __init__(self, receiver: Receiver, errors: ReaderErrors) -> None:
         self.receiver = receiver
+        self.errors = errors
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.receiver.received(data, _address(addr))
+        try:
+            self.receiver.received(data, _address(addr))
+        except Exception as error:
+            self.errors.contain(error, f"UDP from {addr}")
 
     def error_received(self, exc: Exception) -> None:
         _log.debug("UDP error from the server: %s", exc)
 
 
 class _StreamClientProtocol(asyncio.Protocol):
-    def __init__(self, receiver: Receiver, peer: Address, framing: Framing) -> None:
+    def __init__(
+        self, receiver: Receiver, peer: Address, framing: Framing, errors: ReaderErrors
+    ) -> None:
         self.receiver = receiver
         self.peer = peer
+        self.errors = errors
         self.decoder = StreamDecoder(framing)
         self.transport: asyncio.Transport | None = None
         self.detached = False
@@ -230,7 +238,10 @@ class _StreamClientProtocol(asyncio.Protocol):
                 self.transport.close()
             return
         for frame in frames:
-            self.receiver.received(frame, self.peer)
+            try:
+                self.receiver.received(frame, self.peer)
+            except Exception as error:
+                self.errors.contain(error, f"the connection to {self.peer}")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -247,7 +258,8 @@ class ClientSocket:
     connection, after which a client opens a new one (§6.2.2) — it connects first, one attempt at
     a time, holding what must be sent; if that fails, the receiver hears :meth:`Receiver.lost`.
     TLS verifies the server certificate against the system CAs unless ``ssl_context`` says
-    otherwise, for ``server_hostname``.
+    otherwise, for ``server_hostname``. What the receiver raises on a datagram or frame is
+    contained in ``reader_errors`` (:mod:`stun.reader_errors`).
     """
 
     def __init__(
@@ -258,6 +270,7 @@ class ClientSocket:
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         framing: Framing = Framing.STUN,
+        reader_errors: ReaderErrors | None = None,
     ) -> None:
         if transport not in DEFAULT_PORTS:
             raise LocalProtocolError(f"unknown transport {transport!r}: udp, tcp or tls")
@@ -270,6 +283,8 @@ class ClientSocket:
         self._stream: _StreamClientProtocol | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._backlog: list[Datagram] = []
+        #: Exceptions the receiver raised on what arrived, contained (:mod:`stun.reader_errors`).
+        self.reader_errors = reader_errors if reader_errors is not None else ReaderErrors()
 
     async def open(self, server: Address) -> None:
         """Open the UDP socket (of the server's family), or connect to ``server``."""
@@ -283,13 +298,15 @@ class ClientSocket:
         family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
         any_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
         udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpClientProtocol(self.receiver), local_addr=(any_host, 0), family=family
+            lambda: _UdpClientProtocol(self.receiver, self.reader_errors),
+            local_addr=(any_host, 0),
+            family=family,
         )
         self._udp = udp
 
     async def _open_stream(self, server: Address) -> None:
         loop = asyncio.get_running_loop()
-        protocol = _StreamClientProtocol(self.receiver, server, self.framing)
+        protocol = _StreamClientProtocol(self.receiver, server, self.framing, self.reader_errors)
         await loop.create_connection(
             lambda: protocol,
             server.host,
@@ -418,6 +435,11 @@ class StunClient(_Closing):
         return self._driver.session.server
 
     @property
+    def reader_errors(self) -> ReaderErrors:
+        """Exceptions the client raised on a response, contained and counted (a bug if any)."""
+        return self._socket.reader_errors
+
+    @property
     def connected(self) -> bool:
         """UDP: whether the socket is open; TCP/TLS: whether the connection is usable now (a
         request made while it is not opens a new one, RFC 8489 §6.2.2)."""
@@ -516,21 +538,25 @@ class UdpReader:
     """Reads a non-blocking UDP socket on readiness (``loop.add_reader``) in batches.
 
     Each wake-up drains up to :data:`UDP_BATCH` datagrams, hands each to ``handler`` with one
-    loop time for the whole batch, then calls ``after_batch`` (if given) once. The socket belongs
-    to the reader from then on: :meth:`close` closes it.
+    loop time for the whole batch, then calls ``after_batch`` (if given) once. What either raises
+    is contained in ``errors`` (:mod:`stun.reader_errors`) and the batch goes on. The socket
+    belongs to the reader from then on: :meth:`close` closes it.
     """
 
-    __slots__ = ("after_batch", "handler", "local", "loop", "sock")
+    __slots__ = ("after_batch", "errors", "handler", "local", "loop", "sock")
 
     def __init__(
         self,
         sock: socket.socket,
         handler: DatagramHandler,
         after_batch: Callable[[], None] | None = None,
+        *,
+        errors: ReaderErrors | None = None,
     ) -> None:
         self.sock = sock
         self.handler = handler
         self.after_batch = after_batch
+        self.errors = errors if errors is not None else ReaderErrors()
         self.local = _address(sock.getsockname())
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(sock.fileno(), self._read_ready)
@@ -550,9 +576,15 @@ class UdpReader:
                     continue
                 _log.warning("UDP socket %s: %s", self.local, exc)
                 break
-            handler(data, sockaddr, now)
+            try:
+                handler(data, sockaddr, now)
+            except Exception as error:
+                self.errors.contain(error, f"UDP {self.local}")
         if self.after_batch is not None:
-            self.after_batch()
+            try:
+                self.after_batch()
+            except Exception as error:
+                self.errors.contain(error, f"UDP {self.local}")
 
     def close(self) -> None:
         """Stop reading and close the socket."""
@@ -663,7 +695,11 @@ class _StreamServerProtocol(asyncio.Protocol):
             return
         now = asyncio.get_running_loop().time()
         for frame in frames:
-            answer = self.owner.server.respond(frame, self.local, self.remote, now)
+            try:
+                answer = self.owner.server.respond(frame, self.local, self.remote, now)
+            except Exception as error:
+                self.owner.reader_errors.contain(error, f"the connection from {self.remote}")
+                continue
             if answer is not None:
                 self.transport.write(answer)
         self._arm_idle_timer()
@@ -697,6 +733,9 @@ class StunServer(_Closing):
         self._stream_servers: list[asyncio.Server] = []
         self._connections: set[_StreamServerProtocol] = set()
         self._closed = asyncio.Event()
+        #: Exceptions the Binding server raised on a datagram, contained and counted (a bug if
+        #: any; :mod:`stun.reader_errors`).
+        self.reader_errors = ReaderErrors()
 
     @property
     def connection_count(self) -> int:
@@ -722,7 +761,7 @@ class StunServer(_Closing):
         check_listener_arguments(transport, ssl_context)
         if transport == "udp":
             sock = bind_udp(host, port, reuse_port=reuse_port)
-            reader = UdpReader(sock, _answerer(self.server, sock))
+            reader = UdpReader(sock, _answerer(self.server, sock), errors=self.reader_errors)
             self._udp.append(reader)
             result = Listener("udp", reader.local)
         else:

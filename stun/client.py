@@ -11,7 +11,9 @@ Responses are matched by transaction ID and source address, then:
   the server offered algorithms). The bid-down check: a nonce cookie announcing password algorithms
   with no PASSWORD-ALGORITHMS attribute ends the request.
 * 438 Stale Nonce: retry once with the fresh NONCE.
-* 300 Try Alternate (§10): move to the first ALTERNATE-SERVER of the same family, once per request.
+* 300 Try Alternate (§10): move to the first ALTERNATE-SERVER of the same family, once per request
+  (and only for requests that allow it). An ALTERNATE-SERVER no datagram can go to (port 0, the
+  unspecified, multicast or broadcast address), or on loopback when the server is not, is ignored.
 * 5xx: retry, at most ``max_server_error_retries`` times (§6.3.4).
 * Anything else ends the request with :class:`~stun.errors.ErrorResponse`.
 
@@ -29,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ._version import DEFAULT_SOFTWARE
-from .address import Address
+from .address import Address, is_destination, is_loopback
 from .attributes import (
     AlternateServer,
     Attribute,
@@ -145,6 +147,8 @@ class _Request:
     handle: int
     method: int
     attributes: list[Attribute]
+    #: Whether a 300 Try Alternate may move the session (RFC 8489 §10).
+    follow_alternate: bool = True
     transaction: ClientTransaction | None = None
     #: Where the current attempt went: retransmissions follow it, responses must come from it.
     server: Address | None = None
@@ -154,6 +158,8 @@ class _Request:
     redirected: bool = False
     server_errors: int = 0
     integrity_failures: int = 0
+    #: Forgotten by :meth:`ClientSession.cancel` while queued: skipped when its turn comes.
+    cancelled: bool = False
 
 
 class ClientSession:
@@ -173,7 +179,11 @@ class ClientSession:
         self._handles = itertools.count(1)
         self._auth: _AuthState | None = None
         self._waiting: deque[_Request] = deque()
+        #: How many requests in ``_waiting`` were cancelled (they are dropped lazily).
+        self._cancelled_waiting = 0
         self._in_flight: dict[bytes, _Request] = {}
+        #: Every request not yet ended, by handle (so that cancelling one costs O(1)).
+        self._requests: dict[int, _Request] = {}
         self._outgoing: list[Datagram] = []
         self._events: deque[StunEvent] = deque()
         #: Datagrams dropped, by reason; for diagnostics and tests.
@@ -182,20 +192,52 @@ class ClientSession:
     # ------------------------------------------------------------------ commands
 
     def request(
-        self, method: int = Method.BINDING, attributes: Iterable[Attribute] = (), *, now: float
+        self,
+        method: int = Method.BINDING,
+        attributes: Iterable[Attribute] = (),
+        *,
+        now: float,
+        follow_alternate: bool = True,
     ) -> int:
-        """Queue a request; return the handle its outcome event (succeeded or failed) will carry."""
-        request = _Request(next(self._handles), method, list(attributes))
-        self._waiting.append(request)
-        self._start_waiting(now)
+        """Queue a request; return the handle its outcome event (succeeded or failed) will carry.
+
+        With ``follow_alternate`` off, a 300 Try Alternate ends the request instead of moving
+        the session (``config.follow_alternate_server`` off does so for every request).
+        Raises :class:`LocalProtocolError` at once if the request cannot be encoded; a request
+        that waited its turn and then cannot be sent (a server's challenge asked for attributes
+        that do not fit) fails with that error as its event instead.
+        """
+        request = _Request(next(self._handles), method, list(attributes), follow_alternate)
+        if not self._waiting and len(self._in_flight) < self.config.max_outstanding:
+            self._send(request, now)
+        else:
+            self._waiting.append(request)
+        self._requests[request.handle] = request
         return request.handle
 
     def cancel(self, handle: int) -> None:
         """Forget a request; no event will be produced for it."""
-        self._waiting = deque(r for r in self._waiting if r.handle != handle)
-        for tid, request in list(self._in_flight.items()):
-            if request.handle == handle:
-                del self._in_flight[tid]
+        request = self._requests.pop(handle, None)
+        if request is None:
+            return
+        if request.transaction is not None:
+            del self._in_flight[request.transaction.transaction_id]
+            return
+        request.cancelled = True
+        self._cancelled_waiting += 1
+        if 2 * self._cancelled_waiting > len(self._waiting) + 16:
+            self._waiting = deque(r for r in self._waiting if not r.cancelled)
+            self._cancelled_waiting = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Transactions under way, never more than ``max_outstanding``."""
+        return len(self._in_flight)
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued until a transaction ends."""
+        return len(self._waiting) - self._cancelled_waiting
 
     @property
     def authenticated(self) -> bool:
@@ -277,7 +319,10 @@ class ClientSession:
         for request in list(self._in_flight.values()):
             self._fail(request, TransactionTimeout(f"connection to {self.server} closed"))
         while self._waiting:
-            self._fail(self._waiting.popleft(), TransactionTimeout("connection closed"))
+            request = self._waiting.popleft()
+            if not request.cancelled:
+                self._fail(request, TransactionTimeout("connection closed"))
+        self._cancelled_waiting = 0
 
     # ------------------------------------------------------------------ internals
 
@@ -286,7 +331,14 @@ class ClientSession:
 
     def _start_waiting(self, now: float) -> None:
         while self._waiting and len(self._in_flight) < self.config.max_outstanding:
-            self._send(self._waiting.popleft(), now)
+            request = self._waiting.popleft()
+            if request.cancelled:
+                self._cancelled_waiting -= 1
+                continue
+            try:
+                self._send(request, now)
+            except LocalProtocolError as error:
+                self._fail(request, error)
 
     def _send(self, request: _Request, now: float) -> None:
         """Start a new transaction for ``request`` (a new ID every time, RFC 8489 §5)."""
@@ -326,6 +378,7 @@ class ClientSession:
     def _finish(self, request: _Request) -> None:
         if request.transaction is not None:
             self._in_flight.pop(request.transaction.transaction_id, None)
+        self._requests.pop(request.handle, None)
 
     def _fail(self, request: _Request, error: StunError) -> None:
         self._finish(request)
@@ -338,8 +391,10 @@ class ClientSession:
             unknown = ", ".join(f"0x{t:04X}" for t in response.unknown_required)
             self._fail(request, DecodeError(f"response has unknown required attributes {unknown}"))
             return
-        error = response.get(ErrorCode)
-        if response.message_class is MessageClass.ERROR_RESPONSE:
+        # ERROR-CODE means something in an error response only; in a success it is ignored.
+        failed = response.message_class is MessageClass.ERROR_RESPONSE
+        error = response.get(ErrorCode) if failed else None
+        if failed:
             if error is None:
                 self._fail(request, DecodeError("error response without ERROR-CODE"))
                 return
@@ -442,7 +497,11 @@ class ClientSession:
         return True
 
     def _redirect(self, request: _Request, response: Message, now: float) -> bool:
-        if request.redirected or not self.config.follow_alternate_server:
+        if (
+            request.redirected
+            or not request.follow_alternate
+            or not self.config.follow_alternate_server
+        ):
             return False
         origin = request.server or self.server
         current_v6 = ":" in origin.host
@@ -456,6 +515,9 @@ class ClientSession:
         )
         if target is None or target == origin:
             return False
+        if not _usable_alternate(origin, target):
+            self._drop("unusable ALTERNATE-SERVER")
+            return False
         request.redirected = True
         if self.server != target:
             self.server = target
@@ -464,6 +526,13 @@ class ClientSession:
         request.stale_retried = False
         self._retry(request, now)
         return True
+
+
+def _usable_alternate(origin: Address, target: Address) -> bool:
+    """Whether a client of ``origin`` may move to ALTERNATE-SERVER ``target`` (RFC 8489 §10): an
+    address datagrams can go to, and not this host's loopback unless the server was on it (a
+    server must not turn its clients against their own host's services)."""
+    return is_destination(target) and (is_loopback(origin.host) or not is_loopback(target.host))
 
 
 @dataclass(frozen=True, slots=True)

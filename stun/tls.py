@@ -2,14 +2,20 @@
 
 The stdlib :mod:`ssl` module does the TLS; ``cryptography`` only makes certificates, for tests and
 for a server started with ``--tls`` and no certificate (which then warns: clients cannot verify it).
+:func:`self_signed_server_context` makes such a certificate in a private temporary folder, loads
+it and removes the folder at once, so no private key is left on disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import ipaddress
+import shutil
 import ssl
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +36,9 @@ def make_self_signed(
     addresses: tuple[str, ...] = ("127.0.0.1", "::1"),
     days: int = 7,
 ) -> CertificateFiles:
-    """Write a fresh self-signed ECDSA P-256 certificate and key into ``directory`` (or a temp dir).
+    """Write a fresh self-signed ECDSA P-256 certificate and key into ``directory`` (or a new
+    ``icestack-tls-*`` temporary folder, which the caller then owns and must remove; see
+    :func:`temporary_self_signed`).
 
     The certificate names ``names`` (DNS) and ``addresses`` (IP) in subjectAltName, so a client can
     verify it by host name or IP literal once it trusts the certificate itself.
@@ -71,12 +79,36 @@ def make_self_signed(
     return files
 
 
-def server_context(certificate: Path | str, private_key: Path | str) -> ssl.SSLContext:
-    """A server-side context: TLS 1.2 or newer, no compression (RFC 8489 §6.2.3)."""
+@contextlib.contextmanager
+def temporary_self_signed() -> Iterator[CertificateFiles]:
+    """:func:`make_self_signed` into a fresh private temporary folder (``icestack-tls-*``),
+    removed with everything in it when the ``with`` block ends, however it ends."""
+    directory = Path(tempfile.mkdtemp(prefix="icestack-tls-"))
+    try:
+        yield make_self_signed(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def self_signed_server_context() -> tuple[ssl.SSLContext, str]:
+    """A server context with a throw-away self-signed certificate for localhost, 127.0.0.1 and
+    ::1 (nothing of it stays on disk), and the certificate's SHA-256 fingerprint, for clients
+    that pin it."""
+    with temporary_self_signed() as files:
+        context = server_context(files.certificate, files.private_key)
+        der = ssl.PEM_cert_to_DER_cert(files.certificate.read_text())
+    return context, hashlib.sha256(der).hexdigest()
+
+
+def server_context(
+    certificate: Path | str, private_key: Path | str, password: str | None = None
+) -> ssl.SSLContext:
+    """A server-side context: TLS 1.2 or newer, no compression (RFC 8489 §6.2.3). ``password``
+    decrypts an encrypted private key."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_COMPRESSION
-    context.load_cert_chain(str(certificate), str(private_key))
+    context.load_cert_chain(str(certificate), str(private_key), password)
     return context
 
 

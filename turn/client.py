@@ -33,6 +33,18 @@ its answer arrives, §12.7) and Data indications from a peer with a permission (
 :class:`~turn.events.DataReceived`, tagged with the relayed address they reached; a Data
 indication is delivered whether or not a channel exists yet. Anything else from the server that
 is not a response is dropped and counted in :attr:`TurnAllocation.dropped`, never raised.
+
+Values from the server are judged, not trusted: a LIFETIME beyond an hour is taken as an hour
+(:data:`LONGEST_LIFETIME`); an Allocate success whose relayed address no datagram can reach (port
+0, the unspecified or a multicast address) fails the allocation, such a XOR-MAPPED-ADDRESS is left
+out, a Data indication from such a peer is dropped, and a 300 Try Alternate is followed for the
+Allocate only (after it, the allocation lives where it is).
+
+Cost. Every table is bounded (``max_permissions`` peers, the 4096 channel numbers, the session's
+``max_outstanding`` transactions), and the per-datagram path is O(1): ChannelData and Data
+indications are looked up by number and address, and the earliest permission or channel deadline
+is cached, so :meth:`~TurnAllocation.get_timer` and an early :meth:`~TurnAllocation.handle_timer`
+do not walk the tables.
 """
 
 from __future__ import annotations
@@ -62,6 +74,7 @@ from stun import (
     new_transaction_id,
 )
 from stun import LocalProtocolError as StunLocalProtocolError
+from stun.address import is_destination, is_unicast
 from stun.client import ClientConfig, ClientSession, Credentials
 from stun.datagram import Datagram
 from stun.events import RequestFailed, RequestSucceeded
@@ -102,6 +115,11 @@ from .events import (
     error_code,
 )
 from .server.allocation import ClientTransport, family_of
+
+#: The longest allocation lifetime the client believes (RFC 8656 §7.2: a server grants at most an
+#: hour by default): a longer grant is refreshed as if it were an hour, so a server that says more
+#: than it keeps does not let the allocation lapse unrefreshed.
+LONGEST_LIFETIME = 3600.0
 
 #: The most data one :meth:`TurnAllocation.send` carries: what still fits a Send indication with
 #: an IPv6 XOR-PEER-ADDRESS, DONT-FRAGMENT and FINGERPRINT in STUN's 16-bit length.
@@ -151,6 +169,9 @@ class TurnClientConfig:
     #: included (:class:`~turn.events.AllocationFailed` with a timeout). ``None``: the STUN
     #: transaction's own timeout (39.5 s over UDP with the RFC 8489 defaults).
     allocate_timeout: float | None = None
+    #: Peer IP addresses with a permission (held or asked for) at most: :meth:`send` to a new
+    #: one beyond drops the data, :meth:`create_permission` raises.
+    max_permissions: int = 1024
 
     def __post_init__(self) -> None:
         if self.lifetime is not None and not 0 < self.lifetime < 2**32:
@@ -163,6 +184,8 @@ class TurnClientConfig:
             raise errors.LocalProtocolError("max_queued_per_peer must not be negative")
         if self.allocate_timeout is not None and self.allocate_timeout <= 0:
             raise errors.LocalProtocolError("allocate_timeout must be positive")
+        if self.max_permissions < 1:
+            raise errors.LocalProtocolError("max_permissions must be at least 1")
         if self.dual_allocation and (self.requested_family is not None or self.reserve_next_port):
             raise errors.LocalProtocolError(
                 "dual_allocation excludes requested_family and reserve_next_port (RFC 8656 §7.2)"
@@ -293,6 +316,9 @@ class TurnAllocation:
         self._channels: dict[Address, _Channel] = {}
         self._channel_numbers: dict[int, _Channel] = {}
         self._next_channel = MIN_CHANNEL
+        #: The earliest deadline of every permission and channel, ``None`` when it must be
+        #: computed again (see :meth:`_leases_changed`).
+        self._lease_deadline: float | None = math.inf
         #: Datagrams (or data) dropped, by reason; for diagnostics and tests.
         self.dropped: dict[str, int] = {}
 
@@ -336,6 +362,27 @@ class TurnAllocation:
         permission = self._permissions.get(host)
         return permission is not None and permission.grant is _Grant.ACTIVE
 
+    @property
+    def permission_count(self) -> int:
+        """Peer IP addresses with a permission held, asked for or failed (at most
+        ``config.max_permissions``)."""
+        return len(self._permissions)
+
+    @property
+    def channel_count(self) -> int:
+        """Channels bound, being bound or failed (at most one per number, 0x4000-0x4FFF)."""
+        return len(self._channels)
+
+    @property
+    def requests_in_flight(self) -> int:
+        """Requests sent and not yet answered (at most ``config.stun.max_outstanding``)."""
+        return self._session.in_flight
+
+    @property
+    def requests_waiting(self) -> int:
+        """Requests queued behind those in flight."""
+        return self._session.waiting
+
     def channel(self, peer: Address) -> int | None:
         """The channel number bound to ``peer``, once the server has confirmed it."""
         channel = self._channels.get(peer)
@@ -355,9 +402,10 @@ class TurnAllocation:
         """Ask for a permission for a peer's IP address (RFC 8656 §11.1), kept until the
         allocation ends; nothing is sent if one is held or requested already."""
         self._require((AllocationState.ALLOCATED,), "create_permission")
-        address = self._peer(peer if isinstance(peer, Address) else Address(peer, 0))
+        address = self._peer(peer if isinstance(peer, Address) else Address(peer, 0), port=False)
         permission = self._permissions.get(address.host)
         if permission is None:
+            self._check_room(address)
             permission = self._permission(address)
         elif permission.grant is not _Grant.FAILED:
             return
@@ -374,6 +422,8 @@ class TurnAllocation:
             return channel.number
         if channel is None and self._next_channel > MAX_CHANNEL:
             raise errors.LocalProtocolError("every channel number 0x4000-0x4FFF is in use")
+        if peer.host not in self._permissions:
+            self._check_room(peer)
         number = self._bind(peer, now).number
         self._absorb(now)
         return number
@@ -382,9 +432,10 @@ class TurnAllocation:
         """Send ``data`` to ``peer`` through the relay (see the module docstring).
 
         Raises :class:`turn.LocalProtocolError` before :meth:`allocate` or after :meth:`close`,
-        for a peer of a family that has no relayed address, and for more than
-        :data:`MAX_SEND_SIZE` bytes. While the allocation is being made or after it ended the
-        data is dropped (and counted).
+        for a peer that no datagram can reach (port 0, the unspecified or a multicast address) or
+        of a family that has no relayed address, and for more than :data:`MAX_SEND_SIZE` bytes.
+        While the allocation is being made or after it ended the data is dropped (and counted),
+        and so is data to a new peer when ``max_permissions`` peers have one.
         """
         channel = self._channels.get(peer)
         if channel is not None and channel.grant is _Grant.ACTIVE and len(data) <= MAX_SEND_SIZE:
@@ -400,6 +451,9 @@ class TurnAllocation:
             return
         peer = self._peer(peer)
         config = self.config
+        if peer.host not in self._permissions and len(self._permissions) >= config.max_permissions:
+            self._drop("too many permissions")
+            return
         channel = self._channels.get(peer)
         if channel is None and config.use_channels and self._next_channel <= MAX_CHANNEL:
             channel = self._bind(peer, now)
@@ -493,9 +547,7 @@ class TurnAllocation:
         if self._state in (AllocationState.ALLOCATING, AllocationState.CLOSING):
             earliest = min(earliest, self._allocate_deadline)
         if self._state is AllocationState.ALLOCATED:
-            earliest = min(earliest, self._lease.deadline)
-            for lease in (*self._permissions.values(), *self._channels.values()):
-                earliest = min(earliest, lease.deadline)
+            earliest = min(earliest, self._lease.deadline, self._earliest_lease())
         return None if earliest == math.inf else earliest
 
     def handle_timer(self, now: float) -> None:
@@ -513,10 +565,12 @@ class TurnAllocation:
             return
         if lease.handle is None and now >= lease.refresh_at:
             self._refresh(now)
-        for permission in list(self._permissions.values()):
-            self._tend(permission, now, self._request_permission, self._permission_failed)
-        for channel in list(self._channels.values()):
-            self._tend(channel, now, self._request_channel, self._bind_failed)
+        if now >= self._earliest_lease():
+            for permission in list(self._permissions.values()):
+                self._tend(permission, now, self._request_permission, self._permission_failed)
+            for channel in list(self._channels.values()):
+                self._tend(channel, now, self._request_channel, self._bind_failed)
+            self._leases_changed()
         self._absorb(now)
 
     def next_event(self) -> TurnClientEvent | None:
@@ -539,15 +593,40 @@ class TurnAllocation:
     def _drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
 
-    def _peer(self, peer: Address) -> Address:
-        """``peer`` normalised; raises if it is no IP literal or no relayed address can reach it."""
+    def _peer(self, peer: Address, *, port: bool = True) -> Address:
+        """``peer`` normalised; raises if it is no IP literal, no datagram can reach it (its port
+        is 0, unless ``port`` is off as for a permission, or its IP is not unicast), or no
+        relayed address can reach it."""
         try:
             address = make_address(peer.host, peer.port)
         except StunLocalProtocolError as exc:
             raise errors.LocalProtocolError(str(exc)) from None
+        if not (is_destination(address) if port else is_unicast(address.host)):
+            raise errors.LocalProtocolError(f"no datagram can be relayed to {address}")
         if family_of(address) not in self._relayed:
             raise errors.LocalProtocolError(f"no relayed address of the family of {address}")
         return address
+
+    def _check_room(self, peer: Address) -> None:
+        """Raise unless a permission for one more peer fits ``config.max_permissions``."""
+        if len(self._permissions) >= self.config.max_permissions:
+            raise errors.LocalProtocolError(
+                f"no permission for {peer.host}: {self.config.max_permissions} peers have one"
+            )
+
+    def _leases_changed(self) -> None:
+        """A permission's or channel's deadline may have moved: compute the earliest again."""
+        self._lease_deadline = None
+
+    def _earliest_lease(self) -> float:
+        """The earliest deadline of every permission and channel (cached)."""
+        deadline = self._lease_deadline
+        if deadline is None:
+            leases = (*self._permissions.values(), *self._channels.values())
+            deadline = self._lease_deadline = min(
+                (lease.deadline for lease in leases), default=math.inf
+            )
+        return deadline
 
     def _request(
         self,
@@ -557,8 +636,11 @@ class TurnAllocation:
         on_success: _OnSuccess,
         on_failure: _OnFailure,
     ) -> int:
-        handle = self._session.request(method, attributes, now=now)
+        handle = self._session.request(
+            method, attributes, now=now, follow_alternate=method == Method.ALLOCATE
+        )
         self._callbacks[handle] = (on_success, on_failure)
+        self._leases_changed()
         return handle
 
     def _tend(
@@ -582,6 +664,7 @@ class TurnAllocation:
             self._session.cancel(lease.handle)
             self._callbacks.pop(lease.handle, None)
             lease.handle = None
+            self._leases_changed()
 
     def _absorb(self, now: float) -> None:
         """Move the session's datagrams out and act on its outcomes, until it is quiet."""
@@ -599,6 +682,7 @@ class TurnAllocation:
             callbacks = self._callbacks.pop(event.handle, None)
             if callbacks is None:
                 continue
+            self._leases_changed()
             if isinstance(event, RequestSucceeded):
                 callbacks[0](event.response, now)
             else:
@@ -644,14 +728,18 @@ class TurnAllocation:
         self._relayed = {family_of(address): address for address in relayed}
         mapped = response.get(XorMappedAddress)
         self._mapped = mapped.address if mapped is not None else None
-        self._lease.granted(now, lifetime.value, self.config.refresh_margin)
+        if self._mapped is not None and not is_destination(self._mapped):
+            self._drop("unusable XOR-MAPPED-ADDRESS")
+            self._mapped = None
+        granted = min(float(lifetime.value), LONGEST_LIFETIME)
+        self._lease.granted(now, granted, self.config.refresh_margin)
         self._move(AllocationState.ALLOCATED)
         token = response.get(ReservationToken)
         self._events.append(
             AllocationCreated(
                 relayed=self.relayed,
                 mapped=self._mapped,
-                lifetime=float(lifetime.value),
+                lifetime=granted,
                 reservation_token=token.token if token is not None else None,
                 address_errors=tuple(response.get_all(AddressErrorCode)),
             )
@@ -663,6 +751,9 @@ class TurnAllocation:
         families = [family_of(address) for address in relayed]
         if not relayed:
             return "no XOR-RELAYED-ADDRESS"
+        unusable = [str(address) for address in relayed if not is_destination(address)]
+        if unusable:
+            return f"no datagram can reach the relayed address {', '.join(unusable)}"
         if len(set(families)) != len(families) or len(relayed) > (
             2 if config.dual_allocation else 1
         ):
@@ -734,8 +825,9 @@ class TurnAllocation:
             )
             return
         self._refresh_error = None
-        lease.granted(now, lifetime.value, self.config.refresh_margin)
-        self._events.append(AllocationRefreshed(float(lifetime.value)))
+        granted = min(float(lifetime.value), LONGEST_LIFETIME)
+        lease.granted(now, granted, self.config.refresh_margin)
+        self._events.append(AllocationRefreshed(granted))
 
     def _refresh_failed(self, error: Failure, now: float) -> None:
         lease = self._lease
@@ -782,6 +874,7 @@ class TurnAllocation:
         self._permissions.clear()
         self._channels.clear()
         self._channel_numbers.clear()
+        self._leases_changed()
 
     def _expire(self, reason: str) -> None:
         self._end_leases()
@@ -909,7 +1002,7 @@ class TurnAllocation:
             self._drop("malformed ChannelData")
             return
         channel = self._channel_numbers.get(number)
-        if channel is None:
+        if channel is None or channel.grant is _Grant.FAILED:
             self._drop("unknown channel")
             return
         self._deliver(channel.peer, payload)
@@ -922,6 +1015,9 @@ class TurnAllocation:
         data = message.get(Data)
         if message.unknown_required or peer is None or data is None:
             self._drop("ICMP" if message.has(Icmp) else "bad Data indication")
+            return
+        if not is_destination(peer.address):
+            self._drop("unusable peer address")
             return
         permission = self._permissions.get(peer.address.host)
         if permission is None or permission.grant is _Grant.FAILED:

@@ -12,6 +12,7 @@ import pytest
 
 from stun import (
     AlternateServer,
+    ErrorCode,
     ErrorResponse,
     IntegrityError,
     Message,
@@ -450,3 +451,107 @@ def test_cancelled_request_produces_no_event() -> None:
     client.cancel(handle)
     assert client.get_timer() is None
     assert events(client) == []
+
+
+def test_cancelled_queued_requests_are_skipped_and_not_counted() -> None:
+    client = make_client()
+    handles = [client.request(now=0.0) for _ in range(14)]
+    in_flight = client.datagrams_to_send(0.0)
+    assert (client.in_flight, client.waiting) == (10, 4)
+    client.cancel(handles[11])
+    client.cancel(handles[12])
+    client.cancel(handles[0])  # in flight
+    client.cancel(handles[0])  # twice: nothing
+    assert (client.in_flight, client.waiting) == (9, 2)
+    for datagram in in_flight[1:]:
+        client.receive_datagram(success(Message.decode(datagram.data)), ME, SERVER, 0.01)
+    exchange(client, success, 0.01)
+    done = {e.handle for e in events(client) if isinstance(e, RequestSucceeded)}
+    assert done == set(handles) - {handles[0], handles[11], handles[12]}
+    assert (client.in_flight, client.waiting) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        Address("192.0.2.20", 0),
+        Address("0.0.0.0", 3478),
+        Address("224.0.0.1", 3478),
+        Address("255.255.255.255", 3478),
+        Address("127.0.0.1", 22),  # this host's services, from a server that is not on it
+    ],
+    ids=str,
+)
+def test_an_alternate_server_nothing_should_be_sent_to_is_not_followed(target: Address) -> None:
+    client = make_client()
+    client.request(now=0.0)
+    (first,) = client.datagrams_to_send(0.0)
+    redirect = Message.decode(first.data).error_response(300, attributes=[AlternateServer(target)])
+    client.receive_datagram(redirect.encode(), ME, SERVER, 0.01)
+    assert client.datagrams_to_send(0.01) == [] and client.server == SERVER
+    (event,) = events(client)
+    assert isinstance(event, RequestFailed)
+    assert isinstance(event.error, ErrorResponse) and event.error.code == 300
+    assert client.dropped == {"unusable ALTERNATE-SERVER": 1}
+
+
+def test_a_loopback_server_may_send_its_clients_to_another_loopback_port() -> None:
+    here = Address("127.0.0.1", 3478)
+    client = ClientSession(here, config=ClientConfig(rng=random.Random(7)))
+    client.request(now=0.0)
+    (first,) = client.datagrams_to_send(0.0)
+    alternate = Address("127.0.0.1", 3479)
+    redirect = Message.decode(first.data).error_response(
+        300, attributes=[AlternateServer(alternate)]
+    )
+    client.receive_datagram(redirect.encode(), ME, here, 0.01)
+    (second,) = client.datagrams_to_send(0.01)
+    assert second.remote == alternate == client.server
+
+
+def test_a_request_that_may_not_move_ends_with_its_300() -> None:
+    client = make_client()
+    client.request(now=0.0, follow_alternate=False)
+    (first,) = client.datagrams_to_send(0.0)
+    alternate = Address("192.0.2.20", 3478)
+    redirect = Message.decode(first.data).error_response(
+        300, attributes=[AlternateServer(alternate)]
+    )
+    client.receive_datagram(redirect.encode(), ME, SERVER, 0.01)
+    assert client.server == SERVER and client.datagrams_to_send(0.01) == []
+    (event,) = events(client)
+    assert isinstance(event, RequestFailed) and isinstance(event.error, ErrorResponse)
+
+
+def test_a_challenge_that_cannot_be_answered_fails_the_request_not_the_receiver() -> None:
+    """PASSWORD-ALGORITHMS must be echoed (RFC 8489 §9.2.5): an offer nearly 64 KiB long makes
+    the retry too long to encode. The request fails; receive_datagram does not raise."""
+    client = make_client(credentials=True)
+    handle = client.request(now=0.0)
+    (first,) = client.datagrams_to_send(0.0)
+    nonce = nonce_with_features(SecurityFeatures.PASSWORD_ALGORITHMS, "n1")
+    request = Message.decode(first.data)
+    attributes = [Realm(REALM), Nonce(nonce)]
+    # The longest offer that still fits the 401 itself.
+    room = 0xFFFF - len(request.error_response(401, attributes=attributes).encode()) + 20 - 12
+    offer = (AlgorithmEntry(PasswordAlgorithmId.SHA256, bytes(room)),)
+    challenge = request.error_response(401, attributes=[*attributes, PasswordAlgorithms(offer)])
+    client.receive_datagram(challenge.encode(), ME, SERVER, 0.01)
+    (event,) = events(client)
+    assert isinstance(event, RequestFailed) and event.handle == handle
+    assert "too long" in str(event.error)
+    assert (client.in_flight, client.waiting) == (0, 0)
+
+
+def test_an_error_code_in_a_success_response_is_ignored() -> None:
+    """A success carrying ERROR-CODE 300 and ALTERNATE-SERVER is a success, not a redirect."""
+    client = make_client()
+    handle = client.request(now=0.0)
+    (first,) = client.datagrams_to_send(0.0)
+    odd = Message.decode(first.data).success_response(
+        [XorMappedAddress(ME), ErrorCode.of(300), AlternateServer(Address("192.0.2.20", 3478))]
+    )
+    client.receive_datagram(odd.encode(), ME, SERVER, 0.01)
+    (event,) = events(client)
+    assert isinstance(event, RequestSucceeded) and event.handle == handle
+    assert client.server == SERVER

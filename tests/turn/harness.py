@@ -76,6 +76,24 @@ def make_server(
     return TurnServerCore(config(**overrides), relays, wall_clock_offset=EPOCH), relays
 
 
+class Listeners:
+    """:class:`turn.server.TcpListeners` in memory: which relayed addresses are listened on."""
+
+    def __init__(self, refuse: tuple[Address, ...] = ()) -> None:
+        self.listening: set[Address] = set()
+        self.refuse = set(refuse)
+
+    def listen(self, relay: Address) -> bool:
+        if relay in self.refuse:
+            return False
+        assert relay not in self.listening
+        self.listening.add(relay)
+        return True
+
+    def stop_listening(self, relay: Address) -> None:
+        self.listening.remove(relay)
+
+
 @dataclass
 class Client:
     """A TURN client made of our codec: the 401 dance, then requests under MD5 long-term keys."""

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from stun import (
     Address,
     AddressFamily,
+    AlternateServer,
+    Attribute,
     ErrorResponse,
     Integrity,
     Message,
@@ -891,3 +893,149 @@ def test_garbage_never_raises_out_of_receive_datagram(data: bytes) -> None:
     assert pair.alloc.state is AllocationState.ALLOCATED
     pair.alloc.send(b"still fine", PEER, 3.0)
     assert pair.pump(3.0) == 1
+
+
+# --------------------------------------------------------------------------- values from the server
+
+SHA256_KEY = long_term_key("alice", REALM, PASSWORDS["alice"], PasswordAlgorithmId.SHA256)
+
+
+def first_allocate_answered(*attributes: Attribute) -> Pair:
+    """A client whose first, unauthenticated Allocate is answered with success and
+    ``attributes`` (no key yet, so no integrity to check): a server free to say anything."""
+    pair = Pair()
+    pair.alloc.allocate(0.0)
+    [request] = pair.alloc.datagrams_to_send(0.0)
+    answer = decoded(request).success_response(list(attributes)).encode()
+    pair.alloc.receive_datagram(answer, None, SERVER, 0.0)
+    return pair
+
+
+@pytest.mark.parametrize(
+    "relayed",
+    [Address("192.0.2.1", 0), Address("0.0.0.0", 50000), Address("224.0.0.1", 50000)],
+    ids=str,
+)
+def test_a_relayed_address_no_datagram_can_reach_fails_the_allocation(relayed: Address) -> None:
+    pair = first_allocate_answered(XorRelayedAddress(relayed), Lifetime(600))
+    [event] = pair.events()
+    assert isinstance(event, AllocationFailed) and "no datagram can reach" in str(event.error)
+    assert pair.alloc.state is AllocationState.FAILED and pair.alloc.relayed == ()
+
+
+def test_a_mapped_address_no_datagram_can_reach_is_left_out() -> None:
+    pair = first_allocate_answered(
+        XorRelayedAddress(RELAY), Lifetime(600), XorMappedAddress(Address("0.0.0.0", 0))
+    )
+    [event] = pair.events()
+    assert isinstance(event, AllocationCreated) and event.mapped is None
+    assert pair.alloc.mapped_address is None
+    assert pair.alloc.dropped == {"unusable XOR-MAPPED-ADDRESS": 1}
+
+
+def test_data_from_a_peer_no_datagram_can_reach_is_dropped() -> None:
+    pair = allocated_pair()
+    pair.alloc.create_permission(PEER.host, 1.0)
+    pair.pump(1.0)
+    pair.events()
+    for sender in (Address(PEER.host, 0), PEER):
+        indication = Message(
+            Method.DATA, MessageClass.INDICATION, bytes(12), [XorPeerAddress(sender), Data(b"x")]
+        )
+        pair.alloc.receive_datagram(indication.encode(), None, SERVER, 2.0)
+    assert pair.events() == [DataReceived(PEER, b"x", RELAY)]
+    assert pair.alloc.dropped == {"unusable peer address": 1}
+
+
+def test_channel_data_on_a_channel_that_failed_is_dropped() -> None:
+    pair = allocated_pair()
+    pair.lose = lambda datagram: True  # the ChannelBind goes unanswered and times out
+    number = pair.alloc.bind_channel(PEER, 1.0)
+    pair.pump(1.0)
+    pair.advance(100.0)
+    assert isinstance(pair.events()[0], ChannelFailed)
+    pair.alloc.receive_datagram(encode_channel_data(number, b"late"), None, SERVER, 101.0)
+    assert pair.events() == []
+    assert pair.alloc.dropped["unknown channel"] == 1
+
+
+def test_a_300_after_the_allocate_moves_nothing() -> None:
+    """ALTERNATE-SERVER is for the Allocate (RFC 8656 §7.4): the allocation lives where it is,
+    so a 300 to a Refresh is a failed Refresh, not a move."""
+    pair = allocated_pair()
+    pair.lose = lambda datagram: True
+    pair.advance(540.0)
+    refresh = decoded(pair.sent[-1])
+    assert refresh.method == Method.REFRESH
+    redirect = refresh.error_response(300, attributes=[AlternateServer(OTHER_SERVER)])
+    pair.alloc.receive_datagram(
+        redirect.encode(key=SHA256_KEY, integrity=Integrity.SHA256), None, SERVER, 540.1
+    )
+    assert pair.alloc.server == SERVER and pair.alloc.datagrams_to_send(540.1) == []
+    assert pair.alloc.state is AllocationState.ALLOCATED and pair.events() == []
+
+
+@pytest.mark.parametrize(
+    "peer", [Address("203.0.113.9", 0), Address("0.0.0.0", 5000), Address("ff02::1", 5000)],
+    ids=str,
+)
+def test_peers_no_datagram_can_reach_are_refused(peer: Address) -> None:
+    pair = Pair(dual_allocation=True)
+    pair.allocated()
+    with pytest.raises(LocalProtocolError, match="no datagram"):
+        pair.alloc.send(b"x", peer, 1.0)
+    with pytest.raises(LocalProtocolError, match="no datagram"):
+        pair.alloc.bind_channel(peer, 1.0)
+    if peer.port:
+        with pytest.raises(LocalProtocolError, match="no datagram"):
+            pair.alloc.create_permission(peer, 1.0)
+    else:
+        pair.alloc.create_permission(peer, 1.0)  # a permission has no port (RFC 8656 §9)
+    assert pair.alloc.channel_count == 0
+
+
+def test_permissions_are_bounded() -> None:
+    pair = allocated_pair(max_permissions=3, use_channels=False)
+    peers = [make_address(f"203.0.113.{n}", 5000) for n in range(1, 6)]
+    for peer in peers[:3]:
+        pair.alloc.send(b"x", peer, 1.0)
+    pair.alloc.send(b"x", peers[3], 1.0)
+    assert pair.alloc.permission_count == 3
+    assert pair.alloc.dropped == {"too many permissions": 1}
+    with pytest.raises(LocalProtocolError, match="3 peers"):
+        pair.alloc.create_permission(peers[4], 1.0)
+    with pytest.raises(LocalProtocolError, match="3 peers"):
+        pair.alloc.bind_channel(peers[4], 1.0)
+    pair.alloc.send(b"y", peers[0], 1.0)  # one that has a permission is still served
+    pair.pump(1.0)
+    assert sorted((data, peer) for data, _, peer in pair.peer_data()) == sorted(
+        [(b"x", peer) for peer in peers[:3]] + [(b"y", peers[0])]
+    )
+
+
+def test_staggered_permissions_are_each_refreshed_on_time() -> None:
+    """The earliest lease deadline is cached (get_timer is on the per-datagram path); each
+    refresh moves it to the next lease's."""
+    pair = allocated_pair(use_channels=False)
+    peers = [make_address(f"203.0.113.{n}", 5000) for n in range(1, 4)]
+    for n, peer in enumerate(peers):
+        pair.alloc.create_permission(peer.host, 10.0 * n)
+        pair.pump(10.0 * n)
+    pair.events()
+    assert pair.alloc.get_timer() == 240.0  # 300 s, refreshed a minute early
+    for early in (100.0, 239.9):
+        pair.alloc.handle_timer(early)
+        assert pair.alloc.datagrams_to_send(early) == []
+    for n, peer in enumerate(peers):
+        sent = len(pair.sent)
+        pair.advance(240.0 + 10.0 * n)
+        [refresh] = pair.sent[sent:]
+        assert decoded(refresh).get(XorPeerAddress) == XorPeerAddress(Address(peer.host, 0))
+        assert pair.alloc.get_timer() == (250.0 + 10.0 * n if n < 2 else 480.0)
+
+
+def test_a_lifetime_beyond_an_hour_is_refreshed_as_an_hour() -> None:
+    pair = first_allocate_answered(XorRelayedAddress(RELAY), Lifetime(0xFFFFFFFF))
+    [event] = pair.events()
+    assert isinstance(event, AllocationCreated) and event.lifetime == 3600.0
+    assert pair.alloc.expires_at == 3600.0 and pair.alloc.get_timer() == 3540.0

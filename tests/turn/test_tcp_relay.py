@@ -49,6 +49,7 @@ from turn.server import (
     OpenPeerConnection,
     Outcome,
     PortRangeAllocator,
+    RequestRefused,
     SpliceConnection,
     TcpCommand,
     TurnServerCore,
@@ -63,6 +64,7 @@ from .harness import (
     RELAY_HOSTS,
     SERVER,
     Client,
+    Listeners,
     code,
     config,
     events,
@@ -74,24 +76,6 @@ CONTROL = make_address("198.51.100.7", 40000)
 DATA = make_address("198.51.100.7", 40001)
 OTHER_PEER = make_address("203.0.113.10", 6000)
 CONNECTION_ATTEMPT = (Method.CONNECTION_ATTEMPT, MessageClass.INDICATION)
-
-
-class Listeners:
-    """:class:`turn.server.TcpListeners` in memory: which relayed addresses are listened on."""
-
-    def __init__(self, refuse: tuple[Address, ...] = ()) -> None:
-        self.listening: set[Address] = set()
-        self.refuse = set(refuse)
-
-    def listen(self, relay: Address) -> bool:
-        if relay in self.refuse:
-            return False
-        assert relay not in self.listening
-        self.listening.add(relay)
-        return True
-
-    def stop_listening(self, relay: Address) -> None:
-        self.listening.remove(relay)
 
 
 def tcp_server(
@@ -599,7 +583,11 @@ def test_the_allocation_going_closes_every_connection(how: str) -> None:
     # the Connect in flight is answered while the control connection lasts
     in_flight = [] if how == "control closed" else [447]
     assert [code(answer) for answer in answers(server, alice)] == in_flight
-    assert events(server) == [AllocationDeleted(alice.five_tuple, "alice", (RELAY,), reason)]
+    deleted = AllocationDeleted(alice.five_tuple, "alice", (RELAY,), reason)
+    refused = [
+        RequestRefused(alice.five_tuple, "alice", Method.CONNECT, 447, Outcome.CONNECTION_FAILED)
+    ]
+    assert events(server) == [*(refused if in_flight else []), deleted]
     assert listeners.listening == set()
     assert server.get_timer() is None
 

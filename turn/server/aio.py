@@ -26,6 +26,8 @@ decision is made by the sans-IO :class:`~turn.server.TurnServerCore`. What it ad
   stream whose ConnectionBind succeeds stops being framed: the bytes after that request go as-is
   to the peer. The core's later answers (a Connect's) and ConnectionAttempt indications, and its
   TCP commands, are carried out after every batch.
+* **Session log**: every event of the core (allocations, permissions, channels, refusals and
+  why) as one INFO line on the ``icestack.turn.server`` logger (:mod:`turn.server.session_log`).
 * **Metrics** in the Prometheus text format (:func:`render_metrics`), served over HTTP by
   :meth:`TurnServer.serve_metrics` (loopback by default).
 """
@@ -58,6 +60,7 @@ from stun.aio import (
 from stun.datagram import Datagram
 from stun.errors import DecodeError
 from stun.framing import Framing, StreamDecoder
+from stun.reader_errors import ReaderErrors
 from stun.server import Outcome as StunOutcome
 
 from . import aio_tcp
@@ -67,9 +70,12 @@ from .config import TurnServerConfig
 from .connections import ConnectionState
 from .core import TurnServerCore
 from .relays import DYNAMIC_PORTS
+from .session_log import describe
 from .stats import Outcome, TurnServerStats
 
 _log = logging.getLogger("icestack.turn")
+#: One INFO line per session event (turn.server.session_log).
+_session_log = logging.getLogger("icestack.turn.server")
 
 #: Ports a relay allocation may find taken (by another process or worker) before it gives up.
 MAX_BIND_ATTEMPTS = 64
@@ -118,7 +124,7 @@ class _Relay:
         self.sendto = sock.sendto
         #: How to reach the client of the allocation, looked up on the first datagram from a peer.
         self.client: _SendToClient | None = None
-        self.reader = UdpReader(sock, self.from_peer)
+        self.reader = UdpReader(sock, self.from_peer, errors=server.reader_errors)
 
     def from_peer(self, data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
         out = self.handle(data, self.address, _new_address(Address, sockaddr[:2]), now)
@@ -243,7 +249,9 @@ class _UdpClients:
         self.handle = server.core.handle_datagram
         self.relays = server.relays.relays
         self.sendto = sock.sendto
-        self.reader = UdpReader(sock, self.from_client, server._after_batch)
+        self.reader = UdpReader(
+            sock, self.from_client, server._after_batch, errors=server.reader_errors
+        )
         self.local = self.reader.local
 
     def from_client(self, data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
@@ -332,7 +340,11 @@ class _StreamClient(asyncio.Protocol):
         handle = core.handle_datagram
         local, remote, kind = self.local, self.remote, self.kind
         for index, frame in enumerate(frames):
-            out = handle(frame, local, remote, now, transport=kind)
+            try:
+                out = handle(frame, local, remote, now, transport=kind)
+            except Exception as error:
+                server.reader_errors.contain(error, f"the connection from {remote}")
+                continue
             if out is not None:
                 if out.local == local:
                     self.send(out.data, out.remote)
@@ -439,6 +451,9 @@ class TurnServer(_Closing):
         self.idle_timeout = idle_timeout
         self.write_buffer_limit = write_buffer_limit
         self.transport_stats = TransportStats()
+        #: Exceptions the core raised on a datagram, contained and counted (a bug if any;
+        #: :mod:`stun.reader_errors`).
+        self.reader_errors = ReaderErrors()
         max_relays = 2 * config.total_quota + config.max_reservations
         self.relays = UdpRelays(self, hosts, relay_ports, max_relays=max_relays)
         #: The TCP side of TCP allocations' relayed addresses (``None`` where it cannot run).
@@ -565,8 +580,7 @@ class TurnServer(_Closing):
             self._deliver(datagram)
         if core.connections.commands:
             self._run_tcp_commands()
-        while (event := core.next_event()) is not None:
-            _log.debug("%s", event)
+        _log_session_events(core)
         deadline = core.get_timer()
         if deadline == self._deadline:
             return
@@ -663,6 +677,14 @@ class TurnServer(_Closing):
         self._closed.set()
 
 
+def _log_session_events(core: TurnServerCore) -> None:
+    """Drain the core's events, one INFO line each on ``icestack.turn.server`` (when enabled)."""
+    enabled = _session_log.isEnabledFor(logging.INFO)
+    while (event := core.next_event()) is not None:
+        if enabled:
+            _session_log.info("%s", describe(event))
+
+
 # =========================================================================== metrics
 
 #: The authentication outcomes that are failures; a 401 challenge or a 438 for a stale nonce is
@@ -754,5 +776,11 @@ def render_metrics(server: TurnServer) -> str:
             f'{{event="{field.name}"}}': getattr(transport, field.name)
             for field in dataclasses.fields(transport)
         },
+    )
+    metric(
+        "reader_errors_total",
+        "counter",
+        "Exceptions the core raised on a datagram, contained by the readers (a bug if any).",
+        {f'{{kind="{kind}"}}': n for kind, n in server.reader_errors.counts.items()},
     )
     return "\n".join(lines) + "\n"

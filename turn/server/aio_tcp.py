@@ -168,7 +168,11 @@ class PeerConnectionProtocol(asyncio.Protocol):
     def _pace(self, size: int, *, to_peer: bool) -> None:
         """Count spliced bytes; stop reading their source for as long as the core says."""
         server = self.relays.server
-        delay = server.core.stream_relayed(self.id, size, to_peer, server.loop.time())
+        try:
+            delay = server.core.stream_relayed(self.id, size, to_peer, server.loop.time())
+        except Exception as error:
+            server.reader_errors.contain(error, f"peer connection {self.id:#010x}")
+            return
         reader = self.client_reader if to_peer else self.reader
         if delay > 0 and reader is not None:
             reader.pause("bandwidth")
@@ -235,7 +239,11 @@ class TcpRelays:
                 self._rest(relay, sock)
                 break
             peer = make_address(sockaddr[0], sockaddr[1])
-            connection_id = core.peer_connection_arrived(relay, peer, server.loop.time())
+            try:
+                connection_id = core.peer_connection_arrived(relay, peer, server.loop.time())
+            except Exception as error:
+                server.reader_errors.contain(error, f"TCP relay {relay}")
+                connection_id = None
             if connection_id is None:
                 conn.close()
                 continue

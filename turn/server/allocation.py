@@ -5,6 +5,12 @@ address, transport); it holds one relayed transport address, or two of different
 allocation, §7.2), a time-to-expiry, the permissions (one per peer IP address, §9) and the channel
 bindings (§12). The server core (:mod:`turn.server.core`) decides what may change; this module
 only keeps the tables and answers questions about them.
+
+Every lookup on the relay path is one dict access. The permission and channel tables are kept in
+order of expiry — every grant or refresh lasts the same configured time from ``now``, and a
+refreshed entry moves to the end — so forgetting the expired ones (:meth:`Allocation.sweep`)
+looks only at the front: each entry is looked at once more than it is kept, whatever a client
+sends.
 """
 
 from __future__ import annotations
@@ -135,11 +141,37 @@ class Allocation:
         """How many channels carry data."""
         return sum(1 for binding in self.channels.values() if now < binding.expires_at)
 
+    def permit(self, host: str, expires_at: float) -> None:
+        """Install or refresh the permission for peer IP ``host`` (§9), last in expiry order."""
+        permissions = self.permissions
+        permissions.pop(host, None)
+        permissions[host] = expires_at
+
+    def bind(self, binding: ChannelBinding) -> None:
+        """Record a new channel binding (§12), last in expiry order."""
+        self.channels[binding.number] = binding
+        self.channel_by_peer[binding.peer] = binding
+
+    def rebind(self, binding: ChannelBinding, expires_at: float) -> None:
+        """Refresh a channel binding (§12), moving it last in expiry order."""
+        binding.expires_at = expires_at
+        del self.channels[binding.number]
+        self.channels[binding.number] = binding
+
     def sweep(self, now: float, rebind_wait: float) -> None:
-        """Forget expired permissions, and channels whose rebind wait is over (§9, §12)."""
-        for host in [h for h, expires_at in self.permissions.items() if expires_at <= now]:
-            del self.permissions[host]
-        for binding in [b for b in self.channels.values() if b.expires_at + rebind_wait <= now]:
+        """Forget expired permissions, and channels whose rebind wait is over (§9, §12): those
+        at the front of their tables (see the module docstring)."""
+        permissions = self.permissions
+        while permissions:
+            host, expires_at = next(iter(permissions.items()))
+            if expires_at > now:
+                break
+            del permissions[host]
+        channels = self.channels
+        while channels:
+            binding = next(iter(channels.values()))
+            if binding.expires_at + rebind_wait > now:
+                break
             self.forget_channel(binding)
 
     def forget_channel(self, binding: ChannelBinding) -> None:

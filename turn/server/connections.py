@@ -34,9 +34,10 @@ out. The driver owns every TCP socket. Between them:
 The driver does not read a peer connection before it is bound: until then the peer's bytes wait in
 the kernel, whose TCP window tells the peer how much room is left (the buffering of §5.2, §5.3).
 
-:class:`ConnectionTable` is the bookkeeping: connections by CONNECTION-ID, by allocation and by
-client data connection, at most ``max_per_allocation`` per allocation (so at most that many
-CONNECTION-IDs are pending per allocation), one lazy timer heap for the deadlines.
+:class:`ConnectionTable` is the bookkeeping: connections by CONNECTION-ID, by allocation, by
+allocation and peer, and by client data connection (every lookup one dict access), at most
+``max_per_allocation`` per allocation (so at most that many CONNECTION-IDs are pending per
+allocation), one lazy timer heap for the deadlines.
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ class ConnectionTable:
         self.max_per_allocation = max_per_allocation
         self._by_id: dict[int, PeerConnection] = {}
         self._by_allocation: dict[FiveTuple, dict[int, PeerConnection]] = {}
+        self._by_peer: dict[tuple[FiveTuple, Address], PeerConnection] = {}
         self._by_data: dict[FiveTuple, PeerConnection] = {}
         self._timers: list[tuple[float, int, PeerConnection]] = []
         self._sequence = itertools.count()
@@ -180,10 +182,7 @@ class ConnectionTable:
 
     def to_peer(self, allocation: Allocation, peer: Address) -> PeerConnection | None:
         """The allocation's connection with ``peer`` (connecting, pending or bound), if any."""
-        for connection in self._by_allocation.get(allocation.five_tuple, {}).values():
-            if connection.peer == peer:
-                return connection
-        return None
+        return self._by_peer.get((allocation.five_tuple, peer))
 
     def count_in(self, state: ConnectionState) -> int:
         """How many connections are in ``state``."""
@@ -211,6 +210,7 @@ class ConnectionTable:
         connection = PeerConnection(connection_id, allocation, peer, state, deadline, request)
         self._by_id[connection_id] = connection
         self._by_allocation.setdefault(allocation.five_tuple, {})[connection_id] = connection
+        self._by_peer.setdefault((allocation.five_tuple, peer), connection)
         self._schedule(connection)
         return connection
 
@@ -238,6 +238,14 @@ class ConnectionTable:
         del of_allocation[connection.id]
         if not of_allocation:
             del self._by_allocation[key]
+        by_peer = (key, connection.peer)
+        if self._by_peer.get(by_peer) is connection:
+            # A peer that connected twice from one address: the other connection stands for it.
+            other = next((c for c in of_allocation.values() if c.peer == connection.peer), None)
+            if other is None:
+                del self._by_peer[by_peer]
+            else:
+                self._by_peer[by_peer] = other
         if connection.data is not None:
             del self._by_data[connection.data]
 

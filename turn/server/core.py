@@ -66,6 +66,7 @@ from stun import (
     Method,
     ServerConfig,
     Software,
+    Username,
 )
 from stun.datagram import Datagram
 from stun.message import message_type
@@ -94,7 +95,7 @@ from .connections import (
     TcpListeners,
 )
 from .credentials import RestApiUsers, rest_api_expiry
-from .events import DeletionReason, TurnServerEvent
+from .events import DeletionReason, RequestRefused, TurnServerEvent
 from .limits import SourceRateLimiter, source_key
 from .methods import AuthenticatedRequest, RequestHandlers
 from .relays import RelayAllocator
@@ -104,11 +105,18 @@ from .table import AllocationTable
 #: The most data a Data indication can carry: DATA plus an IPv6 XOR-PEER-ADDRESS must fit the
 #: 16-bit message length, padding included.
 _MAX_INDICATION_DATA = (0xFFFF - 4 - 24) & ~3
+#: The largest UDP payloads over IPv4 and IPv6 (65535 less the IP and UDP headers): a client on a
+#: stream can send more in one ChannelData or Send indication than a datagram to a peer holds.
+_MAX_UDP_PAYLOAD_V4 = 65535 - 20 - 8
+_MAX_UDP_PAYLOAD_V6 = 65535 - 8
 
 _BINDING_REQUEST = b"\x00\x01"
 _HEADER = struct.Struct("!HHI12s")
 _ATTRIBUTE_HEADER = struct.Struct("!HH")
 _DATA_INDICATION = message_type(Method.DATA, MessageClass.INDICATION)
+#: Authentication answers that are the mechanism's normal course, not failures (RFC 8489 §9.2):
+#: the first request's 401 challenge and a 438 for a nonce that aged.
+_NORMAL_COURSE = frozenset((StunOutcome.CHALLENGED, StunOutcome.STALE_NONCE))
 
 
 class TurnServerCore:
@@ -494,12 +502,16 @@ class TurnServerCore:
             # reaches relayed addresses only, never this server's other ports.
             counts[Outcome.FORBIDDEN] += 1
             return None
+        size = len(data)
+        if size > _MAX_UDP_PAYLOAD_V4 and (size > _MAX_UDP_PAYLOAD_V6 or ":" not in peer.host):
+            counts[Outcome.TOO_BIG] += 1
+            return None
         bucket = allocation.to_peer
-        if bucket is not None and not bucket.take(len(data), now):
+        if bucket is not None and not bucket.take(size, now):
             counts[Outcome.OVER_BANDWIDTH] += 1
             return None
         counts[Outcome.RELAYED_TO_PEER] += 1
-        self.stats.bytes_to_peer += len(data)
+        self.stats.bytes_to_peer += size
         return Datagram(data, relay, peer)
 
     def _channel_data(self, data: bytes, five_tuple: FiveTuple, now: float) -> Datagram | None:
@@ -533,6 +545,7 @@ class TurnServerCore:
         if (
             peer is None
             or data is None
+            or peer.address.port == 0
             or message.unknown_required
             or message.has(DontFragment)
             or family_of(peer.address) not in allocation.relays
@@ -616,6 +629,12 @@ class TurnServerCore:
             self.stats.counts[Outcome.RATE_LIMITED] += 1
             return None
         self.stats.counts[outcome] += 1
+        if rejected.outcome not in _NORMAL_COURSE:
+            username = message.get(Username)
+            why = outcome if outcome is Outcome.EXPIRED_CREDENTIALS else rejected.outcome
+            name = username.value if username is not None else ""
+            refused = RequestRefused(five_tuple, name, message.method, rejected.code, why)
+            self.table.events.append(refused)
         attributes = rejected.attributes
         if rejected.key is not None:
             attributes += self._software

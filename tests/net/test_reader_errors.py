@@ -1,0 +1,306 @@
+"""Readers contain what a core raises (stun.reader_errors), on real loopback sockets.
+
+No core raises on peer input; the only way to see what a reader does if one ever does is a core
+with a bug on purpose: a subclass of the real one that raises on datagrams carrying MARKER. Each
+test sends marked datagrams among good ones, all queued before the event loop reads, so they are
+handled in one batch, and checks that the good ones were all answered or relayed, that the
+exceptions were counted by kind, and that each kind was logged once, with its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import pytest
+
+from ice import Connection
+from ice.agent import Agent
+from stun import (
+    Address,
+    BindingServer,
+    Message,
+    MessageClass,
+    Method,
+    Software,
+    StunError,
+    make_address,
+)
+from stun.aio import StunServer
+from stun.datagram import Datagram
+from stun.reader_errors import error_kind
+from stun.server import LongTermCredentials
+from tests.net.loopback import run
+from tests.turn.aio_client import RawTurnClient
+from turn import TurnAllocation, TurnClient
+from turn.server import ClientTransport, PeerPolicy, TurnServerConfig, TurnServerCore
+from turn.server.aio import TurnServer, render_metrics
+
+MARKER = b"a bug on purpose"
+HOST = "127.0.0.1"
+PASSWORDS = {"alice": "wonderland"}
+
+
+class CoreBug(Exception):
+    """What the buggy cores raise: kinds no real code raises, one per core (a kind is logged once
+    per process, and each test checks its own log)."""
+
+
+class BindingBug(CoreBug):
+    pass
+
+
+class TurnServerBug(CoreBug):
+    pass
+
+
+class AllocationBug(CoreBug):
+    pass
+
+
+class AgentBug(CoreBug):
+    pass
+
+
+def _check(data: bytes, bug: type[CoreBug]) -> None:
+    if MARKER in data:
+        raise bug("raised on purpose by a test core")
+
+
+class BuggyBindingServer(BindingServer):
+    def respond(
+        self, data: bytes, local: Address | None, remote: Address, now: float
+    ) -> bytes | None:
+        _check(data, BindingBug)
+        return super().respond(data, local, remote, now)
+
+
+class BuggyTurnCore(TurnServerCore):
+    def handle_datagram(
+        self,
+        data: bytes,
+        local: Address | None,
+        remote: Address,
+        now: float,
+        *,
+        transport: ClientTransport = ClientTransport.UDP,
+    ) -> Datagram | None:
+        _check(data, TurnServerBug)
+        return super().handle_datagram(data, local, remote, now, transport=transport)
+
+
+class BuggyAllocation(TurnAllocation):
+    def receive_datagram(
+        self, data: bytes, local: Address | None, remote: Address, now: float
+    ) -> None:
+        _check(data, AllocationBug)
+        super().receive_datagram(data, local, remote, now)
+
+
+class BuggyAgent(Agent):
+    def receive_datagram(
+        self, data: bytes, local: Address | None, remote: Address, now: float
+    ) -> None:
+        _check(data, AgentBug)
+        super().receive_datagram(data, local, remote, now)
+
+
+TURN_KIND = error_kind(TurnServerBug())
+
+
+def logged_tracebacks(
+    caplog: pytest.LogCaptureFixture, bug: type[CoreBug]
+) -> list[logging.LogRecord]:
+    kind = error_kind(bug())
+    return [
+        r for r in caplog.records
+        if (r.name, r.levelno) == ("icestack.readers", logging.ERROR) and kind in r.getMessage()
+    ]  # fmt: skip
+
+
+def request(tid: int, *attributes: Software) -> bytes:
+    message = Message(Method.BINDING, MessageClass.REQUEST, tid.to_bytes(12, "big"), attributes)
+    return message.encode(fingerprint=True)
+
+
+MARKED = request(0, Software(MARKER.decode()))
+
+
+def client_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((HOST, 0))
+    sock.setblocking(False)
+    return sock
+
+
+async def receive_all(sock: socket.socket, count: int) -> list[bytes]:
+    loop = asyncio.get_running_loop()
+    received = []
+    for _ in range(count):
+        data, _ = await asyncio.wait_for(loop.sock_recvfrom(sock, 65536), 5.0)
+        received.append(data)
+    return received
+
+
+async def read_message(reader: asyncio.StreamReader) -> bytes:
+    header = await reader.readexactly(20)
+    return header + await reader.readexactly(int.from_bytes(header[2:4], "big"))
+
+
+def answered_ids(answers: list[bytes]) -> set[int]:
+    return {int.from_bytes(Message.decode(a).transaction_id, "big") for a in answers}
+
+
+# --------------------------------------------------------------------------- STUN server
+
+
+def test_the_stun_server_udp_reader_loses_only_the_datagram_that_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        async with StunServer() as server:
+            server.server = BuggyBindingServer()
+            listener = await server.listen("udp", HOST)
+            with client_socket() as sock:
+                for n in range(1, 11):  # one batch: the loop does not run in between
+                    sock.sendto(request(n), listener.address)
+                    if n in (3, 7):
+                        sock.sendto(MARKED, listener.address)
+                answers = await receive_all(sock, 10)
+            assert answered_ids(answers) == set(range(1, 11))
+            assert server.reader_errors.counts == {error_kind(BindingBug()): 2}
+            assert server.server.stats.counts  # the server went on counting
+
+    with caplog.at_level(logging.ERROR):
+        run(scenario())
+    (record,) = logged_tracebacks(caplog, BindingBug)  # two errors, one log
+    assert record.exc_info is not None and record.exc_info[0] is BindingBug
+
+
+def test_the_stun_server_stream_reader_answers_the_frames_around_one_that_raised() -> None:
+    async def scenario() -> None:
+        async with StunServer() as server:
+            server.server = BuggyBindingServer()
+            listener = await server.listen("tcp", HOST)
+            reader, writer = await asyncio.open_connection(HOST, listener.address.port)
+            writer.write(request(1) + MARKED + request(2))  # three frames, one read
+            answers = [await asyncio.wait_for(read_message(reader), 5.0) for _ in range(2)]
+            assert answered_ids(answers) == {1, 2}
+            assert server.reader_errors.total == 1
+            writer.close()
+
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- TURN server
+
+
+def turn_config() -> TurnServerConfig:
+    return TurnServerConfig(
+        credentials=LongTermCredentials.from_passwords("icestack.test", PASSWORDS),
+        peer_policy=PeerPolicy(allow_loopback_peers=True),
+    )
+
+
+def buggy_turn_server(server: TurnServer) -> None:
+    """Swap the server's core for the buggy one, before any listener reads with it."""
+    core = server.core
+    server.core = BuggyTurnCore(
+        core.config, server.relays, tcp_listeners=server.tcp_relays,
+        wall_clock_offset=core.wall_clock_offset,
+    )  # fmt: skip
+
+
+def test_the_turn_server_readers_lose_only_the_datagrams_that_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        async with TurnServer(turn_config(), relay_hosts=[HOST]) as server:
+            buggy_turn_server(server)
+            listener = await server.listen("udp", HOST)
+            # The client listener: Binding requests answered around the marked one.
+            with client_socket() as sock:
+                for n in range(1, 6):
+                    sock.sendto(request(n), listener.address)
+                    sock.sendto(MARKED, listener.address)
+                assert answered_ids(await receive_all(sock, 5)) == set(range(1, 6))
+            assert server.reader_errors.counts == {TURN_KIND: 5}
+            # A relayed address: the peer's datagrams reach the client around the marked one.
+            client = await RawTurnClient.connect("udp", listener.address, "alice", "wonderland")
+            (relayed,) = await client.allocate()
+            with client_socket() as peer:
+                await client.permit(make_address(HOST, peer.getsockname()[1]))
+                for payload in (b"one", MARKER, b"two", MARKER, b"three"):
+                    peer.sendto(payload, relayed)
+                received = [await client.receive() for _ in range(3)]
+            assert [data for _, data in received] == [b"one", b"two", b"three"]
+            assert server.reader_errors.counts == {TURN_KIND: 7}
+            assert f'icestack_turn_reader_errors_total{{kind="{TURN_KIND}"}} 7' in (
+                render_metrics(server)
+            )
+            await client.close()
+
+    with caplog.at_level(logging.ERROR):
+        run(scenario())
+    assert len(logged_tracebacks(caplog, TurnServerBug)) == 1
+
+
+# --------------------------------------------------------------------------- TURN client
+
+
+def test_the_turn_client_reader_loses_only_the_datagram_that_raised() -> None:
+    async def scenario() -> None:
+        async with TurnServer(turn_config(), relay_hosts=[HOST]) as server:
+            listener = await server.listen("udp", HOST)
+            client = await TurnClient.connect(
+                HOST, listener.address.port, username="alice", password="wonderland"
+            )
+            async with client:
+                relayed = await client.allocate()
+                client.allocation.__class__ = BuggyAllocation
+                with client_socket() as peer:
+                    peer_address = make_address(HOST, peer.getsockname()[1])
+                    await client.create_permission(peer_address)
+                    for payload in (b"one", MARKER, b"two"):
+                        peer.sendto(payload, relayed)
+                    got = [await asyncio.wait_for(client.recv(), 5.0) for _ in range(2)]
+                assert got == [(b"one", peer_address), (b"two", peer_address)]
+                assert client.reader_errors.counts == {error_kind(AllocationBug()): 1}
+
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- ICE connection
+
+
+def test_the_ice_reader_loses_only_the_datagram_that_raised() -> None:
+    async def scenario() -> None:
+        a = Connection(True, include_loopback=True, interfaces=[HOST])
+        b = Connection(False, include_loopback=True, interfaces=[HOST])
+        async with a, b:
+            await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+            a.set_remote_credentials(b.local_username, b.local_password)
+            b.set_remote_credentials(a.local_username, a.local_password)
+            for candidate in b.local_candidates:
+                await a.add_remote_candidate(candidate)
+            for candidate in a.local_candidates:
+                await b.add_remote_candidate(candidate)
+            await a.add_remote_candidate(None)
+            await b.add_remote_candidate(None)
+            await asyncio.gather(a.connect(), b.connect())
+            b.agent.__class__ = BuggyAgent
+            pair = b.selected_pair()
+            assert pair is not None
+            with client_socket() as stranger:  # not the selected path: through the agent
+                for payload in (b"\x80one", b"\x80" + MARKER, b"\x80two"):
+                    stranger.sendto(payload, pair.local_base)
+                got = [await asyncio.wait_for(b.recv(), 5.0) for _ in range(2)]
+            assert got == [b"\x80one", b"\x80two"]
+            assert b.reader_errors.counts == {error_kind(AgentBug()): 1}
+
+    run(scenario())
+
+
+def test_error_kind_names_module_and_class() -> None:
+    assert error_kind(StunError("x")) == "stun.errors.StunError"

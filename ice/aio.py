@@ -53,7 +53,7 @@ from stun.aio import _Closing
 from stun.aio import resolve as resolve_host
 from stun.datagram import Datagram
 from stun.errors import LocalProtocolError as StunLocalProtocolError
-from stun.reader_errors import ReaderErrors
+from stun.reader_errors import TIMER, ReaderErrors
 
 from .agent import Agent
 from .base_sockets import ICMP_ERRNOS, BaseSocket, DataPaths, Signal, bind_base
@@ -167,6 +167,8 @@ class Connection(_Closing):
         #: Exceptions the agent raised on a datagram, contained and counted (a bug if any;
         #: :mod:`stun.reader_errors`).
         self.reader_errors = ReaderErrors()
+        #: Exceptions the agent's ``handle_timer`` raised, contained the same way.
+        self.timer_errors = ReaderErrors()
 
         self._agent: Agent | None = None
         #: The event loop, from the first gather; everything that reads the clock comes after.
@@ -566,8 +568,9 @@ class Connection(_Closing):
 
     # ================================================================== driving the agent
 
-    def _pump(self) -> None:
-        """Send what the agent wants sent, handle its events, re-arm the timer."""
+    def _pump(self, not_before: float | None = None) -> None:
+        """Send what the agent wants sent, handle its events, re-arm the timer (no earlier than
+        ``not_before``, if given)."""
         agent = self._agent
         if agent is None or self._closed:
             return
@@ -576,6 +579,8 @@ class Connection(_Closing):
         self._send(agent.datagrams_to_send(now))
         self._drain_events()
         deadline = agent.get_timer()
+        if deadline is not None and not_before is not None:
+            deadline = max(deadline, not_before)
         if deadline != self._timer_deadline:
             if self._timer is not None:
                 self._timer.cancel()
@@ -599,9 +604,19 @@ class Connection(_Closing):
     def _on_timer(self, deadline: float) -> None:
         self._timer = None
         self._timer_deadline = None
-        if self._agent is not None and not self._closed:
-            self._agent.handle_timer(max(self._loop.time(), deadline))
-            self._pump()
+        agent = self._agent
+        if agent is None or self._closed:
+            return
+        now = max(self._loop.time(), deadline)
+        try:
+            agent.handle_timer(now)
+        except Exception as error:
+            # A bug of the agent, contained as the readers contain theirs; the timer is armed
+            # again, no sooner than Ta from now, so that a bug that fires every time cannot spin.
+            self.timer_errors.contain(error, f"ICE connection {agent.local_username}", TIMER)
+            self._pump(not_before=now + self._config.pacing)
+            return
+        self._pump()
 
     def _count_data(self, pair: CandidatePair, now: float, sent: int, received: int) -> None:
         """Hand the bytes the fast path moved on ``pair`` to the agent."""

@@ -76,7 +76,7 @@ from .events import (
 from .interfaces import interface_addresses
 from .mdns import InterfaceAddress
 from .mdns_candidates import MdnsCandidates
-from .stats import PairStats
+from .stats import PairStats, PeerInput
 
 _log = logging.getLogger("icestack.ice")
 
@@ -178,6 +178,7 @@ class Connection(_Closing):
         self._mdns = MdnsCandidates(
             hide_hosts=mdns_hide_host_candidates,
             timeout=mdns_timeout,
+            limit=self._config.max_remote_candidates,
             emit=self._emit,
             resolved=self._resolved,
         )
@@ -185,7 +186,9 @@ class Connection(_Closing):
         self._gathering_complete = False
         self._remote_username: str | None = None
         self._remote_password: str | None = None
-        self._early_remote: list[Candidate | None] = []
+        #: Candidates signalled before gathering started (at most ``max_remote_candidates``).
+        self._early_remote: list[Candidate] = []
+        self._early_dropped = 0
         self._remote_end = False
         self._end_sent = False
         self._selected_since_restart: set[int] = set()
@@ -358,9 +361,13 @@ class Connection(_Closing):
         self._add_bases(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()
+        if self._early_dropped:
+            agent.failures.peer_input[PeerInput.REMOTE_CANDIDATES_FULL] += self._early_dropped
         early, self._early_remote = self._early_remote, []
         for candidate in early:
             self._add_remote(candidate)
+        if self._remote_end:
+            self._add_remote(None)
         self._pump()
 
     def _interface_addresses(self) -> list[InterfaceAddress]:
@@ -398,7 +405,10 @@ class Connection(_Closing):
 
         A ``.local`` candidate is resolved by mDNS in the background and added once resolved
         (or reported by a :class:`~ice.mdns.CandidateUnresolvable` event); end-of-candidates
-        reaches the agent after every pending resolution.
+        reaches the agent after every pending resolution. Candidates given before gathering
+        starts wait for the agent, and so do ``.local`` ones while they are resolved: at most
+        ``max_remote_candidates`` of each (the agent keeps no more); past that they are dropped
+        and counted in ``agent.failures.peer_input``.
         """
         if self._closed:
             return
@@ -406,10 +416,13 @@ class Connection(_Closing):
             raise LocalProtocolError("end-of-candidates was already signalled")
         if candidate is None:
             self._remote_end = True
-        if self._agent is None:
-            self._early_remote.append(candidate)
-        else:
+        if self._agent is not None:
             self._add_remote(candidate)
+        elif candidate is not None:  # end-of-candidates follows them when gathering starts
+            if len(self._early_remote) < self._config.max_remote_candidates:
+                self._early_remote.append(candidate)
+            else:
+                self._early_dropped += 1
 
     def _add_remote(self, candidate: Candidate | None) -> None:
         agent = self._agent
@@ -417,7 +430,8 @@ class Connection(_Closing):
         if candidate is None:
             self._end_candidates_when_resolved()
         elif candidate.is_mdns:
-            self._mdns.resolve(candidate)
+            if not self._mdns.resolve(candidate):
+                agent.failures.peer_input[PeerInput.MDNS_LOOKUPS_FULL] += 1
         else:
             agent.add_remote_candidate(candidate)
         self._pump()

@@ -8,8 +8,9 @@ peer's announcements before its candidates arrive — and, to hide host candidat
 :meth:`MdnsCandidates.signalled` is a local candidate as the peer sees it: a host candidate under
 its name (withheld when it has none), reflexive ones with their related address hidden, and
 foundations that leak no address. A remote ``.local`` candidate is resolved in the background
-(:meth:`MdnsCandidates.resolve`); the connection hears back once per candidate, with the address
-or ``None`` (then a :class:`~ice.mdns.CandidateUnresolvable` event says why). A restart cancels
+(:meth:`MdnsCandidates.resolve`), at most ``limit`` at a time; the connection hears back once per
+candidate, with the address or ``None`` (then a :class:`~ice.mdns.CandidateUnresolvable` event
+says why). A restart cancels
 the resolutions of the previous generation and publishes names for the new interface addresses.
 """
 
@@ -43,11 +44,13 @@ class MdnsCandidates:
         *,
         hide_hosts: bool,
         timeout: float,
+        limit: int,
         emit: Callable[[IceEvent], None],
         resolved: Callable[[Candidate, str | None], None],
     ) -> None:
         self._hide_hosts = hide_hosts
         self._timeout = timeout
+        self._limit = limit
         self._emit = emit
         self._resolved = resolved
         self._resolver: Resolver | None = None
@@ -99,11 +102,15 @@ class MdnsCandidates:
             related = _HIDDEN_RELATED[":" in related.host]
         return dataclasses.replace(candidate, related_address=related, foundation=foundation)
 
-    def resolve(self, candidate: Candidate) -> None:
-        """Resolve a remote ``.local`` candidate in the background."""
+    def resolve(self, candidate: Candidate) -> bool:
+        """Resolve a remote ``.local`` candidate in the background; ``False`` (and nothing done)
+        when ``limit`` resolutions are running already: the peer signals as many as it likes."""
+        if len(self._lookups) >= self._limit:
+            return False
         task = asyncio.ensure_future(self._lookup(candidate))
         self._lookups.add(task)
         task.add_done_callback(functools.partial(self._done, candidate, self._generation))
+        return True
 
     async def _lookup(self, candidate: Candidate) -> str | None:
         try:

@@ -19,10 +19,11 @@ peer-reflexive one if none (§7.2.5.3.1), and the pair's foundation is unfrozen 
 list (§7.2.5.3.3). A 487 switches the role and retries the pair (§7.2.5.1); a nomination check
 that succeeds nominates its valid pair (:mod:`ice.selection`).
 
-A check replaced by a triggered check, or pruned once its component is nominated (§8.1.2), is
-*cancelled*: it is no longer retransmitted and its silence is no failure. It is kept until its
-transaction would have timed out only when a late response can still matter (see
-:meth:`OutgoingChecks.cancel`).
+A check replaced by a triggered check is *cancelled* (§7.3.1.4): it is no longer retransmitted
+and its silence is no failure, but the agent waits the transaction's timeout for a response, which
+counts as any other does. A check of a pair that nomination pruned (§8.1.2) is *abandoned*:
+forgotten at once, since the pair failed as pruned and its component is concluded — nothing waits
+for its answer, and it no longer keeps the session from completing.
 """
 
 from __future__ import annotations
@@ -253,11 +254,16 @@ class OutgoingChecks:
                     agent._set_pair_state(check.pair, PairState.FAILED)
 
     def cancel(self, pair: CandidatePair) -> None:
-        """Cancel the pair's check in flight, if any: no retransmission, and its silence is no
-        failure (a triggered check replaced it, §7.3.1.4, or nomination pruned it, §8.1.2)."""
+        """A triggered check replaces the pair's check in flight, if any (§7.3.1.4): no
+        retransmission, and its silence is no failure; a response until its transaction times
+        out still counts."""
         check = self.in_flight.get(pair.transaction_id or b"")
         if check is not None:
             check.cancelled = True
+
+    def abandon(self, pair: CandidatePair) -> None:
+        """Nomination pruned the pair (§8.1.2): forget its check in flight, if any."""
+        self.in_flight.pop(pair.transaction_id or b"", None)
 
     def forget_base(self, base: Address) -> None:
         """A local candidate is lost: nothing can answer the checks sent from its base."""

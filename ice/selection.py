@@ -82,7 +82,7 @@ class Selection:
         if replaces_selected(current, pair, suspended=suspended):
             self._select(pair, now)
         for pruned in agent.checklists[pair.stream].stop_below(pair.component, pair.priority):
-            agent.outgoing.cancel(pruned)
+            agent.outgoing.abandon(pruned)
         self._emit(PairStateChanged(pair.stream, pair))
 
     def _select(self, pair: CandidatePair, now: float) -> None:

@@ -182,7 +182,10 @@ class Connection(_Closing):
             emit=self._emit,
             resolved=self._resolved,
         )
+        #: Our candidates as signalled, in the order gathered (this generation's).
         self._local_candidates: list[Candidate] = []
+        #: Those of them lost since (their TURN allocation ended): no longer offered.
+        self._lost_local: set[Candidate] = set()
         self._gathering_complete = False
         self._remote_username: str | None = None
         self._remote_password: str | None = None
@@ -274,8 +277,9 @@ class Connection(_Closing):
 
     @property
     def local_candidates(self) -> list[Candidate]:
-        """Our candidates so far, as they are signalled (``.local`` names when hidden)."""
-        return list(self._local_candidates)
+        """Our candidates so far, as they are signalled (``.local`` names when hidden); a lost
+        one (:class:`~ice.events.CandidateLost`) is no longer among them."""
+        return [c for c in self._local_candidates if c not in self._lost_local]
 
     @property
     def remote_candidates(self) -> list[Candidate]:
@@ -319,8 +323,10 @@ class Connection(_Closing):
         index = 0
         while True:
             while index < len(self._local_candidates):
-                yield self._local_candidates[index]
+                candidate = self._local_candidates[index]
                 index += 1
+                if candidate not in self._lost_local:
+                    yield candidate
             if self._gathering_complete or self._closed:
                 return
             await self._state_signal.wait()
@@ -492,8 +498,9 @@ class Connection(_Closing):
         gone = [base for base in self._bases.values() if base.local.host not in hosts]
         added = [address for address in addresses if address.host not in known]
         self._add_bases(added)
-        self._mdns.restart(added)
+        self._mdns.restart(addresses, added)
         self._local_candidates = []
+        self._lost_local.clear()
         self._gathering_complete = False
         self._selected_since_restart.clear()
         agent.restart(self._loop.time(), gone_bases=[base.local for base in gone])
@@ -663,6 +670,9 @@ class Connection(_Closing):
                 _log.info(
                     "%s candidate %s lost: %s", candidate.type, candidate.address, event.reason
                 )
+                signalled = self._mdns.signalled(candidate)
+                if signalled is not None:
+                    self._lost_local.add(signalled)
                 self._data_paths.lose(candidate, event.reason, self._loop.time())
             elif isinstance(event, GatheringFailed):
                 _log.info(

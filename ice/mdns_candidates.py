@@ -10,8 +10,10 @@ its name (withheld when it has none), reflexive ones with their related address 
 foundations that leak no address. A remote ``.local`` candidate is resolved in the background
 (:meth:`MdnsCandidates.resolve`), at most ``limit`` at a time; the connection hears back once per
 candidate, with the address or ``None`` (then a :class:`~ice.mdns.CandidateUnresolvable` event
-says why). A restart cancels
-the resolutions of the previous generation and publishes names for the new interface addresses.
+says why). A restart abandons the resolutions of the previous generation; when the interface
+addresses changed, the resolver is made anew on those of now (an IPv4 resolver sends through its
+addresses, and the names it heard are forgotten with it), names are published for the new
+addresses and forgotten for the gone ones.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class MdnsCandidates:
         self._names: dict[str, str] = {}
         self._foundation_salt = secrets.token_bytes(16)
         self._lookups: set[asyncio.Future[str | None]] = set()
+        #: The interface addresses the resolver works on.
+        self._hosts: set[str] = set()
         self._generation = 0
         self._closed = False
 
@@ -70,6 +74,7 @@ class MdnsCandidates:
     def start(self, addresses: list[InterfaceAddress]) -> None:
         """Listen for the peer's names on ``addresses``, and publish ours there if hidden."""
         self._resolver = Resolver(addresses)
+        self._hosts = {address.host for address in addresses}
         if not self._hide_hosts:
             return
         try:
@@ -129,12 +134,20 @@ class MdnsCandidates:
             return
         self._resolved(candidate, task.result())
 
-    def restart(self, added: list[InterfaceAddress]) -> None:
-        """ICE restart: names for the new interface addresses; the previous generation's
-        resolutions are abandoned."""
-        self._publish(added)
+    def restart(self, addresses: list[InterfaceAddress], added: list[InterfaceAddress]) -> None:
+        """ICE restart on the interface ``addresses`` of now (``added`` since the last): the
+        previous generation's resolutions are abandoned, the resolver follows the addresses,
+        and so do our names."""
         self._generation += 1
-        self._cancel()
+        self._cancel()  # before the resolver closes: an abandoned lookup is not "unresolvable"
+        hosts = {address.host for address in addresses}
+        if self._resolver is not None and hosts != self._hosts:
+            self._resolver.close()
+            self._resolver = Resolver(addresses)
+            self._hosts = hosts
+        self._publish(added)
+        for host in [host for host in self._names if host not in hosts]:
+            del self._names[host]
 
     def _cancel(self) -> None:
         for task in self._lookups:

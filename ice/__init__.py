@@ -1,6 +1,6 @@
 """ICE (RFC 8445): candidates, the sans-IO agent, and :class:`Connection`, its asyncio face."""
 
-from .aio import Connection, interface_addresses
+from .aio import Connection
 from .candidate import (
     ICE_CHARS,
     MAX_PRIORITY,
@@ -27,6 +27,7 @@ from .errors import (
     RemoteProtocolError,
     UnsupportedCandidateError,
 )
+from .interfaces import interface_addresses
 
 __all__ = [
     "ICE_CHARS",

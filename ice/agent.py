@@ -8,71 +8,48 @@ reads events (:meth:`Agent.next_event`).
 1. **Gathering** (:mod:`ice.gather`): the driver declares its sockets with :meth:`add_base`, then
    :meth:`gather` emits host candidates at once and server-reflexive ones as STUN servers answer.
 2. **Checking** starts at :meth:`start_checks` (or as soon as the peer's checks and credentials
-   arrive). One check list per data stream pairs local bases with remote candidates (§6.1.2). Every
-   Ta (``pacing``) the agent sends one check, round-robin over check lists: a triggered check
-   first (§7.3.1.4), else the best Waiting pair, else it unfreezes a foundation (§6.1.4.2). Checks
-   carry PRIORITY, ICE-CONTROLLING/CONTROLLED with the tie-breaker, USERNAME, MESSAGE-INTEGRITY
-   with the peer's password and FINGERPRINT (§7.2.2), and are retransmitted on the RTO of §14.3.
-3. **Responses** must be authenticated and symmetric (§7.2.5.2.1); a success makes the *valid
-   pair* — its local side the candidate whose address the peer saw, a new peer-reflexive one if
-   none (§7.2.5.3.1) — and unfreezes the pair's foundation everywhere (§7.2.5.3.3). A 487 switches
-   the role and retries the pair (§7.2.5.1).
-4. **Requests** from the peer are answered (XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY with our
-   password, FINGERPRINT) after the role-conflict rules (§7.3.1.1); an unknown source becomes a
-   peer-reflexive remote candidate (§7.3.1.3) and every request triggers a check back (§7.3.1.4).
-5. **Nomination** (:mod:`ice.nomination`): the controlling agent nominates the best valid pair of a
-   component as soon as no better pair can still succeed, or ``max_nomination_wait`` after its
-   first valid pair, by repeating its check with USE-CANDIDATE (§8.1.1). The controlled agent
-   nominates a pair when a USE-CANDIDATE check for it has arrived and its own check of it
-   succeeded, and selects the highest-priority nominated pair per component.
-6. **Consent** (:mod:`ice.consent`, RFC 7675) runs on every selected pair.
-7. **Ending.** Every wait ends with a reason (:meth:`failure_reason`). The agent fails when a
+   arrive). One check list per data stream pairs local bases with remote candidates (§6.1.2).
+   Our checks go out one per Ta, are retransmitted and validate pairs when answered
+   (:mod:`ice.outgoing`, §6.1.4, §7.2); the peer's checks are answered and trigger checks back,
+   making peer-reflexive remote candidates of unknown sources (:mod:`ice.incoming`, §7.3).
+3. **Nomination and selection** (:mod:`ice.selection`, with the policy of :mod:`ice.nomination`):
+   the controlling agent nominates the best valid pair of a component as soon as no better pair
+   can still succeed, or ``max_nomination_wait`` after its first valid pair, by repeating its
+   check with USE-CANDIDATE (§8.1.1). The controlled agent nominates a pair when a USE-CANDIDATE
+   check for it has arrived and its own check of it succeeded, and selects the highest-priority
+   nominated pair per component.
+4. **Consent** (:mod:`ice.consent`, RFC 7675) runs on every selected pair. A relayed pair that
+   stops answering consent checks has its allocation probed at once (an early Refresh), so an
+   allocation the server forgot is reported in a round trip, not at consent expiry.
+5. **Ending.** Every wait ends with a reason (:meth:`failure_reason`). The agent fails when a
    component can no longer get a pair: nothing left to check, no valid pair and end-of-candidates
    (or no usable local candidate at all: a relay-only agent whose TURN servers refused); when it
    has had nothing to do for ``idle_timeout`` — waiting for candidates without end-of-candidates,
    or, controlled, for a nomination; when consent is lost; or when the local candidate of a
-   selected pair is lost (its TURN allocation ended) and no other valid pair remains. A relayed
-   pair that stops answering consent checks has its allocation probed at once (an early
-   Refresh), so an allocation the server forgot is reported in a round trip, not at consent
-   expiry.
-8. **Restart** (§9): new credentials and check lists; the selected pairs carry data on but belong
+   selected pair is lost (its TURN allocation ended) and no other valid pair remains
+   (:mod:`ice.selection`).
+6. **Restart** (§9): new credentials and check lists; the selected pairs carry data on but belong
    to the previous generation — consent-lost ones too — and never count as a nomination of the
    new one. Gathering runs again for what is gone (:meth:`Gatherer.restart`).
+
+The :class:`Agent` is the facade: it holds the session's state (credentials, role, check lists,
+selected pairs) and the tables, takes the commands and the five verbs, and hands each datagram
+to the helper whose job it is — :class:`~ice.outgoing.OutgoingChecks`,
+:class:`~ice.incoming.IncomingChecks`, :class:`~ice.selection.Selection` — which read and change
+that state through the agent they were made for (its underscored members are theirs too).
 """
 
 from __future__ import annotations
 
-import enum
-import itertools
-import math
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable
 
 from stun.address import Address
-from stun.attributes import (
-    ErrorCode,
-    Fingerprint,
-    IceControlled,
-    IceControlling,
-    Priority,
-    UseCandidate,
-    Username,
-    XorMappedAddress,
-)
 from stun.datagram import Datagram
 from stun.errors import DecodeError as StunDecodeError
 from stun.message import Message, MessageClass, Method, new_transaction_id
-from stun.transaction import ClientTransaction, TransactionState
 
-from .candidate import (
-    MAX_PRIORITY,
-    TYPE_PREFERENCE,
-    Candidate,
-    CandidateType,
-    candidate_priority,
-    compute_foundation,
-    generate_credentials,
-)
+from .candidate import Candidate, CandidateType, generate_credentials
 from .checklist import CandidatePair, CheckList, PairState, SelectedPairs
 from .config import AgentConfig, Policy
 from .consent import ConsentTracker
@@ -83,70 +60,16 @@ from .events import (
     IceEvent,
     IceState,
     PairStateChanged,
-    RemoteCandidateLearned,
     RoleChanged,
-    SelectedPairChanged,
     StateChanged,
 )
 from .gather import Gatherer, LocalCandidate
-from .nomination import NominationPolicy, replaces_selected
+from .incoming import IncomingChecks
+from .nomination import NominationPolicy
+from .outgoing import OutgoingChecks
 from .remotes import RemoteCandidates, unusable
-from .stats import (
-    FailureCounters,
-    PairStats,
-    PeerInput,
-    TableSizes,
-    describe_failure,
-    pair_stats,
-)
-
-#: How many request transaction IDs the agent remembers to recognise retransmissions.
-_RECENT_REQUESTS = 256
-
-
-class _Stall(enum.Enum):
-    """What an idle agent without a pair for every component is waiting for in vain."""
-
-    NOTHING_TO_CHECK = "nothing to check"
-    NO_END_OF_CANDIDATES = "no end-of-candidates"
-    NO_NOMINATION = "no nomination"
-
-
-class _Check:
-    """One connectivity check in flight."""
-
-    __slots__ = (
-        "cancelled",
-        "consent",
-        "controlling",
-        "key",
-        "pair",
-        "peer_had_credentials",
-        "transaction",
-        "use_candidate",
-    )
-
-    def __init__(
-        self,
-        pair: CandidatePair,
-        transaction: ClientTransaction,
-        use_candidate: bool,
-        controlling: bool,
-        consent: bool,
-        key: bytes,
-        peer_had_credentials: bool,
-    ) -> None:
-        self.pair = pair
-        self.transaction = transaction
-        self.use_candidate = use_candidate
-        self.controlling = controlling
-        self.consent = consent
-        #: The peer's password the request was signed with: its response must carry the same.
-        self.key = key
-        #: An authenticated check from the peer had arrived when this one went out.
-        self.peer_had_credentials = peer_had_credentials
-        #: Replaced by a triggered check (§7.3.1.4): no retransmission; a timeout is no failure.
-        self.cancelled = False
+from .selection import Selection
+from .stats import FailureCounters, PairStats, PeerInput, TableSizes, pair_stats
 
 
 class Agent:
@@ -167,36 +90,32 @@ class Agent:
         self.remote_password: str | None = None
         self.state = IceState.NEW
         self._events: deque[IceEvent] = deque()
+        #: Cleared in place, never replaced: the helpers hold its append method.
         self._outgoing: list[Datagram] = []
-        self.gatherer = Gatherer(config, self._events.append, self._outgoing.append)
+        emit, send = self._events.append, self._outgoing.append
+        self.gatherer = Gatherer(config, emit, send)
         self.checklists = [
             CheckList(stream, components, config.max_pairs)
             for stream, components in enumerate(config.streams)
         ]
         self.remote_candidates = RemoteCandidates(config.max_remote_candidates)
         self.remote_complete = False
-        self._checks: dict[bytes, _Check] = {}
+        #: Checks have started (:meth:`start_checks`, or the peer's checks and credentials).
         self._checking = False
-        self._next_check_at = 0.0
-        self._round_robin = itertools.cycle(range(len(self.checklists)))
-        self._prflx_foundations = itertools.count(1)
         self.selected = SelectedPairs()
         self.nomination = NominationPolicy(config)
         self.consent = ConsentTracker(config)
         self.failures = FailureCounters()
-        #: Why the agent failed, once it has (see :meth:`failure_reason`).
-        self._failure: str | None = None
         #: The last sign of life of the session: checks started, a remote candidate, a request.
         self._last_progress = 0.0
         #: A command changed what the agent waits for; it has no clock, so the next
         #: handle_timer (due at once) stamps the progress and derives the state.
         self._touched = False
         self._closed = False
-        #: Transaction IDs of recent requests: a retransmission is answered, not re-triggered.
-        self._recent_requests: OrderedDict[bytes, None] = OrderedDict()
-        #: The local password a check from the peer was last authenticated with: when it is the
-        #: current one, the peer has our credentials (see ``NominationPolicy.nominated_by_us``).
-        self._password_seen_by_peer: str | None = None
+        #: The helpers the facade hands the work to (module docstring).
+        self.outgoing = OutgoingChecks(self, emit, send)
+        self.incoming = IncomingChecks(self, emit, send)
+        self.selection = Selection(self, emit)
 
     # ================================================================== commands
 
@@ -270,9 +189,9 @@ class Agent:
         self._last_now = self._last_progress = now
         for checklist in self.checklists:
             checklist.unfreeze_initial()
-        self._next_check_at = now
+        self.outgoing.next_at = now
         self._set_state(IceState.CHECKING)
-        self._derive_state(now)  # with no pair to check, this may be the end already
+        self.selection.derive_state(now)  # with no pair to check, this may be the end already
 
     def restart(self, now: float, gone_bases: Iterable[Address] = ()) -> None:
         """ICE restart (RFC 8445 §9): new local credentials, new checks; data keeps flowing on the
@@ -297,11 +216,11 @@ class Agent:
             CheckList(stream, components, self.config.max_pairs)
             for stream, components in enumerate(self.config.streams)
         ]
-        self._checks = {t: c for t, c in self._checks.items() if c.consent}
+        self.outgoing.restart()
         self._checking = False
         self.nomination = NominationPolicy(self.config)
         self.consent.suspend(self.selected.values())
-        self._failure = None
+        self.selection.failure = None
         self._set_state(IceState.CHECKING if self.selected else IceState.NEW)
         for address in gone_bases:
             self.gatherer.remove_base(address, now, f"the interface address {address.host} is gone")
@@ -312,7 +231,7 @@ class Agent:
         """Stop everything. With ``now``, TURN allocations are deleted (RFC 8656 §8): drain
         :meth:`datagrams_to_send` once more to send those requests; nothing follows them."""
         self._closed = True
-        self._checks.clear()
+        self.outgoing.in_flight.clear()
         self._outgoing.clear()
         if now is not None:
             self.gatherer.relays.close(now)
@@ -365,47 +284,13 @@ class Agent:
             local_candidates=len(self.gatherer.candidates),
             local_peer_reflexive=self.gatherer.peer_reflexive,
             triggered=sum(len(checklist.triggered) for checklist in self.checklists),
-            checks_in_flight=len(self._checks),
-            recent_requests=len(self._recent_requests),
+            checks_in_flight=len(self.outgoing.in_flight),
+            recent_requests=self.incoming.recent_requests,
         )
 
     def failure_reason(self) -> str:
         """Why the agent failed (or why checking is failing), in words a person can act on."""
-        if self._failure is not None:
-            return self._failure
-        usable = sum(
-            len(self._pairable_locals(stream, component))
-            for stream, components in enumerate(self.config.streams)
-            for component in range(1, components + 1)
-        )
-        if not usable:
-            unusable = self._no_usable_candidate()
-            if unusable is not None:
-                return unusable
-        pairs = [p for checklist in self.checklists for p in checklist]
-        succeeded = sum(1 for p in pairs if p.state is PairState.SUCCEEDED)
-        if succeeded and not any(self.nomination.has_valid(*key) for key in self._keys()):
-            # Only a nomination check that timed out takes a pair out of the valid list.
-            return (
-                f"the peer stopped answering: {succeeded} pairs succeeded, but no nomination "
-                "check (USE-CANDIDATE) was answered"
-            )
-        return describe_failure(self.failures, len(self.remote_candidates), usable, pairs)
-
-    def _no_usable_candidate(self) -> str | None:
-        """Why gathering gave no candidate a pair can use, when it says more than "none"."""
-        relay_only = self.config.policy is Policy.RELAY
-        reasons = [
-            f"{event.server} from {event.base}: {event.reason}" for event in self.gatherer.failures
-        ]
-        if reasons:
-            wanted = "relayed candidate" if relay_only else "local candidate"
-            return f"no {wanted} was gathered: " + "; ".join(reasons)
-        if relay_only and not self.config.turn_servers:
-            return "no relayed candidate: the relay-only policy needs a TURN server"
-        if relay_only:
-            return "no relayed candidate: no TURN server of a local address's family"
-        return None
+        return self.selection.failure_reason()
 
     # ================================================================== sans-IO verbs
 
@@ -446,12 +331,12 @@ class Agent:
         if message.method != Method.BINDING:
             return
         if message.message_class is MessageClass.REQUEST:
-            self._receive_request(message, local, remote, now)
+            self.incoming.receive(message, local, remote, now)
         elif message.message_class is not MessageClass.INDICATION and not (
             self.gatherer.handle_response(message, local, remote)
         ):
-            self._receive_response(message, local, remote, now)
-        self._update(now)
+            self.outgoing.receive_response(message, local, remote, now)
+        self.selection.update(now)
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         relays = self.gatherer.relays
@@ -470,14 +355,14 @@ class Agent:
         completed."""
         gatherer = self.gatherer
         while gatherer.lost:
-            self._forget_local(*gatherer.lost.pop(0), now)
+            self.selection.forget_local(*gatherer.lost.pop(0), now)
         while gatherer.new_relayed:
             local = gatherer.new_relayed.pop(0)
             for stream, candidate in list(self.remote_candidates):
                 if stream == local.stream and candidate.component == local.candidate.component:
                     self._pair_remote(stream, candidate)
         gatherer.check_complete()
-        self._update(now)
+        self.selection.update(now)
 
     def get_timer(self) -> float | None:
         if self._closed:
@@ -489,11 +374,8 @@ class Agent:
         ]
         if self.controlling and not self.config.lite:
             deadlines.append(self.nomination.deadline)
-        for check in self._checks.values():
-            deadlines.append(check.transaction.get_timer())
-        if self._checking and self.remote_password is not None and self._has_work():
-            deadlines.append(self._next_check_at)
-        verdict = self._give_up_at()
+        deadlines.append(self.outgoing.get_timer())
+        verdict = self.selection.give_up_at()
         if verdict is not None:
             deadlines.append(verdict[0])
         if self._touched:
@@ -511,14 +393,12 @@ class Agent:
         for relayed, peer, inner in self.gatherer.relays.handle_timer(now):
             self._receive(inner, relayed, peer, now)
         self._relays_changed(now)
-        self._retransmit(now)
-        self._run_nomination(now)  # a nomination deadline due now takes this Ta slot
-        if self._checking and self.remote_password is not None and now >= self._next_check_at:
-            # One slot per Ta, used or not: Frozen pairs whose foundation is busy wait for it.
-            self._send_next_check(now)
-            self._next_check_at = now + self.config.pacing
+        outgoing = self.outgoing
+        outgoing.retransmit(now)
+        self.selection.run_nomination(now)  # a nomination deadline due now takes this Ta slot
+        outgoing.use_slot(now)
         self._run_consent(now)
-        self._update(now)
+        self.selection.update(now)
 
     def next_event(self) -> IceEvent | None:
         return self._events.popleft() if self._events else None
@@ -531,23 +411,11 @@ class Agent:
         if not 1 <= component <= self.config.streams[stream]:
             raise LocalProtocolError(f"stream {stream} has no component {component}")
 
-    def _pairable_locals(self, stream: int, component: int) -> list[LocalCandidate]:
-        """Local candidates that form pairs: host bases (or relays), never srflx (§6.1.2.4)."""
-        wanted = {CandidateType.HOST} if self.config.policy is Policy.ALL else set()
-        wanted.add(CandidateType.RELAYED)
-        return [
-            c
-            for c in self.gatherer.candidates
-            if c.stream == stream
-            and c.candidate.component == component
-            and c.candidate.type in wanted
-        ]
-
     def _pair_remote(self, stream: int, remote: Candidate) -> None:
         if self.config.lite:
             return
         checklist = self.checklists[stream]
-        for local in self._pairable_locals(stream, remote.component):
+        for local in self.gatherer.pairable(stream, remote.component):
             if (":" in local.base.host) != (":" in remote.host):
                 continue
             pair = checklist.add(local.candidate, local.base, remote, self.controlling)
@@ -562,474 +430,6 @@ class Agent:
             ):
                 pair.state = PairState.WAITING
 
-    def _has_work(self) -> bool:
-        return any(checklist.has_pending() for checklist in self.checklists)
-
-    # ================================================================== sending checks
-
-    def _send_next_check(self, now: float) -> bool:
-        """One check per Ta, round-robin over check lists (§6.1.4.2); ``True`` if one was sent."""
-        for _ in range(len(self.checklists)):
-            checklist = self.checklists[next(self._round_robin)]
-            while (triggered := checklist.next_triggered()) is not None:
-                if triggered.failure != "pruned after nomination":
-                    use_candidate = self.nomination.wants_use_candidate(triggered, self.controlling)
-                    self._send_check(triggered, now, use_candidate=use_candidate)
-                    return True
-            ordinary = checklist.next_ordinary()
-            if ordinary is not None:
-                self._send_check(ordinary, now, use_candidate=False)
-                return True
-        return False
-
-    def _check_rto(self) -> float:
-        """RTO = MAX(500 ms, Ta * N * (Num-Waiting + Num-In-Progress)) (RFC 8445 §14.3)."""
-        active = sum(
-            1
-            for checklist in self.checklists
-            for p in checklist
-            if p.state in (PairState.WAITING, PairState.IN_PROGRESS)
-        )
-        return max(0.5, self.config.pacing * len(self.checklists) * active)
-
-    def _send_check(
-        self, pair: CandidatePair, now: float, *, use_candidate: bool, consent: bool = False
-    ) -> None:
-        assert self.remote_username is not None and self.remote_password is not None
-        config = self.config
-        prflx_priority = candidate_priority(
-            TYPE_PREFERENCE[CandidateType.PEER_REFLEXIVE],
-            self.gatherer.local_preference(pair.local_base),
-            pair.component,
-        )
-        attributes = [
-            Username(f"{self.remote_username}:{self.local_username}"),
-            Priority(prflx_priority),
-            IceControlling(self.tie_breaker)
-            if self.controlling
-            else IceControlled(self.tie_breaker),
-        ]
-        if use_candidate:
-            attributes.append(UseCandidate())
-        transaction_id = new_transaction_id(config.rng)
-        request = Message(Method.BINDING, MessageClass.REQUEST, transaction_id, attributes)
-        key = self.remote_password.encode()
-        data = request.encode(key=key, fingerprint=True)
-        transaction = ClientTransaction(
-            data, transaction_id, now=now, rto=self._check_rto(), config=config.check_transaction
-        )
-        self._checks[transaction_id] = _Check(
-            pair,
-            transaction,
-            use_candidate,
-            self.controlling,
-            consent,
-            key,
-            self._password_seen_by_peer == self.local_password,
-        )
-        pair.requests_sent += 1
-        if not consent:
-            pair.transaction_id = transaction_id
-        if not consent and pair.first_check_at is None:
-            pair.first_check_at = now
-        if not consent and pair.state is not PairState.SUCCEEDED:
-            # A succeeded pair checked again (to nominate it) stays succeeded (§8.1.1).
-            self._set_pair_state(pair, PairState.IN_PROGRESS)
-        self.consent.sent(pair, now)
-        self._outgoing.append(Datagram(data, pair.local_base, pair.remote.address))
-
-    def _retransmit(self, now: float) -> None:
-        for transaction_id, check in list(self._checks.items()):
-            resend = check.transaction.handle_timer(now)
-            if check.cancelled:
-                if check.transaction.state is TransactionState.TIMED_OUT:
-                    del self._checks[transaction_id]
-                continue
-            if resend is not None:
-                check.pair.requests_sent += 1
-                self._outgoing.append(
-                    Datagram(resend, check.pair.local_base, check.pair.remote.address)
-                )
-            elif check.transaction.state is TransactionState.TIMED_OUT:
-                del self._checks[transaction_id]
-                if check.use_candidate and not check.consent:
-                    self.nomination.nomination_failed(check.pair)
-                if not check.consent and check.pair.state is PairState.IN_PROGRESS:
-                    self.failures.timeouts += 1
-                    check.pair.failure = "timeout"
-                    self._set_pair_state(check.pair, PairState.FAILED)
-
-    # ================================================================== responses
-
-    def _receive_response(
-        self, response: Message, local: Address, remote: Address, now: float
-    ) -> None:
-        check = self._checks.get(response.transaction_id)
-        if check is None:
-            return
-        if response.has(Fingerprint) and not response.check_fingerprint():
-            return
-        if not response.check_integrity(check.key):
-            self.failures.bad_integrity += 1
-            return  # as if never received: retransmissions go on (RFC 8489 §9.1.4)
-        del self._checks[response.transaction_id]
-        pair = check.pair
-        rtt = check.transaction.answered(now)
-        pair.responses_received += 1
-        if remote != pair.remote.address or local != pair.local_base:
-            pair.failure = "asymmetric response"  # §7.2.5.2.1
-            self._set_pair_state(pair, PairState.FAILED)
-            return
-        if response.message_class is MessageClass.ERROR_RESPONSE:
-            self._check_failed(check, response.get(ErrorCode), now)
-            return
-        pair.record_rtt(rtt)
-        if check.consent:
-            self.consent.answered(pair, now)
-            if check.use_candidate and check.peer_had_credentials:
-                self.nomination.confirm(pair)
-            return
-        mapped = response.get(XorMappedAddress)
-        if mapped is None:
-            pair.failure = "no XOR-MAPPED-ADDRESS"
-            self._set_pair_state(pair, PairState.FAILED)
-            return
-        valid = self._valid_pair(pair, mapped.address)
-        self._set_pair_state(pair, PairState.SUCCEEDED)
-        valid.valid = True
-        if valid is not pair and valid.state is not PairState.SUCCEEDED:
-            self._set_pair_state(valid, PairState.SUCCEEDED)
-        for checklist in self.checklists:
-            for sibling in checklist.unfreeze_foundation(pair.foundation):
-                self._events.append(PairStateChanged(checklist.stream, sibling))
-        if check.use_candidate and check.controlling:
-            self._nominate(valid, now)
-            if self.selected.get((valid.stream, valid.component)) is valid:
-                self.nomination.nominated_by_us(valid, confirmed=check.peer_had_credentials)
-        elif not self.controlling and (pair.nominate_on_success or valid.nominate_on_success):
-            self._nominate(valid, now)
-        elif not self.nomination.pair_valid(valid, now):
-            self.failures.peer_input[PeerInput.VALID_LIST_FULL] += 1
-
-    def _check_failed(self, check: _Check, error: ErrorCode | None, now: float) -> None:
-        pair = check.pair
-        code = error.code if error else 0
-        if code == 487 and check.controlling == self.controlling:
-            # §7.2.5.1: switch roles and check the pair again.
-            self.failures.role_conflicts += 1
-            self._switch_role(not self.controlling)
-            self._set_pair_state(pair, PairState.WAITING)
-            self.checklists[pair.stream].enqueue_triggered(pair)
-            return
-        if code == 401:
-            self.failures.unauthenticated += 1
-        pair.failure = f"error {code}"
-        if not check.consent:
-            self._set_pair_state(pair, PairState.FAILED)
-
-    def _valid_pair(self, pair: CandidatePair, mapped: Address) -> CandidatePair:
-        """The pair a successful check validates (§7.2.5.3.2), learning a local prflx if needed.
-
-        ``mapped`` is the peer's XOR-MAPPED-ADDRESS: one of another family than the base is
-        ignored, and past ``max_local_peer_reflexive`` no new local candidate is learnt; either
-        way the checked pair itself is the valid one (the check proved its path)."""
-        if mapped == pair.local.address:
-            return pair
-        if (":" in mapped.host) != (":" in pair.local_base.host):
-            self.failures.peer_input[PeerInput.MAPPED_ADDRESS_FAMILY] += 1
-            return pair
-        local = self.gatherer.find(pair.stream, pair.component, mapped)
-        if local is None:
-            # §7.2.5.3.1: a peer-reflexive local candidate, with the priority the check carried.
-            candidate = Candidate(
-                foundation=compute_foundation(
-                    CandidateType.PEER_REFLEXIVE, pair.local_base.host, "udp"
-                ),
-                component=pair.component,
-                transport="udp",
-                priority=candidate_priority(
-                    TYPE_PREFERENCE[CandidateType.PEER_REFLEXIVE],
-                    self.gatherer.local_preference(pair.local_base),
-                    pair.component,
-                ),
-                host=mapped.host,
-                port=mapped.port,
-                type=CandidateType.PEER_REFLEXIVE,
-                related_address=pair.local_base,
-                base=pair.local_base,
-            )
-            local = LocalCandidate(candidate, pair.local_base, pair.stream)
-            if not self.gatherer.learn_peer_reflexive(local):
-                self.failures.peer_input[PeerInput.LOCAL_PEER_REFLEXIVE_FULL] += 1
-                return pair
-        if local.base != pair.local_base:
-            return pair
-        known = self.nomination.valid_on(pair.local_base, pair.remote.address)
-        if known is not None and known.local == local.candidate:
-            known.record_rtt(pair.last_rtt or 0.0)
-            return known  # validated before: the same pair, its flags and counters kept
-        valid = CandidatePair(
-            local.candidate,
-            pair.local_base,
-            pair.remote,
-            pair.stream,
-            pair.priority,
-            state=PairState.SUCCEEDED,
-            nominate_on_success=pair.nominate_on_success,
-        )
-        valid.record_rtt(pair.last_rtt or 0.0)
-        return valid
-
-    # ================================================================== requests
-
-    def _receive_request(
-        self, request: Message, local: Address, remote: Address, now: float
-    ) -> None:
-        if request.has(Fingerprint) and not request.check_fingerprint():
-            return
-        base = self.gatherer.on_base(local)
-        if base is None:
-            return
-        username = request.get(Username)
-        if username is None or not request.has_integrity:
-            self._answer(request, local, remote, request.error_response(400), key=None)
-            return
-        if request.unknown_required:
-            key = (
-                self.local_password.encode()
-                if request.check_integrity(self.local_password.encode())
-                else None
-            )
-            self._answer(request, local, remote, request.error_response(420), key=key)
-            return
-        ours, _, _theirs = username.value.partition(":")
-        key = self.local_password.encode()
-        if ours != self.local_username or not request.check_integrity(key):
-            self.failures.unauthenticated_requests += 1
-            self._answer(request, local, remote, request.error_response(401), key=None)
-            return
-        if not self._resolve_role_conflict(request, local, remote, key):
-            return
-        response = request.success_response([XorMappedAddress(remote)])
-        self._answer(request, local, remote, response, key=key)
-        self._last_progress = now
-        if self._password_seen_by_peer != self.local_password:
-            self._password_seen_by_peer = self.local_password
-            self._repeat_unconfirmed_nominations(now)
-        if request.transaction_id in self._recent_requests:
-            return  # a retransmission: answered again, nothing new to act on
-        self._recent_requests[request.transaction_id] = None
-        if len(self._recent_requests) > _RECENT_REQUESTS:
-            self._recent_requests.popitem(last=False)
-        stream, component = base.stream, base.candidate.component
-        remote_candidate = self._remote_for(stream, component, remote, request)
-        if remote_candidate is None:
-            return
-        if self.config.lite:
-            self._lite_nominate(base, remote_candidate, request, now)
-            return
-        checklist = self.checklists[stream]
-        pair = checklist.find(local, remote) or checklist.add(
-            base.candidate, local, remote_candidate, self.controlling
-        )
-        if pair is None:
-            return
-        pair.requests_received += 1
-        pair.responses_sent += 1
-        use_candidate = request.has(UseCandidate) and not self.controlling
-        if pair.state is PairState.SUCCEEDED:
-            if use_candidate:
-                valid = self._valid_for(pair)
-                self._nominate(valid, now)
-            return
-        if use_candidate:
-            pair.nominate_on_success = True
-        self._cancel_check(pair)  # §7.3.1.4: the triggered check replaces it
-        self._set_pair_state(pair, PairState.WAITING)
-        checklist.enqueue_triggered(pair)
-        if self._checking and self.remote_password is not None and now >= self._next_check_at:
-            # The triggered queue is served now if the Ta slot is free (pacing still holds).
-            self._send_next_check(now)
-            self._next_check_at = now + self.config.pacing
-        elif not self._checking and self.remote_password is not None:
-            self.start_checks(now)
-
-    def _cancel_check(self, pair: CandidatePair) -> None:
-        """Cancel the pair's check in flight, if any: no retransmission, and its silence is no
-        failure (a triggered check replaced it, §7.3.1.4, or nomination pruned it, §8.1.2)."""
-        check = self._checks.get(pair.transaction_id or b"")
-        if check is not None:
-            check.cancelled = True
-
-    def _valid_for(self, pair: CandidatePair) -> CandidatePair:
-        return self.nomination.valid_on(pair.local_base, pair.remote.address) or pair
-
-    def _remote_for(
-        self, stream: int, component: int, remote: Address, request: Message
-    ) -> Candidate | None:
-        """The remote candidate a request came from, or a new peer-reflexive one (§7.3.1.3) —
-        ``None`` when the stream holds ``max_remote_candidates`` already, or for a source no
-        check can be sent back to (port 0, an unspecified or multicast address).
-
-        The new candidate's priority is the request's PRIORITY (§7.3.1.3), brought into the
-        1..2^31-1 a candidate priority has (§5.1.2.1) when the peer sent 0, more, or none."""
-        candidate = self.remote_candidates.find(stream, component, remote)
-        if candidate is not None:
-            return candidate
-        attribute = request.get(Priority)
-        priority = attribute.value if attribute is not None else 0
-        if not 1 <= priority <= MAX_PRIORITY:
-            self.failures.peer_input[PeerInput.PRIORITY_CLAMPED] += 1
-            priority = min(max(priority, 1), MAX_PRIORITY)
-        candidate = Candidate(
-            foundation=f"prflx{next(self._prflx_foundations)}",
-            component=component,
-            transport="udp",
-            priority=priority,
-            host=remote.host,
-            port=remote.port,
-            type=CandidateType.PEER_REFLEXIVE,
-        )
-        if unusable(candidate):
-            self.failures.peer_input[PeerInput.UNUSABLE_ADDRESS] += 1
-            return None
-        if not self.remote_candidates.add(stream, candidate):
-            self.failures.peer_input[PeerInput.REMOTE_CANDIDATES_FULL] += 1
-            return None
-        self._events.append(RemoteCandidateLearned(stream, candidate))
-        return candidate
-
-    def _resolve_role_conflict(
-        self, request: Message, local: Address, remote: Address, key: bytes
-    ) -> bool:
-        """RFC 8445 §7.3.1.1; ``False`` when the request was answered with 487."""
-        controlling = request.get(IceControlling)
-        controlled = request.get(IceControlled)
-        if self.controlling and controlling is not None:
-            if self.tie_breaker >= controlling.tie_breaker:
-                self.failures.role_conflicts += 1
-                self._answer(request, local, remote, request.error_response(487), key=key)
-                return False
-            self._switch_role(False)
-        elif not self.controlling and controlled is not None:
-            if self.tie_breaker >= controlled.tie_breaker:
-                self._switch_role(True)
-            else:
-                self.failures.role_conflicts += 1
-                self._answer(request, local, remote, request.error_response(487), key=key)
-                return False
-        return True
-
-    def _switch_role(self, controlling: bool) -> None:
-        if self.config.lite or self.controlling == controlling:
-            return
-        self.controlling = controlling
-        for checklist in self.checklists:
-            checklist.recompute_priorities(controlling)
-        self._events.append(RoleChanged(controlling))
-
-    def _answer(
-        self,
-        request: Message,
-        local: Address,
-        remote: Address,
-        response: Message,
-        key: bytes | None,
-    ) -> None:
-        data = response.encode(key=key, fingerprint=True)
-        self._outgoing.append(Datagram(data, local, remote))
-
-    def _lite_nominate(
-        self, base: LocalCandidate, remote: Candidate, request: Message, now: float
-    ) -> None:
-        """An ICE-lite agent selects the pair a USE-CANDIDATE check arrives on (§7.3.1.5)."""
-        if not request.has(UseCandidate):
-            return
-        checklist = self.checklists[base.stream]
-        pair = checklist.find(base.base, remote.address) or checklist.add(
-            base.candidate, base.base, remote, self.controlling
-        )
-        if pair is not None:
-            pair.state = PairState.SUCCEEDED
-            pair.valid = True
-            self._nominate(pair, now)
-
-    # ================================================================== nomination, selection
-
-    def _nominate(self, pair: CandidatePair, now: float) -> None:
-        if pair.nominated:
-            return
-        pair.nominated = True
-        pair.valid = True
-        if not self.nomination.pair_valid(pair, now):
-            self.failures.peer_input[PeerInput.VALID_LIST_FULL] += 1
-        self.nomination.concluded(pair)
-        if self._replaces_selected(pair):
-            self._select(pair, now)
-        for pruned in self.checklists[pair.stream].stop_below(pair.component, pair.priority):
-            self._cancel_check(pruned)  # §8.1.2
-        self._events.append(PairStateChanged(pair.stream, pair))
-
-    def _replaces_selected(self, nominated: CandidatePair) -> bool:
-        current = self.selected.get((nominated.stream, nominated.component))
-        suspended = current is not None and self.consent.suspended(current)
-        return replaces_selected(current, nominated, suspended=suspended)
-
-    def _select(self, pair: CandidatePair, now: float) -> None:
-        key = (pair.stream, pair.component)
-        current = self.selected.get(key)
-        self.selected[key] = pair
-        if not self.config.lite:  # a lite agent sends no checks at all (§2.5)
-            self.consent.track(pair, now)
-        if current is not None and current is not pair:
-            self.consent.untrack(current)
-        self._events.append(SelectedPairChanged(pair.stream, pair.component, pair))
-
-    def _follow_peer(self, local: Address, remote: Address, now: float) -> CandidatePair | None:
-        """The peer's data arrived on a nominated pair that is not the selected one: a
-        controlled agent selects it, since a peer sends data on the pair it selected (see
-        :func:`~ice.nomination.replaces_selected`)."""
-        pair = self.nomination.valid_on(local, remote)
-        if (
-            self.controlling
-            or pair is None
-            or not pair.nominated
-            or not self.consent.allows(pair)
-            or self.selected.get((pair.stream, pair.component)) is pair
-        ):
-            return None
-        self._select(pair, now)
-        return pair
-
-    def _repeat_unconfirmed_nominations(self, now: float) -> None:
-        """The peer just proved it has our credentials: repeat at once every nomination it may
-        have forgotten (see :meth:`NominationPolicy.nominated_by_us`)."""
-        if not self.controlling or self.remote_password is None:
-            return
-        for pair in self.nomination.unconfirmed_pairs():
-            if self.selected.get((pair.stream, pair.component)) is pair:
-                self._send_check(pair, now, use_candidate=True, consent=True)
-
-    def _run_nomination(self, now: float) -> None:
-        if not self.controlling or self.config.lite:
-            return
-        for checklist in self.checklists:
-            for component in range(1, checklist.components + 1):
-                current = self.selected.get((checklist.stream, component))
-                if (
-                    current is not None
-                    and current.nominated
-                    and not self.consent.suspended(current)
-                ):
-                    continue  # concluded; a pair kept through a restart does not count
-                pair = self.nomination.choose(checklist, component, now)
-                if pair is not None:
-                    # The nomination check repeats a check that just succeeded on a proven path
-                    # (§8.1.1): it goes out at once rather than in the next Ta slot, and the next
-                    # ordinary check waits a full Ta after it, so the pace of new checks holds.
-                    self._send_check(pair, now, use_candidate=True)
-                    self._next_check_at = max(self._next_check_at, now + self.config.pacing)
-
     # ================================================================== consent and data
 
     def _run_consent(self, now: float) -> None:
@@ -1040,7 +440,7 @@ class Agent:
             return
         for pair in self.consent.due(now):
             use_candidate = self.controlling and self.nomination.unconfirmed(pair)
-            self._send_check(pair, now, use_candidate=use_candidate, consent=True)
+            self.outgoing.send(pair, now, use_candidate=use_candidate, consent=True)
         for pair in self.consent.keepalives_due(now):
             keepalive = Message(
                 Method.BINDING, MessageClass.INDICATION, new_transaction_id(self.config.rng)
@@ -1049,14 +449,16 @@ class Agent:
             self._outgoing.append(Datagram(keepalive, pair.local_base, pair.remote.address))
         for pair in self.consent.expired(now):
             self._events.append(ConsentLost(pair.stream, pair.component, pair))
-            self._fail(
+            self.selection.fail(
                 f"consent to send on component {pair.component} was lost (RFC 7675): no "
                 f"authenticated answer from {pair.remote.address} for "
                 f"{self.config.consent_timeout:g} s"
             )
 
     def _receive_data(self, data: bytes, local: Address, remote: Address, now: float) -> None:
-        pair = self.selected.on_path(local, remote) or self._follow_peer(local, remote, now)
+        pair = self.selected.on_path(local, remote) or self.selection.follow_peer(
+            local, remote, now
+        )
         if pair is not None:
             pair.bytes_received += len(data)
             self.nomination.confirm(pair)  # the peer sends data on the pair it selected
@@ -1066,7 +468,7 @@ class Agent:
         if base is not None:
             self._events.append(DataReceived(base.stream, base.candidate.component, data, remote))
 
-    # ================================================================== state
+    # ================================================================== state changes
 
     def _set_pair_state(self, pair: CandidatePair, state: PairState) -> None:
         if pair.state is not state:
@@ -1078,122 +480,12 @@ class Agent:
             self.state = state
             self._events.append(StateChanged(state))
 
-    def _fail(self, reason: str) -> None:
-        if self.state not in (IceState.FAILED, IceState.CLOSED):
-            self._failure = reason
-            self._set_state(IceState.FAILED)
-
-    def _update(self, now: float) -> None:
-        """Nominate what is ready, then derive the overall state."""
-        self._run_nomination(now)
-        self._derive_state(now)
-
-    def _keys(self) -> list[tuple[int, int]]:
-        return [(c.stream, n) for c in self.checklists for n in range(1, c.components + 1)]
-
-    def _concluded(self, key: tuple[int, int]) -> bool:
-        """Whether a component has this generation's nominated pair: a pair kept through a
-        restart carries data but concludes nothing (§9)."""
-        pair = self.selected.get(key)
-        return pair is not None and pair.nominated and not self.consent.suspended(pair)
-
-    def _checks_in_flight(self) -> bool:
-        return any(not check.consent for check in self._checks.values())
-
-    def _idle(self) -> bool:
-        """Checking, with nothing left that the agent can do by itself: gathering is over, no
-        check is in flight and none waits to be sent."""
-        return (
-            self._checking
-            and self.gatherer.completed
-            and not self._checks_in_flight()
-            and not self._has_work()
-        )
-
-    def _give_up_at(self) -> tuple[float, _Stall] | None:
-        """When an idle agent with a component not concluded fails, and why: only the peer can
-        move things on now, and it gets a bounded time to."""
-        if (
-            self.state in (IceState.FAILED, IceState.CLOSED)
-            or not self._idle()
-            or all(self._concluded(key) for key in self._keys())
-        ):
-            return None
-        config = self.config
-        idle_end = self._last_progress + config.idle_timeout
-        hopeless = [
-            key
-            for key in self._keys()
-            if not self._concluded(key) and not self.nomination.has_valid(*key)
-        ]
-        if not hopeless or config.lite:  # a lite agent sends no checks: it waits to be nominated
-            return idle_end, _Stall.NO_NOMINATION
-        if not self.remote_complete:
-            return idle_end, _Stall.NO_END_OF_CANDIDATES
-        for stream, component in hopeless:
-            if not self._pairable_locals(stream, component):
-                return -math.inf, _Stall.NOTHING_TO_CHECK  # no peer check can reach us either
-            if any(p.component == component for p in self.checklists[stream]):
-                return -math.inf, _Stall.NOTHING_TO_CHECK  # every pair failed
-        # No pair at all: the peer's checks may still bring peer-reflexive candidates (§7.3.1.3).
-        return self._last_progress + config.peer_reflexive_wait, _Stall.NOTHING_TO_CHECK
-
-    def _derive_state(self, now: float) -> None:
-        """The overall state from the components' (RFC 8445 §6.1.3, §8; RFC 8838 §8)."""
-        if self.state in (IceState.CLOSED, IceState.FAILED) or not (
-            self._checking or self.selected
-        ):
+    def _switch_role(self, controlling: bool) -> None:
+        """Take the other role after a role conflict (§7.2.5.1, §7.3.1.1): every pair priority
+        changes (an ICE-lite agent is always controlled)."""
+        if self.config.lite or self.controlling == controlling:
             return
-        keys = self._keys()
-        if all(self._concluded(key) for key in keys):
-            selected = [self.selected[key] for key in keys]
-            if any(self.consent.disconnected(pair, now) for pair in selected):
-                self._set_state(IceState.DISCONNECTED)
-            elif self.state is not IceState.COMPLETED:
-                # Completed stays completed: a check still in flight (the peer's last triggered
-                # check, a cancelled one) does not reopen the session.
-                checking = self._checks_in_flight()
-                self._set_state(IceState.CONNECTED if checking else IceState.COMPLETED)
-            return
-        verdict = self._give_up_at()
-        if verdict is None or now < verdict[0]:
-            return
-        waited = f"{self.config.idle_timeout:g} s"
-        if verdict[1] is _Stall.NOTHING_TO_CHECK:
-            self._fail(self.failure_reason())
-        elif verdict[1] is _Stall.NO_END_OF_CANDIDATES:
-            self._fail(
-                f"nothing left to check, and neither a new remote candidate nor "
-                f"end-of-candidates came for {waited}: {self.failure_reason()}"
-            )
-        else:
-            self._fail(f"the controlling peer nominated no pair for {waited}")
-
-    def _forget_local(self, local: LocalCandidate, reason: str, now: float) -> None:
-        """A local candidate is lost: its pairs fail and stop being checked; if it carried a
-        component's data, the component is open for nomination again, and fails with
-        ``reason`` when no other valid pair remains."""
-        checklist = self.checklists[local.stream]
-        gone = [pair for pair in checklist if pair.local_base == local.base]
-        for pair in gone:
-            pair.failure = "local candidate lost"
-            self._set_pair_state(pair, PairState.FAILED)
-        for pair in gone:
-            checklist.triggered.pop(pair, None)
-        for transaction_id, check in list(self._checks.items()):
-            if check.pair.local_base == local.base:
-                del self._checks[transaction_id]  # nothing can answer them now
-        self.nomination.forget(local.base)
-        key = (local.stream, local.candidate.component)
-        selected = self.selected.get(key)
-        if selected is None or selected.local_base != local.base:
-            return
-        concluded = self._concluded(key)
-        del self.selected[key]
-        self.consent.untrack(selected)
-        if not concluded:
-            return  # the previous generation's pair: the current checks decide
-        if self.nomination.has_valid(*key) and self.controlling and not self.config.lite:
-            self._set_state(IceState.CHECKING)  # another valid pair gets nominated
-        else:
-            self._fail(f"component {key[1]} lost its only path: {reason}")
+        self.controlling = controlling
+        for checklist in self.checklists:
+            checklist.recompute_priorities(controlling)
+        self._events.append(RoleChanged(controlling))

@@ -3,19 +3,21 @@
 Theory of operation. The connection owns sockets, the event loop's clock and queues, and nothing
 else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~ice.agent.Agent`.
 
-- **Gathering.** :meth:`Connection.gather_candidates` lists interface addresses with ``ifaddr``
-  (loopback only with ``include_loopback``, link-local never, narrowed by ``interfaces``), binds
-  one UDP socket per (component, address) — the agent's *bases* — and runs the agent's gathering
+- **Gathering.** :meth:`Connection.gather_candidates` lists interface addresses
+  (:mod:`ice.interfaces`: loopback only with ``include_loopback``, link-local never, narrowed by
+  ``interfaces``), binds one UDP socket per (component, address) — the agent's *bases*,
+  :mod:`ice.base_sockets` — and runs the agent's gathering
   until :class:`~ice.events.GatheringCompleted`. :meth:`Connection.trickle_candidates` yields the
   candidates as they come (RFC 8838).
 - **Driving the agent.** Each socket is read on readiness in batches (``loop.add_reader``, up to
-  :data:`UDP_BATCH` datagrams a wake-up). After anything reaches the agent, the connection sends
+  :data:`~ice.base_sockets.UDP_BATCH` datagrams a wake-up). After anything reaches the agent, the
+  connection sends
   what :meth:`~ice.agent.Agent.datagrams_to_send` returns, turns events into futures and queue
   entries, and re-arms its one ``loop.call_at`` timer from :meth:`~ice.agent.Agent.get_timer`.
-- **Data path.** A datagram whose first byte is 0-3 is STUN (RFC 7983) and goes to the agent.
-  Anything else from the selected pair's remote address goes straight into the receive queue;
-  sends go straight to the selected pair's socket. The selected pair of each component is cached
-  (updated on :class:`~ice.events.SelectedPairChanged`, dropped on
+- **Data path** (:mod:`ice.base_sockets`). A datagram whose first byte is 0-3 is STUN (RFC 7983)
+  and goes to the agent. Anything else from the selected pair's remote address goes straight
+  into the receive queue; sends go straight to the selected pair's socket. The selected pair of
+  each component is cached (updated on :class:`~ice.events.SelectedPairChanged`, dropped on
   :class:`~ice.events.ConsentLost`) and byte counts are handed to the agent in bulk
   (:meth:`~ice.agent.Agent.count_data`), so per datagram there is no agent call, no task and no
   allocation beyond the bytes. The receive queue is bounded: when it is full, datagrams are
@@ -29,10 +31,11 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
 - **Restart.** :meth:`Connection.restart` lists the interface addresses again (opening sockets
   for new ones, closing those of gone ones), restarts the agent — which allocates again where an
   allocation is gone — and returns once the new generation's candidates are gathered.
-- **mDNS.** A remote ``.local`` candidate is resolved in the background (:mod:`ice.mdns`) and
-  added when resolved, or reported as :class:`~ice.mdns.CandidateUnresolvable`; end-of-candidates
-  waits for pending resolutions. With ``mdns_hide_host_candidates`` our own host candidates are
-  signalled as ``<uuid>.local`` names that a :class:`~ice.mdns.Responder` answers for.
+- **mDNS** (:mod:`ice.mdns_candidates`). A remote ``.local`` candidate is resolved in the
+  background and added when resolved, or reported as :class:`~ice.mdns.CandidateUnresolvable`;
+  end-of-candidates waits for pending resolutions. With ``mdns_hide_host_candidates`` our own
+  host candidates are signalled as ``<uuid>.local`` names that a :class:`~ice.mdns.Responder`
+  answers for.
 
 Differences from aioice's ``Connection`` are listed in docs/ice.md.
 """
@@ -41,27 +44,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import errno
-import functools
-import hashlib
-import ipaddress
 import logging
-import secrets
-import socket
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
-import ifaddr
-
-from stun.address import Address, normalize_host
+from stun.address import Address
 from stun.aio import _Closing
 from stun.aio import resolve as resolve_host
 from stun.datagram import Datagram
 from stun.errors import LocalProtocolError as StunLocalProtocolError
-from stun.reader_errors import ReaderErrors
+from stun.reader_errors import TIMER, ReaderErrors
 
 from .agent import Agent
-from .candidate import Candidate, CandidateType, generate_credentials, validate_pwd, validate_ufrag
+from .base_sockets import ICMP_ERRNOS, BaseSocket, DataPaths, Signal, bind_base
+from .candidate import Candidate, generate_credentials, validate_pwd, validate_ufrag
 from .checklist import CandidatePair
 from .config import AgentConfig, Policy, RelayServer
 from .errors import IceConnectionError, LocalProtocolError
@@ -77,152 +73,14 @@ from .events import (
     SelectedPairChanged,
     StateChanged,
 )
-from .mdns import CandidateUnresolvable, InterfaceAddress, Resolver, Responder
-from .stats import PairStats
+from .interfaces import interface_addresses
+from .mdns import InterfaceAddress
+from .mdns_candidates import MdnsCandidates
+from .stats import PairStats, PeerInput
 
 _log = logging.getLogger("icestack.ice")
 
-#: How many datagrams one wake-up of a socket reader handles before yielding to the loop.
-UDP_BATCH = 256
-_UDP_BUFFER = 65536
-_RECEIVE_BUFFER = 1 << 20
-#: ICMP errors that Linux reports on a later socket call; they concern an earlier send.
-_ICMP_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
-#: The placeholder a hidden related address becomes (RFC 8839 §5.1: "0.0.0.0" / "::", port 9).
-_HIDDEN_RELATED = {False: Address("0.0.0.0", 9), True: Address("::", 9)}
-
-
-def interface_addresses(
-    *,
-    include_loopback: bool = False,
-    use_ipv4: bool = True,
-    use_ipv6: bool = True,
-    only: Collection[str] | None = None,
-) -> list[InterfaceAddress]:
-    """The local IP addresses to gather host candidates on (RFC 8445 §5.1.1.1), via ``ifaddr``.
-
-    Link-local addresses are never used (IPv6 ones need a scope on every peer's side, IPv4 ones
-    are self-assigned); loopback addresses only with ``include_loopback``. ``only`` narrows the
-    list to the addresses or interface names it contains.
-    """
-    wanted = None if only is None else {_normal(name) for name in only}
-    found: dict[str, InterfaceAddress] = {}
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            host = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
-            parsed = ipaddress.ip_address(host.split("%", 1)[0])
-            if (parsed.version == 4 and not use_ipv4) or (parsed.version == 6 and not use_ipv6):
-                continue
-            if parsed.is_link_local or (parsed.is_loopback and not include_loopback):
-                continue
-            text = parsed.compressed
-            if wanted is not None and not ({text, adapter.name, adapter.nice_name} & wanted):
-                continue
-            found.setdefault(text, InterfaceAddress(text, adapter.index or 0, adapter.name))
-    return list(found.values())
-
-
-def _normal(name: str) -> str:
-    try:
-        return normalize_host(name)
-    except StunLocalProtocolError:
-        return name  # an interface name
-
-
-class _Signal:
-    """Wakes every coroutine waiting for "something changed" (one shared, shielded future)."""
-
-    __slots__ = ("_future",)
-
-    def __init__(self) -> None:
-        self._future: asyncio.Future[None] | None = None
-
-    def fire(self) -> None:
-        future = self._future
-        if future is not None:
-            self._future = None
-            if not future.done():
-                future.set_result(None)
-
-    async def wait(self) -> None:
-        if self._future is None:
-            self._future = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._future)
-
-
-class _Path:
-    """Where a component's data goes: the selected pair, its socket and remote, cached, with the
-    bytes moved since they were last handed to the agent."""
-
-    __slots__ = ("host", "pair", "port", "received", "remote", "sent", "sock")
-
-    def __init__(self, pair: CandidatePair, sock: socket.socket) -> None:
-        self.pair = pair
-        self.sock = sock
-        self.remote = (pair.remote.host, pair.remote.port)
-        self.host, self.port = self.remote
-        self.sent = 0
-        self.received = 0
-
-
-class _Base:
-    """One UDP socket: a base of the agent (RFC 8445 §5.1.1.1), read in batches on readiness."""
-
-    __slots__ = ("component", "connection", "local", "path", "sock")
-
-    def __init__(self, connection: Connection, sock: socket.socket, component: int) -> None:
-        self.connection = connection
-        self.sock = sock
-        self.component = component
-        host, port = sock.getsockname()[:2]
-        self.local = Address(normalize_host(host), port)
-        #: The component's selected path when this socket is its local base.
-        self.path: _Path | None = None
-
-    def read_ready(self) -> None:
-        connection = self.connection
-        agent = connection._agent
-        assert agent is not None
-        received = connection._received
-        limit = connection._receive_queue_size
-        recvfrom = self.sock.recvfrom
-        component = self.component
-        local = self.local
-        path = self.path
-        now = connection._loop.time()
-        to_agent = delivered = False
-        for _ in range(UDP_BATCH):
-            try:
-                data, sockaddr = recvfrom(_UDP_BUFFER)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                if exc.errno in _ICMP_ERRNOS:
-                    continue
-                _log.warning("ICE socket %s: %s", local, exc)
-                break
-            if (
-                path is not None
-                and (not data or data[0] > 3)
-                and sockaddr[1] == path.port
-                and sockaddr[0] == path.host
-            ):
-                if len(received) < limit:
-                    received.append((data, component))
-                    delivered = True
-                else:
-                    connection.receive_queue_dropped += 1
-                path.received += len(data)
-            else:
-                try:
-                    agent.receive_datagram(data, local, Address(sockaddr[0], sockaddr[1]), now)
-                except Exception as error:
-                    connection.reader_errors.contain(error, f"ICE socket {local}")
-                to_agent = True
-        if to_agent:
-            connection._pump()
-        if delivered:
-            connection._data_signal.fire()
+__all__ = ["Connection", "interface_addresses"]
 
 
 class Connection(_Closing):
@@ -296,16 +154,11 @@ class Connection(_Closing):
         self._turn_servers = list(turn_servers)
         if relay_only:
             self._config = dataclasses.replace(self._config, policy=Policy.RELAY)
-        #: Components whose selected pair is relayed: their data goes through the agent, which
-        #: wraps it for the TURN server, instead of straight to a socket.
-        self._relayed: dict[int, CandidatePair] = {}
         self._use_ipv4 = use_ipv4
         self._use_ipv6 = use_ipv6
         self._include_loopback = include_loopback
         self._interfaces = None if interfaces is None else list(interfaces)
         self._receive_queue_size = receive_queue_size
-        self._hide_hosts = mdns_hide_host_candidates
-        self._mdns_timeout = mdns_timeout
         #: Called with every event of the agent (and :class:`~ice.mdns.CandidateUnresolvable`),
         #: for logs and live views. It must not block.
         self.on_event: Callable[[IceEvent], None] | None = None
@@ -314,31 +167,40 @@ class Connection(_Closing):
         #: Exceptions the agent raised on a datagram, contained and counted (a bug if any;
         #: :mod:`stun.reader_errors`).
         self.reader_errors = ReaderErrors()
+        #: Exceptions the agent's ``handle_timer`` raised, contained the same way.
+        self.timer_errors = ReaderErrors()
 
         self._agent: Agent | None = None
         #: The event loop, from the first gather; everything that reads the clock comes after.
         self._loop: asyncio.AbstractEventLoop
         self._setup: asyncio.Future[None] | None = None
-        self._bases: dict[Address, _Base] = {}
-        self._resolver: Resolver | None = None
-        self._responder: Responder | None = None
-        self._mdns_names: dict[str, str] = {}
-        self._foundation_salt = secrets.token_bytes(16)
+        self._bases: dict[Address, BaseSocket] = {}
+        self._mdns = MdnsCandidates(
+            hide_hosts=mdns_hide_host_candidates,
+            timeout=mdns_timeout,
+            limit=self._config.max_remote_candidates,
+            emit=self._emit,
+            resolved=self._resolved,
+        )
+        #: Our candidates as signalled, in the order gathered (this generation's).
         self._local_candidates: list[Candidate] = []
+        #: Those of them lost since (their TURN allocation ended): no longer offered.
+        self._lost_local: set[Candidate] = set()
         self._gathering_complete = False
         self._remote_username: str | None = None
         self._remote_password: str | None = None
-        self._early_remote: list[Candidate | None] = []
+        #: Candidates signalled before gathering started (at most ``max_remote_candidates``).
+        self._early_remote: list[Candidate] = []
+        self._early_dropped = 0
         self._remote_end = False
         self._end_sent = False
-        self._resolving: set[asyncio.Future[str | None]] = set()
-        self._generation = 0
         self._selected_since_restart: set[int] = set()
-        self._paths: dict[int, _Path] = {}
-        self._lost: dict[int, str] = {}
         self._received: deque[tuple[bytes, int]] = deque()
-        self._data_signal = _Signal()
-        self._state_signal = _Signal()
+        self._data_signal = Signal()
+        self._state_signal = Signal()
+        self._data_paths = DataPaths(self._bases, self._count_data, self._data_signal)
+        #: The fast path's table, held here for :meth:`sendto`.
+        self._paths = self._data_paths.paths
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._closed = False
@@ -415,8 +277,9 @@ class Connection(_Closing):
 
     @property
     def local_candidates(self) -> list[Candidate]:
-        """Our candidates so far, as they are signalled (``.local`` names when hidden)."""
-        return list(self._local_candidates)
+        """Our candidates so far, as they are signalled (``.local`` names when hidden); a lost
+        one (:class:`~ice.events.CandidateLost`) is no longer among them."""
+        return [c for c in self._local_candidates if c not in self._lost_local]
 
     @property
     def remote_candidates(self) -> list[Candidate]:
@@ -432,7 +295,7 @@ class Connection(_Closing):
         """Per-pair statistics, like WebRTC's RTCIceCandidatePairStats."""
         if self._agent is None:
             return []
-        self._flush_counters(self._loop.time())
+        self._data_paths.flush(self._loop.time())
         return self._agent.stats()
 
     def failure_reason(self) -> str:
@@ -460,8 +323,10 @@ class Connection(_Closing):
         index = 0
         while True:
             while index < len(self._local_candidates):
-                yield self._local_candidates[index]
+                candidate = self._local_candidates[index]
                 index += 1
+                if candidate not in self._lost_local:
+                    yield candidate
             if self._gathering_complete or self._closed:
                 return
             await self._state_signal.wait()
@@ -493,20 +358,22 @@ class Connection(_Closing):
             raise IceConnectionError("the connection was closed")
         addresses = self._interface_addresses()
         # Listening from now on catches the peer's announcements before its candidates arrive.
-        self._resolver = Resolver(addresses)
+        self._mdns.start(addresses)
         self._agent = agent = Agent(
             dataclasses.replace(
                 self._config, stun_servers=tuple(servers), turn_servers=tuple(relays)
             )
         )
         self._add_bases(addresses)
-        if self._hide_hosts:
-            self._publish_hosts(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()
+        if self._early_dropped:
+            agent.failures.peer_input[PeerInput.REMOTE_CANDIDATES_FULL] += self._early_dropped
         early, self._early_remote = self._early_remote, []
         for candidate in early:
             self._add_remote(candidate)
+        if self._remote_end:
+            self._add_remote(None)
         self._pump()
 
     def _interface_addresses(self) -> list[InterfaceAddress]:
@@ -523,46 +390,19 @@ class Connection(_Closing):
         for component in range(1, self._components + 1):
             for address in addresses:
                 try:
-                    sock = _bind(address.host)
+                    sock = bind_base(address.host)
                 except OSError as exc:
                     _log.info("cannot gather on %s: %s", address.host, exc)
                     continue
-                base = _Base(self, sock, component)
+                base = BaseSocket(self, sock, component)
                 self._bases[base.local] = base
                 agent.add_base(0, component, base.local)
                 self._loop.add_reader(sock.fileno(), base.read_ready)
 
-    def _close_base(self, base: _Base) -> None:
+    def _close_base(self, base: BaseSocket) -> None:
         self._loop.remove_reader(base.sock.fileno())
         base.sock.close()
         del self._bases[base.local]
-
-    def _publish_hosts(self, addresses: list[InterfaceAddress]) -> None:
-        try:
-            self._responder = Responder(addresses)
-        except OSError as exc:
-            _log.warning("host candidates withheld: they cannot be published by mDNS (%s)", exc)
-            return
-        for address in addresses:
-            self._mdns_names[address.host] = self._responder.publish(address.host)
-
-    def _signalled(self, candidate: Candidate) -> Candidate | None:
-        """The candidate as the peer sees it: host addresses behind mDNS names when hidden, with
-        the related address of reflexive candidates and foundations that leak no address."""
-        if not self._hide_hosts:
-            return candidate
-        foundation = hashlib.blake2b(
-            candidate.foundation.encode(), digest_size=8, key=self._foundation_salt
-        ).hexdigest()
-        if candidate.type is CandidateType.HOST:
-            name = self._mdns_names.get(candidate.host)
-            if name is None:
-                return None
-            return dataclasses.replace(candidate, host=name, foundation=foundation)
-        related = candidate.related_address
-        if related is not None:
-            related = _HIDDEN_RELATED[":" in related.host]
-        return dataclasses.replace(candidate, related_address=related, foundation=foundation)
 
     # ================================================================== remote candidates
 
@@ -571,7 +411,10 @@ class Connection(_Closing):
 
         A ``.local`` candidate is resolved by mDNS in the background and added once resolved
         (or reported by a :class:`~ice.mdns.CandidateUnresolvable` event); end-of-candidates
-        reaches the agent after every pending resolution.
+        reaches the agent after every pending resolution. Candidates given before gathering
+        starts wait for the agent, and so do ``.local`` ones while they are resolved: at most
+        ``max_remote_candidates`` of each (the agent keeps no more); past that they are dropped
+        and counted in ``agent.failures.peer_input``.
         """
         if self._closed:
             return
@@ -579,10 +422,13 @@ class Connection(_Closing):
             raise LocalProtocolError("end-of-candidates was already signalled")
         if candidate is None:
             self._remote_end = True
-        if self._agent is None:
-            self._early_remote.append(candidate)
-        else:
+        if self._agent is not None:
             self._add_remote(candidate)
+        elif candidate is not None:  # end-of-candidates follows them when gathering starts
+            if len(self._early_remote) < self._config.max_remote_candidates:
+                self._early_remote.append(candidate)
+            else:
+                self._early_dropped += 1
 
     def _add_remote(self, candidate: Candidate | None) -> None:
         agent = self._agent
@@ -590,37 +436,21 @@ class Connection(_Closing):
         if candidate is None:
             self._end_candidates_when_resolved()
         elif candidate.is_mdns:
-            task = asyncio.ensure_future(self._lookup(candidate))
-            self._resolving.add(task)
-            task.add_done_callback(functools.partial(self._resolved, candidate, self._generation))
+            if not self._mdns.resolve(candidate):
+                agent.failures.peer_input[PeerInput.MDNS_LOOKUPS_FULL] += 1
         else:
             agent.add_remote_candidate(candidate)
         self._pump()
 
     def _end_candidates_when_resolved(self) -> None:
-        if self._remote_end and not self._resolving and not self._end_sent and self._agent:
+        if self._remote_end and not self._mdns.resolving and not self._end_sent and self._agent:
             self._end_sent = True
             self._agent.add_remote_candidate(None)
 
-    async def _lookup(self, candidate: Candidate) -> str | None:
-        try:
-            assert self._resolver is not None  # made before the agent, with it
-            return await self._resolver.resolve(candidate.host, self._mdns_timeout)
-        except (OSError, TimeoutError) as exc:
-            _log.info("remote candidate %s unresolvable: %s", candidate.host, exc)
-            self._emit(CandidateUnresolvable(candidate, str(exc)))
-            return None
-
-    def _resolved(
-        self, candidate: Candidate, generation: int, task: asyncio.Future[str | None]
-    ) -> None:
-        self._resolving.discard(task)
-        if task.cancelled() or self._closed or generation != self._generation:
-            return
-        host = task.result()
-        agent = self.agent
+    def _resolved(self, candidate: Candidate, host: str | None) -> None:
+        """A remote ``.local`` candidate was resolved to ``host`` (``None``: it could not be)."""
         if host is not None:
-            agent.add_remote_candidate(dataclasses.replace(candidate, host=host))
+            self.agent.add_remote_candidate(dataclasses.replace(candidate, host=host))
         self._end_candidates_when_resolved()
         self._pump()
 
@@ -668,17 +498,12 @@ class Connection(_Closing):
         gone = [base for base in self._bases.values() if base.local.host not in hosts]
         added = [address for address in addresses if address.host not in known]
         self._add_bases(added)
-        if self._responder is not None:
-            for address in added:
-                self._mdns_names[address.host] = self._responder.publish(address.host)
+        self._mdns.restart(addresses, added)
         self._local_candidates = []
+        self._lost_local.clear()
         self._gathering_complete = False
         self._selected_since_restart.clear()
         agent.restart(self._loop.time(), gone_bases=[base.local for base in gone])
-        self._generation += 1
-        for task in self._resolving:
-            task.cancel()
-        self._resolving.clear()
         self._remote_username = self._remote_password = None
         self._remote_end = self._end_sent = False
         self._pump()
@@ -696,7 +521,7 @@ class Connection(_Closing):
         """Send a datagram on a component's selected pair."""
         path = self._paths.get(component)
         if path is None:
-            if component in self._relayed and self._agent is not None:
+            if component in self._data_paths.relayed and self._agent is not None:
                 try:
                     self._agent.send(data, 0, component)  # wrapped for the TURN server
                 except LocalProtocolError as exc:
@@ -709,7 +534,7 @@ class Connection(_Closing):
         except BlockingIOError:
             await self._loop.sock_sendto(path.sock, data, path.remote)
         except OSError as exc:
-            if exc.errno not in _ICMP_ERRNOS:
+            if exc.errno not in ICMP_ERRNOS:
                 raise
         path.sent += len(data)
 
@@ -724,7 +549,7 @@ class Connection(_Closing):
         while not received:
             if self._closed:
                 raise IceConnectionError("the connection was closed")
-            if not self._paths and not self._relayed:
+            if not self._data_paths:
                 raise IceConnectionError(self._no_path_reason(1))
             await self._data_signal.wait()
         return received.popleft()
@@ -732,8 +557,9 @@ class Connection(_Closing):
     def _no_path_reason(self, component: int) -> str:
         if self._closed:
             return "the connection was closed"
-        if component in self._lost:
-            return self._lost[component]
+        lost = self._data_paths.lost.get(component)
+        if lost is not None:
+            return lost
         if self._agent is None or self._agent.selected_pair(0, component) is None:
             return f"not connected: component {component} has no selected pair"
         return f"component {component} cannot send"
@@ -745,39 +571,37 @@ class Connection(_Closing):
         if self._closed:
             return
         self._closed = True
-        for task in self._resolving:
-            task.cancel()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._agent is not None:
             now = self._loop.time()
-            self._flush_counters(now)
+            self._data_paths.flush(now)
             self._agent.close(now)
             self._send(self._agent.datagrams_to_send(now))  # TURN deallocations, if any
             self._drain_events()
         for base in list(self._bases.values()):
             self._close_base(base)
         self._paths.clear()
-        if self._responder is not None:
-            self._responder.close()
-        if self._resolver is not None:
-            self._resolver.close()
+        self._mdns.close()
         self._data_signal.fire()
         self._state_signal.fire()
 
     # ================================================================== driving the agent
 
-    def _pump(self) -> None:
-        """Send what the agent wants sent, handle its events, re-arm the timer."""
+    def _pump(self, not_before: float | None = None) -> None:
+        """Send what the agent wants sent, handle its events, re-arm the timer (no earlier than
+        ``not_before``, if given)."""
         agent = self._agent
         if agent is None or self._closed:
             return
         now = self._loop.time()
-        self._flush_counters(now)
+        self._data_paths.flush(now)
         self._send(agent.datagrams_to_send(now))
         self._drain_events()
         deadline = agent.get_timer()
+        if deadline is not None and not_before is not None:
+            deadline = max(deadline, not_before)
         if deadline != self._timer_deadline:
             if self._timer is not None:
                 self._timer.cancel()
@@ -801,20 +625,24 @@ class Connection(_Closing):
     def _on_timer(self, deadline: float) -> None:
         self._timer = None
         self._timer_deadline = None
-        if self._agent is not None and not self._closed:
-            self._agent.handle_timer(max(self._loop.time(), deadline))
-            self._pump()
+        agent = self._agent
+        if agent is None or self._closed:
+            return
+        now = max(self._loop.time(), deadline)
+        try:
+            agent.handle_timer(now)
+        except Exception as error:
+            # A bug of the agent, contained as the readers contain theirs; the timer is armed
+            # again, no sooner than Ta from now, so that a bug that fires every time cannot spin.
+            self.timer_errors.contain(error, f"ICE connection {agent.local_username}", TIMER)
+            self._pump(not_before=now + self._config.pacing)
+            return
+        self._pump()
 
-    def _flush_counters(self, now: float) -> None:
-        for path in self._paths.values():
-            if path.sent or path.received:
-                self._flush(path, now)
-
-    def _flush(self, path: _Path, now: float) -> None:
-        """Hand the bytes the fast path moved to the agent."""
+    def _count_data(self, pair: CandidatePair, now: float, sent: int, received: int) -> None:
+        """Hand the bytes the fast path moved on ``pair`` to the agent."""
         assert self._agent is not None
-        self._agent.count_data(path.pair, now, sent=path.sent, received=path.received)
-        path.sent = path.received = 0
+        self._agent.count_data(pair, now, sent=sent, received=received)
 
     def _drain_events(self) -> None:
         agent = self._agent
@@ -823,7 +651,7 @@ class Connection(_Closing):
             if isinstance(event, DataReceived):
                 self._deliver(event.data, event.component)
             elif isinstance(event, CandidateGathered):
-                signalled = self._signalled(event.candidate)
+                signalled = self._mdns.signalled(event.candidate)
                 if signalled is not None:
                     self._local_candidates.append(signalled)
                 self._state_signal.fire()
@@ -831,15 +659,21 @@ class Connection(_Closing):
                 self._gathering_complete = True
                 self._state_signal.fire()
             elif isinstance(event, SelectedPairChanged):
-                self._select(event.component, event.pair)
+                self._data_paths.select(event.component, event.pair, self._loop.time())
+                self._selected_since_restart.add(event.component)
+                self._state_signal.fire()
             elif isinstance(event, ConsentLost):
-                self._drop_path(event.component, "consent to send was lost (RFC 7675)")
+                reason = "consent to send was lost (RFC 7675)"
+                self._data_paths.drop(event.component, reason, self._loop.time())
             elif isinstance(event, CandidateLost):
                 candidate = event.candidate
                 _log.info(
                     "%s candidate %s lost: %s", candidate.type, candidate.address, event.reason
                 )
-                self._lose_paths(candidate, event.reason)
+                signalled = self._mdns.signalled(candidate)
+                if signalled is not None:
+                    self._lost_local.add(signalled)
+                self._data_paths.lose(candidate, event.reason, self._loop.time())
             elif isinstance(event, GatheringFailed):
                 _log.info(
                     "gathering: no candidate from %s for base %s: %s",
@@ -853,43 +687,6 @@ class Connection(_Closing):
                 self._state_signal.fire()
                 self._data_signal.fire()
             self._emit(event)
-
-    def _select(self, component: int, pair: CandidatePair) -> None:
-        self._drop_path(component, None)
-        base = self._bases.get(pair.local_base)
-        self._relayed.pop(component, None)
-        if base is not None:
-            path = _Path(pair, base.sock)
-            self._paths[component] = path
-            base.path = path
-        else:
-            self._relayed[component] = pair  # a relayed address is no socket of ours
-        self._lost.pop(component, None)
-        self._selected_since_restart.add(component)
-        self._state_signal.fire()
-
-    def _lose_paths(self, candidate: Candidate, reason: str) -> None:
-        """A local candidate is gone: so is the path of every component it carried."""
-        carried = [(c, path.pair) for c, path in self._paths.items()] + list(self._relayed.items())
-        for component, pair in carried:
-            if pair.local_base == candidate.base:
-                self._drop_path(component, reason)
-
-    def _drop_path(self, component: int, reason: str | None) -> None:
-        path = self._paths.pop(component, None)
-        if path is None:
-            if component in self._relayed and reason is not None:
-                del self._relayed[component]
-                self._lost[component] = reason
-                self._data_signal.fire()
-            return
-        self._flush(path, self._loop.time())
-        for base in self._bases.values():
-            if base.path is path:
-                base.path = None
-        if reason is not None:
-            self._lost[component] = reason
-            self._data_signal.fire()
 
     def _deliver(self, data: bytes, component: int) -> None:
         if len(self._received) < self._receive_queue_size:
@@ -905,19 +702,3 @@ class Connection(_Closing):
                 handler(event)
             except Exception:
                 _log.exception("on_event handler failed on %s", type(event).__name__)
-
-
-def _bind(host: str) -> socket.socket:
-    """A non-blocking UDP socket on ``host``, ephemeral port: one base."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
-        sock.bind((host, 0))
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock

@@ -10,9 +10,16 @@ consent checks run every few seconds, that never happens, so keepalives matter o
 is suspended (during an ICE restart, whose new credentials the old pair's peer may not accept).
 
 An ICE restart *suspends* every selected pair, whether its consent is still granted or was lost
-(a lost pair is no longer tracked, but it is still the selected one until the new generation
+(a lost pair is no longer checked, but it is still the selected one until the new generation
 selects another): a suspended pair is the previous generation's and concludes nothing in the new
 one (:meth:`ConsentTracker.suspended`).
+
+The tracker keeps one record per tracked pair, keyed by the pair object itself (a pair is
+hashed by identity), granted or lost, and the set of suspended pairs (an ICE-lite agent's
+selected pairs are suspended too, though never tracked). A component has one selected pair, so
+tracking or suspending a pair forgets any other pair of its component: neither table ever holds
+more entries than the session has components, and a pair the tracker no longer holds has no
+consent state at all.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ class _Consent:
     next_check: float
     last_sent: float
     suspended: bool = False
+    #: No authenticated response for ``consent_timeout``: no data may be sent on the pair.
+    lost: bool = False
     #: The disconnected deadline passed and was acted on; re-armed by the next response.
     disconnect_noted: bool = False
 
@@ -40,77 +49,99 @@ class ConsentTracker:
 
     def __init__(self, config: AgentConfig) -> None:
         self._config = config
-        self._tracked: dict[int, _Consent] = {}
-        self._lost: set[int] = set()
-        #: Pairs selected before the last restart (tracked or lost), by ``id``.
-        self._suspended: set[int] = set()
+        #: One record per tracked pair (at most one per component), lost ones included.
+        self._records: dict[CandidatePair, _Consent] = {}
+        #: Pairs selected before the last restart, tracked or not (at most one per component).
+        self._suspended: set[CandidatePair] = set()
+
+    def __len__(self) -> int:
+        """How many pairs the tracker holds (never more than the session has components)."""
+        return len(self._records.keys() | self._suspended)
 
     def _interval(self) -> float:
         return self._config.consent_interval * (0.8 + 0.4 * self._config.rng.random())
 
+    def _checked(self) -> list[_Consent]:
+        """The records whose consent is being checked: not lost, not suspended."""
+        return [c for c in self._records.values() if not c.lost and not c.suspended]
+
     def track(self, pair: CandidatePair, now: float) -> None:
-        """Start consent on a newly selected pair: its last check just succeeded."""
-        self._tracked[id(pair)] = _Consent(pair, now, now + self._interval(), now)
-        self._lost.discard(id(pair))
-        self._suspended.discard(id(pair))
+        """Start consent on a newly selected pair: its last check just succeeded. What was held
+        of the component's previous selected pair goes."""
+        self._forget_component(pair)
+        self._suspended.discard(pair)
+        self._records[pair] = _Consent(pair, now, now + self._interval(), now)
 
     def untrack(self, pair: CandidatePair) -> None:
         """The pair is no longer selected: forget it."""
-        self._tracked.pop(id(pair), None)
-        self._lost.discard(id(pair))
-        self._suspended.discard(id(pair))
+        self._records.pop(pair, None)
+        self._suspended.discard(pair)
+
+    def _forget_component(self, pair: CandidatePair) -> None:
+        """Forget every other pair of ``pair``'s component: it has one selected pair."""
+        for other in [
+            p
+            for p in self._records.keys() | self._suspended
+            if p is not pair and p.stream == pair.stream and p.component == pair.component
+        ]:
+            self.untrack(other)
 
     def suspend(self, pairs: Iterable[CandidatePair]) -> None:
         """ICE restart: the selected ``pairs`` belong to the previous generation. Their consent
         checks stop (keepalives go on) until new pairs are selected; a lost one stays lost."""
         for pair in pairs:
-            self._suspended.add(id(pair))
-            consent = self._tracked.get(id(pair))
+            self._forget_component(pair)
+            self._suspended.add(pair)
+            consent = self._records.get(pair)
             if consent is not None:
                 consent.suspended = True
 
     def suspended(self, pair: CandidatePair) -> bool:
         """Whether the pair was selected before the last restart (it concludes nothing now)."""
-        return id(pair) in self._suspended
+        return pair in self._suspended
 
     def sent(self, pair: CandidatePair, now: float) -> None:
         """Anything went out on the pair (for the keepalive timer)."""
-        consent = self._tracked.get(id(pair))
+        consent = self._records.get(pair)
         if consent is not None:
             consent.last_sent = now
 
     def answered(self, pair: CandidatePair, now: float) -> None:
         """An authenticated consent response arrived (RFC 7675 §5.1)."""
-        consent = self._tracked.get(id(pair))
-        if consent is not None:
+        consent = self._records.get(pair)
+        if consent is not None and not consent.lost:
             consent.last_response = now
             consent.disconnect_noted = False
 
     def allows(self, pair: CandidatePair) -> bool:
         """Whether data may be sent on the pair."""
-        return id(pair) not in self._lost
+        consent = self._records.get(pair)
+        return consent is None or not consent.lost
 
     def disconnected(self, pair: CandidatePair, now: float) -> bool:
-        consent = self._tracked.get(id(pair))
+        consent = self._records.get(pair)
         return (
             consent is not None
+            and not consent.lost
             and not consent.suspended
             and now >= consent.last_response + self._config.disconnected_after
         )
 
     def state_of(self, pair: CandidatePair) -> str:
         """``"lost"``, ``"granted"``, ``"suspended"`` or ``"none"`` (not a selected pair)."""
-        if id(pair) in self._lost:
-            return "lost"
-        consent = self._tracked.get(id(pair))
+        consent = self._records.get(pair)
         if consent is None:
             return "none"
+        if consent.lost:
+            return "lost"
         return "suspended" if consent.suspended else "granted"
 
     def get_timer(self) -> float | None:
         config = self._config
         deadlines = []
-        for consent in self._tracked.values():
+        for consent in self._records.values():
+            if consent.lost:
+                continue
             deadlines.append(consent.last_sent + config.keepalive_interval)
             if not consent.suspended:
                 deadlines += [consent.next_check, consent.last_response + config.consent_timeout]
@@ -122,10 +153,9 @@ class ConsentTracker:
         """Pairs that have just gone ``disconnected_after`` without a response: each is
         reported once, until a response re-arms it."""
         newly = []
-        for consent in self._tracked.values():
+        for consent in self._checked():
             if (
-                not consent.suspended
-                and not consent.disconnect_noted
+                not consent.disconnect_noted
                 and now >= consent.last_response + self._config.disconnected_after
             ):
                 consent.disconnect_noted = True
@@ -135,8 +165,8 @@ class ConsentTracker:
     def due(self, now: float) -> list[CandidatePair]:
         """Pairs whose consent check is due now; schedules the next one."""
         due = []
-        for consent in self._tracked.values():
-            if not consent.suspended and now >= consent.next_check:
+        for consent in self._checked():
+            if now >= consent.next_check:
                 consent.next_check = now + self._interval()
                 due.append(consent.pair)
         return due
@@ -145,18 +175,15 @@ class ConsentTracker:
         """Pairs silent for Tr (RFC 8445 §11)."""
         return [
             c.pair
-            for c in self._tracked.values()
-            if now >= c.last_sent + self._config.keepalive_interval
+            for c in self._records.values()
+            if not c.lost and now >= c.last_sent + self._config.keepalive_interval
         ]
 
     def expired(self, now: float) -> list[CandidatePair]:
-        """Pairs whose consent just expired; they stop being tracked and refuse data."""
+        """Pairs whose consent just expired; they are no longer checked and refuse data."""
         expired = [
-            c
-            for c in self._tracked.values()
-            if not c.suspended and now >= c.last_response + self._config.consent_timeout
+            c for c in self._checked() if now >= c.last_response + self._config.consent_timeout
         ]
         for consent in expired:
-            del self._tracked[id(consent.pair)]
-            self._lost.add(id(consent.pair))
+            consent.lost = True
         return [c.pair for c in expired]

@@ -221,6 +221,20 @@ class Gatherer:
         if local.candidate.type is CandidateType.PEER_REFLEXIVE:
             self.peer_reflexive -= 1
 
+    def pairable(self, stream: int, component: int) -> list[LocalCandidate]:
+        """Local candidates that form pairs: host bases (unless the policy is relay-only) and
+        relayed candidates, never server-reflexive ones, whose base is paired already
+        (§6.1.2.4)."""
+        wanted = {CandidateType.HOST} if self._config.policy is Policy.ALL else set()
+        wanted.add(CandidateType.RELAYED)
+        return [
+            c
+            for c in self.candidates
+            if c.stream == stream
+            and c.candidate.component == component
+            and c.candidate.type in wanted
+        ]
+
     def on_base(self, base: Address) -> LocalCandidate | None:
         """The host or relayed candidate whose base is ``base``, if it is one of ours."""
         return self._by_base.get(base)

@@ -60,15 +60,19 @@ class PeerInput(enum.Enum):
 
     Peer input never raises out of :meth:`~ice.agent.Agent.receive_datagram` or
     :meth:`~ice.agent.Agent.add_remote_candidate`; what the agent cannot use as sent is counted
-    under one of these reasons in :attr:`FailureCounters.peer_input`.
+    under one of these reasons in :attr:`FailureCounters.peer_input` — and so is what the
+    asyncio :class:`~ice.aio.Connection` drops before the agent sees it.
     """
 
     #: A check from a new address carried a PRIORITY outside 1..2^31-1 (or none): the
     #: peer-reflexive candidate (RFC 8445 §7.3.1.3) got the nearest priority in range.
     PRIORITY_CLAMPED = "priority-clamped"
     #: The stream already holds ``max_remote_candidates``: a signalled or peer-reflexive remote
-    #: candidate was not learnt.
+    #: candidate was not learnt (or a connection held that many signalled before gathering).
     REMOTE_CANDIDATES_FULL = "remote-candidates-full"
+    #: A connection was resolving ``max_remote_candidates`` ``.local`` candidates already: one
+    #: more was dropped unresolved.
+    MDNS_LOOKUPS_FULL = "mdns-lookups-full"
     #: ``max_local_peer_reflexive`` local candidates were learnt already: a response's
     #: XOR-MAPPED-ADDRESS (§7.2.5.3.1) made no new one; the valid pair kept the checked one.
     LOCAL_PEER_REFLEXIVE_FULL = "local-peer-reflexive-full"

@@ -5,20 +5,45 @@ peer sends). If one does, that is a bug of ours, and it must cost the one datagr
 the rest of the reader's batch, nor reach the event loop's exception handler (which would also
 close a stream). So every reader of the asyncio layer — :class:`stun.aio.UdpReader` and the stream
 protocols of :mod:`stun.aio`, :mod:`turn.aio`, :mod:`turn.server.aio`, :mod:`turn.server.aio_tcp`,
-:mod:`ice.aio` and :mod:`ice.mdns_sockets` — calls the core per datagram inside ``try: ... except
-Exception as error: errors.contain(error, where)``, with one :class:`ReaderErrors` per server or
-connection. The first exception of each kind in the process is logged, with its traceback, at
-ERROR on the ``icestack.readers`` logger; every one is counted.
+:mod:`ice.base_sockets` and :mod:`ice.mdns_sockets` — calls the core per datagram inside
+``try: ... except Exception as error: errors.contain(error, where)``, with one
+:class:`ReaderErrors` per server or connection. The first exception of each kind in the process
+is logged, with its traceback, at ERROR on the ``icestack.readers`` logger; every one is counted.
+
+A driver's timer callback calls the core's ``handle_timer`` the same way (:data:`TIMER`): an
+exception there must not leave the timer unarmed, which would stop the machine until the next
+datagram, if any, comes.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 _log = logging.getLogger("icestack.readers")
 #: The kinds already logged: a bug that fires on every datagram, or in every connection, logs one
 #: traceback per process (the count goes on in every :class:`ReaderErrors`).
 _logged: set[str] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class Guarded:
+    """What a contained exception interrupted, in the words of its log line: what the driver was
+    doing, the promise of the core it broke, and what happens next."""
+
+    doing: str
+    promise: str
+    then: str
+
+
+#: A reader handing a datagram to its core (the default of :meth:`ReaderErrors.contain`).
+DATAGRAM = Guarded(
+    "handling a datagram",
+    "peer input must never raise",
+    "The datagram is dropped and reading goes on",
+)
+#: A driver's timer calling the core's ``handle_timer``.
+TIMER = Guarded("handling its timer", "handle_timer must never raise", "The timer is armed again")
 
 
 def error_kind(error: BaseException) -> str:
@@ -28,8 +53,8 @@ def error_kind(error: BaseException) -> str:
 
 
 class ReaderErrors:
-    """Exceptions the readers of one server or connection contained, counted by kind
-    (:attr:`counts`, :attr:`total`); see the module docstring for what is logged."""
+    """Exceptions the readers (or the timer) of one server or connection contained, counted by
+    kind (:attr:`counts`, :attr:`total`); see the module docstring for what is logged."""
 
     __slots__ = ("counts",)
 
@@ -45,20 +70,23 @@ class ReaderErrors:
         """How many exceptions were contained in all."""
         return sum(self.counts.values())
 
-    def contain(self, error: Exception, where: object) -> None:
+    def contain(self, error: Exception, where: object, guarded: Guarded = DATAGRAM) -> None:
         """Count ``error``, raised by the core while a reader handled a datagram on ``where`` (a
-        socket's address or a connection), and log it if it is the first of its kind."""
+        socket's address or a connection) — or while the driver did what ``guarded`` says —
+        and log it if it is the first of its kind."""
         kind = error_kind(error)
         self.counts[kind] = self.counts.get(kind, 0) + 1
         if kind in _logged:
             return
         _logged.add(kind)
         _log.error(
-            "%s: handling a datagram raised %s: %s (a bug: peer input must never raise). The "
-            "datagram is dropped and reading goes on; later %s errors are only counted.",
+            "%s: %s raised %s: %s (a bug: %s). %s; later %s errors are only counted.",
             where,
+            guarded.doing,
             kind,
             error,
+            guarded.promise,
+            guarded.then,
             kind,
             exc_info=error,
         )

@@ -38,6 +38,8 @@ from .machine_pair import (
     states,
 )
 
+A_SECOND = Address("192.0.2.3", 5000)
+
 # --------------------------------------------------------------------------- gathering
 
 
@@ -193,6 +195,42 @@ def test_unreachable_peer_fails_after_the_check_timeout() -> None:
     assert a.state is IceState.FAILED
     assert "timed out" in a.failure_reason()
     assert a.stats()[0].state is PairState.FAILED
+
+
+def test_a_check_replaced_by_a_triggered_check_still_counts_when_answered() -> None:
+    """Both agents check at 0 s. B's check reaches A at 10 ms: A's own check of that pair is
+    cancelled (no more retransmissions) and a triggered check queued for the next Ta slot
+    (50 ms). The response to the cancelled check, at 20 ms, still validates the pair: the agent
+    waits for it until its transaction times out (RFC 8445 §7.3.1.4)."""
+    a, b, wire = pair_of()
+    connect(a, b, wire, until=0.015)
+    (pair,) = a.stats()
+    assert (pair.state, pair.requests_sent, pair.requests_received) == (PairState.WAITING, 1, 1)
+    wire.run(0.025)
+    (pair,) = a.stats()
+    assert pair.state is PairState.SUCCEEDED and pair.responses_received == 1
+
+
+def test_a_check_pruned_by_nomination_is_forgotten_at_once() -> None:
+    """A's second socket cannot reach B: its check (sent Ta = 5 ms after the first) is still
+    unanswered when the better pair is nominated, and RFC 8445 §8.1.2 prunes it. Nothing waits
+    for that check's answer, so A drops it and completes at once — not when its transaction
+    would have timed out (39.5 s later)."""
+    a = Agent(make_agent(True, A_ADDRESS, 1, pacing=0.005).config)
+    a.add_base(0, 1, A_ADDRESS)  # first: the higher local preference
+    a.add_base(0, 1, A_SECOND)
+    a.gather(0.0)
+    b = make_agent(False, B_ADDRESS, 2, pacing=0.005)
+    wire = Wire({A_ADDRESS: a, A_SECOND: a, B_ADDRESS: b}, blackholed={A_SECOND})
+    connect(a, b, wire, until=2.0)
+    (pruned,) = [p for p in a.stats() if p.local.address == A_SECOND]
+    assert (pruned.state, pruned.requests_sent, pruned.responses_received) == (
+        PairState.FAILED,
+        1,
+        0,
+    )
+    assert a.state is IceState.COMPLETED and b.state is IceState.COMPLETED
+    assert a.table_sizes().checks_in_flight == 0
 
 
 def test_no_remote_candidates_reason() -> None:

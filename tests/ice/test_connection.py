@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -24,6 +26,7 @@ from ice.events import (
     IceState,
 )
 from ice.mdns import CandidateUnresolvable
+from ice.stats import PeerInput
 from stun.aio import StunServer
 from stun.server import Outcome
 from stun.transaction import TransactionConfig
@@ -413,7 +416,55 @@ def test_config_supplies_the_rest_and_arguments_win() -> None:
         Connection(True, receive_queue_size=0)
 
 
+def live_candidates(host_suffix: str) -> int:
+    """How many Candidate objects whose host ends with ``host_suffix`` are alive: what the
+    connection holds of them (the test keeps none)."""
+    return sum(
+        1 for o in gc.get_objects() if isinstance(o, Candidate) and o.host.endswith(host_suffix)
+    )
+
+
+def test_candidates_signalled_before_gathering_are_bounded_and_counted() -> None:
+    """A peer can signal any number of candidates before we gather: the connection holds at
+    most ``max_remote_candidates`` of them for the agent, and counts the rest."""
+
+    async def scenario() -> None:
+        connection = make("127.0.0.1", True, config=AgentConfig(max_remote_candidates=5))
+        async with connection:
+            for port in range(20000, 20500):
+                line = f"1 1 udp 2130706431 127.0.0.42 {port} typ host"
+                await connection.add_remote_candidate(Candidate.from_sdp(line))
+            await connection.add_remote_candidate(None)
+            assert live_candidates(".42") == 5
+            await connection.gather_candidates()  # no credentials: no check goes out
+            assert len(connection.remote_candidates) == 5
+            dropped = connection.agent.failures.peer_input
+            assert dropped == {PeerInput.REMOTE_CANDIDATES_FULL: 495}
+
+    run(scenario())
+
+
 # --------------------------------------------------------------------------- mDNS
+
+
+def test_mdns_resolutions_are_bounded_and_counted() -> None:
+    """Each ``.local`` candidate is resolved in the background: at most
+    ``max_remote_candidates`` at a time, the others dropped and counted."""
+
+    async def scenario() -> None:
+        config = AgentConfig(max_remote_candidates=4)
+        connection = make("127.0.0.1", True, config=config, mdns_timeout=0.2)
+        async with connection:
+            await connection.gather_candidates()
+            for port in range(20000, 20050):
+                line = f"1 1 udp 2130706431 {uuid.uuid4()}.local {port} typ host"
+                await connection.add_remote_candidate(Candidate.from_sdp(line))
+            assert live_candidates(".local") == 4
+            dropped = connection.agent.failures.peer_input
+            assert dropped == {PeerInput.MDNS_LOOKUPS_FULL: 46}
+
+    run(scenario())
+
 
 
 def test_an_unresolvable_mdns_candidate_is_reported_not_fatal() -> None:

@@ -323,6 +323,7 @@ def test_a_turn_server_restarted_on_its_port_ends_the_allocation_then_restart_re
                 await asyncio.wait_for(until_state(a, IceState.FAILED), WAIT)
                 reason = a.failure_reason()
                 assert a.selected_pair() is None
+                assert a.local_candidates == []  # the lost relayed candidate is offered no more
                 await asyncio.wait_for(asyncio.gather(a.restart(), b.restart()), WAIT)
                 assert [c.type.value for c in a.local_candidates] == ["relay"]
                 await exchange(a, b)

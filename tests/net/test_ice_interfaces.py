@@ -1,5 +1,7 @@
-"""A restart after an interface address changed: the connection gathers on the new address,
-forgets the gone one, and connects again through it (RFC 8445 §9).
+"""A restart after the interface addresses changed: the connection gathers on the new address,
+forgets the gone one, and connects again through it (RFC 8445 §9); and its mDNS resolver follows,
+so a peer's ``.local`` candidate on an interface added at the restart resolves (the second test,
+on :func:`tests.net.netns.link`'s two namespaces, with :mod:`tests.net.ns_hidden_peer`).
 
 The test builds one network namespace with a veth pair (``va`` for A, ``vb`` for B), runs
 :mod:`tests.net.ns_restart` in it, and moves A's address from 192.0.2.10 to 198.51.100.11
@@ -19,7 +21,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from .netns import COMMAND_TIMEOUT, NamespaceProcess, unavailable_reason
+from .netns import COMMAND_TIMEOUT, LINK_IPV4, NamespaceProcess, link, unavailable_reason
 
 pytestmark = pytest.mark.netns
 
@@ -75,3 +77,30 @@ def test_restart_gathers_on_a_new_address_and_forgets_the_gone_one() -> None:
     assert lost.startswith(f"{OLD}:") and f"the interface address {OLD}" in lost
     assert result["selected"].startswith(f"{NEW}:")
     assert result["echo"] == "after the restart"
+
+
+def test_the_peers_mdns_names_resolve_on_an_interface_added_at_a_restart() -> None:
+    """A (namespace ``left``) gathers while its link has no address yet; the link gets one and
+    A restarts. Only then B (``right``) hides its host candidate behind a name A never heard:
+    A's mDNS resolver must now listen and query on the new interface. The name resolves — A
+    learns B's host candidate, not only a peer-reflexive one — and data flows."""
+    with link(ipv6=False) as net:
+        left = net.namespace("left")
+        ip(left, "address", "del", f"{LINK_IPV4['left']}/24", "dev", "eth0")
+        a = net.start_python("left", "-m", "tests.net.ns_hidden_peer", "a", name="a")
+        assert json.loads(a.read_line(LINE_TIMEOUT)) == {"gathered": []}, a.describe()
+        ip(left, "address", "add", f"{LINK_IPV4['left']}/24", "dev", "eth0")
+        a.write_line("interface added")
+        a_description = a.read_line(LINE_TIMEOUT)
+        b = net.start_python("right", "-m", "tests.net.ns_hidden_peer", "b", name="b")
+        b_description = b.read_line(LINE_TIMEOUT)
+        assert ".local" in b_description, b.describe()
+        a.write_line(b_description)
+        b.write_line(a_description)
+        result = json.loads(a.read_line(LINE_TIMEOUT))
+        assert json.loads(b.read_line(LINE_TIMEOUT)) == {"received": "hello from a"}
+        assert a.wait(LINE_TIMEOUT) == 0, result
+
+    assert result["unresolvable"] == []
+    assert [line.split(":")[0] for line in result["remote"]] == [f"host {LINK_IPV4['right']}"]
+    assert result["received"] == "hello from b"

@@ -106,6 +106,22 @@ class BuggyAgent(Agent):
         super().receive_datagram(data, local, remote, now)
 
 
+class TimerBug(CoreBug):
+    pass
+
+
+class TimerBuggyAgent(Agent):
+    """An agent whose ``handle_timer`` raises the first ``timer_bugs`` times it is called."""
+
+    timer_bugs = 0
+
+    def handle_timer(self, now: float) -> None:
+        if self.timer_bugs:
+            self.timer_bugs -= 1
+            raise TimerBug("raised on purpose by a test agent")
+        super().handle_timer(now)
+
+
 TURN_KIND = error_kind(TurnServerBug())
 
 
@@ -300,6 +316,38 @@ def test_the_ice_reader_loses_only_the_datagram_that_raised() -> None:
             assert b.reader_errors.counts == {error_kind(AgentBug()): 1}
 
     run(scenario())
+
+
+def test_the_ice_timer_is_armed_again_after_the_agent_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first timer of each side's checks raises: no check has gone out yet, so no datagram
+    would ever re-arm the timer. Contained like a reader's exception, the timer is armed again
+    and both sides connect; each exception is counted, and logged once with its traceback."""
+
+    async def scenario() -> None:
+        a = Connection(True, include_loopback=True, interfaces=[HOST])
+        b = Connection(False, include_loopback=True, interfaces=[HOST])
+        async with a, b:
+            await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+            for side, peer in ((a, b), (b, a)):
+                side.set_remote_credentials(peer.local_username, peer.local_password)
+                for candidate in peer.local_candidates:
+                    await side.add_remote_candidate(candidate)
+                await side.add_remote_candidate(None)
+                side.agent.__class__ = TimerBuggyAgent
+                assert isinstance(side.agent, TimerBuggyAgent)
+                side.agent.timer_bugs = 1
+            await asyncio.wait_for(asyncio.gather(a.connect(), b.connect()), 10.0)
+            for side in (a, b):
+                assert side.timer_errors.counts == {error_kind(TimerBug()): 1}
+                assert side.reader_errors.total == 0
+
+    with caplog.at_level(logging.ERROR, logger="icestack.readers"):
+        run(scenario())
+    [record] = logged_tracebacks(caplog, TimerBug)
+    assert "handling its timer raised" in record.getMessage()
+    assert record.exc_info is not None
 
 
 def test_error_kind_names_module_and_class() -> None:

@@ -1,0 +1,227 @@
+"""The UDP sockets of a :class:`~ice.aio.Connection` — the agent's bases (RFC 8445 §5.1.1.1) — and
+the fast data path through them.
+
+Theory of operation. Each base is one non-blocking UDP socket bound to an interface address on an
+ephemeral port (:func:`bind_base`), read on readiness in batches (:meth:`BaseSocket.read_ready`,
+up to :data:`UDP_BATCH` datagrams a wake-up). A datagram whose first byte is 0-3 is STUN (RFC
+7983) and goes to the agent; so does anything from an address that is not the remote side of the
+component's selected pair. Data from that address goes straight into the connection's receive
+queue — bounded: when it is full, the datagram is dropped and counted.
+
+:class:`DataPaths` caches, per component, the selected pair's socket and remote address
+(:class:`DataPath`), so that sending and receiving data cost no agent call, no task and no
+allocation beyond the bytes; the bytes moved are handed to the agent in bulk when the connection
+next talks to it (:meth:`DataPaths.flush`). A relayed pair has no socket of ours: its data goes
+through the agent, which wraps it for the TURN server. When a path is lost (consent, the local
+candidate gone) the reason is kept for whoever sends or waits on that component next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from stun.address import Address, normalize_host
+
+from .candidate import Candidate
+from .checklist import CandidatePair
+
+if TYPE_CHECKING:
+    from .aio import Connection
+
+_log = logging.getLogger("icestack.ice")
+
+#: How many datagrams one wake-up of a socket reader handles before yielding to the loop.
+UDP_BATCH = 256
+_UDP_BUFFER = 65536
+_RECEIVE_BUFFER = 1 << 20
+#: ICMP errors that Linux reports on a later socket call; they concern an earlier send.
+ICMP_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+
+
+class Signal:
+    """Wakes every coroutine waiting for "something changed" (one shared, shielded future)."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] | None = None
+
+    def fire(self) -> None:
+        future = self._future
+        if future is not None:
+            self._future = None
+            if not future.done():
+                future.set_result(None)
+
+    async def wait(self) -> None:
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._future)
+
+
+class DataPath:
+    """Where a component's data goes: the selected pair, its socket and remote, cached, with the
+    bytes moved since they were last handed to the agent."""
+
+    __slots__ = ("host", "pair", "port", "received", "remote", "sent", "sock")
+
+    def __init__(self, pair: CandidatePair, sock: socket.socket) -> None:
+        self.pair = pair
+        self.sock = sock
+        self.remote = (pair.remote.host, pair.remote.port)
+        self.host, self.port = self.remote
+        self.sent = 0
+        self.received = 0
+
+
+class BaseSocket:
+    """One UDP socket: a base of the agent (RFC 8445 §5.1.1.1), read in batches on readiness."""
+
+    __slots__ = ("component", "connection", "local", "path", "sock")
+
+    def __init__(self, connection: Connection, sock: socket.socket, component: int) -> None:
+        self.connection = connection
+        self.sock = sock
+        self.component = component
+        host, port = sock.getsockname()[:2]
+        self.local = Address(normalize_host(host), port)
+        #: The component's selected path when this socket is its local base.
+        self.path: DataPath | None = None
+
+    def read_ready(self) -> None:
+        connection = self.connection
+        agent = connection._agent
+        assert agent is not None
+        received = connection._received
+        limit = connection._receive_queue_size
+        recvfrom = self.sock.recvfrom
+        component = self.component
+        local = self.local
+        path = self.path
+        now = connection._loop.time()
+        to_agent = delivered = False
+        for _ in range(UDP_BATCH):
+            try:
+                data, sockaddr = recvfrom(_UDP_BUFFER)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno in ICMP_ERRNOS:
+                    continue
+                _log.warning("ICE socket %s: %s", local, exc)
+                break
+            if (
+                path is not None
+                and (not data or data[0] > 3)
+                and sockaddr[1] == path.port
+                and sockaddr[0] == path.host
+            ):
+                if len(received) < limit:
+                    received.append((data, component))
+                    delivered = True
+                else:
+                    connection.receive_queue_dropped += 1
+                path.received += len(data)
+            else:
+                try:
+                    agent.receive_datagram(data, local, Address(sockaddr[0], sockaddr[1]), now)
+                except Exception as error:
+                    connection.reader_errors.contain(error, f"ICE socket {local}")
+                to_agent = True
+        if to_agent:
+            connection._pump()
+        if delivered:
+            connection._data_signal.fire()
+
+
+class DataPaths:
+    """The selected pair of each component as the fast data path uses it (module docstring)."""
+
+    def __init__(
+        self,
+        bases: dict[Address, BaseSocket],
+        count: Callable[[CandidatePair, float, int, int], None],
+        lost_path: Signal,
+    ) -> None:
+        self._bases = bases
+        self._count = count
+        self._lost_path = lost_path
+        #: Components whose selected pair is on a socket of ours (never replaced: callers may
+        #: hold it).
+        self.paths: dict[int, DataPath] = {}
+        #: Components whose selected pair is relayed: their data goes through the agent, which
+        #: wraps it for the TURN server, instead of straight to a socket.
+        self.relayed: dict[int, CandidatePair] = {}
+        #: Why a component has no path any more.
+        self.lost: dict[int, str] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.paths or self.relayed)
+
+    def select(self, component: int, pair: CandidatePair, now: float) -> None:
+        """The agent selected ``pair`` for ``component``."""
+        self.drop(component, None, now)
+        base = self._bases.get(pair.local_base)
+        self.relayed.pop(component, None)
+        if base is not None:
+            path = DataPath(pair, base.sock)
+            self.paths[component] = path
+            base.path = path
+        else:
+            self.relayed[component] = pair  # a relayed address is no socket of ours
+        self.lost.pop(component, None)
+
+    def lose(self, candidate: Candidate, reason: str, now: float) -> None:
+        """A local candidate is gone: so is the path of every component it carried."""
+        carried = [(c, path.pair) for c, path in self.paths.items()] + list(self.relayed.items())
+        for component, pair in carried:
+            if pair.local_base == candidate.base:
+                self.drop(component, reason, now)
+
+    def drop(self, component: int, reason: str | None, now: float) -> None:
+        """Forget the component's path; with a ``reason``, the component lost it."""
+        path = self.paths.pop(component, None)
+        if path is None:
+            if component in self.relayed and reason is not None:
+                del self.relayed[component]
+                self.lost[component] = reason
+                self._lost_path.fire()
+            return
+        self._flush(path, now)
+        for base in self._bases.values():
+            if base.path is path:
+                base.path = None
+        if reason is not None:
+            self.lost[component] = reason
+            self._lost_path.fire()
+
+    def flush(self, now: float) -> None:
+        """Hand the bytes the fast path moved to the agent."""
+        for path in self.paths.values():
+            if path.sent or path.received:
+                self._flush(path, now)
+
+    def _flush(self, path: DataPath, now: float) -> None:
+        self._count(path.pair, now, path.sent, path.received)
+        path.sent = path.received = 0
+
+
+def bind_base(host: str) -> socket.socket:
+    """A non-blocking UDP socket on ``host``, ephemeral port: one base."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+        sock.bind((host, 0))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

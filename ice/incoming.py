@@ -1,0 +1,237 @@
+"""The peer's connectivity checks: answering them and what they set in motion (RFC 8445 §7.3).
+
+Theory of operation. A Binding request that arrives on one of the agent's bases is answered
+(§7.3.1): 400 without USERNAME or MESSAGE-INTEGRITY, 420 for an unknown comprehension-required
+attribute, 401 unless USERNAME starts with our ufrag and MESSAGE-INTEGRITY checks with our
+password, 487 when the role conflict rules of §7.3.1.1 say the peer must switch (or we switch
+and answer). Else the answer is a success with XOR-MAPPED-ADDRESS (the source the request came
+from), MESSAGE-INTEGRITY with our password and FINGERPRINT.
+
+What an authenticated request sets in motion happens once per transaction ID — a retransmission
+is answered again, nothing more (the last ``RECENT_REQUESTS`` IDs are remembered):
+
+- its source becomes a peer-reflexive remote candidate if it is no known one (§7.3.1.3), with the
+  request's PRIORITY brought into the range a candidate priority has;
+- the pair it arrived on (created if need be) gets a triggered check (§7.3.1.4), which replaces
+  the pair's check in flight and goes out at once if the Ta slot is free; with the peer's
+  credentials still missing, it waits for :meth:`~ice.agent.Agent.set_remote_credentials`;
+- USE-CANDIDATE from a controlling peer nominates the pair once our own check of it succeeds —
+  at once if it already has (§7.3.1.5); an ICE-lite agent, which sends no checks, selects the
+  pair at once (§7.3.1.5, §2.5).
+
+The first request signed with our current password shows that the peer has our credentials: the
+controlling agent repeats at once a nomination the peer may have ignored before
+(:meth:`~ice.nomination.NominationPolicy.nominated_by_us`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from stun.address import Address
+from stun.attributes import (
+    Fingerprint,
+    IceControlled,
+    IceControlling,
+    Priority,
+    UseCandidate,
+    Username,
+    XorMappedAddress,
+)
+from stun.datagram import Datagram
+from stun.message import Message
+
+from .candidate import MAX_PRIORITY, Candidate, CandidateType
+from .checklist import PairState
+from .events import IceEvent, RemoteCandidateLearned
+from .gather import LocalCandidate
+from .remotes import unusable
+from .stats import PeerInput
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+#: How many request transaction IDs the agent remembers to recognise retransmissions.
+RECENT_REQUESTS = 256
+
+
+class IncomingChecks:
+    """Answers the peer's checks for an :class:`~ice.agent.Agent` and acts on them."""
+
+    def __init__(
+        self, agent: Agent, emit: Callable[[IceEvent], None], send: Callable[[Datagram], None]
+    ) -> None:
+        self._agent = agent
+        self._config = agent.config
+        self._gatherer = agent.gatherer
+        self._failures = agent.failures
+        self._remote_candidates = agent.remote_candidates
+        self._emit = emit
+        self._send = send
+        #: Transaction IDs of recent requests: a retransmission is answered, not re-triggered.
+        self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._prflx_foundations = itertools.count(1)
+        #: The local password a check from the peer was last authenticated with.
+        self._password_seen_by_peer: str | None = None
+
+    @property
+    def recent_requests(self) -> int:
+        """How many transaction IDs are remembered."""
+        return len(self._recent)
+
+    def peer_has_credentials(self) -> bool:
+        """Whether an authenticated check from the peer was signed with our current password:
+        then the peer has our credentials (see ``NominationPolicy.nominated_by_us``)."""
+        return self._password_seen_by_peer == self._agent.local_password
+
+    def receive(self, request: Message, local: Address, remote: Address, now: float) -> None:
+        """A Binding request arrived on base ``local`` from ``remote``."""
+        if request.has(Fingerprint) and not request.check_fingerprint():
+            return
+        base = self._gatherer.on_base(local)
+        if base is None:
+            return
+        agent = self._agent
+        username = request.get(Username)
+        if username is None or not request.has_integrity:
+            self._answer(local, remote, request.error_response(400), key=None)
+            return
+        key = agent.local_password.encode()
+        if request.unknown_required:
+            signed = request.check_integrity(key)
+            self._answer(local, remote, request.error_response(420), key if signed else None)
+            return
+        ours, _, _theirs = username.value.partition(":")
+        if ours != agent.local_username or not request.check_integrity(key):
+            self._failures.unauthenticated_requests += 1
+            self._answer(local, remote, request.error_response(401), key=None)
+            return
+        if not self._resolve_role_conflict(request, local, remote, key):
+            return
+        self._answer(local, remote, request.success_response([XorMappedAddress(remote)]), key)
+        agent._last_progress = now
+        if not self.peer_has_credentials():
+            self._password_seen_by_peer = agent.local_password
+            agent.selection.repeat_unconfirmed_nominations(now)
+        recent = self._recent
+        if request.transaction_id in recent:
+            return  # a retransmission: answered again, nothing new to act on
+        recent[request.transaction_id] = None
+        if len(recent) > RECENT_REQUESTS:
+            recent.popitem(last=False)
+        self._act_on(request, base, remote, now)
+
+    def _act_on(self, request: Message, base: LocalCandidate, remote: Address, now: float) -> None:
+        """What a new authenticated request sets in motion (§7.3.1.3 to §7.3.1.5)."""
+        agent = self._agent
+        remote_candidate = self._remote_for(base.stream, base.candidate.component, remote, request)
+        if remote_candidate is None:
+            return
+        if self._config.lite:
+            self._lite_nominate(base, remote_candidate, request, now)
+            return
+        checklist = agent.checklists[base.stream]
+        pair = checklist.find(base.base, remote) or checklist.add(
+            base.candidate, base.base, remote_candidate, agent.controlling
+        )
+        if pair is None:
+            return
+        pair.requests_received += 1
+        pair.responses_sent += 1
+        use_candidate = request.has(UseCandidate) and not agent.controlling
+        if pair.state is PairState.SUCCEEDED:
+            if use_candidate:
+                valid = agent.nomination.valid_on(pair.local_base, pair.remote.address) or pair
+                agent.selection.nominate(valid, now)
+            return
+        if use_candidate:
+            pair.nominate_on_success = True
+        outgoing = agent.outgoing
+        outgoing.cancel(pair)  # §7.3.1.4: the triggered check replaces it
+        agent._set_pair_state(pair, PairState.WAITING)
+        checklist.enqueue_triggered(pair)
+        if agent._checking:
+            outgoing.use_slot(now)  # the triggered queue is served now if the Ta slot is free
+        elif agent.remote_password is not None:
+            agent.start_checks(now)
+
+    def _answer(
+        self, local: Address, remote: Address, response: Message, key: bytes | None
+    ) -> None:
+        self._send(Datagram(response.encode(key=key, fingerprint=True), local, remote))
+
+    def _lite_nominate(
+        self, base: LocalCandidate, remote: Candidate, request: Message, now: float
+    ) -> None:
+        """An ICE-lite agent selects the pair a USE-CANDIDATE check arrives on (§7.3.1.5)."""
+        if not request.has(UseCandidate):
+            return
+        agent = self._agent
+        checklist = agent.checklists[base.stream]
+        pair = checklist.find(base.base, remote.address) or checklist.add(
+            base.candidate, base.base, remote, agent.controlling
+        )
+        if pair is not None:
+            pair.state = PairState.SUCCEEDED
+            pair.valid = True
+            agent.selection.nominate(pair, now)
+
+    def _remote_for(
+        self, stream: int, component: int, remote: Address, request: Message
+    ) -> Candidate | None:
+        """The remote candidate a request came from, or a new peer-reflexive one (§7.3.1.3) —
+        ``None`` when the stream holds ``max_remote_candidates`` already, or for a source no
+        check can be sent back to (port 0, an unspecified or multicast address).
+
+        The new candidate's priority is the request's PRIORITY (§7.3.1.3), brought into the
+        1..2^31-1 a candidate priority has (§5.1.2.1) when the peer sent 0, more, or none."""
+        candidate = self._remote_candidates.find(stream, component, remote)
+        if candidate is not None:
+            return candidate
+        attribute = request.get(Priority)
+        priority = attribute.value if attribute is not None else 0
+        if not 1 <= priority <= MAX_PRIORITY:
+            self._failures.peer_input[PeerInput.PRIORITY_CLAMPED] += 1
+            priority = min(max(priority, 1), MAX_PRIORITY)
+        candidate = Candidate(
+            foundation=f"prflx{next(self._prflx_foundations)}",
+            component=component,
+            transport="udp",
+            priority=priority,
+            host=remote.host,
+            port=remote.port,
+            type=CandidateType.PEER_REFLEXIVE,
+        )
+        if unusable(candidate):
+            self._failures.peer_input[PeerInput.UNUSABLE_ADDRESS] += 1
+            return None
+        if not self._remote_candidates.add(stream, candidate):
+            self._failures.peer_input[PeerInput.REMOTE_CANDIDATES_FULL] += 1
+            return None
+        self._emit(RemoteCandidateLearned(stream, candidate))
+        return candidate
+
+    def _resolve_role_conflict(
+        self, request: Message, local: Address, remote: Address, key: bytes
+    ) -> bool:
+        """RFC 8445 §7.3.1.1; ``False`` when the request was answered with 487."""
+        agent = self._agent
+        controlling = request.get(IceControlling)
+        controlled = request.get(IceControlled)
+        if agent.controlling and controlling is not None:
+            if agent.tie_breaker >= controlling.tie_breaker:
+                self._failures.role_conflicts += 1
+                self._answer(local, remote, request.error_response(487), key)
+                return False
+            agent._switch_role(False)
+        elif not agent.controlling and controlled is not None:
+            if agent.tie_breaker >= controlled.tie_breaker:
+                agent._switch_role(True)
+            else:
+                self._failures.role_conflicts += 1
+                self._answer(local, remote, request.error_response(487), key)
+                return False
+        return True

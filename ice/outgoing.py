@@ -1,0 +1,402 @@
+"""The agent's own connectivity checks: paced sending, retransmission, and what their responses
+make of a pair (RFC 8445 §6.1.4, §7.2).
+
+Theory of operation. Every Ta (``pacing``) the agent offers :meth:`OutgoingChecks.use_slot` one
+slot, served round-robin over the check lists (§6.1.4.2): a triggered check first (§7.3.1.4),
+else the highest-priority Waiting pair, else the best Frozen pair of a foundation with nothing
+Waiting or In-Progress. A check is a Binding request with USERNAME, PRIORITY (the
+peer-reflexive priority of its base), ICE-CONTROLLING or ICE-CONTROLLED with the tie-breaker,
+USE-CANDIDATE when it nominates, MESSAGE-INTEGRITY with the peer's password and FINGERPRINT
+(§7.2.2); it is retransmitted on the RTO of §14.3 until answered or timed out. Consent checks
+(RFC 7675) go out the same way on selected pairs, but change no pair state.
+
+Checks in flight are kept by transaction ID, so a response finds its check in one dict access.
+A response counts only if it carries MESSAGE-INTEGRITY with the password the request was signed
+with — a forged one is ignored and the retransmissions go on (RFC 8489 §9.1.4) — and comes back
+on the path the check took (§7.2.5.2.1). A success makes the *valid pair* (§7.2.5.3.2): the
+local side is the candidate whose address the peer saw (XOR-MAPPED-ADDRESS), a new
+peer-reflexive one if none (§7.2.5.3.1), and the pair's foundation is unfrozen in every check
+list (§7.2.5.3.3). A 487 switches the role and retries the pair (§7.2.5.1); a nomination check
+that succeeds nominates its valid pair (:mod:`ice.selection`).
+
+A check replaced by a triggered check is *cancelled* (§7.3.1.4): it is no longer retransmitted
+and its silence is no failure, but the agent waits the transaction's timeout for a response, which
+counts as any other does. A check of a pair that nomination pruned (§8.1.2) is *abandoned*:
+forgotten at once, since the pair failed as pruned and its component is concluded — nothing waits
+for its answer, and it no longer keeps the session from completing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from stun.address import Address
+from stun.attributes import (
+    ErrorCode,
+    Fingerprint,
+    IceControlled,
+    IceControlling,
+    Priority,
+    UseCandidate,
+    Username,
+    XorMappedAddress,
+)
+from stun.datagram import Datagram
+from stun.message import Message, MessageClass, Method, new_transaction_id
+from stun.transaction import ClientTransaction, TransactionState
+
+from .candidate import (
+    TYPE_PREFERENCE,
+    Candidate,
+    CandidateType,
+    candidate_priority,
+    compute_foundation,
+)
+from .checklist import CandidatePair, PairState
+from .events import IceEvent, PairStateChanged
+from .gather import LocalCandidate
+from .stats import PeerInput
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+
+class Check:
+    """One connectivity check in flight."""
+
+    __slots__ = (
+        "cancelled",
+        "consent",
+        "controlling",
+        "key",
+        "pair",
+        "peer_had_credentials",
+        "transaction",
+        "use_candidate",
+    )
+
+    def __init__(
+        self,
+        pair: CandidatePair,
+        transaction: ClientTransaction,
+        use_candidate: bool,
+        controlling: bool,
+        consent: bool,
+        key: bytes,
+        peer_had_credentials: bool,
+    ) -> None:
+        self.pair = pair
+        self.transaction = transaction
+        self.use_candidate = use_candidate
+        self.controlling = controlling
+        self.consent = consent
+        #: The peer's password the request was signed with: its response must carry the same.
+        self.key = key
+        #: An authenticated check from the peer had arrived when this one went out.
+        self.peer_had_credentials = peer_had_credentials
+        #: Replaced by a triggered check (§7.3.1.4): no retransmission; a timeout is no failure.
+        self.cancelled = False
+
+
+class OutgoingChecks:
+    """The checks an :class:`~ice.agent.Agent` sends, their pace and their responses."""
+
+    def __init__(
+        self, agent: Agent, emit: Callable[[IceEvent], None], send: Callable[[Datagram], None]
+    ) -> None:
+        self._agent = agent
+        self._config = agent.config
+        self._gatherer = agent.gatherer
+        self._consent = agent.consent
+        self._failures = agent.failures
+        self._emit = emit
+        self._send = send
+        #: Checks in flight, by transaction ID.
+        self.in_flight: dict[bytes, Check] = {}
+        #: When the next Ta slot opens.
+        self.next_at = 0.0
+        self._round_robin = itertools.cycle(range(len(agent.config.streams)))
+
+    # ================================================================== pacing
+
+    def pending(self) -> bool:
+        """Whether a check waits to be sent (triggered, Waiting or Frozen pairs)."""
+        return any(checklist.has_pending() for checklist in self._agent.checklists)
+
+    def ordinary_in_flight(self) -> bool:
+        """Whether a check other than a consent check is in flight."""
+        return any(not check.consent for check in self.in_flight.values())
+
+    def get_timer(self) -> float | None:
+        """The earliest retransmission, or the next Ta slot when a check waits for one."""
+        deadlines = [check.transaction.get_timer() for check in self.in_flight.values()]
+        agent = self._agent
+        if agent._checking and agent.remote_password is not None and self.pending():
+            deadlines.append(self.next_at)
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def use_slot(self, now: float) -> None:
+        """Send the next check if the Ta slot is open; the slot is used up either way (Frozen
+        pairs whose foundation is busy wait for it)."""
+        agent = self._agent
+        if agent._checking and agent.remote_password is not None and now >= self.next_at:
+            self._send_next(now)
+            self.next_at = now + self._config.pacing
+
+    def hold_slot(self, now: float) -> None:
+        """A check just went out of turn: the next ordinary check waits a full Ta after it."""
+        self.next_at = max(self.next_at, now + self._config.pacing)
+
+    def _send_next(self, now: float) -> None:
+        """One check, round-robin over check lists (§6.1.4.2)."""
+        agent = self._agent
+        checklists = agent.checklists
+        for _ in range(len(checklists)):
+            checklist = checklists[next(self._round_robin)]
+            while (triggered := checklist.next_triggered()) is not None:
+                if triggered.failure != "pruned after nomination":
+                    use_candidate = agent.nomination.wants_use_candidate(
+                        triggered, agent.controlling
+                    )
+                    self.send(triggered, now, use_candidate=use_candidate)
+                    return
+            ordinary = checklist.next_ordinary()
+            if ordinary is not None:
+                self.send(ordinary, now, use_candidate=False)
+                return
+
+    def _rto(self) -> float:
+        """RTO = MAX(500 ms, Ta * N * (Num-Waiting + Num-In-Progress)) (RFC 8445 §14.3)."""
+        checklists = self._agent.checklists
+        active = sum(
+            1
+            for checklist in checklists
+            for p in checklist
+            if p.state in (PairState.WAITING, PairState.IN_PROGRESS)
+        )
+        return max(0.5, self._config.pacing * len(checklists) * active)
+
+    # ================================================================== sending
+
+    def send(
+        self, pair: CandidatePair, now: float, *, use_candidate: bool, consent: bool = False
+    ) -> None:
+        """Check ``pair`` now (a consent check with ``consent``)."""
+        agent = self._agent
+        assert agent.remote_username is not None and agent.remote_password is not None
+        config = self._config
+        attributes = [
+            Username(f"{agent.remote_username}:{agent.local_username}"),
+            Priority(self._peer_reflexive_priority(pair)),
+            IceControlling(agent.tie_breaker)
+            if agent.controlling
+            else IceControlled(agent.tie_breaker),
+        ]
+        if use_candidate:
+            attributes.append(UseCandidate())
+        transaction_id = new_transaction_id(config.rng)
+        request = Message(Method.BINDING, MessageClass.REQUEST, transaction_id, attributes)
+        key = agent.remote_password.encode()
+        data = request.encode(key=key, fingerprint=True)
+        transaction = ClientTransaction(
+            data, transaction_id, now=now, rto=self._rto(), config=config.check_transaction
+        )
+        self.in_flight[transaction_id] = Check(
+            pair,
+            transaction,
+            use_candidate,
+            agent.controlling,
+            consent,
+            key,
+            agent.incoming.peer_has_credentials(),
+        )
+        pair.requests_sent += 1
+        if not consent:
+            pair.transaction_id = transaction_id
+        if not consent and pair.first_check_at is None:
+            pair.first_check_at = now
+        if not consent and pair.state is not PairState.SUCCEEDED:
+            # A succeeded pair checked again (to nominate it) stays succeeded (§8.1.1).
+            agent._set_pair_state(pair, PairState.IN_PROGRESS)
+        self._consent.sent(pair, now)
+        self._send(Datagram(data, pair.local_base, pair.remote.address))
+
+    def _peer_reflexive_priority(self, pair: CandidatePair) -> int:
+        """The priority a peer-reflexive candidate of the pair's base would have: a check's
+        PRIORITY (§7.2.2), and that of a local peer-reflexive candidate (§7.2.5.3.1)."""
+        return candidate_priority(
+            TYPE_PREFERENCE[CandidateType.PEER_REFLEXIVE],
+            self._gatherer.local_preference(pair.local_base),
+            pair.component,
+        )
+
+    def retransmit(self, now: float) -> None:
+        """Retransmit what is due; a check that timed out fails its pair (§7.2.5.2.3)."""
+        agent = self._agent
+        for transaction_id, check in list(self.in_flight.items()):
+            resend = check.transaction.handle_timer(now)
+            if check.cancelled:
+                if check.transaction.state is TransactionState.TIMED_OUT:
+                    del self.in_flight[transaction_id]
+                continue
+            if resend is not None:
+                check.pair.requests_sent += 1
+                self._send(Datagram(resend, check.pair.local_base, check.pair.remote.address))
+            elif check.transaction.state is TransactionState.TIMED_OUT:
+                del self.in_flight[transaction_id]
+                if check.use_candidate and not check.consent:
+                    agent.nomination.nomination_failed(check.pair)
+                if not check.consent and check.pair.state is PairState.IN_PROGRESS:
+                    self._failures.timeouts += 1
+                    check.pair.failure = "timeout"
+                    agent._set_pair_state(check.pair, PairState.FAILED)
+
+    def cancel(self, pair: CandidatePair) -> None:
+        """A triggered check replaces the pair's check in flight, if any (§7.3.1.4): no
+        retransmission, and its silence is no failure; a response until its transaction times
+        out still counts."""
+        check = self.in_flight.get(pair.transaction_id or b"")
+        if check is not None:
+            check.cancelled = True
+
+    def abandon(self, pair: CandidatePair) -> None:
+        """Nomination pruned the pair (§8.1.2): forget its check in flight, if any."""
+        self.in_flight.pop(pair.transaction_id or b"", None)
+
+    def forget_base(self, base: Address) -> None:
+        """A local candidate is lost: nothing can answer the checks sent from its base."""
+        for transaction_id, check in list(self.in_flight.items()):
+            if check.pair.local_base == base:
+                del self.in_flight[transaction_id]
+
+    def restart(self) -> None:
+        """ICE restart (§9): the previous generation's checks are forgotten; consent checks of
+        the pairs that carry data on go on."""
+        self.in_flight = {t: c for t, c in self.in_flight.items() if c.consent}
+
+    # ================================================================== responses
+
+    def receive_response(
+        self, response: Message, local: Address, remote: Address, now: float
+    ) -> None:
+        """A Binding response (success or error) arrived on ``local`` from ``remote``."""
+        check = self.in_flight.get(response.transaction_id)
+        if check is None:
+            return
+        if response.has(Fingerprint) and not response.check_fingerprint():
+            return
+        if not response.check_integrity(check.key):
+            self._failures.bad_integrity += 1
+            return  # as if never received: retransmissions go on (RFC 8489 §9.1.4)
+        del self.in_flight[response.transaction_id]
+        agent = self._agent
+        pair = check.pair
+        rtt = check.transaction.answered(now)
+        pair.responses_received += 1
+        if remote != pair.remote.address or local != pair.local_base:
+            pair.failure = "asymmetric response"  # §7.2.5.2.1
+            agent._set_pair_state(pair, PairState.FAILED)
+            return
+        if response.message_class is MessageClass.ERROR_RESPONSE:
+            self._failed(check, response.get(ErrorCode))
+            return
+        pair.record_rtt(rtt)
+        if check.consent:
+            self._consent.answered(pair, now)
+            if check.use_candidate and check.peer_had_credentials:
+                agent.nomination.confirm(pair)
+            return
+        mapped = response.get(XorMappedAddress)
+        if mapped is None:
+            pair.failure = "no XOR-MAPPED-ADDRESS"
+            agent._set_pair_state(pair, PairState.FAILED)
+            return
+        valid = self._valid_pair(pair, mapped.address)
+        agent._set_pair_state(pair, PairState.SUCCEEDED)
+        valid.valid = True
+        if valid is not pair and valid.state is not PairState.SUCCEEDED:
+            agent._set_pair_state(valid, PairState.SUCCEEDED)
+        for checklist in agent.checklists:
+            for sibling in checklist.unfreeze_foundation(pair.foundation):
+                self._emit(PairStateChanged(checklist.stream, sibling))
+        if check.use_candidate and check.controlling:
+            agent.selection.nominate(valid, now)
+            if agent.selected.get((valid.stream, valid.component)) is valid:
+                agent.nomination.nominated_by_us(valid, confirmed=check.peer_had_credentials)
+        elif not agent.controlling and (pair.nominate_on_success or valid.nominate_on_success):
+            agent.selection.nominate(valid, now)
+        elif not agent.nomination.pair_valid(valid, now):
+            self._failures.peer_input[PeerInput.VALID_LIST_FULL] += 1
+
+    def _failed(self, check: Check, error: ErrorCode | None) -> None:
+        agent = self._agent
+        pair = check.pair
+        code = error.code if error else 0
+        if code == 487 and check.controlling == agent.controlling:
+            # §7.2.5.1: switch roles and check the pair again.
+            self._failures.role_conflicts += 1
+            agent._switch_role(not agent.controlling)
+            agent._set_pair_state(pair, PairState.WAITING)
+            agent.checklists[pair.stream].enqueue_triggered(pair)
+            return
+        if code == 401:
+            self._failures.unauthenticated += 1
+        pair.failure = f"error {code}"
+        if not check.consent:
+            agent._set_pair_state(pair, PairState.FAILED)
+
+    def _valid_pair(self, pair: CandidatePair, mapped: Address) -> CandidatePair:
+        """The pair a successful check validates (§7.2.5.3.2), learning a local prflx if needed.
+
+        ``mapped`` is the peer's XOR-MAPPED-ADDRESS: one of another family than the base is
+        ignored, and past ``max_local_peer_reflexive`` no new local candidate is learnt; either
+        way the checked pair itself is the valid one (the check proved its path)."""
+        if mapped == pair.local.address:
+            return pair
+        if (":" in mapped.host) != (":" in pair.local_base.host):
+            self._failures.peer_input[PeerInput.MAPPED_ADDRESS_FAMILY] += 1
+            return pair
+        local = self._gatherer.find(pair.stream, pair.component, mapped)
+        if local is None:
+            local = self._learn_peer_reflexive(pair, mapped)
+            if local is None:
+                self._failures.peer_input[PeerInput.LOCAL_PEER_REFLEXIVE_FULL] += 1
+                return pair
+        if local.base != pair.local_base:
+            return pair
+        known = self._agent.nomination.valid_on(pair.local_base, pair.remote.address)
+        if known is not None and known.local == local.candidate:
+            known.record_rtt(pair.last_rtt or 0.0)
+            return known  # validated before: the same pair, its flags and counters kept
+        valid = CandidatePair(
+            local.candidate,
+            pair.local_base,
+            pair.remote,
+            pair.stream,
+            pair.priority,
+            state=PairState.SUCCEEDED,
+            nominate_on_success=pair.nominate_on_success,
+        )
+        valid.record_rtt(pair.last_rtt or 0.0)
+        return valid
+
+    def _learn_peer_reflexive(self, pair: CandidatePair, mapped: Address) -> LocalCandidate | None:
+        """§7.2.5.3.1: a peer-reflexive local candidate, with the priority the check carried;
+        ``None`` when ``max_local_peer_reflexive`` were learnt already."""
+        candidate = Candidate(
+            foundation=compute_foundation(
+                CandidateType.PEER_REFLEXIVE, pair.local_base.host, "udp"
+            ),
+            component=pair.component,
+            transport="udp",
+            priority=self._peer_reflexive_priority(pair),
+            host=mapped.host,
+            port=mapped.port,
+            type=CandidateType.PEER_REFLEXIVE,
+            related_address=pair.local_base,
+            base=pair.local_base,
+        )
+        local = LocalCandidate(candidate, pair.local_base, pair.stream)
+        return local if self._gatherer.learn_peer_reflexive(local) else None

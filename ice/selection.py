@@ -1,0 +1,306 @@
+"""Which pair carries each component's data, and the session state that follows from it
+(RFC 8445 §8, §6.1.3; RFC 7675).
+
+Theory of operation. **Nomination.** The controlling agent asks :mod:`ice.nomination` after every
+interaction whether a component's best valid pair is ready, and checks it again with
+USE-CANDIDATE; the success of that check nominates the pair (§8.1.1). The controlled agent
+nominates the valid pair of a USE-CANDIDATE check once its own check of the pair has succeeded
+(§7.3.1.5). A nominated pair is selected when it replaces the current one
+(:func:`~ice.nomination.replaces_selected`), consent starts on it (:mod:`ice.consent`), and the
+lower-priority pairs of its component stop being checked (§8.1.2). A controlled agent whose peer
+sends data on another nominated pair follows the peer there.
+
+**State.** The agent's state derives from its components: *connected* once every component has
+this generation's nominated pair (a pair kept through a restart concludes nothing, §9),
+*completed* when no check is in flight any more, *disconnected* while a selected pair goes
+unanswered for ``disconnected_after``. **Ending.** An agent with a component not concluded that
+has nothing left to do by itself — gathering over, no check in flight or waiting — gives the
+peer a bounded time and then fails: at once when every pair failed or none can be formed, after
+``peer_reflexive_wait`` when no pair exists yet (the peer's checks may still bring
+peer-reflexive candidates), after ``idle_timeout`` without end-of-candidates or, controlled,
+without a nomination. Consent loss and the loss of the only path's local candidate fail it too.
+Every failure keeps its reason (:meth:`Selection.failure_reason`).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from stun.address import Address
+
+from .checklist import CandidatePair, PairState
+from .config import Policy
+from .events import IceEvent, IceState, PairStateChanged, SelectedPairChanged
+from .gather import LocalCandidate
+from .nomination import replaces_selected
+from .stats import PeerInput, describe_failure
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+
+class _Stall(enum.Enum):
+    """What an idle agent without a pair for every component is waiting for in vain."""
+
+    NOTHING_TO_CHECK = "nothing to check"
+    NO_END_OF_CANDIDATES = "no end-of-candidates"
+    NO_NOMINATION = "no nomination"
+
+
+class Selection:
+    """Nomination, selection and the derived state of an :class:`~ice.agent.Agent`."""
+
+    def __init__(self, agent: Agent, emit: Callable[[IceEvent], None]) -> None:
+        self._agent = agent
+        self._config = agent.config
+        self._selected = agent.selected
+        self._consent = agent.consent
+        self._gatherer = agent.gatherer
+        self._failures = agent.failures
+        self._emit = emit
+        #: Why the agent failed, once it has (see :meth:`failure_reason`).
+        self.failure: str | None = None
+
+    # ================================================================== nomination, selection
+
+    def nominate(self, pair: CandidatePair, now: float) -> None:
+        """The pair is nominated (§8.1.1, §7.3.1.5): select it if it replaces the current one,
+        and prune the lower-priority pairs of its component (§8.1.2)."""
+        if pair.nominated:
+            return
+        agent = self._agent
+        pair.nominated = True
+        pair.valid = True
+        if not agent.nomination.pair_valid(pair, now):
+            self._failures.peer_input[PeerInput.VALID_LIST_FULL] += 1
+        agent.nomination.concluded(pair)
+        current = self._selected.get((pair.stream, pair.component))
+        suspended = current is not None and self._consent.suspended(current)
+        if replaces_selected(current, pair, suspended=suspended):
+            self._select(pair, now)
+        for pruned in agent.checklists[pair.stream].stop_below(pair.component, pair.priority):
+            agent.outgoing.abandon(pruned)
+        self._emit(PairStateChanged(pair.stream, pair))
+
+    def _select(self, pair: CandidatePair, now: float) -> None:
+        key = (pair.stream, pair.component)
+        current = self._selected.get(key)
+        self._selected[key] = pair
+        if not self._config.lite:  # a lite agent sends no checks at all (§2.5)
+            self._consent.track(pair, now)
+        if current is not None and current is not pair:
+            self._consent.untrack(current)
+        self._emit(SelectedPairChanged(pair.stream, pair.component, pair))
+
+    def follow_peer(self, local: Address, remote: Address, now: float) -> CandidatePair | None:
+        """The peer's data arrived on a nominated pair that is not the selected one: a
+        controlled agent selects it, since a peer sends data on the pair it selected (see
+        :func:`~ice.nomination.replaces_selected`)."""
+        agent = self._agent
+        pair = agent.nomination.valid_on(local, remote)
+        if (
+            agent.controlling
+            or pair is None
+            or not pair.nominated
+            or not self._consent.allows(pair)
+            or self._selected.get((pair.stream, pair.component)) is pair
+        ):
+            return None
+        self._select(pair, now)
+        return pair
+
+    def repeat_unconfirmed_nominations(self, now: float) -> None:
+        """The peer just proved it has our credentials: repeat at once every nomination it may
+        have forgotten (see :meth:`NominationPolicy.nominated_by_us`)."""
+        agent = self._agent
+        if not agent.controlling or agent.remote_password is None:
+            return
+        for pair in agent.nomination.unconfirmed_pairs():
+            if self._selected.get((pair.stream, pair.component)) is pair:
+                agent.outgoing.send(pair, now, use_candidate=True, consent=True)
+
+    def run_nomination(self, now: float) -> None:
+        """The controlling agent nominates every component whose best valid pair is ready."""
+        agent = self._agent
+        if not agent.controlling or self._config.lite:
+            return
+        for checklist in agent.checklists:
+            for component in range(1, checklist.components + 1):
+                if self.concluded((checklist.stream, component)):
+                    continue
+                pair = agent.nomination.choose(checklist, component, now)
+                if pair is not None:
+                    # The nomination check repeats a check that just succeeded on a proven path
+                    # (§8.1.1): it goes out at once rather than in the next Ta slot, and the next
+                    # ordinary check waits a full Ta after it, so the pace of new checks holds.
+                    agent.outgoing.send(pair, now, use_candidate=True)
+                    agent.outgoing.hold_slot(now)
+
+    def forget_local(self, local: LocalCandidate, reason: str, now: float) -> None:
+        """A local candidate is lost: its pairs fail and stop being checked; if it carried a
+        component's data, the component is open for nomination again, and fails with
+        ``reason`` when no other valid pair remains."""
+        agent = self._agent
+        checklist = agent.checklists[local.stream]
+        gone = [pair for pair in checklist if pair.local_base == local.base]
+        for pair in gone:
+            pair.failure = "local candidate lost"
+            agent._set_pair_state(pair, PairState.FAILED)
+        for pair in gone:
+            checklist.triggered.pop(pair, None)
+        agent.outgoing.forget_base(local.base)
+        agent.nomination.forget(local.base)
+        key = (local.stream, local.candidate.component)
+        selected = self._selected.get(key)
+        if selected is None or selected.local_base != local.base:
+            return
+        concluded = self.concluded(key)
+        del self._selected[key]
+        self._consent.untrack(selected)
+        if not concluded:
+            return  # the previous generation's pair: the current checks decide
+        if agent.nomination.has_valid(*key) and agent.controlling and not self._config.lite:
+            agent._set_state(IceState.CHECKING)  # another valid pair gets nominated
+        else:
+            self.fail(f"component {key[1]} lost its only path: {reason}")
+
+    # ================================================================== state
+
+    def update(self, now: float) -> None:
+        """Nominate what is ready, then derive the overall state."""
+        self.run_nomination(now)
+        self.derive_state(now)
+
+    def keys(self) -> list[tuple[int, int]]:
+        """Every (stream, component) of the session."""
+        return [(c.stream, n) for c in self._agent.checklists for n in range(1, c.components + 1)]
+
+    def concluded(self, key: tuple[int, int]) -> bool:
+        """Whether a component has this generation's nominated pair: a pair kept through a
+        restart carries data but concludes nothing (§9)."""
+        pair = self._selected.get(key)
+        return pair is not None and pair.nominated and not self._consent.suspended(pair)
+
+    def _idle(self) -> bool:
+        """Checking, with nothing left that the agent can do by itself: gathering is over, no
+        check is in flight and none waits to be sent."""
+        agent = self._agent
+        return (
+            agent._checking
+            and self._gatherer.completed
+            and not agent.outgoing.ordinary_in_flight()
+            and not agent.outgoing.pending()
+        )
+
+    def give_up_at(self) -> tuple[float, _Stall] | None:
+        """When an idle agent with a component not concluded fails, and why: only the peer can
+        move things on now, and it gets a bounded time to."""
+        agent = self._agent
+        if (
+            agent.state in (IceState.FAILED, IceState.CLOSED)
+            or not self._idle()
+            or all(self.concluded(key) for key in self.keys())
+        ):
+            return None
+        config = self._config
+        idle_end = agent._last_progress + config.idle_timeout
+        hopeless = [
+            key
+            for key in self.keys()
+            if not self.concluded(key) and not agent.nomination.has_valid(*key)
+        ]
+        if not hopeless or config.lite:  # a lite agent sends no checks: it waits to be nominated
+            return idle_end, _Stall.NO_NOMINATION
+        if not agent.remote_complete:
+            return idle_end, _Stall.NO_END_OF_CANDIDATES
+        for stream, component in hopeless:
+            if not self._gatherer.pairable(stream, component):
+                return -math.inf, _Stall.NOTHING_TO_CHECK  # no peer check can reach us either
+            if any(p.component == component for p in agent.checklists[stream]):
+                return -math.inf, _Stall.NOTHING_TO_CHECK  # every pair failed
+        # No pair at all: the peer's checks may still bring peer-reflexive candidates (§7.3.1.3).
+        return agent._last_progress + config.peer_reflexive_wait, _Stall.NOTHING_TO_CHECK
+
+    def derive_state(self, now: float) -> None:
+        """The overall state from the components' (RFC 8445 §6.1.3, §8; RFC 8838 §8)."""
+        agent = self._agent
+        if agent.state in (IceState.CLOSED, IceState.FAILED) or not (
+            agent._checking or self._selected
+        ):
+            return
+        keys = self.keys()
+        if all(self.concluded(key) for key in keys):
+            selected = [self._selected[key] for key in keys]
+            if any(self._consent.disconnected(pair, now) for pair in selected):
+                agent._set_state(IceState.DISCONNECTED)
+            elif agent.state is not IceState.COMPLETED:
+                # Completed stays completed: a check still in flight (the peer's last triggered
+                # check, a cancelled one) does not reopen the session.
+                checking = agent.outgoing.ordinary_in_flight()
+                agent._set_state(IceState.CONNECTED if checking else IceState.COMPLETED)
+            return
+        verdict = self.give_up_at()
+        if verdict is None or now < verdict[0]:
+            return
+        waited = f"{self._config.idle_timeout:g} s"
+        if verdict[1] is _Stall.NOTHING_TO_CHECK:
+            self.fail(self.failure_reason())
+        elif verdict[1] is _Stall.NO_END_OF_CANDIDATES:
+            self.fail(
+                f"nothing left to check, and neither a new remote candidate nor "
+                f"end-of-candidates came for {waited}: {self.failure_reason()}"
+            )
+        else:
+            self.fail(f"the controlling peer nominated no pair for {waited}")
+
+    def fail(self, reason: str) -> None:
+        """The session failed for ``reason`` (unless it had failed or closed already)."""
+        agent = self._agent
+        if agent.state not in (IceState.FAILED, IceState.CLOSED):
+            self.failure = reason
+            agent._set_state(IceState.FAILED)
+
+    # ================================================================== failure reasons
+
+    def failure_reason(self) -> str:
+        """Why the agent failed (or why checking is failing), in words a person can act on."""
+        if self.failure is not None:
+            return self.failure
+        agent = self._agent
+        usable = sum(
+            len(self._gatherer.pairable(stream, component))
+            for stream, components in enumerate(self._config.streams)
+            for component in range(1, components + 1)
+        )
+        if not usable:
+            unusable = self._no_usable_candidate()
+            if unusable is not None:
+                return unusable
+        pairs = [p for checklist in agent.checklists for p in checklist]
+        succeeded = sum(1 for p in pairs if p.state is PairState.SUCCEEDED)
+        if succeeded and not any(agent.nomination.has_valid(*key) for key in self.keys()):
+            # Only a nomination check that timed out takes a pair out of the valid list.
+            return (
+                f"the peer stopped answering: {succeeded} pairs succeeded, but no nomination "
+                "check (USE-CANDIDATE) was answered"
+            )
+        return describe_failure(self._failures, len(agent.remote_candidates), usable, pairs)
+
+    def _no_usable_candidate(self) -> str | None:
+        """Why gathering gave no candidate a pair can use, when it says more than "none"."""
+        config = self._config
+        relay_only = config.policy is Policy.RELAY
+        reasons = [
+            f"{event.server} from {event.base}: {event.reason}" for event in self._gatherer.failures
+        ]
+        if reasons:
+            wanted = "relayed candidate" if relay_only else "local candidate"
+            return f"no {wanted} was gathered: " + "; ".join(reasons)
+        if relay_only and not config.turn_servers:
+            return "no relayed candidate: the relay-only policy needs a TURN server"
+        if relay_only:
+            return "no relayed candidate: no TURN server of a local address's family"
+        return None

@@ -217,6 +217,7 @@ class Agent:
             for stream, components in enumerate(self.config.streams)
         ]
         self.outgoing.restart()
+        self.incoming.restart()
         self._checking = False
         self.nomination = NominationPolicy(self.config)
         self.consent.suspend(self.selected.values())
@@ -286,6 +287,7 @@ class Agent:
             triggered=sum(len(checklist.triggered) for checklist in self.checklists),
             checks_in_flight=len(self.outgoing.in_flight),
             recent_requests=self.incoming.recent_requests,
+            checked_paths=self.incoming.checked_paths,
         )
 
     def failure_reason(self) -> str:
@@ -456,6 +458,14 @@ class Agent:
             )
 
     def _receive_data(self, data: bytes, local: Address, remote: Address, now: float) -> None:
+        """Application data (RFC 7983: not STUN) that arrived on base ``local`` from ``remote``.
+
+        It is the peer's when it comes from the remote side of a selected pair, of a valid pair
+        (the peer may send on any valid pair before selection, RFC 8445 §12.1), or of a path the
+        peer's authenticated check came on (its check may succeed before ours does). Anything
+        else is a stranger's — no check proved it — and is dropped and counted, as pion's
+        ``validateNonSTUNTraffic`` does. Every lookup is one dict access.
+        """
         pair = self.selected.on_path(local, remote) or self.selection.follow_peer(
             local, remote, now
         )
@@ -464,9 +474,20 @@ class Agent:
             self.nomination.confirm(pair)  # the peer sends data on the pair it selected
             self._events.append(DataReceived(pair.stream, pair.component, data, remote))
             return
+        pair = self.nomination.valid_on(local, remote)
         base = self.gatherer.on_base(local)
-        if base is not None:
-            self._events.append(DataReceived(base.stream, base.candidate.component, data, remote))
+        if pair is None and base is not None and self.incoming.checked_on(local, remote):
+            pair = self.checklists[base.stream].find(local, remote)
+            if pair is None:  # a check the full check list kept no pair for, or ICE-lite
+                self._events.append(
+                    DataReceived(base.stream, base.candidate.component, data, remote)
+                )
+                return
+        if pair is None:
+            self.failures.peer_input[PeerInput.DATA_NOT_FROM_PEER] += 1
+            return
+        pair.bytes_received += len(data)
+        self._events.append(DataReceived(pair.stream, pair.component, data, remote))
 
     # ================================================================== state changes
 

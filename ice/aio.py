@@ -16,7 +16,9 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
   entries, and re-arms its one ``loop.call_at`` timer from :meth:`~ice.agent.Agent.get_timer`.
 - **Data path** (:mod:`ice.base_sockets`). A datagram whose first byte is 0-3 is STUN (RFC 7983)
   and goes to the agent. Anything else from the selected pair's remote address goes straight
-  into the receive queue; sends go straight to the selected pair's socket. The selected pair of
+  into the receive queue; from elsewhere it goes to the agent, which delivers it only from the
+  peer (a valid pair's remote, or the source of an authenticated check) and drops a stranger's
+  (counted as ``data-not-from-peer``). Sends go straight to the selected pair's socket. The selected pair of
   each component is cached (updated on :class:`~ice.events.SelectedPairChanged`, dropped on
   :class:`~ice.events.ConsentLost`) and byte counts are handed to the agent in bulk
   (:meth:`~ice.agent.Agent.count_data`), so per datagram there is no agent call, no task and no

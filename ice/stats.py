@@ -88,6 +88,10 @@ class PeerInput(enum.Enum):
     VALID_LIST_FULL = "valid-list-full"
     #: A check reached a host socket while the policy is relay-only: not answered, not paired.
     RELAY_POLICY = "relay-policy"
+    #: Application data (not STUN, RFC 7983) from an address that is not the remote side of a
+    #: selected or valid pair of the socket it came to, nor the source of an authenticated check
+    #: there: a stranger's datagram, not delivered (as pion's ``validateNonSTUNTraffic``).
+    DATA_NOT_FROM_PEER = "data-not-from-peer"
 
 
 @dataclass(slots=True)
@@ -110,7 +114,8 @@ class TableSizes:
 
     Each is bounded: remote candidates by ``max_remote_candidates`` per stream, pairs and valid
     pairs by ``max_pairs`` per stream (valid pairs per component), local candidates by the bases,
-    servers and ``max_local_peer_reflexive``, recent requests by a constant.
+    servers and ``max_local_peer_reflexive``, recent requests by a constant, the paths the peer's
+    authenticated checks came on (whose data is accepted) by ``max_pairs``.
     """
 
     remote_candidates: int
@@ -121,6 +126,7 @@ class TableSizes:
     triggered: int
     checks_in_flight: int
     recent_requests: int
+    checked_paths: int
 
 
 def describe_failure(

@@ -314,17 +314,23 @@ def test_receive_queue_is_bounded_and_counts_what_it_drops() -> None:
     run(scenario())
 
 
-def test_data_from_an_unknown_address_still_reaches_its_component() -> None:
+def test_a_strangers_datagram_is_dropped_and_counted_and_the_peers_data_still_arrives() -> None:
+    """Redteam #4: a socket that no check proved sends to our selected pair's base. Its datagram
+    never reaches recvfrom(); the peer's, sent after it on the same socket, does."""
+
     async def scenario() -> None:
-        async with connected(components=2) as (_, b):
+        async with connected(components=2) as (a, b):
             pair = b.selected_pair(2)
             assert pair is not None
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
                 stranger.bind(("127.0.0.1", 0))
                 stranger.sendto(b"\x80stranger", pair.local_base)
-                assert await b.recvfrom() == (b"\x80stranger", 2)
+                stranger.sendto(b"", pair.local_base)  # dropped too, carrying nothing to count
+                await a.sendto(b"\x80peer", 2)
+                assert await b.recvfrom() == (b"\x80peer", 2)
+            assert b.agent.failures.peer_input[PeerInput.DATA_NOT_FROM_PEER] == 1
             (selected,) = [s for s in b.stats() if s.selected and s.component == 2]
-            assert selected.bytes_received == 0  # not the selected pair's traffic
+            assert selected.bytes_received == len(b"\x80peer")
 
     run(scenario())
 

@@ -32,6 +32,7 @@ from stun.datagram import Datagram
 from stun.reader_errors import error_kind
 from stun.server import LongTermCredentials
 from tests.net.loopback import run
+from tests.properties.ice_signed import signed_check_from
 from tests.turn.aio_client import RawTurnClient
 from turn import TurnAllocation, TurnClient
 from turn.server import ClientTransport, PeerPolicy, TurnServerConfig, TurnServerCore
@@ -308,9 +309,14 @@ def test_the_ice_reader_loses_only_the_datagram_that_raised() -> None:
             b.agent.__class__ = BuggyAgent
             pair = b.selected_pair()
             assert pair is not None
-            with client_socket() as stranger:  # not the selected path: through the agent
+            with client_socket() as other:  # not the selected path: through the agent
+                # A path of the peer's that its signed check proved: its data is taken.
+                other.sendto(
+                    signed_check_from([], b.local_username, b.local_password, bytes(12)),
+                    pair.local_base,
+                )
                 for payload in (b"\x80one", b"\x80" + MARKER, b"\x80two"):
-                    stranger.sendto(payload, pair.local_base)
+                    other.sendto(payload, pair.local_base)
                 got = [await asyncio.wait_for(b.recv(), 5.0) for _ in range(2)]
             assert got == [b"\x80one", b"\x80two"]
             assert b.reader_errors.counts == {error_kind(AgentBug()): 1}

@@ -18,12 +18,13 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
   and goes to the agent. Anything else from the selected pair's remote address goes straight
   into the receive queue; from elsewhere it goes to the agent, which delivers it only from the
   peer (a valid pair's remote, or the source of an authenticated check) and drops a stranger's
-  (counted as ``data-not-from-peer``). Sends go straight to the selected pair's socket. The selected pair of
-  each component is cached (updated on :class:`~ice.events.SelectedPairChanged`, dropped on
-  :class:`~ice.events.ConsentLost`) and byte counts are handed to the agent in bulk
-  (:meth:`~ice.agent.Agent.count_data`), so per datagram there is no agent call, no task and no
-  allocation beyond the bytes. The receive queue is bounded: when it is full, datagrams are
-  dropped and counted (:attr:`Connection.receive_queue_dropped`).
+  (counted as ``data-not-from-peer``). Sends go straight to the selected pair's socket. The
+  selected pair of each component is cached (updated on
+  :class:`~ice.events.SelectedPairChanged`, dropped on :class:`~ice.events.ConsentLost`) and byte
+  counts are handed to the agent in bulk (:meth:`~ice.agent.Agent.count_data`), so per datagram
+  there is no agent call, no task and no allocation beyond the bytes. The receive queue is
+  bounded: when it is full, datagrams are dropped and counted
+  (:attr:`Connection.receive_queue_dropped`).
 - **Ending.** Every wait ends with a result or an :class:`~ice.IceConnectionError` saying why:
   :meth:`Connection.connect` raises as soon as the agent fails (it fails by itself when nothing
   is left to try, ``idle_timeout`` after the peer fell silent, at consent loss, or when the only
@@ -34,10 +35,11 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
   for new ones, closing those of gone ones), restarts the agent — which allocates again where an
   allocation is gone — and returns once the new generation's candidates are gathered.
 - **mDNS** (:mod:`ice.mdns_candidates`). A remote ``.local`` candidate is resolved in the
-  background and added when resolved, or reported as :class:`~ice.mdns.CandidateUnresolvable`;
+  background (one shared resolver, a bounded number of lookups at a time and per generation)
+  and added when resolved, or reported as :class:`~ice.mdns.CandidateUnresolvable`;
   end-of-candidates waits for pending resolutions. With ``mdns_hide_host_candidates`` our own
   host candidates are signalled as ``<uuid>.local`` names that a :class:`~ice.mdns.Responder`
-  answers for.
+  answers for. A relay-only connection does neither: it sends nothing on the local link.
 
 Differences from aioice's ``Connection`` are listed in docs/ice.md.
 """
@@ -181,8 +183,10 @@ class Connection(_Closing):
             hide_hosts=mdns_hide_host_candidates,
             timeout=mdns_timeout,
             limit=self._config.max_remote_candidates,
+            local_link=self._config.policy is not Policy.RELAY,
             emit=self._emit,
             resolved=self._resolved,
+            admit=self._admit_resolved,
         )
         #: Our candidates as signalled, in the order gathered (this generation's).
         self._local_candidates: list[Candidate] = []
@@ -414,9 +418,9 @@ class Connection(_Closing):
         A ``.local`` candidate is resolved by mDNS in the background and added once resolved
         (or reported by a :class:`~ice.mdns.CandidateUnresolvable` event); end-of-candidates
         reaches the agent after every pending resolution. Candidates given before gathering
-        starts wait for the agent, and so do ``.local`` ones while they are resolved: at most
-        ``max_remote_candidates`` of each (the agent keeps no more); past that they are dropped
-        and counted in ``agent.failures.peer_input``.
+        starts wait for the agent: at most ``max_remote_candidates`` of them, and at most as
+        many ``.local`` ones are taken per generation (the agent keeps no more); past that
+        they are dropped and counted in ``agent.failures.peer_input``.
         """
         if self._closed:
             return
@@ -448,6 +452,16 @@ class Connection(_Closing):
         if self._remote_end and not self._mdns.resolving and not self._end_sent and self._agent:
             self._end_sent = True
             self._agent.add_remote_candidate(None)
+
+    def _admit_resolved(self, candidate: Candidate) -> str | None:
+        """Whether the agent can still take a ``.local`` candidate once resolved (``None``), or
+        why not: then it is not looked up, and counted."""
+        agent = self.agent
+        if not agent.remote_candidates.full(0):
+            return None
+        agent.failures.peer_input[PeerInput.REMOTE_CANDIDATES_FULL] += 1
+        limit = self._config.max_remote_candidates
+        return f"the agent holds max_remote_candidates ({limit}) remote candidates already"
 
     def _resolved(self, candidate: Candidate, host: str | None) -> None:
         """A remote ``.local`` candidate was resolved to ``host`` (``None``: it could not be)."""

@@ -70,8 +70,9 @@ class PeerInput(enum.Enum):
     #: The stream already holds ``max_remote_candidates``: a signalled or peer-reflexive remote
     #: candidate was not learnt (or a connection held that many signalled before gathering).
     REMOTE_CANDIDATES_FULL = "remote-candidates-full"
-    #: A connection was resolving ``max_remote_candidates`` ``.local`` candidates already: one
-    #: more was dropped unresolved.
+    #: A connection took ``max_remote_candidates`` ``.local`` candidates in this generation
+    #: already: one more was dropped unresolved (a :class:`~ice.mdns.CandidateUnresolvable`
+    #: event says so).
     MDNS_LOOKUPS_FULL = "mdns-lookups-full"
     #: ``max_local_peer_reflexive`` local candidates were learnt already: a response's
     #: XOR-MAPPED-ADDRESS (§7.2.5.3.1) made no new one; the valid pair kept the checked one.

@@ -453,24 +453,66 @@ def test_candidates_signalled_before_gathering_are_bounded_and_counted() -> None
 # --------------------------------------------------------------------------- mDNS
 
 
-def test_mdns_resolutions_are_bounded_and_counted() -> None:
-    """Each ``.local`` candidate is resolved in the background: at most
-    ``max_remote_candidates`` at a time, the others dropped and counted."""
+def test_mdns_resolutions_are_bounded_per_generation_and_counted() -> None:
+    """At most ``max_remote_candidates`` ``.local`` candidates are taken per generation — not
+    only at a time: once their lookups ended, more are still dropped, each reported and
+    counted. A restart opens a new generation."""
+    reasons: list[str] = []  # the reasons only: the test keeps no Candidate alive
+
+    def local_candidate(port: int) -> Candidate:
+        return Candidate.from_sdp(f"1 1 udp 2130706431 {uuid.uuid4()}.local {port} typ host")
 
     async def scenario() -> None:
         config = AgentConfig(max_remote_candidates=4)
         connection = make("127.0.0.1", True, config=config, mdns_timeout=0.2)
+        connection.on_event = lambda event: (
+            reasons.append(event.reason) if isinstance(event, CandidateUnresolvable) else None
+        )
         async with connection:
             await connection.gather_candidates()
             for port in range(20000, 20050):
-                line = f"1 1 udp 2130706431 {uuid.uuid4()}.local {port} typ host"
-                await connection.add_remote_candidate(Candidate.from_sdp(line))
+                await connection.add_remote_candidate(local_candidate(port))
             assert live_candidates(".local") == 4
             dropped = connection.agent.failures.peer_input
             assert dropped == {PeerInput.MDNS_LOOKUPS_FULL: 46}
+            await until(lambda: len(reasons) == 50)  # every lookup ended
+            await connection.add_remote_candidate(local_candidate(20050))
+            assert dropped == {PeerInput.MDNS_LOOKUPS_FULL: 47}
+            await connection.restart()
+            await connection.add_remote_candidate(local_candidate(20051))
+            assert dropped == {PeerInput.MDNS_LOOKUPS_FULL: 47}  # a new generation: taken
+            await until(lambda: len(reasons) == 52)
 
     run(scenario())
+    cap = "not resolved: 4 .local candidates were taken in this generation already"
+    assert sum(reason.startswith(cap) for reason in reasons) == 47
+    assert sum(reason.startswith("no mDNS answer") for reason in reasons) == 5
 
+
+def test_no_lookup_for_a_local_candidate_the_full_agent_could_not_take() -> None:
+    reasons: list[str] = []
+
+    async def scenario() -> None:
+        config = AgentConfig(max_remote_candidates=2)
+        connection = make("127.0.0.1", True, config=config, mdns_timeout=5.0)
+        connection.on_event = lambda event: (
+            reasons.append(event.reason) if isinstance(event, CandidateUnresolvable) else None
+        )
+        async with connection:
+            await connection.gather_candidates()
+            for port in (20000, 20001):
+                line = f"1 1 udp 2130706431 127.0.0.42 {port} typ host"
+                await connection.add_remote_candidate(Candidate.from_sdp(line))
+            line = f"1 1 udp 2130706431 {uuid.uuid4()}.local 20002 typ host"
+            await connection.add_remote_candidate(Candidate.from_sdp(line))
+            assert reasons == [  # at once, not after mdns_timeout
+                "not resolved: the agent holds max_remote_candidates (2) remote candidates "
+                "already"
+            ]
+            dropped = connection.agent.failures.peer_input
+            assert dropped == {PeerInput.REMOTE_CANDIDATES_FULL: 1}
+
+    run(scenario())
 
 
 def test_an_unresolvable_mdns_candidate_is_reported_not_fatal() -> None:

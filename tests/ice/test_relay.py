@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ice.candidate import CandidateType
+from ice.candidate import Candidate, CandidateType
 from ice.config import AgentConfig, Policy
 from ice.events import CandidateGathered, DataReceived, GatheringCompleted, GatheringFailed
 from ice.netsim import NatBehavior
@@ -26,12 +26,26 @@ def gathered(scenario: Scenario, name: str) -> list[CandidateType]:
     return [e.candidate.type for _, e in side.events if isinstance(e, CandidateGathered)]
 
 
+def candidates(scenario: Scenario, name: str, kind: CandidateType) -> list[Candidate]:
+    side = scenario.a if name == "a" else scenario.b
+    return [
+        e.candidate
+        for _, e in side.events
+        if isinstance(e, CandidateGathered) and e.candidate.type is kind
+    ]
+
+
 def test_symmetric_nats_on_both_sides_connect_through_relays() -> None:
     scenario = two_agents_behind_nats(SYMMETRIC, SYMMETRIC, 1, turn=True)
     outcome = scenario.run(timeout=60.0)
     assert outcome.connected, outcome.failure_reason
     assert outcome.pair_types == "relay-relay"
     assert CandidateType.RELAYED in gathered(scenario, "a")
+    # With every candidate type allowed, raddr is the address the TURN server saw: A's NAT's.
+    (relayed,) = candidates(scenario, "a", CandidateType.RELAYED)
+    (srflx,) = candidates(scenario, "a", CandidateType.SERVER_REFLEXIVE)
+    assert relayed.related_address is not None
+    assert relayed.related_address.host == srflx.host and relayed.related_address.port != 0
     scenario.a.send(b"\x80through two relays")
     scenario.network.run(until=scenario.network.now + 1.0)
     received = [e.data for _, e in scenario.b.events if isinstance(e, DataReceived)]
@@ -65,6 +79,11 @@ def test_relay_only_policy_signals_and_uses_relayed_candidates_only() -> None:
     assert outcome.connected and outcome.pair_types == "relay-relay"
     assert set(gathered(scenario, "a")) == {CandidateType.RELAYED}
     assert set(gathered(scenario, "b")) == {CandidateType.RELAYED}
+    # Relay-only hides every address of ours, the public one the TURN server saw included.
+    for name in ("a", "b"):
+        for candidate in candidates(scenario, name, CandidateType.RELAYED):
+            assert candidate.related_address == ("0.0.0.0", 0)
+            assert "raddr 0.0.0.0 rport 0" in candidate.to_sdp()
 
 
 def test_a_turn_server_refusing_our_credentials_does_not_stall_gathering() -> None:

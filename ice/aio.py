@@ -59,11 +59,13 @@ from stun.datagram import Datagram
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.reader_errors import TIMER, ReaderErrors
 
+from . import connection_options as options
 from .agent import Agent
 from .base_sockets import ICMP_ERRNOS, BaseSocket, DataPaths, Signal, bind_base
 from .candidate import Candidate, generate_credentials, validate_pwd, validate_ufrag
 from .checklist import CandidatePair
 from .config import AgentConfig, Policy, RelayServer
+from .connection_options import StunServerArgument, TurnServerArgument
 from .errors import IceConnectionError, LocalProtocolError
 from .events import (
     CandidateGathered,
@@ -77,7 +79,7 @@ from .events import (
     SelectedPairChanged,
     StateChanged,
 )
-from .interfaces import interface_addresses
+from .interfaces import interface_addresses, interface_problem
 from .mdns import InterfaceAddress
 from .mdns_candidates import MdnsCandidates
 from .stats import PairStats, PeerInput
@@ -94,14 +96,19 @@ class Connection(_Closing):
 
     - ``controlling``: start in the controlling role (a role conflict may switch it).
     - ``components``: components of the data stream (1 with RTP/RTCP multiplexing).
-    - ``stun_servers``: ``(host, port)`` pairs to learn server-reflexive candidates from; names are
-      resolved when gathering starts.
-    - ``turn_servers``: ``(host, port, username, password)`` of TURN servers to allocate relayed
-      candidates on (over UDP); ``relay_only``: use relayed candidates only (WebRTC's "relay"
-      transport policy), so the peer never learns a local address; nothing is sent to anything
-      but the TURN servers (STUN servers are not asked) and nothing arriving otherwise is read.
+    - ``stun_servers``: STUN servers to learn server-reflexive candidates from: ``(host, port)``
+      pairs, or text — ``"host"``, ``"host:port"``, ``"[IPv6]:port"``, a ``stun:`` URI (RFC
+      7064); names are resolved when gathering starts.
+    - ``turn_servers``: TURN servers to allocate relayed candidates on (over UDP):
+      ``(host, port, username, password)``, or ``(uri, username, password)`` with a ``turn:`` URI
+      (RFC 7065) or ``"host:port"``; ``relay_only``: use relayed candidates only (WebRTC's
+      "relay" transport policy), so the peer never learns an address of ours (not even in a
+      relayed candidate's related address); nothing is sent to anything but the TURN servers
+      (STUN servers are not asked, nothing goes on the local link by mDNS) and nothing arriving
+      otherwise is read.
     - ``use_ipv4`` / ``use_ipv6`` / ``include_loopback`` / ``interfaces``: which local addresses
-      to gather on; ``interfaces`` lists addresses or interface names to restrict gathering to.
+      to gather on; ``interfaces`` lists addresses or interface names to restrict gathering to
+      (each must give an address to gather on here, or the call is refused saying why).
     - ``pacing``: Ta, the pace of new checks (RFC 8445 §14.2).
     - ``local_username`` / ``local_password``: our ufrag and pwd, random when not given.
     - ``receive_queue_size``: datagrams held for :meth:`recv` before new ones are dropped.
@@ -109,22 +116,28 @@ class Connection(_Closing):
       mDNS queries for them; ``mdns_timeout``: how long to wait for a remote name's answer.
     - ``config``: an :class:`~ice.config.AgentConfig` for everything else (timers, consent, lite,
       randomness, and the bounds on waiting: ``gathering_timeout``, ``idle_timeout``,
-      ``peer_reflexive_wait``); the arguments above replace the fields they name.
+      ``peer_reflexive_wait``). An argument above that is given replaces the field it names
+      (``components`` the one stream of ``streams``, ``relay_only=True`` the ``policy``); one
+      left out (``None``) keeps the config's value — its ``stun_servers``, ``turn_servers``,
+      ``pacing``, ``local_username``, ``local_password``.
+
+    A wrong argument raises :class:`~ice.LocalProtocolError` at the call, naming the argument
+    and what is wanted (:mod:`ice.connection_options`).
     """
 
     def __init__(
         self,
         controlling: bool,
         *,
-        components: int = 1,
-        stun_servers: Iterable[tuple[str, int]] = (),
-        turn_servers: Iterable[tuple[str, int, str, str]] = (),
+        components: int | None = None,
+        stun_servers: Iterable[StunServerArgument] | None = None,
+        turn_servers: Iterable[TurnServerArgument] | None = None,
         relay_only: bool = False,
         use_ipv4: bool = True,
         use_ipv6: bool = True,
         include_loopback: bool = False,
         interfaces: Iterable[str] | None = None,
-        pacing: float = 0.050,
+        pacing: float | None = None,
         local_username: str | None = None,
         local_password: str | None = None,
         receive_queue_size: int = 1024,
@@ -132,36 +145,66 @@ class Connection(_Closing):
         mdns_timeout: float = 3.0,
         config: AgentConfig | None = None,
     ) -> None:
-        if receive_queue_size < 1:
-            raise LocalProtocolError("receive_queue_size must be at least 1")
+        switches = {
+            "controlling": controlling,
+            "relay_only": relay_only,
+            "use_ipv4": use_ipv4,
+            "use_ipv6": use_ipv6,
+            "include_loopback": include_loopback,
+            "mdns_hide_host_candidates": mdns_hide_host_candidates,
+        }
+        for name, value in switches.items():
+            options.flag(name, value)
+        options.whole_number("receive_queue_size", receive_queue_size, 1)
+        options.seconds("mdns_timeout", mdns_timeout)
         if not use_ipv4 and not use_ipv6:
             raise LocalProtocolError("use_ipv4 and use_ipv6 cannot both be off")
+        if config is not None and not isinstance(config, AgentConfig):
+            raise LocalProtocolError(f"config must be an ice.AgentConfig, not {config!r}")
         base = config or AgentConfig()
+        if components is None:
+            if len(base.streams) != 1:
+                raise LocalProtocolError(
+                    f"a Connection carries one data stream; config.streams is {base.streams}"
+                )
+            components = base.streams[0]
+        options.whole_number("components", components, 1, 256)
+        if pacing is not None:
+            options.seconds("pacing", pacing)  # AgentConfig checks the range
         if local_username is not None:
             validate_ufrag(local_username)
         if local_password is not None:
             validate_pwd(local_password)
-        if local_username is None or local_password is None:
-            ufrag, pwd = generate_credentials(base.rng)
-            local_username = local_username or ufrag
-            local_password = local_password or pwd
+        ufrag, pwd = generate_credentials(base.rng)
         self._config = dataclasses.replace(
             base,
             controlling=controlling,
             streams=(components,),
-            pacing=pacing,
-            local_username=local_username,
-            local_password=local_password,
+            pacing=base.pacing if pacing is None else pacing,
+            local_username=local_username or base.local_username or ufrag,
+            local_password=local_password or base.local_password or pwd,
         )
         self._components = components
-        self._stun_servers = [(host, port) for host, port in stun_servers]
-        self._turn_servers = list(turn_servers)
+        #: The servers given as arguments (resolved when gathering starts); ``None``: the
+        #: config's.
+        self._stun_servers = None if stun_servers is None else options.stun_servers(stun_servers)
+        self._turn_servers = None if turn_servers is None else options.turn_servers(turn_servers)
         if relay_only:
             self._config = dataclasses.replace(self._config, policy=Policy.RELAY)
+        self._interfaces = options.names("interfaces", interfaces)
+        for name in self._interfaces or ():
+            problem = interface_problem(
+                name,
+                include_loopback=include_loopback,
+                use_ipv4=use_ipv4,
+                use_ipv6=use_ipv6,
+                loopback_hint="pass include_loopback=True to use it",
+            )
+            if problem is not None:
+                raise LocalProtocolError(f"interfaces: {name!r}: {problem}")
         self._use_ipv4 = use_ipv4
         self._use_ipv6 = use_ipv6
         self._include_loopback = include_loopback
-        self._interfaces = None if interfaces is None else list(interfaces)
         self._receive_queue_size = receive_queue_size
         #: Called with every event of the agent (and :class:`~ice.mdns.CandidateUnresolvable`),
         #: for logs and live views. It must not block.
@@ -346,30 +389,31 @@ class Connection(_Closing):
         await asyncio.shield(self._setup)
 
     async def _open(self) -> None:
-        servers = []
-        for host, port in self._stun_servers:
-            try:
-                servers.append(await resolve_host(host, port))
-            except StunLocalProtocolError as exc:
-                _log.warning("STUN server %s:%s skipped: %s", host, port, exc)
-        relays = []
-        for host, port, username, password in self._turn_servers:
-            try:
-                server = await resolve_host(host, port)
-            except StunLocalProtocolError as exc:
-                _log.warning("TURN server %s:%s skipped: %s", host, port, exc)
-                continue
-            relays.append(RelayServer(address=server, username=username, password=password))
+        config = self._config
+        if self._stun_servers is not None:
+            servers = []
+            for host, port in self._stun_servers:
+                try:
+                    servers.append(await resolve_host(host, port))
+                except StunLocalProtocolError as exc:
+                    _log.warning("STUN server %s:%s skipped: %s", host, port, exc)
+            config = dataclasses.replace(config, stun_servers=tuple(servers))
+        if self._turn_servers is not None:
+            relays = []
+            for host, port, username, password in self._turn_servers:
+                try:
+                    server = await resolve_host(host, port)
+                except StunLocalProtocolError as exc:
+                    _log.warning("TURN server %s:%s skipped: %s", host, port, exc)
+                    continue
+                relays.append(RelayServer(address=server, username=username, password=password))
+            config = dataclasses.replace(config, turn_servers=tuple(relays))
         if self._closed:
             raise IceConnectionError("the connection was closed")
         addresses = self._interface_addresses()
         # Listening from now on catches the peer's announcements before its candidates arrive.
         self._mdns.start(addresses)
-        self._agent = agent = Agent(
-            dataclasses.replace(
-                self._config, stun_servers=tuple(servers), turn_servers=tuple(relays)
-            )
-        )
+        self._agent = agent = Agent(config)
         self._add_bases(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()

@@ -52,6 +52,7 @@ from stun.message import Message, MessageClass, Method, new_transaction_id
 from .candidate import Candidate, CandidateType, generate_credentials
 from .checklist import CandidatePair, CheckList, PairState, SelectedPairs
 from .config import AgentConfig, Policy
+from .connection_options import credential, datagram
 from .consent import ConsentTracker
 from .errors import LocalProtocolError
 from .events import (
@@ -140,8 +141,8 @@ class Agent:
     def set_remote_credentials(self, username: str, password: str) -> None:
         """The peer's ufrag and pwd from signaling (RFC 8839 §5.4). If the peer's checks came
         first, their triggered checks (§7.3.1.4) were waiting for these: checking starts now."""
-        if not username or not password:
-            raise LocalProtocolError("remote ufrag and pwd must not be empty")
+        credential("ufrag", username)
+        credential("pwd", password)
         self.remote_username = username
         self.remote_password = password
         if not self._checking and not self._closed and any(c.triggered for c in self.checklists):
@@ -241,7 +242,9 @@ class Agent:
     def send(self, data: bytes, stream: int = 0, component: int = 1) -> None:
         """Queue application data for the selected pair of a component; drain it with
         :meth:`datagrams_to_send` (a relayed pair's data leaves wrapped for the TURN server).
-        Raises :class:`LocalProtocolError` with no selected pair or without consent."""
+        Raises :class:`LocalProtocolError` for data that is not bytes, with no selected pair or
+        without consent."""
+        datagram(data)
         pair = self.selected.get((stream, component))
         if pair is None:
             raise LocalProtocolError(f"no selected pair for stream {stream} component {component}")
@@ -342,14 +345,16 @@ class Agent:
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         relays = self.gatherer.relays
-        outgoing = []
-        for datagram in self._outgoing:
-            if datagram.local is not None and relays.is_relayed(datagram.local):
-                relays.send(datagram.data, datagram.local, datagram.remote, now)
-            else:
-                outgoing.append(datagram)
-        # Cleared in place: the gatherer holds this list's append method.
+        # Taken, then cleared in place (the helpers hold this list's append method): what one
+        # call fails on is never met again by the next.
+        pending = list(self._outgoing)
         self._outgoing.clear()
+        outgoing = []
+        for queued in pending:
+            if queued.local is not None and relays.is_relayed(queued.local):
+                relays.send(queued.data, queued.local, queued.remote, now)
+            else:
+                outgoing.append(queued)
         return outgoing + relays.datagrams_to_send(now)
 
     def _relays_changed(self, now: float) -> None:

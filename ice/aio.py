@@ -300,6 +300,8 @@ class Connection(_Closing):
 
     @remote_username.setter
     def remote_username(self, value: str | None) -> None:
+        if value is not None:
+            options.credential("ufrag", value)
         self._remote_username = value
         self._apply_remote_credentials()
 
@@ -310,11 +312,15 @@ class Connection(_Closing):
 
     @remote_password.setter
     def remote_password(self, value: str | None) -> None:
+        if value is not None:
+            options.credential("pwd", value)
         self._remote_password = value
         self._apply_remote_credentials()
 
     def set_remote_credentials(self, username: str, password: str) -> None:
-        """The peer's ufrag and pwd from signaling (RFC 8839 §5.4)."""
+        """The peer's ufrag and pwd from signaling (RFC 8839 §5.4): non-empty strings."""
+        options.credential("ufrag", username)
+        options.credential("pwd", password)
         self._remote_username = username
         self._remote_password = password
         self._apply_remote_credentials()
@@ -466,6 +472,11 @@ class Connection(_Closing):
         many ``.local`` ones are taken per generation (the agent keeps no more); past that
         they are dropped and counted in ``agent.failures.peer_input``.
         """
+        if candidate is not None and not isinstance(candidate, Candidate):
+            raise LocalProtocolError(
+                "add_remote_candidate takes an ice.Candidate (Candidate.from_sdp(line)) or None, "
+                f"not {type(candidate).__name__}"
+            )
         if self._closed:
             return
         if self._remote_end:
@@ -578,7 +589,9 @@ class Connection(_Closing):
         await self.sendto(data, 1)
 
     async def sendto(self, data: bytes, component: int) -> None:
-        """Send a datagram on a component's selected pair."""
+        """Send a datagram on a component's selected pair (``data`` must be bytes-like)."""
+        if type(data) is not bytes:
+            options.datagram(data)
         path = self._paths.get(component)
         if path is None:
             if component in self._data_paths.relayed and self._agent is not None:

@@ -75,6 +75,19 @@ def names(name: str, value: Iterable[str] | None) -> list[str] | None:
     return items  # type: ignore[return-value]  # each item was checked to be a str
 
 
+def datagram(data: object) -> None:
+    """Refuse application data that is not bytes-like (``send("hello")``): it would fail only
+    when the datagram is wrapped for a TURN server, far from the call."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise LocalProtocolError(f"data must be bytes, not {type(data).__name__}")
+
+
+def credential(name: str, value: object) -> None:
+    """The peer's ufrag or pwd from signalling: a non-empty string (it signs every check)."""
+    if not isinstance(value, str) or not value:
+        raise LocalProtocolError(f"the remote {name} must be a non-empty string, not {value!r}")
+
+
 def stun_servers(value: Iterable[object]) -> list[StunServer]:
     """Every STUN server of ``stun_servers`` as ``(host, port)`` (module docstring)."""
     _not_one_server("stun_servers", value, 2)

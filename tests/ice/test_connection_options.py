@@ -16,7 +16,15 @@ from ice.errors import LocalProtocolError
 from stun.address import Address
 from stun.aio import StunServer
 from tests.net.loopback import run
-from tests.net.test_ice_faults import PASSWORD, USER, turn_server
+from tests.net.test_ice_faults import (
+    PASSWORD,
+    USER,
+    connect,
+    exchange,
+    relay_only,
+    round_trip,
+    turn_server,
+)
 
 LOOPBACK = {"include_loopback": True, "interfaces": ["127.0.0.1"], "use_ipv6": False}
 
@@ -198,3 +206,36 @@ def test_the_agent_config_refuses_servers_and_roles_that_are_not_what_it_holds()
     assert AgentConfig(stun_servers=(("2001:DB8::1", 3478),)).stun_servers == (  # type: ignore[arg-type]
         Address("2001:db8::1", 3478),
     )
+
+
+def test_data_credentials_and_candidates_of_the_wrong_type_are_refused_at_the_call() -> None:
+    """``send("hello")`` over a relayed pair used to be queued, then fail with a TypeError when
+    the datagram was wrapped for the TURN server — inside the connection's next pump, every
+    pump after it too. Now it is refused at the call, on a direct pair and a relayed one
+    alike, and the pair carries bytes on."""
+
+    async def scenario() -> None:
+        server, port = await turn_server()
+        async with server:
+            for relay in (False, True):
+                a, b = (
+                    relay_only(c, port) if relay else Connection(c, **LOOPBACK)
+                    for c in (True, False)
+                )
+                async with a, b:
+                    await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+                    with pytest.raises(LocalProtocolError, match=r"takes an ice\.Candidate"):
+                        await a.add_remote_candidate("1 1 udp 1 127.0.0.1 9 typ host")  # type: ignore[arg-type]
+                    with pytest.raises(LocalProtocolError, match="pwd must be a non-empty str"):
+                        a.set_remote_credentials(b.local_username, 1234)  # type: ignore[arg-type]
+                    with pytest.raises(LocalProtocolError, match="ufrag must be a non-empty str"):
+                        a.remote_username = ""
+                    await exchange(a, b)
+                    await connect(a, b)
+                    with pytest.raises(LocalProtocolError, match="data must be bytes, not str"):
+                        await a.send("hello")  # type: ignore[arg-type]
+                    await round_trip(a, b, b"\x80bytes still go")
+                    await a.send(bytearray(b"\x80a bytearray too"))
+                    assert await asyncio.wait_for(b.recv(), 5) == b"\x80a bytearray too"
+
+    run(scenario())

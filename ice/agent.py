@@ -78,8 +78,6 @@ class Agent:
 
     def __init__(self, config: AgentConfig | None = None) -> None:
         self.config = config = config or AgentConfig()
-        if config.remote_lite and not config.controlling:
-            raise LocalProtocolError("an agent talking to an ICE-lite peer must be controlling")
         self.controlling = False if config.lite else config.controlling
         self.tie_breaker = (
             config.tie_breaker if config.tie_breaker is not None else config.rng.getrandbits(64)

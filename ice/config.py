@@ -145,6 +145,8 @@ class AgentConfig:
             raise LocalProtocolError("keepalive_interval (Tr) is at least 15 s (RFC 8445 §11)")
         if self.lite and self.policy is not Policy.ALL:
             raise LocalProtocolError("an ICE-lite agent has host candidates only (RFC 8445 §2.5)")
+        if self.remote_lite and not self.controlling:
+            raise LocalProtocolError("an agent talking to an ICE-lite peer must be controlling")
         if self.lite and self.remote_lite:
             raise LocalProtocolError("two ICE-lite agents cannot connect (RFC 8445 §2.5)")
         if self.tie_breaker is not None and not 0 <= self.tie_breaker < 2**64:

@@ -199,6 +199,8 @@ def test_the_agent_config_refuses_servers_and_roles_that_are_not_what_it_holds()
         AgentConfig(stun_servers=(Address("stun.example.org", 3478),))
     with pytest.raises(LocalProtocolError, match="port 0 out of range"):
         AgentConfig(stun_servers=(Address("192.0.2.1", 0),))
+    with pytest.raises(LocalProtocolError, match="ICE-lite peer must be controlling"):
+        AgentConfig(controlling=False, remote_lite=True)  # refused here, not when gathering
     with pytest.raises(LocalProtocolError, match="holds RelayServer values"):
         AgentConfig(turn_servers=(("192.0.2.1", 3478, "u", "p"),))  # type: ignore[arg-type]
     with pytest.raises(LocalProtocolError, match="a TURN server: port 70000 out of range"):

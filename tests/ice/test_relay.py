@@ -9,6 +9,7 @@ from ice.candidate import Candidate, CandidateType
 from ice.config import AgentConfig, Policy
 from ice.events import CandidateGathered, DataReceived, GatheringCompleted, GatheringFailed
 from ice.netsim import NatBehavior
+from ice.relay import related_address
 from ice.scenarios import (
     STUN_SERVER,
     TURN_SERVERS,
@@ -16,6 +17,7 @@ from ice.scenarios import (
     relay_server,
     two_agents_behind_nats,
 )
+from stun.address import Address
 
 SYMMETRIC = NatBehavior.SYMMETRIC
 FULL_CONE = NatBehavior.FULL_CONE
@@ -125,3 +127,11 @@ def test_two_agents_relay_through_one_shared_turn_server() -> None:
     assert outcome.connected, outcome.failure_reason
     assert outcome.pair_types == "relay-relay"
     assert len(scenario.turn_servers[0].table) == 2
+
+
+def test_the_related_address_relay_only_signals_is_the_unspecified_one_of_the_family() -> None:
+    mapped = Address("203.0.113.5", 40000)
+    assert related_address(Address("198.51.100.9", 5000), mapped, Policy.ALL) == mapped
+    assert related_address(Address("198.51.100.9", 5000), mapped, Policy.RELAY) == ("0.0.0.0", 0)
+    mapped6 = Address("2001:db8::5", 40000)
+    assert related_address(Address("2001:db8::9", 5000), mapped6, Policy.RELAY) == ("::", 0)

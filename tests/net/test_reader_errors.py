@@ -31,7 +31,7 @@ from stun.aio import StunServer
 from stun.datagram import Datagram
 from stun.reader_errors import error_kind
 from stun.server import LongTermCredentials
-from tests.net.loopback import run
+from tests.net.loopback import binding_request, run, until
 from tests.properties.ice_signed import signed_check_from
 from tests.turn.aio_client import RawTurnClient
 from turn import TurnAllocation, TurnClient
@@ -121,6 +121,23 @@ class TimerBuggyAgent(Agent):
             self.timer_bugs -= 1
             raise TimerBug("raised on purpose by a test agent")
         super().handle_timer(now)
+
+
+class PumpBug(CoreBug):
+    pass
+
+
+class PumpBuggyAgent(Agent):
+    """An agent whose ``datagrams_to_send`` raises the first ``pump_bugs`` times it is called:
+    the reader's pump after a batch meets it."""
+
+    pump_bugs = 0
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        if self.pump_bugs:
+            self.pump_bugs -= 1
+            raise PumpBug("raised on purpose by a test agent")
+        return super().datagrams_to_send(now)
 
 
 TURN_KIND = error_kind(TurnServerBug())
@@ -320,6 +337,39 @@ def test_the_ice_reader_loses_only_the_datagram_that_raised() -> None:
                 got = [await asyncio.wait_for(b.recv(), 5.0) for _ in range(2)]
             assert got == [b"\x80one", b"\x80two"]
             assert b.reader_errors.counts == {error_kind(AgentBug()): 1}
+
+    run(scenario())
+
+
+def test_the_ice_readers_pump_is_contained_and_data_flows_on() -> None:
+    """After a batch reached the agent, the reader pumps it (sends, events, timer). A bug there
+    reached the event loop's handler; now it is contained and counted like one in
+    receive_datagram, and the connection goes on."""
+
+    async def scenario() -> None:
+        a = Connection(True, include_loopback=True, interfaces=[HOST])
+        b = Connection(False, include_loopback=True, interfaces=[HOST])
+        async with a, b:
+            await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+            a.set_remote_credentials(b.local_username, b.local_password)
+            b.set_remote_credentials(a.local_username, a.local_password)
+            for candidate in b.local_candidates:
+                await a.add_remote_candidate(candidate)
+            for candidate in a.local_candidates:
+                await b.add_remote_candidate(candidate)
+            await a.add_remote_candidate(None)
+            await b.add_remote_candidate(None)
+            await asyncio.gather(a.connect(), b.connect())
+            b.agent.__class__ = PumpBuggyAgent
+            assert isinstance(b.agent, PumpBuggyAgent)
+            b.agent.pump_bugs = 1
+            pair = b.selected_pair()
+            assert pair is not None
+            with client_socket() as other:  # a STUN datagram: through the agent, then a pump
+                other.sendto(binding_request(), pair.local_base)
+                await until(lambda: b.reader_errors.counts == {error_kind(PumpBug()): 1})
+            await a.send(b"\x80after the bug")
+            assert await asyncio.wait_for(b.recv(), 5.0) == b"\x80after the bug"
 
     run(scenario())
 

@@ -494,9 +494,12 @@ class Connection(_Closing):
     def _add_remote(self, candidate: Candidate | None) -> None:
         agent = self._agent
         assert agent is not None
+        usable = candidate is not None and (
+            candidate.transport == "udp" and candidate.component <= self._components
+        )
         if candidate is None:
             self._end_candidates_when_resolved()
-        elif candidate.is_mdns:
+        elif candidate.is_mdns and usable:  # a TCP one, say, is not worth a lookup
             if not self._mdns.resolve(candidate):
                 agent.failures.peer_input[PeerInput.MDNS_LOOKUPS_FULL] += 1
         else:

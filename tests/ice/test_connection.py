@@ -536,3 +536,31 @@ def test_an_unresolvable_mdns_candidate_is_reported_not_fatal() -> None:
     (unresolvable,) = [e for e in events if isinstance(e, CandidateUnresolvable)]
     assert unresolvable.candidate.host.endswith(".local")
     assert "no mDNS answer" in unresolvable.reason or "mDNS" in unresolvable.reason
+
+
+def test_local_candidates_the_agent_cannot_use_are_not_looked_up() -> None:
+    """Browsers signal TCP candidates under the same ``.local`` names: the agent uses UDP only,
+    so they cost no lookup, and neither does a component the stream lacks (counted)."""
+    reasons: list[str] = []
+
+    async def scenario() -> None:
+        connection = make("127.0.0.1", True, mdns_timeout=5.0)
+        connection.on_event = lambda event: (
+            reasons.append(event.reason) if isinstance(event, CandidateUnresolvable) else None
+        )
+        async with connection:
+            await connection.gather_candidates()
+            name = f"{uuid.uuid4()}.local"
+            for line in (
+                f"1 1 tcp 1518280447 {name} 9 typ host tcptype active",
+                f"1 2 udp 2130706431 {name} 20000 typ host",
+            ):
+                await connection.add_remote_candidate(Candidate.from_sdp(line))
+            await connection.add_remote_candidate(None)
+            # No lookup to wait for: end-of-candidates reached the agent at once.
+            assert connection.agent.remote_complete
+            dropped = connection.agent.failures.peer_input
+            assert dropped == {PeerInput.UNKNOWN_COMPONENT: 1}
+
+    run(scenario())
+    assert reasons == []

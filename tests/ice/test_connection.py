@@ -11,7 +11,7 @@ import contextlib
 import gc
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -453,11 +453,22 @@ def test_candidates_signalled_before_gathering_are_bounded_and_counted() -> None
 # --------------------------------------------------------------------------- mDNS
 
 
+def collect_reasons(reasons: list[str]) -> Callable[[IceEvent], None]:
+    """An ``on_event`` that keeps the reason of every CandidateUnresolvable (only the reason:
+    the test keeps no Candidate alive)."""
+
+    def handler(event: IceEvent) -> None:
+        if isinstance(event, CandidateUnresolvable):
+            reasons.append(event.reason)
+
+    return handler
+
+
 def test_mdns_resolutions_are_bounded_per_generation_and_counted() -> None:
     """At most ``max_remote_candidates`` ``.local`` candidates are taken per generation — not
     only at a time: once their lookups ended, more are still dropped, each reported and
     counted. A restart opens a new generation."""
-    reasons: list[str] = []  # the reasons only: the test keeps no Candidate alive
+    reasons: list[str] = []
 
     def local_candidate(port: int) -> Candidate:
         return Candidate.from_sdp(f"1 1 udp 2130706431 {uuid.uuid4()}.local {port} typ host")
@@ -465,9 +476,7 @@ def test_mdns_resolutions_are_bounded_per_generation_and_counted() -> None:
     async def scenario() -> None:
         config = AgentConfig(max_remote_candidates=4)
         connection = make("127.0.0.1", True, config=config, mdns_timeout=0.2)
-        connection.on_event = lambda event: (
-            reasons.append(event.reason) if isinstance(event, CandidateUnresolvable) else None
-        )
+        connection.on_event = collect_reasons(reasons)
         async with connection:
             await connection.gather_candidates()
             for port in range(20000, 20050):
@@ -495,9 +504,7 @@ def test_no_lookup_for_a_local_candidate_the_full_agent_could_not_take() -> None
     async def scenario() -> None:
         config = AgentConfig(max_remote_candidates=2)
         connection = make("127.0.0.1", True, config=config, mdns_timeout=5.0)
-        connection.on_event = lambda event: (
-            reasons.append(event.reason) if isinstance(event, CandidateUnresolvable) else None
-        )
+        connection.on_event = collect_reasons(reasons)
         async with connection:
             await connection.gather_candidates()
             for port in (20000, 20001):
@@ -545,9 +552,7 @@ def test_local_candidates_the_agent_cannot_use_are_not_looked_up() -> None:
 
     async def scenario() -> None:
         connection = make("127.0.0.1", True, mdns_timeout=5.0)
-        connection.on_event = lambda event: (
-            reasons.append(event.reason) if isinstance(event, CandidateUnresolvable) else None
-        )
+        connection.on_event = collect_reasons(reasons)
         async with connection:
             await connection.gather_candidates()
             name = f"{uuid.uuid4()}.local"

@@ -10,8 +10,10 @@ exceptions were counted by kind, and that each kind was logged once, with its tr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -308,20 +310,24 @@ def test_the_turn_client_reader_loses_only_the_datagram_that_raised() -> None:
 # --------------------------------------------------------------------------- ICE connection
 
 
+@contextlib.asynccontextmanager
+async def signalled_pair() -> AsyncIterator[tuple[Connection, Connection]]:
+    """Two connections on loopback that know each other's credentials and candidates."""
+    a = Connection(True, include_loopback=True, interfaces=[HOST])
+    b = Connection(False, include_loopback=True, interfaces=[HOST])
+    async with a, b:
+        await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+        for side, peer in ((a, b), (b, a)):
+            side.set_remote_credentials(peer.local_username, peer.local_password)
+            for candidate in peer.local_candidates:
+                await side.add_remote_candidate(candidate)
+            await side.add_remote_candidate(None)
+        yield a, b
+
+
 def test_the_ice_reader_loses_only_the_datagram_that_raised() -> None:
     async def scenario() -> None:
-        a = Connection(True, include_loopback=True, interfaces=[HOST])
-        b = Connection(False, include_loopback=True, interfaces=[HOST])
-        async with a, b:
-            await asyncio.gather(a.gather_candidates(), b.gather_candidates())
-            a.set_remote_credentials(b.local_username, b.local_password)
-            b.set_remote_credentials(a.local_username, a.local_password)
-            for candidate in b.local_candidates:
-                await a.add_remote_candidate(candidate)
-            for candidate in a.local_candidates:
-                await b.add_remote_candidate(candidate)
-            await a.add_remote_candidate(None)
-            await b.add_remote_candidate(None)
+        async with signalled_pair() as (a, b):
             await asyncio.gather(a.connect(), b.connect())
             b.agent.__class__ = BuggyAgent
             pair = b.selected_pair()
@@ -347,18 +353,7 @@ def test_the_ice_readers_pump_is_contained_and_data_flows_on() -> None:
     receive_datagram, and the connection goes on."""
 
     async def scenario() -> None:
-        a = Connection(True, include_loopback=True, interfaces=[HOST])
-        b = Connection(False, include_loopback=True, interfaces=[HOST])
-        async with a, b:
-            await asyncio.gather(a.gather_candidates(), b.gather_candidates())
-            a.set_remote_credentials(b.local_username, b.local_password)
-            b.set_remote_credentials(a.local_username, a.local_password)
-            for candidate in b.local_candidates:
-                await a.add_remote_candidate(candidate)
-            for candidate in a.local_candidates:
-                await b.add_remote_candidate(candidate)
-            await a.add_remote_candidate(None)
-            await b.add_remote_candidate(None)
+        async with signalled_pair() as (a, b):
             await asyncio.gather(a.connect(), b.connect())
             b.agent.__class__ = PumpBuggyAgent
             assert isinstance(b.agent, PumpBuggyAgent)
@@ -382,15 +377,8 @@ def test_the_ice_timer_is_armed_again_after_the_agent_raised(
     and both sides connect; each exception is counted, and logged once with its traceback."""
 
     async def scenario() -> None:
-        a = Connection(True, include_loopback=True, interfaces=[HOST])
-        b = Connection(False, include_loopback=True, interfaces=[HOST])
-        async with a, b:
-            await asyncio.gather(a.gather_candidates(), b.gather_candidates())
-            for side, peer in ((a, b), (b, a)):
-                side.set_remote_credentials(peer.local_username, peer.local_password)
-                for candidate in peer.local_candidates:
-                    await side.add_remote_candidate(candidate)
-                await side.add_remote_candidate(None)
+        async with signalled_pair() as (a, b):
+            for side in (a, b):
                 side.agent.__class__ = TimerBuggyAgent
                 assert isinstance(side.agent, TimerBuggyAgent)
                 side.agent.timer_bugs = 1

@@ -54,9 +54,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from stun.address import Address
 from stun.aio import _Closing
-from stun.aio import resolve as resolve_host
 from stun.datagram import Datagram
-from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.reader_errors import TIMER, ReaderErrors
 
 from . import connection_options as options
@@ -64,7 +62,7 @@ from .agent import Agent
 from .base_sockets import ICMP_ERRNOS, BaseSocket, DataPaths, Signal, bind_base
 from .candidate import Candidate, generate_credentials, validate_pwd, validate_ufrag
 from .checklist import CandidatePair
-from .config import AgentConfig, Policy, RelayServer
+from .config import AgentConfig, Policy
 from .connection_options import StunServerArgument, TurnServerArgument
 from .errors import IceConnectionError, LocalProtocolError
 from .events import (
@@ -82,6 +80,7 @@ from .events import (
 from .interfaces import interface_addresses, interface_problem
 from .mdns import InterfaceAddress
 from .mdns_candidates import MdnsCandidates
+from .server_names import resolve_servers
 from .stats import PairStats, PeerInput
 
 _log = logging.getLogger("icestack.ice")
@@ -395,25 +394,7 @@ class Connection(_Closing):
         await asyncio.shield(self._setup)
 
     async def _open(self) -> None:
-        config = self._config
-        if self._stun_servers is not None:
-            servers = []
-            for host, port in self._stun_servers:
-                try:
-                    servers.append(await resolve_host(host, port))
-                except StunLocalProtocolError as exc:
-                    _log.warning("STUN server %s:%s skipped: %s", host, port, exc)
-            config = dataclasses.replace(config, stun_servers=tuple(servers))
-        if self._turn_servers is not None:
-            relays = []
-            for host, port, username, password in self._turn_servers:
-                try:
-                    server = await resolve_host(host, port)
-                except StunLocalProtocolError as exc:
-                    _log.warning("TURN server %s:%s skipped: %s", host, port, exc)
-                    continue
-                relays.append(RelayServer(address=server, username=username, password=password))
-            config = dataclasses.replace(config, turn_servers=tuple(relays))
+        config = await resolve_servers(self._config, self._stun_servers, self._turn_servers)
         if self._closed:
             raise IceConnectionError("the connection was closed")
         addresses = self._interface_addresses()

@@ -13,7 +13,9 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -244,6 +246,47 @@ def test_relay_only_stays_off_the_local_link_and_hides_the_address_the_turn_serv
                 assert MDNS_PORT not in own_udp_ports()
 
     run(scenario())
+
+
+def _private_namespace_problem() -> str | None:
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return "a private network and mount namespace needs root on Linux"
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare (util-linux) and ip are needed"
+    return None
+
+
+NO_PRIVATE_NAMESPACE = _private_namespace_problem()
+
+
+@pytest.mark.skipif(NO_PRIVATE_NAMESPACE is not None, reason=str(NO_PRIVATE_NAMESPACE))
+def test_a_resolver_that_never_answers_does_not_hold_gathering(tmp_path: Path) -> None:
+    """A STUN server's name goes to a DNS server that never answers, with resolver timeouts of
+    150 s: gathering used to wait for them. Now the name gets ``gathering_timeout`` (0.5 s), is
+    skipped with a warning that says so, and the server given by address is asked meanwhile.
+    Runs in a private network and mount namespace (``unshare``), so the resolv.conf and the
+    silent DNS server there touch nothing else."""
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:30 attempts:5\n")
+    inner = (
+        f"ip link set lo up && mount --bind {resolv} /etc/resolv.conf && "
+        f"exec {sys.executable} -m tests.net.silent_resolver_peer"
+    )
+    completed = subprocess.run(
+        ["unshare", "--net", "--mount", "sh", "-c", inner],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,  # the old sequential resolution took 150 s here
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout.splitlines()[-1])
+    assert report["warnings"] == [
+        "STUN server stun.unresolvable.test:3478 skipped: 'stun.unresolvable.test' was not "
+        "resolved within 0.5 s (gathering_timeout)"
+    ]
+    assert report["asked"] >= 1
 
 
 # --------------------------------------------------------------------------- the peer dies

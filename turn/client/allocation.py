@@ -16,12 +16,13 @@ CLOSING for the Allocate's answer and deletes what was created (Refresh with LIF
 Three kinds of lease are kept alive, each refreshed ``refresh_margin`` seconds before it ends (at
 most a fifth of its lifetime): the allocation (Refresh, §8), a permission per peer IP address
 (CreatePermission, 300 s, §9) and a channel per peer transport address (ChannelBind, 600 s, §12,
-which installs the peer's permission too). While a refresh is in flight, the lease's expiry is
-the deadline instead (:mod:`turn.client.leases` keeps the leases and their tables).
-:meth:`TurnAllocation.get_timer` is the earliest of these and the session's own. A failed
-permission or channel refresh ends that lease at once; a failed allocation Refresh lets the
-allocation run to its expiry. A 437 answer to any of them means the server holds no such
-allocation (it restarted, say): the allocation ends at once
+which installs the peer's permission too). The machine refreshes the allocation itself and hands
+permissions and channels (their requests, answers and tables) to a
+:class:`~turn.client.leases.PeerLeases`. While a refresh is in flight, the lease's expiry is the
+deadline instead. :meth:`TurnAllocation.get_timer` is the earliest of these and the session's
+own. A failed permission or channel refresh ends that lease at once; a failed allocation Refresh
+lets the allocation run to its expiry. A 437 answer to any of them means the server holds no
+such allocation (it restarted, say): the allocation ends at once
 (:class:`~turn.events.AllocationExpired`). :meth:`TurnAllocation.refresh` asks early, to find out.
 With ``allocate_timeout`` an Allocate left unanswered that long fails, retransmissions and all.
 
@@ -33,8 +34,8 @@ server, ChannelData on a channel this client bound (or is binding: the server ma
 its answer arrives, §12.7) and Data indications from a peer with a permission (§10.4) become
 :class:`~turn.events.DataReceived`, tagged with the relayed address they reached; a Data
 indication is delivered whether or not a channel exists yet. Anything else from the server that
-is not a response is dropped and counted in :attr:`TurnAllocation.dropped`, never raised. The
-wrapping and unwrapping live in :mod:`turn.client.data`.
+is not a response is dropped and counted in :attr:`TurnAllocation.dropped`, never raised. Send
+and Data indications are made and read by :mod:`turn.client.data`.
 
 Values from the server are judged, not trusted (:mod:`turn.client.allocate`): a LIFETIME beyond
 an hour is taken as an hour (:data:`~turn.client.allocate.LONGEST_LIFETIME`); an Allocate success
@@ -56,9 +57,6 @@ import dataclasses
 import enum
 import math
 from collections import deque
-from collections.abc import Callable
-from functools import partial
-from typing import TypeVar
 
 from stun import (
     Address,
@@ -82,25 +80,19 @@ from stun.transaction import RtoCache
 from .. import errors
 from ..attributes import (
     AddressErrorCode,
-    ChannelNumber,
     Lifetime,
     ReservationToken,
-    XorPeerAddress,
     XorRelayedAddress,
 )
-from ..channel import encode_channel_data
+from ..channel import decode_channel_data, encode_channel_data
 from ..events import (
     AllocationCreated,
     AllocationDeleted,
     AllocationExpired,
     AllocationFailed,
     AllocationRefreshed,
-    ChannelBound,
-    ChannelFailed,
     DataReceived,
     Failure,
-    PermissionCreated,
-    PermissionFailed,
     TurnClientEvent,
     error_code,
 )
@@ -115,10 +107,9 @@ from .config import TurnClientConfig
 from .data import (
     MAX_SEND_SIZE,
     send_indication,
-    unwrap_channel_data,
     unwrap_data_indication,
 )
-from .leases import Channel, Grant, Lease, PeerLeases, Permission
+from .leases import Grant, Lease, OnFailure, OnSuccess, PeerLeases
 
 
 class AllocationState(enum.Enum):
@@ -143,11 +134,6 @@ _TRANSITIONS: dict[AllocationState, frozenset[AllocationState]] = {
     _S.EXPIRED: frozenset((_S.CLOSED,)),
     _S.CLOSED: frozenset(),
 }
-
-
-_LeaseT = TypeVar("_LeaseT", bound=Lease)
-_OnSuccess = Callable[[Message, float], None]
-_OnFailure = Callable[[Failure, float], None]
 
 
 class TurnAllocation:
@@ -176,7 +162,7 @@ class TurnAllocation:
         )
         self._session = ClientSession(server, config=session_config, rto_cache=rto_cache)
         self._state = AllocationState.IDLE
-        self._callbacks: dict[int, tuple[_OnSuccess, _OnFailure]] = {}
+        self._callbacks: dict[int, tuple[OnSuccess, OnFailure]] = {}
         self._outgoing: list[Datagram] = []
         self._events: deque[TurnClientEvent] = deque()
         self._dont_fragment = config.dont_fragment
@@ -186,9 +172,17 @@ class TurnAllocation:
         self._refresh_error: Failure | None = None
         self._relayed: dict[AddressFamily, Address] = {}
         self._mapped: Address | None = None
-        self._peers = PeerLeases(config.max_permissions)
         #: Datagrams (or data) dropped, by reason; for diagnostics and tests.
         self.dropped: dict[str, int] = {}
+        self._peers = PeerLeases(
+            config,
+            request=self._request,
+            cancel=self._cancel,
+            gone=self._gone,
+            transmit=self._transmit,
+            emit=self._events.append,
+            drop=self._drop,
+        )
 
     # ------------------------------------------------------------------ what it holds
 
@@ -278,7 +272,7 @@ class TurnAllocation:
             permission = peers.permission(address)
         elif permission.grant is not Grant.FAILED:
             return
-        self._request_permission(permission, now)
+        peers.request_permission(permission, now)
         self._absorb(now)
 
     def bind_channel(self, peer: Address, now: float) -> int:
@@ -293,7 +287,7 @@ class TurnAllocation:
         if channel is None and not peers.has_free_number:
             raise errors.LocalProtocolError("every channel number 0x4000-0x4FFF is in use")
         peers.check_room(peer)
-        number = self._bind(peer, now).number
+        number = peers.bind(peer, now).number
         self._absorb(now)
         return number
 
@@ -326,13 +320,13 @@ class TurnAllocation:
             return
         channel = peers.channels.get(peer)
         if channel is None and config.use_channels and peers.has_free_number:
-            channel = self._bind(peer, now)
+            channel = peers.bind(peer, now)
         permission = None
         if config.auto_permission and (channel is None or channel.grant is not Grant.ACTIVE):
             permission = peers.permissions.get(peer.host)
             if permission is None:
                 permission = peers.permission(peer)
-                self._request_permission(permission, now)
+                peers.request_permission(permission, now)
         self._absorb(now)  # the requests go out before the data
         if permission is None or permission.grant is Grant.ACTIVE:
             self._transmit(data, peer)
@@ -389,25 +383,26 @@ class TurnAllocation:
             return
         first = data[0] if data else -1
         if 0x40 <= first <= 0x4F:
-            unwrapped = unwrap_channel_data(data, self._peers.by_number)
-        elif not 0 <= first <= 3:
+            self._channel_data(data)
+            return
+        if not 0 <= first <= 3:
             self._drop("neither STUN nor ChannelData")
             return
-        else:
-            try:
-                message = Message.decode(data)
-            except DecodeError:
-                self._drop("malformed")
-                return
-            if message.message_class is not MessageClass.INDICATION:
-                self._session.receive_datagram(data, local, remote, now)
-                self._absorb(now)
-                return
+        try:
+            message = Message.decode(data)
+        except DecodeError:
+            self._drop("malformed")
+            return
+        if message.message_class is MessageClass.INDICATION:
             unwrapped = unwrap_data_indication(message, self._peers.permissions)
-        if isinstance(unwrapped, str):
-            self._drop(unwrapped)
-        else:
-            self._deliver(*unwrapped)
+            if isinstance(unwrapped, str):
+                self._drop(unwrapped)
+            else:
+                peer, payload = unwrapped
+                self._deliver(peer, payload)
+            return
+        self._session.receive_datagram(data, local, remote, now)
+        self._absorb(now)
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         """Drain what must be sent to the server now."""
@@ -439,13 +434,7 @@ class TurnAllocation:
             return
         if lease.handle is None and now >= lease.refresh_at:
             self._refresh(now)
-        peers = self._peers
-        if now >= peers.earliest():
-            for permission in list(peers.permissions.values()):
-                self._tend(permission, now, self._request_permission, self._permission_failed)
-            for channel in list(peers.channels.values()):
-                self._tend(channel, now, self._request_channel, self._bind_failed)
-            peers.changed()
+        self._peers.tend(now)
         self._absorb(now)
 
     def next_event(self) -> TurnClientEvent | None:
@@ -487,8 +476,8 @@ class TurnAllocation:
         method: Method,
         attributes: list[Attribute],
         now: float,
-        on_success: _OnSuccess,
-        on_failure: _OnFailure,
+        on_success: OnSuccess,
+        on_failure: OnFailure,
     ) -> int:
         handle = self._session.request(
             method, attributes, now=now, follow_alternate=method == Method.ALLOCATE
@@ -496,22 +485,6 @@ class TurnAllocation:
         self._callbacks[handle] = (on_success, on_failure)
         self._peers.changed()
         return handle
-
-    def _tend(
-        self,
-        lease: _LeaseT,
-        now: float,
-        renew: Callable[[_LeaseT, float], None],
-        fail: Callable[[_LeaseT, Failure, float], None],
-    ) -> None:
-        """Refresh a granted lease that is due; end one whose refresh is unanswered at expiry."""
-        if lease.grant is not Grant.ACTIVE or now < lease.deadline:
-            return
-        if lease.handle is None:
-            renew(lease, now)
-        else:
-            self._cancel(lease)
-            fail(lease, TransactionTimeout("it expired before its refresh was answered"), now)
 
     def _cancel(self, lease: Lease) -> None:
         if lease.handle is not None:
@@ -678,102 +651,13 @@ class TurnAllocation:
 
     def _end_leases(self) -> None:
         """Stop every refresh and forget every permission, channel and queued datagram."""
-        peers = self._peers
-        for lease in (self._lease, *peers.permissions.values(), *peers.channels.values()):
-            self._cancel(lease)
-        queued = peers.queued
-        if queued:
-            self._drop("allocation ended", queued)
-        peers.clear()
+        self._cancel(self._lease)
+        self._peers.end()
 
     def _expire(self, reason: str) -> None:
         self._end_leases()
         self._move(AllocationState.EXPIRED)
         self._events.append(AllocationExpired(reason))
-
-    # ------------------------------------------------------------------ permissions (§9, §11)
-
-    def _request_permission(self, permission: Permission, now: float) -> None:
-        if permission.grant is Grant.FAILED:
-            permission.grant = Grant.PENDING
-        permission.handle = self._request(
-            Method.CREATE_PERMISSION,
-            [XorPeerAddress(permission.peer)],
-            now,
-            partial(self._permitted, permission),
-            partial(self._permission_failed, permission),
-        )
-
-    def _permitted(self, permission: Permission, response: Message, now: float) -> None:
-        permission.handle = None
-        self._grant_permission(permission, now)
-
-    def _grant_permission(self, permission: Permission, now: float) -> None:
-        first = permission.grant is not Grant.ACTIVE
-        permission.granted(now, self.config.permission_lifetime, self.config.refresh_margin)
-        if first:
-            self._events.append(PermissionCreated(permission.peer.host))
-        while permission.queued:
-            self._transmit(*permission.queued.popleft())
-
-    def _permission_failed(self, permission: Permission, error: Failure, now: float) -> None:
-        permission.handle = None
-        if self._gone("CreatePermission", error):
-            return
-        permission.grant = Grant.FAILED
-        if permission.queued:
-            self._drop("permission failed", len(permission.queued))
-            permission.queued.clear()
-        self._events.append(PermissionFailed(permission.peer.host, error))
-
-    # ------------------------------------------------------------------ channels (§12)
-
-    def _bind(self, peer: Address, now: float) -> Channel:
-        """Start a ChannelBind for ``peer`` (a new number unless it had one; see
-        :meth:`PeerLeases.channel <turn.client.leases.PeerLeases.channel>`)."""
-        channel = self._peers.channel(peer)
-        self._request_channel(channel, now)
-        return channel
-
-    def _request_channel(self, channel: Channel, now: float) -> None:
-        if channel.grant is Grant.FAILED:
-            channel.grant = Grant.PENDING
-        channel.handle = self._request(
-            Method.CHANNEL_BIND,
-            [ChannelNumber(channel.number), XorPeerAddress(channel.peer)],
-            now,
-            partial(self._bound, channel),
-            partial(self._bind_failed, channel),
-        )
-
-    def _bound(self, channel: Channel, response: Message, now: float) -> None:
-        channel.handle = None
-        first = channel.grant is not Grant.ACTIVE
-        channel.granted(now, self.config.channel_lifetime, self.config.refresh_margin)
-        peers = self._peers
-        permission = peers.permissions.get(channel.peer.host) or peers.permission(channel.peer)
-        if first:
-            self._events.append(ChannelBound(channel.peer, channel.number))
-        self._grant_permission(permission, now)
-
-    def _bind_failed(self, channel: Channel, error: Failure, now: float) -> None:
-        channel.handle = None
-        if self._gone("ChannelBind", error):
-            return
-        channel.grant = Grant.FAILED
-        self._events.append(ChannelFailed(channel.peer, channel.number, error))
-        permission = self._peers.permissions.get(channel.peer.host)
-        if (
-            permission is None
-            or permission.grant is not Grant.PENDING
-            or permission.handle is not None
-        ):
-            return
-        # The permission was to come with the channel: ask for it alone, or give up on it.
-        if self.config.auto_permission:
-            self._request_permission(permission, now)
-        else:
-            self._permission_failed(permission, error, now)
 
     # ------------------------------------------------------------------ data (§10, §12)
 
@@ -787,6 +671,20 @@ class TurnAllocation:
                 data, peer, dont_fragment=self._dont_fragment, stun=self._session.config
             )
         self._outgoing.append(Datagram(message, self.local, self.server))
+
+    def _channel_data(self, data: bytes) -> None:
+        """ChannelData from the server: delivered on a channel this client bound or is binding
+        (the server may relay before its answer arrives, §12.7)."""
+        try:
+            number, payload = decode_channel_data(data)
+        except errors.DecodeError:
+            self._drop("malformed ChannelData")
+            return
+        channel = self._peers.by_number.get(number)
+        if channel is None or channel.grant is Grant.FAILED:
+            self._drop("unknown channel")
+            return
+        self._deliver(channel.peer, payload)
 
     def _deliver(self, peer: Address, data: bytes) -> None:
         relayed = self._relayed.get(family_of(peer))

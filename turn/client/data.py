@@ -1,13 +1,13 @@
-"""The TURN client's data path (RFC 8656 §10, §12): data for a peer wrapped for the server, and
-data from the server unwrapped to the peer it came from.
+"""The TURN client's data path through STUN messages (RFC 8656 §10): data for a peer wrapped
+in a Send indication, and data from a peer unwrapped from a Data indication.
 
-Out, data goes as ChannelData (:func:`turn.channel.encode_channel_data`) on a channel the server
-has bound, else in a Send indication (:func:`send_indication`, §10.1). In, ChannelData counts on
-a channel this client bound or is binding (the server may relay before its answer arrives,
-§12.7), and a Data indication from a peer a datagram can come from, at an IP address with a
-permission held or asked for (§10.4). What is not delivered comes back as the reason, which
-:class:`~turn.client.TurnAllocation` counts in its ``dropped``. Each function looks up one table
-entry at most: they run for every datagram.
+Out, data goes in a Send indication (:func:`send_indication`, §10.1) unless a channel is bound
+to the peer, when ChannelData (:mod:`turn.channel`) carries it with 4 bytes of overhead instead
+of 36 or more. In, a Data indication counts from a peer a datagram can come from, at an IP
+address with a permission held or asked for (§10.4); :func:`unwrap_data_indication` says who
+sent what, or why the indication is dropped, which :class:`~turn.client.TurnAllocation` counts
+in its ``dropped``. ChannelData from the server is one lookup by channel number, which the
+allocation does itself: it is the per-datagram path.
 """
 
 from __future__ import annotations
@@ -18,17 +18,15 @@ from stun import Address, Attribute, Message, MessageClass, Method, new_transact
 from stun.address import is_destination
 from stun.client import ClientConfig
 
-from .. import errors
 from ..attributes import Data, DontFragment, Icmp, XorPeerAddress
-from ..channel import decode_channel_data
-from .leases import Channel, Grant, Permission
+from .leases import Grant, Permission
 
 #: The most data one :meth:`~turn.client.TurnAllocation.send` carries: what still fits a Send
 #: indication with an IPv6 XOR-PEER-ADDRESS, DONT-FRAGMENT and FINGERPRINT in STUN's 16-bit
 #: length.
 MAX_SEND_SIZE = (0xFFFF - (4 + 20) - 4 - 4 - 8) & ~3
 
-#: The peer a datagram from the server came from and what it carried, or why it is dropped.
+#: The peer a Data indication came from and what it carried, or why it is dropped.
 Unwrapped = tuple[Address, bytes] | str
 
 
@@ -44,18 +42,6 @@ def send_indication(
         Method.SEND, MessageClass.INDICATION, new_transaction_id(stun.rng), attributes
     )
     return indication.encode(fingerprint=stun.fingerprint)
-
-
-def unwrap_channel_data(data: bytes, channels: Mapping[int, Channel]) -> Unwrapped:
-    """The peer and payload of ChannelData from the server (§12.6), by channel number."""
-    try:
-        number, payload = decode_channel_data(data)
-    except errors.DecodeError:
-        return "malformed ChannelData"
-    channel = channels.get(number)
-    if channel is None or channel.grant is Grant.FAILED:
-        return "unknown channel"
-    return channel.peer, payload
 
 
 def unwrap_data_indication(message: Message, permissions: Mapping[str, Permission]) -> Unwrapped:

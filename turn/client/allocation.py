@@ -394,10 +394,8 @@ class TurnAllocation:
             self._drop("malformed")
             return
         if message.message_class is MessageClass.INDICATION:
-            unwrapped = unwrap_data_indication(message, self._peers.permissions)
-            if isinstance(unwrapped, str):
-                self._drop(unwrapped)
-            else:
+            unwrapped = unwrap_data_indication(message, self._peers.permissions, self._drop)
+            if unwrapped is not None:
                 peer, payload = unwrapped
                 self._deliver(peer, payload)
             return

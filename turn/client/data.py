@@ -5,14 +5,14 @@ Out, data goes in a Send indication (:func:`send_indication`, §10.1) unless a c
 to the peer, when ChannelData (:mod:`turn.channel`) carries it with 4 bytes of overhead instead
 of 36 or more. In, a Data indication counts from a peer a datagram can come from, at an IP
 address with a permission held or asked for (§10.4); :func:`unwrap_data_indication` says who
-sent what, or why the indication is dropped, which :class:`~turn.client.TurnAllocation` counts
-in its ``dropped``. ChannelData from the server is one lookup by channel number, which the
-allocation does itself: it is the per-datagram path.
+sent what, or why the indication is dropped, for :class:`~turn.client.TurnAllocation` to count
+in its ``dropped``. ChannelData from the server, the common case, is one lookup by channel
+number that the allocation makes itself, so that nothing is added to that path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from stun import Address, Attribute, Message, MessageClass, Method, new_transaction_id
 from stun.address import is_destination
@@ -25,10 +25,6 @@ from .leases import Grant, Permission
 #: indication with an IPv6 XOR-PEER-ADDRESS, DONT-FRAGMENT and FINGERPRINT in STUN's 16-bit
 #: length.
 MAX_SEND_SIZE = (0xFFFF - (4 + 20) - 4 - 4 - 8) & ~3
-
-#: The peer a Data indication came from and what it carried, or why it is dropped.
-Unwrapped = tuple[Address, bytes] | str
-
 
 def send_indication(
     data: bytes, peer: Address, *, dont_fragment: bool, stun: ClientConfig
@@ -44,18 +40,25 @@ def send_indication(
     return indication.encode(fingerprint=stun.fingerprint)
 
 
-def unwrap_data_indication(message: Message, permissions: Mapping[str, Permission]) -> Unwrapped:
+def unwrap_data_indication(
+    message: Message, permissions: Mapping[str, Permission], drop: Callable[[str], None]
+) -> tuple[Address, bytes] | None:
     """The peer and payload of an indication from the server: a Data indication (§10.4) from a
-    peer with a permission; one carrying ICMP (§18.13) or anything else is dropped."""
+    peer with a permission. Anything else, such as one carrying ICMP (§18.13), is ``None``, and
+    ``drop`` hears why."""
     if message.method != Method.DATA:
-        return "not a Data indication"
+        drop("not a Data indication")
+        return None
     peer = message.get(XorPeerAddress)
     data = message.get(Data)
     if message.unknown_required or peer is None or data is None:
-        return "ICMP" if message.has(Icmp) else "bad Data indication"
+        drop("ICMP" if message.has(Icmp) else "bad Data indication")
+        return None
     if not is_destination(peer.address):
-        return "unusable peer address"
+        drop("unusable peer address")
+        return None
     permission = permissions.get(peer.address.host)
     if permission is None or permission.grant is Grant.FAILED:
-        return "no permission"  # §10.4: SHOULD check
+        drop("no permission")  # §10.4: SHOULD check
+        return None
     return peer.address, data.value

@@ -15,7 +15,7 @@ IO_MODULES = {
     "stun/aio.py", "stun/cli.py", "stun/tls.py", "ice/cli.py", "ice/commands.py", "ice/aio.py",
     "ice/mdns.py", "ice/mdns_sockets.py", "turn/aio.py", "turn/server/aio_tcp.py",
     "turn/server/aio.py", "turn/cli.py",
-    "stun/aio_sockets.py", "stun/aio_client.py", "stun/aio_server.py",
+    "stun/aio_sockets.py", "stun/aio_client.py", "stun/aio_server.py", "turn/server/aio_udp.py",
 }
 FORBIDDEN_IN_CORE = {"asyncio", "socket", "time", "random", "os", "selectors", "ssl", "threading"}
 #: Exceptions to FORBIDDEN_IN_CORE, one module and one import each: the simulator's whole point is

@@ -1,26 +1,32 @@
 """The ``icestack`` command line: ``demo``, ``ice offer|answer``, ``stun`` (probe a server) and
 ``serve stun|turn``.
 
-Each package contributes its own commands (``stun.cli``, ``turn.cli``, ``ice.commands``); this
-module only assembles them.
+Each package contributes its own commands (``stun.probe``, ``stun.cli``, ``turn.cli``,
+``ice.demo``, ``ice.commands``); this module only assembles them, and keeps the rule of
+:mod:`stun.cli`: an error the user can fix is one line on stderr and exit status 2, never a
+traceback. SIGTERM ends a command as Ctrl-C does, so that what it made on disk is cleaned up
+either way.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
-from ice.commands import add_demo_command, add_ice_command
+from ice.commands import add_ice_command
+from ice.demo import add_demo_command
 from stun._version import __version__
-from stun.cli import add_probe_command, add_serve_command, main_error
+from stun.cli import CliParser, add_serve_command, main_error
 from stun.errors import LocalProtocolError
+from stun.probe import add_probe_command
 from turn.cli import add_serve_command as add_serve_turn_command
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``icestack`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = CliParser(
         prog="icestack",
         description="STUN, TURN and ICE in pure Python: probe servers, run servers, try it out.",
     )
@@ -39,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``icestack`` console script."""
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         status: int = args.run(args)
     except (LocalProtocolError, argparse.ArgumentTypeError) as exc:
@@ -47,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return status
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: ``finally`` blocks and context managers run on the way out. (Servers
+    replace it with their own handler once they serve, and stop cleanly.)"""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

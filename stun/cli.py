@@ -1,78 +1,122 @@
-"""The STUN commands of the ``icestack`` CLI: ``icestack stun`` (probe) and ``icestack serve stun``.
+"""What every ``icestack`` command shares, and ``icestack serve stun``.
 
-``icestack stun --json`` prints one JSON object whose shape is documented in ``docs/cli.md`` and
-kept stable: other tools parse it.
+The rule of the whole command line: a bad file, option or address never ends in a traceback. It
+ends in one line on stderr, ``icestack: error: …``, saying what is wrong and naming the thing
+(the option, the file, the address), and exit status 2. :class:`CliParser` does that for what
+argparse finds; commands raise :class:`stun.LocalProtocolError` for the rest, and the helpers
+here turn the usual culprits into such messages: certificate and key files
+(:func:`load_server_tls`, :func:`load_client_tls`), listening sockets (:func:`listen_failure`,
+:func:`check_ports_free`) and addresses (:func:`split_host_port`, :func:`server_address`).
+
+``--workers N`` servers (:func:`run_workers`) share their ports with ``SO_REUSEPORT``, which the
+kernel grants to any process of the same user that asks: so before forking, the parent binds
+every port once without it (:func:`check_ports_free`), and a server already there — a stale one
+of ours included — makes the start fail instead of silently sharing the port.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import functools
-import json
-import logging
+import ipaddress
 import multiprocessing
+import multiprocessing.connection
 import os
 import secrets
 import signal
 import socket
+import ssl
 import sys
-import warnings
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol, cast
 
 from ._version import __version__
 from .address import Address
-from .aio import DEFAULT_PORTS, Listener, StunServer, Transport, binding, install_uvloop
-from .client import BindingResult, ClientConfig, Credentials
-from .errors import ErrorResponse, LocalProtocolError, StunError
+from .aio import Listener, StunServer, Transport, install_uvloop
+from .errors import LocalProtocolError
 from .server import LongTermCredentials, ServerConfig, ShortTermCredentials
-from .tls import client_context, make_self_signed, server_context
-from .transaction import TransactionConfig
+from .tls import client_context, self_signed_server_context, server_context
 
-#: The host probed when ``icestack stun`` is given none.
-DEFAULT_PUBLIC_SERVER = "stun.l.google.com:19302"
+# =========================================================================== messages
 
-_log = logging.getLogger("icestack")
+
+class CliParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``PROG: error: MESSAGE; see PROG --help``."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.endswith("expected one argument"):
+            message += " (a value that starts with '-' goes as --option=VALUE)"
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def main_error(message: str) -> int:
+    """Print a CLI error and return the exit status for it."""
+    print(f"icestack: error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+def warn(message: str) -> None:
+    """Print one warning line on stderr."""
+    print(f"icestack: warning: {message}", file=sys.stderr, flush=True)
+
+
+def say(line: str) -> None:
+    """Print one line in one write, so that the lines of workers sharing stdout do not mix."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def format_table(rows: list[tuple[str, str]]) -> str:
+    """Two aligned columns."""
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+# =========================================================================== options
 
 
 def split_host_port(text: str, default_port: int | None) -> tuple[str, int | None]:
-    """Split ``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 literal."""
+    """Split ``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 literal; raises
+    :class:`argparse.ArgumentTypeError` (an argparse ``type``) for what is none of them."""
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
         if not sep:
             raise argparse.ArgumentTypeError(f"unclosed '[' in {text!r}")
-        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise argparse.ArgumentTypeError(f"want [IPv6]:PORT, got {text!r}")
+        colon, port_text = bool(rest), rest[1:]
     elif text.count(":") == 1:
         host, port_text = text.split(":")
+        colon = True
     else:
-        host, port_text = text, ""
+        host, port_text, colon = text, "", False
     if not host:
         raise argparse.ArgumentTypeError(f"no host in {text!r}")
+    if colon and not port_text:
+        raise argparse.ArgumentTypeError(f"no port after ':' in {text!r}")
     if not port_text:
         return host, default_port
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise argparse.ArgumentTypeError(f"bad port in {text!r}")
+        raise argparse.ArgumentTypeError(f"bad port in {text!r}: ports are 0 to 65535")
     return host, int(port_text)
 
 
-# =========================================================================== icestack stun
-
-
-def scaled_schedule(timeout: float) -> TransactionConfig:
-    """The RFC 8489 §6.2 schedule, shrunk or stretched to give up after ``timeout`` seconds.
-
-    Over UDP the Rc requests and the final Rm wait stay as they are and the initial RTO is scaled
-    (the default 500 ms makes 39.5 s); over TCP/TLS ``timeout`` is Ti.
-    """
-    default = TransactionConfig()
-    rtos = 2 ** (default.max_requests - 1) - 1 + default.final_wait
-    return TransactionConfig(initial_rto=timeout / rtos, reliable_timeout=timeout)
+def server_address(text: str, default_port: int) -> tuple[str, int]:
+    """A server to talk to: ``host``, ``host:port`` or ``[v6]:port``, never port 0 (which no
+    server listens on); raises :class:`argparse.ArgumentTypeError`."""
+    host, port = split_host_port(text, default_port)
+    if port == 0:
+        raise argparse.ArgumentTypeError(f"port 0 in {text!r}: a server is never on port 0")
+    assert port is not None
+    return host, port
 
 
 def parse_seconds(text: str) -> float:
+    """An argparse ``type``: a positive, finite number of seconds."""
     try:
         value = float(text)
     except ValueError:
@@ -82,221 +126,208 @@ def parse_seconds(text: str) -> float:
     return value
 
 
-def _address_json(address: Address | None) -> dict[str, Any] | None:
-    return None if address is None else {"host": address.host, "port": address.port}
+def bounded_integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in [minimum, maximum]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}: {text}")
+        return value
+
+    return parse
 
 
-def probe_report(
-    transport: str, target: str, result: BindingResult | None, error: StunError | OSError | None
-) -> dict[str, Any]:
-    """The ``--json`` document of ``icestack stun`` (schema in docs/cli.md)."""
-    report: dict[str, Any] = {
-        "ok": result is not None,
-        "target": target,
-        "transport": transport,
-        "server": _address_json(result.server) if result else None,
-        "mapped_address": _address_json(result.mapped_address) if result else None,
-        "rtt_ms": round(result.rtt * 1000, 3) if result else None,
-        "software": result.software if result else None,
-        "features": list(result.features) if result else [],
-        "response_origin": _address_json(result.response_origin) if result else None,
-        "other_address": _address_json(result.other_address) if result else None,
-        "error": None,
-    }
-    if error is not None:
-        report["error"] = {
-            "type": type(error).__name__,
-            "message": str(error),
-            "code": error.code if isinstance(error, ErrorResponse) else None,
-        }
-    return report
-
-
-def format_table(rows: list[tuple[str, str]]) -> str:
-    """Two aligned columns."""
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
-
-
-def _probe_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
-    def show(address: dict[str, Any] | None) -> str:
-        return "-" if address is None else str(Address(address["host"], address["port"]))
-
-    rows = [("target", f"{report['target']} ({report['transport']})")]
-    if report["ok"]:
-        rows += [
-            ("server", show(report["server"])),
-            ("mapped address", show(report["mapped_address"])),
-            ("rtt", f"{report['rtt_ms']:.2f} ms"),
-            ("software", report["software"] or "-"),
-            ("features", ", ".join(report["features"]) or "-"),
-        ]
-        if report["other_address"]:
-            rows.append(("other address", show(report["other_address"])))
-    else:
-        error = report["error"]
-        rows.append(("error", f"{error['type']}: {error['message']}"))
-    return rows
-
-
-async def _probe(args: argparse.Namespace) -> int:
-    transport: Transport = "tls" if args.tls else "tcp" if args.tcp else "udp"
-    host, port = split_host_port(args.server or DEFAULT_PUBLIC_SERVER, None)
-    family = socket.AF_INET6 if args.ipv6 else socket.AF_INET if args.ipv4 else 0
-    credentials = None
-    if args.user is not None:
-        if args.password is None:
-            raise LocalProtocolError("--user needs --password")
-        credentials = Credentials(username=args.user, password=args.password)
-    context = client_context(args.cafile, verify=not args.insecure) if transport == "tls" else None
-    target = f"{host}:{port or DEFAULT_PORTS[transport]}"
-    config = ClientConfig(transaction=scaled_schedule(args.timeout)) if args.timeout else None
-    result: BindingResult | None = None
-    error: StunError | OSError | None = None
-    try:
-        result = await binding(
-            host, port, transport=transport, family=family, credentials=credentials,
-            ssl_context=context, config=config,
-        )
-    except (StunError, OSError) as exc:
-        error = exc
-    report = probe_report(transport, target, result, error)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_table(_probe_rows(report)))
-    return 0 if result is not None else 1
-
-
-def add_probe_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``icestack stun``: probe a STUN server."""
-    parser = commands.add_parser(
-        "stun",
-        help="probe a STUN server: mapped address, RTT, software, features",
-        description="Send one Binding request and report what the server answered.",
-    )
-    parser.add_argument(
-        "server", nargs="?", metavar="HOST[:PORT]",
-        help=f"the server (default {DEFAULT_PUBLIC_SERVER}); port defaults to 3478, 5349 for TLS",
-    )
-    transport = parser.add_mutually_exclusive_group()
-    transport.add_argument("--tcp", action="store_true", help="STUN over TCP (RFC 8489 §6.2.2)")
-    transport.add_argument("--tls", action="store_true", help="STUN over TLS (RFC 8489 §6.2.3)")
-    family = parser.add_mutually_exclusive_group()
-    family.add_argument("-6", dest="ipv6", action="store_true", help="use IPv6")
-    family.add_argument("-4", dest="ipv4", action="store_true", help="use IPv4")
-    parser.add_argument("--user", help="long-term credential username")
-    parser.add_argument("--password", help="long-term credential password")
-    parser.add_argument("--cafile", type=Path, help="trust this CA file for --tls")
-    parser.add_argument(
-        "--insecure", action="store_true", help="do not verify the TLS certificate (diagnostics)"
-    )
-    parser.add_argument(
-        "--timeout", type=parse_seconds, metavar="SECONDS",
-        help="give up after this long (default 39.5, the RFC 8489 §6.2 schedule)",
-    )
-    parser.add_argument("--json", action="store_true", help="print a JSON object (docs/cli.md)")
-    parser.set_defaults(run=lambda args: asyncio.run(_probe(args)))
-
-
-# =========================================================================== icestack serve stun
+#: An argparse ``type``: a port to listen on, 0 for any free one.
+port_number = bounded_integer(0, 65535)
 
 
 def parse_user(text: str) -> tuple[str, str]:
+    """An argparse ``type``: ``NAME:PASSWORD``."""
     name, sep, password = text.partition(":")
     if not sep or not name or not password:
         raise argparse.ArgumentTypeError(f"--user wants NAME:PASSWORD, got {text!r}")
     return name, password
 
 
-@dataclass(frozen=True)
-class ServePlan:
-    """Everything ``icestack serve stun`` needs to open its listeners, picklable for workers."""
-
-    config: ServerConfig
-    listen: tuple[tuple[str, int], ...]
-    tcp: bool
-    tls: tuple[Path, Path] | None
-    tls_port: int
-    reuse_port: bool
+# =========================================================================== files
 
 
-def build_serve_plan(args: argparse.Namespace) -> ServePlan:
-    """Turn parsed options into a validated plan; raises LocalProtocolError on bad combinations."""
-    users = dict(args.user or [])
-    auth: ShortTermCredentials | LongTermCredentials | None = None
-    if args.auth == "long-term":
-        if not users:
-            raise LocalProtocolError("--auth long-term needs at least one --user NAME:PASSWORD")
-        auth = LongTermCredentials.from_passwords(args.realm, users)
-    elif args.auth == "short-term":
-        if not users:
-            raise LocalProtocolError("--auth short-term needs at least one --user NAME:PASSWORD")
-        auth = ShortTermCredentials.from_passwords(users)
-    elif users:
-        raise LocalProtocolError("--user given without --auth short-term or --auth long-term")
-    software = None if args.no_software else args.software
-    # One nonce secret for every worker, so a nonce from one is good at all (stun.nonces).
-    config = ServerConfig(
-        software=software, authentication=auth, nonce_secret=secrets.token_bytes(32)
-    )
-    listen = tuple(split_host_port(text, 3478) for text in args.listen or ["0.0.0.0", "[::]"])
-    tls: tuple[Path, Path] | None = None
-    if args.tls is not None:
-        if len(args.tls) == 2:
-            tls = (Path(args.tls[0]), Path(args.tls[1]))
-        elif not args.tls:
-            files = make_self_signed()
-            warnings.warn(
-                f"--tls without CERT KEY: using a self-signed certificate ({files.certificate}); "
-                "clients cannot verify it",
-                stacklevel=1,
-            )
-            tls = (files.certificate, files.private_key)
-        else:
-            raise LocalProtocolError("--tls takes CERT KEY, or nothing for a self-signed one")
-    if args.workers < 1:
-        raise LocalProtocolError("--workers must be at least 1")
-    if args.workers > 1 and any(port == 0 for _, port in listen):
-        raise LocalProtocolError("--workers needs fixed ports: port 0 differs in every worker")
-    return ServePlan(
-        config=config,
-        listen=listen,  # type: ignore[arg-type]
-        tcp=args.tcp,
-        tls=tls,
-        tls_port=args.tls_port,
-        reuse_port=args.workers > 1,
-    )
+def file_problem(error: OSError) -> str:
+    """What is wrong with a file, in a few words."""
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "that is a folder, not a file"
+    if isinstance(error, PermissionError):
+        return "cannot read it (permission denied)"
+    return error.strerror or str(error)
 
 
-async def serve(plan: ServePlan, *, worker: int = 0) -> None:
-    """Open every listener of ``plan`` and serve until SIGINT/SIGTERM."""
-    server = StunServer(plan.config)
-    context = server_context(*plan.tls) if plan.tls else None
+def read_file(path: Path, what: str) -> bytes:
+    """The bytes of ``path``; raises :class:`LocalProtocolError` naming ``what`` (the option) and
+    the file when it cannot be read."""
     try:
-        for host, port in plan.listen:
-            await server.listen("udp", host, port, reuse_port=plan.reuse_port)
-            if plan.tcp:
-                await server.listen("tcp", host, port, reuse_port=plan.reuse_port)
-            if context is not None:
-                await server.listen(
-                    "tls", host, plan.tls_port, ssl_context=context, reuse_port=plan.reuse_port
-                )
+        return path.read_bytes()
     except OSError as exc:
-        await server.close()
-        raise LocalProtocolError(f"cannot listen: {exc}") from None
-    await serve_until_signalled(server, f"worker {worker}: " if plan.reuse_port else "")
+        raise LocalProtocolError(f"{what} {path}: {file_problem(exc)}") from None
+
+
+def _check_pem(path: Path, what: str, marker: bytes, kind: str) -> bytes:
+    data = read_file(path, what)
+    if marker not in data:
+        raise LocalProtocolError(
+            f"{what} {path}: no PEM {kind} in it (want a text file with '-----BEGIN {kind}')"
+        )
+    return data
+
+
+def load_server_tls(
+    certificate: Path, private_key: Path, *, what: str = "--tls", password: str | None = None
+) -> ssl.SSLContext:
+    """A TLS server context from PEM files; raises :class:`LocalProtocolError` saying which
+    file is missing, unreadable or not what it should be, or that the two do not match."""
+    _check_pem(certificate, f"{what} certificate", b"-----BEGIN CERTIFICATE-----", "CERTIFICATE")
+    key = _check_pem(private_key, f"{what} key", b"PRIVATE KEY-----", "PRIVATE KEY")
+    try:
+        # A password, even empty, keeps OpenSSL from prompting on the terminal.
+        return server_context(certificate, private_key, password or "")
+    except ssl.SSLError as exc:
+        reason = getattr(exc, "reason", None)
+        if reason == "KEY_VALUES_MISMATCH":
+            problem = f"the key {private_key} does not belong to the certificate {certificate}"
+        elif b"ENCRYPTED" in key:
+            problem = f"the key {private_key} is encrypted and " + (
+                "the password is wrong" if password else "no password was given for it"
+            )
+        else:
+            problem = f"cannot load the certificate {certificate} with the key {private_key}"
+        detail = f" ({reason})" if reason and reason != "KEY_VALUES_MISMATCH" else ""
+        raise LocalProtocolError(f"{what}: {problem}{detail}") from None
+
+
+def self_signed_tls() -> ssl.SSLContext:
+    """A TLS server context with a throw-away self-signed certificate (nothing stays on disk),
+    after a warning that clients cannot verify it."""
+    context, fingerprint = self_signed_server_context()
+    warn(
+        "--tls without CERT KEY: a throw-away self-signed certificate for localhost, 127.0.0.1 "
+        f"and ::1 (SHA-256 {fingerprint}); clients cannot verify it"
+    )
+    return context
+
+
+def load_client_tls(cafile: Path | None, *, verify: bool = True) -> ssl.SSLContext:
+    """A TLS client context trusting the system CAs, or ``cafile``; raises
+    :class:`LocalProtocolError` naming a CA file that is missing or holds no certificate."""
+    if cafile is not None:
+        _check_pem(cafile, "--cafile", b"-----BEGIN CERTIFICATE-----", "CERTIFICATE")
+    try:
+        return client_context(cafile, verify=verify)
+    except ssl.SSLError as exc:
+        reason = getattr(exc, "reason", None)
+        raise LocalProtocolError(f"--cafile {cafile}: {reason or exc}") from None
+
+
+# =========================================================================== listening
+
+
+_LISTEN_PROBLEMS = {
+    errno.EADDRINUSE: "the address is in use: another server listens there (stop it, or pick "
+    "another port)",
+    errno.EADDRNOTAVAIL: "that is not an address of this host",
+    errno.EACCES: "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
+    errno.EAFNOSUPPORT: "this host has no IPv6 (listen on IPv4 addresses only)",
+}
+
+
+def listen_failure(transport: str, host: str, port: int, error: OSError) -> LocalProtocolError:
+    """The error to report when listening on ``transport`` at ``(host, port)`` failed."""
+    problem = _LISTEN_PROBLEMS.get(error.errno or 0, error.strerror or str(error))
+    return LocalProtocolError(f"cannot listen on {transport} {Address(host, port)}: {problem}")
+
+
+def check_ports_free(endpoints: Iterable[tuple[Transport, str, int]]) -> None:
+    """Bind every ``(transport, host, port)`` once without ``SO_REUSEPORT``, and let go: a socket
+    already there (even one that would share its port) makes the bind fail, and this raise
+    :func:`listen_failure`'s error. TCP is bound with ``SO_REUSEADDR``, as the listeners are, so
+    connections of an earlier run in TIME_WAIT do not count."""
+    for transport, host, port in endpoints:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+        try:
+            with socket.socket(family, kind) as probe:
+                if kind == socket.SOCK_STREAM:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind((host, port))
+        except OSError as exc:
+            raise listen_failure(transport, host, port, exc) from None
+
+
+def listener_endpoints(
+    listen: Iterable[tuple[str, int]], *, udp: bool, tcp: bool, tls_port: int | None
+) -> list[tuple[Transport, str, int]]:
+    """``(transport, host, port)`` for each listening address: UDP and TCP on its port, TLS on
+    ``tls_port`` (``None``: no TLS)."""
+    found: list[tuple[Transport, str, int]] = []
+    for host, port in listen:
+        if udp:
+            found.append(("udp", host, port))
+        if tcp:
+            found.append(("tcp", host, port))
+        if tls_port is not None:
+            found.append(("tls", host, tls_port))
+    return found
 
 
 class Serving(Protocol):
-    """What :func:`serve_until_signalled` needs of a server (the STUN and the TURN server)."""
+    """What :func:`open_and_serve` needs of a server (the STUN and the TURN server)."""
 
     @property
     def listeners(self) -> Sequence[Listener]: ...
 
+    async def listen(
+        self,
+        transport: Transport,
+        host: str,
+        port: int = 0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+    ) -> Listener: ...
+
     async def serve_forever(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+async def open_listeners(
+    server: Serving,
+    endpoints: Iterable[tuple[Transport, str, int]],
+    tls: ssl.SSLContext | None,
+    *,
+    reuse_port: bool,
+) -> None:
+    """Open a listener per ``(transport, host, port)``; on the first that fails, close the
+    server and raise :func:`listen_failure`'s error naming it."""
+    for transport, host, port in endpoints:
+        try:
+            await server.listen(
+                transport,
+                host,
+                port,
+                ssl_context=tls if transport == "tls" else None,
+                reuse_port=reuse_port,
+            )
+        except OSError as exc:
+            await server.close()
+            raise listen_failure(transport, host, port, exc) from None
 
 
 async def serve_until_signalled(server: Serving, prefix: str, notes: Sequence[str] = ()) -> None:
@@ -319,10 +350,142 @@ def close_on_signals(close: Callable[[], Coroutine[Any, Any, None]]) -> None:
         loop.add_signal_handler(signum, lambda: asyncio.ensure_future(close()))
 
 
-def say(line: str) -> None:
-    """Print one line in one write, so that the lines of workers sharing stdout do not mix."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+# =========================================================================== workers
+
+
+def _worker(worker_main: Callable[[int], None], index: int) -> None:
+    """A worker process: ``worker_main(index)``, with a CLI error as one line and status 2."""
+    try:
+        worker_main(index)
+    except LocalProtocolError as exc:
+        main_error(f"worker {index}: {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def run_workers(count: int, worker_main: Callable[[int], None]) -> int:
+    """Run ``worker_main(i)`` for i in 0..count-1, each in a forked process (they share their
+    ports with SO_REUSEPORT); SIGINT or SIGTERM to this process is passed on to every worker, and
+    so is the end of any one of them: the rest are stopped too rather than serve short-handed.
+    Returns 0 when every worker exited with 0, 2 when one had a CLI error, else 1."""
+    context = multiprocessing.get_context("fork")
+    workers = [
+        context.Process(target=_worker, args=(worker_main, i), daemon=True) for i in range(count)
+    ]
+    for process in workers:
+        process.start()
+
+    def stop(signum: int = signal.SIGTERM, frame: object = None) -> None:
+        for process in workers:
+            if process.pid is not None and process.exitcode is None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    running = {process.sentinel: process for process in workers}
+    while running:
+        for sentinel in multiprocessing.connection.wait(list(running)):
+            running.pop(cast(int, sentinel)).join()
+        stop()
+    codes = [process.exitcode for process in workers]
+    return 0 if all(code == 0 for code in codes) else 2 if 2 in codes else 1
+
+
+# =========================================================================== icestack serve stun
+
+
+@dataclass(frozen=True)
+class ServePlan:
+    """Everything ``icestack serve stun`` needs to open its listeners, validated before any
+    worker forks (the TLS context is built once, and forked workers inherit it)."""
+
+    config: ServerConfig
+    listen: tuple[tuple[str, int], ...]
+    tcp: bool
+    tls: ssl.SSLContext | None
+    tls_port: int
+    reuse_port: bool
+
+    @property
+    def endpoints(self) -> list[tuple[Transport, str, int]]:
+        """Every ``(transport, host, port)`` to listen on."""
+        tls_port = None if self.tls is None else self.tls_port
+        return listener_endpoints(self.listen, udp=True, tcp=self.tcp, tls_port=tls_port)
+
+
+def listen_address(text: str, default_port: int, what: str = "--listen") -> tuple[str, int]:
+    """``ADDR[:PORT]`` to listen on: an IP literal (brackets allowed), port 0 for any free one;
+    raises :class:`LocalProtocolError` naming ``what``."""
+    try:
+        host, port = split_host_port(text, default_port)
+    except argparse.ArgumentTypeError as exc:
+        raise LocalProtocolError(f"{what}: {exc}") from None
+    assert port is not None
+    return ip_literal(host, what), port
+
+
+def ip_literal(text: str, what: str) -> str:
+    """An IP address in canonical form (brackets allowed); raises :class:`LocalProtocolError`
+    naming ``what``."""
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        raise LocalProtocolError(f"{what}: not an IP address: {text!r}") from None
+
+
+def tls_context(files: list[str] | None, what: str = "--tls") -> ssl.SSLContext | None:
+    """``--tls CERT KEY`` loaded, ``--tls`` alone a self-signed one, no ``--tls`` ``None``."""
+    if files is None:
+        return None
+    if len(files) == 2:
+        return load_server_tls(Path(files[0]), Path(files[1]), what=what)
+    if files:
+        raise LocalProtocolError(f"{what} takes CERT KEY, or nothing for a self-signed one")
+    return self_signed_tls()
+
+
+def build_serve_plan(args: argparse.Namespace) -> ServePlan:
+    """Turn parsed options into a validated plan; raises LocalProtocolError on bad combinations."""
+    users = dict(args.user or [])
+    auth: ShortTermCredentials | LongTermCredentials | None = None
+    if args.auth == "long-term":
+        if not users:
+            raise LocalProtocolError("--auth long-term needs at least one --user NAME:PASSWORD")
+        if not args.realm:
+            raise LocalProtocolError("--realm: the realm must not be empty")
+        auth = LongTermCredentials.from_passwords(args.realm, users)
+    elif args.auth == "short-term":
+        if not users:
+            raise LocalProtocolError("--auth short-term needs at least one --user NAME:PASSWORD")
+        auth = ShortTermCredentials.from_passwords(users)
+    elif users:
+        raise LocalProtocolError("--user given without --auth short-term or --auth long-term")
+    software = None if args.no_software else args.software
+    # One nonce secret for every worker, so a nonce from one is good at all (stun.nonces).
+    config = ServerConfig(
+        software=software, authentication=auth, nonce_secret=secrets.token_bytes(32)
+    )
+    listen = tuple(listen_address(text, 3478) for text in args.listen or ["0.0.0.0", "[::]"])
+    if args.workers < 1:
+        raise LocalProtocolError("--workers must be at least 1")
+    if args.workers > 1 and any(port == 0 for _, port in listen):
+        raise LocalProtocolError("--workers needs fixed ports: port 0 differs in every worker")
+    return ServePlan(
+        config=config,
+        listen=listen,
+        tcp=args.tcp,
+        tls=tls_context(args.tls),
+        tls_port=args.tls_port,
+        reuse_port=args.workers > 1,
+    )
+
+
+async def serve(plan: ServePlan, *, worker: int = 0) -> None:
+    """Open every listener of ``plan`` and serve until SIGINT/SIGTERM."""
+    server = StunServer(plan.config)
+    await open_listeners(server, plan.endpoints, plan.tls, reuse_port=plan.reuse_port)
+    await serve_until_signalled(server, f"worker {worker}: " if plan.reuse_port else "")
 
 
 def _worker_main(plan: ServePlan, use_uvloop: bool, worker: int) -> None:
@@ -339,28 +502,8 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.workers == 1:
         asyncio.run(serve(plan))
         return 0
+    check_ports_free(plan.endpoints)
     return run_workers(args.workers, functools.partial(_worker_main, plan, args.uvloop))
-
-
-def run_workers(count: int, worker_main: Callable[[int], None]) -> int:
-    """Run ``worker_main(i)`` for i in 0..count-1, each in a forked process (they share their
-    ports with SO_REUSEPORT); SIGINT or SIGTERM to this process is passed on to every worker.
-    Returns 0 when every worker exited with 0, else 1."""
-    context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=worker_main, args=(i,), daemon=True) for i in range(count)]
-    for process in workers:
-        process.start()
-
-    def stop(signum: int, frame: object) -> None:
-        for process in workers:
-            if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    for process in workers:
-        process.join()
-    return 0 if all(p.exitcode == 0 for p in workers) else 1
 
 
 def add_serve_command(serve_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -371,21 +514,33 @@ def add_serve_command(serve_commands: argparse._SubParsersAction[argparse.Argume
         description="Run a STUN Binding server until Ctrl-C. One log line per listener.",
     )
     parser.add_argument(
-        "--listen", action="append", metavar="ADDR[:PORT]",
-        help="listen here (repeatable; default 0.0.0.0:3478 and [::]:3478); UDP always",
+        "--listen",
+        action="append",
+        metavar="ADDR[:PORT]",
+        help="listen here, an IP address (repeatable; default 0.0.0.0:3478 and [::]:3478); "
+        "UDP always",
     )
     parser.add_argument("--tcp", action="store_true", help="also listen on TCP at each address")
     parser.add_argument(
-        "--tls", nargs="*", metavar="FILE",
+        "--tls",
+        nargs="*",
+        metavar="FILE",
         help="also listen with TLS: --tls CERT KEY, or --tls alone for a self-signed certificate",
     )
-    parser.add_argument("--tls-port", type=int, default=5349, help="TLS port (default 5349)")
     parser.add_argument(
-        "--auth", choices=("none", "short-term", "long-term"), default="none",
+        "--tls-port", type=port_number, default=5349, help="TLS port (default 5349)"
+    )
+    parser.add_argument(
+        "--auth",
+        choices=("none", "short-term", "long-term"),
+        default="none",
         help="authentication (RFC 8489 §9); a plain STUN server needs none (§12)",
     )
     parser.add_argument(
-        "--user", action="append", type=parse_user, metavar="NAME:PASSWORD",
+        "--user",
+        action="append",
+        type=parse_user,
+        metavar="NAME:PASSWORD",
         help="a credential (repeatable)",
     )
     parser.add_argument("--realm", default="icestack", help="long-term credential realm")
@@ -394,14 +549,10 @@ def add_serve_command(serve_commands: argparse._SubParsersAction[argparse.Argume
     )
     parser.add_argument("--no-software", action="store_true", help="send no SOFTWARE attribute")
     parser.add_argument(
-        "--workers", type=int, default=1,
+        "--workers",
+        type=int,
+        default=1,
         help="processes sharing each port with SO_REUSEPORT (default 1; use the core count)",
     )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
     parser.set_defaults(run=run_serve)
-
-
-def main_error(message: str) -> int:
-    """Print a CLI error and return the exit status for it."""
-    print(f"icestack: error: {message}", file=sys.stderr)
-    return 2

@@ -38,7 +38,13 @@ from .channel import (
     is_valid_channel,
 )
 from .client import MAX_SEND_SIZE, AllocationState, TurnAllocation, TurnClientConfig
-from .errors import DecodeError, LocalProtocolError, RemoteProtocolError, TurnError
+from .errors import (
+    DecodeError,
+    LocalProtocolError,
+    PeerNotPermitted,
+    RemoteProtocolError,
+    TurnError,
+)
 from .events import (
     AllocationCreated,
     AllocationDeleted,
@@ -83,6 +89,7 @@ __all__ = [
     "Lifetime",
     "LocalProtocolError",
     "PacketKind",
+    "PeerNotPermitted",
     "PermissionCreated",
     "PermissionFailed",
     "RemoteProtocolError",

@@ -34,12 +34,13 @@ from stun.aio import (
     resolve,
 )
 from stun.client import Credentials
+from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.framing import Framing
 from stun.reader_errors import ReaderErrors
 from stun.transaction import RtoCache
 
 from .client import AllocationState, TurnAllocation, TurnClientConfig
-from .errors import LocalProtocolError, TurnError
+from .errors import LocalProtocolError, PeerNotPermitted, TurnError
 from .events import (
     AllocationCreated,
     AllocationDeleted,
@@ -89,6 +90,8 @@ class TurnClient(_Closing):
         #: Whether :meth:`close` saw the server confirm that the allocation is gone.
         self.deleted = False
         self._ended: TurnError | None = None
+        #: Peer IP addresses the server refused a permission for, and how the request ended.
+        self._refused: dict[str, Failure] = {}
         #: Datagrams from peers dropped because :meth:`recv` fell behind.
         self.overflow = 0
         #: Exceptions the allocation raised on what the server sent, contained and counted (a
@@ -225,9 +228,27 @@ class TurnClient(_Closing):
     async def send(self, data: bytes, peer: Address) -> None:
         """Send ``data`` to ``peer`` through the relay: ChannelData on a bound channel, else a
         Send indication (a permission and a channel are made on first use unless the config
-        says otherwise)."""
+        says otherwise). It does not wait for the server: data sent before the permission is
+        granted waits for it in a bounded queue.
+
+        Raises :class:`turn.PeerNotPermitted` once the server has refused the peer a permission
+        (or never answered for it), which is also logged as a warning when it happens: the data
+        is not sent. To learn whether the server admits a peer before sending, await
+        :meth:`create_permission` first.
+        """
+        if self._refused:
+            self._check_permitted(peer)
         self.allocation.send(data, peer, self._loop.time())
         self._pump()
+
+    def _check_permitted(self, peer: Address) -> None:
+        try:
+            host = make_address(peer.host, peer.port).host
+        except StunLocalProtocolError:
+            return  # the allocation's send() says what is wrong with it
+        error = self._refused.get(host)
+        if error is not None:
+            raise PeerNotPermitted(host, self.server, error)
 
     async def recv(self) -> tuple[bytes, Address]:
         """The next datagram from a peer and who sent it. Raises :class:`turn.TurnError` once
@@ -299,6 +320,13 @@ class TurnClient(_Closing):
                     self._allocated.set_exception(event.error)
         elif isinstance(event, PermissionCreated | PermissionFailed):
             error = event.error if isinstance(event, PermissionFailed) else None
+            if error is None:
+                self._refused.pop(event.host, None)
+            else:
+                self._refused[event.host] = error
+                _log.warning(
+                    "%s; data to it is dropped", PeerNotPermitted(event.host, self.server, error)
+                )
             for waiter in self._permissions.pop(event.host, []):
                 _settle(waiter, None, error)
         elif isinstance(event, ChannelBound | ChannelFailed):
@@ -335,4 +363,3 @@ def _settle(future: asyncio.Future[T], result: T, error: Failure | None) -> None
         future.set_result(result)
     else:
         future.set_exception(error)
-

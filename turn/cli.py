@@ -1,10 +1,11 @@
 """``icestack serve turn``: the TURN server (:class:`turn.server.aio.TurnServer`) in the foreground.
 
 Options carry coturn's names where the concept is the same (``--user``, ``--realm``,
-``--static-auth-secret``, ``--allowed-peer-ip``, ``--relay-ip``, ``--min-port``, ...), so an
-operator can move a ``turnserver.conf`` over: ``--config FILE`` reads ``name=value`` lines with
-the same names (docs/cli.md). Authentication cannot be turned off: with no ``--user`` and no
-``--static-auth-secret`` the server refuses to start.
+``--static-auth-secret``, ``--allowed-peer-ip``, ``--relay-ip``, ``--min-port``, ``-v``,
+``--log-file`` ...), so an operator can move a ``turnserver.conf`` over: ``--config FILE`` reads
+it, coturn's own names included (:mod:`turn.turnserver_conf`; docs/cli.md). Authentication cannot
+be turned off: with no ``--user`` and no ``--static-auth-secret`` the server refuses to start.
+``-v`` logs every session event (:mod:`turn.server.session_log`) to stderr or ``--log-file``.
 """
 
 from __future__ import annotations
@@ -13,24 +14,44 @@ import argparse
 import asyncio
 import functools
 import ipaddress
+import logging
 import resource
 import secrets
-import warnings
-from collections.abc import Callable, Sequence
+import ssl
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from stun import Address, LocalProtocolError, make_address
-from stun.aio import install_uvloop
-from stun.cli import parse_user, run_workers, serve_until_signalled, split_host_port
+from stun._version import DEFAULT_SOFTWARE
+from stun.aio import Transport, install_uvloop
+from stun.cli import (
+    bounded_integer,
+    check_ports_free,
+    file_problem,
+    ip_literal,
+    listen_address,
+    listen_failure,
+    listener_endpoints,
+    load_server_tls,
+    open_listeners,
+    parse_user,
+    port_number,
+    run_workers,
+    self_signed_tls,
+    serve_until_signalled,
+    server_address,
+    warn,
+)
 from stun.server import LongTermCredentials
-from stun.tls import make_self_signed, server_context
 
 from .server.aio import TurnServer, relay_hosts_by_family
 from .server.config import TurnServerConfig
 from .server.embedded import parse_nat64_prefixes
 from .server.policy import PeerPolicy, parse_networks
 from .server.relays import DYNAMIC_PORTS
+from .turnserver_conf import OptionNames, check_values, read_config
 
 #: What ``--listen`` defaults to, as for ``icestack serve stun``.
 DEFAULT_LISTEN = ("0.0.0.0", "[::]")
@@ -41,38 +62,12 @@ DEFAULT_REALM = "icestack"
 _SPARE_DESCRIPTORS = 64
 
 
-def _number(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
-    """An argparse type: an integer in [minimum, maximum]."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
-            raise argparse.ArgumentTypeError(f"must be {bound}: {text}")
-        return value
-
-    return parse
+_port = port_number
+_relay_port = bounded_integer(1, 65535)
+_positive = bounded_integer(1)
 
 
-_port = _number(0, 65535)
-_relay_port = _number(1, 65535)
-_positive = _number(1)
-
-
-@dataclass(frozen=True)
-class _Options:
-    """The options of ``serve turn`` as the config file sees them: each name, whether it is a
-    flag, and which ones may repeat (their values add up, file first, command line after)."""
-
-    flags: frozenset[str]
-    valued: frozenset[str]
-    repeatable: frozenset[str]
-
-
-def _add_options(parser: argparse.ArgumentParser) -> _Options:
+def _add_options(parser: argparse.ArgumentParser) -> OptionNames:
     """Every option, defaulting to ``None`` so that a config file can fill what is not given."""
     flags: set[str] = set()
     valued: set[str] = set()
@@ -210,60 +205,56 @@ def _add_options(parser: argparse.ArgumentParser) -> _Options:
         help="processes sharing each port with SO_REUSEPORT (default 1; use the core count)",
     )
     option("--uvloop", action="store_true", help="run on uvloop")
+    option(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="log a line per session event: allocation, permission, channel, refusal and why, "
+        "deletion",
+    )
+    option(
+        "--log-file",
+        "-l",
+        metavar="FILE",
+        help="append the log to FILE instead of writing it to stderr",
+    )
+    option("--pkey-pwd", metavar="PASSWORD", help="the password of an encrypted --tls key")
+    option("--no-stun", action="store_true", help="do not answer Binding requests")
+    option(
+        "--no-software-attribute", action="store_true", help="send no SOFTWARE attribute"
+    )
     parser.add_argument(
         "--config",
         type=Path,
         metavar="FILE",
-        help="read options from FILE: one name=value (or bare flag) a line, # comments",
+        help="read options from FILE, a coturn turnserver.conf: one name=value (or bare flag) "
+        "a line, # comments; coturn's own names too",
     )
-    return _Options(frozenset(flags), frozenset(valued), frozenset(repeatable))
+    return OptionNames(frozenset(flags), frozenset(valued), frozenset(repeatable))
 
 
 # =========================================================================== the config file
 
 
-def config_file_arguments(path: Path, options: _Options) -> list[str]:
-    """The command-line arguments a config file stands for (coturn's ``turnserver.conf`` form:
-    ``name=value`` or ``name value``, bare names for flags, ``#`` comments)."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise LocalProtocolError(f"--config {path}: {exc.strerror}") from None
-    arguments: list[str] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, _, value = line.replace("=", " ", 1).partition(" ")
-        name, value = name.removeprefix("--"), value.strip()
-        where = f"{path} line {number}"
-        if name in options.flags:
-            if value.lower() in ("", "true", "yes", "on", "1"):
-                arguments.append(f"--{name}")
-            elif value.lower() not in ("false", "no", "off", "0"):
-                raise LocalProtocolError(f"{where}: {name} is a flag, not {value!r}")
-        elif name in options.valued:
-            if not value and name != "tls":
-                raise LocalProtocolError(f"{where}: {name} needs a value")
-            arguments += [f"--{name}", *(value.split() if name == "tls" else [value])]
-        else:
-            raise LocalProtocolError(f"{where}: unknown option {name!r}")
-    return arguments
-
-
 def merge_config_file(
-    args: argparse.Namespace, parser: argparse.ArgumentParser, options: _Options
+    args: argparse.Namespace, parser: argparse.ArgumentParser, options: OptionNames
 ) -> None:
-    """Fill ``args`` from ``args.config``: the command line wins, repeatable options add up."""
+    """Fill ``args`` from ``args.config``: the command line wins, repeatable options add up.
+    Every line that cannot be used is reported at once; the options that have no effect here
+    are noted, one line each."""
     if args.config is None:
         return
-    parser.exit_on_error = False
-    try:
-        from_file = parser.parse_args(config_file_arguments(args.config, options))
-    except argparse.ArgumentError as exc:
-        raise LocalProtocolError(f"--config {args.config}: {exc}") from None
-    finally:
-        parser.exit_on_error = True
+    config = read_config(args.config, options)
+    check_values(config, parser)
+    where = f"--config {args.config}"
+    if len(config.problems) == 1:
+        raise LocalProtocolError(f"{where} {config.problems[0]}")
+    if config.problems:
+        lines = "".join(f"\n  {problem}" for problem in config.problems)
+        raise LocalProtocolError(f"{where}: {len(config.problems)} lines cannot be used:{lines}")
+    for note in config.notes:
+        print(f"icestack: note: {args.config} {note}", file=sys.stderr)
+    from_file = parser.parse_args([word for _, words in config.arguments for word in words])
     for name, value in vars(from_file).items():
         given = getattr(args, name, None)
         if value is None or name in ("config", "run"):
@@ -285,39 +276,31 @@ class TurnServePlan:
     listen: tuple[tuple[str, int], ...]
     udp: bool
     tcp: bool
-    tls: tuple[Path, Path] | None
+    #: The TLS context, built before any worker forks (the workers inherit it).
+    tls: ssl.SSLContext | None
     tls_port: int
     relay_hosts: tuple[str, ...]
     relay_ports: range
     metrics: tuple[str, int] | None
     workers: int
+    verbose: bool = False
+    log_file: Path | None = None
 
     @property
     def reuse_port(self) -> bool:
         return self.workers > 1
 
-
-def _host_of(text: str, what: str) -> str:
-    """An IP literal (brackets allowed); raises LocalProtocolError naming the option."""
-    try:
-        return str(ipaddress.ip_address(text.strip("[]")))
-    except ValueError:
-        raise LocalProtocolError(f"{what}: not an IP address: {text!r}") from None
-
-
-def _listen_addresses(args: argparse.Namespace) -> tuple[tuple[str, int], ...]:
-    listen = []
-    for text in args.listen or DEFAULT_LISTEN:
-        host, port = split_host_port(text, DEFAULT_PORT)
-        assert port is not None
-        listen.append((_host_of(host, "--listen"), port))
-    return tuple(listen)
+    @property
+    def endpoints(self) -> list[tuple[Transport, str, int]]:
+        """Every ``(transport, host, port)`` to listen on."""
+        tls_port = None if self.tls is None else self.tls_port
+        return listener_endpoints(self.listen, udp=self.udp, tcp=self.tcp, tls_port=tls_port)
 
 
 def _relay_hosts(args: argparse.Namespace, listen: Sequence[tuple[str, int]]) -> tuple[str, ...]:
     """``--relay-ip``, or else the one specific listening address of each family."""
     if args.relay_ip:
-        hosts = [_host_of(text, "--relay-ip") for text in args.relay_ip]
+        hosts = [ip_literal(text, "--relay-ip") for text in args.relay_ip]
     else:
         if any(ipaddress.ip_address(host).is_unspecified for host, _ in listen):
             raise LocalProtocolError(
@@ -329,20 +312,53 @@ def _relay_hosts(args: argparse.Namespace, listen: Sequence[tuple[str, int]]) ->
     return tuple(hosts)
 
 
-def _tls_files(tls: list[str] | None) -> tuple[Path, Path] | None:
-    if tls is None:
+def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """``--tls CERT KEY`` (and ``--pkey-pwd``) loaded, ``--tls`` alone a self-signed one."""
+    if args.tls is None:
+        if args.pkey_pwd is not None:
+            raise LocalProtocolError("--pkey-pwd without --tls CERT KEY")
         return None
-    if len(tls) == 2:
-        return Path(tls[0]), Path(tls[1])
-    if tls:
+    if len(args.tls) == 2:
+        certificate, key = (Path(name) for name in args.tls)
+        return load_server_tls(certificate, key, password=args.pkey_pwd)
+    if args.tls:
         raise LocalProtocolError("--tls takes CERT KEY, or nothing for a self-signed certificate")
-    files = make_self_signed()
-    warnings.warn(
-        f"--tls without CERT KEY: using a self-signed certificate ({files.certificate}); "
-        "clients cannot verify it",
-        stacklevel=1,
-    )
-    return files.certificate, files.private_key
+    return self_signed_tls()
+
+
+def _peer_networks(values: list[str] | None, what: str) -> tuple[str, ...]:
+    """CIDRs, bare addresses, and coturn's ``FIRST-LAST`` ranges, as CIDRs."""
+    networks: list[str] = []
+    for value in values or ():
+        first, dash, last = value.partition("-")
+        if not dash:
+            networks.append(value)
+            continue
+        try:
+            low, high = ipaddress.ip_address(first.strip()), ipaddress.ip_address(last.strip())
+            networks.extend(str(n) for n in ipaddress.summarize_address_range(low, high))
+        except (ValueError, TypeError) as exc:
+            raise LocalProtocolError(f"{what}: bad range {value!r}: {exc}") from None
+    parse_networks(networks, what)
+    return tuple(networks)
+
+
+def _log_file(path: str | None) -> Path | None:
+    """``--log-file``, checked for being writable before the server starts."""
+    if path is None:
+        return None
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            problem = "no such folder"
+        elif isinstance(exc, PermissionError):
+            problem = "cannot write it (permission denied)"
+        else:
+            problem = file_problem(exc)
+        raise LocalProtocolError(f"--log-file {path}: {problem}") from None
+    return Path(path)
 
 
 def build_plan(args: argparse.Namespace) -> TurnServePlan:
@@ -353,19 +369,21 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
         raise LocalProtocolError(
             "authentication is required: give --user NAME:PASSWORD or --static-auth-secret"
         )
-    realm = args.realm or DEFAULT_REALM
+    realm = DEFAULT_REALM if args.realm is None else args.realm
+    if not realm:
+        raise LocalProtocolError("--realm: the realm must not be empty")
     alternate: Address | None = None
     if args.alternate_server is not None:
-        host, port = split_host_port(args.alternate_server, DEFAULT_PORT)
-        assert port is not None
-        alternate = make_address(_host_of(host, "--alternate-server"), port)
-    allowed = tuple(args.allowed_peer_ip or ())
-    denied = tuple(args.denied_peer_ip or ())
-    parse_networks(allowed, "--allowed-peer-ip")
-    parse_networks(denied, "--denied-peer-ip")
+        try:
+            host, port = server_address(args.alternate_server, DEFAULT_PORT)
+        except argparse.ArgumentTypeError as exc:
+            raise LocalProtocolError(f"--alternate-server: {exc}") from None
+        alternate = make_address(ip_literal(host, "--alternate-server"), port)
+    allowed = _peer_networks(args.allowed_peer_ip, "--allowed-peer-ip")
+    denied = _peer_networks(args.denied_peer_ip, "--denied-peer-ip")
+    listen = tuple(listen_address(text, DEFAULT_PORT) for text in args.listen or DEFAULT_LISTEN)
     nat64 = tuple(args.nat64_prefix or ())
     parse_nat64_prefixes(nat64, "--nat64-prefix")
-    listen = _listen_addresses(args)
     policy = PeerPolicy(
         allowed_peers=allowed,
         denied_peers=denied,
@@ -392,13 +410,15 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
         alternate_server=alternate,
         rfc5766_channels=bool(args.rfc5766_channels),
         tcp_relays=not args.no_tcp_relay,
+        answer_binding=not args.no_stun,
+        software=None if args.no_software_attribute else DEFAULT_SOFTWARE,
         **{name: value for name, value in limits.items() if value is not None},
     )
     low = DYNAMIC_PORTS.start if args.min_port is None else args.min_port
     high = DYNAMIC_PORTS.stop - 1 if args.max_port is None else args.max_port
     if low > high:
         raise LocalProtocolError(f"--min-port {low} is above --max-port {high}")
-    udp, tcp, tls = not args.no_udp, not args.no_tcp, _tls_files(args.tls)
+    udp, tcp, tls = not args.no_udp, not args.no_tcp, _tls(args)
     if not (udp or tcp or tls):
         raise LocalProtocolError("--no-udp and --no-tcp without --tls leave nothing to listen on")
     workers = args.workers or 1
@@ -406,7 +426,8 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
         raise LocalProtocolError("--workers needs fixed ports: port 0 differs in every worker")
     metrics = None
     if args.metrics_port is not None:
-        metrics = (_host_of(args.metrics_host or "127.0.0.1", "--metrics-host"), args.metrics_port)
+        host = ip_literal(args.metrics_host or "127.0.0.1", "--metrics-host")
+        metrics = (host, args.metrics_port)
     elif args.metrics_host is not None:
         raise LocalProtocolError("--metrics-host without --metrics-port")
     return TurnServePlan(
@@ -420,6 +441,8 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
         relay_ports=range(low, high + 1),
         metrics=metrics,
         workers=workers,
+        verbose=bool(args.verbose),
+        log_file=_log_file(args.log_file),
     )
 
 
@@ -428,31 +451,34 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
 
 async def serve(plan: TurnServePlan, *, worker: int = 0) -> None:
     """Open every listener of ``plan`` and serve until SIGINT/SIGTERM."""
+    prefix = f"worker {worker}: " if plan.reuse_port else ""
+    log_to(plan.log_file, plan.verbose, prefix)
     server = TurnServer(plan.config, relay_hosts=plan.relay_hosts, relay_ports=plan.relay_ports)
-    context = server_context(*plan.tls) if plan.tls else None
-    reuse_port = plan.reuse_port
+    await open_listeners(server, plan.endpoints, plan.tls, reuse_port=plan.reuse_port)
     metrics: Address | None = None
-    try:
-        for host, port in plan.listen:
-            if plan.udp:
-                await server.listen("udp", host, port, reuse_port=reuse_port)
-            if plan.tcp:
-                await server.listen("tcp", host, port, reuse_port=reuse_port)
-            if context is not None:
-                await server.listen(
-                    "tls", host, plan.tls_port, ssl_context=context, reuse_port=reuse_port
-                )
-        if plan.metrics is not None:
-            host, port = plan.metrics
-            metrics = await server.serve_metrics(host, port + worker if port else 0)
-    except OSError as exc:
-        await server.close()
-        raise LocalProtocolError(f"cannot listen: {exc}") from None
+    if plan.metrics is not None:
+        host, port = plan.metrics
+        port = port + worker if port else 0
+        try:
+            metrics = await server.serve_metrics(host, port)
+        except OSError as exc:
+            await server.close()
+            raise listen_failure("http (metrics)", host, port, exc) from None
     ports = plan.relay_ports
     notes = [f"relaying on {', '.join(plan.relay_hosts)} ports {ports.start}-{ports.stop - 1}"]
     if metrics is not None:
         notes.append(f"metrics on http {metrics}")
-    await serve_until_signalled(server, f"worker {worker}: " if plan.reuse_port else "", notes)
+    await serve_until_signalled(server, prefix, notes)
+
+
+def log_to(path: Path | None, verbose: bool, prefix: str) -> None:
+    """Send icestack's log lines to ``path`` (appended) or stderr, each stamped with the time
+    and ``prefix``: warnings always, with ``verbose`` every session event too."""
+    handler = logging.FileHandler(path) if path is not None else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {prefix}%(message)s"))
+    root = logging.getLogger("icestack")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _raise_descriptor_limit(plan: TurnServePlan) -> None:
@@ -464,10 +490,9 @@ def _raise_descriptor_limit(plan: TurnServePlan) -> None:
         wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
         if wanted < needed:
-            warnings.warn(
+            warn(
                 f"only {wanted} file descriptors (the hard limit); --total-quota "
-                f"{config.total_quota} may need {needed}",
-                stacklevel=1,
+                f"{config.total_quota} may need {needed}"
             )
 
 
@@ -475,7 +500,9 @@ def _worker_main(plan: TurnServePlan, worker: int) -> None:
     asyncio.run(serve(plan, worker=worker))
 
 
-def run_serve(parser: argparse.ArgumentParser, options: _Options, args: argparse.Namespace) -> int:
+def run_serve(
+    parser: argparse.ArgumentParser, options: OptionNames, args: argparse.Namespace
+) -> int:
     """``icestack serve turn``: one process, or ``--workers N`` processes sharing the ports."""
     merge_config_file(args, parser, options)
     plan = build_plan(args)
@@ -485,6 +512,7 @@ def run_serve(parser: argparse.ArgumentParser, options: _Options, args: argparse
     if plan.workers == 1:
         asyncio.run(serve(plan))
         return 0
+    check_ports_free(plan.endpoints)
     return run_workers(plan.workers, functools.partial(_worker_main, plan))
 
 

@@ -30,3 +30,25 @@ class DecodeError(RemoteProtocolError):
 
     The message says what is wrong, e.g. ``"ChannelData: channel 0x5000 outside 0x4000-0x4FFF"``.
     """
+
+
+class PeerNotPermitted(TurnError):
+    """The TURN server holds no permission for a peer's IP address (RFC 8656 §9), so it drops
+    what is sent to it: it refused the permission (403 when its peer policy refuses the address),
+    or never answered. Raised by :meth:`turn.TurnClient.send` to that peer until a permission is
+    granted (:meth:`turn.TurnClient.create_permission` asks again). ``host`` is the peer's IP
+    address, ``error`` what the request for the permission ended with."""
+
+    def __init__(self, host: str, server: object, error: Exception) -> None:
+        code = getattr(error, "code", None)
+        if code == 403:
+            why = (
+                f"the server refused it ({error}): its peer policy does not relay to this "
+                "address (an icestack server relays to loopback peers with "
+                "--allow-loopback-peers, to other refused ranges with --allowed-peer-ip)"
+            )
+        else:
+            why = f"the request for it failed: {error}"
+        super().__init__(f"no permission for peer {host} on TURN server {server}: {why}")
+        self.host = host
+        self.error = error

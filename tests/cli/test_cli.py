@@ -12,6 +12,7 @@ import queue
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -92,9 +93,10 @@ def check_report(report: Any) -> dict[str, Any]:
         assert rtt is not None
     else:
         assert isinstance(error, dict)
-        assert set(error) == {"type", "message", "code"}
+        assert set(error) == {"type", "message", "hint", "code"}
         assert isinstance(error["type"], str)
         assert isinstance(error["message"], str)
+        assert error["hint"] is None or isinstance(error["hint"], str)
         assert error["code"] is None or isinstance(error["code"], int)
         assert report["mapped_address"] is None
         assert rtt is None
@@ -322,6 +324,8 @@ def test_stun_tls_verification(stun_server: BackgroundServer) -> None:
     refused = probe_json(target, "--tls", status=1)  # the system CAs never signed it
     assert refused["ok"] is False
     assert refused["error"]["type"] == "SSLCertVerificationError"
+    assert refused["error"]["message"].startswith("the TLS certificate of 127.0.0.1:")
+    assert "--cafile" in refused["error"]["hint"]
     assert refused["error"]["code"] is None
     insecure = probe_json(target, "--tls", "--insecure", status=0)
     assert insecure["ok"] is True
@@ -341,7 +345,9 @@ def test_stun_timeout_on_a_closed_port() -> None:
 def test_stun_table_output_on_failure() -> None:
     completed = icestack("stun", f"127.0.0.1:{closed_port('127.0.0.1')}", "--timeout", "0.2")
     assert completed.returncode == 1
-    assert re.search(r"^error\s+TransactionTimeout: no response", completed.stdout, re.M)
+    assert re.search(r"^error\s+no response from 127\.0\.0\.1:\d+ after 7", completed.stdout, re.M)
+    assert re.search(r"^hint\s+nothing answers STUN there", completed.stdout, re.M)
+    assert "TransactionTimeout" not in completed.stdout + completed.stderr
 
 
 # --------------------------------------------------------------------------- icestack serve stun
@@ -380,8 +386,16 @@ def test_serve_long_term_authentication() -> None:
         bad = probe_json(target, "--user", "alice", "--password", "nope", status=1)
         assert bad["error"]["type"] == "ErrorResponse"
         assert bad["error"]["code"] == 401
+        assert bad["error"]["message"] == "the server answered 401 Unauthenticated"
+        assert bad["error"]["hint"] == (
+            "it refused the username and password: check --user, --password and that they are "
+            "credentials of realm 'icestack.test'"
+        )
         anonymous = probe_json(target, status=1)
         assert anonymous["error"]["code"] == 401
+        assert anonymous["error"]["hint"] == (
+            "it wants long-term credentials of realm 'icestack.test': pass --user and --password"
+        )
         assert server.interrupt() == 0
 
 
@@ -418,7 +432,10 @@ def test_serve_reports_a_port_in_use() -> None:
         port = taken.getsockname()[1]
         completed = icestack("serve", "stun", "--listen", f"127.0.0.1:{port}")
     assert completed.returncode == 2
-    assert completed.stderr.startswith("icestack: error: cannot listen:")
+    assert completed.stderr == (
+        f"icestack: error: cannot listen on udp 127.0.0.1:{port}: the address is in use: "
+        "another server listens there (stop it, or pick another port)\n"
+    )
 
 
 # --------------------------------------------------------------------------- bad options
@@ -450,3 +467,112 @@ def test_bad_options_exit_2_with_a_message(args: list[str], message: str) -> Non
     assert message in completed.stderr
     assert "Traceback" not in completed.stderr
     assert completed.stdout == ""
+
+
+# ------------------------------------------------------------------------- icestack stun: targets
+
+
+def test_stun_and_stuns_uris(stun_server: BackgroundServer) -> None:
+    """RFC 7064 URIs: ``stun:`` is UDP (or TCP with --tcp), ``stuns:`` is TLS."""
+    udp = probe_json(f"stun:127.0.0.1:{stun_server.udp.port}", status=0)
+    assert (udp["transport"], udp["target"]) == ("udp", f"127.0.0.1:{stun_server.udp.port}")
+    tcp = probe_json(f"stun:127.0.0.1:{stun_server.tcp.port}", "--tcp", status=0)
+    assert tcp["transport"] == "tcp"
+    cafile = str(stun_server.tls_files.certificate)
+    tls = probe_json(f"stuns:127.0.0.1:{stun_server.tls.port}", "--cafile", cafile, status=0)
+    assert tls["transport"] == "tls"
+    assert tls["server"] == {"host": "127.0.0.1", "port": stun_server.tls.port}
+
+
+def test_stun_by_name_says_what_it_resolved(stun_server: BackgroundServer) -> None:
+    completed = icestack("stun", f"localhost:{stun_server.udp.port}", "-4")
+    assert completed.returncode == 0, completed.stderr
+    assert f"probing localhost:{stun_server.udp.port} (127.0.0.1) over udp" in completed.stderr
+
+
+# ------------------------------------------------------------------------ icestack stun: progress
+
+
+def test_stun_says_what_it_probes_at_once_and_shows_every_retransmission() -> None:
+    """Against a silent port the probe takes its whole schedule; it says what it does as it goes
+    (the lines are read while it still runs), then explains the failure."""
+    port = closed_port("127.0.0.1")
+    process = subprocess.Popen(
+        [*ICESTACK, "stun", f"127.0.0.1:{port}", "--timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        first = [process.stderr.readline() for _ in range(3)]
+        assert process.poll() is None  # still waiting: the lines came as it went
+    finally:
+        process.kill()
+        process.communicate(timeout=RUN_TIMEOUT)
+    stamp = r"\[ *\d+\.\d{3}s\] "
+    assert re.fullmatch(rf"{stamp}probing 127\.0\.0\.1:{port} over udp\n", first[0])
+    sent = "request sent; up to 7 sends over 60 s until an answer comes"
+    assert re.fullmatch(rf"{stamp}{sent}\n", first[1])
+    assert re.fullmatch(rf"{stamp}no answer yet: sent again \(2 of 7\)\n", first[2])
+
+
+def test_stun_progress_over_a_whole_schedule() -> None:
+    port = closed_port("127.0.0.1")
+    completed = icestack("stun", f"127.0.0.1:{port}", "--timeout", "0.3")
+    assert completed.returncode == 1
+    steps = [line.partition("] ")[2] for line in completed.stderr.splitlines()]
+    assert steps[:2] == [
+        f"probing 127.0.0.1:{port} over udp",
+        "request sent; up to 7 sends over 0.3 s until an answer comes",
+    ]
+    assert steps[2:8] == [f"no answer yet: sent again ({n} of 7)" for n in range(2, 8)]
+    assert steps[8].startswith(f"failed: no response from 127.0.0.1:{port} after 7 request(s)")
+    assert len(steps) == 9
+
+
+# ------------------------------------------------------------------------ icestack stun: failures
+
+
+@contextlib.contextmanager
+def tcp_server_that(reset: bool) -> Iterator[int]:
+    """A TCP port whose server accepts one connection, reads what comes and closes it: with a
+    reset (SO_LINGER 0), or with a FIN."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def serve() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(100)
+                if reset:
+                    connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        yield listener.getsockname()[1]
+        thread.join(RUN_TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    ("how", "message", "hint"),
+    [
+        ("refused", "refused the TCP connection: nothing listens on that port",
+         "check the port, and that the server runs with TCP enabled"),
+        ("closed", "closed the TCP connection without answering",
+         "it may not speak STUN on this port, or it expects TLS (--tls)"),
+        ("reset", "closed the TCP connection without answering",
+         "it may not speak STUN on this port, or it expects TLS (--tls)"),
+    ],
+)  # fmt: skip
+def test_stun_over_tcp_says_what_the_connection_did(how: str, message: str, hint: str) -> None:
+    with contextlib.ExitStack() as stack:
+        if how == "refused":
+            port = closed_port("127.0.0.1", socket.SOCK_STREAM)
+        else:
+            port = stack.enter_context(tcp_server_that(reset=how == "reset"))
+        report = probe_json(f"127.0.0.1:{port}", "--tcp", status=1)
+    assert report["error"]["message"] == f"127.0.0.1:{port} {message}"
+    assert report["error"]["hint"] == hint
+    assert "Error" not in report["error"]["message"]  # no class names

@@ -21,7 +21,9 @@ from collections.abc import Iterator
 import pytest
 
 from ice import Candidate, DecodeError, IceDescription
-from ice.commands import ECHO_COUNT, NAT_NAMES, SIGNAL_PREFIX, LiveView, SignalingLine
+from ice.commands import SIGNAL_PREFIX, SignalingLine
+from ice.demo import NAT_NAMES
+from ice.narration import ECHO_COUNT, LiveView
 from ice.netsim import NatBehavior
 from ice.scenarios import two_agents_behind_nats
 from tests.net.loopback import closed_port

@@ -1,17 +1,21 @@
 """Opt-in probes of public STUN servers on the internet (marker ``public``).
 
 Skipped unless ``ICESTACK_PUBLIC_STUN=1``: the rest of the suite talks to loopback only. Run with
-``ICESTACK_PUBLIC_STUN=1 pytest -m public tests/net/test_public_stun.py``.
+``ICESTACK_PUBLIC_STUN=1 pytest -m public tests/net/test_public_stun.py``. Offline — no DNS, no
+route, no answer — each probe is skipped with the reason rather than failed: what fails then is
+the network, not icestack (``tests/net/test_offline.py`` checks that this is so).
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
 
 import pytest
 
+from stun import LocalProtocolError, TransactionTimeout
 from stun.aio import Transport, binding
 from stun.client import BindingResult
 
@@ -31,15 +35,36 @@ PUBLIC_SERVERS = [
     pytest.param("stun.cloudflare.com", 3478, "udp", id="cloudflare-udp"),
     pytest.param("stun.cloudflare.com", 3478, "tcp", id="cloudflare-tcp"),
 ]
+#: What an unreachable network looks like to a socket.
+UNREACHABLE = frozenset((errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.ECONNREFUSED))
+#: The skip reasons start with this (tests/net/test_offline.py looks for it).
+OFFLINE = "the network is unreachable"
+
+
+def probe(host: str, port: int, transport: Transport) -> BindingResult:
+    """One Binding transaction with the server, or a skip saying why the network failed it."""
+    try:
+        result: BindingResult = run(
+            binding(host, port, transport=transport, family=socket.AF_INET), timeout=45
+        )
+    except LocalProtocolError as exc:  # the name did not resolve
+        pytest.skip(f"{OFFLINE}: {exc}")
+    except TransactionTimeout as exc:
+        pytest.skip(f"{OFFLINE}: {exc} (offline, or UDP is filtered here)")
+    except TimeoutError:
+        pytest.skip(f"{OFFLINE}: no answer to connecting to {host}:{port} over {transport}")
+    except OSError as exc:
+        if exc.errno not in UNREACHABLE:
+            raise
+        pytest.skip(f"{OFFLINE}: {host}:{port} over {transport}: {exc.strerror}")
+    return result
 
 
 @pytest.mark.parametrize(("host", "port", "transport"), PUBLIC_SERVERS)
 def test_public_server_reports_our_reflexive_address(
     host: str, port: int, transport: Transport
 ) -> None:
-    result: BindingResult = run(
-        binding(host, port, transport=transport, family=socket.AF_INET), timeout=45
-    )
+    result = probe(host, port, transport)
     assert result.server.port == port
     assert result.mapped_address is not None
     assert ipaddress.ip_address(result.mapped_address.host).version == 4

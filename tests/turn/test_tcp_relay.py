@@ -49,6 +49,7 @@ from turn.server import (
     OpenPeerConnection,
     Outcome,
     PortRangeAllocator,
+    RequestRefused,
     SpliceConnection,
     TcpCommand,
     TurnServerCore,
@@ -582,7 +583,11 @@ def test_the_allocation_going_closes_every_connection(how: str) -> None:
     # the Connect in flight is answered while the control connection lasts
     in_flight = [] if how == "control closed" else [447]
     assert [code(answer) for answer in answers(server, alice)] == in_flight
-    assert events(server) == [AllocationDeleted(alice.five_tuple, "alice", (RELAY,), reason)]
+    deleted = AllocationDeleted(alice.five_tuple, "alice", (RELAY,), reason)
+    refused = [
+        RequestRefused(alice.five_tuple, "alice", Method.CONNECT, 447, Outcome.CONNECTION_FAILED)
+    ]
+    assert events(server) == [*(refused if in_flight else []), deleted]
     assert listeners.listening == set()
     assert server.get_timer() is None
 

@@ -21,7 +21,15 @@ from .connections import (
 )
 from .core import TurnServerCore
 from .credentials import RestApiUsers, rest_api_expiry, rest_api_password, rest_api_username
-from .events import AllocationCreated, AllocationDeleted, DeletionReason, TurnServerEvent
+from .events import (
+    AllocationCreated,
+    AllocationDeleted,
+    ChannelGranted,
+    DeletionReason,
+    PermissionGranted,
+    RequestRefused,
+    TurnServerEvent,
+)
 from .limits import SourceRateLimiter, TokenBucket, source_key
 from .policy import PeerPolicy
 from .relays import DYNAMIC_PORTS, PortRangeAllocator, RelayAllocator
@@ -38,6 +46,7 @@ __all__ = [
     "AllocationDeleted",
     "AllocationTable",
     "ChannelBinding",
+    "ChannelGranted",
     "ClientTransport",
     "ClosePeerConnection",
     "ConnectionState",
@@ -48,9 +57,11 @@ __all__ = [
     "Outcome",
     "PeerConnection",
     "PeerPolicy",
+    "PermissionGranted",
     "PortRangeAllocator",
     "Reach",
     "RelayAllocator",
+    "RequestRefused",
     "RestApiUsers",
     "SourceRateLimiter",
     "SpecialRange",

@@ -27,6 +27,8 @@ decision is made by the sans-IO :class:`~turn.server.TurnServerCore`. What it ad
   stream whose ConnectionBind succeeds stops being framed: the bytes after that request go as-is
   to the peer. The core's later answers (a Connect's) and ConnectionAttempt indications, and its
   TCP commands, are carried out after every batch.
+* **Session log**: every event of the core (allocations, permissions, channels, refusals and
+  why) as one INFO line on the ``icestack.turn.server`` logger (:mod:`turn.server.session_log`).
 * **Metrics** in the Prometheus text format (:func:`render_metrics`), served over HTTP by
   :meth:`TurnServer.serve_metrics` (loopback by default).
 """
@@ -65,9 +67,12 @@ from .config import TurnServerConfig
 from .connections import ConnectionState
 from .core import TurnServerCore
 from .relays import DYNAMIC_PORTS
+from .session_log import describe
 from .stats import Outcome, TurnServerStats
 
 _log = logging.getLogger("icestack.turn")
+#: One INFO line per session event (turn.server.session_log).
+_session_log = logging.getLogger("icestack.turn.server")
 
 #: What a metrics request may hold (request line and headers), how long it may take to arrive,
 #: and how many metrics connections are served at once.
@@ -397,8 +402,7 @@ class TurnServer(_Closing):
             self._deliver(datagram)
         if core.connections.commands:
             self._run_tcp_commands()
-        while (event := core.next_event()) is not None:
-            _log.debug("%s", event)
+        _log_session_events(core)
         deadline = core.get_timer()
         if deadline == self._deadline:
             return
@@ -493,6 +497,14 @@ class TurnServer(_Closing):
             self._timer.cancel()
             self._timer = None
         self._closed.set()
+
+
+def _log_session_events(core: TurnServerCore) -> None:
+    """Drain the core's events, one INFO line each on ``icestack.turn.server`` (when enabled)."""
+    enabled = _session_log.isEnabledFor(logging.INFO)
+    while (event := core.next_event()) is not None:
+        if enabled:
+            _session_log.info("%s", describe(event))
 
 
 # =========================================================================== metrics

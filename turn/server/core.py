@@ -66,6 +66,7 @@ from stun import (
     Method,
     ServerConfig,
     Software,
+    Username,
 )
 from stun.datagram import Datagram
 from stun.message import message_type
@@ -94,7 +95,7 @@ from .connections import (
     TcpListeners,
 )
 from .credentials import RestApiUsers, rest_api_expiry
-from .events import DeletionReason, TurnServerEvent
+from .events import DeletionReason, RequestRefused, TurnServerEvent
 from .limits import SourceRateLimiter, source_key
 from .methods import AuthenticatedRequest, RequestHandlers
 from .relays import RelayAllocator
@@ -113,6 +114,9 @@ _BINDING_REQUEST = b"\x00\x01"
 _HEADER = struct.Struct("!HHI12s")
 _ATTRIBUTE_HEADER = struct.Struct("!HH")
 _DATA_INDICATION = message_type(Method.DATA, MessageClass.INDICATION)
+#: Authentication answers that are the mechanism's normal course, not failures (RFC 8489 §9.2):
+#: the first request's 401 challenge and a 438 for a nonce that aged.
+_NORMAL_COURSE = frozenset((StunOutcome.CHALLENGED, StunOutcome.STALE_NONCE))
 
 
 class TurnServerCore:
@@ -625,6 +629,12 @@ class TurnServerCore:
             self.stats.counts[Outcome.RATE_LIMITED] += 1
             return None
         self.stats.counts[outcome] += 1
+        if rejected.outcome not in _NORMAL_COURSE:
+            username = message.get(Username)
+            why = outcome if outcome is Outcome.EXPIRED_CREDENTIALS else rejected.outcome
+            name = username.value if username is not None else ""
+            refused = RequestRefused(five_tuple, name, message.method, rejected.code, why)
+            self.table.events.append(refused)
         attributes = rejected.attributes
         if rejected.key is not None:
             attributes += self._software

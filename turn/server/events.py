@@ -42,3 +42,39 @@ class AllocationDeleted(TurnServerEvent):
     username: str
     relayed: tuple[Address, ...]
     reason: DeletionReason
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionGranted(TurnServerEvent):
+    """A CreatePermission or ChannelBind installed permissions for peers at ``hosts`` that had
+    none (RFC 8656 §9); refreshes of existing permissions are not reported."""
+
+    five_tuple: FiveTuple
+    username: str
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelGranted(TurnServerEvent):
+    """A ChannelBind bound ``channel`` to ``peer`` (RFC 8656 §12); refreshes are not reported."""
+
+    five_tuple: FiveTuple
+    username: str
+    channel: int
+    peer: Address
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRefused(TurnServerEvent):
+    """A request was answered with error ``code``: a TURN method's check failed (``outcome`` a
+    :class:`turn.server.Outcome`), or its credentials did (a :class:`stun.server.Outcome`; the
+    401 challenge that starts every session is not reported). ``username`` is the one the request
+    carried ("" without one); ``detail`` names what was refused, when there is more to say (the
+    peer and the policy's reason for a 403, the quota for a 486)."""
+
+    five_tuple: FiveTuple
+    username: str
+    method: int
+    code: int
+    outcome: enum.Enum
+    detail: str | None = None

@@ -55,7 +55,7 @@ from .connections import (
     SpliceConnection,
     TcpListeners,
 )
-from .events import DeletionReason
+from .events import ChannelGranted, DeletionReason, PermissionGranted, RequestRefused
 from .stats import Outcome, TurnServerStats
 from .table import AllocationTable
 
@@ -65,15 +65,21 @@ _TCP_RELAY_ATTEMPTS = 8
 
 
 class Refused(Exception):
-    """A request's check failed: answer with ``code`` (and ``attributes``), count ``outcome``."""
+    """A request's check failed: answer with ``code`` (and ``attributes``), count ``outcome``;
+    ``detail`` says what was refused, for the :class:`RequestRefused` event."""
 
     def __init__(
-        self, code: int, outcome: Outcome, attributes: tuple[Attribute, ...] = ()
+        self,
+        code: int,
+        outcome: Outcome,
+        attributes: tuple[Attribute, ...] = (),
+        detail: str | None = None,
     ) -> None:
         super().__init__(code)
         self.code = code
         self.outcome = outcome
         self.attributes = attributes
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +153,13 @@ class RequestHandlers:
 
     def _refuse(self, request: AuthenticatedRequest, refused: Refused) -> bytes:
         self.stats.counts[refused.outcome] += 1
+        method = request.message.method
+        self.table.events.append(
+            RequestRefused(
+                request.five_tuple, request.username, method, refused.code, refused.outcome,
+                refused.detail,
+            )
+        )
         error = request.message.error_response(
             refused.code, attributes=(*refused.attributes, *self._software)
         )
@@ -190,6 +203,12 @@ class RequestHandlers:
             return None
         return refusal
 
+    def _check_peer(self, peer: Address) -> None:
+        """403 for a peer the policy refuses, naming it and the reason."""
+        refusal = self._refusal(peer)
+        if refusal is not None:
+            raise Refused(403, Outcome.FORBIDDEN, detail=f"peer {peer.host}: {refusal}")
+
     # ------------------------------------------------------------------ Allocate (§7.2)
 
     def _allocate(self, request: AuthenticatedRequest, now: float) -> bytes:
@@ -220,10 +239,12 @@ class RequestHandlers:
         even_port = message.get(EvenPort)
         reserve = even_port is not None and even_port.reserve
         if table.user_count(request.username) >= config.user_quota:
-            raise Refused(486, Outcome.QUOTA_REACHED)
-        if len(table) >= config.total_quota or (
-            reserve and table.reservation_count >= config.max_reservations
-        ):
+            raise Refused(486, Outcome.QUOTA_REACHED, detail=f"user_quota {config.user_quota}")
+        if len(table) >= config.total_quota:
+            raise Refused(
+                508, Outcome.INSUFFICIENT_CAPACITY, detail=f"total_quota {config.total_quota}"
+            )
+        if reserve and table.reservation_count >= config.max_reservations:
             raise Refused(508, Outcome.INSUFFICIENT_CAPACITY)
         extra: list[Attribute] = []
         if isinstance(source, bytes):
@@ -362,17 +383,21 @@ class RequestHandlers:
             raise Refused(400, Outcome.BAD_REQUEST)
         if any(family_of(peer) not in allocation.relays for peer in peers):
             raise Refused(443, Outcome.PEER_FAMILY_MISMATCH)
-        if any(self._refusal(peer) is not None for peer in peers):
-            raise Refused(403, Outcome.FORBIDDEN)
+        for peer in peers:
+            self._check_peer(peer)
         allocation.sweep(now, self.config.channel_rebind_wait)
         hosts = {peer.host for peer in peers}
-        added = len(hosts - allocation.permissions.keys())
-        if len(allocation.permissions) + added > self.config.max_permissions:
+        added = hosts - allocation.permissions.keys()
+        if len(allocation.permissions) + len(added) > self.config.max_permissions:
             raise Refused(508, Outcome.INSUFFICIENT_CAPACITY)
         expires_at = now + self.config.permission_lifetime
         for host in hosts:
             allocation.permit(host, expires_at)
         self.stats.counts[Outcome.PERMITTED] += 1
+        if added:
+            self.table.events.append(
+                PermissionGranted(request.five_tuple, request.username, tuple(sorted(added)))
+            )
         return self._answer(request, [])
 
     # ------------------------------------------------------------------ ChannelBind (§12.2)
@@ -404,8 +429,7 @@ class RequestHandlers:
         by_peer = allocation.channel_by_peer.get(peer)
         if by_peer is not None and by_peer.number != number:
             raise Refused(400, Outcome.BAD_REQUEST)
-        if self._refusal(peer) is not None:
-            raise Refused(403, Outcome.FORBIDDEN)
+        self._check_peer(peer)
         if (bound is None and len(allocation.channels) >= config.max_channels) or (
             peer.host not in allocation.permissions
             and len(allocation.permissions) >= config.max_permissions
@@ -414,6 +438,9 @@ class RequestHandlers:
         expires_at = now + config.channel_lifetime
         if bound is None:
             allocation.bind(ChannelBinding(number, peer, relay, expires_at))
+            self.table.events.append(
+                ChannelGranted(request.five_tuple, request.username, number, peer)
+            )
         else:
             allocation.rebind(bound, expires_at)
         allocation.permit(peer.host, now + config.permission_lifetime)
@@ -436,8 +463,9 @@ class RequestHandlers:
         connections = self.connections
         if connections.to_peer(allocation, peer) is not None:
             raise Refused(446, Outcome.CONNECTION_EXISTS)
-        if self._refusal(peer) is not None or not allocation.has_permission(peer.host, now):
-            raise Refused(403, Outcome.FORBIDDEN)
+        self._check_peer(peer)
+        if not allocation.has_permission(peer.host, now):
+            raise Refused(403, Outcome.FORBIDDEN, detail=f"peer {peer.host}: no permission")
         config = self.config
         if connections.count(allocation) >= config.max_peer_connections:
             raise Refused(508, Outcome.INSUFFICIENT_CAPACITY)

@@ -1,0 +1,74 @@
+""":func:`stun.explain.explain`: each error a STUN client meets, said in words with a hint, and
+never by its class name."""
+
+from __future__ import annotations
+
+import errno
+import ssl
+
+import pytest
+
+from stun import ErrorResponse, IntegrityError, Message, MessageClass, Method, TransactionTimeout
+from stun.attributes import Realm
+from stun.errors import DecodeError
+from stun.explain import explain
+
+TARGET = "192.0.2.1:3478"
+
+
+def challenge(code: int, realm: str | None = "example.org") -> ErrorResponse:
+    attributes = [Realm(realm)] if realm is not None else []
+    response = Message(Method.BINDING, MessageClass.ERROR_RESPONSE, bytes(12), attributes)
+    return ErrorResponse(code, "Unauthenticated" if code == 401 else "Reason", response)
+
+
+@pytest.mark.parametrize(
+    ("error", "transport", "what", "hint"),
+    [
+        (challenge(401), "udp", "the server answered 401 Unauthenticated",
+         "it wants long-term credentials of realm 'example.org': pass --user and --password"),
+        (challenge(401, None), "udp", "the server answered 401 Unauthenticated",
+         "it wants long-term credentials: pass --user and --password"),
+        (challenge(420), "udp", "the server answered 420 Reason",
+         "it requires an attribute this client does not know"),
+        (challenge(500), "udp", "the server answered 500 Reason",
+         "the server has a problem of its own; try again later"),
+        (TransactionTimeout(f"no response from {TARGET} after 7 request(s) in 39.5 s"), "udp",
+         f"no response from {TARGET} after 7 request(s) in 39.5 s", "nothing answers STUN there"),
+        (TransactionTimeout(f"connection to {TARGET} closed"), "tls",
+         f"{TARGET} closed the TLS connection without answering",
+         "it may not speak STUN on this port"),
+        (TransactionTimeout(f"no response from {TARGET} after 1 request(s) in 39.5 s"), "tcp",
+         f"no response from {TARGET} after 1 request(s) in 39.5 s",
+         "the server accepted the TCP connection but never answered"),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed"), "tcp",
+         f"{TARGET} refused the TCP connection: nothing listens on that port",
+         "check the port, and that the server runs with TCP enabled"),
+        (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), "tcp",
+         f"{TARGET} reset the TCP connection", "or it expects TLS (--tls)"),
+        (OSError(errno.ENETUNREACH, "Network is unreachable"), "udp", f"no route to {TARGET}",
+         "try the other address family (-4 or -6)"),
+        (TimeoutError(), "tcp", f"no answer to the TCP connection attempt to {TARGET}",
+         "a firewall may drop it"),
+        (IntegrityError("every response failed its integrity check"), "udp",
+         f"the answers from {TARGET} failed their integrity check", "check --password"),
+        (DecodeError("attribute XOR-MAPPED-ADDRESS: bad family 3"), "udp",
+         f"{TARGET} answered with something that is not usable STUN: attribute "
+         "XOR-MAPPED-ADDRESS: bad family 3", "check that this is the STUN port"),
+        (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), "tls",
+         f"the TLS handshake with {TARGET} failed", "STUN over TLS is usually port 5349"),
+    ],
+)  # fmt: skip
+def test_explanations(error: Exception, transport: str, what: str, hint: str) -> None:
+    explanation = explain(error, target=TARGET, transport=transport)
+    assert explanation.what.startswith(what)
+    assert explanation.hint is not None and hint in explanation.hint
+    assert type(error).__name__ not in str(explanation)
+
+
+def test_a_401_with_credentials_is_about_the_credentials() -> None:
+    explanation = explain(challenge(401), target=TARGET, transport="udp", with_credentials=True)
+    assert explanation.hint == (
+        "it refused the username and password: check --user, --password and that they are "
+        "credentials of realm 'example.org'"
+    )

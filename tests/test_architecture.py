@@ -12,11 +12,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Modules that own sockets, time or files: the asyncio layer and the command line.
 IO_MODULES = {
-    "stun/aio.py", "stun/cli.py", "stun/tls.py", "stun/probe.py", "stun/explain.py",
+    "stun/aio.py", "stun/aio_sockets.py", "stun/aio_client.py", "stun/aio_server.py",
+    "stun/cli.py", "stun/tls.py", "stun/probe.py", "stun/explain.py",
     "ice/cli.py", "ice/commands.py", "ice/demo.py", "ice/narration.py", "ice/aio.py",
     "ice/base_sockets.py", "ice/interfaces.py", "ice/mdns_candidates.py", "ice/server_names.py",
     "ice/mdns.py", "ice/mdns_sockets.py",
-    "turn/aio.py", "turn/server/aio_tcp.py", "turn/server/aio.py", "turn/cli.py",
+    "turn/aio.py", "turn/server/aio_tcp.py", "turn/server/aio_udp.py", "turn/server/aio.py",
+    "turn/cli.py",
 }
 FORBIDDEN_IN_CORE = {"asyncio", "socket", "time", "random", "os", "selectors", "ssl", "threading"}
 #: Exceptions to FORBIDDEN_IN_CORE, one module and one import each: the simulator's whole point is

@@ -4,16 +4,17 @@ This layer owns sockets and the event loop's clock and nothing else (architectur
 decision is made by the sans-IO :class:`~turn.server.TurnServerCore`. What it adds:
 
 * **Client listeners** over UDP, TCP and TLS. UDP is read in batches on readiness
-  (:class:`stun.aio.UdpReader`) and answered inline; a stream is cut into STUN and ChannelData
-  messages by :class:`stun.StreamDecoder` with :attr:`~stun.framing.Framing.STUN_OR_CHANNEL_DATA`
-  (RFC 8656 §12.5; :attr:`~stun.framing.Framing.STUN_OR_RFC5766_CHANNEL_DATA` when the server
-  accepts RFC 5766's channel numbers), and a stream that cannot be framed is closed. When a TCP
-  or TLS connection closes, its allocation goes with it (:meth:`TurnServerCore.connection_closed`).
-* **Relayed addresses** (:class:`UdpRelays`, the core's :class:`~turn.server.RelayAllocator`):
-  one UDP socket each, bound on the relay IP address of its family at a port drawn from a range
-  (from a random point: relayed ports should not be predictable, RFC 8656 §7.2), read in batches
-  the same way. What a peer sends goes through the core and out to the client on the listener
-  or connection of the allocation's 5-tuple.
+  (:class:`stun.aio.UdpReader`) and answered inline (:mod:`turn.server.aio_udp`); a stream is
+  cut into STUN and ChannelData messages by :class:`stun.StreamDecoder` with
+  :attr:`~stun.framing.Framing.STUN_OR_CHANNEL_DATA` (RFC 8656 §12.5;
+  :attr:`~stun.framing.Framing.STUN_OR_RFC5766_CHANNEL_DATA` when the server accepts RFC 5766's
+  channel numbers), and a stream that cannot be framed is closed. When a TCP or TLS connection
+  closes, its allocation goes with it (:meth:`TurnServerCore.connection_closed`).
+* **Relayed addresses** (:class:`~turn.server.aio_udp.UdpRelays`, the core's
+  :class:`~turn.server.RelayAllocator`): one UDP socket each, bound on the relay IP address of
+  its family at a port drawn from a range (from a random point: relayed ports should not be
+  predictable, RFC 8656 §7.2), read in batches the same way. What a peer sends goes through the
+  core and out to the client on the listener or connection of the allocation's 5-tuple.
 * **Time**: one ``loop.call_at`` at :meth:`TurnServerCore.get_timer`, re-armed after every batch;
   the core's ``wall_clock_offset`` (Unix time minus loop time, for REST API usernames) set at
   start and corrected at every timer.
@@ -36,22 +37,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import errno
 import ipaddress
 import logging
-import secrets
-import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from stun import Address, AddressFamily, LocalProtocolError, make_address
 from stun.aio import (
     Listener,
     Transport,
-    UdpReader,
     _Closing,
     bind_udp,
     check_listener_arguments,
@@ -65,6 +61,7 @@ from stun.server import Outcome as StunOutcome
 
 from . import aio_tcp
 from .aio_tcp import PeerConnectionProtocol, TcpRelays
+from .aio_udp import UdpRelays, _SendToClient, _UdpClients
 from .allocation import ClientTransport, FiveTuple
 from .config import TurnServerConfig
 from .connections import ConnectionState
@@ -77,23 +74,11 @@ _log = logging.getLogger("icestack.turn")
 #: One INFO line per session event (turn.server.session_log).
 _session_log = logging.getLogger("icestack.turn.server")
 
-#: Ports a relay allocation may find taken (by another process or worker) before it gives up.
-MAX_BIND_ATTEMPTS = 64
-#: Errors that say "this port is taken, try another"; any other bind error ends the search.
-_PORT_TAKEN = frozenset((errno.EADDRINUSE, errno.EACCES))
 #: What a metrics request may hold (request line and headers), how long it may take to arrive,
 #: and how many metrics connections are served at once.
 _METRICS_REQUEST_LIMIT = 8192
 _METRICS_TIMEOUT = 5.0
 _METRICS_CONNECTIONS = 8
-
-
-#: ``send(data, remote)`` to a client: a UDP listener's ``sendto`` (which may raise OSError) or a
-#: stream connection's ``send``.
-_SendToClient = Callable[[bytes, Address], object]
-#: ``_new_address(Address, sockaddr[:2])`` makes the Address of a socket address without the
-#: Python-level ``__new__`` of a NamedTuple: the relay path makes two per relayed datagram.
-_new_address = tuple.__new__
 
 
 @dataclass(slots=True)
@@ -111,169 +96,6 @@ class TransportStats:
     #: Relay allocations that found no port or socket (the core answers them 508).
     relay_failures: int = 0
 
-
-class _Relay:
-    """One relayed transport address: its socket, and where the core's answers to peers go."""
-
-    __slots__ = ("address", "client", "handle", "reader", "sendto", "server")
-
-    def __init__(self, server: TurnServer, address: Address, sock: socket.socket) -> None:
-        self.server = server
-        self.address = address
-        self.handle = server.core.handle_datagram
-        self.sendto = sock.sendto
-        #: How to reach the client of the allocation, looked up on the first datagram from a peer.
-        self.client: _SendToClient | None = None
-        self.reader = UdpReader(sock, self.from_peer, errors=server.reader_errors)
-
-    def from_peer(self, data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
-        out = self.handle(data, self.address, _new_address(Address, sockaddr[:2]), now)
-        if out is None:
-            return
-        client = self.client
-        if client is None:
-            client = self.client = self.server._client_side(self.address)
-            if client is None:
-                return
-        try:
-            client(out.data, out.remote)
-        except OSError:
-            self.server.transport_stats.send_errors += 1
-
-
-def _bind_ports(host: str, ports: list[int]) -> list[socket.socket]:
-    """A UDP socket on each port of ``host``, or none at all (the first error is raised)."""
-    socks: list[socket.socket] = []
-    try:
-        for port in ports:
-            socks.append(bind_udp(host, port, receive_buffer=None))
-    except OSError:
-        for sock in socks:
-            sock.close()
-        raise
-    return socks
-
-
-class UdpRelays:
-    """The :class:`~turn.server.RelayAllocator` of :class:`TurnServer`: a UDP socket per address.
-
-    ``hosts`` holds the relay IP address of each family; ports come from ``ports``, tried from a
-    random point on, skipping ports that are taken; at most ``max_relays`` sockets are open.
-    """
-
-    def __init__(
-        self,
-        server: TurnServer,
-        hosts: dict[AddressFamily, str],
-        ports: range,
-        *,
-        max_relays: int,
-    ) -> None:
-        if not ports or ports.step != 1 or ports.start < 1 or ports.stop > 0x10000:
-            raise LocalProtocolError("relay ports must be a non-empty range of ports, step 1")
-        self.server = server
-        self.hosts = hosts
-        self.ports = ports
-        self.max_relays = max_relays
-        #: Every relayed address bound now, and its socket.
-        self.relays: dict[Address, _Relay] = {}
-
-    def __len__(self) -> int:
-        return len(self.relays)
-
-    def allocate_relay(
-        self, family: AddressFamily, *, even_port: bool = False, reserve_next: bool = False
-    ) -> Address | None:
-        """Bind a fresh relayed address (and the next port too with ``reserve_next``)."""
-        host = self.hosts.get(family)
-        wanted = 2 if reserve_next else 1
-        if host is None or len(self.relays) + wanted > self.max_relays:
-            return None
-        ports = self.ports
-        count = len(ports)
-        start = secrets.randbelow(count)
-        failures = 0
-        for step in range(count):
-            port = ports[(start + step) % count]
-            if (even_port or reserve_next) and port % 2:
-                continue
-            addresses = [Address(host, port + i) for i in range(wanted)]
-            if addresses[-1].port not in ports or any(a in self.relays for a in addresses):
-                continue
-            try:
-                socks = _bind_ports(host, [address.port for address in addresses])
-            except OSError as exc:
-                failures += 1
-                if exc.errno in _PORT_TAKEN and failures < MAX_BIND_ATTEMPTS:
-                    continue
-                if exc.errno not in _PORT_TAKEN:
-                    _log.warning("cannot bind a relayed address on %s: %s", host, exc)
-                break
-            for address, sock in zip(addresses, socks, strict=True):
-                self.relays[address] = _Relay(self.server, address, sock)
-            return addresses[0]
-        self.server.transport_stats.relay_failures += 1
-        return None
-
-    def release_relay(self, address: Address) -> None:
-        """Close the socket of a relayed address."""
-        relay = self.relays.pop(address, None)
-        if relay is None:
-            raise LocalProtocolError(f"{address} is not a relayed address in use")
-        relay.reader.close()
-
-    def send(self, datagram: Datagram) -> None:
-        """Send a datagram the core relays to a peer, from the relayed address it names."""
-        relay = self.relays.get(datagram.local)  # type: ignore[arg-type]
-        if relay is None:
-            return
-        try:
-            relay.sendto(datagram.data, datagram.remote)
-        except OSError:
-            self.server.transport_stats.send_errors += 1
-
-    def close(self) -> None:
-        """Close every relayed socket."""
-        for relay in self.relays.values():
-            relay.reader.close()
-        self.relays.clear()
-
-
-class _UdpClients:
-    """A UDP listener for clients: requests answered and ChannelData relayed inline."""
-
-    __slots__ = ("handle", "local", "reader", "relays", "sendto", "server")
-
-    def __init__(self, server: TurnServer, sock: socket.socket) -> None:
-        self.server = server
-        self.handle = server.core.handle_datagram
-        self.relays = server.relays.relays
-        self.sendto = sock.sendto
-        self.reader = UdpReader(
-            sock, self.from_client, server._after_batch, errors=server.reader_errors
-        )
-        self.local = self.reader.local
-
-    def from_client(self, data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
-        local = self.local
-        out = self.handle(data, local, _new_address(Address, sockaddr[:2]), now)
-        if out is None:
-            return
-        try:
-            if out.local == local:
-                self.sendto(out.data, sockaddr)
-            else:  # relayed to a peer, from a relayed address
-                relay = self.relays.get(out.local)  # type: ignore[arg-type]
-                if relay is not None:
-                    relay.sendto(out.data, out.remote)
-        except OSError:
-            self.server.transport_stats.send_errors += 1
-
-    def send(self, data: bytes, remote: Address) -> None:
-        try:
-            self.sendto(data, remote)
-        except OSError:
-            self.server.transport_stats.send_errors += 1
 
 
 class _StreamClient(asyncio.Protocol):

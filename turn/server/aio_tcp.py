@@ -7,7 +7,7 @@ them, and splicing each peer connection to its client data connection.
 :mod:`turn.server.connections` for the commands and notifications). What it owns:
 
 * **Listeners.** A TCP allocation's relayed address is bound twice: for UDP by
-  :class:`~turn.server.aio.UdpRelays` (whose socket holds the port against other processes and
+  :class:`~turn.server.aio_udp.UdpRelays` (whose socket holds the port against other processes and
   workers, and whose datagrams the core drops), and for TCP here, listening, with ``SO_REUSEADDR``
   and ``SO_REUSEPORT`` so that connections to peers can be opened from the same address (§5.2:
   "the local endpoint is the relayed transport address"). A connection accepted there is reported

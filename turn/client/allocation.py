@@ -1,4 +1,4 @@
-"""The sans-IO TURN client: one allocation on one TURN server (RFC 8656).
+"""The sans-IO TURN client's machine: one allocation on one TURN server (RFC 8656).
 
 Theory of operation. A :class:`TurnAllocation` runs every request through a
 :class:`stun.client.ClientSession`, which owns retransmission, the long-term credential dance
@@ -16,11 +16,13 @@ CLOSING for the Allocate's answer and deletes what was created (Refresh with LIF
 Three kinds of lease are kept alive, each refreshed ``refresh_margin`` seconds before it ends (at
 most a fifth of its lifetime): the allocation (Refresh, §8), a permission per peer IP address
 (CreatePermission, 300 s, §9) and a channel per peer transport address (ChannelBind, 600 s, §12,
-which installs the peer's permission too). While a refresh is in flight, the lease's expiry is
-the deadline instead. :meth:`TurnAllocation.get_timer` is the earliest of these and the
-session's own. A failed permission or channel refresh ends that lease at once; a failed
-allocation Refresh lets the allocation run to its expiry. A 437 answer to any of them means the
-server holds no such allocation (it restarted, say): the allocation ends at once
+which installs the peer's permission too). The machine refreshes the allocation itself and hands
+permissions and channels (their requests, answers and tables) to a
+:class:`~turn.client.leases.PeerLeases`. While a refresh is in flight, the lease's expiry is the
+deadline instead. :meth:`TurnAllocation.get_timer` is the earliest of these and the session's
+own. A failed permission or channel refresh ends that lease at once; a failed allocation Refresh
+lets the allocation run to its expiry. A 437 answer to any of them means the server holds no
+such allocation (it restarted, say): the allocation ends at once
 (:class:`~turn.events.AllocationExpired`). :meth:`TurnAllocation.refresh` asks early, to find out.
 With ``allocate_timeout`` an Allocate left unanswered that long fails, retransmissions and all.
 
@@ -32,13 +34,15 @@ server, ChannelData on a channel this client bound (or is binding: the server ma
 its answer arrives, §12.7) and Data indications from a peer with a permission (§10.4) become
 :class:`~turn.events.DataReceived`, tagged with the relayed address they reached; a Data
 indication is delivered whether or not a channel exists yet. Anything else from the server that
-is not a response is dropped and counted in :attr:`TurnAllocation.dropped`, never raised.
+is not a response is dropped and counted in :attr:`TurnAllocation.dropped`, never raised. Send
+and Data indications are made and read by :mod:`turn.client.data`.
 
-Values from the server are judged, not trusted: a LIFETIME beyond an hour is taken as an hour
-(:data:`LONGEST_LIFETIME`); an Allocate success whose relayed address no datagram can reach (port
-0, the unspecified or a multicast address) fails the allocation, such a XOR-MAPPED-ADDRESS is left
-out, a Data indication from such a peer is dropped, and a 300 Try Alternate is followed for the
-Allocate only (after it, the allocation lives where it is).
+Values from the server are judged, not trusted (:mod:`turn.client.allocate`): a LIFETIME beyond
+an hour is taken as an hour (:data:`~turn.client.allocate.LONGEST_LIFETIME`); an Allocate success
+whose relayed address no datagram can reach (port 0, the unspecified or a multicast address)
+fails the allocation, such a XOR-MAPPED-ADDRESS is left out, a Data indication from such a peer
+is dropped, and a 300 Try Alternate is followed for the Allocate only (after it, the allocation
+lives where it is).
 
 Cost. Every table is bounded (``max_permissions`` peers, the 4096 channel numbers, the session's
 ``max_outstanding`` transactions), and the per-datagram path is O(1): ChannelData and Data
@@ -53,25 +57,18 @@ import dataclasses
 import enum
 import math
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import partial
-from typing import TypeVar
 
 from stun import (
     Address,
     AddressFamily,
     Attribute,
     DecodeError,
-    ErrorResponse,
     Message,
     MessageClass,
     Method,
     TransactionTimeout,
-    UnknownAttributes,
     XorMappedAddress,
     make_address,
-    new_transaction_id,
 )
 from stun import LocalProtocolError as StunLocalProtocolError
 from stun.address import is_destination, is_unicast
@@ -80,129 +77,39 @@ from stun.datagram import Datagram
 from stun.events import RequestFailed, RequestSucceeded
 from stun.transaction import RtoCache
 
-from . import errors
-from .attributes import (
-    AdditionalAddressFamily,
+from .. import errors
+from ..attributes import (
     AddressErrorCode,
-    ChannelNumber,
-    Data,
-    DontFragment,
-    EvenPort,
-    Icmp,
     Lifetime,
-    RequestedAddressFamily,
-    RequestedTransport,
     ReservationToken,
-    TransportProtocol,
-    TurnAttrType,
-    XorPeerAddress,
     XorRelayedAddress,
 )
-from .channel import MAX_CHANNEL, MIN_CHANNEL, decode_channel_data, encode_channel_data
-from .events import (
+from ..channel import decode_channel_data, encode_channel_data
+from ..events import (
     AllocationCreated,
     AllocationDeleted,
     AllocationExpired,
     AllocationFailed,
     AllocationRefreshed,
-    ChannelBound,
-    ChannelFailed,
     DataReceived,
     Failure,
-    PermissionCreated,
-    PermissionFailed,
     TurnClientEvent,
     error_code,
 )
-from .server.allocation import ClientTransport, family_of
-
-#: The longest allocation lifetime the client believes (RFC 8656 §7.2: a server grants at most an
-#: hour by default): a longer grant is refreshed as if it were an hour, so a server that says more
-#: than it keeps does not let the allocation lapse unrefreshed.
-LONGEST_LIFETIME = 3600.0
-
-#: The most data one :meth:`TurnAllocation.send` carries: what still fits a Send indication with
-#: an IPv6 XOR-PEER-ADDRESS, DONT-FRAGMENT and FINGERPRINT in STUN's 16-bit length.
-MAX_SEND_SIZE = (0xFFFF - (4 + 20) - 4 - 4 - 8) & ~3
-
-
-@dataclass(frozen=True, kw_only=True)
-class TurnClientConfig:
-    """How a :class:`TurnAllocation` behaves. Times are seconds; defaults are the RFC's.
-
-    ``stun`` configures the requests (retransmission, SOFTWARE, FINGERPRINT, password
-    algorithms, the random source); its ``credentials`` and ``reliable`` are replaced by the
-    allocation's credentials and by ``transport``.
-    """
-
-    stun: ClientConfig = field(default_factory=ClientConfig)
-    #: How the client reaches the server: over TCP and TLS nothing is retransmitted and
-    #: ChannelData is padded to four bytes (RFC 8656 §12.5).
-    transport: ClientTransport = ClientTransport.UDP
-    #: LIFETIME to ask for in Allocate and Refresh (§7.1); ``None`` takes the server's default.
-    lifetime: int | None = None
-    #: Refresh a lease this long before it ends (§8 suggests a minute), at most a fifth of it.
-    refresh_margin: float = 60.0
-    #: How long a permission lasts (§9: exactly 300 s) and a channel binding (§12: 600 s).
-    permission_lifetime: float = 300.0
-    channel_lifetime: float = 600.0
-    #: REQUESTED-ADDRESS-FAMILY (§7.1): ``IPV6`` for an IPv6 relayed address.
-    requested_family: AddressFamily | None = None
-    #: ADDITIONAL-ADDRESS-FAMILY (§7.1): an IPv6 relayed address besides the IPv4 one.
-    dual_allocation: bool = False
-    #: EVEN-PORT (§7.1): an even relayed port; ``reserve_next_port`` sets its R bit, asking the
-    #: server to hold the next port for a later Allocate with the RESERVATION-TOKEN it returns.
-    even_port: bool = False
-    reserve_next_port: bool = False
-    #: RESERVATION-TOKEN (§7.1): allocate the port an earlier allocation reserved.
-    reservation_token: bytes | None = None
-    #: DONT-FRAGMENT (§7.1): dropped, and the Allocate retried, if the server does not know it.
-    dont_fragment: bool = False
-    #: Create a permission for a peer's IP address when data is first sent to it.
-    auto_permission: bool = True
-    #: Bind a channel to a peer when data is first sent to it (ChannelData costs 4 bytes, a
-    #: Send indication 36 or more).
-    use_channels: bool = True
-    #: Datagrams held per peer while its permission is being created; more are dropped.
-    max_queued_per_peer: int = 32
-    #: Give up an unanswered Allocate after this many seconds, challenge and retransmissions
-    #: included (:class:`~turn.events.AllocationFailed` with a timeout). ``None``: the STUN
-    #: transaction's own timeout (39.5 s over UDP with the RFC 8489 defaults).
-    allocate_timeout: float | None = None
-    #: Peer IP addresses with a permission (held or asked for) at most: :meth:`send` to a new
-    #: one beyond drops the data, :meth:`create_permission` raises.
-    max_permissions: int = 1024
-
-    def __post_init__(self) -> None:
-        if self.lifetime is not None and not 0 < self.lifetime < 2**32:
-            raise errors.LocalProtocolError("lifetime must be 1 to 2**32 - 1 seconds")
-        if self.refresh_margin <= 0:
-            raise errors.LocalProtocolError("refresh_margin must be positive")
-        if self.permission_lifetime <= 0 or self.channel_lifetime <= 0:
-            raise errors.LocalProtocolError("permission and channel lifetimes must be positive")
-        if self.max_queued_per_peer < 0:
-            raise errors.LocalProtocolError("max_queued_per_peer must not be negative")
-        if self.allocate_timeout is not None and self.allocate_timeout <= 0:
-            raise errors.LocalProtocolError("allocate_timeout must be positive")
-        if self.max_permissions < 1:
-            raise errors.LocalProtocolError("max_permissions must be at least 1")
-        if self.dual_allocation and (self.requested_family is not None or self.reserve_next_port):
-            raise errors.LocalProtocolError(
-                "dual_allocation excludes requested_family and reserve_next_port (RFC 8656 §7.2)"
-            )
-        if self.reservation_token is not None:
-            if len(self.reservation_token) != 8:
-                raise errors.LocalProtocolError("reservation_token must be 8 bytes")
-            if (
-                self.even_port
-                or self.reserve_next_port
-                or self.requested_family is not None
-                or self.dual_allocation
-            ):
-                raise errors.LocalProtocolError(
-                    "reservation_token excludes even_port, reserve_next_port, requested_family "
-                    "and dual_allocation (RFC 8656 §7.2)"
-                )
+from ..server.allocation import family_of
+from .allocate import (
+    allocate_attributes,
+    granted_lifetime,
+    refuses_dont_fragment,
+    relayed_problem,
+)
+from .config import TurnClientConfig
+from .data import (
+    MAX_SEND_SIZE,
+    send_indication,
+    unwrap_data_indication,
+)
+from .leases import Grant, Lease, OnFailure, OnSuccess, PeerLeases
 
 
 class AllocationState(enum.Enum):
@@ -227,53 +134,6 @@ _TRANSITIONS: dict[AllocationState, frozenset[AllocationState]] = {
     _S.EXPIRED: frozenset((_S.CLOSED,)),
     _S.CLOSED: frozenset(),
 }
-
-
-class _Grant(enum.Enum):
-    PENDING = "requested"
-    ACTIVE = "granted"
-    FAILED = "failed"
-
-
-@dataclass(slots=True)
-class _Lease:
-    """Something the server grants for a while and the client refreshes: the allocation, a
-    permission, a channel. ``handle`` is the request in flight for it, if any."""
-
-    grant: _Grant = _Grant.PENDING
-    expires_at: float = math.inf
-    refresh_at: float = math.inf
-    handle: int | None = None
-
-    def granted(self, now: float, lifetime: float, margin: float) -> None:
-        self.grant = _Grant.ACTIVE
-        self.expires_at = now + lifetime
-        self.refresh_at = self.expires_at - min(margin, lifetime / 5)
-
-    @property
-    def deadline(self) -> float:
-        """The refresh time, or while a request is in flight, the expiry."""
-        if self.grant is not _Grant.ACTIVE:
-            return math.inf
-        return self.expires_at if self.handle is not None else self.refresh_at
-
-
-@dataclass(slots=True, kw_only=True)
-class _Permission(_Lease):
-    #: XOR-PEER-ADDRESS sent: the first peer seen at this IP address (the port is ignored, §9).
-    peer: Address
-    queued: deque[tuple[bytes, Address]] = field(default_factory=deque)
-
-
-@dataclass(slots=True, kw_only=True)
-class _Channel(_Lease):
-    number: int
-    peer: Address
-
-
-_LeaseT = TypeVar("_LeaseT", bound=_Lease)
-_OnSuccess = Callable[[Message, float], None]
-_OnFailure = Callable[[Failure, float], None]
 
 
 class TurnAllocation:
@@ -302,25 +162,27 @@ class TurnAllocation:
         )
         self._session = ClientSession(server, config=session_config, rto_cache=rto_cache)
         self._state = AllocationState.IDLE
-        self._callbacks: dict[int, tuple[_OnSuccess, _OnFailure]] = {}
+        self._callbacks: dict[int, tuple[OnSuccess, OnFailure]] = {}
         self._outgoing: list[Datagram] = []
         self._events: deque[TurnClientEvent] = deque()
         self._dont_fragment = config.dont_fragment
-        self._lease = _Lease()
+        self._lease = Lease()
         #: When :meth:`allocate` was called, for ``allocate_timeout``.
         self._allocate_started = math.inf
         self._refresh_error: Failure | None = None
         self._relayed: dict[AddressFamily, Address] = {}
         self._mapped: Address | None = None
-        self._permissions: dict[str, _Permission] = {}
-        self._channels: dict[Address, _Channel] = {}
-        self._channel_numbers: dict[int, _Channel] = {}
-        self._next_channel = MIN_CHANNEL
-        #: The earliest deadline of every permission and channel, ``None`` when it must be
-        #: computed again (see :meth:`_leases_changed`).
-        self._lease_deadline: float | None = math.inf
         #: Datagrams (or data) dropped, by reason; for diagnostics and tests.
         self.dropped: dict[str, int] = {}
+        self._peers = PeerLeases(
+            config,
+            request=self._request,
+            cancel=self._cancel,
+            gone=self._gone,
+            transmit=self._transmit,
+            emit=self._events.append,
+            drop=self._drop,
+        )
 
     # ------------------------------------------------------------------ what it holds
 
@@ -359,19 +221,19 @@ class TurnAllocation:
 
     def has_permission(self, host: str) -> bool:
         """Whether the server has granted a permission for peer IP address ``host``."""
-        permission = self._permissions.get(host)
-        return permission is not None and permission.grant is _Grant.ACTIVE
+        permission = self._peers.permissions.get(host)
+        return permission is not None and permission.grant is Grant.ACTIVE
 
     @property
     def permission_count(self) -> int:
         """Peer IP addresses with a permission held, asked for or failed (at most
         ``config.max_permissions``)."""
-        return len(self._permissions)
+        return len(self._peers.permissions)
 
     @property
     def channel_count(self) -> int:
         """Channels bound, being bound or failed (at most one per number, 0x4000-0x4FFF)."""
-        return len(self._channels)
+        return len(self._peers.channels)
 
     @property
     def requests_in_flight(self) -> int:
@@ -385,8 +247,8 @@ class TurnAllocation:
 
     def channel(self, peer: Address) -> int | None:
         """The channel number bound to ``peer``, once the server has confirmed it."""
-        channel = self._channels.get(peer)
-        return channel.number if channel is not None and channel.grant is _Grant.ACTIVE else None
+        channel = self._peers.channels.get(peer)
+        return channel.number if channel is not None and channel.grant is Grant.ACTIVE else None
 
     # ------------------------------------------------------------------ commands
 
@@ -403,13 +265,14 @@ class TurnAllocation:
         allocation ends; nothing is sent if one is held or requested already."""
         self._require((AllocationState.ALLOCATED,), "create_permission")
         address = self._peer(peer if isinstance(peer, Address) else Address(peer, 0), port=False)
-        permission = self._permissions.get(address.host)
+        peers = self._peers
+        permission = peers.permissions.get(address.host)
         if permission is None:
-            self._check_room(address)
-            permission = self._permission(address)
-        elif permission.grant is not _Grant.FAILED:
+            peers.check_room(address)
+            permission = peers.permission(address)
+        elif permission.grant is not Grant.FAILED:
             return
-        self._request_permission(permission, now)
+        peers.request_permission(permission, now)
         self._absorb(now)
 
     def bind_channel(self, peer: Address, now: float) -> int:
@@ -417,14 +280,14 @@ class TurnAllocation:
         its number. A peer keeps its number for the life of the allocation."""
         self._require((AllocationState.ALLOCATED,), "bind_channel")
         peer = self._peer(peer)
-        channel = self._channels.get(peer)
-        if channel is not None and channel.grant is not _Grant.FAILED:
+        peers = self._peers
+        channel = peers.channels.get(peer)
+        if channel is not None and channel.grant is not Grant.FAILED:
             return channel.number
-        if channel is None and self._next_channel > MAX_CHANNEL:
+        if channel is None and not peers.has_free_number:
             raise errors.LocalProtocolError("every channel number 0x4000-0x4FFF is in use")
-        if peer.host not in self._permissions:
-            self._check_room(peer)
-        number = self._bind(peer, now).number
+        peers.check_room(peer)
+        number = peers.bind(peer, now).number
         self._absorb(now)
         return number
 
@@ -437,8 +300,9 @@ class TurnAllocation:
         While the allocation is being made or after it ended the data is dropped (and counted),
         and so is data to a new peer when ``max_permissions`` peers have one.
         """
-        channel = self._channels.get(peer)
-        if channel is not None and channel.grant is _Grant.ACTIVE and len(data) <= MAX_SEND_SIZE:
+        peers = self._peers
+        channel = peers.channels.get(peer)
+        if channel is not None and channel.grant is Grant.ACTIVE and len(data) <= MAX_SEND_SIZE:
             self._transmit(data, peer)  # the common case, first
             return
         state = self._state
@@ -451,22 +315,22 @@ class TurnAllocation:
             return
         peer = self._peer(peer)
         config = self.config
-        if peer.host not in self._permissions and len(self._permissions) >= config.max_permissions:
+        if not peers.has_room(peer.host):
             self._drop("too many permissions")
             return
-        channel = self._channels.get(peer)
-        if channel is None and config.use_channels and self._next_channel <= MAX_CHANNEL:
-            channel = self._bind(peer, now)
+        channel = peers.channels.get(peer)
+        if channel is None and config.use_channels and peers.has_free_number:
+            channel = peers.bind(peer, now)
         permission = None
-        if config.auto_permission and (channel is None or channel.grant is not _Grant.ACTIVE):
-            permission = self._permissions.get(peer.host)
+        if config.auto_permission and (channel is None or channel.grant is not Grant.ACTIVE):
+            permission = peers.permissions.get(peer.host)
             if permission is None:
-                permission = self._permission(peer)
-                self._request_permission(permission, now)
+                permission = peers.permission(peer)
+                peers.request_permission(permission, now)
         self._absorb(now)  # the requests go out before the data
-        if permission is None or permission.grant is _Grant.ACTIVE:
+        if permission is None or permission.grant is Grant.ACTIVE:
             self._transmit(data, peer)
-        elif permission.grant is _Grant.FAILED:
+        elif permission.grant is Grant.FAILED:
             self._drop("permission failed")
         elif len(permission.queued) < config.max_queued_per_peer:
             permission.queued.append((data, peer))
@@ -530,7 +394,10 @@ class TurnAllocation:
             self._drop("malformed")
             return
         if message.message_class is MessageClass.INDICATION:
-            self._indication(message)
+            unwrapped = unwrap_data_indication(message, self._peers.permissions, self._drop)
+            if unwrapped is not None:
+                peer, payload = unwrapped
+                self._deliver(peer, payload)
             return
         self._session.receive_datagram(data, local, remote, now)
         self._absorb(now)
@@ -547,7 +414,7 @@ class TurnAllocation:
         if self._state in (AllocationState.ALLOCATING, AllocationState.CLOSING):
             earliest = min(earliest, self._allocate_deadline)
         if self._state is AllocationState.ALLOCATED:
-            earliest = min(earliest, self._lease.deadline, self._earliest_lease())
+            earliest = min(earliest, self._lease.deadline, self._peers.earliest())
         return None if earliest == math.inf else earliest
 
     def handle_timer(self, now: float) -> None:
@@ -565,12 +432,7 @@ class TurnAllocation:
             return
         if lease.handle is None and now >= lease.refresh_at:
             self._refresh(now)
-        if now >= self._earliest_lease():
-            for permission in list(self._permissions.values()):
-                self._tend(permission, now, self._request_permission, self._permission_failed)
-            for channel in list(self._channels.values()):
-                self._tend(channel, now, self._request_channel, self._bind_failed)
-            self._leases_changed()
+        self._peers.tend(now)
         self._absorb(now)
 
     def next_event(self) -> TurnClientEvent | None:
@@ -607,64 +469,27 @@ class TurnAllocation:
             raise errors.LocalProtocolError(f"no relayed address of the family of {address}")
         return address
 
-    def _check_room(self, peer: Address) -> None:
-        """Raise unless a permission for one more peer fits ``config.max_permissions``."""
-        if len(self._permissions) >= self.config.max_permissions:
-            raise errors.LocalProtocolError(
-                f"no permission for {peer.host}: {self.config.max_permissions} peers have one"
-            )
-
-    def _leases_changed(self) -> None:
-        """A permission's or channel's deadline may have moved: compute the earliest again."""
-        self._lease_deadline = None
-
-    def _earliest_lease(self) -> float:
-        """The earliest deadline of every permission and channel (cached)."""
-        deadline = self._lease_deadline
-        if deadline is None:
-            leases = (*self._permissions.values(), *self._channels.values())
-            deadline = self._lease_deadline = min(
-                (lease.deadline for lease in leases), default=math.inf
-            )
-        return deadline
-
     def _request(
         self,
         method: Method,
         attributes: list[Attribute],
         now: float,
-        on_success: _OnSuccess,
-        on_failure: _OnFailure,
+        on_success: OnSuccess,
+        on_failure: OnFailure,
     ) -> int:
         handle = self._session.request(
             method, attributes, now=now, follow_alternate=method == Method.ALLOCATE
         )
         self._callbacks[handle] = (on_success, on_failure)
-        self._leases_changed()
+        self._peers.changed()
         return handle
 
-    def _tend(
-        self,
-        lease: _LeaseT,
-        now: float,
-        renew: Callable[[_LeaseT, float], None],
-        fail: Callable[[_LeaseT, Failure, float], None],
-    ) -> None:
-        """Refresh a granted lease that is due; end one whose refresh is unanswered at expiry."""
-        if lease.grant is not _Grant.ACTIVE or now < lease.deadline:
-            return
-        if lease.handle is None:
-            renew(lease, now)
-        else:
-            self._cancel(lease)
-            fail(lease, TransactionTimeout("it expired before its refresh was answered"), now)
-
-    def _cancel(self, lease: _Lease) -> None:
+    def _cancel(self, lease: Lease) -> None:
         if lease.handle is not None:
             self._session.cancel(lease.handle)
             self._callbacks.pop(lease.handle, None)
             lease.handle = None
-            self._leases_changed()
+            self._peers.changed()
 
     def _absorb(self, now: float) -> None:
         """Move the session's datagrams out and act on its outcomes, until it is quiet."""
@@ -682,7 +507,7 @@ class TurnAllocation:
             callbacks = self._callbacks.pop(event.handle, None)
             if callbacks is None:
                 continue
-            self._leases_changed()
+            self._peers.changed()
             if isinstance(event, RequestSucceeded):
                 callbacks[0](event.response, now)
             else:
@@ -691,20 +516,7 @@ class TurnAllocation:
     # ------------------------------------------------------------------ Allocate (§7)
 
     def _send_allocate(self, now: float) -> None:
-        config = self.config
-        attributes: list[Attribute] = [RequestedTransport(TransportProtocol.UDP)]
-        if config.lifetime is not None:
-            attributes.append(Lifetime(config.lifetime))
-        if config.reservation_token is not None:
-            attributes.append(ReservationToken(config.reservation_token))
-        if config.requested_family is not None:
-            attributes.append(RequestedAddressFamily(config.requested_family))
-        if config.dual_allocation:
-            attributes.append(AdditionalAddressFamily(AddressFamily.IPV6))
-        if config.even_port or config.reserve_next_port:
-            attributes.append(EvenPort(reserve=config.reserve_next_port))
-        if self._dont_fragment:
-            attributes.append(DontFragment())
+        attributes = allocate_attributes(self.config, dont_fragment=self._dont_fragment)
         self._lease.handle = self._request(
             Method.ALLOCATE, attributes, now, self._allocated, self._allocate_failed
         )
@@ -716,11 +528,11 @@ class TurnAllocation:
             self._deallocate(now)
             return
         relayed = [attribute.address for attribute in response.get_all(XorRelayedAddress)]
-        problem = self._check_relayed(relayed)
-        lifetime = response.get(Lifetime)
-        if problem is None and (lifetime is None or lifetime.value == 0):
+        problem = relayed_problem(self.config, relayed)
+        granted = granted_lifetime(response)
+        if problem is None and granted is None:
             problem = "no LIFETIME"
-        if problem is not None or lifetime is None:
+        if problem is not None or granted is None:
             self._move(AllocationState.FAILED)
             failure = errors.RemoteProtocolError(f"Allocate success response: {problem}")
             self._events.append(AllocationFailed(failure))
@@ -731,7 +543,6 @@ class TurnAllocation:
         if self._mapped is not None and not is_destination(self._mapped):
             self._drop("unusable XOR-MAPPED-ADDRESS")
             self._mapped = None
-        granted = min(float(lifetime.value), LONGEST_LIFETIME)
         self._lease.granted(now, granted, self.config.refresh_margin)
         self._move(AllocationState.ALLOCATED)
         token = response.get(ReservationToken)
@@ -745,30 +556,12 @@ class TurnAllocation:
             )
         )
 
-    def _check_relayed(self, relayed: list[Address]) -> str | None:
-        """What is wrong with the relayed addresses of an Allocate success (§7.3), if anything."""
-        config = self.config
-        families = [family_of(address) for address in relayed]
-        if not relayed:
-            return "no XOR-RELAYED-ADDRESS"
-        unusable = [str(address) for address in relayed if not is_destination(address)]
-        if unusable:
-            return f"no datagram can reach the relayed address {', '.join(unusable)}"
-        if len(set(families)) != len(families) or len(relayed) > (
-            2 if config.dual_allocation else 1
-        ):
-            return f"unexpected relayed addresses {[str(a) for a in relayed]}"
-        wanted = config.requested_family or AddressFamily.IPV4
-        if config.reservation_token is None and wanted not in families:
-            return f"no relayed address of the requested family {wanted.name}"
-        return None
-
     def _allocate_failed(self, error: Failure, now: float) -> None:
         self._lease.handle = None
         if self._state is AllocationState.CLOSING:
             self._closed(confirmed=True)
             return
-        if self._dont_fragment and self._refuses_dont_fragment(error):
+        if self._dont_fragment and refuses_dont_fragment(error):
             self._dont_fragment = False  # §7.4: the server does not know it; ask without
             self._send_allocate(now)
             return
@@ -797,13 +590,6 @@ class TurnAllocation:
             )
         )
 
-    @staticmethod
-    def _refuses_dont_fragment(error: Failure) -> bool:
-        if not isinstance(error, ErrorResponse) or error.code != 420 or error.response is None:
-            return False
-        unknown = error.response.get(UnknownAttributes)
-        return unknown is not None and TurnAttrType.DONT_FRAGMENT in unknown.types
-
     # ------------------------------------------------------------------ Refresh (§8)
 
     def _refresh_attributes(self) -> list[Attribute]:
@@ -818,14 +604,13 @@ class TurnAllocation:
     def _refreshed(self, response: Message, now: float) -> None:
         lease = self._lease
         lease.handle = None
-        lifetime = response.get(Lifetime)
-        if lifetime is None or lifetime.value == 0:
+        granted = granted_lifetime(response)
+        if granted is None:
             self._refresh_failed(
                 errors.RemoteProtocolError("Refresh success without LIFETIME"), now
             )
             return
         self._refresh_error = None
-        granted = min(float(lifetime.value), LONGEST_LIFETIME)
         lease.granted(now, granted, self.config.refresh_margin)
         self._events.append(AllocationRefreshed(granted))
 
@@ -865,165 +650,39 @@ class TurnAllocation:
     def _end_leases(self) -> None:
         """Stop every refresh and forget every permission, channel and queued datagram."""
         self._cancel(self._lease)
-        for permission in self._permissions.values():
-            self._cancel(permission)
-            if permission.queued:
-                self._drop("allocation ended", len(permission.queued))
-        for channel in self._channels.values():
-            self._cancel(channel)
-        self._permissions.clear()
-        self._channels.clear()
-        self._channel_numbers.clear()
-        self._leases_changed()
+        self._peers.end()
 
     def _expire(self, reason: str) -> None:
         self._end_leases()
         self._move(AllocationState.EXPIRED)
         self._events.append(AllocationExpired(reason))
 
-    # ------------------------------------------------------------------ permissions (§9, §11)
-
-    def _permission(self, peer: Address) -> _Permission:
-        permission = _Permission(peer=peer)
-        self._permissions[peer.host] = permission
-        return permission
-
-    def _request_permission(self, permission: _Permission, now: float) -> None:
-        if permission.grant is _Grant.FAILED:
-            permission.grant = _Grant.PENDING
-        permission.handle = self._request(
-            Method.CREATE_PERMISSION,
-            [XorPeerAddress(permission.peer)],
-            now,
-            partial(self._permitted, permission),
-            partial(self._permission_failed, permission),
-        )
-
-    def _permitted(self, permission: _Permission, response: Message, now: float) -> None:
-        permission.handle = None
-        self._grant_permission(permission, now)
-
-    def _grant_permission(self, permission: _Permission, now: float) -> None:
-        first = permission.grant is not _Grant.ACTIVE
-        permission.granted(now, self.config.permission_lifetime, self.config.refresh_margin)
-        if first:
-            self._events.append(PermissionCreated(permission.peer.host))
-        while permission.queued:
-            self._transmit(*permission.queued.popleft())
-
-    def _permission_failed(self, permission: _Permission, error: Failure, now: float) -> None:
-        permission.handle = None
-        if self._gone("CreatePermission", error):
-            return
-        permission.grant = _Grant.FAILED
-        if permission.queued:
-            self._drop("permission failed", len(permission.queued))
-            permission.queued.clear()
-        self._events.append(PermissionFailed(permission.peer.host, error))
-
-    # ------------------------------------------------------------------ channels (§12)
-
-    def _bind(self, peer: Address, now: float) -> _Channel:
-        """Start a ChannelBind for ``peer`` (a new number unless it had one). Until it is
-        answered, the peer's IP address counts as having a permission requested: the bind
-        installs one (§12.2), so data from the peer may arrive before the answer."""
-        channel = self._channels.get(peer)
-        if channel is None:
-            channel = _Channel(number=self._next_channel, peer=peer)
-            self._next_channel += 1
-            self._channels[peer] = channel
-            self._channel_numbers[channel.number] = channel
-        if peer.host not in self._permissions:
-            self._permission(peer)
-        self._request_channel(channel, now)
-        return channel
-
-    def _request_channel(self, channel: _Channel, now: float) -> None:
-        if channel.grant is _Grant.FAILED:
-            channel.grant = _Grant.PENDING
-        channel.handle = self._request(
-            Method.CHANNEL_BIND,
-            [ChannelNumber(channel.number), XorPeerAddress(channel.peer)],
-            now,
-            partial(self._bound, channel),
-            partial(self._bind_failed, channel),
-        )
-
-    def _bound(self, channel: _Channel, response: Message, now: float) -> None:
-        channel.handle = None
-        first = channel.grant is not _Grant.ACTIVE
-        channel.granted(now, self.config.channel_lifetime, self.config.refresh_margin)
-        permission = self._permissions.get(channel.peer.host) or self._permission(channel.peer)
-        if first:
-            self._events.append(ChannelBound(channel.peer, channel.number))
-        self._grant_permission(permission, now)
-
-    def _bind_failed(self, channel: _Channel, error: Failure, now: float) -> None:
-        channel.handle = None
-        if self._gone("ChannelBind", error):
-            return
-        channel.grant = _Grant.FAILED
-        self._events.append(ChannelFailed(channel.peer, channel.number, error))
-        permission = self._permissions.get(channel.peer.host)
-        if (
-            permission is None
-            or permission.grant is not _Grant.PENDING
-            or permission.handle is not None
-        ):
-            return
-        # The permission was to come with the channel: ask for it alone, or give up on it.
-        if self.config.auto_permission:
-            self._request_permission(permission, now)
-        else:
-            self._permission_failed(permission, error, now)
-
     # ------------------------------------------------------------------ data (§10, §12)
 
     def _transmit(self, data: bytes, peer: Address) -> None:
         """``data`` to ``peer`` as ChannelData if a channel is bound, else a Send indication."""
-        channel = self._channels.get(peer)
-        if channel is not None and channel.grant is _Grant.ACTIVE:
+        channel = self._peers.channels.get(peer)
+        if channel is not None and channel.grant is Grant.ACTIVE:
             message = encode_channel_data(channel.number, data, pad=self.config.transport.is_stream)
         else:
-            attributes: list[Attribute] = [XorPeerAddress(peer), Data(data)]
-            if self._dont_fragment:
-                attributes.append(DontFragment())
-            stun = self._session.config
-            indication = Message(
-                Method.SEND, MessageClass.INDICATION, new_transaction_id(stun.rng), attributes
+            message = send_indication(
+                data, peer, dont_fragment=self._dont_fragment, stun=self._session.config
             )
-            message = indication.encode(fingerprint=stun.fingerprint)
         self._outgoing.append(Datagram(message, self.local, self.server))
 
     def _channel_data(self, data: bytes) -> None:
+        """ChannelData from the server: delivered on a channel this client bound or is binding
+        (the server may relay before its answer arrives, §12.7)."""
         try:
             number, payload = decode_channel_data(data)
         except errors.DecodeError:
             self._drop("malformed ChannelData")
             return
-        channel = self._channel_numbers.get(number)
-        if channel is None or channel.grant is _Grant.FAILED:
+        channel = self._peers.by_number.get(number)
+        if channel is None or channel.grant is Grant.FAILED:
             self._drop("unknown channel")
             return
         self._deliver(channel.peer, payload)
-
-    def _indication(self, message: Message) -> None:
-        if message.method != Method.DATA:
-            self._drop("not a Data indication")
-            return
-        peer = message.get(XorPeerAddress)
-        data = message.get(Data)
-        if message.unknown_required or peer is None or data is None:
-            self._drop("ICMP" if message.has(Icmp) else "bad Data indication")
-            return
-        if not is_destination(peer.address):
-            self._drop("unusable peer address")
-            return
-        permission = self._permissions.get(peer.address.host)
-        if permission is None or permission.grant is _Grant.FAILED:
-            self._drop("no permission")  # §10.4: SHOULD check
-            return
-        self._deliver(peer.address, data.value)
 
     def _deliver(self, peer: Address, data: bytes) -> None:
         relayed = self._relayed.get(family_of(peer))

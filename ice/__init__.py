@@ -19,6 +19,7 @@ from .candidate import (
     validate_pwd,
     validate_ufrag,
 )
+from .connection_options import TurnRestCredentials
 from .errors import (
     DecodeError,
     IceConnectionError,
@@ -44,6 +45,7 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "TcpType",
+    "TurnRestCredentials",
     "UnsupportedCandidateError",
     "candidate_priority",
     "compute_foundation",

@@ -20,7 +20,10 @@ reads events (:meth:`Agent.next_event`).
    nominated pair per component.
 4. **Consent** (:mod:`ice.consent`, RFC 7675) runs on every selected pair. A relayed pair that
    stops answering consent checks has its allocation probed at once (an early Refresh), so an
-   allocation the server forgot is reported in a round trip, not at consent expiry.
+   allocation the server forgot is reported in a round trip, not at consent expiry. A TURN
+   server reached over TCP or TLS needs a connection the driver opens and closes for the agent
+   (:meth:`relay_stream_commands`, :meth:`relay_stream_connected`, :meth:`relay_stream_closed`;
+   :mod:`ice.relay`).
 5. **Ending.** Every wait ends with a reason (:meth:`failure_reason`). The agent fails when a
    component can no longer get a pair: nothing left to check, no valid pair and end-of-candidates
    (or no usable local candidate at all: a relay-only agent whose TURN servers refused); when it
@@ -68,6 +71,7 @@ from .gather import Gatherer, LocalCandidate
 from .incoming import IncomingChecks
 from .nomination import NominationPolicy
 from .outgoing import OutgoingChecks
+from .relay import RelayStreamCommand
 from .remotes import RemoteCandidates, unusable
 from .selection import Selection
 from .stats import FailureCounters, PairStats, PeerInput, TableSizes, pair_stats
@@ -354,6 +358,29 @@ class Agent:
             else:
                 outgoing.append(queued)
         return outgoing + relays.datagrams_to_send(now)
+
+    # ================================================================== TURN over TCP and TLS
+
+    def relay_stream_commands(self) -> list[RelayStreamCommand]:
+        """What the driver must do now with the TCP/TLS connections to TURN servers: open
+        (:class:`~ice.relay.OpenRelayStream`) or close them (:mod:`ice.relay`). Take these
+        before :meth:`datagrams_to_send`: a datagram may be labelled with a stream opened here."""
+        return self.gatherer.relays.stream_commands()
+
+    def relay_stream_connected(self, label: Address, now: float) -> None:
+        """The connection the driver opened for ``label`` is established."""
+        self._last_now = now
+        self.gatherer.relays.stream_connected(label, now)
+
+    def relay_stream_closed(self, label: Address, now: float, reason: str) -> None:
+        """The connection of ``label`` could not be opened or ended (``reason`` says how): its
+        allocation ends with it."""
+        self._last_now = now
+        if self._closed:
+            return
+        for relayed, peer, inner in self.gatherer.relays.stream_closed(label, now, reason):
+            self._receive(inner, relayed, peer, now)
+        self._relays_changed(now)
 
     def _relays_changed(self, now: float) -> None:
         """Pair relayed candidates that just appeared, forget lost ones; see whether gathering

@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 
@@ -80,6 +81,7 @@ from .events import (
 from .interfaces import interface_addresses, interface_problem
 from .mdns import InterfaceAddress
 from .mdns_candidates import MdnsCandidates
+from .relay_streams import RelayStreams, TlsSettings
 from .server_names import resolve_servers
 from .stats import PairStats, PeerInput
 
@@ -98,9 +100,12 @@ class Connection(_Closing):
     - ``stun_servers``: STUN servers to learn server-reflexive candidates from: ``(host, port)``
       pairs, or text — ``"host"``, ``"host:port"``, ``"[IPv6]:port"``, a ``stun:`` URI (RFC
       7064); names are resolved when gathering starts.
-    - ``turn_servers``: TURN servers to allocate relayed candidates on (over UDP):
-      ``(host, port, username, password)``, or ``(uri, username, password)`` with a ``turn:`` URI
-      (RFC 7065) or ``"host:port"``; ``relay_only``: use relayed candidates only (WebRTC's
+    - ``turn_servers``: TURN servers to allocate relayed candidates on: ``(host, port, username,
+      password)`` (over UDP), or ``(uri, username, password)`` with a ``turn:``/``turns:`` URI
+      (RFC 7065; ``?transport=tcp``, ``turns:`` for TLS) or ``"host:port"``, or ``(uri,
+      TurnRestCredentials(secret, user))``. Over TLS the server's certificate is verified
+      against the system CAs, or ``turn_tls_cafile``'s; ``turn_tls_verify=False`` turns that off
+      (diagnostics only). ``relay_only``: use relayed candidates only (WebRTC's
       "relay" transport policy), so the peer never learns an address of ours (not even in a
       relayed candidate's related address); nothing is sent to anything but the TURN servers
       (STUN servers are not asked, nothing goes on the local link by mDNS) and nothing arriving
@@ -142,6 +147,8 @@ class Connection(_Closing):
         receive_queue_size: int = 1024,
         mdns_hide_host_candidates: bool = False,
         mdns_timeout: float = 3.0,
+        turn_tls_verify: bool = True,
+        turn_tls_cafile: str | os.PathLike[str] | None = None,
         config: AgentConfig | None = None,
     ) -> None:
         switches = {
@@ -151,6 +158,7 @@ class Connection(_Closing):
             "use_ipv6": use_ipv6,
             "include_loopback": include_loopback,
             "mdns_hide_host_candidates": mdns_hide_host_candidates,
+            "turn_tls_verify": turn_tls_verify,
         }
         for name, value in switches.items():
             options.flag(name, value)
@@ -221,6 +229,8 @@ class Connection(_Closing):
         self._loop: asyncio.AbstractEventLoop
         self._setup: asyncio.Future[None] | None = None
         self._bases: dict[Address, BaseSocket] = {}
+        #: The TCP/TLS connections to TURN servers (:mod:`ice.relay_streams`).
+        self._relay_streams = RelayStreams(self, TlsSettings(turn_tls_cafile, turn_tls_verify))
         self._mdns = MdnsCandidates(
             hide_hosts=mdns_hide_host_candidates,
             timeout=mdns_timeout,
@@ -259,6 +269,12 @@ class Connection(_Closing):
         return f"<Connection {self.local_username} {role} {state}>"
 
     # ================================================================== properties
+
+    @property
+    def relay_stream_dropped(self) -> int:
+        """Datagrams not written to a TURN server's TCP/TLS connection: more than it holds while
+        it opens, or relayed data while its write buffer is full (a slow server or path)."""
+        return self._relay_streams.dropped
 
     @property
     def agent(self) -> Agent:
@@ -637,6 +653,7 @@ class Connection(_Closing):
             self._agent.close(now)
             self._send(self._agent.datagrams_to_send(now))  # TURN deallocations, if any
             self._drain_events()
+        self._relay_streams.close()
         for base in list(self._bases.values()):
             self._close_base(base)
         self._paths.clear()
@@ -654,6 +671,7 @@ class Connection(_Closing):
             return
         now = self._loop.time()
         self._data_paths.flush(now)
+        self._relay_streams.apply(agent.relay_stream_commands())
         self._send(agent.datagrams_to_send(now))
         self._drain_events()
         deadline = agent.get_timer()
@@ -671,6 +689,7 @@ class Connection(_Closing):
         for datagram in datagrams:
             base = self._bases.get(datagram.local) if datagram.local else None
             if base is None:
+                self._relay_streams.send(datagram)  # to a TURN server over TCP or TLS, if any
                 continue
             try:
                 base.sock.sendto(datagram.data, datagram.remote)

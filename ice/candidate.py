@@ -288,6 +288,7 @@ def compute_foundation(
     transport: str,
     server_host: str | None = None,
     *,
+    server_transport: str | None = None,
     salt: bytes = b"",
 ) -> str:
     """The foundation of a local candidate (RFC 8445 §5.1.1.3): 16 hex digits.
@@ -295,15 +296,20 @@ def compute_foundation(
     Two candidates get the same foundation exactly when they have the same type, base IP address
     (ports do not count), transport and — for reflexive and relayed candidates — STUN or TURN
     server IP address (``server_host``), as the RFC requires; anything else differs (a 64-bit
-    digest, so a collision is practically impossible). ``salt`` (up to 64 bytes, e.g. per-agent
-    random bytes) makes the foundation depend on a secret, so that it cannot be used to guess a
-    base address hidden behind an mDNS name (RFC 8828).
+    digest, so a collision is practically impossible). A relayed candidate obtained from its
+    TURN server over TCP or TLS says so in ``server_transport`` (``"tcp"``, ``"tls"``): the RFC's
+    "obtained using the same transport protocol", so that its foundation differs from the UDP
+    relay's of the same server. ``salt`` (up to 64 bytes, e.g. per-agent random bytes) makes the
+    foundation depend on a secret, so that it cannot be used to guess a base address hidden
+    behind an mDNS name (RFC 8828).
     """
     if len(salt) > 64:
         raise LocalProtocolError("foundation salt: at most 64 bytes")
     if transport.lower() not in TRANSPORTS:
         raise LocalProtocolError(f"transport {_show(transport)} is not UDP or TCP")
     server = "" if server_host is None else _ip_literal(server_host)
+    if server_transport is not None:
+        server += f" via {server_transport.lower()}"
     kind = enum_member(CandidateType, candidate_type, "candidate type")
     key = f"{kind} {_ip_literal(base_host)} {transport.lower()} {server}"
     return hashlib.blake2b(key.encode(), digest_size=8, key=salt).hexdigest()

@@ -13,20 +13,33 @@ from stun.address import Address, normalize_host
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.randomness import RandomSource, default_random
 from stun.transaction import TransactionConfig
+from turn.server.allocation import ClientTransport
 
 from .errors import LocalProtocolError, enum_member
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RelayServer:
-    """A TURN server to allocate relayed candidates on (RFC 8656; reached over UDP)."""
+    """A TURN server to allocate relayed candidates on (RFC 8656), reached over ``transport``:
+    UDP, or a TCP or TLS connection the driver opens (RFC 7065's ``?transport=tcp`` and
+    ``turns:``). ``server_name`` is the name a TLS certificate must carry (the URI's host; the
+    IP literal when ``None``)."""
 
     address: Address
     username: str
     password: str = field(repr=False)
+    transport: ClientTransport = ClientTransport.UDP
+    server_name: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "address", server_address("a TURN server", self.address))
+        object.__setattr__(
+            self, "transport", enum_member(ClientTransport, self.transport, "transport")
+        )
+        if self.server_name is not None and (
+            not isinstance(self.server_name, str) or not self.server_name
+        ):
+            raise LocalProtocolError("a TURN server's server_name must be a non-empty string")
         if not isinstance(self.username, str) or not self.username:
             raise LocalProtocolError("a TURN server's username must be a non-empty string")
         if not isinstance(self.password, str):

@@ -5,11 +5,13 @@ that names the argument and says what is wanted — not as an unpacking error, a
 gathering timeout, or a connection that silently gathers nothing.
 
 STUN servers are ``(host, port)`` pairs or text: ``host``, ``host:port``, ``[IPv6]:port``, a
-bare IPv6 literal, or a ``stun:`` URI (RFC 7064). TURN servers are ``(host, port, username,
-password)``, or ``(uri, username, password)`` with a ``turn:`` URI (RFC 7065) or ``host:port``.
-ICE reaches both over UDP only, so ``stuns:``, ``turns:`` and ``?transport=tcp`` are refused
-(:class:`turn.TurnClient` on its own speaks TCP and TLS). Ports are 1-65535: no server is on
-port 0, and the default, 3478, is taken only where no port is written.
+bare IPv6 literal, or a ``stun:`` URI (RFC 7064); ICE asks them over UDP, so ``stuns:`` is
+refused. TURN servers are ``(host, port, username, password)`` (over UDP), or ``(uri, username,
+password)`` with a ``turn:`` or ``turns:`` URI (RFC 7065: ``turn:host:port?transport=udp|tcp``,
+``turns:host:port?transport=tcp`` for TLS) or ``host:port`` — and in place of the username and
+password, :class:`TurnRestCredentials`: the TURN REST API's time-limited credentials, made from
+the secret the server shares when gathering starts. Ports are 1-65535: no server is on port 0,
+and the default, 3478 (5349 for ``turns:``), is taken only where no port is written.
 """
 
 from __future__ import annotations
@@ -17,22 +19,64 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from turn.errors import DecodeError as UriDecodeError
 from turn.server.allocation import ClientTransport
+from turn.server.credentials import rest_api_password, rest_api_username
 from turn.uri import UriScheme, parse_uri
 
 from .errors import LocalProtocolError
 
 #: A STUN server as the agent is given it before names are resolved: (host, port).
 StunServer = tuple[str, int]
-#: A TURN server likewise: (host, port, username, password).
-TurnServer = tuple[str, int, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRestCredentials:
+    """Credentials for a TURN server that shares a secret with your service (the TURN REST API,
+    coturn's ``use-auth-secret`` / ``static-auth-secret``): made when gathering starts, valid for
+    ``ttl`` seconds — username ``"<expiry>:<user>"`` (``"<expiry>"`` without a ``user``), password
+    base64(HMAC-SHA1(secret, username)). Give it in place of a username and password:
+    ``turn_servers=[("turns:turn.example.net", TurnRestCredentials("s3cret", user="alice"))]``.
+    """
+
+    secret: str | bytes = field(repr=False)
+    user: str = ""
+    ttl: float = 86400.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.secret, str | bytes) or not self.secret:
+            raise LocalProtocolError("TurnRestCredentials: the secret must be a non-empty string")
+        if not isinstance(self.user, str) or ":" in self.user:
+            raise LocalProtocolError("TurnRestCredentials: the user must be a string without ':'")
+        seconds("TurnRestCredentials: ttl", self.ttl)
+
+    def make(self, unix_time: float) -> tuple[str, str]:
+        """The username and password, valid from ``unix_time`` (seconds since 1970) on."""
+        secret = self.secret.encode("utf-8") if isinstance(self.secret, str) else self.secret
+        username = rest_api_username(self.user, unix_time + self.ttl)
+        return username, rest_api_password(secret, username)
+
+
+class TurnServer(NamedTuple):
+    """A TURN server as the agent is given it before its name is resolved."""
+
+    host: str
+    port: int
+    #: A username and password, or how to make them.
+    credentials: tuple[str, str] | TurnRestCredentials
+    transport: ClientTransport = ClientTransport.UDP
+
+
 #: What ``Connection(stun_servers=[...])`` takes for one server (module docstring).
 StunServerArgument = StunServer | str
 #: What ``Connection(turn_servers=[...])`` takes for one server: with a host and port, or with
-#: a ``turn:`` URI.
-TurnServerArgument = TurnServer | tuple[str, str, str]
+#: a ``turn:``/``turns:`` URI (or ``host:port``) and a username and password or REST credentials.
+TurnServerArgument = (
+    tuple[str, int, str, str] | tuple[str, str, str] | tuple[str, TurnRestCredentials]
+)
 
 
 def flag(name: str, value: object) -> bool:
@@ -95,7 +139,7 @@ def stun_servers(value: Iterable[object]) -> list[StunServer]:
 
 
 def turn_servers(value: Iterable[object]) -> list[TurnServer]:
-    """Every TURN server of ``turn_servers`` as ``(host, port, username, password)``."""
+    """Every TURN server of ``turn_servers`` (module docstring)."""
     _not_one_server("turn_servers", value, 4)
     return [_turn_server(f"turn_servers[{i}]", item) for i, item in enumerate(_items("", value))]
 
@@ -110,14 +154,22 @@ def _not_one_server(name: str, value: object, size: int) -> None:
     """Refuse one server given where a list of them is wanted: ``("host", 3478)``."""
     if isinstance(value, str):
         raise LocalProtocolError(f"{name} is a list of servers: write {name}=[{value!r}]")
-    if isinstance(value, tuple) and len(value) == size and isinstance(value[1], int):
+    one = isinstance(value, tuple) and len(value) == size and isinstance(value[1], int)
+    one_uri = (  # ("turn:…", "user", "password") or ("turn:…", TurnRestCredentials(…))
+        size == 4
+        and isinstance(value, tuple)
+        and len(value) in (2, 3)
+        and isinstance(value[0], str)
+        and isinstance(value[-1], str | TurnRestCredentials)
+    )
+    if one or one_uri:
         raise LocalProtocolError(f"{name} is a list of servers: write {name}=[{value!r}]")
 
 
 def _stun_server(name: str, item: object) -> StunServer:
     if isinstance(item, str):
         uri = item if item.lower().startswith(("stun:", "stuns:", "turn:", "turns:")) else None
-        host, port = _from_text(name, item, uri, turn=False)
+        host, port, _ = _from_text(name, item, uri, turn=False)
         return host, port
     if isinstance(item, tuple | list) and len(item) == 2:
         return _host(name, item[0]), _port(name, item[1])
@@ -129,24 +181,30 @@ def _stun_server(name: str, item: object) -> StunServer:
 def _turn_server(name: str, item: object) -> TurnServer:
     if isinstance(item, tuple | list) and len(item) == 4:
         host, port = _host(name, item[0]), _port(name, item[1])
-        return host, port, *_credentials(name, item[2], item[3])
-    if isinstance(item, tuple | list) and len(item) == 3 and isinstance(item[0], str):
+        return TurnServer(host, port, _credentials(name, item[2], item[3]))
+    if isinstance(item, tuple | list) and len(item) in (2, 3) and isinstance(item[0], str):
         text = item[0]
         uri = text if text.lower().startswith(("stun:", "stuns:", "turn:", "turns:")) else None
-        host, port = _from_text(name, text, uri, turn=True)
-        return host, port, *_credentials(name, item[1], item[2])
+        host, port, transport = _from_text(name, text, uri, turn=True)
+        if len(item) == 3:
+            return TurnServer(host, port, _credentials(name, item[1], item[2]), transport)
+        if isinstance(item[1], TurnRestCredentials):
+            return TurnServer(host, port, item[1], transport)
     raise LocalProtocolError(
-        f"{name}: want (host, port, username, password) or (turn: URI, username, password), "
-        f"not {item!r}"
+        f"{name}: want (host, port, username, password), (turn: URI, username, password) or "
+        f"(turn: URI, TurnRestCredentials(secret, user)), not {item!r}"
     )
 
 
-def _from_text(name: str, text: str, uri: str | None, *, turn: bool) -> StunServer:
-    """A server written as text: a URI of the right scheme over UDP, or a host and port."""
+def _from_text(
+    name: str, text: str, uri: str | None, *, turn: bool
+) -> tuple[str, int, ClientTransport]:
+    """A server written as text: a URI of the right scheme, or a host and port (over UDP)."""
     kind = "turn: URI or host:port" if turn else "'host:port' or a stun: URI"
     if uri is None:
         try:  # a bare IPv6 literal: no port can follow it unbracketed
-            return ipaddress.IPv6Address(text).compressed, UriScheme.STUN.default_port
+            host = ipaddress.IPv6Address(text).compressed
+            return host, UriScheme.STUN.default_port, ClientTransport.UDP
         except ValueError:
             uri = ("turn:" if turn else "stun:") + text
     try:
@@ -158,12 +216,12 @@ def _from_text(name: str, text: str, uri: str | None, *, turn: bool) -> StunServ
         wanted = "turn_servers, with a username and password" if parsed.is_turn else "stun_servers"
         scheme = parsed.scheme.value
         raise LocalProtocolError(f"{name}: {text!r} is a {scheme}: URI: give it in {wanted}")
-    if parsed.transport is not ClientTransport.UDP:
+    if not turn and parsed.transport is not ClientTransport.UDP:
         raise LocalProtocolError(
-            f"{name}: {text!r} is over {parsed.transport.name}: ICE gathers over UDP only "
-            "(turn.TurnClient on its own speaks TCP and TLS)"
+            f"{name}: {text!r} is over {parsed.transport.name}: ICE asks STUN servers over UDP "
+            "only (a TURN server over TCP or TLS goes in turn_servers)"
         )
-    return parsed.host, parsed.port
+    return parsed.host, parsed.port, parsed.transport
 
 
 def _host(name: str, host: object) -> str:
@@ -181,6 +239,11 @@ def _port(name: str, port: object) -> int:
 
 
 def _credentials(name: str, username: object, password: object) -> tuple[str, str]:
+    if isinstance(password, TurnRestCredentials):
+        raise LocalProtocolError(
+            f"{name}: TurnRestCredentials replace the username and password: "
+            "(turn: URI, TurnRestCredentials(secret, user))"
+        )
     if not isinstance(username, str) or not username:
         raise LocalProtocolError(f"{name}: the username must be a non-empty string")
     if not isinstance(password, str):

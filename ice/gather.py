@@ -46,6 +46,7 @@ from .events import (
     GatheringFailed,
     IceEvent,
 )
+from .preferences import LocalPreferences
 from .relay import RelayBase, Relays
 
 
@@ -77,8 +78,12 @@ class Gatherer:
         self._config = config
         self._emit = emit
         self._send = send
+        #: The local preferences reflexive and relayed candidates hold (RFC 8445 §5.1.2.1).
+        self.preferences = LocalPreferences()
         #: The TURN allocations behind relayed candidates (RFC 8445 §5.1.1.2).
-        self.relays = Relays(config, self._add_relayed, self._lose_relayed, self._failed)
+        self.relays = Relays(
+            config, self.preferences, self._add_relayed, self._lose_relayed, self._failed
+        )
         #: Relayed candidates the agent has not paired yet.
         self.new_relayed: list[LocalCandidate] = []
         #: Candidates that are gone and that the agent has not forgotten yet (with the reason).
@@ -220,6 +225,10 @@ class Gatherer:
             self._base_addresses.discard((local.base, address))
         if local.candidate.type is CandidateType.PEER_REFLEXIVE:
             self.peer_reflexive -= 1
+        elif local.candidate.type in (CandidateType.SERVER_REFLEXIVE, CandidateType.RELAYED):
+            candidate = local.candidate
+            preference = (candidate.priority >> 8) & 0xFFFF
+            self.preferences.release(local.stream, candidate.component, candidate.type, preference)
 
     def pairable(self, stream: int, component: int) -> list[LocalCandidate]:
         """Local candidates that form pairs: host bases (unless the policy is relay-only) and
@@ -332,17 +341,14 @@ class Gatherer:
         if mapped == base.base or (base.base, mapped) in self._base_addresses:
             return  # redundant (§5.1.3): no NAT, or this server told us what another did
         component = base.candidate.component
+        kind = CandidateType.SERVER_REFLEXIVE
+        wanted = (base.candidate.priority >> 8) & 0xFFFF
+        preference = self.preferences.take(base.stream, component, kind, wanted)
         candidate = Candidate(
-            foundation=compute_foundation(
-                CandidateType.SERVER_REFLEXIVE, base.base.host, "udp", request.server.host
-            ),
+            foundation=compute_foundation(kind, base.base.host, "udp", request.server.host),
             component=component,
             transport="udp",
-            priority=candidate_priority(
-                TYPE_PREFERENCE[CandidateType.SERVER_REFLEXIVE],
-                (base.candidate.priority >> 8) & 0xFFFF,
-                component,
-            ),
+            priority=candidate_priority(TYPE_PREFERENCE[kind], preference, component),
             host=mapped.host,
             port=mapped.port,
             type=CandidateType.SERVER_REFLEXIVE,

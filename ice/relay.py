@@ -1,6 +1,6 @@
 """Relayed candidates (RFC 8445 §5.1.1.2) through TURN allocations (RFC 8656), for the agent.
 
-Theory of operation. For every UDP host base and every configured TURN server of the same family,
+Theory of operation. For every host base and every configured TURN server of the same family,
 :meth:`Relays.allocate` opens a :class:`~turn.client.TurnAllocation` that talks to the server from
 that base. When the Allocate succeeds, each relayed address becomes a relayed candidate — its own
 base (checks are sent "from" it), related address the server-reflexive address the server saw
@@ -12,23 +12,51 @@ handed to :meth:`Relays.send`, which the allocation wraps in ChannelData or a Se
 (creating the peer's permission first); a datagram from the TURN server is unwrapped by
 :meth:`Relays.receive` into what the peer sent to the relayed address.
 
+**Transports** (RFC 7065). A server reached over UDP is talked to from the base's own socket. A
+server reached over TCP or TLS needs a connection, which only the driver can open: the relay
+asks for one with :class:`OpenRelayStream`, naming a *stream label* — an :class:`Address` on the
+base's host whose port is above 65535, so that no socket has it — and everything the allocation
+sends carries that label as its ``local`` (STUN messages, and ChannelData padded to four bytes,
+RFC 8656 §12.5: the driver writes the bytes as they are). The driver cuts what the connection
+brings into STUN and ChannelData frames (:mod:`stun.framing`) and feeds each one as a datagram
+that arrived on the label from the server; it reports the connection established
+(:meth:`Relays.stream_connected`) or gone (:meth:`Relays.stream_closed`: refused, the TLS
+handshake failed, closed by the server). The Allocate is sent at once and waits in the driver
+while the connection opens, so ``gathering_timeout`` bounds the connect, the TLS handshake and
+the Allocate together. A stream that fails or ends is asked closed (:class:`CloseRelayStream`).
+
+**Families** (RFC 8656 §7.1). The relayed address is asked for in the families the agent
+gathers on: IPv4 alone by default, REQUESTED-ADDRESS-FAMILY IPv6 when every base is IPv6, and a
+dual allocation (ADDITIONAL-ADDRESS-FAMILY IPv6) when both are — the server gives the IPv6
+address as well when it offers it, the IPv4 one alone otherwise. A 440 (Address Family not
+Supported) is met with the next plan: an IPv6-only server gets REQUESTED-ADDRESS-FAMILY IPv6
+after refusing the dual allocation, an IPv4-only one a plain Allocate after refusing IPv6.
+
+**Priorities and foundations.** A relayed candidate's local preference ranks its server's
+transport first (UDP, then TCP, then TLS) and is unique among the relayed candidates of its
+component (:mod:`ice.preferences`, RFC 8445 §5.1.2.1); its foundation names the server's IP
+address and, for TCP and TLS, the transport it was obtained over (§5.1.1.3).
+
 An allocation can end without us: a 437 answer (the server restarted and holds no allocation for
-us) or its lifetime running out. Its relayed candidates are then *lost* at once (the agent's
-``lose`` callback). :meth:`Relays.probe` asks the server early, with a Refresh, whether it still
-holds an allocation — the agent does so when a relayed pair stops answering consent checks — and
-:meth:`Relays.restart` allocates again wherever the allocation is gone (ICE restart, RFC 8445 §9).
+us), its lifetime running out, or its TCP/TLS connection closing. Its relayed candidates are then
+*lost* at once (the agent's ``lose`` callback). :meth:`Relays.probe` asks the server early, with
+a Refresh, whether it still holds an allocation — the agent does so when a relayed pair stops
+answering consent checks — and :meth:`Relays.restart` allocates again wherever the allocation is
+gone (ICE restart, RFC 8445 §9), over a new connection for TCP and TLS.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from stun.address import Address
+from stun.address import Address, AddressFamily
 from stun.client import ClientConfig, Credentials
 from stun.datagram import Datagram
 from turn.client import AllocationState, TurnAllocation, TurnClientConfig
 from turn.events import AllocationCreated, AllocationExpired, AllocationFailed, DataReceived
+from turn.server.allocation import ClientTransport, family_of
 
 from .candidate import (
     TYPE_PREFERENCE,
@@ -39,6 +67,7 @@ from .candidate import (
 )
 from .config import AgentConfig, Policy, RelayServer
 from .events import GatheringFailed
+from .preferences import LocalPreferences, relay_local_preference
 
 #: What the peer sent: (the relayed address it went to, the peer, the bytes).
 Delivery = tuple[Address, Address, bytes]
@@ -46,16 +75,84 @@ Delivery = tuple[Address, Address, bytes]
 RelayBase = tuple[int, int, Address, int]
 #: Where the gone allocations stand: they are allocated again at a restart.
 _ENDED = (AllocationState.FAILED, AllocationState.EXPIRED)
+#: The first port of stream labels: above every port a socket can have.
+STREAM_LABELS_START = 0x10000
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStreamCommand:
+    """Base class of what the agent asks its driver to do with the TCP/TLS connections of its
+    relays (drained with ``Agent.relay_stream_commands()``)."""
+
+    label: Address
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRelayStream(RelayStreamCommand):
+    """Connect from the interface address ``local_host`` to the TURN server ``server`` over TCP,
+    or TLS when ``tls`` (verifying the certificate for ``server_name``); write every datagram
+    labelled ``label`` there, and feed every STUN or ChannelData frame that arrives as a datagram
+    received on ``label`` from ``server``. Report ``relay_stream_connected`` once established
+    (the TLS handshake done) and ``relay_stream_closed`` if it fails or ends. What is sent before
+    it is established waits for it."""
+
+    local_host: str
+    server: Address
+    tls: bool
+    server_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRelayStream(RelayStreamCommand):
+    """Close the connection (after writing what was sent to it), or give up opening it; nothing
+    more is reported about it. A later :class:`OpenRelayStream` may reuse the label."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The relayed families an Allocate asks for (RFC 8656 §7.1)."""
+
+    requested: AddressFamily | None = None
+    dual: bool = False
+
+
+_IPV4 = _Plan()
+_IPV6 = _Plan(requested=AddressFamily.IPV6)
+_DUAL = _Plan(dual=True)
+
+
+def _plans(families: set[AddressFamily]) -> tuple[_Plan, ...]:
+    """What to ask for, in order, when the agent gathers on ``families`` (module docstring)."""
+    if AddressFamily.IPV6 not in families:
+        return (_IPV4,)
+    if AddressFamily.IPV4 not in families:
+        return (_IPV6, _IPV4)
+    return (_DUAL, _IPV6)
 
 
 @dataclass(slots=True)
 class _Relay:
     allocation: TurnAllocation
     server: RelayServer
+    #: The host base (an interface address) the allocation is made from.
     base: Address
     stream: int
     component: int
     local_preference: int
+    #: What its datagrams carry as ``local``: the base over UDP, a stream label over TCP/TLS.
+    label: Address
+    #: The family plans left to try after a 440.
+    plans: tuple[_Plan, ...]
+    #: When its first Allocate was sent: fallbacks share its ``gathering_timeout``.
+    started: float
+    #: TCP/TLS: the server its connection goes to, whether it is established, and why it ended.
+    stream_server: Address | None = None
+    connected: bool = False
+    stream_error: str | None = None
+
+    @property
+    def over_stream(self) -> bool:
+        return self.server.transport.is_stream
 
 
 class Relays:
@@ -64,50 +161,99 @@ class Relays:
     def __init__(
         self,
         config: AgentConfig,
+        preferences: LocalPreferences,
         add_candidate: Callable[[Candidate, int], None],
         lose_candidate: Callable[[Address, str], None],
         failed: Callable[[GatheringFailed], None],
     ) -> None:
         self._config = config
+        self._preferences = preferences
         self._add_candidate = add_candidate
         self._lose_candidate = lose_candidate
         self._failed = failed
         self._relays: list[_Relay] = []
         self._by_relayed: dict[Address, _Relay] = {}
-        #: (base, server) → relay: the owner of a datagram from a TURN server, in one lookup.
+        #: (label, server) → relay: the owner of a datagram from a TURN server, in one lookup.
         self._routes: dict[tuple[Address, Address], _Relay] = {}
+        #: TCP/TLS relays by stream label, for the driver's notifications.
+        self._streams: dict[Address, _Relay] = {}
+        self._labels = itertools.count(STREAM_LABELS_START)
+        #: What the driver must do with relay streams, in order.
+        self._commands: list[RelayStreamCommand] = []
+        #: The families the agent gathers on (those of every base so far).
+        self._families: set[AddressFamily] = set()
 
     def allocate(self, bases: list[RelayBase], now: float) -> None:
         """Allocate on every TURN server from every base of the server's family."""
+        self._families |= {family_of(base[2]) for base in bases}
+        plans = _plans(self._families)
         for base in bases:
             for server in self._config.turn_servers:
-                if (":" in server.address.host) == (":" in base[2].host):
-                    self._open(server, base, now)
+                if family_of(server.address) == family_of(base[2]):
+                    self._open(server, base, plans, now)
 
-    def _open(self, server: RelayServer, base: RelayBase, now: float) -> None:
-        config = self._config
+    def _open(
+        self, server: RelayServer, base: RelayBase, plans: tuple[_Plan, ...], now: float
+    ) -> None:
         stream, component, address, preference = base
-        allocation = TurnAllocation(
+        label = address
+        if server.transport.is_stream:
+            label = Address(address.host, next(self._labels))
+        relay = _Relay(
+            self._allocation(server, label, plans[0], self._config.gathering_timeout),
+            server,
+            address,
+            stream,
+            component,
+            preference,
+            label,
+            plans[1:],
+            now,
+        )
+        self._relays.append(relay)
+        self._routes[(label, server.address)] = relay
+        if relay.over_stream:
+            self._streams[label] = relay
+            self._open_stream(relay, server.address)
+        relay.allocation.allocate(now)
+        self._drain(relay, now)
+
+    def _allocation(
+        self, server: RelayServer, label: Address, plan: _Plan, timeout: float
+    ) -> TurnAllocation:
+        config = self._config
+        return TurnAllocation(
             server.address,
             Credentials(username=server.username, password=server.password),
             TurnClientConfig(
                 stun=ClientConfig(rng=config.rng, software=config.software),
-                allocate_timeout=config.gathering_timeout,
+                transport=server.transport,
+                allocate_timeout=timeout,
+                requested_family=plan.requested,
+                dual_allocation=plan.dual,
             ),
-            local=address,
+            local=label,
         )
-        relay = _Relay(allocation, server, address, stream, component, preference)
-        self._relays.append(relay)
-        self._routes[(address, server.address)] = relay
-        allocation.allocate(now)
-        self._drain(relay)
+
+    def _open_stream(self, relay: _Relay, server: Address) -> None:
+        relay.stream_server = server
+        relay.connected = False
+        relay.stream_error = None
+        name = relay.server.server_name or relay.server.address.host
+        tls = relay.server.transport is ClientTransport.TLS
+        self._commands.append(OpenRelayStream(relay.label, relay.base.host, server, tls, name))
+
+    def _close_stream(self, relay: _Relay) -> None:
+        if self._streams.pop(relay.label, None) is relay:
+            self._commands.append(CloseRelayStream(relay.label))
 
     def restart(self, now: float) -> None:
         """ICE restart: allocate again on every server whose allocation failed or ended."""
+        plans = _plans(self._families)
         for relay in [r for r in self._relays if r.allocation.state in _ENDED]:
             self._forget(relay)
             base = (relay.stream, relay.component, relay.base, relay.local_preference)
-            self._open(relay.server, base, now)
+            self._open(relay.server, base, plans, now)
 
     def remove_base(self, base: Address, now: float, reason: str) -> None:
         """The base's interface address is gone: end its allocations and lose their candidates."""
@@ -118,6 +264,7 @@ class Relays:
 
     def _forget(self, relay: _Relay) -> None:
         self._relays.remove(relay)
+        self._close_stream(relay)
         self._routes = {key: r for key, r in self._routes.items() if r is not relay}
 
     @property
@@ -129,13 +276,14 @@ class Relays:
         return address in self._by_relayed
 
     def owner(self, local: Address, remote: Address) -> _Relay | None:
-        """The allocation a datagram arriving on base ``local`` from ``remote`` belongs to."""
+        """The allocation a datagram arriving on ``local`` (a base, or a stream label) from
+        ``remote`` belongs to."""
         return self._routes.get((local, remote))
 
     def receive(self, relay: _Relay, data: bytes, now: float) -> list[Delivery]:
         """Feed a datagram from the TURN server; return what peers sent through the relay."""
-        relay.allocation.receive_datagram(data, relay.base, relay.allocation.server, now)
-        return self._drain(relay)
+        relay.allocation.receive_datagram(data, relay.label, relay.allocation.server, now)
+        return self._drain(relay, now)
 
     def send(self, data: bytes, relayed: Address, peer: Address, now: float) -> None:
         """Send ``data`` from a relayed address to ``peer`` (through the TURN server)."""
@@ -149,7 +297,32 @@ class Relays:
         relay = self._by_relayed.get(relayed)
         if relay is not None and relay.allocation.state is AllocationState.ALLOCATED:
             relay.allocation.refresh(now)
-            self._drain(relay)
+            self._drain(relay, now)
+
+    # ------------------------------------------------------------------ the driver's streams
+
+    def stream_commands(self) -> list[RelayStreamCommand]:
+        """Take what the driver must do with relay streams, in order."""
+        commands, self._commands = self._commands, []
+        return commands
+
+    def stream_connected(self, label: Address, now: float) -> None:
+        """The driver established the connection of ``label`` (TLS handshake included)."""
+        relay = self._streams.get(label)
+        if relay is not None:
+            relay.connected = True
+
+    def stream_closed(self, label: Address, now: float, reason: str) -> list[Delivery]:
+        """The connection of ``label`` could not be opened, or ended: its allocation ends with
+        it (RFC 8656 §3.1: the server deletes an allocation whose connection closed)."""
+        relay = self._streams.pop(label, None)
+        if relay is None:
+            return []
+        relay.stream_error = reason
+        relay.allocation.connection_lost(now)
+        return self._drain(relay, now)
+
+    # ------------------------------------------------------------------ the five verbs
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         return [d for relay in self._relays for d in relay.allocation.datagrams_to_send(now)]
@@ -164,7 +337,7 @@ class Relays:
         deliveries: list[Delivery] = []
         for relay in list(self._relays):
             relay.allocation.handle_timer(now)
-            deliveries += self._drain(relay)
+            deliveries += self._drain(relay, now)
         return deliveries
 
     def close(self, now: float) -> None:
@@ -172,25 +345,43 @@ class Relays:
         for relay in self._relays:
             relay.allocation.close(now)
 
-    def _drain(self, relay: _Relay) -> list[Delivery]:
+    def _drain(self, relay: _Relay, now: float) -> list[Delivery]:
         deliveries: list[Delivery] = []
         allocation = relay.allocation
         while (event := allocation.next_event()) is not None:
             if isinstance(event, DataReceived):
                 deliveries.append((event.relayed, event.peer, event.data))
             elif isinstance(event, AllocationCreated):
-                for relayed in event.relayed:
-                    self._by_relayed[relayed] = relay
-                    self._add_candidate(self._candidate(relay, relayed, event.mapped), relay.stream)
+                relayed = sorted(event.relayed, key=lambda a: family_of(a) is AddressFamily.IPV4)
+                for address in relayed:  # IPv6 first, as RFC 8421 ranks it
+                    self._by_relayed[address] = relay
+                    self._add_candidate(self._candidate(relay, address, event.mapped), relay.stream)
             elif isinstance(event, AllocationFailed):
-                self._failed(GatheringFailed(relay.server.address, relay.base, event.reason))
+                if event.code == 440 and relay.plans:
+                    self._fall_back(relay, now)
+                    return deliveries
+                self._close_stream(relay)
+                self._failed(GatheringFailed(relay.server.address, relay.base, _why(relay, event)))
             elif isinstance(event, AllocationExpired):
+                self._close_stream(relay)
                 self._lose(
                     relay, f"the TURN allocation on {relay.server.address} ended: {event.reason}"
                 )
         # ALTERNATE-SERVER (RFC 8489 §10) may have moved the allocation to another server.
-        self._routes[(relay.base, allocation.server)] = relay
+        self._routes[(relay.label, allocation.server)] = relay
+        if relay.stream_server not in (None, allocation.server) and relay.label in self._streams:
+            self._commands.append(CloseRelayStream(relay.label))
+            self._open_stream(relay, allocation.server)
         return deliveries
+
+    def _fall_back(self, relay: _Relay, now: float) -> None:
+        """The server refused the families asked for (440): ask for the next plan's, on the same
+        connection, within what is left of ``gathering_timeout``."""
+        plan, relay.plans = relay.plans[0], relay.plans[1:]
+        left = max(relay.started + self._config.gathering_timeout - now, 1e-3)
+        relay.allocation = self._allocation(relay.server, relay.label, plan, left)
+        relay.allocation.allocate(now)
+        self._drain(relay, now)
 
     def _lose(self, relay: _Relay, reason: str) -> None:
         for relayed in [a for a, r in self._by_relayed.items() if r is relay]:
@@ -198,14 +389,23 @@ class Relays:
             self._lose_candidate(relayed, reason)
 
     def _candidate(self, relay: _Relay, relayed: Address, mapped: Address | None) -> Candidate:
+        transport = relay.server.transport
+        wanted = relay_local_preference(relay.local_preference, transport)
+        preference = self._preferences.take(
+            relay.stream, relay.component, CandidateType.RELAYED, wanted
+        )
         return Candidate(
             foundation=compute_foundation(
-                CandidateType.RELAYED, relay.base.host, "udp", relay.server.address.host
+                CandidateType.RELAYED,
+                relay.base.host,
+                "udp",
+                relay.server.address.host,
+                server_transport=transport.value if transport.is_stream else None,
             ),
             component=relay.component,
             transport="udp",
             priority=candidate_priority(
-                TYPE_PREFERENCE[CandidateType.RELAYED], relay.local_preference, relay.component
+                TYPE_PREFERENCE[CandidateType.RELAYED], preference, relay.component
             ),
             host=relayed.host,
             port=relayed.port,
@@ -213,6 +413,19 @@ class Relays:
             related_address=related_address(relayed, mapped, self._config.policy),
             base=relayed,
         )
+
+
+def _why(relay: _Relay, event: AllocationFailed) -> str:
+    """Why a relay gave no candidate, saying the transport when it is not UDP."""
+    if not relay.over_stream:
+        return event.reason
+    over = f"over {relay.server.transport.name}"
+    if relay.stream_error is not None:
+        return f"{over}: {relay.stream_error}"
+    if not relay.connected:
+        seconds = relay.allocation.config.allocate_timeout
+        return f"{over}: not connected within {seconds:g} s (gathering_timeout)"
+    return f"{over}: {event.reason}"
 
 
 def related_address(relayed: Address, mapped: Address | None, policy: Policy) -> Address | None:

@@ -11,10 +11,12 @@ import pytest
 
 from ice import CandidateType, Connection
 from ice.config import AgentConfig, RelayServer
-from ice.connection_options import stun_servers, turn_servers
+from ice.connection_options import TurnRestCredentials, stun_servers, turn_servers
 from ice.errors import LocalProtocolError
 from stun.address import Address
 from stun.aio import StunServer
+from turn.server import rest_api_password
+from turn.server.allocation import ClientTransport
 from tests.net.loopback import run
 from tests.net.test_ice_faults import (
     PASSWORD,
@@ -26,6 +28,7 @@ from tests.net.test_ice_faults import (
     turn_server,
 )
 
+UDP, TCP, TLS = ClientTransport.UDP, ClientTransport.TCP, ClientTransport.TLS
 LOOPBACK = {"include_loopback": True, "interfaces": ["127.0.0.1"], "use_ipv6": False}
 
 
@@ -41,14 +44,30 @@ LOOPBACK = {"include_loopback": True, "interfaces": ["127.0.0.1"], "use_ipv6": F
          "stun_servers=[('127.0.0.1', 3478)]"),
         ({"stun_servers": "127.0.0.1:3478"}, "stun_servers is a list of servers"),
         ({"stun_servers": [3478]}, "stun_servers[0]: want a (host, port) pair"),
-        ({"stun_servers": ["stuns:example.org"]}, "is over TLS: ICE gathers over UDP only"),
+        ({"stun_servers": ["stuns:example.org"]}, "is over TLS: ICE asks STUN servers over UDP "
+         "only (a TURN server over TCP or TLS goes in turn_servers)"),
         ({"stun_servers": ["turn:example.org"]}, "is a turn: URI: give it in turn_servers"),
         ({"turn_servers": [("127.0.0.1", 3478)]}, "turn_servers[0]: want (host, port, username, "
-         "password) or (turn: URI, username, password), not ('127.0.0.1', 3478)"),
+         "password), (turn: URI, username, password) or (turn: URI, TurnRestCredentials(secret, "
+         "user)), not ('127.0.0.1', 3478)"),
         ({"turn_servers": [("127.0.0.1", 70000, "u", "p")]}, "turn_servers[0]: port 70000 out"),
-        ({"turn_servers": [("turn:127.0.0.1?transport=tcp", "u", "p")]}, "is over TCP"),
-        ({"turn_servers": [("turns:127.0.0.1", "u", "p")]}, "is over TLS"),
+        ({"turn_servers": ("turns:127.0.0.1", "u", "p")}, "turn_servers is a list of servers: "
+         "write turn_servers=[('turns:127.0.0.1', 'u', 'p')]"),
+        ({"turn_servers": [("turns:127.0.0.1?transport=udp", "u", "p")]}, "turns: over UDP means "
+         "DTLS, which is not supported"),
+        ({"turn_servers": [("turn:127.0.0.1?transport=sctp", "u", "p")]}, "transport 'sctp' is "
+         "not supported: udp or tcp"),
+        ({"turn_servers": [("turns:127.0.0.1", TurnRestCredentials("s"), "p")]}, "the username "
+         "must be a non-empty string"),
+        ({"turn_servers": [("turns:127.0.0.1", "u", TurnRestCredentials("s"))]},
+         "TurnRestCredentials replace the username and password"),
+        ({"turn_servers": [("turns:127.0.0.1", "secret")]}, "want (host, port, username, "
+         "password), (turn: URI, username, password) or (turn: URI, TurnRestCredentials"),
         ({"turn_servers": [("stun:127.0.0.1", "u", "p")]}, "give it in stun_servers"),
+        ({"turn_tls_verify": "no"}, "turn_tls_verify must be True or False, not 'no'"),
+        ({"turn_tls_cafile": "/nonexistent/ca.pem"}, "turn_tls_cafile '/nonexistent/ca.pem': No "
+         "such file or directory"),
+        ({"turn_tls_cafile": 5}, "turn_tls_cafile must be a path, not 5"),
         ({"turn_servers": [("127.0.0.1", 3478, "", "p")]}, "the username must be a non-empty"),
         ({"mdns_timeout": -1}, "mdns_timeout must be a positive number of seconds, not -1"),
         ({"mdns_timeout": float("nan")}, "mdns_timeout must be a positive number of seconds"),
@@ -111,17 +130,40 @@ def test_servers_as_pairs_text_and_uris() -> None:
         ("stun.example.org", 3478),
         ("2001:db8::2", 5002),
     ]
+    rest = TurnRestCredentials("shared secret", user="alice", ttl=600)
     assert turn_servers(
         [
             ("192.0.2.1", 3478, "user", "pw"),
             ("turn:192.0.2.1:5000?transport=udp", "user", "pw"),
             ("192.0.2.1:5001", "user", "pw"),
+            ("turn:turn.example.org?transport=tcp", "user", "pw"),
+            ("turns:[2001:db8::9]", rest),
+            ("TURNS:192.0.2.1:443?transport=TCP", "user", "pw"),
         ]
     ) == [
-        ("192.0.2.1", 3478, "user", "pw"),
-        ("192.0.2.1", 5000, "user", "pw"),
-        ("192.0.2.1", 5001, "user", "pw"),
+        ("192.0.2.1", 3478, ("user", "pw"), UDP),
+        ("192.0.2.1", 5000, ("user", "pw"), UDP),
+        ("192.0.2.1", 5001, ("user", "pw"), UDP),
+        ("turn.example.org", 3478, ("user", "pw"), TCP),
+        ("2001:db8::9", 5349, rest, TLS),
+        ("192.0.2.1", 443, ("user", "pw"), TLS),
     ]
+
+
+def test_rest_credentials_are_the_turn_rest_api_s() -> None:
+    """username "<expiry>:<user>", password base64(HMAC-SHA1(secret, username)): what coturn's
+    use-auth-secret and our server's rest_secret accept."""
+    username, password = TurnRestCredentials("north", user="alice", ttl=60).make(1_700_000_000.5)
+    assert username == "1700000060:alice"
+    assert password == rest_api_password(b"north", "1700000060:alice")
+    assert TurnRestCredentials(b"north", ttl=60).make(100.0)[0] == "160"
+    for wrong, message in (
+        ({"secret": ""}, "the secret must be a non-empty string"),
+        ({"secret": "s", "user": "a:b"}, "the user must be a string without ':'"),
+        ({"secret": "s", "ttl": 0}, "ttl must be a positive number of seconds"),
+    ):
+        with pytest.raises(LocalProtocolError, match=message):
+            TurnRestCredentials(**wrong)  # type: ignore[arg-type]
 
 
 def test_a_stun_uri_and_a_turn_uri_gather_from_real_servers() -> None:

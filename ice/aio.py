@@ -271,10 +271,11 @@ class Connection(_Closing):
     # ================================================================== properties
 
     @property
-    def relay_stream_dropped(self) -> int:
-        """Datagrams not written to a TURN server's TCP/TLS connection: more than it holds while
-        it opens, or relayed data while its write buffer is full (a slow server or path)."""
-        return self._relay_streams.dropped
+    def relay_streams(self) -> RelayStreams:
+        """The TCP/TLS connections to TURN servers: how many (``len``), the bytes waiting to be
+        written (``buffered``) and the datagrams dropped (``dropped``: more than wait while one
+        opens, or relayed data while its write buffer is full — a slow server or path)."""
+        return self._relay_streams
 
     @property
     def agent(self) -> Agent:

@@ -49,7 +49,6 @@ MAX_WAITING = 64
 WRITE_BUFFER_LIMIT = 256 * 1024
 
 
-
 class TlsSettings:
     """How a connection checks its TURN servers' certificates: against the system CAs, or
     ``cafile``'s; ``verify=False`` checks nothing (the explicit opt-out, logged when used). A
@@ -123,6 +122,14 @@ class _Stream(asyncio.Protocol):
         reason = "the server closed the connection" if exc is None else f"connection lost: {exc}"
         self.owner.ended(self, reason)
 
+    @property
+    def buffered(self) -> int:
+        waiting = sum(map(len, self.waiting))
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return waiting
+        return waiting + transport.get_write_buffer_size()
+
     def write(self, data: bytes) -> None:
         transport = self.transport
         if transport is None or self.opening is not None:
@@ -164,6 +171,11 @@ class RelayStreams:
 
     def __len__(self) -> int:
         return len(self._streams)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written and not yet sent, over every connection (waiting ones included)."""
+        return sum(stream.buffered for stream in self._streams.values())
 
     def apply(self, commands: list[RelayStreamCommand]) -> None:
         """Carry out the agent's commands, in order."""

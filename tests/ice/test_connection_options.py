@@ -15,8 +15,6 @@ from ice.connection_options import TurnRestCredentials, stun_servers, turn_serve
 from ice.errors import LocalProtocolError
 from stun.address import Address
 from stun.aio import StunServer
-from turn.server import rest_api_password
-from turn.server.allocation import ClientTransport
 from tests.net.loopback import run
 from tests.net.test_ice_faults import (
     PASSWORD,
@@ -27,6 +25,8 @@ from tests.net.test_ice_faults import (
     round_trip,
     turn_server,
 )
+from turn.server import rest_api_password
+from turn.server.allocation import ClientTransport
 
 UDP, TCP, TLS = ClientTransport.UDP, ClientTransport.TCP, ClientTransport.TLS
 LOOPBACK = {"include_loopback": True, "interfaces": ["127.0.0.1"], "use_ipv6": False}

@@ -275,8 +275,14 @@ class Agent:
     def stats(self) -> list[PairStats]:
         """Per-pair statistics, like WebRTC's RTCIceCandidatePairStats."""
         selected = set(map(id, self.selected.values()))
+        relays = self.gatherer.relays
         return [
-            pair_stats(pair, id(pair) in selected, self.consent.state_of(pair))
+            pair_stats(
+                pair,
+                id(pair) in selected,
+                self.consent.state_of(pair),
+                relays.protocol(pair.local_base),
+            )
             for checklist in self.checklists
             for pair in checklist
         ]

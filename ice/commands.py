@@ -1,5 +1,8 @@
 """``icestack ice offer`` / ``icestack ice answer``: a connectivity test between two machines, with
 a person as the signaling channel (one line pasted each way), which reports the path ICE found.
+``--turn URI`` (with ``--turn-user``/``--turn-password``, or ``--turn-secret``) adds relayed
+candidates through a TURN server over UDP, TCP or TLS (RFC 7065 URIs); ``--relay-only`` keeps to
+them, which is how to test a TURN server for ICE, or a network that lets nothing else through.
 
 :mod:`ice.cli` assembles the parser; :func:`add_ice_command` adds these.
 """
@@ -15,6 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 from stun.address import Address
@@ -23,9 +27,13 @@ from stun.cli import format_table, main_error, server_address
 from stun.cli import parse_seconds as seconds
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.probe import DEFAULT_PUBLIC_SERVER
+from turn.errors import DecodeError as UriDecodeError
+from turn.server.allocation import ClientTransport
+from turn.uri import ServerUri, parse_uri
 
 from .aio import Connection
-from .candidate import Candidate, IceDescription
+from .candidate import Candidate, CandidateType, IceDescription
+from .connection_options import TurnRestCredentials, TurnServerArgument
 from .errors import DecodeError, IceConnectionError, LocalProtocolError, UnsupportedCandidateError
 from .events import IceEvent
 from .interfaces import interface_problem
@@ -162,6 +170,14 @@ async def _option_problem(args: argparse.Namespace) -> str | None:
             await resolve(host, port)
         except StunLocalProtocolError as exc:
             return f"--stun {Address(host, port)}: {exc}"
+    problem = _turn_option_problem(args)
+    if problem is not None:
+        return problem
+    for uri in args.turn or ():
+        try:
+            await resolve(uri.host, uri.port, stream=uri.transport.is_stream)
+        except StunLocalProtocolError as exc:
+            return f"--turn {uri}: {exc}"
     for name in args.interface or ():
         problem = interface_problem(
             name,
@@ -173,6 +189,43 @@ async def _option_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _turn_option_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the TURN options together, if anything: each given one must count."""
+    turn: list[ServerUri] = args.turn or []
+    if not turn:
+        for option, value in (
+            ("--turn-user", args.turn_user),
+            ("--turn-password", args.turn_password),
+            ("--turn-secret", args.turn_secret),
+            ("--relay-only", args.relay_only or None),
+        ):
+            if value is not None:
+                return f"{option} needs a TURN server: add --turn URI"
+    elif args.turn_secret is not None and args.turn_password is not None:
+        return "--turn-secret makes the password itself: drop --turn-password"
+    elif args.turn_secret is None and (args.turn_user is None or args.turn_password is None):
+        return "--turn needs --turn-user and --turn-password (or the TURN REST API --turn-secret)"
+    if not any(uri.transport is ClientTransport.TLS for uri in turn):
+        for option, value in (
+            ("--turn-cafile", args.turn_cafile),
+            ("--turn-insecure", args.turn_insecure or None),
+        ):
+            if value is not None:
+                return f"{option} is for turns: servers (TLS), and no --turn is one"
+    return None
+
+
+def _turn_servers(args: argparse.Namespace) -> list[TurnServerArgument]:
+    """The ``--turn`` servers with their credentials, as ``Connection(turn_servers=...)``."""
+    servers: list[TurnServerArgument] = []
+    for uri in args.turn or ():
+        if args.turn_secret is not None:
+            servers.append((str(uri), TurnRestCredentials(args.turn_secret, args.turn_user or "")))
+        else:
+            servers.append((str(uri), args.turn_user, args.turn_password))
+    return servers
+
+
 async def run_ice(args: argparse.Namespace) -> int:
     """``icestack ice offer|answer``: gather, swap one line each way, connect, report the path."""
     role: str = args.role
@@ -181,13 +234,21 @@ async def run_ice(args: argparse.Namespace) -> int:
     if problem is not None:
         return main_error(problem)
     view = LiveView(sys.stderr)
-    stun_servers = [] if args.no_stun else args.stun or [_stun_server(DEFAULT_PUBLIC_SERVER)]
-    connection = Connection(
-        controlling=role == "offer",
-        stun_servers=stun_servers,
-        include_loopback=args.include_loopback,
-        interfaces=args.interface,
-    )
+    no_stun = args.no_stun or args.relay_only  # relay-only talks to the TURN servers alone
+    stun_servers = [] if no_stun else args.stun or [_stun_server(DEFAULT_PUBLIC_SERVER)]
+    try:
+        connection = Connection(
+            controlling=role == "offer",
+            stun_servers=stun_servers,
+            turn_servers=_turn_servers(args),
+            relay_only=args.relay_only,
+            include_loopback=args.include_loopback,
+            interfaces=args.interface,
+            turn_tls_cafile=args.turn_cafile,
+            turn_tls_verify=not args.turn_insecure,
+        )
+    except LocalProtocolError as exc:
+        return main_error(str(exc).replace("turn_tls_cafile", "--turn-cafile"))
 
     def narrate(event: IceEvent) -> None:
         text = describe_event(event)
@@ -202,7 +263,7 @@ async def run_ice(args: argparse.Namespace) -> int:
         if role == "answer":
             view.say("paste the offer line from `icestack ice offer`, then Enter:")
             peer = await _read_peer_line(lines, "offer", args.wait)
-        view.say(f"gathering ({_servers(stun_servers)})")
+        view.say(f"gathering ({_servers(stun_servers, args.turn or [])})")
         waiting_for = "gathering"
         async with asyncio.timeout(args.timeout):
             await connection.gather_candidates()
@@ -259,19 +320,21 @@ async def _connect_and_report(
         result = EchoResult()
         view.line(f"echo stopped: {exc or 'timed out'}")
     role = "controlling" if connection.controlling else "controlled"
-    print(
-        format_table(
-            [
-                ("result", f"connected in {milliseconds(connected_after)}"),
-                ("role", f"{args.role} ({role})"),
-                ("local", f"{pair.local.type} {pair.local.address}"),
-                ("remote", f"{pair.remote.type} {pair.remote.address}"),
-                ("path", pair_types(pair)),
-                ("check rtt", "-" if pair.last_rtt is None else milliseconds(pair.last_rtt)),
-                ("echo rtt", result.describe()),
-            ]
-        )
-    )
+    rows = [
+        ("result", f"connected in {milliseconds(connected_after)}"),
+        ("role", f"{args.role} ({role})"),
+        ("local", f"{pair.local.type} {pair.local.address}"),
+        ("remote", f"{pair.remote.type} {pair.remote.address}"),
+        ("path", pair_types(pair)),
+    ]
+    if pair.local.type is CandidateType.RELAYED:
+        (selected,) = [s for s in connection.stats() if s.selected and s.component == 1]
+        rows.append(("relay", f"through the TURN server over {selected.relay_protocol}"))
+    rows += [
+        ("check rtt", "-" if pair.last_rtt is None else milliseconds(pair.last_rtt)),
+        ("echo rtt", result.describe()),
+    ]
+    print(format_table(rows))
     return 0 if result.rtts else 1
 
 
@@ -279,10 +342,26 @@ def _stun_server(text: str) -> tuple[str, int]:
     return server_address(text, 3478)
 
 
-def _servers(servers: list[tuple[str, int]]) -> str:
-    if not servers:
-        return "no STUN"
-    return "STUN " + ", ".join(str(Address(host, port)) for host, port in servers)
+def _servers(servers: list[tuple[str, int]], turn: list[ServerUri]) -> str:
+    stun = "STUN " + ", ".join(str(Address(host, port)) for host, port in servers)
+    said = [stun if servers else "no STUN"]
+    if turn:
+        said.append("TURN " + ", ".join(map(str, turn)))
+    return "; ".join(said)
+
+
+def _turn_uri(text: str) -> ServerUri:
+    """An argparse ``type``: a ``turn:`` or ``turns:`` URI (RFC 7065), or ``host[:port]`` for
+    ``turn:host[:port]`` over UDP."""
+    scheme = text.partition(":")[0].lower()
+    uri = text if scheme in ("turn", "turns", "stun", "stuns") else f"turn:{text}"
+    try:
+        parsed = parse_uri(uri)
+    except UriDecodeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not parsed.is_turn:
+        raise argparse.ArgumentTypeError(f"{text!r} is a STUN URI: give it with --stun")
+    return parsed
 
 
 def _count(text: str) -> int:
@@ -313,7 +392,39 @@ def add_ice_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
             help=f"a STUN server for server-reflexive candidates (repeatable; default "
             f"{DEFAULT_PUBLIC_SERVER})",
         )
-        sub.add_argument("--no-stun", action="store_true", help="host candidates only")
+        sub.add_argument("--no-stun", action="store_true", help="no server-reflexive candidates")
+        turn = sub.add_argument_group(
+            "TURN", "relayed candidates: TURN over UDP, TCP or TLS (RFC 7065 URIs)"
+        )
+        turn.add_argument(
+            "--turn",
+            action="append",
+            type=_turn_uri,
+            metavar="URI",
+            help="a TURN server: turn:HOST[:PORT][?transport=udp|tcp], or turns:HOST[:PORT] "
+            "for TLS (repeatable)",
+        )
+        turn.add_argument("--turn-user", metavar="USER", help="the TURN username")
+        turn.add_argument("--turn-password", metavar="PASSWORD", help="the TURN password")
+        turn.add_argument(
+            "--turn-secret",
+            metavar="SECRET",
+            help="the TURN REST API shared secret (coturn's static-auth-secret): credentials "
+            "are made from it, for --turn-user if given",
+        )
+        turn.add_argument(
+            "--turn-cafile", type=Path, metavar="FILE", help="trust this CA file for turns:"
+        )
+        turn.add_argument(
+            "--turn-insecure",
+            action="store_true",
+            help="do not verify the turns: server's certificate (diagnostics only)",
+        )
+        turn.add_argument(
+            "--relay-only",
+            action="store_true",
+            help="use relayed candidates only: the path goes through a TURN server",
+        )
         sub.add_argument(
             "--include-loopback", action="store_true", help="gather on loopback addresses too"
         )

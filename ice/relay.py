@@ -275,6 +275,12 @@ class Relays:
     def is_relayed(self, address: Address) -> bool:
         return address in self._by_relayed
 
+    def protocol(self, relayed: Address) -> str | None:
+        """How the TURN server behind a relayed address is reached (``"udp"``, ``"tcp"``,
+        ``"tls"``), or ``None`` if ``relayed`` is not one of ours."""
+        relay = self._by_relayed.get(relayed)
+        return None if relay is None else relay.server.transport.value
+
     def owner(self, local: Address, remote: Address) -> _Relay | None:
         """The allocation a datagram arriving on ``local`` (a base, or a stream label) from
         ``remote`` belongs to."""

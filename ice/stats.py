@@ -31,9 +31,14 @@ class PairStats:
     bytes_sent: int
     bytes_received: int
     consent: str
+    #: How the local relayed candidate's TURN server is reached — ``"udp"``, ``"tcp"`` or
+    #: ``"tls"`` (WebRTC's ``relayProtocol``) — or ``None`` when the local candidate is not relayed.
+    relay_protocol: str | None = None
 
 
-def pair_stats(pair: CandidatePair, selected: bool, consent: str) -> PairStats:
+def pair_stats(
+    pair: CandidatePair, selected: bool, consent: str, relay_protocol: str | None = None
+) -> PairStats:
     return PairStats(
         local=pair.local,
         remote=pair.remote,
@@ -52,6 +57,7 @@ def pair_stats(pair: CandidatePair, selected: bool, consent: str) -> PairStats:
         bytes_sent=pair.bytes_sent,
         bytes_received=pair.bytes_received,
         consent=consent,
+        relay_protocol=relay_protocol,
     )
 
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,8 @@ from ice.demo import NAT_NAMES
 from ice.narration import ECHO_COUNT, LiveView
 from ice.netsim import NatBehavior
 from ice.scenarios import two_agents_behind_nats
+from stun.tls import make_self_signed
+from tests.cli.test_cli import Running
 from tests.net.loopback import closed_port
 
 ICESTACK = [sys.executable, "-m", "ice.cli"]
@@ -446,6 +449,44 @@ def test_answer_fails_when_the_offer_side_is_gone() -> None:
     assert summary_value(completed.stdout, "reason").startswith("not connected within 1 s")
 
 
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_offer_and_answer_connect_relay_only_through_turn_over_tcp_and_tls(
+    sides: list[Side], tmp_path: Path, transport: str
+) -> None:
+    """``icestack serve turn`` with no UDP listener at all: the two sides gather nothing but a
+    relayed candidate each, over TCP or TLS, and connect through it."""
+    files = make_self_signed(tmp_path)
+    listen = ["--no-udp", "--no-tcp", "--tls", str(files.certificate), str(files.private_key),
+              "--tls-listening-port", "0"] if transport == "tls" else ["--no-udp"]  # fmt: skip
+    with Running(
+        "serve", "turn", "--listen", "127.0.0.1:0", "--user", "alice:wonderland",
+        "--allow-loopback-peers", *listen,
+    ) as server:  # fmt: skip
+        (listening,) = server.wait_for(r"listening on (tcp|tls) 127\.0\.0\.1:(\d+)$", 1)
+        port = listening.group(2)
+        uri = f"turn:127.0.0.1:{port}?transport=tcp"
+        trust = []
+        if transport == "tls":
+            uri, trust = f"turns:127.0.0.1:{port}", ["--turn-cafile", str(files.certificate)]
+        turn = ["--turn", uri, "--turn-user", "alice", "--turn-password", "wonderland",
+                "--relay-only", *trust]  # fmt: skip
+        offer = start(sides, "offer", *LOOPBACK_ONLY, *turn)
+        offer_line = offer.signaling_line()
+        answer = start(sides, "answer", *LOOPBACK_ONLY, *turn)
+        answer.paste(offer_line)
+        offer.paste(answer.signaling_line())
+        for side in (offer, answer):
+            status, out, err = side.finish()
+            assert status == 0, out + err
+            assert summary_value(out, "path") == "relay-relay"
+            assert summary_value(out, "relay") == f"through the TURN server over {transport}"
+            assert summary_value(out, "echo rtt").endswith("(5/5 answered)")
+            assert f"gathering (no STUN; TURN {uri})" in err
+        (candidate,) = SignalingLine.decode(offer_line).description.candidates
+        assert candidate.type == "relay"  # relay-only: nothing else is signalled
+        server.interrupt()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -453,6 +494,20 @@ def test_answer_fails_when_the_offer_side_is_gone() -> None:
         (["ice", "answer", "--timeout", "0"], "must be a positive number of seconds"),
         (["ice", "offer", "--stun", "[::1:3478"], "unclosed '['"),
         (["ice"], "required"),
+        (["ice", "offer", "--turn", "turns:127.0.0.1?transport=udp"], "turns: over UDP means DTLS"),
+        (["ice", "offer", "--turn", "stun:127.0.0.1"], "is a STUN URI: give it with --stun"),
+        (["ice", "offer", "--turn", "turn:127.0.0.1"], "--turn needs --turn-user and "
+         "--turn-password (or the TURN REST API --turn-secret)"),
+        (["ice", "offer", "--relay-only"], "--relay-only needs a TURN server: add --turn URI"),
+        (["ice", "offer", "--turn-user", "a"], "--turn-user needs a TURN server"),
+        (["ice", "offer", "--turn", "turn:127.0.0.1", "--turn-secret", "s", "--turn-password",
+          "p"], "--turn-secret makes the password itself: drop --turn-password"),
+        (["ice", "offer", "--turn", "turn:127.0.0.1", "--turn-user", "a", "--turn-password", "p",
+          "--turn-insecure"], "--turn-insecure is for turns: servers (TLS), and no --turn is one"),
+        (["ice", "offer", "--turn", "turns:127.0.0.1", "--turn-user", "a", "--turn-password", "p",
+          "--turn-cafile", "/nonexistent.pem"], "--turn-cafile '/nonexistent.pem': No such file"),
+        (["ice", "offer", "--turn", "turn:no-such-host.invalid", "--turn-secret", "s"],
+         "--turn turn:no-such-host.invalid: cannot resolve"),
     ],
 )
 def test_ice_bad_options_exit_2(args: list[str], message: str) -> None:

@@ -1,17 +1,23 @@
 """``icestack demo``: two ICE agents connect and echo data, on loopback with the embedded STUN
 server (:class:`LoopbackDemo`), or with ``--sim`` behind simulated NATs in virtual time
-(:class:`SimulatedDemo`). :mod:`ice.cli` assembles the parser; :func:`add_demo_command` adds it.
+(:class:`SimulatedDemo`). With ``--turn`` they go through a TURN relay: on loopback, relay-only
+through the embedded TURN server over TLS; on the simulated network, with a TURN server on the
+WAN for each side, which is what two NATs that leave no direct path need (the demo says so when
+it fails without one). :mod:`ice.cli` assembles the parser; :func:`add_demo_command` adds it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
+import secrets
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 from stun._version import __version__
@@ -20,11 +26,15 @@ from stun.aio import StunClient, StunServer, Transport, ipv6_loopback_available
 from stun.cli import format_table
 from stun.errors import StunError
 from stun.explain import explain
-from stun.tls import client_context, server_context, temporary_self_signed
+from stun.server import LongTermCredentials
+from stun.tls import CertificateFiles, client_context, server_context, temporary_self_signed
+from turn.server import PeerPolicy, TurnServerConfig
+from turn.server.aio import TurnServer
 
 from .aio import Connection
 from .candidate import CandidateType
 from .checklist import PairState
+from .connection_options import TurnServerArgument
 from .errors import IceConnectionError, LocalProtocolError
 from .events import CandidateGathered, DataReceived, IceEvent, PairStateChanged
 from .narration import (
@@ -40,7 +50,14 @@ from .narration import (
     sequence_of,
 )
 from .netsim import NatBehavior, Network
-from .scenarios import STUN_SERVER, Outcome, Side, pair_types, two_agents_behind_nats
+from .scenarios import (
+    STUN_SERVER,
+    TURN_SERVERS,
+    Outcome,
+    Side,
+    pair_types,
+    two_agents_behind_nats,
+)
 
 #: The NAT names ``demo --sim`` accepts, in netsim's spelling.
 NAT_NAMES = tuple(behavior.value for behavior in NatBehavior)
@@ -67,6 +84,8 @@ def nat_pair(text: str) -> tuple[NatBehavior, NatBehavior]:
 SIM_TIMEOUT = 60.0
 #: Virtual seconds between one side's echo requests.
 SIM_ECHO_INTERVAL = 0.100
+#: What a simulated run that failed without TURN says: the NATs leave no direct path.
+NO_DIRECT_PATH = "no direct path between these NATs: only a relay connects them (add --turn)"
 
 
 class SimulatedDemo:
@@ -78,11 +97,17 @@ class SimulatedDemo:
     """
 
     def __init__(
-        self, nats: tuple[NatBehavior, NatBehavior], seed: int, emit: Callable[[str], None]
+        self,
+        nats: tuple[NatBehavior, NatBehavior],
+        seed: int,
+        emit: Callable[[str], None],
+        *,
+        turn: bool = False,
     ) -> None:
         self.nats = nats
+        self.turn = turn
         self._emit = emit
-        self.scenario = two_agents_behind_nats(*nats, seed, on_event=self._on_event)
+        self.scenario = two_agents_behind_nats(*nats, seed, on_event=self._on_event, turn=turn)
         self.echoes = {side.name: EchoResult() for side in self.scenario.sides}
         #: When each (side, sequence) ping left, on the virtual clock.
         self._sent_at: dict[tuple[str, int], float] = {}
@@ -104,13 +129,18 @@ class SimulatedDemo:
             )
             role = "controlling" if side.agent.controlling else "controlled"
             self.say(side.name, f"{role}, {', '.join(side.host.addresses)} {where}")
-        self.say("*", f"STUN server {STUN_SERVER} on the WAN; gathering")
+        servers = f"STUN server {STUN_SERVER}"
+        if self.turn:
+            servers += f", TURN servers {' and '.join(map(str, TURN_SERVERS))} (A's, B's)"
+        self.say("*", f"{servers} on the WAN; gathering")
         scenario.gather()
         self.say("*", "signaling: ufrag, pwd and every candidate, both ways; checking")
         scenario.signal()
         scenario.start_checks()
         connected = scenario.wait_connected(SIM_TIMEOUT)
         self.outcome = scenario.outcome(connected)
+        if not connected and not self.turn:
+            self.say("*", NO_DIRECT_PATH)
         if connected:
             self.say("*", "connected; echoing data both ways")
             for side in scenario.sides:
@@ -171,6 +201,8 @@ class SimulatedDemo:
         else:
             rows.append(("result", "failed"))
             rows.append(("reason", outcome.failure_reason or "-"))
+            if not self.turn:
+                rows.append(("hint", NO_DIRECT_PATH))
         stats = self.network.stats
         drops = ", ".join(f"{r.name.lower()} {n}" for r, n in stats.dropped.items() if n)
         rows.append(
@@ -192,7 +224,7 @@ def run_sim_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         file=out,
     )
     print(file=out)
-    demo = SimulatedDemo(nats, args.seed, lambda line: print(line, file=out))
+    demo = SimulatedDemo(nats, args.seed, lambda line: print(line, file=out), turn=args.turn)
     outcome = demo.run()
     print(file=out)
     print(demo.summary(), file=out)
@@ -273,7 +305,13 @@ class LoopbackDemo:
     their candidates to each other, connect, and echo data both ways, narrated by a
     :class:`LiveView`."""
 
-    def __init__(self, view: LiveView, stun_servers: list[Address]) -> None:
+    def __init__(
+        self,
+        view: LiveView,
+        stun_servers: list[Address],
+        turn_servers: list[TurnServerArgument] | None = None,
+        cafile: Path | None = None,
+    ) -> None:
         self.view = view
         hosts = [server.host for server in stun_servers]
         self.sides = [
@@ -282,8 +320,11 @@ class LoopbackDemo:
                 Connection(
                     controlling=name == "A",
                     stun_servers=[(server.host, server.port) for server in stun_servers],
+                    turn_servers=turn_servers,
+                    relay_only=bool(turn_servers),
                     include_loopback=True,
                     interfaces=hosts,
+                    turn_tls_cafile=cafile,
                 ),
             )
             for name in ("A", "B")
@@ -353,6 +394,10 @@ class LoopbackDemo:
             a_pair = self.sides[0].connection.selected_pair()
             if a_pair is not None:
                 rows.append(("pair types", f"{pair_types(a_pair)} (A's local-remote)"))
+            a_stats = [s for s in self.sides[0].connection.stats() if s.selected]
+            if a_stats and a_stats[0].relay_protocol is not None:
+                relay = f"through the embedded TURN server over {a_stats[0].relay_protocol}"
+                rows.append(("relay", relay))
             for side in self.sides:
                 pair = side.connection.selected_pair()
                 rows.append((f"{side.name} selected", "-" if pair is None else describe_pair(pair)))
@@ -380,25 +425,61 @@ async def _trickle(source: Connection, target: Connection) -> None:
     await target.add_remote_candidate(None)
 
 
-async def run_loopback_demo(out: TextIO = sys.stdout) -> int:
+async def embedded_turn_server(
+    stack: contextlib.AsyncExitStack, hosts: list[str], files: CertificateFiles, view: LiveView
+) -> list[TurnServerArgument]:
+    """``demo --turn``: our TURN server on the loopback ``hosts`` until ``stack`` closes, over TLS
+    only with the certificate of ``files``, and a throw-away user; the ``turn_servers`` to give
+    the connections."""
+    password = secrets.token_urlsafe(12)
+    config = TurnServerConfig(
+        credentials=LongTermCredentials.from_passwords("icestack", {"demo": password}),
+        peer_policy=PeerPolicy(allow_loopback_peers=True),
+    )
+    server = await stack.enter_async_context(TurnServer(config, relay_hosts=hosts))
+    tls = server_context(files.certificate, files.private_key)
+    uris = []
+    for host in hosts:
+        listener = await server.listen("tls", host, 0, ssl_context=tls)
+        shown = f"[{host}]" if ":" in host else host
+        uris.append(f"turns:{shown}:{listener.address.port}")
+        view.say(f"  TURN server listening on tls {listener.address}")
+    return [(uri, "demo", password) for uri in uris]
+
+
+async def run_loopback_demo(out: TextIO = sys.stdout, turn: bool = False) -> int:
     """``icestack demo``: the embedded STUN server on loopback, probed over every transport, then
-    two ICE connections through it. Works with no network at all."""
+    two ICE connections through it — or with ``turn``, relay-only through the embedded TURN
+    server over TLS. Works with no network at all."""
     view = LiveView(out)
     view.say(f"icestack {__version__} demo: the embedded STUN server and two ICE agents, loopback")
     view.say("")
     view.say("1. The STUN server, probed over every transport")
-    async with StunServer() as server:
+    async with StunServer() as server, contextlib.AsyncExitStack() as turn_stack:
         answered = await probe_embedded_server(server, view)
         stun_servers = [
             listener.address for listener in server.listeners if listener.transport == "udp"
         ]
+        hosts = ", ".join(a.host for a in stun_servers)
         view.say("")
-        view.say(
-            "2. ICE: A (controlling) and B (controlled) gather on "
-            f"{', '.join(a.host for a in stun_servers)} with that server, trickle candidates to "
-            "each other, check, and echo data"
-        )
-        demo = LoopbackDemo(view, stun_servers)
+        if turn:
+            view.say(
+                f"2. ICE through a relay: A (controlling) and B (controlled) gather on {hosts} "
+                "relayed candidates only, from the embedded TURN server over TLS, trickle them "
+                "to each other, check, and echo data"
+            )
+            with temporary_self_signed() as files:
+                relays = await embedded_turn_server(
+                    turn_stack, [a.host for a in stun_servers], files, view
+                )
+                demo = LoopbackDemo(view, stun_servers, relays, files.certificate)
+            # The certificate's folder is gone: the connections loaded it when they were made.
+        else:
+            view.say(
+                f"2. ICE: A (controlling) and B (controlled) gather on {hosts} with that server, "
+                "trickle candidates to each other, check, and echo data"
+            )
+            demo = LoopbackDemo(view, stun_servers)
         spinner = asyncio.ensure_future(view.spin())
         try:
             connected = await demo.run()
@@ -406,7 +487,7 @@ async def run_loopback_demo(out: TextIO = sys.stdout) -> int:
             spinner.cancel()
             view.close()
             await demo.close()
-    if not any(
+    if not turn and not any(
         c.type is CandidateType.SERVER_REFLEXIVE
         for side in demo.sides
         for c in side.connection.local_candidates
@@ -438,6 +519,14 @@ def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     parser.add_argument(
         "--seed", type=int, default=1, help="the simulated network's seed (default 1)"
     )
+    parser.add_argument(
+        "--turn",
+        action="store_true",
+        help="connect through a TURN relay: on loopback relay-only through the embedded TURN "
+        "server over TLS; with --sim a TURN server on the WAN for each side",
+    )
     parser.set_defaults(
-        run=lambda args: run_sim_demo(args) if args.sim else asyncio.run(run_loopback_demo())
+        run=lambda args: (
+            run_sim_demo(args) if args.sim else asyncio.run(run_loopback_demo(turn=args.turn))
+        )
     )

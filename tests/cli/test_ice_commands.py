@@ -23,7 +23,7 @@ import pytest
 
 from ice import Candidate, DecodeError, IceDescription
 from ice.commands import SIGNAL_PREFIX, SignalingLine
-from ice.demo import NAT_NAMES
+from ice.demo import NAT_NAMES, NO_DIRECT_PATH
 from ice.narration import ECHO_COUNT, LiveView
 from ice.netsim import NatBehavior
 from ice.scenarios import two_agents_behind_nats
@@ -188,6 +188,39 @@ def test_sim_demo_symmetric_nats_fail_with_the_reason() -> None:
     assert "timed out" in reason
     assert "filtered" in summary_value(out, "network")  # the NATs dropped the checks
     assert "echo" not in out
+    assert summary_value(out, "hint") == NO_DIRECT_PATH
+    assert f"*  {NO_DIRECT_PATH}" in out
+
+
+def test_sim_demo_with_turn_connects_the_same_nats_through_relays() -> None:
+    completed = icestack("demo", "--sim", "symmetric,symmetric", "--turn")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    out = completed.stdout
+    expected = two_agents_behind_nats(
+        NatBehavior.SYMMETRIC, NatBehavior.SYMMETRIC, 1, turn=True
+    ).run()
+    assert expected.connected and expected.pair_types == "relay-relay"
+    assert summary_value(out, "pair types") == "relay-relay (A's local-remote)"
+    assert "TURN servers 192.0.2.2:3478 and 192.0.2.3:3478 (A's, B's) on the WAN" in out
+    for side in "AB":
+        assert log_lines(out, side, "candidate relay ")
+        echoes = summary_value(out, f"{side} echo rtt")
+        assert echoes.endswith(f"({ECHO_COUNT}/{ECHO_COUNT} answered)")
+    assert NO_DIRECT_PATH not in out
+
+
+def test_loopback_demo_with_turn_connects_relay_only_through_the_embedded_server_over_tls() -> None:
+    completed = icestack("demo", "--turn")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    out = completed.stdout
+    assert re.search(rf"TURN server listening on tls {ADDRESS}", out)
+    assert summary_value(out, "pair types") == "relay-relay (A's local-remote)"
+    assert summary_value(out, "relay") == "through the embedded TURN server over tls"
+    for side in "AB":
+        assert log_lines(out, side, "candidate relay ")
+        assert not log_lines(out, side, "candidate host ")  # relay-only
+        echoes = summary_value(out, f"{side} echo rtt")
+        assert echoes.endswith(f"({ECHO_COUNT}/{ECHO_COUNT} answered)")
 
 
 def test_sim_demo_is_deterministic_per_seed() -> None:

@@ -261,6 +261,8 @@ class Connection(_Closing):
         self._paths = self._data_paths.paths
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
+        #: A pump is due in this iteration of the loop (:meth:`_pump_soon`).
+        self._pump_due = False
         self._closed = False
 
     def __repr__(self) -> str:
@@ -595,12 +597,14 @@ class Connection(_Closing):
             options.datagram(data)
         path = self._paths.get(component)
         if path is None:
-            if component in self._data_paths.relayed and self._agent is not None:
+            agent = self._agent
+            if component in self._data_paths.relayed and agent is not None:
                 try:
-                    self._agent.send(data, 0, component)  # wrapped for the TURN server
+                    agent.send(data, 0, component)  # wrapped for the TURN server
                 except LocalProtocolError as exc:
                     raise IceConnectionError(str(exc)) from None
-                self._pump()
+                self._send(agent.datagrams_to_send(self._loop.time()))
+                self._pump_soon()  # events and the timer: once for a burst of sends
                 return
             raise IceConnectionError(self._no_path_reason(component))
         try:
@@ -685,6 +689,19 @@ class Connection(_Closing):
             self._timer = (
                 None if deadline is None else self._loop.call_at(deadline, self._on_timer, deadline)
             )
+
+    def _pump_soon(self) -> None:
+        """:meth:`_pump` later in this iteration of the event loop, once however often asked."""
+        if not self._pump_due:
+            self._pump_due = True
+            self._loop.call_soon(self._due_pump)
+
+    def _due_pump(self) -> None:
+        self._pump_due = False
+        try:
+            self._pump()
+        except Exception as error:  # a bug: contained, as the readers contain theirs
+            self.reader_errors.contain(error, f"ICE connection {self.local_username}")
 
     def _send(self, datagrams: list[Datagram]) -> None:
         for datagram in datagrams:

@@ -101,6 +101,10 @@ class _Stream(asyncio.Protocol):
         self.decoder = StreamDecoder(Framing.STUN_OR_CHANNEL_DATA)
         self.transport: asyncio.Transport | None = None
         self.waiting: list[bytes] = []
+        #: Written in this iteration of the event loop, sent together at its end (one TLS
+        #: record and one system call for a burst of datagrams, not one each).
+        self.corked: list[bytes] = []
+        self.corked_size = 0
         self.opening: asyncio.Task[None] | None = None
         #: Closed at the agent's request: nothing more is reported.
         self.detached = False
@@ -124,7 +128,7 @@ class _Stream(asyncio.Protocol):
 
     @property
     def buffered(self) -> int:
-        waiting = sum(map(len, self.waiting))
+        waiting = sum(map(len, self.waiting)) + self.corked_size
         transport = self.transport
         if transport is None or transport.is_closing():
             return waiting
@@ -138,17 +142,27 @@ class _Stream(asyncio.Protocol):
             else:
                 self.owner.dropped += 1
             return
-        if transport.get_write_buffer_size() >= self.owner.write_buffer_limit and (
-            is_relayed_data(data)
-        ):
+        size = transport.get_write_buffer_size() + self.corked_size
+        if size >= self.owner.write_buffer_limit and is_relayed_data(data):
             self.owner.dropped += 1
             return
-        transport.write(data)
+        if not self.corked:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.corked.append(data)
+        self.corked_size += len(data)
+
+    def flush(self) -> None:
+        """Send what was written in this iteration of the loop, in one write."""
+        corked, self.corked, self.corked_size = self.corked, [], 0
+        transport = self.transport
+        if corked and transport is not None and not transport.is_closing():
+            transport.write(b"".join(corked))
 
     def close(self) -> None:
         self.detached = True
         if self.opening is not None:
             self.opening.cancel()
+        self.flush()  # a deallocation written last still goes out before the close
         if self.transport is not None:
             self.transport.close()
 
@@ -258,10 +272,7 @@ class RelayStreams:
                 agent.receive_datagram(frame, stream.label, stream.server, now)
             except Exception as error:  # a bug: contained, as the UDP readers contain theirs
                 connection.reader_errors.contain(error, where)
-        try:
-            connection._pump()
-        except Exception as error:
-            connection.reader_errors.contain(error, where)
+        connection._pump_soon()  # once for what every connection brought in this iteration
 
     def close(self) -> None:
         """Close every connection (what was written is still sent); nothing more is reported."""

@@ -10,6 +10,7 @@ exceptions were counted by kind, and that each kind was logged once, with its tr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 
@@ -31,7 +32,7 @@ from stun.aio import StunServer
 from stun.datagram import Datagram
 from stun.reader_errors import error_kind
 from stun.server import LongTermCredentials
-from tests.net.loopback import run
+from tests.net.loopback import run, until
 from tests.turn.aio_client import RawTurnClient
 from turn import TurnAllocation, TurnClient
 from turn.server import ClientTransport, PeerPolicy, TurnServerConfig, TurnServerCore
@@ -108,6 +109,22 @@ class BuggyAgent(Agent):
 
 class TimerBug(CoreBug):
     pass
+
+
+class TurnTimerBug(CoreBug):
+    pass
+
+
+class TimerBuggyTurnCore(TurnServerCore):
+    """A TURN server core whose first ``handle_timer`` raises."""
+
+    timer_bugs = 1
+
+    def handle_timer(self, now: float) -> None:
+        if self.timer_bugs:
+            self.timer_bugs -= 1
+            raise TurnTimerBug("raised on purpose by a test core")
+        super().handle_timer(now)
 
 
 class TimerBuggyAgent(Agent):
@@ -260,6 +277,38 @@ def test_the_turn_server_readers_lose_only_the_datagrams_that_raised(
     with caplog.at_level(logging.ERROR):
         run(scenario())
     assert len(logged_tracebacks(caplog, TurnServerBug)) == 1
+
+
+def test_the_turn_server_timer_is_armed_again_after_the_core_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The timer that would end a short allocation raises the first time: no datagram comes
+    after it to arm the timer again, so only the guard can end the allocation. It does, a
+    second later; the exception is counted, logged once, and exported."""
+
+    async def scenario() -> None:
+        config = dataclasses.replace(turn_config(), default_lifetime=0.2, max_lifetime=0.2)
+        async with TurnServer(config, relay_hosts=[HOST]) as server:
+            core = server.core
+            server.core = TimerBuggyTurnCore(
+                core.config, server.relays, tcp_listeners=server.tcp_relays,
+                wall_clock_offset=core.wall_clock_offset,
+            )  # fmt: skip
+            listener = await server.listen("udp", HOST)
+            client = await RawTurnClient.connect("udp", listener.address, "alice", "wonderland")
+            await client.allocate()
+            assert server.core.allocation_count == 1
+            await until(lambda: server.core.allocation_count == 0)
+            kind = error_kind(TurnTimerBug())
+            assert server.timer_errors.counts == {kind: 1}
+            assert server.reader_errors.total == 0
+            assert f'icestack_turn_timer_errors_total{{kind="{kind}"}} 1' in render_metrics(server)
+            await client.close()
+
+    with caplog.at_level(logging.ERROR, logger="icestack.readers"):
+        run(scenario())
+    [record] = logged_tracebacks(caplog, TurnTimerBug)
+    assert "the TURN server: handling its timer raised" in record.getMessage()
 
 
 # --------------------------------------------------------------------------- TURN client

@@ -536,6 +536,32 @@ def test_metrics_endpoint_reports_the_counters() -> None:
     run(scenario())
 
 
+def test_the_metrics_endpoint_bounds_its_connections_and_requests() -> None:
+    """Eight connections at a time: a ninth is closed at once while the eight are still open.
+    A request line and headers past 8 KiB are closed unanswered. A scrape after is served."""
+
+    async def scenario() -> None:
+        async with turn_server() as (server, _):
+            address = await server.serve_metrics()
+            held = [await asyncio.open_connection(address.host, address.port) for _ in range(8)]
+            ninth_reader, ninth_writer = await asyncio.open_connection(address.host, address.port)
+            assert await asyncio.wait_for(ninth_reader.read(), 5.0) == b""
+            assert not any(reader.at_eof() for reader, _ in held)
+            for _, writer in held:
+                writer.close()
+            reader, writer = await asyncio.open_connection(address.host, address.port)
+            writer.write(b"GET /" + b"x" * 9000)  # no end of headers, ever
+            try:  # closed unanswered: the unread rest of the request makes it a reset
+                assert await asyncio.wait_for(reader.read(), 5.0) == b""
+            except ConnectionResetError:
+                pass
+            writer.close()
+            status, _ = await scrape(address)
+            assert status == "HTTP/1.1 200 OK"
+
+    run(scenario())
+
+
 # --------------------------------------------------------------------------- floods
 
 #: Datagrams per flood, and how many go out between two yields to the event loop.

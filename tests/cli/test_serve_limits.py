@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_cli import Running, _listeners, icestack
-from tests.net.loopback import binding_request
+from tests.net.loopback import binding_request, still_open
 
 SERVE_STUN = ["serve", "stun", "--listen", "127.0.0.1:0"]
 SERVE_TURN = ["serve", "turn", "--user", "alice:pw", "--listen", "127.0.0.1:0"]
@@ -27,20 +27,6 @@ def closed_by_server(sock: socket.socket) -> bool:
         return sock.recv(1) == b""
     except ConnectionResetError:
         return True
-
-
-def still_open(sock: socket.socket) -> bool:
-    """Whether nothing, not even an EOF, has come on ``sock`` yet."""
-    sock.setblocking(False)
-    try:
-        sock.recv(1)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.setblocking(True)
-    return False
 
 
 def answered(sock: socket.socket) -> bool:

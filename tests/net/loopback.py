@@ -84,3 +84,19 @@ async def udp_exchange(sock: socket.socket, data: bytes, server: Address) -> byt
     await loop.sock_sendto(sock, data, server)
     answer, _ = await loop.sock_recvfrom(sock, 65536)
     return answer
+
+
+def still_open(sock: socket.socket) -> bool:
+    """Whether nothing, not even an EOF or a reset, has come on the TCP socket ``sock`` yet: its
+    peer keeps it open. Never blocks, whatever the socket's timeout."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.settimeout(timeout)
+    return False

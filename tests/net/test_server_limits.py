@@ -25,7 +25,7 @@ from stun.tls import CertificateFiles, client_context, make_self_signed, server_
 from turn.server import PeerPolicy, TurnServerConfig
 from turn.server.aio import TurnServer
 
-from .loopback import binding_request, run, until
+from .loopback import binding_request, run, still_open, until
 
 HOST = "127.0.0.1"
 #: The first bytes of a TLS ClientHello record, and no more: a handshake that never goes on.
@@ -85,17 +85,6 @@ async def closed_by_server(sock: socket.socket) -> bool:
     except ConnectionResetError:
         return True
     return data == b""
-
-
-def still_open(sock: socket.socket) -> bool:
-    """Whether nothing, not even an EOF, has come on ``sock``: the server keeps it open."""
-    try:
-        sock.recv(1)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    return False
 
 
 async def answered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:

@@ -547,14 +547,13 @@ def test_the_metrics_endpoint_bounds_its_connections_and_requests() -> None:
             ninth_reader, ninth_writer = await asyncio.open_connection(address.host, address.port)
             assert await asyncio.wait_for(ninth_reader.read(), 5.0) == b""
             assert not any(reader.at_eof() for reader, _ in held)
-            for _, writer in held:
+            for _, writer in [*held, (ninth_reader, ninth_writer)]:
                 writer.close()
             reader, writer = await asyncio.open_connection(address.host, address.port)
             writer.write(b"GET /" + b"x" * 9000)  # no end of headers, ever
-            try:  # closed unanswered: the unread rest of the request makes it a reset
+            # Closed unanswered: the unread rest of the request makes it a reset.
+            with contextlib.suppress(ConnectionResetError):
                 assert await asyncio.wait_for(reader.read(), 5.0) == b""
-            except ConnectionResetError:
-                pass
             writer.close()
             status, _ = await scrape(address)
             assert status == "HTTP/1.1 200 OK"

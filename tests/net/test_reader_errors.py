@@ -35,7 +35,14 @@ from stun.server import LongTermCredentials
 from tests.net.loopback import run, until
 from tests.turn.aio_client import RawTurnClient
 from turn import TurnAllocation, TurnClient
-from turn.server import ClientTransport, PeerPolicy, TurnServerConfig, TurnServerCore
+from turn.server import (
+    Allocation,
+    ClientTransport,
+    FiveTuple,
+    PeerPolicy,
+    TurnServerConfig,
+    TurnServerCore,
+)
 from turn.server.aio import TurnServer, render_metrics
 
 MARKER = b"a bug on purpose"
@@ -113,6 +120,18 @@ class TimerBug(CoreBug):
 
 class TurnTimerBug(CoreBug):
     pass
+
+
+class DeadlineBug(CoreBug):
+    pass
+
+
+class DeadlineBuggyTurnCore(TurnServerCore):
+    """A TURN server core whose allocation lookup, which a connection's deadline check makes,
+    raises."""
+
+    def allocation(self, five_tuple: FiveTuple) -> Allocation | None:
+        raise DeadlineBug("raised on purpose by a test core")
 
 
 class TimerBuggyTurnCore(TurnServerCore):
@@ -309,6 +328,29 @@ def test_the_turn_server_timer_is_armed_again_after_the_core_raised(
         run(scenario())
     [record] = logged_tracebacks(caplog, TurnTimerBug)
     assert "the TURN server: handling its timer raised" in record.getMessage()
+
+
+def test_a_turn_connections_deadline_check_that_raises_costs_nothing() -> None:
+    """A connection's first message makes it check its deadlines, which asks the core for its
+    allocation: raising there is contained, and the message is answered all the same."""
+
+    async def scenario() -> None:
+        async with TurnServer(turn_config(), relay_hosts=[HOST]) as server:
+            core = server.core
+            server.core = DeadlineBuggyTurnCore(
+                core.config, server.relays, tcp_listeners=server.tcp_relays,
+                wall_clock_offset=core.wall_clock_offset,
+            )  # fmt: skip
+            listener = await server.listen("tcp", HOST)
+            reader, writer = await asyncio.open_connection(HOST, listener.address.port)
+            writer.write(request(1))
+            answer = await asyncio.wait_for(read_message(reader), 5.0)
+            assert answered_ids([answer]) == {1}
+            assert server.timer_errors.counts == {error_kind(DeadlineBug()): 1}
+            assert server.connection_count == 1
+            writer.close()
+
+    run(scenario())
 
 
 # --------------------------------------------------------------------------- TURN client

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -380,9 +381,30 @@ async def _trickle(source: Connection, target: Connection) -> None:
     await target.add_remote_candidate(None)
 
 
+def loopback_problem() -> str | None:
+    """Why this host cannot talk to itself on 127.0.0.1 (its loopback interface is down, as in
+    a fresh network namespace), or ``None``: one datagram sent to a socket of its own."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", 0))
+            probe.sendto(b"", probe.getsockname())
+        except OSError as exc:
+            return (
+                "the loopback interface is down: this host cannot send to itself (127.0.0.1: "
+                f"{exc.strerror or exc}); the demo runs on loopback only: bring it up "
+                "(ip link set lo up)"
+            )
+    return None
+
+
 async def run_loopback_demo(out: TextIO = sys.stdout) -> int:
     """``icestack demo``: the embedded STUN server on loopback, probed over every transport, then
-    two ICE connections through it. Works with no network at all."""
+    two ICE connections through it. Works with no network at all, but loopback: without it, one
+    line says so and the exit status is 1."""
+    problem = loopback_problem()
+    if problem is not None:
+        print(f"icestack: error: {problem}", file=sys.stderr)
+        return 1
     view = LiveView(out)
     view.say(f"icestack {__version__} demo: the embedded STUN server and two ICE agents, loopback")
     view.say("")

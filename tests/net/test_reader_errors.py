@@ -25,15 +25,19 @@ from stun import (
     Method,
     Software,
     StunError,
+    TransactionTimeout,
     make_address,
 )
-from stun.aio import StunServer
+from stun.aio import StunClient, StunServer
+from stun.client import ClientConfig, ClientSession
 from stun.datagram import Datagram
 from stun.reader_errors import error_kind
 from stun.server import LongTermCredentials
+from stun.transaction import RtoCache, TransactionConfig
 from tests.net.loopback import run
 from tests.turn.aio_client import RawTurnClient
 from turn import TurnAllocation, TurnClient
+from turn.client import TurnClientConfig
 from turn.server import ClientTransport, PeerPolicy, TurnServerConfig, TurnServerCore
 from turn.server.aio import TurnServer, render_metrics
 
@@ -348,6 +352,99 @@ def test_the_ice_timer_is_armed_again_after_the_agent_raised(
     [record] = logged_tracebacks(caplog, TimerBug)
     assert "handling its timer raised" in record.getMessage()
     assert record.exc_info is not None
+
+
+# --------------------------------------------------------------------------- client timers
+
+
+class StunTimerBug(CoreBug):
+    pass
+
+
+class TurnTimerBug(CoreBug):
+    pass
+
+
+class TimerBuggySession(ClientSession):
+    """A STUN client session whose first ``handle_timer`` raises."""
+
+    timer_bugs = 1
+
+    def handle_timer(self, now: float) -> None:
+        if self.timer_bugs:
+            self.timer_bugs -= 1
+            raise StunTimerBug("raised on purpose by a test session")
+        super().handle_timer(now)
+
+
+class TimerBuggyAllocation(TurnAllocation):
+    """A TURN allocation whose first ``handle_timer`` raises."""
+
+    timer_bugs = 1
+
+    def handle_timer(self, now: float) -> None:
+        if self.timer_bugs:
+            self.timer_bugs -= 1
+            raise TurnTimerBug("raised on purpose by a test allocation")
+        super().handle_timer(now)
+
+
+#: Sends at 0 and 50 ms, then 100 ms more: every step of it is the timer's.
+FAST = TransactionConfig(initial_rto=0.05, max_requests=2, final_wait=2)
+
+
+def test_the_stun_client_timer_is_armed_again_after_the_session_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that ignores the first request: only the retransmission, which the timer sends,
+    is answered. The timer's first call raises; contained, the timer is armed again and the
+    retransmission goes out. Unguarded, the exception would reach the loop's handler and leave
+    the request waiting for ever."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        with client_socket() as server:
+            port = server.getsockname()[1]
+            client = await StunClient.connect(
+                HOST, port, config=ClientConfig(transaction=FAST), rto_cache=RtoCache(FAST)
+            )
+            async with client:
+                client._driver.session.__class__ = TimerBuggySession
+                pending = asyncio.ensure_future(client.binding())
+                _, source = await loop.sock_recvfrom(server, 2048)  # the first: ignored
+                data, source = await loop.sock_recvfrom(server, 2048)
+                answer = BindingServer().respond(data, None, make_address(*source), loop.time())
+                assert answer is not None
+                server.sendto(answer, source)
+                result = await asyncio.wait_for(pending, 5.0)
+                assert result.mapped_address == make_address(*source)
+                assert client.timer_errors.counts == {error_kind(StunTimerBug()): 1}
+                assert client.reader_errors.total == 0
+
+    with caplog.at_level(logging.ERROR, logger="icestack.readers"):
+        run(scenario())
+    [record] = logged_tracebacks(caplog, StunTimerBug)
+    assert "handling its timer raised" in record.getMessage()
+
+
+def test_the_turn_client_timer_is_armed_again_after_the_allocation_raised() -> None:
+    """An Allocate to a server that never answers ends, as it must, with TransactionTimeout —
+    through the timer, whose first call raised."""
+
+    async def scenario() -> None:
+        with client_socket() as silent:
+            client = await TurnClient.connect(
+                HOST, silent.getsockname()[1], username="alice", password="wonderland",
+                config=TurnClientConfig(stun=ClientConfig(transaction=FAST)),
+                rto_cache=RtoCache(FAST),
+            )  # fmt: skip
+            async with client:
+                client.allocation.__class__ = TimerBuggyAllocation
+                with pytest.raises(TransactionTimeout, match="after 2 request"):
+                    await asyncio.wait_for(client.allocate(), 5.0)
+                assert client.timer_errors.counts == {error_kind(TurnTimerBug()): 1}
+
+    run(scenario())
 
 
 def test_error_kind_names_module_and_class() -> None:

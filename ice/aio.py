@@ -345,13 +345,13 @@ class Connection(_Closing):
             try:
                 servers.append(await resolve_host(host, port))
             except StunLocalProtocolError as exc:
-                _log.warning("STUN server %s:%s skipped: %s", host, port, exc)
+                _log.warning("STUN server %s skipped: %s", Address(host, port), exc)
         relays = []
         for host, port, username, password in self._turn_servers:
             try:
                 server = await resolve_host(host, port)
             except StunLocalProtocolError as exc:
-                _log.warning("TURN server %s:%s skipped: %s", host, port, exc)
+                _log.warning("TURN server %s skipped: %s", Address(host, port), exc)
                 continue
             relays.append(RelayServer(address=server, username=username, password=password))
         if self._closed:

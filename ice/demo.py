@@ -19,6 +19,7 @@ from stun._version import __version__
 from stun.address import Address
 from stun.aio import StunClient, StunServer, Transport, ipv6_loopback_available
 from stun.cli import format_table
+from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.errors import StunError
 from stun.explain import explain
 from stun.tls import client_context, server_context, temporary_self_signed
@@ -64,6 +65,8 @@ def nat_pair(text: str) -> tuple[NatBehavior, NatBehavior]:
 # =========================================================================== demo --sim
 
 
+#: The simulated network's seed when ``--seed`` is not given.
+SIM_SEED = 1
 #: Virtual seconds after which a simulated run that neither connected nor failed gives up.
 SIM_TIMEOUT = 60.0
 #: Virtual seconds between one side's echo requests.
@@ -187,13 +190,14 @@ class SimulatedDemo:
 def run_sim_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """``icestack demo --sim NAT_A,NAT_B``: exit 0 when the agents connected and echoed."""
     nats: tuple[NatBehavior, NatBehavior] = args.sim
+    seed = SIM_SEED if args.seed is None else args.seed
     print(
         f"icestack demo --sim {nats[0].value},{nats[1].value}: two ICE agents and a STUN server "
-        f"on a simulated network, seed {args.seed}, virtual time",
+        f"on a simulated network, seed {seed}, virtual time",
         file=out,
     )
     print(file=out)
-    demo = SimulatedDemo(nats, args.seed, lambda line: print(line, file=out))
+    demo = SimulatedDemo(nats, seed, lambda line: print(line, file=out))
     outcome = demo.run()
     print(file=out)
     print(demo.summary(), file=out)
@@ -458,8 +462,18 @@ def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help=f"run on the simulated network; NAT names: {', '.join(NAT_NAMES)}",
     )
     parser.add_argument(
-        "--seed", type=int, default=1, help="the simulated network's seed (default 1)"
+        "--seed", type=int, help=f"the simulated network's seed (with --sim; default {SIM_SEED})"
     )
-    parser.set_defaults(
-        run=lambda args: run_sim_demo(args) if args.sim else asyncio.run(run_loopback_demo())
-    )
+    parser.set_defaults(run=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``icestack demo``: on loopback, or with ``--sim`` on the simulated network."""
+    if args.sim:
+        return run_sim_demo(args)
+    if args.seed is not None:
+        raise StunLocalProtocolError(
+            "--seed is the simulated network's: add --sim NAT_A,NAT_B (the loopback demo has no "
+            "seed)"
+        )
+    return asyncio.run(run_loopback_demo())

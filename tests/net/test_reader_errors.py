@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
@@ -114,15 +116,25 @@ class TimerBug(CoreBug):
     pass
 
 
-class TimerBuggyAgent(Agent):
-    """An agent whose ``handle_timer`` raises the first ``timer_bugs`` times it is called."""
+class TimerBugs:
+    """A mixin: ``handle_timer`` raises ``bug`` the first ``timer_bugs`` times it is called."""
 
     timer_bugs = 0
+    bug: type[CoreBug] = CoreBug
 
-    def handle_timer(self, now: float) -> None:
+    def timer_check(self) -> None:
         if self.timer_bugs:
             self.timer_bugs -= 1
-            raise TimerBug("raised on purpose by a test agent")
+            raise self.bug("raised on purpose by a test core's timer")
+
+
+class TimerBuggyAgent(Agent, TimerBugs):
+    """An agent whose ``handle_timer`` raises the first ``timer_bugs`` times it is called."""
+
+    bug = TimerBug
+
+    def handle_timer(self, now: float) -> None:
+        self.timer_check()
         super().handle_timer(now)
 
 
@@ -347,9 +359,16 @@ def test_the_ice_timer_is_armed_again_after_the_agent_raised(
                 assert side.timer_errors.counts == {error_kind(TimerBug()): 1}
                 assert side.reader_errors.total == 0
 
+    run_logging_one_timer_traceback(caplog, scenario(), TimerBug)
+
+
+def run_logging_one_timer_traceback(
+    caplog: pytest.LogCaptureFixture, scenario: Coroutine[Any, Any, None], bug: type[CoreBug]
+) -> None:
+    """Run ``scenario``; the timer's ``bug`` was logged once, with its traceback."""
     with caplog.at_level(logging.ERROR, logger="icestack.readers"):
-        run(scenario())
-    [record] = logged_tracebacks(caplog, TimerBug)
+        run(scenario)
+    [record] = logged_tracebacks(caplog, bug)
     assert "handling its timer raised" in record.getMessage()
     assert record.exc_info is not None
 
@@ -365,27 +384,23 @@ class TurnTimerBug(CoreBug):
     pass
 
 
-class TimerBuggySession(ClientSession):
+class TimerBuggySession(ClientSession, TimerBugs):
     """A STUN client session whose first ``handle_timer`` raises."""
 
-    timer_bugs = 1
+    timer_bugs, bug = 1, StunTimerBug
 
     def handle_timer(self, now: float) -> None:
-        if self.timer_bugs:
-            self.timer_bugs -= 1
-            raise StunTimerBug("raised on purpose by a test session")
+        self.timer_check()
         super().handle_timer(now)
 
 
-class TimerBuggyAllocation(TurnAllocation):
+class TimerBuggyAllocation(TurnAllocation, TimerBugs):
     """A TURN allocation whose first ``handle_timer`` raises."""
 
-    timer_bugs = 1
+    timer_bugs, bug = 1, TurnTimerBug
 
     def handle_timer(self, now: float) -> None:
-        if self.timer_bugs:
-            self.timer_bugs -= 1
-            raise TurnTimerBug("raised on purpose by a test allocation")
+        self.timer_check()
         super().handle_timer(now)
 
 
@@ -421,10 +436,7 @@ def test_the_stun_client_timer_is_armed_again_after_the_session_raised(
                 assert client.timer_errors.counts == {error_kind(StunTimerBug()): 1}
                 assert client.reader_errors.total == 0
 
-    with caplog.at_level(logging.ERROR, logger="icestack.readers"):
-        run(scenario())
-    [record] = logged_tracebacks(caplog, StunTimerBug)
-    assert "handling its timer raised" in record.getMessage()
+    run_logging_one_timer_traceback(caplog, scenario(), StunTimerBug)
 
 
 def test_the_turn_client_timer_is_armed_again_after_the_allocation_raised() -> None:

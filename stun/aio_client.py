@@ -145,10 +145,11 @@ class _UdpClientProtocol(asyncio.DatagramProtocol):
         self.send_failed = send_failed
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        remote = _address(addr)
         try:
-            self.receiver.received(data, _address(addr))
+            self.receiver.received(data, remote)
         except Exception as error:
-            self.errors.contain(error, f"UDP from {addr}")
+            self.errors.contain(error, f"UDP from {remote}")
 
     def error_received(self, exc: Exception) -> None:
         # The socket is not connected, so Linux reports no ICMP errors on it: what comes here

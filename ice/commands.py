@@ -201,6 +201,8 @@ def _turn_option_problem(args: argparse.Namespace) -> str | None:
         ):
             if value is not None:
                 return f"{option} needs a TURN server: add --turn URI"
+    elif args.relay_only and args.stun:
+        return "--stun with --relay-only: a relay-only connection asks no STUN server"
     elif args.turn_secret is not None and args.turn_password is not None:
         return "--turn-secret makes the password itself: drop --turn-password"
     elif args.turn_secret is None and (args.turn_user is None or args.turn_password is None):
@@ -384,7 +386,8 @@ def add_ice_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
         ("answer", "controlled side: read the offer line, gather, print the answer line"),
     ):
         sub = roles.add_parser(role, help=help_text, description=help_text)
-        sub.add_argument(
+        stun = sub.add_mutually_exclusive_group()  # --no-stun with --stun: one line, exit 2
+        stun.add_argument(
             "--stun",
             action="append",
             type=_stun_server,
@@ -392,7 +395,7 @@ def add_ice_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
             help=f"a STUN server for server-reflexive candidates (repeatable; default "
             f"{DEFAULT_PUBLIC_SERVER})",
         )
-        sub.add_argument("--no-stun", action="store_true", help="no server-reflexive candidates")
+        stun.add_argument("--no-stun", action="store_true", help="no server-reflexive candidates")
         turn = sub.add_argument_group(
             "TURN", "relayed candidates: TURN over UDP, TCP or TLS (RFC 7065 URIs)"
         )

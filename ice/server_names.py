@@ -76,7 +76,7 @@ async def _resolve(
     except TimeoutError:
         reason = f"{host!r} was not resolved within {limit:g} s (gathering_timeout)"
     if kind == "STUN":
-        _log.warning("STUN server %s:%s skipped: %s", host, port, reason)
+        _log.warning("STUN server %s skipped: %s", Address(host, port), reason)
     else:
-        _log.warning("TURN server %s:%s skipped: %s", host, port, reason)
+        _log.warning("TURN server %s skipped: %s", Address(host, port), reason)
     return None

@@ -533,6 +533,9 @@ def test_offer_and_answer_connect_relay_only_through_turn_over_tcp_and_tls(
          "--turn-password (or the TURN REST API --turn-secret)"),
         (["ice", "offer", "--relay-only"], "--relay-only needs a TURN server: add --turn URI"),
         (["ice", "offer", "--turn-user", "a"], "--turn-user needs a TURN server"),
+        (["ice", "offer", "--turn", "turn:127.0.0.1", "--turn-secret", "s", "--relay-only",
+          "--stun", "127.0.0.1"], "--stun with --relay-only: a relay-only connection asks no "
+         "STUN server"),
         (["ice", "offer", "--turn", "turn:127.0.0.1", "--turn-secret", "s", "--turn-password",
           "p"], "--turn-secret makes the password itself: drop --turn-password"),
         (["ice", "offer", "--turn", "turn:127.0.0.1", "--turn-user", "a", "--turn-password", "p",

@@ -6,7 +6,8 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
 - **Gathering.** :meth:`Connection.gather_candidates` lists interface addresses
   (:mod:`ice.interfaces`: loopback only with ``include_loopback``, link-local never, narrowed by
   ``interfaces``), binds one UDP socket per (component, address) — the agent's *bases*,
-  :mod:`ice.base_sockets` — and runs the agent's gathering
+  :mod:`ice.base_sockets` — and runs the agent's gathering (a TURN server reached over TCP or
+  TLS gets the connection the agent asks for, :mod:`ice.relay_streams`)
   until :class:`~ice.events.GatheringCompleted`. :meth:`Connection.trickle_candidates` yields the
   candidates as they come (RFC 8838).
 - **Driving the agent.** Each socket is read on readiness in batches (``loop.add_reader``, up to
@@ -101,11 +102,10 @@ class Connection(_Closing):
       pairs, or text — ``"host"``, ``"host:port"``, ``"[IPv6]:port"``, a ``stun:`` URI (RFC
       7064); names are resolved when gathering starts.
     - ``turn_servers``: TURN servers to allocate relayed candidates on: ``(host, port, username,
-      password)`` (over UDP), or ``(uri, username, password)`` with a ``turn:``/``turns:`` URI
-      (RFC 7065; ``?transport=tcp``, ``turns:`` for TLS) or ``"host:port"``, or ``(uri,
-      TurnRestCredentials(secret, user))``. Over TLS the server's certificate is verified
-      against the system CAs, or ``turn_tls_cafile``'s; ``turn_tls_verify=False`` turns that off
-      (diagnostics only). ``relay_only``: use relayed candidates only (WebRTC's
+      password)`` (UDP), ``(uri, username, password)`` with a ``turn:``/``turns:`` URI (RFC 7065:
+      UDP, TCP or TLS) or ``"host:port"``, ``(uri, TurnRestCredentials(secret, user))``; TLS is
+      verified against the system CAs or ``turn_tls_cafile`` (``turn_tls_verify=False``: not at
+      all). ``relay_only``: use relayed candidates only (WebRTC's
       "relay" transport policy), so the peer never learns an address of ours (not even in a
       relayed candidate's related address); nothing is sent to anything but the TURN servers
       (STUN servers are not asked, nothing goes on the local link by mDNS) and nothing arriving
@@ -275,8 +275,7 @@ class Connection(_Closing):
     @property
     def relay_streams(self) -> RelayStreams:
         """The TCP/TLS connections to TURN servers: how many (``len``), the bytes waiting to be
-        written (``buffered``) and the datagrams dropped (``dropped``: more than wait while one
-        opens, or relayed data while its write buffer is full — a slow server or path)."""
+        written (``buffered``), the datagrams dropped (``dropped``; :mod:`ice.relay_streams`)."""
         return self._relay_streams
 
     @property

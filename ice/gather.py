@@ -9,7 +9,9 @@ it. A response's XOR-MAPPED-ADDRESS becomes a server-reflexive candidate unless 
 (no NAT: redundant, §5.1.3). TURN allocations (:mod:`ice.relay`) are capped the same way. When
 nothing is outstanding, :class:`~ice.events.GatheringCompleted`. With the relay policy no STUN
 server is asked anything and only relayed candidates are announced: the TURN servers are the only
-parties we talk to.
+parties we talk to. Server-reflexive and relayed candidates start from their base's local
+preference and take one that no other candidate of their type and component holds (§5.1.2.1,
+:mod:`ice.preferences`).
 
 An ICE restart (RFC 8445 §9, :meth:`Gatherer.restart`) gathers again what is gone: bases declared
 since gathering started, allocations that failed or ended; it announces every candidate again

@@ -370,9 +370,10 @@ class Relays:
                 self._failed(GatheringFailed(relay.server.address, relay.base, _why(relay, event)))
             elif isinstance(event, AllocationExpired):
                 self._close_stream(relay)
-                self._lose(
-                    relay, f"the TURN allocation on {relay.server.address} ended: {event.reason}"
-                )
+                why = event.reason
+                if relay.stream_error is not None:
+                    why += f" ({relay.stream_error})"
+                self._lose(relay, f"the TURN allocation on {relay.server.address} ended: {why}")
         # ALTERNATE-SERVER (RFC 8489 §10) may have moved the allocation to another server.
         self._routes[(relay.label, allocation.server)] = relay
         if relay.stream_server not in (None, allocation.server) and relay.label in self._streams:

@@ -5,6 +5,8 @@ their driver for (tests/ice/stream_relay_world.py)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ice.agent import Agent
 from ice.candidate import CandidateType
@@ -18,6 +20,8 @@ from ice.events import (
     IceState,
 )
 from ice.preferences import LocalPreferences, relay_local_preference
+from ice.relay_streams import is_relayed_data
+from stun.address import Address
 from turn.server.allocation import ClientTransport
 
 from .stream_relay_world import SERVER, StreamWorld
@@ -89,7 +93,7 @@ def test_a_dropped_connection_loses_the_relay_and_a_restart_reconnects_over_a_ne
     world.run(lambda: a.state is IceState.FAILED, 5.0)
     (lost,) = events(world, a, CandidateLost)
     assert isinstance(lost, CandidateLost)
-    assert lost.reason.endswith("ended: the connection to the server closed")
+    assert lost.reason.endswith("ended: the connection to the server closed (reset)")
     assert "lost its only path" in a.failure_reason()
     for agent in (a, b):
         agent.restart(world.now)
@@ -147,3 +151,63 @@ def test_local_preferences_are_unique_per_stream_component_and_type() -> None:
     preferences.release(0, 1, relay, 0xFFFE)
     assert preferences.take(0, 1, relay, wanted) == 0xFFFE
     assert [preferences.take(0, 3, relay, 1) for _ in range(3)] == [1, 0, 2]
+
+
+def channel_data(number: int, body: bytes) -> bytes:
+    return number.to_bytes(2, "big") + len(body).to_bytes(2, "big") + body
+
+
+#: Frames a TURN connection may bring: anything, ChannelData on any channel, STUN-looking bytes.
+FRAMES = st.one_of(
+    st.binary(max_size=120),
+    st.builds(channel_data, st.integers(0x4000, 0x4FFF), st.binary(max_size=64)),
+    st.builds(
+        bytes.__add__,
+        st.sampled_from([b"\x01\x01", b"\x01\x11", b"\x00\x17"]),
+        st.binary(max_size=80),
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    frames=st.lists(FRAMES, max_size=20),
+    labels=st.lists(st.integers(0x10000, 0x10003), min_size=1, max_size=4),
+    closes=st.lists(st.booleans(), max_size=4),
+)
+def test_whatever_a_turn_connection_brings_never_escapes(
+    frames: list[bytes], labels: list[int], closes: list[bool]
+) -> None:
+    """Frames of any content on a stream label (known or not), connections reported open or
+    closed in any order, time passing: nothing raises, and the agent keeps its bounds."""
+    world = StreamWorld()
+    agent = world.add_agent(True, "192.0.2.1")
+    assert world.run(world.gathered, 10.0)
+    for index, frame in enumerate(frames):
+        label = Address("192.0.2.1", labels[index % len(labels)])
+        agent.receive_datagram(frame, label, SERVER, world.now)
+    for index, close in enumerate(closes):
+        label = Address("192.0.2.1", labels[index % len(labels)])
+        if close:
+            agent.relay_stream_closed(label, world.now, "reset")
+        else:
+            agent.relay_stream_connected(label, world.now)
+    world.run(lambda: False, 5.0)
+    assert len(agent.relay_stream_commands()) <= 2
+    sizes = agent.table_sizes()
+    assert sizes.local_candidates <= 3
+
+
+@pytest.mark.parametrize(
+    ("data", "relayed"),
+    [
+        (b"\x40\x00\x00\x04abcd", True),  # ChannelData
+        (b"\x00\x16\x00\x00" + bytes(16), True),  # a Send indication
+        (b"\x00\x03\x00\x00" + bytes(16), False),  # an Allocate request
+        (b"\x00\x04\x00\x00" + bytes(16), False),  # a Refresh request
+        (b"\x00\x09\x00\x00" + bytes(16), False),  # a ChannelBind request
+        (b"", False),
+    ],
+)
+def test_only_relayed_data_is_dropped_when_a_connection_is_full(data: bytes, relayed: bool) -> None:
+    assert is_relayed_data(data) is relayed

@@ -101,6 +101,27 @@ def relay_only(
     )
 
 
+@contextlib.asynccontextmanager
+async def gathered_pair(
+    tls_files: CertificateFiles,
+    servers: list[Any],
+    b_servers: list[Any] | None = None,
+    hosts: tuple[str, ...] = ("127.0.0.1",),
+) -> AsyncIterator[tuple[ice.Connection, ice.Connection]]:
+    """A (controlling) and B, relay-only through ``servers`` (B through ``b_servers`` if given),
+    gathered; closed on exit."""
+    a = relay_only(True, servers, list(hosts), tls_files)
+    b = relay_only(False, b_servers or servers, list(hosts), tls_files)
+    async with a, b:
+        await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+        yield a, b
+
+
+async def signal_and_connect(a: ice.Connection, b: ice.Connection) -> None:
+    await exchange(a, b)
+    await connect(a, b)
+
+
 def relayed(connection: ice.Connection) -> list[Candidate]:
     return [c for c in connection.local_candidates if c.type is CandidateType.RELAYED]
 
@@ -117,16 +138,12 @@ def test_relay_only_connections_connect_through_each_transport(
     async def scenario() -> None:
         async with our_server(tls_files, host, transports=(transport,)) as (server, uris):
             servers = [(uris[transport], USER, PASSWORD)]
-            a = relay_only(True, servers, [host], tls_files)
-            b = relay_only(False, servers, [host], tls_files)
-            async with a, b:
-                await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+            async with gathered_pair(tls_files, servers, hosts=(host,)) as (a, b):
                 for side in (a, b):
                     (candidate,) = side.local_candidates
                     assert candidate.type is CandidateType.RELAYED
                     assert candidate.host == host  # the family gathered on
-                await exchange(a, b)
-                await connect(a, b)
+                await signal_and_connect(a, b)
                 await round_trip(a, b, b"\x80through " + transport.encode())
                 kinds = {alloc.five_tuple.transport for alloc in server.core.allocations()}
                 assert kinds == {ClientTransport(transport)}
@@ -143,10 +160,8 @@ def test_relays_of_one_server_over_three_transports_rank_udp_tcp_tls(
     async def scenario() -> None:
         async with our_server(tls_files) as (server, uris):
             servers = [(uris[t], USER, PASSWORD) for t in ("tls", "udp", "tcp")]
-            a = relay_only(True, servers, ["127.0.0.1"], tls_files)
-            b = relay_only(False, [(uris["udp"], USER, PASSWORD)], ["127.0.0.1"], tls_files)
-            async with a, b:
-                await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+            udp = [(uris["udp"], USER, PASSWORD)]
+            async with gathered_pair(tls_files, servers, udp) as (a, b):
                 candidates = relayed(a)
                 assert len(candidates) == 3
                 by_priority = sorted(candidates, key=lambda c: -c.priority)
@@ -159,8 +174,7 @@ def test_relays_of_one_server_over_three_transports_rank_udp_tcp_tls(
                 assert [transports[c.port] for c in by_priority] == ["udp", "tcp", "tls"]
                 assert len({c.priority for c in candidates}) == 3  # RFC 8445 §5.1.2.1
                 assert len({c.foundation for c in candidates}) == 3  # §5.1.1.3
-                await exchange(a, b)
-                await connect(a, b)
+                await signal_and_connect(a, b)
                 pair = a.selected_pair()
                 assert pair is not None and pair.local == by_priority[0]  # the UDP relay
 
@@ -285,12 +299,8 @@ def test_rest_api_credentials_made_from_the_shared_secret_are_accepted(
     async def scenario() -> None:
         async with our_server(tls_files, transports=("tls",)) as (server, uris):
             servers = [(uris["tls"], TurnRestCredentials(SECRET, user="alice", ttl=300))]
-            a = relay_only(True, servers, ["127.0.0.1"], tls_files)
-            b = relay_only(False, servers, ["127.0.0.1"], tls_files)
-            async with a, b:
-                await asyncio.gather(a.gather_candidates(), b.gather_candidates())
-                await exchange(a, b)
-                await connect(a, b)
+            async with gathered_pair(tls_files, servers) as (a, b):
+                await signal_and_connect(a, b)
                 await round_trip(a, b, b"\x80with minted credentials")
                 usernames = {alloc.username for alloc in server.core.allocations()}
                 assert len(usernames) == 1 and usernames.pop().endswith(":alice")
@@ -434,12 +444,8 @@ def test_a_slow_tcp_server_costs_a_bounded_buffer_and_drops_are_counted(
             async with StallingProxy(Address("127.0.0.1", port)) as proxy:
                 slow = [(f"turn:127.0.0.1:{proxy.port}?transport=tcp", USER, PASSWORD)]
                 direct = [(uris["tcp"], USER, PASSWORD)]
-                a = relay_only(True, slow, ["127.0.0.1"], tls_files)
-                b = relay_only(False, direct, ["127.0.0.1"], tls_files)
-                async with a, b:
-                    await asyncio.gather(a.gather_candidates(), b.gather_candidates())
-                    await exchange(a, b)
-                    await connect(a, b)
+                async with gathered_pair(tls_files, slow, direct) as (a, b):
+                    await signal_and_connect(a, b)
                     await round_trip(a, b, b"\x80before")
                     assert proxy.client is not None
                     proxy.client.pause_reading()

@@ -93,17 +93,19 @@ async def gather_and_connect(factory: Factory) -> tuple[float, float]:
 
 
 async def bench_connect(variants: dict[str, Factory], runs: int) -> None:
-    medians: dict[str, tuple[float, float]] = {}
+    """Gather, connect, and the two together (``total``: what an application waits)."""
+    phases = ("gather", "connect", "total")
+    medians: dict[str, list[float]] = {}
     for name, factory in variants.items():
         results = [await gather_and_connect(factory) for _ in range(runs)]
-        gathers, connects = [r[0] for r in results], [r[1] for r in results]
-        medians[name] = (statistics.median(gathers), statistics.median(connects))
-        for what, values in (("gather", gathers), ("connect", connects)):
+        columns = [[r[0] for r in results], [r[1] for r in results], [sum(r) for r in results]]
+        medians[name] = [statistics.median(values) for values in columns]
+        for what, values in zip(phases, columns, strict=True):
             print(f"turn_tls_{what}_{name}_median {statistics.median(values) * 1000:.2f} ms")
             print(f"turn_tls_{what}_{name}_p90 {percentile(values, 0.9) * 1000:.2f} ms")
     for name in variants:
         if name != "aioice":
-            for index, what in enumerate(("gather", "connect")):
+            for index, what in enumerate(phases):
                 ratio = medians["aioice"][index] / medians[name][index]
                 print(f"turn_tls_{what}_{name}_speedup_vs_aioice {ratio:.2f} x")
 

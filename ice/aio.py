@@ -602,8 +602,7 @@ class Connection(_Closing):
                     agent.send(data, 0, component)  # wrapped for the TURN server
                 except LocalProtocolError as exc:
                     raise IceConnectionError(str(exc)) from None
-                self._send(agent.datagrams_to_send(self._loop.time()))
-                self._pump_soon()  # events and the timer: once for a burst of sends
+                self._pump(timer_later=True)
                 return
             raise IceConnectionError(self._no_path_reason(component))
         try:
@@ -667,9 +666,10 @@ class Connection(_Closing):
 
     # ================================================================== driving the agent
 
-    def _pump(self, not_before: float | None = None) -> None:
+    def _pump(self, not_before: float | None = None, *, timer_later: bool = False) -> None:
         """Send what the agent wants sent, handle its events, re-arm the timer (no earlier than
-        ``not_before``, if given)."""
+        ``not_before``, if given) — with ``timer_later``, once at the end of this iteration of
+        the loop, for the whole burst of data that called it (the timer is the costly part)."""
         agent = self._agent
         if agent is None or self._closed:
             return
@@ -678,6 +678,9 @@ class Connection(_Closing):
         self._relay_streams.apply(agent.relay_stream_commands())
         self._send(agent.datagrams_to_send(now))
         self._drain_events()
+        if timer_later:
+            self._pump_soon()
+            return
         deadline = agent.get_timer()
         if deadline is not None and not_before is not None:
             deadline = max(deadline, not_before)

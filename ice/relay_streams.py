@@ -101,10 +101,12 @@ class _Stream(asyncio.Protocol):
         self.decoder = StreamDecoder(Framing.STUN_OR_CHANNEL_DATA)
         self.transport: asyncio.Transport | None = None
         self.waiting: list[bytes] = []
-        #: Written in this iteration of the event loop, sent together at its end (one TLS
-        #: record and one system call for a burst of datagrams, not one each).
+        #: Written in this iteration of the event loop after its first write, sent together at
+        #: its end: a datagram alone goes out at once, a burst in two writes (one TLS record and
+        #: one system call for the rest of it, not one each).
         self.corked: list[bytes] = []
         self.corked_size = 0
+        self.in_burst = False
         self.opening: asyncio.Task[None] | None = None
         #: Closed at the agent's request: nothing more is reported.
         self.detached = False
@@ -146,13 +148,17 @@ class _Stream(asyncio.Protocol):
         if size >= self.owner.write_buffer_limit and is_relayed_data(data):
             self.owner.dropped += 1
             return
-        if not self.corked:
+        if not self.in_burst:
+            self.in_burst = True
             asyncio.get_running_loop().call_soon(self.flush)
+            transport.write(data)
+            return
         self.corked.append(data)
         self.corked_size += len(data)
 
     def flush(self) -> None:
-        """Send what was written in this iteration of the loop, in one write."""
+        """Send what was written in this iteration of the loop after its first write, at once."""
+        self.in_burst = False
         corked, self.corked, self.corked_size = self.corked, [], 0
         transport = self.transport
         if corked and transport is not None and not transport.is_closing():
@@ -272,7 +278,10 @@ class RelayStreams:
                 agent.receive_datagram(frame, stream.label, stream.server, now)
             except Exception as error:  # a bug: contained, as the UDP readers contain theirs
                 connection.reader_errors.contain(error, where)
-        connection._pump_soon()  # once for what every connection brought in this iteration
+        try:
+            connection._pump(timer_later=True)
+        except Exception as error:
+            connection.reader_errors.contain(error, where)
 
     def close(self) -> None:
         """Close every connection (what was written is still sent); nothing more is reported."""

@@ -11,7 +11,9 @@ wall clock of now.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import ipaddress
 import logging
 import time
 
@@ -68,7 +70,9 @@ async def _resolve(
     kind: str, host: str, port: int, limit: float, stream: bool = False
 ) -> Address | None:
     """A server's address, or ``None`` (logged) when its name does not resolve within
-    ``limit`` seconds."""
+    ``limit`` seconds. An IP literal is its own address: no resolver thread is started for it."""
+    with contextlib.suppress(ValueError):
+        return Address(ipaddress.ip_address(host).compressed, port)
     try:
         return await asyncio.wait_for(resolve_host(host, port, stream=stream), limit)
     except StunLocalProtocolError as exc:

@@ -130,6 +130,7 @@ class NominationPolicy:
                 if p.component == component
                 and p.priority > best.priority
                 and p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
+                and not p.waits_for_peer  # a passive TCP pair: its checks come from elsewhere
             ]
             if promising and now < min(max(promising), cap):
                 self._recheck_at[key] = min(max(promising), cap)

@@ -85,13 +85,13 @@ EXPECTED: dict[tuple[NatBehavior, NatBehavior], tuple[str, float] | None] = {
 #: ICE-TCP (RFC 6544) is left, and it needs a passive candidate the other side can reach: B's
 #: when B is public (A connects from its active candidate), A's when A is public (B connects,
 #: and A sees B as peer-reflexive at B's NAT's mapping; A's own attempt at B's private passive
-#: candidate holds nomination for ``max_nomination_wait``). Two NATs: no direct path is left —
+#: candidate gets its few round trips of patience first). Two NATs: no direct path is left —
 #: these rows need a relay reached over TCP or TLS (TURN over TCP, RFC 6062/8656 §3.1, issue
 #: 9); when icestack's ICE uses TURN servers over TCP, run the same rows with ``turn=True``
 #: and a TCP relay, and they connect through it.
 EXPECTED_UDP_BLOCKED: dict[tuple[NatBehavior, NatBehavior], tuple[str, float] | None] = {
     (NONE, NONE): ("host-host/tcp", 0.140),
-    **{(NONE, nat): ("host-prflx/tcp", 1.144) for nat in (FULL, RESTRICTED, PORT, SYMMETRIC)},
+    **{(NONE, nat): ("host-prflx/tcp", 0.238) for nat in (FULL, RESTRICTED, PORT, SYMMETRIC)},
     **{(nat, NONE): ("host-host/tcp", 0.154) for nat in (FULL, RESTRICTED, PORT, SYMMETRIC)},
     **{
         (a, b): FAILS

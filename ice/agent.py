@@ -179,8 +179,11 @@ class Agent:
         if candidate.component > self.config.streams[stream]:
             self.failures.peer_input[PeerInput.UNKNOWN_COMPONENT] += 1
             return
-        if candidate.is_mdns or (candidate.transport == "tcp" and not self.config.tcp_types):
-            return  # mDNS names must be resolved by the driver; TCP ones need ICE-TCP
+        if candidate.is_mdns:
+            return  # mDNS names must be resolved by the driver
+        if candidate.transport == "tcp" and not self.config.tcp_types:
+            self.failures.peer_input[PeerInput.TCP_CANDIDATE_IGNORED] += 1
+            return
         if unusable(candidate):
             self.failures.peer_input[PeerInput.UNUSABLE_ADDRESS] += 1
             return
@@ -457,12 +460,15 @@ class Agent:
         if not self._closed:
             self.tcp.connected(connection)
 
-    def receive_stream(self, connection: int, data: bytes, now: float) -> None:
+    def receive_stream(self, connection: int, data: bytes, now: float) -> bool:
         """Bytes arrived on a TCP connection, as they came (any cut): its RFC 4571 frames are
-        handled as datagrams of the connection's path."""
+        handled as datagrams of the connection's path. Returns ``False`` when they all went to
+        the connection's sink (:meth:`~ice.tcp.TcpConnections.set_sink`), or none was
+        complete: then the agent has nothing new to send or tell."""
         self._last_now = now
-        if not self._closed and data:
-            self.tcp.received(connection, data, now)
+        if self._closed or not data:
+            return False
+        return self.tcp.received(connection, data, now)
 
     def tcp_closed(self, connection: int, now: float, reason: str = "closed") -> None:
         """A TCP connection is gone without a :class:`~ice.tcp.CloseTcp` of ours: refused,

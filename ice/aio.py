@@ -28,6 +28,12 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
   path's TURN allocation ends), :meth:`Connection.recv` when no component has a path any more,
   and gathering is bounded by ``gathering_timeout``. Failures are logged at INFO on
   ``icestack.ice`` with their reason.
+- **ICE-TCP** (RFC 6544, :mod:`ice.tcp_sockets`). Next to each UDP socket a listening TCP
+  socket is the agent's TCP base, on a port of its own; the agent's passive candidate is its
+  address, its active one the same address with port 9. The connections the agent opens and
+  accepts are carried out from its commands; their frames reach the agent, which hands data
+  back as :class:`~ice.events.DataReceived`, and :meth:`Connection.send` on a TCP pair goes
+  through the agent, which frames it. Writes past a bounded buffer are dropped and counted.
 - **Restart.** :meth:`Connection.restart` lists the interface addresses again (opening sockets
   for new ones, closing those of gone ones), restarts the agent — which allocates again where an
   allocation is gone — and returns once the new generation's candidates are gathered.
@@ -57,7 +63,7 @@ from stun.reader_errors import TIMER, ReaderErrors
 
 from .agent import Agent
 from .base_sockets import ICMP_ERRNOS, BaseSocket, DataPaths, Signal, bind_base
-from .candidate import Candidate, generate_credentials, validate_pwd, validate_ufrag
+from .candidate import Candidate, TcpType, generate_credentials, validate_pwd, validate_ufrag
 from .checklist import CandidatePair
 from .config import AgentConfig, Policy, RelayServer
 from .errors import IceConnectionError, LocalProtocolError
@@ -77,6 +83,7 @@ from .interfaces import interface_addresses
 from .mdns import InterfaceAddress
 from .mdns_candidates import MdnsCandidates
 from .stats import PairStats, PeerInput
+from .tcp_sockets import TcpSockets
 
 _log = logging.getLogger("icestack.ice")
 
@@ -98,6 +105,11 @@ class Connection(_Closing):
       but the TURN servers (STUN servers are not asked) and nothing arriving otherwise is read.
     - ``use_ipv4`` / ``use_ipv6`` / ``include_loopback`` / ``interfaces``: which local addresses
       to gather on; ``interfaces`` lists addresses or interface names to restrict gathering to.
+    - ``udp`` / ``tcp``: which transports to offer candidates on. With ``tcp`` (the default,
+      as browsers do) every local address also gets TCP candidates (ICE-TCP, RFC 6544): a
+      passive one on a listening socket and an active one, ranked below the UDP ones, so that
+      a network that blocks UDP still connects; ``tcp=False`` offers none and ignores the
+      peer's. ``udp=False`` offers TCP candidates only (no STUN or TURN server is used then).
     - ``pacing``: Ta, the pace of new checks (RFC 8445 §14.2).
     - ``local_username`` / ``local_password``: our ufrag and pwd, random when not given.
     - ``receive_queue_size``: datagrams held for :meth:`recv` before new ones are dropped.
@@ -120,6 +132,8 @@ class Connection(_Closing):
         use_ipv6: bool = True,
         include_loopback: bool = False,
         interfaces: Iterable[str] | None = None,
+        udp: bool = True,
+        tcp: bool = True,
         pacing: float = 0.050,
         local_username: str | None = None,
         local_password: str | None = None,
@@ -133,6 +147,10 @@ class Connection(_Closing):
         if not use_ipv4 and not use_ipv6:
             raise LocalProtocolError("use_ipv4 and use_ipv6 cannot both be off")
         base = config or AgentConfig()
+        if not tcp:
+            base = dataclasses.replace(base, tcp_types=())
+        if not udp and not base.tcp_types:
+            raise LocalProtocolError("udp and tcp cannot both be off: no candidate to offer")
         if local_username is not None:
             validate_ufrag(local_username)
         if local_password is not None:
@@ -158,6 +176,7 @@ class Connection(_Closing):
         self._use_ipv6 = use_ipv6
         self._include_loopback = include_loopback
         self._interfaces = None if interfaces is None else list(interfaces)
+        self._udp = udp
         self._receive_queue_size = receive_queue_size
         #: Called with every event of the agent (and :class:`~ice.mdns.CandidateUnresolvable`),
         #: for logs and live views. It must not block.
@@ -175,6 +194,8 @@ class Connection(_Closing):
         self._loop: asyncio.AbstractEventLoop
         self._setup: asyncio.Future[None] | None = None
         self._bases: dict[Address, BaseSocket] = {}
+        #: The TCP bases and connections (from the first gather, like the loop).
+        self._tcp: TcpSockets | None = None
         self._mdns = MdnsCandidates(
             hide_hosts=mdns_hide_host_candidates,
             timeout=mdns_timeout,
@@ -296,11 +317,19 @@ class Connection(_Closing):
         if self._agent is None:
             return []
         self._data_paths.flush(self._loop.time())
+        if self._tcp is not None:
+            self._tcp.flush(self._loop.time())
         return self._agent.stats()
 
     def failure_reason(self) -> str:
         """Why ICE failed (or is failing), in words a person can act on."""
         return self.agent.failure_reason()
+
+    @property
+    def tcp_dropped_writes(self) -> int:
+        """Writes on ICE-TCP connections dropped because the connection's send buffer was full
+        (:data:`~ice.tcp_sockets.WRITE_LIMIT` bytes waiting: the path is slower than the data)."""
+        return self._tcp.dropped_writes if self._tcp is not None else 0
 
     # ================================================================== gathering
 
@@ -359,11 +388,14 @@ class Connection(_Closing):
         addresses = self._interface_addresses()
         # Listening from now on catches the peer's announcements before its candidates arrive.
         self._mdns.start(addresses)
+        if not self._udp:  # STUN and TURN servers are reached from UDP bases only
+            servers, relays = [], []
         self._agent = agent = Agent(
             dataclasses.replace(
                 self._config, stun_servers=tuple(servers), turn_servers=tuple(relays)
             )
         )
+        self._tcp = TcpSockets(self._loop, lambda: self.agent, self._pump, self._deliver)
         self._add_bases(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()
@@ -385,19 +417,40 @@ class Connection(_Closing):
         )
 
     def _add_bases(self, addresses: list[InterfaceAddress]) -> None:
-        """Open one socket per component on each address and declare it to the agent."""
+        """Open one UDP socket and the TCP bases per component on each address, and declare
+        them to the agent."""
         agent = self.agent
         for component in range(1, self._components + 1):
             for address in addresses:
-                try:
-                    sock = bind_base(address.host)
-                except OSError as exc:
-                    _log.info("cannot gather on %s: %s", address.host, exc)
-                    continue
-                base = BaseSocket(self, sock, component)
-                self._bases[base.local] = base
-                agent.add_base(0, component, base.local)
-                self._loop.add_reader(sock.fileno(), base.read_ready)
+                udp_port = 0
+                if self._udp:
+                    try:
+                        sock = bind_base(address.host)
+                    except OSError as exc:
+                        _log.info("cannot gather on %s: %s", address.host, exc)
+                        continue
+                    base = BaseSocket(self, sock, component)
+                    self._bases[base.local] = base
+                    agent.add_base(0, component, base.local)
+                    self._loop.add_reader(sock.fileno(), base.read_ready)
+                    udp_port = base.local.port
+                self._add_tcp_bases(component, address.host, udp_port)
+
+    def _add_tcp_bases(self, component: int, host: str, udp_port: int) -> None:
+        """The TCP bases of an address (ICE-TCP): one that listens (passive candidates) or only
+        connects (active ones), and one for simultaneous open when asked."""
+        tcp, types = self._tcp, self._config.tcp_types
+        assert tcp is not None
+        try:
+            if TcpType.PASSIVE in types or TcpType.ACTIVE in types:
+                listening = TcpType.PASSIVE in types
+                base = tcp.listen(host, avoid=udp_port, listening=listening)
+                self.agent.add_tcp_base(0, component, base)
+            if TcpType.SIMULTANEOUS_OPEN in types:
+                base = tcp.listen(host, avoid=udp_port, simultaneous_open=True)
+                self.agent.add_tcp_base(0, component, base, simultaneous_open=True)
+        except OSError as exc:
+            _log.info("cannot gather TCP candidates on %s: %s", host, exc)
 
     def _close_base(self, base: BaseSocket) -> None:
         self._loop.remove_reader(base.sock.fileno())
@@ -496,6 +549,9 @@ class Connection(_Closing):
         hosts = {address.host for address in addresses}
         known = {base.local.host for base in self._bases.values()}
         gone = [base for base in self._bases.values() if base.local.host not in hosts]
+        assert self._tcp is not None
+        gone_tcp = [base for base in self._tcp.listeners if base.host not in hosts]
+        known |= {base.host for base in self._tcp.listeners}
         added = [address for address in addresses if address.host not in known]
         self._add_bases(added)
         self._mdns.restart(addresses, added)
@@ -503,12 +559,14 @@ class Connection(_Closing):
         self._lost_local.clear()
         self._gathering_complete = False
         self._selected_since_restart.clear()
-        agent.restart(self._loop.time(), gone_bases=[base.local for base in gone])
+        agent.restart(self._loop.time(), gone_bases=[base.local for base in gone] + gone_tcp)
         self._remote_username = self._remote_password = None
         self._remote_end = self._end_sent = False
         self._pump()
         for base in gone:
             self._close_base(base)
+        for tcp_base in gone_tcp:
+            self._tcp.close_base(tcp_base)
         await self._gathered()
 
     # ================================================================== data
@@ -521,6 +579,8 @@ class Connection(_Closing):
         """Send a datagram on a component's selected pair."""
         path = self._paths.get(component)
         if path is None:
+            if self._tcp is not None and self._tcp.send(component, data):
+                return  # ICE-TCP: written to the selected pair's connection, framed
             if component in self._data_paths.relayed and self._agent is not None:
                 try:
                     self._agent.send(data, 0, component)  # wrapped for the TURN server
@@ -582,6 +642,8 @@ class Connection(_Closing):
             self._drain_events()
         for base in list(self._bases.values()):
             self._close_base(base)
+        if self._tcp is not None:
+            self._tcp.close()
         self._paths.clear()
         self._mdns.close()
         self._data_signal.fire()
@@ -597,7 +659,12 @@ class Connection(_Closing):
             return
         now = self._loop.time()
         self._data_paths.flush(now)
+        tcp = self._tcp
+        if tcp is not None:
+            tcp.flush(now)
         self._send(agent.datagrams_to_send(now))
+        if tcp is not None:
+            tcp.execute(agent.tcp_commands())
         self._drain_events()
         deadline = agent.get_timer()
         if deadline is not None and not_before is not None:
@@ -660,11 +727,15 @@ class Connection(_Closing):
                 self._state_signal.fire()
             elif isinstance(event, SelectedPairChanged):
                 self._data_paths.select(event.component, event.pair, self._loop.time())
+                if self._tcp is not None:
+                    self._tcp.select(event.component, event.pair)
                 self._selected_since_restart.add(event.component)
                 self._state_signal.fire()
             elif isinstance(event, ConsentLost):
                 reason = "consent to send was lost (RFC 7675)"
                 self._data_paths.drop(event.component, reason, self._loop.time())
+                if self._tcp is not None:
+                    self._tcp.drop(event.component, self._loop.time())
             elif isinstance(event, CandidateLost):
                 candidate = event.candidate
                 _log.info(

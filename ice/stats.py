@@ -88,6 +88,8 @@ class PeerInput(enum.Enum):
     VALID_LIST_FULL = "valid-list-full"
     #: A check reached a host socket while the policy is relay-only: not answered, not paired.
     RELAY_POLICY = "relay-policy"
+    #: A TCP candidate (RFC 6544) while ICE-TCP is off here (``tcp_types`` empty): ignored.
+    TCP_CANDIDATE_IGNORED = "tcp-candidate-ignored"
 
 
 class TcpOutcome(enum.Enum):
@@ -166,6 +168,12 @@ def describe_failure(
     if local_candidates == 0:
         return "no local candidates: no usable interface was given to gather on"
     if remote_candidates == 0:
+        ignored = counters.peer_input[PeerInput.TCP_CANDIDATE_IGNORED]
+        if ignored:
+            return (
+                f"no remote candidate to use: the peer's {ignored} TCP candidates were ignored, "
+                "since ICE-TCP is off here (and it offered no UDP one)"
+            )
         return "no remote candidates: the peer's candidates never arrived through signaling"
     if not pairs:
         return "no candidate pairs: local and remote candidates share no address family"

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -133,6 +134,7 @@ class TcpConnection:
         "id",
         "local",
         "remote",
+        "sink",
         "state",
         "waiting",
     )
@@ -164,6 +166,9 @@ class TcpConnection:
         )
         #: Frames written before the connection was established.
         self.waiting: list[bytes] = []
+        #: Where its application data goes straight to, bypassing the agent's events (a
+        #: driver's fast path for a selected pair, :meth:`TcpConnections.set_sink`).
+        self.sink: Callable[[bytes], None] | None = None
 
     def __repr__(self) -> str:
         return f"TcpConnection({self.id}, {self.local} -> {self.remote}, {self.state.value})"
@@ -192,6 +197,15 @@ class TcpConnections:
     def connecting(self) -> int:
         """How many connections the agent is opening now."""
         return self._connecting
+
+    def set_sink(self, connection_id: int, sink: Callable[[bytes], None] | None) -> None:
+        """Hand the application data (frames whose first byte is not STUN's, RFC 7983) that
+        arrives on a connection to ``sink`` instead of emitting :class:`~ice.events.DataReceived`
+        (``None``: events again) — for a driver's data path on a selected pair, which then
+        accounts for the bytes itself (``Agent.count_data``)."""
+        connection = self._by_id.get(connection_id)
+        if connection is not None:
+            connection.sink = sink
 
     def connection_of(self, pair: CandidatePair) -> int | None:
         """The id of the established connection that carries ``pair``, if any."""
@@ -310,29 +324,37 @@ class TcpConnections:
         if frames:
             self.commands.append(WriteTcp(connection.id, b"".join(frames)))
 
-    def received(self, connection_id: int, data: bytes, now: float) -> None:
+    def received(self, connection_id: int, data: bytes, now: float) -> bool:
         """Bytes arrived on a connection: each complete frame reaches the agent as a datagram of
-        the connection's path would."""
+        the connection's path would, or the connection's sink. Whether anything but the sink
+        got something (the driver has the agent's output to see to, then)."""
         connection = self._by_id.get(connection_id)
         if connection is None or connection.state is not TcpState.OPEN:
-            return
+            return False
         try:
             frames = connection.decoder.feed(data)
         except StunDecodeError:
             self._close(connection, TcpOutcome.FRAMING, now)
-            return
+            return True
         agent = self._agent
+        sink = connection.sink
+        handled = False
         for frame in frames:
+            if sink is not None and frame and frame[0] > 3:
+                sink(frame)
+                continue
+            handled = True
             if not connection.authenticated:
                 if not self._authenticates(frame):
                     self._close(connection, TcpOutcome.UNAUTHENTICATED, now)
-                    return
+                    return True
                 connection.authenticated = True
                 connection.deadline = None
                 connection.decoder.max_frame_size = MAX_RFC4571_PACKET
             agent._receive(frame, connection.local, connection.remote, now)
             if self._by_id.get(connection_id) is not connection:
-                return  # the agent closed it meanwhile
+                break  # the agent closed it meanwhile
+        return handled
 
     def _authenticates(self, frame: bytes) -> bool:
         """Whether a frame is a Binding request signed with our current credentials (RFC 8445

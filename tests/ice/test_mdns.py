@@ -381,8 +381,11 @@ def test_connections_with_hidden_host_candidates_connect(loopback_multicast: Non
             make("127.0.0.1", False, mdns_hide_host_candidates=True) as b,
         ):
             await asyncio.gather(a.gather_candidates(), b.gather_candidates())
-            (hidden,) = a.local_candidates
+            # The UDP host candidate and both TCP ones, all behind the address's one name.
+            hidden, *tcp = a.local_candidates
             assert hidden.type is CandidateType.HOST and hidden.host.endswith(".local")
+            assert [c.transport for c in tcp] == ["tcp", "tcp"]
+            assert {c.host for c in tcp} == {hidden.host}
             assert hidden.foundation != a.agent.local_candidates[0].candidate.foundation
             await exchange(a, b)
             await asyncio.gather(a.connect(), b.connect())
@@ -414,4 +417,5 @@ def test_host_candidates_are_withheld_when_they_cannot_be_published() -> None:
 
     with blocker:
         signalled, gathered = run(scenario())
-    assert signalled == [] and gathered == 1  # gathered, but never shown with its address
+    # Gathered (UDP host, TCP passive and active), but never shown with its address.
+    assert signalled == [] and gathered == 3

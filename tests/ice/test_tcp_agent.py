@@ -10,7 +10,7 @@ from ice.candidate import Candidate, CandidateType, TcpType
 from ice.checklist import PairState
 from ice.errors import LocalProtocolError
 from ice.events import RemoteCandidateLearned
-from ice.stats import TcpOutcome
+from ice.stats import PeerInput, TcpOutcome
 from ice.tcp import FIRST_FRAME_LIMIT, MAX_WAITING_FRAMES, OpenTcp, WriteTcp
 from stun.address import Address
 from stun.attributes import XorMappedAddress
@@ -94,6 +94,7 @@ def test_remote_tcp_candidates_are_ignored_without_ice_tcp() -> None:
     assert [c.candidate.transport for c in agent.local_candidates] == ["udp"]
     agent.add_remote_candidate(remote_tcp(Address("198.51.100.7", 9000), TcpType.PASSIVE))
     assert not agent.remote_candidates and not list(agent.checklists[0])
+    assert agent.failures.peer_input[PeerInput.TCP_CANDIDATE_IGNORED] == 1
 
 
 def test_a_remote_udp_and_tcp_candidate_may_share_an_address() -> None:

@@ -24,10 +24,11 @@ from stun.cli import parse_seconds as seconds
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.probe import DEFAULT_PUBLIC_SERVER
 
-from .aio import Connection, interface_addresses
+from .aio import Connection
 from .candidate import Candidate, IceDescription
 from .errors import DecodeError, IceConnectionError, LocalProtocolError, UnsupportedCandidateError
 from .events import IceEvent
+from .interfaces import interface_problem
 from .narration import EchoResult, LiveView, describe_event, echo, milliseconds
 from .scenarios import pair_types
 
@@ -162,17 +163,13 @@ async def _option_problem(args: argparse.Namespace) -> str | None:
         except StunLocalProtocolError as exc:
             return f"--stun {Address(host, port)}: {exc}"
     for name in args.interface or ():
-        if interface_addresses(include_loopback=args.include_loopback, only=[name]):
-            continue
-        if interface_addresses(include_loopback=True, only=[name]):
-            return f"--interface {name}: a loopback address; add --include-loopback to use it"
-        here = ", ".join(
-            f"{a.interface} {a.host}" for a in interface_addresses(include_loopback=True)
+        problem = interface_problem(
+            name,
+            include_loopback=args.include_loopback,
+            loopback_hint="add --include-loopback to use it",
         )
-        return (
-            f"--interface {name}: no usable address of this host matches it (an IP address "
-            f"or an interface name; link-local addresses are never used); here: {here or 'none'}"
-        )
+        if problem is not None:
+            return f"--interface {name}: {problem}"
     return None
 
 
@@ -308,7 +305,8 @@ def add_ice_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
         ("answer", "controlled side: read the offer line, gather, print the answer line"),
     ):
         sub = roles.add_parser(role, help=help_text, description=help_text)
-        sub.add_argument(
+        stun = sub.add_mutually_exclusive_group()  # --no-stun with --stun: one line, exit 2
+        stun.add_argument(
             "--stun",
             action="append",
             type=_stun_server,
@@ -316,7 +314,7 @@ def add_ice_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
             help=f"a STUN server for server-reflexive candidates (repeatable; default "
             f"{DEFAULT_PUBLIC_SERVER})",
         )
-        sub.add_argument("--no-stun", action="store_true", help="host candidates only")
+        stun.add_argument("--no-stun", action="store_true", help="host candidates only")
         sub.add_argument(
             "--include-loopback", action="store_true", help="gather on loopback addresses too"
         )

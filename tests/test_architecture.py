@@ -16,6 +16,7 @@ IO_MODULES = {
     "stun/cli.py", "stun/tls.py", "stun/probe.py", "stun/explain.py",
     "ice/cli.py", "ice/commands.py", "ice/demo.py", "ice/narration.py", "ice/aio.py",
     "ice/base_sockets.py", "ice/tcp_sockets.py", "ice/interfaces.py", "ice/mdns_candidates.py",
+    "ice/server_names.py",
     "ice/mdns.py", "ice/mdns_sockets.py",
     "turn/aio.py", "turn/server/aio_tcp.py", "turn/server/aio_udp.py", "turn/server/aio.py",
     "turn/cli.py",

@@ -8,7 +8,17 @@ import ssl
 
 import pytest
 
-from stun import ErrorResponse, IntegrityError, Message, MessageClass, Method, TransactionTimeout
+from stun import (
+    ConnectStep,
+    ConnectTimeout,
+    ErrorResponse,
+    IntegrityError,
+    Message,
+    MessageClass,
+    Method,
+    ServerUnreachable,
+    TransactionTimeout,
+)
 from stun.attributes import Realm
 from stun.errors import DecodeError
 from stun.explain import explain
@@ -57,6 +67,18 @@ def challenge(code: int, realm: str | None = "example.org") -> ErrorResponse:
          "XOR-MAPPED-ADDRESS: bad family 3", "check that this is the STUN port"),
         (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), "tls",
          f"the TLS handshake with {TARGET} failed", "STUN over TLS is usually port 5349"),
+        (ConnectTimeout("resolving 'stun.example.net' took longer than 2 s", ConnectStep.RESOLVING),
+         "udp", "resolving 'stun.example.net' took longer than 2 s", "reach its DNS servers"),
+        (ConnectTimeout(f"no answer to the TCP connection attempt to {TARGET} within 2 s",
+                        ConnectStep.TCP), "tls",
+         f"no answer to the TCP connection attempt to {TARGET} within 2 s", "a firewall may drop"),
+        (ConnectTimeout(f"{TARGET} accepted the TCP connection but the TLS handshake did not "
+                        "finish within 2 s", ConnectStep.TLS), "tls",
+         f"{TARGET} accepted the TCP connection but the TLS handshake did not finish",
+         "check that this port speaks TLS"),
+        (ServerUnreachable(TARGET, OSError(errno.ENETUNREACH, "Network is unreachable")), "udp",
+         f"network unreachable from this host: cannot send to {TARGET} (Network is unreachable)",
+         "this host has no route there"),
     ],
 )  # fmt: skip
 def test_explanations(error: Exception, transport: str, what: str, hint: str) -> None:

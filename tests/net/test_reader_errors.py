@@ -10,8 +10,11 @@ exceptions were counted by kind, and that each kind was logged once, with its tr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import pytest
 
@@ -25,15 +28,20 @@ from stun import (
     Method,
     Software,
     StunError,
+    TransactionTimeout,
     make_address,
 )
-from stun.aio import StunServer
+from stun.aio import StunClient, StunServer
+from stun.client import ClientConfig, ClientSession
 from stun.datagram import Datagram
 from stun.reader_errors import error_kind
 from stun.server import LongTermCredentials
-from tests.net.loopback import run
+from stun.transaction import RtoCache, TransactionConfig
+from tests.net.loopback import binding_request, run, until
+from tests.properties.ice_signed import signed_check_from
 from tests.turn.aio_client import RawTurnClient
 from turn import TurnAllocation, TurnClient
+from turn.client import TurnClientConfig
 from turn.server import ClientTransport, PeerPolicy, TurnServerConfig, TurnServerCore
 from turn.server.aio import TurnServer, render_metrics
 
@@ -110,16 +118,43 @@ class TimerBug(CoreBug):
     pass
 
 
-class TimerBuggyAgent(Agent):
-    """An agent whose ``handle_timer`` raises the first ``timer_bugs`` times it is called."""
+class TimerBugs:
+    """A mixin: ``handle_timer`` raises ``bug`` the first ``timer_bugs`` times it is called."""
 
     timer_bugs = 0
+    bug: type[CoreBug] = CoreBug
 
-    def handle_timer(self, now: float) -> None:
+    def timer_check(self) -> None:
         if self.timer_bugs:
             self.timer_bugs -= 1
-            raise TimerBug("raised on purpose by a test agent")
+            raise self.bug("raised on purpose by a test core's timer")
+
+
+class TimerBuggyAgent(Agent, TimerBugs):
+    """An agent whose ``handle_timer`` raises the first ``timer_bugs`` times it is called."""
+
+    bug = TimerBug
+
+    def handle_timer(self, now: float) -> None:
+        self.timer_check()
         super().handle_timer(now)
+
+
+class PumpBug(CoreBug):
+    pass
+
+
+class PumpBuggyAgent(Agent):
+    """An agent whose ``datagrams_to_send`` raises the first ``pump_bugs`` times it is called:
+    the reader's pump after a batch meets it."""
+
+    pump_bugs = 0
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        if self.pump_bugs:
+            self.pump_bugs -= 1
+            raise PumpBug("raised on purpose by a test agent")
+        return super().datagrams_to_send(now)
 
 
 TURN_KIND = error_kind(TurnServerBug())
@@ -290,30 +325,61 @@ def test_the_turn_client_reader_loses_only_the_datagram_that_raised() -> None:
 # --------------------------------------------------------------------------- ICE connection
 
 
+@contextlib.asynccontextmanager
+async def signalled_pair() -> AsyncIterator[tuple[Connection, Connection]]:
+    """Two connections on loopback that know each other's credentials and candidates."""
+    a = Connection(True, include_loopback=True, interfaces=[HOST])
+    b = Connection(False, include_loopback=True, interfaces=[HOST])
+    async with a, b:
+        await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+        for side, peer in ((a, b), (b, a)):
+            side.set_remote_credentials(peer.local_username, peer.local_password)
+            for candidate in peer.local_candidates:
+                await side.add_remote_candidate(candidate)
+            await side.add_remote_candidate(None)
+        yield a, b
+
+
 def test_the_ice_reader_loses_only_the_datagram_that_raised() -> None:
     async def scenario() -> None:
-        a = Connection(True, include_loopback=True, interfaces=[HOST])
-        b = Connection(False, include_loopback=True, interfaces=[HOST])
-        async with a, b:
-            await asyncio.gather(a.gather_candidates(), b.gather_candidates())
-            a.set_remote_credentials(b.local_username, b.local_password)
-            b.set_remote_credentials(a.local_username, a.local_password)
-            for candidate in b.local_candidates:
-                await a.add_remote_candidate(candidate)
-            for candidate in a.local_candidates:
-                await b.add_remote_candidate(candidate)
-            await a.add_remote_candidate(None)
-            await b.add_remote_candidate(None)
+        async with signalled_pair() as (a, b):
             await asyncio.gather(a.connect(), b.connect())
             b.agent.__class__ = BuggyAgent
             pair = b.selected_pair()
             assert pair is not None
-            with client_socket() as stranger:  # not the selected path: through the agent
+            with client_socket() as other:  # not the selected path: through the agent
+                # A path of the peer's that its signed check proved: its data is taken.
+                other.sendto(
+                    signed_check_from([], b.local_username, b.local_password, bytes(12)),
+                    pair.local_base,
+                )
                 for payload in (b"\x80one", b"\x80" + MARKER, b"\x80two"):
-                    stranger.sendto(payload, pair.local_base)
+                    other.sendto(payload, pair.local_base)
                 got = [await asyncio.wait_for(b.recv(), 5.0) for _ in range(2)]
             assert got == [b"\x80one", b"\x80two"]
             assert b.reader_errors.counts == {error_kind(AgentBug()): 1}
+
+    run(scenario())
+
+
+def test_the_ice_readers_pump_is_contained_and_data_flows_on() -> None:
+    """After a batch reached the agent, the reader pumps it (sends, events, timer). A bug there
+    reached the event loop's handler; now it is contained and counted like one in
+    receive_datagram, and the connection goes on."""
+
+    async def scenario() -> None:
+        async with signalled_pair() as (a, b):
+            await asyncio.gather(a.connect(), b.connect())
+            b.agent.__class__ = PumpBuggyAgent
+            assert isinstance(b.agent, PumpBuggyAgent)
+            b.agent.pump_bugs = 1
+            pair = b.selected_pair()
+            assert pair is not None
+            with client_socket() as other:  # a STUN datagram: through the agent, then a pump
+                other.sendto(binding_request(), pair.local_base)
+                await until(lambda: b.reader_errors.counts == {error_kind(PumpBug()): 1})
+            await a.send(b"\x80after the bug")
+            assert await asyncio.wait_for(b.recv(), 5.0) == b"\x80after the bug"
 
     run(scenario())
 
@@ -326,15 +392,8 @@ def test_the_ice_timer_is_armed_again_after_the_agent_raised(
     and both sides connect; each exception is counted, and logged once with its traceback."""
 
     async def scenario() -> None:
-        a = Connection(True, include_loopback=True, interfaces=[HOST])
-        b = Connection(False, include_loopback=True, interfaces=[HOST])
-        async with a, b:
-            await asyncio.gather(a.gather_candidates(), b.gather_candidates())
-            for side, peer in ((a, b), (b, a)):
-                side.set_remote_credentials(peer.local_username, peer.local_password)
-                for candidate in peer.local_candidates:
-                    await side.add_remote_candidate(candidate)
-                await side.add_remote_candidate(None)
+        async with signalled_pair() as (a, b):
+            for side in (a, b):
                 side.agent.__class__ = TimerBuggyAgent
                 assert isinstance(side.agent, TimerBuggyAgent)
                 side.agent.timer_bugs = 1
@@ -343,11 +402,104 @@ def test_the_ice_timer_is_armed_again_after_the_agent_raised(
                 assert side.timer_errors.counts == {error_kind(TimerBug()): 1}
                 assert side.reader_errors.total == 0
 
+    run_logging_one_timer_traceback(caplog, scenario(), TimerBug)
+
+
+def run_logging_one_timer_traceback(
+    caplog: pytest.LogCaptureFixture, scenario: Coroutine[Any, Any, None], bug: type[CoreBug]
+) -> None:
+    """Run ``scenario``; the timer's ``bug`` was logged once, with its traceback."""
     with caplog.at_level(logging.ERROR, logger="icestack.readers"):
-        run(scenario())
-    [record] = logged_tracebacks(caplog, TimerBug)
+        run(scenario)
+    [record] = logged_tracebacks(caplog, bug)
     assert "handling its timer raised" in record.getMessage()
     assert record.exc_info is not None
+
+
+# --------------------------------------------------------------------------- client timers
+
+
+class StunTimerBug(CoreBug):
+    pass
+
+
+class TurnTimerBug(CoreBug):
+    pass
+
+
+class TimerBuggySession(ClientSession, TimerBugs):
+    """A STUN client session whose first ``handle_timer`` raises."""
+
+    timer_bugs, bug = 1, StunTimerBug
+
+    def handle_timer(self, now: float) -> None:
+        self.timer_check()
+        super().handle_timer(now)
+
+
+class TimerBuggyAllocation(TurnAllocation, TimerBugs):
+    """A TURN allocation whose first ``handle_timer`` raises."""
+
+    timer_bugs, bug = 1, TurnTimerBug
+
+    def handle_timer(self, now: float) -> None:
+        self.timer_check()
+        super().handle_timer(now)
+
+
+#: Sends at 0 and 50 ms, then 100 ms more: every step of it is the timer's.
+FAST = TransactionConfig(initial_rto=0.05, max_requests=2, final_wait=2)
+
+
+def test_the_stun_client_timer_is_armed_again_after_the_session_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that ignores the first request: only the retransmission, which the timer sends,
+    is answered. The timer's first call raises; contained, the timer is armed again and the
+    retransmission goes out. Unguarded, the exception would reach the loop's handler and leave
+    the request waiting for ever."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        with client_socket() as server:
+            port = server.getsockname()[1]
+            client = await StunClient.connect(
+                HOST, port, config=ClientConfig(transaction=FAST), rto_cache=RtoCache(FAST)
+            )
+            async with client:
+                client._driver.session.__class__ = TimerBuggySession
+                pending = asyncio.ensure_future(client.binding())
+                _, source = await loop.sock_recvfrom(server, 2048)  # the first: ignored
+                data, source = await loop.sock_recvfrom(server, 2048)
+                answer = BindingServer().respond(data, None, make_address(*source), loop.time())
+                assert answer is not None
+                server.sendto(answer, source)
+                result = await asyncio.wait_for(pending, 5.0)
+                assert result.mapped_address == make_address(*source)
+                assert client.timer_errors.counts == {error_kind(StunTimerBug()): 1}
+                assert client.reader_errors.total == 0
+
+    run_logging_one_timer_traceback(caplog, scenario(), StunTimerBug)
+
+
+def test_the_turn_client_timer_is_armed_again_after_the_allocation_raised() -> None:
+    """An Allocate to a server that never answers ends, as it must, with TransactionTimeout —
+    through the timer, whose first call raised."""
+
+    async def scenario() -> None:
+        with client_socket() as silent:
+            client = await TurnClient.connect(
+                HOST, silent.getsockname()[1], username="alice", password="wonderland",
+                config=TurnClientConfig(stun=ClientConfig(transaction=FAST)),
+                rto_cache=RtoCache(FAST),
+            )  # fmt: skip
+            async with client:
+                client.allocation.__class__ = TimerBuggyAllocation
+                with pytest.raises(TransactionTimeout, match="after 2 request"):
+                    await asyncio.wait_for(client.allocate(), 5.0)
+                assert client.timer_errors.counts == {error_kind(TurnTimerBug()): 1}
+
+    run(scenario())
 
 
 def test_error_kind_names_module_and_class() -> None:

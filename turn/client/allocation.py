@@ -66,12 +66,12 @@ from stun import (
     Message,
     MessageClass,
     Method,
+    StunError,
     TransactionTimeout,
     XorMappedAddress,
-    make_address,
 )
-from stun import LocalProtocolError as StunLocalProtocolError
 from stun.address import is_destination, is_unicast
+from stun.arguments import check_address, check_bytes
 from stun.client import ClientConfig, ClientSession, Credentials
 from stun.datagram import Datagram
 from stun.events import RequestFailed, RequestSucceeded
@@ -264,7 +264,7 @@ class TurnAllocation:
         """Ask for a permission for a peer's IP address (RFC 8656 §11.1), kept until the
         allocation ends; nothing is sent if one is held or requested already."""
         self._require((AllocationState.ALLOCATED,), "create_permission")
-        address = self._peer(peer if isinstance(peer, Address) else Address(peer, 0), port=False)
+        address = self._permission_peer(peer)
         peers = self._peers
         permission = peers.permissions.get(address.host)
         if permission is None:
@@ -300,6 +300,8 @@ class TurnAllocation:
         While the allocation is being made or after it ended the data is dropped (and counted),
         and so is data to a new peer when ``max_permissions`` peers have one.
         """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            check_bytes(data, error=errors.LocalProtocolError)  # says what is wrong
         peers = self._peers
         channel = peers.channels.get(peer)
         if channel is not None and channel.grant is Grant.ACTIVE and len(data) <= MAX_SEND_SIZE:
@@ -370,6 +372,14 @@ class TurnAllocation:
         if self._state is AllocationState.ALLOCATED:
             self._expire("the connection to the server closed")
         self._session.connection_lost(now)
+        self._absorb(now)
+
+    def fail_all(self, error: StunError, now: float) -> None:
+        """End every request in progress with ``error`` (:meth:`stun.client.ClientSession.
+        fail_all`): a request could not leave this host. Each ends as if it had timed out — an
+        Allocate with :class:`~turn.events.AllocationFailed`, a permission or channel with its
+        failure event — only at once."""
+        self._session.fail_all(error, now)
         self._absorb(now)
 
     # ------------------------------------------------------------------ sans-IO verbs
@@ -455,14 +465,19 @@ class TurnAllocation:
     def _drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
 
+    def permission_host(self, peer: Address | str) -> str:
+        """The IP address (normalised) a permission for ``peer`` — an :class:`Address`, or an IP
+        literal — is held under; raises as :meth:`create_permission` does for a bad one."""
+        return self._permission_peer(peer).host
+
+    def _permission_peer(self, peer: Address | str) -> Address:
+        return self._peer(Address(peer, 0) if isinstance(peer, str) else peer, port=False)
+
     def _peer(self, peer: Address, *, port: bool = True) -> Address:
-        """``peer`` normalised; raises if it is no IP literal, no datagram can reach it (its port
-        is 0, unless ``port`` is off as for a permission, or its IP is not unicast), or no
-        relayed address can reach it."""
-        try:
-            address = make_address(peer.host, peer.port)
-        except StunLocalProtocolError as exc:
-            raise errors.LocalProtocolError(str(exc)) from None
+        """``peer`` normalised; raises if it is no ``(host, port)`` pair of an IP literal and a
+        port, no datagram can reach it (its port is 0, unless ``port`` is off as for a
+        permission, or its IP is not unicast), or no relayed address can reach it."""
+        address = check_address(peer, error=errors.LocalProtocolError)
         if not (is_destination(address) if port else is_unicast(address.host)):
             raise errors.LocalProtocolError(f"no datagram can be relayed to {address}")
         if family_of(address) not in self._relayed:

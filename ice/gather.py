@@ -204,26 +204,12 @@ class Gatherer:
         for stream, component, address, tcp_types in bases:
             preference = self._preferences[address.host]
             if tcp_types is not None:
-                for tcp_type in tcp_types:
-                    self._add_tcp(stream, component, address, tcp_type, preference)
+                if config.policy is not Policy.RELAY:  # relay-only: relayed candidates only
+                    for tcp_type in tcp_types:
+                        self._add_host(stream, component, address, preference, tcp_type)
                 continue
-            candidate = Candidate(
-                foundation=compute_foundation(CandidateType.HOST, address.host, "udp"),
-                component=component,
-                transport="udp",
-                priority=candidate_priority(
-                    TYPE_PREFERENCE[CandidateType.HOST], preference, component
-                ),
-                host=address.host,
-                port=address.port,
-                type=CandidateType.HOST,
-                base=address,
-            )
-            local = LocalCandidate(candidate, address, stream)
-            self._add(local)
+            local = self._add_host(stream, component, address, preference)
             gathered.append(local)
-            if self._announces(candidate):
-                self._emit(CandidateGathered(stream, candidate))
             if config.lite or config.policy is Policy.RELAY:
                 continue  # relay-only: not a single request to anything but the TURN servers
             for server in config.stun_servers:
@@ -239,30 +225,45 @@ class Gatherer:
             self._send_request(self._queue.popleft(), now)
             self._next_send = now + config.pacing
 
-    def _add_tcp(
-        self, stream: int, component: int, base: Address, tcp_type: TcpType, preference: int
-    ) -> None:
-        """A TCP host candidate of ``base`` (RFC 6544 §4.1, §4.2, §4.5)."""
-        if self._config.policy is Policy.RELAY:
-            return
-        local_preference = tcp_local_preference(
-            CandidateType.HOST, tcp_type, other_preference(preference)
-        )
+    def _add_host(
+        self,
+        stream: int,
+        component: int,
+        base: Address,
+        preference: int,
+        tcp_type: TcpType | None = None,
+    ) -> LocalCandidate:
+        """The host candidate of ``base`` (§5.1.1.1), announced; with ``tcp_type``, a TCP one
+        (RFC 6544 §4.1, §4.2: TCP's type preference and direction; §4.5: port 9 if active)."""
+        if tcp_type is None:
+            transport, port = "udp", base.port
+            priority = candidate_priority(
+                TYPE_PREFERENCE[CandidateType.HOST], preference, component
+            )
+        else:
+            transport = "tcp"
+            port = ACTIVE_TCP_PORT if tcp_type is TcpType.ACTIVE else base.port
+            local_preference = tcp_local_preference(
+                CandidateType.HOST, tcp_type, other_preference(preference)
+            )
+            type_preference = TCP_TYPE_PREFERENCE[CandidateType.HOST]
+            priority = candidate_priority(type_preference, local_preference, component)
         candidate = Candidate(
-            foundation=compute_foundation(CandidateType.HOST, base.host, "tcp"),
+            foundation=compute_foundation(CandidateType.HOST, base.host, transport),
             component=component,
-            transport="tcp",
-            priority=candidate_priority(
-                TCP_TYPE_PREFERENCE[CandidateType.HOST], local_preference, component
-            ),
+            transport=transport,
+            priority=priority,
             host=base.host,
-            port=ACTIVE_TCP_PORT if tcp_type is TcpType.ACTIVE else base.port,
+            port=port,
             type=CandidateType.HOST,
             tcp_type=tcp_type,
             base=base,
         )
-        self._add(LocalCandidate(candidate, base, stream))
-        self._emit(CandidateGathered(stream, candidate))
+        local = LocalCandidate(candidate, base, stream)
+        self._add(local)
+        if self._announces(candidate):
+            self._emit(CandidateGathered(stream, candidate))
+        return local
 
     def _announces(self, candidate: Candidate) -> bool:
         """Whether a local candidate is signalled: relayed ones always, host and srflx unless

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from ice.candidate import CandidateType, TcpType
+from ice.checklist import CandidatePair
 from ice.events import IceState
 from ice.netsim import DropReason, NatBehavior
 from ice.scenarios import (
@@ -103,6 +104,17 @@ EXPECTED_UDP_BLOCKED: dict[tuple[NatBehavior, NatBehavior], tuple[str, float] | 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "ice.md"
 
 
+def connected_as(
+    outcome: Outcome, types: str, connect_time: float
+) -> tuple[CandidatePair, CandidatePair]:
+    """Assert the outcome is the expected cell; the selected pairs of A and B."""
+    assert outcome.connected, outcome.failure_reason
+    assert outcome.pair_types == types
+    assert outcome.connect_time == pytest.approx(connect_time, abs=1e-9)
+    assert outcome.pair_a is not None and outcome.pair_b is not None
+    return outcome.pair_a, outcome.pair_b
+
+
 def mirrored(types: str) -> str:
     local, remote = types.split("-")
     return f"{remote}-{local}"
@@ -126,12 +138,8 @@ def test_nat_matrix(nat_a: NatBehavior, nat_b: NatBehavior) -> None:
         assert scenario.network.stats.dropped[DropReason.FILTERED] > 0
         return
 
-    types, connect_time = expected
-    assert outcome.connected, outcome.failure_reason
-    assert outcome.pair_types == types
-    assert outcome.connect_time == pytest.approx(connect_time, abs=1e-9)
-    pair_a, pair_b = outcome.pair_a, outcome.pair_b
-    assert pair_a is not None and pair_b is not None
+    pair_a, pair_b = connected_as(outcome, *expected)
+    types = expected[0]
     assert pair_a.nominated and pair_b.nominated
     assert pair_types(pair_b) == mirrored(types)
     # Both agents agree on the path, as each NAT shows it to the other side.
@@ -166,12 +174,7 @@ def test_udp_blocked_matrix(nat_a: NatBehavior, nat_b: NatBehavior) -> None:
         assert not outcome.connected
         assert outcome.failure_reason is not None and "ICE-TCP" in outcome.failure_reason
         return
-    types, connect_time = expected
-    assert outcome.connected, outcome.failure_reason
-    assert outcome.pair_types == types
-    assert outcome.connect_time == pytest.approx(connect_time, abs=1e-9)
-    pair_a, pair_b = outcome.pair_a, outcome.pair_b
-    assert pair_a is not None and pair_b is not None
+    pair_a, pair_b = connected_as(outcome, *expected)
     # Whoever connected appears to the other at the address its NAT (if any) gave the
     # connection: a peer-reflexive candidate with the real port, never the signalled port 9.
     passive, active = (pair_a, pair_b) if nat_a is NONE and nat_b is not NONE else (pair_b, pair_a)

@@ -4,8 +4,11 @@ what a peer cannot do to the agent through them (ice/tcp.py's bounds and peer-in
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from ice.agent import Agent
 from ice.candidate import Candidate, CandidateType, TcpType
 from ice.checklist import PairState
 from ice.errors import LocalProtocolError
@@ -108,15 +111,23 @@ def test_a_remote_udp_and_tcp_candidate_may_share_an_address() -> None:
 
 # ====================================================================== our connections
 
+REMOTE_PASSIVE = Address("198.51.100.7", 9000)
 
-def test_the_active_side_opens_the_connection_as_part_of_the_check() -> None:
-    remote = Address("198.51.100.7", 9000)
-    agent = tcp_agent()
-    agent.add_remote_candidate(remote_tcp(remote, TcpType.PASSIVE))
+
+def checking_a_passive_candidate(**config: Any) -> tuple[Agent, OpenTcp]:
+    """An agent whose first check is of its active candidate with the peer's passive one at
+    :data:`REMOTE_PASSIVE`: the connection it asks to open for it."""
+    agent = tcp_agent(**config)
+    agent.add_remote_candidate(remote_tcp(REMOTE_PASSIVE, TcpType.PASSIVE))
     agent.start_checks(0.0)
     agent.handle_timer(0.0)
     [open_command] = opened(commands(agent))
-    assert (open_command.local, open_command.remote) == (TCP_BASE, remote)
+    return agent, open_command
+
+
+def test_the_active_side_opens_the_connection_as_part_of_the_check() -> None:
+    agent, open_command = checking_a_passive_candidate()
+    assert (open_command.local, open_command.remote) == (TCP_BASE, REMOTE_PASSIVE)
     assert not open_command.simultaneous_open
     [pair] = agent.checklists[0]
     assert pair.state is PairState.IN_PROGRESS
@@ -139,12 +150,7 @@ def test_the_active_side_opens_the_connection_as_part_of_the_check() -> None:
 
 
 def test_a_check_over_tcp_is_sent_once_and_fails_after_ti() -> None:
-    remote = Address("198.51.100.7", 9000)
-    agent = tcp_agent()
-    agent.add_remote_candidate(remote_tcp(remote, TcpType.PASSIVE))
-    agent.start_checks(0.0)
-    agent.handle_timer(0.0)
-    [open_command] = opened(commands(agent))
+    agent, open_command = checking_a_passive_candidate()
     agent.tcp_connected(open_command.connection, 0.0)
     sent = commands(agent)
     for now in range(1, 40):  # RFC 8489 §6.2.2: TCP does the retransmitting, STUN does not
@@ -158,12 +164,7 @@ def test_a_check_over_tcp_is_sent_once_and_fails_after_ti() -> None:
 
 
 def test_a_refused_connection_fails_the_pair_at_once() -> None:
-    remote = Address("198.51.100.7", 9000)
-    agent = tcp_agent()
-    agent.add_remote_candidate(remote_tcp(remote, TcpType.PASSIVE))
-    agent.start_checks(0.0)
-    agent.handle_timer(0.0)
-    [open_command] = opened(commands(agent))
+    agent, open_command = checking_a_passive_candidate()
     agent.tcp_closed(open_command.connection, 0.03, "refused")
     [pair] = agent.checklists[0]
     assert pair.state is PairState.FAILED
@@ -174,12 +175,7 @@ def test_a_refused_connection_fails_the_pair_at_once() -> None:
 
 
 def test_a_connection_not_established_in_time_is_given_up() -> None:
-    remote = Address("198.51.100.7", 9000)
-    agent = tcp_agent(tcp_connect_timeout=3.0)
-    agent.add_remote_candidate(remote_tcp(remote, TcpType.PASSIVE))
-    agent.start_checks(0.0)
-    agent.handle_timer(0.0)
-    [open_command] = opened(commands(agent))
+    agent, open_command = checking_a_passive_candidate(tcp_connect_timeout=3.0)
     agent.handle_timer(2.9)
     assert not closed(commands(agent, 2.9))
     agent.handle_timer(3.0)
@@ -209,12 +205,7 @@ def test_connection_attempts_are_capped() -> None:
 
 
 def test_what_waits_for_a_connection_is_bounded() -> None:
-    remote = Address("198.51.100.7", 9000)
-    agent = tcp_agent()
-    agent.add_remote_candidate(remote_tcp(remote, TcpType.PASSIVE))
-    agent.start_checks(0.0)
-    agent.handle_timer(0.0)
-    [open_command] = opened(commands(agent))
+    agent, open_command = checking_a_passive_candidate()
     [pair] = agent.checklists[0]
     for _ in range(MAX_WAITING_FRAMES + 5):
         agent.outgoing.send(pair, 0.0, use_candidate=False)

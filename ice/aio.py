@@ -793,7 +793,11 @@ class Connection(_Closing):
                 self._selected_since_restart.add(event.component)
                 self._state_signal.fire()
             elif isinstance(event, ConsentLost):
-                reason = "consent to send was lost (RFC 7675)"
+                reason = (
+                    "the selected pair's TCP connection was closed"
+                    if event.pair.local.transport == "tcp"
+                    else "consent to send was lost (RFC 7675)"
+                )
                 self._data_paths.drop(event.component, reason, self._loop.time())
                 if self._tcp is not None:
                     self._tcp.drop(event.component, self._loop.time())

@@ -16,6 +16,7 @@ import pytest
 from ice import Connection, IceConnectionError, LocalProtocolError, TcpType
 from ice.candidate import CandidateType
 from ice.config import AgentConfig
+from ice.events import ConsentLost
 from ice.stats import TcpOutcome
 from stun.address import Address
 from stun.attributes import IceControlling, Priority, UseCandidate, Username, XorMappedAddress
@@ -214,5 +215,21 @@ def test_simultaneous_open_connects_on_loopback() -> None:
                 assert pair.remote.tcp_type is TcpType.SIMULTANEOUS_OPEN
             await a.send(b"\x80both ways at once")
             assert await b.recv() == b"\x80both ways at once"
+
+    run(scenario())
+
+
+def test_the_peer_closing_the_connection_is_reported_like_lost_consent() -> None:
+    async def scenario() -> None:
+        async with connected(udp=False) as (a, b):
+            events: list[object] = []
+            b.on_event = events.append
+            await a.close()
+            with pytest.raises(IceConnectionError, match="TCP connection was closed"):
+                await b.recv()
+            assert any(isinstance(event, ConsentLost) for event in events)
+            assert "closed by the peer" in b.failure_reason()
+            with pytest.raises(IceConnectionError):
+                await b.send(b"\x80too late")
 
     run(scenario())

@@ -66,7 +66,7 @@ from stun.reader_errors import TIMER, ReaderErrors
 from . import connection_options as options
 from .agent import Agent
 from .base_sockets import ICMP_ERRNOS, BaseSocket, DataPaths, Signal, bind_base
-from .candidate import Candidate, TcpType, generate_credentials, validate_pwd, validate_ufrag
+from .candidate import Candidate, generate_credentials, validate_pwd, validate_ufrag
 from .checklist import CandidatePair
 from .config import AgentConfig, Policy
 from .connection_options import StunServerArgument, TurnServerArgument
@@ -473,23 +473,8 @@ class Connection(_Closing):
                     agent.add_base(0, component, base.local)
                     self._loop.add_reader(sock.fileno(), base.read_ready)
                     udp_port = base.local.port
-                self._add_tcp_bases(component, address.host, udp_port)
-
-    def _add_tcp_bases(self, component: int, host: str, udp_port: int) -> None:
-        """The TCP bases of an address (ICE-TCP): one that listens (passive candidates) or only
-        connects (active ones), and one for simultaneous open when asked."""
-        tcp, types = self._tcp, self._config.tcp_types
-        assert tcp is not None
-        try:
-            if TcpType.PASSIVE in types or TcpType.ACTIVE in types:
-                listening = TcpType.PASSIVE in types
-                base = tcp.listen(host, avoid=udp_port, listening=listening)
-                self.agent.add_tcp_base(0, component, base)
-            if TcpType.SIMULTANEOUS_OPEN in types:
-                base = tcp.listen(host, avoid=udp_port, simultaneous_open=True)
-                self.agent.add_tcp_base(0, component, base, simultaneous_open=True)
-        except OSError as exc:
-            _log.info("cannot gather TCP candidates on %s: %s", host, exc)
+                assert self._tcp is not None
+                self._tcp.add_bases(agent, component, address.host, avoid=udp_port)
 
     def _close_base(self, base: BaseSocket) -> None:
         self._loop.remove_reader(base.sock.fileno())

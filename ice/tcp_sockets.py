@@ -37,6 +37,7 @@ from stun.address import Address, normalize_host
 from stun.aio_sockets import tcp_socket
 from stun.framing import MAX_RFC4571_PACKET
 
+from .candidate import TcpType
 from .checklist import CandidatePair
 from .errors import LocalProtocolError
 from .tcp import CloseTcp, OpenTcp, TcpCommand, WriteTcp
@@ -342,9 +343,22 @@ class TcpSockets:
             self.loop.add_reader(sock.fileno(), self._accept_ready, base, sock)
         return base
 
-    def bases_on(self, host: str) -> list[Address]:
-        """The TCP bases on the IP address ``host``."""
-        return [base for base in self.listeners if base.host == host]
+    def add_bases(self, agent: Agent, component: int, host: str, *, avoid: int) -> None:
+        """Open the TCP bases of an address and declare them to the agent: one that listens
+        (for passive candidates) or only connects (active ones alone), and one for simultaneous
+        open, as its ``tcp_types`` ask; ports other than ``avoid`` (the UDP base's)."""
+        types = agent.config.tcp_types
+        try:
+            if TcpType.PASSIVE in types or TcpType.ACTIVE in types:
+                listening = TcpType.PASSIVE in types
+                agent.add_tcp_base(
+                    0, component, self.listen(host, avoid=avoid, listening=listening)
+                )
+            if TcpType.SIMULTANEOUS_OPEN in types:
+                base = self.listen(host, avoid=avoid, simultaneous_open=True)
+                agent.add_tcp_base(0, component, base, simultaneous_open=True)
+        except OSError as exc:
+            _log.info("cannot gather TCP candidates on %s: %s", host, exc)
 
     def close_base(self, base: Address) -> None:
         sock = self.listeners.pop(base, None)

@@ -37,6 +37,11 @@ indication is delivered whether or not a channel exists yet. Anything else from 
 is not a response is dropped and counted in :attr:`TurnAllocation.dropped`, never raised. Send
 and Data indications are made and read by :mod:`turn.client.data`.
 
+TCP allocations (RFC 6062, ``relay_transport=TCP``) carry no data on this machine:
+:meth:`TurnAllocation.connect` asks the server to connect to a peer, a ConnectionAttempt
+indication says a peer connected, and :meth:`TurnAllocation.bind_connection` makes the
+ConnectionBind of each new data connection; :mod:`turn.client.tcp` says how.
+
 Values from the server are judged, not trusted (:mod:`turn.client.allocate`): a LIFETIME beyond
 an hour is taken as an hour (:data:`~turn.client.allocate.LONGEST_LIFETIME`); an Allocate success
 whose relayed address no datagram can reach (port 0, the unspecified or a multicast address)
@@ -72,7 +77,7 @@ from stun import (
 )
 from stun import LocalProtocolError as StunLocalProtocolError
 from stun.address import is_destination, is_unicast
-from stun.client import ClientConfig, ClientSession, Credentials
+from stun.client import Authentication, ClientConfig, ClientSession, Credentials
 from stun.datagram import Datagram
 from stun.events import RequestFailed, RequestSucceeded
 from stun.transaction import RtoCache
@@ -82,6 +87,8 @@ from ..attributes import (
     AddressErrorCode,
     Lifetime,
     ReservationToken,
+    TransportProtocol,
+    XorPeerAddress,
     XorRelayedAddress,
 )
 from ..channel import decode_channel_data, encode_channel_data
@@ -91,8 +98,11 @@ from ..events import (
     AllocationExpired,
     AllocationFailed,
     AllocationRefreshed,
+    ConnectFailed,
+    ConnectionAttempted,
     DataReceived,
     Failure,
+    PeerConnected,
     TurnClientEvent,
     error_code,
 )
@@ -110,6 +120,7 @@ from .data import (
     unwrap_data_indication,
 )
 from .leases import Grant, Lease, OnFailure, OnSuccess, PeerLeases
+from .tcp import ConnectionBinding, connected_id, connection_attempt
 
 
 class AllocationState(enum.Enum):
@@ -155,12 +166,19 @@ class TurnAllocation:
     ) -> None:
         self.config = config = config or TurnClientConfig()
         self.local = local
+        self._tcp = config.relay_transport is TransportProtocol.TCP
+        if self._tcp and not config.transport.is_stream:
+            raise errors.LocalProtocolError(
+                "a TCP allocation (RFC 6062) needs a TCP or TLS connection to the server"
+            )
         session_config: ClientConfig = dataclasses.replace(
             config.stun,
             credentials=credentials or config.stun.credentials,
             reliable=config.transport.is_stream,
         )
         self._session = ClientSession(server, config=session_config, rto_cache=rto_cache)
+        #: Peers of a TCP allocation with a Connect under way (RFC 6062 §4.3).
+        self._connecting: set[Address] = set()
         self._state = AllocationState.IDLE
         self._callbacks: dict[int, tuple[OnSuccess, OnFailure]] = {}
         self._outgoing: list[Datagram] = []
@@ -213,6 +231,11 @@ class TurnAllocation:
     def expires_at(self) -> float | None:
         """When the allocation ends unless refreshed; ``None`` unless allocated."""
         return self._lease.expires_at if self._state is AllocationState.ALLOCATED else None
+
+    @property
+    def authentication(self) -> Authentication | None:
+        """What the server's challenge settled: realm, password algorithm, USERHASH."""
+        return self._session.authentication
 
     @property
     def dont_fragment(self) -> bool:
@@ -279,6 +302,7 @@ class TurnAllocation:
         """Bind a channel to ``peer`` (RFC 8656 §12.1), kept until the allocation ends; return
         its number. A peer keeps its number for the life of the allocation."""
         self._require((AllocationState.ALLOCATED,), "bind_channel")
+        self._require_udp("bind_channel")
         peer = self._peer(peer)
         peers = self._peers
         channel = peers.channels.get(peer)
@@ -308,6 +332,7 @@ class TurnAllocation:
         state = self._state
         if state in (AllocationState.IDLE, AllocationState.CLOSED):
             raise errors.LocalProtocolError(f"send() on an allocation that is {state.value}")
+        self._require_udp("send")
         if len(data) > MAX_SEND_SIZE:
             raise errors.LocalProtocolError(f"{len(data)} bytes, at most {MAX_SEND_SIZE}")
         if state is not AllocationState.ALLOCATED:
@@ -336,6 +361,49 @@ class TurnAllocation:
             permission.queued.append((data, peer))
         else:
             self._drop("queue full")
+
+    def connect(self, peer: Address, now: float) -> None:
+        """Ask the server of a TCP allocation to connect to ``peer`` from the relayed address
+        (RFC 6062 §4.3); the answer is :class:`~turn.events.PeerConnected` or
+        :class:`~turn.events.ConnectFailed`. The peer's IP address needs a permission
+        (:meth:`create_permission`), or the server answers 403. Raises
+        :class:`turn.LocalProtocolError` on a UDP allocation, and while a Connect to the same
+        peer is under way."""
+        self._require((AllocationState.ALLOCATED,), "connect")
+        if not self._tcp:
+            raise errors.LocalProtocolError(
+                "connect() is for TCP allocations (TurnClientConfig(relay_transport=TCP))"
+            )
+        peer = self._peer(peer)
+        if peer in self._connecting:
+            raise errors.LocalProtocolError(f"a Connect to {peer} is under way")
+        self._connecting.add(peer)
+
+        def connected(response: Message, now: float) -> None:
+            self._connecting.discard(peer)
+            try:
+                self._events.append(PeerConnected(peer, connected_id(response)))
+            except errors.RemoteProtocolError as error:
+                self._events.append(ConnectFailed(peer, error))
+
+        def failed(error: Failure, now: float) -> None:
+            self._connecting.discard(peer)
+            if not self._gone("Connect", error):
+                self._events.append(ConnectFailed(peer, error))
+
+        self._request(Method.CONNECT, [XorPeerAddress(peer)], now, connected, failed)
+        self._absorb(now)
+
+    def bind_connection(self, connection_id: int, now: float) -> ConnectionBinding:
+        """The ConnectionBind for a new data connection to the server (RFC 6062 §4.4), with
+        the credentials this allocation's requests carry, queued: see
+        :class:`~turn.client.tcp.ConnectionBinding`."""
+        self._require((AllocationState.ALLOCATED,), "bind_connection")
+        if not self._tcp:
+            raise errors.LocalProtocolError("bind_connection() is for TCP allocations")
+        session = ClientSession(self.server, config=self._session.config)
+        session.authenticate_like(self._session)
+        return ConnectionBinding(connection_id, session, now)
 
     def refresh(self, now: float) -> None:
         """Refresh the allocation now (RFC 8656 §8), ahead of its schedule: to learn whether the
@@ -394,6 +462,9 @@ class TurnAllocation:
             self._drop("malformed")
             return
         if message.message_class is MessageClass.INDICATION:
+            if message.method == Method.CONNECTION_ATTEMPT:
+                self._connection_attempt(message)
+                return
             unwrapped = unwrap_data_indication(message, self._peers.permissions, self._drop)
             if unwrapped is not None:
                 peer, payload = unwrapped
@@ -445,6 +516,13 @@ class TurnAllocation:
         if self._state not in states:
             raise errors.LocalProtocolError(
                 f"{what}() on an allocation that is {self._state.value}"
+            )
+
+    def _require_udp(self, what: str) -> None:
+        if self._tcp:
+            raise errors.LocalProtocolError(
+                f"{what}() on a TCP allocation, whose peers are reached over connections "
+                "(connect(), RFC 6062)"
             )
 
     def _move(self, state: AllocationState) -> None:
@@ -683,6 +761,19 @@ class TurnAllocation:
             self._drop("unknown channel")
             return
         self._deliver(channel.peer, payload)
+
+    def _connection_attempt(self, message: Message) -> None:
+        """A ConnectionAttempt indication (RFC 6062 §4.4): a peer connected to the relayed
+        address of this TCP allocation."""
+        attempt = connection_attempt(message)
+        if attempt is None or not self._tcp or self._state is not AllocationState.ALLOCATED:
+            self._drop("unusable ConnectionAttempt")
+            return
+        peer, connection_id = attempt
+        if family_of(peer) not in self._relayed:
+            self._drop("unusable ConnectionAttempt")
+            return
+        self._events.append(ConnectionAttempted(peer, connection_id))
 
     def _deliver(self, peer: Address, data: bytes) -> None:
         relayed = self._relayed.get(family_of(peer))

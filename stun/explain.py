@@ -74,7 +74,8 @@ def explain(
 
 def _error_response(error: ErrorResponse, with_credentials: bool) -> Explanation:
     code = error.code
-    what = f"the server answered {code} {error.reason}".rstrip()
+    reason = error.reason.strip(" \x00")  # coturn pads some reason phrases with NULs
+    what = f"the server answered {code} {reason}".rstrip()
     if code == 401:
         realm = error.response.get(Realm) if error.response is not None else None
         in_realm = f" of realm {realm.value!r}" if realm is not None else ""

@@ -81,7 +81,7 @@ class PeerConnectionFailed(TurnError):
 
     def __init__(self, peer: object, server: object, step: str, error: Exception) -> None:
         code = getattr(error, "code", None)
-        reason = str(getattr(error, "reason", "")).strip()  # coturn pads some with spaces
+        reason = str(getattr(error, "reason", "")).strip(" \x00")  # coturn pads with NULs
         said = f"{code} {reason}".strip() if isinstance(code, int) else str(error)
         why = _CONNECTION_FAILURES.get(code) if isinstance(code, int) else None
         detail = f"{said}: {why}" if why is not None else said

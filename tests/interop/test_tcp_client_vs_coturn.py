@@ -1,0 +1,228 @@
+"""Our TurnClient's TCP allocations (RFC 6062) through coturn's turnserver, to TCP peers on
+loopback: a connection to an echo peer (4 MB back in order), a peer that connects to the relayed
+address and is accepted, over TCP and TLS control connections and over IPv6; closes both ways;
+and coturn's refusals said in words (403 for a denied peer, 446, 447).
+
+What coturn 4.6.1 does, as these tests found it:
+
+* It accepts a ConnectionBind carrying the control connection's nonce on the new data connection.
+* When the peer closes, it resets a TCP data connection (the client's reader raises
+  ConnectionResetError) where it closes a TLS one cleanly, and where our server sends
+  end-of-file on both.
+* Its reason phrases come padded with NUL bytes to a multiple of four
+  (``"Connection Already Exists\\x00\\x00\\x00"``); what we print strips them.
+* It does not refuse private or loopback peers by default: ``--denied-peer-ip`` makes the 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from stun import Address, AddressFamily, make_address
+from stun.aio import Transport
+from stun.tls import CertificateFiles, client_context
+from tests.interop.conftest import TEST_CREDENTIALS
+from tests.interop.coturn import RunningTurnserver, running_turnserver, skip_unless_installed
+from tests.net.loopback import IPV6, closed_port, run
+from turn import PeerConnectionFailed, TransportProtocol, TurnClient, TurnClientConfig
+
+WAIT = 5.0
+DENIED_PEER = "127.0.0.2"
+#: (control transport, host): TCP and TLS on IPv4, TCP on IPv6.
+PATHS = [
+    pytest.param("tcp", "127.0.0.1", id="tcp"),
+    pytest.param("tls", "127.0.0.1", id="tls"),
+    pytest.param(
+        "tcp", "::1", id="ipv6",
+        marks=pytest.mark.skipif(not IPV6, reason="IPv6 loopback (::1) is not available here"),
+    ),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def coturn_tcp(
+    tmp_path_factory: pytest.TempPathFactory, tls_certificate: CertificateFiles
+) -> Iterator[RunningTurnserver]:
+    """coturn with long-term credentials, TLS, TCP relays (its default) and one denied peer."""
+    skip_unless_installed("turnserver")
+    with running_turnserver(
+        tmp_path_factory.mktemp("coturn-tcp"),
+        certificate=tls_certificate,
+        credentials=TEST_CREDENTIALS,
+        extra_arguments=["--denied-peer-ip", DENIED_PEER],
+    ) as server:
+        yield server
+
+
+async def tcp_client(
+    server: RunningTurnserver, transport: Transport = "tcp", host: str = "127.0.0.1"
+) -> TurnClient:
+    """Our client with a TCP allocation's config, to coturn over ``transport`` on ``host``."""
+    family = AddressFamily.IPV6 if ":" in host else AddressFamily.IPV4
+    address = server.tls_address(host) if transport == "tls" else server.address(host)
+    assert server.certificate is not None
+    return await TurnClient.connect(
+        address.host,
+        address.port,
+        transport=transport,
+        username=TEST_CREDENTIALS.username,
+        password=TEST_CREDENTIALS.password,
+        ssl_context=client_context(server.certificate),
+        config=TurnClientConfig(relay_transport=TransportProtocol.TCP, requested_family=family),
+    )
+
+
+class Peer:
+    """A TCP echo server's view: where connections came from, and whether they ended."""
+
+    def __init__(self) -> None:
+        self.sources: list[Address] = []
+        self.ended = asyncio.Event()
+
+    async def echo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        self.sources.append(make_address(peername[0], peername[1]))
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            self.ended.set()
+            writer.close()
+
+
+@asynccontextmanager
+async def echo_peer(host: str) -> AsyncIterator[tuple[Address, Peer]]:
+    peer = Peer()
+    server = await asyncio.start_server(peer.echo, host, 0)
+    sockname = server.sockets[0].getsockname()
+    try:
+        yield make_address(sockname[0], sockname[1]), peer
+    finally:
+        server.close()
+
+
+async def ended(reader: asyncio.StreamReader) -> bool:
+    """Whether the connection ends within the wait: end-of-file, or coturn's reset."""
+    try:
+        return await asyncio.wait_for(reader.read(65536), WAIT) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize(("transport", "host"), PATHS)
+def test_a_connection_to_an_echo_peer_carries_4_mb_in_order(
+    coturn_tcp: RunningTurnserver, transport: Transport, host: str
+) -> None:
+    async def scenario() -> None:
+        async with echo_peer(host) as (peer, echo), await tcp_client(
+            coturn_tcp, transport, host
+        ) as client:
+            relayed = await client.allocate()
+            assert relayed.host == host and relayed.port != coturn_tcp.port
+            reader, writer = await client.open_connection(peer)
+            assert echo.sources == [relayed]  # the peer sees the relayed address
+            payload = random.randbytes(4 * 1024 * 1024)
+
+            async def write() -> None:
+                writer.write(payload)
+                await writer.drain()
+
+            sending = asyncio.create_task(write())
+            assert await asyncio.wait_for(reader.readexactly(len(payload)), 30.0) == payload
+            await sending
+            writer.close()  # our close reaches the peer
+            await asyncio.wait_for(echo.ended.wait(), WAIT)
+
+    run(scenario(), timeout=60.0)
+
+
+@pytest.mark.parametrize(("transport", "host"), PATHS)
+def test_a_peer_that_connects_is_accepted(
+    coturn_tcp: RunningTurnserver, transport: Transport, host: str
+) -> None:
+    async def scenario() -> None:
+        async with await tcp_client(coturn_tcp, transport, host) as client:
+            relayed = await client.allocate()
+            await client.create_permission(host)
+            peer_reader, peer_writer = await asyncio.wait_for(
+                asyncio.open_connection(relayed.host, relayed.port), WAIT
+            )
+            peer_writer.write(b"before the bind")
+            peer, reader, writer = await asyncio.wait_for(client.accept(), WAIT)
+            sockname = peer_writer.get_extra_info("sockname")
+            assert peer == make_address(sockname[0], sockname[1])
+            assert await asyncio.wait_for(reader.readexactly(15), WAIT) == b"before the bind"
+            writer.write(b"and back")
+            assert await asyncio.wait_for(peer_reader.readexactly(8), WAIT) == b"and back"
+            peer_writer.close()  # the peer's close reaches us
+            assert await ended(reader)
+
+    run(scenario())
+
+
+def test_two_clients_connect_through_coturns_relays(coturn_tcp: RunningTurnserver) -> None:
+    async def scenario() -> None:
+        async with (
+            await tcp_client(coturn_tcp) as alice,
+            await tcp_client(coturn_tcp, "tls") as bob,
+        ):
+            alice_relay = await alice.allocate()
+            bob_relay = await bob.allocate()
+            await bob.create_permission(alice_relay.host)
+            connecting = asyncio.create_task(alice.open_connection(bob_relay))
+            peer, bob_reader, bob_writer = await asyncio.wait_for(bob.accept(), WAIT)
+            assert peer == alice_relay
+            alice_reader, alice_writer = await asyncio.wait_for(connecting, WAIT)
+            alice_writer.write(b"hello bob")
+            assert await asyncio.wait_for(bob_reader.readexactly(9), WAIT) == b"hello bob"
+            bob_writer.write(b"hello alice")
+            assert await asyncio.wait_for(alice_reader.readexactly(11), WAIT) == b"hello alice"
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("peer", "code", "step", "words"),
+    [
+        (make_address(DENIED_PEER, 80), 403, "CreatePermission", "peer policy"),
+        (None, 447, "Connect", "could not connect to the peer"),
+    ],
+    ids=["denied-peer-403", "nothing-listens-447"],
+)
+def test_refusals_are_said_in_words(
+    coturn_tcp: RunningTurnserver, peer: Address | None, code: int, step: str, words: str
+) -> None:
+    target = peer or make_address("127.0.0.1", closed_port("127.0.0.1", socket.SOCK_STREAM))
+
+    async def scenario() -> None:
+        async with await tcp_client(coturn_tcp) as client:
+            await client.allocate()
+            with pytest.raises(PeerConnectionFailed) as failed:
+                await client.open_connection(target)
+            assert (failed.value.code, failed.value.step) == (code, step)
+            assert words in str(failed.value) and "\x00" not in str(failed.value)
+
+    run(scenario())
+
+
+def test_a_second_connection_to_a_peer_gets_446(coturn_tcp: RunningTurnserver) -> None:
+    async def scenario() -> None:
+        async with echo_peer("127.0.0.1") as (peer, _), await tcp_client(coturn_tcp) as client:
+            await client.allocate()
+            await client.open_connection(peer)
+            with pytest.raises(PeerConnectionFailed) as exists:
+                await client.open_connection(peer)
+            assert exists.value.code == 446
+            assert str(exists.value).count("Connection Already Exists: a connection") == 1
+
+    run(scenario())
+

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stun import Address, ErrorResponse, StunError
+from stun import Address, AddressFamily, ErrorResponse, StunError
 from stun.aio import Transport
 from stun.cli import format_table, load_client_tls, parse_seconds
 from stun.client import Authentication, ClientConfig
@@ -268,8 +268,10 @@ class TurnProbe:
         ssl_context: ssl.SSLContext | None,
         timeout: float,
         progress: Progress,
+        relay_family: AddressFamily = AddressFamily.IPV4,
     ) -> None:
         self.report = report
+        self.relay_family = relay_family
         self.server = server
         self.host = host
         self.ssl_context = ssl_context
@@ -360,6 +362,10 @@ class TurnProbe:
                 stun=ClientConfig(transaction=schedule),
                 allocate_timeout=self.timeout,
                 relay_transport=relay,
+                # IPv4 is what a server grants without REQUESTED-ADDRESS-FAMILY (RFC 8656 §7.2)
+                requested_family=self.relay_family
+                if self.relay_family is AddressFamily.IPV6
+                else None,
             ),
         )
         self._clients.append(client)
@@ -514,6 +520,7 @@ async def _probe(args: argparse.Namespace) -> int:
     probe = TurnProbe(
         report, server=server, host=uri.host, ssl_context=context, timeout=timeout,
         progress=progress,
+        relay_family=AddressFamily.IPV6 if args.relay_family == "ipv6" else AddressFamily.IPV4,
     )  # fmt: skip
     await probe.run()
     if report.ok:
@@ -563,6 +570,13 @@ def add_probe_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     family = parser.add_mutually_exclusive_group()
     family.add_argument("-6", dest="ipv6", action="store_true", help="use IPv6")
     family.add_argument("-4", dest="ipv4", action="store_true", help="use IPv4")
+    parser.add_argument(
+        "--relay-family",
+        choices=("ipv4", "ipv6"),
+        default="ipv4",
+        help="the family of the relayed addresses to ask for (REQUESTED-ADDRESS-FAMILY; "
+        "default ipv4, what a server grants when not asked)",
+    )
     parser.add_argument(
         "--timeout",
         type=parse_seconds,

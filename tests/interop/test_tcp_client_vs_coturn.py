@@ -30,6 +30,7 @@ from stun.tls import CertificateFiles, client_context
 from tests.interop.conftest import TEST_CREDENTIALS
 from tests.interop.coturn import RunningTurnserver, running_turnserver, skip_unless_installed
 from tests.net.loopback import IPV6, closed_port, run
+from tests.turn.test_tcp_relay_aio import cross_connect
 from turn import PeerConnectionFailed, TransportProtocol, TurnClient, TurnClientConfig
 
 WAIT = 5.0
@@ -175,17 +176,10 @@ def test_two_clients_connect_through_coturns_relays(coturn_tcp: RunningTurnserve
             await tcp_client(coturn_tcp) as alice,
             await tcp_client(coturn_tcp, "tls") as bob,
         ):
-            alice_relay = await alice.allocate()
-            bob_relay = await bob.allocate()
-            await bob.create_permission(alice_relay.host)
-            connecting = asyncio.create_task(alice.open_connection(bob_relay))
-            peer, bob_reader, bob_writer = await asyncio.wait_for(bob.accept(), WAIT)
-            assert peer == alice_relay
-            alice_reader, alice_writer = await asyncio.wait_for(connecting, WAIT)
-            alice_writer.write(b"hello bob")
-            assert await asyncio.wait_for(bob_reader.readexactly(9), WAIT) == b"hello bob"
-            bob_writer.write(b"hello alice")
-            assert await asyncio.wait_for(alice_reader.readexactly(11), WAIT) == b"hello alice"
+            await alice.allocate()
+            await bob.allocate()
+            await cross_connect(alice, bob)
+            assert bob.tcp.open == 1 and alice.tcp.open == 1
 
     run(scenario())
 

@@ -60,6 +60,8 @@ CONTROL = make_address("198.51.100.7", 40000)
 DATA = make_address("198.51.100.7", 40001)
 OTHER_DATA = make_address("198.51.100.7", 40002)
 TCP_RELAYS = TurnClientConfig(relay_transport=TransportProtocol.TCP, transport=TCP)
+#: A UDP allocation over a TCP connection.
+UDP_RELAYS = TurnClientConfig(transport=TCP)
 
 
 class Machine(Protocol):
@@ -108,6 +110,8 @@ def drain(machine: TurnAllocation | ConnectionBinding) -> list[TurnClientEvent]:
 def tcp_allocation(
     config: TurnClientConfig = TCP_RELAYS, **overrides: Any
 ) -> tuple[Wire, TurnAllocation]:
+    """An allocation made over a TCP connection to a fresh server core (a TCP one unless
+    ``config`` says otherwise)."""
     server, _ = tcp_server(**overrides)
     wire = Wire(server)
     allocation = TurnAllocation(
@@ -190,15 +194,7 @@ def test_udp_data_calls_are_refused_on_a_tcp_allocation() -> None:
 
 
 def test_connect_is_refused_on_a_udp_allocation() -> None:
-    server, _ = tcp_server()
-    wire = Wire(server)
-    allocation = TurnAllocation(
-        SERVER, Credentials(username="alice", password=PASSWORDS["alice"]),
-        TurnClientConfig(transport=TCP),
-    )  # fmt: skip
-    wire.attach(CONTROL, allocation)
-    allocation.allocate(0.0)
-    wire.pump(0.0)
+    _, allocation = tcp_allocation(UDP_RELAYS)
     with pytest.raises(LocalProtocolError, match="TCP allocations"):
         allocation.connect(PEER, 0.0)
     with pytest.raises(LocalProtocolError, match="TCP allocations"):
@@ -357,16 +353,7 @@ def test_an_unusable_connection_attempt_is_dropped_and_counted(indication: bytes
 
 
 def test_a_connection_attempt_to_a_udp_allocation_is_dropped() -> None:
-    server, _ = tcp_server()
-    wire = Wire(server)
-    allocation = TurnAllocation(
-        SERVER, Credentials(username="alice", password=PASSWORDS["alice"]),
-        TurnClientConfig(transport=TCP),
-    )  # fmt: skip
-    wire.attach(CONTROL, allocation)
-    allocation.allocate(0.0)
-    wire.pump(0.0)
-    drain(allocation)
+    _, allocation = tcp_allocation(UDP_RELAYS)
     allocation.receive_datagram(attempt(XorPeerAddress(PEER), ConnectionId(5)), None, SERVER, 0.0)
     assert drain(allocation) == []
     assert allocation.dropped == {"unusable ConnectionAttempt": 1}

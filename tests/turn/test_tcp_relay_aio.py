@@ -230,6 +230,24 @@ async def read(reader: asyncio.StreamReader, size: int) -> bytes:
     return await asyncio.wait_for(reader.readexactly(size), WAIT)
 
 
+async def cross_connect(
+    alice: TurnClient, bob: TurnClient
+) -> tuple[asyncio.StreamReader, asyncio.StreamReader, asyncio.StreamWriter]:
+    """Alice connects to Bob's relayed address and Bob accepts (both allocated); a greeting
+    each way. Alice's reader, and Bob's reader and writer."""
+    alice_relay, bob_relay = alice.relayed_addresses[0], bob.relayed_addresses[0]
+    await bob.create_permission(alice_relay.host)
+    connecting = asyncio.create_task(alice.open_connection(bob_relay))
+    peer, bob_reader, bob_writer = await asyncio.wait_for(bob.accept(), WAIT)
+    assert peer == alice_relay
+    alice_reader, alice_writer = await asyncio.wait_for(connecting, WAIT)
+    alice_writer.write(b"hello bob")
+    assert await read(bob_reader, 9) == b"hello bob"
+    bob_writer.write(b"hello alice")
+    assert await read(alice_reader, 11) == b"hello alice"
+    return alice_reader, bob_reader, bob_writer
+
+
 # --------------------------------------------------------------------------- active open (§5.2)
 
 
@@ -482,17 +500,9 @@ def test_two_clients_connect_through_their_relays() -> None:
         async with tcp_relay_server() as (server, listeners):
             alice = await tcp_client(listeners, lifetime=600)
             bob = await tcp_client(listeners, user="bob")
-            alice_relay = await alice.allocate()
-            bob_relay = await bob.allocate()
-            await bob.create_permission(alice_relay.host)
-            connecting = asyncio.create_task(alice.open_connection(bob_relay))
-            peer, bob_reader, bob_writer = await asyncio.wait_for(bob.accept(), WAIT)
-            assert peer == alice_relay
-            alice_reader, alice_writer = await asyncio.wait_for(connecting, WAIT)
-            alice_writer.write(b"hello bob")
-            assert await read(bob_reader, 9) == b"hello bob"
-            bob_writer.write(b"hello alice")
-            assert await read(alice_reader, 11) == b"hello alice"
+            await alice.allocate()
+            await bob.allocate()
+            alice_reader, _, bob_writer = await cross_connect(alice, bob)
             assert server.core.peer_connection_count == 2
             bob_writer.close()  # closes bob's side, so the relay-to-relay TCP, so alice's side
             assert await closed_by_server(alice_reader)

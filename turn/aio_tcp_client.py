@@ -203,6 +203,7 @@ class TcpConnections:
         if self._ended is not None:
             writer.close()
             raise self._ended
+        self._writers = {w for w in self._writers if not w.is_closing()}  # forget closed ones
         self._writers.add(writer)
         return reader, writer
 

@@ -6,10 +6,13 @@ duration; every wait is bounded."""
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
-from stun import make_address
+from stun import TransactionTimeout, make_address
+from stun.client import ClientConfig
+from stun.transaction import TransactionConfig
 from tests.net.loopback import run, until
 from tests.turn.aio_client import WAIT
 from tests.turn.test_tcp_relay_aio import (
@@ -20,7 +23,7 @@ from tests.turn.test_tcp_relay_aio import (
     tcp_relay_server,
 )
 from turn import LocalProtocolError, PeerConnectionFailed, TurnClient, TurnError
-from turn.server import Outcome
+from turn.server import ConnectionState, Outcome
 
 
 def test_a_second_connection_to_a_peer_is_refused_with_446_in_words() -> None:
@@ -170,5 +173,33 @@ def test_a_lost_control_connection_ends_the_allocation_and_its_waits() -> None:
         with pytest.raises(TurnError, match="connection to the server closed"):
             await asyncio.wait_for(accepting, WAIT)
         await client.close()
+
+    run(scenario())
+
+
+def test_a_connect_the_server_does_not_answer_in_time_ends_after_ti() -> None:
+    """A peer whose accept queue is full drops SYNs: the server keeps connecting (30 s at least,
+    RFC 6062 §5.2) while our Connect gives up after its Ti, here one second."""
+
+    async def scenario() -> None:
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(0)
+            peer = make_address(*listener.getsockname())
+            # Linux queues backlog + 1 connections: this one fills the queue
+            queued = socket.create_connection(peer, timeout=WAIT)
+            ti = ClientConfig(transaction=TransactionConfig(reliable_timeout=1.0))
+            async with (
+                tcp_relay_server() as (server, listeners),
+                await tcp_client(listeners, stun=ti) as client,
+            ):
+                await client.allocate()
+                with pytest.raises(PeerConnectionFailed) as failed:
+                    await client.open_connection(peer)
+                assert failed.value.step == "Connect"
+                assert isinstance(failed.value.error, TransactionTimeout)
+                connections = server.core.connections
+                assert connections.count_in(ConnectionState.CONNECTING) == 1  # still trying
+            queued.close()
 
     run(scenario())

@@ -314,6 +314,10 @@ class TurnProbe:
             report.lifetime = round(expires_at - asyncio.get_running_loop().time())
         report.authentication = first.allocation.authentication
         report.relay_transports["udp"] = True
+        if first.server != self.server:
+            report.notes.append(
+                f"the server sent the allocation on to {first.server} (300 Try Alternate)"
+            )
         say(f"allocated {relayed} for {report.lifetime} s; the server sees us at {report.mapped}")
         self._note_unreachable(relayed)
         second, other = await self._step("second allocation", self._allocate_again())

@@ -231,3 +231,13 @@ def test_bad_options_are_one_line_and_exit_2(args: list[str], message: str) -> N
     (line,) = result.stderr.splitlines()
     assert line.startswith("icestack") and "error:" in line and message in line
 
+
+
+def test_a_redirect_is_followed_and_noted(server: dict[str, str]) -> None:
+    alternate = server["udp"].removeprefix("turn:")
+    with Running(*SERVE, "--user", "alice:wonderland", "--alternate-server", alternate) as running:
+        udp = started(running, 2)["udp"]
+        result, report = probe(f"turn:127.0.0.1:{udp.port}", *USER)
+    assert result.returncode == 0, result.stderr
+    (note,) = report["notes"]
+    assert note == f"the server sent the allocation on to {alternate} (300 Try Alternate)"

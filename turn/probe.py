@@ -319,7 +319,9 @@ class TurnProbe:
                 f"the server sent the allocation on to {first.server} (300 Try Alternate)"
             )
         say(f"allocated {relayed} for {report.lifetime} s; the server sees us at {report.mapped}")
-        self._note_unreachable(relayed)
+        note = unreachable_relay(relayed, self.server)
+        if note is not None:
+            report.notes.append(note)
         second, other = await self._step("second allocation", self._allocate_again())
         say(f"second allocation: {other}")
         await self._step("permissions", self._permit(first, second, relayed, other))
@@ -460,20 +462,22 @@ class TurnProbe:
                 else "the server did not confirm the deletion of every allocation"
             )
 
-    def _note_unreachable(self, relayed: Address) -> None:
-        """A relayed address peers cannot reach while the server can be: a server behind a
-        NAT that announces its private address (coturn needs --external-ip there)."""
-        try:
-            why = unreachable(ipaddress.ip_address(relayed.host))
-            server_why = unreachable(ipaddress.ip_address(self.server.host))
-        except ValueError:
-            return
-        if why is not None and server_why is None:
-            self.report.notes.append(
-                f"the relayed address {relayed} is not reachable from the Internet ({why}): "
-                "peers cannot send to it; behind a NAT, coturn needs --external-ip, and icestack "
-                "serve turn a --relay-ip that peers reach"
-            )
+
+def unreachable_relay(relayed: Address, server: Address) -> str | None:
+    """A note when peers on the Internet cannot reach ``relayed`` although they can reach the
+    ``server`` itself: a server behind a NAT that announces its private address."""
+    try:
+        why = unreachable(ipaddress.ip_address(relayed.host))
+        server_why = unreachable(ipaddress.ip_address(server.host))
+    except ValueError:
+        return None
+    if why is None or server_why is not None:
+        return None
+    return (
+        f"the relayed address {relayed} is not reachable from the Internet ({why}): peers "
+        "cannot send to it; behind a NAT, coturn needs --external-ip, and icestack serve turn "
+        "a --relay-ip that peers reach"
+    )
 
 
 async def _receive(client: TurnClient, payload: bytes, sender: Address) -> None:

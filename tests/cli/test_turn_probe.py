@@ -18,6 +18,7 @@ from stun.tls import CertificateFiles, make_self_signed
 from tests.cli.test_cli import CLI_DOC, Running, icestack
 from tests.cli.test_serve_turn import started
 from tests.net.loopback import closed_port
+from turn.probe import unreachable_relay
 
 SERVE = ["serve", "turn", "--listen", "127.0.0.1:0", "--realm", "example.org"]
 USER = ["--user", "alice", "--password", "wonderland"]
@@ -241,3 +242,14 @@ def test_a_redirect_is_followed_and_noted(server: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr
     (note,) = report["notes"]
     assert note == f"the server sent the allocation on to {alternate} (300 Try Alternate)"
+
+
+def test_a_private_relayed_address_of_a_public_server_is_noted() -> None:
+    """What a server behind a NAT announces when nobody told it its public address (no traffic
+    goes anywhere: the addresses are only judged)."""
+    public = make_address("1.2.3.4", 3478)
+    note = unreachable_relay(make_address("10.0.0.5", 50000), public)
+    assert note is not None and "10.0.0.5:50000" in note and "--external-ip" in note
+    assert unreachable_relay(make_address("1.2.3.4", 50000), public) is None
+    local = make_address("127.0.0.1", 3478)  # a server on loopback: nothing to say
+    assert unreachable_relay(make_address("127.0.0.1", 50000), local) is None

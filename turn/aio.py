@@ -4,7 +4,8 @@ This layer owns the socket and the event loop's clock and nothing else (architec
 decision is made by the sans-IO :class:`~turn.client.TurnAllocation`. The socket side — a UDP
 socket, or a TCP/TLS connection cut into STUN and ChannelData frames (RFC 8656 §12.5) and reopened
 if ALTERNATE-SERVER moves the session — is :class:`stun.aio.ClientSocket`, shared with
-:class:`stun.aio.StunClient`.
+:class:`stun.aio.StunClient`. A TCP allocation (RFC 6062) hands out its peers' connections as
+asyncio streams; :mod:`turn.aio_tcp_client` opens and binds them.
 
 >>> async with await TurnClient.connect(  # doctest: +SKIP
 ...     "turns:turn.example.net", username="alice", password="secret"

@@ -52,6 +52,7 @@ from stun.message import Message, MessageClass, Method, new_transaction_id
 from .candidate import Candidate, CandidateType, generate_credentials
 from .checklist import CandidatePair, CheckList, PairState, SelectedPairs
 from .config import AgentConfig, Policy
+from .connection_options import credential, datagram
 from .consent import ConsentTracker
 from .errors import LocalProtocolError
 from .events import (
@@ -77,8 +78,6 @@ class Agent:
 
     def __init__(self, config: AgentConfig | None = None) -> None:
         self.config = config = config or AgentConfig()
-        if config.remote_lite and not config.controlling:
-            raise LocalProtocolError("an agent talking to an ICE-lite peer must be controlling")
         self.controlling = False if config.lite else config.controlling
         self.tie_breaker = (
             config.tie_breaker if config.tie_breaker is not None else config.rng.getrandbits(64)
@@ -140,8 +139,8 @@ class Agent:
     def set_remote_credentials(self, username: str, password: str) -> None:
         """The peer's ufrag and pwd from signaling (RFC 8839 §5.4). If the peer's checks came
         first, their triggered checks (§7.3.1.4) were waiting for these: checking starts now."""
-        if not username or not password:
-            raise LocalProtocolError("remote ufrag and pwd must not be empty")
+        credential("ufrag", username)
+        credential("pwd", password)
         self.remote_username = username
         self.remote_password = password
         if not self._checking and not self._closed and any(c.triggered for c in self.checklists):
@@ -217,6 +216,7 @@ class Agent:
             for stream, components in enumerate(self.config.streams)
         ]
         self.outgoing.restart()
+        self.incoming.restart()
         self._checking = False
         self.nomination = NominationPolicy(self.config)
         self.consent.suspend(self.selected.values())
@@ -240,7 +240,9 @@ class Agent:
     def send(self, data: bytes, stream: int = 0, component: int = 1) -> None:
         """Queue application data for the selected pair of a component; drain it with
         :meth:`datagrams_to_send` (a relayed pair's data leaves wrapped for the TURN server).
-        Raises :class:`LocalProtocolError` with no selected pair or without consent."""
+        Raises :class:`LocalProtocolError` for data that is not bytes, with no selected pair or
+        without consent."""
+        datagram(data)
         pair = self.selected.get((stream, component))
         if pair is None:
             raise LocalProtocolError(f"no selected pair for stream {stream} component {component}")
@@ -286,6 +288,7 @@ class Agent:
             triggered=sum(len(checklist.triggered) for checklist in self.checklists),
             checks_in_flight=len(self.outgoing.in_flight),
             recent_requests=self.incoming.recent_requests,
+            checked_paths=self.incoming.checked_paths,
         )
 
     def failure_reason(self) -> str:
@@ -340,14 +343,16 @@ class Agent:
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         relays = self.gatherer.relays
-        outgoing = []
-        for datagram in self._outgoing:
-            if datagram.local is not None and relays.is_relayed(datagram.local):
-                relays.send(datagram.data, datagram.local, datagram.remote, now)
-            else:
-                outgoing.append(datagram)
-        # Cleared in place: the gatherer holds this list's append method.
+        # Taken, then cleared in place (the helpers hold this list's append method): what one
+        # call fails on is never met again by the next.
+        pending = list(self._outgoing)
         self._outgoing.clear()
+        outgoing = []
+        for queued in pending:
+            if queued.local is not None and relays.is_relayed(queued.local):
+                relays.send(queued.data, queued.local, queued.remote, now)
+            else:
+                outgoing.append(queued)
         return outgoing + relays.datagrams_to_send(now)
 
     def _relays_changed(self, now: float) -> None:
@@ -456,6 +461,14 @@ class Agent:
             )
 
     def _receive_data(self, data: bytes, local: Address, remote: Address, now: float) -> None:
+        """Application data (RFC 7983: not STUN) that arrived on base ``local`` from ``remote``.
+
+        It is the peer's when it comes from the remote side of a selected pair, of a valid pair
+        (the peer may send on any valid pair before selection, RFC 8445 §12.1), or of a path the
+        peer's authenticated check came on (its check may succeed before ours does). Anything
+        else is a stranger's — no check proved it — and is dropped and counted, as pion's
+        ``validateNonSTUNTraffic`` does. Every lookup is one dict access.
+        """
         pair = self.selected.on_path(local, remote) or self.selection.follow_peer(
             local, remote, now
         )
@@ -464,9 +477,20 @@ class Agent:
             self.nomination.confirm(pair)  # the peer sends data on the pair it selected
             self._events.append(DataReceived(pair.stream, pair.component, data, remote))
             return
+        pair = self.nomination.valid_on(local, remote)
         base = self.gatherer.on_base(local)
-        if base is not None:
-            self._events.append(DataReceived(base.stream, base.candidate.component, data, remote))
+        if pair is None and base is not None and self.incoming.checked_on(local, remote):
+            pair = self.checklists[base.stream].find(local, remote)
+            if pair is None:  # a check the full check list kept no pair for, or ICE-lite
+                self._events.append(
+                    DataReceived(base.stream, base.candidate.component, data, remote)
+                )
+                return
+        if pair is None:
+            self.failures.peer_input[PeerInput.DATA_NOT_FROM_PEER] += 1
+            return
+        pair.bytes_received += len(data)
+        self._events.append(DataReceived(pair.stream, pair.component, data, remote))
 
     # ================================================================== state changes
 

@@ -16,12 +16,15 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
   entries, and re-arms its one ``loop.call_at`` timer from :meth:`~ice.agent.Agent.get_timer`.
 - **Data path** (:mod:`ice.base_sockets`). A datagram whose first byte is 0-3 is STUN (RFC 7983)
   and goes to the agent. Anything else from the selected pair's remote address goes straight
-  into the receive queue; sends go straight to the selected pair's socket. The selected pair of
-  each component is cached (updated on :class:`~ice.events.SelectedPairChanged`, dropped on
-  :class:`~ice.events.ConsentLost`) and byte counts are handed to the agent in bulk
-  (:meth:`~ice.agent.Agent.count_data`), so per datagram there is no agent call, no task and no
-  allocation beyond the bytes. The receive queue is bounded: when it is full, datagrams are
-  dropped and counted (:attr:`Connection.receive_queue_dropped`).
+  into the receive queue; from elsewhere it goes to the agent, which delivers it only from the
+  peer (a valid pair's remote, or the source of an authenticated check) and drops a stranger's
+  (counted as ``data-not-from-peer``). Sends go straight to the selected pair's socket. The
+  selected pair of each component is cached (updated on
+  :class:`~ice.events.SelectedPairChanged`, dropped on :class:`~ice.events.ConsentLost`) and byte
+  counts are handed to the agent in bulk (:meth:`~ice.agent.Agent.count_data`), so per datagram
+  there is no agent call, no task and no allocation beyond the bytes. The receive queue is
+  bounded: when it is full, datagrams are dropped and counted
+  (:attr:`Connection.receive_queue_dropped`).
 - **Ending.** Every wait ends with a result or an :class:`~ice.IceConnectionError` saying why:
   :meth:`Connection.connect` raises as soon as the agent fails (it fails by itself when nothing
   is left to try, ``idle_timeout`` after the peer fell silent, at consent loss, or when the only
@@ -32,10 +35,11 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
   for new ones, closing those of gone ones), restarts the agent — which allocates again where an
   allocation is gone — and returns once the new generation's candidates are gathered.
 - **mDNS** (:mod:`ice.mdns_candidates`). A remote ``.local`` candidate is resolved in the
-  background and added when resolved, or reported as :class:`~ice.mdns.CandidateUnresolvable`;
+  background (one shared resolver, a bounded number of lookups at a time and per generation)
+  and added when resolved, or reported as :class:`~ice.mdns.CandidateUnresolvable`;
   end-of-candidates waits for pending resolutions. With ``mdns_hide_host_candidates`` our own
   host candidates are signalled as ``<uuid>.local`` names that a :class:`~ice.mdns.Responder`
-  answers for.
+  answers for. A relay-only connection does neither: it sends nothing on the local link.
 
 Differences from aioice's ``Connection`` are listed in docs/ice.md.
 """
@@ -50,16 +54,16 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from stun.address import Address
 from stun.aio import _Closing
-from stun.aio import resolve as resolve_host
 from stun.datagram import Datagram
-from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.reader_errors import TIMER, ReaderErrors
 
+from . import connection_options as options
 from .agent import Agent
 from .base_sockets import ICMP_ERRNOS, BaseSocket, DataPaths, Signal, bind_base
 from .candidate import Candidate, generate_credentials, validate_pwd, validate_ufrag
 from .checklist import CandidatePair
-from .config import AgentConfig, Policy, RelayServer
+from .config import AgentConfig, Policy
+from .connection_options import StunServerArgument, TurnServerArgument
 from .errors import IceConnectionError, LocalProtocolError
 from .events import (
     CandidateGathered,
@@ -73,9 +77,10 @@ from .events import (
     SelectedPairChanged,
     StateChanged,
 )
-from .interfaces import interface_addresses
+from .interfaces import interface_addresses, interface_problem
 from .mdns import InterfaceAddress
 from .mdns_candidates import MdnsCandidates
+from .server_names import resolve_servers
 from .stats import PairStats, PeerInput
 
 _log = logging.getLogger("icestack.ice")
@@ -90,14 +95,19 @@ class Connection(_Closing):
 
     - ``controlling``: start in the controlling role (a role conflict may switch it).
     - ``components``: components of the data stream (1 with RTP/RTCP multiplexing).
-    - ``stun_servers``: ``(host, port)`` pairs to learn server-reflexive candidates from; names are
-      resolved when gathering starts.
-    - ``turn_servers``: ``(host, port, username, password)`` of TURN servers to allocate relayed
-      candidates on (over UDP); ``relay_only``: use relayed candidates only (WebRTC's "relay"
-      transport policy), so the peer never learns a local address; nothing is sent to anything
-      but the TURN servers (STUN servers are not asked) and nothing arriving otherwise is read.
+    - ``stun_servers``: STUN servers to learn server-reflexive candidates from: ``(host, port)``
+      pairs, or text — ``"host"``, ``"host:port"``, ``"[IPv6]:port"``, a ``stun:`` URI (RFC
+      7064); names are resolved when gathering starts.
+    - ``turn_servers``: TURN servers to allocate relayed candidates on (over UDP):
+      ``(host, port, username, password)``, or ``(uri, username, password)`` with a ``turn:`` URI
+      (RFC 7065) or ``"host:port"``; ``relay_only``: use relayed candidates only (WebRTC's
+      "relay" transport policy), so the peer never learns an address of ours (not even in a
+      relayed candidate's related address); nothing is sent to anything but the TURN servers
+      (STUN servers are not asked, nothing goes on the local link by mDNS) and nothing arriving
+      otherwise is read.
     - ``use_ipv4`` / ``use_ipv6`` / ``include_loopback`` / ``interfaces``: which local addresses
-      to gather on; ``interfaces`` lists addresses or interface names to restrict gathering to.
+      to gather on; ``interfaces`` lists addresses or interface names to restrict gathering to
+      (each must give an address to gather on here, or the call is refused saying why).
     - ``pacing``: Ta, the pace of new checks (RFC 8445 §14.2).
     - ``local_username`` / ``local_password``: our ufrag and pwd, random when not given.
     - ``receive_queue_size``: datagrams held for :meth:`recv` before new ones are dropped.
@@ -105,22 +115,28 @@ class Connection(_Closing):
       mDNS queries for them; ``mdns_timeout``: how long to wait for a remote name's answer.
     - ``config``: an :class:`~ice.config.AgentConfig` for everything else (timers, consent, lite,
       randomness, and the bounds on waiting: ``gathering_timeout``, ``idle_timeout``,
-      ``peer_reflexive_wait``); the arguments above replace the fields they name.
+      ``peer_reflexive_wait``). An argument above that is given replaces the field it names
+      (``components`` the one stream of ``streams``, ``relay_only=True`` the ``policy``); one
+      left out (``None``) keeps the config's value — its ``stun_servers``, ``turn_servers``,
+      ``pacing``, ``local_username``, ``local_password``.
+
+    A wrong argument raises :class:`~ice.LocalProtocolError` at the call, naming the argument
+    and what is wanted (:mod:`ice.connection_options`).
     """
 
     def __init__(
         self,
         controlling: bool,
         *,
-        components: int = 1,
-        stun_servers: Iterable[tuple[str, int]] = (),
-        turn_servers: Iterable[tuple[str, int, str, str]] = (),
+        components: int | None = None,
+        stun_servers: Iterable[StunServerArgument] | None = None,
+        turn_servers: Iterable[TurnServerArgument] | None = None,
         relay_only: bool = False,
         use_ipv4: bool = True,
         use_ipv6: bool = True,
         include_loopback: bool = False,
         interfaces: Iterable[str] | None = None,
-        pacing: float = 0.050,
+        pacing: float | None = None,
         local_username: str | None = None,
         local_password: str | None = None,
         receive_queue_size: int = 1024,
@@ -128,36 +144,66 @@ class Connection(_Closing):
         mdns_timeout: float = 3.0,
         config: AgentConfig | None = None,
     ) -> None:
-        if receive_queue_size < 1:
-            raise LocalProtocolError("receive_queue_size must be at least 1")
+        switches = {
+            "controlling": controlling,
+            "relay_only": relay_only,
+            "use_ipv4": use_ipv4,
+            "use_ipv6": use_ipv6,
+            "include_loopback": include_loopback,
+            "mdns_hide_host_candidates": mdns_hide_host_candidates,
+        }
+        for name, value in switches.items():
+            options.flag(name, value)
+        options.whole_number("receive_queue_size", receive_queue_size, 1)
+        options.seconds("mdns_timeout", mdns_timeout)
         if not use_ipv4 and not use_ipv6:
             raise LocalProtocolError("use_ipv4 and use_ipv6 cannot both be off")
+        if config is not None and not isinstance(config, AgentConfig):
+            raise LocalProtocolError(f"config must be an ice.AgentConfig, not {config!r}")
         base = config or AgentConfig()
+        if components is None:
+            if len(base.streams) != 1:
+                raise LocalProtocolError(
+                    f"a Connection carries one data stream; config.streams is {base.streams}"
+                )
+            components = base.streams[0]
+        options.whole_number("components", components, 1, 256)
+        if pacing is not None:
+            options.seconds("pacing", pacing)  # AgentConfig checks the range
         if local_username is not None:
             validate_ufrag(local_username)
         if local_password is not None:
             validate_pwd(local_password)
-        if local_username is None or local_password is None:
-            ufrag, pwd = generate_credentials(base.rng)
-            local_username = local_username or ufrag
-            local_password = local_password or pwd
+        ufrag, pwd = generate_credentials(base.rng)
         self._config = dataclasses.replace(
             base,
             controlling=controlling,
             streams=(components,),
-            pacing=pacing,
-            local_username=local_username,
-            local_password=local_password,
+            pacing=base.pacing if pacing is None else pacing,
+            local_username=local_username or base.local_username or ufrag,
+            local_password=local_password or base.local_password or pwd,
         )
         self._components = components
-        self._stun_servers = [(host, port) for host, port in stun_servers]
-        self._turn_servers = list(turn_servers)
+        #: The servers given as arguments (resolved when gathering starts); ``None``: the
+        #: config's.
+        self._stun_servers = None if stun_servers is None else options.stun_servers(stun_servers)
+        self._turn_servers = None if turn_servers is None else options.turn_servers(turn_servers)
         if relay_only:
             self._config = dataclasses.replace(self._config, policy=Policy.RELAY)
+        self._interfaces = options.names("interfaces", interfaces)
+        for name in self._interfaces or ():
+            problem = interface_problem(
+                name,
+                include_loopback=include_loopback,
+                use_ipv4=use_ipv4,
+                use_ipv6=use_ipv6,
+                loopback_hint="pass include_loopback=True to use it",
+            )
+            if problem is not None:
+                raise LocalProtocolError(f"interfaces: {name!r}: {problem}")
         self._use_ipv4 = use_ipv4
         self._use_ipv6 = use_ipv6
         self._include_loopback = include_loopback
-        self._interfaces = None if interfaces is None else list(interfaces)
         self._receive_queue_size = receive_queue_size
         #: Called with every event of the agent (and :class:`~ice.mdns.CandidateUnresolvable`),
         #: for logs and live views. It must not block.
@@ -179,8 +225,10 @@ class Connection(_Closing):
             hide_hosts=mdns_hide_host_candidates,
             timeout=mdns_timeout,
             limit=self._config.max_remote_candidates,
+            local_link=self._config.policy is not Policy.RELAY,
             emit=self._emit,
             resolved=self._resolved,
+            admit=self._admit_resolved,
         )
         #: Our candidates as signalled, in the order gathered (this generation's).
         self._local_candidates: list[Candidate] = []
@@ -251,6 +299,8 @@ class Connection(_Closing):
 
     @remote_username.setter
     def remote_username(self, value: str | None) -> None:
+        if value is not None:
+            options.credential("ufrag", value)
         self._remote_username = value
         self._apply_remote_credentials()
 
@@ -261,11 +311,15 @@ class Connection(_Closing):
 
     @remote_password.setter
     def remote_password(self, value: str | None) -> None:
+        if value is not None:
+            options.credential("pwd", value)
         self._remote_password = value
         self._apply_remote_credentials()
 
     def set_remote_credentials(self, username: str, password: str) -> None:
-        """The peer's ufrag and pwd from signaling (RFC 8839 §5.4)."""
+        """The peer's ufrag and pwd from signaling (RFC 8839 §5.4): non-empty strings."""
+        options.credential("ufrag", username)
+        options.credential("pwd", password)
         self._remote_username = username
         self._remote_password = password
         self._apply_remote_credentials()
@@ -340,30 +394,13 @@ class Connection(_Closing):
         await asyncio.shield(self._setup)
 
     async def _open(self) -> None:
-        servers = []
-        for host, port in self._stun_servers:
-            try:
-                servers.append(await resolve_host(host, port))
-            except StunLocalProtocolError as exc:
-                _log.warning("STUN server %s:%s skipped: %s", host, port, exc)
-        relays = []
-        for host, port, username, password in self._turn_servers:
-            try:
-                server = await resolve_host(host, port)
-            except StunLocalProtocolError as exc:
-                _log.warning("TURN server %s:%s skipped: %s", host, port, exc)
-                continue
-            relays.append(RelayServer(address=server, username=username, password=password))
+        config = await resolve_servers(self._config, self._stun_servers, self._turn_servers)
         if self._closed:
             raise IceConnectionError("the connection was closed")
         addresses = self._interface_addresses()
         # Listening from now on catches the peer's announcements before its candidates arrive.
         self._mdns.start(addresses)
-        self._agent = agent = Agent(
-            dataclasses.replace(
-                self._config, stun_servers=tuple(servers), turn_servers=tuple(relays)
-            )
-        )
+        self._agent = agent = Agent(config)
         self._add_bases(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()
@@ -412,10 +449,15 @@ class Connection(_Closing):
         A ``.local`` candidate is resolved by mDNS in the background and added once resolved
         (or reported by a :class:`~ice.mdns.CandidateUnresolvable` event); end-of-candidates
         reaches the agent after every pending resolution. Candidates given before gathering
-        starts wait for the agent, and so do ``.local`` ones while they are resolved: at most
-        ``max_remote_candidates`` of each (the agent keeps no more); past that they are dropped
-        and counted in ``agent.failures.peer_input``.
+        starts wait for the agent: at most ``max_remote_candidates`` of them, and at most as
+        many ``.local`` ones are taken per generation (the agent keeps no more); past that
+        they are dropped and counted in ``agent.failures.peer_input``.
         """
+        if candidate is not None and not isinstance(candidate, Candidate):
+            raise LocalProtocolError(
+                "add_remote_candidate takes an ice.Candidate (Candidate.from_sdp(line)) or None, "
+                f"not {type(candidate).__name__}"
+            )
         if self._closed:
             return
         if self._remote_end:
@@ -433,9 +475,12 @@ class Connection(_Closing):
     def _add_remote(self, candidate: Candidate | None) -> None:
         agent = self._agent
         assert agent is not None
+        usable = candidate is not None and (
+            candidate.transport == "udp" and candidate.component <= self._components
+        )
         if candidate is None:
             self._end_candidates_when_resolved()
-        elif candidate.is_mdns:
+        elif candidate.is_mdns and usable:  # a TCP one, say, is not worth a lookup
             if not self._mdns.resolve(candidate):
                 agent.failures.peer_input[PeerInput.MDNS_LOOKUPS_FULL] += 1
         else:
@@ -446,6 +491,16 @@ class Connection(_Closing):
         if self._remote_end and not self._mdns.resolving and not self._end_sent and self._agent:
             self._end_sent = True
             self._agent.add_remote_candidate(None)
+
+    def _admit_resolved(self, candidate: Candidate) -> str | None:
+        """Whether the agent can still take a ``.local`` candidate once resolved (``None``), or
+        why not: then it is not looked up, and counted."""
+        agent = self.agent
+        if not agent.remote_candidates.full(0):
+            return None
+        agent.failures.peer_input[PeerInput.REMOTE_CANDIDATES_FULL] += 1
+        limit = self._config.max_remote_candidates
+        return f"the agent holds max_remote_candidates ({limit}) remote candidates already"
 
     def _resolved(self, candidate: Candidate, host: str | None) -> None:
         """A remote ``.local`` candidate was resolved to ``host`` (``None``: it could not be)."""
@@ -518,7 +573,9 @@ class Connection(_Closing):
         await self.sendto(data, 1)
 
     async def sendto(self, data: bytes, component: int) -> None:
-        """Send a datagram on a component's selected pair."""
+        """Send a datagram on a component's selected pair (``data`` must be bytes-like)."""
+        if type(data) is not bytes:
+            options.datagram(data)
         path = self._paths.get(component)
         if path is None:
             if component in self._data_paths.relayed and self._agent is not None:

@@ -5,8 +5,9 @@ Theory of operation. Each base is one non-blocking UDP socket bound to an interf
 ephemeral port (:func:`bind_base`), read on readiness in batches (:meth:`BaseSocket.read_ready`,
 up to :data:`UDP_BATCH` datagrams a wake-up). A datagram whose first byte is 0-3 is STUN (RFC
 7983) and goes to the agent; so does anything from an address that is not the remote side of the
-component's selected pair. Data from that address goes straight into the connection's receive
-queue — bounded: when it is full, the datagram is dropped and counted.
+component's selected pair (the agent delivers it only if a check proved the address the peer's,
+:meth:`~ice.agent.Agent.receive_datagram`). Data from that address goes straight into the
+connection's receive queue — bounded: when it is full, the datagram is dropped and counted.
 
 :class:`DataPaths` caches, per component, the selected pair's socket and remote address
 (:class:`DataPath`), so that sending and receiving data cost no agent call, no task and no
@@ -133,10 +134,13 @@ class BaseSocket:
                 except Exception as error:
                     connection.reader_errors.contain(error, f"ICE socket {local}")
                 to_agent = True
-        if to_agent:
-            connection._pump()
         if delivered:
             connection._data_signal.fire()
+        if to_agent:
+            try:
+                connection._pump()
+            except Exception as error:  # a bug: contained, so that no wait misses its wake-up
+                connection.reader_errors.contain(error, f"ICE socket {local}")
 
 
 class DataPaths:

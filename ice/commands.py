@@ -24,10 +24,11 @@ from stun.cli import parse_seconds as seconds
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.probe import DEFAULT_PUBLIC_SERVER
 
-from .aio import Connection, interface_addresses
+from .aio import Connection
 from .candidate import Candidate, IceDescription
 from .errors import DecodeError, IceConnectionError, LocalProtocolError, UnsupportedCandidateError
 from .events import IceEvent
+from .interfaces import interface_problem
 from .narration import EchoResult, LiveView, describe_event, echo, milliseconds
 from .scenarios import pair_types
 
@@ -162,17 +163,13 @@ async def _option_problem(args: argparse.Namespace) -> str | None:
         except StunLocalProtocolError as exc:
             return f"--stun {Address(host, port)}: {exc}"
     for name in args.interface or ():
-        if interface_addresses(include_loopback=args.include_loopback, only=[name]):
-            continue
-        if interface_addresses(include_loopback=True, only=[name]):
-            return f"--interface {name}: a loopback address; add --include-loopback to use it"
-        here = ", ".join(
-            f"{a.interface} {a.host}" for a in interface_addresses(include_loopback=True)
+        problem = interface_problem(
+            name,
+            include_loopback=args.include_loopback,
+            loopback_hint="add --include-loopback to use it",
         )
-        return (
-            f"--interface {name}: no usable address of this host matches it (an IP address "
-            f"or an interface name; link-local addresses are never used); here: {here or 'none'}"
-        )
+        if problem is not None:
+            return f"--interface {name}: {problem}"
     return None
 
 

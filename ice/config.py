@@ -9,7 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from stun.address import Address
+from stun.address import Address, normalize_host
+from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.randomness import RandomSource, default_random
 from stun.transaction import TransactionConfig
 
@@ -23,6 +24,27 @@ class RelayServer:
     address: Address
     username: str
     password: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "address", server_address("a TURN server", self.address))
+        if not isinstance(self.username, str) or not self.username:
+            raise LocalProtocolError("a TURN server's username must be a non-empty string")
+        if not isinstance(self.password, str):
+            raise LocalProtocolError("a TURN server's password must be a string")
+
+
+def server_address(what: str, value: object) -> Address:
+    """``value`` as a server's :class:`~stun.address.Address`: an IP literal (normalised) and a
+    port of 1-65535. Names are resolved by the asyncio layer, never here."""
+    if not (isinstance(value, tuple) and len(value) == 2):
+        raise LocalProtocolError(f"{what} must be an Address(host, port), not {value!r}")
+    host, port = value
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port <= 0xFFFF:
+        raise LocalProtocolError(f"{what}: port {port!r} out of range: 1 to 65535")
+    try:
+        return Address(normalize_host(host), port)
+    except (StunLocalProtocolError, AttributeError):
+        raise LocalProtocolError(f"{what}: {host!r} is not an IP address") from None
 
 
 class Policy(enum.Enum):
@@ -98,6 +120,15 @@ class AgentConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "policy", enum_member(Policy, self.policy, "policy"))
+        for name in ("controlling", "lite", "remote_lite"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise LocalProtocolError(f"{name} must be True or False, not {value!r}")
+        stun = tuple(server_address("a STUN server", server) for server in self.stun_servers)
+        object.__setattr__(self, "stun_servers", stun)
+        for server in self.turn_servers:
+            if not isinstance(server, RelayServer):
+                raise LocalProtocolError(f"turn_servers holds RelayServer values, not {server!r}")
         if not self.streams or any(not 1 <= c <= 256 for c in self.streams):
             raise LocalProtocolError("streams: one or more streams of 1..256 components")
         if not 0.005 <= self.pacing <= 1.0:
@@ -114,6 +145,8 @@ class AgentConfig:
             raise LocalProtocolError("keepalive_interval (Tr) is at least 15 s (RFC 8445 §11)")
         if self.lite and self.policy is not Policy.ALL:
             raise LocalProtocolError("an ICE-lite agent has host candidates only (RFC 8445 §2.5)")
+        if self.remote_lite and not self.controlling:
+            raise LocalProtocolError("an agent talking to an ICE-lite peer must be controlling")
         if self.lite and self.remote_lite:
             raise LocalProtocolError("two ICE-lite agents cannot connect (RFC 8445 §2.5)")
         if self.tie_breaker is not None and not 0 <= self.tie_breaker < 2**64:

@@ -22,6 +22,11 @@ is answered again, nothing more (the last ``RECENT_REQUESTS`` IDs are remembered
 The first request signed with our current password shows that the peer has our credentials: the
 controlling agent repeats at once a nomination the peer may have ignored before
 (:meth:`~ice.nomination.NominationPolicy.nominated_by_us`).
+
+The path an authenticated request came on — (our base, its source) — is remembered (the last
+``max_pairs`` of them): the peer may send data on a pair as soon as *its* check of the pair has
+succeeded (RFC 8445 §12.1), before our own check of it has, and that data is accepted
+(:meth:`IncomingChecks.checked_on`); a stranger, who cannot sign a check, sends no data we take.
 """
 
 from __future__ import annotations
@@ -76,6 +81,22 @@ class IncomingChecks:
         self._prflx_foundations = itertools.count(1)
         #: The local password a check from the peer was last authenticated with.
         self._password_seen_by_peer: str | None = None
+        #: (base, source) of recent authenticated requests, least recent first.
+        self._checked_paths: OrderedDict[tuple[Address, Address], None] = OrderedDict()
+
+    @property
+    def checked_paths(self) -> int:
+        """How many paths of authenticated requests are remembered."""
+        return len(self._checked_paths)
+
+    def checked_on(self, local: Address, remote: Address) -> bool:
+        """Whether an authenticated check of the peer came to base ``local`` from ``remote``
+        (one of the last ``max_pairs`` paths): the peer's data on that path is taken."""
+        return (local, remote) in self._checked_paths
+
+    def restart(self) -> None:
+        """A new generation: the previous one's checks prove nothing about the new peer."""
+        self._checked_paths.clear()
 
     @property
     def recent_requests(self) -> int:
@@ -113,6 +134,7 @@ class IncomingChecks:
             return
         self._answer(local, remote, request.success_response([XorMappedAddress(remote)]), key)
         agent._last_progress = now
+        self._remember_path(local, remote)
         if not self.peer_has_credentials():
             self._password_seen_by_peer = agent.local_password
             agent.selection.repeat_unconfirmed_nominations(now)
@@ -123,6 +145,16 @@ class IncomingChecks:
         if len(recent) > RECENT_REQUESTS:
             recent.popitem(last=False)
         self._act_on(request, base, remote, now)
+
+    def _remember_path(self, local: Address, remote: Address) -> None:
+        paths = self._checked_paths
+        path = (local, remote)
+        if path in paths:
+            paths.move_to_end(path)
+            return
+        paths[path] = None
+        if len(paths) > self._config.max_pairs:
+            paths.popitem(last=False)
 
     def _act_on(self, request: Message, base: LocalCandidate, remote: Address, now: float) -> None:
         """What a new authenticated request sets in motion (§7.3.1.3 to §7.3.1.5)."""

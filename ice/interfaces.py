@@ -44,6 +44,31 @@ def interface_addresses(
     return list(found.values())
 
 
+def interface_problem(
+    name: str,
+    *,
+    include_loopback: bool,
+    use_ipv4: bool = True,
+    use_ipv6: bool = True,
+    loopback_hint: str,
+) -> str | None:
+    """Why ``name`` — an address or an interface name — gives gathering no address here, or
+    ``None`` when it gives one; ``loopback_hint`` says how to allow loopback addresses."""
+    families = {"use_ipv4": use_ipv4, "use_ipv6": use_ipv6}
+    if interface_addresses(include_loopback=include_loopback, only=[name], **families):
+        return None
+    if not include_loopback and interface_addresses(include_loopback=True, only=[name], **families):
+        return f"a loopback address; {loopback_hint}"
+    if interface_addresses(include_loopback=True, only=[name]):
+        off = "IPv4" if not use_ipv4 else "IPv6"
+        return f"its addresses are {off}, which is turned off"
+    here = ", ".join(f"{a.interface} {a.host}" for a in interface_addresses(include_loopback=True))
+    return (
+        "no usable address of this host matches it (an IP address or an interface name; "
+        f"link-local addresses are never used); here: {here or 'none'}"
+    )
+
+
 def _normal(name: str) -> str:
     try:
         return normalize_host(name)

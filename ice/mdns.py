@@ -140,12 +140,18 @@ class Resolver:
         continuous = DnsMessage(questions=questions).encode()
         one_shot = DnsMessage(id=secrets.randbits(16), questions=questions).encode()
         sent = False
-        for link in self._sockets.links:
-            data = continuous if self._sockets.shared(link[0]) else one_shot
-            sent = self._sockets.send_to_group(data, link) or sent
-        if not sent:
-            detail = "; ".join(self._sockets.problems) or "no interface given"
-            raise OSError(errno.ENETUNREACH, f"no interface can send mDNS queries ({detail})")
+        sockets = self._sockets
+        for link in sockets.links:
+            data = continuous if sockets.shared(link[0]) else one_shot
+            sent = sockets.send_to_group(data, link) or sent
+        if sent:
+            return
+        if sockets.links:  # the sockets are there, the kernel refused the datagrams
+            raise OSError(errno.ENETUNREACH, f"the mDNS query was not sent ({sockets.send_error})")
+        if sockets.problems:
+            detail = "; ".join(sockets.problems)
+            raise OSError(errno.ENETUNREACH, f"cannot query by mDNS: {detail}")
+        raise OSError(errno.ENETUNREACH, "cannot query by mDNS: no interface to query on")
 
     def _received(self, message: DnsMessage, source: Sockaddr, link: Link) -> None:
         # Responders send from port 5353, also to one-shot queriers (RFC 6762 §6, §6.7).

@@ -8,12 +8,19 @@ peer's announcements before its candidates arrive — and, to hide host candidat
 :meth:`MdnsCandidates.signalled` is a local candidate as the peer sees it: a host candidate under
 its name (withheld when it has none), reflexive ones with their related address hidden, and
 foundations that leak no address. A remote ``.local`` candidate is resolved in the background
-(:meth:`MdnsCandidates.resolve`), at most ``limit`` at a time; the connection hears back once per
+(:meth:`MdnsCandidates.resolve`) through the connection's one resolver — no socket of its own:
+one lookup per name, whatever the number of candidates that carry it, at most
+:data:`MAX_CONCURRENT_LOOKUPS` names at a time, the others waiting their turn in order, and at most
+``limit`` ``.local`` candidates taken per generation (the peer signals as many as it likes; the
+agent keeps no more remote candidates than that anyway). The connection hears back once per
 candidate, with the address or ``None`` (then a :class:`~ice.mdns.CandidateUnresolvable` event
-says why). A restart abandons the resolutions of the previous generation; when the interface
-addresses changed, the resolver is made anew on those of now (an IPv4 resolver sends through its
-addresses, and the names it heard are forgotten with it), names are published for the new
-addresses and forgotten for the gone ones.
+says why, in words that are true: no answer in time, the mDNS sockets could not be opened, the
+cap). A relay-only connection (``local_link=False``) neither listens nor queries on the local
+link: its ``.local`` candidates are reported unresolvable at once. A restart abandons the
+resolutions of the previous generation; when the interface addresses changed, the resolver is
+made anew on those of now (an IPv4 resolver sends through its addresses, and the names it heard
+are forgotten with it), names are published for the new addresses and forgotten for the gone
+ones.
 """
 
 from __future__ import annotations
@@ -26,20 +33,28 @@ import logging
 import secrets
 from collections.abc import Callable
 
-from stun.address import Address
+from stun.address import Address, is_destination
 
 from .candidate import Candidate, CandidateType
 from .events import IceEvent
 from .mdns import CandidateUnresolvable, InterfaceAddress, Resolver, Responder
+from .mdns_cache import normalise_name
 
 _log = logging.getLogger("icestack.ice")
 
+#: How many names are looked up at once; more wait their turn (each lookup queries its name
+#: about three times in ``mdns_timeout``, on every interface).
+MAX_CONCURRENT_LOOKUPS = 16
 #: The placeholder a hidden related address becomes (RFC 8839 §5.1: "0.0.0.0" / "::", port 9).
 _HIDDEN_RELATED = {False: Address("0.0.0.0", 9), True: Address("::", 9)}
 
 
 class MdnsCandidates:
-    """The mDNS side of one connection: publishing our names, resolving the peer's."""
+    """The mDNS side of one connection: publishing our names, resolving the peer's.
+
+    ``admit`` is asked before a name's lookup starts whether its candidate can still be used:
+    ``None`` if so, else why not (the agent's table of remote candidates is full).
+    """
 
     def __init__(
         self,
@@ -47,20 +62,29 @@ class MdnsCandidates:
         hide_hosts: bool,
         timeout: float,
         limit: int,
+        local_link: bool,
         emit: Callable[[IceEvent], None],
         resolved: Callable[[Candidate, str | None], None],
+        admit: Callable[[Candidate], str | None],
     ) -> None:
         self._hide_hosts = hide_hosts
         self._timeout = timeout
         self._limit = limit
+        self._local_link = local_link
         self._emit = emit
         self._resolved = resolved
+        self._admit = admit
         self._resolver: Resolver | None = None
         self._responder: Responder | None = None
         #: Our ``.local`` name of each host address.
         self._names: dict[str, str] = {}
         self._foundation_salt = secrets.token_bytes(16)
-        self._lookups: set[asyncio.Future[str | None]] = set()
+        #: Names being looked up, with the candidates that wait for each.
+        self._lookups: dict[str, tuple[asyncio.Future[str], list[Candidate]]] = {}
+        #: Names waiting for a free lookup, in the order they came, with their candidates.
+        self._queue: dict[str, list[Candidate]] = {}
+        #: ``.local`` candidates taken this generation (at most ``limit``).
+        self._taken = 0
         #: The interface addresses the resolver works on.
         self._hosts: set[str] = set()
         self._generation = 0
@@ -68,11 +92,14 @@ class MdnsCandidates:
 
     @property
     def resolving(self) -> bool:
-        """Whether a remote name is still being resolved."""
-        return bool(self._lookups)
+        """Whether a remote name is still being resolved or waits to be."""
+        return bool(self._lookups or self._queue)
 
     def start(self, addresses: list[InterfaceAddress]) -> None:
-        """Listen for the peer's names on ``addresses``, and publish ours there if hidden."""
+        """Listen for the peer's names on ``addresses``, and publish ours there if hidden (not
+        at all without ``local_link``)."""
+        if not self._local_link:
+            return
         self._resolver = Resolver(addresses)
         self._hosts = {address.host for address in addresses}
         if not self._hide_hosts:
@@ -103,42 +130,85 @@ class MdnsCandidates:
                 return None
             return dataclasses.replace(candidate, host=name, foundation=foundation)
         related = candidate.related_address
-        if related is not None:
+        if related is not None and is_destination(related):  # not hidden by the agent already
             related = _HIDDEN_RELATED[":" in related.host]
         return dataclasses.replace(candidate, related_address=related, foundation=foundation)
 
     def resolve(self, candidate: Candidate) -> bool:
-        """Resolve a remote ``.local`` candidate in the background; ``False`` (and nothing done)
-        when ``limit`` resolutions are running already: the peer signals as many as it likes."""
-        if len(self._lookups) >= self._limit:
+        """Resolve a remote ``.local`` candidate in the background. ``False`` when it is not
+        taken: ``limit`` were taken this generation already (reported unresolvable, and logged
+        once a generation)."""
+        if not self._local_link:
+            self._unresolvable(
+                candidate, "not resolved: a relay-only connection sends nothing on the local link"
+            )
+            self._resolved(candidate, None)
+            return True
+        if self._taken >= self._limit:
+            if self._taken == self._limit:
+                _log.info(
+                    "remote .local candidates beyond %d in this generation are dropped unresolved",
+                    self._limit,
+                )
+            self._taken = self._limit + 1
+            self._emit(
+                CandidateUnresolvable(
+                    candidate,
+                    f"not resolved: {self._limit} .local candidates were taken in this "
+                    "generation already (max_remote_candidates)",
+                )
+            )
             return False
-        task = asyncio.ensure_future(self._lookup(candidate))
-        self._lookups.add(task)
-        task.add_done_callback(functools.partial(self._done, candidate, self._generation))
+        self._taken += 1
+        name = normalise_name(candidate.host)
+        if name in self._lookups:
+            self._lookups[name][1].append(candidate)
+        elif name in self._queue or len(self._lookups) >= MAX_CONCURRENT_LOOKUPS:
+            self._queue.setdefault(name, []).append(candidate)
+        else:
+            self._start_lookup(name, [candidate])
         return True
 
-    async def _lookup(self, candidate: Candidate) -> str | None:
-        try:
-            assert self._resolver is not None  # made when gathering started
-            return await self._resolver.resolve(candidate.host, self._timeout)
-        except (OSError, TimeoutError) as exc:
-            _log.info("remote candidate %s unresolvable: %s", candidate.host, exc)
-            self._emit(CandidateUnresolvable(candidate, str(exc)))
-            return None
+    def _start_lookup(self, name: str, candidates: list[Candidate]) -> None:
+        admitted = []
+        for candidate in candidates:
+            refusal = self._admit(candidate)
+            if refusal is None:
+                admitted.append(candidate)
+            else:
+                self._unresolvable(candidate, f"not resolved: {refusal}")
+                self._resolved(candidate, None)
+        if not admitted:
+            return
+        assert self._resolver is not None  # made when gathering started
+        task = asyncio.ensure_future(self._resolver.resolve(name, self._timeout))
+        self._lookups[name] = (task, admitted)
+        task.add_done_callback(functools.partial(self._done, name, self._generation))
 
-    def _done(
-        self, candidate: Candidate, generation: int, task: asyncio.Future[str | None]
-    ) -> None:
-        self._lookups.discard(task)
+    def _done(self, name: str, generation: int, task: asyncio.Future[str]) -> None:
         if task.cancelled() or self._closed or generation != self._generation:
             return
-        self._resolved(candidate, task.result())
+        _, candidates = self._lookups.pop(name)
+        error = task.exception()
+        for candidate in candidates:
+            if error is not None:
+                expected = isinstance(error, OSError | TimeoutError)
+                self._unresolvable(candidate, str(error) if expected else f"a bug: {error!r}")
+            self._resolved(candidate, None if error is not None else task.result())
+        while self._queue and len(self._lookups) < MAX_CONCURRENT_LOOKUPS:
+            waiting = next(iter(self._queue))
+            self._start_lookup(waiting, self._queue.pop(waiting))
+
+    def _unresolvable(self, candidate: Candidate, reason: str) -> None:
+        _log.info("remote candidate %s unresolvable: %s", candidate.host, reason)
+        self._emit(CandidateUnresolvable(candidate, reason))
 
     def restart(self, addresses: list[InterfaceAddress], added: list[InterfaceAddress]) -> None:
         """ICE restart on the interface ``addresses`` of now (``added`` since the last): the
         previous generation's resolutions are abandoned, the resolver follows the addresses,
         and so do our names."""
         self._generation += 1
+        self._taken = 0
         self._cancel()  # before the resolver closes: an abandoned lookup is not "unresolvable"
         hosts = {address.host for address in addresses}
         if self._resolver is not None and hosts != self._hosts:
@@ -150,9 +220,10 @@ class MdnsCandidates:
             del self._names[host]
 
     def _cancel(self) -> None:
-        for task in self._lookups:
+        for task, _ in self._lookups.values():
             task.cancel()
         self._lookups.clear()
+        self._queue.clear()
 
     def close(self) -> None:
         """Stop resolving and answering."""

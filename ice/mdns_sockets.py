@@ -97,6 +97,8 @@ class MdnsSockets:
         self._handler = handler
         self._families: dict[int, _FamilySocket] = {}
         self.problems: list[str] = []
+        #: Why the last datagram that could not be sent was not (``None`` once one went out).
+        self.send_error: str | None = None
         #: Datagrams that were not DNS messages, and exceptions of the handler, contained.
         self.undecodable = 0
         self.handler_errors = ReaderErrors()
@@ -117,12 +119,16 @@ class MdnsSockets:
                 entry = _FamilySocket(_open(family, MDNS_PORT), shared=True)
             except OSError as exc:
                 if not one_shot_fallback:
-                    self.problems.append(f"port {MDNS_PORT} for {family.name}: {exc.strerror}")
+                    self.problems.append(
+                        f"port {MDNS_PORT} of {_family_name(family)}: {exc.strerror}"
+                    )
                     return
                 try:
                     entry = _FamilySocket(_open(family, 0), shared=False)
                 except OSError as again:
-                    self.problems.append(f"{family.name} socket: {again.strerror}")
+                    self.problems.append(
+                        f"no {_family_name(family)} socket could be opened: {again.strerror}"
+                    )
                     return
             self._families[family] = entry
         if interface.index in entry.interfaces:
@@ -168,8 +174,11 @@ class MdnsSockets:
                 entry.sock.sendto(data, _group(interface))
             except OSError as exc:
                 _log.debug("mDNS message on %s not sent: %s", interface.host, exc)
+                self.send_error = f"{interface.host}: {exc.strerror or exc}"
                 continue
             sent = True
+        if sent:
+            self.send_error = None
         return sent
 
     def send_to(self, data: bytes, link: Link, destination: Sockaddr) -> None:
@@ -207,6 +216,10 @@ class MdnsSockets:
             self._loop.remove_reader(entry.sock.fileno())
             entry.sock.close()
         self._families.clear()
+
+
+def _family_name(family: int) -> str:
+    return "IPv6" if family == socket.AF_INET6 else "IPv4"
 
 
 def _open(family: socket.AddressFamily, port: int) -> socket.socket:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from stun.address import is_destination
+
 from .aio import Connection
 from .candidate import Candidate
 from .checklist import CandidatePair
@@ -43,7 +45,9 @@ def describe_pair(pair: CandidatePair) -> str:
 
 
 def describe_candidate(candidate: Candidate) -> str:
-    related = f" (base {candidate.related_address})" if candidate.related_address else ""
+    related_address = candidate.related_address
+    hidden = related_address is None or not is_destination(related_address)  # 0.0.0.0 port 0
+    related = "" if hidden else f" (base {related_address})"
     return f"{candidate.type} {candidate.address}{related}"
 
 

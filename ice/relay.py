@@ -3,7 +3,8 @@
 Theory of operation. For every UDP host base and every configured TURN server of the same family,
 :meth:`Relays.allocate` opens a :class:`~turn.client.TurnAllocation` that talks to the server from
 that base. When the Allocate succeeds, each relayed address becomes a relayed candidate — its own
-base (checks are sent "from" it), related address the server-reflexive address the server saw,
+base (checks are sent "from" it), related address the server-reflexive address the server saw
+(RFC 8839 §5.1; with the relay-only policy a placeholder instead, :func:`related_address`),
 type preference 0 — and when it fails, or is left unanswered for ``gathering_timeout`` (a dead
 server must not stall gathering), a :class:`~ice.events.GatheringFailed`. Afterwards the agent
 treats a relayed address like any other base: a datagram it addresses from a relayed address is
@@ -36,7 +37,7 @@ from .candidate import (
     candidate_priority,
     compute_foundation,
 )
-from .config import AgentConfig, RelayServer
+from .config import AgentConfig, Policy, RelayServer
 from .events import GatheringFailed
 
 #: What the peer sent: (the relayed address it went to, the peer, the bytes).
@@ -196,8 +197,7 @@ class Relays:
             del self._by_relayed[relayed]
             self._lose_candidate(relayed, reason)
 
-    @staticmethod
-    def _candidate(relay: _Relay, relayed: Address, mapped: Address | None) -> Candidate:
+    def _candidate(self, relay: _Relay, relayed: Address, mapped: Address | None) -> Candidate:
         return Candidate(
             foundation=compute_foundation(
                 CandidateType.RELAYED, relay.base.host, "udp", relay.server.address.host
@@ -210,6 +210,17 @@ class Relays:
             host=relayed.host,
             port=relayed.port,
             type=CandidateType.RELAYED,
-            related_address=mapped,
+            related_address=related_address(relayed, mapped, self._config.policy),
             base=relayed,
         )
+
+
+def related_address(relayed: Address, mapped: Address | None, policy: Policy) -> Address | None:
+    """The related address a relayed candidate is signalled with (RFC 8839 §5.1): the address the
+    TURN server saw us at — unless the policy is relay-only, whose point is that the peer never
+    learns an address of ours: then the unspecified address of the candidate's family, port 0,
+    which the SDP grammar allows and browsers signal in that mode (libwebrtc empties a relayed
+    candidate's related address when reflexive candidates are not allowed)."""
+    if policy is Policy.RELAY:
+        return Address("::" if ":" in relayed.host else "0.0.0.0", 0)
+    return mapped

@@ -46,9 +46,13 @@ class RemoteCandidates:
         entry = self._table.get((stream, component, address))
         return None if entry is None else entry[1]
 
+    def full(self, stream: int) -> bool:
+        """Whether the stream holds ``limit`` candidates: a new address would not be learnt."""
+        return self._per_stream[stream] >= self.limit
+
     def add(self, stream: int, candidate: Candidate) -> bool:
         """Learn a candidate whose address is not known yet; ``False`` if the stream is full."""
-        if self._per_stream[stream] >= self.limit:
+        if self.full(stream):
             return False
         self._table[(stream, candidate.component, candidate.address)] = (stream, candidate)
         self._per_stream[stream] += 1

@@ -70,8 +70,9 @@ class PeerInput(enum.Enum):
     #: The stream already holds ``max_remote_candidates``: a signalled or peer-reflexive remote
     #: candidate was not learnt (or a connection held that many signalled before gathering).
     REMOTE_CANDIDATES_FULL = "remote-candidates-full"
-    #: A connection was resolving ``max_remote_candidates`` ``.local`` candidates already: one
-    #: more was dropped unresolved.
+    #: A connection took ``max_remote_candidates`` ``.local`` candidates in this generation
+    #: already: one more was dropped unresolved (a :class:`~ice.mdns.CandidateUnresolvable`
+    #: event says so).
     MDNS_LOOKUPS_FULL = "mdns-lookups-full"
     #: ``max_local_peer_reflexive`` local candidates were learnt already: a response's
     #: XOR-MAPPED-ADDRESS (§7.2.5.3.1) made no new one; the valid pair kept the checked one.
@@ -88,6 +89,10 @@ class PeerInput(enum.Enum):
     VALID_LIST_FULL = "valid-list-full"
     #: A check reached a host socket while the policy is relay-only: not answered, not paired.
     RELAY_POLICY = "relay-policy"
+    #: Application data (not STUN, RFC 7983) from an address that is not the remote side of a
+    #: selected or valid pair of the socket it came to, nor the source of an authenticated check
+    #: there: a stranger's datagram, not delivered (as pion's ``validateNonSTUNTraffic``).
+    DATA_NOT_FROM_PEER = "data-not-from-peer"
 
 
 @dataclass(slots=True)
@@ -110,7 +115,8 @@ class TableSizes:
 
     Each is bounded: remote candidates by ``max_remote_candidates`` per stream, pairs and valid
     pairs by ``max_pairs`` per stream (valid pairs per component), local candidates by the bases,
-    servers and ``max_local_peer_reflexive``, recent requests by a constant.
+    servers and ``max_local_peer_reflexive``, recent requests by a constant, the paths the peer's
+    authenticated checks came on (whose data is accepted) by ``max_pairs``.
     """
 
     remote_candidates: int
@@ -121,6 +127,7 @@ class TableSizes:
     triggered: int
     checks_in_flight: int
     recent_requests: int
+    checked_paths: int
 
 
 def describe_failure(

@@ -15,7 +15,7 @@ IO_MODULES = {
     "stun/aio.py", "stun/aio_sockets.py", "stun/aio_client.py", "stun/aio_server.py",
     "stun/cli.py", "stun/tls.py", "stun/probe.py", "stun/explain.py",
     "ice/cli.py", "ice/commands.py", "ice/demo.py", "ice/narration.py", "ice/aio.py",
-    "ice/base_sockets.py", "ice/interfaces.py", "ice/mdns_candidates.py",
+    "ice/base_sockets.py", "ice/interfaces.py", "ice/mdns_candidates.py", "ice/server_names.py",
     "ice/mdns.py", "ice/mdns_sockets.py",
     "turn/aio.py", "turn/aio_tcp_client.py", "turn/server/aio_tcp.py", "turn/server/aio_udp.py",
     "turn/server/aio.py",

@@ -11,7 +11,7 @@ import contextlib
 import gc
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -314,17 +314,23 @@ def test_receive_queue_is_bounded_and_counts_what_it_drops() -> None:
     run(scenario())
 
 
-def test_data_from_an_unknown_address_still_reaches_its_component() -> None:
+def test_a_strangers_datagram_is_dropped_and_counted_and_the_peers_data_still_arrives() -> None:
+    """Redteam #4: a socket that no check proved sends to our selected pair's base. Its datagram
+    never reaches recvfrom(); the peer's, sent after it on the same socket, does."""
+
     async def scenario() -> None:
-        async with connected(components=2) as (_, b):
+        async with connected(components=2) as (a, b):
             pair = b.selected_pair(2)
             assert pair is not None
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
                 stranger.bind(("127.0.0.1", 0))
                 stranger.sendto(b"\x80stranger", pair.local_base)
-                assert await b.recvfrom() == (b"\x80stranger", 2)
+                stranger.sendto(b"", pair.local_base)  # dropped too, carrying nothing to count
+                await a.sendto(b"\x80peer", 2)
+                assert await b.recvfrom() == (b"\x80peer", 2)
+            assert b.agent.failures.peer_input[PeerInput.DATA_NOT_FROM_PEER] == 1
             (selected,) = [s for s in b.stats() if s.selected and s.component == 2]
-            assert selected.bytes_received == 0  # not the selected pair's traffic
+            assert selected.bytes_received == len(b"\x80peer")
 
     run(scenario())
 
@@ -447,24 +453,73 @@ def test_candidates_signalled_before_gathering_are_bounded_and_counted() -> None
 # --------------------------------------------------------------------------- mDNS
 
 
-def test_mdns_resolutions_are_bounded_and_counted() -> None:
-    """Each ``.local`` candidate is resolved in the background: at most
-    ``max_remote_candidates`` at a time, the others dropped and counted."""
+def collect_reasons(reasons: list[str]) -> Callable[[IceEvent], None]:
+    """An ``on_event`` that keeps the reason of every CandidateUnresolvable (only the reason:
+    the test keeps no Candidate alive)."""
+
+    def handler(event: IceEvent) -> None:
+        if isinstance(event, CandidateUnresolvable):
+            reasons.append(event.reason)
+
+    return handler
+
+
+def test_mdns_resolutions_are_bounded_per_generation_and_counted() -> None:
+    """At most ``max_remote_candidates`` ``.local`` candidates are taken per generation — not
+    only at a time: once their lookups ended, more are still dropped, each reported and
+    counted. A restart opens a new generation."""
+    reasons: list[str] = []
+
+    def local_candidate(port: int) -> Candidate:
+        return Candidate.from_sdp(f"1 1 udp 2130706431 {uuid.uuid4()}.local {port} typ host")
 
     async def scenario() -> None:
         config = AgentConfig(max_remote_candidates=4)
         connection = make("127.0.0.1", True, config=config, mdns_timeout=0.2)
+        connection.on_event = collect_reasons(reasons)
         async with connection:
             await connection.gather_candidates()
             for port in range(20000, 20050):
-                line = f"1 1 udp 2130706431 {uuid.uuid4()}.local {port} typ host"
-                await connection.add_remote_candidate(Candidate.from_sdp(line))
+                await connection.add_remote_candidate(local_candidate(port))
             assert live_candidates(".local") == 4
             dropped = connection.agent.failures.peer_input
             assert dropped == {PeerInput.MDNS_LOOKUPS_FULL: 46}
+            await until(lambda: len(reasons) == 50)  # every lookup ended
+            await connection.add_remote_candidate(local_candidate(20050))
+            assert dropped == {PeerInput.MDNS_LOOKUPS_FULL: 47}
+            await connection.restart()
+            await connection.add_remote_candidate(local_candidate(20051))
+            assert dropped == {PeerInput.MDNS_LOOKUPS_FULL: 47}  # a new generation: taken
+            await until(lambda: len(reasons) == 52)
 
     run(scenario())
+    cap = "not resolved: 4 .local candidates were taken in this generation already"
+    assert sum(reason.startswith(cap) for reason in reasons) == 47
+    assert sum(reason.startswith("no mDNS answer") for reason in reasons) == 5
 
+
+def test_no_lookup_for_a_local_candidate_the_full_agent_could_not_take() -> None:
+    reasons: list[str] = []
+
+    async def scenario() -> None:
+        config = AgentConfig(max_remote_candidates=2)
+        connection = make("127.0.0.1", True, config=config, mdns_timeout=5.0)
+        connection.on_event = collect_reasons(reasons)
+        async with connection:
+            await connection.gather_candidates()
+            for port in (20000, 20001):
+                line = f"1 1 udp 2130706431 127.0.0.42 {port} typ host"
+                await connection.add_remote_candidate(Candidate.from_sdp(line))
+            line = f"1 1 udp 2130706431 {uuid.uuid4()}.local 20002 typ host"
+            await connection.add_remote_candidate(Candidate.from_sdp(line))
+            assert reasons == [  # at once, not after mdns_timeout
+                "not resolved: the agent holds max_remote_candidates (2) remote candidates "
+                "already"
+            ]
+            dropped = connection.agent.failures.peer_input
+            assert dropped == {PeerInput.REMOTE_CANDIDATES_FULL: 1}
+
+    run(scenario())
 
 
 def test_an_unresolvable_mdns_candidate_is_reported_not_fatal() -> None:
@@ -488,3 +543,29 @@ def test_an_unresolvable_mdns_candidate_is_reported_not_fatal() -> None:
     (unresolvable,) = [e for e in events if isinstance(e, CandidateUnresolvable)]
     assert unresolvable.candidate.host.endswith(".local")
     assert "no mDNS answer" in unresolvable.reason or "mDNS" in unresolvable.reason
+
+
+def test_local_candidates_the_agent_cannot_use_are_not_looked_up() -> None:
+    """Browsers signal TCP candidates under the same ``.local`` names: the agent uses UDP only,
+    so they cost no lookup, and neither does a component the stream lacks (counted)."""
+    reasons: list[str] = []
+
+    async def scenario() -> None:
+        connection = make("127.0.0.1", True, mdns_timeout=5.0)
+        connection.on_event = collect_reasons(reasons)
+        async with connection:
+            await connection.gather_candidates()
+            name = f"{uuid.uuid4()}.local"
+            for line in (
+                f"1 1 tcp 1518280447 {name} 9 typ host tcptype active",
+                f"1 2 udp 2130706431 {name} 20000 typ host",
+            ):
+                await connection.add_remote_candidate(Candidate.from_sdp(line))
+            await connection.add_remote_candidate(None)
+            # No lookup to wait for: end-of-candidates reached the agent at once.
+            assert connection.agent.remote_complete
+            dropped = connection.agent.failures.peer_input
+            assert dropped == {PeerInput.UNKNOWN_COMPONENT: 1}
+
+    run(scenario())
+    assert reasons == []

@@ -10,25 +10,30 @@ allow multicast on loopback, or port 5353 cannot be shared, the tests skip and s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import resource
 import socket
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from ice import CandidateType, Connection
+from ice import Candidate, CandidateType, Connection
 from ice.dns import AddressRecord, DnsMessage, NsecRecord, Question, Record, RecordType
 from ice.mdns import (
     HOST_RECORD_TTL,
     LEGACY_TTL,
     MDNS_GROUP_IPV4,
     MDNS_PORT,
+    CandidateUnresolvable,
     InterfaceAddress,
     Resolver,
     Responder,
     resolve,
 )
+from ice.mdns_candidates import MAX_CONCURRENT_LOOKUPS
 from tests.ice.test_connection import assert_same_path, exchange, make
-from tests.net.loopback import run, until
+from tests.net.loopback import NO_PROC, open_fds, run, until
 
 LOOPBACK = InterfaceAddress("127.0.0.1", socket.if_nametoindex("lo"), "lo")
 UNKNOWN = "0b5a7c1e-0000-4000-8000-000000000000.local"
@@ -351,8 +356,39 @@ def test_nobody_answers_a_name_nobody_published(loopback_multicast: None) -> Non
 
 def test_no_interface_means_unresolvable_at_once() -> None:
     async def scenario() -> None:
-        with pytest.raises(OSError, match="no interface"):
+        with pytest.raises(OSError, match="cannot query by mDNS: no interface to query on"):
             await resolve("a.local", [], timeout=5.0)
+
+    run(scenario())
+
+
+@pytest.mark.skipif(NO_PROC is not None, reason=NO_PROC or "")
+def test_a_resolver_without_sockets_says_why_file_descriptors_ran_out() -> None:
+    """With no file descriptor left, the resolver cannot open its socket; the reason says that,
+    not that no interface can send (redteam #5's misleading "no interface" message)."""
+
+    async def scenario() -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, hard))
+        fillers = []
+        try:
+            with contextlib.suppress(OSError):  # take every descriptor left below the limit
+                while True:
+                    fillers.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            resolver = Resolver([LOOPBACK])
+        finally:
+            for filler in fillers:
+                filler.close()
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        try:
+            with pytest.raises(OSError) as raised:
+                await resolver.resolve(UNKNOWN, timeout=5.0)
+        finally:
+            resolver.close()
+        assert str(raised.value) == (
+            "[Errno 101] cannot query by mDNS: no IPv4 socket could be opened: Too many open files"
+        )
 
     run(scenario())
 
@@ -415,3 +451,55 @@ def test_host_candidates_are_withheld_when_they_cannot_be_published() -> None:
     with blocker:
         signalled, gathered = run(scenario())
     assert signalled == [] and gathered == 1  # gathered, but never shown with its address
+
+
+@pytest.mark.skipif(NO_PROC is not None, reason=NO_PROC or "")
+def test_remote_names_share_the_resolver_once_each_and_at_most_16_at_a_time(
+    loopback_multicast: None,
+) -> None:
+    """Redteam #5: every ``.local`` candidate used to open its own sockets at once. Now they go
+    through the connection's one resolver: no socket is opened for them, a name carried by two
+    candidates is queried once, and no more than 16 names are looked up at a time — the 17th is
+    first queried after a lookup ended. A query on the link is seen by a socket of our own."""
+    names = [f"0b5a7c1e-0000-4000-8000-{index:012d}.local" for index in range(20)]
+    log: list[tuple[str, str]] = []
+
+    def heard(sock: socket.socket) -> None:
+        while True:
+            try:
+                data = sock.recv(9000)
+            except BlockingIOError:
+                return
+            message = DnsMessage.decode(data)
+            if not message.response:
+                log.extend(("query", q.name) for q in message.questions if q.type == RecordType.A)
+
+    async def scenario() -> None:
+        connection = make("127.0.0.1", True, mdns_timeout=0.5)
+        async with connection:
+            connection.on_event = lambda event: (
+                log.append(("ended", event.candidate.host))
+                if isinstance(event, CandidateUnresolvable)
+                else None
+            )
+            await connection.gather_candidates()
+            with group_socket() as observer:
+                loop = asyncio.get_running_loop()
+                loop.add_reader(observer.fileno(), heard, observer)
+                sockets = open_fds()
+                for port, name in enumerate([names[0], *names], start=20000):
+                    line = f"1 1 udp 2130706431 {name} {port} typ host"
+                    await connection.add_remote_candidate(Candidate.from_sdp(line))
+                assert open_fds() == sockets  # no socket per lookup
+                await until(lambda: sum(kind == "ended" for kind, _ in log) == 21, timeout=10)
+                loop.remove_reader(observer.fileno())
+            assert not connection.agent.failures.peer_input
+
+    run(scenario())
+    ours = [(kind, name) for kind, name in log if name in names]
+    first_end = next(i for i, (kind, _) in enumerate(ours) if kind == "ended")
+    queried_first = {name for kind, name in ours[:first_end] if kind == "query"}
+    assert len(queried_first) == MAX_CONCURRENT_LOOKUPS == 16
+    assert {name for kind, name in ours if kind == "query"} == set(names)
+    assert sum(entry == ("query", names[0]) for entry in ours) == 1  # once, for two candidates
+    assert sum(entry == ("ended", names[0]) for entry in ours) == 2  # each candidate hears

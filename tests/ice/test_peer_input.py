@@ -13,14 +13,14 @@ import random
 from ice.agent import Agent
 from ice.candidate import MAX_PRIORITY, Candidate, CandidateType
 from ice.config import AgentConfig, Policy
-from ice.events import RemoteCandidateLearned
+from ice.events import DataReceived, RemoteCandidateLearned
 from ice.stats import PeerInput
 from stun.address import Address
 from stun.attributes import AttrType, Priority, UnknownAttribute, XorMappedAddress
 from stun.message import Message, MessageClass
 from tests.properties.ice_signed import sign, signed_check_from
 
-from .machine_pair import A_ADDRESS, B_ADDRESS, connect, pair_of
+from .machine_pair import A_ADDRESS, B_ADDRESS, connect, make_agent, pair_of
 
 PEER_UFRAG, PEER_PWD = "peer", "p" * 22
 
@@ -82,6 +82,7 @@ def test_a_flood_of_peer_reflexive_checks_stays_at_the_bounds() -> None:
     assert sizes.pairs == config.max_pairs == 100
     assert sizes.triggered <= sizes.pairs
     assert sizes.recent_requests == 256
+    assert sizes.checked_paths == config.max_pairs  # the paths whose data is taken
     assert agent.failures.peer_input[PeerInput.REMOTE_CANDIDATES_FULL] == flood - 100
     learned = [e for e in iter(agent.next_event, None) if isinstance(e, RemoteCandidateLearned)]
     assert len(learned) == 100
@@ -182,3 +183,76 @@ def test_a_peer_reflexive_candidate_keeps_the_priority_its_check_carried() -> No
     candidate = agent.remote_candidates.find(0, 1, B_ADDRESS)
     assert candidate is not None and candidate.priority == 1234
     assert not agent.failures.peer_input
+
+
+# --------------------------------------------------------------------------- whose data is taken
+
+STRANGER = Address("203.0.113.66", 4444)
+
+
+def delivered(agent: Agent, data: bytes, local: Address, remote: Address, now: float) -> bool:
+    """Feed one datagram of application data; whether it reached the application."""
+    while agent.next_event() is not None:
+        pass
+    agent.receive_datagram(data, local, remote, now)
+    return any(isinstance(e, DataReceived) and e.data == data for e in iter(agent.next_event, None))
+
+
+def test_data_from_the_remote_of_a_valid_pair_is_taken_before_selection() -> None:
+    """RFC 8445 §12.1: the peer may send on any valid pair before selected pairs exist; the
+    data is the peer's (and counted on the pair). A stranger's is dropped and counted."""
+    a, b, wire = pair_of()
+    connect(a, b, wire, until=0.0)
+    for _ in range(10_000):
+        if b.nomination.has_valid(0, 1) and b.selected_pair() is None:
+            break
+        assert wire.step()
+    else:
+        raise AssertionError("B never had a valid pair without a selected one")
+    (valid,) = b.nomination.valid_pairs(0, 1)
+    assert valid.remote.address == A_ADDRESS
+    assert delivered(b, b"\x80early", B_ADDRESS, A_ADDRESS, wire.now)
+    assert valid.bytes_received == len(b"\x80early")
+    assert not delivered(b, b"\x80stranger", B_ADDRESS, STRANGER, wire.now)
+    assert b.failures.peer_input[PeerInput.DATA_NOT_FROM_PEER] == 1
+
+
+def test_data_on_a_path_the_peers_check_proved_is_taken_before_our_check_succeeds() -> None:
+    """The peer's check of a pair succeeds before ours: it may send data on it already. The
+    authenticated check proves the path; an unsigned one, or another port, proves nothing."""
+    agent = controlled_agent()
+    peer = Address("198.51.100.1", 7000)
+    assert not delivered(agent, b"\x80too early", A_ADDRESS, peer, 0.0)
+    agent.receive_datagram(
+        signed_check_from([], "nobody", "x" * 22, bytes(12)), A_ADDRESS, peer, 0.0
+    )
+    assert not delivered(agent, b"\x80unsigned", A_ADDRESS, peer, 0.0)
+    agent.receive_datagram(check(agent, 1, 100), A_ADDRESS, peer, 0.0)
+    pair = agent.checklists[0].find(A_ADDRESS, peer)
+    assert pair is not None and not pair.valid  # our triggered check has not been answered
+    assert delivered(agent, b"\x80data", A_ADDRESS, peer, 0.0)
+    assert pair.bytes_received == len(b"\x80data")
+    assert not delivered(agent, b"\x80other port", A_ADDRESS, Address(peer.host, 7001), 0.0)
+    assert agent.failures.peer_input[PeerInput.DATA_NOT_FROM_PEER] == 3
+
+
+def test_an_ice_lite_agent_takes_data_from_a_peer_that_checked_it() -> None:
+    """A lite agent keeps no pair until it is nominated; the peer's check still proves the
+    path its data comes on (RFC 8445 §12.1 allows data on a valid pair before nomination)."""
+    lite = make_agent(False, A_ADDRESS, 3, lite=True)
+    peer = Address("198.51.100.1", 7000)
+    lite.receive_datagram(check(lite, 1, 100), A_ADDRESS, peer, 0.0)
+    assert lite.selected_pair() is None
+    assert delivered(lite, b"\x80data", A_ADDRESS, peer, 0.0)
+    assert not delivered(lite, b"\x80stranger", A_ADDRESS, STRANGER, 0.0)
+
+
+def test_a_restart_forgets_the_paths_the_previous_checks_proved() -> None:
+    a, b, wire = pair_of()
+    connect(a, b, wire)
+    assert delivered(b, b"\x80selected", B_ADDRESS, A_ADDRESS, wire.now)
+    b.receive_datagram(check(b, 9, 100), B_ADDRESS, STRANGER, wire.now)  # an old-generation path
+    assert delivered(b, b"\x80checked", B_ADDRESS, STRANGER, wire.now)
+    b.restart(wire.now)
+    assert delivered(b, b"\x80selected", B_ADDRESS, A_ADDRESS, wire.now)  # data flows on
+    assert not delivered(b, b"\x80checked", B_ADDRESS, STRANGER, wire.now)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from ice.candidate import CandidateType
+from ice.candidate import Candidate, CandidateType
 from ice.config import AgentConfig, Policy
 from ice.events import CandidateGathered, DataReceived, GatheringCompleted, GatheringFailed
 from ice.netsim import NatBehavior
+from ice.relay import related_address
 from ice.scenarios import (
     STUN_SERVER,
     TURN_SERVERS,
@@ -16,6 +17,7 @@ from ice.scenarios import (
     relay_server,
     two_agents_behind_nats,
 )
+from stun.address import Address
 
 SYMMETRIC = NatBehavior.SYMMETRIC
 FULL_CONE = NatBehavior.FULL_CONE
@@ -26,12 +28,26 @@ def gathered(scenario: Scenario, name: str) -> list[CandidateType]:
     return [e.candidate.type for _, e in side.events if isinstance(e, CandidateGathered)]
 
 
+def candidates(scenario: Scenario, name: str, kind: CandidateType) -> list[Candidate]:
+    side = scenario.a if name == "a" else scenario.b
+    return [
+        e.candidate
+        for _, e in side.events
+        if isinstance(e, CandidateGathered) and e.candidate.type is kind
+    ]
+
+
 def test_symmetric_nats_on_both_sides_connect_through_relays() -> None:
     scenario = two_agents_behind_nats(SYMMETRIC, SYMMETRIC, 1, turn=True)
     outcome = scenario.run(timeout=60.0)
     assert outcome.connected, outcome.failure_reason
     assert outcome.pair_types == "relay-relay"
     assert CandidateType.RELAYED in gathered(scenario, "a")
+    # With every candidate type allowed, raddr is the address the TURN server saw: A's NAT's.
+    (relayed,) = candidates(scenario, "a", CandidateType.RELAYED)
+    (srflx,) = candidates(scenario, "a", CandidateType.SERVER_REFLEXIVE)
+    assert relayed.related_address is not None
+    assert relayed.related_address.host == srflx.host and relayed.related_address.port != 0
     scenario.a.send(b"\x80through two relays")
     scenario.network.run(until=scenario.network.now + 1.0)
     received = [e.data for _, e in scenario.b.events if isinstance(e, DataReceived)]
@@ -65,6 +81,11 @@ def test_relay_only_policy_signals_and_uses_relayed_candidates_only() -> None:
     assert outcome.connected and outcome.pair_types == "relay-relay"
     assert set(gathered(scenario, "a")) == {CandidateType.RELAYED}
     assert set(gathered(scenario, "b")) == {CandidateType.RELAYED}
+    # Relay-only hides every address of ours, the public one the TURN server saw included.
+    for name in ("a", "b"):
+        for candidate in candidates(scenario, name, CandidateType.RELAYED):
+            assert candidate.related_address == ("0.0.0.0", 0)
+            assert "raddr 0.0.0.0 rport 0" in candidate.to_sdp()
 
 
 def test_a_turn_server_refusing_our_credentials_does_not_stall_gathering() -> None:
@@ -106,3 +127,11 @@ def test_two_agents_relay_through_one_shared_turn_server() -> None:
     assert outcome.connected, outcome.failure_reason
     assert outcome.pair_types == "relay-relay"
     assert len(scenario.turn_servers[0].table) == 2
+
+
+def test_the_related_address_relay_only_signals_is_the_unspecified_one_of_the_family() -> None:
+    mapped = Address("203.0.113.5", 40000)
+    assert related_address(Address("198.51.100.9", 5000), mapped, Policy.ALL) == mapped
+    assert related_address(Address("198.51.100.9", 5000), mapped, Policy.RELAY) == ("0.0.0.0", 0)
+    mapped6 = Address("2001:db8::5", 40000)
+    assert related_address(Address("2001:db8::9", 5000), mapped6, Policy.RELAY) == ("::", 0)

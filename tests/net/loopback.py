@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -84,3 +86,30 @@ async def udp_exchange(sock: socket.socket, data: bytes, server: Address) -> byt
     await loop.sock_sendto(sock, data, server)
     answer, _ = await loop.sock_recvfrom(sock, 65536)
     return answer
+
+
+def open_fds() -> int:
+    """How many file descriptors this process holds (Linux: ``/proc/self/fd``)."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def own_udp_ports() -> set[int]:
+    """The local ports of this process's UDP sockets, IPv4 and IPv6 (Linux: ``/proc``)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/self/net/udp", "/proc/self/net/udp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+#: Why the /proc helpers above cannot run here, if they cannot.
+NO_PROC = None if os.path.isdir("/proc/self/fd") else "no /proc/self/fd (not Linux)"

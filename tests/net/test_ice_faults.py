@@ -13,7 +13,9 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -26,13 +28,14 @@ import pytest
 import ice
 from ice.config import AgentConfig
 from ice.events import CandidateLost, ConsentLost, IceEvent, IceState, SelectedPairChanged
+from ice.mdns import MDNS_PORT, CandidateUnresolvable
 from stun.aio import StunServer
 from stun.server import LongTermCredentials
 from stun.transaction import TransactionConfig
 from turn.server import PeerPolicy, TurnServerConfig
 from turn.server.aio import TurnServer
 
-from .loopback import run, udp_socket
+from .loopback import NO_PROC, own_udp_ports, run, udp_socket
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
@@ -206,6 +209,84 @@ def test_relay_only_sends_nothing_to_its_stun_server() -> None:
             return sum(stun.server.stats.counts.values())
 
     assert run(scenario()) == 0
+
+
+@pytest.mark.skipif(NO_PROC is not None, reason=NO_PROC or "")
+def test_relay_only_stays_off_the_local_link_and_hides_the_address_the_turn_server_saw() -> None:
+    """Relay-only sends nothing but to the TURN servers: no mDNS socket, not even to resolve a
+    peer's ``.local`` candidate or to publish hidden host names (it says so at once, without
+    waiting for an answer). Its relayed candidates' raddr is 0.0.0.0 port 0, not the address
+    the TURN server saw us at."""
+    events: list[IceEvent] = []
+
+    async def scenario() -> None:
+        server, port = await turn_server()
+        async with server:
+            relayed = {"turn_servers": [(LOOPBACK, port, USER, PASSWORD)], "relay_only": True}
+            a = connection(True, config=config(), mdns_timeout=30.0, **relayed)
+            b = connection(False, config=config(), mdns_hide_host_candidates=True, **relayed)
+            a.on_event = events.append
+            async with a, b:
+                await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+                name = "0b5a7c1e-0000-4000-8000-000000000000.local"
+                await a.add_remote_candidate(
+                    ice.Candidate.from_sdp(f"1 1 udp 2130706431 {name} 9 typ host")
+                )
+                (unresolvable,) = of_type(events, CandidateUnresolvable)
+                assert "relay-only" in unresolvable.reason
+                assert MDNS_PORT not in own_udp_ports()
+                for side in (a, b):
+                    for candidate in side.local_candidates:
+                        assert candidate.type is ice.CandidateType.RELAYED
+                        assert candidate.related_address == ("0.0.0.0", 0)
+                        assert "raddr 0.0.0.0 rport 0" in candidate.to_sdp()
+                await exchange(a, b)
+                await connect(a, b)
+                await round_trip(a, b, b"\x80relayed, and nothing on the link")
+                assert MDNS_PORT not in own_udp_ports()
+
+    run(scenario())
+
+
+def _private_namespace_problem() -> str | None:
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return "a private network and mount namespace needs root on Linux"
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare (util-linux) and ip are needed"
+    return None
+
+
+NO_PRIVATE_NAMESPACE = _private_namespace_problem()
+
+
+@pytest.mark.skipif(NO_PRIVATE_NAMESPACE is not None, reason=str(NO_PRIVATE_NAMESPACE))
+def test_a_resolver_that_never_answers_does_not_hold_gathering(tmp_path: Path) -> None:
+    """A STUN server's name goes to a DNS server that never answers, with resolver timeouts of
+    150 s: gathering used to wait for them. Now the name gets ``gathering_timeout`` (0.5 s), is
+    skipped with a warning that says so, and the server given by address is asked meanwhile.
+    Runs in a private network and mount namespace (``unshare``), so the resolv.conf and the
+    silent DNS server there touch nothing else."""
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:30 attempts:5\n")
+    inner = (
+        f"ip link set lo up && mount --bind {resolv} /etc/resolv.conf && "
+        f"exec {sys.executable} -m tests.net.silent_resolver_peer"
+    )
+    completed = subprocess.run(
+        ["unshare", "--net", "--mount", "sh", "-c", inner],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,  # the old sequential resolution took 150 s here
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout.splitlines()[-1])
+    assert report["warnings"] == [
+        "STUN server stun.unresolvable.test:3478 skipped: 'stun.unresolvable.test' was not "
+        "resolved within 0.5 s (gathering_timeout)"
+    ]
+    assert report["asked"] >= 1
 
 
 # --------------------------------------------------------------------------- the peer dies

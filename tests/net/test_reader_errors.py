@@ -10,8 +10,10 @@ exceptions were counted by kind, and that each kind was logged once, with its tr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -31,7 +33,8 @@ from stun.aio import StunServer
 from stun.datagram import Datagram
 from stun.reader_errors import error_kind
 from stun.server import LongTermCredentials
-from tests.net.loopback import run
+from tests.net.loopback import binding_request, run, until
+from tests.properties.ice_signed import signed_check_from
 from tests.turn.aio_client import RawTurnClient
 from turn import TurnAllocation, TurnClient
 from turn.server import ClientTransport, PeerPolicy, TurnServerConfig, TurnServerCore
@@ -120,6 +123,23 @@ class TimerBuggyAgent(Agent):
             self.timer_bugs -= 1
             raise TimerBug("raised on purpose by a test agent")
         super().handle_timer(now)
+
+
+class PumpBug(CoreBug):
+    pass
+
+
+class PumpBuggyAgent(Agent):
+    """An agent whose ``datagrams_to_send`` raises the first ``pump_bugs`` times it is called:
+    the reader's pump after a batch meets it."""
+
+    pump_bugs = 0
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        if self.pump_bugs:
+            self.pump_bugs -= 1
+            raise PumpBug("raised on purpose by a test agent")
+        return super().datagrams_to_send(now)
 
 
 TURN_KIND = error_kind(TurnServerBug())
@@ -290,30 +310,61 @@ def test_the_turn_client_reader_loses_only_the_datagram_that_raised() -> None:
 # --------------------------------------------------------------------------- ICE connection
 
 
+@contextlib.asynccontextmanager
+async def signalled_pair() -> AsyncIterator[tuple[Connection, Connection]]:
+    """Two connections on loopback that know each other's credentials and candidates."""
+    a = Connection(True, include_loopback=True, interfaces=[HOST])
+    b = Connection(False, include_loopback=True, interfaces=[HOST])
+    async with a, b:
+        await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+        for side, peer in ((a, b), (b, a)):
+            side.set_remote_credentials(peer.local_username, peer.local_password)
+            for candidate in peer.local_candidates:
+                await side.add_remote_candidate(candidate)
+            await side.add_remote_candidate(None)
+        yield a, b
+
+
 def test_the_ice_reader_loses_only_the_datagram_that_raised() -> None:
     async def scenario() -> None:
-        a = Connection(True, include_loopback=True, interfaces=[HOST])
-        b = Connection(False, include_loopback=True, interfaces=[HOST])
-        async with a, b:
-            await asyncio.gather(a.gather_candidates(), b.gather_candidates())
-            a.set_remote_credentials(b.local_username, b.local_password)
-            b.set_remote_credentials(a.local_username, a.local_password)
-            for candidate in b.local_candidates:
-                await a.add_remote_candidate(candidate)
-            for candidate in a.local_candidates:
-                await b.add_remote_candidate(candidate)
-            await a.add_remote_candidate(None)
-            await b.add_remote_candidate(None)
+        async with signalled_pair() as (a, b):
             await asyncio.gather(a.connect(), b.connect())
             b.agent.__class__ = BuggyAgent
             pair = b.selected_pair()
             assert pair is not None
-            with client_socket() as stranger:  # not the selected path: through the agent
+            with client_socket() as other:  # not the selected path: through the agent
+                # A path of the peer's that its signed check proved: its data is taken.
+                other.sendto(
+                    signed_check_from([], b.local_username, b.local_password, bytes(12)),
+                    pair.local_base,
+                )
                 for payload in (b"\x80one", b"\x80" + MARKER, b"\x80two"):
-                    stranger.sendto(payload, pair.local_base)
+                    other.sendto(payload, pair.local_base)
                 got = [await asyncio.wait_for(b.recv(), 5.0) for _ in range(2)]
             assert got == [b"\x80one", b"\x80two"]
             assert b.reader_errors.counts == {error_kind(AgentBug()): 1}
+
+    run(scenario())
+
+
+def test_the_ice_readers_pump_is_contained_and_data_flows_on() -> None:
+    """After a batch reached the agent, the reader pumps it (sends, events, timer). A bug there
+    reached the event loop's handler; now it is contained and counted like one in
+    receive_datagram, and the connection goes on."""
+
+    async def scenario() -> None:
+        async with signalled_pair() as (a, b):
+            await asyncio.gather(a.connect(), b.connect())
+            b.agent.__class__ = PumpBuggyAgent
+            assert isinstance(b.agent, PumpBuggyAgent)
+            b.agent.pump_bugs = 1
+            pair = b.selected_pair()
+            assert pair is not None
+            with client_socket() as other:  # a STUN datagram: through the agent, then a pump
+                other.sendto(binding_request(), pair.local_base)
+                await until(lambda: b.reader_errors.counts == {error_kind(PumpBug()): 1})
+            await a.send(b"\x80after the bug")
+            assert await asyncio.wait_for(b.recv(), 5.0) == b"\x80after the bug"
 
     run(scenario())
 
@@ -326,15 +377,8 @@ def test_the_ice_timer_is_armed_again_after_the_agent_raised(
     and both sides connect; each exception is counted, and logged once with its traceback."""
 
     async def scenario() -> None:
-        a = Connection(True, include_loopback=True, interfaces=[HOST])
-        b = Connection(False, include_loopback=True, interfaces=[HOST])
-        async with a, b:
-            await asyncio.gather(a.gather_candidates(), b.gather_candidates())
-            for side, peer in ((a, b), (b, a)):
-                side.set_remote_credentials(peer.local_username, peer.local_password)
-                for candidate in peer.local_candidates:
-                    await side.add_remote_candidate(candidate)
-                await side.add_remote_candidate(None)
+        async with signalled_pair() as (a, b):
+            for side in (a, b):
                 side.agent.__class__ = TimerBuggyAgent
                 assert isinstance(side.agent, TimerBuggyAgent)
                 side.agent.timer_bugs = 1

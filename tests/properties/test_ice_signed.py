@@ -3,9 +3,10 @@
 Agents in every role — controlling, controlled, ICE-lite, talking to an ICE-lite peer — with or
 without the peer's credentials, are fed a random sequence of signed checks from arbitrary
 addresses (``ice_signed.signed_checks``), signed responses to the checks they really sent
-(``ice_signed.signed_responses``), remote candidates as a peer's SDP may describe them, and the
-passing of time. Nothing may raise, and after every step each table the peer can grow is measured
-against its bound (``Agent.table_sizes``).
+(``ice_signed.signed_responses``), remote candidates as a peer's SDP may describe them, application
+data from anywhere, and the passing of time. Nothing may raise, and after every step each table the
+peer can grow is measured against its bound (``Agent.table_sizes``). Data from an address that never
+sent anything to that socket before is never delivered.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from ice.agent import Agent
 from ice.candidate import MAX_PRIORITY, Candidate, CandidateType
 from ice.config import AgentConfig
+from ice.events import DataReceived
 from ice.stats import PeerInput
 from stun.address import Address
 from stun.attributes import AttrType, IceControlled, UnknownAttribute, XorMappedAddress
@@ -85,6 +87,7 @@ def assert_bounded(agent: Agent) -> None:
     assert sizes.local_candidates <= len(BASES) + LIMITS["max_local_peer_reflexive"]
     assert sizes.triggered <= sizes.pairs
     assert sizes.recent_requests <= 256
+    assert sizes.checked_paths <= LIMITS["max_pairs"]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -95,19 +98,38 @@ def test_signed_checks_and_responses_never_escape(
     agent = agent_in(role, credentials, seed)
     now = 0.0
     checks_sent: list[Datagram] = []
+    #: (socket, source) of everything fed to the agent so far.
+    heard: set[tuple[Address, Address]] = set()
     for _ in range(data.draw(st.integers(1, 30), label="steps")):
-        action = data.draw(st.sampled_from(["check", "check", "response", "signal", "time"]))
+        action = data.draw(
+            st.sampled_from(["check", "check", "response", "signal", "data", "time"])
+        )
         if action == "check":
             source = data.draw(st.one_of(st.sampled_from(POOL), addresses), label="from")
             _component, local = data.draw(st.sampled_from(BASES), label="to")
             check = data.draw(signed_checks(agent.local_username, agent.local_password))
             agent.receive_datagram(check, local, source, now)
+            heard.add((local, source))
+        elif action == "data":
+            source = data.draw(st.one_of(st.sampled_from(POOL), addresses), label="from")
+            _component, local = data.draw(st.sampled_from(BASES), label="to")
+            payload = data.draw(st.binary(min_size=1, max_size=8).map(lambda b: b"\x80" + b))
+            while agent.next_event() is not None:
+                pass
+            dropped = agent.failures.peer_input[PeerInput.DATA_NOT_FROM_PEER]
+            agent.receive_datagram(payload, local, source, now)
+            delivered = [e for e in iter(agent.next_event, None) if isinstance(e, DataReceived)]
+            counted = agent.failures.peer_input[PeerInput.DATA_NOT_FROM_PEER] - dropped
+            assert len(delivered) + counted == 1
+            if (local, source) not in heard:
+                assert counted == 1  # nothing ever proved this source
         elif action == "response" and checks_sent:
             request = data.draw(st.sampled_from(checks_sent), label="answering")
             assert request.local is not None
             source = data.draw(st.one_of(st.just(request.remote), addresses), label="from")
             response = data.draw(signed_responses(request.data, PEER_PWD))
             agent.receive_datagram(response, request.local, source, now)
+            heard.add((request.local, source))
         elif action == "signal":
             agent.add_remote_candidate(data.draw(signalled, label="signalled"))
         else:

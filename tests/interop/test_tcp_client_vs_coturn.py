@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 
 import pytest
 
@@ -30,7 +29,7 @@ from stun.tls import CertificateFiles, client_context
 from tests.interop.conftest import TEST_CREDENTIALS
 from tests.interop.coturn import RunningTurnserver, running_turnserver, skip_unless_installed
 from tests.net.loopback import IPV6, closed_port, run
-from tests.turn.test_tcp_relay_aio import cross_connect
+from tests.turn.test_tcp_relay_aio import cross_connect, echo_peer
 from turn import PeerConnectionFailed, TransportProtocol, TurnClient, TurnClientConfig
 
 #: Bound on one wait: generous, for machines under load (only a hang reaches it).
@@ -78,38 +77,6 @@ async def tcp_client(
         ssl_context=client_context(server.certificate),
         config=TurnClientConfig(relay_transport=TransportProtocol.TCP, requested_family=family),
     )
-
-
-class Peer:
-    """A TCP echo server's view: where connections came from, and whether they ended."""
-
-    def __init__(self) -> None:
-        self.sources: list[Address] = []
-        self.ended = asyncio.Event()
-
-    async def echo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
-        self.sources.append(make_address(peername[0], peername[1]))
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            self.ended.set()
-            writer.close()
-
-
-@asynccontextmanager
-async def echo_peer(host: str) -> AsyncIterator[tuple[Address, Peer]]:
-    peer = Peer()
-    server = await asyncio.start_server(peer.echo, host, 0)
-    sockname = server.sockets[0].getsockname()
-    try:
-        yield make_address(sockname[0], sockname[1]), peer
-    finally:
-        server.close()
 
 
 async def ended(reader: asyncio.StreamReader) -> bool:

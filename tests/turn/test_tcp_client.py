@@ -125,14 +125,29 @@ def tcp_allocation(
     return wire, allocation
 
 
-def connect(wire: Wire, allocation: TurnAllocation, peer: Address = PEER) -> int:
-    """Permission, Connect, the peer connection up: the CONNECTION-ID."""
+def permitted(peer: Address = PEER) -> tuple[Wire, TurnAllocation]:
+    """A TCP allocation holding a permission for ``peer``, its events drained."""
+    wire, allocation = tcp_allocation()
     allocation.create_permission(peer, 0.0)
     wire.pump(0.0)
-    allocation.connect(peer, 0.0)
-    wire.pump(0.0)
+    drain(allocation)
+    return wire, allocation
+
+
+def start_connect(
+    wire: Wire, allocation: TurnAllocation, peer: Address = PEER, now: float = 0.0
+) -> OpenPeerConnection:
+    """A Connect sent and taken by the server: the command it gives its driver."""
+    allocation.connect(peer, now)
+    wire.pump(now)
     (command,) = wire.server.tcp_commands()
     assert isinstance(command, OpenPeerConnection) and command.peer == peer
+    return command
+
+
+def connect(wire: Wire, allocation: TurnAllocation, peer: Address = PEER) -> int:
+    """A Connect whose peer connection comes up: the CONNECTION-ID."""
+    command = start_connect(wire, allocation, peer)
     wire.server.peer_connected(command.connection_id, 0.0)
     wire.pump(0.0)
     assert PeerConnected(peer, command.connection_id) in drain(allocation)
@@ -205,18 +220,12 @@ def test_connect_is_refused_on_a_udp_allocation() -> None:
 
 
 def test_connect_answers_with_the_connection_id_once_the_peer_is_connected() -> None:
-    wire, allocation = tcp_allocation()
-    allocation.create_permission(PEER, 0.0)
-    wire.pump(0.0)
-    drain(allocation)
-    allocation.connect(PEER, 1.0)
-    wire.pump(1.0)
+    wire, allocation = permitted()
+    command = start_connect(wire, allocation, now=1.0)
     connect_request = wire.to_server[-1]
     assert connect_request.method == Method.CONNECT
     peer = connect_request.get(XorPeerAddress)
     assert peer is not None and peer.address == PEER
-    (command,) = wire.server.tcp_commands()
-    assert isinstance(command, OpenPeerConnection)
     assert drain(allocation) == []  # nothing until the server's connection is up
     with pytest.raises(LocalProtocolError, match="under way"):
         allocation.connect(PEER, 1.5)
@@ -226,13 +235,8 @@ def test_connect_answers_with_the_connection_id_once_the_peer_is_connected() -> 
 
 
 def test_a_peer_the_server_cannot_connect_to_fails_with_447() -> None:
-    wire, allocation = tcp_allocation()
-    allocation.create_permission(PEER, 0.0)
-    wire.pump(0.0)
-    drain(allocation)
-    allocation.connect(PEER, 0.0)
-    wire.pump(0.0)
-    (command,) = wire.server.tcp_commands()
+    wire, allocation = permitted()
+    command = start_connect(wire, allocation)
     wire.server.peer_connect_failed(command.connection_id, 0.0)
     wire.pump(0.0)
     (failed,) = drain(allocation)
@@ -250,7 +254,7 @@ def test_connect_without_a_permission_fails_with_403() -> None:
 
 
 def test_a_second_connection_to_the_same_peer_fails_with_446() -> None:
-    wire, allocation = tcp_allocation()
+    wire, allocation = permitted()
     connect(wire, allocation)
     allocation.connect(PEER, 0.0)
     wire.pump(0.0)
@@ -262,7 +266,7 @@ def test_a_second_connection_to_the_same_peer_fails_with_446() -> None:
 
 
 def test_connection_bind_carries_the_control_connections_credentials_at_once() -> None:
-    wire, allocation = tcp_allocation()
+    wire, allocation = permitted()
     connection_id = connect(wire, allocation)
     sent = len(wire.to_server)
     binding, events = bind(wire, allocation, connection_id)
@@ -279,10 +283,7 @@ def test_connection_bind_carries_the_control_connections_credentials_at_once() -
 
 
 def test_a_peer_that_connects_is_announced_and_bound() -> None:
-    wire, allocation = tcp_allocation()
-    allocation.create_permission(PEER, 0.0)
-    wire.pump(0.0)
-    drain(allocation)
+    wire, allocation = permitted()
     connection_id = wire.server.peer_connection_arrived(RELAY, PEER, 1.0)
     assert connection_id is not None
     wire.pump(1.0)

@@ -159,14 +159,16 @@ class DataConnection:
         return await read(self.reader, size)
 
 
-@asynccontextmanager
-async def echo_peer(host: str) -> AsyncIterator[tuple[Address, list[Address]]]:
-    """A TCP echo server on ``host``; the list collects where its connections came from."""
-    sources: list[Address] = []
+class EchoPeer:
+    """A TCP echo server's view: where its connections came from, and whether one ended."""
 
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self) -> None:
+        self.sources: list[Address] = []
+        self.ended = asyncio.Event()
+
+    async def echo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
-        sources.append(make_address(peername[0], peername[1]))
+        self.sources.append(make_address(peername[0], peername[1]))
         try:
             while data := await reader.read(65536):
                 writer.write(data)
@@ -174,12 +176,18 @@ async def echo_peer(host: str) -> AsyncIterator[tuple[Address, list[Address]]]:
         except ConnectionError:
             pass
         finally:
+            self.ended.set()
             writer.close()
 
-    server = await asyncio.start_server(echo, host, 0)
+
+@asynccontextmanager
+async def echo_peer(host: str) -> AsyncIterator[tuple[Address, EchoPeer]]:
+    """A TCP echo server on ``host``: its address, and what it saw."""
+    peer = EchoPeer()
+    server = await asyncio.start_server(peer.echo, host, 0)
     sockname = server.sockets[0].getsockname()
     try:
-        yield make_address(sockname[0], sockname[1]), sources
+        yield make_address(sockname[0], sockname[1]), peer
     finally:
         server.close()
 
@@ -256,13 +264,13 @@ def test_connect_to_an_echo_peer_and_bytes_flow_both_ways(host: str) -> None:
     async def scenario() -> None:
         async with (
             tcp_relay_server(host) as (server, listeners),
-            echo_peer(host) as (peer, sources),
+            echo_peer(host) as (peer, echo),
         ):
             client = await tcp_client(listeners, requested_family=family_of(host))
             relayed = await client.allocate()
             assert relayed.host == host
             reader, writer = await client.open_connection(peer)
-            assert sources == [relayed]  # the peer sees the relayed address, port and all
+            assert echo.sources == [relayed]  # the peer sees the relayed address, port and all
             for size in (1, 1000, 100_000):
                 payload = random.randbytes(size)
                 writer.write(payload)

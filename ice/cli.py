@@ -4,8 +4,9 @@ server) and ``serve stun|turn``.
 Each package contributes its own commands (``stun.probe``, ``stun.cli``, ``turn.probe``,
 ``turn.cli``, ``ice.demo``, ``ice.commands``); this module only assembles them, and keeps the
 rule of :mod:`stun.cli`: an error the user can fix is one line on stderr and exit status 2,
-never a traceback. SIGTERM ends a command as Ctrl-C does, so that what it made on disk is cleaned up
-either way.
+never a traceback. SIGTERM ends a command as Ctrl-C does, so that what it made on disk is
+cleaned up either way. A command whose output pipe is closed by its reader (``| head -1``) ends
+quietly with status 141, as one that SIGPIPE ended; a server serves on (:func:`stun.cli.say`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from collections.abc import Sequence
 from ice.commands import add_ice_command
 from ice.demo import add_demo_command
 from stun._version import __version__
-from stun.cli import CliParser, add_serve_command, main_error
+from stun.cli import (
+    BROKEN_PIPE_STATUS,
+    CliParser,
+    add_serve_command,
+    drop_output,
+    main_error,
+    reader_gone,
+)
 from stun.errors import LocalProtocolError
 from stun.probe import add_probe_command
 from turn.cli import add_serve_command as add_serve_turn_command
@@ -55,6 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return main_error(str(exc))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of stdout (or stderr) went away (`icestack stun --json | head -c1`): end
+        # quietly, as a tool SIGPIPE ends would. A broken pipe of anything else is a bug.
+        closed = [stream for stream in (sys.stdout, sys.stderr) if reader_gone(stream)]
+        if not closed:
+            raise
+        for stream in closed:
+            drop_output(stream)
+        return BROKEN_PIPE_STATUS
     return status
 
 

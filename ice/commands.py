@@ -305,7 +305,8 @@ def add_ice_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
         ("answer", "controlled side: read the offer line, gather, print the answer line"),
     ):
         sub = roles.add_parser(role, help=help_text, description=help_text)
-        sub.add_argument(
+        stun = sub.add_mutually_exclusive_group()  # --no-stun with --stun: one line, exit 2
+        stun.add_argument(
             "--stun",
             action="append",
             type=_stun_server,
@@ -313,7 +314,7 @@ def add_ice_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
             help=f"a STUN server for server-reflexive candidates (repeatable; default "
             f"{DEFAULT_PUBLIC_SERVER})",
         )
-        sub.add_argument("--no-stun", action="store_true", help="host candidates only")
+        stun.add_argument("--no-stun", action="store_true", help="host candidates only")
         sub.add_argument(
             "--include-loopback", action="store_true", help="gather on loopback addresses too"
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from stun._version import __version__
 from stun.address import Address
 from stun.aio import StunClient, StunServer, Transport, ipv6_loopback_available
 from stun.cli import format_table
+from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.errors import StunError
 from stun.explain import explain
 from stun.tls import client_context, server_context, temporary_self_signed
@@ -63,6 +65,8 @@ def nat_pair(text: str) -> tuple[NatBehavior, NatBehavior]:
 # =========================================================================== demo --sim
 
 
+#: The simulated network's seed when ``--seed`` is not given.
+SIM_SEED = 1
 #: Virtual seconds after which a simulated run that neither connected nor failed gives up.
 SIM_TIMEOUT = 60.0
 #: Virtual seconds between one side's echo requests.
@@ -186,13 +190,14 @@ class SimulatedDemo:
 def run_sim_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """``icestack demo --sim NAT_A,NAT_B``: exit 0 when the agents connected and echoed."""
     nats: tuple[NatBehavior, NatBehavior] = args.sim
+    seed = SIM_SEED if args.seed is None else args.seed
     print(
         f"icestack demo --sim {nats[0].value},{nats[1].value}: two ICE agents and a STUN server "
-        f"on a simulated network, seed {args.seed}, virtual time",
+        f"on a simulated network, seed {seed}, virtual time",
         file=out,
     )
     print(file=out)
-    demo = SimulatedDemo(nats, args.seed, lambda line: print(line, file=out))
+    demo = SimulatedDemo(nats, seed, lambda line: print(line, file=out))
     outcome = demo.run()
     print(file=out)
     print(demo.summary(), file=out)
@@ -380,9 +385,30 @@ async def _trickle(source: Connection, target: Connection) -> None:
     await target.add_remote_candidate(None)
 
 
+def loopback_problem() -> str | None:
+    """Why this host cannot talk to itself on 127.0.0.1 (its loopback interface is down, as in
+    a fresh network namespace), or ``None``: one datagram sent to a socket of its own."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", 0))
+            probe.sendto(b"", probe.getsockname())
+        except OSError as exc:
+            return (
+                "the loopback interface is down: this host cannot send to itself (127.0.0.1: "
+                f"{exc.strerror or exc}); the demo runs on loopback only: bring it up "
+                "(ip link set lo up)"
+            )
+    return None
+
+
 async def run_loopback_demo(out: TextIO = sys.stdout) -> int:
     """``icestack demo``: the embedded STUN server on loopback, probed over every transport, then
-    two ICE connections through it. Works with no network at all."""
+    two ICE connections through it. Works with no network at all, but loopback: without it, one
+    line says so and the exit status is 1."""
+    problem = loopback_problem()
+    if problem is not None:
+        print(f"icestack: error: {problem}", file=sys.stderr)
+        return 1
     view = LiveView(out)
     view.say(f"icestack {__version__} demo: the embedded STUN server and two ICE agents, loopback")
     view.say("")
@@ -436,8 +462,18 @@ def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help=f"run on the simulated network; NAT names: {', '.join(NAT_NAMES)}",
     )
     parser.add_argument(
-        "--seed", type=int, default=1, help="the simulated network's seed (default 1)"
+        "--seed", type=int, help=f"the simulated network's seed (with --sim; default {SIM_SEED})"
     )
-    parser.set_defaults(
-        run=lambda args: run_sim_demo(args) if args.sim else asyncio.run(run_loopback_demo())
-    )
+    parser.set_defaults(run=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``icestack demo``: on loopback, or with ``--sim`` on the simulated network."""
+    if args.sim:
+        return run_sim_demo(args)
+    if args.seed is not None:
+        raise StunLocalProtocolError(
+            "--seed is the simulated network's: add --sim NAT_A,NAT_B (the loopback demo has no "
+            "seed)"
+        )
+    return asyncio.run(run_loopback_demo())

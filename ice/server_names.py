@@ -54,7 +54,7 @@ async def _resolve(kind: str, host: str, port: int, limit: float) -> Address | N
     except TimeoutError:
         reason = f"{host!r} was not resolved within {limit:g} s (gathering_timeout)"
     if kind == "STUN":
-        _log.warning("STUN server %s:%s skipped: %s", host, port, reason)
+        _log.warning("STUN server %s skipped: %s", Address(host, port), reason)
     else:
-        _log.warning("TURN server %s:%s skipped: %s", host, port, reason)
+        _log.warning("TURN server %s skipped: %s", Address(host, port), reason)
     return None

@@ -44,11 +44,14 @@ from .attributes import (
 from .datagram import Datagram, Machine
 from .errors import (
     ClassicStunError,
+    ConnectStep,
+    ConnectTimeout,
     DecodeError,
     ErrorResponse,
     IntegrityError,
     LocalProtocolError,
     RemoteProtocolError,
+    ServerUnreachable,
     StunError,
     TransactionTimeout,
 )
@@ -87,6 +90,8 @@ __all__ = [
     "BindingServer",
     "ChangeRequest",
     "ClassicStunError",
+    "ConnectStep",
+    "ConnectTimeout",
     "Datagram",
     "DecodeError",
     "ErrorCode",
@@ -126,6 +131,7 @@ __all__ = [
     "SecurityFeatures",
     "ServerConfig",
     "ServerStats",
+    "ServerUnreachable",
     "ShortTermCredentials",
     "Software",
     "StreamDecoder",

@@ -25,14 +25,16 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import secrets
+import select
 import signal
 import socket
 import ssl
+import stat
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, Protocol, cast
+from typing import Any, NoReturn, Protocol, TextIO, cast
 
 from ._version import __version__
 from .address import Address
@@ -53,21 +55,63 @@ class CliParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
+#: The exit status of a command whose output was cut off by its reader going away (``icestack
+#: stun --json | head -c1``): what a shell reports for a process SIGPIPE ended, 128 + 13.
+BROKEN_PIPE_STATUS = 128 + signal.SIGPIPE
+
+
 def main_error(message: str) -> int:
     """Print a CLI error and return the exit status for it."""
-    print(f"icestack: error: {message}", file=sys.stderr, flush=True)
+    write_line(sys.stderr, f"icestack: error: {message}")
     return 2
 
 
 def warn(message: str) -> None:
     """Print one warning line on stderr."""
-    print(f"icestack: warning: {message}", file=sys.stderr, flush=True)
+    write_line(sys.stderr, f"icestack: warning: {message}")
+
+
+def write_line(stream: TextIO, line: str) -> bool:
+    """Write ``line`` to ``stream`` in one write, so that the lines of workers sharing it do not
+    mix. A pipe whose reader went away is no error: the stream is pointed at the null device
+    (:func:`drop_output`) and ``False`` returned."""
+    try:
+        stream.write(line + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        drop_output(stream)
+        return False
+    return True
 
 
 def say(line: str) -> None:
-    """Print one line in one write, so that the lines of workers sharing stdout do not mix."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    """Print a server's status line on stdout. A server keeps serving when its stdout is closed
+    (a log reader that went away): that is said once on stderr (stdout is the null device from
+    then on), and later lines are dropped."""
+    if not write_line(sys.stdout, line):
+        warn("stdout is closed (broken pipe): serving on; status lines are dropped")
+
+
+def reader_gone(stream: TextIO) -> bool:
+    """Whether ``stream`` is a pipe (or socket) whose reading end is closed, so that every write
+    to it fails: poll() reports an error or hang-up on it."""
+    try:
+        descriptor = stream.fileno()
+    except (OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(descriptor, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def drop_output(stream: TextIO) -> None:
+    """Point ``stream`` at the null device: what is still buffered, and whatever is written
+    later, is dropped quietly (flushing it at exit would fail again, and Python says so)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, stream.fileno())
+    finally:
+        os.close(null)
 
 
 def format_table(rows: list[tuple[str, str]]) -> str:
@@ -154,6 +198,19 @@ def parse_user(text: str) -> tuple[str, str]:
     return name, password
 
 
+def user_passwords(users: Iterable[tuple[str, str]] | None) -> dict[str, str]:
+    """``--user NAME:PASSWORD`` options as a table; a name given twice is refused, not settled
+    by the last one silently (the passwords are not repeated in the message)."""
+    table: dict[str, str] = {}
+    for name, password in users or ():
+        if name in table:
+            raise LocalProtocolError(
+                f"--user {name} given twice: one password per user (drop one of them)"
+            )
+        table[name] = password
+    return table
+
+
 # =========================================================================== files
 
 
@@ -168,13 +225,45 @@ def file_problem(error: OSError) -> str:
     return error.strerror or str(error)
 
 
-def read_file(path: Path, what: str) -> bytes:
-    """The bytes of ``path``; raises :class:`LocalProtocolError` naming ``what`` (the option) and
-    the file when it cannot be read."""
+#: The largest file an option may name: a certificate chain, a key, a CA bundle or a
+#: turnserver.conf is far smaller, and reading ``/dev/zero`` must not fill memory.
+MAX_FILE_SIZE = 1024 * 1024
+
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "that is a folder, not a file"),
+    (stat.S_ISFIFO, "that is a FIFO (named pipe), not a regular file"),
+    (stat.S_ISSOCK, "that is a socket, not a regular file"),
+    (stat.S_ISCHR, "that is a device, not a regular file"),
+    (stat.S_ISBLK, "that is a device, not a regular file"),
+)
+
+
+def read_file(path: Path, what: str, *, limit: int = MAX_FILE_SIZE) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes; raises
+    :class:`LocalProtocolError` naming ``what`` (the option) and the file when it cannot be read,
+    is a FIFO, device, socket or folder (opened without waiting for a FIFO's writer), or is
+    larger."""
+
+    def problem(text: str) -> LocalProtocolError:
+        return LocalProtocolError(f"{what} {path}: {text}")
+
     try:
-        return path.read_bytes()
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise LocalProtocolError(f"{what} {path}: {file_problem(exc)}") from None
+        raise problem(file_problem(exc)) from None
+    mode = os.fstat(descriptor).st_mode
+    for test, text in _NOT_REGULAR:
+        if test(mode):
+            os.close(descriptor)
+            raise problem(text)
+    with os.fdopen(descriptor, "rb") as file:
+        try:
+            data = file.read(limit + 1)
+        except OSError as exc:
+            raise problem(file_problem(exc)) from None
+    if len(data) > limit:
+        raise problem(f"larger than {limit / 2**20:g} MiB, more than any such file needs")
+    return data
 
 
 def _check_pem(path: Path, what: str, marker: bytes, kind: str) -> bytes:
@@ -447,7 +536,7 @@ def tls_context(files: list[str] | None, what: str = "--tls") -> ssl.SSLContext 
 
 def build_serve_plan(args: argparse.Namespace) -> ServePlan:
     """Turn parsed options into a validated plan; raises LocalProtocolError on bad combinations."""
-    users = dict(args.user or [])
+    users = user_passwords(args.user)
     auth: ShortTermCredentials | LongTermCredentials | None = None
     if args.auth == "long-term":
         if not users:
@@ -471,12 +560,14 @@ def build_serve_plan(args: argparse.Namespace) -> ServePlan:
         raise LocalProtocolError("--workers must be at least 1")
     if args.workers > 1 and any(port == 0 for _, port in listen):
         raise LocalProtocolError("--workers needs fixed ports: port 0 differs in every worker")
+    if args.tls is None and args.tls_port is not None:
+        raise LocalProtocolError("--tls-port without --tls: add --tls (CERT KEY), or drop it")
     return ServePlan(
         config=config,
         listen=listen,
         tcp=args.tcp,
         tls=tls_context(args.tls),
-        tls_port=args.tls_port,
+        tls_port=5349 if args.tls_port is None else args.tls_port,
         reuse_port=args.workers > 1,
     )
 
@@ -528,7 +619,7 @@ def add_serve_command(serve_commands: argparse._SubParsersAction[argparse.Argume
         help="also listen with TLS: --tls CERT KEY, or --tls alone for a self-signed certificate",
     )
     parser.add_argument(
-        "--tls-port", type=port_number, default=5349, help="TLS port (default 5349)"
+        "--tls-port", type=port_number, help="TLS port, with --tls (default 5349)"
     )
     parser.add_argument(
         "--auth",

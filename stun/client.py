@@ -220,11 +220,25 @@ class ClientSession:
 
         With ``follow_alternate`` off, a 300 Try Alternate ends the request instead of moving
         the session (``config.follow_alternate_server`` off does so for every request).
-        Raises :class:`LocalProtocolError` at once if the request cannot be encoded; a request
-        that waited its turn and then cannot be sent (a server's challenge asked for attributes
-        that do not fit) fails with that error as its event instead.
+        Raises :class:`LocalProtocolError` at once for a method that is not an ``int``, an
+        attribute that is not an :class:`~stun.attributes.Attribute`, or a request that cannot
+        be encoded; a request that waited its turn and then cannot be sent (a server's challenge
+        asked for attributes that do not fit) fails with that error as its event instead.
         """
-        request = _Request(next(self._handles), method, list(attributes), follow_alternate)
+        if not isinstance(method, int) or isinstance(method, bool):
+            raise LocalProtocolError(f"method must be an int (a stun.Method), not {method!r}")
+        try:
+            attributes = list(attributes)
+        except TypeError:
+            raise LocalProtocolError(
+                f"attributes must be an iterable of stun attributes, not {attributes!r}"
+            ) from None
+        for attribute in attributes:
+            if not isinstance(attribute, Attribute):
+                raise LocalProtocolError(
+                    f"attributes must be stun attributes (Software(...), ...), not {attribute!r}"
+                )
+        request = _Request(next(self._handles), method, attributes, follow_alternate)
         if not self._waiting and len(self._in_flight) < self.config.max_outstanding:
             self._send(request, now)
         else:
@@ -355,12 +369,19 @@ class ClientSession:
 
     def connection_lost(self, now: float) -> None:
         """The TCP/TLS connection closed: every transaction in progress fails (§6.2.2)."""
+        self.fail_all(TransactionTimeout(f"connection to {self.server} closed"), now)
+
+    def fail_all(self, error: StunError, now: float) -> None:
+        """End every request, in flight or waiting, with ``error``: the driver learnt that none
+        can be answered — the connection closed, or (over UDP) a request could not even leave
+        this host (:class:`~stun.errors.ServerUnreachable`), which retransmitting it for 39.5 s
+        would not change. A later request starts afresh."""
         for request in list(self._in_flight.values()):
-            self._fail(request, TransactionTimeout(f"connection to {self.server} closed"))
+            self._fail(request, error)
         while self._waiting:
             request = self._waiting.popleft()
             if not request.cancelled:
-                self._fail(request, TransactionTimeout("connection closed"))
+                self._fail(request, error)
         self._cancelled_waiting = 0
 
     # ------------------------------------------------------------------ internals

@@ -7,6 +7,7 @@ wire), :class:`RemoteProtocolError` means the peer sent something we cannot acce
 
 from __future__ import annotations
 
+import enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -46,6 +47,38 @@ class IntegrityError(RemoteProtocolError):
 
 class TransactionTimeout(StunError):
     """A client transaction got no response in time (RFC 8489 §6.2.1: Rc sends, then Rm RTOs)."""
+
+
+class ConnectStep(enum.Enum):
+    """The step of connecting to a server that a :class:`ConnectTimeout` ran out in."""
+
+    RESOLVING = "resolving"
+    TCP = "tcp"
+    TLS = "tls"
+
+
+class ConnectTimeout(TransactionTimeout, TimeoutError):
+    """Connecting to a server took longer than the caller allowed: the name did not resolve,
+    the TCP connection was not accepted, or the TLS handshake did not finish in time — ``step``
+    says which, and so does the message. It is also a :class:`TimeoutError` (an
+    :class:`OSError`), which a connection attempt raises when the kernel gives up on its own."""
+
+    def __init__(self, message: str, step: ConnectStep) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class ServerUnreachable(StunError):
+    """A request could not leave this host: sending to the server failed at once, with no route
+    to it (the network or host is unreachable, the network is down) or refused by this host's
+    firewall. Every request in progress ends with it, at once, rather than being retransmitted
+    into the same refusal until it times out. ``error`` is what the socket said."""
+
+    def __init__(self, server: object, error: OSError) -> None:
+        reason = error.strerror or str(error)
+        super().__init__(f"network unreachable from this host: cannot send to {server} ({reason})")
+        self.server = server
+        self.error = error
 
 
 class ErrorResponse(RemoteProtocolError):

@@ -3,8 +3,9 @@
 A probe or a client fails with an exception whose class name (``ConnectionResetError``,
 ``TransactionTimeout``) tells a user little. :func:`explain` turns the errors a STUN client meets
 — an error response (RFC 8489 §6.3.4), a transaction timeout (§6.2), a refused, reset or closed
-connection, a TLS certificate that is not trusted — into an :class:`Explanation`: what happened,
-and the hint a person needs to fix it. The CLI prints both; the ``--json`` report carries both.
+connection, a connection or handshake that ran out of time, a network this host has no route
+to, a TLS certificate that is not trusted — into an :class:`Explanation`: what happened, and the
+hint a person needs to fix it. The CLI prints both; the ``--json`` report carries both.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ import ssl
 from dataclasses import dataclass
 
 from .attributes import Realm
-from .errors import DecodeError, ErrorResponse, IntegrityError, StunError, TransactionTimeout
+from .errors import (
+    ConnectStep,
+    ConnectTimeout,
+    DecodeError,
+    ErrorResponse,
+    IntegrityError,
+    ServerUnreachable,
+    StunError,
+    TransactionTimeout,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +46,14 @@ def explain(
     and password, which changes what a 401 means."""
     if isinstance(error, ErrorResponse):
         return _error_response(error, with_credentials)
+    if isinstance(error, ConnectTimeout):
+        return Explanation(str(error), _CONNECT_HINTS[error.step])
+    if isinstance(error, ServerUnreachable):
+        return Explanation(
+            str(error),
+            "this host has no route there: check its network connection (ip route), or try "
+            "the other address family (-4 or -6)",
+        )
     if isinstance(error, TransactionTimeout):
         return _timeout(error, target, transport)
     if isinstance(error, IntegrityError):
@@ -70,6 +88,14 @@ def explain(
     if isinstance(error, StunError):
         return Explanation(str(error))
     return Explanation(f"{type(error).__name__}: {error}")
+
+
+#: What to check when connecting ran out of time in each step.
+_CONNECT_HINTS = {
+    ConnectStep.RESOLVING: "check the name, and that this host can reach its DNS servers",
+    ConnectStep.TCP: "a firewall may drop it; check the address and port",
+    ConnectStep.TLS: "check that this port speaks TLS (STUN over TLS is usually port 5349)",
+}
 
 
 def answered(error: ErrorResponse) -> str:

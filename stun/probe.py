@@ -200,8 +200,14 @@ async def _resolve(host: str, port: int, family: int, transport: Transport) -> A
 
 
 async def _probe(args: argparse.Namespace) -> int:
+    if args.server is not None and not args.server.strip():
+        # "$SERVER" with SERVER unset must not probe a public server instead.
+        raise LocalProtocolError(
+            f"the target is empty: name a STUN server, or leave TARGET out to probe "
+            f"{DEFAULT_PUBLIC_SERVER}"
+        )
     transport, host, port = parse_target(
-        args.server or DEFAULT_PUBLIC_SERVER, tcp=args.tcp, tls=args.tls
+        DEFAULT_PUBLIC_SERVER if args.server is None else args.server, tcp=args.tcp, tls=args.tls
     )
     family = socket.AF_INET6 if args.ipv6 else socket.AF_INET if args.ipv4 else 0
     credentials = None
@@ -224,12 +230,12 @@ async def _probe(args: argparse.Namespace) -> int:
     result: BindingResult | None = None
     error: StunError | OSError | None = None
     try:
-        async with asyncio.timeout(schedule.reliable_timeout if transport != "udp" else None):
-            client = await StunClient.connect(
-                server.host, server.port, transport=transport, credentials=credentials,
-                ssl_context=context, server_hostname=host,
-                config=ClientConfig(transaction=schedule), rto_cache=RtoCache(schedule),
-            )  # fmt: skip
+        # Connecting ends within the schedule's Ti, the --timeout over TCP and TLS.
+        client = await StunClient.connect(
+            server.host, server.port, transport=transport, credentials=credentials,
+            ssl_context=context, server_hostname=host,
+            config=ClientConfig(transaction=schedule), rto_cache=RtoCache(schedule),
+        )  # fmt: skip
         if transport != "udp":
             progress.say(f"connected over {transport}")
         # Every request the client sends shows as progress (a fresh RTO cache: the schedule is

@@ -26,19 +26,14 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
-from stun import Address, make_address
-from stun.aio import (
-    DEFAULT_PORTS,
-    SHARED_RTO_CACHE,
-    ClientSocket,
-    Transport,
-    _Closing,
-    resolve,
-)
+from stun import Address
+from stun.aio import SHARED_RTO_CACHE, ClientSocket, Transport, _Closing
+from stun.aio_client import resolve_server
+from stun.arguments import check_address, check_count, check_seconds, check_text
 from stun.client import Credentials
-from stun.errors import LocalProtocolError as StunLocalProtocolError
+from stun.errors import ServerUnreachable
 from stun.framing import Framing
-from stun.reader_errors import ReaderErrors
+from stun.reader_errors import TIMER, ReaderErrors
 from stun.transaction import RtoCache
 
 from .aio_tcp_client import DEFAULT_LIMIT, TCP_EVENTS, PeerStream, TcpConnections
@@ -100,6 +95,9 @@ class TurnClient(_Closing):
         #: Exceptions the allocation raised on what the server sent, contained and counted (a
         #: bug if any; :mod:`stun.reader_errors`).
         self.reader_errors = ReaderErrors()
+        #: Exceptions the allocation's handle_timer raised, contained and counted the same way
+        #: (the timer is armed again).
+        self.timer_errors = ReaderErrors()
         #: The connections of a TCP allocation (RFC 6062): :mod:`turn.aio_tcp_client`.
         self.tcp = TcpConnections(self, ssl_context=None, server_hostname=None)
 
@@ -118,6 +116,7 @@ class TurnClient(_Closing):
         config: TurnClientConfig | None = None,
         rto_cache: RtoCache | None = None,
         max_queued: int = 1024,
+        connect_timeout: float | None = None,
     ) -> TurnClient:
         """Resolve the server and open the transport; nothing is allocated yet.
 
@@ -125,9 +124,13 @@ class TurnClient(_Closing):
         port, or a host name or IP literal, reached over ``transport`` (UDP unless given) on
         ``port`` (3478, or 5349 for TLS). ``username`` and ``password`` are the long-term
         credentials the server challenges for. TLS verifies the certificate against the system
-        CAs unless ``ssl_context`` says otherwise. Raises :class:`turn.DecodeError` for a
-        malformed URI and :class:`turn.LocalProtocolError` for conflicting arguments.
+        CAs unless ``ssl_context`` says otherwise. Resolving and connecting (the TCP connection
+        and the TLS handshake) end within ``connect_timeout`` seconds — by default the
+        transaction's Ti, 39.5 s — or raise :class:`stun.ConnectTimeout` saying which step ran
+        out. Raises :class:`turn.DecodeError` for a malformed URI and
+        :class:`turn.LocalProtocolError` for a bad or conflicting argument, naming it.
         """
+        check_text(server, "server", error=LocalProtocolError)
         scheme = server.partition(":")[0].lower()
         if scheme in {s.value for s in UriScheme}:
             uri = parse_uri(server)
@@ -139,18 +142,23 @@ class TurnClient(_Closing):
         else:
             host = server
             transport = transport or "udp"
-            if transport not in DEFAULT_PORTS:
-                raise LocalProtocolError(f"unknown transport {transport!r}: udp, tcp or tls")
-            port = port or DEFAULT_PORTS[transport]
+        for name, value in (("username", username), ("password", password)):
+            if value is not None:
+                check_text(value, name, error=LocalProtocolError)
         if (username is None) != (password is None):
             raise LocalProtocolError("give both username and password, or neither")
+        check_count(max_queued, "max_queued", error=LocalProtocolError)
         credentials = (
             Credentials(username=username, password=password)
             if username is not None and password is not None
             else None
         )
-        address = await resolve(host, port, family, stream=transport != "udp")
         base = config or TurnClientConfig()
+        if connect_timeout is None:
+            connect_timeout = base.stun.transaction.reliable_timeout
+        address, limit = await resolve_server(
+            host, port, transport, family, connect_timeout, error=LocalProtocolError
+        )
         machine = TurnAllocation(
             address,
             credentials,
@@ -171,8 +179,9 @@ class TurnClient(_Closing):
             server_hostname=server_hostname or host,
             framing=Framing.STUN_OR_CHANNEL_DATA,
             reader_errors=client.reader_errors,
+            connect_timeout=limit.timeout,
         )
-        await client_socket.open(address)
+        await client_socket.open(address, within=limit.remaining())
         client._socket = client_socket
         return client
 
@@ -215,9 +224,10 @@ class TurnClient(_Closing):
         return event.relayed[0]
 
     async def create_permission(self, peer: Address | str) -> None:
-        """Have the server admit data from a peer's IP address (RFC 8656 §9), and keep it so."""
+        """Have the server admit data from a peer's IP address (RFC 8656 §9), and keep it so.
+        ``peer`` is an :class:`~stun.Address` (its port does not matter) or an IP literal."""
         self.allocation.create_permission(peer, self._loop.time())
-        host = make_address(peer.host if isinstance(peer, Address) else peer, 0).host
+        host = self.allocation.permission_host(peer)
         if self.allocation.has_permission(host):
             return
         future: asyncio.Future[None] = self._loop.create_future()
@@ -228,7 +238,7 @@ class TurnClient(_Closing):
     async def bind_channel(self, peer: Address) -> int:
         """Bind a channel to ``peer`` (RFC 8656 §12), and keep it so; return its number."""
         number = self.allocation.bind_channel(peer, self._loop.time())
-        peer = make_address(peer.host, peer.port)
+        peer = check_address(peer, error=LocalProtocolError)
         if self.allocation.channel(peer) is not None:
             return number
         future: asyncio.Future[int] = self._loop.create_future()
@@ -253,10 +263,7 @@ class TurnClient(_Closing):
         self._pump()
 
     def _check_permitted(self, peer: Address) -> None:
-        try:
-            host = make_address(peer.host, peer.port).host
-        except StunLocalProtocolError:
-            return  # the allocation's send() says what is wrong with it
+        host = check_address(peer, error=LocalProtocolError).host
         error = self._refused.get(host)
         if error is not None:
             raise PeerNotPermitted(host, self.server, error)
@@ -312,6 +319,7 @@ class TurnClient(_Closing):
     async def close(self, timeout: float = 5.0) -> None:
         """Delete the allocation (Refresh with LIFETIME 0), waiting at most ``timeout`` seconds
         for the server's answer, then close the socket. Waiters are woken with an error."""
+        check_seconds(timeout, "timeout", error=LocalProtocolError)
         self.allocation.close(self._loop.time())
         self._pump()
         if self.allocation.state is AllocationState.CLOSING:
@@ -336,12 +344,26 @@ class TurnClient(_Closing):
         self.allocation.connection_lost(self._loop.time())
         self._pump()
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self.allocation.handle_timer(self._loop.time())
+    def unreachable(self, error: ServerUnreachable) -> None:
+        """A datagram to the server could not leave this host (the :class:`stun.aio.Receiver`
+        protocol): every request in progress ends with ``error`` at once."""
+        self.allocation.fail_all(error, self._loop.time())
         self._pump()
 
-    def _pump(self) -> None:
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        try:
+            self.allocation.handle_timer(now)
+        except Exception as error:
+            # A bug of the allocation, contained as the readers contain theirs; the timer is
+            # armed again no sooner than one initial RTO later, so that it cannot spin.
+            self.timer_errors.contain(error, f"TURN client of {self.server}", TIMER)
+            self._pump(not_before=now + self.allocation.config.stun.transaction.initial_rto)
+            return
+        self._pump()
+
+    def _pump(self, *, not_before: float | None = None) -> None:
         allocation = self.allocation
         if self._socket is not None:
             for datagram in allocation.datagrams_to_send(self._loop.time()):
@@ -353,7 +375,7 @@ class TurnClient(_Closing):
             self._timer = None
         deadline = allocation.get_timer()
         if deadline is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer = self._loop.call_at(max(deadline, not_before or 0.0), self._on_timer)
 
     def _handle(self, event: TurnClientEvent) -> None:
         if isinstance(event, DataReceived):

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import functools
 import ipaddress
 import logging
+import os
 import resource
 import secrets
 import ssl
@@ -42,6 +44,7 @@ from stun.cli import (
     self_signed_tls,
     serve_until_signalled,
     server_address,
+    user_passwords,
     warn,
 )
 from stun.server import LongTermCredentials
@@ -317,6 +320,11 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
     if args.tls is None:
         if args.pkey_pwd is not None:
             raise LocalProtocolError("--pkey-pwd without --tls CERT KEY")
+        if args.tls_listening_port is not None:
+            raise LocalProtocolError(
+                "--tls-listening-port (--tls-port) without --tls: add --tls (CERT KEY; cert= "
+                "and pkey= in a config file), or drop it"
+            )
         return None
     if len(args.tls) == 2:
         certificate, key = (Path(name) for name in args.tls)
@@ -344,26 +352,30 @@ def _peer_networks(values: list[str] | None, what: str) -> tuple[str, ...]:
 
 
 def _log_file(path: str | None) -> Path | None:
-    """``--log-file``, checked for being writable before the server starts."""
+    """``--log-file``, checked for being writable before the server starts: a file (made if
+    need be), a device such as ``/dev/stderr``, or a FIFO a process reads — opened without
+    waiting, so that a FIFO nobody reads is refused instead of hanging the start."""
     if path is None:
         return None
     try:
-        with open(path, "a"):
-            pass
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
     except OSError as exc:
         if isinstance(exc, FileNotFoundError):
             problem = "no such folder"
         elif isinstance(exc, PermissionError):
             problem = "cannot write it (permission denied)"
+        elif exc.errno == errno.ENXIO:
+            problem = "a FIFO (named pipe) that no process reads"
         else:
             problem = file_problem(exc)
         raise LocalProtocolError(f"--log-file {path}: {problem}") from None
+    os.close(descriptor)
     return Path(path)
 
 
 def build_plan(args: argparse.Namespace) -> TurnServePlan:
     """Validate the options and turn them into a plan; raises :class:`stun.LocalProtocolError`."""
-    users = dict(args.user or [])
+    users = user_passwords(args.user)
     secret = args.static_auth_secret
     if not users and not secret:
         raise LocalProtocolError(

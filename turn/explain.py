@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stun.attributes import Realm
-from stun.errors import ErrorResponse, TransactionTimeout
+from stun.errors import ConnectTimeout, ErrorResponse, TransactionTimeout
 from stun.explain import Explanation, answered, explain
 
 #: The kinds of credentials a probe can present.
@@ -81,16 +81,16 @@ def _explain(error: BaseException, situation: Situation) -> Explanation:
         meaning = _TURN_CODES.get(error.code)
         if meaning is not None:
             return Explanation(f"{what}: {meaning[0]}", meaning[1])
-    timeout = isinstance(error, TransactionTimeout) or (
-        isinstance(error, TimeoutError) and situation.step != "connect"
-    )
+    # Connecting (in the connect step, or a ConnectTimeout in any step) is said in stun's words.
+    connecting = isinstance(error, ConnectTimeout) or situation.step == "connect"
+    timeout = isinstance(error, TransactionTimeout | TimeoutError) and not connecting
     if timeout and situation.transport == "udp":
         return Explanation(
             str(error),
             "nothing answers TURN there over UDP: check the host and port, and that no firewall "
             "drops UDP; if UDP is blocked, try ?transport=tcp or turns:",
         )
-    if isinstance(error, TimeoutError) and situation.step != "connect":
+    if timeout:
         return Explanation(
             str(error),
             f"the server took the {situation.transport.upper()} connection but did not answer "

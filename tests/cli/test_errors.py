@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from stun.cli import MAX_FILE_SIZE
 from stun.tls import CertificateFiles, make_self_signed
 from tests.cli.test_cli import ICESTACK, RUN_TIMEOUT, Running, icestack
 from tests.net.loopback import closed_port
@@ -126,6 +127,62 @@ def test_serve_turn_config_files(files: Files) -> None:
     check_error(icestack(*TURN, "--config", str(binary)), "--config", "not a text file")
 
 
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    """A named pipe no process writes to: opening it to read would wait for ever."""
+    path = tmp_path / "fifo.conf"
+    os.mkfifo(path)
+    return path
+
+
+@pytest.fixture
+def oversized(tmp_path: Path) -> Path:
+    """A regular file just over the 1 MiB any file option may name."""
+    path = tmp_path / "oversized.pem"
+    path.write_bytes(b"#" * (MAX_FILE_SIZE + 1))
+    return path
+
+
+def file_options(path: Path, files: Files) -> list[tuple[list[str], str]]:
+    """Every option that reads a file, naming ``path`` there, and the name its error says."""
+    cert, key = str(files.good.certificate), str(files.good.private_key)
+    return [
+        ([*TURN, "--config", str(path)], "--config"),
+        (["stun", "127.0.0.1:9", "--tls", "--cafile", str(path)], "--cafile"),
+        (["serve", "stun", "--listen", "127.0.0.1:0", "--tls", str(path), key, "--tls-port", "0"],
+         "--tls certificate"),
+        (["serve", "stun", "--listen", "127.0.0.1:0", "--tls", cert, str(path), "--tls-port", "0"],
+         "--tls key"),
+        ([*TURN, "--tls", cert, str(path)], "--tls key"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("special", "problem"),
+    [
+        ("/dev/zero", "that is a device, not a regular file"),
+        ("fifo", "that is a FIFO (named pipe), not a regular file"),
+        ("oversized", "larger than 1 MiB"),
+    ],
+)
+def test_file_options_want_a_regular_file_of_sane_size(
+    special: str, problem: str, files: Files, request: pytest.FixtureRequest
+) -> None:
+    """``--config /dev/zero`` grew without bound and a FIFO hung: every file option reads only
+    a regular file of at most 1 MiB, and opens it without waiting for a FIFO's writer."""
+    path = Path(special) if special.startswith("/") else request.getfixturevalue(special)
+    for args, what in file_options(path, files):
+        line = check_error(icestack(*args), what, problem)
+        assert f"{what} {path}: " in line
+
+
+def test_a_log_file_fifo_no_process_reads_is_refused(fifo: Path) -> None:
+    check_error(
+        icestack(*TURN, "--log-file", str(fifo)), f"--log-file {fifo}", "a FIFO (named pipe) that "
+        "no process reads",
+    )  # fmt: skip
+
+
 # --------------------------------------------------------------------------- addresses
 
 
@@ -137,6 +194,8 @@ def test_serve_turn_config_files(files: Files) -> None:
         (["stun", "127.0.0.1:65536"], ["bad port", "65536"]),
         (["stun", "127.0.0.1:"], ["no port after ':'"]),
         (["stun", "[::1"], ["unclosed '['"]),
+        (["stun", ""], ["the target is empty", "leave TARGET out"]),
+        (["stun", " "], ["the target is empty"]),
         (["stun", "[::1]x"], ["want [IPv6]:PORT"]),
         (["stun", ":3478"], ["no host"]),
         (["stun", "-6", "127.0.0.1"], ["127.0.0.1 has no IPv6 address (-6)"]),
@@ -202,6 +261,15 @@ def test_bad_addresses(args: list[str], names: list[str]) -> None:
         ([*TURN, "--pkey-pwd", "sesame"], ["--pkey-pwd without --tls"]),
         (["demo", "--sim", "none,cgnat"], ["--sim", "cgnat"]),
         (["demo", "--seed", "x"], ["--seed", "invalid int value"]),
+        (["demo", "--seed", "5"], ["--seed is the simulated network's", "add --sim"]),
+        (["ice", "offer", "--no-stun", "--stun", "127.0.0.1"],
+         ["--stun: not allowed with argument --no-stun"]),
+        (["serve", "stun", "--listen", "127.0.0.1:0", "--tls-port", "5349"],
+         ["--tls-port without --tls"]),
+        ([*TURN, "--tls-listening-port", "5349"], ["--tls-listening-port", "without --tls"]),
+        ([*TURN, "--user", "alice:other"], ["--user alice given twice"]),
+        (["serve", "stun", "--auth", "long-term", "--user", "a:b", "--user", "a:c"],
+         ["--user a given twice"]),
         (["ice", "offer", "--count", "0"], ["--count", "at least 1"]),
         (["ice", "offer", "--timeout", "0"], ["--timeout", "positive number"]),
         (["ice", "answer", "--wait", "never"], ["--wait", "not a number of seconds"]),

@@ -8,7 +8,17 @@ import ssl
 
 import pytest
 
-from stun import ErrorResponse, IntegrityError, Message, MessageClass, Method, TransactionTimeout
+from stun import (
+    ConnectStep,
+    ConnectTimeout,
+    ErrorResponse,
+    IntegrityError,
+    Message,
+    MessageClass,
+    Method,
+    ServerUnreachable,
+    TransactionTimeout,
+)
 from stun.attributes import Realm
 from stun.errors import DecodeError
 from stun.explain import explain
@@ -58,6 +68,18 @@ def challenge(code: int, realm: str | None = "example.org") -> ErrorResponse:
          "XOR-MAPPED-ADDRESS: bad family 3", "check that this is the STUN port"),
         (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), "tls",
          f"the TLS handshake with {TARGET} failed", "STUN over TLS is usually port 5349"),
+        (ConnectTimeout("resolving 'stun.example.net' took longer than 2 s", ConnectStep.RESOLVING),
+         "udp", "resolving 'stun.example.net' took longer than 2 s", "reach its DNS servers"),
+        (ConnectTimeout(f"no answer to the TCP connection attempt to {TARGET} within 2 s",
+                        ConnectStep.TCP), "tls",
+         f"no answer to the TCP connection attempt to {TARGET} within 2 s", "a firewall may drop"),
+        (ConnectTimeout(f"{TARGET} accepted the TCP connection but the TLS handshake did not "
+                        "finish within 2 s", ConnectStep.TLS), "tls",
+         f"{TARGET} accepted the TCP connection but the TLS handshake did not finish",
+         "check that this port speaks TLS"),
+        (ServerUnreachable(TARGET, OSError(errno.ENETUNREACH, "Network is unreachable")), "udp",
+         f"network unreachable from this host: cannot send to {TARGET} (Network is unreachable)",
+         "this host has no route there"),
     ],
 )  # fmt: skip
 def test_explanations(error: Exception, transport: str, what: str, hint: str) -> None:
@@ -120,3 +142,11 @@ def test_a_turn_timeout_over_a_stream_says_the_server_took_the_connection() -> N
     situation = Situation(step="connect", target=TARGET, transport="tcp")
     connect = explain_turn(TimeoutError(), situation)
     assert connect.what == f"connect: no answer to the TCP connection attempt to {TARGET}"
+
+
+def test_a_connect_timeout_in_a_later_step_is_about_connecting() -> None:
+    error = ConnectTimeout(f"the TCP connection to {TARGET} took longer than 10 s", ConnectStep.TCP)
+    situation = Situation(step="second allocation", target=TARGET, transport="tcp")
+    explanation = explain_turn(error, situation)
+    assert explanation.what.startswith("second allocation: the TCP connection")
+    assert explanation.hint is not None and "a firewall may drop it" in explanation.hint

@@ -322,6 +322,35 @@ def link(*, ipv6: bool = True) -> Iterator[Network]:
 
 
 @contextmanager
+def solo(*, loopback: bool = True) -> Iterator[Network]:
+    """One namespace, role ``solo``, with no interface but its loopback — up, or left down with
+    ``loopback=False`` — and so no route anywhere: a host cut off from every network. Torn down
+    on exit; skips the calling test where it cannot be built."""
+    with _namespaces(("solo",), ipv4=True, ipv6=True) as net:
+        if loopback:
+            _run(["ip", "-n", net.namespace("solo"), "link", "set", "lo", "up"])
+        yield net
+
+
+@contextmanager
+def resolver(net: Network, role: str, nameserver: str) -> Iterator[None]:
+    """Inside ``role``'s namespace, names resolve through ``nameserver`` only: ``ip netns exec``
+    mounts ``/etc/netns/NAMESPACE/resolv.conf`` over ``/etc/resolv.conf`` for what it runs.
+    The file and its folder are removed on exit."""
+    folder = Path("/etc/netns") / net.namespace(role)
+    made_parent = not folder.parent.exists()
+    folder.mkdir(parents=True)
+    try:
+        (folder / "resolv.conf").write_text(f"nameserver {nameserver}\n")
+        yield
+    finally:
+        (folder / "resolv.conf").unlink(missing_ok=True)
+        folder.rmdir()
+        if made_parent:
+            folder.parent.rmdir()
+
+
+@contextmanager
 def _namespaces(roles: tuple[str, ...], *, ipv4: bool, ipv6: bool) -> Iterator[Network]:
     """Create one namespace per role; on exit stop their processes and delete them."""
     reason = unavailable_reason()

@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import pytest
 
@@ -27,16 +28,20 @@ from stun import (
     Method,
     Software,
     StunError,
+    TransactionTimeout,
     make_address,
 )
-from stun.aio import StunServer
+from stun.aio import StunClient, StunServer
+from stun.client import ClientConfig, ClientSession
 from stun.datagram import Datagram
 from stun.reader_errors import error_kind
 from stun.server import LongTermCredentials
+from stun.transaction import RtoCache, TransactionConfig
 from tests.net.loopback import binding_request, run, until
 from tests.properties.ice_signed import signed_check_from
 from tests.turn.aio_client import RawTurnClient
 from turn import TurnAllocation, TurnClient
+from turn.client import TurnClientConfig
 from turn.server import ClientTransport, PeerPolicy, TurnServerConfig, TurnServerCore
 from turn.server.aio import TurnServer, render_metrics
 
@@ -113,15 +118,25 @@ class TimerBug(CoreBug):
     pass
 
 
-class TimerBuggyAgent(Agent):
-    """An agent whose ``handle_timer`` raises the first ``timer_bugs`` times it is called."""
+class TimerBugs:
+    """A mixin: ``handle_timer`` raises ``bug`` the first ``timer_bugs`` times it is called."""
 
     timer_bugs = 0
+    bug: type[CoreBug] = CoreBug
 
-    def handle_timer(self, now: float) -> None:
+    def timer_check(self) -> None:
         if self.timer_bugs:
             self.timer_bugs -= 1
-            raise TimerBug("raised on purpose by a test agent")
+            raise self.bug("raised on purpose by a test core's timer")
+
+
+class TimerBuggyAgent(Agent, TimerBugs):
+    """An agent whose ``handle_timer`` raises the first ``timer_bugs`` times it is called."""
+
+    bug = TimerBug
+
+    def handle_timer(self, now: float) -> None:
+        self.timer_check()
         super().handle_timer(now)
 
 
@@ -387,11 +402,104 @@ def test_the_ice_timer_is_armed_again_after_the_agent_raised(
                 assert side.timer_errors.counts == {error_kind(TimerBug()): 1}
                 assert side.reader_errors.total == 0
 
+    run_logging_one_timer_traceback(caplog, scenario(), TimerBug)
+
+
+def run_logging_one_timer_traceback(
+    caplog: pytest.LogCaptureFixture, scenario: Coroutine[Any, Any, None], bug: type[CoreBug]
+) -> None:
+    """Run ``scenario``; the timer's ``bug`` was logged once, with its traceback."""
     with caplog.at_level(logging.ERROR, logger="icestack.readers"):
-        run(scenario())
-    [record] = logged_tracebacks(caplog, TimerBug)
+        run(scenario)
+    [record] = logged_tracebacks(caplog, bug)
     assert "handling its timer raised" in record.getMessage()
     assert record.exc_info is not None
+
+
+# --------------------------------------------------------------------------- client timers
+
+
+class StunTimerBug(CoreBug):
+    pass
+
+
+class TurnTimerBug(CoreBug):
+    pass
+
+
+class TimerBuggySession(ClientSession, TimerBugs):
+    """A STUN client session whose first ``handle_timer`` raises."""
+
+    timer_bugs, bug = 1, StunTimerBug
+
+    def handle_timer(self, now: float) -> None:
+        self.timer_check()
+        super().handle_timer(now)
+
+
+class TimerBuggyAllocation(TurnAllocation, TimerBugs):
+    """A TURN allocation whose first ``handle_timer`` raises."""
+
+    timer_bugs, bug = 1, TurnTimerBug
+
+    def handle_timer(self, now: float) -> None:
+        self.timer_check()
+        super().handle_timer(now)
+
+
+#: Sends at 0 and 50 ms, then 100 ms more: every step of it is the timer's.
+FAST = TransactionConfig(initial_rto=0.05, max_requests=2, final_wait=2)
+
+
+def test_the_stun_client_timer_is_armed_again_after_the_session_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that ignores the first request: only the retransmission, which the timer sends,
+    is answered. The timer's first call raises; contained, the timer is armed again and the
+    retransmission goes out. Unguarded, the exception would reach the loop's handler and leave
+    the request waiting for ever."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        with client_socket() as server:
+            port = server.getsockname()[1]
+            client = await StunClient.connect(
+                HOST, port, config=ClientConfig(transaction=FAST), rto_cache=RtoCache(FAST)
+            )
+            async with client:
+                client._driver.session.__class__ = TimerBuggySession
+                pending = asyncio.ensure_future(client.binding())
+                _, source = await loop.sock_recvfrom(server, 2048)  # the first: ignored
+                data, source = await loop.sock_recvfrom(server, 2048)
+                answer = BindingServer().respond(data, None, make_address(*source), loop.time())
+                assert answer is not None
+                server.sendto(answer, source)
+                result = await asyncio.wait_for(pending, 5.0)
+                assert result.mapped_address == make_address(*source)
+                assert client.timer_errors.counts == {error_kind(StunTimerBug()): 1}
+                assert client.reader_errors.total == 0
+
+    run_logging_one_timer_traceback(caplog, scenario(), StunTimerBug)
+
+
+def test_the_turn_client_timer_is_armed_again_after_the_allocation_raised() -> None:
+    """An Allocate to a server that never answers ends, as it must, with TransactionTimeout —
+    through the timer, whose first call raised."""
+
+    async def scenario() -> None:
+        with client_socket() as silent:
+            client = await TurnClient.connect(
+                HOST, silent.getsockname()[1], username="alice", password="wonderland",
+                config=TurnClientConfig(stun=ClientConfig(transaction=FAST)),
+                rto_cache=RtoCache(FAST),
+            )  # fmt: skip
+            async with client:
+                client.allocation.__class__ = TimerBuggyAllocation
+                with pytest.raises(TransactionTimeout, match="after 2 request"):
+                    await asyncio.wait_for(client.allocate(), 5.0)
+                assert client.timer_errors.counts == {error_kind(TurnTimerBug()): 1}
+
+    run(scenario())
 
 
 def test_error_kind_names_module_and_class() -> None:

@@ -71,12 +71,12 @@ from stun import (
     Message,
     MessageClass,
     Method,
+    StunError,
     TransactionTimeout,
     XorMappedAddress,
-    make_address,
 )
-from stun import LocalProtocolError as StunLocalProtocolError
 from stun.address import is_destination, is_unicast
+from stun.arguments import check_address, check_bytes
 from stun.client import Authentication, ClientConfig, ClientSession, Credentials
 from stun.datagram import Datagram
 from stun.events import RequestFailed, RequestSucceeded
@@ -88,7 +88,6 @@ from ..attributes import (
     Lifetime,
     ReservationToken,
     TransportProtocol,
-    XorPeerAddress,
     XorRelayedAddress,
 )
 from ..channel import decode_channel_data, encode_channel_data
@@ -98,11 +97,8 @@ from ..events import (
     AllocationExpired,
     AllocationFailed,
     AllocationRefreshed,
-    ConnectFailed,
-    ConnectionAttempted,
     DataReceived,
     Failure,
-    PeerConnected,
     TurnClientEvent,
     error_code,
 )
@@ -120,7 +116,7 @@ from .data import (
     unwrap_data_indication,
 )
 from .leases import Grant, Lease, OnFailure, OnSuccess, PeerLeases
-from .tcp import ConnectionBinding, connected_id, connection_attempt
+from .tcp import ConnectionBinding, PeerConnects, connection_attempt
 
 
 class AllocationState(enum.Enum):
@@ -177,8 +173,6 @@ class TurnAllocation:
             reliable=config.transport.is_stream,
         )
         self._session = ClientSession(server, config=session_config, rto_cache=rto_cache)
-        #: Peers of a TCP allocation with a Connect under way (RFC 6062 §4.3).
-        self._connecting: set[Address] = set()
         self._state = AllocationState.IDLE
         self._callbacks: dict[int, tuple[OnSuccess, OnFailure]] = {}
         self._outgoing: list[Datagram] = []
@@ -200,6 +194,10 @@ class TurnAllocation:
             transmit=self._transmit,
             emit=self._events.append,
             drop=self._drop,
+        )
+        #: The Connects of a TCP allocation (RFC 6062 §4.3).
+        self._connects = PeerConnects(
+            request=self._request, gone=self._gone, emit=self._events.append
         )
 
     # ------------------------------------------------------------------ what it holds
@@ -287,7 +285,7 @@ class TurnAllocation:
         """Ask for a permission for a peer's IP address (RFC 8656 §11.1), kept until the
         allocation ends; nothing is sent if one is held or requested already."""
         self._require((AllocationState.ALLOCATED,), "create_permission")
-        address = self._peer(peer if isinstance(peer, Address) else Address(peer, 0), port=False)
+        address = self._permission_peer(peer)
         peers = self._peers
         permission = peers.permissions.get(address.host)
         if permission is None:
@@ -324,6 +322,8 @@ class TurnAllocation:
         While the allocation is being made or after it ended the data is dropped (and counted),
         and so is data to a new peer when ``max_permissions`` peers have one.
         """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            check_bytes(data, error=errors.LocalProtocolError)  # says what is wrong
         peers = self._peers
         channel = peers.channels.get(peer)
         if channel is not None and channel.grant is Grant.ACTIVE and len(data) <= MAX_SEND_SIZE:
@@ -374,24 +374,7 @@ class TurnAllocation:
             raise errors.LocalProtocolError(
                 "connect() is for TCP allocations (TurnClientConfig(relay_transport=TCP))"
             )
-        peer = self._peer(peer)
-        if peer in self._connecting:
-            raise errors.LocalProtocolError(f"a Connect to {peer} is under way")
-        self._connecting.add(peer)
-
-        def connected(response: Message, now: float) -> None:
-            self._connecting.discard(peer)
-            try:
-                self._events.append(PeerConnected(peer, connected_id(response)))
-            except errors.RemoteProtocolError as error:
-                self._events.append(ConnectFailed(peer, error))
-
-        def failed(error: Failure, now: float) -> None:
-            self._connecting.discard(peer)
-            if not self._gone("Connect", error):
-                self._events.append(ConnectFailed(peer, error))
-
-        self._request(Method.CONNECT, [XorPeerAddress(peer)], now, connected, failed)
+        self._connects.connect(self._peer(peer), now)
         self._absorb(now)
 
     def bind_connection(self, connection_id: int, now: float) -> ConnectionBinding:
@@ -438,6 +421,14 @@ class TurnAllocation:
         if self._state is AllocationState.ALLOCATED:
             self._expire("the connection to the server closed")
         self._session.connection_lost(now)
+        self._absorb(now)
+
+    def fail_all(self, error: StunError, now: float) -> None:
+        """End every request in progress with ``error`` (:meth:`stun.client.ClientSession.
+        fail_all`): a request could not leave this host. Each ends as if it had timed out — an
+        Allocate with :class:`~turn.events.AllocationFailed`, a permission or channel with its
+        failure event — only at once."""
+        self._session.fail_all(error, now)
         self._absorb(now)
 
     # ------------------------------------------------------------------ sans-IO verbs
@@ -533,14 +524,19 @@ class TurnAllocation:
     def _drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
 
+    def permission_host(self, peer: Address | str) -> str:
+        """The IP address (normalised) a permission for ``peer`` — an :class:`Address`, or an IP
+        literal — is held under; raises as :meth:`create_permission` does for a bad one."""
+        return self._permission_peer(peer).host
+
+    def _permission_peer(self, peer: Address | str) -> Address:
+        return self._peer(Address(peer, 0) if isinstance(peer, str) else peer, port=False)
+
     def _peer(self, peer: Address, *, port: bool = True) -> Address:
-        """``peer`` normalised; raises if it is no IP literal, no datagram can reach it (its port
-        is 0, unless ``port`` is off as for a permission, or its IP is not unicast), or no
-        relayed address can reach it."""
-        try:
-            address = make_address(peer.host, peer.port)
-        except StunLocalProtocolError as exc:
-            raise errors.LocalProtocolError(str(exc)) from None
+        """``peer`` normalised; raises if it is no ``(host, port)`` pair of an IP literal and a
+        port, no datagram can reach it (its port is 0, unless ``port`` is off as for a
+        permission, or its IP is not unicast), or no relayed address can reach it."""
+        address = check_address(peer, error=errors.LocalProtocolError)
         if not (is_destination(address) if port else is_unicast(address.host)):
             raise errors.LocalProtocolError(f"no datagram can be relayed to {address}")
         if family_of(address) not in self._relayed:
@@ -765,15 +761,11 @@ class TurnAllocation:
     def _connection_attempt(self, message: Message) -> None:
         """A ConnectionAttempt indication (RFC 6062 §4.4): a peer connected to the relayed
         address of this TCP allocation."""
-        attempt = connection_attempt(message)
+        attempt = connection_attempt(message, self._relayed)
         if attempt is None or not self._tcp or self._state is not AllocationState.ALLOCATED:
             self._drop("unusable ConnectionAttempt")
-            return
-        peer, connection_id = attempt
-        if family_of(peer) not in self._relayed:
-            self._drop("unusable ConnectionAttempt")
-            return
-        self._events.append(ConnectionAttempted(peer, connection_id))
+        else:
+            self._events.append(attempt)
 
     def _deliver(self, peer: Address, data: bytes) -> None:
         relayed = self._relayed.get(family_of(peer))

@@ -8,7 +8,8 @@ accepts there, each named by a CONNECTION-ID:
 * **Connect** (§4.3): :meth:`TurnAllocation.connect <turn.client.TurnAllocation.connect>` asks the
   server to connect from the relayed address to a peer that has a permission; the answer comes
   once the connection is up: :class:`~turn.events.PeerConnected` with the CONNECTION-ID, or
-  :class:`~turn.events.ConnectFailed` (403, 446, 447, ...).
+  :class:`~turn.events.ConnectFailed` (403, 446, 447, ...). :class:`PeerConnects` keeps them,
+  one at a time per peer.
 * **ConnectionAttempt** (§4.4): a peer connected to the relayed address; the indication on the
   control connection becomes :class:`~turn.events.ConnectionAttempted` (:func:`connection_attempt`
   reads it).
@@ -31,8 +32,9 @@ from __future__ import annotations
 import enum
 import struct
 from collections import deque
+from collections.abc import Callable, Collection
 
-from stun import Address, DecodeError, Message, Method
+from stun import Address, AddressFamily, DecodeError, Message, Method
 from stun.address import is_destination
 from stun.attributes import MAGIC_COOKIE
 from stun.client import ClientSession
@@ -42,7 +44,17 @@ from stun.message import HEADER_SIZE
 
 from .. import errors
 from ..attributes import ConnectionId, XorPeerAddress
-from ..events import ConnectionBindFailed, ConnectionBound, TurnClientEvent
+from ..events import (
+    ConnectFailed,
+    ConnectionAttempted,
+    ConnectionBindFailed,
+    ConnectionBound,
+    Failure,
+    PeerConnected,
+    TurnClientEvent,
+)
+from ..server.allocation import family_of
+from .leases import SendRequest
 
 _LENGTH_AND_COOKIE = struct.Struct("!2xHI")
 
@@ -60,23 +72,60 @@ def message_length(header: bytes) -> int:
     return HEADER_SIZE + length
 
 
-def connection_attempt(message: Message) -> tuple[Address, int] | None:
-    """The peer and CONNECTION-ID of a ConnectionAttempt indication (RFC 6062 §4.4), or ``None``
-    if it lacks either or names a peer no connection can come from."""
+def connection_attempt(
+    message: Message, families: Collection[AddressFamily]
+) -> ConnectionAttempted | None:
+    """What a ConnectionAttempt indication announces (RFC 6062 §4.4), or ``None`` if it lacks
+    the peer or the CONNECTION-ID, or names a peer no connection can come from or none of the
+    relayed addresses' ``families``."""
     peer = message.get(XorPeerAddress)
     connection_id = message.get(ConnectionId)
     if peer is None or connection_id is None or not is_destination(peer.address):
         return None
-    return peer.address, connection_id.value
+    if family_of(peer.address) not in families:
+        return None
+    return ConnectionAttempted(peer.address, connection_id.value)
 
 
-def connected_id(response: Message) -> int:
-    """The CONNECTION-ID of a Connect success response (RFC 6062 §4.3); raises
-    :class:`turn.RemoteProtocolError` if it has none."""
-    connection_id = response.get(ConnectionId)
-    if connection_id is None:
-        raise errors.RemoteProtocolError("Connect success response without CONNECTION-ID")
-    return connection_id.value
+class PeerConnects:
+    """The Connect requests of a TCP allocation (RFC 6062 §4.3): at most one under way per peer,
+    each answered with :class:`~turn.events.PeerConnected` (its CONNECTION-ID) or
+    :class:`~turn.events.ConnectFailed`. ``request`` sends a request on the control connection;
+    ``gone`` says whether a failure means the allocation is gone (437), which then ends it."""
+
+    def __init__(
+        self,
+        *,
+        request: SendRequest,
+        gone: Callable[[str, Failure], bool],
+        emit: Callable[[TurnClientEvent], None],
+    ) -> None:
+        self._request = request
+        self._gone = gone
+        self._emit = emit
+        self._under_way: set[Address] = set()
+
+    def connect(self, peer: Address, now: float) -> None:
+        """Send a Connect to ``peer`` (normalised); raises while one to it is under way."""
+        if peer in self._under_way:
+            raise errors.LocalProtocolError(f"a Connect to {peer} is under way")
+        self._under_way.add(peer)
+
+        def connected(response: Message, now: float) -> None:
+            self._under_way.discard(peer)
+            connection_id = response.get(ConnectionId)
+            if connection_id is None:
+                failure = errors.RemoteProtocolError("Connect success without CONNECTION-ID")
+                self._emit(ConnectFailed(peer, failure))
+            else:
+                self._emit(PeerConnected(peer, connection_id.value))
+
+        def failed(error: Failure, now: float) -> None:
+            self._under_way.discard(peer)
+            if not self._gone("Connect", error):
+                self._emit(ConnectFailed(peer, error))
+
+        self._request(Method.CONNECT, [XorPeerAddress(peer)], now, connected, failed)
 
 
 class BindingState(enum.Enum):

@@ -160,11 +160,14 @@ class DataConnection:
 
 
 class EchoPeer:
-    """A TCP echo server's view: where its connections came from, and whether one ended."""
+    """A TCP echo server's view: where its connections came from, what it echoed, and whether a
+    connection ended."""
 
     def __init__(self) -> None:
         self.sources: list[Address] = []
         self.ended = asyncio.Event()
+        #: Bytes read and echoed, over every connection.
+        self.echoed = 0
 
     async def echo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
@@ -172,6 +175,7 @@ class EchoPeer:
         try:
             while data := await reader.read(65536):
                 writer.write(data)
+                self.echoed += len(data)
                 await writer.drain()
         except ConnectionError:
             pass
@@ -319,15 +323,18 @@ def test_tls_control_and_data_connections(certificate: CertificateFiles) -> None
     run(scenario())
 
 
-def test_a_large_transfer_keeps_every_byte_in_order() -> None:
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_a_large_transfer_keeps_every_byte_in_order(
+    certificate: CertificateFiles, transport: str
+) -> None:
     """Megabytes through the splice and the echo: backpressure pauses and resumes reading on
     both sides without losing or reordering a byte."""
 
     async def scenario() -> None:
         async with (
-            tcp_relay_server() as (_, listeners),
+            tcp_relay_server(certificate=certificate) as (_, listeners),
             echo_peer("127.0.0.1") as (peer, _),
-            await tcp_client(listeners) as client,
+            await tcp_client(listeners, transport, certificate) as client,
         ):
             await client.allocate()
             reader, writer = await client.open_connection(peer)

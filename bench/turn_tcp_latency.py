@@ -118,11 +118,11 @@ def icestack_turn(port: int, *, nagle: bool) -> Iterator[None]:
 
 def serve_with_nagle(argv: list[str]) -> int:
     """``icestack`` with stream sockets made as before TCP_NODELAY: the "before" of this bench."""
-    import stun.aio_sockets
+    import stun.aio_streams
     from ice.cli import main as icestack
 
-    # listen_stream() looks it up in stun.aio_sockets.
-    stun.aio_sockets.tcp_socket = lambda family: socket.socket(family, socket.SOCK_STREAM)
+    # listen_stream() looks it up in stun.aio_streams.
+    stun.aio_streams.tcp_socket = lambda family: socket.socket(family, socket.SOCK_STREAM)
     return icestack(argv)
 
 

@@ -2,10 +2,12 @@
 
 This layer owns sockets and the event loop's clock and nothing else (architecture.md §2): every
 decision is made by the sans-IO :class:`~stun.client.ClientSession` and
-:class:`~stun.server.BindingServer`. Its three parts are :mod:`stun.aio_sockets` (resolving,
-sockets, the batched :class:`UdpReader`, stream listeners: what TURN's asyncio layer uses too),
-:mod:`stun.aio_client` (:class:`StunClient`, :func:`binding`, :class:`ClientSocket`) and
-:mod:`stun.aio_server` (:class:`StunServer`); every public name of theirs is importable from here.
+:class:`~stun.server.BindingServer`. Its four parts are :mod:`stun.aio_sockets` (resolving,
+sockets, the batched :class:`UdpReader`: what TURN's asyncio layer uses too),
+:mod:`stun.aio_streams` (the servers' stream listeners, which admit each connection as it is
+accepted), :mod:`stun.aio_client` (:class:`StunClient`, :func:`binding`, :class:`ClientSocket`)
+and :mod:`stun.aio_server` (:class:`StunServer`); every public name of theirs is importable from
+here.
 """
 
 from .aio_client import SHARED_RTO_CACHE, ClientSocket, Receiver, StunClient, binding
@@ -21,11 +23,11 @@ from .aio_sockets import (
     check_listener_arguments,
     install_uvloop,
     ipv6_loopback_available,
-    listen_stream,
     resolve,
     tcp_socket,
 )
 from .aio_sockets import _Closing as _Closing  # ``async with`` for the other asyncio layers
+from .aio_streams import StreamListener, listen_stream
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -35,6 +37,7 @@ __all__ = [
     "DatagramHandler",
     "Listener",
     "Receiver",
+    "StreamListener",
     "StunClient",
     "StunServer",
     "Transport",

@@ -2,9 +2,11 @@
 :class:`~stun.server.BindingServer` behind UDP, TCP and TLS listeners.
 
 A UDP listener is a :class:`~stun.aio_sockets.UdpReader` that answers each request inline from
-its socket; a TCP or TLS connection is cut into messages by a :class:`~stun.framing.StreamDecoder`
-and closed when it cannot be framed, or after ``idle_timeout`` without a request. At most
-``max_connections`` are open at once.
+its socket. TCP and TLS connections are admitted when accepted, within the server's
+:class:`~stun.limits.StreamLimits` (:mod:`stun.aio_streams`); each is cut into messages by a
+:class:`~stun.framing.StreamDecoder` and closed when it cannot be framed, when its first message
+is late, or after ``idle_timeout`` without a request; a client that does not read its answers is
+not read either.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import logging
 import socket
 import ssl
-from typing import Any
+from typing import Any, cast
 
 from .address import Address
 from .aio_sockets import (
@@ -26,10 +28,11 @@ from .aio_sockets import (
     _Closing,
     bind_udp,
     check_listener_arguments,
-    listen_stream,
 )
+from .aio_streams import StreamListener, listen_stream
 from .errors import DecodeError
 from .framing import StreamDecoder
+from .limits import Closure, StreamAdmission, StreamLimits
 from .reader_errors import ReaderErrors
 from .server import BindingServer, Outcome, ServerConfig
 
@@ -53,7 +56,13 @@ def _answerer(server: BindingServer, sock: socket.socket) -> DatagramHandler:
 
 
 class _StreamServerProtocol(asyncio.Protocol):
-    """One TCP or TLS connection to the server: frames in, answers out (RFC 8489 §6.2.2)."""
+    """One TCP or TLS connection to the server: frames in, answers out (RFC 8489 §6.2.2).
+
+    It is closed if its first complete message does not come within ``first_message_timeout``,
+    or no message comes for ``idle_timeout`` after that. When the client does not read its
+    answers and more than ``write_buffer_limit`` bytes of them wait to be written, reading stops
+    until they drain: the client's own requests then wait in its socket buffers, not in ours.
+    """
 
     def __init__(self, owner: StunServer, local: Address) -> None:
         self.owner = owner
@@ -61,26 +70,27 @@ class _StreamServerProtocol(asyncio.Protocol):
         self.decoder = StreamDecoder()
         self.transport: asyncio.Transport | None = None
         self.remote = Address("", 0)
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.deadline: asyncio.TimerHandle | None = None
+        #: Whether reading stopped because the client does not read its answers.
+        self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        self.remote = _address(peer)
-        if not self.owner._admit(self):
-            transport.close()
-            return
-        self._arm_idle_timer()
+        self.transport = stream = cast(asyncio.Transport, transport)
+        self.remote = _address(transport.get_extra_info("peername"))
+        stream.set_write_buffer_limits(high=self.owner.write_buffer_limit)
+        self.owner._connections.add(self)
+        self._arm(self.owner.limits.first_message_timeout, Closure.FIRST_MESSAGE_TIMEOUT)
 
-    def _arm_idle_timer(self) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-        loop = asyncio.get_running_loop()
-        self.idle_timer = loop.call_later(self.owner.idle_timeout, self._idle)
+    def _arm(self, delay: float, closure: Closure) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+        self.deadline = asyncio.get_running_loop().call_later(delay, self._expire, closure)
 
-    def _idle(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+    def _expire(self, closure: Closure) -> None:
+        self.deadline = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.owner.admission.closed[closure] += 1
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
@@ -88,7 +98,9 @@ class _StreamServerProtocol(asyncio.Protocol):
             frames = self.decoder.feed(data)
         except DecodeError:
             self.owner.server.stats.count(Outcome.STREAM_GARBAGE)
-            self.transport.close()
+            self.transport.abort()
+            return
+        if not frames:  # a part of a message: no deadline moves for it
             return
         now = asyncio.get_running_loop().time()
         for frame in frames:
@@ -99,16 +111,31 @@ class _StreamServerProtocol(asyncio.Protocol):
                 continue
             if answer is not None:
                 self.transport.write(answer)
-        self._arm_idle_timer()
+        self._arm(self.owner.idle_timeout, Closure.IDLE)
+
+    def pause_writing(self) -> None:
+        assert self.transport is not None
+        self.paused = True
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        assert self.transport is not None
+        self.paused = False
+        self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
+        if self.deadline is not None:
+            self.deadline.cancel()
         self.owner._connections.discard(self)
 
 
 class StunServer(_Closing):
     """An asyncio STUN server: one :class:`BindingServer` behind any number of listeners.
+
+    ``limits`` bound its TCP and TLS connections: how many, how many from one source, their TLS
+    handshakes and the deadline of their first message (:class:`~stun.limits.StreamLimits`);
+    ``idle_timeout`` closes a connection silent that long after a message, ``write_buffer_limit``
+    stops reading a client that does not read its answers.
 
     >>> async with StunServer() as server:  # doctest: +SKIP
     ...     await server.listen("udp", "127.0.0.1", 3478)
@@ -119,15 +146,19 @@ class StunServer(_Closing):
         self,
         config: ServerConfig | None = None,
         *,
-        max_connections: int = 1024,
+        limits: StreamLimits | None = None,
         idle_timeout: float = 300.0,
+        write_buffer_limit: int = 64 * 1024,
     ) -> None:
         self.server = BindingServer(config or ServerConfig())
-        self.max_connections = max_connections
+        self.limits = limits = limits or StreamLimits()
+        #: The TCP and TLS connections held, by source, and what was refused or closed and why.
+        self.admission = StreamAdmission(limits)
         self.idle_timeout = idle_timeout
+        self.write_buffer_limit = write_buffer_limit
         self.listeners: list[Listener] = []
         self._udp: list[UdpReader] = []
-        self._stream_servers: list[asyncio.Server] = []
+        self._stream_listeners: list[StreamListener] = []
         self._connections: set[_StreamServerProtocol] = set()
         self._closed = asyncio.Event()
         #: Exceptions the Binding server raised on a datagram, contained and counted (a bug if
@@ -136,14 +167,24 @@ class StunServer(_Closing):
 
     @property
     def connection_count(self) -> int:
-        """TCP and TLS connections open now, never more than ``max_connections``."""
-        return len(self._connections)
+        """TCP and TLS connections held now, TLS handshakes included: never more than
+        ``limits.max_connections``."""
+        return self.admission.connections
 
-    def _admit(self, connection: _StreamServerProtocol) -> bool:
-        if len(self._connections) >= self.max_connections:
-            return False
-        self._connections.add(connection)
-        return True
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of answers waiting to be written to TCP and TLS clients: about
+        ``write_buffer_limit`` at most per connection, and the answers to one read."""
+        return sum(
+            connection.transport.get_write_buffer_size()
+            for connection in self._connections
+            if connection.transport is not None
+        )
+
+    @property
+    def reading_paused(self) -> int:
+        """Connections not read now, because their clients do not read their answers."""
+        return sum(connection.paused for connection in self._connections)
 
     async def listen(
         self,
@@ -162,15 +203,16 @@ class StunServer(_Closing):
             self._udp.append(reader)
             result = Listener("udp", reader.local)
         else:
-            server, local = await listen_stream(
+            stream = await listen_stream(
                 host,
                 port,
                 lambda local: _StreamServerProtocol(self, local),
+                admission=self.admission,
                 ssl_context=ssl_context,
                 reuse_port=reuse_port,
             )
-            self._stream_servers.append(server)
-            result = Listener(transport, local)
+            self._stream_listeners.append(stream)
+            result = Listener(transport, stream.local)
         self.listeners.append(result)
         _log.info("STUN server listening on %s", result)
         return result
@@ -184,12 +226,12 @@ class StunServer(_Closing):
         for udp in self._udp:
             udp.close()
         self._udp.clear()
-        for server in self._stream_servers:
-            server.close()
+        for stream in self._stream_listeners:
+            stream.close()
         for connection in list(self._connections):
             if connection.transport is not None:
                 connection.transport.close()
-        for server in self._stream_servers:
-            await server.wait_closed()
-        self._stream_servers.clear()
+        for stream in self._stream_listeners:
+            await stream.wait_closed()
+        self._stream_listeners.clear()
         self._closed.set()

@@ -1,12 +1,12 @@
 """asyncio building blocks of every client and server of the project: resolving names, opening
-UDP and TCP sockets the way STUN and TURN want them, the batched UDP reader, stream listeners.
+UDP and TCP sockets the way STUN and TURN want them, the batched UDP reader.
 
 :class:`UdpReader` reads with ``loop.add_reader`` and drains the socket in batches (asyncio's own
 datagram transport reads one datagram per loop iteration), so a server answers far more requests
 per second; :func:`tcp_socket` turns Nagle's algorithm off on every stream. uvloop is used when
 installed and asked for (:func:`install_uvloop`). :mod:`stun.aio_client` and
-:mod:`stun.aio_server` build STUN's client and server from these, :mod:`turn.aio` and
-:mod:`turn.server.aio` TURN's.
+:mod:`stun.aio_server` build STUN's client and server from these (and from the stream listeners
+of :mod:`stun.aio_streams`), :mod:`turn.aio` and :mod:`turn.server.aio` TURN's.
 """
 
 from __future__ import annotations
@@ -212,41 +212,3 @@ def check_listener_arguments(transport: str, ssl_context: ssl.SSLContext | None)
         raise LocalProtocolError(f"unknown transport {transport!r}: udp, tcp or tls")
     if (transport == "tls") != (ssl_context is not None):
         raise LocalProtocolError("a tls listener needs ssl_context; udp and tcp take none")
-
-
-async def listen_stream(
-    host: str,
-    port: int,
-    protocol_factory: Callable[[Address], asyncio.BaseProtocol],
-    *,
-    ssl_context: ssl.SSLContext | None = None,
-    reuse_port: bool = False,
-) -> tuple[asyncio.Server, Address]:
-    """Listen on TCP (TLS with ``ssl_context``) at ``(host, port)``; ``port=0`` picks one.
-
-    ``protocol_factory(local)`` makes the protocol of each accepted connection, ``local`` being
-    the listening address. IPv6 sockets are IPv6-only; ``reuse_port`` shares the port with other
-    processes (``SO_REUSEPORT``). Returns the asyncio server and the address it listens on.
-    """
-    loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = tcp_socket(family)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    local = _address(sock.getsockname())
-    server = await loop.create_server(
-        lambda: protocol_factory(local),
-        sock=sock,
-        ssl=ssl_context,
-        ssl_handshake_timeout=10.0 if ssl_context else None,
-        backlog=512,
-    )
-    return server, local

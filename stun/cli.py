@@ -40,6 +40,7 @@ from ._version import __version__
 from .address import Address
 from .aio import Listener, StunServer, Transport, install_uvloop
 from .errors import LocalProtocolError
+from .limits import StreamLimits
 from .server import LongTermCredentials, ServerConfig, ShortTermCredentials
 from .tls import client_context, self_signed_server_context, server_context
 
@@ -188,6 +189,97 @@ def bounded_integer(minimum: int, maximum: int | None = None) -> Callable[[str],
 
 #: An argparse ``type``: a port to listen on, 0 for any free one.
 port_number = bounded_integer(0, 65535)
+
+
+#: The defaults the help texts of the limit options quote.
+_LIMITS = StreamLimits()
+_positive = bounded_integer(1)
+
+
+def add_limit_options(add: Callable[..., object]) -> None:
+    """The options of ``serve stun`` and ``serve turn`` that bound TCP and TLS connections
+    (:class:`stun.limits.StreamLimits`) and 400/401 answers per source; ``add`` is the
+    parser's ``add_argument`` (or what wraps it). Each defaults to ``None``: unset."""
+    add(
+        "--max-connections",
+        type=_positive,
+        metavar="N",
+        help="TCP and TLS connections at once, TLS handshakes included "
+        f"(default {_LIMITS.max_connections})",
+    )
+    add(
+        "--max-connections-per-source",
+        type=_positive,
+        metavar="N",
+        help="TCP and TLS connections at once from one IPv4 address or IPv6 /64 "
+        f"(default {_LIMITS.max_connections_per_source})",
+    )
+    add(
+        "--max-tls-handshakes",
+        type=_positive,
+        metavar="N",
+        help=f"TLS handshakes pending at once (default {_LIMITS.max_handshakes}, "
+        f"{_LIMITS.max_handshakes_per_source} from one source)",
+    )
+    add(
+        "--tls-handshake-timeout",
+        type=parse_seconds,
+        metavar="SECONDS",
+        help=f"close a TLS connection whose handshake takes longer "
+        f"(default {_LIMITS.handshake_timeout:g})",
+    )
+    add(
+        "--first-message-timeout",
+        type=parse_seconds,
+        metavar="SECONDS",
+        help="close a TCP or TLS connection that sends no complete message this long after "
+        f"it is accepted (after its TLS handshake) (default {_LIMITS.first_message_timeout:g})",
+    )
+    add(
+        "--auth-failure-rate",
+        type=_positive,
+        metavar="N",
+        help="401/400 answers a second per source IP (or IPv6 /64) before dropping (default 2)",
+    )
+    add(
+        "--auth-failure-burst",
+        type=_positive,
+        metavar="N",
+        help="401/400 answers a source may get at once (default 20)",
+    )
+
+
+def stream_limits(args: argparse.Namespace, *, streams: bool, tls: bool) -> StreamLimits:
+    """The :class:`StreamLimits` of :func:`add_limit_options`' options; raises
+    :class:`LocalProtocolError` for one that would have no effect (no TCP or TLS listener, or
+    a TLS option without TLS)."""
+    given = {
+        "max_connections": ("--max-connections", args.max_connections),
+        "max_connections_per_source": (
+            "--max-connections-per-source",
+            args.max_connections_per_source,
+        ),
+        "max_handshakes": ("--max-tls-handshakes", args.max_tls_handshakes),
+        "handshake_timeout": ("--tls-handshake-timeout", args.tls_handshake_timeout),
+        "first_message_timeout": ("--first-message-timeout", args.first_message_timeout),
+    }
+    values: dict[str, Any] = {}
+    for name, (option, value) in given.items():
+        if value is None:
+            continue
+        needs_tls = name in ("max_handshakes", "handshake_timeout")
+        if not streams or (needs_tls and not tls):
+            needed = "--tls" if needs_tls else "a TCP or TLS listener"
+            raise LocalProtocolError(f"{option} has no effect without {needed}")
+        values[name] = value
+    return StreamLimits(**values)
+
+
+def failure_limits(args: argparse.Namespace) -> dict[str, Any]:
+    """``failure_rate`` and ``failure_burst`` as given by ``--auth-failure-rate`` and
+    ``--auth-failure-burst``, for a server config."""
+    given = {"failure_rate": args.auth_failure_rate, "failure_burst": args.auth_failure_burst}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def parse_user(text: str) -> tuple[str, str]:
@@ -495,6 +587,7 @@ class ServePlan:
     tls: ssl.SSLContext | None
     tls_port: int
     reuse_port: bool
+    limits: StreamLimits
 
     @property
     def endpoints(self) -> list[tuple[Transport, str, int]]:
@@ -550,10 +643,13 @@ def build_serve_plan(args: argparse.Namespace) -> ServePlan:
         auth = ShortTermCredentials.from_passwords(users)
     elif users:
         raise LocalProtocolError("--user given without --auth short-term or --auth long-term")
+    failures = failure_limits(args)
+    if failures and auth is None:
+        raise LocalProtocolError("--auth-failure-rate/-burst have no effect without --auth")
     software = None if args.no_software else args.software
     # One nonce secret for every worker, so a nonce from one is good at all (stun.nonces).
     config = ServerConfig(
-        software=software, authentication=auth, nonce_secret=secrets.token_bytes(32)
+        software=software, authentication=auth, nonce_secret=secrets.token_bytes(32), **failures
     )
     listen = tuple(listen_address(text, 3478) for text in args.listen or ["0.0.0.0", "[::]"])
     if args.workers < 1:
@@ -562,19 +658,21 @@ def build_serve_plan(args: argparse.Namespace) -> ServePlan:
         raise LocalProtocolError("--workers needs fixed ports: port 0 differs in every worker")
     if args.tls is None and args.tls_port is not None:
         raise LocalProtocolError("--tls-port without --tls: add --tls (CERT KEY), or drop it")
+    tls = tls_context(args.tls)
     return ServePlan(
         config=config,
         listen=listen,
         tcp=args.tcp,
-        tls=tls_context(args.tls),
+        tls=tls,
         tls_port=5349 if args.tls_port is None else args.tls_port,
         reuse_port=args.workers > 1,
+        limits=stream_limits(args, streams=args.tcp or tls is not None, tls=tls is not None),
     )
 
 
 async def serve(plan: ServePlan, *, worker: int = 0) -> None:
     """Open every listener of ``plan`` and serve until SIGINT/SIGTERM."""
-    server = StunServer(plan.config)
+    server = StunServer(plan.config, limits=plan.limits)
     await open_listeners(server, plan.endpoints, plan.tls, reuse_port=plan.reuse_port)
     await serve_until_signalled(server, f"worker {worker}: " if plan.reuse_port else "")
 
@@ -646,4 +744,5 @@ def add_serve_command(serve_commands: argparse._SubParsersAction[argparse.Argume
         help="processes sharing each port with SO_REUSEPORT (default 1; use the core count)",
     )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    add_limit_options(parser.add_argument)
     parser.set_defaults(run=run_serve)

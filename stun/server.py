@@ -1,6 +1,7 @@
 """The sans-IO STUN Binding server (RFC 8489 §6.3, §9, §12) and request authentication for TURN too.
 
-Theory of operation. The server keeps no per-client state: every datagram is answered (or not) on
+Theory of operation. The server keeps no per-client state but a bounded table of token buckets,
+one per source, that limits its 400 and 401 answers: every datagram is answered (or not) on
 its own by :meth:`BindingServer.respond`, which the asyncio layer calls on its hot path;
 :meth:`BindingServer.receive_datagram` wraps it in the five verbs (architecture.md §2). A datagram
 goes through:
@@ -13,7 +14,10 @@ goes through:
    dropped too: it is not well-formed STUN (§5, §14), and no one is served by a 400 to it.
 2. **Authentication**, when configured: short-term credentials (§9.1.3) or long-term credentials
    with stateless nonces (§9.2.4, :mod:`stun.nonces`). Failures become 400, 401 or 438 error
-   responses, in the RFC's order of checks.
+   responses, in the RFC's order of checks; a source gets at most ``failure_burst`` 400s and
+   401s at once and ``failure_rate`` a second (:class:`stun.limits.SourceRateLimiter`), the rest
+   are dropped. A 401 is several times larger than the request it answers, and the request's
+   source address can be spoofed: unlimited, the server would amplify floods aimed at others.
 3. **Unknown comprehension-required attributes** become 420 with UNKNOWN-ATTRIBUTES (§6.3.1). The
    RFC 5780 attributes CHANGE-REQUEST, RESPONSE-PORT and PADDING count as unknown: this server does
    not honour them, so it says so (RFC 5389 §12.2 asks exactly this of CHANGE-REQUEST), and never
@@ -71,6 +75,7 @@ from .integrity import (
     userhash,
 )
 from .integrity import fingerprint as crc32_fingerprint
+from .limits import SourceRateLimiter, source_key
 from .message import HEADER_SIZE, Integrity, Message, MessageClass, Method, message_type
 from .nonces import DEFAULT_NONCE_LIFETIME, NonceIssuer, NonceStatus, check_nonce_settings
 from .randomness import RandomSource, default_random
@@ -224,6 +229,7 @@ class Outcome(enum.Enum):
     NOT_A_REQUEST = "dropped: an indication or a response"
     UNSUPPORTED_METHOD = "dropped: not a Binding request"
     BAD_FINGERPRINT = "dropped: FINGERPRINT does not match"
+    RATE_LIMITED = "dropped: a 400 or 401 beyond its source's budget (failure_rate, failure_burst)"
     STREAM_GARBAGE = "dropped: a TCP/TLS stream that cannot be framed, connection closed"
 
 
@@ -235,6 +241,7 @@ DROPPED = frozenset(
         Outcome.NOT_A_REQUEST,
         Outcome.UNSUPPORTED_METHOD,
         Outcome.BAD_FINGERPRINT,
+        Outcome.RATE_LIMITED,
         Outcome.STREAM_GARBAGE,
     )
 )
@@ -436,6 +443,13 @@ class ServerConfig:
     nonce_secret: bytes | None = field(default=None, repr=False)
     #: Answer RFC 3489 requests (no magic cookie) with MAPPED-ADDRESS (§12; RFC 5389 §12.2).
     classic_compatibility: bool = True
+    #: 400 and 401 answers per second and source (an IPv4 address, an IPv6 /64), with this burst;
+    #: beyond that the requests are dropped (counted as :attr:`Outcome.RATE_LIMITED`), so that
+    #: the server is no reflector of challenges larger than the requests (a UDP request's source
+    #: can be spoofed). The table of sources holds at most ``failure_table_size``.
+    failure_rate: float = 2.0
+    failure_burst: int = 20
+    failure_table_size: int = 10_000
     rng: RandomSource = field(default_factory=default_random, repr=False)
 
     def __post_init__(self) -> None:
@@ -444,6 +458,11 @@ class ServerConfig:
         ):
             raise LocalProtocolError("SOFTWARE must be under 128 characters (RFC 8489 §14.14)")
         check_nonce_settings(self.nonce_secret, self.nonce_lifetime)
+        if not 0 < self.failure_rate < float("inf"):
+            raise LocalProtocolError("failure_rate must be positive")
+        for name in ("failure_burst", "failure_table_size"):
+            if getattr(self, name) < 1:
+                raise LocalProtocolError(f"{name} must be at least 1")
 
 
 _HEADER = struct.Struct("!HHI12s")
@@ -479,7 +498,17 @@ class BindingServer:
                 lifetime=config.nonce_lifetime,
                 rng=config.rng,
             )
+        self._failures = SourceRateLimiter(
+            rate=config.failure_rate,
+            burst=config.failure_burst,
+            max_entries=config.failure_table_size,
+        )
         self._outgoing: list[Datagram] = []
+
+    @property
+    def rate_limited_sources(self) -> int:
+        """Sources whose 400/401 budget is remembered now (at most ``failure_table_size``)."""
+        return len(self._failures)
 
     def respond(
         self, data: bytes, local: Address | None, remote: Address, now: float
@@ -514,6 +543,10 @@ class BindingServer:
         if self._authenticator is not None:
             result = self._authenticator.authenticate(request, remote, now)
             if isinstance(result, Rejected):
+                # A 438 needs the key: only a client that holds it can cause one.
+                if result.code != 438 and not self._failures.allow(source_key(remote.host), now):
+                    counts[Outcome.RATE_LIMITED] += 1
+                    return None
                 counts[result.outcome] += 1
                 return self._error(request, result, fingerprint)
             key = result.key

@@ -29,8 +29,10 @@ from stun import Address, LocalProtocolError, make_address
 from stun._version import DEFAULT_SOFTWARE
 from stun.aio import Transport, install_uvloop
 from stun.cli import (
+    add_limit_options,
     bounded_integer,
     check_ports_free,
+    failure_limits,
     file_problem,
     ip_literal,
     listen_address,
@@ -38,15 +40,18 @@ from stun.cli import (
     listener_endpoints,
     load_server_tls,
     open_listeners,
+    parse_seconds,
     parse_user,
     port_number,
     run_workers,
     self_signed_tls,
     serve_until_signalled,
     server_address,
+    stream_limits,
     user_passwords,
     warn,
 )
+from stun.limits import StreamLimits
 from stun.server import LongTermCredentials
 
 from .server.aio import TurnServer, relay_hosts_by_family
@@ -61,6 +66,8 @@ DEFAULT_LISTEN = ("0.0.0.0", "[::]")
 DEFAULT_PORT = 3478
 DEFAULT_TLS_PORT = 5349
 DEFAULT_REALM = "icestack"
+#: coturn's default max-allocate-timeout, as TurnServer's.
+DEFAULT_ALLOCATE_TIMEOUT = 60.0
 #: File descriptors a server may need besides its relayed sockets and connections.
 _SPARE_DESCRIPTORS = 64
 
@@ -159,17 +166,13 @@ def _add_options(parser: argparse.ArgumentParser) -> OptionNames:
         metavar="BYTES",
         help="relayed bytes a second per allocation and direction (default: no limit)",
     )
+    add_limit_options(option)
     option(
-        "--auth-failure-rate",
-        type=_positive,
-        metavar="N",
-        help="401/400 answers a second per source IP (or IPv6 /64) before dropping (default 2)",
-    )
-    option(
-        "--auth-failure-burst",
-        type=_positive,
-        metavar="N",
-        help="401/400 answers a source may get at once (default 20)",
+        "--max-allocate-timeout",
+        type=parse_seconds,
+        metavar="SECONDS",
+        help="close a TCP or TLS connection that has no allocation this long after it is "
+        f"accepted (default {DEFAULT_ALLOCATE_TIMEOUT:g})",
     )
     option(
         "--alternate-server",
@@ -286,6 +289,8 @@ class TurnServePlan:
     relay_ports: range
     metrics: tuple[str, int] | None
     workers: int
+    limits: StreamLimits
+    max_allocate_timeout: float = DEFAULT_ALLOCATE_TIMEOUT
     verbose: bool = False
     log_file: Path | None = None
 
@@ -406,12 +411,7 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
             dict.fromkeys(h for h, _ in listen if not ipaddress.ip_address(h).is_unspecified)
         ),
     )
-    limits = {
-        "user_quota": args.user_quota,
-        "total_quota": args.total_quota,
-        "failure_rate": args.auth_failure_rate,
-        "failure_burst": args.auth_failure_burst,
-    }
+    quotas = {"user_quota": args.user_quota, "total_quota": args.total_quota}
     config = TurnServerConfig(
         credentials=LongTermCredentials.from_passwords(realm, users),
         rest_secret=secret.encode() if secret else None,
@@ -424,7 +424,8 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
         tcp_relays=not args.no_tcp_relay,
         answer_binding=not args.no_stun,
         software=None if args.no_software_attribute else DEFAULT_SOFTWARE,
-        **{name: value for name, value in limits.items() if value is not None},
+        **{name: value for name, value in quotas.items() if value is not None},
+        **failure_limits(args),
     )
     low = DYNAMIC_PORTS.start if args.min_port is None else args.min_port
     high = DYNAMIC_PORTS.stop - 1 if args.max_port is None else args.max_port
@@ -453,6 +454,11 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
         relay_ports=range(low, high + 1),
         metrics=metrics,
         workers=workers,
+        limits=stream_limits(args, streams=tcp or tls is not None, tls=tls is not None),
+        max_allocate_timeout=(
+            DEFAULT_ALLOCATE_TIMEOUT if args.max_allocate_timeout is None
+            else args.max_allocate_timeout
+        ),
         verbose=bool(args.verbose),
         log_file=_log_file(args.log_file),
     )
@@ -465,7 +471,13 @@ async def serve(plan: TurnServePlan, *, worker: int = 0) -> None:
     """Open every listener of ``plan`` and serve until SIGINT/SIGTERM."""
     prefix = f"worker {worker}: " if plan.reuse_port else ""
     log_to(plan.log_file, plan.verbose, prefix)
-    server = TurnServer(plan.config, relay_hosts=plan.relay_hosts, relay_ports=plan.relay_ports)
+    server = TurnServer(
+        plan.config,
+        relay_hosts=plan.relay_hosts,
+        relay_ports=plan.relay_ports,
+        limits=plan.limits,
+        max_allocate_timeout=plan.max_allocate_timeout,
+    )
     await open_listeners(server, plan.endpoints, plan.tls, reuse_port=plan.reuse_port)
     metrics: Address | None = None
     if plan.metrics is not None:
@@ -496,7 +508,8 @@ def log_to(path: Path | None, verbose: bool, prefix: str) -> None:
 def _raise_descriptor_limit(plan: TurnServePlan) -> None:
     """Let one worker hold every relayed socket the quotas allow, and its connections."""
     config = plan.config
-    needed = 2 * config.total_quota + config.max_reservations + 1024 + _SPARE_DESCRIPTORS
+    connections = plan.limits.max_connections
+    needed = 2 * config.total_quota + config.max_reservations + connections + _SPARE_DESCRIPTORS
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)

@@ -120,7 +120,6 @@ NO_EFFECT: dict[str, str] = {
     "no-stun-backward-compatibility": "RFC 3489 requests are dropped here anyway",
     "check-origin-consistency": "ORIGIN is not checked",
     "server-relay": "relayed traffic is never sent to the server itself",
-    "max-allocate-timeout": "an Allocate is answered at once here",
     "mobility": "no mobility tickets (RFC 8016); clients go on without them",
     "keep-address-family": "relayed addresses are of the family the client asks for",
     "server-name": "only oAuth uses it, and icestack has no oAuth",

@@ -113,3 +113,19 @@ def own_udp_ports() -> set[int]:
 
 #: Why the /proc helpers above cannot run here, if they cannot.
 NO_PROC = None if os.path.isdir("/proc/self/fd") else "no /proc/self/fd (not Linux)"
+
+
+def still_open(sock: socket.socket) -> bool:
+    """Whether nothing, not even an EOF or a reset, has come on the TCP socket ``sock`` yet: its
+    peer keeps it open. Never blocks, whatever the socket's timeout."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.settimeout(timeout)
+    return False

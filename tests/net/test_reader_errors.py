@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 from collections.abc import AsyncIterator, Coroutine
@@ -42,7 +43,14 @@ from tests.properties.ice_signed import signed_check_from
 from tests.turn.aio_client import RawTurnClient
 from turn import TurnAllocation, TurnClient
 from turn.client import TurnClientConfig
-from turn.server import ClientTransport, PeerPolicy, TurnServerConfig, TurnServerCore
+from turn.server import (
+    Allocation,
+    ClientTransport,
+    FiveTuple,
+    PeerPolicy,
+    TurnServerConfig,
+    TurnServerCore,
+)
 from turn.server.aio import TurnServer, render_metrics
 
 MARKER = b"a bug on purpose"
@@ -128,6 +136,32 @@ class TimerBugs:
         if self.timer_bugs:
             self.timer_bugs -= 1
             raise self.bug("raised on purpose by a test core's timer")
+
+
+class TurnServerTimerBug(CoreBug):
+    pass
+
+
+class TimerBuggyTurnCore(TurnServerCore, TimerBugs):
+    """A TURN server core whose first ``handle_timer`` raises."""
+
+    timer_bugs, bug = 1, TurnServerTimerBug
+
+    def handle_timer(self, now: float) -> None:
+        self.timer_check()
+        super().handle_timer(now)
+
+
+class DeadlineBug(CoreBug):
+    pass
+
+
+class DeadlineBuggyTurnCore(TurnServerCore):
+    """A TURN server core whose allocation lookup, which a connection's deadline check makes,
+    raises."""
+
+    def allocation(self, five_tuple: FiveTuple) -> Allocation | None:
+        raise DeadlineBug("raised on purpose by a test core")
 
 
 class TimerBuggyAgent(Agent, TimerBugs):
@@ -295,6 +329,58 @@ def test_the_turn_server_readers_lose_only_the_datagrams_that_raised(
     with caplog.at_level(logging.ERROR):
         run(scenario())
     assert len(logged_tracebacks(caplog, TurnServerBug)) == 1
+
+
+def test_the_turn_server_timer_is_armed_again_after_the_core_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The timer that would end a short allocation raises the first time: no datagram comes
+    after it to arm the timer again, so only the guard can end the allocation. It does, a
+    second later; the exception is counted, logged once, and exported."""
+
+    async def scenario() -> None:
+        config = dataclasses.replace(turn_config(), default_lifetime=0.2, max_lifetime=0.2)
+        async with TurnServer(config, relay_hosts=[HOST]) as server:
+            core = server.core
+            server.core = TimerBuggyTurnCore(
+                core.config, server.relays, tcp_listeners=server.tcp_relays,
+                wall_clock_offset=core.wall_clock_offset,
+            )  # fmt: skip
+            listener = await server.listen("udp", HOST)
+            client = await RawTurnClient.connect("udp", listener.address, "alice", "wonderland")
+            await client.allocate()
+            assert server.core.allocation_count == 1
+            await until(lambda: server.core.allocation_count == 0)
+            kind = error_kind(TurnServerTimerBug())
+            assert server.timer_errors.counts == {kind: 1}
+            assert server.reader_errors.total == 0
+            assert f'icestack_turn_timer_errors_total{{kind="{kind}"}} 1' in render_metrics(server)
+            await client.close()
+
+    run_logging_one_timer_traceback(caplog, scenario(), TurnServerTimerBug)
+
+
+def test_a_turn_connections_deadline_check_that_raises_costs_nothing() -> None:
+    """A connection's first message makes it check its deadlines, which asks the core for its
+    allocation: raising there is contained, and the message is answered all the same."""
+
+    async def scenario() -> None:
+        async with TurnServer(turn_config(), relay_hosts=[HOST]) as server:
+            core = server.core
+            server.core = DeadlineBuggyTurnCore(
+                core.config, server.relays, tcp_listeners=server.tcp_relays,
+                wall_clock_offset=core.wall_clock_offset,
+            )  # fmt: skip
+            listener = await server.listen("tcp", HOST)
+            reader, writer = await asyncio.open_connection(HOST, listener.address.port)
+            writer.write(request(1))
+            answer = await asyncio.wait_for(read_message(reader), 5.0)
+            assert answered_ids([answer]) == {1}
+            assert server.timer_errors.counts == {error_kind(DeadlineBug()): 1}
+            assert server.connection_count == 1
+            writer.close()
+
+    run(scenario())
 
 
 # --------------------------------------------------------------------------- TURN client

@@ -32,6 +32,7 @@ from stun import (
 from stun.aio import StunClient, StunServer
 from stun.client import ClientConfig, Credentials
 from stun.integrity import long_term_key
+from stun.limits import StreamLimits
 from stun.server import LongTermCredentials, ServerConfig
 from stun.transaction import TransactionConfig
 
@@ -52,9 +53,13 @@ MEMORY_GROWTH_BOUND = 512 * 1024
 PATIENT = ClientConfig(transaction=TransactionConfig(initial_rto=5.0, min_rto=5.0))
 
 
-def _long_term_server() -> StunServer:
+#: A budget of 400/401 answers no test source exhausts, for the tests that count every answer.
+UNLIMITED = 10**6
+
+
+def _long_term_server(failure_burst: int = 20) -> StunServer:
     credentials = LongTermCredentials.from_passwords(REALM, {ALICE.username: ALICE.password})
-    return StunServer(ServerConfig(authentication=credentials))
+    return StunServer(ServerConfig(authentication=credentials, failure_burst=failure_burst))
 
 
 def _junk(rng: random.Random) -> list[tuple[bytes, Outcome]]:
@@ -122,7 +127,7 @@ def test_udp_flood_of_junk_leaves_answers_and_memory_intact() -> None:
         return expected, len(results)
 
     async def scenario() -> None:
-        async with _long_term_server() as server:
+        async with _long_term_server(UNLIMITED) as server:
             target = (await server.listen("udp", "127.0.0.1", 0)).address
             stats = server.server.stats
             with udp_socket("127.0.0.1") as attacker:
@@ -166,7 +171,7 @@ def test_401_flood_keeps_no_state_and_real_clients_still_authenticate() -> None:
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        async with _long_term_server() as server:
+        async with _long_term_server(UNLIMITED) as server:
             target = (await server.listen("udp", "127.0.0.1", 0)).address
             stats = server.server.stats
             nonces: set[str] = set()
@@ -189,6 +194,40 @@ def test_401_flood_keeps_no_state_and_real_clients_still_authenticate() -> None:
             ) as client:
                 assert (await client.binding()).mapped_address is not None
             assert stats[Outcome.ANSWERED] == 1
+
+    run(scenario())
+
+
+def test_401s_to_one_source_are_limited_and_other_sources_still_authenticate() -> None:
+    """A 401 is several times the size of the request it answers, whose source anyone can spoof:
+    one source gets its burst of answers, the rest are dropped and counted, and a client at
+    another address authenticates as usual."""
+
+    async def scenario() -> None:
+        # A rate so low that no token comes back while the test runs: the count is exact.
+        credentials = LongTermCredentials.from_passwords(REALM, {ALICE.username: ALICE.password})
+        config = ServerConfig(authentication=credentials, failure_rate=0.001, failure_burst=20)
+        async with StunServer(config) as server:
+            target = (await server.listen("udp", "127.0.0.1", 0)).address
+            stats = server.server.stats
+            with udp_socket("127.0.0.2") as attacker:
+                for _ in range(200):
+                    attacker.sendto(binding_request(), target)
+                await until(lambda: sum(stats.counts.values()) == 200)
+                answers = []
+                while True:  # what was sent has arrived: loopback delivers on send
+                    try:
+                        answers.append(attacker.recv(65536))
+                    except BlockingIOError:
+                        break
+            assert len(answers) == stats[Outcome.CHALLENGED] == 20
+            assert stats[Outcome.RATE_LIMITED] == 180
+            assert all(Message.decode(answer).error_code is not None for answer in answers)
+            assert server.server.rate_limited_sources == 1
+            async with await StunClient.connect(
+                "127.0.0.1", target.port, credentials=ALICE
+            ) as client:
+                assert (await client.binding()).mapped_address is not None
 
     run(scenario())
 
@@ -284,7 +323,7 @@ def test_tcp_message_sent_byte_by_byte_is_answered() -> None:
 
 def test_tcp_connections_beyond_the_limit_are_closed_and_the_count_comes_back_down() -> None:
     async def scenario() -> None:
-        async with StunServer(max_connections=3) as server:
+        async with StunServer(limits=StreamLimits(max_connections=3)) as server:
             port = (await server.listen("tcp", "127.0.0.1", 0)).address.port
             admitted = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
             for reader, writer in admitted:
@@ -310,7 +349,8 @@ def test_tcp_connections_beyond_the_limit_are_closed_and_the_count_comes_back_do
 
 def test_tcp_idle_connections_are_closed() -> None:
     async def scenario() -> None:
-        async with StunServer(idle_timeout=0.2) as server:
+        limits = StreamLimits(first_message_timeout=0.2)
+        async with StunServer(limits=limits, idle_timeout=0.2) as server:
             port = (await server.listen("tcp", "127.0.0.1", 0)).address.port
             silent_reader, silent_writer = await asyncio.open_connection("127.0.0.1", port)
             chatty_reader, chatty_writer = await asyncio.open_connection("127.0.0.1", port)

@@ -1,8 +1,11 @@
 """The Binding server (stun.server) against validly signed requests with any attribute values, from
-any address: nothing raises, every datagram is counted once, and what comes back is a response
-to that request with a code the RFC allows (RFC 8489 §6.3, §9)."""
+any address: nothing raises, every datagram is counted once, what comes back is a response to
+that request with a code the RFC allows (RFC 8489 §6.3, §9), and no source gets more 400s and
+401s than its budget, from a table of sources that stays within its bound."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +24,7 @@ from stun import (
     XorMappedAddress,
     make_address,
 )
+from stun.limits import source_key
 from stun.server import Authentication
 
 from .signed import (
@@ -123,3 +127,62 @@ def test_the_right_signer_is_answered_with_success(setup: str, source: Address) 
     assert response.error_code is None
     if signers[0] is not None:
         assert response.check_integrity(signers[0].key)
+
+
+#: A few sources: IPv4 addresses, two IPv6 addresses of one /64 (one budget), one of another /64.
+FEW_SOURCES = [
+    make_address("198.51.100.1", 1000),
+    make_address("198.51.100.1", 2000),
+    make_address("198.51.100.2", 1000),
+    make_address("2001:db8:0:1::1", 1000),
+    make_address("2001:db8:0:1::2", 1000),
+    make_address("2001:db8:0:2::1", 1000),
+]
+
+
+@SETTINGS
+@given(
+    st.sampled_from(sorted(SETUPS)),
+    st.lists(
+        st.tuples(binding_drafts, st.sampled_from(FEW_SOURCES), st.integers(0, 3), st.floats(0, 2)),
+        min_size=1,
+        max_size=60,
+    ),
+    st.integers(1, 6),
+    st.floats(0.01, 5.0),
+    st.integers(1, 6),
+)
+def test_no_source_gets_more_400s_and_401s_than_its_budget(
+    setup: str,
+    sends: list[tuple[Draft, Address, int, float]],
+    burst: int,
+    rate: float,
+    table_size: int,
+) -> None:
+    """With room for every source in its table, a source gets at most ``burst`` plus ``rate``
+    a second of 400/401 answers; with less room, the table never holds more than its size (a
+    forgotten source starts again with a full bucket, which the docs say)."""
+    authentication, signers = SETUPS[setup]
+    config = ServerConfig(
+        authentication=authentication, nonce_secret=NONCE_SECRET,
+        failure_rate=rate, failure_burst=burst, failure_table_size=table_size,
+    )  # fmt: skip
+    server = BindingServer(config)
+    now = 0.0
+    answered: Counter[str] = Counter()
+    first: dict[str, float] = {}
+    for draft, source, which, step in sends:
+        now += step
+        key = source_key(source.host)
+        first.setdefault(key, now)
+        data = draft.encode(signers[which % len(signers)], source, now)
+        answer = server.respond(data, source, source, now)
+        check_answer(answer, draft, source)
+        assert server.rate_limited_sources <= table_size
+        if answer is not None:
+            error = Message.decode(answer).error_code
+            if error is not None and error.code in (400, 401):
+                answered[key] += 1
+    if table_size >= len({source_key(source.host) for source in FEW_SOURCES}):
+        for key, count in answered.items():
+            assert count <= burst + rate * (now - first[key]) + 1e-9

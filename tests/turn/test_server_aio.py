@@ -37,6 +37,7 @@ from stun import (
     make_address,
 )
 from stun.datagram import Datagram
+from stun.limits import Closure, Refusal, StreamLimits
 from stun.server import LongTermCredentials
 from stun.tls import CertificateFiles, client_context, make_self_signed, server_context
 from tests.net.loopback import LOOPBACK_HOSTS, run, until
@@ -97,7 +98,9 @@ async def turn_server(
     certificate: CertificateFiles | None = None, **options: Any,
 ) -> AsyncIterator[tuple[TurnServer, dict[str, Address]]]:  # fmt: skip
     """A TurnServer relaying on ``host`` with a listener per transport on ``host``."""
-    server_keys = ("relay_ports", "max_connections", "idle_timeout", "write_buffer_limit")
+    server_keys = (
+        "relay_ports", "limits", "idle_timeout", "max_allocate_timeout", "write_buffer_limit",
+    )
     server_options = {k: options.pop(k) for k in server_keys if k in options}
     async with TurnServer(config(**options), relay_hosts=[host], **server_options) as server:
         listeners = {}
@@ -359,12 +362,13 @@ def test_relayed_sockets_are_bounded_by_the_quotas() -> None:
 
 def test_connections_are_bounded() -> None:
     async def scenario() -> None:
-        async with turn_server(transports=("tcp",), max_connections=2) as (server, listeners):
+        limits = StreamLimits(max_connections=2)
+        async with turn_server(transports=("tcp",), limits=limits) as (server, listeners):
             clients = [await connect("tcp", listeners) for _ in range(2)]
             await until(lambda: server.connection_count == 2)
             refused = await connect("tcp", listeners)
             await asyncio.wait_for(refused.closed.wait(), 5.0)
-            assert server.transport_stats.refused_connections == 1
+            assert server.admission.refused[Refusal.MAX_CONNECTIONS] == 1
             assert server.connection_count == 2
             assert len(await clients[0].allocate()) == 1
             for client in clients:
@@ -379,7 +383,9 @@ def test_quiet_connections_without_an_allocation_are_closed() -> None:
             busy = await connect("tcp", listeners)
             await busy.allocate()
             quiet = await connect("tcp", listeners)
+            await quiet.exchange(Message(Method.BINDING, MessageClass.REQUEST, bytes(12)))
             await asyncio.wait_for(quiet.closed.wait(), 5.0)
+            assert server.admission.closed[Closure.IDLE] == 1
             # The busy one's idle check came first and found its allocation.
             assert not busy.closed.is_set()
             assert server.connection_count == 1
@@ -526,6 +532,31 @@ def test_metrics_endpoint_reports_the_counters() -> None:
             assert status == "HTTP/1.1 405 Method Not Allowed"
             await client.close()
             await intruder.close()
+
+    run(scenario())
+
+
+def test_the_metrics_endpoint_bounds_its_connections_and_requests() -> None:
+    """Eight connections at a time: a ninth is closed at once while the eight are still open.
+    A request line and headers past 8 KiB are closed unanswered. A scrape after is served."""
+
+    async def scenario() -> None:
+        async with turn_server() as (server, _):
+            address = await server.serve_metrics()
+            held = [await asyncio.open_connection(address.host, address.port) for _ in range(8)]
+            ninth_reader, ninth_writer = await asyncio.open_connection(address.host, address.port)
+            assert await asyncio.wait_for(ninth_reader.read(), 5.0) == b""
+            assert not any(reader.at_eof() for reader, _ in held)
+            for _, writer in [*held, (ninth_reader, ninth_writer)]:
+                writer.close()
+            reader, writer = await asyncio.open_connection(address.host, address.port)
+            writer.write(b"GET /" + b"x" * 9000)  # no end of headers, ever
+            # Closed unanswered: the unread rest of the request makes it a reset.
+            with contextlib.suppress(ConnectionResetError):
+                assert await asyncio.wait_for(reader.read(), 5.0) == b""
+            writer.close()
+            status, _ = await scrape(address)
+            assert status == "HTTP/1.1 200 OK"
 
     run(scenario())
 

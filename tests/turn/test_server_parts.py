@@ -1,5 +1,5 @@
-"""The TURN server's smaller parts: token buckets, the bounded rate limiter, REST API credentials,
-the in-memory relay allocator, configuration validation."""
+"""The TURN server's smaller parts: REST API credentials, the in-memory relay allocator,
+configuration validation (its token buckets and rate limiter are stun.limits', tests/stun)."""
 
 from __future__ import annotations
 
@@ -17,75 +17,14 @@ from stun.server import LongTermCredentials, LongTermKey
 from turn.server import (
     PortRangeAllocator,
     RestApiUsers,
-    SourceRateLimiter,
-    TokenBucket,
     TurnServerConfig,
     rest_api_expiry,
     rest_api_password,
     rest_api_username,
-    source_key,
 )
 
 IPV4 = AddressFamily.IPV4
 IPV6 = AddressFamily.IPV6
-
-# --------------------------------------------------------------------------- token buckets
-
-
-def test_token_bucket_starts_full_and_refills_at_its_rate() -> None:
-    bucket = TokenBucket(rate=10.0, burst=5.0, now=0.0)
-    assert [bucket.take(1, 0.0) for _ in range(6)] == [True] * 5 + [False]
-    assert not bucket.take(1, 0.05)  # half a token
-    assert bucket.take(1, 0.1)
-    assert bucket.take(4, 10.0) and not bucket.take(2, 10.0)  # never more than the burst
-
-
-def test_token_bucket_ignores_time_going_backwards() -> None:
-    bucket = TokenBucket(rate=1.0, burst=1.0, now=10.0)
-    assert bucket.take(1, 10.0)
-    assert not bucket.take(1, 5.0)
-
-
-@pytest.mark.parametrize(("rate", "burst"), [(0.0, 1.0), (1.0, 0.0), (-1.0, 5.0)])
-def test_token_bucket_needs_positive_settings(rate: float, burst: float) -> None:
-    with pytest.raises(LocalProtocolError):
-        TokenBucket(rate, burst, 0.0)
-
-
-def test_rate_limiter_keeps_one_bucket_per_key() -> None:
-    limiter = SourceRateLimiter(rate=1.0, burst=2, max_entries=10)
-    assert [limiter.allow("a", 0.0) for _ in range(3)] == [True, True, False]
-    assert limiter.allow("b", 0.0)
-    assert limiter.allow("a", 1.0)
-
-
-def test_rate_limiter_forgets_the_least_recently_used_key() -> None:
-    limiter = SourceRateLimiter(rate=1.0, burst=1, max_entries=2)
-    assert limiter.allow("a", 0.0) and limiter.allow("b", 0.0)
-    assert not limiter.allow("a", 0.0)  # "a" used last now
-    assert limiter.allow("c", 0.0)  # evicts "b"
-    assert len(limiter) == 2
-    assert not limiter.allow("a", 0.0)  # remembered: still empty
-    assert limiter.allow("b", 0.0)  # forgotten: a fresh bucket (evicting "c")
-
-
-@pytest.mark.parametrize(
-    ("host", "key"),
-    [
-        ("198.51.100.7", "198.51.100.7"),
-        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::"),
-        ("2001:db8:1:2::ffff", "2001:db8:1:2::"),
-        ("::1", "::"),
-    ],
-)
-def test_sources_are_limited_by_ipv4_address_or_ipv6_slash_64(host: str, key: str) -> None:
-    assert source_key(host) == key
-
-
-def test_rate_limiter_needs_room() -> None:
-    with pytest.raises(LocalProtocolError):
-        SourceRateLimiter(rate=1.0, burst=1, max_entries=0)
-
 
 # --------------------------------------------------------------------------- REST API
 

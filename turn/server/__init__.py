@@ -7,6 +7,8 @@ The asyncio ``turn.TurnServer`` owns the sockets; relayed addresses come to the 
 TCP listening on them through :class:`TcpListeners`.
 """
 
+from stun.limits import SourceRateLimiter, TokenBucket, source_key
+
 from .allocation import Allocation, ChannelBinding, ClientTransport, FiveTuple
 from .config import TurnServerConfig
 from .connections import (
@@ -30,7 +32,6 @@ from .events import (
     RequestRefused,
     TurnServerEvent,
 )
-from .limits import SourceRateLimiter, TokenBucket, source_key
 from .policy import PeerPolicy
 from .relays import DYNAMIC_PORTS, PortRangeAllocator, RelayAllocator
 from .special_purpose import DOCUMENTATION_RANGES, SPECIAL_RANGES, Reach, SpecialRange

@@ -17,9 +17,13 @@ decision is made by the sans-IO :class:`~turn.server.TurnServerCore`. What it ad
   core and out to the client on the listener or connection of the allocation's 5-tuple.
 * **Time**: one ``loop.call_at`` at :meth:`TurnServerCore.get_timer`, re-armed after every batch;
   the core's ``wall_clock_offset`` (Unix time minus loop time, for REST API usernames) set at
-  start and corrected at every timer.
-* **Bounds**: TCP/TLS connections (``max_connections``; one without an allocation is closed after
-  ``idle_timeout``), what waits to be written to a connection that does not read
+  start and corrected at every timer. An exception of the core there is contained
+  (:mod:`stun.reader_errors`) and the timer armed again.
+* **Bounds**: TCP/TLS connections, admitted as they are accepted (:mod:`stun.aio_streams`,
+  ``limits``: how many, how many from one source, TLS handshakes and their deadline, the first
+  message's deadline); one that had no allocation within ``max_allocate_timeout`` of its accept,
+  or holds none and was silent for ``idle_timeout``, is closed. What waits to be written to a
+  connection that does not read
   (``write_buffer_limit``: beyond it, relayed data is dropped, not queued), relayed sockets (as many
   as the quotas allow: two per allocation plus the reservations), metrics connections.
 * **TCP relays** (RFC 6062, :mod:`turn.server.aio_tcp`): listeners on the relayed addresses of
@@ -47,6 +51,7 @@ from dataclasses import dataclass
 from stun import Address, AddressFamily, LocalProtocolError, make_address
 from stun.aio import (
     Listener,
+    StreamListener,
     Transport,
     _Closing,
     bind_udp,
@@ -56,7 +61,8 @@ from stun.aio import (
 from stun.datagram import Datagram
 from stun.errors import DecodeError
 from stun.framing import Framing, StreamDecoder
-from stun.reader_errors import ReaderErrors
+from stun.limits import Closure, StreamAdmission, StreamLimits
+from stun.reader_errors import TIMER, ReaderErrors
 from stun.server import Outcome as StunOutcome
 
 from . import aio_tcp
@@ -79,6 +85,10 @@ _session_log = logging.getLogger("icestack.turn.server")
 _METRICS_REQUEST_LIMIT = 8192
 _METRICS_TIMEOUT = 5.0
 _METRICS_CONNECTIONS = 8
+#: How long after a core's bug in the timer it is called again.
+_TIMER_RETRY = 1.0
+#: The shortest wait between two deadline checks of a connection.
+_DEADLINE_RESOLUTION = 0.1
 
 
 @dataclass(slots=True)
@@ -89,8 +99,9 @@ class TransportStats:
     send_errors: int = 0
     #: Messages dropped because a TCP/TLS client had not read what was already written to it.
     write_buffer_drops: int = 0
-    #: Connections refused because ``max_connections`` were open.
-    refused_connections: int = 0
+    #: Peer connections to relayed addresses that accept() could not take for want of
+    #: resources (EMFILE, ENOBUFS); the listener rests a second.
+    peer_accept_failures: int = 0
     #: Connections closed because their bytes could not be framed.
     stream_garbage: int = 0
     #: Relay allocations that found no port or socket (the core answers them 508).
@@ -99,7 +110,13 @@ class TransportStats:
 
 
 class _StreamClient(asyncio.Protocol):
-    """One client's TCP or TLS connection: STUN and ChannelData frames in, answers out."""
+    """One client's TCP or TLS connection: STUN and ChannelData frames in, answers out.
+
+    Its deadlines (:meth:`_check_deadlines`): the first complete message within
+    ``first_message_timeout``; an allocation (or a ConnectionBind that makes it a data
+    connection) within ``max_allocate_timeout`` of the accept; once it holds neither, a message
+    at least every ``idle_timeout``.
+    """
 
     def __init__(self, server: TurnServer, kind: ClientTransport) -> None:
         self.server = server
@@ -107,7 +124,10 @@ class _StreamClient(asyncio.Protocol):
         self.decoder = StreamDecoder(server.framing)
         self.transport: asyncio.Transport | None = None
         self.local = self.remote = Address("", 0)
-        self.last_active = 0.0
+        self.accepted_at = self.last_active = 0.0
+        #: Whether a complete message came, and whether the connection had an allocation or a
+        #: peer connection (after which ``max_allocate_timeout`` no longer applies).
+        self.spoke = self.served = False
         self.idle_timer: asyncio.TimerHandle | None = None
         #: The peer connection this stream is the client data connection of (RFC 6062 §5.4).
         self.peer: PeerConnectionProtocol | None = None
@@ -122,27 +142,47 @@ class _StreamClient(asyncio.Protocol):
         own = transport.get_extra_info("sockname")
         self.remote = make_address(peer[0], peer[1])
         self.local = make_address(own[0], own[1])
-        if not self.server._admit(self):
-            transport.close()
-            return
-        self.last_active = self.server.loop.time()
-        self._arm_idle_timer(self.server.idle_timeout)
+        server = self.server
+        server._streams[(self.remote, self.local)] = self
+        self.accepted_at = self.last_active = server.loop.time()
+        self._arm_idle_timer(server.limits.first_message_timeout)
 
     def _arm_idle_timer(self, delay: float) -> None:
-        self.idle_timer = self.server.loop.call_later(delay, self._idle_check)
+        self.idle_timer = self.server.loop.call_later(delay, self._check_deadlines)
 
-    def _idle_check(self) -> None:
-        """Close the connection if it carries no allocation and has been quiet long enough."""
+    def _check_deadlines(self) -> None:
+        """Close the connection if one of its deadlines has passed, else check again at the
+        next; a bug of the core here is contained, and the check armed again."""
         server = self.server
-        quiet = server.loop.time() - self.last_active
-        if (
-            server.core.allocation(self.five_tuple) is not None
-            or self.peer is not None
-            or quiet < server.idle_timeout
-        ):
-            self._arm_idle_timer(max(server.idle_timeout - quiet, 1.0))
-        elif self.transport is not None:
-            self.transport.close()
+        try:
+            closure, delay = self._next_deadline()
+        except Exception as error:
+            server.timer_errors.contain(error, f"the connection from {self.remote}", TIMER)
+            closure, delay = None, server.idle_timeout
+        if closure is None:
+            self._arm_idle_timer(max(delay, _DEADLINE_RESOLUTION))
+        elif self.transport is not None and not self.transport.is_closing():
+            server.admission.closed[closure] += 1
+            self.transport.abort()
+
+    def _next_deadline(self) -> tuple[Closure | None, float]:
+        """The deadline that has passed, or ``None`` and how long until the next one."""
+        server = self.server
+        if not self.spoke:
+            return Closure.FIRST_MESSAGE_TIMEOUT, 0.0
+        if server.core.allocation(self.five_tuple) is not None or self.peer is not None:
+            self.served = True
+            return None, server.idle_timeout
+        now = server.loop.time()
+        idle_left = server.idle_timeout - (now - self.last_active)
+        if idle_left <= 0:
+            return Closure.IDLE, 0.0
+        if self.served:
+            return None, idle_left
+        allocate_left = server.max_allocate_timeout - (now - self.accepted_at)
+        if allocate_left <= 0:
+            return Closure.ALLOCATE_TIMEOUT, 0.0
+        return None, min(idle_left, allocate_left)
 
     def data_received(self, data: bytes) -> None:
         if self.peer is not None:
@@ -155,9 +195,18 @@ class _StreamClient(asyncio.Protocol):
         except DecodeError:
             server.transport_stats.stream_garbage += 1
             assert self.transport is not None
-            self.transport.close()
+            self.transport.abort()
+            return
+        if not frames:  # a part of a message: no deadline moves for it
             return
         now = self.last_active = server.loop.time()
+        if not self.spoke:  # the deadlines from here on are the later ones
+            self.spoke = True
+            if self.idle_timer is not None:
+                self.idle_timer.cancel()
+            self._check_deadlines()
+            if self.transport is None or self.transport.is_closing():
+                return
         core = server.core
         handle = core.handle_datagram
         local, remote, kind = self.local, self.remote, self.kind
@@ -179,7 +228,10 @@ class _StreamClient(asyncio.Protocol):
                     if rest:
                         self.peer.from_client(rest)
                     break
-        server._after_batch()
+        try:
+            server._after_batch()
+        except Exception as error:
+            server.reader_errors.contain(error, f"the connection from {remote}")
 
     def pause_writing(self) -> None:
         if self.peer is not None:
@@ -259,8 +311,9 @@ class TurnServer(_Closing):
         *,
         relay_hosts: Iterable[str],
         relay_ports: range = DYNAMIC_PORTS,
-        max_connections: int = 1024,
+        limits: StreamLimits | None = None,
         idle_timeout: float = 60.0,
+        max_allocate_timeout: float = 60.0,
         write_buffer_limit: int = 256 * 1024,
     ) -> None:
         hosts = relay_hosts_by_family(relay_hosts)
@@ -269,13 +322,19 @@ class TurnServer(_Closing):
             raise LocalProtocolError("no relay address of a family config.relay_families offers")
         config = dataclasses.replace(config, relay_families=families)
         self.loop = asyncio.get_running_loop()
-        self.max_connections = max_connections
+        self.limits = limits = limits or StreamLimits()
+        #: The TCP and TLS connections held, by source, and what was refused or closed and why.
+        self.admission = StreamAdmission(limits)
         self.idle_timeout = idle_timeout
+        self.max_allocate_timeout = max_allocate_timeout
         self.write_buffer_limit = write_buffer_limit
         self.transport_stats = TransportStats()
         #: Exceptions the core raised on a datagram, contained and counted (a bug if any;
         #: :mod:`stun.reader_errors`).
         self.reader_errors = ReaderErrors()
+        #: Exceptions the core raised in the server's timer or a connection's deadline check,
+        #: contained the same way (the timer is armed again).
+        self.timer_errors = ReaderErrors()
         max_relays = 2 * config.total_quota + config.max_reservations
         self.relays = UdpRelays(self, hosts, relay_ports, max_relays=max_relays)
         #: The TCP side of TCP allocations' relayed addresses (``None`` where it cannot run).
@@ -295,7 +354,7 @@ class TurnServer(_Closing):
         self.listeners: list[Listener] = []
         self.closing = False
         self._udp: dict[Address, _UdpClients] = {}
-        self._stream_servers: list[asyncio.Server] = []
+        self._stream_listeners: list[StreamListener] = []
         self._streams: dict[tuple[Address, Address], _StreamClient] = {}
         self._metrics_servers: list[asyncio.Server] = []
         self._metrics_clients = 0
@@ -322,23 +381,25 @@ class TurnServer(_Closing):
             result = Listener("udp", udp.local)
         else:
             kind = ClientTransport.TLS if transport == "tls" else ClientTransport.TCP
-            server, local = await listen_stream(
+            stream = await listen_stream(
                 host,
                 port,
                 lambda local: _StreamClient(self, kind),
+                admission=self.admission,
                 ssl_context=ssl_context,
                 reuse_port=reuse_port,
             )
-            self._stream_servers.append(server)
-            result = Listener(transport, local)
+            self._stream_listeners.append(stream)
+            result = Listener(transport, stream.local)
         self.listeners.append(result)
         _log.info("TURN server listening on %s", result)
         return result
 
     @property
     def connection_count(self) -> int:
-        """TCP and TLS connections open now, never more than ``max_connections``."""
-        return len(self._streams)
+        """TCP and TLS connections held now, TLS handshakes included: never more than
+        ``limits.max_connections``."""
+        return self.admission.connections
 
     @property
     def buffered_bytes(self) -> int:
@@ -349,13 +410,6 @@ class TurnServer(_Closing):
             for stream in self._streams.values()
             if stream.transport is not None
         )
-
-    def _admit(self, connection: _StreamClient) -> bool:
-        if len(self._streams) >= self.max_connections:
-            self.transport_stats.refused_connections += 1
-            return False
-        self._streams[(connection.remote, connection.local)] = connection
-        return True
 
     def _client_side(self, relay: Address) -> _SendToClient | None:
         """How to reach the client of the allocation of ``relay``: its UDP listener's socket or
@@ -415,8 +469,18 @@ class TurnServer(_Closing):
         self._timer = self._deadline = None
         now = self.loop.time()
         self.core.wall_clock_offset = time.time() - now
-        self.core.handle_timer(now)
-        self._after_batch()
+        try:
+            self.core.handle_timer(now)
+            self._after_batch()
+        except Exception as error:
+            # A bug of the core, contained as the readers contain theirs: the timer is armed
+            # again, a second from now at the soonest, so that a bug that fires every time
+            # cannot spin (handle_timer called early does no harm).
+            self.timer_errors.contain(error, "the TURN server", TIMER)
+            if self._timer is not None:
+                self._timer.cancel()
+            self._deadline = now + _TIMER_RETRY
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
 
     # ------------------------------------------------------------------ metrics
 
@@ -479,16 +543,19 @@ class TurnServer(_Closing):
         for udp in self._udp.values():
             udp.reader.close()
         self._udp.clear()
-        servers = self._stream_servers + self._metrics_servers
-        for server in servers:
+        for stream in self._stream_listeners:
+            stream.close()
+        for server in self._metrics_servers:
             server.close()
         for connection in list(self._streams.values()):
             if connection.transport is not None:
                 connection.transport.close()
         self._streams.clear()
-        for server in servers:
+        for stream in self._stream_listeners:
+            await stream.wait_closed()
+        for server in self._metrics_servers:
             await server.wait_closed()
-        self._stream_servers.clear()
+        self._stream_listeners.clear()
         self._metrics_servers.clear()
         if self.tcp_relays is not None:
             self.tcp_relays.close()
@@ -537,7 +604,14 @@ def render_metrics(server: TurnServer) -> str:
     metric("permissions", "gauge", "Permissions in force.", {"": core.permission_count(now)})
     metric("channels", "gauge", "Channels bound and in force.", {"": core.channel_count(now)})
     metric("relayed_sockets", "gauge", "Relayed addresses bound.", {"": len(server.relays)})
-    metric("connections", "gauge", "TCP and TLS connections.", {"": server.connection_count})
+    admission = server.admission
+    metric(
+        "connections",
+        "gauge",
+        "TCP and TLS connections, TLS handshakes included.",
+        {"": server.connection_count},
+    )
+    metric("tls_handshakes", "gauge", "TLS handshakes pending.", {"": admission.handshakes})
     metric(
         "buffered_bytes",
         "gauge",
@@ -600,9 +674,27 @@ def render_metrics(server: TurnServer) -> str:
         },
     )
     metric(
+        "connections_refused_total",
+        "counter",
+        "TCP and TLS connections closed as they were accepted, by the limit they met.",
+        {f'{{reason="{refusal.name.lower()}"}}': n for refusal, n in admission.refused.items()},
+    )
+    metric(
+        "connections_closed_total",
+        "counter",
+        "TCP and TLS connections the server closed for a deadline, by reason.",
+        {f'{{reason="{closure.name.lower()}"}}': n for closure, n in admission.closed.items()},
+    )
+    metric(
         "reader_errors_total",
         "counter",
         "Exceptions the core raised on a datagram, contained by the readers (a bug if any).",
         {f'{{kind="{kind}"}}': n for kind, n in server.reader_errors.counts.items()},
+    )
+    metric(
+        "timer_errors_total",
+        "counter",
+        "Exceptions the core raised in the server's timers, contained (a bug if any).",
+        {f'{{kind="{kind}"}}': n for kind, n in server.timer_errors.counts.items()},
     )
     return "\n".join(lines) + "\n"

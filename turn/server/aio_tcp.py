@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from stun import Address, make_address
 from stun.aio import tcp_socket
+from stun.aio_streams import AcceptLoop
 
 from .connections import ClosePeerConnection, OpenPeerConnection, SpliceConnection, TcpCommand
 
@@ -42,9 +43,6 @@ if TYPE_CHECKING:
 _ACCEPTS_PER_EVENT = 16
 #: The backlog of a relayed address's listening socket.
 _BACKLOG = 16
-#: How long a listener rests after accept() failed for want of resources (EMFILE, ENOBUFS):
-#: the connection stays in the backlog, so reading on would spin.
-_ACCEPT_RETRY_DELAY = 1.0
 
 #: Whether TCP relays can run here: opening connections from a listening address needs it.
 AVAILABLE = hasattr(socket, "SO_REUSEPORT")
@@ -194,8 +192,8 @@ class TcpRelays:
 
     def __init__(self, server: TurnServer) -> None:
         self.server = server
-        #: Listening sockets by relayed address.
-        self.listeners: dict[Address, socket.socket] = {}
+        #: What accepts on each relayed address.
+        self.listeners: dict[Address, AcceptLoop] = {}
         #: Peer connections by CONNECTION-ID.
         self.peers: dict[int, PeerConnectionProtocol] = {}
 
@@ -203,6 +201,7 @@ class TcpRelays:
 
     def listen(self, relay: Address) -> bool:
         """Start accepting peers' connections on ``relay`` (RFC 6062 §5.1)."""
+        stats = self.server.transport_stats
         try:
             sock = _relay_socket(relay)
             try:
@@ -211,57 +210,44 @@ class TcpRelays:
                 sock.close()
                 raise
         except OSError:
-            self.server.transport_stats.relay_failures += 1
+            stats.relay_failures += 1
             return False
-        self.listeners[relay] = sock
-        self.server.loop.add_reader(sock.fileno(), self._accept, relay, sock)
+
+        def failed(error: OSError) -> None:
+            stats.peer_accept_failures += 1
+
+        self.listeners[relay] = AcceptLoop(
+            sock,
+            lambda conn, sockaddr: self._accepted(relay, conn, sockaddr),
+            per_event=_ACCEPTS_PER_EVENT,
+            after=self.server._after_batch,
+            on_failure=failed,
+        )
         return True
 
     def stop_listening(self, relay: Address) -> None:
         """Stop accepting on ``relay`` (once the server is closing, there may be nothing left to
         stop); connections already accepted are the core's to close."""
-        sock = self.listeners.pop(relay, None)
-        if sock is None:
-            return
-        self.server.loop.remove_reader(sock.fileno())
-        sock.close()
+        accepting = self.listeners.pop(relay, None)
+        if accepting is not None:
+            accepting.close()
 
-    def _accept(self, relay: Address, sock: socket.socket) -> None:
+    def _accepted(self, relay: Address, conn: socket.socket, sockaddr: tuple[Any, ...]) -> None:
+        """A peer connected to ``relay``: the core says whether it may stay (§5.3)."""
         server = self.server
-        core = server.core
-        for _ in range(_ACCEPTS_PER_EVENT):
-            try:
-                conn, sockaddr = sock.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:  # EMFILE, ENOBUFS, ...: rest, then try again
-                server.transport_stats.refused_connections += 1
-                self._rest(relay, sock)
-                break
-            peer = make_address(sockaddr[0], sockaddr[1])
-            try:
-                connection_id = core.peer_connection_arrived(relay, peer, server.loop.time())
-            except Exception as error:
-                server.reader_errors.contain(error, f"TCP relay {relay}")
-                connection_id = None
-            if connection_id is None:
-                conn.close()
-                continue
-            conn.setblocking(False)
-            protocol = PeerConnectionProtocol(self, connection_id)
-            self.peers[connection_id] = protocol
-            self._start(protocol, self._adopt(protocol, conn))
-        server._after_batch()
-
-    def _rest(self, relay: Address, sock: socket.socket) -> None:
-        loop = self.server.loop
-        loop.remove_reader(sock.fileno())
-
-        def resume() -> None:
-            if self.listeners.get(relay) is sock:
-                loop.add_reader(sock.fileno(), self._accept, relay, sock)
-
-        loop.call_later(_ACCEPT_RETRY_DELAY, resume)
+        peer = make_address(sockaddr[0], sockaddr[1])
+        try:
+            connection_id = server.core.peer_connection_arrived(relay, peer, server.loop.time())
+        except Exception as error:
+            server.reader_errors.contain(error, f"TCP relay {relay}")
+            connection_id = None
+        if connection_id is None:
+            conn.close()
+            return
+        conn.setblocking(False)
+        protocol = PeerConnectionProtocol(self, connection_id)
+        self.peers[connection_id] = protocol
+        self._start(protocol, self._adopt(protocol, conn))
 
     # ------------------------------------------------------------------ commands
 

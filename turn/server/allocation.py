@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from stun import Address, AddressFamily
+from stun.limits import TokenBucket
 
 from ..attributes import TransportProtocol
-from .limits import TokenBucket
 
 
 class ClientTransport(enum.Enum):

@@ -69,6 +69,7 @@ from stun import (
     Username,
 )
 from stun.datagram import Datagram
+from stun.limits import SourceRateLimiter, source_key
 from stun.message import message_type
 from stun.randomness import random_bytes
 from stun.server import LongTermAuthenticator, Rejected, ServerStats
@@ -96,7 +97,6 @@ from .connections import (
 )
 from .credentials import RestApiUsers, rest_api_expiry
 from .events import DeletionReason, RequestRefused, TurnServerEvent
-from .limits import SourceRateLimiter, source_key
 from .methods import AuthenticatedRequest, RequestHandlers
 from .relays import RelayAllocator
 from .stats import Outcome, TurnServerStats

@@ -22,12 +22,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from stun import Address, AddressFamily, LocalProtocolError, RandomSource
+from stun.limits import TokenBucket
 from stun.randomness import random_bytes
 
 from ..attributes import TransportProtocol
 from .allocation import Allocation, FiveTuple, family_of
 from .events import AllocationCreated, AllocationDeleted, DeletionReason, TurnServerEvent
-from .limits import TokenBucket
 from .relays import RelayAllocator
 
 #: Events waiting to be drained are capped; the oldest are dropped beyond this.

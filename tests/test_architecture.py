@@ -19,8 +19,9 @@ IO_MODULES = {
     "ice/base_sockets.py", "ice/tcp_sockets.py", "ice/interfaces.py", "ice/mdns_candidates.py",
     "ice/server_names.py",
     "ice/mdns.py", "ice/mdns_sockets.py",
-    "turn/aio.py", "turn/server/aio_tcp.py", "turn/server/aio_udp.py", "turn/server/aio.py",
-    "turn/cli.py",
+    "turn/aio.py", "turn/aio_tcp_client.py", "turn/server/aio_tcp.py", "turn/server/aio_udp.py",
+    "turn/server/aio.py",
+    "turn/cli.py", "turn/probe.py",
 }
 FORBIDDEN_IN_CORE = {"asyncio", "socket", "time", "random", "os", "selectors", "ssl", "threading"}
 #: Exceptions to FORBIDDEN_IN_CORE, one module and one import each: the simulator's whole point is

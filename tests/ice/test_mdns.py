@@ -14,6 +14,7 @@ import contextlib
 import os
 import resource
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -465,7 +466,9 @@ def test_remote_names_share_the_resolver_once_each_and_at_most_16_at_a_time(
     through the connection's one resolver: no socket is opened for them, a name carried by two
     candidates is queried once, and no more than 16 names are looked up at a time — the 17th is
     first queried after a lookup ended. A query on the link is seen by a socket of our own."""
-    names = [f"0b5a7c1e-0000-4000-8000-{index:012d}.local" for index in range(20)]
+    # Fresh names: another test run on this host's loopback multicast must not be heard as ours.
+    run_id = uuid.uuid4().hex[:8]
+    names = [f"{run_id}-0000-4000-8000-{index:012d}.local" for index in range(20)]
     log: list[tuple[str, str]] = []
 
     def heard(sock: socket.socket) -> None:

@@ -1,6 +1,6 @@
 """ICE benchmarks: icestack's Connection vs aioice 0.13.0, same machine, same run.
 
-    python -m bench.ice [--runs 30] [--scale 100,500,1000] [--packets 20000]
+    python -m bench.ice [--runs 30] [--scale 100,500,1000] [--packets 20000] [--round-trips 2000]
 
 - ``connect``: two connections on loopback that already hold each other's candidates and
   credentials; the time until both ``connect()`` calls have returned, median and p90 over
@@ -12,6 +12,10 @@
 - ``data``: after connecting, 1000-byte datagrams from one side's ``send`` to the other's
   ``recv``, closed-loop (at most ``WINDOW`` in flight, so loopback drops nothing), bounded in
   count and time, on asyncio and on uvloop.
+- ``tcp``: the same data path over ICE-TCP (RFC 6544; connections offering TCP candidates only)
+  against UDP (UDP candidates only), icestack against itself — aioice has no ICE-TCP: the rate,
+  and the median round trip of one 1000-byte datagram there and back (``--round-trips``), on
+  asyncio and on uvloop, with the ratio TCP/UDP of each.
 
 Everything binds 127.0.0.1 only. aioice has no option to gather on loopback, so its
 ``get_host_addresses`` is replaced for the run (that is the only change made to it).
@@ -46,9 +50,14 @@ class _Session(Protocol):
     async def close(self) -> None: ...
 
 
-def ours(controlling: bool, pacing: float = 0.050) -> ice.Connection:
+def ours(controlling: bool, pacing: float = 0.050, **options: Any) -> ice.Connection:
     return ice.Connection(
-        controlling, include_loopback=True, interfaces=[LOOPBACK], use_ipv6=False, pacing=pacing
+        controlling,
+        include_loopback=True,
+        interfaces=[LOOPBACK],
+        use_ipv6=False,
+        pacing=pacing,
+        **options,
     )
 
 
@@ -191,12 +200,56 @@ def bench_data(packets: int) -> None:
         print(f"ice_data_{loop_name}_ratio_vs_aioice {rates['icestack'] / rates['aioice']:.2f} x")
 
 
+async def round_trip_median(factory: Factory, round_trips: int) -> float:
+    """The median time of one datagram from a to b and one back, ``round_trips`` times (bounded
+    in time too: 20 s)."""
+    a, b = await prepared_pair(factory)
+    await asyncio.wait_for(asyncio.gather(a.connect(), b.connect()), 30)
+
+    async def measure() -> list[float]:
+        times = []
+        for _ in range(round_trips):
+            started = time.perf_counter()
+            await a.send(PAYLOAD)
+            await b.send(await b.recv())
+            await a.recv()
+            times.append(time.perf_counter() - started)
+        return times
+
+    times = await asyncio.wait_for(measure(), 20)
+    await asyncio.gather(a.close(), b.close())
+    return statistics.median(times)
+
+
+def bench_tcp(packets: int, round_trips: int) -> None:
+    transports: dict[str, Factory] = {
+        "udp": lambda controlling: ours(controlling, tcp=False),
+        "tcp": lambda controlling: ours(controlling, udp=False),
+    }
+    for loop_name in ("asyncio", "uvloop"):
+        if loop_name == "uvloop":
+            import uvloop
+
+            runner: Callable[[Awaitable[float]], float] = uvloop.run  # type: ignore[assignment]
+        else:
+            runner = asyncio.run  # type: ignore[assignment]
+        rates, rtts = {}, {}
+        for name, factory in transports.items():
+            rates[name] = runner(data_rate(factory, packets))
+            rtts[name] = runner(round_trip_median(factory, round_trips))
+            print(f"ice_tcp_{loop_name}_{name}_rate {rates[name]:.0f} datagrams/s")
+            print(f"ice_tcp_{loop_name}_{name}_rtt_median {rtts[name] * 1e6:.1f} us")
+        print(f"ice_tcp_{loop_name}_rate_ratio_tcp_vs_udp {rates['tcp'] / rates['udp']:.2f} x")
+        print(f"ice_tcp_{loop_name}_rtt_ratio_tcp_vs_udp {rtts['tcp'] / rtts['udp']:.2f} x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--scale", default="100,500,1000")
     parser.add_argument("--packets", type=int, default=20000)
-    parser.add_argument("--only", choices=("connect", "scale", "data"))
+    parser.add_argument("--round-trips", type=int, default=2000)
+    parser.add_argument("--only", choices=("connect", "scale", "data", "tcp"))
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -206,6 +259,8 @@ def main() -> None:
         asyncio.run(bench_scale([int(n) for n in args.scale.split(",")]))
     if args.only in (None, "data"):
         bench_data(args.packets)
+    if args.only in (None, "tcp"):
+        bench_tcp(args.packets, args.round_trips)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,13 @@ reads events (:meth:`Agent.next_event`).
 6. **Restart** (§9): new credentials and check lists; the selected pairs carry data on but belong
    to the previous generation — consent-lost ones too — and never count as a nomination of the
    new one. Gathering runs again for what is gone (:meth:`Gatherer.restart`).
+7. **ICE-TCP** (RFC 6544, :mod:`ice.tcp`): the driver declares listening sockets as TCP bases
+   (:meth:`add_tcp_base`); their passive, active and simultaneous-open candidates pair with the
+   peer's by direction, and a TCP path's messages travel on its one connection, which the agent
+   opens, accepts, writes and closes through commands (:meth:`tcp_commands`) and notifications
+   (:meth:`tcp_accepted`, :meth:`tcp_connected`, :meth:`receive_stream`, :meth:`tcp_closed`).
+   Everything else — checks, triggered checks, nomination, consent, restart — is the same for
+   both transports; a check over TCP is sent once and waits Ti (RFC 8489 §6.2.2).
 
 The :class:`Agent` is the facade: it holds the session's state (credentials, role, check lists,
 selected pairs) and the tables, takes the commands and the five verbs, and hands each datagram
@@ -50,9 +57,10 @@ from collections.abc import Iterable
 from stun.address import Address
 from stun.datagram import Datagram
 from stun.errors import DecodeError as StunDecodeError
+from stun.framing import MAX_RFC4571_PACKET
 from stun.message import Message, MessageClass, Method, new_transaction_id
 
-from .candidate import Candidate, CandidateType, generate_credentials
+from .candidate import Candidate, CandidateType, generate_credentials, pairs_with
 from .checklist import CandidatePair, CheckList, PairState, SelectedPairs
 from .config import AgentConfig, Policy
 from .connection_options import credential, datagram
@@ -75,6 +83,7 @@ from .relay import RelayStreamCommand
 from .remotes import RemoteCandidates, unusable
 from .selection import Selection
 from .stats import FailureCounters, PairStats, PeerInput, TableSizes, pair_stats
+from .tcp import TcpCommand, TcpConnections
 
 
 class Agent:
@@ -119,13 +128,25 @@ class Agent:
         self.outgoing = OutgoingChecks(self, emit, send)
         self.incoming = IncomingChecks(self, emit, send)
         self.selection = Selection(self, emit)
+        self.tcp = TcpConnections(self)
 
     # ================================================================== commands
 
     def add_base(self, stream: int, component: int, address: Address) -> None:
-        """Declare a local socket (one per stream, component and interface address)."""
+        """Declare a local UDP socket (one per stream, component and interface address)."""
         self._check_stream(stream, component)
         self.gatherer.add_base(stream, component, address)
+
+    def add_tcp_base(
+        self, stream: int, component: int, address: Address, *, simultaneous_open: bool = False
+    ) -> None:
+        """Declare a local TCP socket (RFC 6544 §4.1): one listening on ``address`` that the
+        driver accepts connections on and connects from (from an ephemeral port of its address),
+        or with ``simultaneous_open`` one that accepts and connects from ``address`` itself. Its
+        address must differ from every other base's, UDP ones included."""
+        self._check_stream(stream, component)
+        self.gatherer.add_tcp_base(stream, component, address, simultaneous_open=simultaneous_open)
+        self.tcp.bases.add(address)
 
     def gather(self, now: float) -> None:
         """Emit host candidates now and start learning server-reflexive ones (§5.1.1)."""
@@ -161,12 +182,17 @@ class Agent:
         if candidate.component > self.config.streams[stream]:
             self.failures.peer_input[PeerInput.UNKNOWN_COMPONENT] += 1
             return
-        if candidate.transport != "udp" or candidate.is_mdns:
-            return  # TCP candidates are not used; mDNS names must be resolved by the driver
+        if candidate.transport == "tcp" and not self.config.tcp_types:
+            self.failures.peer_input[PeerInput.TCP_CANDIDATE_IGNORED] += 1
+            return
+        if candidate.is_mdns:
+            return  # mDNS names must be resolved by the driver
         if unusable(candidate):
             self.failures.peer_input[PeerInput.UNUSABLE_ADDRESS] += 1
             return
-        known = self.remote_candidates.find(stream, candidate.component, candidate.address)
+        known = self.remote_candidates.find(
+            stream, candidate.component, candidate.address, candidate.transport
+        )
         if known is not None:
             if known.type is CandidateType.PEER_REFLEXIVE:
                 # Signalling caught up with a peer-reflexive candidate learnt from a check:
@@ -227,6 +253,7 @@ class Agent:
         self.selection.failure = None
         self._set_state(IceState.CHECKING if self.selected else IceState.NEW)
         for address in gone_bases:
+            self.tcp.close_base(address)
             self.gatherer.remove_base(address, now, f"the interface address {address.host} is gone")
         self.gatherer.restart(now)
         self._relays_changed(now)
@@ -237,6 +264,7 @@ class Agent:
         self._closed = True
         self.outgoing.in_flight.clear()
         self._outgoing.clear()
+        self.tcp.close_all()
         if now is not None:
             self.gatherer.relays.close(now)
         self._set_state(IceState.CLOSED)
@@ -252,6 +280,8 @@ class Agent:
             raise LocalProtocolError(f"no selected pair for stream {stream} component {component}")
         if not self.consent.allows(pair):
             raise LocalProtocolError("consent to send on the selected pair was lost (RFC 7675)")
+        if pair.local_base in self.tcp.bases and len(data) > MAX_RFC4571_PACKET:
+            raise LocalProtocolError(f"{len(data)} bytes: an ICE-TCP frame holds at most 65535")
         pair.bytes_sent += len(data)
         self.consent.sent(pair, self._last_now)
         self._outgoing.append(Datagram(data, pair.local_base, pair.remote.address))
@@ -299,6 +329,7 @@ class Agent:
             checks_in_flight=len(self.outgoing.in_flight),
             recent_requests=self.incoming.recent_requests,
             checked_paths=self.incoming.checked_paths,
+            tcp_connections=len(self.tcp),
         )
 
     def failure_reason(self) -> str:
@@ -357,9 +388,12 @@ class Agent:
         # call fails on is never met again by the next.
         pending = list(self._outgoing)
         self._outgoing.clear()
+        tcp = self.tcp
         outgoing = []
         for queued in pending:
-            if queued.local is not None and relays.is_relayed(queued.local):
+            if queued.local in tcp.bases:
+                tcp.send(queued.data, queued.local, queued.remote, now)
+            elif queued.local is not None and relays.is_relayed(queued.local):
                 relays.send(queued.data, queued.local, queued.remote, now)
             else:
                 outgoing.append(queued)
@@ -409,6 +443,7 @@ class Agent:
             self.gatherer.get_timer(),
             self.gatherer.relays.get_timer(),
             self.consent.get_timer(),
+            self.tcp.get_timer(),
         ]
         if self.controlling and not self.config.lite:
             deadlines.append(self.nomination.deadline)
@@ -431,6 +466,7 @@ class Agent:
         for relayed, peer, inner in self.gatherer.relays.handle_timer(now):
             self._receive(inner, relayed, peer, now)
         self._relays_changed(now)
+        self.tcp.handle_timer(now)
         outgoing = self.outgoing
         outgoing.retransmit(now)
         self.selection.run_nomination(now)  # a nomination deadline due now takes this Ta slot
@@ -440,6 +476,46 @@ class Agent:
 
     def next_event(self) -> IceEvent | None:
         return self._events.popleft() if self._events else None
+
+    # ================================================================== ICE-TCP (ice.tcp)
+
+    def tcp_commands(self) -> list[TcpCommand]:
+        """What the driver must do with TCP connections now, in order (:mod:`ice.tcp`); drain
+        it after :meth:`datagrams_to_send`, which may add to it."""
+        return self.tcp.drain()
+
+    def tcp_accepted(self, local: Address, remote: Address, now: float) -> int | None:
+        """A TCP base accepted a connection from ``remote``: its id for the notifications to
+        come, or ``None`` — close it at once (no room, or nothing of ours accepts there)."""
+        self._last_now = now
+        if self._closed or self.config.policy is Policy.RELAY:
+            return None
+        return self.tcp.accepted(local, remote, now)
+
+    def tcp_connected(self, connection: int, now: float) -> None:
+        """A connection an :class:`~ice.tcp.OpenTcp` asked for is established."""
+        self._last_now = now
+        if not self._closed:
+            self.tcp.connected(connection)
+
+    def receive_stream(self, connection: int, data: bytes, now: float) -> bool:
+        """Bytes arrived on a TCP connection, as they came (any cut): its RFC 4571 frames are
+        handled as datagrams of the connection's path. Returns ``False`` when they all went to
+        the connection's sink (:meth:`~ice.tcp.TcpConnections.set_sink`), or none was
+        complete: then the agent has nothing new to send or tell."""
+        self._last_now = now
+        if self._closed or not data:
+            return False
+        return self.tcp.received(connection, data, now)
+
+    def tcp_closed(self, connection: int, now: float, reason: str = "closed") -> None:
+        """A TCP connection is gone without a :class:`~ice.tcp.CloseTcp` of ours: refused,
+        timed out, reset or closed by the peer (``reason`` says which, for the failure
+        summary)."""
+        self._last_now = now
+        if not self._closed:
+            self.tcp.closed(connection, now, reason)
+            self.selection.update(now)
 
     # ================================================================== pairing
 
@@ -454,7 +530,7 @@ class Agent:
             return
         checklist = self.checklists[stream]
         for local in self.gatherer.pairable(stream, remote.component):
-            if (":" in local.base.host) != (":" in remote.host):
+            if not pairs_with(local.candidate, remote):
                 continue
             pair = checklist.add(local.candidate, local.base, remote, self.controlling)
             if (
@@ -536,6 +612,8 @@ class Agent:
         if self.state is not state:
             self.state = state
             self._events.append(StateChanged(state))
+            if state is IceState.COMPLETED:
+                self.tcp.close_unselected()
 
     def _switch_role(self, controlling: bool) -> None:
         """Take the other role after a role conflict (§7.2.5.1, §7.3.1.1): every pair priority

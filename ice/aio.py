@@ -32,6 +32,12 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
   path's TURN allocation ends), :meth:`Connection.recv` when no component has a path any more,
   and gathering is bounded by ``gathering_timeout``. Failures are logged at INFO on
   ``icestack.ice`` with their reason.
+- **ICE-TCP** (RFC 6544, :mod:`ice.tcp_sockets`). Next to each UDP socket a listening TCP
+  socket is the agent's TCP base, on a port of its own; the agent's passive candidate is its
+  address, its active one the same address with port 9. The connections the agent opens and
+  accepts are carried out from its commands; their frames reach the agent, which hands data
+  back as :class:`~ice.events.DataReceived`, and :meth:`Connection.send` on a TCP pair goes
+  through the agent, which frames it. Writes past a bounded buffer are dropped and counted.
 - **Restart.** :meth:`Connection.restart` lists the interface addresses again (opening sockets
   for new ones, closing those of gone ones), restarts the agent — which allocates again where an
   allocation is gone — and returns once the new generation's candidates are gathered.
@@ -56,13 +62,12 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from stun.address import Address
 from stun.aio import _Closing
-from stun.datagram import Datagram
-from stun.reader_errors import TIMER, ReaderErrors
+from stun.reader_errors import ReaderErrors
 
 from . import connection_options as options
 from .agent import Agent
 from .base_sockets import ICMP_ERRNOS, BaseSocket, DataPaths, Signal, bind_base
-from .candidate import Candidate, generate_credentials, validate_pwd, validate_ufrag
+from .candidate import Candidate
 from .checklist import CandidatePair
 from .config import AgentConfig, Policy
 from .connection_options import StunServerArgument, TurnServerArgument
@@ -82,16 +87,18 @@ from .events import (
 from .interfaces import interface_addresses, interface_problem
 from .mdns import InterfaceAddress
 from .mdns_candidates import MdnsCandidates
+from .pump import AgentPump
 from .relay_streams import RelayStreams, TlsSettings
 from .server_names import resolve_servers
 from .stats import PairStats, PeerInput
+from .tcp_sockets import TcpSockets
 
 _log = logging.getLogger("icestack.ice")
 
 __all__ = ["Connection", "interface_addresses"]
 
 
-class Connection(_Closing):
+class Connection(AgentPump, _Closing):
     """One ICE session (one data stream of ``components`` components) over UDP, on asyncio.
 
     Close to aioice's ``Connection``; the differences are in docs/ice.md. Arguments:
@@ -113,6 +120,11 @@ class Connection(_Closing):
     - ``use_ipv4`` / ``use_ipv6`` / ``include_loopback`` / ``interfaces``: which local addresses
       to gather on; ``interfaces`` lists addresses or interface names to restrict gathering to
       (each must give an address to gather on here, or the call is refused saying why).
+    - ``udp`` / ``tcp``: which transports to offer candidates on. With ``tcp`` (the default,
+      as browsers do) every local address also gets TCP candidates (ICE-TCP, RFC 6544): a
+      passive one on a listening socket and an active one, ranked below the UDP ones, so that
+      a network that blocks UDP still connects; ``tcp=False`` offers none and ignores the
+      peer's. ``udp=False`` offers TCP candidates only (no STUN or TURN server is used then).
     - ``pacing``: Ta, the pace of new checks (RFC 8445 §14.2).
     - ``local_username`` / ``local_password``: our ufrag and pwd, random when not given.
     - ``receive_queue_size``: datagrams held for :meth:`recv` before new ones are dropped.
@@ -141,6 +153,8 @@ class Connection(_Closing):
         use_ipv6: bool = True,
         include_loopback: bool = False,
         interfaces: Iterable[str] | None = None,
+        udp: bool = True,
+        tcp: bool = True,
         pacing: float | None = None,
         local_username: str | None = None,
         local_password: str | None = None,
@@ -159,6 +173,8 @@ class Connection(_Closing):
             "include_loopback": include_loopback,
             "mdns_hide_host_candidates": mdns_hide_host_candidates,
             "turn_tls_verify": turn_tls_verify,
+            "udp": udp,
+            "tcp": tcp,
         }
         for name, value in switches.items():
             options.flag(name, value)
@@ -166,38 +182,22 @@ class Connection(_Closing):
         options.seconds("mdns_timeout", mdns_timeout)
         if not use_ipv4 and not use_ipv6:
             raise LocalProtocolError("use_ipv4 and use_ipv6 cannot both be off")
-        if config is not None and not isinstance(config, AgentConfig):
-            raise LocalProtocolError(f"config must be an ice.AgentConfig, not {config!r}")
-        base = config or AgentConfig()
-        if components is None:
-            if len(base.streams) != 1:
-                raise LocalProtocolError(
-                    f"a Connection carries one data stream; config.streams is {base.streams}"
-                )
-            components = base.streams[0]
-        options.whole_number("components", components, 1, 256)
-        if pacing is not None:
-            options.seconds("pacing", pacing)  # AgentConfig checks the range
-        if local_username is not None:
-            validate_ufrag(local_username)
-        if local_password is not None:
-            validate_pwd(local_password)
-        ufrag, pwd = generate_credentials(base.rng)
-        self._config = dataclasses.replace(
-            base,
+        self._config = options.agent_config(
+            config,
             controlling=controlling,
-            streams=(components,),
-            pacing=base.pacing if pacing is None else pacing,
-            local_username=local_username or base.local_username or ufrag,
-            local_password=local_password or base.local_password or pwd,
+            components=components,
+            pacing=pacing,
+            local_username=local_username,
+            local_password=local_password,
+            relay_only=relay_only,
+            udp=udp,
+            tcp=tcp,
         )
-        self._components = components
+        self._components = self._config.streams[0]
         #: The servers given as arguments (resolved when gathering starts); ``None``: the
         #: config's.
         self._stun_servers = None if stun_servers is None else options.stun_servers(stun_servers)
         self._turn_servers = None if turn_servers is None else options.turn_servers(turn_servers)
-        if relay_only:
-            self._config = dataclasses.replace(self._config, policy=Policy.RELAY)
         self._interfaces = options.names("interfaces", interfaces)
         for name in self._interfaces or ():
             problem = interface_problem(
@@ -212,6 +212,7 @@ class Connection(_Closing):
         self._use_ipv4 = use_ipv4
         self._use_ipv6 = use_ipv6
         self._include_loopback = include_loopback
+        self._udp = udp
         self._receive_queue_size = receive_queue_size
         #: Called with every event of the agent (and :class:`~ice.mdns.CandidateUnresolvable`),
         #: for logs and live views. It must not block.
@@ -231,6 +232,8 @@ class Connection(_Closing):
         self._bases: dict[Address, BaseSocket] = {}
         #: The TCP/TLS connections to TURN servers (:mod:`ice.relay_streams`).
         self._relay_streams = RelayStreams(self, TlsSettings(turn_tls_cafile, turn_tls_verify))
+        #: The TCP bases and connections (from the first gather, like the loop).
+        self._tcp: TcpSockets | None = None
         self._mdns = MdnsCandidates(
             hide_hosts=mdns_hide_host_candidates,
             timeout=mdns_timeout,
@@ -368,11 +371,19 @@ class Connection(_Closing):
         if self._agent is None:
             return []
         self._data_paths.flush(self._loop.time())
+        if self._tcp is not None:
+            self._tcp.flush(self._loop.time())
         return self._agent.stats()
 
     def failure_reason(self) -> str:
         """Why ICE failed (or is failing), in words a person can act on."""
         return self.agent.failure_reason()
+
+    @property
+    def tcp_dropped_writes(self) -> int:
+        """Writes on ICE-TCP connections dropped because the connection's send buffer was full
+        (:data:`~ice.tcp_sockets.WRITE_LIMIT` bytes waiting: the path is slower than the data)."""
+        return self._tcp.dropped_writes if self._tcp is not None else 0
 
     # ================================================================== gathering
 
@@ -418,7 +429,10 @@ class Connection(_Closing):
         addresses = self._interface_addresses()
         # Listening from now on catches the peer's announcements before its candidates arrive.
         self._mdns.start(addresses)
+        if not self._udp:  # STUN and TURN servers are reached from UDP bases only
+            config = dataclasses.replace(config, stun_servers=(), turn_servers=())
         self._agent = agent = Agent(config)
+        self._tcp = TcpSockets(self._loop, lambda: self.agent, self._pump, self._deliver)
         self._add_bases(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()
@@ -440,19 +454,25 @@ class Connection(_Closing):
         )
 
     def _add_bases(self, addresses: list[InterfaceAddress]) -> None:
-        """Open one socket per component on each address and declare it to the agent."""
+        """Open one UDP socket and the TCP bases per component on each address, and declare
+        them to the agent."""
         agent = self.agent
         for component in range(1, self._components + 1):
             for address in addresses:
-                try:
-                    sock = bind_base(address.host)
-                except OSError as exc:
-                    _log.info("cannot gather on %s: %s", address.host, exc)
-                    continue
-                base = BaseSocket(self, sock, component)
-                self._bases[base.local] = base
-                agent.add_base(0, component, base.local)
-                self._loop.add_reader(sock.fileno(), base.read_ready)
+                udp_port = 0
+                if self._udp:
+                    try:
+                        sock = bind_base(address.host)
+                    except OSError as exc:
+                        _log.info("cannot gather on %s: %s", address.host, exc)
+                        continue
+                    base = BaseSocket(self, sock, component)
+                    self._bases[base.local] = base
+                    agent.add_base(0, component, base.local)
+                    self._loop.add_reader(sock.fileno(), base.read_ready)
+                    udp_port = base.local.port
+                assert self._tcp is not None
+                self._tcp.add_bases(agent, component, address.host, avoid=udp_port)
 
     def _close_base(self, base: BaseSocket) -> None:
         self._loop.remove_reader(base.sock.fileno())
@@ -493,12 +513,14 @@ class Connection(_Closing):
     def _add_remote(self, candidate: Candidate | None) -> None:
         agent = self._agent
         assert agent is not None
-        usable = candidate is not None and (
-            candidate.transport == "udp" and candidate.component <= self._components
+        usable = (
+            candidate is not None
+            and candidate.component <= self._components
+            and (candidate.transport == "udp" or bool(self._config.tcp_types))
         )
         if candidate is None:
             self._end_candidates_when_resolved()
-        elif candidate.is_mdns and usable:  # a TCP one, say, is not worth a lookup
+        elif candidate.is_mdns and usable:  # a TCP one without ICE-TCP is not worth a lookup
             if not self._mdns.resolve(candidate):
                 agent.failures.peer_input[PeerInput.MDNS_LOOKUPS_FULL] += 1
         else:
@@ -569,6 +591,9 @@ class Connection(_Closing):
         hosts = {address.host for address in addresses}
         known = {base.local.host for base in self._bases.values()}
         gone = [base for base in self._bases.values() if base.local.host not in hosts]
+        assert self._tcp is not None
+        gone_tcp = [base for base in self._tcp.listeners if base.host not in hosts]
+        known |= {base.host for base in self._tcp.listeners}
         added = [address for address in addresses if address.host not in known]
         self._add_bases(added)
         self._mdns.restart(addresses, added)
@@ -576,12 +601,14 @@ class Connection(_Closing):
         self._lost_local.clear()
         self._gathering_complete = False
         self._selected_since_restart.clear()
-        agent.restart(self._loop.time(), gone_bases=[base.local for base in gone])
+        agent.restart(self._loop.time(), gone_bases=[base.local for base in gone] + gone_tcp)
         self._remote_username = self._remote_password = None
         self._remote_end = self._end_sent = False
         self._pump()
         for base in gone:
             self._close_base(base)
+        for tcp_base in gone_tcp:
+            self._tcp.close_base(tcp_base)
         await self._gathered()
 
     # ================================================================== data
@@ -596,6 +623,8 @@ class Connection(_Closing):
             options.datagram(data)
         path = self._paths.get(component)
         if path is None:
+            if self._tcp is not None and self._tcp.send(component, data):
+                return  # ICE-TCP: written to the selected pair's connection, framed
             agent = self._agent
             if component in self._data_paths.relayed and agent is not None:
                 try:
@@ -659,86 +688,14 @@ class Connection(_Closing):
         self._relay_streams.close()
         for base in list(self._bases.values()):
             self._close_base(base)
+        if self._tcp is not None:
+            self._tcp.close()
         self._paths.clear()
         self._mdns.close()
         self._data_signal.fire()
         self._state_signal.fire()
 
-    # ================================================================== driving the agent
-
-    def _pump(self, not_before: float | None = None, *, timer_later: bool = False) -> None:
-        """Send what the agent wants sent, handle its events, re-arm the timer (no earlier than
-        ``not_before``, if given) — with ``timer_later``, once at the end of this iteration of
-        the loop, for the whole burst of data that called it (the timer is the costly part)."""
-        agent = self._agent
-        if agent is None or self._closed:
-            return
-        now = self._loop.time()
-        self._data_paths.flush(now)
-        self._relay_streams.apply(agent.relay_stream_commands())
-        self._send(agent.datagrams_to_send(now))
-        self._drain_events()
-        if timer_later:
-            self._pump_soon()
-            return
-        deadline = agent.get_timer()
-        if deadline is not None and not_before is not None:
-            deadline = max(deadline, not_before)
-        if deadline != self._timer_deadline:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_deadline = deadline
-            self._timer = (
-                None if deadline is None else self._loop.call_at(deadline, self._on_timer, deadline)
-            )
-
-    def _pump_soon(self) -> None:
-        """:meth:`_pump` later in this iteration of the event loop, once however often asked."""
-        if not self._pump_due:
-            self._pump_due = True
-            self._loop.call_soon(self._due_pump)
-
-    def _due_pump(self) -> None:
-        self._pump_due = False
-        try:
-            self._pump()
-        except Exception as error:  # a bug: contained, as the readers contain theirs
-            self.reader_errors.contain(error, f"ICE connection {self.local_username}")
-
-    def _send(self, datagrams: list[Datagram]) -> None:
-        for datagram in datagrams:
-            base = self._bases.get(datagram.local) if datagram.local else None
-            if base is None:
-                self._relay_streams.send(datagram)  # to a TURN server over TCP or TLS, if any
-                continue
-            try:
-                base.sock.sendto(datagram.data, datagram.remote)
-            except OSError as exc:
-                _log.debug(
-                    "ICE datagram from %s to %s not sent: %s", base.local, datagram.remote, exc
-                )
-
-    def _on_timer(self, deadline: float) -> None:
-        self._timer = None
-        self._timer_deadline = None
-        agent = self._agent
-        if agent is None or self._closed:
-            return
-        now = max(self._loop.time(), deadline)
-        try:
-            agent.handle_timer(now)
-        except Exception as error:
-            # A bug of the agent, contained as the readers contain theirs; the timer is armed
-            # again, no sooner than Ta from now, so that a bug that fires every time cannot spin.
-            self.timer_errors.contain(error, f"ICE connection {agent.local_username}", TIMER)
-            self._pump(not_before=now + self._config.pacing)
-            return
-        self._pump()
-
-    def _count_data(self, pair: CandidatePair, now: float, sent: int, received: int) -> None:
-        """Hand the bytes the fast path moved on ``pair`` to the agent."""
-        assert self._agent is not None
-        self._agent.count_data(pair, now, sent=sent, received=received)
+    # ================================================================== events (the pump: ice.pump)
 
     def _drain_events(self) -> None:
         agent = self._agent
@@ -756,11 +713,19 @@ class Connection(_Closing):
                 self._state_signal.fire()
             elif isinstance(event, SelectedPairChanged):
                 self._data_paths.select(event.component, event.pair, self._loop.time())
+                if self._tcp is not None:
+                    self._tcp.select(event.component, event.pair)
                 self._selected_since_restart.add(event.component)
                 self._state_signal.fire()
             elif isinstance(event, ConsentLost):
-                reason = "consent to send was lost (RFC 7675)"
+                reason = (
+                    "the selected pair's TCP connection was closed"
+                    if event.pair.local.transport == "tcp"
+                    else "consent to send was lost (RFC 7675)"
+                )
                 self._data_paths.drop(event.component, reason, self._loop.time())
+                if self._tcp is not None:
+                    self._tcp.drop(event.component, self._loop.time())
             elif isinstance(event, CandidateLost):
                 candidate = event.candidate
                 _log.info(

@@ -2,9 +2,9 @@
 
 Here live the :class:`Candidate` value and its ``candidate-attribute`` text form; the numbers an
 agent computes about candidates: priority (§5.1.2) with a unique local preference per base
-(RFC 8421), foundation (§5.1.1.3), redundancy elimination (§5.1.3), pair priority (§6.1.2.3); and
-the other ICE SDP attributes of a data stream (:class:`IceDescription`) with credential generation
-(§5.3).
+(RFC 8421), foundation (§5.1.1.3), redundancy elimination (§5.1.3), pair priority (§6.1.2.3); the
+TCP candidates' preferences and pairing rules (RFC 6544 §4.2, §6.2); and the other ICE SDP
+attributes of a data stream (:class:`IceDescription`) with credential generation (§5.3).
 
 Text form. :meth:`Candidate.to_sdp` returns the attribute *value*, without ``a=`` or
 ``candidate:``, exactly as aioice's ``Candidate.to_sdp`` does, so code written for aioice/aiortc
@@ -75,6 +75,45 @@ TYPE_PREFERENCE: Mapping[CandidateType, int] = MappingProxyType(
         CandidateType.PEER_REFLEXIVE: 110,
         CandidateType.SERVER_REFLEXIVE: 100,
         CandidateType.RELAYED: 0,
+    }
+)
+
+
+#: Type preferences of TCP candidates (RFC 6544 §4.2). The RFC lets an agent prefer UDP to TCP,
+#: to use the lower-latency UDP path whenever one works; these are the values browsers use
+#: (libwebrtc: 90 for host and 80 for peer-reflexive TCP candidates), which put every TCP pair
+#: below the UDP pairs of the same kinds and below UDP server-reflexive pairs, and above relayed
+#: ones: direct UDP first, then direct TCP, then a relay.
+TCP_TYPE_PREFERENCE: Mapping[CandidateType, int] = MappingProxyType(
+    {
+        CandidateType.HOST: 90,
+        CandidateType.PEER_REFLEXIVE: 80,
+        CandidateType.SERVER_REFLEXIVE: 70,
+        CandidateType.RELAYED: 0,
+    }
+)
+#: The port an active TCP candidate is signalled with: it has none of its own (RFC 6544 §4.5).
+ACTIVE_TCP_PORT = 9
+#: RFC 6544 §4.2's direction-pref: host and relayed candidates favour active, then passive, then
+#: simultaneous-open; server- and peer-reflexive ones simultaneous-open, then active, then passive
+#: (through a NAT, S-O is the direction that can work).
+_DIRECTION_PREFERENCE: Mapping[bool, Mapping[TcpType, int]] = MappingProxyType(
+    {
+        False: MappingProxyType(
+            {TcpType.ACTIVE: 6, TcpType.PASSIVE: 4, TcpType.SIMULTANEOUS_OPEN: 2}
+        ),
+        True: MappingProxyType(
+            {TcpType.SIMULTANEOUS_OPEN: 6, TcpType.ACTIVE: 4, TcpType.PASSIVE: 2}
+        ),
+    }
+)
+#: Which local TCP types pair with which remote ones (RFC 6544 §6.2): active with passive, passive
+#: with active, S-O with S-O; never two passive candidates (nobody would connect).
+_TCP_PARTNER = MappingProxyType(
+    {
+        TcpType.ACTIVE: TcpType.PASSIVE,
+        TcpType.PASSIVE: TcpType.ACTIVE,
+        TcpType.SIMULTANEOUS_OPEN: TcpType.SIMULTANEOUS_OPEN,
     }
 )
 
@@ -253,6 +292,37 @@ def candidate_priority(type_preference: int, local_preference: int, component: i
     _check_range("local preference", local_preference, 0, 0xFFFF)
     _check_range("component-id", component, 1, 256)
     return (type_preference << 24) + (local_preference << 8) + (256 - component)
+
+
+def tcp_local_preference(
+    candidate_type: CandidateType, tcp_type: TcpType, other_preference: int
+) -> int:
+    """The local preference of a TCP candidate (RFC 6544 §4.2): ``2^13 * direction-pref +
+    other-pref``, where ``other_preference`` (0-8191) ranks the candidate's IP address."""
+    _check_range("other-pref", other_preference, 0, 0x1FFF)
+    reflexive = candidate_type in (CandidateType.SERVER_REFLEXIVE, CandidateType.PEER_REFLEXIVE)
+    return (_DIRECTION_PREFERENCE[reflexive][tcp_type] << 13) + other_preference
+
+
+def other_preference(local_preference: int) -> int:
+    """The other-pref of RFC 6544 §4.2 (0-8191) that keeps a UDP local preference's rank: 65535
+    becomes 8191, each step below it one step below that."""
+    return max(0, 0x1FFF - (0xFFFF - local_preference))
+
+
+def tcp_partner(tcp_type: TcpType) -> TcpType:
+    """The remote TCP type a local candidate of ``tcp_type`` pairs with (RFC 6544 §6.2); also the
+    TCP type of a peer-reflexive remote candidate that reaches a local candidate of ``tcp_type``
+    (RFC 6544 §7.2.2)."""
+    return _TCP_PARTNER[tcp_type]
+
+
+def pairs_with(local: Candidate, remote: Candidate) -> bool:
+    """Whether a local and a remote candidate form a pair: same transport and address family,
+    and for TCP, directions that can meet (RFC 6544 §6.2)."""
+    if local.transport != remote.transport or (":" in local.host) != (":" in remote.host):
+        return False
+    return local.tcp_type is None or remote.tcp_type is _TCP_PARTNER[local.tcp_type]
 
 
 def local_preferences(bases: Iterable[str]) -> dict[str, int]:

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 
 from stun.address import Address
 
-from .candidate import Candidate, pair_priority
+from .candidate import Candidate, TcpType, pair_priority
 
 
 class PairState(enum.Enum):
@@ -78,6 +78,14 @@ class CandidatePair:
     @property
     def component(self) -> int:
         return self.remote.component
+
+    @property
+    def waits_for_peer(self) -> bool:
+        """A Frozen pair of a passive TCP candidate (RFC 6544 §7.1): we cannot check it, only
+        the peer can, by connecting; its check arrives on a pair of a peer-reflexive candidate
+        with the address the connection came from, so it stays Frozen and waits for nothing of
+        ours."""
+        return self.state is PairState.FROZEN and self.local.tcp_type is TcpType.PASSIVE
 
     @property
     def foundation(self) -> str:
@@ -167,6 +175,8 @@ class CheckList:
         """Per foundation, set the lowest-component, highest-priority pair Waiting (§6.1.2.6)."""
         chosen: dict[str, CandidatePair] = {}
         for pair in self.pairs:
+            if pair.waits_for_peer:
+                continue
             if pair.state is not PairState.FROZEN:
                 chosen.setdefault(pair.foundation, pair)
                 continue
@@ -181,17 +191,23 @@ class CheckList:
     def unfreeze_foundation(self, foundation: str) -> list[CandidatePair]:
         """A pair of this foundation succeeded: its Frozen siblings become Waiting (§7.2.5.3.3)."""
         changed = [
-            p for p in self.pairs if p.foundation == foundation and p.state is PairState.FROZEN
+            p
+            for p in self.pairs
+            if p.foundation == foundation and p.state is PairState.FROZEN and not p.waits_for_peer
         ]
         for pair in changed:
             pair.state = PairState.WAITING
         return changed
 
-    def next_ordinary(self) -> CandidatePair | None:
+    def next_ordinary(
+        self, can_check: Callable[[CandidatePair], bool] = lambda pair: True
+    ) -> CandidatePair | None:
         """The pair for the next ordinary check (§6.1.4.2): highest-priority Waiting, else
-        unfreeze the best Frozen pair of a foundation with nothing Waiting or In-Progress."""
+        unfreeze the best Frozen pair of a foundation with nothing Waiting or In-Progress.
+        Pairs that ``can_check`` refuses now (a TCP pair that must wait for a connection
+        attempt of its own, :mod:`ice.tcp`) and pairs that wait for the peer are passed over."""
         for pair in self.pairs:
-            if pair.state is PairState.WAITING:
+            if pair.state is PairState.WAITING and can_check(pair):
                 return pair
         busy = {
             p.foundation
@@ -199,15 +215,22 @@ class CheckList:
             if p.state in (PairState.WAITING, PairState.IN_PROGRESS)
         }
         for pair in self.pairs:
-            if pair.state is PairState.FROZEN and pair.foundation not in busy:
+            if (
+                pair.state is PairState.FROZEN
+                and pair.foundation not in busy
+                and not pair.waits_for_peer
+                and can_check(pair)
+            ):
                 pair.state = PairState.WAITING
                 return pair
         return None
 
     def has_pending(self) -> bool:
-        """Whether a check is waiting to be sent (triggered, Waiting or Frozen pairs)."""
+        """Whether a check is waiting to be sent (triggered, Waiting or Frozen pairs; not the
+        pairs that wait for the peer)."""
         return bool(self.triggered) or any(
-            p.state in (PairState.WAITING, PairState.FROZEN) for p in self.pairs
+            p.state is PairState.WAITING or (p.state is PairState.FROZEN and not p.waits_for_peer)
+            for p in self.pairs
         )
 
     def enqueue_triggered(self, pair: CandidatePair) -> None:

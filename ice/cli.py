@@ -1,12 +1,12 @@
-"""The ``icestack`` command line: ``demo``, ``ice offer|answer``, ``stun`` (probe a server) and
-``serve stun|turn``.
+"""The ``icestack`` command line: ``demo``, ``ice offer|answer``, ``stun`` and ``turn`` (probe a
+server) and ``serve stun|turn``.
 
-Each package contributes its own commands (``stun.probe``, ``stun.cli``, ``turn.cli``,
-``ice.demo``, ``ice.commands``); this module only assembles them, and keeps the rule of
-:mod:`stun.cli`: an error the user can fix is one line on stderr and exit status 2, never a
-traceback. SIGTERM ends a command as Ctrl-C does, so that what it made on disk is cleaned up
-either way. A command whose output pipe is closed by its reader (``| head -1``) ends quietly with
-status 141, as one that SIGPIPE ended; a server serves on (:func:`stun.cli.say`).
+Each package contributes its own commands (``stun.probe``, ``stun.cli``, ``turn.probe``,
+``turn.cli``, ``ice.demo``, ``ice.commands``); this module only assembles them, and keeps the
+rule of :mod:`stun.cli`: an error the user can fix is one line on stderr and exit status 2,
+never a traceback. SIGTERM ends a command as Ctrl-C does, so that what it made on disk is
+cleaned up either way. A command whose output pipe is closed by its reader (``| head -1``) ends
+quietly with status 141, as one that SIGPIPE ended; a server serves on (:func:`stun.cli.say`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from stun.cli import (
 from stun.errors import LocalProtocolError
 from stun.probe import add_probe_command
 from turn.cli import add_serve_command as add_serve_turn_command
+from turn.probe import add_probe_command as add_turn_probe_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(commands)
     add_ice_command(commands)
     add_probe_command(commands)
+    add_turn_probe_command(commands)
     serve = commands.add_parser("serve", help="run a server in the foreground")
     serve_commands = serve.add_subparsers(dest="server", metavar="SERVER", required=True)
     add_serve_command(serve_commands)

@@ -15,6 +15,7 @@ from stun.randomness import RandomSource, default_random
 from stun.transaction import TransactionConfig
 from turn.server.allocation import ClientTransport
 
+from .candidate import TcpType
 from .errors import LocalProtocolError, enum_member
 
 
@@ -117,6 +118,21 @@ class AgentConfig:
     peer_reflexive_wait: float = 5.0
     #: Tr: a Binding indication keeps the selected pair alive after this much silence (§11).
     keepalive_interval: float = 15.0
+    #: ICE-TCP (RFC 6544): which TCP candidates to make of each TCP base the driver declares —
+    #: passive (we accept connections) and active (we connect; signalled with port 9) by default,
+    #: simultaneous-open too when listed (it needs a base of its own,
+    #: ``Agent.add_tcp_base(..., simultaneous_open=True)``). Empty: no ICE-TCP at all, and the
+    #: peer's TCP candidates are ignored. Also takes the value strings (``("active",)``).
+    tcp_types: tuple[TcpType, ...] = (TcpType.ACTIVE, TcpType.PASSIVE)
+    #: How many TCP connections the agent holds at most, in any state, accepted ones included;
+    #: past that an incoming connection replaces the oldest one that has not authenticated yet,
+    #: or is refused (RFC 6544 leaves the bound to the agent; peers decide how many connect).
+    max_tcp_connections: int = 32
+    #: How many connections the agent may be opening at once; checks that need another wait.
+    max_tcp_connecting: int = 8
+    #: A connection we open must be established, and a connection we accept must bring an
+    #: authenticated check, within this long; else it is closed (and a check on it fails).
+    tcp_connect_timeout: float = 10.0
     #: Act as an ICE-lite agent (§2.5): host candidates only, answer checks, never send them.
     lite: bool = False
     #: The remote side is ICE-lite: we must be controlling (§6.1.1).
@@ -142,15 +158,25 @@ class AgentConfig:
         for server in self.turn_servers:
             if not isinstance(server, RelayServer):
                 raise LocalProtocolError(f"turn_servers holds RelayServer values, not {server!r}")
+        tcp_types = tuple(enum_member(TcpType, t, "tcp_types") for t in self.tcp_types)
+        if len(set(tcp_types)) != len(tcp_types):
+            raise LocalProtocolError("tcp_types: each TCP type at most once")
+        object.__setattr__(self, "tcp_types", tcp_types)
         if not self.streams or any(not 1 <= c <= 256 for c in self.streams):
             raise LocalProtocolError("streams: one or more streams of 1..256 components")
         if not 0.005 <= self.pacing <= 1.0:
             raise LocalProtocolError("pacing (Ta) must be between 5 ms and 1 s (RFC 8445 §14.2)")
-        for name in ("max_pairs", "max_remote_candidates", "max_local_peer_reflexive"):
+        for name in (
+            "max_pairs",
+            "max_remote_candidates",
+            "max_local_peer_reflexive",
+            "max_tcp_connections",
+            "max_tcp_connecting",
+        ):
             if getattr(self, name) < 1:
                 raise LocalProtocolError(f"{name} must be at least 1")
         timers = (self.gathering_timeout, self.max_nomination_wait, self.consent_interval)
-        if min(*timers, self.idle_timeout, self.peer_reflexive_wait) <= 0:
+        if min(*timers, self.idle_timeout, self.peer_reflexive_wait, self.tcp_connect_timeout) <= 0:
             raise LocalProtocolError("timeouts and intervals must be positive")
         if not self.disconnected_after < self.consent_timeout:
             raise LocalProtocolError("disconnected_after must be shorter than consent_timeout")

@@ -16,6 +16,7 @@ and the default, 3478 (5349 for ``turns:``), is taken only where no port is writ
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 from collections.abc import Iterable
@@ -27,6 +28,8 @@ from turn.server.allocation import ClientTransport
 from turn.server.credentials import rest_api_password, rest_api_username
 from turn.uri import UriScheme, parse_uri
 
+from .candidate import generate_credentials, validate_pwd, validate_ufrag
+from .config import AgentConfig, Policy
 from .errors import LocalProtocolError
 
 #: A STUN server as the agent is given it before names are resolved: (host, port).
@@ -77,6 +80,54 @@ StunServerArgument = StunServer | str
 TurnServerArgument = (
     tuple[str, int, str, str] | tuple[str, str, str] | tuple[str, TurnRestCredentials]
 )
+
+
+def agent_config(
+    config: object,
+    *,
+    controlling: bool,
+    components: int | None,
+    pacing: float | None,
+    local_username: str | None,
+    local_password: str | None,
+    relay_only: bool,
+    udp: bool,
+    tcp: bool,
+) -> AgentConfig:
+    """The configuration a :class:`~ice.aio.Connection` runs its agent with: ``config``'s (or
+    the defaults), each argument that was given (not ``None``) in place of the field it names —
+    ``components`` the one stream's, ``relay_only=True`` the ``policy``, ``tcp=False`` the
+    ``tcp_types`` — every one checked, and random credentials where none were given."""
+    if config is not None and not isinstance(config, AgentConfig):
+        raise LocalProtocolError(f"config must be an ice.AgentConfig, not {config!r}")
+    base = config or AgentConfig()
+    if components is None:
+        if len(base.streams) != 1:
+            raise LocalProtocolError(
+                f"a Connection carries one data stream; config.streams is {base.streams}"
+            )
+        components = base.streams[0]
+    whole_number("components", components, 1, 256)
+    if pacing is not None:
+        seconds("pacing", pacing)  # AgentConfig checks the range
+    if not tcp:
+        base = dataclasses.replace(base, tcp_types=())
+    if not udp and not base.tcp_types:
+        raise LocalProtocolError("udp and tcp cannot both be off: no candidate to offer")
+    if local_username is not None:
+        validate_ufrag(local_username)
+    if local_password is not None:
+        validate_pwd(local_password)
+    ufrag, pwd = generate_credentials(base.rng)
+    return dataclasses.replace(
+        base,
+        controlling=controlling,
+        streams=(components,),
+        pacing=base.pacing if pacing is None else pacing,
+        local_username=local_username or base.local_username or ufrag,
+        local_password=local_password or base.local_password or pwd,
+        policy=Policy.RELAY if relay_only else base.policy,
+    )
 
 
 def flag(name: str, value: object) -> bool:

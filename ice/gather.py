@@ -13,6 +13,15 @@ parties we talk to. Server-reflexive and relayed candidates start from their bas
 preference and take one that no other candidate of their type and component holds (§5.1.2.1,
 :mod:`ice.preferences`).
 
+TCP host candidates (RFC 6544 §4.1) come from the TCP bases the driver declares
+(:meth:`Gatherer.add_tcp_base`), one listening socket per (stream, component, interface address):
+a *passive* candidate at the base's address and an *active* one signalled with port 9 (RFC 6544
+§4.5), both with the base as their base, as ``tcp_types`` asks; a simultaneous-open base, a
+socket that both accepts and connects from its own port, gives an *S-O* candidate. They rank
+below every UDP candidate of their kind (:data:`~ice.candidate.TCP_TYPE_PREFERENCE`), with RFC
+6544 §4.2's direction preference in their local preference. No server-reflexive TCP candidate
+is learnt: a NAT maps a TCP connection only while it lasts, so none would be usable by the peer.
+
 An ICE restart (RFC 8445 §9, :meth:`Gatherer.restart`) gathers again what is gone: bases declared
 since gathering started, allocations that failed or ended; it announces every candidate again
 (they are the new generation's) and completes again. :meth:`Gatherer.remove_base` forgets a base
@@ -25,6 +34,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from stun.address import Address
 from stun.attributes import ErrorCode, XorMappedAddress
@@ -33,14 +43,20 @@ from stun.message import Message, MessageClass, Method, new_transaction_id
 from stun.transaction import ClientTransaction, TransactionState
 
 from .candidate import (
+    ACTIVE_TCP_PORT,
+    TCP_TYPE_PREFERENCE,
     TYPE_PREFERENCE,
     Candidate,
     CandidateType,
+    TcpType,
     candidate_priority,
     compute_foundation,
     local_preferences,
+    other_preference,
+    tcp_local_preference,
 )
 from .config import AgentConfig, Policy
+from .errors import LocalProtocolError
 from .events import (
     CandidateGathered,
     CandidateLost,
@@ -59,6 +75,16 @@ class LocalCandidate:
     candidate: Candidate
     base: Address
     stream: int
+
+
+class _Base(NamedTuple):
+    """A socket the driver declared."""
+
+    stream: int
+    component: int
+    address: Address
+    #: The TCP types of its candidates; ``None`` for a UDP base.
+    tcp_types: tuple[TcpType, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -92,9 +118,9 @@ class Gatherer:
         self.lost: list[tuple[LocalCandidate, str]] = []
         #: What gave no candidate in this generation, for the failure summary.
         self.failures: list[GatheringFailed] = []
-        self._bases: list[tuple[int, int, Address]] = []
+        self._bases: list[_Base] = []
         #: Bases declared after gathering started: gathered at the next restart.
-        self._new_bases: list[tuple[int, int, Address]] = []
+        self._new_bases: list[_Base] = []
         self._preferences: dict[str, int] = {}
         #: Every local candidate, in the order learnt; add with :meth:`_add` to keep the indexes.
         self.candidates: list[LocalCandidate] = []
@@ -112,17 +138,41 @@ class Gatherer:
         self.completed = False
 
     def add_base(self, stream: int, component: int, address: Address) -> None:
-        """Declare a socket the driver opened for ``stream``/``component``; after gathering
+        """Declare a UDP socket the driver opened for ``stream``/``component``; after gathering
         started, its candidates are gathered at the next :meth:`restart`."""
-        base = (stream, component, address)
+        self._declare(_Base(stream, component, address))
+
+    def add_tcp_base(
+        self, stream: int, component: int, address: Address, *, simultaneous_open: bool
+    ) -> None:
+        """Declare a TCP base (RFC 6544 §4.1): a listening socket, whose passive and active
+        candidates ``tcp_types`` asks for, or with ``simultaneous_open`` a socket that both
+        accepts and connects from its port, whose S-O candidate it asks for."""
+        wanted = self._config.tcp_types
+        types: tuple[TcpType, ...]
+        if simultaneous_open:
+            types = tuple(t for t in wanted if t is TcpType.SIMULTANEOUS_OPEN)
+        else:  # passive first: an accepted connection's check is the passive candidate's
+            order = (TcpType.PASSIVE, TcpType.ACTIVE)
+            types = tuple(
+                t for t in order if t in wanted and not (self._config.lite and t is TcpType.ACTIVE)
+            )
+        self._declare(_Base(stream, component, address, types))
+
+    def _declare(self, base: _Base) -> None:
+        if any(known.address == base.address for known in self._bases):
+            raise LocalProtocolError(
+                f"{base.address} is declared already (a TCP and a UDP base need "
+                "addresses of their own)"
+            )
         self._bases.append(base)
         if self.started:
             self._new_bases.append(base)
 
     def remove_base(self, address: Address, now: float, reason: str) -> None:
         """Forget a base (its interface address is gone): every candidate on it is lost."""
-        self._bases = [b for b in self._bases if b[2] != address]
-        self._new_bases = [b for b in self._new_bases if b[2] != address]
+        self._bases = [b for b in self._bases if b.address != address]
+        self._new_bases = [b for b in self._new_bases if b.address != address]
         self._queue = deque(r for r in self._queue if r.base.base != address)
         self._in_flight = {t: r for t, r in self._in_flight.items() if r.base.base != address}
         self.relays.remove_base(address, now, reason)
@@ -133,7 +183,7 @@ class Gatherer:
     def start(self, now: float) -> None:
         """Emit host candidates and queue server-reflexive requests (§5.1.1.1, §5.1.1.2)."""
         self.started = True
-        self._preferences = local_preferences([address.host for _, _, address in self._bases])
+        self._preferences = local_preferences([base.address.host for base in self._bases])
         self._gather(self._bases, now)
         self._check_complete()
 
@@ -146,7 +196,7 @@ class Gatherer:
             if self._announces(local.candidate):
                 self._emit(CandidateGathered(local.stream, local.candidate))
         bases, self._new_bases = self._new_bases, []
-        for _, _, address in bases:
+        for _, _, address, _ in bases:
             if address.host not in self._preferences:
                 lowest = min(self._preferences.values(), default=0x10000)
                 self._preferences[address.host] = max(lowest - 1, 0)
@@ -154,29 +204,19 @@ class Gatherer:
         self.relays.restart(now)
         self._check_complete()
 
-    def _gather(self, bases: list[tuple[int, int, Address]], now: float) -> None:
+    def _gather(self, bases: list[_Base], now: float) -> None:
         """Host candidates of ``bases`` now; their srflx requests and TURN allocations."""
         config = self._config
         gathered = []
-        for stream, component, address in bases:
+        for stream, component, address, tcp_types in bases:
             preference = self._preferences[address.host]
-            candidate = Candidate(
-                foundation=compute_foundation(CandidateType.HOST, address.host, "udp"),
-                component=component,
-                transport="udp",
-                priority=candidate_priority(
-                    TYPE_PREFERENCE[CandidateType.HOST], preference, component
-                ),
-                host=address.host,
-                port=address.port,
-                type=CandidateType.HOST,
-                base=address,
-            )
-            local = LocalCandidate(candidate, address, stream)
-            self._add(local)
+            if tcp_types is not None:
+                if config.policy is not Policy.RELAY:  # relay-only: relayed candidates only
+                    for tcp_type in tcp_types:
+                        self._add_host(stream, component, address, preference, tcp_type)
+                continue
+            local = self._add_host(stream, component, address, preference)
             gathered.append(local)
-            if self._announces(candidate):
-                self._emit(CandidateGathered(stream, candidate))
             if config.lite or config.policy is Policy.RELAY:
                 continue  # relay-only: not a single request to anything but the TURN servers
             for server in config.stun_servers:
@@ -191,6 +231,46 @@ class Gatherer:
         if self._queue and not self._in_flight:
             self._send_request(self._queue.popleft(), now)
             self._next_send = now + config.pacing
+
+    def _add_host(
+        self,
+        stream: int,
+        component: int,
+        base: Address,
+        preference: int,
+        tcp_type: TcpType | None = None,
+    ) -> LocalCandidate:
+        """The host candidate of ``base`` (§5.1.1.1), announced; with ``tcp_type``, a TCP one
+        (RFC 6544 §4.1, §4.2: TCP's type preference and direction; §4.5: port 9 if active)."""
+        if tcp_type is None:
+            transport, port = "udp", base.port
+            priority = candidate_priority(
+                TYPE_PREFERENCE[CandidateType.HOST], preference, component
+            )
+        else:
+            transport = "tcp"
+            port = ACTIVE_TCP_PORT if tcp_type is TcpType.ACTIVE else base.port
+            local_preference = tcp_local_preference(
+                CandidateType.HOST, tcp_type, other_preference(preference)
+            )
+            type_preference = TCP_TYPE_PREFERENCE[CandidateType.HOST]
+            priority = candidate_priority(type_preference, local_preference, component)
+        candidate = Candidate(
+            foundation=compute_foundation(CandidateType.HOST, base.host, transport),
+            component=component,
+            transport=transport,
+            priority=priority,
+            host=base.host,
+            port=port,
+            type=CandidateType.HOST,
+            tcp_type=tcp_type,
+            base=base,
+        )
+        local = LocalCandidate(candidate, base, stream)
+        self._add(local)
+        if self._announces(candidate):
+            self._emit(CandidateGathered(stream, candidate))
+        return local
 
     def _announces(self, candidate: Candidate) -> bool:
         """Whether a local candidate is signalled: relayed ones always, host and srflx unless

@@ -49,7 +49,7 @@ from stun.attributes import (
 from stun.datagram import Datagram
 from stun.message import Message
 
-from .candidate import MAX_PRIORITY, Candidate, CandidateType
+from .candidate import MAX_PRIORITY, Candidate, CandidateType, tcp_partner
 from .checklist import PairState
 from .events import IceEvent, RemoteCandidateLearned
 from .gather import LocalCandidate
@@ -159,7 +159,7 @@ class IncomingChecks:
     def _act_on(self, request: Message, base: LocalCandidate, remote: Address, now: float) -> None:
         """What a new authenticated request sets in motion (§7.3.1.3 to §7.3.1.5)."""
         agent = self._agent
-        remote_candidate = self._remote_for(base.stream, base.candidate.component, remote, request)
+        remote_candidate = self._remote_for(base, remote, request)
         if remote_candidate is None:
             return
         if self._config.lite:
@@ -212,15 +212,21 @@ class IncomingChecks:
             agent.selection.nominate(pair, now)
 
     def _remote_for(
-        self, stream: int, component: int, remote: Address, request: Message
+        self, base: LocalCandidate, remote: Address, request: Message
     ) -> Candidate | None:
-        """The remote candidate a request came from, or a new peer-reflexive one (§7.3.1.3) —
-        ``None`` when the stream holds ``max_remote_candidates`` already, or for a source no
-        check can be sent back to (port 0, an unspecified or multicast address).
+        """The remote candidate a request that reached ``base`` came from, or a new
+        peer-reflexive one (§7.3.1.3) — ``None`` when the stream holds
+        ``max_remote_candidates`` already, or for a source no check can be sent back to (port
+        0, an unspecified or multicast address).
 
         The new candidate's priority is the request's PRIORITY (§7.3.1.3), brought into the
-        1..2^31-1 a candidate priority has (§5.1.2.1) when the peer sent 0, more, or none."""
-        candidate = self._remote_candidates.find(stream, component, remote)
+        1..2^31-1 a candidate priority has (§5.1.2.1) when the peer sent 0, more, or none. Over
+        TCP its transport is TCP and its direction the one that meets the base's candidate
+        (RFC 6544 §7.2.2): a check on a connection our passive candidate accepted comes from an
+        active candidate, at the address and port the connection came from."""
+        stream, component = base.stream, base.candidate.component
+        transport = base.candidate.transport
+        candidate = self._remote_candidates.find(stream, component, remote, transport)
         if candidate is not None:
             return candidate
         attribute = request.get(Priority)
@@ -228,14 +234,16 @@ class IncomingChecks:
         if not 1 <= priority <= MAX_PRIORITY:
             self._failures.peer_input[PeerInput.PRIORITY_CLAMPED] += 1
             priority = min(max(priority, 1), MAX_PRIORITY)
+        tcp_type = base.candidate.tcp_type
         candidate = Candidate(
             foundation=f"prflx{next(self._prflx_foundations)}",
             component=component,
-            transport="udp",
+            transport=transport,
             priority=priority,
             host=remote.host,
             port=remote.port,
             type=CandidateType.PEER_REFLEXIVE,
+            tcp_type=None if tcp_type is None else tcp_partner(tcp_type),
         )
         if unusable(candidate):
             self._failures.peer_input[PeerInput.UNUSABLE_ADDRESS] += 1

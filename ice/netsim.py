@@ -53,11 +53,13 @@ from stun.datagram import Datagram, Machine
 from stun.server import BindingServer, ServerConfig
 
 from .errors import LocalProtocolError, enum_member
+from .netsim_tcp import TcpModel
 from .netsim_values import (
     DEFAULT_LAN_LINK,
     DEFAULT_WAN_LINK,
     DropReason,
     FilteringBehavior,
+    Firewall,
     LinkConfig,
     MappingBehavior,
     NatBehavior,
@@ -65,8 +67,11 @@ from .netsim_values import (
     NatMapping,
     NetworkStats,
     PortAllocation,
+    Segment,
     TraceEntry,
+    Transport,
 )
+from .tcp import StreamMachine
 
 __all__ = [
     "DEFAULT_LAN_LINK",
@@ -86,7 +91,9 @@ __all__ = [
     "NetworkStats",
     "PortAllocation",
     "Realm",
+    "Segment",
     "TraceEntry",
+    "Transport",
 ]
 
 #: How many events a run processes at most unless told otherwise.
@@ -102,6 +109,12 @@ class _Packet(NamedTuple):
     data: bytes
     source: Address
     destination: Address
+    #: The TCP segment this packet is (:mod:`ice.netsim_tcp`); ``None`` for a UDP datagram.
+    segment: Segment | None = None
+
+    @property
+    def transport(self) -> Transport:
+        return Transport.UDP if self.segment is None else Transport.TCP
 
 
 class Realm:
@@ -153,6 +166,7 @@ class _Mapping:
     external: Address
     key: tuple[object, ...]
     expires_at: float
+    transport: Transport
     peer_hosts: set[str] = field(default_factory=set)
     peers: set[Address] = field(default_factory=set)
 
@@ -178,7 +192,7 @@ class Nat:
         self._network = network
         self._public: list[str] = []
         self._by_key: dict[tuple[object, ...], _Mapping] = {}
-        self._by_external: dict[Address, _Mapping] = {}
+        self._by_external: dict[tuple[Transport, Address], _Mapping] = {}
         self._next_port: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -194,7 +208,7 @@ class Nat:
         """The mappings alive now, oldest first."""
         now = self._network.now
         return tuple(
-            NatMapping(m.internal, m.external, m.expires_at)
+            NatMapping(m.internal, m.external, m.expires_at, m.transport)
             for m in self._by_external.values()
             if m.expires_at > now
         )
@@ -209,33 +223,38 @@ class Nat:
         if public is None:
             return DropReason.NO_ROUTE
         mapping_behavior = self.config.mapping
+        transport = packet.transport
         key: tuple[object, ...]
         if mapping_behavior is MappingBehavior.ENDPOINT_INDEPENDENT:
-            key = (packet.source, public)
+            key = (transport, packet.source, public)
         elif mapping_behavior is MappingBehavior.ADDRESS_DEPENDENT:
-            key = (packet.source, public, destination.host)
+            key = (transport, packet.source, public, destination.host)
         else:
-            key = (packet.source, public, destination)
+            key = (transport, packet.source, public, destination)
         mapping = self._by_key.get(key)
         if mapping is not None and mapping.expires_at <= now:
             self._forget(mapping)
             mapping = None
         if mapping is None:
-            port = self._allocate(packet.source, public, now, rng)
+            if packet.segment not in (None, Segment.SYN):
+                return DropReason.NO_MAPPING  # only a SYN opens a TCP mapping (RFC 5382 §4)
+            port = self._allocate(packet.source, public, transport, now, rng)
             if port is None:
                 return DropReason.PORTS_EXHAUSTED
-            mapping = _Mapping(packet.source, Address(public, port), key, now)
+            mapping = _Mapping(packet.source, Address(public, port), key, now, transport)
             self._by_key[key] = mapping
-            self._by_external[mapping.external] = mapping
-            self._network._note("{} maps {} to {}", self.name, packet.source, mapping.external)
-        mapping.expires_at = now + self.config.binding_lifetime
+            self._by_external[transport, mapping.external] = mapping
+            note = "{} maps {} to {}" if transport is Transport.UDP else "{} maps TCP {} to {}"
+            self._network._note(note, self.name, packet.source, mapping.external)
+        mapping.expires_at = now + self._lifetime(transport)
         mapping.peer_hosts.add(destination.host)
         mapping.peers.add(destination)
         return packet._replace(source=mapping.external)
 
     def _inbound(self, packet: _Packet, now: float) -> _Packet | DropReason:
         """Filter (RFC 4787 §5) and translate a datagram for one of the public addresses."""
-        mapping = self._by_external.get(packet.destination)
+        transport = packet.transport
+        mapping = self._by_external.get((transport, packet.destination))
         if mapping is None or mapping.expires_at <= now:
             if mapping is not None:
                 self._forget(mapping)
@@ -249,42 +268,48 @@ class Nat:
             and packet.source not in mapping.peers
         ):
             return DropReason.FILTERED
-        if self.config.inbound_refresh:
-            mapping.expires_at = now + self.config.binding_lifetime
+        if self.config.inbound_refresh or transport is Transport.TCP:
+            mapping.expires_at = now + self._lifetime(transport)
         return packet._replace(destination=mapping.internal)
+
+    def _lifetime(self, transport: Transport) -> float:
+        config = self.config
+        return (
+            config.binding_lifetime if transport is Transport.UDP else config.tcp_binding_lifetime
+        )
 
     def _forget(self, mapping: _Mapping) -> None:
         del self._by_key[mapping.key]
-        del self._by_external[mapping.external]
+        del self._by_external[mapping.transport, mapping.external]
         self._network._note(
             "{} forgets expired {} -> {}", self.name, mapping.internal, mapping.external
         )
 
-    def _port_free(self, public: str, port: int, now: float) -> bool:
-        mapping = self._by_external.get(Address(public, port))
+    def _port_free(self, public: str, port: int, transport: Transport, now: float) -> bool:
+        mapping = self._by_external.get((transport, Address(public, port)))
         if mapping is not None and mapping.expires_at <= now:
             self._forget(mapping)
             return True
         return mapping is None
 
     def _allocate(
-        self, internal: Address, public: str, now: float, rng: random.Random
+        self, internal: Address, public: str, transport: Transport, now: float, rng: random.Random
     ) -> int | None:
         """An external port no live mapping holds (no port overloading, RFC 4787 §4.2.1)."""
         config = self.config
         low, high = config.port_range
-        if config.port_preservation and self._port_free(public, internal.port, now):
+        if config.port_preservation and self._port_free(public, internal.port, transport, now):
             return internal.port
         if config.port_allocation is PortAllocation.RANDOM:
             for _ in range(64):
                 port = rng.randint(low, high)
-                if self._port_free(public, port, now):
+                if self._port_free(public, port, transport, now):
                     return port
         start = self._next_port.get(public, low)
         size = high - low + 1
         for offset in range(size):
             port = low + (start - low + offset) % size
-            if self._port_free(public, port, now):
+            if self._port_free(public, port, transport, now):
                 self._next_port[public] = port + 1 if port < high else low
                 return port
         return None
@@ -310,6 +335,10 @@ class Attachment(Generic[M_co]):
         self.port = port
         self.on_event = on_event
         self.ports: set[int] = set()
+        #: The TCP ports it listens on (:meth:`listen_tcp`).
+        self.tcp_ports: set[int] = set()
+        #: The machine, if it also uses TCP connections (:class:`~ice.tcp.StreamMachine`).
+        self.stream: StreamMachine | None = machine if isinstance(machine, StreamMachine) else None
         self.attached = True
         self._timer_deadline: float | None = None
         self._timer_token = 0
@@ -321,6 +350,12 @@ class Attachment(Generic[M_co]):
         """Bind one more port (on every address of the host) to this machine."""
         self.host._bind(self, port)
 
+    def listen_tcp(self, port: int) -> None:
+        """Accept TCP connections on ``port`` (on every address of the host) for this machine,
+        which must be a :class:`~ice.tcp.StreamMachine`; it also connects from that port when
+        told to (simultaneous open)."""
+        self.host._network._tcp.listen(self, port)
+
     def flush(self) -> None:
         """Send what the machine has to send now and re-arm its timer: call after a command
         given in the middle of a run (between runs, the next run does it)."""
@@ -331,6 +366,7 @@ class Attachment(Generic[M_co]):
         for port in self.ports:
             del self.host._ports[port]
         self.ports.clear()
+        self.host._network._tcp.detach(self)
         self.attached = False
         self.host._network._attachments.remove(self)
 
@@ -439,7 +475,8 @@ class Network:
         self._attachments: list[Attachment[Machine]] = []
         self._names: set[str] = set()
         self._nats: list[Nat] = []
-        self._blocked: set[tuple[str, str | None]] = set()
+        self._firewall = Firewall()
+        self._tcp = TcpModel(self)
 
     # ------------------------------------------------------------------ building
 
@@ -505,24 +542,34 @@ class Network:
         host.attach(server, port=address.port)
         return server
 
-    def block(self, address: str, other: str | None = None) -> None:
-        """Drop every datagram between IP addresses ``address`` and ``other`` (both ways), or
-        to and from ``address`` when ``other`` is ``None``; checked on every link crossed."""
-        first = normalize_host(address)
-        if other is None:
-            self._blocked.add((first, None))
-            return
-        second = normalize_host(other)
-        self._blocked.update(((first, second), (second, first)))
+    def block(
+        self,
+        address: str,
+        other: str | None = None,
+        *,
+        transport: Transport | str | None = None,
+    ) -> None:
+        """Drop every packet between IP addresses ``address`` and ``other`` (both ways), or
+        to and from ``address`` when ``other`` is ``None``; checked on every link crossed. With
+        ``transport`` (``"udp"`` or ``"tcp"``), only that transport's: ``transport="udp"`` is
+        the firewall of a network that blocks UDP."""
+        self._firewall.block(address, other, transport)
 
-    def unblock(self, address: str, other: str | None = None) -> None:
+    def unblock(
+        self,
+        address: str,
+        other: str | None = None,
+        *,
+        transport: Transport | str | None = None,
+    ) -> None:
         """Undo :meth:`block` with the same arguments."""
-        first = normalize_host(address)
-        if other is None:
-            self._blocked.discard((first, None))
-            return
-        second = normalize_host(other)
-        self._blocked.difference_update(((first, second), (second, first)))
+        self._firewall.unblock(address, other, transport)
+
+    @property
+    def tcp(self) -> TcpModel:
+        """The TCP side of the network: its connections, and resets for tests
+        (:mod:`ice.netsim_tcp`)."""
+        return self._tcp
 
     def _claim_name(self, name: str) -> None:
         if name in self._names:
@@ -601,10 +648,15 @@ class Network:
     def _service(self, attachment: Attachment[Machine]) -> None:
         """Drain a machine after an interaction: datagrams, events for the hook, then the timer."""
         machine = attachment.machine
+        stream = attachment.stream
         for _ in range(_MAX_HOOK_ROUNDS):
             for datagram in machine.datagrams_to_send(self.now):
                 if attachment.attached:
                     self._send(attachment, datagram)
+            if stream is not None:
+                for command in stream.tcp_commands():
+                    if attachment.attached:
+                        self._tcp.command(attachment, command)
             hook = attachment.on_event
             if hook is None:
                 break
@@ -642,21 +694,36 @@ class Network:
         packet = _Packet(datagram.data, source, destination)
         self.stats.sent += 1
         self._note("{} sends {} -> {} ({} B)", host.name, source, destination, len(packet.data))
-        if not _same_family(source.host, destination.host):
+        self._emit(host, packet)
+
+    def _send_segment(
+        self, host: Host, segment: Segment, source: Address, destination: Address, data: bytes
+    ) -> None:
+        """A TCP segment leaves ``host`` (:mod:`ice.netsim_tcp`)."""
+        self._note("{} sends {} {} -> {}", host.name, segment.value, source, destination)
+        self._emit(host, _Packet(data, source, destination, segment))
+
+    def _emit(self, host: Host, packet: _Packet) -> None:
+        """A packet leaves ``host`` (from one of its addresses) onto that address's realm."""
+        if not _same_family(packet.source.host, packet.destination.host):
             self._drop(DropReason.NO_ROUTE, packet)
             return
-        self._transmit(host._realms[source.host], packet)
+        self._transmit(host._realms[packet.source.host], packet)
 
     def _transmit(self, realm: Realm, packet: _Packet) -> None:
-        """Put a datagram on a realm's link: it arrives at the realm's router after the delay."""
-        if self._blocked and (
-            (packet.source.host, packet.destination.host) in self._blocked
-            or (packet.source.host, None) in self._blocked
-            or (packet.destination.host, None) in self._blocked
+        """Put a packet on a realm's link: it arrives at the realm's router after the delay. A
+        TCP segment takes the link's delay only: TCP's retransmissions and ordering hide loss,
+        duplicates, jitter and reordering from both ends (their cost in time is not modelled)."""
+        firewall = self._firewall
+        if firewall and firewall.blocks(
+            packet.source.host, packet.destination.host, packet.transport
         ):
             self._drop(DropReason.FIREWALL, packet)
             return
         link = realm.link
+        if packet.segment is not None:
+            self._push(self.now + link.delay, _Arrival(realm, packet))
+            return
         rng = self.rng
         if link.loss and rng.random() < link.loss:
             self._drop(DropReason.LOSS, packet)
@@ -704,6 +771,9 @@ class Network:
             self._transmit(nat.lan, translated)
 
     def _deliver(self, host: Host, packet: _Packet) -> None:
+        if packet.segment is not None:
+            self._tcp.deliver(host, packet.segment, packet.source, packet.destination, packet.data)
+            return
         attachment = host._ports.get(packet.destination.port)
         if attachment is None:
             self._drop(DropReason.PORT_UNREACHABLE, packet)

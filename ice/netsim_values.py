@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from stun.address import Address
+from stun.address import Address, normalize_host
 
 from .errors import LocalProtocolError, enum_member
 
@@ -75,12 +75,15 @@ class NatConfig:
     port_allocation: PortAllocation = PortAllocation.RANDOM
     #: The external ports a NAT allocates from, inclusive.
     port_range: tuple[int, int] = (1024, 65535)
+    #: Seconds a TCP mapping lives after its last segment either way (RFC 5382 §5, REQ-5: an
+    #: established connection's at least 2 hours 4 minutes).
+    tcp_binding_lifetime: float = 7440.0
 
     def __post_init__(self) -> None:
         for name, kind in _NAT_ENUMS:
             object.__setattr__(self, name, enum_member(kind, getattr(self, name), name))
-        if not self.binding_lifetime > 0:
-            raise LocalProtocolError("binding_lifetime must be positive")
+        if not (self.binding_lifetime > 0 and self.tcp_binding_lifetime > 0):
+            raise LocalProtocolError("binding_lifetime and tcp_binding_lifetime must be positive")
         low, high = self.port_range
         if not 1 <= low <= high <= 0xFFFF:
             raise LocalProtocolError(f"bad port_range {self.port_range}")
@@ -169,6 +172,48 @@ DEFAULT_WAN_LINK = LinkConfig(delay=0.010)
 #: A LAN's default link: 1 ms one way, nothing lost.
 DEFAULT_LAN_LINK = LinkConfig(delay=0.001)
 
+
+class Firewall:
+    """The rules of :meth:`~ice.netsim.Network.block`: which packets no link carries, by the IP
+    addresses they go between (or one of them, either way) and, optionally, their transport."""
+
+    def __init__(self) -> None:
+        self._rules: set[tuple[str, str | None, Transport | None]] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    def block(self, address: str, other: str | None, transport: Transport | str | None) -> None:
+        self._rules.update(self._expand(address, other, transport))
+
+    def unblock(self, address: str, other: str | None, transport: Transport | str | None) -> None:
+        self._rules.difference_update(self._expand(address, other, transport))
+
+    def blocks(self, source: str, destination: str, transport: Transport) -> bool:
+        """Whether a packet from ``source`` to ``destination`` (normalised hosts) is dropped."""
+        rules = self._rules
+        return any(
+            rule in rules
+            for which in (None, transport)
+            for rule in (
+                (source, destination, which),
+                (source, None, which),
+                (destination, None, which),
+            )
+        )
+
+    @staticmethod
+    def _expand(
+        address: str, other: str | None, transport: Transport | str | None
+    ) -> list[tuple[str, str | None, Transport | None]]:
+        which = None if transport is None else enum_member(Transport, transport, "transport")
+        first = normalize_host(address)
+        if other is None:
+            return [(first, None, which)]
+        second = normalize_host(other)
+        return [(first, second, which), (second, first, which)]
+
+
 # --------------------------------------------------------------------------- observations
 
 
@@ -185,6 +230,23 @@ class DropReason(enum.Enum):
     FIREWALL = "blocked by Network.block"
 
 
+class Transport(enum.Enum):
+    """What a packet on the simulated network carries: a UDP datagram or a TCP segment."""
+
+    UDP = "udp"
+    TCP = "tcp"
+
+
+class Segment(enum.Enum):
+    """The kinds of TCP segment the simulated network carries (:mod:`ice.netsim_tcp`)."""
+
+    SYN = "SYN"
+    SYN_ACK = "SYN-ACK"
+    DATA = "data"
+    FIN = "FIN"
+    RST = "RST"
+
+
 @dataclass(slots=True)
 class NetworkStats:
     """Counters over the whole network."""
@@ -196,12 +258,22 @@ class NetworkStats:
     #: Extra copies links made.
     duplicated: int = 0
     dropped: dict[DropReason, int] = field(default_factory=lambda: dict.fromkeys(DropReason, 0))
+    #: TCP connections established (both sides), refused (a reset answered the SYN) and reset.
+    tcp_established: int = 0
+    tcp_refused: int = 0
+    tcp_reset: int = 0
 
     def __repr__(self) -> str:
         drops = ", ".join(f"{r.name}={n}" for r, n in self.dropped.items() if n)
+        tcp = (
+            f", tcp_established={self.tcp_established}, tcp_refused={self.tcp_refused}, "
+            f"tcp_reset={self.tcp_reset}"
+            if self.tcp_established or self.tcp_refused or self.tcp_reset
+            else ""
+        )
         return (
             f"NetworkStats(sent={self.sent}, delivered={self.delivered}, "
-            f"duplicated={self.duplicated}, dropped={{{drops}}})"
+            f"duplicated={self.duplicated}, dropped={{{drops}}}{tcp})"
         )
 
     @property
@@ -224,3 +296,4 @@ class NatMapping:
     internal: Address
     external: Address
     expires_at: float
+    transport: Transport = Transport.UDP

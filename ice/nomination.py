@@ -130,6 +130,7 @@ class NominationPolicy:
                 if p.component == component
                 and p.priority > best.priority
                 and p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
+                and not p.waits_for_peer  # a passive TCP pair: its checks come from elsewhere
             ]
             if promising and now < min(max(promising), cap):
                 self._recheck_at[key] = min(max(promising), cap)
@@ -146,15 +147,19 @@ class NominationPolicy:
         """The component has a nominated pair: nothing more to decide for it."""
         self._nominating.setdefault((pair.stream, pair.component), pair)
 
-    def forget(self, local_base: Address) -> None:
-        """A local candidate is lost: its valid pairs go, and a component whose nominee was on
-        it may be nominated again."""
+    def forget(self, local_base: Address, remote: Address | None = None) -> None:
+        """A local candidate is lost (or, with ``remote``, the TCP connection of one path): its
+        valid pairs go, and a component whose nominee was on it may be nominated again."""
+
+        def gone(pair: CandidatePair) -> bool:
+            return pair.local_base == local_base and remote in (None, pair.remote.address)
+
         for key, valid in self._valid.items():
-            for pair in [p for p in valid.values() if p.local_base == local_base]:
+            for pair in [p for p in valid.values() if gone(p)]:
                 self._forget(key, pair)
         for table in (self._nominating, self._unconfirmed):
             for key, pair in list(table.items()):
-                if pair.local_base == local_base:
+                if gone(pair):
                     del table[key]
 
     def nomination_failed(self, pair: CandidatePair) -> None:

@@ -48,11 +48,13 @@ from stun.message import Message, MessageClass, Method, new_transaction_id
 from stun.transaction import ClientTransaction, TransactionState
 
 from .candidate import (
+    TCP_TYPE_PREFERENCE,
     TYPE_PREFERENCE,
     Candidate,
     CandidateType,
     candidate_priority,
     compute_foundation,
+    tcp_local_preference,
 )
 from .checklist import CandidatePair, PairState
 from .events import IceEvent, PairStateChanged
@@ -162,7 +164,7 @@ class OutgoingChecks:
                     )
                     self.send(triggered, now, use_candidate=use_candidate)
                     return
-            ordinary = checklist.next_ordinary()
+            ordinary = checklist.next_ordinary(agent.tcp.can_check)
             if ordinary is not None:
                 self.send(ordinary, now, use_candidate=False)
                 return
@@ -201,7 +203,12 @@ class OutgoingChecks:
         key = agent.remote_password.encode()
         data = request.encode(key=key, fingerprint=True)
         transaction = ClientTransaction(
-            data, transaction_id, now=now, rto=self._rto(), config=config.check_transaction
+            data,
+            transaction_id,
+            now=now,
+            rto=self._rto(),
+            reliable=pair.local.transport == "tcp",  # sent once, answered within Ti (§6.2.2)
+            config=config.check_transaction,
         )
         self.in_flight[transaction_id] = Check(
             pair,
@@ -225,10 +232,22 @@ class OutgoingChecks:
 
     def _peer_reflexive_priority(self, pair: CandidatePair) -> int:
         """The priority a peer-reflexive candidate of the pair's base would have: a check's
-        PRIORITY (§7.2.2), and that of a local peer-reflexive candidate (§7.2.5.3.1)."""
+        PRIORITY (§7.2.2), and that of a local peer-reflexive candidate (§7.2.5.3.1); over TCP,
+        with the TCP type preference and the direction of the pair's local candidate (RFC 6544
+        §4.2)."""
+        tcp_type = pair.local.tcp_type
+        if tcp_type is None:
+            return candidate_priority(
+                TYPE_PREFERENCE[CandidateType.PEER_REFLEXIVE],
+                self._gatherer.local_preference(pair.local_base),
+                pair.component,
+            )
+        local_preference = (pair.local.priority >> 8) & 0xFFFF
         return candidate_priority(
-            TYPE_PREFERENCE[CandidateType.PEER_REFLEXIVE],
-            self._gatherer.local_preference(pair.local_base),
+            TCP_TYPE_PREFERENCE[CandidateType.PEER_REFLEXIVE],
+            tcp_local_preference(
+                CandidateType.PEER_REFLEXIVE, tcp_type, local_preference & 0x1FFF
+            ),
             pair.component,
         )
 
@@ -270,6 +289,18 @@ class OutgoingChecks:
         for transaction_id, check in list(self.in_flight.items()):
             if check.pair.local_base == base:
                 del self.in_flight[transaction_id]
+
+    def forget_path(self, local: Address, remote: Address) -> list[Check]:
+        """A TCP connection is gone: nothing can answer the checks sent on its path; they are
+        forgotten, and returned."""
+        gone = [
+            (transaction_id, check)
+            for transaction_id, check in self.in_flight.items()
+            if check.pair.local_base == local and check.pair.remote.address == remote
+        ]
+        for transaction_id, _ in gone:
+            del self.in_flight[transaction_id]
+        return [check for _, check in gone]
 
     def restart(self) -> None:
         """ICE restart (§9): the previous generation's checks are forgotten; consent checks of
@@ -352,8 +383,10 @@ class OutgoingChecks:
 
         ``mapped`` is the peer's XOR-MAPPED-ADDRESS: one of another family than the base is
         ignored, and past ``max_local_peer_reflexive`` no new local candidate is learnt; either
-        way the checked pair itself is the valid one (the check proved its path)."""
-        if mapped == pair.local.address:
+        way the checked pair itself is the valid one (the check proved its path). Over TCP the
+        checked pair is always the valid one: its connection is the path, and the address a NAT
+        gave the connection is no candidate anybody could use (RFC 6544 §7.2.2)."""
+        if mapped == pair.local.address or pair.local.transport == "tcp":
             return pair
         if (":" in mapped.host) != (":" in pair.local_base.host):
             self._failures.peer_input[PeerInput.MAPPED_ADDRESS_FAMILY] += 1

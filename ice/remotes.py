@@ -4,8 +4,10 @@ Theory of operation. Remote candidates come from two sources the peer controls: 
 (trickled candidates, RFC 8838) and the peer's own checks, each of which, from an address the
 agent has not seen, makes a peer-reflexive candidate (§7.3.1.3). A peer can repeat either at will,
 so the table holds at most ``limit`` candidates per data stream and refuses more (the agent counts
-the refusal). Candidates are keyed by (stream, component, address): finding the candidate a check
-came from — done for every check that arrives — is one dict access. Iteration yields
+the refusal). Candidates are keyed by (stream, component, transport, address) — a peer may offer
+a UDP and a TCP candidate on one address and port, since the two port spaces are separate —
+so finding the candidate a check came from, done for every check that arrives, is one dict
+access. Iteration yields
 ``(stream, candidate)`` in the order candidates were learnt; a signalled candidate that replaces
 the peer-reflexive one of the same address keeps its place.
 """
@@ -18,13 +20,14 @@ from collections.abc import Iterator
 
 from stun.address import Address
 
-from .candidate import Candidate
+from .candidate import Candidate, TcpType
 
-_Key = tuple[int, int, Address]
+_Key = tuple[int, int, str, Address]
 
 
 class RemoteCandidates:
-    """Remote candidates by (stream, component, address), at most ``limit`` per stream."""
+    """Remote candidates by (stream, component, transport, address), at most ``limit`` per
+    stream."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -41,9 +44,12 @@ class RemoteCandidates:
         self._table.clear()
         self._per_stream.clear()
 
-    def find(self, stream: int, component: int, address: Address) -> Candidate | None:
-        """The remote candidate of this stream and component at ``address``, if known."""
-        entry = self._table.get((stream, component, address))
+    def find(
+        self, stream: int, component: int, address: Address, transport: str = "udp"
+    ) -> Candidate | None:
+        """The remote candidate of this stream, component and transport at ``address``, if
+        known."""
+        entry = self._table.get((stream, component, transport, address))
         return None if entry is None else entry[1]
 
     def full(self, stream: int) -> bool:
@@ -54,17 +60,23 @@ class RemoteCandidates:
         """Learn a candidate whose address is not known yet; ``False`` if the stream is full."""
         if self.full(stream):
             return False
-        self._table[(stream, candidate.component, candidate.address)] = (stream, candidate)
+        self._table[_key(stream, candidate)] = (stream, candidate)
         self._per_stream[stream] += 1
         return True
 
     def replace(self, stream: int, candidate: Candidate) -> None:
         """Put ``candidate`` in the place of the known one with the same address."""
-        self._table[(stream, candidate.component, candidate.address)] = (stream, candidate)
+        self._table[_key(stream, candidate)] = (stream, candidate)
+
+
+def _key(stream: int, candidate: Candidate) -> _Key:
+    return (stream, candidate.component, candidate.transport, candidate.address)
 
 
 def unusable(candidate: Candidate) -> bool:
     """Whether no datagram can be sent to the candidate: port 0, an unspecified address
-    (``0.0.0.0`` would reach this very host) or a multicast one. ``host`` is an IP literal."""
+    (``0.0.0.0`` would reach this very host) or a multicast one. ``host`` is an IP literal. An
+    active TCP candidate's port is never connected to (RFC 6544 §4.5), so any, 0 too, will do."""
     ip = ipaddress.ip_address(candidate.host)
-    return candidate.port == 0 or ip.is_unspecified or ip.is_multicast
+    no_port = candidate.port == 0 and candidate.tcp_type is not TcpType.ACTIVE
+    return no_port or ip.is_unspecified or ip.is_multicast

@@ -30,7 +30,7 @@ from stun.server import LongTermCredentials
 from turn.server import PeerPolicy, PortRangeAllocator, TurnServerConfig, TurnServerCore
 
 from .agent import Agent
-from .candidate import Candidate
+from .candidate import Candidate, TcpType
 from .checklist import CandidatePair
 from .config import AgentConfig, RelayServer
 from .events import CandidateGathered, IceEvent, IceState
@@ -44,6 +44,10 @@ TURN_USERNAME = "ice"
 TURN_PASSWORD = "relay-password"
 #: The first port each agent binds; one more per further base.
 FIRST_PORT = 5000
+#: The first TCP port each agent listens on (ICE-TCP, RFC 6544), one more per further base; its
+#: simultaneous-open bases start at :data:`FIRST_SO_PORT`.
+FIRST_TCP_PORT = 7000
+FIRST_SO_PORT = 8000
 #: The states in which an agent has a selected pair for every component.
 _CONNECTED = (IceState.CONNECTED, IceState.COMPLETED)
 
@@ -58,7 +62,8 @@ class Outcome:
     label: str
     connected: bool
     #: The types of A's selected pair (stream 0, component 1) as ``"local-remote"``, e.g.
-    #: ``"prflx-srflx"``; ``None`` when nothing was selected.
+    #: ``"prflx-srflx"`` (``"host-host/tcp"`` over ICE-TCP); ``None`` when nothing was
+    #: selected.
     pair_types: str | None
     #: Virtual seconds from the start of checks until both agents were connected.
     connect_time: float | None
@@ -93,12 +98,27 @@ class Side:
             agent, port=FIRST_PORT, on_event=self._record
         )
         components = [(s, c) for s, n in enumerate(agent.config.streams) for c in range(1, n + 1)]
+        tcp_types = agent.config.tcp_types
         for index, (stream, component) in enumerate(components):
             port = FIRST_PORT + index
             if index:
                 self.attachment.bind(port)
             for address in host.addresses:
                 agent.add_base(stream, component, Address(address, port))
+            if tcp_types:  # ICE-TCP: one listening base per component and address
+                self._add_tcp_bases(stream, component, FIRST_TCP_PORT + index, False)
+            if TcpType.SIMULTANEOUS_OPEN in tcp_types:
+                self._add_tcp_bases(stream, component, FIRST_SO_PORT + index, True)
+
+    def _add_tcp_bases(self, stream: int, component: int, port: int, simultaneous: bool) -> None:
+        """TCP bases on every address, listening if anything is to accept there (an agent with
+        active candidates only, as a browser has, never listens)."""
+        if simultaneous or TcpType.PASSIVE in self.agent.config.tcp_types:
+            self.attachment.listen_tcp(port)
+        for address in self.host.addresses:
+            self.agent.add_tcp_base(
+                stream, component, Address(address, port), simultaneous_open=simultaneous
+            )
 
     def send(self, data: bytes, stream: int = 0, component: int = 1) -> None:
         """Send application data on the selected pair now (its first byte must not be 0-3,
@@ -222,8 +242,10 @@ def _seeded(config: AgentConfig, network: Network) -> AgentConfig:
 
 
 def pair_types(pair: CandidatePair) -> str:
-    """``"local-remote"`` candidate types of a pair, e.g. ``"srflx-prflx"``."""
-    return f"{pair.local.type.value}-{pair.remote.type.value}"
+    """``"local-remote"`` candidate types of a pair, e.g. ``"srflx-prflx"``; ``"/tcp"`` follows
+    for an ICE-TCP pair (``"host-prflx/tcp"``)."""
+    types = f"{pair.local.type.value}-{pair.remote.type.value}"
+    return types if pair.local.transport == "udp" else f"{types}/{pair.local.transport}"
 
 
 class _SimulatedRelays(PortRangeAllocator):
@@ -273,10 +295,13 @@ def two_agents_behind_nats(
     config_b: AgentConfig | None = None,
     on_event: EventHook | None = None,
     turn: bool = False,
+    udp_blocked: tuple[bool, bool] = (False, False),
 ) -> Scenario:
     """Agent A behind ``nat_a`` and agent B behind ``nat_b`` (``OPEN``: on the WAN), the STUN
-    Binding server at :data:`STUN_SERVER`; host and server-reflexive candidates, and with
-    ``turn`` relayed ones too, each side from its own TURN server (:data:`TURN_SERVERS`).
+    Binding server at :data:`STUN_SERVER`; host, server-reflexive and TCP host candidates (RFC
+    6544), and with ``turn`` relayed ones too, each side from its own TURN server
+    (:data:`TURN_SERVERS`). ``udp_blocked`` puts a firewall that drops every UDP datagram at
+    A's or B's edge (its NAT's public address, or its own on the WAN), as corporate networks do.
 
     ``config_a``/``config_b`` default to a controlling A and a controlled B that use the STUN
     (and TURN) servers; ``on_event(side_name, event)`` sees every agent event as it happens.
@@ -289,8 +314,8 @@ def two_agents_behind_nats(
         for index, address in enumerate(TURN_SERVERS):
             cores.append(add_turn_server(network, address, f"turn{index}"))
             relays[index] = (relay_server(address),)
-    host_a = network.add_host_behind("a", nat_a)
-    host_b = network.add_host_behind("b", nat_b)
+    host_a, edge_a = _host_behind(network, "a", nat_a)
+    host_b, edge_b = _host_behind(network, "b", nat_b)
     default_a = AgentConfig(controlling=True, stun_servers=(STUN_SERVER,), turn_servers=relays[0])
     default_b = AgentConfig(controlling=False, stun_servers=(STUN_SERVER,), turn_servers=relays[1])
     scenario = Scenario(
@@ -303,15 +328,38 @@ def two_agents_behind_nats(
         on_event=on_event,
     )
     scenario.turn_servers = cores
+    for edge, blocked in zip((edge_a, edge_b), udp_blocked, strict=True):
+        if blocked:
+            network.block(edge, transport="udp")
     return scenario
 
 
+def _host_behind(network: Network, name: str, behavior: NatBehavior) -> tuple[Host, str]:
+    """A host on the WAN or alone behind a new NAT ``{name}-nat`` (as
+    :meth:`~ice.netsim.Network.add_host_behind` makes it), and its edge: where it meets the
+    WAN, its NAT's public address or its own."""
+    config = behavior.config
+    if config is None:
+        host = network.add_host(name)
+        return host, host.addresses[0]
+    nat = network.add_nat(f"{name}-nat", config)
+    return network.add_host(name, lan=nat), nat.public_addresses[0]
+
+
 def nat_matrix(
-    seed: int = 0, behaviors: Iterable[NatBehavior] = tuple(NatBehavior)
+    seed: int = 0,
+    behaviors: Iterable[NatBehavior] = tuple(NatBehavior),
+    *,
+    udp_blocked: tuple[bool, bool] = (False, False),
 ) -> dict[tuple[NatBehavior, NatBehavior], Outcome]:
-    """Run :func:`two_agents_behind_nats` for every ordered pair of ``behaviors``."""
+    """Run :func:`two_agents_behind_nats` for every ordered pair of ``behaviors`` (with
+    ``udp_blocked`` as it says)."""
     kinds = list(behaviors)
-    return {(a, b): two_agents_behind_nats(a, b, seed).run() for a in kinds for b in kinds}
+    return {
+        (a, b): two_agents_behind_nats(a, b, seed, udp_blocked=udp_blocked).run()
+        for a in kinds
+        for b in kinds
+    }
 
 
 def format_matrix(outcomes: dict[tuple[NatBehavior, NatBehavior], Outcome]) -> str:

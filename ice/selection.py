@@ -33,7 +33,7 @@ from stun.address import Address
 
 from .checklist import CandidatePair, PairState
 from .config import Policy
-from .events import IceEvent, IceState, PairStateChanged, SelectedPairChanged
+from .events import ConsentLost, IceEvent, IceState, PairStateChanged, SelectedPairChanged
 from .gather import LocalCandidate
 from .nomination import replaces_selected
 from .stats import PeerInput, describe_failure
@@ -167,6 +167,33 @@ class Selection:
         else:
             self.fail(f"component {key[1]} lost its only path: {reason}")
 
+    def lose_path(self, local: Address, remote: Address, reason: str, now: float) -> None:
+        """A TCP connection is gone — refused, timed out, reset, closed (RFC 6544 §7.1): the
+        checks on its path fail, and so do its pairs, which leave the valid list; a selected
+        pair on it loses consent as if it had expired (a restart's previous pair just stops
+        carrying data)."""
+        agent = self._agent
+        for check in agent.outgoing.forget_path(local, remote):
+            if check.use_candidate and not check.consent:
+                agent.nomination.nomination_failed(check.pair)
+        for checklist in agent.checklists:
+            pair = checklist.find(local, remote)
+            if pair is not None and pair.state is not PairState.FAILED:
+                pair.failure = reason
+                agent._set_pair_state(pair, PairState.FAILED)
+                checklist.triggered.pop(pair, None)
+        agent.nomination.forget(local, remote)
+        agent._touched = True  # what the agent waits for changed: derive the state again
+        selected = self._selected.on_path(local, remote)
+        if selected is None:
+            return
+        suspended = self._consent.suspended(selected)
+        del self._selected[(selected.stream, selected.component)]
+        self._consent.untrack(selected)
+        self._emit(ConsentLost(selected.stream, selected.component, selected))
+        if not suspended:
+            self.fail(f"component {selected.component} lost its selected pair: {reason}")
+
     # ================================================================== state
 
     def update(self, now: float) -> None:
@@ -219,9 +246,11 @@ class Selection:
         for stream, component in hopeless:
             if not self._gatherer.pairable(stream, component):
                 return -math.inf, _Stall.NOTHING_TO_CHECK  # no peer check can reach us either
-            if any(p.component == component for p in agent.checklists[stream]):
+            pairs = [p for p in agent.checklists[stream] if p.component == component]
+            if pairs and not any(p.waits_for_peer for p in pairs):
                 return -math.inf, _Stall.NOTHING_TO_CHECK  # every pair failed
-        # No pair at all: the peer's checks may still bring peer-reflexive candidates (§7.3.1.3).
+        # No pair at all, or only passive TCP ones: the peer's checks may still bring
+        # peer-reflexive candidates (§7.3.1.3), on a connection the peer opens (RFC 6544 §7.2).
         return agent._last_progress + config.peer_reflexive_wait, _Stall.NOTHING_TO_CHECK
 
     def derive_state(self, now: float) -> None:

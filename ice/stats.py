@@ -99,6 +99,37 @@ class PeerInput(enum.Enum):
     #: selected or valid pair of the socket it came to, nor the source of an authenticated check
     #: there: a stranger's datagram, not delivered (as pion's ``validateNonSTUNTraffic``).
     DATA_NOT_FROM_PEER = "data-not-from-peer"
+    #: A TCP candidate (RFC 6544) while ICE-TCP is off here (``tcp_types`` empty): ignored.
+    TCP_CANDIDATE_IGNORED = "tcp-candidate-ignored"
+
+
+class TcpOutcome(enum.Enum):
+    """How an ICE-TCP connection (RFC 6544) ended, or what the agent refused on one; counted in
+    :attr:`FailureCounters.tcp`. Every one of them closes the connection, except
+    ``SEND_DROPPED`` (one message had no connection to go on)."""
+
+    #: A connection we opened was refused (the peer sent a reset: nobody listens there).
+    REFUSED = "refused"
+    #: A connection we opened was not established within ``tcp_connect_timeout``.
+    CONNECT_TIMEOUT = "connect-timeout"
+    #: The peer closed or reset an established connection.
+    CLOSED_BY_PEER = "closed-by-peer"
+    #: The stream held bytes that are no RFC 4571 frame of a size we take: out of step, or a
+    #: length beyond the bound (before the peer authenticated, a frame must be a short check).
+    FRAMING = "framing"
+    #: The first message on a connection we accepted was not a Binding request signed with our
+    #: credentials (RFC 6544 §7.2: whoever connects must check first).
+    UNAUTHENTICATED = "unauthenticated"
+    #: A connection we accepted brought no authenticated check within ``tcp_connect_timeout``.
+    SILENT = "silent"
+    #: An incoming connection was refused: ``max_tcp_connections`` held and none that had not
+    #: authenticated yet to give way, or nothing of ours accepts on that address.
+    ACCEPT_REFUSED = "accept-refused"
+    #: A connection that had not authenticated yet was closed to make room for a new one.
+    EVICTED = "evicted"
+    #: A message (a check, an answer, data) for a TCP path with no connection and none that we
+    #: may open, or past the bound of what waits for a connection being opened: dropped.
+    SEND_DROPPED = "send-dropped"
 
 
 @dataclass(slots=True)
@@ -113,6 +144,8 @@ class FailureCounters:
     malformed: int = 0
     #: Peer values clamped or dropped, by reason.
     peer_input: Counter[PeerInput] = field(default_factory=Counter)
+    #: ICE-TCP connections closed or refused, and messages dropped, by reason.
+    tcp: Counter[TcpOutcome] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +155,8 @@ class TableSizes:
     Each is bounded: remote candidates by ``max_remote_candidates`` per stream, pairs and valid
     pairs by ``max_pairs`` per stream (valid pairs per component), local candidates by the bases,
     servers and ``max_local_peer_reflexive``, recent requests by a constant, the paths the peer's
-    authenticated checks came on (whose data is accepted) by ``max_pairs``.
+    authenticated checks came on (whose data is accepted) by ``max_pairs``, TCP connections by
+    ``max_tcp_connections``.
     """
 
     remote_candidates: int
@@ -134,6 +168,7 @@ class TableSizes:
     checks_in_flight: int
     recent_requests: int
     checked_paths: int
+    tcp_connections: int
 
 
 def describe_failure(
@@ -146,6 +181,12 @@ def describe_failure(
     if local_candidates == 0:
         return "no local candidates: no usable interface was given to gather on"
     if remote_candidates == 0:
+        ignored = counters.peer_input[PeerInput.TCP_CANDIDATE_IGNORED]
+        if ignored:
+            return (
+                f"no remote candidate to use: the peer's {ignored} TCP candidates were ignored, "
+                "since ICE-TCP is off here (and it offered no UDP one)"
+            )
         return "no remote candidates: the peer's candidates never arrived through signaling"
     if not pairs:
         return "no candidate pairs: local and remote candidates share no address family"
@@ -166,6 +207,9 @@ def describe_failure(
             f"{timed_out} of {len(pairs)} pairs timed out: no path between the candidates "
             "(firewall, NAT filtering, or the peer stopped)"
         )
+    if counters.tcp:
+        closed = ", ".join(f"{outcome.value} {n}" for outcome, n in counters.tcp.items())
+        reasons.append(f"ICE-TCP connections that failed or closed: {closed}")
     if counters.role_conflicts:
         reasons.append(f"{counters.role_conflicts} role conflicts (both sides chose one role)")
     if counters.peer_input:

@@ -25,6 +25,7 @@ ends the transaction over TCP/TLS (§9.2.5); a UDP transaction that saw only suc
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import deque
 from collections.abc import Iterable
@@ -113,6 +114,22 @@ class ClientConfig:
             raise LocalProtocolError("max_server_error_retries must not be negative")
         if not self.password_algorithms:
             raise LocalProtocolError("password_algorithms must name at least one algorithm")
+
+
+@dataclass(frozen=True, slots=True)
+class Authentication:
+    """What a server's challenge settled for a session (RFC 8489 §9.2.5), for diagnostics.
+
+    ``realm`` is the server's REALM; ``algorithm`` the password algorithm in use — MD5 keys when
+    the server offered no PASSWORD-ALGORITHMS (RFC 5389's mechanism, ``offered`` empty);
+    ``offered`` the algorithms the server listed, as numbers, in its order (unknown ones too);
+    ``userhash`` whether its nonce cookie asked for USERHASH in place of USERNAME (§9.2.1).
+    """
+
+    realm: str
+    algorithm: PasswordAlgorithmId
+    offered: tuple[int, ...]
+    userhash: bool
 
 
 @dataclass(slots=True)
@@ -257,6 +274,28 @@ class ClientSession:
     def authenticated(self) -> bool:
         """Whether a realm, nonce and key are cached from an earlier challenge."""
         return self._auth is not None
+
+    @property
+    def authentication(self) -> Authentication | None:
+        """What the server's challenge settled (realm, algorithm, USERHASH), once challenged."""
+        auth = self._auth
+        if auth is None:
+            return None
+        offered = auth.offered.algorithms if auth.offered is not None else ()
+        return Authentication(
+            realm=auth.realm,
+            algorithm=auth.algorithm or PasswordAlgorithmId.MD5,
+            offered=tuple(entry.algorithm for entry in offered),
+            userhash=auth.anonymous,
+        )
+
+    def authenticate_like(self, other: ClientSession) -> None:
+        """Start with what ``other`` learned from the same server's challenge (realm, nonce,
+        key): for a request on a second connection that must carry the credentials of the
+        first, such as a TURN ConnectionBind (RFC 6062 §4.4). A 401 or 438 is still answered
+        as usual."""
+        auth = other._auth
+        self._auth = dataclasses.replace(auth) if auth is not None else None
 
     # ------------------------------------------------------------------ sans-IO verbs
 

@@ -98,9 +98,16 @@ _CONNECT_HINTS = {
 }
 
 
+def answered(error: ErrorResponse) -> str:
+    """An error response in words: ``the server answered 401 Unauthorized`` (without the NUL
+    bytes coturn pads some reason phrases with)."""
+    reason = error.reason.strip(" \x00")
+    return f"the server answered {error.code} {reason}".rstrip()
+
+
 def _error_response(error: ErrorResponse, with_credentials: bool) -> Explanation:
     code = error.code
-    what = f"the server answered {code} {error.reason}".rstrip()
+    what = answered(error)
     if code == 401:
         realm = error.response.get(Realm) if error.response is not None else None
         in_realm = f" of realm {realm.value!r}" if realm is not None else ""

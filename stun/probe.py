@@ -173,6 +173,17 @@ def _probe_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+async def resolve_target(
+    host: str, port: int, family: int, transport: Transport, progress: Progress
+) -> Address:
+    """The address of the server a probe probes. A name that does not resolve is a bad option
+    (:class:`LocalProtocolError`: exit 2, in one line); a slow resolver shows as progress."""
+    resolving = asyncio.ensure_future(_resolve(host, port, family, transport))
+    if not (await asyncio.wait({resolving}, timeout=_QUIET_RESOLUTION))[0]:
+        progress.say(f"resolving {host}")
+    return await resolving
+
+
 async def _resolve(host: str, port: int, family: int, transport: Transport) -> Address:
     """The server's address; a name that does not resolve is a bad option (exit 2)."""
     names: dict[int, str] = {socket.AF_INET: " IPv4", socket.AF_INET6: " IPv6"}
@@ -213,11 +224,7 @@ async def _probe(args: argparse.Namespace) -> int:
     schedule = scaled_schedule(args.timeout) if args.timeout else TransactionConfig()
     target = str(Address(host, port))
     progress = Progress(sys.stderr, schedule, transport)
-    resolving = asyncio.ensure_future(_resolve(host, port, family, transport))
-    # A name that does not resolve is a bad option, said in one line; a slow resolver shows.
-    if not (await asyncio.wait({resolving}, timeout=_QUIET_RESOLUTION))[0]:
-        progress.say(f"resolving {host}")
-    server = await resolving
+    server = await resolve_target(host, port, family, transport, progress)
     shown = "" if server.host == host else f" ({server.host})"
     progress.say(f"probing {target}{shown} over {transport}")
     result: BindingResult | None = None

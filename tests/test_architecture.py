@@ -16,10 +16,12 @@ IO_MODULES = {
     "stun/aio_server.py",
     "stun/cli.py", "stun/tls.py", "stun/probe.py", "stun/explain.py",
     "ice/cli.py", "ice/commands.py", "ice/demo.py", "ice/narration.py", "ice/aio.py",
-    "ice/base_sockets.py", "ice/interfaces.py", "ice/mdns_candidates.py", "ice/server_names.py",
-    "ice/mdns.py", "ice/mdns_sockets.py", "ice/relay_streams.py",
-    "turn/aio.py", "turn/server/aio_tcp.py", "turn/server/aio_udp.py", "turn/server/aio.py",
-    "turn/cli.py",
+    "ice/base_sockets.py", "ice/tcp_sockets.py", "ice/interfaces.py", "ice/mdns_candidates.py",
+    "ice/server_names.py",
+    "ice/mdns.py", "ice/mdns_sockets.py", "ice/relay_streams.py", "ice/pump.py",
+    "turn/aio.py", "turn/aio_tcp_client.py", "turn/server/aio_tcp.py", "turn/server/aio_udp.py",
+    "turn/server/aio.py",
+    "turn/cli.py", "turn/probe.py",
 }
 FORBIDDEN_IN_CORE = {"asyncio", "socket", "time", "random", "os", "selectors", "ssl", "threading"}
 #: Exceptions to FORBIDDEN_IN_CORE, one module and one import each: the simulator's whole point is

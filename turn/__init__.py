@@ -8,6 +8,7 @@ sans-IO server core and :class:`TurnServer` (:mod:`turn.server.aio`) its asyncio
 """
 
 from .aio import TurnClient
+from .aio_tcp_client import PeerStream
 from .attributes import (
     AdditionalAddressFamily,
     AddressErrorCode,
@@ -41,6 +42,7 @@ from .client import MAX_SEND_SIZE, AllocationState, TurnAllocation, TurnClientCo
 from .errors import (
     DecodeError,
     LocalProtocolError,
+    PeerConnectionFailed,
     PeerNotPermitted,
     RemoteProtocolError,
     TurnError,
@@ -53,7 +55,12 @@ from .events import (
     AllocationRefreshed,
     ChannelBound,
     ChannelFailed,
+    ConnectFailed,
+    ConnectionAttempted,
+    ConnectionBindFailed,
+    ConnectionBound,
     DataReceived,
+    PeerConnected,
     PermissionCreated,
     PermissionFailed,
     TurnClientEvent,
@@ -79,6 +86,10 @@ __all__ = [
     "ChannelFailed",
     "ChannelNumber",
     "ClientTransport",
+    "ConnectFailed",
+    "ConnectionAttempted",
+    "ConnectionBindFailed",
+    "ConnectionBound",
     "ConnectionId",
     "Data",
     "DataReceived",
@@ -89,7 +100,10 @@ __all__ = [
     "Lifetime",
     "LocalProtocolError",
     "PacketKind",
+    "PeerConnected",
+    "PeerConnectionFailed",
     "PeerNotPermitted",
+    "PeerStream",
     "PermissionCreated",
     "PermissionFailed",
     "RemoteProtocolError",

@@ -4,7 +4,8 @@ This layer owns the socket and the event loop's clock and nothing else (architec
 decision is made by the sans-IO :class:`~turn.client.TurnAllocation`. The socket side — a UDP
 socket, or a TCP/TLS connection cut into STUN and ChannelData frames (RFC 8656 §12.5) and reopened
 if ALTERNATE-SERVER moves the session — is :class:`stun.aio.ClientSocket`, shared with
-:class:`stun.aio.StunClient`.
+:class:`stun.aio.StunClient`. A TCP allocation (RFC 6062) hands out its peers' connections as
+asyncio streams; :mod:`turn.aio_tcp_client` opens and binds them.
 
 >>> async with await TurnClient.connect(  # doctest: +SKIP
 ...     "turns:turn.example.net", username="alice", password="secret"
@@ -22,6 +23,7 @@ import dataclasses
 import logging
 import ssl
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from stun import Address
@@ -34,8 +36,9 @@ from stun.framing import Framing
 from stun.reader_errors import TIMER, ReaderErrors
 from stun.transaction import RtoCache
 
+from .aio_tcp_client import DEFAULT_LIMIT, TCP_EVENTS, PeerStream, TcpConnections
 from .client import AllocationState, TurnAllocation, TurnClientConfig
-from .errors import LocalProtocolError, PeerNotPermitted, TurnError
+from .errors import LocalProtocolError, PeerConnectionFailed, PeerNotPermitted, TurnError
 from .events import (
     AllocationCreated,
     AllocationDeleted,
@@ -95,6 +98,8 @@ class TurnClient(_Closing):
         #: Exceptions the allocation's handle_timer raised, contained and counted the same way
         #: (the timer is armed again).
         self.timer_errors = ReaderErrors()
+        #: The connections of a TCP allocation (RFC 6062): :mod:`turn.aio_tcp_client`.
+        self.tcp = TcpConnections(self, ssl_context=None, server_hostname=None)
 
     @classmethod
     async def connect(
@@ -161,6 +166,12 @@ class TurnClient(_Closing):
             rto_cache=rto_cache or SHARED_RTO_CACHE,
         )
         client = cls(machine, transport, max_queued=max_queued)
+        if transport == "tls":  # data connections of a TCP allocation are made like this one
+            client.tcp = TcpConnections(
+                client,
+                ssl_context=ssl_context or ssl.create_default_context(),
+                server_hostname=server_hostname or host,
+            )
         client_socket = ClientSocket(
             client,
             transport,
@@ -267,6 +278,44 @@ class TurnClient(_Closing):
             raise self._ended
         return item
 
+    async def open_connection(
+        self, peer: Address, *, limit: int = DEFAULT_LIMIT
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Open a TCP connection to ``peer`` through a TCP allocation (RFC 6062 §4.3): the
+        permission for the peer, a Connect, then a new data connection to the server and its
+        ConnectionBind (§4.4). Returns asyncio streams, as :func:`asyncio.open_connection`
+        does; the reader stops reading past about twice ``limit`` buffered bytes.
+
+        Raises :class:`turn.PeerConnectionFailed` saying why in words (403 the peer is refused,
+        446 a connection to it exists, 447 the server could not connect, a timeout), and
+        :class:`turn.LocalProtocolError` on a UDP allocation.
+        """
+        return await self.tcp.open_connection(peer, limit=limit)
+
+    async def accept(self, *, limit: int = DEFAULT_LIMIT) -> PeerStream:
+        """Wait for a peer to connect to the relayed address of a TCP allocation (a
+        ConnectionAttempt, RFC 6062 §4.4), bind a data connection to it, and return
+        ``(peer, reader, writer)``. The peer's IP address needs a permission
+        (:meth:`create_permission`), or the server closes its connection at once.
+
+        Peers that connect while nobody accepts wait, at most 32 (``tcp.max_pending``); the
+        server closes a connection that waits unbound for 30 s, and binding it then raises
+        :class:`turn.PeerConnectionFailed`. Raises :class:`turn.TurnError` once the allocation
+        has ended.
+        """
+        return await self.tcp.accept(limit=limit)
+
+    async def connections(self, *, limit: int = DEFAULT_LIMIT) -> AsyncIterator[PeerStream]:
+        """:meth:`accept` in a loop: ``async for peer, reader, writer in client.connections()``,
+        until the allocation ends. A peer whose connection could not be bound is skipped."""
+        while True:
+            try:
+                yield await self.accept(limit=limit)
+            except PeerConnectionFailed as error:
+                _log.warning("a peer connection was not accepted: %s", error)
+            except TurnError:
+                return
+
     async def close(self, timeout: float = 5.0) -> None:
         """Delete the allocation (Refresh with LIFETIME 0), waiting at most ``timeout`` seconds
         for the server's answer, then close the socket. Waiters are woken with an error."""
@@ -361,6 +410,8 @@ class TurnClient(_Closing):
         elif isinstance(event, AllocationDeleted):
             self.deleted = event.confirmed
             self._deleted.set()
+        elif isinstance(event, TCP_EVENTS):
+            self.tcp.handle(event)
 
     def _end(self, error: TurnError) -> None:
         """Wake everything still waiting: the allocation is gone."""
@@ -376,6 +427,7 @@ class TurnClient(_Closing):
                 waiter.set_exception(error)
         self._permissions.clear()
         self._channels.clear()
+        self.tcp.end(error)
 
 
 def _settle(future: asyncio.Future[T], result: T, error: Failure | None) -> None:

@@ -136,3 +136,56 @@ class DataReceived(TurnClientEvent):
     peer: Address
     data: bytes
     relayed: Address
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConnected(TurnClientEvent):
+    """A Connect succeeded (RFC 6062 §4.3): the server holds a TCP connection from the relayed
+    address to ``peer``, named ``connection_id``, until a data connection binds it (§4.4) or
+    the server's wait for that ends (30 s by RFC 6062 §5.2)."""
+
+    peer: Address
+    connection_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectFailed(TurnClientEvent):
+    """A Connect to ``peer`` failed (RFC 6062 §4.3): 403 no permission or the peer policy, 446 a
+    connection to the peer exists, 447 the server could not connect, or a timeout."""
+
+    peer: Address
+    error: Failure
+
+    @property
+    def code(self) -> int | None:
+        return error_code(self.error)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionAttempted(TurnClientEvent):
+    """A peer connected to the relayed address of a TCP allocation (a ConnectionAttempt
+    indication, RFC 6062 §4.4): a data connection that binds ``connection_id`` carries it."""
+
+    peer: Address
+    connection_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionBound(TurnClientEvent):
+    """The ConnectionBind of a data connection succeeded (RFC 6062 §4.4): from the end of its
+    success response on, the connection carries the peer's bytes as they are, both ways."""
+
+    connection_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionBindFailed(TurnClientEvent):
+    """The ConnectionBind of a data connection failed: an error response (400 when the server
+    holds no such peer connection any more), a timeout, or the connection closed."""
+
+    connection_id: int
+    error: Failure
+
+    @property
+    def code(self) -> int | None:
+        return error_code(self.error)

@@ -22,6 +22,7 @@ from stun import (
 from stun.attributes import Realm
 from stun.errors import DecodeError
 from stun.explain import explain
+from turn.explain import Situation, explain_turn
 
 TARGET = "192.0.2.1:3478"
 
@@ -94,3 +95,58 @@ def test_a_401_with_credentials_is_about_the_credentials() -> None:
         "it refused the username and password: check --user, --password and that they are "
         "credentials of realm 'example.org'"
     )
+
+
+# --------------------------------------------------------------------------- turn.explain
+
+
+def turn_error(code: int, reason: str = "Reason", realm: str | None = "r") -> ErrorResponse:
+    attributes = [Realm(realm)] if realm is not None else []
+    response = Message(Method.ALLOCATE, MessageClass.ERROR_RESPONSE, bytes(12), attributes)
+    return ErrorResponse(code, reason, response)
+
+
+@pytest.mark.parametrize(
+    ("error", "step", "what", "hint"),
+    [
+        (turn_error(437, "Allocation Mismatch"), "allocate",
+         "allocate: the server answered 437 Allocation Mismatch: it holds no allocation",
+         "try again"),
+        (turn_error(441), "permissions", "the credentials of this request different",
+         "a proxy altering messages"),
+        (turn_error(442), "tcp relays", "it does not relay this transport", "--no-tcp-relay"),
+        (turn_error(486), "second allocation", "as many allocations as the server allows",
+         "--user-quota"),
+        (turn_error(508, "Insufficient Capacity\x00\x00\x00"), "allocate",
+         "allocate: the server answered 508 Insufficient Capacity: the server has no capacity",
+         "--total-quota"),
+        (turn_error(401, realm=None), "allocate", "401 Reason without a REALM",
+         "long-term credential mechanism"),
+        (turn_error(403), "permissions", "its peer policy refuses to relay to",
+         "--allow-loopback-peers"),
+        (TimeoutError(f"no answer from {TARGET} within 10 s"), "relay",
+         f"relay: no answer from {TARGET} within 10 s", "?transport=tcp or turns:"),
+    ],
+)  # fmt: skip
+def test_turn_explanations(error: Exception, step: str, what: str, hint: str) -> None:
+    explanation = explain_turn(error, Situation(step=step, target=TARGET, transport="udp"))
+    assert what in explanation.what and explanation.what.startswith(f"{step}: ")
+    assert explanation.hint is not None and hint in explanation.hint
+    assert "\x00" not in str(explanation)
+
+
+def test_a_turn_timeout_over_a_stream_says_the_server_took_the_connection() -> None:
+    error = TimeoutError(f"no answer from {TARGET} within 10 s")
+    explanation = explain_turn(error, Situation(step="allocate", target=TARGET, transport="tls"))
+    assert explanation.hint is not None and "took the TLS connection" in explanation.hint
+    situation = Situation(step="connect", target=TARGET, transport="tcp")
+    connect = explain_turn(TimeoutError(), situation)
+    assert connect.what == f"connect: no answer to the TCP connection attempt to {TARGET}"
+
+
+def test_a_connect_timeout_in_a_later_step_is_about_connecting() -> None:
+    error = ConnectTimeout(f"the TCP connection to {TARGET} took longer than 10 s", ConnectStep.TCP)
+    situation = Situation(step="second allocation", target=TARGET, transport="tcp")
+    explanation = explain_turn(error, situation)
+    assert explanation.what.startswith("second allocation: the TCP connection")
+    assert explanation.hint is not None and "a firewall may drop it" in explanation.hint

@@ -412,9 +412,14 @@ def test_offer_and_answer_connect_on_loopback_and_report_the_same_path(sides: li
         assert summary_value(out, "result").startswith("connected in ")
         assert summary_value(out, "echo rtt").endswith("(5/5 answered)")
         assert summary_value(out, "local").startswith("host ")
-    # --no-stun and --interface: one host candidate, on 127.0.0.1, the one the path uses.
+    # --no-stun and --interface: one UDP host candidate, on 127.0.0.1, the one the path uses;
+    # and the TCP ones there (ICE-TCP), ranked below it.
     offered = SignalingLine.decode(offer_line).description.candidates
-    assert [f"{c.type} {c.address}" for c in offered] == [f"host {offer_local}"]
+    assert [f"{c.type} {c.address}" for c in offered if c.transport == "udp"] == [
+        f"host {offer_local}"
+    ]
+    assert {c.host for c in offered} == {"127.0.0.1"}
+    assert max(offered, key=lambda c: c.priority).transport == "udp"
 
 
 def test_answer_rejects_a_malformed_offer_line(sides: list[Side]) -> None:

@@ -15,7 +15,14 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from ice import Candidate, CandidateType, Connection, IceConnectionError, interface_addresses
+from ice import (
+    Candidate,
+    CandidateType,
+    Connection,
+    IceConnectionError,
+    TcpType,
+    interface_addresses,
+)
 from ice.checklist import PairState
 from ice.config import AgentConfig
 from ice.events import (
@@ -108,10 +115,19 @@ def test_gathering_binds_one_socket_per_component_on_the_given_address(
             return connection.local_candidates
 
     candidates = run(scenario())
-    assert [c.component for c in candidates] == list(range(1, components + 1))
+    udp = [c for c in candidates if c.transport == "udp"]
+    assert [c.component for c in udp] == list(range(1, components + 1))
     assert {c.host for c in candidates} == {host}
     assert all(c.type is CandidateType.HOST for c in candidates)
-    assert len({c.port for c in candidates}) == components
+    assert len({c.port for c in udp}) == components
+    # ICE-TCP, by default: a listening socket per component, its passive and active candidates.
+    tcp = [(c.component, c.tcp_type, c.port) for c in candidates if c.transport == "tcp"]
+    assert [(component, kind) for component, kind, _ in tcp] == [
+        (component, kind)
+        for component in range(1, components + 1)
+        for kind in (TcpType.PASSIVE, TcpType.ACTIVE)
+    ]
+    assert {port for _, kind, port in tcp if kind is TcpType.ACTIVE} == {9}
 
 
 def test_trickle_iterator_yields_every_candidate_then_stops() -> None:
@@ -126,10 +142,10 @@ def test_trickle_iterator_yields_every_candidate_then_stops() -> None:
             return trickled, connection.local_candidates
 
     trickled, local = run(scenario())
-    assert trickled == local and len(local) == 2
+    # Per component: a UDP host candidate, and the passive and active TCP ones (ICE-TCP).
+    assert trickled == local and len(local) == 6
     assert [type(e) for e in events if isinstance(e, CandidateGathered | GatheringCompleted)] == [
-        CandidateGathered,
-        CandidateGathered,
+        *[CandidateGathered] * 6,
         GatheringCompleted,
     ]
 
@@ -144,7 +160,8 @@ def test_our_stun_server_on_loopback_gives_a_redundant_srflx_and_gathering_compl
 
     candidates, answered = run(scenario())
     assert answered == 1  # the server saw our Binding request and answered it...
-    assert [c.type for c in candidates] == [CandidateType.HOST]  # ...with our own host address
+    udp = [c.type for c in candidates if c.transport == "udp"]
+    assert udp == [CandidateType.HOST]  # ...with our own host address
 
 
 def test_a_silent_stun_server_does_not_stall_gathering() -> None:
@@ -161,7 +178,7 @@ def test_a_silent_stun_server_does_not_stall_gathering() -> None:
                 return connection.local_candidates
 
     candidates = run(scenario())
-    assert [c.type for c in candidates] == [CandidateType.HOST]
+    assert [c.type for c in candidates if c.transport == "udp"] == [CandidateType.HOST]
     gathering = [e for e in events if isinstance(e, GatheringFailed | GatheringCompleted)]
     assert [type(e) for e in gathering] == [GatheringFailed, GatheringCompleted]
 
@@ -546,12 +563,13 @@ def test_an_unresolvable_mdns_candidate_is_reported_not_fatal() -> None:
 
 
 def test_local_candidates_the_agent_cannot_use_are_not_looked_up() -> None:
-    """Browsers signal TCP candidates under the same ``.local`` names: the agent uses UDP only,
-    so they cost no lookup, and neither does a component the stream lacks (counted)."""
+    """Browsers signal TCP candidates under the same ``.local`` names: with ICE-TCP off the
+    agent uses UDP only, so they cost no lookup, and neither does a component the stream lacks
+    (both counted)."""
     reasons: list[str] = []
 
     async def scenario() -> None:
-        connection = make("127.0.0.1", True, mdns_timeout=5.0)
+        connection = make("127.0.0.1", True, mdns_timeout=5.0, tcp=False)
         connection.on_event = collect_reasons(reasons)
         async with connection:
             await connection.gather_candidates()
@@ -565,7 +583,10 @@ def test_local_candidates_the_agent_cannot_use_are_not_looked_up() -> None:
             # No lookup to wait for: end-of-candidates reached the agent at once.
             assert connection.agent.remote_complete
             dropped = connection.agent.failures.peer_input
-            assert dropped == {PeerInput.UNKNOWN_COMPONENT: 1}
+            assert dropped == {
+                PeerInput.UNKNOWN_COMPONENT: 1,
+                PeerInput.TCP_CANDIDATE_IGNORED: 1,
+            }
 
     run(scenario())
     assert reasons == []

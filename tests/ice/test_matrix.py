@@ -31,7 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from ice.candidate import CandidateType
+from ice.candidate import CandidateType, TcpType
+from ice.checklist import CandidatePair
 from ice.events import IceState
 from ice.netsim import DropReason, NatBehavior
 from ice.scenarios import (
@@ -80,7 +81,38 @@ EXPECTED: dict[tuple[NatBehavior, NatBehavior], tuple[str, float] | None] = {
     (SYMMETRIC, SYMMETRIC): FAILS,
 }
 
+#: UDP blocked at A's edge (a firewall drops every UDP datagram to and from A's NAT, or A itself):
+#: (A's NAT, B's NAT) -> (types of A's selected pair, virtual connect time), or FAILS. Only
+#: ICE-TCP (RFC 6544) is left, and it needs a passive candidate the other side can reach: B's
+#: when B is public (A connects from its active candidate), A's when A is public (B connects,
+#: and A sees B as peer-reflexive at B's NAT's mapping; A's own attempt at B's private passive
+#: candidate gets its few round trips of patience first). Two NATs: no direct path is left —
+#: these rows need a relay reached over TCP or TLS (TURN over TCP, RFC 6062/8656 §3.1, issue
+#: 9); when icestack's ICE uses TURN servers over TCP, run the same rows with ``turn=True``
+#: and a TCP relay, and they connect through it.
+EXPECTED_UDP_BLOCKED: dict[tuple[NatBehavior, NatBehavior], tuple[str, float] | None] = {
+    (NONE, NONE): ("host-host/tcp", 0.140),
+    **{(NONE, nat): ("host-prflx/tcp", 0.238) for nat in (FULL, RESTRICTED, PORT, SYMMETRIC)},
+    **{(nat, NONE): ("host-host/tcp", 0.154) for nat in (FULL, RESTRICTED, PORT, SYMMETRIC)},
+    **{
+        (a, b): FAILS
+        for a in (FULL, RESTRICTED, PORT, SYMMETRIC)
+        for b in (FULL, RESTRICTED, PORT, SYMMETRIC)
+    },
+}
+
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "ice.md"
+
+
+def connected_as(
+    outcome: Outcome, types: str, connect_time: float
+) -> tuple[CandidatePair, CandidatePair]:
+    """Assert the outcome is the expected cell; the selected pairs of A and B."""
+    assert outcome.connected, outcome.failure_reason
+    assert outcome.pair_types == types
+    assert outcome.connect_time == pytest.approx(connect_time, abs=1e-9)
+    assert outcome.pair_a is not None and outcome.pair_b is not None
+    return outcome.pair_a, outcome.pair_b
 
 
 def mirrored(types: str) -> str:
@@ -106,12 +138,8 @@ def test_nat_matrix(nat_a: NatBehavior, nat_b: NatBehavior) -> None:
         assert scenario.network.stats.dropped[DropReason.FILTERED] > 0
         return
 
-    types, connect_time = expected
-    assert outcome.connected, outcome.failure_reason
-    assert outcome.pair_types == types
-    assert outcome.connect_time == pytest.approx(connect_time, abs=1e-9)
-    pair_a, pair_b = outcome.pair_a, outcome.pair_b
-    assert pair_a is not None and pair_b is not None
+    pair_a, pair_b = connected_as(outcome, *expected)
+    types = expected[0]
     assert pair_a.nominated and pair_b.nominated
     assert pair_types(pair_b) == mirrored(types)
     # Both agents agree on the path, as each NAT shows it to the other side.
@@ -132,6 +160,29 @@ def test_nat_matrix(nat_a: NatBehavior, nat_b: NatBehavior) -> None:
             assert (pair.local.address == srflx.address) is (nat is not SYMMETRIC)
 
 
+@pytest.mark.parametrize(
+    ("nat_a", "nat_b"),
+    list(EXPECTED_UDP_BLOCKED),
+    ids=[f"{a.value}/{b.value}" for a, b in EXPECTED_UDP_BLOCKED],
+)
+def test_udp_blocked_matrix(nat_a: NatBehavior, nat_b: NatBehavior) -> None:
+    scenario = two_agents_behind_nats(nat_a, nat_b, seed=0, udp_blocked=(True, False))
+    outcome = scenario.run(timeout=60.0)
+    expected = EXPECTED_UDP_BLOCKED[nat_a, nat_b]
+    assert scenario.network.stats.dropped[DropReason.FIREWALL] > 0
+    if expected is FAILS:
+        assert not outcome.connected
+        assert outcome.failure_reason is not None and "ICE-TCP" in outcome.failure_reason
+        return
+    pair_a, pair_b = connected_as(outcome, *expected)
+    # Whoever connected appears to the other at the address its NAT (if any) gave the
+    # connection: a peer-reflexive candidate with the real port, never the signalled port 9.
+    passive, active = (pair_a, pair_b) if nat_a is NONE and nat_b is not NONE else (pair_b, pair_a)
+    assert passive.local.tcp_type is TcpType.PASSIVE and active.local.tcp_type is TcpType.ACTIVE
+    assert active.remote.address == passive.local.address
+    assert passive.remote.port != 9
+
+
 def test_the_matrix_is_deterministic_and_printable() -> None:
     outcomes = nat_matrix(seed=0)
     again = nat_matrix(seed=5)
@@ -143,6 +194,9 @@ def test_the_matrix_is_deterministic_and_printable() -> None:
     assert text.count("fails") == sum(1 for e in EXPECTED.values() if e is FAILS)
     assert lines[-1].split()[-1] == "fails"  # symmetric/symmetric
     assert text in DOCS.read_text()  # docs/ice.md shows the matrix as it is
+    blocked = format_matrix(nat_matrix(seed=0, udp_blocked=(True, False)))
+    assert blocked.count("fails") == sum(1 for e in EXPECTED_UDP_BLOCKED.values() if e is FAILS)
+    assert blocked in DOCS.read_text()  # and the one with UDP blocked
 
 
 def summary(

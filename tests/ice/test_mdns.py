@@ -14,6 +14,7 @@ import contextlib
 import os
 import resource
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -417,8 +418,11 @@ def test_connections_with_hidden_host_candidates_connect(loopback_multicast: Non
             make("127.0.0.1", False, mdns_hide_host_candidates=True) as b,
         ):
             await asyncio.gather(a.gather_candidates(), b.gather_candidates())
-            (hidden,) = a.local_candidates
+            # The UDP host candidate and both TCP ones, all behind the address's one name.
+            hidden, *tcp = a.local_candidates
             assert hidden.type is CandidateType.HOST and hidden.host.endswith(".local")
+            assert [c.transport for c in tcp] == ["tcp", "tcp"]
+            assert {c.host for c in tcp} == {hidden.host}
             assert hidden.foundation != a.agent.local_candidates[0].candidate.foundation
             await exchange(a, b)
             await asyncio.gather(a.connect(), b.connect())
@@ -450,7 +454,8 @@ def test_host_candidates_are_withheld_when_they_cannot_be_published() -> None:
 
     with blocker:
         signalled, gathered = run(scenario())
-    assert signalled == [] and gathered == 1  # gathered, but never shown with its address
+    # Gathered (UDP host, TCP passive and active), but never shown with its address.
+    assert signalled == [] and gathered == 3
 
 
 @pytest.mark.skipif(NO_PROC is not None, reason=NO_PROC or "")
@@ -461,7 +466,9 @@ def test_remote_names_share_the_resolver_once_each_and_at_most_16_at_a_time(
     through the connection's one resolver: no socket is opened for them, a name carried by two
     candidates is queried once, and no more than 16 names are looked up at a time — the 17th is
     first queried after a lookup ended. A query on the link is seen by a socket of our own."""
-    names = [f"0b5a7c1e-0000-4000-8000-{index:012d}.local" for index in range(20)]
+    # Fresh names: another test run on this host's loopback multicast must not be heard as ours.
+    run_id = uuid.uuid4().hex[:8]
+    names = [f"{run_id}-0000-4000-8000-{index:012d}.local" for index in range(20)]
     log: list[tuple[str, str]] = []
 
     def heard(sock: socket.socket) -> None:

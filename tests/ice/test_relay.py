@@ -41,17 +41,19 @@ def test_symmetric_nats_on_both_sides_connect_through_relays() -> None:
     scenario = two_agents_behind_nats(SYMMETRIC, SYMMETRIC, 1, turn=True)
     outcome = scenario.run(timeout=60.0)
     assert outcome.connected, outcome.failure_reason
-    assert outcome.pair_types == "relay-relay"
+    # Through B's relay: from A's own relay, or from A's NAT, whose mapping towards B's relay
+    # is the peer-reflexive candidate B learns (which of the two depends on the checks' timing).
+    assert outcome.pair_types in ("relay-relay", "prflx-relay")
     assert CandidateType.RELAYED in gathered(scenario, "a")
     # With every candidate type allowed, raddr is the address the TURN server saw: A's NAT's.
     (relayed,) = candidates(scenario, "a", CandidateType.RELAYED)
     (srflx,) = candidates(scenario, "a", CandidateType.SERVER_REFLEXIVE)
     assert relayed.related_address is not None
     assert relayed.related_address.host == srflx.host and relayed.related_address.port != 0
-    scenario.a.send(b"\x80through two relays")
+    scenario.a.send(b"\x80through a relay")
     scenario.network.run(until=scenario.network.now + 1.0)
     received = [e.data for _, e in scenario.b.events if isinstance(e, DataReceived)]
-    assert received == [b"\x80through two relays"]
+    assert received == [b"\x80through a relay"]
 
 
 def test_without_turn_the_same_nats_fail() -> None:

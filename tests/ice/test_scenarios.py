@@ -12,7 +12,7 @@ import dataclasses
 
 import pytest
 
-from ice.candidate import Candidate, CandidateType
+from ice.candidate import Candidate, CandidateType, TcpType
 from ice.checklist import PairState
 from ice.config import AgentConfig
 from ice.events import (
@@ -189,12 +189,20 @@ def test_trickled_candidates_arrive_one_by_one_during_and_after_checking() -> No
     scenario.start_checks()
 
     assert scenario.wait_connected(timeout=60.0)
-    # Every candidate arrived while checking was under way: host, srflx, end-of-candidates.
+    # Every candidate arrived while checking was under way: UDP host, TCP passive and active
+    # host (RFC 6544), srflx, end-of-candidates.
     started = scenario.checks_started_at
     assert started is not None
     for name in ("A", "B"):
         mine = [(when, c) for when, who, c in arrivals if who == name]
-        assert [c.type if c else None for _, c in mine] == ["host", "srflx", None]
+        kinds = [(c.type, c.tcp_type) if c else None for _, c in mine]
+        assert kinds == [
+            (CandidateType.HOST, None),
+            (CandidateType.HOST, TcpType.PASSIVE),
+            (CandidateType.HOST, TcpType.ACTIVE),
+            (CandidateType.SERVER_REFLEXIVE, None),
+            None,
+        ]
         assert all(when > started for when, _ in mine)
     outcome = scenario.outcome(True)
     assert outcome.pair_types == "srflx-srflx"
@@ -227,10 +235,13 @@ def test_remote_candidates_that_arrive_before_gathering_are_paired_by_it() -> No
     for stream, candidate in scenario.a.signalled_candidates():
         b.add_remote_candidate(candidate, stream)
     b.add_remote_candidate(None)
-    assert len(b.remote_candidates) == 2 and not list(b.checklists[0])  # kept, not yet paired
+    # A's UDP host and srflx, its TCP passive and active: kept, not yet paired.
+    assert len(b.remote_candidates) == 4 and not list(b.checklists[0])
 
     b.gather(net.now)
-    assert len(list(b.checklists[0])) == 2  # paired with the host base at once
+    # Paired with the bases at once: both UDP ones with the UDP base, each TCP one with the
+    # TCP candidate of the other direction (RFC 6544 §6.2).
+    assert len(list(b.checklists[0])) == 4
     assert net.run_until(lambda: b.gatherer.completed, 10.0)
     a.set_remote_credentials(b.local_username, b.local_password)
     for stream, candidate in scenario.b.signalled_candidates():
@@ -416,7 +427,12 @@ def test_full_agent_behind_a_nat_with_an_ice_lite_peer_on_the_wan() -> None:
     assert_agreed(scenario)
     assert requests_sent_by(scenario.b) == 0  # lite agents never check (RFC 8445 §2.5)
     assert not scenario.b.agent.controlling
-    assert [c.candidate.type for c in scenario.b.agent.local_candidates] == [CandidateType.HOST]
+    # Host candidates only: UDP, and a passive TCP one (a lite agent never connects).
+    lite_candidates = [c.candidate for c in scenario.b.agent.local_candidates]
+    assert [(c.type, c.tcp_type) for c in lite_candidates] == [
+        (CandidateType.HOST, None),
+        (CandidateType.HOST, TcpType.PASSIVE),
+    ]
 
 
 @pytest.mark.parametrize("hairpinning", [True, False])

@@ -1,14 +1,15 @@
 """An ICE agent process for the namespace tests, signaling as JSON lines on stdin/stdout.
 
-``python -m tests.net.ns_agent NAME --controlling|--controlled --stun HOST:PORT`` runs one
-:class:`ice.Connection`:
+``python -m tests.net.ns_agent NAME --controlling|--controlled --stun HOST:PORT [--no-tcp]`` runs
+one :class:`ice.Connection` (with ICE-TCP unless ``--no-tcp``):
 
 1. gathers, then prints its description: ``{"ufrag": ..., "pwd": ..., "candidates": [...]}``
    (candidates in SDP ``candidate:`` form);
 2. reads the peer's description, one line on stdin, and connects;
 3. exchanges a hello each way over the selected pair (:func:`exchange`);
 4. prints its result: ``{"selected": {"local": ..., "remote": ...}, "received": ...}``, each
-   candidate as ``{"type", "host", "port"}``, and exits 0 (1 with ``{"error": ...}`` otherwise).
+   candidate as ``{"type", "host", "port", "transport", "tcptype"}``, and exits 0 (1 with
+   ``{"error": ...}`` otherwise).
 
 :mod:`tests.net.aioice_agent` speaks the same lines with aioice, so the test relays either.
 """
@@ -42,7 +43,7 @@ def stun_server(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def parse_arguments(description: str) -> argparse.Namespace:
+def argument_parser(description: str) -> argparse.ArgumentParser:
     """The command line both agent scripts share."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("name", help="this agent's name, sent in its hello")
@@ -50,7 +51,11 @@ def parse_arguments(description: str) -> argparse.Namespace:
     role.add_argument("--controlling", dest="controlling", action="store_true")
     role.add_argument("--controlled", dest="controlling", action="store_false")
     parser.add_argument("--stun", type=stun_server, required=True, metavar="HOST:PORT")
-    return parser.parse_args()
+    return parser
+
+
+def parse_arguments(description: str) -> argparse.Namespace:
+    return argument_parser(description).parse_args()
 
 
 def print_line(document: dict[str, Any]) -> None:
@@ -67,8 +72,20 @@ async def read_description() -> dict[str, Any]:
     return description
 
 
-def describe(candidate_type: str, host: str, port: int) -> dict[str, Any]:
-    return {"type": candidate_type, "host": host, "port": port}
+def describe(
+    candidate_type: str, host: str, port: int, transport: str = "udp", tcp_type: str | None = None
+) -> dict[str, Any]:
+    return {
+        "type": candidate_type, "host": host, "port": port,
+        "transport": transport, "tcptype": tcp_type,
+    }  # fmt: skip
+
+
+def describe_candidate(candidate: ice.Candidate) -> dict[str, Any]:
+    tcp_type = candidate.tcp_type.value if candidate.tcp_type else None
+    return describe(
+        candidate.type.value, candidate.host, candidate.port, candidate.transport, tcp_type
+    )
 
 
 async def exchange(
@@ -134,18 +151,21 @@ async def gather_signal_connect(connection: ice.Connection) -> None:
     await connection.connect()
 
 
-async def session(name: str, controlling: bool, stun: tuple[str, int]) -> dict[str, Any]:
+async def session(
+    name: str, controlling: bool, stun: tuple[str, int], *, tcp: bool = True
+) -> dict[str, Any]:
     """Gather, signal, connect, exchange hellos; the result line."""
-    connection = ice.Connection(controlling, stun_servers=[stun])
+    connection = ice.Connection(controlling, stun_servers=[stun], tcp=tcp)
     try:
         await gather_signal_connect(connection)
-        received = await exchange(name, connection.send, connection.recv)
+        # Taken now: a TCP pair is lost (and reported) as soon as the peer, done first, closes.
         pair = connection.selected_pair()
         assert pair is not None
+        received = await exchange(name, connection.send, connection.recv)
         return {
             "selected": {
-                "local": describe(pair.local.type.value, pair.local.host, pair.local.port),
-                "remote": describe(pair.remote.type.value, pair.remote.host, pair.remote.port),
+                "local": describe_candidate(pair.local),
+                "remote": describe_candidate(pair.remote),
             },
             "received": received,
         }
@@ -154,8 +174,10 @@ async def session(name: str, controlling: bool, stun: tuple[str, int]) -> dict[s
 
 
 def main() -> int:
-    args = parse_arguments("an icestack ICE agent speaking JSON lines on stdin/stdout")
-    return run_agent(session(args.name, args.controlling, args.stun))
+    parser = argument_parser("an icestack ICE agent speaking JSON lines on stdin/stdout")
+    parser.add_argument("--no-tcp", dest="tcp", action="store_false", help="offer no ICE-TCP")
+    args = parser.parse_args()
+    return run_agent(session(args.name, args.controlling, args.stun, tcp=args.tcp))
 
 
 if __name__ == "__main__":

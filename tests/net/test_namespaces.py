@@ -179,20 +179,30 @@ class AgentRun:
 
 
 def connect_agents(
-    net: Network, agent_a: str, agent_b: str, stun: str, *, a_controls: bool = True
+    net: Network,
+    agent_a: str,
+    agent_b: str,
+    stun: str,
+    *,
+    a_controls: bool = True,
+    roles: tuple[str, str] = ("host-a", "host-b"),
+    options: tuple[str, ...] = (),
+    succeed: bool = True,
 ) -> tuple[AgentRun, AgentRun]:
-    """Run agent A in host-a and agent B in host-b (JSON-lines agent scripts, see
-    :mod:`tests.net.ns_agent`), A controlling unless ``a_controls`` is false; relay each one's
-    description to the other; return both runs once both have exited 0."""
+    """Run agent A in host-a and agent B in host-b (or in ``roles``; JSON-lines agent scripts,
+    see :mod:`tests.net.ns_agent`, given ``options`` too), A controlling unless ``a_controls``
+    is false; relay each one's description to the other; return both runs once both have
+    exited, with status 0 unless ``succeed`` is false (then their error lines are the
+    results)."""
     with ExitStack() as stack:
         processes = [
             stack.enter_context(net.start_python(
                 role, "-m", agent, name, "--controlling" if controls else "--controlled",
-                "--stun", stun, name=f"{agent}@{role}",
+                "--stun", stun, *options, name=f"{agent}@{role}",
             ))
             for role, agent, name, controls in (
-                ("host-a", agent_a, "A", a_controls),
-                ("host-b", agent_b, "B", not a_controls),
+                (roles[0], agent_a, "A", a_controls),
+                (roles[1], agent_b, "B", not a_controls),
             )
         ]  # fmt: skip
         descriptions = [json.loads(process.read_line(PROCESS_TIMEOUT)) for process in processes]
@@ -202,7 +212,7 @@ def connect_agents(
         for process, description in zip(processes, descriptions, strict=True):
             status = process.wait(PROCESS_TIMEOUT)
             lines = process.remaining_output()
-            assert status == 0, f"{process.describe()}\n{lines}"
+            assert (status == 0) is succeed, f"{process.describe()}\n{lines}"
             runs.append(AgentRun(description, json.loads(lines[-1])))
     return runs[0], runs[1]
 
@@ -333,8 +343,8 @@ def test_ice_dual_stack_selects_ipv6(dual_net: Network) -> None:
     assert types(a) == {"host": {HOST_A_IPV4, HOST_A_IPV6}, "srflx": {NAT_A_WAN}}
     assert types(b) == {"host": {HOST_B_IPV4, HOST_B_IPV6}, "srflx": {NAT_B_WAN}}
     for run in (a, b):
-        priority = {c.host: c.priority for c in run.candidates()}
-        assert max(priority, key=lambda host: priority[host]) in {HOST_A_IPV6, HOST_B_IPV6}
+        best = max(run.candidates(), key=lambda candidate: candidate.priority)
+        assert best.host in {HOST_A_IPV6, HOST_B_IPV6} and best.transport == "udp"
     assert_same_path(a, b)
     assert (a.local["type"], a.local["host"]) == ("host", HOST_A_IPV6)
     assert (b.local["type"], b.local["host"]) == ("host", HOST_B_IPV6)

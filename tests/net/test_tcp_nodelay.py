@@ -24,9 +24,8 @@ from stun.tls import CertificateFiles, client_context, make_self_signed, server_
 from tests.net.loopback import TEST_TIMEOUT
 from tests.turn.test_tcp_relay_aio import (
     PASSWORDS,
-    DataConnection,
-    control_client,
     echo_peer,
+    tcp_client,
     tcp_relay_server,
 )
 from turn import TurnClient
@@ -170,28 +169,23 @@ def test_both_legs_of_tcp_relays(loop: str) -> None:
             tcp_relay_server() as (_, listeners),
             echo_peer("127.0.0.1") as (peer, _),
         ):
-            control = await control_client(listeners)
-            relayed = await control.allocate_tcp()
-            await control.permit(peer)
-            active = await DataConnection.open(listeners["tcp"])
-            await active.bind(control, await control.connect_peer(peer))
+            client = await tcp_client(listeners)
+            relayed = await client.allocate()
+            _, active = await client.open_connection(peer)
+            await client.create_permission(relayed.host)
             reader, writer = await asyncio.open_connection(relayed.host, relayed.port)
-            _, connection_id = await control.attempt()
-            passive = await DataConnection.open(listeners["tcp"])
-            await passive.bind(control, connection_id)
-            passive.writer.write(b"to the peer")
+            _, _, passive = await asyncio.wait_for(client.accept(), TEST_TIMEOUT)
+            passive.write(b"to the peer")
             assert await reader.readexactly(11) == b"to the peer"
 
             assert ours(local=relayed, remote=peer) == [True]  # the server's, to the echo peer
             peer_socket = writer.get_extra_info("sockname")
             assert ours(local=relayed, remote=make_address(*peer_socket[:2])) == [True]
             for data in (active, passive):
-                sockname = data.writer.get_extra_info("sockname")
+                sockname = data.get_extra_info("sockname")
                 client_end = make_address(sockname[0], sockname[1])
                 assert ours(local=listeners["tcp"], remote=client_end) == [True]
-            for connection in (active, passive):
-                connection.close()
             writer.close()
-            await control.close()
+            await client.close()
 
     run_on(loop, scenario())

@@ -1,8 +1,10 @@
-"""TCP relays (RFC 6062) through turn.server.aio.TurnServer on loopback: a client made of our
-codec allocates TCP over a TCP or TLS control connection, Connects to a local TCP echo peer, opens
-a data connection, ConnectionBinds, and bytes flow both ways; a peer connects to the relayed
-address and the client, told by a ConnectionAttempt, binds; closes travel both ways; peers
-without permission, failed connects and unclaimed connections are closed.
+"""TCP relays (RFC 6062) through turn.server.aio.TurnServer on loopback: our TurnClient allocates
+TCP over a TCP or TLS control connection, connects to a local TCP echo peer (Connect, a data
+connection, ConnectionBind) and bytes flow both ways; a peer connects to the relayed address and
+the client, told by a ConnectionAttempt, binds; closes travel both ways; peers without
+permission, failed connects and unclaimed connections are closed. What a well-behaved client
+never sends (a Connect without a permission, bytes behind the ConnectionBind, a stale nonce on a
+data connection) is sent by a client made of our codec.
 
 Every wait is bounded; nothing asserts a duration.
 """
@@ -23,6 +25,7 @@ import pytest
 from stun import (
     Address,
     AddressFamily,
+    ErrorResponse,
     Message,
     MessageClass,
     Method,
@@ -37,18 +40,19 @@ from tests.net.loopback import LOOPBACK_HOSTS, closed_port, run, until
 from tests.turn.aio_client import WAIT, RawTurnClient, TurnRequestFailed
 from turn import (
     ConnectionId,
-    Lifetime,
-    RequestedAddressFamily,
+    PeerConnectionFailed,
     RequestedTransport,
     TransportProtocol,
+    TurnClient,
+    TurnClientConfig,
     XorPeerAddress,
     XorRelayedAddress,
 )
-from turn.channel import MAX_CHANNEL
 from turn.server import Outcome, PeerPolicy, TurnServerConfig
 from turn.server.aio import TurnServer, render_metrics
 
 REALM = "icestack.test"
+LOOPBACK_PEERS = PeerPolicy(allow_loopback_peers=True)
 PASSWORDS = {"alice": "wonderland", "bob": "the-builder"}
 
 
@@ -59,13 +63,16 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> CertificateFiles:
 
 @asynccontextmanager
 async def tcp_relay_server(
-    host: str = "127.0.0.1", certificate: CertificateFiles | None = None, **options: Any
+    host: str = "127.0.0.1",
+    certificate: CertificateFiles | None = None,
+    peer_policy: PeerPolicy = LOOPBACK_PEERS,
+    **options: Any,
 ) -> AsyncIterator[tuple[TurnServer, dict[str, Address]]]:
     """A TurnServer relaying on ``host`` with TCP and UDP listeners on one port (as coturn and
     ``icestack serve turn`` have them) and, given a certificate, a TLS listener."""
     config = TurnServerConfig(
         credentials=LongTermCredentials.from_passwords(REALM, PASSWORDS),
-        peer_policy=PeerPolicy(allow_loopback_peers=True),
+        peer_policy=peer_policy,
         **options,
     )
     async with TurnServer(config, relay_hosts=[host]) as server:
@@ -78,21 +85,7 @@ async def tcp_relay_server(
 
 
 class ControlClient(RawTurnClient):
-    """The control connection: our raw TURN client, also collecting ConnectionAttempts."""
-
-    def __init__(self, username: str, password: str, max_channel: int = MAX_CHANNEL) -> None:
-        super().__init__(username, password, max_channel)
-        self.attempts: asyncio.Queue[Message] = asyncio.Queue()
-
-    def _received(self, data: bytes) -> None:
-        message = Message.decode(data)
-        if (message.method, message.message_class) == (
-            Method.CONNECTION_ATTEMPT,
-            MessageClass.INDICATION,
-        ):
-            self.attempts.put_nowait(message)
-        else:
-            super()._received(data)
+    """A control connection made of our codec, for what our TurnClient never sends."""
 
     async def allocate_tcp(self, *attributes: Any) -> Address:
         answer = await self.request(
@@ -107,13 +100,6 @@ class ControlClient(RawTurnClient):
         attribute = answer.get(ConnectionId)
         assert attribute is not None
         return attribute.value
-
-    async def attempt(self) -> tuple[Address, int]:
-        """The next ConnectionAttempt: the peer and the CONNECTION-ID."""
-        message = await asyncio.wait_for(self.attempts.get(), WAIT)
-        peer, connection_id = message.get(XorPeerAddress), message.get(ConnectionId)
-        assert peer is not None and connection_id is not None
-        return peer.address, connection_id.value
 
 
 async def closed_by_server(reader: asyncio.StreamReader) -> bool:
@@ -146,8 +132,10 @@ class DataConnection:
         )
         return cls(reader, writer)
 
-    def connection_bind(self, control: ControlClient, connection_id: int, nonce: str) -> bytes:
-        assert control.realm is not None
+    async def bind(self, control: ControlClient, connection_id: int, tail: bytes = b"") -> None:
+        """ConnectionBind with the control connection's credentials, nonce included (§4.4);
+        ``tail`` goes in the same write, right behind the request (raw bytes for the peer)."""
+        assert control.realm is not None and control.nonce is not None
         request = Message(
             Method.CONNECTION_BIND,
             MessageClass.REQUEST,
@@ -156,16 +144,10 @@ class DataConnection:
                 ConnectionId(connection_id),
                 Username(control.username),
                 Realm(control.realm),
-                Nonce(nonce),
+                Nonce(control.nonce),
             ],
         )
-        return request.encode(key=control.key)
-
-    async def bind(self, control: ControlClient, connection_id: int, tail: bytes = b"") -> None:
-        """ConnectionBind with the control connection's credentials, nonce included (§4.4);
-        ``tail`` goes in the same write, right behind the request (raw bytes for the peer)."""
-        assert control.nonce is not None
-        self.writer.write(self.connection_bind(control, connection_id, control.nonce) + tail)
+        self.writer.write(request.encode(key=control.key) + tail)
         answer = await read_message(self.reader)
         error = answer.error_code
         if error is not None:
@@ -174,36 +156,42 @@ class DataConnection:
         assert answer.check_integrity(control.key)
 
     async def read(self, size: int) -> bytes:
-        return await asyncio.wait_for(self.reader.readexactly(size), WAIT)
-
-    async def closed(self) -> bool:
-        return await closed_by_server(self.reader)
-
-    def close(self) -> None:
-        self.writer.close()
+        return await read(self.reader, size)
 
 
-@asynccontextmanager
-async def echo_peer(host: str) -> AsyncIterator[tuple[Address, list[Address]]]:
-    """A TCP echo server on ``host``; the list collects where its connections came from."""
-    sources: list[Address] = []
+class EchoPeer:
+    """A TCP echo server's view: where its connections came from, what it echoed, and whether a
+    connection ended."""
 
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self) -> None:
+        self.sources: list[Address] = []
+        self.ended = asyncio.Event()
+        #: Bytes read and echoed, over every connection.
+        self.echoed = 0
+
+    async def echo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
-        sources.append(make_address(peername[0], peername[1]))
+        self.sources.append(make_address(peername[0], peername[1]))
         try:
             while data := await reader.read(65536):
                 writer.write(data)
+                self.echoed += len(data)
                 await writer.drain()
         except ConnectionError:
             pass
         finally:
+            self.ended.set()
             writer.close()
 
-    server = await asyncio.start_server(echo, host, 0)
+
+@asynccontextmanager
+async def echo_peer(host: str) -> AsyncIterator[tuple[Address, EchoPeer]]:
+    """A TCP echo server on ``host``: its address, and what it saw."""
+    peer = EchoPeer()
+    server = await asyncio.start_server(peer.echo, host, 0)
     sockname = server.sockets[0].getsockname()
     try:
-        yield make_address(sockname[0], sockname[1]), sources
+        yield make_address(sockname[0], sockname[1]), peer
     finally:
         server.close()
 
@@ -230,18 +218,46 @@ def family_of(host: str) -> AddressFamily:
     return AddressFamily.IPV6 if ":" in host else AddressFamily.IPV4
 
 
-async def connected_pair(
-    listeners: dict[str, Address], peer: Address
-) -> tuple[ControlClient, DataConnection]:
-    """A control connection with a TCP allocation, Connected to ``peer``, and its data
-    connection bound."""
-    control = await control_client(listeners)
-    await control.allocate_tcp()
-    await control.permit(peer)
-    connection_id = await control.connect_peer(peer)
-    data = await DataConnection.open(listeners["tcp"])
-    await data.bind(control, connection_id)
-    return control, data
+async def tcp_client(
+    listeners: dict[str, Address],
+    transport: str = "tcp",
+    certificate: CertificateFiles | None = None,
+    user: str = "alice",
+    **settings: Any,
+) -> TurnClient:
+    """Our TurnClient, for a TCP allocation over ``transport``."""
+    listener = listeners[transport]
+    return await TurnClient.connect(
+        listener.host,
+        listener.port,
+        transport="tls" if transport == "tls" else "tcp",
+        username=user,
+        password=PASSWORDS[user],
+        ssl_context=data_context(certificate),
+        config=TurnClientConfig(relay_transport=TransportProtocol.TCP, **settings),
+    )
+
+
+async def read(reader: asyncio.StreamReader, size: int) -> bytes:
+    return await asyncio.wait_for(reader.readexactly(size), WAIT)
+
+
+async def cross_connect(
+    alice: TurnClient, bob: TurnClient
+) -> tuple[asyncio.StreamReader, asyncio.StreamReader, asyncio.StreamWriter]:
+    """Alice connects to Bob's relayed address and Bob accepts (both allocated); a greeting
+    each way. Alice's reader, and Bob's reader and writer."""
+    alice_relay, bob_relay = alice.relayed_addresses[0], bob.relayed_addresses[0]
+    await bob.create_permission(alice_relay.host)
+    connecting = asyncio.create_task(alice.open_connection(bob_relay))
+    peer, bob_reader, bob_writer = await asyncio.wait_for(bob.accept(), WAIT)
+    assert peer == alice_relay
+    alice_reader, alice_writer = await asyncio.wait_for(connecting, WAIT)
+    alice_writer.write(b"hello bob")
+    assert await read(bob_reader, 9) == b"hello bob"
+    bob_writer.write(b"hello alice")
+    assert await read(alice_reader, 11) == b"hello alice"
+    return alice_reader, bob_reader, bob_writer
 
 
 # --------------------------------------------------------------------------- active open (§5.2)
@@ -252,20 +268,17 @@ def test_connect_to_an_echo_peer_and_bytes_flow_both_ways(host: str) -> None:
     async def scenario() -> None:
         async with (
             tcp_relay_server(host) as (server, listeners),
-            echo_peer(host) as (peer, sources),
+            echo_peer(host) as (peer, echo),
         ):
-            control = await control_client(listeners)
-            relayed = await control.allocate_tcp(RequestedAddressFamily(family_of(host)))
+            client = await tcp_client(listeners, requested_family=family_of(host))
+            relayed = await client.allocate()
             assert relayed.host == host
-            await control.permit(peer)
-            connection_id = await control.connect_peer(peer)
-            assert sources == [relayed]  # the peer sees the relayed address, port and all
-            data = await DataConnection.open(listeners["tcp"])
-            await data.bind(control, connection_id)
+            reader, writer = await client.open_connection(peer)
+            assert echo.sources == [relayed]  # the peer sees the relayed address, port and all
             for size in (1, 1000, 100_000):
                 payload = random.randbytes(size)
-                data.writer.write(payload)
-                assert await data.read(size) == payload
+                writer.write(payload)
+                assert await read(reader, size) == payload
             stats = server.stats
             assert stats[Outcome.CONNECTED] == 1
             assert stats[Outcome.CONNECTION_BOUND] == 1
@@ -276,14 +289,16 @@ def test_connect_to_an_echo_peer_and_bytes_flow_both_ways(host: str) -> None:
             assert 'icestack_turn_peer_connections{state="pending"} 0' in metrics
             # The client closing its data connection closes the peer connection; the
             # allocation stays, and may connect to the peer again.
-            data.close()
+            writer.close()
             await until(lambda: server.core.peer_connection_count == 0)
             assert server.tcp_relays is not None
             await until(lambda: not server.tcp_relays.peers)  # type: ignore[union-attr]
             assert server.core.allocation_count == 1
-            await control.connect_peer(peer)
-            # The control connection closing deletes the allocation and everything with it.
-            await control.close()
+            await client.open_connection(peer)
+            assert client.tcp.open == 1
+            # Closing the client deletes the allocation and everything with it.
+            await client.close()
+            assert client.deleted and client.tcp.open == 0
             await until(lambda: server.core.allocation_count == 0)
             assert server.tcp_relays.listeners == {}
             await until(lambda: not server.tcp_relays.peers)  # type: ignore[union-attr]
@@ -294,42 +309,44 @@ def test_connect_to_an_echo_peer_and_bytes_flow_both_ways(host: str) -> None:
 def test_tls_control_and_data_connections(certificate: CertificateFiles) -> None:
     async def scenario() -> None:
         async with (
-            tcp_relay_server(certificate=certificate) as (_, listeners),
+            tcp_relay_server(certificate=certificate) as (server, listeners),
             echo_peer("127.0.0.1") as (peer, _),
+            await tcp_client(listeners, "tls", certificate) as client,
         ):
-            control = await control_client(listeners, "tls", certificate)
-            await control.allocate_tcp()
-            await control.permit(peer)
-            connection_id = await control.connect_peer(peer)
-            data = await DataConnection.open(listeners["tls"], data_context(certificate))
-            await data.bind(control, connection_id)
-            data.writer.write(b"through TLS and TCP")
-            assert await data.read(19) == b"through TLS and TCP"
-            data.close()
-            await control.close()
+            await client.allocate()
+            reader, writer = await client.open_connection(peer)
+            assert writer.get_extra_info("sslcontext") is not None  # the data connection too
+            writer.write(b"through TLS and TCP")
+            assert await read(reader, 19) == b"through TLS and TCP"
+            assert server.stats[Outcome.CONNECTION_BOUND] == 1
 
     run(scenario())
 
 
-def test_a_large_transfer_keeps_every_byte_in_order() -> None:
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_a_large_transfer_keeps_every_byte_in_order(
+    certificate: CertificateFiles, transport: str
+) -> None:
     """Megabytes through the splice and the echo: backpressure pauses and resumes reading on
     both sides without losing or reordering a byte."""
 
     async def scenario() -> None:
         async with (
-            tcp_relay_server() as (_, listeners),
+            tcp_relay_server(certificate=certificate) as (_, listeners),
             echo_peer("127.0.0.1") as (peer, _),
+            await tcp_client(listeners, transport, certificate) as client,
         ):
-            _, data = await connected_pair(listeners, peer)
+            await client.allocate()
+            reader, writer = await client.open_connection(peer)
             payload = random.randbytes(4 * 1024 * 1024)
 
             async def write() -> None:
-                data.writer.write(payload)
-                await data.writer.drain()
+                writer.write(payload)
+                await writer.drain()
 
-            writer = asyncio.create_task(write())
-            received = await asyncio.wait_for(data.reader.readexactly(len(payload)), 15.0)
-            await writer
+            sending = asyncio.create_task(write())
+            received = await asyncio.wait_for(reader.readexactly(len(payload)), 15.0)
+            await sending
             assert received == payload
 
     run(scenario(), timeout=30.0)
@@ -361,6 +378,30 @@ def test_bytes_behind_the_connection_bind_go_to_the_peer() -> None:
 
 def test_connect_errors_over_the_network() -> None:
     async def scenario() -> None:
+        policy = PeerPolicy(allow_loopback_peers=True, denied_peers=("127.0.0.2",))
+        async with tcp_relay_server(peer_policy=policy) as (server, listeners):
+            client = await tcp_client(listeners)
+            await client.allocate()
+            nobody = make_address("127.0.0.1", closed_port("127.0.0.1", socket.SOCK_STREAM))
+            with pytest.raises(PeerConnectionFailed) as failed:
+                await client.open_connection(nobody)  # nothing listens there
+            assert failed.value.code == 447 and failed.value.step == "Connect"
+            assert "could not connect to the peer" in str(failed.value)
+            assert server.core.peer_connection_count == 0
+            assert server.tcp_relays is not None and server.tcp_relays.peers == {}
+            with pytest.raises(PeerConnectionFailed) as refused:
+                await client.open_connection(make_address("127.0.0.2", 80))
+            assert refused.value.code == 403 and refused.value.step == "CreatePermission"
+            assert "peer policy" in str(refused.value)
+            await client.close()
+
+    run(scenario())
+
+
+def test_a_connect_without_permission_or_on_a_udp_allocation_is_refused() -> None:
+    """What our client never sends: 403 without a permission, 400 on a UDP allocation."""
+
+    async def scenario() -> None:
         async with tcp_relay_server() as (server, listeners):
             control = await control_client(listeners)
             await control.allocate_tcp()
@@ -368,12 +409,7 @@ def test_connect_errors_over_the_network() -> None:
             with pytest.raises(TurnRequestFailed) as forbidden:
                 await control.connect_peer(nobody)  # no permission
             assert forbidden.value.code == 403
-            await control.permit(nobody)
-            with pytest.raises(TurnRequestFailed) as failed:
-                await control.connect_peer(nobody)  # nothing listens there
-            assert failed.value.code == 447
             assert server.core.peer_connection_count == 0
-            assert server.tcp_relays is not None and server.tcp_relays.peers == {}
             udp = await RawTurnClient.connect("tcp", listeners["tcp"], "bob", PASSWORDS["bob"])
             await udp.allocate()  # a UDP allocation over TCP
             with pytest.raises(TurnRequestFailed) as wrong:
@@ -387,12 +423,13 @@ def test_connect_errors_over_the_network() -> None:
 
 def test_tcp_allocations_can_be_turned_off() -> None:
     async def scenario() -> None:
-        async with tcp_relay_server(tcp_relays=False) as (_, listeners):
-            control = await control_client(listeners)
-            with pytest.raises(TurnRequestFailed) as refused:
-                await control.allocate_tcp()
+        async with (
+            tcp_relay_server(tcp_relays=False) as (_, listeners),
+            await tcp_client(listeners) as client,
+        ):
+            with pytest.raises(ErrorResponse) as refused:
+                await client.allocate()
             assert refused.value.code == 442
-            await control.close()
 
     run(scenario())
 
@@ -404,27 +441,25 @@ def test_tcp_allocations_can_be_turned_off() -> None:
 def test_a_peer_connects_and_the_client_binds(host: str) -> None:
     async def scenario() -> None:
         async with tcp_relay_server(host) as (server, listeners):
-            control = await control_client(listeners)
-            relayed = await control.allocate_tcp(RequestedAddressFamily(family_of(host)))
-            await control.permit(make_address(host, 1))  # permissions go by IP address
+            client = await tcp_client(listeners, requested_family=family_of(host))
+            relayed = await client.allocate()
+            await client.create_permission(host)  # permissions go by IP address
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(relayed.host, relayed.port), WAIT
             )
             sockname = writer.get_extra_info("sockname")
             writer.write(b"sent before the client bound")  # the server holds it
-            peer, connection_id = await control.attempt()
+            peer, data_reader, data_writer = await asyncio.wait_for(client.accept(), WAIT)
             assert peer == make_address(sockname[0], sockname[1])
-            data = await DataConnection.open(listeners["tcp"])
-            await data.bind(control, connection_id)
-            assert await data.read(28) == b"sent before the client bound"
-            data.writer.write(b"and the answer")
-            assert await asyncio.wait_for(reader.readexactly(14), WAIT) == b"and the answer"
+            assert await read(data_reader, 28) == b"sent before the client bound"
+            data_writer.write(b"and the answer")
+            assert await read(reader, 14) == b"and the answer"
             assert server.stats[Outcome.CONNECTION_ATTEMPT] == 1
             # The peer closing closes the client data connection.
             writer.close()
-            assert await data.closed()
+            assert await closed_by_server(data_reader)
             await until(lambda: server.core.peer_connection_count == 0)
-            await control.close()
+            await client.close()
 
     run(scenario())
 
@@ -432,17 +467,18 @@ def test_a_peer_connects_and_the_client_binds(host: str) -> None:
 def test_a_peer_without_permission_is_closed_and_nobody_told() -> None:
     async def scenario() -> None:
         async with tcp_relay_server() as (server, listeners):
-            control = await control_client(listeners)
-            relayed = await control.allocate_tcp()
+            client = await tcp_client(listeners)
+            relayed = await client.allocate()
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(relayed.host, relayed.port), WAIT
             )
             assert await closed_by_server(reader)
             writer.close()
-            assert control.attempts.empty()
             assert server.stats[Outcome.PEER_CONNECTION_REFUSED] == 1
             assert server.core.peer_connection_count == 0
-            await control.close()
+            await client.create_permission("127.0.0.3")  # a round trip on the control connection
+            assert client.tcp.pending == 0
+            await client.close()
 
     run(scenario())
 
@@ -450,24 +486,23 @@ def test_a_peer_without_permission_is_closed_and_nobody_told() -> None:
 def test_an_unclaimed_peer_connection_is_closed() -> None:
     async def scenario() -> None:
         async with tcp_relay_server(connection_bind_timeout=0.2) as (server, listeners):
-            control = await control_client(listeners)
-            relayed = await control.allocate_tcp()
-            await control.permit(relayed)
+            client = await tcp_client(listeners)
+            relayed = await client.allocate()
+            await client.create_permission(relayed.host)
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(relayed.host, relayed.port), WAIT
             )
-            _, connection_id = await control.attempt()
+            await until(lambda: client.tcp.pending == 1)
             assert await closed_by_server(reader)
             writer.close()
             assert server.stats[Outcome.CONNECTION_UNCLAIMED] == 1
-            data = await DataConnection.open(listeners["tcp"])
-            with pytest.raises(TurnRequestFailed) as late:
-                await data.bind(control, connection_id)
+            with pytest.raises(PeerConnectionFailed) as late:
+                await client.accept()
             # The CONNECTION-ID names nothing now, so not even the control connection's nonce
-            # is good on this connection (a client that tries again with a fresh one gets 400).
-            assert late.value.code == 438
-            data.close()
-            await control.close()
+            # is good on this connection (438), and with the fresh nonce it is 400.
+            assert late.value.code == 400 and late.value.step == "ConnectionBind"
+            assert "holds no such peer connection" in str(late.value)
+            await client.close()
 
     run(scenario())
 
@@ -478,26 +513,14 @@ def test_two_clients_connect_through_their_relays() -> None:
 
     async def scenario() -> None:
         async with tcp_relay_server() as (server, listeners):
-            alice = await control_client(listeners)
-            bob = await control_client(listeners, user="bob")
-            alice_relay = await alice.allocate_tcp(Lifetime(600))
-            bob_relay = await bob.allocate_tcp()
-            await alice.permit(bob_relay)
-            await bob.permit(alice_relay)
-            alice_id = await alice.connect_peer(bob_relay)
-            peer, bob_id = await bob.attempt()
-            assert peer == alice_relay
-            alice_data = await DataConnection.open(listeners["tcp"])
-            await alice_data.bind(alice, alice_id)
-            bob_data = await DataConnection.open(listeners["tcp"])
-            await bob_data.bind(bob, bob_id)
-            alice_data.writer.write(b"hello bob")
-            assert await bob_data.read(9) == b"hello bob"
-            bob_data.writer.write(b"hello alice")
-            assert await alice_data.read(11) == b"hello alice"
+            alice = await tcp_client(listeners, lifetime=600)
+            bob = await tcp_client(listeners, user="bob")
+            await alice.allocate()
+            await bob.allocate()
+            alice_reader, _, bob_writer = await cross_connect(alice, bob)
             assert server.core.peer_connection_count == 2
-            bob_data.close()  # closes bob's side, so the relay-to-relay TCP, so alice's side
-            assert await alice_data.closed()
+            bob_writer.close()  # closes bob's side, so the relay-to-relay TCP, so alice's side
+            assert await closed_by_server(alice_reader)
             await until(lambda: server.core.peer_connection_count == 0)
             await alice.close()
             await bob.close()

@@ -20,7 +20,6 @@ from ..attributes import (
     RequestedAddressFamily,
     RequestedTransport,
     ReservationToken,
-    TransportProtocol,
     TurnAttrType,
 )
 from ..events import Failure
@@ -36,7 +35,7 @@ LONGEST_LIFETIME = 3600.0
 def allocate_attributes(config: TurnClientConfig, *, dont_fragment: bool) -> list[Attribute]:
     """The attributes of an Allocate request for ``config`` (§7.1); DONT-FRAGMENT with
     ``dont_fragment`` (off once the server has refused it)."""
-    attributes: list[Attribute] = [RequestedTransport(TransportProtocol.UDP)]
+    attributes: list[Attribute] = [RequestedTransport(config.relay_transport)]
     if config.lifetime is not None:
         attributes.append(Lifetime(config.lifetime))
     if config.reservation_token is not None:

@@ -37,6 +37,11 @@ indication is delivered whether or not a channel exists yet. Anything else from 
 is not a response is dropped and counted in :attr:`TurnAllocation.dropped`, never raised. Send
 and Data indications are made and read by :mod:`turn.client.data`.
 
+TCP allocations (RFC 6062, ``relay_transport=TCP``) carry no data on this machine:
+:meth:`TurnAllocation.connect` asks the server to connect to a peer, a ConnectionAttempt
+indication says a peer connected, and :meth:`TurnAllocation.bind_connection` makes the
+ConnectionBind of each new data connection; :mod:`turn.client.tcp` says how.
+
 Values from the server are judged, not trusted (:mod:`turn.client.allocate`): a LIFETIME beyond
 an hour is taken as an hour (:data:`~turn.client.allocate.LONGEST_LIFETIME`); an Allocate success
 whose relayed address no datagram can reach (port 0, the unspecified or a multicast address)
@@ -72,7 +77,7 @@ from stun import (
 )
 from stun.address import is_destination, is_unicast
 from stun.arguments import check_address, check_bytes
-from stun.client import ClientConfig, ClientSession, Credentials
+from stun.client import Authentication, ClientConfig, ClientSession, Credentials
 from stun.datagram import Datagram
 from stun.events import RequestFailed, RequestSucceeded
 from stun.transaction import RtoCache
@@ -82,6 +87,7 @@ from ..attributes import (
     AddressErrorCode,
     Lifetime,
     ReservationToken,
+    TransportProtocol,
     XorRelayedAddress,
 )
 from ..channel import decode_channel_data, encode_channel_data
@@ -110,6 +116,7 @@ from .data import (
     unwrap_data_indication,
 )
 from .leases import Grant, Lease, OnFailure, OnSuccess, PeerLeases
+from .tcp import ConnectionBinding, PeerConnects, connection_attempt
 
 
 class AllocationState(enum.Enum):
@@ -155,6 +162,11 @@ class TurnAllocation:
     ) -> None:
         self.config = config = config or TurnClientConfig()
         self.local = local
+        self._tcp = config.relay_transport is TransportProtocol.TCP
+        if self._tcp and not config.transport.is_stream:
+            raise errors.LocalProtocolError(
+                "a TCP allocation (RFC 6062) needs a TCP or TLS connection to the server"
+            )
         session_config: ClientConfig = dataclasses.replace(
             config.stun,
             credentials=credentials or config.stun.credentials,
@@ -182,6 +194,10 @@ class TurnAllocation:
             transmit=self._transmit,
             emit=self._events.append,
             drop=self._drop,
+        )
+        #: The Connects of a TCP allocation (RFC 6062 §4.3).
+        self._connects = PeerConnects(
+            request=self._request, gone=self._gone, emit=self._events.append
         )
 
     # ------------------------------------------------------------------ what it holds
@@ -213,6 +229,11 @@ class TurnAllocation:
     def expires_at(self) -> float | None:
         """When the allocation ends unless refreshed; ``None`` unless allocated."""
         return self._lease.expires_at if self._state is AllocationState.ALLOCATED else None
+
+    @property
+    def authentication(self) -> Authentication | None:
+        """What the server's challenge settled: realm, password algorithm, USERHASH."""
+        return self._session.authentication
 
     @property
     def dont_fragment(self) -> bool:
@@ -279,6 +300,7 @@ class TurnAllocation:
         """Bind a channel to ``peer`` (RFC 8656 §12.1), kept until the allocation ends; return
         its number. A peer keeps its number for the life of the allocation."""
         self._require((AllocationState.ALLOCATED,), "bind_channel")
+        self._require_udp("bind_channel")
         peer = self._peer(peer)
         peers = self._peers
         channel = peers.channels.get(peer)
@@ -310,6 +332,7 @@ class TurnAllocation:
         state = self._state
         if state in (AllocationState.IDLE, AllocationState.CLOSED):
             raise errors.LocalProtocolError(f"send() on an allocation that is {state.value}")
+        self._require_udp("send")
         if len(data) > MAX_SEND_SIZE:
             raise errors.LocalProtocolError(f"{len(data)} bytes, at most {MAX_SEND_SIZE}")
         if state is not AllocationState.ALLOCATED:
@@ -338,6 +361,32 @@ class TurnAllocation:
             permission.queued.append((data, peer))
         else:
             self._drop("queue full")
+
+    def connect(self, peer: Address, now: float) -> None:
+        """Ask the server of a TCP allocation to connect to ``peer`` from the relayed address
+        (RFC 6062 §4.3); the answer is :class:`~turn.events.PeerConnected` or
+        :class:`~turn.events.ConnectFailed`. The peer's IP address needs a permission
+        (:meth:`create_permission`), or the server answers 403. Raises
+        :class:`turn.LocalProtocolError` on a UDP allocation, and while a Connect to the same
+        peer is under way."""
+        self._require((AllocationState.ALLOCATED,), "connect")
+        if not self._tcp:
+            raise errors.LocalProtocolError(
+                "connect() is for TCP allocations (TurnClientConfig(relay_transport=TCP))"
+            )
+        self._connects.connect(self._peer(peer), now)
+        self._absorb(now)
+
+    def bind_connection(self, connection_id: int, now: float) -> ConnectionBinding:
+        """The ConnectionBind for a new data connection to the server (RFC 6062 §4.4), with
+        the credentials this allocation's requests carry, queued: see
+        :class:`~turn.client.tcp.ConnectionBinding`."""
+        self._require((AllocationState.ALLOCATED,), "bind_connection")
+        if not self._tcp:
+            raise errors.LocalProtocolError("bind_connection() is for TCP allocations")
+        session = ClientSession(self.server, config=self._session.config)
+        session.authenticate_like(self._session)
+        return ConnectionBinding(connection_id, session, now)
 
     def refresh(self, now: float) -> None:
         """Refresh the allocation now (RFC 8656 §8), ahead of its schedule: to learn whether the
@@ -404,6 +453,9 @@ class TurnAllocation:
             self._drop("malformed")
             return
         if message.message_class is MessageClass.INDICATION:
+            if message.method == Method.CONNECTION_ATTEMPT:
+                self._connection_attempt(message)
+                return
             unwrapped = unwrap_data_indication(message, self._peers.permissions, self._drop)
             if unwrapped is not None:
                 peer, payload = unwrapped
@@ -455,6 +507,13 @@ class TurnAllocation:
         if self._state not in states:
             raise errors.LocalProtocolError(
                 f"{what}() on an allocation that is {self._state.value}"
+            )
+
+    def _require_udp(self, what: str) -> None:
+        if self._tcp:
+            raise errors.LocalProtocolError(
+                f"{what}() on a TCP allocation, whose peers are reached over connections "
+                "(connect(), RFC 6062)"
             )
 
     def _move(self, state: AllocationState) -> None:
@@ -698,6 +757,15 @@ class TurnAllocation:
             self._drop("unknown channel")
             return
         self._deliver(channel.peer, payload)
+
+    def _connection_attempt(self, message: Message) -> None:
+        """A ConnectionAttempt indication (RFC 6062 §4.4): a peer connected to the relayed
+        address of this TCP allocation."""
+        attempt = connection_attempt(message, self._relayed)
+        if attempt is None or not self._tcp or self._state is not AllocationState.ALLOCATED:
+            self._drop("unusable ConnectionAttempt")
+        else:
+            self._events.append(attempt)
 
     def _deliver(self, peer: Address, data: bytes) -> None:
         relayed = self._relayed.get(family_of(peer))

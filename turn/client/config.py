@@ -9,6 +9,7 @@ from stun import AddressFamily
 from stun.client import ClientConfig
 
 from .. import errors
+from ..attributes import TransportProtocol
 from ..server.allocation import ClientTransport
 
 
@@ -26,6 +27,11 @@ class TurnClientConfig:
     #: How the client reaches the server: over TCP and TLS nothing is retransmitted and
     #: ChannelData is padded to four bytes (RFC 8656 §12.5).
     transport: ClientTransport = ClientTransport.UDP
+    #: REQUESTED-TRANSPORT (§7.1): ``TCP`` asks for a TCP allocation (RFC 6062), whose peers
+    #: are reached over TCP connections (:mod:`turn.client.tcp`); it needs a TCP or TLS
+    #: ``transport`` and excludes DONT-FRAGMENT, EVEN-PORT, reservations and dual allocations
+    #: (RFC 6062 §5.1).
+    relay_transport: TransportProtocol = TransportProtocol.UDP
     #: LIFETIME to ask for in Allocate and Refresh (§7.1); ``None`` takes the server's default.
     lifetime: int | None = None
     #: Refresh a lease this long before it ends (§8 suggests a minute), at most a fifth of it.
@@ -74,6 +80,17 @@ class TurnClientConfig:
             raise errors.LocalProtocolError("allocate_timeout must be positive")
         if self.max_permissions < 1:
             raise errors.LocalProtocolError("max_permissions must be at least 1")
+        if self.relay_transport is TransportProtocol.TCP and (
+            self.dont_fragment
+            or self.even_port
+            or self.reserve_next_port
+            or self.reservation_token is not None
+            or self.dual_allocation
+        ):
+            raise errors.LocalProtocolError(
+                "a TCP allocation excludes dont_fragment, even_port, reserve_next_port, "
+                "reservation_token and dual_allocation (RFC 6062 §5.1)"
+            )
         if self.dual_allocation and (self.requested_family is not None or self.reserve_next_port):
             raise errors.LocalProtocolError(
                 "dual_allocation excludes requested_family and reserve_next_port (RFC 8656 §7.2)"

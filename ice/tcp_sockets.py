@@ -1,0 +1,478 @@
+"""asyncio layer of ICE-TCP (RFC 6544): a :class:`~ice.aio.Connection`'s listening sockets — the
+agent's TCP bases — and the TCP connections the agent opens and accepts, carried out from its
+commands (:mod:`ice.tcp`).
+
+Theory of operation. Every socket is non-blocking and served on readiness (``loop.add_reader`` /
+``add_writer``), as the UDP bases are; nothing here decides anything about ICE. A listening socket
+(:func:`listen_base`, Nagle off through :func:`stun.aio_sockets.tcp_socket`) is bound next to each
+UDP base on the same interface address, on a port of its own. Each connection it accepts is
+offered to the agent (``tcp_accepted``): refused ones are closed at once, so a flood of incoming
+connections costs a socket for the time of one call. An :class:`~ice.tcp.OpenTcp` connects from
+an ephemeral port of the base's address (from the base itself, ``SO_REUSEPORT``, for a
+simultaneous open) and reports ``tcp_connected`` or ``tcp_closed``; the agent gives up at its own
+``tcp_connect_timeout`` with a :class:`~ice.tcp.CloseTcp`. Bytes read go to ``receive_stream`` as
+they come (at most :data:`READ_BATCH` reads a wake-up); the agent cuts them into RFC 4571 frames.
+
+Writes are bounded. What the kernel does not take at once waits in a buffer of at most
+:data:`WRITE_LIMIT` bytes per connection, written as the socket becomes writable; a write that
+would pass the bound is dropped whole — a frame is never cut, so the stream stays in step — and
+counted (:attr:`TcpSockets.dropped_writes`): a slow TCP path loses data as a congested UDP path
+would, and nothing grows without limit.
+
+A connection that ends without a :class:`~ice.tcp.CloseTcp` — the peer closed or reset it, a
+write failed — is reported with ``tcp_closed`` and the reason, after the current call returns.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from stun.address import Address, normalize_host
+from stun.aio_sockets import tcp_socket
+from stun.framing import MAX_RFC4571_PACKET
+
+from .candidate import TcpType
+from .checklist import CandidatePair
+from .errors import LocalProtocolError
+from .tcp import CloseTcp, OpenTcp, TcpCommand, WriteTcp
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from .agent import Agent
+
+_log = logging.getLogger("icestack.ice")
+
+#: How many bytes wait to be written on one connection at most; a write past it is dropped.
+WRITE_LIMIT = 256 * 1024
+#: How many reads (of up to :data:`_READ_SIZE` bytes) one wake-up of a connection does.
+READ_BATCH = 16
+#: How many connections one wake-up of a listening socket accepts.
+ACCEPT_BATCH = 64
+_READ_SIZE = 65536
+_BACKLOG = 64
+_IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN})
+_LENGTH = struct.Struct("!H")
+
+
+def listen_base(
+    host: str, *, avoid: int = 0, listening: bool = True, simultaneous_open: bool = False
+) -> socket.socket:
+    """A non-blocking TCP socket on ``host``, listening unless told not to (an agent with active
+    candidates only never accepts, but its base needs an address): an ephemeral port other than
+    ``avoid`` (the UDP base's: a TCP base needs an address of its own, and both port spaces may
+    hand out the same number), or with ``simultaneous_open`` one that connections may also leave
+    from (``SO_REUSEPORT``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(8):
+        sock = tcp_socket(family)
+        try:
+            _prepare(sock, family, simultaneous_open)
+            sock.bind((host, 0))
+            if sock.getsockname()[1] == avoid:
+                sock.close()
+                continue
+            if listening:
+                sock.listen(_BACKLOG)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise OSError(errno.EADDRINUSE, f"no TCP port on {host} apart from {avoid}")
+
+
+def _prepare(sock: socket.socket, family: int, simultaneous_open: bool) -> None:
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    if simultaneous_open:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+
+
+def _address(sockaddr: tuple[object, ...]) -> Address:
+    host, port = sockaddr[0], sockaddr[1]
+    assert isinstance(host, str) and isinstance(port, int)
+    return Address(normalize_host(host), port)
+
+
+class TcpLink:
+    """One TCP connection of the agent, known to it by ``connection``."""
+
+    __slots__ = (
+        "base",
+        "batching",
+        "connecting",
+        "connection",
+        "owner",
+        "pending",
+        "remote",
+        "sock",
+    )
+
+    def __init__(
+        self,
+        owner: TcpSockets,
+        sock: socket.socket,
+        connection: int,
+        base: Address,
+        remote: Address,
+        *,
+        connecting: bool,
+    ) -> None:
+        self.owner = owner
+        self.sock = sock
+        self.connection = connection
+        #: The TCP base it belongs to (it was accepted there, or connects from there).
+        self.base = base
+        self.remote = remote
+        self.connecting = connecting
+        #: Bytes the kernel did not take yet (at most :data:`WRITE_LIMIT`).
+        self.pending = bytearray()
+        #: A write went out this turn of the loop: the next ones wait for :meth:`flush`.
+        self.batching = False
+
+    def read_ready(self) -> None:
+        owner = self.owner
+        recv = self.sock.recv
+        to_agent = False
+        for _ in range(READ_BATCH):
+            try:
+                data = recv(_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                owner.lost(self, exc.strerror or str(exc))
+                return
+            if not data:
+                owner.lost(self, "closed by the peer")
+                return
+            to_agent |= owner.received(self, data)
+            if self.sock.fileno() < 0:
+                break  # the agent closed it meanwhile
+        if to_agent:
+            owner.pump()
+
+    def connect_ready(self) -> None:
+        """The connect finished, one way or the other."""
+        owner = self.owner
+        owner.loop.remove_writer(self.sock.fileno())
+        error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            owner.lost(self, os.strerror(error))
+            return
+        self.connecting = False
+        owner.loop.add_reader(self.sock.fileno(), self.read_ready)
+        if self.pending:
+            owner.loop.add_writer(self.sock.fileno(), self.write_ready)
+        owner.connected(self)
+
+    def write(self, data: bytes) -> bool:
+        """Write ``data``; ``False`` if it would pass the bound. The first write after a quiet
+        moment leaves at once; what follows it in the same turn of the loop waits for the turn
+        to end and leaves in one ``send`` (:meth:`flush`), so a burst costs few system calls
+        and a lone message no delay."""
+        pending = self.pending
+        if len(pending) + len(data) > WRITE_LIMIT:
+            return False
+        if pending or self.connecting or self.batching:
+            pending += data
+            return True
+        self.batching = True
+        self.owner.loop.call_soon(self.flush)
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self.owner.lost_later(self, exc.strerror or str(exc))
+            return True
+        if sent < len(data):
+            pending += data[sent:]
+        return True
+
+    def flush(self) -> None:
+        """Send what waits, as much as the kernel takes; the rest when it is writable."""
+        self.batching = False
+        pending = self.pending
+        if not pending or self.connecting or self.sock.fileno() < 0:
+            return
+        try:
+            sent = self.sock.send(pending)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self.owner.lost(self, exc.strerror or str(exc))
+            return
+        del pending[:sent]
+        if pending:
+            self.owner.loop.add_writer(self.sock.fileno(), self.write_ready)
+
+    def write_ready(self) -> None:
+        pending = self.pending
+        try:
+            sent = self.sock.send(pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.owner.lost(self, exc.strerror or str(exc))
+            return
+        del pending[:sent]
+        if not pending:
+            self.owner.loop.remove_writer(self.sock.fileno())
+
+    def close(self) -> None:
+        loop = self.owner.loop
+        fileno = self.sock.fileno()
+        if fileno >= 0:
+            loop.remove_reader(fileno)
+            loop.remove_writer(fileno)
+        self.sock.close()
+
+
+class TcpPath:
+    """The fast data path of a component whose selected pair is a TCP pair: its connection,
+    written to directly, and the bytes sent since they were last handed to the agent."""
+
+    __slots__ = ("link", "pair", "received", "sent")
+
+    def __init__(self, link: TcpLink, pair: CandidatePair) -> None:
+        self.link = link
+        self.pair = pair
+        self.sent = 0
+        self.received = 0
+
+    def send(self, data: bytes) -> bool:
+        """Write ``data`` as one RFC 4571 frame; ``False`` if the buffer bound dropped it."""
+        if len(data) > MAX_RFC4571_PACKET:
+            raise LocalProtocolError(f"{len(data)} bytes: an ICE-TCP frame holds at most 65535")
+        if not self.link.write(_LENGTH.pack(len(data)) + data):
+            return False
+        self.sent += len(data)
+        return True
+
+
+class TcpSockets:
+    """The listening sockets and connections of one connection's agent (module docstring)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        agent: Callable[[], Agent],
+        pump: Callable[[], None],
+        deliver: Callable[[bytes, int], None],
+    ) -> None:
+        self.loop = loop
+        self._agent = agent
+        self.pump = pump
+        #: Where the application data of a component's TCP path goes: ``deliver(data,
+        #: component)``, the connection's receive queue.
+        self._deliver = deliver
+        #: Listening sockets by the base address the agent knows them by.
+        self.listeners: dict[Address, socket.socket] = {}
+        self.links: dict[int, TcpLink] = {}
+        #: The fast data path of each component whose selected pair is a TCP pair.
+        self.paths: dict[int, TcpPath] = {}
+        #: Writes dropped because the connection's buffer was full (module docstring).
+        self.dropped_writes = 0
+
+    # ================================================================== the data path
+
+    def select(self, component: int, pair: CandidatePair) -> None:
+        """``pair`` is the component's selected pair now: a TCP pair's data goes straight to
+        its connection (any other's through the agent, :mod:`ice.base_sockets`)."""
+        self.drop(component, self.loop.time())
+        agent = self._agent()
+        connection = agent.tcp.connection_of(pair)
+        link = None if connection is None else self.links.get(connection)
+        if link is None:
+            return
+        path = self.paths[component] = TcpPath(link, pair)
+        deliver = self._deliver
+
+        def sink(frame: bytes) -> None:
+            path.received += len(frame)
+            deliver(frame, component)
+
+        agent.tcp.set_sink(link.connection, sink)
+
+    def drop(self, component: int, now: float) -> None:
+        """The component's TCP path is gone (consent lost, its connection closed)."""
+        path = self.paths.pop(component, None)
+        if path is not None:
+            self._flush(path, now)
+            self._agent().tcp.set_sink(path.link.connection, None)
+
+    def send(self, component: int, data: bytes) -> bool:
+        """Send on the component's TCP path; ``False`` if it has none."""
+        path = self.paths.get(component)
+        if path is None:
+            return False
+        if not path.send(data):
+            self.dropped_writes += 1
+        return True
+
+    def flush(self, now: float) -> None:
+        """Hand the bytes the fast path sent to the agent (stats, keepalives)."""
+        for path in self.paths.values():
+            if path.sent or path.received:
+                self._flush(path, now)
+
+    def _flush(self, path: TcpPath, now: float) -> None:
+        self._agent().count_data(path.pair, now, sent=path.sent, received=path.received)
+        path.sent = path.received = 0
+
+    # ================================================================== bases
+
+    def listen(
+        self, host: str, *, avoid: int, listening: bool = True, simultaneous_open: bool = False
+    ) -> Address:
+        """Open a TCP base on ``host`` (see :func:`listen_base`); return its address."""
+        sock = listen_base(
+            host, avoid=avoid, listening=listening, simultaneous_open=simultaneous_open
+        )
+        base = _address(sock.getsockname())
+        self.listeners[base] = sock
+        if listening:
+            self.loop.add_reader(sock.fileno(), self._accept_ready, base, sock)
+        return base
+
+    def add_bases(self, agent: Agent, component: int, host: str, *, avoid: int) -> None:
+        """Open the TCP bases of an address and declare them to the agent: one that listens
+        (for passive candidates) or only connects (active ones alone), and one for simultaneous
+        open, as its ``tcp_types`` ask; ports other than ``avoid`` (the UDP base's)."""
+        types = agent.config.tcp_types
+        try:
+            if TcpType.PASSIVE in types or TcpType.ACTIVE in types:
+                listening = TcpType.PASSIVE in types
+                agent.add_tcp_base(
+                    0, component, self.listen(host, avoid=avoid, listening=listening)
+                )
+            if TcpType.SIMULTANEOUS_OPEN in types:
+                base = self.listen(host, avoid=avoid, simultaneous_open=True)
+                agent.add_tcp_base(0, component, base, simultaneous_open=True)
+        except OSError as exc:
+            _log.info("cannot gather TCP candidates on %s: %s", host, exc)
+
+    def close_base(self, base: Address) -> None:
+        sock = self.listeners.pop(base, None)
+        if sock is not None:
+            self.loop.remove_reader(sock.fileno())
+            sock.close()
+        for link in [link for link in self.links.values() if link.base == base]:
+            del self.links[link.connection]
+            link.close()
+
+    def _accept_ready(self, base: Address, sock: socket.socket) -> None:
+        agent = self._agent()
+        now = self.loop.time()
+        accepted = False
+        for _ in range(ACCEPT_BATCH):
+            try:
+                client, sockaddr = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # EMFILE and its kin: the next wake-up tries again
+                _log.warning("ICE-TCP listener %s cannot accept: %s", base, exc)
+                break
+            remote = _address(sockaddr)
+            connection = agent.tcp_accepted(base, remote, now)
+            if connection is None:
+                client.close()
+                continue
+            client.setblocking(False)
+            link = TcpLink(self, client, connection, base, remote, connecting=False)
+            self.links[connection] = link
+            self.loop.add_reader(client.fileno(), link.read_ready)
+            accepted = True
+        if accepted:
+            self.pump()
+
+    # ================================================================== the agent's commands
+
+    def execute(self, commands: list[TcpCommand]) -> None:
+        """Carry out what the agent asked, in order."""
+        for command in commands:
+            if isinstance(command, WriteTcp):
+                link = self.links.get(command.connection)
+                if link is not None and not link.write(command.data):
+                    self.dropped_writes += 1
+            elif isinstance(command, OpenTcp):
+                self._open(command)
+            elif isinstance(command, CloseTcp):
+                link = self.links.pop(command.connection, None)
+                if link is not None:
+                    link.close()
+                    for component, path in list(self.paths.items()):
+                        if path.link is link:
+                            del self.paths[component]
+
+    def _open(self, command: OpenTcp) -> None:
+        local, remote = command.local, command.remote
+        family = socket.AF_INET6 if ":" in local.host else socket.AF_INET
+        sock = tcp_socket(family)
+        try:
+            _prepare(sock, family, command.simultaneous_open)
+            sock.bind((local.host, local.port if command.simultaneous_open else 0))
+            sock.setblocking(False)
+            code = sock.connect_ex((remote.host, remote.port))
+        except OSError as exc:
+            code = exc.errno or errno.EINVAL
+        link = TcpLink(self, sock, command.connection, local, remote, connecting=True)
+        self.links[command.connection] = link
+        if code == 0:
+            self.loop.call_soon(link.connect_ready)
+        elif code in _IN_PROGRESS:
+            self.loop.add_writer(sock.fileno(), link.connect_ready)
+        else:
+            listener = self.listeners.get(local)
+            if command.simultaneous_open and listener is not None:
+                # The peer's attempt may have won the race: its connection, on the 4-tuple ours
+                # wanted, waits in our listener. The agent takes it (and drops ours) first.
+                self.loop.call_soon(self._accept_ready, local, listener)
+            self.lost_later(link, os.strerror(code))
+
+    # ================================================================== notifications
+
+    def connected(self, link: TcpLink) -> None:
+        if self.links.get(link.connection) is link:
+            self._agent().tcp_connected(link.connection, self.loop.time())
+            self.pump()
+
+    def received(self, link: TcpLink, data: bytes) -> bool:
+        """Hand bytes to the agent; whether the agent got more than application data for the
+        fast path (then it must be pumped)."""
+        return self._agent().receive_stream(link.connection, data, self.loop.time())
+
+    def lost(self, link: TcpLink, reason: str) -> None:
+        """The connection ended without the agent asking: tell it why."""
+        link.close()
+        if self.links.get(link.connection) is not link:
+            return
+        del self.links[link.connection]
+        for component, path in list(self.paths.items()):
+            if path.link is link:
+                self.drop(component, self.loop.time())
+        if link.connecting:
+            _log.debug("ICE-TCP connection to %s failed: %s", link.remote, reason)
+        self._agent().tcp_closed(link.connection, self.loop.time(), reason)
+        self.pump()
+
+    def lost_later(self, link: TcpLink, reason: str) -> None:
+        """:meth:`lost`, once the call that found out (a command being carried out) returned."""
+        self.loop.call_soon(self.lost, link, reason)
+
+    def close(self) -> None:
+        """Close every socket (the agent is closed: nobody is told)."""
+        for link in self.links.values():
+            link.close()
+        self.links.clear()
+        self.paths.clear()
+        for base in list(self.listeners):
+            self.close_base(base)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from stun.address import Address, AddressFamily
 from stun.server import LongTermCredentials
 from turn.server import PeerPolicy, PortRangeAllocator, TurnServerConfig, TurnServerCore
+from turn.server.allocation import ClientTransport
 
 from .agent import Agent
 from .candidate import Candidate, TcpType
@@ -35,6 +36,7 @@ from .checklist import CandidatePair
 from .config import AgentConfig, RelayServer
 from .events import CandidateGathered, IceEvent, IceState
 from .netsim import DEFAULT_WAN_LINK, Attachment, Host, LinkConfig, NatBehavior, Network
+from .netsim_turn import RelayStreamAgent, StreamTurnServer
 
 #: Where :func:`two_agents_behind_nats` runs its STUN server (an RFC 5737 documentation address).
 STUN_SERVER = Address("192.0.2.1", 3478)
@@ -94,8 +96,13 @@ class Side:
         self.events: list[tuple[float, IceEvent]] = []
         self._network = network
         self._hook = hook
-        self.attachment: Attachment[Agent] = host.attach(
-            agent, port=FIRST_PORT, on_event=self._record
+        #: With TURN servers over TCP, the agent goes on the network with the driver of its
+        #: relay streams (:mod:`ice.netsim_turn`).
+        machine: Agent | RelayStreamAgent = agent
+        if any(server.transport.is_stream for server in agent.config.turn_servers):
+            machine = RelayStreamAgent(agent)
+        self.attachment: Attachment[Agent | RelayStreamAgent] = host.attach(
+            machine, port=FIRST_PORT, on_event=self._record
         )
         components = [(s, c) for s, n in enumerate(agent.config.streams) for c in range(1, n + 1)]
         tcp_types = agent.config.tcp_types
@@ -267,22 +274,35 @@ class _SimulatedRelays(PortRangeAllocator):
         return relayed
 
 
-def add_turn_server(network: Network, address: Address, name: str) -> TurnServerCore:
+def add_turn_server(
+    network: Network, address: Address, name: str, *, tcp: bool = False
+) -> TurnServerCore:
     """The real sans-IO TURN server core on the WAN at ``address``, with one user
     (:data:`TURN_USERNAME`/:data:`TURN_PASSWORD`) and relayed ports 50000-50199; it relays to
-    the documentation addresses that stand for the public Internet here."""
+    the documentation addresses that stand for the public Internet here. With ``tcp`` it also
+    takes clients over TCP on the same port (:class:`~ice.netsim_turn.StreamTurnServer`)."""
     relays = _SimulatedRelays(address.host)
     credentials = LongTermCredentials.from_passwords("icestack", {TURN_USERNAME: TURN_PASSWORD})
     policy = PeerPolicy(allow_documentation_peers=True)
     core = TurnServerCore(TurnServerConfig(credentials=credentials, peer_policy=policy), relays)
-    attachment = network.add_host(name, [address.host]).attach(core, port=address.port)
+    host = network.add_host(name, [address.host])
+    machine: TurnServerCore | StreamTurnServer = core
+    if tcp:
+        machine = StreamTurnServer(core, address)
+    attachment = host.attach(machine, port=address.port)
+    if tcp:
+        attachment.listen_tcp(address.port)
     relays.bind = attachment.bind
     return core
 
 
-def relay_server(address: Address) -> RelayServer:
-    """How an agent reaches a scenario's TURN server."""
-    return RelayServer(address=address, username=TURN_USERNAME, password=TURN_PASSWORD)
+def relay_server(
+    address: Address, transport: ClientTransport = ClientTransport.UDP
+) -> RelayServer:
+    """How an agent reaches a scenario's TURN server (over UDP, or TCP)."""
+    return RelayServer(
+        address=address, username=TURN_USERNAME, password=TURN_PASSWORD, transport=transport
+    )
 
 
 def two_agents_behind_nats(
@@ -295,13 +315,15 @@ def two_agents_behind_nats(
     config_b: AgentConfig | None = None,
     on_event: EventHook | None = None,
     turn: bool = False,
+    turn_transport: ClientTransport = ClientTransport.UDP,
     udp_blocked: tuple[bool, bool] = (False, False),
 ) -> Scenario:
     """Agent A behind ``nat_a`` and agent B behind ``nat_b`` (``OPEN``: on the WAN), the STUN
     Binding server at :data:`STUN_SERVER`; host, server-reflexive and TCP host candidates (RFC
     6544), and with ``turn`` relayed ones too, each side from its own TURN server
-    (:data:`TURN_SERVERS`). ``udp_blocked`` puts a firewall that drops every UDP datagram at
-    A's or B's edge (its NAT's public address, or its own on the WAN), as corporate networks do.
+    (:data:`TURN_SERVERS`), reached over ``turn_transport`` (UDP, or TCP: the simulator has no
+    TLS). ``udp_blocked`` puts a firewall that drops every UDP datagram at A's or B's edge (its
+    NAT's public address, or its own on the WAN), as corporate networks do.
 
     ``config_a``/``config_b`` default to a controlling A and a controlled B that use the STUN
     (and TURN) servers; ``on_event(side_name, event)`` sees every agent event as it happens.
@@ -311,9 +333,10 @@ def two_agents_behind_nats(
     relays: list[tuple[RelayServer, ...]] = [(), ()]
     cores = []
     if turn:
+        tcp = turn_transport.is_stream
         for index, address in enumerate(TURN_SERVERS):
-            cores.append(add_turn_server(network, address, f"turn{index}"))
-            relays[index] = (relay_server(address),)
+            cores.append(add_turn_server(network, address, f"turn{index}", tcp=tcp))
+            relays[index] = (relay_server(address, turn_transport),)
     host_a, edge_a = _host_behind(network, "a", nat_a)
     host_b, edge_b = _host_behind(network, "b", nat_b)
     default_a = AgentConfig(controlling=True, stun_servers=(STUN_SERVER,), turn_servers=relays[0])
@@ -351,12 +374,17 @@ def nat_matrix(
     behaviors: Iterable[NatBehavior] = tuple(NatBehavior),
     *,
     udp_blocked: tuple[bool, bool] = (False, False),
+    turn_transport: ClientTransport | None = None,
 ) -> dict[tuple[NatBehavior, NatBehavior], Outcome]:
     """Run :func:`two_agents_behind_nats` for every ordered pair of ``behaviors`` (with
-    ``udp_blocked`` as it says)."""
+    ``udp_blocked`` as it says; with ``turn_transport``, TURN servers reached over it)."""
     kinds = list(behaviors)
+    turn = turn_transport is not None
+    transport = turn_transport or ClientTransport.UDP
     return {
-        (a, b): two_agents_behind_nats(a, b, seed, udp_blocked=udp_blocked).run()
+        (a, b): two_agents_behind_nats(
+            a, b, seed, udp_blocked=udp_blocked, turn=turn, turn_transport=transport
+        ).run()
         for a in kinds
         for b in kinds
     }

@@ -44,6 +44,7 @@ from ice.scenarios import (
     two_agents_behind_nats,
 )
 from stun.address import Address
+from turn.server.allocation import ClientTransport
 
 NONE = NatBehavior.OPEN
 FULL = NatBehavior.FULL_CONE
@@ -87,9 +88,8 @@ EXPECTED: dict[tuple[NatBehavior, NatBehavior], tuple[str, float] | None] = {
 #: when B is public (A connects from its active candidate), A's when A is public (B connects,
 #: and A sees B as peer-reflexive at B's NAT's mapping; A's own attempt at B's private passive
 #: candidate gets its few round trips of patience first). Two NATs: no direct path is left —
-#: these rows need a relay reached over TCP or TLS (TURN over TCP, RFC 6062/8656 §3.1, issue
-#: 9); when icestack's ICE uses TURN servers over TCP, run the same rows with ``turn=True``
-#: and a TCP relay, and they connect through it.
+#: these rows need a relay reached over TCP or TLS (RFC 8656 §3.1): with TURN over TCP they
+#: connect through it (EXPECTED_UDP_BLOCKED_TURN_TCP below).
 EXPECTED_UDP_BLOCKED: dict[tuple[NatBehavior, NatBehavior], tuple[str, float] | None] = {
     (NONE, NONE): ("host-host/tcp", 0.140),
     **{(NONE, nat): ("host-prflx/tcp", 0.238) for nat in (FULL, RESTRICTED, PORT, SYMMETRIC)},
@@ -100,6 +100,18 @@ EXPECTED_UDP_BLOCKED: dict[tuple[NatBehavior, NatBehavior], tuple[str, float] | 
         for b in (FULL, RESTRICTED, PORT, SYMMETRIC)
     },
 }
+
+#: The same firewall, and each side's TURN server reached over TCP (turn_transport=TCP): every
+#: cell connects. A public side still makes the direct ICE-TCP path, which ranks above relays;
+#: with NATs on both sides A's relay, allocated over TCP through its firewall, reaches B's
+#: server-reflexive candidate (UDP between the TURN server and B is not blocked), or B's own
+#: relay when B's symmetric NAT leaves no usable srflx candidate.
+EXPECTED_UDP_BLOCKED_TURN_TCP: dict[tuple[NatBehavior, NatBehavior], tuple[str, float]] = {
+    **{k: v for k, v in EXPECTED_UDP_BLOCKED.items() if v is not FAILS},
+    **{(a, b): ("relay-srflx", 0.442) for a in (FULL, RESTRICTED, PORT, SYMMETRIC)
+       for b in (FULL, RESTRICTED, PORT)},
+    **{(a, SYMMETRIC): ("relay-relay", 0.572) for a in (FULL, RESTRICTED, PORT, SYMMETRIC)},
+}  # fmt: skip
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "ice.md"
 
@@ -183,6 +195,27 @@ def test_udp_blocked_matrix(nat_a: NatBehavior, nat_b: NatBehavior) -> None:
     assert passive.remote.port != 9
 
 
+@pytest.mark.parametrize(
+    ("nat_a", "nat_b"),
+    list(EXPECTED_UDP_BLOCKED_TURN_TCP),
+    ids=[f"{a.value}/{b.value}" for a, b in EXPECTED_UDP_BLOCKED_TURN_TCP],
+)
+def test_udp_blocked_turn_over_tcp_matrix(nat_a: NatBehavior, nat_b: NatBehavior) -> None:
+    scenario = two_agents_behind_nats(
+        nat_a, nat_b, seed=0, udp_blocked=(True, False), turn=True,
+        turn_transport=ClientTransport.TCP,
+    )  # fmt: skip
+    outcome = scenario.run(timeout=60.0)
+    assert scenario.network.stats.dropped[DropReason.FIREWALL] > 0
+    pair_a, pair_b = connected_as(outcome, *EXPECTED_UDP_BLOCKED_TURN_TCP[nat_a, nat_b])
+    assert pair_a.nominated and pair_b.nominated
+    if pair_a.local.type is CandidateType.RELAYED:
+        # A's relay was allocated over a TCP connection through its firewall, not over UDP.
+        assert [s.relay_protocol for s in scenario.a.agent.stats() if s.selected] == ["tcp"]
+        assert scenario.network.stats.tcp_established >= 2
+        assert pair_a.local.address == pair_b.remote.address
+
+
 def test_the_matrix_is_deterministic_and_printable() -> None:
     outcomes = nat_matrix(seed=0)
     again = nat_matrix(seed=5)
@@ -197,6 +230,11 @@ def test_the_matrix_is_deterministic_and_printable() -> None:
     blocked = format_matrix(nat_matrix(seed=0, udp_blocked=(True, False)))
     assert blocked.count("fails") == sum(1 for e in EXPECTED_UDP_BLOCKED.values() if e is FAILS)
     assert blocked in DOCS.read_text()  # and the one with UDP blocked
+    relayed = format_matrix(
+        nat_matrix(seed=0, udp_blocked=(True, False), turn_transport=ClientTransport.TCP)
+    )
+    assert "fails" not in relayed
+    assert relayed in DOCS.read_text()  # and the one with TURN over TCP
 
 
 def summary(

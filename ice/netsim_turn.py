@@ -30,14 +30,13 @@ import itertools
 from dataclasses import dataclass, field
 
 from stun.address import Address
-from stun.datagram import Datagram
+from stun.datagram import Datagram, Machine
 from stun.errors import DecodeError
 from stun.framing import Framing, StreamDecoder
 from turn.server import TurnServerCore
 from turn.server.allocation import ClientTransport, FiveTuple
 
 from .agent import Agent
-from .events import IceEvent
 from .relay import CloseRelayStream, OpenRelayStream
 from .tcp import CloseTcp, OpenTcp, TcpCommand, WriteTcp
 
@@ -61,11 +60,34 @@ class _Stream:
     )
 
 
-class RelayStreamAgent:
+class _Driver:
+    """What a driver here passes to the machine it drives as it is: datagrams that arrive, the
+    timer, the events."""
+
+    def __init__(self, machine: Machine) -> None:
+        self._machine = machine
+
+    def receive_datagram(
+        self, data: bytes, local: Address | None, remote: Address, now: float
+    ) -> None:
+        self._machine.receive_datagram(data, local, remote, now)
+
+    def get_timer(self) -> float | None:
+        return self._machine.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self._machine.handle_timer(now)
+
+    def next_event(self) -> object | None:
+        return self._machine.next_event()
+
+
+class RelayStreamAgent(_Driver):
     """An :class:`~ice.agent.Agent` whose TURN servers are reached over simulated TCP (module
     docstring); every other verb and notification goes to the agent as it is."""
 
     def __init__(self, agent: Agent) -> None:
+        super().__init__(agent)
         self.agent = agent
         self._ids = itertools.count(_FIRST_RELAY_ID)
         self._by_label: dict[Address, _Stream] = {}
@@ -73,13 +95,6 @@ class RelayStreamAgent:
         self._commands: list[TcpCommand] = []
         #: Datagrams dropped: too many waiting for a connection to be established.
         self.dropped = 0
-
-    # ------------------------------------------------------------------ the five verbs
-
-    def receive_datagram(
-        self, data: bytes, local: Address | None, remote: Address, now: float
-    ) -> None:
-        self.agent.receive_datagram(data, local, remote, now)
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         """The agent's datagrams, but those labelled with a relay stream: written on it."""
@@ -98,16 +113,6 @@ class RelayStreamAgent:
                 self._commands.append(WriteTcp(stream.id, datagram.data))
         return outgoing
 
-    def get_timer(self) -> float | None:
-        return self.agent.get_timer()
-
-    def handle_timer(self, now: float) -> None:
-        self.agent.handle_timer(now)
-
-    def next_event(self) -> IceEvent | None:
-        return self.agent.next_event()
-
-    # ------------------------------------------------------------------ TCP
 
     def _apply(self, now: float) -> None:
         for command in self.agent.relay_stream_commands():
@@ -168,22 +173,18 @@ class RelayStreamAgent:
         del self._by_label[stream.label]
 
 
-class StreamTurnServer:
+class StreamTurnServer(_Driver):
     """A :class:`~turn.server.TurnServerCore` that also takes clients over simulated TCP at
     ``address`` (module docstring); its UDP clients and peers are served as they are."""
 
     def __init__(self, core: TurnServerCore, address: Address) -> None:
+        super().__init__(core)
         self.core = core
         self.address = address
         self._ids = itertools.count(1)
         self._by_id: dict[int, _Stream] = {}
         self._by_client: dict[Address, _Stream] = {}
         self._commands: list[TcpCommand] = []
-
-    def receive_datagram(
-        self, data: bytes, local: Address | None, remote: Address, now: float
-    ) -> None:
-        self.core.receive_datagram(data, local, remote, now)
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         """The core's datagrams, but those to a TCP client: written on its connection."""
@@ -195,15 +196,6 @@ class StreamTurnServer:
             else:
                 outgoing.append(datagram)
         return outgoing
-
-    def get_timer(self) -> float | None:
-        return self.core.get_timer()
-
-    def handle_timer(self, now: float) -> None:
-        self.core.handle_timer(now)
-
-    def next_event(self) -> object | None:
-        return self.core.next_event()
 
     def tcp_commands(self) -> list[TcpCommand]:
         commands, self._commands = self._commands, []

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
@@ -347,7 +347,9 @@ def resolver(net: Network, role: str, nameserver: str) -> Iterator[None]:
         (folder / "resolv.conf").unlink(missing_ok=True)
         folder.rmdir()
         if made_parent:
-            folder.parent.rmdir()
+            # Another run's namespace may have put its own folder here meanwhile: leave it.
+            with suppress(OSError):
+                folder.parent.rmdir()
 
 
 @contextmanager

@@ -477,9 +477,10 @@ def test_a_three_second_stall_shorter_than_consent_is_survived() -> None:
             return events
 
     events = run(scenario(), timeout=3 * WAIT)
+    # Whether "disconnected" shows for a moment depends on whether the loop, waking from the
+    # stall, runs the consent timer before it reads the answers that waited in the socket:
+    # asyncio's order, not ours. What must hold is that the stall cost nothing.
     assert not of_type(events, ConsentLost)
-    states = [e.state for e in events if type(e).__name__ == "StateChanged"]
-    assert IceState.DISCONNECTED in states  # the stall was seen, and survived
 
 
 def test_a_stall_longer_than_consent_fails_both_and_a_restart_reconnects() -> None:

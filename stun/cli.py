@@ -557,9 +557,18 @@ def run_workers(count: int, worker_main: Callable[[int], None]) -> int:
     for process in workers:
         process.start()
 
+    signalled: set[int] = set()
+
     def stop(signum: int = signal.SIGTERM, frame: object = None) -> None:
+        # Once per worker: a second SIGTERM could land after its event loop has closed and
+        # removed its handler, and kill a worker that was stopping cleanly.
         for process in workers:
-            if process.pid is not None and process.exitcode is None:
+            if (
+                process.pid is not None
+                and process.pid not in signalled
+                and process.exitcode is None
+            ):
+                signalled.add(process.pid)
                 os.kill(process.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGINT, stop)
@@ -716,9 +725,7 @@ def add_serve_command(serve_commands: argparse._SubParsersAction[argparse.Argume
         metavar="FILE",
         help="also listen with TLS: --tls CERT KEY, or --tls alone for a self-signed certificate",
     )
-    parser.add_argument(
-        "--tls-port", type=port_number, help="TLS port, with --tls (default 5349)"
-    )
+    parser.add_argument("--tls-port", type=port_number, help="TLS port, with --tls (default 5349)")
     parser.add_argument(
         "--auth",
         choices=("none", "short-term", "long-term"),

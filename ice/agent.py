@@ -255,7 +255,8 @@ class Agent:
         keepalive runs on it, since such a peer would not answer (RFC 7675 concerns ICE peers).
 
         Raises :class:`LocalProtocolError` if ``local`` is not ours, the two cannot pair
-        (component, transport, address family) or the check list has no room."""
+        (component, transport, address family), they are TCP candidates (an ICE-TCP connection
+        is opened by a check) or the check list has no room."""
         if self._closed:
             raise LocalProtocolError("the agent is closed")
         self._check_stream(stream, remote.component)
@@ -265,6 +266,8 @@ class Agent:
         )
         if found is None:
             raise LocalProtocolError(f"{local} is not a local candidate of stream {stream}")
+        if local.transport != "udp":
+            raise LocalProtocolError("only a UDP pair can be forced: a TCP one needs its check")
         if local.component != remote.component or not pairs_with(local, remote):
             raise LocalProtocolError(f"{local} cannot pair with {remote}")
         self._last_now = now

@@ -146,6 +146,9 @@ def test_forcing_a_pair_refuses_what_cannot_be_one() -> None:
     v6 = dataclasses.replace(host(b), host="2001:db8::2")
     with pytest.raises(LocalProtocolError, match="cannot pair"):
         a.agent.force_selected_pair(host(a), v6, now)
+    tcp = next(c.candidate for c in a.agent.local_candidates if c.candidate.transport == "tcp")
+    with pytest.raises(LocalProtocolError, match="only a UDP pair can be forced"):
+        a.agent.force_selected_pair(tcp, dataclasses.replace(tcp, host=host(b).host), now)
     a.agent.close()
     with pytest.raises(LocalProtocolError, match="closed"):
         a.agent.force_selected_pair(host(a), host(b), now)

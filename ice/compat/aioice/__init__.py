@@ -25,11 +25,11 @@ def _refuse_the_real_aioice() -> None:
         and not sys.modules[name].__name__.startswith(__name__)
     )
     if loaded:
-        where = getattr(sys.modules[loaded[0]], "__file__", None) or "?"
+        where = getattr(sys.modules[loaded[0]], "__file__", None) or loaded[0]
         raise ImportError(
-            f"ice.compat.aioice: the real aioice is already imported ({', '.join(loaded)} from "
-            f"{where}); import ice.compat.aioice first, before aiortc or aioice, so that "
-            "`import aioice` gets icestack"
+            f"ice.compat.aioice: the real aioice is already imported (from {where}); import "
+            "ice.compat.aioice first, before aiortc or aioice, so that `import aioice` gets "
+            "icestack"
         )
 
 

@@ -217,8 +217,13 @@ class Connection:
         return list(self._remote_candidates)
 
     def get_default_candidate(self, component: int) -> Candidate | None:
-        """The local candidate of ``component`` with the lowest priority (aioice's choice)."""
-        ours = [c for c in self.local_candidates if c.component == component]
+        """The UDP candidate of ``component`` with the lowest priority (aioice's choice among
+        its candidates, which are all UDP)."""
+        ours = [
+            c
+            for c in self.local_candidates
+            if c.component == component and c.transport.lower() == "udp"
+        ]
         return min(ours, key=lambda c: c.priority, default=None)
 
     # ================================================================== ICE

@@ -3,6 +3,7 @@ icestack and one on aioice 0.13.0, or both on icestack, in two network namespace
 one link (:mod:`tests.compat.aiortc_session`). Each session carries a data channel with 1,000
 messages each way and an audio track (aiortc's ``AudioStreamTrack``) whose frames arrive at
 the other side — over host candidates, and relay-only through our own TURN server over TLS.
+icestack offers (controls) beside aioice over host candidates and answers through the relay.
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ def check(result: dict[str, object], stack: str, local_types: list[str]) -> None
     assert result["local_types"] == local_types
 
 
-@pytest.mark.parametrize(
-    ("offer", "answer"), [("icestack", "aioice"), ("aioice", "icestack"), ("icestack", "icestack")]
-)
+@pytest.mark.parametrize(("offer", "answer"), [("icestack", "aioice"), ("icestack", "icestack")])
 def test_host_candidates(offer: str, answer: str) -> None:
     with two_hosts() as net:
         a, b = run_session(net, offer, answer, messages=MESSAGES)

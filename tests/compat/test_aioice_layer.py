@@ -199,14 +199,20 @@ def test_role_and_lite_are_writable_until_checks(compat: ModuleType) -> None:
     run(scenario())
 
 
+async def gathered_and_signalled(compat: ModuleType) -> tuple[Any, Any]:
+    """A controlling and a controlled connection on loopback, each told the other's candidates."""
+    a = on_loopback(compat.Connection(ice_controlling=True))
+    b = on_loopback(compat.Connection(ice_controlling=False))
+    await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+    for one, other in ((a, b), (b, a)):
+        for candidate in other.local_candidates:
+            await one.add_remote_candidate(candidate)
+    return a, b
+
+
 def test_forced_pairs_carry_data_without_connect(compat: ModuleType) -> None:
     async def scenario() -> None:
-        a = on_loopback(compat.Connection(ice_controlling=True))
-        b = on_loopback(compat.Connection(ice_controlling=False))
-        await asyncio.gather(a.gather_candidates(), b.gather_candidates())
-        for one, other in ((a, b), (b, a)):
-            for candidate in other.local_candidates:
-                await one.add_remote_candidate(candidate)
+        a, b = await gathered_and_signalled(compat)
         for one, other in ((a, b), (b, a)):
             local = one.get_default_candidate(1)
             remote = other.get_default_candidate(1)
@@ -229,12 +235,8 @@ def test_connection_closed_at_close_and_when_consent_is_lost(
     monkeypatch.setattr(compat.ice, "CONSENT_INTERVAL", 1)
 
     async def scenario() -> None:
-        a = on_loopback(compat.Connection(ice_controlling=True))
-        b = on_loopback(compat.Connection(ice_controlling=False))
-        await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+        a, b = await gathered_and_signalled(compat)
         for one, other in ((a, b), (b, a)):
-            for candidate in other.local_candidates:
-                await one.add_remote_candidate(candidate)
             await one.add_remote_candidate(None)
             one.remote_username = other.local_username
             one.remote_password = other.local_password

@@ -80,6 +80,24 @@ def closed_port(host: str, kind: int = socket.SOCK_DGRAM) -> int:
     return port
 
 
+def twin_port(host: str, attempts: int = 50) -> int:
+    """A port number on ``host`` free for both TCP and UDP a moment ago, for a server that
+    listens on both with one number: a port the kernel picks for one transport may be held on
+    the other by a parallel test."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(attempts):
+        with socket.socket(family, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port: int = tcp.getsockname()[1]
+            with socket.socket(family, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+        return port
+    raise OSError(f"no port free for both TCP and UDP on {host} in {attempts} tries")
+
+
 async def udp_exchange(sock: socket.socket, data: bytes, server: Address) -> bytes:
     """Send one datagram from ``sock`` and return the first datagram that comes back."""
     loop = asyncio.get_running_loop()

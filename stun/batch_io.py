@@ -155,8 +155,8 @@ class _Arena:
     I/O vectors and address buffers each way, receive slots of :data:`MAX_DATAGRAM` bytes (only
     the pages the kernel writes are ever touched) and send slots of :data:`SEND_SLOT`."""
 
-    def __init__(self) -> None:
-        self.rx = self._headers(MAX_DATAGRAM)
+    def __init__(self, receive_slot: int = MAX_DATAGRAM) -> None:
+        self.rx = self._headers(receive_slot)
         self.tx = self._headers(SEND_SLOT)
         #: Sockets with answers queued, flushed by :func:`flush_pending`.
         self.pending: list[MmsgIO] = []
@@ -234,8 +234,8 @@ class _Direction:
 class _Libc:
     """``recvmmsg`` and ``sendmmsg`` from the C library, typed."""
 
-    def __init__(self) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
+    def __init__(self, library: str | None) -> None:
+        libc = ctypes.CDLL(library, use_errno=True)
         self.recvmmsg = libc.recvmmsg
         self.recvmmsg.argtypes = (
             ctypes.c_int,
@@ -250,12 +250,13 @@ class _Libc:
         self.sendmmsg.restype = ctypes.c_int
 
 
-def _load_libc() -> _Libc | None:
+def _load_libc(library: str | None = None) -> _Libc | None:
+    """The C library's (or ``library``'s) batch calls, or ``None`` after one log line saying why."""
     if not sys.platform.startswith("linux"):
         _log.info("batched UDP I/O needs Linux (this is %s): using recvfrom/sendto", sys.platform)
         return None
     try:
-        return _Libc()
+        return _Libc(library)
     except (OSError, AttributeError) as exc:
         _log.warning("batched UDP I/O unavailable (%s): using recvfrom/sendto", exc)
         return None
@@ -347,12 +348,15 @@ def pack_sockaddr(sockaddr: SockAddr) -> bytes | None:
 class MmsgIO:
     """``recvmmsg``/``sendmmsg`` on one socket, through the thread's :class:`_Arena`."""
 
-    __slots__ = ("fd", "on_send_error", "pending", "queue", "sock", "truncated")
+    __slots__ = ("arena", "fd", "on_send_error", "pending", "queue", "sock", "truncated")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, *, receive_slot: int | None = None) -> None:
         if not batch_available():
             raise OSError(errno.ENOSYS, "recvmmsg/sendmmsg are not available here")
         self.sock = sock
+        #: Buffers of its own when ``receive_slot`` says how large a datagram it takes (the
+        #: thread's shared ones take any); a longer one is dropped as truncated.
+        self.arena = None if receive_slot is None else _Arena(receive_slot)
         self.fd = sock.fileno()
         #: Answers waiting for :meth:`flush`: the bytes, and the packed address or ``None``
         #: for one that goes out alone through ``sendto``.
@@ -364,7 +368,7 @@ class MmsgIO:
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
         assert _libc is not None
-        rx = _arena().rx
+        rx = (self.arena or _arena()).rx
         view = rx.view
         # Slices of a c_char array are bytes copies (typeshed says list[bytes]).
         names: Any = rx.names

@@ -9,9 +9,10 @@ per server, as ``name value unit``: responses/s, p50/p99 latency, and server CPU
 from /proc/PID/stat (user + system, children included, so multi-process servers count whole). Ratios
 against coturn close the run.
 
-Servers: coturn (``turnserver -m 0 --no-auth``: one relay thread), icestack on asyncio, icestack on
-uvloop, and icestack with ``--workers 2`` (two processes sharing the port with SO_REUSEPORT; not
-pinned, so they share both cores with the load generator: read its numbers with that in mind).
+Servers: coturn (``turnserver -m 0 --no-auth``: one relay thread), icestack on asyncio (batched
+UDP system calls, and ``--no-batch-io``: one per datagram), icestack on uvloop, and icestack with
+``--workers 2`` (two processes sharing the port with SO_REUSEPORT; not pinned, so they share both
+cores with the load generator: read its numbers with that in mind).
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ def main() -> None:
     report("coturn", results["coturn"])
     variants = {
         "icestack_asyncio": ((), True),
+        "icestack_asyncio_portable_io": (("--no-batch-io",), True),
         "icestack_uvloop": (("--uvloop",), True),
         "icestack_2workers_uvloop": (("--uvloop", "--workers", "2"), False),
     }

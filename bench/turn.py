@@ -26,7 +26,8 @@ server:
   answered a second, ``cpu_per_allocation`` the server's CPU per Allocate (all of the session's
   requests included), ``allocations_capacity`` what one core would answer at that cost.
 
-Servers: coturn, icestack on asyncio, icestack on uvloop (both pinned to core 1), and icestack
+Servers: coturn, icestack on asyncio (batched UDP system calls, and ``--no-batch-io``: one per
+datagram), icestack on uvloop (all pinned to core 1), and icestack
 with ``--workers 2`` on uvloop (two processes sharing the port with SO_REUSEPORT, not pinned: they
 share both cores with the load generator, so read its numbers with that in mind). icestack runs
 with ``--rfc5766-channels`` (uclient draws channel numbers up to 0x7FFF) and limits raised so that
@@ -213,6 +214,7 @@ def main() -> None:
         name: variant
         for name, variant in {
             "icestack_asyncio": ((), True),
+            "icestack_asyncio_portable_io": (("--no-batch-io",), True),
             "icestack_uvloop": (("--uvloop",), True),
             "icestack_2workers_uvloop": (("--uvloop", "--workers", "2"), False),
         }.items()

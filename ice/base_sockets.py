@@ -3,7 +3,8 @@ the fast data path through them.
 
 Theory of operation. Each base is one non-blocking UDP socket bound to an interface address on an
 ephemeral port (:func:`bind_base`), read on readiness in batches (:meth:`BaseSocket.read_ready`,
-up to :data:`UDP_BATCH` datagrams a wake-up). A datagram whose first byte is 0-3 is STUN (RFC
+up to :data:`UDP_BATCH` datagrams a wake-up, through :mod:`stun.batch_io`: ``recvmmsg`` on
+Linux). A datagram whose first byte is 0-3 is STUN (RFC
 7983) and goes to the agent; so does anything from an address that is not the remote side of the
 component's selected pair (the agent delivers it only if a check proved the address the peer's,
 :meth:`~ice.agent.Agent.receive_datagram`). Data from that address goes straight into the
@@ -20,13 +21,14 @@ candidate gone) the reason is kept for whoever sends or waits on that component 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from stun.address import Address, normalize_host
+from stun.batch_io import ICMP_ERRNOS as ICMP_ERRNOS  # the send path of ice.aio reads it here
+from stun.batch_io import datagram_io
 
 from .candidate import Candidate
 from .checklist import CandidatePair
@@ -38,10 +40,7 @@ _log = logging.getLogger("icestack.ice")
 
 #: How many datagrams one wake-up of a socket reader handles before yielding to the loop.
 UDP_BATCH = 256
-_UDP_BUFFER = 65536
 _RECEIVE_BUFFER = 1 << 20
-#: ICMP errors that Linux reports on a later socket call; they concern an earlier send.
-ICMP_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
 
 
 class Signal:
@@ -83,11 +82,13 @@ class DataPath:
 class BaseSocket:
     """One UDP socket: a base of the agent (RFC 8445 §5.1.1.1), read in batches on readiness."""
 
-    __slots__ = ("component", "connection", "local", "path", "sock")
+    __slots__ = ("component", "connection", "io", "local", "path", "sock")
 
     def __init__(self, connection: Connection, sock: socket.socket, component: int) -> None:
         self.connection = connection
         self.sock = sock
+        #: Reads many datagrams per system call where the platform can (:mod:`stun.batch_io`).
+        self.io = datagram_io(sock)
         self.component = component
         host, port = sock.getsockname()[:2]
         self.local = Address(normalize_host(host), port)
@@ -100,22 +101,17 @@ class BaseSocket:
         assert agent is not None
         received = connection._received
         limit = connection._receive_queue_size
-        recvfrom = self.sock.recvfrom
         component = self.component
         local = self.local
         path = self.path
         now = connection._loop.time()
         to_agent = delivered = False
-        for _ in range(UDP_BATCH):
-            try:
-                data, sockaddr = recvfrom(_UDP_BUFFER)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                if exc.errno in ICMP_ERRNOS:
-                    continue
-                _log.warning("ICE socket %s: %s", local, exc)
-                break
+        try:
+            datagrams = self.io.receive(UDP_BATCH)
+        except OSError as exc:
+            _log.warning("ICE socket %s: %s", local, exc)
+            datagrams = []
+        for data, sockaddr in datagrams:
             if (
                 path is not None
                 and (not data or data[0] > 3)

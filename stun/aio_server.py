@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 from typing import Any, cast
 
@@ -30,6 +29,7 @@ from .aio_sockets import (
     check_listener_arguments,
 )
 from .aio_streams import StreamListener, listen_stream
+from .batch_io import DatagramIO, datagram_io
 from .errors import DecodeError
 from .framing import StreamDecoder
 from .limits import Closure, StreamAdmission, StreamLimits
@@ -39,18 +39,17 @@ from .server import BindingServer, Outcome, ServerConfig
 _log = logging.getLogger("icestack.stun")
 
 
-def _answerer(server: BindingServer, sock: socket.socket) -> DatagramHandler:
-    """A :class:`UdpReader` handler that answers each request inline from ``sock``."""
+def _answerer(server: BindingServer, io: DatagramIO, local: Address) -> DatagramHandler:
+    """A :class:`UdpReader` handler that answers each request inline through ``io``."""
     respond = server.respond
-    sendto = sock.sendto
-    local = _address(sock.getsockname())
+    send = io.send
 
     def answer(data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
         reply = respond(data, local, Address(sockaddr[0], sockaddr[1]), now)
         if reply is not None:
             # A full socket buffer or an ICMP error: the client retransmits.
             with contextlib.suppress(OSError):
-                sendto(reply, sockaddr)
+                send(reply, sockaddr)
 
     return answer
 
@@ -135,7 +134,8 @@ class StunServer(_Closing):
     ``limits`` bound its TCP and TLS connections: how many, how many from one source, their TLS
     handshakes and the deadline of their first message (:class:`~stun.limits.StreamLimits`);
     ``idle_timeout`` closes a connection silent that long after a message, ``write_buffer_limit``
-    stops reading a client that does not read its answers.
+    stops reading a client that does not read its answers. ``batch_io=False`` reads and answers
+    UDP one datagram per system call even where batches are available (:mod:`stun.batch_io`).
 
     >>> async with StunServer() as server:  # doctest: +SKIP
     ...     await server.listen("udp", "127.0.0.1", 3478)
@@ -149,8 +149,10 @@ class StunServer(_Closing):
         limits: StreamLimits | None = None,
         idle_timeout: float = 300.0,
         write_buffer_limit: int = 64 * 1024,
+        batch_io: bool = True,
     ) -> None:
         self.server = BindingServer(config or ServerConfig())
+        self.batch_io = batch_io
         self.limits = limits = limits or StreamLimits()
         #: The TCP and TLS connections held, by source, and what was refused or closed and why.
         self.admission = StreamAdmission(limits)
@@ -199,7 +201,11 @@ class StunServer(_Closing):
         check_listener_arguments(transport, ssl_context)
         if transport == "udp":
             sock = bind_udp(host, port, reuse_port=reuse_port)
-            reader = UdpReader(sock, _answerer(self.server, sock), errors=self.reader_errors)
+            io = datagram_io(sock, batch=self.batch_io)
+            local = _address(sock.getsockname())
+            reader = UdpReader(
+                sock, _answerer(self.server, io, local), errors=self.reader_errors, io=io
+            )
             self._udp.append(reader)
             result = Listener("udp", reader.local)
         else:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import socket
 import ssl
@@ -24,6 +23,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from .address import Address
+from .batch_io import DatagramIO, datagram_io, flush_pending
 from .errors import LocalProtocolError
 from .reader_errors import ReaderErrors
 
@@ -36,7 +36,6 @@ _log = logging.getLogger("icestack.stun")
 
 #: How many datagrams one wake-up of the UDP reader handles before yielding to the loop.
 UDP_BATCH = 256
-_UDP_BUFFER = 65536
 
 
 def install_uvloop() -> bool:
@@ -181,19 +180,21 @@ def bind_udp(
 #: ``handler(data, sockaddr, now)``: one datagram a :class:`UdpReader` read, and the loop time
 #: of the batch it came in.
 DatagramHandler = Callable[[bytes, tuple[Any, ...], float], None]
-_ICMP_ERRNOS = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH))
 
 
 class UdpReader:
     """Reads a non-blocking UDP socket on readiness (``loop.add_reader``) in batches.
 
-    Each wake-up drains up to :data:`UDP_BATCH` datagrams, hands each to ``handler`` with one
-    loop time for the whole batch, then calls ``after_batch`` (if given) once. What either raises
-    is contained in ``errors`` (:mod:`stun.reader_errors`) and the batch goes on. The socket
-    belongs to the reader from then on: :meth:`close` closes it.
+    Each wake-up drains up to :data:`UDP_BATCH` datagrams through ``io`` (:mod:`stun.batch_io`:
+    ``recvmmsg`` on Linux unless ``batch`` is false), hands each to ``handler`` with one loop time
+    for the whole batch, then calls ``after_batch`` (if given) once, then sends every answer that
+    handlers queued with :meth:`send` (ICMP errors that Linux reports for earlier sends are
+    skipped). What ``handler`` or ``after_batch`` raises is contained in ``errors``
+    (:mod:`stun.reader_errors`) and the batch goes on. The socket belongs to the reader from then
+    on: :meth:`close` closes it.
     """
 
-    __slots__ = ("after_batch", "errors", "handler", "local", "loop", "sock")
+    __slots__ = ("after_batch", "errors", "handler", "io", "local", "loop", "send", "sock")
 
     def __init__(
         self,
@@ -202,30 +203,30 @@ class UdpReader:
         after_batch: Callable[[], None] | None = None,
         *,
         errors: ReaderErrors | None = None,
+        io: DatagramIO | None = None,
+        batch: bool = True,
     ) -> None:
         self.sock = sock
         self.handler = handler
         self.after_batch = after_batch
         self.errors = errors if errors is not None else ReaderErrors()
         self.local = _address(sock.getsockname())
+        self.io = io if io is not None else datagram_io(sock, batch=batch)
+        #: ``send(data, sockaddr)``: an answer from this socket, queued until the batch ends
+        #: (the portable path sends at once and may raise what ``sendto`` raises).
+        self.send = self.io.send
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(sock.fileno(), self._read_ready)
 
     def _read_ready(self) -> None:
-        recvfrom = self.sock.recvfrom
         handler = self.handler
         now = self.loop.time()
-        for _ in range(UDP_BATCH):
-            try:
-                data, sockaddr = recvfrom(_UDP_BUFFER)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                # ICMP errors surface here on Linux (ECONNREFUSED for an earlier send): skip them.
-                if exc.errno in _ICMP_ERRNOS:
-                    continue
-                _log.warning("UDP socket %s: %s", self.local, exc)
-                break
+        try:
+            datagrams = self.io.receive(UDP_BATCH)
+        except OSError as exc:
+            _log.warning("UDP socket %s: %s", self.local, exc)
+            datagrams = []
+        for data, sockaddr in datagrams:
             try:
                 handler(data, sockaddr, now)
             except Exception as error:
@@ -235,9 +236,13 @@ class UdpReader:
                 self.after_batch()
             except Exception as error:
                 self.errors.contain(error, f"UDP {self.local}")
+        try:
+            flush_pending()
+        except Exception as error:
+            self.errors.contain(error, f"UDP {self.local}")
 
     def close(self) -> None:
-        """Stop reading and close the socket."""
+        """Stop reading and close the socket (answers still queued are dropped)."""
         if self.sock.fileno() != -1:
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()

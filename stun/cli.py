@@ -196,6 +196,16 @@ _LIMITS = StreamLimits()
 _positive = bounded_integer(1)
 
 
+def add_batch_io_option(option: Callable[..., object]) -> None:
+    """``--no-batch-io``, shared by ``serve stun`` and ``serve turn``."""
+    option(
+        "--no-batch-io",
+        action="store_true",
+        help="read and send UDP one datagram per system call (default on Linux: recvmmsg and "
+        "sendmmsg, many per call)",
+    )
+
+
 def add_limit_options(add: Callable[..., object]) -> None:
     """The options of ``serve stun`` and ``serve turn`` that bound TCP and TLS connections
     (:class:`stun.limits.StreamLimits`) and 400/401 answers per source; ``add`` is the
@@ -597,6 +607,8 @@ class ServePlan:
     tls_port: int
     reuse_port: bool
     limits: StreamLimits
+    #: Batched UDP system calls where available (``--no-batch-io``: one datagram per call).
+    batch_io: bool = True
 
     @property
     def endpoints(self) -> list[tuple[Transport, str, int]]:
@@ -676,12 +688,13 @@ def build_serve_plan(args: argparse.Namespace) -> ServePlan:
         tls_port=5349 if args.tls_port is None else args.tls_port,
         reuse_port=args.workers > 1,
         limits=stream_limits(args, streams=args.tcp or tls is not None, tls=tls is not None),
+        batch_io=not args.no_batch_io,
     )
 
 
 async def serve(plan: ServePlan, *, worker: int = 0) -> None:
     """Open every listener of ``plan`` and serve until SIGINT/SIGTERM."""
-    server = StunServer(plan.config, limits=plan.limits)
+    server = StunServer(plan.config, limits=plan.limits, batch_io=plan.batch_io)
     await open_listeners(server, plan.endpoints, plan.tls, reuse_port=plan.reuse_port)
     await serve_until_signalled(server, f"worker {worker}: " if plan.reuse_port else "")
 
@@ -751,5 +764,6 @@ def add_serve_command(serve_commands: argparse._SubParsersAction[argparse.Argume
         help="processes sharing each port with SO_REUSEPORT (default 1; use the core count)",
     )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    add_batch_io_option(parser.add_argument)
     add_limit_options(parser.add_argument)
     parser.set_defaults(run=run_serve)

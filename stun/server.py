@@ -469,6 +469,11 @@ _HEADER = struct.Struct("!HHI12s")
 _ATTRIBUTE_HEADER = struct.Struct("!HH")
 _FINGERPRINT_ATTRIBUTE = struct.Struct("!HHI")
 _SUCCESS_TYPE = message_type(Method.BINDING, MessageClass.SUCCESS_RESPONSE)
+_REQUEST_TYPE = message_type(Method.BINDING, MessageClass.REQUEST)
+#: A plain Binding request: the header alone, or the header and FINGERPRINT.
+_PLAIN_SIZES = (HEADER_SIZE, HEADER_SIZE + _FINGERPRINT_ATTRIBUTE.size)
+#: XOR-MAPPED-ADDRESS of an IPv4 client depends on its address only: remembered for this many.
+_MAPPED_CACHE_SIZE = 4096
 
 #: Known attributes whose RFC 5780 behaviour this server does not implement, answered as unknown.
 _UNHONOURED = frozenset((ChangeRequest, ResponsePort, Padding))
@@ -504,6 +509,8 @@ class BindingServer:
             max_entries=config.failure_table_size,
         )
         self._outgoing: list[Datagram] = []
+        #: The XOR-MAPPED-ADDRESS and SOFTWARE of recent IPv4 clients, bounded.
+        self._mapped: dict[Address, bytes] = {}
 
     @property
     def rate_limited_sources(self) -> int:
@@ -518,6 +525,34 @@ class BindingServer:
         ``local`` is the socket the datagram arrived on (unused by Binding, which answers from
         wherever it was asked). Peer input never raises; the outcome is counted in :attr:`stats`.
         """
+        if self._authenticator is None and len(data) in _PLAIN_SIZES:
+            answer = self._plain_binding(data, remote)
+            if answer is not None:
+                self.stats.counts[Outcome.ANSWERED] += 1
+                return answer
+        return self._respond_typed(data, remote, now)
+
+    def _plain_binding(self, data: bytes, remote: Address) -> bytes | None:
+        """The lean path (no authentication configured): a Binding request with no attribute
+        but FINGERPRINT, answered from the header alone; ``None`` sends anything else, and a
+        FINGERPRINT that does not match, down the typed path, which decides and counts it.
+        :meth:`_respond_typed` gives the same bytes (a property test holds them equal)."""
+        kind, length, cookie, transaction_id = _HEADER.unpack_from(data)
+        if kind != _REQUEST_TYPE or cookie != MAGIC_COOKIE or length != len(data) - HEADER_SIZE:
+            return None
+        fingerprint = length != 0
+        if fingerprint:
+            attr_type, attr_length, value = _FINGERPRINT_ATTRIBUTE.unpack_from(data, HEADER_SIZE)
+            if (
+                attr_type != AttrType.FINGERPRINT
+                or attr_length != 4
+                or value != crc32_fingerprint(data[:HEADER_SIZE])
+            ):
+                return None
+        return self._unprotected_success(transaction_id, remote, fingerprint)
+
+    def _respond_typed(self, data: bytes, remote: Address, now: float) -> bytes | None:
+        """:meth:`respond` through the typed message: every request the lean path leaves."""
         counts = self.stats.counts
         try:
             request = Message.decode(data, allow_classic=self._classic)
@@ -575,9 +610,15 @@ class BindingServer:
         """The hot path: what ``Message.encode`` would make of XOR-MAPPED-ADDRESS and SOFTWARE,
         packed directly (a test holds the two to the same bytes).
         """
-        value = XorMappedAddress(remote).encode_value(transaction_id)
-        body = _ATTRIBUTE_HEADER.pack(AttrType.XOR_MAPPED_ADDRESS, len(value)) + value
-        body += self._software_bytes
+        body = self._mapped.get(remote)
+        if body is None:
+            value = XorMappedAddress(remote).encode_value(transaction_id)
+            body = _ATTRIBUTE_HEADER.pack(AttrType.XOR_MAPPED_ADDRESS, len(value)) + value
+            body += self._software_bytes
+            if len(value) == 8:  # IPv4: the mask is the cookie alone (§14.2), so it keeps
+                if len(self._mapped) >= _MAPPED_CACHE_SIZE:
+                    self._mapped.clear()
+                self._mapped[remote] = body
         if not fingerprint:
             return _HEADER.pack(_SUCCESS_TYPE, len(body), MAGIC_COOKIE, transaction_id) + body
         covered = _HEADER.pack(_SUCCESS_TYPE, len(body) + 8, MAGIC_COOKIE, transaction_id) + body

@@ -29,6 +29,7 @@ from stun import Address, LocalProtocolError, make_address
 from stun._version import DEFAULT_SOFTWARE
 from stun.aio import Transport, install_uvloop
 from stun.cli import (
+    add_batch_io_option,
     add_limit_options,
     bounded_integer,
     check_ports_free,
@@ -167,6 +168,7 @@ def _add_options(parser: argparse.ArgumentParser) -> OptionNames:
         help="relayed bytes a second per allocation and direction (default: no limit)",
     )
     add_limit_options(option)
+    add_batch_io_option(option)
     option(
         "--max-allocate-timeout",
         type=parse_seconds,
@@ -293,6 +295,8 @@ class TurnServePlan:
     max_allocate_timeout: float = DEFAULT_ALLOCATE_TIMEOUT
     verbose: bool = False
     log_file: Path | None = None
+    #: Batched UDP system calls where available (``--no-batch-io``: one datagram per call).
+    batch_io: bool = True
 
     @property
     def reuse_port(self) -> bool:
@@ -461,6 +465,7 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
         ),
         verbose=bool(args.verbose),
         log_file=_log_file(args.log_file),
+        batch_io=not args.no_batch_io,
     )
 
 
@@ -477,6 +482,7 @@ async def serve(plan: TurnServePlan, *, worker: int = 0) -> None:
         relay_ports=plan.relay_ports,
         limits=plan.limits,
         max_allocate_timeout=plan.max_allocate_timeout,
+        batch_io=plan.batch_io,
     )
     await open_listeners(server, plan.endpoints, plan.tls, reuse_port=plan.reuse_port)
     metrics: Address | None = None

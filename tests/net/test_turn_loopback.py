@@ -30,12 +30,21 @@ def server_config() -> TurnServerConfig:
     )
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+@pytest.mark.parametrize(
+    ("transport", "batch_io"),
+    [("udp", True), ("udp", False), ("tcp", True), ("tls", True)],
+    ids=["udp", "udp-portable-io", "tcp", "tls"],
+)
 def test_turn_client_relays_both_ways_through_our_server(
-    transport: str, tls_files: CertificateFiles
+    transport: str, batch_io: bool, tls_files: CertificateFiles
 ) -> None:
+    """Both UDP I/O paths of the server (stun.batch_io) relay the same; TCP and TLS clients
+    reach UDP relays, whose I/O is batched."""
+
     async def scenario() -> None:
-        async with TurnServer(server_config(), relay_hosts=[LOOPBACK]) as server:
+        async with TurnServer(
+            server_config(), relay_hosts=[LOOPBACK], batch_io=batch_io
+        ) as server:
             context = (
                 server_context(tls_files.certificate, tls_files.private_key)
                 if transport == "tls"

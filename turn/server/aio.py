@@ -299,6 +299,8 @@ class TurnServer(_Closing):
     families offered are those of ``config.relay_families`` that have one), ``relay_ports`` the
     ports they take. TCP allocations (RFC 6062) are served where the platform has
     ``SO_REUSEPORT`` and ``config.tcp_relays`` allows. Build it inside a running event loop.
+    ``batch_io=False`` reads and sends UDP (client listeners and relayed addresses) one datagram
+    per system call even where batches are available (:mod:`stun.batch_io`).
 
     >>> async with TurnServer(config, relay_hosts=["192.0.2.1"]) as server:  # doctest: +SKIP
     ...     await server.listen("udp", "192.0.2.1", 3478)
@@ -315,6 +317,7 @@ class TurnServer(_Closing):
         idle_timeout: float = 60.0,
         max_allocate_timeout: float = 60.0,
         write_buffer_limit: int = 256 * 1024,
+        batch_io: bool = True,
     ) -> None:
         hosts = relay_hosts_by_family(relay_hosts)
         families = config.relay_families & frozenset(hosts)
@@ -328,6 +331,7 @@ class TurnServer(_Closing):
         self.idle_timeout = idle_timeout
         self.max_allocate_timeout = max_allocate_timeout
         self.write_buffer_limit = write_buffer_limit
+        self.batch_io = batch_io
         self.transport_stats = TransportStats()
         #: Exceptions the core raised on a datagram, contained and counted (a bug if any;
         #: :mod:`stun.reader_errors`).
@@ -420,7 +424,7 @@ class TurnServer(_Closing):
         client, server, transport = allocation.five_tuple
         if transport is ClientTransport.UDP:
             udp = self._udp.get(server)
-            return None if udp is None else udp.sendto
+            return None if udp is None else udp.answer
         stream = self._streams.get((client, server))
         return None if stream is None else stream.send
 

@@ -3,7 +3,10 @@ relayed addresses, one UDP socket each.
 
 Both are read in batches on readiness (:class:`stun.aio.UdpReader`) and answered inline, with no
 queue between the socket and :meth:`TurnServerCore.handle_datagram
-<turn.server.TurnServerCore.handle_datagram>`: this is the per-datagram path of the relay.
+<turn.server.TurnServerCore.handle_datagram>`: this is the per-datagram path of the relay. What a
+batch sends — answers to clients, data relayed to peers or back to clients — is queued on the
+sending socket's :mod:`stun.batch_io` and leaves when the batch ends, many datagrams per system
+call on Linux; what is sent outside a batch (after a timer, from a TCP client) leaves at once.
 :class:`UdpRelays` is the core's :class:`~turn.server.RelayAllocator`: it binds a relayed address
 on the relay IP address of its family at a port drawn from a range, from a random point on
 (relayed ports should not be predictable, RFC 8656 §7.2), skipping ports another process or
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from stun import Address, AddressFamily, LocalProtocolError
 from stun.aio import UdpReader, bind_udp
+from stun.batch_io import DatagramIO, datagram_io
 from stun.datagram import Datagram
 
 if TYPE_CHECKING:
@@ -45,7 +49,7 @@ _new_address = tuple.__new__
 class _Relay:
     """One relayed transport address: its socket, and where the core's answers to peers go."""
 
-    __slots__ = ("address", "client", "handle", "reader", "sendto", "server")
+    __slots__ = ("address", "client", "handle", "queue", "reader", "sendto", "server")
 
     def __init__(self, server: TurnServer, address: Address, sock: socket.socket) -> None:
         self.server = server
@@ -54,7 +58,10 @@ class _Relay:
         self.sendto = sock.sendto
         #: How to reach the client of the allocation, looked up on the first datagram from a peer.
         self.client: _SendToClient | None = None
-        self.reader = UdpReader(sock, self.from_peer, errors=server.reader_errors)
+        io = _counted_io(server, sock)
+        #: ``queue(data, peer)``: relayed to a peer from inside a reader's batch.
+        self.queue = io.send
+        self.reader = UdpReader(sock, self.from_peer, errors=server.reader_errors, io=io)
 
     def from_peer(self, data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
         out = self.handle(data, self.address, _new_address(Address, sockaddr[:2]), now)
@@ -69,6 +76,18 @@ class _Relay:
             client(out.data, out.remote)
         except OSError:
             self.server.transport_stats.send_errors += 1
+
+
+def _counted_io(server: TurnServer, sock: socket.socket) -> DatagramIO:
+    """The socket's batched (or portable) I/O, its refused sends counted as send errors."""
+    io = datagram_io(sock, batch=server.batch_io)
+    stats = server.transport_stats
+
+    def refused(count: int) -> None:
+        stats.send_errors += count
+
+    io.on_send_error = refused
+    return io
 
 
 def _bind_ports(host: str, ports: list[int]) -> list[socket.socket]:
@@ -172,15 +191,17 @@ class UdpRelays:
 class _UdpClients:
     """A UDP listener for clients: requests answered and ChannelData relayed inline."""
 
-    __slots__ = ("handle", "local", "reader", "relays", "sendto", "server")
+    __slots__ = ("handle", "local", "queue", "reader", "relays", "sendto", "server")
 
     def __init__(self, server: TurnServer, sock: socket.socket) -> None:
         self.server = server
         self.handle = server.core.handle_datagram
         self.relays = server.relays.relays
         self.sendto = sock.sendto
+        io = _counted_io(server, sock)
+        self.queue = io.send
         self.reader = UdpReader(
-            sock, self.from_client, server._after_batch, errors=server.reader_errors
+            sock, self.from_client, server._after_batch, errors=server.reader_errors, io=io
         )
         self.local = self.reader.local
 
@@ -191,16 +212,24 @@ class _UdpClients:
             return
         try:
             if out.local == local:
-                self.sendto(out.data, sockaddr)
+                self.queue(out.data, sockaddr)
             else:  # relayed to a peer, from a relayed address
                 relay = self.relays.get(out.local)  # type: ignore[arg-type]
                 if relay is not None:
-                    relay.sendto(out.data, out.remote)
+                    relay.queue(out.data, out.remote)
         except OSError:
             self.server.transport_stats.send_errors += 1
 
     def send(self, data: bytes, remote: Address) -> None:
+        """Send to a client at once (outside a reader's batch)."""
         try:
             self.sendto(data, remote)
+        except OSError:
+            self.server.transport_stats.send_errors += 1
+
+    def answer(self, data: bytes, remote: Address) -> None:
+        """Send to a client from inside a reader's batch: queued until the batch ends."""
+        try:
+            self.queue(data, remote)
         except OSError:
             self.server.transport_stats.send_errors += 1

@@ -1,0 +1,510 @@
+"""Datagram I/O in batches: many UDP datagrams per system call on Linux, one elsewhere.
+
+Every UDP reader of the project (:class:`stun.aio_sockets.UdpReader`, the ICE bases) reads a
+socket on readiness until it is empty and answers inline. With ``recvfrom``/``sendto`` that costs
+two system calls per answered datagram, about as much CPU as the protocol work itself. On Linux,
+:class:`MmsgIO` calls ``recvmmsg(2)`` and ``sendmmsg(2)`` through :mod:`ctypes` from the C library
+instead: up to :data:`BATCH` datagrams per call. :class:`PortableIO` is the ``recvfrom``/``sendto``
+path, used elsewhere, when the symbols cannot be loaded (one log line says so) or when asked
+(``batch=False``, ``--no-batch-io``). Both have the same face, :class:`DatagramIO`: ``receive()``
+returns a list of ``(bytes, sockaddr)`` in the form ``socket.recvfrom`` gives them, ``send()``
+queues an answer and ``flush()`` sends what is queued.
+
+Memory safety. The message headers, I/O vectors, address buffers and data buffers are allocated
+once per thread (:class:`_Arena`) and reused; every datagram is copied out into its own ``bytes``
+before ``receive()`` returns, and every queued answer is copied in when ``flush()`` runs, so no
+buffer is shared with a caller and handlers may call ``receive``/``flush`` of other sockets. What
+the kernel reports is checked before it is read: a datagram flagged ``MSG_TRUNC`` or longer than
+its slot is dropped and counted (:attr:`DatagramIO.truncated`), an address length shorter than its
+family's ``sockaddr`` or a family that is neither IPv4 nor IPv6 drops the datagram. Addresses are
+converted through bounded caches (a table a peer can grow is bounded, and each lookup is O(1)).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import logging
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+_log = logging.getLogger("icestack.stun")
+
+#: Datagrams per ``recvmmsg``/``sendmmsg`` call.
+BATCH = 64
+#: The largest UDP payload (no IPv6 jumbograms): a receive slot holds any datagram.
+MAX_DATAGRAM = 65535
+#: A send slot; a larger answer is sent on its own with ``sendto`` (in order).
+SEND_SLOT = 2048
+#: ``sizeof(struct sockaddr_storage)``.
+_NAME_SIZE = 128
+#: Addresses remembered per cache before it is emptied (peer-grown, so bounded).
+ADDRESS_CACHE_SIZE = 4096
+#: ICMP errors that Linux reports on a later socket call; they concern an earlier send.
+ICMP_ERRNOS = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH))
+
+_MSG_TRUNC = 0x20
+_MSG_DONTWAIT = 0x40
+
+SockAddr = tuple[Any, ...]
+
+
+class DatagramIO(Protocol):
+    """How one UDP socket is read and written: in batches or one datagram at a time."""
+
+    #: Datagrams dropped because they did not fit their buffer or came with an unusable address.
+    truncated: int
+    #: Called with how many queued datagrams the kernel refused when they were flushed.
+    on_send_error: Callable[[int], None] | None
+
+    def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
+        """Up to ``limit`` datagrams waiting on the socket now (an empty list: none)."""
+
+    def send(self, data: bytes, sockaddr: SockAddr) -> None:
+        """Queue ``data`` for ``sockaddr`` (the portable path sends it at once, and may raise
+        what ``sendto`` raises)."""
+
+    def flush(self) -> int:
+        """Send everything queued; return how many datagrams could not be sent."""
+
+
+class PortableIO:
+    """``recvfrom``/``sendto``, one system call per datagram: every platform."""
+
+    __slots__ = ("on_send_error", "sock", "truncated")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.truncated = 0
+        self.on_send_error: Callable[[int], None] | None = None
+
+    def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
+        recvfrom = self.sock.recvfrom
+        out: list[tuple[bytes, SockAddr]] = []
+        for _ in range(limit):
+            try:
+                out.append(recvfrom(MAX_DATAGRAM))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno in ICMP_ERRNOS:
+                    continue
+                if out:  # the error comes back on the next call
+                    break
+                raise
+        return out
+
+    def send(self, data: bytes, sockaddr: SockAddr) -> None:
+        self.sock.sendto(data, sockaddr)
+
+    def flush(self) -> int:
+        return 0
+
+
+# --------------------------------------------------------------------------- struct layouts
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = (("base", ctypes.c_void_p), ("len", ctypes.c_size_t))
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = (
+        ("name", ctypes.c_void_p),
+        ("namelen", ctypes.c_uint32),
+        ("iov", ctypes.c_void_p),
+        ("iovlen", ctypes.c_size_t),
+        ("control", ctypes.c_void_p),
+        ("controllen", ctypes.c_size_t),
+        ("flags", ctypes.c_int),
+    )
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = (("hdr", _Msghdr), ("len", ctypes.c_uint))
+
+
+_STRIDE = ctypes.sizeof(_Mmsghdr)
+_NAMELEN_AT = _Msghdr.namelen.offset
+_FLAGS_AT = _Msghdr.flags.offset
+_LEN_AT = _Mmsghdr.len.offset
+_IOV_STRIDE = ctypes.sizeof(_Iovec)
+_IOV_LEN_AT = _Iovec.len.offset
+#: namelen, flags and msg_len of one mmsghdr, read in one call.
+_RESULT = struct.Struct(
+    f"={_NAMELEN_AT}xI{_FLAGS_AT - _NAMELEN_AT - 4}xi{_LEN_AT - _FLAGS_AT - 4}xI"
+)
+_UINT32 = struct.Struct("=I")
+_SIZE_T = struct.Struct("@N")
+_FAMILY = struct.Struct("=H")
+_IN4 = struct.Struct("=H")  # sin_family; then port and address in network order
+_PORT = struct.Struct("!H")
+_IN6_TAIL = struct.Struct("!I16s")  # flowinfo, address
+_SCOPE = struct.Struct("=I")
+_SOCKADDR_IN_SIZE = 16
+_SOCKADDR_IN6_SIZE = 28
+
+
+class _Arena:
+    """One thread's buffers for both directions, allocated once: :data:`BATCH` message headers,
+    I/O vectors and address buffers each way, receive slots of :data:`MAX_DATAGRAM` bytes (only
+    the pages the kernel writes are ever touched) and send slots of :data:`SEND_SLOT`."""
+
+    def __init__(self, receive_slot: int = MAX_DATAGRAM) -> None:
+        self.rx = self._headers(receive_slot)
+        self.tx = self._headers(SEND_SLOT)
+        #: Sockets with answers queued, flushed by :func:`flush_pending`.
+        self.pending: list[MmsgIO] = []
+        self.flush_scheduled = False
+
+    def mark_pending(self, io: MmsgIO) -> None:
+        """``io`` has answers queued now: flush them at the end of the reader's batch, or in the
+        event loop's next iteration at the latest (a send outside any reader)."""
+        self.pending.append(io)
+        if not self.flush_scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop: whoever queued flushes (flush_pending)
+                return
+            self.flush_scheduled = True
+            loop.call_soon(flush_pending)
+
+    @staticmethod
+    def _headers(slot: int) -> _Direction:
+        headers = ctypes.create_string_buffer(BATCH * _STRIDE)
+        iovecs = ctypes.create_string_buffer(BATCH * _IOV_STRIDE)
+        names = ctypes.create_string_buffer(BATCH * _NAME_SIZE)
+        data = ctypes.create_string_buffer(BATCH * slot)
+        message_array = (_Mmsghdr * BATCH).from_buffer(headers)
+        vector_array = (_Iovec * BATCH).from_buffer(iovecs)
+        for i in range(BATCH):
+            vector_array[i].base = ctypes.addressof(data) + i * slot
+            vector_array[i].len = slot
+            hdr = message_array[i].hdr
+            hdr.name = ctypes.addressof(names) + i * _NAME_SIZE
+            hdr.namelen = _NAME_SIZE
+            hdr.iov = ctypes.addressof(iovecs) + i * _IOV_STRIDE
+            hdr.iovlen = 1
+        return _Direction(headers, iovecs, names, data, slot)
+
+
+class _Direction:
+    """The buffers of one direction, with writable views over them."""
+
+    __slots__ = (
+        "data",
+        "data_view",
+        "headers",
+        "iovecs",
+        "iovecs_view",
+        "names",
+        "names_view",
+        "pristine",
+        "slot",
+        "view",
+    )
+
+    def __init__(
+        self,
+        headers: ctypes.Array[ctypes.c_char],
+        iovecs: ctypes.Array[ctypes.c_char],
+        names: ctypes.Array[ctypes.c_char],
+        data: ctypes.Array[ctypes.c_char],
+        slot: int,
+    ) -> None:
+        self.headers = headers
+        self.iovecs = iovecs
+        self.names = names
+        self.data = data
+        self.slot = slot
+        self.view = memoryview(headers).cast("B")
+        self.names_view = memoryview(names).cast("B")
+        self.data_view = memoryview(data).cast("B")
+        self.iovecs_view = memoryview(iovecs).cast("B")
+        #: The headers as set up, copied back before each ``recvmmsg`` (the kernel writes
+        #: ``msg_namelen``, ``msg_flags`` and ``msg_len``).
+        self.pristine = bytes(self.view)
+
+
+class _Libc:
+    """``recvmmsg`` and ``sendmmsg`` from the C library, typed."""
+
+    def __init__(self, library: str | None) -> None:
+        libc = ctypes.CDLL(library, use_errno=True)
+        self.recvmmsg = libc.recvmmsg
+        self.recvmmsg.argtypes = (
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_void_p,
+        )
+        self.recvmmsg.restype = ctypes.c_int
+        self.sendmmsg = libc.sendmmsg
+        self.sendmmsg.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int)
+        self.sendmmsg.restype = ctypes.c_int
+
+
+def _load_libc(library: str | None = None) -> _Libc | None:
+    """The C library's (or ``library``'s) batch calls, or ``None`` after one log line saying why."""
+    if not sys.platform.startswith("linux"):
+        _log.info("batched UDP I/O needs Linux (this is %s): using recvfrom/sendto", sys.platform)
+        return None
+    try:
+        return _Libc(library)
+    except (OSError, AttributeError) as exc:
+        _log.warning("batched UDP I/O unavailable (%s): using recvfrom/sendto", exc)
+        return None
+
+
+_libc: _Libc | None = None
+_libc_loaded = False
+_arenas = threading.local()
+
+
+def _arena() -> _Arena:
+    arena: _Arena | None = getattr(_arenas, "arena", None)
+    if arena is None:
+        arena = _arenas.arena = _Arena()
+    return arena
+
+
+def batch_available() -> bool:
+    """Whether ``recvmmsg``/``sendmmsg`` can be used here (loaded once; logged once if not)."""
+    global _libc, _libc_loaded
+    if not _libc_loaded:
+        _libc_loaded = True
+        _libc = _load_libc()
+    return _libc is not None
+
+
+# --------------------------------------------------------------------------- addresses
+
+_received_names: dict[bytes, SockAddr] = {}
+_packed_names: dict[SockAddr, bytes] = {}
+
+
+def _host6(raw: bytes, scope_id: int) -> str:
+    host = socket.inet_ntop(socket.AF_INET6, raw)
+    if scope_id:  # as recvfrom shows a scoped address: fe80::1%eth0
+        try:
+            host += "%" + socket.if_indextoname(scope_id)
+        except OSError:
+            host += f"%{scope_id}"
+    return host
+
+
+def parse_sockaddr(name: bytes) -> SockAddr | None:
+    """The ``recvfrom``-style address of a ``sockaddr`` the kernel filled, or ``None`` if its
+    length does not hold its family's address or the family is neither IPv4 nor IPv6."""
+    if len(name) < 2:
+        return None
+    family = _FAMILY.unpack_from(name)[0]
+    if family == socket.AF_INET and len(name) >= _SOCKADDR_IN_SIZE:
+        return (socket.inet_ntop(socket.AF_INET, name[4:8]), _PORT.unpack_from(name, 2)[0])
+    if family == socket.AF_INET6 and len(name) >= _SOCKADDR_IN6_SIZE:
+        port = _PORT.unpack_from(name, 2)[0]
+        flowinfo, raw = _IN6_TAIL.unpack_from(name, 4)
+        scope_id = _SCOPE.unpack_from(name, 24)[0]
+        return (_host6(raw, scope_id), port, flowinfo, scope_id)
+    return None
+
+
+def pack_sockaddr(sockaddr: SockAddr) -> bytes | None:
+    """The ``sockaddr_in``/``sockaddr_in6`` of a numeric address tuple, or ``None`` for anything
+    else (a name to resolve, a scoped IPv6 text address, a bad port): ``sendto`` handles those."""
+    host, port = sockaddr[0], sockaddr[1]
+    if not isinstance(host, str) or not isinstance(port, int) or not 0 <= port <= 0xFFFF:
+        return None
+    try:
+        if ":" not in host:
+            raw = socket.inet_pton(socket.AF_INET, host)
+            return _IN4.pack(socket.AF_INET) + _PORT.pack(port) + raw + bytes(8)
+        raw = socket.inet_pton(socket.AF_INET6, host)
+    except (OSError, ValueError):
+        return None
+    flowinfo = sockaddr[2] if len(sockaddr) > 2 else 0
+    scope_id = sockaddr[3] if len(sockaddr) > 3 else 0
+    if not (isinstance(flowinfo, int) and isinstance(scope_id, int)):
+        return None
+    if not (0 <= flowinfo < 1 << 20 and 0 <= scope_id < 1 << 32):
+        return None
+    return (
+        _FAMILY.pack(socket.AF_INET6)
+        + _PORT.pack(port)
+        + _IN6_TAIL.pack(flowinfo, raw)
+        + _SCOPE.pack(scope_id)
+    )
+
+
+# --------------------------------------------------------------------------- batched I/O
+
+
+class MmsgIO:
+    """``recvmmsg``/``sendmmsg`` on one socket, through the thread's :class:`_Arena`."""
+
+    __slots__ = ("arena", "fd", "on_send_error", "pending", "queue", "sock", "truncated")
+
+    def __init__(self, sock: socket.socket, *, receive_slot: int | None = None) -> None:
+        if not batch_available():
+            raise OSError(errno.ENOSYS, "recvmmsg/sendmmsg are not available here")
+        self.sock = sock
+        #: Buffers of its own when ``receive_slot`` says how large a datagram it takes (the
+        #: thread's shared ones take any); a longer one is dropped as truncated.
+        self.arena = None if receive_slot is None else _Arena(receive_slot)
+        self.fd = sock.fileno()
+        #: Answers waiting for :meth:`flush`: the bytes, and the packed address or ``None``
+        #: for one that goes out alone through ``sendto``.
+        self.queue: list[tuple[bytes, bytes | None, SockAddr]] = []
+        self.truncated = 0
+        self.on_send_error: Callable[[int], None] | None = None
+        #: Whether the thread's arena lists this socket among those to flush.
+        self.pending = False
+
+    def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
+        assert _libc is not None
+        rx = (self.arena or _arena()).rx
+        view = rx.view
+        # Slices of a c_char array are bytes copies (typeshed says list[bytes]).
+        names: Any = rx.names
+        data: Any = rx.data
+        slot = rx.slot
+        unpack = _RESULT.unpack_from
+        cache = _received_names
+        out: list[tuple[bytes, SockAddr]] = []
+        icmp_retries = 0
+        while len(out) < limit:
+            view[:] = rx.pristine
+            count = _libc.recvmmsg(
+                self.fd, rx.headers, min(BATCH, limit - len(out)), _MSG_DONTWAIT, None
+            )
+            if count < 0:
+                error = ctypes.get_errno()
+                if error in ICMP_ERRNOS and icmp_retries < limit:
+                    icmp_retries += 1
+                    continue
+                if error in (errno.EAGAIN, errno.EINTR) or out:
+                    break
+                raise OSError(error, f"recvmmsg: {errno.errorcode.get(error, error)}")
+            if count > BATCH:  # never, per recvmmsg(2); checked before any header is read
+                raise OSError(errno.EIO, f"recvmmsg returned {count} of {BATCH}")
+            for i in range(count):
+                namelen, flags, length = unpack(view, i * _STRIDE)
+                if flags & _MSG_TRUNC or length > slot or namelen > _NAME_SIZE:
+                    self.truncated += 1
+                    continue
+                start = i * _NAME_SIZE
+                name = names[start : start + namelen]
+                sockaddr = cache.get(name)
+                if sockaddr is None:
+                    sockaddr = parse_sockaddr(name)
+                    if sockaddr is None:
+                        self.truncated += 1
+                        continue
+                    if len(cache) >= ADDRESS_CACHE_SIZE:
+                        cache.clear()
+                    cache[name] = sockaddr
+                start = i * slot
+                out.append((data[start : start + length], sockaddr))
+            if count < BATCH:
+                break
+        return out
+
+    def send(self, data: bytes, sockaddr: SockAddr) -> None:
+        name = _packed_names.get(sockaddr)
+        if name is None:
+            name = pack_sockaddr(sockaddr)
+            if name is not None:
+                if len(_packed_names) >= ADDRESS_CACHE_SIZE:
+                    _packed_names.clear()
+                _packed_names[sockaddr] = name
+            elif not self.queue:  # what sendto makes of it, raised at the call
+                self.sock.sendto(data, sockaddr)
+                return
+        if not self.pending:
+            self.pending = True
+            _arena().mark_pending(self)
+        self.queue.append((data, name, sockaddr))
+
+    def flush(self) -> int:
+        queue = self.queue
+        if not queue:
+            return 0
+        self.queue = []
+        if self.sock.fileno() != self.fd:  # closed since: its number may be another socket's
+            return len(queue)
+        failed = 0
+        pending: list[tuple[bytes, bytes]] = []
+        for data, name, sockaddr in queue:
+            if name is not None and len(data) <= SEND_SLOT:
+                pending.append((data, name))
+                if len(pending) == BATCH:
+                    failed += self._send_batch(pending)
+                    pending = []
+                continue
+            failed += self._send_batch(pending)
+            pending = []
+            try:
+                self.sock.sendto(data, sockaddr)
+            except (OSError, ValueError, TypeError, OverflowError):
+                failed += 1
+        return failed + self._send_batch(pending)
+
+    def _send_batch(self, pending: list[tuple[bytes, bytes]]) -> int:
+        """Send up to :data:`BATCH` datagrams; a datagram the kernel refuses is dropped."""
+        if not pending:
+            return 0
+        assert _libc is not None and len(pending) <= BATCH
+        tx = _arena().tx
+        view, names_view, data_view = tx.view, tx.names_view, tx.data_view
+        slot = tx.slot
+        iovecs = tx.iovecs_view
+        for i, (data, name) in enumerate(pending):
+            start = i * slot
+            data_view[start : start + len(data)] = data
+            _SIZE_T.pack_into(iovecs, i * _IOV_STRIDE + _IOV_LEN_AT, len(data))
+            start = i * _NAME_SIZE
+            names_view[start : start + len(name)] = name
+            _UINT32.pack_into(view, i * _STRIDE + _NAMELEN_AT, len(name))
+        failed = 0
+        done = 0
+        base = ctypes.addressof(tx.headers)
+        while done < len(pending):
+            sent = _libc.sendmmsg(self.fd, base + done * _STRIDE, len(pending) - done, 0)
+            if sent < 0:
+                if ctypes.get_errno() == errno.EINTR:
+                    continue
+                sent = 1  # the first datagram was refused (full buffer, ICMP error): drop it
+                failed += 1
+            elif sent == 0:  # nothing moved and no error: drop the rest rather than spin
+                failed += len(pending) - done
+                break
+            done += min(sent, len(pending) - done)
+        return failed
+
+
+def flush_pending() -> None:
+    """Send what every socket of this thread has queued (readers call it after each batch)."""
+    arena: _Arena | None = getattr(_arenas, "arena", None)
+    if arena is None:
+        return
+    arena.flush_scheduled = False
+    pending = arena.pending
+    while pending:
+        io = pending.pop()
+        io.pending = False
+        failed = io.flush()
+        if failed and io.on_send_error is not None:
+            io.on_send_error(failed)
+
+
+def datagram_io(sock: socket.socket, *, batch: bool = True) -> DatagramIO:
+    """The I/O for ``sock``: batched if asked for and available, else portable."""
+    if batch and batch_available():
+        return MmsgIO(sock)
+    return PortableIO(sock)

@@ -1,0 +1,71 @@
+"""The Binding server's lean path (stun.server.BindingServer._plain_binding) against its typed path
+on generated requests: the same answer byte for byte and the same outcome counted, for plain
+Binding requests (with and without FINGERPRINT) and for everything the lean path must leave to the
+typed one — other methods and classes, classic requests, broken or mismatched FINGERPRINTs, any
+other attribute (RFC 5780's included), truncated and flipped bytes."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stun import Address, BindingServer, Message, MessageClass, Method, ServerConfig
+from stun.integrity import fingerprint
+
+from .signed import any_method, sources, transaction_ids, wire_attributes
+
+
+def _with_fingerprint(header_and_body: bytes) -> bytes:
+    size = struct.unpack_from("!H", header_and_body, 2)[0] + 8
+    covered = header_and_body[:2] + struct.pack("!H", size) + header_and_body[4:]
+    return covered + struct.pack("!HHI", 0x8028, 4, fingerprint(covered))
+
+
+plain = st.builds(
+    lambda tid: Message(Method.BINDING, MessageClass.REQUEST, tid).encode(), transaction_ids
+)
+requests = st.one_of(
+    plain,
+    plain.map(_with_fingerprint),
+    st.builds(
+        lambda method, cls, tid, attributes, fp: Message(method, cls, tid, attributes).encode(
+            fingerprint=fp
+        ),
+        any_method,
+        st.sampled_from(MessageClass),
+        transaction_ids,
+        st.lists(wire_attributes, max_size=3).map(tuple),
+        st.booleans(),
+    ),
+    transaction_ids.map(lambda tid: b"\x00\x01\x00\x00" + tid[:4] + tid + bytes(4)),  # classic
+)
+
+
+@st.composite
+def datagrams(draw: st.DrawFn) -> bytes:
+    data = draw(requests)
+    change = draw(st.sampled_from(("none", "flip", "cut", "extend")))
+    if change == "flip" and data:
+        index = draw(st.integers(0, len(data) - 1))
+        data = data[:index] + bytes([data[index] ^ draw(st.integers(1, 255))]) + data[index + 1 :]
+    elif change == "cut":
+        data = data[: draw(st.integers(0, len(data)))]
+    elif change == "extend":
+        data += draw(st.binary(min_size=1, max_size=8))
+    return data
+
+
+@given(data=datagrams(), remote=sources, software=st.sampled_from((None, "icestack test")))
+def test_lean_and_typed_paths_answer_alike(data: bytes, remote: Address, software: str) -> None:
+    lean = BindingServer(ServerConfig(software=software))
+    typed = BindingServer(ServerConfig(software=software))
+    for _ in range(2):  # the second answer comes from the lean path's cache
+        assert lean.respond(data, None, remote, 0.0) == typed._respond_typed(data, remote, 0.0)
+    assert lean.stats.counts == typed.stats.counts
+
+
+@given(data=st.one_of(plain, plain.map(_with_fingerprint)), remote=sources)
+def test_plain_requests_take_the_lean_path(data: bytes, remote: Address) -> None:
+    assert BindingServer()._plain_binding(data, remote) is not None

@@ -62,6 +62,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from stun.address import Address
 from stun.aio import _Closing
+from stun.ports import PortRangeExhausted, check_port_range
 from stun.reader_errors import ReaderErrors
 
 from . import connection_options as options
@@ -130,6 +131,11 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
     - ``receive_queue_size``: datagrams held for :meth:`recv` before new ones are dropped.
     - ``mdns_hide_host_candidates``: signal host candidates as ``<uuid>.local`` names and answer
       mDNS queries for them; ``mdns_timeout``: how long to wait for a remote name's answer.
+    - ``port_range``: ``(first, last)``: bind every socket of the connection — the UDP bases,
+      the ICE-TCP listeners — to ports of that range (both ends included) instead of ephemeral
+      ones, for a firewall that opens those only; when every port of the range is taken on an
+      address, gathering raises :class:`~ice.IceConnectionError` naming the range. Outgoing
+      TCP connections (active ICE-TCP, TURN over TCP/TLS) still leave from ephemeral ports.
     - ``config``: an :class:`~ice.config.AgentConfig` for everything else (timers, consent, lite,
       randomness, and the bounds on waiting: ``gathering_timeout``, ``idle_timeout``,
       ``peer_reflexive_wait``). An argument above that is given replaces the field it names
@@ -163,6 +169,7 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
         mdns_timeout: float = 3.0,
         turn_tls_verify: bool = True,
         turn_tls_cafile: str | os.PathLike[str] | None = None,
+        port_range: tuple[int, int] | None = None,
         config: AgentConfig | None = None,
     ) -> None:
         switches = {
@@ -180,6 +187,7 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
             options.flag(name, value)
         options.whole_number("receive_queue_size", receive_queue_size, 1)
         options.seconds("mdns_timeout", mdns_timeout)
+        self._port_range = check_port_range(port_range, error=LocalProtocolError)
         if not use_ipv4 and not use_ipv6:
             raise LocalProtocolError("use_ipv4 and use_ipv6 cannot both be off")
         self._config = options.agent_config(
@@ -324,7 +332,9 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
         if not self._udp:  # STUN and TURN servers are reached from UDP bases only
             config = dataclasses.replace(config, stun_servers=(), turn_servers=())
         self._agent = agent = Agent(config)
-        self._tcp = TcpSockets(self._loop, lambda: self.agent, self._pump, self._deliver)
+        self._tcp = TcpSockets(
+            self._loop, lambda: self.agent, self._pump, self._deliver, self._port_range
+        )
         self._add_bases(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()
@@ -347,24 +357,30 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
 
     def _add_bases(self, addresses: list[InterfaceAddress]) -> None:
         """Open one UDP socket and the TCP bases per component on each address, and declare
-        them to the agent."""
-        agent = self.agent
-        for component in range(1, self._components + 1):
-            for address in addresses:
-                udp_port = 0
-                if self._udp:
-                    try:
-                        sock = bind_base(address.host)
-                    except OSError as exc:
-                        _log.info("cannot gather on %s: %s", address.host, exc)
-                        continue
-                    base = BaseSocket(self, sock, component)
-                    self._bases[base.local] = base
-                    agent.add_base(0, component, base.local)
-                    self._loop.add_reader(sock.fileno(), base.read_ready)
-                    udp_port = base.local.port
-                assert self._tcp is not None
-                self._tcp.add_bases(agent, component, address.host, avoid=udp_port)
+        them to the agent; a port range with no free port left ends gathering, saying so."""
+        try:
+            for component in range(1, self._components + 1):
+                for address in addresses:
+                    udp_port = self._add_udp_base(component, address.host) if self._udp else 0
+                    assert self._tcp is not None
+                    self._tcp.add_bases(self.agent, component, address.host, avoid=udp_port)
+        except PortRangeExhausted as exc:
+            raise IceConnectionError(f"port_range: {exc.strerror}") from None
+
+    def _add_udp_base(self, component: int, host: str) -> int:
+        """The UDP base of ``component`` on ``host``: its port (0 if it cannot be opened)."""
+        try:
+            sock = bind_base(host, self._port_range)
+        except PortRangeExhausted:
+            raise
+        except OSError as exc:
+            _log.info("cannot gather on %s: %s", host, exc)
+            return 0
+        base = BaseSocket(self, sock, component)
+        self._bases[base.local] = base
+        self.agent.add_base(0, component, base.local)
+        self._loop.add_reader(sock.fileno(), base.read_ready)
+        return base.local.port
 
     def _close_base(self, base: BaseSocket) -> None:
         self._loop.remove_reader(base.sock.fileno())

@@ -2,12 +2,13 @@
 the fast data path through them.
 
 Theory of operation. Each base is one non-blocking UDP socket bound to an interface address on an
-ephemeral port (:func:`bind_base`), read on readiness in batches (:meth:`BaseSocket.read_ready`,
-up to :data:`UDP_BATCH` datagrams a wake-up). A datagram whose first byte is 0-3 is STUN (RFC
-7983) and goes to the agent; so does anything from an address that is not the remote side of the
-component's selected pair (the agent delivers it only if a check proved the address the peer's,
-:meth:`~ice.agent.Agent.receive_datagram`). Data from that address goes straight into the
-connection's receive queue — bounded: when it is full, the datagram is dropped and counted.
+ephemeral port or one of the connection's ``port_range`` (:func:`bind_base`), read on readiness in
+batches (:meth:`BaseSocket.read_ready`, up to :data:`UDP_BATCH` datagrams a wake-up). A datagram
+whose first byte is 0-3 is STUN (RFC 7983) and goes to the agent; so does anything from an address
+that is not the remote side of the component's selected pair (the agent delivers it only if a check
+proved the address the peer's, :meth:`~ice.agent.Agent.receive_datagram`). Data from that address
+goes straight into the connection's receive queue — bounded: when it is full, the datagram is
+dropped and counted.
 
 :class:`DataPaths` caches, per component, the selected pair's socket and remote address
 (:class:`DataPath`), so that sending and receiving data cost no agent call, no task and no
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from stun.address import Address, normalize_host
+from stun.ports import PortRange, bind_in_range
 
 from .candidate import Candidate
 from .checklist import CandidatePair
@@ -215,15 +217,16 @@ class DataPaths:
         path.sent = path.received = 0
 
 
-def bind_base(host: str) -> socket.socket:
-    """A non-blocking UDP socket on ``host``, ephemeral port: one base."""
+def bind_base(host: str, port_range: PortRange | None = None) -> socket.socket:
+    """A non-blocking UDP socket on ``host``, on an ephemeral port or one of ``port_range``
+    (:func:`stun.ports.bind_in_range`): one base."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
-        sock.bind((host, 0))
+        bind_in_range(sock, host, port_range)
         sock.setblocking(False)
     except BaseException:
         sock.close()

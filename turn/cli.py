@@ -226,9 +226,7 @@ def _add_options(parser: argparse.ArgumentParser) -> OptionNames:
     )
     option("--pkey-pwd", metavar="PASSWORD", help="the password of an encrypted --tls key")
     option("--no-stun", action="store_true", help="do not answer Binding requests")
-    option(
-        "--no-software-attribute", action="store_true", help="send no SOFTWARE attribute"
-    )
+    option("--no-software-attribute", action="store_true", help="send no SOFTWARE attribute")
     parser.add_argument(
         "--config",
         type=Path,
@@ -456,7 +454,8 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
         workers=workers,
         limits=stream_limits(args, streams=tcp or tls is not None, tls=tls is not None),
         max_allocate_timeout=(
-            DEFAULT_ALLOCATE_TIMEOUT if args.max_allocate_timeout is None
+            DEFAULT_ALLOCATE_TIMEOUT
+            if args.max_allocate_timeout is None
             else args.max_allocate_timeout
         ),
         verbose=bool(args.verbose),

@@ -331,9 +331,7 @@ class TurnProbe:
         if report.transport != "udp":
             await self._check_tcp_relays()
 
-    async def _step(
-        self, name: str, action: Awaitable[T], *, peer: Address | None = None
-    ) -> T:
+    async def _step(self, name: str, action: Awaitable[T], *, peer: Address | None = None) -> T:
         """Run one step within the timeout; its failure becomes :class:`StepFailed`."""
         loop = asyncio.get_running_loop()
         started = loop.time()

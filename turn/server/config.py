@@ -99,8 +99,12 @@ class TurnServerConfig:
         if self.rest_secret is not None and not self.rest_secret:
             raise LocalProtocolError("rest_secret must not be empty")
         for name in (
-            "default_lifetime", "max_lifetime", "permission_lifetime", "channel_lifetime",
-            "failure_rate", "connection_bind_timeout",
+            "default_lifetime",
+            "max_lifetime",
+            "permission_lifetime",
+            "channel_lifetime",
+            "failure_rate",
+            "connection_bind_timeout",
         ):
             if not getattr(self, name) > 0:
                 raise LocalProtocolError(f"{name} must be positive")
@@ -115,8 +119,13 @@ class TurnServerConfig:
         if self.reservation_lifetime < 30:
             raise LocalProtocolError("reservation_lifetime must be at least 30 s (RFC 8656 §7.2)")
         for name in (
-            "user_quota", "total_quota", "max_permissions", "max_channels", "failure_burst",
-            "failure_table_size", "max_peer_connections",
+            "user_quota",
+            "total_quota",
+            "max_permissions",
+            "max_channels",
+            "failure_burst",
+            "failure_table_size",
+            "max_peer_connections",
         ):
             if getattr(self, name) < 1:
                 raise LocalProtocolError(f"{name} must be at least 1")

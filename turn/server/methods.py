@@ -156,7 +156,11 @@ class RequestHandlers:
         method = request.message.method
         self.table.events.append(
             RequestRefused(
-                request.five_tuple, request.username, method, refused.code, refused.outcome,
+                request.five_tuple,
+                request.username,
+                method,
+                refused.code,
+                refused.outcome,
                 refused.detail,
             )
         )

@@ -136,6 +136,10 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
       ones, for a firewall that opens those only; when every port of the range is taken on an
       address, gathering raises :class:`~ice.IceConnectionError` naming the range. Outgoing
       TCP connections (active ICE-TCP, TURN over TCP/TLS) still leave from ephemeral ports.
+    - ``advertised_addresses``: behind a 1:1 NAT (a cloud VM), the public address to offer host
+      candidates with, as ``"PUBLIC"`` (every local address of its family) or
+      ``"PUBLIC/PRIVATE"`` (that local address), coturn's ``--external-ip`` form; the private
+      address is then not offered (pion's NAT 1:1 IPs with the host candidate type).
     - ``config``: an :class:`~ice.config.AgentConfig` for everything else (timers, consent, lite,
       randomness, and the bounds on waiting: ``gathering_timeout``, ``idle_timeout``,
       ``peer_reflexive_wait``). An argument above that is given replaces the field it names
@@ -170,6 +174,7 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
         turn_tls_verify: bool = True,
         turn_tls_cafile: str | os.PathLike[str] | None = None,
         port_range: tuple[int, int] | None = None,
+        advertised_addresses: Iterable[str] | None = None,
         config: AgentConfig | None = None,
     ) -> None:
         switches = {
@@ -201,6 +206,9 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
             udp=udp,
             tcp=tcp,
         )
+        advertised = options.names("advertised_addresses", advertised_addresses)
+        if advertised is not None:
+            self._config = dataclasses.replace(self._config, advertised_addresses=tuple(advertised))  # type: ignore[arg-type]  # AgentConfig parses the text
         self._components = self._config.streams[0]
         #: The servers given as arguments (resolved when gathering starts); ``None``: the
         #: config's.

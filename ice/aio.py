@@ -67,6 +67,7 @@ from stun.reader_errors import ReaderErrors
 
 from . import connection_options as options
 from .agent import Agent
+from .aio_mux import UdpMux
 from .aio_properties import ConnectionProperties
 from .base_sockets import ICMP_ERRNOS, BaseSocket, DataPaths, Signal, bind_base
 from .candidate import Candidate
@@ -140,6 +141,11 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
       candidates with, as ``"PUBLIC"`` (every local address of its family) or
       ``"PUBLIC/PRIVATE"`` (that local address), coturn's ``--external-ip`` form; the private
       address is then not offered (pion's NAT 1:1 IPs with the host candidate type).
+    - ``mux``: a :class:`~ice.aio_mux.UdpMux`: the connection's one base is the mux's socket,
+      shared with every other connection on it (one port for a whole server), instead of sockets
+      of its own on every interface; one component, UDP only (no ICE-TCP), and
+      ``AgentConfig(lite=True)`` is the natural server mode. :class:`~ice.mux.MuxFull` from
+      gathering when the mux serves its ``max_sessions``.
     - ``config``: an :class:`~ice.config.AgentConfig` for everything else (timers, consent, lite,
       randomness, and the bounds on waiting: ``gathering_timeout``, ``idle_timeout``,
       ``peer_reflexive_wait``). An argument above that is given replaces the field it names
@@ -175,6 +181,7 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
         turn_tls_cafile: str | os.PathLike[str] | None = None,
         port_range: tuple[int, int] | None = None,
         advertised_addresses: Iterable[str] | None = None,
+        mux: UdpMux | None = None,
         config: AgentConfig | None = None,
     ) -> None:
         switches = {
@@ -195,6 +202,14 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
         self._port_range = check_port_range(port_range, error=LocalProtocolError)
         if not use_ipv4 and not use_ipv6:
             raise LocalProtocolError("use_ipv4 and use_ipv6 cannot both be off")
+        if mux is not None and not isinstance(mux, UdpMux):
+            raise LocalProtocolError(f"mux is an ice.aio_mux.UdpMux, not {mux!r}")
+        if mux is not None and (components or 1) != 1:
+            raise LocalProtocolError("a connection on a mux has one component (RTP/RTCP muxed)")
+        #: The shared-port mux whose socket is this connection's one base, if any.
+        self._mux = mux
+        if mux is not None:
+            tcp = False  # the mux's port is UDP
         self._config = options.agent_config(
             config,
             controlling=controlling,
@@ -356,6 +371,8 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
         self._pump()
 
     def _interface_addresses(self) -> list[InterfaceAddress]:
+        if self._mux is not None:
+            return [InterfaceAddress(self._mux.local.host, 0, "mux")]
         return interface_addresses(
             include_loopback=self._include_loopback,
             use_ipv4=self._use_ipv4,
@@ -377,6 +394,12 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
 
     def _add_udp_base(self, component: int, host: str) -> int:
         """The UDP base of ``component`` on ``host``: its port (0 if it cannot be opened)."""
+        if self._mux is not None:
+            base = BaseSocket(self, self._mux.sock, component)
+            self._mux.attach(base, self.agent.local_username)
+            self._bases[base.local] = base
+            self.agent.add_base(0, component, base.local)
+            return base.local.port
         try:
             sock = bind_base(host, self._port_range)
         except PortRangeExhausted:
@@ -391,8 +414,11 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
         return base.local.port
 
     def _close_base(self, base: BaseSocket) -> None:
-        self._loop.remove_reader(base.sock.fileno())
-        base.sock.close()
+        if base.mux is not None:
+            base.mux.detach(base)
+        else:
+            self._loop.remove_reader(base.sock.fileno())
+            base.sock.close()
         del self._bases[base.local]
 
     # ================================================================== remote candidates
@@ -518,6 +544,9 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
         self._gathering_complete = False
         self._selected_since_restart.clear()
         agent.restart(self._loop.time(), gone_bases=[base.local for base in gone] + gone_tcp)
+        if self._mux is not None:
+            for base in self._bases.values():
+                self._mux.rename(base, agent.local_username)
         self._remote_username = self._remote_password = None
         self._remote_end = self._end_sent = False
         self._pump()

@@ -25,7 +25,7 @@ import errno
 import logging
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stun.address import Address, normalize_host
 from stun.ports import PortRange, bind_in_range
@@ -35,6 +35,7 @@ from .checklist import CandidatePair
 
 if TYPE_CHECKING:
     from .aio import Connection
+    from .aio_mux import UdpMux
 
 _log = logging.getLogger("icestack.ice")
 
@@ -85,7 +86,7 @@ class DataPath:
 class BaseSocket:
     """One UDP socket: a base of the agent (RFC 8445 §5.1.1.1), read in batches on readiness."""
 
-    __slots__ = ("component", "connection", "local", "path", "sock")
+    __slots__ = ("component", "connection", "local", "mux", "path", "sock")
 
     def __init__(self, connection: Connection, sock: socket.socket, component: int) -> None:
         self.connection = connection
@@ -95,29 +96,29 @@ class BaseSocket:
         self.local = Address(normalize_host(host), port)
         #: The component's selected path when this socket is its local base.
         self.path: DataPath | None = None
+        #: The shared-port mux whose socket this base uses, if any (it reads for the base).
+        self.mux: UdpMux | None = None
 
     def read_ready(self) -> None:
+        """The socket is readable: read a batch and handle it."""
+        datagrams = read_datagrams(self.sock, self.local)
+        if datagrams:
+            self.handle(datagrams, self.connection._loop.time())
+
+    def handle(self, datagrams: list[tuple[bytes, tuple[Any, ...]]], now: float) -> None:
+        """Datagrams that arrived for this base (read from its socket, or routed to it by a
+        :class:`~ice.aio_mux.UdpMux`): data of the selected path into the receive queue, the
+        rest to the agent, then one pump."""
         connection = self.connection
         agent = connection._agent
         assert agent is not None
         received = connection._received
         limit = connection._receive_queue_size
-        recvfrom = self.sock.recvfrom
         component = self.component
         local = self.local
         path = self.path
-        now = connection._loop.time()
         to_agent = delivered = False
-        for _ in range(UDP_BATCH):
-            try:
-                data, sockaddr = recvfrom(_UDP_BUFFER)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                if exc.errno in ICMP_ERRNOS:
-                    continue
-                _log.warning("ICE socket %s: %s", local, exc)
-                break
+        for data, sockaddr in datagrams:
             if (
                 path is not None
                 and (not data or data[0] > 3)
@@ -143,6 +144,27 @@ class BaseSocket:
                 connection._pump()
             except Exception as error:  # a bug: contained, so that no wait misses its wake-up
                 connection.reader_errors.contain(error, f"ICE socket {local}")
+
+
+def read_datagrams(
+    sock: socket.socket, local: Address, limit: int = UDP_BATCH
+) -> list[tuple[bytes, tuple[Any, ...]]]:
+    """Up to ``limit`` datagrams waiting on ``sock``, with their sources: every reader of ICE's
+    UDP sockets (a base's, a mux's) reads through this one function. An ICMP error reported on
+    the socket (about an earlier send) is skipped; another error ends the batch, logged."""
+    datagrams = []
+    recvfrom = sock.recvfrom
+    for _ in range(limit):
+        try:
+            datagrams.append(recvfrom(_UDP_BUFFER))
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError as exc:
+            if exc.errno in ICMP_ERRNOS:
+                continue
+            _log.warning("ICE socket %s: %s", local, exc)
+            break
+    return datagrams
 
 
 class DataPaths:

@@ -20,20 +20,17 @@ its address is public, it needs no checks of its own. A full agent works on a mu
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections import defaultdict
 from types import TracebackType
 from typing import Any, Self
 
 from stun.address import Address, normalize_host
-from stun.ports import PortRange, bind_in_range
+from stun.ports import PortRange
 
-from .base_sockets import BaseSocket, read_datagrams
+from .base_sockets import BaseSocket, bind_base, read_datagrams
 from .mux import DropReason, MuxConfig, MuxTable
 
 __all__ = ["UdpMux"]
-
-_RECEIVE_BUFFER = 4 << 20
 
 
 class UdpMux:
@@ -51,20 +48,8 @@ class UdpMux:
         port_range: PortRange | None = None,
         config: MuxConfig | None = None,
     ) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
-            if port_range is not None:
-                bind_in_range(sock, host, port_range)
-            else:
-                sock.bind((host, port))
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
+        # A fixed port is a range of one: taken, it fails naming the port.
+        sock = bind_base(host, port_range or ((port, port) if port else None))
         self.sock = sock
         bound_host, bound_port = sock.getsockname()[:2]
         #: The address every session on the mux offers as its host candidate.

@@ -62,13 +62,15 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from stun.address import Address
 from stun.aio import _Closing
+from stun.ports import PortRangeExhausted, check_port_range
 from stun.reader_errors import ReaderErrors
 
 from . import connection_options as options
 from .agent import Agent
+from .aio_mux import UdpMux
+from .aio_properties import ConnectionProperties
 from .base_sockets import ICMP_ERRNOS, BaseSocket, DataPaths, Signal, bind_base
 from .candidate import Candidate
-from .checklist import CandidatePair
 from .config import AgentConfig, Policy
 from .connection_options import StunServerArgument, TurnServerArgument
 from .errors import IceConnectionError, LocalProtocolError
@@ -90,7 +92,7 @@ from .mdns_candidates import MdnsCandidates
 from .pump import AgentPump
 from .relay_streams import RelayStreams, TlsSettings
 from .server_names import resolve_servers
-from .stats import PairStats, PeerInput
+from .stats import PeerInput
 from .tcp_sockets import TcpSockets
 
 _log = logging.getLogger("icestack.ice")
@@ -98,7 +100,7 @@ _log = logging.getLogger("icestack.ice")
 __all__ = ["Connection", "interface_addresses"]
 
 
-class Connection(AgentPump, _Closing):
+class Connection(AgentPump, ConnectionProperties, _Closing):
     """One ICE session (one data stream of ``components`` components) over UDP, on asyncio.
 
     Close to aioice's ``Connection``; the differences are in docs/ice.md. Arguments:
@@ -130,6 +132,20 @@ class Connection(AgentPump, _Closing):
     - ``receive_queue_size``: datagrams held for :meth:`recv` before new ones are dropped.
     - ``mdns_hide_host_candidates``: signal host candidates as ``<uuid>.local`` names and answer
       mDNS queries for them; ``mdns_timeout``: how long to wait for a remote name's answer.
+    - ``port_range``: ``(first, last)``: bind every socket of the connection — the UDP bases,
+      the ICE-TCP listeners — to ports of that range (both ends included) instead of ephemeral
+      ones, for a firewall that opens those only; when every port of the range is taken on an
+      address, gathering raises :class:`~ice.IceConnectionError` naming the range. Outgoing
+      TCP connections (active ICE-TCP, TURN over TCP/TLS) still leave from ephemeral ports.
+    - ``advertised_addresses``: behind a 1:1 NAT (a cloud VM), the public address to offer host
+      candidates with, as ``"PUBLIC"`` (every local address of its family) or
+      ``"PUBLIC/PRIVATE"`` (that local address), coturn's ``--external-ip`` form; the private
+      address is then not offered (pion's NAT 1:1 IPs with the host candidate type).
+    - ``mux``: a :class:`~ice.aio_mux.UdpMux`: the connection's one base is the mux's socket,
+      shared with every other connection on it (one port for a whole server), instead of sockets
+      of its own on every interface; one component, UDP only (no ICE-TCP), and
+      ``AgentConfig(lite=True)`` is the natural server mode. :class:`~ice.mux.MuxFull` from
+      gathering when the mux serves its ``max_sessions``.
     - ``config``: an :class:`~ice.config.AgentConfig` for everything else (timers, consent, lite,
       randomness, and the bounds on waiting: ``gathering_timeout``, ``idle_timeout``,
       ``peer_reflexive_wait``). An argument above that is given replaces the field it names
@@ -163,6 +179,9 @@ class Connection(AgentPump, _Closing):
         mdns_timeout: float = 3.0,
         turn_tls_verify: bool = True,
         turn_tls_cafile: str | os.PathLike[str] | None = None,
+        port_range: tuple[int, int] | None = None,
+        advertised_addresses: Iterable[str] | None = None,
+        mux: UdpMux | None = None,
         config: AgentConfig | None = None,
     ) -> None:
         switches = {
@@ -180,8 +199,17 @@ class Connection(AgentPump, _Closing):
             options.flag(name, value)
         options.whole_number("receive_queue_size", receive_queue_size, 1)
         options.seconds("mdns_timeout", mdns_timeout)
+        self._port_range = check_port_range(port_range, error=LocalProtocolError)
         if not use_ipv4 and not use_ipv6:
             raise LocalProtocolError("use_ipv4 and use_ipv6 cannot both be off")
+        if mux is not None and not isinstance(mux, UdpMux):
+            raise LocalProtocolError(f"mux is an ice.aio_mux.UdpMux, not {mux!r}")
+        if mux is not None and (components or 1) != 1:
+            raise LocalProtocolError("a connection on a mux has one component (RTP/RTCP muxed)")
+        #: The shared-port mux whose socket is this connection's one base, if any.
+        self._mux = mux
+        if mux is not None:
+            tcp = False  # the mux's port is UDP
         self._config = options.agent_config(
             config,
             controlling=controlling,
@@ -193,6 +221,9 @@ class Connection(AgentPump, _Closing):
             udp=udp,
             tcp=tcp,
         )
+        advertised = options.names("advertised_addresses", advertised_addresses)
+        if advertised is not None:
+            self._config = dataclasses.replace(self._config, advertised_addresses=tuple(advertised))  # type: ignore[arg-type]  # AgentConfig parses the text
         self._components = self._config.streams[0]
         #: The servers given as arguments (resolved when gathering starts); ``None``: the
         #: config's.
@@ -273,175 +304,6 @@ class Connection(AgentPump, _Closing):
         state = self._agent.state.value if self._agent else "new"
         return f"<Connection {self.local_username} {role} {state}>"
 
-    # ================================================================== properties
-
-    @property
-    def relay_streams(self) -> RelayStreams:
-        """The TCP/TLS connections to TURN servers: how many (``len``), the bytes waiting to be
-        written (``buffered``), the datagrams dropped (``dropped``; :mod:`ice.relay_streams`)."""
-        return self._relay_streams
-
-    @property
-    def agent(self) -> Agent:
-        """The sans-IO agent behind this connection (created when gathering starts)."""
-        if self._agent is None:
-            raise LocalProtocolError("gather_candidates() first: the agent starts with gathering")
-        return self._agent
-
-    @property
-    def controlling(self) -> bool:
-        """Whether we are the controlling agent now (a role conflict may have switched it).
-
-        Settable until checks start (RFC 8445 §6.1.1: the offerer controls, which signalling may
-        settle after gathering); then :class:`~ice.LocalProtocolError`, as for the controlled
-        role while :attr:`remote_lite` or the controlling one for an ICE-lite agent."""
-        return self._agent.controlling if self._agent else self._config.controlling
-
-    @controlling.setter
-    def controlling(self, value: bool) -> None:
-        options.flag("controlling", value)
-        if self._agent is not None:
-            self._agent.set_role(value)
-            self._pump()
-        elif value and self._config.lite:
-            raise LocalProtocolError("an ICE-lite agent is always controlled (RFC 8445 §6.1.1)")
-        else:
-            self._config = dataclasses.replace(self._config, controlling=value)
-
-    @property
-    def remote_lite(self) -> bool:
-        """Whether the peer is ICE-lite (its ``a=ice-lite``); settable until checks start
-        (:meth:`connect`). Setting it makes us controlling, as RFC 8445 §6.1.1 requires."""
-        return self._agent.remote_lite if self._agent else self._config.remote_lite
-
-    @remote_lite.setter
-    def remote_lite(self, value: bool) -> None:
-        options.flag("remote_lite", value)
-        if self._agent is not None:
-            self._agent.set_remote_lite(value)
-            self._pump()
-        elif value and self._config.lite:
-            raise LocalProtocolError("two ICE-lite agents cannot connect (RFC 8445 §2.5)")
-        else:
-            controlling = self._config.controlling or value
-            self._config = dataclasses.replace(
-                self._config, remote_lite=value, controlling=controlling
-            )
-
-    @property
-    def state(self) -> IceState:
-        return self._agent.state if self._agent else IceState.NEW
-
-    @property
-    def local_username(self) -> str:
-        """Our ufrag (RFC 8445 §5.3); a restart changes it."""
-        if self._agent is not None:
-            return self._agent.local_username
-        assert self._config.local_username is not None
-        return self._config.local_username
-
-    @property
-    def local_password(self) -> str:
-        """Our pwd; a restart changes it."""
-        if self._agent is not None:
-            return self._agent.local_password
-        assert self._config.local_password is not None
-        return self._config.local_password
-
-    @property
-    def remote_username(self) -> str | None:
-        """The peer's ufrag, from signaling."""
-        return self._remote_username
-
-    @remote_username.setter
-    def remote_username(self, value: str | None) -> None:
-        if value is not None:
-            options.credential("ufrag", value)
-        self._remote_username = value
-        self._apply_remote_credentials()
-
-    @property
-    def remote_password(self) -> str | None:
-        """The peer's pwd, from signaling."""
-        return self._remote_password
-
-    @remote_password.setter
-    def remote_password(self, value: str | None) -> None:
-        if value is not None:
-            options.credential("pwd", value)
-        self._remote_password = value
-        self._apply_remote_credentials()
-
-    def set_remote_credentials(self, username: str, password: str) -> None:
-        """The peer's ufrag and pwd from signaling (RFC 8839 §5.4): non-empty strings."""
-        options.credential("ufrag", username)
-        options.credential("pwd", password)
-        self._remote_username = username
-        self._remote_password = password
-        self._apply_remote_credentials()
-
-    def _apply_remote_credentials(self) -> None:
-        if self._agent is not None and self._remote_username and self._remote_password:
-            self._agent.set_remote_credentials(self._remote_username, self._remote_password)
-            self._pump()
-
-    @property
-    def local_candidates(self) -> list[Candidate]:
-        """Our candidates so far, as they are signalled (``.local`` names when hidden); a lost
-        one (:class:`~ice.events.CandidateLost`) is no longer among them."""
-        return [c for c in self._local_candidates if c not in self._lost_local]
-
-    @property
-    def remote_candidates(self) -> list[Candidate]:
-        """The peer's candidates the agent uses: signalled (``.local`` ones once resolved) and
-        peer-reflexive."""
-        return [c for _, c in self._agent.remote_candidates] if self._agent else []
-
-    def force_selected_pair(self, local: Candidate, remote: Candidate) -> None:
-        """Use ``local`` (one of :attr:`local_candidates`) → ``remote`` for their component's
-        data at once, without checks or consent: for a peer that does no ICE, in place of
-        :meth:`connect` (aioice's ``set_selected_pair``; :meth:`~ice.agent.Agent.
-        force_selected_pair`). Raises :class:`~ice.LocalProtocolError` for a candidate that is
-        not ours, a pair that cannot form, or a remote ``.local`` name."""
-        agent = self.agent
-        if remote.is_mdns:
-            raise LocalProtocolError(f"{remote}: a .local name must be resolved first")
-        ours = next(
-            (
-                c.candidate
-                for c in agent.local_candidates
-                if local in (c.candidate, self._mdns.signalled(c.candidate))
-            ),
-            None,
-        )
-        if ours is None:
-            raise LocalProtocolError(f"{local} is not one of this connection's candidates")
-        agent.force_selected_pair(ours, remote, self._loop.time())
-        self._pump()
-
-    def selected_pair(self, component: int = 1) -> CandidatePair | None:
-        """The pair a component's data goes to, once one is selected."""
-        return self._agent.selected_pair(0, component) if self._agent else None
-
-    def stats(self) -> list[PairStats]:
-        """Per-pair statistics, like WebRTC's RTCIceCandidatePairStats."""
-        if self._agent is None:
-            return []
-        self._data_paths.flush(self._loop.time())
-        if self._tcp is not None:
-            self._tcp.flush(self._loop.time())
-        return self._agent.stats()
-
-    def failure_reason(self) -> str:
-        """Why ICE failed (or is failing), in words a person can act on."""
-        return self.agent.failure_reason()
-
-    @property
-    def tcp_dropped_writes(self) -> int:
-        """Writes on ICE-TCP connections dropped because the connection's send buffer was full
-        (:data:`~ice.tcp_sockets.WRITE_LIMIT` bytes waiting: the path is slower than the data)."""
-        return self._tcp.dropped_writes if self._tcp is not None else 0
-
     # ================================================================== gathering
 
     async def gather_candidates(self) -> None:
@@ -493,7 +355,9 @@ class Connection(AgentPump, _Closing):
         if not self._udp:  # STUN and TURN servers are reached from UDP bases only
             config = dataclasses.replace(config, stun_servers=(), turn_servers=())
         self._agent = agent = Agent(config)
-        self._tcp = TcpSockets(self._loop, lambda: self.agent, self._pump, self._deliver)
+        self._tcp = TcpSockets(
+            self._loop, lambda: self.agent, self._pump, self._deliver, self._port_range
+        )
         self._add_bases(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()
@@ -507,6 +371,8 @@ class Connection(AgentPump, _Closing):
         self._pump()
 
     def _interface_addresses(self) -> list[InterfaceAddress]:
+        if self._mux is not None:
+            return [InterfaceAddress(self._mux.local.host, 0, "mux")]
         return interface_addresses(
             include_loopback=self._include_loopback,
             use_ipv4=self._use_ipv4,
@@ -516,28 +382,43 @@ class Connection(AgentPump, _Closing):
 
     def _add_bases(self, addresses: list[InterfaceAddress]) -> None:
         """Open one UDP socket and the TCP bases per component on each address, and declare
-        them to the agent."""
-        agent = self.agent
-        for component in range(1, self._components + 1):
-            for address in addresses:
-                udp_port = 0
-                if self._udp:
-                    try:
-                        sock = bind_base(address.host)
-                    except OSError as exc:
-                        _log.info("cannot gather on %s: %s", address.host, exc)
-                        continue
-                    base = BaseSocket(self, sock, component)
-                    self._bases[base.local] = base
-                    agent.add_base(0, component, base.local)
-                    self._loop.add_reader(sock.fileno(), base.read_ready)
-                    udp_port = base.local.port
-                assert self._tcp is not None
-                self._tcp.add_bases(agent, component, address.host, avoid=udp_port)
+        them to the agent; a port range with no free port left ends gathering, saying so."""
+        try:
+            for component in range(1, self._components + 1):
+                for address in addresses:
+                    udp_port = self._add_udp_base(component, address.host) if self._udp else 0
+                    assert self._tcp is not None
+                    self._tcp.add_bases(self.agent, component, address.host, avoid=udp_port)
+        except PortRangeExhausted as exc:
+            raise IceConnectionError(f"port_range: {exc.strerror}") from None
+
+    def _add_udp_base(self, component: int, host: str) -> int:
+        """The UDP base of ``component`` on ``host``: its port (0 if it cannot be opened)."""
+        if self._mux is not None:
+            base = BaseSocket(self, self._mux.sock, component)
+            self._mux.attach(base, self.agent.local_username)
+            self._bases[base.local] = base
+            self.agent.add_base(0, component, base.local)
+            return base.local.port
+        try:
+            sock = bind_base(host, self._port_range)
+        except PortRangeExhausted:
+            raise
+        except OSError as exc:
+            _log.info("cannot gather on %s: %s", host, exc)
+            return 0
+        base = BaseSocket(self, sock, component)
+        self._bases[base.local] = base
+        self.agent.add_base(0, component, base.local)
+        self._loop.add_reader(sock.fileno(), base.read_ready)
+        return base.local.port
 
     def _close_base(self, base: BaseSocket) -> None:
-        self._loop.remove_reader(base.sock.fileno())
-        base.sock.close()
+        if base.mux is not None:
+            base.mux.detach(base)
+        else:
+            self._loop.remove_reader(base.sock.fileno())
+            base.sock.close()
         del self._bases[base.local]
 
     # ================================================================== remote candidates
@@ -663,6 +544,9 @@ class Connection(AgentPump, _Closing):
         self._gathering_complete = False
         self._selected_since_restart.clear()
         agent.restart(self._loop.time(), gone_bases=[base.local for base in gone] + gone_tcp)
+        if self._mux is not None:
+            for base in self._bases.values():
+                self._mux.rename(base, agent.local_username)
         self._remote_username = self._remote_password = None
         self._remote_end = self._end_sent = False
         self._pump()

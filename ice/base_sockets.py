@@ -2,13 +2,14 @@
 the fast data path through them.
 
 Theory of operation. Each base is one non-blocking UDP socket bound to an interface address on an
-ephemeral port (:func:`bind_base`), read on readiness in batches (:meth:`BaseSocket.read_ready`,
-up to :data:`UDP_BATCH` datagrams a wake-up, through :mod:`stun.batch_io`: ``recvmmsg`` on
-Linux). A datagram whose first byte is 0-3 is STUN (RFC
-7983) and goes to the agent; so does anything from an address that is not the remote side of the
-component's selected pair (the agent delivers it only if a check proved the address the peer's,
-:meth:`~ice.agent.Agent.receive_datagram`). Data from that address goes straight into the
-connection's receive queue — bounded: when it is full, the datagram is dropped and counted.
+ephemeral port or one of the connection's ``port_range`` (:func:`bind_base`), read on readiness in
+batches (:meth:`BaseSocket.read_ready`, up to :data:`UDP_BATCH` datagrams a wake-up, through
+:mod:`stun.batch_io`: ``recvmmsg`` on Linux). A datagram
+whose first byte is 0-3 is STUN (RFC 7983) and goes to the agent; so does anything from an address
+that is not the remote side of the component's selected pair (the agent delivers it only if a check
+proved the address the peer's, :meth:`~ice.agent.Agent.receive_datagram`). Data from that address
+goes straight into the connection's receive queue — bounded: when it is full, the datagram is
+dropped and counted.
 
 :class:`DataPaths` caches, per component, the selected pair's socket and remote address
 (:class:`DataPath`), so that sending and receiving data cost no agent call, no task and no
@@ -24,17 +25,19 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stun.address import Address, normalize_host
 from stun.batch_io import ICMP_ERRNOS as ICMP_ERRNOS  # the send path of ice.aio reads it here
-from stun.batch_io import datagram_io
+from stun.batch_io import DatagramIO, datagram_io
+from stun.ports import PortRange, bind_in_range
 
 from .candidate import Candidate
 from .checklist import CandidatePair
 
 if TYPE_CHECKING:
     from .aio import Connection
+    from .aio_mux import UdpMux
 
 _log = logging.getLogger("icestack.ice")
 
@@ -82,7 +85,7 @@ class DataPath:
 class BaseSocket:
     """One UDP socket: a base of the agent (RFC 8445 §5.1.1.1), read in batches on readiness."""
 
-    __slots__ = ("component", "connection", "io", "local", "path", "sock")
+    __slots__ = ("component", "connection", "io", "local", "mux", "path", "sock")
 
     def __init__(self, connection: Connection, sock: socket.socket, component: int) -> None:
         self.connection = connection
@@ -94,8 +97,19 @@ class BaseSocket:
         self.local = Address(normalize_host(host), port)
         #: The component's selected path when this socket is its local base.
         self.path: DataPath | None = None
+        #: The shared-port mux whose socket this base uses, if any (it reads for the base).
+        self.mux: UdpMux | None = None
 
     def read_ready(self) -> None:
+        """The socket is readable: read a batch and handle it."""
+        datagrams = read_datagrams(self.io, self.local)
+        if datagrams:
+            self.handle(datagrams, self.connection._loop.time())
+
+    def handle(self, datagrams: list[tuple[bytes, tuple[Any, ...]]], now: float) -> None:
+        """Datagrams that arrived for this base (read from its socket, or routed to it by a
+        :class:`~ice.aio_mux.UdpMux`): data of the selected path into the receive queue, the
+        rest to the agent, then one pump."""
         connection = self.connection
         agent = connection._agent
         assert agent is not None
@@ -104,13 +118,7 @@ class BaseSocket:
         component = self.component
         local = self.local
         path = self.path
-        now = connection._loop.time()
         to_agent = delivered = False
-        try:
-            datagrams = self.io.receive(UDP_BATCH)
-        except OSError as exc:
-            _log.warning("ICE socket %s: %s", local, exc)
-            datagrams = []
         for data, sockaddr in datagrams:
             if (
                 path is not None
@@ -137,6 +145,19 @@ class BaseSocket:
                 connection._pump()
             except Exception as error:  # a bug: contained, so that no wait misses its wake-up
                 connection.reader_errors.contain(error, f"ICE socket {local}")
+
+
+def read_datagrams(
+    io: DatagramIO, local: Address, limit: int = UDP_BATCH
+) -> list[tuple[bytes, tuple[Any, ...]]]:
+    """Up to ``limit`` datagrams waiting on ``io``'s socket, with their sources: every reader of
+    ICE's UDP sockets (a base's, a mux's) reads through this one function. ICMP errors about an
+    earlier send are skipped (:mod:`stun.batch_io`); another error ends the batch, logged."""
+    try:
+        return io.receive(limit)
+    except OSError as exc:
+        _log.warning("ICE socket %s: %s", local, exc)
+        return []
 
 
 class DataPaths:
@@ -211,15 +232,16 @@ class DataPaths:
         path.sent = path.received = 0
 
 
-def bind_base(host: str) -> socket.socket:
-    """A non-blocking UDP socket on ``host``, ephemeral port: one base."""
+def bind_base(host: str, port_range: PortRange | None = None) -> socket.socket:
+    """A non-blocking UDP socket on ``host``, on an ephemeral port or one of ``port_range``
+    (:func:`stun.ports.bind_in_range`): one base."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
-        sock.bind((host, 0))
+        bind_in_range(sock, host, port_range)
         sock.setblocking(False)
     except BaseException:
         sock.close()

@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass, field
 
 from stun.address import Address, normalize_host
+from stun.advertised import AdvertisedAddress, check_advertised, parse_advertised
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.randomness import RandomSource, default_random
 from stun.transaction import TransactionConfig
@@ -133,6 +134,11 @@ class AgentConfig:
     #: A connection we open must be established, and a connection we accept must bring an
     #: authenticated check, within this long; else it is closed (and a check on it fails).
     tcp_connect_timeout: float = 10.0
+    #: Behind a 1:1 NAT: host candidates are offered with the public address in place of
+    #: their base's (``"PUBLIC"`` for every local address of its family, ``"PUBLIC/PRIVATE"``
+    #: for one; :mod:`stun.advertised`, like pion's NAT 1:1 IPs). The private address is not
+    #: offered; a 1:1 NAT keeps ports. Also takes the text forms.
+    advertised_addresses: tuple[AdvertisedAddress, ...] = ()
     #: Act as an ICE-lite agent (§2.5): host candidates only, answer checks, never send them.
     lite: bool = False
     #: The remote side is ICE-lite: we must be controlling (§6.1.1).
@@ -158,6 +164,12 @@ class AgentConfig:
         for server in self.turn_servers:
             if not isinstance(server, RelayServer):
                 raise LocalProtocolError(f"turn_servers holds RelayServer values, not {server!r}")
+        advertised = tuple(
+            parse_advertised(value, "advertised_addresses", error=LocalProtocolError)
+            for value in self.advertised_addresses
+        )
+        check_advertised(advertised, "advertised_addresses", error=LocalProtocolError)
+        object.__setattr__(self, "advertised_addresses", advertised)
         tcp_types = tuple(enum_member(TcpType, t, "tcp_types") for t in self.tcp_types)
         if len(set(tcp_types)) != len(tcp_types):
             raise LocalProtocolError("tcp_types: each TCP type at most once")

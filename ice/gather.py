@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from stun.address import Address
+from stun.advertised import advertise
 from stun.attributes import ErrorCode, XorMappedAddress
 from stun.datagram import Datagram
 from stun.message import Message, MessageClass, Method, new_transaction_id
@@ -260,7 +261,7 @@ class Gatherer:
             component=component,
             transport=transport,
             priority=priority,
-            host=base.host,
+            host=advertise(self._config.advertised_addresses, base.host),
             port=port,
             type=CandidateType.HOST,
             tcp_type=tcp_type,

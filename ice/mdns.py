@@ -253,4 +253,3 @@ class Responder:
             self._sockets.send_to_group(message.encode(), link)
         self._sockets.close()
         self._by_address.clear()
-

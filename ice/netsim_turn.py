@@ -113,7 +113,6 @@ class RelayStreamAgent(_Driver):
                 self._commands.append(WriteTcp(stream.id, datagram.data))
         return outgoing
 
-
     def _apply(self, now: float) -> None:
         for command in self.agent.relay_stream_commands():
             stream = self._by_label.pop(command.label, None)

@@ -245,9 +245,7 @@ class OutgoingChecks:
         local_preference = (pair.local.priority >> 8) & 0xFFFF
         return candidate_priority(
             TCP_TYPE_PREFERENCE[CandidateType.PEER_REFLEXIVE],
-            tcp_local_preference(
-                CandidateType.PEER_REFLEXIVE, tcp_type, local_preference & 0x1FFF
-            ),
+            tcp_local_preference(CandidateType.PEER_REFLEXIVE, tcp_type, local_preference & 0x1FFF),
             pair.component,
         )
 

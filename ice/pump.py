@@ -105,6 +105,8 @@ class AgentPump:
             if base is None:
                 self._relay_streams.send(datagram)  # to a TURN server over TCP or TLS, if any
                 continue
+            if base.mux is not None:
+                base.mux.table.sent(base, datagram.remote)
             try:
                 base.sock.sendto(datagram.data, datagram.remote)
             except OSError as exc:

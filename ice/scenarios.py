@@ -296,9 +296,7 @@ def add_turn_server(
     return core
 
 
-def relay_server(
-    address: Address, transport: ClientTransport = ClientTransport.UDP
-) -> RelayServer:
+def relay_server(address: Address, transport: ClientTransport = ClientTransport.UDP) -> RelayServer:
     """How an agent reaches a scenario's TURN server (over UDP, or TCP)."""
     return RelayServer(
         address=address, username=TURN_USERNAME, password=TURN_PASSWORD, transport=transport

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from stun.address import Address, normalize_host
 from stun.aio_sockets import tcp_socket
 from stun.framing import MAX_RFC4571_PACKET
+from stun.ports import PortRange, PortRangeExhausted, bind_in_range
 
 from .candidate import TcpType
 from .checklist import CandidatePair
@@ -62,19 +63,24 @@ _LENGTH = struct.Struct("!H")
 
 
 def listen_base(
-    host: str, *, avoid: int = 0, listening: bool = True, simultaneous_open: bool = False
+    host: str,
+    *,
+    avoid: int = 0,
+    listening: bool = True,
+    simultaneous_open: bool = False,
+    port_range: PortRange | None = None,
 ) -> socket.socket:
     """A non-blocking TCP socket on ``host``, listening unless told not to (an agent with active
     candidates only never accepts, but its base needs an address): an ephemeral port other than
     ``avoid`` (the UDP base's: a TCP base needs an address of its own, and both port spaces may
-    hand out the same number), or with ``simultaneous_open`` one that connections may also leave
-    from (``SO_REUSEPORT``)."""
+    hand out the same number) — or one of ``port_range`` (:func:`stun.ports.bind_in_range`) —
+    or with ``simultaneous_open`` one that connections may also leave from (``SO_REUSEPORT``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(8):
+    for _ in range(1 if port_range is not None else 8):
         sock = tcp_socket(family)
         try:
             _prepare(sock, family, simultaneous_open)
-            sock.bind((host, 0))
+            bind_in_range(sock, host, port_range, avoid=avoid)
             if sock.getsockname()[1] == avoid:
                 sock.close()
                 continue
@@ -267,8 +273,11 @@ class TcpSockets:
         agent: Callable[[], Agent],
         pump: Callable[[], None],
         deliver: Callable[[bytes, int], None],
+        port_range: PortRange | None = None,
     ) -> None:
         self.loop = loop
+        #: The ports the listeners may take (``None``: ephemeral ones).
+        self.port_range = port_range
         self._agent = agent
         self.pump = pump
         #: Where the application data of a component's TCP path goes: ``deliver(data,
@@ -335,7 +344,11 @@ class TcpSockets:
     ) -> Address:
         """Open a TCP base on ``host`` (see :func:`listen_base`); return its address."""
         sock = listen_base(
-            host, avoid=avoid, listening=listening, simultaneous_open=simultaneous_open
+            host,
+            avoid=avoid,
+            listening=listening,
+            simultaneous_open=simultaneous_open,
+            port_range=self.port_range,
         )
         base = _address(sock.getsockname())
         self.listeners[base] = sock
@@ -346,7 +359,8 @@ class TcpSockets:
     def add_bases(self, agent: Agent, component: int, host: str, *, avoid: int) -> None:
         """Open the TCP bases of an address and declare them to the agent: one that listens
         (for passive candidates) or only connects (active ones alone), and one for simultaneous
-        open, as its ``tcp_types`` ask; ports other than ``avoid`` (the UDP base's)."""
+        open, as its ``tcp_types`` ask; ports other than ``avoid`` (the UDP base's). A bind that
+        fails is logged and skipped, but for :class:`~stun.ports.PortRangeExhausted`: raised."""
         types = agent.config.tcp_types
         try:
             if TcpType.PASSIVE in types or TcpType.ACTIVE in types:
@@ -357,6 +371,8 @@ class TcpSockets:
             if TcpType.SIMULTANEOUS_OPEN in types:
                 base = self.listen(host, avoid=avoid, simultaneous_open=True)
                 agent.add_tcp_base(0, component, base, simultaneous_open=True)
+        except PortRangeExhausted:
+            raise
         except OSError as exc:
             _log.info("cannot gather TCP candidates on %s: %s", host, exc)
 

@@ -32,6 +32,7 @@ from .errors import (
 from .events import RequestFailed, RequestSucceeded
 from .framing import Framing, StreamDecoder
 from .message import Message, Method
+from .ports import PortRange, bind_in_range, check_port_range
 from .reader_errors import TIMER, ReaderErrors
 from .transaction import RtoCache, TransactionConfig
 
@@ -228,6 +229,7 @@ class ClientSocket:
         framing: Framing = Framing.STUN,
         reader_errors: ReaderErrors | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        port_range: PortRange | None = None,
     ) -> None:
         if transport not in DEFAULT_PORTS:
             raise LocalProtocolError(f"unknown transport {transport!r}: udp, tcp or tls")
@@ -235,6 +237,8 @@ class ClientSocket:
         self.transport = transport
         self.framing = framing
         self.connect_timeout = check_seconds(connect_timeout, "connect_timeout")
+        #: The ports the UDP socket may take (``None``: an ephemeral one; :mod:`stun.ports`).
+        self.port_range = check_port_range(port_range)
         self._ssl = (ssl_context or ssl.create_default_context()) if transport == "tls" else None
         self._server_hostname = server_hostname
         self._udp: asyncio.DatagramTransport | None = None
@@ -257,10 +261,16 @@ class ClientSocket:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
         any_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            bind_in_range(sock, any_host, self.port_range)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
         udp, _ = await loop.create_datagram_endpoint(
             lambda: _UdpClientProtocol(self.receiver, self.reader_errors, self._send_failed),
-            local_addr=(any_host, 0),
-            family=family,
+            sock=sock,
         )
         self._udp = udp
 

@@ -602,8 +602,11 @@ class AlgorithmEntry:
 
     def encode(self) -> bytes:
         pad = -len(self.parameters) % 4
-        return _U16.pack(self.algorithm) + _U16.pack(len(self.parameters)) + self.parameters + (
-            b"\x00" * pad
+        return (
+            _U16.pack(self.algorithm)
+            + _U16.pack(len(self.parameters))
+            + self.parameters
+            + (b"\x00" * pad)
         )
 
 

@@ -68,8 +68,11 @@ def opaque_string(text: str) -> str:
     prepared = unicodedata.normalize("NFC", mapped)
     bad = [ch for ch in prepared if _is_disallowed_freeform(ch)]
     if bad or not prepared:
-        raise LocalProtocolError(f"OpaqueString: disallowed code point U+{ord(bad[0]):04X}" if bad
-                                 else "OpaqueString: empty string")
+        raise LocalProtocolError(
+            f"OpaqueString: disallowed code point U+{ord(bad[0]):04X}"
+            if bad
+            else "OpaqueString: empty string"
+        )
     return prepared
 
 
@@ -79,18 +82,23 @@ def saslprep(text: str) -> str:
     Kept for RFC 5389 peers and the RFC test vectors; new code uses :func:`opaque_string`.
     """
     mapped = "".join(
-        " " if stringprep.in_table_c12(ch) else ch
-        for ch in text
-        if not stringprep.in_table_b1(ch)
+        " " if stringprep.in_table_c12(ch) else ch for ch in text if not stringprep.in_table_b1(ch)
     )
     prepared = unicodedata.ucd_3_2_0.normalize("NFKC", mapped)
     if not prepared:
         return prepared
     prohibited = (
-        stringprep.in_table_c12, stringprep.in_table_c21, stringprep.in_table_c22,
-        stringprep.in_table_c3, stringprep.in_table_c4, stringprep.in_table_c5,
-        stringprep.in_table_c6, stringprep.in_table_c7, stringprep.in_table_c8,
-        stringprep.in_table_c9, stringprep.in_table_a1,
+        stringprep.in_table_c12,
+        stringprep.in_table_c21,
+        stringprep.in_table_c22,
+        stringprep.in_table_c3,
+        stringprep.in_table_c4,
+        stringprep.in_table_c5,
+        stringprep.in_table_c6,
+        stringprep.in_table_c7,
+        stringprep.in_table_c8,
+        stringprep.in_table_c9,
+        stringprep.in_table_a1,
     )
     for ch in prepared:
         if any(table(ch) for table in prohibited):

@@ -216,7 +216,10 @@ class Message:
     def success_response(self, attributes: Iterable[Attribute] = ()) -> Message:
         """A success response to this request, same method and transaction ID."""
         return Message(
-            self.method, MessageClass.SUCCESS_RESPONSE, self.transaction_id, attributes,
+            self.method,
+            MessageClass.SUCCESS_RESPONSE,
+            self.transaction_id,
+            attributes,
             cookie=self.cookie,
         )
 
@@ -225,8 +228,11 @@ class Message:
     ) -> Message:
         """An error response to this request carrying ERROR-CODE (and any other attributes)."""
         response = Message(
-            self.method, MessageClass.ERROR_RESPONSE, self.transaction_id,
-            [ErrorCode.of(code, reason)], cookie=self.cookie,
+            self.method,
+            MessageClass.ERROR_RESPONSE,
+            self.transaction_id,
+            [ErrorCode.of(code, reason)],
+            cookie=self.cookie,
         )
         response.attributes.extend(attributes)
         if code == 420 and self.unknown_required and not response.has(UnknownAttributes):
@@ -457,4 +463,3 @@ _crc = fingerprint
 _METHOD_VALUES = frozenset(int(m) for m in Method)
 _SHA1_ONLY = Integrity.SHA1
 _SHA256_ONLY = Integrity.SHA256
-

@@ -12,24 +12,50 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Modules that own sockets, time or files: the asyncio layer and the command line.
 IO_MODULES = {
-    "stun/aio.py", "stun/aio_sockets.py", "stun/aio_streams.py", "stun/aio_client.py",
-    "stun/aio_server.py", "stun/batch_io.py",
-    "stun/cli.py", "stun/tls.py", "stun/probe.py", "stun/explain.py",
-    "ice/cli.py", "ice/commands.py", "ice/demo.py", "ice/narration.py", "ice/aio.py",
-    "ice/base_sockets.py", "ice/tcp_sockets.py", "ice/interfaces.py", "ice/mdns_candidates.py",
+    "stun/aio.py",
+    "stun/aio_sockets.py",
+    "stun/aio_streams.py",
+    "stun/aio_client.py",
+    "stun/aio_server.py",
+    "stun/batch_io.py",
+    "stun/ports.py",
+    "stun/cli.py",
+    "stun/tls.py",
+    "stun/probe.py",
+    "stun/explain.py",
+    "ice/cli.py",
+    "ice/commands.py",
+    "ice/demo.py",
+    "ice/narration.py",
+    "ice/aio.py",
+    "ice/aio_properties.py",
+    "ice/aio_mux.py",
+    "ice/base_sockets.py",
+    "ice/tcp_sockets.py",
+    "ice/interfaces.py",
+    "ice/mdns_candidates.py",
     "ice/server_names.py",
-    "ice/mdns.py", "ice/mdns_sockets.py", "ice/relay_streams.py", "ice/pump.py",
+    "ice/mdns.py",
+    "ice/mdns_sockets.py",
+    "ice/relay_streams.py",
+    "ice/pump.py",
     "ice/compat/aioice/ice.py",
-    "turn/aio.py", "turn/aio_tcp_client.py", "turn/server/aio_tcp.py", "turn/server/aio_udp.py",
+    "turn/aio.py",
+    "turn/aio_tcp_client.py",
+    "turn/server/aio_tcp.py",
+    "turn/server/aio_udp.py",
     "turn/server/aio.py",
-    "turn/cli.py", "turn/probe.py",
+    "turn/cli.py",
+    "turn/probe.py",
 }
 FORBIDDEN_IN_CORE = {"asyncio", "socket", "time", "random", "os", "selectors", "ssl", "threading"}
 #: Exceptions to FORBIDDEN_IN_CORE, one module and one import each: the simulator's whole point is
 #: its one seeded random.Random, and it runs no protocol logic a real stack would.
 ALLOWED_IN_CORE = {"ice/netsim.py": {"random"}}
 ALLOWED_PACKAGE_IMPORTS = {
-    "stun": {"stun"}, "turn": {"stun", "turn"}, "ice": {"stun", "turn", "ice"},
+    "stun": {"stun"},
+    "turn": {"stun", "turn"},
+    "ice": {"stun", "turn", "ice"},
 }
 
 

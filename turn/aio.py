@@ -33,6 +33,7 @@ from stun.arguments import check_address, check_count, check_seconds, check_text
 from stun.client import Credentials
 from stun.errors import ServerUnreachable
 from stun.framing import Framing
+from stun.ports import check_port_range
 from stun.reader_errors import TIMER, ReaderErrors
 from stun.transaction import RtoCache
 
@@ -117,6 +118,7 @@ class TurnClient(_Closing):
         rto_cache: RtoCache | None = None,
         max_queued: int = 1024,
         connect_timeout: float | None = None,
+        port_range: tuple[int, int] | None = None,
     ) -> TurnClient:
         """Resolve the server and open the transport; nothing is allocated yet.
 
@@ -129,6 +131,8 @@ class TurnClient(_Closing):
         transaction's Ti, 39.5 s — or raise :class:`stun.ConnectTimeout` saying which step ran
         out. Raises :class:`turn.DecodeError` for a malformed URI and
         :class:`turn.LocalProtocolError` for a bad or conflicting argument, naming it.
+        Over UDP, ``port_range=(first, last)`` binds the socket to a port of that range
+        (:mod:`stun.ports`; every port taken raises :class:`stun.ports.PortRangeExhausted`).
         """
         check_text(server, "server", error=LocalProtocolError)
         scheme = server.partition(":")[0].lower()
@@ -148,6 +152,7 @@ class TurnClient(_Closing):
         if (username is None) != (password is None):
             raise LocalProtocolError("give both username and password, or neither")
         check_count(max_queued, "max_queued", error=LocalProtocolError)
+        check_port_range(port_range, error=LocalProtocolError)
         credentials = (
             Credentials(username=username, password=password)
             if username is not None and password is not None
@@ -180,6 +185,7 @@ class TurnClient(_Closing):
             framing=Framing.STUN_OR_CHANNEL_DATA,
             reader_errors=client.reader_errors,
             connect_timeout=limit.timeout,
+            port_range=port_range,
         )
         await client_socket.open(address, within=limit.remaining())
         client._socket = client_socket

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from stun import Address, LocalProtocolError, make_address
 from stun._version import DEFAULT_SOFTWARE
+from stun.advertised import parse_advertised
 from stun.aio import Transport, install_uvloop
 from stun.cli import (
     add_batch_io_option,
@@ -188,6 +189,15 @@ def _add_options(parser: argparse.ArgumentParser) -> OptionNames:
         help="bind relayed addresses here, one per family (default: the --listen address)",
     )
     option(
+        "--external-ip",
+        "-X",
+        action="append",
+        metavar="PUBLIC[/PRIVATE]",
+        help="behind a 1:1 NAT: report relayed addresses with this public address, for every "
+        "relay address of its family or for PRIVATE only (repeatable, one per family or "
+        "PRIVATE)",
+    )
+    option(
         "--min-port",
         type=_relay_port,
         metavar="PORT",
@@ -228,9 +238,7 @@ def _add_options(parser: argparse.ArgumentParser) -> OptionNames:
     )
     option("--pkey-pwd", metavar="PASSWORD", help="the password of an encrypted --tls key")
     option("--no-stun", action="store_true", help="do not answer Binding requests")
-    option(
-        "--no-software-attribute", action="store_true", help="send no SOFTWARE attribute"
-    )
+    option("--no-software-attribute", action="store_true", help="send no SOFTWARE attribute")
     parser.add_argument(
         "--config",
         type=Path,
@@ -405,6 +413,7 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
     listen = tuple(listen_address(text, DEFAULT_PORT) for text in args.listen or DEFAULT_LISTEN)
     nat64 = tuple(args.nat64_prefix or ())
     parse_nat64_prefixes(nat64, "--nat64-prefix")
+    external = tuple(parse_advertised(text, "--external-ip") for text in args.external_ip or ())
     policy = PeerPolicy(
         allowed_peers=allowed,
         denied_peers=denied,
@@ -412,7 +421,10 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
         allow_documentation_peers=bool(args.allow_documentation_peers),
         nat64_prefixes=nat64,
         own_addresses=tuple(
-            dict.fromkeys(h for h, _ in listen if not ipaddress.ip_address(h).is_unspecified)
+            dict.fromkeys(
+                [h for h, _ in listen if not ipaddress.ip_address(h).is_unspecified]
+                + [a.public for a in external]
+            )
         ),
     )
     quotas = {"user_quota": args.user_quota, "total_quota": args.total_quota}
@@ -423,6 +435,7 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
         nonce_secret=secrets.token_bytes(32),
         max_bytes_per_second=args.max_bps,
         peer_policy=policy,
+        external_addresses=external,
         alternate_server=alternate,
         rfc5766_channels=bool(args.rfc5766_channels),
         tcp_relays=not args.no_tcp_relay,
@@ -460,7 +473,8 @@ def build_plan(args: argparse.Namespace) -> TurnServePlan:
         workers=workers,
         limits=stream_limits(args, streams=tcp or tls is not None, tls=tls is not None),
         max_allocate_timeout=(
-            DEFAULT_ALLOCATE_TIMEOUT if args.max_allocate_timeout is None
+            DEFAULT_ALLOCATE_TIMEOUT
+            if args.max_allocate_timeout is None
             else args.max_allocate_timeout
         ),
         verbose=bool(args.verbose),

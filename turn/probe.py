@@ -331,9 +331,7 @@ class TurnProbe:
         if report.transport != "udp":
             await self._check_tcp_relays()
 
-    async def _step(
-        self, name: str, action: Awaitable[T], *, peer: Address | None = None
-    ) -> T:
+    async def _step(self, name: str, action: Awaitable[T], *, peer: Address | None = None) -> T:
         """Run one step within the timeout; its failure becomes :class:`StepFailed`."""
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -475,8 +473,8 @@ def unreachable_relay(relayed: Address, server: Address) -> str | None:
         return None
     return (
         f"the relayed address {relayed} is not reachable from the Internet ({why}): peers "
-        "cannot send to it; behind a NAT, coturn needs --external-ip, and icestack serve turn "
-        "a --relay-ip that peers reach"
+        "cannot send to it; behind a 1:1 NAT, coturn and icestack serve turn need --external-ip "
+        "PUBLIC[/PRIVATE]"
     )
 
 

@@ -14,7 +14,7 @@ are dropped), a bare name or a boolean (``1``/``0``, ``yes``/``no``, ``on``/``of
   (``lt-cred-mech``, ``fingerprint``, ``no-cli``, ``syslog``, ``no-dtls`` ...): accepted, with
   one note line each saying why;
 * a coturn option icestack cannot honour, where going on without it would not be what the
-  operator asked for (``external-ip``, a user database, ``no-auth``, ``proc-user`` ...), or a
+  operator asked for (a user database, ``no-auth``, ``proc-user`` ...), or a
   name nobody knows.
 
 Every line of the last kind, and every value that does not parse, is reported together in one
@@ -141,8 +141,6 @@ _USER_DATABASES = (
 #: coturn options icestack cannot honour, and what to do instead.
 UNSUPPORTED: dict[str, str] = {
     "no-auth": "authentication cannot be turned off (RFC 8656 §5): give users or a secret",
-    "external-ip": "relayed addresses are not mapped to a NAT's external address: run icestack "
-    "on an address clients reach",
     "listening-device": "icestack does not listen on a device: use listening-ip",
     "relay-device": "icestack does not relay on a device: use relay-ip",
     "no-udp-relay": "UDP relaying cannot be turned off",

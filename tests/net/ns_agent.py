@@ -1,7 +1,8 @@
 """An ICE agent process for the namespace tests, signaling as JSON lines on stdin/stdout.
 
 ``python -m tests.net.ns_agent NAME --controlling|--controlled --stun HOST:PORT [--no-tcp]`` runs
-one :class:`ice.Connection` (with ICE-TCP unless ``--no-tcp``):
+one :class:`ice.Connection` (with ICE-TCP unless ``--no-tcp``; ``--lite``, ``--remote-lite``
+and ``--advertise PUBLIC[/PRIVATE]`` for the ICE-lite server behind a 1:1 NAT):
 
 1. gathers, then prints its description: ``{"ufrag": ..., "pwd": ..., "candidates": [...]}``
    (candidates in SDP ``candidate:`` form);
@@ -25,6 +26,7 @@ from contextlib import suppress
 from typing import Any
 
 import ice
+from ice.config import AgentConfig
 
 #: The bound on the whole run of an agent process.
 RUN_TIMEOUT = 15.0
@@ -160,10 +162,24 @@ async def gather_signal_connect(connection: ice.Connection) -> None:
 
 
 async def session(
-    name: str, controlling: bool, stun: tuple[str, int], *, tcp: bool = True
+    name: str,
+    controlling: bool,
+    stun: tuple[str, int],
+    *,
+    tcp: bool = True,
+    lite: bool = False,
+    remote_lite: bool = False,
+    advertise: list[str] | None = None,
 ) -> dict[str, Any]:
     """Gather, signal, connect, exchange hellos; the result line."""
-    connection = ice.Connection(controlling, stun_servers=[stun], tcp=tcp)
+    connection = ice.Connection(
+        controlling,
+        stun_servers=[stun],
+        tcp=tcp,
+        advertised_addresses=advertise,
+        config=AgentConfig(lite=lite, controlling=controlling),
+    )
+    connection.remote_lite = remote_lite
     try:
         await gather_signal_connect(connection)
         # Taken now: a TCP pair is lost (and reported) as soon as the peer, done first, closes.
@@ -184,8 +200,21 @@ async def session(
 def main() -> int:
     parser = argument_parser("an icestack ICE agent speaking JSON lines on stdin/stdout")
     parser.add_argument("--no-tcp", dest="tcp", action="store_false", help="offer no ICE-TCP")
+    parser.add_argument("--lite", action="store_true", help="be an ICE-lite agent")
+    parser.add_argument("--remote-lite", action="store_true", help="the peer is ICE-lite")
+    parser.add_argument("--advertise", action="append", metavar="PUBLIC[/PRIVATE]")
     args = parser.parse_args()
-    return run_agent(session(args.name, args.controlling, args.stun, tcp=args.tcp))
+    return run_agent(
+        session(
+            args.name,
+            args.controlling,
+            args.stun,
+            tcp=args.tcp,
+            lite=args.lite,
+            remote_lite=args.remote_lite,
+            advertise=args.advertise,
+        )
+    )
 
 
 if __name__ == "__main__":

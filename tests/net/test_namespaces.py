@@ -187,10 +187,13 @@ def connect_agents(
     a_controls: bool = True,
     roles: tuple[str, str] = ("host-a", "host-b"),
     options: tuple[str, ...] = (),
+    a_options: tuple[str, ...] = (),
+    b_options: tuple[str, ...] = (),
     succeed: bool = True,
 ) -> tuple[AgentRun, AgentRun]:
     """Run agent A in host-a and agent B in host-b (or in ``roles``; JSON-lines agent scripts,
-    see :mod:`tests.net.ns_agent`, given ``options`` too), A controlling unless ``a_controls``
+    see :mod:`tests.net.ns_agent`, given ``options`` too, and each its own ``a_options`` or
+    ``b_options``), A controlling unless ``a_controls``
     is false; relay each one's description to the other; return both runs once both have
     exited, with status 0 unless ``succeed`` is false (then their error lines are the
     results)."""
@@ -198,11 +201,11 @@ def connect_agents(
         processes = [
             stack.enter_context(net.start_python(
                 role, "-m", agent, name, "--controlling" if controls else "--controlled",
-                "--stun", stun, *options, name=f"{agent}@{role}",
+                "--stun", stun, *options, *own, name=f"{agent}@{role}",
             ))
-            for role, agent, name, controls in (
-                (roles[0], agent_a, "A", a_controls),
-                (roles[1], agent_b, "B", not a_controls),
+            for role, agent, name, controls, own in (
+                (roles[0], agent_a, "A", a_controls, a_options),
+                (roles[1], agent_b, "B", not a_controls, b_options),
             )
         ]  # fmt: skip
         descriptions = [json.loads(process.read_line(PROCESS_TIMEOUT)) for process in processes]
@@ -270,6 +273,36 @@ def test_ice_through_two_nats_via_srflx(ipv4_net: Network) -> None:
     # once it has the signalled candidates: the remote end is never learnt as peer-reflexive.
     assert (a.remote["type"], a.remote["host"]) == ("srflx", NAT_B_WAN)
     assert (b.remote["type"], b.remote["host"]) == ("srflx", NAT_A_WAN)
+
+
+def test_an_ice_lite_server_behind_a_1to1_nat_offers_its_public_address(
+    ipv4_net: Network,
+) -> None:
+    """A cloud VM: host-a's router maps its public address 1:1 to host-a (every UDP port of
+    NAT_A_WAN forwarded, sources masqueraded with their ports kept). The ICE-lite server there
+    offers its host candidates with NAT_A_WAN (``advertised_addresses``), not its private
+    address, which nobody outside can reach; a lite server sends no checks, so the client in
+    ``pub`` connects only through the advertised address."""
+    dnat = (
+        "-t", "nat", "PREROUTING", "-i", "wan0", "-d", NAT_A_WAN, "-p", "udp",
+        "-j", "DNAT", "--to-destination", HOST_A_IPV4,
+    )  # fmt: skip
+    table, chain, rule = dnat[:2], dnat[2], dnat[3:]
+    ipv4_net.run("nat-a", "iptables", *table, "-I", chain, *rule)
+    try:
+        server, client = connect_agents(
+            ipv4_net, OUR_AGENT, OUR_AGENT, STUN_V4_TARGET,
+            a_controls=False, roles=("host-a", "pub"),
+            options=("--no-tcp",),
+            a_options=("--lite", "--advertise", NAT_A_WAN),
+            b_options=("--remote-lite",),
+        )  # fmt: skip
+    finally:
+        ipv4_net.run("nat-a", "iptables", *table, "-D", chain, *rule)
+    assert types(server) == {"host": {NAT_A_WAN}}
+    assert client.remote["host"] == NAT_A_WAN and client.remote["type"] == "host"
+    assert client.result["received"] == "hello from A"
+    assert server.result["received"] == "hello from B"
 
 
 def run_ice_cli(net: Network, stun: str) -> tuple[dict[str, str], dict[str, str]]:

@@ -68,9 +68,7 @@ def relayed_problem(config: TurnClientConfig, relayed: list[Address]) -> str | N
     unusable = [str(address) for address in relayed if not is_destination(address)]
     if unusable:
         return f"no datagram can reach the relayed address {', '.join(unusable)}"
-    if len(set(families)) != len(families) or len(relayed) > (
-        2 if config.dual_allocation else 1
-    ):
+    if len(set(families)) != len(families) or len(relayed) > (2 if config.dual_allocation else 1):
         return f"unexpected relayed addresses {[str(a) for a in relayed]}"
     wanted = config.requested_family or AddressFamily.IPV4
     if config.reservation_token is None and wanted not in families:

@@ -26,6 +26,7 @@ from .leases import Grant, Permission
 #: length.
 MAX_SEND_SIZE = (0xFFFF - (4 + 20) - 4 - 4 - 8) & ~3
 
+
 def send_indication(
     data: bytes, peer: Address, *, dont_fragment: bool, stun: ClientConfig
 ) -> bytes:

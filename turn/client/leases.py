@@ -171,9 +171,7 @@ class PeerLeases:
         deadline = self._deadline
         if deadline is None:
             leases = (*self.permissions.values(), *self.channels.values())
-            deadline = self._deadline = min(
-                (lease.deadline for lease in leases), default=math.inf
-            )
+            deadline = self._deadline = min((lease.deadline for lease in leases), default=math.inf)
         return deadline
 
     def tend(self, now: float) -> None:

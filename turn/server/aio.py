@@ -108,7 +108,6 @@ class TransportStats:
     relay_failures: int = 0
 
 
-
 class _StreamClient(asyncio.Protocol):
     """One client's TCP or TLS connection: STUN and ChannelData frames in, answers out.
 

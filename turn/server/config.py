@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from stun import Address, AddressFamily, LocalProtocolError, RandomSource
 from stun._version import DEFAULT_SOFTWARE
+from stun.advertised import AdvertisedAddress, check_advertised, parse_advertised
 from stun.nonces import DEFAULT_NONCE_LIFETIME, check_nonce_settings
 from stun.randomness import default_random
 from stun.server import LongTermCredentials, ServerConfig
@@ -60,6 +61,12 @@ class TurnServerConfig:
     #: Relayed bytes a second per allocation and direction (``--max-bps``); ``None``: no limit.
     #: The bucket holds a second's worth, and never less than one largest datagram.
     max_bytes_per_second: int | None = None
+    #: Behind a 1:1 NAT (coturn's ``--external-ip``): relayed addresses are reported in
+    #: XOR-RELAYED-ADDRESS with the public address in place of the one they are bound on
+    #: (``"PUBLIC"`` for every relay address of its family, ``"PUBLIC/PRIVATE"`` for one;
+    #: :mod:`stun.advertised`). XOR-MAPPED-ADDRESS is the client's address as seen, which the
+    #: server's NAT does not change. Also takes the text forms.
+    external_addresses: tuple[AdvertisedAddress, ...] = ()
     #: Which peers may be relayed to (403 for the rest).
     peer_policy: PeerPolicy = field(default_factory=PeerPolicy)
     #: Authentication failures answered per second and source IP address, with this burst;
@@ -96,11 +103,20 @@ class TurnServerConfig:
     def __post_init__(self) -> None:
         ServerConfig(software=self.software)  # the same SOFTWARE rules as the Binding server
         check_nonce_settings(self.nonce_secret, self.nonce_lifetime)
+        external = tuple(
+            parse_advertised(value, "external_addresses") for value in self.external_addresses
+        )
+        check_advertised(external, "external_addresses")
+        object.__setattr__(self, "external_addresses", external)
         if self.rest_secret is not None and not self.rest_secret:
             raise LocalProtocolError("rest_secret must not be empty")
         for name in (
-            "default_lifetime", "max_lifetime", "permission_lifetime", "channel_lifetime",
-            "failure_rate", "connection_bind_timeout",
+            "default_lifetime",
+            "max_lifetime",
+            "permission_lifetime",
+            "channel_lifetime",
+            "failure_rate",
+            "connection_bind_timeout",
         ):
             if not getattr(self, name) > 0:
                 raise LocalProtocolError(f"{name} must be positive")
@@ -115,8 +131,13 @@ class TurnServerConfig:
         if self.reservation_lifetime < 30:
             raise LocalProtocolError("reservation_lifetime must be at least 30 s (RFC 8656 §7.2)")
         for name in (
-            "user_quota", "total_quota", "max_permissions", "max_channels", "failure_burst",
-            "failure_table_size", "max_peer_connections",
+            "user_quota",
+            "total_quota",
+            "max_permissions",
+            "max_channels",
+            "failure_burst",
+            "failure_table_size",
+            "max_peer_connections",
         ):
             if getattr(self, name) < 1:
                 raise LocalProtocolError(f"{name} must be at least 1")

@@ -650,4 +650,3 @@ class TurnServerCore:
             return False
         expiry = rest_api_expiry(username)
         return expiry is None or expiry <= now + self.wall_clock_offset
-

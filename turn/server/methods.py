@@ -27,6 +27,7 @@ from stun import (
     XorMappedAddress,
 )
 from stun.address import is_unicast
+from stun.advertised import advertise
 
 from ..attributes import (
     AdditionalAddressFamily,
@@ -156,7 +157,11 @@ class RequestHandlers:
         method = request.message.method
         self.table.events.append(
             RequestRefused(
-                request.five_tuple, request.username, method, refused.code, refused.outcome,
+                request.five_tuple,
+                request.username,
+                method,
+                refused.code,
+                refused.outcome,
                 refused.detail,
             )
         )
@@ -281,7 +286,10 @@ class RequestHandlers:
             relay_transport=TransportProtocol.TCP if tcp else TransportProtocol.UDP,
         )
         attributes: list[Attribute] = [
-            *(XorRelayedAddress(address) for address in allocation.relayed_addresses),
+            *(
+                XorRelayedAddress(Address(advertise(config.external_addresses, a.host), a.port))
+                for a in allocation.relayed_addresses
+            ),
             Lifetime(int(lifetime)),
             XorMappedAddress(five_tuple.client),
             *extra,

@@ -55,6 +55,26 @@ def _answerer(server: BindingServer, sock: socket.socket) -> DatagramHandler:
     return answer
 
 
+def _discovery_answerer(
+    server: BindingServer, sock: socket.socket, sockets: dict[Address, socket.socket]
+) -> DatagramHandler:
+    """A :class:`UdpReader` handler for a behaviour-discovery server (RFC 5780): each answer
+    leaves from the socket :meth:`BindingServer.answer` names, one of the server's four."""
+    answer_of = server.answer
+    local = _address(sock.getsockname())
+
+    def answer(data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
+        reply = answer_of(data, local, Address(sockaddr[0], sockaddr[1]), now)
+        if reply is None:
+            return
+        sender = sockets.get(reply.local) if reply.local is not None else None
+        if sender is not None:
+            with contextlib.suppress(OSError):
+                sender.sendto(reply.data, reply.remote)
+
+    return answer
+
+
 class _StreamServerProtocol(asyncio.Protocol):
     """One TCP or TLS connection to the server: frames in, answers out (RFC 8489 §6.2.2).
 
@@ -105,7 +125,7 @@ class _StreamServerProtocol(asyncio.Protocol):
         now = asyncio.get_running_loop().time()
         for frame in frames:
             try:
-                answer = self.owner.server.respond(frame, self.local, self.remote, now)
+                answer = self.owner.server.respond(frame, self.local, self.remote, now, stream=True)
             except Exception as error:
                 self.owner.reader_errors.contain(error, f"the connection from {self.remote}")
                 continue
@@ -137,6 +157,10 @@ class StunServer(_Closing):
     ``idle_timeout`` closes a connection silent that long after a message, ``write_buffer_limit``
     stops reading a client that does not read its answers.
 
+    A server whose config has ``behavior`` (RFC 5780) must listen over UDP on each of the four
+    sockets of :attr:`stun.behavior.BehaviorAddresses.sockets`: an answer leaves from the one
+    the request's CHANGE-REQUEST names.
+
     >>> async with StunServer() as server:  # doctest: +SKIP
     ...     await server.listen("udp", "127.0.0.1", 3478)
     ...     await server.serve_forever()
@@ -158,6 +182,8 @@ class StunServer(_Closing):
         self.write_buffer_limit = write_buffer_limit
         self.listeners: list[Listener] = []
         self._udp: list[UdpReader] = []
+        #: The UDP sockets by their address: where a behaviour-discovery answer may leave from.
+        self._udp_sockets: dict[Address, socket.socket] = {}
         self._stream_listeners: list[StreamListener] = []
         self._connections: set[_StreamServerProtocol] = set()
         self._closed = asyncio.Event()
@@ -199,7 +225,13 @@ class StunServer(_Closing):
         check_listener_arguments(transport, ssl_context)
         if transport == "udp":
             sock = bind_udp(host, port, reuse_port=reuse_port)
-            reader = UdpReader(sock, _answerer(self.server, sock), errors=self.reader_errors)
+            handler = (
+                _answerer(self.server, sock)
+                if self.server.config.behavior is None
+                else _discovery_answerer(self.server, sock, self._udp_sockets)
+            )
+            reader = UdpReader(sock, handler, errors=self.reader_errors)
+            self._udp_sockets[reader.local] = sock
             self._udp.append(reader)
             result = Listener("udp", reader.local)
         else:
@@ -226,6 +258,7 @@ class StunServer(_Closing):
         for udp in self._udp:
             udp.close()
         self._udp.clear()
+        self._udp_sockets.clear()
         for stream in self._stream_listeners:
             stream.close()
         for connection in list(self._connections):

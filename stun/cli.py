@@ -39,6 +39,7 @@ from typing import Any, NoReturn, Protocol, TextIO, cast
 from ._version import __version__
 from .address import Address
 from .aio import Listener, StunServer, Transport, install_uvloop
+from .behavior import BehaviorAddresses
 from .errors import LocalProtocolError
 from .limits import StreamLimits
 from .server import LongTermCredentials, ServerConfig, ShortTermCredentials
@@ -636,6 +637,34 @@ def tls_context(files: list[str] | None, what: str = "--tls") -> ssl.SSLContext 
     return self_signed_tls()
 
 
+def behavior_addresses(
+    args: argparse.Namespace, listen: tuple[tuple[str, int], ...]
+) -> BehaviorAddresses | None:
+    """``--rfc5780``: the primary and alternate address from the two ``--listen`` addresses and
+    ``--alt-port`` (default the port + 1); raises :class:`LocalProtocolError` for what cannot
+    make the four sockets of RFC 5780 §6."""
+    if not args.rfc5780:
+        if args.alt_port is not None:
+            raise LocalProtocolError("--alt-port without --rfc5780: add --rfc5780, or drop it")
+        return None
+    if len(listen) != 2 or not args.listen:
+        raise LocalProtocolError(
+            "--rfc5780 needs two --listen addresses of one family (IP1:PORT and IP2:PORT)"
+        )
+    (first, port), (second, other_port) = listen
+    if port != other_port or port == 0:
+        raise LocalProtocolError(
+            "--rfc5780: give both --listen addresses the same fixed port (not 0)"
+        )
+    alternate = port + 1 if args.alt_port is None else args.alt_port
+    if alternate > 65535:
+        raise LocalProtocolError(f"--rfc5780: port {port} + 1 is no port; set --alt-port")
+    try:
+        return BehaviorAddresses(primary=Address(first, port), alternate=Address(second, alternate))
+    except LocalProtocolError as exc:
+        raise LocalProtocolError(f"--rfc5780: {exc}") from None
+
+
 def build_serve_plan(args: argparse.Namespace) -> ServePlan:
     """Turn parsed options into a validated plan; raises LocalProtocolError on bad combinations."""
     users = user_passwords(args.user)
@@ -656,11 +685,21 @@ def build_serve_plan(args: argparse.Namespace) -> ServePlan:
     if failures and auth is None:
         raise LocalProtocolError("--auth-failure-rate/-burst have no effect without --auth")
     software = None if args.no_software else args.software
+    listen = tuple(listen_address(text, 3478) for text in args.listen or ["0.0.0.0", "[::]"])
+    behavior = behavior_addresses(args, listen)
+    if args.auth_discovery_only and (auth is None or behavior is None):
+        raise LocalProtocolError("--auth-discovery-only needs --auth and --rfc5780")
     # One nonce secret for every worker, so a nonce from one is good at all (stun.nonces).
     config = ServerConfig(
-        software=software, authentication=auth, nonce_secret=secrets.token_bytes(32), **failures
+        software=software,
+        authentication=auth,
+        nonce_secret=secrets.token_bytes(32),
+        behavior=behavior,
+        discovery_requires_auth=args.auth_discovery_only,
+        **failures,
     )
-    listen = tuple(listen_address(text, 3478) for text in args.listen or ["0.0.0.0", "[::]"])
+    if behavior is not None:
+        listen = behavior.sockets
     if args.workers < 1:
         raise LocalProtocolError("--workers must be at least 1")
     if args.workers > 1 and any(port == 0 for _, port in listen):
@@ -751,5 +790,21 @@ def add_serve_command(serve_commands: argparse._SubParsersAction[argparse.Argume
         help="processes sharing each port with SO_REUSEPORT (default 1; use the core count)",
     )
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    parser.add_argument(
+        "--rfc5780",
+        action="store_true",
+        help="NAT behaviour discovery (RFC 5780): with two --listen IP:PORT of one family, "
+        "listen on both IPs at PORT and the alternate port, answer CHANGE-REQUEST, "
+        "RESPONSE-PORT and PADDING, send OTHER-ADDRESS and RESPONSE-ORIGIN",
+    )
+    parser.add_argument(
+        "--alt-port", type=port_number, metavar="PORT", help="the alternate port (default PORT + 1)"
+    )
+    parser.add_argument(
+        "--auth-discovery-only",
+        action="store_true",
+        help="with --auth and --rfc5780: only requests using CHANGE-REQUEST, RESPONSE-PORT or "
+        "PADDING must authenticate; plain Binding requests are answered without",
+    )
     add_limit_options(parser.add_argument)
     parser.set_defaults(run=run_serve)

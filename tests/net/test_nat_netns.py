@@ -1,0 +1,180 @@
+"""RFC 5780 behaviour discovery across Linux NATs whose behaviour is known, in network namespaces
+(tests/net/netns.py), with ``icestack nat`` as a user runs it:
+
+* no NAT (``nat-b`` itself, its firewall rule taken out): endpoint-independent everything;
+* Linux ``MASQUERADE`` (``host-a`` behind ``nat-a``): it keeps the source port for every
+  destination (endpoint-independent mapping), conntrack lets in only answers from where a packet
+  went (address-and-port-dependent filtering), and nothing hairpins;
+* ``MASQUERADE --random-fully`` (``host-b`` behind ``nat-b``): a random port per destination,
+  address-and-port-dependent mapping (a "symmetric NAT").
+
+``pub`` holds two addresses, 203.0.113.1 and 203.0.113.10, where our server listens with
+``--rfc5780`` (ports 3478 and 3479) and coturn with its two listening IPs (ports 3490 and 3491).
+Interop, both ways: our client against coturn, and coturn's ``turnutils_natdiscovery`` against
+our server, reach the same verdicts as our client against our server.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .netns import STUN_IPV4, Network, network
+
+pytestmark = pytest.mark.netns
+
+SECOND_IPV4 = "203.0.113.10"
+OURS = f"{STUN_IPV4}:3478"
+COTURN = f"{STUN_IPV4}:3490"
+PROCESS_TIMEOUT = 30.0
+#: Each behaviour test waits this long for its answer (three sends).
+TEST_TIMEOUT = "0.5"
+
+
+def _iptables(net: Network, role: str, *arguments: str) -> None:
+    net.run(role, "iptables", *arguments)
+
+
+def _answers(net: Network, role: str, target: str) -> bool:
+    completed = subprocess.run(
+        ["ip", "netns", "exec", net.namespace(role), sys.executable, "-m", "ice.cli", "stun",
+         target, "--timeout", "0.5"],
+        capture_output=True, timeout=PROCESS_TIMEOUT, check=False,
+    )  # fmt: skip
+    return completed.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def nat_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    """The network of tests/net/netns.py with a second address on ``pub``, our RFC 5780 server
+    there, coturn too when installed, ``nat-b`` without its firewall rule and masquerading with
+    random ports."""
+    with network(ipv4=True, ipv6=False) as net:
+        net.run("pub", "ip", "address", "add", f"{SECOND_IPV4}/24", "dev", "br0")
+        _iptables(net, "nat-b", "-F", "INPUT")
+        _iptables(net, "nat-b", "-t", "nat", "-F", "POSTROUTING")
+        _iptables(net, "nat-b", "-t", "nat", "-A", "POSTROUTING", "-s", "198.51.100.64/26",
+                  "-o", "wan0", "-j", "MASQUERADE", "--random-fully")  # fmt: skip
+        server = net.start_python(
+            "pub", "-m", "ice.cli", "serve", "stun", "--rfc5780",
+            "--listen", f"{STUN_IPV4}:3478", "--listen", f"{SECOND_IPV4}:3478", name="ours",
+        )  # fmt: skip
+        for _ in range(4):
+            assert server.read_line(PROCESS_TIMEOUT).startswith("listening on udp ")
+        if shutil.which("turnserver"):
+            workdir = tmp_path_factory.mktemp("coturn")
+            net.start(
+                "pub", "turnserver", "-n", "--no-cli", "--no-dtls", "--no-tls", "--no-auth",
+                "-L", STUN_IPV4, "-L", SECOND_IPV4, "-p", "3490",
+                "--pidfile", str(workdir / "pid"), "--userdb", str(workdir / "db.sqlite"),
+                "--log-file", str(workdir / "log"), "--no-stdout-log", name="coturn",
+            )  # fmt: skip
+            for _ in range(40):  # until it answers (bounded)
+                if _answers(net, "nat-b", COTURN):
+                    break
+        yield net
+
+
+def nat_json(net: Network, role: str, target: str, *more: str) -> dict[str, Any]:
+    """``icestack nat TARGET --json`` in ``role``'s namespace."""
+    completed = subprocess.run(
+        ["ip", "netns", "exec", net.namespace(role), sys.executable, "-m", "ice.cli", "nat",
+         target, "--json", "--timeout", TEST_TIMEOUT, *more],
+        capture_output=True, timeout=PROCESS_TIMEOUT, check=False, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr.decode()
+    report: dict[str, Any] = json.loads(completed.stdout)
+    return report
+
+
+EXPECTED = {
+    # role: (behind a NAT, mapping, filtering, hairpinning)
+    "nat-b": (False, "endpoint-independent", "endpoint-independent", None),
+    "host-a": (True, "endpoint-independent", "address-and-port-dependent", False),
+    "host-b": (True, "address-and-port-dependent", "address-and-port-dependent", False),
+}
+
+
+@pytest.mark.parametrize("role", list(EXPECTED), ids=["none", "masquerade", "random-fully"])
+def test_our_client_tells_each_linux_nat_with_our_server(nat_net: Network, role: str) -> None:
+    report = nat_json(nat_net, role, OURS)
+    nat, mapping, filtering, hairpinning = EXPECTED[role]
+    assert (report["nat"], report["mapping"], report["filtering"]) == (nat, mapping, filtering)
+    assert report["hairpinning"] is hairpinning, report["reason"]
+    assert report["other_address"] == {"host": SECOND_IPV4, "port": 3479}
+    assert report["evidence"]["mapping"] and report["ice"]
+
+
+def test_the_tcp_mapping_through_masquerade(nat_net: Network) -> None:
+    # Over TCP, serve stun needs --tcp: our server has none here, coturn has.
+    if not _answers(nat_net, "host-a", COTURN):
+        pytest.skip("coturn (turnserver) is not installed or did not start")
+    report = nat_json(nat_net, "host-a", COTURN, "--tcp")
+    assert report["transport"] == "tcp"
+    assert report["mapping"] == "endpoint-independent"
+    assert report["filtering"] is None and "TCP" in report["reason"]["filtering"]
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("role", ["nat-b", "host-a"], ids=["none", "masquerade"])
+def test_our_client_against_coturn_reaches_the_same_verdicts(nat_net: Network, role: str) -> None:
+    if not _answers(nat_net, role, COTURN):
+        pytest.skip("coturn (turnserver) is not installed or did not start")
+    report = nat_json(nat_net, role, COTURN)
+    nat, mapping, filtering, _ = EXPECTED[role]
+    assert (report["nat"], report["mapping"], report["filtering"]) == (nat, mapping, filtering)
+    # coturn's OTHER-ADDRESS for a request to its primary address is right (RFC 5780 §7.4)
+    assert report["other_address"] == {"host": SECOND_IPV4, "port": 3491}
+
+
+COTURN_WORDS = {
+    "endpoint-independent": "Endpoint Independent",
+    "address-dependent": "Address Dependent",
+    "address-and-port-dependent": "Address and Port Dependent",
+}
+
+
+#: coturn's tool runs, per NAT, and what they add: on ``nat-b`` (no NAT) it is told its local
+#: address (bound to the wildcard it cannot tell "no NAT") and pads every request to 1500 bytes
+#: (``-P``), which our server answers unauthenticated with answers no larger; behind MASQUERADE
+#: it also tests hairpinning (``-H``), in a second run at the same time: every unanswered test
+#: costs it seconds.
+NATDISCOVERY = {
+    "nat-b": [["-m", "-f", "-P", "-L", "203.0.113.3"]],
+    "host-a": [["-m", "-f"], ["-H"]],
+}
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("role", list(NATDISCOVERY), ids=["none-padded", "masquerade-hairpin"])
+def test_turnutils_natdiscovery_against_our_server_agrees(nat_net: Network, role: str) -> None:
+    if shutil.which("turnutils_natdiscovery") is None:
+        pytest.skip("turnutils_natdiscovery (coturn) is not installed")
+    runs = [
+        nat_net.start(role, "turnutils_natdiscovery", *options, "-p", "3478", STUN_IPV4)
+        for options in NATDISCOVERY[role]
+    ]
+    outputs = []
+    for run in runs:
+        assert run.wait(PROCESS_TIMEOUT) == 0, run.describe()
+        outputs.append("\n".join(run.remaining_output()))
+    output = "\n".join(outputs)
+    nat, mapping, filtering, hairpinning = EXPECTED[role]
+    if nat:
+        assert f"NAT with {COTURN_WORDS[mapping]} Mapping!" in output, output
+    else:
+        assert "No NAT! (Endpoint Independent Mapping)" in output, output
+    assert f"NAT with {COTURN_WORDS[filtering]} Filtering!" in output, output
+    # §7.4: OTHER-ADDRESS is the other IP and the other port of the address the request reached
+    # (coturn's own server gets this wrong for requests to its alternate IP; we follow the RFC)
+    assert f"Other addr: : {SECOND_IPV4}:3479" in output
+    if role == "host-a":
+        assert "Hairpinning Behavior Discovery" in output
+        assert ("successful hairpinning" in output) is hairpinning

@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Modules that own sockets, time or files: the asyncio layer and the command line.
 IO_MODULES = {
     "stun/aio.py", "stun/aio_sockets.py", "stun/aio_streams.py", "stun/aio_client.py",
-    "stun/aio_server.py",
-    "stun/cli.py", "stun/tls.py", "stun/probe.py", "stun/explain.py",
+    "stun/aio_server.py", "stun/aio_discovery.py",
+    "stun/cli.py", "stun/tls.py", "stun/probe.py", "stun/explain.py", "stun/survey.py",
+    "stun/nat_cli.py",
     "ice/cli.py", "ice/commands.py", "ice/demo.py", "ice/narration.py", "ice/aio.py",
     "ice/base_sockets.py", "ice/tcp_sockets.py", "ice/interfaces.py", "ice/mdns_candidates.py",
     "ice/server_names.py",

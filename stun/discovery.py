@@ -525,6 +525,8 @@ class NatDiscovery:
                 self._lifetime_over(f"the server refused RESPONSE-PORT ({_error_text(response)})")
                 return
             self._lifetime_evidence.append(f"binding lifetime: alive after {wait:g} s")
+            if wait:
+                self._say(f"binding lifetime: the mapping was alive after {wait:g} s")
             self._lifetime_next(wait, True, now)
 
         def gone(now: float) -> None:
@@ -535,6 +537,7 @@ class NatDiscovery:
                 )
                 return
             self._lifetime_evidence.append(f"binding lifetime: gone after {wait:g} s")
+            self._say(f"binding lifetime: the mapping was gone after {wait:g} s")
             self._lifetime_next(wait, False, now)
 
         self._send(

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.cli.test_cli import CLI_DOC, Running, icestack
+from tests.net.loopback import free_port_pair
 
 TIMEOUT = "0.5"
 
@@ -26,31 +26,11 @@ def _documented_keys(heading: str) -> set[str]:
     return set(re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE))
 
 
-def _free_port_pair() -> int:
-    """A port P with P and P + 1 free over UDP and TCP on 127.0.0.1 and 127.0.0.2."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port >= 65535:
-            continue
-        try:
-            for host in ("127.0.0.1", "127.0.0.2"):
-                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                    for candidate in (port, port + 1):
-                        with socket.socket(socket.AF_INET, kind) as check:
-                            check.bind((host, candidate))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no free pair of ports on loopback")
-
-
 @pytest.fixture(scope="module")
 def rfc5780_server() -> Iterator[int]:
     """``serve stun --rfc5780`` on both loopback addresses, over UDP and TCP, with two workers
     (which must carry all four sockets each): its primary port."""
-    port = _free_port_pair()
+    port = free_port_pair()
     with Running(
         "serve", "stun", "--rfc5780", "--tcp", "--workers", "2",
         "--listen", f"127.0.0.1:{port}", "--listen", f"127.0.0.2:{port}",

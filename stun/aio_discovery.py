@@ -80,9 +80,16 @@ class _Driver:
         if deadline is not None and not self.done.done():
             self._timer = self.loop.call_at(deadline, self._on_timer)
 
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+    async def run(self, send: Callable[[bytes, Address | None, Address], None]) -> DiscoveryResult:
+        """Start the machine, sending its datagrams with ``send``, until it has a result."""
+        self.send = send
+        self.machine.start(self.loop.time())
+        self.pump()
+        try:
+            return await self.done
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -122,13 +129,7 @@ async def _run_udp(
             with contextlib.suppress(OSError):
                 transport.sendto(data, (remote.host, remote.port))
 
-        driver.send = send
-        machine.start(loop.time())
-        driver.pump()
-        try:
-            return await driver.done
-        finally:
-            driver.close()
+        return await driver.run(send)
     finally:
         for transport in transports.values():
             transport.close()
@@ -199,13 +200,9 @@ async def _run_tcp(
         if remote not in connections:
             connections[remote] = asyncio.ensure_future(connect_and_send(data, remote))
 
-    driver.send = send
-    machine.start(loop.time())
-    driver.pump()
     try:
-        return await driver.done
+        return await driver.run(send)
     finally:
-        driver.close()
         for task in connections.values():
             task.cancel()
         for stream in streams:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from ice.cli import main
 from tests.cli.test_cli import CLI_DOC, Running, icestack
 from tests.net.loopback import free_port_pair
 
@@ -124,8 +126,17 @@ def test_names_that_do_not_resolve_fail_fast_in_one_line(args: list[str]) -> Non
         (["stun", "--public", "127.0.0.1"], "--public probes the built-in list"),
     ],
 )  # fmt: skip
-def test_bad_options_exit_2_with_one_line(args: list[str], message: str) -> None:
-    completed = icestack(*args)
-    assert completed.returncode == 2
-    assert completed.stderr.count("\n") == 1 and message in completed.stderr
-    assert completed.stdout == ""
+def test_bad_options_exit_2_with_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In this process (each is refused before any socket opens): ``main`` as the console
+    script calls it; the subprocess runs above show the same path end to end."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(args) == 2
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and message in captured.err
+    assert captured.err.startswith("icestack: error: ")
+    assert captured.out == ""

@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,16 +81,9 @@ def nat_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         yield net
 
 
-def nat_json(net: Network, role: str, target: str, *more: str) -> dict[str, Any]:
-    """``icestack nat TARGET --json`` in ``role``'s namespace."""
-    completed = subprocess.run(
-        ["ip", "netns", "exec", net.namespace(role), sys.executable, "-m", "ice.cli", "nat",
-         target, "--json", "--timeout", TEST_TIMEOUT, *more],
-        capture_output=True, timeout=PROCESS_TIMEOUT, check=False, cwd=Path(__file__).parents[2],
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr.decode()
-    report: dict[str, Any] = json.loads(completed.stdout)
-    return report
+def _nat_command(target: str, *more: str) -> list[str]:
+    return [sys.executable, "-m", "ice.cli", "nat", target, "--json", "--timeout", TEST_TIMEOUT,
+            *more]  # fmt: skip
 
 
 EXPECTED = {
@@ -100,11 +92,53 @@ EXPECTED = {
     "host-a": (True, "endpoint-independent", "address-and-port-dependent", False),
     "host-b": (True, "address-and-port-dependent", "address-and-port-dependent", False),
 }
+#: coturn's tool, per NAT, and what it adds: on ``nat-b`` (no NAT) it is told its local address
+#: (bound to the wildcard it cannot tell "no NAT") and pads every request to 1500 bytes (``-P``),
+#: which our server answers unauthenticated with answers no larger; behind MASQUERADE it also
+#: tests hairpinning (``-H``), in a second run: every unanswered test costs it seconds.
+NATDISCOVERY = {
+    "nat-b": [["-m", "-f", "-P", "-L", "203.0.113.3"]],
+    "host-a": [["-m", "-f"], ["-H"]],
+}
+
+
+@pytest.fixture(scope="module")
+def runs(nat_net: Network) -> dict[str, str]:
+    """Every run of the module, all at once (each waits mostly for answers that do not come,
+    which is how filtering is measured): its stdout by name."""
+    commands: dict[str, tuple[str, list[str]]] = {
+        f"ours@{role}": (role, _nat_command(OURS)) for role in EXPECTED
+    }
+    if _answers(nat_net, "host-a", COTURN):
+        commands.update({f"coturn@{role}": (role, _nat_command(COTURN)) for role in NATDISCOVERY})
+        commands["coturn-tcp@host-a"] = ("host-a", _nat_command(COTURN, "--tcp"))
+    if shutil.which("turnutils_natdiscovery"):
+        for role, runs in NATDISCOVERY.items():
+            for number, options in enumerate(runs):
+                commands[f"natdiscovery{number}@{role}"] = (
+                    role, ["turnutils_natdiscovery", *options, "-p", "3478", STUN_IPV4],
+                )  # fmt: skip
+    started = {
+        name: nat_net.start(role, *argv, name=name) for name, (role, argv) in commands.items()
+    }
+    outputs = {}
+    for name, process in started.items():
+        status = process.wait(PROCESS_TIMEOUT)
+        outputs[name] = "\n".join(process.remaining_output())
+        assert status == 0, f"{process.describe()}\n{outputs[name]}"
+    return outputs
+
+
+def report_of(runs: dict[str, str], name: str) -> dict[str, Any]:
+    if name not in runs:
+        pytest.skip("coturn (turnserver) is not installed or did not start")
+    report: dict[str, Any] = json.loads(runs[name])
+    return report
 
 
 @pytest.mark.parametrize("role", list(EXPECTED), ids=["none", "masquerade", "random-fully"])
-def test_our_client_tells_each_linux_nat_with_our_server(nat_net: Network, role: str) -> None:
-    report = nat_json(nat_net, role, OURS)
+def test_our_client_tells_each_linux_nat_with_our_server(runs: dict[str, str], role: str) -> None:
+    report = report_of(runs, f"ours@{role}")
     nat, mapping, filtering, hairpinning = EXPECTED[role]
     assert (report["nat"], report["mapping"], report["filtering"]) == (nat, mapping, filtering)
     assert report["hairpinning"] is hairpinning, report["reason"]
@@ -112,22 +146,20 @@ def test_our_client_tells_each_linux_nat_with_our_server(nat_net: Network, role:
     assert report["evidence"]["mapping"] and report["ice"]
 
 
-def test_the_tcp_mapping_through_masquerade(nat_net: Network) -> None:
+def test_the_tcp_mapping_through_masquerade(runs: dict[str, str]) -> None:
     # Over TCP, serve stun needs --tcp: our server has none here, coturn has.
-    if not _answers(nat_net, "host-a", COTURN):
-        pytest.skip("coturn (turnserver) is not installed or did not start")
-    report = nat_json(nat_net, "host-a", COTURN, "--tcp")
+    report = report_of(runs, "coturn-tcp@host-a")
     assert report["transport"] == "tcp"
     assert report["mapping"] == "endpoint-independent"
     assert report["filtering"] is None and "TCP" in report["reason"]["filtering"]
 
 
 @pytest.mark.interop
-@pytest.mark.parametrize("role", ["nat-b", "host-a"], ids=["none", "masquerade"])
-def test_our_client_against_coturn_reaches_the_same_verdicts(nat_net: Network, role: str) -> None:
-    if not _answers(nat_net, role, COTURN):
-        pytest.skip("coturn (turnserver) is not installed or did not start")
-    report = nat_json(nat_net, role, COTURN)
+@pytest.mark.parametrize("role", list(NATDISCOVERY), ids=["none", "masquerade"])
+def test_our_client_against_coturn_reaches_the_same_verdicts(
+    runs: dict[str, str], role: str
+) -> None:
+    report = report_of(runs, f"coturn@{role}")
     nat, mapping, filtering, _ = EXPECTED[role]
     assert (report["nat"], report["mapping"], report["filtering"]) == (nat, mapping, filtering)
     # coturn's OTHER-ADDRESS for a request to its primary address is right (RFC 5780 §7.4)
@@ -141,31 +173,12 @@ COTURN_WORDS = {
 }
 
 
-#: coturn's tool runs, per NAT, and what they add: on ``nat-b`` (no NAT) it is told its local
-#: address (bound to the wildcard it cannot tell "no NAT") and pads every request to 1500 bytes
-#: (``-P``), which our server answers unauthenticated with answers no larger; behind MASQUERADE
-#: it also tests hairpinning (``-H``), in a second run at the same time: every unanswered test
-#: costs it seconds.
-NATDISCOVERY = {
-    "nat-b": [["-m", "-f", "-P", "-L", "203.0.113.3"]],
-    "host-a": [["-m", "-f"], ["-H"]],
-}
-
-
 @pytest.mark.interop
 @pytest.mark.parametrize("role", list(NATDISCOVERY), ids=["none-padded", "masquerade-hairpin"])
-def test_turnutils_natdiscovery_against_our_server_agrees(nat_net: Network, role: str) -> None:
+def test_turnutils_natdiscovery_against_our_server_agrees(runs: dict[str, str], role: str) -> None:
     if shutil.which("turnutils_natdiscovery") is None:
         pytest.skip("turnutils_natdiscovery (coturn) is not installed")
-    runs = [
-        nat_net.start(role, "turnutils_natdiscovery", *options, "-p", "3478", STUN_IPV4)
-        for options in NATDISCOVERY[role]
-    ]
-    outputs = []
-    for run in runs:
-        assert run.wait(PROCESS_TIMEOUT) == 0, run.describe()
-        outputs.append("\n".join(run.remaining_output()))
-    output = "\n".join(outputs)
+    output = "\n".join(runs[f"natdiscovery{n}@{role}"] for n in range(len(NATDISCOVERY[role])))
     nat, mapping, filtering, hairpinning = EXPECTED[role]
     if nat:
         assert f"NAT with {COTURN_WORDS[mapping]} Mapping!" in output, output

@@ -497,6 +497,9 @@ class NatDiscovery:
         if not self.config.lifetime:
             self._finish()
             return
+        if self._nat is False:
+            self._lifetime_over("there is no NAT between us and the server: no mapping to time")
+            return
         self._lifetime_probe(0.0, now)
 
     def _lifetime_probe(self, wait: float, now: float) -> None:

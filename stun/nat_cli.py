@@ -168,6 +168,8 @@ def _config(args: argparse.Namespace) -> DiscoveryConfig:
         if not args.lifetime:
             raise LocalProtocolError("--lifetime-max without --lifetime: add --lifetime")
         settings["lifetime_max"] = args.lifetime_max
+        # the search stops at a bracket 5 s wide, or a quarter of a shorter longest wait
+        settings["lifetime_resolution"] = min(5.0, args.lifetime_max / 4)
     return DiscoveryConfig(**settings)
 
 

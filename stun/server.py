@@ -236,6 +236,7 @@ class Outcome(enum.Enum):
     UNKNOWN_USER = "401: USERNAME or USERHASH not valid"
     BAD_INTEGRITY = "401: MESSAGE-INTEGRITY(-SHA256) does not match"
     UNKNOWN_ATTRIBUTE = "420: unknown comprehension-required attributes"
+    BAD_RESPONSE_PORT = "400: RESPONSE-PORT 0, a port no answer can go to (RFC 5780 §7.5)"
     STALE_NONCE = "438: the nonce expired"
     INVALID_NONCE = "438: the nonce is not one we issued for this address"
     # silently dropped
@@ -553,6 +554,7 @@ class BindingServer:
             max_entries=config.failure_table_size,
         )
         self._behavior = config.behavior
+        self._behavior_sockets = frozenset(config.behavior.sockets if config.behavior else ())
         self._auth_discovery_only = config.discovery_requires_auth
         self._discovery_limiter = SourceRateLimiter(
             rate=config.discovery_rate,
@@ -638,7 +640,7 @@ class BindingServer:
                 return self._error(request, result, fingerprint)
             key = result.key
             integrity = result.integrity
-        unknown = self._unknown_attributes(request, stream)
+        unknown = self._unknown_attributes(request, local, stream)
         if unknown:
             counts[Outcome.UNKNOWN_ATTRIBUTE] += 1
             rejected = Rejected(
@@ -652,6 +654,12 @@ class BindingServer:
         ):
             counts[Outcome.DISCOVERY_RATE_LIMITED] += 1
             return None
+        if discovery and not stream:
+            response_port = request.get(ResponsePort)
+            if response_port is not None and response_port.port == 0:
+                counts[Outcome.BAD_RESPONSE_PORT] += 1
+                rejected = Rejected(400, Outcome.BAD_RESPONSE_PORT, (), key, integrity)
+                return self._error(request, rejected, fingerprint)
         counts[Outcome.ANSWERED] += 1
         if self._behavior is not None and local is not None and not request.is_classic:
             return self._discovery_success(
@@ -712,14 +720,19 @@ class BindingServer:
             return encoded
         return Datagram(encoded, plan.local, plan.remote)
 
-    def _unknown_attributes(self, request: Message, stream: bool) -> tuple[int, ...]:
+    def _unknown_attributes(
+        self, request: Message, local: Address | None, stream: bool
+    ) -> tuple[int, ...]:
         """Comprehension-required types to list in a 420, each once, in the request's order: the
-        RFC 5780 ones too, unless this server does behaviour discovery (over TCP and TLS it
-        honours PADDING alone)."""
+        RFC 5780 ones too, unless this server does behaviour discovery on the socket ``local``
+        (over TCP and TLS it honours PADDING alone)."""
         unknown = list(request.unknown_required)
         unhonoured = _UNHONOURED
         if self._behavior is not None and not request.is_classic:
-            unhonoured = _UNHONOURED_ON_STREAMS if stream else frozenset()
+            if stream:
+                unhonoured = _UNHONOURED_ON_STREAMS
+            elif local in self._behavior_sockets:
+                unhonoured = frozenset()
         for attribute in request.attributes:
             if type(attribute) in unhonoured:
                 unknown.append(attribute.attr_type)

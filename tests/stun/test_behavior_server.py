@@ -194,3 +194,21 @@ def test_respond_sends_nothing_for_an_answer_that_leaves_elsewhere() -> None:
 def test_behavior_addresses_are_checked(primary: Address, alternate: Address, problem: str) -> None:
     with pytest.raises(LocalProtocolError, match=problem):
         BehaviorAddresses(primary=primary, alternate=alternate)
+
+
+def test_response_port_0_is_a_bad_request() -> None:
+    binding = server()
+    answer = binding.answer(request(ResponsePort(0)), Address(A1, P1), CLIENT, 0.0)
+    assert answer is not None and answer.remote == CLIENT
+    response = Message.decode(answer.data)
+    assert response.message_class is MessageClass.ERROR_RESPONSE
+    assert response.error_code is not None and response.error_code.code == 400
+    assert binding.stats[Outcome.BAD_RESPONSE_PORT] == 1
+
+
+def test_a_socket_that_is_none_of_the_four_does_not_honour_change_request() -> None:
+    elsewhere = Address(A1, 5000)
+    answer = server().answer(request(ChangeRequest(True, True)), elsewhere, CLIENT, 0.0)
+    assert answer is not None and answer.local == elsewhere
+    response = Message.decode(answer.data)
+    assert response.get(UnknownAttributes) == UnknownAttributes((ChangeRequest.TYPE,))

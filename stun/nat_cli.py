@@ -15,6 +15,7 @@ import json
 import socket
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from .address import Address
@@ -24,8 +25,7 @@ from .discovery_results import Behavior, DiscoveryConfig, DiscoveryResult, Findi
 from .errors import LocalProtocolError, StunError
 from .explain import explain
 from .probe import DEFAULT_PUBLIC_SERVER, parse_target
-from .public_servers import PUBLIC_SERVERS
-from .survey import SurveyTarget, resolve_all
+from .survey import SurveyTarget, resolve_all, survey_targets
 
 _MAPPING_ADVICE = {
     Behavior.ENDPOINT_INDEPENDENT: "endpoint-independent mapping: your server-reflexive "
@@ -173,6 +173,14 @@ def _config(args: argparse.Namespace) -> DiscoveryConfig:
     return DiscoveryConfig(**settings)
 
 
+def _refuse_tls(transports: Iterable[str]) -> None:
+    if "tls" in transports:
+        raise LocalProtocolError(
+            "a stuns: target is STUN over TLS: icestack nat tests over UDP, or TCP with --tcp "
+            "(write stun:)"
+        )
+
+
 async def _nat(args: argparse.Namespace) -> int:
     config = _config(args)
     family = socket.AF_INET6 if args.ipv6 else socket.AF_INET if args.ipv4 else 0
@@ -182,10 +190,13 @@ async def _nat(args: argparse.Namespace) -> int:
         sys.stderr.write(f"[{time.monotonic() - started:7.3f}s] {text}\n")
         sys.stderr.flush()
 
-    if args.public:
-        if args.server is not None:
-            raise LocalProtocolError("--public tests the built-in list: drop TARGET, or --public")
-        return await _nat_public(args, config, family, progress)
+    if args.public or len(args.server) > 1:
+        targets = survey_targets(args.server, public=args.public, tcp=args.tcp, tls=False)
+        _refuse_tls(target.transport for target in targets)
+        wanted = "tcp" if args.tcp else "udp"
+        chosen = [target for target in targets if target.transport == wanted]
+        return await _nat_many(args, config, family, progress, chosen)
+    args.server = args.server[0] if args.server else None
     if args.server is not None and not args.server.strip():
         raise LocalProtocolError(
             f"the target is empty: name a STUN server, or leave TARGET out for "
@@ -193,6 +204,7 @@ async def _nat(args: argparse.Namespace) -> int:
         )
     text = DEFAULT_PUBLIC_SERVER if args.server is None else args.server
     transport, host, port = parse_target(text, tcp=args.tcp, tls=False)
+    _refuse_tls((transport,))
     target = str(Address(host, port))
     progress(f"NAT behaviour discovery with {target} over {transport} (RFC 5780)")
     try:
@@ -210,18 +222,17 @@ async def _nat(args: argparse.Namespace) -> int:
     return 0 if result.mapped_address is not None else 1
 
 
-async def _nat_public(
+async def _nat_many(
     args: argparse.Namespace,
     config: DiscoveryConfig,
     family: int,
     progress: Any,
+    targets: list[SurveyTarget],
 ) -> int:
-    """Discovery against every listed server at once; whether their verdicts agree."""
-    transport = "tcp" if args.tcp else "udp"
-    entries = [entry for entry in PUBLIC_SERVERS if transport in entry.transports]
-    targets = [SurveyTarget(e.name, transport, e.host, e.port) for e in entries]  # type: ignore[arg-type]
+    """Discovery against several servers (or every listed one) at once, each from its own
+    sockets; whether their verdicts agree."""
     addresses = await resolve_all(targets, family, config.test_timeout * 2)
-    progress(f"NAT behaviour discovery with {len(targets)} public servers at once")
+    progress(f"NAT behaviour discovery with {len(targets)} servers at once")
 
     async def one(target: SurveyTarget, address: Address | str) -> dict[str, Any]:
         shown = str(Address(target.host, target.port))
@@ -300,9 +311,10 @@ def add_nat_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     parser.add_argument(
         "server",
-        nargs="?",
+        nargs="*",
         metavar="TARGET",
-        help=f"HOST, HOST:PORT, [IPv6]:PORT or a stun: URI; default {DEFAULT_PUBLIC_SERVER}",
+        help=f"HOST, HOST:PORT, [IPv6]:PORT or a stun: URI; default {DEFAULT_PUBLIC_SERVER}. "
+        "Several are tested at once, and their verdicts compared",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object (docs/cli.md)")
     parser.add_argument(

@@ -124,6 +124,7 @@ def test_names_that_do_not_resolve_fail_fast_in_one_line(args: list[str]) -> Non
         (["serve", "stun", "--auth-discovery-only"], "--auth-discovery-only needs --auth"),
         (["nat", "127.0.0.1", "--lifetime", "--tcp"], "--lifetime is a UDP test"),
         (["stun", "--public", "127.0.0.1"], "--public probes the built-in list"),
+        (["nat", "stuns:127.0.0.1"], "icestack nat tests over UDP, or TCP"),
     ],
 )  # fmt: skip
 def test_bad_options_exit_2_with_one_line(

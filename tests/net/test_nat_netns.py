@@ -90,9 +90,9 @@ def nat_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         yield net
 
 
-def _nat_command(target: str, *more: str) -> list[str]:
-    return [sys.executable, "-m", "ice.cli", "nat", target, "--json", "--timeout", TEST_TIMEOUT,
-            *more]  # fmt: skip
+def _nat_command(*arguments: str) -> list[str]:
+    """``icestack nat ARGUMENTS --json`` with the module's short test timeout."""
+    return [sys.executable, "-m", "ice.cli", "nat", *arguments, "--json", "--timeout", TEST_TIMEOUT]
 
 
 EXPECTED = {
@@ -123,6 +123,7 @@ def runs(nat_net: Network) -> dict[str, str]:
     commands.update({f"ours@{role}": (role, _nat_command(OURS)) for role in EXPECTED})
     if shutil.which("turnutils_stunclient") and _coturn_answers(nat_net):
         commands["coturn@host-a"] = ("host-a", _nat_command(COTURN))
+        commands["both@host-a"] = ("host-a", _nat_command(OURS, COTURN))
         commands["coturn-tcp@host-a"] = ("host-a", _nat_command(COTURN, "--tcp"))
     if shutil.which("turnutils_natdiscovery"):
         for role, runs in NATDISCOVERY.items():
@@ -184,6 +185,17 @@ def test_our_client_against_coturn_reaches_the_same_verdicts(runs: dict[str, str
     assert (report["nat"], report["mapping"], report["filtering"]) == (nat, mapping, filtering)
     # coturn's OTHER-ADDRESS for a request to its primary address is right (RFC 5780 §7.4)
     assert report["other_address"] == {"host": SECOND_IPV4, "port": 3491}
+
+
+@pytest.mark.interop
+def test_several_servers_at_once_and_whether_they_agree(runs: dict[str, str]) -> None:
+    """The code path of ``icestack nat --public``, with local stand-ins for the public servers."""
+    document = report_of(runs, "both@host-a")
+    ours, coturn = document["servers"]
+    assert (ours["target"], coturn["target"]) == (OURS, COTURN)
+    assert ours["error"] is coturn["error"] is None
+    assert ours["mapping"] == coturn["mapping"] == "endpoint-independent"
+    assert document["agree"] is True
 
 
 COTURN_WORDS = {

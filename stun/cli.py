@@ -456,7 +456,8 @@ def listener_endpoints(
     listen: Iterable[tuple[str, int]], *, udp: bool, tcp: bool, tls_port: int | None
 ) -> list[tuple[Transport, str, int]]:
     """``(transport, host, port)`` for each listening address: UDP and TCP on its port, TLS on
-    ``tls_port`` (``None``: no TLS)."""
+    ``tls_port`` (``None``: no TLS), each once (two addresses of one host differing in port
+    share its TLS listener)."""
     found: list[tuple[Transport, str, int]] = []
     for host, port in listen:
         if udp:
@@ -465,7 +466,7 @@ def listener_endpoints(
             found.append(("tcp", host, port))
         if tls_port is not None:
             found.append(("tls", host, tls_port))
-    return found
+    return list(dict.fromkeys(found))
 
 
 class Serving(Protocol):

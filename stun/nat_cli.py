@@ -20,7 +20,7 @@ from typing import Any
 
 from .address import Address
 from .aio_discovery import discover_nat
-from .cli import format_table, parse_seconds
+from .cli import format_table, parse_seconds, write_line
 from .discovery_results import Behavior, DiscoveryConfig, DiscoveryResult, Finding, Lifetime
 from .errors import LocalProtocolError, StunError
 from .explain import explain
@@ -214,9 +214,11 @@ async def _nat(args: argparse.Namespace) -> int:
             f"{exc}; check the name, and that this host can reach its DNS servers"
         ) from None
     except (StunError, OSError) as exc:
+        # not a bad option: the network failed the run (no route to the server, say)
         why = explain(exc, target=target, transport=transport)
         progress(f"failed: {why}")
-        raise LocalProtocolError(str(why)) from None
+        write_line(sys.stderr, f"icestack: error: {why}")
+        return 1
     report = nat_report(target, result)
     print(json.dumps(report, indent=2) if args.json else nat_text(report))
     return 0 if result.mapped_address is not None else 1

@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 
 from ice.cli import main
+from stun.address import Address
+from stun.behavior import BehaviorAddresses
+from stun.cli import listener_endpoints
 from tests.cli.test_cli import CLI_DOC, Running, icestack
 from tests.net.loopback import free_port_pair
 
@@ -141,3 +144,15 @@ def test_bad_options_exit_2_with_one_line(
     assert captured.err.count("\n") == 1 and message in captured.err
     assert captured.err.startswith("icestack: error: ")
     assert captured.out == ""
+
+
+def test_four_sockets_share_one_tls_listener_per_ip() -> None:
+    behavior = BehaviorAddresses(
+        primary=Address("192.0.2.1", 3478), alternate=Address("192.0.2.2", 3479)
+    )
+    endpoints = listener_endpoints(behavior.sockets, udp=True, tcp=False, tls_port=5349)
+    assert sorted(e for e in endpoints if e[0] == "tls") == [
+        ("tls", "192.0.2.1", 5349),
+        ("tls", "192.0.2.2", 5349),
+    ]
+    assert len(endpoints) == 6

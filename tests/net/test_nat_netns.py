@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from .netns import STUN_IPV4, Network, network
+from .netns import STUN_IPV4, Network, network, solo
 
 pytestmark = pytest.mark.netns
 
@@ -223,3 +223,17 @@ def test_turnutils_natdiscovery_against_our_server_agrees(runs: dict[str, str], 
     if role == "host-a":
         assert "Hairpinning Behavior Discovery" in output
         assert ("successful hairpinning" in output) is hairpinning
+
+
+def test_no_route_to_the_server_is_one_line_and_status_1() -> None:
+    """A host with no network: not a bad option (status 2) but a run the network failed."""
+    with solo() as net:
+        completed = subprocess.run(
+            ["ip", "netns", "exec", net.namespace("solo"), *_nat_command(OURS)],
+            capture_output=True, text=True, timeout=PROCESS_TIMEOUT, check=False,
+        )  # fmt: skip
+    assert completed.returncode == 1
+    assert completed.stdout == ""
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("icestack:")]
+    assert len(errors) == 1 and "network unreachable" in errors[0], completed.stderr
+    assert "Traceback" not in completed.stderr

@@ -291,6 +291,10 @@ class NatDiscovery:
             self._filter_test2(now)
 
     def _no_alternate_reason(self) -> str | None:
+        # §7.4: OTHER-ADDRESS is the other IP *and* the other port of the address a request
+        # reached. coturn departs from it for requests that reach its alternate IP (it names that
+        # same IP with the other port); we follow the RFC, so such a server address is refused
+        # here with the reason, and the tests only ever use test I's OTHER-ADDRESS.
         other = self._other
         if other is None:
             return (

@@ -124,6 +124,7 @@ def runs(nat_net: Network) -> dict[str, str]:
     if shutil.which("turnutils_stunclient") and _coturn_answers(nat_net):
         commands["coturn@host-a"] = ("host-a", _nat_command(COTURN))
         commands["both@host-a"] = ("host-a", _nat_command(OURS, COTURN))
+        commands["coturn-alternate@nat-b"] = ("nat-b", _nat_command(f"{SECOND_IPV4}:3490"))
         commands["coturn-tcp@host-a"] = ("host-a", _nat_command(COTURN, "--tcp"))
     if shutil.which("turnutils_natdiscovery"):
         for role, runs in NATDISCOVERY.items():
@@ -196,6 +197,20 @@ def test_several_servers_at_once_and_whether_they_agree(runs: dict[str, str]) ->
     assert ours["error"] is coturn["error"] is None
     assert ours["mapping"] == coturn["mapping"] == "endpoint-independent"
     assert document["agree"] is True
+
+
+@pytest.mark.interop
+def test_coturns_other_address_at_its_alternate_ip_is_refused_with_the_reason(
+    runs: dict[str, str],
+) -> None:
+    """coturn departs from RFC 5780 §7.4 for a request to its alternate IP: its OTHER-ADDRESS
+    names that same IP (with the other port), where the RFC says the other IP and port. We
+    follow the RFC: the tests cannot run against that address, and the report says why."""
+    report = report_of(runs, "coturn-alternate@nat-b")
+    assert report["other_address"] == {"host": SECOND_IPV4, "port": 3491}
+    assert report["mapping"] is None and report["filtering"] is None
+    assert "does not differ" in report["reason"]["mapping"]
+    assert "RFC 5780 §7.4" in report["reason"]["mapping"]
 
 
 COTURN_WORDS = {

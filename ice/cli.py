@@ -1,7 +1,7 @@
 """The ``icestack`` command line: ``demo``, ``ice offer|answer``, ``stun`` and ``turn`` (probe a
 server), ``nat`` (RFC 5780 behaviour discovery) and ``serve stun|turn``.
 
-Each package contributes its own commands (``stun.probe``, ``stun.nat_cli``, ``stun.cli``,
+Each package contributes its own commands (``stun.probe``, ``stun.nat_cli``, ``stun.serve_cli``,
 ``turn.probe``, ``turn.cli``, ``ice.demo``, ``ice.commands``); this module only assembles them,
 and keeps the
 rule of :mod:`stun.cli`: an error the user can fix is one line on stderr and exit status 2,
@@ -23,7 +23,6 @@ from stun._version import __version__
 from stun.cli import (
     BROKEN_PIPE_STATUS,
     CliParser,
-    add_serve_command,
     drop_output,
     main_error,
     reader_gone,
@@ -31,6 +30,7 @@ from stun.cli import (
 from stun.errors import LocalProtocolError
 from stun.nat_cli import add_nat_command
 from stun.probe import add_probe_command
+from stun.serve_cli import add_serve_command
 from turn.cli import add_serve_command as add_serve_turn_command
 from turn.probe import add_probe_command as add_turn_probe_command
 

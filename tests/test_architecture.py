@@ -15,7 +15,7 @@ IO_MODULES = {
     "stun/aio.py", "stun/aio_sockets.py", "stun/aio_streams.py", "stun/aio_client.py",
     "stun/aio_server.py", "stun/aio_discovery.py",
     "stun/cli.py", "stun/tls.py", "stun/probe.py", "stun/explain.py", "stun/survey.py",
-    "stun/nat_cli.py",
+    "stun/nat_cli.py", "stun/serve_cli.py",
     "ice/cli.py", "ice/commands.py", "ice/demo.py", "ice/narration.py", "ice/aio.py",
     "ice/base_sockets.py", "ice/tcp_sockets.py", "ice/interfaces.py", "ice/mdns_candidates.py",
     "ice/server_names.py",

@@ -63,7 +63,7 @@ from stun.message import Message, MessageClass, Method, new_transaction_id
 from .candidate import Candidate, CandidateType, generate_credentials, pairs_with
 from .checklist import CandidatePair, CheckList, PairState, SelectedPairs
 from .config import AgentConfig, Policy
-from .connection_options import credential, datagram
+from .connection_options import credential, datagram, flag
 from .consent import ConsentTracker
 from .errors import LocalProtocolError
 from .events import (
@@ -92,6 +92,8 @@ class Agent:
     def __init__(self, config: AgentConfig | None = None) -> None:
         self.config = config = config or AgentConfig()
         self.controlling = False if config.lite else config.controlling
+        #: The peer is ICE-lite (RFC 8445 §2.5): we control. Settable until checks start.
+        self.remote_lite = config.remote_lite
         self.tie_breaker = (
             config.tie_breaker if config.tie_breaker is not None else config.rng.getrandbits(64)
         )
@@ -205,6 +207,79 @@ class Agent:
             return
         if self.gatherer.started:
             self._pair_remote(stream, candidate)
+
+    def set_role(self, controlling: bool) -> None:
+        """Take the controlling or the controlled role until checks start (RFC 8445 §6.1.1: the
+        role follows from signalling — the offerer controls — which may settle after the agent
+        was made and gathered). Once checks have started only a role conflict changes it.
+
+        Raises :class:`LocalProtocolError` once checking, for an ICE-lite agent asked to
+        control, and for the controlled role while the peer is ICE-lite."""
+        if flag("controlling", controlling) == self.controlling:
+            return
+        self._check_before_checks("the role")
+        if self.config.lite:
+            raise LocalProtocolError("an ICE-lite agent is always controlled (RFC 8445 §6.1.1)")
+        if self.remote_lite:
+            raise LocalProtocolError(
+                "the peer is ICE-lite: we must be controlling (RFC 8445 §6.1.1)"
+            )
+        self._take_role(controlling)
+
+    def set_remote_lite(self, remote_lite: bool) -> None:
+        """Whether the peer is ICE-lite (its SDP's ``a=ice-lite``, RFC 8839 §5.3), until checks
+        start. A full agent facing a lite one takes the controlling role (RFC 8445 §6.1.1)."""
+        if flag("remote_lite", remote_lite) == self.remote_lite:
+            return
+        self._check_before_checks("whether the peer is ICE-lite")
+        if remote_lite and self.config.lite:
+            raise LocalProtocolError("two ICE-lite agents cannot connect (RFC 8445 §2.5)")
+        self.remote_lite = remote_lite
+        if remote_lite:
+            self._take_role(True)
+
+    def _check_before_checks(self, what: str) -> None:
+        if self._closed:
+            raise LocalProtocolError("the agent is closed")
+        if self._checking:
+            raise LocalProtocolError(f"{what} cannot change once checks have started")
+
+    def force_selected_pair(
+        self, local: Candidate, remote: Candidate, now: float, stream: int = 0
+    ) -> CandidatePair:
+        """Make ``local`` → ``remote`` the selected pair of their component without any check:
+        for a peer that does not do ICE at all, which sends to and expects data from the
+        addresses signalled (aioice's ``set_selected_pair``). ``local`` is one of
+        :attr:`local_candidates`; ``remote`` need not have been added. The pair counts as
+        nominated and selected (:class:`~ice.events.SelectedPairChanged`); no consent check or
+        keepalive runs on it, since such a peer would not answer (RFC 7675 concerns ICE peers).
+
+        Raises :class:`LocalProtocolError` if ``local`` is not ours, the two cannot pair
+        (component, transport, address family), they are TCP candidates (an ICE-TCP connection
+        is opened by a check) or the check list has no room."""
+        if self._closed:
+            raise LocalProtocolError("the agent is closed")
+        self._check_stream(stream, remote.component)
+        found = next(
+            (c for c in self.gatherer.candidates if c.stream == stream and c.candidate == local),
+            None,
+        )
+        if found is None:
+            raise LocalProtocolError(f"{local} is not a local candidate of stream {stream}")
+        if local.transport != "udp":
+            raise LocalProtocolError("only a UDP pair can be forced: a TCP one needs its check")
+        if local.component != remote.component or not pairs_with(local, remote):
+            raise LocalProtocolError(f"{local} cannot pair with {remote}")
+        self._last_now = now
+        checklist = self.checklists[stream]
+        pair = checklist.find(found.base, remote.address) or checklist.add(
+            local, found.base, remote, self.controlling
+        )
+        if pair is None:
+            raise LocalProtocolError("the check list is full (max_pairs): no room for the pair")
+        self._set_pair_state(pair, PairState.SUCCEEDED)
+        self.selection.force(pair, now)
+        return pair
 
     def start_checks(self, now: float) -> None:
         """Begin connectivity checks (§6.1.4): needs the peer's credentials."""
@@ -620,7 +695,11 @@ class Agent:
         changes (an ICE-lite agent is always controlled)."""
         if self.config.lite or self.controlling == controlling:
             return
+        self._take_role(controlling)
+        self._events.append(RoleChanged(controlling))
+
+    def _take_role(self, controlling: bool) -> None:
+        """Take a role: every pair priority depends on it (§6.1.2.3)."""
         self.controlling = controlling
         for checklist in self.checklists:
             checklist.recompute_priorities(controlling)
-        self._events.append(RoleChanged(controlling))

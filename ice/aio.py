@@ -290,8 +290,43 @@ class Connection(AgentPump, _Closing):
 
     @property
     def controlling(self) -> bool:
-        """Whether we are the controlling agent now (a role conflict may have switched it)."""
+        """Whether we are the controlling agent now (a role conflict may have switched it).
+
+        Settable until checks start (RFC 8445 §6.1.1: the offerer controls, which signalling may
+        settle after gathering); then :class:`~ice.LocalProtocolError`, as for the controlled
+        role while :attr:`remote_lite` or the controlling one for an ICE-lite agent."""
         return self._agent.controlling if self._agent else self._config.controlling
+
+    @controlling.setter
+    def controlling(self, value: bool) -> None:
+        options.flag("controlling", value)
+        if self._agent is not None:
+            self._agent.set_role(value)
+            self._pump()
+        elif value and self._config.lite:
+            raise LocalProtocolError("an ICE-lite agent is always controlled (RFC 8445 §6.1.1)")
+        else:
+            self._config = dataclasses.replace(self._config, controlling=value)
+
+    @property
+    def remote_lite(self) -> bool:
+        """Whether the peer is ICE-lite (its ``a=ice-lite``); settable until checks start
+        (:meth:`connect`). Setting it makes us controlling, as RFC 8445 §6.1.1 requires."""
+        return self._agent.remote_lite if self._agent else self._config.remote_lite
+
+    @remote_lite.setter
+    def remote_lite(self, value: bool) -> None:
+        options.flag("remote_lite", value)
+        if self._agent is not None:
+            self._agent.set_remote_lite(value)
+            self._pump()
+        elif value and self._config.lite:
+            raise LocalProtocolError("two ICE-lite agents cannot connect (RFC 8445 §2.5)")
+        else:
+            controlling = self._config.controlling or value
+            self._config = dataclasses.replace(
+                self._config, remote_lite=value, controlling=controlling
+            )
 
     @property
     def state(self) -> IceState:
@@ -362,6 +397,28 @@ class Connection(AgentPump, _Closing):
         peer-reflexive."""
         return [c for _, c in self._agent.remote_candidates] if self._agent else []
 
+    def force_selected_pair(self, local: Candidate, remote: Candidate) -> None:
+        """Use ``local`` (one of :attr:`local_candidates`) → ``remote`` for their component's
+        data at once, without checks or consent: for a peer that does no ICE, in place of
+        :meth:`connect` (aioice's ``set_selected_pair``; :meth:`~ice.agent.Agent.
+        force_selected_pair`). Raises :class:`~ice.LocalProtocolError` for a candidate that is
+        not ours, a pair that cannot form, or a remote ``.local`` name."""
+        agent = self.agent
+        if remote.is_mdns:
+            raise LocalProtocolError(f"{remote}: a .local name must be resolved first")
+        ours = next(
+            (
+                c.candidate
+                for c in agent.local_candidates
+                if local in (c.candidate, self._mdns.signalled(c.candidate))
+            ),
+            None,
+        )
+        if ours is None:
+            raise LocalProtocolError(f"{local} is not one of this connection's candidates")
+        agent.force_selected_pair(ours, remote, self._loop.time())
+        self._pump()
+
     def selected_pair(self, component: int = 1) -> CandidatePair | None:
         """The pair a component's data goes to, once one is selected."""
         return self._agent.selected_pair(0, component) if self._agent else None
@@ -424,6 +481,10 @@ class Connection(AgentPump, _Closing):
 
     async def _open(self) -> None:
         config = await resolve_servers(self._config, self._stun_servers, self._turn_servers)
+        # The role may have been set while the names resolved.
+        config = dataclasses.replace(
+            config, controlling=self._config.controlling, remote_lite=self._config.remote_lite
+        )
         if self._closed:
             raise IceConnectionError("the connection was closed")
         addresses = self._interface_addresses()

@@ -165,6 +165,8 @@ async def _option_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with the ``--stun`` and ``--interface`` options, if anything: a STUN server
     named on the command line must resolve (the default one is skipped with a warning when it
     does not), and every interface must match an address gathering can use here."""
+    if args.no_udp and args.stun:
+        return "--stun with --no-udp: STUN servers are asked from UDP candidates' bases"
     for host, port in args.stun or ():
         try:
             await resolve(host, port)
@@ -201,6 +203,8 @@ def _turn_option_problem(args: argparse.Namespace) -> str | None:
         ):
             if value is not None:
                 return f"{option} needs a TURN server: add --turn URI"
+    elif args.no_udp:
+        return "--turn with --no-udp: TURN servers are reached from UDP candidates' bases"
     elif args.relay_only and args.stun:
         return "--stun with --relay-only: a relay-only connection asks no STUN server"
     elif args.turn_secret is not None and args.turn_password is not None:
@@ -236,7 +240,8 @@ async def run_ice(args: argparse.Namespace) -> int:
     if problem is not None:
         return main_error(problem)
     view = LiveView(sys.stderr)
-    no_stun = args.no_stun or args.relay_only  # relay-only talks to the TURN servers alone
+    # relay-only talks to the TURN servers alone; without UDP there is nothing to ask STUN from
+    no_stun = args.no_stun or args.relay_only or args.no_udp
     stun_servers = [] if no_stun else args.stun or [_stun_server(DEFAULT_PUBLIC_SERVER)]
     try:
         connection = Connection(
@@ -246,6 +251,8 @@ async def run_ice(args: argparse.Namespace) -> int:
             relay_only=args.relay_only,
             include_loopback=args.include_loopback,
             interfaces=args.interface,
+            udp=not args.no_udp,
+            tcp=not args.no_tcp,
             turn_tls_cafile=args.turn_cafile,
             turn_tls_verify=not args.turn_insecure,
         )
@@ -427,6 +434,16 @@ def add_ice_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
             "--relay-only",
             action="store_true",
             help="use relayed candidates only: the path goes through a TURN server",
+        )
+        transports = sub.add_mutually_exclusive_group()
+        transports.add_argument(
+            "--no-tcp", action="store_true", help="offer no ICE-TCP candidates (RFC 6544)"
+        )
+        transports.add_argument(
+            "--no-udp",
+            action="store_true",
+            help="offer ICE-TCP host candidates only (no UDP, STUN or TURN), as on a network "
+            "that blocks UDP",
         )
         sub.add_argument(
             "--include-loopback", action="store_true", help="gather on loopback addresses too"

@@ -85,11 +85,18 @@ class Selection:
             agent.outgoing.abandon(pruned)
         self._emit(PairStateChanged(pair.stream, pair))
 
-    def _select(self, pair: CandidatePair, now: float) -> None:
+    def force(self, pair: CandidatePair, now: float) -> None:
+        """Select ``pair`` without checks, nomination or consent: the application says the
+        peer does no ICE (:meth:`~ice.agent.Agent.force_selected_pair`)."""
+        pair.valid = pair.nominated = True
+        self._select(pair, now, consent=False)
+        self.derive_state(now)
+
+    def _select(self, pair: CandidatePair, now: float, *, consent: bool = True) -> None:
         key = (pair.stream, pair.component)
         current = self._selected.get(key)
         self._selected[key] = pair
-        if not self._config.lite:  # a lite agent sends no checks at all (§2.5)
+        if consent and not self._config.lite:  # a lite agent sends no checks at all (§2.5)
             self._consent.track(pair, now)
         if current is not None and current is not pair:
             self._consent.untrack(current)

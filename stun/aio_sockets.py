@@ -12,10 +12,12 @@ of :mod:`stun.aio_streams`), :mod:`turn.aio` and :mod:`turn.server.aio` TURN's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -64,17 +66,52 @@ def tcp_socket(family: int) -> socket.socket:
     return sock
 
 
+_AddrInfo = list[tuple[Any, Any, int, str, Any]]
+
+
+async def _getaddrinfo(host: str, port: int, family: int, kind: int) -> _AddrInfo:
+    """``socket.getaddrinfo`` in a daemon thread of its own.
+
+    Not ``loop.getaddrinfo``: its executor thread is joined when the loop shuts down and again
+    when the interpreter exits, so a lookup the caller gave up on (a ``connect_timeout`` against
+    a resolver that never answers: the C library waits 5 s per try) would hold the process for
+    as long as the C library insists. A daemon thread is abandoned with the wait.
+    """
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[_AddrInfo] = loop.create_future()
+
+    def settle(infos: _AddrInfo | None, error: BaseException | None) -> None:
+        if result.done():  # the caller stopped waiting
+            return
+        if error is not None:
+            result.set_exception(error)
+        else:
+            result.set_result(infos or [])
+
+    def lookup() -> None:
+        infos: _AddrInfo | None = None
+        error: BaseException | None = None
+        try:
+            infos = socket.getaddrinfo(host, port, family, kind)
+        except BaseException as exc:  # handed to the awaiting task, which raises it
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, infos, error)
+
+    threading.Thread(target=lookup, name=f"resolve {host}", daemon=True).start()
+    return await result
+
+
 async def resolve(host: str, port: int, family: int = 0, *, stream: bool = False) -> Address:
     """Resolve a host name (or IP literal) to one :class:`Address`, IPv4 or IPv6 per ``family``."""
-    loop = asyncio.get_running_loop()
     kind = socket.SOCK_STREAM if stream else socket.SOCK_DGRAM
     try:
-        infos = await loop.getaddrinfo(host, port, family=family, type=kind)
+        infos = await _getaddrinfo(host, port, family, kind)
     except socket.gaierror as exc:
         raise LocalProtocolError(f"cannot resolve {host!r}: {exc.strerror}") from None
     if not infos:
         raise LocalProtocolError(f"{host!r} has no address of the requested family")
-    return _address(infos[0][4])  # type: ignore[arg-type]
+    return _address(infos[0][4])
 
 
 def ipv6_loopback_available() -> bool:

@@ -20,6 +20,7 @@ IO_MODULES = {
     "ice/base_sockets.py", "ice/tcp_sockets.py", "ice/interfaces.py", "ice/mdns_candidates.py",
     "ice/server_names.py",
     "ice/mdns.py", "ice/mdns_sockets.py", "ice/relay_streams.py", "ice/pump.py",
+    "ice/compat/aioice/ice.py",
     "turn/aio.py", "turn/aio_tcp_client.py", "turn/server/aio_tcp.py", "turn/server/aio_udp.py",
     "turn/server/aio.py",
     "turn/cli.py", "turn/probe.py",

@@ -422,6 +422,24 @@ def test_offer_and_answer_connect_on_loopback_and_report_the_same_path(sides: li
     assert max(offered, key=lambda c: c.priority).transport == "udp"
 
 
+def test_offer_and_answer_connect_over_ice_tcp_with_no_udp(sides: list[Side]) -> None:
+    """``--no-udp`` on one side, as on a network that blocks UDP: only TCP candidates pair, and
+    the summary says the path is a TCP one."""
+    offer = start(sides, "offer", *LOOPBACK_ONLY, "--no-udp")
+    offer_line = offer.signaling_line()
+    answer = start(sides, "answer", *LOOPBACK_ONLY)
+    answer.paste(offer_line)
+    offer.paste(answer.signaling_line())
+    for side in (offer, answer):
+        status, out, err = side.finish()
+        assert status == 0, out + err
+        assert summary_value(out, "path").endswith("/tcp")
+        assert summary_value(out, "echo rtt").endswith("(5/5 answered)")
+    offered = SignalingLine.decode(offer_line).description.candidates
+    assert {c.transport for c in offered} == {"tcp"}
+    assert {c.tcp_type for c in offered} == {"active", "passive"}
+
+
 def test_answer_rejects_a_malformed_offer_line(sides: list[Side]) -> None:
     answer = start(sides, "answer", *LOOPBACK_ONLY)
     answer.paste("icestack1:not-quite\n")
@@ -549,6 +567,10 @@ def test_offer_and_answer_connect_relay_only_through_turn_over_tcp_and_tls(
           "--turn-cafile", "/nonexistent.pem"], "--turn-cafile '/nonexistent.pem': No such file"),
         (["ice", "offer", "--turn", "turn:no-such-host.invalid", "--turn-secret", "s"],
          "--turn turn:no-such-host.invalid: cannot resolve"),
+        (["ice", "offer", "--no-udp", "--stun", "127.0.0.1"], "--stun with --no-udp"),
+        (["ice", "offer", "--no-udp", "--turn", "turn:127.0.0.1", "--turn-secret", "s"],
+         "--turn with --no-udp"),
+        (["ice", "answer", "--no-udp", "--no-tcp"], "not allowed with argument"),
     ],
 )
 def test_ice_bad_options_exit_2(args: list[str], message: str) -> None:

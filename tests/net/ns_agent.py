@@ -110,7 +110,15 @@ async def exchange(
     answering = asyncio.create_task(answer())
     try:
         while not acknowledged.is_set():
-            await send(HELLO + name.encode())
+            try:
+                await send(HELLO + name.encode())
+            except ice.IceConnectionError:
+                # The peer, done, closed a TCP path while our hellos still arrived: its kernel
+                # answers that with a reset, which can discard its acknowledgement before we read
+                # it. Its hello came, and its own result says whether ours did.
+                if peer_hello.done():
+                    return peer_hello.result()
+                raise
             with suppress(TimeoutError):
                 await asyncio.wait_for(acknowledged.wait(), HELLO_INTERVAL)
         received = await peer_hello

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
 import pytest
 
@@ -30,28 +31,34 @@ def request(*attributes: object) -> tuple[bytes, bytes]:
     return tid, data
 
 
-async def serving(config: ServerConfig, *, tcp: bool = False) -> StunServer:
-    server = StunServer(config)
-    assert config.behavior is not None
-    for host, port in config.behavior.sockets:
-        await server.listen("udp", host, port)
-        if tcp:
-            await server.listen("tcp", host, port)
-    return server
-
-
-def addresses() -> BehaviorAddresses:
-    port = free_port_pair()
-    return BehaviorAddresses(
-        primary=Address("127.0.0.1", port), alternate=Address("127.0.0.2", port + 1)
-    )
+async def serving(*, tcp: bool = False, **settings: Any) -> tuple[StunServer, BehaviorAddresses]:
+    """A server listening on the four sockets of two loopback addresses and free ports (tried
+    again on other ports when a parallel test took one meanwhile)."""
+    for attempt in range(3):
+        port = free_port_pair()
+        behavior = BehaviorAddresses(
+            primary=Address("127.0.0.1", port), alternate=Address("127.0.0.2", port + 1)
+        )
+        server = StunServer(ServerConfig(behavior=behavior, **settings))
+        try:
+            for host, socket_port in behavior.sockets:
+                await server.listen("udp", host, socket_port)
+                if tcp:
+                    await server.listen("tcp", host, socket_port)
+        except OSError:
+            await server.close()
+            if attempt == 2:
+                raise
+            continue
+        return server, behavior
+    raise AssertionError("unreachable")
 
 
 def test_each_answer_leaves_from_the_socket_change_request_asks_for() -> None:
     async def main() -> None:
-        behavior = addresses()
+        server, behavior = await serving()
         primary, alternate = behavior.primary, behavior.alternate
-        async with await serving(ServerConfig(behavior=behavior)):
+        async with server:
             loop = asyncio.get_running_loop()
             with udp_socket("127.0.0.1") as sock:
                 for change_ip, change_port in ((False, False), (True, False), (False, True),
@@ -74,9 +81,8 @@ def test_each_answer_leaves_from_the_socket_change_request_asks_for() -> None:
 
 def test_a_flood_aimed_at_a_victims_port_is_cut_to_the_budget() -> None:
     async def main() -> None:
-        behavior = addresses()
-        config = ServerConfig(behavior=behavior, discovery_rate=2.0, discovery_burst=5)
-        async with await serving(config) as server:
+        server, behavior = await serving(discovery_rate=2.0, discovery_burst=5)
+        async with server:
             loop = asyncio.get_running_loop()
             with udp_socket("127.0.0.1") as attacker, udp_socket("127.0.0.1") as victim:
                 aimed = ResponsePort(victim.getsockname()[1])
@@ -105,8 +111,8 @@ def test_a_flood_aimed_at_a_victims_port_is_cut_to_the_budget() -> None:
 
 def test_over_tcp_change_request_gets_420_and_other_address_is_given() -> None:
     async def main() -> None:
-        behavior = addresses()
-        async with await serving(ServerConfig(behavior=behavior), tcp=True):
+        server, behavior = await serving(tcp=True)
+        async with server:
             reached = Address(behavior.alternate.host, behavior.primary.port)
             reader, writer = await asyncio.open_connection(reached.host, reached.port)
             try:
@@ -129,4 +135,3 @@ def test_over_tcp_change_request_gets_420_and_other_address_is_given() -> None:
                     await writer.wait_closed()
 
     run(main())
-

@@ -39,6 +39,8 @@ TEST_TIMEOUT = "0.5"
 #: quarter of that wide: three waits, 2 + 1 + 0.5 s).
 LIFETIME = 1
 LIFETIME_MAX = "2"
+#: Why nat-b's mapping lifetime could not be shortened, if it could not (the lifetime test skips).
+SHORT_LIFETIME_MISSING: list[str] = []
 
 
 def _iptables(net: Network, role: str, *arguments: str) -> None:
@@ -66,7 +68,11 @@ def nat_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         _iptables(net, "nat-b", "-F", "INPUT")
         # a mapping of nat-b lives this long after its last packet (conntrack's UDP timeout for
         # a flow that had a reply; per namespace): short, for the lifetime test
-        net.run("nat-b", "sysctl", "-q", "-w", f"net.netfilter.nf_conntrack_udp_timeout={LIFETIME}")
+        timeout = f"net.netfilter.nf_conntrack_udp_timeout={LIFETIME}"
+        try:
+            net.run("nat-b", "sysctl", "-q", "-w", timeout)
+        except subprocess.CalledProcessError as exc:
+            SHORT_LIFETIME_MISSING.append(f"cannot set {timeout} in a namespace: {exc.stderr!r}")
         _iptables(net, "nat-b", "-t", "nat", "-F", "POSTROUTING")
         _iptables(net, "nat-b", "-t", "nat", "-A", "POSTROUTING", "-s", "198.51.100.64/26",
                   "-o", "wan0", "-j", "MASQUERADE", "--random-fully")  # fmt: skip
@@ -115,11 +121,10 @@ NATDISCOVERY = {
 def runs(nat_net: Network) -> dict[str, str]:
     """Every run of the module, all at once (each waits mostly for answers that do not come,
     which is how filtering is measured): its stdout by name."""
-    commands: dict[str, tuple[str, list[str]]] = {
-        "lifetime@host-b": (
-            "host-b", _nat_command(OURS, "--lifetime", "--lifetime-max", LIFETIME_MAX)
-        ),
-    }
+    commands: dict[str, tuple[str, list[str]]] = {}
+    if not SHORT_LIFETIME_MISSING:
+        lifetime = _nat_command(OURS, "--lifetime", "--lifetime-max", LIFETIME_MAX)
+        commands["lifetime@host-b"] = ("host-b", lifetime)
     commands.update({f"ours@{role}": (role, _nat_command(OURS)) for role in EXPECTED})
     if shutil.which("turnutils_stunclient") and _coturn_answers(nat_net):
         commands["coturn@host-a"] = ("host-a", _nat_command(COTURN))
@@ -162,6 +167,8 @@ def test_our_client_tells_each_linux_nat_with_our_server(runs: dict[str, str], r
 
 
 def test_the_binding_lifetime_of_a_linux_nat_is_bracketed(runs: dict[str, str]) -> None:
+    if SHORT_LIFETIME_MISSING:
+        pytest.skip(SHORT_LIFETIME_MISSING[0])
     report = report_of(runs, "lifetime@host-b")
     assert report["lifetime"] is not None, report["reason"]["lifetime"]
     alive, expired = report["lifetime"]["alive_after"], report["lifetime"]["expired_after"]

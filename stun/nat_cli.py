@@ -241,7 +241,12 @@ async def _nat_many(
         if isinstance(address, str):
             return {"target": shown, "name": target.name, "error": address}
         try:
-            result = await discover_nat(address.host, address.port, config=config)
+            result = await discover_nat(
+                address.host,
+                address.port,
+                config=config,
+                progress=lambda text: progress(f"{shown}: {text}"),
+            )
         except (StunError, OSError) as exc:
             return {"target": shown, "name": target.name, "error": str(exc)}
         report = nat_report(shown, result)
@@ -279,6 +284,9 @@ def public_table(reports: list[dict[str, Any]], agree: bool | None) -> str:
     for report in reports:
         if report.get("error"):
             rows.append((report["target"], f"no answer: {report['error']}"))
+            continue
+        if report["mapped_address"] is None:
+            rows.append((report["target"], f"no answer: {report['reason']['mapping']}"))
             continue
         if report["other_address"] is None:
             mapped = report["mapped_address"]

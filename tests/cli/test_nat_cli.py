@@ -88,6 +88,18 @@ def test_nat_table_ends_with_what_it_means_for_ice(rfc5780_server: int) -> None:
     assert "endpoint-independent mapping" in tail.splitlines()[-1]
 
 
+def test_nat_with_several_targets_compares_their_verdicts(rfc5780_server: int) -> None:
+    port = rfc5780_server
+    targets = [f"127.0.0.1:{port}", f"127.0.0.2:{port + 1}"]
+    completed = icestack("nat", *targets, "--timeout", TIMEOUT)
+    assert completed.returncode == 0, completed.stderr
+    *rows, blank, verdict = completed.stdout.splitlines()
+    assert [row.split()[0] for row in rows] == targets
+    assert all("mapping endpoint-independent; filtering endpoint-independent" in r for r in rows)
+    assert (blank, verdict) == ("", "the servers' verdicts agree")
+    assert f"127.0.0.2:{port + 1}: test I: Binding request" in completed.stderr
+
+
 def test_stun_with_several_targets_is_one_table_and_one_json(rfc5780_server: int) -> None:
     port = rfc5780_server
     targets = [f"127.0.0.1:{port}", f"127.0.0.2:{port + 1}", "no-such-host.invalid"]

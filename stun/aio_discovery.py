@@ -23,7 +23,7 @@ from .discovery import NatDiscovery
 from .discovery_results import (
     DiscoveryConfig,
     DiscoveryFinished,
-    DiscoveryProgress,
+    DiscoveryProgressed,
     DiscoveryResult,
 )
 from .errors import DecodeError, ServerUnreachable
@@ -69,7 +69,7 @@ class _Driver:
         for datagram in machine.datagrams_to_send(self.loop.time()):
             self.send(datagram.data, datagram.local, datagram.remote)
         while (event := machine.next_event()) is not None:
-            if isinstance(event, DiscoveryProgress) and self.progress is not None:
+            if isinstance(event, DiscoveryProgressed) and self.progress is not None:
                 self.progress(event.message)
             elif isinstance(event, DiscoveryFinished) and not self.done.done():
                 self.done.set_result(event.result)

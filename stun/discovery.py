@@ -56,7 +56,7 @@ from .discovery_results import (
     Behavior,
     DiscoveryConfig,
     DiscoveryFinished,
-    DiscoveryProgress,
+    DiscoveryProgressed,
     DiscoveryResult,
     Finding,
     Lifetime,
@@ -213,7 +213,7 @@ class NatDiscovery:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
     def _say(self, message: str) -> None:
-        self._events.append(DiscoveryProgress(message))
+        self._events.append(DiscoveryProgressed(message))
 
     def _send(
         self,

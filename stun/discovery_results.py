@@ -8,9 +8,10 @@ where and what came back), and, when the verdict is ``None``, why it could not b
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from ._version import DEFAULT_SOFTWARE
 from .address import Address
 from .errors import LocalProtocolError
 from .events import StunEvent
@@ -76,7 +77,7 @@ class DiscoveryResult:
 
 
 @dataclass(frozen=True, slots=True)
-class DiscoveryProgress(StunEvent):
+class DiscoveryProgressed(StunEvent):
     """A test started, or a lifetime wait began: one line for a progress display."""
 
     message: str
@@ -114,7 +115,8 @@ class DiscoveryConfig:
     hairpinning: bool = True
     #: Over TCP: the mapping test only, one connection per test (no CHANGE-REQUEST, §7.2).
     reliable: bool = False
-    software: str | None = field(default=None)
+    #: SOFTWARE sent with each request (RFC 8489 §6.1: SHOULD); ``None`` sends none.
+    software: str | None = DEFAULT_SOFTWARE
 
     def __post_init__(self) -> None:
         if not 0 < self.test_timeout < float("inf"):

@@ -18,7 +18,7 @@ from stun.discovery_results import (
     Behavior,
     DiscoveryConfig,
     DiscoveryFinished,
-    DiscoveryProgress,
+    DiscoveryProgressed,
     DiscoveryResult,
     Lifetime,
 )
@@ -64,7 +64,7 @@ def discover(
         events.append(event)
     assert isinstance(events[-1], DiscoveryFinished)
     assert discovery.result is not None
-    progress = [e.message for e in events if isinstance(e, DiscoveryProgress)]
+    progress = [e.message for e in events if isinstance(e, DiscoveryProgressed)]
     return discovery.result, progress
 
 

@@ -20,12 +20,14 @@ goes through:
    source address can be spoofed: unlimited, the server would amplify floods aimed at others.
 3. **Unknown comprehension-required attributes** become 420 with UNKNOWN-ATTRIBUTES (§6.3.1). The
    RFC 5780 attributes CHANGE-REQUEST, RESPONSE-PORT and PADDING count as unknown unless the server
-   does behaviour discovery (``ServerConfig.behavior``): then it says so (RFC 5389 §12.2 asks
-   exactly this of CHANGE-REQUEST), and never answers to another port or with a padded, amplified
-   response.
-4. **Behaviour discovery** (RFC 5780, :mod:`stun.behavior`), when configured: a request that uses
-   CHANGE-REQUEST, RESPONSE-PORT or PADDING must authenticate if ``discovery_requires_auth``, and
-   without authentication is limited to ``discovery_rate`` a second per source (§9); the answer
+   does behaviour discovery (``ServerConfig.behavior``) on the socket the request reached (over
+   TCP and TLS only PADDING is honoured): a server that does not honour them says so (RFC 5389
+   §12.2 asks exactly this of CHANGE-REQUEST), and never answers to another port or with a
+   padded, amplified response.
+4. **Behaviour discovery** (RFC 5780, :mod:`stun.behavior`), when configured: with
+   ``discovery_requires_auth``, only the requests that use CHANGE-REQUEST, RESPONSE-PORT or
+   PADDING are authenticated (step 2); without authentication such a request is limited to
+   ``discovery_rate`` a second per source (§9); the answer
    leaves from the socket CHANGE-REQUEST names, to RESPONSE-PORT, with OTHER-ADDRESS,
    RESPONSE-ORIGIN and PADDING no larger than the request (:meth:`BindingServer.answer` says
    which socket sends it where).

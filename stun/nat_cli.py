@@ -24,7 +24,7 @@ from .cli import format_table, parse_seconds, write_line
 from .discovery_results import Behavior, DiscoveryConfig, DiscoveryResult, Finding, Lifetime
 from .errors import LocalProtocolError, StunError
 from .explain import explain
-from .probe import DEFAULT_PUBLIC_SERVER, parse_target
+from .probe import DEFAULT_PUBLIC_SERVER, address_json, parse_target
 from .survey import SurveyTarget, resolve_all, survey_targets
 
 _MAPPING_ADVICE = {
@@ -84,10 +84,6 @@ def _verdict(finding: Finding[Any]) -> Any:
     return verdict
 
 
-def _address(address: Address | None) -> dict[str, Any] | None:
-    return None if address is None else {"host": address.host, "port": address.port}
-
-
 def nat_report(target: str, result: DiscoveryResult) -> dict[str, Any]:
     """The ``--json`` document of ``icestack nat`` (schema in docs/cli.md)."""
     findings: dict[str, Finding[Any] | None] = {
@@ -98,12 +94,12 @@ def nat_report(target: str, result: DiscoveryResult) -> dict[str, Any]:
     }
     return {
         "target": target,
-        "server": _address(result.server),
+        "server": address_json(result.server),
         "transport": result.transport,
-        "local_address": _address(result.local),
-        "mapped_address": _address(result.mapped_address),
-        "other_address": _address(result.other_address),
-        "response_origin": _address(result.response_origin),
+        "local_address": address_json(result.local),
+        "mapped_address": address_json(result.mapped_address),
+        "other_address": address_json(result.other_address),
+        "response_origin": address_json(result.response_origin),
         "software": result.software,
         "nat": result.nat,
         **{name: _verdict(f) if f is not None else None for name, f in findings.items()},

@@ -115,7 +115,8 @@ class Progress:
         self.say(f"no answer yet: sent again ({self._sends} of {self.schedule.max_requests})")
 
 
-def _address_json(address: Address | None) -> dict[str, Any] | None:
+def address_json(address: Address | None) -> dict[str, Any] | None:
+    """An address as the ``--json`` documents write it: ``{"host": ..., "port": ...}``."""
     return None if address is None else {"host": address.host, "port": address.port}
 
 
@@ -131,13 +132,13 @@ def probe_report(
         "ok": result is not None,
         "target": target,
         "transport": transport,
-        "server": _address_json(result.server) if result else None,
-        "mapped_address": _address_json(result.mapped_address) if result else None,
+        "server": address_json(result.server) if result else None,
+        "mapped_address": address_json(result.mapped_address) if result else None,
         "rtt_ms": round(result.rtt * 1000, 3) if result else None,
         "software": result.software if result else None,
         "features": list(result.features) if result else [],
-        "response_origin": _address_json(result.response_origin) if result else None,
-        "other_address": _address_json(result.other_address) if result else None,
+        "response_origin": address_json(result.response_origin) if result else None,
+        "other_address": address_json(result.other_address) if result else None,
         "error": None,
     }
     if error is not None:

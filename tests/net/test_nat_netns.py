@@ -25,11 +25,12 @@ from typing import Any
 
 import pytest
 
-from .netns import STUN_IPV4, Network, network, solo
+from .netns import HOST_A_IPV6, STUN_IPV4, STUN_IPV6, Network, network, solo
 
 pytestmark = pytest.mark.netns
 
 SECOND_IPV4 = "203.0.113.10"
+SECOND_IPV6 = "2001:db8:ffff::10"
 OURS = f"{STUN_IPV4}:3478"
 COTURN = f"{STUN_IPV4}:3490"
 PROCESS_TIMEOUT = 30.0
@@ -63,8 +64,9 @@ def nat_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     """The network of tests/net/netns.py with a second address on ``pub``, our RFC 5780 server
     there, coturn too when installed, ``nat-b`` without its firewall rule and masquerading with
     random ports."""
-    with network(ipv4=True, ipv6=False) as net:
+    with network(ipv4=True, ipv6=True) as net:
         net.run("pub", "ip", "address", "add", f"{SECOND_IPV4}/24", "dev", "br0")
+        net.run("pub", "ip", "address", "add", f"{SECOND_IPV6}/64", "dev", "br0", "nodad")
         _iptables(net, "nat-b", "-F", "INPUT")
         # a mapping of nat-b lives this long after its last packet (conntrack's UDP timeout for
         # a flow that had a reply; per namespace): short, for the lifetime test
@@ -80,8 +82,13 @@ def nat_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
             "pub", "-m", "ice.cli", "serve", "stun", "--rfc5780",
             "--listen", f"{STUN_IPV4}:3478", "--listen", f"{SECOND_IPV4}:3478", name="ours",
         )  # fmt: skip
+        server6 = net.start_python(
+            "pub", "-m", "ice.cli", "serve", "stun", "--rfc5780",
+            "--listen", f"[{STUN_IPV6}]:3478", "--listen", f"[{SECOND_IPV6}]:3478", name="ours6",
+        )  # fmt: skip
         for _ in range(4):
             assert server.read_line(PROCESS_TIMEOUT).startswith("listening on udp ")
+            assert server6.read_line(PROCESS_TIMEOUT).startswith("listening on udp ")
         if shutil.which("turnserver"):
             workdir = tmp_path_factory.mktemp("coturn")
             net.start(
@@ -126,6 +133,7 @@ def runs(nat_net: Network) -> dict[str, str]:
         lifetime = _nat_command(OURS, "--lifetime", "--lifetime-max", LIFETIME_MAX)
         commands["lifetime@host-b"] = ("host-b", lifetime)
     commands.update({f"ours@{role}": (role, _nat_command(OURS)) for role in EXPECTED})
+    commands["ours-ipv6@host-a"] = ("host-a", _nat_command(f"[{STUN_IPV6}]:3478"))
     if shutil.which("turnutils_stunclient") and _coturn_answers(nat_net):
         commands["coturn@host-a"] = ("host-a", _nat_command(COTURN))
         commands["both@host-a"] = ("host-a", _nat_command(OURS, COTURN))
@@ -164,6 +172,15 @@ def test_our_client_tells_each_linux_nat_with_our_server(runs: dict[str, str], r
     assert report["hairpinning"] is hairpinning, report["reason"]
     assert report["other_address"] == {"host": SECOND_IPV4, "port": 3479}
     assert report["evidence"]["mapping"] and report["ice"]
+
+
+def test_over_ipv6_routed_without_nat(runs: dict[str, str]) -> None:
+    """The same server on two IPv6 addresses; IPv6 goes through nat-a routed, not translated."""
+    report = report_of(runs, "ours-ipv6@host-a")
+    assert report["local_address"]["host"] == report["mapped_address"]["host"] == HOST_A_IPV6
+    assert report["nat"] is False
+    assert report["mapping"] == report["filtering"] == "endpoint-independent"
+    assert report["other_address"] == {"host": SECOND_IPV6, "port": 3479}
 
 
 def test_the_binding_lifetime_of_a_linux_nat_is_bracketed(runs: dict[str, str]) -> None:
@@ -259,3 +276,4 @@ def test_no_route_to_the_server_is_one_line_and_status_1() -> None:
     errors = [line for line in completed.stderr.splitlines() if line.startswith("icestack:")]
     assert len(errors) == 1 and "network unreachable" in errors[0], completed.stderr
     assert "Traceback" not in completed.stderr
+

@@ -22,7 +22,7 @@ import pytest
 from stun import Address, make_address
 from stun.server import LongTermCredentials
 from tests.interop.coturn import skip_unless_installed
-from tests.net.loopback import run
+from tests.net.loopback import run, twin_port
 from turn.server import Outcome, PeerPolicy, TurnServerConfig
 from turn.server.aio import TurnServer
 
@@ -31,8 +31,6 @@ USER, PASSWORD = "alice", "wonderland"
 #: Messages uclient sends per allocation, and the bound on one run of it (seconds).
 MESSAGES = 20
 RUN_BOUND = 60.0
-#: Tries at a port number free for both UDP and TCP.
-PORT_ATTEMPTS = 20
 _TOTALS = re.compile(r"start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)")
 
 
@@ -44,17 +42,11 @@ async def our_server(**options: Any) -> AsyncIterator[tuple[TurnServer, Address]
         peer_policy=PeerPolicy(allow_loopback_peers=True),
         **options,
     )
-    for attempt in range(PORT_ATTEMPTS):
-        async with TurnServer(config, relay_hosts=["127.0.0.1"]) as server:
-            udp = await server.listen("udp", "127.0.0.1", 0)
-            try:
-                await server.listen("tcp", "127.0.0.1", udp.address.port)
-            except OSError:  # another process (a parallel test) holds that TCP port
-                if attempt + 1 == PORT_ATTEMPTS:
-                    raise
-                continue
-            yield server, udp.address
-            return
+    async with TurnServer(config, relay_hosts=["127.0.0.1"]) as server:
+        port = twin_port("127.0.0.1")
+        udp = await server.listen("udp", "127.0.0.1", port)
+        await server.listen("tcp", "127.0.0.1", port)
+        yield server, udp.address
 
 
 def free_port_pair() -> int:

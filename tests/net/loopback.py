@@ -80,6 +80,24 @@ def closed_port(host: str, kind: int = socket.SOCK_DGRAM) -> int:
     return port
 
 
+def twin_port(host: str, attempts: int = 50) -> int:
+    """A port number on ``host`` free for both TCP and UDP a moment ago, for a server that
+    listens on both with one number: a port the kernel picks for one transport may be held on
+    the other by a parallel test."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(attempts):
+        with socket.socket(family, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port: int = tcp.getsockname()[1]
+            with socket.socket(family, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+        return port
+    raise OSError(f"no port free for both TCP and UDP on {host} in {attempts} tries")
+
+
 def free_port_pair(hosts: tuple[str, ...] = ("127.0.0.1", "127.0.0.2")) -> int:
     """A port P with P and P + 1 free over UDP and TCP on every one of ``hosts`` a moment ago:
     for an RFC 5780 server, whose alternate port is P + 1."""

@@ -36,7 +36,7 @@ from stun import (
 )
 from stun.server import LongTermCredentials
 from stun.tls import CertificateFiles, client_context, make_self_signed, server_context
-from tests.net.loopback import LOOPBACK_HOSTS, closed_port, run, until
+from tests.net.loopback import LOOPBACK_HOSTS, closed_port, run, twin_port, until
 from tests.turn.aio_client import WAIT, RawTurnClient, TurnRequestFailed
 from turn import (
     ConnectionId,
@@ -76,8 +76,9 @@ async def tcp_relay_server(
         **options,
     )
     async with TurnServer(config, relay_hosts=[host]) as server:
-        listeners = {"tcp": (await server.listen("tcp", host)).address}
-        listeners["udp"] = (await server.listen("udp", host, listeners["tcp"].port)).address
+        port = twin_port(host)
+        listeners = {"tcp": (await server.listen("tcp", host, port)).address}
+        listeners["udp"] = (await server.listen("udp", host, port)).address
         if certificate is not None:
             context = server_context(certificate.certificate, certificate.private_key)
             listeners["tls"] = (await server.listen("tls", host, ssl_context=context)).address

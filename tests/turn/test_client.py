@@ -32,6 +32,7 @@ from stun import (
 )
 from stun.client import ClientConfig, Credentials
 from stun.datagram import Datagram, Machine
+from stun.probe import scaled_schedule
 from stun.server import LongTermCredentials
 from turn import (
     MAX_SEND_SIZE,
@@ -438,6 +439,23 @@ def test_an_unanswered_allocate_is_given_up_after_allocate_timeout() -> None:
     assert "within 5 s" in event.reason
     assert pair.alloc.state is AllocationState.FAILED and pair.alloc.get_timer() is None
     assert len(pair.sent) == 4  # at 0, 0.5, 1.5 and 3.5 s: the 7.5 s retransmission never goes
+
+
+def test_an_allocate_whose_transaction_times_out_is_named() -> None:
+    """Without allocate_timeout (or with a schedule that ends first, as ``icestack turn
+    --timeout`` scales it) the transaction's timeout ends the allocation, and says it was the
+    Allocate that went unanswered."""
+    pair = Pair()
+    schedule = ClientConfig(rng=random.Random(1), transaction=scaled_schedule(1.0))
+    pair.alloc = TurnAllocation(SERVER, ALICE, TurnClientConfig(stun=schedule))
+    pair.lose = lambda datagram: True
+    pair.alloc.allocate(0.0)
+    pair.pump(0.0)
+    pair.advance(2.0)
+    [event] = pair.events()
+    assert isinstance(event, AllocationFailed) and isinstance(event.error, TransactionTimeout)
+    assert event.reason.startswith("no answer to Allocate: no response from ")
+    assert len(pair.sent) == 7
 
 
 def test_allocate_timeout_does_not_touch_an_answered_allocate() -> None:

@@ -639,6 +639,8 @@ class TurnAllocation:
             self._dont_fragment = False  # §7.4: the server does not know it; ask without
             self._send_allocate(now)
             return
+        if isinstance(error, TransactionTimeout):  # name the request, as allocate_timeout does
+            error = TransactionTimeout(f"no answer to Allocate: {error}")
         self._move(AllocationState.FAILED)
         self._events.append(AllocationFailed(error))
 

@@ -1,8 +1,9 @@
 """The ``icestack`` command line: ``demo``, ``ice offer|answer``, ``stun`` and ``turn`` (probe a
-server) and ``serve stun|turn``.
+server), ``nat`` (RFC 5780 behaviour discovery) and ``serve stun|turn``.
 
-Each package contributes its own commands (``stun.probe``, ``stun.cli``, ``turn.probe``,
-``turn.cli``, ``ice.demo``, ``ice.commands``); this module only assembles them, and keeps the
+Each package contributes its own commands (``stun.probe``, ``stun.nat_cli``, ``stun.serve_cli``,
+``turn.probe``, ``turn.cli``, ``ice.demo``, ``ice.commands``); this module only assembles them,
+and keeps the
 rule of :mod:`stun.cli`: an error the user can fix is one line on stderr and exit status 2,
 never a traceback. SIGTERM ends a command as Ctrl-C does, so that what it made on disk is
 cleaned up either way. A command whose output pipe is closed by its reader (``| head -1``) ends
@@ -22,13 +23,14 @@ from stun._version import __version__
 from stun.cli import (
     BROKEN_PIPE_STATUS,
     CliParser,
-    add_serve_command,
     drop_output,
     main_error,
     reader_gone,
 )
 from stun.errors import LocalProtocolError
+from stun.nat_cli import add_nat_command
 from stun.probe import add_probe_command
+from stun.serve_cli import add_serve_command
 from turn.cli import add_serve_command as add_serve_turn_command
 from turn.probe import add_probe_command as add_turn_probe_command
 
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(commands)
     add_ice_command(commands)
     add_probe_command(commands)
+    add_nat_command(commands)
     add_turn_probe_command(commands)
     serve = commands.add_parser("serve", help="run a server in the foreground")
     serve_commands = serve.add_subparsers(dest="server", metavar="SERVER", required=True)

@@ -1,4 +1,5 @@
-"""STUN (RFC 8489): the message codec, credentials, client transactions and the Binding server.
+"""STUN (RFC 8489): the message codec, credentials, client transactions and the Binding server;
+NAT behaviour discovery (RFC 5780), its server side and its client.
 
 The codec and the state machines are sans-IO: they take bytes, addresses and ``now`` and return
 bytes, deadlines and events. :mod:`stun.aio` runs them on asyncio sockets.
@@ -41,7 +42,18 @@ from .attributes import (
     is_comprehension_required,
     register_attribute,
 )
+from .behavior import BehaviorAddresses
 from .datagram import Datagram, Machine
+from .discovery import NatDiscovery
+from .discovery_results import (
+    Behavior,
+    DiscoveryConfig,
+    DiscoveryFinished,
+    DiscoveryProgressed,
+    DiscoveryResult,
+    Finding,
+    Lifetime,
+)
 from .errors import (
     ClassicStunError,
     ConnectStep,
@@ -87,6 +99,8 @@ __all__ = [
     "AlternateServer",
     "AttrType",
     "Attribute",
+    "Behavior",
+    "BehaviorAddresses",
     "BindingServer",
     "ChangeRequest",
     "ClassicStunError",
@@ -94,15 +108,21 @@ __all__ = [
     "ConnectTimeout",
     "Datagram",
     "DecodeError",
+    "DiscoveryConfig",
+    "DiscoveryFinished",
+    "DiscoveryProgressed",
+    "DiscoveryResult",
     "ErrorCode",
     "ErrorCodeValue",
     "ErrorResponse",
+    "Finding",
     "Fingerprint",
     "Framing",
     "IceControlled",
     "IceControlling",
     "Integrity",
     "IntegrityError",
+    "Lifetime",
     "LocalProtocolError",
     "LongTermCredentials",
     "LongTermKey",
@@ -113,6 +133,7 @@ __all__ = [
     "MessageIntegrity",
     "MessageIntegritySha256",
     "Method",
+    "NatDiscovery",
     "Nonce",
     "NonceIssuer",
     "NonceStatus",

@@ -2,15 +2,16 @@
 
 This layer owns sockets and the event loop's clock and nothing else (architecture.md §2): every
 decision is made by the sans-IO :class:`~stun.client.ClientSession` and
-:class:`~stun.server.BindingServer`. Its four parts are :mod:`stun.aio_sockets` (resolving,
+:class:`~stun.server.BindingServer`. Its parts are :mod:`stun.aio_sockets` (resolving,
 sockets, the batched :class:`UdpReader`: what TURN's asyncio layer uses too),
 :mod:`stun.aio_streams` (the servers' stream listeners, which admit each connection as it is
 accepted), :mod:`stun.aio_client` (:class:`StunClient`, :func:`binding`, :class:`ClientSocket`)
-and :mod:`stun.aio_server` (:class:`StunServer`); every public name of theirs is importable from
-here.
+and :mod:`stun.aio_server` (:class:`StunServer`), and :mod:`stun.aio_discovery`
+(:func:`discover_nat`, RFC 5780); every public name of theirs is importable from here.
 """
 
 from .aio_client import SHARED_RTO_CACHE, ClientSocket, Receiver, StunClient, binding
+from .aio_discovery import discover_nat
 from .aio_server import StunServer
 from .aio_sockets import (
     DEFAULT_PORTS,
@@ -45,6 +46,7 @@ __all__ = [
     "bind_udp",
     "binding",
     "check_listener_arguments",
+    "discover_nat",
     "install_uvloop",
     "ipv6_loopback_available",
     "listen_stream",

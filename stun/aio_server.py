@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from typing import Any, cast
 
@@ -50,6 +51,26 @@ def _answerer(server: BindingServer, io: DatagramIO, local: Address) -> Datagram
             # A full socket buffer or an ICMP error: the client retransmits.
             with contextlib.suppress(OSError):
                 send(reply, sockaddr)
+
+    return answer
+
+
+def _discovery_answerer(
+    server: BindingServer, sock: socket.socket, sockets: dict[Address, socket.socket]
+) -> DatagramHandler:
+    """A :class:`UdpReader` handler for a behaviour-discovery server (RFC 5780): each answer
+    leaves from the socket :meth:`BindingServer.answer` names, one of the server's four."""
+    answer_of = server.answer
+    local = _address(sock.getsockname())
+
+    def answer(data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
+        reply = answer_of(data, local, Address(sockaddr[0], sockaddr[1]), now)
+        if reply is None:
+            return
+        sender = sockets.get(reply.local) if reply.local is not None else None
+        if sender is not None:
+            with contextlib.suppress(OSError):
+                sender.sendto(reply.data, reply.remote)
 
     return answer
 
@@ -104,7 +125,7 @@ class _StreamServerProtocol(asyncio.Protocol):
         now = asyncio.get_running_loop().time()
         for frame in frames:
             try:
-                answer = self.owner.server.respond(frame, self.local, self.remote, now)
+                answer = self.owner.server.respond(frame, self.local, self.remote, now, stream=True)
             except Exception as error:
                 self.owner.reader_errors.contain(error, f"the connection from {self.remote}")
                 continue
@@ -137,6 +158,10 @@ class StunServer(_Closing):
     stops reading a client that does not read its answers. ``batch_io=False`` reads and answers
     UDP one datagram per system call even where batches are available (:mod:`stun.batch_io`).
 
+    A server whose config has ``behavior`` (RFC 5780) must listen over UDP on each of the four
+    sockets of :attr:`stun.behavior.BehaviorAddresses.sockets`: an answer leaves from the one
+    the request's CHANGE-REQUEST names.
+
     >>> async with StunServer() as server:  # doctest: +SKIP
     ...     await server.listen("udp", "127.0.0.1", 3478)
     ...     await server.serve_forever()
@@ -160,6 +185,8 @@ class StunServer(_Closing):
         self.write_buffer_limit = write_buffer_limit
         self.listeners: list[Listener] = []
         self._udp: list[UdpReader] = []
+        #: The UDP sockets by their address: where a behaviour-discovery answer may leave from.
+        self._udp_sockets: dict[Address, socket.socket] = {}
         self._stream_listeners: list[StreamListener] = []
         self._connections: set[_StreamServerProtocol] = set()
         self._closed = asyncio.Event()
@@ -203,9 +230,13 @@ class StunServer(_Closing):
             sock = bind_udp(host, port, reuse_port=reuse_port)
             io = datagram_io(sock, batch=self.batch_io)
             local = _address(sock.getsockname())
-            reader = UdpReader(
-                sock, _answerer(self.server, io, local), errors=self.reader_errors, io=io
+            handler = (
+                _answerer(self.server, io, local)
+                if self.server.config.behavior is None
+                else _discovery_answerer(self.server, sock, self._udp_sockets)
             )
+            reader = UdpReader(sock, handler, errors=self.reader_errors, io=io)
+            self._udp_sockets[reader.local] = sock
             self._udp.append(reader)
             result = Listener("udp", reader.local)
         else:
@@ -232,6 +263,7 @@ class StunServer(_Closing):
         for udp in self._udp:
             udp.close()
         self._udp.clear()
+        self._udp_sockets.clear()
         for stream in self._stream_listeners:
             stream.close()
         for connection in list(self._connections):

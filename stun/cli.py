@@ -1,4 +1,4 @@
-"""What every ``icestack`` command shares, and ``icestack serve stun``.
+"""What every ``icestack`` command shares (``icestack serve stun`` is :mod:`stun.serve_cli`).
 
 The rule of the whole command line: a bad file, option or address never ends in a traceback. It
 ends in one line on stderr, ``icestack: error: …``, saying what is wrong and naming the thing
@@ -19,12 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
-import functools
 import ipaddress
 import multiprocessing
 import multiprocessing.connection
 import os
-import secrets
 import select
 import signal
 import socket
@@ -32,16 +30,13 @@ import ssl
 import stat
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Protocol, TextIO, cast
 
-from ._version import __version__
 from .address import Address
-from .aio import Listener, StunServer, Transport, install_uvloop
+from .aio import Listener, Transport
 from .errors import LocalProtocolError
 from .limits import StreamLimits
-from .server import LongTermCredentials, ServerConfig, ShortTermCredentials
 from .tls import client_context, self_signed_server_context, server_context
 
 # =========================================================================== messages
@@ -465,7 +460,8 @@ def listener_endpoints(
     listen: Iterable[tuple[str, int]], *, udp: bool, tcp: bool, tls_port: int | None
 ) -> list[tuple[Transport, str, int]]:
     """``(transport, host, port)`` for each listening address: UDP and TCP on its port, TLS on
-    ``tls_port`` (``None``: no TLS)."""
+    ``tls_port`` (``None``: no TLS), each once (two addresses of one host differing in port
+    share its TLS listener)."""
     found: list[tuple[Transport, str, int]] = []
     for host, port in listen:
         if udp:
@@ -474,7 +470,7 @@ def listener_endpoints(
             found.append(("tcp", host, port))
         if tls_port is not None:
             found.append(("tls", host, tls_port))
-    return found
+    return list(dict.fromkeys(found))
 
 
 class Serving(Protocol):
@@ -592,29 +588,7 @@ def run_workers(count: int, worker_main: Callable[[int], None]) -> int:
     return 0 if all(code == 0 for code in codes) else 2 if 2 in codes else 1
 
 
-# =========================================================================== icestack serve stun
-
-
-@dataclass(frozen=True)
-class ServePlan:
-    """Everything ``icestack serve stun`` needs to open its listeners, validated before any
-    worker forks (the TLS context is built once, and forked workers inherit it)."""
-
-    config: ServerConfig
-    listen: tuple[tuple[str, int], ...]
-    tcp: bool
-    tls: ssl.SSLContext | None
-    tls_port: int
-    reuse_port: bool
-    limits: StreamLimits
-    #: Batched UDP system calls where available (``--no-batch-io``: one datagram per call).
-    batch_io: bool = True
-
-    @property
-    def endpoints(self) -> list[tuple[Transport, str, int]]:
-        """Every ``(transport, host, port)`` to listen on."""
-        tls_port = None if self.tls is None else self.tls_port
-        return listener_endpoints(self.listen, udp=True, tcp=self.tcp, tls_port=tls_port)
+# ============================================================ addresses and TLS to serve on
 
 
 def listen_address(text: str, default_port: int, what: str = "--listen") -> tuple[str, int]:
@@ -646,124 +620,3 @@ def tls_context(files: list[str] | None, what: str = "--tls") -> ssl.SSLContext 
     if files:
         raise LocalProtocolError(f"{what} takes CERT KEY, or nothing for a self-signed one")
     return self_signed_tls()
-
-
-def build_serve_plan(args: argparse.Namespace) -> ServePlan:
-    """Turn parsed options into a validated plan; raises LocalProtocolError on bad combinations."""
-    users = user_passwords(args.user)
-    auth: ShortTermCredentials | LongTermCredentials | None = None
-    if args.auth == "long-term":
-        if not users:
-            raise LocalProtocolError("--auth long-term needs at least one --user NAME:PASSWORD")
-        if not args.realm:
-            raise LocalProtocolError("--realm: the realm must not be empty")
-        auth = LongTermCredentials.from_passwords(args.realm, users)
-    elif args.auth == "short-term":
-        if not users:
-            raise LocalProtocolError("--auth short-term needs at least one --user NAME:PASSWORD")
-        auth = ShortTermCredentials.from_passwords(users)
-    elif users:
-        raise LocalProtocolError("--user given without --auth short-term or --auth long-term")
-    failures = failure_limits(args)
-    if failures and auth is None:
-        raise LocalProtocolError("--auth-failure-rate/-burst have no effect without --auth")
-    software = None if args.no_software else args.software
-    # One nonce secret for every worker, so a nonce from one is good at all (stun.nonces).
-    config = ServerConfig(
-        software=software, authentication=auth, nonce_secret=secrets.token_bytes(32), **failures
-    )
-    listen = tuple(listen_address(text, 3478) for text in args.listen or ["0.0.0.0", "[::]"])
-    if args.workers < 1:
-        raise LocalProtocolError("--workers must be at least 1")
-    if args.workers > 1 and any(port == 0 for _, port in listen):
-        raise LocalProtocolError("--workers needs fixed ports: port 0 differs in every worker")
-    if args.tls is None and args.tls_port is not None:
-        raise LocalProtocolError("--tls-port without --tls: add --tls (CERT KEY), or drop it")
-    tls = tls_context(args.tls)
-    return ServePlan(
-        config=config,
-        listen=listen,
-        tcp=args.tcp,
-        tls=tls,
-        tls_port=5349 if args.tls_port is None else args.tls_port,
-        reuse_port=args.workers > 1,
-        limits=stream_limits(args, streams=args.tcp or tls is not None, tls=tls is not None),
-        batch_io=not args.no_batch_io,
-    )
-
-
-async def serve(plan: ServePlan, *, worker: int = 0) -> None:
-    """Open every listener of ``plan`` and serve until SIGINT/SIGTERM."""
-    server = StunServer(plan.config, limits=plan.limits, batch_io=plan.batch_io)
-    await open_listeners(server, plan.endpoints, plan.tls, reuse_port=plan.reuse_port)
-    await serve_until_signalled(server, f"worker {worker}: " if plan.reuse_port else "")
-
-
-def _worker_main(plan: ServePlan, use_uvloop: bool, worker: int) -> None:
-    if use_uvloop:
-        install_uvloop()
-    asyncio.run(serve(plan, worker=worker))
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    """``icestack serve stun``: one process, or ``--workers N`` processes sharing the ports."""
-    plan = build_serve_plan(args)
-    if args.uvloop and not install_uvloop():
-        raise LocalProtocolError("--uvloop: uvloop is not installed (pip install 'icestack[fast]')")
-    if args.workers == 1:
-        asyncio.run(serve(plan))
-        return 0
-    check_ports_free(plan.endpoints)
-    return run_workers(args.workers, functools.partial(_worker_main, plan, args.uvloop))
-
-
-def add_serve_command(serve_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``icestack serve stun``: run the STUN server in the foreground."""
-    parser = serve_commands.add_parser(
-        "stun",
-        help="run the STUN server (UDP, optionally TCP and TLS)",
-        description="Run a STUN Binding server until Ctrl-C. One log line per listener.",
-    )
-    parser.add_argument(
-        "--listen",
-        action="append",
-        metavar="ADDR[:PORT]",
-        help="listen here, an IP address (repeatable; default 0.0.0.0:3478 and [::]:3478); "
-        "UDP always",
-    )
-    parser.add_argument("--tcp", action="store_true", help="also listen on TCP at each address")
-    parser.add_argument(
-        "--tls",
-        nargs="*",
-        metavar="FILE",
-        help="also listen with TLS: --tls CERT KEY, or --tls alone for a self-signed certificate",
-    )
-    parser.add_argument("--tls-port", type=port_number, help="TLS port, with --tls (default 5349)")
-    parser.add_argument(
-        "--auth",
-        choices=("none", "short-term", "long-term"),
-        default="none",
-        help="authentication (RFC 8489 §9); a plain STUN server needs none (§12)",
-    )
-    parser.add_argument(
-        "--user",
-        action="append",
-        type=parse_user,
-        metavar="NAME:PASSWORD",
-        help="a credential (repeatable)",
-    )
-    parser.add_argument("--realm", default="icestack", help="long-term credential realm")
-    parser.add_argument(
-        "--software", default=f"icestack {__version__}", help="SOFTWARE attribute value"
-    )
-    parser.add_argument("--no-software", action="store_true", help="send no SOFTWARE attribute")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="processes sharing each port with SO_REUSEPORT (default 1; use the core count)",
-    )
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
-    add_batch_io_option(parser.add_argument)
-    add_limit_options(parser.add_argument)
-    parser.set_defaults(run=run_serve)

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import socket
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -114,7 +115,8 @@ class Progress:
         self.say(f"no answer yet: sent again ({self._sends} of {self.schedule.max_requests})")
 
 
-def _address_json(address: Address | None) -> dict[str, Any] | None:
+def address_json(address: Address | None) -> dict[str, Any] | None:
+    """An address as the ``--json`` documents write it: ``{"host": ..., "port": ...}``."""
     return None if address is None else {"host": address.host, "port": address.port}
 
 
@@ -130,13 +132,13 @@ def probe_report(
         "ok": result is not None,
         "target": target,
         "transport": transport,
-        "server": _address_json(result.server) if result else None,
-        "mapped_address": _address_json(result.mapped_address) if result else None,
+        "server": address_json(result.server) if result else None,
+        "mapped_address": address_json(result.mapped_address) if result else None,
         "rtt_ms": round(result.rtt * 1000, 3) if result else None,
         "software": result.software if result else None,
         "features": list(result.features) if result else [],
-        "response_origin": _address_json(result.response_origin) if result else None,
-        "other_address": _address_json(result.other_address) if result else None,
+        "response_origin": address_json(result.response_origin) if result else None,
+        "other_address": address_json(result.other_address) if result else None,
         "error": None,
     }
     if error is not None:
@@ -199,7 +201,46 @@ async def _resolve(host: str, port: int, family: int, transport: Transport) -> A
         ) from None
 
 
+async def binding_probe(
+    server: Address,
+    host: str,
+    transport: Transport,
+    *,
+    credentials: Credentials | None,
+    context: ssl.SSLContext | None,
+    schedule: TransactionConfig,
+    progress: Progress | None = None,
+) -> BindingResult:
+    """One Binding transaction with ``server`` (named ``host``, for TLS) under ``schedule``;
+    each request shows on ``progress`` if given. Raises what the client raises."""
+    # Connecting ends within the schedule's Ti, the --timeout over TCP and TLS.
+    client = await StunClient.connect(
+        server.host, server.port, transport=transport, credentials=credentials,
+        ssl_context=context, server_hostname=host,
+        config=ClientConfig(transaction=schedule), rto_cache=RtoCache(schedule),
+    )  # fmt: skip
+    if progress is not None:
+        if transport != "udp":
+            progress.say(f"connected over {transport}")
+        # Every request the client sends shows as progress (a fresh RTO cache: the schedule is
+        # the configured one, from its first send).
+        send = client._driver.send_datagram
+
+        def send_and_show(datagram: Datagram) -> None:
+            progress.sent(datagram)
+            send(datagram)
+
+        client._driver.send_datagram = send_and_show
+    async with client:
+        return await client.binding()
+
+
 async def _probe(args: argparse.Namespace) -> int:
+    if args.public or len(args.server) > 1:
+        from .survey import survey  # the survey builds on this module
+
+        return await survey(args)
+    args.server = args.server[0] if args.server else None
     if args.server is not None and not args.server.strip():
         # "$SERVER" with SERVER unset must not probe a public server instead.
         raise LocalProtocolError(
@@ -230,25 +271,10 @@ async def _probe(args: argparse.Namespace) -> int:
     result: BindingResult | None = None
     error: StunError | OSError | None = None
     try:
-        # Connecting ends within the schedule's Ti, the --timeout over TCP and TLS.
-        client = await StunClient.connect(
-            server.host, server.port, transport=transport, credentials=credentials,
-            ssl_context=context, server_hostname=host,
-            config=ClientConfig(transaction=schedule), rto_cache=RtoCache(schedule),
+        result = await binding_probe(
+            server, host, transport, credentials=credentials, context=context,
+            schedule=schedule, progress=progress,
         )  # fmt: skip
-        if transport != "udp":
-            progress.say(f"connected over {transport}")
-        # Every request the client sends shows as progress (a fresh RTO cache: the schedule is
-        # the configured one, from its first send).
-        send = client._driver.send_datagram
-
-        def send_and_show(datagram: Datagram) -> None:
-            progress.sent(datagram)
-            send(datagram)
-
-        client._driver.send_datagram = send_and_show
-        async with client:
-            result = await client.binding()
     except (StunError, OSError) as exc:
         error = exc
     explanation = None
@@ -274,10 +300,17 @@ def add_probe_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     parser.add_argument(
         "server",
-        nargs="?",
+        nargs="*",
         metavar="TARGET",
         help=f"HOST, HOST:PORT, [IPv6]:PORT, or a stun:/stuns: URI (RFC 7064); default "
-        f"{DEFAULT_PUBLIC_SERVER}; the port defaults to 3478, 5349 for TLS",
+        f"{DEFAULT_PUBLIC_SERVER}; the port defaults to 3478, 5349 for TLS. Several targets "
+        "are probed at once and reported as one table",
+    )
+    parser.add_argument(
+        "--public",
+        action="store_true",
+        help="probe the built-in list of well-known public STUN servers (docs/stun.md), each "
+        "over the transports it is known to serve, at once",
     )
     transport = parser.add_mutually_exclusive_group()
     transport.add_argument("--tcp", action="store_true", help="STUN over TCP (RFC 8489 §6.2.2)")

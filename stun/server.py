@@ -19,10 +19,19 @@ goes through:
    are dropped. A 401 is several times larger than the request it answers, and the request's
    source address can be spoofed: unlimited, the server would amplify floods aimed at others.
 3. **Unknown comprehension-required attributes** become 420 with UNKNOWN-ATTRIBUTES (§6.3.1). The
-   RFC 5780 attributes CHANGE-REQUEST, RESPONSE-PORT and PADDING count as unknown: this server does
-   not honour them, so it says so (RFC 5389 §12.2 asks exactly this of CHANGE-REQUEST), and never
-   answers to another port or with a padded, amplified response.
-4. **Success**: XOR-MAPPED-ADDRESS with the request's source (§6.3.1.1) and SOFTWARE. An RFC 3489
+   RFC 5780 attributes CHANGE-REQUEST, RESPONSE-PORT and PADDING count as unknown unless the server
+   does behaviour discovery (``ServerConfig.behavior``) on the socket the request reached (over
+   TCP and TLS only PADDING is honoured): a server that does not honour them says so (RFC 5389
+   §12.2 asks exactly this of CHANGE-REQUEST), and never answers to another port or with a
+   padded, amplified response.
+4. **Behaviour discovery** (RFC 5780, :mod:`stun.behavior`), when configured: with
+   ``discovery_requires_auth``, only the requests that use CHANGE-REQUEST, RESPONSE-PORT or
+   PADDING are authenticated (step 2); without authentication such a request is limited to
+   ``discovery_rate`` a second per source (§9); the answer
+   leaves from the socket CHANGE-REQUEST names, to RESPONSE-PORT, with OTHER-ADDRESS,
+   RESPONSE-ORIGIN and PADDING no larger than the request (:meth:`BindingServer.answer` says
+   which socket sends it where).
+5. **Success**: XOR-MAPPED-ADDRESS with the request's source (§6.3.1.1) and SOFTWARE. An RFC 3489
    request (no magic cookie, accepted when ``classic_compatibility`` is on, as §12 recommends for
    a stand-alone server) gets MAPPED-ADDRESS instead and the cookie field echoed (RFC 5389 §12.2),
    and no SOFTWARE, whose unaligned length classic parsers mishandle.
@@ -62,6 +71,14 @@ from .attributes import (
     Userhash,
     Username,
     XorMappedAddress,
+)
+from .behavior import (
+    DEFAULT_PADDED_SIZE,
+    DISCOVERY_ATTRIBUTES,
+    BehaviorAddresses,
+    padding_for,
+    plan_answer,
+    stream_attributes,
 )
 from .datagram import Datagram
 from .errors import ClassicStunError, DecodeError, LocalProtocolError
@@ -221,6 +238,7 @@ class Outcome(enum.Enum):
     UNKNOWN_USER = "401: USERNAME or USERHASH not valid"
     BAD_INTEGRITY = "401: MESSAGE-INTEGRITY(-SHA256) does not match"
     UNKNOWN_ATTRIBUTE = "420: unknown comprehension-required attributes"
+    BAD_RESPONSE_PORT = "400: RESPONSE-PORT 0, a port no answer can go to (RFC 5780 §7.5)"
     STALE_NONCE = "438: the nonce expired"
     INVALID_NONCE = "438: the nonce is not one we issued for this address"
     # silently dropped
@@ -230,6 +248,10 @@ class Outcome(enum.Enum):
     UNSUPPORTED_METHOD = "dropped: not a Binding request"
     BAD_FINGERPRINT = "dropped: FINGERPRINT does not match"
     RATE_LIMITED = "dropped: a 400 or 401 beyond its source's budget (failure_rate, failure_burst)"
+    DISCOVERY_RATE_LIMITED = (
+        "dropped: an unauthenticated behaviour-discovery request beyond its source's budget "
+        "(discovery_rate, discovery_burst; RFC 5780 §9)"
+    )
     STREAM_GARBAGE = "dropped: a TCP/TLS stream that cannot be framed, connection closed"
 
 
@@ -242,6 +264,7 @@ DROPPED = frozenset(
         Outcome.UNSUPPORTED_METHOD,
         Outcome.BAD_FINGERPRINT,
         Outcome.RATE_LIMITED,
+        Outcome.DISCOVERY_RATE_LIMITED,
         Outcome.STREAM_GARBAGE,
     )
 )
@@ -450,6 +473,21 @@ class ServerConfig:
     failure_rate: float = 2.0
     failure_burst: int = 20
     failure_table_size: int = 10_000
+    #: NAT behaviour discovery (RFC 5780): the server's primary and alternate address, on all four
+    #: of whose combinations it listens; ``None`` refuses CHANGE-REQUEST, RESPONSE-PORT and
+    #: PADDING with 420 and sends no OTHER-ADDRESS or RESPONSE-ORIGIN.
+    behavior: BehaviorAddresses | None = None
+    #: Unauthenticated requests using CHANGE-REQUEST, RESPONSE-PORT or PADDING a second per
+    #: source, with this burst; the rest are dropped (RFC 5780 §9). Their table of sources holds
+    #: at most ``failure_table_size``.
+    discovery_rate: float = 5.0
+    discovery_burst: int = 30
+    #: With ``authentication``: only requests that use CHANGE-REQUEST, RESPONSE-PORT or PADDING
+    #: must authenticate; plain Binding requests are answered without (RFC 5780 §9).
+    discovery_requires_auth: bool = False
+    #: The size (bytes of STUN message) an authenticated request's PADDING asks the answer to
+    #: grow to; unauthenticated answers grow no larger than their request (RFC 5780 §7.6, §9).
+    padded_size: int = DEFAULT_PADDED_SIZE
     rng: RandomSource = field(default_factory=default_random, repr=False)
 
     def __post_init__(self) -> None:
@@ -460,9 +498,15 @@ class ServerConfig:
         check_nonce_settings(self.nonce_secret, self.nonce_lifetime)
         if not 0 < self.failure_rate < float("inf"):
             raise LocalProtocolError("failure_rate must be positive")
-        for name in ("failure_burst", "failure_table_size"):
+        for name in ("failure_burst", "failure_table_size", "discovery_burst"):
             if getattr(self, name) < 1:
                 raise LocalProtocolError(f"{name} must be at least 1")
+        if not 0 < self.discovery_rate < float("inf"):
+            raise LocalProtocolError("discovery_rate must be positive")
+        if not HEADER_SIZE <= self.padded_size <= 65507:
+            raise LocalProtocolError("padded_size must be 20 to 65507 bytes")
+        if self.discovery_requires_auth and (self.authentication is None or self.behavior is None):
+            raise LocalProtocolError("discovery_requires_auth needs authentication and behavior")
 
 
 _HEADER = struct.Struct("!HHI12s")
@@ -477,6 +521,14 @@ _MAPPED_CACHE_SIZE = 4096
 
 #: Known attributes whose RFC 5780 behaviour this server does not implement, answered as unknown.
 _UNHONOURED = frozenset((ChangeRequest, ResponsePort, Padding))
+#: What a behaviour-discovery server cannot honour over TCP or TLS: the answer goes back on the
+#: connection (RFC 5780 §7.2, §7.5).
+_UNHONOURED_ON_STREAMS = frozenset((ChangeRequest, ResponsePort))
+
+
+def _uses_discovery(attributes: list[Attribute]) -> bool:
+    """Whether a request carries an attribute that could aim or grow its answer (RFC 5780 §9)."""
+    return any(isinstance(attribute, DISCOVERY_ATTRIBUTES) for attribute in attributes)
 
 
 class BindingServer:
@@ -508,35 +560,77 @@ class BindingServer:
             burst=config.failure_burst,
             max_entries=config.failure_table_size,
         )
+        self._behavior = config.behavior
+        self._behavior_sockets = frozenset(config.behavior.sockets if config.behavior else ())
+        self._auth_discovery_only = config.discovery_requires_auth
+        self._discovery_limiter = SourceRateLimiter(
+            rate=config.discovery_rate,
+            burst=config.discovery_burst,
+            max_entries=config.failure_table_size,
+        )
         self._outgoing: list[Datagram] = []
+        #: Whether plain requests may take the lean path: with authentication or behaviour
+        #: discovery, every answer needs what only the typed path adds.
+        self._lean = self._authenticator is None and self._behavior is None
         #: The XOR-MAPPED-ADDRESS and SOFTWARE of recent IPv4 clients, bounded.
         self._mapped: dict[Address, bytes] = {}
+
+    @property
+    def discovery_limited_sources(self) -> int:
+        """Sources whose behaviour-discovery budget is remembered now (at most
+        ``failure_table_size``)."""
+        return len(self._discovery_limiter)
 
     @property
     def rate_limited_sources(self) -> int:
         """Sources whose 400/401 budget is remembered now (at most ``failure_table_size``)."""
         return len(self._failures)
 
-    def respond(
+    def answer(
         self, data: bytes, local: Address | None, remote: Address, now: float
-    ) -> bytes | None:
-        """The response to one datagram from ``remote``, or ``None`` to send nothing.
+    ) -> Datagram | None:
+        """The response to one UDP datagram that reached the socket ``local`` from ``remote``:
+        which socket sends it (``Datagram.local``) to where (``Datagram.remote``), or ``None`` to
+        send nothing. Without ``behavior`` that is always back from ``local`` to ``remote``;
+        with it, CHANGE-REQUEST and RESPONSE-PORT decide (RFC 5780 §6.1)."""
+        result = self._process(data, local, remote, now, False)
+        if result is None or isinstance(result, Datagram):
+            return result
+        return Datagram(result, local, remote)
 
-        ``local`` is the socket the datagram arrived on (unused by Binding, which answers from
-        wherever it was asked). Peer input never raises; the outcome is counted in :attr:`stats`.
+    def respond(
+        self, data: bytes, local: Address | None, remote: Address, now: float, *,
+        stream: bool = False,
+    ) -> bytes | None:  # fmt: skip
+        """The response to one datagram (or, with ``stream``, one message of a TCP or TLS
+        connection) from ``remote``, to send back where it came from, or ``None`` to send nothing.
+
+        ``local`` is the socket the datagram arrived on. A server with ``behavior`` is driven with
+        :meth:`answer` over UDP, as its answer may leave from another socket; given such a
+        request, this sends nothing. Peer input never raises; the outcome is counted in
+        :attr:`stats`.
         """
-        if self._authenticator is None and len(data) in _PLAIN_SIZES:
+        result = self._process(data, local, remote, now, stream)
+        return None if isinstance(result, Datagram) else result
+
+    def _process(
+        self, data: bytes, local: Address | None, remote: Address, now: float, stream: bool
+    ) -> bytes | Datagram | None:
+        """The response as bytes to send back the way the request came, or a :class:`Datagram`
+        when it leaves from another socket or goes to another port (RFC 5780)."""
+        if self._lean and len(data) in _PLAIN_SIZES:
             answer = self._plain_binding(data, remote)
             if answer is not None:
                 self.stats.counts[Outcome.ANSWERED] += 1
                 return answer
-        return self._respond_typed(data, remote, now)
+        return self._process_typed(data, local, remote, now, stream)
 
     def _plain_binding(self, data: bytes, remote: Address) -> bytes | None:
-        """The lean path (no authentication configured): a Binding request with no attribute
-        but FINGERPRINT, answered from the header alone; ``None`` sends anything else, and a
-        FINGERPRINT that does not match, down the typed path, which decides and counts it.
-        :meth:`_respond_typed` gives the same bytes (a property test holds them equal)."""
+        """The lean path (no authentication, no behaviour discovery configured): a Binding
+        request with no attribute but FINGERPRINT, answered from the header alone; ``None``
+        sends anything else, and a FINGERPRINT that does not match, down the typed path, which
+        decides and counts it. :meth:`_process_typed` gives the same bytes (a property test
+        holds them equal)."""
         kind, length, cookie, transaction_id = _HEADER.unpack_from(data)
         if kind != _REQUEST_TYPE or cookie != MAGIC_COOKIE or length != len(data) - HEADER_SIZE:
             return None
@@ -551,8 +645,10 @@ class BindingServer:
                 return None
         return self._unprotected_success(transaction_id, remote, fingerprint)
 
-    def _respond_typed(self, data: bytes, remote: Address, now: float) -> bytes | None:
-        """:meth:`respond` through the typed message: every request the lean path leaves."""
+    def _process_typed(
+        self, data: bytes, local: Address | None, remote: Address, now: float, stream: bool
+    ) -> bytes | Datagram | None:
+        """:meth:`_process` through the typed message: every request the lean path leaves."""
         counts = self.stats.counts
         try:
             request = Message.decode(data, allow_classic=self._classic)
@@ -575,7 +671,8 @@ class BindingServer:
             return None
         key = None
         integrity = Integrity.SHA1
-        if self._authenticator is not None:
+        discovery = self._behavior is not None and _uses_discovery(attributes)
+        if self._authenticator is not None and (discovery or not self._auth_discovery_only):
             result = self._authenticator.authenticate(request, remote, now)
             if isinstance(result, Rejected):
                 # A 438 needs the key: only a client that holds it can cause one.
@@ -586,14 +683,31 @@ class BindingServer:
                 return self._error(request, result, fingerprint)
             key = result.key
             integrity = result.integrity
-        unknown = self._unknown_attributes(request)
+        unknown = self._unknown_attributes(request, local, stream)
         if unknown:
             counts[Outcome.UNKNOWN_ATTRIBUTE] += 1
             rejected = Rejected(
                 420, Outcome.UNKNOWN_ATTRIBUTE, (UnknownAttributes(unknown),), key, integrity
             )
             return self._error(request, rejected, fingerprint)
+        if (
+            discovery
+            and key is None
+            and not self._discovery_limiter.allow(source_key(remote.host), now)
+        ):
+            counts[Outcome.DISCOVERY_RATE_LIMITED] += 1
+            return None
+        if discovery and not stream:
+            response_port = request.get(ResponsePort)
+            if response_port is not None and response_port.port == 0:
+                counts[Outcome.BAD_RESPONSE_PORT] += 1
+                rejected = Rejected(400, Outcome.BAD_RESPONSE_PORT, (), key, integrity)
+                return self._error(request, rejected, fingerprint)
         counts[Outcome.ANSWERED] += 1
+        if self._behavior is not None and local is not None and not request.is_classic:
+            return self._discovery_success(
+                request, len(data), local, remote, stream, (key, integrity, fingerprint)
+            )
         if request.is_classic:
             answer: tuple[Attribute, ...] = (MappedAddress(remote),)
         elif key is None:
@@ -625,12 +739,51 @@ class BindingServer:
         crc = crc32_fingerprint(covered)
         return covered + _FINGERPRINT_ATTRIBUTE.pack(AttrType.FINGERPRINT, 4, crc)
 
-    @staticmethod
-    def _unknown_attributes(request: Message) -> tuple[int, ...]:
-        """Comprehension-required types to list in a 420, each once, in the request's order."""
+    def _discovery_success(
+        self,
+        request: Message,
+        request_size: int,
+        local: Address,
+        remote: Address,
+        stream: bool,
+        protection: tuple[bytes | None, Integrity, bool],
+    ) -> bytes | Datagram:
+        """A success response with RFC 5780's attributes, from the socket and to the port the
+        request asked for (:mod:`stun.behavior`)."""
+        behavior = self._behavior
+        assert behavior is not None
+        plan = None if stream else plan_answer(behavior, request, local, remote)
+        extra = plan.attributes if plan is not None else stream_attributes(behavior, local)
+        answer: list[Attribute] = [XorMappedAddress(remote), *extra, *self._software]
+        key, integrity, fingerprint = protection
+        encoded = request.success_response(answer).encode(
+            key=key, integrity=integrity, fingerprint=fingerprint
+        )
+        if request.has(Padding):
+            limit = self.config.padded_size if key is not None else request_size
+            answer.append(padding_for(len(encoded), min(limit, self.config.padded_size)))
+            encoded = request.success_response(answer).encode(
+                key=key, integrity=integrity, fingerprint=fingerprint
+            )
+        if plan is None or (plan.local == local and plan.remote == remote):
+            return encoded
+        return Datagram(encoded, plan.local, plan.remote)
+
+    def _unknown_attributes(
+        self, request: Message, local: Address | None, stream: bool
+    ) -> tuple[int, ...]:
+        """Comprehension-required types to list in a 420, each once, in the request's order: the
+        RFC 5780 ones too, unless this server does behaviour discovery on the socket ``local``
+        (over TCP and TLS it honours PADDING alone)."""
         unknown = list(request.unknown_required)
+        unhonoured = _UNHONOURED
+        if self._behavior is not None and not request.is_classic:
+            if stream:
+                unhonoured = _UNHONOURED_ON_STREAMS
+            elif local in self._behavior_sockets:
+                unhonoured = frozenset()
         for attribute in request.attributes:
-            if type(attribute) in _UNHONOURED:
+            if type(attribute) in unhonoured:
                 unknown.append(attribute.attr_type)
         return tuple(dict.fromkeys(unknown)) if unknown else ()
 
@@ -649,9 +802,9 @@ class BindingServer:
         self, data: bytes, local: Address | None, remote: Address, now: float
     ) -> None:
         """Feed one datagram; its response, if any, waits in :meth:`datagrams_to_send`."""
-        response = self.respond(data, local, remote, now)
+        response = self.answer(data, local, remote, now)
         if response is not None:
-            self._outgoing.append(Datagram(response, local, remote))
+            self._outgoing.append(response)
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         """Drain the responses waiting to be sent."""

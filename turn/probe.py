@@ -50,7 +50,7 @@ from stun.client import Authentication, ClientConfig
 from stun.errors import LocalProtocolError
 from stun.explain import Explanation
 from stun.integrity import PasswordAlgorithmId
-from stun.probe import Progress, resolve_target, scaled_schedule
+from stun.probe import Progress, address_json, resolve_target, scaled_schedule
 
 from .aio import TurnClient
 from .attributes import TransportProtocol
@@ -170,7 +170,7 @@ class TurnProbeReport:
             "ok": self.ok,
             "uri": self.uri,
             "transport": self.transport,
-            "server": _address_json(self.server),
+            "server": address_json(self.server),
             "credentials": {
                 "kind": self.credentials.kind,
                 "username": self.credentials.username,
@@ -181,8 +181,8 @@ class TurnProbeReport:
                 else [],
                 "userhash": auth.userhash if auth else None,
             },
-            "relayed_address": _address_json(self.relayed),
-            "mapped_address": _address_json(self.mapped),
+            "relayed_address": address_json(self.relayed),
+            "mapped_address": address_json(self.mapped),
             "lifetime_s": self.lifetime,
             "relay_rtt_ms": round(rtt * 1000, 3) if rtt is not None else None,
             "round_trips": len(self.rtts),
@@ -250,10 +250,6 @@ def _algorithm(number: int) -> str:
         return _ALGORITHM_NAMES[PasswordAlgorithmId(number)]
     except ValueError:
         return f"algorithm {number}"
-
-
-def _address_json(address: Address | None) -> dict[str, Any] | None:
-    return None if address is None else {"host": address.host, "port": address.port}
 
 
 class TurnProbe:

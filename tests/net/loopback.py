@@ -98,6 +98,25 @@ def twin_port(host: str, attempts: int = 50) -> int:
     raise OSError(f"no port free for both TCP and UDP on {host} in {attempts} tries")
 
 
+def free_port_pair(hosts: tuple[str, ...] = ("127.0.0.1", "127.0.0.2")) -> int:
+    """A port P with P and P + 1 free over UDP and TCP on every one of ``hosts`` a moment ago:
+    for an RFC 5780 server, whose alternate port is P + 1."""
+    for _ in range(50):
+        port = closed_port(hosts[0])
+        if port >= 65535:
+            continue
+        try:
+            for host in hosts:
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    for candidate in (port, port + 1):
+                        with socket.socket(socket.AF_INET, kind) as check:
+                            check.bind((host, candidate))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no free pair of ports on loopback")
+
+
 async def udp_exchange(sock: socket.socket, data: bytes, server: Address) -> bytes:
     """Send one datagram from ``sock`` and return the first datagram that comes back."""
     loop = asyncio.get_running_loop()

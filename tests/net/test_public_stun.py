@@ -17,7 +17,10 @@ import pytest
 
 from stun import LocalProtocolError, TransactionTimeout
 from stun.aio import Transport, binding
+from stun.aio_discovery import discover_nat
 from stun.client import BindingResult
+from stun.discovery_results import DiscoveryConfig
+from stun.public_servers import PUBLIC_SERVERS as LISTED
 
 from .loopback import run
 
@@ -29,11 +32,16 @@ pytestmark = [
     ),
 ]
 
-#: Servers and the transports they are known to serve (Google's answers UDP only).
+#: The built-in list of ``icestack stun --public`` (stun.public_servers), each server over every
+#: transport it is known to serve.
 PUBLIC_SERVERS = [
-    pytest.param("stun.l.google.com", 19302, "udp", id="google-udp"),
-    pytest.param("stun.cloudflare.com", 3478, "udp", id="cloudflare-udp"),
-    pytest.param("stun.cloudflare.com", 3478, "tcp", id="cloudflare-tcp"),
+    pytest.param(entry.host, entry.port, transport, id=f"{entry.name}-{transport}")
+    for entry in LISTED
+    for transport in entry.transports
+]
+#: The listed servers that say they do RFC 5780 behaviour discovery.
+RFC5780_SERVERS = [
+    pytest.param(entry.host, entry.port, id=entry.name) for entry in LISTED if entry.rfc5780
 ]
 #: What an unreachable network looks like to a socket.
 UNREACHABLE = frozenset((errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.ECONNREFUSED))
@@ -71,3 +79,16 @@ def test_public_server_reports_our_reflexive_address(
     assert 0 < result.mapped_address.port <= 65535
     assert result.rtt >= 0
     assert "XOR-MAPPED-ADDRESS (RFC 5389/8489)" in result.features
+
+
+@pytest.mark.parametrize(("host", "port"), RFC5780_SERVERS)
+def test_rfc5780_server_gives_mapping_and_filtering_verdicts(host: str, port: int) -> None:
+    result = probe(host, port, "udp")  # skips, saying why, when offline
+    if result.other_address is None:
+        pytest.skip(f"{host}:{port} sent no OTHER-ADDRESS today: it does not do RFC 5780 now")
+    found = run(
+        discover_nat(host, port, config=DiscoveryConfig(), family=socket.AF_INET), timeout=60
+    )
+    assert found.mapped_address is not None
+    assert found.mapping.verdict is not None, found.mapping.reason
+    assert found.filtering.verdict is not None, found.filtering.reason

@@ -9,9 +9,11 @@ Run ``python bench/codec.py``; it prints ``name value unit`` lines:
 - ``decode_response``: decode a Binding success response (XOR-MAPPED-ADDRESS,
   MESSAGE-INTEGRITY, FINGERPRINT), verify both, read the address.
 
-Each workload runs in repeated timed loops and reports the best loop (timeit's advice: the
-minimum is the least disturbed measurement), as ``codec_<workload>_icestack``, ``_aioice`` (ops/s)
-and ``_ratio`` (ours / aioice). ``--profile`` also prints where our side spends its time.
+Each workload runs in repeated rounds, each timing our loop then aioice's (CPU time of the
+thread, so both sides see the same load on a shared machine), and reports each side's best loop
+(timeit's advice: the minimum is the least disturbed measurement), as
+``codec_<workload>_icestack``, ``_aioice`` (ops/s) and ``_ratio`` (ours / aioice).
+``--profile`` also prints where our side spends its time.
 """
 
 from __future__ import annotations
@@ -145,25 +147,36 @@ def check_equivalence() -> None:
 # --------------------------------------------------------------------------- timing
 
 
-def ops_per_second(function: Callable[[], object], repeats: int, target: float) -> float:
-    """Best of ``repeats`` loops, each sized to take about ``target`` seconds."""
+def loops_for(function: Callable[[], object], target: float) -> int:
+    """How many calls take about ``target`` seconds of CPU (calibrated like timeit)."""
     loops = 1
-    while True:  # calibrate like timeit: grow the loop until it takes a measurable time
-        start = time.perf_counter()
-        for _ in range(loops):
-            function()
-        elapsed = time.perf_counter() - start
+    while True:
+        elapsed = timed(function, loops)
         if elapsed >= target / 5:
-            break
+            return max(1, int(loops * target / elapsed))
         loops *= 2
-    loops = max(1, int(loops * target / elapsed))
-    best = float("inf")
+
+
+def timed(function: Callable[[], object], loops: int) -> float:
+    """CPU seconds of this thread for ``loops`` calls: time the scheduler gave to other
+    processes on a shared machine is not counted."""
+    start = time.thread_time()
+    for _ in range(loops):
+        function()
+    return time.thread_time() - start
+
+
+def interleaved_rates(
+    ours: Callable[[], object], theirs: Callable[[], object], repeats: int, target: float
+) -> tuple[float, float]:
+    """Best ops/s of each side over ``repeats`` rounds, each round timing ours then theirs, so
+    both sides see the same machine load."""
+    our_loops, their_loops = loops_for(ours, target), loops_for(theirs, target)
+    our_best = their_best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(loops):
-            function()
-        best = min(best, time.perf_counter() - start)
-    return loops / best
+        our_best = min(our_best, timed(ours, our_loops))
+        their_best = min(their_best, timed(theirs, their_loops))
+    return our_loops / our_best, their_loops / their_best
 
 
 def profile(function: Callable[[], object], calls: int) -> None:
@@ -178,14 +191,13 @@ def profile(function: Callable[[], object], calls: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed loops per measurement")
+    parser.add_argument("--repeats", type=int, default=9, help="timed loops per measurement")
     parser.add_argument("--target", type=float, default=0.2, help="seconds per timed loop")
     parser.add_argument("--profile", action="store_true", help="cProfile our side afterwards")
     args = parser.parse_args()
     check_equivalence()
     for name, (ours, theirs) in WORKLOADS.items():
-        ours_rate = ops_per_second(ours, args.repeats, args.target)
-        theirs_rate = ops_per_second(theirs, args.repeats, args.target)
+        ours_rate, theirs_rate = interleaved_rates(ours, theirs, args.repeats, args.target)
         print(f"codec_{name}_icestack {ours_rate:.0f} ops/s")
         print(f"codec_{name}_aioice {theirs_rate:.0f} ops/s")
         print(f"codec_{name}_ratio {ours_rate / theirs_rate:.2f} x", flush=True)

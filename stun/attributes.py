@@ -15,10 +15,13 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Self, TypeVar
 
 from .address import Address, AddressFamily, pack_host, unpack_host
 from .errors import DecodeError, LocalProtocolError
+
+if TYPE_CHECKING:
+    from .layout import Layout
 
 MAGIC_COOKIE = 0x2112A442
 _COOKIE_BYTES = MAGIC_COOKIE.to_bytes(4, "big")
@@ -82,6 +85,10 @@ class Attribute:
     __slots__ = ()
     TYPE: ClassVar[int]
     NAME: ClassVar[str]
+    #: The value lengths :meth:`decode_value` accepts, when it accepts *any* bytes of those
+    #: lengths; ``None`` when the bytes themselves must be checked. For such an attribute,
+    #: :meth:`stun.Message.decode` checks the length and builds the value when first read.
+    WIRE_SIZES: ClassVar[frozenset[int] | None] = None
 
     def encode_value(self, transaction_id: bytes) -> bytes:
         """The value bytes (no header, no padding). XOR attributes need the transaction ID."""
@@ -99,6 +106,12 @@ class Attribute:
 
 
 _REGISTRY: dict[int, type[Attribute]] = {}
+#: The registered classes' type codes: ``_TYPE_OF[Priority] == 0x0024``.
+_TYPE_OF: dict[type[Attribute], int] = {}
+#: ``WIRE_SIZES`` of the registered classes that have them, by type code.
+_LAZY_SIZES: dict[int, frozenset[int]] = {}
+#: ``stun.layout``'s cache of message layouts, emptied when the registry changes.
+_LAYOUT_CACHE: dict[tuple[int, int], Layout] = {}
 A = TypeVar("A", bound=type[Attribute])
 
 
@@ -110,6 +123,10 @@ def register_attribute(cls: A) -> A:
     if "NAME" not in cls.__dict__:
         cls.NAME = getattr(cls.TYPE, "name", f"0x{cls.TYPE:04X}").replace("_", "-")
     _REGISTRY[cls.TYPE] = cls
+    _TYPE_OF[cls] = cls.TYPE
+    if cls.WIRE_SIZES is not None:
+        _LAZY_SIZES[cls.TYPE] = cls.WIRE_SIZES
+    _LAYOUT_CACHE.clear()
     return cls
 
 
@@ -207,11 +224,13 @@ class XorAddressAttribute(Attribute):
     @classmethod
     def decode_value(cls, value: bytes, transaction_id: bytes) -> Self:
         family, port, packed = _decode_address(cls, value)
-        size = len(packed)
-        clear = (int.from_bytes(packed, "big") ^ _xor_mask(family, transaction_id)).to_bytes(
-            size, "big"
-        )
-        return cls(Address(unpack_host(clear), port ^ 0x2112))
+        if family == _IPV4:
+            a, b, c, d = packed
+            host = f"{a ^ 0x21}.{b ^ 0x12}.{c ^ 0xA4}.{d ^ 0x42}"  # XOR with the magic cookie
+        else:
+            clear = int.from_bytes(packed, "big") ^ _xor_mask(family, transaction_id)
+            host = unpack_host(clear.to_bytes(16, "big"))
+        return cls(Address(host, port ^ 0x2112))
 
 
 @register_attribute
@@ -340,6 +359,7 @@ class Userhash(_BytesAttribute):
 
     TYPE = AttrType.USERHASH
     SIZES = (32,)
+    WIRE_SIZES = frozenset(SIZES)
 
 
 @register_attribute
@@ -349,6 +369,7 @@ class MessageIntegrity(_BytesAttribute):
 
     TYPE = AttrType.MESSAGE_INTEGRITY
     SIZES = (20,)
+    WIRE_SIZES = frozenset(SIZES)
 
 
 @register_attribute
@@ -358,6 +379,7 @@ class MessageIntegritySha256(_BytesAttribute):
 
     TYPE = AttrType.MESSAGE_INTEGRITY_SHA256
     SIZES = (16, 20, 24, 28, 32)
+    WIRE_SIZES = frozenset(SIZES)
 
 
 @register_attribute
@@ -377,6 +399,7 @@ class Fingerprint(Attribute):
     """FINGERPRINT (RFC 8489 §14.7): CRC-32 of the message XOR 0x5354554E."""
 
     TYPE = AttrType.FINGERPRINT
+    WIRE_SIZES = frozenset({4})
     crc: int
 
     def encode_value(self, transaction_id: bytes) -> bytes:
@@ -395,6 +418,7 @@ class Priority(Attribute):
     """PRIORITY (RFC 8445 §7.1.1): the priority a peer-reflexive candidate would get."""
 
     TYPE = AttrType.PRIORITY
+    WIRE_SIZES = frozenset({4})
     value: int
 
     def encode_value(self, transaction_id: bytes) -> bytes:
@@ -415,6 +439,7 @@ class UseCandidate(Attribute):
     """USE-CANDIDATE (RFC 8445 §7.1.2): the controlling agent nominates this pair."""
 
     TYPE = AttrType.USE_CANDIDATE
+    WIRE_SIZES = frozenset({0})
 
     def encode_value(self, transaction_id: bytes) -> bytes:
         return b""
@@ -429,6 +454,7 @@ class UseCandidate(Attribute):
 @dataclass(frozen=True, slots=True)
 class _TieBreakerAttribute(Attribute):
     tie_breaker: int
+    WIRE_SIZES = frozenset({8})
 
     def encode_value(self, transaction_id: bytes) -> bytes:
         if not 0 <= self.tie_breaker <= 0xFFFFFFFFFFFFFFFF:
@@ -464,6 +490,7 @@ class ChangeRequest(Attribute):
     """CHANGE-REQUEST (RFC 5780 §7.2): ask the server to answer from another IP and/or port."""
 
     TYPE = AttrType.CHANGE_REQUEST
+    WIRE_SIZES = frozenset({4})
     change_ip: bool = False
     change_port: bool = False
 
@@ -484,6 +511,7 @@ class ResponsePort(Attribute):
     """RESPONSE-PORT (RFC 5780 §7.5): the port the response should be sent to."""
 
     TYPE = AttrType.RESPONSE_PORT
+    WIRE_SIZES = frozenset({4})
     port: int
 
     def encode_value(self, transaction_id: bytes) -> bytes:

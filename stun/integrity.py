@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import enum
-import functools
 import hashlib
 import hmac
 import stringprep
@@ -155,37 +154,49 @@ _INNER_PAD = bytes(x ^ 0x36 for x in range(256))
 _OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
 
 
-@functools.lru_cache(maxsize=1024)
+#: Keyed HMAC states per digest, by key; emptied when it reaches _MAX_KEYS.
+_KEYED: dict[str, dict[bytes, tuple[hashlib._Hash, hashlib._Hash]]] = {"sha1": {}, "sha256": {}}
+_MAX_KEYS = 1024
+_SHA1_KEYED = _KEYED["sha1"]
+_SHA256_KEYED = _KEYED["sha256"]
+
+
 def _keyed(key: bytes, digest: str) -> tuple[hashlib._Hash, hashlib._Hash]:
     """The HMAC inner and outer hashes with the padded key already absorbed (RFC 2104 §2).
 
     Cached per key: copying them costs less than keying a new HMAC for every message.
     """
-    if len(key) > _BLOCK_SIZE:
-        key = hashlib.new(digest, key).digest()
-    key = key.ljust(_BLOCK_SIZE, b"\x00")
-    return hashlib.new(digest, key.translate(_INNER_PAD)), hashlib.new(
-        digest, key.translate(_OUTER_PAD)
-    )
+    cache = _KEYED[digest]
+    states = cache.get(key)
+    if states is None:
+        padded = hashlib.new(digest, key).digest() if len(key) > _BLOCK_SIZE else key
+        padded = padded.ljust(_BLOCK_SIZE, b"\x00")
+        states = (
+            hashlib.new(digest, padded.translate(_INNER_PAD)),
+            hashlib.new(digest, padded.translate(_OUTER_PAD)),
+        )
+        if len(cache) >= _MAX_KEYS:
+            cache.clear()
+        cache[key] = states
+    return states
 
 
-def _hmac(key: bytes, digest: str, data: bytes | bytearray) -> bytes:
-    inner, outer = _keyed(key, digest)
-    inner = inner.copy()
+def _hmac(states: tuple[hashlib._Hash, hashlib._Hash], data: bytes | bytearray) -> bytes:
+    inner = states[0].copy()
     inner.update(data)
-    outer = outer.copy()
+    outer = states[1].copy()
     outer.update(inner.digest())
     return outer.digest()
 
 
 def hmac_sha1(key: bytes, data: bytes | bytearray) -> bytes:
     """HMAC-SHA1 as MESSAGE-INTEGRITY uses it (RFC 8489 §14.5)."""
-    return _hmac(key, "sha1", data)
+    return _hmac(_SHA1_KEYED.get(key) or _keyed(key, "sha1"), data)
 
 
 def hmac_sha256(key: bytes, data: bytes | bytearray) -> bytes:
     """HMAC-SHA256 as MESSAGE-INTEGRITY-SHA256 uses it (RFC 8489 §14.6)."""
-    return _hmac(key, "sha256", data)
+    return _hmac(_SHA256_KEYED.get(key) or _keyed(key, "sha256"), data)
 
 
 def fingerprint(data: bytes | bytearray) -> int:

@@ -7,37 +7,43 @@ MESSAGE-INTEGRITY-SHA256 and FINGERPRINT itself so they are always last and in t
 A decoded message remembers the bytes it came from, because integrity and fingerprint are checked
 over the bytes *as received* (padding included) and the key to check with depends on attributes in
 the message (USERNAME, REALM), so checking is a separate step: :meth:`Message.check_integrity`.
+
+Decoding checks everything at once, but builds the typed value of an attribute whose validity is a
+matter of length alone (``Attribute.WIRE_SIZES``: PRIORITY, ICE-CONTROLLING, FINGERPRINT, ...) only
+when :meth:`Message.get` or :attr:`Message.attributes` first reads it: what a receiver never reads
+costs one length check.
 """
 
 from __future__ import annotations
 
 import enum
 import struct
+import zlib
 from collections.abc import Iterable
 from typing import TypeVar
 
 from .attributes import (
     _REGISTRY,
+    _TYPE_OF,
     MAGIC_COOKIE,
     Attribute,
     AttrType,
     ErrorCode,
-    UnknownAttribute,
     UnknownAttributes,
     attribute_name,
 )
 from .errors import ClassicStunError, DecodeError, LocalProtocolError
-from .integrity import constant_time_equal, fingerprint, hmac_sha1, hmac_sha256
+from .integrity import FINGERPRINT_XOR, constant_time_equal, hmac_sha1, hmac_sha256
+from .layout import _SECURITY_TYPES, Layout, layout_of
+from .layout import HEADER_SIZE as HEADER_SIZE
 from .randomness import RandomSource, default_random, random_bytes
 
-HEADER_SIZE = 20
 _HEADER = struct.Struct("!HHI12s")
 _ATTRIBUTE_HEADER = struct.Struct("!HH")
 
 _MI = AttrType.MESSAGE_INTEGRITY
 _MI256 = AttrType.MESSAGE_INTEGRITY_SHA256
 _FP = AttrType.FINGERPRINT
-_SECURITY_TYPES = frozenset((_MI, _MI256, _FP))
 
 AttributeT = TypeVar("AttributeT", bound=Attribute)
 
@@ -113,11 +119,10 @@ class Message:
     """
 
     __slots__ = (
-        "_fingerprint_at",
-        "_integrity_at",
+        "_attributes",
+        "_layout",
         "_raw",
-        "_sha256_at",
-        "attributes",
+        "_values",
         "cookie",
         "ignored_count",
         "message_class",
@@ -142,7 +147,11 @@ class Message:
         self.method = method
         self.message_class = message_class
         self.transaction_id = transaction_id
-        self.attributes: list[Attribute] = list(attributes)
+        self._attributes: list[Attribute] | None = list(attributes)
+        # A decoded message keeps its attributes as its layout and their values (None until
+        # first read) until the list is asked for.
+        self._layout: Layout | None = None
+        self._values: list[Attribute | None] = []
         #: The magic cookie field; anything else marks an RFC 3489 message (decoded with
         #: ``allow_classic=True``), whose 128-bit transaction ID is ``cookie`` + ``transaction_id``.
         self.cookie = cookie
@@ -152,9 +161,6 @@ class Message:
         #: How many attributes after MESSAGE-INTEGRITY(-SHA256) were ignored (RFC 8489 §14.5).
         self.ignored_count = 0
         self._raw: bytes | None = None
-        self._integrity_at = -1
-        self._sha256_at = -1
-        self._fingerprint_at = -1
 
     # ------------------------------------------------------------------ access
 
@@ -163,8 +169,49 @@ class Message:
         """Whether this is an RFC 3489 message (no magic cookie)."""
         return self.cookie != MAGIC_COOKIE
 
+    @property
+    def attributes(self) -> list[Attribute]:
+        """The attributes in wire order (MESSAGE-INTEGRITY and FINGERPRINT included when decoded).
+
+        A list the caller may change; once it has been read, :meth:`get` looks in it.
+        """
+        attributes = self._attributes
+        if attributes is None:
+            attributes = self._attributes = [
+                self._value_at(index) for index in range(len(self._values))
+            ]
+        return attributes
+
+    @attributes.setter
+    def attributes(self, attributes: list[Attribute]) -> None:
+        self._attributes = attributes
+
+    def _value_at(self, index: int) -> Attribute:
+        """The typed value of the ``index``-th attribute of a decoded message, built once."""
+        value = self._values[index]
+        if value is None:
+            layout = self._layout
+            raw = self._raw
+            assert layout is not None and raw is not None
+            # decode() checked the length, the only thing this class's decoder checks.
+            value = self._values[index] = _REGISTRY[layout.codes[index]].decode_value(
+                raw[layout.starts[index] : layout.ends[index]], self.transaction_id
+            )
+        return value
+
     def get(self, kind: type[AttributeT]) -> AttributeT | None:
         """The first attribute of this class, or ``None``."""
+        if self._attributes is None:
+            code = _TYPE_OF.get(kind)
+            if code is not None:
+                assert self._layout is not None
+                index = self._layout.index.get(code)
+                if index is None:
+                    return None
+                value = self._values[index]
+                if value is None:
+                    value = self._value_at(index)
+                return value  # type: ignore[return-value]
         for attribute in self.attributes:
             if type(attribute) is kind:
                 return attribute
@@ -176,6 +223,11 @@ class Message:
 
     def has(self, kind: type[Attribute]) -> bool:
         """Whether an attribute of this class is present."""
+        if self._attributes is None:
+            code = _TYPE_OF.get(kind)
+            if code is not None:
+                assert self._layout is not None
+                return code in self._layout.index
         return self.get(kind) is not None
 
     @property
@@ -311,7 +363,7 @@ class Message:
                 buffer += pack_attribute(_MI256, sha256_length) + mac
             _LENGTH.pack_into(buffer, 2, length)
         if fingerprint:
-            buffer += _FP_HEADER + _FINGERPRINT_VALUE.pack(_crc(buffer))
+            buffer += _FP_HEADER + _FINGERPRINT_VALUE.pack(_crc(buffer) ^ FINGERPRINT_XOR)
         return bytes(buffer)
 
     # ------------------------------------------------------------------ decode
@@ -343,68 +395,18 @@ class Message:
                 "pass allow_classic=True to accept it"
             )
         method, message_class = _TYPE_TABLE.get(type_field) or split_message_type(type_field)
-        attributes: list[Attribute] = []
-        unknown_required: list[int] = []
-        ignored = 0
-        protected = False
-        integrity_at = sha256_at = fingerprint_at = -1
-        offset = HEADER_SIZE
-        unpack_attribute = _ATTRIBUTE_HEADER.unpack_from
-        registry_get = _REGISTRY.get
-        security_types = _SECURITY_TYPES
-        append = attributes.append
-        # Every attribute ends on a 4-byte boundary and so does the message: a header always fits.
-        while offset < size:
-            attr_type, attr_length = unpack_attribute(data, offset)
-            start = offset + 4
-            end = start + attr_length
-            next_offset = end + (-attr_length & 3)
-            if next_offset > size:
-                raise DecodeError(
-                    f"attribute {attribute_name(attr_type)} at offset {offset}: "
-                    f"length {attr_length} runs past the end of the message"
-                )
-            if attr_type in security_types:
-                if attr_type == _FP:
-                    if next_offset < size:
-                        following = unpack_attribute(data, next_offset)[0]
-                        raise DecodeError(
-                            f"attribute {attribute_name(following)} after FINGERPRINT"
-                        )
-                    fingerprint_at = offset
-                elif attr_type == _MI256 and sha256_at < 0:
-                    sha256_at = offset
-                elif not protected:
-                    integrity_at = offset
-                else:  # a second MESSAGE-INTEGRITY(-SHA256), or SHA-1 after SHA-256
-                    ignored += 1
-                    offset = next_offset
-                    continue
-                protected = True
-            elif protected:
-                ignored += 1
-                offset = next_offset
-                continue
-            kind = registry_get(attr_type)
-            if kind is None:
-                append(UnknownAttribute(attr_type, data[start:end]))
-                if attr_type < 0x8000:
-                    unknown_required.append(attr_type)
-            else:
-                append(kind.decode_value(data[start:end], transaction_id))
-            offset = next_offset
+        layout, values = layout_of(data, type_field, length, transaction_id)
         message = cls.__new__(cls)
         message.method = method
         message.message_class = message_class
         message.transaction_id = transaction_id
         message.cookie = cookie
-        message.attributes = attributes
-        message.unknown_required = tuple(unknown_required)
-        message.ignored_count = ignored
+        message.unknown_required = layout.unknown_required
+        message.ignored_count = layout.ignored_count
+        message._attributes = None
+        message._layout = layout
+        message._values = values
         message._raw = data
-        message._integrity_at = integrity_at
-        message._sha256_at = sha256_at
-        message._fingerprint_at = fingerprint_at
         return message
 
     # ------------------------------------------------------------------ verification
@@ -417,9 +419,15 @@ class Message:
         return self._raw
 
     @property
+    def has_fingerprint(self) -> bool:
+        """Whether the received message ends with FINGERPRINT (not whether it matches)."""
+        return self._layout is not None and self._layout.fingerprint_at >= 0
+
+    @property
     def has_integrity(self) -> bool:
         """Whether the received message carried MESSAGE-INTEGRITY or MESSAGE-INTEGRITY-SHA256."""
-        return self._integrity_at >= 0 or self._sha256_at >= 0
+        layout = self._layout
+        return layout is not None and (layout.integrity_at >= 0 or layout.sha256_at >= 0)
 
     def check_integrity(self, key: bytes) -> bool:
         """Verify the received message's integrity with ``key`` (RFC 8489 §9.1.4, §9.2.4).
@@ -430,26 +438,29 @@ class Message:
         the comparison is constant-time.
         """
         raw = self._received()
-        at = self._sha256_at
+        layout = self._layout
+        assert layout is not None
+        at = layout.sha256_at
         if at >= 0:
             size = raw[at + 3]  # 16 to 32, as decode() checked: the length's high byte is zero
-            covered = raw[:2] + _LENGTH.pack(at - HEADER_SIZE + 4 + size) + raw[4:at]
+            covered = raw[:2] + layout.sha256_length + raw[4:at]
             claimed = raw[at + 4 : at + 4 + size]
             return constant_time_equal(hmac_sha256(key, covered)[:size], claimed)
-        at = self._integrity_at
+        at = layout.integrity_at
         if at >= 0:
-            covered = raw[:2] + _LENGTH.pack(at - HEADER_SIZE + 24) + raw[4:at]
+            covered = raw[:2] + layout.sha1_length + raw[4:at]
             return constant_time_equal(hmac_sha1(key, covered), raw[at + 4 : at + 24])
         return False
 
     def check_fingerprint(self) -> bool:
         """Whether the received message has a FINGERPRINT and it matches (RFC 8489 §14.7)."""
         raw = self._received()
-        at = self._fingerprint_at
+        assert self._layout is not None
+        at = self._layout.fingerprint_at
         if at < 0:
             return False
         claimed: int = _FINGERPRINT_VALUE.unpack_from(raw, at + 4)[0]
-        return claimed == _crc(raw[:at])
+        return claimed == zlib.crc32(raw[:at]) ^ FINGERPRINT_XOR
 
 
 _LENGTH = struct.Struct("!H")
@@ -459,7 +470,7 @@ _FP_HEADER = _ATTRIBUTE_HEADER.pack(_FP, 4)
 _TYPE_FIELDS: dict[tuple[int, int], int] = {
     (m, c): message_type(m, c) for m in Method for c in MessageClass
 }
-_crc = fingerprint
+_crc = zlib.crc32
 _METHOD_VALUES = frozenset(int(m) for m in Method)
 _SHA1_ONLY = Integrity.SHA1
 _SHA256_ONLY = Integrity.SHA256

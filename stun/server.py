@@ -57,7 +57,6 @@ from .attributes import (
     Attribute,
     AttrType,
     ChangeRequest,
-    Fingerprint,
     MappedAddress,
     MessageIntegritySha256,
     Nonce,
@@ -664,14 +663,13 @@ class BindingServer:
         if request.method != Method.BINDING:
             counts[Outcome.UNSUPPORTED_METHOD] += 1
             return None
-        attributes = request.attributes
-        fingerprint = bool(attributes) and type(attributes[-1]) is Fingerprint
+        fingerprint = request.has_fingerprint
         if fingerprint and not request.check_fingerprint():
             counts[Outcome.BAD_FINGERPRINT] += 1
             return None
         key = None
         integrity = Integrity.SHA1
-        discovery = self._behavior is not None and _uses_discovery(attributes)
+        discovery = self._behavior is not None and _uses_discovery(request.attributes)
         if self._authenticator is not None and (discovery or not self._auth_discovery_only):
             result = self._authenticator.authenticate(request, remote, now)
             if isinstance(result, Rejected):

@@ -109,6 +109,7 @@ class _FamilyAttribute(Attribute):
     """A family byte and three reserved bytes (RFC 8656 §18.6, §18.11)."""
 
     family: int
+    WIRE_SIZES = frozenset({4})
 
     def encode_value(self, transaction_id: bytes) -> bytes:
         _check_range(type(self), "family", self.family, 0xFF)
@@ -147,6 +148,7 @@ class ChannelNumber(Attribute):
     """CHANNEL-NUMBER (RFC 8656 §18.1): a channel number and two reserved bytes."""
 
     TYPE = TurnAttrType.CHANNEL_NUMBER
+    WIRE_SIZES = frozenset({4})
     number: int
 
     def encode_value(self, transaction_id: bytes) -> bytes:
@@ -162,6 +164,7 @@ class ChannelNumber(Attribute):
 @dataclass(frozen=True, slots=True)
 class _U32Attribute(Attribute):
     value: int
+    WIRE_SIZES = frozenset({4})
 
     def encode_value(self, transaction_id: bytes) -> bytes:
         _check_range(type(self), "value", self.value, 0xFFFFFFFF)
@@ -195,6 +198,7 @@ class RequestedTransport(Attribute):
     """REQUESTED-TRANSPORT (RFC 8656 §18.8): the relay protocol wanted, UDP (17) or TCP (6)."""
 
     TYPE = TurnAttrType.REQUESTED_TRANSPORT
+    WIRE_SIZES = frozenset({4})
     protocol: int = TransportProtocol.UDP
 
     def encode_value(self, transaction_id: bytes) -> bytes:
@@ -216,6 +220,7 @@ class EvenPort(Attribute):
     """
 
     TYPE = TurnAttrType.EVEN_PORT
+    WIRE_SIZES = frozenset({1})
     reserve: bool = False
 
     def encode_value(self, transaction_id: bytes) -> bytes:
@@ -233,6 +238,7 @@ class DontFragment(Attribute):
     """DONT-FRAGMENT (RFC 8656 §18.9): set the DF bit on datagrams relayed to peers."""
 
     TYPE = TurnAttrType.DONT_FRAGMENT
+    WIRE_SIZES = frozenset({0})
 
     def encode_value(self, transaction_id: bytes) -> bytes:
         return b""
@@ -268,6 +274,7 @@ class ReservationToken(Attribute):
     """RESERVATION-TOKEN (RFC 8656 §18.10): 8 bytes naming a relayed address the server holds."""
 
     TYPE = TurnAttrType.RESERVATION_TOKEN
+    WIRE_SIZES = frozenset({8})
     token: bytes
 
     def __post_init__(self) -> None:
@@ -335,6 +342,7 @@ class Icmp(Attribute):
     """ICMP (RFC 8656 §18.13): an ICMP error a peer's network returned, in a Data indication."""
 
     TYPE = TurnAttrType.ICMP
+    WIRE_SIZES = frozenset({8})
     icmp_type: int
     icmp_code: int
     error_data: int = 0

@@ -174,6 +174,8 @@ def decode_or_reject(data: bytes) -> Message | None:
         return None
     assert isinstance(message.check_integrity(b"key"), bool)
     assert isinstance(message.check_fingerprint(), bool)
+    for kind in REGISTERED:  # values decode() left to be built when read: they must build
+        assert message.has(kind) is (message.get(kind) is not None)
     assert repr(message)
     message.error_response(420)
     return message

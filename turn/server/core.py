@@ -59,7 +59,6 @@ from stun import (
     Attribute,
     BindingServer,
     DecodeError,
-    Fingerprint,
     LocalProtocolError,
     Message,
     MessageClass,
@@ -565,8 +564,7 @@ class TurnServerCore:
         except DecodeError:
             counts[Outcome.MALFORMED] += 1
             return None
-        attributes = message.attributes
-        fingerprint = bool(attributes) and type(attributes[-1]) is Fingerprint
+        fingerprint = message.has_fingerprint
         if fingerprint and not message.check_fingerprint():
             counts[Outcome.BAD_FINGERPRINT] += 1
             return None

@@ -1,0 +1,98 @@
+"""Hypothesis properties of decoding with a cached layout and values built when read (stun.layout).
+
+A value that ``Attribute.WIRE_SIZES`` says is checked by its length alone must decode for any bytes
+of those lengths and fail for any other; and a message decoded through a layout cached from a
+similar message must decode exactly as a fresh walk does — the same attributes, counts and checks,
+or the same refusal.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stun import Attribute, DecodeError, Message
+from stun.attributes import _LAYOUT_CACHE
+
+from .test_codec_properties import (
+    FAST,
+    REGISTERED,
+    encode_options,
+    messages,
+    mutate,
+    mutation,
+    transaction_ids,
+)
+
+LENGTH_CHECKED = [kind for kind in REGISTERED if kind.WIRE_SIZES is not None]
+
+
+def test_some_attributes_are_checked_by_length_alone() -> None:
+    assert {kind.NAME for kind in LENGTH_CHECKED} >= {"PRIORITY", "ICE-CONTROLLING", "FINGERPRINT"}
+
+
+@FAST
+@given(st.data(), transaction_ids)
+def test_wire_sizes_are_exactly_the_lengths_decode_value_accepts(
+    data: st.DataObject, transaction_id: bytes
+) -> None:
+    for kind in LENGTH_CHECKED:
+        assert kind.WIRE_SIZES is not None
+        size = data.draw(st.one_of(st.sampled_from(sorted(kind.WIRE_SIZES)), st.integers(0, 40)))
+        value = data.draw(st.binary(min_size=size, max_size=size), label=kind.NAME)
+        try:
+            kind.decode_value(value, transaction_id)
+        except DecodeError:
+            assert size not in kind.WIRE_SIZES
+        else:
+            assert size in kind.WIRE_SIZES
+
+
+def outcome(data: bytes, key: bytes, read_first: list[type[Attribute]]) -> object:
+    """Everything a receiver learns from ``data``; reads ``read_first`` before the list."""
+    try:
+        message = Message.decode(data)
+    except DecodeError as error:
+        return ("refused", str(error))
+    read = [message.get(kind) for kind in read_first]
+    return (
+        read,
+        message.attributes,
+        message.ignored_count,
+        message.unknown_required,
+        message.has_integrity,
+        message.check_integrity(key),
+        message.has_fingerprint,
+        message.check_fingerprint(),
+        [message.get(kind) for kind in read_first],
+    )
+
+
+same_length_mutations = st.lists(
+    st.tuples(st.just("flip"), st.integers(0, 2**16), st.integers(0, 7)), min_size=1, max_size=3
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    messages,
+    encode_options,
+    st.one_of(same_length_mutations, st.lists(mutation, min_size=1, max_size=3)),
+    st.lists(st.sampled_from(REGISTERED), max_size=4),
+)
+def test_a_cached_layout_decodes_as_a_fresh_walk(
+    message: Message,
+    options: dict[str, object],
+    mutations: list[tuple[object, ...]],
+    read_first: list[type[Attribute]],
+) -> None:
+    original = message.encode(**options)  # type: ignore[arg-type]
+    changed = mutate(original, mutations, fix_length=True)
+    key = options.get("key")
+    key = key if isinstance(key, bytes) else b"key"
+    _LAYOUT_CACHE.clear()
+    fresh = outcome(changed, key, read_first)
+    _LAYOUT_CACHE.clear()
+    outcome(original, key, read_first)  # leaves its layout in the cache
+    assert outcome(changed, key, read_first) == fresh
+    assert outcome(changed, key, read_first) == fresh  # and from the layout it cached itself

@@ -111,7 +111,7 @@ _TYPE_OF: dict[type[Attribute], int] = {}
 #: ``WIRE_SIZES`` of the registered classes that have them, by type code.
 _LAZY_SIZES: dict[int, frozenset[int]] = {}
 #: ``stun.layout``'s cache of message layouts, emptied when the registry changes.
-_LAYOUT_CACHE: dict[tuple[int, int], Layout] = {}
+_LAYOUT_CACHE: dict[int, Layout] = {}
 A = TypeVar("A", bound=type[Attribute])
 
 

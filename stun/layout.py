@@ -3,14 +3,21 @@
 :func:`walk` checks a message's attribute framing (RFC 8489 §14: every attribute inside the
 message, nothing but MESSAGE-INTEGRITY-SHA256 and FINGERPRINT after MESSAGE-INTEGRITY, nothing
 after FINGERPRINT) and every value whose validity depends on more than its length, and returns the
-message's :class:`Layout`: type codes, offsets, and where the integrity attributes are.
+message's :class:`Layout`: type codes, where each value sits, where the integrity attributes are.
 
 Two messages whose attribute headers (types and lengths) are byte for byte the same have the same
-layout, so a layout is kept per message type and length and reused when the next message's
-headers, read in one ``struct`` call, match it — as the checks, consent checks and responses
+layout, so layouts are kept per message type and length and reused when the next message's
+headers, read in one ``struct`` call, match — as the checks, consent checks and responses
 exchanged with one peer do. Only values that must be checked byte by byte (text, addresses,
-unknown attributes) are then decoded again. The cache is bounded and any miss takes the full walk,
-so its contents change how fast a message decodes, never how it decodes.
+unknown attributes) are then decoded again.
+
+What is kept is chosen so that traffic whose shapes do not repeat (a relay's Send indications,
+whose DATA varies in length) costs no more than the walk itself: a key's first message leaves its
+layout as a candidate; the header ``struct`` is built only when the next message of that key had
+the same headers; a layout that misses more often than it hits is dropped, and a key that lost
+:data:`MAX_STRIKES` layouts is walked until it leaves the cache; past :data:`MAX_CACHED_LAYOUTS`
+keys the oldest is forgotten. Any miss takes the full walk, so the cache changes how fast a
+message decodes, never how it decodes.
 """
 
 from __future__ import annotations
@@ -35,8 +42,11 @@ _MI = AttrType.MESSAGE_INTEGRITY
 _MI256 = AttrType.MESSAGE_INTEGRITY_SHA256
 _FP = AttrType.FINGERPRINT
 _SECURITY_TYPES = frozenset((_MI, _MI256, _FP))
-#: How many layouts are kept; past it the cache starts again empty.
-MAX_CACHED_LAYOUTS = 256
+#: How many message types and lengths the cache remembers; past it the oldest is forgotten.
+MAX_CACHED_LAYOUTS = 512
+#: How many layouts a key may lose (dropped for missing more often than hitting) before the
+#: cache stops building them for it.
+MAX_STRIKES = 2
 
 #: An attribute whose value is decoded with every message: (index, class or None if unknown,
 #: type code, value start, value end).
@@ -47,67 +57,63 @@ class Layout:
     """The attribute layout of one decoded message, shared by every message with its headers."""
 
     __slots__ = (
-        "all_headers",
         "codes",
         "eager",
         "ends",
         "expected",
         "fingerprint_at",
         "headers",
+        "hits",
         "ignored_count",
-        "index",
         "integrity_at",
+        "misses",
         "sha1_length",
         "sha256_at",
         "sha256_length",
         "starts",
+        "strikes",
         "unknown_required",
+        "wire_headers",
     )
 
     def __init__(
         self,
         codes: list[int],
-        offsets: list[int],
+        starts: list[int],
         ends: list[int],
-        eager: list[EagerValue],
-        all_headers: list[tuple[int, int, int]],
+        wire_headers: list[tuple[int, int]],
     ) -> None:
         #: Type codes of the attributes kept, in wire order, and where each one's value starts
         #: and ends in the message.
-        self.codes = tuple(codes)
-        self.starts = tuple(at + 4 for at in offsets)
-        self.ends = tuple(ends)
-        #: The index of the first attribute of each type code.
-        self.index: dict[int, int] = {}
-        for position, code in enumerate(codes):
-            self.index.setdefault(code, position)
-        self.eager = tuple(eager)
+        self.codes = codes
+        self.starts = starts
+        self.ends = ends
+        #: The values decoded with every message (the others are checked by length).
+        self.eager: list[EagerValue] = []
+        #: Every attribute header (ignored ones too), as (type, length), in wire order.
+        self.wire_headers = wire_headers
         self.integrity_at = self.sha256_at = self.fingerprint_at = -1
         self.sha1_length = self.sha256_length = b""
         self.ignored_count = 0
         self.unknown_required: tuple[int, ...] = ()
-        self.all_headers = all_headers
+        #: The struct reading every attribute header in one call, once the layout is confirmed.
         self.headers: struct.Struct | None = None
         self.expected: tuple[int, ...] = ()
+        self.hits = self.misses = self.strikes = 0
 
-    def matches(self, data: bytes) -> bool:
-        """Whether ``data`` (of this layout's message type and length) has the same headers."""
-        if self.headers is None:  # built for the second message of a kind, not for every miss
-            self._compile()
-            assert self.headers is not None
-        return self.headers.unpack_from(data) == self.expected
-
-    def _compile(self) -> None:
-        """One struct that reads every attribute header (ignored ones too) in one call."""
+    def compile(self) -> None:
+        """Build the struct that reads every attribute header (ignored ones too) in one call,
+        and the list of values to decode with every message."""
+        for position, code in enumerate(self.codes):
+            start, end = self.starts[position], self.ends[position]
+            sizes = _LAZY_SIZES.get(code)
+            if sizes is None or end - start not in sizes:
+                self.eager.append((position, _REGISTRY.get(code), code, start, end))
         format_parts = ["!", f"{HEADER_SIZE}x"]
-        position = HEADER_SIZE
         expected: list[int] = []
-        for at, code, length in self.all_headers:
-            if at > position:
-                format_parts.append(f"{at - position}x")
-            format_parts.append("HH")
+        for code, length in self.wire_headers:
+            format_parts.append(f"HH{length + (-length & 3)}x")
             expected += (code, length)
-            position = at + 4
         self.headers = struct.Struct("".join(format_parts))
         self.expected = tuple(expected)
 
@@ -130,11 +136,10 @@ def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | N
     """
     size = len(data)
     codes: list[int] = []
-    offsets: list[int] = []
+    starts: list[int] = []
     ends: list[int] = []
-    eager: list[EagerValue] = []
     values: list[Attribute | None] = []
-    all_headers: list[tuple[int, int, int]] = []
+    wire_headers: list[tuple[int, int]] = []
     unknown_required: list[int] = []
     ignored = 0
     protected = False
@@ -143,7 +148,8 @@ def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | N
     unpack_attribute = _ATTRIBUTE_HEADER.unpack_from
     # Every attribute ends on a 4-byte boundary and so does the message: a header always fits.
     while offset < size:
-        attr_type, attr_length = unpack_attribute(data, offset)
+        header = unpack_attribute(data, offset)
+        attr_type, attr_length = header
         start = offset + 4
         end = start + attr_length
         next_offset = end + (-attr_length & 3)
@@ -152,7 +158,7 @@ def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | N
                 f"attribute {attribute_name(attr_type)} at offset {offset}: "
                 f"length {attr_length} runs past the end of the message"
             )
-        all_headers.append((offset, attr_type, attr_length))
+        wire_headers.append(header)
         if attr_type in _SECURITY_TYPES:
             if attr_type == _FP:
                 if next_offset < size:
@@ -172,9 +178,8 @@ def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | N
             ignored += 1
             offset = next_offset
             continue
-        index = len(codes)
         codes.append(attr_type)
-        offsets.append(offset)
+        starts.append(start)
         ends.append(end)
         sizes = _LAZY_SIZES.get(attr_type)
         if sizes is not None and attr_length in sizes:
@@ -187,32 +192,49 @@ def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | N
                     unknown_required.append(attr_type)
             else:  # raises DecodeError here and now if the value is malformed
                 values.append(kind.decode_value(data[start:end], transaction_id))
-            eager.append((index, kind, attr_type, start, end))
         offset = next_offset
-    layout = Layout(codes, offsets, ends, eager, all_headers)
-    layout.integrity_at = integrity_at
-    layout.sha256_at = sha256_at
-    layout.fingerprint_at = fingerprint_at
+    layout = Layout(codes, starts, ends, wire_headers)
     # Each MAC covers the header with its length patched to end at that MAC (§14.5-14.6).
     if integrity_at >= 0:
+        layout.integrity_at = integrity_at
         layout.sha1_length = _LENGTH.pack(integrity_at - HEADER_SIZE + 24)
     if sha256_at >= 0:
+        layout.sha256_at = sha256_at
         layout.sha256_length = _LENGTH.pack(sha256_at - HEADER_SIZE + 4 + data[sha256_at + 3])
-    layout.ignored_count = ignored
-    layout.unknown_required = tuple(unknown_required)
+    layout.fingerprint_at = fingerprint_at
+    if ignored:
+        layout.ignored_count = ignored
+    if unknown_required:
+        layout.unknown_required = tuple(unknown_required)
     return layout, values
 
 
 def layout_of(
     data: bytes, type_field: int, length: int, transaction_id: bytes
 ) -> tuple[Layout, list[Attribute | None]]:
-    """:func:`walk`, or the cached layout of an earlier message with the same headers."""
-    key = (type_field, length)
-    layout = _LAYOUT_CACHE.get(key)
-    if layout is not None and layout.matches(data):
-        return layout, layout.values_of(data, transaction_id)
+    """The cached layout of an earlier message with the same headers, or :func:`walk`'s."""
+    key = type_field << 16 | length
+    cached = _LAYOUT_CACHE.get(key)
+    if cached is not None:
+        headers = cached.headers
+        if headers is not None:
+            if headers.unpack_from(data) == cached.expected:
+                cached.hits += 1
+                return cached, cached.values_of(data, transaction_id)
+            cached.misses += 1
     layout, values = walk(data, transaction_id)
-    if len(_LAYOUT_CACHE) >= MAX_CACHED_LAYOUTS:
-        _LAYOUT_CACHE.clear()
-    _LAYOUT_CACHE[key] = layout
+    if cached is None:
+        if len(_LAYOUT_CACHE) >= MAX_CACHED_LAYOUTS:
+            del _LAYOUT_CACHE[next(iter(_LAYOUT_CACHE))]
+        _LAYOUT_CACHE[key] = layout
+    elif cached.headers is None:  # a candidate: confirmed when this message has its headers
+        if cached.wire_headers == layout.wire_headers:
+            if cached.strikes < MAX_STRIKES:
+                cached.compile()
+        else:
+            layout.strikes = cached.strikes
+            _LAYOUT_CACHE[key] = layout
+    elif cached.misses > cached.hits:  # a confirmed layout that does not pay: back to candidate
+        layout.strikes = cached.strikes + 1
+        _LAYOUT_CACHE[key] = layout
     return layout, values

@@ -205,9 +205,10 @@ class Message:
             code = _TYPE_OF.get(kind)
             if code is not None:
                 assert self._layout is not None
-                index = self._layout.index.get(code)
-                if index is None:
+                codes = self._layout.codes
+                if code not in codes:
                     return None
+                index = codes.index(code)
                 value = self._values[index]
                 if value is None:
                     value = self._value_at(index)
@@ -227,7 +228,7 @@ class Message:
             code = _TYPE_OF.get(kind)
             if code is not None:
                 assert self._layout is not None
-                return code in self._layout.index
+                return code in self._layout.codes
         return self.get(kind) is not None
 
     @property

@@ -11,8 +11,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stun import Attribute, DecodeError, Message
+from stun import Address, Attribute, DecodeError, Message, MessageClass, Method
 from stun.attributes import _LAYOUT_CACHE
+from stun.layout import MAX_CACHED_LAYOUTS, MAX_STRIKES
+from turn import Data, XorPeerAddress
 
 from .test_codec_properties import (
     FAST,
@@ -93,6 +95,48 @@ def test_a_cached_layout_decodes_as_a_fresh_walk(
     _LAYOUT_CACHE.clear()
     fresh = outcome(changed, key, read_first)
     _LAYOUT_CACHE.clear()
-    outcome(original, key, read_first)  # leaves its layout in the cache
-    assert outcome(changed, key, read_first) == fresh
-    assert outcome(changed, key, read_first) == fresh  # and from the layout it cached itself
+    outcome(original, key, read_first)  # leaves its layout in the cache as a candidate
+    outcome(original, key, read_first)  # which this confirms: the next match is a cache hit
+    for _ in range(3):  # and from the layout it caches itself, once confirmed
+        assert outcome(changed, key, read_first) == fresh
+
+
+def send_indication(data: bytes) -> bytes:
+    return Message(
+        Method.SEND,
+        MessageClass.INDICATION,
+        bytes(12),
+        [XorPeerAddress(Address("192.0.2.7", 5000)), Data(data)],
+    ).encode(fingerprint=True)
+
+
+def test_a_repeated_shape_is_decoded_through_one_confirmed_layout() -> None:
+    _LAYOUT_CACHE.clear()
+    first, second, third = (Message.decode(send_indication(b"x" * 100)) for _ in range(3))
+    assert first._layout is not second._layout  # the first leaves a candidate; the second confirms
+    assert second._layout is not third._layout
+    (cached,) = _LAYOUT_CACHE.values()
+    assert third._layout is cached and cached.headers is not None
+
+
+def test_shapes_that_do_not_repeat_stop_costing_header_structs() -> None:
+    # DATA of 97-100 bytes pads to the same message length: one key, four header sequences.
+    _LAYOUT_CACHE.clear()
+    compiled = 0
+    for round_ in range(50):
+        for size in (97, 98, 99, 100, 100, 99, 98, 97):
+            message = Message.decode(send_indication(bytes([round_]) * size))
+            assert message.get(Data) == Data(bytes([round_]) * size)
+            (layout,) = _LAYOUT_CACHE.values()
+            compiled += layout.headers is not None and layout.hits == layout.misses == 0
+    assert 1 <= compiled <= MAX_STRIKES + 1
+
+
+def test_the_cache_forgets_its_oldest_key_not_all_of_them() -> None:
+    _LAYOUT_CACHE.clear()
+    for size in range(0, 4 * (MAX_CACHED_LAYOUTS + 10), 4):
+        Message.decode(send_indication(bytes(size)))
+    assert len(_LAYOUT_CACHE) == MAX_CACHED_LAYOUTS
+    newest = Message.decode(send_indication(bytes(size)))
+    assert newest.get(Data) == Data(bytes(size))
+    assert next(reversed(_LAYOUT_CACHE.values())).headers is not None  # the newest key, confirmed

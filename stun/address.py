@@ -47,11 +47,24 @@ def pack_host(host: str) -> tuple[AddressFamily, bytes]:
     return family, ip.packed
 
 
+#: The decimal text of each byte value, for dotted quads without formatting integers.
+DECIMAL_OCTETS = tuple(str(octet) for octet in range(256))
+
+
 def unpack_host(packed: bytes) -> str:
     """Return the normalised text form of a 4- or 16-byte packed address."""
     if len(packed) == 4:
-        return f"{packed[0]}.{packed[1]}.{packed[2]}.{packed[3]}"
+        return ".".join([DECIMAL_OCTETS[octet] for octet in packed])
     return ipaddress.IPv6Address(packed).compressed
+
+
+def new_address(host: str, port: int) -> Address:
+    """:class:`Address` built without ``NamedTuple``'s Python-level constructor, for decoders
+    (which have checked ``host`` and ``port`` already)."""
+    return _new_tuple(Address, (host, port))
+
+
+_new_tuple = tuple.__new__
 
 
 def normalize_host(host: str) -> str:

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Self, TypeVar
 
-from .address import Address, AddressFamily, pack_host, unpack_host
+from .address import DECIMAL_OCTETS, Address, AddressFamily, new_address, pack_host, unpack_host
 from .errors import DecodeError, LocalProtocolError
 
 if TYPE_CHECKING:
@@ -110,8 +110,9 @@ _REGISTRY: dict[int, type[Attribute]] = {}
 _TYPE_OF: dict[type[Attribute], int] = {}
 #: ``WIRE_SIZES`` of the registered classes that have them, by type code.
 _LAZY_SIZES: dict[int, frozenset[int]] = {}
-#: ``stun.layout``'s cache of message layouts, emptied when the registry changes.
-_LAYOUT_CACHE: dict[int, Layout] = {}
+#: ``stun.layout``'s cache of message layouts (or, for a key without one, how many it lost),
+#: emptied when the registry changes.
+_LAYOUT_CACHE: dict[int, Layout | int] = {}
 A = TypeVar("A", bound=type[Attribute])
 
 
@@ -201,7 +202,7 @@ class _PlainAddressAttribute(Attribute):
     @classmethod
     def decode_value(cls, value: bytes, transaction_id: bytes) -> Self:
         _, port, packed = _decode_address(cls, value)
-        return cls(Address(unpack_host(packed), port))
+        return cls(new_address(unpack_host(packed), port))
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,11 +227,12 @@ class XorAddressAttribute(Attribute):
         family, port, packed = _decode_address(cls, value)
         if family == _IPV4:
             a, b, c, d = packed
-            host = f"{a ^ 0x21}.{b ^ 0x12}.{c ^ 0xA4}.{d ^ 0x42}"  # XOR with the magic cookie
+            text = DECIMAL_OCTETS  # each byte XORed with the magic cookie's
+            host = ".".join((text[a ^ 0x21], text[b ^ 0x12], text[c ^ 0xA4], text[d ^ 0x42]))
         else:
             clear = int.from_bytes(packed, "big") ^ _xor_mask(family, transaction_id)
             host = unpack_host(clear.to_bytes(16, "big"))
-        return cls(Address(host, port ^ 0x2112))
+        return cls(new_address(host, port ^ 0x2112))
 
 
 @register_attribute

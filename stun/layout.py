@@ -12,12 +12,12 @@ exchanged with one peer do. Only values that must be checked byte by byte (text,
 unknown attributes) are then decoded again.
 
 What is kept is chosen so that traffic whose shapes do not repeat (a relay's Send indications,
-whose DATA varies in length) costs no more than the walk itself: a key's first message leaves its
-layout as a candidate; the header ``struct`` is built only when the next message of that key had
-the same headers; a layout that misses more often than it hits is dropped, and a key that lost
-:data:`MAX_STRIKES` layouts is walked until it leaves the cache; past :data:`MAX_CACHED_LAYOUTS`
-keys the oldest is forgotten. Any miss takes the full walk, so the cache changes how fast a
-message decodes, never how it decodes.
+whose DATA varies in length) costs little more than the walk itself: a key's first message leaves
+only a number in the cache, its second message's layout is kept (with its header ``struct``); a
+layout that misses more often than it hits is dropped, and its key walks the next
+:data:`RETRY_AFTER` messages before keeping a layout again; past :data:`MAX_CACHED_LAYOUTS` keys
+the oldest is forgotten. Any miss takes the full walk, so the cache changes how fast a message
+decodes, never how it decodes.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ _FP = AttrType.FINGERPRINT
 _SECURITY_TYPES = frozenset((_MI, _MI256, _FP))
 #: How many message types and lengths the cache remembers; past it the oldest is forgotten.
 MAX_CACHED_LAYOUTS = 512
-#: How many layouts a key may lose (dropped for missing more often than hitting) before the
-#: cache stops building them for it.
-MAX_STRIKES = 2
+#: How many messages of a key are walked, after its layout was dropped for missing more often
+#: than it hit, before a layout is kept for it again.
+RETRY_AFTER = 64
 
 #: An attribute whose value is decoded with every message: (index, class or None if unknown,
 #: type code, value start, value end).
@@ -71,9 +71,7 @@ class Layout:
         "sha256_at",
         "sha256_length",
         "starts",
-        "strikes",
         "unknown_required",
-        "wire_headers",
     )
 
     def __init__(
@@ -81,7 +79,6 @@ class Layout:
         codes: list[int],
         starts: list[int],
         ends: list[int],
-        wire_headers: list[tuple[int, int]],
     ) -> None:
         #: Type codes of the attributes kept, in wire order, and where each one's value starts
         #: and ends in the message.
@@ -90,8 +87,6 @@ class Layout:
         self.ends = ends
         #: The values decoded with every message (the others are checked by length).
         self.eager: list[EagerValue] = []
-        #: Every attribute header (ignored ones too), as (type, length), in wire order.
-        self.wire_headers = wire_headers
         self.integrity_at = self.sha256_at = self.fingerprint_at = -1
         self.sha1_length = self.sha256_length = b""
         self.ignored_count = 0
@@ -99,19 +94,20 @@ class Layout:
         #: The struct reading every attribute header in one call, once the layout is confirmed.
         self.headers: struct.Struct | None = None
         self.expected: tuple[int, ...] = ()
-        self.hits = self.misses = self.strikes = 0
+        self.hits = self.misses = 0
 
     def compile(self) -> None:
-        """Build the struct that reads every attribute header (ignored ones too) in one call,
-        and the list of values to decode with every message."""
-        for position, code in enumerate(self.codes):
-            start, end = self.starts[position], self.ends[position]
-            sizes = _LAZY_SIZES.get(code)
-            if sizes is None or end - start not in sizes:
-                self.eager.append((position, _REGISTRY.get(code), code, start, end))
+        """Build the struct that reads every attribute header in one call, and the list of values
+        to decode with every message (for a layout without ignored attributes, whose attributes
+        follow one another)."""
         format_parts = ["!", f"{HEADER_SIZE}x"]
         expected: list[int] = []
-        for code, length in self.wire_headers:
+        for position, code in enumerate(self.codes):
+            start, end = self.starts[position], self.ends[position]
+            length = end - start
+            sizes = _LAZY_SIZES.get(code)
+            if sizes is None or length not in sizes:
+                self.eager.append((position, _REGISTRY.get(code), code, start, end))
             format_parts.append(f"HH{length + (-length & 3)}x")
             expected += (code, length)
         self.headers = struct.Struct("".join(format_parts))
@@ -139,7 +135,6 @@ def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | N
     starts: list[int] = []
     ends: list[int] = []
     values: list[Attribute | None] = []
-    wire_headers: list[tuple[int, int]] = []
     unknown_required: list[int] = []
     ignored = 0
     protected = False
@@ -148,8 +143,7 @@ def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | N
     unpack_attribute = _ATTRIBUTE_HEADER.unpack_from
     # Every attribute ends on a 4-byte boundary and so does the message: a header always fits.
     while offset < size:
-        header = unpack_attribute(data, offset)
-        attr_type, attr_length = header
+        attr_type, attr_length = unpack_attribute(data, offset)
         start = offset + 4
         end = start + attr_length
         next_offset = end + (-attr_length & 3)
@@ -158,7 +152,6 @@ def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | N
                 f"attribute {attribute_name(attr_type)} at offset {offset}: "
                 f"length {attr_length} runs past the end of the message"
             )
-        wire_headers.append(header)
         if attr_type in _SECURITY_TYPES:
             if attr_type == _FP:
                 if next_offset < size:
@@ -193,7 +186,7 @@ def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | N
             else:  # raises DecodeError here and now if the value is malformed
                 values.append(kind.decode_value(data[start:end], transaction_id))
         offset = next_offset
-    layout = Layout(codes, starts, ends, wire_headers)
+    layout = Layout(codes, starts, ends)
     # Each MAC covers the header with its length patched to end at that MAC (§14.5-14.6).
     if integrity_at >= 0:
         layout.integrity_at = integrity_at
@@ -215,26 +208,26 @@ def layout_of(
     """The cached layout of an earlier message with the same headers, or :func:`walk`'s."""
     key = type_field << 16 | length
     cached = _LAYOUT_CACHE.get(key)
-    if cached is not None:
-        headers = cached.headers
-        if headers is not None:
-            if headers.unpack_from(data) == cached.expected:
-                cached.hits += 1
-                return cached, cached.values_of(data, transaction_id)
-            cached.misses += 1
-    layout, values = walk(data, transaction_id)
-    if cached is None:
+    if cached is None:  # a key not seen (lately): remember it, nothing more
         if len(_LAYOUT_CACHE) >= MAX_CACHED_LAYOUTS:
             del _LAYOUT_CACHE[next(iter(_LAYOUT_CACHE))]
-        _LAYOUT_CACHE[key] = layout
-    elif cached.headers is None:  # a candidate: confirmed when this message has its headers
-        if cached.wire_headers == layout.wire_headers:
-            if cached.strikes < MAX_STRIKES:
-                cached.compile()
-        else:
-            layout.strikes = cached.strikes
+        _LAYOUT_CACHE[key] = 0
+        return walk(data, transaction_id)
+    if type(cached) is int:  # seen before: how many more messages to walk before keeping one
+        layout, values = walk(data, transaction_id)
+        if cached:
+            _LAYOUT_CACHE[key] = cached - 1
+        elif not layout.ignored_count:
+            layout.compile()
             _LAYOUT_CACHE[key] = layout
-    elif cached.misses > cached.hits:  # a confirmed layout that does not pay: back to candidate
-        layout.strikes = cached.strikes + 1
-        _LAYOUT_CACHE[key] = layout
-    return layout, values
+        return layout, values
+    assert isinstance(cached, Layout)
+    headers = cached.headers
+    assert headers is not None
+    if headers.unpack_from(data) == cached.expected:
+        cached.hits += 1
+        return cached, cached.values_of(data, transaction_id)
+    cached.misses += 1
+    if cached.misses > cached.hits:  # it does not pay
+        _LAYOUT_CACHE[key] = RETRY_AFTER
+    return walk(data, transaction_id)

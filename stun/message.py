@@ -201,18 +201,15 @@ class Message:
 
     def get(self, kind: type[AttributeT]) -> AttributeT | None:
         """The first attribute of this class, or ``None``."""
-        if self._attributes is None:
+        layout = self._layout
+        if layout is not None and self._attributes is None:
             code = _TYPE_OF.get(kind)
             if code is not None:
-                assert self._layout is not None
-                codes = self._layout.codes
+                codes = layout.codes
                 if code not in codes:
                     return None
                 index = codes.index(code)
-                value = self._values[index]
-                if value is None:
-                    value = self._value_at(index)
-                return value  # type: ignore[return-value]
+                return (self._values[index] or self._value_at(index))  # type: ignore[return-value]
         for attribute in self.attributes:
             if type(attribute) is kind:
                 return attribute
@@ -224,11 +221,11 @@ class Message:
 
     def has(self, kind: type[Attribute]) -> bool:
         """Whether an attribute of this class is present."""
-        if self._attributes is None:
+        layout = self._layout
+        if layout is not None and self._attributes is None:
             code = _TYPE_OF.get(kind)
             if code is not None:
-                assert self._layout is not None
-                return code in self._layout.codes
+                return code in layout.codes
         return self.get(kind) is not None
 
     @property

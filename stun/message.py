@@ -201,15 +201,14 @@ class Message:
 
     def get(self, kind: type[AttributeT]) -> AttributeT | None:
         """The first attribute of this class, or ``None``."""
-        layout = self._layout
-        if layout is not None and self._attributes is None:
+        if self._attributes is None:  # decoded, and the list not asked for: it has a layout
             code = _TYPE_OF.get(kind)
             if code is not None:
-                codes = layout.codes
-                if code not in codes:
-                    return None
-                index = codes.index(code)
-                return (self._values[index] or self._value_at(index))  # type: ignore[return-value]
+                codes = self._layout.codes  # type: ignore[union-attr]
+                if code in codes:
+                    index = codes.index(code)
+                    return self._values[index] or self._value_at(index)  # type: ignore[return-value]
+                return None
         for attribute in self.attributes:
             if type(attribute) is kind:
                 return attribute
@@ -221,11 +220,10 @@ class Message:
 
     def has(self, kind: type[Attribute]) -> bool:
         """Whether an attribute of this class is present."""
-        layout = self._layout
-        if layout is not None and self._attributes is None:
+        if self._attributes is None:  # decoded, and the list not asked for: it has a layout
             code = _TYPE_OF.get(kind)
             if code is not None:
-                return code in layout.codes
+                return code in self._layout.codes  # type: ignore[union-attr]
         return self.get(kind) is not None
 
     @property

@@ -1,6 +1,7 @@
 """Codec throughput: icestack's stun codec against aioice 0.13's, through each one's public API.
 
-Run ``python bench/codec.py``; it prints ``name value unit`` lines:
+Run ``python -m bench.codec`` (as a module: a script run from bench/ would find bench/turn.py
+before the turn package); it prints ``name value unit`` lines:
 
 - ``encode_check``: build and encode an ICE connectivity check (USERNAME, PRIORITY,
   ICE-CONTROLLING, USE-CANDIDATE, MESSAGE-INTEGRITY, FINGERPRINT; RFC 8445 §7.1).
@@ -8,6 +9,13 @@ Run ``python bench/codec.py``; it prints ``name value unit`` lines:
   PRIORITY, ICE-CONTROLLING and USE-CANDIDATE.
 - ``decode_response``: decode a Binding success response (XOR-MAPPED-ADDRESS,
   MESSAGE-INTEGRITY, FINGERPRINT), verify both, read the address.
+- ``decode_send_*``: decode a TURN Send indication (XOR-PEER-ADDRESS, DATA, FINGERPRINT; RFC 8656
+  §11), verify FINGERPRINT, read the peer address and the data. ``_same``: one message over and
+  over; ``_varied``: 2000 messages whose DATA is 20-1200 bytes at random, as a relay sees them;
+  ``_new_layouts``: DATA lengths cycling through more message lengths than icestack's layout
+  cache holds, so every message is one it has forgotten; ``_twice``: the same, each message
+  twice in a row, so every second message pays for keeping a layout no later message uses
+  (the worst case of ``stun.layout``'s cache).
 
 Each workload runs in repeated rounds, each timing our loop then aioice's (CPU time of the
 thread, so both sides see the same load on a shared machine), and reports each side's best loop
@@ -20,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import itertools
 import pstats
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +48,8 @@ from stun import (
     Username,
     XorMappedAddress,
 )
+from stun.layout import MAX_CACHED_LAYOUTS
+from turn import Data, XorPeerAddress
 
 TRANSACTION_ID = bytes.fromhex("b7e7a701bc34d686fa87dfae")
 USERNAME = "aB3d:Xy9Z"
@@ -45,6 +57,7 @@ PASSWORD = b"VOkJxbRl1RmTxUk/WvJxBt"
 PRIORITY = 1853824767
 TIE_BREAKER = 0x932FF9B151263B36
 MAPPED = stun.Address("192.0.2.1", 32853)
+PEER = stun.Address("198.51.100.7", 5000)
 
 
 # --------------------------------------------------------------------------- icestack
@@ -65,8 +78,25 @@ def icestack_encode_response() -> bytes:
     ).encode(key=PASSWORD, fingerprint=True)
 
 
+def send_indication(data: bytes) -> bytes:
+    return Message(
+        Method.SEND,
+        MessageClass.INDICATION,
+        TRANSACTION_ID,
+        [XorPeerAddress(PEER), Data(data)],
+    ).encode(fingerprint=True)
+
+
 CHECK = icestack_encode_check()
 RESPONSE = icestack_encode_response()
+_sizes = random.Random(13)
+#: The Send indications each ``decode_send_*`` workload cycles through.
+SENDS: dict[str, list[bytes]] = {
+    "same": [send_indication(bytes(500))],
+    "varied": [send_indication(_sizes.randbytes(_sizes.randint(20, 1200))) for _ in range(2000)],
+    "new_layouts": [send_indication(bytes(4 * n)) for n in range(2 * MAX_CACHED_LAYOUTS)],
+    "twice": [send_indication(bytes(4 * (n // 2))) for n in range(4 * MAX_CACHED_LAYOUTS)],
+}
 
 
 def icestack_decode_check() -> object:
@@ -87,6 +117,20 @@ def icestack_decode_response() -> stun.Address:
     mapped = message.get(XorMappedAddress)
     assert mapped is not None
     return mapped.address
+
+
+def icestack_decode_send(messages: list[bytes]) -> Callable[[], tuple[str, int, bytes]]:
+    stream = itertools.cycle(messages)
+
+    def decode_send() -> tuple[str, int, bytes]:
+        message = Message.decode(next(stream))
+        if not message.check_fingerprint():
+            raise AssertionError("Send indication did not verify")
+        peer, data = message.get(XorPeerAddress), message.get(Data)
+        assert peer is not None and data is not None
+        return peer.address.host, peer.address.port, data.value
+
+    return decode_send
 
 
 # --------------------------------------------------------------------------- aioice
@@ -129,10 +173,26 @@ def aioice_decode_response() -> tuple[str, int]:
     return address
 
 
+def aioice_decode_send(messages: list[bytes]) -> Callable[[], tuple[str, int, bytes]]:
+    stream = itertools.cycle(messages)
+
+    def decode_send() -> tuple[str, int, bytes]:
+        message = aioice_stun.parse_message(next(stream))  # raises if FINGERPRINT does not match
+        host, port = message.attributes["XOR-PEER-ADDRESS"]
+        data: bytes = message.attributes["DATA"]
+        return host, port, data
+
+    return decode_send
+
+
 WORKLOADS: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
     "encode_check": (icestack_encode_check, aioice_encode_check),
     "decode_check": (icestack_decode_check, aioice_decode_check),
     "decode_response": (icestack_decode_response, aioice_decode_response),
+    **{
+        f"decode_send_{name}": (icestack_decode_send(messages), aioice_decode_send(messages))
+        for name, messages in SENDS.items()
+    },
 }
 
 
@@ -142,6 +202,9 @@ def check_equivalence() -> None:
     ours, theirs = icestack_decode_check(), aioice_decode_check()
     assert ours == theirs, (ours, theirs)
     assert tuple(icestack_decode_response()) == aioice_decode_response()
+    for messages in SENDS.values():
+        ours, theirs = icestack_decode_send(messages[:2])(), aioice_decode_send(messages[:2])()
+        assert ours == theirs, (ours, theirs)
 
 
 # --------------------------------------------------------------------------- timing

@@ -13,9 +13,9 @@ before the turn package); it prints ``name value unit`` lines:
   §11), verify FINGERPRINT, read the peer address and the data. ``_same``: one message over and
   over; ``_varied``: 2000 messages whose DATA is 20-1200 bytes at random, as a relay sees them;
   ``_new_layouts``: DATA lengths cycling through more message lengths than icestack's layout
-  cache holds, so every message is one it has forgotten; ``_twice``: the same, each message
-  twice in a row, so every second message pays for keeping a layout no later message uses
-  (the worst case of ``stun.layout``'s cache).
+  cache holds, so every message is one it has forgotten; ``_repeated``: the same, each message
+  ``stun.layout.KEEP_AFTER`` times in a row, so the last of each run pays for keeping a layout
+  no later message uses (the worst case of that cache).
 
 Each workload runs in repeated rounds, each timing our loop then aioice's (CPU time of the
 thread, so both sides see the same load on a shared machine), and reports each side's best loop
@@ -48,7 +48,7 @@ from stun import (
     Username,
     XorMappedAddress,
 )
-from stun.layout import MAX_CACHED_LAYOUTS
+from stun.layout import KEEP_AFTER, MAX_CACHED_LAYOUTS
 from turn import Data, XorPeerAddress
 
 TRANSACTION_ID = bytes.fromhex("b7e7a701bc34d686fa87dfae")
@@ -95,7 +95,10 @@ SENDS: dict[str, list[bytes]] = {
     "same": [send_indication(bytes(500))],
     "varied": [send_indication(_sizes.randbytes(_sizes.randint(20, 1200))) for _ in range(2000)],
     "new_layouts": [send_indication(bytes(4 * n)) for n in range(2 * MAX_CACHED_LAYOUTS)],
-    "twice": [send_indication(bytes(4 * (n // 2))) for n in range(4 * MAX_CACHED_LAYOUTS)],
+    "repeated": [
+        send_indication(bytes(4 * (n // KEEP_AFTER)))
+        for n in range(2 * KEEP_AFTER * MAX_CACHED_LAYOUTS)
+    ],
 }
 
 

@@ -12,12 +12,12 @@ exchanged with one peer do. Only values that must be checked byte by byte (text,
 unknown attributes) are then decoded again.
 
 What is kept is chosen so that traffic whose shapes do not repeat (a relay's Send indications,
-whose DATA varies in length) costs little more than the walk itself: a key's first message leaves
-only a number in the cache, its second message's layout is kept (with its header ``struct``); a
-layout that misses more often than it hits is dropped, and its key walks the next
-:data:`RETRY_AFTER` messages before keeping a layout again; past :data:`MAX_CACHED_LAYOUTS` keys
-the oldest is forgotten. Any miss takes the full walk, so the cache changes how fast a message
-decodes, never how it decodes.
+whose DATA varies in length) costs little more than the walk itself: until a key's
+:data:`KEEP_AFTER`-th message the cache holds only a count for it, and that message's layout is
+kept (with its header ``struct``, about half a walk's work to build); a layout that misses more
+often than it hits is dropped, and its key walks the next :data:`RETRY_AFTER` messages before
+keeping a layout again; past :data:`MAX_CACHED_LAYOUTS` keys the oldest is forgotten. Any miss
+takes the full walk, so the cache changes how fast a message decodes, never how it decodes.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ _FP = AttrType.FINGERPRINT
 _SECURITY_TYPES = frozenset((_MI, _MI256, _FP))
 #: How many message types and lengths the cache remembers; past it the oldest is forgotten.
 MAX_CACHED_LAYOUTS = 512
+#: Which message of a key (while the cache remembers the key) has its layout kept.
+KEEP_AFTER = 4
 #: How many messages of a key are walked, after its layout was dropped for missing more often
 #: than it hit, before a layout is kept for it again.
 RETRY_AFTER = 64
@@ -100,17 +102,17 @@ class Layout:
         """Build the struct that reads every attribute header in one call, and the list of values
         to decode with every message (for a layout without ignored attributes, whose attributes
         follow one another)."""
-        format_parts = ["!", f"{HEADER_SIZE}x"]
         expected: list[int] = []
+        padded: list[int] = []
         for position, code in enumerate(self.codes):
             start, end = self.starts[position], self.ends[position]
             length = end - start
+            expected += (code, length)
+            padded.append(length + (-length & 3))
             sizes = _LAZY_SIZES.get(code)
             if sizes is None or length not in sizes:
                 self.eager.append((position, _REGISTRY.get(code), code, start, end))
-            format_parts.append(f"HH{length + (-length & 3)}x")
-            expected += (code, length)
-        self.headers = struct.Struct("".join(format_parts))
+        self.headers = struct.Struct(f"!{HEADER_SIZE}x" + "HH%dx" * len(padded) % tuple(padded))
         self.expected = tuple(expected)
 
     def values_of(self, data: bytes, transaction_id: bytes) -> list[Attribute | None]:
@@ -211,7 +213,7 @@ def layout_of(
     if cached is None:  # a key not seen (lately): remember it, nothing more
         if len(_LAYOUT_CACHE) >= MAX_CACHED_LAYOUTS:
             del _LAYOUT_CACHE[next(iter(_LAYOUT_CACHE))]
-        _LAYOUT_CACHE[key] = 0
+        _LAYOUT_CACHE[key] = KEEP_AFTER - 2
         return walk(data, transaction_id)
     if type(cached) is int:  # seen before: how many more messages to walk before keeping one
         layout, values = walk(data, transaction_id)

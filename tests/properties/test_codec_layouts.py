@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from stun import Address, Attribute, DecodeError, Message, MessageClass, Method
 from stun.attributes import _LAYOUT_CACHE
-from stun.layout import MAX_CACHED_LAYOUTS, RETRY_AFTER, Layout
+from stun.layout import KEEP_AFTER, MAX_CACHED_LAYOUTS, RETRY_AFTER, Layout
 from turn import Data, XorPeerAddress
 
 from .test_codec_properties import (
@@ -95,11 +95,11 @@ def test_a_cached_layout_decodes_as_a_fresh_walk(
     _LAYOUT_CACHE.clear()
     fresh = outcome(changed, key, read_first)
     _LAYOUT_CACHE.clear()
-    outcome(original, key, read_first)  # leaves its key in the cache
-    outcome(original, key, read_first)  # and this its layout: the next match is a cache hit
+    for _ in range(KEEP_AFTER):  # the last leaves its layout: the next match is a cache hit
+        outcome(original, key, read_first)
     assert outcome(changed, key, read_first) == fresh
     _LAYOUT_CACHE.clear()
-    for _ in range(3):  # walked, walked and kept, then read through the layout it kept
+    for _ in range(KEEP_AFTER + 1):  # walked, then kept, then read through the layout it kept
         assert outcome(changed, key, read_first) == fresh
 
 
@@ -114,10 +114,11 @@ def send_indication(data: bytes) -> bytes:
 
 def test_a_repeated_shape_is_decoded_through_one_confirmed_layout() -> None:
     _LAYOUT_CACHE.clear()
-    first, second, third = (Message.decode(send_indication(b"x" * 100)) for _ in range(3))
+    message = send_indication(b"x" * 100)
+    *walked, kept, hit = (Message.decode(message) for _ in range(KEEP_AFTER + 1))
     (cached,) = _LAYOUT_CACHE.values()
-    assert first._layout is not cached  # the first leaves only a number; the second's is kept
-    assert second._layout is third._layout is cached
+    assert all(message._layout is not cached for message in walked)  # they leave only a count
+    assert kept._layout is hit._layout is cached
     assert isinstance(cached, Layout) and cached.hits == 1
 
 
@@ -133,7 +134,7 @@ def test_shapes_that_do_not_repeat_rarely_cost_a_header_struct_and_a_steady_one_
             (cached,) = _LAYOUT_CACHE.values()
             compiled += isinstance(cached, Layout) and cached.hits == cached.misses == 0
     assert 1 <= compiled <= 50 * len(sizes) // RETRY_AFTER + 1
-    for _ in range(RETRY_AFTER + 2):
+    for _ in range(RETRY_AFTER + 2):  # at most RETRY_AFTER + 1 walked, then kept, then a hit
         Message.decode(send_indication(b"x" * 99))
     (cached,) = _LAYOUT_CACHE.values()
     assert isinstance(cached, Layout) and cached.hits > 0
@@ -144,6 +145,7 @@ def test_the_cache_forgets_its_oldest_key_not_all_of_them() -> None:
     for size in range(0, 4 * (MAX_CACHED_LAYOUTS + 10), 4):
         Message.decode(send_indication(bytes(size)))
     assert len(_LAYOUT_CACHE) == MAX_CACHED_LAYOUTS
-    newest = Message.decode(send_indication(bytes(size)))
-    assert newest.get(Data) == Data(bytes(size))
-    assert isinstance(next(reversed(_LAYOUT_CACHE.values())), Layout)  # the newest key, confirmed
+    for _ in range(KEEP_AFTER - 1):
+        newest = Message.decode(send_indication(bytes(size)))
+        assert newest.get(Data) == Data(bytes(size))
+    assert isinstance(next(reversed(_LAYOUT_CACHE.values())), Layout)  # the newest key's, kept

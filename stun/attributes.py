@@ -21,7 +21,7 @@ from .address import DECIMAL_OCTETS, Address, AddressFamily, new_address, pack_h
 from .errors import DecodeError, LocalProtocolError
 
 if TYPE_CHECKING:
-    from .layout import Layout
+    from .layout import KeptLayout
 
 MAGIC_COOKIE = 0x2112A442
 _COOKIE_BYTES = MAGIC_COOKIE.to_bytes(4, "big")
@@ -112,7 +112,7 @@ _TYPE_OF: dict[type[Attribute], int] = {}
 _LAZY_SIZES: dict[int, frozenset[int]] = {}
 #: ``stun.layout``'s cache of message layouts (or, for a key without one, how many it lost),
 #: emptied when the registry changes.
-_LAYOUT_CACHE: dict[int, Layout | int] = {}
+_LAYOUT_CACHE: dict[int, KeptLayout | int] = {}
 A = TypeVar("A", bound=type[Attribute])
 
 

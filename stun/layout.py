@@ -60,15 +60,10 @@ class Layout:
 
     __slots__ = (
         "codes",
-        "eager",
         "ends",
-        "expected",
         "fingerprint_at",
-        "headers",
-        "hits",
         "ignored_count",
         "integrity_at",
-        "misses",
         "sha1_length",
         "sha256_at",
         "sha256_length",
@@ -81,31 +76,45 @@ class Layout:
         codes: list[int],
         starts: list[int],
         ends: list[int],
+        integrity_at: int,
+        sha256_at: int,
+        fingerprint_at: int,
+        ignored_count: int,
+        unknown_required: tuple[int, ...],
+        sha1_length: bytes,
+        sha256_length: bytes,
     ) -> None:
         #: Type codes of the attributes kept, in wire order, and where each one's value starts
         #: and ends in the message.
         self.codes = codes
         self.starts = starts
         self.ends = ends
-        #: The values decoded with every message (the others are checked by length).
-        self.eager: list[EagerValue] = []
-        self.integrity_at = self.sha256_at = self.fingerprint_at = -1
-        self.sha1_length = self.sha256_length = b""
-        self.ignored_count = 0
-        self.unknown_required: tuple[int, ...] = ()
-        #: The struct reading every attribute header in one call, once the layout is confirmed.
-        self.headers: struct.Struct | None = None
-        self.expected: tuple[int, ...] = ()
-        self.hits = self.misses = 0
+        #: Where MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256 and FINGERPRINT start (-1: absent).
+        self.integrity_at = integrity_at
+        self.sha256_at = sha256_at
+        self.fingerprint_at = fingerprint_at
+        self.ignored_count = ignored_count
+        self.unknown_required = unknown_required
+        #: The length field each MAC covers, patched to end at that MAC (§14.5-14.6).
+        self.sha1_length = sha1_length
+        self.sha256_length = sha256_length
 
-    def compile(self) -> None:
-        """Build the struct that reads every attribute header in one call, and the list of values
-        to decode with every message (for a layout without ignored attributes, whose attributes
-        follow one another)."""
+
+class KeptLayout:
+    """A layout the cache keeps for its message type and length, with what reuses it: the struct
+    that reads every attribute header in one call and the values decoded with every message
+    (the others are checked by length)."""
+
+    __slots__ = ("eager", "expected", "headers", "hits", "layout", "misses")
+
+    def __init__(self, layout: Layout) -> None:
+        """For a layout without ignored attributes, whose attributes follow one another."""
+        self.layout = layout
+        self.eager: list[EagerValue] = []
         expected: list[int] = []
         padded: list[int] = []
-        for position, code in enumerate(self.codes):
-            start, end = self.starts[position], self.ends[position]
+        for position, code in enumerate(layout.codes):
+            start, end = layout.starts[position], layout.ends[position]
             length = end - start
             expected += (code, length)
             padded.append(length + (-length & 3))
@@ -114,10 +123,11 @@ class Layout:
                 self.eager.append((position, _REGISTRY.get(code), code, start, end))
         self.headers = struct.Struct(f"!{HEADER_SIZE}x" + "HH%dx" * len(padded) % tuple(padded))
         self.expected = tuple(expected)
+        self.hits = self.misses = 0
 
     def values_of(self, data: bytes, transaction_id: bytes) -> list[Attribute | None]:
         """The values checked byte by byte, decoded from ``data``; ``None`` for the others."""
-        values: list[Attribute | None] = [None] * len(self.codes)
+        values: list[Attribute | None] = [None] * len(self.layout.codes)
         for index, kind, code, start, end in self.eager:
             if kind is None:
                 values[index] = UnknownAttribute(code, data[start:end])
@@ -188,19 +198,23 @@ def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | N
             else:  # raises DecodeError here and now if the value is malformed
                 values.append(kind.decode_value(data[start:end], transaction_id))
         offset = next_offset
-    layout = Layout(codes, starts, ends)
     # Each MAC covers the header with its length patched to end at that MAC (§14.5-14.6).
-    if integrity_at >= 0:
-        layout.integrity_at = integrity_at
-        layout.sha1_length = _LENGTH.pack(integrity_at - HEADER_SIZE + 24)
-    if sha256_at >= 0:
-        layout.sha256_at = sha256_at
-        layout.sha256_length = _LENGTH.pack(sha256_at - HEADER_SIZE + 4 + data[sha256_at + 3])
-    layout.fingerprint_at = fingerprint_at
-    if ignored:
-        layout.ignored_count = ignored
-    if unknown_required:
-        layout.unknown_required = tuple(unknown_required)
+    sha1_length = _LENGTH.pack(integrity_at - HEADER_SIZE + 24) if integrity_at >= 0 else b""
+    sha256_length = (
+        _LENGTH.pack(sha256_at - HEADER_SIZE + 4 + data[sha256_at + 3]) if sha256_at >= 0 else b""
+    )
+    layout = Layout(
+        codes,
+        starts,
+        ends,
+        integrity_at,
+        sha256_at,
+        fingerprint_at,
+        ignored,
+        tuple(unknown_required) if unknown_required else (),
+        sha1_length,
+        sha256_length,
+    )
     return layout, values
 
 
@@ -215,20 +229,16 @@ def layout_of(
             del _LAYOUT_CACHE[next(iter(_LAYOUT_CACHE))]
         _LAYOUT_CACHE[key] = KEEP_AFTER - 2
         return walk(data, transaction_id)
-    if type(cached) is int:  # seen before: how many more messages to walk before keeping one
+    if isinstance(cached, int):  # seen before: how many more messages to walk before keeping one
         layout, values = walk(data, transaction_id)
         if cached:
             _LAYOUT_CACHE[key] = cached - 1
         elif not layout.ignored_count:
-            layout.compile()
-            _LAYOUT_CACHE[key] = layout
+            _LAYOUT_CACHE[key] = KeptLayout(layout)
         return layout, values
-    assert isinstance(cached, Layout)
-    headers = cached.headers
-    assert headers is not None
-    if headers.unpack_from(data) == cached.expected:
+    if cached.headers.unpack_from(data) == cached.expected:
         cached.hits += 1
-        return cached, cached.values_of(data, transaction_id)
+        return cached.layout, cached.values_of(data, transaction_id)
     cached.misses += 1
     if cached.misses > cached.hits:  # it does not pay
         _LAYOUT_CACHE[key] = RETRY_AFTER

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from stun import Address, Attribute, DecodeError, Message, MessageClass, Method
 from stun.attributes import _LAYOUT_CACHE
-from stun.layout import KEEP_AFTER, MAX_CACHED_LAYOUTS, RETRY_AFTER, Layout
+from stun.layout import KEEP_AFTER, MAX_CACHED_LAYOUTS, RETRY_AFTER, KeptLayout
 from turn import Data, XorPeerAddress
 
 from .test_codec_properties import (
@@ -117,9 +117,9 @@ def test_a_repeated_shape_is_decoded_through_one_confirmed_layout() -> None:
     message = send_indication(b"x" * 100)
     *walked, kept, hit = (Message.decode(message) for _ in range(KEEP_AFTER + 1))
     (cached,) = _LAYOUT_CACHE.values()
-    assert all(message._layout is not cached for message in walked)  # they leave only a count
-    assert kept._layout is hit._layout is cached
-    assert isinstance(cached, Layout) and cached.hits == 1
+    assert isinstance(cached, KeptLayout) and cached.hits == 1
+    assert all(message._layout is not cached.layout for message in walked)  # they left a count
+    assert kept._layout is hit._layout is cached.layout
 
 
 def test_shapes_that_do_not_repeat_rarely_cost_a_header_struct_and_a_steady_one_recovers() -> None:
@@ -132,12 +132,12 @@ def test_shapes_that_do_not_repeat_rarely_cost_a_header_struct_and_a_steady_one_
             message = Message.decode(send_indication(bytes([round_]) * size))
             assert message.get(Data) == Data(bytes([round_]) * size)
             (cached,) = _LAYOUT_CACHE.values()
-            compiled += isinstance(cached, Layout) and cached.hits == cached.misses == 0
+            compiled += isinstance(cached, KeptLayout) and cached.hits == cached.misses == 0
     assert 1 <= compiled <= 50 * len(sizes) // RETRY_AFTER + 1
     for _ in range(RETRY_AFTER + 2):  # at most RETRY_AFTER + 1 walked, then kept, then a hit
         Message.decode(send_indication(b"x" * 99))
     (cached,) = _LAYOUT_CACHE.values()
-    assert isinstance(cached, Layout) and cached.hits > 0
+    assert isinstance(cached, KeptLayout) and cached.hits > 0
 
 
 def test_the_cache_forgets_its_oldest_key_not_all_of_them() -> None:
@@ -148,4 +148,4 @@ def test_the_cache_forgets_its_oldest_key_not_all_of_them() -> None:
     for _ in range(KEEP_AFTER - 1):
         newest = Message.decode(send_indication(bytes(size)))
         assert newest.get(Data) == Data(bytes(size))
-    assert isinstance(next(reversed(_LAYOUT_CACHE.values())), Layout)  # the newest key's, kept
+    assert isinstance(next(reversed(_LAYOUT_CACHE.values())), KeptLayout)  # the newest key's, kept

@@ -110,9 +110,9 @@ _REGISTRY: dict[int, type[Attribute]] = {}
 _TYPE_OF: dict[type[Attribute], int] = {}
 #: ``WIRE_SIZES`` of the registered classes that have them, by type code.
 _LAZY_SIZES: dict[int, frozenset[int]] = {}
-#: ``stun.layout``'s cache of message layouts (or, for a key without one, how many it lost),
-#: emptied when the registry changes.
-_LAYOUT_CACHE: dict[int, KeptLayout | int] = {}
+#: ``stun.layout``'s cache of message layouts by type and length, emptied when the registry
+#: changes.
+_LAYOUT_CACHE: dict[int, KeptLayout] = {}
 A = TypeVar("A", bound=type[Attribute])
 
 

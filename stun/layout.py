@@ -13,11 +13,12 @@ unknown attributes) are then decoded again.
 
 What is kept is chosen so that traffic whose shapes do not repeat (a relay's Send indications,
 whose DATA varies in length) costs little more than the walk itself: until a key's
-:data:`KEEP_AFTER`-th message the cache holds only a count for it, and that message's layout is
-kept (with its header ``struct``, about half a walk's work to build); a layout that misses more
-often than it hits is dropped, and its key walks the next :data:`RETRY_AFTER` messages before
-keeping a layout again; past :data:`MAX_CACHED_LAYOUTS` keys the oldest is forgotten. Any miss
-takes the full walk, so the cache changes how fast a message decodes, never how it decodes.
+:data:`KEEP_AFTER`-th message the cache holds only a one-byte count for it (in a table of
+:data:`BUCKETS`), and that message's layout is kept (with its header ``struct``, about half a
+walk's work to build); a layout that misses more often than it hits is dropped, and its key walks
+the next :data:`RETRY_AFTER` messages before keeping a layout again; past
+:data:`MAX_CACHED_LAYOUTS` layouts the oldest is forgotten. Any miss takes the full walk, so the
+cache changes how fast a message decodes, never how it decodes.
 """
 
 from __future__ import annotations
@@ -42,13 +43,23 @@ _MI = AttrType.MESSAGE_INTEGRITY
 _MI256 = AttrType.MESSAGE_INTEGRITY_SHA256
 _FP = AttrType.FINGERPRINT
 _SECURITY_TYPES = frozenset((_MI, _MI256, _FP))
-#: How many message types and lengths the cache remembers; past it the oldest is forgotten.
+#: How many layouts the cache keeps; past it the oldest is forgotten.
 MAX_CACHED_LAYOUTS = 512
 #: Which message of a key (while the cache remembers the key) has its layout kept.
 KEEP_AFTER = 4
 #: How many messages of a key are walked, after its layout was dropped for missing more often
 #: than it hit, before a layout is kept for it again.
 RETRY_AFTER = 64
+#: Message types and lengths are counted in this many buckets (a power of two): a bucket holds
+#: how many more of its messages to walk before one's layout is kept, or _KEPT once one is (in
+#: _LAYOUT_CACHE, by exact type and length). A byte per bucket, so that the count a message
+#: checks is in a few cache lines; keys sharing a bucket share its count, which changes when a
+#: layout is kept, never what is decoded.
+BUCKETS = 4096
+_BUCKET_MASK = BUCKETS - 1
+_KEPT = 255
+_FRESH = bytes([KEEP_AFTER - 1]) * BUCKETS
+_REMAINING = bytearray(_FRESH)
 
 #: An attribute whose value is decoded with every message: (index, class or None if unknown,
 #: type code, value start, value end).
@@ -222,24 +233,33 @@ def layout_of(
     data: bytes, type_field: int, length: int, transaction_id: bytes
 ) -> tuple[Layout, list[Attribute | None]]:
     """The cached layout of an earlier message with the same headers, or :func:`walk`'s."""
-    key = type_field << 16 | length
-    cached = _LAYOUT_CACHE.get(key)
-    if cached is None:  # a key not seen (lately): remember it, nothing more
+    bucket = (length >> 2 ^ type_field << 3) & _BUCKET_MASK
+    remaining = _REMAINING[bucket]
+    if remaining == _KEPT:
+        key = type_field << 16 | length
+        kept = _LAYOUT_CACHE.get(key)
+        if kept is not None:
+            if kept.headers.unpack_from(data) == kept.expected:
+                kept.hits += 1
+                return kept.layout, kept.values_of(data, transaction_id)
+            kept.misses += 1
+            if kept.misses > kept.hits:  # it does not pay
+                del _LAYOUT_CACHE[key]
+                _REMAINING[bucket] = RETRY_AFTER
+            return walk(data, transaction_id)
+        remaining = KEEP_AFTER - 1  # the bucket's layout is another key's, or was forgotten
+    layout, values = walk(data, transaction_id)
+    if remaining:
+        _REMAINING[bucket] = remaining - 1
+    elif not layout.ignored_count:
         if len(_LAYOUT_CACHE) >= MAX_CACHED_LAYOUTS:
             del _LAYOUT_CACHE[next(iter(_LAYOUT_CACHE))]
-        _LAYOUT_CACHE[key] = KEEP_AFTER - 2
-        return walk(data, transaction_id)
-    if isinstance(cached, int):  # seen before: how many more messages to walk before keeping one
-        layout, values = walk(data, transaction_id)
-        if cached:
-            _LAYOUT_CACHE[key] = cached - 1
-        elif not layout.ignored_count:
-            _LAYOUT_CACHE[key] = KeptLayout(layout)
-        return layout, values
-    if cached.headers.unpack_from(data) == cached.expected:
-        cached.hits += 1
-        return cached.layout, cached.values_of(data, transaction_id)
-    cached.misses += 1
-    if cached.misses > cached.hits:  # it does not pay
-        _LAYOUT_CACHE[key] = RETRY_AFTER
-    return walk(data, transaction_id)
+        _LAYOUT_CACHE[type_field << 16 | length] = KeptLayout(layout)
+        _REMAINING[bucket] = _KEPT
+    return layout, values
+
+
+def forget_layouts() -> None:
+    """Empty the cache: every key starts again from its first message."""
+    _LAYOUT_CACHE.clear()
+    _REMAINING[:] = _FRESH

@@ -48,8 +48,8 @@ MAX_CACHED_LAYOUTS = 512
 #: Which message of a key (while the cache remembers the key) has its layout kept.
 KEEP_AFTER = 4
 #: How many messages of a key are walked, after its layout was dropped for missing more often
-#: than it hit, before a layout is kept for it again.
-RETRY_AFTER = 64
+#: than it hit, before a layout is kept for it again (at most 254: a bucket's count is a byte).
+RETRY_AFTER = 250
 #: Message types and lengths are counted in this many buckets (a power of two): a bucket holds
 #: how many more of its messages to walk before one's layout is kept, or _KEPT once one is (in
 #: _LAYOUT_CACHE, by exact type and length). A byte per bucket, so that the count a message

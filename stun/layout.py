@@ -247,7 +247,9 @@ def layout_of(
                 del _LAYOUT_CACHE[key]
                 _REMAINING[bucket] = RETRY_AFTER
             return walk(data, transaction_id)
-        remaining = KEEP_AFTER - 1  # the bucket's layout is another key's, or was forgotten
+        # The bucket's layout is another key's, or was forgotten: when the cache is full, it
+        # forgets layouts before they are used, and keeping more would only cost.
+        remaining = RETRY_AFTER if len(_LAYOUT_CACHE) >= MAX_CACHED_LAYOUTS else KEEP_AFTER - 1
     layout, values = walk(data, transaction_id)
     if remaining:
         _REMAINING[bucket] = remaining - 1

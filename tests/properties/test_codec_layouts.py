@@ -150,3 +150,14 @@ def test_the_cache_forgets_its_oldest_layout_not_all_of_them() -> None:
     assert len(_LAYOUT_CACHE) == MAX_CACHED_LAYOUTS
     kept = [layout.layout.ends[1] - layout.layout.starts[1] for layout in _LAYOUT_CACHE.values()]
     assert kept == list(sizes[10:])  # the DATA lengths of the newest keys, oldest first
+
+
+def test_a_full_cache_that_forgets_layouts_unused_stops_keeping_them() -> None:
+    forget_layouts()
+    for size in range(0, 4 * (MAX_CACHED_LAYOUTS + 1), 4):  # the first layout is forgotten
+        for _ in range(KEEP_AFTER):
+            Message.decode(send_indication(bytes(size)))
+    newest_first = list(_LAYOUT_CACHE.values())
+    for _ in range(KEEP_AFTER + 1):
+        assert Message.decode(send_indication(b"")).get(Data) == Data(b"")
+    assert list(_LAYOUT_CACHE.values()) == newest_first  # walked, nothing kept or evicted

@@ -1,0 +1,115 @@
+"""asyncio layer: one timer for every :class:`~ice.aio.Connection` of an event loop.
+
+Each connection drives its agent by one deadline (:meth:`~ice.agent.Agent.get_timer`,
+architecture.md §2). Giving each its own ``loop.call_at`` costs a ``TimerHandle`` per connection
+and a cancel and a new handle each time the deadline moves — several times per connectivity
+check. :class:`SharedTimers` keeps the deadlines of all connections of a loop in one heap and
+holds a single ``loop.call_at`` for the earliest; moving a deadline is a ``heappush`` of a tuple,
+and the entries it replaces are skipped when they come up (they are told apart by a token that
+each new deadline of an owner changes). Stale entries are swept out when they outnumber the live
+ones, so the heap stays within a small multiple of the number of connections waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import weakref
+from typing import Protocol
+
+_log = logging.getLogger("icestack.ice")
+
+#: Deadlines this close ahead are due when the timer fires (the loop may wake a little early;
+#: a machine called early does no harm, architecture.md §2).
+_EARLY = 0.0005
+
+
+class TimerOwner(Protocol):
+    """What the shared timer calls back: a connection, with its one current deadline's token."""
+
+    _timer_token: int
+
+    def _on_timer(self, deadline: float) -> None: ...
+
+
+_Entry = tuple[float, int, TimerOwner]
+
+
+class SharedTimers:
+    """The deadlines of every connection of one event loop, behind one ``loop.call_at``."""
+
+    __slots__ = ("__weakref__", "_armed_at", "_handle", "_heap", "_live", "_loop", "_tokens")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._heap: list[_Entry] = []
+        self._tokens = itertools.count(1)
+        #: How many owners have a deadline now (the heap's live entries).
+        self._live = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_at: float | None = None
+
+    def schedule(self, owner: TimerOwner, deadline: float | None) -> None:
+        """Call ``owner._on_timer(deadline)`` at ``deadline``, instead of what it asked before
+        (``None``: nothing)."""
+        if owner._timer_token:
+            self._live -= 1
+        if deadline is None:
+            owner._timer_token = 0
+            return
+        token = owner._timer_token = next(self._tokens)
+        self._live += 1
+        heap = self._heap
+        heapq.heappush(heap, (deadline, token, owner))
+        if len(heap) > 2 * self._live + 64:
+            self._heap = heap = [entry for entry in heap if entry[2]._timer_token == entry[1]]
+            heapq.heapify(heap)
+        self._arm()
+
+    def _arm(self) -> None:
+        heap = self._heap
+        first = heap[0][0] if heap else None
+        if first == self._armed_at:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed_at = first
+        self._handle = None if first is None else self._loop.call_at(first, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._armed_at = None
+        heap = self._heap
+        now = self._loop.time() + _EARLY
+        due: list[_Entry] = []
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            owner = entry[2]
+            if owner._timer_token == entry[1]:
+                owner._timer_token = 0
+                self._live -= 1
+                due.append(entry)
+        for deadline, _, owner in due:
+            try:
+                owner._on_timer(deadline)
+            except Exception:  # a bug of one connection: the others still get their turn
+                _log.exception("ICE timer of %r failed", owner)
+        self._arm()
+
+
+_BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedTimers]
+_BY_LOOP = weakref.WeakKeyDictionary()
+
+
+def shared_timers(loop: asyncio.AbstractEventLoop) -> SharedTimers:
+    """The one :class:`SharedTimers` of ``loop`` (its own, for a loop that takes no weak
+    reference)."""
+    try:
+        timers = _BY_LOOP.get(loop)
+        if timers is None:
+            timers = _BY_LOOP[loop] = SharedTimers(loop)
+    except TypeError:
+        return SharedTimers(loop)
+    return timers

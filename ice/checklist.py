@@ -276,6 +276,10 @@ class SelectedPairs(MutableMapping[tuple[int, int], CandidatePair]):
     def __getitem__(self, key: tuple[int, int]) -> CandidatePair:
         return self._by_key[key]
 
+    def get(self, key: tuple[int, int], default: None = None) -> CandidatePair | None:  # type: ignore[override]  # the one form used; Mapping's is a Python-level detour
+        """The selected pair of ``key``, if any (asked on every datagram and timer)."""
+        return self._by_key.get(key, default)
+
     def __setitem__(self, key: tuple[int, int], pair: CandidatePair) -> None:
         if key in self._by_key:
             del self[key]

@@ -61,6 +61,12 @@ class Selection:
         self._gatherer = agent.gatherer
         self._failures = agent.failures
         self._emit = emit
+        #: Every (stream, component) of the session: fixed by the config, restarts included.
+        self._keys = [
+            (stream, component)
+            for stream, components in enumerate(agent.config.streams)
+            for component in range(1, components + 1)
+        ]
         #: Why the agent failed, once it has (see :meth:`failure_reason`).
         self.failure: str | None = None
 
@@ -210,7 +216,7 @@ class Selection:
 
     def keys(self) -> list[tuple[int, int]]:
         """Every (stream, component) of the session."""
-        return [(c.stream, n) for c in self._agent.checklists for n in range(1, c.components + 1)]
+        return self._keys
 
     def concluded(self, key: tuple[int, int]) -> bool:
         """Whether a component has this generation's nominated pair: a pair kept through a

@@ -8,6 +8,13 @@ holds a single ``loop.call_at`` for the earliest; moving a deadline is a ``heapp
 and the entries it replaces are skipped when they come up (they are told apart by a token that
 each new deadline of an owner changes). Stale entries are swept out when they outnumber the live
 ones, so the heap stays within a small multiple of the number of connections waiting.
+
+When the loop runs late, one wake-up fires the deadlines due when it was armed (and those within
+half a millisecond after), not everything that fell due meanwhile: the rest fire on the next
+iterations, after the loop has read its sockets again — so a herd of connections that start
+checking at once interleaves its Ta slots with the answers already waiting, instead of spending
+them all on checks first (what per-connection ``call_at`` handles did: each iteration ran the
+timers that were due when it began, all of them).
 """
 
 from __future__ import annotations
@@ -79,12 +86,17 @@ class SharedTimers:
         self._handle = None if first is None else self._loop.call_at(first, self._fire)
 
     def _fire(self) -> None:
+        # Only what was due when the loop chose to run this: what fell due since (while this
+        # iteration's reads ran) waits for the next iteration, after the loop has read again —
+        # as a per-connection ``call_at`` would; else a late loop would spend Ta slots on checks
+        # whose answers already wait in the sockets.
+        assert self._armed_at is not None
+        cutoff = self._armed_at + _EARLY
         self._handle = None
         self._armed_at = None
         heap = self._heap
-        now = self._loop.time() + _EARLY
         due: list[_Entry] = []
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= cutoff:
             entry = heapq.heappop(heap)
             owner = entry[2]
             if owner._timer_token == entry[1]:

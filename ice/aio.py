@@ -90,7 +90,6 @@ from .events import (
 from .interfaces import interface_addresses, interface_problem
 from .mdns import InterfaceAddress
 from .mdns_candidates import MdnsCandidates
-from .pump import AgentPump
 from .relay_streams import RelayStreams, TlsSettings
 from .server_names import resolve_servers
 from .stats import PeerInput
@@ -102,7 +101,7 @@ _log = logging.getLogger("icestack.ice")
 __all__ = ["Connection", "interface_addresses"]
 
 
-class Connection(AgentPump, ConnectionProperties, _Closing):
+class Connection(ConnectionProperties, _Closing):
     """One ICE session (one data stream of ``components`` components) over UDP, on asyncio.
 
     Close to aioice's ``Connection``; the differences are in docs/ice.md. Arguments:
@@ -158,6 +157,50 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
     A wrong argument raises :class:`~ice.LocalProtocolError` at the call, naming the argument
     and what is wanted (:mod:`ice.connection_options`).
     """
+
+    #: Every attribute of a connection, so that it has no instance dict: with this many
+    #: attributes the dict is a full one (~2 KiB) per connection.
+    __slots__ = (
+        "__weakref__",
+        "_agent",
+        "_bases",
+        "_closed",
+        "_components",
+        "_data_paths",
+        "_data_signal",
+        "_early_dropped",
+        "_early_remote",
+        "_end_sent",
+        "_gathering_complete",
+        "_include_loopback",
+        "_interfaces",
+        "_local_candidates",
+        "_loop",
+        "_lost_local",
+        "_mdns",
+        "_mux",
+        "_paths",
+        "_port_range",
+        "_receive_queue_size",
+        "_received",
+        "_relay_streams",
+        "_remote_end",
+        "_selected_since_restart",
+        "_setup",
+        "_state_signal",
+        "_stun_servers",
+        "_tcp",
+        "_timer_token",
+        "_timers",
+        "_turn_servers",
+        "_udp",
+        "_use_ipv4",
+        "_use_ipv6",
+        "on_event",
+        "reader_errors",
+        "receive_queue_dropped",
+        "timer_errors",
+    )
 
     def __init__(
         self,

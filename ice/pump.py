@@ -39,6 +39,9 @@ class AgentPump:
     """The driving half of :class:`~ice.aio.Connection` (module docstring); the connection holds
     the state declared here and hands the agent's events over in ``_drain_events``."""
 
+    #: What the pump sets; the rest of the connection's state is in its own __slots__.
+    __slots__ = ("_pump_due", "_timer_deadline")
+
     _agent: Agent | None
     _loop: asyncio.AbstractEventLoop
     _config: AgentConfig

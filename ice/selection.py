@@ -238,13 +238,17 @@ class Selection:
     def give_up_at(self) -> tuple[float, _Stall] | None:
         """When an idle agent with a component not concluded fails, and why: only the peer can
         move things on now, and it gets a bounded time to."""
-        agent = self._agent
-        if (
-            agent.state in (IceState.FAILED, IceState.CLOSED)
-            or not self._idle()
-            or all(self.concluded(key) for key in self.keys())
+        if self._agent.state in (IceState.FAILED, IceState.CLOSED) or all(
+            self.concluded(key) for key in self._keys
         ):
             return None
+        return self._stalled()
+
+    def _stalled(self) -> tuple[float, _Stall] | None:
+        """:meth:`give_up_at` of an agent that is neither over nor concluded."""
+        if not self._idle():
+            return None
+        agent = self._agent
         config = self._config
         idle_end = agent._last_progress + config.idle_timeout
         hopeless = [
@@ -284,7 +288,7 @@ class Selection:
                 checking = agent.outgoing.ordinary_in_flight()
                 agent._set_state(IceState.CONNECTED if checking else IceState.COMPLETED)
             return
-        verdict = self.give_up_at()
+        verdict = self._stalled()
         if verdict is None or now < verdict[0]:
             return
         waited = f"{self._config.idle_timeout:g} s"

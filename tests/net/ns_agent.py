@@ -37,6 +37,7 @@ HELLO_INTERVAL = 0.1
 LINGER = 0.3
 HELLO = b"hello from "
 ACK = b"ack"
+DONE = b"done"
 
 
 def stun_server(text: str) -> tuple[str, int]:
@@ -93,11 +94,18 @@ def describe_candidate(candidate: ice.Candidate) -> dict[str, Any]:
 async def exchange(
     name: str, send: Callable[[bytes], Awaitable[None]], receive: Callable[[], Awaitable[bytes]]
 ) -> str:
-    """Send our hello until the peer acknowledges it, acknowledging each of the peer's hellos;
-    return the peer's hello. Resending covers data sent before the peer's ``connect()`` returned.
-    """
+    """Send our hello until the peer acknowledges it, acknowledging each of the peer's hellos,
+    then say ``done`` until the peer says it too; return the peer's hello. Resending covers data
+    sent before the peer's ``connect()`` returned; the ``done`` round keeps either side from
+    closing while the other still waits — on a TCP path, closing with data unread makes the
+    kernel send a reset, which discards what the peer had not read yet."""
     peer_hello: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     acknowledged = asyncio.Event()
+    peer_done = asyncio.Event()
+    news = asyncio.Event()
+
+    def finished() -> bool:
+        return acknowledged.is_set() and peer_hello.done()
 
     async def answer() -> None:
         while True:
@@ -108,28 +116,38 @@ async def exchange(
                 await send(ACK)
             elif data == ACK:
                 acknowledged.set()
+            elif data == DONE:
+                peer_done.set()
+                if finished():  # in case our own done was lost
+                    await send(DONE)
+            news.set()
+
+    async def say(message: bytes) -> None:
+        news.clear()
+        await send(message)
+        with suppress(TimeoutError):
+            await asyncio.wait_for(news.wait(), HELLO_INTERVAL)
 
     answering = asyncio.create_task(answer())
     try:
-        while not acknowledged.is_set():
+        while not finished():
             try:
-                await send(HELLO + name.encode())
-            except ice.IceConnectionError:
-                # The peer, done, closed a TCP path while our hellos still arrived: its kernel
-                # answers that with a reset, which can discard its acknowledgement before we read
-                # it. Its hello came, and its own result says whether ours did.
+                await say(HELLO + name.encode())
+            except ConnectionError:
+                # The peer was done and closed; its hello came (its result says whether ours did).
                 if peer_hello.done():
                     return peer_hello.result()
                 raise
-            with suppress(TimeoutError):
-                await asyncio.wait_for(acknowledged.wait(), HELLO_INTERVAL)
-        received = await peer_hello
+        with suppress(ConnectionError):  # the peer, done, closed: all it needed it has
+            await send(DONE)
+            while not peer_done.is_set():
+                await say(DONE)
         await asyncio.sleep(LINGER)
+        return peer_hello.result()
     finally:
         answering.cancel()
-        with suppress(asyncio.CancelledError):
+        with suppress(asyncio.CancelledError, ConnectionError):
             await answering
-    return received
 
 
 def run_agent(session: Coroutine[Any, Any, dict[str, Any]]) -> int:

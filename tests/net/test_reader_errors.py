@@ -86,10 +86,11 @@ def _check(data: bytes, bug: type[CoreBug]) -> None:
 
 class BuggyBindingServer(BindingServer):
     def respond(
-        self, data: bytes, local: Address | None, remote: Address, now: float
-    ) -> bytes | None:
+        self, data: bytes, local: Address | None, remote: Address, now: float, *,
+        stream: bool = False,
+    ) -> bytes | None:  # fmt: skip
         _check(data, BindingBug)
-        return super().respond(data, local, remote, now)
+        return super().respond(data, local, remote, now, stream=stream)
 
 
 class BuggyTurnCore(TurnServerCore):

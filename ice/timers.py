@@ -63,14 +63,16 @@ class SharedTimers:
         (``None``: nothing)."""
         if owner._timer_token:
             self._live -= 1
+        heap = self._heap
         if deadline is None:
             owner._timer_token = 0
-            return
-        token = owner._timer_token = next(self._tokens)
-        self._live += 1
-        heap = self._heap
-        heapq.heappush(heap, (deadline, token, owner))
+        else:
+            owner._timer_token = token = next(self._tokens)
+            self._live += 1
+            heapq.heappush(heap, (deadline, token, owner))
         if len(heap) > 2 * self._live + 64:
+            # Swept here, cancelled deadlines included, so that the heap does not hold closed
+            # connections until their old deadlines come.
             self._heap = heap = [entry for entry in heap if entry[2]._timer_token == entry[1]]
             heapq.heapify(heap)
         self._arm()

@@ -105,3 +105,17 @@ def test_a_late_loop_runs_the_loop_again_before_firing_what_fell_due_meanwhile()
         return order
 
     assert asyncio.run(main()) == ["a", "after a", "b", "after b"]
+
+
+def test_closed_owners_are_not_held_until_their_old_deadlines() -> None:
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        timers = SharedTimers(loop)
+        owners = [Owner(str(i), []) for i in range(200)]
+        for owner in owners:
+            timers.schedule(owner, loop.time() + 3600)
+        for owner in owners:
+            timers.schedule(owner, None)  # closed
+        return sum(1 for entry in timers._heap if entry[2] in owners)
+
+    assert asyncio.run(main()) <= 64

@@ -37,7 +37,7 @@ class PairState(enum.Enum):
     FAILED = "failed"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class CandidatePair:
     """A local base and a remote candidate, with its check state and counters.
 

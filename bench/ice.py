@@ -8,7 +8,9 @@
   the floor RFC 8445 §14.2 allows; aioice at its own (20 ms).
 - ``scale``: N gathered connection pairs in one event loop, all connecting at once: wall time until
   all are connected and CPU time per pair (process time) of connecting, and memory per agent
-  (tracemalloc, Python heap, gathered and connected; measured in a separate run).
+  (tracemalloc, Python heap, gathered and connected; measured in a separate run); icestack as it
+  comes (ICE-TCP candidates too) and UDP only (``tcp=False``, what aioice offers), with the
+  STUN messages (checks and answers) per pair it took.
 - ``data``: after connecting, 1000-byte datagrams from one side's ``send`` to the other's
   ``recv``, closed-loop (at most ``WINDOW`` in flight, so loopback drops nothing), bounded in
   count and time, on asyncio and on uvloop.
@@ -123,6 +125,14 @@ async def scale_run(factory: Factory, pairs: int) -> tuple[float, float, float]:
     await asyncio.wait_for(asyncio.gather(*(c.connect() for pair in prepared for c in pair)), 120)
     wall = time.perf_counter() - wall
     cpu = time.process_time() - cpu
+    if isinstance(prepared[0][0], ice.Connection):
+        sent = sum(
+            pair.requests_sent + pair.responses_sent
+            for connections in prepared
+            for connection in connections
+            for pair in connection.agent.checklists[0]
+        )
+        print(f"ice_scale_{pairs}_icestack_messages_per_pair {sent / pairs:.2f} messages")
     await asyncio.gather(*(c.close() for pair in prepared for c in pair))
     del prepared
     gc.collect()
@@ -136,19 +146,26 @@ async def scale_run(factory: Factory, pairs: int) -> tuple[float, float, float]:
     return wall, cpu / pairs, memory
 
 
+def udp_only(controlling: bool) -> ice.Connection:
+    """icestack without ICE-TCP candidates: what aioice offers (UDP host candidates only)."""
+    return ours(controlling, tcp=False)
+
+
 async def bench_scale(sizes: list[int]) -> None:
+    variants: dict[str, Factory] = {"icestack": ours, "icestack_udp": udp_only, "aioice": theirs}
     for pairs in sizes:
         results = {}
-        for name, factory in (("icestack", ours), ("aioice", theirs)):
+        for name, factory in variants.items():
             wall, cpu_per_pair, memory = await scale_run(factory, pairs)
             results[name] = (cpu_per_pair, memory)
             print(f"ice_scale_{pairs}_{name}_wall {wall:.3f} s")
             print(f"ice_scale_{pairs}_{name}_cpu_per_pair {cpu_per_pair * 1000:.2f} ms")
             print(f"ice_scale_{pairs}_{name}_memory_per_agent {memory / 1024:.1f} KiB")
-        ratio_cpu = results["aioice"][0] / results["icestack"][0]
-        ratio_memory = results["icestack"][1] / results["aioice"][1]
-        print(f"ice_scale_{pairs}_cpu_advantage_vs_aioice {ratio_cpu:.2f} x")
-        print(f"ice_scale_{pairs}_memory_fraction_of_aioice {ratio_memory:.2f} x")
+        for name in ("icestack", "icestack_udp"):
+            ratio_cpu = results["aioice"][0] / results[name][0]
+            ratio_memory = results[name][1] / results["aioice"][1]
+            print(f"ice_scale_{pairs}_{name}_cpu_advantage_vs_aioice {ratio_cpu:.2f} x")
+            print(f"ice_scale_{pairs}_{name}_memory_fraction_of_aioice {ratio_memory:.2f} x")
 
 
 #: Datagrams in flight at most: well under a loopback socket buffer, so none is dropped and the

@@ -1,15 +1,20 @@
 """Scale of one mux port: N ICE-lite sessions on one :class:`ice.aio_mux.UdpMux` in this process,
-driven by N icestack clients (full ICE, controlling, a socket each) in another process.
+driven by N clients in another process — and the same N sessions served by aioice 0.13.0 (one
+socket per session, full ICE: it has no mux and no ICE-lite), to see how far it gets.
 
-    python -m bench.mux_scale [--sessions 1000,5000] [--consent 12] [--batch 200]
+    python -m bench.mux_scale [--sessions 1000,5000,10000] [--consent 12] [--batch 500]
+                              [--servers icestack,aioice] [--clients lean|full]
 
 Per N it prints ``name value unit`` lines: the connect rate (sessions connected per second of wall
 time, clients connecting ``--batch`` at a time), the server's CPU per session connected, the
 server's CPU per consent check while every session holds consent for ``--consent`` seconds (the
-clients check every ~5 s, RFC 7675; the server answers), and the server's resident memory per
-established session (RSS growth from before the sessions to all connected). The clients run in a
-child process (``--client``), speaking JSON lines on stdin/stdout; every wait is bounded. Everything
-is on 127.0.0.1.
+clients check every ~5 s, RFC 7675; the checks counted are those the clients saw answered), the
+sessions that lost their path, and the server's resident memory per established session (RSS
+growth from before the sessions to all connected). The clients run in a child process
+(``--client``), speaking JSON lines on stdin/stdout; every wait is bounded. By default they are
+:mod:`bench.lean_client` sessions (a socket and a few fields each, so that one process drives
+10,000); ``--clients full`` uses icestack ``Connection`` s (full ICE, a socket and an agent each).
+Everything is on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ import sys
 import time
 from typing import Any
 
+import aioice
+import aioice.ice
+
+from bench.lean_client import LeanClients
 from ice import Candidate, Connection
 from ice.aio_mux import UdpMux
 from ice.config import AgentConfig
@@ -31,6 +40,10 @@ from ice.mux import MuxConfig
 HOST = "127.0.0.1"
 #: The bound of every phase.
 PHASE_TIMEOUT = 600.0
+#: How long a batch of lean clients gets to connect.
+LEAN_CONNECT_TIMEOUT = 60.0
+
+aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [HOST]
 
 
 def _rss() -> int:
@@ -58,89 +71,147 @@ async def _stdin() -> asyncio.StreamReader:
     return reader
 
 
-async def client_main() -> None:
+async def client_main(kind: str) -> None:
     """The client process: read the servers' descriptions, connect to each, hold consent."""
     stdin = await _stdin()
+    lean = LeanClients()
     while True:
         command = await _read(stdin)
         if command["do"] == "quit":
+            lean.close()
             return
         descriptions, batch = command["sessions"], command["batch"]
         clients: list[Connection] = []
         for start in range(0, len(descriptions), batch):
             chunk = descriptions[start : start + batch]
+            if kind == "lean":
+                await _connect_lean(lean, chunk)
+                continue
             made = [
                 Connection(True, include_loopback=True, interfaces=[HOST], tcp=False) for _ in chunk
             ]
             for connection in made:
-                connection.remote_lite = True
+                connection.remote_lite = command["lite"]
             await asyncio.gather(*(c.gather_candidates() for c in made))
             for connection, description in zip(made, chunk, strict=True):
                 connection.set_remote_credentials(description["ufrag"], description["pwd"])
                 await connection.add_remote_candidate(Candidate.from_sdp(description["candidate"]))
                 await connection.add_remote_candidate(None)
-            _write({"credentials": [[c.local_username, c.local_password] for c in made]})
+            _write({"credentials": [_credentials(c, c.local_candidates[0].to_sdp()) for c in made]})
             await asyncio.wait_for(asyncio.gather(*(c.connect() for c in made)), PHASE_TIMEOUT)
             clients += made
-        _write({"connected": len(clients)})
+        _write({"connected": len(descriptions)})
+        before = sum(session.answered for session in lean.sessions)
         await _read(stdin)  # hold consent until told
+        answered = sum(session.answered for session in lean.sessions) - before
+        lost = sum(1 for c in clients if c.selected_pair() is None)
         for connection in clients:
             await connection.close()
-        _write({"closed": len(clients)})
+        lean.close()
+        _write({"closed": len(descriptions), "consent_answered": answered, "lost": lost})
 
 
-async def measure(sessions: int, consent: float, batch: int) -> None:
+def _credentials(client: Any, candidate: str) -> list[str]:
+    return [client.local_username, client.local_password, "candidate:" + candidate]
+
+
+async def _connect_lean(lean: LeanClients, chunk: list[dict[str, Any]]) -> None:
+    made = lean.add(len(chunk))
+    host = f"1 1 udp {2**24} {HOST} {{}} typ host"
+    _write({"credentials": [_credentials(s, host.format(s.port)) for s in made]})
+    remotes = []
+    for description in chunk:
+        candidate = Candidate.from_sdp(description["candidate"])
+        remotes.append((description["ufrag"], description["pwd"], candidate.host, candidate.port))
+    lean.start(made, remotes)
+    deadline = time.monotonic() + LEAN_CONNECT_TIMEOUT
+    while not all(s.connected for s in made):
+        if time.monotonic() > deadline:
+            missing = sum(1 for s in made if not s.connected)
+            raise TimeoutError(f"{missing} lean clients of {len(made)} did not connect")
+        await asyncio.sleep(0.02)
+
+
+async def _serve_icestack(sessions: int) -> tuple[list[Any], UdpMux]:
+    mux = UdpMux(HOST, config=MuxConfig(max_sessions=sessions))
+    served = [
+        Connection(False, mux=mux, config=AgentConfig(lite=True, controlling=False))
+        for _ in range(sessions)
+    ]
+    await asyncio.gather(*(s.gather_candidates() for s in served))
+    return served, mux
+
+
+async def _serve_aioice(sessions: int) -> list[Any]:
+    served = [aioice.Connection(ice_controlling=False, use_ipv6=False) for _ in range(sessions)]
+    for start in range(0, sessions, 500):
+        await asyncio.gather(*(s.gather_candidates() for s in served[start : start + 500]))
+    return served
+
+
+async def measure(server: str, sessions: int, consent: float, batch: int, clients: str) -> None:
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.mux_scale", "--client",
+        sys.executable, "-m", "bench.mux_scale", "--client", "--clients", clients,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, limit=1 << 26,
     )  # fmt: skip
     assert child.stdin is not None and child.stdout is not None
+    name = f"{server}[{sessions}]"
+    mux: UdpMux | None = None
+    served: list[Any] = []
     try:
-        async with UdpMux(HOST, config=MuxConfig(max_sessions=sessions)) as mux:
-            rss_before = _rss()
-            served = [
-                Connection(False, mux=mux, config=AgentConfig(lite=True, controlling=False))
-                for _ in range(sessions)
-            ]
-            await asyncio.gather(*(s.gather_candidates() for s in served))
-            descriptions = [
-                {"ufrag": s.local_username, "pwd": s.local_password,
-                 "candidate": "candidate:" + s.local_candidates[0].to_sdp()}
-                for s in served
-            ]  # fmt: skip
-            wall, cpu = time.perf_counter(), time.process_time()
-            child.stdin.write((json.dumps({"do": "connect", "sessions": descriptions,
-                                           "batch": batch}) + "\n").encode())  # fmt: skip
-            done = 0
-            while done < sessions:
-                credentials = (await _read(child.stdout))["credentials"]
-                for (ufrag, pwd), connection in zip(
-                    credentials, served[done : done + len(credentials)], strict=True
-                ):
-                    connection.set_remote_credentials(ufrag, pwd)
-                    await connection.add_remote_candidate(None)
-                done += len(credentials)
-            await asyncio.wait_for(asyncio.gather(*(s.connect() for s in served)), PHASE_TIMEOUT)
-            assert (await _read(child.stdout))["connected"] == sessions
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            print(f"mux_connect_rate[{sessions}] {sessions / wall:.0f} sessions/s")
-            print(f"mux_cpu_per_connect[{sessions}] {cpu / sessions * 1e6:.0f} us")
-            routed = mux.table.routed
-            cpu = time.process_time()
-            await asyncio.sleep(consent)
-            cpu = time.process_time() - cpu
-            checks = mux.table.routed - routed
-            print(f"mux_consent_checks[{sessions}] {checks} checks in {consent:g} s")
-            print(f"mux_cpu_per_consent_check[{sessions}] {cpu / max(checks, 1) * 1e6:.0f} us")
+        rss_before = _rss()
+        if server == "icestack":
+            served, mux = await _serve_icestack(sessions)
+        else:
+            served = await _serve_aioice(sessions)
+        descriptions = [
+            {"ufrag": s.local_username, "pwd": s.local_password,
+             "candidate": "candidate:" + s.local_candidates[0].to_sdp()}
+            for s in served
+        ]  # fmt: skip
+        wall, cpu = time.perf_counter(), time.process_time()
+        child.stdin.write((json.dumps({"do": "connect", "sessions": descriptions, "batch": batch,
+                                       "lite": server == "icestack"}) + "\n").encode())  # fmt: skip
+        done = 0
+        connecting = []
+        while done < sessions:
+            credentials = (await _read(child.stdout))["credentials"]
+            chunk = served[done : done + len(credentials)]
+            for (ufrag, pwd, candidate), connection in zip(credentials, chunk, strict=True):
+                connection.remote_username, connection.remote_password = ufrag, pwd
+                if server == "aioice":
+                    await connection.add_remote_candidate(aioice.Candidate.from_sdp(candidate[10:]))
+                await connection.add_remote_candidate(None)
+            connecting += [asyncio.ensure_future(c.connect()) for c in chunk]
+            done += len(credentials)
+        await asyncio.wait_for(asyncio.gather(*connecting), PHASE_TIMEOUT)
+        assert (await _read(child.stdout))["connected"] == sessions
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        print(f"mux_connect_rate_{name} {sessions / wall:.0f} sessions/s", flush=True)
+        print(f"mux_cpu_per_connect_{name} {cpu / sessions * 1e6:.0f} us", flush=True)
+        per_session = (_rss() - rss_before) / sessions / 1024
+        routed = mux.table.routed if mux else 0
+        cpu = time.process_time()
+        await asyncio.sleep(consent)
+        cpu = time.process_time() - cpu
+        child.stdin.write(b'{"do": "close"}\n')
+        closed = await _read(child.stdout)
+        # The checks the clients saw answered; full clients do not count theirs, so then the
+        # requests the mux routed (icestack only).
+        checks = closed["consent_answered"] or (mux.table.routed - routed if mux else 0)
+        print(f"mux_consent_checks_{name} {checks} checks in {consent:g} s")
+        print(f"mux_cpu_per_consent_check_{name} {cpu / max(checks, 1) * 1e6:.0f} us")
+        if server == "icestack":
             lost = sum(1 for s in served if s.selected_pair() is None)
-            print(f"mux_sessions_without_path[{sessions}] {lost} sessions")
-            per_session = (_rss() - rss_before) / sessions / 1024
-            print(f"mux_rss_per_established_session[{sessions}] {per_session:.1f} KiB")
-            child.stdin.write(b'{"do": "close"}\n')
-            await _read(child.stdout)
-            for connection in served:
-                await connection.close()
+        else:
+            lost = sum(1 for s in served if not s._nominated)
+        print(f"mux_sessions_without_path_{name} {lost + closed['lost']} sessions")
+        print(f"mux_rss_per_established_session_{name} {per_session:.1f} KiB", flush=True)
     finally:
+        for connection in served:
+            await connection.close()
+        if mux is not None:
+            mux.close()
         if child.returncode is None:
             child.stdin.write(b'{"do": "quit"}\n')
             try:
@@ -154,14 +225,17 @@ def main() -> None:
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--sessions", default="1000", help="N, comma-separated")
     parser.add_argument("--consent", type=float, default=12.0, help="seconds of consent held")
-    parser.add_argument("--batch", type=int, default=200, help="clients connecting at once")
+    parser.add_argument("--batch", type=int, default=500, help="clients connecting at once")
+    parser.add_argument("--servers", default="icestack,aioice", help="icestack and/or aioice")
+    parser.add_argument("--clients", choices=("lean", "full"), default="lean")
     args = parser.parse_args()
     if args.client:
-        asyncio.run(client_main())
+        asyncio.run(client_main(args.clients))
         return
     print(f"# pid {os.getpid()}, python {sys.version.split()[0]}; 2-core machine shared: noisy")
     for sessions in (int(n) for n in args.sessions.split(",")):
-        asyncio.run(measure(sessions, args.consent, args.batch))
+        for server in args.servers.split(","):
+            asyncio.run(measure(server, sessions, args.consent, args.batch, args.clients))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
   :data:`~ice.base_sockets.UDP_BATCH` datagrams a wake-up). After anything reaches the agent, the
   connection sends
   what :meth:`~ice.agent.Agent.datagrams_to_send` returns, turns events into futures and queue
-  entries, and re-arms its one ``loop.call_at`` timer from :meth:`~ice.agent.Agent.get_timer`.
+  entries, and moves its deadline from :meth:`~ice.agent.Agent.get_timer` in the loop's one
+  timer shared by all its connections (:mod:`ice.timers`).
 - **Data path** (:mod:`ice.base_sockets`). A datagram whose first byte is 0-3 is STUN (RFC 7983)
   and goes to the agent. Anything else from the selected pair's remote address goes straight
   into the receive queue; from elsewhere it goes to the agent, which delivers it only from the
@@ -89,18 +90,18 @@ from .events import (
 from .interfaces import interface_addresses, interface_problem
 from .mdns import InterfaceAddress
 from .mdns_candidates import MdnsCandidates
-from .pump import AgentPump
 from .relay_streams import RelayStreams, TlsSettings
 from .server_names import resolve_servers
 from .stats import PeerInput
 from .tcp_sockets import TcpSockets
+from .timers import SharedTimers, shared_timers
 
 _log = logging.getLogger("icestack.ice")
 
 __all__ = ["Connection", "interface_addresses"]
 
 
-class Connection(AgentPump, ConnectionProperties, _Closing):
+class Connection(ConnectionProperties, _Closing):
     """One ICE session (one data stream of ``components`` components) over UDP, on asyncio.
 
     Close to aioice's ``Connection``; the differences are in docs/ice.md. Arguments:
@@ -156,6 +157,50 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
     A wrong argument raises :class:`~ice.LocalProtocolError` at the call, naming the argument
     and what is wanted (:mod:`ice.connection_options`).
     """
+
+    #: Every attribute of a connection, so that it has no instance dict: with this many
+    #: attributes the dict is a full one (~2 KiB) per connection.
+    __slots__ = (
+        "__weakref__",
+        "_agent",
+        "_bases",
+        "_closed",
+        "_components",
+        "_data_paths",
+        "_data_signal",
+        "_early_dropped",
+        "_early_remote",
+        "_end_sent",
+        "_gathering_complete",
+        "_include_loopback",
+        "_interfaces",
+        "_local_candidates",
+        "_loop",
+        "_lost_local",
+        "_mdns",
+        "_mux",
+        "_paths",
+        "_port_range",
+        "_receive_queue_size",
+        "_received",
+        "_relay_streams",
+        "_remote_end",
+        "_selected_since_restart",
+        "_setup",
+        "_state_signal",
+        "_stun_servers",
+        "_tcp",
+        "_timer_token",
+        "_timers",
+        "_turn_servers",
+        "_udp",
+        "_use_ipv4",
+        "_use_ipv6",
+        "on_event",
+        "reader_errors",
+        "receive_queue_dropped",
+        "timer_errors",
+    )
 
     def __init__(
         self,
@@ -293,7 +338,9 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
         self._data_paths = DataPaths(self._bases, self._count_data, self._data_signal)
         #: The fast path's table, held here for :meth:`sendto`.
         self._paths = self._data_paths.paths
-        self._timer: asyncio.TimerHandle | None = None
+        #: The loop's one timer (:mod:`ice.timers`), from the first gather, like the loop.
+        self._timers: SharedTimers
+        self._timer_token = 0
         self._timer_deadline: float | None = None
         #: A pump is due in this iteration of the loop (:meth:`_pump_soon`).
         self._pump_due = False
@@ -338,6 +385,7 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
             raise IceConnectionError("the connection was closed")
         if self._setup is None:
             self._loop = asyncio.get_running_loop()
+            self._timers = shared_timers(self._loop)
             self._setup = asyncio.ensure_future(self._open())
         await asyncio.shield(self._setup)
 
@@ -621,9 +669,9 @@ class Connection(AgentPump, ConnectionProperties, _Closing):
         if self._closed:
             return
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._timer_deadline is not None:
+            self._timer_deadline = None
+            self._timers.schedule(self, None)
         if self._agent is not None:
             now = self._loop.time()
             self._data_paths.flush(now)

@@ -22,14 +22,18 @@ from .config import AgentConfig
 from .errors import LocalProtocolError
 from .events import IceState
 from .mdns_candidates import MdnsCandidates
+from .pump import AgentPump
 from .relay_streams import RelayStreams
 from .stats import PairStats
 from .tcp_sockets import TcpSockets
 
 
-class ConnectionProperties:
+class ConnectionProperties(AgentPump):
     """The properties of :class:`~ice.aio.Connection` (module docstring); the connection holds
     the state declared here."""
+
+    #: What the properties set; the rest of the connection's state is in its own __slots__.
+    __slots__ = ("_config", "_remote_password", "_remote_username")
 
     _agent: Agent | None
     _loop: asyncio.AbstractEventLoop
@@ -42,9 +46,6 @@ class ConnectionProperties:
     _data_paths: DataPaths
     _local_candidates: list[Candidate]
     _lost_local: set[Candidate]
-
-    def _pump(self, not_before: float | None = None, *, timer_later: bool = False) -> None:
-        raise NotImplementedError
 
     @property
     def relay_streams(self) -> RelayStreams:

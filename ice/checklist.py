@@ -37,7 +37,7 @@ class PairState(enum.Enum):
     FAILED = "failed"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class CandidatePair:
     """A local base and a remote candidate, with its check state and counters.
 
@@ -275,6 +275,10 @@ class SelectedPairs(MutableMapping[tuple[int, int], CandidatePair]):
 
     def __getitem__(self, key: tuple[int, int]) -> CandidatePair:
         return self._by_key[key]
+
+    def get(self, key: tuple[int, int], default: None = None) -> CandidatePair | None:  # type: ignore[override]  # the one form used; Mapping's is a Python-level detour
+        """The selected pair of ``key``, if any (asked on every datagram and timer)."""
+        return self._by_key.get(key, default)
 
     def __setitem__(self, key: tuple[int, int], pair: CandidatePair) -> None:
         if key in self._by_key:

@@ -69,7 +69,7 @@ class Policy(enum.Enum):
     RELAY = "relay"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class AgentConfig:
     """How an :class:`~ice.agent.Agent` behaves."""
 

@@ -133,11 +133,17 @@ class OutgoingChecks:
 
     def get_timer(self) -> float | None:
         """The earliest retransmission, or the next Ta slot when a check waits for one."""
-        deadlines = [check.transaction.get_timer() for check in self.in_flight.values()]
+        earliest = None
+        for check in self.in_flight.values():
+            deadline = check.transaction.get_timer()
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
         agent = self._agent
         if agent._checking and agent.remote_password is not None and self.pending():
-            deadlines.append(self.next_at)
-        return min((d for d in deadlines if d is not None), default=None)
+            next_at = self.next_at
+            if earliest is None or next_at < earliest:
+                earliest = next_at
+        return earliest
 
     def use_slot(self, now: float) -> None:
         """Send the next check if the Ta slot is open; the slot is used up either way (Frozen

@@ -6,8 +6,9 @@ Theory of operation. After anything reaches the agent, :meth:`AgentPump._pump` s
 :meth:`~ice.agent.Agent.datagrams_to_send` returns — from a UDP base's socket, or on the TCP/TLS
 connection to a TURN server whose label the datagram carries (:mod:`ice.relay_streams`) — carries
 out the agent's commands for ICE-TCP (:mod:`ice.tcp_sockets`) and TURN connections, hands the
-events to the connection (``_drain_events``), and re-arms one ``loop.call_at`` at
-:meth:`~ice.agent.Agent.get_timer`. Working out that deadline is the costly part, so a burst of
+events to the connection (``_drain_events``), and moves its one deadline to
+:meth:`~ice.agent.Agent.get_timer` in the loop's timer that all connections share
+(:mod:`ice.timers`). Working out that deadline is the costly part, so a burst of
 relayed data re-arms it once, at the end of the loop iteration (``timer_later``,
 :meth:`AgentPump._pump_soon`). A bug of the agent — an exception from ``handle_timer`` or from a
 pump — is contained and counted, and the timer is armed again no sooner than Ta later, so that
@@ -29,6 +30,7 @@ from .checklist import CandidatePair
 from .config import AgentConfig
 from .relay_streams import RelayStreams
 from .tcp_sockets import TcpSockets
+from .timers import SharedTimers
 
 _log = logging.getLogger("icestack.ice")
 
@@ -36,6 +38,9 @@ _log = logging.getLogger("icestack.ice")
 class AgentPump:
     """The driving half of :class:`~ice.aio.Connection` (module docstring); the connection holds
     the state declared here and hands the agent's events over in ``_drain_events``."""
+
+    #: What the pump sets; the rest of the connection's state is in its own __slots__.
+    __slots__ = ("_pump_due", "_timer_deadline")
 
     _agent: Agent | None
     _loop: asyncio.AbstractEventLoop
@@ -45,7 +50,9 @@ class AgentPump:
     _data_paths: DataPaths
     _relay_streams: RelayStreams
     _tcp: TcpSockets | None
-    _timer: asyncio.TimerHandle | None
+    _timers: SharedTimers
+    #: The token of this connection's current deadline in ``_timers`` (0: none).
+    _timer_token: int
     _timer_deadline: float | None
     #: A pump is due in this iteration of the loop (:meth:`_pump_soon`).
     _pump_due: bool
@@ -79,12 +86,8 @@ class AgentPump:
         if deadline is not None and not_before is not None:
             deadline = max(deadline, not_before)
         if deadline != self._timer_deadline:
-            if self._timer is not None:
-                self._timer.cancel()
             self._timer_deadline = deadline
-            self._timer = (
-                None if deadline is None else self._loop.call_at(deadline, self._on_timer, deadline)
-            )
+            self._timers.schedule(self, deadline)
 
     def _pump_soon(self) -> None:
         """:meth:`_pump` later in this iteration of the event loop, once however often asked."""
@@ -115,7 +118,6 @@ class AgentPump:
                 )
 
     def _on_timer(self, deadline: float) -> None:
-        self._timer = None
         self._timer_deadline = None
         agent = self._agent
         if agent is None or self._closed:

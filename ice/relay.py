@@ -272,6 +272,11 @@ class Relays:
         """Whether an Allocate is still unanswered (gathering is not complete until none is)."""
         return any(r.allocation.state is AllocationState.ALLOCATING for r in self._relays)
 
+    @property
+    def active(self) -> bool:
+        """Whether any allocation exists (else there is nothing to send, time or wrap)."""
+        return bool(self._relays)
+
     def is_relayed(self, address: Address) -> bool:
         return address in self._by_relayed
 

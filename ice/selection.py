@@ -61,6 +61,12 @@ class Selection:
         self._gatherer = agent.gatherer
         self._failures = agent.failures
         self._emit = emit
+        #: Every (stream, component) of the session: fixed by the config, restarts included.
+        self._keys = [
+            (stream, component)
+            for stream, components in enumerate(agent.config.streams)
+            for component in range(1, components + 1)
+        ]
         #: Why the agent failed, once it has (see :meth:`failure_reason`).
         self.failure: str | None = None
 
@@ -210,7 +216,7 @@ class Selection:
 
     def keys(self) -> list[tuple[int, int]]:
         """Every (stream, component) of the session."""
-        return [(c.stream, n) for c in self._agent.checklists for n in range(1, c.components + 1)]
+        return self._keys
 
     def concluded(self, key: tuple[int, int]) -> bool:
         """Whether a component has this generation's nominated pair: a pair kept through a
@@ -232,13 +238,17 @@ class Selection:
     def give_up_at(self) -> tuple[float, _Stall] | None:
         """When an idle agent with a component not concluded fails, and why: only the peer can
         move things on now, and it gets a bounded time to."""
-        agent = self._agent
-        if (
-            agent.state in (IceState.FAILED, IceState.CLOSED)
-            or not self._idle()
-            or all(self.concluded(key) for key in self.keys())
+        if self._agent.state in (IceState.FAILED, IceState.CLOSED) or all(
+            self.concluded(key) for key in self._keys
         ):
             return None
+        return self._stalled()
+
+    def _stalled(self) -> tuple[float, _Stall] | None:
+        """:meth:`give_up_at` of an agent that is neither over nor concluded."""
+        if not self._idle():
+            return None
+        agent = self._agent
         config = self._config
         idle_end = agent._last_progress + config.idle_timeout
         hopeless = [
@@ -278,7 +288,7 @@ class Selection:
                 checking = agent.outgoing.ordinary_in_flight()
                 agent._set_state(IceState.CONNECTED if checking else IceState.COMPLETED)
             return
-        verdict = self.give_up_at()
+        verdict = self._stalled()
         if verdict is None or now < verdict[0]:
             return
         waited = f"{self._config.idle_timeout:g} s"

@@ -128,6 +128,8 @@ def ipv6_loopback_available() -> bool:
 class _Closing:
     """``async with`` support for anything with an ``async close()``."""
 
+    __slots__ = ()  # so that a subclass with slots has no instance dict
+
     async def close(self) -> None:
         raise NotImplementedError
 

@@ -43,6 +43,7 @@ IO_MODULES = {
     "ice/mdns_sockets.py",
     "ice/relay_streams.py",
     "ice/pump.py",
+    "ice/timers.py",
     "ice/compat/aioice/ice.py",
     "turn/aio.py",
     "turn/aio_tcp_client.py",

@@ -1,0 +1,129 @@
+"""asyncio layer: one timer for every :class:`~ice.aio.Connection` of an event loop.
+
+Each connection drives its agent by one deadline (:meth:`~ice.agent.Agent.get_timer`,
+architecture.md §2). Giving each its own ``loop.call_at`` costs a ``TimerHandle`` per connection
+and a cancel and a new handle each time the deadline moves — several times per connectivity
+check. :class:`SharedTimers` keeps the deadlines of all connections of a loop in one heap and
+holds a single ``loop.call_at`` for the earliest; moving a deadline is a ``heappush`` of a tuple,
+and the entries it replaces are skipped when they come up (they are told apart by a token that
+each new deadline of an owner changes). Stale entries are swept out when they outnumber the live
+ones, so the heap stays within a small multiple of the number of connections waiting.
+
+When the loop runs late, one wake-up fires the deadlines due when it was armed (and those within
+half a millisecond after), not everything that fell due meanwhile: the rest fire on the next
+iterations, after the loop has read its sockets again — so a herd of connections that start
+checking at once interleaves its Ta slots with the answers already waiting, instead of spending
+them all on checks first (what per-connection ``call_at`` handles did: each iteration ran the
+timers that were due when it began, all of them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import weakref
+from typing import Protocol
+
+_log = logging.getLogger("icestack.ice")
+
+#: Deadlines this close ahead are due when the timer fires (the loop may wake a little early;
+#: a machine called early does no harm, architecture.md §2).
+_EARLY = 0.0005
+
+
+class TimerOwner(Protocol):
+    """What the shared timer calls back: a connection, with its one current deadline's token."""
+
+    _timer_token: int
+
+    def _on_timer(self, deadline: float) -> None: ...
+
+
+_Entry = tuple[float, int, TimerOwner]
+
+
+class SharedTimers:
+    """The deadlines of every connection of one event loop, behind one ``loop.call_at``."""
+
+    __slots__ = ("__weakref__", "_armed_at", "_handle", "_heap", "_live", "_loop", "_tokens")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._heap: list[_Entry] = []
+        self._tokens = itertools.count(1)
+        #: How many owners have a deadline now (the heap's live entries).
+        self._live = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_at: float | None = None
+
+    def schedule(self, owner: TimerOwner, deadline: float | None) -> None:
+        """Call ``owner._on_timer(deadline)`` at ``deadline``, instead of what it asked before
+        (``None``: nothing)."""
+        if owner._timer_token:
+            self._live -= 1
+        heap = self._heap
+        if deadline is None:
+            owner._timer_token = 0
+        else:
+            owner._timer_token = token = next(self._tokens)
+            self._live += 1
+            heapq.heappush(heap, (deadline, token, owner))
+        if len(heap) > 2 * self._live + 64:
+            # Swept here, cancelled deadlines included, so that the heap does not hold closed
+            # connections until their old deadlines come.
+            self._heap = heap = [entry for entry in heap if entry[2]._timer_token == entry[1]]
+            heapq.heapify(heap)
+        self._arm()
+
+    def _arm(self) -> None:
+        heap = self._heap
+        first = heap[0][0] if heap else None
+        if first == self._armed_at:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed_at = first
+        self._handle = None if first is None else self._loop.call_at(first, self._fire)
+
+    def _fire(self) -> None:
+        # Only what was due when the loop chose to run this: what fell due since (while this
+        # iteration's reads ran) waits for the next iteration, after the loop has read again —
+        # as a per-connection ``call_at`` would; else a late loop would spend Ta slots on checks
+        # whose answers already wait in the sockets.
+        assert self._armed_at is not None
+        cutoff = self._armed_at + _EARLY
+        self._handle = None
+        self._armed_at = None
+        heap = self._heap
+        due: list[_Entry] = []
+        while heap and heap[0][0] <= cutoff:
+            entry = heapq.heappop(heap)
+            owner = entry[2]
+            if owner._timer_token == entry[1]:
+                owner._timer_token = 0
+                self._live -= 1
+                due.append(entry)
+        for deadline, _, owner in due:
+            try:
+                owner._on_timer(deadline)
+            except Exception:  # a bug of one connection: the others still get their turn
+                _log.exception("ICE timer of %r failed", owner)
+        self._arm()
+
+
+_BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedTimers]
+_BY_LOOP = weakref.WeakKeyDictionary()
+
+
+def shared_timers(loop: asyncio.AbstractEventLoop) -> SharedTimers:
+    """The one :class:`SharedTimers` of ``loop`` (its own, for a loop that takes no weak
+    reference)."""
+    try:
+        timers = _BY_LOOP.get(loop)
+        if timers is None:
+            timers = _BY_LOOP[loop] = SharedTimers(loop)
+    except TypeError:
+        return SharedTimers(loop)
+    return timers

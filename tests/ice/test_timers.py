@@ -1,0 +1,121 @@
+"""ice.timers: the one timer every Connection of a loop shares, on a real event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ice.timers import SharedTimers, shared_timers
+
+
+class Owner:
+    def __init__(self, name: str, fired: list[tuple[str, float]]) -> None:
+        self.name = name
+        self.fired = fired
+        self._timer_token = 0
+
+    def _on_timer(self, deadline: float) -> None:
+        self.fired.append((self.name, deadline))
+
+
+async def _settle(loop: asyncio.AbstractEventLoop, until: float) -> None:
+    await asyncio.sleep(max(0.0, until - loop.time()) + 0.02)
+
+
+def test_owners_fire_in_deadline_order_and_only_at_their_last_deadline() -> None:
+    async def main() -> list[tuple[str, float]]:
+        loop = asyncio.get_running_loop()
+        timers = SharedTimers(loop)
+        fired: list[tuple[str, float]] = []
+        a, b, c = Owner("a", fired), Owner("b", fired), Owner("c", fired)
+        now = loop.time()
+        timers.schedule(a, now + 0.03)
+        timers.schedule(b, now + 0.01)
+        timers.schedule(c, now + 0.02)
+        timers.schedule(a, now + 0.005)  # moved earlier: the old entry is skipped
+        timers.schedule(c, None)  # cancelled
+        await _settle(loop, now + 0.03)
+        assert a._timer_token == b._timer_token == 0
+        return [(name, round(deadline - now, 3)) for name, deadline in fired]
+
+    assert asyncio.run(main()) == [("a", 0.005), ("b", 0.01)]
+
+
+def test_a_failing_owner_does_not_stop_the_others() -> None:
+    class Broken(Owner):
+        def _on_timer(self, deadline: float) -> None:
+            raise RuntimeError("a bug")
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        timers = SharedTimers(loop)
+        fired: list[tuple[str, float]] = []
+        now = loop.time()
+        timers.schedule(Broken("x", fired), now + 0.01)
+        timers.schedule(Owner("y", fired), now + 0.01)
+        await _settle(loop, now + 0.01)
+        return [name for name, _ in fired]
+
+    assert asyncio.run(main()) == ["y"]
+
+
+def test_stale_entries_are_swept_so_the_heap_stays_bounded() -> None:
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        timers = SharedTimers(loop)
+        owners = [Owner(str(i), []) for i in range(10)]
+        for step in range(1000):  # every owner moves its deadline again and again
+            for owner in owners:
+                timers.schedule(owner, loop.time() + 60 + step)
+        size = len(timers._heap)
+        for owner in owners:
+            timers.schedule(owner, None)
+        return size
+
+    assert asyncio.run(main()) <= 2 * 10 + 64 + 1
+
+
+def test_one_shared_timer_per_loop() -> None:
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        return shared_timers(loop) is shared_timers(loop)
+
+    assert asyncio.run(main())
+
+
+def test_a_late_loop_runs_the_loop_again_before_firing_what_fell_due_meanwhile() -> None:
+    """Deadlines that passed while the loop was busy fire a slice per iteration, with the
+    loop's other work (its reads) in between, as per-connection ``call_at`` handles would."""
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        timers = SharedTimers(loop)
+        order: list[str] = []
+
+        class Recorder(Owner):
+            def _on_timer(self, deadline: float) -> None:
+                order.append(self.name)
+                loop.call_soon(order.append, f"after {self.name}")  # the loop's next iteration
+
+        now = loop.time()
+        timers.schedule(Recorder("a", []), now + 0.001)
+        timers.schedule(Recorder("b", []), now + 0.010)
+        time.sleep(0.02)  # the loop is late: both deadlines have passed when it looks
+        await _settle(loop, now + 0.01)
+        return order
+
+    assert asyncio.run(main()) == ["a", "after a", "b", "after b"]
+
+
+def test_closed_owners_are_not_held_until_their_old_deadlines() -> None:
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        timers = SharedTimers(loop)
+        owners = [Owner(str(i), []) for i in range(200)]
+        for owner in owners:
+            timers.schedule(owner, loop.time() + 3600)
+        for owner in owners:
+            timers.schedule(owner, None)  # closed
+        return sum(1 for entry in timers._heap if entry[2] in owners)
+
+    assert asyncio.run(main()) <= 64

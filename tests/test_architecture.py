@@ -4,6 +4,7 @@ randomness of its own, and dependencies point one way (ice → turn → stun).""
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,17 @@ def test_dependencies_point_one_way(path: Path) -> None:
 def test_every_package_is_typed() -> None:
     for package in ALLOWED_PACKAGE_IMPORTS:
         assert (ROOT / package / "py.typed").exists()
+
+
+def test_every_package_folder_is_listed_for_installation() -> None:
+    """``pip install .`` (not editable) installs only the packages pyproject.toml lists: a
+    folder left out — ice.compat.aioice once was — imports in a checkout and fails once
+    installed."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(project["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("stun", "turn", "ice")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert listed == found

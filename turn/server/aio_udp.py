@@ -3,7 +3,10 @@ relayed addresses, one UDP socket each.
 
 Both are read in batches on readiness (:class:`stun.aio.UdpReader`) and answered inline, with no
 queue between the socket and :meth:`TurnServerCore.handle_datagram
-<turn.server.TurnServerCore.handle_datagram>`: this is the per-datagram path of the relay. What a
+<turn.server.TurnServerCore.handle_datagram>` (its lean entry points
+:meth:`~turn.server.TurnServerCore.relay_from_client` and
+:meth:`~turn.server.TurnServerCore.relay_from_peer`, which take the socket address as it comes):
+this is the per-datagram path of the relay. What a
 batch sends — answers to clients, data relayed to peers or back to clients — is queued on the
 sending socket's :mod:`stun.batch_io` and leaves when the batch ends, many datagrams per system
 call on Linux; what is sent outside a batch (after a timer, from a TCP client) leaves at once.
@@ -41,20 +44,15 @@ _PORT_TAKEN = frozenset((errno.EADDRINUSE, errno.EACCES))
 #: ``send(data, remote)`` to a client: a UDP listener's ``sendto`` (which may raise OSError) or a
 #: stream connection's ``send``.
 _SendToClient = Callable[[bytes, Address], object]
-#: ``_new_address(Address, sockaddr[:2])`` makes the Address of a socket address without the
-#: Python-level ``__new__`` of a NamedTuple: the relay path makes two per relayed datagram.
-_new_address = tuple.__new__
-
-
 class _Relay:
     """One relayed transport address: its socket, and where the core's answers to peers go."""
 
-    __slots__ = ("address", "client", "handle", "queue", "reader", "sendto", "server")
+    __slots__ = ("address", "client", "queue", "reader", "relay", "sendto", "server")
 
     def __init__(self, server: TurnServer, address: Address, sock: socket.socket) -> None:
         self.server = server
         self.address = address
-        self.handle = server.core.handle_datagram
+        self.relay = server.core.relay_from_peer
         self.sendto = sock.sendto
         #: How to reach the client of the allocation, looked up on the first datagram from a peer.
         self.client: _SendToClient | None = None
@@ -64,7 +62,7 @@ class _Relay:
         self.reader = UdpReader(sock, self.from_peer, errors=server.reader_errors, io=io)
 
     def from_peer(self, data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
-        out = self.handle(data, self.address, _new_address(Address, sockaddr[:2]), now)
+        out = self.relay(data, self.address, sockaddr, now)
         if out is None:
             return
         client = self.client
@@ -191,11 +189,11 @@ class UdpRelays:
 class _UdpClients:
     """A UDP listener for clients: requests answered and ChannelData relayed inline."""
 
-    __slots__ = ("handle", "local", "queue", "reader", "relays", "sendto", "server")
+    __slots__ = ("local", "queue", "reader", "relay", "relays", "sendto", "server")
 
     def __init__(self, server: TurnServer, sock: socket.socket) -> None:
         self.server = server
-        self.handle = server.core.handle_datagram
+        self.relay = server.core.relay_from_client
         self.relays = server.relays.relays
         self.sendto = sock.sendto
         io = _counted_io(server, sock)
@@ -207,7 +205,7 @@ class _UdpClients:
 
     def from_client(self, data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
         local = self.local
-        out = self.handle(data, local, _new_address(Address, sockaddr[:2]), now)
+        out = self.relay(data, local, sockaddr, now)
         if out is None:
             return
         try:

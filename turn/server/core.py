@@ -96,6 +96,7 @@ from .connections import (
 )
 from .credentials import RestApiUsers, rest_api_expiry
 from .events import DeletionReason, RequestRefused, TurnServerEvent
+from .lean import SEND_INDICATION, SendReader
 from .methods import AuthenticatedRequest, RequestHandlers
 from .relays import RelayAllocator
 from .stats import Outcome, TurnServerStats
@@ -111,6 +112,16 @@ _MAX_UDP_PAYLOAD_V6 = 65535 - 8
 
 _BINDING_REQUEST = b"\x00\x01"
 _HEADER = struct.Struct("!HHI12s")
+_CHANNEL_HEADER = struct.Struct("!HH")
+_UDP = ClientTransport.UDP
+#: ``_new(Address, (host, port))``, ``_new(Datagram, (data, local, remote))``: the tuples without
+#: the Python-level ``__new__`` of a NamedTuple (the relay path makes them per datagram).
+_new = tuple.__new__
+#: A socket address as ``recvfrom`` gives it: ``(host, port)``, or four items for IPv6.
+SockAddr = tuple[object, ...]
+#: The XOR-PEER-ADDRESS values of IPv4 peers remembered for Data indications (peer-grown, so
+#: bounded): an IPv4 value does not depend on the transaction ID (RFC 8489 §14.2).
+_PEER_VALUE_CACHE_SIZE = 4096
 _ATTRIBUTE_HEADER = struct.Struct("!HH")
 _DATA_INDICATION = message_type(Method.DATA, MessageClass.INDICATION)
 #: Authentication answers that are the mechanism's normal course, not failures (RFC 8489 §9.2):
@@ -183,6 +194,8 @@ class TurnServerCore:
         self._own_host_admitted: dict[str, bool] = {}
         self._max_channel = config.max_channel
         self._last_channel_byte = config.max_channel >> 8
+        self._send_reader = SendReader()
+        self._peer_values: dict[Address, bytes] = {}
 
     # ------------------------------------------------------------------ sans-IO verbs
 
@@ -383,6 +396,49 @@ class TurnServerCore:
         """Channels carrying data across all allocations."""
         return sum(a.channel_count(now) for a in self.table)
 
+    # ------------------------------------------------------------------ the lean relay path
+
+    def relay_from_client(
+        self, data: bytes, local: Address, source: SockAddr, now: float
+    ) -> Datagram | None:
+        """What :meth:`handle_datagram` answers to a datagram a client sent over UDP, for the
+        driver's hot path: ``source`` as the socket gave it (no :class:`~stun.Address` needed).
+
+        ChannelData and Send indications of the common shape (:mod:`turn.server.lean`) on a
+        live allocation are relayed from the bytes they carry, through the same checks as the
+        typed path (§10.2, §12.6); everything else — and every case the typed path would count
+        differently (no allocation, an expired one, a listener address that is also relayed or
+        reserved) — goes to :meth:`handle_datagram`. Same datagrams out, same counts, same
+        tables: a hypothesis test compares the two.
+        """
+        client = source[:2]
+        if data and (0x40 <= data[0] <= self._last_channel_byte or data[:2] == SEND_INDICATION):
+            table = self.table
+            allocation = table.by_five_tuple.get((client, local, _UDP))  # type: ignore[call-overload]
+            if (
+                allocation is not None
+                and now < allocation.expires_at
+                and local not in table.by_relayed
+                and not table.is_reserved(local)
+            ):
+                if data[0] >= 0x40:
+                    return self._relay_channel_data(data, allocation, now)
+                send = self._send_reader.read(data)
+                if send is not None:
+                    return self._relay_send(allocation, send[0], send[1], now)
+        return self.handle_datagram(data, local, _new(Address, client), now)
+
+    def relay_from_peer(
+        self, data: bytes, relay: Address, source: SockAddr, now: float
+    ) -> Datagram | None:
+        """What :meth:`handle_datagram` does with a datagram that arrived on the relayed address
+        ``relay`` from ``source`` (as the socket gave it), for the driver's hot path."""
+        peer: Address = _new(Address, source[:2])
+        allocation = self.table.by_relayed.get(relay)
+        if allocation is None:
+            return self.handle_datagram(data, relay, peer, now)
+        return self._from_peer(allocation, data, peer, now)
+
     # ------------------------------------------------------------------ dispatch
 
     def handle_datagram(
@@ -442,12 +498,12 @@ class TurnServerCore:
         five_tuple = allocation.five_tuple
         binding = allocation.channel_by_peer.get(peer)
         if binding is not None and now < binding.expires_at and size <= MAX_DATA_SIZE:
-            message = encode_channel_data(
-                binding.number,
-                data,
-                pad=five_tuple.transport is not ClientTransport.UDP,
-                max_channel=self._max_channel,
-            )
+            if five_tuple.transport is _UDP:  # the binding's number was checked when bound
+                message = _CHANNEL_HEADER.pack(binding.number, size) + data
+            else:
+                message = encode_channel_data(
+                    binding.number, data, pad=True, max_channel=self._max_channel
+                )
         elif size <= _MAX_INDICATION_DATA:
             message = self._data_indication(peer, data)
         else:
@@ -455,13 +511,19 @@ class TurnServerCore:
             return None
         counts[Outcome.RELAYED_TO_CLIENT] += 1
         self.stats.bytes_to_client += size
-        return Datagram(message, five_tuple.server, five_tuple.client)
+        return _new(Datagram, (message, five_tuple.server, five_tuple.client))
 
     def _data_indication(self, peer: Address, data: bytes) -> bytes:
         """A Data indication (§10.3) with XOR-PEER-ADDRESS and DATA, packed directly: what
         ``Message(...).encode()`` makes of the same, without the objects (a test compares)."""
         transaction_id = random_bytes(self.config.rng, 12)
-        address = XorPeerAddress(peer).encode_value(transaction_id)
+        address = self._peer_values.get(peer)
+        if address is None:
+            address = XorPeerAddress(peer).encode_value(transaction_id)
+            if len(address) == 8:  # IPv4: the same for every transaction ID
+                if len(self._peer_values) >= _PEER_VALUE_CACHE_SIZE:
+                    self._peer_values.clear()
+                self._peer_values[peer] = address
         size = len(data)
         body = b"".join(
             (
@@ -511,7 +573,7 @@ class TurnServerCore:
             return None
         counts[Outcome.RELAYED_TO_PEER] += 1
         self.stats.bytes_to_peer += size
-        return Datagram(data, relay, peer)
+        return _new(Datagram, (data, relay, peer))
 
     def _channel_data(self, data: bytes, five_tuple: FiveTuple, now: float) -> Datagram | None:
         """ChannelData from a client (§12.6)."""
@@ -520,6 +582,13 @@ class TurnServerCore:
         if allocation is None:
             counts[Outcome.NO_ALLOCATION] += 1
             return None
+        return self._relay_channel_data(data, allocation, now)
+
+    def _relay_channel_data(
+        self, data: bytes, allocation: Allocation, now: float
+    ) -> Datagram | None:
+        """ChannelData from the client of a live allocation, to the channel's peer (§12.6)."""
+        counts = self.stats.counts
         try:
             number, payload = decode_channel_data(data, max_channel=self._max_channel)
         except turn_errors.DecodeError:
@@ -541,19 +610,24 @@ class TurnServerCore:
         peer = message.get(XorPeerAddress)
         data = message.get(Data)
         # DONT-FRAGMENT counts as unknown: this server cannot set the DF bit (§10.2).
-        if (
-            peer is None
-            or data is None
-            or peer.address.port == 0
-            or message.unknown_required
-            or message.has(DontFragment)
-            or family_of(peer.address) not in allocation.relays
-            or allocation.relay_transport is not TransportProtocol.UDP
-        ):
+        if peer is None or data is None or message.unknown_required or message.has(DontFragment):
             counts[Outcome.BAD_INDICATION] += 1
             return None
-        relay = allocation.relays[family_of(peer.address)]
-        return self._to_peer(allocation, relay, peer.address, data.value, now)
+        return self._relay_send(allocation, peer.address, data.value, now)
+
+    def _relay_send(
+        self, allocation: Allocation, peer: Address, data: bytes, now: float
+    ) -> Datagram | None:
+        """The DATA of a Send indication on a live allocation, to its XOR-PEER-ADDRESS (§10.2)."""
+        relay = allocation.relays.get(family_of(peer))
+        if (
+            peer.port == 0
+            or relay is None
+            or allocation.relay_transport is not TransportProtocol.UDP
+        ):
+            self.stats.counts[Outcome.BAD_INDICATION] += 1
+            return None
+        return self._to_peer(allocation, relay, peer, data, now)
 
     # ------------------------------------------------------------------ requests
 

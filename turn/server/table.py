@@ -64,8 +64,11 @@ class AllocationTable:
         #: Hosts of this server's relayed and listening addresses: never valid peers.
         self.own_hosts: set[str] = set()
         self.events: deque[TurnServerEvent] = deque(maxlen=MAX_PENDING_EVENTS)
-        self._allocations: dict[FiveTuple, Allocation] = {}
-        self._by_relay: dict[Address, Allocation] = {}
+        #: The allocations by 5-tuple and by relayed address (read them; the table changes
+        #: them). A plain ``(client, server, transport)`` tuple finds the same entry as its
+        #: :class:`FiveTuple`: the relay's lean path looks up with what a socket gives it.
+        self.by_five_tuple: dict[FiveTuple, Allocation] = {}
+        self.by_relayed: dict[Address, Allocation] = {}
         self._per_user: dict[str, int] = {}
         self._reservations: dict[bytes, Reservation] = {}
         self._reserved: set[Address] = set()
@@ -73,16 +76,16 @@ class AllocationTable:
         self._sequence = itertools.count()
 
     def __len__(self) -> int:
-        return len(self._allocations)
+        return len(self.by_five_tuple)
 
     def __iter__(self) -> Iterator[Allocation]:
-        return iter(list(self._allocations.values()))
+        return iter(list(self.by_five_tuple.values()))
 
     # ------------------------------------------------------------------ lookups
 
     def get(self, five_tuple: FiveTuple, now: float) -> Allocation | None:
         """The 5-tuple's allocation, deleted first if it expired before its timer fired."""
-        allocation = self._allocations.get(five_tuple)
+        allocation = self.by_five_tuple.get(five_tuple)
         if allocation is not None and allocation.expires_at <= now:
             self.delete(allocation, DeletionReason.EXPIRED)
             return None
@@ -90,11 +93,11 @@ class AllocationTable:
 
     def peek(self, five_tuple: FiveTuple) -> Allocation | None:
         """The 5-tuple's allocation as it stands, expired or not."""
-        return self._allocations.get(five_tuple)
+        return self.by_five_tuple.get(five_tuple)
 
     def by_relay(self, address: Address) -> Allocation | None:
         """The allocation a relayed address belongs to."""
-        return self._by_relay.get(address)
+        return self.by_relayed.get(address)
 
     def is_reserved(self, address: Address) -> bool:
         """Whether ``address`` is a port held for a RESERVATION-TOKEN."""
@@ -123,7 +126,7 @@ class AllocationTable:
         relay = self.relays.allocate_relay(family, even_port=even_port, reserve_next=reserve_next)
         if relay is None:
             return None
-        if relay in self._by_relay or relay in self._reserved or family_of(relay) != family:
+        if relay in self.by_relayed or relay in self._reserved or family_of(relay) != family:
             raise LocalProtocolError(f"the relay allocator handed out {relay} wrongly")
         self.own_hosts.add(relay.host)
         return relay
@@ -153,9 +156,9 @@ class AllocationTable:
             to_client=TokenBucket(rate, burst, now) if rate else None,
             relay_transport=relay_transport,
         )
-        self._allocations[five_tuple] = allocation
+        self.by_five_tuple[five_tuple] = allocation
         for relay in relays.values():
-            self._by_relay[relay] = allocation
+            self.by_relayed[relay] = allocation
         self._per_user[username] = self._per_user.get(username, 0) + 1
         self.own_hosts.add(five_tuple.server.host)
         self._schedule(allocation.expires_at, allocation)
@@ -175,9 +178,9 @@ class AllocationTable:
         """Remove an allocation, release its relayed addresses, and report it."""
         five_tuple = allocation.five_tuple
         relayed = allocation.relayed_addresses
-        del self._allocations[five_tuple]
+        del self.by_five_tuple[five_tuple]
         for relay in relayed:
-            del self._by_relay[relay]
+            del self.by_relayed[relay]
             self.relays.release_relay(relay)
         username = allocation.username
         remaining = self._per_user[username] - 1
@@ -194,7 +197,7 @@ class AllocationTable:
         if len(allocation.relays) < 2:
             raise LocalProtocolError("only a dual allocation can lose one family")
         relay = allocation.forget_family(family)
-        del self._by_relay[relay]
+        del self.by_relayed[relay]
         self.relays.release_relay(relay)
 
     # ------------------------------------------------------------------ reservations
@@ -253,7 +256,7 @@ class AllocationTable:
     def _schedule(self, deadline: float, key: _TimerKey) -> None:
         timers = self._timers
         heapq.heappush(timers, (deadline, next(self._sequence), key))
-        if len(timers) > 2 * (len(self._allocations) + len(self._reservations)) + 64:
+        if len(timers) > 2 * (len(self.by_five_tuple) + len(self._reservations)) + 64:
             self._timers = [entry for entry in timers if not self._is_stale(entry)]
             heapq.heapify(self._timers)
 
@@ -263,4 +266,4 @@ class AllocationTable:
         if isinstance(key, bytes):
             reservation = self._reservations.get(key)
             return reservation is None or reservation.expires_at != deadline
-        return self._allocations.get(key.five_tuple) is not key or key.timer_at != deadline
+        return self.by_five_tuple.get(key.five_tuple) is not key or key.timer_at != deadline

@@ -438,6 +438,13 @@ class MmsgIO:
         self.queue = []
         if self.sock.fileno() != self.fd:  # closed since: its number may be another socket's
             return len(queue)
+        if len(queue) == 1:  # sendto costs less than filling a header for sendmmsg
+            data, _, sockaddr = queue[0]
+            try:
+                self.sock.sendto(data, sockaddr)
+            except (OSError, ValueError, TypeError, OverflowError):
+                return 1
+            return 0
         failed = 0
         pending: list[tuple[bytes, bytes]] = []
         for data, name, sockaddr in queue:

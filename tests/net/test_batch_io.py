@@ -220,3 +220,21 @@ async def _answers_a_burst(batch_io: bool) -> None:
             assert sorted(a.transaction_id for a in answers) == sorted(ids)
             mapped = {a.get(XorMappedAddress).address for a in answers}  # type: ignore[union-attr]
             assert mapped == {client.getsockname()}
+
+
+@needs_batch
+@pytest.mark.parametrize("queued", [1, 2, 70])
+def test_a_datagram_the_kernel_refuses_is_counted_alone_or_in_a_batch(
+    pair: tuple[socket.socket, socket.socket], queued: int
+) -> None:
+    """One answer queued goes out through ``sendto``, more through ``sendmmsg``: either way a
+    datagram the kernel refuses (port 0: EINVAL) is dropped, counted, and the others still go."""
+    server, client = pair
+    io = MmsgIO(server)
+    refused = (client.getsockname()[0], 0)
+    destinations = [refused] + [client.getsockname()] * (queued - 1)
+    for i, destination in enumerate(destinations):
+        io.send(bytes([i % 251]) * 10, destination)
+    assert io.flush() == 1
+    echoed = _drain(client, queued - 1)
+    assert [data for data, _ in echoed] == [bytes([i % 251]) * 10 for i in range(1, queued)]

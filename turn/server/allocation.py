@@ -32,6 +32,10 @@ class ClientTransport(enum.Enum):
     TCP = "tcp"
     TLS = "tls"
 
+    #: Members are singletons compared by identity: hashed by identity too, in C, rather than by
+    #: ``Enum.__hash__`` in Python (a 5-tuple is a key the relay path looks up per datagram).
+    __hash__ = object.__hash__
+
     @property
     def is_stream(self) -> bool:
         """Whether ChannelData to the client is padded to four bytes (RFC 8656 §12.5)."""

@@ -550,7 +550,8 @@ class TurnServerCore:
     ) -> Datagram | None:
         """The checks every datagram to a peer passes (§10.2, §12.6), then the datagram."""
         counts = self.stats.counts
-        if not allocation.has_permission(peer.host, now):
+        expires_at = allocation.permissions.get(peer.host)
+        if expires_at is None or expires_at <= now:  # allocation.has_permission, inlined
             counts[Outcome.NO_PERMISSION] += 1
             return None
         table = self.table

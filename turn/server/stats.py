@@ -56,6 +56,10 @@ class Outcome(enum.Enum):
     PEER_CONNECTION_REFUSED = "dropped: a peer's TCP connection without permission or room (§5.3)"
     CONNECTION_UNCLAIMED = "dropped: a peer connection no ConnectionBind claimed in time (§5.2)"
 
+    #: Members are singletons compared by identity: hashed by identity too, in C, rather than by
+    #: ``Enum.__hash__`` in Python (every datagram counts one).
+    __hash__ = object.__hash__
+
 
 #: The outcomes that send nothing back.
 DROPPED = frozenset(o for o in Outcome if o.value.startswith("dropped"))

@@ -2,14 +2,14 @@
 relayed addresses, one UDP socket each.
 
 Both are read in batches on readiness (:class:`stun.aio.UdpReader`) and answered inline, with no
-queue between the socket and :meth:`TurnServerCore.handle_datagram
-<turn.server.TurnServerCore.handle_datagram>` (its lean entry points
+queue between the socket and the core's lean entry points
 :meth:`~turn.server.TurnServerCore.relay_from_client` and
-:meth:`~turn.server.TurnServerCore.relay_from_peer`, which take the socket address as it comes):
-this is the per-datagram path of the relay. What a
-batch sends — answers to clients, data relayed to peers or back to clients — is queued on the
-sending socket's :mod:`stun.batch_io` and leaves when the batch ends, many datagrams per system
-call on Linux; what is sent outside a batch (after a timer, from a TCP client) leaves at once.
+:meth:`~turn.server.TurnServerCore.relay_from_peer`, which take the socket address as it comes and
+fall back to :meth:`~turn.server.TurnServerCore.handle_datagram`: this is the per-datagram path of
+the relay. What a batch sends — answers to clients, data relayed to peers or back to clients — is
+queued on the sending socket's :mod:`stun.batch_io` and leaves when the batch ends, many datagrams
+per system call on Linux; what is sent outside a batch (after a timer, from a TCP client) leaves at
+once.
 :class:`UdpRelays` is the core's :class:`~turn.server.RelayAllocator`: it binds a relayed address
 on the relay IP address of its family at a port drawn from a range, from a random point on
 (relayed ports should not be predictable, RFC 8656 §7.2), skipping ports another process or

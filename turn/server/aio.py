@@ -423,7 +423,7 @@ class TurnServer(_Closing):
         client, server, transport = allocation.five_tuple
         if transport is ClientTransport.UDP:
             udp = self._udp.get(server)
-            return None if udp is None else udp.answer
+            return None if udp is None else udp.queue  # queued until the batch ends
         stream = self._streams.get((client, server))
         return None if stream is None else stream.send
 

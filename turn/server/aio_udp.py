@@ -41,9 +41,11 @@ MAX_BIND_ATTEMPTS = 64
 #: Errors that say "this port is taken, try another"; any other bind error ends the search.
 _PORT_TAKEN = frozenset((errno.EADDRINUSE, errno.EACCES))
 
-#: ``send(data, remote)`` to a client: a UDP listener's ``sendto`` (which may raise OSError) or a
-#: stream connection's ``send``.
+#: ``send(data, remote)`` to a client: a UDP listener's queue (its :mod:`stun.batch_io` ``send``,
+#: which may raise OSError on the portable path) or a stream connection's ``send``.
 _SendToClient = Callable[[bytes, Address], object]
+
+
 class _Relay:
     """One relayed transport address: its socket, and where the core's answers to peers go."""
 
@@ -222,12 +224,5 @@ class _UdpClients:
         """Send to a client at once (outside a reader's batch)."""
         try:
             self.sendto(data, remote)
-        except OSError:
-            self.server.transport_stats.send_errors += 1
-
-    def answer(self, data: bytes, remote: Address) -> None:
-        """Send to a client from inside a reader's batch: queued until the batch ends."""
-        try:
-            self.queue(data, remote)
         except OSError:
             self.server.transport_stats.send_errors += 1

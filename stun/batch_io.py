@@ -139,7 +139,6 @@ _IOV_LEN_AT = _Iovec.len.offset
 _RESULT = struct.Struct(
     f"={_NAMELEN_AT}xI{_FLAGS_AT - _NAMELEN_AT - 4}xi{_LEN_AT - _FLAGS_AT - 4}xI"
 )
-_UINT32 = struct.Struct("=I")
 _SIZE_T = struct.Struct("@N")
 _FAMILY = struct.Struct("=H")
 _IN4 = struct.Struct("=H")  # sin_family; then port and address in network order
@@ -148,6 +147,32 @@ _IN6_TAIL = struct.Struct("!I16s")  # flowinfo, address
 _SCOPE = struct.Struct("=I")
 _SOCKADDR_IN_SIZE = 16
 _SOCKADDR_IN6_SIZE = 28
+#: name, namelen, iov, iovlen, control, controllen of one message header, written per send.
+_SEND_FIELDS = struct.Struct("@PIPNPN")
+_SEND_FIELDS_FIT = (
+    _SEND_FIELDS.size == _Msghdr.flags.offset
+    and struct.calcsize("@PIP") - struct.calcsize("@P") == _Msghdr.iov.offset
+    and _SEND_FIELDS.size - struct.calcsize("@N") == _Msghdr.controllen.offset
+)
+
+# UDP generic segmentation offload (Linux 4.18+, udp(7)): one message carries equal-sized
+# datagrams to one destination, cut by the kernel (or the NIC) at ``gso_size`` bytes.
+_SOL_UDP = 17
+#: The ``cmsg_type`` of the segment size (a module constant, so a test can make the kernel
+#: refuse it and see the fallback).
+UDP_SEGMENT = 103
+#: ``struct cmsghdr`` (length, level, type) and the 16-bit segment size after it.
+_CMSG_HEADER = struct.Struct("@Nii")
+_CMSG_SIZE = struct.Struct("@H")
+_CMSG_SPACE = socket.CMSG_SPACE(2) if hasattr(socket, "CMSG_SPACE") else 0
+_CMSG_LEN = socket.CMSG_LEN(2) if hasattr(socket, "CMSG_LEN") else 0
+#: The largest datagram sent segmented: what fits a 1500-byte path over IPv6 with room to spare
+#: (the kernel refuses a segment larger than the route's MTU).
+GSO_MAX_SEGMENT = 1400
+#: The most bytes one segmented message carries (below the 64 KiB of one IP packet).
+GSO_MAX_BYTES = 65000
+#: Errors that say the kernel cannot segment this message: GSO is then off for the socket.
+_GSO_REFUSED = frozenset((errno.EINVAL, errno.EIO, errno.EOPNOTSUPP, errno.ENOPROTOOPT))
 
 
 class _Arena:
@@ -180,6 +205,7 @@ class _Arena:
         iovecs = ctypes.create_string_buffer(BATCH * _IOV_STRIDE)
         names = ctypes.create_string_buffer(BATCH * _NAME_SIZE)
         data = ctypes.create_string_buffer(BATCH * slot)
+        controls = ctypes.create_string_buffer(BATCH * max(_CMSG_SPACE, 1))
         message_array = (_Mmsghdr * BATCH).from_buffer(headers)
         vector_array = (_Iovec * BATCH).from_buffer(iovecs)
         for i in range(BATCH):
@@ -190,13 +216,15 @@ class _Arena:
             hdr.namelen = _NAME_SIZE
             hdr.iov = ctypes.addressof(iovecs) + i * _IOV_STRIDE
             hdr.iovlen = 1
-        return _Direction(headers, iovecs, names, data, slot)
+        return _Direction(headers, iovecs, names, data, controls, slot)
 
 
 class _Direction:
     """The buffers of one direction, with writable views over them."""
 
     __slots__ = (
+        "controls",
+        "controls_view",
         "data",
         "data_view",
         "headers",
@@ -215,9 +243,13 @@ class _Direction:
         iovecs: ctypes.Array[ctypes.c_char],
         names: ctypes.Array[ctypes.c_char],
         data: ctypes.Array[ctypes.c_char],
+        controls: ctypes.Array[ctypes.c_char],
         slot: int,
     ) -> None:
         self.headers = headers
+        #: One control message (UDP_SEGMENT) per header, for segmented sends.
+        self.controls = controls
+        self.controls_view = memoryview(controls).cast("B")
         self.iovecs = iovecs
         self.names = names
         self.data = data
@@ -348,7 +380,17 @@ def pack_sockaddr(sockaddr: SockAddr) -> bytes | None:
 class MmsgIO:
     """``recvmmsg``/``sendmmsg`` on one socket, through the thread's :class:`_Arena`."""
 
-    __slots__ = ("arena", "fd", "on_send_error", "pending", "queue", "sock", "truncated")
+    __slots__ = (
+        "arena",
+        "fd",
+        "gso",
+        "on_send_error",
+        "pending",
+        "queue",
+        "segmented",
+        "sock",
+        "truncated",
+    )
 
     def __init__(self, sock: socket.socket, *, receive_slot: int | None = None) -> None:
         if not batch_available():
@@ -365,6 +407,12 @@ class MmsgIO:
         self.on_send_error: Callable[[int], None] | None = None
         #: Whether the thread's arena lists this socket among those to flush.
         self.pending = False
+        #: Whether runs of equal-sized datagrams to one destination go as one segmented message
+        #: (UDP_SEGMENT); off where the platform's headers do not fit, and for good once the
+        #: kernel refuses one.
+        self.gso = _SEND_FIELDS_FIT and _CMSG_SPACE > 0
+        #: Datagrams that left inside segmented messages (for tests and benchmarks).
+        self.segmented = 0
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
         assert _libc is not None
@@ -463,7 +511,13 @@ class MmsgIO:
         return failed + self._send_batch(pending)
 
     def _send_batch(self, pending: list[tuple[bytes, bytes]]) -> int:
-        """Send up to :data:`BATCH` datagrams; a datagram the kernel refuses is dropped."""
+        """Send up to :data:`BATCH` datagrams; a datagram the kernel refuses is dropped.
+
+        Each datagram is copied into its slot; consecutive ones of the same size (at most
+        :data:`GSO_MAX_SEGMENT` bytes) to the same destination share one message header whose
+        I/O vectors are their slots, with a UDP_SEGMENT control message of their size, when
+        :attr:`gso` is on.
+        """
         if not pending:
             return 0
         assert _libc is not None and len(pending) <= BATCH
@@ -471,27 +525,78 @@ class MmsgIO:
         view, names_view, data_view = tx.view, tx.names_view, tx.data_view
         slot = tx.slot
         iovecs = tx.iovecs_view
+        names_at = ctypes.addressof(tx.names)
+        iovecs_at = ctypes.addressof(tx.iovecs)
+        controls_at = ctypes.addressof(tx.controls)
+        pack_fields = _SEND_FIELDS.pack_into
+        gso = self.gso
+        #: (first datagram, how many) of each message header.
+        messages: list[tuple[int, int]] = []
+        previous_name = b""
+        size = total = -1
         for i, (data, name) in enumerate(pending):
+            length = len(data)
             start = i * slot
-            data_view[start : start + len(data)] = data
-            _SIZE_T.pack_into(iovecs, i * _IOV_STRIDE + _IOV_LEN_AT, len(data))
+            data_view[start : start + length] = data
+            _SIZE_T.pack_into(iovecs, i * _IOV_STRIDE + _IOV_LEN_AT, length)
+            if gso and length == size and name == previous_name and total + length <= GSO_MAX_BYTES:
+                first, count = messages[-1]
+                messages[-1] = (first, count + 1)
+                total += length
+                continue
             start = i * _NAME_SIZE
             names_view[start : start + len(name)] = name
-            _UINT32.pack_into(view, i * _STRIDE + _NAMELEN_AT, len(name))
+            messages.append((i, 1))
+            previous_name = name
+            size = length if 0 < length <= GSO_MAX_SEGMENT else -1
+            total = length
+        controls = tx.controls_view
+        for header, (first, count) in enumerate(messages):
+            if count > 1:
+                at = header * _CMSG_SPACE
+                _CMSG_HEADER.pack_into(controls, at, _CMSG_LEN, _SOL_UDP, UDP_SEGMENT)
+                _CMSG_SIZE.pack_into(controls, at + _CMSG_HEADER.size, len(pending[first][0]))
+                control, control_length = controls_at + at, _CMSG_SPACE
+            else:
+                control = control_length = 0
+            pack_fields(
+                view,
+                header * _STRIDE,
+                names_at + first * _NAME_SIZE,
+                len(pending[first][1]),
+                iovecs_at + first * _IOV_STRIDE,
+                count,
+                control,
+                control_length,
+            )
         failed = 0
         done = 0
         base = ctypes.addressof(tx.headers)
-        while done < len(pending):
-            sent = _libc.sendmmsg(self.fd, base + done * _STRIDE, len(pending) - done, 0)
+        while done < len(messages):
+            sent = _libc.sendmmsg(self.fd, base + done * _STRIDE, len(messages) - done, 0)
             if sent < 0:
-                if ctypes.get_errno() == errno.EINTR:
+                error = ctypes.get_errno()
+                if error == errno.EINTR:
                     continue
-                sent = 1  # the first datagram was refused (full buffer, ICMP error): drop it
-                failed += 1
-            elif sent == 0:  # nothing moved and no error: drop the rest rather than spin
-                failed += len(pending) - done
+                first, count = messages[done]
+                if count > 1 and error in _GSO_REFUSED:
+                    # The kernel cannot segment here: send the rest one datagram a message.
+                    self.gso = False
+                    _log.info(
+                        "UDP segmentation offload refused (%s): not used on fd %d",
+                        errno.errorcode.get(error, error),
+                        self.fd,
+                    )
+                    return failed + self._send_batch(pending[first:])
+                failed += count  # refused (full buffer, ICMP error): dropped
+                done += 1
+                continue
+            if sent == 0:  # nothing moved and no error: drop the rest rather than spin
+                failed += sum(count for _, count in messages[done:])
                 break
-            done += min(sent, len(pending) - done)
+            sent = min(sent, len(messages) - done)
+            self.segmented += sum(count for _, count in messages[done : done + sent] if count > 1)
+            done += sent
         return failed
 
 

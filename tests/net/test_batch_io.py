@@ -15,10 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stun import Message, MessageClass, Method, XorMappedAddress, new_transaction_id
+from stun import Message, MessageClass, Method, XorMappedAddress, batch_io, new_transaction_id
 from stun.aio import StunServer
 from stun.aio_sockets import ipv6_loopback_available
 from stun.batch_io import (
+    BATCH,
+    GSO_MAX_BYTES,
+    GSO_MAX_SEGMENT,
     SEND_SLOT,
     MmsgIO,
     PortableIO,
@@ -74,8 +77,11 @@ def _drain(sock: socket.socket, count: int) -> list[tuple[bytes, tuple[object, .
 @FAST
 @given(
     sizes=st.lists(
-        st.one_of(st.integers(0, 1500), st.integers(SEND_SLOT - 2, SEND_SLOT + 2),
-                  st.sampled_from([9000, 65507])),
+        st.one_of(
+            st.integers(0, 1500),
+            st.integers(SEND_SLOT - 2, SEND_SLOT + 2),
+            st.sampled_from([9000, 65507]),
+        ),
         min_size=1,
         max_size=80,
     )
@@ -131,8 +137,7 @@ def test_any_kernel_address_parses_or_is_refused(name: bytes) -> None:
 @given(
     address=st.one_of(
         st.ip_addresses(v=4).map(lambda a: (str(a), 0, 0)),
-        st.tuples(st.ip_addresses(v=6).map(str), st.integers(0, (1 << 20) - 1),
-                  st.integers(0, 0)),
+        st.tuples(st.ip_addresses(v=6).map(str), st.integers(0, (1 << 20) - 1), st.integers(0, 0)),
     ),
     port=st.integers(0, 0xFFFF),
 )
@@ -214,8 +219,7 @@ async def _answers_a_burst(batch_io: bool) -> None:
                 client.sendto(request, listener.address)
             loop = asyncio.get_running_loop()
             answers = [
-                Message.decode(await asyncio.wait_for(loop.sock_recv(client, 2048), 5))
-                for _ in ids
+                Message.decode(await asyncio.wait_for(loop.sock_recv(client, 2048), 5)) for _ in ids
             ]
             assert sorted(a.transaction_id for a in answers) == sorted(ids)
             mapped = {a.get(XorMappedAddress).address for a in answers}  # type: ignore[union-attr]
@@ -238,3 +242,83 @@ def test_a_datagram_the_kernel_refuses_is_counted_alone_or_in_a_batch(
     assert io.flush() == 1
     echoed = _drain(client, queued - 1)
     assert [data for data, _ in echoed] == [bytes([i % 251]) * 10 for i in range(1, queued)]
+
+
+@needs_batch
+@FAST
+@given(
+    runs=st.lists(
+        st.tuples(
+            st.integers(0, 1), st.sampled_from([0, 1, 100, 1400, 1401, 2048]), st.integers(1, 30)
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_runs_of_equal_datagrams_to_one_destination_go_segmented(
+    pair: tuple[socket.socket, socket.socket], runs: list[tuple[int, int, int]]
+) -> None:
+    """Runs of equal-sized datagrams to one destination leave as UDP_SEGMENT messages (where the
+    kernel offers it) and arrive as the datagrams they were, in order; other sizes (empty, over
+    GSO_MAX_SEGMENT) and other destinations go one a message."""
+    server, client = pair
+    other = _udp(client.getsockname()[0], client.family)
+    try:
+        io = MmsgIO(server)
+        destinations = [client.getsockname(), other.getsockname()]
+        sent: list[list[bytes]] = [[], []]
+        for which, size, count in runs:
+            for _ in range(count):
+                data = bytes([len(sent[which]) % 251]) * size
+                io.send(data, destinations[which])
+                sent[which].append(data)
+        assert io.flush() == 0
+        for sock, datagrams in zip((client, other), sent, strict=True):
+            assert [data for data, _ in _drain(sock, len(datagrams))] == datagrams
+        assert io.gso  # loopback segments whatever size fits its MTU
+        assert io.segmented == _segmentable(runs)
+    finally:
+        other.close()
+
+
+def _segmentable(runs: list[tuple[int, int, int]]) -> int:
+    """How many datagrams flush() sends inside segmented messages: runs (merged when adjacent
+    with the same destination and size) of at least two, of 1..GSO_MAX_SEGMENT bytes, cut at
+    BATCH datagrams and GSO_MAX_BYTES."""
+    merged: list[list[int]] = []
+    for which, size, count in runs:
+        if merged and merged[-1][:2] == [which, size]:
+            merged[-1][2] += count
+        else:
+            merged.append([which, size, count])
+    total = 0
+    position = 0
+    for _, size, count in merged:
+        if not 0 < size <= GSO_MAX_SEGMENT:
+            position += count
+            continue
+        while count:
+            room = BATCH - position % BATCH
+            take = min(count, room, GSO_MAX_BYTES // size)
+            if take > 1:
+                total += take
+            count -= take
+            position += take
+    return total
+
+
+@needs_batch
+def test_a_kernel_that_refuses_segmentation_gets_one_datagram_a_message(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A control message the kernel does not know (as an old kernel would see UDP_SEGMENT):
+    segmentation is turned off for the socket and every datagram still arrives, in order."""
+    server, client = pair
+    monkeypatch.setattr(batch_io, "UDP_SEGMENT", 0x7FFF)
+    io = MmsgIO(server)
+    sent = [bytes([i]) * 50 for i in range(10)]
+    for data in sent:
+        io.send(data, client.getsockname())
+    assert io.flush() == 0
+    assert [data for data, _ in _drain(client, len(sent))] == sent
+    assert not io.gso and io.segmented == 0

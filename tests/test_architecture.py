@@ -20,6 +20,7 @@ IO_MODULES = {
     "stun/aio_server.py",
     "stun/batch_io.py",
     "stun/ports.py",
+    "stun/metrics_http.py",
     "stun/cli.py",
     "stun/tls.py",
     "stun/probe.py",

@@ -25,9 +25,9 @@ __all__ = [
     "REQUEST_LIMIT",
     "TIMEOUT",
     "Exposition",
-    "labels",
     "MetricsServer",
     "MetricsSource",
+    "labels",
     "serve_metrics",
 ]
 

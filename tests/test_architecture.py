@@ -36,6 +36,7 @@ IO_MODULES = {
     "ice/aio.py",
     "ice/aio_properties.py",
     "ice/aio_mux.py",
+    "ice/aio_mux_tcp.py",
     "ice/base_sockets.py",
     "ice/tcp_sockets.py",
     "ice/interfaces.py",

@@ -29,10 +29,11 @@ its address is public, it needs no checks of its own. A full agent works on a mu
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Iterable
+import enum
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from stun.address import Address, normalize_host
 from stun.batch_io import datagram_io
@@ -47,6 +48,9 @@ from .mux_tcp import TcpDropReason, TcpMuxConfig, TcpMuxTable
 from .tcp_sockets import TcpSockets, listen_base
 
 __all__ = ["Mux", "UdpMux", "render_metrics"]
+
+Table = TypeVar("Table")
+Reason = TypeVar("Reason", bound=enum.Enum)
 
 #: Connections waiting to be accepted on the mux's TCP port.
 _TCP_BACKLOG = 1024
@@ -242,46 +246,50 @@ def render_metrics(muxes: Iterable[Mux]) -> str:
     udp = [(str(mux.local), mux.table) for mux in muxes]
     tcp = [(str(mux.local), mux.tcp.table) for mux in muxes if mux.tcp is not None]
     page = Exposition("icestack_mux_")
-    page.metric(
-        "sessions", "gauge", "ICE sessions served.",
-        {labels(mux=mux): len(table) for mux, table in udp},
-    )  # fmt: skip
-    page.metric(
+    metric = page.metric
+    metric("sessions", "gauge", "ICE sessions served.", _each(udp, len))
+    metric(
         "addresses", "gauge", "Remote addresses bound to sessions.",
-        {labels(mux=mux): table.addresses for mux, table in udp},
+        _each(udp, lambda table: table.addresses),
     )  # fmt: skip
-    page.metric(
+    metric(
         "datagrams_routed_total", "counter", "Datagrams routed to a session.",
-        {labels(mux=mux): table.routed for mux, table in udp},
+        _each(udp, lambda table: table.routed),
     )  # fmt: skip
-    page.metric(
+    metric(
         "datagrams_dropped_total", "counter", "Datagrams no session owns, by reason.",
-        {
-            labels(mux=mux, reason=_name(reason.value)): table.dropped[reason]
-            for mux, table in udp
-            for reason in DropReason
-        },
+        _by_reason([(mux, table.dropped) for mux, table in udp], DropReason),
     )  # fmt: skip
     if tcp:
-        page.metric(
+        metric(
             "tcp_connections_accepted_total", "counter", "TCP connections accepted.",
-            {labels(mux=mux): table.accepted_count for mux, table in tcp},
+            _each(tcp, lambda table: table.accepted_count),
         )  # fmt: skip
-        page.metric(
+        metric(
             "tcp_connections_routed_total", "counter", "TCP connections handed to a session.",
-            {labels(mux=mux): table.routed for mux, table in tcp},
+            _each(tcp, lambda table: table.routed),
         )  # fmt: skip
-        page.metric(
+        metric(
             "tcp_connections_waiting", "gauge", "TCP connections waiting for a first request.",
-            {labels(mux=mux): len(table) for mux, table in tcp},
+            _each(tcp, len),
         )  # fmt: skip
-        page.metric(
+        metric(
             "tcp_connections_dropped_total", "counter",
             "TCP connections closed before a session had them, by reason.",
-            {
-                labels(mux=mux, reason=_name(reason.value)): table.dropped[reason]
-                for mux, table in tcp
-                for reason in TcpDropReason
-            },
+            _by_reason([(mux, table.dropped) for mux, table in tcp], TcpDropReason),
         )  # fmt: skip
     return page.text()
+
+
+def _each(tables: list[tuple[str, Table]], value: Callable[[Table], int]) -> dict[str, int]:
+    """One sample per mux."""
+    return {labels(mux=mux): value(table) for mux, table in tables}
+
+
+def _by_reason(counts: list[tuple[str, Counter[Reason]]], reasons: type[Reason]) -> dict[str, int]:
+    """One sample per mux and reason."""
+    return {
+        labels(mux=mux, reason=_name(reason.value)): counted[reason]
+        for mux, counted in counts
+        for reason in reasons
+    }

@@ -15,10 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
-from typing import Self
 
 from .address import Address, make_address
+from .aio_sockets import _Closing
 
 __all__ = [
     "MAX_CONNECTIONS",
@@ -79,7 +78,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-class MetricsServer:
+class MetricsServer(_Closing):
     """An HTTP listener serving its sources' metrics (module docstring); :meth:`add` puts more
     on the page."""
 
@@ -87,18 +86,6 @@ class MetricsServer:
         self.sources: list[MetricsSource] = list(sources)
         self._servers: list[asyncio.Server] = []
         self._clients = 0
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-        await self.wait_closed()
 
     def add(self, source: MetricsSource) -> None:
         """Put ``source``'s metrics on the page too."""
@@ -141,12 +128,10 @@ class MetricsServer:
             self._clients -= 1
             writer.close()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Stop listening (a scrape being answered ends on its own, within :data:`TIMEOUT`)."""
         for server in self._servers:
             server.close()
-
-    async def wait_closed(self) -> None:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()

@@ -22,7 +22,7 @@ from stun.framing import frame_rfc4571
 from tests.net.loopback import run, still_open, until
 
 from .test_connection import make
-from .test_connection_tcp import PEER_PWD, PEER_UFRAG, check, raw_peer_selected
+from .test_connection_tcp import PEER_PWD, PEER_UFRAG, check, connect_a_raw_peer
 from .test_mux import check as unsigned_check
 from .test_mux_aio import LITE, signal_and_connect
 
@@ -135,12 +135,7 @@ def test_garbage_unknown_ufrags_and_silence_are_closed_and_counted() -> None:
                 for sock in unwelcome + silent:
                     sock.close()
                 # A real peer still gets through (and is selected).
-                served.set_remote_credentials(PEER_UFRAG, PEER_PWD)
-                await served.add_remote_candidate(None)
-                connecting = asyncio.ensure_future(served.connect())
-                sock, _ = await raw_peer_selected(served)
-                with sock:
-                    await connecting
+                with await connect_a_raw_peer(served):
                     assert mux.metrics()["tcp_routed"] == 1
 
     run(main())

@@ -522,8 +522,6 @@ class TurnServer(_Closing):
         self._udp.clear()
         for stream in self._stream_listeners:
             stream.close()
-        for server in self._metrics_servers:
-            server.close()
         for connection in list(self._streams.values()):
             if connection.transport is not None:
                 connection.transport.close()
@@ -531,7 +529,7 @@ class TurnServer(_Closing):
         for stream in self._stream_listeners:
             await stream.wait_closed()
         for server in self._metrics_servers:
-            await server.wait_closed()
+            await server.close()
         self._stream_listeners.clear()
         self._metrics_servers.clear()
         if self.tcp_relays is not None:

@@ -100,25 +100,6 @@ def test_many_tcp_only_clients_connect_to_sessions_on_one_tcp_port(lite: bool) -
     run(main())
 
 
-def test_restart_over_the_tcp_side_reconnects_under_the_new_ufrag() -> None:
-    async def main() -> None:
-        async with Mux(HOST) as mux:
-            served, client = Connection(False, mux=mux), tcp_client(lite_server=False)
-            async with served, client:
-                await connect_over_tcp(served, client)
-                old = served.local_username
-                await asyncio.gather(served.restart(), client.restart())
-                assert served.local_username != old
-                await signal_and_connect(served, client, end=False)
-                pair = client.selected_pair()
-                assert pair is not None and pair.remote.address == mux.tcp_local
-                await client.send(b"after restart")
-                assert await served.recv() == b"after restart"
-                assert mux.metrics()["sessions"] == 1
-
-    run(main())
-
-
 def test_garbage_unknown_ufrags_and_silence_are_closed_and_counted() -> None:
     async def main() -> None:
         tcp_config = TcpMuxConfig(max_unowned=4, first_request_timeout=1.0)

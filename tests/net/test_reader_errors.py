@@ -52,6 +52,7 @@ from turn.server import (
     TurnServerCore,
 )
 from turn.server.aio import TurnServer, render_metrics
+from turn.server.core import SockAddr
 
 MARKER = b"a bug on purpose"
 HOST = "127.0.0.1"
@@ -105,6 +106,20 @@ class BuggyTurnCore(TurnServerCore):
     ) -> Datagram | None:
         _check(data, TurnServerBug)
         return super().handle_datagram(data, local, remote, now, transport=transport)
+
+    # The UDP driver's entry points (the lean relay path), which reach handle_datagram only
+    # for what they do not relay themselves.
+    def relay_from_client(
+        self, data: bytes, local: Address, source: SockAddr, now: float
+    ) -> Datagram | None:
+        _check(data, TurnServerBug)
+        return super().relay_from_client(data, local, source, now)
+
+    def relay_from_peer(
+        self, data: bytes, relay: Address, source: SockAddr, now: float
+    ) -> Datagram | None:
+        _check(data, TurnServerBug)
+        return super().relay_from_peer(data, relay, source, now)
 
 
 class BuggyAllocation(TurnAllocation):

@@ -10,6 +10,14 @@ path, used elsewhere, when the symbols cannot be loaded (one log line says so) o
 returns a list of ``(bytes, sockaddr)`` in the form ``socket.recvfrom`` gives them, ``send()``
 queues an answer and ``flush()`` sends what is queued.
 
+Segmentation offload (UDP GSO, Linux 4.18+). In a flush, a run of datagrams of the same size
+(1 to :data:`GSO_MAX_SEGMENT` bytes, at most :data:`GSO_MAX_BYTES` in all) to the same destination
+leaves as one message with a ``UDP_SEGMENT`` control message: the kernel walks the stack once and
+cuts it into the datagrams (on loopback, at the receiving socket). A relay's flushes hold such
+runs under load — a burst read from one client goes to one peer, one from a peer to one client.
+A kernel that refuses it turns it off for that socket, and the rest goes one datagram a message.
+Receive offload (UDP GRO) is not used: see docs/benchmarks.md for why.
+
 Memory safety. The message headers, I/O vectors, address buffers and data buffers are allocated
 once per thread (:class:`_Arena`) and reused; every datagram is copied out into its own ``bytes``
 before ``receive()`` returns, and every queued answer is copied in when ``flush()`` runs, so no

@@ -11,7 +11,8 @@ A connection made with ``Connection(..., mux=mux)`` gathers one host candidate, 
 address, registers its ufrag when gathering starts, moves to its new ufrag on :meth:`~ice.aio.
 Connection.restart`, tells the table every address it sends to (so answers to its own checks
 and consent come back to it), and leaves the table at once when it closes. What no session
-owns is dropped and counted (:meth:`UdpMux.metrics`).
+owns is dropped and counted (:meth:`UdpMux.metrics`). Every session sends through the mux's one
+:class:`~ice.outbox.Outbox`, so their datagrams share its batches.
 
 ICE-lite (``AgentConfig(lite=True)``, RFC 8445 §2.5) is the natural mode of a server on a mux:
 its address is public, it needs no checks of its own. A full agent works on a mux too.
@@ -25,11 +26,12 @@ from types import TracebackType
 from typing import Any, Self
 
 from stun.address import Address, normalize_host
-from stun.batch_io import datagram_io
+from stun.batch_io import flush_pending
 from stun.ports import PortRange
 
 from .base_sockets import BaseSocket, bind_base, read_datagrams
 from .mux import DropReason, MuxConfig, MuxTable
+from .outbox import Outbox
 
 __all__ = ["UdpMux"]
 
@@ -38,8 +40,9 @@ class UdpMux:
     """One UDP socket on ``host`` serving many connections (module docstring): ``port`` (0: an
     ephemeral one) or a free one of ``port_range``; ``config`` bounds its tables
     (:class:`~ice.mux.MuxConfig`: ``max_sessions``, refused past that with
-    :class:`~ice.mux.MuxFull` when a connection starts gathering). Close the connections before
-    the mux."""
+    :class:`~ice.mux.MuxFull` when a connection starts gathering); ``batch_io=False``: one
+    ``recvfrom``/``sendto`` per datagram even where batches are available. Close the
+    connections before the mux."""
 
     def __init__(
         self,
@@ -48,11 +51,13 @@ class UdpMux:
         *,
         port_range: PortRange | None = None,
         config: MuxConfig | None = None,
+        batch_io: bool = True,
     ) -> None:
         # A fixed port is a range of one: taken, it fails naming the port.
         sock = bind_base(host, port_range or ((port, port) if port else None))
         self.sock = sock
-        self.io = datagram_io(sock)
+        #: What every session sends on the socket, in batches.
+        self.outbox = Outbox(sock, batch_io=batch_io)
         bound_host, bound_port = sock.getsockname()[:2]
         #: The address every session on the mux offers as its host candidate.
         self.local = Address(normalize_host(bound_host), bound_port)
@@ -98,7 +103,7 @@ class UdpMux:
     # ------------------------------------------------------------------ reading
 
     def _read_ready(self) -> None:
-        datagrams = read_datagrams(self.io, self.local)
+        datagrams = read_datagrams(self.outbox.io, self.local)
         if not datagrams:
             return
         loop = self._loop
@@ -112,6 +117,7 @@ class UdpMux:
                 batches[base].append((data, sockaddr))
         for base, batch in batches.items():
             base.handle(batch, now)
+        flush_pending()  # every session's answers to the batch, together
 
     # ------------------------------------------------------------------ the rest
 
@@ -135,4 +141,5 @@ class UdpMux:
         self._closed = True
         if self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
+        self.outbox.close()  # what is queued goes out first (ice.outbox)
         self.sock.close()

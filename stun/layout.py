@@ -29,10 +29,13 @@ from .attributes import (
     _LAYOUT_CACHE,
     _LAZY_SIZES,
     _REGISTRY,
+    _SHARED_VALUES,
+    MAX_SHARED_LENGTH,
     Attribute,
     AttrType,
     UnknownAttribute,
     attribute_name,
+    decode_shared,
 )
 from .errors import DecodeError
 
@@ -62,8 +65,13 @@ _FRESH = bytes([KEEP_AFTER - 1]) * BUCKETS
 _REMAINING = bytearray(_FRESH)
 
 #: An attribute whose value is decoded with every message: (index, class or None if unknown,
-#: type code, value start, value end).
-EagerValue = tuple[int, type[Attribute] | None, int, int, int]
+#: type code, value start, value end, whether its value is shared: ``decode_shared``).
+EagerValue = tuple[int, type[Attribute] | None, int, int, int, bool]
+
+
+def shared(kind: type[Attribute] | None, length: int) -> bool:
+    """Whether a value of ``kind`` this long is decoded through the shared values."""
+    return kind is not None and kind.SHARED and length <= MAX_SHARED_LENGTH
 
 
 class Layout:
@@ -74,6 +82,7 @@ class Layout:
         "ends",
         "fingerprint_at",
         "ignored_count",
+        "index_by_kind",
         "integrity_at",
         "sha1_length",
         "sha256_at",
@@ -100,6 +109,9 @@ class Layout:
         self.codes = codes
         self.starts = starts
         self.ends = ends
+        #: Where the first attribute of each registered class asked for is in ``codes`` (-1:
+        #: absent), filled by :meth:`stun.Message.get` as classes are asked for.
+        self.index_by_kind: dict[type[Attribute], int] = {}
         #: Where MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256 and FINGERPRINT start (-1: absent).
         self.integrity_at = integrity_at
         self.sha256_at = sha256_at
@@ -116,12 +128,16 @@ class KeptLayout:
     that reads every attribute header in one call and the values decoded with every message
     (the others are checked by length)."""
 
-    __slots__ = ("eager", "expected", "headers", "hits", "layout", "misses")
+    __slots__ = ("eager", "expected", "headers", "hits", "layout", "misses", "recurring")
 
     def __init__(self, layout: Layout) -> None:
         """For a layout without ignored attributes, whose attributes follow one another."""
         self.layout = layout
         self.eager: list[EagerValue] = []
+        #: Values checked by length whose class is shared (a peer's PRIORITY, tie-breaker):
+        #: (index, attribute start, value end). Looked up with every message, decoded only when
+        #: read and not seen before.
+        self.recurring: list[tuple[int, int, int]] = []
         expected: list[int] = []
         padded: list[int] = []
         for position, code in enumerate(layout.codes):
@@ -130,18 +146,27 @@ class KeptLayout:
             expected += (code, length)
             padded.append(length + (-length & 3))
             sizes = _LAZY_SIZES.get(code)
+            kind = _REGISTRY.get(code)
             if sizes is None or length not in sizes:
-                self.eager.append((position, _REGISTRY.get(code), code, start, end))
+                self.eager.append((position, kind, code, start, end, shared(kind, length)))
+            elif shared(kind, length):
+                self.recurring.append((position, start - 4, end))
         self.headers = struct.Struct(f"!{HEADER_SIZE}x" + "HH%dx" * len(padded) % tuple(padded))
         self.expected = tuple(expected)
         self.hits = self.misses = 0
 
     def values_of(self, data: bytes, transaction_id: bytes) -> list[Attribute | None]:
-        """The values checked byte by byte, decoded from ``data``; ``None`` for the others."""
+        """The values checked byte by byte, decoded from ``data``, and the shared values its
+        bytes had before; ``None`` for the others."""
         values: list[Attribute | None] = [None] * len(self.layout.codes)
-        for index, kind, code, start, end in self.eager:
+        known = _SHARED_VALUES.get
+        for index, start, end in self.recurring:
+            values[index] = known(data[start:end])
+        for index, kind, code, start, end, is_shared in self.eager:
             if kind is None:
                 values[index] = UnknownAttribute(code, data[start:end])
+            elif is_shared:
+                values[index] = decode_shared(kind, data, start, end, transaction_id)
             else:
                 values[index] = kind.decode_value(data[start:end], transaction_id)
         return values
@@ -206,7 +231,9 @@ def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | N
                 values.append(UnknownAttribute(attr_type, data[start:end]))
                 if attr_type < 0x8000:
                     unknown_required.append(attr_type)
-            else:  # raises DecodeError here and now if the value is malformed
+            elif shared(kind, attr_length):  # raises DecodeError here and now if malformed
+                values.append(decode_shared(kind, data, start, end, transaction_id))
+            else:
                 values.append(kind.decode_value(data[start:end], transaction_id))
         offset = next_offset
     # Each MAC covers the header with its length patched to end at that MAC (§14.5-14.6).

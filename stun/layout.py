@@ -289,6 +289,8 @@ def layout_of(
 
 
 def forget_layouts() -> None:
-    """Empty the cache: every key starts again from its first message."""
+    """Empty the caches: every key starts again from its first message, every shared value is
+    decoded again."""
     _LAYOUT_CACHE.clear()
+    _SHARED_VALUES.clear()
     _REMAINING[:] = _FRESH

@@ -63,6 +63,8 @@ _BUCKET_MASK = BUCKETS - 1
 _KEPT = 255
 _FRESH = bytes([KEEP_AFTER - 1]) * BUCKETS
 _REMAINING = bytearray(_FRESH)
+#: How many runs of shared values a kept layout remembers (a peer-grown table: bounded).
+MAX_RUNS = 16
 
 #: An attribute whose value is decoded with every message: (index, class or None if unknown,
 #: type code, value start, value end, whether its value is shared: ``decode_shared``).
@@ -109,9 +111,9 @@ class Layout:
         self.codes = codes
         self.starts = starts
         self.ends = ends
-        #: Where the first attribute of each registered class asked for is in ``codes`` (-1:
-        #: absent), filled by :meth:`stun.Message.get` as classes are asked for.
-        self.index_by_kind: dict[type[Attribute], int] = {}
+        #: A kept layout's: where the first attribute of each registered class asked for is in
+        #: ``codes`` (-1: absent), filled by :meth:`stun.Message.get` as classes are asked for.
+        self.index_by_kind: dict[type[Attribute], int] | None = None
         #: Where MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256 and FINGERPRINT start (-1: absent).
         self.integrity_at = integrity_at
         self.sha256_at = sha256_at
@@ -128,16 +130,30 @@ class KeptLayout:
     that reads every attribute header in one call and the values decoded with every message
     (the others are checked by length)."""
 
-    __slots__ = ("eager", "expected", "headers", "hits", "layout", "misses", "recurring")
+    __slots__ = (
+        "eager",
+        "expected",
+        "headers",
+        "hits",
+        "last_miss",
+        "layout",
+        "misses",
+        "recurring",
+        "run",
+        "runs",
+        "shared_at",
+        "unshared",
+    )
 
     def __init__(self, layout: Layout) -> None:
         """For a layout without ignored attributes, whose attributes follow one another."""
         self.layout = layout
+        layout.index_by_kind = {}
         self.eager: list[EagerValue] = []
         #: Values checked by length whose class is shared (a peer's PRIORITY, tie-breaker):
-        #: (index, attribute start, value end). Looked up with every message, decoded only when
-        #: read and not seen before.
-        self.recurring: list[tuple[int, int, int]] = []
+        #: (index, attribute start, value end, class). Looked up with every message, decoded
+        #: only when read and not seen before.
+        self.recurring: list[tuple[int, int, int, type[Attribute]]] = []
         expected: list[int] = []
         padded: list[int] = []
         for position, code in enumerate(layout.codes):
@@ -149,27 +165,86 @@ class KeptLayout:
             kind = _REGISTRY.get(code)
             if sizes is None or length not in sizes:
                 self.eager.append((position, kind, code, start, end, shared(kind, length)))
-            elif shared(kind, length):
-                self.recurring.append((position, start - 4, end))
+            elif kind is not None and shared(kind, length):
+                self.recurring.append((position, start - 4, end, kind))
         self.headers = struct.Struct(f"!{HEADER_SIZE}x" + "HH%dx" * len(padded) % tuple(padded))
         self.expected = tuple(expected)
         self.hits = self.misses = 0
+        #: The eager values that are decoded with every message.
+        self.unshared = [entry for entry in self.eager if not entry[5]]
+        #: Where the shared values are, and the bytes of them all (headers and values) when they
+        #: follow one another: their values by those bytes (at most :data:`MAX_RUNS`), so that a
+        #: peer's next check finds them all with one lookup.
+        self.shared_at = sorted([entry[0] for entry in self.eager if entry[5]])
+        self.shared_at += [index for index, _, _, _ in self.recurring]
+        self.shared_at.sort()
+        self.run: tuple[int, int] | None = None
+        if len(self.shared_at) > 1 and self.shared_at == list(
+            range(self.shared_at[0], self.shared_at[-1] + 1)
+        ):
+            self.run = (layout.starts[self.shared_at[0]] - 4, layout.ends[self.shared_at[-1]])
+        self.runs: dict[bytes, list[Attribute | None]] = {}
+        #: The run's bytes at the last miss: a run is kept when it misses twice in a row (a
+        #: steady peer's), so that one whose values never repeat costs nothing more.
+        self.last_miss = b""
 
     def values_of(self, data: bytes, transaction_id: bytes) -> list[Attribute | None]:
         """The values checked byte by byte, decoded from ``data``, and the shared values its
         bytes had before; ``None`` for the others."""
+        run = self.run
+        if run is not None:
+            key = data[run[0] : run[1]]
+            template = self.runs.get(key)
+            if template is not None:
+                values = template.copy()
+                for index, kind, code, start, end, _ in self.unshared:
+                    values[index] = _decode_eager(kind, code, data[start:end], transaction_id)
+                return values
+        values = self._values_of(data, transaction_id)
+        if run is not None:
+            if key == self.last_miss:
+                self._keep_run(key, values, data, transaction_id)
+            self.last_miss = key
+        return values
+
+    def _keep_run(
+        self, key: bytes, values: list[Attribute | None], data: bytes, transaction_id: bytes
+    ) -> None:
+        """Remember the shared values of ``values`` by their bytes ``key``, decoding those not
+        read yet (valid whatever their bytes)."""
+        for index, start, end, kind in self.recurring:
+            if values[index] is None:
+                values[index] = decode_shared(kind, data, start + 4, end, transaction_id)
+        if len(self.runs) >= MAX_RUNS:
+            self.runs.clear()
+        template: list[Attribute | None] = [None] * len(values)
+        for index in self.shared_at:
+            template[index] = values[index]
+        self.runs[key] = template
+
+    def _values_of(self, data: bytes, transaction_id: bytes) -> list[Attribute | None]:
         values: list[Attribute | None] = [None] * len(self.layout.codes)
         known = _SHARED_VALUES.get
-        for index, start, end in self.recurring:
+        for index, start, end, _ in self.recurring:
             values[index] = known(data[start:end])
         for index, kind, code, start, end, is_shared in self.eager:
             if kind is None:
                 values[index] = UnknownAttribute(code, data[start:end])
             elif is_shared:
-                values[index] = decode_shared(kind, data, start, end, transaction_id)
+                values[index] = known(data[start - 4 : end]) or decode_shared(
+                    kind, data, start, end, transaction_id
+                )
             else:
                 values[index] = kind.decode_value(data[start:end], transaction_id)
         return values
+
+
+def _decode_eager(
+    kind: type[Attribute] | None, code: int, value: bytes, transaction_id: bytes
+) -> Attribute:
+    if kind is None:
+        return UnknownAttribute(code, value)
+    return kind.decode_value(value, transaction_id)
 
 
 def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | None]]:
@@ -231,7 +306,7 @@ def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | N
                 values.append(UnknownAttribute(attr_type, data[start:end]))
                 if attr_type < 0x8000:
                     unknown_required.append(attr_type)
-            elif shared(kind, attr_length):  # raises DecodeError here and now if malformed
+            elif kind.SHARED and attr_length <= MAX_SHARED_LENGTH:  # shared(), inline
                 values.append(decode_shared(kind, data, start, end, transaction_id))
             else:
                 values.append(kind.decode_value(data[start:end], transaction_id))

@@ -211,10 +211,17 @@ class Message:
 
     def get(self, kind: type[AttributeT]) -> AttributeT | None:
         """The first attribute of this class, or ``None``."""
-        if self._attributes is None:  # decoded, and the list not asked for: it has a layout
-            index = self._layout.index_by_kind.get(kind)  # type: ignore[union-attr]
+        layout = self._layout
+        if self._attributes is None and layout is not None:  # decoded, the list not asked for
+            found = layout.index_by_kind
+            index = found.get(kind) if found is not None else None
             if index is None:
-                index = self._index_of(kind)
+                code = _TYPE_OF.get(kind)
+                if code is not None:
+                    codes = layout.codes
+                    index = codes.index(code) if code in codes else -1
+                    if found is not None:  # a kept layout remembers it
+                        found[kind] = index
             if index is not None:
                 if index < 0:
                     return None
@@ -224,20 +231,6 @@ class Message:
                 return attribute
         return None
 
-    def _index_of(self, kind: type[Attribute]) -> int | None:
-        """Where the first attribute of a registered class is in the layout (-1: absent), or
-        ``None`` for a class no type code is registered to; remembered by the layout."""
-        layout = self._layout
-        assert layout is not None
-        index = layout.index_by_kind.get(kind)
-        if index is None:
-            code = _TYPE_OF.get(kind)
-            if code is None:
-                return None
-            codes = layout.codes
-            index = layout.index_by_kind[kind] = codes.index(code) if code in codes else -1
-        return index
-
     def get_all(self, kind: type[AttributeT]) -> list[AttributeT]:
         """Every attribute of this class, in wire order."""
         return [a for a in self.attributes if type(a) is kind]
@@ -245,11 +238,9 @@ class Message:
     def has(self, kind: type[Attribute]) -> bool:
         """Whether an attribute of this class is present."""
         if self._attributes is None:  # decoded, and the list not asked for: it has a layout
-            index = self._layout.index_by_kind.get(kind)  # type: ignore[union-attr]
-            if index is None:
-                index = self._index_of(kind)
-            if index is not None:
-                return index >= 0
+            code = _TYPE_OF.get(kind)
+            if code is not None:
+                return code in self._layout.codes  # type: ignore[union-attr]
         return self.get(kind) is not None
 
     @property

@@ -106,11 +106,13 @@ def test_a_cached_layout_decodes_as_a_fresh_walk(
     forget_layouts()
     fresh = outcome(changed, key, read_first)
     forget_layouts()
-    for _ in range(KEEP_AFTER):  # the last leaves its layout: the next match is a cache hit
+    # The KEEP_AFTER-th leaves its layout, the next two keep the run of its shared values: the
+    # next match is a hit on both.
+    for _ in range(KEEP_AFTER + 2):
         outcome(original, key, read_first)
     assert outcome(changed, key, read_first) == fresh
     forget_layouts()
-    for _ in range(KEEP_AFTER + 1):  # walked, then kept, then read through the layout it kept
+    for _ in range(KEEP_AFTER + 3):  # walked, kept, its run kept, then read through them
         assert outcome(changed, key, read_first) == fresh
 
 

@@ -71,11 +71,6 @@ MAX_RUNS = 16
 EagerValue = tuple[int, type[Attribute] | None, int, int, int, bool]
 
 
-def shared(kind: type[Attribute] | None, length: int) -> bool:
-    """Whether a value of ``kind`` this long is decoded through the shared values."""
-    return kind is not None and kind.SHARED and length <= MAX_SHARED_LENGTH
-
-
 class Layout:
     """The attribute layout of one decoded message, shared by every message with its headers."""
 
@@ -154,6 +149,10 @@ class KeptLayout:
         #: (index, attribute start, value end, class). Looked up with every message, decoded
         #: only when read and not seen before.
         self.recurring: list[tuple[int, int, int, type[Attribute]]] = []
+        #: The eager values that are decoded with every message.
+        self.unshared: list[EagerValue] = []
+        #: Where the shared values are, in wire order.
+        self.shared_at: list[int] = []
         expected: list[int] = []
         padded: list[int] = []
         for position, code in enumerate(layout.codes):
@@ -163,26 +162,25 @@ class KeptLayout:
             padded.append(length + (-length & 3))
             sizes = _LAZY_SIZES.get(code)
             kind = _REGISTRY.get(code)
+            is_shared = kind is not None and kind.SHARED and length <= MAX_SHARED_LENGTH
+            if is_shared:
+                self.shared_at.append(position)
             if sizes is None or length not in sizes:
-                self.eager.append((position, kind, code, start, end, shared(kind, length)))
-            elif kind is not None and shared(kind, length):
+                self.eager.append((position, kind, code, start, end, is_shared))
+                if not is_shared:
+                    self.unshared.append(self.eager[-1])
+            elif is_shared and kind is not None:
                 self.recurring.append((position, start - 4, end, kind))
         self.headers = struct.Struct(f"!{HEADER_SIZE}x" + "HH%dx" * len(padded) % tuple(padded))
         self.expected = tuple(expected)
         self.hits = self.misses = 0
-        #: The eager values that are decoded with every message.
-        self.unshared = [entry for entry in self.eager if not entry[5]]
-        #: Where the shared values are, and the bytes of them all (headers and values) when they
-        #: follow one another: their values by those bytes (at most :data:`MAX_RUNS`), so that a
-        #: peer's next check finds them all with one lookup.
-        self.shared_at = sorted([entry[0] for entry in self.eager if entry[5]])
-        self.shared_at += [index for index, _, _, _ in self.recurring]
-        self.shared_at.sort()
+        #: The bytes of all the shared values (headers and values) when they follow one another:
+        #: their values by those bytes (at most :data:`MAX_RUNS`), so that a peer's next check
+        #: finds them all with one lookup.
         self.run: tuple[int, int] | None = None
-        if len(self.shared_at) > 1 and self.shared_at == list(
-            range(self.shared_at[0], self.shared_at[-1] + 1)
-        ):
-            self.run = (layout.starts[self.shared_at[0]] - 4, layout.ends[self.shared_at[-1]])
+        shared_at = self.shared_at
+        if len(shared_at) > 1 and shared_at[-1] - shared_at[0] == len(shared_at) - 1:
+            self.run = (layout.starts[shared_at[0]] - 4, layout.ends[shared_at[-1]])
         self.runs: dict[bytes, list[Attribute | None]] = {}
         #: The run's bytes at the last miss: a run is kept when it misses twice in a row (a
         #: steady peer's), so that one whose values never repeat costs nothing more.
@@ -192,15 +190,31 @@ class KeptLayout:
         """The values checked byte by byte, decoded from ``data``, and the shared values its
         bytes had before; ``None`` for the others."""
         run = self.run
+        key = b""
         if run is not None:
             key = data[run[0] : run[1]]
             template = self.runs.get(key)
             if template is not None:
                 values = template.copy()
                 for index, kind, code, start, end, _ in self.unshared:
-                    values[index] = _decode_eager(kind, code, data[start:end], transaction_id)
+                    if kind is None:
+                        values[index] = UnknownAttribute(code, data[start:end])
+                    else:
+                        values[index] = kind.decode_value(data[start:end], transaction_id)
                 return values
-        values = self._values_of(data, transaction_id)
+        values = [None] * len(self.layout.codes)
+        known = _SHARED_VALUES.get
+        for index, start, end, _ in self.recurring:
+            values[index] = known(data[start:end])
+        for index, kind, code, start, end, is_shared in self.eager:
+            if kind is None:
+                values[index] = UnknownAttribute(code, data[start:end])
+            elif is_shared:
+                values[index] = known(data[start - 4 : end]) or decode_shared(
+                    kind, data, start, end, transaction_id
+                )
+            else:
+                values[index] = kind.decode_value(data[start:end], transaction_id)
         if run is not None:
             if key == self.last_miss:
                 self._keep_run(key, values, data, transaction_id)
@@ -221,30 +235,6 @@ class KeptLayout:
         for index in self.shared_at:
             template[index] = values[index]
         self.runs[key] = template
-
-    def _values_of(self, data: bytes, transaction_id: bytes) -> list[Attribute | None]:
-        values: list[Attribute | None] = [None] * len(self.layout.codes)
-        known = _SHARED_VALUES.get
-        for index, start, end, _ in self.recurring:
-            values[index] = known(data[start:end])
-        for index, kind, code, start, end, is_shared in self.eager:
-            if kind is None:
-                values[index] = UnknownAttribute(code, data[start:end])
-            elif is_shared:
-                values[index] = known(data[start - 4 : end]) or decode_shared(
-                    kind, data, start, end, transaction_id
-                )
-            else:
-                values[index] = kind.decode_value(data[start:end], transaction_id)
-        return values
-
-
-def _decode_eager(
-    kind: type[Attribute] | None, code: int, value: bytes, transaction_id: bytes
-) -> Attribute:
-    if kind is None:
-        return UnknownAttribute(code, value)
-    return kind.decode_value(value, transaction_id)
 
 
 def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | None]]:
@@ -306,7 +296,7 @@ def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | N
                 values.append(UnknownAttribute(attr_type, data[start:end]))
                 if attr_type < 0x8000:
                     unknown_required.append(attr_type)
-            elif kind.SHARED and attr_length <= MAX_SHARED_LENGTH:  # shared(), inline
+            elif kind.SHARED and attr_length <= MAX_SHARED_LENGTH:
                 values.append(decode_shared(kind, data, start, end, transaction_id))
             else:
                 values.append(kind.decode_value(data[start:end], transaction_id))

@@ -200,7 +200,7 @@ class Message:
             # decode() checked the length, the only thing this class's decoder checks.
             kind = _REGISTRY[layout.codes[index]]
             start, end = layout.starts[index], layout.ends[index]
-            if kind.SHARED and end - start <= MAX_SHARED_LENGTH:  # layout.shared, inline
+            if kind.SHARED and end - start <= MAX_SHARED_LENGTH:
                 value = _SHARED_VALUES.get(raw[start - 4 : end]) or decode_shared(
                     kind, raw, start, end, self.transaction_id
                 )

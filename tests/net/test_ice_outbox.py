@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-import ice
 from ice.outbox import Outbox
 from stun.batch_io import MmsgIO, PortableIO, batch_available, flush_pending
+from tests.ice.test_connection import connected
 
 from .loopback import run, udp_socket, until
 from .netns import LINK_IPV4, link
@@ -38,38 +38,17 @@ def numbered(index: int, size: int = 200) -> bytes:
     return b"\x80" + index.to_bytes(4, "big") + bytes(size - 5)
 
 
-def loopback_connection(controlling: bool, batch_io: bool) -> ice.Connection:
-    return ice.Connection(
-        controlling,
-        include_loopback=True,
-        interfaces=["127.0.0.1"],
-        use_ipv6=False,
-        tcp=False,
-        batch_io=batch_io,
-    )
-
-
 @pytest.mark.parametrize("batch_io", PATHS)
 def test_data_sent_in_a_loop_arrives_complete_and_in_order(batch_io: bool) -> None:
     count = 300  # several full batches, well within the receive queue and socket buffer
 
     async def main() -> list[bytes]:
-        a, b = loopback_connection(True, batch_io), loopback_connection(False, batch_io)
-        await asyncio.gather(a.gather_candidates(), b.gather_candidates())
-        for local, remote in ((a, b), (b, a)):
-            remote.remote_username = local.local_username
-            remote.remote_password = local.local_password
-            for candidate in local.local_candidates:
-                await remote.add_remote_candidate(candidate)
-            await remote.add_remote_candidate(None)
-        await asyncio.gather(a.connect(), b.connect())
-        [base] = a._bases.values()
-        assert isinstance(base.io, MmsgIO if batch_io else PortableIO)
-        for index in range(count):  # no yield between sends: batches fill and go out
-            await a.send(numbered(index))
-        received = [await b.recv() for _ in range(count)]
-        await asyncio.gather(a.close(), b.close())
-        return received
+        async with connected(tcp=False, batch_io=batch_io) as (a, b):
+            [base] = a._bases.values()
+            assert isinstance(base.io, MmsgIO if batch_io else PortableIO)
+            for index in range(count):  # no yield between sends: batches fill and go out
+                await a.send(numbered(index))
+            return [await b.recv() for _ in range(count)]
 
     assert run(main()) == [numbered(index) for index in range(count)]
 

@@ -211,21 +211,24 @@ class Message:
 
     def get(self, kind: type[AttributeT]) -> AttributeT | None:
         """The first attribute of this class, or ``None``."""
-        layout = self._layout
-        if self._attributes is None and layout is not None:  # decoded, the list not asked for
-            found = layout.index_by_kind
-            index = found.get(kind) if found is not None else None
+        if self._attributes is None:  # decoded, and the list not asked for: it has a layout
+            layout = self._layout
+            found = layout.index_by_kind  # type: ignore[union-attr]
+            index = None if found is None else found.get(kind)
             if index is None:
                 code = _TYPE_OF.get(kind)
-                if code is not None:
-                    codes = layout.codes
-                    index = codes.index(code) if code in codes else -1
-                    if found is not None:  # a kept layout remembers it
-                        found[kind] = index
-            if index is not None:
-                if index < 0:
-                    return None
-                return self._values[index] or self._value_at(index)  # type: ignore[return-value]
+                if code is None:
+                    return self._scan(kind)
+                codes = layout.codes  # type: ignore[union-attr]
+                index = codes.index(code) if code in codes else -1
+                if found is not None:  # a kept layout remembers where each class is
+                    found[kind] = index
+            if index < 0:
+                return None
+            return self._values[index] or self._value_at(index)  # type: ignore[return-value]
+        return self._scan(kind)
+
+    def _scan(self, kind: type[AttributeT]) -> AttributeT | None:
         for attribute in self.attributes:
             if type(attribute) is kind:
                 return attribute

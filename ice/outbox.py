@@ -81,7 +81,9 @@ class Outbox:
             raise error[0]
         try:
             if len(data) > SEND_SLOT:  # sent alone, after the queue: its error is raised here
-                self.io.flush()
+                failed = self.io.flush()
+                if failed:
+                    self._refused(failed)
                 if self.blocked:
                     return False
                 self.sock.sendto(data, remote)

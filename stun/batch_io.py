@@ -69,6 +69,8 @@ class DatagramIO(Protocol):
     truncated: int
     #: Called with how many queued datagrams the kernel refused when they were flushed.
     on_send_error: Callable[[int], None] | None
+    #: The ``errno`` and destination of the last datagram the kernel refused at a flush.
+    send_error: tuple[int, SockAddr] | None
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
         """Up to ``limit`` datagrams waiting on the socket now (an empty list: none)."""
@@ -84,12 +86,13 @@ class DatagramIO(Protocol):
 class PortableIO:
     """``recvfrom``/``sendto``, one system call per datagram: every platform."""
 
-    __slots__ = ("on_send_error", "sock", "truncated")
+    __slots__ = ("on_send_error", "send_error", "sock", "truncated")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.truncated = 0
         self.on_send_error: Callable[[int], None] | None = None
+        self.send_error: tuple[int, SockAddr] | None = None
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
         recvfrom = self.sock.recvfrom
@@ -385,17 +388,33 @@ def pack_sockaddr(sockaddr: SockAddr) -> bytes | None:
 # --------------------------------------------------------------------------- batched I/O
 
 
+class _Blocked(Exception):
+    """The kernel's send buffer is full (``EAGAIN``) at queue entry ``at``, after ``failed``
+    datagrams of the batch were dropped."""
+
+    def __init__(self, at: int, failed: int = 0) -> None:
+        self.at = at
+        self.failed = failed
+
+
 class MmsgIO:
-    """``recvmmsg``/``sendmmsg`` on one socket, through the thread's :class:`_Arena`."""
+    """``recvmmsg``/``sendmmsg`` on one socket, through the thread's :class:`_Arena`.
+
+    At most :data:`BATCH` answers wait: the one that fills the queue flushes it at once. When the
+    kernel's send buffer is full (``EAGAIN``) the queued answers are dropped and counted — unless
+    ``on_blocked`` is set: then they stay queued, in order, and it is called, to flush again once
+    the socket is writable (the ICE data path waits so, :mod:`ice.outbox`)."""
 
     __slots__ = (
         "arena",
         "fd",
         "gso",
+        "on_blocked",
         "on_send_error",
         "pending",
         "queue",
         "segmented",
+        "send_error",
         "sock",
         "truncated",
     )
@@ -413,6 +432,8 @@ class MmsgIO:
         self.queue: list[tuple[bytes, bytes | None, SockAddr]] = []
         self.truncated = 0
         self.on_send_error: Callable[[int], None] | None = None
+        self.on_blocked: Callable[[], None] | None = None
+        self.send_error: tuple[int, SockAddr] | None = None
         #: Whether the thread's arena lists this socket among those to flush.
         self.pending = False
         #: Whether runs of equal-sized datagrams to one destination go as one segmented message
@@ -485,7 +506,12 @@ class MmsgIO:
         if not self.pending:
             self.pending = True
             _arena().mark_pending(self)
-        self.queue.append((data, name, sockaddr))
+        queue = self.queue
+        queue.append((data, name, sockaddr))
+        if len(queue) >= BATCH:
+            failed = self.flush()
+            if failed and self.on_send_error is not None:
+                self.on_send_error(failed)
 
     def flush(self) -> int:
         queue = self.queue
@@ -494,55 +520,74 @@ class MmsgIO:
         self.queue = []
         if self.sock.fileno() != self.fd:  # closed since: its number may be another socket's
             return len(queue)
-        if len(queue) == 1:  # sendto costs less than filling a header for sendmmsg
-            data, _, sockaddr = queue[0]
-            try:
-                self.sock.sendto(data, sockaddr)
-            except (OSError, ValueError, TypeError, OverflowError):
-                return 1
-            return 0
         failed = 0
-        pending: list[tuple[bytes, bytes]] = []
-        for data, name, sockaddr in queue:
-            if name is not None and len(data) <= SEND_SLOT:
-                pending.append((data, name))
-                if len(pending) == BATCH:
-                    failed += self._send_batch(pending)
-                    pending = []
-                continue
-            failed += self._send_batch(pending)
-            pending = []
-            try:
-                self.sock.sendto(data, sockaddr)
-            except (OSError, ValueError, TypeError, OverflowError):
-                failed += 1
-        return failed + self._send_batch(pending)
+        done = 0  # queue[:done] went to the kernel or was dropped
+        pending: list[tuple[bytes, bytes, SockAddr]] = []
+        try:
+            for data, name, sockaddr in queue:
+                if name is not None and len(data) <= SEND_SLOT:
+                    pending.append((data, name, sockaddr))
+                    if len(pending) == BATCH:
+                        failed += self._send_batch(pending, done)
+                        done += len(pending)
+                        pending = []
+                    continue
+                failed += self._send_batch(pending, done)
+                done += len(pending)
+                pending = []
+                failed += self._send_alone(data, sockaddr, done)
+                done += 1
+            failed += self._send_batch(pending, done)
+        except _Blocked as blocked:
+            failed += blocked.failed
+            self.queue = queue[blocked.at :] + self.queue
+            assert self.on_blocked is not None
+            self.on_blocked()
+        return failed
 
-    def _send_batch(self, pending: list[tuple[bytes, bytes]]) -> int:
-        """Send up to :data:`BATCH` datagrams; a datagram the kernel refuses is dropped.
+    def _send_alone(self, data: bytes, sockaddr: SockAddr, at: int) -> int:
+        """``sendto`` for one datagram (queue entry ``at``): 0 if it went, 1 if it was dropped;
+        :class:`_Blocked` on a full buffer with ``on_blocked`` set."""
+        try:
+            self.sock.sendto(data, sockaddr)
+        except BlockingIOError:
+            if self.on_blocked is not None:
+                raise _Blocked(at) from None
+            return 1
+        except OSError as exc:
+            self.send_error = (exc.errno or errno.EINVAL, sockaddr)
+            return 1
+        except (ValueError, TypeError, OverflowError):
+            self.send_error = (errno.EINVAL, sockaddr)
+            return 1
+        return 0
 
-        Each datagram is copied into its slot; consecutive ones of the same size (at most
-        :data:`GSO_MAX_SEGMENT` bytes) to the same destination share one message header whose
-        I/O vectors are their slots, with a UDP_SEGMENT control message of their size, when
-        :attr:`gso` is on.
+    def _send_batch(self, pending: list[tuple[bytes, bytes, SockAddr]], at: int) -> int:
+        """Send up to :data:`BATCH` datagrams (``pending`` starts at queue entry ``at``); a
+        datagram the kernel refuses is dropped, or on a full buffer with ``on_blocked`` set the
+        rest stays queued (:class:`_Blocked`).
+
+        One datagram goes through ``sendto`` (cheaper than filling a header for ``sendmmsg``: a
+        relayed address usually has one per batch). Otherwise each is copied into its slot, and
+        consecutive ones of the same size (1 to :data:`GSO_MAX_SEGMENT` bytes) to the same
+        destination share one message header whose I/O vectors are their slots, with a
+        UDP_SEGMENT control message of their size, while :attr:`gso` is on.
         """
         if not pending:
             return 0
+        if len(pending) == 1:
+            return self._send_alone(pending[0][0], pending[0][2], at)
         assert _libc is not None and len(pending) <= BATCH
         tx = _arena().tx
-        view, names_view, data_view = tx.view, tx.names_view, tx.data_view
+        names_view, data_view = tx.names_view, tx.data_view
         slot = tx.slot
         iovecs = tx.iovecs_view
-        names_at = ctypes.addressof(tx.names)
-        iovecs_at = ctypes.addressof(tx.iovecs)
-        controls_at = ctypes.addressof(tx.controls)
-        pack_fields = _SEND_FIELDS.pack_into
         gso = self.gso
         #: (first datagram, how many) of each message header.
         messages: list[tuple[int, int]] = []
         previous_name = b""
         size = total = -1
-        for i, (data, name) in enumerate(pending):
+        for i, (data, name, _) in enumerate(pending):
             length = len(data)
             start = i * slot
             data_view[start : start + length] = data
@@ -558,7 +603,54 @@ class MmsgIO:
             previous_name = name
             size = length if 0 < length <= GSO_MAX_SEGMENT else -1
             total = length
-        controls = tx.controls_view
+        self._write_headers(tx, pending, messages)
+        failed = 0
+        done = 0
+        base = ctypes.addressof(tx.headers)
+        while done < len(messages):
+            sent = _libc.sendmmsg(self.fd, base + done * _STRIDE, len(messages) - done, 0)
+            if sent < 0:
+                error = ctypes.get_errno()
+                if error == errno.EINTR:
+                    continue
+                first, count = messages[done]
+                if error == errno.EAGAIN and self.on_blocked is not None:
+                    raise _Blocked(at + first, failed)
+                if count > 1 and error in _GSO_REFUSED:
+                    # The kernel cannot segment here: send the rest one datagram a message.
+                    self.gso = False
+                    _log.info(
+                        "UDP segmentation offload refused (%s): not used on fd %d",
+                        errno.errorcode.get(error, error),
+                        self.fd,
+                    )
+                    return failed + self._send_batch(pending[first:], at + first)
+                # Refused (full buffer, ICMP error): dropped.
+                self.send_error = (error, pending[first][2])
+                failed += count
+                done += 1
+                continue
+            if sent == 0:  # nothing moved and no error: drop the rest rather than spin
+                failed += sum(count for _, count in messages[done:])
+                break
+            sent = min(sent, len(messages) - done)
+            self.segmented += sum(count for _, count in messages[done : done + sent] if count > 1)
+            done += sent
+        return failed
+
+    @staticmethod
+    def _write_headers(
+        tx: _Direction,
+        pending: list[tuple[bytes, bytes, SockAddr]],
+        messages: list[tuple[int, int]],
+    ) -> None:
+        """One message header per ``(first, count)``: the first datagram's address, its
+        ``count`` I/O vectors, and a UDP_SEGMENT control message when ``count`` is above one."""
+        view, controls = tx.view, tx.controls_view
+        names_at = ctypes.addressof(tx.names)
+        iovecs_at = ctypes.addressof(tx.iovecs)
+        controls_at = ctypes.addressof(tx.controls)
+        pack_fields = _SEND_FIELDS.pack_into
         for header, (first, count) in enumerate(messages):
             if count > 1:
                 at = header * _CMSG_SPACE
@@ -577,35 +669,6 @@ class MmsgIO:
                 control,
                 control_length,
             )
-        failed = 0
-        done = 0
-        base = ctypes.addressof(tx.headers)
-        while done < len(messages):
-            sent = _libc.sendmmsg(self.fd, base + done * _STRIDE, len(messages) - done, 0)
-            if sent < 0:
-                error = ctypes.get_errno()
-                if error == errno.EINTR:
-                    continue
-                first, count = messages[done]
-                if count > 1 and error in _GSO_REFUSED:
-                    # The kernel cannot segment here: send the rest one datagram a message.
-                    self.gso = False
-                    _log.info(
-                        "UDP segmentation offload refused (%s): not used on fd %d",
-                        errno.errorcode.get(error, error),
-                        self.fd,
-                    )
-                    return failed + self._send_batch(pending[first:])
-                failed += count  # refused (full buffer, ICMP error): dropped
-                done += 1
-                continue
-            if sent == 0:  # nothing moved and no error: drop the rest rather than spin
-                failed += sum(count for _, count in messages[done:])
-                break
-            sent = min(sent, len(messages) - done)
-            self.segmented += sum(count for _, count in messages[done : done + sent] if count > 1)
-            done += sent
-        return failed
 
 
 def flush_pending() -> None:

@@ -137,6 +137,8 @@ class ConsentTracker:
         return "suspended" if consent.suspended else "granted"
 
     def get_timer(self) -> float | None:
+        if not self._records:  # asked after every datagram: nothing is selected while checking
+            return None
         config = self._config
         deadlines = []
         for consent in self._records.values():

@@ -125,11 +125,17 @@ class OutgoingChecks:
 
     def pending(self) -> bool:
         """Whether a check waits to be sent (triggered, Waiting or Frozen pairs)."""
-        return any(checklist.has_pending() for checklist in self._agent.checklists)
+        for checklist in self._agent.checklists:
+            if checklist.has_pending():
+                return True
+        return False
 
     def ordinary_in_flight(self) -> bool:
         """Whether a check other than a consent check is in flight."""
-        return any(not check.consent for check in self.in_flight.values())
+        for check in self.in_flight.values():  # plain loops: asked after every datagram
+            if not check.consent:
+                return True
+        return False
 
     def get_timer(self) -> float | None:
         """The earliest retransmission, or the next Ta slot when a check waits for one."""
@@ -178,12 +184,11 @@ class OutgoingChecks:
     def _rto(self) -> float:
         """RTO = MAX(500 ms, Ta * N * (Num-Waiting + Num-In-Progress)) (RFC 8445 §14.3)."""
         checklists = self._agent.checklists
-        active = sum(
-            1
-            for checklist in checklists
-            for p in checklist
-            if p.state in (PairState.WAITING, PairState.IN_PROGRESS)
-        )
+        active = 0
+        for checklist in checklists:
+            for pair in checklist.pairs:
+                if pair.state is PairState.WAITING or pair.state is PairState.IN_PROGRESS:
+                    active += 1
         return max(0.5, self._config.pacing * len(checklists) * active)
 
     # ================================================================== sending

@@ -390,6 +390,8 @@ class TcpConnections:
     # ================================================================== timers and closing
 
     def get_timer(self) -> float | None:
+        if not self._by_id:
+            return None
         return min(
             (c.deadline for c in self._by_id.values() if c.deadline is not None), default=None
         )

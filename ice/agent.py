@@ -501,9 +501,9 @@ class Agent:
             self._receive(inner, relayed, peer, now)
         self._relays_changed(now)
 
-    def _relays_changed(self, now: float) -> None:
+    def _relays_changed(self, now: float, *, update: bool = True) -> None:
         """Pair relayed candidates that just appeared, forget lost ones; see whether gathering
-        completed."""
+        completed (and, with ``update``, what follows for nomination and state)."""
         gatherer = self.gatherer
         while gatherer.lost:
             self.selection.forget_local(*gatherer.lost.pop(0), now)
@@ -513,7 +513,8 @@ class Agent:
                 if stream == local.stream and candidate.component == local.candidate.component:
                     self._pair_remote(stream, candidate)
         gatherer.check_complete()
-        self.selection.update(now)
+        if update:
+            self.selection.update(now)
 
     def get_timer(self) -> float | None:
         if self._closed:
@@ -546,7 +547,7 @@ class Agent:
         self.gatherer.handle_timer(now)
         for relayed, peer, inner in self.gatherer.relays.handle_timer(now):
             self._receive(inner, relayed, peer, now)
-        self._relays_changed(now)
+        self._relays_changed(now, update=False)  # the update below covers it
         self.tcp.handle_timer(now)
         outgoing = self.outgoing
         outgoing.retransmit(now)

@@ -60,6 +60,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
 
 from stun.address import Address
 from stun.aio import _Closing
@@ -693,54 +694,66 @@ class Connection(ConnectionProperties, _Closing):
     def _drain_events(self) -> None:
         agent = self._agent
         assert agent is not None
+        handlers = _EVENT_HANDLERS
         while (event := agent.next_event()) is not None:
-            if isinstance(event, DataReceived):
-                self._deliver(event.data, event.component)
-            elif isinstance(event, CandidateGathered):
-                signalled = self._mdns.signalled(event.candidate)
-                if signalled is not None:
-                    self._local_candidates.append(signalled)
-                self._state_signal.fire()
-            elif isinstance(event, GatheringCompleted):
-                self._gathering_complete = True
-                self._state_signal.fire()
-            elif isinstance(event, SelectedPairChanged):
-                self._data_paths.select(event.component, event.pair, self._loop.time())
-                if self._tcp is not None:
-                    self._tcp.select(event.component, event.pair)
-                self._selected_since_restart.add(event.component)
-                self._state_signal.fire()
-            elif isinstance(event, ConsentLost):
-                reason = (
-                    "the selected pair's TCP connection was closed"
-                    if event.pair.local.transport == "tcp"
-                    else "consent to send was lost (RFC 7675)"
-                )
-                self._data_paths.drop(event.component, reason, self._loop.time())
-                if self._tcp is not None:
-                    self._tcp.drop(event.component, self._loop.time())
-            elif isinstance(event, CandidateLost):
-                candidate = event.candidate
-                _log.info(
-                    "%s candidate %s lost: %s", candidate.type, candidate.address, event.reason
-                )
-                signalled = self._mdns.signalled(candidate)
-                if signalled is not None:
-                    self._lost_local.add(signalled)
-                self._data_paths.lose(candidate, event.reason, self._loop.time())
-            elif isinstance(event, GatheringFailed):
-                _log.info(
-                    "gathering: no candidate from %s for base %s: %s",
-                    event.server,
-                    event.base,
-                    event.reason,
-                )
-            elif isinstance(event, StateChanged):
-                if event.state is IceState.FAILED:
-                    _log.info("ICE failed: %s", agent.failure_reason())
-                self._state_signal.fire()
-                self._data_signal.fire()
-            self._emit(event)
+            handler = handlers.get(type(event))  # one dict access, not a chain of isinstance
+            if handler is not None:
+                handler(self, event)
+            if self.on_event is not None:
+                self._emit(event)
+
+    def _on_data(self, event: DataReceived) -> None:
+        self._deliver(event.data, event.component)
+
+    def _on_candidate(self, event: CandidateGathered) -> None:
+        signalled = self._mdns.signalled(event.candidate)
+        if signalled is not None:
+            self._local_candidates.append(signalled)
+        self._state_signal.fire()
+
+    def _on_gathering_completed(self, event: GatheringCompleted) -> None:
+        self._gathering_complete = True
+        self._state_signal.fire()
+
+    def _on_selected(self, event: SelectedPairChanged) -> None:
+        self._data_paths.select(event.component, event.pair, self._loop.time())
+        if self._tcp is not None:
+            self._tcp.select(event.component, event.pair)
+        self._selected_since_restart.add(event.component)
+        self._state_signal.fire()
+
+    def _on_consent_lost(self, event: ConsentLost) -> None:
+        reason = (
+            "the selected pair's TCP connection was closed"
+            if event.pair.local.transport == "tcp"
+            else "consent to send was lost (RFC 7675)"
+        )
+        self._data_paths.drop(event.component, reason, self._loop.time())
+        if self._tcp is not None:
+            self._tcp.drop(event.component, self._loop.time())
+
+    def _on_candidate_lost(self, event: CandidateLost) -> None:
+        candidate = event.candidate
+        _log.info("%s candidate %s lost: %s", candidate.type, candidate.address, event.reason)
+        signalled = self._mdns.signalled(candidate)
+        if signalled is not None:
+            self._lost_local.add(signalled)
+        self._data_paths.lose(candidate, event.reason, self._loop.time())
+
+    def _on_gathering_failed(self, event: GatheringFailed) -> None:
+        _log.info(
+            "gathering: no candidate from %s for base %s: %s",
+            event.server,
+            event.base,
+            event.reason,
+        )
+
+    def _on_state(self, event: StateChanged) -> None:
+        if event.state is IceState.FAILED:
+            assert self._agent is not None
+            _log.info("ICE failed: %s", self._agent.failure_reason())
+        self._state_signal.fire()
+        self._data_signal.fire()
 
     def _deliver(self, data: bytes, component: int) -> None:
         if len(self._received) < self._receive_queue_size:
@@ -756,3 +769,17 @@ class Connection(ConnectionProperties, _Closing):
                 handler(event)
             except Exception:
                 _log.exception("on_event handler failed on %s", type(event).__name__)
+
+
+#: What the connection does with each kind of the agent's events (the others only reach
+#: ``on_event``).
+_EVENT_HANDLERS: dict[type[IceEvent], Callable[[Connection, Any], None]] = {
+    DataReceived: Connection._on_data,
+    CandidateGathered: Connection._on_candidate,
+    GatheringCompleted: Connection._on_gathering_completed,
+    SelectedPairChanged: Connection._on_selected,
+    ConsentLost: Connection._on_consent_lost,
+    CandidateLost: Connection._on_candidate_lost,
+    GatheringFailed: Connection._on_gathering_failed,
+    StateChanged: Connection._on_state,
+}

@@ -435,7 +435,9 @@ class TcpConnections:
         self._connecting = 0
 
     def drain(self) -> list[TcpCommand]:
-        commands, self.commands = self.commands, []
+        commands = self.commands
+        if commands:  # asked at every pump: no new list when there is nothing
+            self.commands = []
         return commands
 
     # ================================================================== the table

@@ -323,7 +323,7 @@ class Connection(ConnectionProperties, _Closing):
         #: Our candidates as signalled, in the order gathered (this generation's).
         self._local_candidates: list[Candidate] = []
         #: Those of them lost since (their TURN allocation ended): no longer offered.
-        self._lost_local: set[Candidate] = set()
+        self._lost_local: dict[Candidate, None] = {}  # a set (an empty dict is smaller)
         self._gathering_complete = False
         self._remote_username: str | None = None
         self._remote_password: str | None = None
@@ -332,7 +332,8 @@ class Connection(ConnectionProperties, _Closing):
         self._early_dropped = 0
         self._remote_end = False
         self._end_sent = False
-        self._selected_since_restart: set[int] = set()
+        #: The components selected since the (re)start: a set (an empty dict is smaller).
+        self._selected_since_restart: dict[int, None] = {}
         self._received: deque[tuple[bytes, int]] = deque()
         self._data_signal = Signal()
         self._state_signal = Signal()
@@ -387,8 +388,18 @@ class Connection(ConnectionProperties, _Closing):
         if self._setup is None:
             self._loop = asyncio.get_running_loop()
             self._timers = shared_timers(self._loop)
-            self._setup = asyncio.ensure_future(self._open())
+            self._setup = setup = asyncio.ensure_future(self._open())
+            setup.add_done_callback(self._opened)
         await asyncio.shield(self._setup)
+
+    def _opened(self, setup: asyncio.Future[None]) -> None:
+        """Gathering has started: a finished future takes the task's place (the task, its
+        coroutine and context hold ~0.5 KiB for the connection's life); a failed or cancelled
+        task stays, so that every later wait raises as it did."""
+        if self._setup is setup and not setup.cancelled() and setup.exception() is None:
+            done = self._loop.create_future()
+            done.set_result(None)
+            self._setup = done
 
     async def _open(self) -> None:
         config = await resolve_servers(self._config, self._stun_servers, self._turn_servers)
@@ -404,6 +415,7 @@ class Connection(ConnectionProperties, _Closing):
         if not self._udp:  # STUN and TURN servers are reached from UDP bases only
             config = dataclasses.replace(config, stun_servers=(), turn_servers=())
         self._agent = agent = Agent(config)
+        self._config = config  # one copy per connection: the agent's (same role and credentials)
         self._tcp = TcpSockets(
             self._loop, lambda: self.agent, self._pump, self._deliver, self._port_range
         )
@@ -719,7 +731,7 @@ class Connection(ConnectionProperties, _Closing):
         self._data_paths.select(event.component, event.pair, self._loop.time())
         if self._tcp is not None:
             self._tcp.select(event.component, event.pair)
-        self._selected_since_restart.add(event.component)
+        self._selected_since_restart[event.component] = None
         self._state_signal.fire()
 
     def _on_consent_lost(self, event: ConsentLost) -> None:
@@ -737,7 +749,7 @@ class Connection(ConnectionProperties, _Closing):
         _log.info("%s candidate %s lost: %s", candidate.type, candidate.address, event.reason)
         signalled = self._mdns.signalled(candidate)
         if signalled is not None:
-            self._lost_local.add(signalled)
+            self._lost_local[signalled] = None
         self._data_paths.lose(candidate, event.reason, self._loop.time())
 
     def _on_gathering_failed(self, event: GatheringFailed) -> None:

@@ -28,7 +28,6 @@ for its answer, and it no longer keeps the session from completing.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -119,23 +118,18 @@ class OutgoingChecks:
         self.in_flight: dict[bytes, Check] = {}
         #: When the next Ta slot opens.
         self.next_at = 0.0
-        self._round_robin = itertools.cycle(range(len(agent.config.streams)))
+        #: The check list whose turn is next (round robin, §6.1.4.2).
+        self._turn = 0
 
     # ================================================================== pacing
 
     def pending(self) -> bool:
         """Whether a check waits to be sent (triggered, Waiting or Frozen pairs)."""
-        for checklist in self._agent.checklists:
-            if checklist.has_pending():
-                return True
-        return False
+        return any(checklist.has_pending() for checklist in self._agent.checklists)
 
     def ordinary_in_flight(self) -> bool:
         """Whether a check other than a consent check is in flight."""
-        for check in self.in_flight.values():  # plain loops: asked after every datagram
-            if not check.consent:
-                return True
-        return False
+        return any(not check.consent for check in self.in_flight.values())
 
     def get_timer(self) -> float | None:
         """The earliest retransmission, or the next Ta slot when a check waits for one."""
@@ -167,8 +161,10 @@ class OutgoingChecks:
         """One check, round-robin over check lists (§6.1.4.2)."""
         agent = self._agent
         checklists = agent.checklists
-        for _ in range(len(checklists)):
-            checklist = checklists[next(self._round_robin)]
+        count = len(checklists)
+        for _ in range(count):
+            checklist = checklists[self._turn]
+            self._turn = (self._turn + 1) % count
             while (triggered := checklist.next_triggered()) is not None:
                 if triggered.failure != "pruned after nomination":
                     use_candidate = agent.nomination.wants_use_candidate(

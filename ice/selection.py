@@ -229,10 +229,7 @@ class Selection:
         checking, no pair is selected yet and the answer costs no lookup)."""
         if len(self._selected) < len(self._keys):
             return False
-        for key in self._keys:
-            if not self.concluded(key):
-                return False
-        return True
+        return all(self.concluded(key) for key in self._keys)
 
     def _idle(self) -> bool:
         """Checking, with nothing left that the agent can do by itself: gathering is over, no

@@ -182,7 +182,7 @@ class TcpConnections:
         self._config = agent.config
         self._counts = agent.failures.tcp
         #: The TCP bases the driver declared: what the agent addresses from them goes here.
-        self.bases: set[Address] = set()
+        self.bases: dict[Address, None] = {}
         #: What the driver must do, in order (drained by ``Agent.tcp_commands``).
         self.commands: list[TcpCommand] = []
         self._by_id: dict[int, TcpConnection] = {}
@@ -422,7 +422,7 @@ class TcpConnections:
 
     def close_base(self, base: Address) -> None:
         """A TCP base is gone: so are its connections."""
-        self.bases.discard(base)
+        self.bases.pop(base, None)
         for connection in [c for c in self._by_id.values() if c.local == base]:
             self.commands.append(CloseTcp(connection.id))
             self._forget(connection)

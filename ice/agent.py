@@ -465,13 +465,16 @@ class Agent:
         # call fails on is never met again by the next.
         pending = list(self._outgoing)
         self._outgoing.clear()
-        tcp = self.tcp
-        if not relays.active and not tcp.bases:
-            return pending  # no TURN allocation, no ICE-TCP: every datagram leaves as it is
+        tcp_bases = self.tcp.bases
+        if not relays.active:
+            if not tcp_bases or not pending:
+                return pending  # no TURN allocation, no ICE-TCP: every datagram leaves as it is
+            if all(queued.local not in tcp_bases for queued in pending):
+                return pending  # ICE-TCP offered, but none of these goes on a connection
         outgoing = []
         for queued in pending:
-            if queued.local in tcp.bases:
-                tcp.send(queued.data, queued.local, queued.remote, now)
+            if queued.local in tcp_bases:
+                self.tcp.send(queued.data, queued.local, queued.remote, now)
             elif queued.local is not None and relays.is_relayed(queued.local):
                 relays.send(queued.data, queued.local, queued.remote, now)
             else:

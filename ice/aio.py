@@ -761,11 +761,14 @@ class Connection(ConnectionProperties, _Closing):
         )
 
     def _on_state(self, event: StateChanged) -> None:
+        # Only an ending wakes the waits: connect() returns on SelectedPairChanged, gathering
+        # on its own events; waking them for checking/connected/completed costs a task step.
         if event.state is IceState.FAILED:
             assert self._agent is not None
             _log.info("ICE failed: %s", self._agent.failure_reason())
-        self._state_signal.fire()
-        self._data_signal.fire()
+        if event.state is IceState.FAILED or event.state is IceState.CLOSED:
+            self._state_signal.fire()
+            self._data_signal.fire()
 
     def _deliver(self, data: bytes, component: int) -> None:
         if len(self._received) < self._receive_queue_size:

@@ -416,9 +416,10 @@ class Connection(ConnectionProperties, _Closing):
             config = dataclasses.replace(config, stun_servers=(), turn_servers=())
         self._agent = agent = Agent(config)
         self._config = config  # one copy per connection: the agent's (same role and credentials)
-        self._tcp = TcpSockets(
-            self._loop, lambda: self.agent, self._pump, self._deliver, self._port_range
-        )
+        if config.tcp_types:  # without ICE-TCP, nothing of it is made: no tables, no pump work
+            self._tcp = TcpSockets(
+                self._loop, lambda: self.agent, self._pump, self._deliver, self._port_range
+            )
         self._add_bases(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()
@@ -448,8 +449,8 @@ class Connection(ConnectionProperties, _Closing):
             for component in range(1, self._components + 1):
                 for address in addresses:
                     udp_port = self._add_udp_base(component, address.host) if self._udp else 0
-                    assert self._tcp is not None
-                    self._tcp.add_bases(self.agent, component, address.host, avoid=udp_port)
+                    if self._tcp is not None:
+                        self._tcp.add_bases(self.agent, component, address.host, avoid=udp_port)
         except PortRangeExhausted as exc:
             raise IceConnectionError(f"port_range: {exc.strerror}") from None
 
@@ -594,9 +595,9 @@ class Connection(ConnectionProperties, _Closing):
         hosts = {address.host for address in addresses}
         known = {base.local.host for base in self._bases.values()}
         gone = [base for base in self._bases.values() if base.local.host not in hosts]
-        assert self._tcp is not None
-        gone_tcp = [base for base in self._tcp.listeners if base.host not in hosts]
-        known |= {base.host for base in self._tcp.listeners}
+        listeners = self._tcp.listeners if self._tcp is not None else {}
+        gone_tcp = [base for base in listeners if base.host not in hosts]
+        known |= {base.host for base in listeners}
         added = [address for address in addresses if address.host not in known]
         self._add_bases(added)
         self._mdns.restart(addresses, added)
@@ -614,6 +615,7 @@ class Connection(ConnectionProperties, _Closing):
         for base in gone:
             self._close_base(base)
         for tcp_base in gone_tcp:
+            assert self._tcp is not None  # a listener was gone
             self._tcp.close_base(tcp_base)
         await self._gathered()
 

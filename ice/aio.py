@@ -69,7 +69,7 @@ from stun.reader_errors import ReaderErrors
 
 from . import connection_options as options
 from .agent import Agent
-from .aio_mux import UdpMux
+from .aio_mux import Mux
 from .aio_properties import ConnectionProperties
 from .base_sockets import ICMP_ERRNOS, BaseSocket, DataPaths, Signal, bind_base
 from .candidate import Candidate
@@ -143,9 +143,10 @@ class Connection(ConnectionProperties, _Closing):
       candidates with, as ``"PUBLIC"`` (every local address of its family) or
       ``"PUBLIC/PRIVATE"`` (that local address), coturn's ``--external-ip`` form; the private
       address is then not offered (pion's NAT 1:1 IPs with the host candidate type).
-    - ``mux``: a :class:`~ice.aio_mux.UdpMux`: the connection's one base is the mux's socket,
-      shared with every other connection on it (one port for a whole server), instead of sockets
-      of its own on every interface; one component, UDP only (no ICE-TCP), and
+    - ``mux``: a :class:`~ice.aio_mux.Mux` (or :class:`~ice.aio_mux.UdpMux`): the connection's
+      one UDP base is the mux's socket, shared with every other connection on it (one port for a
+      whole server), instead of sockets of its own on every interface, and with ``tcp`` its one
+      TCP base the mux's listening port (a passive candidate only); one component, and
       ``AgentConfig(lite=True)`` is the natural server mode. :class:`~ice.mux.MuxFull` from
       gathering when the mux serves its ``max_sessions``.
     - ``config``: an :class:`~ice.config.AgentConfig` for everything else (timers, consent, lite,
@@ -227,7 +228,7 @@ class Connection(ConnectionProperties, _Closing):
         turn_tls_cafile: str | os.PathLike[str] | None = None,
         port_range: tuple[int, int] | None = None,
         advertised_addresses: Iterable[str] | None = None,
-        mux: UdpMux | None = None,
+        mux: Mux | None = None,
         config: AgentConfig | None = None,
     ) -> None:
         switches = {
@@ -248,14 +249,16 @@ class Connection(ConnectionProperties, _Closing):
         self._port_range = check_port_range(port_range, error=LocalProtocolError)
         if not use_ipv4 and not use_ipv6:
             raise LocalProtocolError("use_ipv4 and use_ipv6 cannot both be off")
-        if mux is not None and not isinstance(mux, UdpMux):
-            raise LocalProtocolError(f"mux is an ice.aio_mux.UdpMux, not {mux!r}")
+        if mux is not None and not isinstance(mux, Mux):
+            raise LocalProtocolError(f"mux is an ice.aio_mux.Mux, not {mux!r}")
         if mux is not None and (components or 1) != 1:
             raise LocalProtocolError("a connection on a mux has one component (RTP/RTCP muxed)")
+        if mux is not None and not udp:
+            raise LocalProtocolError("a connection on a mux offers UDP: udp=False is refused")
         #: The shared-port mux whose socket is this connection's one base, if any.
         self._mux = mux
         if mux is not None:
-            tcp = False  # the mux's port is UDP
+            tcp = tcp and mux.tcp is not None
         self._config = options.agent_config(
             config,
             controlling=controlling,
@@ -267,6 +270,8 @@ class Connection(ConnectionProperties, _Closing):
             udp=udp,
             tcp=tcp,
         )
+        if mux is not None:
+            self._config = options.on_mux(self._config)
         advertised = options.names("advertised_addresses", advertised_addresses)
         if advertised is not None:
             self._config = dataclasses.replace(self._config, advertised_addresses=tuple(advertised))  # type: ignore[arg-type]  # AgentConfig parses the text
@@ -448,6 +453,9 @@ class Connection(ConnectionProperties, _Closing):
         try:
             for component in range(1, self._components + 1):
                 for address in addresses:
+                    if self._mux is not None:
+                        self._attach_mux(self._mux, component)
+                        continue
                     udp_port = self._add_udp_base(component, address.host) if self._udp else 0
                     if self._tcp is not None:
                         self._tcp.add_bases(self.agent, component, address.host, avoid=udp_port)
@@ -456,12 +464,6 @@ class Connection(ConnectionProperties, _Closing):
 
     def _add_udp_base(self, component: int, host: str) -> int:
         """The UDP base of ``component`` on ``host``: its port (0 if it cannot be opened)."""
-        if self._mux is not None:
-            base = BaseSocket(self, self._mux.sock, component)
-            self._mux.attach(base, self.agent.local_username)
-            self._bases[base.local] = base
-            self.agent.add_base(0, component, base.local)
-            return base.local.port
         try:
             sock = bind_base(host, self._port_range)
         except PortRangeExhausted:
@@ -474,6 +476,18 @@ class Connection(ConnectionProperties, _Closing):
         self.agent.add_base(0, component, base.local)
         self._loop.add_reader(sock.fileno(), base.read_ready)
         return base.local.port
+
+    def _attach_mux(self, mux: Mux, component: int) -> None:
+        """The mux's socket is the one UDP base, and its TCP port, if the agent offers TCP
+        candidates, the one (passive) TCP base: routed to this connection by its ufrag."""
+        agent = self.agent
+        base = BaseSocket(self, mux.sock, component)
+        tcp = self._tcp if agent.config.tcp_types and mux.tcp_local is not None else None
+        mux.attach(base, agent.local_username, tcp)
+        self._bases[base.local] = base
+        agent.add_base(0, component, base.local)
+        if tcp is not None and mux.tcp_local is not None:
+            agent.add_tcp_base(0, component, mux.tcp_local)
 
     def _close_base(self, base: BaseSocket) -> None:
         if base.mux is not None:

@@ -37,7 +37,7 @@ from .checklist import CandidatePair
 
 if TYPE_CHECKING:
     from .aio import Connection
-    from .aio_mux import UdpMux
+    from .aio_mux import Mux
 
 _log = logging.getLogger("icestack.ice")
 
@@ -98,7 +98,7 @@ class BaseSocket:
         #: The component's selected path when this socket is its local base.
         self.path: DataPath | None = None
         #: The shared-port mux whose socket this base uses, if any (it reads for the base).
-        self.mux: UdpMux | None = None
+        self.mux: Mux | None = None
 
     def read_ready(self) -> None:
         """The socket is readable: read a batch and handle it."""
@@ -108,7 +108,7 @@ class BaseSocket:
 
     def handle(self, datagrams: list[tuple[bytes, tuple[Any, ...]]], now: float) -> None:
         """Datagrams that arrived for this base (read from its socket, or routed to it by a
-        :class:`~ice.aio_mux.UdpMux`): data of the selected path into the receive queue, the
+        :class:`~ice.aio_mux.Mux`): data of the selected path into the receive queue, the
         rest to the agent, then one pump."""
         connection = self.connection
         agent = connection._agent

@@ -28,7 +28,7 @@ from turn.server.allocation import ClientTransport
 from turn.server.credentials import rest_api_password, rest_api_username
 from turn.uri import UriScheme, parse_uri
 
-from .candidate import generate_credentials, validate_pwd, validate_ufrag
+from .candidate import TcpType, generate_credentials, validate_pwd, validate_ufrag
 from .config import AgentConfig, Policy
 from .errors import LocalProtocolError
 
@@ -300,3 +300,11 @@ def _credentials(name: str, username: object, password: object) -> tuple[str, st
     if not isinstance(password, str):
         raise LocalProtocolError(f"{name}: the password must be a string")
     return username, password
+
+
+def on_mux(config: AgentConfig) -> AgentConfig:
+    """The configuration of a connection on a shared-port mux (:mod:`ice.aio_mux`): of its TCP
+    types the passive one only — an active or simultaneous-open candidate would connect from
+    ports other than the mux's."""
+    passive = TcpType.PASSIVE in config.tcp_types
+    return dataclasses.replace(config, tcp_types=(TcpType.PASSIVE,) if passive else ())

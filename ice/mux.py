@@ -172,6 +172,10 @@ class MuxTable(Generic[Session]):
             if self._by_address.get(address) is session:
                 del self._by_address[address]
 
+    def session_of(self, ufrag: str) -> Session | None:
+        """The session that owns ``ufrag`` (the current one or the one before a restart)."""
+        return self._by_ufrag.get(ufrag)
+
     def sent(self, session: Session, remote: Address) -> None:
         """``session`` sent to ``remote``: what comes back from there is its."""
         if self._by_address.get(remote) is not session:

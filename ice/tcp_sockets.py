@@ -69,12 +69,14 @@ def listen_base(
     listening: bool = True,
     simultaneous_open: bool = False,
     port_range: PortRange | None = None,
+    backlog: int = _BACKLOG,
 ) -> socket.socket:
     """A non-blocking TCP socket on ``host``, listening unless told not to (an agent with active
     candidates only never accepts, but its base needs an address): an ephemeral port other than
     ``avoid`` (the UDP base's: a TCP base needs an address of its own, and both port spaces may
     hand out the same number) — or one of ``port_range`` (:func:`stun.ports.bind_in_range`) —
-    or with ``simultaneous_open`` one that connections may also leave from (``SO_REUSEPORT``)."""
+    or with ``simultaneous_open`` one that connections may also leave from (``SO_REUSEPORT``);
+    ``backlog`` connections wait to be accepted."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(1 if port_range is not None else 8):
         sock = tcp_socket(family)
@@ -85,7 +87,7 @@ def listen_base(
                 sock.close()
                 continue
             if listening:
-                sock.listen(_BACKLOG)
+                sock.listen(backlog)
             sock.setblocking(False)
         except BaseException:
             sock.close()
@@ -386,7 +388,6 @@ class TcpSockets:
             link.close()
 
     def _accept_ready(self, base: Address, sock: socket.socket) -> None:
-        agent = self._agent()
         now = self.loop.time()
         accepted = False
         for _ in range(ACCEPT_BATCH):
@@ -397,18 +398,34 @@ class TcpSockets:
             except OSError as exc:  # EMFILE and its kin: the next wake-up tries again
                 _log.warning("ICE-TCP listener %s cannot accept: %s", base, exc)
                 break
-            remote = _address(sockaddr)
-            connection = agent.tcp_accepted(base, remote, now)
-            if connection is None:
-                client.close()
-                continue
-            client.setblocking(False)
-            link = TcpLink(self, client, connection, base, remote, connecting=False)
-            self.links[connection] = link
-            self.loop.add_reader(client.fileno(), link.read_ready)
-            accepted = True
+            accepted |= self._adopt(base, client, _address(sockaddr), now) is not None
         if accepted:
             self.pump()
+
+    def _adopt(
+        self, base: Address, client: socket.socket, remote: Address, now: float
+    ) -> TcpLink | None:
+        """Offer a connection accepted on ``base`` to the agent: its link, or ``None`` (closed)."""
+        connection = self._agent().tcp_accepted(base, remote, now)
+        if connection is None:
+            client.close()
+            return None
+        client.setblocking(False)
+        link = TcpLink(self, client, connection, base, remote, connecting=False)
+        self.links[connection] = link
+        self.loop.add_reader(client.fileno(), link.read_ready)
+        return link
+
+    def take(self, base: Address, client: socket.socket, remote: Address, data: bytes) -> bool:
+        """A connection accepted on a shared listening socket whose first request is this
+        agent's (:mod:`ice.aio_mux_tcp`), with the bytes read from it so far: offered to the
+        agent as one accepted on ``base`` would be; ``False`` if the agent refused it (closed)."""
+        link = self._adopt(base, client, remote, self.loop.time())
+        if link is None:
+            return False
+        self.received(link, data)
+        self.pump()
+        return True
 
     # ================================================================== the agent's commands
 

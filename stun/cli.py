@@ -43,7 +43,24 @@ from .tls import client_context, self_signed_server_context, server_context
 
 
 class CliParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line: ``PROG: error: MESSAGE; see PROG --help``."""
+    """An argument parser whose errors are one line: ``PROG: error: MESSAGE; see PROG --help``.
+
+    A command's positional arguments may come before, between or after its options
+    (``icestack stun HOST --timeout 1 HOST2``): a parser without subcommands parses intermixed."""
+
+    _intermixing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._subparsers is not None or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        # parse_known_intermixed_args calls back into parse_known_args: the flag ends the loop.
+        self._intermixing = True
+        try:
+            return super().parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
     def error(self, message: str) -> NoReturn:
         if message.endswith("expected one argument"):

@@ -350,6 +350,17 @@ def test_stun_table_output_on_failure() -> None:
     assert "TransactionTimeout" not in completed.stdout + completed.stderr
 
 
+def test_stun_targets_before_between_and_after_options(stun_server: BackgroundServer) -> None:
+    """Targets may follow options (argparse's subcommands refused `stun HOST --opt HOST2`)."""
+    first = f"127.0.0.1:{stun_server.udp.port}"
+    second = f"127.0.0.1:{closed_port('127.0.0.1')}"
+    completed = icestack("stun", first, "--timeout", "0.3", second, "--json")
+    assert completed.returncode == 0, completed.stderr  # 0: at least one server answered
+    reports = json.loads(completed.stdout)["servers"]
+    assert [report["target"] for report in reports] == [first, second]
+    assert [report["ok"] for report in reports] == [True, False]
+
+
 # --------------------------------------------------------------------------- icestack serve stun
 
 

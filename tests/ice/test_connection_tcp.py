@@ -132,16 +132,26 @@ async def raw_peer_selected(connection: Connection) -> tuple[socket.socket, Stre
     return sock, decoder
 
 
+async def connect_a_raw_peer(connection: Connection) -> socket.socket:
+    """``connection`` (gathered) connects to a raw TCP peer that checks in on its passive
+    candidate (:func:`raw_peer_selected`): the peer's socket, once ``connect()`` returned."""
+    connection.set_remote_credentials(PEER_UFRAG, PEER_PWD)
+    await connection.add_remote_candidate(None)
+    connecting = asyncio.ensure_future(connection.connect())
+    sock, _ = await raw_peer_selected(connection)
+    try:
+        await connecting
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def test_a_raw_tcp_peer_is_selected_at_its_real_port_and_a_slow_path_is_bounded() -> None:
     async def scenario() -> None:
         async with make("127.0.0.1", False, udp=False) as ours:
             await ours.gather_candidates()
-            ours.set_remote_credentials(PEER_UFRAG, PEER_PWD)
-            await ours.add_remote_candidate(None)
-            connecting = asyncio.ensure_future(ours.connect())
-            sock, _ = await raw_peer_selected(ours)
-            with sock:
-                await connecting
+            with await connect_a_raw_peer(ours) as sock:
                 pair = ours.selected_pair()
                 assert pair is not None
                 assert pair.remote.address == Address(*sock.getsockname()[:2])

@@ -15,7 +15,7 @@ import aioice.ice
 import pytest
 
 from ice import Candidate, Connection
-from ice.aio_mux import UdpMux
+from ice.aio_mux import Mux, UdpMux
 from ice.config import AgentConfig
 from ice.mux import MuxConfig, MuxFull
 from tests.ice.test_connection import make, over_signaling
@@ -27,7 +27,7 @@ SESSIONS = 300
 LITE = AgentConfig(lite=True, controlling=False)
 
 
-def server(mux: UdpMux, *, lite: bool = True) -> Connection:
+def server(mux: Mux, *, lite: bool = True) -> Connection:
     return Connection(False, mux=mux, config=LITE if lite else None)
 
 
@@ -134,16 +134,23 @@ def test_many_sessions_on_one_port_against_aioice_clients(monkeypatch: pytest.Mo
     run(main())
 
 
-def test_restart_on_the_mux_reconnects_under_the_new_ufrag() -> None:
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_restart_on_the_mux_reconnects_under_the_new_ufrag(transport: str) -> None:
+    """Over the UDP side (a UdpMux) and over the TCP side (a client that offers no UDP)."""
+
     async def main() -> None:
-        async with UdpMux(HOST) as mux:
-            served, client = server(mux, lite=False), ours_client(False)
+        async with UdpMux(HOST) if transport == "udp" else Mux(HOST) as mux:
+            served = server(mux, lite=False)
+            client = ours_client(False) if transport == "udp" else make(HOST, True, udp=False)
             async with served, client:
                 await connect_ours(served, client)
                 old = served.local_username
                 await asyncio.gather(served.restart(), client.restart())
                 assert served.local_username != old
                 await signal_and_connect(served, client, end=False)
+                pair = client.selected_pair()
+                assert pair is not None
+                assert pair.remote.address == (mux.local if transport == "udp" else mux.tcp_local)
                 await echo_check(served, client.send, 1)
                 assert mux.metrics()["sessions"] == 1
 

@@ -26,6 +26,7 @@ from contextlib import suppress
 from typing import Any
 
 import ice
+from ice.aio_mux import Mux
 from ice.config import AgentConfig
 
 #: The bound on the whole run of an agent process.
@@ -188,13 +189,17 @@ async def session(
     lite: bool = False,
     remote_lite: bool = False,
     advertise: list[str] | None = None,
+    mux_host: str | None = None,
 ) -> dict[str, Any]:
-    """Gather, signal, connect, exchange hellos; the result line."""
+    """Gather, signal, connect, exchange hellos; the result line. With ``mux_host``, the
+    connection is on a :class:`~ice.aio_mux.Mux` of that address (UDP and TCP ports)."""
+    mux = None if mux_host is None else Mux(mux_host)
     connection = ice.Connection(
         controlling,
         stun_servers=[stun],
         tcp=tcp,
         advertised_addresses=advertise,
+        mux=mux,
         config=AgentConfig(lite=lite, controlling=controlling),
     )
     connection.remote_lite = remote_lite
@@ -213,6 +218,8 @@ async def session(
         }
     finally:
         await connection.close()
+        if mux is not None:
+            mux.close()
 
 
 def main() -> int:
@@ -221,6 +228,7 @@ def main() -> int:
     parser.add_argument("--lite", action="store_true", help="be an ICE-lite agent")
     parser.add_argument("--remote-lite", action="store_true", help="the peer is ICE-lite")
     parser.add_argument("--advertise", action="append", metavar="PUBLIC[/PRIVATE]")
+    parser.add_argument("--mux", metavar="HOST", help="serve on a shared-port mux on HOST")
     args = parser.parse_args()
     return run_agent(
         session(
@@ -231,6 +239,7 @@ def main() -> int:
             lite=args.lite,
             remote_lite=args.remote_lite,
             advertise=args.advertise,
+            mux_host=args.mux,
         )
     )
 

@@ -7,6 +7,7 @@
   roles. The negative control — the same agents with ICE-TCP off — must fail, which proves the
   block.
 - Two hosts on one link, each dropping every UDP packet in and out: they connect over TCP.
+- An ICE-lite server on a shared-port mux on the public side, reached over the mux's TCP port.
 
 Agents are :mod:`tests.net.ns_agent` processes (one :class:`ice.Connection` each), signalled
 through the test. Needs root (skipped with the reason otherwise); documentation addresses only;
@@ -88,6 +89,23 @@ def test_without_ice_tcp_the_same_agents_fail(udp_blocked_net: Network) -> None:
     for run in (a, b):
         assert "error" in run.result
         assert all(" udp " in line for line in run.description["candidates"])
+
+
+def test_an_ice_lite_server_on_a_mux_is_reached_over_tcp(udp_blocked_net: Network) -> None:
+    """A server on the public side serving from a :class:`~ice.aio_mux.Mux` (ICE-lite), a client
+    behind the NAT that forwards no UDP: the client connects to the mux's one TCP port."""
+    client, server = connect_agents(
+        udp_blocked_net, OUR_AGENT, OUR_AGENT, STUN_V4_TARGET,
+        roles=("host-a", "pub"), a_options=("--remote-lite",),
+        b_options=("--lite", "--mux", STUN_IPV4),
+    )  # fmt: skip
+    assert_over_tcp(client, server)
+    # The server offered exactly the mux's two ports: one UDP, one passive TCP candidate.
+    offered = server.description["candidates"]
+    assert [(" udp " in line, "tcptype passive" in line) for line in offered] == [
+        (True, False),
+        (False, True),
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -62,6 +62,7 @@ from stun.datagram import Datagram
 from stun.errors import DecodeError
 from stun.framing import Framing, StreamDecoder
 from stun.limits import Closure, StreamAdmission, StreamLimits
+from stun.metrics_http import Exposition, MetricsServer, MetricsSource
 from stun.reader_errors import TIMER, ReaderErrors
 from stun.server import Outcome as StunOutcome
 
@@ -80,11 +81,6 @@ _log = logging.getLogger("icestack.turn")
 #: One INFO line per session event (turn.server.session_log).
 _session_log = logging.getLogger("icestack.turn.server")
 
-#: What a metrics request may hold (request line and headers), how long it may take to arrive,
-#: and how many metrics connections are served at once.
-_METRICS_REQUEST_LIMIT = 8192
-_METRICS_TIMEOUT = 5.0
-_METRICS_CONNECTIONS = 8
 #: How long after a core's bug in the timer it is called again.
 _TIMER_RETRY = 1.0
 #: The shortest wait between two deadline checks of a connection.
@@ -359,8 +355,7 @@ class TurnServer(_Closing):
         self._udp: dict[Address, _UdpClients] = {}
         self._stream_listeners: list[StreamListener] = []
         self._streams: dict[tuple[Address, Address], _StreamClient] = {}
-        self._metrics_servers: list[asyncio.Server] = []
-        self._metrics_clients = 0
+        self._metrics_servers: list[MetricsServer] = []
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         self._closed = asyncio.Event()
@@ -487,47 +482,26 @@ class TurnServer(_Closing):
 
     # ------------------------------------------------------------------ metrics
 
-    async def serve_metrics(self, host: str = "127.0.0.1", port: int = 0) -> Address:
-        """Serve :func:`render_metrics` over HTTP at ``(host, port)``; return the address.
-
-        Any ``GET`` is answered with the metrics (Prometheus scrapes ``/metrics``); the listener
-        takes a few connections at a time, each with a small request and a short deadline.
-        """
-        server = await asyncio.start_server(
-            self._metrics_connection, host, port, limit=_METRICS_REQUEST_LIMIT
-        )
+    async def serve_metrics(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        sources: Iterable[MetricsSource] = (),
+    ) -> Address:
+        """Serve :meth:`render_metrics` over HTTP at ``(host, port)``, followed on the same page
+        by ``sources`` (e.g. an ICE mux's ``render_metrics`` in the same process); return the
+        address. The listener is :class:`stun.metrics_http.MetricsServer` (bounded, any ``GET``
+        answered; Prometheus scrapes ``/metrics``)."""
+        server = MetricsServer([self.render_metrics, *sources])
         self._metrics_servers.append(server)
-        sockname = server.sockets[0].getsockname()
-        address = make_address(sockname[0], sockname[1])
+        address = await server.listen(host, port)
         _log.info("TURN server metrics on http %s", address)
         return address
 
-    async def _metrics_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        if self._metrics_clients >= _METRICS_CONNECTIONS:
-            writer.close()
-            return
-        self._metrics_clients += 1
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _METRICS_TIMEOUT)
-            method = head.split(b" ", 1)[0]
-            if method == b"GET":
-                status, body = "200 OK", render_metrics(self)
-            else:
-                status, body = "405 Method Not Allowed", "GET only\n"
-            payload = body.encode()
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
-                + payload
-            )
-            await asyncio.wait_for(writer.drain(), _METRICS_TIMEOUT)
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
-            pass
-        finally:
-            self._metrics_clients -= 1
-            writer.close()
+    def render_metrics(self) -> str:
+        """This server's metrics (:func:`render_metrics`)."""
+        return render_metrics(self)
 
     # ------------------------------------------------------------------ life
 
@@ -548,8 +522,6 @@ class TurnServer(_Closing):
         self._udp.clear()
         for stream in self._stream_listeners:
             stream.close()
-        for server in self._metrics_servers:
-            server.close()
         for connection in list(self._streams.values()):
             if connection.transport is not None:
                 connection.transport.close()
@@ -557,7 +529,7 @@ class TurnServer(_Closing):
         for stream in self._stream_listeners:
             await stream.wait_closed()
         for server in self._metrics_servers:
-            await server.wait_closed()
+            await server.close()
         self._stream_listeners.clear()
         self._metrics_servers.clear()
         if self.tcp_relays is not None:
@@ -596,12 +568,8 @@ def render_metrics(server: TurnServer) -> str:
     stats = core.stats
     counts = stats.counts
     now = server.loop.time()
-    lines: list[str] = []
-
-    def metric(name: str, kind: str, help_text: str, samples: dict[str, int]) -> None:
-        lines.append(f"# HELP icestack_turn_{name} {help_text}")
-        lines.append(f"# TYPE icestack_turn_{name} {kind}")
-        lines.extend(f"icestack_turn_{name}{labels} {value}" for labels, value in samples.items())
+    page = Exposition("icestack_turn_")
+    metric = page.metric
 
     metric("allocations", "gauge", "Allocations held.", {"": core.allocation_count})
     metric("permissions", "gauge", "Permissions in force.", {"": core.permission_count(now)})
@@ -700,4 +668,4 @@ def render_metrics(server: TurnServer) -> str:
         "Exceptions the core raised in the server's timers, contained (a bug if any).",
         {f'{{kind="{kind}"}}': n for kind, n in server.timer_errors.counts.items()},
     )
-    return "\n".join(lines) + "\n"
+    return page.text()

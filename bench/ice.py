@@ -17,7 +17,9 @@
   the check that succeeded with USE-CANDIDATE (§8.1.1): 6 messages.
 - ``data``: after connecting, 1000-byte datagrams from one side's ``send`` to the other's
   ``recv``, closed-loop (at most ``WINDOW`` in flight, so loopback drops nothing), bounded in
-  count and time, on asyncio and on uvloop.
+  count and time, on asyncio and on uvloop: the rate, and the CPU time per datagram of the
+  process (both ends run in it: the sender's and the receiver's work, in the kernel too), which
+  a shared machine disturbs less than the rate; a ratio for each.
 - ``tcp``: the same data path over ICE-TCP (RFC 6544; connections offering TCP candidates only)
   against UDP (UDP candidates only), icestack against itself — aioice has no ICE-TCP: the rate,
   and the median round trip of one 1000-byte datagram there and back (``--round-trips``), on
@@ -207,9 +209,10 @@ async def bench_scale(sizes: list[int]) -> None:
 WINDOW = 64
 
 
-async def data_rate(factory: Factory, packets: int) -> float:
+async def data_rate(factory: Factory, packets: int) -> tuple[float, float]:
     """Datagrams per second from a's send() to b's recv(), closed-loop with a sliding window,
-    bounded in count (``packets``) and time (20 s)."""
+    bounded in count (``packets``) and time (20 s), and the process's CPU seconds per
+    datagram."""
     a, b = await prepared_pair(factory)
     await asyncio.wait_for(asyncio.gather(a.connect(), b.connect()), 30)
     received = 0
@@ -229,11 +232,11 @@ async def data_rate(factory: Factory, packets: int) -> float:
                 await room.wait()
             await a.send(PAYLOAD)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.wait_for(asyncio.gather(receive(), transmit()), 20)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     await asyncio.gather(a.close(), b.close())
-    return received / elapsed
+    return received / elapsed, cpu / received
 
 
 def bench_data(packets: int) -> None:
@@ -241,14 +244,17 @@ def bench_data(packets: int) -> None:
         if loop_name == "uvloop":
             import uvloop
 
-            runner: Callable[[Awaitable[float]], float] = uvloop.run  # type: ignore[assignment]
+            runner: Callable[[Awaitable[tuple[float, float]]], tuple[float, float]]
+            runner = uvloop.run  # type: ignore[assignment]
         else:
             runner = asyncio.run  # type: ignore[assignment]
-        rates = {}
+        rates, cpu = {}, {}
         for name, factory in (("icestack", ours), ("aioice", theirs)):
-            rates[name] = runner(data_rate(factory, packets))
+            rates[name], cpu[name] = runner(data_rate(factory, packets))
             print(f"ice_data_{loop_name}_{name}_rate {rates[name]:.0f} datagrams/s")
+            print(f"ice_data_{loop_name}_{name}_cpu_per_datagram {cpu[name] * 1e6:.2f} us")
         print(f"ice_data_{loop_name}_ratio_vs_aioice {rates['icestack'] / rates['aioice']:.2f} x")
+        print(f"ice_data_{loop_name}_cpu_ratio_vs_aioice {cpu['aioice'] / cpu['icestack']:.2f} x")
 
 
 async def round_trip_median(factory: Factory, round_trips: int) -> float:
@@ -281,12 +287,12 @@ def bench_tcp(packets: int, round_trips: int) -> None:
         if loop_name == "uvloop":
             import uvloop
 
-            runner: Callable[[Awaitable[float]], float] = uvloop.run  # type: ignore[assignment]
+            runner: Callable[[Awaitable[Any]], Any] = uvloop.run  # type: ignore[assignment]
         else:
             runner = asyncio.run  # type: ignore[assignment]
         rates, rtts = {}, {}
         for name, factory in transports.items():
-            rates[name] = runner(data_rate(factory, packets))
+            rates[name] = runner(data_rate(factory, packets))[0]
             rtts[name] = runner(round_trip_median(factory, round_trips))
             print(f"ice_tcp_{loop_name}_{name}_rate {rates[name]:.0f} datagrams/s")
             print(f"ice_tcp_{loop_name}_{name}_rtt_median {rtts[name] * 1e6:.1f} us")

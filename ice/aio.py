@@ -20,7 +20,9 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
   and goes to the agent. Anything else from the selected pair's remote address goes straight
   into the receive queue; from elsewhere it goes to the agent, which delivers it only from the
   peer (a valid pair's remote, or the source of an authenticated check) and drops a stranger's
-  (counted as ``data-not-from-peer``). Sends go straight to the selected pair's socket. The
+  (counted as ``data-not-from-peer``). Sends go straight to the selected pair's socket's
+  outbox (:mod:`ice.outbox`): on Linux queued and sent many per ``sendmmsg`` when the loop's
+  iteration ends or a batch is full (``batch_io=False``: one ``sendto`` each). The
   selected pair of each component is cached (updated on
   :class:`~ice.events.SelectedPairChanged`, dropped on :class:`~ice.events.ConsentLost`) and byte
   counts are handed to the agent in bulk (:meth:`~ice.agent.Agent.count_data`), so per datagram
@@ -71,7 +73,7 @@ from . import connection_options as options
 from .agent import Agent
 from .aio_mux import Mux
 from .aio_properties import ConnectionProperties
-from .base_sockets import ICMP_ERRNOS, BaseSocket, DataPaths, Signal, bind_base
+from .base_sockets import BaseSocket, DataPaths, Signal, bind_base
 from .candidate import Candidate
 from .config import AgentConfig, Policy
 from .connection_options import StunServerArgument, TurnServerArgument
@@ -91,6 +93,7 @@ from .events import (
 from .interfaces import interface_addresses, interface_problem
 from .mdns import InterfaceAddress
 from .mdns_candidates import MdnsCandidates
+from .outbox import Outbox
 from .relay_streams import RelayStreams, TlsSettings
 from .server_names import resolve_servers
 from .stats import PeerInput
@@ -149,6 +152,9 @@ class Connection(ConnectionProperties, _Closing):
       TCP base the mux's listening port (a passive candidate only); one component, and
       ``AgentConfig(lite=True)`` is the natural server mode. :class:`~ice.mux.MuxFull` from
       gathering when the mux serves its ``max_sessions``.
+    - ``batch_io``: on Linux, read and send UDP many datagrams per system call
+      (``recvmmsg``/``sendmmsg``, :mod:`ice.outbox`); ``False``: one ``recvfrom``/``sendto``
+      per datagram, as the servers' ``--no-batch-io``. A connection on a ``mux`` uses the mux's.
     - ``config``: an :class:`~ice.config.AgentConfig` for everything else (timers, consent, lite,
       randomness, and the bounds on waiting: ``gathering_timeout``, ``idle_timeout``,
       ``peer_reflexive_wait``). An argument above that is given replaces the field it names
@@ -166,6 +172,7 @@ class Connection(ConnectionProperties, _Closing):
         "__weakref__",
         "_agent",
         "_bases",
+        "_batch_io",
         "_closed",
         "_components",
         "_data_paths",
@@ -229,6 +236,7 @@ class Connection(ConnectionProperties, _Closing):
         port_range: tuple[int, int] | None = None,
         advertised_addresses: Iterable[str] | None = None,
         mux: Mux | None = None,
+        batch_io: bool = True,
         config: AgentConfig | None = None,
     ) -> None:
         switches = {
@@ -241,6 +249,7 @@ class Connection(ConnectionProperties, _Closing):
             "turn_tls_verify": turn_tls_verify,
             "udp": udp,
             "tcp": tcp,
+            "batch_io": batch_io,
         }
         for name, value in switches.items():
             options.flag(name, value)
@@ -295,6 +304,7 @@ class Connection(ConnectionProperties, _Closing):
         self._use_ipv6 = use_ipv6
         self._include_loopback = include_loopback
         self._udp = udp
+        self._batch_io = batch_io
         self._receive_queue_size = receive_queue_size
         #: Called with every event of the agent (and :class:`~ice.mdns.CandidateUnresolvable`),
         #: for logs and live views. It must not block.
@@ -471,7 +481,8 @@ class Connection(ConnectionProperties, _Closing):
         except OSError as exc:
             _log.info("cannot gather on %s: %s", host, exc)
             return 0
-        base = BaseSocket(self, sock, component)
+        outbox = Outbox(sock, batch_io=self._batch_io)
+        base = BaseSocket(self, sock, component, outbox)
         self._bases[base.local] = base
         self.agent.add_base(0, component, base.local)
         self._loop.add_reader(sock.fileno(), base.read_ready)
@@ -481,7 +492,7 @@ class Connection(ConnectionProperties, _Closing):
         """The mux's socket is the one UDP base, and its TCP port, if the agent offers TCP
         candidates, the one (passive) TCP base: routed to this connection by its ufrag."""
         agent = self.agent
-        base = BaseSocket(self, mux.sock, component)
+        base = BaseSocket(self, mux.sock, component, mux.outbox)
         tcp = self._tcp if agent.config.tcp_types and mux.tcp_local is not None else None
         mux.attach(base, agent.local_username, tcp)
         self._bases[base.local] = base
@@ -494,6 +505,7 @@ class Connection(ConnectionProperties, _Closing):
             base.mux.detach(base)
         else:
             self._loop.remove_reader(base.sock.fileno())
+            base.outbox.close()  # what is queued goes out first (ice.outbox)
             base.sock.close()
         del self._bases[base.local]
 
@@ -640,7 +652,12 @@ class Connection(ConnectionProperties, _Closing):
         await self.sendto(data, 1)
 
     async def sendto(self, data: bytes, component: int) -> None:
-        """Send a datagram on a component's selected pair (``data`` must be bytes-like)."""
+        """Send a datagram on a component's selected pair (``data`` must be bytes-like).
+
+        On UDP it is queued and leaves with the loop's next batch (:mod:`ice.outbox`), in order;
+        this waits only while the socket's buffer is full. An error the kernel gives for a
+        batched datagram (not an ICMP one: those are skipped) is raised by the next send to the
+        same address; :meth:`close` sends what is queued first."""
         if type(data) is not bytes:
             options.datagram(data)
         path = self._paths.get(component)
@@ -656,13 +673,9 @@ class Connection(ConnectionProperties, _Closing):
                 self._pump(timer_later=True)
                 return
             raise IceConnectionError(self._no_path_reason(component))
-        try:
-            path.sock.sendto(data, path.remote)
-        except BlockingIOError:
-            await self._loop.sock_sendto(path.sock, data, path.remote)
-        except OSError as exc:
-            if exc.errno not in ICMP_ERRNOS:
-                raise
+        outbox = path.outbox
+        if not outbox.put(data, path.remote) and not await outbox.send(data, path.remote):
+            raise IceConnectionError(self._no_path_reason(component))  # closed while waiting
         path.sent += len(data)
 
     async def recv(self) -> bytes:

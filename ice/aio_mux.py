@@ -12,7 +12,8 @@ A connection made with ``Connection(..., mux=mux)`` gathers one UDP host candida
 address, registers its ufrag when gathering starts, moves to its new ufrag on :meth:`~ice.aio.
 Connection.restart`, tells the table every address it sends to (so answers to its own checks
 and consent come back to it), and leaves the table at once when it closes. What no session
-owns is dropped and counted (:meth:`Mux.metrics`, :meth:`Mux.render_metrics`).
+owns is dropped and counted (:meth:`Mux.metrics`, :meth:`Mux.render_metrics`). Every session
+sends through the mux's one :class:`~ice.outbox.Outbox`, so their datagrams share its batches.
 
 The TCP side (:mod:`ice.aio_mux_tcp`, sans-IO :mod:`ice.mux_tcp`) listens on a port of its own
 (the agent tells its bases apart by address, so a TCP base cannot share the UDP base's port
@@ -36,7 +37,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from stun.address import Address, normalize_host
-from stun.batch_io import datagram_io
+from stun.batch_io import flush_pending
 from stun.metrics_http import Exposition, labels
 from stun.ports import PortRange
 
@@ -45,6 +46,7 @@ from .base_sockets import BaseSocket, bind_base, read_datagrams
 from .errors import LocalProtocolError
 from .mux import DropReason, MuxConfig, MuxTable
 from .mux_tcp import TcpDropReason, TcpMuxConfig, TcpMuxTable
+from .outbox import Outbox
 from .tcp_sockets import TcpSockets, listen_base
 
 __all__ = ["Mux", "UdpMux", "render_metrics"]
@@ -65,7 +67,8 @@ class Mux:
     ``config`` bounds the session table (:class:`~ice.mux.MuxConfig`: ``max_sessions``, refused
     past that with :class:`~ice.mux.MuxFull` when a connection starts gathering);
     ``tcp_config`` the TCP side (:class:`~ice.mux_tcp.TcpMuxConfig`: connections waiting for
-    their first request, and for how long). Close the connections before the mux."""
+    their first request, and for how long); ``batch_io=False``: one ``recvfrom``/``sendto`` per
+    datagram even where batches are available. Close the connections before the mux."""
 
     def __init__(
         self,
@@ -76,11 +79,13 @@ class Mux:
         port_range: PortRange | None = None,
         config: MuxConfig | None = None,
         tcp_config: TcpMuxConfig | None = None,
+        batch_io: bool = True,
     ) -> None:
         # A fixed port is a range of one: taken, it fails naming the port.
         sock = bind_base(host, port_range or ((port, port) if port else None))
         self.sock = sock
-        self.io = datagram_io(sock)
+        #: What every session sends on the socket, in batches.
+        self.outbox = Outbox(sock, batch_io=batch_io)
         bound_host, bound_port = sock.getsockname()[:2]
         #: The address every session on the mux offers as its UDP host candidate.
         self.local = Address(normalize_host(bound_host), bound_port)
@@ -161,7 +166,7 @@ class Mux:
     # ------------------------------------------------------------------ reading
 
     def _read_ready(self) -> None:
-        datagrams = read_datagrams(self.io, self.local)
+        datagrams = read_datagrams(self.outbox.io, self.local)
         if not datagrams:
             return
         loop = self._loop
@@ -175,6 +180,7 @@ class Mux:
                 batches[base].append((data, sockaddr))
         for base, batch in batches.items():
             base.handle(batch, now)
+        flush_pending()  # every session's answers to the batch, together
 
     # ------------------------------------------------------------------ the rest
 
@@ -215,6 +221,7 @@ class Mux:
         self._closed = True
         if self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
+        self.outbox.close()  # what is queued goes out first (ice.outbox)
         self.sock.close()
         if self.tcp is not None:
             self.tcp.close()
@@ -230,8 +237,11 @@ class UdpMux(Mux):
         *,
         port_range: PortRange | None = None,
         config: MuxConfig | None = None,
+        batch_io: bool = True,
     ) -> None:
-        super().__init__(host, port, tcp_port=None, port_range=port_range, config=config)
+        super().__init__(
+            host, port, tcp_port=None, port_range=port_range, config=config, batch_io=batch_io
+        )
 
 
 def _name(label: str) -> str:

@@ -13,7 +13,8 @@ dropped and counted.
 
 :class:`DataPaths` caches, per component, the selected pair's socket and remote address
 (:class:`DataPath`), so that sending and receiving data cost no agent call, no task and no
-allocation beyond the bytes; the bytes moved are handed to the agent in bulk when the connection
+allocation beyond the bytes; what a socket sends goes through its :class:`~ice.outbox.Outbox`,
+many datagrams per system call; the bytes moved are handed to the agent in bulk when the connection
 next talks to it (:meth:`DataPaths.flush`). A relayed pair has no socket of ours: its data goes
 through the agent, which wraps it for the TURN server. When a path is lost (consent, the local
 candidate gone) the reason is kept for whoever sends or waits on that component next.
@@ -28,12 +29,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stun.address import Address, normalize_host
-from stun.batch_io import ICMP_ERRNOS as ICMP_ERRNOS  # the send path of ice.aio reads it here
-from stun.batch_io import DatagramIO, datagram_io
+from stun.batch_io import DatagramIO, flush_pending
 from stun.ports import PortRange, bind_in_range
 
 from .candidate import Candidate
 from .checklist import CandidatePair
+from .outbox import Outbox
 
 if TYPE_CHECKING:
     from .aio import Connection
@@ -68,14 +69,14 @@ class Signal:
 
 
 class DataPath:
-    """Where a component's data goes: the selected pair, its socket and remote, cached, with the
-    bytes moved since they were last handed to the agent."""
+    """Where a component's data goes: the selected pair, its socket's outbox and remote, cached,
+    with the bytes moved since they were last handed to the agent."""
 
-    __slots__ = ("host", "pair", "port", "received", "remote", "sent", "sock")
+    __slots__ = ("host", "outbox", "pair", "port", "received", "remote", "sent")
 
-    def __init__(self, pair: CandidatePair, sock: socket.socket) -> None:
+    def __init__(self, pair: CandidatePair, outbox: Outbox) -> None:
         self.pair = pair
-        self.sock = sock
+        self.outbox = outbox
         self.remote = (pair.remote.host, pair.remote.port)
         self.host, self.port = self.remote
         self.sent = 0
@@ -85,13 +86,17 @@ class DataPath:
 class BaseSocket:
     """One UDP socket: a base of the agent (RFC 8445 §5.1.1.1), read in batches on readiness."""
 
-    __slots__ = ("component", "connection", "io", "local", "mux", "path", "sock")
+    __slots__ = ("component", "connection", "io", "local", "mux", "outbox", "path", "sock")
 
-    def __init__(self, connection: Connection, sock: socket.socket, component: int) -> None:
+    def __init__(
+        self, connection: Connection, sock: socket.socket, component: int, outbox: Outbox
+    ) -> None:
         self.connection = connection
         self.sock = sock
+        #: What the socket sends, queued and sent in batches (shared by a mux's bases).
+        self.outbox = outbox
         #: Reads many datagrams per system call where the platform can (:mod:`stun.batch_io`).
-        self.io = datagram_io(sock)
+        self.io = outbox.io
         self.component = component
         host, port = sock.getsockname()[:2]
         self.local = Address(normalize_host(host), port)
@@ -105,6 +110,7 @@ class BaseSocket:
         datagrams = read_datagrams(self.io, self.local)
         if datagrams:
             self.handle(datagrams, self.connection._loop.time())
+            flush_pending()  # the answers of the batch, in batches
 
     def handle(self, datagrams: list[tuple[bytes, tuple[Any, ...]]], now: float) -> None:
         """Datagrams that arrived for this base (read from its socket, or routed to it by a
@@ -190,7 +196,7 @@ class DataPaths:
         base = self._bases.get(pair.local_base)
         self.relayed.pop(component, None)
         if base is not None:
-            path = DataPath(pair, base.sock)
+            path = DataPath(pair, base.outbox)
             self.paths[component] = path
             base.path = path
         else:

@@ -18,7 +18,6 @@ the connection neither stops nor spins.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from stun.address import Address
 from stun.datagram import Datagram
@@ -31,8 +30,6 @@ from .config import AgentConfig
 from .relay_streams import RelayStreams
 from .tcp_sockets import TcpSockets
 from .timers import SharedTimers
-
-_log = logging.getLogger("icestack.ice")
 
 
 class AgentPump:
@@ -110,12 +107,7 @@ class AgentPump:
                 continue
             if base.mux is not None:
                 base.mux.table.sent(base, datagram.remote)
-            try:
-                base.sock.sendto(datagram.data, datagram.remote)
-            except OSError as exc:
-                _log.debug(
-                    "ICE datagram from %s to %s not sent: %s", base.local, datagram.remote, exc
-                )
+            base.outbox.send_nowait(datagram.data, datagram.remote)  # queued: ice.outbox
 
     def _on_timer(self, deadline: float) -> None:
         self._timer_deadline = None

@@ -89,6 +89,10 @@ class Attribute:
     #: lengths; ``None`` when the bytes themselves must be checked. For such an attribute,
     #: :meth:`stun.Message.decode` checks the length and builds the value when first read.
     WIRE_SIZES: ClassVar[frozenset[int] | None] = None
+    #: Whether a decoded value depends on its bytes alone (not on the transaction ID) and
+    #: recurs from message to message (a peer's USERNAME, PRIORITY, tie-breaker): then equal
+    #: bytes decode to one shared, immutable value (:func:`decode_shared`).
+    SHARED: ClassVar[bool] = False
 
     def encode_value(self, transaction_id: bytes) -> bytes:
         """The value bytes (no header, no padding). XOR attributes need the transaction ID."""
@@ -113,6 +117,14 @@ _LAZY_SIZES: dict[int, frozenset[int]] = {}
 #: ``stun.layout``'s cache of message layouts by type and length, emptied when the registry
 #: changes.
 _LAYOUT_CACHE: dict[int, KeptLayout] = {}
+#: Decoded values of ``SHARED`` classes by their attribute's bytes (header and value), emptied
+#: when the registry changes. Peer-grown, so bounded: emptied when it holds
+#: :data:`MAX_SHARED_VALUES`.
+_SHARED_VALUES: dict[bytes, Attribute] = {}
+MAX_SHARED_VALUES = 1024
+#: A longer value is decoded every time, not shared (text can be 763 bytes: the bound on the
+#: table is in entries, and this keeps its bytes small too).
+MAX_SHARED_LENGTH = 128
 A = TypeVar("A", bound=type[Attribute])
 
 
@@ -128,7 +140,25 @@ def register_attribute(cls: A) -> A:
     if cls.WIRE_SIZES is not None:
         _LAZY_SIZES[cls.TYPE] = cls.WIRE_SIZES
     _LAYOUT_CACHE.clear()
+    _SHARED_VALUES.clear()
     return cls
+
+
+def decode_shared(
+    kind: type[Attribute], data: bytes, start: int, end: int, transaction_id: bytes
+) -> Attribute:
+    """The value of ``kind`` (a ``SHARED`` class, the one registered for the type code at
+    ``data[start - 4]``) in ``data[start:end]``: the value decoded earlier from the same
+    attribute bytes if there is one, else decoded now (raising :class:`DecodeError` as
+    ``decode_value`` does) and kept. Values are frozen, so messages may share them."""
+    wire = data[start - 4 : end]
+    value = _SHARED_VALUES.get(wire)
+    if value is None:
+        value = kind.decode_value(data[start:end], transaction_id)
+        if len(_SHARED_VALUES) >= MAX_SHARED_VALUES:
+            _SHARED_VALUES.clear()
+        _SHARED_VALUES[wire] = value
+    return value
 
 
 def registered_attribute(attr_type: int) -> type[Attribute] | None:
@@ -281,6 +311,7 @@ class OtherAddress(_PlainAddressAttribute):
 @dataclass(frozen=True, slots=True)
 class _TextAttribute(Attribute):
     value: str
+    SHARED = True
 
     def encode_value(self, transaction_id: bytes) -> bytes:
         return _check_text(type(self), self.value)
@@ -421,6 +452,7 @@ class Priority(Attribute):
 
     TYPE = AttrType.PRIORITY
     WIRE_SIZES = frozenset({4})
+    SHARED = True
     value: int
 
     def encode_value(self, transaction_id: bytes) -> bytes:
@@ -442,6 +474,7 @@ class UseCandidate(Attribute):
 
     TYPE = AttrType.USE_CANDIDATE
     WIRE_SIZES = frozenset({0})
+    SHARED = True
 
     def encode_value(self, transaction_id: bytes) -> bytes:
         return b""
@@ -457,6 +490,7 @@ class UseCandidate(Attribute):
 class _TieBreakerAttribute(Attribute):
     tie_breaker: int
     WIRE_SIZES = frozenset({8})
+    SHARED = True
 
     def encode_value(self, transaction_id: bytes) -> bytes:
         if not 0 <= self.tie_breaker <= 0xFFFFFFFFFFFFFFFF:

@@ -61,6 +61,8 @@ class DatagramIO(Protocol):
     truncated: int
     #: Called with how many queued datagrams the kernel refused when they were flushed.
     on_send_error: Callable[[int], None] | None
+    #: The ``errno`` and destination of the last datagram the kernel refused at a flush.
+    send_error: tuple[int, SockAddr] | None
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
         """Up to ``limit`` datagrams waiting on the socket now (an empty list: none)."""
@@ -76,12 +78,13 @@ class DatagramIO(Protocol):
 class PortableIO:
     """``recvfrom``/``sendto``, one system call per datagram: every platform."""
 
-    __slots__ = ("on_send_error", "sock", "truncated")
+    __slots__ = ("on_send_error", "send_error", "sock", "truncated")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.truncated = 0
         self.on_send_error: Callable[[int], None] | None = None
+        self.send_error: tuple[int, SockAddr] | None = None
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
         recvfrom = self.sock.recvfrom
@@ -345,10 +348,34 @@ def pack_sockaddr(sockaddr: SockAddr) -> bytes | None:
 # --------------------------------------------------------------------------- batched I/O
 
 
-class MmsgIO:
-    """``recvmmsg``/``sendmmsg`` on one socket, through the thread's :class:`_Arena`."""
+class _Blocked(Exception):
+    """The kernel's send buffer is full (``EAGAIN``) at queue entry ``at``, after ``failed``
+    datagrams of the batch were dropped."""
 
-    __slots__ = ("arena", "fd", "on_send_error", "pending", "queue", "sock", "truncated")
+    def __init__(self, at: int, failed: int = 0) -> None:
+        self.at = at
+        self.failed = failed
+
+
+class MmsgIO:
+    """``recvmmsg``/``sendmmsg`` on one socket, through the thread's :class:`_Arena`.
+
+    At most :data:`BATCH` answers wait: the one that fills the queue flushes it at once. When the
+    kernel's send buffer is full (``EAGAIN``) the queued answers are dropped and counted — unless
+    ``on_blocked`` is set: then they stay queued, in order, and it is called, to flush again once
+    the socket is writable (the ICE data path waits so, :mod:`ice.outbox`)."""
+
+    __slots__ = (
+        "arena",
+        "fd",
+        "on_blocked",
+        "on_send_error",
+        "pending",
+        "queue",
+        "send_error",
+        "sock",
+        "truncated",
+    )
 
     def __init__(self, sock: socket.socket, *, receive_slot: int | None = None) -> None:
         if not batch_available():
@@ -363,6 +390,8 @@ class MmsgIO:
         self.queue: list[tuple[bytes, bytes | None, SockAddr]] = []
         self.truncated = 0
         self.on_send_error: Callable[[int], None] | None = None
+        self.on_blocked: Callable[[], None] | None = None
+        self.send_error: tuple[int, SockAddr] | None = None
         #: Whether the thread's arena lists this socket among those to flush.
         self.pending = False
 
@@ -429,7 +458,12 @@ class MmsgIO:
         if not self.pending:
             self.pending = True
             _arena().mark_pending(self)
-        self.queue.append((data, name, sockaddr))
+        queue = self.queue
+        queue.append((data, name, sockaddr))
+        if len(queue) >= BATCH:
+            failed = self.flush()
+            if failed and self.on_send_error is not None:
+                self.on_send_error(failed)
 
     def flush(self) -> int:
         queue = self.queue
@@ -439,24 +473,45 @@ class MmsgIO:
         if self.sock.fileno() != self.fd:  # closed since: its number may be another socket's
             return len(queue)
         failed = 0
-        pending: list[tuple[bytes, bytes]] = []
-        for data, name, sockaddr in queue:
-            if name is not None and len(data) <= SEND_SLOT:
-                pending.append((data, name))
-                if len(pending) == BATCH:
-                    failed += self._send_batch(pending)
-                    pending = []
-                continue
-            failed += self._send_batch(pending)
-            pending = []
-            try:
-                self.sock.sendto(data, sockaddr)
-            except (OSError, ValueError, TypeError, OverflowError):
-                failed += 1
-        return failed + self._send_batch(pending)
+        done = 0  # queue[:done] went to the kernel or was dropped
+        pending: list[tuple[bytes, bytes, SockAddr]] = []
+        try:
+            for data, name, sockaddr in queue:
+                if name is not None and len(data) <= SEND_SLOT:
+                    pending.append((data, name, sockaddr))
+                    if len(pending) == BATCH:
+                        failed += self._send_batch(pending, done)
+                        done += len(pending)
+                        pending = []
+                    continue
+                failed += self._send_batch(pending, done)
+                done += len(pending)
+                pending = []
+                try:
+                    self.sock.sendto(data, sockaddr)
+                except BlockingIOError:
+                    if self.on_blocked is not None:
+                        raise _Blocked(done) from None
+                    failed += 1
+                except OSError as exc:
+                    self.send_error = (exc.errno or errno.EINVAL, sockaddr)
+                    failed += 1
+                except (ValueError, TypeError, OverflowError):
+                    self.send_error = (errno.EINVAL, sockaddr)
+                    failed += 1
+                done += 1
+            failed += self._send_batch(pending, done)
+        except _Blocked as blocked:
+            failed += blocked.failed
+            self.queue = queue[blocked.at :] + self.queue
+            assert self.on_blocked is not None
+            self.on_blocked()
+        return failed
 
-    def _send_batch(self, pending: list[tuple[bytes, bytes]]) -> int:
-        """Send up to :data:`BATCH` datagrams; a datagram the kernel refuses is dropped."""
+    def _send_batch(self, pending: list[tuple[bytes, bytes, SockAddr]], at: int) -> int:
+        """Send up to :data:`BATCH` datagrams (``pending`` starts at queue entry ``at``); a
+        datagram the kernel refuses is dropped, or on a full buffer with ``on_blocked`` set the
+        rest stays queued (:class:`_Blocked`)."""
         if not pending:
             return 0
         assert _libc is not None and len(pending) <= BATCH
@@ -464,7 +519,7 @@ class MmsgIO:
         view, names_view, data_view = tx.view, tx.names_view, tx.data_view
         slot = tx.slot
         iovecs = tx.iovecs_view
-        for i, (data, name) in enumerate(pending):
+        for i, (data, name, _) in enumerate(pending):
             start = i * slot
             data_view[start : start + len(data)] = data
             _SIZE_T.pack_into(iovecs, i * _IOV_STRIDE + _IOV_LEN_AT, len(data))
@@ -477,8 +532,12 @@ class MmsgIO:
         while done < len(pending):
             sent = _libc.sendmmsg(self.fd, base + done * _STRIDE, len(pending) - done, 0)
             if sent < 0:
-                if ctypes.get_errno() == errno.EINTR:
+                error = ctypes.get_errno()
+                if error == errno.EINTR:
                     continue
+                if error == errno.EAGAIN and self.on_blocked is not None:
+                    raise _Blocked(at + done, failed)
+                self.send_error = (error, pending[done][2])
                 sent = 1  # the first datagram was refused (full buffer, ICMP error): drop it
                 failed += 1
             elif sent == 0:  # nothing moved and no error: drop the rest rather than spin

@@ -150,19 +150,22 @@ def userhash(username: str, realm: str, prepare: Preparation = opaque_string) ->
 
 
 _BLOCK_SIZE = 64  # SHA-1's and SHA-256's
+_Copy = Callable[[], "hashlib._Hash"]
 _INNER_PAD = bytes(x ^ 0x36 for x in range(256))
 _OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
 
 
-#: Keyed HMAC states per digest, by key; emptied when it reaches _MAX_KEYS.
-_KEYED: dict[str, dict[bytes, tuple[hashlib._Hash, hashlib._Hash]]] = {"sha1": {}, "sha256": {}}
+#: Keyed HMAC states per digest, by key: the ``copy`` methods of the inner and outer hashes.
+#: Emptied when it reaches _MAX_KEYS.
+_KEYED: dict[str, dict[bytes, tuple[_Copy, _Copy]]] = {"sha1": {}, "sha256": {}}
 _MAX_KEYS = 1024
 _SHA1_KEYED = _KEYED["sha1"]
 _SHA256_KEYED = _KEYED["sha256"]
 
 
-def _keyed(key: bytes, digest: str) -> tuple[hashlib._Hash, hashlib._Hash]:
-    """The HMAC inner and outer hashes with the padded key already absorbed (RFC 2104 §2).
+def _keyed(key: bytes, digest: str) -> tuple[_Copy, _Copy]:
+    """The HMAC inner and outer hashes with the padded key already absorbed (RFC 2104 §2), as
+    their ``copy`` methods.
 
     Cached per key: copying them costs less than keying a new HMAC for every message.
     """
@@ -172,8 +175,8 @@ def _keyed(key: bytes, digest: str) -> tuple[hashlib._Hash, hashlib._Hash]:
         padded = hashlib.new(digest, key).digest() if len(key) > _BLOCK_SIZE else key
         padded = padded.ljust(_BLOCK_SIZE, b"\x00")
         states = (
-            hashlib.new(digest, padded.translate(_INNER_PAD)),
-            hashlib.new(digest, padded.translate(_OUTER_PAD)),
+            hashlib.new(digest, padded.translate(_INNER_PAD)).copy,
+            hashlib.new(digest, padded.translate(_OUTER_PAD)).copy,
         )
         if len(cache) >= _MAX_KEYS:
             cache.clear()
@@ -181,10 +184,10 @@ def _keyed(key: bytes, digest: str) -> tuple[hashlib._Hash, hashlib._Hash]:
     return states
 
 
-def _hmac(states: tuple[hashlib._Hash, hashlib._Hash], data: bytes | bytearray) -> bytes:
-    inner = states[0].copy()
+def _hmac(states: tuple[_Copy, _Copy], data: bytes | bytearray) -> bytes:
+    inner = states[0]()
     inner.update(data)
-    outer = states[1].copy()
+    outer = states[1]()
     outer.update(inner.digest())
     return outer.digest()
 

@@ -29,10 +29,13 @@ from .attributes import (
     _LAYOUT_CACHE,
     _LAZY_SIZES,
     _REGISTRY,
+    _SHARED_VALUES,
+    MAX_SHARED_LENGTH,
     Attribute,
     AttrType,
     UnknownAttribute,
     attribute_name,
+    decode_shared,
 )
 from .errors import DecodeError
 
@@ -60,10 +63,12 @@ _BUCKET_MASK = BUCKETS - 1
 _KEPT = 255
 _FRESH = bytes([KEEP_AFTER - 1]) * BUCKETS
 _REMAINING = bytearray(_FRESH)
+#: How many runs of shared values a kept layout remembers (a peer-grown table: bounded).
+MAX_RUNS = 16
 
 #: An attribute whose value is decoded with every message: (index, class or None if unknown,
-#: type code, value start, value end).
-EagerValue = tuple[int, type[Attribute] | None, int, int, int]
+#: type code, value start, value end, whether its value is shared: ``decode_shared``).
+EagerValue = tuple[int, type[Attribute] | None, int, int, int, bool]
 
 
 class Layout:
@@ -74,6 +79,7 @@ class Layout:
         "ends",
         "fingerprint_at",
         "ignored_count",
+        "index_by_kind",
         "integrity_at",
         "sha1_length",
         "sha256_at",
@@ -100,6 +106,9 @@ class Layout:
         self.codes = codes
         self.starts = starts
         self.ends = ends
+        #: A kept layout's: where the first attribute of each registered class asked for is in
+        #: ``codes`` (-1: absent), filled by :meth:`stun.Message.get` as classes are asked for.
+        self.index_by_kind: dict[type[Attribute], int] | None = None
         #: Where MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256 and FINGERPRINT start (-1: absent).
         self.integrity_at = integrity_at
         self.sha256_at = sha256_at
@@ -116,12 +125,34 @@ class KeptLayout:
     that reads every attribute header in one call and the values decoded with every message
     (the others are checked by length)."""
 
-    __slots__ = ("eager", "expected", "headers", "hits", "layout", "misses")
+    __slots__ = (
+        "eager",
+        "expected",
+        "headers",
+        "hits",
+        "last_miss",
+        "layout",
+        "misses",
+        "recurring",
+        "run",
+        "runs",
+        "shared_at",
+        "unshared",
+    )
 
     def __init__(self, layout: Layout) -> None:
         """For a layout without ignored attributes, whose attributes follow one another."""
         self.layout = layout
+        layout.index_by_kind = {}
         self.eager: list[EagerValue] = []
+        #: Values checked by length whose class is shared (a peer's PRIORITY, tie-breaker):
+        #: (index, attribute start, value end, class). Looked up with every message, decoded
+        #: only when read and not seen before.
+        self.recurring: list[tuple[int, int, int, type[Attribute]]] = []
+        #: The eager values that are decoded with every message.
+        self.unshared: list[EagerValue] = []
+        #: Where the shared values are, in wire order.
+        self.shared_at: list[int] = []
         expected: list[int] = []
         padded: list[int] = []
         for position, code in enumerate(layout.codes):
@@ -130,21 +161,80 @@ class KeptLayout:
             expected += (code, length)
             padded.append(length + (-length & 3))
             sizes = _LAZY_SIZES.get(code)
+            kind = _REGISTRY.get(code)
+            is_shared = kind is not None and kind.SHARED and length <= MAX_SHARED_LENGTH
+            if is_shared:
+                self.shared_at.append(position)
             if sizes is None or length not in sizes:
-                self.eager.append((position, _REGISTRY.get(code), code, start, end))
+                self.eager.append((position, kind, code, start, end, is_shared))
+                if not is_shared:
+                    self.unshared.append(self.eager[-1])
+            elif is_shared and kind is not None:
+                self.recurring.append((position, start - 4, end, kind))
         self.headers = struct.Struct(f"!{HEADER_SIZE}x" + "HH%dx" * len(padded) % tuple(padded))
         self.expected = tuple(expected)
         self.hits = self.misses = 0
+        #: The bytes of all the shared values (headers and values) when they follow one another:
+        #: their values by those bytes (at most :data:`MAX_RUNS`), so that a peer's next check
+        #: finds them all with one lookup.
+        self.run: tuple[int, int] | None = None
+        shared_at = self.shared_at
+        if len(shared_at) > 1 and shared_at[-1] - shared_at[0] == len(shared_at) - 1:
+            self.run = (layout.starts[shared_at[0]] - 4, layout.ends[shared_at[-1]])
+        self.runs: dict[bytes, list[Attribute | None]] = {}
+        #: The run's bytes at the last miss: a run is kept when it misses twice in a row (a
+        #: steady peer's), so that one whose values never repeat costs nothing more.
+        self.last_miss = b""
 
     def values_of(self, data: bytes, transaction_id: bytes) -> list[Attribute | None]:
-        """The values checked byte by byte, decoded from ``data``; ``None`` for the others."""
-        values: list[Attribute | None] = [None] * len(self.layout.codes)
-        for index, kind, code, start, end in self.eager:
+        """The values checked byte by byte, decoded from ``data``, and the shared values its
+        bytes had before; ``None`` for the others."""
+        run = self.run
+        key = b""
+        if run is not None:
+            key = data[run[0] : run[1]]
+            template = self.runs.get(key)
+            if template is not None:
+                values = template.copy()
+                for index, kind, code, start, end, _ in self.unshared:
+                    if kind is None:
+                        values[index] = UnknownAttribute(code, data[start:end])
+                    else:
+                        values[index] = kind.decode_value(data[start:end], transaction_id)
+                return values
+        values = [None] * len(self.layout.codes)
+        known = _SHARED_VALUES.get
+        for index, start, end, _ in self.recurring:
+            values[index] = known(data[start:end])
+        for index, kind, code, start, end, is_shared in self.eager:
             if kind is None:
                 values[index] = UnknownAttribute(code, data[start:end])
+            elif is_shared:
+                values[index] = known(data[start - 4 : end]) or decode_shared(
+                    kind, data, start, end, transaction_id
+                )
             else:
                 values[index] = kind.decode_value(data[start:end], transaction_id)
+        if run is not None:
+            if key == self.last_miss:
+                self._keep_run(key, values, data, transaction_id)
+            self.last_miss = key
         return values
+
+    def _keep_run(
+        self, key: bytes, values: list[Attribute | None], data: bytes, transaction_id: bytes
+    ) -> None:
+        """Remember the shared values of ``values`` by their bytes ``key``, decoding those not
+        read yet (valid whatever their bytes)."""
+        for index, start, end, kind in self.recurring:
+            if values[index] is None:
+                values[index] = decode_shared(kind, data, start + 4, end, transaction_id)
+        if len(self.runs) >= MAX_RUNS:
+            self.runs.clear()
+        template: list[Attribute | None] = [None] * len(values)
+        for index in self.shared_at:
+            template[index] = values[index]
+        self.runs[key] = template
 
 
 def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | None]]:
@@ -206,7 +296,9 @@ def walk(data: bytes, transaction_id: bytes) -> tuple[Layout, list[Attribute | N
                 values.append(UnknownAttribute(attr_type, data[start:end]))
                 if attr_type < 0x8000:
                     unknown_required.append(attr_type)
-            else:  # raises DecodeError here and now if the value is malformed
+            elif kind.SHARED and attr_length <= MAX_SHARED_LENGTH:
+                values.append(decode_shared(kind, data, start, end, transaction_id))
+            else:
                 values.append(kind.decode_value(data[start:end], transaction_id))
         offset = next_offset
     # Each MAC covers the header with its length patched to end at that MAC (§14.5-14.6).
@@ -262,6 +354,8 @@ def layout_of(
 
 
 def forget_layouts() -> None:
-    """Empty the cache: every key starts again from its first message."""
+    """Empty the caches: every key starts again from its first message, every shared value is
+    decoded again."""
     _LAYOUT_CACHE.clear()
+    _SHARED_VALUES.clear()
     _REMAINING[:] = _FRESH

@@ -20,20 +20,24 @@ import enum
 import struct
 import zlib
 from collections.abc import Iterable
+from hmac import compare_digest  # constant-time
 from typing import TypeVar
 
 from .attributes import (
     _REGISTRY,
+    _SHARED_VALUES,
     _TYPE_OF,
     MAGIC_COOKIE,
+    MAX_SHARED_LENGTH,
     Attribute,
     AttrType,
     ErrorCode,
     UnknownAttributes,
     attribute_name,
+    decode_shared,
 )
 from .errors import ClassicStunError, DecodeError, LocalProtocolError
-from .integrity import FINGERPRINT_XOR, constant_time_equal, hmac_sha1, hmac_sha256
+from .integrity import FINGERPRINT_XOR, hmac_sha1, hmac_sha256
 from .layout import _SECURITY_TYPES, Layout, layout_of
 from .layout import HEADER_SIZE as HEADER_SIZE
 from .randomness import RandomSource, default_random, random_bytes
@@ -194,21 +198,37 @@ class Message:
             raw = self._raw
             assert layout is not None and raw is not None
             # decode() checked the length, the only thing this class's decoder checks.
-            value = self._values[index] = _REGISTRY[layout.codes[index]].decode_value(
-                raw[layout.starts[index] : layout.ends[index]], self.transaction_id
-            )
+            kind = _REGISTRY[layout.codes[index]]
+            start, end = layout.starts[index], layout.ends[index]
+            if kind.SHARED and end - start <= MAX_SHARED_LENGTH:
+                value = _SHARED_VALUES.get(raw[start - 4 : end]) or decode_shared(
+                    kind, raw, start, end, self.transaction_id
+                )
+            else:
+                value = kind.decode_value(raw[start:end], self.transaction_id)
+            self._values[index] = value
         return value
 
     def get(self, kind: type[AttributeT]) -> AttributeT | None:
         """The first attribute of this class, or ``None``."""
         if self._attributes is None:  # decoded, and the list not asked for: it has a layout
-            code = _TYPE_OF.get(kind)
-            if code is not None:
-                codes = self._layout.codes  # type: ignore[union-attr]
-                if code in codes:
-                    index = codes.index(code)
-                    return self._values[index] or self._value_at(index)  # type: ignore[return-value]
+            layout = self._layout
+            found = layout.index_by_kind  # type: ignore[union-attr]
+            index = None if found is None else found.get(kind)
+            if index is None:
+                code = _TYPE_OF.get(kind)
+                if code is None:
+                    return self._scan(kind)
+                codes = layout.codes  # type: ignore[union-attr]
+                index = codes.index(code) if code in codes else -1
+                if found is not None:  # a kept layout remembers where each class is
+                    found[kind] = index
+            if index < 0:
                 return None
+            return self._values[index] or self._value_at(index)  # type: ignore[return-value]
+        return self._scan(kind)
+
+    def _scan(self, kind: type[AttributeT]) -> AttributeT | None:
         for attribute in self.attributes:
             if type(attribute) is kind:
                 return attribute
@@ -407,12 +427,9 @@ class Message:
 
     # ------------------------------------------------------------------ verification
 
-    def _received(self) -> bytes:
-        if self._raw is None:
-            raise LocalProtocolError(
-                "only a decoded message can be checked; encode() then decode()"
-            )
-        return self._raw
+    @staticmethod
+    def _not_received() -> LocalProtocolError:
+        return LocalProtocolError("only a decoded message can be checked; encode() then decode()")
 
     @property
     def has_fingerprint(self) -> bool:
@@ -433,26 +450,29 @@ class Message:
         Returns ``False`` when neither attribute is present or the HMAC does not match;
         the comparison is constant-time.
         """
-        raw = self._received()
+        raw = self._raw
         layout = self._layout
-        assert layout is not None
+        if raw is None or layout is None:
+            raise self._not_received()
         at = layout.sha256_at
         if at >= 0:
             size = raw[at + 3]  # 16 to 32, as decode() checked: the length's high byte is zero
             covered = raw[:2] + layout.sha256_length + raw[4:at]
             claimed = raw[at + 4 : at + 4 + size]
-            return constant_time_equal(hmac_sha256(key, covered)[:size], claimed)
+            return compare_digest(hmac_sha256(key, covered)[:size], claimed)
         at = layout.integrity_at
         if at >= 0:
             covered = raw[:2] + layout.sha1_length + raw[4:at]
-            return constant_time_equal(hmac_sha1(key, covered), raw[at + 4 : at + 24])
+            return compare_digest(hmac_sha1(key, covered), raw[at + 4 : at + 24])
         return False
 
     def check_fingerprint(self) -> bool:
         """Whether the received message has a FINGERPRINT and it matches (RFC 8489 §14.7)."""
-        raw = self._received()
-        assert self._layout is not None
-        at = self._layout.fingerprint_at
+        raw = self._raw
+        layout = self._layout
+        if raw is None or layout is None:
+            raise self._not_received()
+        at = layout.fingerprint_at
         if at < 0:
             return False
         claimed: int = _FINGERPRINT_VALUE.unpack_from(raw, at + 4)[0]

@@ -11,8 +11,19 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stun import Address, Attribute, DecodeError, Message, MessageClass, Method
-from stun.attributes import _LAYOUT_CACHE
+from stun import (
+    Address,
+    Attribute,
+    DecodeError,
+    IceControlling,
+    Message,
+    MessageClass,
+    Method,
+    Priority,
+    Software,
+    Username,
+)
+from stun.attributes import _LAYOUT_CACHE, _SHARED_VALUES, MAX_SHARED_VALUES
 from stun.layout import KEEP_AFTER, MAX_CACHED_LAYOUTS, RETRY_AFTER, forget_layouts
 from turn import Data, XorPeerAddress
 
@@ -95,11 +106,13 @@ def test_a_cached_layout_decodes_as_a_fresh_walk(
     forget_layouts()
     fresh = outcome(changed, key, read_first)
     forget_layouts()
-    for _ in range(KEEP_AFTER):  # the last leaves its layout: the next match is a cache hit
+    # The KEEP_AFTER-th leaves its layout, the next two keep the run of its shared values: the
+    # next match is a hit on both.
+    for _ in range(KEEP_AFTER + 2):
         outcome(original, key, read_first)
     assert outcome(changed, key, read_first) == fresh
     forget_layouts()
-    for _ in range(KEEP_AFTER + 1):  # walked, then kept, then read through the layout it kept
+    for _ in range(KEEP_AFTER + 3):  # walked, kept, its run kept, then read through them
         assert outcome(changed, key, read_first) == fresh
 
 
@@ -161,3 +174,39 @@ def test_a_full_cache_that_forgets_layouts_unused_stops_keeping_them() -> None:
     for _ in range(KEEP_AFTER + 1):
         assert Message.decode(send_indication(b"")).get(Data) == Data(b"")
     assert list(_LAYOUT_CACHE.values()) == newest_first  # walked, nothing kept or evicted
+
+
+def check(username: str, priority: int, tie_breaker: int) -> bytes:
+    return Message(
+        Method.BINDING,
+        MessageClass.REQUEST,
+        bytes(12),
+        [Username(username), Priority(priority), IceControlling(tie_breaker)],
+    ).encode(key=b"key", fingerprint=True)
+
+
+def test_recurring_values_are_shared_and_the_table_is_bounded() -> None:
+    forget_layouts()
+    first, second = (Message.decode(check("a:b", 7, 9)) for _ in range(2))
+    for kind in (Username, Priority, IceControlling):
+        assert first.get(kind) is second.get(kind)
+    for n in range(2 * MAX_SHARED_VALUES):  # a peer that never repeats itself
+        message = Message.decode(check(f"a:{n}", n + 1, n))
+        assert message.get(Username) == Username(f"a:{n}")
+        assert message.get(Priority) == Priority(n + 1)
+        assert message.get(IceControlling) == IceControlling(n)
+        assert len(_SHARED_VALUES) <= MAX_SHARED_VALUES
+
+
+def test_a_shared_value_is_never_another_types() -> None:
+    # USERNAME and SOFTWARE with the same text stay apart: the attribute header is part of what
+    # values are shared by.
+    forget_layouts()
+    for _ in range(KEEP_AFTER + 1):  # walked, kept, then through the kept layout
+        message = Message.decode(
+            Message(
+                Method.BINDING, MessageClass.REQUEST, bytes(12), [Username("ab"), Software("ab")]
+            ).encode()
+        )
+        assert message.get(Software) == Software("ab")
+        assert message.get(Username) == Username("ab")

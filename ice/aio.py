@@ -62,7 +62,6 @@ import logging
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
 
 from stun.address import Address
 from stun.aio import _Closing
@@ -71,24 +70,16 @@ from stun.reader_errors import ReaderErrors
 
 from . import connection_options as options
 from .agent import Agent
+from .aio_events import ConnectionEvents
 from .aio_mux import Mux
-from .aio_properties import ConnectionProperties
 from .base_sockets import BaseSocket, DataPaths, Signal, bind_base
 from .candidate import Candidate
 from .config import AgentConfig, Policy
 from .connection_options import StunServerArgument, TurnServerArgument
 from .errors import IceConnectionError, LocalProtocolError
 from .events import (
-    CandidateGathered,
-    CandidateLost,
-    ConsentLost,
-    DataReceived,
-    GatheringCompleted,
-    GatheringFailed,
     IceEvent,
     IceState,
-    SelectedPairChanged,
-    StateChanged,
 )
 from .interfaces import interface_addresses, interface_problem
 from .mdns import InterfaceAddress
@@ -105,7 +96,7 @@ _log = logging.getLogger("icestack.ice")
 __all__ = ["Connection", "interface_addresses"]
 
 
-class Connection(ConnectionProperties, _Closing):
+class Connection(ConnectionEvents, _Closing):
     """One ICE session (one data stream of ``components`` components) over UDP, on asyncio.
 
     Close to aioice's ``Connection``; the differences are in docs/ice.md. Arguments:
@@ -180,7 +171,6 @@ class Connection(ConnectionProperties, _Closing):
         "_early_dropped",
         "_early_remote",
         "_end_sent",
-        "_gathering_complete",
         "_include_loopback",
         "_interfaces",
         "_local_candidates",
@@ -207,7 +197,6 @@ class Connection(ConnectionProperties, _Closing):
         "_use_ipv6",
         "on_event",
         "reader_errors",
-        "receive_queue_dropped",
         "timer_errors",
     )
 
@@ -729,101 +718,3 @@ class Connection(ConnectionProperties, _Closing):
         self._mdns.close()
         self._data_signal.fire()
         self._state_signal.fire()
-
-    # ================================================================== events (the pump: ice.pump)
-
-    def _drain_events(self) -> None:
-        agent = self._agent
-        assert agent is not None
-        handlers = _EVENT_HANDLERS
-        while (event := agent.next_event()) is not None:
-            handler = handlers.get(type(event))  # one dict access, not a chain of isinstance
-            if handler is not None:
-                handler(self, event)
-            if self.on_event is not None:
-                self._emit(event)
-
-    def _on_data(self, event: DataReceived) -> None:
-        self._deliver(event.data, event.component)
-
-    def _on_candidate(self, event: CandidateGathered) -> None:
-        signalled = self._mdns.signalled(event.candidate)
-        if signalled is not None:
-            self._local_candidates.append(signalled)
-        self._state_signal.fire()
-
-    def _on_gathering_completed(self, event: GatheringCompleted) -> None:
-        self._gathering_complete = True
-        self._state_signal.fire()
-
-    def _on_selected(self, event: SelectedPairChanged) -> None:
-        self._data_paths.select(event.component, event.pair, self._loop.time())
-        if self._tcp is not None:
-            self._tcp.select(event.component, event.pair)
-        self._selected_since_restart[event.component] = None
-        self._state_signal.fire()
-
-    def _on_consent_lost(self, event: ConsentLost) -> None:
-        reason = (
-            "the selected pair's TCP connection was closed"
-            if event.pair.local.transport == "tcp"
-            else "consent to send was lost (RFC 7675)"
-        )
-        self._data_paths.drop(event.component, reason, self._loop.time())
-        if self._tcp is not None:
-            self._tcp.drop(event.component, self._loop.time())
-
-    def _on_candidate_lost(self, event: CandidateLost) -> None:
-        candidate = event.candidate
-        _log.info("%s candidate %s lost: %s", candidate.type, candidate.address, event.reason)
-        signalled = self._mdns.signalled(candidate)
-        if signalled is not None:
-            self._lost_local[signalled] = None
-        self._data_paths.lose(candidate, event.reason, self._loop.time())
-
-    def _on_gathering_failed(self, event: GatheringFailed) -> None:
-        _log.info(
-            "gathering: no candidate from %s for base %s: %s",
-            event.server,
-            event.base,
-            event.reason,
-        )
-
-    def _on_state(self, event: StateChanged) -> None:
-        # Only an ending wakes the waits: connect() returns on SelectedPairChanged, gathering
-        # on its own events; waking them for checking/connected/completed costs a task step.
-        if event.state is IceState.FAILED:
-            assert self._agent is not None
-            _log.info("ICE failed: %s", self._agent.failure_reason())
-        if event.state is IceState.FAILED or event.state is IceState.CLOSED:
-            self._state_signal.fire()
-            self._data_signal.fire()
-
-    def _deliver(self, data: bytes, component: int) -> None:
-        if len(self._received) < self._receive_queue_size:
-            self._received.append((data, component))
-            self._data_signal.fire()
-        else:
-            self.receive_queue_dropped += 1
-
-    def _emit(self, event: IceEvent) -> None:
-        handler = self.on_event
-        if handler is not None:
-            try:
-                handler(event)
-            except Exception:
-                _log.exception("on_event handler failed on %s", type(event).__name__)
-
-
-#: What the connection does with each kind of the agent's events (the others only reach
-#: ``on_event``).
-_EVENT_HANDLERS: dict[type[IceEvent], Callable[[Connection, Any], None]] = {
-    DataReceived: Connection._on_data,
-    CandidateGathered: Connection._on_candidate,
-    GatheringCompleted: Connection._on_gathering_completed,
-    SelectedPairChanged: Connection._on_selected,
-    ConsentLost: Connection._on_consent_lost,
-    CandidateLost: Connection._on_candidate_lost,
-    GatheringFailed: Connection._on_gathering_failed,
-    StateChanged: Connection._on_state,
-}

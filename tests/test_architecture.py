@@ -35,6 +35,7 @@ IO_MODULES = {
     "ice/narration.py",
     "ice/aio.py",
     "ice/aio_properties.py",
+    "ice/aio_events.py",
     "ice/aio_mux.py",
     "ice/aio_mux_tcp.py",
     "ice/base_sockets.py",

@@ -39,6 +39,7 @@ IO_MODULES = {
     "ice/aio_mux.py",
     "ice/aio_mux_tcp.py",
     "ice/base_sockets.py",
+    "ice/outbox.py",
     "ice/tcp_sockets.py",
     "ice/interfaces.py",
     "ice/mdns_candidates.py",

@@ -20,21 +20,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from . import events
 from .aio_properties import ConnectionProperties
 from .base_sockets import Signal
 from .candidate import Candidate
-from .events import (
-    CandidateGathered,
-    CandidateLost,
-    ConsentLost,
-    DataReceived,
-    GatheringCompleted,
-    GatheringFailed,
-    IceEvent,
-    IceState,
-    SelectedPairChanged,
-    StateChanged,
-)
+from .events import IceEvent, IceState
 
 _log = logging.getLogger("icestack.ice")
 
@@ -69,27 +59,27 @@ class ConnectionEvents(ConnectionProperties):
             if self.on_event is not None:
                 self._emit(event)
 
-    def _on_data(self, event: DataReceived) -> None:
+    def _on_data(self, event: events.DataReceived) -> None:
         self._deliver(event.data, event.component)
 
-    def _on_candidate(self, event: CandidateGathered) -> None:
+    def _on_candidate(self, event: events.CandidateGathered) -> None:
         signalled = self._mdns.signalled(event.candidate)
         if signalled is not None:
             self._local_candidates.append(signalled)
         self._state_signal.fire()
 
-    def _on_gathering_completed(self, event: GatheringCompleted) -> None:
+    def _on_gathering_completed(self, event: events.GatheringCompleted) -> None:
         self._gathering_complete = True
         self._state_signal.fire()
 
-    def _on_selected(self, event: SelectedPairChanged) -> None:
+    def _on_selected(self, event: events.SelectedPairChanged) -> None:
         self._data_paths.select(event.component, event.pair, self._loop.time())
         if self._tcp is not None:
             self._tcp.select(event.component, event.pair)
         self._selected_since_restart[event.component] = None
         self._state_signal.fire()
 
-    def _on_consent_lost(self, event: ConsentLost) -> None:
+    def _on_consent_lost(self, event: events.ConsentLost) -> None:
         reason = (
             "the selected pair's TCP connection was closed"
             if event.pair.local.transport == "tcp"
@@ -99,7 +89,7 @@ class ConnectionEvents(ConnectionProperties):
         if self._tcp is not None:
             self._tcp.drop(event.component, self._loop.time())
 
-    def _on_candidate_lost(self, event: CandidateLost) -> None:
+    def _on_candidate_lost(self, event: events.CandidateLost) -> None:
         candidate = event.candidate
         _log.info("%s candidate %s lost: %s", candidate.type, candidate.address, event.reason)
         signalled = self._mdns.signalled(candidate)
@@ -107,7 +97,7 @@ class ConnectionEvents(ConnectionProperties):
             self._lost_local[signalled] = None
         self._data_paths.lose(candidate, event.reason, self._loop.time())
 
-    def _on_gathering_failed(self, event: GatheringFailed) -> None:
+    def _on_gathering_failed(self, event: events.GatheringFailed) -> None:
         _log.info(
             "gathering: no candidate from %s for base %s: %s",
             event.server,
@@ -115,7 +105,7 @@ class ConnectionEvents(ConnectionProperties):
             event.reason,
         )
 
-    def _on_state(self, event: StateChanged) -> None:
+    def _on_state(self, event: events.StateChanged) -> None:
         # Only an ending wakes the waits: connect() returns on SelectedPairChanged, gathering
         # on its own events; waking them for checking/connected/completed costs a task step.
         if event.state is IceState.FAILED:
@@ -144,12 +134,12 @@ class ConnectionEvents(ConnectionProperties):
 #: What the connection does with each kind of the agent's events (the others only reach
 #: ``on_event``).
 _EVENT_HANDLERS: dict[type[IceEvent], Callable[[ConnectionEvents, Any], None]] = {
-    DataReceived: ConnectionEvents._on_data,
-    CandidateGathered: ConnectionEvents._on_candidate,
-    GatheringCompleted: ConnectionEvents._on_gathering_completed,
-    SelectedPairChanged: ConnectionEvents._on_selected,
-    ConsentLost: ConnectionEvents._on_consent_lost,
-    CandidateLost: ConnectionEvents._on_candidate_lost,
-    GatheringFailed: ConnectionEvents._on_gathering_failed,
-    StateChanged: ConnectionEvents._on_state,
+    events.DataReceived: ConnectionEvents._on_data,
+    events.CandidateGathered: ConnectionEvents._on_candidate,
+    events.GatheringCompleted: ConnectionEvents._on_gathering_completed,
+    events.SelectedPairChanged: ConnectionEvents._on_selected,
+    events.ConsentLost: ConnectionEvents._on_consent_lost,
+    events.CandidateLost: ConnectionEvents._on_candidate_lost,
+    events.GatheringFailed: ConnectionEvents._on_gathering_failed,
+    events.StateChanged: ConnectionEvents._on_state,
 }

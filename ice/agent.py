@@ -150,7 +150,7 @@ class Agent:
         address must differ from every other base's, UDP ones included."""
         self._check_stream(stream, component)
         self.gatherer.add_tcp_base(stream, component, address, simultaneous_open=simultaneous_open)
-        self.tcp.bases.add(address)
+        self.tcp.bases[address] = None
 
     def gather(self, now: float) -> None:
         """Emit host candidates now and start learning server-reflexive ones (§5.1.1)."""
@@ -465,13 +465,16 @@ class Agent:
         # call fails on is never met again by the next.
         pending = list(self._outgoing)
         self._outgoing.clear()
-        tcp = self.tcp
-        if not relays.active and not tcp.bases:
-            return pending  # no TURN allocation, no ICE-TCP: every datagram leaves as it is
+        tcp_bases = self.tcp.bases
+        if not relays.active:
+            if not tcp_bases or not pending:
+                return pending  # no TURN allocation, no ICE-TCP: every datagram leaves as it is
+            if all(queued.local not in tcp_bases for queued in pending):
+                return pending  # ICE-TCP offered, but none of these goes on a connection
         outgoing = []
         for queued in pending:
-            if queued.local in tcp.bases:
-                tcp.send(queued.data, queued.local, queued.remote, now)
+            if queued.local in tcp_bases:
+                self.tcp.send(queued.data, queued.local, queued.remote, now)
             elif queued.local is not None and relays.is_relayed(queued.local):
                 relays.send(queued.data, queued.local, queued.remote, now)
             else:
@@ -501,9 +504,9 @@ class Agent:
             self._receive(inner, relayed, peer, now)
         self._relays_changed(now)
 
-    def _relays_changed(self, now: float) -> None:
+    def _relays_changed(self, now: float, *, update: bool = True) -> None:
         """Pair relayed candidates that just appeared, forget lost ones; see whether gathering
-        completed."""
+        completed (and, with ``update``, what follows for nomination and state)."""
         gatherer = self.gatherer
         while gatherer.lost:
             self.selection.forget_local(*gatherer.lost.pop(0), now)
@@ -513,7 +516,8 @@ class Agent:
                 if stream == local.stream and candidate.component == local.candidate.component:
                     self._pair_remote(stream, candidate)
         gatherer.check_complete()
-        self.selection.update(now)
+        if update:
+            self.selection.update(now)
 
     def get_timer(self) -> float | None:
         if self._closed:
@@ -546,7 +550,7 @@ class Agent:
         self.gatherer.handle_timer(now)
         for relayed, peer, inner in self.gatherer.relays.handle_timer(now):
             self._receive(inner, relayed, peer, now)
-        self._relays_changed(now)
+        self._relays_changed(now, update=False)  # the update below covers it
         self.tcp.handle_timer(now)
         outgoing = self.outgoing
         outgoing.retransmit(now)

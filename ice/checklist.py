@@ -228,10 +228,15 @@ class CheckList:
     def has_pending(self) -> bool:
         """Whether a check is waiting to be sent (triggered, Waiting or Frozen pairs; not the
         pairs that wait for the peer)."""
-        return bool(self.triggered) or any(
-            p.state is PairState.WAITING or (p.state is PairState.FROZEN and not p.waits_for_peer)
-            for p in self.pairs
-        )
+        if self.triggered:
+            return True
+        for pair in self.pairs:  # a plain loop: asked after every datagram while checking
+            state = pair.state
+            if state is PairState.WAITING or (
+                state is PairState.FROZEN and pair.local.tcp_type is not TcpType.PASSIVE
+            ):
+                return True
+        return False
 
     def enqueue_triggered(self, pair: CandidatePair) -> None:
         """Queue a triggered check for ``pair`` (once; §7.3.1.4)."""

@@ -353,6 +353,8 @@ class Gatherer:
         return 65535
 
     def get_timer(self) -> float | None:
+        if not self._in_flight:  # asked after every datagram: gathering is over by then
+            return self._next_send if self._queue else None
         deadlines = [
             deadline
             for r in self._in_flight.values()

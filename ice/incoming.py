@@ -32,7 +32,6 @@ succeeded (RFC 8445 §12.1), before our own check of it has, and that data is ac
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -77,12 +76,12 @@ class IncomingChecks:
         self._emit = emit
         self._send = send
         #: Transaction IDs of recent requests: a retransmission is answered, not re-triggered.
-        self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._recent: dict[bytes, None] = {}
         self._prflx_foundations = itertools.count(1)
         #: The local password a check from the peer was last authenticated with.
         self._password_seen_by_peer: str | None = None
         #: (base, source) of recent authenticated requests, least recent first.
-        self._checked_paths: OrderedDict[tuple[Address, Address], None] = OrderedDict()
+        self._checked_paths: dict[tuple[Address, Address], None] = {}
 
     @property
     def checked_paths(self) -> int:
@@ -143,18 +142,19 @@ class IncomingChecks:
             return  # a retransmission: answered again, nothing new to act on
         recent[request.transaction_id] = None
         if len(recent) > RECENT_REQUESTS:
-            recent.popitem(last=False)
+            del recent[next(iter(recent))]  # the oldest (a dict keeps insertion order)
         self._act_on(request, base, remote, now)
 
     def _remember_path(self, local: Address, remote: Address) -> None:
         paths = self._checked_paths
         path = (local, remote)
         if path in paths:
-            paths.move_to_end(path)
+            del paths[path]  # re-inserted below as the most recent
+            paths[path] = None
             return
         paths[path] = None
         if len(paths) > self._config.max_pairs:
-            paths.popitem(last=False)
+            del paths[next(iter(paths))]  # the least recent
 
     def _act_on(self, request: Message, base: LocalCandidate, remote: Address, now: float) -> None:
         """What a new authenticated request sets in motion (§7.3.1.3 to §7.3.1.5)."""

@@ -28,7 +28,6 @@ for its answer, and it no longer keeps the session from completing.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -119,7 +118,8 @@ class OutgoingChecks:
         self.in_flight: dict[bytes, Check] = {}
         #: When the next Ta slot opens.
         self.next_at = 0.0
-        self._round_robin = itertools.cycle(range(len(agent.config.streams)))
+        #: The check list whose turn is next (round robin, §6.1.4.2).
+        self._turn = 0
 
     # ================================================================== pacing
 
@@ -161,8 +161,10 @@ class OutgoingChecks:
         """One check, round-robin over check lists (§6.1.4.2)."""
         agent = self._agent
         checklists = agent.checklists
-        for _ in range(len(checklists)):
-            checklist = checklists[next(self._round_robin)]
+        count = len(checklists)
+        for _ in range(count):
+            checklist = checklists[self._turn]
+            self._turn = (self._turn + 1) % count
             while (triggered := checklist.next_triggered()) is not None:
                 if triggered.failure != "pruned after nomination":
                     use_candidate = agent.nomination.wants_use_candidate(
@@ -178,12 +180,11 @@ class OutgoingChecks:
     def _rto(self) -> float:
         """RTO = MAX(500 ms, Ta * N * (Num-Waiting + Num-In-Progress)) (RFC 8445 §14.3)."""
         checklists = self._agent.checklists
-        active = sum(
-            1
-            for checklist in checklists
-            for p in checklist
-            if p.state in (PairState.WAITING, PairState.IN_PROGRESS)
-        )
+        active = 0
+        for checklist in checklists:
+            for pair in checklist.pairs:
+                if pair.state is PairState.WAITING or pair.state is PairState.IN_PROGRESS:
+                    active += 1
         return max(0.5, self._config.pacing * len(checklists) * active)
 
     # ================================================================== sending

@@ -89,7 +89,7 @@ from .relay_streams import RelayStreams, TlsSettings
 from .server_names import resolve_servers
 from .stats import PeerInput
 from .tcp_sockets import TcpSockets
-from .timers import SharedTimers, shared_timers
+from .timers import SharedTimers, TimerEntry, shared_timers
 
 _log = logging.getLogger("icestack.ice")
 
@@ -189,7 +189,7 @@ class Connection(ConnectionEvents, _Closing):
         "_state_signal",
         "_stun_servers",
         "_tcp",
-        "_timer_token",
+        "_timer_entry",
         "_timers",
         "_turn_servers",
         "_udp",
@@ -346,7 +346,7 @@ class Connection(ConnectionEvents, _Closing):
         self._paths = self._data_paths.paths
         #: The loop's one timer (:mod:`ice.timers`), from the first gather, like the loop.
         self._timers: SharedTimers
-        self._timer_token = 0
+        self._timer_entry: TimerEntry | None = None
         self._timer_deadline: float | None = None
         #: A pump is due in this iteration of the loop (:meth:`_pump_soon`).
         self._pump_due = False

@@ -88,6 +88,38 @@ from .tcp import TcpCommand, TcpConnections
 class Agent:
     """One ICE session: local and remote candidates, check lists, selected pairs."""
 
+    __slots__ = (
+        "_checking",
+        "_closed",
+        "_events",
+        "_events_read",
+        "_last_now",
+        "_last_progress",
+        "_outgoing",
+        "_touched",
+        "checklists",
+        "config",
+        "consent",
+        "controlling",
+        "failures",
+        "gatherer",
+        "incoming",
+        "local_password",
+        "local_username",
+        "nomination",
+        "outgoing",
+        "remote_candidates",
+        "remote_complete",
+        "remote_lite",
+        "remote_password",
+        "remote_username",
+        "selected",
+        "selection",
+        "state",
+        "tcp",
+        "tie_breaker",
+    )
+
     def __init__(self, config: AgentConfig | None = None) -> None:
         self.config = config = config or AgentConfig()
         self.controlling = False if config.lite else config.controlling
@@ -106,6 +138,8 @@ class Agent:
         #: costs ~0.8 KiB per agent).
         self._events: list[IceEvent] = []
         self._events_read = 0
+        #: The ``now`` of the latest call that gave one (for commands, which take none).
+        self._last_now = 0.0
         #: Cleared in place, never replaced: the helpers hold its append method.
         self._outgoing: list[Datagram] = []
         emit, send = self._events.append, self._outgoing.append
@@ -414,8 +448,6 @@ class Agent:
         return self.selection.failure_reason()
 
     # ================================================================== sans-IO verbs
-
-    _last_now = 0.0
 
     def receive_datagram(
         self, data: bytes, local: Address | None, remote: Address, now: float

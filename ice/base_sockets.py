@@ -169,6 +169,8 @@ def read_datagrams(
 class DataPaths:
     """The selected pair of each component as the fast data path uses it (module docstring)."""
 
+    __slots__ = ("_bases", "_count", "_lost_path", "lost", "paths", "relayed")
+
     def __init__(
         self,
         bases: dict[Address, BaseSocket],

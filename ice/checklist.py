@@ -107,6 +107,8 @@ class CandidatePair:
 class CheckList:
     """The candidate pairs of one data stream (RFC 8445 §6.1.2)."""
 
+    __slots__ = ("_by_addresses", "components", "max_pairs", "pairs", "stream", "triggered")
+
     def __init__(self, stream: int, components: int, max_pairs: int) -> None:
         self.stream = stream
         self.components = components
@@ -273,6 +275,8 @@ class CheckList:
 class SelectedPairs(MutableMapping[tuple[int, int], CandidatePair]):
     """The selected pair of each (stream, component), also found by its path in O(1): data
     arriving on (local base, remote address) is matched to its pair without a search."""
+
+    __slots__ = ("_by_key", "_by_path")
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[int, int], CandidatePair] = {}

@@ -47,6 +47,8 @@ class _Consent:
 class ConsentTracker:
     """Consent and keepalive timers of the selected pairs."""
 
+    __slots__ = ("_config", "_records", "_suspended")
+
     def __init__(self, config: AgentConfig) -> None:
         self._config = config
         #: One record per tracked pair (at most one per component), lost ones included.

@@ -65,6 +65,20 @@ RECENT_REQUESTS = 256
 class IncomingChecks:
     """Answers the peer's checks for an :class:`~ice.agent.Agent` and acts on them."""
 
+    __slots__ = (
+        "_agent",
+        "_checked_paths",
+        "_config",
+        "_emit",
+        "_failures",
+        "_gatherer",
+        "_password_seen_by_peer",
+        "_prflx_foundations",
+        "_recent",
+        "_remote_candidates",
+        "_send",
+    )
+
     def __init__(
         self, agent: Agent, emit: Callable[[IceEvent], None], send: Callable[[Datagram], None]
     ) -> None:

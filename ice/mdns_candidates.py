@@ -57,6 +57,26 @@ class MdnsCandidates:
     ``None`` if so, else why not (the agent's table of remote candidates is full).
     """
 
+    __slots__ = (
+        "_addresses",
+        "_admit",
+        "_closed",
+        "_emit",
+        "_foundation_salt",
+        "_generation",
+        "_hide_hosts",
+        "_limit",
+        "_local_link",
+        "_lookups",
+        "_names",
+        "_queue",
+        "_resolved",
+        "_resolver",
+        "_responder",
+        "_taken",
+        "_timeout",
+    )
+
     def __init__(
         self,
         *,

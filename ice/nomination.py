@@ -43,6 +43,17 @@ def _same(a: CandidatePair, b: CandidatePair) -> bool:
 class NominationPolicy:
     """The valid list per component, and the decision to nominate."""
 
+    __slots__ = (
+        "_by_path",
+        "_first_valid_at",
+        "_limit",
+        "_max_wait",
+        "_nominating",
+        "_recheck_at",
+        "_unconfirmed",
+        "_valid",
+    )
+
     def __init__(self, config: AgentConfig) -> None:
         self._max_wait = config.max_nomination_wait
         self._limit = config.max_pairs

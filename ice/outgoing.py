@@ -104,6 +104,19 @@ class Check:
 class OutgoingChecks:
     """The checks an :class:`~ice.agent.Agent` sends, their pace and their responses."""
 
+    __slots__ = (
+        "_agent",
+        "_config",
+        "_consent",
+        "_emit",
+        "_failures",
+        "_gatherer",
+        "_send",
+        "_turn",
+        "in_flight",
+        "next_at",
+    )
+
     def __init__(
         self, agent: Agent, emit: Callable[[IceEvent], None], send: Callable[[Datagram], None]
     ) -> None:

@@ -158,6 +158,22 @@ class _Relay:
 class Relays:
     """The TURN allocations of one agent and the relayed candidates they give."""
 
+    __slots__ = (
+        "_add_candidate",
+        "_by_relayed",
+        "_commands",
+        "_config",
+        "_failed",
+        "_families",
+        "_labels",
+        "_lose_candidate",
+        "_preferences",
+        "_relays",
+        "_routes",
+        "_streams",
+        "active",
+    )
+
     def __init__(
         self,
         config: AgentConfig,

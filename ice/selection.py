@@ -53,6 +53,18 @@ class _Stall(enum.Enum):
 class Selection:
     """Nomination, selection and the derived state of an :class:`~ice.agent.Agent`."""
 
+    __slots__ = (
+        "_agent",
+        "_config",
+        "_consent",
+        "_emit",
+        "_failures",
+        "_gatherer",
+        "_keys",
+        "_selected",
+        "failure",
+    )
+
     def __init__(self, agent: Agent, emit: Callable[[IceEvent], None]) -> None:
         self._agent = agent
         self._config = agent.config

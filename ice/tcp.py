@@ -177,6 +177,18 @@ class TcpConnection:
 class TcpConnections:
     """The TCP connections of an :class:`~ice.agent.Agent`, by id and by path."""
 
+    __slots__ = (
+        "_agent",
+        "_by_id",
+        "_by_path",
+        "_config",
+        "_connecting",
+        "_counts",
+        "_ids",
+        "bases",
+        "commands",
+    )
+
     def __init__(self, agent: Agent) -> None:
         self._agent = agent
         self._config = agent.config

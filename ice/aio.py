@@ -414,7 +414,7 @@ class Connection(ConnectionEvents, _Closing):
         if self._closed:
             raise IceConnectionError("the connection was closed")
         addresses = self._interface_addresses()
-        # Listening from now on catches the peer's announcements before its candidates arrive.
+        # Our names published now (if hidden); the peer's resolved from its first .local name.
         self._mdns.start(addresses)
         if not self._udp:  # STUN and TURN servers are reached from UDP bases only
             config = dataclasses.replace(config, stun_servers=(), turn_servers=())

@@ -48,6 +48,7 @@ from stun.attributes import (
 from stun.datagram import Datagram
 from stun.message import Message
 
+from .agent_part import AgentPart
 from .candidate import MAX_PRIORITY, Candidate, CandidateType, tcp_partner
 from .checklist import PairState
 from .events import IceEvent, RemoteCandidateLearned
@@ -62,16 +63,11 @@ if TYPE_CHECKING:
 RECENT_REQUESTS = 256
 
 
-class IncomingChecks:
+class IncomingChecks(AgentPart):
     """Answers the peer's checks for an :class:`~ice.agent.Agent` and acts on them."""
 
     __slots__ = (
-        "_agent",
         "_checked_paths",
-        "_config",
-        "_emit",
-        "_failures",
-        "_gatherer",
         "_password_seen_by_peer",
         "_prflx_foundations",
         "_recent",
@@ -82,12 +78,8 @@ class IncomingChecks:
     def __init__(
         self, agent: Agent, emit: Callable[[IceEvent], None], send: Callable[[Datagram], None]
     ) -> None:
-        self._agent = agent
-        self._config = agent.config
-        self._gatherer = agent.gatherer
-        self._failures = agent.failures
+        super().__init__(agent, emit)
         self._remote_candidates = agent.remote_candidates
-        self._emit = emit
         self._send = send
         #: Transaction IDs of recent requests: a retransmission is answered, not re-triggered.
         self._recent: dict[bytes, None] = {}

@@ -46,6 +46,7 @@ from stun.datagram import Datagram
 from stun.message import Message, MessageClass, Method, new_transaction_id
 from stun.transaction import ClientTransaction, TransactionState
 
+from .agent_part import AgentPart
 from .candidate import (
     TCP_TYPE_PREFERENCE,
     TYPE_PREFERENCE,
@@ -101,31 +102,15 @@ class Check:
         self.cancelled = False
 
 
-class OutgoingChecks:
+class OutgoingChecks(AgentPart):
     """The checks an :class:`~ice.agent.Agent` sends, their pace and their responses."""
 
-    __slots__ = (
-        "_agent",
-        "_config",
-        "_consent",
-        "_emit",
-        "_failures",
-        "_gatherer",
-        "_send",
-        "_turn",
-        "in_flight",
-        "next_at",
-    )
+    __slots__ = ("_send", "_turn", "in_flight", "next_at")
 
     def __init__(
         self, agent: Agent, emit: Callable[[IceEvent], None], send: Callable[[Datagram], None]
     ) -> None:
-        self._agent = agent
-        self._config = agent.config
-        self._gatherer = agent.gatherer
-        self._consent = agent.consent
-        self._failures = agent.failures
-        self._emit = emit
+        super().__init__(agent, emit)
         self._send = send
         #: Checks in flight, by transaction ID.
         self.in_flight: dict[bytes, Check] = {}

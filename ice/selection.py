@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from stun.address import Address
 
+from .agent_part import AgentPart
 from .checklist import CandidatePair, PairState
 from .config import Policy
 from .events import ConsentLost, IceEvent, IceState, PairStateChanged, SelectedPairChanged
@@ -50,29 +51,14 @@ class _Stall(enum.Enum):
     NO_NOMINATION = "no nomination"
 
 
-class Selection:
+class Selection(AgentPart):
     """Nomination, selection and the derived state of an :class:`~ice.agent.Agent`."""
 
-    __slots__ = (
-        "_agent",
-        "_config",
-        "_consent",
-        "_emit",
-        "_failures",
-        "_gatherer",
-        "_keys",
-        "_selected",
-        "failure",
-    )
+    __slots__ = ("_keys", "_selected", "failure")
 
     def __init__(self, agent: Agent, emit: Callable[[IceEvent], None]) -> None:
-        self._agent = agent
-        self._config = agent.config
+        super().__init__(agent, emit)
         self._selected = agent.selected
-        self._consent = agent.consent
-        self._gatherer = agent.gatherer
-        self._failures = agent.failures
-        self._emit = emit
         #: Every (stream, component) of the session: fixed by the config, restarts included.
         self._keys = [
             (stream, component)

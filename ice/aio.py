@@ -181,7 +181,6 @@ class Connection(ConnectionEvents, _Closing):
         "_paths",
         "_port_range",
         "_receive_queue_size",
-        "_received",
         "_relay_streams",
         "_remote_end",
         "_selected_since_restart",
@@ -338,7 +337,7 @@ class Connection(ConnectionEvents, _Closing):
         self._end_sent = False
         #: The components selected since the (re)start: a set (an empty dict is smaller).
         self._selected_since_restart: dict[int, None] = {}
-        self._received: deque[tuple[bytes, int]] = deque()
+        self._received: deque[tuple[bytes, int]] | None = None
         self._data_signal = Signal()
         self._state_signal = Signal()
         self._data_paths = DataPaths(self._bases, self._count_data, self._data_signal)
@@ -674,14 +673,13 @@ class Connection(ConnectionEvents, _Closing):
 
     async def recvfrom(self) -> tuple[bytes, int]:
         """The next datagram and the component it came on."""
-        received = self._received
-        while not received:
+        while not self._received:
             if self._closed:
                 raise IceConnectionError("the connection was closed")
             if not self._data_paths:
                 raise IceConnectionError(self._no_path_reason(1))
             await self._data_signal.wait()
-        return received.popleft()
+        return self._received.popleft()
 
     def _no_path_reason(self, component: int) -> str:
         if self._closed:

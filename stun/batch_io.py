@@ -16,15 +16,27 @@ leaves as one message with a ``UDP_SEGMENT`` control message: the kernel walks t
 cuts it into the datagrams (on loopback, at the receiving socket). A relay's flushes hold such
 runs under load — a burst read from one client goes to one peer, one from a peer to one client.
 A kernel that refuses it turns it off for that socket, and the rest goes one datagram a message.
-Receive offload (UDP GRO) is not used: see docs/benchmarks.md for why.
+
+Receive offload (UDP GRO, Linux 5.0+). Every :class:`MmsgIO` asks the kernel (``UDP_GRO``) to
+hand it a run of same-flow datagrams as one message, with the size of its segments in a
+``UDP_GRO`` control message; a kernel that refuses leaves the socket as it was. A segmented
+message from another GSO sender on loopback (icestack's flushes, above) then reaches the socket
+whole instead of being cut into datagrams at its queue, and a NIC's GRO may coalesce what
+ordinary senders send. :meth:`MmsgIO.receive` cuts each such message back into the datagrams it
+was made of (every ``gso_size`` bytes, the last one shorter or equal), in order, each with the
+message's source: callers never see a coalesced datagram. The portable path never asks for GRO
+(``recvfrom`` would return the coalesced bytes).
 
 Memory safety. The message headers, I/O vectors, address buffers and data buffers are allocated
 once per thread (:class:`_Arena`) and reused; every datagram is copied out into its own ``bytes``
 before ``receive()`` returns, and every queued answer is copied in when ``flush()`` runs, so no
 buffer is shared with a caller and handlers may call ``receive``/``flush`` of other sockets. What
 the kernel reports is checked before it is read: a datagram flagged ``MSG_TRUNC`` or longer than
-its slot is dropped and counted (:attr:`DatagramIO.truncated`), an address length shorter than its
-family's ``sockaddr`` or a family that is neither IPv4 nor IPv6 drops the datagram. Addresses are
+its slot is dropped and counted (:attr:`DatagramIO.truncated`: a coalesced message counts once,
+whatever it held), an address length shorter than its family's ``sockaddr`` or a family that is
+neither IPv4 nor IPv6 drops the datagram. Control messages are read by :func:`gro_segment_size`,
+a pure function of the bytes the kernel wrote (bounded by ``msg_controllen`` and the slot) and of
+the message's flags: a message whose segment size cannot be known is dropped and counted. Addresses are
 converted through bounded caches (a table a peer can grow is bounded, and each lookup is O(1)).
 """
 
@@ -56,6 +68,7 @@ ADDRESS_CACHE_SIZE = 4096
 #: ICMP errors that Linux reports on a later socket call; they concern an earlier send.
 ICMP_ERRNOS = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH))
 
+_MSG_CTRUNC = 0x08
 _MSG_TRUNC = 0x20
 _MSG_DONTWAIT = 0x40
 
@@ -144,11 +157,14 @@ _STRIDE = ctypes.sizeof(_Mmsghdr)
 _NAMELEN_AT = _Msghdr.namelen.offset
 _FLAGS_AT = _Msghdr.flags.offset
 _LEN_AT = _Mmsghdr.len.offset
+_CONTROLLEN_AT = _Msghdr.controllen.offset
+_SIZE_T_CODE = "Q" if ctypes.sizeof(ctypes.c_size_t) == 8 else "I"
 _IOV_STRIDE = ctypes.sizeof(_Iovec)
 _IOV_LEN_AT = _Iovec.len.offset
-#: namelen, flags and msg_len of one mmsghdr, read in one call.
+#: namelen, controllen, flags and msg_len of one mmsghdr, read in one call.
 _RESULT = struct.Struct(
-    f"={_NAMELEN_AT}xI{_FLAGS_AT - _NAMELEN_AT - 4}xi{_LEN_AT - _FLAGS_AT - 4}xI"
+    f"={_NAMELEN_AT}xI{_CONTROLLEN_AT - _NAMELEN_AT - 4}x{_SIZE_T_CODE}"
+    f"{_FLAGS_AT - _CONTROLLEN_AT - ctypes.sizeof(ctypes.c_size_t)}xi{_LEN_AT - _FLAGS_AT - 4}xI"
 )
 _SIZE_T = struct.Struct("@N")
 _FAMILY = struct.Struct("=H")
@@ -185,15 +201,59 @@ GSO_MAX_BYTES = 65000
 #: Errors that say the kernel cannot segment this message: GSO is then off for the socket.
 _GSO_REFUSED = frozenset((errno.EINVAL, errno.EIO, errno.EOPNOTSUPP, errno.ENOPROTOOPT))
 
+# UDP generic receive offload (Linux 5.0+, udp(7)): the socket option, and the ``cmsg_type`` of
+# the control message carrying the segment size of a coalesced datagram (an ``int``,
+# ``udp_cmsg_recv`` in the kernel). A module constant, so a test can make the kernel refuse it.
+UDP_GRO = 104
+_GRO_SIZE = struct.Struct("@i")
+#: Room for the receive control messages of one header: the UDP_GRO one, with some to spare.
+_RX_CONTROL = socket.CMSG_SPACE(_GRO_SIZE.size) * 2 if hasattr(socket, "CMSG_SPACE") else 0
+_CMSG_ALIGN = ctypes.sizeof(ctypes.c_size_t)
+
+
+def gro_segment_size(control: bytes, flags: int) -> int | None:
+    """The segment size of a received datagram from its control messages (``control``: the
+    bytes the kernel wrote, ``msg_controllen`` of them at most) and ``msg_flags``: 0 for a plain
+    datagram, the ``UDP_GRO`` size for a coalesced one, ``None`` when it cannot be known (a
+    malformed or cut control message, ``MSG_CTRUNC`` without a UDP_GRO one, a size below 1):
+    the datagram is then dropped, never delivered as one."""
+    header = _CMSG_HEADER.size
+    at = 0
+    while at + header <= len(control):
+        length, level, kind = _CMSG_HEADER.unpack_from(control, at)
+        if length < header or at + length > len(control):
+            return None
+        if level == _SOL_UDP and kind == UDP_GRO:
+            if length - header < _GRO_SIZE.size:
+                return None
+            size: int = _GRO_SIZE.unpack_from(control, at + header)[0]
+            return size if size > 0 else None
+        at += (length + _CMSG_ALIGN - 1) // _CMSG_ALIGN * _CMSG_ALIGN
+    return None if flags & _MSG_CTRUNC else 0
+
+
+def enable_gro(sock: socket.socket) -> bool:
+    """Ask the kernel to coalesce ``sock``'s same-flow datagrams (``UDP_GRO``); whether it
+    agreed (an older kernel, another platform or socket type: no, and nothing changes)."""
+    if not _RX_CONTROL:
+        return False
+    try:
+        sock.setsockopt(_SOL_UDP, UDP_GRO, 1)
+    except (OSError, ValueError):
+        return False
+    return True
+
 
 class _Arena:
     """One thread's buffers for both directions, allocated once: :data:`BATCH` message headers,
-    I/O vectors and address buffers each way, receive slots of :data:`MAX_DATAGRAM` bytes (only
-    the pages the kernel writes are ever touched) and send slots of :data:`SEND_SLOT`."""
+    I/O vectors, address buffers and control buffers each way, receive slots of
+    :data:`MAX_DATAGRAM` bytes (only the pages the kernel writes are ever touched; a coalesced
+    datagram fits, as the kernel coalesces at most one IP packet's worth) and send slots of
+    :data:`SEND_SLOT`."""
 
     def __init__(self, receive_slot: int = MAX_DATAGRAM) -> None:
-        self.rx = self._headers(receive_slot)
-        self.tx = self._headers(SEND_SLOT)
+        self.rx = self._headers(receive_slot, _RX_CONTROL)
+        self.tx = self._headers(SEND_SLOT, _CMSG_SPACE)
         #: Sockets with answers queued, flushed by :func:`flush_pending`.
         self.pending: list[MmsgIO] = []
         self.flush_scheduled = False
@@ -211,12 +271,14 @@ class _Arena:
             loop.call_soon(flush_pending)
 
     @staticmethod
-    def _headers(slot: int) -> _Direction:
+    def _headers(slot: int, control: int) -> _Direction:
+        """Buffers for one direction; a receiving one (``control`` set before the first
+        ``recvmmsg``) has ``control`` bytes of control buffer in each header."""
         headers = ctypes.create_string_buffer(BATCH * _STRIDE)
         iovecs = ctypes.create_string_buffer(BATCH * _IOV_STRIDE)
         names = ctypes.create_string_buffer(BATCH * _NAME_SIZE)
         data = ctypes.create_string_buffer(BATCH * slot)
-        controls = ctypes.create_string_buffer(BATCH * max(_CMSG_SPACE, 1))
+        controls = ctypes.create_string_buffer(BATCH * max(control, 1))
         message_array = (_Mmsghdr * BATCH).from_buffer(headers)
         vector_array = (_Iovec * BATCH).from_buffer(iovecs)
         for i in range(BATCH):
@@ -227,13 +289,16 @@ class _Arena:
             hdr.namelen = _NAME_SIZE
             hdr.iov = ctypes.addressof(iovecs) + i * _IOV_STRIDE
             hdr.iovlen = 1
-        return _Direction(headers, iovecs, names, data, controls, slot)
+            hdr.control = ctypes.addressof(controls) + i * control
+            hdr.controllen = control
+        return _Direction(headers, iovecs, names, data, controls, slot, control)
 
 
 class _Direction:
     """The buffers of one direction, with writable views over them."""
 
     __slots__ = (
+        "control",
         "controls",
         "controls_view",
         "data",
@@ -256,10 +321,13 @@ class _Direction:
         data: ctypes.Array[ctypes.c_char],
         controls: ctypes.Array[ctypes.c_char],
         slot: int,
+        control: int,
     ) -> None:
         self.headers = headers
-        #: One control message (UDP_SEGMENT) per header, for segmented sends.
+        #: ``control`` bytes per header: a UDP_SEGMENT control message for segmented sends,
+        #: what the kernel writes (UDP_GRO) on receive.
         self.controls = controls
+        self.control = control
         self.controls_view = memoryview(controls).cast("B")
         self.iovecs = iovecs
         self.names = names
@@ -407,7 +475,9 @@ class MmsgIO:
 
     __slots__ = (
         "arena",
+        "coalesced",
         "fd",
+        "gro",
         "gso",
         "on_blocked",
         "on_send_error",
@@ -419,12 +489,15 @@ class MmsgIO:
         "truncated",
     )
 
-    def __init__(self, sock: socket.socket, *, receive_slot: int | None = None) -> None:
+    def __init__(
+        self, sock: socket.socket, *, receive_slot: int | None = None, gro: bool = True
+    ) -> None:
         if not batch_available():
             raise OSError(errno.ENOSYS, "recvmmsg/sendmmsg are not available here")
         self.sock = sock
         #: Buffers of its own when ``receive_slot`` says how large a datagram it takes (the
-        #: thread's shared ones take any); a longer one is dropped as truncated.
+        #: thread's shared ones take any); a longer one is dropped as truncated, and so is a
+        #: coalesced one longer than it (``gro=False`` keeps the kernel from coalescing).
         self.arena = None if receive_slot is None else _Arena(receive_slot)
         self.fd = sock.fileno()
         #: Answers waiting for :meth:`flush`: the bytes, and the packed address or ``None``
@@ -442,14 +515,22 @@ class MmsgIO:
         self.gso = _SEND_FIELDS_FIT and _CMSG_SPACE > 0
         #: Datagrams that left inside segmented messages (for tests and benchmarks).
         self.segmented = 0
+        #: Whether the kernel hands this socket coalesced datagrams (UDP_GRO), asked unless
+        #: ``gro`` is false: :meth:`receive` cuts them apart.
+        self.gro = gro and enable_gro(sock)
+        #: Datagrams that arrived inside coalesced messages (for tests and benchmarks).
+        self.coalesced = 0
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
+        """Up to ``limit`` datagrams, and the rest of a coalesced one that crosses it."""
         assert _libc is not None
         rx = (self.arena or _arena()).rx
         view = rx.view
         # Slices of a c_char array are bytes copies (typeshed says list[bytes]).
         names: Any = rx.names
         data: Any = rx.data
+        controls: Any = rx.controls
+        control = rx.control
         slot = rx.slot
         unpack = _RESULT.unpack_from
         cache = _received_names
@@ -471,10 +552,20 @@ class MmsgIO:
             if count > BATCH:  # never, per recvmmsg(2); checked before any header is read
                 raise OSError(errno.EIO, f"recvmmsg returned {count} of {BATCH}")
             for i in range(count):
-                namelen, flags, length = unpack(view, i * _STRIDE)
+                namelen, controllen, flags, length = unpack(view, i * _STRIDE)
                 if flags & _MSG_TRUNC or length > slot or namelen > _NAME_SIZE:
                     self.truncated += 1
                     continue
+                segment = 0
+                if controllen or flags & _MSG_CTRUNC:
+                    start = i * control
+                    size = gro_segment_size(
+                        controls[start : start + min(controllen, control)], flags
+                    )
+                    if size is None:
+                        self.truncated += 1
+                        continue
+                    segment = size
                 start = i * _NAME_SIZE
                 name = names[start : start + namelen]
                 sockaddr = cache.get(name)
@@ -487,7 +578,13 @@ class MmsgIO:
                         cache.clear()
                     cache[name] = sockaddr
                 start = i * slot
-                out.append((data[start : start + length], sockaddr))
+                if segment and length > segment:
+                    end = start + length
+                    for at in range(start, end, segment):
+                        out.append((data[at : min(at + segment, end)], sockaddr))
+                    self.coalesced += -(-length // segment)
+                else:
+                    out.append((data[start : start + length], sockaddr))
             if count < BATCH:
                 break
         return out

@@ -36,8 +36,9 @@ its slot is dropped and counted (:attr:`DatagramIO.truncated`: a coalesced messa
 whatever it held), an address length shorter than its family's ``sockaddr`` or a family that is
 neither IPv4 nor IPv6 drops the datagram. Control messages are read by :func:`gro_segment_size`,
 a pure function of the bytes the kernel wrote (bounded by ``msg_controllen`` and the slot) and of
-the message's flags: a message whose segment size cannot be known is dropped and counted. Addresses are
-converted through bounded caches (a table a peer can grow is bounded, and each lookup is O(1)).
+the message's flags: a message whose segment size cannot be known is dropped and counted.
+Addresses are converted through bounded caches (a table a peer can grow is bounded, and each
+lookup is O(1)).
 """
 
 from __future__ import annotations

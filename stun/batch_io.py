@@ -16,6 +16,7 @@ leaves as one message with a ``UDP_SEGMENT`` control message: the kernel walks t
 cuts it into the datagrams (on loopback, at the receiving socket). A relay's flushes hold such
 runs under load — a burst read from one client goes to one peer, one from a peer to one client.
 A kernel that refuses it turns it off for that socket, and the rest goes one datagram a message.
+The options, control messages and limits of both offloads are :mod:`stun.udp_offload`'s.
 
 Receive offload (UDP GRO, Linux 5.0+). Every :class:`MmsgIO` asks the kernel (``UDP_GRO``) to
 hand it a run of same-flow datagrams as one message, with the size of its segments in a
@@ -34,9 +35,10 @@ buffer is shared with a caller and handlers may call ``receive``/``flush`` of ot
 the kernel reports is checked before it is read: a datagram flagged ``MSG_TRUNC`` or longer than
 its slot is dropped and counted (:attr:`DatagramIO.truncated`: a coalesced message counts once,
 whatever it held), an address length shorter than its family's ``sockaddr`` or a family that is
-neither IPv4 nor IPv6 drops the datagram. Control messages are read by :func:`gro_segment_size`,
-a pure function of the bytes the kernel wrote (bounded by ``msg_controllen`` and the slot) and of
-the message's flags: a message whose segment size cannot be known is dropped and counted.
+neither IPv4 nor IPv6 drops the datagram. Control messages are read by
+:func:`~stun.udp_offload.gro_segment_size`, a pure function of the bytes the kernel wrote
+(bounded by ``msg_controllen`` and the slot) and of the message's flags: a message whose segment
+size cannot be known is dropped and counted.
 Addresses are converted through bounded caches (a table a peer can grow is bounded, and each
 lookup is O(1)).
 """
@@ -54,6 +56,18 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .udp_offload import (
+    GSO_MAX_BYTES,
+    GSO_MAX_SEGMENT,
+    GSO_REFUSED,
+    MSG_CTRUNC,
+    RECEIVE_CONTROL,
+    SEND_CONTROL,
+    enable_gro,
+    gro_segment_size,
+    pack_segment_control,
+)
+
 _log = logging.getLogger("icestack.stun")
 
 #: Datagrams per ``recvmmsg``/``sendmmsg`` call.
@@ -69,7 +83,6 @@ ADDRESS_CACHE_SIZE = 4096
 #: ICMP errors that Linux reports on a later socket call; they concern an earlier send.
 ICMP_ERRNOS = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH))
 
-_MSG_CTRUNC = 0x08
 _MSG_TRUNC = 0x20
 _MSG_DONTWAIT = 0x40
 
@@ -183,67 +196,6 @@ _SEND_FIELDS_FIT = (
     and _SEND_FIELDS.size - struct.calcsize("@N") == _Msghdr.controllen.offset
 )
 
-# UDP generic segmentation offload (Linux 4.18+, udp(7)): one message carries equal-sized
-# datagrams to one destination, cut by the kernel (or the NIC) at ``gso_size`` bytes.
-_SOL_UDP = 17
-#: The ``cmsg_type`` of the segment size (a module constant, so a test can make the kernel
-#: refuse it and see the fallback).
-UDP_SEGMENT = 103
-#: ``struct cmsghdr`` (length, level, type) and the 16-bit segment size after it.
-_CMSG_HEADER = struct.Struct("@Nii")
-_CMSG_SIZE = struct.Struct("@H")
-_CMSG_SPACE = socket.CMSG_SPACE(2) if hasattr(socket, "CMSG_SPACE") else 0
-_CMSG_LEN = socket.CMSG_LEN(2) if hasattr(socket, "CMSG_LEN") else 0
-#: The largest datagram sent segmented: what fits a 1500-byte path over IPv6 with room to spare
-#: (the kernel refuses a segment larger than the route's MTU).
-GSO_MAX_SEGMENT = 1400
-#: The most bytes one segmented message carries (below the 64 KiB of one IP packet).
-GSO_MAX_BYTES = 65000
-#: Errors that say the kernel cannot segment this message: GSO is then off for the socket.
-_GSO_REFUSED = frozenset((errno.EINVAL, errno.EIO, errno.EOPNOTSUPP, errno.ENOPROTOOPT))
-
-# UDP generic receive offload (Linux 5.0+, udp(7)): the socket option, and the ``cmsg_type`` of
-# the control message carrying the segment size of a coalesced datagram (an ``int``,
-# ``udp_cmsg_recv`` in the kernel). A module constant, so a test can make the kernel refuse it.
-UDP_GRO = 104
-_GRO_SIZE = struct.Struct("@i")
-#: Room for the receive control messages of one header: the UDP_GRO one, with some to spare.
-_RX_CONTROL = socket.CMSG_SPACE(_GRO_SIZE.size) * 2 if hasattr(socket, "CMSG_SPACE") else 0
-_CMSG_ALIGN = ctypes.sizeof(ctypes.c_size_t)
-
-
-def gro_segment_size(control: bytes, flags: int) -> int | None:
-    """The segment size of a received datagram from its control messages (``control``: the
-    bytes the kernel wrote, ``msg_controllen`` of them at most) and ``msg_flags``: 0 for a plain
-    datagram, the ``UDP_GRO`` size for a coalesced one, ``None`` when it cannot be known (a
-    malformed or cut control message, ``MSG_CTRUNC`` without a UDP_GRO one, a size below 1):
-    the datagram is then dropped, never delivered as one."""
-    header = _CMSG_HEADER.size
-    at = 0
-    while at + header <= len(control):
-        length, level, kind = _CMSG_HEADER.unpack_from(control, at)
-        if length < header or at + length > len(control):
-            return None
-        if level == _SOL_UDP and kind == UDP_GRO:
-            if length - header < _GRO_SIZE.size:
-                return None
-            size: int = _GRO_SIZE.unpack_from(control, at + header)[0]
-            return size if size > 0 else None
-        at += (length + _CMSG_ALIGN - 1) // _CMSG_ALIGN * _CMSG_ALIGN
-    return None if flags & _MSG_CTRUNC else 0
-
-
-def enable_gro(sock: socket.socket) -> bool:
-    """Ask the kernel to coalesce ``sock``'s same-flow datagrams (``UDP_GRO``); whether it
-    agreed (an older kernel, another platform or socket type: no, and nothing changes)."""
-    if not _RX_CONTROL:
-        return False
-    try:
-        sock.setsockopt(_SOL_UDP, UDP_GRO, 1)
-    except (OSError, ValueError):
-        return False
-    return True
-
 
 class _Arena:
     """One thread's buffers for both directions, allocated once: :data:`BATCH` message headers,
@@ -253,8 +205,8 @@ class _Arena:
     :data:`SEND_SLOT`."""
 
     def __init__(self, receive_slot: int = MAX_DATAGRAM) -> None:
-        self.rx = self._headers(receive_slot, _RX_CONTROL)
-        self.tx = self._headers(SEND_SLOT, _CMSG_SPACE)
+        self.rx = self._headers(receive_slot, RECEIVE_CONTROL)
+        self.tx = self._headers(SEND_SLOT, SEND_CONTROL)
         #: Sockets with answers queued, flushed by :func:`flush_pending`.
         self.pending: list[MmsgIO] = []
         self.flush_scheduled = False
@@ -513,7 +465,7 @@ class MmsgIO:
         #: Whether runs of equal-sized datagrams to one destination go as one segmented message
         #: (UDP_SEGMENT); off where the platform's headers do not fit, and for good once the
         #: kernel refuses one.
-        self.gso = _SEND_FIELDS_FIT and _CMSG_SPACE > 0
+        self.gso = _SEND_FIELDS_FIT and SEND_CONTROL > 0
         #: Datagrams that left inside segmented messages (for tests and benchmarks).
         self.segmented = 0
         #: Whether the kernel hands this socket coalesced datagrams (UDP_GRO), asked unless
@@ -558,7 +510,7 @@ class MmsgIO:
                     self.truncated += 1
                     continue
                 segment = 0
-                if controllen or flags & _MSG_CTRUNC:
+                if controllen or flags & MSG_CTRUNC:
                     start = i * control
                     size = gro_segment_size(
                         controls[start : start + min(controllen, control)], flags
@@ -714,7 +666,7 @@ class MmsgIO:
                 first, count = messages[done]
                 if error == errno.EAGAIN and self.on_blocked is not None:
                     raise _Blocked(at + first, failed)
-                if count > 1 and error in _GSO_REFUSED:
+                if count > 1 and error in GSO_REFUSED:
                     # The kernel cannot segment here: send the rest one datagram a message.
                     self.gso = False
                     _log.info(
@@ -751,10 +703,9 @@ class MmsgIO:
         pack_fields = _SEND_FIELDS.pack_into
         for header, (first, count) in enumerate(messages):
             if count > 1:
-                at = header * _CMSG_SPACE
-                _CMSG_HEADER.pack_into(controls, at, _CMSG_LEN, _SOL_UDP, UDP_SEGMENT)
-                _CMSG_SIZE.pack_into(controls, at + _CMSG_HEADER.size, len(pending[first][0]))
-                control, control_length = controls_at + at, _CMSG_SPACE
+                at = header * SEND_CONTROL
+                pack_segment_control(controls, at, len(pending[first][0]))
+                control, control_length = controls_at + at, SEND_CONTROL
             else:
                 control = control_length = 0
             pack_fields(

@@ -15,13 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stun import Message, MessageClass, Method, XorMappedAddress, batch_io, new_transaction_id
+from stun import Message, MessageClass, Method, XorMappedAddress, new_transaction_id, udp_offload
 from stun.aio import StunServer
 from stun.aio_sockets import ipv6_loopback_available
 from stun.batch_io import (
     BATCH,
-    GSO_MAX_BYTES,
-    GSO_MAX_SEGMENT,
     SEND_SLOT,
     MmsgIO,
     PortableIO,
@@ -29,10 +27,10 @@ from stun.batch_io import (
     batch_available,
     datagram_io,
     flush_pending,
-    gro_segment_size,
     pack_sockaddr,
     parse_sockaddr,
 )
+from stun.udp_offload import GSO_MAX_BYTES, GSO_MAX_SEGMENT, gro_segment_size
 
 from .loopback import run
 
@@ -317,7 +315,7 @@ def test_a_kernel_that_refuses_segmentation_gets_one_datagram_a_message(
     """A control message the kernel does not know (as an old kernel would see UDP_SEGMENT):
     segmentation is turned off for the socket and every datagram still arrives, in order."""
     server, client = pair
-    monkeypatch.setattr(batch_io, "UDP_SEGMENT", 0x7FFF)
+    monkeypatch.setattr(udp_offload, "UDP_SEGMENT", 0x7FFF)
     io = MmsgIO(server)
     sent = [bytes([i]) * 50 for i in range(10)]
     for data in sent:
@@ -332,6 +330,7 @@ def test_a_kernel_that_refuses_segmentation_gets_one_datagram_a_message(
 _SOL_UDP = 17
 _UDP_SEGMENT = 103
 _MSG_CTRUNC = 0x08
+
 _CMSG = struct.Struct("@Nii")
 
 
@@ -444,7 +443,7 @@ def test_the_gro_control_message_is_found_whole_or_refused(
     cut short by the kernel (MSG_CTRUNC), it is refused, never misread."""
     others = [(level, kind, data) for level, kind, data in before if (level, kind) != (17, 104)]
     control = b"".join(_cmsg(*other) for other in others)
-    control += _cmsg(_SOL_UDP, batch_io.UDP_GRO, struct.pack("@i", size))
+    control += _cmsg(_SOL_UDP, udp_offload.UDP_GRO, struct.pack("@i", size))
     expected = size if size > 0 else None
     assert gro_segment_size(control, 0) == expected
     whole = len(control) - socket.CMSG_SPACE(4) + socket.CMSG_LEN(4)  # without the padding
@@ -458,7 +457,7 @@ def test_a_kernel_without_gro_gets_whole_datagrams(
     """A socket option the kernel does not know (as an old kernel sees UDP_GRO): GRO is off for
     the socket, without an error, and segmented messages still arrive as their datagrams."""
     server, client = pair
-    monkeypatch.setattr(batch_io, "UDP_GRO", 0x7FFF)
+    monkeypatch.setattr(udp_offload, "UDP_GRO", 0x7FFF)
     io = MmsgIO(server)
     assert not io.gro
     _send_segmented(client, bytes(range(250)) * 3, 250, server.getsockname())

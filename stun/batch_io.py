@@ -100,7 +100,8 @@ class DatagramIO(Protocol):
     send_error: tuple[int, SockAddr] | None
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
-        """Up to ``limit`` datagrams waiting on the socket now (an empty list: none)."""
+        """Up to ``limit`` datagrams waiting on the socket now (an empty list: none), and the
+        rest of a coalesced one (GRO) that crosses ``limit``."""
 
     def send(self, data: bytes, sockaddr: SockAddr) -> None:
         """Queue ``data`` for ``sockaddr`` (the portable path sends it at once, and may raise
@@ -475,7 +476,6 @@ class MmsgIO:
         self.coalesced = 0
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
-        """Up to ``limit`` datagrams, and the rest of a coalesced one that crosses it."""
         assert _libc is not None
         rx = (self.arena or _arena()).rx
         view = rx.view

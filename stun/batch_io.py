@@ -60,7 +60,6 @@ from .udp_offload import (
     GSO_MAX_BYTES,
     GSO_MAX_SEGMENT,
     GSO_REFUSED,
-    MSG_CTRUNC,
     RECEIVE_CONTROL,
     SEND_CONTROL,
     enable_gro,
@@ -509,16 +508,6 @@ class MmsgIO:
                 if flags & _MSG_TRUNC or length > slot or namelen > _NAME_SIZE:
                     self.truncated += 1
                     continue
-                segment = 0
-                if controllen or flags & MSG_CTRUNC:
-                    start = i * control
-                    size = gro_segment_size(
-                        controls[start : start + min(controllen, control)], flags
-                    )
-                    if size is None:
-                        self.truncated += 1
-                        continue
-                    segment = size
                 start = i * _NAME_SIZE
                 name = names[start : start + namelen]
                 sockaddr = cache.get(name)
@@ -531,13 +520,19 @@ class MmsgIO:
                         cache.clear()
                     cache[name] = sockaddr
                 start = i * slot
-                if segment and length > segment:
-                    end = start + length
-                    for at in range(start, end, segment):
-                        out.append((data[at : min(at + segment, end)], sockaddr))
-                    self.coalesced += -(-length // segment)
-                else:
-                    out.append((data[start : start + length], sockaddr))
+                if controllen or flags:  # control messages, or MSG_CTRUNC: coalesced (GRO)?
+                    at = i * control
+                    segment = gro_segment_size(controls[at : at + min(controllen, control)], flags)
+                    if segment is None:
+                        self.truncated += 1
+                        continue
+                    if segment and length > segment:
+                        end = start + length
+                        for at in range(start, end, segment):
+                            out.append((data[at : min(at + segment, end)], sockaddr))
+                        self.coalesced += -(-length // segment)
+                        continue
+                out.append((data[start : start + length], sockaddr))
             if count < BATCH:
                 break
         return out

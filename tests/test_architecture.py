@@ -19,6 +19,7 @@ IO_MODULES = {
     "stun/aio_client.py",
     "stun/aio_server.py",
     "stun/batch_io.py",
+    "stun/udp_offload.py",
     "stun/ports.py",
     "stun/metrics_http.py",
     "stun/cli.py",

@@ -131,6 +131,8 @@ class BuggyAllocation(TurnAllocation):
 
 
 class BuggyAgent(Agent):
+    __slots__ = ()  # the Agent is slotted: a class swapped in must keep its layout
+
     def receive_datagram(
         self, data: bytes, local: Address | None, remote: Address, now: float
     ) -> None:
@@ -180,31 +182,36 @@ class DeadlineBuggyTurnCore(TurnServerCore):
         raise DeadlineBug("raised on purpose by a test core")
 
 
-class TimerBuggyAgent(Agent, TimerBugs):
-    """An agent whose ``handle_timer`` raises the first ``timer_bugs`` times it is called."""
+def buggy_agent_class(bugs: int, *, on_timer: bool) -> type[Agent]:
+    """An Agent subclass to swap into a running connection (``agent.__class__ = ...``): its
+    ``handle_timer`` (``on_timer``) or ``datagrams_to_send`` raises the first ``bugs`` times it
+    is called. The Agent is slotted, so the count is the class's: one class per agent."""
 
-    bug = TimerBug
+    class BuggyAgent(Agent):
+        __slots__ = ()
+        left = bugs
 
-    def handle_timer(self, now: float) -> None:
-        self.timer_check()
-        super().handle_timer(now)
+        def bug_check(self, bug: type[CoreBug]) -> None:
+            if type(self).left:
+                type(self).left -= 1
+                raise bug("raised on purpose by a test agent")
+
+        def handle_timer(self, now: float) -> None:
+            if on_timer:
+                self.bug_check(TimerBug)
+            super().handle_timer(now)
+
+        def datagrams_to_send(self, now: float) -> list[Datagram]:
+            if not on_timer:
+                self.bug_check(PumpBug)
+            return super().datagrams_to_send(now)
+
+    return BuggyAgent
 
 
 class PumpBug(CoreBug):
     pass
 
-
-class PumpBuggyAgent(Agent):
-    """An agent whose ``datagrams_to_send`` raises the first ``pump_bugs`` times it is called:
-    the reader's pump after a batch meets it."""
-
-    pump_bugs = 0
-
-    def datagrams_to_send(self, now: float) -> list[Datagram]:
-        if self.pump_bugs:
-            self.pump_bugs -= 1
-            raise PumpBug("raised on purpose by a test agent")
-        return super().datagrams_to_send(now)
 
 
 TURN_KIND = error_kind(TurnServerBug())
@@ -472,9 +479,8 @@ def test_the_ice_readers_pump_is_contained_and_data_flows_on() -> None:
     async def scenario() -> None:
         async with signalled_pair() as (a, b):
             await asyncio.gather(a.connect(), b.connect())
-            b.agent.__class__ = PumpBuggyAgent
-            assert isinstance(b.agent, PumpBuggyAgent)
-            b.agent.pump_bugs = 1
+            b.agent.__class__ = buggy = buggy_agent_class(1, on_timer=False)
+            assert isinstance(b.agent, buggy)
             pair = b.selected_pair()
             assert pair is not None
             with client_socket() as other:  # a STUN datagram: through the agent, then a pump
@@ -496,9 +502,8 @@ def test_the_ice_timer_is_armed_again_after_the_agent_raised(
     async def scenario() -> None:
         async with signalled_pair() as (a, b):
             for side in (a, b):
-                side.agent.__class__ = TimerBuggyAgent
-                assert isinstance(side.agent, TimerBuggyAgent)
-                side.agent.timer_bugs = 1
+                side.agent.__class__ = buggy = buggy_agent_class(1, on_timer=True)
+                assert isinstance(side.agent, buggy)
             await asyncio.wait_for(asyncio.gather(a.connect(), b.connect()), 10.0)
             for side in (a, b):
                 assert side.timer_errors.counts == {error_kind(TimerBug()): 1}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import hashlib
 import hmac
 import stringprep
@@ -239,8 +240,15 @@ def nonce_features(nonce: str) -> SecurityFeatures | None:
     """The security features a NONCE announces, or ``None`` if it has no nonce cookie."""
     if not nonce.startswith(NONCE_COOKIE) or len(nonce) < len(NONCE_COOKIE) + 4:
         return None
+    return _features(nonce[len(NONCE_COOKIE) : len(NONCE_COOKIE) + 4])
+
+
+@functools.lru_cache(maxsize=64)
+def _features(encoded: str) -> SecurityFeatures | None:
+    """The features of the four base64 characters after the nonce cookie (remembered: a server
+    sees the same few over and over)."""
     try:
-        raw = base64.b64decode(nonce[len(NONCE_COOKIE) : len(NONCE_COOKIE) + 4], validate=True)
+        raw = base64.b64decode(encoded, validate=True)
     except ValueError:
         return None
     return SecurityFeatures(int.from_bytes(raw, "big") & 0xC00000)

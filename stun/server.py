@@ -471,7 +471,7 @@ class LongTermAuthenticator:
         none (the request is then processed as MD5), or a 400 if the choice cannot stand.
         """
         features = nonce_features(presented.nonce)
-        if features is None or not features & SecurityFeatures.PASSWORD_ALGORITHMS:
+        if features is None or SecurityFeatures.PASSWORD_ALGORITHMS not in features:
             return None
         chosen = presented.chosen
         offered = presented.offered

@@ -88,6 +88,38 @@ from .tcp import TcpCommand, TcpConnections
 class Agent:
     """One ICE session: local and remote candidates, check lists, selected pairs."""
 
+    __slots__ = (
+        "_checking",
+        "_closed",
+        "_events",
+        "_events_read",
+        "_last_now",
+        "_last_progress",
+        "_outgoing",
+        "_touched",
+        "checklists",
+        "config",
+        "consent",
+        "controlling",
+        "failures",
+        "gatherer",
+        "incoming",
+        "local_password",
+        "local_username",
+        "nomination",
+        "outgoing",
+        "remote_candidates",
+        "remote_complete",
+        "remote_lite",
+        "remote_password",
+        "remote_username",
+        "selected",
+        "selection",
+        "state",
+        "tcp",
+        "tie_breaker",
+    )
+
     def __init__(self, config: AgentConfig | None = None) -> None:
         self.config = config = config or AgentConfig()
         self.controlling = False if config.lite else config.controlling
@@ -106,6 +138,8 @@ class Agent:
         #: costs ~0.8 KiB per agent).
         self._events: list[IceEvent] = []
         self._events_read = 0
+        #: The ``now`` of the latest call that gave one (for commands, which take none).
+        self._last_now = 0.0
         #: Cleared in place, never replaced: the helpers hold its append method.
         self._outgoing: list[Datagram] = []
         emit, send = self._events.append, self._outgoing.append
@@ -150,7 +184,7 @@ class Agent:
         address must differ from every other base's, UDP ones included."""
         self._check_stream(stream, component)
         self.gatherer.add_tcp_base(stream, component, address, simultaneous_open=simultaneous_open)
-        self.tcp.bases.add(address)
+        self.tcp.bases[address] = None
 
     def gather(self, now: float) -> None:
         """Emit host candidates now and start learning server-reflexive ones (§5.1.1)."""
@@ -415,8 +449,6 @@ class Agent:
 
     # ================================================================== sans-IO verbs
 
-    _last_now = 0.0
-
     def receive_datagram(
         self, data: bytes, local: Address | None, remote: Address, now: float
     ) -> None:
@@ -465,13 +497,16 @@ class Agent:
         # call fails on is never met again by the next.
         pending = list(self._outgoing)
         self._outgoing.clear()
-        tcp = self.tcp
-        if not relays.active and not tcp.bases:
-            return pending  # no TURN allocation, no ICE-TCP: every datagram leaves as it is
+        tcp_bases = self.tcp.bases
+        if not relays.active:
+            if not tcp_bases or not pending:
+                return pending  # no TURN allocation, no ICE-TCP: every datagram leaves as it is
+            if all(queued.local not in tcp_bases for queued in pending):
+                return pending  # ICE-TCP offered, but none of these goes on a connection
         outgoing = []
         for queued in pending:
-            if queued.local in tcp.bases:
-                tcp.send(queued.data, queued.local, queued.remote, now)
+            if queued.local in tcp_bases:
+                self.tcp.send(queued.data, queued.local, queued.remote, now)
             elif queued.local is not None and relays.is_relayed(queued.local):
                 relays.send(queued.data, queued.local, queued.remote, now)
             else:
@@ -501,9 +536,9 @@ class Agent:
             self._receive(inner, relayed, peer, now)
         self._relays_changed(now)
 
-    def _relays_changed(self, now: float) -> None:
+    def _relays_changed(self, now: float, *, update: bool = True) -> None:
         """Pair relayed candidates that just appeared, forget lost ones; see whether gathering
-        completed."""
+        completed (and, with ``update``, what follows for nomination and state)."""
         gatherer = self.gatherer
         while gatherer.lost:
             self.selection.forget_local(*gatherer.lost.pop(0), now)
@@ -513,7 +548,8 @@ class Agent:
                 if stream == local.stream and candidate.component == local.candidate.component:
                     self._pair_remote(stream, candidate)
         gatherer.check_complete()
-        self.selection.update(now)
+        if update:
+            self.selection.update(now)
 
     def get_timer(self) -> float | None:
         if self._closed:
@@ -546,7 +582,7 @@ class Agent:
         self.gatherer.handle_timer(now)
         for relayed, peer, inner in self.gatherer.relays.handle_timer(now):
             self._receive(inner, relayed, peer, now)
-        self._relays_changed(now)
+        self._relays_changed(now, update=False)  # the update below covers it
         self.tcp.handle_timer(now)
         outgoing = self.outgoing
         outgoing.retransmit(now)

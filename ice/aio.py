@@ -70,24 +70,16 @@ from stun.reader_errors import ReaderErrors
 
 from . import connection_options as options
 from .agent import Agent
+from .aio_events import ConnectionEvents
 from .aio_mux import Mux
-from .aio_properties import ConnectionProperties
 from .base_sockets import BaseSocket, DataPaths, Signal, bind_base
 from .candidate import Candidate
 from .config import AgentConfig, Policy
 from .connection_options import StunServerArgument, TurnServerArgument
 from .errors import IceConnectionError, LocalProtocolError
 from .events import (
-    CandidateGathered,
-    CandidateLost,
-    ConsentLost,
-    DataReceived,
-    GatheringCompleted,
-    GatheringFailed,
     IceEvent,
     IceState,
-    SelectedPairChanged,
-    StateChanged,
 )
 from .interfaces import interface_addresses, interface_problem
 from .mdns import InterfaceAddress
@@ -97,14 +89,14 @@ from .relay_streams import RelayStreams, TlsSettings
 from .server_names import resolve_servers
 from .stats import PeerInput
 from .tcp_sockets import TcpSockets
-from .timers import SharedTimers, shared_timers
+from .timers import SharedTimers, TimerEntry, shared_timers
 
 _log = logging.getLogger("icestack.ice")
 
 __all__ = ["Connection", "interface_addresses"]
 
 
-class Connection(ConnectionProperties, _Closing):
+class Connection(ConnectionEvents, _Closing):
     """One ICE session (one data stream of ``components`` components) over UDP, on asyncio.
 
     Close to aioice's ``Connection``; the differences are in docs/ice.md. Arguments:
@@ -179,7 +171,6 @@ class Connection(ConnectionProperties, _Closing):
         "_early_dropped",
         "_early_remote",
         "_end_sent",
-        "_gathering_complete",
         "_include_loopback",
         "_interfaces",
         "_local_candidates",
@@ -190,7 +181,6 @@ class Connection(ConnectionProperties, _Closing):
         "_paths",
         "_port_range",
         "_receive_queue_size",
-        "_received",
         "_relay_streams",
         "_remote_end",
         "_selected_since_restart",
@@ -198,7 +188,7 @@ class Connection(ConnectionProperties, _Closing):
         "_state_signal",
         "_stun_servers",
         "_tcp",
-        "_timer_token",
+        "_timer_entry",
         "_timers",
         "_turn_servers",
         "_udp",
@@ -206,7 +196,6 @@ class Connection(ConnectionProperties, _Closing):
         "_use_ipv6",
         "on_event",
         "reader_errors",
-        "receive_queue_dropped",
         "timer_errors",
     )
 
@@ -337,7 +326,7 @@ class Connection(ConnectionProperties, _Closing):
         #: Our candidates as signalled, in the order gathered (this generation's).
         self._local_candidates: list[Candidate] = []
         #: Those of them lost since (their TURN allocation ended): no longer offered.
-        self._lost_local: set[Candidate] = set()
+        self._lost_local: dict[Candidate, None] = {}  # a set (an empty dict is smaller)
         self._gathering_complete = False
         self._remote_username: str | None = None
         self._remote_password: str | None = None
@@ -346,8 +335,9 @@ class Connection(ConnectionProperties, _Closing):
         self._early_dropped = 0
         self._remote_end = False
         self._end_sent = False
-        self._selected_since_restart: set[int] = set()
-        self._received: deque[tuple[bytes, int]] = deque()
+        #: The components selected since the (re)start: a set (an empty dict is smaller).
+        self._selected_since_restart: dict[int, None] = {}
+        self._received: deque[tuple[bytes, int]] | None = None
         self._data_signal = Signal()
         self._state_signal = Signal()
         self._data_paths = DataPaths(self._bases, self._count_data, self._data_signal)
@@ -355,7 +345,7 @@ class Connection(ConnectionProperties, _Closing):
         self._paths = self._data_paths.paths
         #: The loop's one timer (:mod:`ice.timers`), from the first gather, like the loop.
         self._timers: SharedTimers
-        self._timer_token = 0
+        self._timer_entry: TimerEntry | None = None
         self._timer_deadline: float | None = None
         #: A pump is due in this iteration of the loop (:meth:`_pump_soon`).
         self._pump_due = False
@@ -401,8 +391,18 @@ class Connection(ConnectionProperties, _Closing):
         if self._setup is None:
             self._loop = asyncio.get_running_loop()
             self._timers = shared_timers(self._loop)
-            self._setup = asyncio.ensure_future(self._open())
+            self._setup = setup = asyncio.ensure_future(self._open())
+            setup.add_done_callback(self._opened)
         await asyncio.shield(self._setup)
+
+    def _opened(self, setup: asyncio.Future[None]) -> None:
+        """Gathering has started: a finished future takes the task's place (the task, its
+        coroutine and context hold ~0.5 KiB for the connection's life); a failed or cancelled
+        task stays, so that every later wait raises as it did."""
+        if self._setup is setup and not setup.cancelled() and setup.exception() is None:
+            done = self._loop.create_future()
+            done.set_result(None)
+            self._setup = done
 
     async def _open(self) -> None:
         config = await resolve_servers(self._config, self._stun_servers, self._turn_servers)
@@ -413,14 +413,16 @@ class Connection(ConnectionProperties, _Closing):
         if self._closed:
             raise IceConnectionError("the connection was closed")
         addresses = self._interface_addresses()
-        # Listening from now on catches the peer's announcements before its candidates arrive.
+        # Our names published now (if hidden); the peer's resolved from its first .local name.
         self._mdns.start(addresses)
         if not self._udp:  # STUN and TURN servers are reached from UDP bases only
             config = dataclasses.replace(config, stun_servers=(), turn_servers=())
         self._agent = agent = Agent(config)
-        self._tcp = TcpSockets(
-            self._loop, lambda: self.agent, self._pump, self._deliver, self._port_range
-        )
+        self._config = config  # one copy per connection: the agent's (same role and credentials)
+        if config.tcp_types:  # without ICE-TCP, nothing of it is made: no tables, no pump work
+            self._tcp = TcpSockets(
+                self._loop, lambda: self.agent, self._pump, self._deliver, self._port_range
+            )
         self._add_bases(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()
@@ -453,8 +455,8 @@ class Connection(ConnectionProperties, _Closing):
                         self._attach_mux(self._mux, component)
                         continue
                     udp_port = self._add_udp_base(component, address.host) if self._udp else 0
-                    assert self._tcp is not None
-                    self._tcp.add_bases(self.agent, component, address.host, avoid=udp_port)
+                    if self._tcp is not None:
+                        self._tcp.add_bases(self.agent, component, address.host, avoid=udp_port)
         except PortRangeExhausted as exc:
             raise IceConnectionError(f"port_range: {exc.strerror}") from None
 
@@ -607,9 +609,9 @@ class Connection(ConnectionProperties, _Closing):
         hosts = {address.host for address in addresses}
         known = {base.local.host for base in self._bases.values()}
         gone = [base for base in self._bases.values() if base.local.host not in hosts]
-        assert self._tcp is not None
-        gone_tcp = [base for base in self._tcp.listeners if base.host not in hosts]
-        known |= {base.host for base in self._tcp.listeners}
+        listeners = self._tcp.listeners if self._tcp is not None else {}
+        gone_tcp = [base for base in listeners if base.host not in hosts]
+        known |= {base.host for base in listeners}
         added = [address for address in addresses if address.host not in known]
         self._add_bases(added)
         self._mdns.restart(addresses, added)
@@ -627,6 +629,7 @@ class Connection(ConnectionProperties, _Closing):
         for base in gone:
             self._close_base(base)
         for tcp_base in gone_tcp:
+            assert self._tcp is not None  # a listener was gone
             self._tcp.close_base(tcp_base)
         await self._gathered()
 
@@ -670,14 +673,13 @@ class Connection(ConnectionProperties, _Closing):
 
     async def recvfrom(self) -> tuple[bytes, int]:
         """The next datagram and the component it came on."""
-        received = self._received
-        while not received:
+        while not self._received:
             if self._closed:
                 raise IceConnectionError("the connection was closed")
             if not self._data_paths:
                 raise IceConnectionError(self._no_path_reason(1))
             await self._data_signal.wait()
-        return received.popleft()
+        return self._received.popleft()
 
     def _no_path_reason(self, component: int) -> str:
         if self._closed:
@@ -714,72 +716,3 @@ class Connection(ConnectionProperties, _Closing):
         self._mdns.close()
         self._data_signal.fire()
         self._state_signal.fire()
-
-    # ================================================================== events (the pump: ice.pump)
-
-    def _drain_events(self) -> None:
-        agent = self._agent
-        assert agent is not None
-        while (event := agent.next_event()) is not None:
-            if isinstance(event, DataReceived):
-                self._deliver(event.data, event.component)
-            elif isinstance(event, CandidateGathered):
-                signalled = self._mdns.signalled(event.candidate)
-                if signalled is not None:
-                    self._local_candidates.append(signalled)
-                self._state_signal.fire()
-            elif isinstance(event, GatheringCompleted):
-                self._gathering_complete = True
-                self._state_signal.fire()
-            elif isinstance(event, SelectedPairChanged):
-                self._data_paths.select(event.component, event.pair, self._loop.time())
-                if self._tcp is not None:
-                    self._tcp.select(event.component, event.pair)
-                self._selected_since_restart.add(event.component)
-                self._state_signal.fire()
-            elif isinstance(event, ConsentLost):
-                reason = (
-                    "the selected pair's TCP connection was closed"
-                    if event.pair.local.transport == "tcp"
-                    else "consent to send was lost (RFC 7675)"
-                )
-                self._data_paths.drop(event.component, reason, self._loop.time())
-                if self._tcp is not None:
-                    self._tcp.drop(event.component, self._loop.time())
-            elif isinstance(event, CandidateLost):
-                candidate = event.candidate
-                _log.info(
-                    "%s candidate %s lost: %s", candidate.type, candidate.address, event.reason
-                )
-                signalled = self._mdns.signalled(candidate)
-                if signalled is not None:
-                    self._lost_local.add(signalled)
-                self._data_paths.lose(candidate, event.reason, self._loop.time())
-            elif isinstance(event, GatheringFailed):
-                _log.info(
-                    "gathering: no candidate from %s for base %s: %s",
-                    event.server,
-                    event.base,
-                    event.reason,
-                )
-            elif isinstance(event, StateChanged):
-                if event.state is IceState.FAILED:
-                    _log.info("ICE failed: %s", agent.failure_reason())
-                self._state_signal.fire()
-                self._data_signal.fire()
-            self._emit(event)
-
-    def _deliver(self, data: bytes, component: int) -> None:
-        if len(self._received) < self._receive_queue_size:
-            self._received.append((data, component))
-            self._data_signal.fire()
-        else:
-            self.receive_queue_dropped += 1
-
-    def _emit(self, event: IceEvent) -> None:
-        handler = self.on_event
-        if handler is not None:
-            try:
-                handler(event)
-            except Exception:
-                _log.exception("on_event handler failed on %s", type(event).__name__)

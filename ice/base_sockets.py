@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -132,6 +133,8 @@ class BaseSocket:
                 and sockaddr[1] == path.port
                 and sockaddr[0] == path.host
             ):
+                if received is None:
+                    received = connection._received = deque()
                 if len(received) < limit:
                     received.append((data, component))
                     delivered = True
@@ -168,6 +171,8 @@ def read_datagrams(
 
 class DataPaths:
     """The selected pair of each component as the fast data path uses it (module docstring)."""
+
+    __slots__ = ("_bases", "_count", "_lost_path", "lost", "paths", "relayed")
 
     def __init__(
         self,

@@ -151,6 +151,9 @@ class Candidate:
     generation: int | None = None
     extensions: tuple[tuple[str, str], ...] = ()
     base: Address | None = field(default=None, compare=False)
+    #: The candidate's transport address (``host``, ``port``): made once, as the agent asks for
+    #: it on every pairing, check and lookup.
+    address: Address = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -177,17 +180,13 @@ class Candidate:
                 raise LocalProtocolError(f"extension {name}: bad value {_show(value)}")
         object.__setattr__(self, "transport", transport)
         object.__setattr__(self, "host", _connection_address(self.host))
+        object.__setattr__(self, "address", Address(self.host, self.port))
         if self.related_address is not None:
             related_host, related_port = self.related_address
             _check_range("rport", related_port, 0, 0xFFFF)
             object.__setattr__(
                 self, "related_address", Address(_connection_address(related_host), related_port)
             )
-
-    @property
-    def address(self) -> Address:
-        """The candidate's transport address."""
-        return Address(self.host, self.port)
 
     @property
     def is_mdns(self) -> bool:

@@ -107,6 +107,8 @@ class CandidatePair:
 class CheckList:
     """The candidate pairs of one data stream (RFC 8445 §6.1.2)."""
 
+    __slots__ = ("_by_addresses", "components", "max_pairs", "pairs", "stream", "triggered")
+
     def __init__(self, stream: int, components: int, max_pairs: int) -> None:
         self.stream = stream
         self.components = components
@@ -228,10 +230,15 @@ class CheckList:
     def has_pending(self) -> bool:
         """Whether a check is waiting to be sent (triggered, Waiting or Frozen pairs; not the
         pairs that wait for the peer)."""
-        return bool(self.triggered) or any(
-            p.state is PairState.WAITING or (p.state is PairState.FROZEN and not p.waits_for_peer)
-            for p in self.pairs
-        )
+        if self.triggered:
+            return True
+        for pair in self.pairs:  # a plain loop: asked after every datagram while checking
+            state = pair.state
+            if state is PairState.WAITING or (
+                state is PairState.FROZEN and pair.local.tcp_type is not TcpType.PASSIVE
+            ):
+                return True
+        return False
 
     def enqueue_triggered(self, pair: CandidatePair) -> None:
         """Queue a triggered check for ``pair`` (once; §7.3.1.4)."""
@@ -268,6 +275,8 @@ class CheckList:
 class SelectedPairs(MutableMapping[tuple[int, int], CandidatePair]):
     """The selected pair of each (stream, component), also found by its path in O(1): data
     arriving on (local base, remote address) is matched to its pair without a search."""
+
+    __slots__ = ("_by_key", "_by_path")
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[int, int], CandidatePair] = {}

@@ -47,16 +47,19 @@ class _Consent:
 class ConsentTracker:
     """Consent and keepalive timers of the selected pairs."""
 
+    __slots__ = ("_config", "_records", "_suspended")
+
     def __init__(self, config: AgentConfig) -> None:
         self._config = config
         #: One record per tracked pair (at most one per component), lost ones included.
         self._records: dict[CandidatePair, _Consent] = {}
-        #: Pairs selected before the last restart, tracked or not (at most one per component).
-        self._suspended: set[CandidatePair] = set()
+        #: Pairs selected before the last restart, tracked or not (at most one per component);
+        #: a dict used as a set (an empty set takes 216 bytes, an empty dict 64).
+        self._suspended: dict[CandidatePair, None] = {}
 
     def __len__(self) -> int:
         """How many pairs the tracker holds (never more than the session has components)."""
-        return len(self._records.keys() | self._suspended)
+        return len(self._records.keys() | self._suspended.keys())
 
     def _interval(self) -> float:
         return self._config.consent_interval * (0.8 + 0.4 * self._config.rng.random())
@@ -69,19 +72,19 @@ class ConsentTracker:
         """Start consent on a newly selected pair: its last check just succeeded. What was held
         of the component's previous selected pair goes."""
         self._forget_component(pair)
-        self._suspended.discard(pair)
+        self._suspended.pop(pair, None)
         self._records[pair] = _Consent(pair, now, now + self._interval(), now)
 
     def untrack(self, pair: CandidatePair) -> None:
         """The pair is no longer selected: forget it."""
         self._records.pop(pair, None)
-        self._suspended.discard(pair)
+        self._suspended.pop(pair, None)
 
     def _forget_component(self, pair: CandidatePair) -> None:
         """Forget every other pair of ``pair``'s component: it has one selected pair."""
         for other in [
             p
-            for p in self._records.keys() | self._suspended
+            for p in self._records.keys() | self._suspended.keys()
             if p is not pair and p.stream == pair.stream and p.component == pair.component
         ]:
             self.untrack(other)
@@ -91,7 +94,7 @@ class ConsentTracker:
         checks stop (keepalives go on) until new pairs are selected; a lost one stays lost."""
         for pair in pairs:
             self._forget_component(pair)
-            self._suspended.add(pair)
+            self._suspended[pair] = None
             consent = self._records.get(pair)
             if consent is not None:
                 consent.suspended = True
@@ -137,6 +140,8 @@ class ConsentTracker:
         return "suspended" if consent.suspended else "granted"
 
     def get_timer(self) -> float | None:
+        if not self._records:  # asked after every datagram: nothing is selected while checking
+            return None
         config = self._config
         deadlines = []
         for consent in self._records.values():

@@ -97,6 +97,30 @@ class _Request:
 class Gatherer:
     """Collects host and server-reflexive candidates; the agent feeds it and drains it."""
 
+    __slots__ = (
+        "_base_addresses",
+        "_bases",
+        "_by_address",
+        "_by_base",
+        "_config",
+        "_emit",
+        "_in_flight",
+        "_new_bases",
+        "_next_send",
+        "_preferences",
+        "_queue",
+        "_send",
+        "candidates",
+        "completed",
+        "failures",
+        "lost",
+        "new_relayed",
+        "peer_reflexive",
+        "preferences",
+        "relays",
+        "started",
+    )
+
     def __init__(
         self,
         config: AgentConfig,
@@ -353,6 +377,8 @@ class Gatherer:
         return 65535
 
     def get_timer(self) -> float | None:
+        if not self._in_flight:  # asked after every datagram: gathering is over by then
+            return self._next_send if self._queue else None
         deadlines = [
             deadline
             for r in self._in_flight.values()

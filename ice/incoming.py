@@ -32,7 +32,6 @@ succeeded (RFC 8445 §12.1), before our own check of it has, and that data is ac
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -49,6 +48,7 @@ from stun.attributes import (
 from stun.datagram import Datagram
 from stun.message import Message
 
+from .agent_part import AgentPart
 from .candidate import MAX_PRIORITY, Candidate, CandidateType, tcp_partner
 from .checklist import PairState
 from .events import IceEvent, RemoteCandidateLearned
@@ -63,26 +63,31 @@ if TYPE_CHECKING:
 RECENT_REQUESTS = 256
 
 
-class IncomingChecks:
+class IncomingChecks(AgentPart):
     """Answers the peer's checks for an :class:`~ice.agent.Agent` and acts on them."""
+
+    __slots__ = (
+        "_checked_paths",
+        "_password_seen_by_peer",
+        "_prflx_foundations",
+        "_recent",
+        "_remote_candidates",
+        "_send",
+    )
 
     def __init__(
         self, agent: Agent, emit: Callable[[IceEvent], None], send: Callable[[Datagram], None]
     ) -> None:
-        self._agent = agent
-        self._config = agent.config
-        self._gatherer = agent.gatherer
-        self._failures = agent.failures
+        super().__init__(agent, emit)
         self._remote_candidates = agent.remote_candidates
-        self._emit = emit
         self._send = send
         #: Transaction IDs of recent requests: a retransmission is answered, not re-triggered.
-        self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._recent: dict[bytes, None] = {}
         self._prflx_foundations = itertools.count(1)
         #: The local password a check from the peer was last authenticated with.
         self._password_seen_by_peer: str | None = None
         #: (base, source) of recent authenticated requests, least recent first.
-        self._checked_paths: OrderedDict[tuple[Address, Address], None] = OrderedDict()
+        self._checked_paths: dict[tuple[Address, Address], None] = {}
 
     @property
     def checked_paths(self) -> int:
@@ -143,18 +148,19 @@ class IncomingChecks:
             return  # a retransmission: answered again, nothing new to act on
         recent[request.transaction_id] = None
         if len(recent) > RECENT_REQUESTS:
-            recent.popitem(last=False)
+            del recent[next(iter(recent))]  # the oldest (a dict keeps insertion order)
         self._act_on(request, base, remote, now)
 
     def _remember_path(self, local: Address, remote: Address) -> None:
         paths = self._checked_paths
         path = (local, remote)
         if path in paths:
-            paths.move_to_end(path)
+            del paths[path]  # re-inserted below as the most recent
+            paths[path] = None
             return
         paths[path] = None
         if len(paths) > self._config.max_pairs:
-            paths.popitem(last=False)
+            del paths[next(iter(paths))]  # the least recent
 
     def _act_on(self, request: Message, base: LocalCandidate, remote: Address, now: float) -> None:
         """What a new authenticated request sets in motion (§7.3.1.3 to §7.3.1.5)."""

@@ -1,10 +1,11 @@
 """mDNS for a :class:`~ice.aio.Connection`'s candidates: ours hidden behind ``.local`` names, the
 peer's resolved (RFC 8828 privacy, the mmusic "mDNS ICE candidates" draft; :mod:`ice.mdns`).
 
-Theory of operation. When gathering starts, :meth:`MdnsCandidates.start` opens a
-:class:`~ice.mdns.Resolver` on the interfaces gathered on — listening from then on catches the
-peer's announcements before its candidates arrive — and, to hide host candidates, a
-:class:`~ice.mdns.Responder` that publishes one ``<uuid>.local`` name per host address.
+Theory of operation. When gathering starts, :meth:`MdnsCandidates.start` notes the interfaces
+gathered on and, to hide host candidates, opens a :class:`~ice.mdns.Responder` that publishes one
+``<uuid>.local`` name per host address. The :class:`~ice.mdns.Resolver` on those interfaces is
+opened with the first remote ``.local`` name to look up — a session whose peer signals addresses
+never opens an mDNS socket — and from then on also keeps what it hears announced.
 :meth:`MdnsCandidates.signalled` is a local candidate as the peer sees it: a host candidate under
 its name (withheld when it has none), reflexive ones with their related address hidden, and
 foundations that leak no address. A remote ``.local`` candidate is resolved in the background
@@ -56,6 +57,26 @@ class MdnsCandidates:
     ``None`` if so, else why not (the agent's table of remote candidates is full).
     """
 
+    __slots__ = (
+        "_addresses",
+        "_admit",
+        "_closed",
+        "_emit",
+        "_foundation_salt",
+        "_generation",
+        "_hide_hosts",
+        "_limit",
+        "_local_link",
+        "_lookups",
+        "_names",
+        "_queue",
+        "_resolved",
+        "_resolver",
+        "_responder",
+        "_taken",
+        "_timeout",
+    )
+
     def __init__(
         self,
         *,
@@ -85,8 +106,9 @@ class MdnsCandidates:
         self._queue: dict[str, list[Candidate]] = {}
         #: ``.local`` candidates taken this generation (at most ``limit``).
         self._taken = 0
-        #: The interface addresses the resolver works on.
-        self._hosts: set[str] = set()
+        #: The interface addresses the resolver works on, from the start of gathering (``None``:
+        #: not started, or no resolving on the local link).
+        self._addresses: list[InterfaceAddress] | None = None
         self._generation = 0
         self._closed = False
 
@@ -96,12 +118,11 @@ class MdnsCandidates:
         return bool(self._lookups or self._queue)
 
     def start(self, addresses: list[InterfaceAddress]) -> None:
-        """Listen for the peer's names on ``addresses``, and publish ours there if hidden (not
-        at all without ``local_link``)."""
+        """Resolve the peer's names on ``addresses`` (from the first one), and publish ours there
+        if hidden (not at all without ``local_link``)."""
         if not self._local_link:
             return
-        self._resolver = Resolver(addresses)
-        self._hosts = {address.host for address in addresses}
+        self._addresses = addresses
         if not self._hide_hosts:
             return
         try:
@@ -180,8 +201,11 @@ class MdnsCandidates:
                 self._resolved(candidate, None)
         if not admitted:
             return
-        assert self._resolver is not None  # made when gathering started
-        task = asyncio.ensure_future(self._resolver.resolve(name, self._timeout))
+        resolver = self._resolver
+        if resolver is None:
+            assert self._addresses is not None  # noted when gathering started
+            resolver = self._resolver = Resolver(self._addresses)
+        task = asyncio.ensure_future(resolver.resolve(name, self._timeout))
         self._lookups[name] = (task, admitted)
         task.add_done_callback(functools.partial(self._done, name, self._generation))
 
@@ -211,10 +235,11 @@ class MdnsCandidates:
         self._taken = 0
         self._cancel()  # before the resolver closes: an abandoned lookup is not "unresolvable"
         hosts = {address.host for address in addresses}
-        if self._resolver is not None and hosts != self._hosts:
-            self._resolver.close()
-            self._resolver = Resolver(addresses)
-            self._hosts = hosts
+        if self._addresses is not None:
+            if self._resolver is not None and hosts != {a.host for a in self._addresses}:
+                self._resolver.close()
+                self._resolver = None  # opened anew on these addresses by the next lookup
+            self._addresses = addresses
         self._publish(added)
         for host in [host for host in self._names if host not in hosts]:
             del self._names[host]

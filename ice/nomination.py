@@ -43,6 +43,17 @@ def _same(a: CandidatePair, b: CandidatePair) -> bool:
 class NominationPolicy:
     """The valid list per component, and the decision to nominate."""
 
+    __slots__ = (
+        "_by_path",
+        "_first_valid_at",
+        "_limit",
+        "_max_wait",
+        "_nominating",
+        "_recheck_at",
+        "_unconfirmed",
+        "_valid",
+    )
+
     def __init__(self, config: AgentConfig) -> None:
         self._max_wait = config.max_nomination_wait
         self._limit = config.max_pairs
@@ -101,6 +112,8 @@ class NominationPolicy:
     @property
     def deadline(self) -> float | None:
         """When the nomination decision of some component must be taken again."""
+        if self._first_valid_at.keys() <= self._nominating.keys():
+            return None  # every component with a valid pair is nominated (the usual case)
         waiting = [
             min(at + self._max_wait, self._recheck_at.get(key, at + self._max_wait))
             for key, at in self._first_valid_at.items()

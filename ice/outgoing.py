@@ -28,7 +28,6 @@ for its answer, and it no longer keeps the session from completing.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -47,6 +46,7 @@ from stun.datagram import Datagram
 from stun.message import Message, MessageClass, Method, new_transaction_id
 from stun.transaction import ClientTransaction, TransactionState
 
+from .agent_part import AgentPart
 from .candidate import (
     TCP_TYPE_PREFERENCE,
     TYPE_PREFERENCE,
@@ -102,24 +102,22 @@ class Check:
         self.cancelled = False
 
 
-class OutgoingChecks:
+class OutgoingChecks(AgentPart):
     """The checks an :class:`~ice.agent.Agent` sends, their pace and their responses."""
+
+    __slots__ = ("_send", "_turn", "in_flight", "next_at")
 
     def __init__(
         self, agent: Agent, emit: Callable[[IceEvent], None], send: Callable[[Datagram], None]
     ) -> None:
-        self._agent = agent
-        self._config = agent.config
-        self._gatherer = agent.gatherer
-        self._consent = agent.consent
-        self._failures = agent.failures
-        self._emit = emit
+        super().__init__(agent, emit)
         self._send = send
         #: Checks in flight, by transaction ID.
         self.in_flight: dict[bytes, Check] = {}
         #: When the next Ta slot opens.
         self.next_at = 0.0
-        self._round_robin = itertools.cycle(range(len(agent.config.streams)))
+        #: The check list whose turn is next (round robin, §6.1.4.2).
+        self._turn = 0
 
     # ================================================================== pacing
 
@@ -161,8 +159,10 @@ class OutgoingChecks:
         """One check, round-robin over check lists (§6.1.4.2)."""
         agent = self._agent
         checklists = agent.checklists
-        for _ in range(len(checklists)):
-            checklist = checklists[next(self._round_robin)]
+        count = len(checklists)
+        for _ in range(count):
+            checklist = checklists[self._turn]
+            self._turn = (self._turn + 1) % count
             while (triggered := checklist.next_triggered()) is not None:
                 if triggered.failure != "pruned after nomination":
                     use_candidate = agent.nomination.wants_use_candidate(
@@ -178,12 +178,11 @@ class OutgoingChecks:
     def _rto(self) -> float:
         """RTO = MAX(500 ms, Ta * N * (Num-Waiting + Num-In-Progress)) (RFC 8445 §14.3)."""
         checklists = self._agent.checklists
-        active = sum(
-            1
-            for checklist in checklists
-            for p in checklist
-            if p.state in (PairState.WAITING, PairState.IN_PROGRESS)
-        )
+        active = 0
+        for checklist in checklists:
+            for pair in checklist.pairs:
+                if pair.state is PairState.WAITING or pair.state is PairState.IN_PROGRESS:
+                    active += 1
         return max(0.5, self._config.pacing * len(checklists) * active)
 
     # ================================================================== sending

@@ -44,6 +44,8 @@ class LocalPreferences:
     """The local preferences taken by the reflexive and relayed candidates of an agent, per
     (stream, component, candidate type)."""
 
+    __slots__ = ("_taken",)
+
     def __init__(self) -> None:
         self._taken: dict[tuple[int, int, CandidateType], set[int]] = {}
 

@@ -29,7 +29,7 @@ from .checklist import CandidatePair
 from .config import AgentConfig
 from .relay_streams import RelayStreams
 from .tcp_sockets import TcpSockets
-from .timers import SharedTimers
+from .timers import SharedTimers, TimerEntry
 
 
 class AgentPump:
@@ -48,8 +48,8 @@ class AgentPump:
     _relay_streams: RelayStreams
     _tcp: TcpSockets | None
     _timers: SharedTimers
-    #: The token of this connection's current deadline in ``_timers`` (0: none).
-    _timer_token: int
+    #: This connection's current deadline's entry in ``_timers`` (``None``: none).
+    _timer_entry: TimerEntry | None
     _timer_deadline: float | None
     #: A pump is due in this iteration of the loop (:meth:`_pump_soon`).
     _pump_due: bool

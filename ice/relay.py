@@ -158,6 +158,22 @@ class _Relay:
 class Relays:
     """The TURN allocations of one agent and the relayed candidates they give."""
 
+    __slots__ = (
+        "_add_candidate",
+        "_by_relayed",
+        "_commands",
+        "_config",
+        "_failed",
+        "_families",
+        "_labels",
+        "_lose_candidate",
+        "_preferences",
+        "_relays",
+        "_routes",
+        "_streams",
+        "active",
+    )
+
     def __init__(
         self,
         config: AgentConfig,
@@ -172,6 +188,9 @@ class Relays:
         self._lose_candidate = lose_candidate
         self._failed = failed
         self._relays: list[_Relay] = []
+        #: Whether any allocation exists (else there is nothing to send, time or wrap): an
+        #: attribute, not a property, since the agent asks at every datagram and timer.
+        self.active = False
         self._by_relayed: dict[Address, _Relay] = {}
         #: (label, server) → relay: the owner of a datagram from a TURN server, in one lookup.
         self._routes: dict[tuple[Address, Address], _Relay] = {}
@@ -211,6 +230,7 @@ class Relays:
             now,
         )
         self._relays.append(relay)
+        self.active = True
         self._routes[(label, server.address)] = relay
         if relay.over_stream:
             self._streams[label] = relay
@@ -264,6 +284,7 @@ class Relays:
 
     def _forget(self, relay: _Relay) -> None:
         self._relays.remove(relay)
+        self.active = bool(self._relays)
         self._close_stream(relay)
         self._routes = {key: r for key, r in self._routes.items() if r is not relay}
 
@@ -271,11 +292,6 @@ class Relays:
     def pending(self) -> bool:
         """Whether an Allocate is still unanswered (gathering is not complete until none is)."""
         return any(r.allocation.state is AllocationState.ALLOCATING for r in self._relays)
-
-    @property
-    def active(self) -> bool:
-        """Whether any allocation exists (else there is nothing to send, time or wrap)."""
-        return bool(self._relays)
 
     def is_relayed(self, address: Address) -> bool:
         return address in self._by_relayed
@@ -314,7 +330,9 @@ class Relays:
 
     def stream_commands(self) -> list[RelayStreamCommand]:
         """Take what the driver must do with relay streams, in order."""
-        commands, self._commands = self._commands, []
+        commands = self._commands
+        if commands:  # asked at every pump: no new list when there is nothing
+            self._commands = []
         return commands
 
     def stream_connected(self, label: Address, now: float) -> None:

@@ -54,6 +54,8 @@ class TlsSettings:
     ``cafile``'s; ``verify=False`` checks nothing (the explicit opt-out, logged when used). A
     ``cafile`` is loaded at once, so that a bad one is refused where it is given."""
 
+    __slots__ = ("_cafile", "_context", "verify")
+
     def __init__(self, cafile: str | os.PathLike[str] | None, verify: bool) -> None:
         if cafile is not None and not isinstance(cafile, str | os.PathLike):
             raise LocalProtocolError(f"turn_tls_cafile must be a path, not {cafile!r}")
@@ -175,6 +177,8 @@ class _Stream(asyncio.Protocol):
 
 class RelayStreams:
     """The TCP/TLS connections of one ICE connection's relays, by label (module docstring)."""
+
+    __slots__ = ("_connection", "_streams", "_tls", "dropped", "write_buffer_limit")
 
     def __init__(
         self,

@@ -29,6 +29,8 @@ class RemoteCandidates:
     """Remote candidates by (stream, component, transport, address), at most ``limit`` per
     stream."""
 
+    __slots__ = ("_per_stream", "_table", "limit")
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._table: dict[_Key, tuple[int, Candidate]] = {}

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from stun.address import Address
 
+from .agent_part import AgentPart
 from .checklist import CandidatePair, PairState
 from .config import Policy
 from .events import ConsentLost, IceEvent, IceState, PairStateChanged, SelectedPairChanged
@@ -50,17 +51,14 @@ class _Stall(enum.Enum):
     NO_NOMINATION = "no nomination"
 
 
-class Selection:
+class Selection(AgentPart):
     """Nomination, selection and the derived state of an :class:`~ice.agent.Agent`."""
 
+    __slots__ = ("_keys", "_selected", "failure")
+
     def __init__(self, agent: Agent, emit: Callable[[IceEvent], None]) -> None:
-        self._agent = agent
-        self._config = agent.config
+        super().__init__(agent, emit)
         self._selected = agent.selected
-        self._consent = agent.consent
-        self._gatherer = agent.gatherer
-        self._failures = agent.failures
-        self._emit = emit
         #: Every (stream, component) of the session: fixed by the config, restarts included.
         self._keys = [
             (stream, component)
@@ -138,7 +136,7 @@ class Selection:
     def run_nomination(self, now: float) -> None:
         """The controlling agent nominates every component whose best valid pair is ready."""
         agent = self._agent
-        if not agent.controlling or self._config.lite:
+        if not agent.controlling or self._config.lite or self.all_concluded():
             return
         for checklist in agent.checklists:
             for component in range(1, checklist.components + 1):
@@ -224,6 +222,13 @@ class Selection:
         pair = self._selected.get(key)
         return pair is not None and pair.nominated and not self._consent.suspended(pair)
 
+    def all_concluded(self) -> bool:
+        """Whether every component is :meth:`concluded` (asked after every datagram: while
+        checking, no pair is selected yet and the answer costs no lookup)."""
+        if len(self._selected) < len(self._keys):
+            return False
+        return all(self.concluded(key) for key in self._keys)
+
     def _idle(self) -> bool:
         """Checking, with nothing left that the agent can do by itself: gathering is over, no
         check is in flight and none waits to be sent."""
@@ -238,9 +243,8 @@ class Selection:
     def give_up_at(self) -> tuple[float, _Stall] | None:
         """When an idle agent with a component not concluded fails, and why: only the peer can
         move things on now, and it gets a bounded time to."""
-        if self._agent.state in (IceState.FAILED, IceState.CLOSED) or all(
-            self.concluded(key) for key in self._keys
-        ):
+        state = self._agent.state
+        if state is IceState.FAILED or state is IceState.CLOSED or self.all_concluded():
             return None
         return self._stalled()
 
@@ -273,14 +277,16 @@ class Selection:
     def derive_state(self, now: float) -> None:
         """The overall state from the components' (RFC 8445 §6.1.3, §8; RFC 8838 §8)."""
         agent = self._agent
-        if agent.state in (IceState.CLOSED, IceState.FAILED) or not (
-            agent._checking or self._selected
+        state = agent.state
+        if (
+            state is IceState.CLOSED
+            or state is IceState.FAILED
+            or not (agent._checking or self._selected)
         ):
             return
-        keys = self.keys()
-        if all(self.concluded(key) for key in keys):
-            selected = [self._selected[key] for key in keys]
-            if any(self._consent.disconnected(pair, now) for pair in selected):
+        if self.all_concluded():
+            disconnected = self._consent.disconnected
+            if any(disconnected(self._selected[key], now) for key in self._keys):
                 agent._set_state(IceState.DISCONNECTED)
             elif agent.state is not IceState.COMPLETED:
                 # Completed stays completed: a check still in flight (the peer's last triggered

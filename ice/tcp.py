@@ -177,12 +177,24 @@ class TcpConnection:
 class TcpConnections:
     """The TCP connections of an :class:`~ice.agent.Agent`, by id and by path."""
 
+    __slots__ = (
+        "_agent",
+        "_by_id",
+        "_by_path",
+        "_config",
+        "_connecting",
+        "_counts",
+        "_ids",
+        "bases",
+        "commands",
+    )
+
     def __init__(self, agent: Agent) -> None:
         self._agent = agent
         self._config = agent.config
         self._counts = agent.failures.tcp
         #: The TCP bases the driver declared: what the agent addresses from them goes here.
-        self.bases: set[Address] = set()
+        self.bases: dict[Address, None] = {}
         #: What the driver must do, in order (drained by ``Agent.tcp_commands``).
         self.commands: list[TcpCommand] = []
         self._by_id: dict[int, TcpConnection] = {}
@@ -390,6 +402,8 @@ class TcpConnections:
     # ================================================================== timers and closing
 
     def get_timer(self) -> float | None:
+        if not self._by_id:
+            return None
         return min(
             (c.deadline for c in self._by_id.values() if c.deadline is not None), default=None
         )
@@ -420,7 +434,7 @@ class TcpConnections:
 
     def close_base(self, base: Address) -> None:
         """A TCP base is gone: so are its connections."""
-        self.bases.discard(base)
+        self.bases.pop(base, None)
         for connection in [c for c in self._by_id.values() if c.local == base]:
             self.commands.append(CloseTcp(connection.id))
             self._forget(connection)
@@ -433,7 +447,9 @@ class TcpConnections:
         self._connecting = 0
 
     def drain(self) -> list[TcpCommand]:
-        commands, self.commands = self.commands, []
+        commands = self.commands
+        if commands:  # asked at every pump: no new list when there is nothing
+            self.commands = []
         return commands
 
     # ================================================================== the table

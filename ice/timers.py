@@ -24,7 +24,7 @@ import heapq
 import itertools
 import logging
 import weakref
-from typing import Protocol
+from typing import Any, Protocol
 
 _log = logging.getLogger("icestack.ice")
 
@@ -33,26 +33,28 @@ _log = logging.getLogger("icestack.ice")
 _EARLY = 0.0005
 
 
-class TimerOwner(Protocol):
-    """What the shared timer calls back: a connection, with its one current deadline's token."""
+#: ``[deadline, sequence, owner]``: compared as a list (the sequence is unique, so the owner never
+#: is); the owner slot is cleared when the owner moves or cancels its deadline.
+TimerEntry = list[Any]
 
-    _timer_token: int
+
+class TimerOwner(Protocol):
+    """What the shared timer calls back: a connection, with its one current heap entry."""
+
+    _timer_entry: TimerEntry | None
 
     def _on_timer(self, deadline: float) -> None: ...
-
-
-_Entry = tuple[float, int, TimerOwner]
 
 
 class SharedTimers:
     """The deadlines of every connection of one event loop, behind one ``loop.call_at``."""
 
-    __slots__ = ("__weakref__", "_armed_at", "_handle", "_heap", "_live", "_loop", "_tokens")
+    __slots__ = ("__weakref__", "_armed_at", "_handle", "_heap", "_live", "_loop", "_sequence")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._heap: list[_Entry] = []
-        self._tokens = itertools.count(1)
+        self._heap: list[TimerEntry] = []
+        self._sequence = itertools.count()
         #: How many owners have a deadline now (the heap's live entries).
         self._live = 0
         self._handle: asyncio.TimerHandle | None = None
@@ -61,19 +63,19 @@ class SharedTimers:
     def schedule(self, owner: TimerOwner, deadline: float | None) -> None:
         """Call ``owner._on_timer(deadline)`` at ``deadline``, instead of what it asked before
         (``None``: nothing)."""
-        if owner._timer_token:
+        entry = owner._timer_entry
+        if entry is not None:
+            entry[2] = None  # stale from now on, and no longer holding the owner
             self._live -= 1
         heap = self._heap
         if deadline is None:
-            owner._timer_token = 0
+            owner._timer_entry = None
         else:
-            owner._timer_token = token = next(self._tokens)
+            owner._timer_entry = entry = [deadline, next(self._sequence), owner]
             self._live += 1
-            heapq.heappush(heap, (deadline, token, owner))
+            heapq.heappush(heap, entry)
         if len(heap) > 2 * self._live + 64:
-            # Swept here, cancelled deadlines included, so that the heap does not hold closed
-            # connections until their old deadlines come.
-            self._heap = heap = [entry for entry in heap if entry[2]._timer_token == entry[1]]
+            self._heap = heap = [entry for entry in heap if entry[2] is not None]
             heapq.heapify(heap)
         self._arm()
 
@@ -97,12 +99,12 @@ class SharedTimers:
         self._handle = None
         self._armed_at = None
         heap = self._heap
-        due: list[_Entry] = []
+        due: list[TimerEntry] = []
         while heap and heap[0][0] <= cutoff:
             entry = heapq.heappop(heap)
             owner = entry[2]
-            if owner._timer_token == entry[1]:
-                owner._timer_token = 0
+            if owner is not None:
+                owner._timer_entry = None
                 self._live -= 1
                 due.append(entry)
         for deadline, _, owner in due:

@@ -16,16 +16,31 @@ leaves as one message with a ``UDP_SEGMENT`` control message: the kernel walks t
 cuts it into the datagrams (on loopback, at the receiving socket). A relay's flushes hold such
 runs under load — a burst read from one client goes to one peer, one from a peer to one client.
 A kernel that refuses it turns it off for that socket, and the rest goes one datagram a message.
-Receive offload (UDP GRO) is not used: see docs/benchmarks.md for why.
+The options, control messages and limits of both offloads are :mod:`stun.udp_offload`'s.
+
+Receive offload (UDP GRO, Linux 5.0+). Every :class:`MmsgIO` asks the kernel (``UDP_GRO``) to
+hand it a run of same-flow datagrams as one message, with the size of its segments in a
+``UDP_GRO`` control message; a kernel that refuses leaves the socket as it was. A segmented
+message from another GSO sender on loopback (icestack's flushes, above) then reaches the socket
+whole instead of being cut into datagrams at its queue, and a NIC's GRO may coalesce what
+ordinary senders send. :meth:`MmsgIO.receive` cuts each such message back into the datagrams it
+was made of (every ``gso_size`` bytes, the last one shorter or equal), in order, each with the
+message's source: callers never see a coalesced datagram. The portable path never asks for GRO
+(``recvfrom`` would return the coalesced bytes).
 
 Memory safety. The message headers, I/O vectors, address buffers and data buffers are allocated
 once per thread (:class:`_Arena`) and reused; every datagram is copied out into its own ``bytes``
 before ``receive()`` returns, and every queued answer is copied in when ``flush()`` runs, so no
 buffer is shared with a caller and handlers may call ``receive``/``flush`` of other sockets. What
 the kernel reports is checked before it is read: a datagram flagged ``MSG_TRUNC`` or longer than
-its slot is dropped and counted (:attr:`DatagramIO.truncated`), an address length shorter than its
-family's ``sockaddr`` or a family that is neither IPv4 nor IPv6 drops the datagram. Addresses are
-converted through bounded caches (a table a peer can grow is bounded, and each lookup is O(1)).
+its slot is dropped and counted (:attr:`DatagramIO.truncated`: a coalesced message counts once,
+whatever it held), an address length shorter than its family's ``sockaddr`` or a family that is
+neither IPv4 nor IPv6 drops the datagram. Control messages are read by
+:func:`~stun.udp_offload.gro_segment_size`, a pure function of the bytes the kernel wrote
+(bounded by ``msg_controllen`` and the slot) and of the message's flags: a message whose segment
+size cannot be known is dropped and counted.
+Addresses are converted through bounded caches (a table a peer can grow is bounded, and each
+lookup is O(1)).
 """
 
 from __future__ import annotations
@@ -40,6 +55,17 @@ import sys
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from .udp_offload import (
+    GSO_MAX_BYTES,
+    GSO_MAX_SEGMENT,
+    GSO_REFUSED,
+    RECEIVE_CONTROL,
+    SEND_CONTROL,
+    enable_gro,
+    gro_segment_size,
+    pack_segment_control,
+)
 
 _log = logging.getLogger("icestack.stun")
 
@@ -73,7 +99,8 @@ class DatagramIO(Protocol):
     send_error: tuple[int, SockAddr] | None
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
-        """Up to ``limit`` datagrams waiting on the socket now (an empty list: none)."""
+        """Up to ``limit`` datagrams waiting on the socket now (an empty list: none), and the
+        rest of a coalesced one (GRO) that crosses ``limit``."""
 
     def send(self, data: bytes, sockaddr: SockAddr) -> None:
         """Queue ``data`` for ``sockaddr`` (the portable path sends it at once, and may raise
@@ -144,11 +171,14 @@ _STRIDE = ctypes.sizeof(_Mmsghdr)
 _NAMELEN_AT = _Msghdr.namelen.offset
 _FLAGS_AT = _Msghdr.flags.offset
 _LEN_AT = _Mmsghdr.len.offset
+_CONTROLLEN_AT = _Msghdr.controllen.offset
+_SIZE_T_CODE = "Q" if ctypes.sizeof(ctypes.c_size_t) == 8 else "I"
 _IOV_STRIDE = ctypes.sizeof(_Iovec)
 _IOV_LEN_AT = _Iovec.len.offset
-#: namelen, flags and msg_len of one mmsghdr, read in one call.
+#: namelen, controllen, flags and msg_len of one mmsghdr, read in one call.
 _RESULT = struct.Struct(
-    f"={_NAMELEN_AT}xI{_FLAGS_AT - _NAMELEN_AT - 4}xi{_LEN_AT - _FLAGS_AT - 4}xI"
+    f"={_NAMELEN_AT}xI{_CONTROLLEN_AT - _NAMELEN_AT - 4}x{_SIZE_T_CODE}"
+    f"{_FLAGS_AT - _CONTROLLEN_AT - ctypes.sizeof(ctypes.c_size_t)}xi{_LEN_AT - _FLAGS_AT - 4}xI"
 )
 _SIZE_T = struct.Struct("@N")
 _FAMILY = struct.Struct("=H")
@@ -166,34 +196,17 @@ _SEND_FIELDS_FIT = (
     and _SEND_FIELDS.size - struct.calcsize("@N") == _Msghdr.controllen.offset
 )
 
-# UDP generic segmentation offload (Linux 4.18+, udp(7)): one message carries equal-sized
-# datagrams to one destination, cut by the kernel (or the NIC) at ``gso_size`` bytes.
-_SOL_UDP = 17
-#: The ``cmsg_type`` of the segment size (a module constant, so a test can make the kernel
-#: refuse it and see the fallback).
-UDP_SEGMENT = 103
-#: ``struct cmsghdr`` (length, level, type) and the 16-bit segment size after it.
-_CMSG_HEADER = struct.Struct("@Nii")
-_CMSG_SIZE = struct.Struct("@H")
-_CMSG_SPACE = socket.CMSG_SPACE(2) if hasattr(socket, "CMSG_SPACE") else 0
-_CMSG_LEN = socket.CMSG_LEN(2) if hasattr(socket, "CMSG_LEN") else 0
-#: The largest datagram sent segmented: what fits a 1500-byte path over IPv6 with room to spare
-#: (the kernel refuses a segment larger than the route's MTU).
-GSO_MAX_SEGMENT = 1400
-#: The most bytes one segmented message carries (below the 64 KiB of one IP packet).
-GSO_MAX_BYTES = 65000
-#: Errors that say the kernel cannot segment this message: GSO is then off for the socket.
-_GSO_REFUSED = frozenset((errno.EINVAL, errno.EIO, errno.EOPNOTSUPP, errno.ENOPROTOOPT))
-
 
 class _Arena:
     """One thread's buffers for both directions, allocated once: :data:`BATCH` message headers,
-    I/O vectors and address buffers each way, receive slots of :data:`MAX_DATAGRAM` bytes (only
-    the pages the kernel writes are ever touched) and send slots of :data:`SEND_SLOT`."""
+    I/O vectors, address buffers and control buffers each way, receive slots of
+    :data:`MAX_DATAGRAM` bytes (only the pages the kernel writes are ever touched; a coalesced
+    datagram fits, as the kernel coalesces at most one IP packet's worth) and send slots of
+    :data:`SEND_SLOT`."""
 
     def __init__(self, receive_slot: int = MAX_DATAGRAM) -> None:
-        self.rx = self._headers(receive_slot)
-        self.tx = self._headers(SEND_SLOT)
+        self.rx = self._headers(receive_slot, RECEIVE_CONTROL)
+        self.tx = self._headers(SEND_SLOT, SEND_CONTROL)
         #: Sockets with answers queued, flushed by :func:`flush_pending`.
         self.pending: list[MmsgIO] = []
         self.flush_scheduled = False
@@ -211,12 +224,14 @@ class _Arena:
             loop.call_soon(flush_pending)
 
     @staticmethod
-    def _headers(slot: int) -> _Direction:
+    def _headers(slot: int, control: int) -> _Direction:
+        """Buffers for one direction; a receiving one (``control`` set before the first
+        ``recvmmsg``) has ``control`` bytes of control buffer in each header."""
         headers = ctypes.create_string_buffer(BATCH * _STRIDE)
         iovecs = ctypes.create_string_buffer(BATCH * _IOV_STRIDE)
         names = ctypes.create_string_buffer(BATCH * _NAME_SIZE)
         data = ctypes.create_string_buffer(BATCH * slot)
-        controls = ctypes.create_string_buffer(BATCH * max(_CMSG_SPACE, 1))
+        controls = ctypes.create_string_buffer(BATCH * max(control, 1))
         message_array = (_Mmsghdr * BATCH).from_buffer(headers)
         vector_array = (_Iovec * BATCH).from_buffer(iovecs)
         for i in range(BATCH):
@@ -227,13 +242,16 @@ class _Arena:
             hdr.namelen = _NAME_SIZE
             hdr.iov = ctypes.addressof(iovecs) + i * _IOV_STRIDE
             hdr.iovlen = 1
-        return _Direction(headers, iovecs, names, data, controls, slot)
+            hdr.control = ctypes.addressof(controls) + i * control
+            hdr.controllen = control
+        return _Direction(headers, iovecs, names, data, controls, slot, control)
 
 
 class _Direction:
     """The buffers of one direction, with writable views over them."""
 
     __slots__ = (
+        "control",
         "controls",
         "controls_view",
         "data",
@@ -256,10 +274,13 @@ class _Direction:
         data: ctypes.Array[ctypes.c_char],
         controls: ctypes.Array[ctypes.c_char],
         slot: int,
+        control: int,
     ) -> None:
         self.headers = headers
-        #: One control message (UDP_SEGMENT) per header, for segmented sends.
+        #: ``control`` bytes per header: a UDP_SEGMENT control message for segmented sends,
+        #: what the kernel writes (UDP_GRO) on receive.
         self.controls = controls
+        self.control = control
         self.controls_view = memoryview(controls).cast("B")
         self.iovecs = iovecs
         self.names = names
@@ -407,7 +428,9 @@ class MmsgIO:
 
     __slots__ = (
         "arena",
+        "coalesced",
         "fd",
+        "gro",
         "gso",
         "on_blocked",
         "on_send_error",
@@ -419,12 +442,15 @@ class MmsgIO:
         "truncated",
     )
 
-    def __init__(self, sock: socket.socket, *, receive_slot: int | None = None) -> None:
+    def __init__(
+        self, sock: socket.socket, *, receive_slot: int | None = None, gro: bool = True
+    ) -> None:
         if not batch_available():
             raise OSError(errno.ENOSYS, "recvmmsg/sendmmsg are not available here")
         self.sock = sock
         #: Buffers of its own when ``receive_slot`` says how large a datagram it takes (the
-        #: thread's shared ones take any); a longer one is dropped as truncated.
+        #: thread's shared ones take any); a longer one is dropped as truncated, and so is a
+        #: coalesced one longer than it (``gro=False`` keeps the kernel from coalescing).
         self.arena = None if receive_slot is None else _Arena(receive_slot)
         self.fd = sock.fileno()
         #: Answers waiting for :meth:`flush`: the bytes, and the packed address or ``None``
@@ -439,9 +465,14 @@ class MmsgIO:
         #: Whether runs of equal-sized datagrams to one destination go as one segmented message
         #: (UDP_SEGMENT); off where the platform's headers do not fit, and for good once the
         #: kernel refuses one.
-        self.gso = _SEND_FIELDS_FIT and _CMSG_SPACE > 0
+        self.gso = _SEND_FIELDS_FIT and SEND_CONTROL > 0
         #: Datagrams that left inside segmented messages (for tests and benchmarks).
         self.segmented = 0
+        #: Whether the kernel hands this socket coalesced datagrams (UDP_GRO), asked unless
+        #: ``gro`` is false: :meth:`receive` cuts them apart.
+        self.gro = gro and enable_gro(sock)
+        #: Datagrams that arrived inside coalesced messages (for tests and benchmarks).
+        self.coalesced = 0
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
         assert _libc is not None
@@ -450,6 +481,8 @@ class MmsgIO:
         # Slices of a c_char array are bytes copies (typeshed says list[bytes]).
         names: Any = rx.names
         data: Any = rx.data
+        controls: Any = rx.controls
+        control = rx.control
         slot = rx.slot
         unpack = _RESULT.unpack_from
         cache = _received_names
@@ -471,7 +504,7 @@ class MmsgIO:
             if count > BATCH:  # never, per recvmmsg(2); checked before any header is read
                 raise OSError(errno.EIO, f"recvmmsg returned {count} of {BATCH}")
             for i in range(count):
-                namelen, flags, length = unpack(view, i * _STRIDE)
+                namelen, controllen, flags, length = unpack(view, i * _STRIDE)
                 if flags & _MSG_TRUNC or length > slot or namelen > _NAME_SIZE:
                     self.truncated += 1
                     continue
@@ -487,6 +520,18 @@ class MmsgIO:
                         cache.clear()
                     cache[name] = sockaddr
                 start = i * slot
+                if controllen or flags:  # control messages, or MSG_CTRUNC: coalesced (GRO)?
+                    at = i * control
+                    segment = gro_segment_size(controls[at : at + min(controllen, control)], flags)
+                    if segment is None:
+                        self.truncated += 1
+                        continue
+                    if segment and length > segment:
+                        end = start + length
+                        for at in range(start, end, segment):
+                            out.append((data[at : min(at + segment, end)], sockaddr))
+                        self.coalesced += -(-length // segment)
+                        continue
                 out.append((data[start : start + length], sockaddr))
             if count < BATCH:
                 break
@@ -616,7 +661,7 @@ class MmsgIO:
                 first, count = messages[done]
                 if error == errno.EAGAIN and self.on_blocked is not None:
                     raise _Blocked(at + first, failed)
-                if count > 1 and error in _GSO_REFUSED:
+                if count > 1 and error in GSO_REFUSED:
                     # The kernel cannot segment here: send the rest one datagram a message.
                     self.gso = False
                     _log.info(
@@ -653,10 +698,9 @@ class MmsgIO:
         pack_fields = _SEND_FIELDS.pack_into
         for header, (first, count) in enumerate(messages):
             if count > 1:
-                at = header * _CMSG_SPACE
-                _CMSG_HEADER.pack_into(controls, at, _CMSG_LEN, _SOL_UDP, UDP_SEGMENT)
-                _CMSG_SIZE.pack_into(controls, at + _CMSG_HEADER.size, len(pending[first][0]))
-                control, control_length = controls_at + at, _CMSG_SPACE
+                at = header * SEND_CONTROL
+                pack_segment_control(controls, at, len(pending[first][0]))
+                control, control_length = controls_at + at, SEND_CONTROL
             else:
                 control = control_length = 0
             pack_fields(

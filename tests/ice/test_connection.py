@@ -11,6 +11,7 @@ import contextlib
 import gc
 import socket
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -221,6 +222,23 @@ def test_two_connections_connect_and_exchange_data_both_ways(
             assert await b.recv() == b"\x80on one"
 
     run(scenario())
+
+
+def test_a_closed_connection_is_released_at_once_not_at_its_next_deadline() -> None:
+    """With consent running, a connected session's next deadline is seconds away; the loop's
+    shared timer must let go of it when it closes (else every closed session of a server stays in
+    memory, with its agent, until that deadline comes)."""
+
+    async def scenario() -> tuple[bool, bool]:
+        async with connected() as (a, b):
+            pass  # both closed here, their consent deadlines still ahead
+        await asyncio.sleep(0.05)  # the transports' close callbacks run
+        gone_a, gone_b = weakref.ref(a), weakref.ref(b)
+        del a, b
+        gc.collect()
+        return gone_a() is None, gone_b() is None
+
+    assert run(scenario()) == (True, True)
 
 
 def test_trickle_candidates_added_after_connect_started() -> None:

@@ -459,13 +459,33 @@ def test_host_candidates_are_withheld_when_they_cannot_be_published() -> None:
 
 
 @pytest.mark.skipif(NO_PROC is not None, reason=NO_PROC or "")
+def test_a_session_whose_peer_signals_addresses_opens_no_mdns_socket() -> None:
+    """The resolver is opened by the first remote ``.local`` name: a gathered and connected pair
+    that signal addresses hold their host sockets and nothing more (a server's thousands of
+    sessions would otherwise hold an mDNS socket each)."""
+
+    async def scenario() -> tuple[int, int]:
+        before = open_fds()
+        a, b = make("127.0.0.1", True, tcp=False), make("127.0.0.1", False, tcp=False)
+        async with a, b:
+            await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+            await exchange(a, b)
+            await asyncio.gather(a.connect(), b.connect())
+            return open_fds() - before, len(a.local_candidates) + len(b.local_candidates)
+
+    opened, host_candidates = run(scenario())
+    assert host_candidates == 2 and opened == host_candidates
+
+
+@pytest.mark.skipif(NO_PROC is not None, reason=NO_PROC or "")
 def test_remote_names_share_the_resolver_once_each_and_at_most_16_at_a_time(
     loopback_multicast: None,
 ) -> None:
     """Redteam #5: every ``.local`` candidate used to open its own sockets at once. Now they go
-    through the connection's one resolver: no socket is opened for them, a name carried by two
-    candidates is queried once, and no more than 16 names are looked up at a time — the 17th is
-    first queried after a lookup ended. A query on the link is seen by a socket of our own."""
+    through the connection's one resolver: one socket in all (opened with the first name), a
+    name carried by two candidates is queried once, and no more than 16 names are looked up at a
+    time — the 17th is first queried after a lookup ended. A query on the link is seen by a
+    socket of our own."""
     # Fresh names: another test run on this host's loopback multicast must not be heard as ours.
     run_id = uuid.uuid4().hex[:8]
     names = [f"{run_id}-0000-4000-8000-{index:012d}.local" for index in range(20)]
@@ -497,7 +517,8 @@ def test_remote_names_share_the_resolver_once_each_and_at_most_16_at_a_time(
                 for port, name in enumerate([names[0], *names], start=20000):
                     line = f"1 1 udp 2130706431 {name} {port} typ host"
                     await connection.add_remote_candidate(Candidate.from_sdp(line))
-                assert open_fds() == sockets  # no socket per lookup
+                    # the resolver's one socket opens with the first name, none per lookup
+                    assert open_fds() == sockets + 1
                 await until(lambda: sum(kind == "ended" for kind, _ in log) == 21, timeout=10)
                 loop.remove_reader(observer.fileno())
             assert not connection.agent.failures.peer_input

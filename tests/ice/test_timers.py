@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
 
-from ice.timers import SharedTimers, shared_timers
+from ice.timers import SharedTimers, TimerEntry, shared_timers
 
 
 class Owner:
     def __init__(self, name: str, fired: list[tuple[str, float]]) -> None:
         self.name = name
         self.fired = fired
-        self._timer_token = 0
+        self._timer_entry: TimerEntry | None = None
 
     def _on_timer(self, deadline: float) -> None:
         self.fired.append((self.name, deadline))
@@ -35,7 +37,7 @@ def test_owners_fire_in_deadline_order_and_only_at_their_last_deadline() -> None
         timers.schedule(a, now + 0.005)  # moved earlier: the old entry is skipped
         timers.schedule(c, None)  # cancelled
         await _settle(loop, now + 0.03)
-        assert a._timer_token == b._timer_token == 0
+        assert a._timer_entry is None and b._timer_entry is None
         return [(name, round(deadline - now, 3)) for name, deadline in fired]
 
     assert asyncio.run(main()) == [("a", 0.005), ("b", 0.01)]
@@ -118,4 +120,25 @@ def test_closed_owners_are_not_held_until_their_old_deadlines() -> None:
             timers.schedule(owner, None)  # closed
         return sum(1 for entry in timers._heap if entry[2] in owners)
 
-    assert asyncio.run(main()) <= 64
+    assert asyncio.run(main()) == 0
+
+
+def test_a_cancelled_owner_is_released_at_once_not_at_its_old_deadline() -> None:
+    """A closed connection cancels its deadline: the shared heap must not keep it (and its whole
+    object graph) alive until the hour-away deadline comes or a sweep happens."""
+
+    async def main() -> tuple[bool, bool]:
+        loop = asyncio.get_running_loop()
+        timers = SharedTimers(loop)
+        keeper = Owner("keeper", [])
+        timers.schedule(keeper, loop.time() + 3600)  # the heap stays in use
+        owner = Owner("closed", [])
+        timers.schedule(owner, loop.time() + 3600)
+        timers.schedule(owner, loop.time() + 1800)  # moved: the older entry is stale
+        timers.schedule(owner, None)  # closed
+        gone = weakref.ref(owner)
+        del owner
+        gc.collect()
+        return gone() is None, keeper._timer_entry is not None
+
+    assert asyncio.run(main()) == (True, True)

@@ -15,13 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stun import Message, MessageClass, Method, XorMappedAddress, batch_io, new_transaction_id
+from stun import Message, MessageClass, Method, XorMappedAddress, new_transaction_id, udp_offload
 from stun.aio import StunServer
 from stun.aio_sockets import ipv6_loopback_available
 from stun.batch_io import (
     BATCH,
-    GSO_MAX_BYTES,
-    GSO_MAX_SEGMENT,
     SEND_SLOT,
     MmsgIO,
     PortableIO,
@@ -32,6 +30,7 @@ from stun.batch_io import (
     pack_sockaddr,
     parse_sockaddr,
 )
+from stun.udp_offload import GSO_MAX_BYTES, GSO_MAX_SEGMENT, gro_segment_size
 
 from .loopback import run
 
@@ -316,7 +315,7 @@ def test_a_kernel_that_refuses_segmentation_gets_one_datagram_a_message(
     """A control message the kernel does not know (as an old kernel would see UDP_SEGMENT):
     segmentation is turned off for the socket and every datagram still arrives, in order."""
     server, client = pair
-    monkeypatch.setattr(batch_io, "UDP_SEGMENT", 0x7FFF)
+    monkeypatch.setattr(udp_offload, "UDP_SEGMENT", 0x7FFF)
     io = MmsgIO(server)
     sent = [bytes([i]) * 50 for i in range(10)]
     for data in sent:
@@ -324,3 +323,143 @@ def test_a_kernel_that_refuses_segmentation_gets_one_datagram_a_message(
     assert io.flush() == 0
     assert [data for data, _ in _drain(client, len(sent))] == sent
     assert not io.gso and io.segmented == 0
+
+
+# --------------------------------------------------------------------------- UDP GRO
+
+_SOL_UDP = 17
+_UDP_SEGMENT = 103
+_MSG_CTRUNC = 0x08
+
+_CMSG = struct.Struct("@Nii")
+
+
+def _send_segmented(sock: socket.socket, payload: bytes, segment: int, to: object) -> None:
+    """One message cut by the kernel every ``segment`` bytes (UDP GSO), as a GSO sender sends."""
+    sock.sendmsg([payload], [(_SOL_UDP, _UDP_SEGMENT, struct.pack("@H", segment))], 0, to)
+
+
+def _segments(payload: bytes, segment: int) -> list[bytes]:
+    return [payload[at : at + segment] for at in range(0, len(payload), segment)] or [b""]
+
+
+#: Messages as (segment size, full segments, length of a last shorter one or 0), within the
+#: kernel's limits (64 segments, one IP packet).
+_MESSAGES = st.lists(
+    st.integers(1, GSO_MAX_SEGMENT).flatmap(
+        lambda size: st.tuples(
+            st.just(size),
+            st.integers(1, min(63, GSO_MAX_BYTES // size - 1)),
+            st.integers(0, size - 1),
+        )
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@needs_batch
+@pytest.mark.parametrize("gro", [True, False], ids=["gro", "no-gro"])
+@FAST
+@given(messages=_MESSAGES)
+def test_segmented_messages_arrive_as_their_datagrams_with_or_without_gro(
+    pair: tuple[socket.socket, socket.socket], gro: bool, messages: list[tuple[int, int, int]]
+) -> None:
+    """Whether the receiver takes coalesced messages (GRO: cut apart by receive()) or the kernel
+    cuts them at its queue, the same datagrams arrive, in order, from the sender's address."""
+    server, client = pair
+    io = MmsgIO(server, gro=gro)
+    assert io.gro == gro  # loopback offers GRO on every kernel that offers GSO
+    expected: list[bytes] = []
+    coalesced = 0
+    for n, (size, full, last) in enumerate(messages):
+        payload = bytes((n + i // size) % 251 for i in range(size * full + last))
+        _send_segmented(client, payload, size, server.getsockname())
+        parts = _segments(payload, size)
+        expected += parts
+        coalesced += len(parts) if len(parts) > 1 else 0
+    received = io.receive(4096)
+    assert [data for data, _ in received] == expected
+    assert {sockaddr for _, sockaddr in received} == {client.getsockname()}
+    assert io.coalesced == (coalesced if gro else 0)
+    assert io.truncated == 0
+
+
+@needs_batch
+def test_icestack_to_icestack_runs_arrive_coalesced_and_cut_apart(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """A flush's run (GSO) reaches a GRO receiver as one message and leaves receive() as the
+    datagrams that were queued."""
+    server, client = pair
+    sender, receiver = MmsgIO(client), MmsgIO(server)
+    sent = [bytes([i]) * 1000 for i in range(40)] + [b"tail"]
+    for data in sent:
+        sender.send(data, server.getsockname())
+    assert sender.flush() == 0
+    received = receiver.receive(256)
+    assert [data for data, _ in received] == sent
+    assert receiver.coalesced == sender.segmented == 40
+
+
+@needs_batch
+def test_a_coalesced_datagram_larger_than_the_slot_is_dropped_and_counted(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """Never a part of a coalesced message: one that does not fit the receive slot is dropped
+    whole and counted once; one that fits is cut apart."""
+    server, client = pair
+    io = MmsgIO(server, receive_slot=600, gro=True)
+    _send_segmented(client, bytes(4 * 300), 300, server.getsockname())
+    _send_segmented(client, b"a" * 250 + b"b" * 250, 250, server.getsockname())
+    received = io.receive(256)
+    assert [data for data, _ in received] == [b"a" * 250, b"b" * 250]
+    assert io.truncated == 1 and io.coalesced == 2
+
+
+def _cmsg(level: int, kind: int, data: bytes) -> bytes:
+    space = socket.CMSG_SPACE(len(data))
+    raw = _CMSG.pack(socket.CMSG_LEN(len(data)), level, kind) + data
+    return raw + bytes(space - len(raw))
+
+
+@given(control=st.binary(max_size=120), flags=st.integers(0, 0xFF))
+def test_any_control_bytes_give_a_size_or_a_refusal(control: bytes, flags: int) -> None:
+    size = gro_segment_size(control, flags)
+    assert size is None or (isinstance(size, int) and size >= 0)
+
+
+@given(
+    before=st.lists(
+        st.tuples(st.integers(0, 300), st.integers(0, 300), st.binary(max_size=20)), max_size=3
+    ),
+    size=st.integers(-(1 << 31), (1 << 31) - 1),
+    cut=st.integers(0, 200),
+)
+def test_the_gro_control_message_is_found_whole_or_refused(
+    before: list[tuple[int, int, bytes]], size: int, cut: int
+) -> None:
+    """Behind other control messages, a UDP_GRO one gives its size (a size below 1 is refused);
+    cut short by the kernel (MSG_CTRUNC), it is refused, never misread."""
+    others = [(level, kind, data) for level, kind, data in before if (level, kind) != (17, 104)]
+    control = b"".join(_cmsg(*other) for other in others)
+    control += _cmsg(_SOL_UDP, udp_offload.UDP_GRO, struct.pack("@i", size))
+    expected = size if size > 0 else None
+    assert gro_segment_size(control, 0) == expected
+    whole = len(control) - socket.CMSG_SPACE(4) + socket.CMSG_LEN(4)  # without the padding
+    assert gro_segment_size(control[:cut], _MSG_CTRUNC) == (expected if cut >= whole else None)
+
+
+@needs_batch
+def test_a_kernel_without_gro_gets_whole_datagrams(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket option the kernel does not know (as an old kernel sees UDP_GRO): GRO is off for
+    the socket, without an error, and segmented messages still arrive as their datagrams."""
+    server, client = pair
+    monkeypatch.setattr(udp_offload, "UDP_GRO", 0x7FFF)
+    io = MmsgIO(server)
+    assert not io.gro
+    _send_segmented(client, bytes(range(250)) * 3, 250, server.getsockname())
+    assert [data for data, _ in io.receive(256)] == [bytes(range(250))] * 3
+    assert io.coalesced == 0

@@ -1,0 +1,150 @@
+"""asyncio layer: what a :class:`~ice.aio.Connection` does with its agent's events, as the
+:class:`ConnectionEvents` part of the connection (the others: :mod:`ice.aio`, which gathers,
+connects, carries data and closes, :mod:`ice.aio_properties`, what it shows and lets be set, and
+:mod:`ice.pump`, which drives the agent).
+
+After every pump the events are drained and each is handed to the handler of its type (one dict
+access per event, not a chain of ``isinstance``): data goes into the receive queue, gathered
+candidates into the list signalled to the peer (as the peer sees them: hidden behind mDNS names
+if asked), a selected pair becomes the component's fast data path, consent lost or a candidate
+lost takes it away, saying why; the waits (:meth:`~ice.aio.Connection.connect`, gathering,
+:meth:`~ice.aio.Connection.recv`) are woken when what they wait for may have come. Every event
+then reaches ``on_event``, if set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from . import events
+from .aio_properties import ConnectionProperties
+from .base_sockets import Signal
+from .candidate import Candidate
+from .events import IceEvent, IceState
+
+_log = logging.getLogger("icestack.ice")
+
+
+class ConnectionEvents(ConnectionProperties):
+    """The event handling of :class:`~ice.aio.Connection` (module docstring); the connection
+    holds the state declared here."""
+
+    #: What the handlers set; the rest of the connection's state is in its own __slots__.
+    __slots__ = ("_gathering_complete", "_received", "receive_queue_dropped")
+
+    _loop: asyncio.AbstractEventLoop
+    _gathering_complete: bool
+    #: Datagrams dropped because the receive queue was full.
+    receive_queue_dropped: int
+    _selected_since_restart: dict[int, None]
+    #: Data not read yet, made with the first datagram (an empty deque is ~0.6 KiB, and a
+    #: session may carry none: consent only).
+    _received: deque[tuple[bytes, int]] | None
+    _receive_queue_size: int
+    _state_signal: Signal
+    _data_signal: Signal
+    _local_candidates: list[Candidate]
+    on_event: Callable[[IceEvent], None] | None
+
+    def _drain_events(self) -> None:
+        agent = self._agent
+        assert agent is not None
+        handlers = _EVENT_HANDLERS
+        while (event := agent.next_event()) is not None:
+            handler = handlers.get(type(event))  # one dict access, not a chain of isinstance
+            if handler is not None:
+                handler(self, event)
+            if self.on_event is not None:
+                self._emit(event)
+
+    def _on_data(self, event: events.DataReceived) -> None:
+        self._deliver(event.data, event.component)
+
+    def _on_candidate(self, event: events.CandidateGathered) -> None:
+        signalled = self._mdns.signalled(event.candidate)
+        if signalled is not None:
+            self._local_candidates.append(signalled)
+        self._state_signal.fire()
+
+    def _on_gathering_completed(self, event: events.GatheringCompleted) -> None:
+        self._gathering_complete = True
+        self._state_signal.fire()
+
+    def _on_selected(self, event: events.SelectedPairChanged) -> None:
+        self._data_paths.select(event.component, event.pair, self._loop.time())
+        if self._tcp is not None:
+            self._tcp.select(event.component, event.pair)
+        self._selected_since_restart[event.component] = None
+        self._state_signal.fire()
+
+    def _on_consent_lost(self, event: events.ConsentLost) -> None:
+        reason = (
+            "the selected pair's TCP connection was closed"
+            if event.pair.local.transport == "tcp"
+            else "consent to send was lost (RFC 7675)"
+        )
+        self._data_paths.drop(event.component, reason, self._loop.time())
+        if self._tcp is not None:
+            self._tcp.drop(event.component, self._loop.time())
+
+    def _on_candidate_lost(self, event: events.CandidateLost) -> None:
+        candidate = event.candidate
+        _log.info("%s candidate %s lost: %s", candidate.type, candidate.address, event.reason)
+        signalled = self._mdns.signalled(candidate)
+        if signalled is not None:
+            self._lost_local[signalled] = None
+        self._data_paths.lose(candidate, event.reason, self._loop.time())
+
+    def _on_gathering_failed(self, event: events.GatheringFailed) -> None:
+        _log.info(
+            "gathering: no candidate from %s for base %s: %s",
+            event.server,
+            event.base,
+            event.reason,
+        )
+
+    def _on_state(self, event: events.StateChanged) -> None:
+        # Only an ending wakes the waits: connect() returns on SelectedPairChanged, gathering
+        # on its own events; waking them for checking/connected/completed costs a task step.
+        if event.state is IceState.FAILED:
+            assert self._agent is not None
+            _log.info("ICE failed: %s", self._agent.failure_reason())
+        if event.state is IceState.FAILED or event.state is IceState.CLOSED:
+            self._state_signal.fire()
+            self._data_signal.fire()
+
+    def _deliver(self, data: bytes, component: int) -> None:
+        received = self._received
+        if received is None:
+            received = self._received = deque()
+        if len(received) < self._receive_queue_size:
+            received.append((data, component))
+            self._data_signal.fire()
+        else:
+            self.receive_queue_dropped += 1
+
+    def _emit(self, event: IceEvent) -> None:
+        handler = self.on_event
+        if handler is not None:
+            try:
+                handler(event)
+            except Exception:
+                _log.exception("on_event handler failed on %s", type(event).__name__)
+
+
+#: What the connection does with each kind of the agent's events (the others only reach
+#: ``on_event``).
+_EVENT_HANDLERS: dict[type[IceEvent], Callable[[ConnectionEvents, Any], None]] = {
+    events.DataReceived: ConnectionEvents._on_data,
+    events.CandidateGathered: ConnectionEvents._on_candidate,
+    events.GatheringCompleted: ConnectionEvents._on_gathering_completed,
+    events.SelectedPairChanged: ConnectionEvents._on_selected,
+    events.ConsentLost: ConnectionEvents._on_consent_lost,
+    events.CandidateLost: ConnectionEvents._on_candidate_lost,
+    events.GatheringFailed: ConnectionEvents._on_gathering_failed,
+    events.StateChanged: ConnectionEvents._on_state,
+}

@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from stun import Address, AddressFamily, make_address
+from stun.datagram import Datagram
 from turn import AdditionalAddressFamily, Lifetime, XorRelayedAddress
 from turn.server import TurnServerCore
 
@@ -87,3 +88,30 @@ def state(server: TurnServerCore) -> Any:
 def vars_of(bucket: object) -> tuple[object, ...]:
     """A bandwidth bucket's state."""
     return tuple(getattr(bucket, name) for name in bucket.__slots__)  # type: ignore[attr-defined]
+
+
+def compare_from_client(
+    lean: TurnServerCore,
+    typed: TurnServerCore,
+    data: bytes,
+    client: Address,
+    local: Address,
+    now: float,
+) -> Datagram | None:
+    """A datagram from ``client`` to ``local`` through each path (``lean.relay_from_client``,
+    ``typed.handle_datagram``): the same answer, the same state after; the answer."""
+    sockaddr = (*client, 0, 0) if ":" in client.host else tuple(client)
+    got = lean.relay_from_client(data, local, sockaddr, now)
+    return alike(lean, typed, got, typed.handle_datagram(data, local, client, now))
+
+
+def alike(
+    lean: TurnServerCore, typed: TurnServerCore, got: Datagram | None, expected: Datagram | None
+) -> Datagram | None:
+    """Assert that the lean path's answer ``got`` is the typed path's, made of plain
+    :class:`stun.Address` values, and that both servers are in the same state; ``got``."""
+    assert got == expected
+    if got is not None:
+        assert all(type(part) is Address for part in got[1:])
+    assert state(lean) == state(typed)
+    return got

@@ -66,9 +66,10 @@ def main() -> None:
         print(f"# skipped: {reason}")
         return
     medians: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="icestack-bench-") as folder, network(
-        ipv4=True, ipv6=False
-    ) as net:
+    with (
+        tempfile.TemporaryDirectory(prefix="icestack-bench-") as folder,
+        network(ipv4=True, ipv6=False) as net,
+    ):
         block_udp(net)
         blocked = Blocked(net, make_self_signed(Path(folder), addresses=(SERVER,)))
         with coturn(blocked, Path(folder) / "coturn"):

@@ -23,9 +23,7 @@ def build_stunload(source: Path = STUNLOAD_SOURCE, output: Path = STUNLOAD) -> P
     if output.exists() and output.stat().st_mtime >= source.stat().st_mtime:
         return output
     output.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["gcc", "-O2", "-Wall", "-Wextra", "-o", str(output), str(source)], check=True
-    )
+    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-o", str(output), str(source)], check=True)
     return output
 
 

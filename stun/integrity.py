@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import hashlib
 import hmac
 import stringprep
@@ -150,6 +151,7 @@ def userhash(username: str, realm: str, prepare: Preparation = opaque_string) ->
 
 
 _BLOCK_SIZE = 64  # SHA-1's and SHA-256's
+_MESSAGE_INTEGRITY = 0x08  # the low byte of MESSAGE-INTEGRITY's type (0x0008; -SHA256 is 0x001C)
 _Copy = Callable[[], "hashlib._Hash"]
 _INNER_PAD = bytes(x ^ 0x36 for x in range(256))
 _OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
@@ -202,6 +204,19 @@ def hmac_sha256(key: bytes, data: bytes | bytearray) -> bytes:
     return _hmac(_SHA256_KEYED.get(key) or _keyed(key, "sha256"), data)
 
 
+def integrity_matches(key: bytes, raw: bytes, at: int, length_field: bytes) -> bool:
+    """Whether the MESSAGE-INTEGRITY or MESSAGE-INTEGRITY-SHA256 at offset ``at`` of the
+    received message ``raw`` (its framing checked) is the HMAC of ``key`` over the bytes before
+    it, with the header's length field replaced by ``length_field``, the length that ends at that
+    attribute (RFC 8489 §14.5, §14.6). The comparison is constant-time. The one check behind
+    :meth:`stun.Message.check_integrity` and the TURN server's lean Refresh."""
+    covered = raw[:2] + length_field + raw[4:at]
+    if raw[at + 1] == _MESSAGE_INTEGRITY:
+        return hmac.compare_digest(hmac_sha1(key, covered), raw[at + 4 : at + 24])
+    size = raw[at + 3]  # 16 to 32: the length's high byte is zero
+    return hmac.compare_digest(hmac_sha256(key, covered)[:size], raw[at + 4 : at + 4 + size])
+
+
 def fingerprint(data: bytes | bytearray) -> int:
     """The FINGERPRINT value of the bytes before it: CRC-32 XOR 0x5354554E (RFC 8489 §14.7)."""
     return zlib.crc32(data) ^ FINGERPRINT_XOR
@@ -225,8 +240,15 @@ def nonce_features(nonce: str) -> SecurityFeatures | None:
     """The security features a NONCE announces, or ``None`` if it has no nonce cookie."""
     if not nonce.startswith(NONCE_COOKIE) or len(nonce) < len(NONCE_COOKIE) + 4:
         return None
+    return _features(nonce[len(NONCE_COOKIE) : len(NONCE_COOKIE) + 4])
+
+
+@functools.lru_cache(maxsize=64)
+def _features(encoded: str) -> SecurityFeatures | None:
+    """The features of the four base64 characters after the nonce cookie (remembered: a server
+    sees the same few over and over)."""
     try:
-        raw = base64.b64decode(nonce[len(NONCE_COOKIE) : len(NONCE_COOKIE) + 4], validate=True)
+        raw = base64.b64decode(encoded, validate=True)
     except ValueError:
         return None
     return SecurityFeatures(int.from_bytes(raw, "big") & 0xC00000)

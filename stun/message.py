@@ -20,7 +20,6 @@ import enum
 import struct
 import zlib
 from collections.abc import Iterable
-from hmac import compare_digest  # constant-time
 from typing import TypeVar
 
 from .attributes import (
@@ -37,7 +36,7 @@ from .attributes import (
     decode_shared,
 )
 from .errors import ClassicStunError, DecodeError, LocalProtocolError
-from .integrity import FINGERPRINT_XOR, hmac_sha1, hmac_sha256
+from .integrity import FINGERPRINT_XOR, hmac_sha1, hmac_sha256, integrity_matches
 from .layout import _SECURITY_TYPES, Layout, layout_of
 from .layout import HEADER_SIZE as HEADER_SIZE
 from .randomness import RandomSource, default_random, random_bytes
@@ -367,20 +366,13 @@ class Message:
         if type_field is None:
             type_field = message_type(self.method, self.message_class)
         _HEADER.pack_into(buffer, 0, type_field, length, self.cookie, transaction_id)
-        if key is not None:
-            # Each MAC covers the header with its length patched to end at that MAC (§14.5-14.6).
-            if with_sha1:
-                _LENGTH.pack_into(buffer, 2, len(buffer) - HEADER_SIZE + 24)
-                mac = hmac_sha1(key, buffer)
-                buffer += _MI_HEADER + mac
-            if with_sha256:
-                _LENGTH.pack_into(buffer, 2, len(buffer) - HEADER_SIZE + 4 + sha256_length)
-                mac = hmac_sha256(key, buffer)[:sha256_length]
-                buffer += pack_attribute(_MI256, sha256_length) + mac
-            _LENGTH.pack_into(buffer, 2, length)
-        if fingerprint:
-            buffer += _FP_HEADER + _FINGERPRINT_VALUE.pack(_crc(buffer) ^ FINGERPRINT_XOR)
-        return bytes(buffer)
+        return seal(
+            buffer,
+            key=key,
+            integrity=integrity,
+            sha256_length=sha256_length,
+            fingerprint=fingerprint,
+        )
 
     # ------------------------------------------------------------------ decode
 
@@ -456,14 +448,10 @@ class Message:
             raise self._not_received()
         at = layout.sha256_at
         if at >= 0:
-            size = raw[at + 3]  # 16 to 32, as decode() checked: the length's high byte is zero
-            covered = raw[:2] + layout.sha256_length + raw[4:at]
-            claimed = raw[at + 4 : at + 4 + size]
-            return compare_digest(hmac_sha256(key, covered)[:size], claimed)
+            return integrity_matches(key, raw, at, layout.sha256_length)
         at = layout.integrity_at
         if at >= 0:
-            covered = raw[:2] + layout.sha1_length + raw[4:at]
-            return compare_digest(hmac_sha1(key, covered), raw[at + 4 : at + 24])
+            return integrity_matches(key, raw, at, layout.sha1_length)
         return False
 
     def check_fingerprint(self) -> bool:
@@ -477,6 +465,35 @@ class Message:
             return False
         claimed: int = _FINGERPRINT_VALUE.unpack_from(raw, at + 4)[0]
         return claimed == zlib.crc32(raw[:at]) ^ FINGERPRINT_XOR
+
+
+def seal(
+    buffer: bytearray,
+    *,
+    key: bytes | None,
+    integrity: Integrity = Integrity.SHA1,
+    sha256_length: int = 32,
+    fingerprint: bool = False,
+) -> bytes:
+    """The message encoded in ``buffer`` up to its integrity attributes, completed: with ``key``,
+    MESSAGE-INTEGRITY and/or MESSAGE-INTEGRITY-SHA256 (``sha256_length`` bytes of it) appended,
+    each covering the header with its length patched to end at that attribute (RFC 8489 §14.5,
+    §14.6); with ``fingerprint``, FINGERPRINT last (§14.7). The header's length field must
+    already count what is appended. The end of :meth:`Message.encode`, and of the answers the
+    TURN server builds from prepared templates."""
+    if key is not None:
+        length = _LENGTH.unpack_from(buffer, 2)[0]
+        if integrity is not _SHA256_ONLY:
+            _LENGTH.pack_into(buffer, 2, len(buffer) - HEADER_SIZE + 24)
+            buffer += _MI_HEADER + hmac_sha1(key, buffer)
+        if integrity is not _SHA1_ONLY:
+            _LENGTH.pack_into(buffer, 2, len(buffer) - HEADER_SIZE + 4 + sha256_length)
+            mac = hmac_sha256(key, buffer)[:sha256_length]
+            buffer += _ATTRIBUTE_HEADER.pack(_MI256, sha256_length) + mac
+        _LENGTH.pack_into(buffer, 2, length)
+    if fingerprint:
+        buffer += _FP_HEADER + _FINGERPRINT_VALUE.pack(_crc(buffer) ^ FINGERPRINT_XOR)
+    return bytes(buffer)
 
 
 _LENGTH = struct.Struct("!H")

@@ -51,6 +51,9 @@ _PREFIX_LENGTH = len(NONCE_COOKIE) + 4
 _BODY_LENGTH = (_TIME_SIZE + _MAC_SIZE) * 4 // 3
 NONCE_LENGTH = _PREFIX_LENGTH + _BODY_LENGTH
 _FEATURES = struct.Struct("!I")
+#: Genuine nonces remembered with their issue times, per client, before the cache is emptied
+#: (a client can make the server issue any number of nonces, so it is bounded).
+VERIFIED_CACHE_SIZE = 4096
 
 
 class NonceStatus(enum.Enum):
@@ -81,7 +84,7 @@ class NonceIssuer:
     ``secret`` keys the MAC; when omitted it is drawn from ``rng``, so nonces die with the process.
     """
 
-    __slots__ = ("_cookie", "_features", "_secret", "features", "lifetime")
+    __slots__ = ("_cookie", "_features", "_secret", "_verified", "features", "lifetime")
 
     def __init__(
         self,
@@ -99,6 +102,7 @@ class NonceIssuer:
         self.features = features
         self._features = _FEATURES.pack(int(features))[1:]
         self._cookie = nonce_with_features(features, "")
+        self._verified: dict[tuple[str, Address], int] = {}
 
     def issue(self, client: Address, now: float) -> str:
         """A fresh nonce for ``client`` at time ``now`` (seconds, the caller's clock)."""
@@ -113,28 +117,44 @@ class NonceIssuer:
         """Whether ``nonce`` is one this issuer gave ``client`` and is still fresh at ``now``.
 
         The MAC comparison is constant-time. The features are read from the nonce's own cookie
-        and covered by the MAC, so an edited cookie makes the nonce invalid.
+        and covered by the MAC, so an edited cookie makes the nonce invalid. A nonce found
+        genuine is remembered with its issue time (at most :data:`VERIFIED_CACHE_SIZE`), so that
+        a client's every request with it costs a look-up, not a MAC.
         """
+        issued = self._verified.get((nonce, client))
+        if issued is None:
+            issued = self._issue_time(nonce, client)
+            if issued is None:
+                return NonceStatus.INVALID
+            verified = self._verified
+            if len(verified) >= VERIFIED_CACHE_SIZE:
+                verified.clear()
+            verified[nonce, client] = issued
+        age = now * 1000 - issued
+        if not 0 <= age < self.lifetime * 1000:
+            return NonceStatus.STALE
+        return NonceStatus.VALID
+
+    def _issue_time(self, nonce: str, client: Address) -> int | None:
+        """When ``nonce`` was issued (Unix ms of the caller's clock), if this issuer made it for
+        ``client``; ``None`` if not."""
         if len(nonce) != NONCE_LENGTH:
-            return NonceStatus.INVALID
+            return None
         features = nonce_features(nonce)
         if features is None or nonce_with_features(features, "") != nonce[:_PREFIX_LENGTH]:
-            return NonceStatus.INVALID
+            return None
         body = nonce[_PREFIX_LENGTH:]
         try:
             raw = base64.urlsafe_b64decode(body.encode("ascii"))
         except (ValueError, UnicodeEncodeError):
-            return NonceStatus.INVALID
+            return None
         if base64.urlsafe_b64encode(raw) != body.encode("ascii"):
-            return NonceStatus.INVALID  # a non-canonical spelling of some other nonce
+            return None  # a non-canonical spelling of some other nonce
         stamp, claimed = raw[:_TIME_SIZE], raw[_TIME_SIZE:]
         expected = self._mac(_FEATURES.pack(int(features))[1:], stamp, client)
         if not constant_time_equal(expected, claimed):
-            return NonceStatus.INVALID
-        age = now * 1000 - int.from_bytes(stamp, "big")
-        if not 0 <= age < self.lifetime * 1000:
-            return NonceStatus.STALE
-        return NonceStatus.VALID
+            return None
+        return int.from_bytes(stamp, "big")
 
     def _mac(self, features: bytes, stamp: bytes, client: Address) -> bytes:
         material = features + stamp + f"{client.host} {client.port}".encode()

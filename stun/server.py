@@ -46,8 +46,9 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ._version import DEFAULT_SOFTWARE
 from .address import Address
@@ -316,6 +317,21 @@ class Rejected:
     integrity: Integrity = Integrity.SHA1
 
 
+class Presented(NamedTuple):
+    """What a request presents to the long-term credential mechanism (RFC 8489 §9.2.4), read
+    from a decoded :class:`Message` or from its bytes: the user (USERNAME, or the one USERHASH
+    names; ``None`` for a hash of no user), REALM and NONCE, PASSWORD-ALGORITHM and
+    PASSWORD-ALGORITHMS if present, and which integrity attribute it carries (SHA-256 if
+    MESSAGE-INTEGRITY-SHA256)."""
+
+    name: str | None
+    realm: str
+    nonce: str
+    chosen: PasswordAlgorithm | None
+    offered: PasswordAlgorithms | None
+    integrity: Integrity
+
+
 def _response_integrity(request: Message) -> Integrity:
     """MESSAGE-INTEGRITY-SHA256 if the request had it, else MESSAGE-INTEGRITY (§9.1.3)."""
     return Integrity.SHA256 if request.has(MessageIntegritySha256) else Integrity.SHA1
@@ -400,39 +416,65 @@ class LongTermAuthenticator:
         nonce = request.get(Nonce)
         if (username is None and hashed is None) or realm is None or nonce is None:
             return Rejected(400, Outcome.INCOMPLETE_CREDENTIALS)
-        negotiated = self._negotiated_algorithm(request, nonce.value)
-        if isinstance(negotiated, Rejected):
-            return negotiated
         if username is not None:
             name: str | None = username.value
         else:
             assert hashed is not None
             name = self._userhashes.get(hashed.value)
+        return self.verify(
+            Presented(
+                name,
+                realm.value,
+                nonce.value,
+                request.get(PasswordAlgorithm),
+                request.get(PasswordAlgorithms),
+                _response_integrity(request),
+            ),
+            request.check_integrity,
+            remote,
+            now,
+        )
+
+    def verify(
+        self,
+        presented: Presented,
+        integrity_matches: Callable[[bytes], bool],
+        remote: Address,
+        now: float,
+    ) -> Authenticated | Rejected:
+        """The checks of §9.2.4 from the third on (the request carries integrity, a user, REALM
+        and NONCE): the password algorithm, the user and realm, ``integrity_matches`` with the
+        user's key, the nonce. For :meth:`authenticate`, and for a server's lean path that reads
+        the same attributes from a request's bytes."""
+        negotiated = self._negotiated_algorithm(presented)
+        if isinstance(negotiated, Rejected):
+            return negotiated
+        name = presented.name
         user = self.credentials.users.get(name) if name is not None else None
         algorithm = PasswordAlgorithmId.MD5 if negotiated is None else negotiated
         key = user.key_for(algorithm) if user is not None else None
-        if name is None or key is None or realm.value != self.credentials.realm:
+        if name is None or key is None or presented.realm != self.credentials.realm:
             return Rejected(401, Outcome.UNKNOWN_USER, self.challenge(remote, now))
-        if not request.check_integrity(key):
+        if not integrity_matches(key):
             return Rejected(401, Outcome.BAD_INTEGRITY, self.challenge(remote, now))
         # §9.2.4: MESSAGE-INTEGRITY-SHA256 unless the request was processed as MD5 for want of
         # PASSWORD-ALGORITHM(S); then MESSAGE-INTEGRITY (or SHA-256 for a client that sent only it).
-        integrity = Integrity.SHA256 if negotiated is not None else _response_integrity(request)
-        status = self.nonces.check(nonce.value, remote, now)
+        integrity = Integrity.SHA256 if negotiated is not None else presented.integrity
+        status = self.nonces.check(presented.nonce, remote, now)
         if status is not NonceStatus.VALID:
             outcome = Outcome.STALE_NONCE if status is NonceStatus.STALE else Outcome.INVALID_NONCE
             return Rejected(438, outcome, self.challenge(remote, now), key, integrity)
         return Authenticated(name, key, integrity)
 
-    def _negotiated_algorithm(self, request: Message, nonce: str) -> int | Rejected | None:
+    def _negotiated_algorithm(self, presented: Presented) -> int | Rejected | None:
         """The third check of §9.2.4: the PASSWORD-ALGORITHM the client chose, ``None`` if it chose
         none (the request is then processed as MD5), or a 400 if the choice cannot stand.
         """
-        features = nonce_features(nonce)
-        if features is None or not features & SecurityFeatures.PASSWORD_ALGORITHMS:
+        features = nonce_features(presented.nonce)
+        if features is None or SecurityFeatures.PASSWORD_ALGORITHMS not in features:
             return None
-        chosen = request.get(PasswordAlgorithm)
-        offered = request.get(PasswordAlgorithms)
+        chosen = presented.chosen
+        offered = presented.offered
         if chosen is None and offered is None:
             return None
         if (

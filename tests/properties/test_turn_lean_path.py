@@ -14,28 +14,31 @@ channel and allocation lifetimes; with and without a bandwidth limit, over IPv4 
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stun import Address, AddressFamily, Message, MessageClass, Method, make_address
+from stun import Address, Message, MessageClass, Method, make_address
 from stun.integrity import fingerprint
 from turn import (
-    AdditionalAddressFamily,
     Data,
     DontFragment,
     Lifetime,
     XorPeerAddress,
-    XorRelayedAddress,
 )
-from turn.server import TurnServerCore
 
 from ..turn.harness import CLIENT, PEER, PEER_V6, RELAY, SERVER, Client, make_server
+from .turn_lean import (
+    CLIENT_V6,
+    OTHER_PEER,
+    SERVER_V6,
+    alike,
+    compare_from_client,
+    mutate,
+    ready,
+    state,
+)
 
-SERVER_V6 = make_address("2001:db8::1", 3478)
-CLIENT_V6 = make_address("2001:db8:1::7", 40000)
-OTHER_PEER = make_address("203.0.113.10", 6000)  # a permission, no channel
 SAME_HOST_PEER = make_address("203.0.113.9", 5001)  # PEER's permission, no channel
 STRANGER = make_address("203.0.113.99", 7000)  # no permission
 UNKNOWN_CLIENT = make_address("198.51.100.200", 1234)
@@ -51,33 +54,13 @@ payloads = st.one_of(st.binary(max_size=64), st.just(bytes(30000)))
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-HEADER_BYTES = (0, 1, 2, 3, 4, 7, 20, 21, 22, 23, 24, 25, 26, 32, 33, 34, 35)
-
-
-def _mutate(draw: st.DrawFn, data: bytes) -> bytes:
-    change = draw(st.sampled_from(("none", "none", "none", "flip", "cut", "extend")))
-    if change == "flip" and data:
-        # The header fields decide which path a datagram takes: flipped more often than not
-        # (message type and length, cookie, XOR-PEER-ADDRESS's header, family and port, DATA's
-        # header).
-        anywhere = st.integers(0, len(data) - 1)
-        fields = st.sampled_from([i for i in HEADER_BYTES if i < len(data)] or [0])
-        index = draw(st.one_of(anywhere, fields, fields))
-        return data[:index] + bytes([data[index] ^ draw(st.integers(1, 255))]) + data[index + 1 :]
-    if change == "cut":
-        return data[: draw(st.integers(0, len(data)))]
-    if change == "extend":
-        return data + draw(st.binary(min_size=1, max_size=8))
-    return data
-
-
 @st.composite
 def channel_data(draw: st.DrawFn) -> bytes:
     number = draw(st.sampled_from((0x4000, 0x4001, 0x4002, 0x4FFF, 0x5000, 0x7FFF, 0x3FFF)))
     payload = draw(payloads)
     size = len(payload) + draw(st.sampled_from((0, 0, 0, 1, -1)))
     padding = draw(st.sampled_from((b"", b"", bytes(-len(payload) & 3), b"\xff")))
-    return _mutate(draw, struct.pack("!HH", number, max(size, 0)) + payload + padding)
+    return mutate(draw, struct.pack("!HH", number, max(size, 0)) + payload + padding)
 
 
 @st.composite
@@ -92,7 +75,7 @@ def send_indications(draw: st.DrawFn) -> bytes:
         draw(st.binary(min_size=12, max_size=12)),
         [*attributes, *extra],
     )
-    return _mutate(draw, message.encode(fingerprint=draw(st.booleans())))
+    return mutate(draw, message.encode(fingerprint=draw(st.booleans())))
 
 
 def _with_bad_fingerprint(data: bytes) -> bytes:
@@ -129,53 +112,13 @@ steps = st.lists(
 )
 
 
-def _ready(bandwidth: int | None) -> tuple[TurnServerCore, list[Address]]:
-    """A server with allocations for CLIENT (IPv4 and IPv6 relays) and CLIENT_V6, permissions for
-    PEER's and OTHER_PEER's hosts and PEER_V6, channels 0x4000 (PEER) and 0x4001 (PEER_V6)."""
-    server, _ = make_server(max_bytes_per_second=bandwidth)
-    relays: list[Address] = []
-    for address, listener in ((CLIENT, SERVER), (CLIENT_V6, SERVER_V6)):
-        client = Client(server, address=address, listener=listener)
-        response = client.allocate(Lifetime(900), AdditionalAddressFamily(AddressFamily.IPV6))
-        relays += [a.address for a in response.get_all(XorRelayedAddress)]
-        client.permit(OTHER_PEER)
-        client.bind(0x4000, PEER)
-        client.bind(0x4001, PEER_V6)
-    return server, relays
-
-
-def _state(server: TurnServerCore) -> Any:
-    """Everything a datagram can change, comparable."""
-    allocations = [
-        (
-            allocation.five_tuple,
-            allocation.expires_at,
-            dict(allocation.permissions),
-            [(b.number, b.peer, b.relay, b.expires_at) for b in allocation.channels.values()],
-            [(b.number, b.peer) for b in allocation.channel_by_peer.values()],
-            None if allocation.to_peer is None else vars_of(allocation.to_peer),
-            None if allocation.to_client is None else vars_of(allocation.to_client),
-        )
-        for allocation in server.allocations()
-    ]
-    events = []
-    while (event := server.next_event()) is not None:
-        events.append(event)
-    stats = server.stats
-    return allocations, events, stats.counts, stats.bytes_to_peer, stats.bytes_to_client
-
-
-def vars_of(bucket: object) -> tuple[object, ...]:
-    return tuple(getattr(bucket, name) for name in bucket.__slots__)  # type: ignore[attr-defined]
-
-
 @SETTINGS
 @given(traffic=steps, bandwidth=st.sampled_from((None, None, 300)))
 def test_lean_and_typed_paths_relay_alike(
     traffic: list[tuple[float, bool, tuple[Address, Address], int, bytes]], bandwidth: int | None
 ) -> None:
-    lean, relays = _ready(bandwidth)
-    typed, typed_relays = _ready(bandwidth)
+    lean, relays = ready(bandwidth)
+    typed, typed_relays = ready(bandwidth)
     assert relays == typed_relays
     now = 1.0
     for wait, from_peer, (source, local), relay_index, data in traffic:
@@ -184,20 +127,14 @@ def test_lean_and_typed_paths_relay_alike(
             relay = relays[relay_index] if relay_index < len(relays) else SERVER
             sockaddr = (*source, 0, 0) if ":" in source.host else tuple(source)
             got = lean.relay_from_peer(data, relay, sockaddr, now)
-            expected = typed.handle_datagram(data, relay, source, now)
+            alike(lean, typed, got, typed.handle_datagram(data, relay, source, now))
         else:
-            sockaddr = (*source, 0, 0) if ":" in source.host else tuple(source)
-            got = lean.relay_from_client(data, local, sockaddr, now)
-            expected = typed.handle_datagram(data, local, source, now)
-        assert got == expected
-        if got is not None:
-            assert all(type(part) is Address for part in got[1:])
-        assert _state(lean) == _state(typed)
+            compare_from_client(lean, typed, data, source, local, now)
 
 
 def test_the_common_shapes_take_the_lean_path() -> None:
     """The shapes the lean path is for do not reach handle_datagram (checked by removing it)."""
-    server, _ = _ready(None)
+    server, _ = ready(None)
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the typed path was taken")
@@ -218,8 +155,8 @@ def test_the_common_shapes_take_the_lean_path() -> None:
 def test_every_corrupted_byte_of_a_send_indication_is_decided_alike() -> None:
     """Each byte of a Send indication and of ChannelData flipped three ways, with and without
     FINGERPRINT: the lean path relays only what the typed path relays, the same way."""
-    lean, _ = _ready(None)
-    typed, _ = _ready(None)
+    lean, _ = ready(None)
+    typed, _ = ready(None)
     source = tuple(CLIENT)
     originals = [struct.pack("!HH", 0x4000, 5) + b"hello\x00\x00\x00"]
     for fingerprinted in (False, True):
@@ -237,7 +174,7 @@ def test_every_corrupted_byte_of_a_send_indication_is_decided_alike() -> None:
                 data[index] ^= flip
                 got = lean.relay_from_client(bytes(data), SERVER, source, 2.0)
                 assert got == typed.handle_datagram(bytes(data), SERVER, CLIENT, 2.0), (index, flip)
-    assert _state(lean) == _state(typed)
+    assert state(lean) == state(typed)
     assert lean.stats.counts == typed.stats.counts
 
 
@@ -258,4 +195,4 @@ def test_a_listener_address_that_is_also_relayed_is_decided_alike() -> None:
     data = struct.pack("!HH", 0x4000, 2) + b"hi"
     got = lean.relay_from_client(data, shared, tuple(CLIENT), 2.0)
     assert got == typed.handle_datagram(data, shared, CLIENT, 2.0)
-    assert _state(lean) == _state(typed)
+    assert state(lean) == state(typed)

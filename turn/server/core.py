@@ -68,10 +68,11 @@ from stun import (
     Username,
 )
 from stun.datagram import Datagram
+from stun.integrity import integrity_matches
 from stun.limits import SourceRateLimiter, source_key
 from stun.message import message_type
 from stun.randomness import random_bytes
-from stun.server import LongTermAuthenticator, Rejected, ServerStats
+from stun.server import Authenticated, LongTermAuthenticator, Rejected, ServerStats
 from stun.server import Outcome as StunOutcome
 
 from .. import errors as turn_errors
@@ -97,6 +98,7 @@ from .connections import (
 from .credentials import RestApiUsers, rest_api_expiry
 from .events import DeletionReason, RequestRefused, TurnServerEvent
 from .lean import SEND_INDICATION, SendReader
+from .lean_refresh import REFRESH_REQUEST, RefreshAnswers, RefreshReader
 from .methods import AuthenticatedRequest, RequestHandlers
 from .relays import RelayAllocator
 from .stats import Outcome, TurnServerStats
@@ -111,6 +113,8 @@ _MAX_UDP_PAYLOAD_V4 = 65535 - 20 - 8
 _MAX_UDP_PAYLOAD_V6 = 65535 - 8
 
 _BINDING_REQUEST = b"\x00\x01"
+#: The STUN messages a client sends over UDP that the lean path may handle.
+_LEAN_STUN = frozenset((SEND_INDICATION, REFRESH_REQUEST))
 _HEADER = struct.Struct("!HHI12s")
 _CHANNEL_HEADER = struct.Struct("!HH")
 _UDP = ClientTransport.UDP
@@ -195,6 +199,8 @@ class TurnServerCore:
         self._max_channel = config.max_channel
         self._last_channel_byte = config.max_channel >> 8
         self._send_reader = SendReader()
+        self._refresh_reader = RefreshReader()
+        self._refresh_answers = RefreshAnswers(self._software)
         self._peer_values: dict[Address, bytes] = {}
 
     # ------------------------------------------------------------------ sans-IO verbs
@@ -412,7 +418,7 @@ class TurnServerCore:
         tables: a hypothesis test compares the two.
         """
         client = source[:2]
-        if data and (0x40 <= data[0] <= self._last_channel_byte or data[:2] == SEND_INDICATION):
+        if data and (0x40 <= data[0] <= self._last_channel_byte or data[:2] in _LEAN_STUN):
             table = self.table
             allocation = table.by_five_tuple.get((client, local, _UDP))  # type: ignore[call-overload]
             if (
@@ -423,10 +429,46 @@ class TurnServerCore:
             ):
                 if data[0] >= 0x40:
                     return self._relay_channel_data(data, allocation, now)
-                send = self._send_reader.read(data)
-                if send is not None:
-                    return self._relay_send(allocation, send[0], send[1], now)
+                if data[1] == SEND_INDICATION[1]:
+                    send = self._send_reader.read(data)
+                    if send is not None:
+                        return self._relay_send(allocation, send[0], send[1], now)
+                else:
+                    answer = self._lean_refresh(data, allocation, now)
+                    if answer is not None:
+                        return answer
         return self.handle_datagram(data, local, _new(Address, client), now)
+
+    def _lean_refresh(self, data: bytes, allocation: Allocation, now: float) -> Datagram | None:
+        """The answer to a Refresh of the common shape (:mod:`turn.server.lean_refresh`) from
+        the client of a live ``allocation``, if it passes every check of the typed path and
+        does not delete the allocation; ``None`` leaves it to the typed path."""
+        request = self._refresh_reader.read(data)
+        if request is None:
+            return None
+        lifetime = request.lifetime
+        if lifetime == 0:
+            return None
+        at = request.integrity_at
+        length_field = request.length_field
+        five_tuple = allocation.five_tuple
+        result = self._authenticator.verify(
+            request.presented,
+            lambda key: integrity_matches(key, data, at, length_field),
+            five_tuple.client,
+            now,
+        )
+        if (
+            type(result) is not Authenticated
+            or result.username != allocation.username
+            or self._expired(result.username, now)
+        ):
+            return None
+        granted = self._methods.extend(allocation, lifetime, now)
+        answer = self._refresh_answers.answer(
+            request.transaction_id, granted, result.key, result.integrity, request.fingerprint
+        )
+        return _new(Datagram, (answer, five_tuple.server, five_tuple.client))
 
     def relay_from_peer(
         self, data: bytes, relay: Address, source: SockAddr, now: float

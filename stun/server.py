@@ -1,4 +1,4 @@
-"""The sans-IO STUN Binding server (RFC 8489 §6.3, §9, §12) and request authentication for TURN too.
+"""The sans-IO STUN Binding server (RFC 8489 §6.3, §9, §12).
 
 Theory of operation. The server keeps no per-client state but a bounded table of token buckets,
 one per source, that limits its 400 and 401 answers: every datagram is answered (or not) on
@@ -12,12 +12,13 @@ goes through:
    fails these checks, is discarded rather than answered with 400 — §6.3 says so, and a server that
    answers junk is a reflector. A request whose header is fine but whose attributes do not parse is
    dropped too: it is not well-formed STUN (§5, §14), and no one is served by a 400 to it.
-2. **Authentication**, when configured: short-term credentials (§9.1.3) or long-term credentials
-   with stateless nonces (§9.2.4, :mod:`stun.nonces`). Failures become 400, 401 or 438 error
-   responses, in the RFC's order of checks; a source gets at most ``failure_burst`` 400s and
-   401s at once and ``failure_rate`` a second (:class:`stun.limits.SourceRateLimiter`), the rest
-   are dropped. A 401 is several times larger than the request it answers, and the request's
-   source address can be spoofed: unlimited, the server would amplify floods aimed at others.
+2. **Authentication**, when configured (:mod:`stun.authentication`): short-term credentials
+   (§9.1.3) or long-term credentials with stateless nonces (§9.2.4, :mod:`stun.nonces`).
+   Failures become 400, 401 or 438 error responses, in the RFC's order of checks; a source gets
+   at most ``failure_burst`` 400s and 401s at once and ``failure_rate`` a second
+   (:class:`stun.limits.SourceRateLimiter`), the rest are dropped. A 401 is several times larger
+   than the request it answers, and the request's source address can be spoofed: unlimited, the
+   server would amplify floods aimed at others.
 3. **Unknown comprehension-required attributes** become 420 with UNKNOWN-ATTRIBUTES (§6.3.1). The
    RFC 5780 attributes CHANGE-REQUEST, RESPONSE-PORT and PADDING count as unknown unless the server
    does behaviour discovery (``ServerConfig.behavior``) on the socket the request reached (over
@@ -40,37 +41,41 @@ Every response carries FINGERPRINT if and only if the request did, and MESSAGE-I
 MESSAGE-INTEGRITY-SHA256 whenever the request authenticated (the 420 and 438 that follow a good
 integrity check included). Error responses to requests that did not authenticate carry only what the
 RFC requires, so that a spoofed request buys an attacker as few bytes as possible.
+
+The credentials and authenticators of step 2 live in :mod:`stun.authentication` (the TURN server
+uses them too), the outcomes and their counts in :mod:`stun.outcomes`; this module re-exports both
+modules' public names.
 """
 
 from __future__ import annotations
 
-import enum
 import struct
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from ._version import DEFAULT_SOFTWARE
 from .address import Address
 from .attributes import (
     MAGIC_COOKIE,
-    AlgorithmEntry,
     Attribute,
     AttrType,
     ChangeRequest,
     MappedAddress,
-    MessageIntegritySha256,
-    Nonce,
     Padding,
-    PasswordAlgorithm,
-    PasswordAlgorithms,
-    Realm,
     ResponsePort,
     Software,
     UnknownAttributes,
-    Userhash,
-    Username,
     XorMappedAddress,
+)
+from .authentication import (
+    Authenticated,
+    Authentication,
+    LongTermAuthenticator,
+    LongTermCredentials,
+    LongTermKey,
+    Presented,
+    Rejected,
+    ShortTermAuthenticator,
+    ShortTermCredentials,
 )
 from .behavior import (
     DEFAULT_PADDED_SIZE,
@@ -83,414 +88,29 @@ from .behavior import (
 from .datagram import Datagram
 from .errors import ClassicStunError, DecodeError, LocalProtocolError
 from .events import StunEvent
-from .integrity import (
-    PasswordAlgorithmId,
-    SecurityFeatures,
-    long_term_key,
-    nonce_features,
-    short_term_key,
-    userhash,
-)
 from .integrity import fingerprint as crc32_fingerprint
 from .limits import SourceRateLimiter, source_key
 from .message import HEADER_SIZE, Integrity, Message, MessageClass, Method, message_type
-from .nonces import DEFAULT_NONCE_LIFETIME, NonceIssuer, NonceStatus, check_nonce_settings
+from .nonces import DEFAULT_NONCE_LIFETIME, check_nonce_settings
+from .outcomes import DROPPED, Outcome, ServerStats
 from .randomness import RandomSource, default_random
 
-# --------------------------------------------------------------------------- credentials
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ShortTermCredentials:
-    """Short-term credentials (RFC 8489 §9.1): the HMAC key of each valid USERNAME.
-
-    ``keys`` is read on every request, so a mapping that changes (or computes keys) is welcome.
-    """
-
-    keys: Mapping[str, bytes]
-
-    @classmethod
-    def from_passwords(cls, passwords: Mapping[str, str]) -> ShortTermCredentials:
-        """Derive each key from its password: ``OpaqueString(password)`` (§9.1.1)."""
-        return cls(keys={name: short_term_key(password) for name, password in passwords.items()})
-
-
-_KEY_SIZES = {PasswordAlgorithmId.MD5: 16, PasswordAlgorithmId.SHA256: 32}
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LongTermKey:
-    """One user's long-term keys, one per password algorithm (RFC 8489 §9.2.2, §18.5.1).
-
-    Servers store these hashes, not passwords. A user without an MD5 key cannot authenticate
-    with RFC 5389 clients, which know no other algorithm.
-    """
-
-    md5: bytes | None = field(default=None, repr=False)
-    sha256: bytes | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        for algorithm in PasswordAlgorithmId:
-            key = self.key_for(algorithm)
-            if key is not None and len(key) != _KEY_SIZES[algorithm]:
-                raise LocalProtocolError(
-                    f"{algorithm.name} key must be {_KEY_SIZES[algorithm]} bytes, not {len(key)}"
-                )
-        if self.md5 is None and self.sha256 is None:
-            raise LocalProtocolError("a long-term key needs at least one algorithm's key")
-
-    @classmethod
-    def from_password(
-        cls,
-        username: str,
-        realm: str,
-        password: str,
-        algorithms: tuple[PasswordAlgorithmId, ...] = tuple(PasswordAlgorithmId),
-    ) -> LongTermKey:
-        """Hash ``username:realm:password`` for each algorithm in ``algorithms``."""
-        keys = {a: long_term_key(username, realm, password, a) for a in algorithms}
-        return cls(
-            md5=keys.get(PasswordAlgorithmId.MD5), sha256=keys.get(PasswordAlgorithmId.SHA256)
-        )
-
-    def key_for(self, algorithm: int) -> bytes | None:
-        """The key for a password algorithm, or ``None`` if this user has none for it."""
-        if algorithm == PasswordAlgorithmId.MD5:
-            return self.md5
-        if algorithm == PasswordAlgorithmId.SHA256:
-            return self.sha256
-        return None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LongTermCredentials:
-    """Long-term credentials (RFC 8489 §9.2): a realm and each user's keys.
-
-    ``password_algorithms`` are offered in PASSWORD-ALGORITHMS, in preference order; empty means
-    the RFC 5389 behaviour (MD5 keys, no PASSWORD-ALGORITHMS, no "Password algorithms" feature bit).
-    ``username_anonymity`` accepts USERHASH in place of USERNAME and sets the "Username anonymity"
-    bit, which tells clients to send USERHASH (§9.2.4, §14.4); the hashes are computed once, from
-    the users present when the server is built.
-    """
-
-    realm: str
-    users: Mapping[str, LongTermKey]
-    password_algorithms: tuple[PasswordAlgorithmId, ...] = ()
-    username_anonymity: bool = False
-
-    def __post_init__(self) -> None:
-        if not 0 < len(self.realm) < 128:
-            raise LocalProtocolError("REALM must be 1 to 127 characters (RFC 8489 §14.9)")
-        if len(set(self.password_algorithms)) != len(self.password_algorithms):
-            raise LocalProtocolError("password_algorithms lists an algorithm twice")
-        for name, keys in self.users.items():
-            for algorithm in self.password_algorithms:
-                if keys.key_for(algorithm) is None:
-                    raise LocalProtocolError(f"user {name!r} has no {algorithm.name} key")
-
-    @classmethod
-    def from_passwords(
-        cls,
-        realm: str,
-        passwords: Mapping[str, str],
-        *,
-        password_algorithms: tuple[PasswordAlgorithmId, ...] = (
-            PasswordAlgorithmId.SHA256,
-            PasswordAlgorithmId.MD5,
-        ),
-        username_anonymity: bool = False,
-    ) -> LongTermCredentials:
-        """Derive every user's MD5 and SHA-256 keys from plain passwords.
-
-        Offers SHA-256 then MD5 by default: RFC 8489 clients pick SHA-256, and RFC 5389 clients,
-        which send no PASSWORD-ALGORITHM, are served with MD5 as §9.2.4 provides.
-        """
-        users = {name: LongTermKey.from_password(name, realm, pw) for name, pw in passwords.items()}
-        return cls(
-            realm=realm,
-            users=users,
-            password_algorithms=password_algorithms,
-            username_anonymity=username_anonymity,
-        )
-
-    @property
-    def features(self) -> SecurityFeatures:
-        """The security features the nonce cookie announces (§9.2, §18.1)."""
-        features = SecurityFeatures.NONE
-        if self.password_algorithms:
-            features |= SecurityFeatures.PASSWORD_ALGORITHMS
-        if self.username_anonymity:
-            features |= SecurityFeatures.USERNAME_ANONYMITY
-        return features
-
-
-# --------------------------------------------------------------------------- outcomes
-
-
-class Outcome(enum.Enum):
-    """What the server did with one datagram, and why; counted in :class:`ServerStats`."""
-
-    ANSWERED = "success response"
-    # error responses
-    INCOMPLETE_CREDENTIALS = "400: integrity without USERNAME/USERHASH, REALM or NONCE"
-    BID_DOWN = "400: PASSWORD-ALGORITHM(S) do not match the nonce cookie (§9.2.4)"
-    CHALLENGED = "401: no integrity, so REALM and NONCE sent"
-    UNKNOWN_USER = "401: USERNAME or USERHASH not valid"
-    BAD_INTEGRITY = "401: MESSAGE-INTEGRITY(-SHA256) does not match"
-    UNKNOWN_ATTRIBUTE = "420: unknown comprehension-required attributes"
-    BAD_RESPONSE_PORT = "400: RESPONSE-PORT 0, a port no answer can go to (RFC 5780 §7.5)"
-    STALE_NONCE = "438: the nonce expired"
-    INVALID_NONCE = "438: the nonce is not one we issued for this address"
-    # silently dropped
-    MALFORMED = "dropped: not well-formed STUN"
-    CLASSIC = "dropped: RFC 3489 request, classic compatibility off"
-    NOT_A_REQUEST = "dropped: an indication or a response"
-    UNSUPPORTED_METHOD = "dropped: not a Binding request"
-    BAD_FINGERPRINT = "dropped: FINGERPRINT does not match"
-    RATE_LIMITED = "dropped: a 400 or 401 beyond its source's budget (failure_rate, failure_burst)"
-    DISCOVERY_RATE_LIMITED = (
-        "dropped: an unauthenticated behaviour-discovery request beyond its source's budget "
-        "(discovery_rate, discovery_burst; RFC 5780 §9)"
-    )
-    STREAM_GARBAGE = "dropped: a TCP/TLS stream that cannot be framed, connection closed"
-
-
-#: The outcomes that send nothing back.
-DROPPED = frozenset(
-    (
-        Outcome.MALFORMED,
-        Outcome.CLASSIC,
-        Outcome.NOT_A_REQUEST,
-        Outcome.UNSUPPORTED_METHOD,
-        Outcome.BAD_FINGERPRINT,
-        Outcome.RATE_LIMITED,
-        Outcome.DISCOVERY_RATE_LIMITED,
-        Outcome.STREAM_GARBAGE,
-    )
-)
-
-
-@dataclass(slots=True, repr=False)
-class ServerStats:
-    """How many datagrams ended in each :class:`Outcome`: ``stats[Outcome.MALFORMED]``."""
-
-    counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
-
-    def __repr__(self) -> str:
-        seen = ", ".join(f"{o.name}={n}" for o, n in self.counts.items() if n)
-        return f"ServerStats({seen})"
-
-    def __getitem__(self, outcome: Outcome) -> int:
-        return self.counts[outcome]
-
-    def count(self, outcome: Outcome) -> None:
-        """Count one more datagram (or stream) that ended in ``outcome``."""
-        self.counts[outcome] += 1
-
-    @property
-    def dropped(self) -> int:
-        """Datagrams that got no answer."""
-        return sum(self.counts[outcome] for outcome in DROPPED)
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticated:
-    """A request that passed authentication, and how to protect what answers it."""
-
-    username: str
-    key: bytes
-    integrity: Integrity
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A request that failed authentication: the error to answer it with.
-
-    ``key`` is set only when the request's own integrity checked out (a 438), so that the error
-    response can be protected with it.
-    """
-
-    code: int
-    outcome: Outcome
-    attributes: tuple[Attribute, ...] = ()
-    key: bytes | None = None
-    integrity: Integrity = Integrity.SHA1
-
-
-class Presented(NamedTuple):
-    """What a request presents to the long-term credential mechanism (RFC 8489 §9.2.4), read
-    from a decoded :class:`Message` or from its bytes: the user (USERNAME, or the one USERHASH
-    names; ``None`` for a hash of no user), REALM and NONCE, PASSWORD-ALGORITHM and
-    PASSWORD-ALGORITHMS if present, and which integrity attribute it carries (SHA-256 if
-    MESSAGE-INTEGRITY-SHA256)."""
-
-    name: str | None
-    realm: str
-    nonce: str
-    chosen: PasswordAlgorithm | None
-    offered: PasswordAlgorithms | None
-    integrity: Integrity
-
-
-def _response_integrity(request: Message) -> Integrity:
-    """MESSAGE-INTEGRITY-SHA256 if the request had it, else MESSAGE-INTEGRITY (§9.1.3)."""
-    return Integrity.SHA256 if request.has(MessageIntegritySha256) else Integrity.SHA1
-
-
-class ShortTermAuthenticator:
-    """The server side of the short-term credential mechanism (RFC 8489 §9.1.3)."""
-
-    def __init__(self, credentials: ShortTermCredentials) -> None:
-        self.credentials = credentials
-
-    def authenticate(
-        self, request: Message, remote: Address, now: float
-    ) -> Authenticated | Rejected:
-        """Check USERNAME and integrity; errors carry no integrity, as the key is unknown."""
-        username = request.get(Username)
-        if username is None or not request.has_integrity:
-            return Rejected(400, Outcome.INCOMPLETE_CREDENTIALS)
-        key = self.credentials.keys.get(username.value)
-        if key is None:
-            return Rejected(401, Outcome.UNKNOWN_USER)
-        if not request.check_integrity(key):
-            return Rejected(401, Outcome.BAD_INTEGRITY)
-        return Authenticated(username.value, key, _response_integrity(request))
-
-
-class LongTermAuthenticator:
-    """The server side of the long-term credential mechanism (RFC 8489 §9.2.4).
-
-    Shared by the Binding server and the TURN server: :meth:`authenticate` runs the RFC's checks in
-    its order; :meth:`challenge` is what every 401 and 438 carries.
-    """
-
-    def __init__(self, credentials: LongTermCredentials, nonces: NonceIssuer) -> None:
-        if nonces.features != credentials.features:
-            raise LocalProtocolError("the nonce issuer must announce the credentials' features")
-        self.credentials = credentials
-        self.nonces = nonces
-        self._realm = Realm(credentials.realm)
-        self._offered = (
-            PasswordAlgorithms(tuple(AlgorithmEntry(a) for a in credentials.password_algorithms))
-            if credentials.password_algorithms
-            else None
-        )
-        self._userhashes: dict[bytes, str] = (
-            {userhash(name, credentials.realm): name for name in credentials.users}
-            if credentials.username_anonymity
-            else {}
-        )
-
-    @classmethod
-    def with_nonces(
-        cls,
-        credentials: LongTermCredentials,
-        *,
-        secret: bytes | None,
-        lifetime: float,
-        rng: RandomSource,
-    ) -> LongTermAuthenticator:
-        """An authenticator with its own stateless nonce issuer (:mod:`stun.nonces`)."""
-        nonces = NonceIssuer(
-            secret=secret, lifetime=lifetime, features=credentials.features, rng=rng
-        )
-        return cls(credentials, nonces)
-
-    def challenge(self, client: Address, now: float) -> tuple[Attribute, ...]:
-        """REALM, a fresh NONCE for ``client`` and PASSWORD-ALGORITHMS when offered."""
-        nonce = Nonce(self.nonces.issue(client, now))
-        if self._offered is None:
-            return (self._realm, nonce)
-        return (self._realm, nonce, self._offered)
-
-    def authenticate(
-        self, request: Message, remote: Address, now: float
-    ) -> Authenticated | Rejected:
-        """The checks of §9.2.4, in order; the first that fails decides the error."""
-        if not request.has_integrity:
-            return Rejected(401, Outcome.CHALLENGED, self.challenge(remote, now))
-        username = request.get(Username)
-        hashed = request.get(Userhash)
-        realm = request.get(Realm)
-        nonce = request.get(Nonce)
-        if (username is None and hashed is None) or realm is None or nonce is None:
-            return Rejected(400, Outcome.INCOMPLETE_CREDENTIALS)
-        if username is not None:
-            name: str | None = username.value
-        else:
-            assert hashed is not None
-            name = self._userhashes.get(hashed.value)
-        return self.verify(
-            Presented(
-                name,
-                realm.value,
-                nonce.value,
-                request.get(PasswordAlgorithm),
-                request.get(PasswordAlgorithms),
-                _response_integrity(request),
-            ),
-            request.check_integrity,
-            remote,
-            now,
-        )
-
-    def verify(
-        self,
-        presented: Presented,
-        integrity_matches: Callable[[bytes], bool],
-        remote: Address,
-        now: float,
-    ) -> Authenticated | Rejected:
-        """The checks of §9.2.4 from the third on (the request carries integrity, a user, REALM
-        and NONCE): the password algorithm, the user and realm, ``integrity_matches`` with the
-        user's key, the nonce. For :meth:`authenticate`, and for a server's lean path that reads
-        the same attributes from a request's bytes."""
-        negotiated = self._negotiated_algorithm(presented)
-        if isinstance(negotiated, Rejected):
-            return negotiated
-        name = presented.name
-        user = self.credentials.users.get(name) if name is not None else None
-        algorithm = PasswordAlgorithmId.MD5 if negotiated is None else negotiated
-        key = user.key_for(algorithm) if user is not None else None
-        if name is None or key is None or presented.realm != self.credentials.realm:
-            return Rejected(401, Outcome.UNKNOWN_USER, self.challenge(remote, now))
-        if not integrity_matches(key):
-            return Rejected(401, Outcome.BAD_INTEGRITY, self.challenge(remote, now))
-        # §9.2.4: MESSAGE-INTEGRITY-SHA256 unless the request was processed as MD5 for want of
-        # PASSWORD-ALGORITHM(S); then MESSAGE-INTEGRITY (or SHA-256 for a client that sent only it).
-        integrity = Integrity.SHA256 if negotiated is not None else presented.integrity
-        status = self.nonces.check(presented.nonce, remote, now)
-        if status is not NonceStatus.VALID:
-            outcome = Outcome.STALE_NONCE if status is NonceStatus.STALE else Outcome.INVALID_NONCE
-            return Rejected(438, outcome, self.challenge(remote, now), key, integrity)
-        return Authenticated(name, key, integrity)
-
-    def _negotiated_algorithm(self, presented: Presented) -> int | Rejected | None:
-        """The third check of §9.2.4: the PASSWORD-ALGORITHM the client chose, ``None`` if it chose
-        none (the request is then processed as MD5), or a 400 if the choice cannot stand.
-        """
-        features = nonce_features(presented.nonce)
-        if features is None or SecurityFeatures.PASSWORD_ALGORITHMS not in features:
-            return None
-        chosen = presented.chosen
-        offered = presented.offered
-        if chosen is None and offered is None:
-            return None
-        if (
-            chosen is None
-            or offered is None
-            or offered != self._offered
-            or AlgorithmEntry(chosen.algorithm, chosen.parameters) not in offered.algorithms
-        ):
-            return Rejected(400, Outcome.BID_DOWN)
-        return chosen.algorithm
-
-
-Authentication = ShortTermCredentials | LongTermCredentials
-
-
-# --------------------------------------------------------------------------- the server
+__all__ = [
+    "DROPPED",
+    "Authenticated",
+    "Authentication",
+    "BindingServer",
+    "LongTermAuthenticator",
+    "LongTermCredentials",
+    "LongTermKey",
+    "Outcome",
+    "Presented",
+    "Rejected",
+    "ServerConfig",
+    "ServerStats",
+    "ShortTermAuthenticator",
+    "ShortTermCredentials",
+]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

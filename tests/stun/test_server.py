@@ -896,3 +896,33 @@ def test_padding_buys_no_bigger_response() -> None:
     padded = server.respond(request(Padding(bytes(1000))), SERVER, CLIENT, 0.0)
     assert padded is not None and len(padded) < len(plain) + 8
     assert not Message.decode(padded).has(Padding)
+
+
+def test_authentication_and_outcome_names_stay_importable_from_stun_server() -> None:
+    """stun.server re-exports what moved to stun.authentication and stun.outcomes: the same
+    objects, so ``from stun.server import LongTermCredentials`` (docs, users) keeps working."""
+    import stun
+    import stun.authentication
+    import stun.outcomes
+    import stun.server
+
+    moved = {
+        stun.authentication: (
+            "Authenticated",
+            "Authentication",
+            "LongTermAuthenticator",
+            "LongTermCredentials",
+            "LongTermKey",
+            "Presented",
+            "Rejected",
+            "ShortTermAuthenticator",
+            "ShortTermCredentials",
+        ),
+        stun.outcomes: ("DROPPED", "Outcome", "ServerStats"),
+    }
+    for module, names in moved.items():
+        for name in names:
+            assert getattr(stun.server, name) is getattr(module, name), name
+            assert name in stun.server.__all__, name
+    for name in ("LongTermCredentials", "LongTermKey", "Outcome", "ServerStats"):
+        assert getattr(stun, name) is getattr(stun.server, name), name

@@ -63,8 +63,8 @@ from stun.errors import DecodeError
 from stun.framing import Framing, StreamDecoder
 from stun.limits import Closure, StreamAdmission, StreamLimits
 from stun.metrics_http import Exposition, MetricsServer, MetricsSource
+from stun.outcomes import Outcome as StunOutcome
 from stun.reader_errors import TIMER, ReaderErrors
-from stun.server import Outcome as StunOutcome
 
 from . import aio_tcp
 from .aio_tcp import PeerConnectionProtocol, TcpRelays

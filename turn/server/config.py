@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from stun import Address, AddressFamily, LocalProtocolError, RandomSource
 from stun._version import DEFAULT_SOFTWARE
 from stun.advertised import AdvertisedAddress, check_advertised, parse_advertised
+from stun.authentication import LongTermCredentials
 from stun.nonces import DEFAULT_NONCE_LIFETIME, check_nonce_settings
 from stun.randomness import default_random
-from stun.server import LongTermCredentials, ServerConfig
+from stun.server import ServerConfig
 
 from ..channel import MAX_CHANNEL, RFC5766_MAX_CHANNEL
 from .policy import PeerPolicy

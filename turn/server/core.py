@@ -16,12 +16,12 @@ which :meth:`TurnServerCore.handle_datagram` returns directly for the driver's h
 * **From a client, a Binding request**: answered by a :class:`stun.BindingServer`.
 * **From a client, a TURN request** (Allocate §7.2, Refresh §8.2, CreatePermission §11.2,
   ChannelBind §12.2): authenticated with the long-term credential mechanism (RFC 8489 §9.2;
-  :class:`stun.server.LongTermAuthenticator`), unknown comprehension-required attributes refused
-  with 420, then the method's checks in the RFC's order; the first that fails decides the error.
-  Every response to an authenticated request carries MESSAGE-INTEGRITY(-SHA256) and SOFTWARE;
-  FINGERPRINT when the request had it. Authentication failures (400, 401 and the REST API's expired
-  usernames) are answered only while the source's token bucket allows (one per IPv4 address or
-  IPv6 /64); then dropped.
+  :class:`stun.authentication.LongTermAuthenticator`), unknown comprehension-required attributes
+  refused with 420, then the method's checks in the RFC's order; the first that fails decides the
+  error. Every response to an authenticated request carries MESSAGE-INTEGRITY(-SHA256) and
+  SOFTWARE; FINGERPRINT when the request had it. Authentication failures (400, 401 and the REST
+  API's expired usernames) are answered only while the source's token bucket allows (one per IPv4
+  address or IPv6 /64); then dropped.
 * **From a peer** (§10.3, §12.7): relayed to the client if a permission exists for the peer's IP
   address, as ChannelData when a channel is bound to the peer's transport address, else as a Data
   indication.
@@ -67,13 +67,14 @@ from stun import (
     Software,
     Username,
 )
+from stun.authentication import Authenticated, LongTermAuthenticator, Rejected
 from stun.datagram import Datagram
 from stun.integrity import integrity_matches
 from stun.limits import SourceRateLimiter, source_key
 from stun.message import message_type
+from stun.outcomes import Outcome as StunOutcome
+from stun.outcomes import ServerStats
 from stun.randomness import random_bytes
-from stun.server import Authenticated, LongTermAuthenticator, Rejected, ServerStats
-from stun.server import Outcome as StunOutcome
 
 from .. import errors as turn_errors
 from ..attributes import (

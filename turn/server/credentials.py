@@ -8,10 +8,10 @@ Many servers that share nothing but a secret can all accept the same credentials
     password = base64(HMAC-SHA1(secret, username))
 
 The server derives each such user's long-term keys (RFC 8489 §9.2.2) from the password on demand
-(:class:`RestApiUsers`, a mapping that :class:`stun.server.LongTermAuthenticator` reads like any
-users table), and refuses a username whose expiry has passed (:func:`rest_api_expiry`). The expiry
-is wall-clock time, which the sans-IO core does not read: the TURN server is told how far its
-``now`` is from Unix time (``TurnServerCore.wall_clock_offset``).
+(:class:`RestApiUsers`, a mapping that :class:`stun.authentication.LongTermAuthenticator` reads
+like any users table), and refuses a username whose expiry has passed (:func:`rest_api_expiry`).
+The expiry is wall-clock time, which the sans-IO core does not read: the TURN server is told how
+far its ``now`` is from Unix time (``TurnServerCore.wall_clock_offset``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import hmac
 from collections.abc import Iterator, Mapping
 
 from stun import LocalProtocolError, PasswordAlgorithmId
-from stun.server import LongTermKey
+from stun.authentication import LongTermKey
 
 #: The longest expiry field accepted: Unix seconds have 10 digits until the year 2286.
 _MAX_EXPIRY_DIGITS = 12

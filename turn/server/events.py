@@ -67,7 +67,7 @@ class ChannelGranted(TurnServerEvent):
 @dataclass(frozen=True, slots=True)
 class RequestRefused(TurnServerEvent):
     """A request was answered with error ``code``: a TURN method's check failed (``outcome`` a
-    :class:`turn.server.Outcome`), or its credentials did (a :class:`stun.server.Outcome`; the
+    :class:`turn.server.Outcome`), or its credentials did (a :class:`stun.outcomes.Outcome`; the
     401 challenge that starts every session is not reported). ``username`` is the one the request
     carried ("" without one); ``detail`` names what was refused, when there is more to say (the
     peer and the policy's reason for a 403, the quota for a 486)."""

@@ -11,7 +11,7 @@ decoded by its attribute class as the typed decoder does, the last ending exactl
 integrity attribute. Anything else — USERHASH, REQUESTED-ADDRESS-FAMILY, DONT-FRAGMENT, an
 unknown attribute, both integrity attributes, a value its class refuses, a length that does not
 add up — is left to the typed path, which decodes the request and decides. What is read goes to
-the typed path's own checks (:meth:`stun.server.LongTermAuthenticator.verify`, with
+the typed path's own checks (:meth:`stun.authentication.LongTermAuthenticator.verify`, with
 :func:`stun.integrity.integrity_matches` over the request's bytes), and only a request that
 passes them all and asks for a lifetime other than 0 is answered here; every failure, and
 deletion, is the typed path's.
@@ -44,9 +44,9 @@ from stun import (
     Software,
     Username,
 )
+from stun.authentication import Presented
 from stun.integrity import FINGERPRINT_XOR
 from stun.message import HEADER_SIZE, message_type, seal
-from stun.server import Presented
 
 from ..attributes import Lifetime
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from stun.server import ServerStats
+from stun.outcomes import ServerStats
 
 
 class Outcome(enum.Enum):

@@ -35,6 +35,10 @@ class Outcome(enum.Enum):
     )
     STREAM_GARBAGE = "dropped: a TCP/TLS stream that cannot be framed, connection closed"
 
+    #: Members are singletons: hashed by identity in C, not by ``Enum.__hash__`` in Python (every
+    #: answered request counts one).
+    __hash__ = object.__hash__
+
 
 #: The outcomes that send nothing back.
 DROPPED = frozenset(

@@ -43,10 +43,13 @@ _log = logging.getLogger("icestack.stun")
 def _answerer(server: BindingServer, io: DatagramIO, local: Address) -> DatagramHandler:
     """A :class:`UdpReader` handler that answers each request inline through ``io``."""
     respond = server.respond
+    respond_plain = server.respond_plain
     send = io.send
 
     def answer(data: bytes, sockaddr: tuple[Any, ...], now: float) -> None:
-        reply = respond(data, local, Address(sockaddr[0], sockaddr[1]), now)
+        reply = respond_plain(data, sockaddr)
+        if reply is None:
+            reply = respond(data, local, Address(sockaddr[0], sockaddr[1]), now)
         if reply is not None:
             # A full socket buffer or an ICMP error: the client retransmits.
             with contextlib.suppress(OSError):

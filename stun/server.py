@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._version import DEFAULT_SOFTWARE
 from .address import Address
@@ -233,8 +234,9 @@ class BindingServer:
         #: Whether plain requests may take the lean path: with authentication or behaviour
         #: discovery, every answer needs what only the typed path adds.
         self._lean = self._authenticator is None and self._behavior is None
-        #: The XOR-MAPPED-ADDRESS and SOFTWARE of recent IPv4 clients, bounded.
-        self._mapped: dict[Address, bytes] = {}
+        #: The XOR-MAPPED-ADDRESS and SOFTWARE of recent IPv4 clients, bounded; keyed by
+        #: ``(host, port)``, an :class:`Address` or the socket's own address tuple (equal).
+        self._mapped: dict[tuple[Any, ...], bytes] = {}
 
     @property
     def discovery_limited_sources(self) -> int:
@@ -279,14 +281,25 @@ class BindingServer:
     ) -> bytes | Datagram | None:
         """The response as bytes to send back the way the request came, or a :class:`Datagram`
         when it leaves from another socket or goes to another port (RFC 5780)."""
+        answer = self.respond_plain(data, remote)
+        if answer is not None:
+            return answer
+        return self._process_typed(data, local, remote, now, stream)
+
+    def respond_plain(self, data: bytes, source: tuple[Any, ...]) -> bytes | None:
+        """The answer to a plain Binding request over UDP, from its bytes and the socket's own
+        address tuple of ``source`` (no :class:`Address` built), counted as :meth:`respond`
+        counts it; ``None`` when the request is anything else, or the server authenticates or
+        does behaviour discovery: then :meth:`respond` decides. A driver's hot path calls this
+        first (:mod:`stun.aio_server`)."""
         if self._lean and len(data) in _PLAIN_SIZES:
-            answer = self._plain_binding(data, remote)
+            answer = self._plain_binding(data, source)
             if answer is not None:
                 self.stats.counts[Outcome.ANSWERED] += 1
                 return answer
-        return self._process_typed(data, local, remote, now, stream)
+        return None
 
-    def _plain_binding(self, data: bytes, remote: Address) -> bytes | None:
+    def _plain_binding(self, data: bytes, remote: tuple[Any, ...]) -> bytes | None:
         """The lean path (no authentication, no behaviour discovery configured): a Binding
         request with no attribute but FINGERPRINT, answered from the header alone; ``None``
         sends anything else, and a FINGERPRINT that does not match, down the typed path, which
@@ -379,14 +392,14 @@ class BindingServer:
         )
 
     def _unprotected_success(
-        self, transaction_id: bytes, remote: Address, fingerprint: bool
+        self, transaction_id: bytes, remote: tuple[Any, ...], fingerprint: bool
     ) -> bytes:
         """The hot path: what ``Message.encode`` would make of XOR-MAPPED-ADDRESS and SOFTWARE,
         packed directly (a test holds the two to the same bytes).
         """
         body = self._mapped.get(remote)
         if body is None:
-            value = XorMappedAddress(remote).encode_value(transaction_id)
+            value = XorMappedAddress(Address(remote[0], remote[1])).encode_value(transaction_id)
             body = _ATTRIBUTE_HEADER.pack(AttrType.XOR_MAPPED_ADDRESS, len(value)) + value
             body += self._software_bytes
             if len(value) == 8:  # IPv4: the mask is the cookie alone (§14.2), so it keeps

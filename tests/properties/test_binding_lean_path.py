@@ -11,7 +11,15 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stun import Address, BindingServer, Message, MessageClass, Method, ServerConfig
+from stun import (
+    Address,
+    BindingServer,
+    Message,
+    MessageClass,
+    Method,
+    ServerConfig,
+    ShortTermCredentials,
+)
 from stun.integrity import fingerprint
 
 from .signed import any_method, sources, transaction_ids, wire_attributes
@@ -70,3 +78,33 @@ def test_lean_and_typed_paths_answer_alike(data: bytes, remote: Address, softwar
 @given(data=st.one_of(plain, plain.map(_with_fingerprint)), remote=sources)
 def test_plain_requests_take_the_lean_path(data: bytes, remote: Address) -> None:
     assert BindingServer()._plain_binding(data, remote) is not None
+
+
+def _sockaddr(remote: Address) -> tuple[object, ...]:
+    """What a UDP socket reports for ``remote``: IPv6 addresses come with flow info and scope."""
+    return (remote.host, remote.port, 0, 0) if ":" in remote.host else (remote.host, remote.port)
+
+
+@given(data=datagrams(), remote=sources)
+def test_the_drivers_entry_point_answers_and_counts_as_respond(
+    data: bytes, remote: Address
+) -> None:
+    """``respond_plain`` (the UDP driver's first call, with the socket's address tuple), then
+    ``respond`` when it declines: the typed path's bytes and counts, the second time from the
+    cache."""
+    direct = BindingServer()
+    typed = BindingServer()
+    for _ in range(2):
+        answer = direct.respond_plain(data, _sockaddr(remote))
+        if answer is None:
+            answer = direct.respond(data, None, remote, 0.0)
+        assert answer == typed._process_typed(data, None, remote, 0.0, False)
+    assert direct.stats.counts == typed.stats.counts
+
+
+def test_the_drivers_entry_point_declines_when_the_server_authenticates() -> None:
+    credentials = ShortTermCredentials.from_passwords({"user": "password"})
+    server = BindingServer(ServerConfig(authentication=credentials))
+    request = Message(Method.BINDING, MessageClass.REQUEST, bytes(12)).encode()
+    assert server.respond_plain(request, ("192.0.2.1", 3478)) is None
+    assert BindingServer().respond_plain(request, ("192.0.2.1", 3478)) is not None

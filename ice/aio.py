@@ -648,6 +648,7 @@ class Connection(ConnectionEvents, _Closing):
         same address; :meth:`close` sends what is queued first."""
         if type(data) is not bytes:
             options.datagram(data)
+            data = bytes(data)  # queued until the batch leaves: the caller may reuse its buffer
         path = self._paths.get(component)
         if path is None:
             if self._tcp is not None and self._tcp.send(component, data):
@@ -662,7 +663,9 @@ class Connection(ConnectionEvents, _Closing):
                 return
             raise IceConnectionError(self._no_path_reason(component))
         outbox = path.outbox
-        if not outbox.put(data, path.remote) and not await outbox.send(data, path.remote):
+        if not outbox.put(data, path.remote) and not await outbox.send(
+            data, path.remote, abandoned=lambda: self._closed
+        ):
             raise IceConnectionError(self._no_path_reason(component))  # closed while waiting
         path.sent += len(data)
 

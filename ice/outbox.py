@@ -33,6 +33,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable
 
 from stun.batch_io import ICMP_ERRNOS, SEND_SLOT, MmsgIO, SockAddr, datagram_io
 
@@ -45,7 +46,7 @@ class Outbox:
     """What one UDP socket of ICE sends, queued and sent in batches (module docstring);
     ``batch_io=False``: one ``sendto`` per datagram even where batches are available."""
 
-    __slots__ = ("_loop", "_room", "blocked", "closed", "dropped", "error", "io", "sock")
+    __slots__ = ("_fd", "_loop", "_room", "blocked", "closed", "dropped", "error", "io", "sock")
 
     def __init__(self, sock: socket.socket, *, batch_io: bool = True) -> None:
         self.sock = sock
@@ -54,8 +55,10 @@ class Outbox:
         self.io.on_send_error = self._refused
         if isinstance(self.io, MmsgIO):
             self.io.on_blocked = self._blocked
-        #: The loop whose writer waits for room, while the buffer is full.
+        #: The loop whose writer waits for room on ``_fd``, while the buffer is full (the
+        #: number is kept: a socket closed meanwhile says -1).
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd = -1
         #: The kernel's buffer is full: the queue waits for the socket to be writable.
         self.blocked = False
         self.closed = False
@@ -96,10 +99,15 @@ class Outbox:
                 raise
         return True
 
-    async def send(self, data: bytes, remote: SockAddr) -> bool:
+    async def send(
+        self, data: bytes, remote: SockAddr, *, abandoned: Callable[[], bool] | None = None
+    ) -> bool:
         """:meth:`put`, waiting for room while the socket's buffer is full; ``False`` if the
-        outbox closed first."""
-        while not self.put(data, remote):
+        outbox closed first, or ``abandoned()`` says its sender went away meanwhile (a
+        connection closed while its mux's outbox waits: nothing is sent after its close)."""
+        while abandoned is None or not abandoned():
+            if self.put(data, remote):
+                return True
             if self.closed:
                 return False
             if not self.blocked:  # the portable path's sendto found the buffer full
@@ -107,7 +115,7 @@ class Outbox:
             if self._room is None:
                 self._room = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._room)
-        return True
+        return False
 
     def send_nowait(self, data: bytes, remote: SockAddr) -> None:
         """Send or queue one of the agent's datagrams; with the buffer full it is dropped (the
@@ -138,12 +146,13 @@ class Outbox:
         except RuntimeError:  # no loop to wait in: the queue waits for the next flush
             return
         self.blocked = True
-        self._loop.add_writer(self.sock.fileno(), self._writable)
+        self._fd = self.sock.fileno()
+        self._loop.add_writer(self._fd, self._writable)
 
     def _unblock(self) -> None:
         self.blocked = False
         if self._loop is not None:
-            self._loop.remove_writer(self.sock.fileno())
+            self._loop.remove_writer(self._fd)
             self._loop = None
 
     def _writable(self) -> None:

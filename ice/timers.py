@@ -52,7 +52,8 @@ class SharedTimers:
     __slots__ = ("__weakref__", "_armed_at", "_handle", "_heap", "_live", "_loop", "_sequence")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        #: Weak: the loop keys this in ``_BY_LOOP``, whose values must not keep their keys.
+        self._loop = weakref.ref(loop)
         self._heap: list[TimerEntry] = []
         self._sequence = itertools.count()
         #: How many owners have a deadline now (the heap's live entries).
@@ -81,13 +82,16 @@ class SharedTimers:
 
     def _arm(self) -> None:
         heap = self._heap
+        while heap and heap[0][2] is None:  # a cancelled deadline wakes nothing
+            heapq.heappop(heap)
         first = heap[0][0] if heap else None
         if first == self._armed_at:
             return
         if self._handle is not None:
             self._handle.cancel()
         self._armed_at = first
-        self._handle = None if first is None else self._loop.call_at(first, self._fire)
+        loop = self._loop()
+        self._handle = None if first is None or loop is None else loop.call_at(first, self._fire)
 
     def _fire(self) -> None:
         # Only what was due when the loop chose to run this: what fell due since (while this

@@ -85,6 +85,24 @@ def test_one_shared_timer_per_loop() -> None:
     assert asyncio.run(main())
 
 
+def test_a_finished_loop_is_not_kept_by_its_shared_timer() -> None:
+    """The per-loop table holds its timers weakly by loop; the timers must not hold the loop
+    back (a value that refers to its weak key keeps both forever) once its connections are
+    closed (their deadlines cancelled)."""
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loops.append(weakref.ref(loop))
+        owner = Owner("a", [])
+        shared_timers(loop).schedule(owner, loop.time() + 60.0)
+        shared_timers(loop).schedule(owner, None)  # as a closed connection does
+
+    asyncio.run(main())
+    gc.collect()
+    assert loops[0]() is None
+
+
 def test_a_late_loop_runs_the_loop_again_before_firing_what_fell_due_meanwhile() -> None:
     """Deadlines that passed while the loop was busy fire a slice per iteration, with the
     loop's other work (its reads) in between, as per-connection ``call_at`` handles would."""

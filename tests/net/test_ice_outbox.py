@@ -54,6 +54,23 @@ def test_data_sent_in_a_loop_arrives_complete_and_in_order(batch_io: bool) -> No
 
 
 @pytest.mark.parametrize("batch_io", PATHS)
+def test_a_buffer_reused_after_send_does_not_change_what_was_sent(batch_io: bool) -> None:
+    """send() returns once the datagram is queued: a caller that refills its buffer at once
+    (a recv_into-and-forward loop) must not change what leaves with the batch."""
+
+    async def main() -> list[bytes]:
+        async with connected(tcp=False, batch_io=batch_io) as (a, b):
+            buffer = bytearray(numbered(0))
+            for index in range(3):  # no yield between sends: all three leave in one batch
+                buffer[:] = numbered(index)
+                await a.send(buffer)  # bytes-like, as sendto documents
+            buffer[:] = numbered(99)
+            return [await b.recv() for _ in range(3)]
+
+    assert run(main()) == [numbered(index) for index in range(3)]
+
+
+@pytest.mark.parametrize("batch_io", PATHS)
 def test_close_sends_what_is_queued_and_then_refuses(batch_io: bool) -> None:
     async def main() -> None:
         sender, receiver = udp_socket("127.0.0.1"), udp_socket("127.0.0.1")

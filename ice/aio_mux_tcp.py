@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from typing import Any
 
 from stun.address import Address, normalize_host
+from stun.aio_streams import AcceptLoop
 
 from .base_sockets import BaseSocket
 from .mux_tcp import Dropped, TcpMuxTable
@@ -38,7 +40,7 @@ class MuxListener:
     """The listening socket ``sock`` of a mux and the connections it accepted that no session
     has yet (module docstring); ``sessions`` tells each session's TCP side."""
 
-    __slots__ = ("_loop", "_remotes", "_timer", "local", "sessions", "sock", "table")
+    __slots__ = ("_acceptor", "_loop", "_remotes", "_timer", "local", "sessions", "sock", "table")
 
     def __init__(
         self,
@@ -53,34 +55,35 @@ class MuxListener:
         #: The address of every session's passive TCP candidate.
         self.local = Address(normalize_host(host), port)
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Accepts in batches; rests a while when the process is out of file descriptors.
+        self._acceptor: AcceptLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         #: Waiting connections by socket, with the address they came from.
         self._remotes: dict[socket.socket, Address] = {}
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Accept from now on."""
+        """Accept from now on (``loop`` is the running loop)."""
         self._loop = loop
-        loop.add_reader(self.sock.fileno(), self._accept_ready)
+        self._acceptor = AcceptLoop(
+            self.sock,
+            self._accepted,
+            per_event=ACCEPT_BATCH,
+            after=self._arm,
+            on_failure=self._accept_failed,
+        )
 
-    def _accept_ready(self) -> None:
+    def _accept_failed(self, exc: OSError) -> None:
+        _log.warning("mux TCP listener %s cannot accept: %s", self.local, exc)
+
+    def _accepted(self, client: socket.socket, sockaddr: tuple[Any, ...]) -> None:
         loop = self._loop
         assert loop is not None
-        now = loop.time()
-        for _ in range(ACCEPT_BATCH):
-            try:
-                client, sockaddr = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:  # EMFILE and its kin: the next wake-up tries again
-                _log.warning("mux TCP listener %s cannot accept: %s", self.local, exc)
-                break
-            client.setblocking(False)
-            evicted = self.table.accepted(client, now)
-            if evicted is not None:
-                self._close(evicted)
-            self._remotes[client] = Address(normalize_host(sockaddr[0]), sockaddr[1])
-            loop.add_reader(client.fileno(), self._read_ready, client)
-        self._arm()
+        client.setblocking(False)
+        evicted = self.table.accepted(client, loop.time())
+        if evicted is not None:
+            self._close(evicted)
+        self._remotes[client] = Address(normalize_host(sockaddr[0]), sockaddr[1])
+        loop.add_reader(client.fileno(), self._read_ready, client)
 
     def _read_ready(self, client: socket.socket) -> None:
         try:
@@ -103,9 +106,11 @@ class MuxListener:
         self._loop.remove_reader(client.fileno())
         remote = self._remotes.pop(client)
         tcp = self.sessions.get(verdict.session)
-        if tcp is None or not tcp.take(self.local, client, remote, verdict.data):
+        if tcp is None:
             self.table.refused()
             client.close()
+        elif not tcp.take(self.local, client, remote, verdict.data):
+            self.table.refused()  # the session closed it
 
     def _arm(self) -> None:
         """One timer at the table's next deadline."""
@@ -132,11 +137,6 @@ class MuxListener:
             self._loop.remove_reader(client.fileno())
         client.close()
 
-    @property
-    def waiting(self) -> int:
-        """Connections waiting for their first request."""
-        return len(self._remotes)
-
     def close(self) -> None:
         """Stop accepting; close the connections no session has."""
         if self._timer is not None:
@@ -144,6 +144,7 @@ class MuxListener:
             self._timer = None
         for client in list(self._remotes):
             self._close(client)
-        if self._loop is not None and self.sock.fileno() >= 0:
-            self._loop.remove_reader(self.sock.fileno())
-        self.sock.close()
+        if self._acceptor is not None:
+            self._acceptor.close()
+        else:
+            self.sock.close()

@@ -112,7 +112,7 @@ class MetricsServer(_Closing):
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
             if head.split(b" ", 1)[0] == b"GET":
-                status, body = "200 OK", self.render()
+                status, body = self._page()
             else:
                 status, body = "405 Method Not Allowed", "GET only\n"
             payload = body.encode()
@@ -127,6 +127,15 @@ class MetricsServer(_Closing):
         finally:
             self._clients -= 1
             writer.close()
+
+    def _page(self) -> tuple[str, str]:
+        """The page, or a 500 when a source raised (a bug of that source: logged, and the
+        listener serves on)."""
+        try:
+            return "200 OK", self.render()
+        except Exception:
+            _log.exception("a metrics source raised")
+            return "500 Internal Server Error", "a metrics source failed; see the log\n"
 
     async def close(self) -> None:
         """Stop listening (a scrape being answered ends on its own, within :data:`TIMEOUT`)."""

@@ -86,6 +86,26 @@ def test_one_page_serves_the_turn_server_and_two_muxes() -> None:
     run(main())
 
 
+def test_a_source_that_raises_gets_a_500_and_the_page_serves_on() -> None:
+    failing = [True]
+
+    def source() -> str:
+        if failing[0]:
+            raise RuntimeError("a buggy source")
+        return "up 1\n"
+
+    async def main() -> None:
+        server, address = await serve_metrics([source])
+        async with server:
+            status, _ = await scrape(address)
+            assert status == "HTTP/1.1 500 Internal Server Error"
+            failing[0] = False
+            status, body = await scrape(address)
+            assert (status, body) == ("HTTP/1.1 200 OK", "up 1\n")
+
+    run(main())
+
+
 def test_exposition_text_escapes_label_values() -> None:
     page = Exposition("x_")
     assert page.text() == ""

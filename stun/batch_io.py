@@ -659,8 +659,13 @@ class MmsgIO:
                 if error == errno.EINTR:
                     continue
                 first, count = messages[done]
-                if error == errno.EAGAIN and self.on_blocked is not None:
-                    raise _Blocked(at + first, failed)
+                if error == errno.EAGAIN:
+                    if self.on_blocked is not None:
+                        raise _Blocked(at + first, failed)
+                    # A full buffer refuses the rest too: drop it, not one system call each.
+                    self.send_error = (error, pending[first][2])
+                    failed += sum(count for _, count in messages[done:])
+                    break
                 if count > 1 and error in GSO_REFUSED:
                     # The kernel cannot segment here: send the rest one datagram a message.
                     self.gso = False

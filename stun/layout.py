@@ -346,9 +346,10 @@ def layout_of(
     if remaining:
         _REMAINING[bucket] = remaining - 1
     elif not layout.ignored_count:
-        if len(_LAYOUT_CACHE) >= MAX_CACHED_LAYOUTS:
-            del _LAYOUT_CACHE[next(iter(_LAYOUT_CACHE))]
-        _LAYOUT_CACHE[type_field << 16 | length] = KeptLayout(layout)
+        key = type_field << 16 | length
+        if key not in _LAYOUT_CACHE and len(_LAYOUT_CACHE) >= MAX_CACHED_LAYOUTS:
+            del _LAYOUT_CACHE[next(iter(_LAYOUT_CACHE))]  # only when one is added
+        _LAYOUT_CACHE[key] = KeptLayout(layout)
         _REMAINING[bucket] = _KEPT
     return layout, values
 

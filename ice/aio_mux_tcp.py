@@ -22,6 +22,7 @@ from typing import Any
 
 from stun.address import Address, normalize_host
 from stun.aio_streams import AcceptLoop
+from stun.limits import source_key
 
 from .base_sockets import BaseSocket
 from .mux_tcp import Dropped, TcpMuxTable
@@ -79,10 +80,14 @@ class MuxListener:
         loop = self._loop
         assert loop is not None
         client.setblocking(False)
-        evicted = self.table.accepted(client, loop.time())
-        if evicted is not None:
-            self._close(evicted)
-        self._remotes[client] = Address(normalize_host(sockaddr[0]), sockaddr[1])
+        remote = Address(normalize_host(sockaddr[0]), sockaddr[1])
+        closing = self.table.accepted(client, loop.time(), source_key(remote.host))
+        if closing is client:  # its source has its share waiting already
+            client.close()
+            return
+        if closing is not None:
+            self._close(closing)
+        self._remotes[client] = remote
         loop.add_reader(client.fileno(), self._read_ready, client)
 
     def _read_ready(self, client: socket.socket) -> None:

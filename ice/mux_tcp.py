@@ -54,6 +54,9 @@ class TcpDropReason(enum.Enum):
     SILENT = "silent"
     #: ``max_unowned`` connections were waiting: the oldest went.
     EVICTED = "evicted"
+    #: ``max_unowned_per_source`` connections from its source were waiting: it was closed at
+    #: once (one host cannot push everyone else's waiting connections out).
+    SOURCE_LIMIT = "source-limit"
     #: The peer closed it before its first request was complete.
     CLOSED = "closed"
     #: The session it was routed to did not take it (its ``max_tcp_connections``, or closing).
@@ -66,12 +69,18 @@ class TcpMuxConfig:
 
     #: Connections accepted and waiting for their first request; the oldest goes past this.
     max_unowned: int = 256
+    #: Of those, how many may come from one source (an IPv4 address, an IPv6 /64): half, so
+    #: that one host cannot push every other waiting connection out, while many clients behind
+    #: one NAT can still connect at once.
+    max_unowned_per_source: int = 128
     #: How long an accepted connection may take to send its first request (seconds).
     first_request_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         if self.max_unowned < 1:
             raise LocalProtocolError("max_unowned must be at least 1")
+        if self.max_unowned_per_source < 1:
+            raise LocalProtocolError("max_unowned_per_source must be at least 1")
         if not self.first_request_timeout > 0:
             raise LocalProtocolError("first_request_timeout must be positive")
 
@@ -92,23 +101,28 @@ class Dropped:
 
 
 class _Waiting:
-    __slots__ = ("buffer", "deadline")
+    __slots__ = ("buffer", "deadline", "source")
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, source: Hashable) -> None:
         self.buffer = bytearray()
         self.deadline = deadline
+        self.source = source
 
 
 class TcpMuxTable(Generic[Key, Session]):
     """The unowned connections of one shared listening port (module docstring); ``sessions``
     is the mux's table, which owns the ufrags."""
 
-    __slots__ = ("_waiting", "accepted_count", "config", "dropped", "routed", "sessions")
+    __slots__ = (
+        "_by_source", "_waiting", "accepted_count", "config", "dropped", "routed", "sessions",
+    )  # fmt: skip
 
     def __init__(self, sessions: MuxTable[Session], config: TcpMuxConfig | None = None) -> None:
         self.sessions = sessions
         self.config = config or TcpMuxConfig()
         self._waiting: dict[Key, _Waiting] = {}
+        #: How many of them each source has (sources with none are not kept).
+        self._by_source: Counter[Hashable] = Counter()
         #: Connections accepted.
         self.accepted_count = 0
         #: Connections routed to a session.
@@ -123,17 +137,23 @@ class TcpMuxTable(Generic[Key, Session]):
     def __contains__(self, key: object) -> bool:
         return key in self._waiting
 
-    def accepted(self, key: Key, now: float) -> Key | None:
-        """A connection was accepted: it waits for its first request. Returns the connection
-        to close to make room (the oldest waiting one, past ``max_unowned``), if any."""
+    def accepted(self, key: Key, now: float, source: Hashable = None) -> Key | None:
+        """A connection from ``source`` (see :func:`stun.limits.source_key`) was accepted: it
+        waits for its first request. Returns the connection to close, if any: this one, when
+        its source has ``max_unowned_per_source`` waiting already; else the oldest waiting
+        one, past ``max_unowned``."""
         if key in self._waiting:
             raise LocalProtocolError(f"connection {key!r} is waiting already")
         self.accepted_count += 1
+        if self._by_source[source] >= self.config.max_unowned_per_source:
+            self.dropped[TcpDropReason.SOURCE_LIMIT] += 1
+            return key
         evicted = None
         if len(self._waiting) >= self.config.max_unowned:
             evicted = next(iter(self._waiting))
             self._drop(evicted, TcpDropReason.EVICTED)
-        self._waiting[key] = _Waiting(now + self.config.first_request_timeout)
+        self._waiting[key] = _Waiting(now + self.config.first_request_timeout, source)
+        self._by_source[source] += 1
         return evicted
 
     def received(self, key: Key, data: bytes) -> Routed[Session] | Dropped | None:
@@ -160,7 +180,7 @@ class TcpMuxTable(Generic[Key, Session]):
         session = self.sessions.session_of(ufrag)
         if session is None:
             return self._drop(key, TcpDropReason.UNKNOWN_UFRAG)
-        del self._waiting[key]
+        self._forget(key)
         self.routed += 1
         return Routed(session, bytes(buffer))
 
@@ -194,6 +214,14 @@ class TcpMuxTable(Generic[Key, Session]):
         return due
 
     def _drop(self, key: Key, reason: TcpDropReason) -> Dropped:
-        del self._waiting[key]
+        self._forget(key)
         self.dropped[reason] += 1
         return Dropped(reason)
+
+    def _forget(self, key: Key) -> None:
+        source = self._waiting.pop(key).source
+        left = self._by_source[source] - 1
+        if left:
+            self._by_source[source] = left
+        else:
+            del self._by_source[source]

@@ -109,6 +109,20 @@ def test_unowned_connections_are_bounded_the_oldest_evicted() -> None:
         table.accepted(4, now=0.0)
 
 
+def test_one_source_cannot_push_the_others_out() -> None:
+    """Past its share of waiting connections, a source's new one is closed at once; the
+    others' stay, and a slot it frees is its own again."""
+    _, table = tables(max_unowned=8, max_unowned_per_source=2)
+    assert table.accepted("honest", now=0.0, source="192.0.2.1") is None
+    assert [table.accepted(key, now=0.0, source="203.0.113.9") for key in "ab"] == [None, None]
+    assert table.accepted("c", now=0.0, source="203.0.113.9") == "c"  # close this one
+    assert "c" not in table and "honest" in table and len(table) == 3
+    assert table.dropped == {TcpDropReason.SOURCE_LIMIT: 1}
+    table.closed("a")
+    assert table.accepted("d", now=0.0, source="203.0.113.9") is None
+    assert table.accepted_count == 5
+
+
 def test_closed_and_refused_connections_are_counted() -> None:
     _, table = tables()
     table.accepted(1, now=0.0)

@@ -163,6 +163,24 @@ def test_a_silent_connection_is_closed_at_its_deadline() -> None:
     run(main())
 
 
+def test_a_source_past_its_share_of_waiting_connections_is_closed_at_once() -> None:
+    async def main() -> None:
+        tcp_config = TcpMuxConfig(max_unowned_per_source=2, first_request_timeout=60.0)
+        async with Mux(HOST, tcp_config=tcp_config) as mux:
+            served = Connection(False, mux=mux)
+            async with served:
+                await served.gather_candidates()
+                assert mux.tcp_local is not None
+                silent = [await _raw(mux.tcp_local, b"") for _ in range(3)]
+                await until(lambda: mux.metrics()["tcp_dropped_source_limit"] == 1)
+                await until(lambda: [still_open(s) for s in silent].count(True) == 2)
+                assert mux.metrics()["tcp_waiting"] == 2
+                for sock in silent:
+                    sock.close()
+
+    run(main())
+
+
 def test_a_session_takes_at_most_its_max_tcp_connections() -> None:
     async def main() -> None:
         async with Mux(HOST) as mux:

@@ -60,6 +60,7 @@ from stun.framing import MAX_RFC4571_PACKET
 from stun.message import Message, MessageClass, Method, new_transaction_id
 
 from .candidate import Candidate, CandidateType, generate_credentials, pairs_with
+from .check_codec import BINDING_SUCCESS
 from .checklist import CandidatePair, CheckList, PairState, SelectedPairs
 from .config import AgentConfig, Policy
 from .connection_options import credential, datagram, flag
@@ -475,6 +476,9 @@ class Agent:
             return
         if data[0] > 3:
             self._receive_data(data, local, remote, now)
+            return
+        if data[:2] == BINDING_SUCCESS and self.outgoing.receive_success(data, local, remote, now):
+            self.selection.update(now)
             return
         try:
             message = Message.decode(data)

@@ -32,18 +32,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from stun.address import Address
-from stun.attributes import (
-    ErrorCode,
-    Fingerprint,
-    IceControlled,
-    IceControlling,
-    Priority,
-    UseCandidate,
-    Username,
-    XorMappedAddress,
-)
+from stun.attributes import ErrorCode, Fingerprint, XorMappedAddress
 from stun.datagram import Datagram
-from stun.message import Message, MessageClass, Method, new_transaction_id
+from stun.message import Message, MessageClass, new_transaction_id
 from stun.transaction import ClientTransaction, TransactionState
 
 from .agent_part import AgentPart
@@ -56,6 +47,7 @@ from .candidate import (
     compute_foundation,
     tcp_local_preference,
 )
+from .check_codec import CheckTemplate, read_success
 from .checklist import CandidatePair, PairState
 from .events import IceEvent, PairStateChanged
 from .gather import LocalCandidate
@@ -72,9 +64,9 @@ class Check:
         "cancelled",
         "consent",
         "controlling",
-        "key",
         "pair",
         "peer_had_credentials",
+        "template",
         "transaction",
         "use_candidate",
     )
@@ -86,7 +78,7 @@ class Check:
         use_candidate: bool,
         controlling: bool,
         consent: bool,
-        key: bytes,
+        template: CheckTemplate,
         peer_had_credentials: bool,
     ) -> None:
         self.pair = pair
@@ -94,8 +86,8 @@ class Check:
         self.use_candidate = use_candidate
         self.controlling = controlling
         self.consent = consent
-        #: The peer's password the request was signed with: its response must carry the same.
-        self.key = key
+        #: What the request was signed with (the peer's password): its response must carry the same.
+        self.template = template
         #: An authenticated check from the peer had arrived when this one went out.
         self.peer_had_credentials = peer_had_credentials
         #: Replaced by a triggered check (§7.3.1.4): no retransmission; a timeout is no failure.
@@ -105,7 +97,7 @@ class Check:
 class OutgoingChecks(AgentPart):
     """The checks an :class:`~ice.agent.Agent` sends, their pace and their responses."""
 
-    __slots__ = ("_send", "_turn", "in_flight", "next_at")
+    __slots__ = ("_send", "_template", "_turn", "in_flight", "next_at")
 
     def __init__(
         self, agent: Agent, emit: Callable[[IceEvent], None], send: Callable[[Datagram], None]
@@ -118,6 +110,8 @@ class OutgoingChecks(AgentPart):
         self.next_at = 0.0
         #: The check list whose turn is next (round robin, §6.1.4.2).
         self._turn = 0
+        #: What the agent's checks have in common, made when the first one goes out.
+        self._template: CheckTemplate | None = None
 
     # ================================================================== pacing
 
@@ -192,21 +186,22 @@ class OutgoingChecks(AgentPart):
     ) -> None:
         """Check ``pair`` now (a consent check with ``consent``)."""
         agent = self._agent
-        assert agent.remote_username is not None and agent.remote_password is not None
+        remote_username, password = agent.remote_username, agent.remote_password
+        assert remote_username is not None and password is not None
         config = self._config
-        attributes = [
-            Username(f"{agent.remote_username}:{agent.local_username}"),
-            Priority(self._peer_reflexive_priority(pair)),
-            IceControlling(agent.tie_breaker)
-            if agent.controlling
-            else IceControlled(agent.tie_breaker),
-        ]
-        if use_candidate:
-            attributes.append(UseCandidate())
+        template = self._template
+        identity = (
+            remote_username,
+            agent.local_username,
+            password,
+            agent.controlling,
+            agent.tie_breaker,
+        )
+        if template is None or template.identity != identity:
+            template = self._template = CheckTemplate(*identity)
         transaction_id = new_transaction_id(config.rng)
-        request = Message(Method.BINDING, MessageClass.REQUEST, transaction_id, attributes)
-        key = agent.remote_password.encode()
-        data = request.encode(key=key, fingerprint=True)
+        priority = self._peer_reflexive_priority(pair)
+        data = template.encode(transaction_id, priority, use_candidate)
         transaction = ClientTransaction(
             data,
             transaction_id,
@@ -221,7 +216,7 @@ class OutgoingChecks(AgentPart):
             use_candidate,
             agent.controlling,
             consent,
-            key,
+            template,
             agent.incoming.peer_has_credentials(),
         )
         pair.requests_sent += 1
@@ -321,33 +316,64 @@ class OutgoingChecks(AgentPart):
             return
         if response.has(Fingerprint) and not response.check_fingerprint():
             return
-        if not response.check_integrity(check.key):
+        if not response.check_integrity(check.template.key):
             self._failures.bad_integrity += 1
             return  # as if never received: retransmissions go on (RFC 8489 §9.1.4)
         del self.in_flight[response.transaction_id]
-        agent = self._agent
-        pair = check.pair
-        rtt = check.transaction.answered(now)
-        pair.responses_received += 1
-        if remote != pair.remote.address or local != pair.local_base:
-            pair.failure = "asymmetric response"  # §7.2.5.2.1
-            agent._set_pair_state(pair, PairState.FAILED)
+        rtt = self._answered(check, local, remote, now)
+        if rtt is None:
             return
         if response.message_class is MessageClass.ERROR_RESPONSE:
             self._failed(check, response.get(ErrorCode))
             return
+        mapped = response.get(XorMappedAddress)
+        self._succeeded(check, rtt, None if mapped is None else mapped.address, now)
+
+    def receive_success(self, data: bytes, local: Address, remote: Address, now: float) -> bool:
+        """A datagram that starts as a Binding success response arrived on ``local`` from
+        ``remote``: taken when it answers a check in flight and has the common shape, its
+        FINGERPRINT and MESSAGE-INTEGRITY right (:func:`~ice.check_codec.read_success`);
+        ``False`` leaves it to :meth:`receive_response` after decoding."""
+        transaction_id = data[8:20]
+        check = self.in_flight.get(transaction_id)
+        if check is None:
+            return False
+        mapped = read_success(data, check.template.prepared)
+        if mapped is None:
+            return False
+        del self.in_flight[transaction_id]
+        rtt = self._answered(check, local, remote, now)
+        if rtt is not None:
+            self._succeeded(check, rtt, mapped, now)
+        return True
+
+    def _answered(self, check: Check, local: Address, remote: Address, now: float) -> float | None:
+        """An authentic response to ``check`` arrived: its round-trip time, or ``None`` when it
+        came back on another path than the check took, which fails the pair (§7.2.5.2.1)."""
+        pair = check.pair
+        rtt = check.transaction.answered(now)
+        pair.responses_received += 1
+        if remote != pair.remote.address or local != pair.local_base:
+            pair.failure = "asymmetric response"
+            self._agent._set_pair_state(pair, PairState.FAILED)
+            return None
+        return rtt
+
+    def _succeeded(self, check: Check, rtt: float, mapped: Address | None, now: float) -> None:
+        """A success response to ``check``, with its XOR-MAPPED-ADDRESS (§7.2.5.3)."""
+        agent = self._agent
+        pair = check.pair
         pair.record_rtt(rtt)
         if check.consent:
             self._consent.answered(pair, now)
             if check.use_candidate and check.peer_had_credentials:
                 agent.nomination.confirm(pair)
             return
-        mapped = response.get(XorMappedAddress)
         if mapped is None:
             pair.failure = "no XOR-MAPPED-ADDRESS"
             agent._set_pair_state(pair, PairState.FAILED)
             return
-        valid = self._valid_pair(pair, mapped.address)
+        valid = self._valid_pair(pair, mapped)
         agent._set_pair_state(pair, PairState.SUCCEEDED)
         valid.valid = True
         if valid is not pair and valid.state is not PairState.SUCCEEDED:

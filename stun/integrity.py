@@ -157,36 +157,44 @@ _INNER_PAD = bytes(x ^ 0x36 for x in range(256))
 _OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
 
 
-#: Keyed HMAC states per digest, by key: the ``copy`` methods of the inner and outer hashes.
-#: Emptied when it reaches _MAX_KEYS.
-_KEYED: dict[str, dict[bytes, tuple[_Copy, _Copy]]] = {"sha1": {}, "sha256": {}}
+#: An HMAC key already absorbed (RFC 2104 §2): the ``copy`` methods of the inner and outer
+#: hashes. Copying them costs less than keying a new HMAC for every message.
+PreparedKey = tuple[_Copy, _Copy]
+
+
+#: Prepared keys per digest, by key. Emptied when it reaches _MAX_KEYS.
+_KEYED: dict[str, dict[bytes, PreparedKey]] = {"sha1": {}, "sha256": {}}
 _MAX_KEYS = 1024
 _SHA1_KEYED = _KEYED["sha1"]
 _SHA256_KEYED = _KEYED["sha256"]
 
 
-def _keyed(key: bytes, digest: str) -> tuple[_Copy, _Copy]:
-    """The HMAC inner and outer hashes with the padded key already absorbed (RFC 2104 §2), as
-    their ``copy`` methods.
+def prepare_key(key: bytes, digest: str = "sha1") -> PreparedKey:
+    """``key`` prepared for :func:`keyed_hmac`, for a holder that signs and checks many messages
+    with one key and keeps it as long as it needs it (an ICE agent with its peer's password),
+    outside the shared, bounded cache of :func:`hmac_sha1`."""
+    padded = hashlib.new(digest, key).digest() if len(key) > _BLOCK_SIZE else key
+    padded = padded.ljust(_BLOCK_SIZE, b"\x00")
+    return (
+        hashlib.new(digest, padded.translate(_INNER_PAD)).copy,
+        hashlib.new(digest, padded.translate(_OUTER_PAD)).copy,
+    )
 
-    Cached per key: copying them costs less than keying a new HMAC for every message.
-    """
+
+def _keyed(key: bytes, digest: str) -> PreparedKey:
+    """``key`` prepared, from the cache or prepared now and kept there."""
     cache = _KEYED[digest]
     states = cache.get(key)
     if states is None:
-        padded = hashlib.new(digest, key).digest() if len(key) > _BLOCK_SIZE else key
-        padded = padded.ljust(_BLOCK_SIZE, b"\x00")
-        states = (
-            hashlib.new(digest, padded.translate(_INNER_PAD)).copy,
-            hashlib.new(digest, padded.translate(_OUTER_PAD)).copy,
-        )
+        states = prepare_key(key, digest)
         if len(cache) >= _MAX_KEYS:
             cache.clear()
         cache[key] = states
     return states
 
 
-def _hmac(states: tuple[_Copy, _Copy], data: bytes | bytearray) -> bytes:
+def keyed_hmac(states: PreparedKey, data: bytes | bytearray) -> bytes:
+    """The HMAC of ``data`` with a prepared key."""
     inner = states[0]()
     inner.update(data)
     outer = states[1]()
@@ -196,12 +204,12 @@ def _hmac(states: tuple[_Copy, _Copy], data: bytes | bytearray) -> bytes:
 
 def hmac_sha1(key: bytes, data: bytes | bytearray) -> bytes:
     """HMAC-SHA1 as MESSAGE-INTEGRITY uses it (RFC 8489 §14.5)."""
-    return _hmac(_SHA1_KEYED.get(key) or _keyed(key, "sha1"), data)
+    return keyed_hmac(_SHA1_KEYED.get(key) or _keyed(key, "sha1"), data)
 
 
 def hmac_sha256(key: bytes, data: bytes | bytearray) -> bytes:
     """HMAC-SHA256 as MESSAGE-INTEGRITY-SHA256 uses it (RFC 8489 §14.6)."""
-    return _hmac(_SHA256_KEYED.get(key) or _keyed(key, "sha256"), data)
+    return keyed_hmac(_SHA256_KEYED.get(key) or _keyed(key, "sha256"), data)
 
 
 def integrity_matches(key: bytes, raw: bytes, at: int, length_field: bytes) -> bool:
@@ -210,11 +218,19 @@ def integrity_matches(key: bytes, raw: bytes, at: int, length_field: bytes) -> b
     it, with the header's length field replaced by ``length_field``, the length that ends at that
     attribute (RFC 8489 §14.5, §14.6). The comparison is constant-time. The one check behind
     :meth:`stun.Message.check_integrity` and the TURN server's lean Refresh."""
-    covered = raw[:2] + length_field + raw[4:at]
     if raw[at + 1] == _MESSAGE_INTEGRITY:
-        return hmac.compare_digest(hmac_sha1(key, covered), raw[at + 4 : at + 24])
+        states = _SHA1_KEYED.get(key) or _keyed(key, "sha1")
+        return sha1_integrity_matches(states, raw, at, length_field)
+    covered = raw[:2] + length_field + raw[4:at]
     size = raw[at + 3]  # 16 to 32: the length's high byte is zero
     return hmac.compare_digest(hmac_sha256(key, covered)[:size], raw[at + 4 : at + 4 + size])
+
+
+def sha1_integrity_matches(states: PreparedKey, raw: bytes, at: int, length_field: bytes) -> bool:
+    """:func:`integrity_matches` for a MESSAGE-INTEGRITY (HMAC-SHA1) at ``at``, with the key
+    prepared (:func:`prepare_key`)."""
+    covered = raw[:2] + length_field + raw[4:at]
+    return hmac.compare_digest(keyed_hmac(states, covered), raw[at + 4 : at + 24])
 
 
 def fingerprint(data: bytes | bytearray) -> int:

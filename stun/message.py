@@ -39,7 +39,7 @@ from .errors import ClassicStunError, DecodeError, LocalProtocolError
 from .integrity import FINGERPRINT_XOR, hmac_sha1, hmac_sha256, integrity_matches
 from .layout import _SECURITY_TYPES, Layout, layout_of
 from .layout import HEADER_SIZE as HEADER_SIZE
-from .randomness import RandomSource, default_random, random_bytes
+from .randomness import new_transaction_id as new_transaction_id
 
 _HEADER = struct.Struct("!HHI12s")
 _ATTRIBUTE_HEADER = struct.Struct("!HH")
@@ -106,11 +106,6 @@ def split_message_type(value: int) -> tuple[int, MessageClass]:
 _TYPE_TABLE: dict[int, tuple[int, MessageClass]] = {
     message_type(m, c): (m, c) for m in Method for c in MessageClass
 }
-
-
-def new_transaction_id(source: RandomSource | None = None) -> bytes:
-    """A fresh 96-bit transaction ID (RFC 8489 §5), from ``source`` or the OS."""
-    return random_bytes(source or default_random(), 12)
 
 
 class Message:

@@ -3,10 +3,16 @@
 Transaction IDs, nonces, ICE credentials, tie-breakers and jitter all come from a
 :class:`RandomSource`. The default draws from the operating system (:mod:`secrets`); tests pass a
 seeded ``random.Random`` so that runs are repeatable.
+
+Transaction IDs from the default source are drawn from the operating system in batches
+(:func:`new_transaction_id`): one system call for many requests. They stay cryptographically
+random (RFC 8489 §5, §6): each is 96 bits of the OS's random stream, handed out once; a forked
+child forgets the batch it inherited, so parent and child never send the same ID.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from typing import Protocol
 
@@ -32,3 +38,25 @@ def default_random() -> RandomSource:
 def random_bytes(source: RandomSource, size: int) -> bytes:
     """``size`` random bytes from ``source``."""
     return source.getrandbits(size * 8).to_bytes(size, "big")
+
+
+#: How many transaction IDs one read of the operating system's random source yields.
+TRANSACTION_ID_BATCH = 64
+#: Transaction IDs drawn from the OS and not handed out yet (shared by every default source).
+_SYSTEM_IDS: list[bytes] = []
+os.register_at_fork(after_in_child=_SYSTEM_IDS.clear)
+
+
+def new_transaction_id(source: RandomSource | None = None) -> bytes:
+    """A fresh 96-bit transaction ID (RFC 8489 §5), from ``source`` or the OS.
+
+    From the OS (the default source) it comes out of a batch drawn at once; ``list.pop`` hands
+    each one out once, even to threads that draw at the same time."""
+    if source is None or source is _SYSTEM_RANDOM:
+        try:
+            return _SYSTEM_IDS.pop()
+        except IndexError:
+            batch = os.urandom(12 * TRANSACTION_ID_BATCH)
+            _SYSTEM_IDS.extend([batch[at : at + 12] for at in range(0, len(batch), 12)])
+            return _SYSTEM_IDS.pop()
+    return random_bytes(source, 12)

@@ -4,7 +4,7 @@ without a :class:`~stun.Message` (RFC 8445 §7.2.2, §7.2.5).
 Every check an agent sends its peer is the same Binding request but for the transaction ID, the
 PRIORITY and USE-CANDIDATE: USERNAME, the role attribute with the tie-breaker and the key of
 MESSAGE-INTEGRITY (the peer's password) are the agent's. A :class:`CheckTemplate` keeps them,
-encoded once by the typed encoder, and the peer's password prepared for HMAC-SHA1; a check is then
+encoded once, and the peer's password prepared for HMAC-SHA1; a check is then
 the header, the template's attributes with PRIORITY between them, MESSAGE-INTEGRITY and
 FINGERPRINT — the bytes :meth:`stun.Message.encode` gives for the same attributes.
 
@@ -24,7 +24,8 @@ import zlib
 
 from stun import MAGIC_COOKIE, Address
 from stun.address import DECIMAL_OCTETS, new_address
-from stun.attributes import IceControlled, IceControlling, Username, XorMappedAddress
+from stun.attributes import MAX_TEXT_BYTES, AttrType, XorMappedAddress
+from stun.errors import LocalProtocolError
 from stun.integrity import (
     FINGERPRINT_XOR,
     PreparedKey,
@@ -32,9 +33,11 @@ from stun.integrity import (
     prepare_key,
     sha1_integrity_matches,
 )
-from stun.message import Message, MessageClass, Method
 
 _HEADER = struct.Struct("!HHI12s")
+_ATTRIBUTE = struct.Struct("!HH")
+_ROLE = struct.Struct("!HHQ")
+_PADDING = bytes(3)
 _PRIORITY = struct.Struct("!HHI")
 _PRIORITY_TYPE = 0x0024
 _USE_CANDIDATE = b"\x00\x25\x00\x00"
@@ -44,7 +47,6 @@ _FINGERPRINT_TYPE = 0x8028
 _BINDING_REQUEST = 0x0001
 #: MESSAGE-INTEGRITY and FINGERPRINT: what follows the attributes of a check.
 _TRAILER_SIZE = 24 + 8
-_NO_TRANSACTION = bytes(12)
 
 
 class CheckTemplate:
@@ -64,19 +66,26 @@ class CheckTemplate:
         tie_breaker: int,
     ) -> None:
         self.identity = (remote_username, local_username, password, controlling, tie_breaker)
-        #: The MESSAGE-INTEGRITY key (the short-term key is the password itself, §7.2.2).
-        self.key = password.encode()
+        try:
+            username = f"{remote_username}:{local_username}".encode()
+            #: The MESSAGE-INTEGRITY key (the short-term key is the password itself, §7.2.2).
+            self.key = password.encode()
+        except UnicodeEncodeError as error:
+            raise LocalProtocolError(f"USERNAME or password: {error}") from None
+        size = len(username)
+        if size > MAX_TEXT_BYTES:
+            raise LocalProtocolError(f"USERNAME is {size} bytes; at most {MAX_TEXT_BYTES} allowed")
+        if not 0 <= tie_breaker <= 0xFFFF_FFFF_FFFF_FFFF:
+            raise LocalProtocolError("the tie-breaker is a 64-bit unsigned integer")
         self.prepared: PreparedKey = prepare_key(self.key)
-        username = Username(f"{remote_username}:{local_username}")
-        role = IceControlling(tie_breaker) if controlling else IceControlled(tie_breaker)
-        # The typed encoder checks the values and lays them out; the two attributes are cut out
-        # of its bytes (USERNAME's is padded to a multiple of four, the role's is 12 bytes).
-        encoded = Message(Method.BINDING, MessageClass.REQUEST, _NO_TRANSACTION, [username, role])
-        attributes = encoded.encode()[20:]
-        self._username = attributes[:-12]
-        self._role = attributes[-12:]
-        #: The attributes' size: USERNAME, PRIORITY (8 bytes) and the role.
-        self._size = len(attributes) + 8
+        padded = (size + 3) & ~3  # attributes end on a multiple of four bytes (RFC 8489 §14)
+        self._username = (_ATTRIBUTE.pack(AttrType.USERNAME, size) + username + _PADDING)[
+            : 4 + padded
+        ]
+        role = AttrType.ICE_CONTROLLING if controlling else AttrType.ICE_CONTROLLED
+        self._role = _ROLE.pack(role, 8, tie_breaker)
+        #: The attributes' size: USERNAME, PRIORITY and the role.
+        self._size = 4 + padded + 8 + 12
 
     def encode(self, transaction_id: bytes, priority: int, use_candidate: bool) -> bytes:
         """The check: a Binding request with USERNAME, PRIORITY, the role attribute,

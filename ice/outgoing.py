@@ -56,6 +56,10 @@ from .stats import PeerInput
 if TYPE_CHECKING:
     from .agent import Agent
 
+_new_tuple = tuple.__new__  # a NamedTuple built without its Python-level constructor
+#: The type preference of a peer-reflexive candidate, in place in a candidate priority (§5.1.2.1).
+_PEER_REFLEXIVE = TYPE_PREFERENCE[CandidateType.PEER_REFLEXIVE] << 24
+
 
 class Check:
     """One connectivity check in flight."""
@@ -228,7 +232,7 @@ class OutgoingChecks(AgentPart):
             # A succeeded pair checked again (to nominate it) stays succeeded (§8.1.1).
             agent._set_pair_state(pair, PairState.IN_PROGRESS)
         self._consent.sent(pair, now)
-        self._send(Datagram(data, pair.local_base, pair.remote.address))
+        self._send(_new_tuple(Datagram, (data, pair.local_base, pair.remote.address)))
 
     def _peer_reflexive_priority(self, pair: CandidatePair) -> int:
         """The priority a peer-reflexive candidate of the pair's base would have: a check's
@@ -237,11 +241,10 @@ class OutgoingChecks(AgentPart):
         §4.2)."""
         tcp_type = pair.local.tcp_type
         if tcp_type is None:
-            return candidate_priority(
-                TYPE_PREFERENCE[CandidateType.PEER_REFLEXIVE],
-                self._gatherer.local_preference(pair.local_base),
-                pair.component,
-            )
+            # candidate_priority() without its range checks: the base's local preference and
+            # the pair's component are in range by construction (and this runs for every check).
+            local_preference = self._gatherer.local_preference(pair.local_base)
+            return _PEER_REFLEXIVE + (local_preference << 8) + 256 - pair.remote.component
         local_preference = (pair.local.priority >> 8) & 0xFFFF
         return candidate_priority(
             TCP_TYPE_PREFERENCE[CandidateType.PEER_REFLEXIVE],

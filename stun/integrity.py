@@ -155,6 +155,7 @@ _MESSAGE_INTEGRITY = 0x08  # the low byte of MESSAGE-INTEGRITY's type (0x0008; -
 _Copy = Callable[[], "hashlib._Hash"]
 _INNER_PAD = bytes(x ^ 0x36 for x in range(256))
 _OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
+_HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 
 
 #: An HMAC key already absorbed (RFC 2104 §2): the ``copy`` methods of the inner and outer
@@ -173,12 +174,10 @@ def prepare_key(key: bytes, digest: str = "sha1") -> PreparedKey:
     """``key`` prepared for :func:`keyed_hmac`, for a holder that signs and checks many messages
     with one key and keeps it as long as it needs it (an ICE agent with its peer's password),
     outside the shared, bounded cache of :func:`hmac_sha1`."""
-    padded = hashlib.new(digest, key).digest() if len(key) > _BLOCK_SIZE else key
+    new = _HASHES[digest]
+    padded = new(key).digest() if len(key) > _BLOCK_SIZE else key
     padded = padded.ljust(_BLOCK_SIZE, b"\x00")
-    return (
-        hashlib.new(digest, padded.translate(_INNER_PAD)).copy,
-        hashlib.new(digest, padded.translate(_OUTER_PAD)).copy,
-    )
+    return new(padded.translate(_INNER_PAD)).copy, new(padded.translate(_OUTER_PAD)).copy
 
 
 def _keyed(key: bytes, digest: str) -> PreparedKey:

@@ -10,6 +10,7 @@ shape, wrong keys, and flipped, cut and extended bytes.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,23 +28,28 @@ from stun.attributes import (
     XorMappedAddress,
 )
 from stun.datagram import Datagram
-from stun.errors import DecodeError
+from stun.errors import DecodeError, LocalProtocolError
 from stun.integrity import prepare_key
 from stun.message import Message, MessageClass, Method
 
 from .ice_signed import addresses, sign, signed_responses, transaction_ids
 from .test_ice_signed import PEER_PWD, agent_in
 
-#: Text as signalling may carry it (no lone surrogates: those are not Unicode).
-texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+texts = st.text(max_size=40)
+#: A ufrag as signalling may carry it; now and then a lone surrogate (not Unicode) or too long.
+ufrags = st.one_of(
+    texts,
+    st.text(min_size=180, max_size=400),
+    st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=2),
+)
 
 
 @given(
-    remote_ufrag=texts,
-    local_ufrag=texts,
+    remote_ufrag=ufrags,
+    local_ufrag=ufrags,
     password=texts,
     controlling=st.booleans(),
-    tie_breaker=st.integers(0, 2**64 - 1),
+    tie_breaker=st.one_of(st.integers(0, 2**64 - 1), st.sampled_from((-1, 2**64))),
     priority=st.integers(1, 2**32 - 1),
     use_candidate=st.booleans(),
     transaction_id=transaction_ids,
@@ -58,7 +64,8 @@ def test_a_check_from_the_template_is_the_typed_encoding(
     use_candidate: bool,
     transaction_id: bytes,
 ) -> None:
-    template = CheckTemplate(remote_ufrag, local_ufrag, password, controlling, tie_breaker)
+    """The same bytes, or the same refusal of a USERNAME that is too long or not Unicode, or of
+    a tie-breaker out of range."""
     attributes: list[Attribute] = [
         Username(f"{remote_ufrag}:{local_ufrag}"),
         Priority(priority),
@@ -67,7 +74,13 @@ def test_a_check_from_the_template_is_the_typed_encoding(
     if use_candidate:
         attributes.append(UseCandidate())
     typed = Message(Method.BINDING, MessageClass.REQUEST, transaction_id, attributes)
-    expected = typed.encode(key=password.encode(), fingerprint=True)
+    try:
+        expected = typed.encode(key=password.encode(), fingerprint=True)
+    except LocalProtocolError:
+        with pytest.raises(LocalProtocolError):
+            CheckTemplate(remote_ufrag, local_ufrag, password, controlling, tie_breaker)
+        return
+    template = CheckTemplate(remote_ufrag, local_ufrag, password, controlling, tie_breaker)
     assert template.encode(transaction_id, priority, use_candidate) == expected
 
 

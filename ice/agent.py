@@ -745,6 +745,7 @@ class Agent:
             self._events.append(StateChanged(state))
             if state is IceState.COMPLETED:
                 self.tcp.close_unselected()
+                self.outgoing.completed()
 
     def _switch_role(self, controlling: bool) -> None:
         """Take the other role after a role conflict (§7.2.5.1, §7.3.1.1): every pair priority

@@ -1,12 +1,12 @@
 """The bytes of the agent's connectivity checks and of their success responses, built and read
 without a :class:`~stun.Message` (RFC 8445 §7.2.2, §7.2.5).
 
-Every check an agent sends its peer is the same Binding request but for the transaction ID, the
+Every check an agent sends its peer is the same Binding request but for the transaction ID,
 PRIORITY and USE-CANDIDATE: USERNAME, the role attribute with the tie-breaker and the key of
-MESSAGE-INTEGRITY (the peer's password) are the agent's. A :class:`CheckTemplate` keeps them,
-encoded once, and the peer's password prepared for HMAC-SHA1; a check is then
-the header, the template's attributes with PRIORITY between them, MESSAGE-INTEGRITY and
-FINGERPRINT — the bytes :meth:`stun.Message.encode` gives for the same attributes.
+MESSAGE-INTEGRITY (the peer's password) are the agent's. A :class:`CheckTemplate` keeps USERNAME
+encoded, the role and the password prepared for HMAC-SHA1; a check is then the header, USERNAME,
+PRIORITY, the role attribute, USE-CANDIDATE if it nominates, MESSAGE-INTEGRITY and FINGERPRINT —
+the bytes :meth:`stun.Message.encode` gives for the same attributes in that order.
 
 A success response is read by :func:`read_success` when it has the shape ICE agents answer with —
 XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY, FINGERPRINT and nothing else — from fixed offsets: type,
@@ -30,15 +30,15 @@ from stun.integrity import (
     FINGERPRINT_XOR,
     PreparedKey,
     keyed_hmac,
-    prepare_key,
     sha1_integrity_matches,
+    shared_key,
 )
 
 _HEADER = struct.Struct("!HHI12s")
 _ATTRIBUTE = struct.Struct("!HH")
-_ROLE = struct.Struct("!HHQ")
 _PADDING = bytes(3)
-_PRIORITY = struct.Struct("!HHI")
+#: PRIORITY and the role attribute (ICE-CONTROLLING or ICE-CONTROLLED with the tie-breaker).
+_PRIORITY_AND_ROLE = struct.Struct("!HHIHHQ")
 _PRIORITY_TYPE = 0x0024
 _USE_CANDIDATE = b"\x00\x25\x00\x00"
 _MESSAGE_INTEGRITY = b"\x00\x08\x00\x14"
@@ -52,10 +52,19 @@ _TRAILER_SIZE = 24 + 8
 class CheckTemplate:
     """What every check of an agent to its peer has in common (RFC 8445 §7.2.2): USERNAME
     (``remote_ufrag:local_ufrag``), ICE-CONTROLLING or ICE-CONTROLLED with the tie-breaker, and
-    the peer's password as the MESSAGE-INTEGRITY key, prepared. :attr:`identity` says what it
-    was made of: a template whose identity is no longer the agent's is replaced."""
+    the peer's password, prepared as the MESSAGE-INTEGRITY key. A template that no longer
+    :meth:`fits` the agent is replaced."""
 
-    __slots__ = ("_role", "_size", "_username", "identity", "key", "prepared")
+    __slots__ = (
+        "_role",
+        "_username",
+        "controlling",
+        "local_username",
+        "password",
+        "prepared",
+        "remote_username",
+        "tie_breaker",
+    )
 
     def __init__(
         self,
@@ -65,11 +74,14 @@ class CheckTemplate:
         controlling: bool,
         tie_breaker: int,
     ) -> None:
-        self.identity = (remote_username, local_username, password, controlling, tie_breaker)
+        self.remote_username = remote_username
+        self.local_username = local_username
+        self.password = password
+        self.controlling = controlling
+        self.tie_breaker = tie_breaker
         try:
             username = f"{remote_username}:{local_username}".encode()
-            #: The MESSAGE-INTEGRITY key (the short-term key is the password itself, §7.2.2).
-            self.key = password.encode()
+            key = password.encode()  # the short-term key is the password itself (§7.2.2)
         except UnicodeEncodeError as error:
             raise LocalProtocolError(f"USERNAME or password: {error}") from None
         size = len(username)
@@ -77,25 +89,46 @@ class CheckTemplate:
             raise LocalProtocolError(f"USERNAME is {size} bytes; at most {MAX_TEXT_BYTES} allowed")
         if not 0 <= tie_breaker <= 0xFFFF_FFFF_FFFF_FFFF:
             raise LocalProtocolError("the tie-breaker is a 64-bit unsigned integer")
-        self.prepared: PreparedKey = prepare_key(self.key)
+        self.prepared: PreparedKey = shared_key(key)
         padded = (size + 3) & ~3  # attributes end on a multiple of four bytes (RFC 8489 §14)
+        #: USERNAME, encoded.
         self._username = (_ATTRIBUTE.pack(AttrType.USERNAME, size) + username + _PADDING)[
             : 4 + padded
         ]
-        role = AttrType.ICE_CONTROLLING if controlling else AttrType.ICE_CONTROLLED
-        self._role = _ROLE.pack(role, 8, tie_breaker)
-        #: The attributes' size: USERNAME, PRIORITY and the role.
-        self._size = 4 + padded + 8 + 12
+        self._role = AttrType.ICE_CONTROLLING if controlling else AttrType.ICE_CONTROLLED
+
+    def fits(
+        self,
+        remote_username: str,
+        local_username: str,
+        password: str,
+        controlling: bool,
+        tie_breaker: int,
+    ) -> bool:
+        """Whether the template is that of these credentials, role and tie-breaker."""
+        return (
+            password == self.password
+            and controlling == self.controlling
+            and remote_username == self.remote_username
+            and local_username == self.local_username
+            and tie_breaker == self.tie_breaker
+        )
+
+    @property
+    def key(self) -> bytes:
+        """The MESSAGE-INTEGRITY key."""
+        return self.password.encode()
 
     def encode(self, transaction_id: bytes, priority: int, use_candidate: bool) -> bytes:
         """The check: a Binding request with USERNAME, PRIORITY, the role attribute,
         USE-CANDIDATE with ``use_candidate``, MESSAGE-INTEGRITY and FINGERPRINT (RFC 8489
         §14.5, §14.7). ``priority`` is 1 to 2^32-1 (a candidate priority, §5.1.2.1)."""
-        body = self._username + _PRIORITY.pack(_PRIORITY_TYPE, 4, priority) + self._role
-        size = self._size
+        body = self._username + _PRIORITY_AND_ROLE.pack(
+            _PRIORITY_TYPE, 4, priority, self._role, 8, self.tie_breaker
+        )
         if use_candidate:
             body += _USE_CANDIDATE
-            size += 4
+        size = len(body)
         signed = _HEADER.pack(_BINDING_REQUEST, size + 24, MAGIC_COOKIE, transaction_id) + body
         message = (
             _HEADER.pack(_BINDING_REQUEST, size + _TRAILER_SIZE, MAGIC_COOKIE, transaction_id)

@@ -49,7 +49,7 @@ from .candidate import (
 )
 from .check_codec import CheckTemplate, read_success
 from .checklist import CandidatePair, PairState
-from .events import IceEvent, PairStateChanged
+from .events import IceEvent, IceState, PairStateChanged
 from .gather import LocalCandidate
 from .stats import PeerInput
 
@@ -114,7 +114,8 @@ class OutgoingChecks(AgentPart):
         self.next_at = 0.0
         #: The check list whose turn is next (round robin, §6.1.4.2).
         self._turn = 0
-        #: What the agent's checks have in common, made when the first one goes out.
+        #: What the agent's checks have in common, made when the first one goes out and
+        #: forgotten when the agent completes.
         self._template: CheckTemplate | None = None
 
     # ================================================================== pacing
@@ -148,6 +149,11 @@ class OutgoingChecks(AgentPart):
         if agent._checking and agent.remote_password is not None and now >= self.next_at:
             self._send_next(now)
             self.next_at = now + self._config.pacing
+
+    def completed(self) -> None:
+        """The agent completed: what follows is a consent check every few seconds (RFC 7675),
+        which makes its own template rather than keep one for the rest of the session."""
+        self._template = None
 
     def hold_slot(self, now: float) -> None:
         """A check just went out of turn: the next ordinary check waits a full Ta after it."""
@@ -194,15 +200,19 @@ class OutgoingChecks(AgentPart):
         assert remote_username is not None and password is not None
         config = self._config
         template = self._template
-        identity = (
-            remote_username,
-            agent.local_username,
-            password,
+        controlling, local_username, tie_breaker = (
             agent.controlling,
+            agent.local_username,
             agent.tie_breaker,
         )
-        if template is None or template.identity != identity:
-            template = self._template = CheckTemplate(*identity)
+        if template is None or not template.fits(
+            remote_username, local_username, password, controlling, tie_breaker
+        ):
+            template = CheckTemplate(
+                remote_username, local_username, password, controlling, tie_breaker
+            )
+            if agent.state is not IceState.COMPLETED:
+                self._template = template  # else a consent check, one every few seconds
         transaction_id = new_transaction_id(config.rng)
         priority = self._peer_reflexive_priority(pair)
         data = template.encode(transaction_id, priority, use_candidate)

@@ -152,15 +152,14 @@ def userhash(username: str, realm: str, prepare: Preparation = opaque_string) ->
 
 _BLOCK_SIZE = 64  # SHA-1's and SHA-256's
 _MESSAGE_INTEGRITY = 0x08  # the low byte of MESSAGE-INTEGRITY's type (0x0008; -SHA256 is 0x001C)
-_Copy = Callable[[], "hashlib._Hash"]
 _INNER_PAD = bytes(x ^ 0x36 for x in range(256))
 _OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
 _HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 
 
-#: An HMAC key already absorbed (RFC 2104 §2): the ``copy`` methods of the inner and outer
-#: hashes. Copying them costs less than keying a new HMAC for every message.
-PreparedKey = tuple[_Copy, _Copy]
+#: An HMAC key already absorbed (RFC 2104 §2): the inner and outer hashes, copied for each
+#: message. Copying them costs less than keying a new HMAC for every message.
+PreparedKey = tuple["hashlib._Hash", "hashlib._Hash"]
 
 
 #: Prepared keys per digest, by key. Emptied when it reaches _MAX_KEYS.
@@ -171,17 +170,18 @@ _SHA256_KEYED = _KEYED["sha256"]
 
 
 def prepare_key(key: bytes, digest: str = "sha1") -> PreparedKey:
-    """``key`` prepared for :func:`keyed_hmac`, for a holder that signs and checks many messages
-    with one key and keeps it as long as it needs it (an ICE agent with its peer's password),
-    outside the shared, bounded cache of :func:`hmac_sha1`."""
+    """``key`` prepared for :func:`keyed_hmac`."""
     new = _HASHES[digest]
     padded = new(key).digest() if len(key) > _BLOCK_SIZE else key
     padded = padded.ljust(_BLOCK_SIZE, b"\x00")
-    return new(padded.translate(_INNER_PAD)).copy, new(padded.translate(_OUTER_PAD)).copy
+    return new(padded.translate(_INNER_PAD)), new(padded.translate(_OUTER_PAD))
 
 
-def _keyed(key: bytes, digest: str) -> PreparedKey:
-    """``key`` prepared, from the cache or prepared now and kept there."""
+def shared_key(key: bytes, digest: str = "sha1") -> PreparedKey:
+    """``key`` prepared, from the cache :func:`hmac_sha1` and :func:`integrity_matches` use, or
+    prepared now and kept there: for a holder that signs and checks many messages with one key
+    (an ICE agent with its peer's password) and keeps it as long as it needs it. Shared, it is
+    prepared and kept once, wherever else in the process the key is in use."""
     cache = _KEYED[digest]
     states = cache.get(key)
     if states is None:
@@ -194,21 +194,21 @@ def _keyed(key: bytes, digest: str) -> PreparedKey:
 
 def keyed_hmac(states: PreparedKey, data: bytes | bytearray) -> bytes:
     """The HMAC of ``data`` with a prepared key."""
-    inner = states[0]()
+    inner = states[0].copy()
     inner.update(data)
-    outer = states[1]()
+    outer = states[1].copy()
     outer.update(inner.digest())
     return outer.digest()
 
 
 def hmac_sha1(key: bytes, data: bytes | bytearray) -> bytes:
     """HMAC-SHA1 as MESSAGE-INTEGRITY uses it (RFC 8489 §14.5)."""
-    return keyed_hmac(_SHA1_KEYED.get(key) or _keyed(key, "sha1"), data)
+    return keyed_hmac(_SHA1_KEYED.get(key) or shared_key(key), data)
 
 
 def hmac_sha256(key: bytes, data: bytes | bytearray) -> bytes:
     """HMAC-SHA256 as MESSAGE-INTEGRITY-SHA256 uses it (RFC 8489 §14.6)."""
-    return keyed_hmac(_SHA256_KEYED.get(key) or _keyed(key, "sha256"), data)
+    return keyed_hmac(_SHA256_KEYED.get(key) or shared_key(key, "sha256"), data)
 
 
 def integrity_matches(key: bytes, raw: bytes, at: int, length_field: bytes) -> bool:
@@ -218,7 +218,7 @@ def integrity_matches(key: bytes, raw: bytes, at: int, length_field: bytes) -> b
     attribute (RFC 8489 §14.5, §14.6). The comparison is constant-time. The one check behind
     :meth:`stun.Message.check_integrity` and the TURN server's lean Refresh."""
     if raw[at + 1] == _MESSAGE_INTEGRITY:
-        states = _SHA1_KEYED.get(key) or _keyed(key, "sha1")
+        states = _SHA1_KEYED.get(key) or shared_key(key)
         return sha1_integrity_matches(states, raw, at, length_field)
     covered = raw[:2] + length_field + raw[4:at]
     size = raw[at + 3]  # 16 to 32: the length's high byte is zero
@@ -227,7 +227,7 @@ def integrity_matches(key: bytes, raw: bytes, at: int, length_field: bytes) -> b
 
 def sha1_integrity_matches(states: PreparedKey, raw: bytes, at: int, length_field: bytes) -> bool:
     """:func:`integrity_matches` for a MESSAGE-INTEGRITY (HMAC-SHA1) at ``at``, with the key
-    prepared (:func:`prepare_key`)."""
+    prepared (:func:`shared_key`)."""
     covered = raw[:2] + length_field + raw[4:at]
     return hmac.compare_digest(keyed_hmac(states, covered), raw[at + 4 : at + 24])
 

@@ -23,7 +23,7 @@ import struct
 import zlib
 
 from stun import MAGIC_COOKIE, Address
-from stun.address import DECIMAL_OCTETS, new_address
+from stun.address import DECIMAL_OCTETS
 from stun.attributes import MAX_TEXT_BYTES, AttrType, XorMappedAddress
 from stun.errors import LocalProtocolError
 from stun.integrity import (
@@ -37,6 +37,7 @@ from stun.integrity import (
 _HEADER = struct.Struct("!HHI12s")
 _ATTRIBUTE = struct.Struct("!HH")
 _PADDING = bytes(3)
+_new_tuple = tuple.__new__  # an Address built without the NamedTuple constructor
 #: PRIORITY and the role attribute (ICE-CONTROLLING or ICE-CONTROLLED with the tie-breaker).
 _PRIORITY_AND_ROLE = struct.Struct("!HHIHHQ")
 _PRIORITY_TYPE = 0x0024
@@ -57,6 +58,7 @@ class CheckTemplate:
 
     __slots__ = (
         "_role",
+        "_size",
         "_username",
         "controlling",
         "local_username",
@@ -96,6 +98,8 @@ class CheckTemplate:
             : 4 + padded
         ]
         self._role = AttrType.ICE_CONTROLLING if controlling else AttrType.ICE_CONTROLLED
+        #: The attributes' size: USERNAME, PRIORITY and the role.
+        self._size = 4 + padded + 8 + 12
 
     def fits(
         self,
@@ -126,9 +130,10 @@ class CheckTemplate:
         body = self._username + _PRIORITY_AND_ROLE.pack(
             _PRIORITY_TYPE, 4, priority, self._role, 8, self.tie_breaker
         )
+        size = self._size
         if use_candidate:
             body += _USE_CANDIDATE
-        size = len(body)
+            size += 4
         signed = _HEADER.pack(_BINDING_REQUEST, size + 24, MAGIC_COOKIE, transaction_id) + body
         message = (
             _HEADER.pack(_BINDING_REQUEST, size + _TRAILER_SIZE, MAGIC_COOKIE, transaction_id)
@@ -148,8 +153,6 @@ _SUCCESS = struct.Struct("!HHI12xHHxBH")
 BINDING_SUCCESS = b"\x01\x01"
 _BINDING_SUCCESS = 0x0101
 _XOR_MAPPED_ADDRESS = 0x0020
-#: XOR-MAPPED-ADDRESS's length by family: IPv4 and IPv6 (RFC 8489 §14.2).
-_ADDRESS_LENGTH = {1: 8, 2: 20}
 _TRAILER = struct.Struct("!4s20xHHI")
 #: The length field MESSAGE-INTEGRITY is computed with, by where it starts (it ends the header's
 #: count there, §14.5): after an IPv4 or an IPv6 XOR-MAPPED-ADDRESS.
@@ -171,7 +174,7 @@ def read_success(data: bytes, prepared: PreparedKey) -> Address | None:
         or cookie != MAGIC_COOKIE
         or attribute != _XOR_MAPPED_ADDRESS
         or attribute_length != at - 24
-        or _ADDRESS_LENGTH.get(family) != attribute_length
+        or family != (1 if size == 64 else 2)  # IPv4 in 8 bytes, IPv6 in 20 (RFC 8489 §14.2)
     ):
         return None
     integrity_header, fingerprint_type, fingerprint_length, crc = _TRAILER.unpack_from(data, at)
@@ -187,5 +190,5 @@ def read_success(data: bytes, prepared: PreparedKey) -> Address | None:
         text = DECIMAL_OCTETS  # each byte XORed with the magic cookie's
         a, b, c, d = data[28:32]
         host = ".".join((text[a ^ 0x21], text[b ^ 0x12], text[c ^ 0xA4], text[d ^ 0x42]))
-        return new_address(host, port ^ 0x2112)
+        return _new_tuple(Address, (host, port ^ 0x2112))
     return XorMappedAddress.decode_value(data[24:at], data[8:20]).address

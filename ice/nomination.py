@@ -67,9 +67,9 @@ class NominationPolicy:
     def pair_valid(self, pair: CandidatePair, now: float) -> bool:
         """Add a pair to the valid list (§7.2.5.3.2). ``False`` when the list is full: it holds
         ``max_pairs`` pairs and none of lower priority that is not nominated to make room."""
-        key = (pair.stream, pair.component)
+        key = (pair.stream, pair.remote.component)
         valid = self._valid.setdefault(key, {})
-        path = _path(pair)
+        path = (pair.local_base, pair.remote.address)
         if path not in valid:
             if len(valid) >= self._limit:
                 lowest = min(

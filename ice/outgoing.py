@@ -391,8 +391,9 @@ class OutgoingChecks(AgentPart):
         valid.valid = True
         if valid is not pair and valid.state is not PairState.SUCCEEDED:
             agent._set_pair_state(valid, PairState.SUCCEEDED)
+        foundation = pair.foundation
         for checklist in agent.checklists:
-            for sibling in checklist.unfreeze_foundation(pair.foundation):
+            for sibling in checklist.unfreeze_foundation(foundation):
                 self._emit(PairStateChanged(checklist.stream, sibling))
         if check.use_candidate and check.controlling:
             agent.selection.nominate(valid, now)

@@ -53,20 +53,10 @@ _TRAILER_SIZE = 24 + 8
 class CheckTemplate:
     """What every check of an agent to its peer has in common (RFC 8445 §7.2.2): USERNAME
     (``remote_ufrag:local_ufrag``), ICE-CONTROLLING or ICE-CONTROLLED with the tie-breaker, and
-    the peer's password, prepared as the MESSAGE-INTEGRITY key. A template that no longer
-    :meth:`fits` the agent is replaced."""
+    the peer's password, prepared as the MESSAGE-INTEGRITY key. A template whose
+    :attr:`identity` is no longer the agent's is replaced."""
 
-    __slots__ = (
-        "_role",
-        "_size",
-        "_username",
-        "controlling",
-        "local_username",
-        "password",
-        "prepared",
-        "remote_username",
-        "tie_breaker",
-    )
+    __slots__ = ("_role", "_size", "_username", "identity", "prepared", "tie_breaker")
 
     def __init__(
         self,
@@ -76,10 +66,8 @@ class CheckTemplate:
         controlling: bool,
         tie_breaker: int,
     ) -> None:
-        self.remote_username = remote_username
-        self.local_username = local_username
-        self.password = password
-        self.controlling = controlling
+        #: What the template was made of, in the order of the constructor's arguments.
+        self.identity = (remote_username, local_username, password, controlling, tie_breaker)
         self.tie_breaker = tie_breaker
         try:
             username = f"{remote_username}:{local_username}".encode()
@@ -101,27 +89,10 @@ class CheckTemplate:
         #: The attributes' size: USERNAME, PRIORITY and the role.
         self._size = 4 + padded + 8 + 12
 
-    def fits(
-        self,
-        remote_username: str,
-        local_username: str,
-        password: str,
-        controlling: bool,
-        tie_breaker: int,
-    ) -> bool:
-        """Whether the template is that of these credentials, role and tie-breaker."""
-        return (
-            password == self.password
-            and controlling == self.controlling
-            and remote_username == self.remote_username
-            and local_username == self.local_username
-            and tie_breaker == self.tie_breaker
-        )
-
     @property
     def key(self) -> bytes:
         """The MESSAGE-INTEGRITY key."""
-        return self.password.encode()
+        return self.identity[2].encode()
 
     def encode(self, transaction_id: bytes, priority: int, use_candidate: bool) -> bytes:
         """The check: a Binding request with USERNAME, PRIORITY, the role attribute,
@@ -162,7 +133,7 @@ _SIGNED_LENGTH = {32: struct.pack("!H", 36), 44: struct.pack("!H", 48)}
 def read_success(data: bytes, prepared: PreparedKey) -> Address | None:
     """The XOR-MAPPED-ADDRESS of a Binding success response of the common shape whose
     FINGERPRINT matches and whose MESSAGE-INTEGRITY is that of the prepared key, or ``None``
-    for anything else (the typed path decides about it). ``data`` is at least 20 bytes."""
+    for anything else (the typed path decides about it)."""
     size = len(data)
     if size != 64 and size != 76:
         return None

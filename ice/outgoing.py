@@ -200,17 +200,15 @@ class OutgoingChecks(AgentPart):
         assert remote_username is not None and password is not None
         config = self._config
         template = self._template
-        controlling, local_username, tie_breaker = (
-            agent.controlling,
+        identity = (
+            remote_username,
             agent.local_username,
+            password,
+            agent.controlling,
             agent.tie_breaker,
         )
-        if template is None or not template.fits(
-            remote_username, local_username, password, controlling, tie_breaker
-        ):
-            template = CheckTemplate(
-                remote_username, local_username, password, controlling, tie_breaker
-            )
+        if template is None or template.identity != identity:
+            template = CheckTemplate(*identity)
             if agent.state is not IceState.COMPLETED:
                 self._template = template  # else a consent check, one every few seconds
         transaction_id = new_transaction_id(config.rng)

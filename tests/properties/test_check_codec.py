@@ -33,6 +33,7 @@ from stun.integrity import prepare_key
 from stun.message import Message, MessageClass, Method
 
 from .ice_signed import addresses, sign, signed_responses, transaction_ids
+from .signed import damage
 from .test_ice_signed import PEER_PWD, agent_in
 
 texts = st.text(max_size=40)
@@ -101,15 +102,7 @@ def responses(draw: st.DrawFn) -> bytes:
     else:
         request = Message(Method.BINDING, MessageClass.REQUEST, transaction_id).encode()
         data = draw(signed_responses(request, password))
-    change = draw(st.sampled_from(("none", "none", "flip", "cut", "extend")))
-    if change == "flip":
-        index = draw(st.integers(0, len(data) - 1))
-        data = data[:index] + bytes([data[index] ^ draw(st.integers(1, 255))]) + data[index + 1 :]
-    elif change == "cut":
-        data = data[: draw(st.integers(20, len(data)))]
-    elif change == "extend":
-        data += draw(st.binary(min_size=1, max_size=8))
-    return data
+    return damage(draw, data)
 
 
 @given(data=responses())
@@ -200,10 +193,7 @@ def test_an_agent_ends_alike_through_the_lean_and_the_typed_path(
         response = _common_shape(check.data[8:20], mapped, PEER_PWD)
     else:
         response = data.draw(signed_responses(check.data, PEER_PWD))
-    if data.draw(st.integers(0, 3), label="flip") == 0:
-        index = data.draw(st.integers(0, len(response) - 1))
-        flipped = response[index] ^ data.draw(st.integers(1, 255))
-        response = response[:index] + bytes([flipped]) + response[index + 1 :]
+    response = damage(data.draw, response)
     lean.receive_datagram(response, check.local, source, 0.0)
     _receive_typed(typed, response, check.local, source)
     assert _outcome(lean) == _outcome(typed)

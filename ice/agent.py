@@ -360,8 +360,7 @@ class Agent:
         self.incoming.restart()
         self._checking = False
         self.nomination = NominationPolicy(self.config)
-        self.consent.suspend(self.selected.values())
-        self.selection.failure = None
+        self.selection.restart()
         self._set_state(IceState.CHECKING if self.selected else IceState.NEW)
         for address in gone_bases:
             self.tcp.close_base(address)
@@ -669,7 +668,7 @@ class Agent:
                     if p is not pair
                 )
             ):
-                pair.state = PairState.WAITING
+                checklist.set_state(pair, PairState.WAITING)
 
     # ================================================================== consent and data
 
@@ -732,7 +731,7 @@ class Agent:
 
     def _set_pair_state(self, pair: CandidatePair, state: PairState) -> None:
         if pair.state is not state:
-            pair.state = state
+            self.checklists[pair.stream].set_state(pair, state)
             self._events.append(PairStateChanged(pair.stream, pair))
 
     def _set_state(self, state: IceState) -> None:

@@ -290,36 +290,38 @@ class SelectedPairs(MutableMapping[tuple[int, int], CandidatePair]):
     """The selected pair of each (stream, component), also found by its path in O(1): data
     arriving on (local base, remote address) is matched to its pair without a search."""
 
-    __slots__ = ("_by_key", "_by_path")
+    __slots__ = ("_by_path", "by_key")
 
     def __init__(self) -> None:
-        self._by_key: dict[tuple[int, int], CandidatePair] = {}
+        #: The pairs by (stream, component); read as it is where every datagram asks (change
+        #: it only through the mapping, which keeps the path index too).
+        self.by_key: dict[tuple[int, int], CandidatePair] = {}
         self._by_path: dict[tuple[Address, Address], CandidatePair] = {}
 
     def __getitem__(self, key: tuple[int, int]) -> CandidatePair:
-        return self._by_key[key]
+        return self.by_key[key]
 
     def get(self, key: tuple[int, int], default: None = None) -> CandidatePair | None:  # type: ignore[override]  # the one form used; Mapping's is a Python-level detour
         """The selected pair of ``key``, if any (asked on every datagram and timer)."""
-        return self._by_key.get(key, default)
+        return self.by_key.get(key, default)
 
     def __setitem__(self, key: tuple[int, int], pair: CandidatePair) -> None:
-        if key in self._by_key:
+        if key in self.by_key:
             del self[key]
-        self._by_key[key] = pair
+        self.by_key[key] = pair
         self._by_path[(pair.local_base, pair.remote.address)] = pair
 
     def __delitem__(self, key: tuple[int, int]) -> None:
-        pair = self._by_key.pop(key)
+        pair = self.by_key.pop(key)
         path = (pair.local_base, pair.remote.address)
         if self._by_path.get(path) is pair:
             del self._by_path[path]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter(self._by_key)
+        return iter(self.by_key)
 
     def __len__(self) -> int:
-        return len(self._by_key)
+        return len(self.by_key)
 
     def on_path(self, local_base: Address, remote: Address) -> CandidatePair | None:
         """The selected pair that sends from ``local_base`` to ``remote``, if any."""

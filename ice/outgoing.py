@@ -138,10 +138,15 @@ class OutgoingChecks(AgentPart):
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
         agent = self._agent
-        if agent._checking and agent.remote_password is not None and self.pending():
-            next_at = self.next_at
-            if earliest is None or next_at < earliest:
-                earliest = next_at
+        next_at = self.next_at
+        if (
+            agent._checking
+            and agent.remote_password is not None
+            and (earliest is None or next_at < earliest)
+        ):
+            for checklist in agent.checklists:  # pending(), asked after every datagram
+                if checklist.triggered or checklist.schedulable:
+                    return next_at
         return earliest
 
     def use_slot(self, now: float) -> None:

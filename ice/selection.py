@@ -54,7 +54,7 @@ class _Stall(enum.Enum):
 class Selection(AgentPart):
     """Nomination, selection and the derived state of an :class:`~ice.agent.Agent`."""
 
-    __slots__ = ("_keys", "_selected", "all_concluded", "failure")
+    __slots__ = ("_keys", "_selected", "_unconcluded", "all_concluded", "failure")
 
     def __init__(self, agent: Agent, emit: Callable[[IceEvent], None]) -> None:
         super().__init__(agent, emit)
@@ -67,8 +67,10 @@ class Selection(AgentPart):
         ]
         #: Why the agent failed, once it has (see :meth:`failure_reason`).
         self.failure: str | None = None
-        #: Whether every component is :meth:`concluded`: asked after every datagram, so it is
-        #: worked out again only where it can change — a pair selected or unselected, a restart.
+        #: The components not :meth:`concluded`, and whether there is none: asked after every
+        #: datagram, so worked out again only where they can change — a pair selected or
+        #: unselected, a restart.
+        self._unconcluded = tuple(self._keys)
         self.all_concluded = False
 
     # ================================================================== nomination, selection
@@ -140,19 +142,16 @@ class Selection(AgentPart):
     def run_nomination(self, now: float) -> None:
         """The controlling agent nominates every component whose best valid pair is ready."""
         agent = self._agent
-        if not agent.controlling or self._config.lite or self.all_concluded:
+        if not agent.controlling or self._config.lite:
             return
-        for checklist in agent.checklists:
-            for component in range(1, checklist.components + 1):
-                if self.concluded((checklist.stream, component)):
-                    continue
-                pair = agent.nomination.choose(checklist, component, now)
-                if pair is not None:
-                    # The nomination check repeats a check that just succeeded on a proven path
-                    # (§8.1.1): it goes out at once rather than in the next Ta slot, and the next
-                    # ordinary check waits a full Ta after it, so the pace of new checks holds.
-                    agent.outgoing.send(pair, now, use_candidate=True)
-                    agent.outgoing.hold_slot(now)
+        for stream, component in self._unconcluded:
+            pair = agent.nomination.choose(agent.checklists[stream], component, now)
+            if pair is not None:
+                # The nomination check repeats a check that just succeeded on a proven path
+                # (§8.1.1): it goes out at once rather than in the next Ta slot, and the next
+                # ordinary check waits a full Ta after it, so the pace of new checks holds.
+                agent.outgoing.send(pair, now, use_candidate=True)
+                agent.outgoing.hold_slot(now)
 
     def forget_local(self, local: LocalCandidate, reason: str, now: float) -> None:
         """A local candidate is lost: its pairs fail and stop being checked; if it carried a
@@ -175,7 +174,7 @@ class Selection(AgentPart):
         concluded = self.concluded(key)
         del self._selected[key]
         self._consent.untrack(selected)
-        self.all_concluded = False
+        self._conclude()
         if not concluded:
             return  # the previous generation's pair: the current checks decide
         if agent.nomination.has_valid(*key) and agent.controlling and not self._config.lite:
@@ -206,7 +205,7 @@ class Selection(AgentPart):
         suspended = self._consent.suspended(selected)
         del self._selected[(selected.stream, selected.component)]
         self._consent.untrack(selected)
-        self.all_concluded = False
+        self._conclude()
         self._emit(ConsentLost(selected.stream, selected.component, selected))
         if not suspended:
             self.fail(f"component {selected.component} lost its selected pair: {reason}")
@@ -225,7 +224,7 @@ class Selection(AgentPart):
         on but conclude nothing now — and the new generation has not failed."""
         self._consent.suspend(self._selected.values())
         self.failure = None
-        self.all_concluded = False
+        self._conclude()
 
     def keys(self) -> list[tuple[int, int]]:
         """Every (stream, component) of the session."""
@@ -238,20 +237,9 @@ class Selection(AgentPart):
         return pair is not None and pair.nominated and not self._consent.suspended(pair)
 
     def _conclude(self) -> None:
-        """Work :attr:`all_concluded` out again: a component's selected pair changed."""
-        self.all_concluded = all(self.concluded(key) for key in self._keys)
-
-    def _idle(self) -> bool:
-        """Checking, with nothing left that the agent can do by itself: gathering is over, no
-        check is in flight and none waits to be sent (each asked in O(1): counts kept by the
-        checks in flight and the check lists)."""
-        agent = self._agent
-        if not agent._checking or not self._gatherer.completed or agent.outgoing.in_flight.ordinary:
-            return False
-        for checklist in agent.checklists:
-            if checklist.triggered or checklist.schedulable:
-                return False
-        return True
+        """Work out again which components are concluded: a selected pair changed."""
+        self._unconcluded = tuple(key for key in self._keys if not self.concluded(key))
+        self.all_concluded = not self._unconcluded
 
     def give_up_at(self) -> tuple[float, _Stall] | None:
         """When an idle agent with a component not concluded fails, and why: only the peer can
@@ -262,10 +250,16 @@ class Selection(AgentPart):
         return self._stalled()
 
     def _stalled(self) -> tuple[float, _Stall] | None:
-        """:meth:`give_up_at` of an agent that is neither over nor concluded."""
-        if not self._idle():
-            return None
+        """:meth:`give_up_at` of an agent that is neither over nor concluded: ``None`` unless it
+        is idle — checking, with nothing left that it can do by itself: gathering is over, no
+        check is in flight and none waits to be sent (each asked in O(1), from the counts the
+        checks in flight and the check lists keep)."""
         agent = self._agent
+        if not agent._checking or not self._gatherer.completed or agent.outgoing.in_flight.ordinary:
+            return None
+        for checklist in agent.checklists:
+            if checklist.triggered or checklist.schedulable:
+                return None
         config = self._config
         idle_end = agent._last_progress + config.idle_timeout
         hopeless = [
@@ -296,8 +290,8 @@ class Selection(AgentPart):
         if self.all_concluded:
             self._derive_concluded(now)
             return
-        if not agent._checking:
-            return  # no check to wait for: a restart's previous pairs carry data on
+        if not agent._checking or agent.outgoing.in_flight.ordinary:
+            return  # a check to wait for, or none yet: a restart's previous pairs carry data on
         verdict = self._stalled()
         if verdict is None or now < verdict[0]:
             return
@@ -316,7 +310,7 @@ class Selection(AgentPart):
         """:meth:`derive_state` once every component is concluded."""
         agent = self._agent
         disconnected = self._consent.disconnected
-        for pair in self._selected.values():
+        for pair in self._selected.by_key.values():
             if disconnected(pair, now):
                 agent._set_state(IceState.DISCONNECTED)
                 return

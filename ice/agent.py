@@ -562,9 +562,15 @@ class Agent:
         selection = self.selection
         outgoing = self.outgoing
         earliest = outgoing.get_timer()
+        # Not idle with an ordinary check in flight, nor with a check waiting: with none in
+        # flight, a deadline of the outgoing checks is the next Ta slot of one that waits.
         verdict = (
             selection.give_up_at()
-            if self._checking and not outgoing.in_flight.ordinary and not selection.all_concluded
+            if self._checking
+            and not outgoing.in_flight.ordinary
+            and (earliest is None or outgoing.in_flight)
+            and not selection.all_concluded
+            and self.state is not IceState.FAILED  # closed: see above
             else None
         )
         for deadline in (
@@ -758,7 +764,7 @@ class Agent:
         if self.state is not state:
             self.state = state
             self._events.append(StateChanged(state))
-            if state is IceState.COMPLETED:
+            if state is IceState.COMPLETED and self.tcp.bases:
                 self.tcp.close_unselected()
 
     def _switch_role(self, controlling: bool) -> None:

@@ -112,8 +112,8 @@ class NominationPolicy:
     @property
     def deadline(self) -> float | None:
         """When the nomination decision of some component must be taken again."""
-        if self._first_valid_at.keys() <= self._nominating.keys():
-            return None  # every component with a valid pair is nominated (the usual case)
+        if not self._first_valid_at or self._first_valid_at.keys() <= self._nominating.keys():
+            return None  # no valid pair yet, or every component with one is nominated
         waiting = [
             min(at + self._max_wait, self._recheck_at.get(key, at + self._max_wait))
             for key, at in self._first_valid_at.items()

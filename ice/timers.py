@@ -26,6 +26,8 @@ import logging
 import weakref
 from typing import Any, Protocol
 
+from stun.batch_io import flush_pending, hold_flush
+
 _log = logging.getLogger("icestack.ice")
 
 #: Deadlines this close ahead are due when the timer fires (the loop may wake a little early;
@@ -111,11 +113,15 @@ class SharedTimers:
                 owner._timer_entry = None
                 self._live -= 1
                 due.append(entry)
-        for deadline, _, owner in due:
-            try:
-                owner._on_timer(deadline)
-            except Exception:  # a bug of one connection: the others still get their turn
-                _log.exception("ICE timer of %r failed", owner)
+        hold_flush()  # what the owners send leaves together, below
+        try:
+            for deadline, _, owner in due:
+                try:
+                    owner._on_timer(deadline)
+                except Exception:  # a bug of one connection: the others still get their turn
+                    _log.exception("ICE timer of %r failed", owner)
+        finally:
+            flush_pending()
         self._arm()
 
 

@@ -209,6 +209,9 @@ class _Arena:
         self.tx = self._headers(SEND_SLOT, SEND_CONTROL)
         #: Sockets with answers queued, flushed by :func:`flush_pending`.
         self.pending: list[MmsgIO] = []
+        #: A :func:`flush_pending` is coming before the loop runs anything else: scheduled with
+        #: ``call_soon``, or promised by a reader or timer that holds the flush
+        #: (:func:`hold_flush`).
         self.flush_scheduled = False
 
     def mark_pending(self, io: MmsgIO) -> None:
@@ -718,6 +721,16 @@ class MmsgIO:
                 control,
                 control_length,
             )
+
+
+def hold_flush() -> None:
+    """The caller calls :func:`flush_pending` before it returns to the event loop (a reader
+    after its batch, a timer after its callbacks): sends queued meanwhile schedule no flush of
+    their own, one event-loop callback per batch saved. Call it right before a ``try`` whose
+    ``finally`` flushes."""
+    arena: _Arena | None = getattr(_arenas, "arena", None)
+    if arena is not None:
+        arena.flush_scheduled = True
 
 
 def flush_pending() -> None:

@@ -581,7 +581,10 @@ class Connection(ConnectionEvents, _Closing):
         """
         if self._setup is None:
             raise IceConnectionError("gather_candidates() was not called")
-        await asyncio.shield(self._setup)
+        if not self._setup.done():
+            await asyncio.shield(self._setup)
+        else:
+            self._setup.result()  # a failed gathering raises here, as a wait on it would
         agent = self.agent
         if not (self._remote_username and self._remote_password):
             raise IceConnectionError("the remote username or password is missing")

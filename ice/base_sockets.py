@@ -170,7 +170,7 @@ class BaseSocket:
             connection._data_signal.fire()
         if to_agent:
             try:
-                connection._pump()
+                connection._pump(now=now)
             except Exception as error:  # a bug: contained, so that no wait misses its wake-up
                 connection.reader_errors.contain(error, f"ICE socket {local}")
 

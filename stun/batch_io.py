@@ -491,10 +491,11 @@ class MmsgIO:
         cache = _received_names
         out: list[tuple[bytes, SockAddr]] = []
         icmp_retries = 0
-        while len(out) < limit:
+        room = limit
+        while room > 0:
             view[:] = rx.pristine
             count = _libc.recvmmsg(
-                self.fd, rx.headers, min(BATCH, limit - len(out)), _MSG_DONTWAIT, None
+                self.fd, rx.headers, BATCH if room > BATCH else room, _MSG_DONTWAIT, None
             )
             if count < 0:
                 error = ctypes.get_errno()
@@ -538,6 +539,7 @@ class MmsgIO:
                 out.append((data[start : start + length], sockaddr))
             if count < BATCH:
                 break
+            room = limit - len(out)
         return out
 
     def send(self, data: bytes, sockaddr: SockAddr) -> None:
@@ -572,6 +574,9 @@ class MmsgIO:
         done = 0  # queue[:done] went to the kernel or was dropped
         pending: list[tuple[bytes, bytes, SockAddr]] = []
         try:
+            if len(queue) == 1:  # the usual flush of a session's socket: one datagram
+                data, _, sockaddr = queue[0]
+                return self._send_alone(data, sockaddr, 0)
             for data, name, sockaddr in queue:
                 if name is not None and len(data) <= SEND_SLOT:
                     pending.append((data, name, sockaddr))

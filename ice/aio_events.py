@@ -54,12 +54,13 @@ class ConnectionEvents(ConnectionProperties):
         agent = self._agent
         assert agent is not None
         handlers = _EVENT_HANDLERS
-        while (event := agent.next_event()) is not None:
-            handler = handlers.get(type(event))  # one dict access, not a chain of isinstance
-            if handler is not None:
-                handler(self, event)
-            if self.on_event is not None:
-                self._emit(event)
+        while taken := agent.take_events():  # a handler may make more: drained too
+            for event in taken:
+                kind = type(event)
+                if kind in handlers:  # dict accesses, not a chain of isinstance
+                    handlers[kind](self, event)
+                if self.on_event is not None:
+                    self._emit(event)
 
     def _on_data(self, event: events.DataReceived) -> None:
         self._deliver(event.data, event.component)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import itertools
 import logging
 import weakref
 from typing import Any, Protocol
@@ -57,7 +56,8 @@ class SharedTimers:
         #: Weak: the loop keys this in ``_BY_LOOP``, whose values must not keep their keys.
         self._loop = weakref.ref(loop)
         self._heap: list[TimerEntry] = []
-        self._sequence = itertools.count()
+        #: The last entry's sequence number (each new entry takes the next).
+        self._sequence = 0
         #: How many owners have a deadline now (the heap's live entries).
         self._live = 0
         self._handle: asyncio.TimerHandle | None = None
@@ -74,12 +74,15 @@ class SharedTimers:
         if deadline is None:
             owner._timer_entry = None
         else:
-            owner._timer_entry = entry = [deadline, next(self._sequence), owner]
+            self._sequence = sequence = self._sequence + 1
+            owner._timer_entry = entry = [deadline, sequence, owner]
             self._live += 1
             heapq.heappush(heap, entry)
         if len(heap) > 2 * self._live + 64:
             self._heap = heap = [entry for entry in heap if entry[2] is not None]
             heapq.heapify(heap)
+        if heap and heap[0][0] == self._armed_at and heap[0][2] is not None:
+            return  # the earliest live deadline is the one armed (the usual case)
         self._arm()
 
     def _arm(self) -> None:

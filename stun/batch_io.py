@@ -331,11 +331,20 @@ def _load_libc(library: str | None = None) -> _Libc | None:
 
 _libc: _Libc | None = None
 _libc_loaded = False
-_arenas = threading.local()
+
+
+class _ThreadArena(threading.local):
+    """The thread's :class:`_Arena`: ``_arenas.arena`` is an attribute read, ``None`` until
+    :func:`_arena` makes it."""
+
+    arena: _Arena | None = None
+
+
+_arenas = _ThreadArena()
 
 
 def _arena() -> _Arena:
-    arena: _Arena | None = getattr(_arenas, "arena", None)
+    arena = _arenas.arena
     if arena is None:
         arena = _arenas.arena = _Arena()
     return arena
@@ -479,7 +488,7 @@ class MmsgIO:
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
         assert _libc is not None
-        rx = (self.arena or _arena()).rx
+        rx = (self.arena or _arenas.arena or _arena()).rx
         view = rx.view
         # Slices of a c_char array are bytes copies (typeshed says list[bytes]).
         names: Any = rx.names
@@ -555,7 +564,7 @@ class MmsgIO:
                 return
         if not self.pending:
             self.pending = True
-            _arena().mark_pending(self)
+            (_arenas.arena or _arena()).mark_pending(self)
         queue = self.queue
         queue.append((data, name, sockaddr))
         if len(queue) >= BATCH:
@@ -733,14 +742,14 @@ def hold_flush() -> None:
     after its batch, a timer after its callbacks): sends queued meanwhile schedule no flush of
     their own, one event-loop callback per batch saved. Call it right before a ``try`` whose
     ``finally`` flushes."""
-    arena: _Arena | None = getattr(_arenas, "arena", None)
+    arena = _arenas.arena
     if arena is not None:
         arena.flush_scheduled = True
 
 
 def flush_pending() -> None:
     """Send what every socket of this thread has queued (readers call it after each batch)."""
-    arena: _Arena | None = getattr(_arenas, "arena", None)
+    arena = _arenas.arena
     if arena is None:
         return
     arena.flush_scheduled = False

@@ -368,7 +368,7 @@ class Connection(ConnectionEvents, _Closing):
         while not self._gathering_complete:
             if self._closed:
                 raise IceConnectionError("the connection was closed")
-            await self._state_signal.wait()
+            await self._state_signal.wait(self._loop)
 
     async def trickle_candidates(self) -> AsyncIterator[Candidate]:
         """Gather, yielding each local candidate as soon as it is known (RFC 8838); the iteration
@@ -383,7 +383,7 @@ class Connection(ConnectionEvents, _Closing):
                     yield candidate
             if self._gathering_complete or self._closed:
                 return
-            await self._state_signal.wait()
+            await self._state_signal.wait(self._loop)
 
     async def _start(self) -> None:
         if self._closed:
@@ -595,7 +595,7 @@ class Connection(ConnectionEvents, _Closing):
                 raise IceConnectionError("the connection was closed")
             if agent.state is IceState.FAILED:
                 raise IceConnectionError(f"ICE failed: {agent.failure_reason()}")
-            await self._state_signal.wait()
+            await self._state_signal.wait(self._loop)
 
     async def restart(self) -> None:
         """ICE restart (RFC 8445 §9): new local ufrag/pwd and a new gathering of what is gone —
@@ -684,7 +684,7 @@ class Connection(ConnectionEvents, _Closing):
                 raise IceConnectionError("the connection was closed")
             if not self._data_paths:
                 raise IceConnectionError(self._no_path_reason(1))
-            await self._data_signal.wait()
+            await self._data_signal.wait(self._loop)
         return self._received.popleft()
 
     def _no_path_reason(self, component: int) -> str:

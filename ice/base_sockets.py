@@ -69,8 +69,10 @@ class Signal:
                 if not future.done():
                     future.set_result(None)
 
-    async def wait(self) -> None:
-        future = asyncio.get_running_loop().create_future()
+    async def wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Until the next :meth:`fire`; ``loop``: the running one (asking asyncio for it costs a
+        ``getpid`` system call)."""
+        future = loop.create_future()
         waiters = self._waiters
         if waiters is None:
             self._waiters = [future]

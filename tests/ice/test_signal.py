@@ -10,8 +10,9 @@ from ice.base_sockets import Signal
 
 def test_a_fire_wakes_every_waiter_in_the_next_iteration_of_the_loop() -> None:
     async def scenario() -> None:
+        loop = asyncio.get_running_loop()
         signal = Signal()
-        waiters = [asyncio.ensure_future(signal.wait()) for _ in range(3)]
+        waiters = [asyncio.ensure_future(signal.wait(loop)) for _ in range(3)]
         await asyncio.sleep(0)  # they wait now
         assert not any(waiter.done() for waiter in waiters)
         signal.fire()
@@ -26,10 +27,11 @@ def test_a_fire_wakes_every_waiter_in_the_next_iteration_of_the_loop() -> None:
 
 def test_a_cancelled_waiter_leaves_nothing_behind_and_the_others_still_wake() -> None:
     async def scenario() -> None:
+        loop = asyncio.get_running_loop()
         signal = Signal()
-        kept = asyncio.ensure_future(signal.wait())
+        kept = asyncio.ensure_future(signal.wait(loop))
         for _ in range(100):  # a caller that waits with a timeout, again and again
-            gone = asyncio.ensure_future(signal.wait())
+            gone = asyncio.ensure_future(signal.wait(loop))
             await asyncio.sleep(0)
             gone.cancel()
             await asyncio.gather(gone, return_exceptions=True)

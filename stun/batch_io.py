@@ -214,17 +214,15 @@ class _Arena:
         #: (:func:`hold_flush`).
         self.flush_scheduled = False
 
-    def mark_pending(self, io: MmsgIO) -> None:
-        """``io`` has answers queued now: flush them at the end of the reader's batch, or in the
-        event loop's next iteration at the latest (a send outside any reader)."""
-        self.pending.append(io)
-        if not self.flush_scheduled:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no loop: whoever queued flushes (flush_pending)
-                return
-            self.flush_scheduled = True
-            loop.call_soon(flush_pending)
+    def schedule_flush(self) -> None:
+        """Sockets have answers queued outside any reader or timer that holds the flush: flush
+        them in the event loop's next iteration."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: whoever queued flushes (flush_pending)
+            return
+        self.flush_scheduled = True
+        loop.call_soon(flush_pending)
 
     @staticmethod
     def _headers(slot: int, control: int) -> _Direction:
@@ -562,9 +560,12 @@ class MmsgIO:
             elif not self.queue:  # what sendto makes of it, raised at the call
                 self.sock.sendto(data, sockaddr)
                 return
-        if not self.pending:
+        if not self.pending:  # flushed at the end of the reader's batch, or by the loop
             self.pending = True
-            (_arenas.arena or _arena()).mark_pending(self)
+            arena = _arenas.arena or _arena()
+            arena.pending.append(self)
+            if not arena.flush_scheduled:
+                arena.schedule_flush()
         queue = self.queue
         queue.append((data, name, sockaddr))
         if len(queue) >= BATCH:

@@ -616,6 +616,17 @@ class Agent:
             self._run_consent(now)
         selection.update(now)  # the check just sent moves the nomination's recheck earlier
 
+    def take_events(self) -> list[IceEvent]:
+        """Every event :meth:`next_event` would return now, in order, at once (a driver that
+        drains after each datagram saves a call per event)."""
+        events = self._events
+        if not events:
+            return []
+        taken = events[self._events_read :]
+        events.clear()  # cleared in place: the helpers hold its append method
+        self._events_read = 0
+        return taken
+
     def next_event(self) -> IceEvent | None:
         events = self._events
         if not events:

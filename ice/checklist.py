@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 import enum
 from collections.abc import Callable, Iterator, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from stun.address import Address
 
@@ -76,7 +76,6 @@ class CandidatePair:
     #: The transaction ID of the pair's latest check (consent checks aside), so that a
     #: triggered check or a nomination cancels it without a search.
     transaction_id: bytes | None = None
-    history: list[str] = field(default_factory=list, repr=False)
 
     @property
     def component(self) -> int:

@@ -607,7 +607,8 @@ class Agent:
         if self.tcp.bases:
             self.tcp.handle_timer(now)
         outgoing = self.outgoing
-        outgoing.retransmit(now)
+        if outgoing.in_flight:
+            outgoing.retransmit(now)
         selection = self.selection
         if self.controlling and not selection.all_concluded:
             selection.run_nomination(now)  # a nomination deadline due now takes this Ta slot

@@ -7,9 +7,9 @@ selection keeps whether every component is concluded (:attr:`~ice.selection.Sele
 all_concluded`), so that "still checking" is answered without a walk; and
 :meth:`~ice.agent.Agent.get_timer` asks a part for its deadline only when the part can have one.
 Here two agents on the simulated network — any NATs, lossy, duplicating and reordering links,
-TURN or not, several components, roles that conflict, a restart — are held to the walks those
-counts replace, and to the deadline every part gives when asked, after every event of the
-network.
+TURN or not, several components, roles that conflict, an ICE-lite peer, a restart — are held to
+the walks those counts replace, and to the deadline every part gives when asked, after every
+event of the network.
 """
 
 from __future__ import annotations
@@ -87,8 +87,7 @@ def run_checked(scenario: Scenario, timeout: float) -> bool:
     return scenario.network.run_until(
         lambda: held_to_counts(
             scenario,
-            all(s.connected for s in sides)
-            or any(s.agent.state.value == "failed" for s in sides),
+            all(s.connected for s in sides) or any(s.agent.state is IceState.FAILED for s in sides),
         ),
         timeout,
     )
@@ -108,6 +107,7 @@ def run_checked(scenario: Scenario, timeout: float) -> bool:
     turn=st.booleans(),
     components=st.integers(1, 2),
     both_controlling=st.booleans(),
+    lite_b=st.booleans(),
     restart=st.booleans(),
 )
 def test_counts_agree_with_a_recount_after_every_event(
@@ -119,6 +119,7 @@ def test_counts_agree_with_a_recount_after_every_event(
     turn: bool,
     components: int,
     both_controlling: bool,
+    lite_b: bool,
     restart: bool,
 ) -> None:
     link = LinkConfig(delay=0.010, jitter=0.005, loss=loss, duplicate=duplicate, reorder=reorder)
@@ -129,8 +130,12 @@ def test_counts_agree_with_a_recount_after_every_event(
         seed,
         wan_link=link,
         turn=turn,
-        config_a=dataclasses.replace(base, controlling=True, turn_servers=relays[0]),
-        config_b=dataclasses.replace(base, controlling=both_controlling, turn_servers=relays[1]),
+        config_a=dataclasses.replace(
+            base, controlling=True, turn_servers=relays[0], remote_lite=lite_b
+        ),
+        config_b=dataclasses.replace(
+            base, controlling=both_controlling, turn_servers=relays[1], lite=lite_b
+        ),
     )
     for side in scenario.sides:
         side.agent.gather(scenario.network.now)

@@ -494,9 +494,10 @@ class Agent:
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         relays = self.gatherer.relays
         # Taken, then cleared in place (the helpers hold this list's append method): what one
-        # call fails on is never met again by the next.
-        pending = list(self._outgoing)
-        self._outgoing.clear()
+        # call fails on is never met again by the next. A slice and a del, not list() and
+        # clear(): no call, after every datagram.
+        pending = self._outgoing[:]
+        del self._outgoing[:]
         tcp_bases = self.tcp.bases
         if not relays.active:
             if not tcp_bases or not pending:

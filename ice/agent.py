@@ -625,7 +625,7 @@ class Agent:
         if not events:
             return []
         taken = events[self._events_read :]
-        events.clear()  # cleared in place: the helpers hold its append method
+        del events[:]  # cleared in place (the helpers hold its append method), with no call
         self._events_read = 0
         return taken
 

@@ -51,6 +51,7 @@ from .check_codec import CheckTemplate, read_success
 from .checklist import CandidatePair, PairState
 from .events import IceEvent, IceState, PairStateChanged
 from .gather import LocalCandidate
+from .in_flight import ChecksInFlight
 from .stats import PeerInput
 
 if TYPE_CHECKING:
@@ -108,8 +109,8 @@ class OutgoingChecks(AgentPart):
     ) -> None:
         super().__init__(agent, emit)
         self._send = send
-        #: Checks in flight, by transaction ID.
-        self.in_flight: dict[bytes, Check] = {}
+        #: Checks in flight, by transaction ID (counting the ordinary ones).
+        self.in_flight: ChecksInFlight[Check] = ChecksInFlight()
         #: When the next Ta slot opens.
         self.next_at = 0.0
         #: The check list whose turn is next (round robin, §6.1.4.2).
@@ -121,25 +122,32 @@ class OutgoingChecks(AgentPart):
     # ================================================================== pacing
 
     def pending(self) -> bool:
-        """Whether a check waits to be sent (triggered, Waiting or Frozen pairs)."""
-        return any(checklist.has_pending() for checklist in self._agent.checklists)
-
-    def ordinary_in_flight(self) -> bool:
-        """Whether a check other than a consent check is in flight."""
-        return any(not check.consent for check in self.in_flight.values())
+        """Whether a check waits to be sent (triggered, Waiting or Frozen pairs): O(1) per
+        check list, which counts its pairs to check."""
+        for checklist in self._agent.checklists:
+            if checklist.triggered or checklist.schedulable:
+                return True
+        return False
 
     def get_timer(self) -> float | None:
         """The earliest retransmission, or the next Ta slot when a check waits for one."""
         earliest = None
-        for check in self.in_flight.values():
-            deadline = check.transaction.get_timer()
-            if deadline is not None and (earliest is None or deadline < earliest):
-                earliest = deadline
+        in_flight = self.in_flight
+        if in_flight:
+            for check in in_flight.values():
+                deadline = check.transaction.get_timer()
+                if deadline is not None and (earliest is None or deadline < earliest):
+                    earliest = deadline
         agent = self._agent
-        if agent._checking and agent.remote_password is not None and self.pending():
-            next_at = self.next_at
-            if earliest is None or next_at < earliest:
-                earliest = next_at
+        next_at = self.next_at
+        if (
+            agent._checking
+            and agent.remote_password is not None
+            and (earliest is None or next_at < earliest)
+        ):
+            for checklist in agent.checklists:  # pending(), asked after every datagram
+                if checklist.triggered or checklist.schedulable:
+                    return next_at
         return earliest
 
     def use_slot(self, now: float) -> None:
@@ -252,7 +260,7 @@ class OutgoingChecks(AgentPart):
             # candidate_priority() without its range checks: the base's local preference and
             # the pair's component are in range by construction (and this runs for every check).
             local_preference = self._gatherer.local_preference(pair.local_base)
-            return _PEER_REFLEXIVE + (local_preference << 8) + 256 - pair.remote.component
+            return _PEER_REFLEXIVE + (local_preference << 8) + 256 - pair.component
         local_preference = (pair.local.priority >> 8) & 0xFFFF
         return candidate_priority(
             TCP_TYPE_PREFERENCE[CandidateType.PEER_REFLEXIVE],
@@ -314,7 +322,7 @@ class OutgoingChecks(AgentPart):
     def restart(self) -> None:
         """ICE restart (§9): the previous generation's checks are forgotten; consent checks of
         the pairs that carry data on go on."""
-        self.in_flight = {t: c for t, c in self.in_flight.items() if c.consent}
+        self.in_flight.keep_consent_checks()
 
     # ================================================================== responses
 

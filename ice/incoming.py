@@ -37,19 +37,21 @@ from typing import TYPE_CHECKING
 
 from stun.address import Address
 from stun.attributes import (
+    ErrorCode,
     Fingerprint,
     IceControlled,
     IceControlling,
     Priority,
     UseCandidate,
     Username,
-    XorMappedAddress,
 )
 from stun.datagram import Datagram
-from stun.message import Message
+from stun.integrity import integrity_matches
+from stun.message import Message, MessageClass, Method
 
 from .agent_part import AgentPart
 from .candidate import MAX_PRIORITY, Candidate, CandidateType, tcp_partner
+from .check_codec import CheckRequest, read_check, success_response
 from .checklist import PairState
 from .events import IceEvent, RemoteCandidateLearned
 from .gather import LocalCandidate
@@ -58,6 +60,8 @@ from .stats import PeerInput
 
 if TYPE_CHECKING:
     from .agent import Agent
+
+_new_tuple = tuple.__new__
 
 #: How many request transaction IDs the agent remembers to recognise retransmissions.
 RECENT_REQUESTS = 256
@@ -113,6 +117,26 @@ class IncomingChecks(AgentPart):
         then the peer has our credentials (see ``NominationPolicy.nominated_by_us``)."""
         return self._password_seen_by_peer == self._agent.local_password
 
+    def receive_check(self, data: bytes, local: Address, remote: Address, now: float) -> bool:
+        """A datagram arrived on base ``local`` from ``remote``: if it is an authenticated
+        Binding request :func:`~ice.check_codec.read_check` reads, answer it and act on it;
+        ``False`` for anything else, which the caller decodes for :meth:`receive`."""
+        read = read_check(data)
+        if read is None:
+            return False
+        request, integrity_at, integrity_length = read
+        base = self._gatherer.on_base(local)
+        if base is None:
+            return True
+        agent = self._agent
+        key = agent.local_password.encode()
+        if request.username.partition(":")[0] != agent.local_username or not integrity_matches(
+            key, data, integrity_at, integrity_length
+        ):
+            return False  # receive() answers 401 and counts it
+        self._accept(request, base, local, remote, key, now)
+        return True
+
     def receive(self, request: Message, local: Address, remote: Address, now: float) -> None:
         """A Binding request arrived on base ``local`` from ``remote``."""
         if request.has(Fingerprint) and not request.check_fingerprint():
@@ -135,18 +159,46 @@ class IncomingChecks(AgentPart):
             self._failures.unauthenticated_requests += 1
             self._answer(local, remote, request.error_response(401), key=None)
             return
-        if not self._resolve_role_conflict(request, local, remote, key):
+        priority = request.get(Priority)
+        controlling = request.get(IceControlling)
+        controlled = request.get(IceControlled)
+        checked = CheckRequest(
+            request.transaction_id,
+            username.value,
+            None if priority is None else priority.value,
+            None if controlling is None else controlling.tie_breaker,
+            None if controlled is None else controlled.tie_breaker,
+            request.has(UseCandidate),
+        )
+        self._accept(checked, base, local, remote, key, now)
+
+    def _accept(
+        self,
+        request: CheckRequest,
+        base: LocalCandidate,
+        local: Address,
+        remote: Address,
+        key: bytes,
+        now: float,
+    ) -> None:
+        """An authenticated request: answer it unless a role conflict says otherwise, and act
+        on it the first time its transaction ID is seen."""
+        agent = self._agent
+        same_role = request.controlling if agent.controlling else request.controlled
+        if same_role is not None and not self._resolve_role_conflict(request, local, remote, key):
             return
-        self._answer(local, remote, request.success_response([XorMappedAddress(remote)]), key)
+        response = success_response(request.transaction_id, remote, key)
+        self._send(_new_tuple(Datagram, (response, local, remote)))
         agent._last_progress = now
         self._remember_path(local, remote)
-        if not self.peer_has_credentials():
+        if self._password_seen_by_peer != agent.local_password:  # see peer_has_credentials
             self._password_seen_by_peer = agent.local_password
             agent.selection.repeat_unconfirmed_nominations(now)
         recent = self._recent
-        if request.transaction_id in recent:
+        transaction_id = request.transaction_id
+        if transaction_id in recent:
             return  # a retransmission: answered again, nothing new to act on
-        recent[request.transaction_id] = None
+        recent[transaction_id] = None
         if len(recent) > RECENT_REQUESTS:
             del recent[next(iter(recent))]  # the oldest (a dict keeps insertion order)
         self._act_on(request, base, remote, now)
@@ -162,14 +214,17 @@ class IncomingChecks(AgentPart):
         if len(paths) > self._config.max_pairs:
             del paths[next(iter(paths))]  # the least recent
 
-    def _act_on(self, request: Message, base: LocalCandidate, remote: Address, now: float) -> None:
+    def _act_on(
+        self, request: CheckRequest, base: LocalCandidate, remote: Address, now: float
+    ) -> None:
         """What a new authenticated request sets in motion (§7.3.1.3 to §7.3.1.5)."""
         agent = self._agent
-        remote_candidate = self._remote_for(base, remote, request)
+        remote_candidate = self._remote_for(base, remote, request.priority)
         if remote_candidate is None:
             return
         if self._config.lite:
-            self._lite_nominate(base, remote_candidate, request, now)
+            if request.use_candidate:
+                self._lite_nominate(base, remote_candidate, now)
             return
         checklist = agent.checklists[base.stream]
         pair = checklist.find(base.base, remote) or checklist.add(
@@ -179,7 +234,7 @@ class IncomingChecks(AgentPart):
             return
         pair.requests_received += 1
         pair.responses_sent += 1
-        use_candidate = request.has(UseCandidate) and not agent.controlling
+        use_candidate = request.use_candidate and not agent.controlling
         if pair.state is PairState.SUCCEEDED:
             if use_candidate:
                 valid = agent.nomination.valid_on(pair.local_base, pair.remote.address) or pair
@@ -201,12 +256,8 @@ class IncomingChecks(AgentPart):
     ) -> None:
         self._send(Datagram(response.encode(key=key, fingerprint=True), local, remote))
 
-    def _lite_nominate(
-        self, base: LocalCandidate, remote: Candidate, request: Message, now: float
-    ) -> None:
+    def _lite_nominate(self, base: LocalCandidate, remote: Candidate, now: float) -> None:
         """An ICE-lite agent selects the pair a USE-CANDIDATE check arrives on (§7.3.1.5)."""
-        if not request.has(UseCandidate):
-            return
         agent = self._agent
         checklist = agent.checklists[base.stream]
         pair = checklist.find(base.base, remote.address) or checklist.add(
@@ -218,7 +269,7 @@ class IncomingChecks(AgentPart):
             agent.selection.nominate(pair, now)
 
     def _remote_for(
-        self, base: LocalCandidate, remote: Address, request: Message
+        self, base: LocalCandidate, remote: Address, priority: int | None
     ) -> Candidate | None:
         """The remote candidate a request that reached ``base`` came from, or a new
         peer-reflexive one (§7.3.1.3) — ``None`` when the stream holds
@@ -235,8 +286,8 @@ class IncomingChecks(AgentPart):
         candidate = self._remote_candidates.find(stream, component, remote, transport)
         if candidate is not None:
             return candidate
-        attribute = request.get(Priority)
-        priority = attribute.value if attribute is not None else 0
+        if priority is None:
+            priority = 0
         if not 1 <= priority <= MAX_PRIORITY:
             self._failures.peer_input[PeerInput.PRIORITY_CLAMPED] += 1
             priority = min(max(priority, 1), MAX_PRIORITY)
@@ -261,23 +312,34 @@ class IncomingChecks(AgentPart):
         return candidate
 
     def _resolve_role_conflict(
-        self, request: Message, local: Address, remote: Address, key: bytes
+        self, request: CheckRequest, local: Address, remote: Address, key: bytes
     ) -> bool:
         """RFC 8445 §7.3.1.1; ``False`` when the request was answered with 487."""
         agent = self._agent
-        controlling = request.get(IceControlling)
-        controlled = request.get(IceControlled)
+        controlling = request.controlling
+        controlled = request.controlled
         if agent.controlling and controlling is not None:
-            if agent.tie_breaker >= controlling.tie_breaker:
-                self._failures.role_conflicts += 1
-                self._answer(local, remote, request.error_response(487), key)
+            if agent.tie_breaker >= controlling:
+                self._answer_conflict(request, local, remote, key)
                 return False
             agent._switch_role(False)
         elif not agent.controlling and controlled is not None:
-            if agent.tie_breaker >= controlled.tie_breaker:
+            if agent.tie_breaker >= controlled:
                 agent._switch_role(True)
             else:
-                self._failures.role_conflicts += 1
-                self._answer(local, remote, request.error_response(487), key)
+                self._answer_conflict(request, local, remote, key)
                 return False
         return True
+
+    def _answer_conflict(
+        self, request: CheckRequest, local: Address, remote: Address, key: bytes
+    ) -> None:
+        """487 Role Conflict: the peer must switch roles (§7.3.1.1)."""
+        self._failures.role_conflicts += 1
+        response = Message(
+            Method.BINDING,
+            MessageClass.ERROR_RESPONSE,
+            request.transaction_id,
+            [ErrorCode.of(487)],
+        )
+        self._answer(local, remote, response, key)

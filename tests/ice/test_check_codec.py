@@ -1,0 +1,257 @@
+"""The lean check codec (ice/check_codec.py) held equal to the typed one: what read_check reads
+of a Binding request is what Message.decode reads; success_response is Message.encode's bytes;
+an agent answering checks from their bytes does exactly what it does with decoded messages."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ice.agent import Agent
+from ice.candidate import Candidate
+from ice.check_codec import read_check, success_response
+from ice.config import AgentConfig
+from stun import Attribute, Message, MessageClass, Method
+from stun.address import Address, normalize_host
+from stun.attributes import (
+    AttrType,
+    Fingerprint,
+    IceControlled,
+    IceControlling,
+    Priority,
+    Software,
+    UnknownAttribute,
+    UseCandidate,
+    Username,
+    XorMappedAddress,
+)
+from stun.integrity import integrity_matches
+from stun.message import Integrity
+
+KEY = b"a-local-password-of-22"
+TRANSACTION_ID = bytes(range(12))
+#: What Message.encode appends itself: MESSAGE-INTEGRITY(-SHA256), FINGERPRINT.
+SECURITY = (AttrType.MESSAGE_INTEGRITY, AttrType.MESSAGE_INTEGRITY_SHA256, AttrType.FINGERPRINT)
+
+#: Attributes with the label of what the lean reader makes of them: one it reads, or "other".
+check_attributes = st.one_of(
+    st.text(max_size=12).map(lambda text: ("USERNAME", Username(text))),
+    st.integers(0, 2**32 - 1).map(lambda value: ("PRIORITY", priority(value))),
+    st.integers(0, 2**64 - 1).map(lambda value: ("CONTROLLING", IceControlling(value))),
+    st.integers(0, 2**64 - 1).map(lambda value: ("CONTROLLED", IceControlled(value))),
+    st.just(("USE-CANDIDATE", UseCandidate())),
+)
+attributes = st.one_of(
+    check_attributes,
+    st.text(max_size=8).map(lambda text: ("other", Software(text))),
+    st.tuples(
+        st.integers(0, 0xFFFF).filter(lambda code: code not in SECURITY), st.binary(max_size=9)
+    ).map(lambda value: ("other", UnknownAttribute(*value))),
+)
+
+
+def priority(value: int) -> Attribute:
+    """PRIORITY with any value, 0 too (which Priority refuses to encode)."""
+    return Priority(value) if value else UnknownAttribute(AttrType.PRIORITY, bytes(4))
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> tuple[bytes, bool]:
+    """A Binding request of the shape of a check (USERNAME, then any of PRIORITY, ICE-CONTROLLING,
+    ICE-CONTROLLED, USE-CANDIDATE, in any order) signed with KEY; or, half the time, something
+    else: any attributes, another method or class, another key or none, SHA-256, damage. With
+    whether it is a check of that shape, intact."""
+    labelled = [("USERNAME", Username(draw(st.text(max_size=12))))]
+    labelled += draw(st.lists(check_attributes, max_size=5, unique_by=lambda pair: pair[0]))
+    labelled = [pair for pair in labelled[1:] if pair[0] != "USERNAME"] + labelled[:1]
+    method, message_class, key, integrity, damage = (
+        Method.BINDING,
+        MessageClass.REQUEST,
+        KEY,
+        Integrity.SHA1,
+        "none",
+    )
+    if draw(st.booleans()):
+        labelled = draw(st.lists(attributes, max_size=7)) if draw(st.booleans()) else labelled
+        method = draw(st.sampled_from([Method.BINDING] * 3 + [Method.REFRESH]))
+        message_class = draw(st.sampled_from([MessageClass.REQUEST] * 3 + list(MessageClass)))
+        key = draw(st.sampled_from([KEY, b"another key", None]))
+        integrity = draw(st.sampled_from([Integrity.SHA1] * 3 + list(Integrity)))
+        damage = draw(st.sampled_from(["none", "flip", "cut", "tail"]))
+    draw(st.randoms()).shuffle(labelled)
+    content = [attribute for _, attribute in labelled]
+    labels = [label for label, _ in labelled]
+    tid = draw(st.binary(min_size=12, max_size=12))
+    data = Message(method, message_class, tid, content).encode(
+        key=key, integrity=integrity, fingerprint=draw(st.booleans())
+    )
+    if damage == "flip":
+        at = draw(st.integers(0, len(data) - 1))
+        data = data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1 :]
+    elif damage == "cut":
+        data = data[: draw(st.integers(0, len(data)))]
+    elif damage == "tail":
+        data += draw(st.binary(min_size=1, max_size=12))
+    common = (
+        method == Method.BINDING
+        and message_class is MessageClass.REQUEST
+        and key is not None
+        and integrity is Integrity.SHA1
+        and damage == "none"
+        and "USERNAME" in labels
+        and "other" not in labels
+        and len(set(labels)) == len(labels)
+    )
+    return data, common
+
+
+@settings(max_examples=600)
+@given(requests())
+def test_read_check_reads_what_the_typed_decoder_reads(sample: tuple[bytes, bool]) -> None:
+    data, common = sample
+    read = read_check(data)
+    if common:
+        assert read is not None  # the lean path takes every check of the common shape
+    if read is None:
+        return
+    request, integrity_at, integrity_length = read
+    message = Message.decode(data)  # what the lean path takes, the typed decoder takes too
+    assert (message.method, message.message_class) == (Method.BINDING, MessageClass.REQUEST)
+    assert request.transaction_id == message.transaction_id
+    assert not message.unknown_required and message.has_integrity
+    username = message.get(Username)
+    priority = message.get(Priority)
+    controlling = message.get(IceControlling)
+    controlled = message.get(IceControlled)
+    assert username is not None and request.username == username.value
+    assert request.priority == (None if priority is None else priority.value)
+    assert request.controlling == (None if controlling is None else controlling.tie_breaker)
+    assert request.controlled == (None if controlled is None else controlled.tie_breaker)
+    assert request.use_candidate == message.has(UseCandidate)
+    assert not message.has(Fingerprint) or message.check_fingerprint()
+    for key in (KEY, b"another key"):
+        lean = integrity_matches(key, data, integrity_at, integrity_length)
+        assert lean == message.check_integrity(key)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200))
+def test_read_check_takes_any_bytes(data: bytes) -> None:
+    read = read_check(data)
+    if read is not None:
+        Message.decode(data)
+
+
+@settings(max_examples=300)
+@given(
+    st.ip_addresses().map(str),
+    st.integers(0, 0xFFFF),
+    st.binary(min_size=12, max_size=12),
+    st.binary(min_size=1, max_size=80),
+)
+def test_success_response_is_the_typed_encoders(
+    host: str, port: int, tid: bytes, key: bytes
+) -> None:
+    source = Address(normalize_host(host), port)
+    request = Message(Method.BINDING, MessageClass.REQUEST, tid)
+    typed = request.success_response([XorMappedAddress(source)])
+    assert success_response(tid, source, key) == typed.encode(key=key, fingerprint=True)
+
+
+# --------------------------------------------------------------------------- the agent
+
+LOCAL = Address("192.0.2.1", 5000)
+PEER = Address("192.0.2.2", 6000)
+STRANGER = Address("198.51.100.7", 7000)
+
+
+def ready_agent(controlling: bool) -> Agent:
+    """An agent that knows PEER's candidate and credentials and is checking: the same agent,
+    to the last random draw, every time it is made with the same role."""
+    agent = Agent(AgentConfig(controlling=controlling, rng=random.Random(7), tie_breaker=2**63))
+    agent.add_base(0, 1, LOCAL)
+    agent.gather(0.0)
+    agent.set_remote_credentials("peerufrag", "peer-password-of-22-chars")
+    agent.add_remote_candidate(Candidate("1", 1, "udp", 2**31 - 1, PEER.host, PEER.port, "host"))
+    agent.start_checks(0.0)
+    outcome(agent, 0.0)
+    return agent
+
+
+def typed_receive(agent: Agent, data: bytes, local: Address, remote: Address, now: float) -> None:
+    """What the agent did with a Binding request before it read any from its bytes."""
+    if not data or data[0] > 3:
+        agent.receive_datagram(data, local, remote, now)
+        return
+    try:
+        message = Message.decode(data)
+    except Exception:
+        agent.failures.malformed += 1
+        return
+    if message.method == Method.BINDING and message.message_class is MessageClass.REQUEST:
+        agent.incoming.receive(message, local, remote, now)
+        agent.selection.update(now)
+    else:
+        agent.receive_datagram(data, local, remote, now)
+
+
+def outcome(agent: Agent, now: float) -> tuple[object, ...]:
+    events = []
+    while (event := agent.next_event()) is not None:
+        events.append(repr(event))
+    sent = [(d.data, d.local, d.remote) for d in agent.datagrams_to_send(now)]
+    return (
+        sent,
+        events,
+        repr(agent.failures),
+        agent.table_sizes(),
+        agent.controlling,
+        agent.state,
+        [(p.state, p.nominate_on_success, p.nominated) for c in agent.checklists for p in c],
+    )
+
+
+@st.composite
+def checks(draw: st.DrawFn, ufrag: str, password: str) -> tuple[bytes, Address]:
+    """A check of the peer, now and then signed or named wrongly, with a role that may
+    conflict with ours, from the peer or from an address we do not know."""
+    content: list[Attribute] = []
+    name = draw(st.sampled_from([ufrag, ufrag, "someone", ufrag + "x", ""]))
+    content.append(Username(draw(st.sampled_from([f"{name}:peerufrag", name]))))
+    if draw(st.booleans()):
+        content.append(priority(draw(st.sampled_from([0, 1, 2**31 - 1, 2**31, 2**32 - 1]))))
+    tie_breaker = draw(st.sampled_from([0, 2**63, 2**64 - 1]))
+    role = draw(st.sampled_from([IceControlling, IceControlled, None]))
+    if role is not None:
+        content.append(role(tie_breaker))
+    if draw(st.booleans()):
+        content.append(UseCandidate())
+    draw(st.randoms()).shuffle(content)
+    key = draw(st.sampled_from([password.encode(), password.encode(), b"wrong"]))
+    tid = draw(st.sampled_from([TRANSACTION_ID, bytes(12), bytes([1] * 12)]))
+    data = Message(Method.BINDING, MessageClass.REQUEST, tid, content).encode(
+        key=key, fingerprint=draw(st.booleans())
+    )
+    if draw(st.integers(0, 5)) == 0:
+        at = draw(st.integers(0, len(data) - 1))
+        data = data[:at] + bytes([data[at] ^ 0x40]) + data[at + 1 :]
+    return data, draw(st.sampled_from([PEER, PEER, STRANGER]))
+
+
+@settings(max_examples=250)
+@given(st.booleans(), st.data())
+def test_an_agent_answers_checks_from_bytes_as_it_does_decoded(
+    controlling: bool, data: st.DataObject
+) -> None:
+    lean, typed = ready_agent(controlling), ready_agent(controlling)
+    ufrag, password = lean.local_username, lean.local_password
+    assert (ufrag, password) == (typed.local_username, typed.local_password)
+    now = 1.0
+    for _ in range(data.draw(st.integers(1, 4))):
+        request, source = data.draw(checks(ufrag, password))
+        lean.receive_datagram(request, LOCAL, source, now)
+        typed_receive(typed, request, LOCAL, source, now)
+        assert outcome(lean, now) == outcome(typed, now)
+        now += 0.01

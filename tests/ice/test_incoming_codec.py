@@ -1,6 +1,6 @@
-"""The lean check codec (ice/check_codec.py) held equal to the typed one: what read_check reads
-of a Binding request is what Message.decode reads; success_response is Message.encode's bytes;
-an agent answering checks from their bytes does exactly what it does with decoded messages."""
+"""ice/incoming_codec.py held equal to the typed codec: what read_check reads of a Binding request
+is what Message.decode reads; success_response is Message.encode's bytes; an agent answering
+checks from their bytes does exactly what it does with decoded messages."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from ice.agent import Agent
 from ice.candidate import Candidate
-from ice.check_codec import read_check, success_response
 from ice.config import AgentConfig
+from ice.incoming_codec import read_check, success_response
 from stun import Attribute, Message, MessageClass, Method
 from stun.address import Address, normalize_host
 from stun.attributes import (

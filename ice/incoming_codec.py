@@ -3,8 +3,12 @@
 An agent answers every check its peer sends, so reading a Binding request and writing its success
 response is the one codec work of every check. :func:`read_check` reads a request of the shape
 ICE agents send — USERNAME, PRIORITY, ICE-CONTROLLING or ICE-CONTROLLED, USE-CANDIDATE, in any
-order, then MESSAGE-INTEGRITY and optionally FINGERPRINT — in one walk over its attribute
-headers, without building a :class:`~stun.Message` or an attribute object. Anything else (an
+order, then MESSAGE-INTEGRITY and optionally FINGERPRINT — without building a
+:class:`~stun.Message` or an attribute object. The first check of a shape (which attributes, in
+which order, of which lengths) is read by a walk over its attribute headers, which keeps the
+shape: two ``struct`` formats, one that reads every header to compare them with the shape's, one
+that reads every value. A peer's later checks have one of its shapes (a few per message size
+are kept, peer-grown and so bounded) and are read by the two. Anything else (an
 attribute not named here, one twice, a length the attribute cannot have, MESSAGE-INTEGRITY-SHA256,
 something after MESSAGE-INTEGRITY but FINGERPRINT, a FINGERPRINT that does not match, a USERNAME
 that is not UTF-8) gives ``None``: :meth:`stun.Message.decode` and the typed path decide about it,
@@ -59,58 +63,173 @@ def read_check(data: bytes) -> tuple[CheckRequest, int, bytes] | None:
     :func:`stun.integrity.integrity_matches` takes); ``None`` for any other bytes: the typed
     path decides about them."""
     size = len(data)
+    for shape in _SHAPES.get(size, ()):
+        if shape.headers.unpack_from(data) == shape.expected:
+            break
+    else:
+        walked = _shape_of(data, size)
+        if walked is None:
+            return None
+        shape = walked
+    values = shape.values.unpack_from(data) + _ABSENT
+    fingerprint_at = shape.fingerprint_at
+    if fingerprint_at >= 0 and values[shape.fingerprint] != (
+        zlib.crc32(data[:fingerprint_at]) ^ FINGERPRINT_XOR
+    ):
+        return None
+    try:
+        username = values[shape.username].decode()
+    except UnicodeDecodeError:
+        return None
+    request = _new_tuple(
+        CheckRequest,
+        (
+            data[8:20],
+            username,
+            values[shape.priority],
+            values[shape.controlling],
+            values[shape.controlled],
+            shape.use_candidate,
+        ),
+    )
+    return request, shape.integrity_at, shape.integrity_length
+
+
+#: How many message sizes :func:`read_check` keeps shapes of before it forgets them all, and
+#: how many shapes of one size (a peer's checks have two sizes, with and without USE-CANDIDATE;
+#: a controlling agent's and a controlled one's have the same size, not the same shape).
+MAX_SIZES = 64
+MAX_SHAPES_PER_SIZE = 4
+#: What a shape reads for an attribute it does not have: ``values[-1]``.
+_ABSENT = (None,)
+
+
+class _Shape:
+    """Where the attributes of a check of one layout are: one ``struct`` that reads the
+    message's header and every attribute header, to compare with those of the message the shape
+    was made from, and one that reads every value (RFC 8489 §5, §14)."""
+
+    __slots__ = (
+        "controlled",
+        "controlling",
+        "expected",
+        "fingerprint",
+        "fingerprint_at",
+        "headers",
+        "integrity_at",
+        "integrity_length",
+        "priority",
+        "use_candidate",
+        "username",
+        "values",
+    )
+
+    def __init__(self, expected: tuple[int, ...], headers: str, values: str) -> None:
+        self.expected = expected
+        self.headers = struct.Struct(headers)
+        self.values = struct.Struct(values)
+        #: Where each value is in what :attr:`values` reads (-1: absent, ``_ABSENT``).
+        self.username = self.priority = self.controlling = self.controlled = -1
+        self.fingerprint = -1
+        self.use_candidate = False
+        self.integrity_at = self.fingerprint_at = -1
+        self.integrity_length = b""
+
+
+#: The value each attribute of a check has in a shape's ``values``: its format, and the slot of
+#: the shape that says where it is.
+_VALUE_FORMATS = {
+    _USERNAME: ("s", "username"),
+    _PRIORITY: ("I", "priority"),
+    _CONTROLLING: ("Q", "controlling"),
+    _CONTROLLED: ("Q", "controlled"),
+    _FP: ("I", "fingerprint"),
+}
+#: Shapes by message size, the most recent last.
+_SHAPES: dict[int, list[_Shape]] = {}
+
+
+def _shape_of(data: bytes, size: int) -> _Shape | None:
+    """The shape of ``data`` if it is a check of the common shape (one walk over its attributes,
+    the checks of the module docstring but the FINGERPRINT's value and the USERNAME's UTF-8),
+    kept for its size; ``None`` for anything else."""
     if size < 20:
         return None
     kind, length, cookie = _HEADER.unpack_from(data)
     if kind != _BINDING_REQUEST or length != size - 20 or cookie != MAGIC_COOKIE:
         return None
     unpack = _ATTRIBUTE_HEADER.unpack_from
-    username_at = username_end = integrity_at = fingerprint_at = -1
-    priority = controlling = controlled = None
-    use_candidate = False
+    layout: list[tuple[int, int]] = []
+    seen: set[int] = set()
+    integrity_at = fingerprint_at = -1
     offset = 20
     # Every attribute ends on a 4-byte boundary: the last one ends at ``size`` or runs past it.
     while offset < size:
         attr_type, attr_length = unpack(data, offset)
-        start = offset + 4
-        end = start + attr_length
-        offset = end + (-attr_length & 3)
-        if offset > size:
+        end = offset + 4 + attr_length + (-attr_length & 3)
+        if end > size or attr_type in seen:
             return None
         if integrity_at >= 0:
             # Only a FINGERPRINT that ends the message may follow MESSAGE-INTEGRITY.
-            if attr_type != _FP or attr_length != 4 or offset != size:
+            if attr_type != _FP or attr_length != 4 or end != size:
                 return None
-            fingerprint_at = start - 4
-        elif attr_type == _USERNAME and username_at < 0 and attr_length <= MAX_TEXT_BYTES:
-            username_at = start
-            username_end = end
-        elif attr_type == _PRIORITY and priority is None and attr_length == 4:
-            priority = int.from_bytes(data[start:end], "big")
-        elif attr_type == _CONTROLLING and controlling is None and attr_length == 8:
-            controlling = int.from_bytes(data[start:end], "big")
-        elif attr_type == _CONTROLLED and controlled is None and attr_length == 8:
-            controlled = int.from_bytes(data[start:end], "big")
-        elif attr_type == _USE_CANDIDATE and not use_candidate and attr_length == 0:
-            use_candidate = True
+            fingerprint_at = offset
         elif attr_type == _MI and attr_length == 20:
-            integrity_at = start - 4
-        else:
+            integrity_at = offset
+        elif _CHECK_LENGTHS.get(attr_type) != attr_length and not (
+            attr_type == _USERNAME and attr_length <= MAX_TEXT_BYTES
+        ):
             return None
-    if integrity_at < 0 or username_at < 0:
+        seen.add(attr_type)
+        layout.append((attr_type, attr_length))
+        offset = end
+    if integrity_at < 0 or _USERNAME not in seen:
         return None
-    if fingerprint_at >= 0 and int.from_bytes(data[fingerprint_at + 4 :], "big") != (
-        zlib.crc32(data[:fingerprint_at]) ^ FINGERPRINT_XOR
-    ):
-        return None
-    try:
-        username = data[username_at:username_end].decode()
-    except UnicodeDecodeError:
-        return None
-    request = _new_tuple(
-        CheckRequest, (data[8:20], username, priority, controlling, controlled, use_candidate)
-    )
-    return request, integrity_at, (integrity_at + 4).to_bytes(2, "big")
+    shape = _build(layout, size)
+    shape.integrity_at = integrity_at
+    shape.integrity_length = (integrity_at + 4).to_bytes(2, "big")
+    shape.fingerprint_at = fingerprint_at
+    kept = _SHAPES.get(size)
+    if kept is None:
+        if len(_SHAPES) >= MAX_SIZES:
+            _SHAPES.clear()
+        _SHAPES[size] = [shape]
+    else:
+        if len(kept) >= MAX_SHAPES_PER_SIZE:
+            del kept[0]
+        kept.append(shape)
+    return shape
+
+
+#: The lengths of the attributes of a check but USERNAME's (any up to MAX_TEXT_BYTES) and
+#: MESSAGE-INTEGRITY's (which ends what the walk reads but FINGERPRINT).
+_CHECK_LENGTHS = {_PRIORITY: 4, _CONTROLLING: 8, _CONTROLLED: 8, _USE_CANDIDATE: 0}
+
+
+def _build(layout: list[tuple[int, int]], size: int) -> _Shape:
+    expected = [_BINDING_REQUEST, size - 20, MAGIC_COOKIE]
+    headers = ["!HHI12x"]
+    values = ["!20x"]
+    slots: list[tuple[str, int]] = []
+    for attr_type, attr_length in layout:
+        padded = attr_length + (-attr_length & 3)
+        expected += (attr_type, attr_length)
+        headers.append(f"HH{padded}x")
+        value = _VALUE_FORMATS.get(attr_type)
+        if value is None:  # USE-CANDIDATE, MESSAGE-INTEGRITY: read by their headers alone
+            values.append(f"{4 + padded}x")
+            continue
+        code, slot = value
+        slots.append((slot, len(slots)))
+        if code == "s":
+            values.append(f"4x{attr_length}s{padded - attr_length}x")
+        else:
+            values.append(f"4x{code}")
+    shape = _Shape(tuple(expected), "".join(headers), "".join(values))
+    for slot, index in slots:
+        setattr(shape, slot, index)
+    shape.use_candidate = any(attr_type == _USE_CANDIDATE for attr_type, _ in layout)
+    return shape
 
 
 _MI_HEADER = _ATTRIBUTE_HEADER.pack(_MI, 20)

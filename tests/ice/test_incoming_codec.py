@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ice.agent import Agent
 from ice.candidate import Candidate
 from ice.config import AgentConfig
-from ice.incoming_codec import read_check, success_response
+from ice.incoming_codec import CheckRequest, read_check, success_response
 from stun import Attribute, Message, MessageClass, Method
 from stun.address import Address, normalize_host
 from stun.attributes import (
@@ -60,9 +60,9 @@ def priority(value: int) -> Attribute:
 @st.composite
 def requests(draw: st.DrawFn) -> tuple[bytes, bool]:
     """A Binding request of the shape of a check (USERNAME, then any of PRIORITY, ICE-CONTROLLING,
-    ICE-CONTROLLED, USE-CANDIDATE, in any order) signed with KEY; or, half the time, something
-    else: any attributes, another method or class, another key or none, SHA-256, damage. With
-    whether it is a check of that shape, intact."""
+    ICE-CONTROLLED, USE-CANDIDATE, in any order) signed with KEY; or that with one thing changed:
+    any attributes, another method or class, another key or none, SHA-256, damage. With whether
+    it is a check of that shape, intact."""
     labelled = [("USERNAME", Username(draw(st.text(max_size=12))))]
     labelled += draw(st.lists(check_attributes, max_size=5, unique_by=lambda pair: pair[0]))
     labelled = [pair for pair in labelled[1:] if pair[0] != "USERNAME"] + labelled[:1]
@@ -73,13 +73,18 @@ def requests(draw: st.DrawFn) -> tuple[bytes, bool]:
         Integrity.SHA1,
         "none",
     )
-    if draw(st.booleans()):
-        labelled = draw(st.lists(attributes, max_size=7)) if draw(st.booleans()) else labelled
-        method = draw(st.sampled_from([Method.BINDING] * 3 + [Method.REFRESH]))
-        message_class = draw(st.sampled_from([MessageClass.REQUEST] * 3 + list(MessageClass)))
-        key = draw(st.sampled_from([KEY, b"another key", None]))
-        integrity = draw(st.sampled_from([Integrity.SHA1] * 3 + list(Integrity)))
-        damage = draw(st.sampled_from(["none", "flip", "cut", "tail"]))
+    change = draw(st.sampled_from(["none", "attributes", "type", "key", "integrity", "damage"]))
+    if change == "attributes":
+        labelled = draw(st.lists(attributes, max_size=7))
+    elif change == "type":
+        method = draw(st.sampled_from([Method.BINDING, Method.REFRESH]))
+        message_class = draw(st.sampled_from(list(MessageClass)))
+    elif change == "key":
+        key = draw(st.sampled_from([b"another key", None]))
+    elif change == "integrity":
+        integrity = draw(st.sampled_from(list(Integrity)))
+    elif change == "damage":
+        damage = draw(st.sampled_from(["flip", "cut", "tail"]))
     draw(st.randoms()).shuffle(labelled)
     content = [attribute for _, attribute in labelled]
     labels = [label for label, _ in labelled]
@@ -116,6 +121,11 @@ def test_read_check_reads_what_the_typed_decoder_reads(sample: tuple[bytes, bool
         assert read is not None  # the lean path takes every check of the common shape
     if read is None:
         return
+    assert read_check(data) == read  # read again through the shape kept for it
+    assert_read_as_typed(data, read)
+
+
+def assert_read_as_typed(data: bytes, read: tuple[CheckRequest, int, bytes]) -> None:
     request, integrity_at, integrity_length = read
     message = Message.decode(data)  # what the lean path takes, the typed decoder takes too
     assert (message.method, message.message_class) == (Method.BINDING, MessageClass.REQUEST)
@@ -134,6 +144,34 @@ def test_read_check_reads_what_the_typed_decoder_reads(sample: tuple[bytes, bool
     for key in (KEY, b"another key"):
         lean = integrity_matches(key, data, integrity_at, integrity_length)
         assert lean == message.check_integrity(key)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(st.characters(codec="ascii"), min_size=9, max_size=9),
+            st.integers(1, 2**32 - 1),
+            st.integers(0, 2**64 - 1),
+            st.booleans(),
+            st.binary(min_size=12, max_size=12),
+        ),
+        min_size=2,
+        max_size=5,
+    ),
+    st.sampled_from([IceControlling, IceControlled]),
+)
+def test_a_kept_shape_reads_the_values_of_each_check(
+    checks: list[tuple[str, int, int, bool, bytes]], role: type[IceControlling | IceControlled]
+) -> None:
+    for username, priority, tie_breaker, signed, tid in checks:
+        content = [Username(username), Priority(priority), role(tie_breaker)]
+        data = Message(Method.BINDING, MessageClass.REQUEST, tid, content).encode(
+            key=KEY if signed else b"another key", fingerprint=True
+        )
+        read = read_check(data)
+        assert read is not None
+        assert_read_as_typed(data, read)
 
 
 @settings(max_examples=300)

@@ -69,6 +69,10 @@ class Policy(enum.Enum):
     RELAY = "relay"
 
 
+#: The default retransmission of checks: one immutable object that every config shares.
+CHECK_TRANSACTION = TransactionConfig(max_requests=7, final_wait=16)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AgentConfig:
     """How an :class:`~ice.agent.Agent` behaves."""
@@ -93,9 +97,7 @@ class AgentConfig:
     #: §7.2.5.3.1) the agent learns; past that a valid pair keeps the candidate it checked from.
     max_local_peer_reflexive: int = 16
     #: Retransmission of checks (§14.3 gives the RTO; Rc and Rm are STUN's, RFC 8489 §6.2.1).
-    check_transaction: TransactionConfig = field(
-        default_factory=lambda: TransactionConfig(max_requests=7, final_wait=16)
-    )
+    check_transaction: TransactionConfig = CHECK_TRANSACTION
     #: A dead STUN server must not stall gathering: each srflx transaction gives up after this.
     gathering_timeout: float = 5.0
     #: Regular nomination waits for better pairs at most this long after the first valid pair

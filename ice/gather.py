@@ -65,7 +65,7 @@ from .events import (
     IceEvent,
 )
 from .preferences import LocalPreferences
-from .relay import RelayBase, Relays
+from .relay import NO_RELAYS, RelayBase, Relays
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +133,10 @@ class Gatherer:
         #: The local preferences reflexive and relayed candidates hold (RFC 8445 §5.1.2.1).
         self.preferences = LocalPreferences()
         #: The TURN allocations behind relayed candidates (RFC 8445 §5.1.1.2).
-        self.relays = Relays(
-            config, self.preferences, self._add_relayed, self._lose_relayed, self._failed
+        self.relays = (
+            Relays(config, self.preferences, self._add_relayed, self._lose_relayed, self._failed)
+            if config.turn_servers
+            else NO_RELAYS
         )
         #: Relayed candidates the agent has not paired yet.
         self.new_relayed: list[LocalCandidate] = []

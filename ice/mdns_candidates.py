@@ -99,7 +99,8 @@ class MdnsCandidates:
         self._responder: Responder | None = None
         #: Our ``.local`` name of each host address.
         self._names: dict[str, str] = {}
-        self._foundation_salt = secrets.token_bytes(16)
+        #: Keys the foundations signalled while hidden (:meth:`signalled`); none needed else.
+        self._foundation_salt = secrets.token_bytes(16) if hide_hosts else b""
         #: Names being looked up, with the candidates that wait for each.
         self._lookups: dict[str, tuple[asyncio.Future[str], list[Candidate]]] = {}
         #: Names waiting for a free lookup, in the order they came, with their candidates.

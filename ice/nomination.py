@@ -40,35 +40,47 @@ def _same(a: CandidatePair, b: CandidatePair) -> bool:
     return _path(a) == _path(b)
 
 
+class _Component:
+    """What nomination knows of one component: one record instead of a table per fact keyed by
+    component (a one-entry dict takes ~220 bytes, a slot 8)."""
+
+    __slots__ = ("first_valid_at", "nominating", "recheck_at", "unconfirmed", "valid")
+
+    def __init__(self) -> None:
+        #: The valid list, by path.
+        self.valid: dict[_Path, CandidatePair] = {}
+        #: When the first pair became valid (set with the first valid pair).
+        self.first_valid_at: float | None = None
+        #: The pair being nominated, or concluded (nothing more to decide).
+        self.nominating: CandidatePair | None = None
+        #: When :meth:`NominationPolicy.choose` wants to look again, if it chose to wait.
+        self.recheck_at: float | None = None
+        #: Our nomination, while the peer may not have acted on it.
+        self.unconfirmed: CandidatePair | None = None
+
+
 class NominationPolicy:
     """The valid list per component, and the decision to nominate."""
 
-    __slots__ = (
-        "_by_path",
-        "_first_valid_at",
-        "_limit",
-        "_max_wait",
-        "_nominating",
-        "_recheck_at",
-        "_unconfirmed",
-        "_valid",
-    )
+    __slots__ = ("_by_path", "_components", "_limit", "_max_wait")
 
     def __init__(self, config: AgentConfig) -> None:
         self._max_wait = config.max_nomination_wait
         self._limit = config.max_pairs
-        self._valid: dict[_Key, dict[_Path, CandidatePair]] = {}
+        self._components: dict[_Key, _Component] = {}
         self._by_path: dict[_Path, CandidatePair] = {}
-        self._first_valid_at: dict[_Key, float] = {}
-        self._nominating: dict[_Key, CandidatePair] = {}
-        self._recheck_at: dict[_Key, float] = {}
-        self._unconfirmed: dict[_Key, CandidatePair] = {}
+
+    def _component(self, key: _Key) -> _Component:
+        component = self._components.get(key)
+        if component is None:
+            component = self._components[key] = _Component()
+        return component
 
     def pair_valid(self, pair: CandidatePair, now: float) -> bool:
         """Add a pair to the valid list (§7.2.5.3.2). ``False`` when the list is full: it holds
         ``max_pairs`` pairs and none of lower priority that is not nominated to make room."""
-        key = (pair.stream, pair.component)
-        valid = self._valid.setdefault(key, {})
+        component = self._component((pair.stream, pair.component))
+        valid = component.valid
         path = _path(pair)
         if path not in valid:
             if len(valid) >= self._limit:
@@ -79,26 +91,29 @@ class NominationPolicy:
                 )
                 if lowest is None or lowest.priority >= pair.priority:
                     return False
-                self._forget(key, lowest)
+                self._forget(component, lowest)
             valid[path] = pair
             self._by_path[path] = pair
-        self._first_valid_at.setdefault(key, now)
+        if component.first_valid_at is None:
+            component.first_valid_at = now
         return True
 
-    def _forget(self, key: _Key, pair: CandidatePair) -> None:
+    def _forget(self, component: _Component, pair: CandidatePair) -> None:
         path = _path(pair)
-        del self._valid[key][path]
+        del component.valid[path]
         if self._by_path.get(path) is pair:
             del self._by_path[path]
 
     def valid_pairs(self, stream: int, component: int) -> list[CandidatePair]:
         """The valid list of a component, best first."""
-        valid = self._valid.get((stream, component), {})
-        return sorted(valid.values(), key=lambda p: p.priority, reverse=True)
+        record = self._components.get((stream, component))
+        valid = () if record is None else record.valid.values()
+        return sorted(valid, key=lambda p: p.priority, reverse=True)
 
     def has_valid(self, stream: int, component: int) -> bool:
         """Whether the component has a valid pair."""
-        return bool(self._valid.get((stream, component)))
+        record = self._components.get((stream, component))
+        return record is not None and bool(record.valid)
 
     def valid_on(self, local_base: Address, remote: Address) -> CandidatePair | None:
         """The valid pair that sends from ``local_base`` to ``remote``, if any."""
@@ -112,14 +127,17 @@ class NominationPolicy:
     @property
     def deadline(self) -> float | None:
         """When the nomination decision of some component must be taken again."""
-        if self._first_valid_at.keys() <= self._nominating.keys():
-            return None  # every component with a valid pair is nominated (the usual case)
-        waiting = [
-            min(at + self._max_wait, self._recheck_at.get(key, at + self._max_wait))
-            for key, at in self._first_valid_at.items()
-            if key not in self._nominating and self._valid.get(key)
-        ]
-        return min(waiting, default=None)
+        deadline = None
+        for component in self._components.values():  # usually one, nominated: no wait
+            at = component.first_valid_at
+            if component.nominating is None and component.valid and at is not None:
+                due = at + self._max_wait
+                recheck = component.recheck_at
+                if recheck is not None and recheck < due:
+                    due = recheck
+                if deadline is None or due < deadline:
+                    deadline = due
+        return deadline
 
     def choose(self, checklist: CheckList, component: int, now: float) -> CandidatePair | None:
         """The valid pair to nominate now for this component, or ``None`` (not yet, or done).
@@ -129,12 +147,12 @@ class NominationPolicy:
         pair (at least ``MIN_PATIENCE``): a path that works answers in about that time. Never
         longer than ``max_nomination_wait`` after the first valid pair.
         """
-        key = (checklist.stream, component)
-        valid = self._valid.get(key)
-        if key in self._nominating or not valid:
+        record = self._components.get((checklist.stream, component))
+        if record is None or record.nominating is not None or not record.valid:
             return None
-        best = max(valid.values(), key=lambda p: p.priority)
-        cap = self._first_valid_at[key] + self._max_wait
+        assert record.first_valid_at is not None  # set with the first valid pair
+        best = max(record.valid.values(), key=lambda p: p.priority)
+        cap = record.first_valid_at + self._max_wait
         if now < cap:
             patience = max(PATIENCE_RTTS * (best.last_rtt or 0.0), MIN_PATIENCE)
             promising = [
@@ -146,44 +164,53 @@ class NominationPolicy:
                 and not p.waits_for_peer  # a passive TCP pair: its checks come from elsewhere
             ]
             if promising and now < min(max(promising), cap):
-                self._recheck_at[key] = min(max(promising), cap)
+                record.recheck_at = min(max(promising), cap)
                 return None
-        self._nominating[key] = best
+        record.nominating = best
         return best
 
     def wants_use_candidate(self, pair: CandidatePair, controlling: bool) -> bool:
         """Whether a check of ``pair`` is the nomination check (carries USE-CANDIDATE)."""
-        nominee = self._nominating.get((pair.stream, pair.component))
-        return controlling and nominee is not None and _same(nominee, pair)
+        if not controlling:
+            return False
+        record = self._components.get((pair.stream, pair.component))
+        nominee = None if record is None else record.nominating
+        return nominee is not None and _same(nominee, pair)
 
     def concluded(self, pair: CandidatePair) -> None:
         """The component has a nominated pair: nothing more to decide for it."""
-        self._nominating.setdefault((pair.stream, pair.component), pair)
+        record = self._component((pair.stream, pair.component))
+        if record.nominating is None:
+            record.nominating = pair
 
     def forget(self, local_base: Address, remote: Address | None = None) -> None:
         """A local candidate is lost (or, with ``remote``, the TCP connection of one path): its
         valid pairs go, and a component whose nominee was on it may be nominated again."""
 
-        def gone(pair: CandidatePair) -> bool:
-            return pair.local_base == local_base and remote in (None, pair.remote.address)
+        def gone(pair: CandidatePair | None) -> bool:
+            return (
+                pair is not None
+                and pair.local_base == local_base
+                and remote in (None, pair.remote.address)
+            )
 
-        for key, valid in self._valid.items():
-            for pair in [p for p in valid.values() if gone(p)]:
-                self._forget(key, pair)
-        for table in (self._nominating, self._unconfirmed):
-            for key, pair in list(table.items()):
-                if gone(pair):
-                    del table[key]
+        for component in self._components.values():
+            for pair in [p for p in component.valid.values() if gone(p)]:
+                self._forget(component, pair)
+            if gone(component.nominating):
+                component.nominating = None
+            if gone(component.unconfirmed):
+                component.unconfirmed = None
 
     def nomination_failed(self, pair: CandidatePair) -> None:
         """The USE-CANDIDATE check timed out: the component may be nominated again."""
-        key = (pair.stream, pair.component)
-        nominee = self._nominating.get(key)
-        if nominee is not None and _same(nominee, pair):
-            del self._nominating[key]
-            known = self._valid.get(key, {}).get(_path(pair))
+        record = self._components.get((pair.stream, pair.component))
+        nominee = None if record is None else record.nominating
+        if record is not None and nominee is not None and _same(nominee, pair):
+            record.nominating = None
+            known = record.valid.get(_path(pair))
             if known is not None:
-                self._forget(key, known)
+                self._forget(record, known)
 
     def nominated_by_us(self, pair: CandidatePair, *, confirmed: bool) -> None:
         """Our USE-CANDIDATE check of ``pair`` succeeded (§8.1.1); ``confirmed`` says whether
@@ -207,24 +234,21 @@ class NominationPolicy:
         peer proved it has our credentials, or the peer's data on the pair (it sends data only
         on the pair it selected), confirms the nomination and ends the repetition.
         """
-        key = (pair.stream, pair.component)
-        if confirmed:
-            self._unconfirmed.pop(key, None)
-        else:
-            self._unconfirmed[key] = pair
+        self._component((pair.stream, pair.component)).unconfirmed = None if confirmed else pair
 
     def unconfirmed(self, pair: CandidatePair) -> bool:
         """Whether ``pair`` is our nomination and the peer may not have acted on it yet."""
-        return self._unconfirmed.get((pair.stream, pair.component)) is pair
+        record = self._components.get((pair.stream, pair.component))
+        return record is not None and record.unconfirmed is pair
 
     def unconfirmed_pairs(self) -> list[CandidatePair]:
-        return list(self._unconfirmed.values())
+        return [c.unconfirmed for c in self._components.values() if c.unconfirmed is not None]
 
     def confirm(self, pair: CandidatePair) -> None:
         """The peer showed it selected ``pair``: stop repeating USE-CANDIDATE on it."""
-        key = (pair.stream, pair.component)
-        if self._unconfirmed.get(key) is pair:
-            del self._unconfirmed[key]
+        record = self._components.get((pair.stream, pair.component))
+        if record is not None and record.unconfirmed is pair:
+            record.unconfirmed = None
 
 
 def replaces_selected(

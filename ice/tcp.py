@@ -43,7 +43,6 @@ needed).
 from __future__ import annotations
 
 import enum
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -199,7 +198,8 @@ class TcpConnections:
         self.commands: list[TcpCommand] = []
         self._by_id: dict[int, TcpConnection] = {}
         self._by_path: dict[tuple[Address, Address], TcpConnection] = {}
-        self._ids = itertools.count(1)
+        #: The id of the last connection made (ids count from 1).
+        self._ids = 0
         self._connecting = 0
 
     def __len__(self) -> int:
@@ -463,8 +463,9 @@ class TcpConnections:
         accepted: bool,
         deadline: float,
     ) -> TcpConnection:
+        self._ids += 1
         connection = TcpConnection(
-            next(self._ids), local, remote, state, accepted=accepted, deadline=deadline
+            self._ids, local, remote, state, accepted=accepted, deadline=deadline
         )
         self._by_id[connection.id] = connection
         self._by_path[(local, remote)] = connection

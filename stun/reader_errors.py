@@ -56,11 +56,16 @@ class ReaderErrors:
     """Exceptions the readers (or the timer) of one server or connection contained, counted by
     kind (:attr:`counts`, :attr:`total`); see the module docstring for what is logged."""
 
-    __slots__ = ("counts",)
+    __slots__ = ("_counts",)
 
     def __init__(self) -> None:
-        #: How many exceptions of each kind (``module.Class``) were contained.
-        self.counts: dict[str, int] = {}
+        #: Made at the first exception: most readers never meet one (a connection has two).
+        self._counts: dict[str, int] | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many exceptions of each kind (``module.Class``) were contained."""
+        return {} if self._counts is None else self._counts
 
     def __repr__(self) -> str:
         return f"ReaderErrors({self.counts})"
@@ -75,7 +80,9 @@ class ReaderErrors:
         socket's address or a connection) — or while the driver did what ``guarded`` says —
         and log it if it is the first of its kind."""
         kind = error_kind(error)
-        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if self._counts is None:
+            self._counts = {}
+        self._counts[kind] = self._counts.get(kind, 0) + 1
         if kind in _logged:
             return
         _logged.add(kind)

@@ -23,7 +23,7 @@ The first request signed with our current password shows that the peer has our c
 controlling agent repeats at once a nomination the peer may have ignored before
 (:meth:`~ice.nomination.NominationPolicy.nominated_by_us`).
 
-A request of the shape checks have (:mod:`ice.incoming_codec`) is read and answered from its
+A request of the shape checks have (:mod:`ice.answer_codec`) is read and answered from its
 bytes (:meth:`IncomingChecks.receive_check`); any other, and one that does not authenticate, is
 decoded and goes the typed way (:meth:`IncomingChecks.receive`). Both share what follows
 authentication.
@@ -55,11 +55,11 @@ from stun.integrity import integrity_matches
 from stun.message import Message, MessageClass, Method
 
 from .agent_part import AgentPart
+from .answer_codec import CheckRequest, read_check, success_response
 from .candidate import MAX_PRIORITY, Candidate, CandidateType, tcp_partner
 from .checklist import PairState
 from .events import IceEvent, RemoteCandidateLearned
 from .gather import LocalCandidate
-from .incoming_codec import CheckRequest, read_check, success_response
 from .remotes import unusable
 from .stats import PeerInput
 
@@ -124,7 +124,7 @@ class IncomingChecks(AgentPart):
 
     def receive_check(self, data: bytes, local: Address, remote: Address, now: float) -> bool:
         """A datagram arrived on base ``local`` from ``remote``: if it is an authenticated
-        Binding request :func:`~ice.incoming_codec.read_check` reads, answer it and act on it;
+        Binding request :func:`~ice.answer_codec.read_check` reads, answer it and act on it;
         ``False`` for anything else, which the caller decodes for :meth:`receive`."""
         read = read_check(data)
         if read is None:

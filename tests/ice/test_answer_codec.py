@@ -1,4 +1,4 @@
-"""ice/incoming_codec.py held equal to the typed codec: what read_check reads of a Binding request
+"""ice/answer_codec.py held equal to the typed codec: what read_check reads of a Binding request
 is what Message.decode reads; success_response is Message.encode's bytes; an agent answering
 checks from their bytes does exactly what it does with decoded messages."""
 
@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ice.agent import Agent
+from ice.answer_codec import CheckRequest, read_check, success_response
 from ice.candidate import Candidate
 from ice.config import AgentConfig
-from ice.incoming_codec import CheckRequest, read_check, success_response
 from stun import Attribute, Message, MessageClass, Method
 from stun.address import Address, normalize_host
 from stun.attributes import (

@@ -36,7 +36,6 @@ succeeded (RFC 8445 §12.1), before our own check of it has, and that data is ac
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -78,7 +77,7 @@ class IncomingChecks(AgentPart):
     __slots__ = (
         "_checked_paths",
         "_password_seen_by_peer",
-        "_prflx_foundations",
+        "_prflx_made",
         "_recent",
         "_remote_candidates",
         "_send",
@@ -92,7 +91,8 @@ class IncomingChecks(AgentPart):
         self._send = send
         #: Transaction IDs of recent requests: a retransmission is answered, not re-triggered.
         self._recent: dict[bytes, None] = {}
-        self._prflx_foundations = itertools.count(1)
+        #: How many peer-reflexive remote candidates were made: their foundations number them.
+        self._prflx_made = 0
         #: The local password a check from the peer was last authenticated with.
         self._password_seen_by_peer: str | None = None
         #: (base, source) of recent authenticated requests, least recent first.
@@ -297,8 +297,9 @@ class IncomingChecks(AgentPart):
             self._failures.peer_input[PeerInput.PRIORITY_CLAMPED] += 1
             priority = min(max(priority, 1), MAX_PRIORITY)
         tcp_type = base.candidate.tcp_type
+        self._prflx_made += 1
         candidate = Candidate(
-            foundation=f"prflx{next(self._prflx_foundations)}",
+            foundation=f"prflx{self._prflx_made}",
             component=component,
             transport=transport,
             priority=priority,

@@ -145,6 +145,9 @@ _VALUE_FORMATS = {
     _CONTROLLED: ("Q", "controlled"),
     _FP: ("I", "fingerprint"),
 }
+#: The lengths of the attributes of a check but USERNAME's (any up to MAX_TEXT_BYTES) and
+#: MESSAGE-INTEGRITY's (which ends what the walk reads but FINGERPRINT).
+_CHECK_LENGTHS = {_PRIORITY: 4, _CONTROLLING: 8, _CONTROLLED: 8, _USE_CANDIDATE: 0}
 #: Shapes by message size, the most recent last.
 _SHAPES: dict[int, list[_Shape]] = {}
 
@@ -201,12 +204,8 @@ def _shape_of(data: bytes, size: int) -> _Shape | None:
     return shape
 
 
-#: The lengths of the attributes of a check but USERNAME's (any up to MAX_TEXT_BYTES) and
-#: MESSAGE-INTEGRITY's (which ends what the walk reads but FINGERPRINT).
-_CHECK_LENGTHS = {_PRIORITY: 4, _CONTROLLING: 8, _CONTROLLED: 8, _USE_CANDIDATE: 0}
-
-
 def _build(layout: list[tuple[int, int]], size: int) -> _Shape:
+    """The shape of a check of ``size`` bytes whose attributes have these types and lengths."""
     expected = [_BINDING_REQUEST, size - 20, MAGIC_COOKIE]
     headers = ["!HHI12x"]
     values = ["!20x"]

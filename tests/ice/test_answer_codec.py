@@ -29,6 +29,7 @@ from stun.attributes import (
 )
 from stun.integrity import integrity_matches
 from stun.message import Integrity
+from tests.properties.damage import DAMAGE, damaged
 
 KEY = b"a-local-password-of-22"
 TRANSACTION_ID = bytes(range(12))
@@ -84,7 +85,7 @@ def requests(draw: st.DrawFn) -> tuple[bytes, bool]:
     elif change == "integrity":
         integrity = draw(st.sampled_from(list(Integrity)))
     elif change == "damage":
-        damage = draw(st.sampled_from(["flip", "cut", "tail"]))
+        damage = draw(st.sampled_from(DAMAGE))
     draw(st.randoms()).shuffle(labelled)
     content = [attribute for _, attribute in labelled]
     labels = [label for label, _ in labelled]
@@ -92,13 +93,7 @@ def requests(draw: st.DrawFn) -> tuple[bytes, bool]:
     data = Message(method, message_class, tid, content).encode(
         key=key, integrity=integrity, fingerprint=draw(st.booleans())
     )
-    if damage == "flip":
-        at = draw(st.integers(0, len(data) - 1))
-        data = data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1 :]
-    elif damage == "cut":
-        data = data[: draw(st.integers(0, len(data)))]
-    elif damage == "tail":
-        data += draw(st.binary(min_size=1, max_size=12))
+    data = damaged(draw, data, damage)
     common = (
         method == Method.BINDING
         and message_class is MessageClass.REQUEST

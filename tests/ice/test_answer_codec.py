@@ -200,15 +200,24 @@ PEER = Address("192.0.2.2", 6000)
 STRANGER = Address("198.51.100.7", 7000)
 
 
-def ready_agent(controlling: bool) -> Agent:
-    """An agent that knows PEER's candidate and credentials and is checking: the same agent,
-    to the last random draw, every time it is made with the same role."""
-    agent = Agent(AgentConfig(controlling=controlling, rng=random.Random(7), tie_breaker=2**63))
+def ready_agent(role: str, signalled: bool) -> Agent:
+    """An agent (controlling, controlled or ICE-lite) that knows PEER's candidate and
+    credentials and is checking, or has heard nothing yet from signalling: the same agent, to
+    the last random draw, every time it is made alike."""
+    config = AgentConfig(
+        controlling=role == "controlling",
+        lite=role == "lite",
+        rng=random.Random(7),
+        tie_breaker=2**63,
+    )
+    agent = Agent(config)
     agent.add_base(0, 1, LOCAL)
     agent.gather(0.0)
-    agent.set_remote_credentials("peerufrag", "peer-password-of-22-chars")
-    agent.add_remote_candidate(Candidate("1", 1, "udp", 2**31 - 1, PEER.host, PEER.port, "host"))
-    agent.start_checks(0.0)
+    if signalled:
+        agent.set_remote_credentials("peerufrag", "peer-password-of-22-chars")
+        candidate = Candidate("1", 1, "udp", 2**31 - 1, PEER.host, PEER.port, "host")
+        agent.add_remote_candidate(candidate)
+        agent.start_checks(0.0)
     outcome(agent, 0.0)
     return agent
 
@@ -274,11 +283,11 @@ def checks(draw: st.DrawFn, ufrag: str, password: str) -> tuple[bytes, Address]:
 
 
 @settings(max_examples=250)
-@given(st.booleans(), st.data())
+@given(st.sampled_from(["controlling", "controlled", "lite"]), st.booleans(), st.data())
 def test_an_agent_answers_checks_from_bytes_as_it_does_decoded(
-    controlling: bool, data: st.DataObject
+    role: str, signalled: bool, data: st.DataObject
 ) -> None:
-    lean, typed = ready_agent(controlling), ready_agent(controlling)
+    lean, typed = ready_agent(role, signalled), ready_agent(role, signalled)
     ufrag, password = lean.local_username, lean.local_password
     assert (ufrag, password) == (typed.local_username, typed.local_password)
     now = 1.0

@@ -4,11 +4,13 @@ checks from their bytes does exactly what it does with decoded messages."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ice import answer_codec
 from ice.agent import Agent
 from ice.answer_codec import CheckRequest, read_check, success_response
 from ice.candidate import Candidate
@@ -297,3 +299,23 @@ def test_an_agent_answers_checks_from_bytes_as_it_does_decoded(
         typed_receive(typed, request, LOCAL, source, now)
         assert outcome(lean, now) == outcome(typed, now)
         now += 0.01
+
+
+def test_the_shapes_kept_are_bounded() -> None:
+    """Checks of many sizes and, for each size, more shapes than are kept: the table of shapes
+    stays within its bounds, and each check is still read."""
+    roles = [IceControlling(1), IceControlled(1)]
+    for length in range(1, 4 * answer_codec.MAX_SIZES + 1):  # twice as many sizes as kept
+        for role, use_candidate in itertools.product(roles, (False, True)):
+            for order in range(answer_codec.MAX_SHAPES_PER_SIZE + 1):
+                content: list[Attribute] = [Username("u" * length), Priority(1), role]
+                content = content[order % 3 :] + content[: order % 3]
+                if use_candidate:
+                    content.append(UseCandidate())
+                data = Message(Method.BINDING, MessageClass.REQUEST, TRANSACTION_ID, content)
+                assert read_check(data.encode(key=KEY)) is not None
+                shapes = answer_codec._SHAPES  # the bounded table itself
+                assert len(shapes) <= answer_codec.MAX_SIZES
+                assert all(
+                    len(kept) <= answer_codec.MAX_SHAPES_PER_SIZE for kept in shapes.values()
+                )

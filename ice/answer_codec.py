@@ -3,18 +3,19 @@
 An agent answers every check its peer sends, so reading a Binding request and writing its success
 response is the one codec work of every check. :func:`read_check` reads a request of the shape
 ICE agents send — USERNAME, PRIORITY, ICE-CONTROLLING or ICE-CONTROLLED, USE-CANDIDATE, in any
-order, then MESSAGE-INTEGRITY and optionally FINGERPRINT — without building a
+order, with any comprehension-optional attribute no class is registered for (a browser's
+GOOG-NETWORK-INFO), then MESSAGE-INTEGRITY and optionally FINGERPRINT — without building a
 :class:`~stun.Message` or an attribute object. The first check of a shape (which attributes, in
 which order, of which lengths) is read by a walk over its attribute headers, which keeps the
 shape: two ``struct`` formats, one that reads every header to compare them with the shape's, one
 that reads every value. A peer's later checks have one of its shapes (a few per message size
-are kept, peer-grown and so bounded) and are read by the two. Anything else (an
-attribute not named here, one twice, a length the attribute cannot have, MESSAGE-INTEGRITY-SHA256,
-something after MESSAGE-INTEGRITY but FINGERPRINT, a FINGERPRINT that does not match, a USERNAME
-that is not UTF-8) gives ``None``: :meth:`stun.Message.decode` and the typed path decide about it,
-so what they refuse is refused the same way. The integrity of what is read is checked by the
-caller with :func:`stun.integrity.integrity_matches`, the check behind
-:meth:`stun.Message.check_integrity`.
+are kept, peer-grown and so bounded) and are read by the two. Anything else (an attribute not
+named here, or registered since its shape was kept; one twice; a length the attribute cannot
+have; MESSAGE-INTEGRITY-SHA256; something after MESSAGE-INTEGRITY but FINGERPRINT; a FINGERPRINT
+that does not match; a USERNAME that is not UTF-8) gives ``None``: :meth:`stun.Message.decode`
+and the typed path decide about it, so what they refuse is refused the same way. The integrity
+of what is read is checked by the caller with :func:`stun.integrity.integrity_matches`, the
+check behind :meth:`stun.Message.check_integrity`.
 
 :func:`success_response` writes the answer of an authenticated check (§7.3.1.2): XOR-MAPPED-ADDRESS
 of the request's source, MESSAGE-INTEGRITY with the local password, FINGERPRINT — the bytes
@@ -29,7 +30,7 @@ from typing import NamedTuple
 
 from stun import MAGIC_COOKIE, Address
 from stun.address import AddressFamily, pack_host
-from stun.attributes import MAX_TEXT_BYTES, AttrType, XorMappedAddress
+from stun.attributes import MAX_TEXT_BYTES, AttrType, XorMappedAddress, registered_attribute
 from stun.integrity import FINGERPRINT_XOR, hmac_sha1
 
 _HEADER = struct.Struct("!HHI")
@@ -71,6 +72,9 @@ def read_check(data: bytes) -> tuple[CheckRequest, int, bytes] | None:
         if walked is None:
             return None
         shape = walked
+    for code in shape.unknown:
+        if registered_attribute(code) is not None:
+            return None  # registered since the shape was kept: the typed decoder reads it now
     values = shape.values.unpack_from(data) + _ABSENT
     fingerprint_at = shape.fingerprint_at
     if fingerprint_at >= 0 and values[shape.fingerprint] != (
@@ -119,6 +123,7 @@ class _Shape:
         "integrity_at",
         "integrity_length",
         "priority",
+        "unknown",
         "use_candidate",
         "username",
         "values",
@@ -131,6 +136,9 @@ class _Shape:
         #: Where each value is in what :attr:`values` reads (-1: absent, ``_ABSENT``).
         self.username = self.priority = self.controlling = self.controlled = -1
         self.fingerprint = -1
+        #: The comprehension-optional attributes no class is registered for, which the typed
+        #: decoder keeps as they are and the agent ignores: their type codes.
+        self.unknown: tuple[int, ...] = ()
         self.use_candidate = False
         self.integrity_at = self.fingerprint_at = -1
         self.integrity_length = b""
@@ -148,6 +156,8 @@ _VALUE_FORMATS = {
 #: The lengths of the attributes of a check but USERNAME's (any up to MAX_TEXT_BYTES) and
 #: MESSAGE-INTEGRITY's (which ends what the walk reads but FINGERPRINT).
 _CHECK_LENGTHS = {_PRIORITY: 4, _CONTROLLING: 8, _CONTROLLED: 8, _USE_CANDIDATE: 0}
+#: The attributes of a check that a shape reads or checks.
+_KNOWN = frozenset((*_VALUE_FORMATS, *_CHECK_LENGTHS, _MI))
 #: Shapes by message size, the most recent last.
 _SHAPES: dict[int, list[_Shape]] = {}
 
@@ -180,7 +190,8 @@ def _shape_of(data: bytes, size: int) -> _Shape | None:
         elif attr_type == _MI and attr_length == 20:
             integrity_at = offset
         elif _CHECK_LENGTHS.get(attr_type) != attr_length and not (
-            attr_type == _USERNAME and attr_length <= MAX_TEXT_BYTES
+            (attr_type == _USERNAME and attr_length <= MAX_TEXT_BYTES)
+            or (attr_type >= 0x8000 and registered_attribute(attr_type) is None)
         ):
             return None
         seen.add(attr_type)
@@ -215,7 +226,7 @@ def _build(layout: list[tuple[int, int]], size: int) -> _Shape:
         expected += (attr_type, attr_length)
         headers.append(f"HH{padded}x")
         value = _VALUE_FORMATS.get(attr_type)
-        if value is None:  # USE-CANDIDATE, MESSAGE-INTEGRITY: read by their headers alone
+        if value is None:  # USE-CANDIDATE, MESSAGE-INTEGRITY, unknown: their headers say all
             values.append(f"{4 + padded}x")
             continue
         code, slot = value
@@ -228,6 +239,7 @@ def _build(layout: list[tuple[int, int]], size: int) -> _Shape:
     for slot, index in slots:
         setattr(shape, slot, index)
     shape.use_candidate = any(attr_type == _USE_CANDIDATE for attr_type, _ in layout)
+    shape.unknown = tuple(code for code, _ in layout if code not in _KNOWN)
     return shape
 
 

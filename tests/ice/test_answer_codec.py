@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +29,9 @@ from stun.attributes import (
     UseCandidate,
     Username,
     XorMappedAddress,
+    registered_attribute,
 )
+from stun.errors import DecodeError as StunDecodeError
 from stun.integrity import integrity_matches
 from stun.message import Integrity
 from tests.properties.damage import DAMAGE, damaged
@@ -38,6 +41,13 @@ TRANSACTION_ID = bytes(range(12))
 #: What Message.encode appends itself: MESSAGE-INTEGRITY(-SHA256), FINGERPRINT.
 SECURITY = (AttrType.MESSAGE_INTEGRITY, AttrType.MESSAGE_INTEGRITY_SHA256, AttrType.FINGERPRINT)
 
+#: The comprehension-optional attributes a class is registered for (SOFTWARE, TURN's, ...):
+#: their bytes are checked by the typed decoder, so the lean reader leaves them to it.
+REGISTERED_OPTIONAL = [
+    code
+    for code in range(0x8000, 0x10000)
+    if registered_attribute(code) is not None and code not in SECURITY
+]
 #: Attributes with the label of what the lean reader makes of them: one it reads, or "other".
 check_attributes = st.one_of(
     st.text(max_size=12).map(lambda text: ("USERNAME", Username(text))),
@@ -45,10 +55,17 @@ check_attributes = st.one_of(
     st.integers(0, 2**64 - 1).map(lambda value: ("CONTROLLING", IceControlling(value))),
     st.integers(0, 2**64 - 1).map(lambda value: ("CONTROLLED", IceControlled(value))),
     st.just(("USE-CANDIDATE", UseCandidate())),
+    st.tuples(
+        st.integers(0x8000, 0xFFFF).filter(lambda code: registered_attribute(code) is None),
+        st.binary(max_size=9),
+    ).map(lambda value: ("OPTIONAL", UnknownAttribute(*value))),
 )
 attributes = st.one_of(
     check_attributes,
     st.text(max_size=8).map(lambda text: ("other", Software(text))),
+    st.tuples(st.sampled_from(REGISTERED_OPTIONAL), st.binary(max_size=9)).map(
+        lambda value: ("other", UnknownAttribute(*value))
+    ),
     st.tuples(
         st.integers(0, 0xFFFF).filter(lambda code: code not in SECURITY), st.binary(max_size=9)
     ).map(lambda value: ("other", UnknownAttribute(*value))),
@@ -78,7 +95,7 @@ def requests(draw: st.DrawFn) -> tuple[bytes, bool]:
     )
     change = draw(st.sampled_from(["none", "attributes", "type", "key", "integrity", "damage"]))
     if change == "attributes":
-        labelled = draw(st.lists(attributes, max_size=7))
+        labelled = labelled[-1:] * draw(st.booleans()) + draw(st.lists(attributes, max_size=7))
     elif change == "type":
         method = draw(st.sampled_from([Method.BINDING, Method.REFRESH]))
         message_class = draw(st.sampled_from(list(MessageClass)))
@@ -197,6 +214,8 @@ def test_success_response_is_the_typed_encoders(
 
 # --------------------------------------------------------------------------- the agent
 
+#: A comprehension-optional attribute browsers add to their checks, which no one registers.
+GOOG_NETWORK_INFO = 0xC057
 LOCAL = Address("192.0.2.1", 5000)
 PEER = Address("192.0.2.2", 6000)
 STRANGER = Address("198.51.100.7", 7000)
@@ -272,6 +291,8 @@ def checks(draw: st.DrawFn, ufrag: str, password: str) -> tuple[bytes, Address]:
         content.append(role(tie_breaker))
     if draw(st.booleans()):
         content.append(UseCandidate())
+    if draw(st.booleans()):
+        content.append(UnknownAttribute(GOOG_NETWORK_INFO, draw(st.binary(min_size=4, max_size=4))))
     draw(st.randoms()).shuffle(content)
     key = draw(st.sampled_from([password.encode(), password.encode(), b"wrong"]))
     tid = draw(st.sampled_from([TRANSACTION_ID, bytes(12), bytes([1] * 12)]))
@@ -319,3 +340,28 @@ def test_the_shapes_kept_are_bounded() -> None:
                 assert all(
                     len(kept) <= answer_codec.MAX_SHAPES_PER_SIZE for kept in shapes.values()
                 )
+
+
+def test_a_kept_shape_is_left_when_its_unknown_attribute_gets_a_class(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A check with an attribute no one registered is read; once a class is registered for it,
+    the typed decoder must decode it: the shape kept before no longer reads such checks."""
+    content = [Username("ours:theirs"), UnknownAttribute(GOOG_NETWORK_INFO, bytes(4))]
+    data = Message(Method.BINDING, MessageClass.REQUEST, TRANSACTION_ID, content).encode(key=KEY)
+    assert read_check(data) is not None
+    monkeypatch.setattr(
+        answer_codec, "registered_attribute", lambda code: Priority if code == 0xC057 else None
+    )
+    assert read_check(data) is None
+
+
+@pytest.mark.parametrize("code", [AttrType.SOFTWARE, 0x8000, AttrType.ALTERNATE_SERVER])
+def test_a_registered_optional_attribute_is_left_to_the_typed_decoder(code: int) -> None:
+    """Its bytes are the typed decoder's to check (SOFTWARE that is not UTF-8, an address of
+    no family, TURN's ADDITIONAL-ADDRESS-FAMILY of the wrong length): it refuses this check."""
+    content = [Username("ours:theirs"), UnknownAttribute(code, b"\xff\xfe\xfd")]
+    data = Message(Method.BINDING, MessageClass.REQUEST, TRANSACTION_ID, content).encode(key=KEY)
+    assert read_check(data) is None
+    with pytest.raises(StunDecodeError):
+        Message.decode(data)

@@ -60,7 +60,7 @@ from stun.framing import MAX_RFC4571_PACKET
 from stun.message import Message, MessageClass, Method, new_transaction_id
 
 from .candidate import Candidate, CandidateType, generate_credentials, pairs_with
-from .check_codec import BINDING_SUCCESS
+from .check_codec import BINDING_REQUEST, BINDING_SUCCESS
 from .checklist import CandidatePair, CheckList, PairState, SelectedPairs
 from .config import AgentConfig, Policy
 from .connection_options import credential, datagram, flag
@@ -476,8 +476,12 @@ class Agent:
         if data[0] > 3:
             self._receive_data(data, local, remote, now)
             return
-        if data[:2] == BINDING_SUCCESS and self.outgoing.receive_success(data, local, remote, now):
-            self.selection.update(now)
+        head = data[:2]  # a slice: a one-byte datagram has no data[1]
+        if head == BINDING_REQUEST and self.incoming.receive_check(data, local, remote, now):
+            self.selection.update(now)  # a Binding request read without decoding it
+            return
+        if head == BINDING_SUCCESS and self.outgoing.receive_success(data, local, remote, now):
+            self.selection.update(now)  # a Binding success response read without decoding it
             return
         try:
             message = Message.decode(data)

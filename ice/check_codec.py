@@ -120,7 +120,9 @@ class CheckTemplate:
 #: XOR-MAPPED-ADDRESS: type, length, cookie, (transaction ID skipped), the attribute's type and
 #: length, its (ignored) first byte, the family and the XORed port.
 _SUCCESS = struct.Struct("!HHI12xHHxBH")
-#: The first two bytes of a Binding success response, for the caller's quick test.
+#: The first two bytes of a Binding request and of a Binding success response, for the
+#: caller's quick test.
+BINDING_REQUEST = b"\x00\x01"
 BINDING_SUCCESS = b"\x01\x01"
 _BINDING_SUCCESS = 0x0101
 _XOR_MAPPED_ADDRESS = 0x0020

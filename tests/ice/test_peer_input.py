@@ -256,3 +256,12 @@ def test_a_restart_forgets_the_paths_the_previous_checks_proved() -> None:
     b.restart(wire.now)
     assert delivered(b, b"\x80selected", B_ADDRESS, A_ADDRESS, wire.now)  # data flows on
     assert not delivered(b, b"\x80checked", B_ADDRESS, STRANGER, wire.now)
+
+
+def test_datagrams_too_short_for_a_stun_header_are_counted_not_raised() -> None:
+    """One byte that could start a Binding request or response (0x00, 0x01) raised IndexError
+    out of the lean readers' quick test of the first two bytes."""
+    agent = controlled_agent()
+    for data in (b"\x00", b"\x01", b"\x00\x01", b"\x01\x01", b"\x00\x01\x00"):
+        agent.receive_datagram(data, A_ADDRESS, B_ADDRESS, 0.0)
+    assert agent.failures.malformed == 5

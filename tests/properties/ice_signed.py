@@ -63,8 +63,12 @@ def sign(message: Message, password: str, kind: Integrity = Integrity.SHA1) -> b
 
 
 def signed_check_from(
-    attributes: list[Attribute], ufrag: str, password: str, transaction_id: bytes,
-    kind: Integrity = Integrity.SHA1, their_ufrag: str = "peer",
+    attributes: list[Attribute],
+    ufrag: str,
+    password: str,
+    transaction_id: bytes,
+    kind: Integrity = Integrity.SHA1,
+    their_ufrag: str = "peer",
 ) -> bytes:
     """A Binding request to the agent whose credentials are ``ufrag``/``password``."""
     username = Username(f"{ufrag}:{their_ufrag}")

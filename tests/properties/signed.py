@@ -278,22 +278,6 @@ class Draft:
 
 
 transaction_ids = st.binary(min_size=12, max_size=12)
-
-
-def damage(draw: st.DrawFn, data: bytes) -> bytes:
-    """``data`` as it is, or with one byte flipped, cut short or extended: what a lean reader
-    must leave to the typed path (or read as the typed path does)."""
-    change = draw(st.sampled_from(("none", "flip", "cut", "extend")))
-    if change == "flip" and data:
-        index = draw(st.integers(0, len(data) - 1))
-        data = data[:index] + bytes([data[index] ^ draw(st.integers(1, 255))]) + data[index + 1 :]
-    elif change == "cut":
-        data = data[: draw(st.integers(0, len(data)))]
-    elif change == "extend":
-        data += draw(st.binary(min_size=1, max_size=8))
-    return data
-
-
 requests_only = st.just(MessageClass.REQUEST)
 
 

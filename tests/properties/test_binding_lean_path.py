@@ -22,7 +22,8 @@ from stun import (
 )
 from stun.integrity import fingerprint
 
-from .signed import any_method, damage, sources, transaction_ids, wire_attributes
+from .damage import DAMAGE, damaged
+from .signed import any_method, sources, transaction_ids, wire_attributes
 
 
 def _with_fingerprint(header_and_body: bytes) -> bytes:
@@ -53,7 +54,7 @@ requests = st.one_of(
 
 @st.composite
 def datagrams(draw: st.DrawFn) -> bytes:
-    return damage(draw, draw(requests))
+    return damaged(draw, draw(requests), draw(st.sampled_from(("none", *DAMAGE))))
 
 
 @given(data=datagrams(), remote=sources, software=st.sampled_from((None, "icestack test")))

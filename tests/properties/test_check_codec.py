@@ -32,8 +32,8 @@ from stun.errors import DecodeError, LocalProtocolError
 from stun.integrity import prepare_key
 from stun.message import Message, MessageClass, Method
 
+from .damage import DAMAGE, damaged
 from .ice_signed import addresses, sign, signed_responses, transaction_ids
-from .signed import damage
 from .test_ice_signed import PEER_PWD, agent_in
 
 texts = st.text(max_size=40)
@@ -102,7 +102,7 @@ def responses(draw: st.DrawFn) -> bytes:
     else:
         request = Message(Method.BINDING, MessageClass.REQUEST, transaction_id).encode()
         data = draw(signed_responses(request, password))
-    return damage(draw, data)
+    return damaged(draw, data, draw(st.sampled_from(("none", *DAMAGE))))
 
 
 @given(data=responses())
@@ -193,7 +193,7 @@ def test_an_agent_ends_alike_through_the_lean_and_the_typed_path(
         response = _common_shape(check.data[8:20], mapped, PEER_PWD)
     else:
         response = data.draw(signed_responses(check.data, PEER_PWD))
-    response = damage(data.draw, response)
+    response = damaged(data.draw, response, data.draw(st.sampled_from(("none", *DAMAGE))))
     lean.receive_datagram(response, check.local, source, 0.0)
     _receive_typed(typed, response, check.local, source)
     assert _outcome(lean) == _outcome(typed)

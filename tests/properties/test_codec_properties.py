@@ -139,9 +139,15 @@ def test_message_round_trip(message: Message, options: dict[str, object]) -> Non
     assert len(data) % 4 == 0
     decoded = Message.decode(data)
     assert decoded.content_attributes == message.attributes
-    assert Message(
-        decoded.method, decoded.message_class, decoded.transaction_id, decoded.content_attributes
-    ) == message
+    assert (
+        Message(
+            decoded.method,
+            decoded.message_class,
+            decoded.transaction_id,
+            decoded.content_attributes,
+        )
+        == message
+    )
     assert decoded.unknown_required == tuple(
         a.attr_type
         for a in message.attributes

@@ -140,7 +140,8 @@ def test_signed_checks_and_responses_never_escape(
                     break
                 agent.handle_timer(deadline)
         checks_sent += [
-            d for d in agent.datagrams_to_send(now)
+            d
+            for d in agent.datagrams_to_send(now)
             if d.data[0] < 4 and Message.decode(d.data).message_class is MessageClass.REQUEST
         ]
         del checks_sent[:-20]
@@ -160,7 +161,9 @@ def test_the_strategy_signs_checks_the_agent_accepts() -> None:
     source = Address("203.0.113.9", 7000)
     check = signed_check_from(
         [UnknownAttribute(AttrType.PRIORITY, b"\x00\x00\x00\x00"), IceControlled(1)],
-        agent.local_username, agent.local_password, b"t" * 12,
+        agent.local_username,
+        agent.local_password,
+        b"t" * 12,
     )
     agent.receive_datagram(check, BASES[0][1], source, 0.0)
     (response, *_triggered) = answers(agent)
@@ -179,7 +182,9 @@ def test_any_priority_from_a_new_address_makes_a_valid_peer_reflexive_candidate(
     local = BASES[1][1] if ":" in host else BASES[0][1]
     check = signed_check_from(
         [UnknownAttribute(AttrType.PRIORITY, priority.to_bytes(4, "big"))],
-        agent.local_username, agent.local_password, b"u" * 12,
+        agent.local_username,
+        agent.local_password,
+        b"u" * 12,
     )
     agent.receive_datagram(check, local, Address(host, port), 0.0)
     learned = [c for _, c in agent.remote_candidates if c.type is CandidateType.PEER_REFLEXIVE]

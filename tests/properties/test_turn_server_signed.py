@@ -78,9 +78,7 @@ from .signed import (
 )
 
 T = TypeVar("T")
-SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _TT = TurnAttrType
 FEATURES = SecurityFeatures.PASSWORD_ALGORITHMS  # the server offers SHA-256 and MD5
 SIGNERS: list[Signer | None] = [
@@ -179,9 +177,7 @@ steps = st.one_of(
     timers,
     tcp_events,
 )  # fmt: skip
-clients = st.lists(
-    st.tuples(sources, st.sampled_from(ClientTransport)), min_size=3, max_size=3
-)
+clients = st.lists(st.tuples(sources, st.sampled_from(ClientTransport)), min_size=3, max_size=3)
 variants = st.fixed_dictionaries(
     {
         "rfc5766_channels": st.booleans(),

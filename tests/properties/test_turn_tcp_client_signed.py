@@ -67,9 +67,7 @@ class Hostile:
     now: float = 0.0
     bindings: list[ConnectionBinding] = field(default_factory=list)
     #: Requests not yet answered, with the machine that sent them.
-    pending: list[tuple[TurnAllocation | ConnectionBinding, Message]] = field(
-        default_factory=list
-    )
+    pending: list[tuple[TurnAllocation | ConnectionBinding, Message]] = field(default_factory=list)
     ended: dict[int, int] = field(default_factory=dict)
 
     @property

@@ -33,11 +33,12 @@ class RemoteCandidates:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._table: dict[_Key, tuple[int, Candidate]] = {}
+        #: The stream is the key's first item (a tuple per value would cost 56 bytes more).
+        self._table: dict[_Key, Candidate] = {}
         self._per_stream: Counter[int] = Counter()
 
     def __iter__(self) -> Iterator[tuple[int, Candidate]]:
-        return iter(list(self._table.values()))
+        return iter([(key[0], candidate) for key, candidate in self._table.items()])
 
     def __len__(self) -> int:
         return len(self._table)
@@ -51,8 +52,7 @@ class RemoteCandidates:
     ) -> Candidate | None:
         """The remote candidate of this stream, component and transport at ``address``, if
         known."""
-        entry = self._table.get((stream, component, transport, address))
-        return None if entry is None else entry[1]
+        return self._table.get((stream, component, transport, address))
 
     def full(self, stream: int) -> bool:
         """Whether the stream holds ``limit`` candidates: a new address would not be learnt."""
@@ -62,13 +62,13 @@ class RemoteCandidates:
         """Learn a candidate whose address is not known yet; ``False`` if the stream is full."""
         if self.full(stream):
             return False
-        self._table[_key(stream, candidate)] = (stream, candidate)
+        self._table[_key(stream, candidate)] = candidate
         self._per_stream[stream] += 1
         return True
 
     def replace(self, stream: int, candidate: Candidate) -> None:
         """Put ``candidate`` in the place of the known one with the same address."""
-        self._table[_key(stream, candidate)] = (stream, candidate)
+        self._table[_key(stream, candidate)] = candidate
 
 
 def _key(stream: int, candidate: Candidate) -> _Key:

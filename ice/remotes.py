@@ -15,7 +15,6 @@ the peer-reflexive one of the same address keeps its place.
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter
 from collections.abc import Iterator
 
 from stun.address import Address
@@ -35,7 +34,8 @@ class RemoteCandidates:
         self.limit = limit
         #: The stream is the key's first item (a tuple per value would cost 56 bytes more).
         self._table: dict[_Key, Candidate] = {}
-        self._per_stream: Counter[int] = Counter()
+        #: How many candidates each stream holds, by stream number (a Counter costs ~250 bytes).
+        self._per_stream: list[int] = []
 
     def __iter__(self) -> Iterator[tuple[int, Candidate]]:
         return iter([(key[0], candidate) for key, candidate in self._table.items()])
@@ -56,14 +56,18 @@ class RemoteCandidates:
 
     def full(self, stream: int) -> bool:
         """Whether the stream holds ``limit`` candidates: a new address would not be learnt."""
-        return self._per_stream[stream] >= self.limit
+        counts = self._per_stream
+        return stream < len(counts) and counts[stream] >= self.limit
 
     def add(self, stream: int, candidate: Candidate) -> bool:
         """Learn a candidate whose address is not known yet; ``False`` if the stream is full."""
         if self.full(stream):
             return False
         self._table[_key(stream, candidate)] = candidate
-        self._per_stream[stream] += 1
+        counts = self._per_stream
+        if stream >= len(counts):  # the agent's streams, checked by the agent: a few
+            counts += [0] * (stream + 1 - len(counts))
+        counts[stream] += 1
         return True
 
     def replace(self, stream: int, candidate: Candidate) -> None:

@@ -360,8 +360,7 @@ class Agent:
         self.incoming.restart()
         self._checking = False
         self.nomination = NominationPolicy(self.config)
-        self.consent.suspend(self.selected.values())
-        self.selection.failure = None
+        self.selection.restart()
         self._set_state(IceState.CHECKING if self.selected else IceState.NEW)
         for address in gone_bases:
             self.tcp.close_base(address)
@@ -457,7 +456,7 @@ class Agent:
         if self._closed or local is None or not data:
             return
         relays = self.gatherer.relays
-        relay = relays.owner(local, remote)
+        relay = relays.owner(local, remote) if relays.active else None
         if relay is not None:
             # From a TURN server: what a peer sent to one of our relayed addresses.
             for relayed, peer, inner in relays.receive(relay, data, now):
@@ -485,8 +484,9 @@ class Agent:
             return
         if message.message_class is MessageClass.REQUEST:
             self.incoming.receive(message, local, remote, now)
-        elif message.message_class is not MessageClass.INDICATION and not (
-            self.gatherer.handle_response(message, local, remote)
+        elif message.message_class is not MessageClass.INDICATION and (
+            # a completed gatherer has no request in flight
+            self.gatherer.completed or not self.gatherer.handle_response(message, local, remote)
         ):
             self.outgoing.receive_response(message, local, remote, now)
         self.selection.update(now)
@@ -552,24 +552,34 @@ class Agent:
             self.selection.update(now)
 
     def get_timer(self) -> float | None:
+        """The earliest deadline of the parts. Asked after every datagram and timer, so each part
+        is asked only when it can have one: gathering not complete, a TURN allocation, a selected
+        pair, a TCP base, a component to nominate, an agent with no ordinary check in flight."""
         if self._closed:
             return None
         gatherer = self.gatherer
         relays = gatherer.relays
-        earliest = self.outgoing.get_timer()
+        selection = self.selection
+        outgoing = self.outgoing
+        earliest = outgoing.get_timer()
+        verdict = (
+            selection.give_up_at()
+            if self._checking and not outgoing.in_flight.ordinary and not selection.all_concluded
+            else None
+        )
         for deadline in (
-            gatherer.get_timer(),
+            None if gatherer.completed else gatherer.get_timer(),
             relays.get_timer() if relays.active else None,
-            self.consent.get_timer(),
-            self.tcp.get_timer(),
-            self.nomination.deadline if self.controlling and not self.config.lite else None,
+            self.consent.get_timer() if self.consent.records else None,
+            self.tcp.get_timer() if self.tcp.bases else None,
+            self.nomination.deadline
+            if self.controlling and not self.config.lite and not selection.all_concluded
+            else None,
             self._last_now if self._touched else None,
+            verdict[0] if verdict is not None else None,
         ):
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
-        verdict = self.selection.give_up_at()
-        if verdict is not None and (earliest is None or verdict[0] < earliest):
-            earliest = verdict[0]
         return earliest
 
     def handle_timer(self, now: float) -> None:
@@ -579,17 +589,37 @@ class Agent:
         if self._touched:
             self._touched = False
             self._last_progress = now
-        self.gatherer.handle_timer(now)
-        for relayed, peer, inner in self.gatherer.relays.handle_timer(now):
-            self._receive(inner, relayed, peer, now)
-        self._relays_changed(now, update=False)  # the update below covers it
-        self.tcp.handle_timer(now)
+        gatherer = self.gatherer
+        relays = gatherer.relays
+        if not gatherer.completed:
+            gatherer.handle_timer(now)
+        if relays.active:
+            for relayed, peer, inner in relays.handle_timer(now):
+                self._receive(inner, relayed, peer, now)
+        if relays.active or gatherer.lost or gatherer.new_relayed or not gatherer.completed:
+            self._relays_changed(now, update=False)  # the state is derived below
+        if self.tcp.bases:
+            self.tcp.handle_timer(now)
         outgoing = self.outgoing
         outgoing.retransmit(now)
-        self.selection.run_nomination(now)  # a nomination deadline due now takes this Ta slot
+        selection = self.selection
+        if self.controlling and not selection.all_concluded:
+            selection.run_nomination(now)  # a nomination deadline due now takes this Ta slot
         outgoing.use_slot(now)
-        self._run_consent(now)
-        self.selection.update(now)
+        if self.consent.records:
+            self._run_consent(now)
+        selection.update(now)  # the check just sent moves the nomination's recheck earlier
+
+    def take_events(self) -> list[IceEvent]:
+        """Every event :meth:`next_event` would return now, in order, at once (a driver that
+        drains after each datagram saves a call per event)."""
+        events = self._events
+        if not events:
+            return []
+        taken = events[self._events_read :]
+        events.clear()  # cleared in place: the helpers hold its append method
+        self._events_read = 0
+        return taken
 
     def next_event(self) -> IceEvent | None:
         events = self._events
@@ -669,7 +699,7 @@ class Agent:
                     if p is not pair
                 )
             ):
-                pair.state = PairState.WAITING
+                checklist.set_state(pair, PairState.WAITING)
 
     # ================================================================== consent and data
 
@@ -732,7 +762,7 @@ class Agent:
 
     def _set_pair_state(self, pair: CandidatePair, state: PairState) -> None:
         if pair.state is not state:
-            pair.state = state
+            self.checklists[pair.stream].set_state(pair, state)
             self._events.append(PairStateChanged(pair.stream, pair))
 
     def _set_state(self, state: IceState) -> None:

@@ -368,7 +368,7 @@ class Connection(ConnectionEvents, _Closing):
         while not self._gathering_complete:
             if self._closed:
                 raise IceConnectionError("the connection was closed")
-            await self._state_signal.wait()
+            await self._state_signal.wait(self._loop)
 
     async def trickle_candidates(self) -> AsyncIterator[Candidate]:
         """Gather, yielding each local candidate as soon as it is known (RFC 8838); the iteration
@@ -383,7 +383,7 @@ class Connection(ConnectionEvents, _Closing):
                     yield candidate
             if self._gathering_complete or self._closed:
                 return
-            await self._state_signal.wait()
+            await self._state_signal.wait(self._loop)
 
     async def _start(self) -> None:
         if self._closed:
@@ -581,7 +581,10 @@ class Connection(ConnectionEvents, _Closing):
         """
         if self._setup is None:
             raise IceConnectionError("gather_candidates() was not called")
-        await asyncio.shield(self._setup)
+        if not self._setup.done():
+            await asyncio.shield(self._setup)
+        else:
+            self._setup.result()  # a failed gathering raises here, as a wait on it would
         agent = self.agent
         if not (self._remote_username and self._remote_password):
             raise IceConnectionError("the remote username or password is missing")
@@ -592,7 +595,7 @@ class Connection(ConnectionEvents, _Closing):
                 raise IceConnectionError("the connection was closed")
             if agent.state is IceState.FAILED:
                 raise IceConnectionError(f"ICE failed: {agent.failure_reason()}")
-            await self._state_signal.wait()
+            await self._state_signal.wait(self._loop)
 
     async def restart(self) -> None:
         """ICE restart (RFC 8445 §9): new local ufrag/pwd and a new gathering of what is gone —
@@ -681,7 +684,7 @@ class Connection(ConnectionEvents, _Closing):
                 raise IceConnectionError("the connection was closed")
             if not self._data_paths:
                 raise IceConnectionError(self._no_path_reason(1))
-            await self._data_signal.wait()
+            await self._data_signal.wait(self._loop)
         return self._received.popleft()
 
     def _no_path_reason(self, component: int) -> str:

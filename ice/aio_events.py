@@ -54,12 +54,18 @@ class ConnectionEvents(ConnectionProperties):
         agent = self._agent
         assert agent is not None
         handlers = _EVENT_HANDLERS
-        while (event := agent.next_event()) is not None:
-            handler = handlers.get(type(event))  # one dict access, not a chain of isinstance
-            if handler is not None:
-                handler(self, event)
-            if self.on_event is not None:
-                self._emit(event)
+        taken = agent.take_events()
+        while taken:
+            again = False  # whether a handler may have fed the agent, which may have more
+            for event in taken:
+                kind = type(event)
+                if kind in handlers:  # dict accesses, not a chain of isinstance
+                    handlers[kind](self, event)
+                    again = again or kind in _FEEDING_AGENT
+                if self.on_event is not None:
+                    self._emit(event)
+                    again = True
+            taken = agent.take_events() if again else []
 
     def _on_data(self, event: events.DataReceived) -> None:
         self._deliver(event.data, event.component)
@@ -148,3 +154,6 @@ _EVENT_HANDLERS: dict[type[IceEvent], Callable[[ConnectionEvents, Any], None]] =
     events.GatheringFailed: ConnectionEvents._on_gathering_failed,
     events.StateChanged: ConnectionEvents._on_state,
 }
+#: The kinds whose handler may call the agent (its byte counts, ICE-TCP): events it makes
+#: meanwhile are drained in the same pump.
+_FEEDING_AGENT = frozenset((events.SelectedPairChanged, events.ConsentLost, events.CandidateLost))

@@ -37,7 +37,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from stun.address import Address, normalize_host
-from stun.batch_io import flush_pending
+from stun.batch_io import flush_pending, hold_flush
 from stun.metrics_http import Exposition, labels
 from stun.ports import PortRange
 
@@ -178,9 +178,12 @@ class Mux:
             base = route(data, Address(sockaddr[0], sockaddr[1]))
             if base is not None:
                 batches[base].append((data, sockaddr))
-        for base, batch in batches.items():
-            base.handle(batch, now)
-        flush_pending()  # every session's answers to the batch, together
+        hold_flush()
+        try:
+            for base, batch in batches.items():
+                base.handle(batch, now)
+        finally:
+            flush_pending()  # every session's answers to the batch, together
 
     # ------------------------------------------------------------------ the rest
 

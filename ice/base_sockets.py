@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stun.address import Address, normalize_host
-from stun.batch_io import DatagramIO, flush_pending
+from stun.batch_io import DatagramIO, flush_pending, hold_flush
 from stun.ports import PortRange, bind_in_range
 
 from .candidate import Candidate
@@ -49,24 +49,42 @@ _RECEIVE_BUFFER = 1 << 20
 
 
 class Signal:
-    """Wakes every coroutine waiting for "something changed" (one shared, shielded future)."""
+    """Wakes every coroutine waiting for "something changed".
 
-    __slots__ = ("_future",)
+    Each waiter awaits a future of its own, made when it starts waiting and resolved by
+    :meth:`fire`: one event-loop callback wakes it (a shared future behind ``asyncio.shield``
+    costs three). A waiter cancelled meanwhile takes its future out, so the list holds only
+    live waits."""
+
+    __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
-        self._future: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
 
     def fire(self) -> None:
-        future = self._future
-        if future is not None:
-            self._future = None
-            if not future.done():
-                future.set_result(None)
+        waiters = self._waiters
+        if waiters is not None:
+            self._waiters = None
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
 
-    async def wait(self) -> None:
-        if self._future is None:
-            self._future = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._future)
+    async def wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Until the next :meth:`fire`; ``loop``: the running one (asking asyncio for it costs a
+        ``getpid`` system call)."""
+        future = loop.create_future()
+        waiters = self._waiters
+        if waiters is None:
+            self._waiters = [future]
+        else:
+            waiters.append(future)
+        try:
+            await future
+        except BaseException:
+            waiters = self._waiters
+            if waiters is not None and future in waiters:
+                waiters.remove(future)
+            raise
 
 
 class DataPath:
@@ -110,8 +128,11 @@ class BaseSocket:
         """The socket is readable: read a batch and handle it."""
         datagrams = read_datagrams(self.io, self.local)
         if datagrams:
-            self.handle(datagrams, self.connection._loop.time())
-            flush_pending()  # the answers of the batch, in batches
+            hold_flush()
+            try:
+                self.handle(datagrams, self.connection._loop.time())
+            finally:
+                flush_pending()  # the answers of the batch, in batches
 
     def handle(self, datagrams: list[tuple[bytes, tuple[Any, ...]]], now: float) -> None:
         """Datagrams that arrived for this base (read from its socket, or routed to it by a
@@ -151,7 +172,7 @@ class BaseSocket:
             connection._data_signal.fire()
         if to_agent:
             try:
-                connection._pump()
+                connection._pump(now=now)
             except Exception as error:  # a bug: contained, so that no wait misses its wake-up
                 connection.reader_errors.contain(error, f"ICE socket {local}")
 

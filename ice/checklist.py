@@ -12,7 +12,10 @@ highest-priority pair Waiting (§6.1.2.6). A pair moves:
 
 Triggered checks (§7.3.1.4) wait in a FIFO queue that the agent serves before ordinary checks.
 Every lookup a datagram needs is a dict access: a pair by (local base, remote address) here, a
-selected pair by the same path in :class:`SelectedPairs`.
+selected pair by the same path in :class:`SelectedPairs`. Whether a check waits to be sent is
+asked after every datagram: the list counts its pairs we can still check (Waiting, or Frozen and
+not waiting for the peer) as they change state — every state change of a pair of the list goes
+through :meth:`CheckList.set_state` — so the answer is no walk over the pairs.
 """
 
 from __future__ import annotations
@@ -106,7 +109,15 @@ class CandidatePair:
 class CheckList:
     """The candidate pairs of one data stream (RFC 8445 §6.1.2)."""
 
-    __slots__ = ("_by_addresses", "components", "max_pairs", "pairs", "stream", "triggered")
+    __slots__ = (
+        "_by_addresses",
+        "components",
+        "max_pairs",
+        "pairs",
+        "schedulable",
+        "stream",
+        "triggered",
+    )
 
     def __init__(self, stream: int, components: int, max_pairs: int) -> None:
         self.stream = stream
@@ -116,6 +127,9 @@ class CheckList:
         #: The triggered check queue (§7.3.1.4), FIFO: a dict used as an ordered set.
         self.triggered: dict[CandidatePair, None] = {}
         self._by_addresses: dict[tuple[Address, Address], CandidatePair] = {}
+        #: How many pairs of the list we can check: Waiting, or Frozen and not waiting for the
+        #: peer (kept by :meth:`set_state`, :meth:`add` and eviction).
+        self.schedulable = 0
 
     def __iter__(self) -> Iterator[CandidatePair]:
         return iter(self.pairs)
@@ -147,12 +161,25 @@ class CheckList:
         pair = CandidatePair(local, local_base, remote, self.stream, priority)
         self._by_addresses[key] = pair
         bisect.insort(self.pairs, pair, key=_descending)
+        self.schedulable += _schedulable(pair, PairState.FROZEN)
         return pair
 
     def _remove(self, pair: CandidatePair) -> None:
         self.pairs.remove(pair)
         del self._by_addresses[(pair.local_base, pair.remote.address)]
         self.triggered.pop(pair, None)
+        self.schedulable -= _schedulable(pair, pair.state)
+
+    def set_state(self, pair: CandidatePair, state: PairState) -> None:
+        """Move ``pair`` to ``state`` (§6.1.2.6), keeping :attr:`schedulable`. A pair that is not
+        the list's (a valid pair made for a check's mapped address, §7.2.5.3.2, or a pair of a
+        list a restart replaced) just changes state."""
+        previous = pair.state
+        if previous is state:
+            return
+        pair.state = state
+        if self._by_addresses.get((pair.local_base, pair.remote.address)) is pair:
+            self.schedulable += _schedulable(pair, state) - _schedulable(pair, previous)
 
     def replace_remote(self, old: Candidate, new: Candidate, controlling: bool) -> None:
         """A remote candidate is known better now (a prflx later signalled): pairs take it."""
@@ -186,7 +213,7 @@ class CheckList:
                 chosen[pair.foundation] = pair
         changed = [p for p in chosen.values() if p.state is PairState.FROZEN]
         for pair in changed:
-            pair.state = PairState.WAITING
+            self.set_state(pair, PairState.WAITING)
         return changed
 
     def unfreeze_foundation(self, foundation: str) -> list[CandidatePair]:
@@ -197,7 +224,7 @@ class CheckList:
             if p.foundation == foundation and p.state is PairState.FROZEN and not p.waits_for_peer
         ]
         for pair in changed:
-            pair.state = PairState.WAITING
+            self.set_state(pair, PairState.WAITING)
         return changed
 
     def next_ordinary(
@@ -222,22 +249,9 @@ class CheckList:
                 and not pair.waits_for_peer
                 and can_check(pair)
             ):
-                pair.state = PairState.WAITING
+                self.set_state(pair, PairState.WAITING)
                 return pair
         return None
-
-    def has_pending(self) -> bool:
-        """Whether a check is waiting to be sent (triggered, Waiting or Frozen pairs; not the
-        pairs that wait for the peer)."""
-        if self.triggered:
-            return True
-        for pair in self.pairs:  # a plain loop: asked after every datagram while checking
-            state = pair.state
-            if state is PairState.WAITING or (
-                state is PairState.FROZEN and pair.local.tcp_type is not TcpType.PASSIVE
-            ):
-                return True
-        return False
 
     def enqueue_triggered(self, pair: CandidatePair) -> None:
         """Queue a triggered check for ``pair`` (once; §7.3.1.4)."""
@@ -263,7 +277,7 @@ class CheckList:
             and pair.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
         ]
         for pair in pruned:
-            pair.state = PairState.FAILED
+            self.set_state(pair, PairState.FAILED)
             pair.failure = "pruned after nomination"
         for pair in [p for p in self.triggered if p.component == component]:
             if pair.priority < priority:
@@ -275,40 +289,49 @@ class SelectedPairs(MutableMapping[tuple[int, int], CandidatePair]):
     """The selected pair of each (stream, component), also found by its path in O(1): data
     arriving on (local base, remote address) is matched to its pair without a search."""
 
-    __slots__ = ("_by_key", "_by_path")
+    __slots__ = ("_by_path", "by_key")
 
     def __init__(self) -> None:
-        self._by_key: dict[tuple[int, int], CandidatePair] = {}
+        #: The pairs by (stream, component); read as it is where every datagram asks (change
+        #: it only through the mapping, which keeps the path index too).
+        self.by_key: dict[tuple[int, int], CandidatePair] = {}
         self._by_path: dict[tuple[Address, Address], CandidatePair] = {}
 
     def __getitem__(self, key: tuple[int, int]) -> CandidatePair:
-        return self._by_key[key]
+        return self.by_key[key]
 
     def get(self, key: tuple[int, int], default: None = None) -> CandidatePair | None:  # type: ignore[override]  # the one form used; Mapping's is a Python-level detour
         """The selected pair of ``key``, if any (asked on every datagram and timer)."""
-        return self._by_key.get(key, default)
+        return self.by_key.get(key, default)
 
     def __setitem__(self, key: tuple[int, int], pair: CandidatePair) -> None:
-        if key in self._by_key:
+        if key in self.by_key:
             del self[key]
-        self._by_key[key] = pair
+        self.by_key[key] = pair
         self._by_path[(pair.local_base, pair.remote.address)] = pair
 
     def __delitem__(self, key: tuple[int, int]) -> None:
-        pair = self._by_key.pop(key)
+        pair = self.by_key.pop(key)
         path = (pair.local_base, pair.remote.address)
         if self._by_path.get(path) is pair:
             del self._by_path[path]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter(self._by_key)
+        return iter(self.by_key)
 
     def __len__(self) -> int:
-        return len(self._by_key)
+        return len(self.by_key)
 
     def on_path(self, local_base: Address, remote: Address) -> CandidatePair | None:
         """The selected pair that sends from ``local_base`` to ``remote``, if any."""
         return self._by_path.get((local_base, remote))
+
+
+def _schedulable(pair: CandidatePair, state: PairState) -> int:
+    """1 if a pair in ``state`` is one we can still check (:attr:`CheckList.schedulable`)."""
+    if state is PairState.WAITING:
+        return 1
+    return int(state is PairState.FROZEN and pair.local.tcp_type is not TcpType.PASSIVE)
 
 
 def _descending(pair: CandidatePair) -> int:

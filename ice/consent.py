@@ -47,44 +47,45 @@ class _Consent:
 class ConsentTracker:
     """Consent and keepalive timers of the selected pairs."""
 
-    __slots__ = ("_config", "_records", "_suspended")
+    __slots__ = ("_config", "_suspended", "records")
 
     def __init__(self, config: AgentConfig) -> None:
         self._config = config
-        #: One record per tracked pair (at most one per component), lost ones included.
-        self._records: dict[CandidatePair, _Consent] = {}
+        #: One record per tracked pair (at most one per component), lost ones included. Read by
+        #: the agent too: while it is empty — all the time checks run — no consent timer runs.
+        self.records: dict[CandidatePair, _Consent] = {}
         #: Pairs selected before the last restart, tracked or not (at most one per component);
         #: a dict used as a set (an empty set takes 216 bytes, an empty dict 64).
         self._suspended: dict[CandidatePair, None] = {}
 
     def __len__(self) -> int:
         """How many pairs the tracker holds (never more than the session has components)."""
-        return len(self._records.keys() | self._suspended.keys())
+        return len(self.records.keys() | self._suspended.keys())
 
     def _interval(self) -> float:
         return self._config.consent_interval * (0.8 + 0.4 * self._config.rng.random())
 
     def _checked(self) -> list[_Consent]:
         """The records whose consent is being checked: not lost, not suspended."""
-        return [c for c in self._records.values() if not c.lost and not c.suspended]
+        return [c for c in self.records.values() if not c.lost and not c.suspended]
 
     def track(self, pair: CandidatePair, now: float) -> None:
         """Start consent on a newly selected pair: its last check just succeeded. What was held
         of the component's previous selected pair goes."""
         self._forget_component(pair)
         self._suspended.pop(pair, None)
-        self._records[pair] = _Consent(pair, now, now + self._interval(), now)
+        self.records[pair] = _Consent(pair, now, now + self._interval(), now)
 
     def untrack(self, pair: CandidatePair) -> None:
         """The pair is no longer selected: forget it."""
-        self._records.pop(pair, None)
+        self.records.pop(pair, None)
         self._suspended.pop(pair, None)
 
     def _forget_component(self, pair: CandidatePair) -> None:
         """Forget every other pair of ``pair``'s component: it has one selected pair."""
         for other in [
             p
-            for p in self._records.keys() | self._suspended.keys()
+            for p in self.records.keys() | self._suspended.keys()
             if p is not pair and p.stream == pair.stream and p.component == pair.component
         ]:
             self.untrack(other)
@@ -95,7 +96,7 @@ class ConsentTracker:
         for pair in pairs:
             self._forget_component(pair)
             self._suspended[pair] = None
-            consent = self._records.get(pair)
+            consent = self.records.get(pair)
             if consent is not None:
                 consent.suspended = True
 
@@ -105,24 +106,24 @@ class ConsentTracker:
 
     def sent(self, pair: CandidatePair, now: float) -> None:
         """Anything went out on the pair (for the keepalive timer)."""
-        consent = self._records.get(pair)
+        consent = self.records.get(pair)
         if consent is not None:
             consent.last_sent = now
 
     def answered(self, pair: CandidatePair, now: float) -> None:
         """An authenticated consent response arrived (RFC 7675 §5.1)."""
-        consent = self._records.get(pair)
+        consent = self.records.get(pair)
         if consent is not None and not consent.lost:
             consent.last_response = now
             consent.disconnect_noted = False
 
     def allows(self, pair: CandidatePair) -> bool:
         """Whether data may be sent on the pair."""
-        consent = self._records.get(pair)
+        consent = self.records.get(pair)
         return consent is None or not consent.lost
 
     def disconnected(self, pair: CandidatePair, now: float) -> bool:
-        consent = self._records.get(pair)
+        consent = self.records.get(pair)
         return (
             consent is not None
             and not consent.lost
@@ -132,7 +133,7 @@ class ConsentTracker:
 
     def state_of(self, pair: CandidatePair) -> str:
         """``"lost"``, ``"granted"``, ``"suspended"`` or ``"none"`` (not a selected pair)."""
-        consent = self._records.get(pair)
+        consent = self.records.get(pair)
         if consent is None:
             return "none"
         if consent.lost:
@@ -140,11 +141,11 @@ class ConsentTracker:
         return "suspended" if consent.suspended else "granted"
 
     def get_timer(self) -> float | None:
-        if not self._records:  # asked after every datagram: nothing is selected while checking
+        if not self.records:  # asked after every datagram: nothing is selected while checking
             return None
         config = self._config
         deadlines = []
-        for consent in self._records.values():
+        for consent in self.records.values():
             if consent.lost:
                 continue
             deadlines.append(consent.last_sent + config.keepalive_interval)
@@ -180,7 +181,7 @@ class ConsentTracker:
         """Pairs silent for Tr (RFC 8445 §11)."""
         return [
             c.pair
-            for c in self._records.values()
+            for c in self.records.values()
             if not c.lost and now >= c.last_sent + self._config.keepalive_interval
         ]
 

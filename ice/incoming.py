@@ -213,7 +213,7 @@ class IncomingChecks(AgentPart):
             base.candidate, base.base, remote, agent.controlling
         )
         if pair is not None:
-            pair.state = PairState.SUCCEEDED
+            checklist.set_state(pair, PairState.SUCCEEDED)
             pair.valid = True
             agent.selection.nominate(pair, now)
 

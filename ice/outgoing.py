@@ -59,6 +59,7 @@ from .candidate import (
 from .checklist import CandidatePair, PairState
 from .events import IceEvent, PairStateChanged
 from .gather import LocalCandidate
+from .in_flight import ChecksInFlight
 from .stats import PeerInput
 
 if TYPE_CHECKING:
@@ -112,8 +113,8 @@ class OutgoingChecks(AgentPart):
     ) -> None:
         super().__init__(agent, emit)
         self._send = send
-        #: Checks in flight, by transaction ID.
-        self.in_flight: dict[bytes, Check] = {}
+        #: Checks in flight, by transaction ID (counting the ordinary ones).
+        self.in_flight: ChecksInFlight[Check] = ChecksInFlight()
         #: When the next Ta slot opens.
         self.next_at = 0.0
         #: The check list whose turn is next (round robin, §6.1.4.2).
@@ -122,12 +123,12 @@ class OutgoingChecks(AgentPart):
     # ================================================================== pacing
 
     def pending(self) -> bool:
-        """Whether a check waits to be sent (triggered, Waiting or Frozen pairs)."""
-        return any(checklist.has_pending() for checklist in self._agent.checklists)
-
-    def ordinary_in_flight(self) -> bool:
-        """Whether a check other than a consent check is in flight."""
-        return any(not check.consent for check in self.in_flight.values())
+        """Whether a check waits to be sent (triggered, Waiting or Frozen pairs): O(1) per
+        check list, which counts its pairs to check."""
+        for checklist in self._agent.checklists:
+            if checklist.triggered or checklist.schedulable:
+                return True
+        return False
 
     def get_timer(self) -> float | None:
         """The earliest retransmission, or the next Ta slot when a check waits for one."""
@@ -137,10 +138,15 @@ class OutgoingChecks(AgentPart):
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
         agent = self._agent
-        if agent._checking and agent.remote_password is not None and self.pending():
-            next_at = self.next_at
-            if earliest is None or next_at < earliest:
-                earliest = next_at
+        next_at = self.next_at
+        if (
+            agent._checking
+            and agent.remote_password is not None
+            and (earliest is None or next_at < earliest)
+        ):
+            for checklist in agent.checklists:  # pending(), asked after every datagram
+                if checklist.triggered or checklist.schedulable:
+                    return next_at
         return earliest
 
     def use_slot(self, now: float) -> None:
@@ -308,7 +314,7 @@ class OutgoingChecks(AgentPart):
     def restart(self) -> None:
         """ICE restart (§9): the previous generation's checks are forgotten; consent checks of
         the pairs that carry data on go on."""
-        self.in_flight = {t: c for t, c in self.in_flight.items() if c.consent}
+        self.in_flight.keep_consent_checks()
 
     # ================================================================== responses
 

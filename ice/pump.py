@@ -59,16 +59,26 @@ class AgentPump:
     def _drain_events(self) -> None:
         raise NotImplementedError
 
-    def _pump(self, not_before: float | None = None, *, timer_later: bool = False) -> None:
+    def _pump(
+        self,
+        not_before: float | None = None,
+        *,
+        timer_later: bool = False,
+        now: float | None = None,
+    ) -> None:
         """Send what the agent wants sent, handle its events, re-arm the timer (no earlier than
         ``not_before``, if given) — with ``timer_later``, once at the end of this iteration of
-        the loop, for the whole burst of data that called it (the timer is the costly part)."""
+        the loop, for the whole burst of data that called it (the timer is the costly part).
+        ``now``: the loop's time, if the caller has just read it."""
         agent = self._agent
         if agent is None or self._closed:
             return
-        now = self._loop.time()
-        self._data_paths.flush(now)
-        self._relay_streams.apply(agent.relay_stream_commands())
+        if now is None:
+            now = self._loop.time()
+        if self._data_paths.paths:
+            self._data_paths.flush(now)
+        if self._config.turn_servers:  # only a TURN server may be reached over TCP or TLS
+            self._relay_streams.apply(agent.relay_stream_commands())
         tcp = self._tcp
         if tcp is not None:
             tcp.flush(now)
@@ -121,9 +131,9 @@ class AgentPump:
             # A bug of the agent, contained as the readers contain theirs; the timer is armed
             # again, no sooner than Ta from now, so that a bug that fires every time cannot spin.
             self.timer_errors.contain(error, f"ICE connection {agent.local_username}", TIMER)
-            self._pump(not_before=now + self._config.pacing)
+            self._pump(not_before=now + self._config.pacing, now=now)
             return
-        self._pump()
+        self._pump(now=now)
 
     def _count_data(self, pair: CandidatePair, now: float, sent: int, received: int) -> None:
         """Hand the bytes the fast path moved on ``pair`` to the agent."""

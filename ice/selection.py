@@ -54,7 +54,7 @@ class _Stall(enum.Enum):
 class Selection(AgentPart):
     """Nomination, selection and the derived state of an :class:`~ice.agent.Agent`."""
 
-    __slots__ = ("_keys", "_selected", "failure")
+    __slots__ = ("_keys", "_selected", "_unconcluded", "all_concluded", "failure")
 
     def __init__(self, agent: Agent, emit: Callable[[IceEvent], None]) -> None:
         super().__init__(agent, emit)
@@ -67,6 +67,11 @@ class Selection(AgentPart):
         ]
         #: Why the agent failed, once it has (see :meth:`failure_reason`).
         self.failure: str | None = None
+        #: The components not :meth:`concluded`, and whether there is none: asked after every
+        #: datagram, so worked out again only where they can change — a pair selected or
+        #: unselected, a restart.
+        self._unconcluded = tuple(self._keys)
+        self.all_concluded = False
 
     # ================================================================== nomination, selection
 
@@ -104,6 +109,7 @@ class Selection(AgentPart):
             self._consent.track(pair, now)
         if current is not None and current is not pair:
             self._consent.untrack(current)
+        self._conclude()
         self._emit(SelectedPairChanged(pair.stream, pair.component, pair))
 
     def follow_peer(self, local: Address, remote: Address, now: float) -> CandidatePair | None:
@@ -136,19 +142,16 @@ class Selection(AgentPart):
     def run_nomination(self, now: float) -> None:
         """The controlling agent nominates every component whose best valid pair is ready."""
         agent = self._agent
-        if not agent.controlling or self._config.lite or self.all_concluded():
+        if not agent.controlling or self._config.lite:
             return
-        for checklist in agent.checklists:
-            for component in range(1, checklist.components + 1):
-                if self.concluded((checklist.stream, component)):
-                    continue
-                pair = agent.nomination.choose(checklist, component, now)
-                if pair is not None:
-                    # The nomination check repeats a check that just succeeded on a proven path
-                    # (§8.1.1): it goes out at once rather than in the next Ta slot, and the next
-                    # ordinary check waits a full Ta after it, so the pace of new checks holds.
-                    agent.outgoing.send(pair, now, use_candidate=True)
-                    agent.outgoing.hold_slot(now)
+        for stream, component in self._unconcluded:
+            pair = agent.nomination.choose(agent.checklists[stream], component, now)
+            if pair is not None:
+                # The nomination check repeats a check that just succeeded on a proven path
+                # (§8.1.1): it goes out at once rather than in the next Ta slot, and the next
+                # ordinary check waits a full Ta after it, so the pace of new checks holds.
+                agent.outgoing.send(pair, now, use_candidate=True)
+                agent.outgoing.hold_slot(now)
 
     def forget_local(self, local: LocalCandidate, reason: str, now: float) -> None:
         """A local candidate is lost: its pairs fail and stop being checked; if it carried a
@@ -171,6 +174,7 @@ class Selection(AgentPart):
         concluded = self.concluded(key)
         del self._selected[key]
         self._consent.untrack(selected)
+        self._conclude()
         if not concluded:
             return  # the previous generation's pair: the current checks decide
         if agent.nomination.has_valid(*key) and agent.controlling and not self._config.lite:
@@ -201,6 +205,7 @@ class Selection(AgentPart):
         suspended = self._consent.suspended(selected)
         del self._selected[(selected.stream, selected.component)]
         self._consent.untrack(selected)
+        self._conclude()
         self._emit(ConsentLost(selected.stream, selected.component, selected))
         if not suspended:
             self.fail(f"component {selected.component} lost its selected pair: {reason}")
@@ -208,9 +213,18 @@ class Selection(AgentPart):
     # ================================================================== state
 
     def update(self, now: float) -> None:
-        """Nominate what is ready, then derive the overall state."""
-        self.run_nomination(now)
+        """Nominate what is ready, then derive the overall state (after every datagram and
+        timer: the usual answers — controlled, or every component concluded — cost no call)."""
+        if self._agent.controlling and not self.all_concluded:
+            self.run_nomination(now)
         self.derive_state(now)
+
+    def restart(self) -> None:
+        """ICE restart (§9): the selected pairs are the previous generation's — they carry data
+        on but conclude nothing now — and the new generation has not failed."""
+        self._consent.suspend(self._selected.values())
+        self.failure = None
+        self._conclude()
 
     def keys(self) -> list[tuple[int, int]]:
         """Every (stream, component) of the session."""
@@ -222,37 +236,30 @@ class Selection(AgentPart):
         pair = self._selected.get(key)
         return pair is not None and pair.nominated and not self._consent.suspended(pair)
 
-    def all_concluded(self) -> bool:
-        """Whether every component is :meth:`concluded` (asked after every datagram: while
-        checking, no pair is selected yet and the answer costs no lookup)."""
-        if len(self._selected) < len(self._keys):
-            return False
-        return all(self.concluded(key) for key in self._keys)
-
-    def _idle(self) -> bool:
-        """Checking, with nothing left that the agent can do by itself: gathering is over, no
-        check is in flight and none waits to be sent."""
-        agent = self._agent
-        return (
-            agent._checking
-            and self._gatherer.completed
-            and not agent.outgoing.ordinary_in_flight()
-            and not agent.outgoing.pending()
-        )
+    def _conclude(self) -> None:
+        """Work out again which components are concluded: a selected pair changed."""
+        self._unconcluded = tuple(key for key in self._keys if not self.concluded(key))
+        self.all_concluded = not self._unconcluded
 
     def give_up_at(self) -> tuple[float, _Stall] | None:
         """When an idle agent with a component not concluded fails, and why: only the peer can
         move things on now, and it gets a bounded time to."""
         state = self._agent.state
-        if state is IceState.FAILED or state is IceState.CLOSED or self.all_concluded():
+        if state is IceState.FAILED or state is IceState.CLOSED or self.all_concluded:
             return None
         return self._stalled()
 
     def _stalled(self) -> tuple[float, _Stall] | None:
-        """:meth:`give_up_at` of an agent that is neither over nor concluded."""
-        if not self._idle():
-            return None
+        """:meth:`give_up_at` of an agent that is neither over nor concluded: ``None`` unless it
+        is idle — checking, with nothing left that it can do by itself: gathering is over, no
+        check is in flight and none waits to be sent (each asked in O(1), from the counts the
+        checks in flight and the check lists keep)."""
         agent = self._agent
+        if not agent._checking or not self._gatherer.completed or agent.outgoing.in_flight.ordinary:
+            return None
+        for checklist in agent.checklists:
+            if checklist.triggered or checklist.schedulable:
+                return None
         config = self._config
         idle_end = agent._last_progress + config.idle_timeout
         hopeless = [
@@ -278,22 +285,13 @@ class Selection(AgentPart):
         """The overall state from the components' (RFC 8445 §6.1.3, §8; RFC 8838 §8)."""
         agent = self._agent
         state = agent.state
-        if (
-            state is IceState.CLOSED
-            or state is IceState.FAILED
-            or not (agent._checking or self._selected)
-        ):
+        if state is IceState.CLOSED or state is IceState.FAILED:
             return
-        if self.all_concluded():
-            disconnected = self._consent.disconnected
-            if any(disconnected(self._selected[key], now) for key in self._keys):
-                agent._set_state(IceState.DISCONNECTED)
-            elif agent.state is not IceState.COMPLETED:
-                # Completed stays completed: a check still in flight (the peer's last triggered
-                # check, a cancelled one) does not reopen the session.
-                checking = agent.outgoing.ordinary_in_flight()
-                agent._set_state(IceState.CONNECTED if checking else IceState.COMPLETED)
+        if self.all_concluded:
+            self._derive_concluded(now)
             return
+        if not agent._checking or agent.outgoing.in_flight.ordinary:
+            return  # a check to wait for, or none yet: a restart's previous pairs carry data on
         verdict = self._stalled()
         if verdict is None or now < verdict[0]:
             return
@@ -307,6 +305,20 @@ class Selection(AgentPart):
             )
         else:
             self.fail(f"the controlling peer nominated no pair for {waited}")
+
+    def _derive_concluded(self, now: float) -> None:
+        """:meth:`derive_state` once every component is concluded."""
+        agent = self._agent
+        disconnected = self._consent.disconnected
+        for pair in self._selected.by_key.values():
+            if disconnected(pair, now):
+                agent._set_state(IceState.DISCONNECTED)
+                return
+        if agent.state is not IceState.COMPLETED:
+            # Completed stays completed: a check still in flight (the peer's last triggered
+            # check, a cancelled one) does not reopen the session.
+            checking = agent.outgoing.in_flight.ordinary
+            agent._set_state(IceState.CONNECTED if checking else IceState.COMPLETED)
 
     def fail(self, reason: str) -> None:
         """The session failed for ``reason`` (unless it had failed or closed already)."""

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import itertools
 import logging
 import weakref
 from typing import Any, Protocol
+
+from stun.batch_io import flush_pending, hold_flush
 
 _log = logging.getLogger("icestack.ice")
 
@@ -55,7 +56,8 @@ class SharedTimers:
         #: Weak: the loop keys this in ``_BY_LOOP``, whose values must not keep their keys.
         self._loop = weakref.ref(loop)
         self._heap: list[TimerEntry] = []
-        self._sequence = itertools.count()
+        #: The last entry's sequence number (each new entry takes the next).
+        self._sequence = 0
         #: How many owners have a deadline now (the heap's live entries).
         self._live = 0
         self._handle: asyncio.TimerHandle | None = None
@@ -72,12 +74,15 @@ class SharedTimers:
         if deadline is None:
             owner._timer_entry = None
         else:
-            owner._timer_entry = entry = [deadline, next(self._sequence), owner]
+            self._sequence = sequence = self._sequence + 1
+            owner._timer_entry = entry = [deadline, sequence, owner]
             self._live += 1
             heapq.heappush(heap, entry)
         if len(heap) > 2 * self._live + 64:
             self._heap = heap = [entry for entry in heap if entry[2] is not None]
             heapq.heapify(heap)
+        if heap and heap[0][0] == self._armed_at and heap[0][2] is not None:
+            return  # the earliest live deadline is the one armed (the usual case)
         self._arm()
 
     def _arm(self) -> None:
@@ -111,11 +116,15 @@ class SharedTimers:
                 owner._timer_entry = None
                 self._live -= 1
                 due.append(entry)
-        for deadline, _, owner in due:
-            try:
-                owner._on_timer(deadline)
-            except Exception:  # a bug of one connection: the others still get their turn
-                _log.exception("ICE timer of %r failed", owner)
+        hold_flush()  # what the owners send leaves together, below
+        try:
+            for deadline, _, owner in due:
+                try:
+                    owner._on_timer(deadline)
+                except Exception:  # a bug of one connection: the others still get their turn
+                    _log.exception("ICE timer of %r failed", owner)
+        finally:
+            flush_pending()
         self._arm()
 
 

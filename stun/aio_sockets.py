@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from .address import Address
-from .batch_io import DatagramIO, datagram_io, flush_pending
+from .batch_io import DatagramIO, datagram_io, flush_pending, hold_flush
 from .errors import LocalProtocolError
 from .reader_errors import ReaderErrors
 
@@ -228,20 +228,23 @@ class UdpReader:
         except OSError as exc:
             _log.warning("UDP socket %s: %s", self.local, exc)
             datagrams = []
-        for data, sockaddr in datagrams:
-            try:
-                handler(data, sockaddr, now)
-            except Exception as error:
-                self.errors.contain(error, f"UDP {self.local}")
-        if self.after_batch is not None:
-            try:
-                self.after_batch()
-            except Exception as error:
-                self.errors.contain(error, f"UDP {self.local}")
+        hold_flush()  # flushed below, after the batch
         try:
-            flush_pending()
-        except Exception as error:
-            self.errors.contain(error, f"UDP {self.local}")
+            for data, sockaddr in datagrams:
+                try:
+                    handler(data, sockaddr, now)
+                except Exception as error:
+                    self.errors.contain(error, f"UDP {self.local}")
+            if self.after_batch is not None:
+                try:
+                    self.after_batch()
+                except Exception as error:
+                    self.errors.contain(error, f"UDP {self.local}")
+        finally:
+            try:
+                flush_pending()
+            except Exception as error:
+                self.errors.contain(error, f"UDP {self.local}")
 
     def close(self) -> None:
         """Stop reading and close the socket (answers still queued are dropped)."""

@@ -209,19 +209,20 @@ class _Arena:
         self.tx = self._headers(SEND_SLOT, SEND_CONTROL)
         #: Sockets with answers queued, flushed by :func:`flush_pending`.
         self.pending: list[MmsgIO] = []
+        #: A :func:`flush_pending` is coming before the loop runs anything else: scheduled with
+        #: ``call_soon``, or promised by a reader or timer that holds the flush
+        #: (:func:`hold_flush`).
         self.flush_scheduled = False
 
-    def mark_pending(self, io: MmsgIO) -> None:
-        """``io`` has answers queued now: flush them at the end of the reader's batch, or in the
-        event loop's next iteration at the latest (a send outside any reader)."""
-        self.pending.append(io)
-        if not self.flush_scheduled:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no loop: whoever queued flushes (flush_pending)
-                return
-            self.flush_scheduled = True
-            loop.call_soon(flush_pending)
+    def schedule_flush(self) -> None:
+        """Sockets have answers queued outside any reader or timer that holds the flush: flush
+        them in the event loop's next iteration."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: whoever queued flushes (flush_pending)
+            return
+        self.flush_scheduled = True
+        loop.call_soon(flush_pending)
 
     @staticmethod
     def _headers(slot: int, control: int) -> _Direction:
@@ -328,11 +329,20 @@ def _load_libc(library: str | None = None) -> _Libc | None:
 
 _libc: _Libc | None = None
 _libc_loaded = False
-_arenas = threading.local()
+
+
+class _ThreadArena(threading.local):
+    """The thread's :class:`_Arena`: ``_arenas.arena`` is an attribute read, ``None`` until
+    :func:`_arena` makes it."""
+
+    arena: _Arena | None = None
+
+
+_arenas = _ThreadArena()
 
 
 def _arena() -> _Arena:
-    arena: _Arena | None = getattr(_arenas, "arena", None)
+    arena = _arenas.arena
     if arena is None:
         arena = _arenas.arena = _Arena()
     return arena
@@ -476,7 +486,7 @@ class MmsgIO:
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
         assert _libc is not None
-        rx = (self.arena or _arena()).rx
+        rx = (self.arena or _arenas.arena or _arena()).rx
         view = rx.view
         # Slices of a c_char array are bytes copies (typeshed says list[bytes]).
         names: Any = rx.names
@@ -488,10 +498,11 @@ class MmsgIO:
         cache = _received_names
         out: list[tuple[bytes, SockAddr]] = []
         icmp_retries = 0
-        while len(out) < limit:
+        room = limit
+        while room > 0:
             view[:] = rx.pristine
             count = _libc.recvmmsg(
-                self.fd, rx.headers, min(BATCH, limit - len(out)), _MSG_DONTWAIT, None
+                self.fd, rx.headers, BATCH if room > BATCH else room, _MSG_DONTWAIT, None
             )
             if count < 0:
                 error = ctypes.get_errno()
@@ -535,6 +546,7 @@ class MmsgIO:
                 out.append((data[start : start + length], sockaddr))
             if count < BATCH:
                 break
+            room = limit - len(out)
         return out
 
     def send(self, data: bytes, sockaddr: SockAddr) -> None:
@@ -548,9 +560,12 @@ class MmsgIO:
             elif not self.queue:  # what sendto makes of it, raised at the call
                 self.sock.sendto(data, sockaddr)
                 return
-        if not self.pending:
+        if not self.pending:  # flushed at the end of the reader's batch, or by the loop
             self.pending = True
-            _arena().mark_pending(self)
+            arena = _arenas.arena or _arena()
+            arena.pending.append(self)
+            if not arena.flush_scheduled:
+                arena.schedule_flush()
         queue = self.queue
         queue.append((data, name, sockaddr))
         if len(queue) >= BATCH:
@@ -569,6 +584,9 @@ class MmsgIO:
         done = 0  # queue[:done] went to the kernel or was dropped
         pending: list[tuple[bytes, bytes, SockAddr]] = []
         try:
+            if len(queue) == 1:  # the usual flush of a session's socket: one datagram
+                data, _, sockaddr = queue[0]
+                return self._send_alone(data, sockaddr, 0)
             for data, name, sockaddr in queue:
                 if name is not None and len(data) <= SEND_SLOT:
                     pending.append((data, name, sockaddr))
@@ -720,9 +738,19 @@ class MmsgIO:
             )
 
 
+def hold_flush() -> None:
+    """The caller calls :func:`flush_pending` before it returns to the event loop (a reader
+    after its batch, a timer after its callbacks): sends queued meanwhile schedule no flush of
+    their own, one event-loop callback per batch saved. Call it right before a ``try`` whose
+    ``finally`` flushes."""
+    arena = _arenas.arena
+    if arena is not None:
+        arena.flush_scheduled = True
+
+
 def flush_pending() -> None:
     """Send what every socket of this thread has queued (readers call it after each batch)."""
-    arena: _Arena | None = getattr(_arenas, "arena", None)
+    arena = _arenas.arena
     if arena is None:
         return
     arena.flush_scheduled = False

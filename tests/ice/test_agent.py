@@ -60,6 +60,25 @@ def test_host_candidates_are_gathered_at_once_and_gathering_completes() -> None:
     assert agent.datagrams_to_send(0.0) == []
 
 
+def test_take_events_returns_what_next_event_would_in_order() -> None:
+    def gathered_agent() -> Agent:
+        agent = Agent(AgentConfig(rng=random.Random(1)))
+        for port in (5000, 5001, 5002):
+            agent.add_base(0, 1, Address("192.0.2.1", port))
+        agent.gather(0.0)
+        return agent
+
+    one_by_one, at_once = gathered_agent(), gathered_agent()
+    expected = []
+    while (event := one_by_one.next_event()) is not None:
+        expected.append(event)
+    assert len(expected) == 4  # three candidates, then gathering completed
+    first = at_once.next_event()  # a driver may mix both: the rest comes after what was read
+    assert [first, *at_once.take_events()] == expected
+    assert at_once.take_events() == []
+    assert at_once.next_event() is None
+
+
 def test_dead_stun_server_does_not_stall_gathering() -> None:
     server = Address("198.51.100.9", 3478)
     agent = Agent(AgentConfig(rng=random.Random(1), stun_servers=(server,), gathering_timeout=2.0))

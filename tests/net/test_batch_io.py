@@ -27,6 +27,7 @@ from stun.batch_io import (
     batch_available,
     datagram_io,
     flush_pending,
+    hold_flush,
     pack_sockaddr,
     parse_sockaddr,
 )
@@ -463,3 +464,35 @@ def test_a_kernel_without_gro_gets_whole_datagrams(
     _send_segmented(client, bytes(range(250)) * 3, 250, server.getsockname())
     assert [data for data, _ in io.receive(256)] == [bytes(range(250))] * 3
     assert io.coalesced == 0
+
+
+@needs_batch
+def test_a_held_flush_waits_for_its_holder_and_a_free_send_for_the_next_iteration(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    server, client = pair
+    io = MmsgIO(server)
+    destination = client.getsockname()
+
+    def arrived() -> bool:
+        try:
+            client.recvfrom(100)
+        except BlockingIOError:
+            return False
+        return True
+
+    async def scenario() -> None:
+        hold_flush()  # as a reader does before its batch: it flushes itself
+        io.send(b"held", destination)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not arrived()  # no flush of its own was scheduled
+        flush_pending()
+        assert arrived()
+        io.send(b"free", destination)  # outside any reader: flushed by the loop
+        assert not arrived()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert arrived()
+
+    run(scenario())

@@ -1,0 +1,122 @@
+"""The agent's incremental state (architecture.md §2: what runs after every datagram and timer)
+agrees with a recount, whatever a session goes through.
+
+The check lists count their pairs left to check (:attr:`~ice.checklist.CheckList.schedulable`),
+the checks in flight count the ordinary ones (:class:`~ice.in_flight.ChecksInFlight`) and the
+selection keeps whether every component is concluded (:attr:`~ice.selection.Selection.
+all_concluded`), so that "still checking" is answered without a walk. Here two agents on the
+simulated network — any NATs, lossy, duplicating and reordering links, TURN or not, several
+components, roles that conflict, a restart — are held to the walks those counts replace after
+every event of the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ice.agent import Agent
+from ice.checklist import PairState
+from ice.config import AgentConfig
+from ice.netsim import LinkConfig, NatBehavior
+from ice.scenarios import (
+    STUN_SERVER,
+    TURN_SERVERS,
+    Scenario,
+    relay_server,
+    two_agents_behind_nats,
+)
+
+
+def recount_schedulable(agent: Agent) -> list[int]:
+    return [
+        sum(
+            1
+            for pair in checklist
+            if pair.state is PairState.WAITING
+            or (pair.state is PairState.FROZEN and not pair.waits_for_peer)
+        )
+        for checklist in agent.checklists
+    ]
+
+
+def assert_counts_hold(agent: Agent) -> None:
+    assert [c.schedulable for c in agent.checklists] == recount_schedulable(agent)
+    in_flight = agent.outgoing.in_flight
+    assert in_flight.ordinary == sum(1 for check in in_flight.values() if not check.consent)
+    selection = agent.selection
+    keys = selection.keys()
+    assert selection.all_concluded == all(selection.concluded(key) for key in keys)
+
+
+def held_to_counts(scenario: Scenario, done: bool) -> bool:
+    for side in scenario.sides:
+        assert_counts_hold(side.agent)
+    return done
+
+
+def run_checked(scenario: Scenario, timeout: float) -> bool:
+    """Run until both agents are connected or either failed, checking after every event."""
+    sides = scenario.sides
+    return scenario.network.run_until(
+        lambda: held_to_counts(
+            scenario,
+            all(s.connected for s in sides)
+            or any(s.agent.state.value == "failed" for s in sides),
+        ),
+        timeout,
+    )
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(
+    nats=st.tuples(st.sampled_from(NatBehavior), st.sampled_from(NatBehavior)),
+    seed=st.integers(0, 2**16),
+    loss=st.sampled_from([0.0, 0.1, 0.3]),
+    duplicate=st.sampled_from([0.0, 0.2]),
+    reorder=st.sampled_from([0.0, 0.3]),
+    turn=st.booleans(),
+    components=st.integers(1, 2),
+    both_controlling=st.booleans(),
+    restart=st.booleans(),
+)
+def test_counts_agree_with_a_recount_after_every_event(
+    nats: tuple[NatBehavior, NatBehavior],
+    seed: int,
+    loss: float,
+    duplicate: float,
+    reorder: float,
+    turn: bool,
+    components: int,
+    both_controlling: bool,
+    restart: bool,
+) -> None:
+    link = LinkConfig(delay=0.010, jitter=0.005, loss=loss, duplicate=duplicate, reorder=reorder)
+    base = AgentConfig(stun_servers=(STUN_SERVER,), streams=(components,), idle_timeout=5.0)
+    relays = [(relay_server(address),) if turn else () for address in TURN_SERVERS]
+    scenario = two_agents_behind_nats(
+        *nats,
+        seed,
+        wan_link=link,
+        turn=turn,
+        config_a=dataclasses.replace(base, controlling=True, turn_servers=relays[0]),
+        config_b=dataclasses.replace(base, controlling=both_controlling, turn_servers=relays[1]),
+    )
+    scenario.gather()
+    scenario.signal()
+    scenario.start_checks()
+    connected = run_checked(scenario, 60.0)
+    if restart and connected:
+        for side in scenario.sides:
+            side.agent.restart(scenario.network.now)
+        scenario.signal()
+        scenario.start_checks()
+        run_checked(scenario, 60.0)
+    scenario.network.run(until=scenario.network.now + 12.0)  # consent, disconnection, idle end
+    held_to_counts(scenario, True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -71,13 +72,41 @@ def udp_socket(host: str) -> socket.socket:
     return sock
 
 
+#: Where the kernel hands out ports for binds to port 0 when it cannot tell us.
+_DEFAULT_EPHEMERAL = (32768, 60999)
+#: How many ports below the ephemeral range :func:`closed_port` draws from.
+_BELOW_EPHEMERAL = 12000
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _DEFAULT_EPHEMERAL[0]
+
+
 def closed_port(host: str, kind: int = socket.SOCK_DGRAM) -> int:
-    """A port on ``host`` that was free a moment ago and that nothing listens on now."""
+    """A port on ``host`` that was free a moment ago and that nothing listens on now.
+
+    It is drawn below the kernel's ephemeral range: a parallel test's bind to port 0 is never
+    handed it before the caller starts a server on it (a port the kernel had just handed us
+    was, now and then, taken by another test's socket in between, which then answered)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    high = _ephemeral_low()
+    low = max(1024, high - _BELOW_EPHEMERAL)
+    for _ in range(100 if high - low >= 1000 else 0):
+        port = random.randrange(low, high)
+        with socket.socket(family, kind) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        return port
     with socket.socket(family, kind) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-    return port
+        ephemeral: int = sock.getsockname()[1]
+    return ephemeral
 
 
 def twin_port(host: str, attempts: int = 50) -> int:

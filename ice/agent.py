@@ -494,9 +494,10 @@ class Agent:
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         relays = self.gatherer.relays
         # Taken, then cleared in place (the helpers hold this list's append method): what one
-        # call fails on is never met again by the next.
-        pending = list(self._outgoing)
-        self._outgoing.clear()
+        # call fails on is never met again by the next. A slice and a del, not list() and
+        # clear(): no call, after every datagram.
+        pending = self._outgoing[:]
+        del self._outgoing[:]
         tcp_bases = self.tcp.bases
         if not relays.active:
             if not tcp_bases or not pending:
@@ -563,9 +564,15 @@ class Agent:
         selection = self.selection
         outgoing = self.outgoing
         earliest = outgoing.get_timer()
+        # Not idle with an ordinary check in flight, nor with a check waiting: with none in
+        # flight, a deadline of the outgoing checks is the next Ta slot of one that waits.
         verdict = (
             selection.give_up_at()
-            if self._checking and not outgoing.in_flight.ordinary and not selection.all_concluded
+            if self._checking
+            and not outgoing.in_flight.ordinary
+            and (earliest is None or outgoing.in_flight)
+            and not selection.all_concluded
+            and self.state is not IceState.FAILED  # closed: see above
             else None
         )
         for deadline in (
@@ -602,7 +609,8 @@ class Agent:
         if self.tcp.bases:
             self.tcp.handle_timer(now)
         outgoing = self.outgoing
-        outgoing.retransmit(now)
+        if outgoing.in_flight:
+            outgoing.retransmit(now)
         selection = self.selection
         if self.controlling and not selection.all_concluded:
             selection.run_nomination(now)  # a nomination deadline due now takes this Ta slot
@@ -618,7 +626,7 @@ class Agent:
         if not events:
             return []
         taken = events[self._events_read :]
-        events.clear()  # cleared in place: the helpers hold its append method
+        del events[:]  # cleared in place (the helpers hold its append method), with no call
         self._events_read = 0
         return taken
 
@@ -770,7 +778,7 @@ class Agent:
         if self.state is not state:
             self.state = state
             self._events.append(StateChanged(state))
-            if state is IceState.COMPLETED:
+            if state is IceState.COMPLETED and self.tcp.bases:
                 self.tcp.close_unselected()
 
     def _switch_role(self, controlling: bool) -> None:

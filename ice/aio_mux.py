@@ -85,7 +85,7 @@ class Mux:
         sock = bind_base(host, port_range or ((port, port) if port else None))
         self.sock = sock
         #: What every session sends on the socket, in batches.
-        self.outbox = Outbox(sock, batch_io=batch_io)
+        self.outbox = Outbox(sock, batch_io=batch_io, shared=True)
         bound_host, bound_port = sock.getsockname()[:2]
         #: The address every session on the mux offers as its UDP host candidate.
         self.local = Address(normalize_host(bound_host), bound_port)

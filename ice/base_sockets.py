@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stun.address import Address, normalize_host
-from stun.batch_io import DatagramIO, flush_pending, hold_flush
+from stun.batch_io import DatagramIO
 from stun.ports import PortRange, bind_in_range
 
 from .candidate import Candidate
@@ -128,11 +128,9 @@ class BaseSocket:
         """The socket is readable: read a batch and handle it."""
         datagrams = read_datagrams(self.io, self.local)
         if datagrams:
-            hold_flush()
-            try:
-                self.handle(datagrams, self.connection._loop.time())
-            finally:
-                flush_pending()  # the answers of the batch, in batches
+            # No flush to hold: the agent's answers leave at once (ice.outbox), or behind a
+            # queue whose flush is already scheduled.
+            self.handle(datagrams, self.connection._loop.time())
 
     def handle(self, datagrams: list[tuple[bytes, tuple[Any, ...]]], now: float) -> None:
         """Datagrams that arrived for this base (read from its socket, or routed to it by a

@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 import enum
 from collections.abc import Callable, Iterator, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stun.address import Address
 
@@ -76,10 +76,11 @@ class CandidatePair:
     #: The transaction ID of the pair's latest check (consent checks aside), so that a
     #: triggered check or a nomination cancels it without a search.
     transaction_id: bytes | None = None
+    #: The component of both candidates (a field, not a property: read at every datagram).
+    component: int = field(init=False)
 
-    @property
-    def component(self) -> int:
-        return self.remote.component
+    def __post_init__(self) -> None:
+        self.component = self.remote.component
 
     @property
     def waits_for_peer(self) -> bool:
@@ -182,7 +183,8 @@ class CheckList:
             self.schedulable += _schedulable(pair, state) - _schedulable(pair, previous)
 
     def replace_remote(self, old: Candidate, new: Candidate, controlling: bool) -> None:
-        """A remote candidate is known better now (a prflx later signalled): pairs take it."""
+        """A remote candidate is known better now (a prflx later signalled, of the same component
+        and address): pairs take it."""
         for pair in self.pairs:
             if pair.remote is old:
                 pair.remote = new
@@ -234,6 +236,8 @@ class CheckList:
         unfreeze the best Frozen pair of a foundation with nothing Waiting or In-Progress.
         Pairs that ``can_check`` refuses now (a TCP pair that must wait for a connection
         attempt of its own, :mod:`ice.tcp`) and pairs that wait for the peer are passed over."""
+        if not self.schedulable:
+            return None  # nothing Waiting, nothing Frozen that we can check: no walk
         for pair in self.pairs:
             if pair.state is PairState.WAITING and can_check(pair):
                 return pair

@@ -144,16 +144,25 @@ class ConsentTracker:
         if not self.records:  # asked after every datagram: nothing is selected while checking
             return None
         config = self._config
-        deadlines = []
+        earliest = None
         for consent in self.records.values():
             if consent.lost:
                 continue
-            deadlines.append(consent.last_sent + config.keepalive_interval)
+            deadline = consent.last_sent + config.keepalive_interval
             if not consent.suspended:
-                deadlines += [consent.next_check, consent.last_response + config.consent_timeout]
-                if not consent.disconnect_noted:
-                    deadlines.append(consent.last_response + config.disconnected_after)
-        return min(deadlines, default=None)
+                # consent_timeout > disconnected_after: the disconnection comes first, unless
+                # it was noted already
+                last_response = consent.last_response
+                deadline = min(
+                    deadline,
+                    consent.next_check,
+                    last_response + config.consent_timeout
+                    if consent.disconnect_noted
+                    else last_response + config.disconnected_after,
+                )
+            if earliest is None or deadline < earliest:
+                earliest = deadline
+        return earliest
 
     def newly_disconnected(self, now: float) -> list[CandidatePair]:
         """Pairs that have just gone ``disconnected_after`` without a response: each is

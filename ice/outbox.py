@@ -6,7 +6,10 @@ from :meth:`~ice.aio.Connection.sendto` (:meth:`Outbox.put`, :meth:`Outbox.send`
 checks, answers, consent and TURN traffic from the pump (:meth:`Outbox.send_nowait`). On Linux
 its :class:`~stun.batch_io.MmsgIO` queues them and sends the queue with one ``sendmmsg`` when the
 reader's batch ends or at the end of the event loop's iteration (:func:`~stun.batch_io.
-flush_pending`), or at once when :data:`~stun.batch_io.BATCH` datagrams wait. One queue per
+flush_pending`), or at once when :data:`~stun.batch_io.BATCH` datagrams wait. Except the agent's
+datagrams on a socket of one connection (not ``shared`` by a mux's sessions): while nothing is
+queued they leave at once with ``sendto`` — such a socket sends one or two of them a batch, and
+queueing one costs more than the system call it could save. One queue per
 socket: datagrams leave in the order they were given, so per destination too. Elsewhere, or with
 ``batch_io=False``, each one is sent at once with ``sendto`` (:class:`~stun.batch_io.PortableIO`).
 
@@ -46,15 +49,32 @@ class Outbox:
     """What one UDP socket of ICE sends, queued and sent in batches (module docstring);
     ``batch_io=False``: one ``sendto`` per datagram even where batches are available."""
 
-    __slots__ = ("_fd", "_loop", "_room", "blocked", "closed", "dropped", "error", "io", "sock")
+    __slots__ = (
+        "_at_once",
+        "_fd",
+        "_loop",
+        "_room",
+        "blocked",
+        "closed",
+        "dropped",
+        "error",
+        "io",
+        "sock",
+    )
 
-    def __init__(self, sock: socket.socket, *, batch_io: bool = True) -> None:
+    def __init__(self, sock: socket.socket, *, batch_io: bool = True, shared: bool = False) -> None:
         self.sock = sock
         #: Reads and writes many datagrams per system call where the platform can.
         self.io = datagram_io(sock, batch=batch_io)
         self.io.on_send_error = self._refused
+        #: The batched I/O whose queue the agent's datagrams skip while it is empty: a socket of
+        #: one connection (not ``shared`` by a mux's sessions) sends one or two of them a
+        #: batch, and a ``sendto`` each costs less than queueing them (module docstring).
+        self._at_once: MmsgIO | None = None
         if isinstance(self.io, MmsgIO):
             self.io.on_blocked = self._blocked
+            if not shared:
+                self._at_once = self.io
         #: The loop whose writer waits for room on ``_fd``, while the buffer is full (the
         #: number is kept: a socket closed meanwhile says -1).
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -123,8 +143,14 @@ class Outbox:
         if self.blocked or self.closed:
             self.dropped += 1
             return
+        at_once = self._at_once
         try:
-            self.io.send(data, remote)
+            if at_once is not None and not at_once.queue:  # nothing waits to go before it
+                self.sock.sendto(data, remote)
+            else:
+                self.io.send(data, remote)
+        except BlockingIOError:
+            self.dropped += 1
         except OSError as exc:
             _log.debug("ICE datagram to %s not sent: %s", remote, exc)
 

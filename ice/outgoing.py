@@ -133,10 +133,12 @@ class OutgoingChecks(AgentPart):
     def get_timer(self) -> float | None:
         """The earliest retransmission, or the next Ta slot when a check waits for one."""
         earliest = None
-        for check in self.in_flight.values():
-            deadline = check.transaction.get_timer()
-            if deadline is not None and (earliest is None or deadline < earliest):
-                earliest = deadline
+        in_flight = self.in_flight
+        if in_flight:
+            for check in in_flight.values():
+                deadline = check.transaction.get_timer()
+                if deadline is not None and (earliest is None or deadline < earliest):
+                    earliest = deadline
         agent = self._agent
         next_at = self.next_at
         if (

@@ -80,7 +80,7 @@ class AgentPump:
         if self._config.turn_servers:  # only a TURN server may be reached over TCP or TLS
             self._relay_streams.apply(agent.relay_stream_commands())
         tcp = self._tcp
-        if tcp is not None:
+        if tcp is not None and tcp.paths:
             tcp.flush(now)
         self._send(agent.datagrams_to_send(now))
         if tcp is not None:

@@ -222,9 +222,13 @@ class Selection(AgentPart):
 
     def update(self, now: float) -> None:
         """Nominate what is ready, then derive the overall state (after every datagram and
-        timer: the usual answers — controlled, or every component concluded — cost no call)."""
-        if self._agent.controlling and not self.all_concluded:
-            self.run_nomination(now)
+        timer: the usual answer — still checking, a check in flight — costs no further call)."""
+        agent = self._agent
+        if not self.all_concluded:
+            if agent.controlling:
+                self.run_nomination(now)
+            if agent.outgoing.in_flight.ordinary:
+                return  # derive_state would wait for the check too
         self.derive_state(now)
 
     def restart(self) -> None:
@@ -250,18 +254,11 @@ class Selection(AgentPart):
         self.all_concluded = not self._unconcluded
 
     def give_up_at(self) -> tuple[float, _Stall] | None:
-        """When an idle agent with a component not concluded fails, and why: only the peer can
-        move things on now, and it gets a bounded time to."""
-        state = self._agent.state
-        if state is IceState.FAILED or state is IceState.CLOSED or self.all_concluded:
-            return None
-        return self._stalled()
-
-    def _stalled(self) -> tuple[float, _Stall] | None:
-        """:meth:`give_up_at` of an agent that is neither over nor concluded: ``None`` unless it
-        is idle — checking, with nothing left that it can do by itself: gathering is over, no
-        check is in flight and none waits to be sent (each asked in O(1), from the counts the
-        checks in flight and the check lists keep)."""
+        """When an agent that is neither over nor concluded fails, and why, if it is idle:
+        checking, with nothing left that it can do by itself — gathering is over, no check is in
+        flight and none waits to be sent (each asked in O(1), from the counts the checks in
+        flight and the check lists keep). Only the peer can move things on now, and it gets a
+        bounded time to. ``None`` when it is not idle."""
         agent = self._agent
         if not agent._checking or not self._gatherer.completed or agent.outgoing.in_flight.ordinary:
             return None
@@ -300,7 +297,7 @@ class Selection(AgentPart):
             return
         if not agent._checking or agent.outgoing.in_flight.ordinary:
             return  # a check to wait for, or none yet: a restart's previous pairs carry data on
-        verdict = self._stalled()
+        verdict = self.give_up_at()
         if verdict is None or now < verdict[0]:
             return
         waited = f"{self._config.idle_timeout:g} s"

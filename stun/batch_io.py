@@ -257,6 +257,7 @@ class _Direction:
         "controls_view",
         "data",
         "data_view",
+        "dirty",
         "headers",
         "iovecs",
         "iovecs_view",
@@ -292,8 +293,12 @@ class _Direction:
         self.data_view = memoryview(data).cast("B")
         self.iovecs_view = memoryview(iovecs).cast("B")
         #: The headers as set up, copied back before each ``recvmmsg`` (the kernel writes
-        #: ``msg_namelen``, ``msg_flags`` and ``msg_len``).
-        self.pristine = bytes(self.view)
+        #: ``msg_namelen``, ``msg_controllen``, ``msg_flags`` and ``msg_len``)...
+        self.pristine = memoryview(bytes(self.view))
+        #: ... as far as the last call could have written: the headers of the datagrams it
+        #: returned and the one after (a socket of a session gets one or two a call; restoring
+        #: all :data:`BATCH` headers each time costs more than the call).
+        self.dirty = 0
 
 
 class _Libc:
@@ -500,10 +505,12 @@ class MmsgIO:
         icmp_retries = 0
         room = limit
         while room > 0:
-            view[:] = rx.pristine
+            end = rx.dirty * _STRIDE
+            view[:end] = rx.pristine[:end]
             count = _libc.recvmmsg(
                 self.fd, rx.headers, BATCH if room > BATCH else room, _MSG_DONTWAIT, None
             )
+            rx.dirty = count + 1 if 0 <= count < BATCH else BATCH
             if count < 0:
                 error = ctypes.get_errno()
                 if error in ICMP_ERRNOS and icmp_retries < limit:

@@ -4,10 +4,12 @@ agrees with a recount, whatever a session goes through.
 The check lists count their pairs left to check (:attr:`~ice.checklist.CheckList.schedulable`),
 the checks in flight count the ordinary ones (:class:`~ice.in_flight.ChecksInFlight`) and the
 selection keeps whether every component is concluded (:attr:`~ice.selection.Selection.
-all_concluded`), so that "still checking" is answered without a walk. Here two agents on the
-simulated network — any NATs, lossy, duplicating and reordering links, TURN or not, several
-components, roles that conflict, a restart — are held to the walks those counts replace after
-every event of the network.
+all_concluded`), so that "still checking" is answered without a walk; and
+:meth:`~ice.agent.Agent.get_timer` asks a part for its deadline only when the part can have one.
+Here two agents on the simulated network — any NATs, lossy, duplicating and reordering links,
+TURN or not, several components, roles that conflict, an ICE-lite peer, a restart — are held to
+the walks those counts replace, and to the deadline every part gives when asked, after every
+event of the network.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 from ice.agent import Agent
 from ice.checklist import PairState
 from ice.config import AgentConfig
+from ice.events import IceState
 from ice.netsim import LinkConfig, NatBehavior
 from ice.scenarios import (
     STUN_SERVER,
@@ -51,9 +54,30 @@ def assert_counts_hold(agent: Agent) -> None:
     assert selection.all_concluded == all(selection.concluded(key) for key in keys)
 
 
+def every_part_asked(agent: Agent) -> float | None:
+    """The agent's next deadline with every part asked, as if none could be skipped."""
+    if agent._closed:
+        return None
+    relays = agent.gatherer.relays
+    deadlines = [
+        agent.outgoing.get_timer(),
+        agent.gatherer.get_timer(),
+        relays.get_timer() if relays.active else None,
+        agent.consent.get_timer(),
+        agent.tcp.get_timer(),
+        agent.nomination.deadline if agent.controlling and not agent.config.lite else None,
+        agent._last_now if agent._touched else None,
+    ]
+    if agent.state is not IceState.FAILED and not agent.selection.all_concluded:
+        verdict = agent.selection.give_up_at()
+        deadlines.append(verdict[0] if verdict is not None else None)
+    return min((d for d in deadlines if d is not None), default=None)
+
+
 def held_to_counts(scenario: Scenario, done: bool) -> bool:
     for side in scenario.sides:
         assert_counts_hold(side.agent)
+        assert side.agent.get_timer() == every_part_asked(side.agent)
     return done
 
 
@@ -63,8 +87,7 @@ def run_checked(scenario: Scenario, timeout: float) -> bool:
     return scenario.network.run_until(
         lambda: held_to_counts(
             scenario,
-            all(s.connected for s in sides)
-            or any(s.agent.state.value == "failed" for s in sides),
+            all(s.connected for s in sides) or any(s.agent.state is IceState.FAILED for s in sides),
         ),
         timeout,
     )
@@ -84,6 +107,7 @@ def run_checked(scenario: Scenario, timeout: float) -> bool:
     turn=st.booleans(),
     components=st.integers(1, 2),
     both_controlling=st.booleans(),
+    lite_b=st.booleans(),
     restart=st.booleans(),
 )
 def test_counts_agree_with_a_recount_after_every_event(
@@ -95,6 +119,7 @@ def test_counts_agree_with_a_recount_after_every_event(
     turn: bool,
     components: int,
     both_controlling: bool,
+    lite_b: bool,
     restart: bool,
 ) -> None:
     link = LinkConfig(delay=0.010, jitter=0.005, loss=loss, duplicate=duplicate, reorder=reorder)
@@ -105,10 +130,19 @@ def test_counts_agree_with_a_recount_after_every_event(
         seed,
         wan_link=link,
         turn=turn,
-        config_a=dataclasses.replace(base, controlling=True, turn_servers=relays[0]),
-        config_b=dataclasses.replace(base, controlling=both_controlling, turn_servers=relays[1]),
+        config_a=dataclasses.replace(
+            base, controlling=True, turn_servers=relays[0], remote_lite=lite_b
+        ),
+        config_b=dataclasses.replace(
+            base, controlling=both_controlling, turn_servers=relays[1], lite=lite_b
+        ),
     )
-    scenario.gather()
+    for side in scenario.sides:
+        side.agent.gather(scenario.network.now)
+    scenario.network.run_until(
+        lambda: held_to_counts(scenario, all(s.agent.gatherer.completed for s in scenario.sides)),
+        10.0,
+    )
     scenario.signal()
     scenario.start_checks()
     connected = run_checked(scenario, 60.0)

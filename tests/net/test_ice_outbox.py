@@ -91,6 +91,44 @@ def test_close_sends_what_is_queued_and_then_refuses(batch_io: bool) -> None:
     run(main())
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["own socket", "mux socket"])
+@pytest.mark.parametrize("batch_io", PATHS)
+def test_the_agents_datagrams_leave_at_once_from_a_socket_of_one_connection(
+    batch_io: bool, shared: bool
+) -> None:
+    """A connection's own socket sends the agent's datagram at once while nothing is queued,
+    and after what is (in order); a mux's socket, shared by sessions, batches them."""
+
+    async def main() -> None:
+        sender, receiver = udp_socket("127.0.0.1"), udp_socket("127.0.0.1")
+        outbox = Outbox(sender, batch_io=batch_io, shared=shared)
+        destination = receiver.getsockname()
+
+        def waiting() -> list[bytes]:
+            got = []
+            while True:
+                try:
+                    got.append(receiver.recv(2048))
+                except BlockingIOError:
+                    return got
+
+        outbox.send_nowait(b"\x00check", destination)
+        queued = shared and batch_io
+        assert waiting() == ([] if queued else [b"\x00check"])
+        flush_pending()
+        assert waiting() == ([b"\x00check"] if queued else [])
+        assert outbox.put(numbered(0), destination)  # data: queued on the batched path
+        outbox.send_nowait(b"\x00answer", destination)
+        flush_pending()
+        assert waiting() == [numbered(0), b"\x00answer"]  # in the order given
+        assert outbox.dropped == 0
+        outbox.close()
+        sender.close()
+        receiver.close()
+
+    run(main())
+
+
 @pytest.mark.parametrize("batch_io", PATHS)
 def test_an_error_is_raised_by_the_send_that_can_say_it(batch_io: bool) -> None:
     # Loopback's broadcast address without SO_BROADCAST: the kernel refuses (EACCES) and sends

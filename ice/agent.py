@@ -475,6 +475,9 @@ class Agent:
         if data[0] > 3:
             self._receive_data(data, local, remote, now)
             return
+        if data[0] == 0 and data[1] == 1 and self.incoming.receive_check(data, local, remote, now):
+            self.selection.update(now)  # a Binding request (0x0001) read without decoding it
+            return
         try:
             message = Message.decode(data)
         except StunDecodeError:

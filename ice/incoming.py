@@ -23,6 +23,11 @@ The first request signed with our current password shows that the peer has our c
 controlling agent repeats at once a nomination the peer may have ignored before
 (:meth:`~ice.nomination.NominationPolicy.nominated_by_us`).
 
+A request of the shape checks have (:mod:`ice.answer_codec`) is read and answered from its
+bytes (:meth:`IncomingChecks.receive_check`); any other, and one that does not authenticate, is
+decoded and goes the typed way (:meth:`IncomingChecks.receive`). Both share what follows
+authentication.
+
 The path an authenticated request came on — (our base, its source) — is remembered (the last
 ``max_pairs`` of them): the peer may send data on a pair as soon as *its* check of the pair has
 succeeded (RFC 8445 §12.1), before our own check of it has, and that data is accepted
@@ -31,24 +36,25 @@ succeeded (RFC 8445 §12.1), before our own check of it has, and that data is ac
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from stun.address import Address
 from stun.attributes import (
+    ErrorCode,
     Fingerprint,
     IceControlled,
     IceControlling,
     Priority,
     UseCandidate,
     Username,
-    XorMappedAddress,
 )
 from stun.datagram import Datagram
-from stun.message import Message
+from stun.integrity import integrity_matches
+from stun.message import Message, MessageClass, Method
 
 from .agent_part import AgentPart
+from .answer_codec import CheckRequest, read_check, success_response
 from .candidate import MAX_PRIORITY, Candidate, CandidateType, tcp_partner
 from .checklist import PairState
 from .events import IceEvent, RemoteCandidateLearned
@@ -58,6 +64,8 @@ from .stats import PeerInput
 
 if TYPE_CHECKING:
     from .agent import Agent
+
+_new_tuple = tuple.__new__
 
 #: How many request transaction IDs the agent remembers to recognise retransmissions.
 RECENT_REQUESTS = 256
@@ -69,7 +77,7 @@ class IncomingChecks(AgentPart):
     __slots__ = (
         "_checked_paths",
         "_password_seen_by_peer",
-        "_prflx_foundations",
+        "_prflx_made",
         "_recent",
         "_remote_candidates",
         "_send",
@@ -83,7 +91,8 @@ class IncomingChecks(AgentPart):
         self._send = send
         #: Transaction IDs of recent requests: a retransmission is answered, not re-triggered.
         self._recent: dict[bytes, None] = {}
-        self._prflx_foundations = itertools.count(1)
+        #: How many peer-reflexive remote candidates were made: their foundations number them.
+        self._prflx_made = 0
         #: The local password a check from the peer was last authenticated with.
         self._password_seen_by_peer: str | None = None
         #: (base, source) of recent authenticated requests, least recent first.
@@ -113,6 +122,26 @@ class IncomingChecks(AgentPart):
         then the peer has our credentials (see ``NominationPolicy.nominated_by_us``)."""
         return self._password_seen_by_peer == self._agent.local_password
 
+    def receive_check(self, data: bytes, local: Address, remote: Address, now: float) -> bool:
+        """A datagram arrived on base ``local`` from ``remote``: if it is an authenticated
+        Binding request :func:`~ice.answer_codec.read_check` reads, answer it and act on it;
+        ``False`` for anything else, which the caller decodes for :meth:`receive`."""
+        read = read_check(data)
+        if read is None:
+            return False
+        request, integrity_at, integrity_length = read
+        base = self._gatherer.on_base(local)
+        if base is None:
+            return True
+        agent = self._agent
+        key = agent.local_password.encode()
+        if request.username.partition(":")[0] != agent.local_username or not integrity_matches(
+            key, data, integrity_at, integrity_length
+        ):
+            return False  # receive() answers 401 and counts it
+        self._accept(request, base, local, remote, key, now)
+        return True
+
     def receive(self, request: Message, local: Address, remote: Address, now: float) -> None:
         """A Binding request arrived on base ``local`` from ``remote``."""
         if request.has(Fingerprint) and not request.check_fingerprint():
@@ -135,18 +164,46 @@ class IncomingChecks(AgentPart):
             self._failures.unauthenticated_requests += 1
             self._answer(local, remote, request.error_response(401), key=None)
             return
-        if not self._resolve_role_conflict(request, local, remote, key):
+        priority = request.get(Priority)
+        controlling = request.get(IceControlling)
+        controlled = request.get(IceControlled)
+        checked = CheckRequest(
+            request.transaction_id,
+            username.value,
+            None if priority is None else priority.value,
+            None if controlling is None else controlling.tie_breaker,
+            None if controlled is None else controlled.tie_breaker,
+            request.has(UseCandidate),
+        )
+        self._accept(checked, base, local, remote, key, now)
+
+    def _accept(
+        self,
+        request: CheckRequest,
+        base: LocalCandidate,
+        local: Address,
+        remote: Address,
+        key: bytes,
+        now: float,
+    ) -> None:
+        """An authenticated request: answer it unless a role conflict says otherwise, and act
+        on it the first time its transaction ID is seen."""
+        agent = self._agent
+        same_role = request.controlling if agent.controlling else request.controlled
+        if same_role is not None and not self._resolve_role_conflict(request, local, remote, key):
             return
-        self._answer(local, remote, request.success_response([XorMappedAddress(remote)]), key)
+        response = success_response(request.transaction_id, remote, key)
+        self._send(_new_tuple(Datagram, (response, local, remote)))
         agent._last_progress = now
         self._remember_path(local, remote)
-        if not self.peer_has_credentials():
+        if self._password_seen_by_peer != agent.local_password:  # see peer_has_credentials
             self._password_seen_by_peer = agent.local_password
             agent.selection.repeat_unconfirmed_nominations(now)
         recent = self._recent
-        if request.transaction_id in recent:
+        transaction_id = request.transaction_id
+        if transaction_id in recent:
             return  # a retransmission: answered again, nothing new to act on
-        recent[request.transaction_id] = None
+        recent[transaction_id] = None
         if len(recent) > RECENT_REQUESTS:
             del recent[next(iter(recent))]  # the oldest (a dict keeps insertion order)
         self._act_on(request, base, remote, now)
@@ -162,14 +219,17 @@ class IncomingChecks(AgentPart):
         if len(paths) > self._config.max_pairs:
             del paths[next(iter(paths))]  # the least recent
 
-    def _act_on(self, request: Message, base: LocalCandidate, remote: Address, now: float) -> None:
+    def _act_on(
+        self, request: CheckRequest, base: LocalCandidate, remote: Address, now: float
+    ) -> None:
         """What a new authenticated request sets in motion (§7.3.1.3 to §7.3.1.5)."""
         agent = self._agent
-        remote_candidate = self._remote_for(base, remote, request)
+        remote_candidate = self._remote_for(base, remote, request.priority)
         if remote_candidate is None:
             return
         if self._config.lite:
-            self._lite_nominate(base, remote_candidate, request, now)
+            if request.use_candidate:
+                self._lite_nominate(base, remote_candidate, now)
             return
         checklist = agent.checklists[base.stream]
         pair = checklist.find(base.base, remote) or checklist.add(
@@ -179,7 +239,7 @@ class IncomingChecks(AgentPart):
             return
         pair.requests_received += 1
         pair.responses_sent += 1
-        use_candidate = request.has(UseCandidate) and not agent.controlling
+        use_candidate = request.use_candidate and not agent.controlling
         if pair.state is PairState.SUCCEEDED:
             if use_candidate:
                 valid = agent.nomination.valid_on(pair.local_base, pair.remote.address) or pair
@@ -201,12 +261,8 @@ class IncomingChecks(AgentPart):
     ) -> None:
         self._send(Datagram(response.encode(key=key, fingerprint=True), local, remote))
 
-    def _lite_nominate(
-        self, base: LocalCandidate, remote: Candidate, request: Message, now: float
-    ) -> None:
+    def _lite_nominate(self, base: LocalCandidate, remote: Candidate, now: float) -> None:
         """An ICE-lite agent selects the pair a USE-CANDIDATE check arrives on (§7.3.1.5)."""
-        if not request.has(UseCandidate):
-            return
         agent = self._agent
         checklist = agent.checklists[base.stream]
         pair = checklist.find(base.base, remote.address) or checklist.add(
@@ -218,7 +274,7 @@ class IncomingChecks(AgentPart):
             agent.selection.nominate(pair, now)
 
     def _remote_for(
-        self, base: LocalCandidate, remote: Address, request: Message
+        self, base: LocalCandidate, remote: Address, priority: int | None
     ) -> Candidate | None:
         """The remote candidate a request that reached ``base`` came from, or a new
         peer-reflexive one (§7.3.1.3) — ``None`` when the stream holds
@@ -235,14 +291,15 @@ class IncomingChecks(AgentPart):
         candidate = self._remote_candidates.find(stream, component, remote, transport)
         if candidate is not None:
             return candidate
-        attribute = request.get(Priority)
-        priority = attribute.value if attribute is not None else 0
+        if priority is None:
+            priority = 0
         if not 1 <= priority <= MAX_PRIORITY:
             self._failures.peer_input[PeerInput.PRIORITY_CLAMPED] += 1
             priority = min(max(priority, 1), MAX_PRIORITY)
         tcp_type = base.candidate.tcp_type
+        self._prflx_made += 1
         candidate = Candidate(
-            foundation=f"prflx{next(self._prflx_foundations)}",
+            foundation=f"prflx{self._prflx_made}",
             component=component,
             transport=transport,
             priority=priority,
@@ -261,23 +318,34 @@ class IncomingChecks(AgentPart):
         return candidate
 
     def _resolve_role_conflict(
-        self, request: Message, local: Address, remote: Address, key: bytes
+        self, request: CheckRequest, local: Address, remote: Address, key: bytes
     ) -> bool:
         """RFC 8445 §7.3.1.1; ``False`` when the request was answered with 487."""
         agent = self._agent
-        controlling = request.get(IceControlling)
-        controlled = request.get(IceControlled)
+        controlling = request.controlling
+        controlled = request.controlled
         if agent.controlling and controlling is not None:
-            if agent.tie_breaker >= controlling.tie_breaker:
-                self._failures.role_conflicts += 1
-                self._answer(local, remote, request.error_response(487), key)
+            if agent.tie_breaker >= controlling:
+                self._answer_conflict(request, local, remote, key)
                 return False
             agent._switch_role(False)
         elif not agent.controlling and controlled is not None:
-            if agent.tie_breaker >= controlled.tie_breaker:
+            if agent.tie_breaker >= controlled:
                 agent._switch_role(True)
             else:
-                self._failures.role_conflicts += 1
-                self._answer(local, remote, request.error_response(487), key)
+                self._answer_conflict(request, local, remote, key)
                 return False
         return True
+
+    def _answer_conflict(
+        self, request: CheckRequest, local: Address, remote: Address, key: bytes
+    ) -> None:
+        """487 Role Conflict: the peer must switch roles (§7.3.1.1)."""
+        self._failures.role_conflicts += 1
+        response = Message(
+            Method.BINDING,
+            MessageClass.ERROR_RESPONSE,
+            request.transaction_id,
+            [ErrorCode.of(487)],
+        )
+        self._answer(local, remote, response, key)

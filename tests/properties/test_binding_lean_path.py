@@ -22,6 +22,7 @@ from stun import (
 )
 from stun.integrity import fingerprint
 
+from .damage import DAMAGE, damaged
 from .signed import any_method, sources, transaction_ids, wire_attributes
 
 
@@ -53,16 +54,7 @@ requests = st.one_of(
 
 @st.composite
 def datagrams(draw: st.DrawFn) -> bytes:
-    data = draw(requests)
-    change = draw(st.sampled_from(("none", "flip", "cut", "extend")))
-    if change == "flip" and data:
-        index = draw(st.integers(0, len(data) - 1))
-        data = data[:index] + bytes([data[index] ^ draw(st.integers(1, 255))]) + data[index + 1 :]
-    elif change == "cut":
-        data = data[: draw(st.integers(0, len(data)))]
-    elif change == "extend":
-        data += draw(st.binary(min_size=1, max_size=8))
-    return data
+    return damaged(draw, draw(requests), draw(st.sampled_from(("none", *DAMAGE))))
 
 
 @given(data=datagrams(), remote=sources, software=st.sampled_from((None, "icestack test")))

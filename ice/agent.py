@@ -549,10 +549,11 @@ class Agent:
         """Pair relayed candidates that just appeared, forget lost ones; see whether gathering
         completed (and, with ``update``, what follows for nomination and state)."""
         gatherer = self.gatherer
-        while gatherer.lost:
-            self.selection.forget_local(*gatherer.lost.pop(0), now)
+        while gatherer.lost:  # forgetting one may lose more
+            (local, reason), gatherer.lost = gatherer.lost[0], gatherer.lost[1:]
+            self.selection.forget_local(local, reason, now)
         while gatherer.new_relayed:
-            local = gatherer.new_relayed.pop(0)
+            local, gatherer.new_relayed = gatherer.new_relayed[0], gatherer.new_relayed[1:]
             for stream, candidate in list(self.remote_candidates):
                 if stream == local.stream and candidate.component == local.candidate.component:
                     self._pair_remote(stream, candidate)

@@ -85,7 +85,7 @@ from .interfaces import interface_addresses, interface_problem
 from .mdns import InterfaceAddress
 from .mdns_candidates import MdnsCandidates
 from .outbox import Outbox
-from .relay_streams import RelayStreams, TlsSettings
+from .relay_streams import RelayStreams, tls_settings
 from .server_names import resolve_servers
 from .stats import PeerInput
 from .tcp_sockets import TcpSockets
@@ -311,7 +311,7 @@ class Connection(ConnectionEvents, _Closing):
         self._setup: asyncio.Future[None] | None = None
         self._bases: dict[Address, BaseSocket] = {}
         #: The TCP/TLS connections to TURN servers (:mod:`ice.relay_streams`).
-        self._relay_streams = RelayStreams(self, TlsSettings(turn_tls_cafile, turn_tls_verify))
+        self._relay_streams = RelayStreams(self, tls_settings(turn_tls_cafile, turn_tls_verify))
         #: The TCP bases and connections (from the first gather, like the loop).
         self._tcp: TcpSockets | None = None
         self._mdns = MdnsCandidates(
@@ -420,9 +420,7 @@ class Connection(ConnectionEvents, _Closing):
         self._agent = agent = Agent(config)
         self._config = config  # one copy per connection: the agent's (same role and credentials)
         if config.tcp_types:  # without ICE-TCP, nothing of it is made: no tables, no pump work
-            self._tcp = TcpSockets(
-                self._loop, lambda: self.agent, self._pump, self._deliver, self._port_range
-            )
+            self._tcp = TcpSockets(self._loop, agent, self._pump, self._deliver, self._port_range)
         self._add_bases(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()

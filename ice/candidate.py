@@ -19,6 +19,7 @@ import enum
 import hashlib
 import re
 import string
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from itertools import zip_longest
@@ -381,7 +382,8 @@ def compute_foundation(
         server += f" via {server_transport.lower()}"
     kind = enum_member(CandidateType, candidate_type, "candidate type")
     key = f"{kind} {_ip_literal(base_host)} {transport.lower()} {server}"
-    return hashlib.blake2b(key.encode(), digest_size=8, key=salt).hexdigest()
+    # Interned: every agent of a host has the same host foundations, held once, not per agent.
+    return sys.intern(hashlib.blake2b(key.encode(), digest_size=8, key=salt).hexdigest())
 
 
 def eliminate_redundant(candidates: Iterable[Candidate]) -> list[Candidate]:

@@ -4,6 +4,7 @@ operating system through ``ifaddr``."""
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Collection
 
 import ifaddr
@@ -40,7 +41,10 @@ def interface_addresses(
             text = parsed.compressed
             if wanted is not None and not ({text, adapter.name, adapter.nice_name} & wanted):
                 continue
-            found.setdefault(text, InterfaceAddress(text, adapter.index or 0, adapter.name))
+            # Interned: every connection keeps its addresses (mDNS, local preferences), and they
+            # are the same few strings for all of them.
+            name = sys.intern(adapter.name)
+            found.setdefault(text, InterfaceAddress(sys.intern(text), adapter.index or 0, name))
     return list(found.values())
 
 

@@ -97,8 +97,8 @@ class MdnsCandidates:
         self._admit = admit
         self._resolver: Resolver | None = None
         self._responder: Responder | None = None
-        #: Our ``.local`` name of each host address.
-        self._names: dict[str, str] = {}
+        #: Our ``.local`` name of each host address (none unless hidden).
+        self._names: dict[str, str] | None = {} if hide_hosts else None
         #: Keys the foundations signalled while hidden (:meth:`signalled`); none needed else.
         self._foundation_salt = secrets.token_bytes(16) if hide_hosts else b""
         #: Names being looked up, with the candidates that wait for each.
@@ -134,7 +134,7 @@ class MdnsCandidates:
         self._publish(addresses)
 
     def _publish(self, addresses: list[InterfaceAddress]) -> None:
-        if self._responder is not None:
+        if self._responder is not None and self._names is not None:
             for address in addresses:
                 self._names[address.host] = self._responder.publish(address.host)
 
@@ -147,7 +147,7 @@ class MdnsCandidates:
             candidate.foundation.encode(), digest_size=8, key=self._foundation_salt
         ).hexdigest()
         if candidate.type is CandidateType.HOST:
-            name = self._names.get(candidate.host)
+            name = None if self._names is None else self._names.get(candidate.host)
             if name is None:
                 return None
             return dataclasses.replace(candidate, host=name, foundation=foundation)
@@ -242,8 +242,9 @@ class MdnsCandidates:
                 self._resolver = None  # opened anew on these addresses by the next lookup
             self._addresses = addresses
         self._publish(added)
-        for host in [host for host in self._names if host not in hosts]:
-            del self._names[host]
+        if self._names is not None:
+            for host in [host for host in self._names if host not in hosts]:
+                del self._names[host]
 
     def _cancel(self) -> None:
         for task, _ in self._lookups.values():

@@ -47,8 +47,8 @@ class _Component:
     __slots__ = ("first_valid_at", "nominating", "recheck_at", "unconfirmed", "valid")
 
     def __init__(self) -> None:
-        #: The valid list, by path.
-        self.valid: dict[_Path, CandidatePair] = {}
+        #: How many pairs the valid list holds (they are in the policy's one table by path).
+        self.valid = 0
         #: When the first pair became valid (set with the first valid pair).
         self.first_valid_at: float | None = None
         #: The pair being nominated, or concluded (nothing more to decide).
@@ -79,41 +79,46 @@ class NominationPolicy:
     def pair_valid(self, pair: CandidatePair, now: float) -> bool:
         """Add a pair to the valid list (§7.2.5.3.2). ``False`` when the list is full: it holds
         ``max_pairs`` pairs and none of lower priority that is not nominated to make room."""
-        component = self._component((pair.stream, pair.component))
-        valid = component.valid
-        path = (pair.local_base, pair.remote.address)
-        if path not in valid:
-            if len(valid) >= self._limit:
+        key = (pair.stream, pair.component)
+        component = self._component(key)
+        path = _path(pair)
+        if path not in self._by_path:  # a path belongs to one component (its local base's)
+            if component.valid >= self._limit:
                 lowest = min(
-                    (p for p in valid.values() if not p.nominated),
+                    (p for p in self._valid_of(key) if not p.nominated),
                     key=lambda p: p.priority,
                     default=None,
                 )
                 if lowest is None or lowest.priority >= pair.priority:
                     return False
                 self._forget(component, lowest)
-            valid[path] = pair
             self._by_path[path] = pair
+            component.valid += 1
         if component.first_valid_at is None:
             component.first_valid_at = now
         return True
 
     def _forget(self, component: _Component, pair: CandidatePair) -> None:
-        path = _path(pair)
-        del component.valid[path]
-        if self._by_path.get(path) is pair:
-            del self._by_path[path]
+        del self._by_path[_path(pair)]
+        component.valid -= 1
+
+    def _valid_of(self, key: _Key) -> list[CandidatePair]:
+        """The valid list of a component: one table for all, since one component is the rule
+        (a one-entry dict per component would take ~220 bytes more)."""
+        stream, component = key
+        return [
+            p for p in self._by_path.values() if p.stream == stream and p.component == component
+        ]
 
     def valid_pairs(self, stream: int, component: int) -> list[CandidatePair]:
         """The valid list of a component, best first."""
-        record = self._components.get((stream, component))
-        valid = () if record is None else record.valid.values()
+        valid = self._valid_of((stream, component))
         return sorted(valid, key=lambda p: p.priority, reverse=True)
 
     def has_valid(self, stream: int, component: int) -> bool:
         """Whether the component has a valid pair."""
         record = self._components.get((stream, component))
-        return record is not None and bool(record.valid)
+        return record is not None and record.valid > 0
 
     def valid_on(self, local_base: Address, remote: Address) -> CandidatePair | None:
         """The valid pair that sends from ``local_base`` to ``remote``, if any."""
@@ -147,11 +152,12 @@ class NominationPolicy:
         pair (at least ``MIN_PATIENCE``): a path that works answers in about that time. Never
         longer than ``max_nomination_wait`` after the first valid pair.
         """
-        record = self._components.get((checklist.stream, component))
+        key = (checklist.stream, component)
+        record = self._components.get(key)
         if record is None or record.nominating is not None or not record.valid:
             return None
         assert record.first_valid_at is not None  # set with the first valid pair
-        best = max(record.valid.values(), key=lambda p: p.priority)
+        best = max(self._valid_of(key), key=lambda p: p.priority)
         cap = record.first_valid_at + self._max_wait
         if now < cap:
             patience = max(PATIENCE_RTTS * (best.last_rtt or 0.0), MIN_PATIENCE)
@@ -194,9 +200,9 @@ class NominationPolicy:
                 and remote in (None, pair.remote.address)
             )
 
+        for pair in [p for p in self._by_path.values() if gone(p)]:
+            self._forget(self._components[(pair.stream, pair.component)], pair)
         for component in self._components.values():
-            for pair in [p for p in component.valid.values() if gone(p)]:
-                self._forget(component, pair)
             if gone(component.nominating):
                 component.nominating = None
             if gone(component.unconfirmed):
@@ -208,7 +214,7 @@ class NominationPolicy:
         nominee = None if record is None else record.nominating
         if record is not None and nominee is not None and _same(nominee, pair):
             record.nominating = None
-            known = record.valid.get(_path(pair))
+            known = self._by_path.get(_path(pair))
             if known is not None:
                 self._forget(record, known)
 

@@ -47,11 +47,14 @@ class LocalPreferences:
     __slots__ = ("_taken",)
 
     def __init__(self) -> None:
-        self._taken: dict[tuple[int, int, CandidateType], set[int]] = {}
+        #: Made at the first reflexive or relayed candidate (host ones take no value here).
+        self._taken: dict[tuple[int, int, CandidateType], set[int]] | None = None
 
     def take(self, stream: int, component: int, kind: CandidateType, wanted: int) -> int:
         """``wanted`` if no candidate of this stream, component and type holds it, else the
         nearest free value below it (above it when none is left below); it is now taken."""
+        if self._taken is None:
+            self._taken = {}
         taken = self._taken.setdefault((stream, component, kind), set())
         value = wanted
         while value in taken and value > 0:
@@ -65,4 +68,5 @@ class LocalPreferences:
 
     def release(self, stream: int, component: int, kind: CandidateType, value: int) -> None:
         """A candidate that held ``value`` is gone: the value is free again."""
-        self._taken.get((stream, component, kind), set()).discard(value)
+        if self._taken is not None:
+            self._taken.get((stream, component, kind), set()).discard(value)

@@ -81,6 +81,18 @@ class TlsSettings:
         return self._context
 
 
+#: The settings of every connection that checks against the system CAs: one object, so that
+#: the context is loaded once for all of them, and no settings object is made per connection.
+_SYSTEM_CAS = TlsSettings(None, verify=True)
+
+
+def tls_settings(cafile: str | os.PathLike[str] | None, verify: bool) -> TlsSettings:
+    """The :class:`TlsSettings` for ``cafile`` and ``verify``: the shared one for the default."""
+    if cafile is None and verify is True:
+        return _SYSTEM_CAS
+    return TlsSettings(cafile, verify)
+
+
 def is_relayed_data(data: bytes) -> bool:
     """Whether a datagram to a TURN server carries a peer's data — ChannelData (first byte
     0x40-0x7F, RFC 8656 §12.4) or a STUN indication (a Send, §10.1) — rather than a request."""

@@ -25,6 +25,7 @@ Every failure keeps its reason (:meth:`Selection.failure_reason`).
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -51,6 +52,17 @@ class _Stall(enum.Enum):
     NO_NOMINATION = "no nomination"
 
 
+@functools.lru_cache(maxsize=64)
+def component_keys(streams: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """Every (stream, component) of a session with ``streams`` (components per stream): one
+    immutable tuple shared by every agent of the same shape, not a list of tuples each."""
+    return tuple(
+        (stream, component)
+        for stream, components in enumerate(streams)
+        for component in range(1, components + 1)
+    )
+
+
 class Selection(AgentPart):
     """Nomination, selection and the derived state of an :class:`~ice.agent.Agent`."""
 
@@ -60,17 +72,13 @@ class Selection(AgentPart):
         super().__init__(agent, emit)
         self._selected = agent.selected
         #: Every (stream, component) of the session: fixed by the config, restarts included.
-        self._keys = [
-            (stream, component)
-            for stream, components in enumerate(agent.config.streams)
-            for component in range(1, components + 1)
-        ]
+        self._keys = component_keys(agent.config.streams)
         #: Why the agent failed, once it has (see :meth:`failure_reason`).
         self.failure: str | None = None
         #: The components not :meth:`concluded`, and whether there is none: asked after every
         #: datagram, so worked out again only where they can change — a pair selected or
         #: unselected, a restart.
-        self._unconcluded = tuple(self._keys)
+        self._unconcluded = self._keys
         self.all_concluded = False
 
     # ================================================================== nomination, selection
@@ -230,7 +238,7 @@ class Selection(AgentPart):
         self.failure = None
         self._conclude()
 
-    def keys(self) -> list[tuple[int, int]]:
+    def keys(self) -> tuple[tuple[int, int], ...]:
         """Every (stream, component) of the session."""
         return self._keys
 

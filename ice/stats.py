@@ -142,10 +142,23 @@ class FailureCounters:
     bad_integrity: int = 0
     role_conflicts: int = 0
     malformed: int = 0
-    #: Peer values clamped or dropped, by reason.
-    peer_input: Counter[PeerInput] = field(default_factory=Counter)
-    #: ICE-TCP connections closed or refused, and messages dropped, by reason.
-    tcp: Counter[TcpOutcome] = field(default_factory=Counter)
+    # The two tables are made when first asked for: most sessions never count in them.
+    _peer_input: Counter[PeerInput] | None = field(default=None, repr=False)
+    _tcp: Counter[TcpOutcome] | None = field(default=None, repr=False)
+
+    @property
+    def peer_input(self) -> Counter[PeerInput]:
+        """Peer values clamped or dropped, by reason."""
+        if self._peer_input is None:
+            self._peer_input = Counter()
+        return self._peer_input
+
+    @property
+    def tcp(self) -> Counter[TcpOutcome]:
+        """ICE-TCP connections closed or refused, and messages dropped, by reason."""
+        if self._tcp is None:
+            self._tcp = Counter()
+        return self._tcp
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,7 +182,7 @@ class TcpConnections:
         "_by_path",
         "_config",
         "_connecting",
-        "_counts",
+        "_failures",
         "_ids",
         "bases",
         "commands",
@@ -191,7 +191,7 @@ class TcpConnections:
     def __init__(self, agent: Agent) -> None:
         self._agent = agent
         self._config = agent.config
-        self._counts = agent.failures.tcp
+        self._failures = agent.failures
         #: The TCP bases the driver declared: what the agent addresses from them goes here.
         self.bases: dict[Address, None] = {}
         #: What the driver must do, in order (drained by ``Agent.tcp_commands``).
@@ -248,7 +248,7 @@ class TcpConnections:
         the path's local candidate is active or simultaneous-open and it has none yet."""
         connection = self._by_path.get((local, remote)) or self._open(local, remote, now)
         if connection is None:
-            self._counts[TcpOutcome.SEND_DROPPED] += 1
+            self._failures.tcp[TcpOutcome.SEND_DROPPED] += 1
             self._agent.selection.lose_path(local, remote, "no TCP connection to send on", now)
             return
         frame = frame_rfc4571(data)
@@ -257,7 +257,7 @@ class TcpConnections:
         elif len(connection.waiting) < MAX_WAITING_FRAMES:
             connection.waiting.append(frame)
         else:
-            self._counts[TcpOutcome.SEND_DROPPED] += 1
+            self._failures.tcp[TcpOutcome.SEND_DROPPED] += 1
 
     def _open(self, local: Address, remote: Address, now: float) -> TcpConnection | None:
         tcp_type = self._local_type(local, remote)
@@ -292,20 +292,20 @@ class TcpConnections:
         base = self._agent.gatherer.on_base(local)
         accepting = (TcpType.PASSIVE, TcpType.SIMULTANEOUS_OPEN)
         if local not in self.bases or base is None or base.candidate.tcp_type not in accepting:
-            self._counts[TcpOutcome.ACCEPT_REFUSED] += 1
+            self._failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1
             return None
         existing = self._by_path.get((local, remote))
         waiting: list[bytes] = []
         if existing is not None:
             if existing.state is TcpState.OPEN:
-                self._counts[TcpOutcome.ACCEPT_REFUSED] += 1  # one connection per pair
+                self._failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1  # one connection per pair
                 return None
             # Both sides of a simultaneous-open pair connected and the peer's won: ours goes.
             waiting = existing.waiting
             self.commands.append(CloseTcp(existing.id))
             self._forget(existing)
         if len(self._by_id) >= self._config.max_tcp_connections and not self._evict():
-            self._counts[TcpOutcome.ACCEPT_REFUSED] += 1
+            self._failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1
             return None
         connection = self._add(
             local, remote, TcpState.OPEN, accepted=True, deadline=now + self._timeout
@@ -393,7 +393,7 @@ class TcpConnections:
         if connection is None:
             return
         connecting = connection.state is TcpState.CONNECTING
-        self._counts[TcpOutcome.REFUSED if connecting else TcpOutcome.CLOSED_BY_PEER] += 1
+        self._failures.tcp[TcpOutcome.REFUSED if connecting else TcpOutcome.CLOSED_BY_PEER] += 1
         self._forget(connection)
         what = "could not be opened" if connecting else "was closed"
         path_reason = f"the TCP connection to {connection.remote} {what}: {reason}"
@@ -417,7 +417,7 @@ class TcpConnections:
 
     def _close(self, connection: TcpConnection, outcome: TcpOutcome, now: float | None) -> None:
         """Close a connection ourselves for ``outcome``; with ``now``, its path is lost."""
-        self._counts[outcome] += 1
+        self._failures.tcp[outcome] += 1
         self.commands.append(CloseTcp(connection.id))
         self._forget(connection)
         if now is not None:

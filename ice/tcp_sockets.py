@@ -269,10 +269,22 @@ class TcpPath:
 class TcpSockets:
     """The listening sockets and connections of one connection's agent (module docstring)."""
 
+    __slots__ = (
+        "_agent",
+        "_deliver",
+        "dropped_writes",
+        "links",
+        "listeners",
+        "loop",
+        "paths",
+        "port_range",
+        "pump",
+    )
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        agent: Callable[[], Agent],
+        agent: Agent,
         pump: Callable[[], None],
         deliver: Callable[[bytes, int], None],
         port_range: PortRange | None = None,
@@ -299,7 +311,7 @@ class TcpSockets:
         """``pair`` is the component's selected pair now: a TCP pair's data goes straight to
         its connection (any other's through the agent, :mod:`ice.base_sockets`)."""
         self.drop(component, self.loop.time())
-        agent = self._agent()
+        agent = self._agent
         connection = agent.tcp.connection_of(pair)
         link = None if connection is None else self.links.get(connection)
         if link is None:
@@ -318,7 +330,7 @@ class TcpSockets:
         path = self.paths.pop(component, None)
         if path is not None:
             self._flush(path, now)
-            self._agent().tcp.set_sink(path.link.connection, None)
+            self._agent.tcp.set_sink(path.link.connection, None)
 
     def send(self, component: int, data: bytes) -> bool:
         """Send on the component's TCP path; ``False`` if it has none."""
@@ -336,7 +348,7 @@ class TcpSockets:
                 self._flush(path, now)
 
     def _flush(self, path: TcpPath, now: float) -> None:
-        self._agent().count_data(path.pair, now, sent=path.sent, received=path.received)
+        self._agent.count_data(path.pair, now, sent=path.sent, received=path.received)
         path.sent = path.received = 0
 
     # ================================================================== bases
@@ -406,7 +418,7 @@ class TcpSockets:
         self, base: Address, client: socket.socket, remote: Address, now: float
     ) -> TcpLink | None:
         """Offer a connection accepted on ``base`` to the agent: its link, or ``None`` (closed)."""
-        connection = self._agent().tcp_accepted(base, remote, now)
+        connection = self._agent.tcp_accepted(base, remote, now)
         if connection is None:
             client.close()
             return None
@@ -475,13 +487,13 @@ class TcpSockets:
 
     def connected(self, link: TcpLink) -> None:
         if self.links.get(link.connection) is link:
-            self._agent().tcp_connected(link.connection, self.loop.time())
+            self._agent.tcp_connected(link.connection, self.loop.time())
             self.pump()
 
     def received(self, link: TcpLink, data: bytes) -> bool:
         """Hand bytes to the agent; whether the agent got more than application data for the
         fast path (then it must be pumped)."""
-        return self._agent().receive_stream(link.connection, data, self.loop.time())
+        return self._agent.receive_stream(link.connection, data, self.loop.time())
 
     def lost(self, link: TcpLink, reason: str) -> None:
         """The connection ended without the agent asking: tell it why."""
@@ -494,7 +506,7 @@ class TcpSockets:
                 self.drop(component, self.loop.time())
         if link.connecting:
             _log.debug("ICE-TCP connection to %s failed: %s", link.remote, reason)
-        self._agent().tcp_closed(link.connection, self.loop.time(), reason)
+        self._agent.tcp_closed(link.connection, self.loop.time(), reason)
         self.pump()
 
     def lost_later(self, link: TcpLink, reason: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import ipaddress
+import sys
 from typing import NamedTuple
 
 from .errors import LocalProtocolError
@@ -53,9 +54,10 @@ DECIMAL_OCTETS = tuple(str(octet) for octet in range(256))
 
 def unpack_host(packed: bytes) -> str:
     """Return the normalised text form of a 4- or 16-byte packed address."""
+    # Interned: the addresses that sessions keep (a peer's, a mapped one) are held once.
     if len(packed) == 4:
-        return ".".join([DECIMAL_OCTETS[octet] for octet in packed])
-    return ipaddress.IPv6Address(packed).compressed
+        return sys.intern(".".join([DECIMAL_OCTETS[octet] for octet in packed]))
+    return sys.intern(ipaddress.IPv6Address(packed).compressed)
 
 
 def new_address(host: str, port: int) -> Address:

@@ -397,6 +397,14 @@ class OutgoingChecks(AgentPart):
         valid.valid = True
         if valid is not pair and valid.state is not PairState.SUCCEEDED:
             agent._set_pair_state(valid, PairState.SUCCEEDED)
+        # A triggered check still queued for the pair (§7.3.1.4: the peer's check met ours in
+        # progress, which was cancelled, and this is its answer) would only prove again what
+        # this answer proved: it is dropped. A nomination never waits there
+        # (Selection.run_nomination sends it at once).
+        triggered = agent.checklists[pair.stream].triggered
+        if triggered:
+            triggered.pop(pair, None)
+            triggered.pop(valid, None)
         foundation = pair.foundation
         for checklist in agent.checklists:
             for sibling in checklist.unfreeze_foundation(foundation):

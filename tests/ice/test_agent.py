@@ -33,7 +33,9 @@ from .machine_pair import (
     Wire,
     connect,
     host_candidates,
+    is_request,
     make_agent,
+    nominating,
     pair_of,
     states,
 )
@@ -134,6 +136,22 @@ def test_two_agents_connect_and_select_the_same_pair() -> None:
         assert sequence[0] is IceState.CHECKING and sequence[-1] is IceState.COMPLETED
         assert sequence.count(IceState.COMPLETED) == 1  # completed never falls back
     assert any(isinstance(e, SelectedPairChanged) for e in wire.log(b))
+
+
+def test_checks_that_cross_cost_no_check_after_the_pair_succeeded() -> None:
+    """Both agents check the one pair at once, so each gets the other's check while its own is
+    in progress: each cancels its own and queues a triggered check (§7.3.1.4). The cancelled
+    check's answer then proves the pair: the queued check is dropped, not sent to prove it again.
+    The controlling agent sends its check and the nomination (§8.1.1), the controlled one its
+    check; nothing more before consent's first check, seconds later."""
+    a, b, wire = pair_of()
+    connect(a, b, wire, until=3.0)
+    assert a.state is IceState.COMPLETED and b.state is IceState.COMPLETED
+    sent_by_a = [d for d in wire.sent if d.local == A_ADDRESS and is_request(d)]
+    sent_by_b = [d for d in wire.sent if d.local == B_ADDRESS and is_request(d)]
+    assert [nominating(d) for d in sent_by_a] == [False, True]
+    assert [nominating(d) for d in sent_by_b] == [False]
+    assert not a.checklists[0].triggered and not b.checklists[0].triggered
 
 
 def test_checks_carry_the_rfc_attributes() -> None:

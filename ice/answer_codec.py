@@ -14,8 +14,9 @@ named here, or registered since its shape was kept; one twice; a length the attr
 have; MESSAGE-INTEGRITY-SHA256; something after MESSAGE-INTEGRITY but FINGERPRINT; a FINGERPRINT
 that does not match; a USERNAME that is not UTF-8) gives ``None``: :meth:`stun.Message.decode`
 and the typed path decide about it, so what they refuse is refused the same way. The integrity
-of what is read is checked by the caller with :func:`stun.integrity.integrity_matches`, the
-check behind :meth:`stun.Message.check_integrity`.
+of what is read (always a MESSAGE-INTEGRITY, HMAC-SHA1) is checked by the caller with
+:func:`stun.integrity.sha1_integrity_matches`, the check behind
+:meth:`stun.Message.check_integrity`, with its password prepared once.
 
 :func:`success_response` writes the answer of an authenticated check (§7.3.1.2): XOR-MAPPED-ADDRESS
 of the request's source, MESSAGE-INTEGRITY with the local password, FINGERPRINT — the bytes
@@ -31,7 +32,7 @@ from typing import NamedTuple
 from stun import MAGIC_COOKIE, Address
 from stun.address import AddressFamily, pack_host
 from stun.attributes import MAX_TEXT_BYTES, AttrType, XorMappedAddress, registered_attribute
-from stun.integrity import FINGERPRINT_XOR, hmac_sha1
+from stun.integrity import FINGERPRINT_XOR, PreparedKey, keyed_hmac
 
 _HEADER = struct.Struct("!HHI")
 _ATTRIBUTE_HEADER = struct.Struct("!HH")
@@ -61,8 +62,8 @@ class CheckRequest(NamedTuple):
 def read_check(data: bytes) -> tuple[CheckRequest, int, bytes] | None:
     """The check a Binding request of the common shape carries (module docstring), where its
     MESSAGE-INTEGRITY starts and the length field its HMAC covers (RFC 8489 §14.5: what
-    :func:`stun.integrity.integrity_matches` takes); ``None`` for any other bytes: the typed
-    path decides about them."""
+    :func:`stun.integrity.sha1_integrity_matches` takes); ``None`` for any other bytes: the
+    typed path decides about them."""
     size = len(data)
     for shape in _SHAPES.get(size, ()):
         if shape.headers.unpack_from(data) == shape.expected:
@@ -264,9 +265,10 @@ _HEADS_IPV4 = _heads(12)
 _HEADS_IPV6 = _heads(24)
 
 
-def success_response(transaction_id: bytes, source: Address, key: bytes) -> bytes:
+def success_response(transaction_id: bytes, source: Address, key: PreparedKey) -> bytes:
     """The success response to the check ``transaction_id`` that came from ``source``: its
-    XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY with ``key``, FINGERPRINT (RFC 8445 §7.3.1.2)."""
+    XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY with ``key`` (our password, prepared:
+    :func:`stun.integrity.shared_key`), FINGERPRINT (RFC 8445 §7.3.1.2)."""
     family, packed = pack_host(source.host)
     if family is _IPV4:  # XORed with the cookie alone (RFC 8489 §14.2)
         mapped = _MAPPED_IPV4.pack(
@@ -281,6 +283,6 @@ def success_response(transaction_id: bytes, source: Address, key: bytes) -> byte
         value = XorMappedAddress(source).encode_value(transaction_id)
         mapped = _ATTRIBUTE_HEADER.pack(_XOR_MAPPED_ADDRESS, 20) + value
         signed_head, head = _HEADS_IPV6
-    mac = hmac_sha1(key, signed_head + transaction_id + mapped)
+    mac = keyed_hmac(key, signed_head + transaction_id + mapped)
     message = head + transaction_id + mapped + _MI_HEADER + mac
     return message + _FP_HEADER + (zlib.crc32(message) ^ FINGERPRINT_XOR).to_bytes(4, "big")

@@ -50,7 +50,7 @@ from stun.attributes import (
     Username,
 )
 from stun.datagram import Datagram
-from stun.integrity import integrity_matches
+from stun.integrity import PreparedKey, sha1_integrity_matches, shared_key
 from stun.message import Message, MessageClass, Method
 
 from .agent_part import AgentPart
@@ -76,6 +76,8 @@ class IncomingChecks(AgentPart):
 
     __slots__ = (
         "_checked_paths",
+        "_key",
+        "_key_password",
         "_password_seen_by_peer",
         "_prflx_made",
         "_recent",
@@ -97,6 +99,9 @@ class IncomingChecks(AgentPart):
         self._password_seen_by_peer: str | None = None
         #: (base, source) of recent authenticated requests, least recent first.
         self._checked_paths: dict[tuple[Address, Address], None] = {}
+        #: Our password prepared for HMAC-SHA1 (:meth:`_local_key`), and the password it is of.
+        self._key: PreparedKey | None = None
+        self._key_password: str | None = None
 
     @property
     def checked_paths(self) -> int:
@@ -134,11 +139,11 @@ class IncomingChecks(AgentPart):
         if base is None:
             return True
         agent = self._agent
-        key = agent.local_password.encode()
-        if request.username.partition(":")[0] != agent.local_username or not integrity_matches(
-            key, data, integrity_at, integrity_length
+        if request.username.partition(":")[0] != agent.local_username or not (
+            sha1_integrity_matches(self._local_key(), data, integrity_at, integrity_length)
         ):
             return False  # receive() answers 401 and counts it
+        key = agent.local_password.encode()
         self._accept(request, base, local, remote, key, now)
         return True
 
@@ -192,7 +197,7 @@ class IncomingChecks(AgentPart):
         same_role = request.controlling if agent.controlling else request.controlled
         if same_role is not None and not self._resolve_role_conflict(request, local, remote, key):
             return
-        response = success_response(request.transaction_id, remote, key)
+        response = success_response(request.transaction_id, remote, self._local_key())
         self._send(_new_tuple(Datagram, (response, local, remote)))
         agent._last_progress = now
         self._remember_path(local, remote)
@@ -207,6 +212,16 @@ class IncomingChecks(AgentPart):
         if len(recent) > RECENT_REQUESTS:
             del recent[next(iter(recent))]  # the oldest (a dict keeps insertion order)
         self._act_on(request, base, remote, now)
+
+    def _local_key(self) -> PreparedKey:
+        """Our password prepared for HMAC-SHA1, kept while it is the agent's (a restart gives a
+        new one): each check is checked and answered with it, with no lookup in the process's
+        shared key cache, which sessions past its size empty again and again."""
+        password = self._agent.local_password
+        if self._key is None or password is not self._key_password:
+            self._key_password = password
+            self._key = shared_key(password.encode())
+        return self._key
 
     def _remember_path(self, local: Address, remote: Address) -> None:
         paths = self._checked_paths

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from stun.address import Address, normalize_host
 from stun.aio_sockets import tcp_socket
+from stun.aio_streams import ACCEPT_RETRY_DELAY, OUT_OF_RESOURCES
 from stun.framing import MAX_RFC4571_PACKET
 from stun.ports import PortRange, PortRangeExhausted, bind_in_range
 
@@ -407,12 +408,27 @@ class TcpSockets:
                 client, sockaddr = sock.accept()
             except (BlockingIOError, InterruptedError):
                 break
-            except OSError as exc:  # EMFILE and its kin: the next wake-up tries again
+            except OSError as exc:
                 _log.warning("ICE-TCP listener %s cannot accept: %s", base, exc)
+                if exc.errno in OUT_OF_RESOURCES:
+                    self._rest(base, sock)
                 break
             accepted |= self._adopt(base, client, _address(sockaddr), now) is not None
         if accepted:
             self.pump()
+
+    def _rest(self, base: Address, sock: socket.socket) -> None:
+        """accept() failed for want of resources (EMFILE and its kin): the connection waiting
+        in the backlog keeps the listener readable, so it stops reading for
+        :data:`~stun.aio_streams.ACCEPT_RETRY_DELAY` instead of being woken at once, again and
+        again (a busy loop and a warning per turn of the loop)."""
+        self.loop.remove_reader(sock.fileno())
+
+        def resume() -> None:
+            if self.listeners.get(base) is sock:
+                self.loop.add_reader(sock.fileno(), self._accept_ready, base, sock)
+
+        self.loop.call_later(ACCEPT_RETRY_DELAY, resume)
 
     def _adopt(
         self, base: Address, client: socket.socket, remote: Address, now: float

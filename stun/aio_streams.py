@@ -37,7 +37,7 @@ ACCEPTS_PER_EVENT = 64
 #: How long a listener rests after accept() failed for want of resources (EMFILE, ENFILE,
 #: ENOBUFS, ENOMEM): the connection stays in the backlog, so reading on would spin.
 ACCEPT_RETRY_DELAY = 1.0
-_OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
 
 class AcceptLoop:
@@ -73,7 +73,7 @@ class AcceptLoop:
             except OSError as exc:
                 if self.on_failure is not None:
                     self.on_failure(exc)
-                if exc.errno in _OUT_OF_RESOURCES:
+                if exc.errno in OUT_OF_RESOURCES:
                     self._rest()
                 break
             self.on_accept(conn, sockaddr)

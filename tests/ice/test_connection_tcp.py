@@ -9,6 +9,10 @@ Every wait is bounded by :func:`tests.net.loopback.run`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import resource
 import socket
 
 import pytest
@@ -22,7 +26,7 @@ from stun.address import Address
 from stun.attributes import IceControlling, Priority, UseCandidate, Username, XorMappedAddress
 from stun.framing import Framing, StreamDecoder, frame_rfc4571
 from stun.message import Message, MessageClass, Method
-from tests.net.loopback import LOOPBACK_HOSTS, run, until
+from tests.net.loopback import LOOPBACK_HOSTS, NO_PROC, run, until
 
 from .test_connection import connected, exchange, gathered, make
 
@@ -192,6 +196,43 @@ def test_a_flood_of_incoming_connections_stays_bounded() -> None:
             await asyncio.gather(a.connect(), b.connect())
             pair = a.selected_pair()
             assert pair is not None and pair.local.transport == "tcp"
+
+    run(scenario())
+
+
+@pytest.mark.skipif(NO_PROC is not None, reason=NO_PROC or "")
+def test_a_listener_out_of_file_descriptors_rests_and_accepts_later(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """accept() failing with EMFILE leaves the connection in the backlog and the listening
+    socket readable: the listener rests (one warning) instead of being woken at once, again and
+    again, and accepts the connection once descriptors are free again."""
+
+    async def scenario() -> None:
+        async with gathered(udp=False) as (a, _b):
+            loop = asyncio.get_running_loop()
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            client.setblocking(False)
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+            fillers = []
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, hard))
+                with contextlib.suppress(OSError):  # every descriptor left below the limit
+                    while True:
+                        fillers.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                with caplog.at_level(logging.WARNING, logger="icestack.ice"):
+                    await loop.sock_connect(client, passive(a))  # completes in the backlog
+                    await asyncio.sleep(0.3)
+            finally:
+                for filler in fillers:
+                    filler.close()
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            refused = [r for r in caplog.records if "cannot accept" in r.getMessage()]
+            assert len(refused) == 1, [r.getMessage() for r in refused[:3]]
+            assert "Too many open files" in refused[0].getMessage()
+            await until(lambda: a.agent.table_sizes().tcp_connections == 1, timeout=3.0)
+            client.close()
 
     run(scenario())
 

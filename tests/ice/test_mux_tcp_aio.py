@@ -10,7 +10,9 @@ Counts are bounded (at most :data:`SESSIONS` sessions a test) and every wait is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,6 +20,7 @@ from ice import Connection, IceConnectionError, LocalProtocolError, TcpType
 from ice.aio_mux import Mux, UdpMux
 from ice.config import AgentConfig
 from ice.mux_tcp import TcpMuxConfig
+from stun.address import Address
 from stun.framing import frame_rfc4571
 from tests.net.loopback import run, still_open, until
 
@@ -111,35 +114,43 @@ async def _raw(address: tuple[str, int], first: bytes) -> socket.socket:
     return sock
 
 
+@contextlib.asynccontextmanager
+async def served_on_mux(tcp_config: TcpMuxConfig) -> AsyncIterator[tuple[Mux, Connection, Address]]:
+    """A mux with ``tcp_config``, one gathered full-ICE session on it (it checks back, as a raw
+    peer waits for), and the mux's TCP address."""
+    async with Mux(HOST, tcp_config=tcp_config) as mux:
+        served = Connection(False, mux=mux)
+        async with served:
+            await served.gather_candidates()
+            assert mux.tcp_local is not None
+            yield mux, served, mux.tcp_local
+
+
 def test_garbage_unknown_ufrags_and_evicted_silence_are_closed_and_counted() -> None:
     async def main() -> None:
         # Silence never times out here (so the counts do not depend on the machine's speed).
         tcp_config = TcpMuxConfig(max_unowned=4, first_request_timeout=60.0)
-        async with Mux(HOST, tcp_config=tcp_config) as mux:
-            served = Connection(False, mux=mux)  # full: it checks back, as the raw peer waits for
-            async with served:
-                await served.gather_candidates()
-                assert mux.tcp_local is not None
-                unwelcome = [
-                    await _raw(mux.tcp_local, b"GET / HTTP/1.1\r\n\r\n"),
-                    await _raw(mux.tcp_local, frame_rfc4571(unsigned_check("nobody"))),
-                    await _raw(mux.tcp_local, frame_rfc4571(unsigned_check("x", username=False))),
-                ]
-                silent = [await _raw(mux.tcp_local, b"") for _ in range(6)]  # two more than wait
-                await until(lambda: not any(still_open(s) for s in unwelcome))
-                await until(lambda: mux.metrics()["tcp_dropped_evicted"] == 2)
-                metrics = mux.metrics()
-                assert metrics["tcp_dropped_not_stun"] == 1
-                assert metrics["tcp_dropped_unknown_ufrag"] == 1
-                assert metrics["tcp_dropped_no_username"] == 1
-                assert metrics["tcp_waiting"] == 4
-                assert [still_open(s) for s in silent].count(True) == 4
-                assert metrics["tcp_routed"] == 0
-                for sock in unwelcome + silent:
-                    sock.close()
-                # A real peer still gets through (and is selected).
-                with await connect_a_raw_peer(served):
-                    assert mux.metrics()["tcp_routed"] == 1
+        async with served_on_mux(tcp_config) as (mux, served, tcp_local):
+            unwelcome = [
+                await _raw(tcp_local, b"GET / HTTP/1.1\r\n\r\n"),
+                await _raw(tcp_local, frame_rfc4571(unsigned_check("nobody"))),
+                await _raw(tcp_local, frame_rfc4571(unsigned_check("x", username=False))),
+            ]
+            silent = [await _raw(tcp_local, b"") for _ in range(6)]  # two more than wait
+            await until(lambda: not any(still_open(s) for s in unwelcome))
+            await until(lambda: mux.metrics()["tcp_dropped_evicted"] == 2)
+            metrics = mux.metrics()
+            assert metrics["tcp_dropped_not_stun"] == 1
+            assert metrics["tcp_dropped_unknown_ufrag"] == 1
+            assert metrics["tcp_dropped_no_username"] == 1
+            assert metrics["tcp_waiting"] == 4
+            assert [still_open(s) for s in silent].count(True) == 4
+            assert metrics["tcp_routed"] == 0
+            for sock in unwelcome + silent:
+                sock.close()
+            # A real peer still gets through (and is selected).
+            with await connect_a_raw_peer(served):
+                assert mux.metrics()["tcp_routed"] == 1
 
     run(main())
 
@@ -147,18 +158,14 @@ def test_garbage_unknown_ufrags_and_evicted_silence_are_closed_and_counted() -> 
 def test_a_silent_connection_is_closed_at_its_deadline() -> None:
     async def main() -> None:
         tcp_config = TcpMuxConfig(max_unowned=16, first_request_timeout=0.3)
-        async with Mux(HOST, tcp_config=tcp_config) as mux:
-            served = Connection(False, mux=mux)
-            async with served:
-                await served.gather_candidates()
-                assert mux.tcp_local is not None
-                silent = [await _raw(mux.tcp_local, b"") for _ in range(3)]
-                await until(lambda: not any(still_open(s) for s in silent))
-                metrics = mux.metrics()
-                assert metrics["tcp_dropped_silent"] == 3
-                assert metrics["tcp_dropped_evicted"] == metrics["tcp_waiting"] == 0
-                for sock in silent:
-                    sock.close()
+        async with served_on_mux(tcp_config) as (mux, _, tcp_local):
+            silent = [await _raw(tcp_local, b"") for _ in range(3)]
+            await until(lambda: not any(still_open(s) for s in silent))
+            metrics = mux.metrics()
+            assert metrics["tcp_dropped_silent"] == 3
+            assert metrics["tcp_dropped_evicted"] == metrics["tcp_waiting"] == 0
+            for sock in silent:
+                sock.close()
 
     run(main())
 
@@ -166,17 +173,13 @@ def test_a_silent_connection_is_closed_at_its_deadline() -> None:
 def test_a_source_past_its_share_of_waiting_connections_is_closed_at_once() -> None:
     async def main() -> None:
         tcp_config = TcpMuxConfig(max_unowned_per_source=2, first_request_timeout=60.0)
-        async with Mux(HOST, tcp_config=tcp_config) as mux:
-            served = Connection(False, mux=mux)
-            async with served:
-                await served.gather_candidates()
-                assert mux.tcp_local is not None
-                silent = [await _raw(mux.tcp_local, b"") for _ in range(3)]
-                await until(lambda: mux.metrics()["tcp_dropped_source_limit"] == 1)
-                await until(lambda: [still_open(s) for s in silent].count(True) == 2)
-                assert mux.metrics()["tcp_waiting"] == 2
-                for sock in silent:
-                    sock.close()
+        async with served_on_mux(tcp_config) as (mux, _, tcp_local):
+            silent = [await _raw(tcp_local, b"") for _ in range(3)]
+            await until(lambda: mux.metrics()["tcp_dropped_source_limit"] == 1)
+            await until(lambda: [still_open(s) for s in silent].count(True) == 2)
+            assert mux.metrics()["tcp_waiting"] == 2
+            for sock in silent:
+                sock.close()
 
     run(main())
 

@@ -44,7 +44,8 @@ def random_bytes(source: RandomSource, size: int) -> bytes:
 TRANSACTION_ID_BATCH = 64
 #: Transaction IDs drawn from the OS and not handed out yet (shared by every default source).
 _SYSTEM_IDS: list[bytes] = []
-os.register_at_fork(after_in_child=_SYSTEM_IDS.clear)
+if hasattr(os, "register_at_fork"):  # POSIX: where there is no fork, nothing to forget
+    os.register_at_fork(after_in_child=_SYSTEM_IDS.clear)
 
 
 def new_transaction_id(source: RandomSource | None = None) -> bytes:

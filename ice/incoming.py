@@ -137,7 +137,9 @@ class IncomingChecks(AgentPart):
         base = self._gatherer.on_base(local)
         if base is None:
             return True
-        prepared = self._local_key()
+        prepared = self._key
+        if prepared is None or self._key_password is not self._agent.local_password:
+            prepared = self._local_key()
         if request.username.partition(":")[0] != self._agent.local_username or not (
             sha1_integrity_matches(prepared, data, integrity_at, integrity_length)
         ):
@@ -199,7 +201,15 @@ class IncomingChecks(AgentPart):
         response = success_response(request.transaction_id, remote, prepared)
         self._send(_new_tuple(Datagram, (response, local, remote)))
         agent._last_progress = now
-        self._remember_path(local, remote)
+        paths = self._checked_paths
+        path = (local, remote)
+        if path in paths:
+            del paths[path]  # re-inserted below as the most recent
+            paths[path] = None
+        else:
+            paths[path] = None
+            if len(paths) > self._config.max_pairs:
+                del paths[next(iter(paths))]  # the least recent
         if not self.peer_has_credentials:
             self.peer_has_credentials = True
             agent.selection.repeat_unconfirmed_nominations(now)
@@ -221,17 +231,6 @@ class IncomingChecks(AgentPart):
             self._key_password = password
             self._key = shared_key(password.encode())
         return self._key
-
-    def _remember_path(self, local: Address, remote: Address) -> None:
-        paths = self._checked_paths
-        path = (local, remote)
-        if path in paths:
-            del paths[path]  # re-inserted below as the most recent
-            paths[path] = None
-            return
-        paths[path] = None
-        if len(paths) > self._config.max_pairs:
-            del paths[next(iter(paths))]  # the least recent
 
     def _act_on(
         self, request: CheckRequest, base: LocalCandidate, remote: Address, now: float
@@ -262,7 +261,8 @@ class IncomingChecks(AgentPart):
         if use_candidate:
             pair.nominate_on_success = True
         outgoing = agent.outgoing
-        outgoing.cancel(pair)  # §7.3.1.4: the triggered check replaces it
+        if pair.transaction_id is not None:
+            outgoing.cancel(pair)  # §7.3.1.4: the triggered check replaces it
         agent._set_pair_state(pair, PairState.WAITING)
         checklist.enqueue_triggered(pair)
         if agent._checking:

@@ -418,10 +418,12 @@ class OutgoingChecks(AgentPart):
         if triggered:
             triggered.pop(pair, None)
             triggered.pop(valid, None)
-        foundation = pair.foundation
+        foundation = None
         for checklist in agent.checklists:
-            for sibling in checklist.unfreeze_foundation(foundation):
-                self._emit(PairStateChanged(checklist.stream, sibling))
+            if checklist.schedulable:  # else no pair of the list is Frozen but passive ones
+                foundation = foundation or pair.foundation
+                for sibling in checklist.unfreeze_foundation(foundation):
+                    self._emit(PairStateChanged(checklist.stream, sibling))
         if check.use_candidate and check.controlling:
             agent.selection.nominate(valid, now)
             if agent.selected.get((valid.stream, valid.component)) is valid:

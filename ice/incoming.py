@@ -237,7 +237,10 @@ class IncomingChecks(AgentPart):
     ) -> None:
         """What a new authenticated request sets in motion (§7.3.1.3 to §7.3.1.5)."""
         agent = self._agent
-        remote_candidate = self._remote_for(base, remote, request.priority)
+        local = base.candidate
+        remote_candidate = self._remote_candidates.find(
+            base.stream, local.component, remote, local.transport
+        ) or self._peer_reflexive_remote(base, remote, request.priority)
         if remote_candidate is None:
             return
         if self._config.lite:
@@ -287,11 +290,11 @@ class IncomingChecks(AgentPart):
             pair.valid = True
             agent.selection.nominate(pair, now)
 
-    def _remote_for(
+    def _peer_reflexive_remote(
         self, base: LocalCandidate, remote: Address, priority: int | None
     ) -> Candidate | None:
-        """The remote candidate a request that reached ``base`` came from, or a new
-        peer-reflexive one (§7.3.1.3) — ``None`` when the stream holds
+        """A new peer-reflexive remote candidate (§7.3.1.3) for a request that reached ``base``
+        from ``remote``, which is no known remote candidate — ``None`` when the stream holds
         ``max_remote_candidates`` already, or for a source no check can be sent back to (port
         0, an unspecified or multicast address).
 
@@ -302,9 +305,6 @@ class IncomingChecks(AgentPart):
         active candidate, at the address and port the connection came from."""
         stream, component = base.stream, base.candidate.component
         transport = base.candidate.transport
-        candidate = self._remote_candidates.find(stream, component, remote, transport)
-        if candidate is not None:
-            return candidate
         if priority is None:
             priority = 0
         if not 1 <= priority <= MAX_PRIORITY:

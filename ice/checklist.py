@@ -126,8 +126,9 @@ class CheckList:
         self.components = components
         self.max_pairs = max_pairs
         self.pairs: list[CandidatePair] = []
-        #: The triggered check queue (§7.3.1.4), FIFO: a dict used as an ordered set.
-        self.triggered: dict[CandidatePair, None] = {}
+        #: The triggered check queue (§7.3.1.4), FIFO: a dict used as an ordered set, ``None``
+        #: while empty (most of the time: an emptied dict keeps 224 bytes).
+        self.triggered: dict[CandidatePair, None] | None = None
         self._by_addresses: dict[tuple[Address, Address], CandidatePair] = {}
         #: How many pairs of the list we can check: Waiting, or Frozen and not waiting for the
         #: peer (kept by :meth:`set_state`, :meth:`add` and eviction).
@@ -169,7 +170,7 @@ class CheckList:
     def _remove(self, pair: CandidatePair) -> None:
         self.pairs.remove(pair)
         del self._by_addresses[(pair.local_base, pair.remote.address)]
-        self.triggered.pop(pair, None)
+        self.drop_triggered(pair)
         self.schedulable -= _schedulable(pair, pair.state)
 
     def set_state(self, pair: CandidatePair, state: PairState) -> None:
@@ -270,15 +271,31 @@ class CheckList:
 
     def enqueue_triggered(self, pair: CandidatePair) -> None:
         """Queue a triggered check for ``pair`` (once; §7.3.1.4)."""
-        self.triggered[pair] = None
+        if self.triggered is None:
+            self.triggered = {pair: None}
+        else:
+            self.triggered[pair] = None
 
     def next_triggered(self) -> CandidatePair | None:
         """Take the first pair of the triggered check queue, if any."""
-        if not self.triggered:
+        triggered = self.triggered
+        if not triggered:
             return None
-        pair = next(iter(self.triggered))
-        del self.triggered[pair]
-        return pair
+        for pair in triggered:  # the first (no iter() and next() calls); the loop ends here
+            del triggered[pair]
+            if not triggered:
+                self.triggered = None
+            return pair
+        return None
+
+    def drop_triggered(self, *pairs: CandidatePair) -> None:
+        """Take ``pairs`` out of the triggered check queue, where they are."""
+        triggered = self.triggered
+        if triggered:
+            for pair in pairs:
+                triggered.pop(pair, None)
+            if not triggered:
+                self.triggered = None
 
     def stop_below(self, component: int, priority: int) -> list[CandidatePair]:
         """Nomination concluded a component: take its lower-priority Frozen, Waiting and
@@ -294,9 +311,10 @@ class CheckList:
         for pair in pruned:
             self.set_state(pair, PairState.FAILED)
             pair.failure = "pruned after nomination"
-        for pair in [p for p in self.triggered if p.component == component]:
-            if pair.priority < priority:
-                del self.triggered[pair]
+        if self.triggered:
+            self.drop_triggered(
+                *(p for p in self.triggered if p.component == component and p.priority < priority)
+            )
         return pruned
 
 

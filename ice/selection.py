@@ -159,8 +159,7 @@ class Selection(AgentPart):
         for pair in gone:
             pair.failure = "local candidate lost"
             agent._set_pair_state(pair, PairState.FAILED)
-        for pair in gone:
-            checklist.triggered.pop(pair, None)
+        checklist.drop_triggered(*gone)
         agent.outgoing.forget_base(local.base)
         agent.nomination.forget(local.base)
         key = (local.stream, local.candidate.component)
@@ -192,7 +191,7 @@ class Selection(AgentPart):
             if pair is not None and pair.state is not PairState.FAILED:
                 pair.failure = reason
                 agent._set_pair_state(pair, PairState.FAILED)
-                checklist.triggered.pop(pair, None)
+                checklist.drop_triggered(pair)
         agent.nomination.forget(local, remote)
         agent._touched = True  # what the agent waits for changed: derive the state again
         selected = self._selected.on_path(local, remote)

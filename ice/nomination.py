@@ -9,8 +9,9 @@ not a whole transaction timeout. Nominating means checking the pair again with
 USE-CANDIDATE; if that check fails, the component is open for nomination again.
 
 The valid list of a component holds at most ``max_pairs`` pairs (a peer decides how many paths it
-validates); every pair in it is also found by its path — (local base, remote address) — in O(1),
-for the checks and the data that arrive on it.
+validates); every pair in it is also found by its path — (local base, remote address) — in
+bounded time, for the checks and the data that arrive on it: by a look through the few valid
+pairs a session usually has, by a table once they are more.
 
 A nomination is *unconfirmed* while the peer may not have acted on it: see
 :meth:`NominationPolicy.nominated_by_us`.
@@ -22,7 +23,7 @@ import functools
 
 from stun.address import Address
 
-from .checklist import CandidatePair, CheckList, PairState
+from .checklist import FEW_PAIRS, CandidatePair, CheckList, PairState, on_path
 from .config import AgentConfig
 
 _Key = tuple[int, int]
@@ -83,7 +84,7 @@ class _Component:
 class NominationPolicy:
     """The valid list per component, and the decision to nominate."""
 
-    __slots__ = ("_by_path", "_components", "_index", "_limit", "_max_wait")
+    __slots__ = ("_by_path", "_components", "_index", "_limit", "_max_wait", "_valid")
 
     def __init__(self, config: AgentConfig) -> None:
         self._max_wait = config.max_nomination_wait
@@ -92,7 +93,12 @@ class NominationPolicy:
         #: once: the components are fixed by the config), found through the shared index.
         self._index = _component_index(config.streams)
         self._components = tuple(_Component() for _ in self._index)
-        self._by_path: dict[_Path, CandidatePair] = {}
+        #: The valid pairs of every component, one per path (a path belongs to one component:
+        #: its local base's), and, once there are more than :data:`~ice.checklist.FEW_PAIRS`,
+        #: a table of them by path (until then :meth:`valid_on` looks through them: a
+        #: one-entry dict takes 224 bytes, a one-item tuple 48).
+        self._valid: tuple[CandidatePair, ...] = ()
+        self._by_path: dict[_Path, CandidatePair] | None = None
 
     def _component(self, pair: CandidatePair) -> _Component:
         """The record of ``pair``'s component (every pair is of a component of the session:
@@ -103,8 +109,7 @@ class NominationPolicy:
         """Add a pair to the valid list (§7.2.5.3.2). ``False`` when the list is full: it holds
         ``max_pairs`` pairs and none of lower priority that is not nominated to make room."""
         component = self._components[self._index[pair.stream, pair.component]]
-        path = (pair.local_base, pair.remote.address)
-        if path not in self._by_path:  # a path belongs to one component (its local base's)
+        if self.valid_on(pair.local_base, pair.remote.address) is None:
             if component.valid >= self._limit:
                 lowest = min(
                     (p for p in self._valid_of(pair.stream, pair.component) if not p.nominated),
@@ -114,22 +119,27 @@ class NominationPolicy:
                 if lowest is None or lowest.priority >= pair.priority:
                     return False
                 self._forget(component, lowest)
-            self._by_path[path] = pair
+            self._valid += (pair,)
+            table = self._by_path
+            if table is not None:
+                table[pair.local_base, pair.remote.address] = pair
+            elif len(self._valid) > FEW_PAIRS:
+                self._by_path = {_path(p): p for p in self._valid}
             component.valid += 1
         if component.first_valid_at is None:
             component.first_valid_at = now
         return True
 
     def _forget(self, component: _Component, pair: CandidatePair) -> None:
-        del self._by_path[_path(pair)]
+        self._valid = tuple(p for p in self._valid if p is not pair)
+        if self._by_path is not None:
+            del self._by_path[_path(pair)]
         component.valid -= 1
 
     def _valid_of(self, stream: int, component: int) -> list[CandidatePair]:
         """The valid list of a component: one table for all, since one component is the rule
         (a one-entry dict per component would take ~220 bytes more)."""
-        return [
-            p for p in self._by_path.values() if p.stream == stream and p.component == component
-        ]
+        return [p for p in self._valid if p.stream == stream and p.component == component]
 
     def valid_pairs(self, stream: int, component: int) -> list[CandidatePair]:
         """The valid list of a component, best first."""
@@ -142,12 +152,15 @@ class NominationPolicy:
 
     def valid_on(self, local_base: Address, remote: Address) -> CandidatePair | None:
         """The valid pair that sends from ``local_base`` to ``remote``, if any."""
-        return self._by_path.get((local_base, remote))
+        table = self._by_path
+        if table is not None:
+            return table.get((local_base, remote))
+        return on_path(self._valid, local_base, remote)
 
     @property
     def size(self) -> int:
         """How many valid pairs are kept, over every component."""
-        return len(self._by_path)
+        return len(self._valid)
 
     @property
     def deadline(self) -> float | None:
@@ -178,7 +191,7 @@ class NominationPolicy:
             return None  # asked after every datagram: the usual answer costs no further call
         assert record.first_valid_at is not None  # set with the first valid pair
         best: CandidatePair | None = None  # the first of the highest priority, as max() gives
-        for pair in self._by_path.values():
+        for pair in self._valid:
             if (
                 pair.stream == stream
                 and pair.component == component
@@ -232,7 +245,7 @@ class NominationPolicy:
                 and remote in (None, pair.remote.address)
             )
 
-        for pair in [p for p in self._by_path.values() if gone(p)]:
+        for pair in [p for p in self._valid if gone(p)]:
             self._forget(self._component(pair), pair)
         for component in self._components:
             if gone(component.nominating):
@@ -246,7 +259,7 @@ class NominationPolicy:
         nominee = record.nominating
         if nominee is not None and _same(nominee, pair):
             record.nominating = None
-            known = self._by_path.get(_path(pair))
+            known = self.valid_on(*_path(pair))
             if known is not None:
                 self._forget(record, known)
 

@@ -589,7 +589,10 @@ class Agent:
             self.consent.get_timer() if self.consent.records else None,
             self.tcp.get_timer() if self.tcp.bases else None,
             self.nomination.deadline
-            if self.controlling and not self.config.lite and not selection.all_concluded
+            if self.nomination.deciding
+            and self.controlling
+            and not self.config.lite
+            and not selection.all_concluded
             else None,
             self._last_now if self._touched else None,
             verdict[0] if verdict is not None else None,

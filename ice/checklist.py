@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from stun.address import Address
@@ -149,7 +149,10 @@ class CheckList:
         table = self._by_addresses
         if table is not None:
             return table.get((local_base, remote))
-        return on_path(self.pairs, local_base, remote)
+        for pair in self.pairs:  # looked through here, not by a helper: a call per datagram
+            if pair.local_base == local_base and pair.remote.address == remote:
+                return pair
+        return None
 
     def add(
         self, local: Candidate, local_base: Address, remote: Candidate, controlling: bool
@@ -199,7 +202,14 @@ class CheckList:
         change = (state is waiting or (state is frozen and checkable_if_frozen)) - (
             previous is waiting or (previous is frozen and checkable_if_frozen)
         )
-        if change and self.find(pair.local_base, pair.remote.address) is pair:
+        if not change:
+            return
+        table = self._by_addresses
+        if (
+            pair in self.pairs  # identity: a pair has no __eq__ of its own
+            if table is None
+            else table.get((pair.local_base, pair.remote.address)) is pair
+        ):
             self.schedulable += change
 
     def replace_remote(self, old: Candidate, new: Candidate, controlling: bool) -> None:
@@ -333,16 +343,6 @@ class CheckList:
 FEW_PAIRS = 4
 
 
-def on_path(
-    pairs: Iterable[CandidatePair], local_base: Address, remote: Address
-) -> CandidatePair | None:
-    """The pair of ``pairs`` that sends from ``local_base`` to ``remote``, if any."""
-    for pair in pairs:
-        if pair.local_base == local_base and pair.remote.address == remote:
-            return pair
-    return None
-
-
 class SelectedPairs(dict[tuple[int, int], CandidatePair]):
     """The selected pair of each (stream, component), also found by its path: data arriving on
     (local base, remote address) is matched to its pair without a table of paths, since a
@@ -355,7 +355,10 @@ class SelectedPairs(dict[tuple[int, int], CandidatePair]):
 
     def on_path(self, local_base: Address, remote: Address) -> CandidatePair | None:
         """The selected pair that sends from ``local_base`` to ``remote``, if any."""
-        return on_path(self.values(), local_base, remote)
+        for pair in self.values():
+            if pair.local_base == local_base and pair.remote.address == remote:
+                return pair
+        return None
 
 
 def _schedulable(pair: CandidatePair, state: PairState) -> int:

@@ -23,7 +23,7 @@ import functools
 
 from stun.address import Address
 
-from .checklist import FEW_PAIRS, CandidatePair, CheckList, PairState, on_path
+from .checklist import FEW_PAIRS, CandidatePair, CheckList, PairState
 from .config import AgentConfig
 
 _Key = tuple[int, int]
@@ -84,7 +84,7 @@ class _Component:
 class NominationPolicy:
     """The valid list per component, and the decision to nominate."""
 
-    __slots__ = ("_by_path", "_components", "_index", "_limit", "_max_wait", "_valid")
+    __slots__ = ("_by_path", "_components", "_index", "_limit", "_max_wait", "_valid", "deciding")
 
     def __init__(self, config: AgentConfig) -> None:
         self._max_wait = config.max_nomination_wait
@@ -99,6 +99,10 @@ class NominationPolicy:
         #: one-entry dict takes 224 bytes, a one-item tuple 48).
         self._valid: tuple[CandidatePair, ...] = ()
         self._by_path: dict[_Path, CandidatePair] | None = None
+        #: How many components have a valid pair and no nominee: those :meth:`choose` may
+        #: nominate. Asked after every datagram and timer, where the usual answer, none, ends
+        #: the question without a call (kept by every change of a component's record).
+        self.deciding = 0
 
     def _component(self, pair: CandidatePair) -> _Component:
         """The record of ``pair``'s component (every pair is of a component of the session:
@@ -109,7 +113,17 @@ class NominationPolicy:
         """Add a pair to the valid list (§7.2.5.3.2). ``False`` when the list is full: it holds
         ``max_pairs`` pairs and none of lower priority that is not nominated to make room."""
         component = self._components[self._index[pair.stream, pair.component]]
-        if self.valid_on(pair.local_base, pair.remote.address) is None:
+        local_base, remote = pair.local_base, pair.remote.address
+        table = self._by_path
+        if table is None:
+            for other in self._valid:  # valid_on, without the call (at every success)
+                if other.local_base == local_base and other.remote.address == remote:
+                    break
+            else:
+                other = None
+        else:
+            other = table.get((local_base, remote))
+        if other is None:
             if component.valid >= self._limit:
                 lowest = min(
                     (p for p in self._valid_of(pair.stream, pair.component) if not p.nominated),
@@ -120,12 +134,14 @@ class NominationPolicy:
                     return False
                 self._forget(component, lowest)
             self._valid += (pair,)
-            table = self._by_path
+            table = self._by_path  # made by the eviction above, maybe
             if table is not None:
-                table[pair.local_base, pair.remote.address] = pair
+                table[local_base, remote] = pair
             elif len(self._valid) > FEW_PAIRS:
                 self._by_path = {_path(p): p for p in self._valid}
             component.valid += 1
+            if component.valid == 1 and component.nominating is None:
+                self.deciding += 1
         if component.first_valid_at is None:
             component.first_valid_at = now
         return True
@@ -135,6 +151,14 @@ class NominationPolicy:
         if self._by_path is not None:
             del self._by_path[_path(pair)]
         component.valid -= 1
+        if not component.valid and component.nominating is None:
+            self.deciding -= 1
+
+    def _nominee(self, component: _Component, pair: CandidatePair | None) -> None:
+        """Set (or, with ``None``, clear) the nominee of ``component``, keeping :attr:`deciding`."""
+        if component.valid and (component.nominating is None) != (pair is None):
+            self.deciding += 1 if pair is None else -1
+        component.nominating = pair
 
     def _valid_of(self, stream: int, component: int) -> list[CandidatePair]:
         """The valid list of a component: one table for all, since one component is the rule
@@ -155,7 +179,10 @@ class NominationPolicy:
         table = self._by_path
         if table is not None:
             return table.get((local_base, remote))
-        return on_path(self._valid, local_base, remote)
+        for pair in self._valid:
+            if pair.local_base == local_base and pair.remote.address == remote:
+                return pair
+        return None
 
     @property
     def size(self) -> int:
@@ -166,7 +193,9 @@ class NominationPolicy:
     def deadline(self) -> float | None:
         """When the nomination decision of some component must be taken again."""
         deadline = None
-        for component in self._components:  # usually one, nominated: no wait
+        if not self.deciding:
+            return None
+        for component in self._components:  # usually one
             at = component.first_valid_at
             if component.nominating is None and component.valid and at is not None:
                 due = at + self._max_wait
@@ -219,6 +248,7 @@ class NominationPolicy:
                 record.recheck_at = min(latest, cap)
                 return None
         record.nominating = best
+        self.deciding -= 1  # the record had a valid pair and no nominee
         return best
 
     def wants_use_candidate(self, pair: CandidatePair, controlling: bool) -> bool:
@@ -232,7 +262,7 @@ class NominationPolicy:
         """The component has a nominated pair: nothing more to decide for it."""
         record = self._component(pair)
         if record.nominating is None:
-            record.nominating = pair
+            self._nominee(record, pair)
 
     def forget(self, local_base: Address, remote: Address | None = None) -> None:
         """A local candidate is lost (or, with ``remote``, the TCP connection of one path): its
@@ -249,7 +279,7 @@ class NominationPolicy:
             self._forget(self._component(pair), pair)
         for component in self._components:
             if gone(component.nominating):
-                component.nominating = None
+                self._nominee(component, None)
             if gone(component.unconfirmed):
                 component.unconfirmed = None
 
@@ -258,7 +288,7 @@ class NominationPolicy:
         record = self._component(pair)
         nominee = record.nominating
         if nominee is not None and _same(nominee, pair):
-            record.nominating = None
+            self._nominee(record, None)
             known = self.valid_on(*_path(pair))
             if known is not None:
                 self._forget(record, known)
@@ -292,7 +322,11 @@ class NominationPolicy:
         return self._component(pair).unconfirmed is pair
 
     def unconfirmed_pairs(self) -> list[CandidatePair]:
-        return [c.unconfirmed for c in self._components if c.unconfirmed is not None]
+        pairs = []
+        for component in self._components:  # a loop, not a comprehension: one call less
+            if component.unconfirmed is not None:
+                pairs.append(component.unconfirmed)
+        return pairs
 
     def confirm(self, pair: CandidatePair) -> None:
         """The peer showed it selected ``pair``: stop repeating USE-CANDIDATE on it."""

@@ -138,7 +138,7 @@ class Selection(AgentPart):
     def run_nomination(self, now: float) -> None:
         """The controlling agent nominates every component whose best valid pair is ready."""
         agent = self._agent
-        if not agent.controlling or self._config.lite:
+        if not agent.controlling or self._config.lite or not agent.nomination.deciding:
             return
         for stream, component in self._unconcluded:
             pair = agent.nomination.choose(agent.checklists[stream], component, now)
@@ -212,7 +212,7 @@ class Selection(AgentPart):
         timer: the usual answer — still checking, a check in flight — costs no further call)."""
         agent = self._agent
         if not self.all_concluded:
-            if agent.controlling:
+            if agent.controlling and agent.nomination.deciding:
                 self.run_nomination(now)
             if agent.outgoing.in_flight.ordinary:
                 return  # derive_state would wait for the check too

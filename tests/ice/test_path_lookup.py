@@ -1,7 +1,8 @@
 """Finding a pair by its path — (local base, remote address) — as every datagram does: the check
 list and the valid list look through their few pairs and keep a table by path only once they
 hold more than ``FEW_PAIRS``; whichever way, the answer is the pair a walk over all of them
-finds, while pairs come, are evicted (``max_pairs``) and go."""
+finds, while pairs come, are evicted (``max_pairs``) and go. The valid list's count of
+components left to decide, asked after every datagram, follows the same changes."""
 
 from __future__ import annotations
 
@@ -68,25 +69,50 @@ def test_the_check_list_finds_what_a_walk_finds(
                 assert found is walk(checklist.pairs, probe_base, probe_port)
 
 
-@given(st.lists(st.tuples(paths, st.booleans()), max_size=40))
+def recount_deciding(policy: NominationPolicy) -> int:
+    """Components with a valid pair and no nominee, by a look at each."""
+    return sum(
+        1 for component in policy._components if component.valid and component.nominating is None
+    )
+
+
+steps = st.tuples(
+    st.sampled_from(["valid", "nominate", "lose base", "lose path"]),
+    st.sampled_from(BASES),
+    st.sampled_from(PORTS),
+    st.booleans(),
+)
+
+
+@given(st.lists(steps, max_size=40))
 def test_the_valid_list_finds_what_a_walk_finds(
-    changes: list[tuple[tuple[Address, int], bool]],
+    changes: list[tuple[str, Address, int, bool]],
 ) -> None:
-    """Pairs made valid, and nominations that fail (which take the pair out of the list)."""
+    """Pairs made valid, nominations that fail (which take the pair out of the list) or
+    conclude, local bases and paths lost; the count of components left to decide follows."""
     policy = NominationPolicy(AgentConfig(max_pairs=3 * FEW_PAIRS))
     checklist = CheckList(stream=0, components=1, max_pairs=100)
-    for (base, port), fails in changes:
-        pair = checklist.find(base, Address("198.51.100.1", port)) or checklist.add(
-            local(base), base, remote(port, port), controlling=True
-        )
-        assert pair is not None
-        assert policy.pair_valid(pair, now=0.0)
-        if fails:
-            policy.choose(checklist, 1, now=100.0)  # nominates the best valid pair
-            nominee = policy.valid_pairs(0, 1)[0]
-            policy.nomination_failed(nominee)
+    for kind, base, port, fails in changes:
+        address = Address("198.51.100.1", port)
+        if kind == "valid":
+            pair = checklist.find(base, address) or checklist.add(
+                local(base), base, remote(port, port), controlling=True
+            )
+            assert pair is not None
+            assert policy.pair_valid(pair, now=0.0)
+        elif kind == "nominate":
+            nominee = policy.choose(checklist, 1, now=100.0)  # the best valid pair, if any
+            if nominee is not None and fails:
+                policy.nomination_failed(nominee)
+            elif nominee is not None:
+                policy.concluded(nominee)
+        elif kind == "lose base":
+            policy.forget(base)
+        else:
+            policy.forget(base, address)
         valid = policy.valid_pairs(0, 1)
         assert policy.size == len(valid)
+        assert policy.deciding == recount_deciding(policy)
         for probe_base in BASES:
             for probe_port in PORTS:
                 found = policy.valid_on(probe_base, Address("198.51.100.1", probe_port))

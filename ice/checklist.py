@@ -244,15 +244,18 @@ class CheckList:
             best = chosen.get(foundation)
             if best is None or (pair.component, -pair.priority) < (best.component, -best.priority):
                 chosen[foundation] = pair
-        changed = [p for p in chosen.values() if p.state is PairState.FROZEN]
-        for pair in changed:
-            self.set_state(pair, PairState.WAITING)
+        changed = []
+        for pair in chosen.values():  # a loop, not a comprehension (which is a call)
+            if pair.state is PairState.FROZEN:
+                self.set_state(pair, PairState.WAITING)
+                changed.append(pair)
         return changed
 
-    def unfreeze_foundation(self, foundation: str) -> Sequence[CandidatePair]:
-        """A pair of this foundation succeeded: its Frozen siblings become Waiting (§7.2.5.3.3)."""
+    def unfreeze_siblings(self, succeeded: CandidatePair) -> Sequence[CandidatePair]:
+        """A pair succeeded: the Frozen pairs of its foundation become Waiting (§7.2.5.3.3)."""
         if not self.schedulable:
             return ()  # no Frozen pair that we can check (asked at every success): no walk
+        foundation = succeeded.foundation
         changed = [
             p
             for p in self.pairs
@@ -322,13 +325,14 @@ class CheckList:
         """Nomination concluded a component: take its lower-priority Frozen, Waiting and
         In-Progress pairs out of the schedule (§8.1.2) and return them, so that the agent can
         cancel the checks in flight (they stop holding their foundation's place)."""
-        pruned = [
-            pair
-            for pair in self.pairs
-            if pair.component == component
-            and pair.priority < priority
-            and pair.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
-        ]
+        pruned = []
+        for pair in self.pairs:
+            if (
+                pair.component == component
+                and pair.priority < priority
+                and pair.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
+            ):
+                pruned.append(pair)
         for pair in pruned:
             self.set_state(pair, PairState.FAILED)
             pair.failure = "pruned after nomination"

@@ -260,7 +260,7 @@ class NominationPolicy:
 
     def concluded(self, pair: CandidatePair) -> None:
         """The component has a nominated pair: nothing more to decide for it."""
-        record = self._component(pair)
+        record = self._components[self._index[pair.stream, pair.component]]  # at every nomination
         if record.nominating is None:
             self._nominee(record, pair)
 

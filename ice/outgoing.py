@@ -404,9 +404,8 @@ class OutgoingChecks(AgentPart):
         own_list = agent.checklists[pair.stream]
         if own_list.triggered:
             own_list.drop_triggered(pair, valid)
-        foundation = pair.foundation
         for checklist in agent.checklists:
-            for sibling in checklist.unfreeze_foundation(foundation):
+            for sibling in checklist.unfreeze_siblings(pair):
                 self._emit(PairStateChanged(checklist.stream, sibling))
         if check.use_candidate and check.controlling:
             agent.selection.nominate(valid, now)

@@ -436,7 +436,7 @@ class Agent:
             valid_pairs=self.nomination.size,
             local_candidates=len(self.gatherer.candidates),
             local_peer_reflexive=self.gatherer.peer_reflexive,
-            triggered=sum(len(checklist.triggered) for checklist in self.checklists),
+            triggered=sum(len(checklist.triggered or ()) for checklist in self.checklists),
             checks_in_flight=len(self.outgoing.in_flight),
             recent_requests=self.incoming.recent_requests,
             checked_paths=self.incoming.checked_paths,

@@ -401,10 +401,9 @@ class OutgoingChecks(AgentPart):
         # progress, which was cancelled, and this is its answer) would only prove again what
         # this answer proved: it is dropped. A nomination never waits there
         # (Selection.run_nomination sends it at once).
-        triggered = agent.checklists[pair.stream].triggered
-        if triggered:
-            triggered.pop(pair, None)
-            triggered.pop(valid, None)
+        own_list = agent.checklists[pair.stream]
+        if own_list.triggered:
+            own_list.drop_triggered(pair, valid)
         foundation = pair.foundation
         for checklist in agent.checklists:
             for sibling in checklist.unfreeze_foundation(foundation):

@@ -317,13 +317,11 @@ class Connection(ConnectionEvents, _Closing):
         #: The TCP bases and connections (from the first gather, like the loop).
         self._tcp: TcpSockets | None = None
         self._mdns = MdnsCandidates(
+            self,
             hide_hosts=mdns_hide_host_candidates,
             timeout=mdns_timeout,
             limit=self._config.max_remote_candidates,
             local_link=self._config.policy is not Policy.RELAY,
-            emit=self._emit,
-            resolved=self._resolved,
-            admit=self._admit_resolved,
         )
         #: Our candidates as signalled, in the order gathered (this generation's).
         self._local_candidates: list[Candidate] = []

@@ -343,7 +343,7 @@ class Connection(ConnectionEvents, _Closing):
         self._received: deque[tuple[bytes, int]] | None = None
         self._data_signal = Signal()
         self._state_signal = Signal()
-        self._data_paths = DataPaths(self._bases, self._count_data, self._data_signal)
+        self._data_paths = DataPaths(self)
         #: The fast path's table, held here for :meth:`sendto`.
         self._paths = self._data_paths.paths
         #: The loop's one timer (:mod:`ice.timers`), from the first gather, like the loop.

@@ -423,7 +423,7 @@ class Connection(ConnectionEvents, _Closing):
         self._agent = agent = Agent(config)
         self._config = config  # one copy per connection: the agent's (same role and credentials)
         if config.tcp_types:  # without ICE-TCP, nothing of it is made: no tables, no pump work
-            self._tcp = TcpSockets(self._loop, agent, self._pump, self._deliver, self._port_range)
+            self._tcp = TcpSockets(self, agent, self._port_range)
         self._add_bases(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()

@@ -73,6 +73,27 @@ class Policy(enum.Enum):
 CHECK_TRANSACTION = TransactionConfig(max_requests=7, final_wait=16)
 
 
+#: The usual values of the configuration's small tuples, shared by every configuration that has
+#: one of them (each equal copy is 48-56 bytes per agent).
+_SHARED_TUPLES: dict[tuple[object, ...], tuple[object, ...]] = {
+    value: value
+    for value in [
+        (1,),
+        (1, 1),
+        (2,),
+        (TcpType.ACTIVE, TcpType.PASSIVE),
+        (TcpType.PASSIVE, TcpType.ACTIVE),
+        (TcpType.PASSIVE,),
+        (TcpType.ACTIVE,),
+    ]
+}
+
+
+def _shared(value: object) -> object:
+    """``value``, or the equal shared tuple if it is one of the usual values."""
+    return _SHARED_TUPLES.get(value, value) if type(value) is tuple else value
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AgentConfig:
     """How an :class:`~ice.agent.Agent` behaves."""
@@ -175,9 +196,10 @@ class AgentConfig:
         tcp_types = tuple(enum_member(TcpType, t, "tcp_types") for t in self.tcp_types)
         if len(set(tcp_types)) != len(tcp_types):
             raise LocalProtocolError("tcp_types: each TCP type at most once")
-        object.__setattr__(self, "tcp_types", tcp_types)
+        object.__setattr__(self, "tcp_types", _shared(tcp_types))
         if not self.streams or any(not 1 <= c <= 256 for c in self.streams):
             raise LocalProtocolError("streams: one or more streams of 1..256 components")
+        object.__setattr__(self, "streams", _shared(self.streams))
         if not 0.005 <= self.pacing <= 1.0:
             raise LocalProtocolError("pacing (Ta) must be between 5 ms and 1 s (RFC 8445 §14.2)")
         for name in (

@@ -149,9 +149,7 @@ class Agent:
             CheckList(stream, components, config.max_pairs)
             for stream, components in enumerate(config.streams)
         ]
-        self.remote_candidates = RemoteCandidates(
-            config.max_remote_candidates, len(config.streams)
-        )
+        self.remote_candidates = RemoteCandidates(config.max_remote_candidates, len(config.streams))
         self.remote_complete = False
         #: Checks have started (:meth:`start_checks`, or the peer's checks and credentials).
         self._checking = False

@@ -618,7 +618,7 @@ class Connection(ConnectionEvents, _Closing):
         hosts = {address.host for address in addresses}
         known = {base.local.host for base in self._bases.values()}
         gone = [base for base in self._bases.values() if base.local.host not in hosts]
-        listeners = self._tcp.listeners if self._tcp is not None else {}
+        listeners = [base for base, _ in self._tcp.listeners] if self._tcp is not None else []
         gone_tcp = [base for base in listeners if base.host not in hosts]
         known |= {base.host for base in listeners}
         added = [address for address in addresses if address.host not in known]

@@ -67,6 +67,9 @@ from .events import (
 from .preferences import LocalPreferences
 from .relay import NO_RELAYS, RelayBase, Relays
 
+#: The TCP types of a listening base's candidates, in the order they are made.
+_PASSIVE_FIRST = (TcpType.PASSIVE, TcpType.ACTIVE)
+
 
 @dataclass(frozen=True, slots=True)
 class LocalCandidate:
@@ -185,10 +188,13 @@ class Gatherer:
         if simultaneous_open:
             types = tuple(t for t in wanted if t is TcpType.SIMULTANEOUS_OPEN)
         else:  # passive first: an accepted connection's check is the passive candidate's
-            order = (TcpType.PASSIVE, TcpType.ACTIVE)
             types = tuple(
-                t for t in order if t in wanted and not (self._config.lite and t is TcpType.ACTIVE)
+                t
+                for t in _PASSIVE_FIRST
+                if t in wanted and not (self._config.lite and t is TcpType.ACTIVE)
             )
+            if types == _PASSIVE_FIRST:
+                types = _PASSIVE_FIRST  # the usual case: one shared tuple, not 56 bytes a base
         self._declare(_Base(stream, component, address, types))
 
     def _declare(self, base: _Base) -> None:

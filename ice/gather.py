@@ -97,6 +97,11 @@ class _Request:
     transaction: ClientTransaction | None = None
 
 
+#: The table of a gatherer that has sent no request (most agents have no STUN server): shared,
+#: never added to.
+_NO_REQUESTS: dict[bytes, _Request] = {}
+
+
 class Gatherer:
     """Collects host and server-reflexive candidates; the agent feeds it and drains it."""
 
@@ -167,7 +172,9 @@ class Gatherer:
         #: STUN requests waiting for their Ta slot (a tuple: a few per server and base, and
         #: mostly none; the empty tuple is shared, an empty list is 56 bytes of each agent's).
         self._queue: tuple[_Request, ...] = ()
-        self._in_flight: dict[bytes, _Request] = {}
+        #: Requests sent and not answered yet: the shared empty table until the first
+        #: (:meth:`_send_request`, the only place that adds, gives the gatherer its own).
+        self._in_flight: dict[bytes, _Request] = _NO_REQUESTS
         self._next_send = 0.0
         self.started = False
         self.completed = False
@@ -440,6 +447,8 @@ class Gatherer:
         request.transaction = ClientTransaction(
             data, transaction_id, now=now, rto=rto, config=self._config.check_transaction
         )
+        if self._in_flight is _NO_REQUESTS:
+            self._in_flight = {}
         self._in_flight[transaction_id] = request
         self._send(Datagram(data, request.base.base, request.server))
 

@@ -658,7 +658,11 @@ class Connection(ConnectionEvents, _Closing):
         if type(data) is not bytes:
             options.datagram(data)
             data = bytes(data)  # queued until the batch leaves: the caller may reuse its buffer
-        path = self._paths.get(component)
+        path = None
+        for selected in self._paths:  # one per component that has a path (ice.base_sockets)
+            if selected.component == component:
+                path = selected
+                break
         if path is None:
             if self._tcp is not None and self._tcp.send(component, data):
                 return  # ICE-TCP: written to the selected pair's connection, framed

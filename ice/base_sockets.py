@@ -90,12 +90,14 @@ class DataPath:
     """Where a component's data goes: the selected pair, its socket's outbox and remote, cached,
     with the bytes moved since they were last handed to the agent."""
 
-    __slots__ = ("host", "outbox", "pair", "port", "received", "remote", "sent")
+    __slots__ = ("component", "host", "outbox", "pair", "port", "received", "remote", "sent")
 
-    def __init__(self, pair: CandidatePair, outbox: Outbox) -> None:
+    def __init__(self, component: int, pair: CandidatePair, outbox: Outbox) -> None:
+        self.component = component
         self.pair = pair
         self.outbox = outbox
-        self.remote = (pair.remote.host, pair.remote.port)
+        #: The remote candidate's own address (a 2-tuple: no copy of it per path).
+        self.remote = pair.remote.address
         self.host, self.port = self.remote
         self.sent = 0
         self.received = 0
@@ -198,9 +200,11 @@ class DataPaths:
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        #: Components whose selected pair is on a socket of ours (never replaced: callers may
-        #: hold it).
-        self.paths: dict[int, DataPath] = {}
+        #: The paths of the components whose selected pair is on a socket of ours, one per
+        #: component at most (never replaced: callers may hold it). A list, looked through by
+        #: component: as short as the components (1 with RTP/RTCP multiplexing; not a table a
+        #: peer can grow), and a list of one is 64 bytes, a dict of one 224.
+        self.paths: list[DataPath] = []
         #: Components whose selected pair is relayed: their data goes through the agent, which
         #: wraps it for the TURN server, instead of straight to a socket. Made at the first,
         #: as the next table (most connections never need them).
@@ -210,6 +214,13 @@ class DataPaths:
 
     def __bool__(self) -> bool:
         return bool(self.paths or self._relayed)
+
+    def path(self, component: int) -> DataPath | None:
+        """The component's path on a socket of ours, if it has one."""
+        for path in self.paths:
+            if path.component == component:
+                return path
+        return None
 
     def relayed(self, component: int) -> bool:
         """Whether the component's selected pair is relayed (its data goes through the agent)."""
@@ -226,8 +237,8 @@ class DataPaths:
         if self._relayed is not None:
             self._relayed.pop(component, None)
         if base is not None:
-            path = DataPath(pair, base.outbox)
-            self.paths[component] = path
+            path = DataPath(component, pair, base.outbox)
+            self.paths.append(path)
             base.path = path
         else:  # a relayed address is no socket of ours
             if self._relayed is None:
@@ -238,7 +249,7 @@ class DataPaths:
 
     def lose(self, candidate: Candidate, reason: str, now: float) -> None:
         """A local candidate is gone: so is the path of every component it carried."""
-        carried = [(c, path.pair) for c, path in self.paths.items()]
+        carried = [(path.component, path.pair) for path in self.paths]
         carried += (self._relayed or {}).items()
         for component, pair in carried:
             if pair.local_base == candidate.base:
@@ -246,8 +257,10 @@ class DataPaths:
 
     def drop(self, component: int, reason: str | None, now: float) -> None:
         """Forget the component's path; with a ``reason``, the component lost it."""
-        path = self.paths.pop(component, None)
-        if path is None:
+        path = self.path(component)
+        if path is not None:
+            self.paths.remove(path)
+        else:
             relayed = self._relayed
             if relayed is not None and component in relayed and reason is not None:
                 del relayed[component]
@@ -268,7 +281,7 @@ class DataPaths:
 
     def flush(self, now: float) -> None:
         """Hand the bytes the fast path moved to the agent."""
-        for path in self.paths.values():
+        for path in self.paths:
             if path.sent or path.received:
                 self._flush(path, now)
 

@@ -14,7 +14,7 @@ from stun.advertised import AdvertisedAddress, check_advertised, parse_advertise
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.randomness import RandomSource, default_random
 from stun.transaction import TransactionConfig
-from turn.server.allocation import ClientTransport
+from turn.transport import ClientTransport
 
 from .candidate import TcpType
 from .errors import LocalProtocolError, enum_member

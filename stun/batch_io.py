@@ -63,6 +63,7 @@ from .udp_offload import (
     RECEIVE_CONTROL,
     SEND_CONTROL,
     enable_gro,
+    gro_segment_of_ancillary,
     gro_segment_size,
     pack_segment_control,
 )
@@ -71,6 +72,9 @@ _log = logging.getLogger("icestack.stun")
 
 #: Datagrams per ``recvmmsg``/``sendmmsg`` call.
 BATCH = 64
+#: Datagrams a quiet socket reads one ``recvmsg`` at a time before it counts as busy and reads
+#: with ``recvmmsg`` (:meth:`MmsgIO.receive`).
+QUIET_READS = 3
 #: The largest UDP payload (no IPv6 jumbograms): a receive slot holds any datagram.
 MAX_DATAGRAM = 65535
 #: A send slot; a larger answer is sent on its own with ``sendto`` (in order).
@@ -443,6 +447,7 @@ class MmsgIO:
 
     __slots__ = (
         "arena",
+        "busy",
         "coalesced",
         "fd",
         "gro",
@@ -488,8 +493,74 @@ class MmsgIO:
         self.gro = gro and enable_gro(sock)
         #: Datagrams that arrived inside coalesced messages (for tests and benchmarks).
         self.coalesced = 0
+        #: Whether the last read found :data:`QUIET_READS` datagrams or more: the next one
+        #: reads with ``recvmmsg`` from the start (:meth:`receive`).
+        self.busy = False
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
+        """Up to ``limit`` datagrams (the protocol's). A quiet socket — a session's while it
+        connects or keeps consent: one or two datagrams a wake-up — is read one ``recvmsg`` a
+        datagram until it is empty, which costs a third of a ``recvmmsg`` through :mod:`ctypes`
+        for one datagram; after :data:`QUIET_READS` datagrams it counts as busy and the rest,
+        and its next reads, go through ``recvmmsg``, until one finds fewer than
+        :data:`QUIET_READS`. Both read the same datagrams, cut apart and checked alike."""
+        if self.busy:
+            out = self._receive_batches(limit)
+            if len(out) < QUIET_READS:
+                self.busy = False
+            return out
+        out = []
+        recvmsg = self.sock.recvmsg
+        slot = MAX_DATAGRAM if self.arena is None else self.arena.rx.slot
+        icmp_retries = 0
+        while len(out) < limit:
+            if len(out) >= QUIET_READS:
+                self.busy = True
+                out += self._receive_batches(limit - len(out))
+                break
+            try:
+                data, ancillary, flags, sockaddr = recvmsg(slot, RECEIVE_CONTROL)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno in ICMP_ERRNOS and icmp_retries < limit:
+                    icmp_retries += 1
+                    continue
+                if out:  # the error comes back on the next call
+                    break
+                raise
+            if flags & _MSG_TRUNC:
+                self.truncated += 1
+                continue
+            if ancillary or flags:  # control messages, or MSG_CTRUNC: coalesced (GRO)?
+                segment = gro_segment_of_ancillary(ancillary, flags)
+                if segment is None:
+                    self.truncated += 1
+                    continue
+                if segment and len(data) > segment:
+                    self._cut_apart(data, 0, len(data), segment, sockaddr, out)
+                    continue
+            out.append((data, sockaddr))
+        return out
+
+    def _cut_apart(
+        self,
+        data: Any,
+        start: int,
+        length: int,
+        segment: int,
+        sockaddr: SockAddr,
+        out: list[tuple[bytes, SockAddr]],
+    ) -> None:
+        """Append the datagrams of a coalesced message (``length`` bytes of ``data`` from
+        ``start``; every ``segment`` bytes, the last one shorter or equal) to ``out``."""
+        end = start + length
+        for at in range(start, end, segment):
+            out.append((data[at : min(at + segment, end)], sockaddr))
+        self.coalesced += -(-length // segment)
+
+    def _receive_batches(self, limit: int) -> list[tuple[bytes, SockAddr]]:
+        """Up to ``limit`` datagrams through ``recvmmsg``, :data:`BATCH` a call."""
         assert _libc is not None
         rx = (self.arena or _arenas.arena or _arena()).rx
         view = rx.view
@@ -545,10 +616,7 @@ class MmsgIO:
                         self.truncated += 1
                         continue
                     if segment and length > segment:
-                        end = start + length
-                        for at in range(start, end, segment):
-                            out.append((data[at : min(at + segment, end)], sockaddr))
-                        self.coalesced += -(-length // segment)
+                        self._cut_apart(data, start, length, segment, sockaddr, out)
                         continue
                 out.append((data[start : start + length], sockaddr))
             if count < BATCH:

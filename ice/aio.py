@@ -173,7 +173,6 @@ class Connection(ConnectionEvents, _Closing):
         "_end_sent",
         "_include_loopback",
         "_interfaces",
-        "_local_candidates",
         "_loop",
         "_mdns",
         "_mux",
@@ -324,7 +323,8 @@ class Connection(ConnectionEvents, _Closing):
             local_link=self._config.policy is not Policy.RELAY,
         )
         #: Our candidates as signalled, in the order gathered (this generation's).
-        self._local_candidates: list[Candidate] = []
+        #: (A tuple: a few, and a list of one is 88 bytes, a tuple 48.)
+        self._local_candidates: tuple[Candidate, ...] = ()
         #: Those of them lost since (their TURN allocation ended): no longer offered.
         #: (A tuple: rare, and the empty one is shared; an empty set is 216 bytes.)
         self._lost_local: tuple[Candidate, ...] = ()
@@ -618,13 +618,13 @@ class Connection(ConnectionEvents, _Closing):
         hosts = {address.host for address in addresses}
         known = {base.local.host for base in self._bases.values()}
         gone = [base for base in self._bases.values() if base.local.host not in hosts]
-        listeners = self._tcp.listeners if self._tcp is not None else {}
+        listeners = [base for base, _ in self._tcp.listeners] if self._tcp is not None else []
         gone_tcp = [base for base in listeners if base.host not in hosts]
         known |= {base.host for base in listeners}
         added = [address for address in addresses if address.host not in known]
         self._add_bases(added)
         self._mdns.restart(addresses, added)
-        self._local_candidates = []
+        self._local_candidates = ()
         self._lost_local = ()
         self._gathering_complete = False
         self._selected_since_restart = 0
@@ -658,12 +658,16 @@ class Connection(ConnectionEvents, _Closing):
         if type(data) is not bytes:
             options.datagram(data)
             data = bytes(data)  # queued until the batch leaves: the caller may reuse its buffer
-        path = self._paths.get(component)
+        path = None
+        for selected in self._paths:  # one per component that has a path (ice.base_sockets)
+            if selected.component == component:
+                path = selected
+                break
         if path is None:
             if self._tcp is not None and self._tcp.send(component, data):
                 return  # ICE-TCP: written to the selected pair's connection, framed
             agent = self._agent
-            if component in self._data_paths.relayed and agent is not None:
+            if self._data_paths.relayed(component) and agent is not None:
                 try:
                     agent.send(data, 0, component)  # wrapped for the TURN server
                 except LocalProtocolError as exc:
@@ -696,7 +700,7 @@ class Connection(ConnectionEvents, _Closing):
     def _no_path_reason(self, component: int) -> str:
         if self._closed:
             return "the connection was closed"
-        lost = self._data_paths.lost.get(component)
+        lost = self._data_paths.lost(component)
         if lost is not None:
             return lost
         if self._agent is None or self._agent.selected_pair(0, component) is None:

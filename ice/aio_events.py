@@ -36,6 +36,7 @@ class ConnectionEvents(ConnectionProperties):
     #: What the handlers set; the rest of the connection's state is in its own __slots__.
     __slots__ = (
         "_gathering_complete",
+        "_local_candidates",
         "_lost_local",
         "_received",
         "_selected_since_restart",
@@ -54,7 +55,7 @@ class ConnectionEvents(ConnectionProperties):
     _receive_queue_size: int
     _state_signal: Signal
     _data_signal: Signal
-    _local_candidates: list[Candidate]
+    _local_candidates: tuple[Candidate, ...]
     on_event: Callable[[IceEvent], None] | None
 
     def _drain_events(self) -> None:
@@ -80,7 +81,7 @@ class ConnectionEvents(ConnectionProperties):
     def _on_candidate(self, event: events.CandidateGathered) -> None:
         signalled = self._mdns.signalled(event.candidate)
         if signalled is not None:
-            self._local_candidates.append(signalled)
+            self._local_candidates += (signalled,)
         self._state_signal.fire()
 
     def _on_gathering_completed(self, event: events.GatheringCompleted) -> None:

@@ -44,7 +44,7 @@ class ConnectionProperties(AgentPump):
     _tcp: TcpSockets | None
     _mdns: MdnsCandidates
     _data_paths: DataPaths
-    _local_candidates: list[Candidate]
+    _local_candidates: tuple[Candidate, ...]
     _lost_local: tuple[Candidate, ...]
 
     @property

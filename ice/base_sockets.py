@@ -90,12 +90,14 @@ class DataPath:
     """Where a component's data goes: the selected pair, its socket's outbox and remote, cached,
     with the bytes moved since they were last handed to the agent."""
 
-    __slots__ = ("host", "outbox", "pair", "port", "received", "remote", "sent")
+    __slots__ = ("component", "host", "outbox", "pair", "port", "received", "remote", "sent")
 
-    def __init__(self, pair: CandidatePair, outbox: Outbox) -> None:
+    def __init__(self, component: int, pair: CandidatePair, outbox: Outbox) -> None:
+        self.component = component
         self.pair = pair
         self.outbox = outbox
-        self.remote = (pair.remote.host, pair.remote.port)
+        #: The remote candidate's own address (a 2-tuple: no copy of it per path).
+        self.remote = pair.remote.address
         self.host, self.port = self.remote
         self.sent = 0
         self.received = 0
@@ -194,62 +196,92 @@ class DataPaths:
     ``_count_data`` and wakes the waits of its ``_data_signal`` when a path is lost: the
     connection is held once, not a bound method (64 bytes) and two references."""
 
-    __slots__ = ("_connection", "lost", "paths", "relayed")
+    __slots__ = ("_connection", "_lost", "_relayed", "paths")
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        #: Components whose selected pair is on a socket of ours (never replaced: callers may
-        #: hold it).
-        self.paths: dict[int, DataPath] = {}
+        #: The paths of the components whose selected pair is on a socket of ours, one per
+        #: component at most (never replaced: callers may hold it). A list, looked through by
+        #: component: as short as the components (1 with RTP/RTCP multiplexing; not a table a
+        #: peer can grow), and a list of one is 64 bytes, a dict of one 224.
+        self.paths: list[DataPath] = []
         #: Components whose selected pair is relayed: their data goes through the agent, which
-        #: wraps it for the TURN server, instead of straight to a socket.
-        self.relayed: dict[int, CandidatePair] = {}
+        #: wraps it for the TURN server, instead of straight to a socket. Made at the first,
+        #: as the next table (most connections never need them).
+        self._relayed: dict[int, CandidatePair] | None = None
         #: Why a component has no path any more.
-        self.lost: dict[int, str] = {}
+        self._lost: dict[int, str] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.paths or self.relayed)
+        return bool(self.paths or self._relayed)
+
+    def path(self, component: int) -> DataPath | None:
+        """The component's path on a socket of ours, if it has one."""
+        for path in self.paths:
+            if path.component == component:
+                return path
+        return None
+
+    def relayed(self, component: int) -> bool:
+        """Whether the component's selected pair is relayed (its data goes through the agent)."""
+        return self._relayed is not None and component in self._relayed
+
+    def lost(self, component: int) -> str | None:
+        """Why the component lost its path, if it did."""
+        return None if self._lost is None else self._lost.get(component)
 
     def select(self, component: int, pair: CandidatePair, now: float) -> None:
         """The agent selected ``pair`` for ``component``."""
         self.drop(component, None, now)
         base = self._connection._bases.get(pair.local_base)
-        self.relayed.pop(component, None)
+        if self._relayed is not None:
+            self._relayed.pop(component, None)
         if base is not None:
-            path = DataPath(pair, base.outbox)
-            self.paths[component] = path
+            path = DataPath(component, pair, base.outbox)
+            self.paths.append(path)
             base.path = path
-        else:
-            self.relayed[component] = pair  # a relayed address is no socket of ours
-        self.lost.pop(component, None)
+        else:  # a relayed address is no socket of ours
+            if self._relayed is None:
+                self._relayed = {}
+            self._relayed[component] = pair
+        if self._lost is not None:
+            self._lost.pop(component, None)
 
     def lose(self, candidate: Candidate, reason: str, now: float) -> None:
         """A local candidate is gone: so is the path of every component it carried."""
-        carried = [(c, path.pair) for c, path in self.paths.items()] + list(self.relayed.items())
+        carried = [(path.component, path.pair) for path in self.paths]
+        carried += (self._relayed or {}).items()
         for component, pair in carried:
             if pair.local_base == candidate.base:
                 self.drop(component, reason, now)
 
     def drop(self, component: int, reason: str | None, now: float) -> None:
         """Forget the component's path; with a ``reason``, the component lost it."""
-        path = self.paths.pop(component, None)
-        if path is None:
-            if component in self.relayed and reason is not None:
-                del self.relayed[component]
-                self.lost[component] = reason
-                self._connection._data_signal.fire()
+        path = self.path(component)
+        if path is not None:
+            self.paths.remove(path)
+        else:
+            relayed = self._relayed
+            if relayed is not None and component in relayed and reason is not None:
+                del relayed[component]
+                self._lose(component, reason)
             return
         self._flush(path, now)
         for base in self._connection._bases.values():
             if base.path is path:
                 base.path = None
         if reason is not None:
-            self.lost[component] = reason
-            self._connection._data_signal.fire()
+            self._lose(component, reason)
+
+    def _lose(self, component: int, reason: str) -> None:
+        if self._lost is None:
+            self._lost = {}
+        self._lost[component] = reason
+        self._connection._data_signal.fire()
 
     def flush(self, now: float) -> None:
         """Hand the bytes the fast path moved to the agent."""
-        for path in self.paths.values():
+        for path in self.paths:
             if path.sent or path.received:
                 self._flush(path, now)
 

@@ -183,7 +183,12 @@ class Candidate:
                 raise LocalProtocolError(f"extension {name}: bad value {_show(value)}")
         object.__setattr__(self, "transport", transport)
         object.__setattr__(self, "host", _connection_address(self.host))
-        object.__setattr__(self, "address", Address(self.host, self.port))
+        base = self.base
+        if type(base) is Address and base.port == self.port and base.host == self.host:
+            address = base  # a host or relayed candidate is its own base: one object, not two
+        else:
+            address = Address(self.host, self.port)
+        object.__setattr__(self, "address", address)
         if self.related_address is not None:
             related_host, related_port = self.related_address
             _check_range("rport", related_port, 0, 0xFFFF)

@@ -67,6 +67,9 @@ from .events import (
 from .preferences import LocalPreferences
 from .relay import NO_RELAYS, RelayBase, Relays
 
+#: The TCP types of a listening base's candidates, in the order they are made.
+_PASSIVE_FIRST = (TcpType.PASSIVE, TcpType.ACTIVE)
+
 
 @dataclass(frozen=True, slots=True)
 class LocalCandidate:
@@ -92,6 +95,11 @@ class _Request:
     base: LocalCandidate
     server: Address
     transaction: ClientTransaction | None = None
+
+
+#: The table of a gatherer that has sent no request (most agents have no STUN server): shared,
+#: never added to.
+_NO_REQUESTS: dict[bytes, _Request] = {}
 
 
 class Gatherer:
@@ -164,7 +172,9 @@ class Gatherer:
         #: STUN requests waiting for their Ta slot (a tuple: a few per server and base, and
         #: mostly none; the empty tuple is shared, an empty list is 56 bytes of each agent's).
         self._queue: tuple[_Request, ...] = ()
-        self._in_flight: dict[bytes, _Request] = {}
+        #: Requests sent and not answered yet: the shared empty table until the first
+        #: (:meth:`_send_request`, the only place that adds, gives the gatherer its own).
+        self._in_flight: dict[bytes, _Request] = _NO_REQUESTS
         self._next_send = 0.0
         self.started = False
         self.completed = False
@@ -185,10 +195,13 @@ class Gatherer:
         if simultaneous_open:
             types = tuple(t for t in wanted if t is TcpType.SIMULTANEOUS_OPEN)
         else:  # passive first: an accepted connection's check is the passive candidate's
-            order = (TcpType.PASSIVE, TcpType.ACTIVE)
             types = tuple(
-                t for t in order if t in wanted and not (self._config.lite and t is TcpType.ACTIVE)
+                t
+                for t in _PASSIVE_FIRST
+                if t in wanted and not (self._config.lite and t is TcpType.ACTIVE)
             )
+            if types == _PASSIVE_FIRST:
+                types = _PASSIVE_FIRST  # the usual case: one shared tuple, not 56 bytes a base
         self._declare(_Base(stream, component, address, types))
 
     def _declare(self, base: _Base) -> None:
@@ -434,6 +447,8 @@ class Gatherer:
         request.transaction = ClientTransaction(
             data, transaction_id, now=now, rto=rto, config=self._config.check_transaction
         )
+        if self._in_flight is _NO_REQUESTS:
+            self._in_flight = {}
         self._in_flight[transaction_id] = request
         self._send(Datagram(data, request.base.base, request.server))
 

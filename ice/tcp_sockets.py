@@ -293,8 +293,10 @@ class TcpSockets:
         #: The ports the listeners may take (``None``: ephemeral ones).
         self.port_range = port_range
         self._agent = agent
-        #: Listening sockets by the base address the agent knows them by.
-        self.listeners: dict[Address, socket.socket] = {}
+        #: The listening sockets, with the base address the agent knows each by (a tuple: one
+        #: or two per interface address, looked up when a base goes or a simultaneous open
+        #: fails, never per datagram; a dict of one is 224 bytes).
+        self.listeners: tuple[tuple[Address, socket.socket], ...] = ()
         self.links: dict[int, TcpLink] = {}
         #: The fast data path of each component whose selected pair is a TCP pair.
         self.paths: dict[int, TcpPath] = {}
@@ -365,7 +367,7 @@ class TcpSockets:
             port_range=self.port_range,
         )
         base = _address(sock.getsockname())
-        self.listeners[base] = sock
+        self.listeners += ((base, sock),)
         if listening:
             self.loop.add_reader(sock.fileno(), self._accept_ready, base, sock)
         return base
@@ -390,9 +392,14 @@ class TcpSockets:
         except OSError as exc:
             _log.info("cannot gather TCP candidates on %s: %s", host, exc)
 
+    def listener(self, base: Address) -> socket.socket | None:
+        """The listening socket of ``base``, if it is one of ours."""
+        return next((sock for known, sock in self.listeners if known == base), None)
+
     def close_base(self, base: Address) -> None:
-        sock = self.listeners.pop(base, None)
+        sock = self.listener(base)
         if sock is not None:
+            self.listeners = tuple(entry for entry in self.listeners if entry[0] != base)
             self.loop.remove_reader(sock.fileno())
             sock.close()
         for link in [link for link in self.links.values() if link.base == base]:
@@ -424,7 +431,7 @@ class TcpSockets:
         self.loop.remove_reader(sock.fileno())
 
         def resume() -> None:
-            if self.listeners.get(base) is sock:
+            if self.listener(base) is sock:
                 self.loop.add_reader(sock.fileno(), self._accept_ready, base, sock)
 
         self.loop.call_later(ACCEPT_RETRY_DELAY, resume)
@@ -491,7 +498,7 @@ class TcpSockets:
         elif code in _IN_PROGRESS:
             self.loop.add_writer(sock.fileno(), link.connect_ready)
         else:
-            listener = self.listeners.get(local)
+            listener = self.listener(local)
             if command.simultaneous_open and listener is not None:
                 # The peer's attempt may have won the race: its connection, on the 4-tuple ours
                 # wanted, waits in our listener. The agent takes it (and drops ours) first.
@@ -534,5 +541,5 @@ class TcpSockets:
             link.close()
         self.links.clear()
         self.paths.clear()
-        for base in list(self.listeners):
+        for base, _ in self.listeners:
             self.close_base(base)

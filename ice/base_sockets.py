@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("icestack.ice")
 
+#: An :class:`~stun.address.Address` built without ``NamedTuple``'s Python-level constructor.
+_new_tuple = tuple.__new__
+
 #: How many datagrams one wake-up of a socket reader handles before yielding to the loop.
 UDP_BATCH = 256
 _RECEIVE_BUFFER = 1 << 20
@@ -162,7 +165,8 @@ class BaseSocket:
                 path.received += len(data)
             else:
                 try:
-                    agent.receive_datagram(data, local, Address(sockaddr[0], sockaddr[1]), now)
+                    # sockaddr[:2]: the (host, port) of IPv4's, the same tuple, no copy
+                    agent.receive_datagram(data, local, _new_tuple(Address, sockaddr[:2]), now)
                 except Exception as error:
                     connection.reader_errors.contain(error, f"ICE socket {local}")
                 to_agent = True

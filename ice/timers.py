@@ -84,7 +84,9 @@ class SharedTimers:
             owner._timer_entry = None
         else:
             self._live += 1
-            heapq.heappush(heap, self._entry(owner, deadline))
+            self._sequence = sequence = self._sequence + 1  # _entry, without a call
+            owner._timer_entry = entry = [deadline, sequence, owner, deadline]
+            heapq.heappush(heap, entry)
         if len(heap) > 2 * self._live + 64:
             self._heap = heap = [entry for entry in heap if entry[2] is not None]
             heapq.heapify(heap)

@@ -149,7 +149,9 @@ class Agent:
             CheckList(stream, components, config.max_pairs)
             for stream, components in enumerate(config.streams)
         ]
-        self.remote_candidates = RemoteCandidates(config.max_remote_candidates)
+        self.remote_candidates = RemoteCandidates(
+            config.max_remote_candidates, len(config.streams)
+        )
         self.remote_complete = False
         #: Checks have started (:meth:`start_checks`, or the peer's checks and credentials).
         self._checking = False
@@ -436,7 +438,7 @@ class Agent:
             valid_pairs=self.nomination.size,
             local_candidates=len(self.gatherer.candidates),
             local_peer_reflexive=self.gatherer.peer_reflexive,
-            triggered=sum(len(checklist.triggered) for checklist in self.checklists),
+            triggered=sum(len(checklist.triggered or ()) for checklist in self.checklists),
             checks_in_flight=len(self.outgoing.in_flight),
             recent_requests=self.incoming.recent_requests,
             checked_paths=self.incoming.checked_paths,

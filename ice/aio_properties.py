@@ -45,7 +45,7 @@ class ConnectionProperties(AgentPump):
     _mdns: MdnsCandidates
     _data_paths: DataPaths
     _local_candidates: list[Candidate]
-    _lost_local: dict[Candidate, None]
+    _lost_local: tuple[Candidate, ...]
 
     @property
     def relay_streams(self) -> RelayStreams:

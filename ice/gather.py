@@ -98,13 +98,11 @@ class Gatherer:
     """Collects host and server-reflexive candidates; the agent feeds it and drains it."""
 
     __slots__ = (
-        "_base_addresses",
         "_bases",
-        "_by_address",
-        "_by_base",
         "_config",
         "_emit",
         "_in_flight",
+        "_index",
         "_new_bases",
         "_next_send",
         "_preferences",
@@ -146,22 +144,26 @@ class Gatherer:
         self.lost: tuple[tuple[LocalCandidate, str], ...] = ()
         #: What gave no candidate in this generation, for the failure summary.
         self.failures: tuple[GatheringFailed, ...] = ()
-        self._bases: list[_Base] = []
+        self._bases: tuple[_Base, ...] = ()
         #: Bases declared after gathering started: gathered at the next restart.
         self._new_bases: tuple[_Base, ...] = ()
-        self._preferences: dict[str, int] = {}
-        #: Every local candidate, in the order learnt; add with :meth:`_add` to keep the indexes.
-        self.candidates: list[LocalCandidate] = []
-        #: Per base, its host or relayed candidate (the first candidate learnt on it).
-        self._by_base: dict[Address, LocalCandidate] = {}
-        #: Per (stream, component, address), the first candidate with that address.
-        self._by_address: dict[tuple[int, int, Address], LocalCandidate] = {}
-        self._base_addresses: set[tuple[Address, Address]] = set()
+        #: The local preference of each base address, as (host, preference) pairs (read only
+        #: when gathering starts or restarts; a dict of one is 184 bytes, a tuple 104).
+        self._preferences: tuple[tuple[str, int], ...] = ()
+        #: Every local candidate, in the order learnt; add with :meth:`_add` to keep the index.
+        #: (Bounded: per base its host candidate, one per STUN and TURN server, and at most
+        #: ``max_local_peer_reflexive`` peer-reflexive ones.)
+        self.candidates: tuple[LocalCandidate, ...] = ()
+        #: Two indexes in one table (a dict is 224 bytes however few its entries): per base (an
+        #: :class:`~stun.address.Address` key), its host or relayed candidate, the first learnt
+        #: on it; per (stream, component, address) — a 3-tuple, never equal to an address —
+        #: the first candidate with that transport address.
+        self._index: dict[Address | tuple[int, int, Address], LocalCandidate] = {}
         #: How many peer-reflexive local candidates were learnt (bounded by the config).
         self.peer_reflexive = 0
-        #: STUN requests waiting for their Ta slot (a list: a few per server and base; an
-        #: empty deque costs ~0.8 KiB per agent).
-        self._queue: list[_Request] = []
+        #: STUN requests waiting for their Ta slot (a tuple: a few per server and base, and
+        #: mostly none; the empty tuple is shared, an empty list is 56 bytes of each agent's).
+        self._queue: tuple[_Request, ...] = ()
         self._in_flight: dict[bytes, _Request] = {}
         self._next_send = 0.0
         self.started = False
@@ -195,15 +197,15 @@ class Gatherer:
                 f"{base.address} is declared already (a TCP and a UDP base need "
                 "addresses of their own)"
             )
-        self._bases.append(base)
+        self._bases += (base,)
         if self.started:
             self._new_bases += (base,)
 
     def remove_base(self, address: Address, now: float, reason: str) -> None:
         """Forget a base (its interface address is gone): every candidate on it is lost."""
-        self._bases = [b for b in self._bases if b.address != address]
+        self._bases = tuple(b for b in self._bases if b.address != address)
         self._new_bases = tuple(b for b in self._new_bases if b.address != address)
-        self._queue = [r for r in self._queue if r.base.base != address]
+        self._queue = tuple(r for r in self._queue if r.base.base != address)
         self._in_flight = {t: r for t, r in self._in_flight.items() if r.base.base != address}
         self.relays.remove_base(address, now, reason)
         for local in [c for c in self.candidates if c.base == address]:
@@ -213,7 +215,8 @@ class Gatherer:
     def start(self, now: float) -> None:
         """Emit host candidates and queue server-reflexive requests (§5.1.1.1, §5.1.1.2)."""
         self.started = True
-        self._preferences = local_preferences([base.address.host for base in self._bases])
+        hosts = [base.address.host for base in self._bases]
+        self._preferences = tuple(local_preferences(hosts).items())
         self._gather(self._bases, now)
         self._check_complete()
 
@@ -226,10 +229,12 @@ class Gatherer:
             if self._announces(local.candidate):
                 self._emit(CandidateGathered(local.stream, local.candidate))
         bases, self._new_bases = self._new_bases, ()
+        preferences = dict(self._preferences)
         for _, _, address, _ in bases:
-            if address.host not in self._preferences:
-                lowest = min(self._preferences.values(), default=0x10000)
-                self._preferences[address.host] = max(lowest - 1, 0)
+            if address.host not in preferences:
+                lowest = min(preferences.values(), default=0x10000)
+                preferences[address.host] = max(lowest - 1, 0)
+        self._preferences = tuple(preferences.items())
         self._gather(bases, now)
         self.relays.restart(now)
         self._check_complete()
@@ -237,9 +242,10 @@ class Gatherer:
     def _gather(self, bases: Sequence[_Base], now: float) -> None:
         """Host candidates of ``bases`` now; their srflx requests and TURN allocations."""
         config = self._config
+        preferences = dict(self._preferences)
         gathered = []
         for stream, component, address, tcp_types in bases:
-            preference = self._preferences[address.host]
+            preference = preferences[address.host]
             if tcp_types is not None:
                 if config.policy is not Policy.RELAY:  # relay-only: relayed candidates only
                     for tcp_type in tcp_types:
@@ -251,7 +257,7 @@ class Gatherer:
                 continue  # relay-only: not a single request to anything but the TURN servers
             for server in config.stun_servers:
                 if (":" in server.host) == (":" in address.host):
-                    self._queue.append(_Request(local, server))
+                    self._queue += (_Request(local, server),)
         if not config.lite:
             relay_bases: list[RelayBase] = [
                 (c.stream, c.candidate.component, c.base, (c.candidate.priority >> 8) & 0xFFFF)
@@ -259,8 +265,7 @@ class Gatherer:
             ]
             self.relays.allocate(relay_bases, now)
         if self._queue and not self._in_flight:
-            self._send_request(self._queue.pop(0), now)
-            self._next_send = now + config.pacing
+            self._send_next(now)
 
     def _add_host(
         self,
@@ -312,29 +317,24 @@ class Gatherer:
         )
 
     def _add(self, local: LocalCandidate) -> None:
-        self.candidates.append(local)
-        self._by_base.setdefault(local.base, local)
-        key = (local.stream, local.candidate.component, local.candidate.address)
-        self._by_address.setdefault(key, local)
-        self._base_addresses.add((local.base, local.candidate.address))
+        self.candidates += (local,)
+        index = self._index
+        index.setdefault(local.base, local)
+        index.setdefault((local.stream, local.candidate.component, local.candidate.address), local)
 
     def _remove(self, local: LocalCandidate) -> None:
-        """Take a lost candidate out of the list and of every index (rare: no index to help)."""
-        self.candidates.remove(local)
-        address = local.candidate.address
-        if self._by_base.get(local.base) is local:
-            del self._by_base[local.base]
-        key = (local.stream, local.candidate.component, address)
-        if self._by_address.get(key) is local:
-            del self._by_address[key]
+        """Take a lost candidate out of the list and of the index (rare: no index to help)."""
+        self.candidates = tuple(c for c in self.candidates if c is not local)
+        index = self._index
+        if index.get(local.base) is local:
+            del index[local.base]
+        key = (local.stream, local.candidate.component, local.candidate.address)
+        if index.get(key) is local:
+            del index[key]
             for other in self.candidates:
                 if (other.stream, other.candidate.component, other.candidate.address) == key:
-                    self._by_address[key] = other
+                    index[key] = other
                     break
-        if not any(
-            c.base == local.base and c.candidate.address == address for c in self.candidates
-        ):
-            self._base_addresses.discard((local.base, address))
         if local.candidate.type is CandidateType.PEER_REFLEXIVE:
             self.peer_reflexive -= 1
         elif local.candidate.type in (CandidateType.SERVER_REFLEXIVE, CandidateType.RELAYED):
@@ -358,11 +358,11 @@ class Gatherer:
 
     def on_base(self, base: Address) -> LocalCandidate | None:
         """The host or relayed candidate whose base is ``base``, if it is one of ours."""
-        return self._by_base.get(base)
+        return self._index.get(base)
 
     def find(self, stream: int, component: int, address: Address) -> LocalCandidate | None:
         """The local candidate of this stream and component with transport address ``address``."""
-        return self._by_address.get((stream, component, address))
+        return self._index.get((stream, component, address))
 
     def learn_peer_reflexive(self, local: LocalCandidate) -> bool:
         """Add a peer-reflexive local candidate (RFC 8445 §7.2.5.3.1); ``False`` when
@@ -375,7 +375,7 @@ class Gatherer:
 
     def local_preference(self, base: Address) -> int:
         """The local preference of a base's candidates (unique per base, RFC 8445 §5.1.2.1)."""
-        local = self._by_base.get(base)
+        local = self._index.get(base)
         if local is not None and local.candidate.type is CandidateType.HOST:
             return (local.candidate.priority >> 8) & 0xFFFF
         return 65535
@@ -415,9 +415,14 @@ class Gatherer:
                     )
                 )
         if self._queue and now >= self._next_send:
-            self._send_request(self._queue.pop(0), now)
-            self._next_send = now + config.pacing
+            self._send_next(now)
         self._check_complete()
+
+    def _send_next(self, now: float) -> None:
+        """Send the first queued request; the next one waits for its Ta slot (§14.2)."""
+        request, self._queue = self._queue[0], self._queue[1:]
+        self._send_request(request, now)
+        self._next_send = now + self._config.pacing
 
     def _send_request(self, request: _Request, now: float) -> None:
         transaction_id = new_transaction_id(self._config.rng)
@@ -452,7 +457,9 @@ class Gatherer:
 
     def _add_server_reflexive(self, request: _Request, mapped: Address) -> None:
         base = request.base
-        if mapped == base.base or (base.base, mapped) in self._base_addresses:
+        if mapped == base.base or any(
+            c.base == base.base and c.candidate.address == mapped for c in self.candidates
+        ):  # once per answered request, on a bounded list: no index kept for it
             return  # redundant (§5.1.3): no NAT, or this server told us what another did
         component = base.candidate.component
         kind = CandidateType.SERVER_REFLEXIVE

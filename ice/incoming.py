@@ -78,11 +78,11 @@ class IncomingChecks(AgentPart):
         "_checked_paths",
         "_key",
         "_key_password",
-        "_password_seen_by_peer",
         "_prflx_made",
         "_recent",
         "_remote_candidates",
         "_send",
+        "peer_has_credentials",
     )
 
     def __init__(
@@ -95,8 +95,10 @@ class IncomingChecks(AgentPart):
         self._recent: dict[bytes, None] = {}
         #: How many peer-reflexive remote candidates were made: their foundations number them.
         self._prflx_made = 0
-        #: The local password a check from the peer was last authenticated with.
-        self._password_seen_by_peer: str | None = None
+        #: Whether an authenticated check from the peer was signed with our current password:
+        #: then the peer has our credentials (see ``NominationPolicy.nominated_by_us``). Our
+        #: password changes only at a restart, which clears this.
+        self.peer_has_credentials = False
         #: (base, source) of recent authenticated requests, least recent first.
         self._checked_paths: dict[tuple[Address, Address], None] = {}
         #: Our password prepared for HMAC-SHA1 (:meth:`_local_key`), and the password it is of.
@@ -114,18 +116,15 @@ class IncomingChecks(AgentPart):
         return (local, remote) in self._checked_paths
 
     def restart(self) -> None:
-        """A new generation: the previous one's checks prove nothing about the new peer."""
+        """A new generation: the previous one's checks prove nothing about the new peer, which
+        has yet to show that it has our new credentials."""
         self._checked_paths.clear()
+        self.peer_has_credentials = False
 
     @property
     def recent_requests(self) -> int:
         """How many transaction IDs are remembered."""
         return len(self._recent)
-
-    def peer_has_credentials(self) -> bool:
-        """Whether an authenticated check from the peer was signed with our current password:
-        then the peer has our credentials (see ``NominationPolicy.nominated_by_us``)."""
-        return self._password_seen_by_peer == self._agent.local_password
 
     def receive_check(self, data: bytes, local: Address, remote: Address, now: float) -> bool:
         """A datagram arrived on base ``local`` from ``remote``: if it is an authenticated
@@ -138,13 +137,12 @@ class IncomingChecks(AgentPart):
         base = self._gatherer.on_base(local)
         if base is None:
             return True
-        agent = self._agent
-        if request.username.partition(":")[0] != agent.local_username or not (
-            sha1_integrity_matches(self._local_key(), data, integrity_at, integrity_length)
+        prepared = self._local_key()
+        if request.username.partition(":")[0] != self._agent.local_username or not (
+            sha1_integrity_matches(prepared, data, integrity_at, integrity_length)
         ):
             return False  # receive() answers 401 and counts it
-        key = agent.local_password.encode()
-        self._accept(request, base, local, remote, key, now)
+        self._accept(request, base, local, remote, prepared, now)
         return True
 
     def receive(self, request: Message, local: Address, remote: Address, now: float) -> None:
@@ -180,7 +178,7 @@ class IncomingChecks(AgentPart):
             None if controlled is None else controlled.tie_breaker,
             request.has(UseCandidate),
         )
-        self._accept(checked, base, local, remote, key, now)
+        self._accept(checked, base, local, remote, self._local_key(), now)
 
     def _accept(
         self,
@@ -188,21 +186,22 @@ class IncomingChecks(AgentPart):
         base: LocalCandidate,
         local: Address,
         remote: Address,
-        key: bytes,
+        prepared: PreparedKey,
         now: float,
     ) -> None:
-        """An authenticated request: answer it unless a role conflict says otherwise, and act
-        on it the first time its transaction ID is seen."""
+        """An authenticated request (checked with ``prepared``, our password): answer it unless
+        a role conflict says otherwise, and act on it the first time its transaction ID is
+        seen."""
         agent = self._agent
         same_role = request.controlling if agent.controlling else request.controlled
-        if same_role is not None and not self._resolve_role_conflict(request, local, remote, key):
+        if same_role is not None and not self._resolve_role_conflict(request, local, remote):
             return
-        response = success_response(request.transaction_id, remote, self._local_key())
+        response = success_response(request.transaction_id, remote, prepared)
         self._send(_new_tuple(Datagram, (response, local, remote)))
         agent._last_progress = now
         self._remember_path(local, remote)
-        if self._password_seen_by_peer != agent.local_password:  # see peer_has_credentials
-            self._password_seen_by_peer = agent.local_password
+        if not self.peer_has_credentials:
+            self.peer_has_credentials = True
             agent.selection.repeat_unconfirmed_nominations(now)
         recent = self._recent
         transaction_id = request.transaction_id
@@ -333,7 +332,7 @@ class IncomingChecks(AgentPart):
         return candidate
 
     def _resolve_role_conflict(
-        self, request: CheckRequest, local: Address, remote: Address, key: bytes
+        self, request: CheckRequest, local: Address, remote: Address
     ) -> bool:
         """RFC 8445 §7.3.1.1; ``False`` when the request was answered with 487."""
         agent = self._agent
@@ -341,21 +340,20 @@ class IncomingChecks(AgentPart):
         controlled = request.controlled
         if agent.controlling and controlling is not None:
             if agent.tie_breaker >= controlling:
-                self._answer_conflict(request, local, remote, key)
+                self._answer_conflict(request, local, remote)
                 return False
             agent._switch_role(False)
         elif not agent.controlling and controlled is not None:
             if agent.tie_breaker >= controlled:
                 agent._switch_role(True)
             else:
-                self._answer_conflict(request, local, remote, key)
+                self._answer_conflict(request, local, remote)
                 return False
         return True
 
-    def _answer_conflict(
-        self, request: CheckRequest, local: Address, remote: Address, key: bytes
-    ) -> None:
-        """487 Role Conflict: the peer must switch roles (§7.3.1.1)."""
+    def _answer_conflict(self, request: CheckRequest, local: Address, remote: Address) -> None:
+        """487 Role Conflict, signed with our password: the peer must switch roles
+        (§7.3.1.1)."""
         self._failures.role_conflicts += 1
         response = Message(
             Method.BINDING,
@@ -363,4 +361,4 @@ class IncomingChecks(AgentPart):
             request.transaction_id,
             [ErrorCode.of(487)],
         )
-        self._answer(local, remote, response, key)
+        self._answer(local, remote, response, self._agent.local_password.encode())

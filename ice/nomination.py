@@ -18,6 +18,8 @@ A nomination is *unconfirmed* while the peer may not have acted on it: see
 
 from __future__ import annotations
 
+import functools
+
 from stun.address import Address
 
 from .checklist import CandidatePair, CheckList, PairState
@@ -30,6 +32,8 @@ _Path = tuple[Address, Address]
 PATIENCE_RTTS = 3
 #: The least time a better pair gets, whatever the round trip (clock and scheduling noise).
 MIN_PATIENCE = 0.020
+#: The states of a pair whose check may still succeed.
+_UNDECIDED = (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
 
 
 def _path(pair: CandidatePair) -> _Path:
@@ -38,6 +42,23 @@ def _path(pair: CandidatePair) -> _Path:
 
 def _same(a: CandidatePair, b: CandidatePair) -> bool:
     return _path(a) == _path(b)
+
+
+@functools.lru_cache(maxsize=64)
+def component_keys(streams: tuple[int, ...]) -> tuple[_Key, ...]:
+    """Every (stream, component) of a session with ``streams`` (components per stream): one
+    immutable tuple shared by every agent of the same shape, not a list of tuples each."""
+    return tuple(
+        (stream, component)
+        for stream, components in enumerate(streams)
+        for component in range(1, components + 1)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _component_index(streams: tuple[int, ...]) -> dict[_Key, int]:
+    """Where each (stream, component) is in :func:`component_keys`: shared like it."""
+    return {key: index for index, key in enumerate(component_keys(streams))}
 
 
 class _Component:
@@ -62,30 +83,31 @@ class _Component:
 class NominationPolicy:
     """The valid list per component, and the decision to nominate."""
 
-    __slots__ = ("_by_path", "_components", "_limit", "_max_wait")
+    __slots__ = ("_by_path", "_components", "_index", "_limit", "_max_wait")
 
     def __init__(self, config: AgentConfig) -> None:
         self._max_wait = config.max_nomination_wait
         self._limit = config.max_pairs
-        self._components: dict[_Key, _Component] = {}
+        #: The record of each component, in the order of :func:`component_keys` (a tuple made
+        #: once: the components are fixed by the config), found through the shared index.
+        self._index = _component_index(config.streams)
+        self._components = tuple(_Component() for _ in self._index)
         self._by_path: dict[_Path, CandidatePair] = {}
 
-    def _component(self, key: _Key) -> _Component:
-        component = self._components.get(key)
-        if component is None:
-            component = self._components[key] = _Component()
-        return component
+    def _component(self, pair: CandidatePair) -> _Component:
+        """The record of ``pair``'s component (every pair is of a component of the session:
+        a remote candidate of another is refused when signalled)."""
+        return self._components[self._index[pair.stream, pair.component]]
 
     def pair_valid(self, pair: CandidatePair, now: float) -> bool:
         """Add a pair to the valid list (§7.2.5.3.2). ``False`` when the list is full: it holds
         ``max_pairs`` pairs and none of lower priority that is not nominated to make room."""
-        key = (pair.stream, pair.component)
-        component = self._component(key)
-        path = _path(pair)
+        component = self._components[self._index[pair.stream, pair.component]]
+        path = (pair.local_base, pair.remote.address)
         if path not in self._by_path:  # a path belongs to one component (its local base's)
             if component.valid >= self._limit:
                 lowest = min(
-                    (p for p in self._valid_of(key) if not p.nominated),
+                    (p for p in self._valid_of(pair.stream, pair.component) if not p.nominated),
                     key=lambda p: p.priority,
                     default=None,
                 )
@@ -102,23 +124,21 @@ class NominationPolicy:
         del self._by_path[_path(pair)]
         component.valid -= 1
 
-    def _valid_of(self, key: _Key) -> list[CandidatePair]:
+    def _valid_of(self, stream: int, component: int) -> list[CandidatePair]:
         """The valid list of a component: one table for all, since one component is the rule
         (a one-entry dict per component would take ~220 bytes more)."""
-        stream, component = key
         return [
             p for p in self._by_path.values() if p.stream == stream and p.component == component
         ]
 
     def valid_pairs(self, stream: int, component: int) -> list[CandidatePair]:
         """The valid list of a component, best first."""
-        valid = self._valid_of((stream, component))
+        valid = self._valid_of(stream, component)
         return sorted(valid, key=lambda p: p.priority, reverse=True)
 
     def has_valid(self, stream: int, component: int) -> bool:
         """Whether the component has a valid pair."""
-        record = self._components.get((stream, component))
-        return record is not None and record.valid > 0
+        return self._components[self._index[stream, component]].valid > 0
 
     def valid_on(self, local_base: Address, remote: Address) -> CandidatePair | None:
         """The valid pair that sends from ``local_base`` to ``remote``, if any."""
@@ -133,7 +153,7 @@ class NominationPolicy:
     def deadline(self) -> float | None:
         """When the nomination decision of some component must be taken again."""
         deadline = None
-        for component in self._components.values():  # usually one, nominated: no wait
+        for component in self._components:  # usually one, nominated: no wait
             at = component.first_valid_at
             if component.nominating is None and component.valid and at is not None:
                 due = at + self._max_wait
@@ -152,25 +172,38 @@ class NominationPolicy:
         pair (at least ``MIN_PATIENCE``): a path that works answers in about that time. Never
         longer than ``max_nomination_wait`` after the first valid pair.
         """
-        key = (checklist.stream, component)
-        record = self._components.get(key)
-        if record is None or record.nominating is not None or not record.valid:
-            return None
+        stream = checklist.stream
+        record = self._components[self._index[stream, component]]
+        if record.nominating is not None or not record.valid:
+            return None  # asked after every datagram: the usual answer costs no further call
         assert record.first_valid_at is not None  # set with the first valid pair
-        best = max(self._valid_of(key), key=lambda p: p.priority)
+        best: CandidatePair | None = None  # the first of the highest priority, as max() gives
+        for pair in self._by_path.values():
+            if (
+                pair.stream == stream
+                and pair.component == component
+                and (best is None or pair.priority > best.priority)
+            ):
+                best = pair
+        assert best is not None  # record.valid counts the component's pairs in the table
         cap = record.first_valid_at + self._max_wait
         if now < cap:
-            patience = max(PATIENCE_RTTS * (best.last_rtt or 0.0), MIN_PATIENCE)
-            promising = [
-                p.first_check_at + patience if p.first_check_at is not None else cap
-                for p in checklist
-                if p.component == component
-                and p.priority > best.priority
-                and p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
-                and not p.waits_for_peer  # a passive TCP pair: its checks come from elsewhere
-            ]
-            if promising and now < min(max(promising), cap):
-                record.recheck_at = min(max(promising), cap)
+            patience = PATIENCE_RTTS * (best.last_rtt or 0.0)
+            if patience < MIN_PATIENCE:
+                patience = MIN_PATIENCE
+            latest = None  # when the last better pair still checked has had its patience
+            for pair in checklist.pairs:
+                if (
+                    pair.component == component
+                    and pair.priority > best.priority
+                    and pair.state in _UNDECIDED
+                    and not pair.waits_for_peer  # passive TCP: its checks come from elsewhere
+                ):
+                    at = cap if pair.first_check_at is None else pair.first_check_at + patience
+                    if latest is None or at > latest:
+                        latest = at
+            if latest is not None and now < min(latest, cap):
+                record.recheck_at = min(latest, cap)
                 return None
         record.nominating = best
         return best
@@ -179,13 +212,12 @@ class NominationPolicy:
         """Whether a check of ``pair`` is the nomination check (carries USE-CANDIDATE)."""
         if not controlling:
             return False
-        record = self._components.get((pair.stream, pair.component))
-        nominee = None if record is None else record.nominating
+        nominee = self._component(pair).nominating
         return nominee is not None and _same(nominee, pair)
 
     def concluded(self, pair: CandidatePair) -> None:
         """The component has a nominated pair: nothing more to decide for it."""
-        record = self._component((pair.stream, pair.component))
+        record = self._component(pair)
         if record.nominating is None:
             record.nominating = pair
 
@@ -201,8 +233,8 @@ class NominationPolicy:
             )
 
         for pair in [p for p in self._by_path.values() if gone(p)]:
-            self._forget(self._components[(pair.stream, pair.component)], pair)
-        for component in self._components.values():
+            self._forget(self._component(pair), pair)
+        for component in self._components:
             if gone(component.nominating):
                 component.nominating = None
             if gone(component.unconfirmed):
@@ -210,9 +242,9 @@ class NominationPolicy:
 
     def nomination_failed(self, pair: CandidatePair) -> None:
         """The USE-CANDIDATE check timed out: the component may be nominated again."""
-        record = self._components.get((pair.stream, pair.component))
-        nominee = None if record is None else record.nominating
-        if record is not None and nominee is not None and _same(nominee, pair):
+        record = self._component(pair)
+        nominee = record.nominating
+        if nominee is not None and _same(nominee, pair):
             record.nominating = None
             known = self._by_path.get(_path(pair))
             if known is not None:
@@ -240,20 +272,19 @@ class NominationPolicy:
         peer proved it has our credentials, or the peer's data on the pair (it sends data only
         on the pair it selected), confirms the nomination and ends the repetition.
         """
-        self._component((pair.stream, pair.component)).unconfirmed = None if confirmed else pair
+        self._component(pair).unconfirmed = None if confirmed else pair
 
     def unconfirmed(self, pair: CandidatePair) -> bool:
         """Whether ``pair`` is our nomination and the peer may not have acted on it yet."""
-        record = self._components.get((pair.stream, pair.component))
-        return record is not None and record.unconfirmed is pair
+        return self._component(pair).unconfirmed is pair
 
     def unconfirmed_pairs(self) -> list[CandidatePair]:
-        return [c.unconfirmed for c in self._components.values() if c.unconfirmed is not None]
+        return [c.unconfirmed for c in self._components if c.unconfirmed is not None]
 
     def confirm(self, pair: CandidatePair) -> None:
         """The peer showed it selected ``pair``: stop repeating USE-CANDIDATE on it."""
-        record = self._components.get((pair.stream, pair.component))
-        if record is not None and record.unconfirmed is pair:
+        record = self._component(pair)
+        if record.unconfirmed is pair:
             record.unconfirmed = None
 
 

@@ -162,6 +162,14 @@ class OutgoingChecks(AgentPart):
         """The agent completed: what follows is a consent check every few seconds (RFC 7675),
         which makes its own template rather than keep one for the rest of the session."""
         self._template = None
+        self._shrink_in_flight()
+
+    def _shrink_in_flight(self) -> None:
+        """An empty table of checks in flight keeps the room its checks took (a dict never
+        shrinks by deletion): at the quiet times, completion and a consent check's answer,
+        it gives the room back."""
+        if not self.in_flight:
+            self.in_flight.clear()
 
     def hold_slot(self, now: float) -> None:
         """A check just went out of turn: the next ordinary check waits a full Ta after it."""
@@ -189,13 +197,14 @@ class OutgoingChecks(AgentPart):
 
     def _rto(self) -> float:
         """RTO = MAX(500 ms, Ta * N * (Num-Waiting + Num-In-Progress)) (RFC 8445 §14.3)."""
-        checklists = self._agent.checklists
-        active = 0
-        for checklist in checklists:
+        count = active = 0
+        for checklist in self._agent.checklists:
+            count += 1
             for pair in checklist.pairs:
                 if pair.state is PairState.WAITING or pair.state is PairState.IN_PROGRESS:
                     active += 1
-        return max(0.5, self._config.pacing * len(checklists) * active)
+        rto = self._config.pacing * count * active
+        return rto if rto > 0.5 else 0.5
 
     # ================================================================== sending
 
@@ -237,7 +246,7 @@ class OutgoingChecks(AgentPart):
             agent.controlling,
             consent,
             template,
-            agent.incoming.peer_has_credentials(),
+            agent.incoming.peer_has_credentials,
         )
         pair.requests_sent += 1
         if not consent:
@@ -387,6 +396,7 @@ class OutgoingChecks(AgentPart):
             self._consent.answered(pair, now)
             if check.use_candidate and check.peer_had_credentials:
                 agent.nomination.confirm(pair)
+            self._shrink_in_flight()
             return
         if mapped is None:
             pair.failure = "no XOR-MAPPED-ADDRESS"
@@ -401,10 +411,9 @@ class OutgoingChecks(AgentPart):
         # progress, which was cancelled, and this is its answer) would only prove again what
         # this answer proved: it is dropped. A nomination never waits there
         # (Selection.run_nomination sends it at once).
-        triggered = agent.checklists[pair.stream].triggered
-        if triggered:
-            triggered.pop(pair, None)
-            triggered.pop(valid, None)
+        own_list = agent.checklists[pair.stream]
+        if own_list.triggered:
+            own_list.drop_triggered(pair, valid)
         foundation = pair.foundation
         for checklist in agent.checklists:
             for sibling in checklist.unfreeze_foundation(foundation):

@@ -30,12 +30,13 @@ class RemoteCandidates:
 
     __slots__ = ("_per_stream", "_table", "limit")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, streams: int = 1) -> None:
         self.limit = limit
         #: The stream is the key's first item (a tuple per value would cost 56 bytes more).
         self._table: dict[_Key, Candidate] = {}
-        #: How many candidates each stream holds, by stream number (a Counter costs ~250 bytes).
-        self._per_stream: list[int] = []
+        #: How many candidates each of ``streams`` streams holds, by stream number (a Counter
+        #: costs ~250 bytes); ``None`` with one stream, which holds the whole table.
+        self._per_stream: list[int] | None = [0] * streams if streams > 1 else None
 
     def __iter__(self) -> Iterator[tuple[int, Candidate]]:
         return iter([(key[0], candidate) for key, candidate in self._table.items()])
@@ -45,7 +46,9 @@ class RemoteCandidates:
 
     def clear(self) -> None:
         self._table.clear()
-        self._per_stream.clear()
+        counts = self._per_stream
+        if counts is not None:
+            counts[:] = [0] * len(counts)
 
     def find(
         self, stream: int, component: int, address: Address, transport: str = "udp"
@@ -57,7 +60,7 @@ class RemoteCandidates:
     def full(self, stream: int) -> bool:
         """Whether the stream holds ``limit`` candidates: a new address would not be learnt."""
         counts = self._per_stream
-        return stream < len(counts) and counts[stream] >= self.limit
+        return (len(self._table) if counts is None else counts[stream]) >= self.limit
 
     def add(self, stream: int, candidate: Candidate) -> bool:
         """Learn a candidate whose address is not known yet; ``False`` if the stream is full."""
@@ -65,9 +68,8 @@ class RemoteCandidates:
             return False
         self._table[_key(stream, candidate)] = candidate
         counts = self._per_stream
-        if stream >= len(counts):  # the agent's streams, checked by the agent: a few
-            counts += [0] * (stream + 1 - len(counts))
-        counts[stream] += 1
+        if counts is not None:
+            counts[stream] += 1
         return True
 
     def replace(self, stream: int, candidate: Candidate) -> None:

@@ -25,7 +25,6 @@ Every failure keeps its reason (:meth:`Selection.failure_reason`).
 from __future__ import annotations
 
 import enum
-import functools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -37,7 +36,7 @@ from .checklist import CandidatePair, PairState
 from .config import Policy
 from .events import ConsentLost, IceEvent, IceState, PairStateChanged, SelectedPairChanged
 from .gather import LocalCandidate
-from .nomination import replaces_selected
+from .nomination import component_keys, replaces_selected
 from .stats import PeerInput, describe_failure
 
 if TYPE_CHECKING:
@@ -50,17 +49,6 @@ class _Stall(enum.Enum):
     NOTHING_TO_CHECK = "nothing to check"
     NO_END_OF_CANDIDATES = "no end-of-candidates"
     NO_NOMINATION = "no nomination"
-
-
-@functools.lru_cache(maxsize=64)
-def component_keys(streams: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
-    """Every (stream, component) of a session with ``streams`` (components per stream): one
-    immutable tuple shared by every agent of the same shape, not a list of tuples each."""
-    return tuple(
-        (stream, component)
-        for stream, components in enumerate(streams)
-        for component in range(1, components + 1)
-    )
 
 
 class Selection(AgentPart):
@@ -171,8 +159,7 @@ class Selection(AgentPart):
         for pair in gone:
             pair.failure = "local candidate lost"
             agent._set_pair_state(pair, PairState.FAILED)
-        for pair in gone:
-            checklist.triggered.pop(pair, None)
+        checklist.drop_triggered(*gone)
         agent.outgoing.forget_base(local.base)
         agent.nomination.forget(local.base)
         key = (local.stream, local.candidate.component)
@@ -204,7 +191,7 @@ class Selection(AgentPart):
             if pair is not None and pair.state is not PairState.FAILED:
                 pair.failure = reason
                 agent._set_pair_state(pair, PairState.FAILED)
-                checklist.triggered.pop(pair, None)
+                checklist.drop_triggered(pair)
         agent.nomination.forget(local, remote)
         agent._touched = True  # what the agent waits for changed: derive the state again
         selected = self._selected.on_path(local, remote)
@@ -229,6 +216,8 @@ class Selection(AgentPart):
                 self.run_nomination(now)
             if agent.outgoing.in_flight.ordinary:
                 return  # derive_state would wait for the check too
+            if not agent._checking and not self.all_concluded:
+                return  # and for checks to start
         self.derive_state(now)
 
     def restart(self) -> None:
@@ -267,11 +256,8 @@ class Selection(AgentPart):
                 return None
         config = self._config
         idle_end = agent._last_progress + config.idle_timeout
-        hopeless = [
-            key
-            for key in self.keys()
-            if not self.concluded(key) and not agent.nomination.has_valid(*key)
-        ]
+        has_valid = agent.nomination.has_valid
+        hopeless = [key for key in self._unconcluded if not has_valid(*key)]
         if not hopeless or config.lite:  # a lite agent sends no checks: it waits to be nominated
             return idle_end, _Stall.NO_NOMINATION
         if not agent.remote_complete:
@@ -315,7 +301,7 @@ class Selection(AgentPart):
         """:meth:`derive_state` once every component is concluded."""
         agent = self._agent
         disconnected = self._consent.disconnected
-        for pair in self._selected.by_key.values():
+        for pair in self._selected.values():
             if disconnected(pair, now):
                 agent._set_state(IceState.DISCONNECTED)
                 return

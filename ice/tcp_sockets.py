@@ -30,7 +30,6 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from stun.address import Address, normalize_host
@@ -45,9 +44,8 @@ from .errors import LocalProtocolError
 from .tcp import CloseTcp, OpenTcp, TcpCommand, WriteTcp
 
 if TYPE_CHECKING:
-    import asyncio
-
     from .agent import Agent
+    from .aio import Connection
 
 _log = logging.getLogger("icestack.ice")
 
@@ -272,32 +270,29 @@ class TcpSockets:
 
     __slots__ = (
         "_agent",
-        "_deliver",
+        "_connection",
         "dropped_writes",
         "links",
         "listeners",
         "loop",
         "paths",
         "port_range",
-        "pump",
     )
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
+        connection: Connection,
         agent: Agent,
-        pump: Callable[[], None],
-        deliver: Callable[[bytes, int], None],
         port_range: PortRange | None = None,
     ) -> None:
-        self.loop = loop
+        #: The ICE connection: its ``_pump`` runs after the agent heard something, and the
+        #: application data of a component's TCP path goes to its receive queue (``_deliver``).
+        #: (Held once, not as two bound methods of 64 bytes each.)
+        self._connection = connection
+        self.loop = connection._loop
         #: The ports the listeners may take (``None``: ephemeral ones).
         self.port_range = port_range
         self._agent = agent
-        self.pump = pump
-        #: Where the application data of a component's TCP path goes: ``deliver(data,
-        #: component)``, the connection's receive queue.
-        self._deliver = deliver
         #: Listening sockets by the base address the agent knows them by.
         self.listeners: dict[Address, socket.socket] = {}
         self.links: dict[int, TcpLink] = {}
@@ -305,6 +300,10 @@ class TcpSockets:
         self.paths: dict[int, TcpPath] = {}
         #: Writes dropped because the connection's buffer was full (module docstring).
         self.dropped_writes = 0
+
+    def pump(self) -> None:
+        """Let the connection act on what the agent heard."""
+        self._connection._pump()
 
     # ================================================================== the data path
 
@@ -318,7 +317,7 @@ class TcpSockets:
         if link is None:
             return
         path = self.paths[component] = TcpPath(link, pair)
-        deliver = self._deliver
+        deliver = self._connection._deliver
 
         def sink(frame: bytes) -> None:
             path.received += len(frame)

@@ -52,6 +52,8 @@ def assert_counts_hold(agent: Agent) -> None:
     selection = agent.selection
     keys = selection.keys()
     assert selection.all_concluded == all(selection.concluded(key) for key in keys)
+    # what give_up_at and run_nomination walk instead of every component
+    assert selection._unconcluded == tuple(key for key in keys if not selection.concluded(key))
 
 
 def every_part_asked(agent: Agent) -> float | None:

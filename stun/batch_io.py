@@ -4,7 +4,10 @@ Every UDP reader of the project (:class:`stun.aio_sockets.UdpReader`, the ICE ba
 socket on readiness until it is empty and answers inline. With ``recvfrom``/``sendto`` that costs
 two system calls per answered datagram, about as much CPU as the protocol work itself. On Linux,
 :class:`MmsgIO` calls ``recvmmsg(2)`` and ``sendmmsg(2)`` through :mod:`ctypes` from the C library
-instead: up to :data:`BATCH` datagrams per call. :class:`PortableIO` is the ``recvfrom``/``sendto``
+instead: up to :data:`BATCH` datagrams per call — on receive once the socket is busy: a quiet
+one (at most two datagrams a wake-up, a session's socket while it connects or keeps consent) is
+read with ``recvmsg``, one datagram a call until it is empty, which costs less there
+(:meth:`MmsgIO.receive`). :class:`PortableIO` is the ``recvfrom``/``sendto``
 path, used elsewhere, when the symbols cannot be loaded (one log line says so) or when asked
 (``batch=False``, ``--no-batch-io``). Both have the same face, :class:`DatagramIO`: ``receive()``
 returns a list of ``(bytes, sockaddr)`` in the form ``socket.recvfrom`` gives them, ``send()``
@@ -533,6 +536,8 @@ class MmsgIO:
                     continue
                 if segment and len(data) > segment:
                     self._cut_apart(data, 0, len(data), segment, sockaddr, out)
+                    if len(out) >= QUIET_READS:  # a run of datagrams: busy
+                        break
                     continue
             out.append((data, sockaddr))
         room = limit - len(out)

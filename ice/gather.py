@@ -97,6 +97,11 @@ class _Request:
     transaction: ClientTransaction | None = None
 
 
+def _address_key(local: LocalCandidate) -> tuple[int, int, Address]:
+    """What :meth:`Gatherer.find` looks a candidate up by: stream, component, address."""
+    return (local.stream, local.candidate.component, local.candidate.address)
+
+
 #: The table of a gatherer that has sent no request (most agents have no STUN server): shared,
 #: never added to.
 _NO_REQUESTS: dict[bytes, _Request] = {}
@@ -165,7 +170,8 @@ class Gatherer:
         #: Two indexes in one table (a dict is 224 bytes however few its entries): per base (an
         #: :class:`~stun.address.Address` key), its host or relayed candidate, the first learnt
         #: on it; per (stream, component, address) — a 3-tuple, never equal to an address —
-        #: the first candidate with that transport address.
+        #: the first candidate with that transport address, unless :meth:`find` finds it
+        #: through its base's entry.
         self._index: dict[Address | tuple[int, int, Address], LocalCandidate] = {}
         #: How many peer-reflexive local candidates were learnt (bounded by the config).
         self.peer_reflexive = 0
@@ -331,23 +337,25 @@ class Gatherer:
 
     def _add(self, local: LocalCandidate) -> None:
         self.candidates += (local,)
-        index = self._index
-        index.setdefault(local.base, local)
-        index.setdefault((local.stream, local.candidate.component, local.candidate.address), local)
+        self._index.setdefault(local.base, local)
+        key = _address_key(local)
+        if self.find(*key) is None:  # the first with its address: found from now on
+            self._index[key] = local
 
     def _remove(self, local: LocalCandidate) -> None:
         """Take a lost candidate out of the list and of the index (rare: no index to help)."""
+        key = _address_key(local)
+        found = self.find(*key) is local
         self.candidates = tuple(c for c in self.candidates if c is not local)
         index = self._index
         if index.get(local.base) is local:
             del index[local.base]
-        key = (local.stream, local.candidate.component, local.candidate.address)
         if index.get(key) is local:
             del index[key]
-            for other in self.candidates:
-                if (other.stream, other.candidate.component, other.candidate.address) == key:
-                    index[key] = other
-                    break
+        if found:  # the next with its address is found now (keyed unless it is found already)
+            first = next((c for c in self.candidates if _address_key(c) == key), None)
+            if first is not None and self.find(*key) is not first:
+                index[key] = first
         if local.candidate.type is CandidateType.PEER_REFLEXIVE:
             self.peer_reflexive -= 1
         elif local.candidate.type in (CandidateType.SERVER_REFLEXIVE, CandidateType.RELAYED):
@@ -374,8 +382,23 @@ class Gatherer:
         return self._index.get(base)
 
     def find(self, stream: int, component: int, address: Address) -> LocalCandidate | None:
-        """The local candidate of this stream and component with transport address ``address``."""
-        return self._index.get((stream, component, address))
+        """The local candidate of this stream and component with transport address ``address``
+        (the first learnt).
+
+        A candidate at its base's address — a host or relayed one, the usual answer — is found
+        through its base's entry and has none of its own (64 bytes a key): :meth:`_add` keys
+        only a candidate this does not find already, so the first one still wins."""
+        index = self._index
+        local = index.get((stream, component, address))
+        if local is None:
+            local = index.get(address)
+            if local is None or not (
+                local.candidate.address == address
+                and local.stream == stream
+                and local.candidate.component == component
+            ):
+                return None
+        return local
 
     def learn_peer_reflexive(self, local: LocalCandidate) -> bool:
         """Add a peer-reflexive local candidate (RFC 8445 §7.2.5.3.1); ``False`` when

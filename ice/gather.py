@@ -66,6 +66,7 @@ from .events import (
 )
 from .preferences import LocalPreferences
 from .relay import NO_RELAYS, RelayBase, Relays
+from .shared_values import SharedValues
 
 #: The TCP types of a listening base's candidates, in the order they are made.
 _PASSIVE_FIRST = (TcpType.PASSIVE, TcpType.ACTIVE)
@@ -101,6 +102,9 @@ def _address_key(local: LocalCandidate) -> tuple[int, int, Address]:
     """What :meth:`Gatherer.find` looks a candidate up by: stream, component, address."""
     return (local.stream, local.candidate.component, local.candidate.address)
 
+
+#: The base preferences of the agents of this process: mostly one value, held once.
+_PREFERENCES: SharedValues[tuple[tuple[str, int], ...]] = SharedValues()
 
 #: The table of a gatherer that has sent no request (most agents have no STUN server): shared,
 #: never added to.
@@ -161,7 +165,8 @@ class Gatherer:
         #: Bases declared after gathering started: gathered at the next restart.
         self._new_bases: tuple[_Base, ...] = ()
         #: The local preference of each base address, as (host, preference) pairs (read only
-        #: when gathering starts or restarts; a dict of one is 184 bytes, a tuple 104).
+        #: when gathering starts or restarts; a dict of one is 184 bytes, a tuple 104, and the
+        #: agents of a process, gathering on the same addresses, share one).
         self._preferences: tuple[tuple[str, int], ...] = ()
         #: Every local candidate, in the order learnt; add with :meth:`_add` to keep the index.
         #: (Bounded: per base its host candidate, one per STUN and TURN server, and at most
@@ -235,7 +240,7 @@ class Gatherer:
         """Emit host candidates and queue server-reflexive requests (§5.1.1.1, §5.1.1.2)."""
         self.started = True
         hosts = [base.address.host for base in self._bases]
-        self._preferences = tuple(local_preferences(hosts).items())
+        self._preferences = _PREFERENCES.get(tuple(local_preferences(hosts).items()))
         self._gather(self._bases, now)
         self._check_complete()
 
@@ -253,7 +258,7 @@ class Gatherer:
             if address.host not in preferences:
                 lowest = min(preferences.values(), default=0x10000)
                 preferences[address.host] = max(lowest - 1, 0)
-        self._preferences = tuple(preferences.items())
+        self._preferences = _PREFERENCES.get(tuple(preferences.items()))
         self._gather(bases, now)
         self.relays.restart(now)
         self._check_complete()

@@ -149,9 +149,7 @@ class Agent:
             CheckList(stream, components, config.max_pairs)
             for stream, components in enumerate(config.streams)
         ]
-        self.remote_candidates = RemoteCandidates(
-            config.max_remote_candidates, len(config.streams)
-        )
+        self.remote_candidates = RemoteCandidates(config.max_remote_candidates, len(config.streams))
         self.remote_complete = False
         #: Checks have started (:meth:`start_checks`, or the peer's checks and credentials).
         self._checking = False
@@ -591,7 +589,10 @@ class Agent:
             self.consent.get_timer() if self.consent.records else None,
             self.tcp.get_timer() if self.tcp.bases else None,
             self.nomination.deadline
-            if self.controlling and not self.config.lite and not selection.all_concluded
+            if self.nomination.deciding
+            and self.controlling
+            and not self.config.lite
+            and not selection.all_concluded
             else None,
             self._last_now if self._touched else None,
             verdict[0] if verdict is not None else None,

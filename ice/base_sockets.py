@@ -4,7 +4,8 @@ the fast data path through them.
 Theory of operation. Each base is one non-blocking UDP socket bound to an interface address on an
 ephemeral port or one of the connection's ``port_range`` (:func:`bind_base`), read on readiness in
 batches (:meth:`BaseSocket.read_ready`, up to :data:`UDP_BATCH` datagrams a wake-up, through
-:mod:`stun.batch_io`: ``recvmmsg`` on Linux). A datagram
+:mod:`stun.batch_io`: ``recvmmsg`` on Linux once the socket is busy, ``recvmsg`` while it is
+quiet). A datagram
 whose first byte is 0-3 is STUN (RFC 7983) and goes to the agent; so does anything from an address
 that is not the remote side of the component's selected pair (the agent delivers it only if a check
 proved the address the peer's, :meth:`~ice.agent.Agent.receive_datagram`). Data from that address
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from .aio_mux import Mux
 
 _log = logging.getLogger("icestack.ice")
+
+#: An :class:`~stun.address.Address` built without ``NamedTuple``'s Python-level constructor.
+_new_tuple = tuple.__new__
 
 #: How many datagrams one wake-up of a socket reader handles before yielding to the loop.
 UDP_BATCH = 256
@@ -163,7 +167,8 @@ class BaseSocket:
                 path.received += len(data)
             else:
                 try:
-                    agent.receive_datagram(data, local, Address(sockaddr[0], sockaddr[1]), now)
+                    # sockaddr[:2]: the (host, port) of IPv4's, the same tuple, no copy
+                    agent.receive_datagram(data, local, _new_tuple(Address, sockaddr[:2]), now)
                 except Exception as error:
                     connection.reader_errors.contain(error, f"ICE socket {local}")
                 to_agent = True

@@ -11,9 +11,10 @@ highest-priority pair Waiting (§6.1.2.6). A pair moves:
                 ↑___________|  (triggered check, role conflict: back to Waiting)
 
 Triggered checks (§7.3.1.4) wait in a FIFO queue that the agent serves before ordinary checks.
-Every lookup a datagram needs is a dict access — a pair by (local base, remote address) here —
-or a look at the few selected pairs, one per component (:class:`SelectedPairs`). Whether a check
-waits to be sent is
+Every lookup a datagram needs is bounded: a pair by (local base, remote address) is a dict
+access once the list holds more than :data:`FEW_PAIRS` pairs, a look through them until then; a
+selected pair is a look at the few selected pairs, one per component (:class:`SelectedPairs`).
+Whether a check waits to be sent is
 asked after every datagram: the list counts its pairs we can still check (Waiting, or Frozen and
 not waiting for the peer) as they change state — every state change of a pair of the list goes
 through :meth:`CheckList.set_state` — so the answer is no walk over the pairs.
@@ -129,7 +130,10 @@ class CheckList:
         #: The triggered check queue (§7.3.1.4), FIFO: a dict used as an ordered set, ``None``
         #: while empty (most of the time: an emptied dict keeps 224 bytes).
         self.triggered: dict[CandidatePair, None] | None = None
-        self._by_addresses: dict[tuple[Address, Address], CandidatePair] = {}
+        #: The pairs by (local base, remote address), made once the list holds more than
+        #: :data:`FEW_PAIRS` (until then :meth:`find` looks through them: a one-entry dict takes
+        #: 224 bytes, and most sessions have one or two pairs).
+        self._by_addresses: dict[tuple[Address, Address], CandidatePair] | None = None
         #: How many pairs of the list we can check: Waiting, or Frozen and not waiting for the
         #: peer (kept by :meth:`set_state`, :meth:`add` and eviction).
         self.schedulable = 0
@@ -142,7 +146,13 @@ class CheckList:
 
     def find(self, local_base: Address, remote: Address) -> CandidatePair | None:
         """The pair checking ``remote`` from ``local_base``, if any."""
-        return self._by_addresses.get((local_base, remote))
+        table = self._by_addresses
+        if table is not None:
+            return table.get((local_base, remote))
+        for pair in self.pairs:  # looked through here, not by a helper: a call per datagram
+            if pair.local_base == local_base and pair.remote.address == remote:
+                return pair
+        return None
 
     def add(
         self, local: Candidate, local_base: Address, remote: Candidate, controlling: bool
@@ -152,8 +162,7 @@ class CheckList:
         Returns the new pair, or ``None`` if it is redundant (the same addresses are paired
         already) or does not fit under ``max_pairs`` with a priority high enough to evict another.
         """
-        key = (local_base, remote.address)
-        if key in self._by_addresses:
+        if self.find(local_base, remote.address) is not None:
             return None
         priority = _priority(local, remote, controlling)
         if len(self.pairs) >= self.max_pairs:
@@ -162,14 +171,19 @@ class CheckList:
                 return None
             self._remove(lowest)
         pair = CandidatePair(local, local_base, remote, self.stream, priority)
-        self._by_addresses[key] = pair
         bisect.insort(self.pairs, pair, key=_descending)
+        table = self._by_addresses
+        if table is not None:
+            table[local_base, remote.address] = pair
+        elif len(self.pairs) > FEW_PAIRS:
+            self._by_addresses = {(p.local_base, p.remote.address): p for p in self.pairs}
         self.schedulable += _schedulable(pair, PairState.FROZEN)
         return pair
 
     def _remove(self, pair: CandidatePair) -> None:
         self.pairs.remove(pair)
-        del self._by_addresses[(pair.local_base, pair.remote.address)]
+        if self._by_addresses is not None:
+            del self._by_addresses[(pair.local_base, pair.remote.address)]
         self.drop_triggered(pair)
         self.schedulable -= _schedulable(pair, pair.state)
 
@@ -188,7 +202,14 @@ class CheckList:
         change = (state is waiting or (state is frozen and checkable_if_frozen)) - (
             previous is waiting or (previous is frozen and checkable_if_frozen)
         )
-        if change and self._by_addresses.get((pair.local_base, pair.remote.address)) is pair:
+        if not change:
+            return
+        table = self._by_addresses
+        if (
+            pair in self.pairs  # identity: a pair has no __eq__ of its own
+            if table is None
+            else table.get((pair.local_base, pair.remote.address)) is pair
+        ):
             self.schedulable += change
 
     def replace_remote(self, old: Candidate, new: Candidate, controlling: bool) -> None:
@@ -223,15 +244,18 @@ class CheckList:
             best = chosen.get(foundation)
             if best is None or (pair.component, -pair.priority) < (best.component, -best.priority):
                 chosen[foundation] = pair
-        changed = [p for p in chosen.values() if p.state is PairState.FROZEN]
-        for pair in changed:
-            self.set_state(pair, PairState.WAITING)
+        changed = []
+        for pair in chosen.values():  # a loop, not a comprehension (which is a call)
+            if pair.state is PairState.FROZEN:
+                self.set_state(pair, PairState.WAITING)
+                changed.append(pair)
         return changed
 
-    def unfreeze_foundation(self, foundation: str) -> Sequence[CandidatePair]:
-        """A pair of this foundation succeeded: its Frozen siblings become Waiting (§7.2.5.3.3)."""
+    def unfreeze_siblings(self, succeeded: CandidatePair) -> Sequence[CandidatePair]:
+        """A pair succeeded: the Frozen pairs of its foundation become Waiting (§7.2.5.3.3)."""
         if not self.schedulable:
             return ()  # no Frozen pair that we can check (asked at every success): no walk
+        foundation = succeeded.foundation
         changed = [
             p
             for p in self.pairs
@@ -301,13 +325,14 @@ class CheckList:
         """Nomination concluded a component: take its lower-priority Frozen, Waiting and
         In-Progress pairs out of the schedule (§8.1.2) and return them, so that the agent can
         cancel the checks in flight (they stop holding their foundation's place)."""
-        pruned = [
-            pair
-            for pair in self.pairs
-            if pair.component == component
-            and pair.priority < priority
-            and pair.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
-        ]
+        pruned = []
+        for pair in self.pairs:
+            if (
+                pair.component == component
+                and pair.priority < priority
+                and pair.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
+            ):
+                pruned.append(pair)
         for pair in pruned:
             self.set_state(pair, PairState.FAILED)
             pair.failure = "pruned after nomination"
@@ -316,6 +341,10 @@ class CheckList:
                 *(p for p in self.triggered if p.component == component and p.priority < priority)
             )
         return pruned
+
+
+#: How many pairs a check list looks through before it keeps a table of them by path.
+FEW_PAIRS = 4
 
 
 class SelectedPairs(dict[tuple[int, int], CandidatePair]):

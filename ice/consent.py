@@ -81,7 +81,8 @@ class ConsentTracker:
     def track(self, pair: CandidatePair, now: float) -> None:
         """Start consent on a newly selected pair: its last check just succeeded. What was held
         of the component's previous selected pair goes."""
-        self._forget_component(pair)
+        if self.records or self._suspended:
+            self._forget_component(pair)
         self.records += (_Consent(pair, now, now + self._interval(), now),)
 
     def untrack(self, pair: CandidatePair) -> None:
@@ -135,13 +136,14 @@ class ConsentTracker:
         return consent is None or not consent.lost
 
     def disconnected(self, pair: CandidatePair, now: float) -> bool:
-        consent = self._record(pair)
-        return (
-            consent is not None
-            and not consent.lost
-            and not consent.suspended
-            and now >= consent.last_response + self._config.disconnected_after
-        )
+        for consent in self.records:  # not _record: asked after every datagram once connected
+            if consent.pair is pair:
+                return (
+                    not consent.lost
+                    and not consent.suspended
+                    and now >= consent.last_response + self._config.disconnected_after
+                )
+        return False
 
     def state_of(self, pair: CandidatePair) -> str:
         """``"lost"``, ``"granted"``, ``"suspended"`` or ``"none"`` (not a selected pair)."""

@@ -3,8 +3,7 @@ checks (RFC 8445 §6.1.4, RFC 7675).
 
 Whether an ordinary check (not a consent check) is in flight decides, after every datagram and
 timer, whether the agent is idle or completed (:mod:`ice.selection`): a walk over the checks
-each time would cost calls per check, so the table counts them as they come and go. The table is
-empty most of a session's life (between consent checks): emptied, it gives back its memory.
+each time would cost calls per check, so the table counts them as they come and go.
 """
 
 from __future__ import annotations
@@ -43,15 +42,11 @@ class ChecksInFlight(dict[bytes, _C]):
         if not self[transaction_id].consent:
             self.ordinary -= 1
         super().__delitem__(transaction_id)
-        if not self:
-            dict.clear(self)  # gives back the table an emptied dict keeps (160 bytes)
 
     def pop(self, transaction_id: bytes, *default: _C | None) -> _C | None:  # type: ignore[override]
         check = super().pop(transaction_id, *default)
         if check is not None and not check.consent:
             self.ordinary -= 1
-        if not self:
-            dict.clear(self)
         return check
 
     def clear(self) -> None:

@@ -137,7 +137,9 @@ class IncomingChecks(AgentPart):
         base = self._gatherer.on_base(local)
         if base is None:
             return True
-        prepared = self._local_key()
+        prepared = self._key
+        if prepared is None or self._key_password is not self._agent.local_password:
+            prepared = self._local_key()
         if request.username.partition(":")[0] != self._agent.local_username or not (
             sha1_integrity_matches(prepared, data, integrity_at, integrity_length)
         ):
@@ -199,7 +201,15 @@ class IncomingChecks(AgentPart):
         response = success_response(request.transaction_id, remote, prepared)
         self._send(_new_tuple(Datagram, (response, local, remote)))
         agent._last_progress = now
-        self._remember_path(local, remote)
+        paths = self._checked_paths
+        path = (local, remote)
+        if path in paths:
+            del paths[path]  # re-inserted below as the most recent
+            paths[path] = None
+        else:
+            paths[path] = None
+            if len(paths) > self._config.max_pairs:
+                del paths[next(iter(paths))]  # the least recent
         if not self.peer_has_credentials:
             self.peer_has_credentials = True
             agent.selection.repeat_unconfirmed_nominations(now)
@@ -222,23 +232,15 @@ class IncomingChecks(AgentPart):
             self._key = shared_key(password.encode())
         return self._key
 
-    def _remember_path(self, local: Address, remote: Address) -> None:
-        paths = self._checked_paths
-        path = (local, remote)
-        if path in paths:
-            del paths[path]  # re-inserted below as the most recent
-            paths[path] = None
-            return
-        paths[path] = None
-        if len(paths) > self._config.max_pairs:
-            del paths[next(iter(paths))]  # the least recent
-
     def _act_on(
         self, request: CheckRequest, base: LocalCandidate, remote: Address, now: float
     ) -> None:
         """What a new authenticated request sets in motion (§7.3.1.3 to §7.3.1.5)."""
         agent = self._agent
-        remote_candidate = self._remote_for(base, remote, request.priority)
+        local = base.candidate
+        remote_candidate = self._remote_candidates.find(
+            base.stream, local.component, remote, local.transport
+        ) or self._peer_reflexive_remote(base, remote, request.priority)
         if remote_candidate is None:
             return
         if self._config.lite:
@@ -262,7 +264,8 @@ class IncomingChecks(AgentPart):
         if use_candidate:
             pair.nominate_on_success = True
         outgoing = agent.outgoing
-        outgoing.cancel(pair)  # §7.3.1.4: the triggered check replaces it
+        if pair.transaction_id is not None:
+            outgoing.cancel(pair)  # §7.3.1.4: the triggered check replaces it
         agent._set_pair_state(pair, PairState.WAITING)
         checklist.enqueue_triggered(pair)
         if agent._checking:
@@ -287,11 +290,11 @@ class IncomingChecks(AgentPart):
             pair.valid = True
             agent.selection.nominate(pair, now)
 
-    def _remote_for(
+    def _peer_reflexive_remote(
         self, base: LocalCandidate, remote: Address, priority: int | None
     ) -> Candidate | None:
-        """The remote candidate a request that reached ``base`` came from, or a new
-        peer-reflexive one (§7.3.1.3) — ``None`` when the stream holds
+        """A new peer-reflexive remote candidate (§7.3.1.3) for a request that reached ``base``
+        from ``remote``, which is no known remote candidate — ``None`` when the stream holds
         ``max_remote_candidates`` already, or for a source no check can be sent back to (port
         0, an unspecified or multicast address).
 
@@ -302,9 +305,6 @@ class IncomingChecks(AgentPart):
         active candidate, at the address and port the connection came from."""
         stream, component = base.stream, base.candidate.component
         transport = base.candidate.transport
-        candidate = self._remote_candidates.find(stream, component, remote, transport)
-        if candidate is not None:
-            return candidate
         if priority is None:
             priority = 0
         if not 1 <= priority <= MAX_PRIORITY:

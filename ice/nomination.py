@@ -9,8 +9,9 @@ not a whole transaction timeout. Nominating means checking the pair again with
 USE-CANDIDATE; if that check fails, the component is open for nomination again.
 
 The valid list of a component holds at most ``max_pairs`` pairs (a peer decides how many paths it
-validates); every pair in it is also found by its path — (local base, remote address) — in O(1),
-for the checks and the data that arrive on it.
+validates); every pair in it is also found by its path — (local base, remote address) — in
+bounded time, for the checks and the data that arrive on it: by a look through the few valid
+pairs a session usually has, by a table once they are more.
 
 A nomination is *unconfirmed* while the peer may not have acted on it: see
 :meth:`NominationPolicy.nominated_by_us`.
@@ -22,7 +23,7 @@ import functools
 
 from stun.address import Address
 
-from .checklist import CandidatePair, CheckList, PairState
+from .checklist import FEW_PAIRS, CandidatePair, CheckList, PairState
 from .config import AgentConfig
 
 _Key = tuple[int, int]
@@ -83,7 +84,7 @@ class _Component:
 class NominationPolicy:
     """The valid list per component, and the decision to nominate."""
 
-    __slots__ = ("_by_path", "_components", "_index", "_limit", "_max_wait")
+    __slots__ = ("_by_path", "_components", "_index", "_limit", "_max_wait", "_valid", "deciding")
 
     def __init__(self, config: AgentConfig) -> None:
         self._max_wait = config.max_nomination_wait
@@ -92,7 +93,16 @@ class NominationPolicy:
         #: once: the components are fixed by the config), found through the shared index.
         self._index = _component_index(config.streams)
         self._components = tuple(_Component() for _ in self._index)
-        self._by_path: dict[_Path, CandidatePair] = {}
+        #: The valid pairs of every component, one per path (a path belongs to one component:
+        #: its local base's), and, once there are more than :data:`~ice.checklist.FEW_PAIRS`,
+        #: a table of them by path (until then :meth:`valid_on` looks through them: a
+        #: one-entry dict takes 224 bytes, a one-item tuple 48).
+        self._valid: tuple[CandidatePair, ...] = ()
+        self._by_path: dict[_Path, CandidatePair] | None = None
+        #: How many components have a valid pair and no nominee: those :meth:`choose` may
+        #: nominate. Asked after every datagram and timer, where the usual answer, none, ends
+        #: the question without a call (kept by every change of a component's record).
+        self.deciding = 0
 
     def _component(self, pair: CandidatePair) -> _Component:
         """The record of ``pair``'s component (every pair is of a component of the session:
@@ -103,8 +113,17 @@ class NominationPolicy:
         """Add a pair to the valid list (§7.2.5.3.2). ``False`` when the list is full: it holds
         ``max_pairs`` pairs and none of lower priority that is not nominated to make room."""
         component = self._components[self._index[pair.stream, pair.component]]
-        path = (pair.local_base, pair.remote.address)
-        if path not in self._by_path:  # a path belongs to one component (its local base's)
+        local_base, remote = pair.local_base, pair.remote.address
+        table = self._by_path
+        if table is None:
+            for other in self._valid:  # valid_on, without the call (at every success)
+                if other.local_base == local_base and other.remote.address == remote:
+                    break
+            else:
+                other = None
+        else:
+            other = table.get((local_base, remote))
+        if other is None:
             if component.valid >= self._limit:
                 lowest = min(
                     (p for p in self._valid_of(pair.stream, pair.component) if not p.nominated),
@@ -114,22 +133,37 @@ class NominationPolicy:
                 if lowest is None or lowest.priority >= pair.priority:
                     return False
                 self._forget(component, lowest)
-            self._by_path[path] = pair
+            self._valid += (pair,)
+            table = self._by_path  # made by the eviction above, maybe
+            if table is not None:
+                table[local_base, remote] = pair
+            elif len(self._valid) > FEW_PAIRS:
+                self._by_path = {_path(p): p for p in self._valid}
             component.valid += 1
+            if component.valid == 1 and component.nominating is None:
+                self.deciding += 1
         if component.first_valid_at is None:
             component.first_valid_at = now
         return True
 
     def _forget(self, component: _Component, pair: CandidatePair) -> None:
-        del self._by_path[_path(pair)]
+        self._valid = tuple(p for p in self._valid if p is not pair)
+        if self._by_path is not None:
+            del self._by_path[_path(pair)]
         component.valid -= 1
+        if not component.valid and component.nominating is None:
+            self.deciding -= 1
+
+    def _nominee(self, component: _Component, pair: CandidatePair | None) -> None:
+        """Set (or, with ``None``, clear) the nominee of ``component``, keeping :attr:`deciding`."""
+        if component.valid and (component.nominating is None) != (pair is None):
+            self.deciding += 1 if pair is None else -1
+        component.nominating = pair
 
     def _valid_of(self, stream: int, component: int) -> list[CandidatePair]:
         """The valid list of a component: one table for all, since one component is the rule
         (a one-entry dict per component would take ~220 bytes more)."""
-        return [
-            p for p in self._by_path.values() if p.stream == stream and p.component == component
-        ]
+        return [p for p in self._valid if p.stream == stream and p.component == component]
 
     def valid_pairs(self, stream: int, component: int) -> list[CandidatePair]:
         """The valid list of a component, best first."""
@@ -142,18 +176,26 @@ class NominationPolicy:
 
     def valid_on(self, local_base: Address, remote: Address) -> CandidatePair | None:
         """The valid pair that sends from ``local_base`` to ``remote``, if any."""
-        return self._by_path.get((local_base, remote))
+        table = self._by_path
+        if table is not None:
+            return table.get((local_base, remote))
+        for pair in self._valid:
+            if pair.local_base == local_base and pair.remote.address == remote:
+                return pair
+        return None
 
     @property
     def size(self) -> int:
         """How many valid pairs are kept, over every component."""
-        return len(self._by_path)
+        return len(self._valid)
 
     @property
     def deadline(self) -> float | None:
         """When the nomination decision of some component must be taken again."""
         deadline = None
-        for component in self._components:  # usually one, nominated: no wait
+        if not self.deciding:
+            return None
+        for component in self._components:  # usually one
             at = component.first_valid_at
             if component.nominating is None and component.valid and at is not None:
                 due = at + self._max_wait
@@ -178,7 +220,7 @@ class NominationPolicy:
             return None  # asked after every datagram: the usual answer costs no further call
         assert record.first_valid_at is not None  # set with the first valid pair
         best: CandidatePair | None = None  # the first of the highest priority, as max() gives
-        for pair in self._by_path.values():
+        for pair in self._valid:
             if (
                 pair.stream == stream
                 and pair.component == component
@@ -206,6 +248,7 @@ class NominationPolicy:
                 record.recheck_at = min(latest, cap)
                 return None
         record.nominating = best
+        self.deciding -= 1  # the record had a valid pair and no nominee
         return best
 
     def wants_use_candidate(self, pair: CandidatePair, controlling: bool) -> bool:
@@ -217,9 +260,9 @@ class NominationPolicy:
 
     def concluded(self, pair: CandidatePair) -> None:
         """The component has a nominated pair: nothing more to decide for it."""
-        record = self._component(pair)
+        record = self._components[self._index[pair.stream, pair.component]]  # at every nomination
         if record.nominating is None:
-            record.nominating = pair
+            self._nominee(record, pair)
 
     def forget(self, local_base: Address, remote: Address | None = None) -> None:
         """A local candidate is lost (or, with ``remote``, the TCP connection of one path): its
@@ -232,11 +275,11 @@ class NominationPolicy:
                 and remote in (None, pair.remote.address)
             )
 
-        for pair in [p for p in self._by_path.values() if gone(p)]:
+        for pair in [p for p in self._valid if gone(p)]:
             self._forget(self._component(pair), pair)
         for component in self._components:
             if gone(component.nominating):
-                component.nominating = None
+                self._nominee(component, None)
             if gone(component.unconfirmed):
                 component.unconfirmed = None
 
@@ -245,8 +288,8 @@ class NominationPolicy:
         record = self._component(pair)
         nominee = record.nominating
         if nominee is not None and _same(nominee, pair):
-            record.nominating = None
-            known = self._by_path.get(_path(pair))
+            self._nominee(record, None)
+            known = self.valid_on(*_path(pair))
             if known is not None:
                 self._forget(record, known)
 
@@ -279,7 +322,11 @@ class NominationPolicy:
         return self._component(pair).unconfirmed is pair
 
     def unconfirmed_pairs(self) -> list[CandidatePair]:
-        return [c.unconfirmed for c in self._components if c.unconfirmed is not None]
+        pairs = []
+        for component in self._components:  # a loop, not a comprehension: one call less
+            if component.unconfirmed is not None:
+                pairs.append(component.unconfirmed)
+        return pairs
 
     def confirm(self, pair: CandidatePair) -> None:
         """The peer showed it selected ``pair``: stop repeating USE-CANDIDATE on it."""

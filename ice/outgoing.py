@@ -183,17 +183,19 @@ class OutgoingChecks(AgentPart):
         for _ in range(count):
             checklist = checklists[self._turn]
             self._turn = (self._turn + 1) % count
-            while (triggered := checklist.next_triggered()) is not None:
+            # (The queue and the count asked first: most Ta slots find one of them empty.)
+            while checklist.triggered and (triggered := checklist.next_triggered()) is not None:
                 if triggered.failure != "pruned after nomination":
                     use_candidate = agent.nomination.wants_use_candidate(
                         triggered, agent.controlling
                     )
                     self.send(triggered, now, use_candidate=use_candidate)
                     return
-            ordinary = checklist.next_ordinary(agent.tcp.can_check)
-            if ordinary is not None:
-                self.send(ordinary, now, use_candidate=False)
-                return
+            if checklist.schedulable:
+                ordinary = checklist.next_ordinary(agent.tcp.can_check)
+                if ordinary is not None:
+                    self.send(ordinary, now, use_candidate=False)
+                    return
 
     def _rto(self) -> float:
         """RTO = MAX(500 ms, Ta * N * (Num-Waiting + Num-In-Progress)) (RFC 8445 §14.3)."""
@@ -402,7 +404,8 @@ class OutgoingChecks(AgentPart):
             pair.failure = "no XOR-MAPPED-ADDRESS"
             agent._set_pair_state(pair, PairState.FAILED)
             return
-        valid = self._valid_pair(pair, mapped)
+        # The common answer: the peer saw the address of the pair's local candidate.
+        valid = pair if mapped == pair.local.address else self._valid_pair(pair, mapped)
         agent._set_pair_state(pair, PairState.SUCCEEDED)
         valid.valid = True
         if valid is not pair and valid.state is not PairState.SUCCEEDED:
@@ -414,9 +417,8 @@ class OutgoingChecks(AgentPart):
         own_list = agent.checklists[pair.stream]
         if own_list.triggered:
             own_list.drop_triggered(pair, valid)
-        foundation = pair.foundation
         for checklist in agent.checklists:
-            for sibling in checklist.unfreeze_foundation(foundation):
+            for sibling in checklist.unfreeze_siblings(pair):
                 self._emit(PairStateChanged(checklist.stream, sibling))
         if check.use_candidate and check.controlling:
             agent.selection.nominate(valid, now)

@@ -138,7 +138,7 @@ class Selection(AgentPart):
     def run_nomination(self, now: float) -> None:
         """The controlling agent nominates every component whose best valid pair is ready."""
         agent = self._agent
-        if not agent.controlling or self._config.lite:
+        if not agent.controlling or self._config.lite or not agent.nomination.deciding:
             return
         for stream, component in self._unconcluded:
             pair = agent.nomination.choose(agent.checklists[stream], component, now)
@@ -212,13 +212,22 @@ class Selection(AgentPart):
         timer: the usual answer — still checking, a check in flight — costs no further call)."""
         agent = self._agent
         if not self.all_concluded:
-            if agent.controlling:
+            if agent.controlling and agent.nomination.deciding:
                 self.run_nomination(now)
             if agent.outgoing.in_flight.ordinary:
                 return  # derive_state would wait for the check too
             if not agent._checking and not self.all_concluded:
                 return  # and for checks to start
-        self.derive_state(now)
+        # derive_state, knowing what the lines above found (a call less after every datagram)
+        state = agent.state
+        if state is IceState.CLOSED or state is IceState.FAILED:
+            return
+        if self.all_concluded:
+            self._derive_concluded(now)
+            return
+        verdict = self.give_up_at()
+        if verdict is not None and now >= verdict[0]:
+            self._give_up(verdict[1])
 
     def restart(self) -> None:
         """ICE restart (§9): the selected pairs are the previous generation's — they carry data
@@ -239,8 +248,13 @@ class Selection(AgentPart):
 
     def _conclude(self) -> None:
         """Work out again which components are concluded: a selected pair changed."""
-        self._unconcluded = tuple(key for key in self._keys if not self.concluded(key))
-        self.all_concluded = not self._unconcluded
+        concluded = self.concluded
+        unconcluded = []
+        for key in self._keys:  # a loop, not a generator (which is a call)
+            if not concluded(key):
+                unconcluded.append(key)
+        self._unconcluded = tuple(unconcluded)
+        self.all_concluded = not unconcluded
 
     def give_up_at(self) -> tuple[float, _Stall] | None:
         """When an agent that is neither over nor concluded fails, and why, if it is idle:
@@ -284,12 +298,15 @@ class Selection(AgentPart):
         if not agent._checking or agent.outgoing.in_flight.ordinary:
             return  # a check to wait for, or none yet: a restart's previous pairs carry data on
         verdict = self.give_up_at()
-        if verdict is None or now < verdict[0]:
-            return
+        if verdict is not None and now >= verdict[0]:
+            self._give_up(verdict[1])
+
+    def _give_up(self, stall: _Stall) -> None:
+        """An idle agent waited its bounded time in vain: it fails, saying for what."""
         waited = f"{self._config.idle_timeout:g} s"
-        if verdict[1] is _Stall.NOTHING_TO_CHECK:
+        if stall is _Stall.NOTHING_TO_CHECK:
             self.fail(self.failure_reason())
-        elif verdict[1] is _Stall.NO_END_OF_CANDIDATES:
+        elif stall is _Stall.NO_END_OF_CANDIDATES:
             self.fail(
                 f"nothing left to check, and neither a new remote candidate nor "
                 f"end-of-candidates came for {waited}: {self.failure_reason()}"

@@ -4,7 +4,10 @@ Every UDP reader of the project (:class:`stun.aio_sockets.UdpReader`, the ICE ba
 socket on readiness until it is empty and answers inline. With ``recvfrom``/``sendto`` that costs
 two system calls per answered datagram, about as much CPU as the protocol work itself. On Linux,
 :class:`MmsgIO` calls ``recvmmsg(2)`` and ``sendmmsg(2)`` through :mod:`ctypes` from the C library
-instead: up to :data:`BATCH` datagrams per call. :class:`PortableIO` is the ``recvfrom``/``sendto``
+instead: up to :data:`BATCH` datagrams per call — on receive once the socket is busy: a quiet
+one (at most two datagrams a wake-up, a session's socket while it connects or keeps consent) is
+read with ``recvmsg``, one datagram a call until it is empty, which costs less there
+(:meth:`MmsgIO.receive`). :class:`PortableIO` is the ``recvfrom``/``sendto``
 path, used elsewhere, when the symbols cannot be loaded (one log line says so) or when asked
 (``batch=False``, ``--no-batch-io``). Both have the same face, :class:`DatagramIO`: ``receive()``
 returns a list of ``(bytes, sockaddr)`` in the form ``socket.recvfrom`` gives them, ``send()``
@@ -500,47 +503,47 @@ class MmsgIO:
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
         """Up to ``limit`` datagrams (the protocol's). A quiet socket — a session's while it
         connects or keeps consent: one or two datagrams a wake-up — is read one ``recvmsg`` a
-        datagram until it is empty, which costs a third of a ``recvmmsg`` through :mod:`ctypes`
-        for one datagram; after :data:`QUIET_READS` datagrams it counts as busy and the rest,
-        and its next reads, go through ``recvmmsg``, until one finds fewer than
-        :data:`QUIET_READS`. Both read the same datagrams, cut apart and checked alike."""
+        datagram until it is empty: with thousands of sockets served, that costs less than a
+        ``recvmmsg`` through :mod:`ctypes`, whose Python side touches more memory that has left
+        the CPU's caches by then. A read that finds :data:`QUIET_READS` datagrams counts the
+        socket busy: the rest, and its next reads, go through ``recvmmsg``, until one finds
+        fewer. Both read the same datagrams, cut apart and checked alike."""
         if self.busy:
-            out = self._receive_batches(limit)
-            if len(out) < QUIET_READS:
+            batch = self._receive_batches(limit)
+            if len(batch) < QUIET_READS:
                 self.busy = False
-            return out
-        out = []
+            return batch
+        out: list[tuple[bytes, SockAddr]] = []
         recvmsg = self.sock.recvmsg
         slot = MAX_DATAGRAM if self.arena is None else self.arena.rx.slot
         icmp_retries = 0
-        while len(out) < limit:
-            if len(out) >= QUIET_READS:
-                self.busy = True
-                out += self._receive_batches(limit - len(out))
-                break
+        for _ in range(QUIET_READS if limit > QUIET_READS else limit):
             try:
                 data, ancillary, flags, sockaddr = recvmsg(slot, RECEIVE_CONTROL)
             except (BlockingIOError, InterruptedError):
-                break
+                return out
             except OSError as exc:
                 if exc.errno in ICMP_ERRNOS and icmp_retries < limit:
                     icmp_retries += 1
                     continue
                 if out:  # the error comes back on the next call
-                    break
+                    return out
                 raise
-            if flags & _MSG_TRUNC:
-                self.truncated += 1
-                continue
-            if ancillary or flags:  # control messages, or MSG_CTRUNC: coalesced (GRO)?
-                segment = gro_segment_of_ancillary(ancillary, flags)
+            if ancillary or flags:  # MSG_TRUNC; control messages, or MSG_CTRUNC: coalesced?
+                segment = None if flags & _MSG_TRUNC else gro_segment_of_ancillary(ancillary, flags)
                 if segment is None:
                     self.truncated += 1
                     continue
                 if segment and len(data) > segment:
                     self._cut_apart(data, 0, len(data), segment, sockaddr, out)
+                    if len(out) >= QUIET_READS:  # a run of datagrams: busy
+                        break
                     continue
             out.append((data, sockaddr))
+        room = limit - len(out)
+        if room > 0:  # QUIET_READS messages, and maybe more waiting: busy
+            self.busy = True
+            out += self._receive_batches(room)
         return out
 
     def _cut_apart(

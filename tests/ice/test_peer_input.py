@@ -9,6 +9,7 @@ hypothesis version of the same is tests/properties/test_ice_signed.py.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from ice.agent import Agent
 from ice.candidate import MAX_PRIORITY, Candidate, CandidateType
@@ -265,3 +266,30 @@ def test_datagrams_too_short_for_a_stun_header_are_counted_not_raised() -> None:
     for data in (b"\x00", b"\x01", b"\x00\x01", b"\x01\x01", b"\x00\x01\x00"):
         agent.receive_datagram(data, A_ADDRESS, B_ADDRESS, 0.0)
     assert agent.failures.malformed == 5
+
+
+def test_each_stream_has_its_own_bound_of_remote_candidates_and_a_restart_resets_it() -> None:
+    """The bound is per stream: a peer that fills one stream's table leaves the other's room,
+    and a restart, which forgets the remote candidates, gives the room back."""
+    config = AgentConfig(controlling=False, rng=random.Random(5), streams=(1, 1))
+    agent = Agent(replace(config, max_remote_candidates=3))
+    agent.add_base(0, 1, A_ADDRESS)
+    agent.add_base(1, 1, Address("192.0.2.1", 5001))
+    agent.gather(0.0)
+    agent.set_remote_credentials(PEER_UFRAG, PEER_PWD)
+
+    def host(port: int) -> Candidate:
+        return Candidate("f", 1, "udp", 100, "198.51.100.1", port, CandidateType.HOST)
+
+    for port in range(1, 6):
+        agent.add_remote_candidate(host(port), stream=0)
+    agent.add_remote_candidate(host(9), stream=1)
+    assert agent.failures.peer_input[PeerInput.REMOTE_CANDIDATES_FULL] == 2
+    assert agent.remote_candidates.full(0) and not agent.remote_candidates.full(1)
+    assert agent.remote_candidates.find(1, 1, Address("198.51.100.1", 9)) is not None
+    agent.restart(1.0)
+    assert not agent.remote_candidates.full(0) and len(agent.remote_candidates) == 0
+    for port in range(1, 4):
+        agent.add_remote_candidate(host(port), stream=0)
+    assert agent.remote_candidates.full(0) and not agent.remote_candidates.full(1)
+    assert agent.failures.peer_input[PeerInput.REMOTE_CANDIDATES_FULL] == 2

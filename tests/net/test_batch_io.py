@@ -518,6 +518,10 @@ def test_a_socket_reads_with_recvmsg_while_quiet_and_recvmmsg_while_busy(
         assert io.busy == busy_after
     assert received == sent
     assert io.receive(256) == []
+    run = bytes(range(QUIET_READS + 1)) * 100  # one coalesced message: a run of datagrams
+    _send_segmented(client, run, 100, server.getsockname())
+    assert [data for data, _ in io.receive(256)] == _segments(run, 100)
+    assert io.busy  # however many messages it took (the kernel cuts it without GRO)
 
 
 @needs_batch

@@ -176,7 +176,6 @@ class Connection(ConnectionEvents, _Closing):
         "_loop",
         "_mdns",
         "_mux",
-        "_paths",
         "_port_range",
         "_receive_queue_size",
         "_relay_streams",
@@ -344,8 +343,6 @@ class Connection(ConnectionEvents, _Closing):
         self._data_signal = Signal()
         self._state_signal = Signal()
         self._data_paths = DataPaths(self)
-        #: The fast path's table, held here for :meth:`sendto`.
-        self._paths = self._data_paths.paths
         #: The loop's one timer (:mod:`ice.timers`), from the first gather, like the loop.
         self._timers: SharedTimers
         self._timer_entry: TimerEntry | None = None
@@ -659,7 +656,7 @@ class Connection(ConnectionEvents, _Closing):
             options.datagram(data)
             data = bytes(data)  # queued until the batch leaves: the caller may reuse its buffer
         path = None
-        for selected in self._paths:  # one per component that has a path (ice.base_sockets)
+        for selected in self._data_paths.paths:  # one per component with a path of ours
             if selected.component == component:
                 path = selected
                 break
@@ -728,7 +725,7 @@ class Connection(ConnectionEvents, _Closing):
             self._close_base(base)
         if self._tcp is not None:
             self._tcp.close()
-        self._paths.clear()
+        self._data_paths.paths = ()
         self._mdns.close()
         self._data_signal.fire()
         self._state_signal.fire()

@@ -206,10 +206,10 @@ class DataPaths:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         #: The paths of the components whose selected pair is on a socket of ours, one per
-        #: component at most (never replaced: callers may hold it). A list, looked through by
+        #: component at most. A tuple, replaced when a path comes or goes, looked through by
         #: component: as short as the components (1 with RTP/RTCP multiplexing; not a table a
-        #: peer can grow), and a list of one is 64 bytes, a dict of one 224.
-        self.paths: list[DataPath] = []
+        #: peer can grow), and a tuple of one is 48 bytes, a list 88, a dict 224.
+        self.paths: tuple[DataPath, ...] = ()
         #: Components whose selected pair is relayed: their data goes through the agent, which
         #: wraps it for the TURN server, instead of straight to a socket. Made at the first,
         #: as the next table (most connections never need them).
@@ -243,7 +243,7 @@ class DataPaths:
             self._relayed.pop(component, None)
         if base is not None:
             path = DataPath(component, pair, base.outbox)
-            self.paths.append(path)
+            self.paths += (path,)
             base.path = path
         else:  # a relayed address is no socket of ours
             if self._relayed is None:
@@ -264,7 +264,7 @@ class DataPaths:
         """Forget the component's path; with a ``reason``, the component lost it."""
         path = self.path(component)
         if path is not None:
-            self.paths.remove(path)
+            self.paths = tuple(p for p in self.paths if p is not path)
         else:
             relayed = self._relayed
             if relayed is not None and component in relayed and reason is not None:

@@ -66,6 +66,7 @@ from .events import (
 )
 from .preferences import LocalPreferences
 from .relay import NO_RELAYS, RelayBase, Relays
+from .shared_values import SharedValues
 
 #: The TCP types of a listening base's candidates, in the order they are made.
 _PASSIVE_FIRST = (TcpType.PASSIVE, TcpType.ACTIVE)
@@ -96,6 +97,14 @@ class _Request:
     server: Address
     transaction: ClientTransaction | None = None
 
+
+def _address_key(local: LocalCandidate) -> tuple[int, int, Address]:
+    """What :meth:`Gatherer.find` looks a candidate up by: stream, component, address."""
+    return (local.stream, local.candidate.component, local.candidate.address)
+
+
+#: The base preferences of the agents of this process: mostly one value, held once.
+_PREFERENCES: SharedValues[tuple[tuple[str, int], ...]] = SharedValues()
 
 #: The table of a gatherer that has sent no request (most agents have no STUN server): shared,
 #: never added to.
@@ -156,7 +165,8 @@ class Gatherer:
         #: Bases declared after gathering started: gathered at the next restart.
         self._new_bases: tuple[_Base, ...] = ()
         #: The local preference of each base address, as (host, preference) pairs (read only
-        #: when gathering starts or restarts; a dict of one is 184 bytes, a tuple 104).
+        #: when gathering starts or restarts; a dict of one is 184 bytes, a tuple 104, and the
+        #: agents of a process, gathering on the same addresses, share one).
         self._preferences: tuple[tuple[str, int], ...] = ()
         #: Every local candidate, in the order learnt; add with :meth:`_add` to keep the index.
         #: (Bounded: per base its host candidate, one per STUN and TURN server, and at most
@@ -165,7 +175,8 @@ class Gatherer:
         #: Two indexes in one table (a dict is 224 bytes however few its entries): per base (an
         #: :class:`~stun.address.Address` key), its host or relayed candidate, the first learnt
         #: on it; per (stream, component, address) — a 3-tuple, never equal to an address —
-        #: the first candidate with that transport address.
+        #: the first candidate with that transport address, unless :meth:`find` finds it
+        #: through its base's entry.
         self._index: dict[Address | tuple[int, int, Address], LocalCandidate] = {}
         #: How many peer-reflexive local candidates were learnt (bounded by the config).
         self.peer_reflexive = 0
@@ -229,7 +240,7 @@ class Gatherer:
         """Emit host candidates and queue server-reflexive requests (§5.1.1.1, §5.1.1.2)."""
         self.started = True
         hosts = [base.address.host for base in self._bases]
-        self._preferences = tuple(local_preferences(hosts).items())
+        self._preferences = _PREFERENCES.get(tuple(local_preferences(hosts).items()))
         self._gather(self._bases, now)
         self._check_complete()
 
@@ -247,7 +258,7 @@ class Gatherer:
             if address.host not in preferences:
                 lowest = min(preferences.values(), default=0x10000)
                 preferences[address.host] = max(lowest - 1, 0)
-        self._preferences = tuple(preferences.items())
+        self._preferences = _PREFERENCES.get(tuple(preferences.items()))
         self._gather(bases, now)
         self.relays.restart(now)
         self._check_complete()
@@ -331,23 +342,25 @@ class Gatherer:
 
     def _add(self, local: LocalCandidate) -> None:
         self.candidates += (local,)
-        index = self._index
-        index.setdefault(local.base, local)
-        index.setdefault((local.stream, local.candidate.component, local.candidate.address), local)
+        self._index.setdefault(local.base, local)
+        key = _address_key(local)
+        if self.find(*key) is None:  # the first with its address: found from now on
+            self._index[key] = local
 
     def _remove(self, local: LocalCandidate) -> None:
         """Take a lost candidate out of the list and of the index (rare: no index to help)."""
+        key = _address_key(local)
+        found = self.find(*key) is local
         self.candidates = tuple(c for c in self.candidates if c is not local)
         index = self._index
         if index.get(local.base) is local:
             del index[local.base]
-        key = (local.stream, local.candidate.component, local.candidate.address)
         if index.get(key) is local:
             del index[key]
-            for other in self.candidates:
-                if (other.stream, other.candidate.component, other.candidate.address) == key:
-                    index[key] = other
-                    break
+        if found:  # the next with its address is found now (keyed unless it is found already)
+            first = next((c for c in self.candidates if _address_key(c) == key), None)
+            if first is not None and self.find(*key) is not first:
+                index[key] = first
         if local.candidate.type is CandidateType.PEER_REFLEXIVE:
             self.peer_reflexive -= 1
         elif local.candidate.type in (CandidateType.SERVER_REFLEXIVE, CandidateType.RELAYED):
@@ -374,8 +387,23 @@ class Gatherer:
         return self._index.get(base)
 
     def find(self, stream: int, component: int, address: Address) -> LocalCandidate | None:
-        """The local candidate of this stream and component with transport address ``address``."""
-        return self._index.get((stream, component, address))
+        """The local candidate of this stream and component with transport address ``address``
+        (the first learnt).
+
+        A candidate at its base's address — a host or relayed one, the usual answer — is found
+        through its base's entry and has none of its own (64 bytes a key): :meth:`_add` keys
+        only a candidate this does not find already, so the first one still wins."""
+        index = self._index
+        local = index.get((stream, component, address))
+        if local is None:
+            local = index.get(address)
+            if local is None or not (
+                local.candidate.address == address
+                and local.stream == stream
+                and local.candidate.component == component
+            ):
+                return None
+        return local
 
     def learn_peer_reflexive(self, local: LocalCandidate) -> bool:
         """Add a peer-reflexive local candidate (RFC 8445 §7.2.5.3.1); ``False`` when

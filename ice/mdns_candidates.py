@@ -39,6 +39,7 @@ from stun.address import Address, is_destination
 from .candidate import Candidate, CandidateType
 from .mdns import CandidateUnresolvable, InterfaceAddress, Resolver, Responder
 from .mdns_cache import normalise_name
+from .shared_values import SharedValues
 
 if TYPE_CHECKING:
     from .aio import Connection
@@ -50,6 +51,8 @@ _log = logging.getLogger("icestack.ice")
 MAX_CONCURRENT_LOOKUPS = 16
 #: The placeholder a hidden related address becomes (RFC 8839 §5.1: "0.0.0.0" / "::", port 9).
 _HIDDEN_RELATED = {False: Address("0.0.0.0", 9), True: Address("::", 9)}
+#: The interface addresses of the connections of this process: mostly one value, held once.
+_ADDRESSES: SharedValues[tuple[InterfaceAddress, ...]] = SharedValues()
 
 
 class MdnsCandidates:
@@ -123,7 +126,7 @@ class MdnsCandidates:
         if hidden (not at all without ``local_link``)."""
         if not self._local_link:
             return
-        self._addresses = tuple(addresses)
+        self._addresses = _ADDRESSES.get(tuple(addresses))
         if not self._hide_hosts:
             return
         try:
@@ -251,7 +254,7 @@ class MdnsCandidates:
             if self._resolver is not None and hosts != {a.host for a in self._addresses}:
                 self._resolver.close()
                 self._resolver = None  # opened anew on these addresses by the next lookup
-            self._addresses = tuple(addresses)
+            self._addresses = _ADDRESSES.get(tuple(addresses))
         self._publish(added)
         if self._names is not None:
             for host in [host for host in self._names if host not in hosts]:

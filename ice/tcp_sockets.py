@@ -265,6 +265,11 @@ class TcpPath:
         return True
 
 
+#: The tables of a :class:`TcpSockets` without connections or TCP paths: shared, never added to.
+_NO_LINKS: dict[int, TcpLink] = {}
+_NO_PATHS: dict[int, TcpPath] = {}
+
+
 class TcpSockets:
     """The listening sockets and connections of one connection's agent (module docstring)."""
 
@@ -297,9 +302,12 @@ class TcpSockets:
         #: or two per interface address, looked up when a base goes or a simultaneous open
         #: fails, never per datagram; a dict of one is 224 bytes).
         self.listeners: tuple[tuple[Address, socket.socket], ...] = ()
-        self.links: dict[int, TcpLink] = {}
-        #: The fast data path of each component whose selected pair is a TCP pair.
-        self.paths: dict[int, TcpPath] = {}
+        #: The connections by the agent's id, and the fast data path of each component whose
+        #: selected pair is a TCP pair: both the shared empty table until the first entry
+        #: (:meth:`_link`, :meth:`select`: the only places that add; most sessions end up on
+        #: UDP, and an empty dict is 64 bytes).
+        self.links: dict[int, TcpLink] = _NO_LINKS
+        self.paths: dict[int, TcpPath] = _NO_PATHS
         #: Writes dropped because the connection's buffer was full (module docstring).
         self.dropped_writes = 0
 
@@ -318,6 +326,8 @@ class TcpSockets:
         link = None if connection is None else self.links.get(connection)
         if link is None:
             return
+        if self.paths is _NO_PATHS:
+            self.paths = {}
         path = self.paths[component] = TcpPath(link, pair)
         deliver = self._connection._deliver
 
@@ -436,6 +446,22 @@ class TcpSockets:
 
         self.loop.call_later(ACCEPT_RETRY_DELAY, resume)
 
+    def _link(
+        self,
+        sock: socket.socket,
+        connection: int,
+        base: Address,
+        remote: Address,
+        *,
+        connecting: bool,
+    ) -> TcpLink:
+        """A new link for the agent's ``connection``, in the table of links."""
+        link = TcpLink(self, sock, connection, base, remote, connecting=connecting)
+        if self.links is _NO_LINKS:
+            self.links = {}
+        self.links[connection] = link
+        return link
+
     def _adopt(
         self, base: Address, client: socket.socket, remote: Address, now: float
     ) -> TcpLink | None:
@@ -445,8 +471,7 @@ class TcpSockets:
             client.close()
             return None
         client.setblocking(False)
-        link = TcpLink(self, client, connection, base, remote, connecting=False)
-        self.links[connection] = link
+        link = self._link(client, connection, base, remote, connecting=False)
         self.loop.add_reader(client.fileno(), link.read_ready)
         return link
 
@@ -491,8 +516,7 @@ class TcpSockets:
             code = sock.connect_ex((remote.host, remote.port))
         except OSError as exc:
             code = exc.errno or errno.EINVAL
-        link = TcpLink(self, sock, command.connection, local, remote, connecting=True)
-        self.links[command.connection] = link
+        link = self._link(sock, command.connection, local, remote, connecting=True)
         if code == 0:
             self.loop.call_soon(link.connect_ready)
         elif code in _IN_PROGRESS:
@@ -539,7 +563,6 @@ class TcpSockets:
         """Close every socket (the agent is closed: nobody is told)."""
         for link in self.links.values():
             link.close()
-        self.links.clear()
-        self.paths.clear()
+        self.links, self.paths = _NO_LINKS, _NO_PATHS
         for base, _ in self.listeners:
             self.close_base(base)

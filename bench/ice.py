@@ -1,6 +1,7 @@
 """ICE benchmarks: icestack's Connection vs aioice 0.13.0, same machine, same run.
 
-    python -m bench.ice [--runs 30] [--scale 100,500,1000] [--packets 20000] [--round-trips 2000]
+    python -m bench.ice [--runs 30] [--scale 100,500,1000] [--scale-runs 3] [--packets 20000]
+                        [--round-trips 2000]
 
 - ``connect``: two connections on loopback that already hold each other's candidates and
   credentials; the time until both ``connect()`` calls have returned, median and p90 over
@@ -11,7 +12,11 @@
   (tracemalloc, Python heap, gathered and connected; measured in a separate run); icestack as it
   comes (ICE-TCP candidates too) and UDP only (``tcp=False``, what aioice offers), with the
   STUN messages (checks, retransmissions and answers) per pair each took and the CPU time per
-  message. The counts differ for a reason of the RFCs: aioice's controlling agent puts
+  message. The CPU time of one run varies by a third on a shared machine (aioice's 0.5-0.9 ms a
+  pair), so the connect phase runs ``--scale-runs`` times, the variants interleaved (each run
+  starting with the next one) and garbage collected before each: the wall time, messages and
+  CPU time printed are the medians, with the CPU time's ``_min`` and ``_max``, and the ratios
+  are of the medians. The counts differ for a reason of the RFCs: aioice's controlling agent puts
   USE-CANDIDATE on every check (RFC 5245's aggressive nomination), so a pair connects in 4
   messages; RFC 8445 removed aggressive nomination and icestack nominates regularly, repeating
   the check that succeeded with USE-CANDIDATE (§8.1.1): 6 messages.
@@ -141,11 +146,12 @@ async def bench_connect(runs: int) -> None:
         print(f"ice_connect_{name}_speedup_vs_aioice {medians['aioice'] / medians[name]:.2f} x")
 
 
-async def scale_run(factory: Factory, pairs: int) -> tuple[float, float, float, float]:
-    """Connect ``pairs`` prepared pairs at once: wall and CPU time of connecting and the STUN
-    messages sent per pair, then (in a second, traced run) the Python heap per agent once
-    gathered and connected."""
+async def connect_phase(factory: Factory, pairs: int) -> tuple[float, float, float]:
+    """Connect ``pairs`` prepared pairs at once: the wall time, the CPU time per pair and the
+    STUN messages sent per pair. Garbage of what ran before is collected first, so that it is
+    not counted here."""
     prepared = await asyncio.gather(*(prepared_pair(factory) for _ in range(pairs)))
+    gc.collect()
     aioice_sent = _AioiceMessages.sent
     cpu = time.process_time()
     wall = time.perf_counter()
@@ -162,7 +168,11 @@ async def scale_run(factory: Factory, pairs: int) -> tuple[float, float, float, 
     else:
         sent = _AioiceMessages.sent - aioice_sent
     await asyncio.gather(*(c.close() for pair in prepared for c in pair))
-    del prepared
+    return wall, cpu / pairs, sent / pairs
+
+
+async def memory_per_agent(factory: Factory, pairs: int) -> float:
+    """The Python heap per agent (tracemalloc) of ``pairs`` pairs, gathered and connected."""
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -171,7 +181,7 @@ async def scale_run(factory: Factory, pairs: int) -> tuple[float, float, float, 
     memory = (tracemalloc.get_traced_memory()[0] - before) / (2 * pairs)
     tracemalloc.stop()
     await asyncio.gather(*(c.close() for pair in traced for c in pair))
-    return wall, cpu / pairs, sent / pairs, memory
+    return memory
 
 
 def udp_only(controlling: bool) -> ice.Connection:
@@ -179,16 +189,27 @@ def udp_only(controlling: bool) -> ice.Connection:
     return ours(controlling, tcp=False)
 
 
-async def bench_scale(sizes: list[int]) -> None:
+async def bench_scale(sizes: list[int], runs: int) -> None:
     variants: dict[str, Factory] = {"icestack": ours, "icestack_udp": udp_only, "aioice": theirs}
+    names = list(variants)
     for pairs in sizes:
+        samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
+        for run in range(runs):
+            # Interleaved, each run starting with the next variant: a burst of load on the
+            # machine falls on all of them, and none is always first.
+            for name in names[run % len(names) :] + names[: run % len(names)]:
+                samples[name].append(await connect_phase(variants[name], pairs))
         results = {}
         for name, factory in variants.items():
-            wall, cpu_per_pair, messages, memory = await scale_run(factory, pairs)
+            walls, cpus, counts = (list(values) for values in zip(*samples[name], strict=True))
+            memory = await memory_per_agent(factory, pairs)
+            cpu_per_pair, messages = statistics.median(cpus), statistics.median(counts)
             results[name] = (cpu_per_pair, cpu_per_pair / messages, memory)
-            print(f"ice_scale_{pairs}_{name}_wall {wall:.3f} s")
+            print(f"ice_scale_{pairs}_{name}_wall {statistics.median(walls):.3f} s")
             print(f"ice_scale_{pairs}_{name}_messages_per_pair {messages:.2f} messages")
             print(f"ice_scale_{pairs}_{name}_cpu_per_pair {cpu_per_pair * 1000:.2f} ms")
+            print(f"ice_scale_{pairs}_{name}_cpu_per_pair_min {min(cpus) * 1000:.2f} ms")
+            print(f"ice_scale_{pairs}_{name}_cpu_per_pair_max {max(cpus) * 1000:.2f} ms")
             per_message = cpu_per_pair / messages * 1e6
             print(f"ice_scale_{pairs}_{name}_cpu_per_message {per_message:.0f} us")
             print(f"ice_scale_{pairs}_{name}_memory_per_agent {memory / 1024:.1f} KiB")
@@ -304,6 +325,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--scale", default="100,500,1000")
+    parser.add_argument("--scale-runs", type=int, default=3)
     parser.add_argument("--packets", type=int, default=20000)
     parser.add_argument("--round-trips", type=int, default=2000)
     parser.add_argument("--only", choices=("connect", "scale", "data", "tcp"))
@@ -313,7 +335,7 @@ def main() -> None:
     if args.only in (None, "connect"):
         asyncio.run(bench_connect(args.runs))
     if args.only in (None, "scale"):
-        asyncio.run(bench_scale([int(n) for n in args.scale.split(",")]))
+        asyncio.run(bench_scale([int(n) for n in args.scale.split(",")], args.scale_runs))
     if args.only in (None, "data"):
         bench_data(args.packets)
     if args.only in (None, "tcp"):

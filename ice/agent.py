@@ -442,7 +442,7 @@ class Agent:
             valid_pairs=self.nomination.size,
             local_candidates=len(self.gatherer.candidates),
             local_peer_reflexive=self.gatherer.peer_reflexive,
-            triggered=sum(len(checklist.triggered) for checklist in self.checklists),
+            triggered=sum(len(checklist.triggered or ()) for checklist in self.checklists),
             checks_in_flight=len(self.outgoing.in_flight),
             recent_requests=self.incoming.recent_requests,
             checked_paths=self.incoming.checked_paths,
@@ -595,7 +595,10 @@ class Agent:
             self.consent.get_timer() if self.consent.records else None,
             self.tcp.get_timer() if self.tcp.bases else None,
             self.nomination.deadline
-            if self.controlling and not self.config.lite and not selection.all_concluded
+            if self.nomination.deciding
+            and self.controlling
+            and not self.config.lite
+            and not selection.all_concluded
             else None,
             self._last_now if self._touched else None,
             verdict[0] if verdict is not None else None,

@@ -173,17 +173,13 @@ class Connection(ConnectionEvents, _Closing):
         "_end_sent",
         "_include_loopback",
         "_interfaces",
-        "_local_candidates",
         "_loop",
-        "_lost_local",
         "_mdns",
         "_mux",
-        "_paths",
         "_port_range",
         "_receive_queue_size",
         "_relay_streams",
         "_remote_end",
-        "_selected_since_restart",
         "_setup",
         "_state_signal",
         "_stun_servers",
@@ -277,7 +273,8 @@ class Connection(ConnectionEvents, _Closing):
         #: config's.
         self._stun_servers = None if stun_servers is None else options.stun_servers(stun_servers)
         self._turn_servers = None if turn_servers is None else options.turn_servers(turn_servers)
-        self._interfaces = options.names("interfaces", interfaces)
+        only = options.names("interfaces", interfaces)
+        self._interfaces = None if only is None else tuple(only)  # 24 bytes less than a list
         for name in self._interfaces or ():
             problem = interface_problem(
                 name,
@@ -308,41 +305,44 @@ class Connection(ConnectionEvents, _Closing):
         self._agent: Agent | None = None
         #: The event loop, from the first gather; everything that reads the clock comes after.
         self._loop: asyncio.AbstractEventLoop
-        self._setup: asyncio.Future[None] | None = None
+        #: Gathering's start: ``False`` before it, the task while it runs (and once it failed
+        #: or was cancelled, so that every later wait raises as it did), ``True`` once it ran
+        #: (a finished future would hold 144 bytes for the connection's life).
+        self._setup: asyncio.Future[None] | bool = False
         self._bases: dict[Address, BaseSocket] = {}
         #: The TCP/TLS connections to TURN servers (:mod:`ice.relay_streams`).
         self._relay_streams = RelayStreams(self, tls_settings(turn_tls_cafile, turn_tls_verify))
         #: The TCP bases and connections (from the first gather, like the loop).
         self._tcp: TcpSockets | None = None
         self._mdns = MdnsCandidates(
+            self,
             hide_hosts=mdns_hide_host_candidates,
             timeout=mdns_timeout,
             limit=self._config.max_remote_candidates,
             local_link=self._config.policy is not Policy.RELAY,
-            emit=self._emit,
-            resolved=self._resolved,
-            admit=self._admit_resolved,
         )
         #: Our candidates as signalled, in the order gathered (this generation's).
-        self._local_candidates: list[Candidate] = []
+        #: (A tuple: a few, and a list of one is 88 bytes, a tuple 48.)
+        self._local_candidates: tuple[Candidate, ...] = ()
         #: Those of them lost since (their TURN allocation ended): no longer offered.
-        self._lost_local: dict[Candidate, None] = {}  # a set (an empty dict is smaller)
+        #: (A tuple: rare, and the empty one is shared; an empty set is 216 bytes.)
+        self._lost_local: tuple[Candidate, ...] = ()
         self._gathering_complete = False
         self._remote_username: str | None = None
         self._remote_password: str | None = None
-        #: Candidates signalled before gathering started (at most ``max_remote_candidates``).
-        self._early_remote: list[Candidate] = []
+        #: Candidates signalled before gathering started (at most ``max_remote_candidates``;
+        #: ``None`` while there is none).
+        self._early_remote: list[Candidate] | None = None
         self._early_dropped = 0
         self._remote_end = False
         self._end_sent = False
-        #: The components selected since the (re)start: a set (an empty dict is smaller).
-        self._selected_since_restart: dict[int, None] = {}
+        #: The components selected since the (re)start: bit ``1 << component`` of each (a set
+        #: of one is 216 bytes, a small int is shared).
+        self._selected_since_restart = 0
         self._received: deque[tuple[bytes, int]] | None = None
         self._data_signal = Signal()
         self._state_signal = Signal()
-        self._data_paths = DataPaths(self._bases, self._count_data, self._data_signal)
-        #: The fast path's table, held here for :meth:`sendto`.
-        self._paths = self._data_paths.paths
+        self._data_paths = DataPaths(self)
         #: The loop's one timer (:mod:`ice.timers`), from the first gather, like the loop.
         self._timers: SharedTimers
         self._timer_entry: TimerEntry | None = None
@@ -388,21 +388,21 @@ class Connection(ConnectionEvents, _Closing):
     async def _start(self) -> None:
         if self._closed:
             raise IceConnectionError("the connection was closed")
-        if self._setup is None:
+        setup = self._setup
+        if setup is False:
             self._loop = asyncio.get_running_loop()
             self._timers = shared_timers(self._loop)
             self._setup = setup = asyncio.ensure_future(self._open())
             setup.add_done_callback(self._opened)
-        await asyncio.shield(self._setup)
+        if setup is not True:
+            await asyncio.shield(setup)
 
     def _opened(self, setup: asyncio.Future[None]) -> None:
-        """Gathering has started: a finished future takes the task's place (the task, its
-        coroutine and context hold ~0.5 KiB for the connection's life); a failed or cancelled
-        task stays, so that every later wait raises as it did."""
+        """Gathering has started: ``True`` takes the task's place (the task, its coroutine and
+        context hold ~0.5 KiB for the connection's life); a failed or cancelled task stays, so
+        that every later wait raises as it did."""
         if self._setup is setup and not setup.cancelled() and setup.exception() is None:
-            done = self._loop.create_future()
-            done.set_result(None)
-            self._setup = done
+            self._setup = True
 
     async def _open(self) -> None:
         config = await resolve_servers(self._config, self._stun_servers, self._turn_servers)
@@ -420,13 +420,13 @@ class Connection(ConnectionEvents, _Closing):
         self._agent = agent = Agent(config)
         self._config = config  # one copy per connection: the agent's (same role and credentials)
         if config.tcp_types:  # without ICE-TCP, nothing of it is made: no tables, no pump work
-            self._tcp = TcpSockets(self._loop, agent, self._pump, self._deliver, self._port_range)
+            self._tcp = TcpSockets(self, agent, self._port_range)
         self._add_bases(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()
         if self._early_dropped:
             agent.failures.peer_input[PeerInput.REMOTE_CANDIDATES_FULL] += self._early_dropped
-        early, self._early_remote = self._early_remote, []
+        early, self._early_remote = self._early_remote or (), None
         for candidate in early:
             self._add_remote(candidate)
         if self._remote_end:
@@ -521,8 +521,11 @@ class Connection(ConnectionEvents, _Closing):
         if self._agent is not None:
             self._add_remote(candidate)
         elif candidate is not None:  # end-of-candidates follows them when gathering starts
-            if len(self._early_remote) < self._config.max_remote_candidates:
-                self._early_remote.append(candidate)
+            early = self._early_remote
+            if early is None:
+                self._early_remote = early = []
+            if len(early) < self._config.max_remote_candidates:
+                early.append(candidate)
             else:
                 self._early_dropped += 1
 
@@ -577,18 +580,20 @@ class Connection(ConnectionEvents, _Closing):
         connection whose TURN servers refused or are dead), or ``idle_timeout`` after the peer
         last showed itself while the agent waits for candidates or a nomination.
         """
-        if self._setup is None:
+        setup = self._setup
+        if setup is False:
             raise IceConnectionError("gather_candidates() was not called")
-        if not self._setup.done():
-            await asyncio.shield(self._setup)
-        else:
-            self._setup.result()  # a failed gathering raises here, as a wait on it would
+        if setup is not True:
+            if not setup.done():
+                await asyncio.shield(setup)
+            else:
+                setup.result()  # a failed gathering raises here, as a wait on it would
         agent = self.agent
         if not (self._remote_username and self._remote_password):
             raise IceConnectionError("the remote username or password is missing")
         agent.start_checks(self._loop.time())
         self._pump()
-        while len(self._selected_since_restart) < self._components:
+        while self._selected_since_restart.bit_count() < self._components:
             if self._closed:
                 raise IceConnectionError("the connection was closed")
             if agent.state is IceState.FAILED:
@@ -610,16 +615,16 @@ class Connection(ConnectionEvents, _Closing):
         hosts = {address.host for address in addresses}
         known = {base.local.host for base in self._bases.values()}
         gone = [base for base in self._bases.values() if base.local.host not in hosts]
-        listeners = self._tcp.listeners if self._tcp is not None else {}
+        listeners = [base for base, _ in self._tcp.listeners] if self._tcp is not None else []
         gone_tcp = [base for base in listeners if base.host not in hosts]
         known |= {base.host for base in listeners}
         added = [address for address in addresses if address.host not in known]
         self._add_bases(added)
         self._mdns.restart(addresses, added)
-        self._local_candidates = []
-        self._lost_local.clear()
+        self._local_candidates = ()
+        self._lost_local = ()
         self._gathering_complete = False
-        self._selected_since_restart.clear()
+        self._selected_since_restart = 0
         agent.restart(self._loop.time(), gone_bases=[base.local for base in gone] + gone_tcp)
         if self._mux is not None:
             for base in self._bases.values():
@@ -650,12 +655,16 @@ class Connection(ConnectionEvents, _Closing):
         if type(data) is not bytes:
             options.datagram(data)
             data = bytes(data)  # queued until the batch leaves: the caller may reuse its buffer
-        path = self._paths.get(component)
+        path = None
+        for selected in self._data_paths.paths:  # one per component with a path of ours
+            if selected.component == component:
+                path = selected
+                break
         if path is None:
             if self._tcp is not None and self._tcp.send(component, data):
                 return  # ICE-TCP: written to the selected pair's connection, framed
             agent = self._agent
-            if component in self._data_paths.relayed and agent is not None:
+            if self._data_paths.relayed(component) and agent is not None:
                 try:
                     agent.send(data, 0, component)  # wrapped for the TURN server
                 except LocalProtocolError as exc:
@@ -688,7 +697,7 @@ class Connection(ConnectionEvents, _Closing):
     def _no_path_reason(self, component: int) -> str:
         if self._closed:
             return "the connection was closed"
-        lost = self._data_paths.lost.get(component)
+        lost = self._data_paths.lost(component)
         if lost is not None:
             return lost
         if self._agent is None or self._agent.selected_pair(0, component) is None:
@@ -716,7 +725,7 @@ class Connection(ConnectionEvents, _Closing):
             self._close_base(base)
         if self._tcp is not None:
             self._tcp.close()
-        self._paths.clear()
+        self._data_paths.paths = ()
         self._mdns.close()
         self._data_signal.fire()
         self._state_signal.fire()

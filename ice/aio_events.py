@@ -34,20 +34,28 @@ class ConnectionEvents(ConnectionProperties):
     holds the state declared here."""
 
     #: What the handlers set; the rest of the connection's state is in its own __slots__.
-    __slots__ = ("_gathering_complete", "_received", "receive_queue_dropped")
+    __slots__ = (
+        "_gathering_complete",
+        "_local_candidates",
+        "_lost_local",
+        "_received",
+        "_selected_since_restart",
+        "receive_queue_dropped",
+    )
 
     _loop: asyncio.AbstractEventLoop
     _gathering_complete: bool
     #: Datagrams dropped because the receive queue was full.
     receive_queue_dropped: int
-    _selected_since_restart: dict[int, None]
+    #: The components selected since the (re)start: bit ``1 << component`` of each.
+    _selected_since_restart: int
     #: Data not read yet, made with the first datagram (an empty deque is ~0.6 KiB, and a
     #: session may carry none: consent only).
     _received: deque[tuple[bytes, int]] | None
     _receive_queue_size: int
     _state_signal: Signal
     _data_signal: Signal
-    _local_candidates: list[Candidate]
+    _local_candidates: tuple[Candidate, ...]
     on_event: Callable[[IceEvent], None] | None
 
     def _drain_events(self) -> None:
@@ -73,7 +81,7 @@ class ConnectionEvents(ConnectionProperties):
     def _on_candidate(self, event: events.CandidateGathered) -> None:
         signalled = self._mdns.signalled(event.candidate)
         if signalled is not None:
-            self._local_candidates.append(signalled)
+            self._local_candidates += (signalled,)
         self._state_signal.fire()
 
     def _on_gathering_completed(self, event: events.GatheringCompleted) -> None:
@@ -84,7 +92,7 @@ class ConnectionEvents(ConnectionProperties):
         self._data_paths.select(event.component, event.pair, self._loop.time())
         if self._tcp is not None:
             self._tcp.select(event.component, event.pair)
-        self._selected_since_restart[event.component] = None
+        self._selected_since_restart |= 1 << event.component
         self._state_signal.fire()
 
     def _on_consent_lost(self, event: events.ConsentLost) -> None:
@@ -102,7 +110,7 @@ class ConnectionEvents(ConnectionProperties):
         _log.info("%s candidate %s lost: %s", candidate.type, candidate.address, event.reason)
         signalled = self._mdns.signalled(candidate)
         if signalled is not None:
-            self._lost_local[signalled] = None
+            self._lost_local += (signalled,)
         self._data_paths.lose(candidate, event.reason, self._loop.time())
 
     def _on_gathering_failed(self, event: events.GatheringFailed) -> None:

@@ -44,8 +44,8 @@ class ConnectionProperties(AgentPump):
     _tcp: TcpSockets | None
     _mdns: MdnsCandidates
     _data_paths: DataPaths
-    _local_candidates: list[Candidate]
-    _lost_local: dict[Candidate, None]
+    _local_candidates: tuple[Candidate, ...]
+    _lost_local: tuple[Candidate, ...]
 
     @property
     def relay_streams(self) -> RelayStreams:

@@ -4,7 +4,8 @@ the fast data path through them.
 Theory of operation. Each base is one non-blocking UDP socket bound to an interface address on an
 ephemeral port or one of the connection's ``port_range`` (:func:`bind_base`), read on readiness in
 batches (:meth:`BaseSocket.read_ready`, up to :data:`UDP_BATCH` datagrams a wake-up, through
-:mod:`stun.batch_io`: ``recvmmsg`` on Linux). A datagram
+:mod:`stun.batch_io`: ``recvmmsg`` on Linux once the socket is busy, ``recvmsg`` while it is
+quiet). A datagram
 whose first byte is 0-3 is STUN (RFC 7983) and goes to the agent; so does anything from an address
 that is not the remote side of the component's selected pair (the agent delivers it only if a check
 proved the address the peer's, :meth:`~ice.agent.Agent.receive_datagram`). Data from that address
@@ -26,7 +27,6 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stun.address import Address, normalize_host
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from .aio_mux import Mux
 
 _log = logging.getLogger("icestack.ice")
+
+#: An :class:`~stun.address.Address` built without ``NamedTuple``'s Python-level constructor.
+_new_tuple = tuple.__new__
 
 #: How many datagrams one wake-up of a socket reader handles before yielding to the loop.
 UDP_BATCH = 256
@@ -91,12 +94,14 @@ class DataPath:
     """Where a component's data goes: the selected pair, its socket's outbox and remote, cached,
     with the bytes moved since they were last handed to the agent."""
 
-    __slots__ = ("host", "outbox", "pair", "port", "received", "remote", "sent")
+    __slots__ = ("component", "host", "outbox", "pair", "port", "received", "remote", "sent")
 
-    def __init__(self, pair: CandidatePair, outbox: Outbox) -> None:
+    def __init__(self, component: int, pair: CandidatePair, outbox: Outbox) -> None:
+        self.component = component
         self.pair = pair
         self.outbox = outbox
-        self.remote = (pair.remote.host, pair.remote.port)
+        #: The remote candidate's own address (a 2-tuple: no copy of it per path).
+        self.remote = pair.remote.address
         self.host, self.port = self.remote
         self.sent = 0
         self.received = 0
@@ -162,7 +167,8 @@ class BaseSocket:
                 path.received += len(data)
             else:
                 try:
-                    agent.receive_datagram(data, local, Address(sockaddr[0], sockaddr[1]), now)
+                    # sockaddr[:2]: the (host, port) of IPv4's, the same tuple, no copy
+                    agent.receive_datagram(data, local, _new_tuple(Address, sockaddr[:2]), now)
                 except Exception as error:
                     connection.reader_errors.contain(error, f"ICE socket {local}")
                 to_agent = True
@@ -189,76 +195,103 @@ def read_datagrams(
 
 
 class DataPaths:
-    """The selected pair of each component as the fast data path uses it (module docstring)."""
+    """The selected pair of each component as the fast data path uses it (module docstring).
 
-    __slots__ = ("_bases", "_count", "_lost_path", "lost", "paths", "relayed")
+    It works on its connection's sockets (``_bases``), hands the byte counts to its
+    ``_count_data`` and wakes the waits of its ``_data_signal`` when a path is lost: the
+    connection is held once, not a bound method (64 bytes) and two references."""
 
-    def __init__(
-        self,
-        bases: dict[Address, BaseSocket],
-        count: Callable[[CandidatePair, float, int, int], None],
-        lost_path: Signal,
-    ) -> None:
-        self._bases = bases
-        self._count = count
-        self._lost_path = lost_path
-        #: Components whose selected pair is on a socket of ours (never replaced: callers may
-        #: hold it).
-        self.paths: dict[int, DataPath] = {}
+    __slots__ = ("_connection", "_lost", "_relayed", "paths")
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        #: The paths of the components whose selected pair is on a socket of ours, one per
+        #: component at most. A tuple, replaced when a path comes or goes, looked through by
+        #: component: as short as the components (1 with RTP/RTCP multiplexing; not a table a
+        #: peer can grow), and a tuple of one is 48 bytes, a list 88, a dict 224.
+        self.paths: tuple[DataPath, ...] = ()
         #: Components whose selected pair is relayed: their data goes through the agent, which
-        #: wraps it for the TURN server, instead of straight to a socket.
-        self.relayed: dict[int, CandidatePair] = {}
+        #: wraps it for the TURN server, instead of straight to a socket. Made at the first,
+        #: as the next table (most connections never need them).
+        self._relayed: dict[int, CandidatePair] | None = None
         #: Why a component has no path any more.
-        self.lost: dict[int, str] = {}
+        self._lost: dict[int, str] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.paths or self.relayed)
+        return bool(self.paths or self._relayed)
+
+    def path(self, component: int) -> DataPath | None:
+        """The component's path on a socket of ours, if it has one."""
+        for path in self.paths:
+            if path.component == component:
+                return path
+        return None
+
+    def relayed(self, component: int) -> bool:
+        """Whether the component's selected pair is relayed (its data goes through the agent)."""
+        return self._relayed is not None and component in self._relayed
+
+    def lost(self, component: int) -> str | None:
+        """Why the component lost its path, if it did."""
+        return None if self._lost is None else self._lost.get(component)
 
     def select(self, component: int, pair: CandidatePair, now: float) -> None:
         """The agent selected ``pair`` for ``component``."""
         self.drop(component, None, now)
-        base = self._bases.get(pair.local_base)
-        self.relayed.pop(component, None)
+        base = self._connection._bases.get(pair.local_base)
+        if self._relayed is not None:
+            self._relayed.pop(component, None)
         if base is not None:
-            path = DataPath(pair, base.outbox)
-            self.paths[component] = path
+            path = DataPath(component, pair, base.outbox)
+            self.paths += (path,)
             base.path = path
-        else:
-            self.relayed[component] = pair  # a relayed address is no socket of ours
-        self.lost.pop(component, None)
+        else:  # a relayed address is no socket of ours
+            if self._relayed is None:
+                self._relayed = {}
+            self._relayed[component] = pair
+        if self._lost is not None:
+            self._lost.pop(component, None)
 
     def lose(self, candidate: Candidate, reason: str, now: float) -> None:
         """A local candidate is gone: so is the path of every component it carried."""
-        carried = [(c, path.pair) for c, path in self.paths.items()] + list(self.relayed.items())
+        carried = [(path.component, path.pair) for path in self.paths]
+        carried += (self._relayed or {}).items()
         for component, pair in carried:
             if pair.local_base == candidate.base:
                 self.drop(component, reason, now)
 
     def drop(self, component: int, reason: str | None, now: float) -> None:
         """Forget the component's path; with a ``reason``, the component lost it."""
-        path = self.paths.pop(component, None)
-        if path is None:
-            if component in self.relayed and reason is not None:
-                del self.relayed[component]
-                self.lost[component] = reason
-                self._lost_path.fire()
+        path = self.path(component)
+        if path is not None:
+            self.paths = tuple(p for p in self.paths if p is not path)
+        else:
+            relayed = self._relayed
+            if relayed is not None and component in relayed and reason is not None:
+                del relayed[component]
+                self._lose(component, reason)
             return
         self._flush(path, now)
-        for base in self._bases.values():
+        for base in self._connection._bases.values():
             if base.path is path:
                 base.path = None
         if reason is not None:
-            self.lost[component] = reason
-            self._lost_path.fire()
+            self._lose(component, reason)
+
+    def _lose(self, component: int, reason: str) -> None:
+        if self._lost is None:
+            self._lost = {}
+        self._lost[component] = reason
+        self._connection._data_signal.fire()
 
     def flush(self, now: float) -> None:
         """Hand the bytes the fast path moved to the agent."""
-        for path in self.paths.values():
+        for path in self.paths:
             if path.sent or path.received:
                 self._flush(path, now)
 
     def _flush(self, path: DataPath, now: float) -> None:
-        self._count(path.pair, now, path.sent, path.received)
+        self._connection._count_data(path.pair, now, path.sent, path.received)
         path.sent = path.received = 0
 
 

@@ -165,9 +165,11 @@ class Candidate:
         if not (len(self.foundation) <= 32 and _ICE_CHARS.fullmatch(self.foundation)):
             raise LocalProtocolError(f"foundation {_show(self.foundation)} is not 1-32 ice-chars")
         _check_range("component-id", self.component, 1, 256)
-        transport = self.transport.lower()
-        if transport not in TRANSPORTS:
+        lowered = self.transport.lower()
+        if lowered not in TRANSPORTS:
             raise LocalProtocolError(f"transport {_show(self.transport)} is not UDP or TCP")
+        # The shared constant, not the new string lower() made: 52 bytes per candidate.
+        transport = TRANSPORTS[TRANSPORTS.index(lowered)]
         _check_range("priority", self.priority, 1, MAX_PRIORITY)
         _check_range("port", self.port, 0, 0xFFFF)
         if (self.tcp_type is not None) != (transport == "tcp"):
@@ -181,7 +183,12 @@ class Candidate:
                 raise LocalProtocolError(f"extension {name}: bad value {_show(value)}")
         object.__setattr__(self, "transport", transport)
         object.__setattr__(self, "host", _connection_address(self.host))
-        object.__setattr__(self, "address", Address(self.host, self.port))
+        base = self.base
+        if type(base) is Address and base.port == self.port and base.host == self.host:
+            address = base  # a host or relayed candidate is its own base: one object, not two
+        else:
+            address = Address(self.host, self.port)
+        object.__setattr__(self, "address", address)
         if self.related_address is not None:
             related_host, related_port = self.related_address
             _check_range("rport", related_port, 0, 0xFFFF)

@@ -11,18 +11,20 @@ highest-priority pair Waiting (§6.1.2.6). A pair moves:
                 ↑___________|  (triggered check, role conflict: back to Waiting)
 
 Triggered checks (§7.3.1.4) wait in a FIFO queue that the agent serves before ordinary checks.
-Every lookup a datagram needs is a dict access: a pair by (local base, remote address) here, a
-selected pair by the same path in :class:`SelectedPairs`. Whether a check waits to be sent is
-asked after every datagram: the list counts its pairs we can still check (Waiting, or Frozen and
-not waiting for the peer) as they change state — every state change of a pair of the list goes
-through :meth:`CheckList.set_state` — so the answer is no walk over the pairs.
+Every lookup a datagram needs is bounded: a pair by (local base, remote address) is a dict
+access once the list holds more than :data:`FEW_PAIRS` pairs, a look through them until then; a
+selected pair is a look at the few selected pairs, one per component (:class:`SelectedPairs`).
+Whether a check waits to be sent is asked after every datagram: the list counts its pairs we can
+still check (Waiting, or Frozen and not waiting for the peer) as they change state — every state
+change of a pair of the list goes through :meth:`CheckList.set_state` — so the answer is no walk
+over the pairs.
 """
 
 from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from stun.address import Address
@@ -125,9 +127,13 @@ class CheckList:
         self.components = components
         self.max_pairs = max_pairs
         self.pairs: list[CandidatePair] = []
-        #: The triggered check queue (§7.3.1.4), FIFO: a dict used as an ordered set.
-        self.triggered: dict[CandidatePair, None] = {}
-        self._by_addresses: dict[tuple[Address, Address], CandidatePair] = {}
+        #: The triggered check queue (§7.3.1.4), FIFO: a dict used as an ordered set, ``None``
+        #: while empty (most of the time: an emptied dict keeps 224 bytes).
+        self.triggered: dict[CandidatePair, None] | None = None
+        #: The pairs by (local base, remote address), made once the list holds more than
+        #: :data:`FEW_PAIRS` (until then :meth:`find` looks through them: a one-entry dict takes
+        #: 224 bytes, and most sessions have one or two pairs).
+        self._by_addresses: dict[tuple[Address, Address], CandidatePair] | None = None
         #: How many pairs of the list we can check: Waiting, or Frozen and not waiting for the
         #: peer (kept by :meth:`set_state`, :meth:`add` and eviction).
         self.schedulable = 0
@@ -140,7 +146,13 @@ class CheckList:
 
     def find(self, local_base: Address, remote: Address) -> CandidatePair | None:
         """The pair checking ``remote`` from ``local_base``, if any."""
-        return self._by_addresses.get((local_base, remote))
+        table = self._by_addresses
+        if table is not None:
+            return table.get((local_base, remote))
+        for pair in self.pairs:  # looked through here, not by a helper: a call per datagram
+            if pair.local_base == local_base and pair.remote.address == remote:
+                return pair
+        return None
 
     def add(
         self, local: Candidate, local_base: Address, remote: Candidate, controlling: bool
@@ -150,8 +162,7 @@ class CheckList:
         Returns the new pair, or ``None`` if it is redundant (the same addresses are paired
         already) or does not fit under ``max_pairs`` with a priority high enough to evict another.
         """
-        key = (local_base, remote.address)
-        if key in self._by_addresses:
+        if self.find(local_base, remote.address) is not None:
             return None
         priority = _priority(local, remote, controlling)
         if len(self.pairs) >= self.max_pairs:
@@ -160,15 +171,20 @@ class CheckList:
                 return None
             self._remove(lowest)
         pair = CandidatePair(local, local_base, remote, self.stream, priority)
-        self._by_addresses[key] = pair
         bisect.insort(self.pairs, pair, key=_descending)
+        table = self._by_addresses
+        if table is not None:
+            table[local_base, remote.address] = pair
+        elif len(self.pairs) > FEW_PAIRS:
+            self._by_addresses = {(p.local_base, p.remote.address): p for p in self.pairs}
         self.schedulable += _schedulable(pair, PairState.FROZEN)
         return pair
 
     def _remove(self, pair: CandidatePair) -> None:
         self.pairs.remove(pair)
-        del self._by_addresses[(pair.local_base, pair.remote.address)]
-        self.triggered.pop(pair, None)
+        if self._by_addresses is not None:
+            del self._by_addresses[(pair.local_base, pair.remote.address)]
+        self.drop_triggered(pair)
         self.schedulable -= _schedulable(pair, pair.state)
 
     def set_state(self, pair: CandidatePair, state: PairState) -> None:
@@ -179,8 +195,22 @@ class CheckList:
         if previous is state:
             return
         pair.state = state
-        if self._by_addresses.get((pair.local_base, pair.remote.address)) is pair:
-            self.schedulable += _schedulable(pair, state) - _schedulable(pair, previous)
+        # _schedulable(pair, state) - _schedulable(pair, previous), without the calls: this
+        # runs at every state change of every pair
+        waiting, frozen = PairState.WAITING, PairState.FROZEN
+        checkable_if_frozen = pair.local.tcp_type is not TcpType.PASSIVE
+        change = (state is waiting or (state is frozen and checkable_if_frozen)) - (
+            previous is waiting or (previous is frozen and checkable_if_frozen)
+        )
+        if not change:
+            return
+        table = self._by_addresses
+        if (
+            pair in self.pairs  # identity: a pair has no __eq__ of its own
+            if table is None
+            else table.get((pair.local_base, pair.remote.address)) is pair
+        ):
+            self.schedulable += change
 
     def replace_remote(self, old: Candidate, new: Candidate, controlling: bool) -> None:
         """A remote candidate is known better now (a prflx later signalled, of the same component
@@ -207,23 +237,29 @@ class CheckList:
         for pair in self.pairs:
             if pair.waits_for_peer:
                 continue
+            foundation = pair.foundation
             if pair.state is not PairState.FROZEN:
-                chosen.setdefault(pair.foundation, pair)
+                chosen.setdefault(foundation, pair)
                 continue
-            best = chosen.get(pair.foundation)
+            best = chosen.get(foundation)
             if best is None or (pair.component, -pair.priority) < (best.component, -best.priority):
-                chosen[pair.foundation] = pair
-        changed = [p for p in chosen.values() if p.state is PairState.FROZEN]
-        for pair in changed:
-            self.set_state(pair, PairState.WAITING)
+                chosen[foundation] = pair
+        changed = []
+        for pair in chosen.values():  # a loop, not a comprehension (which is a call)
+            if pair.state is PairState.FROZEN:
+                self.set_state(pair, PairState.WAITING)
+                changed.append(pair)
         return changed
 
-    def unfreeze_foundation(self, foundation: str) -> list[CandidatePair]:
-        """A pair of this foundation succeeded: its Frozen siblings become Waiting (§7.2.5.3.3)."""
+    def unfreeze_siblings(self, succeeded: CandidatePair) -> Sequence[CandidatePair]:
+        """A pair succeeded: the Frozen pairs of its foundation become Waiting (§7.2.5.3.3)."""
+        if not self.schedulable:
+            return ()  # no Frozen pair that we can check (asked at every success): no walk
+        foundation = succeeded.foundation
         changed = [
             p
             for p in self.pairs
-            if p.foundation == foundation and p.state is PairState.FROZEN and not p.waits_for_peer
+            if p.state is PairState.FROZEN and not p.waits_for_peer and p.foundation == foundation
         ]
         for pair in changed:
             self.set_state(pair, PairState.WAITING)
@@ -259,76 +295,74 @@ class CheckList:
 
     def enqueue_triggered(self, pair: CandidatePair) -> None:
         """Queue a triggered check for ``pair`` (once; §7.3.1.4)."""
-        self.triggered[pair] = None
+        if self.triggered is None:
+            self.triggered = {pair: None}
+        else:
+            self.triggered[pair] = None
 
     def next_triggered(self) -> CandidatePair | None:
         """Take the first pair of the triggered check queue, if any."""
-        if not self.triggered:
+        triggered = self.triggered
+        if not triggered:
             return None
-        pair = next(iter(self.triggered))
-        del self.triggered[pair]
-        return pair
+        for pair in triggered:  # the first (no iter() and next() calls); the loop ends here
+            del triggered[pair]
+            if not triggered:
+                self.triggered = None
+            return pair
+        return None
+
+    def drop_triggered(self, *pairs: CandidatePair) -> None:
+        """Take ``pairs`` out of the triggered check queue, where they are."""
+        triggered = self.triggered
+        if triggered:
+            for pair in pairs:
+                triggered.pop(pair, None)
+            if not triggered:
+                self.triggered = None
 
     def stop_below(self, component: int, priority: int) -> list[CandidatePair]:
         """Nomination concluded a component: take its lower-priority Frozen, Waiting and
         In-Progress pairs out of the schedule (§8.1.2) and return them, so that the agent can
         cancel the checks in flight (they stop holding their foundation's place)."""
-        pruned = [
-            pair
-            for pair in self.pairs
-            if pair.component == component
-            and pair.priority < priority
-            and pair.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
-        ]
+        pruned = []
+        for pair in self.pairs:
+            if (
+                pair.component == component
+                and pair.priority < priority
+                and pair.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
+            ):
+                pruned.append(pair)
         for pair in pruned:
             self.set_state(pair, PairState.FAILED)
             pair.failure = "pruned after nomination"
-        for pair in [p for p in self.triggered if p.component == component]:
-            if pair.priority < priority:
-                del self.triggered[pair]
+        if self.triggered:
+            self.drop_triggered(
+                *(p for p in self.triggered if p.component == component and p.priority < priority)
+            )
         return pruned
 
 
-class SelectedPairs(MutableMapping[tuple[int, int], CandidatePair]):
-    """The selected pair of each (stream, component), also found by its path in O(1): data
-    arriving on (local base, remote address) is matched to its pair without a search."""
+#: How many pairs a check list looks through before it keeps a table of them by path.
+FEW_PAIRS = 4
 
-    __slots__ = ("_by_path", "by_key")
 
-    def __init__(self) -> None:
-        #: The pairs by (stream, component); read as it is where every datagram asks (change
-        #: it only through the mapping, which keeps the path index too).
-        self.by_key: dict[tuple[int, int], CandidatePair] = {}
-        self._by_path: dict[tuple[Address, Address], CandidatePair] = {}
+class SelectedPairs(dict[tuple[int, int], CandidatePair]):
+    """The selected pair of each (stream, component), also found by its path: data arriving on
+    (local base, remote address) is matched to its pair without a table of paths, since a
+    session has few components (fixed by its config, never by a peer) and each one pair.
 
-    def __getitem__(self, key: tuple[int, int]) -> CandidatePair:
-        return self.by_key[key]
+    A plain dict by key (``get`` is asked on every datagram and timer: a dict's own costs no
+    Python call), with :meth:`on_path` the one thing added."""
 
-    def get(self, key: tuple[int, int], default: None = None) -> CandidatePair | None:  # type: ignore[override]  # the one form used; Mapping's is a Python-level detour
-        """The selected pair of ``key``, if any (asked on every datagram and timer)."""
-        return self.by_key.get(key, default)
-
-    def __setitem__(self, key: tuple[int, int], pair: CandidatePair) -> None:
-        if key in self.by_key:
-            del self[key]
-        self.by_key[key] = pair
-        self._by_path[(pair.local_base, pair.remote.address)] = pair
-
-    def __delitem__(self, key: tuple[int, int]) -> None:
-        pair = self.by_key.pop(key)
-        path = (pair.local_base, pair.remote.address)
-        if self._by_path.get(path) is pair:
-            del self._by_path[path]
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter(self.by_key)
-
-    def __len__(self) -> int:
-        return len(self.by_key)
+    __slots__ = ()
 
     def on_path(self, local_base: Address, remote: Address) -> CandidatePair | None:
         """The selected pair that sends from ``local_base`` to ``remote``, if any."""
-        return self._by_path.get((local_base, remote))
+        for pair in self.values():
+            if pair.local_base == local_base and pair.remote.address == remote:
+                return pair
+        return None
 
 
 def _schedulable(pair: CandidatePair, state: PairState) -> int:

@@ -28,7 +28,7 @@ from stun.cli import parse_seconds as seconds
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.probe import DEFAULT_PUBLIC_SERVER
 from turn.errors import DecodeError as UriDecodeError
-from turn.server.allocation import ClientTransport
+from turn.transport import ClientTransport
 from turn.uri import ServerUri, parse_uri
 
 from .aio import Connection

@@ -14,7 +14,7 @@ from stun.advertised import AdvertisedAddress, check_advertised, parse_advertise
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.randomness import RandomSource, default_random
 from stun.transaction import TransactionConfig
-from turn.server.allocation import ClientTransport
+from turn.transport import ClientTransport
 
 from .candidate import TcpType
 from .errors import LocalProtocolError, enum_member
@@ -71,6 +71,27 @@ class Policy(enum.Enum):
 
 #: The default retransmission of checks: one immutable object that every config shares.
 CHECK_TRANSACTION = TransactionConfig(max_requests=7, final_wait=16)
+
+
+#: The usual values of the configuration's small tuples, shared by every configuration that has
+#: one of them (each equal copy is 48-56 bytes per agent).
+_SHARED_TUPLES: dict[tuple[object, ...], tuple[object, ...]] = {
+    value: value
+    for value in [
+        (1,),
+        (1, 1),
+        (2,),
+        (TcpType.ACTIVE, TcpType.PASSIVE),
+        (TcpType.PASSIVE, TcpType.ACTIVE),
+        (TcpType.PASSIVE,),
+        (TcpType.ACTIVE,),
+    ]
+}
+
+
+def _shared(value: object) -> object:
+    """``value``, or the equal shared tuple if it is one of the usual values."""
+    return _SHARED_TUPLES.get(value, value) if type(value) is tuple else value
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -175,9 +196,10 @@ class AgentConfig:
         tcp_types = tuple(enum_member(TcpType, t, "tcp_types") for t in self.tcp_types)
         if len(set(tcp_types)) != len(tcp_types):
             raise LocalProtocolError("tcp_types: each TCP type at most once")
-        object.__setattr__(self, "tcp_types", tcp_types)
+        object.__setattr__(self, "tcp_types", _shared(tcp_types))
         if not self.streams or any(not 1 <= c <= 256 for c in self.streams):
             raise LocalProtocolError("streams: one or more streams of 1..256 components")
+        object.__setattr__(self, "streams", _shared(self.streams))
         if not 0.005 <= self.pacing <= 1.0:
             raise LocalProtocolError("pacing (Ta) must be between 5 ms and 1 s (RFC 8445 §14.2)")
         for name in (

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from turn.errors import DecodeError as UriDecodeError
-from turn.server.allocation import ClientTransport
-from turn.server.credentials import rest_api_password, rest_api_username
+from turn.rest_api import rest_api_password, rest_api_username
+from turn.transport import ClientTransport
 from turn.uri import UriScheme, parse_uri
 
 from .candidate import TcpType, generate_credentials, validate_pwd, validate_ufrag

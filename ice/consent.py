@@ -14,17 +14,17 @@ An ICE restart *suspends* every selected pair, whether its consent is still gran
 selects another): a suspended pair is the previous generation's and concludes nothing in the new
 one (:meth:`ConsentTracker.suspended`).
 
-The tracker keeps one record per tracked pair, keyed by the pair object itself (a pair is
-hashed by identity), granted or lost, and the set of suspended pairs (an ICE-lite agent's
-selected pairs are suspended too, though never tracked). A component has one selected pair, so
-tracking or suspending a pair forgets any other pair of its component: neither table ever holds
-more entries than the session has components, and a pair the tracker no longer holds has no
-consent state at all.
+The tracker keeps one record per tracked pair, granted or lost, and the suspended pairs (an
+ICE-lite agent's selected pairs are suspended too, though never tracked). A component has one
+selected pair, so tracking or suspending a pair forgets any other pair of its component: neither
+holds more entries than the session has components — a number its config fixes, usually one —
+so both are tuples looked through (a one-entry dict takes 224 bytes, a one-item tuple 48), and a
+pair the tracker no longer holds has no consent state at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .checklist import CandidatePair
@@ -53,87 +53,102 @@ class ConsentTracker:
         self._config = config
         #: One record per tracked pair (at most one per component), lost ones included. Read by
         #: the agent too: while it is empty — all the time checks run — no consent timer runs.
-        self.records: dict[CandidatePair, _Consent] = {}
-        #: Pairs selected before the last restart, tracked or not (at most one per component);
-        #: a dict used as a set (an empty set takes 216 bytes, an empty dict 64).
-        self._suspended: dict[CandidatePair, None] = {}
+        self.records: tuple[_Consent, ...] = ()
+        #: Pairs selected before the last restart, tracked or not (at most one per component).
+        self._suspended: tuple[CandidatePair, ...] = ()
 
     def __len__(self) -> int:
         """How many pairs the tracker holds (never more than the session has components)."""
-        return len(self.records.keys() | self._suspended.keys())
+        return len(self._held())
+
+    def _held(self) -> set[CandidatePair]:
+        """Every pair the tracker holds, tracked or suspended (a pair hashes by identity)."""
+        return {consent.pair for consent in self.records}.union(self._suspended)
+
+    def _record(self, pair: CandidatePair) -> _Consent | None:
+        for consent in self.records:
+            if consent.pair is pair:
+                return consent
+        return None
 
     def _interval(self) -> float:
         return self._config.consent_interval * (0.8 + 0.4 * self._config.rng.random())
 
     def _checked(self) -> list[_Consent]:
         """The records whose consent is being checked: not lost, not suspended."""
-        return [c for c in self.records.values() if not c.lost and not c.suspended]
+        return [c for c in self.records if not c.lost and not c.suspended]
 
     def track(self, pair: CandidatePair, now: float) -> None:
         """Start consent on a newly selected pair: its last check just succeeded. What was held
         of the component's previous selected pair goes."""
-        self._forget_component(pair)
-        self._suspended.pop(pair, None)
-        self.records[pair] = _Consent(pair, now, now + self._interval(), now)
+        if self.records or self._suspended:
+            self._forget_component(pair)
+        self.records += (_Consent(pair, now, now + self._interval(), now),)
 
     def untrack(self, pair: CandidatePair) -> None:
         """The pair is no longer selected: forget it."""
-        self.records.pop(pair, None)
-        self._suspended.pop(pair, None)
+        self._keep(lambda other: other is not pair)
 
     def _forget_component(self, pair: CandidatePair) -> None:
-        """Forget every other pair of ``pair``'s component: it has one selected pair."""
-        for other in [
-            p
-            for p in self.records.keys() | self._suspended.keys()
-            if p is not pair and p.stream == pair.stream and p.component == pair.component
-        ]:
-            self.untrack(other)
+        """Forget every pair of ``pair``'s component, ``pair`` included: it has one selected
+        pair, and the caller holds ``pair`` again as it wants it."""
+        stream, component = pair.stream, pair.component
+        self._keep(lambda other: other.stream != stream or other.component != component)
+
+    def _keep(self, wanted: Callable[[CandidatePair], bool]) -> None:
+        """Keep only the records and suspended pairs of the ``wanted`` pairs."""
+        if self.records:
+            self.records = tuple(c for c in self.records if wanted(c.pair))
+        if self._suspended:
+            self._suspended = tuple(p for p in self._suspended if wanted(p))
 
     def suspend(self, pairs: Iterable[CandidatePair]) -> None:
         """ICE restart: the selected ``pairs`` belong to the previous generation. Their consent
         checks stop (keepalives go on) until new pairs are selected; a lost one stays lost."""
         for pair in pairs:
+            consent = self._record(pair)
             self._forget_component(pair)
-            self._suspended[pair] = None
-            consent = self.records.get(pair)
+            self._suspended += (pair,)
             if consent is not None:
                 consent.suspended = True
+                self.records += (consent,)
 
     def suspended(self, pair: CandidatePair) -> bool:
         """Whether the pair was selected before the last restart (it concludes nothing now)."""
-        return pair in self._suspended
+        return pair in self._suspended  # `in` compares by identity first: no __eq__ call
 
     def sent(self, pair: CandidatePair, now: float) -> None:
         """Anything went out on the pair (for the keepalive timer)."""
-        consent = self.records.get(pair)
-        if consent is not None:
-            consent.last_sent = now
+        for consent in self.records:  # not _record: asked at every check sent
+            if consent.pair is pair:
+                consent.last_sent = now
+                return
 
     def answered(self, pair: CandidatePair, now: float) -> None:
         """An authenticated consent response arrived (RFC 7675 §5.1)."""
-        consent = self.records.get(pair)
+        consent = self._record(pair)
         if consent is not None and not consent.lost:
             consent.last_response = now
             consent.disconnect_noted = False
 
     def allows(self, pair: CandidatePair) -> bool:
         """Whether data may be sent on the pair."""
-        consent = self.records.get(pair)
+        consent = self._record(pair)
         return consent is None or not consent.lost
 
     def disconnected(self, pair: CandidatePair, now: float) -> bool:
-        consent = self.records.get(pair)
-        return (
-            consent is not None
-            and not consent.lost
-            and not consent.suspended
-            and now >= consent.last_response + self._config.disconnected_after
-        )
+        for consent in self.records:  # not _record: asked after every datagram once connected
+            if consent.pair is pair:
+                return (
+                    not consent.lost
+                    and not consent.suspended
+                    and now >= consent.last_response + self._config.disconnected_after
+                )
+        return False
 
     def state_of(self, pair: CandidatePair) -> str:
         """``"lost"``, ``"granted"``, ``"suspended"`` or ``"none"`` (not a selected pair)."""
-        consent = self.records.get(pair)
+        consent = self._record(pair)
         if consent is None:
             return "none"
         if consent.lost:
@@ -145,7 +160,7 @@ class ConsentTracker:
             return None
         config = self._config
         earliest = None
-        for consent in self.records.values():
+        for consent in self.records:
             if consent.lost:
                 continue
             deadline = consent.last_sent + config.keepalive_interval
@@ -190,7 +205,7 @@ class ConsentTracker:
         """Pairs silent for Tr (RFC 8445 §11)."""
         return [
             c.pair
-            for c in self.records.values()
+            for c in self.records
             if not c.lost and now >= c.last_sent + self._config.keepalive_interval
         ]
 

@@ -66,6 +66,10 @@ from .events import (
 )
 from .preferences import LocalPreferences
 from .relay import NO_RELAYS, RelayBase, Relays
+from .shared_values import SharedValues
+
+#: The TCP types of a listening base's candidates, in the order they are made.
+_PASSIVE_FIRST = (TcpType.PASSIVE, TcpType.ACTIVE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +98,28 @@ class _Request:
     transaction: ClientTransaction | None = None
 
 
+def _address_key(local: LocalCandidate) -> tuple[int, int, Address]:
+    """What :meth:`Gatherer.find` looks a candidate up by: stream, component, address."""
+    return (local.stream, local.candidate.component, local.candidate.address)
+
+
+#: The base preferences of the agents of this process: mostly one value, held once.
+_PREFERENCES: SharedValues[tuple[tuple[str, int], ...]] = SharedValues()
+
+#: The table of a gatherer that has sent no request (most agents have no STUN server): shared,
+#: never added to.
+_NO_REQUESTS: dict[bytes, _Request] = {}
+
+
 class Gatherer:
     """Collects host and server-reflexive candidates; the agent feeds it and drains it."""
 
     __slots__ = (
-        "_base_addresses",
         "_bases",
-        "_by_address",
-        "_by_base",
         "_config",
         "_emit",
         "_in_flight",
+        "_index",
         "_new_bases",
         "_next_send",
         "_preferences",
@@ -146,23 +161,31 @@ class Gatherer:
         self.lost: tuple[tuple[LocalCandidate, str], ...] = ()
         #: What gave no candidate in this generation, for the failure summary.
         self.failures: tuple[GatheringFailed, ...] = ()
-        self._bases: list[_Base] = []
+        self._bases: tuple[_Base, ...] = ()
         #: Bases declared after gathering started: gathered at the next restart.
         self._new_bases: tuple[_Base, ...] = ()
-        self._preferences: dict[str, int] = {}
-        #: Every local candidate, in the order learnt; add with :meth:`_add` to keep the indexes.
-        self.candidates: list[LocalCandidate] = []
-        #: Per base, its host or relayed candidate (the first candidate learnt on it).
-        self._by_base: dict[Address, LocalCandidate] = {}
-        #: Per (stream, component, address), the first candidate with that address.
-        self._by_address: dict[tuple[int, int, Address], LocalCandidate] = {}
-        self._base_addresses: set[tuple[Address, Address]] = set()
+        #: The local preference of each base address, as (host, preference) pairs (read only
+        #: when gathering starts or restarts; a dict of one is 184 bytes, a tuple 104, and the
+        #: agents of a process, gathering on the same addresses, share one).
+        self._preferences: tuple[tuple[str, int], ...] = ()
+        #: Every local candidate, in the order learnt; add with :meth:`_add` to keep the index.
+        #: (Bounded: per base its host candidate, one per STUN and TURN server, and at most
+        #: ``max_local_peer_reflexive`` peer-reflexive ones.)
+        self.candidates: tuple[LocalCandidate, ...] = ()
+        #: Two indexes in one table (a dict is 224 bytes however few its entries): per base (an
+        #: :class:`~stun.address.Address` key), its host or relayed candidate, the first learnt
+        #: on it; per (stream, component, address) — a 3-tuple, never equal to an address —
+        #: the first candidate with that transport address, unless :meth:`find` finds it
+        #: through its base's entry.
+        self._index: dict[Address | tuple[int, int, Address], LocalCandidate] = {}
         #: How many peer-reflexive local candidates were learnt (bounded by the config).
         self.peer_reflexive = 0
-        #: STUN requests waiting for their Ta slot (a list: a few per server and base; an
-        #: empty deque costs ~0.8 KiB per agent).
-        self._queue: list[_Request] = []
-        self._in_flight: dict[bytes, _Request] = {}
+        #: STUN requests waiting for their Ta slot (a tuple: a few per server and base, and
+        #: mostly none; the empty tuple is shared, an empty list is 56 bytes of each agent's).
+        self._queue: tuple[_Request, ...] = ()
+        #: Requests sent and not answered yet: the shared empty table until the first
+        #: (:meth:`_send_request`, the only place that adds, gives the gatherer its own).
+        self._in_flight: dict[bytes, _Request] = _NO_REQUESTS
         self._next_send = 0.0
         self.started = False
         self.completed = False
@@ -183,10 +206,13 @@ class Gatherer:
         if simultaneous_open:
             types = tuple(t for t in wanted if t is TcpType.SIMULTANEOUS_OPEN)
         else:  # passive first: an accepted connection's check is the passive candidate's
-            order = (TcpType.PASSIVE, TcpType.ACTIVE)
             types = tuple(
-                t for t in order if t in wanted and not (self._config.lite and t is TcpType.ACTIVE)
+                t
+                for t in _PASSIVE_FIRST
+                if t in wanted and not (self._config.lite and t is TcpType.ACTIVE)
             )
+            if types == _PASSIVE_FIRST:
+                types = _PASSIVE_FIRST  # the usual case: one shared tuple, not 56 bytes a base
         self._declare(_Base(stream, component, address, types))
 
     def _declare(self, base: _Base) -> None:
@@ -195,15 +221,15 @@ class Gatherer:
                 f"{base.address} is declared already (a TCP and a UDP base need "
                 "addresses of their own)"
             )
-        self._bases.append(base)
+        self._bases += (base,)
         if self.started:
             self._new_bases += (base,)
 
     def remove_base(self, address: Address, now: float, reason: str) -> None:
         """Forget a base (its interface address is gone): every candidate on it is lost."""
-        self._bases = [b for b in self._bases if b.address != address]
+        self._bases = tuple(b for b in self._bases if b.address != address)
         self._new_bases = tuple(b for b in self._new_bases if b.address != address)
-        self._queue = [r for r in self._queue if r.base.base != address]
+        self._queue = tuple(r for r in self._queue if r.base.base != address)
         self._in_flight = {t: r for t, r in self._in_flight.items() if r.base.base != address}
         self.relays.remove_base(address, now, reason)
         for local in [c for c in self.candidates if c.base == address]:
@@ -213,7 +239,8 @@ class Gatherer:
     def start(self, now: float) -> None:
         """Emit host candidates and queue server-reflexive requests (§5.1.1.1, §5.1.1.2)."""
         self.started = True
-        self._preferences = local_preferences([base.address.host for base in self._bases])
+        hosts = [base.address.host for base in self._bases]
+        self._preferences = _PREFERENCES.get(tuple(local_preferences(hosts).items()))
         self._gather(self._bases, now)
         self._check_complete()
 
@@ -226,10 +253,12 @@ class Gatherer:
             if self._announces(local.candidate):
                 self._emit(CandidateGathered(local.stream, local.candidate))
         bases, self._new_bases = self._new_bases, ()
+        preferences = dict(self._preferences)
         for _, _, address, _ in bases:
-            if address.host not in self._preferences:
-                lowest = min(self._preferences.values(), default=0x10000)
-                self._preferences[address.host] = max(lowest - 1, 0)
+            if address.host not in preferences:
+                lowest = min(preferences.values(), default=0x10000)
+                preferences[address.host] = max(lowest - 1, 0)
+        self._preferences = _PREFERENCES.get(tuple(preferences.items()))
         self._gather(bases, now)
         self.relays.restart(now)
         self._check_complete()
@@ -237,9 +266,10 @@ class Gatherer:
     def _gather(self, bases: Sequence[_Base], now: float) -> None:
         """Host candidates of ``bases`` now; their srflx requests and TURN allocations."""
         config = self._config
+        preferences = dict(self._preferences)
         gathered = []
         for stream, component, address, tcp_types in bases:
-            preference = self._preferences[address.host]
+            preference = preferences[address.host]
             if tcp_types is not None:
                 if config.policy is not Policy.RELAY:  # relay-only: relayed candidates only
                     for tcp_type in tcp_types:
@@ -251,7 +281,7 @@ class Gatherer:
                 continue  # relay-only: not a single request to anything but the TURN servers
             for server in config.stun_servers:
                 if (":" in server.host) == (":" in address.host):
-                    self._queue.append(_Request(local, server))
+                    self._queue += (_Request(local, server),)
         if not config.lite:
             relay_bases: list[RelayBase] = [
                 (c.stream, c.candidate.component, c.base, (c.candidate.priority >> 8) & 0xFFFF)
@@ -259,8 +289,7 @@ class Gatherer:
             ]
             self.relays.allocate(relay_bases, now)
         if self._queue and not self._in_flight:
-            self._send_request(self._queue.pop(0), now)
-            self._next_send = now + config.pacing
+            self._send_next(now)
 
     def _add_host(
         self,
@@ -312,29 +341,26 @@ class Gatherer:
         )
 
     def _add(self, local: LocalCandidate) -> None:
-        self.candidates.append(local)
-        self._by_base.setdefault(local.base, local)
-        key = (local.stream, local.candidate.component, local.candidate.address)
-        self._by_address.setdefault(key, local)
-        self._base_addresses.add((local.base, local.candidate.address))
+        self.candidates += (local,)
+        self._index.setdefault(local.base, local)
+        key = _address_key(local)
+        if self.find(*key) is None:  # the first with its address: found from now on
+            self._index[key] = local
 
     def _remove(self, local: LocalCandidate) -> None:
-        """Take a lost candidate out of the list and of every index (rare: no index to help)."""
-        self.candidates.remove(local)
-        address = local.candidate.address
-        if self._by_base.get(local.base) is local:
-            del self._by_base[local.base]
-        key = (local.stream, local.candidate.component, address)
-        if self._by_address.get(key) is local:
-            del self._by_address[key]
-            for other in self.candidates:
-                if (other.stream, other.candidate.component, other.candidate.address) == key:
-                    self._by_address[key] = other
-                    break
-        if not any(
-            c.base == local.base and c.candidate.address == address for c in self.candidates
-        ):
-            self._base_addresses.discard((local.base, address))
+        """Take a lost candidate out of the list and of the index (rare: no index to help)."""
+        key = _address_key(local)
+        found = self.find(*key) is local
+        self.candidates = tuple(c for c in self.candidates if c is not local)
+        index = self._index
+        if index.get(local.base) is local:
+            del index[local.base]
+        if index.get(key) is local:
+            del index[key]
+        if found:  # the next with its address is found now (keyed unless it is found already)
+            first = next((c for c in self.candidates if _address_key(c) == key), None)
+            if first is not None and self.find(*key) is not first:
+                index[key] = first
         if local.candidate.type is CandidateType.PEER_REFLEXIVE:
             self.peer_reflexive -= 1
         elif local.candidate.type in (CandidateType.SERVER_REFLEXIVE, CandidateType.RELAYED):
@@ -358,11 +384,26 @@ class Gatherer:
 
     def on_base(self, base: Address) -> LocalCandidate | None:
         """The host or relayed candidate whose base is ``base``, if it is one of ours."""
-        return self._by_base.get(base)
+        return self._index.get(base)
 
     def find(self, stream: int, component: int, address: Address) -> LocalCandidate | None:
-        """The local candidate of this stream and component with transport address ``address``."""
-        return self._by_address.get((stream, component, address))
+        """The local candidate of this stream and component with transport address ``address``
+        (the first learnt).
+
+        A candidate at its base's address — a host or relayed one, the usual answer — is found
+        through its base's entry and has none of its own (64 bytes a key): :meth:`_add` keys
+        only a candidate this does not find already, so the first one still wins."""
+        index = self._index
+        local = index.get((stream, component, address))
+        if local is None:
+            local = index.get(address)
+            if local is None or not (
+                local.candidate.address == address
+                and local.stream == stream
+                and local.candidate.component == component
+            ):
+                return None
+        return local
 
     def learn_peer_reflexive(self, local: LocalCandidate) -> bool:
         """Add a peer-reflexive local candidate (RFC 8445 §7.2.5.3.1); ``False`` when
@@ -375,7 +416,7 @@ class Gatherer:
 
     def local_preference(self, base: Address) -> int:
         """The local preference of a base's candidates (unique per base, RFC 8445 §5.1.2.1)."""
-        local = self._by_base.get(base)
+        local = self._index.get(base)
         if local is not None and local.candidate.type is CandidateType.HOST:
             return (local.candidate.priority >> 8) & 0xFFFF
         return 65535
@@ -415,9 +456,14 @@ class Gatherer:
                     )
                 )
         if self._queue and now >= self._next_send:
-            self._send_request(self._queue.pop(0), now)
-            self._next_send = now + config.pacing
+            self._send_next(now)
         self._check_complete()
+
+    def _send_next(self, now: float) -> None:
+        """Send the first queued request; the next one waits for its Ta slot (§14.2)."""
+        request, self._queue = self._queue[0], self._queue[1:]
+        self._send_request(request, now)
+        self._next_send = now + self._config.pacing
 
     def _send_request(self, request: _Request, now: float) -> None:
         transaction_id = new_transaction_id(self._config.rng)
@@ -429,6 +475,8 @@ class Gatherer:
         request.transaction = ClientTransaction(
             data, transaction_id, now=now, rto=rto, config=self._config.check_transaction
         )
+        if self._in_flight is _NO_REQUESTS:
+            self._in_flight = {}
         self._in_flight[transaction_id] = request
         self._send(Datagram(data, request.base.base, request.server))
 
@@ -452,7 +500,9 @@ class Gatherer:
 
     def _add_server_reflexive(self, request: _Request, mapped: Address) -> None:
         base = request.base
-        if mapped == base.base or (base.base, mapped) in self._base_addresses:
+        if mapped == base.base or any(
+            c.base == base.base and c.candidate.address == mapped for c in self.candidates
+        ):  # once per answered request, on a bounded list: no index kept for it
             return  # redundant (§5.1.3): no NAT, or this server told us what another did
         component = base.candidate.component
         kind = CandidateType.SERVER_REFLEXIVE

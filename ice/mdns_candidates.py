@@ -32,14 +32,17 @@ import functools
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from stun.address import Address, is_destination
 
 from .candidate import Candidate, CandidateType
-from .events import IceEvent
 from .mdns import CandidateUnresolvable, InterfaceAddress, Resolver, Responder
 from .mdns_cache import normalise_name
+from .shared_values import SharedValues
+
+if TYPE_CHECKING:
+    from .aio import Connection
 
 _log = logging.getLogger("icestack.ice")
 
@@ -48,20 +51,24 @@ _log = logging.getLogger("icestack.ice")
 MAX_CONCURRENT_LOOKUPS = 16
 #: The placeholder a hidden related address becomes (RFC 8839 §5.1: "0.0.0.0" / "::", port 9).
 _HIDDEN_RELATED = {False: Address("0.0.0.0", 9), True: Address("::", 9)}
+#: The interface addresses of the connections of this process: mostly one value, held once.
+_ADDRESSES: SharedValues[tuple[InterfaceAddress, ...]] = SharedValues()
 
 
 class MdnsCandidates:
     """The mDNS side of one connection: publishing our names, resolving the peer's.
 
-    ``admit`` is asked before a name's lookup starts whether its candidate can still be used:
-    ``None`` if so, else why not (the agent's table of remote candidates is full).
+    The connection hears back through three of its methods (held as the connection, not as
+    bound methods: 64 bytes each): ``_admit_resolved`` is asked before a name's lookup starts
+    whether its candidate can still be used (``None`` if so, else why not: the agent's table of
+    remote candidates is full), ``_resolved`` gets each candidate's address or ``None``, and
+    ``_emit`` each :class:`~ice.mdns.CandidateUnresolvable`.
     """
 
     __slots__ = (
         "_addresses",
-        "_admit",
         "_closed",
-        "_emit",
+        "_connection",
         "_foundation_salt",
         "_generation",
         "_hide_hosts",
@@ -70,7 +77,6 @@ class MdnsCandidates:
         "_lookups",
         "_names",
         "_queue",
-        "_resolved",
         "_resolver",
         "_responder",
         "_taken",
@@ -79,37 +85,34 @@ class MdnsCandidates:
 
     def __init__(
         self,
+        connection: Connection,
         *,
         hide_hosts: bool,
         timeout: float,
         limit: int,
         local_link: bool,
-        emit: Callable[[IceEvent], None],
-        resolved: Callable[[Candidate, str | None], None],
-        admit: Callable[[Candidate], str | None],
     ) -> None:
+        self._connection = connection
         self._hide_hosts = hide_hosts
         self._timeout = timeout
         self._limit = limit
         self._local_link = local_link
-        self._emit = emit
-        self._resolved = resolved
-        self._admit = admit
         self._resolver: Resolver | None = None
         self._responder: Responder | None = None
         #: Our ``.local`` name of each host address (none unless hidden).
         self._names: dict[str, str] | None = {} if hide_hosts else None
         #: Keys the foundations signalled while hidden (:meth:`signalled`); none needed else.
         self._foundation_salt = secrets.token_bytes(16) if hide_hosts else b""
-        #: Names being looked up, with the candidates that wait for each.
-        self._lookups: dict[str, tuple[asyncio.Future[str], list[Candidate]]] = {}
+        #: Names being looked up, with the candidates that wait for each (made with the first
+        #: remote ``.local`` candidate, as the next table: most sessions have none).
+        self._lookups: dict[str, tuple[asyncio.Future[str], list[Candidate]]] | None = None
         #: Names waiting for a free lookup, in the order they came, with their candidates.
-        self._queue: dict[str, list[Candidate]] = {}
+        self._queue: dict[str, list[Candidate]] | None = None
         #: ``.local`` candidates taken this generation (at most ``limit``).
         self._taken = 0
         #: The interface addresses the resolver works on, from the start of gathering (``None``:
         #: not started, or no resolving on the local link).
-        self._addresses: list[InterfaceAddress] | None = None
+        self._addresses: tuple[InterfaceAddress, ...] | None = None
         self._generation = 0
         self._closed = False
 
@@ -123,7 +126,7 @@ class MdnsCandidates:
         if hidden (not at all without ``local_link``)."""
         if not self._local_link:
             return
-        self._addresses = addresses
+        self._addresses = _ADDRESSES.get(tuple(addresses))
         if not self._hide_hosts:
             return
         try:
@@ -164,7 +167,7 @@ class MdnsCandidates:
             self._unresolvable(
                 candidate, "not resolved: a relay-only connection sends nothing on the local link"
             )
-            self._resolved(candidate, None)
+            self._connection._resolved(candidate, None)
             return True
         if self._taken >= self._limit:
             if self._taken == self._limit:
@@ -173,7 +176,7 @@ class MdnsCandidates:
                     self._limit,
                 )
             self._taken = self._limit + 1
-            self._emit(
+            self._connection._emit(
                 CandidateUnresolvable(
                     candidate,
                     f"not resolved: {self._limit} .local candidates were taken in this "
@@ -183,23 +186,33 @@ class MdnsCandidates:
             return False
         self._taken += 1
         name = normalise_name(candidate.host)
-        if name in self._lookups:
-            self._lookups[name][1].append(candidate)
-        elif name in self._queue or len(self._lookups) >= MAX_CONCURRENT_LOOKUPS:
-            self._queue.setdefault(name, []).append(candidate)
+        lookups, queue = self._tables()
+        if name in lookups:
+            lookups[name][1].append(candidate)
+        elif name in queue or len(lookups) >= MAX_CONCURRENT_LOOKUPS:
+            queue.setdefault(name, []).append(candidate)
         else:
             self._start_lookup(name, [candidate])
         return True
 
+    def _tables(
+        self,
+    ) -> tuple[dict[str, tuple[asyncio.Future[str], list[Candidate]]], dict[str, list[Candidate]]]:
+        """The lookups and the queue, made at first use."""
+        if self._lookups is None or self._queue is None:
+            self._lookups, self._queue = {}, {}
+        return self._lookups, self._queue
+
     def _start_lookup(self, name: str, candidates: list[Candidate]) -> None:
+        connection = self._connection
         admitted = []
         for candidate in candidates:
-            refusal = self._admit(candidate)
+            refusal = connection._admit_resolved(candidate)
             if refusal is None:
                 admitted.append(candidate)
             else:
                 self._unresolvable(candidate, f"not resolved: {refusal}")
-                self._resolved(candidate, None)
+                connection._resolved(candidate, None)
         if not admitted:
             return
         resolver = self._resolver
@@ -207,26 +220,27 @@ class MdnsCandidates:
             assert self._addresses is not None  # noted when gathering started
             resolver = self._resolver = Resolver(self._addresses)
         task = asyncio.ensure_future(resolver.resolve(name, self._timeout))
-        self._lookups[name] = (task, admitted)
+        self._tables()[0][name] = (task, admitted)
         task.add_done_callback(functools.partial(self._done, name, self._generation))
 
     def _done(self, name: str, generation: int, task: asyncio.Future[str]) -> None:
         if task.cancelled() or self._closed or generation != self._generation:
             return
-        _, candidates = self._lookups.pop(name)
+        lookups, queue = self._tables()
+        _, candidates = lookups.pop(name)
         error = task.exception()
         for candidate in candidates:
             if error is not None:
                 expected = isinstance(error, OSError | TimeoutError)
                 self._unresolvable(candidate, str(error) if expected else f"a bug: {error!r}")
-            self._resolved(candidate, None if error is not None else task.result())
-        while self._queue and len(self._lookups) < MAX_CONCURRENT_LOOKUPS:
-            waiting = next(iter(self._queue))
-            self._start_lookup(waiting, self._queue.pop(waiting))
+            self._connection._resolved(candidate, None if error is not None else task.result())
+        while queue and len(lookups) < MAX_CONCURRENT_LOOKUPS:
+            waiting = next(iter(queue))
+            self._start_lookup(waiting, queue.pop(waiting))
 
     def _unresolvable(self, candidate: Candidate, reason: str) -> None:
         _log.info("remote candidate %s unresolvable: %s", candidate.host, reason)
-        self._emit(CandidateUnresolvable(candidate, reason))
+        self._connection._emit(CandidateUnresolvable(candidate, reason))
 
     def restart(self, addresses: list[InterfaceAddress], added: list[InterfaceAddress]) -> None:
         """ICE restart on the interface ``addresses`` of now (``added`` since the last): the
@@ -240,17 +254,17 @@ class MdnsCandidates:
             if self._resolver is not None and hosts != {a.host for a in self._addresses}:
                 self._resolver.close()
                 self._resolver = None  # opened anew on these addresses by the next lookup
-            self._addresses = addresses
+            self._addresses = _ADDRESSES.get(tuple(addresses))
         self._publish(added)
         if self._names is not None:
             for host in [host for host in self._names if host not in hosts]:
                 del self._names[host]
 
     def _cancel(self) -> None:
-        for task, _ in self._lookups.values():
-            task.cancel()
-        self._lookups.clear()
-        self._queue.clear()
+        if self._lookups is not None:
+            for task, _ in self._lookups.values():
+                task.cancel()
+        self._lookups = self._queue = None
 
     def close(self) -> None:
         """Stop resolving and answering."""

@@ -34,7 +34,8 @@ from stun.datagram import Datagram, Machine
 from stun.errors import DecodeError
 from stun.framing import Framing, StreamDecoder
 from turn.server import TurnServerCore
-from turn.server.allocation import ClientTransport, FiveTuple
+from turn.server.allocation import FiveTuple
+from turn.transport import ClientTransport
 
 from .agent import Agent
 from .relay import CloseRelayStream, OpenRelayStream

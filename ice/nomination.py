@@ -9,8 +9,9 @@ not a whole transaction timeout. Nominating means checking the pair again with
 USE-CANDIDATE; if that check fails, the component is open for nomination again.
 
 The valid list of a component holds at most ``max_pairs`` pairs (a peer decides how many paths it
-validates); every pair in it is also found by its path — (local base, remote address) — in O(1),
-for the checks and the data that arrive on it.
+validates); every pair in it is also found by its path — (local base, remote address) — in
+bounded time, for the checks and the data that arrive on it: by a look through the few valid
+pairs a session usually has, by a table once they are more.
 
 A nomination is *unconfirmed* while the peer may not have acted on it: see
 :meth:`NominationPolicy.nominated_by_us`.
@@ -18,9 +19,11 @@ A nomination is *unconfirmed* while the peer may not have acted on it: see
 
 from __future__ import annotations
 
+import functools
+
 from stun.address import Address
 
-from .checklist import CandidatePair, CheckList, PairState
+from .checklist import FEW_PAIRS, CandidatePair, CheckList, PairState
 from .config import AgentConfig
 
 _Key = tuple[int, int]
@@ -30,6 +33,8 @@ _Path = tuple[Address, Address]
 PATIENCE_RTTS = 3
 #: The least time a better pair gets, whatever the round trip (clock and scheduling noise).
 MIN_PATIENCE = 0.020
+#: The states of a pair whose check may still succeed.
+_UNDECIDED = (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
 
 
 def _path(pair: CandidatePair) -> _Path:
@@ -38,6 +43,23 @@ def _path(pair: CandidatePair) -> _Path:
 
 def _same(a: CandidatePair, b: CandidatePair) -> bool:
     return _path(a) == _path(b)
+
+
+@functools.lru_cache(maxsize=64)
+def component_keys(streams: tuple[int, ...]) -> tuple[_Key, ...]:
+    """Every (stream, component) of a session with ``streams`` (components per stream): one
+    immutable tuple shared by every agent of the same shape, not a list of tuples each."""
+    return tuple(
+        (stream, component)
+        for stream, components in enumerate(streams)
+        for component in range(1, components + 1)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _component_index(streams: tuple[int, ...]) -> dict[_Key, int]:
+    """Where each (stream, component) is in :func:`component_keys`: shared like it."""
+    return {key: index for index, key in enumerate(component_keys(streams))}
 
 
 class _Component:
@@ -62,78 +84,118 @@ class _Component:
 class NominationPolicy:
     """The valid list per component, and the decision to nominate."""
 
-    __slots__ = ("_by_path", "_components", "_limit", "_max_wait")
+    __slots__ = ("_by_path", "_components", "_index", "_limit", "_max_wait", "_valid", "deciding")
 
     def __init__(self, config: AgentConfig) -> None:
         self._max_wait = config.max_nomination_wait
         self._limit = config.max_pairs
-        self._components: dict[_Key, _Component] = {}
-        self._by_path: dict[_Path, CandidatePair] = {}
+        #: The record of each component, in the order of :func:`component_keys` (a tuple made
+        #: once: the components are fixed by the config), found through the shared index.
+        self._index = _component_index(config.streams)
+        self._components = tuple(_Component() for _ in self._index)
+        #: The valid pairs of every component, one per path (a path belongs to one component:
+        #: its local base's), and, once there are more than :data:`~ice.checklist.FEW_PAIRS`,
+        #: a table of them by path (until then :meth:`valid_on` looks through them: a
+        #: one-entry dict takes 224 bytes, a one-item tuple 48).
+        self._valid: tuple[CandidatePair, ...] = ()
+        self._by_path: dict[_Path, CandidatePair] | None = None
+        #: How many components have a valid pair and no nominee: those :meth:`choose` may
+        #: nominate. Asked after every datagram and timer, where the usual answer, none, ends
+        #: the question without a call (kept by every change of a component's record).
+        self.deciding = 0
 
-    def _component(self, key: _Key) -> _Component:
-        component = self._components.get(key)
-        if component is None:
-            component = self._components[key] = _Component()
-        return component
+    def _component(self, pair: CandidatePair) -> _Component:
+        """The record of ``pair``'s component (every pair is of a component of the session:
+        a remote candidate of another is refused when signalled)."""
+        return self._components[self._index[pair.stream, pair.component]]
 
     def pair_valid(self, pair: CandidatePair, now: float) -> bool:
         """Add a pair to the valid list (§7.2.5.3.2). ``False`` when the list is full: it holds
         ``max_pairs`` pairs and none of lower priority that is not nominated to make room."""
-        key = (pair.stream, pair.component)
-        component = self._component(key)
-        path = _path(pair)
-        if path not in self._by_path:  # a path belongs to one component (its local base's)
+        component = self._components[self._index[pair.stream, pair.component]]
+        local_base, remote = pair.local_base, pair.remote.address
+        table = self._by_path
+        if table is None:
+            for other in self._valid:  # valid_on, without the call (at every success)
+                if other.local_base == local_base and other.remote.address == remote:
+                    break
+            else:
+                other = None
+        else:
+            other = table.get((local_base, remote))
+        if other is None:
             if component.valid >= self._limit:
                 lowest = min(
-                    (p for p in self._valid_of(key) if not p.nominated),
+                    (p for p in self._valid_of(pair.stream, pair.component) if not p.nominated),
                     key=lambda p: p.priority,
                     default=None,
                 )
                 if lowest is None or lowest.priority >= pair.priority:
                     return False
                 self._forget(component, lowest)
-            self._by_path[path] = pair
+            self._valid += (pair,)
+            table = self._by_path  # made by the eviction above, maybe
+            if table is not None:
+                table[local_base, remote] = pair
+            elif len(self._valid) > FEW_PAIRS:
+                self._by_path = {_path(p): p for p in self._valid}
             component.valid += 1
+            if component.valid == 1 and component.nominating is None:
+                self.deciding += 1
         if component.first_valid_at is None:
             component.first_valid_at = now
         return True
 
     def _forget(self, component: _Component, pair: CandidatePair) -> None:
-        del self._by_path[_path(pair)]
+        self._valid = tuple(p for p in self._valid if p is not pair)
+        if self._by_path is not None:
+            del self._by_path[_path(pair)]
         component.valid -= 1
+        if not component.valid and component.nominating is None:
+            self.deciding -= 1
 
-    def _valid_of(self, key: _Key) -> list[CandidatePair]:
+    def _nominee(self, component: _Component, pair: CandidatePair | None) -> None:
+        """Set (or, with ``None``, clear) the nominee of ``component``, keeping :attr:`deciding`."""
+        if component.valid and (component.nominating is None) != (pair is None):
+            self.deciding += 1 if pair is None else -1
+        component.nominating = pair
+
+    def _valid_of(self, stream: int, component: int) -> list[CandidatePair]:
         """The valid list of a component: one table for all, since one component is the rule
         (a one-entry dict per component would take ~220 bytes more)."""
-        stream, component = key
-        return [
-            p for p in self._by_path.values() if p.stream == stream and p.component == component
-        ]
+        return [p for p in self._valid if p.stream == stream and p.component == component]
 
     def valid_pairs(self, stream: int, component: int) -> list[CandidatePair]:
         """The valid list of a component, best first."""
-        valid = self._valid_of((stream, component))
+        valid = self._valid_of(stream, component)
         return sorted(valid, key=lambda p: p.priority, reverse=True)
 
     def has_valid(self, stream: int, component: int) -> bool:
         """Whether the component has a valid pair."""
-        record = self._components.get((stream, component))
-        return record is not None and record.valid > 0
+        return self._components[self._index[stream, component]].valid > 0
 
     def valid_on(self, local_base: Address, remote: Address) -> CandidatePair | None:
         """The valid pair that sends from ``local_base`` to ``remote``, if any."""
-        return self._by_path.get((local_base, remote))
+        table = self._by_path
+        if table is not None:
+            return table.get((local_base, remote))
+        for pair in self._valid:
+            if pair.local_base == local_base and pair.remote.address == remote:
+                return pair
+        return None
 
     @property
     def size(self) -> int:
         """How many valid pairs are kept, over every component."""
-        return len(self._by_path)
+        return len(self._valid)
 
     @property
     def deadline(self) -> float | None:
         """When the nomination decision of some component must be taken again."""
         deadline = None
-        for component in self._components.values():  # usually one, nominated: no wait
+        if not self.deciding:
+            return None
+        for component in self._components:  # usually one
             at = component.first_valid_at
             if component.nominating is None and component.valid and at is not None:
                 due = at + self._max_wait
@@ -152,42 +214,55 @@ class NominationPolicy:
         pair (at least ``MIN_PATIENCE``): a path that works answers in about that time. Never
         longer than ``max_nomination_wait`` after the first valid pair.
         """
-        key = (checklist.stream, component)
-        record = self._components.get(key)
-        if record is None or record.nominating is not None or not record.valid:
-            return None
+        stream = checklist.stream
+        record = self._components[self._index[stream, component]]
+        if record.nominating is not None or not record.valid:
+            return None  # asked after every datagram: the usual answer costs no further call
         assert record.first_valid_at is not None  # set with the first valid pair
-        best = max(self._valid_of(key), key=lambda p: p.priority)
+        best: CandidatePair | None = None  # the first of the highest priority, as max() gives
+        for pair in self._valid:
+            if (
+                pair.stream == stream
+                and pair.component == component
+                and (best is None or pair.priority > best.priority)
+            ):
+                best = pair
+        assert best is not None  # record.valid counts the component's pairs in the table
         cap = record.first_valid_at + self._max_wait
         if now < cap:
-            patience = max(PATIENCE_RTTS * (best.last_rtt or 0.0), MIN_PATIENCE)
-            promising = [
-                p.first_check_at + patience if p.first_check_at is not None else cap
-                for p in checklist
-                if p.component == component
-                and p.priority > best.priority
-                and p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
-                and not p.waits_for_peer  # a passive TCP pair: its checks come from elsewhere
-            ]
-            if promising and now < min(max(promising), cap):
-                record.recheck_at = min(max(promising), cap)
+            patience = PATIENCE_RTTS * (best.last_rtt or 0.0)
+            if patience < MIN_PATIENCE:
+                patience = MIN_PATIENCE
+            latest = None  # when the last better pair still checked has had its patience
+            for pair in checklist.pairs:
+                if (
+                    pair.component == component
+                    and pair.priority > best.priority
+                    and pair.state in _UNDECIDED
+                    and not pair.waits_for_peer  # passive TCP: its checks come from elsewhere
+                ):
+                    at = cap if pair.first_check_at is None else pair.first_check_at + patience
+                    if latest is None or at > latest:
+                        latest = at
+            if latest is not None and now < min(latest, cap):
+                record.recheck_at = min(latest, cap)
                 return None
         record.nominating = best
+        self.deciding -= 1  # the record had a valid pair and no nominee
         return best
 
     def wants_use_candidate(self, pair: CandidatePair, controlling: bool) -> bool:
         """Whether a check of ``pair`` is the nomination check (carries USE-CANDIDATE)."""
         if not controlling:
             return False
-        record = self._components.get((pair.stream, pair.component))
-        nominee = None if record is None else record.nominating
+        nominee = self._component(pair).nominating
         return nominee is not None and _same(nominee, pair)
 
     def concluded(self, pair: CandidatePair) -> None:
         """The component has a nominated pair: nothing more to decide for it."""
-        record = self._component((pair.stream, pair.component))
+        record = self._components[self._index[pair.stream, pair.component]]  # at every nomination
         if record.nominating is None:
-            record.nominating = pair
+            self._nominee(record, pair)
 
     def forget(self, local_base: Address, remote: Address | None = None) -> None:
         """A local candidate is lost (or, with ``remote``, the TCP connection of one path): its
@@ -200,21 +275,21 @@ class NominationPolicy:
                 and remote in (None, pair.remote.address)
             )
 
-        for pair in [p for p in self._by_path.values() if gone(p)]:
-            self._forget(self._components[(pair.stream, pair.component)], pair)
-        for component in self._components.values():
+        for pair in [p for p in self._valid if gone(p)]:
+            self._forget(self._component(pair), pair)
+        for component in self._components:
             if gone(component.nominating):
-                component.nominating = None
+                self._nominee(component, None)
             if gone(component.unconfirmed):
                 component.unconfirmed = None
 
     def nomination_failed(self, pair: CandidatePair) -> None:
         """The USE-CANDIDATE check timed out: the component may be nominated again."""
-        record = self._components.get((pair.stream, pair.component))
-        nominee = None if record is None else record.nominating
-        if record is not None and nominee is not None and _same(nominee, pair):
-            record.nominating = None
-            known = self._by_path.get(_path(pair))
+        record = self._component(pair)
+        nominee = record.nominating
+        if nominee is not None and _same(nominee, pair):
+            self._nominee(record, None)
+            known = self.valid_on(*_path(pair))
             if known is not None:
                 self._forget(record, known)
 
@@ -240,20 +315,23 @@ class NominationPolicy:
         peer proved it has our credentials, or the peer's data on the pair (it sends data only
         on the pair it selected), confirms the nomination and ends the repetition.
         """
-        self._component((pair.stream, pair.component)).unconfirmed = None if confirmed else pair
+        self._component(pair).unconfirmed = None if confirmed else pair
 
     def unconfirmed(self, pair: CandidatePair) -> bool:
         """Whether ``pair`` is our nomination and the peer may not have acted on it yet."""
-        record = self._components.get((pair.stream, pair.component))
-        return record is not None and record.unconfirmed is pair
+        return self._component(pair).unconfirmed is pair
 
     def unconfirmed_pairs(self) -> list[CandidatePair]:
-        return [c.unconfirmed for c in self._components.values() if c.unconfirmed is not None]
+        pairs = []
+        for component in self._components:  # a loop, not a comprehension: one call less
+            if component.unconfirmed is not None:
+                pairs.append(component.unconfirmed)
+        return pairs
 
     def confirm(self, pair: CandidatePair) -> None:
         """The peer showed it selected ``pair``: stop repeating USE-CANDIDATE on it."""
-        record = self._components.get((pair.stream, pair.component))
-        if record is not None and record.unconfirmed is pair:
+        record = self._component(pair)
+        if record.unconfirmed is pair:
             record.unconfirmed = None
 
 

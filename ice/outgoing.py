@@ -419,16 +419,12 @@ class OutgoingChecks(AgentPart):
         # progress, which was cancelled, and this is its answer) would only prove again what
         # this answer proved: it is dropped. A nomination never waits there
         # (Selection.run_nomination sends it at once).
-        triggered = agent.checklists[pair.stream].triggered
-        if triggered:
-            triggered.pop(pair, None)
-            triggered.pop(valid, None)
-        foundation = None
+        own_list = agent.checklists[pair.stream]
+        if own_list.triggered:
+            own_list.drop_triggered(pair, valid)
         for checklist in agent.checklists:
-            if checklist.schedulable:  # else no pair of the list is Frozen but passive ones
-                foundation = foundation or pair.foundation
-                for sibling in checklist.unfreeze_foundation(foundation):
-                    self._emit(PairStateChanged(checklist.stream, sibling))
+            for sibling in checklist.unfreeze_siblings(pair):
+                self._emit(PairStateChanged(checklist.stream, sibling))
         if check.use_candidate and check.controlling:
             agent.selection.nominate(valid, now)
             if agent.selected.get((valid.stream, valid.component)) is valid:

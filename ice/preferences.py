@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from turn.server.allocation import ClientTransport
+from turn.transport import ClientTransport
 
 from .candidate import CandidateType
 

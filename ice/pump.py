@@ -83,7 +83,7 @@ class AgentPump:
         if tcp is not None and tcp.paths:
             tcp.flush(now)
         self._send(agent.datagrams_to_send(now))
-        if tcp is not None:
+        if tcp is not None and agent.tcp.commands:  # asked only when there is something
             tcp.execute(agent.tcp_commands())
         self._drain_events()
         if timer_later:

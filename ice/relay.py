@@ -51,12 +51,12 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from stun.address import Address, AddressFamily
+from stun.address import Address, AddressFamily, family_of
 from stun.client import ClientConfig, Credentials
 from stun.datagram import Datagram
 from turn.client import AllocationState, TurnAllocation, TurnClientConfig
 from turn.events import AllocationCreated, AllocationExpired, AllocationFailed, DataReceived
-from turn.server.allocation import ClientTransport, family_of
+from turn.transport import ClientTransport
 
 from .candidate import (
     TYPE_PREFERENCE,

@@ -201,22 +201,23 @@ class RelayStreams:
         self._connection = connection
         self._tls = tls
         self.write_buffer_limit = write_buffer_limit
-        self._streams: dict[Address, _Stream] = {}
+        #: The connections by label, made with the first (most ICE connections have none).
+        self._streams: dict[Address, _Stream] | None = None
         #: Datagrams not written: too many waiting for a connection, or its write buffer full.
         self.dropped = 0
 
     def __len__(self) -> int:
-        return len(self._streams)
+        return len(self._streams or ())
 
     @property
     def buffered(self) -> int:
         """Bytes written and not yet sent, over every connection (waiting ones included)."""
-        return sum(stream.buffered for stream in self._streams.values())
+        return sum(stream.buffered for stream in (self._streams or {}).values())
 
     def apply(self, commands: list[RelayStreamCommand]) -> None:
         """Carry out the agent's commands, in order."""
         for command in commands:
-            stream = self._streams.pop(command.label, None)
+            stream = self._streams.pop(command.label, None) if self._streams else None
             if stream is not None:
                 stream.close()
             if isinstance(command, OpenRelayStream):
@@ -226,6 +227,8 @@ class RelayStreams:
 
     def _open(self, command: OpenRelayStream) -> None:
         stream = _Stream(self, command)
+        if self._streams is None:
+            self._streams = {}
         self._streams[command.label] = stream
         stream.opening = asyncio.ensure_future(self._connect(stream, command))
 
@@ -261,7 +264,8 @@ class RelayStreams:
 
     def send(self, datagram: Datagram) -> bool:
         """Write ``datagram`` on the connection of its label; ``False`` if it names none."""
-        stream = self._streams.get(datagram.local) if datagram.local is not None else None
+        streams, label = self._streams, datagram.local
+        stream = streams.get(label) if streams is not None and label is not None else None
         if stream is None:
             return False
         if datagram.remote == stream.server:
@@ -273,8 +277,9 @@ class RelayStreams:
         if stream.detached:
             return
         stream.close()
-        if self._streams.get(stream.label) is stream:
-            del self._streams[stream.label]
+        streams = self._streams
+        if streams is not None and streams.get(stream.label) is stream:
+            del streams[stream.label]
         connection = self._connection
         agent = connection._agent
         if agent is not None:
@@ -301,6 +306,6 @@ class RelayStreams:
 
     def close(self) -> None:
         """Close every connection (what was written is still sent); nothing more is reported."""
-        streams, self._streams = self._streams, {}
+        streams, self._streams = self._streams or {}, None
         for stream in streams.values():
             stream.close()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from stun.address import Address, AddressFamily
 from stun.server import LongTermCredentials
 from turn.server import PeerPolicy, PortRangeAllocator, TurnServerConfig, TurnServerCore
-from turn.server.allocation import ClientTransport
+from turn.transport import ClientTransport
 
 from .agent import Agent
 from .candidate import Candidate, TcpType

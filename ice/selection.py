@@ -25,7 +25,6 @@ Every failure keeps its reason (:meth:`Selection.failure_reason`).
 from __future__ import annotations
 
 import enum
-import functools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -37,7 +36,7 @@ from .checklist import CandidatePair, PairState
 from .config import Policy
 from .events import ConsentLost, IceEvent, IceState, PairStateChanged, SelectedPairChanged
 from .gather import LocalCandidate
-from .nomination import replaces_selected
+from .nomination import component_keys, replaces_selected
 from .stats import PeerInput, describe_failure
 
 if TYPE_CHECKING:
@@ -50,17 +49,6 @@ class _Stall(enum.Enum):
     NOTHING_TO_CHECK = "nothing to check"
     NO_END_OF_CANDIDATES = "no end-of-candidates"
     NO_NOMINATION = "no nomination"
-
-
-@functools.lru_cache(maxsize=64)
-def component_keys(streams: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
-    """Every (stream, component) of a session with ``streams`` (components per stream): one
-    immutable tuple shared by every agent of the same shape, not a list of tuples each."""
-    return tuple(
-        (stream, component)
-        for stream, components in enumerate(streams)
-        for component in range(1, components + 1)
-    )
 
 
 class Selection(AgentPart):
@@ -150,7 +138,7 @@ class Selection(AgentPart):
     def run_nomination(self, now: float) -> None:
         """The controlling agent nominates every component whose best valid pair is ready."""
         agent = self._agent
-        if not agent.controlling or self._config.lite:
+        if not agent.controlling or self._config.lite or not agent.nomination.deciding:
             return
         for stream, component in self._unconcluded:
             pair = agent.nomination.choose(agent.checklists[stream], component, now)
@@ -171,8 +159,7 @@ class Selection(AgentPart):
         for pair in gone:
             pair.failure = "local candidate lost"
             agent._set_pair_state(pair, PairState.FAILED)
-        for pair in gone:
-            checklist.triggered.pop(pair, None)
+        checklist.drop_triggered(*gone)
         agent.outgoing.forget_base(local.base)
         agent.nomination.forget(local.base)
         key = (local.stream, local.candidate.component)
@@ -204,7 +191,7 @@ class Selection(AgentPart):
             if pair is not None and pair.state is not PairState.FAILED:
                 pair.failure = reason
                 agent._set_pair_state(pair, PairState.FAILED)
-                checklist.triggered.pop(pair, None)
+                checklist.drop_triggered(pair)
         agent.nomination.forget(local, remote)
         agent._touched = True  # what the agent waits for changed: derive the state again
         selected = self._selected.on_path(local, remote)
@@ -220,16 +207,25 @@ class Selection(AgentPart):
 
     # ================================================================== state
 
-    def update(self, now: float) -> None:
-        """Nominate what is ready, then derive the overall state (after every datagram and
-        timer: the usual answer — still checking, a check in flight — costs no further call)."""
+    def update(self, now: float, *, nominate: bool = True) -> None:
+        """Nominate what is ready (unless not to ``nominate``), then derive the overall state
+        from the components' (RFC 8445 §6.1.3, §8; RFC 8838 §8). After every datagram and
+        timer: the usual answer — still checking, a check in flight — costs no further call."""
         agent = self._agent
         if not self.all_concluded:
-            if agent.controlling:
+            if nominate and agent.controlling and agent.nomination.deciding:
                 self.run_nomination(now)
-            if agent.outgoing.in_flight.ordinary:
-                return  # derive_state would wait for the check too
-        self.derive_state(now)
+            if agent.outgoing.in_flight.ordinary or not (agent._checking or self.all_concluded):
+                return  # a check to wait for, or none yet: a restart's previous pairs carry data on
+        state = agent.state
+        if state is IceState.CLOSED or state is IceState.FAILED:
+            return
+        if self.all_concluded:
+            self._derive_concluded(now)
+            return
+        verdict = self.give_up_at()
+        if verdict is not None and now >= verdict[0]:
+            self._give_up(verdict[1])
 
     def restart(self) -> None:
         """ICE restart (§9): the selected pairs are the previous generation's — they carry data
@@ -250,8 +246,13 @@ class Selection(AgentPart):
 
     def _conclude(self) -> None:
         """Work out again which components are concluded: a selected pair changed."""
-        self._unconcluded = tuple(key for key in self._keys if not self.concluded(key))
-        self.all_concluded = not self._unconcluded
+        concluded = self.concluded
+        unconcluded = []
+        for key in self._keys:  # a loop, not a generator (which is a call)
+            if not concluded(key):
+                unconcluded.append(key)
+        self._unconcluded = tuple(unconcluded)
+        self.all_concluded = not unconcluded
 
     def give_up_at(self) -> tuple[float, _Stall] | None:
         """When an agent that is neither over nor concluded fails, and why, if it is idle:
@@ -267,11 +268,8 @@ class Selection(AgentPart):
                 return None
         config = self._config
         idle_end = agent._last_progress + config.idle_timeout
-        hopeless = [
-            key
-            for key in self.keys()
-            if not self.concluded(key) and not agent.nomination.has_valid(*key)
-        ]
+        has_valid = agent.nomination.has_valid
+        hopeless = [key for key in self._unconcluded if not has_valid(*key)]
         if not hopeless or config.lite:  # a lite agent sends no checks: it waits to be nominated
             return idle_end, _Stall.NO_NOMINATION
         if not agent.remote_complete:
@@ -287,23 +285,15 @@ class Selection(AgentPart):
         return agent._last_progress + config.peer_reflexive_wait, _Stall.NOTHING_TO_CHECK
 
     def derive_state(self, now: float) -> None:
-        """The overall state from the components' (RFC 8445 §6.1.3, §8; RFC 8838 §8)."""
-        agent = self._agent
-        state = agent.state
-        if state is IceState.CLOSED or state is IceState.FAILED:
-            return
-        if self.all_concluded:
-            self._derive_concluded(now)
-            return
-        if not agent._checking or agent.outgoing.in_flight.ordinary:
-            return  # a check to wait for, or none yet: a restart's previous pairs carry data on
-        verdict = self.give_up_at()
-        if verdict is None or now < verdict[0]:
-            return
+        """The overall state from the components', with no nomination (:meth:`update`)."""
+        self.update(now, nominate=False)
+
+    def _give_up(self, stall: _Stall) -> None:
+        """An idle agent waited its bounded time in vain: it fails, saying for what."""
         waited = f"{self._config.idle_timeout:g} s"
-        if verdict[1] is _Stall.NOTHING_TO_CHECK:
+        if stall is _Stall.NOTHING_TO_CHECK:
             self.fail(self.failure_reason())
-        elif verdict[1] is _Stall.NO_END_OF_CANDIDATES:
+        elif stall is _Stall.NO_END_OF_CANDIDATES:
             self.fail(
                 f"nothing left to check, and neither a new remote candidate nor "
                 f"end-of-candidates came for {waited}: {self.failure_reason()}"
@@ -315,7 +305,7 @@ class Selection(AgentPart):
         """:meth:`derive_state` once every component is concluded."""
         agent = self._agent
         disconnected = self._consent.disconnected
-        for pair in self._selected.by_key.values():
+        for pair in self._selected.values():
             if disconnected(pair, now):
                 agent._set_state(IceState.DISCONNECTED)
                 return

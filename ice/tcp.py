@@ -173,6 +173,12 @@ class TcpConnection:
         return f"TcpConnection({self.id}, {self.local} -> {self.remote}, {self.state.value})"
 
 
+#: The tables of an agent that holds no TCP connection: shared, never added to (only
+#: :meth:`TcpConnections._add` adds, to tables of the agent's own).
+_NO_CONNECTIONS: dict[int, TcpConnection] = {}
+_NO_PATHS: dict[tuple[Address, Address], TcpConnection] = {}
+
+
 class TcpConnections:
     """The TCP connections of an :class:`~ice.agent.Agent`, by id and by path."""
 
@@ -196,8 +202,11 @@ class TcpConnections:
         self.bases: dict[Address, None] = {}
         #: What the driver must do, in order (drained by ``Agent.tcp_commands``).
         self.commands: list[TcpCommand] = []
-        self._by_id: dict[int, TcpConnection] = {}
-        self._by_path: dict[tuple[Address, Address], TcpConnection] = {}
+        # Both tables start as the one shared empty table (most agents never hold a TCP
+        # connection; an empty dict is 64 bytes): :meth:`_add`, the only place that adds to
+        # them, gives the agent tables of its own first.
+        self._by_id: dict[int, TcpConnection] = _NO_CONNECTIONS
+        self._by_path: dict[tuple[Address, Address], TcpConnection] = _NO_PATHS
         #: The id of the last connection made (ids count from 1).
         self._ids = 0
         self._connecting = 0
@@ -442,8 +451,7 @@ class TcpConnections:
     def close_all(self) -> None:
         """The agent closes: every connection goes."""
         self.commands += [CloseTcp(connection_id) for connection_id in self._by_id]
-        self._by_id.clear()
-        self._by_path.clear()
+        self._by_id, self._by_path = _NO_CONNECTIONS, _NO_PATHS
         self._connecting = 0
 
     def drain(self) -> list[TcpCommand]:
@@ -467,6 +475,8 @@ class TcpConnections:
         connection = TcpConnection(
             self._ids, local, remote, state, accepted=accepted, deadline=deadline
         )
+        if self._by_id is _NO_CONNECTIONS:
+            self._by_id, self._by_path = {}, {}
         self._by_id[connection.id] = connection
         self._by_path[(local, remote)] = connection
         return connection

@@ -30,7 +30,6 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from stun.address import Address, normalize_host
@@ -45,9 +44,8 @@ from .errors import LocalProtocolError
 from .tcp import CloseTcp, OpenTcp, TcpCommand, WriteTcp
 
 if TYPE_CHECKING:
-    import asyncio
-
     from .agent import Agent
+    from .aio import Connection
 
 _log = logging.getLogger("icestack.ice")
 
@@ -267,44 +265,55 @@ class TcpPath:
         return True
 
 
+#: The tables of a :class:`TcpSockets` without connections or TCP paths: shared, never added to.
+_NO_LINKS: dict[int, TcpLink] = {}
+_NO_PATHS: dict[int, TcpPath] = {}
+
+
 class TcpSockets:
     """The listening sockets and connections of one connection's agent (module docstring)."""
 
     __slots__ = (
         "_agent",
-        "_deliver",
+        "_connection",
         "dropped_writes",
         "links",
         "listeners",
         "loop",
         "paths",
         "port_range",
-        "pump",
     )
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
+        connection: Connection,
         agent: Agent,
-        pump: Callable[[], None],
-        deliver: Callable[[bytes, int], None],
         port_range: PortRange | None = None,
     ) -> None:
-        self.loop = loop
+        #: The ICE connection: its ``_pump`` runs after the agent heard something, and the
+        #: application data of a component's TCP path goes to its receive queue (``_deliver``).
+        #: (Held once, not as two bound methods of 64 bytes each.)
+        self._connection = connection
+        self.loop = connection._loop
         #: The ports the listeners may take (``None``: ephemeral ones).
         self.port_range = port_range
         self._agent = agent
-        self.pump = pump
-        #: Where the application data of a component's TCP path goes: ``deliver(data,
-        #: component)``, the connection's receive queue.
-        self._deliver = deliver
-        #: Listening sockets by the base address the agent knows them by.
-        self.listeners: dict[Address, socket.socket] = {}
-        self.links: dict[int, TcpLink] = {}
-        #: The fast data path of each component whose selected pair is a TCP pair.
-        self.paths: dict[int, TcpPath] = {}
+        #: The listening sockets, with the base address the agent knows each by (a tuple: one
+        #: or two per interface address, looked up when a base goes or a simultaneous open
+        #: fails, never per datagram; a dict of one is 224 bytes).
+        self.listeners: tuple[tuple[Address, socket.socket], ...] = ()
+        #: The connections by the agent's id, and the fast data path of each component whose
+        #: selected pair is a TCP pair: both the shared empty table until the first entry
+        #: (:meth:`_link`, :meth:`select`: the only places that add; most sessions end up on
+        #: UDP, and an empty dict is 64 bytes).
+        self.links: dict[int, TcpLink] = _NO_LINKS
+        self.paths: dict[int, TcpPath] = _NO_PATHS
         #: Writes dropped because the connection's buffer was full (module docstring).
         self.dropped_writes = 0
+
+    def pump(self) -> None:
+        """Let the connection act on what the agent heard."""
+        self._connection._pump()
 
     # ================================================================== the data path
 
@@ -317,8 +326,10 @@ class TcpSockets:
         link = None if connection is None else self.links.get(connection)
         if link is None:
             return
+        if self.paths is _NO_PATHS:
+            self.paths = {}
         path = self.paths[component] = TcpPath(link, pair)
-        deliver = self._deliver
+        deliver = self._connection._deliver
 
         def sink(frame: bytes) -> None:
             path.received += len(frame)
@@ -366,7 +377,7 @@ class TcpSockets:
             port_range=self.port_range,
         )
         base = _address(sock.getsockname())
-        self.listeners[base] = sock
+        self.listeners += ((base, sock),)
         if listening:
             self.loop.add_reader(sock.fileno(), self._accept_ready, base, sock)
         return base
@@ -391,9 +402,14 @@ class TcpSockets:
         except OSError as exc:
             _log.info("cannot gather TCP candidates on %s: %s", host, exc)
 
+    def listener(self, base: Address) -> socket.socket | None:
+        """The listening socket of ``base``, if it is one of ours."""
+        return next((sock for known, sock in self.listeners if known == base), None)
+
     def close_base(self, base: Address) -> None:
-        sock = self.listeners.pop(base, None)
+        sock = self.listener(base)
         if sock is not None:
+            self.listeners = tuple(entry for entry in self.listeners if entry[0] != base)
             self.loop.remove_reader(sock.fileno())
             sock.close()
         for link in [link for link in self.links.values() if link.base == base]:
@@ -425,10 +441,26 @@ class TcpSockets:
         self.loop.remove_reader(sock.fileno())
 
         def resume() -> None:
-            if self.listeners.get(base) is sock:
+            if self.listener(base) is sock:
                 self.loop.add_reader(sock.fileno(), self._accept_ready, base, sock)
 
         self.loop.call_later(ACCEPT_RETRY_DELAY, resume)
+
+    def _link(
+        self,
+        sock: socket.socket,
+        connection: int,
+        base: Address,
+        remote: Address,
+        *,
+        connecting: bool,
+    ) -> TcpLink:
+        """A new link for the agent's ``connection``, in the table of links."""
+        link = TcpLink(self, sock, connection, base, remote, connecting=connecting)
+        if self.links is _NO_LINKS:
+            self.links = {}
+        self.links[connection] = link
+        return link
 
     def _adopt(
         self, base: Address, client: socket.socket, remote: Address, now: float
@@ -439,8 +471,7 @@ class TcpSockets:
             client.close()
             return None
         client.setblocking(False)
-        link = TcpLink(self, client, connection, base, remote, connecting=False)
-        self.links[connection] = link
+        link = self._link(client, connection, base, remote, connecting=False)
         self.loop.add_reader(client.fileno(), link.read_ready)
         return link
 
@@ -485,14 +516,13 @@ class TcpSockets:
             code = sock.connect_ex((remote.host, remote.port))
         except OSError as exc:
             code = exc.errno or errno.EINVAL
-        link = TcpLink(self, sock, command.connection, local, remote, connecting=True)
-        self.links[command.connection] = link
+        link = self._link(sock, command.connection, local, remote, connecting=True)
         if code == 0:
             self.loop.call_soon(link.connect_ready)
         elif code in _IN_PROGRESS:
             self.loop.add_writer(sock.fileno(), link.connect_ready)
         else:
-            listener = self.listeners.get(local)
+            listener = self.listener(local)
             if command.simultaneous_open and listener is not None:
                 # The peer's attempt may have won the race: its connection, on the 4-tuple ours
                 # wanted, waits in our listener. The agent takes it (and drops ours) first.
@@ -533,7 +563,6 @@ class TcpSockets:
         """Close every socket (the agent is closed: nobody is told)."""
         for link in self.links.values():
             link.close()
-        self.links.clear()
-        self.paths.clear()
-        for base in list(self.listeners):
+        self.links, self.paths = _NO_LINKS, _NO_PATHS
+        for base, _ in self.listeners:
             self.close_base(base)

@@ -4,10 +4,14 @@ Each connection drives its agent by one deadline (:meth:`~ice.agent.Agent.get_ti
 architecture.md §2). Giving each its own ``loop.call_at`` costs a ``TimerHandle`` per connection
 and a cancel and a new handle each time the deadline moves — several times per connectivity
 check. :class:`SharedTimers` keeps the deadlines of all connections of a loop in one heap and
-holds a single ``loop.call_at`` for the earliest; moving a deadline is a ``heappush`` of a tuple,
-and the entries it replaces are skipped when they come up (they are told apart by a token that
-each new deadline of an owner changes). Stale entries are swept out when they outnumber the live
-ones, so the heap stays within a small multiple of the number of connections waiting.
+holds a single ``loop.call_at`` for the earliest; moving a deadline earlier is a ``heappush`` of
+a new entry, and the entries it replaces are skipped when they come up (each owner holds its one
+current entry). Moving it later — what most moves are: a check sent puts its retransmission
+after the Ta slot that was due — only writes the new deadline into the owner's entry, which is
+moved there when it comes up (unless it is the one the loop's timer is armed for: then it is
+replaced at once, so the loop never wakes for nothing). Stale entries are swept out when they
+outnumber the live ones, so the heap stays within a small multiple of the number of connections
+waiting.
 
 When the loop runs late, one wake-up fires the deadlines due when it was armed (and those within
 half a millisecond after), not everything that fell due meanwhile: the rest fire on the next
@@ -34,8 +38,10 @@ _log = logging.getLogger("icestack.ice")
 _EARLY = 0.0005
 
 
-#: ``[deadline, sequence, owner]``: compared as a list (the sequence is unique, so the owner never
-#: is); the owner slot is cleared when the owner moves or cancels its deadline.
+#: ``[place, sequence, owner, deadline]``: compared as a list by its place in the heap (the
+#: sequence is unique, so the owner never is); ``deadline`` is later than ``place`` when the owner
+#: moved it later since. The owner slot is cleared when the owner moves its deadline earlier or
+#: cancels it.
 TimerEntry = list[Any]
 
 
@@ -67,16 +73,19 @@ class SharedTimers:
         """Call ``owner._on_timer(deadline)`` at ``deadline``, instead of what it asked before
         (``None``: nothing)."""
         entry = owner._timer_entry
+        heap = self._heap
         if entry is not None:
+            if deadline is not None and deadline >= entry[0] and entry is not heap[0]:
+                entry[3] = deadline  # later: moved there when it comes up (module docstring)
+                return
             entry[2] = None  # stale from now on, and no longer holding the owner
             self._live -= 1
-        heap = self._heap
         if deadline is None:
             owner._timer_entry = None
         else:
-            self._sequence = sequence = self._sequence + 1
-            owner._timer_entry = entry = [deadline, sequence, owner]
             self._live += 1
+            self._sequence = sequence = self._sequence + 1  # _entry, without a call
+            owner._timer_entry = entry = [deadline, sequence, owner, deadline]
             heapq.heappush(heap, entry)
         if len(heap) > 2 * self._live + 64:
             self._heap = heap = [entry for entry in heap if entry[2] is not None]
@@ -85,10 +94,23 @@ class SharedTimers:
             return  # the earliest live deadline is the one armed (the usual case)
         self._arm()
 
+    def _entry(self, owner: TimerOwner, deadline: float) -> TimerEntry:
+        """A new entry of ``owner`` for ``deadline``, now its current one."""
+        self._sequence = sequence = self._sequence + 1
+        owner._timer_entry = entry = [deadline, sequence, owner, deadline]
+        return entry
+
     def _arm(self) -> None:
         heap = self._heap
-        while heap and heap[0][2] is None:  # a cancelled deadline wakes nothing
-            heapq.heappop(heap)
+        while heap:
+            entry = heap[0]
+            owner = entry[2]
+            if owner is None:  # a cancelled deadline wakes nothing
+                heapq.heappop(heap)
+            elif entry[3] != entry[0]:  # moved later: to its place now that it comes up
+                heapq.heapreplace(heap, self._entry(owner, entry[3]))
+            else:
+                break
         first = heap[0][0] if heap else None
         if first == self._armed_at:
             return
@@ -112,13 +134,17 @@ class SharedTimers:
         while heap and heap[0][0] <= cutoff:
             entry = heapq.heappop(heap)
             owner = entry[2]
-            if owner is not None:
-                owner._timer_entry = None
-                self._live -= 1
-                due.append(entry)
+            if owner is None:
+                continue
+            if entry[3] > cutoff:  # moved later since: not due yet
+                heapq.heappush(heap, self._entry(owner, entry[3]))
+                continue
+            owner._timer_entry = None
+            self._live -= 1
+            due.append(entry)
         hold_flush()  # what the owners send leaves together, below
         try:
-            for deadline, _, owner in due:
+            for _, _, owner, deadline in due:
                 try:
                     owner._on_timer(deadline)
                 except Exception:  # a bug of one connection: the others still get their turn

@@ -33,6 +33,12 @@ class AddressFamily(enum.IntEnum):
     IPV6 = 0x02
 
 
+def family_of(address: Address) -> AddressFamily:
+    """The family of a transport address (hosts are normalised IP literals: an IPv6 one has a
+    colon, an IPv4 one none)."""
+    return AddressFamily.IPV6 if ":" in address.host else AddressFamily.IPV4
+
+
 @functools.lru_cache(maxsize=4096)
 def pack_host(host: str) -> tuple[AddressFamily, bytes]:
     """Return the family and the 4- or 16-byte packed form of an IP literal.

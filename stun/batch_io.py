@@ -4,7 +4,10 @@ Every UDP reader of the project (:class:`stun.aio_sockets.UdpReader`, the ICE ba
 socket on readiness until it is empty and answers inline. With ``recvfrom``/``sendto`` that costs
 two system calls per answered datagram, about as much CPU as the protocol work itself. On Linux,
 :class:`MmsgIO` calls ``recvmmsg(2)`` and ``sendmmsg(2)`` through :mod:`ctypes` from the C library
-instead: up to :data:`BATCH` datagrams per call. :class:`PortableIO` is the ``recvfrom``/``sendto``
+instead: up to :data:`BATCH` datagrams per call — on receive once the socket is busy: a quiet
+one (at most two datagrams a wake-up, a session's socket while it connects or keeps consent) is
+read with ``recvmsg``, one datagram a call until it is empty, which costs less there
+(:meth:`MmsgIO.receive`). :class:`PortableIO` is the ``recvfrom``/``sendto``
 path, used elsewhere, when the symbols cannot be loaded (one log line says so) or when asked
 (``batch=False``, ``--no-batch-io``). Both have the same face, :class:`DatagramIO`: ``receive()``
 returns a list of ``(bytes, sockaddr)`` in the form ``socket.recvfrom`` gives them, ``send()``
@@ -63,6 +66,7 @@ from .udp_offload import (
     RECEIVE_CONTROL,
     SEND_CONTROL,
     enable_gro,
+    gro_segment_of_ancillary,
     gro_segment_size,
     pack_segment_control,
 )
@@ -71,6 +75,9 @@ _log = logging.getLogger("icestack.stun")
 
 #: Datagrams per ``recvmmsg``/``sendmmsg`` call.
 BATCH = 64
+#: Datagrams a quiet socket reads one ``recvmsg`` at a time before it counts as busy and reads
+#: with ``recvmmsg`` (:meth:`MmsgIO.receive`).
+QUIET_READS = 3
 #: The largest UDP payload (no IPv6 jumbograms): a receive slot holds any datagram.
 MAX_DATAGRAM = 65535
 #: A send slot; a larger answer is sent on its own with ``sendto`` (in order).
@@ -443,6 +450,7 @@ class MmsgIO:
 
     __slots__ = (
         "arena",
+        "busy",
         "coalesced",
         "fd",
         "gro",
@@ -488,8 +496,74 @@ class MmsgIO:
         self.gro = gro and enable_gro(sock)
         #: Datagrams that arrived inside coalesced messages (for tests and benchmarks).
         self.coalesced = 0
+        #: Whether the last read found :data:`QUIET_READS` datagrams or more: the next one
+        #: reads with ``recvmmsg`` from the start (:meth:`receive`).
+        self.busy = False
 
     def receive(self, limit: int) -> list[tuple[bytes, SockAddr]]:
+        """Up to ``limit`` datagrams (the protocol's). A quiet socket — a session's while it
+        connects or keeps consent: one or two datagrams a wake-up — is read one ``recvmsg`` a
+        datagram until it is empty: with thousands of sockets served, that costs less than a
+        ``recvmmsg`` through :mod:`ctypes`, whose Python side touches more memory that has left
+        the CPU's caches by then. A read that finds :data:`QUIET_READS` datagrams counts the
+        socket busy: the rest, and its next reads, go through ``recvmmsg``, until one finds
+        fewer. Both read the same datagrams, cut apart and checked alike."""
+        if self.busy:
+            batch = self._receive_batches(limit)
+            if len(batch) < QUIET_READS:
+                self.busy = False
+            return batch
+        out: list[tuple[bytes, SockAddr]] = []
+        recvmsg = self.sock.recvmsg
+        slot = MAX_DATAGRAM if self.arena is None else self.arena.rx.slot
+        icmp_retries = 0
+        for _ in range(QUIET_READS if limit > QUIET_READS else limit):
+            try:
+                data, ancillary, flags, sockaddr = recvmsg(slot, RECEIVE_CONTROL)
+            except (BlockingIOError, InterruptedError):
+                return out
+            except OSError as exc:
+                if exc.errno in ICMP_ERRNOS and icmp_retries < limit:
+                    icmp_retries += 1
+                    continue
+                if out:  # the error comes back on the next call
+                    return out
+                raise
+            if ancillary or flags:  # MSG_TRUNC; control messages, or MSG_CTRUNC: coalesced?
+                segment = None if flags & _MSG_TRUNC else gro_segment_of_ancillary(ancillary, flags)
+                if segment is None:
+                    self.truncated += 1
+                    continue
+                if segment and len(data) > segment:
+                    self._cut_apart(data, 0, len(data), segment, sockaddr, out)
+                    if len(out) >= QUIET_READS:  # a run of datagrams: busy
+                        break
+                    continue
+            out.append((data, sockaddr))
+        room = limit - len(out)
+        if room > 0:  # QUIET_READS messages, and maybe more waiting: busy
+            self.busy = True
+            out += self._receive_batches(room)
+        return out
+
+    def _cut_apart(
+        self,
+        data: Any,
+        start: int,
+        length: int,
+        segment: int,
+        sockaddr: SockAddr,
+        out: list[tuple[bytes, SockAddr]],
+    ) -> None:
+        """Append the datagrams of a coalesced message (``length`` bytes of ``data`` from
+        ``start``; every ``segment`` bytes, the last one shorter or equal) to ``out``."""
+        end = start + length
+        for at in range(start, end, segment):
+            out.append((data[at : min(at + segment, end)], sockaddr))
+        self.coalesced += -(-length // segment)
+
+    def _receive_batches(self, limit: int) -> list[tuple[bytes, SockAddr]]:
+        """Up to ``limit`` datagrams through ``recvmmsg``, :data:`BATCH` a call."""
         assert _libc is not None
         rx = (self.arena or _arenas.arena or _arena()).rx
         view = rx.view
@@ -545,10 +619,7 @@ class MmsgIO:
                         self.truncated += 1
                         continue
                     if segment and length > segment:
-                        end = start + length
-                        for at in range(start, end, segment):
-                            out.append((data[at : min(at + segment, end)], sockaddr))
-                        self.coalesced += -(-length // segment)
+                        self._cut_apart(data, start, length, segment, sockaddr, out)
                         continue
                 out.append((data[start : start + length], sockaddr))
             if count < BATCH:

@@ -75,6 +75,18 @@ def gro_segment_size(control: bytes, flags: int) -> int | None:
     return None if flags & MSG_CTRUNC else 0
 
 
+def gro_segment_of_ancillary(ancillary: list[tuple[int, int, bytes]], flags: int) -> int | None:
+    """:func:`gro_segment_size` of a message read with ``socket.recvmsg``, whose control
+    messages Python has already cut apart (``ancillary``: its ``(level, type, data)`` list)."""
+    for level, kind, value in ancillary:
+        if level == SOL_UDP and kind == UDP_GRO:
+            if len(value) < _GRO_SIZE.size:
+                return None
+            size: int = _GRO_SIZE.unpack_from(value)[0]
+            return size if size > 0 else None
+    return None if flags & MSG_CTRUNC else 0
+
+
 def enable_gro(sock: socket.socket) -> bool:
     """Ask the kernel to coalesce ``sock``'s same-flow datagrams (``UDP_GRO``); whether it
     agreed (an older kernel, another platform or socket type: no, and nothing changes)."""

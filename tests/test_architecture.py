@@ -4,6 +4,8 @@ randomness of its own, and dependencies point one way (ice → turn → stun).""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -120,3 +122,19 @@ def test_every_package_folder_is_listed_for_installation() -> None:
         for init in (ROOT / top).rglob("__init__.py")
     }
     assert listed == found
+
+
+def test_the_client_side_does_not_load_the_turn_server() -> None:
+    """``import ice`` (and so every CLI command) does not pay for the TURN server's modules: what
+    the client side shares with the server lives outside ``turn.server`` (``turn.transport``,
+    ``turn.rest_api``, ``stun.address.family_of``) and ``turn.TurnServer`` loads at first use."""
+    probe = (
+        "import sys, ice\n"
+        "print(sorted(m for m in sys.modules if m.startswith('turn.server')))\n"
+        "import turn\n"
+        "print(turn.TurnServer.__module__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.splitlines() == ["[]", "turn.server.aio"]

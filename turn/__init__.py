@@ -7,6 +7,8 @@ message; :mod:`turn.client` the sans-IO allocation machine, :mod:`turn.uri` serv
 sans-IO server core and :class:`TurnServer` (:mod:`turn.server.aio`) its asyncio face.
 """
 
+from typing import TYPE_CHECKING
+
 from .aio import TurnClient
 from .aio_tcp_client import PeerStream
 from .attributes import (
@@ -65,9 +67,22 @@ from .events import (
     PermissionFailed,
     TurnClientEvent,
 )
-from .server.aio import TurnServer
-from .server.allocation import ClientTransport
+from .transport import ClientTransport
 from .uri import ServerUri, UriScheme, parse_uri
+
+if TYPE_CHECKING:
+    from .server.aio import TurnServer
+
+
+def __getattr__(name: str) -> object:
+    """``turn.TurnServer`` is imported at first use, so that a client (and ``ice``) does not load
+    the whole server (PEP 562)."""
+    if name == "TurnServer":
+        from .server.aio import TurnServer
+
+        return TurnServer
+    raise AttributeError(f"module 'turn' has no attribute {name!r}")
+
 
 __all__ = [
     "MAX_CHANNEL",

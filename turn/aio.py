@@ -53,7 +53,7 @@ from .events import (
     PermissionFailed,
     TurnClientEvent,
 )
-from .server.allocation import ClientTransport
+from .transport import ClientTransport
 from .uri import UriScheme, parse_uri
 
 _log = logging.getLogger("icestack.turn")

@@ -57,7 +57,7 @@ from .attributes import TransportProtocol
 from .client import TurnClientConfig
 from .errors import DecodeError, TurnError
 from .explain import LONG_TERM, REST_API, Situation, explain_turn
-from .server.credentials import rest_api_password, rest_api_username
+from .rest_api import rest_api_password, rest_api_username
 from .server.policy import unreachable
 from .uri import ServerUri, UriScheme, parse_uri
 

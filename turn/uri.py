@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import DecodeError
-from .server.allocation import ClientTransport
+from .transport import ClientTransport
 
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _NUMERIC = re.compile(r"[0-9.]+")

@@ -22,7 +22,8 @@ from stun.datagram import Datagram
 from stun.framing import Framing, StreamDecoder
 from stun.server import LongTermCredentials
 from turn.server import PeerPolicy, PortRangeAllocator, TurnServerConfig, TurnServerCore
-from turn.server.allocation import ClientTransport, FiveTuple
+from turn.server.allocation import FiveTuple
+from turn.transport import ClientTransport
 
 SERVER = Address("192.0.2.9", 443)
 USER, PASSWORD = "ice", "stream-relay"

@@ -26,7 +26,7 @@ from tests.net.test_ice_faults import (
     turn_server,
 )
 from turn.server import rest_api_password
-from turn.server.allocation import ClientTransport
+from turn.transport import ClientTransport
 
 UDP, TCP, TLS = ClientTransport.UDP, ClientTransport.TCP, ClientTransport.TLS
 LOOPBACK = {"include_loopback": True, "interfaces": ["127.0.0.1"], "use_ipv6": False}
@@ -35,38 +35,64 @@ LOOPBACK = {"include_loopback": True, "interfaces": ["127.0.0.1"], "use_ipv6": F
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"stun_servers": ["127.0.0.1:0"]}, "stun_servers[0]: '127.0.0.1:0' is not a 'host:port' "
-         "or a stun: URI: port '0' is not 1-65535"),
+        (
+            {"stun_servers": ["127.0.0.1:0"]},
+            "stun_servers[0]: '127.0.0.1:0' is not a 'host:port' "
+            "or a stun: URI: port '0' is not 1-65535",
+        ),
         ({"stun_servers": [("127.0.0.1", 70000)]}, "stun_servers[0]: port 70000 out of range"),
         ({"stun_servers": [("127.0.0.1", 0)]}, "stun_servers[0]: port 0 out of range"),
         ({"stun_servers": [("127.0.0.1", "3478")]}, "stun_servers[0]: port '3478' out of range"),
-        ({"stun_servers": ("127.0.0.1", 3478)}, "stun_servers is a list of servers: write "
-         "stun_servers=[('127.0.0.1', 3478)]"),
+        (
+            {"stun_servers": ("127.0.0.1", 3478)},
+            "stun_servers is a list of servers: write stun_servers=[('127.0.0.1', 3478)]",
+        ),
         ({"stun_servers": "127.0.0.1:3478"}, "stun_servers is a list of servers"),
         ({"stun_servers": [3478]}, "stun_servers[0]: want a (host, port) pair"),
-        ({"stun_servers": ["stuns:example.org"]}, "is over TLS: ICE asks STUN servers over UDP "
-         "only (a TURN server over TCP or TLS goes in turn_servers)"),
+        (
+            {"stun_servers": ["stuns:example.org"]},
+            "is over TLS: ICE asks STUN servers over UDP "
+            "only (a TURN server over TCP or TLS goes in turn_servers)",
+        ),
         ({"stun_servers": ["turn:example.org"]}, "is a turn: URI: give it in turn_servers"),
-        ({"turn_servers": [("127.0.0.1", 3478)]}, "turn_servers[0]: want (host, port, username, "
-         "password), (turn: URI, username, password) or (turn: URI, TurnRestCredentials(secret, "
-         "user)), not ('127.0.0.1', 3478)"),
+        (
+            {"turn_servers": [("127.0.0.1", 3478)]},
+            "turn_servers[0]: want (host, port, username, "
+            "password), (turn: URI, username, password) or (turn: URI, TurnRestCredentials(secret, "
+            "user)), not ('127.0.0.1', 3478)",
+        ),
         ({"turn_servers": [("127.0.0.1", 70000, "u", "p")]}, "turn_servers[0]: port 70000 out"),
-        ({"turn_servers": ("turns:127.0.0.1", "u", "p")}, "turn_servers is a list of servers: "
-         "write turn_servers=[('turns:127.0.0.1', 'u', 'p')]"),
-        ({"turn_servers": [("turns:127.0.0.1?transport=udp", "u", "p")]}, "turns: over UDP means "
-         "DTLS, which is not supported"),
-        ({"turn_servers": [("turn:127.0.0.1?transport=sctp", "u", "p")]}, "transport 'sctp' is "
-         "not supported: udp or tcp"),
-        ({"turn_servers": [("turns:127.0.0.1", TurnRestCredentials("s"), "p")]}, "the username "
-         "must be a non-empty string"),
-        ({"turn_servers": [("turns:127.0.0.1", "u", TurnRestCredentials("s"))]},
-         "TurnRestCredentials replace the username and password"),
-        ({"turn_servers": [("turns:127.0.0.1", "secret")]}, "want (host, port, username, "
-         "password), (turn: URI, username, password) or (turn: URI, TurnRestCredentials"),
+        (
+            {"turn_servers": ("turns:127.0.0.1", "u", "p")},
+            "turn_servers is a list of servers: write turn_servers=[('turns:127.0.0.1', 'u', 'p')]",
+        ),
+        (
+            {"turn_servers": [("turns:127.0.0.1?transport=udp", "u", "p")]},
+            "turns: over UDP means DTLS, which is not supported",
+        ),
+        (
+            {"turn_servers": [("turn:127.0.0.1?transport=sctp", "u", "p")]},
+            "transport 'sctp' is not supported: udp or tcp",
+        ),
+        (
+            {"turn_servers": [("turns:127.0.0.1", TurnRestCredentials("s"), "p")]},
+            "the username must be a non-empty string",
+        ),
+        (
+            {"turn_servers": [("turns:127.0.0.1", "u", TurnRestCredentials("s"))]},
+            "TurnRestCredentials replace the username and password",
+        ),
+        (
+            {"turn_servers": [("turns:127.0.0.1", "secret")]},
+            "want (host, port, username, "
+            "password), (turn: URI, username, password) or (turn: URI, TurnRestCredentials",
+        ),
         ({"turn_servers": [("stun:127.0.0.1", "u", "p")]}, "give it in stun_servers"),
         ({"turn_tls_verify": "no"}, "turn_tls_verify must be True or False, not 'no'"),
-        ({"turn_tls_cafile": "/nonexistent/ca.pem"}, "turn_tls_cafile '/nonexistent/ca.pem': No "
-         "such file or directory"),
+        (
+            {"turn_tls_cafile": "/nonexistent/ca.pem"},
+            "turn_tls_cafile '/nonexistent/ca.pem': No such file or directory",
+        ),
         ({"turn_tls_cafile": 5}, "turn_tls_cafile must be a path, not 5"),
         ({"turn_servers": [("127.0.0.1", 3478, "", "p")]}, "the username must be a non-empty"),
         ({"mdns_timeout": -1}, "mdns_timeout must be a positive number of seconds, not -1"),
@@ -79,12 +105,18 @@ LOOPBACK = {"include_loopback": True, "interfaces": ["127.0.0.1"], "use_ipv6": F
         ({"use_ipv4": "yes"}, "use_ipv4 must be True or False, not 'yes'"),
         ({"relay_only": 1}, "relay_only must be True or False, not 1"),
         ({"interfaces": "lo"}, "interfaces is a list: write interfaces=['lo']"),
-        ({"interfaces": ["nosuch0"]}, "interfaces: 'nosuch0': no usable address of this host "
-         "matches it"),
-        ({"interfaces": ["127.0.0.1"], "include_loopback": False}, "interfaces: '127.0.0.1': a "
-         "loopback address; pass include_loopback=True to use it"),
-        ({"interfaces": ["127.0.0.1"], "use_ipv4": False, "use_ipv6": True},
-         "interfaces: '127.0.0.1': its addresses are IPv4, which is turned off"),
+        (
+            {"interfaces": ["nosuch0"]},
+            "interfaces: 'nosuch0': no usable address of this host matches it",
+        ),
+        (
+            {"interfaces": ["127.0.0.1"], "include_loopback": False},
+            "interfaces: '127.0.0.1': a loopback address; pass include_loopback=True to use it",
+        ),
+        (
+            {"interfaces": ["127.0.0.1"], "use_ipv4": False, "use_ipv6": True},
+            "interfaces: '127.0.0.1': its addresses are IPv4, which is turned off",
+        ),
         ({"config": {"pacing": 0.01}}, "config must be an ice.AgentConfig"),
         ({"config": AgentConfig(streams=(1, 1))}, "a Connection carries one data stream"),
     ],

@@ -44,7 +44,7 @@ from ice.scenarios import (
     two_agents_behind_nats,
 )
 from stun.address import Address
-from turn.server.allocation import ClientTransport
+from turn.transport import ClientTransport
 
 NONE = NatBehavior.OPEN
 FULL = NatBehavior.FULL_CONE

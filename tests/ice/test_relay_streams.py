@@ -22,7 +22,7 @@ from ice.events import (
 from ice.preferences import LocalPreferences, relay_local_preference
 from ice.relay_streams import is_relayed_data
 from stun.address import Address
-from turn.server.allocation import ClientTransport
+from turn.transport import ClientTransport
 
 from .stream_relay_world import SERVER, StreamWorld
 

@@ -52,6 +52,16 @@ def assert_counts_hold(agent: Agent) -> None:
     selection = agent.selection
     keys = selection.keys()
     assert selection.all_concluded == all(selection.concluded(key) for key in keys)
+    # what give_up_at and run_nomination walk instead of every component
+    nomination = agent.nomination
+    deciding = [
+        (stream, component)
+        for stream, component in keys
+        if nomination.has_valid(stream, component)
+        and nomination._components[nomination._index[stream, component]].nominating is None
+    ]
+    assert nomination.deciding == len(deciding)
+    assert selection._unconcluded == tuple(key for key in keys if not selection.concluded(key))
 
 
 def every_part_asked(agent: Agent) -> float | None:

@@ -7,6 +7,9 @@ import gc
 import time
 import weakref
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ice.timers import SharedTimers, TimerEntry, shared_timers
 
 
@@ -41,6 +44,78 @@ def test_owners_fire_in_deadline_order_and_only_at_their_last_deadline() -> None
         return [(name, round(deadline - now, 3)) for name, deadline in fired]
 
     assert asyncio.run(main()) == [("a", 0.005), ("b", 0.01)]
+
+
+def test_a_deadline_moved_later_stays_in_its_entry_and_fires_once_at_the_last() -> None:
+    """Moving a deadline later (not the armed one) pushes nothing: the owner's entry takes the
+    new deadline and is moved there when it comes up; moving it earlier again is a new entry."""
+
+    async def main() -> tuple[list[int], list[tuple[str, float]]]:
+        loop = asyncio.get_running_loop()
+        timers = SharedTimers(loop)
+        fired: list[tuple[str, float]] = []
+        a, b, c = Owner("a", fired), Owner("b", fired), Owner("c", fired)
+        now = loop.time()
+        timers.schedule(a, now + 0.005)  # the armed one
+        sizes = []
+        for delay in (0.01, 0.02, 0.03):
+            timers.schedule(b, now + delay)
+            sizes.append(len(timers._heap))
+        timers.schedule(c, now + 0.01)
+        timers.schedule(c, now + 0.04)
+        timers.schedule(c, now + 0.02)  # earlier than its last: a new entry
+        await _settle(loop, now + 0.03)
+        return sizes, [(name, round(deadline - now, 3)) for name, deadline in fired]
+
+    sizes, fired = asyncio.run(main())
+    assert sizes == [2, 2, 2]
+    assert fired == [("a", 0.005), ("c", 0.02), ("b", 0.03)]
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    moves=st.lists(
+        st.tuples(st.integers(0, 3), st.one_of(st.none(), st.integers(1, 30))),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_every_owner_fires_once_at_its_last_deadline_in_deadline_order(
+    moves: list[tuple[int, int | None]],
+) -> None:
+    """However the owners move their deadlines (earlier, later, cancelled), each fires once, at
+    the last deadline it asked for, none early, and in the order of those deadlines."""
+
+    async def main() -> tuple[list[tuple[str, float]], dict[str, float], float]:
+        loop = asyncio.get_running_loop()
+        timers = SharedTimers(loop)
+        fired: list[tuple[str, float]] = []
+        owners = [Owner(str(i), fired) for i in range(4)]
+        now = loop.time()
+        last: dict[str, float] = {}
+        for index, delay in moves:
+            deadline = None if delay is None else now + delay / 1000
+            timers.schedule(owners[index], deadline)
+            if deadline is None:
+                last.pop(owners[index].name, None)
+            else:
+                last[owners[index].name] = deadline
+        fired_at: dict[str, float] = {}
+
+        def record(owner: Owner, deadline: float) -> None:
+            fired.append((owner.name, deadline))
+            fired_at[owner.name] = loop.time()
+
+        for owner in owners:
+            owner._on_timer = lambda deadline, owner=owner: record(owner, deadline)  # type: ignore[method-assign]
+        await _settle(loop, now + 0.031)
+        early = min((fired_at[name] - last[name] for name in fired_at), default=0.0)
+        return fired, last, early
+
+    fired, last, early = asyncio.run(main())
+    assert sorted(fired) == sorted(last.items())
+    assert [deadline for _, deadline in fired] == sorted(last.values())
+    assert early >= -0.001  # the loop may run a timer up to its clock's resolution early
 
 
 def test_a_failing_owner_does_not_stop_the_others() -> None:

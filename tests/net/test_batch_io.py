@@ -10,6 +10,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +21,7 @@ from stun.aio import StunServer
 from stun.aio_sockets import ipv6_loopback_available
 from stun.batch_io import (
     BATCH,
+    QUIET_READS,
     SEND_SLOT,
     MmsgIO,
     PortableIO,
@@ -31,7 +33,12 @@ from stun.batch_io import (
     pack_sockaddr,
     parse_sockaddr,
 )
-from stun.udp_offload import GSO_MAX_BYTES, GSO_MAX_SEGMENT, gro_segment_size
+from stun.udp_offload import (
+    GSO_MAX_BYTES,
+    GSO_MAX_SEGMENT,
+    gro_segment_of_ancillary,
+    gro_segment_size,
+)
 
 from .loopback import run
 
@@ -39,9 +46,21 @@ needs_batch = pytest.mark.skipif(not batch_available(), reason="recvmmsg/sendmms
 FAMILIES = [("127.0.0.1", socket.AF_INET)] + (
     [("::1", socket.AF_INET6)] if ipv6_loopback_available() else []
 )
+
+
+def _busy_mmsg(sock: socket.socket, **options: Any) -> MmsgIO:
+    """A :class:`MmsgIO` as a busy socket has it: reading with ``recvmmsg`` from the start
+    (a fresh one reads its first datagrams one ``recvmsg`` at a time)."""
+    io = MmsgIO(sock, **options)
+    io.busy = True
+    return io
+
+
 PATHS: list[Callable[[socket.socket], MmsgIO | PortableIO]] = [PortableIO] + (
-    [MmsgIO] if batch_available() else []
+    [MmsgIO, _busy_mmsg] if batch_available() else []
 )
+#: The two ways :class:`MmsgIO` reads: ``recvmsg`` while quiet, ``recvmmsg`` when busy.
+MMSG_READS = [MmsgIO, _busy_mmsg]
 FAST = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -111,13 +130,16 @@ def test_both_paths_carry_every_datagram_both_ways(
 
 
 @needs_batch
+@pytest.mark.parametrize("make_io", MMSG_READS, ids=["quiet", "busy"])
 @FAST
 @given(sizes=st.lists(st.integers(0, 1200), min_size=1, max_size=70))
 def test_truncated_datagrams_are_dropped_and_counted(
-    pair: tuple[socket.socket, socket.socket], sizes: list[int]
+    pair: tuple[socket.socket, socket.socket],
+    make_io: Callable[..., MmsgIO],
+    sizes: list[int],
 ) -> None:
     server, client = pair
-    io = MmsgIO(server, receive_slot=600)
+    io = make_io(server, receive_slot=600)
     for i, size in enumerate(sizes):
         client.sendto(bytes([i % 256]) * size, server.getsockname())
     received = io.receive(256)
@@ -360,16 +382,21 @@ _MESSAGES = st.lists(
 
 
 @needs_batch
+@pytest.mark.parametrize("make_io", MMSG_READS, ids=["quiet", "busy"])
 @pytest.mark.parametrize("gro", [True, False], ids=["gro", "no-gro"])
 @FAST
 @given(messages=_MESSAGES)
 def test_segmented_messages_arrive_as_their_datagrams_with_or_without_gro(
-    pair: tuple[socket.socket, socket.socket], gro: bool, messages: list[tuple[int, int, int]]
+    pair: tuple[socket.socket, socket.socket],
+    make_io: Callable[..., MmsgIO],
+    gro: bool,
+    messages: list[tuple[int, int, int]],
 ) -> None:
     """Whether the receiver takes coalesced messages (GRO: cut apart by receive()) or the kernel
-    cuts them at its queue, the same datagrams arrive, in order, from the sender's address."""
+    cuts them at its queue, the same datagrams arrive, in order, from the sender's address, read
+    by ``recvmsg`` or ``recvmmsg``."""
     server, client = pair
-    io = MmsgIO(server, gro=gro)
+    io = make_io(server, gro=gro)
     assert io.gro == gro  # loopback offers GRO on every kernel that offers GSO
     expected: list[bytes] = []
     coalesced = 0
@@ -404,13 +431,14 @@ def test_icestack_to_icestack_runs_arrive_coalesced_and_cut_apart(
 
 
 @needs_batch
+@pytest.mark.parametrize("make_io", MMSG_READS, ids=["quiet", "busy"])
 def test_a_coalesced_datagram_larger_than_the_slot_is_dropped_and_counted(
-    pair: tuple[socket.socket, socket.socket],
+    pair: tuple[socket.socket, socket.socket], make_io: Callable[..., MmsgIO]
 ) -> None:
     """Never a part of a coalesced message: one that does not fit the receive slot is dropped
     whole and counted once; one that fits is cut apart."""
     server, client = pair
-    io = MmsgIO(server, receive_slot=600, gro=True)
+    io = make_io(server, receive_slot=600, gro=True)
     _send_segmented(client, bytes(4 * 300), 300, server.getsockname())
     _send_segmented(client, b"a" * 250 + b"b" * 250, 250, server.getsockname())
     received = io.receive(256)
@@ -449,6 +477,51 @@ def test_the_gro_control_message_is_found_whole_or_refused(
     assert gro_segment_size(control, 0) == expected
     whole = len(control) - socket.CMSG_SPACE(4) + socket.CMSG_LEN(4)  # without the padding
     assert gro_segment_size(control[:cut], _MSG_CTRUNC) == (expected if cut >= whole else None)
+
+
+@given(
+    before=st.lists(
+        st.tuples(st.integers(0, 300), st.integers(0, 300), st.binary(max_size=20)), max_size=3
+    ),
+    value=st.one_of(st.none(), st.binary(max_size=8)),
+    flags=st.sampled_from([0, _MSG_CTRUNC]),
+)
+def test_control_messages_cut_apart_by_recvmsg_give_the_same_size(
+    before: list[tuple[int, int, bytes]], value: bytes | None, flags: int
+) -> None:
+    """The quiet read's ``recvmsg`` hands the control messages over cut apart: the segment
+    size read from them is the one :func:`gro_segment_size` reads from their bytes."""
+    ancillary = [(level, kind, data) for level, kind, data in before if (level, kind) != (17, 104)]
+    if value is not None:
+        ancillary.append((_SOL_UDP, udp_offload.UDP_GRO, value))
+    control = b"".join(_cmsg(*message) for message in ancillary)
+    assert gro_segment_of_ancillary(ancillary, flags) == gro_segment_size(control, flags)
+
+
+@needs_batch
+def test_a_socket_reads_with_recvmsg_while_quiet_and_recvmmsg_while_busy(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """A fresh socket is quiet; a read that finds QUIET_READS datagrams or more makes it busy
+    (the rest of that read, and the next reads, through recvmmsg); one that finds fewer makes it
+    quiet again. Every datagram arrives, in order, whichever way it was read."""
+    server, client = pair
+    io = MmsgIO(server)
+    sent: list[bytes] = []
+    received: list[bytes] = []
+    for burst, busy_after in ((1, False), (QUIET_READS + 5, True), (QUIET_READS, True), (1, False)):
+        datagrams = [f"{len(sent) + i}".encode() for i in range(burst)]
+        for data in datagrams:
+            client.sendto(data, server.getsockname())
+        sent += datagrams
+        received += [data for data, _ in io.receive(256)]
+        assert io.busy == busy_after
+    assert received == sent
+    assert io.receive(256) == []
+    run = bytes(range(QUIET_READS + 1)) * 100  # one coalesced message: a run of datagrams
+    _send_segmented(client, run, 100, server.getsockname())
+    assert [data for data, _ in io.receive(256)] == _segments(run, 100)
+    assert io.busy  # however many messages it took (the kernel cuts it without GRO)
 
 
 @needs_batch

@@ -23,7 +23,7 @@ from stun.server import LongTermCredentials
 from stun.tls import CertificateFiles, server_context
 from turn.server import PeerPolicy, TurnServerConfig
 from turn.server.aio import TurnServer
-from turn.server.allocation import ClientTransport
+from turn.transport import ClientTransport
 
 from .loopback import LOOPBACK_HOSTS, SKIP_NO_IPV6, run, until
 from .test_ice_faults import (

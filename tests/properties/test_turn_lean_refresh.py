@@ -47,8 +47,8 @@ from stun.attributes import UnknownAttribute
 from stun.integrity import SecurityFeatures, fingerprint
 from stun.nonces import NonceIssuer
 from turn import DontFragment, Lifetime, RequestedAddressFamily
+from turn.rest_api import rest_api_password, rest_api_username
 from turn.server import TurnServerCore
-from turn.server.credentials import rest_api_password, rest_api_username
 
 from ..turn.harness import (
     CLIENT,

@@ -10,7 +10,7 @@ address); otherwise :class:`~turn.client.TurnAllocation` fails the allocation.
 from __future__ import annotations
 
 from stun import Address, AddressFamily, Attribute, ErrorResponse, Message, UnknownAttributes
-from stun.address import is_destination
+from stun.address import family_of, is_destination
 
 from ..attributes import (
     AdditionalAddressFamily,
@@ -23,7 +23,6 @@ from ..attributes import (
     TurnAttrType,
 )
 from ..events import Failure
-from ..server.allocation import family_of
 from .config import TurnClientConfig
 
 #: The longest allocation lifetime the client believes (RFC 8656 §7.2: a server grants at most an

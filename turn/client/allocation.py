@@ -75,7 +75,7 @@ from stun import (
     TransactionTimeout,
     XorMappedAddress,
 )
-from stun.address import is_destination, is_unicast
+from stun.address import family_of, is_destination, is_unicast
 from stun.arguments import check_address, check_bytes
 from stun.client import Authentication, ClientConfig, ClientSession, Credentials
 from stun.datagram import Datagram
@@ -102,7 +102,6 @@ from ..events import (
     TurnClientEvent,
     error_code,
 )
-from ..server.allocation import family_of
 from .allocate import (
     allocate_attributes,
     granted_lifetime,

@@ -10,7 +10,7 @@ from stun.client import ClientConfig
 
 from .. import errors
 from ..attributes import TransportProtocol
-from ..server.allocation import ClientTransport
+from ..transport import ClientTransport
 
 
 @dataclass(frozen=True, kw_only=True)

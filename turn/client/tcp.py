@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Collection
 
 from stun import Address, AddressFamily, DecodeError, Message, Method
-from stun.address import is_destination
+from stun.address import family_of, is_destination
 from stun.attributes import MAGIC_COOKIE
 from stun.client import ClientSession
 from stun.datagram import Datagram
@@ -53,7 +53,6 @@ from ..events import (
     PeerConnected,
     TurnClientEvent,
 )
-from ..server.allocation import family_of
 from .leases import SendRequest
 
 _LENGTH_AND_COOKIE = struct.Struct("!2xHI")

@@ -9,7 +9,9 @@ TCP listening on them through :class:`TcpListeners`.
 
 from stun.limits import SourceRateLimiter, TokenBucket, source_key
 
-from .allocation import Allocation, ChannelBinding, ClientTransport, FiveTuple
+from ..rest_api import rest_api_expiry, rest_api_password, rest_api_username
+from ..transport import ClientTransport
+from .allocation import Allocation, ChannelBinding, FiveTuple
 from .config import TurnServerConfig
 from .connections import (
     ClosePeerConnection,
@@ -22,7 +24,7 @@ from .connections import (
     TcpListeners,
 )
 from .core import TurnServerCore
-from .credentials import RestApiUsers, rest_api_expiry, rest_api_password, rest_api_username
+from .credentials import RestApiUsers
 from .events import (
     AllocationCreated,
     AllocationDeleted,

@@ -66,10 +66,11 @@ from stun.metrics_http import Exposition, MetricsServer, MetricsSource
 from stun.outcomes import Outcome as StunOutcome
 from stun.reader_errors import TIMER, ReaderErrors
 
+from ..transport import ClientTransport
 from . import aio_tcp
 from .aio_tcp import PeerConnectionProtocol, TcpRelays
 from .aio_udp import UdpRelays, _SendToClient, _UdpClients
-from .allocation import ClientTransport, FiveTuple
+from .allocation import FiveTuple
 from .config import TurnServerConfig
 from .connections import ConnectionState
 from .core import TurnServerCore

@@ -15,7 +15,6 @@ sends.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -23,23 +22,7 @@ from stun import Address, AddressFamily
 from stun.limits import TokenBucket
 
 from ..attributes import TransportProtocol
-
-
-class ClientTransport(enum.Enum):
-    """How the client reaches the server: the transport of the 5-tuple (RFC 8656 §3.1)."""
-
-    UDP = "udp"
-    TCP = "tcp"
-    TLS = "tls"
-
-    #: Members are singletons compared by identity: hashed by identity too, in C, rather than by
-    #: ``Enum.__hash__`` in Python (a 5-tuple is a key the relay path looks up per datagram).
-    __hash__ = object.__hash__
-
-    @property
-    def is_stream(self) -> bool:
-        """Whether ChannelData to the client is padded to four bytes (RFC 8656 §12.5)."""
-        return self is not ClientTransport.UDP
+from ..transport import ClientTransport
 
 
 class FiveTuple(NamedTuple):
@@ -49,11 +32,6 @@ class FiveTuple(NamedTuple):
     client: Address
     server: Address
     transport: ClientTransport = ClientTransport.UDP
-
-
-def family_of(address: Address) -> AddressFamily:
-    """The family of a transport address (hosts are normalised IP literals)."""
-    return AddressFamily.IPV6 if ":" in address.host else AddressFamily.IPV4
 
 
 @dataclass(slots=True)

@@ -67,6 +67,7 @@ from stun import (
     Software,
     Username,
 )
+from stun.address import family_of
 from stun.authentication import Authenticated, LongTermAuthenticator, Rejected
 from stun.datagram import Datagram
 from stun.integrity import integrity_matches
@@ -86,7 +87,9 @@ from ..attributes import (
     XorPeerAddress,
 )
 from ..channel import MAX_DATA_SIZE, decode_channel_data, encode_channel_data
-from .allocation import Allocation, ClientTransport, FiveTuple, family_of
+from ..rest_api import rest_api_expiry
+from ..transport import ClientTransport
+from .allocation import Allocation, FiveTuple
 from .config import TurnServerConfig
 from .connections import (
     ClosePeerConnection,
@@ -96,7 +99,7 @@ from .connections import (
     TcpCommand,
     TcpListeners,
 )
-from .credentials import RestApiUsers, rest_api_expiry
+from .credentials import RestApiUsers
 from .events import DeletionReason, RequestRefused, TurnServerEvent
 from .lean import SEND_INDICATION, SendReader
 from .lean_refresh import REFRESH_REQUEST, RefreshAnswers, RefreshReader

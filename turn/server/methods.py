@@ -26,7 +26,7 @@ from stun import (
     UnknownAttributes,
     XorMappedAddress,
 )
-from stun.address import is_unicast
+from stun.address import family_of, is_unicast
 from stun.advertised import advertise
 
 from ..attributes import (
@@ -46,7 +46,7 @@ from ..attributes import (
     XorRelayedAddress,
 )
 from ..channel import MIN_CHANNEL
-from .allocation import Allocation, ChannelBinding, FiveTuple, family_of
+from .allocation import Allocation, ChannelBinding, FiveTuple
 from .config import TurnServerConfig
 from .connections import (
     ConnectionState,

@@ -22,11 +22,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from stun import Address, AddressFamily, LocalProtocolError, RandomSource
+from stun.address import family_of
 from stun.limits import TokenBucket
 from stun.randomness import random_bytes
 
 from ..attributes import TransportProtocol
-from .allocation import Allocation, FiveTuple, family_of
+from .allocation import Allocation, FiveTuple
 from .events import AllocationCreated, AllocationDeleted, DeletionReason, TurnServerEvent
 from .relays import RelayAllocator
 

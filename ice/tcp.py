@@ -177,6 +177,7 @@ class TcpConnection:
 #: :meth:`TcpConnections._add` adds, to tables of the agent's own).
 _NO_CONNECTIONS: dict[int, TcpConnection] = {}
 _NO_PATHS: dict[tuple[Address, Address], TcpConnection] = {}
+_NO_BASES: dict[Address, None] = {}
 
 
 class TcpConnections:
@@ -199,7 +200,9 @@ class TcpConnections:
         self._config = agent.config
         self._failures = agent.failures
         #: The TCP bases the driver declared: what the agent addresses from them goes here.
-        self.bases: dict[Address, None] = {}
+        #: The shared empty table until the first (:meth:`add_base`, the only place that adds;
+        #: an agent without ICE-TCP never declares one).
+        self.bases: dict[Address, None] = _NO_BASES
         #: What the driver must do, in order (drained by ``Agent.tcp_commands``).
         self.commands: list[TcpCommand] = []
         # Both tables start as the one shared empty table (most agents never hold a TCP
@@ -213,6 +216,12 @@ class TcpConnections:
 
     def __len__(self) -> int:
         return len(self._by_id)
+
+    def add_base(self, address: Address) -> None:
+        """A TCP base the driver declared."""
+        if self.bases is _NO_BASES:
+            self.bases = {}
+        self.bases[address] = None
 
     @property
     def connecting(self) -> int:

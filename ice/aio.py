@@ -83,7 +83,7 @@ from .events import (
 )
 from .interfaces import interface_addresses, interface_problem
 from .mdns import InterfaceAddress
-from .mdns_candidates import MdnsCandidates
+from .mdns_candidates import MdnsCandidates, shared_addresses
 from .outbox import Outbox
 from .relay_streams import RelayStreams, tls_settings
 from .server_names import resolve_servers
@@ -171,10 +171,12 @@ class Connection(ConnectionEvents, _Closing):
         "_early_dropped",
         "_early_remote",
         "_end_sent",
+        "_gathered_on",
         "_include_loopback",
         "_interfaces",
         "_loop",
         "_mdns",
+        "_mdns_timeout",
         "_mux",
         "_port_range",
         "_receive_queue_size",
@@ -314,13 +316,15 @@ class Connection(ConnectionEvents, _Closing):
         self._relay_streams = RelayStreams(self, tls_settings(turn_tls_cafile, turn_tls_verify))
         #: The TCP bases and connections (from the first gather, like the loop).
         self._tcp: TcpSockets | None = None
-        self._mdns = MdnsCandidates(
-            self,
-            hide_hosts=mdns_hide_host_candidates,
-            timeout=mdns_timeout,
-            limit=self._config.max_remote_candidates,
-            local_link=self._config.policy is not Policy.RELAY,
-        )
+        #: The mDNS side (:mod:`ice.mdns_candidates`): made at once to hide our host
+        #: candidates, else with the peer's first ``.local`` candidate (most sessions have none;
+        #: it is 152 bytes).
+        self._mdns: MdnsCandidates | None = None
+        self._mdns_timeout = mdns_timeout
+        #: The interface addresses gathered on (a shared tuple), from the first gather.
+        self._gathered_on: tuple[InterfaceAddress, ...] = ()
+        if mdns_hide_host_candidates:
+            self._mdns = self._new_mdns(hide_hosts=True)
         #: Our candidates as signalled, in the order gathered (this generation's).
         #: (A tuple: a few, and a list of one is 88 bytes, a tuple 48.)
         self._local_candidates: tuple[Candidate, ...] = ()
@@ -414,7 +418,9 @@ class Connection(ConnectionEvents, _Closing):
             raise IceConnectionError("the connection was closed")
         addresses = self._interface_addresses()
         # Our names published now (if hidden); the peer's resolved from its first .local name.
-        self._mdns.start(addresses)
+        self._gathered_on = shared_addresses(addresses)
+        if self._mdns is not None:
+            self._mdns.start(self._gathered_on)
         if not self._udp:  # STUN and TURN servers are reached from UDP bases only
             config = dataclasses.replace(config, stun_servers=(), turn_servers=())
         self._agent = agent = Agent(config)
@@ -540,16 +546,34 @@ class Connection(ConnectionEvents, _Closing):
         if candidate is None:
             self._end_candidates_when_resolved()
         elif candidate.is_mdns and usable:  # a TCP one without ICE-TCP is not worth a lookup
-            if not self._mdns.resolve(candidate):
+            if not self._resolving_mdns().resolve(candidate):
                 agent.failures.peer_input[PeerInput.MDNS_LOOKUPS_FULL] += 1
         else:
             agent.add_remote_candidate(candidate)
         self._pump()
 
     def _end_candidates_when_resolved(self) -> None:
-        if self._remote_end and not self._mdns.resolving and not self._end_sent and self._agent:
+        resolving = self._mdns is not None and self._mdns.resolving
+        if self._remote_end and not resolving and not self._end_sent and self._agent:
             self._end_sent = True
             self._agent.add_remote_candidate(None)
+
+    def _new_mdns(self, *, hide_hosts: bool) -> MdnsCandidates:
+        return MdnsCandidates(
+            self,
+            hide_hosts=hide_hosts,
+            timeout=self._mdns_timeout,
+            limit=self._config.max_remote_candidates,
+            local_link=self._config.policy is not Policy.RELAY,
+        )
+
+    def _resolving_mdns(self) -> MdnsCandidates:
+        """The mDNS side, made now (on the interfaces gathered on) if it was not."""
+        mdns = self._mdns
+        if mdns is None:
+            mdns = self._mdns = self._new_mdns(hide_hosts=False)
+            mdns.start(self._gathered_on)
+        return mdns
 
     def _admit_resolved(self, candidate: Candidate) -> str | None:
         """Whether the agent can still take a ``.local`` candidate once resolved (``None``), or
@@ -620,7 +644,9 @@ class Connection(ConnectionEvents, _Closing):
         known |= {base.host for base in listeners}
         added = [address for address in addresses if address.host not in known]
         self._add_bases(added)
-        self._mdns.restart(addresses, added)
+        self._gathered_on = shared_addresses(addresses)
+        if self._mdns is not None:
+            self._mdns.restart(self._gathered_on, added)
         self._local_candidates = ()
         self._lost_local = ()
         self._gathering_complete = False
@@ -726,6 +752,7 @@ class Connection(ConnectionEvents, _Closing):
         if self._tcp is not None:
             self._tcp.close()
         self._data_paths.paths = ()
-        self._mdns.close()
+        if self._mdns is not None:
+            self._mdns.close()
         self._data_signal.fire()
         self._state_signal.fire()

@@ -85,6 +85,12 @@ from .selection import Selection
 from .stats import FailureCounters, PairStats, PeerInput, TableSizes, pair_stats
 from .tcp import TcpCommand, TcpConnections
 
+#: Enum members read on every datagram and timer, bound once: CPython 3.11 reads a member through
+#: its class in ~0.2 µs (EnumType defines __getattr__), a module name in ~0.02 µs.
+_RELAY_ONLY = Policy.RELAY
+_FAILED = IceState.FAILED
+_COMPLETED = IceState.COMPLETED
+
 
 class Agent:
     """One ICE session: local and remote candidates, check lists, selected pairs."""
@@ -464,7 +470,7 @@ class Agent:
                 self._receive(inner, relayed, peer, now)
             self._relays_changed(now)
             return
-        if self.config.policy is Policy.RELAY:
+        if self.config.policy is _RELAY_ONLY:
             # Relay-only: we hear from the TURN servers and through them, never directly.
             self.failures.peer_input[PeerInput.RELAY_POLICY] += 1
             return
@@ -580,7 +586,7 @@ class Agent:
             and not outgoing.in_flight.ordinary
             and (earliest is None or outgoing.in_flight)
             and not selection.all_concluded
-            and self.state is not IceState.FAILED  # closed: see above
+            and self.state is not _FAILED  # closed: see above
             else None
         )
         for deadline in (
@@ -789,7 +795,7 @@ class Agent:
         if self.state is not state:
             self.state = state
             self._events.append(StateChanged(state))
-            if state is IceState.COMPLETED:
+            if state is _COMPLETED:
                 self.outgoing.completed()
                 if self.tcp.bases:
                     self.tcp.close_unselected()

@@ -14,10 +14,10 @@ Triggered checks (§7.3.1.4) wait in a FIFO queue that the agent serves before o
 Every lookup a datagram needs is bounded: a pair by (local base, remote address) is a dict
 access once the list holds more than :data:`FEW_PAIRS` pairs, a look through them until then; a
 selected pair is a look at the few selected pairs, one per component (:class:`SelectedPairs`).
-Whether a check waits to be sent is
-asked after every datagram: the list counts its pairs we can still check (Waiting, or Frozen and
-not waiting for the peer) as they change state — every state change of a pair of the list goes
-through :meth:`CheckList.set_state` — so the answer is no walk over the pairs.
+Whether a check waits to be sent is asked after every datagram: the list counts its pairs we can
+still check (Waiting, or Frozen and not waiting for the peer) as they change state — every state
+change of a pair of the list goes through :meth:`CheckList.set_state` — so the answer is no walk
+over the pairs.
 """
 
 from __future__ import annotations

@@ -122,6 +122,7 @@ class ConsentTracker:
         for consent in self.records:  # not _record: asked at every check sent
             if consent.pair is pair:
                 consent.last_sent = now
+                return
 
     def answered(self, pair: CandidatePair, now: float) -> None:
         """An authenticated consent response arrived (RFC 7675 §5.1)."""

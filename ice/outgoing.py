@@ -60,6 +60,11 @@ if TYPE_CHECKING:
 _new_tuple = tuple.__new__  # a NamedTuple built without its Python-level constructor
 #: The type preference of a peer-reflexive candidate, in place in a candidate priority (§5.1.2.1).
 _PEER_REFLEXIVE = TYPE_PREFERENCE[CandidateType.PEER_REFLEXIVE] << 24
+#: Enum members read on every check, bound once: CPython 3.11 reads a member through its class
+#: in ~0.2 µs (EnumType defines __getattr__), a module name in ~0.02 µs.
+_WAITING = PairState.WAITING
+_IN_PROGRESS = PairState.IN_PROGRESS
+_SUCCEEDED = PairState.SUCCEEDED
 
 
 class Check:
@@ -203,7 +208,7 @@ class OutgoingChecks(AgentPart):
         for checklist in self._agent.checklists:
             count += 1
             for pair in checklist.pairs:
-                if pair.state is PairState.WAITING or pair.state is PairState.IN_PROGRESS:
+                if pair.state is _WAITING or pair.state is _IN_PROGRESS:
                     active += 1
         rto = self._config.pacing * count * active
         return rto if rto > 0.5 else 0.5
@@ -255,9 +260,9 @@ class OutgoingChecks(AgentPart):
             pair.transaction_id = transaction_id
         if not consent and pair.first_check_at is None:
             pair.first_check_at = now
-        if not consent and pair.state is not PairState.SUCCEEDED:
+        if not consent and pair.state is not _SUCCEEDED:
             # A succeeded pair checked again (to nominate it) stays succeeded (§8.1.1).
-            agent._set_pair_state(pair, PairState.IN_PROGRESS)
+            agent._set_pair_state(pair, _IN_PROGRESS)
         self._consent.sent(pair, now)
         self._send(_new_tuple(Datagram, (data, pair.local_base, pair.remote.address)))
 
@@ -406,10 +411,10 @@ class OutgoingChecks(AgentPart):
             return
         # The common answer: the peer saw the address of the pair's local candidate.
         valid = pair if mapped == pair.local.address else self._valid_pair(pair, mapped)
-        agent._set_pair_state(pair, PairState.SUCCEEDED)
+        agent._set_pair_state(pair, _SUCCEEDED)
         valid.valid = True
-        if valid is not pair and valid.state is not PairState.SUCCEEDED:
-            agent._set_pair_state(valid, PairState.SUCCEEDED)
+        if valid is not pair and valid.state is not _SUCCEEDED:
+            agent._set_pair_state(valid, _SUCCEEDED)
         # A triggered check still queued for the pair (§7.3.1.4: the peer's check met ours in
         # progress, which was cancelled, and this is its answer) would only prove again what
         # this answer proved: it is dropped. A nomination never waits there

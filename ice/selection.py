@@ -207,18 +207,16 @@ class Selection(AgentPart):
 
     # ================================================================== state
 
-    def update(self, now: float) -> None:
-        """Nominate what is ready, then derive the overall state (after every datagram and
-        timer: the usual answer — still checking, a check in flight — costs no further call)."""
+    def update(self, now: float, *, nominate: bool = True) -> None:
+        """Nominate what is ready (unless not to ``nominate``), then derive the overall state
+        from the components' (RFC 8445 §6.1.3, §8; RFC 8838 §8). After every datagram and
+        timer: the usual answer — still checking, a check in flight — costs no further call."""
         agent = self._agent
         if not self.all_concluded:
-            if agent.controlling and agent.nomination.deciding:
+            if nominate and agent.controlling and agent.nomination.deciding:
                 self.run_nomination(now)
-            if agent.outgoing.in_flight.ordinary:
-                return  # derive_state would wait for the check too
-            if not agent._checking and not self.all_concluded:
-                return  # and for checks to start
-        # derive_state, knowing what the lines above found (a call less after every datagram)
+            if agent.outgoing.in_flight.ordinary or not (agent._checking or self.all_concluded):
+                return  # a check to wait for, or none yet: a restart's previous pairs carry data on
         state = agent.state
         if state is IceState.CLOSED or state is IceState.FAILED:
             return
@@ -287,19 +285,8 @@ class Selection(AgentPart):
         return agent._last_progress + config.peer_reflexive_wait, _Stall.NOTHING_TO_CHECK
 
     def derive_state(self, now: float) -> None:
-        """The overall state from the components' (RFC 8445 §6.1.3, §8; RFC 8838 §8)."""
-        agent = self._agent
-        state = agent.state
-        if state is IceState.CLOSED or state is IceState.FAILED:
-            return
-        if self.all_concluded:
-            self._derive_concluded(now)
-            return
-        if not agent._checking or agent.outgoing.in_flight.ordinary:
-            return  # a check to wait for, or none yet: a restart's previous pairs carry data on
-        verdict = self.give_up_at()
-        if verdict is not None and now >= verdict[0]:
-            self._give_up(verdict[1])
+        """The overall state from the components', with no nomination (:meth:`update`)."""
+        self.update(now, nominate=False)
 
     def _give_up(self, stall: _Stall) -> None:
         """An idle agent waited its bounded time in vain: it fails, saying for what."""

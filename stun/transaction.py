@@ -112,6 +112,11 @@ class TransactionState(enum.Enum):
     TIMED_OUT = "timed out"
 
 
+#: Read at every timer of every transaction, bound once: CPython 3.11 reads an enum member
+#: through its class in ~0.2 µs (EnumType defines __getattr__), a module name in ~0.02 µs.
+_WAITING = TransactionState.WAITING
+
+
 class ClientTransaction:
     """The send schedule of one request (RFC 8489 §6.2.1 over UDP, §6.2.2 over TCP/TLS).
 
@@ -148,7 +153,7 @@ class ClientTransaction:
         self.request = request
         self.transaction_id = transaction_id
         self.reliable = reliable
-        self.state = TransactionState.WAITING
+        self.state = _WAITING
         self.started_at = now
         self.requests_sent = 1
         self._rto = rto
@@ -167,7 +172,7 @@ class ClientTransaction:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must run next, or ``None`` once the transaction is over."""
-        return self._deadline if self.state is TransactionState.WAITING else None
+        return self._deadline if self.state is _WAITING else None
 
     def handle_timer(self, now: float) -> bytes | None:
         """Advance the schedule: return the request to resend, or ``None``.
@@ -175,7 +180,7 @@ class ClientTransaction:
         Called early it does nothing; called late it sends once and reschedules from ``now``.
         After the last wait it moves to :attr:`TransactionState.TIMED_OUT`.
         """
-        if self.state is not TransactionState.WAITING or now < self._deadline:
+        if self.state is not _WAITING or now < self._deadline:
             return None
         config = self._config
         if self.reliable or self.requests_sent >= config.max_requests:
@@ -191,7 +196,7 @@ class ClientTransaction:
 
     def answered(self, now: float) -> float:
         """Mark the transaction answered; return the round-trip time since the first send."""
-        if self.state is not TransactionState.WAITING:
+        if self.state is not _WAITING:
             raise LocalProtocolError(f"transaction already {self.state.value}")
         self.state = TransactionState.ANSWERED
         return now - self.started_at

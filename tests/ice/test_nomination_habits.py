@@ -20,6 +20,7 @@ from .machine_pair import (
     ForgetsEarlyChecks,
     NominatesAggressively,
     Wire,
+    connect,
     host_candidates,
     is_request,
     make_agent,
@@ -120,6 +121,34 @@ def test_a_healthy_session_repeats_its_nomination_at_most_once() -> None:
     settled = len(wire.sent)
     wire.run(30.0)
     assert nominations_from(wire, A_ADDRESS, settled) == 0
+
+
+def test_after_a_restart_the_peer_must_show_again_that_it_has_our_credentials() -> None:
+    """Our new password (ICE restart, §9) is news to the peer: the checks it signed with the
+    old one prove nothing now. Until one signed with the new password arrives, the new
+    generation's nomination is unconfirmed and the consent checks repeat USE-CANDIDATE."""
+    a, b, wire = pair_of()
+    connect(a, b, wire, until=1.0)
+    assert a.incoming.peer_has_credentials
+    a.restart(wire.now)
+    b.restart(wire.now)
+    assert not a.incoming.peer_has_credentials
+    # We (A) have the peer's new answer; ours is still in signalling.
+    a.set_remote_credentials(b.local_username, b.local_password)
+    for candidate in host_candidates(b):
+        a.add_remote_candidate(candidate)
+    a.add_remote_candidate(None)
+    a.start_checks(wire.now)
+    wire.run(wire.now + 1.0)
+    assert a.state is IceState.COMPLETED and not a.incoming.peer_has_credentials
+    completed = len(wire.sent)
+    wire.run(wire.now + 13.0)
+    consent_checks = requests_from(wire, A_ADDRESS, completed)
+    assert consent_checks >= 2
+    assert nominations_from(wire, A_ADDRESS, completed) == consent_checks
+    give_peer_our_answer(a, b, wire)
+    wire.run(wire.now + 2.0)
+    assert a.incoming.peer_has_credentials and b.state is IceState.COMPLETED
 
 
 # --------------------------------------------------------------------------- 2. aggressive peers

@@ -347,19 +347,70 @@ class CheckList:
 FEW_PAIRS = 4
 
 
-class SelectedPairs(dict[tuple[int, int], CandidatePair]):
-    """The selected pair of each (stream, component), also found by its path: data arriving on
-    (local base, remote address) is matched to its pair without a table of paths, since a
-    session has few components (fixed by its config, never by a peer) and each one pair.
+class SelectedPairs:
+    """The selected pair of each (stream, component), found by its key or by its path — data
+    arriving on (local base, remote address) is matched to its pair — by a look through them:
+    a session has few components (fixed by its config, never by a peer), each one selected
+    pair, so they are a tuple (a one-item tuple takes 48 bytes, a one-entry dict 224). A pair
+    is held under its own key, ``(pair.stream, pair.component)``; the mapping methods the
+    agent uses are here, in the order a dict would keep."""
 
-    A plain dict by key (``get`` is asked on every datagram and timer: a dict's own costs no
-    Python call), with :meth:`on_path` the one thing added."""
+    __slots__ = ("_pairs",)
 
-    __slots__ = ()
+    def __init__(self) -> None:
+        self._pairs: tuple[CandidatePair, ...] = ()
+
+    def get(self, key: tuple[int, int], default: None = None) -> CandidatePair | None:
+        """The selected pair of ``key``, if any."""
+        stream, component = key
+        for pair in self._pairs:
+            if pair.component == component and pair.stream == stream:
+                return pair
+        return default
+
+    def __getitem__(self, key: tuple[int, int]) -> CandidatePair:
+        pair = self.get(key)
+        if pair is None:
+            raise KeyError(key)
+        return pair
+
+    def __setitem__(self, key: tuple[int, int], pair: CandidatePair) -> None:
+        if key != (pair.stream, pair.component):
+            raise ValueError(f"pair of {(pair.stream, pair.component)} selected for {key}")
+        self.put(pair)
+
+    def put(self, pair: CandidatePair) -> CandidatePair | None:
+        """Select ``pair`` for its component; the pair it replaces, if any (one call where a
+        dict takes a get and an assignment)."""
+        stream, component = pair.stream, pair.component
+        for current in self._pairs:
+            if current.component == component and current.stream == stream:
+                # in its place, as a dict keeps a key it updates
+                self._pairs = tuple(pair if p is current else p for p in self._pairs)
+                return current
+        self._pairs += (pair,)
+        return None
+
+    def __delitem__(self, key: tuple[int, int]) -> None:
+        current = self[key]
+        self._pairs = tuple(p for p in self._pairs if p is not current)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(pair.stream, pair.component) for pair in self._pairs])
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def values(self) -> tuple[CandidatePair, ...]:
+        """The selected pairs (a tuple: changing the selection while walking them is safe)."""
+        return self._pairs
+
+    def items(self) -> list[tuple[tuple[int, int], CandidatePair]]:
+        return [((pair.stream, pair.component), pair) for pair in self._pairs]
 
     def on_path(self, local_base: Address, remote: Address) -> CandidatePair | None:
         """The selected pair that sends from ``local_base`` to ``remote``, if any."""
-        for pair in self.values():
+        for pair in self._pairs:
             if pair.local_base == local_base and pair.remote.address == remote:
                 return pair
         return None

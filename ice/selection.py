@@ -98,9 +98,7 @@ class Selection(AgentPart):
         self.derive_state(now)
 
     def _select(self, pair: CandidatePair, now: float, *, consent: bool = True) -> None:
-        key = (pair.stream, pair.component)
-        current = self._selected.get(key)
-        self._selected[key] = pair
+        current = self._selected.put(pair)
         if consent and not self._config.lite:  # a lite agent sends no checks at all (§2.5)
             self._consent.track(pair, now)
         if current is not None and current is not pair:

@@ -6,6 +6,7 @@ components left to decide, asked after every datagram, follows the same changes.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -130,3 +131,28 @@ def test_a_selected_pair_is_found_by_its_path_only() -> None:
     assert selected.on_path(BASES[0], Address("198.51.100.1", 5001)) is None
     del selected[(0, 1)]
     assert selected.on_path(BASES[0], Address("198.51.100.1", 5000)) is None
+
+
+def test_selected_pairs_behave_as_a_dict_by_component() -> None:
+    """One pair per (stream, component), in the order a dict keeps: a new pair of a component
+    takes its place and gives back the one it replaces; a pair is held only under its own key."""
+    checklist = CheckList(stream=0, components=1, max_pairs=10)
+    first = checklist.add(local(BASES[0]), BASES[0], remote(5000, 1), controlling=True)
+    second = checklist.add(local(BASES[1]), BASES[1], remote(5001, 1), controlling=True)
+    other = CheckList(stream=1, components=1, max_pairs=10)
+    third = other.add(local(BASES[0]), BASES[0], remote(5002, 1), controlling=True)
+    assert first is not None and second is not None and third is not None
+    selected = SelectedPairs()
+    assert selected.put(first) is None
+    selected[(1, 1)] = third
+    assert selected.put(second) is first
+    assert list(selected) == [(0, 1), (1, 1)]
+    assert selected.items() == [((0, 1), second), ((1, 1), third)]
+    assert (len(selected), selected.get((0, 1)), selected[(1, 1)]) == (2, second, third)
+    assert selected.get((0, 2)) is None
+    with pytest.raises(ValueError, match="selected for"):
+        selected[(0, 2)] = first
+    del selected[(0, 1)]
+    assert selected.values() == (third,)
+    with pytest.raises(KeyError):
+        del selected[(0, 1)]

@@ -14,7 +14,10 @@ an ICE-lite agent (§8.3.2 would let it free them at once; it waits too).
 
 A selected pair needs its own base, and a relayed one the host base its TURN allocation talks
 from; a server-reflexive or peer-reflexive local candidate's base is the host base the pair is
-checked from already. At a restart (§9) the driver re-opens the released bases — new sockets —
+checked from already. A nominated pair that is not selected keeps its base too: a peer that
+nominates aggressively may hold on to such a pair and send on it (its data makes us select it
+again, :meth:`~ice.selection.Selection.follow_peer`); with regular nomination, the nominated
+pairs are the selected ones. At a restart (§9) the driver re-opens the released bases — new sockets —
 and declares them again (``Agent.add_base``, ``Agent.add_tcp_base``): the restart gathers them as
 bases added since gathering, so their candidates are offered again.
 """
@@ -41,13 +44,19 @@ RELEASED = (
 
 
 def unused_bases(agent: Agent) -> list[Address]:
-    """The declared bases, UDP and TCP, that no selected pair needs; none while a component has
-    no selected pair of this generation (then nothing is settled)."""
+    """The declared bases, UDP and TCP, that no selected or nominated pair needs; none while a
+    component has no selected pair of this generation (then nothing is settled)."""
     if not agent.selection.all_concluded:
         return []
     relays = agent.gatherer.relays
     needed = set()
-    for pair in agent.selected.values():
+    nominated = [
+        pair
+        for key in agent.selection.keys()
+        for pair in agent.nomination.valid_pairs(*key)
+        if pair.nominated
+    ]
+    for pair in [*agent.selected.values(), *nominated]:
         base = pair.local_base
         needed.add(relays.base_of(base) or base)  # relayed: where its allocation is talked to
     return [address for address in agent.gatherer.base_addresses() if address not in needed]

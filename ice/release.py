@@ -17,9 +17,11 @@ from; a server-reflexive or peer-reflexive local candidate's base is the host ba
 checked from already. A nominated pair that is not selected keeps its base too: a peer that
 nominates aggressively may hold on to such a pair and send on it (its data makes us select it
 again, :meth:`~ice.selection.Selection.follow_peer`); with regular nomination, the nominated
-pairs are the selected ones. At a restart (§9) the driver re-opens the released bases — new sockets —
-and declares them again (``Agent.add_base``, ``Agent.add_tcp_base``): the restart gathers them as
-bases added since gathering, so their candidates are offered again.
+pairs are the selected ones.
+
+At a restart (§9) the driver re-opens the released bases — new sockets — and declares them again
+(``Agent.add_base``, ``Agent.add_tcp_base``): the restart gathers them as bases added since
+gathering, so their candidates are offered again.
 """
 
 from __future__ import annotations
@@ -38,8 +40,7 @@ RELEASE_DELAY = 3.0
 #: The reason of the :class:`~ice.events.CandidateLost` events of a released base: a driver
 #: closes the base's socket when it sees it.
 RELEASED = (
-    f"released: ICE completed {RELEASE_DELAY:g} s ago and no selected pair uses it "
-    "(RFC 8445 §8.3)"
+    f"released: ICE completed {RELEASE_DELAY:g} s ago and no selected pair uses it (RFC 8445 §8.3)"
 )
 
 
@@ -50,11 +51,9 @@ def unused_bases(agent: Agent) -> list[Address]:
         return []
     relays = agent.gatherer.relays
     needed = set()
+    components = agent.selection.keys()  # (stream, component) pairs, not a dict's keys
     nominated = [
-        pair
-        for key in agent.selection.keys()
-        for pair in agent.nomination.valid_pairs(*key)
-        if pair.nominated
+        pair for key in components for pair in agent.nomination.valid_pairs(*key) if pair.nominated
     ]
     for pair in [*agent.selected.values(), *nominated]:
         base = pair.local_base

@@ -56,9 +56,7 @@ def completed(scenario: Scenario) -> tuple[float, float]:
 
 def completed_at(side: Side) -> float:
     return max(
-        when
-        for when, event in side.events
-        if getattr(event, "state", None) is IceState.COMPLETED
+        when for when, event in side.events if getattr(event, "state", None) is IceState.COMPLETED
     )
 
 

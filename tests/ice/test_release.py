@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from stun.address import Address
-from turn.transport import ClientTransport
-
 from ice.candidate import CandidateType
 from ice.config import AgentConfig, Policy
 from ice.events import CandidateGathered, CandidateLost, DataReceived, IceEvent, IceState
@@ -29,6 +26,8 @@ from ice.scenarios import (
     relay_server,
     two_agents_behind_nats,
 )
+from stun.address import Address
+from turn.transport import ClientTransport
 
 OPEN = NatBehavior.OPEN
 PORT_RESTRICTED = NatBehavior.PORT_RESTRICTED_CONE

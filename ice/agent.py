@@ -34,6 +34,9 @@ reads events (:meth:`Agent.next_event`).
 6. **Restart** (§9): new credentials and check lists; the selected pairs carry data on but belong
    to the previous generation — consent-lost ones too — and never count as a nomination of the
    new one. Gathering runs again for what is gone (:meth:`Gatherer.restart`).
+   Three seconds after completing, the agent releases the bases no selected pair needs (RFC 8445
+   §8.3, :mod:`ice.release`): their candidates are lost; a restart gathers on the bases the
+   driver declares again.
 7. **ICE-TCP** (RFC 6544, :mod:`ice.tcp`): the driver declares listening sockets as TCP bases
    (:meth:`add_tcp_base`); their passive, active and simultaneous-open candidates pair with the
    peer's by direction, and a TCP path's messages travel on its one connection, which the agent

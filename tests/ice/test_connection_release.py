@@ -43,9 +43,7 @@ def released(events: list[IceEvent]) -> list[CandidateLost]:
     return [e for e in events if isinstance(e, CandidateLost) and e.reason == RELEASED]
 
 
-def test_a_udp_session_closes_its_tcp_listener_after_completion_and_a_restart_reopens_it() -> (
-    None
-):
+def test_a_udp_session_closes_its_tcp_listener_after_completion_and_a_restart_reopens_it() -> None:
     events: dict[str, list[IceEvent]] = {"a": [], "b": []}
 
     async def scenario() -> None:

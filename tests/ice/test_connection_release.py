@@ -2,6 +2,8 @@
 loopback: with ICE-TCP on (the default) and a UDP pair selected, each side closes its listening
 TCP socket three seconds after completing — connecting to it is refused — while data flows on;
 a restart opens a listener again and offers its TCP candidates, and the session connects again.
+On a shared-port mux the agent forgets what it does not use, the mux's sockets stay open for the
+other sessions, and a restart offers them again.
 
 Every wait is bounded (:func:`tests.net.loopback.run`, :func:`tests.net.loopback.until`); no
 duration is asserted.
@@ -15,12 +17,14 @@ import socket
 import pytest
 
 from ice import Connection, TcpType
+from ice.aio_mux import Mux
 from ice.events import CandidateLost, IceEvent
 from ice.release import RELEASE_DELAY, RELEASED
 from stun.address import Address
 from tests.net.loopback import run, until
 
-from .test_connection import assert_same_path, exchange, gathered
+from .test_connection import assert_same_path, exchange, gathered, make
+from .test_mux_aio import HOST, connect_ours, echo_check, server, signal_and_connect
 
 #: A bound on waiting for the release: the delay, and room for a loaded machine.
 RELEASE_WAIT = RELEASE_DELAY + 10.0
@@ -80,3 +84,34 @@ def test_a_udp_session_closes_its_tcp_listener_after_completion_and_a_restart_re
             assert await a.recv() == b"\x80after the restart"
 
     run(scenario())
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_a_session_on_a_mux_releases_without_closing_the_shared_sockets(transport: str) -> None:
+    """Over UDP the session's agent forgets the mux's TCP base (its passive candidate), over TCP
+    the UDP one; the mux keeps both open, and after a restart the session offers both again and
+    connects."""
+    events: list[IceEvent] = []
+
+    async def main() -> None:
+        async with Mux(HOST) as mux:
+            assert mux.tcp_local is not None
+            served = server(mux, lite=False)
+            served.on_event = events.append
+            client = make(HOST, True, udp=transport == "udp", tcp=transport == "tcp")
+            async with served, client:
+                await connect_ours(served, client)
+                await until(lambda: len(released(events)) == 1, RELEASE_WAIT)
+                [lost] = released(events)
+                assert lost.candidate.transport != transport
+                assert {c.transport for c in served.local_candidates} == {transport}
+                await connect_to(mux.tcp_local)  # the mux's sockets are open: shared
+                await echo_check(served, client.send, 1)
+
+                await asyncio.gather(served.restart(), client.restart())
+                assert {c.transport for c in served.local_candidates} == {"udp", "tcp"}
+                await signal_and_connect(served, client, end=False)
+                await echo_check(served, client.send, 2)
+                assert mux.metrics()["sessions"] == 1
+
+    run(main())

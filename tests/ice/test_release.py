@@ -27,6 +27,8 @@ from ice.scenarios import (
     two_agents_behind_nats,
 )
 from stun.address import Address
+from stun.attributes import IceControlled, Priority, Username
+from stun.message import Message, MessageClass, Method, new_transaction_id
 from turn.transport import ClientTransport
 
 OPEN = NatBehavior.OPEN
@@ -86,6 +88,14 @@ def data_flows(scenario: Scenario) -> bool:
 
 def received(side: Side) -> list[bytes]:
     return [e.data for _, e in side.events if isinstance(e, DataReceived)]
+
+
+def peer_check(scenario: Scenario) -> bytes:
+    """A Binding request B could send A, signed with A's password (RFC 8445 §7.1)."""
+    a, b = scenario.a.agent, scenario.b.agent
+    attributes = [Username(f"{a.local_username}:{b.local_username}"), Priority(1), IceControlled(1)]
+    request = Message(Method.BINDING, MessageClass.REQUEST, new_transaction_id(), attributes)
+    return request.encode(key=a.local_password.encode(), fingerprint=True)
 
 
 def gathered_after(side: Side, when: float) -> list[IceEvent]:
@@ -172,6 +182,13 @@ def test_an_unused_interface_address_is_released_and_the_used_one_kept() -> None
     assert a.gatherer.base_addresses() == [kept]
     assert released(scenario.b) == []  # one address, in use: nothing to release
     assert data_flows(scenario)
+    # A check of the peer's, validly signed, is answered on the kept base and no longer on the
+    # released one (§8.3.1: the agent may cease responding to checks there).
+    peer = scenario.b.agent.selected_pair()
+    assert peer is not None
+    for base, answers in ((kept, 1), (lost.candidate.base, 0)):
+        a.receive_datagram(peer_check(scenario), base, peer.local_base, network.now)
+        assert len(a.datagrams_to_send(network.now)) == answers
 
 
 def test_a_tcp_pair_keeps_its_listener_and_the_udp_bases_go() -> None:

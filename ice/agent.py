@@ -199,7 +199,7 @@ class Agent:
         address must differ from every other base's, UDP ones included."""
         self._check_stream(stream, component)
         self.gatherer.add_tcp_base(stream, component, address, simultaneous_open=simultaneous_open)
-        self.tcp.bases[address] = None
+        self.tcp.add_base(address)
 
     def gather(self, now: float) -> None:
         """Emit host candidates now and start learning server-reflexive ones (§5.1.1)."""

@@ -88,7 +88,7 @@ from .events import (
 )
 from .interfaces import interface_addresses, interface_problem
 from .mdns import InterfaceAddress
-from .mdns_candidates import MdnsCandidates
+from .mdns_candidates import MdnsCandidates, shared_addresses
 from .outbox import Outbox
 from .relay_streams import RelayStreams, tls_settings
 from .server_names import resolve_servers
@@ -168,7 +168,6 @@ class Connection(ConnectionEvents, _Closing):
         "__weakref__",
         "_agent",
         "_bases",
-        "_batch_io",
         "_closed",
         "_components",
         "_data_paths",
@@ -176,12 +175,11 @@ class Connection(ConnectionEvents, _Closing):
         "_early_dropped",
         "_early_remote",
         "_end_sent",
-        "_include_loopback",
-        "_interfaces",
+        "_gathered_on",
         "_loop",
         "_mdns",
         "_mux",
-        "_port_range",
+        "_options",
         "_receive_queue_size",
         "_relay_streams",
         "_remote_end",
@@ -192,9 +190,6 @@ class Connection(ConnectionEvents, _Closing):
         "_timer_entry",
         "_timers",
         "_turn_servers",
-        "_udp",
-        "_use_ipv4",
-        "_use_ipv6",
         "on_event",
         "reader_errors",
         "timer_errors",
@@ -244,7 +239,7 @@ class Connection(ConnectionEvents, _Closing):
             options.flag(name, value)
         options.whole_number("receive_queue_size", receive_queue_size, 1)
         options.seconds("mdns_timeout", mdns_timeout)
-        self._port_range = check_port_range(port_range, error=LocalProtocolError)
+        checked_port_range = check_port_range(port_range, error=LocalProtocolError)
         if not use_ipv4 and not use_ipv6:
             raise LocalProtocolError("use_ipv4 and use_ipv6 cannot both be off")
         if mux is not None and not isinstance(mux, Mux):
@@ -279,8 +274,7 @@ class Connection(ConnectionEvents, _Closing):
         self._stun_servers = None if stun_servers is None else options.stun_servers(stun_servers)
         self._turn_servers = None if turn_servers is None else options.turn_servers(turn_servers)
         only = options.names("interfaces", interfaces)
-        self._interfaces = None if only is None else tuple(only)  # 24 bytes less than a list
-        for name in self._interfaces or ():
+        for name in only or ():
             problem = interface_problem(
                 name,
                 include_loopback=include_loopback,
@@ -290,11 +284,18 @@ class Connection(ConnectionEvents, _Closing):
             )
             if problem is not None:
                 raise LocalProtocolError(f"interfaces: {name!r}: {problem}")
-        self._use_ipv4 = use_ipv4
-        self._use_ipv6 = use_ipv6
-        self._include_loopback = include_loopback
-        self._udp = udp
-        self._batch_io = batch_io
+        self._options = options.gather_options(
+            options.GatherOptions(
+                use_ipv4=use_ipv4,
+                use_ipv6=use_ipv6,
+                include_loopback=include_loopback,
+                interfaces=None if only is None else tuple(only),
+                udp=udp,
+                batch_io=batch_io,
+                port_range=checked_port_range,
+                mdns_timeout=mdns_timeout,
+            )
+        )
         self._receive_queue_size = receive_queue_size
         #: Called with every event of the agent (and :class:`~ice.mdns.CandidateUnresolvable`),
         #: for logs and live views. It must not block.
@@ -319,13 +320,14 @@ class Connection(ConnectionEvents, _Closing):
         self._relay_streams = RelayStreams(self, tls_settings(turn_tls_cafile, turn_tls_verify))
         #: The TCP bases and connections (from the first gather, like the loop).
         self._tcp: TcpSockets | None = None
-        self._mdns = MdnsCandidates(
-            self,
-            hide_hosts=mdns_hide_host_candidates,
-            timeout=mdns_timeout,
-            limit=self._config.max_remote_candidates,
-            local_link=self._config.policy is not Policy.RELAY,
-        )
+        #: The mDNS side (:mod:`ice.mdns_candidates`): made at once to hide our host
+        #: candidates, else with the peer's first ``.local`` candidate (most sessions have none;
+        #: it is 152 bytes).
+        self._mdns: MdnsCandidates | None = None
+        #: The interface addresses gathered on (a shared tuple), from the first gather.
+        self._gathered_on: tuple[InterfaceAddress, ...] = ()
+        if mdns_hide_host_candidates:
+            self._mdns = self._new_mdns(hide_hosts=True)
         #: Our candidates as signalled, in the order gathered (this generation's).
         #: (A tuple: a few, and a list of one is 88 bytes, a tuple 48.)
         self._local_candidates: tuple[Candidate, ...] = ()
@@ -419,13 +421,15 @@ class Connection(ConnectionEvents, _Closing):
             raise IceConnectionError("the connection was closed")
         addresses = self._interface_addresses()
         # Our names published now (if hidden); the peer's resolved from its first .local name.
-        self._mdns.start(addresses)
-        if not self._udp:  # STUN and TURN servers are reached from UDP bases only
+        self._gathered_on = shared_addresses(addresses)
+        if self._mdns is not None:
+            self._mdns.start(self._gathered_on)
+        if not self._options.udp:  # STUN and TURN servers are reached from UDP bases only
             config = dataclasses.replace(config, stun_servers=(), turn_servers=())
         self._agent = agent = Agent(config)
         self._config = config  # one copy per connection: the agent's (same role and credentials)
         if config.tcp_types:  # without ICE-TCP, nothing of it is made: no tables, no pump work
-            self._tcp = TcpSockets(self, agent, self._port_range)
+            self._tcp = TcpSockets(self, agent, self._options.port_range)
         self._add_bases(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()
@@ -442,10 +446,10 @@ class Connection(ConnectionEvents, _Closing):
         if self._mux is not None:
             return [InterfaceAddress(self._mux.local.host, 0, "mux")]
         return interface_addresses(
-            include_loopback=self._include_loopback,
-            use_ipv4=self._use_ipv4,
-            use_ipv6=self._use_ipv6,
-            only=self._interfaces,
+            include_loopback=self._options.include_loopback,
+            use_ipv4=self._options.use_ipv4,
+            use_ipv6=self._options.use_ipv6,
+            only=self._options.interfaces,
         )
 
     def _add_bases(self, addresses: list[InterfaceAddress]) -> None:
@@ -462,7 +466,7 @@ class Connection(ConnectionEvents, _Closing):
                     if self._mux is not None:
                         self._attach_mux(self._mux, component)
                         continue
-                    if self._udp and not has_base(0, component, host, tcp=False):
+                    if self._options.udp and not has_base(0, component, host, tcp=False):
                         self._add_udp_base(component, host)
                     if self._tcp is not None and not has_base(0, component, host, tcp=True):
                         udp_port = next(
@@ -480,13 +484,13 @@ class Connection(ConnectionEvents, _Closing):
     def _add_udp_base(self, component: int, host: str) -> None:
         """Open the UDP base of ``component`` on ``host`` (a failure is logged and skipped)."""
         try:
-            sock = bind_base(host, self._port_range)
+            sock = bind_base(host, self._options.port_range)
         except PortRangeExhausted:
             raise
         except OSError as exc:
             _log.info("cannot gather on %s: %s", host, exc)
             return
-        outbox = Outbox(sock, batch_io=self._batch_io)
+        outbox = Outbox(sock, batch_io=self._options.batch_io)
         base = BaseSocket(self, sock, component, outbox)
         self._bases[base.local] = base
         self.agent.add_base(0, component, base.local)
@@ -580,16 +584,34 @@ class Connection(ConnectionEvents, _Closing):
         if candidate is None:
             self._end_candidates_when_resolved()
         elif candidate.is_mdns and usable:  # a TCP one without ICE-TCP is not worth a lookup
-            if not self._mdns.resolve(candidate):
+            if not self._resolving_mdns().resolve(candidate):
                 agent.failures.peer_input[PeerInput.MDNS_LOOKUPS_FULL] += 1
         else:
             agent.add_remote_candidate(candidate)
         self._pump()
 
     def _end_candidates_when_resolved(self) -> None:
-        if self._remote_end and not self._mdns.resolving and not self._end_sent and self._agent:
+        resolving = self._mdns is not None and self._mdns.resolving
+        if self._remote_end and not resolving and not self._end_sent and self._agent:
             self._end_sent = True
             self._agent.add_remote_candidate(None)
+
+    def _new_mdns(self, *, hide_hosts: bool) -> MdnsCandidates:
+        return MdnsCandidates(
+            self,
+            hide_hosts=hide_hosts,
+            timeout=self._options.mdns_timeout,
+            limit=self._config.max_remote_candidates,
+            local_link=self._config.policy is not Policy.RELAY,
+        )
+
+    def _resolving_mdns(self) -> MdnsCandidates:
+        """The mDNS side, made now (on the interfaces gathered on) if it was not."""
+        mdns = self._mdns
+        if mdns is None:
+            mdns = self._mdns = self._new_mdns(hide_hosts=False)
+            mdns.start(self._gathered_on)
+        return mdns
 
     def _admit_resolved(self, candidate: Candidate) -> str | None:
         """Whether the agent can still take a ``.local`` candidate once resolved (``None``), or
@@ -660,7 +682,9 @@ class Connection(ConnectionEvents, _Closing):
         known |= {base.host for base in listeners}
         added = [address for address in addresses if address.host not in known]
         self._add_bases(addresses)  # new addresses, and what was released on known ones
-        self._mdns.restart(addresses, added)
+        self._gathered_on = shared_addresses(addresses)
+        if self._mdns is not None:
+            self._mdns.restart(self._gathered_on, added)
         self._local_candidates = ()
         self._lost_local = ()
         self._gathering_complete = False
@@ -766,6 +790,7 @@ class Connection(ConnectionEvents, _Closing):
         if self._tcp is not None:
             self._tcp.close()
         self._data_paths.paths = ()
-        self._mdns.close()
+        if self._mdns is not None:
+            self._mdns.close()
         self._data_signal.fire()
         self._state_signal.fire()

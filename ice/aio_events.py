@@ -28,6 +28,7 @@ from .aio_properties import ConnectionProperties
 from .base_sockets import Signal
 from .candidate import Candidate
 from .events import IceEvent, IceState
+from .mdns_candidates import signalled as mdns_signalled
 from .release import RELEASED
 
 _log = logging.getLogger("icestack.ice")
@@ -83,7 +84,7 @@ class ConnectionEvents(ConnectionProperties):
         self._deliver(event.data, event.component)
 
     def _on_candidate(self, event: events.CandidateGathered) -> None:
-        signalled = self._mdns.signalled(event.candidate)
+        signalled = mdns_signalled(self._mdns, event.candidate)
         if signalled is not None:
             self._local_candidates += (signalled,)
         self._state_signal.fire()
@@ -112,7 +113,7 @@ class ConnectionEvents(ConnectionProperties):
     def _on_candidate_lost(self, event: events.CandidateLost) -> None:
         candidate = event.candidate
         _log.info("%s candidate %s lost: %s", candidate.type, candidate.address, event.reason)
-        signalled = self._mdns.signalled(candidate)
+        signalled = mdns_signalled(self._mdns, candidate)
         if signalled is not None:
             self._lost_local += (signalled,)
         self._data_paths.lose(candidate, event.reason, self._loop.time())

@@ -22,6 +22,7 @@ from .config import AgentConfig
 from .errors import LocalProtocolError
 from .events import IceState
 from .mdns_candidates import MdnsCandidates
+from .mdns_candidates import signalled as mdns_signalled
 from .pump import AgentPump
 from .relay_streams import RelayStreams
 from .stats import PairStats
@@ -42,7 +43,7 @@ class ConnectionProperties(AgentPump):
     _remote_password: str | None
     _relay_streams: RelayStreams
     _tcp: TcpSockets | None
-    _mdns: MdnsCandidates
+    _mdns: MdnsCandidates | None
     _data_paths: DataPaths
     _local_candidates: tuple[Candidate, ...]
     _lost_local: tuple[Candidate, ...]
@@ -182,7 +183,7 @@ class ConnectionProperties(AgentPump):
             (
                 c.candidate
                 for c in agent.local_candidates
-                if local in (c.candidate, self._mdns.signalled(c.candidate))
+                if local in (c.candidate, mdns_signalled(self._mdns, c.candidate))
             ),
             None,
         )

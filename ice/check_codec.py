@@ -41,6 +41,11 @@ _new_tuple = tuple.__new__  # an Address built without the NamedTuple constructo
 #: PRIORITY and the role attribute (ICE-CONTROLLING or ICE-CONTROLLED with the tie-breaker).
 _PRIORITY_AND_ROLE = struct.Struct("!HHIHHQ")
 _PRIORITY_TYPE = 0x0024
+#: The attribute types a template encodes (plain ints: an enum member read through its class
+#: costs ~0.2 µs in CPython 3.11, and a template is made for every session).
+_USERNAME_TYPE = int(AttrType.USERNAME)
+_CONTROLLING_TYPE = int(AttrType.ICE_CONTROLLING)
+_CONTROLLED_TYPE = int(AttrType.ICE_CONTROLLED)
 _USE_CANDIDATE = b"\x00\x25\x00\x00"
 _MESSAGE_INTEGRITY = b"\x00\x08\x00\x14"
 _FINGERPRINT = struct.Struct("!HHI")
@@ -82,10 +87,8 @@ class CheckTemplate:
         self.prepared: PreparedKey = shared_key(key)
         padded = (size + 3) & ~3  # attributes end on a multiple of four bytes (RFC 8489 §14)
         #: USERNAME, encoded.
-        self._username = (_ATTRIBUTE.pack(AttrType.USERNAME, size) + username + _PADDING)[
-            : 4 + padded
-        ]
-        self._role = AttrType.ICE_CONTROLLING if controlling else AttrType.ICE_CONTROLLED
+        self._username = (_ATTRIBUTE.pack(_USERNAME_TYPE, size) + username + _PADDING)[: 4 + padded]
+        self._role = _CONTROLLING_TYPE if controlling else _CONTROLLED_TYPE
         #: The attributes' size: USERNAME, PRIORITY and the role.
         self._size = 4 + padded + 8 + 12
 

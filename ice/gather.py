@@ -121,6 +121,7 @@ class Gatherer:
         "_emit",
         "_in_flight",
         "_index",
+        "_local_preferences",
         "_new_bases",
         "_next_send",
         "_preferences",
@@ -132,7 +133,6 @@ class Gatherer:
         "lost",
         "new_relayed",
         "peer_reflexive",
-        "preferences",
         "relays",
         "started",
     )
@@ -146,8 +146,7 @@ class Gatherer:
         self._config = config
         self._emit = emit
         self._send = send
-        #: The local preferences reflexive and relayed candidates hold (RFC 8445 §5.1.2.1).
-        self.preferences = LocalPreferences()
+        self._local_preferences: LocalPreferences | None = None
         #: The TURN allocations behind relayed candidates (RFC 8445 §5.1.1.2).
         self.relays = (
             Relays(config, self.preferences, self._add_relayed, self._lose_relayed, self._failed)
@@ -190,6 +189,14 @@ class Gatherer:
         self._next_send = 0.0
         self.started = False
         self.completed = False
+
+    @property
+    def preferences(self) -> LocalPreferences:
+        """The local preferences reflexive and relayed candidates hold (RFC 8445 §5.1.2.1): made
+        with the first of them (host candidates take none)."""
+        if self._local_preferences is None:
+            self._local_preferences = LocalPreferences()
+        return self._local_preferences
 
     def add_base(self, stream: int, component: int, address: Address) -> None:
         """Declare a UDP socket the driver opened for ``stream``/``component``; after gathering

@@ -41,9 +41,14 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
   accepts are carried out from its commands; their frames reach the agent, which hands data
   back as :class:`~ice.events.DataReceived`, and :meth:`Connection.send` on a TCP pair goes
   through the agent, which frames it. Writes past a bounded buffer are dropped and counted.
+- **Releasing** (RFC 8445 §8.3, :mod:`ice.release`). Three seconds after completing, the agent
+  forgets the bases no selected pair needs (:class:`~ice.events.CandidateLost` with the reason
+  :data:`~ice.release.RELEASED`), and the connection closes their sockets — with a UDP pair, the
+  ICE-TCP listener — but a mux's, which other connections share.
 - **Restart.** :meth:`Connection.restart` lists the interface addresses again (opening sockets
-  for new ones, closing those of gone ones), restarts the agent — which allocates again where an
-  allocation is gone — and returns once the new generation's candidates are gathered.
+  for new ones and for those the agent released, closing those of gone ones), restarts the
+  agent — which allocates again where an allocation is gone — and returns once the new
+  generation's candidates are gathered.
 - **mDNS** (:mod:`ice.mdns_candidates`). A remote ``.local`` candidate is resolved in the
   background (one shared resolver, a bounded number of lookups at a time and per generation)
   and added when resolved, or reported as :class:`~ice.mdns.CandidateUnresolvable`;
@@ -83,7 +88,7 @@ from .events import (
 )
 from .interfaces import interface_addresses, interface_problem
 from .mdns import InterfaceAddress
-from .mdns_candidates import MdnsCandidates
+from .mdns_candidates import MdnsCandidates, shared_addresses
 from .outbox import Outbox
 from .relay_streams import RelayStreams, tls_settings
 from .server_names import resolve_servers
@@ -163,7 +168,6 @@ class Connection(ConnectionEvents, _Closing):
         "__weakref__",
         "_agent",
         "_bases",
-        "_batch_io",
         "_closed",
         "_components",
         "_data_paths",
@@ -171,14 +175,12 @@ class Connection(ConnectionEvents, _Closing):
         "_early_dropped",
         "_early_remote",
         "_end_sent",
-        "_include_loopback",
-        "_interfaces",
+        "_gathered_on",
         "_loop",
         "_mdns",
         "_mux",
-        "_port_range",
+        "_options",
         "_receive_queue_size",
-        "_relay_streams",
         "_remote_end",
         "_setup",
         "_state_signal",
@@ -187,9 +189,7 @@ class Connection(ConnectionEvents, _Closing):
         "_timer_entry",
         "_timers",
         "_turn_servers",
-        "_udp",
-        "_use_ipv4",
-        "_use_ipv6",
+        "_turn_tls",
         "on_event",
         "reader_errors",
         "timer_errors",
@@ -239,7 +239,7 @@ class Connection(ConnectionEvents, _Closing):
             options.flag(name, value)
         options.whole_number("receive_queue_size", receive_queue_size, 1)
         options.seconds("mdns_timeout", mdns_timeout)
-        self._port_range = check_port_range(port_range, error=LocalProtocolError)
+        checked_port_range = check_port_range(port_range, error=LocalProtocolError)
         if not use_ipv4 and not use_ipv6:
             raise LocalProtocolError("use_ipv4 and use_ipv6 cannot both be off")
         if mux is not None and not isinstance(mux, Mux):
@@ -274,8 +274,7 @@ class Connection(ConnectionEvents, _Closing):
         self._stun_servers = None if stun_servers is None else options.stun_servers(stun_servers)
         self._turn_servers = None if turn_servers is None else options.turn_servers(turn_servers)
         only = options.names("interfaces", interfaces)
-        self._interfaces = None if only is None else tuple(only)  # 24 bytes less than a list
-        for name in self._interfaces or ():
+        for name in only or ():
             problem = interface_problem(
                 name,
                 include_loopback=include_loopback,
@@ -285,11 +284,18 @@ class Connection(ConnectionEvents, _Closing):
             )
             if problem is not None:
                 raise LocalProtocolError(f"interfaces: {name!r}: {problem}")
-        self._use_ipv4 = use_ipv4
-        self._use_ipv6 = use_ipv6
-        self._include_loopback = include_loopback
-        self._udp = udp
-        self._batch_io = batch_io
+        self._options = options.gather_options(
+            options.GatherOptions(
+                use_ipv4=use_ipv4,
+                use_ipv6=use_ipv6,
+                include_loopback=include_loopback,
+                interfaces=None if only is None else tuple(only),
+                udp=udp,
+                batch_io=batch_io,
+                port_range=checked_port_range,
+                mdns_timeout=mdns_timeout,
+            )
+        )
         self._receive_queue_size = receive_queue_size
         #: Called with every event of the agent (and :class:`~ice.mdns.CandidateUnresolvable`),
         #: for logs and live views. It must not block.
@@ -310,17 +316,20 @@ class Connection(ConnectionEvents, _Closing):
         #: (a finished future would hold 144 bytes for the connection's life).
         self._setup: asyncio.Future[None] | bool = False
         self._bases: dict[Address, BaseSocket] = {}
-        #: The TCP/TLS connections to TURN servers (:mod:`ice.relay_streams`).
-        self._relay_streams = RelayStreams(self, tls_settings(turn_tls_cafile, turn_tls_verify))
+        #: The TCP/TLS connections to TURN servers (:mod:`ice.relay_streams`): made when
+        #: gathering starts with TURN servers (or when asked for), with these TLS settings.
+        self._turn_tls = tls_settings(turn_tls_cafile, turn_tls_verify)
+        self._relay_streams: RelayStreams | None = None
         #: The TCP bases and connections (from the first gather, like the loop).
         self._tcp: TcpSockets | None = None
-        self._mdns = MdnsCandidates(
-            self,
-            hide_hosts=mdns_hide_host_candidates,
-            timeout=mdns_timeout,
-            limit=self._config.max_remote_candidates,
-            local_link=self._config.policy is not Policy.RELAY,
-        )
+        #: The mDNS side (:mod:`ice.mdns_candidates`): made at once to hide our host
+        #: candidates, else with the peer's first ``.local`` candidate (most sessions have none;
+        #: it is 152 bytes).
+        self._mdns: MdnsCandidates | None = None
+        #: The interface addresses gathered on (a shared tuple), from the first gather.
+        self._gathered_on: tuple[InterfaceAddress, ...] = ()
+        if mdns_hide_host_candidates:
+            self._mdns = self._new_mdns(hide_hosts=True)
         #: Our candidates as signalled, in the order gathered (this generation's).
         #: (A tuple: a few, and a list of one is 88 bytes, a tuple 48.)
         self._local_candidates: tuple[Candidate, ...] = ()
@@ -414,13 +423,17 @@ class Connection(ConnectionEvents, _Closing):
             raise IceConnectionError("the connection was closed")
         addresses = self._interface_addresses()
         # Our names published now (if hidden); the peer's resolved from its first .local name.
-        self._mdns.start(addresses)
-        if not self._udp:  # STUN and TURN servers are reached from UDP bases only
+        self._gathered_on = shared_addresses(addresses)
+        if self._mdns is not None:
+            self._mdns.start(self._gathered_on)
+        if not self._options.udp:  # STUN and TURN servers are reached from UDP bases only
             config = dataclasses.replace(config, stun_servers=(), turn_servers=())
         self._agent = agent = Agent(config)
         self._config = config  # one copy per connection: the agent's (same role and credentials)
+        if config.turn_servers and self._relay_streams is None:
+            self._relay_streams = RelayStreams(self, self._turn_tls)
         if config.tcp_types:  # without ICE-TCP, nothing of it is made: no tables, no pump work
-            self._tcp = TcpSockets(self, agent, self._port_range)
+            self._tcp = TcpSockets(self, agent, self._options.port_range)
         self._add_bases(addresses)
         agent.gather(self._loop.time())
         self._apply_remote_credentials()
@@ -437,54 +450,89 @@ class Connection(ConnectionEvents, _Closing):
         if self._mux is not None:
             return [InterfaceAddress(self._mux.local.host, 0, "mux")]
         return interface_addresses(
-            include_loopback=self._include_loopback,
-            use_ipv4=self._use_ipv4,
-            use_ipv6=self._use_ipv6,
-            only=self._interfaces,
+            include_loopback=self._options.include_loopback,
+            use_ipv4=self._options.use_ipv4,
+            use_ipv6=self._options.use_ipv6,
+            only=self._options.interfaces,
         )
 
     def _add_bases(self, addresses: list[InterfaceAddress]) -> None:
-        """Open one UDP socket and the TCP bases per component on each address, and declare
-        them to the agent; a port range with no free port left ends gathering, saying so."""
+        """Open one UDP socket and the TCP bases per component on each address, as far as the
+        agent lacks them (a restart re-opens those released, :meth:`_close_released`), and
+        declare them to the agent; a port range with no free port left ends gathering, saying
+        so."""
+        agent = self.agent
+        has_base = agent.gatherer.has_base
         try:
             for component in range(1, self._components + 1):
                 for address in addresses:
+                    host = address.host
                     if self._mux is not None:
                         self._attach_mux(self._mux, component)
                         continue
-                    udp_port = self._add_udp_base(component, address.host) if self._udp else 0
-                    if self._tcp is not None:
-                        self._tcp.add_bases(self.agent, component, address.host, avoid=udp_port)
+                    if self._options.udp and not has_base(0, component, host, tcp=False):
+                        self._add_udp_base(component, host)
+                    if self._tcp is not None and not has_base(0, component, host, tcp=True):
+                        udp_port = next(
+                            (
+                                base.local.port
+                                for base in self._bases.values()
+                                if base.component == component and base.local.host == host
+                            ),
+                            0,
+                        )
+                        self._tcp.add_bases(agent, component, host, avoid=udp_port)
         except PortRangeExhausted as exc:
             raise IceConnectionError(f"port_range: {exc.strerror}") from None
 
-    def _add_udp_base(self, component: int, host: str) -> int:
-        """The UDP base of ``component`` on ``host``: its port (0 if it cannot be opened)."""
+    def _add_udp_base(self, component: int, host: str) -> None:
+        """Open the UDP base of ``component`` on ``host`` (a failure is logged and skipped)."""
         try:
-            sock = bind_base(host, self._port_range)
+            sock = bind_base(host, self._options.port_range)
         except PortRangeExhausted:
             raise
         except OSError as exc:
             _log.info("cannot gather on %s: %s", host, exc)
-            return 0
-        outbox = Outbox(sock, batch_io=self._batch_io)
+            return
+        outbox = Outbox(sock, batch_io=self._options.batch_io)
         base = BaseSocket(self, sock, component, outbox)
         self._bases[base.local] = base
         self.agent.add_base(0, component, base.local)
         self._loop.add_reader(sock.fileno(), base.read_ready)
-        return base.local.port
 
     def _attach_mux(self, mux: Mux, component: int) -> None:
         """The mux's socket is the one UDP base, and its TCP port, if the agent offers TCP
-        candidates, the one (passive) TCP base: routed to this connection by its ufrag."""
+        candidates, the one (passive) TCP base: routed to this connection by its ufrag. At a
+        restart, declared again to the agent if it released them (the mux keeps them open)."""
         agent = self.agent
-        base = BaseSocket(self, mux.sock, component, mux.outbox)
+        has_base = agent.gatherer.has_base
         tcp = self._tcp if agent.config.tcp_types and mux.tcp_local is not None else None
-        mux.attach(base, agent.local_username, tcp)
-        self._bases[base.local] = base
-        agent.add_base(0, component, base.local)
-        if tcp is not None and mux.tcp_local is not None:
-            agent.add_tcp_base(0, component, mux.tcp_local)
+        base = next((b for b in self._bases.values() if b.component == component), None)
+        if base is None:
+            base = BaseSocket(self, mux.sock, component, mux.outbox)
+            mux.attach(base, agent.local_username, tcp)
+            self._bases[base.local] = base
+        if not has_base(0, component, base.local.host, tcp=False):
+            agent.add_base(0, component, base.local)
+        tcp_local = mux.tcp_local
+        if (
+            tcp is not None
+            and tcp_local is not None
+            and not has_base(0, component, tcp_local.host, tcp=True)
+        ):
+            agent.add_tcp_base(0, component, tcp_local)
+
+    def _close_released(self, address: Address | None) -> None:
+        """The agent released a base it completed without (RFC 8445 §8.3, :mod:`ice.release`):
+        close its socket — a UDP base, or a TCP base's listener — unless it is a mux's, shared
+        with other connections. A restart opens what is missing again (:meth:`_add_bases`)."""
+        if address is None or self._mux is not None:
+            return
+        base = self._bases.get(address)
+        if base is not None:
+            self._close_base(base)
+        elif self._tcp is not None:
+            self._tcp.close_base(address)
 
     def _close_base(self, base: BaseSocket) -> None:
         if base.mux is not None:
@@ -540,16 +588,34 @@ class Connection(ConnectionEvents, _Closing):
         if candidate is None:
             self._end_candidates_when_resolved()
         elif candidate.is_mdns and usable:  # a TCP one without ICE-TCP is not worth a lookup
-            if not self._mdns.resolve(candidate):
+            if not self._resolving_mdns().resolve(candidate):
                 agent.failures.peer_input[PeerInput.MDNS_LOOKUPS_FULL] += 1
         else:
             agent.add_remote_candidate(candidate)
         self._pump()
 
     def _end_candidates_when_resolved(self) -> None:
-        if self._remote_end and not self._mdns.resolving and not self._end_sent and self._agent:
+        resolving = self._mdns is not None and self._mdns.resolving
+        if self._remote_end and not resolving and not self._end_sent and self._agent:
             self._end_sent = True
             self._agent.add_remote_candidate(None)
+
+    def _new_mdns(self, *, hide_hosts: bool) -> MdnsCandidates:
+        return MdnsCandidates(
+            self,
+            hide_hosts=hide_hosts,
+            timeout=self._options.mdns_timeout,
+            limit=self._config.max_remote_candidates,
+            local_link=self._config.policy is not Policy.RELAY,
+        )
+
+    def _resolving_mdns(self) -> MdnsCandidates:
+        """The mDNS side, made now (on the interfaces gathered on) if it was not."""
+        mdns = self._mdns
+        if mdns is None:
+            mdns = self._mdns = self._new_mdns(hide_hosts=False)
+            mdns.start(self._gathered_on)
+        return mdns
 
     def _admit_resolved(self, candidate: Candidate) -> str | None:
         """Whether the agent can still take a ``.local`` candidate once resolved (``None``), or
@@ -619,8 +685,10 @@ class Connection(ConnectionEvents, _Closing):
         gone_tcp = [base for base in listeners if base.host not in hosts]
         known |= {base.host for base in listeners}
         added = [address for address in addresses if address.host not in known]
-        self._add_bases(added)
-        self._mdns.restart(addresses, added)
+        self._add_bases(addresses)  # new addresses, and what was released on known ones
+        self._gathered_on = shared_addresses(addresses)
+        if self._mdns is not None:
+            self._mdns.restart(self._gathered_on, added)
         self._local_candidates = ()
         self._lost_local = ()
         self._gathering_complete = False
@@ -720,12 +788,14 @@ class Connection(ConnectionEvents, _Closing):
             self._agent.close(now)
             self._send(self._agent.datagrams_to_send(now))  # TURN deallocations, if any
             self._drain_events()
-        self._relay_streams.close()
+        if self._relay_streams is not None:
+            self._relay_streams.close()
         for base in list(self._bases.values()):
             self._close_base(base)
         if self._tcp is not None:
             self._tcp.close()
         self._data_paths.paths = ()
-        self._mdns.close()
+        if self._mdns is not None:
+            self._mdns.close()
         self._data_signal.fire()
         self._state_signal.fire()

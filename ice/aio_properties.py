@@ -22,8 +22,9 @@ from .config import AgentConfig
 from .errors import LocalProtocolError
 from .events import IceState
 from .mdns_candidates import MdnsCandidates
+from .mdns_candidates import signalled as mdns_signalled
 from .pump import AgentPump
-from .relay_streams import RelayStreams
+from .relay_streams import RelayStreams, TlsSettings
 from .stats import PairStats
 from .tcp_sockets import TcpSockets
 
@@ -33,16 +34,17 @@ class ConnectionProperties(AgentPump):
     the state declared here."""
 
     #: What the properties set; the rest of the connection's state is in its own __slots__.
-    __slots__ = ("_config", "_remote_password", "_remote_username")
+    __slots__ = ("_config", "_relay_streams", "_remote_password", "_remote_username")
 
     _agent: Agent | None
     _loop: asyncio.AbstractEventLoop
     _config: AgentConfig
     _remote_username: str | None
     _remote_password: str | None
-    _relay_streams: RelayStreams
+    _relay_streams: RelayStreams | None
+    _turn_tls: TlsSettings
     _tcp: TcpSockets | None
-    _mdns: MdnsCandidates
+    _mdns: MdnsCandidates | None
     _data_paths: DataPaths
     _local_candidates: tuple[Candidate, ...]
     _lost_local: tuple[Candidate, ...]
@@ -51,6 +53,8 @@ class ConnectionProperties(AgentPump):
     def relay_streams(self) -> RelayStreams:
         """The TCP/TLS connections to TURN servers: how many (``len``), the bytes waiting to be
         written (``buffered``), the datagrams dropped (``dropped``; :mod:`ice.relay_streams`)."""
+        if self._relay_streams is None:  # no TURN server: none, and none will be
+            self._relay_streams = RelayStreams(self, self._turn_tls)  # type: ignore[arg-type]
         return self._relay_streams
 
     @property
@@ -182,7 +186,7 @@ class ConnectionProperties(AgentPump):
             (
                 c.candidate
                 for c in agent.local_candidates
-                if local in (c.candidate, self._mdns.signalled(c.candidate))
+                if local in (c.candidate, mdns_signalled(self._mdns, c.candidate))
             ),
             None,
         )

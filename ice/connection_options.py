@@ -31,9 +31,34 @@ from turn.uri import UriScheme, parse_uri
 from .candidate import TcpType, generate_credentials, validate_pwd, validate_ufrag
 from .config import AgentConfig, Policy
 from .errors import LocalProtocolError
+from .shared_values import SharedValues
 
 #: A STUN server as the agent is given it before names are resolved: (host, port).
 StunServer = tuple[str, int]
+
+
+class GatherOptions(NamedTuple):
+    """How a connection gathers and what its sockets do (its arguments of that name, checked),
+    read when gathering starts or restarts: one object held instead of eight attributes, shared
+    by the connections given the same ones (:func:`gather_options`)."""
+
+    use_ipv4: bool
+    use_ipv6: bool
+    include_loopback: bool
+    #: The addresses or interface names to gather on (``None``: every usable one).
+    interfaces: tuple[str, ...] | None
+    udp: bool
+    batch_io: bool
+    port_range: tuple[int, int] | None
+    mdns_timeout: float
+
+
+_GATHER_OPTIONS: SharedValues[GatherOptions] = SharedValues()
+
+
+def gather_options(options: GatherOptions) -> GatherOptions:
+    """``options``, or the equal one another connection holds already."""
+    return _GATHER_OPTIONS.get(options)
 
 
 @dataclass(frozen=True, slots=True)

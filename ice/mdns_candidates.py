@@ -1,7 +1,9 @@
 """mDNS for a :class:`~ice.aio.Connection`'s candidates: ours hidden behind ``.local`` names, the
 peer's resolved (RFC 8828 privacy, the mmusic "mDNS ICE candidates" draft; :mod:`ice.mdns`).
 
-Theory of operation. When gathering starts, :meth:`MdnsCandidates.start` notes the interfaces
+Theory of operation. A connection makes its :class:`MdnsCandidates` when gathering starts if it
+hides its host candidates, else with the peer's first ``.local`` candidate (most sessions have
+none: they hold no mDNS state at all); :meth:`MdnsCandidates.start` notes the interfaces
 gathered on and, to hide host candidates, opens a :class:`~ice.mdns.Responder` that publishes one
 ``<uuid>.local`` name per host address. The :class:`~ice.mdns.Resolver` on those interfaces is
 opened with the first remote ``.local`` name to look up — a session whose peer signals addresses
@@ -32,6 +34,7 @@ import functools
 import hashlib
 import logging
 import secrets
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from stun.address import Address, is_destination
@@ -53,6 +56,18 @@ MAX_CONCURRENT_LOOKUPS = 16
 _HIDDEN_RELATED = {False: Address("0.0.0.0", 9), True: Address("::", 9)}
 #: The interface addresses of the connections of this process: mostly one value, held once.
 _ADDRESSES: SharedValues[tuple[InterfaceAddress, ...]] = SharedValues()
+
+
+def shared_addresses(addresses: list[InterfaceAddress]) -> tuple[InterfaceAddress, ...]:
+    """The interface addresses gathered on, as a tuple shared by the connections that gathered
+    on the same ones."""
+    return _ADDRESSES.get(tuple(addresses))
+
+
+def signalled(mdns: MdnsCandidates | None, candidate: Candidate) -> Candidate | None:
+    """A local candidate as the peer sees it (:meth:`MdnsCandidates.signalled`); as it is when
+    the connection has no mDNS side (``None``: nothing hidden)."""
+    return candidate if mdns is None else mdns.signalled(candidate)
 
 
 class MdnsCandidates:
@@ -121,12 +136,12 @@ class MdnsCandidates:
         """Whether a remote name is still being resolved or waits to be."""
         return bool(self._lookups or self._queue)
 
-    def start(self, addresses: list[InterfaceAddress]) -> None:
+    def start(self, addresses: tuple[InterfaceAddress, ...]) -> None:
         """Resolve the peer's names on ``addresses`` (from the first one), and publish ours there
         if hidden (not at all without ``local_link``)."""
         if not self._local_link:
             return
-        self._addresses = _ADDRESSES.get(tuple(addresses))
+        self._addresses = addresses
         if not self._hide_hosts:
             return
         try:
@@ -136,7 +151,7 @@ class MdnsCandidates:
             return
         self._publish(addresses)
 
-    def _publish(self, addresses: list[InterfaceAddress]) -> None:
+    def _publish(self, addresses: Iterable[InterfaceAddress]) -> None:
         if self._responder is not None and self._names is not None:
             for address in addresses:
                 self._names[address.host] = self._responder.publish(address.host)
@@ -242,7 +257,9 @@ class MdnsCandidates:
         _log.info("remote candidate %s unresolvable: %s", candidate.host, reason)
         self._connection._emit(CandidateUnresolvable(candidate, reason))
 
-    def restart(self, addresses: list[InterfaceAddress], added: list[InterfaceAddress]) -> None:
+    def restart(
+        self, addresses: tuple[InterfaceAddress, ...], added: list[InterfaceAddress]
+    ) -> None:
         """ICE restart on the interface ``addresses`` of now (``added`` since the last): the
         previous generation's resolutions are abandoned, the resolver follows the addresses,
         and so do our names."""
@@ -254,7 +271,7 @@ class MdnsCandidates:
             if self._resolver is not None and hosts != {a.host for a in self._addresses}:
                 self._resolver.close()
                 self._resolver = None  # opened anew on these addresses by the next lookup
-            self._addresses = _ADDRESSES.get(tuple(addresses))
+            self._addresses = addresses
         self._publish(added)
         if self._names is not None:
             for host in [host for host in self._names if host not in hosts]:

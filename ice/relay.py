@@ -295,6 +295,11 @@ class Relays:
         """Whether an Allocate is still unanswered (gathering is not complete until none is)."""
         return any(r.allocation.state is AllocationState.ALLOCATING for r in self._relays)
 
+    def base_of(self, relayed: Address) -> Address | None:
+        """The host base whose allocation gave the relayed address ``relayed``, if it is ours."""
+        relay = self._by_relayed.get(relayed)
+        return None if relay is None else relay.base
+
     def is_relayed(self, address: Address) -> bool:
         return address in self._by_relayed
 

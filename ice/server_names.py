@@ -32,12 +32,18 @@ async def resolve_servers(
 ) -> AgentConfig:
     """``config`` with the given servers resolved in place of its own (``None``: keep its)."""
     limit = config.gathering_timeout
-    stun_addresses, turn_addresses = await asyncio.gather(
-        asyncio.gather(*(_resolve("STUN", s[0], s[1], limit) for s in stun or ())),
-        asyncio.gather(
-            *(_resolve("TURN", s.host, s.port, limit, s.transport.is_stream) for s in turn or ())
-        ),
-    )
+    stun_addresses: list[Address | None] = []
+    turn_addresses: list[Address | None] = []
+    if stun or turn:  # (no futures made for nothing: they would outlive the call as garbage)
+        stun_addresses, turn_addresses = await asyncio.gather(
+            asyncio.gather(*(_resolve("STUN", s[0], s[1], limit) for s in stun or ())),
+            asyncio.gather(
+                *(
+                    _resolve("TURN", s.host, s.port, limit, s.transport.is_stream)
+                    for s in turn or ()
+                )
+            ),
+        )
     if stun is not None:
         servers = tuple(address for address in stun_addresses if address is not None)
         config = dataclasses.replace(config, stun_servers=servers)

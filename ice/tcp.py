@@ -177,6 +177,10 @@ class TcpConnection:
 #: :meth:`TcpConnections._add` adds, to tables of the agent's own).
 _NO_CONNECTIONS: dict[int, TcpConnection] = {}
 _NO_PATHS: dict[tuple[Address, Address], TcpConnection] = {}
+_NO_BASES: dict[Address, None] = {}
+#: What an agent with nothing for its driver to do drains: shared, never added to (the caller
+#: only reads what it drains).
+_NO_COMMANDS: list[TcpCommand] = []
 
 
 class TcpConnections:
@@ -186,9 +190,7 @@ class TcpConnections:
         "_agent",
         "_by_id",
         "_by_path",
-        "_config",
         "_connecting",
-        "_failures",
         "_ids",
         "bases",
         "commands",
@@ -196,12 +198,14 @@ class TcpConnections:
 
     def __init__(self, agent: Agent) -> None:
         self._agent = agent
-        self._config = agent.config
-        self._failures = agent.failures
         #: The TCP bases the driver declared: what the agent addresses from them goes here.
-        self.bases: dict[Address, None] = {}
-        #: What the driver must do, in order (drained by ``Agent.tcp_commands``).
-        self.commands: list[TcpCommand] = []
+        #: The shared empty table until the first (:meth:`add_base`, the only place that adds;
+        #: an agent without ICE-TCP never declares one).
+        self.bases: dict[Address, None] = _NO_BASES
+        #: What the driver must do, in order (drained by ``Agent.tcp_commands``): the shared
+        #: empty list while there is nothing (:meth:`_command` adds, to a list of the agent's
+        #: own; an agent that makes no TCP connection never has one).
+        self.commands: list[TcpCommand] = _NO_COMMANDS
         # Both tables start as the one shared empty table (most agents never hold a TCP
         # connection; an empty dict is 64 bytes): :meth:`_add`, the only place that adds to
         # them, gives the agent tables of its own first.
@@ -213,6 +217,12 @@ class TcpConnections:
 
     def __len__(self) -> int:
         return len(self._by_id)
+
+    def add_base(self, address: Address) -> None:
+        """A TCP base the driver declared."""
+        if self.bases is _NO_BASES:
+            self.bases = {}
+        self.bases[address] = None
 
     @property
     def connecting(self) -> int:
@@ -244,7 +254,7 @@ class TcpConnections:
         return pair.local.tcp_type is not TcpType.PASSIVE and self._room_to_open()
 
     def _room_to_open(self) -> bool:
-        config = self._config
+        config = self._agent.config
         return (
             self._connecting < config.max_tcp_connecting
             and len(self._by_id) < config.max_tcp_connections
@@ -257,16 +267,16 @@ class TcpConnections:
         the path's local candidate is active or simultaneous-open and it has none yet."""
         connection = self._by_path.get((local, remote)) or self._open(local, remote, now)
         if connection is None:
-            self._failures.tcp[TcpOutcome.SEND_DROPPED] += 1
+            self._agent.failures.tcp[TcpOutcome.SEND_DROPPED] += 1
             self._agent.selection.lose_path(local, remote, "no TCP connection to send on", now)
             return
         frame = frame_rfc4571(data)
         if connection.state is TcpState.OPEN:
-            self.commands.append(WriteTcp(connection.id, frame))
+            self._command(WriteTcp(connection.id, frame))
         elif len(connection.waiting) < MAX_WAITING_FRAMES:
             connection.waiting.append(frame)
         else:
-            self._failures.tcp[TcpOutcome.SEND_DROPPED] += 1
+            self._agent.failures.tcp[TcpOutcome.SEND_DROPPED] += 1
 
     def _open(self, local: Address, remote: Address, now: float) -> TcpConnection | None:
         tcp_type = self._local_type(local, remote)
@@ -277,7 +287,7 @@ class TcpConnections:
         )
         self._connecting += 1
         simultaneous = tcp_type is TcpType.SIMULTANEOUS_OPEN
-        self.commands.append(OpenTcp(connection.id, local, remote, simultaneous))
+        self._command(OpenTcp(connection.id, local, remote, simultaneous))
         return connection
 
     def _local_type(self, local: Address, remote: Address) -> TcpType | None:
@@ -291,7 +301,7 @@ class TcpConnections:
 
     @property
     def _timeout(self) -> float:
-        return self._config.tcp_connect_timeout
+        return self._agent.config.tcp_connect_timeout
 
     # ================================================================== notifications
 
@@ -301,20 +311,20 @@ class TcpConnections:
         base = self._agent.gatherer.on_base(local)
         accepting = (TcpType.PASSIVE, TcpType.SIMULTANEOUS_OPEN)
         if local not in self.bases or base is None or base.candidate.tcp_type not in accepting:
-            self._failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1
+            self._agent.failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1
             return None
         existing = self._by_path.get((local, remote))
         waiting: list[bytes] = []
         if existing is not None:
             if existing.state is TcpState.OPEN:
-                self._failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1  # one connection per pair
+                self._agent.failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1  # one connection per pair
                 return None
             # Both sides of a simultaneous-open pair connected and the peer's won: ours goes.
             waiting = existing.waiting
-            self.commands.append(CloseTcp(existing.id))
+            self._command(CloseTcp(existing.id))
             self._forget(existing)
-        if len(self._by_id) >= self._config.max_tcp_connections and not self._evict():
-            self._failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1
+        if len(self._by_id) >= self._agent.config.max_tcp_connections and not self._evict():
+            self._agent.failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1
             return None
         connection = self._add(
             local, remote, TcpState.OPEN, accepted=True, deadline=now + self._timeout
@@ -343,7 +353,7 @@ class TcpConnections:
 
     def _write(self, connection: TcpConnection, frames: list[bytes]) -> None:
         if frames:
-            self.commands.append(WriteTcp(connection.id, b"".join(frames)))
+            self._command(WriteTcp(connection.id, b"".join(frames)))
 
     def received(self, connection_id: int, data: bytes, now: float) -> bool:
         """Bytes arrived on a connection: each complete frame reaches the agent as a datagram of
@@ -402,7 +412,8 @@ class TcpConnections:
         if connection is None:
             return
         connecting = connection.state is TcpState.CONNECTING
-        self._failures.tcp[TcpOutcome.REFUSED if connecting else TcpOutcome.CLOSED_BY_PEER] += 1
+        outcome = TcpOutcome.REFUSED if connecting else TcpOutcome.CLOSED_BY_PEER
+        self._agent.failures.tcp[outcome] += 1
         self._forget(connection)
         what = "could not be opened" if connecting else "was closed"
         path_reason = f"the TCP connection to {connection.remote} {what}: {reason}"
@@ -426,8 +437,8 @@ class TcpConnections:
 
     def _close(self, connection: TcpConnection, outcome: TcpOutcome, now: float | None) -> None:
         """Close a connection ourselves for ``outcome``; with ``now``, its path is lost."""
-        self._failures.tcp[outcome] += 1
-        self.commands.append(CloseTcp(connection.id))
+        self._agent.failures.tcp[outcome] += 1
+        self._command(CloseTcp(connection.id))
         self._forget(connection)
         if now is not None:
             reason = f"TCP connection to {connection.remote} closed: {outcome.value}"
@@ -438,27 +449,34 @@ class TcpConnections:
         agent = self._agent
         for connection in list(self._by_id.values()):
             if agent.selected.on_path(connection.local, connection.remote) is None:
-                self.commands.append(CloseTcp(connection.id))
+                self._command(CloseTcp(connection.id))
                 self._forget(connection)
 
     def close_base(self, base: Address) -> None:
         """A TCP base is gone: so are its connections."""
         self.bases.pop(base, None)
         for connection in [c for c in self._by_id.values() if c.local == base]:
-            self.commands.append(CloseTcp(connection.id))
+            self._command(CloseTcp(connection.id))
             self._forget(connection)
 
     def close_all(self) -> None:
         """The agent closes: every connection goes."""
-        self.commands += [CloseTcp(connection_id) for connection_id in self._by_id]
+        for connection_id in self._by_id:
+            self._command(CloseTcp(connection_id))
         self._by_id, self._by_path = _NO_CONNECTIONS, _NO_PATHS
         self._connecting = 0
 
     def drain(self) -> list[TcpCommand]:
         commands = self.commands
         if commands:  # asked at every pump: no new list when there is nothing
-            self.commands = []
+            self.commands = _NO_COMMANDS
         return commands
+
+    def _command(self, command: TcpCommand) -> None:
+        if self.commands is _NO_COMMANDS:
+            self.commands = [command]
+        else:
+            self.commands.append(command)
 
     # ================================================================== the table
 

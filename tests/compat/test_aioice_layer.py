@@ -144,8 +144,7 @@ def test_changed_knobs_become_the_agents(
 
 def on_loopback(connection: Any) -> Any:
     inner = connection._ice
-    inner._include_loopback = True
-    inner._interfaces = ["127.0.0.1"]
+    inner._options = inner._options._replace(include_loopback=True, interfaces=("127.0.0.1",))
     return connection
 
 

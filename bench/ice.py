@@ -57,6 +57,7 @@ import aioice
 import aioice.ice
 
 import ice
+from ice.events import IceState
 from ice.release import RELEASE_DELAY
 
 LOOPBACK = "127.0.0.1"
@@ -199,7 +200,7 @@ async def all_completed(connections: list[Any]) -> None:
     loop = asyncio.get_running_loop()
     give_up = loop.time() + COMPLETED_WAIT
     ours = [c for c in connections if isinstance(c, ice.Connection)]
-    while loop.time() < give_up and any(c.state is not ice.IceState.COMPLETED for c in ours):
+    while loop.time() < give_up and any(c.state is not IceState.COMPLETED for c in ours):
         await asyncio.sleep(0.05)
 
 

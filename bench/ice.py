@@ -15,16 +15,17 @@
   whose ``connect()`` returns completed), when icestack has released the bases no selected pair
   uses (RFC 8445 §8.3: an ICE-TCP listener beside a UDP pair), after a garbage collection —
   with the open file descriptors per agent at both moments (``_fds_per_agent``,
-  ``_fds_per_established_agent``); icestack as it comes (ICE-TCP candidates too) and UDP only (``tcp=False``, what aioice offers), with the
-  STUN messages (checks, retransmissions and answers) per pair each took and the CPU time per
-  message. The CPU time of one run varies by a third on a shared machine (aioice's 0.5-0.9 ms a
-  pair), so the connect phase runs ``--scale-runs`` times, the variants interleaved (each run
-  starting with the next one) and garbage collected before each: the wall time, messages and
-  CPU time printed are the medians, with the CPU time's ``_min`` and ``_max``, and the ratios
-  are of the medians. The counts differ for a reason of the RFCs: aioice's controlling agent puts
-  USE-CANDIDATE on every check (RFC 5245's aggressive nomination), so a pair connects in 4
-  messages; RFC 8445 removed aggressive nomination and icestack nominates regularly, repeating
-  the check that succeeded with USE-CANDIDATE (§8.1.1): 6 messages.
+  ``_fds_per_established_agent``); icestack as it comes (ICE-TCP candidates too) and UDP only
+  (``tcp=False``, what aioice offers), with the STUN messages (checks, retransmissions and
+  answers) per pair each took and the CPU time per message. The CPU time of one run varies by
+  a third on a shared machine (aioice's 0.5-0.9 ms a pair), so the connect phase runs
+  ``--scale-runs`` times, the variants interleaved (each run starting with the next one) and
+  garbage collected before each: the wall time, messages and CPU time printed are the medians,
+  with the CPU time's ``_min`` and ``_max``, and the ratios are of the medians. The counts
+  differ for a reason of the RFCs: aioice's controlling agent puts USE-CANDIDATE on every check
+  (RFC 5245's aggressive nomination), so a pair connects in 4 messages; RFC 8445 removed
+  aggressive nomination and icestack nominates regularly, repeating the check that succeeded
+  with USE-CANDIDATE (§8.1.1): 6 messages.
 - ``data``: after connecting, 1000-byte datagrams from one side's ``send`` to the other's
   ``recv``, closed-loop (at most ``WINDOW`` in flight, so loopback drops nothing), bounded in
   count and time, on asyncio and on uvloop: the rate, and the CPU time per datagram of the

@@ -256,6 +256,30 @@ def test_an_ice_lite_agent_releases_by_the_same_rule() -> None:
 # --------------------------------------------------------------------------- what cancels it
 
 
+def test_nothing_is_unused_while_a_component_has_no_selected_pair() -> None:
+    """Two components: until both have their selected pair, no base counts as unused, even with
+    one component's pair selected already."""
+    two_components = {"streams": (2,)}
+    scenario = two_agents_behind_nats(
+        OPEN,
+        OPEN,
+        config_a=dataclasses.replace(CONTROLLING, **two_components),
+        config_b=dataclasses.replace(CONTROLLED, **two_components),
+    )
+    scenario.gather()
+    scenario.signal()
+    a = scenario.a.agent
+    assert unused_bases(a) == []
+    scenario.start_checks()
+    net = scenario.network
+    assert net.run_until(lambda: len(a.selected) == 1, 10.0)
+    assert unused_bases(a) == []  # component 2 is not settled: nothing is
+    done_a, done_b = completed(scenario)
+    assert len(unused_bases(a)) == 2  # each component's TCP base
+    net.run(until=max(done_a, done_b) + RELEASE_DELAY + 0.001)
+    assert sorted(a.gatherer.base_addresses()) == sorted(p.local_base for p in a.selected.values())
+
+
 def test_a_restart_before_the_delay_cancels_the_release() -> None:
     scenario = two_agents_behind_nats(OPEN, OPEN)
     done_a, _ = connect(scenario)

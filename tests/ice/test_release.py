@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from ice.candidate import CandidateType
 from ice.config import AgentConfig, Policy
 from ice.events import CandidateGathered, CandidateLost, DataReceived, IceEvent, IceState
@@ -230,6 +232,41 @@ def test_a_relayed_pair_keeps_the_base_its_allocation_is_reached_from() -> None:
     scenario.network.run(until=scenario.network.now + 1200.0)  # refreshes go on through it
     assert a.state is IceState.COMPLETED
     assert data_flows(scenario)
+
+
+@pytest.mark.parametrize("transport", [ClientTransport.UDP, ClientTransport.TCP])
+def test_unused_turn_allocations_are_deleted_and_a_restart_allocates_again(
+    transport: ClientTransport,
+) -> None:
+    """Both sides have a TURN server, the pair is host-host: each deletes its allocation
+    (Refresh with LIFETIME 0; over TCP, then the connection closes), though its base stays; the
+    servers hold none after it. A restart allocates again and offers the relayed candidate."""
+    scenario = two_agents_behind_nats(OPEN, OPEN, turn=True, turn_transport=transport)
+    done_a, done_b = connect(scenario)
+    servers = scenario.turn_servers
+    assert [server.allocation_count for server in servers] == [1, 1]
+    net = scenario.network
+    net.run(until=max(done_a, done_b) + RELEASE_DELAY + 1.0)
+
+    for side in scenario.sides:
+        relayed = [e.candidate for e in released(side) if e.candidate.type is CandidateType.RELAYED]
+        assert len(relayed) == 1
+        agent = side.agent
+        assert all(c.candidate.type is not CandidateType.RELAYED for c in agent.local_candidates)
+        assert all(p.local.type is not CandidateType.RELAYED for p in agent.checklists[0])
+        assert needed_base(side) in agent.gatherer.base_addresses()
+    assert [server.allocation_count for server in servers] == [0, 0]
+    assert data_flows(scenario)
+
+    restarted = net.now
+    for side in scenario.sides:
+        side.agent.restart(net.now)
+    net.run(until=net.now + 2.0)
+    for side in scenario.sides:
+        assert any(
+            e.candidate.type is CandidateType.RELAYED for e in gathered_after(side, restarted)
+        )
+    assert [server.allocation_count for server in servers] == [1, 1]
 
 
 def test_an_ice_lite_agent_releases_by_the_same_rule() -> None:

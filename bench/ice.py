@@ -11,20 +11,21 @@
   all are connected and CPU time per pair (process time) of connecting, and memory per agent
   (tracemalloc, Python heap; measured in a separate run) twice: ``_memory_per_agent`` as soon as
   all are connected, and ``_memory_per_established_agent`` once the session is established —
-  :data:`~ice.release.RELEASE_DELAY` + 0.5 s later (the same wait for aioice), when icestack has
-  released the bases no selected pair uses (RFC 8445 §8.3: an ICE-TCP listener beside a UDP
-  pair), after a garbage collection — with the open file descriptors per agent at both
-  moments (``_fds_per_agent``, ``_fds_per_established_agent``); icestack as it
-  comes (ICE-TCP candidates too) and UDP only (``tcp=False``, what aioice offers), with the
-  STUN messages (checks, retransmissions and answers) per pair each took and the CPU time per
-  message. The CPU time of one run varies by a third on a shared machine (aioice's 0.5-0.9 ms a
-  pair), so the connect phase runs ``--scale-runs`` times, the variants interleaved (each run
-  starting with the next one) and garbage collected before each: the wall time, messages and
-  CPU time printed are the medians, with the CPU time's ``_min`` and ``_max``, and the ratios
-  are of the medians. The counts differ for a reason of the RFCs: aioice's controlling agent puts
-  USE-CANDIDATE on every check (RFC 5245's aggressive nomination), so a pair connects in 4
-  messages; RFC 8445 removed aggressive nomination and icestack nominates regularly, repeating
-  the check that succeeded with USE-CANDIDATE (§8.1.1): 6 messages.
+  :data:`~ice.release.RELEASE_DELAY` + 0.5 s after all completed (the same wait for aioice,
+  whose ``connect()`` returns completed), when icestack has released the bases no selected pair
+  uses (RFC 8445 §8.3: an ICE-TCP listener beside a UDP pair), after a garbage collection —
+  with the open file descriptors per agent at both moments (``_fds_per_agent``,
+  ``_fds_per_established_agent``); icestack as it comes (ICE-TCP candidates too) and UDP only
+  (``tcp=False``, what aioice offers), with the STUN messages (checks, retransmissions and
+  answers) per pair each took and the CPU time per message. The CPU time of one run varies by
+  a third on a shared machine (aioice's 0.5-0.9 ms a pair), so the connect phase runs
+  ``--scale-runs`` times, the variants interleaved (each run starting with the next one) and
+  garbage collected before each: the wall time, messages and CPU time printed are the medians,
+  with the CPU time's ``_min`` and ``_max``, and the ratios are of the medians. The counts
+  differ for a reason of the RFCs: aioice's controlling agent puts USE-CANDIDATE on every check
+  (RFC 5245's aggressive nomination), so a pair connects in 4 messages; RFC 8445 removed
+  aggressive nomination and icestack nominates regularly, repeating the check that succeeded
+  with USE-CANDIDATE (§8.1.1): 6 messages.
 - ``data``: after connecting, 1000-byte datagrams from one side's ``send`` to the other's
   ``recv``, closed-loop (at most ``WINDOW`` in flight, so loopback drops nothing), bounded in
   count and time, on asyncio and on uvloop: the rate, and the CPU time per datagram of the
@@ -57,6 +58,7 @@ import aioice
 import aioice.ice
 
 import ice
+from ice.events import IceState
 from ice.release import RELEASE_DELAY
 
 LOOPBACK = "127.0.0.1"
@@ -183,15 +185,30 @@ async def connect_phase(factory: Factory, pairs: int) -> tuple[float, float, flo
 ESTABLISHED_AFTER = RELEASE_DELAY + 0.5
 
 
+#: The bound on waiting for every connection to complete.
+COMPLETED_WAIT = 30.0
+
+
 def open_fds() -> int:
     """The file descriptors this process holds open (Linux: /proc/self/fd)."""
     return len(os.listdir("/proc/self/fd"))
 
 
+async def all_completed(connections: list[Any]) -> None:
+    """Wait (at most :data:`COMPLETED_WAIT`) until every icestack connection is completed —
+    connected and no check in flight any more, which under tracemalloc on a loaded machine
+    may come a while after ``connect()`` returned. aioice's ``connect()`` returns completed."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + COMPLETED_WAIT
+    ours = [c for c in connections if isinstance(c, ice.Connection)]
+    while loop.time() < give_up and any(c.state is not IceState.COMPLETED for c in ours):
+        await asyncio.sleep(0.05)
+
+
 async def memory_per_agent(factory: Factory, pairs: int) -> tuple[float, float, float, float]:
     """The Python heap (tracemalloc) and the file descriptors per agent of ``pairs`` pairs,
-    gathered and connected, and again :data:`ESTABLISHED_AFTER` later (after a garbage
-    collection)."""
+    gathered and connected, and again :data:`ESTABLISHED_AFTER` after all completed (after a
+    garbage collection)."""
     gc.collect()
     fds = open_fds()
     tracemalloc.start()
@@ -201,6 +218,7 @@ async def memory_per_agent(factory: Factory, pairs: int) -> tuple[float, float, 
     agents = 2 * pairs
     connected = (tracemalloc.get_traced_memory()[0] - before) / agents
     connected_fds = (open_fds() - fds) / agents
+    await all_completed([c for pair in traced for c in pair])
     await asyncio.sleep(ESTABLISHED_AFTER)
     gc.collect()
     established = (tracemalloc.get_traced_memory()[0] - before) / agents

@@ -83,7 +83,7 @@ from .incoming import IncomingChecks
 from .nomination import NominationPolicy
 from .outgoing import OutgoingChecks
 from .relay import RelayStreamCommand
-from .release import RELEASE_DELAY, RELEASED, unused_bases
+from .release import RELEASE_DELAY, RELEASED, needed_bases
 from .remotes import RemoteCandidates, unusable
 from .selection import Selection
 from .stats import FailureCounters, PairStats, PeerInput, TableSizes, pair_stats
@@ -392,10 +392,16 @@ class Agent:
         """Completed :data:`~ice.release.RELEASE_DELAY` ago: forget every base no selected pair
         uses, and its pairs (RFC 8445 §8.3, :mod:`ice.release`)."""
         self._release_at = None
-        for address in unused_bases(self):
+        needed = needed_bases(self)
+        if needed is None:
+            return
+        gatherer = self.gatherer
+        unused = [address for address in gatherer.base_addresses() if address not in needed]
+        for address in unused:
+            self._forget_base(address, now, RELEASED)
+        for address in unused + gatherer.relays.release(needed, now, RELEASED):
             for checklist in self.checklists:
                 checklist.drop_base(address)
-            self._forget_base(address, now, RELEASED)
 
     def close(self, now: float | None = None) -> None:
         """Stop everything. With ``now``, TURN allocations are deleted (RFC 8656 §8): drain

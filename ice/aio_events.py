@@ -114,10 +114,14 @@ class ConnectionEvents(ConnectionProperties):
         candidate = event.candidate
         _log.info("%s candidate %s lost: %s", candidate.type, candidate.address, event.reason)
         signalled = mdns_signalled(self._mdns, candidate)
-        if signalled is not None:
+        released = event.reason == RELEASED
+        if signalled is not None and released and self._gathering_complete:
+            # No trickle iteration reads the list by index any more: the candidate goes.
+            self._local_candidates = tuple(c for c in self._local_candidates if c != signalled)
+        elif signalled is not None:
             self._lost_local += (signalled,)
         self._data_paths.lose(candidate, event.reason, self._loop.time())
-        if event.reason == RELEASED:
+        if released:
             self._close_released(candidate.base)
 
     def _close_released(self, address: Address | None) -> None:

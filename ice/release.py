@@ -9,8 +9,10 @@ disconnected or lost, a failure, closing) disarms it. When the deadline comes,
 :func:`unused_bases` names every base no selected pair needs, and the agent forgets each one the
 way it forgets a base whose interface address went away (``Gatherer.remove_base``): its
 candidates are lost (:class:`~ice.events.CandidateLost` with the reason :data:`RELEASED`), their
-pairs fail and leave the check lists, and the driver closes the socket. The same rule holds for
-an ICE-lite agent (§8.3.2 would let it free them at once; it waits too).
+pairs fail and leave the check lists, and the driver closes the socket. A TURN allocation whose
+relayed candidates no selected pair uses is deleted too (``Relays.release``: a Refresh with
+LIFETIME 0, RFC 8656 §8), even when its base stays. The same rule holds for an ICE-lite agent
+(§8.3.2 would let it free them at once; it waits too).
 
 A selected pair needs its own base, and a relayed one the host base its TURN allocation talks
 from; a server-reflexive or peer-reflexive local candidate's base is the host base the pair is
@@ -21,7 +23,8 @@ pairs are the selected ones.
 
 At a restart (§9) the driver re-opens the released bases — new sockets — and declares them again
 (``Agent.add_base``, ``Agent.add_tcp_base``): the restart gathers them as bases added since
-gathering, so their candidates are offered again.
+gathering, and allocates again where an allocation was deleted, so their candidates are offered
+again.
 """
 
 from __future__ import annotations
@@ -47,8 +50,18 @@ RELEASED = (
 def unused_bases(agent: Agent) -> list[Address]:
     """The declared bases, UDP and TCP, that no selected or nominated pair needs; none while a
     component has no selected pair of this generation (then nothing is settled)."""
-    if not agent.selection.all_concluded:
+    needed = needed_bases(agent)
+    if needed is None:
         return []
+    return [address for address in agent.gatherer.base_addresses() if address not in needed]
+
+
+def needed_bases(agent: Agent) -> set[Address] | None:
+    """The bases the selected and nominated pairs use — relayed addresses, and host bases with
+    the ones their allocations talk from — or ``None`` while a component has no selected pair
+    of this generation."""
+    if not agent.selection.all_concluded:
+        return None
     relays = agent.gatherer.relays
     needed = set()
     components = agent.selection.keys()  # (stream, component) pairs, not a dict's keys
@@ -57,5 +70,8 @@ def unused_bases(agent: Agent) -> list[Address]:
     ]
     for pair in [*agent.selected.values(), *nominated]:
         base = pair.local_base
-        needed.add(relays.base_of(base) or base)  # relayed: where its allocation is talked to
-    return [address for address in agent.gatherer.base_addresses() if address not in needed]
+        needed.add(base)
+        host = relays.base_of(base)  # relayed: where its allocation is talked to
+        if host is not None:
+            needed.add(host)
+    return needed

@@ -453,8 +453,10 @@ class TcpConnections:
                 self._forget(connection)
 
     def close_base(self, base: Address) -> None:
-        """A TCP base is gone: so are its connections."""
+        """A TCP base is gone (or released): so are its connections."""
         self.bases.pop(base, None)
+        if not self.bases:
+            self.bases = _NO_BASES  # an emptied dict keeps its 224 bytes
         for connection in [c for c in self._by_id.values() if c.local == base]:
             self._command(CloseTcp(connection.id))
             self._forget(connection)

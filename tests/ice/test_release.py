@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from ice.candidate import CandidateType
 from ice.config import AgentConfig, Policy
 from ice.events import CandidateGathered, CandidateLost, DataReceived, IceEvent, IceState
@@ -232,6 +234,41 @@ def test_a_relayed_pair_keeps_the_base_its_allocation_is_reached_from() -> None:
     assert data_flows(scenario)
 
 
+@pytest.mark.parametrize("transport", [ClientTransport.UDP, ClientTransport.TCP])
+def test_unused_turn_allocations_are_deleted_and_a_restart_allocates_again(
+    transport: ClientTransport,
+) -> None:
+    """Both sides have a TURN server, the pair is host-host: each deletes its allocation
+    (Refresh with LIFETIME 0; over TCP, then the connection closes), though its base stays; the
+    servers hold none after it. A restart allocates again and offers the relayed candidate."""
+    scenario = two_agents_behind_nats(OPEN, OPEN, turn=True, turn_transport=transport)
+    done_a, done_b = connect(scenario)
+    servers = scenario.turn_servers
+    assert [server.allocation_count for server in servers] == [1, 1]
+    net = scenario.network
+    net.run(until=max(done_a, done_b) + RELEASE_DELAY + 1.0)
+
+    for side in scenario.sides:
+        relayed = [e.candidate for e in released(side) if e.candidate.type is CandidateType.RELAYED]
+        assert len(relayed) == 1
+        agent = side.agent
+        assert all(c.candidate.type is not CandidateType.RELAYED for c in agent.local_candidates)
+        assert all(p.local.type is not CandidateType.RELAYED for p in agent.checklists[0])
+        assert needed_base(side) in agent.gatherer.base_addresses()
+    assert [server.allocation_count for server in servers] == [0, 0]
+    assert data_flows(scenario)
+
+    restarted = net.now
+    for side in scenario.sides:
+        side.agent.restart(net.now)
+    net.run(until=net.now + 2.0)
+    for side in scenario.sides:
+        assert any(
+            e.candidate.type is CandidateType.RELAYED for e in gathered_after(side, restarted)
+        )
+    assert [server.allocation_count for server in servers] == [1, 1]
+
+
 def test_an_ice_lite_agent_releases_by_the_same_rule() -> None:
     scenario = two_agents_behind_nats(
         OPEN,
@@ -254,6 +291,30 @@ def test_an_ice_lite_agent_releases_by_the_same_rule() -> None:
 
 
 # --------------------------------------------------------------------------- what cancels it
+
+
+def test_nothing_is_unused_while_a_component_has_no_selected_pair() -> None:
+    """Two components: until both have their selected pair, no base counts as unused, even with
+    one component's pair selected already."""
+    two_components = {"streams": (2,)}
+    scenario = two_agents_behind_nats(
+        OPEN,
+        OPEN,
+        config_a=dataclasses.replace(CONTROLLING, **two_components),
+        config_b=dataclasses.replace(CONTROLLED, **two_components),
+    )
+    scenario.gather()
+    scenario.signal()
+    a = scenario.a.agent
+    assert unused_bases(a) == []
+    scenario.start_checks()
+    net = scenario.network
+    assert net.run_until(lambda: len(a.selected) == 1, 10.0)
+    assert unused_bases(a) == []  # component 2 is not settled: nothing is
+    done_a, done_b = completed(scenario)
+    assert len(unused_bases(a)) == 2  # each component's TCP base
+    net.run(until=max(done_a, done_b) + RELEASE_DELAY + 0.001)
+    assert sorted(a.gatherer.base_addresses()) == sorted(p.local_base for p in a.selected.values())
 
 
 def test_a_restart_before_the_delay_cancels_the_release() -> None:

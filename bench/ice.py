@@ -9,17 +9,23 @@
   the floor RFC 8445 §14.2 allows; aioice at its own (20 ms).
 - ``scale``: N gathered connection pairs in one event loop, all connecting at once: wall time until
   all are connected and CPU time per pair (process time) of connecting, and memory per agent
-  (tracemalloc, Python heap, gathered and connected; measured in a separate run); icestack as it
-  comes (ICE-TCP candidates too) and UDP only (``tcp=False``, what aioice offers), with the
-  STUN messages (checks, retransmissions and answers) per pair each took and the CPU time per
-  message. The CPU time of one run varies by a third on a shared machine (aioice's 0.5-0.9 ms a
-  pair), so the connect phase runs ``--scale-runs`` times, the variants interleaved (each run
-  starting with the next one) and garbage collected before each: the wall time, messages and
-  CPU time printed are the medians, with the CPU time's ``_min`` and ``_max``, and the ratios
-  are of the medians. The counts differ for a reason of the RFCs: aioice's controlling agent puts
-  USE-CANDIDATE on every check (RFC 5245's aggressive nomination), so a pair connects in 4
-  messages; RFC 8445 removed aggressive nomination and icestack nominates regularly, repeating
-  the check that succeeded with USE-CANDIDATE (§8.1.1): 6 messages.
+  (tracemalloc, Python heap; measured in a separate run) twice: ``_memory_per_agent`` as soon as
+  all are connected, and ``_memory_per_established_agent`` once the session is established —
+  :data:`~ice.release.RELEASE_DELAY` + 0.5 s after all completed (the same wait for aioice,
+  whose ``connect()`` returns completed), when icestack has released the bases no selected pair
+  uses (RFC 8445 §8.3: an ICE-TCP listener beside a UDP pair), after a garbage collection —
+  with the open file descriptors per agent at both moments (``_fds_per_agent``,
+  ``_fds_per_established_agent``); icestack as it comes (ICE-TCP candidates too) and UDP only
+  (``tcp=False``, what aioice offers), with the STUN messages (checks, retransmissions and
+  answers) per pair each took and the CPU time per message. The CPU time of one run varies by
+  a third on a shared machine (aioice's 0.5-0.9 ms a pair), so the connect phase runs
+  ``--scale-runs`` times, the variants interleaved (each run starting with the next one) and
+  garbage collected before each: the wall time, messages and CPU time printed are the medians,
+  with the CPU time's ``_min`` and ``_max``, and the ratios are of the medians. The counts
+  differ for a reason of the RFCs: aioice's controlling agent puts USE-CANDIDATE on every check
+  (RFC 5245's aggressive nomination), so a pair connects in 4 messages; RFC 8445 removed
+  aggressive nomination and icestack nominates regularly, repeating the check that succeeded
+  with USE-CANDIDATE (§8.1.1): 6 messages.
 - ``data``: after connecting, 1000-byte datagrams from one side's ``send`` to the other's
   ``recv``, closed-loop (at most ``WINDOW`` in flight, so loopback drops nothing), bounded in
   count and time, on asyncio and on uvloop: the rate, and the CPU time per datagram of the
@@ -40,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import resource
 import statistics
 import time
@@ -51,6 +58,8 @@ import aioice
 import aioice.ice
 
 import ice
+from ice.events import IceState
+from ice.release import RELEASE_DELAY
 
 LOOPBACK = "127.0.0.1"
 PAYLOAD = b"\x80" + bytes(999)
@@ -171,17 +180,52 @@ async def connect_phase(factory: Factory, pairs: int) -> tuple[float, float, flo
     return wall, cpu / pairs, sent / pairs
 
 
-async def memory_per_agent(factory: Factory, pairs: int) -> float:
-    """The Python heap per agent (tracemalloc) of ``pairs`` pairs, gathered and connected."""
+#: How long after connecting a session counts as established: icestack has released what it
+#: does not use by then (RFC 8445 §8.3).
+ESTABLISHED_AFTER = RELEASE_DELAY + 0.5
+
+
+#: The bound on waiting for every connection to complete.
+COMPLETED_WAIT = 30.0
+
+
+def open_fds() -> int:
+    """The file descriptors this process holds open (Linux: /proc/self/fd)."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def all_completed(connections: list[Any]) -> None:
+    """Wait (at most :data:`COMPLETED_WAIT`) until every icestack connection is completed —
+    connected and no check in flight any more, which under tracemalloc on a loaded machine
+    may come a while after ``connect()`` returned. aioice's ``connect()`` returns completed."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + COMPLETED_WAIT
+    ours = [c for c in connections if isinstance(c, ice.Connection)]
+    while loop.time() < give_up and any(c.state is not IceState.COMPLETED for c in ours):
+        await asyncio.sleep(0.05)
+
+
+async def memory_per_agent(factory: Factory, pairs: int) -> tuple[float, float, float, float]:
+    """The Python heap (tracemalloc) and the file descriptors per agent of ``pairs`` pairs,
+    gathered and connected, and again :data:`ESTABLISHED_AFTER` after all completed (after a
+    garbage collection)."""
     gc.collect()
+    fds = open_fds()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     traced = await asyncio.gather(*(prepared_pair(factory) for _ in range(pairs)))
     await asyncio.wait_for(asyncio.gather(*(c.connect() for pair in traced for c in pair)), 120)
-    memory = (tracemalloc.get_traced_memory()[0] - before) / (2 * pairs)
+    agents = 2 * pairs
+    connected = (tracemalloc.get_traced_memory()[0] - before) / agents
+    connected_fds = (open_fds() - fds) / agents
+    await all_completed([c for pair in traced for c in pair])
+    await asyncio.sleep(ESTABLISHED_AFTER)
+    gc.collect()
+    established = (tracemalloc.get_traced_memory()[0] - before) / agents
+    established_fds = (open_fds() - fds) / agents
     tracemalloc.stop()
     await asyncio.gather(*(c.close() for pair in traced for c in pair))
-    return memory
+    return connected, established, connected_fds, established_fds
 
 
 def udp_only(controlling: bool) -> ice.Connection:
@@ -202,9 +246,9 @@ async def bench_scale(sizes: list[int], runs: int) -> None:
         results = {}
         for name, factory in variants.items():
             walls, cpus, counts = (list(values) for values in zip(*samples[name], strict=True))
-            memory = await memory_per_agent(factory, pairs)
+            memory, established, fds, established_fds = await memory_per_agent(factory, pairs)
             cpu_per_pair, messages = statistics.median(cpus), statistics.median(counts)
-            results[name] = (cpu_per_pair, cpu_per_pair / messages, memory)
+            results[name] = (cpu_per_pair, cpu_per_pair / messages, memory, established)
             print(f"ice_scale_{pairs}_{name}_wall {statistics.median(walls):.3f} s")
             print(f"ice_scale_{pairs}_{name}_messages_per_pair {messages:.2f} messages")
             print(f"ice_scale_{pairs}_{name}_cpu_per_pair {cpu_per_pair * 1000:.2f} ms")
@@ -213,9 +257,15 @@ async def bench_scale(sizes: list[int], runs: int) -> None:
             per_message = cpu_per_pair / messages * 1e6
             print(f"ice_scale_{pairs}_{name}_cpu_per_message {per_message:.0f} us")
             print(f"ice_scale_{pairs}_{name}_memory_per_agent {memory / 1024:.1f} KiB")
-        theirs_cpu, theirs_per_message, theirs_memory = results["aioice"]
+            print(
+                f"ice_scale_{pairs}_{name}_memory_per_established_agent "
+                f"{established / 1024:.1f} KiB"
+            )
+            print(f"ice_scale_{pairs}_{name}_fds_per_agent {fds:.2f} fds")
+            print(f"ice_scale_{pairs}_{name}_fds_per_established_agent {established_fds:.2f} fds")
+        theirs_cpu, theirs_per_message, theirs_memory, theirs_established = results["aioice"]
         for name in ("icestack", "icestack_udp"):
-            cpu, per_message, memory = results[name]
+            cpu, per_message, memory, established = results[name]
             print(f"ice_scale_{pairs}_{name}_cpu_advantage_vs_aioice {theirs_cpu / cpu:.2f} x")
             print(
                 f"ice_scale_{pairs}_{name}_cpu_per_message_advantage_vs_aioice "
@@ -223,6 +273,10 @@ async def bench_scale(sizes: list[int], runs: int) -> None:
             )
             fraction = memory / theirs_memory
             print(f"ice_scale_{pairs}_{name}_memory_fraction_of_aioice {fraction:.2f} x")
+            fraction = established / theirs_established
+            print(
+                f"ice_scale_{pairs}_{name}_established_memory_fraction_of_aioice {fraction:.2f} x"
+            )
 
 
 #: Datagrams in flight at most: well under a loopback socket buffer, so none is dropped and the

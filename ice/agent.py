@@ -34,6 +34,9 @@ reads events (:meth:`Agent.next_event`).
 6. **Restart** (§9): new credentials and check lists; the selected pairs carry data on but belong
    to the previous generation — consent-lost ones too — and never count as a nomination of the
    new one. Gathering runs again for what is gone (:meth:`Gatherer.restart`).
+   Three seconds after completing, the agent releases the bases no selected pair needs (RFC 8445
+   §8.3, :mod:`ice.release`): their candidates are lost; a restart gathers on the bases the
+   driver declares again.
 7. **ICE-TCP** (RFC 6544, :mod:`ice.tcp`): the driver declares listening sockets as TCP bases
    (:meth:`add_tcp_base`); their passive, active and simultaneous-open candidates pair with the
    peer's by direction, and a TCP path's messages travel on its one connection, which the agent
@@ -80,6 +83,7 @@ from .incoming import IncomingChecks
 from .nomination import NominationPolicy
 from .outgoing import OutgoingChecks
 from .relay import RelayStreamCommand
+from .release import RELEASE_DELAY, RELEASED, needed_bases
 from .remotes import RemoteCandidates, unusable
 from .selection import Selection
 from .stats import FailureCounters, PairStats, PeerInput, TableSizes, pair_stats
@@ -103,6 +107,7 @@ class Agent:
         "_last_now",
         "_last_progress",
         "_outgoing",
+        "_release_at",
         "_touched",
         "checklists",
         "config",
@@ -169,6 +174,9 @@ class Agent:
         #: handle_timer (due at once) stamps the progress and derives the state.
         self._touched = False
         self._closed = False
+        #: When the bases no selected pair uses are released (:mod:`ice.release`): armed while
+        #: the agent is completed.
+        self._release_at: float | None = None
         #: The helpers the facade hands the work to (module docstring).
         self.outgoing = OutgoingChecks(self, emit, send)
         self.incoming = IncomingChecks(self, emit, send)
@@ -370,10 +378,30 @@ class Agent:
         self.selection.restart()
         self._set_state(IceState.CHECKING if self.selected else IceState.NEW)
         for address in gone_bases:
-            self.tcp.close_base(address)
-            self.gatherer.remove_base(address, now, f"the interface address {address.host} is gone")
+            self._forget_base(address, now, f"the interface address {address.host} is gone")
         self.gatherer.restart(now)
         self._relays_changed(now)
+
+    def _forget_base(self, address: Address, now: float, reason: str) -> None:
+        """A base is gone or released: its TCP connections close, its candidates are lost (their
+        pairs are forgotten by :meth:`_relays_changed`)."""
+        self.tcp.close_base(address)
+        self.gatherer.remove_base(address, now, reason)
+
+    def _release(self, now: float) -> None:
+        """Completed :data:`~ice.release.RELEASE_DELAY` ago: forget every base no selected pair
+        uses, and its pairs (RFC 8445 §8.3, :mod:`ice.release`)."""
+        self._release_at = None
+        needed = needed_bases(self)
+        if needed is None:
+            return
+        gatherer = self.gatherer
+        unused = [address for address in gatherer.base_addresses() if address not in needed]
+        for address in unused:
+            self._forget_base(address, now, RELEASED)
+        for address in unused + gatherer.relays.release(needed, now, RELEASED):
+            for checklist in self.checklists:
+                checklist.drop_base(address)
 
     def close(self, now: float | None = None) -> None:
         """Stop everything. With ``now``, TURN allocations are deleted (RFC 8656 §8): drain
@@ -602,6 +630,7 @@ class Agent:
             else None,
             self._last_now if self._touched else None,
             verdict[0] if verdict is not None else None,
+            self._release_at,
         ):
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
@@ -616,6 +645,8 @@ class Agent:
             self._last_progress = now
         gatherer = self.gatherer
         relays = gatherer.relays
+        if self._release_at is not None and now >= self._release_at:
+            self._release(now)  # its lost candidates are forgotten just below
         if not gatherer.completed:
             gatherer.handle_timer(now)
         if relays.active:
@@ -795,7 +826,11 @@ class Agent:
         if self.state is not state:
             self.state = state
             self._events.append(StateChanged(state))
+            # Released RFC 8445 §8.3's three seconds after completing, unless it leaves the
+            # state first (restart, consent, failure, closing): ice.release.
+            self._release_at = None
             if state is _COMPLETED:
+                self._release_at = self._last_now + RELEASE_DELAY
                 self.outgoing.completed()
                 if self.tcp.bases:
                     self.tcp.close_unselected()

@@ -41,9 +41,14 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
   accepts are carried out from its commands; their frames reach the agent, which hands data
   back as :class:`~ice.events.DataReceived`, and :meth:`Connection.send` on a TCP pair goes
   through the agent, which frames it. Writes past a bounded buffer are dropped and counted.
+- **Releasing** (RFC 8445 §8.3, :mod:`ice.release`). Three seconds after completing, the agent
+  forgets the bases no selected pair needs (:class:`~ice.events.CandidateLost` with the reason
+  :data:`~ice.release.RELEASED`), and the connection closes their sockets — with a UDP pair, the
+  ICE-TCP listener — but a mux's, which other connections share.
 - **Restart.** :meth:`Connection.restart` lists the interface addresses again (opening sockets
-  for new ones, closing those of gone ones), restarts the agent — which allocates again where an
-  allocation is gone — and returns once the new generation's candidates are gathered.
+  for new ones and for those the agent released, closing those of gone ones), restarts the
+  agent — which allocates again where an allocation is gone — and returns once the new
+  generation's candidates are gathered.
 - **mDNS** (:mod:`ice.mdns_candidates`). A remote ``.local`` candidate is resolved in the
   background (one shared resolver, a bounded number of lookups at a time and per generation)
   and added when resolved, or reported as :class:`~ice.mdns.CandidateUnresolvable`;
@@ -176,7 +181,6 @@ class Connection(ConnectionEvents, _Closing):
         "_mux",
         "_options",
         "_receive_queue_size",
-        "_relay_streams",
         "_remote_end",
         "_setup",
         "_state_signal",
@@ -185,6 +189,7 @@ class Connection(ConnectionEvents, _Closing):
         "_timer_entry",
         "_timers",
         "_turn_servers",
+        "_turn_tls",
         "on_event",
         "reader_errors",
         "timer_errors",
@@ -311,8 +316,10 @@ class Connection(ConnectionEvents, _Closing):
         #: (a finished future would hold 144 bytes for the connection's life).
         self._setup: asyncio.Future[None] | bool = False
         self._bases: dict[Address, BaseSocket] = {}
-        #: The TCP/TLS connections to TURN servers (:mod:`ice.relay_streams`).
-        self._relay_streams = RelayStreams(self, tls_settings(turn_tls_cafile, turn_tls_verify))
+        #: The TCP/TLS connections to TURN servers (:mod:`ice.relay_streams`): made when
+        #: gathering starts with TURN servers (or when asked for), with these TLS settings.
+        self._turn_tls = tls_settings(turn_tls_cafile, turn_tls_verify)
+        self._relay_streams: RelayStreams | None = None
         #: The TCP bases and connections (from the first gather, like the loop).
         self._tcp: TcpSockets | None = None
         #: The mDNS side (:mod:`ice.mdns_candidates`): made at once to hide our host
@@ -423,6 +430,8 @@ class Connection(ConnectionEvents, _Closing):
             config = dataclasses.replace(config, stun_servers=(), turn_servers=())
         self._agent = agent = Agent(config)
         self._config = config  # one copy per connection: the agent's (same role and credentials)
+        if config.turn_servers and self._relay_streams is None:
+            self._relay_streams = RelayStreams(self, self._turn_tls)
         if config.tcp_types:  # without ICE-TCP, nothing of it is made: no tables, no pump work
             self._tcp = TcpSockets(self, agent, self._options.port_range)
         self._add_bases(addresses)
@@ -448,48 +457,82 @@ class Connection(ConnectionEvents, _Closing):
         )
 
     def _add_bases(self, addresses: list[InterfaceAddress]) -> None:
-        """Open one UDP socket and the TCP bases per component on each address, and declare
-        them to the agent; a port range with no free port left ends gathering, saying so."""
+        """Open one UDP socket and the TCP bases per component on each address, as far as the
+        agent lacks them (a restart re-opens those released, :meth:`_close_released`), and
+        declare them to the agent; a port range with no free port left ends gathering, saying
+        so."""
+        agent = self.agent
+        has_base = agent.gatherer.has_base
         try:
             for component in range(1, self._components + 1):
                 for address in addresses:
+                    host = address.host
                     if self._mux is not None:
                         self._attach_mux(self._mux, component)
                         continue
-                    udp = self._options.udp
-                    udp_port = self._add_udp_base(component, address.host) if udp else 0
-                    if self._tcp is not None:
-                        self._tcp.add_bases(self.agent, component, address.host, avoid=udp_port)
+                    if self._options.udp and not has_base(0, component, host, tcp=False):
+                        self._add_udp_base(component, host)
+                    if self._tcp is not None and not has_base(0, component, host, tcp=True):
+                        udp_port = next(
+                            (
+                                base.local.port
+                                for base in self._bases.values()
+                                if base.component == component and base.local.host == host
+                            ),
+                            0,
+                        )
+                        self._tcp.add_bases(agent, component, host, avoid=udp_port)
         except PortRangeExhausted as exc:
             raise IceConnectionError(f"port_range: {exc.strerror}") from None
 
-    def _add_udp_base(self, component: int, host: str) -> int:
-        """The UDP base of ``component`` on ``host``: its port (0 if it cannot be opened)."""
+    def _add_udp_base(self, component: int, host: str) -> None:
+        """Open the UDP base of ``component`` on ``host`` (a failure is logged and skipped)."""
         try:
             sock = bind_base(host, self._options.port_range)
         except PortRangeExhausted:
             raise
         except OSError as exc:
             _log.info("cannot gather on %s: %s", host, exc)
-            return 0
+            return
         outbox = Outbox(sock, batch_io=self._options.batch_io)
         base = BaseSocket(self, sock, component, outbox)
         self._bases[base.local] = base
         self.agent.add_base(0, component, base.local)
         self._loop.add_reader(sock.fileno(), base.read_ready)
-        return base.local.port
 
     def _attach_mux(self, mux: Mux, component: int) -> None:
         """The mux's socket is the one UDP base, and its TCP port, if the agent offers TCP
-        candidates, the one (passive) TCP base: routed to this connection by its ufrag."""
+        candidates, the one (passive) TCP base: routed to this connection by its ufrag. At a
+        restart, declared again to the agent if it released them (the mux keeps them open)."""
         agent = self.agent
-        base = BaseSocket(self, mux.sock, component, mux.outbox)
+        has_base = agent.gatherer.has_base
         tcp = self._tcp if agent.config.tcp_types and mux.tcp_local is not None else None
-        mux.attach(base, agent.local_username, tcp)
-        self._bases[base.local] = base
-        agent.add_base(0, component, base.local)
-        if tcp is not None and mux.tcp_local is not None:
-            agent.add_tcp_base(0, component, mux.tcp_local)
+        base = next((b for b in self._bases.values() if b.component == component), None)
+        if base is None:
+            base = BaseSocket(self, mux.sock, component, mux.outbox)
+            mux.attach(base, agent.local_username, tcp)
+            self._bases[base.local] = base
+        if not has_base(0, component, base.local.host, tcp=False):
+            agent.add_base(0, component, base.local)
+        tcp_local = mux.tcp_local
+        if (
+            tcp is not None
+            and tcp_local is not None
+            and not has_base(0, component, tcp_local.host, tcp=True)
+        ):
+            agent.add_tcp_base(0, component, tcp_local)
+
+    def _close_released(self, address: Address | None) -> None:
+        """The agent released a base it completed without (RFC 8445 §8.3, :mod:`ice.release`):
+        close its socket — a UDP base, or a TCP base's listener — unless it is a mux's, shared
+        with other connections. A restart opens what is missing again (:meth:`_add_bases`)."""
+        if address is None or self._mux is not None:
+            return
+        base = self._bases.get(address)
+        if base is not None:
+            self._close_base(base)
+        elif self._tcp is not None:
+            self._tcp.close_base(address)
 
     def _close_base(self, base: BaseSocket) -> None:
         if base.mux is not None:
@@ -642,7 +685,7 @@ class Connection(ConnectionEvents, _Closing):
         gone_tcp = [base for base in listeners if base.host not in hosts]
         known |= {base.host for base in listeners}
         added = [address for address in addresses if address.host not in known]
-        self._add_bases(added)
+        self._add_bases(addresses)  # new addresses, and what was released on known ones
         self._gathered_on = shared_addresses(addresses)
         if self._mdns is not None:
             self._mdns.restart(self._gathered_on, added)
@@ -745,7 +788,8 @@ class Connection(ConnectionEvents, _Closing):
             self._agent.close(now)
             self._send(self._agent.datagrams_to_send(now))  # TURN deallocations, if any
             self._drain_events()
-        self._relay_streams.close()
+        if self._relay_streams is not None:
+            self._relay_streams.close()
         for base in list(self._bases.values()):
             self._close_base(base)
         if self._tcp is not None:

@@ -7,7 +7,8 @@ After every pump the events are drained and each is handed to the handler of its
 access per event, not a chain of ``isinstance``): data goes into the receive queue, gathered
 candidates into the list signalled to the peer (as the peer sees them: hidden behind mDNS names
 if asked), a selected pair becomes the component's fast data path, consent lost or a candidate
-lost takes it away, saying why; the waits (:meth:`~ice.aio.Connection.connect`, gathering,
+lost takes it away, saying why (a base the agent released after completing, RFC 8445 §8.3, has
+its socket closed); the waits (:meth:`~ice.aio.Connection.connect`, gathering,
 :meth:`~ice.aio.Connection.recv`) are woken when what they wait for may have come. Every event
 then reaches ``on_event``, if set.
 """
@@ -20,12 +21,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from stun.address import Address
+
 from . import events
 from .aio_properties import ConnectionProperties
 from .base_sockets import Signal
 from .candidate import Candidate
 from .events import IceEvent, IceState
 from .mdns_candidates import signalled as mdns_signalled
+from .release import RELEASED
 
 _log = logging.getLogger("icestack.ice")
 
@@ -110,9 +114,18 @@ class ConnectionEvents(ConnectionProperties):
         candidate = event.candidate
         _log.info("%s candidate %s lost: %s", candidate.type, candidate.address, event.reason)
         signalled = mdns_signalled(self._mdns, candidate)
-        if signalled is not None:
+        released = event.reason == RELEASED
+        if signalled is not None and released and self._gathering_complete:
+            # No trickle iteration reads the list by index any more: the candidate goes.
+            self._local_candidates = tuple(c for c in self._local_candidates if c != signalled)
+        elif signalled is not None:
             self._lost_local += (signalled,)
         self._data_paths.lose(candidate, event.reason, self._loop.time())
+        if released:
+            self._close_released(candidate.base)
+
+    def _close_released(self, address: Address | None) -> None:
+        raise NotImplementedError
 
     def _on_gathering_failed(self, event: events.GatheringFailed) -> None:
         _log.info(

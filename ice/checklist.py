@@ -180,6 +180,12 @@ class CheckList:
         self.schedulable += _schedulable(pair, PairState.FROZEN)
         return pair
 
+    def drop_base(self, local_base: Address) -> None:
+        """Take every pair checked from ``local_base`` out of the list: the base was released
+        (RFC 8445 §8.3, :mod:`ice.release`)."""
+        for pair in [p for p in self.pairs if p.local_base == local_base]:
+            self._remove(pair)
+
     def _remove(self, pair: CandidatePair) -> None:
         self.pairs.remove(pair)
         if self._by_addresses is not None:

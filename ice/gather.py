@@ -25,8 +25,9 @@ is learnt: a NAT maps a TCP connection only while it lasts, so none would be usa
 An ICE restart (RFC 8445 §9, :meth:`Gatherer.restart`) gathers again what is gone: bases declared
 since gathering started, allocations that failed or ended; it announces every candidate again
 (they are the new generation's) and completes again. :meth:`Gatherer.remove_base` forgets a base
-whose interface address went away; its candidates are *lost* (:class:`~ice.events.CandidateLost`),
-as are the relayed candidates of an allocation that ended.
+whose interface address went away, or that a completed session released (RFC 8445 §8.3,
+:mod:`ice.release`); its candidates are *lost* (:class:`~ice.events.CandidateLost`), as are the
+relayed candidates of an allocation that ended.
 """
 
 from __future__ import annotations
@@ -233,7 +234,8 @@ class Gatherer:
             self._new_bases += (base,)
 
     def remove_base(self, address: Address, now: float, reason: str) -> None:
-        """Forget a base (its interface address is gone): every candidate on it is lost."""
+        """Forget a base (its interface address is gone, or it was released): every candidate
+        on it is lost, with ``reason``."""
         self._bases = tuple(b for b in self._bases if b.address != address)
         self._new_bases = tuple(b for b in self._new_bases if b.address != address)
         self._queue = tuple(r for r in self._queue if r.base.base != address)
@@ -242,6 +244,22 @@ class Gatherer:
         for local in [c for c in self.candidates if c.base == address]:
             self._lose(local, reason)
         self._check_complete()
+
+    def base_addresses(self) -> list[Address]:
+        """The address of every declared base, UDP and TCP, in the order declared."""
+        return [base.address for base in self._bases]
+
+    def has_base(self, stream: int, component: int, host: str, *, tcp: bool) -> bool:
+        """Whether a UDP (or, with ``tcp``, a TCP) base of this stream and component on the
+        interface address ``host`` is declared: a driver re-opens one that was released (RFC
+        8445 §8.3, :mod:`ice.release`) before a restart."""
+        return any(
+            base.stream == stream
+            and base.component == component
+            and base.address.host == host
+            and (base.tcp_types is not None) == tcp
+            for base in self._bases
+        )
 
     def start(self, now: float) -> None:
         """Emit host candidates and queue server-reflexive requests (§5.1.1.1, §5.1.1.2)."""

@@ -55,7 +55,13 @@ from stun.address import Address, AddressFamily, family_of
 from stun.client import ClientConfig, Credentials
 from stun.datagram import Datagram
 from turn.client import AllocationState, TurnAllocation, TurnClientConfig
-from turn.events import AllocationCreated, AllocationExpired, AllocationFailed, DataReceived
+from turn.events import (
+    AllocationCreated,
+    AllocationDeleted,
+    AllocationExpired,
+    AllocationFailed,
+    DataReceived,
+)
 from turn.transport import ClientTransport
 
 from .candidate import (
@@ -73,8 +79,14 @@ from .preferences import LocalPreferences, relay_local_preference
 Delivery = tuple[Address, Address, bytes]
 #: A base to allocate from: (stream, component, base address, local preference).
 RelayBase = tuple[int, int, Address, int]
-#: Where the gone allocations stand: they are allocated again at a restart.
-_ENDED = (AllocationState.FAILED, AllocationState.EXPIRED)
+#: Where the gone allocations stand: they are allocated again at a restart (closing or closed:
+#: deleted by :meth:`Relays.release`).
+_ENDED = (
+    AllocationState.FAILED,
+    AllocationState.EXPIRED,
+    AllocationState.CLOSING,
+    AllocationState.CLOSED,
+)
 #: The first port of stream labels: above every port a socket can have.
 STREAM_LABELS_START = 0x10000
 
@@ -284,6 +296,21 @@ class Relays:
             relay.allocation.close(now)  # nothing can be sent from a gone base: no wait for it
             self._forget(relay)
 
+    def release(self, needed: set[Address], now: float, reason: str) -> list[Address]:
+        """Delete every allocation none of whose relayed addresses ``needed`` holds (RFC 8445
+        §8.3: a completed agent frees the candidates it does not use; RFC 8656 §8: a Refresh with
+        LIFETIME 0), losing its candidates with ``reason``; a restart allocates again. Returns
+        the relayed addresses released."""
+        released = []
+        for relay in self._relays:
+            relayed = [a for a, r in self._by_relayed.items() if r is relay]
+            if relayed and needed.isdisjoint(relayed):
+                self._lose(relay, reason)
+                relay.allocation.close(now)
+                self._drain(relay, now)
+                released += relayed
+        return released
+
     def _forget(self, relay: _Relay) -> None:
         self._relays.remove(relay)
         self.active = bool(self._relays)
@@ -294,6 +321,11 @@ class Relays:
     def pending(self) -> bool:
         """Whether an Allocate is still unanswered (gathering is not complete until none is)."""
         return any(r.allocation.state is AllocationState.ALLOCATING for r in self._relays)
+
+    def base_of(self, relayed: Address) -> Address | None:
+        """The host base whose allocation gave the relayed address ``relayed``, if it is ours."""
+        relay = self._by_relayed.get(relayed)
+        return None if relay is None else relay.base
 
     def is_relayed(self, address: Address) -> bool:
         return address in self._by_relayed
@@ -393,6 +425,8 @@ class Relays:
                     return deliveries
                 self._close_stream(relay)
                 self._failed(GatheringFailed(relay.server.address, relay.base, _why(relay, event)))
+            elif isinstance(event, AllocationDeleted):
+                self._close_stream(relay)  # released: its TCP or TLS connection goes too
             elif isinstance(event, AllocationExpired):
                 self._close_stream(relay)
                 why = event.reason

@@ -229,6 +229,9 @@ def test_the_controlled_side_follows_the_peers_data_back_to_the_pair_it_kept() -
     assert path(a.agent.selected_pair()) == (A_ADDRESS, B_ADDRESS)
     exchange_data(a.agent, b, wire, 6.0)
     assert path(b.selected_pair()) == (B_ADDRESS, A_ADDRESS)
+    # Completed well over 3 s ago, and yet no base was released (RFC 8445 §8.3, ice.release):
+    # both pairs are nominated, and the peer may send on either.
+    assert sorted(b.gatherer.base_addresses()) == sorted([B_ADDRESS, B_SECOND])
     selections = [path(e.pair) for e in wire.log(b) if isinstance(e, SelectedPairChanged)]
     assert selections == [
         (B_ADDRESS, A_ADDRESS), (B_SECOND, A_ADDRESS), (B_ADDRESS, A_ADDRESS)

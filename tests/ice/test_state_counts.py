@@ -77,6 +77,7 @@ def every_part_asked(agent: Agent) -> float | None:
         agent.tcp.get_timer(),
         agent.nomination.deadline if agent.controlling and not agent.config.lite else None,
         agent._last_now if agent._touched else None,
+        agent._release_at,
     ]
     if agent.state is not IceState.FAILED and not agent.selection.all_concluded:
         verdict = agent.selection.give_up_at()

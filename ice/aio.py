@@ -181,7 +181,6 @@ class Connection(ConnectionEvents, _Closing):
         "_mux",
         "_options",
         "_receive_queue_size",
-        "_relay_streams",
         "_remote_end",
         "_setup",
         "_state_signal",
@@ -190,6 +189,7 @@ class Connection(ConnectionEvents, _Closing):
         "_timer_entry",
         "_timers",
         "_turn_servers",
+        "_turn_tls",
         "on_event",
         "reader_errors",
         "timer_errors",
@@ -316,8 +316,10 @@ class Connection(ConnectionEvents, _Closing):
         #: (a finished future would hold 144 bytes for the connection's life).
         self._setup: asyncio.Future[None] | bool = False
         self._bases: dict[Address, BaseSocket] = {}
-        #: The TCP/TLS connections to TURN servers (:mod:`ice.relay_streams`).
-        self._relay_streams = RelayStreams(self, tls_settings(turn_tls_cafile, turn_tls_verify))
+        #: The TCP/TLS connections to TURN servers (:mod:`ice.relay_streams`): made when
+        #: gathering starts with TURN servers (or when asked for), with these TLS settings.
+        self._turn_tls = tls_settings(turn_tls_cafile, turn_tls_verify)
+        self._relay_streams: RelayStreams | None = None
         #: The TCP bases and connections (from the first gather, like the loop).
         self._tcp: TcpSockets | None = None
         #: The mDNS side (:mod:`ice.mdns_candidates`): made at once to hide our host
@@ -428,6 +430,8 @@ class Connection(ConnectionEvents, _Closing):
             config = dataclasses.replace(config, stun_servers=(), turn_servers=())
         self._agent = agent = Agent(config)
         self._config = config  # one copy per connection: the agent's (same role and credentials)
+        if config.turn_servers and self._relay_streams is None:
+            self._relay_streams = RelayStreams(self, self._turn_tls)
         if config.tcp_types:  # without ICE-TCP, nothing of it is made: no tables, no pump work
             self._tcp = TcpSockets(self, agent, self._options.port_range)
         self._add_bases(addresses)
@@ -784,7 +788,8 @@ class Connection(ConnectionEvents, _Closing):
             self._agent.close(now)
             self._send(self._agent.datagrams_to_send(now))  # TURN deallocations, if any
             self._drain_events()
-        self._relay_streams.close()
+        if self._relay_streams is not None:
+            self._relay_streams.close()
         for base in list(self._bases.values()):
             self._close_base(base)
         if self._tcp is not None:

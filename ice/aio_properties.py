@@ -24,7 +24,7 @@ from .events import IceState
 from .mdns_candidates import MdnsCandidates
 from .mdns_candidates import signalled as mdns_signalled
 from .pump import AgentPump
-from .relay_streams import RelayStreams
+from .relay_streams import RelayStreams, TlsSettings
 from .stats import PairStats
 from .tcp_sockets import TcpSockets
 
@@ -34,14 +34,15 @@ class ConnectionProperties(AgentPump):
     the state declared here."""
 
     #: What the properties set; the rest of the connection's state is in its own __slots__.
-    __slots__ = ("_config", "_remote_password", "_remote_username")
+    __slots__ = ("_config", "_relay_streams", "_remote_password", "_remote_username")
 
     _agent: Agent | None
     _loop: asyncio.AbstractEventLoop
     _config: AgentConfig
     _remote_username: str | None
     _remote_password: str | None
-    _relay_streams: RelayStreams
+    _relay_streams: RelayStreams | None
+    _turn_tls: TlsSettings
     _tcp: TcpSockets | None
     _mdns: MdnsCandidates | None
     _data_paths: DataPaths
@@ -52,6 +53,8 @@ class ConnectionProperties(AgentPump):
     def relay_streams(self) -> RelayStreams:
         """The TCP/TLS connections to TURN servers: how many (``len``), the bytes waiting to be
         written (``buffered``), the datagrams dropped (``dropped``; :mod:`ice.relay_streams`)."""
+        if self._relay_streams is None:  # no TURN server: none, and none will be
+            self._relay_streams = RelayStreams(self, self._turn_tls)  # type: ignore[arg-type]
         return self._relay_streams
 
     @property

@@ -59,6 +59,7 @@ from .candidate import MAX_PRIORITY, Candidate, CandidateType, tcp_partner
 from .checklist import PairState
 from .events import IceEvent, RemoteCandidateLearned
 from .gather import LocalCandidate
+from .recency import Recent, remember
 from .remotes import unusable
 from .stats import PeerInput
 
@@ -96,7 +97,7 @@ class IncomingChecks(AgentPart):
         self._remote_candidates = agent.remote_candidates
         self._send = send
         #: Transaction IDs of recent requests: a retransmission is answered, not re-triggered.
-        self._recent: dict[bytes, None] = {}
+        self._recent: Recent[bytes] = ()
         #: How many peer-reflexive remote candidates were made: their foundations number them.
         self._prflx_made = 0
         #: Whether an authenticated check from the peer was signed with our current password:
@@ -104,7 +105,7 @@ class IncomingChecks(AgentPart):
         #: password changes only at a restart, which clears this.
         self.peer_has_credentials = False
         #: (base, source) of recent authenticated requests, least recent first.
-        self._checked_paths: dict[tuple[Address, Address], None] = {}
+        self._checked_paths: Recent[tuple[Address, Address]] = ()
         #: Our password prepared for HMAC-SHA1 (:meth:`_local_key`), and the password it is of.
         self._key: PreparedKey | None = None
         self._key_password: str | None = None
@@ -122,7 +123,7 @@ class IncomingChecks(AgentPart):
     def restart(self) -> None:
         """A new generation: the previous one's checks prove nothing about the new peer, which
         has yet to show that it has our new credentials."""
-        self._checked_paths.clear()
+        self._checked_paths = ()
         self.peer_has_credentials = False
 
     @property
@@ -205,15 +206,10 @@ class IncomingChecks(AgentPart):
         response = success_response(request.transaction_id, remote, prepared)
         self._send(_new_tuple(Datagram, (response, local, remote)))
         agent._last_progress = now
-        paths = self._checked_paths
         path = (local, remote)
-        if path in paths:
-            del paths[path]  # re-inserted below as the most recent
-            paths[path] = None
-        else:
-            paths[path] = None
-            if len(paths) > self._config.max_pairs:
-                del paths[next(iter(paths))]  # the least recent
+        paths = self._checked_paths
+        if type(paths) is not tuple or not paths or paths[-1] != path:  # else the latest
+            self._checked_paths = remember(paths, path, self._config.max_pairs, refresh=True)
         if not self.peer_has_credentials:
             self.peer_has_credentials = True
             agent.selection.repeat_unconfirmed_nominations(now)
@@ -221,9 +217,7 @@ class IncomingChecks(AgentPart):
         transaction_id = request.transaction_id
         if transaction_id in recent:
             return  # a retransmission: answered again, nothing new to act on
-        recent[transaction_id] = None
-        if len(recent) > RECENT_REQUESTS:
-            del recent[next(iter(recent))]  # the oldest (a dict keeps insertion order)
+        self._recent = remember(recent, transaction_id, RECENT_REQUESTS, refresh=False)
         self._act_on(request, base, remote, now)
 
     def _local_key(self) -> PreparedKey:

@@ -423,8 +423,9 @@ class OutgoingChecks(AgentPart):
         if own_list.triggered:
             own_list.drop_triggered(pair, valid)
         for checklist in agent.checklists:
-            for sibling in checklist.unfreeze_siblings(pair):
-                self._emit(PairStateChanged(checklist.stream, sibling))
+            if checklist.schedulable:  # else no Frozen pair is left to unfreeze: no call
+                for sibling in checklist.unfreeze_siblings(pair):
+                    self._emit(PairStateChanged(checklist.stream, sibling))
         if check.use_candidate and check.controlling:
             agent.selection.nominate(valid, now)
             if agent.selected.get((valid.stream, valid.component)) is valid:

@@ -45,7 +45,7 @@ class AgentPump:
     _closed: bool
     _bases: dict[Address, BaseSocket]
     _data_paths: DataPaths
-    _relay_streams: RelayStreams
+    _relay_streams: RelayStreams | None
     _tcp: TcpSockets | None
     _timers: SharedTimers
     #: This connection's current deadline's entry in ``_timers`` (``None``: none).
@@ -77,8 +77,9 @@ class AgentPump:
             now = self._loop.time()
         if self._data_paths.paths:
             self._data_paths.flush(now)
-        if self._config.turn_servers:  # only a TURN server may be reached over TCP or TLS
-            self._relay_streams.apply(agent.relay_stream_commands())
+        streams = self._relay_streams
+        if streams is not None and self._config.turn_servers:  # only TURN: over TCP or TLS
+            streams.apply(agent.relay_stream_commands())
         tcp = self._tcp
         if tcp is not None and tcp.paths:
             tcp.flush(now)
@@ -113,7 +114,8 @@ class AgentPump:
         for datagram in datagrams:
             base = self._bases.get(datagram.local) if datagram.local else None
             if base is None:
-                self._relay_streams.send(datagram)  # to a TURN server over TCP or TLS, if any
+                if self._relay_streams is not None:  # to a TURN server over TCP or TLS, if any
+                    self._relay_streams.send(datagram)
                 continue
             if base.mux is not None:
                 base.mux.table.sent(base, datagram.remote)

@@ -7,9 +7,10 @@ so the table holds at most ``limit`` candidates per data stream and refuses more
 the refusal). Candidates are keyed by (stream, component, transport, address) — a peer may offer
 a UDP and a TCP candidate on one address and port, since the two port spaces are separate —
 so finding the candidate a check came from, done for every check that arrives, is one dict
-access. Iteration yields
-``(stream, candidate)`` in the order candidates were learnt; a signalled candidate that replaces
-the peer-reflexive one of the same address keeps its place.
+access. A one-stream session's first few candidates (most sessions have no more) are a tuple
+instead, walked to find one: a dict and its keys take ~300 bytes for one candidate, a tuple 64.
+Iteration yields ``(stream, candidate)`` in the order candidates were learnt; a signalled
+candidate that replaces the peer-reflexive one of the same address keeps its place.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from stun.address import Address
 
 from .candidate import Candidate, TcpType
+from .recency import SMALL
 
 _Key = tuple[int, int, str, Address]
 
@@ -32,22 +34,28 @@ class RemoteCandidates:
 
     def __init__(self, limit: int, streams: int = 1) -> None:
         self.limit = limit
-        #: The stream is the key's first item (a tuple per value would cost 56 bytes more).
-        self._table: dict[_Key, Candidate] = {}
+        #: The candidates by key; the stream is the key's first item (a tuple per value would
+        #: cost 56 bytes more). With one stream, up to ``SMALL`` candidates are a tuple of them.
+        self._table: dict[_Key, Candidate] | tuple[Candidate, ...] = () if streams == 1 else {}
         #: How many candidates each of ``streams`` streams holds, by stream number (a Counter
         #: costs ~250 bytes); ``None`` with one stream, which holds the whole table.
         self._per_stream: list[int] | None = [0] * streams if streams > 1 else None
 
     def __iter__(self) -> Iterator[tuple[int, Candidate]]:
-        return iter([(key[0], candidate) for key, candidate in self._table.items()])
+        table = self._table
+        if isinstance(table, tuple):
+            return iter([(0, candidate) for candidate in table])
+        return iter([(key[0], candidate) for key, candidate in table.items()])
 
     def __len__(self) -> int:
         return len(self._table)
 
     def clear(self) -> None:
-        self._table.clear()
         counts = self._per_stream
-        if counts is not None:
+        if counts is None:
+            self._table = ()
+        else:
+            self._table = {}
             counts[:] = [0] * len(counts)
 
     def find(
@@ -55,7 +63,17 @@ class RemoteCandidates:
     ) -> Candidate | None:
         """The remote candidate of this stream, component and transport at ``address``, if
         known."""
-        return self._table.get((stream, component, transport, address))
+        table = self._table
+        if isinstance(table, tuple):  # one stream: ``stream`` is 0
+            for candidate in table:
+                if (
+                    candidate.address == address
+                    and candidate.component == component
+                    and candidate.transport == transport
+                ):
+                    return candidate
+            return None
+        return table.get((stream, component, transport, address))
 
     def full(self, stream: int) -> bool:
         """Whether the stream holds ``limit`` candidates: a new address would not be learnt."""
@@ -66,7 +84,13 @@ class RemoteCandidates:
         """Learn a candidate whose address is not known yet; ``False`` if the stream is full."""
         if self.full(stream):
             return False
-        self._table[_key(stream, candidate)] = candidate
+        table = self._table
+        if isinstance(table, tuple):
+            if len(table) < SMALL:
+                self._table = (*table, candidate)
+                return True
+            table = self._table = {_key(0, known): known for known in table}
+        table[_key(stream, candidate)] = candidate
         counts = self._per_stream
         if counts is not None:
             counts[stream] += 1
@@ -74,7 +98,12 @@ class RemoteCandidates:
 
     def replace(self, stream: int, candidate: Candidate) -> None:
         """Put ``candidate`` in the place of the known one with the same address."""
-        self._table[_key(stream, candidate)] = candidate
+        table = self._table
+        if isinstance(table, tuple):
+            key = _key(0, candidate)
+            self._table = tuple([candidate if _key(0, known) == key else known for known in table])
+        else:
+            table[_key(stream, candidate)] = candidate
 
 
 def _key(stream: int, candidate: Candidate) -> _Key:

@@ -190,9 +190,7 @@ class TcpConnections:
         "_agent",
         "_by_id",
         "_by_path",
-        "_config",
         "_connecting",
-        "_failures",
         "_ids",
         "bases",
         "commands",
@@ -200,8 +198,6 @@ class TcpConnections:
 
     def __init__(self, agent: Agent) -> None:
         self._agent = agent
-        self._config = agent.config
-        self._failures = agent.failures
         #: The TCP bases the driver declared: what the agent addresses from them goes here.
         #: The shared empty table until the first (:meth:`add_base`, the only place that adds;
         #: an agent without ICE-TCP never declares one).
@@ -258,7 +254,7 @@ class TcpConnections:
         return pair.local.tcp_type is not TcpType.PASSIVE and self._room_to_open()
 
     def _room_to_open(self) -> bool:
-        config = self._config
+        config = self._agent.config
         return (
             self._connecting < config.max_tcp_connecting
             and len(self._by_id) < config.max_tcp_connections
@@ -271,7 +267,7 @@ class TcpConnections:
         the path's local candidate is active or simultaneous-open and it has none yet."""
         connection = self._by_path.get((local, remote)) or self._open(local, remote, now)
         if connection is None:
-            self._failures.tcp[TcpOutcome.SEND_DROPPED] += 1
+            self._agent.failures.tcp[TcpOutcome.SEND_DROPPED] += 1
             self._agent.selection.lose_path(local, remote, "no TCP connection to send on", now)
             return
         frame = frame_rfc4571(data)
@@ -280,7 +276,7 @@ class TcpConnections:
         elif len(connection.waiting) < MAX_WAITING_FRAMES:
             connection.waiting.append(frame)
         else:
-            self._failures.tcp[TcpOutcome.SEND_DROPPED] += 1
+            self._agent.failures.tcp[TcpOutcome.SEND_DROPPED] += 1
 
     def _open(self, local: Address, remote: Address, now: float) -> TcpConnection | None:
         tcp_type = self._local_type(local, remote)
@@ -305,7 +301,7 @@ class TcpConnections:
 
     @property
     def _timeout(self) -> float:
-        return self._config.tcp_connect_timeout
+        return self._agent.config.tcp_connect_timeout
 
     # ================================================================== notifications
 
@@ -315,20 +311,20 @@ class TcpConnections:
         base = self._agent.gatherer.on_base(local)
         accepting = (TcpType.PASSIVE, TcpType.SIMULTANEOUS_OPEN)
         if local not in self.bases or base is None or base.candidate.tcp_type not in accepting:
-            self._failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1
+            self._agent.failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1
             return None
         existing = self._by_path.get((local, remote))
         waiting: list[bytes] = []
         if existing is not None:
             if existing.state is TcpState.OPEN:
-                self._failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1  # one connection per pair
+                self._agent.failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1  # one connection per pair
                 return None
             # Both sides of a simultaneous-open pair connected and the peer's won: ours goes.
             waiting = existing.waiting
             self._command(CloseTcp(existing.id))
             self._forget(existing)
-        if len(self._by_id) >= self._config.max_tcp_connections and not self._evict():
-            self._failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1
+        if len(self._by_id) >= self._agent.config.max_tcp_connections and not self._evict():
+            self._agent.failures.tcp[TcpOutcome.ACCEPT_REFUSED] += 1
             return None
         connection = self._add(
             local, remote, TcpState.OPEN, accepted=True, deadline=now + self._timeout
@@ -416,7 +412,8 @@ class TcpConnections:
         if connection is None:
             return
         connecting = connection.state is TcpState.CONNECTING
-        self._failures.tcp[TcpOutcome.REFUSED if connecting else TcpOutcome.CLOSED_BY_PEER] += 1
+        outcome = TcpOutcome.REFUSED if connecting else TcpOutcome.CLOSED_BY_PEER
+        self._agent.failures.tcp[outcome] += 1
         self._forget(connection)
         what = "could not be opened" if connecting else "was closed"
         path_reason = f"the TCP connection to {connection.remote} {what}: {reason}"
@@ -440,7 +437,7 @@ class TcpConnections:
 
     def _close(self, connection: TcpConnection, outcome: TcpOutcome, now: float | None) -> None:
         """Close a connection ourselves for ``outcome``; with ``now``, its path is lost."""
-        self._failures.tcp[outcome] += 1
+        self._agent.failures.tcp[outcome] += 1
         self._command(CloseTcp(connection.id))
         self._forget(connection)
         if now is not None:

@@ -21,7 +21,7 @@ from ice.aio_mux import Mux
 from ice.events import CandidateLost, IceEvent
 from ice.release import RELEASE_DELAY, RELEASED
 from stun.address import Address
-from tests.net.loopback import run, until
+from tests.net.loopback import LOOPBACK_HOSTS, run, until
 
 from .test_connection import assert_same_path, exchange, gathered, make
 from .test_mux_aio import HOST, connect_ours, echo_check, server, signal_and_connect
@@ -38,7 +38,8 @@ def passive(connection: Connection) -> Address:
 async def connect_to(address: Address) -> None:
     """Open a TCP connection to ``address`` and close it (raises if refused)."""
     loop = asyncio.get_running_loop()
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setblocking(False)
         await loop.sock_connect(sock, address)
 
@@ -47,11 +48,14 @@ def released(events: list[IceEvent]) -> list[CandidateLost]:
     return [e for e in events if isinstance(e, CandidateLost) and e.reason == RELEASED]
 
 
-def test_a_udp_session_closes_its_tcp_listener_after_completion_and_a_restart_reopens_it() -> None:
+@pytest.mark.parametrize("host", LOOPBACK_HOSTS)
+def test_a_udp_session_closes_its_tcp_listener_after_completion_and_a_restart_reopens_it(
+    host: str,
+) -> None:
     events: dict[str, list[IceEvent]] = {"a": [], "b": []}
 
     async def scenario() -> None:
-        async with gathered() as (a, b):
+        async with gathered(host) as (a, b):
             a.on_event, b.on_event = events["a"].append, events["b"].append
             listeners = {"a": passive(a), "b": passive(b)}
             await connect_to(listeners["a"])  # listening while ICE runs

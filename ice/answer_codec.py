@@ -167,7 +167,7 @@ def _shape_of(data: bytes, size: int) -> _Shape | None:
     """The shape of ``data`` if it is a check of the common shape (one walk over its attributes,
     the checks of the module docstring but the FINGERPRINT's value and the USERNAME's UTF-8),
     kept for its size; ``None`` for anything else."""
-    if size < 20:
+    if size < 20 or size & 3:  # a STUN message's length is a multiple of 4 (RFC 8489 §5)
         return None
     kind, length, cookie = _HEADER.unpack_from(data)
     if kind != _BINDING_REQUEST or length != size - 20 or cookie != MAGIC_COOKIE:

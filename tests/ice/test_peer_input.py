@@ -9,6 +9,7 @@ hypothesis version of the same is tests/properties/test_ice_signed.py.
 from __future__ import annotations
 
 import random
+import struct
 from dataclasses import replace
 
 from ice.agent import Agent
@@ -38,9 +39,11 @@ def controlled_agent(**options: object) -> Agent:
 
 
 def check(agent: Agent, number: int, priority: int | None = None) -> bytes:
-    attributes = [] if priority is None else [
-        UnknownAttribute(AttrType.PRIORITY, priority.to_bytes(4, "big"))
-    ]
+    attributes = (
+        []
+        if priority is None
+        else [UnknownAttribute(AttrType.PRIORITY, priority.to_bytes(4, "big"))]
+    )
     return signed_check_from(
         attributes, agent.local_username, agent.local_password, number.to_bytes(12, "big")
     )
@@ -266,6 +269,17 @@ def test_datagrams_too_short_for_a_stun_header_are_counted_not_raised() -> None:
     for data in (b"\x00", b"\x01", b"\x00\x01", b"\x01\x01", b"\x00\x01\x00"):
         agent.receive_datagram(data, A_ADDRESS, B_ADDRESS, 0.0)
     assert agent.failures.malformed == 5
+
+
+def test_binding_requests_whose_size_is_no_multiple_of_four_are_counted_not_raised() -> None:
+    """A valid header whose length field matches a size that is no multiple of four: the lean
+    reader's walk over the attributes read past the end (struct.error out of
+    receive_datagram); the typed decoder refuses it as malformed."""
+    agent = controlled_agent()
+    for size in (22, 26, 43):
+        header = struct.pack("!HHI12s", 0x0001, size - 20, 0x2112A442, bytes(12))
+        agent.receive_datagram(header + b"\x00\x06" + bytes(size - 22), A_ADDRESS, B_ADDRESS, 0.0)
+    assert agent.failures.malformed == 3
 
 
 def test_each_stream_has_its_own_bound_of_remote_candidates_and_a_restart_resets_it() -> None:

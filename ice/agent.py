@@ -83,7 +83,7 @@ from .incoming import IncomingChecks
 from .nomination import NominationPolicy
 from .outgoing import OutgoingChecks
 from .relay import RelayStreamCommand
-from .release import RELEASE_DELAY, RELEASED, needed_bases
+from .release import RELEASE_DELAY, RELEASED, needed_bases, unused_bases
 from .remotes import RemoteCandidates, unusable
 from .selection import Selection
 from .stats import FailureCounters, PairStats, PeerInput, TableSizes, pair_stats
@@ -395,11 +395,15 @@ class Agent:
         needed = needed_bases(self)
         if needed is None:
             return
-        gatherer = self.gatherer
-        unused = [address for address in gatherer.base_addresses() if address not in needed]
+        relays = self.gatherer.relays
+        released = relays.release(needed, now, RELEASED)
+        # Their deletions (Refresh, LIFETIME 0) leave now, while the bases they go from are
+        # still ours: forgetting a base forgets its allocations without a word.
+        self._outgoing += relays.datagrams_to_send(now)
+        unused = unused_bases(self, needed)
         for address in unused:
             self._forget_base(address, now, RELEASED)
-        for address in unused + gatherer.relays.release(needed, now, RELEASED):
+        for address in unused + released:
             for checklist in self.checklists:
                 checklist.drop_base(address)
 

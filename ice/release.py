@@ -47,10 +47,12 @@ RELEASED = (
 )
 
 
-def unused_bases(agent: Agent) -> list[Address]:
-    """The declared bases, UDP and TCP, that no selected or nominated pair needs; none while a
-    component has no selected pair of this generation (then nothing is settled)."""
-    needed = needed_bases(agent)
+def unused_bases(agent: Agent, needed: set[Address] | None = None) -> list[Address]:
+    """The declared bases, UDP and TCP, that no selected or nominated pair needs (``needed``,
+    else :func:`needed_bases`); none while a component has no selected pair of this generation
+    (then nothing is settled)."""
+    if needed is None:
+        needed = needed_bases(agent)
     if needed is None:
         return []
     return [address for address in agent.gatherer.base_addresses() if address not in needed]

@@ -25,6 +25,7 @@ from ice.scenarios import (
     TURN_SERVERS,
     Scenario,
     Side,
+    add_turn_server,
     relay_server,
     two_agents_behind_nats,
 )
@@ -267,6 +268,41 @@ def test_unused_turn_allocations_are_deleted_and_a_restart_allocates_again(
             e.candidate.type is CandidateType.RELAYED for e in gathered_after(side, restarted)
         )
     assert [server.allocation_count for server in servers] == [1, 1]
+
+
+def test_the_allocations_of_a_released_base_are_deleted_before_it_goes() -> None:
+    """A multi-homed host with a TURN server: each address allocates, the pair is host-host on
+    one of them. The other address's allocation is deleted (Refresh with LIFETIME 0) from that
+    base before the base is forgotten — forgetting it first dropped the request unsent and left
+    the allocation on the server until its lifetime ran out."""
+    network = Network(5)
+    network.add_stun_server(STUN_SERVER)
+    server = add_turn_server(network, TURN_SERVERS[0], "turn0", tcp=False)
+    host_a = network.add_host("a")
+    host_a.add_address(None, lan=None)
+    host_b = network.add_host("b")
+    config_a = AgentConfig(
+        controlling=True,
+        stun_servers=(STUN_SERVER,),
+        turn_servers=(relay_server(TURN_SERVERS[0]),),
+        tcp_types=(),
+    )
+    scenario = Scenario(
+        network,
+        host_a,
+        host_b,
+        config_a=config_a,
+        config_b=dataclasses.replace(CONTROLLED, tcp_types=()),
+    )
+    done_a, done_b = connect(scenario)
+    assert server.allocation_count == 2
+    network.run(until=max(done_a, done_b) + RELEASE_DELAY + 1.0)
+
+    lost_bases = {e.candidate.base for e in released(scenario.a)}
+    assert any(e.candidate.type is CandidateType.HOST for e in released(scenario.a))
+    assert len(lost_bases) == 3  # the unused address, and both relayed addresses
+    assert server.allocation_count == 0
+    assert data_flows(scenario)
 
 
 def test_an_ice_lite_agent_releases_by_the_same_rule() -> None:

@@ -385,11 +385,16 @@ class Connection(ConnectionEvents, _Closing):
         await self._start()
         index = 0
         while True:
-            while index < len(self._local_candidates):
-                candidate = self._local_candidates[index]
-                index += 1
-                if candidate not in self._lost_local:
-                    yield candidate
+            # A snapshot: the tuple is replaced, never changed, when a candidate comes, or when
+            # a released one goes after gathering completed — read by index, that would skip
+            # the candidate after it (it is then the last walk: gathering is complete).
+            candidates = self._local_candidates
+            if index < len(candidates):
+                for candidate in candidates[index:]:
+                    index += 1
+                    if candidate not in self._lost_local:
+                        yield candidate
+                continue  # more may have come while the consumer held the iteration
             if self._gathering_complete or self._closed:
                 return
             await self._state_signal.wait(self._loop)
@@ -432,7 +437,9 @@ class Connection(ConnectionEvents, _Closing):
         self._config = config  # one copy per connection: the agent's (same role and credentials)
         if config.turn_servers and self._relay_streams is None:
             self._relay_streams = RelayStreams(self, self._turn_tls)
-        if config.tcp_types:  # without ICE-TCP, nothing of it is made: no tables, no pump work
+        # Without ICE-TCP, nothing of it is made: no tables, no pump work; nor relay-only, where
+        # a TCP base would get no candidate (and so never be released, its socket held open).
+        if config.tcp_types and config.policy is not Policy.RELAY:
             self._tcp = TcpSockets(self, agent, self._options.port_range)
         self._add_bases(addresses)
         agent.gather(self._loop.time())

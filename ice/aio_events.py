@@ -116,7 +116,7 @@ class ConnectionEvents(ConnectionProperties):
         signalled = mdns_signalled(self._mdns, candidate)
         released = event.reason == RELEASED
         if signalled is not None and released and self._gathering_complete:
-            # No trickle iteration reads the list by index any more: the candidate goes.
+            # Gone from the list (an iteration of trickle_candidates walks its own snapshot).
             self._local_candidates = tuple(c for c in self._local_candidates if c != signalled)
         elif signalled is not None:
             self._lost_local += (signalled,)

@@ -143,6 +143,7 @@ def test_relay_only_connections_connect_through_each_transport(
                     (candidate,) = side.local_candidates
                     assert candidate.type is CandidateType.RELAYED
                     assert candidate.host == host  # the family gathered on
+                    assert side.agent.tcp.bases == {}  # no ICE-TCP listener: it would serve nothing
                 await signal_and_connect(a, b)
                 await round_trip(a, b, b"\x80through " + transport.encode())
                 kinds = {alloc.five_tuple.transport for alloc in server.core.allocations()}

@@ -820,14 +820,16 @@ def hold_flush() -> None:
     """The caller calls :func:`flush_pending` before it returns to the event loop (a reader
     after its batch, a timer after its callbacks): sends queued meanwhile schedule no flush of
     their own, one event-loop callback per batch saved. Call it right before a ``try`` whose
-    ``finally`` flushes."""
+    ``finally`` flushes. Before the thread's first queued send (which makes its buffers) it
+    holds nothing: that send schedules its own flush, which finds nothing left to send."""
     arena = _arenas.arena
     if arena is not None:
         arena.flush_scheduled = True
 
 
 def flush_pending() -> None:
-    """Send what every socket of this thread has queued (readers call it after each batch)."""
+    """Send what every socket of this thread has queued (the readers and timers that held the
+    flush call it after their batch, :func:`hold_flush`)."""
     arena = _arenas.arena
     if arena is None:
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from ice.check_codec import CheckTemplate
 from ice.in_flight import ChecksInFlight
 from ice.outgoing import Check
 from stun.transaction import ClientTransaction
@@ -15,7 +16,8 @@ from .test_consent import make_pair
 def check(consent: bool) -> Check:
     """A check in flight of one pair: an ordinary one, or a consent check (RFC 7675)."""
     transaction = ClientTransaction(b"request", bytes(12), now=0.0, rto=0.5)
-    return Check(make_pair(9), transaction, False, True, consent, b"pwd", False)
+    template = CheckTemplate("r", "l", "pwd", True, 0)
+    return Check(make_pair(9), transaction, False, True, consent, template, False)
 
 
 def test_the_count_follows_assignment_del_pop_clear_and_a_restart() -> None:

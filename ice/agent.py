@@ -157,8 +157,7 @@ class Agent:
         emit, send = self._events.append, self._outgoing.append
         self.gatherer = Gatherer(config, emit, send)
         self.checklists = [
-            CheckList(stream, components, config.max_pairs)
-            for stream, components in enumerate(config.streams)
+            CheckList(stream, config.max_pairs) for stream in range(len(config.streams))
         ]
         self.remote_candidates = RemoteCandidates(config.max_remote_candidates, len(config.streams))
         self.remote_complete = False
@@ -368,8 +367,7 @@ class Agent:
         self.remote_candidates.clear()
         self.remote_complete = False
         self.checklists = [
-            CheckList(stream, components, self.config.max_pairs)
-            for stream, components in enumerate(self.config.streams)
+            CheckList(stream, self.config.max_pairs) for stream in range(len(self.config.streams))
         ]
         self.outgoing.restart()
         self.incoming.restart()

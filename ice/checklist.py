@@ -114,7 +114,6 @@ class CheckList:
 
     __slots__ = (
         "_by_addresses",
-        "components",
         "max_pairs",
         "pairs",
         "schedulable",
@@ -122,9 +121,8 @@ class CheckList:
         "triggered",
     )
 
-    def __init__(self, stream: int, components: int, max_pairs: int) -> None:
+    def __init__(self, stream: int, max_pairs: int) -> None:
         self.stream = stream
-        self.components = components
         self.max_pairs = max_pairs
         self.pairs: list[CandidatePair] = []
         #: The triggered check queue (§7.3.1.4), FIFO: a dict used as an ordered set, ``None``
@@ -379,11 +377,6 @@ class SelectedPairs:
         if pair is None:
             raise KeyError(key)
         return pair
-
-    def __setitem__(self, key: tuple[int, int], pair: CandidatePair) -> None:
-        if key != (pair.stream, pair.component):
-            raise ValueError(f"pair of {(pair.stream, pair.component)} selected for {key}")
-        self.put(pair)
 
     def put(self, pair: CandidatePair) -> CandidatePair | None:
         """Select ``pair`` for its component; the pair it replaces, if any (one call where a

@@ -134,7 +134,6 @@ class NominationPolicy:
                     return False
                 self._forget(component, lowest)
             self._valid += (pair,)
-            table = self._by_path  # made by the eviction above, maybe
             if table is not None:
                 table[local_base, remote] = pair
             elif len(self._valid) > FEW_PAIRS:

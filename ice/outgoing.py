@@ -459,8 +459,9 @@ class OutgoingChecks(AgentPart):
         ignored, and past ``max_local_peer_reflexive`` no new local candidate is learnt; either
         way the checked pair itself is the valid one (the check proved its path). Over TCP the
         checked pair is always the valid one: its connection is the path, and the address a NAT
-        gave the connection is no candidate anybody could use (RFC 6544 §7.2.2)."""
-        if mapped == pair.local.address or pair.local.transport == "tcp":
+        gave the connection is no candidate anybody could use (RFC 6544 §7.2.2). (The usual
+        answer, ``mapped`` the local candidate's own address, never comes here.)"""
+        if pair.local.transport == "tcp":
             return pair
         if (":" in mapped.host) != (":" in pair.local_base.host):
             self._failures.peer_input[PeerInput.MAPPED_ADDRESS_FAMILY] += 1

@@ -213,7 +213,7 @@ class Selection(AgentPart):
         if not self.all_concluded:
             if nominate and agent.controlling and agent.nomination.deciding:
                 self.run_nomination(now)
-            if agent.outgoing.in_flight.ordinary or not (agent._checking or self.all_concluded):
+            if agent.outgoing.in_flight.ordinary or not agent._checking:
                 return  # a check to wait for, or none yet: a restart's previous pairs carry data on
         state = agent.state
         if state is IceState.CLOSED or state is IceState.FAILED:

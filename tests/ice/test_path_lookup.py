@@ -60,7 +60,7 @@ paths = st.tuples(st.sampled_from(BASES), st.sampled_from(PORTS))
 def test_the_check_list_finds_what_a_walk_finds(
     max_pairs: int, added: list[tuple[tuple[Address, int], int]]
 ) -> None:
-    checklist = CheckList(stream=0, components=1, max_pairs=max_pairs)
+    checklist = CheckList(stream=0, max_pairs=max_pairs)
     for (base, port), priority in added:
         checklist.add(local(base), base, remote(port, priority), controlling=True)
         assert len(checklist) <= max_pairs
@@ -92,7 +92,7 @@ def test_the_valid_list_finds_what_a_walk_finds(
     """Pairs made valid, nominations that fail (which take the pair out of the list) or
     conclude, local bases and paths lost; the count of components left to decide follows."""
     policy = NominationPolicy(AgentConfig(max_pairs=3 * FEW_PAIRS))
-    checklist = CheckList(stream=0, components=1, max_pairs=100)
+    checklist = CheckList(stream=0, max_pairs=100)
     for kind, base, port, fails in changes:
         address = Address("198.51.100.1", port)
         if kind == "valid":
@@ -122,11 +122,11 @@ def test_the_valid_list_finds_what_a_walk_finds(
 
 
 def test_a_selected_pair_is_found_by_its_path_only() -> None:
-    checklist = CheckList(stream=0, components=2, max_pairs=10)
+    checklist = CheckList(stream=0, max_pairs=10)
     first = checklist.add(local(BASES[0]), BASES[0], remote(5000, 1), controlling=True)
     assert first is not None
     selected = SelectedPairs()
-    selected[(0, 1)] = first
+    selected.put(first)
     assert selected.on_path(BASES[0], Address("198.51.100.1", 5000)) is first
     assert selected.on_path(BASES[1], Address("198.51.100.1", 5000)) is None
     assert selected.on_path(BASES[0], Address("198.51.100.1", 5001)) is None
@@ -136,23 +136,21 @@ def test_a_selected_pair_is_found_by_its_path_only() -> None:
 
 def test_selected_pairs_behave_as_a_dict_by_component() -> None:
     """One pair per (stream, component), in the order a dict keeps: a new pair of a component
-    takes its place and gives back the one it replaces; a pair is held only under its own key."""
-    checklist = CheckList(stream=0, components=1, max_pairs=10)
+    takes its place and gives back the one it replaces."""
+    checklist = CheckList(stream=0, max_pairs=10)
     first = checklist.add(local(BASES[0]), BASES[0], remote(5000, 1), controlling=True)
     second = checklist.add(local(BASES[1]), BASES[1], remote(5001, 1), controlling=True)
-    other = CheckList(stream=1, components=1, max_pairs=10)
+    other = CheckList(stream=1, max_pairs=10)
     third = other.add(local(BASES[0]), BASES[0], remote(5002, 1), controlling=True)
     assert first is not None and second is not None and third is not None
     selected = SelectedPairs()
     assert selected.put(first) is None
-    selected[(1, 1)] = third
+    selected.put(third)
     assert selected.put(second) is first
     assert list(selected) == [(0, 1), (1, 1)]
     assert selected.items() == [((0, 1), second), ((1, 1), third)]
     assert (len(selected), selected.get((0, 1)), selected[(1, 1)]) == (2, second, third)
     assert selected.get((0, 2)) is None
-    with pytest.raises(ValueError, match="selected for"):
-        selected[(0, 2)] = first
     del selected[(0, 1)]
     assert selected.values() == (third,)
     with pytest.raises(KeyError):

@@ -18,6 +18,7 @@ from turn.transport import ClientTransport
 
 from .candidate import TcpType
 from .errors import LocalProtocolError, enum_member
+from .shared_values import SharedValues
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -73,25 +74,14 @@ class Policy(enum.Enum):
 CHECK_TRANSACTION = TransactionConfig(max_requests=7, final_wait=16)
 
 
-#: The usual values of the configuration's small tuples, shared by every configuration that has
-#: one of them (each equal copy is 48-56 bytes per agent).
-_SHARED_TUPLES: dict[tuple[object, ...], tuple[object, ...]] = {
-    value: value
-    for value in [
-        (1,),
-        (1, 1),
-        (2,),
-        (TcpType.ACTIVE, TcpType.PASSIVE),
-        (TcpType.PASSIVE, TcpType.ACTIVE),
-        (TcpType.PASSIVE,),
-        (TcpType.ACTIVE,),
-    ]
-}
+#: The configuration's small tuples (``streams``, ``tcp_types``), held once per process: every
+#: configuration with an equal one shares it (each copy is 48-56 bytes per agent).
+_SHARED_TUPLES: SharedValues[tuple[object, ...]] = SharedValues()
 
 
 def _shared(value: object) -> object:
-    """``value``, or the equal shared tuple if it is one of the usual values."""
-    return _SHARED_TUPLES.get(value, value) if type(value) is tuple else value
+    """``value``, or the equal tuple already held if it is a tuple."""
+    return _SHARED_TUPLES.get(value) if type(value) is tuple else value
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

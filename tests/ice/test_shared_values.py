@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ice.candidate import TcpType
+from ice.config import AgentConfig
 from ice.shared_values import SharedValues
 
 
@@ -26,3 +28,9 @@ def test_the_table_starts_afresh_when_full() -> None:
     assert len(table._values) == 1
     late = int("1000")  # equal to a value held before, no longer shared
     assert late is not values[0] and table.get(late) is late
+
+
+def test_configurations_share_their_equal_small_tuples() -> None:
+    first = AgentConfig(streams=(1, 2), tcp_types=("passive",))
+    second = AgentConfig(streams=tuple([1, 2]), tcp_types=(TcpType.PASSIVE,))
+    assert first.streams is second.streams and first.tcp_types is second.tcp_types

@@ -75,7 +75,7 @@ from stun.limits import SourceRateLimiter, source_key
 from stun.message import message_type
 from stun.outcomes import Outcome as StunOutcome
 from stun.outcomes import ServerStats
-from stun.randomness import random_bytes
+from stun.randomness import new_transaction_id
 
 from .. import errors as turn_errors
 from ..attributes import (
@@ -311,7 +311,7 @@ class TurnServerCore:
         attempt = Message(
             Method.CONNECTION_ATTEMPT,
             MessageClass.INDICATION,
-            random_bytes(self.config.rng, 12),
+            new_transaction_id(self.config.rng),
             [XorPeerAddress(peer), ConnectionId(connection.id)],
         )
         five_tuple = allocation.five_tuple
@@ -562,7 +562,7 @@ class TurnServerCore:
     def _data_indication(self, peer: Address, data: bytes) -> bytes:
         """A Data indication (§10.3) with XOR-PEER-ADDRESS and DATA, packed directly: what
         ``Message(...).encode()`` makes of the same, without the objects (a test compares)."""
-        transaction_id = random_bytes(self.config.rng, 12)
+        transaction_id = new_transaction_id(self.config.rng)
         address = self._peer_values.get(peer)
         if address is None:
             address = XorPeerAddress(peer).encode_value(transaction_id)

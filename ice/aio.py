@@ -479,7 +479,7 @@ class Connection(ConnectionEvents, _Closing):
                         continue
                     if self._options.udp and not has_base(0, component, host, tcp=False):
                         self._add_udp_base(component, host)
-                    if self._tcp is not None and not has_base(0, component, host, tcp=True):
+                    if self._tcp is not None:  # opens the TCP bases the agent lacks
                         udp_port = next(
                             (
                                 base.local.port

@@ -249,17 +249,29 @@ class Gatherer:
         """The address of every declared base, UDP and TCP, in the order declared."""
         return [base.address for base in self._bases]
 
-    def has_base(self, stream: int, component: int, host: str, *, tcp: bool) -> bool:
-        """Whether a UDP (or, with ``tcp``, a TCP) base of this stream and component on the
-        interface address ``host`` is declared: a driver re-opens one that was released (RFC
-        8445 §8.3, :mod:`ice.release`) before a restart."""
-        return any(
-            base.stream == stream
-            and base.component == component
-            and base.address.host == host
-            and (base.tcp_types is not None) == tcp
-            for base in self._bases
-        )
+    def has_base(
+        self,
+        stream: int,
+        component: int,
+        host: str,
+        *,
+        tcp: bool,
+        simultaneous_open: bool = False,
+    ) -> bool:
+        """Whether a UDP (or, with ``tcp``, a TCP: the listening one, or with
+        ``simultaneous_open`` the S-O one) base of this stream and component on the interface
+        address ``host`` is declared: a driver re-opens one that was released (RFC 8445 §8.3,
+        :mod:`ice.release`) before a restart."""
+        for base in self._bases:
+            if base.stream != stream or base.component != component or base.address.host != host:
+                continue
+            types = base.tcp_types
+            if types is None:
+                if not tcp:
+                    return True
+            elif tcp and (TcpType.SIMULTANEOUS_OPEN in types) == simultaneous_open:
+                return True
+        return False
 
     def start(self, now: float) -> None:
         """Emit host candidates and queue server-reflexive requests (§5.1.1.1, §5.1.1.2)."""

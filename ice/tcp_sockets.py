@@ -383,18 +383,24 @@ class TcpSockets:
         return base
 
     def add_bases(self, agent: Agent, component: int, host: str, *, avoid: int) -> None:
-        """Open the TCP bases of an address and declare them to the agent: one that listens
-        (for passive candidates) or only connects (active ones alone), and one for simultaneous
-        open, as its ``tcp_types`` ask; ports other than ``avoid`` (the UDP base's). A bind that
-        fails is logged and skipped, but for :class:`~stun.ports.PortRangeExhausted`: raised."""
+        """Open the TCP bases of an address the agent lacks (both at gathering; at a restart,
+        those it released) and declare them to it: one that listens (for passive candidates) or
+        only connects (active ones alone), and one for simultaneous open, as its ``tcp_types``
+        ask; ports other than ``avoid`` (the UDP base's). A bind that fails is logged and
+        skipped, but for :class:`~stun.ports.PortRangeExhausted`: raised."""
         types = agent.config.tcp_types
+        has_base = agent.gatherer.has_base
         try:
-            if TcpType.PASSIVE in types or TcpType.ACTIVE in types:
+            if (TcpType.PASSIVE in types or TcpType.ACTIVE in types) and not has_base(
+                0, component, host, tcp=True
+            ):
                 listening = TcpType.PASSIVE in types
                 agent.add_tcp_base(
                     0, component, self.listen(host, avoid=avoid, listening=listening)
                 )
-            if TcpType.SIMULTANEOUS_OPEN in types:
+            if TcpType.SIMULTANEOUS_OPEN in types and not has_base(
+                0, component, host, tcp=True, simultaneous_open=True
+            ):
                 base = self.listen(host, avoid=avoid, simultaneous_open=True)
                 agent.add_tcp_base(0, component, base, simultaneous_open=True)
         except PortRangeExhausted:

@@ -18,6 +18,7 @@ import pytest
 
 from ice import Connection, TcpType
 from ice.aio_mux import Mux
+from ice.config import AgentConfig
 from ice.events import CandidateLost, IceEvent
 from ice.release import RELEASE_DELAY, RELEASED
 from stun.address import Address
@@ -119,3 +120,30 @@ def test_a_session_on_a_mux_releases_without_closing_the_shared_sockets(transpor
                 assert mux.metrics()["sessions"] == 1
 
     run(main())
+
+
+def test_a_restart_reopens_the_released_simultaneous_open_base_beside_a_kept_tcp_base() -> None:
+    """TCP only, with all three TCP types: the pair uses the listening base's active or passive
+    candidate, and the simultaneous-open base (a socket of its own) is released; a restart
+    opens it again and offers its S-O candidate. (A restart once took the kept TCP base of the
+    address for it and left the S-O candidate out.)"""
+    events: list[IceEvent] = []
+    every_type = (TcpType.ACTIVE, TcpType.PASSIVE, TcpType.SIMULTANEOUS_OPEN)
+
+    async def scenario() -> None:
+        options = {"udp": False, "config": AgentConfig(tcp_types=every_type)}
+        async with gathered("127.0.0.1", **options) as (a, b):
+            a.on_event = events.append
+            assert {c.tcp_type for c in a.local_candidates} == set(every_type)
+            await exchange(a, b)
+            await asyncio.gather(a.connect(), b.connect())
+            pair = a.selected_pair()
+            assert pair is not None and pair.local.tcp_type is not TcpType.SIMULTANEOUS_OPEN
+
+            await until(lambda: len(released(events)) == 1, RELEASE_WAIT)
+            [lost] = released(events)
+            assert lost.candidate.tcp_type is TcpType.SIMULTANEOUS_OPEN
+            await asyncio.gather(a.restart(), b.restart())
+            assert {c.tcp_type for c in a.local_candidates} == set(every_type)
+
+    run(scenario())

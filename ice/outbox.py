@@ -82,7 +82,9 @@ class Outbox:
         #: The kernel's buffer is full: the queue waits for the socket to be writable.
         self.blocked = False
         self.closed = False
-        #: Datagrams dropped after they were queued: refused by the kernel, or left at close.
+        #: Datagrams dropped: refused by the kernel (sent at once into a full buffer, or
+        #: after they were queued), or left at close. Other errors of the agent's datagrams
+        #: are only logged (:meth:`send_nowait`: STUN retransmits).
         self.dropped = 0
         #: What the kernel said of the last refused datagram, raised by the next :meth:`put` to
         #: its destination.

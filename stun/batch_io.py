@@ -75,8 +75,9 @@ _log = logging.getLogger("icestack.stun")
 
 #: Datagrams per ``recvmmsg``/``sendmmsg`` call.
 BATCH = 64
-#: Datagrams a quiet socket reads one ``recvmsg`` at a time before it counts as busy and reads
-#: with ``recvmmsg`` (:meth:`MmsgIO.receive`).
+#: ``recvmsg`` calls a quiet socket makes in one read, one datagram each, before it counts as
+#: busy and reads with ``recvmmsg`` (:meth:`MmsgIO.receive`); a truncated datagram or an ICMP
+#: error skipped counts as a call.
 QUIET_READS = 3
 #: The largest UDP payload (no IPv6 jumbograms): a receive slot holds any datagram.
 MAX_DATAGRAM = 65535

@@ -616,7 +616,7 @@ class Agent:
             and not outgoing.in_flight.ordinary
             and (earliest is None or outgoing.in_flight)
             and not selection.all_concluded
-            and self.state is not _FAILED  # closed: see above
+            and self.state is not _FAILED  # a failed agent has given its verdict
             else None
         )
         for deadline in (

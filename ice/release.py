@@ -25,6 +25,10 @@ At a restart (§9) the driver re-opens the released bases — new sockets — an
 (``Agent.add_base``, ``Agent.add_tcp_base``): the restart gathers them as bases added since
 gathering, and allocates again where an allocation was deleted, so their candidates are offered
 again.
+
+The release happens once per completion: a candidate that appears after it (a late
+server-reflexive answer, an allocation) stays until the next restart — §8.3 allows freeing,
+it does not require it.
 """
 
 from __future__ import annotations

@@ -120,6 +120,7 @@ class Agent:
         "local_username",
         "nomination",
         "outgoing",
+        "pair_events",
         "remote_candidates",
         "remote_complete",
         "remote_lite",
@@ -150,6 +151,10 @@ class Agent:
         #: costs ~0.8 KiB per agent).
         self._events: list[IceEvent] = []
         self._events_read = 0
+        #: Whether :class:`~ice.events.PairStateChanged` events are made: a driver that reads
+        #: none (:attr:`ice.aio.Connection.on_event` unset) turns them off, and the agent saves
+        #: an object and a drain step per pair state change. Every other event is made always.
+        self.pair_events = True
         #: The ``now`` of the latest call that gave one (for commands, which take none).
         self._last_now = 0.0
         #: Cleared in place, never replaced: the helpers hold its append method.
@@ -822,7 +827,8 @@ class Agent:
     def _set_pair_state(self, pair: CandidatePair, state: PairState) -> None:
         if pair.state is not state:
             self.checklists[pair.stream].set_state(pair, state)
-            self._events.append(PairStateChanged(pair.stream, pair))
+            if self.pair_events:
+                self._events.append(PairStateChanged(pair.stream, pair))
 
     def _set_state(self, state: IceState) -> None:
         if self.state is not state:

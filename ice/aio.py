@@ -190,7 +190,6 @@ class Connection(ConnectionEvents, _Closing):
         "_timers",
         "_turn_servers",
         "_turn_tls",
-        "on_event",
         "reader_errors",
         "timer_errors",
     )
@@ -297,9 +296,7 @@ class Connection(ConnectionEvents, _Closing):
             )
         )
         self._receive_queue_size = receive_queue_size
-        #: Called with every event of the agent (and :class:`~ice.mdns.CandidateUnresolvable`),
-        #: for logs and live views. It must not block.
-        self.on_event: Callable[[IceEvent], None] | None = None
+        self._on_event: Callable[[IceEvent], None] | None = None  # ConnectionEvents.on_event
         #: Datagrams dropped because the receive queue was full.
         self.receive_queue_dropped = 0
         #: Exceptions the agent raised on a datagram, contained and counted (a bug if any;
@@ -434,6 +431,7 @@ class Connection(ConnectionEvents, _Closing):
         if not self._options.udp:  # STUN and TURN servers are reached from UDP bases only
             config = dataclasses.replace(config, stun_servers=(), turn_servers=())
         self._agent = agent = Agent(config)
+        agent.pair_events = self._on_event is not None  # no one else reads them
         self._config = config  # one copy per connection: the agent's (same role and credentials)
         if config.turn_servers and self._relay_streams is None:
             self._relay_streams = RelayStreams(self, self._turn_tls)

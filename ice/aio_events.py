@@ -43,6 +43,7 @@ class ConnectionEvents(ConnectionProperties):
         "_gathering_complete",
         "_local_candidates",
         "_lost_local",
+        "_on_event",
         "_received",
         "_selected_since_restart",
         "receive_queue_dropped",
@@ -61,7 +62,21 @@ class ConnectionEvents(ConnectionProperties):
     _state_signal: Signal
     _data_signal: Signal
     _local_candidates: tuple[Candidate, ...]
-    on_event: Callable[[IceEvent], None] | None
+    _on_event: Callable[[IceEvent], None] | None
+
+    @property
+    def on_event(self) -> Callable[[IceEvent], None] | None:
+        """Called with every event of the agent (and :class:`~ice.mdns.CandidateUnresolvable`),
+        for logs and live views. It must not block. Only a handler here reads
+        :class:`~ice.events.PairStateChanged`: without one the agent makes none
+        (:attr:`~ice.agent.Agent.pair_events`)."""
+        return self._on_event
+
+    @on_event.setter
+    def on_event(self, handler: Callable[[IceEvent], None] | None) -> None:
+        self._on_event = handler
+        if self._agent is not None:
+            self._agent.pair_events = handler is not None
 
     def _drain_events(self) -> None:
         agent = self._agent
@@ -75,7 +90,7 @@ class ConnectionEvents(ConnectionProperties):
                 if kind in handlers:  # dict accesses, not a chain of isinstance
                     handlers[kind](self, event)
                     again = again or kind in _FEEDING_AGENT
-                if self.on_event is not None:
+                if self._on_event is not None:
                     self._emit(event)
                     again = True
             taken = agent.take_events() if again else []
@@ -156,7 +171,7 @@ class ConnectionEvents(ConnectionProperties):
             self.receive_queue_dropped += 1
 
     def _emit(self, event: IceEvent) -> None:
-        handler = self.on_event
+        handler = self._on_event
         if handler is not None:
             try:
                 handler(event)

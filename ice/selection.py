@@ -88,7 +88,8 @@ class Selection(AgentPart):
             self._select(pair, now)
         for pruned in agent.checklists[pair.stream].stop_below(pair.component, pair.priority):
             agent.outgoing.abandon(pruned)
-        self._emit(PairStateChanged(pair.stream, pair))
+        if agent.pair_events:
+            self._emit(PairStateChanged(pair.stream, pair))
 
     def force(self, pair: CandidatePair, now: float) -> None:
         """Select ``pair`` without checks, nomination or consent: the application says the

@@ -662,8 +662,9 @@ class Connection(ConnectionEvents, _Closing):
         agent = self.agent
         if not (self._remote_username and self._remote_password):
             raise IceConnectionError("the remote username or password is missing")
-        agent.start_checks(self._loop.time())
-        self._pump()
+        now = self._loop.time()
+        agent.start_checks(now)
+        self._pump(now=now)
         while self._selected_since_restart.bit_count() < self._components:
             if self._closed:
                 raise IceConnectionError("the connection was closed")
@@ -792,7 +793,7 @@ class Connection(ConnectionEvents, _Closing):
             self._data_paths.flush(now)
             self._agent.close(now)
             self._send(self._agent.datagrams_to_send(now))  # TURN deallocations, if any
-            self._drain_events()
+            self._drain_events(self._agent.take_events())
         if self._relay_streams is not None:
             self._relay_streams.close()
         for base in list(self._bases.values()):

@@ -78,11 +78,12 @@ class ConnectionEvents(ConnectionProperties):
         if self._agent is not None:
             self._agent.pair_events = handler is not None
 
-    def _drain_events(self) -> None:
+    def _drain_events(self, taken: list[IceEvent]) -> None:
+        """Hand over ``taken`` (what the agent's ``take_events`` just gave) and whatever the
+        handlers make the agent say meanwhile."""
         agent = self._agent
         assert agent is not None
         handlers = _EVENT_HANDLERS
-        taken = agent.take_events()
         while taken:
             again = False  # whether a handler may have fed the agent, which may have more
             for event in taken:

@@ -27,6 +27,7 @@ from .agent import Agent
 from .base_sockets import BaseSocket, DataPaths
 from .checklist import CandidatePair
 from .config import AgentConfig
+from .events import IceEvent
 from .relay_streams import RelayStreams
 from .tcp_sockets import TcpSockets
 from .timers import SharedTimers, TimerEntry
@@ -56,7 +57,7 @@ class AgentPump:
     reader_errors: ReaderErrors
     timer_errors: ReaderErrors
 
-    def _drain_events(self) -> None:
+    def _drain_events(self, taken: list[IceEvent]) -> None:
         raise NotImplementedError
 
     def _pump(
@@ -83,10 +84,14 @@ class AgentPump:
         tcp = self._tcp
         if tcp is not None and tcp.paths:
             tcp.flush(now)
-        self._send(agent.datagrams_to_send(now))
+        datagrams = agent.datagrams_to_send(now)
+        if datagrams:  # (three pumps in eight send nothing while connecting: no call then)
+            self._send(datagrams)
         if tcp is not None and agent.tcp.commands:  # asked only when there is something
             tcp.execute(agent.tcp_commands())
-        self._drain_events()
+        events = agent.take_events()
+        if events:  # (half the pumps have none while connecting: no call then)
+            self._drain_events(events)
         if timer_later:
             self._pump_soon()
             return

@@ -551,7 +551,10 @@ class Agent:
         if not relays.active:
             if not tcp_bases or not pending:
                 return pending  # no TURN allocation, no ICE-TCP: every datagram leaves as it is
-            if all(queued.local not in tcp_bases for queued in pending):
+            for queued in pending:  # a loop, not all() over a generator: no call per datagram
+                if queued.local in tcp_bases:
+                    break
+            else:
                 return pending  # ICE-TCP offered, but none of these goes on a connection
         outgoing = []
         for queued in pending:

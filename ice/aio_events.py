@@ -33,6 +33,11 @@ from .release import RELEASED
 
 _log = logging.getLogger("icestack.ice")
 
+#: Read at every change of state, bound once as in ice.agent (a module name reads ~10x faster
+#: than an enum member through its class in CPython 3.11).
+_FAILED = IceState.FAILED
+_CLOSED = IceState.CLOSED
+
 
 class ConnectionEvents(ConnectionProperties):
     """The event handling of :class:`~ice.aio.Connection` (module docstring); the connection
@@ -154,10 +159,11 @@ class ConnectionEvents(ConnectionProperties):
     def _on_state(self, event: events.StateChanged) -> None:
         # Only an ending wakes the waits: connect() returns on SelectedPairChanged, gathering
         # on its own events; waking them for checking/connected/completed costs a task step.
-        if event.state is IceState.FAILED:
+        state = event.state
+        if state is _FAILED:
             assert self._agent is not None
             _log.info("ICE failed: %s", self._agent.failure_reason())
-        if event.state is IceState.FAILED or event.state is IceState.CLOSED:
+        if state is _FAILED or state is _CLOSED:
             self._state_signal.fire()
             self._data_signal.fire()
 

@@ -380,11 +380,13 @@ class Agent:
         self.gatherer.restart(now)
         self._relays_changed(now)
 
-    def _forget_base(self, address: Address, now: float, reason: str) -> None:
-        """A base is gone or released: its TCP connections close, its candidates are lost (their
-        pairs are forgotten by :meth:`_relays_changed`)."""
+    def _forget_base(
+        self, address: Address, now: float, reason: str, *, released: bool = False
+    ) -> None:
+        """A base is gone or ``released``: its TCP connections close, its candidates are lost
+        (their pairs are forgotten by :meth:`_relays_changed`)."""
         self.tcp.close_base(address)
-        self.gatherer.remove_base(address, now, reason)
+        self.gatherer.remove_base(address, now, reason, released=released)
 
     def _release(self, now: float) -> None:
         """Completed :data:`~ice.release.RELEASE_DELAY` ago: forget every base no selected pair
@@ -400,7 +402,7 @@ class Agent:
         self._outgoing += relays.datagrams_to_send(now)
         unused = unused_bases(self, needed)
         for address in unused:
-            self._forget_base(address, now, RELEASED)
+            self._forget_base(address, now, RELEASED, released=True)
         for address in unused + released:
             for checklist in self.checklists:
                 checklist.drop_base(address)

@@ -42,8 +42,8 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
   back as :class:`~ice.events.DataReceived`, and :meth:`Connection.send` on a TCP pair goes
   through the agent, which frames it. Writes past a bounded buffer are dropped and counted.
 - **Releasing** (RFC 8445 §8.3, :mod:`ice.release`). Three seconds after completing, the agent
-  forgets the bases no selected pair needs (:class:`~ice.events.CandidateLost` with the reason
-  :data:`~ice.release.RELEASED`), and the connection closes their sockets — with a UDP pair, the
+  forgets the bases no selected pair needs (:class:`~ice.events.CandidateLost` with
+  ``released`` set), and the connection closes their sockets — with a UDP pair, the
   ICE-TCP listener — but a mux's, which other connections share.
 - **Restart.** :meth:`Connection.restart` lists the interface addresses again (opening sockets
   for new ones and for those the agent released, closing those of gone ones), restarts the

@@ -716,11 +716,11 @@ class Connection(ConnectionEvents, _Closing):
 
     # ================================================================== data
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
         """Send a datagram on component 1."""
         await self.sendto(data, 1)
 
-    async def sendto(self, data: bytes, component: int) -> None:
+    async def sendto(self, data: bytes | bytearray | memoryview, component: int) -> None:
         """Send a datagram on a component's selected pair (``data`` must be bytes-like).
 
         On UDP it is queued and leaves with the loop's next batch (:mod:`ice.outbox`), in order;

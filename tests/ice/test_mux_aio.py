@@ -112,10 +112,12 @@ def test_many_sessions_on_one_port_against_aioice_clients(monkeypatch: pytest.Mo
                 ours.set_remote_credentials(theirs.local_username, theirs.local_password)
                 theirs.remote_username = ours.local_username
                 theirs.remote_password = ours.local_password
-                for candidate in theirs.local_candidates:
-                    await ours.add_remote_candidate(Candidate.from_sdp(candidate.to_sdp()))
-                for candidate in ours.local_candidates:
-                    await theirs.add_remote_candidate(aioice.Candidate.from_sdp(candidate.to_sdp()))
+                for theirs_candidate in theirs.local_candidates:
+                    await ours.add_remote_candidate(Candidate.from_sdp(theirs_candidate.to_sdp()))
+                for our_candidate in ours.local_candidates:
+                    await theirs.add_remote_candidate(
+                        aioice.Candidate.from_sdp(our_candidate.to_sdp())
+                    )
                 await ours.add_remote_candidate(None)
                 await theirs.add_remote_candidate(None)
                 await asyncio.gather(ours.connect(), theirs.connect())

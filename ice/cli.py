@@ -2,12 +2,15 @@
 server), ``nat`` (RFC 5780 behaviour discovery) and ``serve stun|turn``.
 
 Each package contributes its own commands (``stun.probe``, ``stun.nat_cli``, ``stun.serve_cli``,
-``turn.probe``, ``turn.cli``, ``ice.demo``, ``ice.commands``); this module only assembles them,
-and keeps the
-rule of :mod:`stun.cli`: an error the user can fix is one line on stderr and exit status 2,
+``turn.probe``, ``turn.cli``, ``ice.demo``, ``ice.commands``); this module names them
+(:data:`COMMANDS`, :data:`SERVERS`) and imports a command's module only once the command is
+chosen (:class:`CommandParser`), so that ``icestack --help`` or a mistyped command costs what
+argparse costs, not the import of every protocol stack. It keeps the rule of
+:mod:`stun.cli_messages`: an error the user can fix is one line on stderr and exit status 2,
 never a traceback. SIGTERM ends a command as Ctrl-C does, so that what it made on disk is
 cleaned up either way. A command whose output pipe is closed by its reader (``| head -1``) ends
-quietly with status 141, as one that SIGPIPE ended; a server serves on (:func:`stun.cli.say`).
+quietly with status 141, as one that SIGPIPE ended; a server serves on
+(:func:`stun.cli_messages.say`).
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ def _add_commands(
     metavar: str,
     commands: Sequence[tuple[str, str, str | None]],
 ) -> argparse._SubParsersAction[CommandParser]:
+    """Add ``commands`` (name, help, module) to ``parser`` as the choices of its ``dest``."""
     chosen = parser.add_subparsers(
         dest=dest, metavar=metavar, required=True, parser_class=CommandParser
     )

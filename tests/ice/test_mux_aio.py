@@ -17,7 +17,10 @@ import pytest
 from ice import Candidate, Connection
 from ice.aio_mux import Mux, UdpMux
 from ice.config import AgentConfig
+from ice.events import GatheringFailed, IceEvent
 from ice.mux import MuxConfig, MuxFull
+from stun.aio import StunServer
+from stun.server import Outcome
 from tests.ice.test_connection import make, over_signaling
 from tests.net.loopback import run
 
@@ -90,7 +93,7 @@ def test_many_sessions_on_one_port_against_icestack_clients(lite: bool) -> None:
             for connection in served[count // 2 :] + clients:
                 await connection.close()
             assert mux.metrics() | {"routed": 0} == {
-                "sessions": 0, "addresses": 0, "routed": 0,
+                "sessions": 0, "addresses": 0, "transactions": 0, "routed": 0,
                 "dropped_unknown_ufrag": 0, "dropped_no_username": 0,
                 "dropped_unknown_source": mux.metrics()["dropped_unknown_source"],
             }  # fmt: skip
@@ -173,3 +176,31 @@ def test_the_session_cap_refuses_a_new_session_cleanly() -> None:
                     assert mux.metrics()["sessions"] == 2
 
     run(main())
+
+
+def test_sessions_on_one_port_asking_one_stun_server_each_get_their_answer() -> None:
+    """Every session's Binding request goes to the same server address, so the answers all come
+    from one address: they reach their sessions by transaction ID (routed by address alone, all
+    but the last asker's were dropped by the wrong session and gathering failed for them)."""
+    count = 20
+    failed: list[IceEvent] = []
+
+    async def main() -> tuple[int, dict[str, int]]:
+        async with StunServer() as stun, UdpMux(HOST) as mux:
+            listener = await stun.listen("udp", HOST, 0)
+            config = AgentConfig(stun_servers=(listener.address,), gathering_timeout=2.0)
+            sessions = [Connection(True, mux=mux, config=config) for _ in range(count)]
+            for session in sessions:
+                session.on_event = lambda event: failed.extend(
+                    [event] if isinstance(event, GatheringFailed) else []
+                )
+            await asyncio.gather(*(session.gather_candidates() for session in sessions))
+            metrics = mux.metrics()
+            for session in sessions:
+                await session.close()
+            return stun.server.stats[Outcome.ANSWERED], metrics
+
+    answered, metrics = run(main())
+    assert answered >= count  # a retransmission may be answered too
+    assert failed == []
+    assert metrics["transactions"] == 0 and metrics["dropped_unknown_source"] == 0

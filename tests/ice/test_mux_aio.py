@@ -14,15 +14,17 @@ import aioice
 import aioice.ice
 import pytest
 
-from ice import Candidate, Connection
+from ice import Candidate, CandidateType, Connection, LocalProtocolError
 from ice.aio_mux import Mux, UdpMux
-from ice.config import AgentConfig
+from ice.config import AgentConfig, RelayServer
 from ice.events import GatheringFailed, IceEvent
 from ice.mux import MuxConfig, MuxFull
+from stun.address import Address
 from stun.aio import StunServer
 from stun.server import Outcome
 from tests.ice.test_connection import make, over_signaling
 from tests.net.loopback import run
+from tests.net.test_ice_faults import PASSWORD, USER, turn_server
 
 HOST = "127.0.0.1"
 #: Sessions on the mux in the load tests.
@@ -204,3 +206,41 @@ def test_sessions_on_one_port_asking_one_stun_server_each_get_their_answer() -> 
     assert answered >= count  # a retransmission may be answered too
     assert failed == []
     assert metrics["transactions"] == 0 and metrics["dropped_unknown_source"] == 0
+
+
+def test_a_udp_turn_server_is_refused_on_a_mux_and_tcp_relays_work_for_every_session() -> None:
+    """Over UDP every session on the mux would ask the TURN server from one address, which
+    holds one allocation (RFC 8656 §2); over TCP each session has a connection of its own."""
+    count = 3
+
+    async def main() -> list[list[CandidateType]]:
+        server, udp_port = await turn_server()
+        tcp = await server.listen("tcp", HOST, 0)
+        async with server, UdpMux(HOST) as mux:
+            for refused in (
+                {"turn_servers": [(HOST, udp_port, USER, PASSWORD)]},
+                {"turn_servers": [(f"turn:{HOST}:{udp_port}", USER, PASSWORD)]},
+                {
+                    "config": AgentConfig(
+                        turn_servers=(
+                            RelayServer(
+                                address=Address(HOST, udp_port), username=USER, password=PASSWORD
+                            ),
+                        )
+                    )
+                },
+            ):
+                with pytest.raises(LocalProtocolError, match=r"over UDP on a mux.*TCP or TLS"):
+                    Connection(True, mux=mux, **refused)  # type: ignore[arg-type]
+            uri = f"turn:{HOST}:{tcp.address.port}?transport=tcp"
+            sessions = [
+                Connection(True, mux=mux, turn_servers=[(uri, USER, PASSWORD)])
+                for _ in range(count)
+            ]
+            await asyncio.gather(*(session.gather_candidates() for session in sessions))
+            types = [[c.type for c in session.local_candidates] for session in sessions]
+            for session in sessions:
+                await session.close()
+            return types
+
+    assert run(main()) == [[CandidateType.HOST, CandidateType.RELAYED]] * count

@@ -146,7 +146,9 @@ class Connection(ConnectionEvents, _Closing):
       one UDP base is the mux's socket, shared with every other connection on it (one port for a
       whole server), instead of sockets of its own on every interface, and with ``tcp`` its one
       TCP base the mux's listening port (a passive candidate only); one component, and
-      ``AgentConfig(lite=True)`` is the natural server mode. :class:`~ice.mux.MuxFull` from
+      ``AgentConfig(lite=True)`` is the natural server mode; TURN servers over TCP or TLS only
+      (over UDP all sessions would share one allocation's address: refused,
+      :func:`~ice.connection_options.refuse_udp_relays_on_mux`). :class:`~ice.mux.MuxFull` from
       gathering when the mux serves its ``max_sessions``.
     - ``batch_io``: on Linux, read and send UDP many datagrams per system call
       (``recvmmsg``/``sendmmsg``, :mod:`ice.outbox`); ``False``: one ``recvfrom``/``sendto``
@@ -273,6 +275,9 @@ class Connection(ConnectionEvents, _Closing):
         #: config's.
         self._stun_servers = None if stun_servers is None else options.stun_servers(stun_servers)
         self._turn_servers = None if turn_servers is None else options.turn_servers(turn_servers)
+        if mux is not None:
+            given = self._turn_servers
+            options.refuse_udp_relays_on_mux(self._config.turn_servers if given is None else given)
         only = options.names("interfaces", interfaces)
         for name in only or ():
             problem = interface_problem(

@@ -19,7 +19,7 @@ from ice.candidate import CandidateType
 from ice.config import AgentConfig, Policy
 from ice.events import CandidateGathered, CandidateLost, DataReceived, IceState
 from ice.netsim import NatBehavior, Network
-from ice.release import RELEASE_DELAY, RELEASED, unused_bases
+from ice.release import RELEASE_DELAY, RELEASED, unpairable_remotes, unused_bases
 from ice.scenarios import (
     STUN_SERVER,
     TURN_SERVERS,
@@ -151,6 +151,9 @@ def test_ice_tcp_bases_beside_a_udp_pair_are_released_three_seconds_after_comple
         assert {p.local_base for p in agent.checklists[0]} == {needed_base(side)}
         assert agent.state is IceState.COMPLETED
         assert unused_bases(agent) == []
+        # the peer's TCP candidates: nothing left to pair them with, forgotten
+        assert [c.transport for _, c in agent.remote_candidates] == ["udp"]
+        assert unpairable_remotes(agent) == []
     assert data_flows(scenario)
 
 
@@ -221,6 +224,9 @@ def test_a_tcp_pair_keeps_its_listener_and_the_udp_bases_go() -> None:
         assert [c.candidate.transport for c in released(side)] == ["udp"]
         assert agent.gatherer.base_addresses() == [needed_base(side)]
         assert list(agent.tcp.bases) == [needed_base(side)]
+        remotes = [c for _, c in agent.remote_candidates]
+        assert remotes and {c.transport for c in remotes} == {"tcp"}  # the UDP ones forgotten
+        assert unpairable_remotes(agent) == []
     assert data_flows(scenario)
 
 

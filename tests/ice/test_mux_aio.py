@@ -233,7 +233,7 @@ def test_a_udp_turn_server_is_refused_on_a_mux_and_tcp_relays_work_for_every_ses
                 },
             ):
                 with pytest.raises(LocalProtocolError, match=r"over UDP on a mux.*TCP or TLS"):
-                    Connection(True, mux=mux, **refused)  # type: ignore[arg-type]
+                    Connection(True, mux=mux, **refused)
             uri = f"turn:{HOST}:{tcp.address.port}?transport=tcp"
             sessions = [
                 Connection(True, mux=mux, turn_servers=[(uri, USER, PASSWORD)])

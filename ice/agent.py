@@ -83,7 +83,7 @@ from .incoming import IncomingChecks
 from .nomination import NominationPolicy
 from .outgoing import OutgoingChecks
 from .relay import RelayStreamCommand
-from .release import RELEASE_DELAY, RELEASED, needed_bases, unused_bases
+from .release import RELEASE_DELAY, RELEASED, needed_bases, unpairable_remotes, unused_bases
 from .remotes import RemoteCandidates, unusable
 from .selection import Selection
 from .stats import FailureCounters, PairStats, PeerInput, TableSizes, pair_stats
@@ -385,15 +385,18 @@ class Agent:
         self.gatherer.restart(now)
         self._relays_changed(now)
 
-    def _forget_base(self, address: Address, now: float, reason: str) -> None:
-        """A base is gone or released: its TCP connections close, its candidates are lost (their
-        pairs are forgotten by :meth:`_relays_changed`)."""
+    def _forget_base(
+        self, address: Address, now: float, reason: str, *, released: bool = False
+    ) -> None:
+        """A base is gone or ``released``: its TCP connections close, its candidates are lost
+        (their pairs are forgotten by :meth:`_relays_changed`)."""
         self.tcp.close_base(address)
-        self.gatherer.remove_base(address, now, reason)
+        self.gatherer.remove_base(address, now, reason, released=released)
 
     def _release(self, now: float) -> None:
         """Completed :data:`~ice.release.RELEASE_DELAY` ago: forget every base no selected pair
-        uses, and its pairs (RFC 8445 §8.3, :mod:`ice.release`)."""
+        uses, its pairs, and the remote candidates nothing else can pair with (RFC 8445 §8.3,
+        :mod:`ice.release`)."""
         self._release_at = None
         needed = needed_bases(self)
         if needed is None:
@@ -405,10 +408,12 @@ class Agent:
         self._outgoing += relays.datagrams_to_send(now)
         unused = unused_bases(self, needed)
         for address in unused:
-            self._forget_base(address, now, RELEASED)
+            self._forget_base(address, now, RELEASED, released=True)
         for address in unused + released:
             for checklist in self.checklists:
                 checklist.drop_base(address)
+        for stream, remote in unpairable_remotes(self):
+            self.remote_candidates.remove(stream, remote)
 
     def close(self, now: float | None = None) -> None:
         """Stop everything. With ``now``, TURN allocations are deleted (RFC 8656 §8): drain

@@ -42,8 +42,8 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
   back as :class:`~ice.events.DataReceived`, and :meth:`Connection.send` on a TCP pair goes
   through the agent, which frames it. Writes past a bounded buffer are dropped and counted.
 - **Releasing** (RFC 8445 §8.3, :mod:`ice.release`). Three seconds after completing, the agent
-  forgets the bases no selected pair needs (:class:`~ice.events.CandidateLost` with the reason
-  :data:`~ice.release.RELEASED`), and the connection closes their sockets — with a UDP pair, the
+  forgets the bases no selected pair needs (:class:`~ice.events.CandidateLost` with
+  ``released`` set), and the connection closes their sockets — with a UDP pair, the
   ICE-TCP listener — but a mux's, which other connections share.
 - **Restart.** :meth:`Connection.restart` lists the interface addresses again (opening sockets
   for new ones and for those the agent released, closing those of gone ones), restarts the
@@ -146,7 +146,9 @@ class Connection(ConnectionEvents, _Closing):
       one UDP base is the mux's socket, shared with every other connection on it (one port for a
       whole server), instead of sockets of its own on every interface, and with ``tcp`` its one
       TCP base the mux's listening port (a passive candidate only); one component, and
-      ``AgentConfig(lite=True)`` is the natural server mode. :class:`~ice.mux.MuxFull` from
+      ``AgentConfig(lite=True)`` is the natural server mode; TURN servers over TCP or TLS only
+      (over UDP all sessions would share one allocation's address: refused,
+      :func:`~ice.connection_options.refuse_udp_relays_on_mux`). :class:`~ice.mux.MuxFull` from
       gathering when the mux serves its ``max_sessions``.
     - ``batch_io``: on Linux, read and send UDP many datagrams per system call
       (``recvmmsg``/``sendmmsg``, :mod:`ice.outbox`); ``False``: one ``recvfrom``/``sendto``
@@ -272,6 +274,9 @@ class Connection(ConnectionEvents, _Closing):
         #: config's.
         self._stun_servers = None if stun_servers is None else options.stun_servers(stun_servers)
         self._turn_servers = None if turn_servers is None else options.turn_servers(turn_servers)
+        if mux is not None:
+            given = self._turn_servers
+            options.refuse_udp_relays_on_mux(self._config.turn_servers if given is None else given)
         only = options.names("interfaces", interfaces)
         for name in only or ():
             problem = interface_problem(
@@ -715,11 +720,11 @@ class Connection(ConnectionEvents, _Closing):
 
     # ================================================================== data
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
         """Send a datagram on component 1."""
         await self.sendto(data, 1)
 
-    async def sendto(self, data: bytes, component: int) -> None:
+    async def sendto(self, data: bytes | bytearray | memoryview, component: int) -> None:
         """Send a datagram on a component's selected pair (``data`` must be bytes-like).
 
         On UDP it is queued and leaves with the loop's next batch (:mod:`ice.outbox`), in order;

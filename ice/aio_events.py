@@ -29,7 +29,6 @@ from .base_sockets import Signal
 from .candidate import Candidate
 from .events import IceEvent, IceState
 from .mdns_candidates import signalled as mdns_signalled
-from .release import RELEASED
 
 _log = logging.getLogger("icestack.ice")
 
@@ -135,14 +134,13 @@ class ConnectionEvents(ConnectionProperties):
         candidate = event.candidate
         _log.info("%s candidate %s lost: %s", candidate.type, candidate.address, event.reason)
         signalled = mdns_signalled(self._mdns, candidate)
-        released = event.reason == RELEASED
-        if signalled is not None and released and self._gathering_complete:
+        if signalled is not None and event.released and self._gathering_complete:
             # Gone from the list (an iteration of trickle_candidates walks its own snapshot).
             self._local_candidates = tuple(c for c in self._local_candidates if c != signalled)
         elif signalled is not None:
             self._lost_local += (signalled,)
         self._data_paths.lose(candidate, event.reason, self._loop.time())
-        if released:
+        if event.released:
             self._close_released(candidate.base)
 
     def _close_released(self, address: Address | None) -> None:

@@ -123,7 +123,7 @@ class AgentPump:
                     self._relay_streams.send(datagram)
                 continue
             if base.mux is not None:
-                base.mux.table.sent(base, datagram.remote)
+                base.mux.table.sent(base, datagram.remote, datagram.data)
             base.outbox.send_nowait(datagram.data, datagram.remote)  # queued: ice.outbox
 
     def _on_timer(self, deadline: float) -> None:

@@ -7,8 +7,10 @@ import asyncio
 
 from ice.events import IceEvent, PairStateChanged
 
+from tests.net.loopback import run
+
 from .machine_pair import connect, pair_of, states
-from .test_connection import exchange, gathered, run
+from .test_connection import exchange, gathered
 
 
 def test_an_agent_without_pair_events_connects_alike_and_leaves_only_those_out() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 from ice.events import IceEvent, PairStateChanged
-
 from tests.net.loopback import run
 
 from .machine_pair import connect, pair_of, states

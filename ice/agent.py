@@ -93,6 +93,7 @@ from .tcp import TcpCommand, TcpConnections
 #: its class in ~0.2 µs (EnumType defines __getattr__), a module name in ~0.02 µs.
 _RELAY_ONLY = Policy.RELAY
 _FAILED = IceState.FAILED
+_CLOSED = IceState.CLOSED
 _COMPLETED = IceState.COMPLETED
 
 
@@ -120,7 +121,7 @@ class Agent:
         "local_username",
         "nomination",
         "outgoing",
-        "pair_events",
+        "progress_events",
         "remote_candidates",
         "remote_complete",
         "remote_lite",
@@ -151,10 +152,12 @@ class Agent:
         #: costs ~0.8 KiB per agent).
         self._events: list[IceEvent] = []
         self._events_read = 0
-        #: Whether :class:`~ice.events.PairStateChanged` events are made: a driver that reads
-        #: none (:attr:`ice.aio.Connection.on_event` unset) turns them off, and the agent saves
-        #: an object and a drain step per pair state change. Every other event is made always.
-        self.pair_events = True
+        #: Whether the events that only report progress are made: every
+        #: :class:`~ice.events.PairStateChanged`, and :class:`~ice.events.StateChanged` to a
+        #: state other than failed and closed. A driver that acts on none of them
+        #: (:class:`~ice.aio.Connection` without ``on_event``) turns them off, saving an object
+        #: and a drain step each; every other event is made always.
+        self.progress_events = True
         #: The ``now`` of the latest call that gave one (for commands, which take none).
         self._last_now = 0.0
         #: Cleared in place, never replaced: the helpers hold its append method.
@@ -835,13 +838,14 @@ class Agent:
     def _set_pair_state(self, pair: CandidatePair, state: PairState) -> None:
         if pair.state is not state:
             self.checklists[pair.stream].set_state(pair, state)
-            if self.pair_events:
+            if self.progress_events:
                 self._events.append(PairStateChanged(pair.stream, pair))
 
     def _set_state(self, state: IceState) -> None:
         if self.state is not state:
             self.state = state
-            self._events.append(StateChanged(state))
+            if self.progress_events or state is _FAILED or state is _CLOSED:
+                self._events.append(StateChanged(state))
             # Released RFC 8445 §8.3's three seconds after completing, unless it leaves the
             # state first (restart, consent, failure, closing): ice.release.
             self._release_at = None

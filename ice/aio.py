@@ -436,7 +436,7 @@ class Connection(ConnectionEvents, _Closing):
         if not self._options.udp:  # STUN and TURN servers are reached from UDP bases only
             config = dataclasses.replace(config, stun_servers=(), turn_servers=())
         self._agent = agent = Agent(config)
-        agent.pair_events = self._on_event is not None  # no one else reads them
+        agent.progress_events = self._on_event is not None  # no one else reads them
         self._config = config  # one copy per connection: the agent's (same role and credentials)
         if config.turn_servers and self._relay_streams is None:
             self._relay_streams = RelayStreams(self, self._turn_tls)

@@ -71,16 +71,17 @@ class ConnectionEvents(ConnectionProperties):
     @property
     def on_event(self) -> Callable[[IceEvent], None] | None:
         """Called with every event of the agent (and :class:`~ice.mdns.CandidateUnresolvable`),
-        for logs and live views. It must not block. Only a handler here reads
-        :class:`~ice.events.PairStateChanged`: without one the agent makes none
-        (:attr:`~ice.agent.Agent.pair_events`)."""
+        for logs and live views. It must not block. Only a handler here reads the events that
+        just report progress (:class:`~ice.events.PairStateChanged`, most
+        :class:`~ice.events.StateChanged`): without one the agent makes none
+        (:attr:`~ice.agent.Agent.progress_events`)."""
         return self._on_event
 
     @on_event.setter
     def on_event(self, handler: Callable[[IceEvent], None] | None) -> None:
         self._on_event = handler
         if self._agent is not None:
-            self._agent.pair_events = handler is not None
+            self._agent.progress_events = handler is not None
 
     def _drain_events(self, taken: list[IceEvent]) -> None:
         """Hand over ``taken`` (what the agent's ``take_events`` just gave) and whatever the

@@ -425,7 +425,7 @@ class OutgoingChecks(AgentPart):
         for checklist in agent.checklists:
             if checklist.schedulable:  # else no Frozen pair is left to unfreeze: no call
                 for sibling in checklist.unfreeze_siblings(pair):
-                    if agent.pair_events:
+                    if agent.progress_events:
                         self._emit(PairStateChanged(checklist.stream, sibling))
         if check.use_candidate and check.controlling:
             agent.selection.nominate(valid, now)

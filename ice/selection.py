@@ -95,7 +95,7 @@ class Selection(AgentPart):
             self._select(pair, now)
         for pruned in agent.checklists[pair.stream].stop_below(pair.component, pair.priority):
             agent.outgoing.abandon(pruned)
-        if agent.pair_events:
+        if agent.progress_events:
             self._emit(PairStateChanged(pair.stream, pair))
 
     def force(self, pair: CandidatePair, now: float) -> None:

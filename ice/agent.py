@@ -103,7 +103,6 @@ class Agent:
     __slots__ = (
         "_checking",
         "_closed",
-        "_events",
         "_events_read",
         "_last_now",
         "_last_progress",
@@ -121,6 +120,7 @@ class Agent:
         "local_username",
         "nomination",
         "outgoing",
+        "pending_events",
         "progress_events",
         "remote_candidates",
         "remote_complete",
@@ -149,8 +149,9 @@ class Agent:
         self.remote_password: str | None = None
         self.state = IceState.NEW
         #: Events not yet read, oldest first (a list, drained at each pump: an empty deque
-        #: costs ~0.8 KiB per agent).
-        self._events: list[IceEvent] = []
+        #: costs ~0.8 KiB per agent). A driver only asks whether it is empty — it is once every
+        #: event was read — to save the :meth:`take_events` call; only the agent changes it.
+        self.pending_events: list[IceEvent] = []
         self._events_read = 0
         #: Whether the events that only report progress are made: every
         #: :class:`~ice.events.PairStateChanged`, and :class:`~ice.events.StateChanged` to a
@@ -162,7 +163,7 @@ class Agent:
         self._last_now = 0.0
         #: Cleared in place, never replaced: the helpers hold its append method.
         self._outgoing: list[Datagram] = []
-        emit, send = self._events.append, self._outgoing.append
+        emit, send = self.pending_events.append, self._outgoing.append
         self.gatherer = Gatherer(config, emit, send)
         self.checklists = [
             CheckList(stream, config.max_pairs) for stream in range(len(config.streams))
@@ -688,7 +689,7 @@ class Agent:
     def take_events(self) -> list[IceEvent]:
         """Every event :meth:`next_event` would return now, in order, at once (a driver that
         drains after each datagram saves a call per event)."""
-        events = self._events
+        events = self.pending_events
         if not events:
             return []
         taken = events[self._events_read :]
@@ -697,7 +698,7 @@ class Agent:
         return taken
 
     def next_event(self) -> IceEvent | None:
-        events = self._events
+        events = self.pending_events
         if not events:
             return None
         index = self._events_read
@@ -794,7 +795,7 @@ class Agent:
             self.consent.sent(pair, now)
             self._outgoing.append(Datagram(keepalive, pair.local_base, pair.remote.address))
         for pair in self.consent.expired(now):
-            self._events.append(ConsentLost(pair.stream, pair.component, pair))
+            self.pending_events.append(ConsentLost(pair.stream, pair.component, pair))
             self.selection.fail(
                 f"consent to send on component {pair.component} was lost (RFC 7675): no "
                 f"authenticated answer from {pair.remote.address} for "
@@ -816,14 +817,14 @@ class Agent:
         if pair is not None:
             pair.bytes_received += len(data)
             self.nomination.confirm(pair)  # the peer sends data on the pair it selected
-            self._events.append(DataReceived(pair.stream, pair.component, data, remote))
+            self.pending_events.append(DataReceived(pair.stream, pair.component, data, remote))
             return
         pair = self.nomination.valid_on(local, remote)
         base = self.gatherer.on_base(local)
         if pair is None and base is not None and self.incoming.checked_on(local, remote):
             pair = self.checklists[base.stream].find(local, remote)
             if pair is None:  # a check the full check list kept no pair for, or ICE-lite
-                self._events.append(
+                self.pending_events.append(
                     DataReceived(base.stream, base.candidate.component, data, remote)
                 )
                 return
@@ -831,7 +832,7 @@ class Agent:
             self.failures.peer_input[PeerInput.DATA_NOT_FROM_PEER] += 1
             return
         pair.bytes_received += len(data)
-        self._events.append(DataReceived(pair.stream, pair.component, data, remote))
+        self.pending_events.append(DataReceived(pair.stream, pair.component, data, remote))
 
     # ================================================================== state changes
 
@@ -839,13 +840,13 @@ class Agent:
         if pair.state is not state:
             self.checklists[pair.stream].set_state(pair, state)
             if self.progress_events:
-                self._events.append(PairStateChanged(pair.stream, pair))
+                self.pending_events.append(PairStateChanged(pair.stream, pair))
 
     def _set_state(self, state: IceState) -> None:
         if self.state is not state:
             self.state = state
             if self.progress_events or state is _FAILED or state is _CLOSED:
-                self._events.append(StateChanged(state))
+                self.pending_events.append(StateChanged(state))
             # Released RFC 8445 §8.3's three seconds after completing, unless it leaves the
             # state first (restart, consent, failure, closing): ice.release.
             self._release_at = None
@@ -861,7 +862,7 @@ class Agent:
         if self.config.lite or self.controlling == controlling:
             return
         self._take_role(controlling)
-        self._events.append(RoleChanged(controlling))
+        self.pending_events.append(RoleChanged(controlling))
 
     def _take_role(self, controlling: bool) -> None:
         """Take a role: every pair priority depends on it (§6.1.2.3)."""

@@ -99,7 +99,7 @@ class ConnectionEvents(ConnectionProperties):
                 if self._on_event is not None:
                     self._emit(event)
                     again = True
-            taken = agent.take_events() if again else []
+            taken = agent.take_events() if again and agent.pending_events else []
 
     def _on_data(self, event: events.DataReceived) -> None:
         self._deliver(event.data, event.component)

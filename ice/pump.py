@@ -89,9 +89,8 @@ class AgentPump:
             self._send(datagrams)
         if tcp is not None and agent.tcp.commands:  # asked only when there is something
             tcp.execute(agent.tcp_commands())
-        events = agent.take_events()
-        if events:  # (half the pumps have none while connecting: no call then)
-            self._drain_events(events)
+        if agent.pending_events:  # (most pumps have none while connecting: no call then)
+            self._drain_events(agent.take_events())
         if timer_later:
             self._pump_soon()
             return

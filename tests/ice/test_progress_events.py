@@ -72,3 +72,20 @@ def test_a_connection_asks_for_progress_events_only_while_it_has_a_handler() -> 
     assert run(scenario()) == (False, True, False)
     assert any(isinstance(event, PairStateChanged) for event in events)
     assert IceState.COMPLETED in [e.state for e in events if isinstance(e, StateChanged)]
+
+
+def test_pending_events_is_empty_exactly_when_every_event_was_read() -> None:
+    a, b, wire = pair_of()
+    a.set_remote_credentials(b.local_username, b.local_password)
+    a.add_remote_candidate(None)
+    a.start_checks(wire.now)  # checking: a StateChanged, and pair events
+    a.handle_timer(wire.now)
+    count = len(a.pending_events)
+    assert count >= 2
+    for _ in range(count - 1):
+        assert a.next_event() is not None
+        assert a.pending_events  # one is still unread
+    assert a.next_event() is not None
+    assert not a.pending_events and a.next_event() is None
+    a.close()
+    assert a.pending_events and a.take_events() and not a.pending_events

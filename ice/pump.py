@@ -130,7 +130,9 @@ class AgentPump:
         agent = self._agent
         if agent is None or self._closed:
             return
-        now = max(self._loop.time(), deadline)
+        now = self._loop.time()
+        if now < deadline:  # the loop may wake a little early: max(), without the call
+            now = deadline
         try:
             agent.handle_timer(now)
         except Exception as error:

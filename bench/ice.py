@@ -110,7 +110,7 @@ class _AioiceMessages:
             cls.sent += 1
             cls._send(protocol, message, addr)
 
-        aioice.ice.StunProtocol.send_stun = send_stun  # type: ignore[method-assign]
+        aioice.ice.StunProtocol.send_stun = send_stun  # type: ignore[method-assign,assignment]
 
 
 _AioiceMessages.install()

@@ -617,7 +617,8 @@ class Agent:
     def get_timer(self) -> float | None:
         """The earliest deadline of the parts. Asked after every datagram and timer, so each part
         is asked only when it can have one: gathering not complete, a TURN allocation, a selected
-        pair, a TCP base, a component to nominate, an agent with no ordinary check in flight."""
+        pair, a TCP connection with a deadline, a component to nominate, an agent with no
+        ordinary check in flight."""
         if self._closed:
             return None
         gatherer = self.gatherer
@@ -640,7 +641,7 @@ class Agent:
             None if gatherer.completed else gatherer.get_timer(),
             relays.get_timer() if relays.active else None,
             self.consent.get_timer() if self.consent.records else None,
-            self.tcp.get_timer() if self.tcp.bases else None,
+            self.tcp.get_timer() if self.tcp.timed else None,
             self.nomination.deadline
             if self.nomination.deciding
             and self.controlling
@@ -673,7 +674,7 @@ class Agent:
                 self._receive(inner, relayed, peer, now)
         if relays.active or gatherer.lost or gatherer.new_relayed or not gatherer.completed:
             self._relays_changed(now, update=False)  # the state is derived below
-        if self.tcp.bases:
+        if self.tcp.timed:
             self.tcp.handle_timer(now)
         outgoing = self.outgoing
         if outgoing.in_flight:

@@ -194,6 +194,7 @@ class TcpConnections:
         "_ids",
         "bases",
         "commands",
+        "timed",
     )
 
     def __init__(self, agent: Agent) -> None:
@@ -214,6 +215,11 @@ class TcpConnections:
         #: The id of the last connection made (ids count from 1).
         self._ids = 0
         self._connecting = 0
+        #: How many connections have a deadline (being opened, or accepted and not yet
+        #: authenticated): the agent asks for :meth:`get_timer` and :meth:`handle_timer` after
+        #: every datagram and timer only when there is one. Kept by :meth:`_add`, :meth:`_settle`,
+        #: :meth:`_forget` and :meth:`close_all`, the only places a deadline comes or goes.
+        self.timed = 0
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -346,7 +352,7 @@ class TcpConnections:
         if connection is None or connection.state is not TcpState.CONNECTING:
             return
         connection.state = TcpState.OPEN
-        connection.deadline = None
+        self._settle(connection)
         self._connecting -= 1
         waiting, connection.waiting = connection.waiting, []
         self._write(connection, waiting)
@@ -380,7 +386,7 @@ class TcpConnections:
                     self._close(connection, TcpOutcome.UNAUTHENTICATED, now)
                     return True
                 connection.authenticated = True
-                connection.deadline = None
+                self._settle(connection)
                 connection.decoder.max_frame_size = MAX_RFC4571_PACKET
             agent._receive(frame, connection.local, connection.remote, now)
             if self._by_id.get(connection_id) is not connection:
@@ -422,7 +428,7 @@ class TcpConnections:
     # ================================================================== timers and closing
 
     def get_timer(self) -> float | None:
-        if not self._by_id:
+        if not self.timed:
             return None
         return min(
             (c.deadline for c in self._by_id.values() if c.deadline is not None), default=None
@@ -467,6 +473,7 @@ class TcpConnections:
             self._command(CloseTcp(connection_id))
         self._by_id, self._by_path = _NO_CONNECTIONS, _NO_PATHS
         self._connecting = 0
+        self.timed = 0
 
     def drain(self) -> list[TcpCommand]:
         commands = self.commands
@@ -499,7 +506,14 @@ class TcpConnections:
             self._by_id, self._by_path = {}, {}
         self._by_id[connection.id] = connection
         self._by_path[(local, remote)] = connection
+        self.timed += 1  # every connection starts with a deadline
         return connection
+
+    def _settle(self, connection: TcpConnection) -> None:
+        """The connection is established (ours) or authenticated (accepted): no deadline now."""
+        if connection.deadline is not None:
+            connection.deadline = None
+            self.timed -= 1
 
     def _forget(self, connection: TcpConnection) -> None:
         del self._by_id[connection.id]
@@ -508,3 +522,5 @@ class TcpConnections:
             del self._by_path[path]
         if connection.state is TcpState.CONNECTING:
             self._connecting -= 1
+        if connection.deadline is not None:
+            self.timed -= 1

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ice.agent import Agent
 from ice.candidate import Candidate, CandidateType, TcpType
@@ -14,7 +16,7 @@ from ice.checklist import PairState
 from ice.errors import LocalProtocolError
 from ice.events import RemoteCandidateLearned
 from ice.stats import PeerInput, TcpOutcome
-from ice.tcp import FIRST_FRAME_LIMIT, MAX_WAITING_FRAMES, OpenTcp, WriteTcp
+from ice.tcp import FIRST_FRAME_LIMIT, MAX_WAITING_FRAMES, CloseTcp, OpenTcp, WriteTcp
 from stun.address import Address
 from stun.attributes import XorMappedAddress
 from stun.message import MessageClass
@@ -362,3 +364,85 @@ def test_a_message_too_long_for_a_tcp_frame_is_refused_at_send() -> None:
     agent.send(b"\x80" + bytes(1000))
     sent = commands(agent)
     assert [len(c.data) for c in sent if isinstance(c, WriteTcp)] == [2 + 1001]
+
+
+# ====================================================================== deadlines
+
+#: What the driver or the peer does next to an agent's TCP connections (the model test below).
+_TCP_STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["accept", "authenticate", "garbage", "connected", "refused", "wait"]),
+        st.integers(0, 3),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_TCP_STEPS)
+def test_every_connection_deadline_is_kept(steps: list[tuple[str, int]]) -> None:
+    """Whatever opens, establishes, authenticates and closes connections, in any order, the
+    agent wakes up by the earliest connection deadline and closes exactly the connections due
+    then, and ``tcp.timed`` (which spares the agent asking the connections after every datagram)
+    counts the connections that have a deadline."""
+    timeout = 2.0
+    agent = tcp_agent(tcp_connect_timeout=timeout)
+    for index in range(3):  # the connections the agent opens itself, one per Ta slot
+        address = Address("198.51.100.7", 9000 + index)
+        agent.add_remote_candidate(remote_tcp(address, TcpType.PASSIVE, f"r{index}"))
+    agent.start_checks(0.0)
+    now = 0.0
+    deadlines: dict[int, float] = {}  # the model: connection id -> when it is closed unless ...
+    live: dict[int, bool] = {}  # connection id -> accepted by us (else opened by us)
+
+    def drive() -> None:
+        """What the agent asks now: open connections start their deadline, closes end them."""
+        for command in commands(agent, now):
+            if isinstance(command, OpenTcp):
+                deadlines[command.connection] = now + timeout
+                live[command.connection] = False
+            elif isinstance(command, CloseTcp):
+                deadlines.pop(command.connection, None)
+                live.pop(command.connection, None)
+
+    def timed_out() -> int:
+        return (
+            agent.failures.tcp[TcpOutcome.SILENT] + agent.failures.tcp[TcpOutcome.CONNECT_TIMEOUT]
+        )
+
+    drive()
+    for action, index in steps:
+        ours = sorted(c for c, accepted in live.items() if not accepted)
+        theirs = sorted(c for c, accepted in live.items() if accepted)
+        if action == "accept":
+            peer = Address("198.51.100.9", 30000 + index)
+            accepted = agent.tcp_accepted(TCP_BASE, peer, now)
+            if accepted is not None:
+                deadlines[accepted] = now + timeout
+                live[accepted] = True
+        elif action == "authenticate" and theirs:
+            connection = theirs[index % len(theirs)]
+            agent.receive_stream(connection, framed(signed_check(bytes([index]) * 12)), now)
+            deadlines.pop(connection, None)
+        elif action == "garbage" and theirs:
+            agent.receive_stream(theirs[index % len(theirs)], framed(bytes(20)), now)
+        elif action == "connected" and ours:
+            agent.tcp_connected(ours[index % len(ours)], now)
+            deadlines.pop(ours[index % len(ours)], None)
+        elif action == "refused" and ours:
+            agent.tcp_closed(ours[index % len(ours)], now, "refused")
+            deadlines.pop(ours[index % len(ours)], None)
+            live.pop(ours[index % len(ours)], None)
+        elif action == "wait":
+            timer = agent.get_timer()
+            assert timer is not None
+            if deadlines:
+                assert timer <= min(deadlines.values())
+            now = max(now, timer) if index % 2 else now + 0.7  # its next timer, or later
+            due = [c for c, deadline in deadlines.items() if deadline <= now]
+            before = timed_out()
+            agent.handle_timer(now)
+            assert timed_out() - before == len(due)
+        drive()
+        assert agent.tcp.timed == len(deadlines)
+        assert len(agent.tcp) == len(live)

@@ -168,15 +168,15 @@ class ConsentTracker:
             deadline = consent.last_sent + config.keepalive_interval
             if not consent.suspended:
                 # consent_timeout > disconnected_after: the disconnection comes first, unless
-                # it was noted already
-                last_response = consent.last_response
-                deadline = min(
-                    deadline,
-                    consent.next_check,
-                    last_response + config.consent_timeout
+                # it was noted already. (Comparisons, not min(): asked after every datagram.)
+                silence = (
+                    config.consent_timeout
                     if consent.disconnect_noted
-                    else last_response + config.disconnected_after,
+                    else config.disconnected_after
                 )
+                for due in (consent.next_check, consent.last_response + silence):
+                    if due < deadline:
+                        deadline = due
             if earliest is None or deadline < earliest:
                 earliest = deadline
         return earliest

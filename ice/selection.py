@@ -216,13 +216,17 @@ class Selection(AgentPart):
     def update(self, now: float, *, nominate: bool = True) -> None:
         """Nominate what is ready (unless not to ``nominate``), then derive the overall state
         from the components' (RFC 8445 §6.1.3, §8; RFC 8838 §8). After every datagram and
-        timer: the usual answer — still checking, a check in flight — costs no further call."""
+        timer: the usual answer — still checking, a check in flight or waiting — costs no further
+        call."""
         agent = self._agent
         if not self.all_concluded:
             if nominate and agent.controlling and agent.nomination.deciding:
                 self.run_nomination(now)
             if agent.outgoing.in_flight.ordinary or not agent._checking:
                 return  # a check to wait for, or none yet: a restart's previous pairs carry data on
+            for checklist in agent.checklists:  # give_up_at asks too: here, it costs no call
+                if checklist.triggered or checklist.schedulable:
+                    return  # a check waits for its Ta slot: not idle
         state = agent.state
         if state is _CLOSED or state is _FAILED:
             return

@@ -680,7 +680,7 @@ class Agent:
         if outgoing.in_flight:
             outgoing.retransmit(now)
         selection = self.selection
-        if self.controlling and not selection.all_concluded:
+        if self.controlling and self.nomination.deciding and not selection.all_concluded:
             selection.run_nomination(now)  # a nomination deadline due now takes this Ta slot
         outgoing.use_slot(now)
         if self.consent.records:

@@ -854,7 +854,7 @@ class Agent:
             if state is _COMPLETED:
                 self._release_at = self._last_now + RELEASE_DELAY
                 self.outgoing.completed()
-                if self.tcp.bases:
+                if self.tcp.last_id:  # not when no TCP connection was ever made
                     self.tcp.close_unselected()
 
     def _switch_role(self, controlling: bool) -> None:

@@ -191,9 +191,9 @@ class TcpConnections:
         "_by_id",
         "_by_path",
         "_connecting",
-        "_ids",
         "bases",
         "commands",
+        "last_id",
         "timed",
     )
 
@@ -212,8 +212,8 @@ class TcpConnections:
         # them, gives the agent tables of its own first.
         self._by_id: dict[int, TcpConnection] = _NO_CONNECTIONS
         self._by_path: dict[tuple[Address, Address], TcpConnection] = _NO_PATHS
-        #: The id of the last connection made (ids count from 1).
-        self._ids = 0
+        #: The id of the last connection made (ids count from 1): 0 while none ever was.
+        self.last_id = 0
         self._connecting = 0
         #: How many connections have a deadline (being opened, or accepted and not yet
         #: authenticated): the agent asks for :meth:`get_timer` and :meth:`handle_timer` after
@@ -498,9 +498,9 @@ class TcpConnections:
         accepted: bool,
         deadline: float,
     ) -> TcpConnection:
-        self._ids += 1
+        self.last_id += 1
         connection = TcpConnection(
-            self._ids, local, remote, state, accepted=accepted, deadline=deadline
+            self.last_id, local, remote, state, accepted=accepted, deadline=deadline
         )
         if self._by_id is _NO_CONNECTIONS:
             self._by_id, self._by_path = {}, {}

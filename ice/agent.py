@@ -354,7 +354,7 @@ class Agent:
             checklist.unfreeze_initial()
         self.outgoing.next_at = now
         self._set_state(IceState.CHECKING)
-        self.selection.derive_state(now)  # with no pair to check, this may be the end already
+        self.selection.update(now, nominate=False)  # no pair to check: this may be the end
 
     def restart(self, now: float, gone_bases: Iterable[Address] = ()) -> None:
         """ICE restart (RFC 8445 §9): new local credentials, new checks; data keeps flowing on the

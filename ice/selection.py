@@ -103,7 +103,7 @@ class Selection(AgentPart):
         peer does no ICE (:meth:`~ice.agent.Agent.force_selected_pair`)."""
         pair.valid = pair.nominated = True
         self._select(pair, now, consent=False)
-        self.derive_state(now)
+        self.update(now, nominate=False)
 
     def _select(self, pair: CandidatePair, now: float, *, consent: bool = True) -> None:
         current = self._selected.put(pair)
@@ -297,10 +297,6 @@ class Selection(AgentPart):
         # peer-reflexive candidates (§7.3.1.3), on a connection the peer opens (RFC 6544 §7.2).
         return agent._last_progress + config.peer_reflexive_wait, _Stall.NOTHING_TO_CHECK
 
-    def derive_state(self, now: float) -> None:
-        """The overall state from the components', with no nomination (:meth:`update`)."""
-        self.update(now, nominate=False)
-
     def _give_up(self, stall: _Stall) -> None:
         """An idle agent waited its bounded time in vain: it fails, saying for what."""
         waited = f"{self._config.idle_timeout:g} s"
@@ -315,7 +311,7 @@ class Selection(AgentPart):
             self.fail(f"the controlling peer nominated no pair for {waited}")
 
     def _derive_concluded(self, now: float) -> None:
-        """:meth:`derive_state` once every component is concluded."""
+        """:meth:`update`'s state once every component is concluded."""
         agent = self._agent
         disconnected = self._consent.disconnected
         for pair in self._selected.values():

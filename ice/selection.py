@@ -94,7 +94,8 @@ class Selection(AgentPart):
         if replaces_selected(current, pair, suspended=suspended):
             self._select(pair, now)
         for pruned in agent.checklists[pair.stream].stop_below(pair.component, pair.priority):
-            agent.outgoing.abandon(pruned)
+            if pruned.transaction_id is not None:  # a pair never checked has no check in flight
+                agent.outgoing.abandon(pruned)
         if agent.progress_events:
             self._emit(PairStateChanged(pair.stream, pair))
 

@@ -91,7 +91,7 @@ class Selection(AgentPart):
         agent.nomination.concluded(pair)
         current = self._selected.get((pair.stream, pair.component))
         suspended = current is not None and self._consent.suspended(current)
-        if replaces_selected(current, pair, suspended=suspended):
+        if current is None or replaces_selected(current, pair, suspended=suspended):
             self._select(pair, now)
         for pruned in agent.checklists[pair.stream].stop_below(pair.component, pair.priority):
             if pruned.transaction_id is not None:  # a pair never checked has no check in flight

@@ -157,7 +157,7 @@ class TcpConnection:
         self.accepted = accepted
         self.authenticated = not accepted
         #: When it is closed unless established (ours) or authenticated (accepted); ``None``
-        #: once it is.
+        #: once it is (:meth:`TcpConnections._settle`, which keeps their count of deadlines).
         self.deadline: float | None = deadline
         self.decoder = StreamDecoder(
             Framing.RFC4571,

@@ -140,7 +140,7 @@ class OutgoingChecks(AgentPart):
         in_flight = self.in_flight
         if in_flight:
             for check in in_flight.values():
-                deadline = check.transaction.get_timer()
+                deadline = check.transaction.deadline  # its get_timer(), without the call
                 if deadline is not None and (earliest is None or deadline < earliest):
                     earliest = deadline
         agent = self._agent

@@ -153,8 +153,9 @@ def _success_layout(address_size: int) -> tuple[struct.Struct, bytes, bytes, int
 
 
 _XOR_MAPPED_ADDRESS = 0x0020
-#: The two layouts read, by message size: IPv4, IPv6.
-_SUCCESS_LAYOUTS = {64: _success_layout(4), 76: _success_layout(16)}
+#: The two layouts read: of a response 64 bytes long (an IPv4 address), of one 76 bytes long.
+_SUCCESS_IPV4 = _success_layout(4)
+_SUCCESS_IPV6 = _success_layout(16)
 
 
 def read_success(data: bytes, prepared: PreparedKey) -> Address | None:
@@ -162,8 +163,11 @@ def read_success(data: bytes, prepared: PreparedKey) -> Address | None:
     FINGERPRINT matches and whose MESSAGE-INTEGRITY is that of the prepared key, or ``None``
     for anything else (the typed path decides about it)."""
     size = len(data)
-    layout = _SUCCESS_LAYOUTS.get(size)
-    if layout is None:
+    if size == 64:
+        layout = _SUCCESS_IPV4
+    elif size == 76:
+        layout = _SUCCESS_IPV6
+    else:
         return None
     fields, expected_head, expected_mapped, expected_family, signed_length = layout
     head, mapped, family, port, address, integrity_header, fingerprint_header, crc = (

@@ -244,11 +244,13 @@ class CheckList:
 
     def unfreeze_initial(self) -> list[CandidatePair]:
         """Per foundation, set the lowest-component, highest-priority pair Waiting (§6.1.2.6)."""
-        chosen: dict[str, CandidatePair] = {}
+        # Here and below a pair foundation is the pair of foundations it is made of, neither
+        # formatted (ice-chars have no colon) nor found through a property (a call per pair).
+        chosen: dict[tuple[str, str], CandidatePair] = {}
         for pair in self.pairs:
-            if pair.waits_for_peer:
+            if pair.local.tcp_type is _PASSIVE and pair.state is _FROZEN:  # waits_for_peer
                 continue
-            foundation = pair.foundation
+            foundation = (pair.local.foundation, pair.remote.foundation)
             if pair.state is not _FROZEN:
                 chosen.setdefault(foundation, pair)
                 continue
@@ -266,14 +268,18 @@ class CheckList:
         """A pair succeeded: the Frozen pairs of its foundation become Waiting (§7.2.5.3.3)."""
         if not self.schedulable:
             return ()  # no Frozen pair that we can check (asked at every success): no walk
-        foundation = succeeded.foundation
-        changed = [
-            p
-            for p in self.pairs
-            if p.state is PairState.FROZEN and not p.waits_for_peer and p.foundation == foundation
-        ]
+        local, remote = succeeded.local.foundation, succeeded.remote.foundation
+        changed = []
+        for pair in self.pairs:  # a loop, not a comprehension (which is a call)
+            if (
+                pair.state is _FROZEN
+                and pair.local.tcp_type is not _PASSIVE  # not waits_for_peer
+                and pair.local.foundation == local
+                and pair.remote.foundation == remote
+            ):
+                changed.append(pair)
         for pair in changed:
-            self.set_state(pair, PairState.WAITING)
+            self.set_state(pair, _WAITING)
         return changed
 
     def next_ordinary(
@@ -288,12 +294,16 @@ class CheckList:
         for pair in self.pairs:
             if pair.state is _WAITING and can_check(pair):
                 return pair
-        busy = {p.foundation for p in self.pairs if p.state is _WAITING or p.state is _IN_PROGRESS}
+        busy = {
+            (p.local.foundation, p.remote.foundation)
+            for p in self.pairs
+            if p.state is _WAITING or p.state is _IN_PROGRESS
+        }
         for pair in self.pairs:
             if (
                 pair.state is _FROZEN
-                and pair.foundation not in busy
-                and not pair.waits_for_peer
+                and (pair.local.foundation, pair.remote.foundation) not in busy
+                and pair.local.tcp_type is not _PASSIVE  # not waits_for_peer
                 and can_check(pair)
             ):
                 self.set_state(pair, _WAITING)

@@ -45,7 +45,7 @@ class ChecksInFlight(dict[bytes, _C]):
         dict.__delitem__(self, transaction_id)
 
     def pop(self, transaction_id: bytes, *default: _C | None) -> _C | None:  # type: ignore[override]
-        check = super().pop(transaction_id, *default)
+        check = dict.pop(self, transaction_id, *default)
         if check is not None and not check.consent:
             self.ordinary -= 1
         return check

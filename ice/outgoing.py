@@ -322,7 +322,9 @@ class OutgoingChecks(AgentPart):
 
     def abandon(self, pair: CandidatePair) -> None:
         """Nomination pruned the pair (§8.1.2): forget its check in flight, if any."""
-        self.in_flight.pop(pair.transaction_id or b"", None)
+        transaction_id = pair.transaction_id
+        if transaction_id is not None:  # else never checked (most pruned pairs): no call
+            self.in_flight.pop(transaction_id, None)
 
     def forget_base(self, base: Address) -> None:
         """A local candidate is lost: nothing can answer the checks sent from its base."""

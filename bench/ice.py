@@ -25,7 +25,11 @@
   differ for a reason of the RFCs: aioice's controlling agent puts USE-CANDIDATE on every check
   (RFC 5245's aggressive nomination), so a pair connects in 4 messages; RFC 8445 removed
   aggressive nomination and icestack nominates regularly, repeating the check that succeeded
-  with USE-CANDIDATE (§8.1.1): 6 messages.
+  with USE-CANDIDATE (§8.1.1): 6 messages. Interleaved with them runs ``floor``
+  (:mod:`bench.exchange_floor`): the same 6-message exchange by a program with no ICE agent at
+  all, the least Python spends on it; ``_cpu_above_floor`` is what icestack's agent and asyncio
+  glue add per pair, and ``_floor_cpu_fraction_of_aioice`` is the lowest fraction of aioice's CPU
+  any Python agent on one socket per session could reach.
 - ``data``: after connecting, 1000-byte datagrams from one side's ``send`` to the other's
   ``recv``, closed-loop (at most ``WINDOW`` in flight, so loopback drops nothing), bounded in
   count and time, on asyncio and on uvloop: the rate, and the CPU time per datagram of the
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import os
 import resource
@@ -60,6 +65,8 @@ import aioice.ice
 import ice
 from ice.events import IceState
 from ice.release import RELEASE_DELAY
+
+from . import exchange_floor
 
 LOOPBACK = "127.0.0.1"
 PAYLOAD = b"\x80" + bytes(999)
@@ -103,7 +110,7 @@ class _AioiceMessages:
             cls.sent += 1
             cls._send(protocol, message, addr)
 
-        aioice.ice.StunProtocol.send_stun = send_stun  # type: ignore[method-assign]
+        aioice.ice.StunProtocol.send_stun = send_stun  # type: ignore[method-assign,assignment]
 
 
 _AioiceMessages.install()
@@ -180,6 +187,24 @@ async def connect_phase(factory: Factory, pairs: int) -> tuple[float, float, flo
     return wall, cpu / pairs, sent / pairs
 
 
+async def floor_phase(pairs: int) -> tuple[float, float, float]:
+    """:func:`connect_phase` for :mod:`bench.exchange_floor`'s endpoints (no agent)."""
+    prepared = exchange_floor.endpoint_pairs(asyncio.get_running_loop(), pairs)
+    gc.collect()
+    cpu = time.process_time()
+    wall = time.perf_counter()
+    try:
+        connecting = (side.connect() for pair in prepared for side in pair)
+        await asyncio.wait_for(asyncio.gather(*connecting), 120)
+    finally:
+        wall = time.perf_counter() - wall
+        cpu = time.process_time() - cpu
+        for pair in prepared:
+            for side in pair:
+                side.close()
+    return wall, cpu / pairs, sum(side.sent for pair in prepared for side in pair) / pairs
+
+
 #: How long after connecting a session counts as established: icestack has released what it
 #: does not use by then (RFC 8445 §8.3).
 ESTABLISHED_AFTER = RELEASE_DELAY + 0.5
@@ -241,27 +266,34 @@ def udp_only(controlling: bool) -> ice.Connection:
 
 async def bench_scale(sizes: list[int], runs: int) -> None:
     variants: dict[str, Factory] = {"icestack": ours, "icestack_udp": udp_only, "aioice": theirs}
-    names = list(variants)
+    phases: dict[str, Callable[[int], Awaitable[tuple[float, float, float]]]] = {
+        name: functools.partial(connect_phase, factory) for name, factory in variants.items()
+    }
+    phases["floor"] = floor_phase
+    names = list(phases)
     for pairs in sizes:
         samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
         for run in range(runs):
             # Interleaved, each run starting with the next variant: a burst of load on the
             # machine falls on all of them, and none is always first.
             for name in names[run % len(names) :] + names[: run % len(names)]:
-                samples[name].append(await connect_phase(variants[name], pairs))
-        results = {}
-        for name, factory in variants.items():
+                samples[name].append(await phases[name](pairs))
+        cpu_of = {}
+        for name in names:
             walls, cpus, counts = (list(values) for values in zip(*samples[name], strict=True))
-            memory, established, fds, established_fds = await memory_per_agent(factory, pairs)
-            cpu_per_pair, messages = statistics.median(cpus), statistics.median(counts)
-            results[name] = (cpu_per_pair, cpu_per_pair / messages, memory, established)
+            cpu_of[name] = statistics.median(cpus)
+            messages = statistics.median(counts)
             print(f"ice_scale_{pairs}_{name}_wall {statistics.median(walls):.3f} s")
             print(f"ice_scale_{pairs}_{name}_messages_per_pair {messages:.2f} messages")
-            print(f"ice_scale_{pairs}_{name}_cpu_per_pair {cpu_per_pair * 1000:.2f} ms")
+            print(f"ice_scale_{pairs}_{name}_cpu_per_pair {cpu_of[name] * 1000:.2f} ms")
             print(f"ice_scale_{pairs}_{name}_cpu_per_pair_min {min(cpus) * 1000:.2f} ms")
             print(f"ice_scale_{pairs}_{name}_cpu_per_pair_max {max(cpus) * 1000:.2f} ms")
-            per_message = cpu_per_pair / messages * 1e6
+            per_message = cpu_of[name] / messages * 1e6
             print(f"ice_scale_{pairs}_{name}_cpu_per_message {per_message:.0f} us")
+        memory_of = {}
+        for name, factory in variants.items():
+            memory, established, fds, established_fds = await memory_per_agent(factory, pairs)
+            memory_of[name] = memory, established
             print(f"ice_scale_{pairs}_{name}_memory_per_agent {memory / 1024:.1f} KiB")
             print(
                 f"ice_scale_{pairs}_{name}_memory_per_established_agent "
@@ -269,14 +301,15 @@ async def bench_scale(sizes: list[int], runs: int) -> None:
             )
             print(f"ice_scale_{pairs}_{name}_fds_per_agent {fds:.2f} fds")
             print(f"ice_scale_{pairs}_{name}_fds_per_established_agent {established_fds:.2f} fds")
-        theirs_cpu, theirs_per_message, theirs_memory, theirs_established = results["aioice"]
+        theirs_cpu, floor_cpu = cpu_of["aioice"], cpu_of["floor"]
+        print(f"ice_scale_{pairs}_floor_cpu_fraction_of_aioice {floor_cpu / theirs_cpu:.2f} x")
+        theirs_memory, theirs_established = memory_of["aioice"]
         for name in ("icestack", "icestack_udp"):
-            cpu, per_message, memory, established = results[name]
+            cpu = cpu_of[name]
+            memory, established = memory_of[name]
             print(f"ice_scale_{pairs}_{name}_cpu_advantage_vs_aioice {theirs_cpu / cpu:.2f} x")
-            print(
-                f"ice_scale_{pairs}_{name}_cpu_per_message_advantage_vs_aioice "
-                f"{theirs_per_message / per_message:.2f} x"
-            )
+            print(f"ice_scale_{pairs}_{name}_cpu_fraction_of_aioice {cpu / theirs_cpu:.2f} x")
+            print(f"ice_scale_{pairs}_{name}_cpu_above_floor {(cpu - floor_cpu) * 1000:.2f} ms")
             fraction = memory / theirs_memory
             print(f"ice_scale_{pairs}_{name}_memory_fraction_of_aioice {fraction:.2f} x")
             fraction = established / theirs_established

@@ -122,7 +122,9 @@ def serve_with_nagle(argv: list[str]) -> int:
     from ice.cli import main as icestack
 
     # listen_stream() looks it up in stun.aio_streams.
-    stun.aio_streams.tcp_socket = lambda family: socket.socket(family, socket.SOCK_STREAM)
+    stun.aio_streams.tcp_socket = lambda family: socket.socket(  # type: ignore[attr-defined]
+        family, socket.SOCK_STREAM
+    )
     return icestack(argv)
 
 

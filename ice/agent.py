@@ -83,7 +83,7 @@ from .incoming import IncomingChecks
 from .nomination import NominationPolicy
 from .outgoing import OutgoingChecks
 from .relay import RelayStreamCommand
-from .release import RELEASE_DELAY, RELEASED, needed_bases, unused_bases
+from .release import RELEASE_DELAY, RELEASED, needed_bases, unpairable_remotes, unused_bases
 from .remotes import RemoteCandidates, unusable
 from .selection import Selection
 from .stats import FailureCounters, PairStats, PeerInput, TableSizes, pair_stats
@@ -93,6 +93,7 @@ from .tcp import TcpCommand, TcpConnections
 #: its class in ~0.2 µs (EnumType defines __getattr__), a module name in ~0.02 µs.
 _RELAY_ONLY = Policy.RELAY
 _FAILED = IceState.FAILED
+_CLOSED = IceState.CLOSED
 _COMPLETED = IceState.COMPLETED
 
 
@@ -102,7 +103,6 @@ class Agent:
     __slots__ = (
         "_checking",
         "_closed",
-        "_events",
         "_events_read",
         "_last_now",
         "_last_progress",
@@ -120,6 +120,8 @@ class Agent:
         "local_username",
         "nomination",
         "outgoing",
+        "pending_events",
+        "progress_events",
         "remote_candidates",
         "remote_complete",
         "remote_lite",
@@ -147,14 +149,21 @@ class Agent:
         self.remote_password: str | None = None
         self.state = IceState.NEW
         #: Events not yet read, oldest first (a list, drained at each pump: an empty deque
-        #: costs ~0.8 KiB per agent).
-        self._events: list[IceEvent] = []
+        #: costs ~0.8 KiB per agent). A driver only asks whether it is empty — it is once every
+        #: event was read — to save the :meth:`take_events` call; only the agent changes it.
+        self.pending_events: list[IceEvent] = []
         self._events_read = 0
+        #: Whether the events that only report progress are made: every
+        #: :class:`~ice.events.PairStateChanged`, and :class:`~ice.events.StateChanged` to a
+        #: state other than failed and closed. A driver that acts on none of them
+        #: (:class:`~ice.aio.Connection` without ``on_event``) turns them off, saving an object
+        #: and a drain step each; every other event is made always.
+        self.progress_events = True
         #: The ``now`` of the latest call that gave one (for commands, which take none).
         self._last_now = 0.0
         #: Cleared in place, never replaced: the helpers hold its append method.
         self._outgoing: list[Datagram] = []
-        emit, send = self._events.append, self._outgoing.append
+        emit, send = self.pending_events.append, self._outgoing.append
         self.gatherer = Gatherer(config, emit, send)
         self.checklists = [
             CheckList(stream, config.max_pairs) for stream in range(len(config.streams))
@@ -380,15 +389,18 @@ class Agent:
         self.gatherer.restart(now)
         self._relays_changed(now)
 
-    def _forget_base(self, address: Address, now: float, reason: str) -> None:
-        """A base is gone or released: its TCP connections close, its candidates are lost (their
-        pairs are forgotten by :meth:`_relays_changed`)."""
+    def _forget_base(
+        self, address: Address, now: float, reason: str, *, released: bool = False
+    ) -> None:
+        """A base is gone or ``released``: its TCP connections close, its candidates are lost
+        (their pairs are forgotten by :meth:`_relays_changed`)."""
         self.tcp.close_base(address)
-        self.gatherer.remove_base(address, now, reason)
+        self.gatherer.remove_base(address, now, reason, released=released)
 
     def _release(self, now: float) -> None:
         """Completed :data:`~ice.release.RELEASE_DELAY` ago: forget every base no selected pair
-        uses, and its pairs (RFC 8445 §8.3, :mod:`ice.release`)."""
+        uses, its pairs, and the remote candidates nothing else can pair with (RFC 8445 §8.3,
+        :mod:`ice.release`)."""
         self._release_at = None
         needed = needed_bases(self)
         if needed is None:
@@ -400,10 +412,12 @@ class Agent:
         self._outgoing += relays.datagrams_to_send(now)
         unused = unused_bases(self, needed)
         for address in unused:
-            self._forget_base(address, now, RELEASED)
+            self._forget_base(address, now, RELEASED, released=True)
         for address in unused + released:
             for checklist in self.checklists:
                 checklist.drop_base(address)
+        for stream, remote in unpairable_remotes(self):
+            self.remote_candidates.remove(stream, remote)
 
     def close(self, now: float | None = None) -> None:
         """Stop everything. With ``now``, TURN allocations are deleted (RFC 8656 §8): drain
@@ -546,7 +560,10 @@ class Agent:
         if not relays.active:
             if not tcp_bases or not pending:
                 return pending  # no TURN allocation, no ICE-TCP: every datagram leaves as it is
-            if all(queued.local not in tcp_bases for queued in pending):
+            for queued in pending:  # a loop, not all() over a generator: no call per datagram
+                if queued.local in tcp_bases:
+                    break
+            else:
                 return pending  # ICE-TCP offered, but none of these goes on a connection
         outgoing = []
         for queued in pending:
@@ -672,7 +689,7 @@ class Agent:
     def take_events(self) -> list[IceEvent]:
         """Every event :meth:`next_event` would return now, in order, at once (a driver that
         drains after each datagram saves a call per event)."""
-        events = self._events
+        events = self.pending_events
         if not events:
             return []
         taken = events[self._events_read :]
@@ -681,7 +698,7 @@ class Agent:
         return taken
 
     def next_event(self) -> IceEvent | None:
-        events = self._events
+        events = self.pending_events
         if not events:
             return None
         index = self._events_read
@@ -778,7 +795,7 @@ class Agent:
             self.consent.sent(pair, now)
             self._outgoing.append(Datagram(keepalive, pair.local_base, pair.remote.address))
         for pair in self.consent.expired(now):
-            self._events.append(ConsentLost(pair.stream, pair.component, pair))
+            self.pending_events.append(ConsentLost(pair.stream, pair.component, pair))
             self.selection.fail(
                 f"consent to send on component {pair.component} was lost (RFC 7675): no "
                 f"authenticated answer from {pair.remote.address} for "
@@ -800,14 +817,14 @@ class Agent:
         if pair is not None:
             pair.bytes_received += len(data)
             self.nomination.confirm(pair)  # the peer sends data on the pair it selected
-            self._events.append(DataReceived(pair.stream, pair.component, data, remote))
+            self.pending_events.append(DataReceived(pair.stream, pair.component, data, remote))
             return
         pair = self.nomination.valid_on(local, remote)
         base = self.gatherer.on_base(local)
         if pair is None and base is not None and self.incoming.checked_on(local, remote):
             pair = self.checklists[base.stream].find(local, remote)
             if pair is None:  # a check the full check list kept no pair for, or ICE-lite
-                self._events.append(
+                self.pending_events.append(
                     DataReceived(base.stream, base.candidate.component, data, remote)
                 )
                 return
@@ -815,19 +832,21 @@ class Agent:
             self.failures.peer_input[PeerInput.DATA_NOT_FROM_PEER] += 1
             return
         pair.bytes_received += len(data)
-        self._events.append(DataReceived(pair.stream, pair.component, data, remote))
+        self.pending_events.append(DataReceived(pair.stream, pair.component, data, remote))
 
     # ================================================================== state changes
 
     def _set_pair_state(self, pair: CandidatePair, state: PairState) -> None:
         if pair.state is not state:
             self.checklists[pair.stream].set_state(pair, state)
-            self._events.append(PairStateChanged(pair.stream, pair))
+            if self.progress_events:
+                self.pending_events.append(PairStateChanged(pair.stream, pair))
 
     def _set_state(self, state: IceState) -> None:
         if self.state is not state:
             self.state = state
-            self._events.append(StateChanged(state))
+            if self.progress_events or state is _FAILED or state is _CLOSED:
+                self.pending_events.append(StateChanged(state))
             # Released RFC 8445 §8.3's three seconds after completing, unless it leaves the
             # state first (restart, consent, failure, closing): ice.release.
             self._release_at = None
@@ -843,7 +862,7 @@ class Agent:
         if self.config.lite or self.controlling == controlling:
             return
         self._take_role(controlling)
-        self._events.append(RoleChanged(controlling))
+        self.pending_events.append(RoleChanged(controlling))
 
     def _take_role(self, controlling: bool) -> None:
         """Take a role: every pair priority depends on it (§6.1.2.3)."""

@@ -42,8 +42,8 @@ else (architecture.md §2): every ICE decision is made by the sans-IO :class:`~i
   back as :class:`~ice.events.DataReceived`, and :meth:`Connection.send` on a TCP pair goes
   through the agent, which frames it. Writes past a bounded buffer are dropped and counted.
 - **Releasing** (RFC 8445 §8.3, :mod:`ice.release`). Three seconds after completing, the agent
-  forgets the bases no selected pair needs (:class:`~ice.events.CandidateLost` with the reason
-  :data:`~ice.release.RELEASED`), and the connection closes their sockets — with a UDP pair, the
+  forgets the bases no selected pair needs (:class:`~ice.events.CandidateLost` with
+  ``released`` set), and the connection closes their sockets — with a UDP pair, the
   ICE-TCP listener — but a mux's, which other connections share.
 - **Restart.** :meth:`Connection.restart` lists the interface addresses again (opening sockets
   for new ones and for those the agent released, closing those of gone ones), restarts the
@@ -146,7 +146,9 @@ class Connection(ConnectionEvents, _Closing):
       one UDP base is the mux's socket, shared with every other connection on it (one port for a
       whole server), instead of sockets of its own on every interface, and with ``tcp`` its one
       TCP base the mux's listening port (a passive candidate only); one component, and
-      ``AgentConfig(lite=True)`` is the natural server mode. :class:`~ice.mux.MuxFull` from
+      ``AgentConfig(lite=True)`` is the natural server mode; TURN servers over TCP or TLS only
+      (over UDP all sessions would share one allocation's address: refused,
+      :func:`~ice.connection_options.refuse_udp_relays_on_mux`). :class:`~ice.mux.MuxFull` from
       gathering when the mux serves its ``max_sessions``.
     - ``batch_io``: on Linux, read and send UDP many datagrams per system call
       (``recvmmsg``/``sendmmsg``, :mod:`ice.outbox`); ``False``: one ``recvfrom``/``sendto``
@@ -190,7 +192,6 @@ class Connection(ConnectionEvents, _Closing):
         "_timers",
         "_turn_servers",
         "_turn_tls",
-        "on_event",
         "reader_errors",
         "timer_errors",
     )
@@ -273,6 +274,9 @@ class Connection(ConnectionEvents, _Closing):
         #: config's.
         self._stun_servers = None if stun_servers is None else options.stun_servers(stun_servers)
         self._turn_servers = None if turn_servers is None else options.turn_servers(turn_servers)
+        if mux is not None:
+            given = self._turn_servers
+            options.refuse_udp_relays_on_mux(self._config.turn_servers if given is None else given)
         only = options.names("interfaces", interfaces)
         for name in only or ():
             problem = interface_problem(
@@ -297,9 +301,7 @@ class Connection(ConnectionEvents, _Closing):
             )
         )
         self._receive_queue_size = receive_queue_size
-        #: Called with every event of the agent (and :class:`~ice.mdns.CandidateUnresolvable`),
-        #: for logs and live views. It must not block.
-        self.on_event: Callable[[IceEvent], None] | None = None
+        self._on_event: Callable[[IceEvent], None] | None = None  # ConnectionEvents.on_event
         #: Datagrams dropped because the receive queue was full.
         self.receive_queue_dropped = 0
         #: Exceptions the agent raised on a datagram, contained and counted (a bug if any;
@@ -434,6 +436,7 @@ class Connection(ConnectionEvents, _Closing):
         if not self._options.udp:  # STUN and TURN servers are reached from UDP bases only
             config = dataclasses.replace(config, stun_servers=(), turn_servers=())
         self._agent = agent = Agent(config)
+        agent.progress_events = self._on_event is not None  # no one else reads them
         self._config = config  # one copy per connection: the agent's (same role and credentials)
         if config.turn_servers and self._relay_streams is None:
             self._relay_streams = RelayStreams(self, self._turn_tls)
@@ -664,8 +667,9 @@ class Connection(ConnectionEvents, _Closing):
         agent = self.agent
         if not (self._remote_username and self._remote_password):
             raise IceConnectionError("the remote username or password is missing")
-        agent.start_checks(self._loop.time())
-        self._pump()
+        now = self._loop.time()
+        agent.start_checks(now)
+        self._pump(now=now)
         while self._selected_since_restart.bit_count() < self._components:
             if self._closed:
                 raise IceConnectionError("the connection was closed")
@@ -716,11 +720,11 @@ class Connection(ConnectionEvents, _Closing):
 
     # ================================================================== data
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
         """Send a datagram on component 1."""
         await self.sendto(data, 1)
 
-    async def sendto(self, data: bytes, component: int) -> None:
+    async def sendto(self, data: bytes | bytearray | memoryview, component: int) -> None:
         """Send a datagram on a component's selected pair (``data`` must be bytes-like).
 
         On UDP it is queued and leaves with the loop's next batch (:mod:`ice.outbox`), in order;
@@ -794,7 +798,7 @@ class Connection(ConnectionEvents, _Closing):
             self._data_paths.flush(now)
             self._agent.close(now)
             self._send(self._agent.datagrams_to_send(now))  # TURN deallocations, if any
-            self._drain_events()
+            self._drain_events(self._agent.take_events())
         if self._relay_streams is not None:
             self._relay_streams.close()
         for base in list(self._bases.values()):

@@ -29,9 +29,13 @@ from .base_sockets import Signal
 from .candidate import Candidate
 from .events import IceEvent, IceState
 from .mdns_candidates import signalled as mdns_signalled
-from .release import RELEASED
 
 _log = logging.getLogger("icestack.ice")
+
+#: Read at every change of state, bound once as in ice.agent (a module name reads ~10x faster
+#: than an enum member through its class in CPython 3.11).
+_FAILED = IceState.FAILED
+_CLOSED = IceState.CLOSED
 
 
 class ConnectionEvents(ConnectionProperties):
@@ -43,6 +47,7 @@ class ConnectionEvents(ConnectionProperties):
         "_gathering_complete",
         "_local_candidates",
         "_lost_local",
+        "_on_event",
         "_received",
         "_selected_since_restart",
         "receive_queue_dropped",
@@ -61,13 +66,29 @@ class ConnectionEvents(ConnectionProperties):
     _state_signal: Signal
     _data_signal: Signal
     _local_candidates: tuple[Candidate, ...]
-    on_event: Callable[[IceEvent], None] | None
+    _on_event: Callable[[IceEvent], None] | None
 
-    def _drain_events(self) -> None:
+    @property
+    def on_event(self) -> Callable[[IceEvent], None] | None:
+        """Called with every event of the agent (and :class:`~ice.mdns.CandidateUnresolvable`),
+        for logs and live views. It must not block. Only a handler here reads the events that
+        just report progress (:class:`~ice.events.PairStateChanged`, most
+        :class:`~ice.events.StateChanged`): without one the agent makes none
+        (:attr:`~ice.agent.Agent.progress_events`)."""
+        return self._on_event
+
+    @on_event.setter
+    def on_event(self, handler: Callable[[IceEvent], None] | None) -> None:
+        self._on_event = handler
+        if self._agent is not None:
+            self._agent.progress_events = handler is not None
+
+    def _drain_events(self, taken: list[IceEvent]) -> None:
+        """Hand over ``taken`` (what the agent's ``take_events`` just gave) and whatever the
+        handlers make the agent say meanwhile."""
         agent = self._agent
         assert agent is not None
         handlers = _EVENT_HANDLERS
-        taken = agent.take_events()
         while taken:
             again = False  # whether a handler may have fed the agent, which may have more
             for event in taken:
@@ -75,10 +96,10 @@ class ConnectionEvents(ConnectionProperties):
                 if kind in handlers:  # dict accesses, not a chain of isinstance
                     handlers[kind](self, event)
                     again = again or kind in _FEEDING_AGENT
-                if self.on_event is not None:
+                if self._on_event is not None:
                     self._emit(event)
                     again = True
-            taken = agent.take_events() if again else []
+            taken = agent.take_events() if again and agent.pending_events else []
 
     def _on_data(self, event: events.DataReceived) -> None:
         self._deliver(event.data, event.component)
@@ -114,14 +135,13 @@ class ConnectionEvents(ConnectionProperties):
         candidate = event.candidate
         _log.info("%s candidate %s lost: %s", candidate.type, candidate.address, event.reason)
         signalled = mdns_signalled(self._mdns, candidate)
-        released = event.reason == RELEASED
-        if signalled is not None and released and self._gathering_complete:
+        if signalled is not None and event.released and self._gathering_complete:
             # Gone from the list (an iteration of trickle_candidates walks its own snapshot).
             self._local_candidates = tuple(c for c in self._local_candidates if c != signalled)
         elif signalled is not None:
             self._lost_local += (signalled,)
         self._data_paths.lose(candidate, event.reason, self._loop.time())
-        if released:
+        if event.released:
             self._close_released(candidate.base)
 
     def _close_released(self, address: Address | None) -> None:
@@ -138,10 +158,11 @@ class ConnectionEvents(ConnectionProperties):
     def _on_state(self, event: events.StateChanged) -> None:
         # Only an ending wakes the waits: connect() returns on SelectedPairChanged, gathering
         # on its own events; waking them for checking/connected/completed costs a task step.
-        if event.state is IceState.FAILED:
+        state = event.state
+        if state is _FAILED:
             assert self._agent is not None
             _log.info("ICE failed: %s", self._agent.failure_reason())
-        if event.state is IceState.FAILED or event.state is IceState.CLOSED:
+        if state is _FAILED or state is _CLOSED:
             self._state_signal.fire()
             self._data_signal.fire()
 
@@ -156,7 +177,7 @@ class ConnectionEvents(ConnectionProperties):
             self.receive_queue_dropped += 1
 
     def _emit(self, event: IceEvent) -> None:
-        handler = self.on_event
+        handler = self._on_event
         if handler is not None:
             try:
                 handler(event)

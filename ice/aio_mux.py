@@ -188,7 +188,8 @@ class Mux:
     # ------------------------------------------------------------------ the rest
 
     def metrics(self) -> dict[str, int]:
-        """Sessions served, remote addresses bound, datagrams routed and dropped (by reason:
+        """Sessions served, remote addresses bound, requests sent waiting for their answer
+        (``transactions``), datagrams routed and dropped (by reason:
         ``dropped_unknown_ufrag``, ``dropped_no_username``, ``dropped_unknown_source``); with a
         TCP side, TCP connections accepted, routed to a session, waiting for their first request
         and dropped (``tcp_dropped_<reason>``, :class:`~ice.mux_tcp.TcpDropReason`)."""
@@ -196,6 +197,7 @@ class Mux:
         counts = {
             "sessions": len(table),
             "addresses": table.addresses,
+            "transactions": table.transactions,
             "routed": table.routed,
         }
         for reason in DropReason:
@@ -264,6 +266,10 @@ def render_metrics(muxes: Iterable[Mux]) -> str:
     metric(
         "addresses", "gauge", "Remote addresses bound to sessions.",
         _each(udp, lambda table: table.addresses),
+    )  # fmt: skip
+    metric(
+        "transactions_waiting", "gauge", "Requests sent whose answer is routed by transaction ID.",
+        _each(udp, lambda table: table.transactions),
     )  # fmt: skip
     metric(
         "datagrams_routed_total", "counter", "Datagrams routed to a session.",

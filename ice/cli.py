@@ -2,25 +2,28 @@
 server), ``nat`` (RFC 5780 behaviour discovery) and ``serve stun|turn``.
 
 Each package contributes its own commands (``stun.probe``, ``stun.nat_cli``, ``stun.serve_cli``,
-``turn.probe``, ``turn.cli``, ``ice.demo``, ``ice.commands``); this module only assembles them,
-and keeps the
-rule of :mod:`stun.cli`: an error the user can fix is one line on stderr and exit status 2,
+``turn.probe``, ``turn.cli``, ``ice.demo``, ``ice.commands``); this module names them
+(:data:`COMMANDS`, :data:`SERVERS`) and imports a command's module only once the command is
+chosen (:class:`CommandParser`), so that ``icestack --help`` or a mistyped command costs what
+argparse costs, not the import of every protocol stack. It keeps the rule of
+:mod:`stun.cli_messages`: an error the user can fix is one line on stderr and exit status 2,
 never a traceback. SIGTERM ends a command as Ctrl-C does, so that what it made on disk is
 cleaned up either way. A command whose output pipe is closed by its reader (``| head -1``) ends
-quietly with status 141, as one that SIGPIPE ended; a server serves on (:func:`stun.cli.say`).
+quietly with status 141, as one that SIGPIPE ended; a server serves on
+(:func:`stun.cli_messages.say`).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from ice.commands import add_ice_command
-from ice.demo import add_demo_command
 from stun._version import __version__
-from stun.cli import (
+from stun.cli_messages import (
     BROKEN_PIPE_STATUS,
     CliParser,
     drop_output,
@@ -28,30 +31,92 @@ from stun.cli import (
     reader_gone,
 )
 from stun.errors import LocalProtocolError
-from stun.nat_cli import add_nat_command
-from stun.probe import add_probe_command
-from stun.serve_cli import add_serve_command
-from turn.cli import add_serve_command as add_serve_turn_command
-from turn.probe import add_probe_command as add_turn_probe_command
+
+#: The commands, as ``icestack --help`` lists them: name, what it does, and the module whose
+#: ``add_arguments(parser)`` adds its options and ``set_defaults(run=...)`` once it is chosen.
+COMMANDS = (
+    (
+        "demo",
+        "two ICE agents and the embedded STUN server on loopback, or --sim on a simulated "
+        "network (no network needed)",
+        "ice.demo",
+    ),
+    (
+        "ice",
+        "connect two machines with ICE by pasting one line each way (connectivity test)",
+        "ice.commands",
+    ),
+    ("stun", "probe a STUN server: mapped address, RTT, software, features", "stun.probe"),
+    (
+        "nat",
+        "what NAT is this host behind? RFC 5780 behaviour discovery, and what it means for ICE",
+        "stun.nat_cli",
+    ),
+    (
+        "turn",
+        "probe a TURN server: allocate, relay a round trip through it, say what failed",
+        "turn.probe",
+    ),
+)
+#: The servers of ``icestack serve``, in the same form.
+SERVERS = (
+    ("stun", "run the STUN server (UDP, optionally TCP and TLS)", "stun.serve_cli"),
+    (
+        "turn",
+        "run the TURN server (UDP and TCP, optionally TLS; authentication required)",
+        "turn.cli",
+    ),
+)
+
+
+class CommandParser(CliParser):
+    """A command's parser whose options its module adds the first time it parses (or prints its
+    help): ``icestack --help``, or a mistyped command, imports none of the commands' modules,
+    which would cost far more than the parsing itself. ``module=None``: nothing to add (a
+    parser of subcommands, or one that its module built itself)."""
+
+    def __init__(self, *args: Any, module: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._module = module
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._module is not None:
+            module, self._module = self._module, None
+            importlib.import_module(module).add_arguments(self)
+        return super().parse_known_args(args, namespace)
+
+
+def _add_commands(
+    parser: argparse.ArgumentParser,
+    dest: str,
+    metavar: str,
+    commands: Sequence[tuple[str, str, str | None]],
+) -> argparse._SubParsersAction[CommandParser]:
+    """Add ``commands`` (name, help, module) to ``parser`` as the choices of its ``dest``."""
+    chosen = parser.add_subparsers(
+        dest=dest, metavar=metavar, required=True, parser_class=CommandParser
+    )
+    for name, help_text, module in commands:
+        chosen.add_parser(name, help=help_text, module=module)
+    return chosen
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The whole ``icestack`` argument parser."""
+    """The whole ``icestack`` argument parser (each command's options are added when it runs)."""
     parser: argparse.ArgumentParser = CliParser(
         prog="icestack",
         description="STUN, TURN and ICE in pure Python: probe servers, run servers, try it out.",
     )
     parser.add_argument("--version", action="version", version=f"icestack {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add_demo_command(commands)
-    add_ice_command(commands)
-    add_probe_command(commands)
-    add_nat_command(commands)
-    add_turn_probe_command(commands)
-    serve = commands.add_parser("serve", help="run a server in the foreground")
-    serve_commands = serve.add_subparsers(dest="server", metavar="SERVER", required=True)
-    add_serve_command(serve_commands)
-    add_serve_turn_command(serve_commands)
+    commands = _add_commands(
+        parser,
+        "command",
+        "COMMAND",
+        [*COMMANDS, ("serve", "run a server in the foreground", None)],
+    )
+    _add_commands(commands.choices["serve"], "server", "SERVER", SERVERS)
     return parser
 
 

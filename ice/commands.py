@@ -4,7 +4,7 @@ a person as the signaling channel (one line pasted each way), which reports the 
 candidates through a TURN server over UDP, TCP or TLS (RFC 7065 URIs); ``--relay-only`` keeps to
 them, which is how to test a TURN server for ICE, or a network that lets nothing else through.
 
-:mod:`ice.cli` assembles the parser; :func:`add_ice_command` adds these.
+:mod:`ice.cli` names the command and, once it is chosen, :func:`add_arguments` adds these.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import TextIO
 
 from stun.address import Address
 from stun.aio import resolve
-from stun.cli import format_table, main_error, server_address
 from stun.cli import parse_seconds as seconds
+from stun.cli import server_address
+from stun.cli_messages import format_table, main_error
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.probe import DEFAULT_PUBLIC_SERVER
 from turn.errors import DecodeError as UriDecodeError
@@ -379,13 +380,11 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def add_ice_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``icestack ice offer|answer``: a two-terminal connectivity test."""
-    parser = commands.add_parser(
-        "ice",
-        help="connect two machines with ICE by pasting one line each way (connectivity test)",
-        description="Run `icestack ice offer` on one machine and `icestack ice answer` on the "
-        "other; paste each one's line into the other; both report the path ICE found and its RTT.",
+    parser.description = (
+        "Run `icestack ice offer` on one machine and `icestack ice answer` on the "
+        "other; paste each one's line into the other; both report the path ICE found and its RTT."
     )
     roles = parser.add_subparsers(dest="role", metavar="ROLE", required=True)
     for role, help_text in (

@@ -29,7 +29,7 @@ from turn.transport import ClientTransport
 from turn.uri import UriScheme, parse_uri
 
 from .candidate import TcpType, generate_credentials, validate_pwd, validate_ufrag
-from .config import AgentConfig, Policy
+from .config import AgentConfig, Policy, RelayServer
 from .errors import LocalProtocolError
 from .shared_values import SharedValues
 
@@ -325,6 +325,25 @@ def _credentials(name: str, username: object, password: object) -> tuple[str, st
     if not isinstance(password, str):
         raise LocalProtocolError(f"{name}: the password must be a string")
     return username, password
+
+
+def refuse_udp_relays_on_mux(servers: Iterable[TurnServer | RelayServer]) -> None:
+    """A connection on a shared-port mux allocates relays over TCP or TLS only: over UDP every
+    session on the mux would ask from the same address, and a TURN server keeps one allocation
+    per client address and port (RFC 8656 §2: the 5-tuple names it), so all but the first
+    session would be refused (437 Allocation Mismatch)."""
+    for server in servers:
+        if server.transport is ClientTransport.UDP:
+            where = (
+                f"{server.host}:{server.port}"
+                if isinstance(server, TurnServer)
+                else str(server.address)
+            )
+            raise LocalProtocolError(
+                f"TURN server {where} over UDP on a mux: the sessions on a mux share one address, "
+                "and a TURN server allows one allocation per address; reach it over TCP or TLS "
+                "('turn:…?transport=tcp' or 'turns:'), or connect without the mux"
+            )
 
 
 def on_mux(config: AgentConfig) -> AgentConfig:

@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from stun.randomness import uniform
+
 from .checklist import CandidatePair
 from .config import AgentConfig
 
@@ -72,7 +74,7 @@ class ConsentTracker:
         return None
 
     def _interval(self) -> float:
-        return self._config.consent_interval * (0.8 + 0.4 * self._config.rng.random())
+        return self._config.consent_interval * (0.8 + 0.4 * uniform(self._config.rng))
 
     def _checked(self) -> list[_Consent]:
         """The records whose consent is being checked: not lost, not suspended."""

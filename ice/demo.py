@@ -3,7 +3,7 @@ server (:class:`LoopbackDemo`), or with ``--sim`` behind simulated NATs in virtu
 (:class:`SimulatedDemo`). With ``--turn`` they go through a TURN relay: on loopback, relay-only
 through the embedded TURN server over TLS; on the simulated network, with a TURN server on the
 WAN for each side, which is what two NATs that leave no direct path need (the demo says so when
-it fails without one). :mod:`ice.cli` assembles the parser; :func:`add_demo_command` adds it.
+it fails without one). :mod:`ice.cli` names the command; :func:`add_arguments` adds its options.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import TextIO
 from stun._version import __version__
 from stun.address import Address
 from stun.aio import StunClient, StunServer, Transport, ipv6_loopback_available
-from stun.cli import format_table
+from stun.cli_messages import format_table
 from stun.errors import LocalProtocolError as StunLocalProtocolError
 from stun.errors import StunError
 from stun.explain import explain
@@ -527,14 +527,11 @@ async def run_loopback_demo(out: TextIO = sys.stdout, turn: bool = False) -> int
     return 0 if answered and connected else 1
 
 
-def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``icestack demo [--sim NAT_A,NAT_B]``."""
-    parser = commands.add_parser(
-        "demo",
-        help="two ICE agents and the embedded STUN server on loopback, or --sim on a simulated "
-        "network (no network needed)",
-        description="Connect two ICE agents on loopback with the embedded STUN server, or with "
-        "--sim on the simulated network behind the named NATs, in virtual time.",
+    parser.description = (
+        "Connect two ICE agents on loopback with the embedded STUN server, or with "
+        "--sim on the simulated network behind the named NATs, in virtual time."
     )
     parser.add_argument(
         "--sim",

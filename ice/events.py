@@ -55,11 +55,17 @@ class GatheringCompleted(IceEvent):
 class CandidateLost(IceEvent):
     """A local candidate is gone: its TURN allocation ended (a 437 answer after a server
     restart, or its lifetime ran out), or a restart found its interface address gone. Its pairs
-    fail; if it carried a component's data, that component has no path any more."""
+    fail; if it carried a component's data, that component has no path any more.
+
+    ``released``: the agent let it go itself — ICE completed and no selected pair uses its
+    base, or its TURN allocation (RFC 8445 §8.3, :mod:`ice.release`; ``reason`` is then
+    :data:`~ice.release.RELEASED`): a driver closes the base's socket, and a restart gathers
+    it again. ``reason`` says in words why, for a log."""
 
     stream: int
     candidate: Candidate
     reason: str
+    released: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,16 +236,18 @@ class Gatherer:
         if self.started:
             self._new_bases += (base,)
 
-    def remove_base(self, address: Address, now: float, reason: str) -> None:
-        """Forget a base (its interface address is gone, or it was released): every candidate
-        on it is lost, with ``reason``."""
+    def remove_base(
+        self, address: Address, now: float, reason: str, *, released: bool = False
+    ) -> None:
+        """Forget a base (its interface address is gone, or it was ``released``): every
+        candidate on it is lost, with ``reason``."""
         self._bases = tuple(b for b in self._bases if b.address != address)
         self._new_bases = tuple(b for b in self._new_bases if b.address != address)
         self._queue = tuple(r for r in self._queue if r.base.base != address)
         self._in_flight = {t: r for t, r in self._in_flight.items() if r.base.base != address}
-        self.relays.remove_base(address, now, reason)
+        self.relays.remove_base(address, now, reason, released=released)
         for local in [c for c in self.candidates if c.base == address]:
-            self._lose(local, reason)
+            self._lose(local, reason, released)
         self._check_complete()
 
     def base_addresses(self) -> list[Address]:
@@ -570,16 +572,16 @@ class Gatherer:
         self.new_relayed += (local,)
         self._emit(CandidateGathered(stream, candidate))
 
-    def _lose_relayed(self, relayed: Address, reason: str) -> None:
+    def _lose_relayed(self, relayed: Address, reason: str, released: bool) -> None:
         for local in [c for c in self.candidates if c.base == relayed]:
-            self._lose(local, reason)
+            self._lose(local, reason, released)
 
-    def _lose(self, local: LocalCandidate, reason: str) -> None:
+    def _lose(self, local: LocalCandidate, reason: str, released: bool = False) -> None:
         self._remove(local)
         if local in self.new_relayed:
             self.new_relayed = tuple(c for c in self.new_relayed if c is not local)
         self.lost += ((local, reason),)
-        self._emit(CandidateLost(local.stream, local.candidate, reason))
+        self._emit(CandidateLost(local.stream, local.candidate, reason, released=released))
 
     def _failed(self, event: GatheringFailed) -> None:
         self.failures += (event,)

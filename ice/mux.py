@@ -9,9 +9,14 @@ datagram is routed in this order:
    owns that ufrag — so two sessions checked from the same remote address are told apart, and a
    session that restarted (new ufrag, :meth:`MuxTable.rename`) or a peer on a new address is
    found again. The source address is then bound to that session.
-2. Anything else goes by its source address: one a session's checks came from or one it sent to
-   (:meth:`MuxTable.sent`: the answers to its own checks, to STUN and TURN servers, consent).
-3. Everything else is dropped and counted by :class:`DropReason`: a request whose ufrag no
+2. A STUN response (success or error, RFC 8489 §6.3) goes by its transaction ID to the session
+   whose request it answers (:meth:`MuxTable.sent` notes the ID of every request a session
+   sends: its checks, consent, STUN and TURN servers' transactions) — so that when several
+   sessions check one remote address (two muxes talking to each other, two sessions of one
+   peer), each gets the answers to its own checks. The ID is forgotten at its first answer.
+3. Anything else — data, indications, an answer whose ID is forgotten — goes by its source
+   address: one a session's checks came from or one it sent to.
+4. Everything else is dropped and counted by :class:`DropReason`: a request whose ufrag no
    session owns, one without USERNAME, bytes that are not STUN from an unknown address.
 
 The mux routes; it does not authenticate. The session's agent still checks MESSAGE-INTEGRITY and
@@ -19,7 +24,9 @@ delivers data only from a valid pair (:mod:`ice.base_sockets`), so a datagram ro
 session is dropped there. What a peer can grow is bounded: sessions by ``max_sessions``
 (:meth:`MuxTable.register` refuses more, :class:`MuxFull`), ufrags at two per session (the
 current generation and the one before a restart), addresses by ``max_addresses`` per session
-(the oldest forgotten first). Every lookup is one dict access. A session that closes
+(the oldest forgotten first), transaction IDs awaiting an answer by ``max_transactions`` (the
+oldest forgotten first: its answer, if it ever comes, goes by address). Every lookup is one
+dict access. A session that closes
 (:meth:`MuxTable.unregister`) releases its ufrags and addresses at once.
 
 One remote address is bound to one session at a time: data (not STUN) from an address that checks
@@ -68,10 +75,16 @@ class MuxConfig:
     max_sessions: int = 10_000
     #: Remote addresses bound to one session (its peer's candidates, servers): the oldest goes.
     max_addresses: int = 16
+    #: Transaction IDs of requests sent and not yet answered, all sessions together: the
+    #: oldest goes. Four per session of the default cap: a session has a check or two in
+    #: flight at a time once its pacing is over (RFC 8445 §6.1.4.2), one consent check.
+    max_transactions: int = 40_000
 
     def __post_init__(self) -> None:
-        if self.max_sessions < 1 or self.max_addresses < 1:
-            raise LocalProtocolError("max_sessions and max_addresses must be at least 1")
+        if min(self.max_sessions, self.max_addresses, self.max_transactions) < 1:
+            raise LocalProtocolError(
+                "max_sessions, max_addresses and max_transactions must be at least 1"
+            )
 
 
 def request_ufrag(data: bytes) -> str | None:
@@ -104,17 +117,29 @@ def request_ufrag(data: bytes) -> str | None:
 class _Entry:
     ufrags: list[str] = field(default_factory=list)
     addresses: dict[Address, None] = field(default_factory=dict)
+    #: Its transaction IDs in the table's ``_by_transaction`` (to release them with it).
+    transactions: dict[bytes, None] = field(default_factory=dict)
 
 
 class MuxTable(Generic[Session]):
     """The sessions of one shared port and the routing of its datagrams (module docstring)."""
 
-    __slots__ = ("_by_address", "_by_ufrag", "_entries", "config", "dropped", "routed")
+    __slots__ = (
+        "_by_address",
+        "_by_transaction",
+        "_by_ufrag",
+        "_entries",
+        "config",
+        "dropped",
+        "routed",
+    )
 
     def __init__(self, config: MuxConfig | None = None) -> None:
         self.config = config or MuxConfig()
         self._by_ufrag: dict[str, Session] = {}
         self._by_address: dict[Address, Session] = {}
+        #: Requests sent and not answered yet, oldest first: their transaction ID's session.
+        self._by_transaction: dict[bytes, Session] = {}
         self._entries: dict[Session, _Entry] = {}
         #: Datagrams routed to a session.
         self.routed = 0
@@ -131,6 +156,11 @@ class MuxTable(Generic[Session]):
     def addresses(self) -> int:
         """Remote addresses bound to sessions now."""
         return len(self._by_address)
+
+    @property
+    def transactions(self) -> int:
+        """Transaction IDs of requests sent that wait for their answer now."""
+        return len(self._by_transaction)
 
     def register(self, session: Session, ufrag: str) -> None:
         """Serve ``session``, whose local ufrag is ``ufrag``; :class:`MuxFull` past
@@ -171,19 +201,47 @@ class MuxTable(Generic[Session]):
         for address in entry.addresses:
             if self._by_address.get(address) is session:
                 del self._by_address[address]
+        for transaction_id in entry.transactions:
+            del self._by_transaction[transaction_id]
 
     def session_of(self, ufrag: str) -> Session | None:
         """The session that owns ``ufrag`` (the current one or the one before a restart)."""
         return self._by_ufrag.get(ufrag)
 
-    def sent(self, session: Session, remote: Address) -> None:
-        """``session`` sent to ``remote``: what comes back from there is its."""
+    def sent(self, session: Session, remote: Address, data: bytes) -> None:
+        """``session`` sent ``data`` to ``remote``: what comes back from there is its, and so is
+        the answer to ``data`` if it is a STUN request."""
         if self._by_address.get(remote) is not session:
             self._bind(session, remote)
+        # a request: first two bits and the class bits C1 (0x01 of byte 0) and C0 (0x10 of
+        # byte 1) zero (RFC 8489 §5), and the magic cookie
+        is_request = len(data) >= 20 and not data[0] & 0xC1 and not data[1] & 0x10
+        if is_request and data[4:8] == _MAGIC_COOKIE:
+            self._remember(session, data[8:20])
+
+    def _remember(self, session: Session, transaction_id: bytes) -> None:
+        transactions = self._by_transaction
+        entry = self._entries.get(session)
+        if entry is None or transaction_id in transactions:  # a retransmission keeps its place
+            return
+        transactions[transaction_id] = session
+        entry.transactions[transaction_id] = None
+        if len(transactions) > self.config.max_transactions:
+            oldest = next(iter(transactions))
+            owner = self._entries.get(transactions.pop(oldest))
+            if owner is not None:
+                owner.transactions.pop(oldest, None)
 
     def route(self, data: bytes, remote: Address) -> Session | None:
         """The session ``data`` from ``remote`` belongs to, or ``None`` (dropped, counted)."""
         if data and data[0] < 2:
+            if data[0] == 1 and len(data) >= 20:  # a response (C1 set): by transaction ID
+                transaction_id = data[8:20]
+                session = self._by_transaction.pop(transaction_id, None)
+                if session is not None:
+                    self._entries[session].transactions.pop(transaction_id, None)
+                    self.routed += 1
+                    return session
             ufrag = request_ufrag(data)
             if ufrag is not None:
                 session = self._by_ufrag.get(ufrag)

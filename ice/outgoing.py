@@ -434,7 +434,8 @@ class OutgoingChecks(AgentPart):
         for checklist in agent.checklists:
             if checklist.schedulable:  # else no Frozen pair is left to unfreeze: no call
                 for sibling in checklist.unfreeze_siblings(pair):
-                    self._emit(PairStateChanged(checklist.stream, sibling))
+                    if agent.progress_events:
+                        self._emit(PairStateChanged(checklist.stream, sibling))
         if check.use_candidate and check.controlling:
             agent.selection.nominate(valid, now)
             if agent.selected.get((valid.stream, valid.component)) is valid:

@@ -27,6 +27,7 @@ from .agent import Agent
 from .base_sockets import BaseSocket, DataPaths
 from .checklist import CandidatePair
 from .config import AgentConfig
+from .events import IceEvent
 from .relay_streams import RelayStreams
 from .tcp_sockets import TcpSockets
 from .timers import SharedTimers, TimerEntry
@@ -56,7 +57,7 @@ class AgentPump:
     reader_errors: ReaderErrors
     timer_errors: ReaderErrors
 
-    def _drain_events(self) -> None:
+    def _drain_events(self, taken: list[IceEvent]) -> None:
         raise NotImplementedError
 
     def _pump(
@@ -83,10 +84,13 @@ class AgentPump:
         tcp = self._tcp
         if tcp is not None and tcp.paths:
             tcp.flush(now)
-        self._send(agent.datagrams_to_send(now))
+        datagrams = agent.datagrams_to_send(now)
+        if datagrams:  # (three pumps in eight send nothing while connecting: no call then)
+            self._send(datagrams)
         if tcp is not None and agent.tcp.commands:  # asked only when there is something
             tcp.execute(agent.tcp_commands())
-        self._drain_events()
+        if agent.pending_events:  # (most pumps have none while connecting: no call then)
+            self._drain_events(agent.take_events())
         if timer_later:
             self._pump_soon()
             return
@@ -118,7 +122,7 @@ class AgentPump:
                     self._relay_streams.send(datagram)
                 continue
             if base.mux is not None:
-                base.mux.table.sent(base, datagram.remote)
+                base.mux.table.sent(base, datagram.remote, datagram.data)
             base.outbox.send_nowait(datagram.data, datagram.remote)  # queued: ice.outbox
 
     def _on_timer(self, deadline: float) -> None:
@@ -126,7 +130,9 @@ class AgentPump:
         agent = self._agent
         if agent is None or self._closed:
             return
-        now = max(self._loop.time(), deadline)
+        now = self._loop.time()
+        if now < deadline:  # the loop may wake a little early: max(), without the call
+            now = deadline
         try:
             agent.handle_timer(now)
         except Exception as error:

@@ -191,7 +191,7 @@ class Relays:
         config: AgentConfig,
         preferences: LocalPreferences,
         add_candidate: Callable[[Candidate, int], None],
-        lose_candidate: Callable[[Address, str], None],
+        lose_candidate: Callable[[Address, str, bool], None],
         failed: Callable[[GatheringFailed], None],
     ) -> None:
         self._config = config
@@ -289,10 +289,13 @@ class Relays:
             base = (relay.stream, relay.component, relay.base, relay.local_preference)
             self._open(relay.server, base, plans, now)
 
-    def remove_base(self, base: Address, now: float, reason: str) -> None:
-        """The base's interface address is gone: end its allocations and lose their candidates."""
+    def remove_base(
+        self, base: Address, now: float, reason: str, *, released: bool = False
+    ) -> None:
+        """The base's interface address is gone, or the base was ``released``: end its
+        allocations and lose their candidates."""
         for relay in [r for r in self._relays if r.base == base]:
-            self._lose(relay, reason)
+            self._lose(relay, reason, released=released)
             relay.allocation.close(now)  # nothing can be sent from a gone base: no wait for it
             self._forget(relay)
 
@@ -305,7 +308,7 @@ class Relays:
         for relay in self._relays:
             relayed = [a for a, r in self._by_relayed.items() if r is relay]
             if relayed and needed.isdisjoint(relayed):
-                self._lose(relay, reason)
+                self._lose(relay, reason, released=True)
                 relay.allocation.close(now)
                 self._drain(relay, now)
                 released += relayed
@@ -449,10 +452,10 @@ class Relays:
         relay.allocation.allocate(now)
         self._drain(relay, now)
 
-    def _lose(self, relay: _Relay, reason: str) -> None:
+    def _lose(self, relay: _Relay, reason: str, *, released: bool = False) -> None:
         for relayed in [a for a, r in self._by_relayed.items() if r is relay]:
             del self._by_relayed[relayed]
-            self._lose_candidate(relayed, reason)
+            self._lose_candidate(relayed, reason, released)
 
     def _candidate(self, relay: _Relay, relayed: Address, mapped: Address | None) -> Candidate:
         transport = relay.server.transport

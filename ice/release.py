@@ -26,6 +26,11 @@ At a restart (§9) the driver re-opens the released bases — new sockets — an
 gathering, and allocates again where an allocation was deleted, so their candidates are offered
 again.
 
+What the released candidates leave behind goes too: a remote candidate that no local candidate
+left can pair with (the peer's TCP candidates once the agent has no TCP base, RFC 6544) is
+forgotten, as a restart would forget it (:func:`unpairable_remotes`); a restart takes the peer's
+candidates anew.
+
 The release happens once per completion: a candidate that appears after it (a late
 server-reflexive answer, an allocation) stays until the next restart — §8.3 allows freeing,
 it does not require it.
@@ -36,6 +41,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stun.address import Address
+
+from .candidate import Candidate, pairs_with
 
 if TYPE_CHECKING:  # the agent imports this module
     from .agent import Agent
@@ -81,3 +88,18 @@ def needed_bases(agent: Agent) -> set[Address] | None:
         if host is not None:
             needed.add(host)
     return needed
+
+
+def unpairable_remotes(agent: Agent) -> list[tuple[int, Candidate]]:
+    """The remote candidates, with their stream, that no local candidate of the agent can pair
+    with (:func:`~ice.candidate.pairs_with`): after a release, what only the released bases
+    could have checked."""
+    gatherer = agent.gatherer
+    return [
+        (stream, remote)
+        for stream, remote in agent.remote_candidates
+        if not any(
+            pairs_with(local.candidate, remote)
+            for local in gatherer.pairable(stream, remote.component)
+        )
+    ]

@@ -96,6 +96,22 @@ class RemoteCandidates:
             counts[stream] += 1
         return True
 
+    def remove(self, stream: int, candidate: Candidate) -> None:
+        """Forget a known candidate (one nothing can pair with any more, :mod:`ice.release`).
+        A one-stream table that falls back to ``SMALL`` candidates is a tuple again."""
+        table = self._table
+        key = _key(stream, candidate)
+        if isinstance(table, tuple):
+            self._table = tuple([known for known in table if _key(0, known) != key])
+            return
+        if table.pop(key, None) is None:
+            return
+        counts = self._per_stream
+        if counts is not None:
+            counts[stream] -= 1
+        elif len(table) <= SMALL:
+            self._table = tuple(table.values())
+
     def replace(self, stream: int, candidate: Candidate) -> None:
         """Put ``candidate`` in the place of the known one with the same address."""
         table = self._table

@@ -42,6 +42,13 @@ from .stats import PeerInput, describe_failure
 if TYPE_CHECKING:
     from .agent import Agent
 
+#: States read after every datagram and timer, bound once as in ice.agent (a module name reads
+#: ~10x faster than an enum member through its class in CPython 3.11).
+_CLOSED = IceState.CLOSED
+_FAILED = IceState.FAILED
+_CONNECTED = IceState.CONNECTED
+_COMPLETED = IceState.COMPLETED
+
 
 class _Stall(enum.Enum):
     """What an idle agent without a pair for every component is waiting for in vain."""
@@ -88,7 +95,8 @@ class Selection(AgentPart):
             self._select(pair, now)
         for pruned in agent.checklists[pair.stream].stop_below(pair.component, pair.priority):
             agent.outgoing.abandon(pruned)
-        self._emit(PairStateChanged(pair.stream, pair))
+        if agent.progress_events:
+            self._emit(PairStateChanged(pair.stream, pair))
 
     def force(self, pair: CandidatePair, now: float) -> None:
         """Select ``pair`` without checks, nomination or consent: the application says the
@@ -216,7 +224,7 @@ class Selection(AgentPart):
             if agent.outgoing.in_flight.ordinary or not agent._checking:
                 return  # a check to wait for, or none yet: a restart's previous pairs carry data on
         state = agent.state
-        if state is IceState.CLOSED or state is IceState.FAILED:
+        if state is _CLOSED or state is _FAILED:
             return
         if self.all_concluded:
             self._derive_concluded(now)
@@ -267,7 +275,10 @@ class Selection(AgentPart):
         config = self._config
         idle_end = agent._last_progress + config.idle_timeout
         has_valid = agent.nomination.has_valid
-        hopeless = [key for key in self._unconcluded if not has_valid(*key)]
+        hopeless = []
+        for key in self._unconcluded:  # a loop, not a comprehension (which is a call)
+            if not has_valid(*key):
+                hopeless.append(key)
         if not hopeless or config.lite:  # a lite agent sends no checks: it waits to be nominated
             return idle_end, _Stall.NO_NOMINATION
         if not agent.remote_complete:
@@ -307,11 +318,11 @@ class Selection(AgentPart):
             if disconnected(pair, now):
                 agent._set_state(IceState.DISCONNECTED)
                 return
-        if agent.state is not IceState.COMPLETED:
+        if agent.state is not _COMPLETED:
             # Completed stays completed: a check still in flight (the peer's last triggered
             # check, a cancelled one) does not reopen the session.
             checking = agent.outgoing.in_flight.ordinary
-            agent._set_state(IceState.CONNECTED if checking else IceState.COMPLETED)
+            agent._set_state(_CONNECTED if checking else _COMPLETED)
 
     def fail(self, reason: str) -> None:
         """The session failed for ``reason`` (unless it had failed or closed already)."""

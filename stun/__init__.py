@@ -5,90 +5,186 @@ The codec and the state machines are sans-IO: they take bytes, addresses and ``n
 bytes, deadlines and events. :mod:`stun.aio` runs them on asyncio sockets.
 """
 
-from .address import Address, AddressFamily, make_address
-from .attributes import (
-    MAGIC_COOKIE,
-    AlgorithmEntry,
-    AlternateDomain,
-    AlternateServer,
-    Attribute,
-    AttrType,
-    ChangeRequest,
-    ErrorCode,
-    ErrorCodeValue,
-    Fingerprint,
-    IceControlled,
-    IceControlling,
-    MappedAddress,
-    MessageIntegrity,
-    MessageIntegritySha256,
-    Nonce,
-    OtherAddress,
-    Padding,
-    PasswordAlgorithm,
-    PasswordAlgorithms,
-    Priority,
-    Realm,
-    ResponseOrigin,
-    ResponsePort,
-    Software,
-    UnknownAttribute,
-    UnknownAttributes,
-    UseCandidate,
-    Userhash,
-    Username,
-    XorAddressAttribute,
-    XorMappedAddress,
-    is_comprehension_required,
-    register_attribute,
-)
-from .behavior import BehaviorAddresses
-from .datagram import Datagram, Machine
-from .discovery import NatDiscovery
-from .discovery_results import (
-    Behavior,
-    DiscoveryConfig,
-    DiscoveryFinished,
-    DiscoveryProgressed,
-    DiscoveryResult,
-    Finding,
-    Lifetime,
-)
-from .errors import (
-    ClassicStunError,
-    ConnectStep,
-    ConnectTimeout,
-    DecodeError,
-    ErrorResponse,
-    IntegrityError,
-    LocalProtocolError,
-    RemoteProtocolError,
-    ServerUnreachable,
-    StunError,
-    TransactionTimeout,
-)
-from .framing import Framing, StreamDecoder, frame_rfc4571, pad_channel_data
-from .integrity import (
-    PasswordAlgorithmId,
-    SecurityFeatures,
-    long_term_key,
-    opaque_string,
-    saslprep,
-    short_term_key,
-    userhash,
-)
-from .message import Integrity, Message, MessageClass, Method, new_transaction_id
-from .nonces import NonceIssuer, NonceStatus
-from .randomness import RandomSource
-from .server import (
-    BindingServer,
-    LongTermCredentials,
-    LongTermKey,
-    Outcome,
-    ServerConfig,
-    ServerStats,
-    ShortTermCredentials,
-)
+from typing import TYPE_CHECKING
+
+from .lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from .address import Address, AddressFamily, make_address
+    from .attributes import (
+        MAGIC_COOKIE,
+        AlgorithmEntry,
+        AlternateDomain,
+        AlternateServer,
+        Attribute,
+        AttrType,
+        ChangeRequest,
+        ErrorCode,
+        ErrorCodeValue,
+        Fingerprint,
+        IceControlled,
+        IceControlling,
+        MappedAddress,
+        MessageIntegrity,
+        MessageIntegritySha256,
+        Nonce,
+        OtherAddress,
+        Padding,
+        PasswordAlgorithm,
+        PasswordAlgorithms,
+        Priority,
+        Realm,
+        ResponseOrigin,
+        ResponsePort,
+        Software,
+        UnknownAttribute,
+        UnknownAttributes,
+        UseCandidate,
+        Userhash,
+        Username,
+        XorAddressAttribute,
+        XorMappedAddress,
+        is_comprehension_required,
+        register_attribute,
+    )
+    from .behavior import BehaviorAddresses
+    from .datagram import Datagram, Machine
+    from .discovery import NatDiscovery
+    from .discovery_results import (
+        Behavior,
+        DiscoveryConfig,
+        DiscoveryFinished,
+        DiscoveryProgressed,
+        DiscoveryResult,
+        Finding,
+        Lifetime,
+    )
+    from .errors import (
+        ClassicStunError,
+        ConnectStep,
+        ConnectTimeout,
+        DecodeError,
+        ErrorResponse,
+        IntegrityError,
+        LocalProtocolError,
+        RemoteProtocolError,
+        ServerUnreachable,
+        StunError,
+        TransactionTimeout,
+    )
+    from .framing import Framing, StreamDecoder, frame_rfc4571, pad_channel_data
+    from .integrity import (
+        PasswordAlgorithmId,
+        SecurityFeatures,
+        long_term_key,
+        opaque_string,
+        saslprep,
+        short_term_key,
+        userhash,
+    )
+    from .message import Integrity, Message, MessageClass, Method, new_transaction_id
+    from .nonces import NonceIssuer, NonceStatus
+    from .randomness import RandomSource
+    from .server import (
+        BindingServer,
+        LongTermCredentials,
+        LongTermKey,
+        Outcome,
+        ServerConfig,
+        ServerStats,
+        ShortTermCredentials,
+    )
+
+#: Where each public name lives: imported from there at first use (:mod:`stun.lazy_exports`).
+_EXPORTS = {
+    ".address": ("Address", "AddressFamily", "make_address"),
+    ".attributes": (
+        "MAGIC_COOKIE",
+        "AlgorithmEntry",
+        "AlternateDomain",
+        "AlternateServer",
+        "Attribute",
+        "AttrType",
+        "ChangeRequest",
+        "ErrorCode",
+        "ErrorCodeValue",
+        "Fingerprint",
+        "IceControlled",
+        "IceControlling",
+        "MappedAddress",
+        "MessageIntegrity",
+        "MessageIntegritySha256",
+        "Nonce",
+        "OtherAddress",
+        "Padding",
+        "PasswordAlgorithm",
+        "PasswordAlgorithms",
+        "Priority",
+        "Realm",
+        "ResponseOrigin",
+        "ResponsePort",
+        "Software",
+        "UnknownAttribute",
+        "UnknownAttributes",
+        "UseCandidate",
+        "Userhash",
+        "Username",
+        "XorAddressAttribute",
+        "XorMappedAddress",
+        "is_comprehension_required",
+        "register_attribute",
+    ),
+    ".behavior": ("BehaviorAddresses",),
+    ".datagram": ("Datagram", "Machine"),
+    ".discovery": ("NatDiscovery",),
+    ".discovery_results": (
+        "Behavior",
+        "DiscoveryConfig",
+        "DiscoveryFinished",
+        "DiscoveryProgressed",
+        "DiscoveryResult",
+        "Finding",
+        "Lifetime",
+    ),
+    ".errors": (
+        "ClassicStunError",
+        "ConnectStep",
+        "ConnectTimeout",
+        "DecodeError",
+        "ErrorResponse",
+        "IntegrityError",
+        "LocalProtocolError",
+        "RemoteProtocolError",
+        "ServerUnreachable",
+        "StunError",
+        "TransactionTimeout",
+    ),
+    ".framing": ("Framing", "StreamDecoder", "frame_rfc4571", "pad_channel_data"),
+    ".integrity": (
+        "PasswordAlgorithmId",
+        "SecurityFeatures",
+        "long_term_key",
+        "opaque_string",
+        "saslprep",
+        "short_term_key",
+        "userhash",
+    ),
+    ".message": ("Integrity", "Message", "MessageClass", "Method", "new_transaction_id"),
+    ".nonces": ("NonceIssuer", "NonceStatus"),
+    ".randomness": ("RandomSource",),
+    ".server": (
+        "BindingServer",
+        "LongTermCredentials",
+        "LongTermKey",
+        "Outcome",
+        "ServerConfig",
+        "ServerStats",
+        "ShortTermCredentials",
+    ),
+}
+
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "MAGIC_COOKIE",

@@ -2,9 +2,9 @@
 
 The rule of the whole command line: a bad file, option or address never ends in a traceback. It
 ends in one line on stderr, ``icestack: error: …``, saying what is wrong and naming the thing
-(the option, the file, the address), and exit status 2. :class:`CliParser` does that for what
-argparse finds; commands raise :class:`stun.LocalProtocolError` for the rest, and the helpers
-here turn the usual culprits into such messages: certificate and key files
+(the option, the file, the address), and exit status 2. :class:`stun.cli_messages.CliParser`
+does that for what argparse finds; commands raise :class:`stun.LocalProtocolError` for the
+rest, and the helpers here turn the usual culprits into such messages: certificate and key files
 (:func:`load_server_tls`, :func:`load_client_tls`), listening sockets (:func:`listen_failure`,
 :func:`check_ports_free`) and addresses (:func:`split_host_port`, :func:`server_address`).
 
@@ -23,7 +23,6 @@ import ipaddress
 import multiprocessing
 import multiprocessing.connection
 import os
-import select
 import signal
 import socket
 import ssl
@@ -31,107 +30,14 @@ import stat
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, Protocol, TextIO, cast
+from typing import Any, Protocol, cast
 
 from .address import Address
 from .aio import Listener, Transport
+from .cli_messages import main_error, say, warn
 from .errors import LocalProtocolError
 from .limits import StreamLimits
 from .tls import client_context, self_signed_server_context, server_context
-
-# =========================================================================== messages
-
-
-class CliParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line: ``PROG: error: MESSAGE; see PROG --help``.
-
-    A command's positional arguments may come before, between or after its options
-    (``icestack stun HOST --timeout 1 HOST2``): a parser without subcommands parses intermixed."""
-
-    _intermixing = False
-
-    def parse_known_args(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> tuple[argparse.Namespace, list[str]]:
-        if self._subparsers is not None or self._intermixing:
-            return super().parse_known_args(args, namespace)
-        # parse_known_intermixed_args calls back into parse_known_args: the flag ends the loop.
-        self._intermixing = True
-        try:
-            return super().parse_known_intermixed_args(args, namespace)
-        finally:
-            self._intermixing = False
-
-    def error(self, message: str) -> NoReturn:
-        if message.endswith("expected one argument"):
-            message += " (a value that starts with '-' goes as --option=VALUE)"
-        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
-
-
-#: The exit status of a command whose output was cut off by its reader going away (``icestack
-#: stun --json | head -c1``): what a shell reports for a process SIGPIPE ended, 128 + 13.
-BROKEN_PIPE_STATUS = 128 + signal.SIGPIPE
-
-
-def main_error(message: str) -> int:
-    """Print a CLI error and return the exit status for it."""
-    write_line(sys.stderr, f"icestack: error: {message}")
-    return 2
-
-
-def warn(message: str) -> None:
-    """Print one warning line on stderr."""
-    write_line(sys.stderr, f"icestack: warning: {message}")
-
-
-def write_line(stream: TextIO, line: str) -> bool:
-    """Write ``line`` to ``stream`` in one write, so that the lines of workers sharing it do not
-    mix. A pipe whose reader went away is no error: the stream is pointed at the null device
-    (:func:`drop_output`) and ``False`` returned."""
-    try:
-        stream.write(line + "\n")
-        stream.flush()
-    except BrokenPipeError:
-        drop_output(stream)
-        return False
-    return True
-
-
-def say(line: str) -> None:
-    """Print a server's status line on stdout. A server keeps serving when its stdout is closed
-    (a log reader that went away): that is said once on stderr (stdout is the null device from
-    then on), and later lines are dropped."""
-    if not write_line(sys.stdout, line):
-        warn("stdout is closed (broken pipe): serving on; status lines are dropped")
-
-
-def reader_gone(stream: TextIO) -> bool:
-    """Whether ``stream`` is a pipe (or socket) whose reading end is closed, so that every write
-    to it fails: poll() reports an error or hang-up on it."""
-    try:
-        descriptor = stream.fileno()
-    except (OSError, ValueError):
-        return False
-    poller = select.poll()
-    poller.register(descriptor, select.POLLOUT)
-    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
-
-
-def drop_output(stream: TextIO) -> None:
-    """Point ``stream`` at the null device: what is still buffered, and whatever is written
-    later, is dropped quietly (flushing it at exit would fail again, and Python says so)."""
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, stream.fileno())
-    finally:
-        os.close(null)
-
-
-def format_table(rows: list[tuple[str, str]]) -> str:
-    """Two aligned columns."""
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
-
 
 # =========================================================================== options
 

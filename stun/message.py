@@ -372,7 +372,9 @@ class Message:
     # ------------------------------------------------------------------ decode
 
     @classmethod
-    def decode(cls, data: bytes, *, allow_classic: bool = False) -> Message:
+    def decode(
+        cls, data: bytes | bytearray | memoryview, *, allow_classic: bool = False
+    ) -> Message:
         """Parse one STUN message; raise :class:`DecodeError` (only) if it is malformed.
 
         Checks the two leading zero bits, that the length field matches the bytes and is a multiple

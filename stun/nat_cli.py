@@ -20,7 +20,8 @@ from typing import Any
 
 from .address import Address
 from .aio_discovery import discover_nat
-from .cli import format_table, parse_seconds, write_line
+from .cli import parse_seconds
+from .cli_messages import format_table, write_line
 from .discovery_results import Behavior, DiscoveryConfig, DiscoveryResult, Finding, Lifetime
 from .errors import LocalProtocolError, StunError
 from .explain import explain
@@ -305,15 +306,12 @@ def public_table(reports: list[dict[str, Any]], agree: bool | None) -> str:
     return format_table(rows) + "\n\n" + verdict
 
 
-def add_nat_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``icestack nat``: RFC 5780 NAT behaviour discovery."""
-    parser = commands.add_parser(
-        "nat",
-        help="what NAT is this host behind? RFC 5780 behaviour discovery, and what it means "
-        "for ICE",
-        description="Test the NAT between this host and a STUN server that does RFC 5780 "
+    parser.description = (
+        "Test the NAT between this host and a STUN server that does RFC 5780 "
         "(mapping, filtering, hairpinning, and with --lifetime the binding lifetime) and say "
-        "what it means for ICE.",
+        "what it means for ICE."
     )
     parser.add_argument(
         "server",

@@ -21,7 +21,8 @@ from typing import Any, TextIO
 
 from .address import Address
 from .aio import DEFAULT_PORTS, StunClient, Transport, resolve
-from .cli import format_table, load_client_tls, parse_seconds, server_address
+from .cli import load_client_tls, parse_seconds, server_address
+from .cli_messages import format_table
 from .client import BindingResult, ClientConfig, Credentials
 from .datagram import Datagram
 from .errors import ErrorResponse, LocalProtocolError, StunError
@@ -291,13 +292,9 @@ async def _probe(args: argparse.Namespace) -> int:
     return 0 if result is not None else 1
 
 
-def add_probe_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``icestack stun``: probe a STUN server."""
-    parser = commands.add_parser(
-        "stun",
-        help="probe a STUN server: mapped address, RTT, software, features",
-        description="Send one Binding request and report what the server answered.",
-    )
+    parser.description = "Send one Binding request and report what the server answered."
     parser.add_argument(
         "server",
         nargs="*",

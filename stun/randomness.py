@@ -61,3 +61,16 @@ def new_transaction_id(source: RandomSource | None = None) -> bytes:
             _SYSTEM_IDS.extend([batch[at : at + 12] for at in range(0, len(batch), 12)])
             return _SYSTEM_IDS.pop()
     return random_bytes(source, 12)
+
+
+#: 2**-53: 53 random bits scaled to a float in [0, 1), as ``random.random`` makes one.
+_FLOAT_STEP = 1.0 / (1 << 53)
+
+
+def uniform(source: RandomSource | None = None) -> float:
+    """A float in [0, 1) from ``source`` or the OS, for jitter (RFC 7675 §5.1's randomized
+    consent interval). From the OS (the default source) it is 53 bits of one transaction ID of
+    the batch :func:`new_transaction_id` hands out — no system call of its own per draw."""
+    if source is None or source is _SYSTEM_RANDOM:
+        return (int.from_bytes(new_transaction_id()[:7], "big") >> 3) * _FLOAT_STEP
+    return source.random()

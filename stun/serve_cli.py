@@ -168,13 +168,9 @@ def run_serve(args: argparse.Namespace) -> int:
     return run_workers(args.workers, functools.partial(_worker_main, plan, args.uvloop))
 
 
-def add_serve_command(serve_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``icestack serve stun``: run the STUN server in the foreground."""
-    parser = serve_commands.add_parser(
-        "stun",
-        help="run the STUN server (UDP, optionally TCP and TLS)",
-        description="Run a STUN Binding server until Ctrl-C. One log line per listener.",
-    )
+    parser.description = "Run a STUN Binding server until Ctrl-C. One log line per listener."
     parser.add_argument(
         "--listen",
         action="append",

@@ -25,6 +25,7 @@ IO_MODULES = {
     "stun/ports.py",
     "stun/metrics_http.py",
     "stun/cli.py",
+    "stun/cli_messages.py",
     "stun/tls.py",
     "stun/probe.py",
     "stun/explain.py",
@@ -75,7 +76,7 @@ ALLOWED_PACKAGE_IMPORTS = {
 
 def imported_modules(path: Path) -> set[str]:
     """Top-level names of every module a file imports (absolute imports only)."""
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)

@@ -51,8 +51,8 @@ from stun.cli import (
     server_address,
     stream_limits,
     user_passwords,
-    warn,
 )
+from stun.cli_messages import warn
 from stun.limits import StreamLimits
 from stun.server import LongTermCredentials
 
@@ -561,15 +561,11 @@ def run_serve(
     return run_workers(plan.workers, functools.partial(_worker_main, plan))
 
 
-def add_serve_command(serve_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``icestack serve turn``: run the TURN server in the foreground."""
-    parser = serve_commands.add_parser(
-        "turn",
-        help="run the TURN server (UDP and TCP, optionally TLS; authentication required)",
-        description=(
-            "Run a TURN server (RFC 8656) until Ctrl-C. One log line per listener. Option names "
-            "follow coturn's; --config reads them from a file."
-        ),
+    parser.description = (
+        "Run a TURN server (RFC 8656) until Ctrl-C. One log line per listener. Option names "
+        "follow coturn's; --config reads them from a file."
     )
     options = _add_options(parser)
     parser.set_defaults(run=functools.partial(run_serve, parser, options))

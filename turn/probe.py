@@ -45,7 +45,8 @@ from typing import Any, TypeVar
 
 from stun import Address, AddressFamily, ErrorResponse, StunError
 from stun.aio import Transport
-from stun.cli import format_table, load_client_tls, parse_seconds
+from stun.cli import load_client_tls, parse_seconds
+from stun.cli_messages import format_table
 from stun.client import Authentication, ClientConfig
 from stun.errors import LocalProtocolError
 from stun.explain import Explanation
@@ -534,17 +535,13 @@ async def _probe(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def add_probe_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``icestack turn``: probe a TURN server."""
-    parser = commands.add_parser(
-        "turn",
-        help="probe a TURN server: allocate, relay a round trip through it, say what failed",
-        description=(
-            "Allocate twice on a TURN server, relay datagrams between the two allocations "
-            "through it, and report the relayed and mapped addresses, the lifetime, the RTT "
-            "through the relay and the credential mechanisms; a failure is named by its step "
-            "and said in words."
-        ),
+    parser.description = (
+        "Allocate twice on a TURN server, relay datagrams between the two allocations "
+        "through it, and report the relayed and mapped addresses, the lifetime, the RTT "
+        "through the relay and the credential mechanisms; a failure is named by its step "
+        "and said in words."
     )
     parser.add_argument(
         "uri",

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import pytest
 
 from stun import make_address
-from stun.cli import BROKEN_PIPE_STATUS
+from stun.cli_messages import BROKEN_PIPE_STATUS
 from tests.cli.test_cli import ICESTACK, RUN_TIMEOUT, BackgroundServer
 from tests.cli.test_cli import stun_server as stun_server  # the fixture
 from tests.net.loopback import binding_request, closed_port, mapped_address

@@ -107,17 +107,20 @@ async def session(args: argparse.Namespace) -> None:
     def on_track(track: MediaStreamTrack) -> None:
         tasks.append(asyncio.ensure_future(read_frames(track)))
 
+    def on_open(channel: RTCDataChannel) -> None:
+        if not opened.done():
+            opened.set_result(channel)
+
     @pc.on("datachannel")
     def on_datachannel(channel: RTCDataChannel) -> None:
         channel.on("message", on_message)
-        if not opened.done():
-            opened.set_result(channel)
+        on_open(channel)
 
     start = loop.time()
     if args.role == "offer":
         channel = pc.createDataChannel("e2e")
         channel.on("message", on_message)
-        channel.on("open", lambda: opened.done() or opened.set_result(channel))
+        channel.on("open", lambda: on_open(channel))
         await pc.setLocalDescription(await pc.createOffer())
         print("offer", json.dumps({"sdp": pc.localDescription.sdp, "type": "offer"}), flush=True)
         await pc.setRemoteDescription(RTCSessionDescription(**await stdin.read("answer")))

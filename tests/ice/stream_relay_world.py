@@ -10,6 +10,7 @@ connection the server drops, a restart — is tested deterministically, in both 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -155,7 +156,10 @@ class StreamWorld:
             if connection.agent is agent:
                 del self._by_label[key]
                 self._drop(connection)
-                self._later(DELAY, lambda c=connection: self._closed(c.agent, c.label, "reset"))
+                closed = functools.partial(
+                    self._closed, connection.agent, connection.label, "reset"
+                )
+                self._later(DELAY, closed)
 
     def _write(self, index: int, datagram: Datagram) -> None:
         connection = self._by_label.get((index, datagram.local))  # type: ignore[arg-type]
@@ -179,7 +183,7 @@ class StreamWorld:
                 continue
             target = self.connections.get(out.remote)
             if target is not None:
-                self._later(DELAY, lambda t=target, d=out.data: self._to_agent(t, d))
+                self._later(DELAY, functools.partial(self._to_agent, target, out.data))
             return
 
     def _to_agent(self, connection: _Connection, data: bytes) -> None:

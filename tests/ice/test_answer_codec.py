@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ice import answer_codec
 from ice.agent import Agent
 from ice.answer_codec import CheckRequest, read_check, success_response
-from ice.candidate import Candidate
+from ice.candidate import Candidate, CandidateType
 from ice.config import AgentConfig
 from stun import Attribute, Message, MessageClass, Method
 from stun.address import Address, normalize_host
@@ -83,9 +83,10 @@ def requests(draw: st.DrawFn) -> tuple[bytes, bool]:
     ICE-CONTROLLED, USE-CANDIDATE, in any order) signed with KEY; or that with one thing changed:
     any attributes, another method or class, another key or none, SHA-256, damage. With whether
     it is a check of that shape, intact."""
-    labelled = [("USERNAME", Username(draw(st.text(max_size=12))))]
+    labelled: list[tuple[str, Attribute]] = [("USERNAME", Username(draw(st.text(max_size=12))))]
     labelled += draw(st.lists(check_attributes, max_size=5, unique_by=lambda pair: pair[0]))
     labelled = [pair for pair in labelled[1:] if pair[0] != "USERNAME"] + labelled[:1]
+    key: bytes | None
     method, message_class, key, integrity, damage = (
         Method.BINDING,
         MessageClass.REQUEST,
@@ -237,7 +238,7 @@ def ready_agent(role: str, signalled: bool) -> Agent:
     agent.gather(0.0)
     if signalled:
         agent.set_remote_credentials("peerufrag", "peer-password-of-22-chars")
-        candidate = Candidate("1", 1, "udp", 2**31 - 1, PEER.host, PEER.port, "host")
+        candidate = Candidate("1", 1, "udp", 2**31 - 1, PEER.host, PEER.port, CandidateType.HOST)
         agent.add_remote_candidate(candidate)
         agent.start_checks(0.0)
     outcome(agent, 0.0)

@@ -29,7 +29,11 @@ from turn.server import rest_api_password
 from turn.transport import ClientTransport
 
 UDP, TCP, TLS = ClientTransport.UDP, ClientTransport.TCP, ClientTransport.TLS
-LOOPBACK = {"include_loopback": True, "interfaces": ["127.0.0.1"], "use_ipv6": False}
+LOOPBACK: dict[str, Any] = {
+    "include_loopback": True,
+    "interfaces": ["127.0.0.1"],
+    "use_ipv6": False,
+}
 
 
 @pytest.mark.parametrize(
@@ -195,7 +199,7 @@ def test_rest_credentials_are_the_turn_rest_api_s() -> None:
         ({"secret": "s", "ttl": 0}, "ttl must be a positive number of seconds"),
     ):
         with pytest.raises(LocalProtocolError, match=message):
-            TurnRestCredentials(**wrong)  # type: ignore[arg-type]
+            TurnRestCredentials(**wrong)
 
 
 def test_a_stun_uri_and_a_turn_uri_gather_from_real_servers() -> None:

@@ -20,7 +20,7 @@ from ice import Connection, TcpType
 from ice.aio_mux import Mux
 from ice.config import AgentConfig
 from ice.events import CandidateLost, IceEvent
-from ice.release import RELEASE_DELAY, RELEASED
+from ice.release import RELEASE_DELAY
 from stun.address import Address
 from tests.net.loopback import LOOPBACK_HOSTS, run, until
 
@@ -46,7 +46,7 @@ async def connect_to(address: Address) -> None:
 
 
 def released(events: list[IceEvent]) -> list[CandidateLost]:
-    return [e for e in events if isinstance(e, CandidateLost) and e.reason == RELEASED]
+    return [e for e in events if isinstance(e, CandidateLost) and e.released]
 
 
 @pytest.mark.parametrize("host", LOOPBACK_HOSTS)
@@ -131,8 +131,8 @@ def test_a_restart_reopens_the_released_simultaneous_open_base_beside_a_kept_tcp
     every_type = (TcpType.ACTIVE, TcpType.PASSIVE, TcpType.SIMULTANEOUS_OPEN)
 
     async def scenario() -> None:
-        options = {"udp": False, "config": AgentConfig(tcp_types=every_type)}
-        async with gathered("127.0.0.1", **options) as (a, b):
+        config = AgentConfig(tcp_types=every_type)
+        async with gathered("127.0.0.1", udp=False, config=config) as (a, b):
             a.on_event = events.append
             assert {c.tcp_type for c in a.local_candidates} == set(every_type)
             await exchange(a, b)

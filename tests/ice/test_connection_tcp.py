@@ -257,7 +257,7 @@ def test_simultaneous_open_connects_on_loopback() -> None:
     crossing SYNs, or one accepted by the other's listener — one connection carries the pair."""
 
     async def scenario() -> None:
-        config = AgentConfig(tcp_types=("so",))
+        config = AgentConfig(tcp_types=(TcpType.SIMULTANEOUS_OPEN,))
         async with connected(udp=False, config=config) as (a, b):
             for connection in (a, b):
                 pair = connection.selected_pair()

@@ -10,6 +10,8 @@ scan of the candidate list and to a plain dict per index, under hypothesis.
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -58,7 +60,9 @@ A, B, C = ADDRESSES
 # Two candidates at one address on other bases, then one at its own base's address; the first
 # goes: the second (the first left), not the one found through its base, is the answer.
 @example([("add", 0, 1, B, A), ("add", 0, 1, C, A), ("add", 0, 1, A, A), ("remove", 0)])
-def test_find_and_on_base_answer_as_a_scan_and_a_plain_table(steps: list[tuple]) -> None:
+def test_find_and_on_base_answer_as_a_scan_and_a_plain_table(
+    steps: list[tuple[Any, ...]],
+) -> None:
     gatherer = Gatherer(AgentConfig(), lambda event: None, lambda datagram: None)
     by_base: dict[Address, LocalCandidate] = {}  # the on_base rule, kept the plain way
     for step in steps:

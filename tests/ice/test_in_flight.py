@@ -46,5 +46,5 @@ def test_writes_that_would_bypass_the_count_are_refused(method: str) -> None:
     with pytest.raises(TypeError, match="changes only by"):
         getattr(table, method)({b"a": check(consent=False)})
     with pytest.raises(TypeError, match="changes only by"):
-        table |= {b"a": check(consent=False)}
+        table |= {b"a": check(consent=False)}  # type: ignore[misc]
     assert (len(table), table.ordinary) == (0, 0)

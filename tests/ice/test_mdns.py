@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ice import Candidate, CandidateType, Connection
+from ice import Candidate, CandidateType, Connection, DecodeError
 from ice.dns import AddressRecord, DnsMessage, NsecRecord, Question, Record, RecordType
 from ice.mdns import (
     HOST_RECORD_TTL,
@@ -111,11 +111,15 @@ def group_socket() -> socket.socket:
 
 
 async def receive(sock: socket.socket) -> tuple[DnsMessage, tuple[str, int]]:
-    """The next DNS response on ``sock`` and its source (queries, ours or others', are skipped)."""
+    """The next DNS response on ``sock`` and its source (queries, ours or others', are skipped, and
+    so is what is no DNS message: the group is shared with every process of the host)."""
     loop = asyncio.get_running_loop()
     while True:
         data, source = await loop.sock_recvfrom(sock, 9000)
-        message = DnsMessage.decode(data)
+        try:
+            message = DnsMessage.decode(data)
+        except DecodeError:
+            continue
         if message.response:
             return message, source
 

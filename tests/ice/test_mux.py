@@ -28,8 +28,13 @@ def check(ufrag: str, *, username: bool = True, method: int = Method.BINDING) ->
     ).encode()
 
 
-def response() -> bytes:
-    return Message(Method.BINDING, MessageClass.SUCCESS_RESPONSE, os.urandom(12)).encode()
+def response(transaction_id: bytes | None = None, *, error: bool = False) -> bytes:
+    kind = MessageClass.ERROR_RESPONSE if error else MessageClass.SUCCESS_RESPONSE
+    return Message(Method.BINDING, kind, transaction_id or os.urandom(12)).encode()
+
+
+def transaction_id(message: bytes) -> bytes:
+    return message[8:20]
 
 
 def test_the_ufrag_is_read_from_requests_only() -> None:
@@ -57,9 +62,56 @@ def test_answers_come_back_to_the_session_that_sent() -> None:
     table.register("one", "ufrag1")
     server = Address("192.0.2.1", 3478)
     assert table.route(response(), server) is None
-    table.sent("one", server)  # its own check, or a STUN server's request
+    table.sent("one", server, DATA)  # data, or a request: the address is bound
     assert table.route(response(), server) == "one"
     assert table.dropped == {DropReason.UNKNOWN_SOURCE: 1}
+
+
+def test_answers_to_checks_of_one_address_by_two_sessions_go_by_transaction_id() -> None:
+    # Two muxes talking to each other: both sessions check the same remote address.
+    table: MuxTable[str] = MuxTable()
+    table.register("one", "ufrag1")
+    table.register("two", "ufrag2")
+    from_one, from_two = check("remote1"), check("remote2")
+    table.sent("one", CLIENT, from_one)
+    table.sent("two", CLIENT, from_two)  # CLIENT is bound to "two" now
+    table.sent("two", CLIENT, from_two)  # a retransmission: one entry still
+    assert table.transactions == 2
+    assert table.route(response(transaction_id(from_one)), CLIENT) == "one"
+    assert table.route(response(transaction_id(from_two), error=True), CLIENT) == "two"
+    assert table.transactions == 0  # forgotten at the first answer
+    # an answer to a retransmission, after the first: by address
+    assert table.route(response(transaction_id(from_one)), CLIENT) == "two"
+    # what is not a request is not remembered: responses, indications, data
+    table.sent("one", CLIENT, response())
+    table.sent("one", CLIENT, DATA)
+    indication = Message(Method.BINDING, MessageClass.INDICATION, os.urandom(12)).encode()
+    table.sent("one", CLIENT, indication)
+    assert table.transactions == 0
+    assert table.routed == 3 and not table.dropped
+
+
+def test_transaction_ids_are_bounded_oldest_first_and_die_with_their_session() -> None:
+    table: MuxTable[str] = MuxTable(MuxConfig(max_transactions=3))
+    table.register("one", "ufrag1")
+    table.register("two", "ufrag2")
+    requests = [check(f"remote{i}") for i in range(4)]
+    for request in requests:
+        table.sent("one", CLIENT, request)
+    table.sent("two", CLIENT, check("other"))
+    assert table.transactions == 3
+    # the oldest two were pushed out: their answers go by address (to "two", bound last)
+    assert table.route(response(transaction_id(requests[0])), CLIENT) == "two"
+    assert table.route(response(transaction_id(requests[2])), CLIENT) == "one"
+    table.unregister("one")
+    assert table.transactions == 1  # "two"'s
+    assert table.route(response(transaction_id(requests[3])), CLIENT) == "two"
+    table.unregister("two")
+    assert table.transactions == 0
+    assert table.route(response(transaction_id(requests[1])), CLIENT) is None
+    assert table.dropped == {DropReason.UNKNOWN_SOURCE: 1}
+    with pytest.raises(LocalProtocolError, match="max_transactions"):
+        MuxConfig(max_transactions=0)
 
 
 def test_restart_on_a_mux_keeps_the_old_ufrag_for_one_generation() -> None:
@@ -80,7 +132,7 @@ def test_a_session_closed_mid_check_releases_everything_at_once() -> None:
     table.register("one", "ufrag1")
     table.register("two", "ufrag2")
     assert table.route(check("ufrag1"), CLIENT) == "one"
-    table.sent("one", OTHER)
+    table.sent("one", OTHER, DATA)
     table.unregister("one")
     assert len(table) == 1 and table.addresses == 0
     assert table.route(check("ufrag1"), CLIENT) is None  # its retransmission
@@ -138,3 +190,41 @@ def test_a_flood_of_unknown_ufrags_and_garbage_never_raises_nor_grows(
         assert table.route(data, Address("203.0.113.9", port)) is None
     assert table.addresses == 0 and len(table) == 1
     assert sum(table.dropped.values()) == len(flood)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["send", "answer", "garbage", "close", "open"]),
+            st.sampled_from(["one", "two", "three"]),
+            st.integers(0, 7),
+        ),
+        max_size=60,
+    )
+)
+def test_any_sequence_of_requests_answers_and_closes_keeps_the_ids_bounded_and_owned(
+    steps: list[tuple[str, str, int]],
+) -> None:
+    table: MuxTable[str] = MuxTable(MuxConfig(max_transactions=4))
+    open_sessions = set()
+    requests = [check(f"remote{i}") for i in range(8)]
+    for step, session, which in steps:
+        request = requests[which]
+        if step == "open" and session not in open_sessions:
+            table.register(session, session)
+            open_sessions.add(session)
+        elif step == "close":
+            table.unregister(session)
+            open_sessions.discard(session)
+        elif step == "send" and session in open_sessions:
+            table.sent(session, CLIENT, request)
+        elif step == "answer":
+            routed = table.route(response(transaction_id(request)), CLIENT)
+            assert routed is None or routed in open_sessions
+        else:
+            table.route(bytes([1]) + request[1:20] + bytes(which), CLIENT)  # no raise
+        assert table.transactions <= 4
+    for session in list(open_sessions):
+        table.unregister(session)
+    assert table.transactions == 0 and table.addresses == 0

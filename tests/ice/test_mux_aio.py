@@ -14,12 +14,17 @@ import aioice
 import aioice.ice
 import pytest
 
-from ice import Candidate, Connection
+from ice import Candidate, CandidateType, Connection, LocalProtocolError
 from ice.aio_mux import Mux, UdpMux
-from ice.config import AgentConfig
+from ice.config import AgentConfig, RelayServer
+from ice.events import GatheringFailed, IceEvent
 from ice.mux import MuxConfig, MuxFull
+from stun.address import Address
+from stun.aio import StunServer
+from stun.server import Outcome
 from tests.ice.test_connection import make, over_signaling
 from tests.net.loopback import run
+from tests.net.test_ice_faults import PASSWORD, USER, turn_server
 
 HOST = "127.0.0.1"
 #: Sessions on the mux in the load tests.
@@ -90,7 +95,7 @@ def test_many_sessions_on_one_port_against_icestack_clients(lite: bool) -> None:
             for connection in served[count // 2 :] + clients:
                 await connection.close()
             assert mux.metrics() | {"routed": 0} == {
-                "sessions": 0, "addresses": 0, "routed": 0,
+                "sessions": 0, "addresses": 0, "transactions": 0, "routed": 0,
                 "dropped_unknown_ufrag": 0, "dropped_no_username": 0,
                 "dropped_unknown_source": mux.metrics()["dropped_unknown_source"],
             }  # fmt: skip
@@ -112,10 +117,12 @@ def test_many_sessions_on_one_port_against_aioice_clients(monkeypatch: pytest.Mo
                 ours.set_remote_credentials(theirs.local_username, theirs.local_password)
                 theirs.remote_username = ours.local_username
                 theirs.remote_password = ours.local_password
-                for candidate in theirs.local_candidates:
-                    await ours.add_remote_candidate(Candidate.from_sdp(candidate.to_sdp()))
-                for candidate in ours.local_candidates:
-                    await theirs.add_remote_candidate(aioice.Candidate.from_sdp(candidate.to_sdp()))
+                for theirs_candidate in theirs.local_candidates:
+                    await ours.add_remote_candidate(Candidate.from_sdp(theirs_candidate.to_sdp()))
+                for our_candidate in ours.local_candidates:
+                    await theirs.add_remote_candidate(
+                        aioice.Candidate.from_sdp(our_candidate.to_sdp())
+                    )
                 await ours.add_remote_candidate(None)
                 await theirs.add_remote_candidate(None)
                 await asyncio.gather(ours.connect(), theirs.connect())
@@ -173,3 +180,69 @@ def test_the_session_cap_refuses_a_new_session_cleanly() -> None:
                     assert mux.metrics()["sessions"] == 2
 
     run(main())
+
+
+def test_sessions_on_one_port_asking_one_stun_server_each_get_their_answer() -> None:
+    """Every session's Binding request goes to the same server address, so the answers all come
+    from one address: they reach their sessions by transaction ID (routed by address alone, all
+    but the last asker's were dropped by the wrong session and gathering failed for them)."""
+    count = 20
+    failed: list[IceEvent] = []
+
+    async def main() -> tuple[int, dict[str, int]]:
+        async with StunServer() as stun, UdpMux(HOST) as mux:
+            listener = await stun.listen("udp", HOST, 0)
+            config = AgentConfig(stun_servers=(listener.address,), gathering_timeout=2.0)
+            sessions = [Connection(True, mux=mux, config=config) for _ in range(count)]
+            for session in sessions:
+                session.on_event = lambda event: failed.extend(
+                    [event] if isinstance(event, GatheringFailed) else []
+                )
+            await asyncio.gather(*(session.gather_candidates() for session in sessions))
+            metrics = mux.metrics()
+            for session in sessions:
+                await session.close()
+            return stun.server.stats[Outcome.ANSWERED], metrics
+
+    answered, metrics = run(main())
+    assert answered >= count  # a retransmission may be answered too
+    assert failed == []
+    assert metrics["transactions"] == 0 and metrics["dropped_unknown_source"] == 0
+
+
+def test_a_udp_turn_server_is_refused_on_a_mux_and_tcp_relays_work_for_every_session() -> None:
+    """Over UDP every session on the mux would ask the TURN server from one address, which
+    holds one allocation (RFC 8656 §2); over TCP each session has a connection of its own."""
+    count = 3
+
+    async def main() -> list[list[CandidateType]]:
+        server, udp_port = await turn_server()
+        tcp = await server.listen("tcp", HOST, 0)
+        async with server, UdpMux(HOST) as mux:
+            for refused in (
+                {"turn_servers": [(HOST, udp_port, USER, PASSWORD)]},
+                {"turn_servers": [(f"turn:{HOST}:{udp_port}", USER, PASSWORD)]},
+                {
+                    "config": AgentConfig(
+                        turn_servers=(
+                            RelayServer(
+                                address=Address(HOST, udp_port), username=USER, password=PASSWORD
+                            ),
+                        )
+                    )
+                },
+            ):
+                with pytest.raises(LocalProtocolError, match=r"over UDP on a mux.*TCP or TLS"):
+                    Connection(True, mux=mux, **refused)
+            uri = f"turn:{HOST}:{tcp.address.port}?transport=tcp"
+            sessions = [
+                Connection(True, mux=mux, turn_servers=[(uri, USER, PASSWORD)])
+                for _ in range(count)
+            ]
+            await asyncio.gather(*(session.gather_candidates() for session in sessions))
+            types = [[c.type for c in session.local_candidates] for session in sessions]
+            for session in sessions:
+                await session.close()
+            return types
+
+    assert run(main()) == [[CandidateType.HOST, CandidateType.RELAYED]] * count

@@ -62,6 +62,7 @@ def test_the_mux_page_lists_its_counters_and_they_follow_the_traffic() -> None:
                     await connection.close()
                 after_close = samples((await scrape(address))[1])
                 assert after_close[f"icestack_mux_sessions{{{name}}}"] == 0
+                assert after_close[f"icestack_mux_transactions_waiting{{{name}}}"] == 0
 
     run(main())
 

@@ -113,13 +113,14 @@ def test_one_source_cannot_push_the_others_out() -> None:
     """Past its share of waiting connections, a source's new one is closed at once; the
     others' stay, and a slot it frees is its own again."""
     _, table = tables(max_unowned=8, max_unowned_per_source=2)
-    assert table.accepted("honest", now=0.0, source="192.0.2.1") is None
-    assert [table.accepted(key, now=0.0, source="203.0.113.9") for key in "ab"] == [None, None]
-    assert table.accepted("c", now=0.0, source="203.0.113.9") == "c"  # close this one
-    assert "c" not in table and "honest" in table and len(table) == 3
+    honest, first, second, third, fourth = range(5)
+    assert table.accepted(honest, now=0.0, source="192.0.2.1") is None
+    assert [table.accepted(key, 0.0, "203.0.113.9") for key in (first, second)] == [None, None]
+    assert table.accepted(third, now=0.0, source="203.0.113.9") == third  # close this one
+    assert third not in table and honest in table and len(table) == 3
     assert table.dropped == {TcpDropReason.SOURCE_LIMIT: 1}
-    table.closed("a")
-    assert table.accepted("d", now=0.0, source="203.0.113.9") is None
+    table.closed(first)
+    assert table.accepted(fourth, now=0.0, source="203.0.113.9") is None
     assert table.accepted_count == 5
 
 

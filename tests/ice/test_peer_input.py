@@ -166,6 +166,7 @@ def test_a_consent_response_is_checked_with_the_password_its_check_was_signed_wi
     ):
         a.handle_timer(deadline)
     (request,) = consent
+    assert deadline is not None
     old_password = b.local_password
     a.restart(deadline)
     selected = a.selected_pair()

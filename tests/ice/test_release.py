@@ -17,9 +17,9 @@ import pytest
 
 from ice.candidate import CandidateType
 from ice.config import AgentConfig, Policy
-from ice.events import CandidateGathered, CandidateLost, DataReceived, IceEvent, IceState
+from ice.events import CandidateGathered, CandidateLost, DataReceived, IceState
 from ice.netsim import NatBehavior, Network
-from ice.release import RELEASE_DELAY, RELEASED, unused_bases
+from ice.release import RELEASE_DELAY, RELEASED, unpairable_remotes, unused_bases
 from ice.scenarios import (
     STUN_SERVER,
     TURN_SERVERS,
@@ -38,6 +38,9 @@ OPEN = NatBehavior.OPEN
 PORT_RESTRICTED = NatBehavior.PORT_RESTRICTED_CONE
 CONTROLLING = AgentConfig(controlling=True, stun_servers=(STUN_SERVER,))
 CONTROLLED = AgentConfig(controlling=False, stun_servers=(STUN_SERVER,))
+#: The same, without ICE-TCP: one UDP base per interface address.
+CONTROLLING_UDP = dataclasses.replace(CONTROLLING, tcp_types=())
+CONTROLLED_UDP = dataclasses.replace(CONTROLLED, tcp_types=())
 
 
 # --------------------------------------------------------------------------- helpers
@@ -64,8 +67,18 @@ def completed_at(side: Side) -> float:
     )
 
 
+def lost(side: Side) -> list[CandidateLost]:
+    return [e for _, e in side.events if isinstance(e, CandidateLost)]
+
+
 def released(side: Side) -> list[CandidateLost]:
-    return [e for _, e in side.events if isinstance(e, CandidateLost) and e.reason == RELEASED]
+    return [e for e in lost(side) if e.released]
+
+
+def released_base(lost: CandidateLost) -> Address:
+    """The base a released candidate was on (every local candidate has one)."""
+    assert lost.candidate.base is not None
+    return lost.candidate.base
 
 
 def needed_base(side: Side) -> Address:
@@ -101,7 +114,7 @@ def peer_check(scenario: Scenario) -> bytes:
     return request.encode(key=a.local_password.encode(), fingerprint=True)
 
 
-def gathered_after(side: Side, when: float) -> list[IceEvent]:
+def gathered_after(side: Side, when: float) -> list[CandidateGathered]:
     return [e for t, e in side.events if t >= when and isinstance(e, CandidateGathered)]
 
 
@@ -138,6 +151,9 @@ def test_ice_tcp_bases_beside_a_udp_pair_are_released_three_seconds_after_comple
         assert {p.local_base for p in agent.checklists[0]} == {needed_base(side)}
         assert agent.state is IceState.COMPLETED
         assert unused_bases(agent) == []
+        # the peer's TCP candidates: nothing left to pair them with, forgotten
+        assert [c.transport for _, c in agent.remote_candidates] == ["udp"]
+        assert unpairable_remotes(agent) == []
     assert data_flows(scenario)
 
 
@@ -165,13 +181,12 @@ def test_an_unused_interface_address_is_released_and_the_used_one_kept() -> None
     host_a = network.add_host("a")
     second = host_a.add_address(None, lan=None)
     host_b = network.add_host("b")
-    udp_only = {"tcp_types": ()}
     scenario = Scenario(
         network,
         host_a,
         host_b,
-        config_a=dataclasses.replace(CONTROLLING, **udp_only),
-        config_b=dataclasses.replace(CONTROLLED, **udp_only),
+        config_a=CONTROLLING_UDP,
+        config_b=CONTROLLED_UDP,
     )
     done_a, done_b = connect(scenario)
     a = scenario.a.agent
@@ -180,7 +195,8 @@ def test_an_unused_interface_address_is_released_and_the_used_one_kept() -> None
 
     [lost] = released(scenario.a)
     kept = needed_base(scenario.a)
-    assert lost.candidate.base != kept and lost.candidate.type is CandidateType.HOST
+    assert lost.candidate.base is not None and lost.candidate.base != kept
+    assert lost.candidate.type is CandidateType.HOST
     assert {kept.host, lost.candidate.base.host} == {host_a.addresses[0], second}
     assert a.gatherer.base_addresses() == [kept]
     assert released(scenario.b) == []  # one address, in use: nothing to release
@@ -208,6 +224,9 @@ def test_a_tcp_pair_keeps_its_listener_and_the_udp_bases_go() -> None:
         assert [c.candidate.transport for c in released(side)] == ["udp"]
         assert agent.gatherer.base_addresses() == [needed_base(side)]
         assert list(agent.tcp.bases) == [needed_base(side)]
+        remotes = [c for _, c in agent.remote_candidates]
+        assert remotes and {c.transport for c in remotes} == {"tcp"}  # the UDP ones forgotten
+        assert unpairable_remotes(agent) == []
     assert data_flows(scenario)
 
 
@@ -305,6 +324,41 @@ def test_the_allocations_of_a_released_base_are_deleted_before_it_goes() -> None
     assert data_flows(scenario)
 
 
+def test_the_event_says_which_candidates_the_agent_released() -> None:
+    """``CandidateLost.released``, what a driver closes sockets by: set, with the reason
+    RELEASED, on every candidate the release let go (host, server-reflexive and relayed ones);
+    not set on one whose interface address went away (a restart told so) before the delay."""
+    scenario = two_agents_behind_nats(OPEN, OPEN, turn=True)
+    done_a, done_b = connect(scenario)
+    scenario.network.run(until=max(done_a, done_b) + RELEASE_DELAY + 1.0)
+    for side in scenario.sides:
+        assert lost(side) == released(side)
+        assert {e.reason for e in lost(side)} == {RELEASED}
+        assert CandidateType.RELAYED in {e.candidate.type for e in lost(side)}
+
+    network = Network(5)
+    network.add_stun_server(STUN_SERVER)
+    host_a = network.add_host("a")
+    host_a.add_address(None, lan=None)
+    scenario = Scenario(
+        network,
+        host_a,
+        network.add_host("b"),
+        config_a=CONTROLLING_UDP,
+        config_b=CONTROLLED_UDP,
+    )
+    connect(scenario)
+    a = scenario.a.agent
+    gone = [base for base in a.gatherer.base_addresses() if base != needed_base(scenario.a)]
+    assert gone
+    a.restart(network.now, gone_bases=gone)
+    network.run(until=network.now + 0.1)
+    events = lost(scenario.a)
+    assert events and not any(e.released for e in events)
+    assert {e.candidate.base for e in events} <= set(gone)
+    assert all(e.reason.startswith("the interface address") for e in events)
+
+
 def test_an_ice_lite_agent_releases_by_the_same_rule() -> None:
     scenario = two_agents_behind_nats(
         OPEN,
@@ -332,12 +386,11 @@ def test_an_ice_lite_agent_releases_by_the_same_rule() -> None:
 def test_nothing_is_unused_while_a_component_has_no_selected_pair() -> None:
     """Two components: until both have their selected pair, no base counts as unused, even with
     one component's pair selected already."""
-    two_components = {"streams": (2,)}
     scenario = two_agents_behind_nats(
         OPEN,
         OPEN,
-        config_a=dataclasses.replace(CONTROLLING, **two_components),
-        config_b=dataclasses.replace(CONTROLLED, **two_components),
+        config_a=dataclasses.replace(CONTROLLING, streams=(2,)),
+        config_b=dataclasses.replace(CONTROLLED, streams=(2,)),
     )
     scenario.gather()
     scenario.signal()
@@ -395,7 +448,7 @@ def test_a_restart_after_the_release_offers_the_released_bases_again() -> None:
     done_a, done_b = connect(scenario)
     net = scenario.network
     net.run(until=max(done_a, done_b) + RELEASE_DELAY + 0.001)
-    gone = {side.name: [c.candidate.base for c in released(side)] for side in scenario.sides}
+    gone = {side.name: [released_base(c) for c in released(side)] for side in scenario.sides}
 
     restarted = net.now
     for side in scenario.sides:

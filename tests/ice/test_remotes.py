@@ -1,6 +1,7 @@
 """ice.remotes.RemoteCandidates: a one-stream table that starts as a tuple behaves as the keyed
 dict of a several-stream one does — the same finds, bound, order and replacements — through any
-sequence of adds, replacements and clears (hypothesis)."""
+sequence of adds, replacements, removals and clears (hypothesis), back to a tuple when a removal
+leaves it few."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ice.candidate import Candidate, CandidateType, TcpType
+from ice.recency import SMALL
 from ice.remotes import RemoteCandidates
 from stun.address import Address
 
@@ -29,7 +31,7 @@ candidates = st.builds(
     st.integers(1, 9),
 )
 operations = st.lists(
-    st.tuples(st.sampled_from(["add", "replace", "clear"]), candidates), max_size=30
+    st.tuples(st.sampled_from(["add", "replace", "remove", "clear"]), candidates), max_size=30
 )
 
 
@@ -46,11 +48,15 @@ def test_a_one_stream_table_is_the_keyed_table_of_stream_0(
         elif operation == "replace" and known is not None:
             small.replace(0, candidate)
             keyed.replace(0, candidate)
+        elif operation == "remove" and known is not None:
+            small.remove(0, known)
+            keyed.remove(0, known)
         elif operation == "clear":
             small.clear()
             keyed.clear()
         assert list(small) == list(keyed)
         assert len(small) == len(keyed) <= limit
+        assert isinstance(small._table, tuple) == (len(small) <= SMALL)
         assert small.full(0) == keyed.full(0)
         for component in (1, 2):
             for transport in ("udp", "tcp"):

@@ -31,6 +31,6 @@ def test_the_table_starts_afresh_when_full() -> None:
 
 
 def test_configurations_share_their_equal_small_tuples() -> None:
-    first = AgentConfig(streams=(1, 2), tcp_types=("passive",))
+    first = AgentConfig(streams=(1, 2), tcp_types=("passive",))  # type: ignore[arg-type]
     second = AgentConfig(streams=tuple([1, 2]), tcp_types=(TcpType.PASSIVE,))
     assert first.streams is second.streams and first.tcp_types is second.tcp_types

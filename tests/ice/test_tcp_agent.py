@@ -103,7 +103,8 @@ def test_remote_tcp_candidates_are_ignored_without_ice_tcp() -> None:
 def test_a_remote_udp_and_tcp_candidate_may_share_an_address() -> None:
     agent = tcp_agent()
     address = Address("198.51.100.7", 9000)
-    agent.add_remote_candidate(Candidate("u", 1, "udp", 2_000_000_000, *address, "host"))
+    host = CandidateType.HOST
+    agent.add_remote_candidate(Candidate("u", 1, "udp", 2_000_000_000, *address, host))
     agent.add_remote_candidate(remote_tcp(address, TcpType.PASSIVE))
     assert len(agent.remote_candidates) == 2
     assert sorted(p.local.transport for p in agent.checklists[0]) == ["tcp", "udp"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import time
 import weakref
@@ -107,7 +108,7 @@ def test_every_owner_fires_once_at_its_last_deadline_in_deadline_order(
             fired_at[owner.name] = loop.time()
 
         for owner in owners:
-            owner._on_timer = lambda deadline, owner=owner: record(owner, deadline)  # type: ignore[method-assign]
+            owner._on_timer = functools.partial(record, owner)  # type: ignore[method-assign]
         await _settle(loop, now + 0.031)
         early = min((fired_at[name] - last[name] for name in fired_at), default=0.0)
         return fired, last, early

@@ -28,6 +28,7 @@ CONNECT_TIMEOUT = 1.0
 
 
 async def report(client: str, attempt: Callable[[], Awaitable[object]]) -> None:
+    outcome: dict[str, str | None]
     try:
         await attempt()
     except Exception as exc:

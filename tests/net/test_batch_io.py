@@ -357,7 +357,9 @@ _MSG_CTRUNC = 0x08
 _CMSG = struct.Struct("@Nii")
 
 
-def _send_segmented(sock: socket.socket, payload: bytes, segment: int, to: object) -> None:
+def _send_segmented(
+    sock: socket.socket, payload: bytes, segment: int, to: tuple[str, int]
+) -> None:
     """One message cut by the kernel every ``segment`` bytes (UDP GSO), as a GSO sender sends."""
     sock.sendmsg([payload], [(_SOL_UDP, _UDP_SEGMENT, struct.pack("@H", segment))], 0, to)
 

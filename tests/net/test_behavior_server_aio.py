@@ -14,7 +14,13 @@ import pytest
 
 from stun import Address, Message, MessageClass, Method, new_transaction_id
 from stun.aio import StunServer
-from stun.attributes import ChangeRequest, OtherAddress, ResponseOrigin, ResponsePort
+from stun.attributes import (
+    Attribute,
+    ChangeRequest,
+    OtherAddress,
+    ResponseOrigin,
+    ResponsePort,
+)
 from stun.behavior import BehaviorAddresses
 from stun.server import Outcome, ServerConfig
 
@@ -23,7 +29,7 @@ from .loopback import free_port_pair, run, udp_socket
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 
 
-def request(*attributes: object) -> tuple[bytes, bytes]:
+def request(*attributes: Attribute) -> tuple[bytes, bytes]:
     tid = new_transaction_id()
     data = Message(Method.BINDING, MessageClass.REQUEST, tid, list(attributes)).encode(
         fingerprint=True

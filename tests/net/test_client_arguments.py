@@ -161,10 +161,11 @@ def test_turn_client_send_wants_bytes_and_loses_nothing_for_it() -> None:
                 peer_socket.bind((HOST, 0))
                 peer_socket.setblocking(False)
                 peer = make_address(*peer_socket.getsockname())
-                for data in ("hello", 5, ["h"]):
+                for wrong in ("hello", 5, ["h"]):
                     with pytest.raises(turn.LocalProtocolError, match="data must be bytes, not"):
-                        await client.send(data, peer)  # type: ignore[arg-type]
-                await client.send(bytearray(b"hello"), peer)
+                        await client.send(wrong, peer)  # type: ignore[arg-type]
+                # Typed bytes, but a bytes-like object is taken too.
+                await client.send(bytearray(b"hello"), peer)  # type: ignore[arg-type]
                 loop = asyncio.get_running_loop()
                 data, _ = await asyncio.wait_for(loop.sock_recvfrom(peer_socket, 2048), 5.0)
                 assert data == b"hello"

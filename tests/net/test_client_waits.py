@@ -108,7 +108,7 @@ def silent_listener() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
-def tls_attempts(port: int, **timeout: float) -> dict[str, Callable[[], Awaitable[object]]]:
+def tls_attempts(port: int, **timeout: Any) -> dict[str, Callable[[], Awaitable[object]]]:
     """Each client's TLS connect to ``port``, with ``timeout`` (connect_timeout or a config)."""
 
     async def stun_client() -> None:

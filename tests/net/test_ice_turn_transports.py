@@ -405,7 +405,7 @@ class StallingProxy:
                 transport, _ = await loop.create_connection(
                     Upstream, proxy.upstream.host, proxy.upstream.port
                 )
-                self.upstream = transport  # type: ignore[assignment]
+                self.upstream = transport
                 for data in self.early:
                     transport.write(data)
 

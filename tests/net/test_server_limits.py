@@ -105,7 +105,7 @@ async def raw_answered(sock: socket.socket) -> bool:
     transport, _ = await loop.connect_accepted_socket(
         lambda: asyncio.StreamReaderProtocol(reader), sock
     )
-    writer = asyncio.StreamWriter(transport, transport.get_protocol(), reader, loop)  # type: ignore[arg-type]
+    writer = asyncio.StreamWriter(transport, transport.get_protocol(), reader, loop)
     try:
         return await answered(reader, writer)
     finally:

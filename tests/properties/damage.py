@@ -3,13 +3,23 @@ typed path refuses: a byte flipped, the bytes cut short, bytes appended."""
 
 from __future__ import annotations
 
+from typing import Protocol, TypeVar
+
 from hypothesis import strategies as st
 
 #: The kinds of damage :func:`damaged` does.
 DAMAGE = ("flip", "cut", "extend")
 
+T = TypeVar("T")
 
-def damaged(draw: st.DrawFn, data: bytes, change: str) -> bytes:
+
+class Draw(Protocol):
+    """What draws a value: a composite strategy's ``draw``, or ``st.data()``'s."""
+
+    def __call__(self, strategy: st.SearchStrategy[T], /) -> T: ...
+
+
+def damaged(draw: Draw, data: bytes, change: str) -> bytes:
     """``data`` with the damage ``change`` names (one of :data:`DAMAGE`; anything else: none)."""
     if change == "flip" and data:
         index = draw(st.integers(0, len(data) - 1))

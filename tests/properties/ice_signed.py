@@ -13,6 +13,7 @@ arbitrary XOR-MAPPED-ADDRESS (either family, any port), a success or any error c
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
@@ -63,7 +64,7 @@ def sign(message: Message, password: str, kind: Integrity = Integrity.SHA1) -> b
 
 
 def signed_check_from(
-    attributes: list[Attribute],
+    attributes: Sequence[Attribute],
     ufrag: str,
     password: str,
     transaction_id: bytes,

@@ -12,12 +12,13 @@ discovery still ends, with a result, within its bounded schedule.
 from __future__ import annotations
 
 import random
+from typing import cast
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stun import Address, BindingServer, Message, MessageClass, Method, ServerConfig, make_address
-from stun.attributes import Padding
+from stun.attributes import Attribute, Padding
 from stun.behavior import BehaviorAddresses
 from stun.discovery import NatDiscovery
 from stun.discovery_results import DiscoveryConfig
@@ -108,12 +109,12 @@ def test_the_discovery_absorbs_anything_and_still_ends(
             discovery.handle_timer(now)
         sent = discovery.datagrams_to_send(now)
         if kind == "bytes":
-            data = value
+            data = cast(bytes, value)
         else:
-            message_class, attributes = value  # type: ignore[misc]
+            message_class, attributes = cast(tuple[MessageClass, list[Attribute]], value)
             transaction_id = sent[-1].data[8:20] if sent else bytes(12)
             data = Message(Method.BINDING, message_class, transaction_id, attributes).encode()
-        discovery.receive_datagram(data, local, remote, now)  # type: ignore[arg-type]
+        discovery.receive_datagram(data, local, remote, now)
     _drive(discovery, now)
     result = discovery.result
     assert result is not None

@@ -46,7 +46,7 @@ def agent_in(controlling: bool, seed: int) -> Agent:
             rng=random.Random(seed),
             local_username=OURS,
             local_password=OUR_PWD,
-            tcp_types=("active", "passive", "so"),
+            tcp_types=(TcpType.ACTIVE, TcpType.PASSIVE, TcpType.SIMULTANEOUS_OPEN),
             tcp_connect_timeout=2.0,
             **LIMITS,  # type: ignore[arg-type]
         )

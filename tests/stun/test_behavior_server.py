@@ -10,6 +10,7 @@ import pytest
 from stun import LocalProtocolError
 from stun.address import Address
 from stun.attributes import (
+    Attribute,
     ChangeRequest,
     OtherAddress,
     Padding,
@@ -36,7 +37,7 @@ def server(**settings: object) -> BindingServer:
     )
 
 
-def request(*attributes: object, tid: bytes = b"t" * 12) -> bytes:
+def request(*attributes: Attribute, tid: bytes = b"t" * 12) -> bytes:
     return Message(Method.BINDING, MessageClass.REQUEST, tid, list(attributes)).encode(
         fingerprint=True
     )

@@ -31,7 +31,7 @@ from stun import (
     userhash,
 )
 from stun.address import Address
-from stun.attributes import AlgorithmEntry, MessageIntegrity
+from stun.attributes import AlgorithmEntry, Attribute, MessageIntegrity
 from stun.client import BindingResult, ClientConfig, ClientSession, Credentials
 from stun.events import RequestFailed, RequestSucceeded, StunEvent
 from stun.integrity import SecurityFeatures, nonce_with_features
@@ -202,7 +202,7 @@ class LongTermServer:
         return nonce_with_features(self.features, f"n{self.nonce_count}")
 
     def challenge(self, request: Message, code: int) -> bytes:
-        attributes = [Realm(REALM), Nonce(self.nonce())]
+        attributes: list[Attribute] = [Realm(REALM), Nonce(self.nonce())]
         if self.algorithms:
             attributes.append(PasswordAlgorithms(tuple(AlgorithmEntry(a) for a in self.algorithms)))
         return request.error_response(code, attributes=attributes).encode()

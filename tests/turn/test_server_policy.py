@@ -12,7 +12,7 @@ import pytest
 
 from stun import AddressFamily, LocalProtocolError, make_address
 from turn import RequestedAddressFamily
-from turn.cli import add_serve_command, build_plan
+from turn.cli import add_arguments, build_plan
 from turn.server import PeerPolicy
 from turn.server.embedded import carried_ipv4, nat64_embedded
 
@@ -293,8 +293,8 @@ def test_loopback_peers_when_allowed() -> None:
 
 def _plan_policy(*options: str) -> PeerPolicy:
     parser = argparse.ArgumentParser()
-    add_serve_command(parser.add_subparsers())
-    args = ["turn", "--user", "alice:wonderland", "--listen", "127.0.0.1:3478", *options]
+    add_arguments(parser)
+    args = ["--user", "alice:wonderland", "--listen", "127.0.0.1:3478", *options]
     return build_plan(parser.parse_args(args)).config.peer_policy
 
 

@@ -38,7 +38,7 @@ from turn import (
     TransportProtocol,
     XorPeerAddress,
 )
-from turn.cli import add_serve_command, build_plan
+from turn.cli import add_arguments, build_plan
 from turn.server import (
     AllocationDeleted,
     ClientTransport,
@@ -761,7 +761,7 @@ def test_garbage_on_a_data_connection_never_escapes(server: TurnServerCore, alic
 def test_the_command_line_turns_tcp_relays_off() -> None:
     """``icestack serve turn --no-tcp-relay``, coturn's name for it."""
     parser = argparse.ArgumentParser()
-    add_serve_command(parser.add_subparsers())
-    common = ["turn", "--user", "alice:wonderland", "--listen", "127.0.0.1:3478"]
+    add_arguments(parser)
+    common = ["--user", "alice:wonderland", "--listen", "127.0.0.1:3478"]
     assert build_plan(parser.parse_args(common)).config.tcp_relays
     assert not build_plan(parser.parse_args([*common, "--no-tcp-relay"])).config.tcp_relays

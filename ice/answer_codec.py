@@ -246,8 +246,10 @@ def _build(layout: list[tuple[int, int]], size: int) -> _Shape:
 
 _MI_HEADER = _ATTRIBUTE_HEADER.pack(_MI, 20)
 _FP_HEADER = _ATTRIBUTE_HEADER.pack(_FP, 4)
-#: XOR-MAPPED-ADDRESS of an IPv4 source: type, length, family, XORed port and address.
-_MAPPED_IPV4 = struct.Struct("!HHxBHI")
+#: The transaction ID and the XOR-MAPPED-ADDRESS of an IPv4 source: the attribute's type, length
+#: and family (given), its XORed port and address.
+_BODY_IPV4 = struct.Struct("!12s6sHI")
+_MAPPED_IPV4_HEAD = _ATTRIBUTE_HEADER.pack(AttrType.XOR_MAPPED_ADDRESS, 8) + b"\x00\x01"
 _XOR_MAPPED_ADDRESS = AttrType.XOR_MAPPED_ADDRESS
 _IPV4 = AddressFamily.IPV4
 
@@ -271,18 +273,16 @@ def success_response(transaction_id: bytes, source: Address, key: PreparedKey) -
     :func:`stun.integrity.shared_key`), FINGERPRINT (RFC 8445 §7.3.1.2)."""
     family, packed = pack_host(source.host)
     if family is _IPV4:  # XORed with the cookie alone (RFC 8489 §14.2)
-        mapped = _MAPPED_IPV4.pack(
-            _XOR_MAPPED_ADDRESS,
-            8,
-            family,
+        body = _BODY_IPV4.pack(
+            transaction_id,
+            _MAPPED_IPV4_HEAD,
             source.port ^ 0x2112,
             int.from_bytes(packed, "big") ^ MAGIC_COOKIE,
         )
         signed_head, head = _HEADS_IPV4
     else:
         value = XorMappedAddress(source).encode_value(transaction_id)
-        mapped = _ATTRIBUTE_HEADER.pack(_XOR_MAPPED_ADDRESS, 20) + value
+        body = transaction_id + _ATTRIBUTE_HEADER.pack(_XOR_MAPPED_ADDRESS, 20) + value
         signed_head, head = _HEADS_IPV6
-    mac = keyed_hmac(key, signed_head + transaction_id + mapped)
-    message = head + transaction_id + mapped + _MI_HEADER + mac
+    message = head + body + _MI_HEADER + keyed_hmac(key, signed_head + body)
     return message + _FP_HEADER + (zlib.crc32(message) ^ FINGERPRINT_XOR).to_bytes(4, "big")

@@ -71,6 +71,9 @@ from .shared_values import SharedValues
 
 #: The TCP types of a listening base's candidates, in the order they are made.
 _PASSIVE_FIRST = (TcpType.PASSIVE, TcpType.ACTIVE)
+#: Read for every check the agent sends (:meth:`Gatherer.local_preference`), bound once: CPython
+#: 3.11 reads an enum member through its class in ~0.2 µs (EnumType defines __getattr__).
+_HOST = CandidateType.HOST
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,7 +459,7 @@ class Gatherer:
     def local_preference(self, base: Address) -> int:
         """The local preference of a base's candidates (unique per base, RFC 8445 §5.1.2.1)."""
         local = self._index.get(base)
-        if local is not None and local.candidate.type is CandidateType.HOST:
+        if local is not None and local.candidate.type is _HOST:
             return (local.candidate.priority >> 8) & 0xFFFF
         return 65535
 

@@ -30,21 +30,22 @@ class ChecksInFlight(dict[bytes, _C]):
         super().__init__()
         self.ordinary = 0
 
+    # (dict's methods are named, not reached through super(), which makes an object per call:
+    # these run for every check sent and answered.)
     def __setitem__(self, transaction_id: bytes, check: _C) -> None:
-        previous = self.get(transaction_id)
-        if previous is not None and not previous.consent:
+        if transaction_id in self and not self[transaction_id].consent:
             self.ordinary -= 1
-        super().__setitem__(transaction_id, check)
+        dict.__setitem__(self, transaction_id, check)
         if not check.consent:
             self.ordinary += 1
 
     def __delitem__(self, transaction_id: bytes) -> None:
         if not self[transaction_id].consent:
             self.ordinary -= 1
-        super().__delitem__(transaction_id)
+        dict.__delitem__(self, transaction_id)
 
     def pop(self, transaction_id: bytes, *default: _C | None) -> _C | None:  # type: ignore[override]
-        check = super().pop(transaction_id, *default)
+        check = dict.pop(self, transaction_id, *default)
         if check is not None and not check.consent:
             self.ordinary -= 1
         return check

@@ -235,22 +235,25 @@ class IncomingChecks(AgentPart):
     ) -> None:
         """What a new authenticated request sets in motion (§7.3.1.3 to §7.3.1.5)."""
         agent = self._agent
-        local = base.candidate
-        remote_candidate = self._remote_candidates.find(
-            base.stream, local.component, remote, local.transport
-        ) or self._peer_reflexive_remote(base, remote, request.priority)
-        if remote_candidate is None:
-            return
-        if self._config.lite:
-            if request.use_candidate:
-                self._lite_nominate(base, remote_candidate, now)
-            return
+        lite = self._config.lite
         checklist = agent.checklists[base.stream]
-        pair = checklist.find(base.base, remote) or checklist.add(
-            base.candidate, base.base, remote_candidate, agent.controlling
-        )
+        # The pair the request came on, when there is one, pairs the remote candidate at its
+        # source already: no lookup of that candidate then.
+        pair = None if lite else checklist.find(base.base, remote)
         if pair is None:
-            return
+            local = base.candidate
+            remote_candidate = self._remote_candidates.find(
+                base.stream, local.component, remote, local.transport
+            ) or self._peer_reflexive_remote(base, remote, request.priority)
+            if remote_candidate is None:
+                return
+            if lite:
+                if request.use_candidate:
+                    self._lite_nominate(base, remote_candidate, now)
+                return
+            pair = checklist.add(local, base.base, remote_candidate, agent.controlling)
+            if pair is None:
+                return
         pair.requests_received += 1
         pair.responses_sent += 1
         use_candidate = request.use_candidate and not agent.controlling

@@ -65,6 +65,7 @@ _PEER_REFLEXIVE = TYPE_PREFERENCE[CandidateType.PEER_REFLEXIVE] << 24
 _WAITING = PairState.WAITING
 _IN_PROGRESS = PairState.IN_PROGRESS
 _SUCCEEDED = PairState.SUCCEEDED
+_HOST = CandidateType.HOST
 
 
 class Check:
@@ -140,7 +141,7 @@ class OutgoingChecks(AgentPart):
         in_flight = self.in_flight
         if in_flight:
             for check in in_flight.values():
-                deadline = check.transaction.get_timer()
+                deadline = check.transaction.deadline  # its get_timer(), without the call
                 if deadline is not None and (earliest is None or deadline < earliest):
                     earliest = deadline
         agent = self._agent
@@ -258,12 +259,13 @@ class OutgoingChecks(AgentPart):
         pair.requests_sent += 1
         if not consent:
             pair.transaction_id = transaction_id
-        if not consent and pair.first_check_at is None:
-            pair.first_check_at = now
-        if not consent and pair.state is not _SUCCEEDED:
-            # A succeeded pair checked again (to nominate it) stays succeeded (§8.1.1).
-            agent._set_pair_state(pair, _IN_PROGRESS)
-        self._consent.sent(pair, now)
+            if pair.first_check_at is None:
+                pair.first_check_at = now
+            if pair.state is not _SUCCEEDED:
+                # A succeeded pair checked again (to nominate it) stays succeeded (§8.1.1).
+                agent._set_pair_state(pair, _IN_PROGRESS)
+        if self._consent.records:  # else no pair's consent is kept: no call (while checking)
+            self._consent.sent(pair, now)
         self._send(_new_tuple(Datagram, (data, pair.local_base, pair.remote.address)))
 
     def _peer_reflexive_priority(self, pair: CandidatePair) -> int:
@@ -271,10 +273,15 @@ class OutgoingChecks(AgentPart):
         PRIORITY (§7.2.2), and that of a local peer-reflexive candidate (§7.2.5.3.1); over TCP,
         with the TCP type preference and the direction of the pair's local candidate (RFC 6544
         §4.2)."""
-        tcp_type = pair.local.tcp_type
+        local = pair.local
+        tcp_type = local.tcp_type
         if tcp_type is None:
             # candidate_priority() without its range checks: the base's local preference and
             # the pair's component are in range by construction (and this runs for every check).
+            if local.type is _HOST:
+                # The base's own candidate: the low 24 bits of its priority are the base's local
+                # preference and the component, as a peer-reflexive one's are (no lookup).
+                return _PEER_REFLEXIVE + (local.priority & 0xFFFFFF)
             local_preference = self._gatherer.local_preference(pair.local_base)
             return _PEER_REFLEXIVE + (local_preference << 8) + 256 - pair.component
         local_preference = (pair.local.priority >> 8) & 0xFFFF
@@ -315,7 +322,9 @@ class OutgoingChecks(AgentPart):
 
     def abandon(self, pair: CandidatePair) -> None:
         """Nomination pruned the pair (§8.1.2): forget its check in flight, if any."""
-        self.in_flight.pop(pair.transaction_id or b"", None)
+        transaction_id = pair.transaction_id
+        if transaction_id is not None:  # else never checked (most pruned pairs): no call
+            self.in_flight.pop(transaction_id, None)
 
     def forget_base(self, base: Address) -> None:
         """A local candidate is lost: nothing can answer the checks sent from its base."""

@@ -112,9 +112,10 @@ class TransactionState(enum.Enum):
     TIMED_OUT = "timed out"
 
 
-#: Read at every timer of every transaction, bound once: CPython 3.11 reads an enum member
-#: through its class in ~0.2 µs (EnumType defines __getattr__), a module name in ~0.02 µs.
+#: Read at every timer and answer of every transaction, bound once: CPython 3.11 reads an enum
+#: member through its class in ~0.2 µs (EnumType defines __getattr__), a module name in ~0.02 µs.
 _WAITING = TransactionState.WAITING
+_ANSWERED = TransactionState.ANSWERED
 
 
 class ClientTransaction:
@@ -126,9 +127,9 @@ class ClientTransaction:
 
     __slots__ = (
         "_config",
-        "_deadline",
         "_interval",
         "_rto",
+        "deadline",
         "reliable",
         "request",
         "requests_sent",
@@ -158,12 +159,15 @@ class ClientTransaction:
         self.requests_sent = 1
         self._rto = rto
         self._interval = rto
+        #: When :meth:`handle_timer` must run next, ``None`` once the transaction is over
+        #: (:meth:`get_timer`, as an attribute: an owner with many transactions reads it at once).
+        self.deadline: float | None
         if reliable:
-            self._deadline = now + self._config.reliable_timeout
+            self.deadline = now + self._config.reliable_timeout
         elif self._config.max_requests == 1:
-            self._deadline = now + self._config.final_wait * rto
+            self.deadline = now + self._config.final_wait * rto
         else:
-            self._deadline = now + rto
+            self.deadline = now + rto
 
     @property
     def retransmitted(self) -> bool:
@@ -172,7 +176,7 @@ class ClientTransaction:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must run next, or ``None`` once the transaction is over."""
-        return self._deadline if self.state is _WAITING else None
+        return self.deadline
 
     def handle_timer(self, now: float) -> bytes | None:
         """Advance the schedule: return the request to resend, or ``None``.
@@ -180,23 +184,26 @@ class ClientTransaction:
         Called early it does nothing; called late it sends once and reschedules from ``now``.
         After the last wait it moves to :attr:`TransactionState.TIMED_OUT`.
         """
-        if self.state is not _WAITING or now < self._deadline:
+        deadline = self.deadline
+        if deadline is None or now < deadline:  # over (not waiting), or early
             return None
         config = self._config
         if self.reliable or self.requests_sent >= config.max_requests:
             self.state = TransactionState.TIMED_OUT
+            self.deadline = None
             return None
         self.requests_sent += 1
         self._interval *= 2
         if self.requests_sent >= config.max_requests:
-            self._deadline = now + config.final_wait * self._rto
+            self.deadline = now + config.final_wait * self._rto
         else:
-            self._deadline = now + self._interval
+            self.deadline = now + self._interval
         return self.request
 
     def answered(self, now: float) -> float:
         """Mark the transaction answered; return the round-trip time since the first send."""
         if self.state is not _WAITING:
             raise LocalProtocolError(f"transaction already {self.state.value}")
-        self.state = TransactionState.ANSWERED
+        self.state = _ANSWERED
+        self.deadline = None
         return now - self.started_at

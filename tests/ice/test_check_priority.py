@@ -14,6 +14,7 @@ from ice.candidate import TYPE_PREFERENCE, CandidateType, candidate_priority
 from ice.config import AgentConfig
 from stun.address import Address
 from stun.attributes import Priority
+from stun.datagram import Machine
 from stun.message import Message, MessageClass
 
 from .machine_pair import Wire, connect
@@ -53,7 +54,8 @@ def test_every_check_carries_the_peer_reflexive_priority_of_its_base(
     a_bases, b_bases = bases
     a, b = _agent(True, a_bases, 1), _agent(False, b_bases, 2)
     a_addresses = {address for _, address in a_bases}
-    wire = Wire({address: a for address in a_addresses} | {address: b for _, address in b_bases})
+    machines: dict[Address, Machine] = {address: a for address in a_addresses}
+    wire = Wire(machines | {address: b for _, address in b_bases})
     connect(a, b, wire)
     checked = set()
     for datagram in wire.sent:

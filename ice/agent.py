@@ -618,57 +618,42 @@ class Agent:
         """The earliest deadline of the parts. Asked after every datagram and timer, so each part
         is asked only when it can have one: gathering not complete, a TURN allocation, a selected
         pair, a TCP connection with a deadline, a component to nominate, an agent with no
-        ordinary check in flight. (One test per part, not a tuple of them looped over: a third
-        less time in the usual case, checks in flight and nothing else.)"""
+        ordinary check in flight."""
         if self._closed:
             return None
-        outgoing = self.outgoing
+        gatherer = self.gatherer
+        relays = gatherer.relays
         selection = self.selection
+        outgoing = self.outgoing
         earliest = outgoing.get_timer()
         # Not idle with an ordinary check in flight, nor with a check waiting: with none in
         # flight, a deadline of the outgoing checks is the next Ta slot of one that waits.
-        if (
-            self._checking
+        verdict = (
+            selection.give_up_at()
+            if self._checking
             and not outgoing.in_flight.ordinary
             and (earliest is None or outgoing.in_flight)
             and not selection.all_concluded
             and self.state is not _FAILED  # a failed agent has given its verdict
-        ):
-            verdict = selection.give_up_at()
-            if verdict is not None and (earliest is None or verdict[0] < earliest):
-                earliest = verdict[0]
-        gatherer = self.gatherer
-        if not gatherer.completed:
-            deadline = gatherer.get_timer()
-            if deadline is not None and (earliest is None or deadline < earliest):
-                earliest = deadline
-        relays = gatherer.relays
-        if relays.active:
-            deadline = relays.get_timer()
-            if deadline is not None and (earliest is None or deadline < earliest):
-                earliest = deadline
-        if self.consent.records:
-            deadline = self.consent.get_timer()
-            if deadline is not None and (earliest is None or deadline < earliest):
-                earliest = deadline
-        if self.tcp.timed:
-            deadline = self.tcp.get_timer()
-            if deadline is not None and (earliest is None or deadline < earliest):
-                earliest = deadline
-        if (
-            self.nomination.deciding
+            else None
+        )
+        for deadline in (
+            None if gatherer.completed else gatherer.get_timer(),
+            relays.get_timer() if relays.active else None,
+            self.consent.get_timer() if self.consent.records else None,
+            self.tcp.get_timer() if self.tcp.timed else None,
+            self.nomination.deadline
+            if self.nomination.deciding
             and self.controlling
             and not self.config.lite
             and not selection.all_concluded
+            else None,
+            self._last_now if self._touched else None,
+            verdict[0] if verdict is not None else None,
+            self._release_at,
         ):
-            deadline = self.nomination.deadline
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
-        if self._touched and (earliest is None or self._last_now < earliest):
-            earliest = self._last_now
-        deadline = self._release_at
-        if deadline is not None and (earliest is None or deadline < earliest):
-            earliest = deadline
         return earliest
 
     def handle_timer(self, now: float) -> None:

@@ -11,8 +11,8 @@ the controlling side, once its check is answered, repeats it with USE-CANDIDATE 
 is answered and on the controlled side when it arrives. That is the 6 messages a pair of
 icestack connections exchanges, and every received one is walked attribute by attribute and
 checked (HMAC-SHA1 with compare_digest, CRC-32 FINGERPRINT), with the cheapest primitives
-Python has: the HMAC's padded key states computed once and copied (as :mod:`stun.integrity`
-does), transaction IDs sliced from one draw of randomness, ``sendto`` and ``recvmsg`` on the
+Python has, :mod:`stun.integrity`'s (the HMAC's padded key states computed once and copied per
+message), transaction IDs sliced from one draw of randomness, ``sendto`` and ``recvmsg`` on the
 socket directly.
 
 What icestack spends per pair above this floor is the agent and its asyncio glue, all of it; a
@@ -22,21 +22,20 @@ target below the floor cannot be met by any agent written in Python on one socke
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import os
 import socket
 import struct
-import zlib
+
+from stun.attributes import MAGIC_COOKIE, AttrType
+from stun.integrity import PreparedKey, fingerprint, keyed_hmac, prepare_key, sha1_integrity_matches
 
 _HEADER = struct.Struct("!HHI12s")
 _ATTRIBUTE = struct.Struct("!HH")
-_MAGIC_COOKIE = 0x2112A442
-_FINGERPRINT_XOR = 0x5354554E
 _BINDING_REQUEST, _BINDING_SUCCESS = 0x0001, 0x0101
-_USERNAME, _MESSAGE_INTEGRITY, _XOR_MAPPED_ADDRESS = 0x0006, 0x0008, 0x0020
-_PRIORITY, _USE_CANDIDATE, _FINGERPRINT = 0x0024, 0x0025, 0x8028
-_ICE_CONTROLLED, _ICE_CONTROLLING = 0x8029, 0x802A
+_USERNAME, _MESSAGE_INTEGRITY = int(AttrType.USERNAME), int(AttrType.MESSAGE_INTEGRITY)
+_PRIORITY, _USE_CANDIDATE = int(AttrType.PRIORITY), int(AttrType.USE_CANDIDATE)
+_XOR_MAPPED_ADDRESS, _FINGERPRINT = int(AttrType.XOR_MAPPED_ADDRESS), int(AttrType.FINGERPRINT)
+_ICE_CONTROLLED, _ICE_CONTROLLING = int(AttrType.ICE_CONTROLLED), int(AttrType.ICE_CONTROLLING)
 _INTEGRITY_HEADER = _ATTRIBUTE.pack(_MESSAGE_INTEGRITY, 20)
 _FINGERPRINT_HEADER = _ATTRIBUTE.pack(_FINGERPRINT, 4)
 #: The length the header says while MESSAGE-INTEGRITY and FINGERPRINT are appended.
@@ -44,46 +43,26 @@ _INTEGRITY_LENGTH, _TRAILER_LENGTH = 24, 32
 _TRANSACTION_IDS = 4096
 
 
-class _Key:
-    """HMAC-SHA1 under one password: the inner and outer padded-key states, copied per message."""
-
-    __slots__ = ("_inner", "_outer")
-
-    def __init__(self, password: bytes) -> None:
-        block = password.ljust(64, b"\0")
-        self._inner = hashlib.sha1(bytes(b ^ 0x36 for b in block))
-        self._outer = hashlib.sha1(bytes(b ^ 0x5C for b in block))
-
-    def mac(self, data: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(data)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
-
-
 def _attribute(kind: int, value: bytes) -> bytes:
     return _ATTRIBUTE.pack(kind, len(value)) + value + bytes(-len(value) % 4)
 
 
-def _signed(kind: int, transaction_id: bytes, attributes: bytes, key: _Key) -> bytes:
+def _signed(kind: int, transaction_id: bytes, attributes: bytes, key: PreparedKey) -> bytes:
     """The message with MESSAGE-INTEGRITY and FINGERPRINT appended (RFC 8489 §14.5, §14.7)."""
     length = len(attributes)
-    head = _HEADER.pack(kind, length + _INTEGRITY_LENGTH, _MAGIC_COOKIE, transaction_id)
-    signed = head + attributes + _INTEGRITY_HEADER + key.mac(head + attributes)
-    message = _HEADER.pack(kind, length + _TRAILER_LENGTH, _MAGIC_COOKIE, transaction_id)
-    message += signed[20:]
-    crc = zlib.crc32(message) ^ _FINGERPRINT_XOR
-    return message + _FINGERPRINT_HEADER + crc.to_bytes(4, "big")
+    head = _HEADER.pack(kind, length + _INTEGRITY_LENGTH, MAGIC_COOKIE, transaction_id)
+    message = _HEADER.pack(kind, length + _TRAILER_LENGTH, MAGIC_COOKIE, transaction_id)
+    message += attributes + _INTEGRITY_HEADER + keyed_hmac(key, head + attributes)
+    return message + _FINGERPRINT_HEADER + fingerprint(message).to_bytes(4, "big")
 
 
-def _verified(data: bytes, key: _Key) -> tuple[int, bytes, set[int]] | None:
+def _verified(data: bytes, key: PreparedKey) -> tuple[int, bytes, set[int]] | None:
     """Type, transaction ID and attribute types of a message whose integrity and fingerprint
     check; ``None`` for anything else."""
     if len(data) < 20 + _TRAILER_LENGTH:
         return None
     kind, length, cookie, transaction_id = _HEADER.unpack_from(data)
-    if cookie != _MAGIC_COOKIE or length + 20 != len(data):
+    if cookie != MAGIC_COOKIE or length + 20 != len(data):
         return None
     seen = set()
     integrity = -1
@@ -96,12 +75,10 @@ def _verified(data: bytes, key: _Key) -> tuple[int, bytes, set[int]] | None:
         position += 4 + size + (-size % 4)
     if integrity < 0 or _FINGERPRINT not in seen:
         return None
-    fingerprint = int.from_bytes(data[-4:], "big") ^ _FINGERPRINT_XOR
-    if zlib.crc32(data[:-8]) != fingerprint:
+    if fingerprint(data[:-8]) != int.from_bytes(data[-4:], "big"):
         return None
-    head = _HEADER.pack(kind, integrity - 20 + _INTEGRITY_LENGTH, _MAGIC_COOKIE, transaction_id)
-    mac = key.mac(head + data[20:integrity])
-    if not hmac.compare_digest(mac, data[integrity + 4 : integrity + 24]):
+    signed_length = (integrity - 20 + _INTEGRITY_LENGTH).to_bytes(2, "big")
+    if not sha1_integrity_matches(key, data, integrity, signed_length):
         return None
     return kind, transaction_id, seen
 
@@ -123,8 +100,10 @@ class Endpoint:
         self.sent = 0
         self._ids = ids
         self._next_id = 0
-        self._own_key = _Key(b"password-of-the-controlling" if controlling else b"the-other")
-        self._peer_key = _Key(b"the-other" if controlling else b"password-of-the-controlling")
+        own, peer = b"password-of-the-controlling", b"the-other"
+        if not controlling:
+            own, peer = peer, own
+        self._own_key, self._peer_key = prepare_key(own), prepare_key(peer)
         role = _ICE_CONTROLLING if controlling else _ICE_CONTROLLED
         self._check = (
             _attribute(_USERNAME, b"peerfrag:ownfrag")
@@ -176,8 +155,8 @@ class Endpoint:
 
     def _answer(self, transaction_id: bytes, source: tuple[str, int]) -> None:
         host, port = source
-        address = int.from_bytes(socket.inet_aton(host), "big") ^ _MAGIC_COOKIE
-        value = struct.pack("!BBHI", 0, 1, port ^ (_MAGIC_COOKIE >> 16), address)
+        address = int.from_bytes(socket.inet_aton(host), "big") ^ MAGIC_COOKIE
+        value = struct.pack("!BBHI", 0, 1, port ^ (MAGIC_COOKIE >> 16), address)
         response = _signed(
             _BINDING_SUCCESS,
             transaction_id,

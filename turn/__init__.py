@@ -9,6 +9,8 @@ sans-IO server core and :class:`TurnServer` (:mod:`turn.server.aio`) its asyncio
 
 from typing import TYPE_CHECKING
 
+from stun.lazy_exports import lazy_exports
+
 from .aio import TurnClient
 from .aio_tcp_client import PeerStream
 from .attributes import (
@@ -74,14 +76,10 @@ if TYPE_CHECKING:
     from .server.aio import TurnServer
 
 
-def __getattr__(name: str) -> object:
-    """``turn.TurnServer`` is imported at first use, so that a client (and ``ice``) does not load
-    the whole server (PEP 562)."""
-    if name == "TurnServer":
-        from .server.aio import TurnServer
-
-        return TurnServer
-    raise AttributeError(f"module 'turn' has no attribute {name!r}")
+#: ``turn.TurnServer`` is imported at first use, so that a client (and ``ice``) does not load
+#: the whole server (PEP 562, :mod:`stun.lazy_exports`).
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = lazy_exports(__name__, {".server.aio": ("TurnServer",)})
 
 
 __all__ = [

@@ -157,9 +157,11 @@ class NamespaceProcess:
 
     @staticmethod
     def _pump(stream: IO[bytes], sink: Callable[[str], None]) -> None:
-        """Copy ``stream``'s lines into ``sink`` until the process closes it."""
-        for raw in stream:
-            sink(raw.decode(errors="replace").rstrip("\n"))
+        """Copy ``stream``'s lines into ``sink`` until the process closes it, then close it here:
+        closed by :meth:`stop` while this thread still read it, it raised in this thread."""
+        with stream:
+            for raw in stream:
+                sink(raw.decode(errors="replace").rstrip("\n"))
 
     def _pump_stdout(self, stream: IO[bytes]) -> None:
         """Queue stdout's lines, then None for its end."""
@@ -237,9 +239,12 @@ class NamespaceProcess:
             except subprocess.TimeoutExpired:
                 self._popen.kill()
                 self._popen.wait(timeout=STOP_GRACE)
-        for stream in (self._popen.stdin, self._popen.stdout, self._popen.stderr):
-            if stream is not None:
-                stream.close()
+        if self._popen.stdin is not None:
+            self._popen.stdin.close()
+        # stdout and stderr are closed by their readers at their end (the process's, or that of
+        # a child of it that held them open a little longer)
+        for reader in self._readers:
+            reader.join(timeout=STOP_GRACE)
 
 
 @dataclass(kw_only=True)

@@ -1,9 +1,11 @@
-"""Scale of one mux port: N ICE-lite sessions on one :class:`ice.aio_mux.UdpMux` in this process,
-driven by N clients in another process — and the same N sessions served by aioice 0.13.0 (one
-socket per session, full ICE: it has no mux and no ICE-lite), to see how far it gets.
+"""Scale of one mux port: N sessions on one :class:`ice.aio_mux.UdpMux` in this process — ICE-lite
+(``icestack``, the natural server mode on a mux) and full ICE (``icestack_full``, which checks
+the clients too, as aioice does) — driven by N clients in another process; and the same N
+sessions served by aioice 0.13.0 (one socket per session, full ICE: it has no mux and no
+ICE-lite), to see how far it gets.
 
     python -m bench.mux_scale [--sessions 1000,5000,10000] [--consent 12] [--batch 500]
-                              [--servers icestack,aioice] [--clients lean|full]
+                              [--servers icestack,icestack_full,aioice] [--clients lean|full]
 
 Per N it prints ``name value unit`` lines: the connect rate (sessions connected per second of wall
 time, clients connecting ``--batch`` at a time), the server's CPU per session connected, the
@@ -40,6 +42,8 @@ from ice.mux import MuxConfig
 HOST = "127.0.0.1"
 #: The bound of every phase.
 PHASE_TIMEOUT = 600.0
+#: icestack's servers: ICE-lite sessions on the mux, and full-ICE ones.
+ICESTACK_SERVERS = ("icestack", "icestack_full")
 #: How long a batch of lean clients gets to connect.
 LEAN_CONNECT_TIMEOUT = 60.0
 
@@ -132,10 +136,10 @@ async def _connect_lean(lean: LeanClients, chunk: list[dict[str, Any]]) -> None:
         await asyncio.sleep(0.02)
 
 
-async def _serve_icestack(sessions: int) -> tuple[list[Any], UdpMux]:
+async def _serve_icestack(sessions: int, lite: bool) -> tuple[list[Any], UdpMux]:
     mux = UdpMux(HOST, config=MuxConfig(max_sessions=sessions))
     served = [
-        Connection(False, mux=mux, config=AgentConfig(lite=True, controlling=False))
+        Connection(False, mux=mux, config=AgentConfig(lite=lite, controlling=False))
         for _ in range(sessions)
     ]
     await asyncio.gather(*(s.gather_candidates() for s in served))
@@ -160,8 +164,8 @@ async def measure(server: str, sessions: int, consent: float, batch: int, client
     served: list[Any] = []
     try:
         rss_before = _rss()
-        if server == "icestack":
-            served, mux = await _serve_icestack(sessions)
+        if server in ICESTACK_SERVERS:
+            served, mux = await _serve_icestack(sessions, lite=server == "icestack")
         else:
             served = await _serve_aioice(sessions)
         descriptions = [
@@ -181,6 +185,8 @@ async def measure(server: str, sessions: int, consent: float, batch: int, client
                 connection.remote_username, connection.remote_password = ufrag, pwd
                 if server == "aioice":
                     await connection.add_remote_candidate(aioice.Candidate.from_sdp(candidate[10:]))
+                elif server == "icestack_full":
+                    await connection.add_remote_candidate(Candidate.from_sdp(candidate))
                 await connection.add_remote_candidate(None)
             connecting += [asyncio.ensure_future(c.connect()) for c in chunk]
             done += len(credentials)
@@ -201,7 +207,7 @@ async def measure(server: str, sessions: int, consent: float, batch: int, client
         checks = closed["consent_answered"] or (mux.table.routed - routed if mux else 0)
         print(f"mux_consent_checks_{name} {checks} checks in {consent:g} s")
         print(f"mux_cpu_per_consent_check_{name} {cpu / max(checks, 1) * 1e6:.0f} us")
-        if server == "icestack":
+        if server in ICESTACK_SERVERS:
             lost = sum(1 for s in served if s.selected_pair() is None)
         else:
             lost = sum(1 for s in served if not s._nominated)
@@ -226,7 +232,11 @@ def main() -> None:
     parser.add_argument("--sessions", default="1000", help="N, comma-separated")
     parser.add_argument("--consent", type=float, default=12.0, help="seconds of consent held")
     parser.add_argument("--batch", type=int, default=500, help="clients connecting at once")
-    parser.add_argument("--servers", default="icestack,aioice", help="icestack and/or aioice")
+    parser.add_argument(
+        "--servers",
+        default="icestack,icestack_full,aioice",
+        help=f"comma-separated, of {', '.join(ICESTACK_SERVERS)}, aioice",
+    )
     parser.add_argument("--clients", choices=("lean", "full"), default="lean")
     args = parser.parse_args()
     if args.client:

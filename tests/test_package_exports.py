@@ -1,5 +1,6 @@
-"""The public names of ``stun``, ``turn`` and ``ice`` load at first use (:mod:`stun.lazy_exports`):
-each name of ``__all__`` is where the package's table says, and is the object its module defines."""
+"""The public names of ``stun``, ``turn``, ``turn.server`` and ``ice`` load at first use
+(:mod:`stun.lazy_exports`): each name of ``__all__`` is where the package's table says, and is the
+object its module defines."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 import ice
 import stun
 import turn
+import turn.server
 
-PACKAGES = [stun, turn, ice]
+PACKAGES = [stun, turn, turn.server, ice]
 
 
 def _table(package: ModuleType) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """ICE benchmarks: icestack's Connection vs aioice 0.13.0, same machine, same run.
 
-    python -m bench.ice [--runs 30] [--scale 100,500,1000] [--scale-runs 3] [--packets 20000]
-                        [--round-trips 2000]
+    python -m bench.ice [--runs 30] [--scale 100,500,1000] [--scale-runs 3]
+                        [--established-seconds 10] [--packets 20000] [--round-trips 2000]
 
 - ``connect``: two connections on loopback that already hold each other's candidates and
   credentials; the time until both ``connect()`` calls have returned, median and p90 over
@@ -29,7 +29,11 @@
   (:mod:`bench.exchange_floor`): the same 6-message exchange by a program with no ICE agent at
   all, the least Python spends on it; ``_cpu_above_floor`` is what icestack's agent and asyncio
   glue add per pair, and ``_floor_cpu_fraction_of_aioice`` is the lowest fraction of aioice's CPU
-  any Python agent on one socket per session could reach.
+  any Python agent on one socket per session could reach. Then, once per variant, the CPU an
+  established session costs: the pairs connected, :data:`ESTABLISHED_AFTER` later, the process's
+  CPU time over ``--established-seconds`` (default 10) while they keep consent (RFC 7675: a check
+  every 4-6 s from each agent; aioice checks as often), per pair and second, with the STUN
+  messages per pair and second.
 - ``data``: after connecting, 1000-byte datagrams from one side's ``send`` to the other's
   ``recv``, closed-loop (at most ``WINDOW`` in flight, so loopback drops nothing), bounded in
   count and time, on asyncio and on uvloop: the rate, and the CPU time per datagram of the
@@ -162,29 +166,55 @@ async def bench_connect(runs: int) -> None:
         print(f"ice_connect_{name}_speedup_vs_aioice {medians['aioice'] / medians[name]:.2f} x")
 
 
+def messages_sent(prepared: list[tuple[Any, Any]]) -> int:
+    """The STUN messages the connections of ``prepared`` have sent so far (aioice's: all that
+    aioice sent)."""
+    if not isinstance(prepared[0][0], ice.Connection):
+        return _AioiceMessages.sent
+    return sum(
+        pair.requests_sent + pair.responses_sent
+        for connections in prepared
+        for connection in connections
+        for pair in connection.agent.checklists[0]
+    )
+
+
 async def connect_phase(factory: Factory, pairs: int) -> tuple[float, float, float]:
     """Connect ``pairs`` prepared pairs at once: the wall time, the CPU time per pair and the
     STUN messages sent per pair. Garbage of what ran before is collected first, so that it is
     not counted here."""
     prepared = await asyncio.gather(*(prepared_pair(factory) for _ in range(pairs)))
     gc.collect()
-    aioice_sent = _AioiceMessages.sent
+    sent = messages_sent(prepared)
     cpu = time.process_time()
     wall = time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*(c.connect() for pair in prepared for c in pair)), 120)
     wall = time.perf_counter() - wall
     cpu = time.process_time() - cpu
-    if isinstance(prepared[0][0], ice.Connection):
-        sent = sum(
-            pair.requests_sent + pair.responses_sent
-            for connections in prepared
-            for connection in connections
-            for pair in connection.agent.checklists[0]
-        )
-    else:
-        sent = _AioiceMessages.sent - aioice_sent
+    sent = messages_sent(prepared) - sent
     await asyncio.gather(*(c.close() for pair in prepared for c in pair))
     return wall, cpu / pairs, sent / pairs
+
+
+async def established_phase(factory: Factory, pairs: int, seconds: float) -> tuple[float, float]:
+    """``pairs`` pairs connected and established (:data:`ESTABLISHED_AFTER`), then watched for
+    ``seconds`` while they keep consent: the CPU time and the STUN messages per pair and
+    second."""
+    prepared = await asyncio.gather(*(prepared_pair(factory) for _ in range(pairs)))
+    try:
+        connections = [c for pair in prepared for c in pair]
+        await asyncio.wait_for(asyncio.gather(*(c.connect() for c in connections)), 120)
+        await all_completed(connections)
+        await asyncio.sleep(ESTABLISHED_AFTER)
+        gc.collect()
+        sent = messages_sent(prepared)
+        cpu = time.process_time()
+        await asyncio.sleep(seconds)
+        cpu = time.process_time() - cpu
+        sent = messages_sent(prepared) - sent
+    finally:
+        await asyncio.gather(*(c.close() for pair in prepared for c in pair))
+    return cpu / pairs / seconds, sent / pairs / seconds
 
 
 async def floor_phase(pairs: int) -> tuple[float, float, float]:
@@ -264,7 +294,7 @@ def udp_only(controlling: bool) -> ice.Connection:
     return ours(controlling, tcp=False)
 
 
-async def bench_scale(sizes: list[int], runs: int) -> None:
+async def bench_scale(sizes: list[int], runs: int, established_seconds: float) -> None:
     variants: dict[str, Factory] = {"icestack": ours, "icestack_udp": udp_only, "aioice": theirs}
     phases: dict[str, Callable[[int], Awaitable[tuple[float, float, float]]]] = {
         name: functools.partial(connect_phase, factory) for name, factory in variants.items()
@@ -301,6 +331,18 @@ async def bench_scale(sizes: list[int], runs: int) -> None:
             )
             print(f"ice_scale_{pairs}_{name}_fds_per_agent {fds:.2f} fds")
             print(f"ice_scale_{pairs}_{name}_fds_per_established_agent {established_fds:.2f} fds")
+        established_of = {}
+        if established_seconds > 0:
+            for name, factory in variants.items():
+                cpu, messages = await established_phase(factory, pairs, established_seconds)
+                established_of[name] = cpu
+                print(
+                    f"ice_scale_{pairs}_{name}_established_cpu_per_pair_second {cpu * 1e6:.0f} us"
+                )
+                print(
+                    f"ice_scale_{pairs}_{name}_established_messages_per_pair_second "
+                    f"{messages:.2f} messages"
+                )
         theirs_cpu, floor_cpu = cpu_of["aioice"], cpu_of["floor"]
         print(f"ice_scale_{pairs}_floor_cpu_fraction_of_aioice {floor_cpu / theirs_cpu:.2f} x")
         theirs_memory, theirs_established = memory_of["aioice"]
@@ -316,6 +358,11 @@ async def bench_scale(sizes: list[int], runs: int) -> None:
             print(
                 f"ice_scale_{pairs}_{name}_established_memory_fraction_of_aioice {fraction:.2f} x"
             )
+            if established_of:
+                fraction = established_of[name] / established_of["aioice"]
+                print(
+                    f"ice_scale_{pairs}_{name}_established_cpu_fraction_of_aioice {fraction:.2f} x"
+                )
 
 
 #: Datagrams in flight at most: well under a loopback socket buffer, so none is dropped and the
@@ -419,6 +466,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--scale", default="100,500,1000")
     parser.add_argument("--scale-runs", type=int, default=3)
+    parser.add_argument("--established-seconds", type=float, default=10.0)
     parser.add_argument("--packets", type=int, default=20000)
     parser.add_argument("--round-trips", type=int, default=2000)
     parser.add_argument("--only", choices=("connect", "scale", "data", "tcp"))
@@ -430,7 +478,8 @@ def main() -> None:
     if args.only in (None, "connect"):
         asyncio.run(bench_connect(args.runs))
     if args.only in (None, "scale"):
-        asyncio.run(bench_scale([int(n) for n in args.scale.split(",")], args.scale_runs))
+        sizes = [int(n) for n in args.scale.split(",")]
+        asyncio.run(bench_scale(sizes, args.scale_runs, args.established_seconds))
     if args.only in (None, "data"):
         bench_data(args.packets)
     if args.only in (None, "tcp"):

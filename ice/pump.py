@@ -99,7 +99,7 @@ class AgentPump:
             deadline = max(deadline, not_before)
         if deadline != self._timer_deadline:
             self._timer_deadline = deadline
-            self._timers.schedule(self, deadline)
+            self._timers.schedule(self, deadline, now)
 
     def _pump_soon(self) -> None:
         """:meth:`_pump` later in this iteration of the event loop, once however often asked."""

@@ -11,7 +11,7 @@ import weakref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ice.timers import SharedTimers, TimerEntry, shared_timers
+from ice.timers import LAZY_AFTER, LAZY_SLACK, SharedTimers, TimerEntry, shared_timers
 
 
 class Owner:
@@ -76,31 +76,35 @@ def test_a_deadline_moved_later_stays_in_its_entry_and_fires_once_at_the_last() 
 @settings(max_examples=15, deadline=None)
 @given(
     moves=st.lists(
-        st.tuples(st.integers(0, 3), st.one_of(st.none(), st.integers(1, 30))),
+        st.tuples(st.integers(0, 3), st.one_of(st.none(), st.integers(1, 30)), st.booleans()),
         min_size=1,
         max_size=30,
     )
 )
 def test_every_owner_fires_once_at_its_last_deadline_in_deadline_order(
-    moves: list[tuple[int, int | None]],
+    moves: list[tuple[int, int | None, bool]],
 ) -> None:
-    """However the owners move their deadlines (earlier, later, cancelled), each fires once, at
-    the last deadline it asked for, none early, and in the order of those deadlines."""
+    """However the owners move their deadlines (earlier, later, cancelled; near, or far from
+    the ``now`` given, which may fire late), each fires once, at the last deadline it asked
+    for, none early; those asked near, in the order of their deadlines."""
 
-    async def main() -> tuple[list[tuple[str, float]], dict[str, float], float]:
+    async def main() -> tuple[list[tuple[str, float]], dict[str, float], set[str], float]:
         loop = asyncio.get_running_loop()
         timers = SharedTimers(loop)
         fired: list[tuple[str, float]] = []
         owners = [Owner(str(i), fired) for i in range(4)]
         now = loop.time()
         last: dict[str, float] = {}
-        for index, delay in moves:
+        for index, delay, lazy in moves:
             deadline = None if delay is None else now + delay / 1000
-            timers.schedule(owners[index], deadline)
+            # Far: said to be LAZY_AFTER ahead of the caller's now (a clock read long ago).
+            timers.schedule(owners[index], deadline, now - LAZY_AFTER if lazy else now)
             if deadline is None:
                 last.pop(owners[index].name, None)
             else:
                 last[owners[index].name] = deadline
+        # Which wait with the far ones: a move later keeps the owner's entry, and its kind.
+        far = {o.name for o in owners if o._timer_entry is not None and o._timer_entry[4]}
         fired_at: dict[str, float] = {}
 
         def record(owner: Owner, deadline: float) -> None:
@@ -109,13 +113,14 @@ def test_every_owner_fires_once_at_its_last_deadline_in_deadline_order(
 
         for owner in owners:
             owner._on_timer = functools.partial(record, owner)  # type: ignore[method-assign]
-        await _settle(loop, now + 0.031)
+        await _settle(loop, now + 0.031 + LAZY_SLACK)
         early = min((fired_at[name] - last[name] for name in fired_at), default=0.0)
-        return fired, last, early
+        return fired, last, far, early
 
-    fired, last, early = asyncio.run(main())
+    fired, last, far, early = asyncio.run(main())
     assert sorted(fired) == sorted(last.items())
-    assert [deadline for _, deadline in fired] == sorted(last.values())
+    near = [deadline for name, deadline in fired if name not in far]
+    assert near == sorted(near)
     assert early >= -0.001  # the loop may run a timer up to its clock's resolution early
 
 
@@ -236,3 +241,99 @@ def test_a_cancelled_owner_is_released_at_once_not_at_its_old_deadline() -> None
         return gone() is None, keeper._timer_entry is not None
 
     assert asyncio.run(main()) == (True, True)
+
+
+class Batch(Owner):
+    """An owner that records its name, and marks the loop's next iteration after it: owners
+    fired by one wake-up come before every mark."""
+
+    def __init__(self, name: str, order: list[str], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name, [])
+        self.order = order
+        self.loop = loop
+
+    def _on_timer(self, deadline: float) -> None:
+        self.order.append(self.name)
+        self.loop.call_soon(self.order.append, "|")
+
+
+def test_far_deadlines_fire_together_within_the_slack() -> None:
+    """Deadlines set LAZY_AFTER or more ahead of the caller's now wait up to LAZY_SLACK after
+    the first of them, and then fire in one wake-up; a near one is armed for its own time."""
+
+    async def main() -> tuple[list[str], bool, bool]:
+        loop = asyncio.get_running_loop()
+        timers = SharedTimers(loop)
+        order: list[str] = []
+        now = loop.time()
+        said = now - LAZY_AFTER  # far from the clock reading the caller gives
+        for name, delay in (("a", 0.005), ("b", 0.02), ("c", 0.04)):
+            timers.schedule(Batch(name, order, loop), now + delay, said)
+        armed_lazily = timers._armed_at == now + 0.005 + LAZY_SLACK
+        near = Batch("near", order, loop)
+        timers.schedule(near, now + 0.3, now)
+        armed_near = timers._armed_at == now + 0.005 + LAZY_SLACK
+        timers.schedule(near, None)
+        await _settle(loop, now + 0.005 + LAZY_SLACK)
+        return order, armed_lazily, armed_near
+
+    order, armed_lazily, armed_near = asyncio.run(main())
+    assert armed_lazily and armed_near
+    assert order == ["a", "b", "c", "|", "|", "|"]
+
+
+def test_a_wake_up_on_time_takes_the_far_deadlines_already_past_along() -> None:
+    async def main() -> tuple[list[str], float | None]:
+        loop = asyncio.get_running_loop()
+        timers = SharedTimers(loop)
+        order: list[str] = []
+        now = loop.time()
+        timers.schedule(Batch("far", order, loop), now + 0.005, now - LAZY_AFTER)
+        timers.schedule(Batch("near", order, loop), now + 0.02, now)
+        armed = timers._armed_at
+        await _settle(loop, now + 0.02)
+        return order, None if armed is None else armed - now
+
+    order, armed = asyncio.run(main())
+    assert armed is not None and round(armed, 6) == 0.02
+    assert sorted(order[:2]) == ["far", "near"] and order[2:] == ["|", "|"]
+
+
+def test_a_deadline_moved_far_later_waits_in_the_lazy_heap() -> None:
+    """A near deadline its owner moves LAZY_AFTER or more later is filed with the far ones once
+    it comes up (nothing is pushed when it is moved)."""
+
+    async def main() -> tuple[bool, bool, float | None]:
+        loop = asyncio.get_running_loop()
+        timers = SharedTimers(loop)
+        first, moved = Owner("first", []), Owner("moved", [])
+        now = loop.time()
+        timers.schedule(first, now + 0.005, now)
+        timers.schedule(moved, now + 0.01, now)
+        timers.schedule(moved, now + 0.01 + LAZY_AFTER, now)  # later, in place
+        in_place = moved._timer_entry is not None and moved._timer_entry[0] == now + 0.01
+        await _settle(loop, now + 0.005)  # "first" fired: "moved" came up and was filed
+        entry = moved._timer_entry
+        lazy = entry is not None and entry[4] and entry[0] == now + 0.01 + LAZY_AFTER
+        armed = timers._armed_at
+        timers.schedule(moved, None)
+        return in_place, lazy, None if armed is None else armed - now
+
+    in_place, lazy, armed = asyncio.run(main())
+    assert in_place and lazy
+    assert armed is not None and round(armed, 6) == round(0.01 + LAZY_AFTER + LAZY_SLACK, 6)
+
+
+def test_closed_owners_of_far_deadlines_are_not_held_either() -> None:
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        timers = SharedTimers(loop)
+        owners = [Owner(str(i), []) for i in range(200)]
+        for owner in owners:
+            timers.schedule(owner, loop.time() + 3600, loop.time())
+        held = sum(1 for entry in timers._lazy if entry[2] in owners)
+        for owner in owners:
+            timers.schedule(owner, None)
+        return held * 1000 + sum(1 for e in timers._heap + timers._lazy if e[2] in owners)
+
+    assert asyncio.run(main()) == 200 * 1000

@@ -2,14 +2,18 @@
 server), ``nat`` (RFC 5780 behaviour discovery) and ``serve stun|turn``.
 
 Each package contributes its own commands (``stun.probe``, ``stun.nat_cli``, ``stun.serve_cli``,
-``turn.probe``, ``turn.cli``, ``ice.demo``, ``ice.commands``); this module names them
-(:data:`COMMANDS`, :data:`SERVERS`) and imports a command's module only once the command is
-chosen (:class:`CommandParser`), so that ``icestack --help`` or a mistyped command costs what
-argparse costs, not the import of every protocol stack. It keeps the rule of
-:mod:`stun.cli_messages`: an error the user can fix is one line on stderr and exit status 2,
-never a traceback. SIGTERM ends a command as Ctrl-C does, so that what it made on disk is
-cleaned up either way. A command whose output pipe is closed by its reader (``| head -1``) ends
-quietly with status 141, as one that SIGPIPE ended; a server serves on
+``turn.probe``, ``turn.cli``, ``ice.demo``, ``ice.commands``), and each command's options live
+apart from it, in a module that imports nothing of the stack it runs on (``stun.probe_options``,
+..., ``ice.commands_options``): that module's run function imports the command's own module only
+when it runs. This module names the commands (:data:`COMMANDS`, :data:`SERVERS`) and imports a
+command's options only once the command is chosen (:class:`CommandParser`), so that
+``icestack --help`` or a mistyped command costs what argparse costs, and a command's ``--help``
+or a mistaken option of it what its options cost, not the import of a protocol stack.
+
+It keeps the rule of :mod:`stun.cli_messages`: an error the user can fix is one line on stderr
+and exit status 2, never a traceback. SIGTERM ends a command as Ctrl-C does, so that what it
+made on disk is cleaned up either way. A command whose output pipe is closed by its reader
+(``| head -1``) ends quietly with status 141, as one that SIGPIPE ended; a server serves on
 (:func:`stun.cli_messages.say`).
 """
 
@@ -33,38 +37,39 @@ from stun.cli_messages import (
 from stun.errors import LocalProtocolError
 
 #: The commands, as ``icestack --help`` lists them: name, what it does, and the module whose
-#: ``add_arguments(parser)`` adds its options and ``set_defaults(run=...)`` once it is chosen.
+#: ``add_arguments(parser)`` adds its options and ``set_defaults(run=...)`` once it is chosen (a
+#: run function that imports the command's stack when called).
 COMMANDS = (
     (
         "demo",
         "two ICE agents and the embedded STUN server on loopback, or --sim on a simulated "
         "network (no network needed)",
-        "ice.demo",
+        "ice.demo_options",
     ),
     (
         "ice",
         "connect two machines with ICE by pasting one line each way (connectivity test)",
-        "ice.commands",
+        "ice.commands_options",
     ),
-    ("stun", "probe a STUN server: mapped address, RTT, software, features", "stun.probe"),
+    ("stun", "probe a STUN server: mapped address, RTT, software, features", "stun.probe_options"),
     (
         "nat",
         "what NAT is this host behind? RFC 5780 behaviour discovery, and what it means for ICE",
-        "stun.nat_cli",
+        "stun.nat_options",
     ),
     (
         "turn",
         "probe a TURN server: allocate, relay a round trip through it, say what failed",
-        "turn.probe",
+        "turn.probe_options",
     ),
 )
 #: The servers of ``icestack serve``, in the same form.
 SERVERS = (
-    ("stun", "run the STUN server (UDP, optionally TCP and TLS)", "stun.serve_cli"),
+    ("stun", "run the STUN server (UDP, optionally TCP and TLS)", "stun.serve_options"),
     (
         "turn",
         "run the TURN server (UDP and TCP, optionally TLS; authentication required)",
-        "turn.cli",
+        "turn.serve_options",
     ),
 )
 

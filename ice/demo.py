@@ -3,7 +3,7 @@ server (:class:`LoopbackDemo`), or with ``--sim`` behind simulated NATs in virtu
 (:class:`SimulatedDemo`). With ``--turn`` they go through a TURN relay: on loopback, relay-only
 through the embedded TURN server over TLS; on the simulated network, with a TURN server on the
 WAN for each side, which is what two NATs that leave no direct path need (the demo says so when
-it fails without one). :mod:`ice.cli` names the command; :func:`add_arguments` adds its options.
+it fails without one). :mod:`ice.cli` names the command; :mod:`ice.demo_options` adds its options.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from .aio import Connection
 from .candidate import CandidateType
 from .checklist import PairState
 from .connection_options import TurnServerArgument
-from .errors import IceConnectionError, LocalProtocolError
+from .demo_options import SIM_SEED
+from .errors import IceConnectionError
 from .events import CandidateGathered, DataReceived, IceEvent, PairStateChanged
 from .narration import (
     ECHO_COUNT,
@@ -61,29 +62,9 @@ from .scenarios import (
     two_agents_behind_nats,
 )
 
-#: The NAT names ``demo --sim`` accepts, in netsim's spelling.
-NAT_NAMES = tuple(behavior.value for behavior in NatBehavior)
-
-
-def nat_pair(text: str) -> tuple[NatBehavior, NatBehavior]:
-    """Parse ``NAT_A,NAT_B`` (an argparse ``type``: a bad name exits 2 with the valid ones)."""
-    names = text.split(",")
-    if len(names) != 2:
-        raise argparse.ArgumentTypeError(
-            f"want NAT_A,NAT_B, got {text!r}; NAT names: {', '.join(NAT_NAMES)}"
-        )
-    try:
-        first, second = (NatBehavior.parse(name) for name in names)
-    except LocalProtocolError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return first, second
-
-
 # =========================================================================== demo --sim
 
 
-#: The simulated network's seed when ``--seed`` is not given.
-SIM_SEED = 1
 #: Virtual seconds after which a simulated run that neither connected nor failed gives up.
 SIM_TIMEOUT = 60.0
 #: Virtual seconds between one side's echo requests.
@@ -525,30 +506,6 @@ async def run_loopback_demo(out: TextIO = sys.stdout, turn: bool = False) -> int
     view.say("")
     view.say(demo.summary())
     return 0 if answered and connected else 1
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``icestack demo [--sim NAT_A,NAT_B]``."""
-    parser.description = (
-        "Connect two ICE agents on loopback with the embedded STUN server, or with "
-        "--sim on the simulated network behind the named NATs, in virtual time."
-    )
-    parser.add_argument(
-        "--sim",
-        type=nat_pair,
-        metavar="NAT_A,NAT_B",
-        help=f"run on the simulated network; NAT names: {', '.join(NAT_NAMES)}",
-    )
-    parser.add_argument(
-        "--seed", type=int, help=f"the simulated network's seed (with --sim; default {SIM_SEED})"
-    )
-    parser.add_argument(
-        "--turn",
-        action="store_true",
-        help="connect through a TURN relay: on loopback relay-only through the embedded TURN "
-        "server over TLS; with --sim a TURN server on the WAN for each side",
-    )
-    parser.set_defaults(run=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:

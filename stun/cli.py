@@ -1,12 +1,14 @@
-"""What every ``icestack`` command shares (``icestack serve stun`` is :mod:`stun.serve_cli`).
+"""What the ``icestack`` commands share once they run (``icestack serve stun`` is
+:mod:`stun.serve_cli`; parsing their options needs only :mod:`stun.cli_options`).
 
 The rule of the whole command line: a bad file, option or address never ends in a traceback. It
 ends in one line on stderr, ``icestack: error: …``, saying what is wrong and naming the thing
 (the option, the file, the address), and exit status 2. :class:`stun.cli_messages.CliParser`
 does that for what argparse finds; commands raise :class:`stun.LocalProtocolError` for the
 rest, and the helpers here turn the usual culprits into such messages: certificate and key files
-(:func:`load_server_tls`, :func:`load_client_tls`), listening sockets (:func:`listen_failure`,
-:func:`check_ports_free`) and addresses (:func:`split_host_port`, :func:`server_address`).
+(:func:`load_server_tls`, :func:`load_client_tls`, :func:`stun.files.read_file`), listening
+sockets (:func:`listen_failure`, :func:`check_ports_free`) and addresses (:func:`listen_address`,
+and :mod:`stun.cli_options`' :func:`~stun.cli_options.server_address` while parsing).
 
 ``--workers N`` servers (:func:`run_workers`) share their ports with ``SO_REUSEPORT``, which the
 kernel grants to any process of the same user that asks: so before forking, the parent binds
@@ -26,7 +28,6 @@ import os
 import signal
 import socket
 import ssl
-import stat
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
@@ -35,150 +36,17 @@ from typing import Any, Protocol, cast
 from .address import Address
 from .aio import Listener, Transport
 from .cli_messages import main_error, say, warn
+from .cli_options import split_host_port
 from .errors import LocalProtocolError
+from .files import read_file
 from .limits import StreamLimits
 from .tls import client_context, self_signed_server_context, server_context
 
-# =========================================================================== options
-
-
-def split_host_port(text: str, default_port: int | None) -> tuple[str, int | None]:
-    """Split ``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 literal; raises
-    :class:`argparse.ArgumentTypeError` (an argparse ``type``) for what is none of them."""
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep:
-            raise argparse.ArgumentTypeError(f"unclosed '[' in {text!r}")
-        if rest and not rest.startswith(":"):
-            raise argparse.ArgumentTypeError(f"want [IPv6]:PORT, got {text!r}")
-        colon, port_text = bool(rest), rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-        colon = True
-    else:
-        host, port_text, colon = text, "", False
-    if not host:
-        raise argparse.ArgumentTypeError(f"no host in {text!r}")
-    if colon and not port_text:
-        raise argparse.ArgumentTypeError(f"no port after ':' in {text!r}")
-    if not port_text:
-        return host, default_port
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise argparse.ArgumentTypeError(f"bad port in {text!r}: ports are 0 to 65535")
-    return host, int(port_text)
-
-
-def server_address(text: str, default_port: int) -> tuple[str, int]:
-    """A server to talk to: ``host``, ``host:port`` or ``[v6]:port``, never port 0 (which no
-    server listens on); raises :class:`argparse.ArgumentTypeError`."""
-    host, port = split_host_port(text, default_port)
-    if port == 0:
-        raise argparse.ArgumentTypeError(f"port 0 in {text!r}: a server is never on port 0")
-    assert port is not None
-    return host, port
-
-
-def parse_seconds(text: str) -> float:
-    """An argparse ``type``: a positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
-    return value
-
-
-def bounded_integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
-    """An argparse ``type``: an integer in [minimum, maximum]."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
-            raise argparse.ArgumentTypeError(f"must be {bound}: {text}")
-        return value
-
-    return parse
-
-
-#: An argparse ``type``: a port to listen on, 0 for any free one.
-port_number = bounded_integer(0, 65535)
-
-
-#: The defaults the help texts of the limit options quote.
-_LIMITS = StreamLimits()
-_positive = bounded_integer(1)
-
-
-def add_batch_io_option(option: Callable[..., object]) -> None:
-    """``--no-batch-io``, shared by ``serve stun`` and ``serve turn``."""
-    option(
-        "--no-batch-io",
-        action="store_true",
-        help="read and send UDP one datagram per system call (default on Linux: recvmmsg and "
-        "sendmmsg, many per call)",
-    )
-
-
-def add_limit_options(add: Callable[..., object]) -> None:
-    """The options of ``serve stun`` and ``serve turn`` that bound TCP and TLS connections
-    (:class:`stun.limits.StreamLimits`) and 400/401 answers per source; ``add`` is the
-    parser's ``add_argument`` (or what wraps it). Each defaults to ``None``: unset."""
-    add(
-        "--max-connections",
-        type=_positive,
-        metavar="N",
-        help="TCP and TLS connections at once, TLS handshakes included "
-        f"(default {_LIMITS.max_connections})",
-    )
-    add(
-        "--max-connections-per-source",
-        type=_positive,
-        metavar="N",
-        help="TCP and TLS connections at once from one IPv4 address or IPv6 /64 "
-        f"(default {_LIMITS.max_connections_per_source})",
-    )
-    add(
-        "--max-tls-handshakes",
-        type=_positive,
-        metavar="N",
-        help=f"TLS handshakes pending at once (default {_LIMITS.max_handshakes}, "
-        f"{_LIMITS.max_handshakes_per_source} from one source)",
-    )
-    add(
-        "--tls-handshake-timeout",
-        type=parse_seconds,
-        metavar="SECONDS",
-        help=f"close a TLS connection whose handshake takes longer "
-        f"(default {_LIMITS.handshake_timeout:g})",
-    )
-    add(
-        "--first-message-timeout",
-        type=parse_seconds,
-        metavar="SECONDS",
-        help="close a TCP or TLS connection that sends no complete message this long after "
-        f"it is accepted (after its TLS handshake) (default {_LIMITS.first_message_timeout:g})",
-    )
-    add(
-        "--auth-failure-rate",
-        type=_positive,
-        metavar="N",
-        help="401/400 answers a second per source IP (or IPv6 /64) before dropping (default 2)",
-    )
-    add(
-        "--auth-failure-burst",
-        type=_positive,
-        metavar="N",
-        help="401/400 answers a source may get at once (default 20)",
-    )
+# =========================================================================== options, once parsed
 
 
 def stream_limits(args: argparse.Namespace, *, streams: bool, tls: bool) -> StreamLimits:
-    """The :class:`StreamLimits` of :func:`add_limit_options`' options; raises
+    """The :class:`StreamLimits` of :func:`stun.cli_options.add_limit_options`' options; raises
     :class:`LocalProtocolError` for one that would have no effect (no TCP or TLS listener, or
     a TLS option without TLS)."""
     given = {
@@ -210,14 +78,6 @@ def failure_limits(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in given.items() if value is not None}
 
 
-def parse_user(text: str) -> tuple[str, str]:
-    """An argparse ``type``: ``NAME:PASSWORD``."""
-    name, sep, password = text.partition(":")
-    if not sep or not name or not password:
-        raise argparse.ArgumentTypeError(f"--user wants NAME:PASSWORD, got {text!r}")
-    return name, password
-
-
 def user_passwords(users: Iterable[tuple[str, str]] | None) -> dict[str, str]:
     """``--user NAME:PASSWORD`` options as a table; a name given twice is refused, not settled
     by the last one silently (the passwords are not repeated in the message)."""
@@ -231,59 +91,7 @@ def user_passwords(users: Iterable[tuple[str, str]] | None) -> dict[str, str]:
     return table
 
 
-# =========================================================================== files
-
-
-def file_problem(error: OSError) -> str:
-    """What is wrong with a file, in a few words."""
-    if isinstance(error, FileNotFoundError):
-        return "no such file"
-    if isinstance(error, IsADirectoryError):
-        return "that is a folder, not a file"
-    if isinstance(error, PermissionError):
-        return "cannot read it (permission denied)"
-    return error.strerror or str(error)
-
-
-#: The largest file an option may name: a certificate chain, a key, a CA bundle or a
-#: turnserver.conf is far smaller, and reading ``/dev/zero`` must not fill memory.
-MAX_FILE_SIZE = 1024 * 1024
-
-_NOT_REGULAR = (
-    (stat.S_ISDIR, "that is a folder, not a file"),
-    (stat.S_ISFIFO, "that is a FIFO (named pipe), not a regular file"),
-    (stat.S_ISSOCK, "that is a socket, not a regular file"),
-    (stat.S_ISCHR, "that is a device, not a regular file"),
-    (stat.S_ISBLK, "that is a device, not a regular file"),
-)
-
-
-def read_file(path: Path, what: str, *, limit: int = MAX_FILE_SIZE) -> bytes:
-    """The bytes of ``path``, a regular file of at most ``limit`` bytes; raises
-    :class:`LocalProtocolError` naming ``what`` (the option) and the file when it cannot be read,
-    is a FIFO, device, socket or folder (opened without waiting for a FIFO's writer), or is
-    larger."""
-
-    def problem(text: str) -> LocalProtocolError:
-        return LocalProtocolError(f"{what} {path}: {text}")
-
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise problem(file_problem(exc)) from None
-    mode = os.fstat(descriptor).st_mode
-    for test, text in _NOT_REGULAR:
-        if test(mode):
-            os.close(descriptor)
-            raise problem(text)
-    with os.fdopen(descriptor, "rb") as file:
-        try:
-            data = file.read(limit + 1)
-        except OSError as exc:
-            raise problem(file_problem(exc)) from None
-    if len(data) > limit:
-        raise problem(f"larger than {limit / 2**20:g} MiB, more than any such file needs")
-    return data
+# =========================================================================== TLS files
 
 
 def _check_pem(path: Path, what: str, marker: bytes, kind: str) -> bytes:

@@ -32,6 +32,9 @@ class PublicServer:
         return f"{self.host}:{self.port}"
 
 
+#: The server ``icestack stun``, ``nat`` and ``ice`` ask when given none: the first of the list.
+DEFAULT_PUBLIC_SERVER = "stun.l.google.com:19302"
+
 PUBLIC_SERVERS: tuple[PublicServer, ...] = (
     PublicServer(
         name="google",

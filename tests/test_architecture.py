@@ -25,6 +25,7 @@ IO_MODULES = {
     "stun/ports.py",
     "stun/metrics_http.py",
     "stun/cli.py",
+    "stun/files.py",
     "stun/cli_messages.py",
     "stun/tls.py",
     "stun/probe.py",

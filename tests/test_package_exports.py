@@ -1,5 +1,6 @@
-"""The public names of ``stun`` and ``ice`` load at first use (:mod:`stun.lazy_exports`): each
-name of ``__all__`` is where the package's table says, and is the object its module defines."""
+"""The public names of ``stun``, ``turn``, ``turn.server`` and ``ice`` load at first use
+(:mod:`stun.lazy_exports`): each name of ``__all__`` is where the package's table says, and is the
+object its module defines."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import pytest
 
 import ice
 import stun
+import turn
+import turn.server
 
-PACKAGES = [stun, ice]
+PACKAGES = [stun, turn, turn.server, ice]
 
 
 def _table(package: ModuleType) -> dict[str, str]:
@@ -52,3 +55,18 @@ def test_importing_the_package_builds_nothing_until_used(package: str) -> None:
     )
     expected = sorted({package, "stun", "stun.lazy_exports"})
     assert result.stdout.splitlines() == [str(expected), "True"]
+
+
+def test_importing_turn_registers_its_attributes_and_builds_no_client_or_server() -> None:
+    """``import turn`` loads :mod:`turn.attributes` (which registers them with stun's codec) and
+    what it stands on, but no client, server or asyncio: a command's options import
+    :mod:`turn.uri` without them."""
+    probe = (
+        "import sys, turn.uri\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('turn', 'asyncio', 'ssl')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = result.stdout.splitlines()
+    assert loaded == [str(["turn", "turn.attributes", "turn.errors", "turn.transport", "turn.uri"])]

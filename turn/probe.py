@@ -40,12 +40,11 @@ import sys
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from stun import Address, AddressFamily, ErrorResponse, StunError
 from stun.aio import Transport
-from stun.cli import load_client_tls, parse_seconds
+from stun.cli import load_client_tls
 from stun.cli_messages import format_table
 from stun.client import Authentication, ClientConfig
 from stun.errors import LocalProtocolError
@@ -58,18 +57,15 @@ from .attributes import TransportProtocol
 from .client import TurnClientConfig
 from .errors import DecodeError, TurnError
 from .explain import LONG_TERM, REST_API, Situation, explain_turn
+from .probe_options import DEFAULT_TIMEOUT, DEFAULT_TTL
 from .rest_api import rest_api_password, rest_api_username
 from .server.policy import unreachable
 from .uri import ServerUri, UriScheme, parse_uri
 
 #: Round trips through the relay.
 ROUNDS = 3
-#: Seconds each step may take unless ``--timeout`` says otherwise.
-DEFAULT_TIMEOUT = 10.0
 #: Seconds a step's own bound waits beyond ``--timeout`` for the machines' timeouts to speak.
 _MARGIN = 0.5
-#: How long TURN REST API credentials made from ``--secret`` are valid, unless ``--ttl``.
-DEFAULT_TTL = 3600.0
 _ALGORITHM_NAMES = {PasswordAlgorithmId.MD5: "MD5", PasswordAlgorithmId.SHA256: "SHA-256"}
 T = TypeVar("T")
 
@@ -535,52 +531,6 @@ async def _probe(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``icestack turn``: probe a TURN server."""
-    parser.description = (
-        "Allocate twice on a TURN server, relay datagrams between the two allocations "
-        "through it, and report the relayed and mapped addresses, the lifetime, the RTT "
-        "through the relay and the credential mechanisms; a failure is named by its step "
-        "and said in words."
-    )
-    parser.add_argument(
-        "uri",
-        metavar="URI",
-        help="turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT] (RFC 7065); a bare "
-        "HOST[:PORT] is turn: over UDP",
-    )
-    parser.add_argument("--user", help="long-term credential username (with --secret: the user)")
-    parser.add_argument("--password", help="long-term credential password")
-    parser.add_argument(
-        "--secret",
-        help="TURN REST API shared secret (coturn's static-auth-secret): the probe makes "
-        "time-limited credentials from it",
-    )
-    parser.add_argument(
-        "--ttl",
-        type=parse_seconds,
-        metavar="SECONDS",
-        help=f"how long credentials made from --secret are valid (default {DEFAULT_TTL:g})",
-    )
-    parser.add_argument("--cafile", type=Path, help="trust this CA file for turns:")
-    parser.add_argument(
-        "--insecure", action="store_true", help="do not verify the TLS certificate (diagnostics)"
-    )
-    family = parser.add_mutually_exclusive_group()
-    family.add_argument("-6", dest="ipv6", action="store_true", help="use IPv6")
-    family.add_argument("-4", dest="ipv4", action="store_true", help="use IPv4")
-    parser.add_argument(
-        "--relay-family",
-        choices=("ipv4", "ipv6"),
-        default="ipv4",
-        help="the family of the relayed addresses to ask for (REQUESTED-ADDRESS-FAMILY; "
-        "default ipv4, what a server grants when not asked)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=parse_seconds,
-        metavar="SECONDS",
-        help=f"how long each step may take (default {DEFAULT_TIMEOUT:g})",
-    )
-    parser.add_argument("--json", action="store_true", help="print a JSON object (docs/cli.md)")
-    parser.set_defaults(run=lambda args: asyncio.run(_probe(args)))
+def run_probe(args: argparse.Namespace) -> int:
+    """``icestack turn``, its options parsed (:mod:`turn.probe_options`)."""
+    return asyncio.run(_probe(args))

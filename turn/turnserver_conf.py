@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stun import Address, LocalProtocolError
-from stun.cli import read_file
+from stun.files import read_file
 
 #: The port coturn serves Prometheus metrics on (``--prometheus``).
 COTURN_PROMETHEUS_PORT = 9641

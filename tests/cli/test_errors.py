@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from stun.cli import MAX_FILE_SIZE
+from stun.files import MAX_FILE_SIZE
 from stun.tls import CertificateFiles, make_self_signed
 from tests.cli.test_cli import ICESTACK, RUN_TIMEOUT, Running, icestack
 from tests.net.loopback import closed_port

@@ -23,7 +23,8 @@ import pytest
 
 from ice import Candidate, DecodeError, IceDescription
 from ice.commands import SIGNAL_PREFIX, SignalingLine
-from ice.demo import NAT_NAMES, NO_DIRECT_PATH
+from ice.demo import NO_DIRECT_PATH
+from ice.demo_options import NAT_NAMES
 from ice.narration import ECHO_COUNT, LiveView
 from ice.netsim import NatBehavior
 from ice.scenarios import two_agents_behind_nats

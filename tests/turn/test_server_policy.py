@@ -12,7 +12,8 @@ import pytest
 
 from stun import AddressFamily, LocalProtocolError, make_address
 from turn import RequestedAddressFamily
-from turn.cli import add_arguments, build_plan
+from turn.cli import build_plan
+from turn.serve_options import add_arguments
 from turn.server import PeerPolicy
 from turn.server.embedded import carried_ipv4, nat64_embedded
 

@@ -38,7 +38,8 @@ from turn import (
     TransportProtocol,
     XorPeerAddress,
 )
-from turn.cli import add_arguments, build_plan
+from turn.cli import build_plan
+from turn.serve_options import add_arguments
 from turn.server import (
     AllocationDeleted,
     ClientTransport,

@@ -7,38 +7,103 @@ The asyncio ``turn.TurnServer`` owns the sockets; relayed addresses come to the 
 TCP listening on them through :class:`TcpListeners`.
 """
 
-from stun.limits import SourceRateLimiter, TokenBucket, source_key
+from typing import TYPE_CHECKING
 
-from ..rest_api import rest_api_expiry, rest_api_password, rest_api_username
-from ..transport import ClientTransport
-from .allocation import Allocation, ChannelBinding, FiveTuple
-from .config import TurnServerConfig
-from .connections import (
-    ClosePeerConnection,
-    ConnectionState,
-    ConnectionTable,
-    OpenPeerConnection,
-    PeerConnection,
-    SpliceConnection,
-    TcpCommand,
-    TcpListeners,
-)
-from .core import TurnServerCore
-from .credentials import RestApiUsers
-from .events import (
-    AllocationCreated,
-    AllocationDeleted,
-    ChannelGranted,
-    DeletionReason,
-    PermissionGranted,
-    RequestRefused,
-    TurnServerEvent,
-)
-from .policy import PeerPolicy
-from .relays import DYNAMIC_PORTS, PortRangeAllocator, RelayAllocator
-from .special_purpose import DOCUMENTATION_RANGES, SPECIAL_RANGES, Reach, SpecialRange
-from .stats import Outcome, TurnServerStats
-from .table import AllocationTable
+from stun.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from stun.limits import SourceRateLimiter, TokenBucket, source_key
+
+    from ..rest_api import rest_api_expiry, rest_api_password, rest_api_username
+    from ..transport import ClientTransport
+    from .allocation import Allocation, ChannelBinding, FiveTuple
+    from .config import TurnServerConfig
+    from .connections import (
+        ClosePeerConnection,
+        ConnectionState,
+        ConnectionTable,
+        OpenPeerConnection,
+        PeerConnection,
+        SpliceConnection,
+        TcpCommand,
+        TcpListeners,
+    )
+    from .core import TurnServerCore
+    from .credentials import RestApiUsers
+    from .events import (
+        AllocationCreated,
+        AllocationDeleted,
+        ChannelGranted,
+        DeletionReason,
+        PermissionGranted,
+        RequestRefused,
+        TurnServerEvent,
+    )
+    from .policy import PeerPolicy
+    from .relays import DYNAMIC_PORTS, PortRangeAllocator, RelayAllocator
+    from .special_purpose import DOCUMENTATION_RANGES, SPECIAL_RANGES, Reach, SpecialRange
+    from .stats import Outcome, TurnServerStats
+    from .table import AllocationTable
+
+#: Where each public name lives: imported from there at first use (:mod:`stun.lazy_exports`),
+#: so that one module of the core (``turn.server.relays``) does not load all of it.
+_EXPORTS = {
+    "stun.limits": (
+        "SourceRateLimiter",
+        "TokenBucket",
+        "source_key",
+    ),
+    "..rest_api": (
+        "rest_api_expiry",
+        "rest_api_password",
+        "rest_api_username",
+    ),
+    "..transport": ("ClientTransport",),
+    ".allocation": (
+        "Allocation",
+        "ChannelBinding",
+        "FiveTuple",
+    ),
+    ".config": ("TurnServerConfig",),
+    ".connections": (
+        "ClosePeerConnection",
+        "ConnectionState",
+        "ConnectionTable",
+        "OpenPeerConnection",
+        "PeerConnection",
+        "SpliceConnection",
+        "TcpCommand",
+        "TcpListeners",
+    ),
+    ".core": ("TurnServerCore",),
+    ".credentials": ("RestApiUsers",),
+    ".events": (
+        "AllocationCreated",
+        "AllocationDeleted",
+        "ChannelGranted",
+        "DeletionReason",
+        "PermissionGranted",
+        "RequestRefused",
+        "TurnServerEvent",
+    ),
+    ".policy": ("PeerPolicy",),
+    ".relays": (
+        "DYNAMIC_PORTS",
+        "PortRangeAllocator",
+        "RelayAllocator",
+    ),
+    ".special_purpose": (
+        "DOCUMENTATION_RANGES",
+        "SPECIAL_RANGES",
+        "Reach",
+        "SpecialRange",
+    ),
+    ".stats": ("Outcome", "TurnServerStats"),
+    ".table": ("AllocationTable",),
+}
+
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "DOCUMENTATION_RANGES",

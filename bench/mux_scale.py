@@ -12,7 +12,8 @@ time, clients connecting ``--batch`` at a time), the server's CPU per session co
 server's CPU per consent check while every session holds consent for ``--consent`` seconds (the
 clients check every ~5 s, RFC 7675; the checks counted are those the clients saw answered), the
 sessions that lost their path, and the server's resident memory per established session (RSS
-growth from before the sessions to all connected). The clients run in a child process
+growth from before the sessions to all connected; each server and N runs in a process of its
+own, so that no run reuses the heap another one freed). The clients run in a child process
 (``--client``), speaking JSON lines on stdin/stdout; every wait is bounded. By default they are
 :mod:`bench.lean_client` sessions (a socket and a few fields each, so that one process drives
 10,000); ``--clients full`` uses icestack ``Connection`` s (full ICE, a socket and an agent each).
@@ -242,10 +243,22 @@ def main() -> None:
     if args.client:
         asyncio.run(client_main(args.clients))
         return
-    print(f"# pid {os.getpid()}, python {sys.version.split()[0]}; 2-core machine shared: noisy")
-    for sessions in (int(n) for n in args.sessions.split(",")):
-        for server in args.servers.split(","):
-            asyncio.run(measure(server, sessions, args.consent, args.batch, args.clients))
+    servers = args.servers.split(",")
+    unknown = set(servers) - {*ICESTACK_SERVERS, "aioice"}
+    if unknown:
+        parser.error(f"--servers: no server named {', '.join(sorted(unknown))}")
+    runs = [(server, int(n)) for n in args.sessions.split(",") for server in servers]
+    if len(runs) == 1:
+        print(f"# pid {os.getpid()}, python {sys.version.split()[0]}; 2-core machine: noisy")
+        asyncio.run(measure(*runs[0], args.consent, args.batch, args.clients))
+        return
+    # Each in a process of its own: one run's freed heap would make the next one's RSS growth
+    # look small.
+    for server, sessions in runs:
+        options = ["--consent", str(args.consent), "--batch", str(args.batch)]
+        command = [sys.executable, "-m", "bench.mux_scale", "--sessions", str(sessions)]
+        command += ["--servers", server, "--clients", args.clients, *options]
+        subprocess.run(command, check=True, timeout=4 * PHASE_TIMEOUT)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,11 @@ class CommandParser(CliParser):
     """A command's parser whose options its module adds the first time it parses (or prints its
     help): ``icestack --help``, or a mistyped command, imports none of the commands' modules,
     which would cost far more than the parsing itself. ``module=None``: nothing to add (a
-    parser of subcommands, or one that its module built itself)."""
+    parser of subcommands, or one that its module built itself).
+
+    A command refuses what it does not know itself, naming itself and its own help (``icestack
+    nat: error: unrecognized arguments: --bogus; see icestack nat --help``), rather than handing
+    it back for ``icestack`` to refuse as if it were the top level's."""
 
     def __init__(self, *args: Any, module: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -90,7 +94,10 @@ class CommandParser(CliParser):
         if self._module is not None:
             module, self._module = self._module, None
             importlib.import_module(module).add_arguments(self)
-        return super().parse_known_args(args, namespace)
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self._subparsers is None and not self._intermixing:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def _add_commands(

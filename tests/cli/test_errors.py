@@ -282,6 +282,26 @@ def test_bad_options(args: list[str], names: list[str]) -> None:
     check_error(icestack(*args), *names)
 
 
+@pytest.mark.parametrize(
+    ("args", "prog"),
+    [
+        (["stun", "127.0.0.1:9"], "icestack stun"),
+        (["nat"], "icestack nat"),
+        (["turn", "turn:127.0.0.1"], "icestack turn"),
+        (["demo"], "icestack demo"),
+        (["ice", "offer"], "icestack ice offer"),
+        (["serve", "stun"], "icestack serve stun"),
+        (["serve", "turn"], "icestack serve turn"),
+    ],
+)
+def test_an_unknown_option_is_refused_by_its_command(args: list[str], prog: str) -> None:
+    """Named by the command it was given to, with that command's help to read."""
+    check_error(
+        icestack(*args, "--bogus"),
+        f"{prog}: error: unrecognized arguments: --bogus; see {prog} --help",
+    )
+
+
 # --------------------------------------------------------------------------- workers and ports
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from stun.cli_options import parse_seconds as seconds
 from stun.cli_options import server_address
+from stun.lazy_exports import run_later
 from stun.public_servers import DEFAULT_PUBLIC_SERVER
 from turn.errors import DecodeError as UriDecodeError
 from turn.uri import ServerUri, parse_uri
@@ -137,10 +138,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             metavar="N",
             help=f"echo round trips to measure (default {PATH_ECHO_COUNT})",
         )
-        sub.set_defaults(run=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from .commands import run_ice  # the agent and its sockets, once the test runs
-
-    return run_ice(args)
+        sub.set_defaults(run=run_later("ice.commands", "run_ice"))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from stun.lazy_exports import run_later
+
 from .errors import LocalProtocolError
 from .netsim_values import NatBehavior
 
@@ -52,10 +54,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="connect through a TURN relay: on loopback relay-only through the embedded TURN "
         "server over TLS; with --sim a TURN server on the WAN for each side",
     )
-    parser.set_defaults(run=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from .demo import run_demo  # the agents, the servers and the simulated network, once it runs
-
-    return run_demo(args)
+    parser.set_defaults(run=run_later("ice.demo", "run_demo"))

@@ -6,10 +6,14 @@ server before anything runs; ``icestack --help`` paid about half a second for th
 lists where each of its names lives, and ``stun.Message`` or ``from stun import Message`` imports
 :mod:`stun.message` then, once: the name is kept on the package afterwards. Type checkers read
 the package's imports under ``TYPE_CHECKING`` instead.
+
+A command of the command line is loaded the same way (:func:`run_later`): its options module
+names the function that runs it, imported only when it runs.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from collections.abc import Callable, Mapping
@@ -34,3 +38,15 @@ def lazy_exports(
         return sorted({*vars(sys.modules[package]), *home})
 
     return __getattr__, __dir__
+
+
+def run_later(module: str, function: str, *bound: object) -> Callable[[argparse.Namespace], int]:
+    """A command's ``run`` (``parser.set_defaults(run=...)``): ``function(*bound, args)`` of
+    ``module``, imported only when the command runs — the command and the stack it runs on,
+    which its ``--help`` and a mistaken option never load."""
+
+    def run(args: argparse.Namespace) -> int:
+        command: Callable[..., int] = getattr(importlib.import_module(module), function)
+        return command(*bound, args)
+
+    return run

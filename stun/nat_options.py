@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from .cli_options import parse_seconds
+from .lazy_exports import run_later
 from .public_servers import DEFAULT_PUBLIC_SERVER
 
 
@@ -54,10 +55,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     family = parser.add_mutually_exclusive_group()
     family.add_argument("-6", dest="ipv6", action="store_true", help="use IPv6")
     family.add_argument("-4", dest="ipv4", action="store_true", help="use IPv4")
-    parser.set_defaults(run=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from .nat_cli import run_nat  # the discovery and its sockets, once the command runs
-
-    return run_nat(args)
+    parser.set_defaults(run=run_later("stun.nat_cli", "run_nat"))

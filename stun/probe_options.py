@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from .cli_options import parse_seconds
+from .lazy_exports import run_later
 from .public_servers import DEFAULT_PUBLIC_SERVER
 
 
@@ -48,10 +49,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "TLS it bounds connecting too",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object (docs/cli.md)")
-    parser.set_defaults(run=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from .probe import run_probe  # the client stack, once the command runs
-
-    return run_probe(args)
+    parser.set_defaults(run=run_later("stun.probe", "run_probe"))

@@ -8,6 +8,7 @@ import argparse
 
 from ._version import __version__
 from .cli_options import add_batch_io_option, add_limit_options, parse_user, port_number
+from .lazy_exports import run_later
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,10 +72,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_batch_io_option(parser.add_argument)
     add_limit_options(parser.add_argument)
-    parser.set_defaults(run=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from .serve_cli import run_serve  # the server and its sockets, once the command runs
-
-    return run_serve(args)
+    parser.set_defaults(run=run_later("stun.serve_cli", "run_serve"))

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from stun.cli_options import parse_seconds
+from stun.lazy_exports import run_later
 
 #: Seconds each step may take unless ``--timeout`` says otherwise.
 DEFAULT_TIMEOUT = 10.0
@@ -64,10 +65,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"how long each step may take (default {DEFAULT_TIMEOUT:g})",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object (docs/cli.md)")
-    parser.set_defaults(run=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from .probe import run_probe  # the TURN client and its sockets, once the command runs
-
-    return run_probe(args)
+    parser.set_defaults(run=run_later("turn.probe", "run_probe"))

@@ -7,7 +7,6 @@ runs. Every option defaults to ``None``, so that a ``--config`` file
 from __future__ import annotations
 
 import argparse
-import functools
 from pathlib import Path
 
 from stun.cli_options import (
@@ -18,6 +17,7 @@ from stun.cli_options import (
     parse_user,
     port_number,
 )
+from stun.lazy_exports import run_later
 
 from .server.relays import DYNAMIC_PORTS
 from .turnserver_conf import OptionNames
@@ -210,10 +210,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "follow coturn's; --config reads them from a file."
     )
     options = _add_options(parser)
-    parser.set_defaults(run=functools.partial(_run, parser, options))
-
-
-def _run(parser: argparse.ArgumentParser, options: OptionNames, args: argparse.Namespace) -> int:
-    from .cli import run_serve  # the server and its sockets, once the command runs
-
-    return run_serve(parser, options, args)
+    parser.set_defaults(run=run_later("turn.cli", "run_serve", parser, options))

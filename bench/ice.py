@@ -61,7 +61,7 @@ import statistics
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import aioice
 import aioice.ice
@@ -74,14 +74,6 @@ from . import exchange_floor
 
 LOOPBACK = "127.0.0.1"
 PAYLOAD = b"\x80" + bytes(999)
-
-
-class _Session(Protocol):
-    async def gather_candidates(self) -> None: ...
-    async def connect(self) -> None: ...
-    async def send(self, data: bytes) -> None: ...
-    async def recv(self) -> bytes: ...
-    async def close(self) -> None: ...
 
 
 def ours(controlling: bool, pacing: float = 0.050, **options: Any) -> ice.Connection:

@@ -103,11 +103,11 @@ class SharedTimers:
         (``None``: nothing). Given the loop's ``now``, a deadline :data:`LAZY_AFTER` or more
         ahead may fire up to :data:`LAZY_SLACK` late (module docstring)."""
         entry = owner._timer_entry
-        first = False
+        was_first = False
         if entry is not None:
             heap = self._lazy if entry[4] else self._heap
-            first = entry is heap[0]
-            if deadline is not None and deadline >= entry[0] and not first:
+            was_first = entry is heap[0]
+            if deadline is not None and deadline >= entry[0] and not was_first:
                 entry[3] = deadline  # later: moved there when it comes up (module docstring)
                 return
             entry[2] = None  # stale from now on, and no longer holding the owner
@@ -128,7 +128,7 @@ class SharedTimers:
                 wake = deadline
         if len(self._heap) + len(self._lazy) > 2 * self._live + 64:
             self._sweep()
-        elif not first:
+        elif not was_first:
             armed = self._armed_at
             if wake is None or (armed is not None and wake >= armed):
                 return  # the armed wake-up is still the earliest one (the usual case)
@@ -136,10 +136,8 @@ class SharedTimers:
 
     def _sweep(self) -> None:
         """Drop the stale entries: they outnumber the live ones."""
-        for name in ("_heap", "_lazy"):
-            heap = [entry for entry in getattr(self, name) if entry[2] is not None]
-            heapq.heapify(heap)
-            setattr(self, name, heap)
+        self._heap = _live_only(self._heap)
+        self._lazy = _live_only(self._lazy)
 
     def _entry(self, owner: TimerOwner, deadline: float, lazy: bool) -> TimerEntry:
         """A new entry of ``owner`` for ``deadline``, now its current one."""
@@ -222,6 +220,13 @@ class SharedTimers:
         finally:
             flush_pending()
         self._arm()
+
+
+def _live_only(heap: list[TimerEntry]) -> list[TimerEntry]:
+    """``heap`` without its stale entries, a heap again."""
+    live = [entry for entry in heap if entry[2] is not None]
+    heapq.heapify(live)
+    return live
 
 
 _BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedTimers]
